@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Per-source token buckets, shared by all CPUs without locks or lost updates. */
+#ifndef FG_LIB_BUCKET_H
+#define FG_LIB_BUCKET_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "../floodgate.h"
+
+#ifndef READ_ONCE
+#define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
+#endif
+
+/*
+ * The bucket is GCRA (the generic cell rate algorithm), which is a token bucket
+ * kept as one number: the theoretical arrival time (TAT) of the next packet.
+ * A bucket of rate r and burst b has interval T = 1/r and tolerance
+ * tau = (b - 1) * T; a packet at time now is admitted when
+ * max(TAT, now) - now <= tau, and then TAT becomes max(TAT, now) + T. An idle
+ * bucket (TAT <= now) holds b tokens; each admission takes one; time refills
+ * them at r. Keeping the whole state in one u64 is what makes it safe on many
+ * CPUs at once:
+ *
+ * - A drop writes nothing, so a flood that is over its limit only reads the
+ *   shared cache line.
+ * - An admission commits with a 64-bit compare-and-swap. Plain read-modify-
+ *   write loses updates when two CPUs hit one bucket (both admit on the same
+ *   token), and per-CPU buckets admit N_CPUs times the rate; a failed CAS means
+ *   another CPU committed, so we re-read and decide again.
+ * - After FG_CAS_RETRIES failed attempts (each one another CPU's success) we
+ *   fall back to an atomic add of T, undone if the bucket turns out to be
+ *   empty. Adds commute, so no admission is ever lost. The one inexactness is
+ *   a fallback on an idle bucket (TAT < now): it charges T to the stale TAT
+ *   instead of to now, which can admit one extra packet. Worst case: one packet
+ *   above the configured burst per fallback, and none at all while the source
+ *   is over its limit (then TAT >= now and the add is exact).
+ */
+static __always_inline int fg_bucket_admit(__u64 *tat_p, __u64 now, __u64 interval, __u64 tau)
+{
+	__u64 tat, base, old;
+	int i;
+
+	for (i = 0; i < FG_CAS_RETRIES; i++) {
+		tat = READ_ONCE(*tat_p);
+		base = tat > now ? tat : now;
+		if (base - now > tau)
+			return 0;
+		if (__sync_val_compare_and_swap(tat_p, tat, base + interval) == tat)
+			return 1;
+	}
+	old = __sync_fetch_and_add(tat_p, interval);
+	if (old > now && old - now > tau) {
+		__sync_fetch_and_sub(tat_p, interval);
+		return 0;
+	}
+	return 1;
+}
+
+#endif /* FG_LIB_BUCKET_H */

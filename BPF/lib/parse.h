@@ -1,0 +1,250 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Header parsing and classification: Ethernet, VLAN, IPv4, IPv6, L4. */
+#ifndef FG_LIB_PARSE_H
+#define FG_LIB_PARSE_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/udp.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "../floodgate.h"
+
+#ifndef ETH_P_8021AD
+#define ETH_P_8021AD 0x88A8
+#endif
+#define FG_IP_MF 0x2000
+#define FG_IP_OFFSET 0x1FFF
+
+enum fg_parse_status {
+	FG_PARSE_OK,
+	FG_PARSE_NON_IP,    /* ARP, LLDP, ...: no source address to limit */
+	FG_PARSE_MALFORMED, /* truncated or invalid header */
+};
+
+struct fg_packet {
+	struct fg_addr src;
+	__u32 traffic_class;
+	__u32 icmp_essential; /* ICMPv6 neighbour discovery: never limited */
+};
+
+struct vlan_tag {
+	__be16 tci;
+	__be16 proto;
+};
+
+static __always_inline int fg_is_sip_port(const struct fg_settings *s, __be16 port)
+{
+	/* Unused slots are 0 and port 0 is never a SIP port. */
+	if (port == 0)
+		return 0;
+	return port == s->sip_ports[0] || port == s->sip_ports[1] || port == s->sip_ports[2] ||
+	       port == s->sip_ports[3];
+}
+
+static __always_inline __u32 fg_class_for_port(const struct fg_settings *s, __u8 proto, __be16 dport)
+{
+	__u16 port = bpf_ntohs(dport);
+
+	if (fg_is_sip_port(s, dport))
+		return FG_CLASS_SIP;
+	if (proto == IPPROTO_UDP && port >= s->rtp_port_min && port <= s->rtp_port_max && s->rtp_port_max)
+		return FG_CLASS_RTP;
+	return FG_CLASS_OTHER;
+}
+
+/*
+ * The layer-4 header at l4 decides the class. For class purposes only the
+ * destination port matters, but a truncated UDP/TCP/ICMP header is malformed:
+ * the kernel would drop it too, and we must not guess its class.
+ */
+static __always_inline int fg_parse_l4(void *l4, void *data_end, __u8 proto, const struct fg_settings *s,
+				       struct fg_packet *pkt)
+{
+	switch (proto) {
+	case IPPROTO_UDP: {
+		struct udphdr *udp = l4;
+
+		if ((void *)(udp + 1) > data_end)
+			return FG_PARSE_MALFORMED;
+		pkt->traffic_class = fg_class_for_port(s, proto, udp->dest);
+		return FG_PARSE_OK;
+	}
+	case IPPROTO_TCP: {
+		struct tcphdr *tcp = l4;
+
+		if ((void *)(tcp + 1) > data_end || tcp->doff < 5)
+			return FG_PARSE_MALFORMED;
+		pkt->traffic_class = fg_class_for_port(s, proto, tcp->dest);
+		return FG_PARSE_OK;
+	}
+	case IPPROTO_ICMP: {
+		/* type, code, checksum and 4 bytes of rest-of-header. */
+		if (l4 + 8 > data_end)
+			return FG_PARSE_MALFORMED;
+		pkt->traffic_class = FG_CLASS_ICMP;
+		return FG_PARSE_OK;
+	}
+	case IPPROTO_ICMPV6: {
+		__u8 *type = l4;
+
+		if (l4 + 4 > data_end)
+			return FG_PARSE_MALFORMED;
+		pkt->traffic_class = FG_CLASS_ICMP;
+		/* RS, RA, NS, NA, redirect: IPv6 stops working without them. */
+		pkt->icmp_essential = *type >= 133 && *type <= 137;
+		return FG_PARSE_OK;
+	}
+	default:
+		pkt->traffic_class = FG_CLASS_OTHER;
+		return FG_PARSE_OK;
+	}
+}
+
+static __always_inline int fg_parse_ipv4(void *l3, void *data_end, const struct fg_settings *s,
+					 struct fg_packet *pkt)
+{
+	struct iphdr *ip = l3;
+	__u32 hlen;
+
+	if ((void *)(ip + 1) > data_end)
+		return FG_PARSE_MALFORMED;
+	if (ip->version != 4 || ip->ihl < 5)
+		return FG_PARSE_MALFORMED;
+	hlen = ip->ihl * 4;
+	if (l3 + hlen > data_end)
+		return FG_PARSE_MALFORMED;
+
+	pkt->src.words[0] = 0;
+	pkt->src.words[1] = 0;
+	pkt->src.words[2] = bpf_htonl(0x0000ffff);
+	pkt->src.words[3] = ip->saddr;
+
+	/* Non-first fragments carry no layer-4 header. */
+	if (ip->frag_off & bpf_htons(FG_IP_OFFSET)) {
+		pkt->traffic_class = FG_CLASS_FRAGMENT;
+		return FG_PARSE_OK;
+	}
+	return fg_parse_l4(l3 + hlen, data_end, ip->protocol, s, pkt);
+}
+
+struct fg_ipv6_opt {
+	__u8 nexthdr;
+	__u8 hdrlen;
+};
+
+struct fg_ipv6_frag {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off; /* offset << 3 | M flag */
+	__be32 id;
+};
+
+static __always_inline int fg_parse_ipv6(void *l3, void *data_end, const struct fg_settings *s,
+					 struct fg_packet *pkt)
+{
+	struct ipv6hdr *ip6 = l3;
+	void *cur;
+	__u8 next;
+	int i;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return FG_PARSE_MALFORMED;
+	if (ip6->version != 6)
+		return FG_PARSE_MALFORMED;
+	__builtin_memcpy(&pkt->src, &ip6->saddr, sizeof(pkt->src));
+
+	next = ip6->nexthdr;
+	cur = ip6 + 1;
+	for (i = 0; i < FG_IPV6_MAX_EXT; i++) {
+		switch (next) {
+		case IPPROTO_HOPOPTS:
+		case IPPROTO_ROUTING:
+		case IPPROTO_DSTOPTS:
+		case IPPROTO_MH: {
+			struct fg_ipv6_opt *opt = cur;
+
+			if ((void *)(opt + 1) > data_end)
+				return FG_PARSE_MALFORMED;
+			next = opt->nexthdr;
+			cur += (opt->hdrlen + 1) * 8;
+			break;
+		}
+		case IPPROTO_AH: {
+			struct fg_ipv6_opt *opt = cur;
+
+			if ((void *)(opt + 1) > data_end)
+				return FG_PARSE_MALFORMED;
+			next = opt->nexthdr;
+			cur += (opt->hdrlen + 2) * 4;
+			break;
+		}
+		case IPPROTO_FRAGMENT: {
+			struct fg_ipv6_frag *frag = cur;
+
+			if ((void *)(frag + 1) > data_end)
+				return FG_PARSE_MALFORMED;
+			/* Non-first fragments carry no layer-4 header. */
+			if (frag->frag_off & bpf_htons(0xFFF8)) {
+				pkt->traffic_class = FG_CLASS_FRAGMENT;
+				return FG_PARSE_OK;
+			}
+			next = frag->nexthdr;
+			cur = frag + 1;
+			break;
+		}
+		default:
+			/* Upper-layer header, ESP or no-next-header. */
+			return fg_parse_l4(cur, data_end, next, s, pkt);
+		}
+	}
+	/* A chain longer than any real stack sends: treat it as malformed. */
+	return FG_PARSE_MALFORMED;
+}
+
+/*
+ * Classify the frame and extract its source. Up to two VLAN tags (802.1Q and
+ * 802.1ad, in either order) are skipped.
+ */
+static __always_inline int fg_parse(struct xdp_md *ctx, const struct fg_settings *s, struct fg_packet *pkt)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	void *cur;
+	__be16 proto;
+	int i;
+
+	pkt->traffic_class = FG_CLASS_OTHER;
+	pkt->icmp_essential = 0;
+	if ((void *)(eth + 1) > data_end)
+		return FG_PARSE_MALFORMED;
+	proto = eth->h_proto;
+	cur = eth + 1;
+
+#pragma unroll
+	for (i = 0; i < 2; i++) {
+		struct vlan_tag *tag = cur;
+
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
+		if ((void *)(tag + 1) > data_end)
+			return FG_PARSE_MALFORMED;
+		proto = tag->proto;
+		cur = tag + 1;
+	}
+
+	if (proto == bpf_htons(ETH_P_IP))
+		return fg_parse_ipv4(cur, data_end, s, pkt);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return fg_parse_ipv6(cur, data_end, s, pkt);
+	/* A third VLAN tag is beyond what we look into: treat it as non-IP. */
+	return FG_PARSE_NON_IP;
+}
+
+#endif /* FG_LIB_PARSE_H */

@@ -1,0 +1,74 @@
+/*
+ * CFloodgate: libbpf and the shared BPF layouts, for Swift. No logic here:
+ * only shims for what Swift cannot call directly (LIBBPF_OPTS, va_list).
+ */
+#ifndef CFLOODGATE_H
+#define CFLOODGATE_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "../../../BPF/floodgate.h"
+
+/* Run an XDP program once or `repeat` times on `data` (BPF_PROG_TEST_RUN). */
+static inline int cfloodgate_test_run(int prog_fd, const void *data, __u32 size, void *data_out,
+                                      __u32 *size_out, __u32 repeat, __u32 *retval, __u32 *duration)
+{
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = data, .data_size_in = size, .data_out = data_out,
+                .data_size_out = size_out ? *size_out : 0, .repeat = repeat);
+    int err = bpf_prog_test_run_opts(prog_fd, &opts);
+    if (err)
+        return err;
+    if (retval)
+        *retval = opts.retval;
+    if (duration)
+        *duration = opts.duration;
+    if (size_out)
+        *size_out = opts.data_size_out;
+    return 0;
+}
+
+/* Create an XDP bpf_link on ifindex with XDP_FLAGS_* mode flags. */
+static inline int cfloodgate_xdp_link(int prog_fd, int ifindex, __u32 flags)
+{
+    LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = flags);
+    return bpf_link_create(prog_fd, ifindex, BPF_XDP, &opts);
+}
+
+/* Query what XDP program is attached to ifindex and in which mode. */
+static inline int cfloodgate_xdp_query(int ifindex, __u32 *prog_id, __u8 *attach_mode)
+{
+    LIBBPF_OPTS(bpf_xdp_query_opts, opts);
+    int err = bpf_xdp_query(ifindex, 0, &opts);
+    if (err)
+        return err;
+    *prog_id = opts.prog_id;
+    *attach_mode = opts.attach_mode;
+    return 0;
+}
+
+/* Batched lookup of a hash map (BPF_MAP_LOOKUP_BATCH). */
+static inline int cfloodgate_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values,
+                                          __u32 *count)
+{
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    return bpf_map_lookup_batch(fd, in_batch, out_batch, keys, values, count, &opts);
+}
+
+/* libbpf's print callback formats with va_list; this formats into buf. */
+static inline int cfloodgate_vformat(char *buf, size_t len, const char *fmt, va_list args)
+{
+    return vsnprintf(buf, len, fmt, args);
+}
+
+#endif /* CFLOODGATE_H */

@@ -1,0 +1,220 @@
+import CFloodgate
+import Foundation
+
+/// Typed access to the maps of one Floodgate filter, by file descriptor: from a freshly loaded object (which owns
+/// them) or from the pins of an attached filter (then this object owns the descriptors and closes them).
+/// Every read and write goes through `bpf_map_lookup_elem`, `bpf_map_update_elem` or `bpf_map_lookup_batch`.
+public final class FilterMaps: @unchecked Sendable {
+    public let settingsFD: Int32
+    public let limitsFD: Int32
+    public let sourcesFD: Int32
+    public let countersFD: Int32
+    public let statsMarkFD: Int32
+    private let ownsDescriptors: Bool
+
+    /// The map names, as the ELF object and the pins name them.
+    public static let names = [FG_MAP_SETTINGS, FG_MAP_LIMITS, FG_MAP_SOURCES, FG_MAP_COUNTERS, FG_MAP_STATS_MARK]
+
+    init(descriptors: [String: Int32], owned: Bool) throws {
+        func fd(_ name: String) throws -> Int32 {
+            guard let fd = descriptors[name], fd >= 0 else { throw FloodgateError("BPF map \(name) is missing") }
+            return fd
+        }
+        settingsFD = try fd(FG_MAP_SETTINGS)
+        limitsFD = try fd(FG_MAP_LIMITS)
+        sourcesFD = try fd(FG_MAP_SOURCES)
+        countersFD = try fd(FG_MAP_COUNTERS)
+        statsMarkFD = try fd(FG_MAP_STATS_MARK)
+        ownsDescriptors = owned
+    }
+
+    /// Opens the maps pinned in `directory` (`bpf_obj_get`).
+    public static func openPinned(in directory: String) throws -> FilterMaps {
+        var descriptors: [String: Int32] = [:]
+        do {
+            for name in names {
+                let path = "\(directory)/\(name)"
+                descriptors[name] = try check("open pinned map \(path)", bpf_obj_get(path))
+            }
+            return try FilterMaps(descriptors: descriptors, owned: true)
+        } catch {
+            for fd in descriptors.values { close(fd) }
+            throw error
+        }
+    }
+
+    deinit {
+        if ownsDescriptors {
+            for fd in [settingsFD, limitsFD, sourcesFD, countersFD, statsMarkFD] { close(fd) }
+        }
+    }
+
+    // MARK: Settings and limits
+
+    public func settings() throws -> Settings {
+        Settings(try lookup(settingsFD, key: UInt32(0), as: fg_settings.self, what: FG_MAP_SETTINGS))
+    }
+
+    public func setSettings(_ settings: Settings) throws {
+        try settings.validate()
+        try update(settingsFD, key: UInt32(0), value: settings.raw, what: FG_MAP_SETTINGS)
+    }
+
+    public func limit(for trafficClass: TrafficClass) throws -> Limit {
+        Limit(try lookup(limitsFD, key: trafficClass.index, as: fg_limit.self, what: FG_MAP_LIMITS))
+    }
+
+    public func limits() throws -> [TrafficClass: Limit] {
+        var result: [TrafficClass: Limit] = [:]
+        for c in TrafficClass.all { result[c] = try limit(for: c) }
+        return result
+    }
+
+    /// Replaces one class's limit with a single map update: the XDP program sees the old or the new limit (see
+    /// `struct fg_limit` for why a torn read is still a finite limit).
+    public func setLimit(_ limit: Limit, for trafficClass: TrafficClass) throws {
+        try update(limitsFD, key: trafficClass.index, value: limit.raw, what: FG_MAP_LIMITS)
+    }
+
+    // MARK: Counters
+
+    /// Counters per class and reason, summed over CPUs.
+    public func counters() throws -> Counters {
+        let cpus = Int(libbpf_num_possible_cpus())
+        guard cpus > 0 else { throw FloodgateError("count possible CPUs", libbpfResult: Int32(cpus)) }
+        let stride = (MemoryLayout<fg_class_counters>.size + 7) & ~7
+        var counters = Counters()
+        var buffer = [UInt8](repeating: 0, count: stride * cpus)
+        for c in TrafficClass.all {
+            var key = c.index
+            try check("read \(FG_MAP_COUNTERS)[\(c.name)]", bpf_map_lookup_elem(countersFD, &key, &buffer))
+            buffer.withUnsafeBytes { raw in
+                for cpu in 0..<cpus {
+                    let value = raw.loadUnaligned(fromByteOffset: cpu * stride, as: fg_class_counters.self)
+                    let packets = withUnsafeBytes(of: value.packets) { Array($0.bindMemory(to: UInt64.self)) }
+                    let bytes = withUnsafeBytes(of: value.bytes) { Array($0.bindMemory(to: UInt64.self)) }
+                    for r in Reason.all {
+                        counters.packets[c, r] += packets[Int(r.index)]
+                        counters.bytes[c, r] += bytes[Int(r.index)]
+                    }
+                }
+            }
+        }
+        return counters
+    }
+
+    /// The totals and time of the last `stats` read.
+    public func statsMark() throws -> (ktimeNS: UInt64, packets: CounterGrid)? {
+        let mark = try lookup(statsMarkFD, key: UInt32(0), as: fg_stats_mark.self, what: FG_MAP_STATS_MARK)
+        guard mark.ktime_ns != 0 else { return nil }
+        let flat = withUnsafeBytes(of: mark.packets) { Array($0.bindMemory(to: UInt64.self)) }
+        return (mark.ktime_ns, CounterGrid(flat: flat))
+    }
+
+    public func setStatsMark(ktimeNS: UInt64, packets: CounterGrid) throws {
+        var mark = fg_stats_mark()
+        mark.ktime_ns = ktimeNS
+        withUnsafeMutableBytes(of: &mark.packets) { raw in
+            let slots = raw.bindMemory(to: UInt64.self)
+            for (i, v) in packets.flat.enumerated() where i < slots.count { slots[i] = v }
+        }
+        try update(statsMarkFD, key: UInt32(0), value: mark, what: FG_MAP_STATS_MARK)
+    }
+
+    // MARK: Sources
+
+    /// Every tracked (source, class) bucket, read in batches (`bpf_map_lookup_batch`).
+    public func sources() throws -> [SourceEntry] {
+        var entries: [SourceEntry] = []
+        let chunk: UInt32 = 8192
+        var keys = [fg_source_key](repeating: fg_source_key(), count: Int(chunk))
+        var values = [fg_source_state](repeating: fg_source_state(), count: Int(chunk))
+        var inBatch: UInt64 = 0
+        var outBatch: UInt64 = 0
+        var first = true
+        while true {
+            var count = chunk
+            let result = first
+                ? cfloodgate_lookup_batch(sourcesFD, nil, &outBatch, &keys, &values, &count)
+                : cfloodgate_lookup_batch(sourcesFD, &inBatch, &outBatch, &keys, &values, &count)
+            if result < 0 && result != -ENOENT {
+                throw FloodgateError("read \(FG_MAP_SOURCES)", libbpfResult: result)
+            }
+            for i in 0..<Int(count) {
+                entries.append(SourceEntry(key: keys[i], state: values[i]))
+            }
+            if result == -ENOENT { break }
+            inBatch = outBatch
+            first = false
+        }
+        return entries
+    }
+
+    /// Capacity of the per-source map (set at load time).
+    public func maxSources() throws -> UInt32 {
+        var info = bpf_map_info()
+        var length = UInt32(MemoryLayout<bpf_map_info>.size)
+        try check("read info of \(FG_MAP_SOURCES)", bpf_obj_get_info_by_fd(sourcesFD, &info, &length))
+        return info.max_entries
+    }
+
+    // MARK: Plumbing
+
+    func lookup<Value>(_ fd: Int32, key: UInt32, as: Value.Type, what: String) throws -> Value {
+        var key = key
+        let value = UnsafeMutablePointer<Value>.allocate(capacity: 1)
+        defer { value.deallocate() }
+        try check("read \(what)[\(key)]", bpf_map_lookup_elem(fd, &key, value))
+        return value.pointee
+    }
+
+    func update<Value: BitwiseCopyable>(_ fd: Int32, key: UInt32, value: Value, what: String) throws {
+        var key = key
+        _ = try withUnsafeBytes(of: value) { raw in
+            try check("write \(what)[\(key)]", bpf_map_update_elem(fd, &key, raw.baseAddress, UInt64(BPF_ANY)))
+        }
+    }
+}
+
+/// One tracked bucket of `fg_sources`.
+public struct SourceEntry: Sendable {
+    public var address: SourceAddress
+    public var trafficClass: TrafficClass
+    public var packets: UInt64
+    public var drops: UInt64
+    /// GCRA state, in ticks of 1/16 ns of CLOCK_MONOTONIC.
+    public var theoreticalArrival: UInt64
+
+    init(key: fg_source_key, state: fg_source_state) {
+        address = SourceAddress(key.addr)
+        trafficClass = TrafficClass(index: UInt32(key.traffic_class)) ?? .other
+        packets = state.packets
+        drops = state.drops
+        theoreticalArrival = state.tat
+    }
+}
+
+/// Packets (or bytes) by class and reason.
+public struct CounterGrid: Equatable, Sendable {
+    public private(set) var flat: [UInt64]
+
+    public init() { flat = Array(repeating: 0, count: Int(FG_CLASS_MAX.rawValue * FG_REASON_MAX.rawValue)) }
+
+    init(flat: [UInt64]) {
+        self.init()
+        for (i, v) in flat.prefix(self.flat.count).enumerated() { self.flat[i] = v }
+    }
+
+    public subscript(c: TrafficClass, r: Reason) -> UInt64 {
+        get { flat[Int(c.index * FG_REASON_MAX.rawValue + r.index)] }
+        set { flat[Int(c.index * FG_REASON_MAX.rawValue + r.index)] = newValue }
+    }
+
+    public func total(_ c: TrafficClass) -> UInt64 { Reason.all.reduce(0) { $0 + self[c, $1] } }
+}
+
+/// The per-CPU counters of a filter, summed.
+public struct Counters: Equatable, Sendable {
+    public var packets = CounterGrid()
+    public var bytes = CounterGrid()
+}

@@ -1,0 +1,119 @@
+import CFloodgate
+import Foundation
+import Logging
+
+/// The XDP program and its maps, loaded into the kernel from the object embedded at build time
+/// (`bpf_object__open_mem`, `bpf_map__set_max_entries`, `bpf_object__load`). Owns the object: closing it (deinit)
+/// releases the program and maps unless they were attached through a pinned link or pinned themselves.
+public final class FloodgateProgram: @unchecked Sendable {
+    public let programFD: Int32
+    public let maps: FilterMaps
+    private let object: OpaquePointer
+    private let image: UnsafeMutableRawBufferPointer
+
+    /// The compiled object, as `swift build` embedded it.
+    public static var objectBytes: [UInt8] {
+        guard let data = Data(base64Encoded: EmbeddedBPFObject.base64), data.count == EmbeddedBPFObject.size else {
+            fatalError("the embedded BPF object is corrupt; rebuild floodgate")
+        }
+        return [UInt8](data)
+    }
+
+    /// Loads the program with a per-source map of `maxSources` entries; maps start with `settings` and `limits`
+    /// so the program never runs unconfigured.
+    public init(
+        maxSources: UInt32 = UInt32(FG_DEFAULT_MAX_SOURCES),
+        settings: Settings = .defaults,
+        limits: [TrafficClass: Limit] = Limit.defaults,
+        logger: Logger = Logger(label: "floodgate")
+    ) throws {
+        _ = LibbpfLogging.install
+        guard maxSources >= 1 else { throw FloodgateError("the per-source map needs at least 1 entry") }
+        try settings.validate()
+
+        let bytes = FloodgateProgram.objectBytes
+        // libbpf reads the ELF in place until load, so the bytes live as long as the object.
+        let image = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)
+        image.copyBytes(from: bytes)
+        self.image = image
+        var options = bpf_object_open_opts()
+        options.sz = MemoryLayout<bpf_object_open_opts>.size
+        guard let object = "floodgate".withCString({ name -> OpaquePointer? in
+            options.object_name = name
+            return bpf_object__open_mem(image.baseAddress, image.count, &options)
+        }) else {
+            let code = errno
+            image.deallocate()
+            throw FloodgateError("open the embedded BPF object", errno: code)
+        }
+        self.object = object
+
+        do {
+            guard let sources = bpf_object__find_map_by_name(object, FG_MAP_SOURCES) else {
+                throw FloodgateError("the BPF object has no map \(FG_MAP_SOURCES)")
+            }
+            try check("size \(FG_MAP_SOURCES) to \(maxSources) entries", bpf_map__set_max_entries(sources, maxSources))
+            LibbpfLogging.recentWarnings.removeAll()
+            let loaded = bpf_object__load(object)
+            if loaded < 0 {
+                let detail = LibbpfLogging.recentWarnings.suffix(8).joined(separator: " | ")
+                throw FloodgateError(
+                    "load the XDP program into the kernel", libbpfResult: loaded,
+                    hint: loaded == -EPERM
+                        ? "Run as root (CAP_BPF and CAP_NET_ADMIN are needed)"
+                        : (detail.isEmpty ? nil : "libbpf said: \(detail)"))
+            }
+            guard let program = bpf_object__find_program_by_name(object, FG_PROG_NAME) else {
+                throw FloodgateError("the BPF object has no program \(FG_PROG_NAME)")
+            }
+            programFD = bpf_program__fd(program)
+            var descriptors: [String: Int32] = [:]
+            for name in FilterMaps.names {
+                guard let map = bpf_object__find_map_by_name(object, name) else {
+                    throw FloodgateError("the BPF object has no map \(name)")
+                }
+                descriptors[name] = bpf_map__fd(map)
+            }
+            maps = try FilterMaps(descriptors: descriptors, owned: false)
+            try maps.setSettings(settings)
+            for c in TrafficClass.all { try maps.setLimit(limits[c] ?? Limit.defaults[c] ?? .unlimited, for: c) }
+        } catch {
+            bpf_object__close(object)
+            image.deallocate()
+            throw error
+        }
+        logger.debug("loaded XDP program", metadata: ["prog_fd": "\(programFD)", "max_sources": "\(maxSources)"])
+    }
+
+    deinit {
+        bpf_object__close(object)
+        image.deallocate()
+    }
+
+    /// The result of one `BPF_PROG_TEST_RUN`.
+    public struct TestRun: Sendable {
+        /// The XDP action (`XDP_DROP`, `XDP_PASS`, …).
+        public var action: UInt32
+        /// Mean nanoseconds per run, as the kernel measured it.
+        public var durationNS: UInt32
+    }
+
+    /// Runs the program on `packet` without attaching it (`bpf_prog_test_run_opts`), `repeat` times.
+    public func testRun(_ packet: [UInt8], repeat count: UInt32 = 1) throws -> TestRun {
+        try FloodgateProgram.testRun(programFD: programFD, packet: packet, repeat: count)
+    }
+
+    /// Runs any XDP program on `packet` (`bpf_prog_test_run_opts`).
+    public static func testRun(programFD: Int32, packet: [UInt8], repeat count: UInt32 = 1) throws -> TestRun {
+        var action: UInt32 = 0
+        var duration: UInt32 = 0
+        var out = [UInt8](repeating: 0, count: max(packet.count, 64) + 256)
+        var outSize = UInt32(out.count)
+        let result = packet.withUnsafeBytes { data in
+            cfloodgate_test_run(programFD, data.baseAddress, UInt32(data.count), &out, &outSize, count, &action,
+                                &duration)
+        }
+        try check("test-run XDP program on a \(packet.count)-byte packet", result)
+        return TestRun(action: action, durationNS: duration)
+    }
+}

@@ -1,0 +1,274 @@
+import CFloodgate
+import Foundation
+import Logging
+
+/// How the XDP program is attached.
+public enum AttachMode: String, Sendable, CaseIterable, CustomStringConvertible {
+    case native, generic, auto
+    public var description: String { rawValue }
+}
+
+/// An attached filter, found through its pins.
+public struct AttachedFilter: Sendable {
+    public var interfaceName: String
+    public var directory: String
+    public var programID: UInt32
+    /// The interface index the link is bound to (0 when the interface is gone).
+    public var linkIfindex: UInt32
+    /// "native", "generic", or nil when the interface is not in this network namespace.
+    public var mode: String?
+}
+
+public enum AttachOutcome: Sendable {
+    case attached(AttachedFilter, requestedMode: AttachMode)
+    case alreadyAttached(AttachedFilter)
+}
+
+/// The directory under which each attached interface keeps its pinned link and maps:
+/// `<root>/<interface>/link`, `<root>/<interface>/fg_settings`, … Pinned objects outlive this process on purpose:
+/// that is what keeps the filter running after `floodgate attach` exits.
+public struct PinRoot: Sendable {
+    public static let defaultPath = "/sys/fs/bpf/floodgate"
+    static let bpffsMagic: Int = 0xCAFE_4A11
+
+    public let path: String
+    public let logger: Logger
+
+    public init(_ path: String = PinRoot.defaultPath, logger: Logger = Logger(label: "floodgate")) {
+        self.path = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
+        self.logger = logger
+    }
+
+    public func directory(for interfaceName: String) -> String { "\(path)/\(interfaceName)" }
+
+    // MARK: Attach
+
+    /// Loads the program, writes `settings` and `limits`, attaches it to `interface` in `mode` with a bpf_link
+    /// (`bpf_link_create`), and pins the link and maps. If pinning fails, the link is closed (which detaches)
+    /// and the pins made so far are removed: nothing is left half attached.
+    public func attach(
+        _ interface: Interface, mode: AttachMode, settings: Settings = .defaults,
+        limits: [TrafficClass: Limit] = Limit.defaults, maxSources: UInt32 = UInt32(FG_DEFAULT_MAX_SOURCES)
+    ) throws -> AttachOutcome {
+        try settings.validate()
+        try ensureBPFFS()
+        let lock = try Lock(path: path)
+        defer { lock.release() }
+
+        let dir = directory(for: interface.name)
+        if let existing = try? inspect(interfaceName: interface.name) {
+            if existing.linkIfindex == UInt32(interface.index) {
+                return .alreadyAttached(existing)
+            }
+            logger.notice("removing stale pins of a filter whose interface is gone", metadata: ["dir": "\(dir)"])
+            try removePins(in: dir)
+        } else if FileManager.default.fileExists(atPath: dir) {
+            try removePins(in: dir)
+        }
+
+        var queriedProgram: UInt32 = 0
+        var queriedMode: UInt8 = 0
+        if cfloodgate_xdp_query(interface.index, &queriedProgram, &queriedMode) == 0, queriedProgram != 0 {
+            throw FloodgateError(
+                "\(interface.name) already has an XDP program (id \(queriedProgram)) that Floodgate did not attach",
+                hint: "Remove it first (ip link set dev \(interface.name) xdp off) or pick another interface")
+        }
+
+        let program = try FloodgateProgram(maxSources: maxSources, settings: settings, limits: limits, logger: logger)
+        let (linkFD, usedMode) = try link(program, to: interface, mode: mode)
+        defer { close(linkFD) }
+
+        do {
+            try check("create pin directory \(dir)", mkdir(dir, 0o700) == 0 ? 0 : -errno)
+            for name in FilterMaps.names {
+                let fd = try fd(ofMapNamed: name, in: program)
+                try check("pin map \(name) at \(dir)/\(name)", bpf_obj_pin(fd, "\(dir)/\(name)"))
+            }
+            try check("pin XDP link at \(dir)/\(FG_PIN_LINK)", bpf_obj_pin(linkFD, "\(dir)/\(FG_PIN_LINK)"))
+        } catch {
+            try? removePins(in: dir)
+            throw error
+        }
+        var filter = try inspect(interfaceName: interface.name)
+        filter.mode = filter.mode ?? usedMode
+        return .attached(filter, requestedMode: mode)
+    }
+
+    private func fd(ofMapNamed name: String, in program: FloodgateProgram) throws -> Int32 {
+        switch name {
+        case FG_MAP_SETTINGS: return program.maps.settingsFD
+        case FG_MAP_LIMITS: return program.maps.limitsFD
+        case FG_MAP_SOURCES: return program.maps.sourcesFD
+        case FG_MAP_COUNTERS: return program.maps.countersFD
+        case FG_MAP_STATS_MARK: return program.maps.statsMarkFD
+        default: throw FloodgateError("unknown map \(name)")
+        }
+    }
+
+    private func link(_ program: FloodgateProgram, to interface: Interface, mode: AttachMode) throws
+        -> (fd: Int32, mode: String)
+    {
+        func create(_ flags: UInt32, _ label: String) -> Int32 {
+            cfloodgate_xdp_link(program.programFD, interface.index, flags)
+        }
+        switch mode {
+        case .native:
+            let fd = create(UInt32(XDP_FLAGS_DRV_MODE), "native")
+            try check(
+                "attach XDP to \(interface.name) in native mode",
+                hint: fd == -EOPNOTSUPP || fd == -EINVAL
+                    ? "The driver may lack native XDP; try --mode generic or --mode auto" : nil, fd)
+            return (fd, "native")
+        case .generic:
+            let fd = create(UInt32(XDP_FLAGS_SKB_MODE), "generic")
+            try check("attach XDP to \(interface.name) in generic mode", fd)
+            return (fd, "generic")
+        case .auto:
+            let native = create(UInt32(XDP_FLAGS_DRV_MODE), "native")
+            if native >= 0 { return (native, "native") }
+            logger.warning(
+                "native XDP failed, falling back to generic mode (slower: packets are filtered after the driver)",
+                metadata: ["interface": "\(interface.name)",
+                           "error": "\(FloodgateError("native attach", libbpfResult: native))"])
+            let fd = create(UInt32(XDP_FLAGS_SKB_MODE), "generic")
+            try check("attach XDP to \(interface.name) in generic mode", fd)
+            return (fd, "generic")
+        }
+    }
+
+    // MARK: Detach and inspect
+
+    /// Detaches the filter of `interfaceName` (`bpf_link_detach`) and removes its pins.
+    public func detach(interfaceName: String) throws {
+        let dir = directory(for: interfaceName)
+        guard isDirectory(dir) else { throw notAttached(interfaceName) }
+        let lock = try Lock(path: path)
+        defer { lock.release() }
+        let linkPath = "\(dir)/\(FG_PIN_LINK)"
+        if FileManager.default.fileExists(atPath: linkPath) {
+            let fd = try check("open pinned link \(linkPath)", bpf_obj_get(linkPath))
+            defer { close(fd) }
+            let result = bpf_link_detach(fd)
+            // ENOLINK: the interface already went away and took the attachment with it.
+            if result < 0 && result != -ENOLINK { try check("detach XDP link of \(interfaceName)", result) }
+        }
+        try removePins(in: dir)
+    }
+
+    /// The filter pinned for `interfaceName`, from its link (`bpf_obj_get_info_by_fd`) and `bpf_xdp_query`.
+    public func inspect(interfaceName: String) throws -> AttachedFilter {
+        let dir = directory(for: interfaceName)
+        let linkPath = "\(dir)/\(FG_PIN_LINK)"
+        guard FileManager.default.fileExists(atPath: linkPath) else { throw notAttached(interfaceName) }
+        let fd = try check("open pinned link \(linkPath)", bpf_obj_get(linkPath))
+        defer { close(fd) }
+        var info = bpf_link_info()
+        var length = UInt32(MemoryLayout<bpf_link_info>.size)
+        try check("read link info \(linkPath)", bpf_obj_get_info_by_fd(fd, &info, &length))
+        let ifindex = info.xdp.ifindex
+        var mode: String?
+        if let local = try? Interface(interfaceName), UInt32(local.index) == ifindex {
+            var programID: UInt32 = 0
+            var attachMode: UInt8 = 0
+            if cfloodgate_xdp_query(local.index, &programID, &attachMode) == 0, programID == info.prog_id {
+                switch Int32(attachMode) {
+                case Int32(XDP_ATTACHED_DRV): mode = "native"
+                case Int32(XDP_ATTACHED_SKB): mode = "generic"
+                case Int32(XDP_ATTACHED_HW): mode = "offload"
+                default: mode = nil
+                }
+            }
+        }
+        return AttachedFilter(
+            interfaceName: interfaceName, directory: dir, programID: info.prog_id, linkIfindex: ifindex, mode: mode)
+    }
+
+    /// Every filter pinned under this root.
+    public func attachedFilters() throws -> [AttachedFilter] {
+        guard isDirectory(path) else { return [] }
+        let names = try FileManager.default.contentsOfDirectory(atPath: path).sorted()
+        return names.compactMap { try? inspect(interfaceName: $0) }
+    }
+
+    /// The maps of the filter on `interfaceName`.
+    public func maps(of interfaceName: String) throws -> FilterMaps {
+        let dir = directory(for: interfaceName)
+        guard FileManager.default.fileExists(atPath: "\(dir)/\(FG_PIN_LINK)") else { throw notAttached(interfaceName) }
+        return try FilterMaps.openPinned(in: dir)
+    }
+
+    /// The filters named, or all of them when `names` is empty; an error if that is none.
+    public func selectFilters(_ names: [String]) throws -> [AttachedFilter] {
+        if names.isEmpty {
+            let all = try attachedFilters()
+            guard !all.isEmpty else {
+                throw FloodgateError(
+                    "no Floodgate filter is attached (nothing pinned under \(path))",
+                    hint: "Attach one first: floodgate attach IFACE")
+            }
+            return all
+        }
+        return try names.map { try inspect(interfaceName: $0) }
+    }
+
+    func notAttached(_ interfaceName: String) -> FloodgateError {
+        FloodgateError(
+            "\(interfaceName) has no Floodgate filter attached (nothing pinned at \(directory(for: interfaceName)))",
+            hint: "Attach one with: floodgate attach \(interfaceName)")
+    }
+
+    private func removePins(in dir: String) throws {
+        guard isDirectory(dir) else { return }
+        for name in try FileManager.default.contentsOfDirectory(atPath: dir) {
+            try check("remove pin \(dir)/\(name)", unlink("\(dir)/\(name)") == 0 ? 0 : -errno)
+        }
+        try check("remove pin directory \(dir)", rmdir(dir) == 0 ? 0 : -errno)
+    }
+
+    private func isDirectory(_ p: String) -> Bool {
+        var isDir: ObjCBool = false
+        return FileManager.default.fileExists(atPath: p, isDirectory: &isDir) && isDir.boolValue
+    }
+
+    // MARK: bpffs
+
+    /// Makes sure the pin root is on a bpffs, mounting one if needed: on /sys/fs/bpf when the root is below it,
+    /// otherwise on the root itself.
+    public func ensureBPFFS() throws {
+        if !isOnBPFFS(path) {
+            let mountPoint = path == "/sys/fs/bpf" || path.hasPrefix("/sys/fs/bpf/") ? "/sys/fs/bpf" : path
+            if !isOnBPFFS(mountPoint) {
+                try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+                try check(
+                    "mount bpffs on \(mountPoint)",
+                    hint: "Mount it by hand: mount -t bpf bpf \(mountPoint)",
+                    mount("bpf", mountPoint, "bpf", 0, "mode=0700") == 0 ? 0 : -errno)
+                logger.info("mounted bpffs", metadata: ["path": "\(mountPoint)"])
+            }
+        }
+        if !isDirectory(path) {
+            try check("create pin root \(path)", mkdir(path, 0o700) == 0 ? 0 : -errno)
+        }
+    }
+
+    private func isOnBPFFS(_ p: String) -> Bool {
+        var fs = statfs()
+        guard statfs(p, &fs) == 0 else { return false }
+        return Int(fs.f_type) == PinRoot.bpffsMagic
+    }
+
+    /// An exclusive flock on the pin root, so two CLI invocations do not attach or detach at once.
+    struct Lock {
+        let fd: Int32
+        init(path: String) throws {
+            fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            try check("open \(path) to lock it", fd >= 0 ? 0 : -errno)
+            guard flock(fd, LOCK_EX) == 0 else {
+                let code = errno
+                close(fd)
+                throw FloodgateError("lock \(path)", errno: code)
+            }
+        }
+        func release() { close(fd) }
+    }
+}

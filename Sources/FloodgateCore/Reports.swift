@@ -1,0 +1,108 @@
+import CFloodgate
+import Foundation
+
+/// Counters of one filter per class and reason, with rates since the previous read.
+public struct StatsReport: Codable, Sendable {
+    public struct ClassStats: Codable, Sendable {
+        public var trafficClass: String
+        public var packets: [String: UInt64]
+        public var bytes: [String: UInt64]
+        /// Packets/s by reason since the previous `stats` read; nil on the first read.
+        public var packetsPerSecond: [String: Double]?
+
+        enum CodingKeys: String, CodingKey {
+            case trafficClass = "class", packets, bytes
+            case packetsPerSecond = "packets_per_second"
+        }
+    }
+
+    public var interface: String
+    public var programID: UInt32
+    public var mode: String?
+    /// Seconds since the previous read, nil on the first.
+    public var intervalSeconds: Double?
+    public var classes: [ClassStats]
+
+    enum CodingKeys: String, CodingKey {
+        case interface, mode, classes
+        case programID = "program_id"
+        case intervalSeconds = "interval_seconds"
+    }
+
+    /// Reads the counters of `filter` and, when `mark` is true, records them as the new "last read".
+    public static func read(_ filter: AttachedFilter, maps: FilterMaps, mark: Bool = true) throws -> StatsReport {
+        let counters = try maps.counters()
+        let now = monotonicNanoseconds()
+        let previous = try maps.statsMark()
+        let interval = previous.map { Double(now &- $0.ktimeNS) / 1e9 }
+        var classes: [ClassStats] = []
+        for c in TrafficClass.all {
+            var stats = ClassStats(trafficClass: c.name, packets: [:], bytes: [:], packetsPerSecond: nil)
+            for r in Reason.all {
+                stats.packets[r.name] = counters.packets[c, r]
+                stats.bytes[r.name] = counters.bytes[c, r]
+            }
+            if let previous, let interval, interval > 0 {
+                var rates: [String: Double] = [:]
+                for r in Reason.all {
+                    let delta = counters.packets[c, r] &- previous.packets[c, r]
+                    rates[r.name] = counters.packets[c, r] >= previous.packets[c, r] ? Double(delta) / interval : 0
+                }
+                stats.packetsPerSecond = rates
+            }
+            classes.append(stats)
+        }
+        if mark { try maps.setStatsMark(ktimeNS: now, packets: counters.packets) }
+        return StatsReport(
+            interface: filter.interfaceName, programID: filter.programID, mode: filter.mode,
+            intervalSeconds: interval, classes: classes)
+    }
+}
+
+/// One source with its totals over every class it sent, for `floodgate top`.
+public struct TopTalker: Codable, Sendable {
+    public var address: String
+    public var packets: UInt64
+    public var drops: UInt64
+    public var classes: [String]
+
+    public enum Order: String, Sendable, CaseIterable { case drops, packets }
+
+    /// The `count` sources with most drops (then packets), or most packets (then drops).
+    public static func rank(_ entries: [SourceEntry], order: Order = .drops, count: Int) -> [TopTalker] {
+        var bySource: [SourceAddress: TopTalker] = [:]
+        for entry in entries {
+            var talker = bySource[entry.address]
+                ?? TopTalker(address: entry.address.description, packets: 0, drops: 0, classes: [])
+            talker.packets += entry.packets
+            talker.drops += entry.drops
+            talker.classes.append(entry.trafficClass.name)
+            bySource[entry.address] = talker
+        }
+        let sorted = bySource.values.map { talker -> TopTalker in
+            var t = talker
+            t.classes.sort()
+            return t
+        }.sorted { a, b in
+            let ka = order == .drops ? (a.drops, a.packets) : (a.packets, a.drops)
+            let kb = order == .drops ? (b.drops, b.packets) : (b.packets, b.drops)
+            return ka != kb ? ka > kb : a.address < b.address
+        }
+        return Array(sorted.prefix(max(count, 0)))
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock bpf_ktime_get_ns reads.
+public func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// What the buckets can admit beyond their configuration, stated for operators (`floodgate limit list`).
+public let overAdmissionStatement = """
+    Buckets are shared by all CPUs (one GCRA state per source and class, committed with compare-and-swap): no \
+    update is lost and no CPU admits on a token another CPU took. Worst case: 0 extra packets while a source is \
+    over its limit; at most 1 packet above the burst per bucket each time \(FG_CAS_RETRIES) successive \
+    compare-and-swaps lose to other CPUs (then an exact atomic add is used).
+    """

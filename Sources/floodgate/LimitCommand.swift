@@ -1,0 +1,116 @@
+import ArgumentParser
+import CFloodgate
+import FloodgateCore
+import Foundation
+
+extension Floodgate {
+    struct LimitCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "limit",
+            abstract: "Show or change the per-source limits of each traffic class.",
+            subcommands: [Set.self, List.self])
+
+        struct Set: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Change one class's per-source limit on the running filters.",
+                discussion: "Applied with one map update per filter: the class is never unlimited or blocked in between.")
+
+            @Argument(help: "The class: \(TrafficClass.all.map(\.name).joined(separator: ", ")).")
+            var trafficClass: String
+            @Option(help: "Packets per second per source.") var rate: Int?
+            @Option(help: "Packets a source may send at once (default: the rate).") var burst: Int?
+            @Flag(help: "Stop limiting the class.") var unlimited = false
+            @Flag(help: "Drop every packet of the class.") var block = false
+            @Option(name: .shortAndLong, help: "Only this interface (repeatable); default: every attached one.")
+            var interface: [String] = []
+            @OptionGroup var common: CommonOptions
+
+            func validate() throws { _ = try parsed() }
+
+            func parsed() throws -> (TrafficClass, FloodgateCore.Limit) {
+                guard let c = TrafficClass(name: trafficClass) else {
+                    throw ValidationError(
+                        "Unknown class '\(trafficClass)'; the classes are \(TrafficClass.all.map(\.name).joined(separator: ", ")).")
+                }
+                let modes = [rate != nil, unlimited, block].filter { $0 }.count
+                guard modes == 1 else {
+                    throw ValidationError("Give exactly one of --rate, --unlimited or --block.")
+                }
+                if unlimited || block {
+                    guard burst == nil else { throw ValidationError("--burst goes with --rate only.") }
+                    return (c, unlimited ? .unlimited : .block)
+                }
+                do {
+                    return (c, try .validated(rate: rate!, burst: burst))
+                } catch let error as FloodgateError {
+                    throw ValidationError(error.description + ".")
+                }
+            }
+
+            func run() throws {
+                let root = try common.root()
+                let (c, limit) = try parsed()
+                let filters = try root.selectFilters(interface)
+                let maps = try filters.map { try root.maps(of: $0.interfaceName) }
+                let previous = try maps.map { try $0.limit(for: c) }
+                for (i, m) in maps.enumerated() {
+                    do {
+                        try m.setLimit(limit, for: c)
+                    } catch {
+                        for j in 0..<i { try? maps[j].setLimit(previous[j], for: c) }
+                        throw error
+                    }
+                }
+                for filter in filters { print("\(filter.interfaceName): \(c.name) limit is now \(limit).") }
+            }
+        }
+
+        struct List: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Show each class's per-source limit.")
+            @Option(name: .shortAndLong, help: "Only this interface (repeatable); default: every attached one.")
+            var interface: [String] = []
+            @Flag(help: "Print JSON.") var json = false
+            @OptionGroup var common: CommonOptions
+
+            struct Row: Codable {
+                var trafficClass: String
+                var limit: String
+                var rate: UInt32?
+                var burst: UInt32?
+                enum CodingKeys: String, CodingKey { case trafficClass = "class", limit, rate, burst }
+            }
+            struct Entry: Codable {
+                var interface: String
+                var limits: [Row]
+                var overAdmission: String
+                enum CodingKeys: String, CodingKey { case interface, limits, overAdmission = "over_admission" }
+            }
+
+            func run() throws {
+                let root = try common.root()
+                let entries = try root.selectFilters(interface).map { filter in
+                    let limits = try root.maps(of: filter.interfaceName).limits()
+                    return Entry(
+                        interface: filter.interfaceName,
+                        limits: limits.keys.sorted().map { c in
+                            let l = limits[c]!
+                            var row = Row(trafficClass: c.name, limit: l.description)
+                            if case .rate(let r, let b) = l { (row.rate, row.burst) = (r, b) }
+                            return row
+                        },
+                        overAdmission: overAdmissionStatement)
+                }
+                if json { return try printJSON(entries) }
+                for entry in entries {
+                    print("\(entry.interface): per-source limits")
+                    printTable(
+                        ["CLASS", "RATE/S", "BURST", "LIMIT"],
+                        entry.limits.map { [$0.trafficClass, $0.rate.map { "\($0)" } ?? "-",
+                                            $0.burst.map { "\($0)" } ?? "-", $0.limit] })
+                    print()
+                }
+                print(overAdmissionStatement)
+            }
+        }
+    }
+}
