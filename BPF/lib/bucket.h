@@ -35,6 +35,11 @@
  *   instead of to now, which can admit one extra packet. Worst case: one packet
  *   above the configured burst per fallback, and none at all while the source
  *   is over its limit (then TAT >= now and the add is exact).
+ *
+ * Under one limit TAT never runs further ahead of now than tau + T. A TAT
+ * beyond that was left by a slower limit before a change: it is clamped to
+ * "empty under the new limit", so raising a throttled source's limit lets it in
+ * after one new interval instead of after the old limit's debt has run out.
  */
 static __always_inline int fg_bucket_admit(__u64 *tat_p, __u64 now, __u64 interval, __u64 tau)
 {
@@ -44,8 +49,11 @@ static __always_inline int fg_bucket_admit(__u64 *tat_p, __u64 now, __u64 interv
 	for (i = 0; i < FG_CAS_RETRIES; i++) {
 		tat = READ_ONCE(*tat_p);
 		base = tat > now ? tat : now;
-		if (base - now > tau)
+		if (base - now > tau) {
+			if (base - now > tau + interval)
+				__sync_val_compare_and_swap(tat_p, tat, now + tau + interval);
 			return 0;
+		}
 		if (__sync_val_compare_and_swap(tat_p, tat, base + interval) == tat)
 			return 1;
 	}

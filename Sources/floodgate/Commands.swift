@@ -161,7 +161,7 @@ extension Floodgate {
 
     struct Top: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The sources with the most drops or packets.")
-        @Option(name: .short, help: "How many sources.") var count = 20
+        @Option(name: .customShort("n"), help: "How many sources.") var count = 20
         @Option(help: "Rank by drops or packets.") var by: TopTalker.Order = .drops
         @Option(name: .shortAndLong, help: "Only this interface (repeatable); default: every attached one.")
         var interface: [String] = []

@@ -20,6 +20,10 @@
 
 #include "../../../BPF/floodgate.h"
 
+/* setns(2) and CLONE_NEWNET are declared only under _GNU_SOURCE, which Swift's Glibc module leaves out. */
+extern int setns(int fd, int nstype);
+#define CFLOODGATE_CLONE_NEWNET 0x40000000
+
 /* Run an XDP program once or `repeat` times on `data` (BPF_PROG_TEST_RUN). */
 static inline int cfloodgate_test_run(int prog_fd, const void *data, __u32 size, void *data_out,
                                       __u32 *size_out, __u32 repeat, __u32 *retval, __u32 *duration)

@@ -1,0 +1,128 @@
+import CFloodgate
+import FloodgateCore
+import Foundation
+import Testing
+
+/// The floodgate CLI attached in native mode to a veth in a namespace, with real UDP from another namespace.
+@Suite struct IntegrationTests {
+    struct StatsJSON: Decodable {
+        struct Class: Decodable {
+            var `class`: String
+            var packets: [String: UInt64]
+            var packets_per_second: [String: Double]?
+        }
+        var interface: String
+        var mode: String?
+        var classes: [Class]
+    }
+
+    struct TopJSON: Decodable {
+        struct Source: Decodable {
+            var address: String
+            var packets: UInt64
+            var drops: UInt64
+        }
+        var interface: String
+        var sources: [Source]
+    }
+
+    struct StatusJSON: Decodable {
+        var interface: String
+        var mode: String?
+        var program_id: UInt32
+        var tracked_buckets: Int
+        var max_sources: UInt32
+    }
+
+    @Test func theReceiverSeesExactlyTheAdmittedPacketsAndStatsAgree() throws {
+        try withLab { lab in
+            let attach = try lab.floodgate(["attach", lab.routerIf, "--mode", "native", "--max-sources", "50000"])
+            #expect(attach.status == 0, "\(attach.err)")
+            #expect(attach.out.contains("native mode"))
+            let program = try #require(try lab.routerXDPProgram(), "no XDP program on \(lab.routerIf) after attach")
+
+            let again = try lab.floodgate(["attach", lab.routerIf])
+            #expect(again.status == 0)
+            #expect(again.out.contains("already attached"))
+            #expect(try lab.routerXDPProgram() == program, "a second attach must change nothing")
+
+            #expect(try lab.floodgate(["limit", "set", "sip", "--rate", "1", "--burst", "50"]).status == 0)
+
+            let receiver = try lab.udpSocket(in: lab.routerNS)
+            defer { close(receiver) }
+            try bind(receiver, lab.routerAddress, port: 5060)
+            let sender = try lab.udpSocket(in: lab.senderNS)
+            defer { close(sender) }
+
+            let sent = 300
+            let start = monotonicNanoseconds()
+            for i in 0..<sent { try send(sender, to: lab.routerAddress, port: 5060, Array("OPTIONS \(i)".utf8)) }
+            let elapsed = Double(monotonicNanoseconds() - start) / 1e9
+            let received = drain(receiver)
+            // Burst 50, then 1/s: a fast sender gets 50 plus one per second it took.
+            #expect(received >= 50 && received <= 50 + Int(elapsed.rounded(.up)) + 1,
+                    "received \(received) of \(sent) in \(elapsed) s")
+
+            let statsRun = try lab.floodgate(["stats", "--json"])
+            #expect(statsRun.status == 0, "\(statsRun.err)")
+            let stats = try JSONDecoder().decode([StatsJSON].self, from: Data(statsRun.out.utf8))
+            let sip = try #require(stats.first?.classes.first { $0.class == "sip" })
+            #expect(stats.first?.interface == lab.routerIf)
+            #expect(stats.first?.mode == "native")
+            #expect(sip.packets["passed"] == UInt64(received))
+            #expect(sip.packets["dropped-rate"] == UInt64(sent - received))
+            #expect(sip.packets_per_second == nil, "the first read has no previous one to rate against")
+
+            let second = try JSONDecoder().decode([StatsJSON].self, from: Data(try lab.floodgate(["stats", "--json"]).out.utf8))
+            #expect(second.first?.classes.first { $0.class == "sip" }?.packets_per_second?["passed"] == 0)
+
+            let topRun = try lab.floodgate(["top", "-n", "5", "--json"])
+            let top = try JSONDecoder().decode([TopJSON].self, from: Data(topRun.out.utf8))
+            let talker = try #require(top.first?.sources.first)
+            #expect(talker.address == lab.senderAddress)
+            #expect(talker.packets == UInt64(sent))
+            #expect(talker.drops == UInt64(sent - received))
+
+            let status = try JSONDecoder().decode([StatusJSON].self, from: Data(try lab.floodgate(["status", "--json"]).out.utf8))
+            #expect(status.count == 1)
+            #expect(status.first?.mode == "native")
+            #expect(status.first.map { "\($0.program_id)" } == program)
+            #expect(status.first?.tracked_buckets == 1)
+            #expect(status.first?.max_sources == 50000)
+
+            let human = try lab.floodgate(["stats"])
+            #expect(human.out.contains("sip"))
+            #expect(human.out.contains("DROPPED-RATE"))
+
+            let detach = try lab.floodgate(["detach", lab.routerIf])
+            #expect(detach.status == 0, "\(detach.err)")
+            #expect(try lab.routerXDPProgram() == nil, "detach must leave no XDP program")
+            #expect(!FileManager.default.fileExists(atPath: "\(lab.pinRoot)/\(lab.routerIf)"))
+
+            for i in 0..<20 { try send(sender, to: lab.routerAddress, port: 5060, Array("after \(i)".utf8)) }
+            #expect(drain(receiver) == 20, "with the filter gone every packet arrives")
+        }
+    }
+
+    @Test func limitChangesApplyToTheRunningFilter() throws {
+        try withLab { lab in
+            #expect(try lab.floodgate(["attach", lab.routerIf, "--mode", "native", "--max-sources", "1000"]).status == 0)
+            #expect(try lab.floodgate(["limit", "set", "sip", "--block"]).status == 0)
+            let receiver = try lab.udpSocket(in: lab.routerNS)
+            defer { close(receiver) }
+            try bind(receiver, lab.routerAddress, port: 5060)
+            let sender = try lab.udpSocket(in: lab.senderNS)
+            defer { close(sender) }
+            for _ in 0..<10 { try send(sender, to: lab.routerAddress, port: 5060, [1]) }
+            #expect(drain(receiver, quiet: 0.2) == 0)
+            #expect(try lab.floodgate(["limit", "set", "sip", "--unlimited"]).status == 0)
+            for _ in 0..<10 { try send(sender, to: lab.routerAddress, port: 5060, [1]) }
+            #expect(drain(receiver, quiet: 0.2) == 10)
+
+            let list = try lab.floodgate(["limit", "list"])
+            #expect(list.out.contains("unlimited"))
+            #expect(list.out.contains("compare-and-swap"), "limit list states the worst-case over-admission")
+            #expect(try lab.floodgate(["detach", lab.routerIf]).status == 0)
+        }
+    }
+}

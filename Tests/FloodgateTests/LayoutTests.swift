@@ -1,0 +1,27 @@
+import CFloodgate
+import Testing
+
+/// The shared header is the only definition of these layouts; these checks catch a Swift import that would read
+/// them differently from the BPF program (cilium's alignchecker does the same for Go).
+@Suite struct LayoutTests {
+    @Test func structSizesMatchTheStaticAssertsOfTheHeader() {
+        #expect(MemoryLayout<fg_settings>.size == 20)
+        #expect(MemoryLayout<fg_limit>.size == 24)
+        #expect(MemoryLayout<fg_addr>.size == 16)
+        #expect(MemoryLayout<fg_source_key>.size == 20)
+        #expect(MemoryLayout<fg_source_state>.size == 24)
+        #expect(MemoryLayout<fg_class_counters>.size == 16 * Int(FG_REASON_MAX.rawValue))
+        #expect(MemoryLayout<fg_stats_mark>.size == 8 + 8 * Int(FG_CLASS_MAX.rawValue * FG_REASON_MAX.rawValue))
+    }
+
+    @Test func fieldOffsets() {
+        #expect(MemoryLayout<fg_settings>.offset(of: \.rtp_port_min) == 8)
+        #expect(MemoryLayout<fg_settings>.offset(of: \.malformed_action) == 12)
+        #expect(MemoryLayout<fg_limit>.offset(of: \.tau) == 8)
+        #expect(MemoryLayout<fg_limit>.offset(of: \.rate) == 16)
+        #expect(MemoryLayout<fg_source_key>.offset(of: \.traffic_class) == 16)
+        #expect(MemoryLayout<fg_source_state>.offset(of: \.packets) == 8)
+        #expect(MemoryLayout<fg_source_state>.offset(of: \.drops) == 16)
+        #expect(MemoryLayout<fg_class_counters>.offset(of: \.bytes) == 8 * Int(FG_REASON_MAX.rawValue))
+    }
+}

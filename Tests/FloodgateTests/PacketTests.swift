@@ -1,0 +1,341 @@
+import CFloodgate
+import FloodgateCore
+import Foundation
+import Testing
+
+/// Verdicts and counters of the real XDP program on crafted packets (BPF_PROG_TEST_RUN).
+@Suite struct ClassificationTests {
+    /// Runs `packet` once on a fresh program and returns the action and the class/reason it was counted under.
+    func classify(_ packet: [UInt8], settings: Settings = .defaults, limits: [TrafficClass: Limit] = Limit.defaults)
+        throws -> (action: UInt32, counted: [(TrafficClass, Reason)])
+    {
+        let program = try loadProgram(limits: limits, settings: settings)
+        let action = try program.verdict(packet)
+        let counters = try program.maps.counters()
+        var counted: [(TrafficClass, Reason)] = []
+        for c in TrafficClass.all {
+            for r in Reason.all where counters.packets[c, r] > 0 {
+                #expect(counters.packets[c, r] == 1)
+                #expect(counters.bytes[c, r] == UInt64(packet.count))
+                counted.append((c, r))
+            }
+        }
+        return (action, counted)
+    }
+
+    func expectCounted(
+        _ packet: [UInt8], as c: TrafficClass, _ r: Reason, action: UInt32, settings: Settings = .defaults,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
+        let result = try classify(packet, settings: settings)
+        #expect(result.action == action, sourceLocation: sourceLocation)
+        #expect(result.counted.count == 1, sourceLocation: sourceLocation)
+        #expect(result.counted.first?.0 == c, "class", sourceLocation: sourceLocation)
+        #expect(result.counted.first?.1 == r, "reason", sourceLocation: sourceLocation)
+    }
+
+    @Test func ipv4UDPToASIPPortIsSIP() throws {
+        try expectCounted(Packet.udp4(dport: 5060), as: .sip, .passed, action: XDP_PASS_ACTION)
+        try expectCounted(Packet.udp4(dport: 5061), as: .sip, .passed, action: XDP_PASS_ACTION)
+    }
+
+    @Test func ipv4TCPToASIPPortIsSIP() throws {
+        let frame = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(proto: Packet.Proto.tcp, Packet.tcp(dport: 5061)))
+        try expectCounted(frame, as: .sip, .passed, action: XDP_PASS_ACTION)
+    }
+
+    @Test func ipv6UDPToASIPPortIsSIP() throws {
+        try expectCounted(Packet.udp6(dport: 5060), as: .sip, .passed, action: XDP_PASS_ACTION)
+    }
+
+    @Test func rtpRangeIsInclusiveAndUDPOnly() throws {
+        try expectCounted(Packet.udp4(dport: 10000), as: .rtp, .passed, action: XDP_PASS_ACTION)
+        try expectCounted(Packet.udp4(dport: 20000), as: .rtp, .passed, action: XDP_PASS_ACTION)
+        try expectCounted(Packet.udp4(dport: 9999), as: .other, .passed, action: XDP_PASS_ACTION)
+        try expectCounted(Packet.udp4(dport: 20001), as: .other, .passed, action: XDP_PASS_ACTION)
+        let tcp = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(proto: Packet.Proto.tcp, Packet.tcp(dport: 15000)))
+        try expectCounted(tcp, as: .other, .passed, action: XDP_PASS_ACTION)
+    }
+
+    @Test func configuredPortsReplaceTheDefaults() throws {
+        let settings = Settings(sipPorts: [5080], rtpPorts: 30000...30010, malformed: .drop)
+        try expectCounted(Packet.udp4(dport: 5080), as: .sip, .passed, action: XDP_PASS_ACTION, settings: settings)
+        try expectCounted(Packet.udp4(dport: 5060), as: .other, .passed, action: XDP_PASS_ACTION, settings: settings)
+        try expectCounted(Packet.udp4(dport: 30005), as: .rtp, .passed, action: XDP_PASS_ACTION, settings: settings)
+        let noRTP = Settings(sipPorts: [5060], rtpPorts: nil, malformed: .drop)
+        try expectCounted(Packet.udp4(dport: 15000), as: .other, .passed, action: XDP_PASS_ACTION, settings: noRTP)
+    }
+
+    @Test func icmpAndICMPv6AreICMP() throws {
+        let ping = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(proto: Packet.Proto.icmp, Packet.icmp()))
+        try expectCounted(ping, as: .icmp, .passed, action: XDP_PASS_ACTION)
+        let ping6 = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(proto: Packet.Proto.icmpv6, Packet.icmp(type: 128)))
+        try expectCounted(ping6, as: .icmp, .passed, action: XDP_PASS_ACTION)
+    }
+
+    @Test func neighbourDiscoveryPassesEvenWhenICMPIsBlocked() throws {
+        var limits = Limit.defaults
+        limits[.icmp] = .block
+        let solicitation = Packet.ethernet(
+            Packet.EtherType.ipv6, Packet.ipv6(proto: Packet.Proto.icmpv6, Packet.icmp(type: 135)))
+        let result = try classify(solicitation, limits: limits)
+        #expect(result.action == XDP_PASS_ACTION)
+        let echo = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(proto: Packet.Proto.icmpv6, Packet.icmp(type: 128)))
+        let blocked = try classify(echo, limits: limits)
+        #expect(blocked.action == XDP_DROP_ACTION)
+        #expect(blocked.counted.first?.1 == .droppedBlocked)
+    }
+
+    @Test func nonIPFramesPassAsOther() throws {
+        let arp = Packet.ethernet(Packet.EtherType.arp, [UInt8](repeating: 0, count: 28))
+        try expectCounted(arp, as: .other, .passed, action: XDP_PASS_ACTION)
+    }
+
+    @Test func vlanAndQinQAreLookedThrough() throws {
+        try expectCounted(Packet.udp4(dport: 5060, vlans: [Packet.EtherType.vlan]), as: .sip, .passed,
+                          action: XDP_PASS_ACTION)
+        try expectCounted(Packet.udp4(dport: 5060, vlans: [Packet.EtherType.qinq, Packet.EtherType.vlan]), as: .sip,
+                          .passed, action: XDP_PASS_ACTION)
+        // A third tag is beyond the parser: the frame is treated as non-IP, and passes as other.
+        let three = Packet.udp4(dport: 5060, vlans: [Packet.EtherType.qinq, Packet.EtherType.vlan, Packet.EtherType.vlan])
+        try expectCounted(three, as: .other, .passed, action: XDP_PASS_ACTION)
+    }
+
+    @Test func ipv4OptionsAreSkippedByIHL() throws {
+        let options: [UInt8] = [0x94, 0x04, 0, 0] + [1, 1, 1, 0]  // router alert, NOPs, end
+        let frame = Packet.ethernet(
+            Packet.EtherType.ipv4, Packet.ipv4(proto: Packet.Proto.udp, Packet.udp(dport: 5060), options: options))
+        try expectCounted(frame, as: .sip, .passed, action: XDP_PASS_ACTION)
+        let maxOptions = Packet.ethernet(
+            Packet.EtherType.ipv4,
+            Packet.ipv4(proto: Packet.Proto.udp, Packet.udp(dport: 5060), options: [UInt8](repeating: 1, count: 40)))
+        try expectCounted(maxOptions, as: .sip, .passed, action: XDP_PASS_ACTION)
+    }
+
+    @Test func invalidIPv4HeadersAreMalformed() throws {
+        var shortIHL = Packet.udp4(dport: 5060)
+        shortIHL[14] = 0x44  // IHL 4: shorter than the fixed header
+        try expectCounted(shortIHL, as: .other, .droppedMalformed, action: XDP_DROP_ACTION)
+        var wrongVersion = Packet.udp4(dport: 5060)
+        wrongVersion[14] = 0x65
+        try expectCounted(wrongVersion, as: .other, .droppedMalformed, action: XDP_DROP_ACTION)
+        var tcp = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(proto: Packet.Proto.tcp, Packet.tcp(dport: 5060)))
+        tcp[14 + 20 + 12] = 0x40  // TCP data offset 4
+        try expectCounted(tcp, as: .other, .droppedMalformed, action: XDP_DROP_ACTION)
+    }
+
+    @Test func ipv6ExtensionHeadersAreWalked() throws {
+        let chain: [(type: UInt8, body: [UInt8])] = [
+            (Packet.Proto.hopByHop, Packet.optionsBody()),
+            (Packet.Proto.destOpts, Packet.optionsBody(units: 3)),
+            (Packet.Proto.routing, Packet.optionsBody(units: 2)),
+            (Packet.Proto.fragment, Packet.fragmentBody(offset: 0, more: true)),
+        ]
+        try expectCounted(Packet.udp6(dport: 5060, extensions: chain), as: .sip, .passed, action: XDP_PASS_ACTION)
+    }
+
+    @Test func anIPv6ChainLongerThanTheWalkIsMalformed() throws {
+        let atLimit = (0..<Int(FG_IPV6_MAX_EXT) - 1).map { _ in (type: Packet.Proto.destOpts, body: Packet.optionsBody()) }
+        try expectCounted(Packet.udp6(dport: 5060, extensions: atLimit), as: .sip, .passed, action: XDP_PASS_ACTION)
+        let beyond = atLimit + [(type: Packet.Proto.destOpts, body: Packet.optionsBody())]
+        try expectCounted(Packet.udp6(dport: 5060, extensions: beyond), as: .other, .droppedMalformed,
+                          action: XDP_DROP_ACTION)
+    }
+
+    @Test func ipv6NoNextHeaderAndESPAreOther() throws {
+        let none = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(proto: Packet.Proto.noNext, []))
+        try expectCounted(none, as: .other, .passed, action: XDP_PASS_ACTION)
+        let esp = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(proto: Packet.Proto.esp, [UInt8](repeating: 9, count: 16)))
+        try expectCounted(esp, as: .other, .passed, action: XDP_PASS_ACTION)
+    }
+
+    @Test func nonFirstFragmentsAreFragments() throws {
+        // A non-first fragment has no UDP header; its payload bytes here look like port 5060 on purpose.
+        let v4 = Packet.ethernet(
+            Packet.EtherType.ipv4,
+            Packet.ipv4(proto: Packet.Proto.udp, Packet.udp(dport: 5060), fragmentOffset: 185, moreFragments: false))
+        try expectCounted(v4, as: .fragment, .passed, action: XDP_PASS_ACTION)
+        let v6 = Packet.udp6(dport: 5060, extensions: [(Packet.Proto.fragment, Packet.fragmentBody(offset: 185, more: true))])
+        try expectCounted(v6, as: .fragment, .passed, action: XDP_PASS_ACTION)
+    }
+
+    @Test func firstFragmentsAreClassifiedByTheirLayer4Header() throws {
+        let v4 = Packet.ethernet(
+            Packet.EtherType.ipv4,
+            Packet.ipv4(proto: Packet.Proto.udp, Packet.udp(dport: 5060), fragmentOffset: 0, moreFragments: true))
+        try expectCounted(v4, as: .sip, .passed, action: XDP_PASS_ACTION)
+        let v6 = Packet.udp6(dport: 5060, extensions: [(Packet.Proto.fragment, Packet.fragmentBody(offset: 0, more: true))])
+        try expectCounted(v6, as: .sip, .passed, action: XDP_PASS_ACTION)
+    }
+
+    /// Every prefix of a valid frame: until the last header byte the parser needs, the frame is malformed (dropped,
+    /// or passed with --on-malformed pass); from then on it is classified. Nothing else may happen.
+    @Test(arguments: [
+        ("IPv4/UDP", Packet.udp4(dport: 5060), 14 + 20 + 8),
+        ("802.1ad+802.1Q IPv4/UDP", Packet.udp4(dport: 5060, vlans: [Packet.EtherType.qinq, Packet.EtherType.vlan]),
+         14 + 8 + 20 + 8),
+        ("IPv4 options/TCP", Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
+            proto: Packet.Proto.tcp, Packet.tcp(dport: 5061), options: [1, 1, 1, 0])), 14 + 24 + 20),
+        ("IPv6 ext/UDP", Packet.udp6(dport: 5060, extensions: [(Packet.Proto.hopByHop, Packet.optionsBody(units: 2))]),
+         14 + 40 + 16 + 8),
+        ("IPv4/ICMP", Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(proto: Packet.Proto.icmp, Packet.icmp())),
+         14 + 20 + 8),
+    ])
+    func truncationAtEveryLength(name: String, frame: [UInt8], headerEnd: Int) throws {
+        let dropping = try loadProgram(limits: [.sip: .unlimited, .icmp: .unlimited, .other: .unlimited])
+        let passing = try loadProgram(
+            limits: [.sip: .unlimited, .icmp: .unlimited, .other: .unlimited],
+            settings: Settings(sipPorts: [5060, 5061], rtpPorts: 10000...20000, malformed: .pass))
+        var malformed: UInt64 = 0
+        for length in Packet.ethernetHeaderLength...frame.count {
+            let prefix = Array(frame.prefix(length))
+            let expected = length < headerEnd ? XDP_DROP_ACTION : XDP_PASS_ACTION
+            #expect(try dropping.verdict(prefix) == expected, "\(name) cut at \(length) bytes")
+            #expect(try passing.verdict(prefix) == XDP_PASS_ACTION, "\(name) cut at \(length) bytes, malformed pass")
+            if length < headerEnd { malformed += 1 }
+        }
+        let dropped = try dropping.maps.counters().packets
+        let passed = try passing.maps.counters().packets
+        let droppedMalformed = TrafficClass.all.reduce(0) { $0 + dropped[$1, .droppedMalformed] }
+        let passedMalformed = TrafficClass.all.reduce(0) { $0 + passed[$1, .passedMalformed] }
+        #expect(droppedMalformed == malformed)
+        #expect(passedMalformed == malformed)
+    }
+
+    @Test func framesShorterThanAnEthernetHeaderAreRefusedByTheKernel() throws {
+        // BPF_PROG_TEST_RUN itself refuses them (EINVAL), so no such frame reaches XDP this way; on a real NIC
+        // they never reach XDP either. The parser's own bound check is covered by the truncation tests.
+        let program = try loadProgram()
+        #expect(throws: FloodgateError.self) { try program.verdict(Array(Packet.udp4(dport: 5060).prefix(13))) }
+    }
+}
+
+extension Packet {
+    static let ethernetHeaderLength = 14
+}
+
+/// The token buckets: burst, drop, refill, and what does and does not share tokens.
+@Suite struct BucketTests {
+    @Test func aBucketAdmitsItsBurstThenDropsThenAdmitsAfterRefill() throws {
+        let program = try loadProgram(limits: [.sip: .rate(10, burst: 5)])
+        let packet = Packet.udp4(dport: 5060)
+        let first = try (0..<8).map { _ in try program.verdict(packet) }
+        #expect(first == Array(repeating: XDP_PASS_ACTION, count: 5) + Array(repeating: XDP_DROP_ACTION, count: 3))
+        // 10/s refills one token per 100 ms.
+        Thread.sleep(forTimeInterval: 0.25)
+        let after = try (0..<8).map { _ in try program.verdict(packet) }
+        let admitted = after.prefix { $0 == XDP_PASS_ACTION }.count
+        #expect(admitted >= 2 && admitted <= 5, "admitted \(admitted) after 250 ms at 10/s")
+        #expect(after.dropFirst(admitted).allSatisfy { $0 == XDP_DROP_ACTION })
+
+        let counters = try program.maps.counters().packets
+        #expect(counters[.sip, .passed] == UInt64(5 + admitted))
+        #expect(counters[.sip, .droppedRate] == UInt64(16 - 5 - admitted))
+        let sources = try program.maps.sources()
+        #expect(sources.count == 1)
+        #expect(sources.first?.address.description == "198.18.1.1")
+        #expect(sources.first?.packets == 16)
+        #expect(sources.first?.drops == UInt64(16 - 5 - admitted))
+    }
+
+    @Test func twoClassesDoNotShareTokens() throws {
+        let program = try loadProgram(limits: [.sip: .rate(1, burst: 2), .rtp: .rate(1, burst: 3)])
+        let sip = Packet.udp4(dport: 5060)
+        let rtp = Packet.udp4(dport: 12000)
+        #expect(try (0..<3).map { _ in try program.verdict(sip) } == [XDP_PASS_ACTION, XDP_PASS_ACTION, XDP_DROP_ACTION])
+        #expect(try (0..<4).map { _ in try program.verdict(rtp) }
+            == [XDP_PASS_ACTION, XDP_PASS_ACTION, XDP_PASS_ACTION, XDP_DROP_ACTION])
+        #expect(try program.maps.sources().count == 2)
+    }
+
+    @Test func twoSourcesDoNotShareTokens() throws {
+        let program = try loadProgram(limits: [.sip: .rate(1, burst: 2)])
+        let a = Packet.udp4(src: "198.18.1.1", dport: 5060)
+        let b = Packet.udp4(src: "198.18.1.2", dport: 5060)
+        let c = Packet.udp6(src: "2001:db8::1", dport: 5060)
+        for packet in [a, b, c] {
+            #expect(try (0..<3).map { _ in try program.verdict(packet) }
+                == [XDP_PASS_ACTION, XDP_PASS_ACTION, XDP_DROP_ACTION])
+        }
+        let addresses = Set(try program.maps.sources().map(\.address.description))
+        #expect(addresses == ["198.18.1.1", "198.18.1.2", "2001:db8::1"])
+    }
+
+    @Test func blockedClassesDropAndUnlimitedClassesAreNotTracked() throws {
+        let program = try loadProgram(limits: [.sip: .block, .rtp: .unlimited])
+        #expect(try program.verdict(Packet.udp4(dport: 5060)) == XDP_DROP_ACTION)
+        #expect(try program.verdict(Packet.udp4(dport: 5060)) == XDP_DROP_ACTION)
+        for _ in 0..<100 { #expect(try program.verdict(Packet.udp4(dport: 12000)) == XDP_PASS_ACTION) }
+        let sources = try program.maps.sources()
+        #expect(sources.count == 1)
+        #expect(sources.first?.trafficClass == .sip)
+        #expect(sources.first?.drops == 2)
+        #expect(try program.maps.counters().packets[.sip, .droppedBlocked] == 2)
+    }
+
+    @Test func aLimitChangeAppliesToTheNextPacket() throws {
+        let program = try loadProgram(limits: [.sip: .rate(1, burst: 1)])
+        let packet = Packet.udp4(dport: 5060)
+        #expect(try program.verdict(packet) == XDP_PASS_ACTION)
+        #expect(try program.verdict(packet) == XDP_DROP_ACTION)
+        try program.maps.setLimit(.unlimited, for: .sip)
+        #expect(try program.verdict(packet) == XDP_PASS_ACTION)
+        try program.maps.setLimit(.block, for: .sip)
+        #expect(try program.verdict(packet) == XDP_DROP_ACTION)
+        try program.maps.setLimit(.rate(1000, burst: 1000), for: .sip)
+        #expect(try program.maps.limit(for: .sip) == .rate(1000, burst: 1000))
+        // The bucket was empty under the old limit and stays so; the new rate refills it within 1 ms.
+        Thread.sleep(forTimeInterval: 0.005)
+        #expect(try program.verdict(packet) == XDP_PASS_ACTION)
+    }
+
+    @Test func raisingTheLimitOfAThrottledSourceLetsItInWithinOneNewInterval() throws {
+        let program = try loadProgram(limits: [.sip: .rate(1, burst: 100)])
+        let packet = Packet.udp4(dport: 5060)
+        for _ in 0..<100 { #expect(try program.verdict(packet) == XDP_PASS_ACTION) }
+        #expect(try program.verdict(packet) == XDP_DROP_ACTION)  // 100 s of debt at 1/s
+        try program.maps.setLimit(.rate(1000, burst: 10), for: .sip)
+        #expect(try program.verdict(packet) == XDP_DROP_ACTION)  // empty under the new limit too
+        Thread.sleep(forTimeInterval: 0.05)  // 50 ms at 1000/s: the burst of 10 is back
+        let admitted = try (0..<20).map { _ in try program.verdict(packet) }.filter { $0 == XDP_PASS_ACTION }.count
+        #expect(admitted >= 10 && admitted <= 11, "admitted \(admitted)")
+    }
+
+    @Test func aFloodOfNewSourcesEvictsTheOldestInsteadOfFailing() throws {
+        let program = try loadProgram(limits: [.sip: .rate(1, burst: 1)], maxSources: 256)
+        for i in 0..<2000 {
+            let packet = Packet.udp4(src: "198.18.\(i / 250).\(i % 250 + 1)", dport: 5060)
+            #expect(try program.verdict(packet) == XDP_PASS_ACTION)
+        }
+        let counters = try program.maps.counters().packets
+        #expect(counters[.sip, .passed] == 2000)
+        #expect(counters[.sip, .passedUntracked] == 0)
+        #expect(try program.maps.sources().count <= 256)
+    }
+
+    /// Both CPUs hammer one bucket at once; the admitted count must stay within what the bucket allows over the
+    /// elapsed time. Plain `++` or per-CPU buckets would admit up to twice that.
+    @Test func bothCPUsSharingOneBucketDoNotOverAdmit() throws {
+        let rate: UInt32 = 2000
+        let burst: UInt32 = 100
+        let program = try loadProgram(limits: [.sip: .rate(rate, burst: burst)])
+        let packet = Packet.udp4(dport: 5060)
+        let cpus = max(2, ProcessInfo.processInfo.activeProcessorCount)
+        let start = monotonicNanoseconds()
+        DispatchQueue.concurrentPerform(iterations: cpus) { _ in
+            for _ in 0..<40 { _ = try? program.testRun(packet, repeat: 50_000) }
+        }
+        let elapsed = Double(monotonicNanoseconds() - start) / 1e9
+        let counters = try program.maps.counters().packets
+        let admitted = counters[.sip, .passed]
+        let total = admitted + counters[.sip, .droppedRate]
+        let allowed = Double(burst) + Double(rate) * elapsed
+        #expect(total == UInt64(cpus * 40 * 50_000))
+        // The slack of FG_CAS_RETRIES fallbacks is one packet per fallback on an idle bucket; allow a handful.
+        #expect(Double(admitted) <= allowed + 4, "admitted \(admitted), bucket allows \(allowed) in \(elapsed) s")
+        #expect(admitted >= UInt64(burst))
+        let source = try #require(try program.maps.sources().first)
+        #expect(source.packets == total)
+        #expect(source.drops == counters[.sip, .droppedRate])
+    }
+}

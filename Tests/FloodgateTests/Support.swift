@@ -1,0 +1,61 @@
+import CFloodgate
+import FloodgateCore
+import Foundation
+import Testing
+
+/// These tests load real BPF programs: without root they must fail, loudly, not pass.
+func requireRoot() throws {
+    try #require(geteuid() == 0, "Floodgate's tests load BPF programs and build network namespaces: run them as root")
+}
+
+/// A freshly loaded (never attached) filter with the given limits, for BPF_PROG_TEST_RUN.
+func loadProgram(
+    limits: [TrafficClass: Limit] = Limit.defaults, settings: Settings = .defaults, maxSources: UInt32 = 4096
+) throws -> FloodgateProgram {
+    try requireRoot()
+    return try FloodgateProgram(maxSources: maxSources, settings: settings, limits: limits)
+}
+
+let XDP_DROP_ACTION: UInt32 = 1
+let XDP_PASS_ACTION: UInt32 = 2
+
+extension FloodgateProgram {
+    /// The XDP action for one packet.
+    func verdict(_ packet: [UInt8]) throws -> UInt32 { try testRun(packet).action }
+}
+
+/// Runs a command, returning its exit status and output.
+@discardableResult
+func run(_ command: [String], check: Bool = false) throws -> (status: Int32, out: String, err: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = command
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    let result = (process.terminationStatus, String(decoding: outData, as: UTF8.self),
+                  String(decoding: errData, as: UTF8.self))
+    if check && result.0 != 0 {
+        throw FloodgateError("\(command.joined(separator: " ")) exited \(result.0): \(result.2)")
+    }
+    return result
+}
+
+/// The floodgate executable built beside the test bundle.
+var floodgateBinary: String {
+    let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    var dir = exe.deletingLastPathComponent()
+    while dir.path != "/" {
+        let candidate = dir.appendingPathComponent("floodgate").path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    return "floodgate"
+}
+
+func uniqueID() -> String { String(UInt32.random(in: 0..<UInt32.max), radix: 36) }
