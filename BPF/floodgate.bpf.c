@@ -20,6 +20,7 @@
 #include "floodgate.h"
 #include "lib/parse.h"
 #include "lib/bucket.h"
+#include "lib/drop_cache.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -82,21 +83,75 @@ static __always_inline int fg_count(__u32 traffic_class, __u32 reason, __u64 byt
 	}
 }
 
+/* Add a drop-cache slot's pending drops to its source's entry. A source the
+ * LRU has evicted meanwhile is not re-inserted (that would refill its bucket):
+ * its class counters already hold those drops. */
+static __always_inline void fg_flush(struct fg_drop_slot *slot, struct fg_source_state *st)
+{
+	if (!slot->pending)
+		return;
+	if (!st)
+		st = bpf_map_lookup_elem(&fg_sources, &slot->key);
+	if (st) {
+		__sync_fetch_and_add(&st->packets, slot->pending);
+		__sync_fetch_and_add(&st->drops, slot->pending);
+	}
+	slot->pending = 0;
+}
+
+/* Remember on this CPU that key's bucket has no token before `next`. */
+static __always_inline void fg_cache_drop(struct fg_drop_slot *slot, const struct fg_source_key *key, __u64 interval,
+					  __u64 tau, __u64 next, __u64 now, __u32 jiffy_ns)
+{
+	__u64 jiffy = (__u64)jiffy_ns << FG_TICK_SHIFT;
+	__u64 until = ~0ULL;
+
+	if (!slot || !jiffy)
+		return;
+	if (interval != FG_INTERVAL_BLOCK) {
+		/* Rounding up to a jiffy is only harmless if the bucket can hold
+		 * the tokens that come due during that jiffy. */
+		if (tau < jiffy || next <= now)
+			return;
+		until = bpf_jiffies64() + (next - now + jiffy - 1) / jiffy;
+	}
+	if (!fg_same_key(&slot->key, key)) {
+		fg_flush(slot, NULL);
+		slot->key = *key;
+	}
+	slot->interval = interval;
+	slot->tau = tau;
+	slot->until_jiffies = until;
+}
+
 /* Charge the packet to its source's bucket; returns an enum fg_reason. */
-static __always_inline __u32 fg_police(const struct fg_packet *pkt, const struct fg_limit *lim)
+static __always_inline __u32 fg_police(const struct fg_packet *pkt, const struct fg_limit *lim,
+				       const struct fg_settings *s)
 {
 	__u64 interval = READ_ONCE(lim->interval);
 	__u64 tau = READ_ONCE(lim->tau);
+	__u32 drop = interval == FG_INTERVAL_BLOCK ? FG_REASON_DROPPED_BLOCKED : FG_REASON_DROPPED_RATE;
 	struct fg_source_key key = {};
 	struct fg_source_state *st;
-	__u64 now;
+	struct fg_drop_slot *slot;
+	__u64 now, next = 0;
+	__u32 index;
 
 	if (interval == FG_INTERVAL_UNLIMITED)
 		return FG_REASON_PASSED;
 	key.addr = pkt->src;
 	key.traffic_class = pkt->traffic_class;
-	now = bpf_ktime_get_ns() << FG_TICK_SHIFT;
 
+	index = fg_slot_index(&key);
+	slot = bpf_map_lookup_elem(&fg_drop_cache, &index);
+	if (slot && slot->until_jiffies && fg_same_key(&slot->key, &key) && slot->interval == interval &&
+	    slot->tau == tau && bpf_jiffies64() < slot->until_jiffies) {
+		if (++slot->pending >= FG_DROP_CACHE_FLUSH)
+			fg_flush(slot, NULL);
+		return drop;
+	}
+
+	now = bpf_ktime_get_ns() << FG_TICK_SHIFT;
 	st = bpf_map_lookup_elem(&fg_sources, &key);
 	if (!st) {
 		struct fg_source_state init = {
@@ -110,23 +165,26 @@ static __always_inline __u32 fg_police(const struct fg_packet *pkt, const struct
 			init.drops = 1;
 		}
 		/* A new source starts with a full bucket, less this packet. */
-		if (bpf_map_update_elem(&fg_sources, &key, &init, BPF_NOEXIST) == 0)
-			return interval == FG_INTERVAL_BLOCK ? FG_REASON_DROPPED_BLOCKED : FG_REASON_PASSED;
+		if (bpf_map_update_elem(&fg_sources, &key, &init, BPF_NOEXIST) == 0) {
+			if (interval != FG_INTERVAL_BLOCK)
+				return FG_REASON_PASSED;
+			fg_cache_drop(slot, &key, interval, tau, 0, now, s->jiffy_ns);
+			return drop;
+		}
 		/* Another CPU inserted it first: use theirs. */
 		st = bpf_map_lookup_elem(&fg_sources, &key);
 		if (!st)
 			return FG_REASON_PASSED_UNTRACKED;
 	}
 
+	if (slot && fg_same_key(&slot->key, &key))
+		fg_flush(slot, st);
 	__sync_fetch_and_add(&st->packets, 1);
-	if (interval == FG_INTERVAL_BLOCK) {
-		__sync_fetch_and_add(&st->drops, 1);
-		return FG_REASON_DROPPED_BLOCKED;
-	}
-	if (fg_bucket_admit(&st->tat, now, interval, tau))
+	if (interval != FG_INTERVAL_BLOCK && fg_bucket_admit(&st->tat, now, interval, tau, &next))
 		return FG_REASON_PASSED;
 	__sync_fetch_and_add(&st->drops, 1);
-	return FG_REASON_DROPPED_RATE;
+	fg_cache_drop(slot, &key, interval, tau, next, now, s->jiffy_ns);
+	return drop;
 }
 
 SEC("xdp")
@@ -155,5 +213,5 @@ int floodgate_xdp(struct xdp_md *ctx)
 	lim = bpf_map_lookup_elem(&fg_limits, &pkt.traffic_class);
 	if (!lim)
 		return fg_count(pkt.traffic_class, FG_REASON_PASSED, bytes);
-	return fg_count(pkt.traffic_class, fg_police(&pkt, lim), bytes);
+	return fg_count(pkt.traffic_class, fg_police(&pkt, lim, s), bytes);
 }

@@ -16,6 +16,7 @@
 #define FG_MAP_SOURCES "fg_sources"
 #define FG_MAP_COUNTERS "fg_counters"
 #define FG_MAP_STATS_MARK "fg_stats_mark"
+#define FG_MAP_DROP_CACHE "fg_drop_cache"
 #define FG_PROG_NAME "floodgate_xdp"
 
 /* Pinned-object names under <pin root>/<interface>/. */
@@ -26,6 +27,10 @@
 #define FG_MAX_SIP_PORTS 4
 /* Bounded walk of the IPv6 extension-header chain. */
 #define FG_IPV6_MAX_EXT 8
+/* Slots of the per-CPU drop cache (a power of two), and how many drops a slot
+ * holds before it adds them to the source's entry in fg_sources. */
+#define FG_DROP_CACHE_SLOTS 4096
+#define FG_DROP_CACHE_FLUSH 256
 /* Compare-and-swap attempts on a bucket before the atomic-add fallback. */
 #define FG_CAS_RETRIES 4
 
@@ -77,7 +82,7 @@ struct fg_settings {
 	__u16 rtp_port_min;		    /* host order, inclusive */
 	__u16 rtp_port_max;		    /* host order, inclusive; 0 = no RTP class */
 	__u32 malformed_action;		    /* enum fg_action */
-	__u32 pad;
+	__u32 jiffy_ns;			    /* length of a jiffy (clock_getres of CLOCK_MONOTONIC_COARSE); 0 = no drop cache */
 };
 
 /*
@@ -113,6 +118,20 @@ struct fg_source_state {
 	__u64 drops;   /* of which dropped by the bucket */
 };
 
+/*
+ * fg_drop_cache[slot], per CPU: a source whose bucket is empty, and the jiffy
+ * until which its packets can be dropped without touching fg_sources. Written
+ * by XDP; read by the agent only to add the pending drops to `top`.
+ */
+struct fg_drop_slot {
+	struct fg_source_key key;
+	__u32 pad;
+	__u64 until_jiffies; /* drop while jiffies < this; 0 = empty slot */
+	__u64 interval;	     /* the limit the slot was filled under: */
+	__u64 tau;	     /* a different limit now makes the slot stale */
+	__u64 pending;	     /* drops (and packets) not yet added to fg_sources */
+};
+
 /* fg_counters[class], per CPU: packets and bytes by reason. */
 struct fg_class_counters {
 	__u64 packets[FG_REASON_MAX];
@@ -133,6 +152,8 @@ _Static_assert(sizeof(struct fg_limit) == 24, "fg_limit layout");
 _Static_assert(sizeof(struct fg_addr) == 16, "fg_addr layout");
 _Static_assert(sizeof(struct fg_source_key) == 20, "fg_source_key layout");
 _Static_assert(sizeof(struct fg_source_state) == 24, "fg_source_state layout");
+_Static_assert(sizeof(struct fg_drop_slot) == 56, "fg_drop_slot layout");
+_Static_assert((FG_DROP_CACHE_SLOTS & (FG_DROP_CACHE_SLOTS - 1)) == 0, "slots: a power of two");
 _Static_assert(sizeof(struct fg_class_counters) == 16 * FG_REASON_MAX, "fg_class_counters layout");
 _Static_assert(sizeof(struct fg_stats_mark) == 8 + 8 * FG_CLASS_MAX * FG_REASON_MAX, "fg_stats_mark layout");
 

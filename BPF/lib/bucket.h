@@ -41,7 +41,8 @@
  * "empty under the new limit", so raising a throttled source's limit lets it in
  * after one new interval instead of after the old limit's debt has run out.
  */
-static __always_inline int fg_bucket_admit(__u64 *tat_p, __u64 now, __u64 interval, __u64 tau)
+/* On a drop, *next is the time the bucket will next hold a token. */
+static __always_inline int fg_bucket_admit(__u64 *tat_p, __u64 now, __u64 interval, __u64 tau, __u64 *next)
 {
 	__u64 tat, base, old;
 	int i;
@@ -50,8 +51,11 @@ static __always_inline int fg_bucket_admit(__u64 *tat_p, __u64 now, __u64 interv
 		tat = READ_ONCE(*tat_p);
 		base = tat > now ? tat : now;
 		if (base - now > tau) {
-			if (base - now > tau + interval)
+			if (base - now > tau + interval) {
 				__sync_val_compare_and_swap(tat_p, tat, now + tau + interval);
+				base = now + tau + interval;
+			}
+			*next = base - tau;
 			return 0;
 		}
 		if (__sync_val_compare_and_swap(tat_p, tat, base + interval) == tat)
@@ -60,6 +64,7 @@ static __always_inline int fg_bucket_admit(__u64 *tat_p, __u64 now, __u64 interv
 	old = __sync_fetch_and_add(tat_p, interval);
 	if (old > now && old - now > tau) {
 		__sync_fetch_and_sub(tat_p, interval);
+		*next = old - tau;
 		return 0;
 	}
 	return 1;

@@ -1,2 +1,21 @@
-/* The CFloodgate module has no logic of its own; see include/CFloodgate.h. */
+/*
+ * The CFloodgate module has no logic of its own (see include/CFloodgate.h); this file holds shims for calls
+ * Swift's Glibc module hides behind _GNU_SOURCE.
+ */
+#define _GNU_SOURCE
+#include <sched.h>
+
 #include "CFloodgate.h"
+
+int cfloodgate_pin_to_cpu(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(0, sizeof(set), &set) ? -errno : 0;
+}
+
+int cfloodgate_current_cpu(void)
+{
+    return sched_getcpu();
+}

@@ -10,10 +10,11 @@ public final class FilterMaps: @unchecked Sendable {
     public let sourcesFD: Int32
     public let countersFD: Int32
     public let statsMarkFD: Int32
+    public let dropCacheFD: Int32
     private let ownsDescriptors: Bool
 
     /// The map names, as the ELF object and the pins name them.
-    public static let names = [FG_MAP_SETTINGS, FG_MAP_LIMITS, FG_MAP_SOURCES, FG_MAP_COUNTERS, FG_MAP_STATS_MARK]
+    public static let names = [FG_MAP_SETTINGS, FG_MAP_LIMITS, FG_MAP_SOURCES, FG_MAP_COUNTERS, FG_MAP_STATS_MARK, FG_MAP_DROP_CACHE]
 
     init(descriptors: [String: Int32], owned: Bool) throws {
         func fd(_ name: String) throws -> Int32 {
@@ -25,6 +26,7 @@ public final class FilterMaps: @unchecked Sendable {
         sourcesFD = try fd(FG_MAP_SOURCES)
         countersFD = try fd(FG_MAP_COUNTERS)
         statsMarkFD = try fd(FG_MAP_STATS_MARK)
+        dropCacheFD = try fd(FG_MAP_DROP_CACHE)
         ownsDescriptors = owned
     }
 
@@ -45,7 +47,7 @@ public final class FilterMaps: @unchecked Sendable {
 
     deinit {
         if ownsDescriptors {
-            for fd in [settingsFD, limitsFD, sourcesFD, countersFD, statsMarkFD] { close(fd) }
+            for fd in [settingsFD, limitsFD, sourcesFD, countersFD, statsMarkFD, dropCacheFD] { close(fd) }
         }
     }
 
@@ -123,8 +125,53 @@ public final class FilterMaps: @unchecked Sendable {
 
     // MARK: Sources
 
-    /// Every tracked (source, class) bucket, read in batches (`bpf_map_lookup_batch`).
+    /// Every tracked (source, class) bucket, read in batches (`bpf_map_lookup_batch`), with the drops the per-CPU
+    /// drop cache holds for it and has not yet added.
     public func sources() throws -> [SourceEntry] {
+        var entries = try trackedSources()
+        let pending = try pendingDrops()
+        guard !pending.isEmpty else { return entries }
+        for i in entries.indices {
+            if let extra = pending[SourceKey(entries[i])] {
+                entries[i].packets += extra
+                entries[i].drops += extra
+            }
+        }
+        return entries
+    }
+
+    struct SourceKey: Hashable {
+        var address: SourceAddress
+        var trafficClass: TrafficClass
+        init(_ entry: SourceEntry) { (address, trafficClass) = (entry.address, entry.trafficClass) }
+        init(_ key: fg_source_key) {
+            address = SourceAddress(key.addr)
+            trafficClass = TrafficClass(index: UInt32(key.traffic_class)) ?? .other
+        }
+    }
+
+    /// Drops counted in the per-CPU drop cache and not yet in `fg_sources`, by source and class.
+    func pendingDrops() throws -> [SourceKey: UInt64] {
+        let cpus = Int(libbpf_num_possible_cpus())
+        guard cpus > 0 else { throw FloodgateError("count possible CPUs", libbpfResult: Int32(cpus)) }
+        let stride = (MemoryLayout<fg_drop_slot>.size + 7) & ~7
+        var buffer = [UInt8](repeating: 0, count: stride * cpus)
+        var pending: [SourceKey: UInt64] = [:]
+        for index in 0..<UInt32(FG_DROP_CACHE_SLOTS) {
+            var key = index
+            try check("read \(FG_MAP_DROP_CACHE)[\(index)]", bpf_map_lookup_elem(dropCacheFD, &key, &buffer))
+            buffer.withUnsafeBytes { raw in
+                for cpu in 0..<cpus {
+                    let slot = raw.loadUnaligned(fromByteOffset: cpu * stride, as: fg_drop_slot.self)
+                    if slot.pending > 0 { pending[SourceKey(slot.key), default: 0] += slot.pending }
+                }
+            }
+        }
+        return pending
+    }
+
+    /// The entries of `fg_sources` as they are.
+    func trackedSources() throws -> [SourceEntry] {
         var entries: [SourceEntry] = []
         let chunk: UInt32 = 8192
         var keys = [fg_source_key](repeating: fg_source_key(), count: Int(chunk))

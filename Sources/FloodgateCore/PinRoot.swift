@@ -101,6 +101,7 @@ public struct PinRoot: Sendable {
         case FG_MAP_SOURCES: return program.maps.sourcesFD
         case FG_MAP_COUNTERS: return program.maps.countersFD
         case FG_MAP_STATS_MARK: return program.maps.statsMarkFD
+        case FG_MAP_DROP_CACHE: return program.maps.dropCacheFD
         default: throw FloodgateError("unknown map \(name)")
         }
     }

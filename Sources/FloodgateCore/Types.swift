@@ -147,6 +147,13 @@ public struct Settings: Equatable, Sendable {
         malformed = raw.malformed_action == FG_ACTION_PASS.rawValue ? .pass : .drop
     }
 
+    /// The length of a jiffy, which bpf_jiffies64 counts: the resolution of CLOCK_MONOTONIC_COARSE.
+    static let jiffyNanoseconds: UInt32 = {
+        var resolution = timespec()
+        guard clock_getres(CLOCK_MONOTONIC_COARSE, &resolution) == 0, resolution.tv_sec == 0 else { return 0 }
+        return UInt32(resolution.tv_nsec)
+    }()
+
     public func validate() throws {
         guard !sipPorts.isEmpty, sipPorts.count <= Int(FG_MAX_SIP_PORTS) else {
             throw FloodgateError("give between 1 and \(FG_MAX_SIP_PORTS) SIP ports (got \(sipPorts.count))")
@@ -166,6 +173,7 @@ public struct Settings: Equatable, Sendable {
         value.rtp_port_min = rtpPorts?.lowerBound ?? 0
         value.rtp_port_max = rtpPorts?.upperBound ?? 0
         value.malformed_action = malformed == .pass ? FG_ACTION_PASS.rawValue : FG_ACTION_DROP.rawValue
+        value.jiffy_ns = Settings.jiffyNanoseconds
         return value
     }
 }

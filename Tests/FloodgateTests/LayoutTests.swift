@@ -10,6 +10,7 @@ import Testing
         #expect(MemoryLayout<fg_addr>.size == 16)
         #expect(MemoryLayout<fg_source_key>.size == 20)
         #expect(MemoryLayout<fg_source_state>.size == 24)
+        #expect(MemoryLayout<fg_drop_slot>.size == 56)
         #expect(MemoryLayout<fg_class_counters>.size == 16 * Int(FG_REASON_MAX.rawValue))
         #expect(MemoryLayout<fg_stats_mark>.size == 8 + 8 * Int(FG_CLASS_MAX.rawValue * FG_REASON_MAX.rawValue))
     }
@@ -17,6 +18,9 @@ import Testing
     @Test func fieldOffsets() {
         #expect(MemoryLayout<fg_settings>.offset(of: \.rtp_port_min) == 8)
         #expect(MemoryLayout<fg_settings>.offset(of: \.malformed_action) == 12)
+        #expect(MemoryLayout<fg_settings>.offset(of: \.jiffy_ns) == 16)
+        #expect(MemoryLayout<fg_drop_slot>.offset(of: \.until_jiffies) == 24)
+        #expect(MemoryLayout<fg_drop_slot>.offset(of: \.pending) == 48)
         #expect(MemoryLayout<fg_limit>.offset(of: \.tau) == 8)
         #expect(MemoryLayout<fg_limit>.offset(of: \.rate) == 16)
         #expect(MemoryLayout<fg_source_key>.offset(of: \.traffic_class) == 16)

@@ -24,6 +24,11 @@
 extern int setns(int fd, int nstype);
 #define CFLOODGATE_CLONE_NEWNET 0x40000000
 
+/* Pin the calling thread to one CPU (sched_setaffinity); 0 or -errno. */
+int cfloodgate_pin_to_cpu(int cpu);
+/* The CPU the calling thread runs on (sched_getcpu). */
+int cfloodgate_current_cpu(void);
+
 /* Run an XDP program once or `repeat` times on `data` (BPF_PROG_TEST_RUN). */
 static inline int cfloodgate_test_run(int prog_fd, const void *data, __u32 size, void *data_out,
                                       __u32 *size_out, __u32 repeat, __u32 *retval, __u32 *duration)
