@@ -43,6 +43,11 @@ struct Options {
     }
 }
 
+func checkResult(_ what: String, _ result: Int32) throws -> Int32 {
+    if result < 0 { throw FloodgateError(what, libbpfResult: result) }
+    return result
+}
+
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("floodgate-bench: \(message)\n".utf8))
     exit(2)
@@ -188,26 +193,14 @@ final class DispatcherAnchor {
 
     init(_ program: FloodgateProgram) throws {
         do {
-            try shell(["ip", "netns", "add", namespace])
-            try shell(["ip", "-n", namespace, "link", "add", "fgb0", "type", "veth", "peer", "name", "fgb1"])
-            try shell(["ip", "-n", namespace, "link", "set", "fgb0", "up"])
-            try shell(["ip", "-n", namespace, "link", "set", "fgb1", "up"])
-            final class Box: @unchecked Sendable { var fd: Int32 = -1 }
-            let box = Box()
-            let done = DispatchSemaphore(value: 0)
-            let ns = namespace
-            let thread = Thread {
-                defer { done.signal() }
-                let nsFD = open("/run/netns/\(ns)", O_RDONLY | O_CLOEXEC)
-                guard nsFD >= 0 else { return }
-                defer { close(nsFD) }
-                guard setns(nsFD, CFLOODGATE_CLONE_NEWNET) == 0 else { return }
-                box.fd = cfloodgate_xdp_link(program.programFD, Int32(if_nametoindex("fgb0")), UInt32(XDP_FLAGS_DRV_MODE))
+            try NetworkLab.run(["ip", "netns", "add", namespace])
+            try NetworkLab.run(["ip", "-n", namespace, "link", "add", "fgb0", "type", "veth", "peer", "name", "fgb1"])
+            try NetworkLab.run(["ip", "-n", namespace, "link", "set", "fgb0", "up"])
+            try NetworkLab.run(["ip", "-n", namespace, "link", "set", "fgb1", "up"])
+            linkFD = try NetworkLab.inNamespace(namespace) {
+                try checkResult("attach the measured program to a veth",
+                          cfloodgate_xdp_link(program.programFD, Int32(if_nametoindex("fgb0")), UInt32(XDP_FLAGS_DRV_MODE)))
             }
-            thread.start()
-            done.wait()
-            linkFD = box.fd
-            if linkFD < 0 { throw FloodgateError("attach the measured program to a veth in \(namespace)", libbpfResult: linkFD) }
         } catch {
             release()
             throw error
@@ -220,19 +213,10 @@ final class DispatcherAnchor {
         guard !released else { return }
         released = true
         if linkFD >= 0 { close(linkFD) }
-        _ = try? shell(["ip", "netns", "del", namespace])
+        _ = try? NetworkLab.run(["ip", "netns", "del", namespace], quiet: true)
     }
 
     deinit { release() }
-}
-
-func shell(_ command: [String]) throws {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = command
-    try process.run()
-    process.waitUntilExit()
-    if process.terminationStatus != 0 { throw FloodgateError("\(command.joined(separator: " ")) failed") }
 }
 
 /// Every CPU runs `packet` through `program` for `seconds`, each thread pinned to its own CPU.

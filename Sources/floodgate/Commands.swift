@@ -138,23 +138,7 @@ extension Floodgate {
             if json { return try printJSON(reports) }
             for (n, report) in reports.enumerated() {
                 if n > 0 { print() }
-                let since = report.intervalSeconds.map { String(format: "%.1f s", $0) } ?? "first read"
-                print("\(report.interface) (program \(report.programID), \(report.mode ?? "other netns"))"
-                    + " — rates since last read: \(since)")
-                let reasons = Reason.all.map(\.name)
-                printTable(
-                    ["CLASS"] + reasons.map { $0.uppercased() } + ["PASS/S", "DROP/S"],
-                    report.classes.map { c in
-                        let pass = c.packetsPerSecond.map { r in
-                            Reason.all.filter { !$0.isDrop }.reduce(0) { $0 + (r[$1.name] ?? 0) }
-                        }
-                        let drop = c.packetsPerSecond.map { r in
-                            Reason.all.filter(\.isDrop).reduce(0) { $0 + (r[$1.name] ?? 0) }
-                        }
-                        return [c.trafficClass] + reasons.map { "\(c.packets[$0] ?? 0)" }
-                            + [pass.map { String(format: "%.1f", $0) } ?? "-",
-                               drop.map { String(format: "%.1f", $0) } ?? "-"]
-                    })
+                printStats(report)
             }
         }
     }
@@ -188,9 +172,7 @@ extension Floodgate {
             for (n, entry) in entries.enumerated() {
                 if n > 0 { print() }
                 print("\(entry.interface): top \(entry.sources.count) sources by \(by.rawValue)")
-                printTable(
-                    ["SOURCE", "PACKETS", "DROPS", "CLASSES"],
-                    entry.sources.map { [$0.address, "\($0.packets)", "\($0.drops)", $0.classes.joined(separator: ",")] })
+                printTop(entry.sources)
             }
         }
     }
@@ -199,3 +181,24 @@ extension Floodgate {
 extension AttachMode: ExpressibleByArgument {}
 extension MalformedAction: ExpressibleByArgument {}
 extension TopTalker.Order: ExpressibleByArgument {}
+
+func printStats(_ report: StatsReport) {
+    let since = report.intervalSeconds.map { String(format: "%.1f s", $0) } ?? "first read"
+    print("\(report.interface) (program \(report.programID), \(report.mode ?? "other netns"))"
+        + " — rates since last read: \(since)")
+    let reasons = Reason.all.map(\.name)
+    printTable(
+        ["CLASS"] + reasons.map { $0.uppercased() } + ["PASS/S", "DROP/S"],
+        report.classes.map { c in
+            let pass = c.packetsPerSecond.map { r in Reason.all.filter { !$0.isDrop }.reduce(0) { $0 + (r[$1.name] ?? 0) } }
+            let drop = c.packetsPerSecond.map { r in Reason.all.filter(\.isDrop).reduce(0) { $0 + (r[$1.name] ?? 0) } }
+            return [c.trafficClass] + reasons.map { "\(c.packets[$0] ?? 0)" }
+                + [pass.map { String(format: "%.1f", $0) } ?? "-", drop.map { String(format: "%.1f", $0) } ?? "-"]
+        })
+}
+
+func printTop(_ sources: [TopTalker]) {
+    printTable(
+        ["SOURCE", "PACKETS", "DROPS", "CLASSES"],
+        sources.map { [$0.address, "\($0.packets)", "\($0.drops)", $0.classes.joined(separator: ",")] })
+}

@@ -10,7 +10,7 @@ struct Floodgate: ParsableCommand {
         commandName: "floodgate",
         abstract: "XDP load shedding and DoS protection for SIP edges.",
         version: "0.1.0",
-        subcommands: [Attach.self, Detach.self, Status.self, LimitCommand.self, Stats.self, Top.self]
+        subcommands: [Attach.self, Detach.self, Status.self, LimitCommand.self, Stats.self, Top.self, Demo.self]
     )
 }
 

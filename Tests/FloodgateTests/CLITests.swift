@@ -67,8 +67,8 @@ import Testing
 
     @Test func aLimitForSeveralInterfacesIsAllOrNothing() throws {
         try withLab { lab in
-            #expect(try lab.floodgate(["attach", lab.routerIf, "--max-sources", "100"]).status == 0)
-            let result = try lab.floodgate(["limit", "set", "sip", "--rate", "7", "-i", lab.routerIf, "-i", "fgt-none0"])
+            #expect(try lab.floodgate(["attach", lab.routerInterface, "--max-sources", "100"]).status == 0)
+            let result = try lab.floodgate(["limit", "set", "sip", "--rate", "7", "-i", lab.routerInterface, "-i", "fgt-none0"])
             #expect(result.status != 0)
             #expect(result.err.contains("fgt-none0 has no Floodgate filter attached"))
             let list = try lab.floodgate(["limit", "list", "--json"])
@@ -79,17 +79,17 @@ import Testing
 
     @Test func anInterfaceWithSomeoneElsesXDPProgramIsLeftAlone() throws {
         try withLab { lab in
-            #expect(try lab.floodgate(["attach", lab.routerIf, "--max-sources", "100"]).status == 0)
+            #expect(try lab.floodgate(["attach", lab.routerInterface, "--max-sources", "100"]).status == 0)
             let program = try lab.routerXDPProgram()
             // The same interface seen from another pin root: the program there is not this root's.
-            let other = try run(["nsenter", "--net=/run/netns/\(lab.routerNS)", floodgateBinary, "attach", lab.routerIf,
+            let other = try run(["nsenter", "--net=/run/netns/\(lab.routerNS)", floodgateBinary, "attach", lab.routerInterface,
                                  "--pin-root", "\(lab.pinRoot)-other"])
             defer { _ = try? run(["rm", "-rf", "\(lab.pinRoot)-other"]) }
             #expect(other.status != 0)
             #expect(other.err.contains("already has an XDP program (id \(program ?? "?")) that Floodgate did not attach"),
                     "\(other.err)")
             #expect(try lab.routerXDPProgram() == program)
-            #expect(!FileManager.default.fileExists(atPath: "\(lab.pinRoot)-other/\(lab.routerIf)"))
+            #expect(!FileManager.default.fileExists(atPath: "\(lab.pinRoot)-other/\(lab.routerInterface)"))
         }
     }
 }

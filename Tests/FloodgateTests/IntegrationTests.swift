@@ -36,29 +36,26 @@ import Testing
 
     @Test func theReceiverSeesExactlyTheAdmittedPacketsAndStatsAgree() throws {
         try withLab { lab in
-            let attach = try lab.floodgate(["attach", lab.routerIf, "--mode", "native", "--max-sources", "50000"])
+            let attach = try lab.floodgate(["attach", lab.routerInterface, "--mode", "native", "--max-sources", "50000"])
             #expect(attach.status == 0, "\(attach.err)")
             #expect(attach.out.contains("native mode"))
-            let program = try #require(try lab.routerXDPProgram(), "no XDP program on \(lab.routerIf) after attach")
+            let program = try #require(try lab.routerXDPProgram(), "no XDP program on \(lab.routerInterface) after attach")
 
-            let again = try lab.floodgate(["attach", lab.routerIf])
+            let again = try lab.floodgate(["attach", lab.routerInterface])
             #expect(again.status == 0)
             #expect(again.out.contains("already attached"))
             #expect(try lab.routerXDPProgram() == program, "a second attach must change nothing")
 
             #expect(try lab.floodgate(["limit", "set", "sip", "--rate", "1", "--burst", "50"]).status == 0)
 
-            let receiver = try lab.udpSocket(in: lab.routerNS)
-            defer { close(receiver) }
-            try bind(receiver, lab.routerAddress, port: 5060)
-            let sender = try lab.udpSocket(in: lab.senderNS)
-            defer { close(sender) }
+            let receiver = try lab.udpSocket(in: lab.routerNS, bindTo: lab.routerAddress, port: 5060)
+            let sender = try lab.udpSocket(in: lab.outsideNS)
 
             let sent = 300
             let start = monotonicNanoseconds()
-            for i in 0..<sent { try send(sender, to: lab.routerAddress, port: 5060, Array("OPTIONS \(i)".utf8)) }
+            for i in 0..<sent { try sender.send(Array("OPTIONS \(i)".utf8), to: lab.routerAddress, port: 5060) }
             let elapsed = Double(monotonicNanoseconds() - start) / 1e9
-            let received = drain(receiver)
+            let received = receiver.drain().values.reduce(0, +)
             // Burst 50, then 1/s: a fast sender gets 50 plus one per second it took.
             #expect(received >= 50 && received <= 50 + Int(elapsed.rounded(.up)) + 1,
                     "received \(received) of \(sent) in \(elapsed) s")
@@ -67,7 +64,7 @@ import Testing
             #expect(statsRun.status == 0, "\(statsRun.err)")
             let stats = try JSONDecoder().decode([StatsJSON].self, from: Data(statsRun.out.utf8))
             let sip = try #require(stats.first?.classes.first { $0.class == "sip" })
-            #expect(stats.first?.interface == lab.routerIf)
+            #expect(stats.first?.interface == lab.routerInterface)
             #expect(stats.first?.mode == "native")
             #expect(sip.packets["passed"] == UInt64(received))
             #expect(sip.packets["dropped-rate"] == UInt64(sent - received))
@@ -79,7 +76,7 @@ import Testing
             let topRun = try lab.floodgate(["top", "-n", "5", "--json"])
             let top = try JSONDecoder().decode([TopJSON].self, from: Data(topRun.out.utf8))
             let talker = try #require(top.first?.sources.first)
-            #expect(talker.address == lab.senderAddress)
+            #expect(talker.address == lab.outsideAddress)
             #expect(talker.packets == UInt64(sent))
             #expect(talker.drops == UInt64(sent - received))
 
@@ -94,35 +91,32 @@ import Testing
             #expect(human.out.contains("sip"))
             #expect(human.out.contains("DROPPED-RATE"))
 
-            let detach = try lab.floodgate(["detach", lab.routerIf])
+            let detach = try lab.floodgate(["detach", lab.routerInterface])
             #expect(detach.status == 0, "\(detach.err)")
             #expect(try lab.routerXDPProgram() == nil, "detach must leave no XDP program")
-            #expect(!FileManager.default.fileExists(atPath: "\(lab.pinRoot)/\(lab.routerIf)"))
+            #expect(!FileManager.default.fileExists(atPath: "\(lab.pinRoot)/\(lab.routerInterface)"))
 
-            for i in 0..<20 { try send(sender, to: lab.routerAddress, port: 5060, Array("after \(i)".utf8)) }
-            #expect(drain(receiver) == 20, "with the filter gone every packet arrives")
+            for i in 0..<20 { try sender.send(Array("after \(i)".utf8), to: lab.routerAddress, port: 5060) }
+            #expect(receiver.drain().values.reduce(0, +) == 20, "with the filter gone every packet arrives")
         }
     }
 
     @Test func limitChangesApplyToTheRunningFilter() throws {
         try withLab { lab in
-            #expect(try lab.floodgate(["attach", lab.routerIf, "--mode", "native", "--max-sources", "1000"]).status == 0)
+            #expect(try lab.floodgate(["attach", lab.routerInterface, "--mode", "native", "--max-sources", "1000"]).status == 0)
             #expect(try lab.floodgate(["limit", "set", "sip", "--block"]).status == 0)
-            let receiver = try lab.udpSocket(in: lab.routerNS)
-            defer { close(receiver) }
-            try bind(receiver, lab.routerAddress, port: 5060)
-            let sender = try lab.udpSocket(in: lab.senderNS)
-            defer { close(sender) }
-            for _ in 0..<10 { try send(sender, to: lab.routerAddress, port: 5060, [1]) }
-            #expect(drain(receiver, quiet: 0.2) == 0)
+            let receiver = try lab.udpSocket(in: lab.routerNS, bindTo: lab.routerAddress, port: 5060)
+            let sender = try lab.udpSocket(in: lab.outsideNS)
+            for _ in 0..<10 { try sender.send([1], to: lab.routerAddress, port: 5060) }
+            #expect(receiver.drain(quiet: 0.2).isEmpty)
             #expect(try lab.floodgate(["limit", "set", "sip", "--unlimited"]).status == 0)
-            for _ in 0..<10 { try send(sender, to: lab.routerAddress, port: 5060, [1]) }
-            #expect(drain(receiver, quiet: 0.2) == 10)
+            for _ in 0..<10 { try sender.send([1], to: lab.routerAddress, port: 5060) }
+            #expect(receiver.drain(quiet: 0.2)[lab.outsideAddress] == 10)
 
             let list = try lab.floodgate(["limit", "list"])
             #expect(list.out.contains("unlimited"))
             #expect(list.out.contains("compare-and-swap"), "limit list states the worst-case over-admission")
-            #expect(try lab.floodgate(["detach", lab.routerIf]).status == 0)
+            #expect(try lab.floodgate(["detach", lab.routerInterface]).status == 0)
         }
     }
 }

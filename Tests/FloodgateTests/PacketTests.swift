@@ -289,6 +289,35 @@ extension Packet {
         #expect(try program.verdict(packet) == XDP_PASS_ACTION)
     }
 
+    @Test func aCachedDropEndsAsSoonAsTheLimitChanges() throws {
+        // Burst 10 at 1/s banks far more than a jiffy of tokens, so drops go through the per-CPU drop cache.
+        let program = try loadProgram(limits: [.sip: .rate(1, burst: 10)])
+        let packet = Packet.udp4(dport: 5060)
+        for _ in 0..<10 { #expect(try program.verdict(packet) == XDP_PASS_ACTION) }
+        for _ in 0..<5 { #expect(try program.verdict(packet) == XDP_DROP_ACTION) }
+        try program.maps.setLimit(.unlimited, for: .sip)
+        #expect(try program.verdict(packet) == XDP_PASS_ACTION)
+        try program.maps.setLimit(.rate(1, burst: 10), for: .sip)
+        #expect(try program.verdict(packet) == XDP_DROP_ACTION)
+        try program.maps.setLimit(.rate(1, burst: 20), for: .sip)
+        // A larger burst: the bucket, not a stale cache slot, decides, and it has 10 more tokens.
+        for _ in 0..<10 { #expect(try program.verdict(packet) == XDP_PASS_ACTION) }
+        #expect(try program.verdict(packet) == XDP_DROP_ACTION)
+    }
+
+    @Test func perSourceCountsIncludeDropsStillInTheCache() throws {
+        let program = try loadProgram(limits: [.sip: .rate(1, burst: 10)])
+        let packet = Packet.udp4(dport: 5060)
+        // 10 admitted, then 1000 drops: three flushes of 256 and 232 still pending in the cache.
+        for _ in 0..<1010 { _ = try program.verdict(packet) }
+        let source = try #require(try program.maps.sources().first)
+        #expect(source.packets == 1010)
+        #expect(source.drops == 1000)
+        let counters = try program.maps.counters().packets
+        #expect(counters[.sip, .passed] == 10)
+        #expect(counters[.sip, .droppedRate] == 1000)
+    }
+
     @Test func raisingTheLimitOfAThrottledSourceLetsItInWithinOneNewInterval() throws {
         let program = try loadProgram(limits: [.sip: .rate(1, burst: 100)])
         let packet = Packet.udp4(dport: 5060)

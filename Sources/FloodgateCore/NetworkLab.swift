@@ -1,0 +1,212 @@
+import CFloodgate
+import Foundation
+
+/// Network namespaces joined by veth pairs, for tests, the demo and benchmarks: an `outside` namespace (senders)
+/// and a `router` namespace where Floodgate is attached, on 198.18.0.0/30 (the benchmarking range). No default
+/// route is set anywhere, so nothing sent in the lab can leave it. Names are unique per lab; ``tearDown()`` deletes
+/// the namespaces (and with them the veth pair) and the lab's pin root.
+public final class NetworkLab: @unchecked Sendable {
+    public let id: String
+    public let outsideNS: String
+    public let routerNS: String
+    public let outsideInterface: String
+    public let routerInterface: String
+    public let pinRoot: String
+    public let outsideAddress = "198.18.0.1"
+    public let routerAddress = "198.18.0.2"
+    /// Extra addresses on the outside end, for more senders.
+    public private(set) var extraOutsideAddresses: [String] = []
+    private var torn = false
+
+    /// Creates the namespaces and the veth pair. `prefix` (at most 4 characters) starts every name.
+    public init(prefix: String = "fgl", extraOutsideAddresses: [String] = []) throws {
+        precondition(prefix.count <= 4)
+        id = String(UInt32.random(in: 0..<UInt32.max), radix: 36)
+        outsideNS = "\(prefix)-o-\(id)"
+        routerNS = "\(prefix)-r-\(id)"
+        outsideInterface = "\(prefix)o\(id)"
+        routerInterface = "\(prefix)r\(id)"
+        pinRoot = "/sys/fs/bpf/\(prefix)-\(id)"
+        do {
+            try setUp(extraOutsideAddresses)
+        } catch {
+            tearDown()
+            throw error
+        }
+    }
+
+    private func setUp(_ extra: [String]) throws {
+        let o = outsideNS, r = routerNS
+        var steps: [[String]] = [
+            ["ip", "netns", "add", o],
+            ["ip", "netns", "add", r],
+            ["ip", "link", "add", outsideInterface, "netns", o, "type", "veth", "peer", "name", routerInterface,
+             "netns", r],
+            // IPv6 off: no router solicitations or MLD reports mixed into what a test counts.
+            ["ip", "netns", "exec", o, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"],
+            ["ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"],
+            ["ip", "-n", o, "addr", "add", "\(outsideAddress)/24", "dev", outsideInterface],
+            ["ip", "-n", r, "addr", "add", "\(routerAddress)/24", "dev", routerInterface],
+        ]
+        for address in extra { steps.append(["ip", "-n", o, "addr", "add", "\(address)/24", "dev", outsideInterface]) }
+        steps += [
+            ["ip", "-n", o, "link", "set", "lo", "up"],
+            ["ip", "-n", r, "link", "set", "lo", "up"],
+            ["ip", "-n", o, "link", "set", outsideInterface, "up"],
+            ["ip", "-n", r, "link", "set", routerInterface, "up"],
+        ]
+        for step in steps { try NetworkLab.run(step) }
+        extraOutsideAddresses = extra
+        // Static neighbours: no ARP exchange holds back or adds to the packets being counted.
+        let routerMAC = try mac(of: routerInterface, in: r)
+        let outsideMAC = try mac(of: outsideInterface, in: o)
+        try NetworkLab.run(["ip", "-n", o, "neigh", "replace", routerAddress, "lladdr", routerMAC, "dev",
+                            outsideInterface, "nud", "permanent"])
+        for address in [outsideAddress] + extra {
+            try NetworkLab.run(["ip", "-n", r, "neigh", "replace", address, "lladdr", outsideMAC, "dev",
+                                routerInterface, "nud", "permanent"])
+        }
+    }
+
+    /// Deletes the namespaces and the pin root; safe to call twice.
+    public func tearDown() {
+        guard !torn else { return }
+        torn = true
+        _ = try? NetworkLab.run(["ip", "netns", "del", outsideNS], quiet: true)
+        _ = try? NetworkLab.run(["ip", "netns", "del", routerNS], quiet: true)
+        // Removing the pins releases whatever link and maps are left.
+        _ = try? NetworkLab.run(["rm", "-rf", pinRoot], quiet: true)
+    }
+
+    deinit { tearDown() }
+
+    private func mac(of interface: String, in ns: String) throws -> String {
+        let out = try NetworkLab.run(["ip", "-n", ns, "-o", "link", "show", interface])
+        let words = out.split(separator: " ")
+        guard let i = words.firstIndex(of: "link/ether"), i + 1 < words.count else {
+            throw FloodgateError("no MAC address for \(interface) in: \(out)")
+        }
+        return String(words[i + 1])
+    }
+
+    /// Runs `body` on a new thread that has joined network namespace `ns` (setns changes only that thread).
+    /// Sockets, interface lookups and XDP attachments made there belong to `ns`.
+    public static func inNamespace<T>(_ ns: String, _ body: @escaping () throws -> T) throws -> T {
+        let outcome = ThreadOutcome<T>()
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            defer { done.signal() }
+            outcome.result = Result {
+                let fd = open("/run/netns/\(ns)", O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else { throw FloodgateError("open network namespace \(ns)", errno: errno) }
+                defer { close(fd) }
+                guard setns(fd, CFLOODGATE_CLONE_NEWNET) == 0 else {
+                    throw FloodgateError("enter network namespace \(ns)", errno: errno)
+                }
+                return try body()
+            }
+        }
+        thread.start()
+        done.wait()
+        return try outcome.result!.get()
+    }
+
+    /// A UDP socket made in `ns`, bound to `address`:`port` (port 0: any).
+    public func udpSocket(in ns: String, bindTo address: String? = nil, port: UInt16 = 0) throws -> UDPSocket {
+        try NetworkLab.inNamespace(ns) { try UDPSocket(bindTo: address, port: port) }
+    }
+
+    /// Runs a command; throws with its standard error if it fails.
+    @discardableResult
+    public static func run(_ command: [String], quiet: Bool = false) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = command
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw FloodgateError(
+                "\(command.joined(separator: " ")) exited \(process.terminationStatus): "
+                    + String(decoding: errData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        return String(decoding: outData, as: UTF8.self)
+    }
+}
+
+private final class ThreadOutcome<T>: @unchecked Sendable {
+    var result: Result<T, Error>?
+}
+
+/// A blocking IPv4 UDP socket; closed on deinit.
+public final class UDPSocket: @unchecked Sendable {
+    public let fd: Int32
+
+    public init(bindTo address: String? = nil, port: UInt16 = 0) throws {
+        fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { throw FloodgateError("open a UDP socket", errno: errno) }
+        var size: Int32 = 8 << 20
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        if address != nil || port != 0 {
+            var sa = UDPSocket.address(address ?? "0.0.0.0", port)
+            let rc = withUnsafePointer(to: &sa) {
+                $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) {
+                    Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            if rc != 0 {
+                let code = errno
+                close(fd)
+                throw FloodgateError("bind UDP \(address ?? "*"):\(port)", errno: code)
+            }
+        }
+    }
+
+    deinit { close(fd) }
+
+    static func address(_ address: String, _ port: UInt16) -> sockaddr_in {
+        var sa = sockaddr_in()
+        sa.sin_family = sa_family_t(AF_INET)
+        sa.sin_port = port.bigEndian
+        inet_pton(AF_INET, address, &sa.sin_addr)
+        return sa
+    }
+
+    public func send(_ payload: [UInt8], to address: String, port: UInt16) throws {
+        var sa = UDPSocket.address(address, port)
+        let sent = withUnsafePointer(to: &sa) {
+            $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) {
+                sendto(fd, payload, payload.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        if sent != payload.count { throw FloodgateError("send UDP to \(address):\(port)", errno: errno) }
+    }
+
+    /// Receives until nothing has arrived for `quiet` seconds; returns the datagrams' count per source address.
+    public func drain(quiet: Double = 0.3) -> [String: Int] {
+        var counts: [String: Int] = [:]
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        while poll(&pfd, 1, Int32(quiet * 1000)) > 0 {
+            while true {
+                var from = sockaddr_in()
+                var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+                let n = withUnsafeMutablePointer(to: &from) {
+                    $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) {
+                        recvfrom(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT), $0, &length)
+                    }
+                }
+                if n < 0 { break }
+                var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+                inet_ntop(AF_INET, &from.sin_addr, &text, socklen_t(text.count))
+                counts[String(cString: text), default: 0] += 1
+            }
+        }
+        return counts
+    }
+}
