@@ -119,4 +119,24 @@ import Testing
             #expect(try lab.floodgate(["detach", lab.routerInterface]).status == 0)
         }
     }
+
+    @Test func autoModeFallsBackToGenericWithAWarningWhereNativeXDPIsMissing() throws {
+        try withLab { lab in
+            // A bridge has no native XDP support.
+            try NetworkLab.run(["ip", "-n", lab.routerNS, "link", "add", "fgbridge0", "type", "bridge"])
+            try NetworkLab.run(["ip", "-n", lab.routerNS, "link", "set", "fgbridge0", "up"])
+            let native = try lab.floodgate(["attach", "fgbridge0", "--mode", "native", "--max-sources", "100"])
+            #expect(native.status != 0)
+            #expect(native.err.contains("attach XDP to fgbridge0 in native mode"), "\(native.err)")
+            #expect(!FileManager.default.fileExists(atPath: "\(lab.pinRoot)/fgbridge0"), "a failed attach leaves no pins")
+
+            let auto = try lab.floodgate(["attach", "fgbridge0", "--mode", "auto", "--max-sources", "100"])
+            #expect(auto.status == 0, "\(auto.err)")
+            #expect(auto.err.contains("falling back to generic mode"))
+            #expect(auto.out.contains("generic mode"))
+            let status = try JSONDecoder().decode([StatusJSON].self, from: Data(try lab.floodgate(["status", "--json"]).out.utf8))
+            #expect(status.first { $0.interface == "fgbridge0" }?.mode == "generic")
+            #expect(try lab.floodgate(["detach", "fgbridge0"]).status == 0)
+        }
+    }
 }
