@@ -213,7 +213,7 @@ final class DispatcherAnchor {
         guard !released else { return }
         released = true
         if linkFD >= 0 { close(linkFD) }
-        _ = try? NetworkLab.run(["ip", "netns", "del", namespace], quiet: true)
+        _ = try? NetworkLab.run(["ip", "netns", "del", namespace])
     }
 
     deinit { release() }

@@ -72,10 +72,10 @@ public final class NetworkLab: @unchecked Sendable {
     public func tearDown() {
         guard !torn else { return }
         torn = true
-        _ = try? NetworkLab.run(["ip", "netns", "del", outsideNS], quiet: true)
-        _ = try? NetworkLab.run(["ip", "netns", "del", routerNS], quiet: true)
+        _ = try? NetworkLab.run(["ip", "netns", "del", outsideNS])
+        _ = try? NetworkLab.run(["ip", "netns", "del", routerNS])
         // Removing the pins releases whatever link and maps are left.
-        _ = try? NetworkLab.run(["rm", "-rf", pinRoot], quiet: true)
+        _ = try? NetworkLab.run(["rm", "-rf", pinRoot])
     }
 
     deinit { tearDown() }
@@ -118,7 +118,18 @@ public final class NetworkLab: @unchecked Sendable {
 
     /// Runs a command; throws with its standard error if it fails.
     @discardableResult
-    public static func run(_ command: [String], quiet: Bool = false) throws -> String {
+    public static func run(_ command: [String]) throws -> String {
+        let result = try capture(command)
+        guard result.status == 0 else {
+            throw FloodgateError(
+                "\(command.joined(separator: " ")) exited \(result.status): "
+                    + result.err.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        return result.out
+    }
+
+    /// Runs a command and returns its exit status, standard output and standard error.
+    public static func capture(_ command: [String]) throws -> (status: Int32, out: String, err: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = command
@@ -127,15 +138,19 @@ public final class NetworkLab: @unchecked Sendable {
         process.standardOutput = out
         process.standardError = err
         try process.run()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw FloodgateError(
-                "\(command.joined(separator: " ")) exited \(process.terminationStatus): "
-                    + String(decoding: errData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        // Standard error is read on another thread so that neither pipe can fill up and stall the command.
+        final class Buffer: @unchecked Sendable { var data = Data() }
+        let errBuffer = Buffer()
+        let errDone = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            errBuffer.data = err.fileHandleForReading.readDataToEndOfFile()
+            errDone.signal()
         }
-        return String(decoding: outData, as: UTF8.self)
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        errDone.wait()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: outData, as: UTF8.self),
+                String(decoding: errBuffer.data, as: UTF8.self))
     }
 }
 

@@ -26,24 +26,8 @@ extension FloodgateProgram {
 
 /// Runs a command, returning its exit status and output.
 @discardableResult
-func run(_ command: [String], check: Bool = false) throws -> (status: Int32, out: String, err: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = command
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    let errData = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    let result = (process.terminationStatus, String(decoding: outData, as: UTF8.self),
-                  String(decoding: errData, as: UTF8.self))
-    if check && result.0 != 0 {
-        throw FloodgateError("\(command.joined(separator: " ")) exited \(result.0): \(result.2)")
-    }
-    return result
+func run(_ command: [String]) throws -> (status: Int32, out: String, err: String) {
+    try NetworkLab.capture(command)
 }
 
 /// The floodgate executable built beside the test bundle.
