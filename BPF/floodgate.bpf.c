@@ -1,18 +1,34 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * Floodgate: per-source, per-class rate limiting at XDP.
+ * Floodgate: SIP-aware load shedding at XDP.
  *
  * Every packet is parsed (lib/parse.h) into a source address and a traffic
- * class; the class's limit comes from fg_limits; the source's bucket for that
- * class lives in the fg_sources LRU map (lib/bucket.h). Counters per class and
- * reason go to the per-CPU fg_counters.
+ * class: the SIP method, response, SYN or stream, RTP, ICMP, fragment, other.
+ * The policy then runs in this order, and the first step that drops decides:
  *
- * Why the class is in the key rather than one value holding every class's
- * bucket: almost every source, and every spoofed one, uses a single class, so
- * a value with a bucket per class would spend FG_CLASS_MAX times the memory on
- * each of the million tracked sources; with the class in the key a source costs
- * only for what it sends, and the LRU evicts (source, class) pairs that went
- * quiet. Unlimited classes are not tracked at all.
+ *   0. the per-CPU drop cache: a source this CPU is already dropping
+ *   1. the deny list (lib/lists.h)
+ *   2. bans: an explicit ban beats the allow list; other bans do not
+ *   3. the allow list: no per-source or prefix limits, highest priority in 6
+ *   4. the per-source bucket of the class (lib/bucket.h)
+ *   5. for SIP classes, the per-prefix aggregate bucket (/24, /64 by default);
+ *      a source new to fg_sources must also get past the new-source budget
+ *   6. scanner signatures in SIP requests (lib/scanner.h)
+ *   7. for SIP classes, the interface budget, shed by class priority
+ *
+ * Why the class is in the fg_sources key rather than one value holding every
+ * class's bucket: almost every source, and every spoofed one, uses a single
+ * class, so a value with a bucket per class would spend FG_CLASS_MAX times the
+ * memory on each tracked source; with the class in the key a source costs only
+ * for what it sends, and the LRU evicts (source, class) pairs that went quiet.
+ * Unlimited classes are not tracked.
+ *
+ * Random-source floods: a source enters fg_sources only when its prefix bucket
+ * and the new-source budget (FG_LIMIT_NEW_SOURCES, per second) both have room.
+ * A flood of spoofed addresses therefore inserts at most that many entries a
+ * second, however many addresses it uses, and the sources already tracked (the
+ * phones and peers that keep sending, refreshed in the LRU by every packet)
+ * are not pushed out; the sources refused are counted as dropped-new-source.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -20,11 +36,12 @@
 #include "floodgate.h"
 #include "lib/parse.h"
 #include "lib/bucket.h"
-#include "lib/drop_cache.h"
+#include "lib/lists.h"
+#include "lib/scanner.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Ports and malformed-packet action; written by the agent. */
+/* Ports, prefix lengths, list sizes; written by the agent. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -32,10 +49,11 @@ struct {
 	__type(value, struct fg_settings);
 } fg_settings SEC(".maps");
 
-/* One limit per class (enum fg_class); written by the agent. */
+/* One limit per class, then the prefix, budget and new-source limits (enum
+ * fg_limit_index); written by the agent. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FG_CLASS_MAX);
+	__uint(max_entries, FG_LIMIT_MAX);
 	__type(key, __u32);
 	__type(value, struct fg_limit);
 } fg_limits SEC(".maps");
@@ -48,6 +66,22 @@ struct {
 	__type(key, struct fg_source_key);
 	__type(value, struct fg_source_state);
 } fg_sources SEC(".maps");
+
+/* Aggregate bucket per source prefix; written by XDP, sized by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FG_DEFAULT_MAX_SOURCES / 4);
+	__type(key, struct fg_source_key);
+	__type(value, struct fg_source_state);
+} fg_prefixes SEC(".maps");
+
+/* Interface-wide buckets (enum fg_global_index); written by XDP. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FG_GLOBAL_MAX);
+	__type(key, __u32);
+	__type(value, struct fg_global_bucket);
+} fg_global SEC(".maps");
 
 /* Packets and bytes per class and reason, per CPU; written by XDP. */
 struct {
@@ -75,6 +109,7 @@ static __always_inline int fg_count(__u32 traffic_class, __u32 reason, __u64 byt
 	}
 	switch (reason) {
 	case FG_REASON_PASSED:
+	case FG_REASON_PASSED_ALLOW:
 	case FG_REASON_PASSED_MALFORMED:
 	case FG_REASON_PASSED_UNTRACKED:
 		return XDP_PASS;
@@ -83,108 +118,236 @@ static __always_inline int fg_count(__u32 traffic_class, __u32 reason, __u64 byt
 	}
 }
 
-/* Add a drop-cache slot's pending drops to its source's entry. A source the
- * LRU has evicted meanwhile is not re-inserted (that would refill its bucket):
- * its class counters already hold those drops. */
-static __always_inline void fg_flush(struct fg_drop_slot *slot, struct fg_source_state *st)
+/* The state of one decision, so helpers share one clock read and one slot. */
+struct fg_ctx {
+	const struct fg_settings *s;
+	const struct fg_packet *pkt;
+	struct fg_source_key key;  /* the per-source bucket's key */
+	struct fg_drop_slot *slot; /* this key's drop-cache slot on this CPU */
+	__u64 interval, tau;	   /* the class limit */
+	__u64 now;		   /* ktime in ticks; 0 until read */
+};
+
+static __always_inline __u64 fg_now(struct fg_ctx *c)
 {
-	if (!slot->pending)
-		return;
-	if (!st)
-		st = bpf_map_lookup_elem(&fg_sources, &slot->key);
-	if (st) {
-		__sync_fetch_and_add(&st->packets, slot->pending);
-		__sync_fetch_and_add(&st->drops, slot->pending);
-	}
-	slot->pending = 0;
+	if (!c->now)
+		c->now = bpf_ktime_get_ns() << FG_TICK_SHIFT;
+	return c->now;
 }
 
-/* Remember on this CPU that key's bucket has no token before `next`. */
-static __always_inline void fg_cache_drop(struct fg_drop_slot *slot, const struct fg_source_key *key, __u64 interval,
-					  __u64 tau, __u64 next, __u64 now, __u32 jiffy_ns)
-{
-	__u64 jiffy = (__u64)jiffy_ns << FG_TICK_SHIFT;
-	__u64 until = ~0ULL;
+#include "lib/drop_cache.h"
 
-	if (!slot || !jiffy)
-		return;
-	if (interval != FG_INTERVAL_BLOCK) {
-		/* Rounding up to a jiffy is only harmless if the bucket can hold
-		 * the tokens that come due during that jiffy. */
-		if (tau < jiffy || next <= now)
-			return;
-		until = bpf_jiffies64() + (next - now + jiffy - 1) / jiffy;
-	}
-	if (!fg_same_key(&slot->key, key)) {
-		fg_flush(slot, NULL);
-		slot->key = *key;
-	}
-	slot->interval = interval;
-	slot->tau = tau;
-	slot->until_jiffies = until;
+static __always_inline int fg_is_sip(__u32 traffic_class)
+{
+	return traffic_class <= FG_CLASS_SIP_LAST;
 }
 
-/* Charge the packet to its source's bucket; returns an enum fg_reason. */
-static __always_inline __u32 fg_police(const struct fg_packet *pkt, const struct fg_limit *lim,
-				       const struct fg_settings *s)
+/* An interface-wide bucket; `level` of `levels` sets how deep into the burst
+ * the caller may reach (the budget keeps the rest for higher priorities). */
+static __always_inline int fg_global_admit(struct fg_ctx *c, __u32 global, __u32 limit, __u32 level, __u32 levels)
 {
-	__u64 interval = READ_ONCE(lim->interval);
-	__u64 tau = READ_ONCE(lim->tau);
-	__u32 drop = interval == FG_INTERVAL_BLOCK ? FG_REASON_DROPPED_BLOCKED : FG_REASON_DROPPED_RATE;
-	struct fg_source_key key = {};
+	struct fg_global_bucket *g = bpf_map_lookup_elem(&fg_global, &global);
+	struct fg_limit *lim = bpf_map_lookup_elem(&fg_limits, &limit);
+	__u64 interval, tau, next;
+
+	if (!g || !lim)
+		return 1;
+	interval = READ_ONCE(lim->interval);
+	tau = READ_ONCE(lim->tau);
+	if (interval == FG_INTERVAL_UNLIMITED)
+		return 1;
+	if (interval == FG_INTERVAL_BLOCK)
+		return 0;
+	return fg_bucket_admit(&g->tat, fg_now(c), interval, tau / levels * (level + 1), &next);
+}
+
+static __always_inline void fg_mask(struct fg_addr *a, __u32 prefixlen)
+{
+	int w;
+
+#pragma unroll
+	for (w = 0; w < 4; w++) {
+		__s32 bits = (__s32)prefixlen - 32 * w;
+
+		if (bits <= 0)
+			a->words[w] = 0;
+		else if (bits < 32)
+			a->words[w] &= bpf_htonl(~0U << (32 - bits));
+	}
+}
+
+/* The aggregate bucket of the source's prefix (SIP classes). */
+static __always_inline __u32 fg_police_prefix(struct fg_ctx *c)
+{
+	__u32 index = FG_LIMIT_PREFIX;
+	struct fg_limit *lim = bpf_map_lookup_elem(&fg_limits, &index);
+	struct fg_source_key key = {.addr = c->pkt->src, .traffic_class = FG_CLASS_MAX};
 	struct fg_source_state *st;
-	struct fg_drop_slot *slot;
-	__u64 now, next = 0;
-	__u32 index;
+	__u64 interval, tau, next;
+	int v4 = key.addr.words[0] == 0 && key.addr.words[1] == 0 && key.addr.words[2] == bpf_htonl(0xffff);
 
+	if (!lim)
+		return FG_REASON_PASSED;
+	interval = READ_ONCE(lim->interval);
+	tau = READ_ONCE(lim->tau);
 	if (interval == FG_INTERVAL_UNLIMITED)
 		return FG_REASON_PASSED;
-	key.addr = pkt->src;
-	key.traffic_class = pkt->traffic_class;
+	if (interval == FG_INTERVAL_BLOCK)
+		return FG_REASON_DROPPED_PREFIX;
+	fg_mask(&key.addr, v4 ? 96 + c->s->prefix_v4 : c->s->prefix_v6);
 
-	index = fg_slot_index(&key);
-	slot = bpf_map_lookup_elem(&fg_drop_cache, &index);
-	if (slot && slot->until_jiffies && fg_same_key(&slot->key, &key) && slot->interval == interval &&
-	    slot->tau == tau && bpf_jiffies64() < slot->until_jiffies) {
-		if (++slot->pending >= FG_DROP_CACHE_FLUSH)
-			fg_flush(slot, NULL);
-		return drop;
-	}
-
-	now = bpf_ktime_get_ns() << FG_TICK_SHIFT;
-	st = bpf_map_lookup_elem(&fg_sources, &key);
+	st = bpf_map_lookup_elem(&fg_prefixes, &key);
 	if (!st) {
-		struct fg_source_state init = {
-			.tat = now + interval,
-			.packets = 1,
-			.drops = 0,
-		};
+		struct fg_source_state init = {.tat = fg_now(c) + interval, .packets = 1};
 
+		if (bpf_map_update_elem(&fg_prefixes, &key, &init, BPF_NOEXIST) == 0)
+			return FG_REASON_PASSED;
+		st = bpf_map_lookup_elem(&fg_prefixes, &key);
+		if (!st)
+			return FG_REASON_PASSED_UNTRACKED;
+	}
+	__sync_fetch_and_add(&st->packets, 1);
+	if (fg_bucket_admit(&st->tat, fg_now(c), interval, tau, &next))
+		return FG_REASON_PASSED;
+	__sync_fetch_and_add(&st->drops, 1);
+	return FG_REASON_DROPPED_PREFIX;
+}
+
+/* The source's own bucket for its class, then its prefix (SIP classes). */
+static __always_inline __u32 fg_police_source(struct fg_ctx *c)
+{
+	struct fg_source_state *st;
+	__u64 interval = c->interval, next = 0;
+	__u32 reason;
+
+	if (interval == FG_INTERVAL_UNLIMITED)
+		return fg_is_sip(c->key.traffic_class) ? fg_police_prefix(c) : FG_REASON_PASSED;
+
+	st = bpf_map_lookup_elem(&fg_sources, &c->key);
+	if (!st) {
+		struct fg_source_state init = {.tat = fg_now(c) + interval, .packets = 1};
+
+		/* Only a source whose prefix and the new-source budget have room
+		 * gets an entry: see the top of this file. */
+		if (fg_is_sip(c->key.traffic_class)) {
+			reason = fg_police_prefix(c);
+			if (reason != FG_REASON_PASSED)
+				return reason;
+		}
+		if (!fg_global_admit(c, FG_GLOBAL_NEW_SOURCES, FG_LIMIT_NEW_SOURCES, 0, 1))
+			return FG_REASON_DROPPED_NEW_SOURCE;
 		if (interval == FG_INTERVAL_BLOCK) {
-			init.tat = now;
+			init.tat = fg_now(c);
 			init.drops = 1;
 		}
 		/* A new source starts with a full bucket, less this packet. */
-		if (bpf_map_update_elem(&fg_sources, &key, &init, BPF_NOEXIST) == 0) {
+		if (bpf_map_update_elem(&fg_sources, &c->key, &init, BPF_NOEXIST) == 0) {
 			if (interval != FG_INTERVAL_BLOCK)
 				return FG_REASON_PASSED;
-			fg_cache_drop(slot, &key, interval, tau, 0, now, s->jiffy_ns);
-			return drop;
+			fg_cache_drop(c->slot, &c->key, c, ~0ULL, FG_REASON_DROPPED_BLOCKED);
+			return FG_REASON_DROPPED_BLOCKED;
 		}
 		/* Another CPU inserted it first: use theirs. */
-		st = bpf_map_lookup_elem(&fg_sources, &key);
+		st = bpf_map_lookup_elem(&fg_sources, &c->key);
 		if (!st)
 			return FG_REASON_PASSED_UNTRACKED;
 	}
 
-	if (slot && fg_same_key(&slot->key, &key))
-		fg_flush(slot, st);
+	if (c->slot && fg_same_key(&c->slot->key, &c->key))
+		fg_flush(c->slot, st);
 	__sync_fetch_and_add(&st->packets, 1);
-	if (interval != FG_INTERVAL_BLOCK && fg_bucket_admit(&st->tat, now, interval, tau, &next))
+	if (interval == FG_INTERVAL_BLOCK) {
+		__sync_fetch_and_add(&st->drops, 1);
+		fg_cache_drop(c->slot, &c->key, c, ~0ULL, FG_REASON_DROPPED_BLOCKED);
+		return FG_REASON_DROPPED_BLOCKED;
+	}
+	if (!fg_bucket_admit(&st->tat, fg_now(c), interval, c->tau, &next)) {
+		__sync_fetch_and_add(&st->drops, 1);
+		fg_cache_drop_until(c, next);
+		return FG_REASON_DROPPED_RATE;
+	}
+	return fg_is_sip(c->key.traffic_class) ? fg_police_prefix(c) : FG_REASON_PASSED;
+}
+
+/*
+ * The policy for a parsed packet; returns an enum fg_reason. A global function,
+ * so the verifier checks it once for any packet rather than once for each way
+ * the parser can reach it.
+ */
+__noinline int fg_decide(struct xdp_md *ctx, struct fg_packet *pkt)
+{
+	__u32 zero = 0, index, reason;
+	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &zero);
+	struct fg_ctx c = {.s = s, .pkt = pkt};
+	struct fg_limit *lim;
+	struct fg_ban *ban;
+	int banned = 0, allowed = 0;
+
+	if (!s || !pkt)
 		return FG_REASON_PASSED;
-	__sync_fetch_and_add(&st->drops, 1);
-	fg_cache_drop(slot, &key, interval, tau, next, now, s->jiffy_ns);
-	return drop;
+	index = pkt->traffic_class;
+	lim = bpf_map_lookup_elem(&fg_limits, &index);
+	if (!lim)
+		return FG_REASON_PASSED;
+	c.interval = READ_ONCE(lim->interval);
+	c.tau = READ_ONCE(lim->tau);
+	/* Fragments carry no ports: their bucket is one aggregate for all sources. */
+	if (pkt->traffic_class != FG_CLASS_FRAGMENT)
+		c.key.addr = pkt->src;
+	c.key.traffic_class = pkt->traffic_class;
+
+	reason = fg_cache_lookup(&c);
+	if (reason != FG_REASON_PASSED)
+		return reason;
+
+	if (s->deny_entries && fg_in_list(&fg_deny, &pkt->src)) {
+		fg_cache_drop(c.slot, &c.key, &c, ~0ULL, FG_REASON_DROPPED_DENY);
+		return FG_REASON_DROPPED_DENY;
+	}
+	ban = bpf_map_lookup_elem(&fg_bans, &pkt->src);
+	if (ban) {
+		__u64 expires = ban->expires_ns;
+
+		banned = expires == 0 || expires > (fg_now(&c) >> FG_TICK_SHIFT);
+	}
+	if (banned && (ban->flags & FG_BAN_EXPLICIT)) {
+		fg_cache_ban(&c, ban->expires_ns);
+		return FG_REASON_DROPPED_BAN;
+	}
+	if (s->allow_entries)
+		allowed = fg_in_list(&fg_allow, &pkt->src);
+	if (allowed) {
+		if (fg_is_sip(pkt->traffic_class) &&
+		    !fg_global_admit(&c, FG_GLOBAL_BUDGET, FG_LIMIT_BUDGET, FG_PRIORITY_ALLOWED, FG_PRIORITY_LEVELS))
+			return FG_REASON_DROPPED_SHED;
+		return FG_REASON_PASSED_ALLOW;
+	}
+	if (banned && ban) {
+		fg_cache_ban(&c, ban->expires_ns);
+		return FG_REASON_DROPPED_BAN;
+	}
+
+	reason = fg_police_source(&c);
+	if (reason != FG_REASON_PASSED)
+		return reason;
+
+	if (pkt->sip_request && s->signature_entries && fg_is_scanner(ctx, pkt)) {
+		if (s->scanner_ban_seconds) {
+			struct fg_ban scanner = {
+				.expires_ns = (fg_now(&c) >> FG_TICK_SHIFT) + s->scanner_ban_seconds * 1000000000ULL,
+				.flags = FG_BAN_SCANNER,
+			};
+
+			bpf_map_update_elem(&fg_bans, &pkt->src, &scanner, BPF_NOEXIST);
+		}
+		return FG_REASON_DROPPED_SCANNER;
+	}
+
+	if (fg_is_sip(pkt->traffic_class) &&
+	    !fg_global_admit(&c, FG_GLOBAL_BUDGET, FG_LIMIT_BUDGET, fg_shed_priority(pkt->traffic_class),
+			     FG_PRIORITY_LEVELS))
+		return FG_REASON_DROPPED_SHED;
+	return FG_REASON_PASSED;
 }
 
 SEC("xdp")
@@ -193,7 +356,6 @@ int floodgate_xdp(struct xdp_md *ctx)
 	__u64 bytes = ctx->data_end - ctx->data;
 	struct fg_packet pkt;
 	struct fg_settings *s;
-	struct fg_limit *lim;
 	__u32 zero = 0;
 	int status;
 
@@ -209,9 +371,5 @@ int floodgate_xdp(struct xdp_md *ctx)
 				bytes);
 	if (status == FG_PARSE_NON_IP || pkt.icmp_essential)
 		return fg_count(pkt.traffic_class, FG_REASON_PASSED, bytes);
-
-	lim = bpf_map_lookup_elem(&fg_limits, &pkt.traffic_class);
-	if (!lim)
-		return fg_count(pkt.traffic_class, FG_REASON_PASSED, bytes);
-	return fg_count(pkt.traffic_class, fg_police(&pkt, lim, s), bytes);
+	return fg_count(pkt.traffic_class, fg_decide(ctx, &pkt), bytes);
 }

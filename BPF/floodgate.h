@@ -14,19 +14,35 @@
 #define FG_MAP_SETTINGS "fg_settings"
 #define FG_MAP_LIMITS "fg_limits"
 #define FG_MAP_SOURCES "fg_sources"
+#define FG_MAP_PREFIXES "fg_prefixes"
+#define FG_MAP_GLOBAL "fg_global"
 #define FG_MAP_COUNTERS "fg_counters"
 #define FG_MAP_STATS_MARK "fg_stats_mark"
 #define FG_MAP_DROP_CACHE "fg_drop_cache"
+#define FG_MAP_DENY "fg_deny"
+#define FG_MAP_ALLOW "fg_allow"
+#define FG_MAP_BANS "fg_bans"
+#define FG_MAP_SIGNATURES "fg_signatures"
+#define FG_MAP_SCRATCH "fg_scratch"
 #define FG_PROG_NAME "floodgate_xdp"
 
 /* Pinned-object names under <pin root>/<interface>/. */
 #define FG_PIN_LINK "link"
 
-/* Default size of the per-source LRU map; set at load time. */
+/* Default sizes of the maps the agent sizes at load time. */
 #define FG_DEFAULT_MAX_SOURCES 1000000
+#define FG_MAX_LIST_ENTRIES 262144 /* each of the deny and allow lists */
+#define FG_MAX_BANS 262144
+#define FG_MAX_SIGNATURES 256
 #define FG_MAX_SIP_PORTS 4
 /* Bounded walk of the IPv6 extension-header chain. */
 #define FG_IPV6_MAX_EXT 8
+/* SIP requests are scanned for signatures in their first this many bytes. */
+#define FG_SIP_SCAN_BYTES 512
+/* A signature: one byte of kind, then up to 31 bytes of lower-cased prefix. */
+#define FG_SIGNATURE_BYTES 32
+#define FG_SIGNATURE_USER_AGENT 0x75 /* 'u' */
+#define FG_SIGNATURE_FROM 0x66	     /* 'f' */
 /* Slots of the per-CPU drop cache (a power of two), and how many drops a slot
  * holds before it adds them to the source's entry in fg_sources. */
 #define FG_DROP_CACHE_SLOTS 4096
@@ -42,32 +58,84 @@
  */
 #define FG_TICK_SHIFT 4
 #define FG_TICKS_PER_SEC (1000000000ULL << FG_TICK_SHIFT)
-/* Highest configurable rate (packets/s per source and class) and burst. */
+/* Highest configurable rate (packets/s) and burst. */
 #define FG_MAX_RATE 100000000U
 #define FG_MAX_BURST 100000000U
 /* fg_limit.interval values with a special meaning. */
 #define FG_INTERVAL_UNLIMITED 0ULL
 #define FG_INTERVAL_BLOCK (~0ULL)
 
-/* Traffic classes: the index of fg_limits and fg_counters. */
+/* Traffic classes: the first index of fg_limits and fg_counters. */
 enum fg_class {
-	FG_CLASS_SIP = 0,	/* UDP or TCP to a SIP port */
-	FG_CLASS_RTP = 1,	/* UDP to the RTP port range */
-	FG_CLASS_ICMP = 2,	/* ICMP and ICMPv6 (but neighbour discovery) */
-	FG_CLASS_FRAGMENT = 3,	/* non-first IPv4/IPv6 fragments */
-	FG_CLASS_OTHER = 4,	/* everything else, non-IP frames included */
-	FG_CLASS_MAX = 5,
+	FG_CLASS_INVITE = 0,	    /* SIP request INVITE */
+	FG_CLASS_REGISTER = 1,	    /* SIP request REGISTER */
+	FG_CLASS_OPTIONS = 2,	    /* SIP request OPTIONS */
+	FG_CLASS_OTHER_REQUEST = 3, /* SUBSCRIBE NOTIFY MESSAGE INFO UPDATE PRACK REFER PUBLISH */
+	FG_CLASS_IN_DIALOG = 4,	    /* ACK BYE CANCEL */
+	FG_CLASS_RESPONSE = 5,	    /* status line "SIP/2.0 NNN " */
+	FG_CLASS_SIP_OTHER = 6,	    /* anything else over UDP to a SIP port */
+	FG_CLASS_SIP_SYN = 7,	    /* TCP SYN without ACK to a SIP port */
+	FG_CLASS_SIP_STREAM = 8,    /* other TCP segments to a SIP port (established SIP/TLS) */
+	FG_CLASS_FRAGMENT = 9,	    /* non-first IPv4/IPv6 fragments: one aggregate bucket */
+	FG_CLASS_RTP = 10,	    /* UDP to the RTP port range */
+	FG_CLASS_ICMP = 11,	    /* ICMP and ICMPv6 (but neighbour discovery) */
+	FG_CLASS_OTHER = 12,	    /* everything else, non-IP frames included */
+	FG_CLASS_MAX = 13,
 };
+
+/* Classes up to this one are SIP: prefix buckets and the budget apply. */
+enum { FG_CLASS_SIP_LAST = FG_CLASS_SIP_STREAM };
+
+/* fg_limits entries after the per-class ones. */
+enum fg_limit_index {
+	FG_LIMIT_PREFIX = FG_CLASS_MAX,	 /* per-prefix aggregate bucket (SIP classes) */
+	FG_LIMIT_BUDGET = FG_CLASS_MAX + 1,	 /* interface-wide SIP budget, shed by priority */
+	FG_LIMIT_NEW_SOURCES = FG_CLASS_MAX + 2, /* new (source, class) entries per second */
+	FG_LIMIT_MAX = FG_CLASS_MAX + 3,
+};
+
+/* fg_global entries: the shared state of the interface-wide buckets. */
+enum fg_global_index {
+	FG_GLOBAL_BUDGET = 0,
+	FG_GLOBAL_NEW_SOURCES = 1,
+	FG_GLOBAL_MAX = 2,
+};
+
+/*
+ * Load-shedding priority of each class when the budget runs short: lowest is
+ * shed first. Allow-listed sources rank above every class.
+ */
+#define FG_PRIORITY_ALLOWED 6
+#define FG_PRIORITY_LEVELS 7
+static inline __u32 fg_shed_priority(__u32 c)
+{
+	switch (c) {
+	case FG_CLASS_OPTIONS: return 0;
+	case FG_CLASS_REGISTER: return 1;
+	case FG_CLASS_SIP_OTHER: return 2;
+	case FG_CLASS_SIP_SYN: return 2;
+	case FG_CLASS_INVITE: return 3;
+	case FG_CLASS_OTHER_REQUEST: return 4;
+	default: return 5; /* in-dialog, response, established streams */
+	}
+}
 
 /* Why a packet got its verdict: the second index of the counters. */
 enum fg_reason {
-	FG_REASON_PASSED = 0,		  /* within its bucket, or class unlimited */
-	FG_REASON_DROPPED_RATE = 1,	  /* bucket empty */
-	FG_REASON_DROPPED_MALFORMED = 2,  /* truncated or invalid header, action drop */
-	FG_REASON_PASSED_MALFORMED = 3,	  /* truncated or invalid header, action pass */
-	FG_REASON_DROPPED_BLOCKED = 4,	  /* class limit is "block" */
-	FG_REASON_PASSED_UNTRACKED = 5,	  /* the source map refused a new entry */
-	FG_REASON_MAX = 6,
+	FG_REASON_PASSED = 0,		   /* within its limits, or class unlimited */
+	FG_REASON_PASSED_ALLOW = 1,	   /* allow-listed: no per-source or prefix limit */
+	FG_REASON_DROPPED_RATE = 2,	   /* per-source bucket empty */
+	FG_REASON_DROPPED_PREFIX = 3,	   /* per-prefix bucket empty */
+	FG_REASON_DROPPED_NEW_SOURCE = 4,  /* too many new sources per second */
+	FG_REASON_DROPPED_SHED = 5,	   /* budget short: shed by priority */
+	FG_REASON_DROPPED_DENY = 6,	   /* source in the deny list */
+	FG_REASON_DROPPED_BAN = 7,	   /* source banned */
+	FG_REASON_DROPPED_SCANNER = 8,	   /* scanner signature */
+	FG_REASON_DROPPED_MALFORMED = 9,   /* truncated or invalid header, action drop */
+	FG_REASON_PASSED_MALFORMED = 10,   /* truncated or invalid header, action pass */
+	FG_REASON_DROPPED_BLOCKED = 11,	   /* class limit is "block" */
+	FG_REASON_PASSED_UNTRACKED = 12,   /* the source map refused a new entry */
+	FG_REASON_MAX = 13,
 };
 
 /* What to do with a packet whose headers are truncated or invalid. */
@@ -82,15 +150,23 @@ struct fg_settings {
 	__u16 rtp_port_min;		    /* host order, inclusive */
 	__u16 rtp_port_max;		    /* host order, inclusive; 0 = no RTP class */
 	__u32 malformed_action;		    /* enum fg_action */
-	__u32 jiffy_ns;			    /* length of a jiffy (clock_getres of CLOCK_MONOTONIC_COARSE); 0 = no drop cache */
+	__u32 jiffy_ns;			    /* clock_getres(CLOCK_MONOTONIC_COARSE); 0 = no drop cache */
+	__u8 prefix_v4;			    /* prefix length of IPv4 aggregate buckets */
+	__u8 prefix_v6;			    /* prefix length of IPv6 aggregate buckets */
+	__u16 pad;
+	__u32 policy_generation;	    /* bumped on every deny/allow/ban removal: drop-cache slots go stale */
+	__u32 deny_entries;		    /* 0: skip the deny lookup */
+	__u32 allow_entries;		    /* 0: skip the allow lookup */
+	__u32 signature_entries;	    /* 0: skip the scanner scan */
+	__u32 scanner_ban_seconds;	    /* XDP bans a scanner for this long; 0 = no */
 };
 
 /*
- * fg_limits[class]: one GCRA/token bucket definition per class, written by the
- * agent. The XDP program reads interval and tau as two separate 64-bit words,
- * so a concurrent update can at worst pair the old interval with the new tau:
- * still a finite limit between old and new, never "unlimited" or "block"
- * unless the old or the new limit was.
+ * fg_limits[class or enum fg_limit_index]: one GCRA/token bucket definition,
+ * written by the agent. The XDP program reads interval and tau as two
+ * separate 64-bit words, so a concurrent update can at worst pair the old
+ * interval with the new tau: still a finite limit between old and new, never
+ * "unlimited" or "block" unless the old or the new limit was.
  */
 struct fg_limit {
 	__u64 interval; /* ticks per admitted packet; 0 unlimited, ~0 block */
@@ -99,37 +175,74 @@ struct fg_limit {
 	__u32 burst;	/* packets as configured (display only) */
 };
 
+/* fg_global[enum fg_global_index]: a shared bucket, one per cache line. */
+struct fg_global_bucket {
+	__u64 tat;	/* GCRA theoretical arrival time, in ticks */
+	__u64 pad[7];
+};
+
 /* An IPv6 address, or an IPv4 one mapped as ::ffff:a.b.c.d; network order. */
 struct fg_addr {
 	__be32 words[4];
 };
 
-/* fg_sources key: one bucket per source and class. */
+/* fg_sources key: one bucket per source and class. fg_prefixes uses the same
+ * key with the masked address and FG_CLASS_MAX as the class. */
 struct fg_source_key {
 	struct fg_addr addr;
 	__u8 traffic_class; /* enum fg_class */
 	__u8 pad[3];
 };
 
-/* fg_sources value; every field is updated with atomics by all CPUs. */
+/* fg_sources / fg_prefixes value; every field is updated with atomics. */
 struct fg_source_state {
 	__u64 tat;     /* GCRA theoretical arrival time, in ticks */
 	__u64 packets; /* packets seen from this source in this class */
-	__u64 drops;   /* of which dropped by the bucket */
+	__u64 drops;   /* of which dropped by this bucket */
+};
+
+/* fg_deny / fg_allow key (LPM trie): IPv4 as ::ffff:0:0/96 plus its length. */
+struct fg_cidr_key {
+	__u32 prefixlen; /* 0..128, host order */
+	struct fg_addr addr;
+};
+
+/* fg_bans[source]. */
+#define FG_BAN_EXPLICIT 1 /* set by an operator: beats the allow list */
+#define FG_BAN_SCANNER 2  /* set by XDP on a scanner signature */
+#define FG_BAN_AUTO 4	  /* set by the agent */
+struct fg_ban {
+	__u64 expires_ns; /* CLOCK_MONOTONIC; 0 = never */
+	__u32 flags;	  /* FG_BAN_* */
+	__u32 pad;
+};
+
+/* fg_signatures key (LPM trie over bytes): kind, then the lower-cased prefix. */
+struct fg_signature_key {
+	__u32 prefixlen; /* bits: 8 * (1 + prefix length) */
+	__u8 data[FG_SIGNATURE_BYTES];
+};
+
+/* fg_scratch[0], per CPU: room to copy the start of a SIP message. */
+struct fg_scratch {
+	__u8 buf[FG_SIP_SCAN_BYTES];
+	struct fg_signature_key key;
 };
 
 /*
- * fg_drop_cache[slot], per CPU: a source whose bucket is empty, and the jiffy
- * until which its packets can be dropped without touching fg_sources. Written
- * by XDP; read by the agent only to add the pending drops to `top`.
+ * fg_drop_cache[slot], per CPU: a source whose packets are being dropped, and
+ * the jiffy until which they can be dropped without the shared lookups.
+ * Written by XDP; read by the agent only to add the pending drops to `top`.
  */
 struct fg_drop_slot {
 	struct fg_source_key key;
-	__u32 pad;
+	__u32 generation;    /* settings.policy_generation when filled */
 	__u64 until_jiffies; /* drop while jiffies < this; 0 = empty slot */
 	__u64 interval;	     /* the limit the slot was filled under: */
 	__u64 tau;	     /* a different limit now makes the slot stale */
 	__u64 pending;	     /* drops (and packets) not yet added to fg_sources */
+	__u32 reason;	     /* enum fg_reason of the cached drop */
+	__u32 pad;
 };
 
 /* fg_counters[class], per CPU: packets and bytes by reason. */
@@ -147,12 +260,16 @@ struct fg_stats_mark {
 	__u64 packets[FG_CLASS_MAX * FG_REASON_MAX];
 };
 
-_Static_assert(sizeof(struct fg_settings) == 20, "fg_settings layout");
+_Static_assert(sizeof(struct fg_settings) == 44, "fg_settings layout");
 _Static_assert(sizeof(struct fg_limit) == 24, "fg_limit layout");
+_Static_assert(sizeof(struct fg_global_bucket) == 64, "fg_global_bucket layout");
 _Static_assert(sizeof(struct fg_addr) == 16, "fg_addr layout");
 _Static_assert(sizeof(struct fg_source_key) == 20, "fg_source_key layout");
 _Static_assert(sizeof(struct fg_source_state) == 24, "fg_source_state layout");
-_Static_assert(sizeof(struct fg_drop_slot) == 56, "fg_drop_slot layout");
+_Static_assert(sizeof(struct fg_cidr_key) == 20, "fg_cidr_key layout");
+_Static_assert(sizeof(struct fg_ban) == 16, "fg_ban layout");
+_Static_assert(sizeof(struct fg_signature_key) == 36, "fg_signature_key layout");
+_Static_assert(sizeof(struct fg_drop_slot) == 64, "fg_drop_slot layout");
 _Static_assert((FG_DROP_CACHE_SLOTS & (FG_DROP_CACHE_SLOTS - 1)) == 0, "slots: a power of two");
 _Static_assert(sizeof(struct fg_class_counters) == 16 * FG_REASON_MAX, "fg_class_counters layout");
 _Static_assert(sizeof(struct fg_stats_mark) == 8 + 8 * FG_CLASS_MAX * FG_REASON_MAX, "fg_stats_mark layout");
@@ -162,10 +279,18 @@ _Static_assert(sizeof(struct fg_stats_mark) == 8 + 8 * FG_CLASS_MAX * FG_REASON_
 static inline const char *fg_class_name(__u32 c)
 {
 	switch (c) {
-	case FG_CLASS_SIP: return "sip";
+	case FG_CLASS_INVITE: return "invite";
+	case FG_CLASS_REGISTER: return "register";
+	case FG_CLASS_OPTIONS: return "options";
+	case FG_CLASS_OTHER_REQUEST: return "other-request";
+	case FG_CLASS_IN_DIALOG: return "in-dialog";
+	case FG_CLASS_RESPONSE: return "response";
+	case FG_CLASS_SIP_OTHER: return "sip-other";
+	case FG_CLASS_SIP_SYN: return "sip-syn";
+	case FG_CLASS_SIP_STREAM: return "sip-stream";
+	case FG_CLASS_FRAGMENT: return "fragment";
 	case FG_CLASS_RTP: return "rtp";
 	case FG_CLASS_ICMP: return "icmp";
-	case FG_CLASS_FRAGMENT: return "fragment";
 	case FG_CLASS_OTHER: return "other";
 	default: return (const char *)0;
 	}
@@ -175,7 +300,14 @@ static inline const char *fg_reason_name(__u32 r)
 {
 	switch (r) {
 	case FG_REASON_PASSED: return "passed";
+	case FG_REASON_PASSED_ALLOW: return "passed-allow";
 	case FG_REASON_DROPPED_RATE: return "dropped-rate";
+	case FG_REASON_DROPPED_PREFIX: return "dropped-prefix";
+	case FG_REASON_DROPPED_NEW_SOURCE: return "dropped-new-source";
+	case FG_REASON_DROPPED_SHED: return "dropped-shed";
+	case FG_REASON_DROPPED_DENY: return "dropped-deny";
+	case FG_REASON_DROPPED_BAN: return "dropped-ban";
+	case FG_REASON_DROPPED_SCANNER: return "dropped-scanner";
 	case FG_REASON_DROPPED_MALFORMED: return "dropped-malformed";
 	case FG_REASON_PASSED_MALFORMED: return "passed-malformed";
 	case FG_REASON_DROPPED_BLOCKED: return "dropped-blocked";

@@ -41,12 +41,20 @@
  * "empty under the new limit", so raising a throttled source's limit lets it in
  * after one new interval instead of after the old limit's debt has run out.
  */
-/* On a drop, *next is the time the bucket will next hold a token. */
-static __always_inline int fg_bucket_admit(__u64 *tat_p, __u64 now, __u64 interval, __u64 tau, __u64 *next)
+/*
+ * On a drop, *next is the time the bucket will next hold a token.
+ *
+ * A global (not static) function: the verifier checks it once on its own
+ * rather than again at each of the call sites, whose states it would
+ * otherwise multiply. Its pointer arguments may therefore be NULL to it.
+ */
+__noinline int fg_bucket_admit(__u64 *tat_p, __u64 now, __u64 interval, __u64 tau, __u64 *next)
 {
 	__u64 tat, base, old;
 	int i;
 
+	if (!tat_p || !next)
+		return 1;
 	for (i = 0; i < FG_CAS_RETRIES; i++) {
 		tat = READ_ONCE(*tat_p);
 		base = tat > now ? tat : now;

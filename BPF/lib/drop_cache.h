@@ -1,23 +1,26 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * The per-CPU drop cache: a source over its limit is dropped without a lookup
- * in fg_sources or a read of the precise clock.
+ * The per-CPU drop cache: a source that is being dropped (empty bucket, deny
+ * list, ban, blocked class) is dropped again without the shared lookups or a
+ * read of the precise clock.
  *
  * Under a flood almost every packet is a drop, and a drop's cost was the
  * shared LRU lookup and bpf_ktime_get_ns (together about 60 ns here, against
- * about 7 ns for everything else). When the bucket says "no token until time
- * T", this CPU remembers (source, class, limit, T) in a direct-mapped slot and
- * drops that source's packets while bpf_jiffies64() is before T, counting them
- * in the slot; they reach fg_sources every FG_DROP_CACHE_FLUSH drops, when the
- * slot is reused, or when the source next takes the slow path (and `top`
- * adds what is still pending).
+ * about 7 ns for everything else). When a drop is decided, this CPU remembers
+ * (source, class, limit, reason, until-jiffy) in a direct-mapped slot and drops
+ * that source's packets of that class while bpf_jiffies64() is before it,
+ * counting them in the slot; they reach fg_sources every FG_DROP_CACHE_FLUSH
+ * drops, when the slot is reused, or when the source next takes the slow path
+ * (and `top` adds what is still pending).
  *
- * T is rounded up to a whole jiffy, so the cache may hold a source back for up
- * to one jiffy after its token is due. It is used only when the bucket can hold
- * at least a jiffy's worth of tokens (tau >= one jiffy), so the tokens that
- * come due meanwhile are admitted at the next packet and never lost: the
- * admitted rate is unchanged. A changed limit (different interval or tau)
- * makes the slot stale at once. Slots are per CPU, so they need no atomics.
+ * For an empty bucket, the jiffy is the one in which its next token comes due,
+ * rounded up, so the cache may hold a source back for up to one jiffy after its
+ * token is due. It is used only when the bucket can hold at least a jiffy's
+ * worth of tokens (tau >= one jiffy), so the tokens that come due meanwhile are
+ * admitted at the next packet and never lost: the admitted rate is unchanged.
+ * For a ban it is the jiffy of its expiry, rounded down. A changed class limit
+ * (interval or tau) or a change of the lists (settings.policy_generation)
+ * makes a slot stale at once. Slots are per CPU, so they need no atomics.
  */
 #ifndef FG_LIB_DROP_CACHE_H
 #define FG_LIB_DROP_CACHE_H
@@ -49,6 +52,84 @@ static __always_inline int fg_same_key(const struct fg_source_key *a, const stru
 	return a->addr.words[0] == b->addr.words[0] && a->addr.words[1] == b->addr.words[1] &&
 	       a->addr.words[2] == b->addr.words[2] && a->addr.words[3] == b->addr.words[3] &&
 	       a->traffic_class == b->traffic_class;
+}
+
+/* Add a slot's pending drops to its source's entry. A source the LRU has
+ * evicted meanwhile (or never held: denied, banned) is not inserted: its
+ * class counters already hold those drops. */
+static __always_inline void fg_flush(struct fg_drop_slot *slot, struct fg_source_state *st)
+{
+	if (!slot->pending)
+		return;
+	if (!st)
+		st = bpf_map_lookup_elem(&fg_sources, &slot->key);
+	if (st) {
+		__sync_fetch_and_add(&st->packets, slot->pending);
+		__sync_fetch_and_add(&st->drops, slot->pending);
+	}
+	slot->pending = 0;
+}
+
+/* Finds this key's slot; returns the cached drop reason, or FG_REASON_PASSED. */
+static __always_inline __u32 fg_cache_lookup(struct fg_ctx *c)
+{
+	__u32 index = fg_slot_index(&c->key);
+	struct fg_drop_slot *slot = bpf_map_lookup_elem(&fg_drop_cache, &index);
+
+	c->slot = slot;
+	if (!slot || !slot->until_jiffies || !fg_same_key(&slot->key, &c->key) ||
+	    slot->generation != c->s->policy_generation || slot->interval != c->interval || slot->tau != c->tau ||
+	    bpf_jiffies64() >= slot->until_jiffies)
+		return FG_REASON_PASSED;
+	if (++slot->pending >= FG_DROP_CACHE_FLUSH)
+		fg_flush(slot, NULL);
+	return slot->reason;
+}
+
+/* Remember on this CPU that key's packets are dropped, for `reason`, until
+ * jiffy `until`. */
+static __always_inline void fg_cache_drop(struct fg_drop_slot *slot, const struct fg_source_key *key,
+					  const struct fg_ctx *c, __u64 until, __u32 reason)
+{
+	if (!slot || !c->s->jiffy_ns)
+		return;
+	if (!fg_same_key(&slot->key, key)) {
+		fg_flush(slot, NULL);
+		slot->key = *key;
+	}
+	slot->generation = c->s->policy_generation;
+	slot->interval = c->interval;
+	slot->tau = c->tau;
+	slot->reason = reason;
+	slot->until_jiffies = until;
+}
+
+/* An empty bucket whose next token comes due at `next` (ticks). */
+static __always_inline void fg_cache_drop_until(struct fg_ctx *c, __u64 next)
+{
+	__u64 jiffy = (__u64)c->s->jiffy_ns << FG_TICK_SHIFT;
+	__u64 now = c->now;
+
+	/* Rounding up to a jiffy is only harmless if the bucket can hold the
+	 * tokens that come due during that jiffy. */
+	if (!jiffy || c->tau < jiffy || next <= now)
+		return;
+	fg_cache_drop(c->slot, &c->key, c, bpf_jiffies64() + (next - now + jiffy - 1) / jiffy, FG_REASON_DROPPED_RATE);
+}
+
+/* A ban that expires at `expires_ns` (CLOCK_MONOTONIC; 0 never). */
+static __always_inline void fg_cache_ban(struct fg_ctx *c, __u64 expires_ns)
+{
+	__u64 now_ns = c->now >> FG_TICK_SHIFT, until = ~0ULL;
+
+	if (!c->s->jiffy_ns)
+		return;
+	if (expires_ns) {
+		if (expires_ns <= now_ns)
+			return;
+		until = bpf_jiffies64() + (expires_ns - now_ns) / c->s->jiffy_ns;
+	}
+	fg_cache_drop(c->slot, &c->key, c, until, FG_REASON_DROPPED_BAN);
 }
 
 #endif /* FG_LIB_DROP_CACHE_H */

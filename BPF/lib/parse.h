@@ -31,7 +31,73 @@ struct fg_packet {
 	struct fg_addr src;
 	__u32 traffic_class;
 	__u32 icmp_essential; /* ICMPv6 neighbour discovery: never limited */
+	__u32 sip_request;    /* a SIP request over UDP: scanned for signatures */
+	__u32 payload_off;    /* UDP payload: offset from the frame start */
+	__u32 payload_len;    /* and length (within the frame and the UDP length) */
 };
+
+/* Eight bytes of text as a little-endian u64 (pad short tokens with \0). */
+#define FG_W8(t)                                                                                         \
+	((__u64)(t)[0] | (__u64)(t)[1] << 8 | (__u64)(t)[2] << 16 | (__u64)(t)[3] << 24 |                 \
+	 (__u64)(t)[4] << 32 | (__u64)(t)[5] << 40 | (__u64)(t)[6] << 48 | (__u64)(t)[7] << 56)
+#define FG_LOW(n) ((1ULL << ((n) * 8)) - 1)
+
+/*
+ * The class of a SIP message over UDP from its first 16 bytes (zero-filled
+ * past the payload): the request method, which RFC 3261 makes case-sensitive
+ * and follows by one space, or the status line "SIP/2.0 NNN ".
+ */
+static __always_inline __u32 fg_sip_class(__u64 w0, __u64 w1)
+{
+	if ((w0 & FG_LOW(7)) == FG_W8("INVITE \0"))
+		return FG_CLASS_INVITE;
+	if (w0 == FG_W8("REGISTER") && (w1 & FG_LOW(1)) == ' ')
+		return FG_CLASS_REGISTER;
+	if (w0 == FG_W8("OPTIONS "))
+		return FG_CLASS_OPTIONS;
+	if ((w0 & FG_LOW(4)) == FG_W8("ACK \0\0\0\0") || (w0 & FG_LOW(4)) == FG_W8("BYE \0\0\0\0") ||
+	    (w0 & FG_LOW(7)) == FG_W8("CANCEL \0"))
+		return FG_CLASS_IN_DIALOG;
+	if ((w0 == FG_W8("SUBSCRIB") && (w1 & FG_LOW(2)) == FG_W8("E \0\0\0\0\0\0")) ||
+	    (w0 & FG_LOW(7)) == FG_W8("NOTIFY \0") || w0 == FG_W8("MESSAGE ") ||
+	    (w0 & FG_LOW(5)) == FG_W8("INFO \0\0\0") || (w0 & FG_LOW(7)) == FG_W8("UPDATE \0") ||
+	    (w0 & FG_LOW(6)) == FG_W8("PRACK \0\0") || (w0 & FG_LOW(6)) == FG_W8("REFER \0\0") ||
+	    w0 == FG_W8("PUBLISH "))
+		return FG_CLASS_OTHER_REQUEST;
+	if (w0 == FG_W8("SIP/2.0 ")) {
+		__u8 c0 = w1, c1 = w1 >> 8, c2 = w1 >> 16, sp = w1 >> 24;
+
+		if (c0 >= '1' && c0 <= '6' && c1 >= '0' && c1 <= '9' && c2 >= '0' && c2 <= '9' && sp == ' ')
+			return FG_CLASS_RESPONSE;
+	}
+	return FG_CLASS_SIP_OTHER;
+}
+
+static __always_inline void fg_parse_sip_udp(struct xdp_md *ctx, struct udphdr *udp, void *data_end,
+					     struct fg_packet *pkt)
+{
+	void *data = (void *)(long)ctx->data;
+	void *payload = udp + 1;
+	__u32 avail = data_end - payload;
+	__u32 len = bpf_ntohs(udp->len) - 8;
+	__u64 w[2] = {};
+
+	if (len > avail)
+		len = avail;
+	pkt->payload_off = payload - data;
+	pkt->payload_len = len;
+	if (len >= 16 && payload + 16 <= data_end) {
+		__builtin_memcpy(w, payload, 16);
+	} else {
+		/* A short payload: the verifier needs a bounded, non-zero size. */
+		__u32 n = len & 15;
+
+		if (n && bpf_xdp_load_bytes(ctx, pkt->payload_off, w, n))
+			return;
+	}
+	pkt->traffic_class = fg_sip_class(w[0], w[1]);
+	pkt->sip_request = pkt->traffic_class <= FG_CLASS_IN_DIALOG;
+}
 
 struct vlan_tag {
 	__be16 tci;
@@ -51,8 +117,9 @@ static __always_inline __u32 fg_class_for_port(const struct fg_settings *s, __u8
 {
 	__u16 port = bpf_ntohs(dport);
 
+	/* Refined by the caller into a method, response, SYN or stream class. */
 	if (fg_is_sip_port(s, dport))
-		return FG_CLASS_SIP;
+		return FG_CLASS_SIP_OTHER;
 	if (proto == IPPROTO_UDP && port >= s->rtp_port_min && port <= s->rtp_port_max && s->rtp_port_max)
 		return FG_CLASS_RTP;
 	return FG_CLASS_OTHER;
@@ -63,16 +130,18 @@ static __always_inline __u32 fg_class_for_port(const struct fg_settings *s, __u8
  * destination port matters, but a truncated UDP/TCP/ICMP header is malformed:
  * the kernel would drop it too, and we must not guess its class.
  */
-static __always_inline int fg_parse_l4(void *l4, void *data_end, __u8 proto, const struct fg_settings *s,
-				       struct fg_packet *pkt)
+static __always_inline int fg_parse_l4(struct xdp_md *ctx, void *l4, void *data_end, __u8 proto,
+				       const struct fg_settings *s, struct fg_packet *pkt)
 {
 	switch (proto) {
 	case IPPROTO_UDP: {
 		struct udphdr *udp = l4;
 
-		if ((void *)(udp + 1) > data_end)
+		if ((void *)(udp + 1) > data_end || bpf_ntohs(udp->len) < 8)
 			return FG_PARSE_MALFORMED;
 		pkt->traffic_class = fg_class_for_port(s, proto, udp->dest);
+		if (pkt->traffic_class == FG_CLASS_SIP_OTHER)
+			fg_parse_sip_udp(ctx, udp, data_end, pkt);
 		return FG_PARSE_OK;
 	}
 	case IPPROTO_TCP: {
@@ -81,6 +150,8 @@ static __always_inline int fg_parse_l4(void *l4, void *data_end, __u8 proto, con
 		if ((void *)(tcp + 1) > data_end || tcp->doff < 5)
 			return FG_PARSE_MALFORMED;
 		pkt->traffic_class = fg_class_for_port(s, proto, tcp->dest);
+		if (pkt->traffic_class == FG_CLASS_SIP_OTHER)
+			pkt->traffic_class = tcp->syn && !tcp->ack ? FG_CLASS_SIP_SYN : FG_CLASS_SIP_STREAM;
 		return FG_PARSE_OK;
 	}
 	case IPPROTO_ICMP: {
@@ -106,8 +177,8 @@ static __always_inline int fg_parse_l4(void *l4, void *data_end, __u8 proto, con
 	}
 }
 
-static __always_inline int fg_parse_ipv4(void *l3, void *data_end, const struct fg_settings *s,
-					 struct fg_packet *pkt)
+static __always_inline int fg_parse_ipv4(struct xdp_md *ctx, void *l3, void *data_end,
+					 const struct fg_settings *s, struct fg_packet *pkt)
 {
 	struct iphdr *ip = l3;
 	__u32 hlen;
@@ -130,7 +201,7 @@ static __always_inline int fg_parse_ipv4(void *l3, void *data_end, const struct 
 		pkt->traffic_class = FG_CLASS_FRAGMENT;
 		return FG_PARSE_OK;
 	}
-	return fg_parse_l4(l3 + hlen, data_end, ip->protocol, s, pkt);
+	return fg_parse_l4(ctx, l3 + hlen, data_end, ip->protocol, s, pkt);
 }
 
 struct fg_ipv6_opt {
@@ -145,8 +216,8 @@ struct fg_ipv6_frag {
 	__be32 id;
 };
 
-static __always_inline int fg_parse_ipv6(void *l3, void *data_end, const struct fg_settings *s,
-					 struct fg_packet *pkt)
+static __always_inline int fg_parse_ipv6(struct xdp_md *ctx, void *l3, void *data_end,
+					 const struct fg_settings *s, struct fg_packet *pkt)
 {
 	struct ipv6hdr *ip6 = l3;
 	void *cur;
@@ -200,7 +271,7 @@ static __always_inline int fg_parse_ipv6(void *l3, void *data_end, const struct 
 		}
 		default:
 			/* Upper-layer header, ESP or no-next-header. */
-			return fg_parse_l4(cur, data_end, next, s, pkt);
+			return fg_parse_l4(ctx, cur, data_end, next, s, pkt);
 		}
 	}
 	/* A chain longer than any real stack sends: treat it as malformed. */
@@ -222,6 +293,9 @@ static __always_inline int fg_parse(struct xdp_md *ctx, const struct fg_settings
 
 	pkt->traffic_class = FG_CLASS_OTHER;
 	pkt->icmp_essential = 0;
+	pkt->sip_request = 0;
+	pkt->payload_off = 0;
+	pkt->payload_len = 0;
 	if ((void *)(eth + 1) > data_end)
 		return FG_PARSE_MALFORMED;
 	proto = eth->h_proto;
@@ -240,9 +314,9 @@ static __always_inline int fg_parse(struct xdp_md *ctx, const struct fg_settings
 	}
 
 	if (proto == bpf_htons(ETH_P_IP))
-		return fg_parse_ipv4(cur, data_end, s, pkt);
+		return fg_parse_ipv4(ctx, cur, data_end, s, pkt);
 	if (proto == bpf_htons(ETH_P_IPV6))
-		return fg_parse_ipv6(cur, data_end, s, pkt);
+		return fg_parse_ipv6(ctx, cur, data_end, s, pkt);
 	/* A third VLAN tag is beyond what we look into: treat it as non-IP. */
 	return FG_PARSE_NON_IP;
 }

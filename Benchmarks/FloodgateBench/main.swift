@@ -76,6 +76,14 @@ final class TrivialDrop {
     deinit { close(fd) }
 }
 
+/// The per-source bucket alone: no prefix or new-source limits in the way of what is measured.
+let unlimitedAggregates: Policy = {
+    var policy = Policy()
+    policy.prefix = .unlimited
+    policy.newSources = .unlimited
+    return policy
+}()
+
 func frame(src: String, dport: UInt16) -> [UInt8] {
     func be16(_ v: UInt16) -> [UInt8] { [UInt8(v >> 8), UInt8(v & 0xFF)] }
     let payload = Array("OPTIONS sip:bench@198.18.0.2 SIP/2.0\r\n".utf8)
@@ -126,29 +134,29 @@ func perPacketCost(_ options: Options, trivial: TrivialDrop) throws -> [CostRow]
     let method = "repeat \(options.repeatCount), median of \(options.runs)"
     let sip = frame(src: "198.18.1.1", dport: 5060)
 
-    let passing = try FloodgateProgram(limits: [.sip: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)])
+    let passing = try FloodgateProgram(limits: [.options: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)], policy: unlimitedAggregates)
     let other = frame(src: "198.18.1.1", dport: 9)
     let (t0, f0) = try compareRepeated(options, trivial: trivial, program: passing, packet: other, expect: UInt32(XDP_PASS.rawValue))
     rows.append(CostRow(scenario: "passed: unlimited class (parse and count only)", method: method, trivialNS: t0, floodgateNS: f0))
 
     let (t1, f1) = try compareRepeated(options, trivial: trivial, program: passing, packet: sip, expect: UInt32(XDP_PASS.rawValue))
-    rows.append(CostRow(scenario: "passed: SIP under its limit (LRU, clock, CAS)", method: method, trivialNS: t1, floodgateNS: f1))
+    rows.append(CostRow(scenario: "passed: SIP OPTIONS under its limit (LRU, clock, CAS)", method: method, trivialNS: t1, floodgateNS: f1))
 
-    // The flood case: a source over the default SIP limit (100/s, burst 200), dropped from the per-CPU drop cache.
+    // The flood case: a source over the default OPTIONS limit (8/s, burst 16), dropped from the per-CPU drop cache.
     let dropping = try FloodgateProgram()
     for _ in 0..<300 { _ = try dropping.testRun(sip) }
     let (t2, f2) = try compareRepeated(options, trivial: trivial, program: dropping, packet: sip, expect: UInt32(XDP_DROP.rawValue))
-    rows.append(CostRow(scenario: "rate-dropped: over the default SIP limit", method: method, trivialNS: t2, floodgateNS: f2))
+    rows.append(CostRow(scenario: "rate-dropped: over the default OPTIONS limit", method: method, trivialNS: t2, floodgateNS: f2))
 
     // A burst of 1 holds less than a jiffy of tokens, so the drop cache stays out: every drop reads the LRU and clock.
-    let strict = try FloodgateProgram(limits: [.sip: .rate(1, burst: 1)])
+    let strict = try FloodgateProgram(limits: [.options: .rate(1, burst: 1)])
     _ = try strict.testRun(sip)
     let (t3, f3) = try compareRepeated(options, trivial: trivial, program: strict, packet: sip, expect: UInt32(XDP_DROP.rawValue))
     rows.append(CostRow(scenario: "rate-dropped: over a 1/s burst-1 limit (no cache)", method: method, trivialNS: t3, floodgateNS: f3))
 
     // A new source each packet: BPF_PROG_TEST_RUN repeats one packet, so each distinct packet is run once and the
     // kernel's per-run duration averaged; the trivial program is measured the same way.
-    let fresh = try FloodgateProgram(limits: [.sip: .rate(8, burst: 16)])
+    let fresh = try FloodgateProgram(policy: unlimitedAggregates)
     let packets = (0..<options.newSources).map { i in
         frame(src: "198.\(18 + (i >> 16) % 2).\((i >> 8) & 0xFF).\(i & 0xFF)", dport: 5060)
     }
@@ -242,25 +250,25 @@ func rateAccuracy(_ options: Options) throws -> [AccuracyRow] {
     let cpus = options.cpus
     let packet = frame(src: "198.18.9.9", dport: 5060)
     // How fast can all CPUs offer packets to one over-limit bucket?
-    let probe = try FloodgateProgram(limits: [.sip: .rate(1, burst: 100)])
+    let probe = try FloodgateProgram(limits: [.options: .rate(1, burst: 100)], policy: unlimitedAggregates)
     let probeAnchor = try DispatcherAnchor(probe)
     let (probeTime, _) = hammer(probe, packet, cpus: cpus, seconds: 0.5)
     probeAnchor.release()
-    let offered = Double(try probe.maps.counters().packets.total(.sip)) / probeTime
+    let offered = Double(try probe.maps.counters().packets.total(.options)) / probeTime
 
     return try [10.0, 100.0].map { overload in
         let rate = max(1, UInt32(offered / overload))
         let burst = max(1, rate / 1000 * UInt32(options.burstMS))
-        let program = try FloodgateProgram(limits: [.sip: .rate(rate, burst: burst)])
+        let program = try FloodgateProgram(limits: [.options: .rate(rate, burst: burst)], policy: unlimitedAggregates)
         let anchor = try DispatcherAnchor(program)
         defer { anchor.release() }
         let (elapsed, ran) = hammer(program, packet, cpus: cpus, seconds: options.seconds)
         let counters = try program.maps.counters().packets
-        let admitted = Double(counters[.sip, .passed]) - Double(burst)
+        let admitted = Double(counters[.options, .passed]) - Double(burst)
         let admittedRate = admitted / elapsed
         return AccuracyRow(
             overloadTarget: overload, cpus: cpus, configuredRate: Double(rate),
-            offeredRate: Double(counters.total(.sip)) / elapsed, admittedRate: admittedRate,
+            offeredRate: Double(counters.total(.options)) / elapsed, admittedRate: admittedRate,
             errorPercent: (admittedRate / Double(rate) - 1) * 100, cpusThatRan: ran)
     }
 }

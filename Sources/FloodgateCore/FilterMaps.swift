@@ -5,30 +5,33 @@ import Foundation
 /// them) or from the pins of an attached filter (then this object owns the descriptors and closes them).
 /// Every read and write goes through `bpf_map_lookup_elem`, `bpf_map_update_elem` or `bpf_map_lookup_batch`.
 public final class FilterMaps: @unchecked Sendable {
-    public let settingsFD: Int32
-    public let limitsFD: Int32
-    public let sourcesFD: Int32
-    public let countersFD: Int32
-    public let statsMarkFD: Int32
-    public let dropCacheFD: Int32
+    private let descriptors: [String: Int32]
     private let ownsDescriptors: Bool
 
     /// The map names, as the ELF object and the pins name them.
-    public static let names = [FG_MAP_SETTINGS, FG_MAP_LIMITS, FG_MAP_SOURCES, FG_MAP_COUNTERS, FG_MAP_STATS_MARK, FG_MAP_DROP_CACHE]
+    public static let names = [
+        FG_MAP_SETTINGS, FG_MAP_LIMITS, FG_MAP_SOURCES, FG_MAP_PREFIXES, FG_MAP_GLOBAL, FG_MAP_COUNTERS,
+        FG_MAP_STATS_MARK, FG_MAP_DROP_CACHE, FG_MAP_DENY, FG_MAP_ALLOW, FG_MAP_BANS, FG_MAP_SIGNATURES,
+        FG_MAP_SCRATCH,
+    ]
 
     init(descriptors: [String: Int32], owned: Bool) throws {
-        func fd(_ name: String) throws -> Int32 {
-            guard let fd = descriptors[name], fd >= 0 else { throw FloodgateError("BPF map \(name) is missing") }
-            return fd
+        for name in FilterMaps.names where (descriptors[name] ?? -1) < 0 {
+            throw FloodgateError("BPF map \(name) is missing")
         }
-        settingsFD = try fd(FG_MAP_SETTINGS)
-        limitsFD = try fd(FG_MAP_LIMITS)
-        sourcesFD = try fd(FG_MAP_SOURCES)
-        countersFD = try fd(FG_MAP_COUNTERS)
-        statsMarkFD = try fd(FG_MAP_STATS_MARK)
-        dropCacheFD = try fd(FG_MAP_DROP_CACHE)
+        self.descriptors = descriptors
         ownsDescriptors = owned
     }
+
+    /// The descriptor of map `name` (one of ``names``).
+    public func fd(_ name: String) -> Int32 { descriptors[name] ?? -1 }
+
+    public var settingsFD: Int32 { fd(FG_MAP_SETTINGS) }
+    public var limitsFD: Int32 { fd(FG_MAP_LIMITS) }
+    public var sourcesFD: Int32 { fd(FG_MAP_SOURCES) }
+    public var countersFD: Int32 { fd(FG_MAP_COUNTERS) }
+    public var statsMarkFD: Int32 { fd(FG_MAP_STATS_MARK) }
+    public var dropCacheFD: Int32 { fd(FG_MAP_DROP_CACHE) }
 
     /// Opens the maps pinned in `directory` (`bpf_obj_get`).
     public static func openPinned(in directory: String) throws -> FilterMaps {
@@ -47,19 +50,29 @@ public final class FilterMaps: @unchecked Sendable {
 
     deinit {
         if ownsDescriptors {
-            for fd in [settingsFD, limitsFD, sourcesFD, countersFD, statsMarkFD, dropCacheFD] { close(fd) }
+            for fd in descriptors.values { close(fd) }
         }
     }
 
     // MARK: Settings and limits
 
-    public func settings() throws -> Settings {
-        Settings(try lookup(settingsFD, key: UInt32(0), as: fg_settings.self, what: FG_MAP_SETTINGS))
+    public func settings() throws -> Settings { Settings(try rawSettings()) }
+
+    func rawSettings() throws -> fg_settings {
+        try lookup(settingsFD, key: UInt32(0), as: fg_settings.self, what: FG_MAP_SETTINGS)
+    }
+
+    /// Rewrites the settings value with one map update. The CLI and agent are its only writers; PinRoot's lock
+    /// keeps two of them from interleaving.
+    func updateSettings(_ change: (inout fg_settings) throws -> Void) throws {
+        var value = try rawSettings()
+        try change(&value)
+        try update(settingsFD, key: UInt32(0), value: value, what: FG_MAP_SETTINGS)
     }
 
     public func setSettings(_ settings: Settings) throws {
         try settings.validate()
-        try update(settingsFD, key: UInt32(0), value: settings.raw, what: FG_MAP_SETTINGS)
+        try updateSettings { $0 = settings.raw(over: $0) }
     }
 
     public func limit(for trafficClass: TrafficClass) throws -> Limit {
@@ -76,6 +89,15 @@ public final class FilterMaps: @unchecked Sendable {
     /// `struct fg_limit` for why a torn read is still a finite limit).
     public func setLimit(_ limit: Limit, for trafficClass: TrafficClass) throws {
         try update(limitsFD, key: trafficClass.index, value: limit.raw, what: FG_MAP_LIMITS)
+    }
+
+    /// One of the limits past the classes: prefix, budget, new sources.
+    public func limit(_ index: GlobalLimit) throws -> Limit {
+        Limit(try lookup(limitsFD, key: index.rawValue, as: fg_limit.self, what: FG_MAP_LIMITS))
+    }
+
+    public func setLimit(_ limit: Limit, _ index: GlobalLimit) throws {
+        try update(limitsFD, key: index.rawValue, value: limit.raw, what: FG_MAP_LIMITS)
     }
 
     // MARK: Counters
@@ -207,7 +229,7 @@ public final class FilterMaps: @unchecked Sendable {
 
     // MARK: Plumbing
 
-    func lookup<Value>(_ fd: Int32, key: UInt32, as: Value.Type, what: String) throws -> Value {
+    func lookup<Key, Value>(_ fd: Int32, key: Key, as: Value.Type, what: String) throws -> Value {
         var key = key
         let value = UnsafeMutablePointer<Value>.allocate(capacity: 1)
         defer { value.deallocate() }
@@ -215,10 +237,23 @@ public final class FilterMaps: @unchecked Sendable {
         return value.pointee
     }
 
-    func update<Value: BitwiseCopyable>(_ fd: Int32, key: UInt32, value: Value, what: String) throws {
+    func update<Key, Value: BitwiseCopyable>(_ fd: Int32, key: Key, value: Value, what: String) throws {
         var key = key
         _ = try withUnsafeBytes(of: value) { raw in
             try check("write \(what)[\(key)]", bpf_map_update_elem(fd, &key, raw.baseAddress, UInt64(BPF_ANY)))
+        }
+    }
+}
+
+/// The limits in `fg_limits` after the per-class ones (`enum fg_limit_index`).
+public enum GlobalLimit: UInt32, Sendable, CaseIterable {
+    case prefix = 13, budget = 14, newSources = 15
+
+    public var name: String {
+        switch self {
+        case .prefix: return "prefix"
+        case .budget: return "budget"
+        case .newSources: return "new-sources"
         }
     }
 }

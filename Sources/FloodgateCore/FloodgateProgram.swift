@@ -25,6 +25,7 @@ public final class FloodgateProgram: @unchecked Sendable {
         maxSources: UInt32 = UInt32(FG_DEFAULT_MAX_SOURCES),
         settings: Settings = .defaults,
         limits: [TrafficClass: Limit] = Limit.defaults,
+        policy: Policy = Policy(),
         logger: Logger = Logger(label: "floodgate")
     ) throws {
         _ = LibbpfLogging.install
@@ -49,10 +50,15 @@ public final class FloodgateProgram: @unchecked Sendable {
         self.object = object
 
         do {
-            guard let sources = bpf_object__find_map_by_name(object, FG_MAP_SOURCES) else {
-                throw FloodgateError("the BPF object has no map \(FG_MAP_SOURCES)")
+            guard let sources = bpf_object__find_map_by_name(object, FG_MAP_SOURCES),
+                  let prefixes = bpf_object__find_map_by_name(object, FG_MAP_PREFIXES)
+            else {
+                throw FloodgateError("the BPF object lacks the maps \(FG_MAP_SOURCES) and \(FG_MAP_PREFIXES)")
             }
             try check("size \(FG_MAP_SOURCES) to \(maxSources) entries", bpf_map__set_max_entries(sources, maxSources))
+            let prefixEntries = max(1024, maxSources / 4)
+            try check("size \(FG_MAP_PREFIXES) to \(prefixEntries) entries",
+                      bpf_map__set_max_entries(prefixes, prefixEntries))
             LibbpfLogging.recentWarnings.removeAll()
             let loaded = bpf_object__load(object)
             if loaded < 0 {
@@ -77,6 +83,12 @@ public final class FloodgateProgram: @unchecked Sendable {
             maps = try FilterMaps(descriptors: descriptors, owned: false)
             try maps.setSettings(settings)
             for c in TrafficClass.all { try maps.setLimit(limits[c] ?? Limit.defaults[c] ?? .unlimited, for: c) }
+            try maps.setLimit(policy.prefix, .prefix)
+            try maps.setLimit(policy.budget, .budget)
+            try maps.setLimit(policy.newSources, .newSources)
+            try maps.addSignatures(policy.signatures)
+            try maps.addCIDRs(policy.deny, to: .deny)
+            try maps.addCIDRs(policy.allow, to: .allow)
         } catch {
             bpf_object__close(object)
             image.deallocate()

@@ -48,7 +48,8 @@ public struct PinRoot: Sendable {
     /// and the pins made so far are removed: nothing is left half attached.
     public func attach(
         _ interface: Interface, mode: AttachMode, settings: Settings = .defaults,
-        limits: [TrafficClass: Limit] = Limit.defaults, maxSources: UInt32 = UInt32(FG_DEFAULT_MAX_SOURCES)
+        limits: [TrafficClass: Limit] = Limit.defaults, policy: Policy = Policy(),
+        maxSources: UInt32 = UInt32(FG_DEFAULT_MAX_SOURCES)
     ) throws -> AttachOutcome {
         try settings.validate()
         try ensureBPFFS()
@@ -74,14 +75,15 @@ public struct PinRoot: Sendable {
                 hint: "Remove it first (ip link set dev \(interface.name) xdp off) or pick another interface")
         }
 
-        let program = try FloodgateProgram(maxSources: maxSources, settings: settings, limits: limits, logger: logger)
+        let program = try FloodgateProgram(
+            maxSources: maxSources, settings: settings, limits: limits, policy: policy, logger: logger)
         let (linkFD, usedMode) = try link(program, to: interface, mode: mode)
         defer { close(linkFD) }
 
         do {
             try check("create pin directory \(dir)", mkdir(dir, 0o700) == 0 ? 0 : -errno)
             for name in FilterMaps.names {
-                let fd = try fd(ofMapNamed: name, in: program)
+                let fd = program.maps.fd(name)
                 try check("pin map \(name) at \(dir)/\(name)", bpf_obj_pin(fd, "\(dir)/\(name)"))
             }
             try check("pin XDP link at \(dir)/\(FG_PIN_LINK)", bpf_obj_pin(linkFD, "\(dir)/\(FG_PIN_LINK)"))
@@ -92,18 +94,6 @@ public struct PinRoot: Sendable {
         var filter = try inspect(interfaceName: interface.name)
         filter.mode = filter.mode ?? usedMode
         return .attached(filter, requestedMode: mode)
-    }
-
-    private func fd(ofMapNamed name: String, in program: FloodgateProgram) throws -> Int32 {
-        switch name {
-        case FG_MAP_SETTINGS: return program.maps.settingsFD
-        case FG_MAP_LIMITS: return program.maps.limitsFD
-        case FG_MAP_SOURCES: return program.maps.sourcesFD
-        case FG_MAP_COUNTERS: return program.maps.countersFD
-        case FG_MAP_STATS_MARK: return program.maps.statsMarkFD
-        case FG_MAP_DROP_CACHE: return program.maps.dropCacheFD
-        default: throw FloodgateError("unknown map \(name)")
-        }
     }
 
     private func link(_ program: FloodgateProgram, to interface: Interface, mode: AttachMode) throws

@@ -17,11 +17,24 @@ public struct TrafficClass: Hashable, Sendable, Comparable, CustomStringConverti
 
     private init(_ c: fg_class) { index = c.rawValue }
 
-    public static let sip = TrafficClass(FG_CLASS_SIP)
+    public static let invite = TrafficClass(FG_CLASS_INVITE)
+    public static let register = TrafficClass(FG_CLASS_REGISTER)
+    public static let options = TrafficClass(FG_CLASS_OPTIONS)
+    public static let otherRequest = TrafficClass(FG_CLASS_OTHER_REQUEST)
+    public static let inDialog = TrafficClass(FG_CLASS_IN_DIALOG)
+    public static let response = TrafficClass(FG_CLASS_RESPONSE)
+    public static let sipOther = TrafficClass(FG_CLASS_SIP_OTHER)
+    public static let sipSyn = TrafficClass(FG_CLASS_SIP_SYN)
+    public static let sipStream = TrafficClass(FG_CLASS_SIP_STREAM)
+    public static let fragment = TrafficClass(FG_CLASS_FRAGMENT)
     public static let rtp = TrafficClass(FG_CLASS_RTP)
     public static let icmp = TrafficClass(FG_CLASS_ICMP)
-    public static let fragment = TrafficClass(FG_CLASS_FRAGMENT)
     public static let other = TrafficClass(FG_CLASS_OTHER)
+
+    /// SIP classes: the prefix buckets and the budget apply to them.
+    public var isSIP: Bool { index <= UInt32(FG_CLASS_SIP_LAST) }
+    /// Load-shedding priority under the budget: lowest is shed first (`fg_shed_priority`).
+    public var shedPriority: UInt32 { fg_shed_priority(index) }
 
     public static var all: [TrafficClass] { (0..<FG_CLASS_MAX.rawValue).map { TrafficClass(fg_class($0)) } }
 
@@ -37,7 +50,14 @@ public struct Reason: Hashable, Sendable, CustomStringConvertible {
     init(_ r: fg_reason) { index = r.rawValue }
 
     public static let passed = Reason(FG_REASON_PASSED)
+    public static let passedAllow = Reason(FG_REASON_PASSED_ALLOW)
     public static let droppedRate = Reason(FG_REASON_DROPPED_RATE)
+    public static let droppedPrefix = Reason(FG_REASON_DROPPED_PREFIX)
+    public static let droppedNewSource = Reason(FG_REASON_DROPPED_NEW_SOURCE)
+    public static let droppedShed = Reason(FG_REASON_DROPPED_SHED)
+    public static let droppedDeny = Reason(FG_REASON_DROPPED_DENY)
+    public static let droppedBan = Reason(FG_REASON_DROPPED_BAN)
+    public static let droppedScanner = Reason(FG_REASON_DROPPED_SCANNER)
     public static let droppedMalformed = Reason(FG_REASON_DROPPED_MALFORMED)
     public static let passedMalformed = Reason(FG_REASON_PASSED_MALFORMED)
     public static let droppedBlocked = Reason(FG_REASON_DROPPED_BLOCKED)
@@ -109,16 +129,32 @@ public enum Limit: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// The limits a freshly attached filter starts with. SIP per source is generous enough for a busy trunk peer
-    /// and low enough that one flooding source cannot take the server; RTP allows dozens of concurrent streams
-    /// (50 packets/s each at 20 ms) per source.
+    /// The per-source limits a freshly attached filter starts with. SIP requests sit near what Kamailio's pike
+    /// defaults imply (about 8 requests/s per source, bursts of 16); trunk peers that send more belong on the allow
+    /// list. Responses and in-dialog requests follow calls already set up, so they get more room. RTP allows
+    /// dozens of concurrent streams (50 packets/s each at 20 ms) per source. Fragments have one aggregate bucket.
     public static let defaults: [TrafficClass: Limit] = [
-        .sip: .rate(100, burst: 200),
+        .invite: .rate(8, burst: 16),
+        .register: .rate(8, burst: 16),
+        .options: .rate(8, burst: 16),
+        .otherRequest: .rate(16, burst: 32),
+        .inDialog: .rate(32, burst: 64),
+        .response: .rate(64, burst: 128),
+        .sipOther: .rate(8, burst: 16),
+        .sipSyn: .rate(8, burst: 16),
+        .sipStream: .rate(500, burst: 1000),
+        .fragment: .rate(1000, burst: 2000),
         .rtp: .rate(5000, burst: 10000),
         .icmp: .rate(20, burst: 40),
-        .fragment: .rate(200, burst: 400),
         .other: .unlimited,
     ]
+
+    /// Per-prefix aggregate over all SIP classes (a /24 or /64 by default).
+    public static let defaultPrefix: Limit = .rate(200, burst: 400)
+    /// The interface-wide SIP budget: off until the operator sets what the SIP server can take.
+    public static let defaultBudget: Limit = .unlimited
+    /// New (source, class) entries per second: what a random-source flood can push into the source map.
+    public static let defaultNewSources: Limit = .rate(20000, burst: 20000)
 }
 
 /// What to do with packets whose headers are truncated or invalid.
@@ -127,17 +163,29 @@ public enum MalformedAction: String, Sendable, CaseIterable {
 }
 
 /// Ports and per-packet choices of the XDP program (`struct fg_settings`).
+/// The list sizes and generation live in the same map value but are kept by ``FilterMaps``, not by this type.
 public struct Settings: Equatable, Sendable {
     public var sipPorts: [UInt16]
     public var rtpPorts: ClosedRange<UInt16>?
     public var malformed: MalformedAction
+    /// Prefix lengths of the aggregate buckets.
+    public var prefixV4: UInt8
+    public var prefixV6: UInt8
+    /// How long the XDP program bans a source that sent a scanner signature; 0: it does not.
+    public var scannerBanSeconds: UInt32
 
     public static let defaults = Settings(sipPorts: [5060, 5061], rtpPorts: 10000...20000, malformed: .drop)
 
-    public init(sipPorts: [UInt16], rtpPorts: ClosedRange<UInt16>?, malformed: MalformedAction) {
+    public init(
+        sipPorts: [UInt16], rtpPorts: ClosedRange<UInt16>?, malformed: MalformedAction, prefixV4: UInt8 = 24,
+        prefixV6: UInt8 = 64, scannerBanSeconds: UInt32 = 600
+    ) {
         self.sipPorts = sipPorts
         self.rtpPorts = rtpPorts
         self.malformed = malformed
+        self.prefixV4 = prefixV4
+        self.prefixV6 = prefixV6
+        self.scannerBanSeconds = scannerBanSeconds
     }
 
     public init(_ raw: fg_settings) {
@@ -145,6 +193,9 @@ public struct Settings: Equatable, Sendable {
         sipPorts = ports.map { UInt16(bigEndian: $0) }.filter { $0 != 0 }
         rtpPorts = raw.rtp_port_max == 0 ? nil : raw.rtp_port_min...raw.rtp_port_max
         malformed = raw.malformed_action == FG_ACTION_PASS.rawValue ? .pass : .drop
+        prefixV4 = raw.prefix_v4
+        prefixV6 = raw.prefix_v6
+        scannerBanSeconds = raw.scanner_ban_seconds
     }
 
     /// The length of a jiffy, which bpf_jiffies64 counts: the resolution of CLOCK_MONOTONIC_COARSE.
@@ -162,10 +213,15 @@ public struct Settings: Equatable, Sendable {
         if let rtpPorts, rtpPorts.lowerBound == 0 {
             throw FloodgateError("the RTP port range must start at 1 or above")
         }
+        guard (8...32).contains(prefixV4) else { throw FloodgateError("the IPv4 prefix length must be 8 to 32 (got \(prefixV4))") }
+        guard (16...128).contains(prefixV6) else {
+            throw FloodgateError("the IPv6 prefix length must be 16 to 128 (got \(prefixV6))")
+        }
     }
 
-    public var raw: fg_settings {
-        var value = fg_settings()
+    /// These settings written over `base`, whose list sizes and generation are kept.
+    public func raw(over base: fg_settings) -> fg_settings {
+        var value = base
         withUnsafeMutableBytes(of: &value.sip_ports) { buffer in
             let slots = buffer.bindMemory(to: UInt16.self)
             for (i, port) in sipPorts.prefix(slots.count).enumerated() { slots[i] = port.bigEndian }
@@ -174,6 +230,9 @@ public struct Settings: Equatable, Sendable {
         value.rtp_port_max = rtpPorts?.upperBound ?? 0
         value.malformed_action = malformed == .pass ? FG_ACTION_PASS.rawValue : FG_ACTION_DROP.rawValue
         value.jiffy_ns = Settings.jiffyNanoseconds
+        value.prefix_v4 = prefixV4
+        value.prefix_v6 = prefixV6
+        value.scanner_ban_seconds = scannerBanSeconds
         return value
     }
 }

@@ -13,7 +13,7 @@ extension Floodgate {
                 """)
 
         @Option(help: "Datagrams the attacker sends.") var flood = 50_000
-        @Option(help: "SIP requests the phone sends, 10 per second.") var requests = 20
+        @Option(help: "SIP requests the phone sends, 5 per second.") var requests = 10
         @Flag(name: .shortAndLong, help: "Log libbpf's and Floodgate's debug messages.") var verbose = false
 
         func validate() throws {
@@ -39,14 +39,14 @@ extension Floodgate {
                 try root.attach(try Interface(lab.routerInterface), mode: .auto, maxSources: 10_000)
             }
             guard case .attached(let filter, _) = outcome else { throw FloodgateError("the lab was not new") }
-            let sip = Limit.defaults[.sip] ?? .unlimited
+            let register = Limit.defaults[.register] ?? .unlimited
             print("\n1. Attached Floodgate to \(lab.routerInterface): program \(filter.programID), "
-                + "\(filter.mode ?? "?") mode; SIP limit per source: \(sip)")
+                + "\(filter.mode ?? "?") mode; REGISTER limit per source: \(register)")
 
             let server = try lab.udpSocket(in: lab.routerNS, bindTo: lab.routerAddress, port: 5060)
             let phone = try lab.udpSocket(in: lab.outsideNS, bindTo: lab.outsideAddress)
             let flooder = try lab.udpSocket(in: lab.outsideNS, bindTo: attacker)
-            print("2. The phone sends \(requests) REGISTERs at 10/s; meanwhile the attacker sends \(flood) as fast as it can")
+            print("2. The phone sends \(requests) REGISTERs at 5/s; meanwhile the attacker sends \(flood) as fast as it can")
 
             let group = DispatchGroup()
             let floodResult = SendCount()
@@ -60,7 +60,7 @@ extension Floodgate {
             for i in 0..<requests {
                 try phone.send(Array("REGISTER sip:198.18.0.2 SIP/2.0\r\nCSeq: \(i + 1) REGISTER\r\n\r\n".utf8),
                                to: lab.routerAddress, port: 5060)
-                Thread.sleep(forTimeInterval: 0.1)
+                Thread.sleep(forTimeInterval: 0.2)
             }
             group.wait()
             let received = server.drain()

@@ -46,7 +46,7 @@ import Testing
             #expect(again.out.contains("already attached"))
             #expect(try lab.routerXDPProgram() == program, "a second attach must change nothing")
 
-            #expect(try lab.floodgate(["limit", "set", "sip", "--rate", "1", "--burst", "50"]).status == 0)
+            #expect(try lab.floodgate(["limit", "set", "options", "--rate", "1", "--burst", "50"]).status == 0)
 
             let receiver = try lab.udpSocket(in: lab.routerNS, bindTo: lab.routerAddress, port: 5060)
             let sender = try lab.udpSocket(in: lab.outsideNS)
@@ -63,7 +63,7 @@ import Testing
             let statsRun = try lab.floodgate(["stats", "--json"])
             #expect(statsRun.status == 0, "\(statsRun.err)")
             let stats = try JSONDecoder().decode([StatsJSON].self, from: Data(statsRun.out.utf8))
-            let sip = try #require(stats.first?.classes.first { $0.class == "sip" })
+            let sip = try #require(stats.first?.classes.first { $0.class == "options" })
             #expect(stats.first?.interface == lab.routerInterface)
             #expect(stats.first?.mode == "native")
             #expect(sip.packets["passed"] == UInt64(received))
@@ -71,7 +71,7 @@ import Testing
             #expect(sip.packets_per_second == nil, "the first read has no previous one to rate against")
 
             let second = try JSONDecoder().decode([StatsJSON].self, from: Data(try lab.floodgate(["stats", "--json"]).out.utf8))
-            #expect(second.first?.classes.first { $0.class == "sip" }?.packets_per_second?["passed"] == 0)
+            #expect(second.first?.classes.first { $0.class == "options" }?.packets_per_second?["passed"] == 0)
 
             let topRun = try lab.floodgate(["top", "-n", "5", "--json"])
             let top = try JSONDecoder().decode([TopJSON].self, from: Data(topRun.out.utf8))
@@ -88,7 +88,7 @@ import Testing
             #expect(status.first?.max_sources == 50000)
 
             let human = try lab.floodgate(["stats"])
-            #expect(human.out.contains("sip"))
+            #expect(human.out.contains("options"))
             #expect(human.out.contains("DROPPED-RATE"))
 
             let detach = try lab.floodgate(["detach", lab.routerInterface])
@@ -104,13 +104,14 @@ import Testing
     @Test func limitChangesApplyToTheRunningFilter() throws {
         try withLab { lab in
             #expect(try lab.floodgate(["attach", lab.routerInterface, "--mode", "native", "--max-sources", "1000"]).status == 0)
-            #expect(try lab.floodgate(["limit", "set", "sip", "--block"]).status == 0)
+            #expect(try lab.floodgate(["limit", "set", "options", "--block"]).status == 0)
             let receiver = try lab.udpSocket(in: lab.routerNS, bindTo: lab.routerAddress, port: 5060)
             let sender = try lab.udpSocket(in: lab.outsideNS)
-            for _ in 0..<10 { try sender.send([1], to: lab.routerAddress, port: 5060) }
+            let options = Array("OPTIONS sip:x SIP/2.0\r\n\r\n".utf8)
+            for _ in 0..<10 { try sender.send(options, to: lab.routerAddress, port: 5060) }
             #expect(receiver.drain(quiet: 0.2).isEmpty)
-            #expect(try lab.floodgate(["limit", "set", "sip", "--unlimited"]).status == 0)
-            for _ in 0..<10 { try sender.send([1], to: lab.routerAddress, port: 5060) }
+            #expect(try lab.floodgate(["limit", "set", "options", "--unlimited"]).status == 0)
+            for _ in 0..<10 { try sender.send(options, to: lab.routerAddress, port: 5060) }
             #expect(receiver.drain(quiet: 0.2)[lab.outsideAddress] == 10)
 
             let list = try lab.floodgate(["limit", "list"])

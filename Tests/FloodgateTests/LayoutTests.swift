@@ -5,12 +5,17 @@ import Testing
 /// them differently from the BPF program (cilium's alignchecker does the same for Go).
 @Suite struct LayoutTests {
     @Test func structSizesMatchTheStaticAssertsOfTheHeader() {
-        #expect(MemoryLayout<fg_settings>.size == 20)
+        #expect(MemoryLayout<fg_settings>.size == 44)
         #expect(MemoryLayout<fg_limit>.size == 24)
         #expect(MemoryLayout<fg_addr>.size == 16)
         #expect(MemoryLayout<fg_source_key>.size == 20)
         #expect(MemoryLayout<fg_source_state>.size == 24)
-        #expect(MemoryLayout<fg_drop_slot>.size == 56)
+        #expect(MemoryLayout<fg_drop_slot>.size == 64)
+        #expect(MemoryLayout<fg_global_bucket>.size == 64)
+        #expect(MemoryLayout<fg_cidr_key>.size == 20)
+        #expect(MemoryLayout<fg_ban>.size == 16)
+        #expect(MemoryLayout<fg_signature_key>.size == 36)
+        #expect(MemoryLayout<fg_scratch>.size == Int(FG_SIP_SCAN_BYTES) + 36)
         #expect(MemoryLayout<fg_class_counters>.size == 16 * Int(FG_REASON_MAX.rawValue))
         #expect(MemoryLayout<fg_stats_mark>.size == 8 + 8 * Int(FG_CLASS_MAX.rawValue * FG_REASON_MAX.rawValue))
     }
@@ -21,6 +26,12 @@ import Testing
         #expect(MemoryLayout<fg_settings>.offset(of: \.jiffy_ns) == 16)
         #expect(MemoryLayout<fg_drop_slot>.offset(of: \.until_jiffies) == 24)
         #expect(MemoryLayout<fg_drop_slot>.offset(of: \.pending) == 48)
+        #expect(MemoryLayout<fg_drop_slot>.offset(of: \.reason) == 56)
+        #expect(MemoryLayout<fg_settings>.offset(of: \.prefix_v4) == 20)
+        #expect(MemoryLayout<fg_settings>.offset(of: \.policy_generation) == 24)
+        #expect(MemoryLayout<fg_settings>.offset(of: \.scanner_ban_seconds) == 40)
+        #expect(MemoryLayout<fg_cidr_key>.offset(of: \.addr) == 4)
+        #expect(MemoryLayout<fg_signature_key>.offset(of: \.data) == 4)
         #expect(MemoryLayout<fg_limit>.offset(of: \.tau) == 8)
         #expect(MemoryLayout<fg_limit>.offset(of: \.rate) == 16)
         #expect(MemoryLayout<fg_source_key>.offset(of: \.traffic_class) == 16)

@@ -10,11 +10,20 @@ func requireRoot() throws {
 
 /// A freshly loaded (never attached) filter with the given limits, for BPF_PROG_TEST_RUN.
 func loadProgram(
-    limits: [TrafficClass: Limit] = Limit.defaults, settings: Settings = .defaults, maxSources: UInt32 = 4096
+    limits: [TrafficClass: Limit] = Limit.defaults, settings: Settings = .defaults, policy: Policy = Policy(),
+    maxSources: UInt32 = 4096
 ) throws -> FloodgateProgram {
     try requireRoot()
-    return try FloodgateProgram(maxSources: maxSources, settings: settings, limits: limits)
+    return try FloodgateProgram(maxSources: maxSources, settings: settings, limits: limits, policy: policy)
 }
+
+/// A policy with no aggregate limits, so that only the per-source buckets decide.
+let perSourceOnly: Policy = {
+    var policy = Policy()
+    policy.prefix = .unlimited
+    policy.newSources = .unlimited
+    return policy
+}()
 
 let XDP_DROP_ACTION: UInt32 = 1
 let XDP_PASS_ACTION: UInt32 = 2

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* The deny and allow lists (CIDRs in LPM tries) and the bans (source -> expiry). */
+#ifndef FG_LIB_LISTS_H
+#define FG_LIB_LISTS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "../floodgate.h"
+
+/* CIDRs whose packets are all dropped; written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, FG_MAX_LIST_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct fg_cidr_key);
+	__type(value, __u32);
+} fg_deny SEC(".maps");
+
+/* Trusted peers (trunks, carrier SBCs): no per-source or prefix limits and the
+ * highest shedding priority; written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, FG_MAX_LIST_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct fg_cidr_key);
+	__type(value, __u32);
+} fg_allow SEC(".maps");
+
+/* Banned sources; written by the agent (explicit and automatic bans) and by
+ * XDP (scanners). Expired entries pass and are removed by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FG_MAX_BANS);
+	__type(key, struct fg_addr);
+	__type(value, struct fg_ban);
+} fg_bans SEC(".maps");
+
+static __always_inline int fg_in_list(void *list, const struct fg_addr *addr)
+{
+	struct fg_cidr_key key = {.prefixlen = 128, .addr = *addr};
+
+	return bpf_map_lookup_elem(list, &key) != NULL;
+}
+
+#endif /* FG_LIB_LISTS_H */

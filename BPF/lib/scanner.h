@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Scanner signatures: the User-Agent and From headers of a SIP request, in its
+ * first FG_SIP_SCAN_BYTES bytes, against the prefixes in fg_signatures.
+ *
+ * The message is copied into a per-CPU scratch buffer (bpf_xdp_load_bytes also
+ * reads multi-buffer frames) and walked with bpf_loop, one byte per step:
+ * after each LF, a header named User-Agent, From or its compact form f (any
+ * case, blanks allowed around the colon) has its value lower-cased into an LPM
+ * key of kind + value, and one trie lookup finds the longest signature it
+ * starts with. The request line is never a header; a value must end (CR, LF,
+ * or its 31st byte) within the scanned bytes to be looked up.
+ */
+#ifndef FG_LIB_SCANNER_H
+#define FG_LIB_SCANNER_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "../floodgate.h"
+
+#define FG_SCAN_MASK (FG_SIP_SCAN_BYTES - 1)
+_Static_assert((FG_SIP_SCAN_BYTES & FG_SCAN_MASK) == 0, "scan size: a power of two");
+
+/* Signature prefixes by header kind; written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, FG_MAX_SIGNATURES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct fg_signature_key);
+	__type(value, __u32);
+} fg_signatures SEC(".maps");
+
+/* Per-CPU copy of the message being scanned; XDP only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fg_scratch);
+} fg_scratch SEC(".maps");
+
+/* Where the byte-at-a-time walk is within a line. */
+enum fg_scan_state {
+	FG_SCAN_LINE_START, /* at the first byte of a header line */
+	FG_SCAN_NAME,	    /* inside a header name that may still match */
+	FG_SCAN_BLANKS,	    /* blanks between the name and the colon */
+	FG_SCAN_COLON,	    /* blanks after the colon */
+	FG_SCAN_VALUE,	    /* copying the value into the key */
+	FG_SCAN_SKIP,	    /* rest of an uninteresting line */
+};
+
+struct fg_scan {
+	__u32 len;   /* bytes copied into the scratch buffer */
+	__u32 state; /* enum fg_scan_state */
+	__u32 kind;  /* FG_SIGNATURE_* of the header being read */
+	__u32 pos;   /* bytes of its name matched, or of its value copied */
+	__u32 found; /* a signature matched */
+};
+
+static __always_inline __u8 fg_lower(__u8 c)
+{
+	return c >= 'A' && c <= 'Z' ? c + 32 : c;
+}
+
+/* The next byte of "user-agent" or "from" after `pos` bytes; 0 = name complete. */
+static __always_inline __u8 fg_name_byte(__u32 kind, __u32 pos)
+{
+	if (kind == FG_SIGNATURE_USER_AGENT) {
+		switch (pos) {
+		case 1: return 's';
+		case 2: return 'e';
+		case 3: return 'r';
+		case 4: return '-';
+		case 5: return 'a';
+		case 6: return 'g';
+		case 7: return 'e';
+		case 8: return 'n';
+		case 9: return 't';
+		default: return 0;
+		}
+	}
+	switch (pos) {
+	case 1: return 'r';
+	case 2: return 'o';
+	case 3: return 'm';
+	default: return 0;
+	}
+}
+
+/*
+ * One byte of the walk: a small state machine, so the verifier checks one
+ * step rather than every path through a header. Lines are the bytes after an
+ * LF; a value ends at CR or LF or after FG_SIGNATURE_BYTES - 1 bytes, and only
+ * then is it looked up, so a value cut off by the end of the scan never is.
+ */
+static long fg_scan_step(__u32 i, struct fg_scan *scan)
+{
+	__u32 zero = 0;
+	struct fg_scratch *s = bpf_map_lookup_elem(&fg_scratch, &zero);
+	__u8 b, lb, expected;
+
+	if (!s || i >= scan->len)
+		return 1;
+	b = s->buf[i & FG_SCAN_MASK];
+	lb = fg_lower(b);
+
+	switch (scan->state) {
+	case FG_SCAN_LINE_START:
+		if (lb == 'u' || lb == 'f') {
+			scan->state = FG_SCAN_NAME;
+			scan->kind = lb == 'u' ? FG_SIGNATURE_USER_AGENT : FG_SIGNATURE_FROM;
+			scan->pos = 1;
+		} else if (b != '\n') {
+			scan->state = FG_SCAN_SKIP;
+		}
+		return 0;
+	case FG_SCAN_NAME:
+		expected = fg_name_byte(scan->kind, scan->pos);
+		/* "f" alone is From's compact form. */
+		if (expected && lb == expected) {
+			scan->pos++;
+		} else if (!expected || (scan->kind == FG_SIGNATURE_FROM && scan->pos == 1)) {
+			if (b == ':')
+				scan->state = FG_SCAN_COLON;
+			else if (b == ' ' || b == '\t')
+				scan->state = FG_SCAN_BLANKS;
+			else
+				scan->state = b == '\n' ? FG_SCAN_LINE_START : FG_SCAN_SKIP;
+		} else {
+			scan->state = b == '\n' ? FG_SCAN_LINE_START : FG_SCAN_SKIP;
+		}
+		return 0;
+	case FG_SCAN_BLANKS:
+		if (b == ':')
+			scan->state = FG_SCAN_COLON;
+		else if (b != ' ' && b != '\t')
+			scan->state = b == '\n' ? FG_SCAN_LINE_START : FG_SCAN_SKIP;
+		return 0;
+	case FG_SCAN_COLON:
+		if (b == ' ' || b == '\t')
+			return 0;
+		if (b == '\r' || b == '\n') {
+			scan->state = b == '\n' ? FG_SCAN_LINE_START : FG_SCAN_SKIP;
+			return 0;
+		}
+		s->key.data[0] = scan->kind;
+		s->key.data[1] = lb;
+		scan->pos = 1;
+		scan->state = FG_SCAN_VALUE;
+		return 0;
+	case FG_SCAN_VALUE:
+		if (b != '\r' && b != '\n' && scan->pos < FG_SIGNATURE_BYTES - 1) {
+			scan->pos++;
+			s->key.data[scan->pos & (FG_SIGNATURE_BYTES - 1)] = lb;
+			return 0;
+		}
+		s->key.prefixlen = 8 * (1 + scan->pos);
+		if (bpf_map_lookup_elem(&fg_signatures, &s->key)) {
+			scan->found = 1;
+			return 1;
+		}
+		scan->state = b == '\n' ? FG_SCAN_LINE_START : FG_SCAN_SKIP;
+		return 0;
+	default:
+		if (b == '\n')
+			scan->state = FG_SCAN_LINE_START;
+		return 0;
+	}
+}
+
+/* Does the SIP request in pkt carry a scanner signature? */
+static __always_inline int fg_is_scanner(struct xdp_md *ctx, const struct fg_packet *pkt)
+{
+	struct fg_scan scan = {.state = FG_SCAN_SKIP};
+	struct fg_scratch *s;
+	__u32 zero = 0, len = pkt->payload_len;
+
+	if (len > FG_SIP_SCAN_BYTES)
+		len = FG_SIP_SCAN_BYTES;
+	if (len < 2)
+		return 0;
+	s = bpf_map_lookup_elem(&fg_scratch, &zero);
+	if (!s || bpf_xdp_load_bytes(ctx, pkt->payload_off, s->buf, len))
+		return 0;
+	scan.len = len;
+	bpf_loop(len, fg_scan_step, &scan, 0);
+	return scan.found;
+}
+
+#endif /* FG_LIB_SCANNER_H */

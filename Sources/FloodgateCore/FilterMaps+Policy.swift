@@ -1,0 +1,201 @@
+import CFloodgate
+import Foundation
+
+/// What a filter starts with besides its settings and class limits.
+public struct Policy: Sendable {
+    public var prefix: Limit = Limit.defaultPrefix
+    public var budget: Limit = Limit.defaultBudget
+    public var newSources: Limit = Limit.defaultNewSources
+    public var signatures: [Signature] = Signature.defaults
+    public var deny: [CIDR] = []
+    public var allow: [CIDR] = []
+    public init() {}
+}
+
+/// The deny and allow lists.
+public enum PolicyList: String, Sendable, CaseIterable {
+    case deny, allow
+    var mapName: String { self == .deny ? FG_MAP_DENY : FG_MAP_ALLOW }
+}
+
+extension FilterMaps {
+    // MARK: Deny and allow lists
+
+    /// The CIDRs of a list, in order (`bpf_map_get_next_key` over the LPM trie).
+    public func cidrs(in list: PolicyList) throws -> [CIDR] {
+        try keys(of: fd(list.mapName), as: fg_cidr_key.self, what: list.mapName).map(CIDR.init(key:)).sorted()
+    }
+
+    /// Adds `cidrs` to `list`. All or nothing: if the kernel refuses one (the list is full, say), the ones this
+    /// call added are removed again and the error is thrown. Returns how many were new.
+    @discardableResult
+    public func addCIDRs(_ cidrs: [CIDR], to list: PolicyList) throws -> Int {
+        let fd = fd(list.mapName)
+        let existing = Set(try self.cidrs(in: list))
+        var added: [CIDR] = []
+        do {
+            for cidr in Set(cidrs).subtracting(existing).sorted() {
+                var key = cidr.key
+                var value: UInt32 = 1
+                try check("add \(cidr) to the \(list.rawValue) list", bpf_map_update_elem(fd, &key, &value, UInt64(BPF_NOEXIST)))
+                added.append(cidr)
+            }
+            try recount(list)
+        } catch {
+            for cidr in added {
+                var key = cidr.key
+                bpf_map_delete_elem(fd, &key)
+            }
+            try? recount(list)
+            throw error
+        }
+        return added.count
+    }
+
+    /// Removes `cidrs` from `list`; every one must be on it, or nothing is removed.
+    @discardableResult
+    public func removeCIDRs(_ cidrs: [CIDR], from list: PolicyList) throws -> Int {
+        let fd = fd(list.mapName)
+        let existing = Set(try self.cidrs(in: list))
+        let missing = Set(cidrs).subtracting(existing)
+        guard missing.isEmpty else {
+            throw FloodgateError("not on the \(list.rawValue) list: \(missing.sorted().map(\.description).joined(separator: ", "))")
+        }
+        var removed: [CIDR] = []
+        do {
+            for cidr in Set(cidrs).sorted() {
+                var key = cidr.key
+                try check("remove \(cidr) from the \(list.rawValue) list", bpf_map_delete_elem(fd, &key))
+                removed.append(cidr)
+            }
+            try recount(list)
+        } catch {
+            for cidr in removed {
+                var key = cidr.key
+                var value: UInt32 = 1
+                bpf_map_update_elem(fd, &key, &value, UInt64(BPF_ANY))
+            }
+            try? recount(list)
+            throw error
+        }
+        return removed.count
+    }
+
+    /// Writes the list's size into the settings (the XDP program skips an empty list) and invalidates the
+    /// drop caches, whose slots may hold a verdict the change overturns.
+    private func recount(_ list: PolicyList) throws {
+        let count = UInt32(try keys(of: fd(list.mapName), as: fg_cidr_key.self, what: list.mapName).count)
+        try updateSettings { settings in
+            if list == .deny { settings.deny_entries = count } else { settings.allow_entries = count }
+            settings.policy_generation &+= 1
+        }
+    }
+
+    // MARK: Bans
+
+    public func bans() throws -> [Ban] {
+        let fd = fd(FG_MAP_BANS)
+        return try keys(of: fd, as: fg_addr.self, what: FG_MAP_BANS).compactMap { key in
+            var key = key
+            var value = fg_ban()
+            guard bpf_map_lookup_elem(fd, &key, &value) == 0 else { return nil }  // gone meanwhile
+            return Ban(address: SourceAddress(key), value: value)
+        }.sorted { $0.address.bytes.lexicographicallyPrecedes($1.address.bytes) }
+    }
+
+    /// Bans `address` explicitly for `seconds` (nil: until unbanned). An explicit ban beats the allow list.
+    public func ban(_ address: SourceAddress, seconds: UInt64?) throws {
+        var value = fg_ban()
+        value.expires_ns = seconds.map { monotonicNanoseconds() + $0 * 1_000_000_000 } ?? 0
+        value.flags = UInt32(FG_BAN_EXPLICIT)
+        try update(fd(FG_MAP_BANS), key: address.raw, value: value, what: FG_MAP_BANS)
+        try updateSettings { $0.policy_generation &+= 1 }
+    }
+
+    /// Lifts the ban on `address`; false if it had none.
+    @discardableResult
+    public func unban(_ address: SourceAddress) throws -> Bool {
+        var key = address.raw
+        let result = bpf_map_delete_elem(fd(FG_MAP_BANS), &key)
+        if result == -ENOENT { return false }
+        try check("remove the ban on \(address)", result)
+        try updateSettings { $0.policy_generation &+= 1 }
+        return true
+    }
+
+    // MARK: Scanner signatures
+
+    public func signatures() throws -> [Signature] {
+        try keys(of: fd(FG_MAP_SIGNATURES), as: fg_signature_key.self, what: FG_MAP_SIGNATURES)
+            .compactMap(Signature.init(key:)).sorted()
+    }
+
+    /// Adds signatures, all or nothing. Returns how many were new.
+    @discardableResult
+    public func addSignatures(_ new: [Signature]) throws -> Int {
+        let fd = fd(FG_MAP_SIGNATURES)
+        let existing = Set(try signatures())
+        var added: [Signature] = []
+        do {
+            for signature in Set(new).subtracting(existing).sorted() {
+                var key = signature.key
+                var value: UInt32 = 1
+                try check("add scanner signature \(signature)", bpf_map_update_elem(fd, &key, &value, UInt64(BPF_NOEXIST)))
+                added.append(signature)
+            }
+            try recountSignatures()
+        } catch {
+            for signature in added {
+                var key = signature.key
+                bpf_map_delete_elem(fd, &key)
+            }
+            try? recountSignatures()
+            throw error
+        }
+        return added.count
+    }
+
+    /// Removes signatures; every one must be present, or nothing is removed.
+    @discardableResult
+    public func removeSignatures(_ old: [Signature]) throws -> Int {
+        let fd = fd(FG_MAP_SIGNATURES)
+        let missing = Set(old).subtracting(try signatures())
+        guard missing.isEmpty else {
+            throw FloodgateError("no such scanner signature: \(missing.sorted().map(\.description).joined(separator: ", "))")
+        }
+        for signature in Set(old) {
+            var key = signature.key
+            try check("remove scanner signature \(signature)", bpf_map_delete_elem(fd, &key))
+        }
+        try recountSignatures()
+        return old.count
+    }
+
+    private func recountSignatures() throws {
+        let count = UInt32(try keys(of: fd(FG_MAP_SIGNATURES), as: fg_signature_key.self, what: FG_MAP_SIGNATURES).count)
+        try updateSettings { $0.signature_entries = count }
+    }
+
+    // MARK: Plumbing
+
+    /// Every key of a hash or LPM map (`bpf_map_get_next_key`).
+    func keys<Key>(of fd: Int32, as: Key.Type, what: String) throws -> [Key] {
+        var keys: [Key] = []
+        let current = UnsafeMutablePointer<Key>.allocate(capacity: 1)
+        let next = UnsafeMutablePointer<Key>.allocate(capacity: 1)
+        defer {
+            current.deallocate()
+            next.deallocate()
+        }
+        var first = true
+        while true {
+            let result = bpf_map_get_next_key(fd, first ? nil : UnsafeRawPointer(current), next)
+            if result == -ENOENT { break }
+            try check("list the keys of \(what)", result)
+            keys.append(next.pointee)
+            current.pointee = next.pointee
+            first = false
+        }
+        return keys
+    }
+}
