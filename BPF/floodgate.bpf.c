@@ -148,17 +148,19 @@ static __always_inline int fg_global_admit(struct fg_ctx *c, __u32 global, __u32
 {
 	struct fg_global_bucket *g = bpf_map_lookup_elem(&fg_global, &global);
 	struct fg_limit *lim = bpf_map_lookup_elem(&fg_limits, &limit);
-	__u64 interval, tau, next;
+	struct fg_bucket_call call = {};
 
 	if (!g || !lim)
 		return 1;
-	interval = READ_ONCE(lim->interval);
-	tau = READ_ONCE(lim->tau);
-	if (interval == FG_INTERVAL_UNLIMITED)
+	call.interval = READ_ONCE(lim->interval);
+	call.tau_max = READ_ONCE(lim->tau);
+	if (call.interval == FG_INTERVAL_UNLIMITED)
 		return 1;
-	if (interval == FG_INTERVAL_BLOCK)
+	if (call.interval == FG_INTERVAL_BLOCK)
 		return 0;
-	return fg_bucket_admit(&g->tat, fg_now(c), interval, tau / levels * (level + 1), &next);
+	call.now = fg_now(c);
+	call.tau = call.tau_max / levels * (level + 1);
+	return fg_bucket_admit(&g->tat, &call);
 }
 
 static __always_inline void fg_mask(struct fg_addr *a, __u32 prefixlen)
@@ -183,7 +185,8 @@ static __always_inline __u32 fg_police_prefix(struct fg_ctx *c)
 	struct fg_limit *lim = bpf_map_lookup_elem(&fg_limits, &index);
 	struct fg_source_key key = {.addr = c->pkt->src, .traffic_class = FG_CLASS_MAX};
 	struct fg_source_state *st;
-	__u64 interval, tau, next;
+	struct fg_bucket_call call = {};
+	__u64 interval, tau;
 	int v4 = key.addr.words[0] == 0 && key.addr.words[1] == 0 && key.addr.words[2] == bpf_htonl(0xffff);
 
 	if (!lim)
@@ -207,7 +210,10 @@ static __always_inline __u32 fg_police_prefix(struct fg_ctx *c)
 			return FG_REASON_PASSED_UNTRACKED;
 	}
 	__sync_fetch_and_add(&st->packets, 1);
-	if (fg_bucket_admit(&st->tat, fg_now(c), interval, tau, &next))
+	call.now = fg_now(c);
+	call.interval = interval;
+	call.tau = call.tau_max = tau;
+	if (fg_bucket_admit(&st->tat, &call))
 		return FG_REASON_PASSED;
 	__sync_fetch_and_add(&st->drops, 1);
 	return FG_REASON_DROPPED_PREFIX;
@@ -217,7 +223,8 @@ static __always_inline __u32 fg_police_prefix(struct fg_ctx *c)
 static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 {
 	struct fg_source_state *st;
-	__u64 interval = c->interval, next = 0;
+	struct fg_bucket_call call = {};
+	__u64 interval = c->interval;
 	__u32 reason;
 
 	if (interval == FG_INTERVAL_UNLIMITED)
@@ -261,9 +268,12 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 		fg_cache_drop(c->slot, &c->key, c, ~0ULL, FG_REASON_DROPPED_BLOCKED);
 		return FG_REASON_DROPPED_BLOCKED;
 	}
-	if (!fg_bucket_admit(&st->tat, fg_now(c), interval, c->tau, &next)) {
+	call.now = fg_now(c);
+	call.interval = interval;
+	call.tau = call.tau_max = c->tau;
+	if (!fg_bucket_admit(&st->tat, &call)) {
 		__sync_fetch_and_add(&st->drops, 1);
-		fg_cache_drop_until(c, next);
+		fg_cache_drop_until(c, call.next);
 		return FG_REASON_DROPPED_RATE;
 	}
 	return fg_is_sip(c->key.traffic_class) ? fg_police_prefix(c) : FG_REASON_PASSED;

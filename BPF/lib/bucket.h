@@ -40,30 +40,43 @@
  * beyond that was left by a slower limit before a change: it is clamped to
  * "empty under the new limit", so raising a throttled source's limit lets it in
  * after one new interval instead of after the old limit's debt has run out.
+ * (The clamp uses the bucket's full tolerance, never a priority's share of it.)
  */
+/* One bucket decision: inputs, and on a drop the time of the next token. */
+struct fg_bucket_call {
+	__u64 now;	/* ticks */
+	__u64 interval; /* ticks per packet */
+	__u64 tau;	/* how far ahead of now TAT may be for this packet to pass */
+	__u64 tau_max;	/* the bucket's full tolerance (the budget gives lower priorities less) */
+	__u64 next;	/* out, on a drop: when the bucket next holds a token for this packet */
+};
+
 /*
- * On a drop, *next is the time the bucket will next hold a token.
- *
  * A global (not static) function: the verifier checks it once on its own
  * rather than again at each of the call sites, whose states it would
  * otherwise multiply. Its pointer arguments may therefore be NULL to it.
  */
-__noinline int fg_bucket_admit(__u64 *tat_p, __u64 now, __u64 interval, __u64 tau, __u64 *next)
+__noinline int fg_bucket_admit(__u64 *tat_p, struct fg_bucket_call *c)
 {
-	__u64 tat, base, old;
+	__u64 tat, base, old, now, interval, tau, limit;
 	int i;
 
-	if (!tat_p || !next)
+	if (!tat_p || !c)
 		return 1;
+	now = c->now;
+	interval = c->interval;
+	tau = c->tau;
+	limit = c->tau_max + interval;
+
 	for (i = 0; i < FG_CAS_RETRIES; i++) {
 		tat = READ_ONCE(*tat_p);
 		base = tat > now ? tat : now;
 		if (base - now > tau) {
-			if (base - now > tau + interval) {
-				__sync_val_compare_and_swap(tat_p, tat, now + tau + interval);
-				base = now + tau + interval;
+			if (base - now > limit) {
+				__sync_val_compare_and_swap(tat_p, tat, now + limit);
+				base = now + limit;
 			}
-			*next = base - tau;
+			c->next = base - tau;
 			return 0;
 		}
 		if (__sync_val_compare_and_swap(tat_p, tat, base + interval) == tat)
@@ -72,7 +85,7 @@ __noinline int fg_bucket_admit(__u64 *tat_p, __u64 now, __u64 interval, __u64 ta
 	old = __sync_fetch_and_add(tat_p, interval);
 	if (old > now && old - now > tau) {
 		__sync_fetch_and_sub(tat_p, interval);
-		*next = old - tau;
+		c->next = old - tau;
 		return 0;
 	}
 	return 1;

@@ -202,6 +202,27 @@ public struct PinRoot: Sendable {
         return try names.map { try inspect(interfaceName: $0) }
     }
 
+    /// Applies `change` to the maps of each selected filter (all when `names` is empty), holding the pin root's
+    /// lock. `change` returns what undoes it; if it fails on one filter, it is undone on those already changed,
+    /// so the filters end up all changed or none.
+    @discardableResult
+    public func change(_ names: [String], _ change: (AttachedFilter, FilterMaps) throws -> () -> Void) throws
+        -> [AttachedFilter]
+    {
+        let lock = try Lock(path: path)
+        defer { lock.release() }
+        let filters = try selectFilters(names)
+        let maps = try filters.map { try self.maps(of: $0.interfaceName) }
+        var undo: [() -> Void] = []
+        do {
+            for (filter, m) in zip(filters, maps) { undo.append(try change(filter, m)) }
+        } catch {
+            for step in undo.reversed() { step() }
+            throw error
+        }
+        return filters
+    }
+
     func notAttached(_ interfaceName: String) -> FloodgateError {
         FloodgateError(
             "\(interfaceName) has no Floodgate filter attached (nothing pinned at \(directory(for: interfaceName)))",

@@ -10,7 +10,10 @@ struct Floodgate: ParsableCommand {
         commandName: "floodgate",
         abstract: "XDP load shedding and DoS protection for SIP edges.",
         version: "0.1.0",
-        subcommands: [Attach.self, Detach.self, Status.self, LimitCommand.self, Stats.self, Top.self, Demo.self]
+        subcommands: [
+            Attach.self, Detach.self, Status.self, LimitCommand.self, Stats.self, Top.self, Allow.self, Deny.self,
+            BanCommand.self, Unban.self, Bans.self, Prefix.self, Budget.self, Scanners.self, Demo.self,
+        ]
     )
 }
 

@@ -89,20 +89,25 @@ extension Floodgate {
             func run() throws {
                 let root = try common.root()
                 let entries = try root.selectFilters(interface).map { filter in
-                    let limits = try root.maps(of: filter.interfaceName).limits()
+                    let maps = try root.maps(of: filter.interfaceName)
+                    let limits = try maps.limits()
+                    func row(_ name: String, _ l: FloodgateCore.Limit) -> Row {
+                        var row = Row(trafficClass: name, limit: l.description)
+                        if case .rate(let r, let b) = l { (row.rate, row.burst) = (r, b) }
+                        return row
+                    }
+                    let settings = try maps.settings()
                     return Entry(
                         interface: filter.interfaceName,
-                        limits: limits.keys.sorted().map { c in
-                            let l = limits[c]!
-                            var row = Row(trafficClass: c.name, limit: l.description)
-                            if case .rate(let r, let b) = l { (row.rate, row.burst) = (r, b) }
-                            return row
-                        },
+                        limits: limits.keys.sorted().map { row($0.name, limits[$0]!) }
+                            + [row("prefix /\(settings.prefixV4) /\(settings.prefixV6)", try maps.limit(.prefix)),
+                               row("budget (SIP)", try maps.limit(.budget)),
+                               row("new-sources", try maps.limit(.newSources))],
                         overAdmission: overAdmissionStatement)
                 }
                 if json { return try printJSON(entries) }
                 for entry in entries {
-                    print("\(entry.interface): per-source limits")
+                    print("\(entry.interface): per-source limits by class, then the aggregate ones")
                     printTable(
                         ["CLASS", "RATE/S", "BURST", "LIMIT"],
                         entry.limits.map { [$0.trafficClass, $0.rate.map { "\($0)" } ?? "-",

@@ -133,3 +133,24 @@ enum Packet {
         return ~UInt16(sum)
     }
 }
+
+extension Packet {
+    /// A SIP message over UDP/IPv4 to `dport`, its lines joined with CRLF and ended by an empty line.
+    static func sip(_ lines: [String], src: String = "198.18.1.1", dport: UInt16 = 5060) -> [UInt8] {
+        sipRaw(Array((lines.joined(separator: "\r\n") + "\r\n\r\n").utf8), src: src, dport: dport)
+    }
+
+    static func sipRaw(_ payload: [UInt8], src: String = "198.18.1.1", dport: UInt16 = 5060) -> [UInt8] {
+        ethernet(EtherType.ipv4, ipv4(src: src, proto: Proto.udp, udp(dport: dport, payload)))
+    }
+
+    /// A plausible request: request line, Via, From, To, Call-ID, CSeq, then `extra` headers.
+    static func request(_ method: String, src: String = "198.18.1.1", extra: [String] = []) -> [UInt8] {
+        sip([
+            "\(method) sip:100@198.18.0.2 SIP/2.0",
+            "Via: SIP/2.0/UDP \(src):5060;branch=z9hG4bK-1",
+            "From: <sip:200@\(src)>;tag=1", "To: <sip:100@198.18.0.2>", "Call-ID: 1@\(src)",
+            "CSeq: 1 \(method)", "Max-Forwards: 70",
+        ] + extra, src: src)
+    }
+}

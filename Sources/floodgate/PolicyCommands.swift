@@ -1,0 +1,414 @@
+import ArgumentParser
+import FloodgateCore
+import Foundation
+
+/// Options for commands that change or read the running filters' policy.
+struct FilterSelection: ParsableArguments {
+    @Option(name: .shortAndLong, help: "Only this interface (repeatable); default: every attached one.")
+    var interface: [String] = []
+    @OptionGroup var common: CommonOptions
+}
+
+/// CIDRs from the command line and from files of one CIDR per line (`#` comments).
+struct CIDRInput: ParsableArguments {
+    @Argument(help: "CIDRs or addresses, IPv4 or IPv6.") var cidrs: [String] = []
+    @Option(help: "A file of CIDRs, one per line, # starts a comment (repeatable).") var file: [String] = []
+
+    func validate() throws { _ = try parsed() }
+
+    func parsed() throws -> [CIDR] {
+        guard !cidrs.isEmpty || !file.isEmpty else { throw ValidationError("Give at least one CIDR or --file.") }
+        do {
+            var result = try cidrs.map { try CIDR($0) }
+            for path in file {
+                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                    throw FloodgateError("cannot read \(path)")
+                }
+                result += try CIDR.parseList(text, name: path)
+            }
+            return result
+        } catch let error as FloodgateError {
+            throw ValidationError(error.description + ".")
+        }
+    }
+}
+
+/// `floodgate allow …` and `floodgate deny …` share their subcommands.
+protocol ListKind { static var list: PolicyList { get } }
+enum AllowKind: ListKind { static let list = PolicyList.allow }
+enum DenyKind: ListKind { static let list = PolicyList.deny }
+
+struct ListAdd<Kind: ListKind>: ParsableCommand {
+    static var configuration: CommandConfiguration {
+        CommandConfiguration(commandName: "add", abstract: "Add CIDRs to the \(Kind.list.rawValue) list (all or none).")
+    }
+    @OptionGroup var input: CIDRInput
+    @OptionGroup var selection: FilterSelection
+
+    func run() throws {
+        let root = try selection.common.root()
+        let cidrs = try input.parsed()
+        var added = 0
+        let filters = try root.change(selection.interface) { _, maps in
+            let before = Set(try maps.cidrs(in: Kind.list))
+            added = try maps.addCIDRs(cidrs, to: Kind.list)
+            return { _ = try? maps.removeCIDRs(Array(Set(cidrs).subtracting(before)), from: Kind.list) }
+        }
+        for f in filters { print("\(f.interfaceName): \(Kind.list.rawValue) list +\(added) (\(cidrs.count) given).") }
+    }
+}
+
+struct ListDel<Kind: ListKind>: ParsableCommand {
+    static var configuration: CommandConfiguration {
+        CommandConfiguration(commandName: "del", abstract: "Remove CIDRs from the \(Kind.list.rawValue) list (all or none).")
+    }
+    @OptionGroup var input: CIDRInput
+    @OptionGroup var selection: FilterSelection
+
+    func run() throws {
+        let root = try selection.common.root()
+        let cidrs = try input.parsed()
+        let filters = try root.change(selection.interface) { _, maps in
+            try maps.removeCIDRs(cidrs, from: Kind.list)
+            return { _ = try? maps.addCIDRs(cidrs, to: Kind.list) }
+        }
+        for f in filters { print("\(f.interfaceName): \(Kind.list.rawValue) list -\(Set(cidrs).count).") }
+    }
+}
+
+struct ListShow<Kind: ListKind>: ParsableCommand {
+    static var configuration: CommandConfiguration {
+        CommandConfiguration(commandName: "list", abstract: "Show the \(Kind.list.rawValue) list.")
+    }
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var selection: FilterSelection
+
+    struct Entry: Codable {
+        var interface: String
+        var cidrs: [String]
+    }
+
+    func run() throws {
+        let root = try selection.common.root()
+        let entries = try root.selectFilters(selection.interface).map { f in
+            Entry(interface: f.interfaceName, cidrs: try root.maps(of: f.interfaceName).cidrs(in: Kind.list).map(\.description))
+        }
+        if json { return try printJSON(entries) }
+        for e in entries {
+            print("\(e.interface): \(e.cidrs.count) on the \(Kind.list.rawValue) list")
+            for c in e.cidrs { print("  \(c)") }
+        }
+    }
+}
+
+extension Floodgate {
+    struct Allow: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Trusted peers (trunks, carrier SBCs): no per-source or prefix limits, shed last.",
+            subcommands: [ListAdd<AllowKind>.self, ListDel<AllowKind>.self, ListShow<AllowKind>.self])
+    }
+
+    struct Deny: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Sources whose every packet is dropped.",
+            subcommands: [ListAdd<DenyKind>.self, ListDel<DenyKind>.self, ListShow<DenyKind>.self])
+    }
+
+    struct BanCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "ban", abstract: "Ban a source; an explicit ban beats the allow list.")
+        @Argument(help: "The address to ban.") var address: String
+        @Option(name: .customLong("for"), help: "How long: 90s, 10m, 1h, 2d.") var duration: String?
+        @Flag(help: "Until unbanned.") var forever = false
+        @OptionGroup var selection: FilterSelection
+
+        func validate() throws {
+            guard SourceAddress(address) != nil else { throw ValidationError("'\(address)' is not an IPv4 or IPv6 address.") }
+            guard (duration != nil) != forever else { throw ValidationError("Give exactly one of --for DURATION or --forever.") }
+            if let duration {
+                do { _ = try parseDuration(duration) } catch { throw ValidationError("\(error).") }
+            }
+        }
+
+        func run() throws {
+            let root = try selection.common.root()
+            let source = SourceAddress(address)!
+            let seconds = try duration.map(parseDuration)
+            let filters = try root.change(selection.interface) { _, maps in
+                let previous = try maps.bans().first { $0.address == source }
+                try maps.ban(source, seconds: seconds)
+                return { if previous == nil { _ = try? maps.unban(source) } }
+            }
+            for f in filters { print("\(f.interfaceName): banned \(source) \(duration.map { "for \($0)" } ?? "until unbanned").") }
+        }
+    }
+
+    struct Unban: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Lift a ban.")
+        @Argument(help: "The banned address.") var address: String
+        @OptionGroup var selection: FilterSelection
+
+        func validate() throws {
+            guard SourceAddress(address) != nil else { throw ValidationError("'\(address)' is not an IPv4 or IPv6 address.") }
+        }
+
+        func run() throws {
+            let root = try selection.common.root()
+            let source = SourceAddress(address)!
+            var lifted = false
+            let filters = try root.change(selection.interface) { _, maps in
+                lifted = try maps.unban(source) || lifted
+                return {}
+            }
+            guard lifted else { throw FloodgateError("\(source) is not banned on \(filters.map(\.interfaceName).joined(separator: ", "))") }
+            for f in filters { print("\(f.interfaceName): lifted the ban on \(source).") }
+        }
+    }
+
+    struct Bans: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List bans with their time left.")
+        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var selection: FilterSelection
+
+        struct Row: Codable {
+            var interface: String
+            var address: String
+            var origin: String
+            var secondsLeft: Double?
+            var expired: Bool
+            enum CodingKeys: String, CodingKey { case interface, address, origin, expired, secondsLeft = "seconds_left" }
+        }
+
+        func run() throws {
+            let root = try selection.common.root()
+            var rows: [Row] = []
+            for f in try root.selectFilters(selection.interface) {
+                for ban in try root.maps(of: f.interfaceName).bans() {
+                    let left = ban.remainingSeconds()
+                    rows.append(Row(interface: f.interfaceName, address: ban.address.description, origin: ban.origin,
+                                    secondsLeft: left, expired: left == 0))
+                }
+            }
+            if json { return try printJSON(rows) }
+            if rows.isEmpty { return print("No bans.") }
+            printTable(["INTERFACE", "SOURCE", "ORIGIN", "TIME LEFT"], rows.map {
+                [$0.interface, $0.address, $0.origin,
+                 $0.secondsLeft.map { $0 == 0 ? "expired" : String(format: "%.0fs", $0) } ?? "forever"]
+            })
+        }
+    }
+
+    struct Prefix: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The per-prefix aggregate bucket over all SIP classes.",
+            subcommands: [Set.self])
+
+        struct Set: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Change the prefix lengths or their limit.")
+            @Option(help: "IPv4 prefix length (8-32).") var v4: Int?
+            @Option(help: "IPv6 prefix length (16-128).") var v6: Int?
+            @Option(help: "Packets per second per prefix.") var rate: Int?
+            @Option(help: "Burst per prefix (default: the rate).") var burst: Int?
+            @Flag(help: "No prefix limit.") var unlimited = false
+            @OptionGroup var selection: FilterSelection
+
+            func validate() throws {
+                guard v4 != nil || v6 != nil || rate != nil || unlimited else {
+                    throw ValidationError("Give --v4, --v6, --rate or --unlimited.")
+                }
+                if let v4, !(8...32).contains(v4) { throw ValidationError("--v4 must be 8 to 32 (got \(v4)).") }
+                if let v6, !(16...128).contains(v6) { throw ValidationError("--v6 must be 16 to 128 (got \(v6)).") }
+                _ = try newLimit()
+            }
+
+            func newLimit() throws -> FloodgateCore.Limit? {
+                try limitArgument(rate: rate, burst: burst, unlimited: unlimited)
+            }
+
+            func run() throws {
+                let root = try selection.common.root()
+                let limit = try newLimit()
+                let filters = try root.change(selection.interface) { _, maps in
+                    let oldSettings = try maps.settings()
+                    let oldLimit = try maps.limit(.prefix)
+                    var settings = oldSettings
+                    if let v4 { settings.prefixV4 = UInt8(v4) }
+                    if let v6 { settings.prefixV6 = UInt8(v6) }
+                    try maps.setSettings(settings)
+                    if let limit { try maps.setLimit(limit, .prefix) }
+                    return { try? maps.setSettings(oldSettings); try? maps.setLimit(oldLimit, .prefix) }
+                }
+                for f in filters { print("\(f.interfaceName): prefix buckets updated.") }
+            }
+        }
+    }
+
+    struct Budget: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The interface-wide SIP budget, shed by class priority, and the new-source budget.",
+            subcommands: [Set.self])
+
+        struct Set: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Change the budgets.",
+                discussion: """
+                    When SIP packets exceed --pps, classes are shed lowest priority first: options, register, \
+                    sip-other and sip-syn, invite, other-request, in-dialog/response/sip-stream, allow-listed. \
+                    The burst sets how deep each priority may reach.
+                    """)
+            @Option(help: "Admitted SIP packets per second on the interface.") var pps: Int?
+            @Option(help: "Burst of the budget (default: pps).") var burst: Int?
+            @Flag(help: "No SIP budget.") var unlimited = false
+            @Option(help: "New sources admitted to tracking per second (random-source floods).") var newSources: Int?
+            @OptionGroup var selection: FilterSelection
+
+            func validate() throws {
+                guard pps != nil || unlimited || newSources != nil else {
+                    throw ValidationError("Give --pps, --unlimited or --new-sources.")
+                }
+                _ = try budget()
+                if let newSources { _ = try limitArgument(rate: newSources, burst: nil, unlimited: false) }
+            }
+
+            func budget() throws -> FloodgateCore.Limit? { try limitArgument(rate: pps, burst: burst, unlimited: unlimited) }
+
+            func run() throws {
+                let root = try selection.common.root()
+                let budget = try budget()
+                let fresh = try newSources.flatMap { try limitArgument(rate: $0, burst: nil, unlimited: false) }
+                let filters = try root.change(selection.interface) { _, maps in
+                    let old = (try maps.limit(.budget), try maps.limit(.newSources))
+                    if let budget { try maps.setLimit(budget, .budget) }
+                    if let fresh { try maps.setLimit(fresh, .newSources) }
+                    return { try? maps.setLimit(old.0, .budget); try? maps.setLimit(old.1, .newSources) }
+                }
+                for f in filters { print("\(f.interfaceName): budgets updated.") }
+            }
+        }
+    }
+
+    struct Scanners: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Scanner signatures: prefixes of User-Agent (or, with --from, From) header values.",
+            subcommands: [Add.self, Del.self, List.self, BanTime.self])
+
+        struct Prefixes: ParsableArguments {
+            @Argument(help: "Prefixes, matched case-insensitively at the start of the header value.")
+            var prefixes: [String]
+            @Flag(help: "Match the From header instead of User-Agent.") var from = false
+
+            func signatures() throws -> [Signature] {
+                guard !prefixes.isEmpty else { throw ValidationError("Give at least one prefix.") }
+                do { return try prefixes.map { try Signature(from ? .from : .userAgent, $0) } } catch {
+                    throw ValidationError("\(error).")
+                }
+            }
+        }
+
+        struct Add: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Add signatures.")
+            @OptionGroup var input: Prefixes
+            @OptionGroup var selection: FilterSelection
+            func validate() throws { _ = try input.signatures() }
+            func run() throws {
+                let root = try selection.common.root()
+                let signatures = try input.signatures()
+                let filters = try root.change(selection.interface) { _, maps in
+                    let before = Swift.Set(try maps.signatures())
+                    try maps.addSignatures(signatures)
+                    return { _ = try? maps.removeSignatures(Array(Swift.Set(signatures).subtracting(before))) }
+                }
+                for f in filters { print("\(f.interfaceName): \(signatures.count) signatures added.") }
+            }
+        }
+
+        struct Del: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Remove signatures.")
+            @OptionGroup var input: Prefixes
+            @OptionGroup var selection: FilterSelection
+            func validate() throws { _ = try input.signatures() }
+            func run() throws {
+                let root = try selection.common.root()
+                let signatures = try input.signatures()
+                let filters = try root.change(selection.interface) { _, maps in
+                    try maps.removeSignatures(signatures)
+                    return { _ = try? maps.addSignatures(signatures) }
+                }
+                for f in filters { print("\(f.interfaceName): \(signatures.count) signatures removed.") }
+            }
+        }
+
+        struct List: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Show the signatures and the scanner ban time.")
+            @Flag(help: "Print JSON.") var json = false
+            @OptionGroup var selection: FilterSelection
+
+            struct Entry: Codable {
+                var interface: String
+                var userAgents: [String]
+                var from: [String]
+                var banSeconds: UInt32
+                enum CodingKeys: String, CodingKey { case interface, from, userAgents = "user_agents", banSeconds = "ban_seconds" }
+            }
+
+            func run() throws {
+                let root = try selection.common.root()
+                let entries = try root.selectFilters(selection.interface).map { f in
+                    let maps = try root.maps(of: f.interfaceName)
+                    let all = try maps.signatures()
+                    return Entry(interface: f.interfaceName, userAgents: all.filter { $0.header == .userAgent }.map(\.prefix),
+                                 from: all.filter { $0.header == .from }.map(\.prefix),
+                                 banSeconds: try maps.settings().scannerBanSeconds)
+                }
+                if json { return try printJSON(entries) }
+                for e in entries {
+                    print("\(e.interface): scanners are banned for \(e.banSeconds == 0 ? "no time (off)" : "\(e.banSeconds)s")")
+                    print("  User-Agent: \(e.userAgents.joined(separator: ", "))")
+                    print("  From: \(e.from.joined(separator: ", "))")
+                }
+            }
+        }
+
+        struct BanTime: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                commandName: "ban-time", abstract: "How long the filter bans a source that sent a signature (off: never).")
+            @Argument(help: "A duration (90s, 10m, 1h, 2d) or off.") var duration: String
+            @OptionGroup var selection: FilterSelection
+
+            func seconds() throws -> UInt32 {
+                if duration == "off" { return 0 }
+                do {
+                    let s = try parseDuration(duration)
+                    guard s <= UInt64(UInt32.max) else { throw FloodgateError("'\(duration)' is too long") }
+                    return UInt32(s)
+                } catch { throw ValidationError("\(error).") }
+            }
+            func validate() throws { _ = try seconds() }
+            func run() throws {
+                let root = try selection.common.root()
+                let seconds = try seconds()
+                let filters = try root.change(selection.interface) { _, maps in
+                    let old = try maps.settings()
+                    var settings = old
+                    settings.scannerBanSeconds = seconds
+                    try maps.setSettings(settings)
+                    return { try? maps.setSettings(old) }
+                }
+                for f in filters { print("\(f.interfaceName): scanner ban time is now \(seconds)s.") }
+            }
+        }
+    }
+}
+
+/// A limit from --rate/--burst/--unlimited, or nil when none is given.
+func limitArgument(rate: Int?, burst: Int?, unlimited: Bool) throws -> FloodgateCore.Limit? {
+    if unlimited {
+        guard rate == nil, burst == nil else { throw ValidationError("--unlimited goes without --rate and --burst.") }
+        return .unlimited
+    }
+    guard let rate else {
+        if burst != nil { throw ValidationError("--burst goes with a rate.") }
+        return nil
+    }
+    do { return try .validated(rate: rate, burst: burst) } catch { throw ValidationError("\(error).") }
+}
