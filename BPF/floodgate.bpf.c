@@ -306,10 +306,14 @@ __noinline int fg_decide(struct xdp_md *ctx, struct fg_packet *pkt)
 		c.key.addr = pkt->src;
 	c.key.traffic_class = pkt->traffic_class;
 
-	reason = fg_cache_lookup(&c);
-	if (reason != FG_REASON_PASSED)
-		return reason;
-
+	/* The cache is keyed by the bucket key, which for fragments is not the
+	 * source: a verdict cached for one source must not reach another (an
+	 * allow-listed one, say), so fragments do not use it. */
+	if (pkt->traffic_class != FG_CLASS_FRAGMENT) {
+		reason = fg_cache_lookup(&c);
+		if (reason != FG_REASON_PASSED)
+			return reason;
+	}
 	if (s->deny_entries && fg_in_list(&fg_deny, &pkt->src)) {
 		fg_cache_drop(c.slot, &c.key, &c, ~0ULL, FG_REASON_DROPPED_DENY);
 		return FG_REASON_DROPPED_DENY;

@@ -179,7 +179,7 @@ extension FilterMaps {
     // MARK: Plumbing
 
     /// Every key of a hash or LPM map (`bpf_map_get_next_key`).
-    func keys<Key>(of fd: Int32, as: Key.Type, what: String) throws -> [Key] {
+    func keys<Key: BitwiseCopyable>(of fd: Int32, as: Key.Type, what: String) throws -> [Key] {
         var keys: [Key] = []
         let current = UnsafeMutablePointer<Key>.allocate(capacity: 1)
         let next = UnsafeMutablePointer<Key>.allocate(capacity: 1)

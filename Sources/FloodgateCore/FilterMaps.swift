@@ -127,6 +127,26 @@ public final class FilterMaps: @unchecked Sendable {
         return counters
     }
 
+    /// One class's packets by reason (index: `Reason.index`), summed over CPUs: one map lookup.
+    public func packets(of trafficClass: TrafficClass) throws -> [UInt64] {
+        let cpus = Int(libbpf_num_possible_cpus())
+        guard cpus > 0 else { throw FloodgateError("count possible CPUs", libbpfResult: Int32(cpus)) }
+        let stride = (MemoryLayout<fg_class_counters>.size + 7) & ~7
+        var buffer = [UInt8](repeating: 0, count: stride * cpus)
+        var key = trafficClass.index
+        try check("read \(FG_MAP_COUNTERS)[\(trafficClass.name)]", bpf_map_lookup_elem(countersFD, &key, &buffer))
+        var sums = [UInt64](repeating: 0, count: Int(FG_REASON_MAX.rawValue))
+        buffer.withUnsafeBytes { raw in
+            for cpu in 0..<cpus {
+                let value = raw.loadUnaligned(fromByteOffset: cpu * stride, as: fg_class_counters.self)
+                withUnsafeBytes(of: value.packets) { p in
+                    for (i, v) in p.bindMemory(to: UInt64.self).enumerated() { sums[i] += v }
+                }
+            }
+        }
+        return sums
+    }
+
     /// The totals and time of the last `stats` read.
     public func statsMark() throws -> (ktimeNS: UInt64, packets: CounterGrid)? {
         let mark = try lookup(statsMarkFD, key: UInt32(0), as: fg_stats_mark.self, what: FG_MAP_STATS_MARK)
@@ -229,7 +249,7 @@ public final class FilterMaps: @unchecked Sendable {
 
     // MARK: Plumbing
 
-    func lookup<Key, Value>(_ fd: Int32, key: Key, as: Value.Type, what: String) throws -> Value {
+    func lookup<Key: BitwiseCopyable, Value>(_ fd: Int32, key: Key, as: Value.Type, what: String) throws -> Value {
         var key = key
         let value = UnsafeMutablePointer<Value>.allocate(capacity: 1)
         defer { value.deallocate() }
@@ -237,7 +257,7 @@ public final class FilterMaps: @unchecked Sendable {
         return value.pointee
     }
 
-    func update<Key, Value: BitwiseCopyable>(_ fd: Int32, key: Key, value: Value, what: String) throws {
+    func update<Key: BitwiseCopyable, Value: BitwiseCopyable>(_ fd: Int32, key: Key, value: Value, what: String) throws {
         var key = key
         _ = try withUnsafeBytes(of: value) { raw in
             try check("write \(what)[\(key)]", bpf_map_update_elem(fd, &key, raw.baseAddress, UInt64(BPF_ANY)))
