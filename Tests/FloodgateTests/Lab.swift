@@ -20,9 +20,9 @@ extension NetworkLab {
 }
 
 /// Runs `body` in a fresh lab and always tears it down, even when the body throws.
-func withLab(_ body: (NetworkLab) throws -> Void) throws {
+func withLab(extraAddresses: [String] = [], _ body: (NetworkLab) throws -> Void) throws {
     try requireRoot()
-    let lab = try NetworkLab(prefix: "fgt")
+    let lab = try NetworkLab(prefix: "fgt", extraOutsideAddresses: extraAddresses)
     defer { lab.tearDown() }
     try body(lab)
 }
