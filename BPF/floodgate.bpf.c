@@ -103,7 +103,11 @@ static __always_inline int fg_count(__u32 traffic_class, __u32 reason, __u64 byt
 {
 	struct fg_class_counters *c = bpf_map_lookup_elem(&fg_counters, &traffic_class);
 
-	if (c && reason < FG_REASON_MAX) {
+	/* The verifier knows nothing of what the global fg_decide returns, but the
+	 * compiler does and would drop the mask: hide the value from it. */
+	asm volatile("" : "+r"(reason));
+	reason &= FG_REASON_SLOTS - 1;
+	if (c) {
 		c->packets[reason]++;
 		c->bytes[reason] += bytes;
 	}
@@ -306,19 +310,14 @@ __noinline int fg_decide(struct xdp_md *ctx, struct fg_packet *pkt)
 		c.key.addr = pkt->src;
 	c.key.traffic_class = pkt->traffic_class;
 
-	/* The cache is keyed by the bucket key, which for fragments is not the
-	 * source: a verdict cached for one source must not reach another (an
-	 * allow-listed one, say), so fragments do not use it. */
-	if (pkt->traffic_class != FG_CLASS_FRAGMENT) {
-		reason = fg_cache_lookup(&c);
-		if (reason != FG_REASON_PASSED)
-			return reason;
-	}
+	/* The drop cache was consulted before this call; fill the same slot. */
+	if (pkt->traffic_class != FG_CLASS_FRAGMENT)
+		c.slot = fg_cache_slot(&c.key);
 	if (s->deny_entries && fg_in_list(&fg_deny, &pkt->src)) {
 		fg_cache_drop(c.slot, &c.key, &c, ~0ULL, FG_REASON_DROPPED_DENY);
 		return FG_REASON_DROPPED_DENY;
 	}
-	ban = bpf_map_lookup_elem(&fg_bans, &pkt->src);
+	ban = s->bans_present ? bpf_map_lookup_elem(&fg_bans, &pkt->src) : NULL;
 	if (ban) {
 		__u64 expires = ban->expires_ns;
 
@@ -353,6 +352,9 @@ __noinline int fg_decide(struct xdp_md *ctx, struct fg_packet *pkt)
 			};
 
 			bpf_map_update_elem(&fg_bans, &pkt->src, &scanner, BPF_NOEXIST);
+			/* Set on every detection, not just a new ban, so that an agent
+			 * rewriting the settings at the same moment cannot lose it for good. */
+			s->bans_present = 1;
 		}
 		return FG_REASON_DROPPED_SCANNER;
 	}
@@ -370,7 +372,7 @@ int floodgate_xdp(struct xdp_md *ctx)
 	__u64 bytes = ctx->data_end - ctx->data;
 	struct fg_packet pkt;
 	struct fg_settings *s;
-	__u32 zero = 0;
+	__u32 zero = 0, reason;
 	int status;
 
 	s = bpf_map_lookup_elem(&fg_settings, &zero);
@@ -385,5 +387,9 @@ int floodgate_xdp(struct xdp_md *ctx)
 				bytes);
 	if (status == FG_PARSE_NON_IP || pkt.icmp_essential)
 		return fg_count(pkt.traffic_class, FG_REASON_PASSED, bytes);
+	/* A flood's packets end here, in the drop cache, before the policy. */
+	reason = fg_cache_check(s, &pkt);
+	if (reason != FG_REASON_PASSED)
+		return fg_count(pkt.traffic_class, reason, bytes);
 	return fg_count(pkt.traffic_class, fg_decide(ctx, &pkt), bytes);
 }

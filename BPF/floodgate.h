@@ -159,6 +159,7 @@ struct fg_settings {
 	__u32 allow_entries;		    /* 0: skip the allow lookup */
 	__u32 signature_entries;	    /* 0: skip the scanner scan */
 	__u32 scanner_ban_seconds;	    /* XDP bans a scanner for this long; 0 = no */
+	__u32 bans_present;		    /* 0: fg_bans is empty, skip its lookup; set by the agent and by XDP */
 };
 
 /*
@@ -245,10 +246,12 @@ struct fg_drop_slot {
 	__u32 pad;
 };
 
-/* fg_counters[class], per CPU: packets and bytes by reason. */
+/* fg_counters[class], per CPU: packets and bytes by reason. The arrays have a
+ * power-of-two size so that a masked reason always indexes within them. */
+#define FG_REASON_SLOTS 16
 struct fg_class_counters {
-	__u64 packets[FG_REASON_MAX];
-	__u64 bytes[FG_REASON_MAX];
+	__u64 packets[FG_REASON_SLOTS];
+	__u64 bytes[FG_REASON_SLOTS];
 };
 
 /*
@@ -260,7 +263,7 @@ struct fg_stats_mark {
 	__u64 packets[FG_CLASS_MAX * FG_REASON_MAX];
 };
 
-_Static_assert(sizeof(struct fg_settings) == 44, "fg_settings layout");
+_Static_assert(sizeof(struct fg_settings) == 48, "fg_settings layout");
 _Static_assert(sizeof(struct fg_limit) == 24, "fg_limit layout");
 _Static_assert(sizeof(struct fg_global_bucket) == 64, "fg_global_bucket layout");
 _Static_assert(sizeof(struct fg_addr) == 16, "fg_addr layout");
@@ -271,7 +274,8 @@ _Static_assert(sizeof(struct fg_ban) == 16, "fg_ban layout");
 _Static_assert(sizeof(struct fg_signature_key) == 36, "fg_signature_key layout");
 _Static_assert(sizeof(struct fg_drop_slot) == 64, "fg_drop_slot layout");
 _Static_assert((FG_DROP_CACHE_SLOTS & (FG_DROP_CACHE_SLOTS - 1)) == 0, "slots: a power of two");
-_Static_assert(sizeof(struct fg_class_counters) == 16 * FG_REASON_MAX, "fg_class_counters layout");
+_Static_assert(FG_REASON_MAX <= FG_REASON_SLOTS, "a counter slot per reason");
+_Static_assert(sizeof(struct fg_class_counters) == 16 * FG_REASON_SLOTS, "fg_class_counters layout");
 _Static_assert(sizeof(struct fg_stats_mark) == 8 + 8 * FG_CLASS_MAX * FG_REASON_MAX, "fg_stats_mark layout");
 
 #ifndef __bpf__

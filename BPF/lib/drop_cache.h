@@ -70,16 +70,33 @@ static __always_inline void fg_flush(struct fg_drop_slot *slot, struct fg_source
 	slot->pending = 0;
 }
 
-/* Finds this key's slot; returns the cached drop reason, or FG_REASON_PASSED. */
-static __always_inline __u32 fg_cache_lookup(struct fg_ctx *c)
+static __always_inline struct fg_drop_slot *fg_cache_slot(const struct fg_source_key *key)
 {
-	__u32 index = fg_slot_index(&c->key);
-	struct fg_drop_slot *slot = bpf_map_lookup_elem(&fg_drop_cache, &index);
+	__u32 index = fg_slot_index(key);
 
-	c->slot = slot;
-	if (!slot || !slot->until_jiffies || !fg_same_key(&slot->key, &c->key) ||
-	    slot->generation != c->s->policy_generation || slot->interval != c->interval || slot->tau != c->tau ||
-	    bpf_jiffies64() >= slot->until_jiffies)
+	return bpf_map_lookup_elem(&fg_drop_cache, &index);
+}
+
+/*
+ * Is this packet's source being dropped on this CPU? Returns the cached drop
+ * reason, or FG_REASON_PASSED. Fragments do not use the cache: their bucket
+ * key is the aggregate, not the source, and a verdict cached for one source
+ * must not reach another (an allow-listed one, say).
+ */
+static __always_inline __u32 fg_cache_check(const struct fg_settings *s, const struct fg_packet *pkt)
+{
+	__u32 index = pkt->traffic_class;
+	struct fg_source_key key = {.addr = pkt->src, .traffic_class = pkt->traffic_class};
+	struct fg_limit *lim;
+	struct fg_drop_slot *slot;
+
+	if (pkt->traffic_class == FG_CLASS_FRAGMENT)
+		return FG_REASON_PASSED;
+	slot = fg_cache_slot(&key);
+	lim = bpf_map_lookup_elem(&fg_limits, &index);
+	if (!slot || !lim || !slot->until_jiffies || !fg_same_key(&slot->key, &key) ||
+	    slot->generation != s->policy_generation || slot->interval != READ_ONCE(lim->interval) ||
+	    slot->tau != READ_ONCE(lim->tau) || bpf_jiffies64() >= slot->until_jiffies)
 		return FG_REASON_PASSED;
 	if (++slot->pending >= FG_DROP_CACHE_FLUSH)
 		fg_flush(slot, NULL);

@@ -109,7 +109,7 @@ extension FilterMaps {
         value.expires_ns = seconds.map { monotonicNanoseconds() + $0 * 1_000_000_000 } ?? 0
         value.flags = UInt32(FG_BAN_EXPLICIT)
         try update(fd(FG_MAP_BANS), key: address.raw, value: value, what: FG_MAP_BANS)
-        try updateSettings { $0.policy_generation &+= 1 }
+        try updateSettings { $0.policy_generation &+= 1 }  // also sets bans_present
     }
 
     /// Lifts the ban on `address`; false if it had none.
@@ -119,7 +119,11 @@ extension FilterMaps {
         let result = bpf_map_delete_elem(fd(FG_MAP_BANS), &key)
         if result == -ENOENT { return false }
         try check("remove the ban on \(address)", result)
-        try updateSettings { $0.policy_generation &+= 1 }
+        // The last ban gone: let XDP skip the lookup again (updateSettings re-sets it if XDP banned meanwhile).
+        try updateSettings {
+            $0.policy_generation &+= 1
+            $0.bans_present = 0
+        }
         return true
     }
 

@@ -67,7 +67,17 @@ public final class FilterMaps: @unchecked Sendable {
     func updateSettings(_ change: (inout fg_settings) throws -> Void) throws {
         var value = try rawSettings()
         try change(&value)
+        // XDP may have set bans_present since the read: never write a 0 over bans that exist.
+        if try hasBans() { value.bans_present = 1 }
         try update(settingsFD, key: UInt32(0), value: value, what: FG_MAP_SETTINGS)
+    }
+
+    func hasBans() throws -> Bool {
+        var next = fg_addr()
+        let result = bpf_map_get_next_key(fd(FG_MAP_BANS), nil, &next)
+        if result == -ENOENT { return false }
+        try check("read \(FG_MAP_BANS)", result)
+        return true
     }
 
     public func setSettings(_ settings: Settings) throws {
@@ -140,7 +150,7 @@ public final class FilterMaps: @unchecked Sendable {
             for cpu in 0..<cpus {
                 let value = raw.loadUnaligned(fromByteOffset: cpu * stride, as: fg_class_counters.self)
                 withUnsafeBytes(of: value.packets) { p in
-                    for (i, v) in p.bindMemory(to: UInt64.self).enumerated() { sums[i] += v }
+                    for (i, v) in p.bindMemory(to: UInt64.self).prefix(sums.count).enumerated() { sums[i] += v }
                 }
             }
         }

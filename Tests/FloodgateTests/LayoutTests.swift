@@ -5,7 +5,7 @@ import Testing
 /// them differently from the BPF program (cilium's alignchecker does the same for Go).
 @Suite struct LayoutTests {
     @Test func structSizesMatchTheStaticAssertsOfTheHeader() {
-        #expect(MemoryLayout<fg_settings>.size == 44)
+        #expect(MemoryLayout<fg_settings>.size == 48)
         #expect(MemoryLayout<fg_limit>.size == 24)
         #expect(MemoryLayout<fg_addr>.size == 16)
         #expect(MemoryLayout<fg_source_key>.size == 20)
@@ -16,7 +16,7 @@ import Testing
         #expect(MemoryLayout<fg_ban>.size == 16)
         #expect(MemoryLayout<fg_signature_key>.size == 36)
         #expect(MemoryLayout<fg_scratch>.size == Int(FG_SIP_SCAN_BYTES) + 36)
-        #expect(MemoryLayout<fg_class_counters>.size == 16 * Int(FG_REASON_MAX.rawValue))
+        #expect(MemoryLayout<fg_class_counters>.size == 16 * Int(FG_REASON_SLOTS))
         #expect(MemoryLayout<fg_stats_mark>.size == 8 + 8 * Int(FG_CLASS_MAX.rawValue * FG_REASON_MAX.rawValue))
     }
 
@@ -30,6 +30,7 @@ import Testing
         #expect(MemoryLayout<fg_settings>.offset(of: \.prefix_v4) == 20)
         #expect(MemoryLayout<fg_settings>.offset(of: \.policy_generation) == 24)
         #expect(MemoryLayout<fg_settings>.offset(of: \.scanner_ban_seconds) == 40)
+        #expect(MemoryLayout<fg_settings>.offset(of: \.bans_present) == 44)
         #expect(MemoryLayout<fg_cidr_key>.offset(of: \.addr) == 4)
         #expect(MemoryLayout<fg_signature_key>.offset(of: \.data) == 4)
         #expect(MemoryLayout<fg_limit>.offset(of: \.tau) == 8)
@@ -37,6 +38,6 @@ import Testing
         #expect(MemoryLayout<fg_source_key>.offset(of: \.traffic_class) == 16)
         #expect(MemoryLayout<fg_source_state>.offset(of: \.packets) == 8)
         #expect(MemoryLayout<fg_source_state>.offset(of: \.drops) == 16)
-        #expect(MemoryLayout<fg_class_counters>.offset(of: \.bytes) == 8 * Int(FG_REASON_MAX.rawValue))
+        #expect(MemoryLayout<fg_class_counters>.offset(of: \.bytes) == 8 * Int(FG_REASON_SLOTS))
     }
 }
