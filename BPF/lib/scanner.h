@@ -51,6 +51,7 @@ enum fg_scan_state {
 
 struct fg_scan {
 	__u32 len;   /* bytes copied into the scratch buffer */
+	__u32 at;    /* the next byte to look at */
 	__u32 state; /* enum fg_scan_state */
 	__u32 kind;  /* FG_SIGNATURE_* of the header being read */
 	__u32 pos;   /* bytes of its name matched, or of its value copied */
@@ -93,15 +94,53 @@ static __always_inline __u8 fg_name_byte(__u32 kind, __u32 pos)
  * LF; a value ends at CR or LF or after FG_SIGNATURE_BYTES - 1 bytes, and only
  * then is it looked up, so a value cut off by the end of the scan never is.
  */
+/* The index (0-7) of the first LF among the 8 bytes of w, or 8. */
+static __always_inline __u32 fg_first_lf(__u64 w)
+{
+	__u64 x = w ^ 0x0A0A0A0A0A0A0A0AULL;
+	__u64 t = (x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL;
+	__u32 k = 0;
+
+	if (!t)
+		return 8;
+	/* Only the lowest flag is exact, and it is the one wanted. */
+	t &= -t;
+	if (t > 0x80000000ULL) {
+		k += 4;
+		t >>= 32;
+	}
+	if (t > 0x8000ULL) {
+		k += 2;
+		t >>= 16;
+	}
+	if (t > 0x80ULL)
+		k += 1;
+	return k;
+}
+
 static long fg_scan_step(__u32 i, struct fg_scan *scan)
 {
-	__u32 zero = 0;
+	__u32 zero = 0, at = scan->at;
 	struct fg_scratch *s = bpf_map_lookup_elem(&fg_scratch, &zero);
 	__u8 b, lb, expected;
 
-	if (!s || i >= scan->len)
+	if (!s || at >= scan->len)
 		return 1;
-	b = s->buf[i & FG_SCAN_MASK];
+	if (scan->state == FG_SCAN_SKIP) {
+		/* The rest of an uninteresting line: eight bytes a step. The bytes
+		 * past the copied ones (or in the key after buf) are never taken. */
+		__u32 k = fg_first_lf(*(__u64 *)&s->buf[at & FG_SCAN_MASK]);
+
+		if (k < 8 && at + k < scan->len) {
+			scan->at = at + k + 1;
+			scan->state = FG_SCAN_LINE_START;
+		} else {
+			scan->at = at + 8;
+		}
+		return 0;
+	}
+	scan->at = at + 1;
+	b = s->buf[at & FG_SCAN_MASK];
 	lb = fg_lower(b);
 
 	switch (scan->state) {
@@ -162,8 +201,6 @@ static long fg_scan_step(__u32 i, struct fg_scan *scan)
 		scan->state = b == '\n' ? FG_SCAN_LINE_START : FG_SCAN_SKIP;
 		return 0;
 	default:
-		if (b == '\n')
-			scan->state = FG_SCAN_LINE_START;
 		return 0;
 	}
 }
