@@ -12,6 +12,7 @@ struct Options {
     var seconds = 2.0
     var newSources = 200_000
     var jsonPath: String?
+    var floodSources = 10_000_000
     var cpus = max(1, Int(libbpf_num_possible_cpus()))
     /// Burst of the measured buckets, in milliseconds of their rate.
     var burstMS = 10
@@ -30,10 +31,12 @@ struct Options {
             case "--seconds": seconds = Double(value()) ?? { fail("--seconds takes a number") }()
             case "--new-sources": newSources = Int(value()) ?? { fail("--new-sources takes a number") }()
             case "--json": jsonPath = value()
+            case "--flood-sources": floodSources = Int(value()) ?? { fail("--flood-sources takes a number") }()
             case "--cpus": cpus = Int(value()) ?? { fail("--cpus takes a number") }()
             case "--burst-ms": burstMS = Int(value()) ?? { fail("--burst-ms takes a number") }()
             case "-h", "--help":
-                print("usage: floodgate-bench [--repeat N] [--runs K] [--seconds S] [--new-sources N] [--json FILE]")
+                print("usage: floodgate-bench [--repeat N] [--runs K] [--seconds S] [--new-sources N] [--flood-sources N]"
+                    + " [--cpus N] [--burst-ms N] [--json FILE]")
                 exit(0)
             default: fail("unknown argument \(arguments[i])")
             }
@@ -84,9 +87,27 @@ let unlimitedAggregates: Policy = {
     return policy
 }()
 
-func frame(src: String, dport: UInt16) -> [UInt8] {
+/// A REGISTER as a phone sends it, about 500 bytes, its User-Agent near the end.
+let register = Array("""
+    REGISTER sip:198.18.0.2 SIP/2.0\r
+    Via: SIP/2.0/UDP 198.18.1.1:5060;rport;branch=z9hG4bKPj5c7b2d0e8f1a4b3c9d6e\r
+    Max-Forwards: 70\r
+    From: <sip:1001@198.18.0.2>;tag=8f1a4b3c9d6e5c7b2d0e\r
+    To: <sip:1001@198.18.0.2>\r
+    Call-ID: 3c9d6e5c7b2d0e8f1a4b@198.18.1.1\r
+    CSeq: 4711 REGISTER\r
+    Contact: <sip:1001@198.18.1.1:5060;ob>;expires=300\r
+    Allow: PRACK, INVITE, ACK, BYE, CANCEL, UPDATE, INFO, SUBSCRIBE, NOTIFY, REFER, MESSAGE, OPTIONS\r
+    Supported: outbound, path, gruu\r
+    Expires: 300\r
+    User-Agent: Grandstream GXP2170 1.0.11.3\r
+    Content-Length: 0\r
+    \r
+
+    """.utf8)
+
+func frame(src: String, dport: UInt16, payload: [UInt8] = Array("OPTIONS sip:bench@198.18.0.2 SIP/2.0\r\n".utf8)) -> [UInt8] {
     func be16(_ v: UInt16) -> [UInt8] { [UInt8(v >> 8), UInt8(v & 0xFF)] }
-    let payload = Array("OPTIONS sip:bench@198.18.0.2 SIP/2.0\r\n".utf8)
     let udp = be16(40000) + be16(dport) + be16(UInt16(8 + payload.count)) + [0, 0] + payload
     var ip: [UInt8] = [0x45, 0] + be16(UInt16(20 + udp.count)) + [0, 1, 0, 0, 64, 17, 0, 0]
     var a = in_addr()
@@ -141,6 +162,11 @@ func perPacketCost(_ options: Options, trivial: TrivialDrop) throws -> [CostRow]
 
     let (t1, f1) = try compareRepeated(options, trivial: trivial, program: passing, packet: sip, expect: UInt32(XDP_PASS.rawValue))
     rows.append(CostRow(scenario: "passed: SIP OPTIONS under its limit (LRU, clock, CAS)", method: method, trivialNS: t1, floodgateNS: f1))
+
+    let phone = frame(src: "198.18.1.1", dport: 5060, payload: register)
+    let registering = try FloodgateProgram(limits: [.register: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)], policy: unlimitedAggregates)
+    let (t5, f5) = try compareRepeated(options, trivial: trivial, program: registering, packet: phone, expect: UInt32(XDP_PASS.rawValue))
+    rows.append(CostRow(scenario: "passed: \(register.count)-byte REGISTER, signature scan", method: method, trivialNS: t5, floodgateNS: f5))
 
     // The flood case: a source over the default OPTIONS limit (8/s, burst 16), dropped from the per-CPU drop cache.
     let dropping = try FloodgateProgram()
@@ -273,6 +299,80 @@ func rateAccuracy(_ options: Options) throws -> [AccuracyRow] {
     }
 }
 
+// MARK: Random-source flood
+
+struct SurvivalRow: Encodable {
+    var policy: String
+    var floodPackets: Int
+    var floodAdmitted: Int
+    var trackedAfter: Int
+    var legitSent: Int
+    var legitPassed: Int
+    var legitStillTracked: Int
+    var legitSources: Int
+    var newcomersPassed: Int
+    var newcomers: Int
+    enum CodingKeys: String, CodingKey {
+        case policy
+        case floodPackets = "flood_packets", floodAdmitted = "flood_admitted", trackedAfter = "tracked_after"
+        case legitSent = "legit_sent", legitPassed = "legit_passed", legitStillTracked = "legit_still_tracked"
+        case legitSources = "legit_sources", newcomersPassed = "newcomers_passed", newcomers = "newcomers"
+    }
+}
+
+/// 1,000 phones (IPv4, one per /24 of 198.18.0.0/15 … as far as it goes) keep registering, five times over the
+/// flood, while `floodSources` REGISTERs arrive from random IPv6 sources of 2001:db8::/32, one packet each; 100
+/// new phones show up halfway. The packets only go through BPF_PROG_TEST_RUN. What survives, with the default
+/// policy (prefix buckets and the new-source budget gating entry to the source map) and without?
+func randomSourceFlood(_ options: Options) throws -> [SurvivalRow] {
+    let phones = (0..<1000).map { i in "198.18.\(i / 4).\(i % 4 * 60 + 1)" }
+    let newcomers = (0..<100).map { i in "198.19.\(i).1" }
+    var template = frame(src: "198.18.0.1", dport: 5060, payload: Array("REGISTER sip:198.18.0.2 SIP/2.0\r\n\r\n".utf8))
+    // Rewrite it as IPv6: Ethernet, then a 40-byte IPv6 header in place of the 20-byte IPv4 one.
+    let udp = Array(template[34...])
+    template = Array(template[0..<12]) + [0x86, 0xDD, 0x60, 0, 0, 0, UInt8(udp.count >> 8), UInt8(udp.count & 0xFF), 17, 64]
+        + [0x20, 0x01, 0x0D, 0xB8] + [UInt8](repeating: 0, count: 12) + [0x20, 0x01, 0x0D, 0xB8] + [UInt8](repeating: 0, count: 11)
+        + [2] + udp
+    var rng = SystemRandomNumberGenerator()
+    let rounds = 5
+    let perRound = max(1, options.floodSources / rounds)
+    return try [("default policy", Policy()), ("no prefix or new-source limits", unlimitedAggregates)].map { name, policy in
+        let program = try FloodgateProgram(policy: policy)
+        var legitSent = 0
+        var legitPassed = 0
+        var newcomersPassed = 0
+        var floodAdmitted = 0
+        var packet = template
+        for round in 0...rounds {
+            for phone in phones {
+                legitSent += 1
+                if try program.testRun(frame(src: phone, dport: 5060, payload: register)).action == UInt32(XDP_PASS.rawValue) {
+                    legitPassed += 1
+                }
+            }
+            if round == rounds / 2 {
+                for phone in newcomers
+                where try program.testRun(frame(src: phone, dport: 5060, payload: register)).action == UInt32(XDP_PASS.rawValue) {
+                    newcomersPassed += 1
+                }
+            }
+            if round == rounds { break }
+            for _ in 0..<perRound {
+                let r = rng.next()
+                packet.withUnsafeMutableBytes { raw in raw.storeBytes(of: r, toByteOffset: 26, as: UInt64.self) }
+                if try program.testRun(packet).action == UInt32(XDP_PASS.rawValue) { floodAdmitted += 1 }
+            }
+        }
+        let tracked = try program.maps.sources()
+        let phoneSet = Set(phones)
+        return SurvivalRow(
+            policy: name, floodPackets: perRound * rounds, floodAdmitted: floodAdmitted, trackedAfter: tracked.count,
+            legitSent: legitSent, legitPassed: legitPassed,
+            legitStillTracked: Set(tracked.map(\.address.description)).intersection(phoneSet).count,
+            legitSources: phones.count, newcomersPassed: newcomersPassed, newcomers: newcomers.count)
+    }
+}
+
 // MARK: Main
 
 guard geteuid() == 0 else { fail("run as root: the benchmark loads BPF programs") }
@@ -306,12 +406,27 @@ do {
     print(String(format: "target: admitted within ±5%% of configured at 100× overload — worst %.2f%% — %@", worstError,
                  worstError <= 5 ? "met" : "NOT met"))
 
+    print("\nRandom-source flood: \(options.floodSources) REGISTERs from random IPv6 sources, one packet each, while 1000"
+        + " phones register 6 times and 100 new phones appear halfway (BPF_PROG_TEST_RUN, 1M-entry source map)")
+    let survival = try randomSourceFlood(options)
+    print(pad("policy", 32) + lpad("flood admitted", 16) + lpad("map entries", 13) + lpad("phones passed", 15)
+        + lpad("phones tracked", 16) + lpad("newcomers passed", 18))
+    for row in survival {
+        print(pad(row.policy, 32) + lpad("\(row.floodAdmitted)", 16) + lpad("\(row.trackedAfter)", 13)
+            + lpad("\(row.legitPassed)/\(row.legitSent)", 15) + lpad("\(row.legitStillTracked)/\(row.legitSources)", 16)
+            + lpad("\(row.newcomersPassed)/\(row.newcomers)", 18))
+    }
+
     if let path = options.jsonPath {
-        struct Report: Encodable { var perPacket: [CostRow]; var rateAccuracy: [AccuracyRow]
-            enum CodingKeys: String, CodingKey { case perPacket = "per_packet", rateAccuracy = "rate_accuracy" } }
+        struct Report: Encodable { var perPacket: [CostRow]; var rateAccuracy: [AccuracyRow]; var randomSourceFlood: [SurvivalRow]
+            enum CodingKeys: String, CodingKey {
+                case perPacket = "per_packet", rateAccuracy = "rate_accuracy", randomSourceFlood = "random_source_flood"
+            }
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(Report(perPacket: costs, rateAccuracy: accuracy)).write(to: URL(fileURLWithPath: path))
+        try encoder.encode(Report(perPacket: costs, rateAccuracy: accuracy, randomSourceFlood: survival))
+            .write(to: URL(fileURLWithPath: path))
         print("\nwrote \(path)")
     }
 } catch {
