@@ -27,26 +27,34 @@ extension Floodgate {
                 throw FloodgateError("the demo builds network namespaces and loads BPF: run it as root")
             }
             let attacker = "198.18.0.66"
+            let trunk = "198.18.0.10"
+            let scanner = "198.18.0.99"
             print("Floodgate demo: a lab of network namespaces on 198.18.0.0/24 (nothing leaves this machine)")
-            let lab = try NetworkLab(prefix: "fgd", extraOutsideAddresses: [attacker])
+            let lab = try NetworkLab(prefix: "fgd", extraOutsideAddresses: [attacker, trunk, scanner])
             DemoCleanup.install(lab)
             defer { lab.tearDown() }
-            print("  outside namespace \(lab.outsideNS): phone \(lab.outsideAddress), attacker \(attacker)")
+            print("  outside namespace \(lab.outsideNS): phone \(lab.outsideAddress), trunk peer \(trunk), "
+                + "attacker \(attacker), scanner \(scanner)")
             print("  router namespace  \(lab.routerNS): \(lab.routerInterface) \(lab.routerAddress), SIP server on :5060")
 
             let root = PinRoot(lab.pinRoot)
+            var policy = Policy()
+            policy.allow = [try CIDR("\(trunk)/32")]
             let outcome = try NetworkLab.inNamespace(lab.routerNS) {
-                try root.attach(try Interface(lab.routerInterface), mode: .auto, maxSources: 10_000)
+                try root.attach(try Interface(lab.routerInterface), mode: .auto, policy: policy, maxSources: 10_000)
             }
             guard case .attached(let filter, _) = outcome else { throw FloodgateError("the lab was not new") }
             let register = Limit.defaults[.register] ?? .unlimited
             print("\n1. Attached Floodgate to \(lab.routerInterface): program \(filter.programID), "
-                + "\(filter.mode ?? "?") mode; REGISTER limit per source: \(register)")
+                + "\(filter.mode ?? "?") mode; REGISTER limit per source: \(register); \(trunk) on the allow list")
 
             let server = try lab.udpSocket(in: lab.routerNS, bindTo: lab.routerAddress, port: 5060)
             let phone = try lab.udpSocket(in: lab.outsideNS, bindTo: lab.outsideAddress)
             let flooder = try lab.udpSocket(in: lab.outsideNS, bindTo: attacker)
-            print("2. The phone sends \(requests) REGISTERs at 5/s; meanwhile the attacker sends \(flood) as fast as it can")
+            let peer = try lab.udpSocket(in: lab.outsideNS, bindTo: trunk)
+            let scan = try lab.udpSocket(in: lab.outsideNS, bindTo: scanner)
+            print("2. The phone sends \(requests) REGISTERs at 5/s and the trunk 100 INVITEs at 50/s; meanwhile the "
+                + "attacker sends \(flood) REGISTERs as fast as it can and a scanner probes with OPTIONS")
 
             let group = DispatchGroup()
             let floodResult = SendCount()
@@ -57,6 +65,21 @@ extension Floodgate {
                     floodResult.count += 1
                 }
             }
+            DispatchQueue.global().async(group: group) {
+                for i in 0..<100 {
+                    _ = try? peer.send(Array("INVITE sip:\(i)@198.18.0.2 SIP/2.0\r\nCSeq: 1 INVITE\r\n\r\n".utf8),
+                                       to: lab.routerAddress, port: 5060)
+                    Thread.sleep(forTimeInterval: 0.02)
+                }
+            }
+            DispatchQueue.global().async(group: group) {
+                let probe = Array(("OPTIONS sip:100@198.18.0.2 SIP/2.0\r\nFrom: \"sipvicious\"<sip:100@1.1.1.1>;tag=1\r\n"
+                    + "User-Agent: friendly-scanner\r\n\r\n").utf8)
+                for _ in 0..<20 {
+                    _ = try? scan.send(probe, to: lab.routerAddress, port: 5060)
+                    Thread.sleep(forTimeInterval: 0.05)
+                }
+            }
             for i in 0..<requests {
                 try phone.send(Array("REGISTER sip:198.18.0.2 SIP/2.0\r\nCSeq: \(i + 1) REGISTER\r\n\r\n".utf8),
                                to: lab.routerAddress, port: 5060)
@@ -65,16 +88,21 @@ extension Floodgate {
             group.wait()
             let received = server.drain()
             print("   The SIP server received: phone \(received[lab.outsideAddress] ?? 0) of \(requests), "
-                + "attacker \(received[attacker] ?? 0) of \(floodResult.count)")
+                + "trunk \(received[trunk] ?? 0) of 100, attacker \(received[attacker] ?? 0) of \(floodResult.count), "
+                + "scanner \(received[scanner] ?? 0) of 20")
 
             let maps = try root.maps(of: lab.routerInterface)
             print("\n3. floodgate stats")
             printStats(try StatsReport.read(filter, maps: maps))
             print("\n4. floodgate top")
             printTop(TopTalker.rank(try maps.sources(), count: 5))
+            print("\n5. floodgate bans")
+            for ban in try maps.bans() {
+                print("   \(ban.address): \(ban.origin), \(ban.remainingSeconds().map { String(format: "%.0fs left", $0) } ?? "forever")")
+            }
 
             try root.detach(interfaceName: lab.routerInterface)
-            print("\n5. Detached Floodgate and removed the lab.")
+            print("\n6. Detached Floodgate and removed the lab.")
         }
     }
 }
