@@ -21,9 +21,11 @@ public final class NetworkLab: @unchecked Sendable {
     /// Creates the namespaces and the veth pair. `prefix` (at most 4 characters) starts every name.
     public init(prefix: String = "fgl", extraOutsideAddresses: [String] = []) throws {
         precondition(prefix.count <= 4)
+        NetworkLab.removeOrphans()
         id = String(UInt32.random(in: 0..<UInt32.max), radix: 36)
-        outsideNS = "\(prefix)-o-\(id)"
-        routerNS = "\(prefix)-r-\(id)"
+        // The namespaces carry the creating process's id, so a lab whose process died can be told apart.
+        outsideNS = "\(prefix)-o-\(getpid())-\(id)"
+        routerNS = "\(prefix)-r-\(getpid())-\(id)"
         outsideInterface = "\(prefix)o\(id)"
         routerInterface = "\(prefix)r\(id)"
         pinRoot = "/sys/fs/bpf/\(prefix)-\(id)"
@@ -65,6 +67,23 @@ public final class NetworkLab: @unchecked Sendable {
         for address in [outsideAddress] + extra {
             try NetworkLab.run(["ip", "-n", r, "neigh", "replace", address, "lladdr", outsideMAC, "dev",
                                 routerInterface, "nud", "permanent"])
+        }
+    }
+
+    /// Removes the labs of processes that are gone (a crashed test run cannot tear down its own): their
+    /// namespaces, with anything still running in them, and their pin roots.
+    static func removeOrphans() {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/run/netns") else { return }
+        for name in names {
+            let parts = name.split(separator: "-")
+            guard parts.count == 4, parts[0].hasPrefix("fg"), parts[1] == "o" || parts[1] == "r",
+                  let pid = Int32(parts[2]), kill(pid, 0) != 0, errno == ESRCH
+            else { continue }
+            if let pids = try? run(["ip", "netns", "pids", name]) {
+                for p in pids.split(separator: "\n").compactMap({ Int32($0) }) { kill(p, SIGKILL) }
+            }
+            _ = try? run(["ip", "netns", "del", name])
+            _ = try? run(["rm", "-rf", "/sys/fs/bpf/\(parts[0])-\(parts[3])"])
         }
     }
 
