@@ -61,24 +61,6 @@ func median(_ values: [Double]) -> Double {
     return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
 }
 
-/// The ceiling: an XDP program of two instructions, `r0 = XDP_DROP; exit`, loaded with bpf_prog_load.
-final class TrivialDrop {
-    let fd: Int32
-    init() throws {
-        // struct bpf_insn, little-endian: opcode, dst/src registers, offset, immediate.
-        let instructions: [UInt64] = [
-            0x0000_0001_0000_00B7,  // BPF_ALU64 | BPF_MOV | BPF_K: r0 = 1 (XDP_DROP)
-            0x0000_0000_0000_0095,  // BPF_JMP | BPF_EXIT
-        ]
-        fd = instructions.withUnsafeBytes { raw in
-            bpf_prog_load(BPF_PROG_TYPE_XDP, "trivial_drop", "GPL",
-                          raw.baseAddress!.assumingMemoryBound(to: bpf_insn.self), 2, nil)
-        }
-        if fd < 0 { throw FloodgateError("load the trivial XDP_DROP program", libbpfResult: fd) }
-    }
-    deinit { close(fd) }
-}
-
 /// The per-source bucket alone: no prefix or new-source limits in the way of what is measured.
 let unlimitedAggregates: Policy = {
     var policy = Policy()
@@ -136,13 +118,13 @@ struct CostRow: Encodable {
 }
 
 /// Median ns/packet of `program` and of the trivial program, runs interleaved so drift hits both alike.
-func compareRepeated(_ options: Options, trivial: TrivialDrop, program: FloodgateProgram, packet: [UInt8],
+func compareRepeated(_ options: Options, trivial: TrivialDropProgram, program: FloodgateProgram, packet: [UInt8],
                      expect action: UInt32) throws -> (Double, Double) {
     var trivialRuns: [Double] = []
     var floodgateRuns: [Double] = []
     for _ in 0..<options.runs {
         trivialRuns.append(Double(try FloodgateProgram.testRun(
-            programFD: trivial.fd, packet: packet, repeat: options.repeatCount).durationNS))
+            programFD: trivial.programFD, packet: packet, repeat: options.repeatCount).durationNS))
         let run = try program.testRun(packet, repeat: options.repeatCount)
         guard run.action == action else { throw FloodgateError("unexpected XDP action \(run.action)") }
         floodgateRuns.append(Double(run.durationNS))
@@ -150,7 +132,7 @@ func compareRepeated(_ options: Options, trivial: TrivialDrop, program: Floodgat
     return (median(trivialRuns), median(floodgateRuns))
 }
 
-func perPacketCost(_ options: Options, trivial: TrivialDrop) throws -> [CostRow] {
+func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [CostRow] {
     var rows: [CostRow] = []
     let method = "repeat \(options.repeatCount), median of \(options.runs)"
     let sip = frame(src: "198.18.1.1", dport: 5060)
@@ -189,7 +171,7 @@ func perPacketCost(_ options: Options, trivial: TrivialDrop) throws -> [CostRow]
     var trivialSum = 0.0
     var freshSum = 0.0
     for packet in packets {
-        trivialSum += Double(try FloodgateProgram.testRun(programFD: trivial.fd, packet: packet).durationNS)
+        trivialSum += Double(try FloodgateProgram.testRun(programFD: trivial.programFD, packet: packet).durationNS)
         freshSum += Double(try fresh.testRun(packet).durationNS)
     }
     rows.append(CostRow(
@@ -389,7 +371,7 @@ func randomSourceFlood(_ options: Options) throws -> [SurvivalRow] {
 guard geteuid() == 0 else { fail("run as root: the benchmark loads BPF programs") }
 let options = Options(CommandLine.arguments)
 do {
-    let trivial = try TrivialDrop()
+    let trivial = try TrivialDropProgram()
     print("Floodgate per-packet cost beside a trivial XDP_DROP program (BPF_PROG_TEST_RUN, same run)")
     let costs = try perPacketCost(options, trivial: trivial)
     func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }

@@ -1,15 +1,15 @@
 import Foundation
 import PackagePlugin
 
-/// Compiles `BPF/floodgate.bpf.c` with the toolchain's `clang -target bpf`, then has `floodgate-embed` turn the
-/// object into a Swift source of the target, so `swift build` always embeds an object built from the sources here.
+/// Compiles `BPF/floodgate.bpf.c` (the filter) and `BPF/flood.bpf.c` (the flood generator) with the toolchain's
+/// `clang -target bpf`, then has `floodgate-embed` turn the objects into a Swift source of the target, so
+/// `swift build` always embeds objects built from the sources here.
 @main
 struct BuildBPF: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: Target) async throws -> [Command] {
         let bpfDirectory = context.package.directoryURL.appending(path: "BPF")
-        let source = bpfDirectory.appending(path: "floodgate.bpf.c")
         let headers = try headerFiles(under: bpfDirectory)
-        let object = context.pluginWorkDirectoryURL.appending(path: "floodgate.bpf.o")
+        let programs = [("filter", "floodgate"), ("flood", "flood")]
         let generated = context.pluginWorkDirectoryURL.appending(path: "EmbeddedBPFObject.swift")
 
         #if arch(x86_64)
@@ -20,10 +20,15 @@ struct BuildBPF: BuildToolPlugin {
         let multiarch = "/usr/include"
         #endif
 
-        return [
-            .buildCommand(
-                displayName: "Compiling BPF program floodgate.bpf.c",
-                executable: try context.tool(named: "clang").url,
+        let clang = try context.tool(named: "clang").url
+        var commands: [Command] = []
+        var objects: [(name: String, url: URL)] = []
+        for (name, file) in programs {
+            let source = bpfDirectory.appending(path: "\(file).bpf.c")
+            let object = context.pluginWorkDirectoryURL.appending(path: "\(file).bpf.o")
+            commands.append(.buildCommand(
+                displayName: "Compiling BPF program \(file).bpf.c",
+                executable: clang,
                 arguments: [
                     "-target", "bpf", "-mcpu=v3", "-O2", "-g", "-Wall", "-Werror",
                     "-I", multiarch, "-I", bpfDirectory.path(),
@@ -31,15 +36,17 @@ struct BuildBPF: BuildToolPlugin {
                 ],
                 inputFiles: [source] + headers,
                 outputFiles: [object]
-            ),
-            .buildCommand(
-                displayName: "Embedding BPF object",
-                executable: try context.tool(named: "floodgate-embed").url,
-                arguments: [object.path(), generated.path()],
-                inputFiles: [object],
-                outputFiles: [generated]
-            ),
-        ]
+            ))
+            objects.append((name, object))
+        }
+        commands.append(.buildCommand(
+            displayName: "Embedding BPF objects",
+            executable: try context.tool(named: "floodgate-embed").url,
+            arguments: [generated.path()] + objects.map { "\($0.name)=\($0.url.path())" },
+            inputFiles: objects.map(\.url),
+            outputFiles: [generated]
+        ))
+        return commands
     }
 
     private func headerFiles(under directory: URL) throws -> [URL] {

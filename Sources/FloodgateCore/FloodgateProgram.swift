@@ -11,10 +11,12 @@ public final class FloodgateProgram: @unchecked Sendable {
     private let object: OpaquePointer
     private let image: UnsafeMutableRawBufferPointer
 
-    /// The compiled object, as `swift build` embedded it.
-    public static var objectBytes: [UInt8] {
-        guard let data = Data(base64Encoded: EmbeddedBPFObject.base64), data.count == EmbeddedBPFObject.size else {
-            fatalError("the embedded BPF object is corrupt; rebuild floodgate")
+    /// The compiled filter, as `swift build` embedded it.
+    public static var objectBytes: [UInt8] { decode(EmbeddedBPFObject.filter) }
+
+    static func decode(_ object: (size: Int, base64: String)) -> [UInt8] {
+        guard let data = Data(base64Encoded: object.base64), data.count == object.size else {
+            fatalError("an embedded BPF object is corrupt; rebuild floodgate")
         }
         return [UInt8](data)
     }

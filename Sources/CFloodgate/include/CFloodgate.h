@@ -47,6 +47,18 @@ static inline int cfloodgate_test_run(int prog_fd, const void *data, __u32 size,
     return 0;
 }
 
+/* Run an XDP program in live-frames mode: each of `repeat` copies of the frame goes through the program, and
+ * XDP_TX sends it out of `ifindex` (of the calling thread's network namespace). */
+static inline int cfloodgate_test_run_live(int prog_fd, const void *data, __u32 size, __u32 ifindex, __u32 repeat,
+                                           __u32 batch_size)
+{
+    struct xdp_md ctx = {.data_end = size, .ingress_ifindex = ifindex};
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = data, .data_size_in = size, .ctx_in = &ctx,
+                .ctx_size_in = sizeof(ctx), .repeat = repeat, .flags = BPF_F_TEST_XDP_LIVE_FRAMES,
+                .batch_size = batch_size);
+    return bpf_prog_test_run_opts(prog_fd, &opts);
+}
+
 /* Create an XDP bpf_link on ifindex with XDP_FLAGS_* mode flags. */
 static inline int cfloodgate_xdp_link(int prog_fd, int ifindex, __u32 flags)
 {

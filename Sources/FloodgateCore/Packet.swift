@@ -1,34 +1,34 @@
 import Foundation
 
-/// Builds Ethernet frames byte by byte for BPF_PROG_TEST_RUN and for raw sockets.
-enum Packet {
-    static let srcMAC: [UInt8] = [0x02, 0, 0, 0, 0, 0x01]
-    static let dstMAC: [UInt8] = [0x02, 0, 0, 0, 0, 0x02]
+/// Builds Ethernet frames byte by byte: for BPF_PROG_TEST_RUN, the flood generator and the tests.
+public enum Packet {
+    public static let srcMAC: [UInt8] = [0x02, 0, 0, 0, 0, 0x01]
+    public static let dstMAC: [UInt8] = [0x02, 0, 0, 0, 0, 0x02]
 
-    enum EtherType {
-        static let ipv4: UInt16 = 0x0800
-        static let ipv6: UInt16 = 0x86DD
-        static let arp: UInt16 = 0x0806
-        static let vlan: UInt16 = 0x8100
-        static let qinq: UInt16 = 0x88A8
+    public enum EtherType {
+        public static let ipv4: UInt16 = 0x0800
+        public static let ipv6: UInt16 = 0x86DD
+        public static let arp: UInt16 = 0x0806
+        public static let vlan: UInt16 = 0x8100
+        public static let qinq: UInt16 = 0x88A8
     }
 
-    enum Proto {
-        static let hopByHop: UInt8 = 0
-        static let icmp: UInt8 = 1
-        static let tcp: UInt8 = 6
-        static let udp: UInt8 = 17
-        static let routing: UInt8 = 43
-        static let fragment: UInt8 = 44
-        static let gre: UInt8 = 47
-        static let esp: UInt8 = 50
-        static let icmpv6: UInt8 = 58
-        static let noNext: UInt8 = 59
-        static let destOpts: UInt8 = 60
+    public enum Proto {
+        public static let hopByHop: UInt8 = 0
+        public static let icmp: UInt8 = 1
+        public static let tcp: UInt8 = 6
+        public static let udp: UInt8 = 17
+        public static let routing: UInt8 = 43
+        public static let fragment: UInt8 = 44
+        public static let gre: UInt8 = 47
+        public static let esp: UInt8 = 50
+        public static let icmpv6: UInt8 = 58
+        public static let noNext: UInt8 = 59
+        public static let destOpts: UInt8 = 60
     }
 
     /// An Ethernet frame; `vlans` lists the TPIDs of the tags from the outside in.
-    static func ethernet(_ etherType: UInt16, vlans: [UInt16] = [], _ payload: [UInt8]) -> [UInt8] {
+    public static func ethernet(_ etherType: UInt16, vlans: [UInt16] = [], _ payload: [UInt8]) -> [UInt8] {
         var frame = dstMAC + srcMAC
         for (i, tpid) in vlans.enumerated() {
             frame += be16(tpid)
@@ -37,7 +37,7 @@ enum Packet {
         return frame + be16(etherType) + payload
     }
 
-    static func ipv4(
+    public static func ipv4(
         src: String = "198.18.1.1", dst: String = "198.18.0.2", proto: UInt8, _ payload: [UInt8],
         options: [UInt8] = [], fragmentOffset: UInt16 = 0, moreFragments: Bool = false
     ) -> [UInt8] {
@@ -56,7 +56,7 @@ enum Packet {
     }
 
     /// An IPv6 packet; `extensions` are (type, body) pairs, chained in order before the upper-layer `proto`.
-    static func ipv6(
+    public static func ipv6(
         src: String = "2001:db8::1", dst: String = "2001:db8::2", proto: UInt8, _ payload: [UInt8],
         extensions: [(type: UInt8, body: [UInt8])] = []
     ) -> [UInt8] {
@@ -72,34 +72,34 @@ enum Packet {
 
     /// The body of a hop-by-hop, destination-options or routing header (after the next-header byte): `units` of
     /// 8 bytes in all.
-    static func optionsBody(units: Int = 1) -> [UInt8] {
+    public static func optionsBody(units: Int = 1) -> [UInt8] {
         [UInt8(units - 1)] + [UInt8](repeating: 0, count: units * 8 - 2)
     }
 
     /// The body of an IPv6 fragment header (after the next-header byte).
-    static func fragmentBody(offset: UInt16, more: Bool) -> [UInt8] {
+    public static func fragmentBody(offset: UInt16, more: Bool) -> [UInt8] {
         [0] + be16((offset << 3) | (more ? 1 : 0)) + [0, 0, 0, 7]
     }
 
-    static func udp(sport: UInt16 = 40000, dport: UInt16, _ payload: [UInt8] = Array("OPTIONS sip:x SIP/2.0\r\n".utf8))
+    public static func udp(sport: UInt16 = 40000, dport: UInt16, _ payload: [UInt8] = Array("OPTIONS sip:x SIP/2.0\r\n".utf8))
         -> [UInt8]
     {
         be16(sport) + be16(dport) + be16(UInt16(8 + payload.count)) + [0, 0] + payload
     }
 
-    static func tcp(sport: UInt16 = 40000, dport: UInt16, flags: UInt8 = 0x02) -> [UInt8] {
+    public static func tcp(sport: UInt16 = 40000, dport: UInt16, flags: UInt8 = 0x02) -> [UInt8] {
         be16(sport) + be16(dport) + [0, 0, 0, 1] + [0, 0, 0, 0] + [0x50, flags] + be16(64240) + [0, 0, 0, 0]
     }
 
-    static func icmp(type: UInt8 = 8, code: UInt8 = 0) -> [UInt8] { [type, code, 0, 0, 0, 1, 0, 1] }
+    public static func icmp(type: UInt8 = 8, code: UInt8 = 0) -> [UInt8] { [type, code, 0, 0, 0, 1, 0, 1] }
 
     // MARK: Common frames
 
-    static func udp4(src: String = "198.18.1.1", dport: UInt16, vlans: [UInt16] = []) -> [UInt8] {
+    public static func udp4(src: String = "198.18.1.1", dport: UInt16, vlans: [UInt16] = []) -> [UInt8] {
         ethernet(EtherType.ipv4, vlans: vlans, ipv4(src: src, proto: Proto.udp, udp(dport: dport)))
     }
 
-    static func udp6(src: String = "2001:db8::1", dport: UInt16, extensions: [(type: UInt8, body: [UInt8])] = [])
+    public static func udp6(src: String = "2001:db8::1", dport: UInt16, extensions: [(type: UInt8, body: [UInt8])] = [])
         -> [UInt8]
     {
         ethernet(EtherType.ipv6, ipv6(src: src, proto: Proto.udp, udp(dport: dport), extensions: extensions))
@@ -107,21 +107,21 @@ enum Packet {
 
     // MARK: Bytes
 
-    static func be16(_ v: UInt16) -> [UInt8] { [UInt8(v >> 8), UInt8(v & 0xFF)] }
+    public static func be16(_ v: UInt16) -> [UInt8] { [UInt8(v >> 8), UInt8(v & 0xFF)] }
 
-    static func addr4(_ text: String) -> [UInt8] {
+    public static func addr4(_ text: String) -> [UInt8] {
         var a = in_addr()
         precondition(inet_pton(AF_INET, text, &a) == 1, "bad IPv4 address \(text)")
         return withUnsafeBytes(of: a) { Array($0) }
     }
 
-    static func addr6(_ text: String) -> [UInt8] {
+    public static func addr6(_ text: String) -> [UInt8] {
         var a = in6_addr()
         precondition(inet_pton(AF_INET6, text, &a) == 1, "bad IPv6 address \(text)")
         return withUnsafeBytes(of: a) { Array($0) }
     }
 
-    static func checksum(_ bytes: [UInt8]) -> UInt16 {
+    public static func checksum(_ bytes: [UInt8]) -> UInt16 {
         var sum: UInt32 = 0
         var i = 0
         while i + 1 < bytes.count {
@@ -136,16 +136,16 @@ enum Packet {
 
 extension Packet {
     /// A SIP message over UDP/IPv4 to `dport`, its lines joined with CRLF and ended by an empty line.
-    static func sip(_ lines: [String], src: String = "198.18.1.1", dport: UInt16 = 5060) -> [UInt8] {
+    public static func sip(_ lines: [String], src: String = "198.18.1.1", dport: UInt16 = 5060) -> [UInt8] {
         sipRaw(Array((lines.joined(separator: "\r\n") + "\r\n\r\n").utf8), src: src, dport: dport)
     }
 
-    static func sipRaw(_ payload: [UInt8], src: String = "198.18.1.1", dport: UInt16 = 5060) -> [UInt8] {
+    public static func sipRaw(_ payload: [UInt8], src: String = "198.18.1.1", dport: UInt16 = 5060) -> [UInt8] {
         ethernet(EtherType.ipv4, ipv4(src: src, proto: Proto.udp, udp(dport: dport, payload)))
     }
 
     /// A plausible request: request line, Via, From, To, Call-ID, CSeq, then `extra` headers.
-    static func request(_ method: String, src: String = "198.18.1.1", extra: [String] = []) -> [UInt8] {
+    public static func request(_ method: String, src: String = "198.18.1.1", extra: [String] = []) -> [UInt8] {
         sip([
             "\(method) sip:100@198.18.0.2 SIP/2.0",
             "Via: SIP/2.0/UDP \(src):5060;branch=z9hG4bK-1",

@@ -1,0 +1,197 @@
+import CFloodgate
+import Foundation
+
+/// A flood to generate: a frame, and how its source changes from packet to packet.
+public struct FloodScenario: Sendable {
+    public var name: String
+    public var frame: [UInt8]
+    public var mode: fg_flood_mode
+    public var randomBits: UInt32
+
+    /// The scenarios of `floodgate flood` and the benchmark. Sources are lab addresses: IPv4 within
+    /// 198.18.0.0/15 (so at most /15 of random bits), IPv6 within the documentation prefix 2001:db8::/32.
+    public static func named(_ name: String, target: String = "198.18.0.2", attacker: String = "198.18.1.66")
+        throws -> FloodScenario
+    {
+        func udp4(_ dport: UInt16, _ payload: [UInt8]) -> [UInt8] {
+            Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(src: attacker, dst: target, proto: Packet.Proto.udp,
+                                                               Packet.udp(sport: 5060, dport: dport, payload)))
+        }
+        let register = Array("""
+            REGISTER sip:\(target) SIP/2.0\r
+            Via: SIP/2.0/UDP \(attacker):5060;branch=z9hG4bK-flood\r
+            From: <sip:100@\(target)>;tag=1\r
+            To: <sip:100@\(target)>\r
+            Call-ID: flood@\(attacker)\r
+            CSeq: 1 REGISTER\r
+            User-Agent: friendly-scanner\r
+            Content-Length: 0\r
+            \r
+
+            """.utf8)
+        let invite = Array("INVITE sip:100@\(target) SIP/2.0\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n".utf8)
+        let options = Array("OPTIONS sip:100@\(target) SIP/2.0\r\nFrom: \"sipvicious\"<sip:100@1.1.1.1>;tag=1\r\n\r\n".utf8)
+        switch name {
+        case "single-source":
+            return FloodScenario(name: name, frame: udp4(5060, invite), mode: FG_FLOOD_FIXED, randomBits: 0)
+        case "register-scanner":
+            return FloodScenario(name: name, frame: udp4(5060, register), mode: FG_FLOOD_FIXED, randomBits: 0)
+        case "invite":
+            return FloodScenario(name: name, frame: udp4(5060, invite), mode: FG_FLOOD_RANDOM_V4, randomBits: 8)
+        case "options-scan":
+            return FloodScenario(name: name, frame: udp4(5060, options), mode: FG_FLOOD_FIXED, randomBits: 0)
+        case "syn-5061":
+            let syn = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
+                src: attacker, dst: target, proto: Packet.Proto.tcp, Packet.tcp(sport: 40000, dport: 5061)))
+            return FloodScenario(name: name, frame: syn, mode: FG_FLOOD_RANDOM_V4, randomBits: 16)
+        case "rtp":
+            return FloodScenario(name: name, frame: udp4(16000, [UInt8](repeating: 0x80, count: 172)), mode: FG_FLOOD_FIXED,
+                                 randomBits: 0)
+        default:
+            // random-v4-/N (N from 15 to 32) and random-v6-/N (N from 32 to 127).
+            let parts = name.split(separator: "/")
+            if parts.count == 2, let n = UInt32(parts[1]) {
+                if parts[0] == "random-v4-", (15...31).contains(n) {
+                    return FloodScenario(name: name, frame: udp4(5060, invite), mode: FG_FLOOD_RANDOM_V4, randomBits: 32 - n)
+                }
+                if parts[0] == "random-v6-", (64...127).contains(n) {
+                    let frame = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+                        src: "2001:db8:66::1", dst: "2001:db8::2", proto: Packet.Proto.udp,
+                        Packet.udp(sport: 5060, dport: 5060, invite)))
+                    return FloodScenario(name: name, frame: frame, mode: FG_FLOOD_RANDOM_V6, randomBits: 128 - n)
+                }
+            }
+            throw FloodgateError(
+                "unknown flood scenario '\(name)'",
+                hint: "Scenarios: \(FloodScenario.names.joined(separator: ", ")), random-v4-/N (15-31), random-v6-/N (64-127)")
+        }
+    }
+
+    public static let names = ["single-source", "register-scanner", "invite", "options-scan", "syn-5061", "rtp",
+                               "random-v4-/24", "random-v4-/16", "random-v6-/64"]
+
+    var config: fg_flood_config {
+        var c = fg_flood_config()
+        c.mode = mode.rawValue
+        let isV6 = mode == FG_FLOOD_RANDOM_V6
+        c.src_offset = UInt32(isV6 ? 14 + 8 : 14 + 12)
+        c.csum_offset = 14 + 10
+        c.random_bits = randomBits
+        return c
+    }
+}
+
+/// The flood generator: an XDP program run with BPF_PROG_TEST_RUN in live-frames mode on a veth end, which
+/// rewrites each frame's source and transmits it (XDP_TX) to the peer. Loads `BPF/flood.bpf.c` as embedded.
+public final class FloodGenerator: @unchecked Sendable {
+    private let object: OpaquePointer
+    private let image: UnsafeMutableRawBufferPointer
+    private let programFD: Int32
+    private let configFD: Int32
+
+    public init() throws {
+        _ = LibbpfLogging.install
+        let bytes = FloodgateProgram.decode(EmbeddedBPFObject.flood)
+        let image = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)
+        image.copyBytes(from: bytes)
+        self.image = image
+        guard let object = bpf_object__open_mem(image.baseAddress, image.count, nil) else {
+            let code = errno
+            image.deallocate()
+            throw FloodgateError("open the embedded flood generator", errno: code)
+        }
+        self.object = object
+        do {
+            try check("load the flood generator", bpf_object__load(object))
+            guard let program = bpf_object__find_program_by_name(object, FG_FLOOD_PROG_NAME),
+                  let map = bpf_object__find_map_by_name(object, FG_MAP_FLOOD_CONFIG)
+            else { throw FloodgateError("the flood generator object is incomplete") }
+            programFD = bpf_program__fd(program)
+            configFD = bpf_map__fd(map)
+        } catch {
+            bpf_object__close(object)
+            image.deallocate()
+            throw error
+        }
+    }
+
+    deinit {
+        bpf_object__close(object)
+        image.deallocate()
+    }
+
+    /// Sends `count` frames of `scenario` out of `interface` (of the namespace `ns`), in calls of `chunk`, until
+    /// `count` are sent or `seconds` have passed; `progress` is called after each call with the total so far.
+    /// Returns the frames sent and the seconds taken.
+    public func run(
+        _ scenario: FloodScenario, interface: String, namespace ns: String, count: UInt64, seconds: Double,
+        chunk: UInt32 = 1_000_000, progress: (@Sendable (UInt64, Double) -> Void)? = nil
+    ) throws -> (sent: UInt64, seconds: Double) {
+        var key: UInt32 = 0
+        var config = scenario.config
+        try check("configure the flood generator", bpf_map_update_elem(configFD, &key, &config, UInt64(BPF_ANY)))
+        let fd = programFD
+        let frame = scenario.frame
+        return try NetworkLab.inNamespace(ns) {
+            let ifindex = if_nametoindex(interface)
+            guard ifindex != 0 else { throw FloodgateError("no interface \(interface) in \(ns)") }
+            let start = monotonicNanoseconds()
+            var sent: UInt64 = 0
+            var elapsed = 0.0
+            while sent < count && elapsed < seconds {
+                let n = UInt32(min(UInt64(chunk), count - sent))
+                let result = frame.withUnsafeBytes {
+                    cfloodgate_test_run_live(fd, $0.baseAddress, UInt32($0.count), ifindex, n, 64)
+                }
+                try check("generate \(n) frames on \(interface)", result)
+                sent += UInt64(n)
+                elapsed = Double(monotonicNanoseconds() - start) / 1e9
+                progress?(sent, elapsed)
+            }
+            return (sent, elapsed)
+        }
+    }
+}
+
+/// The XDP receive counters of a veth end (`ethtool -S`): frames its XDP program saw, and dropped.
+public func vethXDPCounters(_ interface: String, namespace ns: String) throws -> (packets: UInt64, drops: UInt64) {
+    let out = try NetworkLab.run(["ip", "netns", "exec", ns, "ethtool", "-S", interface])
+    var packets: UInt64 = 0
+    var drops: UInt64 = 0
+    for line in out.split(separator: "\n") {
+        let parts = line.split(separator: ":").map { $0.trimmingCharacters(in: .whitespaces) }
+        guard parts.count == 2, let value = UInt64(parts[1]) else { continue }
+        if parts[0].hasSuffix("_xdp_packets") { packets += value }
+        if parts[0].hasSuffix("_xdp_drops") { drops += value }
+    }
+    return (packets, drops)
+}
+
+/// The speed ceiling: an XDP program of two instructions, `r0 = XDP_DROP; exit` (`bpf_prog_load`).
+public final class TrivialDropProgram: @unchecked Sendable {
+    public let programFD: Int32
+
+    public init() throws {
+        // struct bpf_insn, little-endian: opcode, dst/src registers, offset, immediate.
+        let instructions: [UInt64] = [
+            0x0000_0001_0000_00B7,  // BPF_ALU64 | BPF_MOV | BPF_K: r0 = 1 (XDP_DROP)
+            0x0000_0000_0000_0095,  // BPF_JMP | BPF_EXIT
+        ]
+        programFD = instructions.withUnsafeBytes { raw in
+            bpf_prog_load(BPF_PROG_TYPE_XDP, "trivial_drop", "GPL", raw.baseAddress!.assumingMemoryBound(to: bpf_insn.self),
+                          2, nil)
+        }
+        if programFD < 0 { throw FloodgateError("load the trivial XDP_DROP program", libbpfResult: programFD) }
+    }
+
+    deinit { close(programFD) }
+
+    /// Attaches it in native mode to `interface` of namespace `ns`; closing the returned descriptor detaches it.
+    public func attach(_ interface: String, namespace ns: String) throws -> Int32 {
+        let fd = programFD
+        return try NetworkLab.inNamespace(ns) {
+            try check("attach the trivial program to \(interface)",
+                      cfloodgate_xdp_link(fd, Int32(if_nametoindex(interface)), UInt32(XDP_FLAGS_DRV_MODE)))
+        }
+    }
+}

@@ -1,0 +1,88 @@
+import ArgumentParser
+import FloodgateCore
+import Foundation
+
+extension Floodgate {
+    struct Flood: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Flood a filter in a namespace lab with generated traffic and report what it processed.",
+            discussion: """
+                Builds a lab (two namespaces joined by a veth pair, no default route), attaches the filter to the \
+                router end, and runs the flood generator (an XDP program in live-frames test runs) on the other \
+                end. Bounded by --packets and --seconds; everything is removed at the end. Scenarios: \
+                \(FloodScenario.names.joined(separator: ", ")), random-v4-/N (15-31), random-v6-/N (64-127).
+                """)
+
+        @Option(help: "The flood.") var scenario = "single-source"
+        @Option(help: "The filter on the router end: floodgate, trivial (XDP_DROP) or none.") var filter = "floodgate"
+        @Option(help: "Frames to send at most.") var packets: UInt64 = 20_000_000
+        @Option(help: "Seconds to send at most.") var seconds: Double = 5
+        @Flag(help: "Print JSON.") var json = false
+        @Flag(name: .shortAndLong, help: "Log libbpf's and Floodgate's debug messages.") var verbose = false
+
+        func validate() throws {
+            guard ["floodgate", "trivial", "none"].contains(filter) else {
+                throw ValidationError("--filter takes floodgate, trivial or none.")
+            }
+            guard packets >= 1, packets <= 1_000_000_000 else { throw ValidationError("--packets must be 1 to 1000000000.") }
+            guard seconds > 0, seconds <= 600 else { throw ValidationError("--seconds must be above 0 and at most 600.") }
+            do { _ = try FloodScenario.named(scenario) } catch { throw ValidationError("\(error).") }
+        }
+
+        func run() throws {
+            Logging.bootstrapOnce(verbose: verbose)
+            guard geteuid() == 0 else { throw FloodgateError("floods need root: they build namespaces and load BPF") }
+            let result = try FloodRun.run(scenario: try FloodScenario.named(scenario), filter: filter, packets: packets,
+                                          seconds: seconds, progress: !json)
+            if json { return try printJSON(result) }
+            print(String(format: "%@ against %@: sent %llu frames in %.2f s; the filter saw %llu (%.2f Mpps), dropped %llu",
+                         result.scenario, result.filter, result.sent, result.seconds, result.processed,
+                         result.mpps, result.dropped))
+        }
+    }
+}
+
+/// One flood against one filter, in a lab of its own.
+struct FloodRun: Codable {
+    var scenario: String
+    var filter: String
+    var sent: UInt64
+    var seconds: Double
+    var processed: UInt64
+    var dropped: UInt64
+    var mpps: Double
+
+    static func run(scenario: FloodScenario, filter: String, packets: UInt64, seconds: Double, progress: Bool) throws
+        -> FloodRun
+    {
+        let lab = try NetworkLab(prefix: "fgf")
+        defer { lab.tearDown() }
+        var trivialLink: Int32 = -1
+        let trivial = try TrivialDropProgram()
+        defer { if trivialLink >= 0 { close(trivialLink) } }
+        switch filter {
+        case "floodgate":
+            _ = try NetworkLab.inNamespace(lab.routerNS) {
+                try PinRoot(lab.pinRoot).attach(try Interface(lab.routerInterface), mode: .native)
+            }
+        case "trivial":
+            trivialLink = try trivial.attach(lab.routerInterface, namespace: lab.routerNS)
+        default:
+            break
+        }
+        let before = try vethXDPCounters(lab.routerInterface, namespace: lab.routerNS)
+        let generator = try FloodGenerator()
+        let (sent, elapsed) = try generator.run(
+            scenario, interface: lab.outsideInterface, namespace: lab.outsideNS, count: packets, seconds: seconds
+        ) { sent, elapsed in
+            if progress {
+                FileHandle.standardError.write(Data(String(format: "\r%@: %llu frames sent, %.1f s", scenario.name, sent, elapsed).utf8))
+            }
+        }
+        if progress { FileHandle.standardError.write(Data("\n".utf8)) }
+        let after = try vethXDPCounters(lab.routerInterface, namespace: lab.routerNS)
+        let processed = after.packets - before.packets
+        return FloodRun(scenario: scenario.name, filter: filter, sent: sent, seconds: elapsed, processed: processed,
+                        dropped: after.drops - before.drops, mpps: Double(processed) / elapsed / 1e6)
+    }
+}
