@@ -139,6 +139,21 @@ static __always_inline __u64 fg_now(struct fg_ctx *c)
 	return c->now;
 }
 
+static __always_inline void fg_mask(struct fg_addr *a, __u32 prefixlen)
+{
+	int w;
+
+#pragma unroll
+	for (w = 0; w < 4; w++) {
+		__s32 bits = (__s32)prefixlen - 32 * w;
+
+		if (bits <= 0)
+			a->words[w] = 0;
+		else if (bits < 32)
+			a->words[w] &= bpf_htonl(~0U << (32 - bits));
+	}
+}
+
 #include "lib/drop_cache.h"
 
 static __always_inline int fg_is_sip(__u32 traffic_class)
@@ -167,19 +182,16 @@ static __always_inline int fg_global_admit(struct fg_ctx *c, __u32 global, __u32
 	return fg_bucket_admit(&g->tat, &call);
 }
 
-static __always_inline void fg_mask(struct fg_addr *a, __u32 prefixlen)
+
+/* The key of the source's prefix bucket (in fg_prefixes and the drop cache). */
+static __always_inline void fg_prefix_key(const struct fg_ctx *c, struct fg_source_key *key)
 {
-	int w;
+	const struct fg_addr *a = &c->pkt->src;
+	int v4 = a->words[0] == 0 && a->words[1] == 0 && a->words[2] == bpf_htonl(0xffff);
 
-#pragma unroll
-	for (w = 0; w < 4; w++) {
-		__s32 bits = (__s32)prefixlen - 32 * w;
-
-		if (bits <= 0)
-			a->words[w] = 0;
-		else if (bits < 32)
-			a->words[w] &= bpf_htonl(~0U << (32 - bits));
-	}
+	key->addr = *a;
+	key->traffic_class = FG_CLASS_MAX;
+	fg_mask(&key->addr, v4 ? 96 + c->s->prefix_v4 : c->s->prefix_v6);
 }
 
 /* The aggregate bucket of the source's prefix (SIP classes). */
@@ -187,11 +199,10 @@ static __always_inline __u32 fg_police_prefix(struct fg_ctx *c)
 {
 	__u32 index = FG_LIMIT_PREFIX;
 	struct fg_limit *lim = bpf_map_lookup_elem(&fg_limits, &index);
-	struct fg_source_key key = {.addr = c->pkt->src, .traffic_class = FG_CLASS_MAX};
+	struct fg_source_key key = {};
 	struct fg_source_state *st;
 	struct fg_bucket_call call = {};
-	__u64 interval, tau;
-	int v4 = key.addr.words[0] == 0 && key.addr.words[1] == 0 && key.addr.words[2] == bpf_htonl(0xffff);
+	__u64 interval, tau, until;
 
 	if (!lim)
 		return FG_REASON_PASSED;
@@ -201,7 +212,7 @@ static __always_inline __u32 fg_police_prefix(struct fg_ctx *c)
 		return FG_REASON_PASSED;
 	if (interval == FG_INTERVAL_BLOCK)
 		return FG_REASON_DROPPED_PREFIX;
-	fg_mask(&key.addr, v4 ? 96 + c->s->prefix_v4 : c->s->prefix_v6);
+	fg_prefix_key(c, &key);
 
 	st = bpf_map_lookup_elem(&fg_prefixes, &key);
 	if (!st) {
@@ -220,6 +231,11 @@ static __always_inline __u32 fg_police_prefix(struct fg_ctx *c)
 	if (fg_bucket_admit(&st->tat, &call))
 		return FG_REASON_PASSED;
 	__sync_fetch_and_add(&st->drops, 1);
+	/* A flood of random sources from one prefix then stops at fg_decide's
+	 * prefix check, before any per-source lookup. */
+	until = fg_cache_until(c->s, tau, call.next, call.now);
+	if (until)
+		fg_cache_fill(fg_cache_slot(&key), &key, c->s, interval, tau, until, FG_REASON_DROPPED_PREFIX);
 	return FG_REASON_DROPPED_PREFIX;
 }
 
@@ -339,6 +355,17 @@ __noinline int fg_decide(struct xdp_md *ctx, struct fg_packet *pkt)
 		fg_cache_ban(&c, ban->expires_ns);
 		return FG_REASON_DROPPED_BAN;
 	}
+	/* An empty prefix bucket drops every packet it would be charged for:
+	 * check it before the per-source lookup a random source would miss. */
+	if (fg_is_sip(pkt->traffic_class)) {
+		struct fg_source_key prefix = {};
+		__u32 limit = FG_LIMIT_PREFIX;
+		struct fg_limit *plim = bpf_map_lookup_elem(&fg_limits, &limit);
+
+		fg_prefix_key(&c, &prefix);
+		if (plim && fg_prefix_cached(s, &prefix, plim))
+			return FG_REASON_DROPPED_PREFIX;
+	}
 
 	reason = fg_police_source(&c);
 	if (reason != FG_REASON_PASSED)
@@ -389,6 +416,8 @@ int floodgate_xdp(struct xdp_md *ctx)
 		return fg_count(pkt.traffic_class, FG_REASON_PASSED, bytes);
 	/* A flood's packets end here, in the drop cache, before the policy. */
 	reason = fg_cache_check(s, &pkt);
+	if (reason == FG_REASON_PASSED)
+		reason = fg_prefix_cache_check(s, &pkt);
 	if (reason != FG_REASON_PASSED)
 		return fg_count(pkt.traffic_class, reason, bytes);
 	return fg_count(pkt.traffic_class, fg_decide(ctx, &pkt), bytes);

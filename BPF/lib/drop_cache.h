@@ -54,6 +54,13 @@ static __always_inline int fg_same_key(const struct fg_source_key *a, const stru
 	       a->traffic_class == b->traffic_class;
 }
 
+static __always_inline struct fg_drop_slot *fg_cache_slot(const struct fg_source_key *key)
+{
+	__u32 index = fg_slot_index(key);
+
+	return bpf_map_lookup_elem(&fg_drop_cache, &index);
+}
+
 /* Add a slot's pending drops to its source's entry. A source the LRU has
  * evicted meanwhile (or never held: denied, banned) is not inserted: its
  * class counters already hold those drops. */
@@ -70,12 +77,6 @@ static __always_inline void fg_flush(struct fg_drop_slot *slot, struct fg_source
 	slot->pending = 0;
 }
 
-static __always_inline struct fg_drop_slot *fg_cache_slot(const struct fg_source_key *key)
-{
-	__u32 index = fg_slot_index(key);
-
-	return bpf_map_lookup_elem(&fg_drop_cache, &index);
-}
 
 /*
  * Is this packet's source being dropped on this CPU? Returns the cached drop
@@ -103,35 +104,65 @@ static __always_inline __u32 fg_cache_check(const struct fg_settings *s, const s
 	return slot->reason;
 }
 
+
 /* Remember on this CPU that key's packets are dropped, for `reason`, until
- * jiffy `until`. */
-static __always_inline void fg_cache_drop(struct fg_drop_slot *slot, const struct fg_source_key *key,
-					  const struct fg_ctx *c, __u64 until, __u32 reason)
+ * jiffy `until`, under the limit (interval, tau). */
+static __always_inline void fg_cache_fill(struct fg_drop_slot *slot, const struct fg_source_key *key,
+					  const struct fg_settings *s, __u64 interval, __u64 tau, __u64 until,
+					  __u32 reason)
 {
-	if (!slot || !c->s->jiffy_ns)
+	if (!slot || !s->jiffy_ns)
 		return;
 	if (!fg_same_key(&slot->key, key)) {
 		fg_flush(slot, NULL);
 		slot->key = *key;
 	}
-	slot->generation = c->s->policy_generation;
-	slot->interval = c->interval;
-	slot->tau = c->tau;
+	slot->generation = s->policy_generation;
+	slot->interval = interval;
+	slot->tau = tau;
 	slot->reason = reason;
 	slot->until_jiffies = until;
+}
+
+static __always_inline void fg_cache_drop(struct fg_drop_slot *slot, const struct fg_source_key *key,
+					  const struct fg_ctx *c, __u64 until, __u32 reason)
+{
+	fg_cache_fill(slot, key, c->s, c->interval, c->tau, until, reason);
+}
+
+/* The jiffy by which a bucket whose next token is due at `next` (ticks) may
+ * take packets again, rounded up; 0 if the cache must not be used: rounding up
+ * is only harmless if the bucket can hold the tokens that come due meanwhile. */
+static __always_inline __u64 fg_cache_until(const struct fg_settings *s, __u64 tau, __u64 next, __u64 now)
+{
+	__u64 jiffy = (__u64)s->jiffy_ns << FG_TICK_SHIFT;
+
+	if (!jiffy || tau < jiffy || next <= now)
+		return 0;
+	return bpf_jiffies64() + (next - now + jiffy - 1) / jiffy;
+}
+
+/* Is the prefix of key (already masked) being dropped on this CPU? */
+static __always_inline int fg_prefix_cached(const struct fg_settings *s, const struct fg_source_key *key,
+					    const struct fg_limit *lim)
+{
+	struct fg_drop_slot *slot = fg_cache_slot(key);
+
+	if (!slot || !slot->until_jiffies || !fg_same_key(&slot->key, key) ||
+	    slot->generation != s->policy_generation || slot->interval != READ_ONCE(lim->interval) ||
+	    slot->tau != READ_ONCE(lim->tau) || bpf_jiffies64() >= slot->until_jiffies)
+		return 0;
+	slot->pending++;
+	return 1;
 }
 
 /* An empty bucket whose next token comes due at `next` (ticks). */
 static __always_inline void fg_cache_drop_until(struct fg_ctx *c, __u64 next)
 {
-	__u64 jiffy = (__u64)c->s->jiffy_ns << FG_TICK_SHIFT;
-	__u64 now = c->now;
+	__u64 until = fg_cache_until(c->s, c->tau, next, c->now);
 
-	/* Rounding up to a jiffy is only harmless if the bucket can hold the
-	 * tokens that come due during that jiffy. */
-	if (!jiffy || c->tau < jiffy || next <= now)
-		return;
-	fg_cache_drop(c->slot, &c->key, c, bpf_jiffies64() + (next - now + jiffy - 1) / jiffy, FG_REASON_DROPPED_RATE);
+	if (until)
+		fg_cache_drop(c->slot, &c->key, c, until, FG_REASON_DROPPED_RATE);
 }
 
 /* A ban that expires at `expires_ns` (CLOCK_MONOTONIC; 0 never). */
@@ -147,6 +178,25 @@ static __always_inline void fg_cache_ban(struct fg_ctx *c, __u64 expires_ns)
 		until = bpf_jiffies64() + (expires_ns - now_ns) / c->s->jiffy_ns;
 	}
 	fg_cache_drop(c->slot, &c->key, c, until, FG_REASON_DROPPED_BAN);
+}
+
+/* The prefix part of the cache, for when no list or ban could come first in
+ * the policy (deny, ban and allow are all empty): a random-source flood from
+ * a drained prefix then ends here. Otherwise fg_decide checks it in order. */
+static __always_inline __u32 fg_prefix_cache_check(const struct fg_settings *s, const struct fg_packet *pkt)
+{
+	__u32 index = FG_LIMIT_PREFIX;
+	struct fg_source_key key = {.addr = pkt->src, .traffic_class = FG_CLASS_MAX};
+	int v4 = key.addr.words[0] == 0 && key.addr.words[1] == 0 && key.addr.words[2] == bpf_htonl(0xffff);
+	struct fg_limit *lim;
+
+	if (pkt->traffic_class > FG_CLASS_SIP_LAST || s->deny_entries || s->allow_entries || s->bans_present)
+		return FG_REASON_PASSED;
+	lim = bpf_map_lookup_elem(&fg_limits, &index);
+	if (!lim)
+		return FG_REASON_PASSED;
+	fg_mask(&key.addr, v4 ? 96 + s->prefix_v4 : s->prefix_v6);
+	return fg_prefix_cached(s, &key, lim) ? FG_REASON_DROPPED_PREFIX : FG_REASON_PASSED;
 }
 
 #endif /* FG_LIB_DROP_CACHE_H */

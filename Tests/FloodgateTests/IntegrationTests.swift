@@ -140,4 +140,18 @@ import Testing
             #expect(try lab.floodgate(["detach", "fgbridge0"]).status == 0)
         }
     }
+
+    /// The live-frames generator against the filter in a lab of its own: every frame the generator sent reached
+    /// the filter, and all but the source's burst were dropped.
+    @Test func aGeneratedSingleSourceFloodIsDropped() throws {
+        try requireRoot()
+        let result = try run([floodgateBinary, "flood", "--scenario", "single-source", "--packets", "300000", "--json"])
+        #expect(result.status == 0, "\(result.err)")
+        struct Flood: Decodable { var sent: UInt64; var processed: UInt64; var dropped: UInt64 }
+        let flood = try JSONDecoder().decode(Flood.self, from: Data(result.out.utf8))
+        #expect(flood.sent == 300_000)
+        #expect(flood.processed == flood.sent)
+        // The INVITE limit lets the burst of 16 and 8/s through; everything else is dropped.
+        #expect(flood.dropped >= flood.sent - 16 - 8 * 10 && flood.dropped < flood.sent, "\(flood)")
+    }
 }

@@ -224,6 +224,21 @@ import Testing
         #expect(try program.judge(Packet.request("REGISTER", src: "198.18.78.1")).2 == .passed)
     }
 
+    @Test func aDrainedPrefixDropsItsSourcesUntilItRefillsButNotAllowListedOnes() throws {
+        var policy = Policy()
+        policy.prefix = .rate(1, burst: 5)
+        let program = try loadProgram(policy: policy)
+        let reasons = try (1...20).map { i in try program.judge(Packet.request("REGISTER", src: "198.18.77.\(i)")).2 }
+        #expect(reasons.prefix(5).allSatisfy { $0 == .passed } && reasons.dropFirst(5).allSatisfy { $0 == .droppedPrefix },
+                "\(reasons)")
+        // The prefix is now dropped from the cache, but the allow list still comes first.
+        try program.maps.addCIDRs([try CIDR("198.18.77.200")], to: .allow)
+        #expect(try program.judge(Packet.request("REGISTER", src: "198.18.77.200")).2 == .passedAllow)
+        #expect(try program.judge(Packet.request("REGISTER", src: "198.18.77.201")).2 == .droppedPrefix)
+        try program.maps.setLimit(.unlimited, .prefix)
+        #expect(try program.judge(Packet.request("REGISTER", src: "198.18.77.202")).2 == .passed)
+    }
+
     @Test func newSourcesBeyondTheirBudgetAreShedBeforeTheyReachTheSourceMap() throws {
         var policy = perSourceOnly
         policy.newSources = .rate(1, burst: 100)
