@@ -13,6 +13,9 @@ struct Options {
     var newSources = 200_000
     var jsonPath: String?
     var floodSources = 10_000_000
+    var floodSeconds = 2.0
+    var floodRuns = 3
+    var sections: Set<String> = ["cost", "accuracy", "random", "floods"]
     var cpus = max(1, Int(libbpf_num_possible_cpus()))
     /// Burst of the measured buckets, in milliseconds of their rate.
     var burstMS = 10
@@ -32,11 +35,16 @@ struct Options {
             case "--new-sources": newSources = Int(value()) ?? { fail("--new-sources takes a number") }()
             case "--json": jsonPath = value()
             case "--flood-sources": floodSources = Int(value()) ?? { fail("--flood-sources takes a number") }()
+            case "--flood-seconds": floodSeconds = Double(value()) ?? { fail("--flood-seconds takes a number") }()
+            case "--flood-runs": floodRuns = Int(value()) ?? { fail("--flood-runs takes a number") }()
+            case "--only": sections = Set(value().split(separator: ",").map(String.init))
             case "--cpus": cpus = Int(value()) ?? { fail("--cpus takes a number") }()
             case "--burst-ms": burstMS = Int(value()) ?? { fail("--burst-ms takes a number") }()
             case "-h", "--help":
-                print("usage: floodgate-bench [--repeat N] [--runs K] [--seconds S] [--new-sources N] [--flood-sources N]"
-                    + " [--cpus N] [--burst-ms N] [--json FILE]")
+                print(
+                    "usage: floodgate-bench [--repeat N] [--runs K] [--seconds S] [--new-sources N] [--flood-sources N]"
+                        + " [--flood-seconds S] [--flood-runs K] [--cpus N] [--burst-ms N] [--only cost,accuracy,random,floods]"
+                        + " [--json FILE]")
                 exit(0)
             default: fail("unknown argument \(arguments[i])")
             }
@@ -58,7 +66,8 @@ func fail(_ message: String) -> Never {
 
 func median(_ values: [Double]) -> Double {
     let sorted = values.sorted()
-    return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+    return sorted.count % 2 == 1
+        ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
 }
 
 /// The per-source bucket alone: no prefix or new-source limits in the way of what is measured.
@@ -70,7 +79,8 @@ let unlimitedAggregates: Policy = {
 }()
 
 /// A REGISTER as a phone sends it, about 500 bytes, its User-Agent near the end.
-let register = Array("""
+let register = Array(
+    """
     REGISTER sip:198.18.0.2 SIP/2.0\r
     Via: SIP/2.0/UDP 198.18.1.1:5060;rport;branch=z9hG4bKPj5c7b2d0e8f1a4b3c9d6e\r
     Max-Forwards: 70\r
@@ -88,7 +98,9 @@ let register = Array("""
 
     """.utf8)
 
-func frame(src: String, dport: UInt16, payload: [UInt8] = Array("OPTIONS sip:bench@198.18.0.2 SIP/2.0\r\n".utf8)) -> [UInt8] {
+func frame(src: String, dport: UInt16, payload: [UInt8] = Array("OPTIONS sip:bench@198.18.0.2 SIP/2.0\r\n".utf8))
+    -> [UInt8]
+{
     func be16(_ v: UInt16) -> [UInt8] { [UInt8(v >> 8), UInt8(v & 0xFF)] }
     let udp = be16(40000) + be16(dport) + be16(UInt16(8 + payload.count)) + [0, 0] + payload
     var ip: [UInt8] = [0x45, 0] + be16(UInt16(20 + udp.count)) + [0, 1, 0, 0, 64, 17, 0, 0]
@@ -106,7 +118,12 @@ struct CostRow: Encodable {
     var trivialNS: Double
     var floodgateNS: Double
     var ratio: Double { floodgateNS / trivialNS }
-    enum CodingKeys: String, CodingKey { case scenario, method, trivialNS = "trivial_ns", floodgateNS = "floodgate_ns", ratio }
+    enum CodingKeys: String, CodingKey {
+        case scenario, method
+        case trivialNS = "trivial_ns"
+        case floodgateNS = "floodgate_ns"
+        case ratio
+    }
     func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(scenario, forKey: .scenario)
@@ -118,13 +135,18 @@ struct CostRow: Encodable {
 }
 
 /// Median ns/packet of `program` and of the trivial program, runs interleaved so drift hits both alike.
-func compareRepeated(_ options: Options, trivial: TrivialDropProgram, program: FloodgateProgram, packet: [UInt8],
-                     expect action: UInt32) throws -> (Double, Double) {
+func compareRepeated(
+    _ options: Options, trivial: TrivialDropProgram, program: FloodgateProgram, packet: [UInt8],
+    expect action: UInt32
+) throws -> (Double, Double) {
     var trivialRuns: [Double] = []
     var floodgateRuns: [Double] = []
     for _ in 0..<options.runs {
-        trivialRuns.append(Double(try FloodgateProgram.testRun(
-            programFD: trivial.programFD, packet: packet, repeat: options.repeatCount).durationNS))
+        trivialRuns.append(
+            Double(
+                try FloodgateProgram.testRun(
+                    programFD: trivial.programFD, packet: packet, repeat: options.repeatCount
+                ).durationNS))
         let run = try program.testRun(packet, repeat: options.repeatCount)
         guard run.action == action else { throw FloodgateError("unexpected XDP action \(run.action)") }
         floodgateRuns.append(Double(run.durationNS))
@@ -137,30 +159,50 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
     let method = "repeat \(options.repeatCount), median of \(options.runs)"
     let sip = frame(src: "198.18.1.1", dport: 5060)
 
-    let passing = try FloodgateProgram(limits: [.options: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)], policy: unlimitedAggregates)
+    let passing = try FloodgateProgram(
+        limits: [.options: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)], policy: unlimitedAggregates)
     let other = frame(src: "198.18.1.1", dport: 9)
-    let (t0, f0) = try compareRepeated(options, trivial: trivial, program: passing, packet: other, expect: UInt32(XDP_PASS.rawValue))
-    rows.append(CostRow(scenario: "passed: unlimited class (parse and count only)", method: method, trivialNS: t0, floodgateNS: f0))
+    let (t0, f0) = try compareRepeated(
+        options, trivial: trivial, program: passing, packet: other, expect: UInt32(XDP_PASS.rawValue))
+    rows.append(
+        CostRow(
+            scenario: "passed: unlimited class (parse and count only)", method: method, trivialNS: t0, floodgateNS: f0))
 
-    let (t1, f1) = try compareRepeated(options, trivial: trivial, program: passing, packet: sip, expect: UInt32(XDP_PASS.rawValue))
-    rows.append(CostRow(scenario: "passed: SIP OPTIONS under its limit (LRU, clock, CAS)", method: method, trivialNS: t1, floodgateNS: f1))
+    let (t1, f1) = try compareRepeated(
+        options, trivial: trivial, program: passing, packet: sip, expect: UInt32(XDP_PASS.rawValue))
+    rows.append(
+        CostRow(
+            scenario: "passed: SIP OPTIONS under its limit (LRU, clock, CAS)", method: method, trivialNS: t1,
+            floodgateNS: f1))
 
     let phone = frame(src: "198.18.1.1", dport: 5060, payload: register)
-    let registering = try FloodgateProgram(limits: [.register: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)], policy: unlimitedAggregates)
-    let (t5, f5) = try compareRepeated(options, trivial: trivial, program: registering, packet: phone, expect: UInt32(XDP_PASS.rawValue))
-    rows.append(CostRow(scenario: "passed: \(register.count)-byte REGISTER, signature scan", method: method, trivialNS: t5, floodgateNS: f5))
+    let registering = try FloodgateProgram(
+        limits: [.register: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)], policy: unlimitedAggregates)
+    let (t5, f5) = try compareRepeated(
+        options, trivial: trivial, program: registering, packet: phone, expect: UInt32(XDP_PASS.rawValue))
+    rows.append(
+        CostRow(
+            scenario: "passed: \(register.count)-byte REGISTER, signature scan", method: method, trivialNS: t5,
+            floodgateNS: f5))
 
     // The flood case: a source over the default OPTIONS limit (8/s, burst 16), dropped from the per-CPU drop cache.
     let dropping = try FloodgateProgram()
     for _ in 0..<300 { _ = try dropping.testRun(sip) }
-    let (t2, f2) = try compareRepeated(options, trivial: trivial, program: dropping, packet: sip, expect: UInt32(XDP_DROP.rawValue))
-    rows.append(CostRow(scenario: "rate-dropped: over the default OPTIONS limit", method: method, trivialNS: t2, floodgateNS: f2))
+    let (t2, f2) = try compareRepeated(
+        options, trivial: trivial, program: dropping, packet: sip, expect: UInt32(XDP_DROP.rawValue))
+    rows.append(
+        CostRow(
+            scenario: "rate-dropped: over the default OPTIONS limit", method: method, trivialNS: t2, floodgateNS: f2))
 
     // A burst of 1 holds less than a jiffy of tokens, so the drop cache stays out: every drop reads the LRU and clock.
     let strict = try FloodgateProgram(limits: [.options: .rate(1, burst: 1)])
     _ = try strict.testRun(sip)
-    let (t3, f3) = try compareRepeated(options, trivial: trivial, program: strict, packet: sip, expect: UInt32(XDP_DROP.rawValue))
-    rows.append(CostRow(scenario: "rate-dropped: over a 1/s burst-1 limit (no cache)", method: method, trivialNS: t3, floodgateNS: f3))
+    let (t3, f3) = try compareRepeated(
+        options, trivial: trivial, program: strict, packet: sip, expect: UInt32(XDP_DROP.rawValue))
+    rows.append(
+        CostRow(
+            scenario: "rate-dropped: over a 1/s burst-1 limit (no cache)", method: method, trivialNS: t3,
+            floodgateNS: f3))
 
     // A new source each packet: BPF_PROG_TEST_RUN repeats one packet, so each distinct packet is run once and the
     // kernel's per-run duration averaged; the trivial program is measured the same way.
@@ -174,9 +216,10 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
         trivialSum += Double(try FloodgateProgram.testRun(programFD: trivial.programFD, packet: packet).durationNS)
         freshSum += Double(try fresh.testRun(packet).durationNS)
     }
-    rows.append(CostRow(
-        scenario: "new source each packet (LRU insert)", method: "repeat 1 × \(options.newSources) packets, mean",
-        trivialNS: trivialSum / Double(packets.count), floodgateNS: freshSum / Double(packets.count)))
+    rows.append(
+        CostRow(
+            scenario: "new source each packet (LRU insert)", method: "repeat 1 × \(options.newSources) packets, mean",
+            trivialNS: trivialSum / Double(packets.count), floodgateNS: freshSum / Double(packets.count)))
     return rows
 }
 
@@ -192,8 +235,12 @@ struct AccuracyRow: Codable {
     var cpusThatRan: Int
     enum CodingKeys: String, CodingKey {
         case cpus
-        case overloadTarget = "overload_target", configuredRate = "configured_pps", offeredRate = "offered_pps"
-        case admittedRate = "admitted_pps", errorPercent = "error_percent", cpusThatRan = "cpus_that_ran"
+        case overloadTarget = "overload_target"
+        case configuredRate = "configured_pps"
+        case offeredRate = "offered_pps"
+        case admittedRate = "admitted_pps"
+        case errorPercent = "error_percent"
+        case cpusThatRan = "cpus_that_ran"
     }
 }
 
@@ -214,8 +261,9 @@ final class DispatcherAnchor {
             try NetworkLab.run(["ip", "-n", namespace, "link", "set", "fgb0", "up"])
             try NetworkLab.run(["ip", "-n", namespace, "link", "set", "fgb1", "up"])
             linkFD = try NetworkLab.inNamespace(namespace) {
-                try checkResult("attach the measured program to a veth",
-                          cfloodgate_xdp_link(program.programFD, Int32(if_nametoindex("fgb0")), UInt32(XDP_FLAGS_DRV_MODE)))
+                try checkResult(
+                    "attach the measured program to a veth",
+                    cfloodgate_xdp_link(program.programFD, Int32(if_nametoindex("fgb0")), UInt32(XDP_FLAGS_DRV_MODE)))
             }
         } catch {
             release()
@@ -269,7 +317,8 @@ func rateAccuracy(_ options: Options) throws -> [AccuracyRow] {
         // rate towards the one the measured load overloads `overload` times.
         var rate = max(1, UInt32(offered / overload))
         for _ in 0..<4 {
-            let trial = try FloodgateProgram(limits: [.options: .rate(rate, burst: max(1, rate / 100))], policy: unlimitedAggregates)
+            let trial = try FloodgateProgram(
+                limits: [.options: .rate(rate, burst: max(1, rate / 100))], policy: unlimitedAggregates)
             let anchor = try DispatcherAnchor(trial)
             let (time, _) = hammer(trial, packet, cpus: cpus, seconds: 0.4)
             anchor.release()
@@ -307,9 +356,15 @@ struct SurvivalRow: Encodable {
     var newcomers: Int
     enum CodingKeys: String, CodingKey {
         case policy
-        case floodPackets = "flood_packets", floodAdmitted = "flood_admitted", trackedAfter = "tracked_after"
-        case legitSent = "legit_sent", legitPassed = "legit_passed", legitStillTracked = "legit_still_tracked"
-        case legitSources = "legit_sources", newcomersPassed = "newcomers_passed", newcomers = "newcomers"
+        case floodPackets = "flood_packets"
+        case floodAdmitted = "flood_admitted"
+        case trackedAfter = "tracked_after"
+        case legitSent = "legit_sent"
+        case legitPassed = "legit_passed"
+        case legitStillTracked = "legit_still_tracked"
+        case legitSources = "legit_sources"
+        case newcomersPassed = "newcomers_passed"
+        case newcomers = "newcomers"
     }
 }
 
@@ -323,13 +378,16 @@ func randomSourceFlood(_ options: Options) throws -> [SurvivalRow] {
     var template = frame(src: "198.18.0.1", dport: 5060, payload: Array("REGISTER sip:198.18.0.2 SIP/2.0\r\n\r\n".utf8))
     // Rewrite it as IPv6: Ethernet, then a 40-byte IPv6 header in place of the 20-byte IPv4 one.
     let udp = Array(template[34...])
-    template = Array(template[0..<12]) + [0x86, 0xDD, 0x60, 0, 0, 0, UInt8(udp.count >> 8), UInt8(udp.count & 0xFF), 17, 64]
-        + [0x20, 0x01, 0x0D, 0xB8] + [UInt8](repeating: 0, count: 12) + [0x20, 0x01, 0x0D, 0xB8] + [UInt8](repeating: 0, count: 11)
+    template =
+        Array(template[0..<12]) + [0x86, 0xDD, 0x60, 0, 0, 0, UInt8(udp.count >> 8), UInt8(udp.count & 0xFF), 17, 64]
+        + [0x20, 0x01, 0x0D, 0xB8] + [UInt8](repeating: 0, count: 12) + [0x20, 0x01, 0x0D, 0xB8]
+        + [UInt8](repeating: 0, count: 11)
         + [2] + udp
     var rng = SystemRandomNumberGenerator()
     let rounds = 5
     let perRound = max(1, options.floodSources / rounds)
-    return try [("default policy", Policy()), ("no prefix or new-source limits", unlimitedAggregates)].map { name, policy in
+    return try [("default policy", Policy()), ("no prefix or new-source limits", unlimitedAggregates)].map {
+        name, policy in
         let program = try FloodgateProgram(policy: policy)
         var legitSent = 0
         var legitPassed = 0
@@ -339,13 +397,17 @@ func randomSourceFlood(_ options: Options) throws -> [SurvivalRow] {
         for round in 0...rounds {
             for phone in phones {
                 legitSent += 1
-                if try program.testRun(frame(src: phone, dport: 5060, payload: register)).action == UInt32(XDP_PASS.rawValue) {
+                if try program.testRun(frame(src: phone, dport: 5060, payload: register)).action
+                    == UInt32(XDP_PASS.rawValue)
+                {
                     legitPassed += 1
                 }
             }
             if round == rounds / 2 {
                 for phone in newcomers
-                where try program.testRun(frame(src: phone, dport: 5060, payload: register)).action == UInt32(XDP_PASS.rawValue) {
+                where try program.testRun(frame(src: phone, dport: 5060, payload: register)).action
+                    == UInt32(XDP_PASS.rawValue)
+                {
                     newcomersPassed += 1
                 }
             }
@@ -366,60 +428,158 @@ func randomSourceFlood(_ options: Options) throws -> [SurvivalRow] {
     }
 }
 
+// MARK: Generated floods
+
+struct FloodRow: Encodable {
+    var scenario: String
+    var trivialMpps: Double
+    var floodgateMpps: Double
+    var floodgateDropped: Double
+    var ratio: Double { floodgateMpps / trivialMpps }
+    enum CodingKeys: String, CodingKey {
+        case scenario, ratio
+        case trivialMpps = "trivial_mpps"
+        case floodgateMpps = "floodgate_mpps"
+        case floodgateDropped = "floodgate_dropped_share"
+    }
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(scenario, forKey: .scenario)
+        try c.encode(trivialMpps, forKey: .trivialMpps)
+        try c.encode(floodgateMpps, forKey: .floodgateMpps)
+        try c.encode(floodgateDropped, forKey: .floodgateDropped)
+        try c.encode(ratio, forKey: .ratio)
+    }
+}
+
+/// Each scenario through the live-frames generator into a veth whose peer runs the trivial program or
+/// Floodgate (default policy), runs interleaved; medians of Mpps the receiving XDP program saw.
+func generatedFloods(_ options: Options) throws -> [FloodRow] {
+    try FloodScenario.names.map { name in
+        let scenario = try FloodScenario.named(name)
+        var trivial: [Double] = []
+        var floodgate: [Double] = []
+        var dropped: [Double] = []
+        for _ in 0..<options.floodRuns {
+            let t = try FloodResult.run(
+                scenario: scenario, filter: "trivial", packets: 1_000_000_000,
+                seconds: options.floodSeconds, progress: false)
+            let f = try FloodResult.run(
+                scenario: scenario, filter: "floodgate", packets: 1_000_000_000,
+                seconds: options.floodSeconds, progress: false)
+            trivial.append(t.mpps)
+            floodgate.append(f.mpps)
+            dropped.append(Double(f.dropped) / Double(max(f.processed, 1)))
+        }
+        return FloodRow(
+            scenario: name, trivialMpps: median(trivial), floodgateMpps: median(floodgate),
+            floodgateDropped: median(dropped))
+    }
+}
+
 // MARK: Main
 
 guard geteuid() == 0 else { fail("run as root: the benchmark loads BPF programs") }
 let options = Options(CommandLine.arguments)
 do {
     let trivial = try TrivialDropProgram()
-    print("Floodgate per-packet cost beside a trivial XDP_DROP program (BPF_PROG_TEST_RUN, same run)")
-    let costs = try perPacketCost(options, trivial: trivial)
+    var costs: [CostRow] = []
+    var accuracy: [AccuracyRow] = []
+    var survival: [SurvivalRow] = []
+    var floods: [FloodRow] = []
     func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
     func lpad(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
-    print(pad("scenario", 52) + lpad("trivial ns", 11) + lpad("floodgate ns", 14) + lpad("ratio", 8) + "  method")
-    for row in costs {
-        print(pad(row.scenario, 52) + lpad(String(format: "%.1f", row.trivialNS), 11)
-            + lpad(String(format: "%.1f", row.floodgateNS), 14) + lpad(String(format: "%.2f×", row.ratio), 8)
-            + "  " + row.method)
-    }
-    let flood = costs.first { $0.scenario.hasPrefix("rate-dropped: over the default") }?.ratio ?? 0
-    print(String(format: "target: rate-limited (dropped) path ≤ 2.00× trivial — measured %.2f× — %@", flood,
-                 flood <= 2 ? "met" : "NOT met"))
+    if options.sections.contains("cost") {
+        print("Floodgate per-packet cost beside a trivial XDP_DROP program (BPF_PROG_TEST_RUN, same run)")
+        costs = try perPacketCost(options, trivial: trivial)
+        print(pad("scenario", 52) + lpad("trivial ns", 11) + lpad("floodgate ns", 14) + lpad("ratio", 8) + "  method")
+        for row in costs {
+            print(
+                pad(row.scenario, 52) + lpad(String(format: "%.1f", row.trivialNS), 11)
+                    + lpad(String(format: "%.1f", row.floodgateNS), 14) + lpad(String(format: "%.2f×", row.ratio), 8)
+                    + "  " + row.method)
+        }
+        let flood = costs.first { $0.scenario.hasPrefix("rate-dropped: over the default") }?.ratio ?? 0
+        print(
+            String(
+                format: "target: rate-limited (dropped) path ≤ 2.00× trivial — measured %.2f× — %@", flood,
+                flood <= 2 ? "met" : "NOT met"))
 
-    print("\nRate accuracy: every CPU on one source's bucket at once (GCRA, compare-and-swap)")
-    let accuracy = try rateAccuracy(options)
-    print(lpad("overload", 8) + lpad("CPUs", 6) + lpad("configured/s", 14) + lpad("offered/s", 14)
-        + lpad("admitted/s", 14) + lpad("error", 9))
-    for row in accuracy {
-        print(lpad(String(format: "%.0f×", row.offeredRate / row.configuredRate), 8) + lpad("\(row.cpusThatRan)", 6)
-            + lpad(String(format: "%.0f", row.configuredRate), 14) + lpad(String(format: "%.0f", row.offeredRate), 14)
-            + lpad(String(format: "%.0f", row.admittedRate), 14) + lpad(String(format: "%+.2f%%", row.errorPercent), 9))
     }
-    let worstError = accuracy.map { abs($0.errorPercent) }.max() ?? 0
-    print(String(format: "target: admitted within ±5%% of configured at 100× overload — worst %.2f%% — %@", worstError,
-                 worstError <= 5 ? "met" : "NOT met"))
+    if options.sections.contains("accuracy") {
+        print("\nRate accuracy: every CPU on one source's bucket at once (GCRA, compare-and-swap)")
+        accuracy = try rateAccuracy(options)
+        print(
+            lpad("overload", 8) + lpad("CPUs", 6) + lpad("configured/s", 14) + lpad("offered/s", 14)
+                + lpad("admitted/s", 14) + lpad("error", 9))
+        for row in accuracy {
+            print(
+                lpad(String(format: "%.0f×", row.offeredRate / row.configuredRate), 8) + lpad("\(row.cpusThatRan)", 6)
+                    + lpad(String(format: "%.0f", row.configuredRate), 14)
+                    + lpad(String(format: "%.0f", row.offeredRate), 14)
+                    + lpad(String(format: "%.0f", row.admittedRate), 14)
+                    + lpad(String(format: "%+.2f%%", row.errorPercent), 9))
+        }
+        let worstError = accuracy.map { abs($0.errorPercent) }.max() ?? 0
+        print(
+            String(
+                format: "target: admitted within ±5%% of configured at 100× overload — worst %.2f%% — %@", worstError,
+                worstError <= 5 ? "met" : "NOT met"))
 
-    print("\nRandom-source flood: \(options.floodSources) REGISTERs from random IPv6 sources, one packet each, while 1000"
-        + " phones register 6 times and 100 new phones appear halfway (BPF_PROG_TEST_RUN, 1M-entry source map)")
-    let survival = try randomSourceFlood(options)
-    print(pad("policy", 32) + lpad("flood admitted", 16) + lpad("map entries", 13) + lpad("phones passed", 15)
-        + lpad("phones tracked", 16) + lpad("newcomers passed", 18))
-    for row in survival {
-        print(pad(row.policy, 32) + lpad("\(row.floodAdmitted)", 16) + lpad("\(row.trackedAfter)", 13)
-            + lpad("\(row.legitPassed)/\(row.legitSent)", 15) + lpad("\(row.legitStillTracked)/\(row.legitSources)", 16)
-            + lpad("\(row.newcomersPassed)/\(row.newcomers)", 18))
+    }
+    if options.sections.contains("random") {
+        print(
+            "\nRandom-source flood: \(options.floodSources) REGISTERs from random IPv6 sources, one packet each, while 1000"
+                + " phones register 6 times and 100 new phones appear halfway (BPF_PROG_TEST_RUN, 1M-entry source map)")
+        survival = try randomSourceFlood(options)
+        print(
+            pad("policy", 32) + lpad("flood admitted", 16) + lpad("map entries", 13) + lpad("phones passed", 15)
+                + lpad("phones tracked", 16) + lpad("newcomers passed", 18))
+        for row in survival {
+            print(
+                pad(row.policy, 32) + lpad("\(row.floodAdmitted)", 16) + lpad("\(row.trackedAfter)", 13)
+                    + lpad("\(row.legitPassed)/\(row.legitSent)", 15)
+                    + lpad("\(row.legitStillTracked)/\(row.legitSources)", 16)
+                    + lpad("\(row.newcomersPassed)/\(row.newcomers)", 18))
+        }
+    }
+    if options.sections.contains("floods") {
+        print(
+            "\nGenerated floods: live-frames XDP_TX out of a veth in a namespace into its peer, where the filter runs"
+                + String(
+                    format: " (%.0f s a run, median of %d, Mpps the receiving XDP program saw)", options.floodSeconds,
+                    options.floodRuns))
+        floods = try generatedFloods(options)
+        print(
+            pad("scenario", 20) + lpad("trivial Mpps", 14) + lpad("floodgate Mpps", 16) + lpad("ratio", 8)
+                + lpad("dropped", 10))
+        for row in floods {
+            print(
+                pad(row.scenario, 20) + lpad(String(format: "%.2f", row.trivialMpps), 14)
+                    + lpad(String(format: "%.2f", row.floodgateMpps), 16) + lpad(String(format: "%.2f×", row.ratio), 8)
+                    + lpad(String(format: "%.1f%%", row.floodgateDropped * 100), 10))
+        }
     }
 
     if let path = options.jsonPath {
-        struct Report: Encodable { var perPacket: [CostRow]; var rateAccuracy: [AccuracyRow]; var randomSourceFlood: [SurvivalRow]
+        struct Report: Encodable {
+            var perPacket: [CostRow]
+            var rateAccuracy: [AccuracyRow]
+            var randomSourceFlood: [SurvivalRow]
+            var generatedFloods: [FloodRow]
             enum CodingKeys: String, CodingKey {
-                case perPacket = "per_packet", rateAccuracy = "rate_accuracy", randomSourceFlood = "random_source_flood"
+                case perPacket = "per_packet"
+                case rateAccuracy = "rate_accuracy"
+                case randomSourceFlood = "random_source_flood"
+                case generatedFloods = "generated_floods"
             }
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(Report(perPacket: costs, rateAccuracy: accuracy, randomSourceFlood: survival))
-            .write(to: URL(fileURLWithPath: path))
+        try encoder.encode(
+            Report(perPacket: costs, rateAccuracy: accuracy, randomSourceFlood: survival, generatedFloods: floods)
+        )
+        .write(to: URL(fileURLWithPath: path))
         print("\nwrote \(path)")
     }
 } catch {

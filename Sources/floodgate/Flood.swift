@@ -32,7 +32,7 @@ extension Floodgate {
         func run() throws {
             Logging.bootstrapOnce(verbose: verbose)
             guard geteuid() == 0 else { throw FloodgateError("floods need root: they build namespaces and load BPF") }
-            let result = try FloodRun.run(scenario: try FloodScenario.named(scenario), filter: filter, packets: packets,
+            let result = try FloodResult.run(scenario: try FloodScenario.named(scenario), filter: filter, packets: packets,
                                           seconds: seconds, progress: !json)
             if json { return try printJSON(result) }
             print(String(format: "%@ against %@: sent %llu frames in %.2f s; the filter saw %llu (%.2f Mpps), dropped %llu",
@@ -42,47 +42,3 @@ extension Floodgate {
     }
 }
 
-/// One flood against one filter, in a lab of its own.
-struct FloodRun: Codable {
-    var scenario: String
-    var filter: String
-    var sent: UInt64
-    var seconds: Double
-    var processed: UInt64
-    var dropped: UInt64
-    var mpps: Double
-
-    static func run(scenario: FloodScenario, filter: String, packets: UInt64, seconds: Double, progress: Bool) throws
-        -> FloodRun
-    {
-        let lab = try NetworkLab(prefix: "fgf")
-        defer { lab.tearDown() }
-        var trivialLink: Int32 = -1
-        let trivial = try TrivialDropProgram()
-        defer { if trivialLink >= 0 { close(trivialLink) } }
-        switch filter {
-        case "floodgate":
-            _ = try NetworkLab.inNamespace(lab.routerNS) {
-                try PinRoot(lab.pinRoot).attach(try Interface(lab.routerInterface), mode: .native)
-            }
-        case "trivial":
-            trivialLink = try trivial.attach(lab.routerInterface, namespace: lab.routerNS)
-        default:
-            break
-        }
-        let before = try vethXDPCounters(lab.routerInterface, namespace: lab.routerNS)
-        let generator = try FloodGenerator()
-        let (sent, elapsed) = try generator.run(
-            scenario, interface: lab.outsideInterface, namespace: lab.outsideNS, count: packets, seconds: seconds
-        ) { sent, elapsed in
-            if progress {
-                FileHandle.standardError.write(Data(String(format: "\r%@: %llu frames sent, %.1f s", scenario.name, sent, elapsed).utf8))
-            }
-        }
-        if progress { FileHandle.standardError.write(Data("\n".utf8)) }
-        let after = try vethXDPCounters(lab.routerInterface, namespace: lab.routerNS)
-        let processed = after.packets - before.packets
-        return FloodRun(scenario: scenario.name, filter: filter, sent: sent, seconds: elapsed, processed: processed,
-                        dropped: after.drops - before.drops, mpps: Double(processed) / elapsed / 1e6)
-    }
-}
