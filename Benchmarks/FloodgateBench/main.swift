@@ -16,6 +16,7 @@ struct Options {
     var floodSeconds = 2.0
     var floodRuns = 3
     var sections: Set<String> = ["cost", "accuracy", "random", "floods"]
+    var reportDirectory: String?
     var cpus = max(1, Int(libbpf_num_possible_cpus()))
     /// Burst of the measured buckets, in milliseconds of their rate.
     var burstMS = 10
@@ -37,13 +38,14 @@ struct Options {
             case "--flood-sources": floodSources = Int(value()) ?? { fail("--flood-sources takes a number") }()
             case "--flood-seconds": floodSeconds = Double(value()) ?? { fail("--flood-seconds takes a number") }()
             case "--flood-runs": floodRuns = Int(value()) ?? { fail("--flood-runs takes a number") }()
+            case "--report": reportDirectory = value()
             case "--only": sections = Set(value().split(separator: ",").map(String.init))
             case "--cpus": cpus = Int(value()) ?? { fail("--cpus takes a number") }()
             case "--burst-ms": burstMS = Int(value()) ?? { fail("--burst-ms takes a number") }()
             case "-h", "--help":
                 print(
                     "usage: floodgate-bench [--repeat N] [--runs K] [--seconds S] [--new-sources N] [--flood-sources N]"
-                        + " [--flood-seconds S] [--flood-runs K] [--cpus N] [--burst-ms N] [--only cost,accuracy,random,floods]"
+                        + " [--flood-seconds S] [--flood-runs K] [--cpus N] [--burst-ms N] [--only cost,accuracy,random,floods] [--report DIR]"
                         + " [--json FILE]")
                 exit(0)
             default: fail("unknown argument \(arguments[i])")
@@ -432,49 +434,89 @@ func randomSourceFlood(_ options: Options) throws -> [SurvivalRow] {
 
 struct FloodRow: Encodable {
     var scenario: String
-    var trivialMpps: Double
-    var floodgateMpps: Double
-    var floodgateDropped: Double
-    var ratio: Double { floodgateMpps / trivialMpps }
+    /// Median Mpps per filter; a filter that cannot express the scenario is absent.
+    var mpps: [String: Double]
+    var floodgateDroppedShare: Double
     enum CodingKeys: String, CodingKey {
-        case scenario, ratio
-        case trivialMpps = "trivial_mpps"
-        case floodgateMpps = "floodgate_mpps"
-        case floodgateDropped = "floodgate_dropped_share"
+        case scenario, mpps
+        case floodgateDroppedShare = "floodgate_dropped_share"
     }
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(scenario, forKey: .scenario)
-        try c.encode(trivialMpps, forKey: .trivialMpps)
-        try c.encode(floodgateMpps, forKey: .floodgateMpps)
-        try c.encode(floodgateDropped, forKey: .floodgateDropped)
-        try c.encode(ratio, forKey: .ratio)
+    func ratio(_ a: String, _ b: String) -> Double? {
+        guard let x = mpps[a], let y = mpps[b], y > 0 else { return nil }
+        return x / y
     }
 }
 
-/// Each scenario through the live-frames generator into a veth whose peer runs the trivial program or
-/// Floodgate (default policy), runs interleaved; medians of Mpps the receiving XDP program saw.
+let benchedFilters = ["trivial", "floodgate", "xdp-filter", "nftables"]
+
+/// Each scenario through the live-frames generator into a veth whose peer runs each filter (Floodgate with its
+/// default policy), runs interleaved; medians of the Mpps the receiving XDP program saw.
 func generatedFloods(_ options: Options) throws -> [FloodRow] {
     try FloodScenario.names.map { name in
         let scenario = try FloodScenario.named(name)
-        var trivial: [Double] = []
-        var floodgate: [Double] = []
+        var runs: [String: [Double]] = [:]
         var dropped: [Double] = []
         for _ in 0..<options.floodRuns {
-            let t = try FloodResult.run(
-                scenario: scenario, filter: "trivial", packets: 1_000_000_000,
-                seconds: options.floodSeconds, progress: false)
-            let f = try FloodResult.run(
-                scenario: scenario, filter: "floodgate", packets: 1_000_000_000,
-                seconds: options.floodSeconds, progress: false)
-            trivial.append(t.mpps)
-            floodgate.append(f.mpps)
-            dropped.append(Double(f.dropped) / Double(max(f.processed, 1)))
+            for filter in benchedFilters {
+                if filter == "xdp-filter" && scenario.mode != FG_FLOOD_FIXED { continue }
+                let r = try FloodResult.run(
+                    scenario: scenario, filter: filter, packets: 1_000_000_000, seconds: options.floodSeconds,
+                    progress: false)
+                runs[filter, default: []].append(r.mpps)
+                if filter == "floodgate" { dropped.append(Double(r.dropped) / Double(max(r.processed, 1))) }
+            }
         }
-        return FloodRow(
-            scenario: name, trivialMpps: median(trivial), floodgateMpps: median(floodgate),
-            floodgateDropped: median(dropped))
+        return FloodRow(scenario: name, mpps: runs.mapValues(median), floodgateDroppedShare: median(dropped))
     }
+}
+
+/// The floods as a grouped bar chart: Mpps per filter per scenario.
+func floodChart(_ rows: [FloodRow]) -> String {
+    let colors = ["trivial": "#9aa5b1", "floodgate": "#1f77b4", "xdp-filter": "#ff7f0e", "nftables": "#d62728"]
+    let top = max(1, (rows.flatMap { $0.mpps.values }.max() ?? 1).rounded(.up))
+    let groupWidth = 84.0, barWidth = 18.0, left = 50.0, height = 260.0, base = 300.0
+    let width = left + Double(rows.count) * groupWidth + 20
+    var svg = """
+        <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="380" font-family="sans-serif" font-size="11">
+        <text x="\(left)" y="20" font-size="14">Mpps processed per filter (live-frames flood over veth, median)</text>
+
+        """
+    for tick in stride(from: 0.0, through: top, by: 1.0) {
+        let y = base - tick / top * height
+        svg += "<line x1=\"\(left)\" x2=\"\(width - 10)\" y1=\"\(y)\" y2=\"\(y)\" stroke=\"#e4e7eb\"/>"
+        svg += "<text x=\"\(left - 6)\" y=\"\(y + 4)\" text-anchor=\"end\">\(Int(tick))</text>\n"
+    }
+    for (i, row) in rows.enumerated() {
+        let x0 = left + Double(i) * groupWidth + 6
+        for (j, filter) in benchedFilters.enumerated() {
+            guard let v = row.mpps[filter] else { continue }
+            let h = v / top * height
+            svg += String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%@\"><title>%@ %@: %.2f Mpps</title></rect>\n",
+                          x0 + Double(j) * barWidth, base - h, barWidth - 2, h, colors[filter]!, row.scenario, filter, v)
+        }
+        svg += "<text x=\"\(x0 + 2 * barWidth)\" y=\"\(base + 14)\" text-anchor=\"middle\">\(row.scenario)</text>\n"
+    }
+    for (j, filter) in benchedFilters.enumerated() {
+        let x = left + Double(j) * 110
+        svg += "<rect x=\"\(x)\" y=\"340\" width=\"12\" height=\"12\" fill=\"\(colors[filter]!)\"/>"
+        svg += "<text x=\"\(x + 16)\" y=\"350\">\(filter)</text>\n"
+    }
+    return svg + "</svg>\n"
+}
+
+/// The floods as a Markdown table.
+func floodMarkdown(_ rows: [FloodRow], _ options: Options) -> String {
+    var md = "| scenario | " + benchedFilters.map { "\($0) Mpps" }.joined(separator: " | ")
+        + " | floodgate / trivial | floodgate / xdp-filter | floodgate / nftables |\n"
+    md += "|---|" + String(repeating: "---:|", count: benchedFilters.count + 3) + "\n"
+    for row in rows {
+        let cells = benchedFilters.map { f in row.mpps[f].map { String(format: "%.2f", $0) } ?? "n/a" }
+        let ratios = ["trivial", "xdp-filter", "nftables"].map { f in
+            row.ratio("floodgate", f).map { String(format: "%.2f×", $0) } ?? "n/a"
+        }
+        md += "| \(row.scenario) | " + (cells + ratios).joined(separator: " | ") + " |\n"
+    }
+    return md
 }
 
 // MARK: Main
@@ -551,13 +593,31 @@ do {
                     options.floodRuns))
         floods = try generatedFloods(options)
         print(
-            pad("scenario", 20) + lpad("trivial Mpps", 14) + lpad("floodgate Mpps", 16) + lpad("ratio", 8)
-                + lpad("dropped", 10))
+            pad("scenario", 18) + benchedFilters.map { lpad($0, 12) }.joined() + lpad("vs trivial", 12)
+                + lpad("vs xdp-filter", 15) + lpad("vs nftables", 13) + lpad("dropped", 9))
         for row in floods {
-            print(
-                pad(row.scenario, 20) + lpad(String(format: "%.2f", row.trivialMpps), 14)
-                    + lpad(String(format: "%.2f", row.floodgateMpps), 16) + lpad(String(format: "%.2f×", row.ratio), 8)
-                    + lpad(String(format: "%.1f%%", row.floodgateDropped * 100), 10))
+            let cells = benchedFilters.map { f in lpad(row.mpps[f].map { String(format: "%.2f", $0) } ?? "n/a", 12) }
+            let ratios = [("trivial", 12), ("xdp-filter", 15), ("nftables", 13)].map { f, w in
+                lpad(row.ratio("floodgate", f).map { String(format: "%.2f×", $0) } ?? "n/a", w)
+            }
+            print(pad(row.scenario, 18) + cells.joined() + ratios.joined()
+                + lpad(String(format: "%.1f%%", row.floodgateDroppedShare * 100), 9))
+        }
+        let main = floods.filter { ["single-source", "random-v4-/24", "random-v4-/16", "random-v6-/64"].contains($0.scenario) }
+        let worstCeiling = main.compactMap { $0.ratio("floodgate", "trivial") }.min() ?? 0
+        let worstXDPFilter = floods.compactMap { $0.ratio("floodgate", "xdp-filter") }.min() ?? 0
+        let worstNFT = floods.compactMap { $0.ratio("floodgate", "nftables") }.min() ?? 0
+        print(String(format: "targets: ≥ 0.90× trivial on single- and random-source floods — worst %.2f× — %@", worstCeiling,
+                     worstCeiling >= 0.9 ? "met" : "NOT met"))
+        print(String(format: "         ahead of xdp-filter — worst %.2f× — %@; ≥ 3× nftables — worst %.2f× — %@",
+                     worstXDPFilter, worstXDPFilter > 1 ? "met" : "NOT met", worstNFT, worstNFT >= 3 ? "met" : "NOT met"))
+        if let dir = options.reportDirectory {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try floodChart(floods).write(toFile: "\(dir)/floods.svg", atomically: true, encoding: .utf8)
+            try ("# Floodgate flood benchmark\n\n" + floodMarkdown(floods, options)
+                + "\nMpps the receiving XDP program saw, median of \(options.floodRuns) runs of \(options.floodSeconds) s."
+                + " Chart: floods.svg\n").write(toFile: "\(dir)/floods.md", atomically: true, encoding: .utf8)
+            print("wrote \(dir)/floods.md and \(dir)/floods.svg")
         }
     }
 

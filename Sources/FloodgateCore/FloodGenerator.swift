@@ -167,14 +167,15 @@ public func vethXDPCounters(_ interface: String, namespace ns: String) throws ->
     return (packets, drops)
 }
 
-/// The speed ceiling: an XDP program of two instructions, `r0 = XDP_DROP; exit` (`bpf_prog_load`).
+/// The speed ceiling: an XDP program of two instructions, `r0 = XDP_DROP; exit` (`bpf_prog_load`); with
+/// `action: 2` it passes everything instead (XDP_PASS), for peers that filter in the stack.
 public final class TrivialDropProgram: @unchecked Sendable {
     public let programFD: Int32
 
-    public init() throws {
+    public init(action: UInt32 = 1) throws {
         // struct bpf_insn, little-endian: opcode, dst/src registers, offset, immediate.
         let instructions: [UInt64] = [
-            0x0000_0001_0000_00B7,  // BPF_ALU64 | BPF_MOV | BPF_K: r0 = 1 (XDP_DROP)
+            UInt64(action) << 32 | 0xB7,  // BPF_ALU64 | BPF_MOV | BPF_K: r0 = action
             0x0000_0000_0000_0095,  // BPF_JMP | BPF_EXIT
         ]
         programFD = instructions.withUnsafeBytes { raw in

@@ -1,3 +1,4 @@
+import CFloodgate
 import Foundation
 
 /// One flood against one filter, in a lab of its own.
@@ -10,39 +11,101 @@ public struct FloodResult: Codable, Sendable {
     public var dropped: UInt64
     public var mpps: Double
 
-    /// Builds a lab, attaches `filter` (floodgate, trivial or none) to the router end, floods it with `scenario`
-    /// for at most `packets` frames and `seconds`, and reads what the router end's XDP program saw (ethtool -S).
+    /// The filters a flood can run against.
+    public static let filters = ["floodgate", "trivial", "xdp-filter", "nftables", "none"]
+
+    /// Builds a lab, attaches `filter` to the router end, floods it with `scenario` for at most `packets` frames
+    /// and `seconds`, and reads what the router end's XDP program saw (ethtool -S).
+    ///
+    /// - floodgate: the default policy. trivial: `XDP_DROP` for everything (the ceiling).
+    /// - xdp-filter (xdp-tools): denies the scenario's source address; not for random-source scenarios.
+    /// - nftables: an `XDP_PASS` program (so the veth counts frames) and a `meter` rule set dropping each source
+    ///   over 8 packets/s to the SIP ports in prerouting — the per-source limit most operators run today.
     public static func run(scenario: FloodScenario, filter: String, packets: UInt64, seconds: Double, progress: Bool)
         throws -> FloodResult
     {
         let lab = try NetworkLab(prefix: "fgf")
         defer { lab.tearDown() }
-        var trivialLink: Int32 = -1
+        var link: Int32 = -1
         let trivial = try TrivialDropProgram()
-        defer { if trivialLink >= 0 { close(trivialLink) } }
+        let pass = try TrivialDropProgram(action: 2)
+        defer { if link >= 0 { close(link) } }
+        let inRouter = ["nsenter", "--net=/run/netns/\(lab.routerNS)"]
+        var scenario = scenario
+        // The router's own MAC address, so frames that go on into the stack are not dropped as for another host.
+        scenario.frame.replaceSubrange(0..<6, with: try lab.routerMAC())
         switch filter {
         case "floodgate":
             _ = try NetworkLab.inNamespace(lab.routerNS) {
                 try PinRoot(lab.pinRoot).attach(try Interface(lab.routerInterface), mode: .native)
             }
         case "trivial":
-            trivialLink = try trivial.attach(lab.routerInterface, namespace: lab.routerNS)
-        default:
+            link = try trivial.attach(lab.routerInterface, namespace: lab.routerNS)
+        case "xdp-filter":
+            guard scenario.mode == FG_FLOOD_FIXED else {
+                throw FloodgateError("xdp-filter denies single addresses; \(scenario.name) has random sources")
+            }
+            let source = scenario.frame[26..<30].map(String.init).joined(separator: ".")
+            try NetworkLab.run(inRouter + ["xdp-filter", "load", "--mode", "native", lab.routerInterface])
+            try NetworkLab.run(inRouter + ["xdp-filter", "ip", "--mode", "src", source])
+        case "nftables":
+            link = try pass.attach(lab.routerInterface, namespace: lab.routerNS)
+            let rules = """
+                table inet floodgate_bench {
+                    chain pre {
+                        type filter hook prerouting priority -300; policy accept;
+                        udp dport { 5060, 5061 } meter sip4 { ip saddr limit rate over 8/second } counter drop
+                        udp dport { 5060, 5061 } meter sip6 { ip6 saddr limit rate over 8/second } counter drop
+                        tcp dport { 5060, 5061 } meter syn4 { ip saddr limit rate over 8/second } counter drop
+                        udp dport 10000-20000 meter rtp4 { ip saddr limit rate over 5000/second } counter drop
+                    }
+                }
+                """
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("fgnft-\(lab.id).nft")
+            try rules.write(to: file, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(at: file) }
+            try NetworkLab.run(inRouter + ["nft", "-f", file.path])
+        case "none":
             break
+        default:
+            throw FloodgateError("unknown filter '\(filter)'", hint: "Filters: \(filters.joined(separator: ", "))")
+        }
+        defer {
+            if filter == "xdp-filter" {
+                _ = try? NetworkLab.run(inRouter + ["xdp-filter", "unload", lab.routerInterface])
+                rmdir("/sys/fs/bpf/xdp")  // libxdp's directory, if it left it empty
+            }
         }
         let before = try vethXDPCounters(lab.routerInterface, namespace: lab.routerNS)
         let generator = try FloodGenerator()
+        let name = scenario.name
         let (sent, elapsed) = try generator.run(
             scenario, interface: lab.outsideInterface, namespace: lab.outsideNS, count: packets, seconds: seconds
         ) { sent, elapsed in
             if progress {
-                FileHandle.standardError.write(Data(String(format: "\r%@: %llu frames sent, %.1f s", scenario.name, sent, elapsed).utf8))
+                FileHandle.standardError.write(Data(String(format: "\r%@: %llu frames sent, %.1f s", name, sent, elapsed).utf8))
             }
         }
         if progress { FileHandle.standardError.write(Data("\n".utf8)) }
         let after = try vethXDPCounters(lab.routerInterface, namespace: lab.routerNS)
         let processed = after.packets - before.packets
+        var dropped = after.drops - before.drops
+        if filter == "nftables" {
+            // XDP passed everything; the drops are the rule set's.
+            dropped = try nftablesDrops(inRouter)
+        }
         return FloodResult(scenario: scenario.name, filter: filter, sent: sent, seconds: elapsed, processed: processed,
-                        dropped: after.drops - before.drops, mpps: Double(processed) / elapsed / 1e6)
+                           dropped: dropped, mpps: Double(processed) / elapsed / 1e6)
+    }
+
+    /// The packets the meter rules dropped: the sum of their `counter packets N`.
+    static func nftablesDrops(_ prefix: [String]) throws -> UInt64 {
+        let out = try NetworkLab.run(prefix + ["nft", "list", "table", "inet", "floodgate_bench"])
+        var total: UInt64 = 0
+        for line in out.split(separator: "\n") where line.contains("counter packets") {
+            let words = line.split(separator: " ")
+            if let i = words.firstIndex(of: "packets"), i + 1 < words.count, let n = UInt64(words[i + 1]) { total += n }
+        }
+        return total
     }
 }

@@ -99,6 +99,11 @@ public final class NetworkLab: @unchecked Sendable {
 
     deinit { tearDown() }
 
+    /// The MAC address of the router's interface, as bytes.
+    public func routerMAC() throws -> [UInt8] {
+        try mac(of: routerInterface, in: routerNS).split(separator: ":").map { UInt8($0, radix: 16) ?? 0 }
+    }
+
     private func mac(of interface: String, in ns: String) throws -> String {
         let out = try NetworkLab.run(["ip", "-n", ns, "-o", "link", "show", interface])
         let words = out.split(separator: " ")

@@ -14,15 +14,16 @@ extension Floodgate {
                 """)
 
         @Option(help: "The flood.") var scenario = "single-source"
-        @Option(help: "The filter on the router end: floodgate, trivial (XDP_DROP) or none.") var filter = "floodgate"
+        @Option(help: "The filter on the router end: floodgate, trivial (XDP_DROP), xdp-filter, nftables or none.")
+        var filter = "floodgate"
         @Option(help: "Frames to send at most.") var packets: UInt64 = 20_000_000
         @Option(help: "Seconds to send at most.") var seconds: Double = 5
         @Flag(help: "Print JSON.") var json = false
         @Flag(name: .shortAndLong, help: "Log libbpf's and Floodgate's debug messages.") var verbose = false
 
         func validate() throws {
-            guard ["floodgate", "trivial", "none"].contains(filter) else {
-                throw ValidationError("--filter takes floodgate, trivial or none.")
+            guard FloodResult.filters.contains(filter) else {
+                throw ValidationError("--filter takes \(FloodResult.filters.joined(separator: ", ")).")
             }
             guard packets >= 1, packets <= 1_000_000_000 else { throw ValidationError("--packets must be 1 to 1000000000.") }
             guard seconds > 0, seconds <= 600 else { throw ValidationError("--seconds must be above 0 and at most 600.") }
