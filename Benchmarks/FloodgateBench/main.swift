@@ -356,8 +356,12 @@ struct SurvivalRow: Encodable {
     var legitSources: Int
     var newcomersPassed: Int
     var newcomers: Int
+    /// Kernel memory of all the filter's maps (memlock in /proc/self/fdinfo), and this process's RSS, after the flood.
+    var mapBytes: UInt64
+    var rssBytes: UInt64
     enum CodingKeys: String, CodingKey {
         case policy
+        case mapBytes = "map_bytes", rssBytes = "rss_bytes"
         case floodPackets = "flood_packets"
         case floodAdmitted = "flood_admitted"
         case trackedAfter = "tracked_after"
@@ -426,8 +430,28 @@ func randomSourceFlood(_ options: Options) throws -> [SurvivalRow] {
             policy: name, floodPackets: perRound * rounds, floodAdmitted: floodAdmitted, trackedAfter: tracked.count,
             legitSent: legitSent, legitPassed: legitPassed,
             legitStillTracked: Set(tracked.map(\.address.description)).intersection(phoneSet).count,
-            legitSources: phones.count, newcomersPassed: newcomersPassed, newcomers: newcomers.count)
+            legitSources: phones.count, newcomersPassed: newcomersPassed, newcomers: newcomers.count,
+            mapBytes: FilterMaps.names.reduce(0) { $0 + memlock(fd: program.maps.fd($1)) }, rssBytes: residentBytes())
     }
+}
+
+/// The kernel memory charged to a BPF map (`memlock:` in /proc/self/fdinfo/FD).
+func memlock(fd: Int32) -> UInt64 {
+    guard let text = try? String(contentsOfFile: "/proc/self/fdinfo/\(fd)", encoding: .utf8) else { return 0 }
+    for line in text.split(separator: "\n") where line.hasPrefix("memlock:") {
+        return UInt64(line.dropFirst("memlock:".count).trimmingCharacters(in: .whitespaces)) ?? 0
+    }
+    return 0
+}
+
+/// This process's resident set (VmRSS in /proc/self/status).
+func residentBytes() -> UInt64 {
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        let kb = line.split(separator: " ").dropFirst().first.flatMap { UInt64($0) } ?? 0
+        return kb * 1024
+    }
+    return 0
 }
 
 // MARK: Generated floods
@@ -474,7 +498,7 @@ func generatedFloods(_ options: Options) throws -> [FloodRow] {
 func floodChart(_ rows: [FloodRow]) -> String {
     let colors = ["trivial": "#9aa5b1", "floodgate": "#1f77b4", "xdp-filter": "#ff7f0e", "nftables": "#d62728"]
     let top = max(1, (rows.flatMap { $0.mpps.values }.max() ?? 1).rounded(.up))
-    let groupWidth = 84.0, barWidth = 18.0, left = 50.0, height = 260.0, base = 300.0
+    let groupWidth = 100.0, barWidth = 20.0, left = 50.0, height = 260.0, base = 300.0
     let width = left + Double(rows.count) * groupWidth + 20
     var svg = """
         <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="380" font-family="sans-serif" font-size="11">
@@ -576,13 +600,15 @@ do {
         survival = try randomSourceFlood(options)
         print(
             pad("policy", 32) + lpad("flood admitted", 16) + lpad("map entries", 13) + lpad("phones passed", 15)
-                + lpad("phones tracked", 16) + lpad("newcomers passed", 18))
+                + lpad("phones tracked", 16) + lpad("newcomers passed", 18) + lpad("map MiB", 9) + lpad("RSS MiB", 9))
         for row in survival {
             print(
                 pad(row.policy, 32) + lpad("\(row.floodAdmitted)", 16) + lpad("\(row.trackedAfter)", 13)
                     + lpad("\(row.legitPassed)/\(row.legitSent)", 15)
                     + lpad("\(row.legitStillTracked)/\(row.legitSources)", 16)
-                    + lpad("\(row.newcomersPassed)/\(row.newcomers)", 18))
+                    + lpad("\(row.newcomersPassed)/\(row.newcomers)", 18)
+                    + lpad(String(format: "%.0f", Double(row.mapBytes) / 1048576), 9)
+                    + lpad(String(format: "%.0f", Double(row.rssBytes) / 1048576), 9))
         }
     }
     if options.sections.contains("floods") {
