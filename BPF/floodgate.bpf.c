@@ -415,9 +415,12 @@ int floodgate_xdp(struct xdp_md *ctx)
 	if (status == FG_PARSE_NON_IP || pkt.icmp_essential)
 		return fg_count(pkt.traffic_class, FG_REASON_PASSED, bytes);
 	/* A flood's packets end here, in the drop cache, before the policy. */
-	reason = fg_cache_check(s, &pkt);
+	/* The prefix first: its few slots stay in cache, while a random source's
+	 * own slot is a miss. A packet dropped here would be dropped by its own
+	 * bucket or by the prefix either way; it counts as dropped-prefix. */
+	reason = fg_prefix_cache_check(s, &pkt);
 	if (reason == FG_REASON_PASSED)
-		reason = fg_prefix_cache_check(s, &pkt);
+		reason = fg_cache_check(s, &pkt);
 	if (reason != FG_REASON_PASSED)
 		return fg_count(pkt.traffic_class, reason, bytes);
 	return fg_count(pkt.traffic_class, fg_decide(ctx, &pkt), bytes);
