@@ -10,6 +10,9 @@ public struct FloodResult: Codable, Sendable {
     public var processed: UInt64
     public var dropped: UInt64
     public var mpps: Double
+    /// With `calls`: how many sipp calls (from an ordinary phone, 198.18.0.1) completed during the flood.
+    public var callsSucceeded: Int?
+    public var calls: Int?
 
     /// The filters a flood can run against.
     public static let filters = ["floodgate", "trivial", "xdp-filter", "nftables", "none"]
@@ -21,8 +24,9 @@ public struct FloodResult: Codable, Sendable {
     /// - xdp-filter (xdp-tools): denies the scenario's source address; not for random-source scenarios.
     /// - nftables: an `XDP_PASS` program (so the veth counts frames) and a `meter` rule set dropping each source
     ///   over 8 packets/s to the SIP ports in prerouting — the per-source limit most operators run today.
-    public static func run(scenario: FloodScenario, filter: String, packets: UInt64, seconds: Double, progress: Bool)
-        throws -> FloodResult
+    public static func run(
+        scenario: FloodScenario, filter: String, packets: UInt64, seconds: Double, progress: Bool, calls: Int = 0
+    ) throws -> FloodResult
     {
         let lab = try NetworkLab(prefix: "fgf")
         defer { lab.tearDown() }
@@ -76,6 +80,23 @@ public struct FloodResult: Codable, Sendable {
                 rmdir("/sys/fs/bpf/xdp")  // libxdp's directory, if it left it empty
             }
         }
+        // Real SIP calls beside the flood: sipp's UAS on the router, its UAC on the phone's address.
+        var uas: Process?
+        var uac: Process?
+        let uacOutput = Pipe()
+        defer {
+            for p in [uas, uac].compactMap({ $0 }) where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        }
+        if calls > 0 {
+            uas = try start(["ip", "netns", "exec", lab.routerNS, "sipp", "-sn", "uas", "-i", lab.routerAddress, "-p",
+                             "5060", "-nostdin"], output: nil)
+            Thread.sleep(forTimeInterval: 0.3)
+            let rate = max(1, Int((Double(calls) / max(seconds, 0.5)).rounded(.up)))
+            uac = try start(["ip", "netns", "exec", lab.outsideNS, "timeout", "\(Int(seconds) + 40)", "sipp", "-sn", "uac",
+                             "\(lab.routerAddress):5060", "-i", lab.outsideAddress, "-p", "5070", "-m", "\(calls)", "-r",
+                             "\(rate)", "-nostdin", "-timeout", "\(Int(seconds) + 30)s", "-timeout_error"],
+                            output: uacOutput)
+        }
         let before = try vethXDPCounters(lab.routerInterface, namespace: lab.routerNS)
         let generator = try FloodGenerator()
         let name = scenario.name
@@ -88,6 +109,16 @@ public struct FloodResult: Codable, Sendable {
         }
         if progress { FileHandle.standardError.write(Data("\n".utf8)) }
         let after = try vethXDPCounters(lab.routerInterface, namespace: lab.routerNS)
+        var succeeded: Int?
+        if let uac {
+            let text = String(decoding: uacOutput.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            uac.waitUntilExit()
+            // The last "Successful call" line of sipp's final screen: "| periodic | cumulative |".
+            let line = text.split(separator: "\n").last { $0.contains("Successful call") }
+            succeeded = line.flatMap { $0.split(separator: "|").last }.flatMap {
+                Int($0.trimmingCharacters(in: .whitespaces))
+            } ?? 0
+        }
         let processed = after.packets - before.packets
         var dropped = after.drops - before.drops
         if filter == "nftables" {
@@ -95,7 +126,19 @@ public struct FloodResult: Codable, Sendable {
             dropped = try nftablesDrops(inRouter)
         }
         return FloodResult(scenario: scenario.name, filter: filter, sent: sent, seconds: elapsed, processed: processed,
-                           dropped: dropped, mpps: Double(processed) / elapsed / 1e6)
+                           dropped: dropped, mpps: Double(processed) / elapsed / 1e6, callsSucceeded: succeeded,
+                           calls: calls > 0 ? calls : nil)
+    }
+
+    static func start(_ command: [String], output: Pipe?) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = command
+        process.standardOutput = output ?? FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        return process
     }
 
     /// The packets the meter rules dropped: the sum of their `counter packets N`.

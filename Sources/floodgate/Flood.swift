@@ -18,6 +18,8 @@ extension Floodgate {
         var filter = "floodgate"
         @Option(help: "Frames to send at most.") var packets: UInt64 = 20_000_000
         @Option(help: "Seconds to send at most.") var seconds: Double = 5
+        @Option(help: "Real SIP calls (sipp, 198.18.0.1) placed during the flood; reports how many completed, retransmissions and all, by 30 s after it. 0: none.")
+        var calls = 0
         @Flag(help: "Print JSON.") var json = false
         @Flag(name: .shortAndLong, help: "Log libbpf's and Floodgate's debug messages.") var verbose = false
 
@@ -27,6 +29,7 @@ extension Floodgate {
             }
             guard packets >= 1, packets <= 1_000_000_000 else { throw ValidationError("--packets must be 1 to 1000000000.") }
             guard seconds > 0, seconds <= 600 else { throw ValidationError("--seconds must be above 0 and at most 600.") }
+            guard (0...10_000).contains(calls) else { throw ValidationError("--calls must be 0 to 10000.") }
             do { _ = try FloodScenario.named(scenario) } catch { throw ValidationError("\(error).") }
         }
 
@@ -34,11 +37,14 @@ extension Floodgate {
             Logging.bootstrapOnce(verbose: verbose)
             guard geteuid() == 0 else { throw FloodgateError("floods need root: they build namespaces and load BPF") }
             let result = try FloodResult.run(scenario: try FloodScenario.named(scenario), filter: filter, packets: packets,
-                                          seconds: seconds, progress: !json)
+                                          seconds: seconds, progress: !json, calls: calls)
             if json { return try printJSON(result) }
             print(String(format: "%@ against %@: sent %llu frames in %.2f s; the filter saw %llu (%.2f Mpps), dropped %llu",
                          result.scenario, result.filter, result.sent, result.seconds, result.processed,
                          result.mpps, result.dropped))
+            if let ok = result.callsSucceeded, let calls = result.calls {
+                print("sipp calls from an ordinary phone during the flood: \(ok) of \(calls) completed")
+            }
         }
     }
 }
