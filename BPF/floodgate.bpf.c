@@ -234,8 +234,15 @@ static __always_inline __u32 fg_police_prefix(struct fg_ctx *c)
 	/* A flood of random sources from one prefix then stops at fg_decide's
 	 * prefix check, before any per-source lookup. */
 	until = fg_cache_until(c->s, tau, call.next, call.now);
-	if (until)
+	if (until) {
+		struct fg_cpu_state *cpu;
+		__u32 zero = 0;
+
 		fg_cache_fill(fg_cache_slot(&key), &key, c->s, interval, tau, until, FG_REASON_DROPPED_PREFIX);
+		cpu = bpf_map_lookup_elem(&fg_cpu, &zero);
+		if (cpu && cpu->prefix_until_jiffies < until)
+			cpu->prefix_until_jiffies = until;
+	}
 	return FG_REASON_DROPPED_PREFIX;
 }
 

@@ -24,6 +24,7 @@
 #define FG_MAP_BANS "fg_bans"
 #define FG_MAP_SIGNATURES "fg_signatures"
 #define FG_MAP_SCRATCH "fg_scratch"
+#define FG_MAP_CPU "fg_cpu"
 #define FG_PROG_NAME "floodgate_xdp"
 
 /* Pinned-object names under <pin root>/<interface>/. */
@@ -246,6 +247,11 @@ struct fg_drop_slot {
 	__u32 pad;
 };
 
+/* fg_cpu[0], per CPU: what this CPU's fast path needs to know; XDP only. */
+struct fg_cpu_state {
+	__u64 prefix_until_jiffies; /* some prefix slot may drop until this jiffy: check them */
+};
+
 /* fg_counters[class], per CPU: packets and bytes by reason. The arrays have a
  * power-of-two size so that a masked reason always indexes within them. */
 #define FG_REASON_SLOTS 16
@@ -292,6 +298,7 @@ _Static_assert(sizeof(struct fg_cidr_key) == 20, "fg_cidr_key layout");
 _Static_assert(sizeof(struct fg_ban) == 16, "fg_ban layout");
 _Static_assert(sizeof(struct fg_signature_key) == 36, "fg_signature_key layout");
 _Static_assert(sizeof(struct fg_drop_slot) == 64, "fg_drop_slot layout");
+_Static_assert(sizeof(struct fg_cpu_state) == 8, "fg_cpu_state layout");
 _Static_assert((FG_DROP_CACHE_SLOTS & (FG_DROP_CACHE_SLOTS - 1)) == 0, "slots: a power of two");
 _Static_assert(FG_REASON_MAX <= FG_REASON_SLOTS, "a counter slot per reason");
 _Static_assert(sizeof(struct fg_class_counters) == 16 * FG_REASON_SLOTS, "fg_class_counters layout");

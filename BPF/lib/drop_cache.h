@@ -38,6 +38,14 @@ struct {
 	__type(value, struct fg_drop_slot);
 } fg_drop_cache SEC(".maps");
 
+/* Per-CPU state of the fast path; XDP only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fg_cpu_state);
+} fg_cpu SEC(".maps");
+
 static __always_inline __u32 fg_slot_index(const struct fg_source_key *key)
 {
 	__u32 h = key->addr.words[0] ^ key->addr.words[1] ^ key->addr.words[2] ^ key->addr.words[3];
@@ -190,7 +198,14 @@ static __always_inline __u32 fg_prefix_cache_check(const struct fg_settings *s, 
 	int v4 = key.addr.words[0] == 0 && key.addr.words[1] == 0 && key.addr.words[2] == bpf_htonl(0xffff);
 	struct fg_limit *lim;
 
+	struct fg_cpu_state *cpu;
+	__u32 zero = 0;
+
 	if (pkt->traffic_class > FG_CLASS_SIP_LAST || s->deny_entries || s->allow_entries || s->bans_present)
+		return FG_REASON_PASSED;
+	/* Most of the time no prefix is drained on this CPU: skip the masking and the slot. */
+	cpu = bpf_map_lookup_elem(&fg_cpu, &zero);
+	if (!cpu || bpf_jiffies64() >= cpu->prefix_until_jiffies)
 		return FG_REASON_PASSED;
 	lim = bpf_map_lookup_elem(&fg_limits, &index);
 	if (!lim)

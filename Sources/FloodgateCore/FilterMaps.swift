@@ -12,7 +12,7 @@ public final class FilterMaps: @unchecked Sendable {
     public static let names = [
         FG_MAP_SETTINGS, FG_MAP_LIMITS, FG_MAP_SOURCES, FG_MAP_PREFIXES, FG_MAP_GLOBAL, FG_MAP_COUNTERS,
         FG_MAP_STATS_MARK, FG_MAP_DROP_CACHE, FG_MAP_DENY, FG_MAP_ALLOW, FG_MAP_BANS, FG_MAP_SIGNATURES,
-        FG_MAP_SCRATCH,
+        FG_MAP_SCRATCH, FG_MAP_CPU,
     ]
 
     init(descriptors: [String: Int32], owned: Bool) throws {

@@ -12,6 +12,7 @@ import Testing
         #expect(MemoryLayout<fg_source_state>.size == 24)
         #expect(MemoryLayout<fg_drop_slot>.size == 64)
         #expect(MemoryLayout<fg_global_bucket>.size == 64)
+        #expect(MemoryLayout<fg_cpu_state>.size == 8)
         #expect(MemoryLayout<fg_cidr_key>.size == 20)
         #expect(MemoryLayout<fg_ban>.size == 16)
         #expect(MemoryLayout<fg_signature_key>.size == 36)
