@@ -22,7 +22,7 @@ extension Floodgate {
         }
 
         func run() throws {
-            Logging.bootstrapOnce(verbose: verbose)
+            LogSetup.bootstrapOnce(verbose: verbose)
             guard geteuid() == 0 else {
                 throw FloodgateError("the demo builds network namespaces and loads BPF: run it as root")
             }

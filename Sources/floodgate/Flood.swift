@@ -34,7 +34,7 @@ extension Floodgate {
         }
 
         func run() throws {
-            Logging.bootstrapOnce(verbose: verbose)
+            LogSetup.bootstrapOnce(verbose: verbose)
             guard geteuid() == 0 else { throw FloodgateError("floods need root: they build namespaces and load BPF") }
             let result = try FloodResult.run(scenario: try FloodScenario.named(scenario), filter: filter, packets: packets,
                                           seconds: seconds, progress: !json, calls: calls)

@@ -31,7 +31,7 @@ struct CommonOptions: ParsableArguments {
 
     /// The pin root, after making sure we run as root and logging is set up.
     func root() throws -> PinRoot {
-        Logging.bootstrapOnce(verbose: verbose)
+        LogSetup.bootstrapOnce(verbose: verbose)
         guard geteuid() == 0 else {
             throw FloodgateError(
                 "floodgate must run as root: it loads BPF programs and reads pinned BPF maps",
@@ -41,7 +41,7 @@ struct CommonOptions: ParsableArguments {
     }
 }
 
-enum Logging {
+enum LogSetup {
     nonisolated(unsafe) private static var done = false
     static func bootstrapOnce(verbose: Bool) {
         guard !done else { return }
