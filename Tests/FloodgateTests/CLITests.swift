@@ -46,6 +46,27 @@ import Testing
         try expectError(["attach", "fgtnone0", "--pin-root", "relative/dir"], "--pin-root must be an absolute path")
     }
 
+    /// `flood` builds its own lab and pin root, so it takes no --pin-root.
+    @Test func badFloodArguments() throws {
+        try requireRoot()
+        func expectFloodError(_ arguments: [String], _ message: String, sourceLocation: SourceLocation = #_sourceLocation)
+            throws
+        {
+            let result = try run([floodgateBinary, "flood"] + arguments)
+            #expect(result.status != 0, sourceLocation: sourceLocation)
+            let first = result.err.split(separator: "\n").first.map(String.init) ?? ""
+            #expect(first.hasPrefix("Error: ") && first.contains(message), "\(first)", sourceLocation: sourceLocation)
+        }
+        try expectFloodError(["--scenario", "tsunami"], "unknown flood scenario 'tsunami'")
+        try expectFloodError(["--scenario", "random-v4-/8"], "unknown flood scenario 'random-v4-/8'")
+        try expectFloodError(["--filter", "iptables"], "--filter takes floodgate, trivial, xdp-filter, nftables, none")
+        try expectFloodError(["--packets", "0"], "--packets must be 1 to 1000000000")
+        try expectFloodError(["--seconds", "0"], "--seconds must be above 0 and at most 600")
+        try expectFloodError(["--calls=-1"], "--calls must be 0 to 10000")
+        try expectFloodError(["--scenario", "random-v4-/24", "--filter", "xdp-filter", "--packets", "1000"],
+                             "xdp-filter denies single addresses; random-v4-/24 has random sources")
+    }
+
     @Test func commandsOnInterfacesWithoutAFilter() throws {
         try expectError(["detach", "fgt-none0"], "fgt-none0 has no Floodgate filter attached")
         try expectError(["stats", "-i", "fgt-none0"], "fgt-none0 has no Floodgate filter attached")
