@@ -15,7 +15,7 @@ public struct AttachedFilter: Sendable {
     public var programID: UInt32
     /// The interface index the link is bound to (0 when the interface is gone).
     public var linkIfindex: UInt32
-    /// "native", "generic", or nil when the interface is not in this network namespace.
+    /// "native", "generic", "detached: interface gone", or nil when the interface is not in this network namespace.
     public var mode: String?
 }
 
@@ -170,6 +170,8 @@ public struct PinRoot: Sendable {
                 }
             }
         }
+        // The kernel detaches a link whose interface was deleted; its pins stay until detach or the next attach.
+        if ifindex == 0 { mode = "detached: interface gone" }
         return AttachedFilter(
             interfaceName: interfaceName, directory: dir, programID: info.prog_id, linkIfindex: ifindex, mode: mode)
     }

@@ -154,4 +154,16 @@ import Testing
         // The INVITE limit lets the burst of 16 and 8/s through; everything else is dropped.
         #expect(flood.dropped >= flood.sent - 16 - 8 * 10 && flood.dropped < flood.sent, "\(flood)")
     }
+
+    @Test func aFilterWhoseInterfaceWasDeletedShowsAsDetachedAndCanBeCleanedUp() throws {
+        try withLab { lab in
+            #expect(try lab.floodgate(["attach", lab.routerInterface, "--max-sources", "100"]).status == 0)
+            try NetworkLab.run(["ip", "-n", lab.routerNS, "link", "del", lab.routerInterface])
+            let status = try JSONDecoder().decode([StatusJSON].self, from: Data(try lab.floodgate(["status", "--json"]).out.utf8))
+            #expect(status.first?.mode == "detached: interface gone")
+            let detach = try lab.floodgate(["detach", lab.routerInterface])
+            #expect(detach.status == 0, "\(detach.err)")
+            #expect(!FileManager.default.fileExists(atPath: "\(lab.pinRoot)/\(lab.routerInterface)"))
+        }
+    }
 }
