@@ -15,6 +15,7 @@ struct Options {
     var floodSources = 10_000_000
     var floodSeconds = 2.0
     var floodRuns = 3
+    var floodCalls = 10
     var sections: Set<String> = ["cost", "accuracy", "random", "floods"]
     var reportDirectory: String?
     var cpus = max(1, Int(libbpf_num_possible_cpus()))
@@ -38,6 +39,7 @@ struct Options {
             case "--flood-sources": floodSources = Int(value()) ?? { fail("--flood-sources takes a number") }()
             case "--flood-seconds": floodSeconds = Double(value()) ?? { fail("--flood-seconds takes a number") }()
             case "--flood-runs": floodRuns = Int(value()) ?? { fail("--flood-runs takes a number") }()
+            case "--flood-calls": floodCalls = Int(value()) ?? { fail("--flood-calls takes a number") }()
             case "--report": reportDirectory = value()
             case "--only": sections = Set(value().split(separator: ",").map(String.init))
             case "--cpus": cpus = Int(value()) ?? { fail("--cpus takes a number") }()
@@ -461,8 +463,10 @@ struct FloodRow: Encodable {
     /// Median Mpps per filter; a filter that cannot express the scenario is absent.
     var mpps: [String: Double]
     var floodgateDroppedShare: Double
+    /// Real sipp calls from an ordinary phone placed during each run: completed and placed, per filter.
+    var calls: [String: [Int]]
     enum CodingKeys: String, CodingKey {
-        case scenario, mpps
+        case scenario, mpps, calls
         case floodgateDroppedShare = "floodgate_dropped_share"
     }
     func ratio(_ a: String, _ b: String) -> Double? {
@@ -480,17 +484,24 @@ func generatedFloods(_ options: Options) throws -> [FloodRow] {
         let scenario = try FloodScenario.named(name)
         var runs: [String: [Double]] = [:]
         var dropped: [Double] = []
+        var calls: [String: [Int]] = [:]
         for _ in 0..<options.floodRuns {
             for filter in benchedFilters {
                 if filter == "xdp-filter" && scenario.mode != FG_FLOOD_FIXED { continue }
+                // The trivial program drops everything, calls included: no calls beside it.
                 let r = try FloodResult.run(
                     scenario: scenario, filter: filter, packets: 1_000_000_000, seconds: options.floodSeconds,
-                    progress: false)
+                    progress: false, calls: filter == "trivial" ? 0 : options.floodCalls)
                 runs[filter, default: []].append(r.mpps)
+                if let ok = r.callsSucceeded, let placed = r.calls {
+                    calls[filter, default: [0, 0]][0] += ok
+                    calls[filter, default: [0, 0]][1] += placed
+                }
                 if filter == "floodgate" { dropped.append(Double(r.dropped) / Double(max(r.processed, 1))) }
             }
         }
-        return FloodRow(scenario: name, mpps: runs.mapValues(median), floodgateDroppedShare: median(dropped))
+        return FloodRow(
+            scenario: name, mpps: runs.mapValues(median), floodgateDroppedShare: median(dropped), calls: calls)
     }
 }
 
@@ -531,14 +542,15 @@ func floodChart(_ rows: [FloodRow]) -> String {
 /// The floods as a Markdown table.
 func floodMarkdown(_ rows: [FloodRow], _ options: Options) -> String {
     var md = "| scenario | " + benchedFilters.map { "\($0) Mpps" }.joined(separator: " | ")
-        + " | floodgate / trivial | floodgate / xdp-filter | floodgate / nftables |\n"
-    md += "|---|" + String(repeating: "---:|", count: benchedFilters.count + 3) + "\n"
+        + " | floodgate / trivial | floodgate / xdp-filter | floodgate / nftables | calls ok with floodgate |\n"
+    md += "|---|" + String(repeating: "---:|", count: benchedFilters.count + 4) + "\n"
     for row in rows {
         let cells = benchedFilters.map { f in row.mpps[f].map { String(format: "%.2f", $0) } ?? "n/a" }
         let ratios = ["trivial", "xdp-filter", "nftables"].map { f in
             row.ratio("floodgate", f).map { String(format: "%.2f×", $0) } ?? "n/a"
         }
-        md += "| \(row.scenario) | " + (cells + ratios).joined(separator: " | ") + " |\n"
+        let calls = row.calls["floodgate"].map { "\($0[0])/\($0[1])" } ?? "n/a"
+        md += "| \(row.scenario) | " + (cells + ratios + [calls]).joined(separator: " | ") + " |\n"
     }
     return md
 }
@@ -620,14 +632,18 @@ do {
         floods = try generatedFloods(options)
         print(
             pad("scenario", 18) + benchedFilters.map { lpad($0, 12) }.joined() + lpad("vs trivial", 12)
-                + lpad("vs xdp-filter", 15) + lpad("vs nftables", 13) + lpad("dropped", 9))
+                + lpad("vs xdp-filter", 15) + lpad("vs nftables", 13) + lpad("dropped", 9)
+                + "  calls ok: floodgate / xdp-filter / nftables")
         for row in floods {
+            let calls = ["floodgate", "xdp-filter", "nftables"].map { f in
+                row.calls[f].map { "\($0[0])/\($0[1])" } ?? "n/a"
+            }.joined(separator: " / ")
             let cells = benchedFilters.map { f in lpad(row.mpps[f].map { String(format: "%.2f", $0) } ?? "n/a", 12) }
             let ratios = [("trivial", 12), ("xdp-filter", 15), ("nftables", 13)].map { f, w in
                 lpad(row.ratio("floodgate", f).map { String(format: "%.2f×", $0) } ?? "n/a", w)
             }
             print(pad(row.scenario, 18) + cells.joined() + ratios.joined()
-                + lpad(String(format: "%.1f%%", row.floodgateDroppedShare * 100), 9))
+                + lpad(String(format: "%.1f%%", row.floodgateDroppedShare * 100), 9) + "  " + calls)
         }
         let main = floods.filter { ["single-source", "random-v4-/24", "random-v4-/16", "random-v6-/64"].contains($0.scenario) }
         let worstCeiling = main.compactMap { $0.ratio("floodgate", "trivial") }.min() ?? 0

@@ -8,13 +8,15 @@ public struct FloodScenario: Sendable {
     public var mode: fg_flood_mode
     public var randomBits: UInt32
 
-    /// The scenarios of `floodgate flood` and the benchmark. Sources are lab addresses: IPv4 within
-    /// 198.18.0.0/15 (so at most /15 of random bits), IPv6 within the documentation prefix 2001:db8::/32.
-    public static func named(_ name: String, target: String = "198.18.0.2", attacker: String = "198.18.1.66")
-        throws -> FloodScenario
-    {
-        func udp4(_ dport: UInt16, _ payload: [UInt8]) -> [UInt8] {
-            Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(src: attacker, dst: target, proto: Packet.Proto.udp,
+    /// The scenarios of `floodgate flood` and the benchmark. Sources are lab addresses: a fixed attacker in
+    /// 198.18.1.0/24, random IPv4 sources within 198.19.0.0/16 (at most 16 random bits), IPv6 within the
+    /// documentation prefix 2001:db8::/32 — never the lab's own 198.18.0.0/24, where its phones are.
+    public static func named(
+        _ name: String, target: String = "198.18.0.2", attacker: String = "198.18.1.66",
+        randomAttacker: String = "198.19.1.66"
+    ) throws -> FloodScenario {
+        func udp4(_ dport: UInt16, _ payload: [UInt8], from source: String = attacker) -> [UInt8] {
+            Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(src: source, dst: target, proto: Packet.Proto.udp,
                                                                Packet.udp(sport: 5060, dport: dport, payload)))
         }
         let register = Array("""
@@ -37,22 +39,24 @@ public struct FloodScenario: Sendable {
         case "register-scanner":
             return FloodScenario(name: name, frame: udp4(5060, register), mode: FG_FLOOD_FIXED, randomBits: 0)
         case "invite":
-            return FloodScenario(name: name, frame: udp4(5060, invite), mode: FG_FLOOD_RANDOM_V4, randomBits: 8)
+            return FloodScenario(name: name, frame: udp4(5060, invite, from: randomAttacker), mode: FG_FLOOD_RANDOM_V4,
+                                 randomBits: 8)
         case "options-scan":
             return FloodScenario(name: name, frame: udp4(5060, options), mode: FG_FLOOD_FIXED, randomBits: 0)
         case "syn-5061":
             let syn = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
-                src: attacker, dst: target, proto: Packet.Proto.tcp, Packet.tcp(sport: 40000, dport: 5061)))
+                src: randomAttacker, dst: target, proto: Packet.Proto.tcp, Packet.tcp(sport: 40000, dport: 5061)))
             return FloodScenario(name: name, frame: syn, mode: FG_FLOOD_RANDOM_V4, randomBits: 16)
         case "rtp":
             return FloodScenario(name: name, frame: udp4(16000, [UInt8](repeating: 0x80, count: 172)), mode: FG_FLOOD_FIXED,
                                  randomBits: 0)
         default:
-            // random-v4-/N (N from 15 to 32) and random-v6-/N (N from 32 to 127).
+            // random-v4-/N (N from 16 to 31) and random-v6-/N (N from 64 to 127).
             let parts = name.split(separator: "/")
             if parts.count == 2, let n = UInt32(parts[1]) {
-                if parts[0] == "random-v4-", (15...31).contains(n) {
-                    return FloodScenario(name: name, frame: udp4(5060, invite), mode: FG_FLOOD_RANDOM_V4, randomBits: 32 - n)
+                if parts[0] == "random-v4-", (16...31).contains(n) {
+                    return FloodScenario(name: name, frame: udp4(5060, invite, from: randomAttacker), mode: FG_FLOOD_RANDOM_V4,
+                                         randomBits: 32 - n)
                 }
                 if parts[0] == "random-v6-", (64...127).contains(n) {
                     let frame = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
@@ -63,7 +67,7 @@ public struct FloodScenario: Sendable {
             }
             throw FloodgateError(
                 "unknown flood scenario '\(name)'",
-                hint: "Scenarios: \(FloodScenario.names.joined(separator: ", ")), random-v4-/N (15-31), random-v6-/N (64-127)")
+                hint: "Scenarios: \(FloodScenario.names.joined(separator: ", ")), random-v4-/N (16-31), random-v6-/N (64-127)")
         }
     }
 

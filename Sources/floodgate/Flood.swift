@@ -10,7 +10,7 @@ extension Floodgate {
                 Builds a lab (two namespaces joined by a veth pair, no default route), attaches the filter to the \
                 router end, and runs the flood generator (an XDP program in live-frames test runs) on the other \
                 end. Bounded by --packets and --seconds; everything is removed at the end. Scenarios: \
-                \(FloodScenario.names.joined(separator: ", ")), random-v4-/N (15-31), random-v6-/N (64-127).
+                \(FloodScenario.names.joined(separator: ", ")), random-v4-/N (16-31), random-v6-/N (64-127).
                 """)
 
         @Option(help: "The flood.") var scenario = "single-source"
