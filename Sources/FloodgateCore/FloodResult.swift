@@ -92,9 +92,9 @@ public struct FloodResult: Codable, Sendable {
                              "5060", "-nostdin"], output: nil)
             Thread.sleep(forTimeInterval: 0.3)
             let rate = max(1, Int((Double(calls) / max(seconds, 0.5)).rounded(.up)))
-            uac = try start(["ip", "netns", "exec", lab.outsideNS, "timeout", "\(Int(seconds) + 40)", "sipp", "-sn", "uac",
+            uac = try start(["ip", "netns", "exec", lab.outsideNS, "timeout", "\(Int(seconds) + 15)", "sipp", "-sn", "uac",
                              "\(lab.routerAddress):5060", "-i", lab.outsideAddress, "-p", "5070", "-m", "\(calls)", "-r",
-                             "\(rate)", "-nostdin", "-timeout", "\(Int(seconds) + 30)s", "-timeout_error"],
+                             "\(rate)", "-nostdin", "-timeout", "\(Int(seconds) + 8)s", "-timeout_error"],
                             output: uacOutput)
         }
         let before = try vethXDPCounters(lab.routerInterface, namespace: lab.routerNS)

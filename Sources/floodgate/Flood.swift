@@ -18,7 +18,7 @@ extension Floodgate {
         var filter = "floodgate"
         @Option(help: "Frames to send at most.") var packets: UInt64 = 20_000_000
         @Option(help: "Seconds to send at most.") var seconds: Double = 5
-        @Option(help: "Real SIP calls (sipp, 198.18.0.1) placed during the flood; reports how many completed, retransmissions and all, by 30 s after it. 0: none.")
+        @Option(help: "Real SIP calls (sipp, 198.18.0.1) placed during the flood; reports how many completed, retransmissions and all, by 8 s after it. 0: none.")
         var calls = 0
         @Flag(help: "Print JSON.") var json = false
         @Flag(name: .shortAndLong, help: "Log libbpf's and Floodgate's debug messages.") var verbose = false
