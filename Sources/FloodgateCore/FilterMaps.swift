@@ -112,25 +112,29 @@ public final class FilterMaps: @unchecked Sendable {
 
     // MARK: Counters
 
-    /// Counters per class and reason, summed over CPUs.
-    public func counters() throws -> Counters {
+    /// Every CPU's value of `key` in the per-CPU map `fd` (values are 8-byte aligned, one per possible CPU).
+    func perCPU<Value>(_ fd: Int32, key: UInt32, as: Value.Type, what: String) throws -> [Value] {
         let cpus = Int(libbpf_num_possible_cpus())
         guard cpus > 0 else { throw FloodgateError("count possible CPUs", libbpfResult: Int32(cpus)) }
-        let stride = (MemoryLayout<fg_class_counters>.size + 7) & ~7
-        var counters = Counters()
+        let stride = (MemoryLayout<Value>.size + 7) & ~7
         var buffer = [UInt8](repeating: 0, count: stride * cpus)
+        var key = key
+        try check("read \(what)[\(key)]", bpf_map_lookup_elem(fd, &key, &buffer))
+        return buffer.withUnsafeBytes { raw in
+            (0..<cpus).map { raw.loadUnaligned(fromByteOffset: $0 * stride, as: Value.self) }
+        }
+    }
+
+    /// Counters per class and reason, summed over CPUs.
+    public func counters() throws -> Counters {
+        var counters = Counters()
         for c in TrafficClass.all {
-            var key = c.index
-            try check("read \(FG_MAP_COUNTERS)[\(c.name)]", bpf_map_lookup_elem(countersFD, &key, &buffer))
-            buffer.withUnsafeBytes { raw in
-                for cpu in 0..<cpus {
-                    let value = raw.loadUnaligned(fromByteOffset: cpu * stride, as: fg_class_counters.self)
-                    let packets = withUnsafeBytes(of: value.packets) { Array($0.bindMemory(to: UInt64.self)) }
-                    let bytes = withUnsafeBytes(of: value.bytes) { Array($0.bindMemory(to: UInt64.self)) }
-                    for r in Reason.all {
-                        counters.packets[c, r] += packets[Int(r.index)]
-                        counters.bytes[c, r] += bytes[Int(r.index)]
-                    }
+            for value in try perCPU(countersFD, key: c.index, as: fg_class_counters.self, what: FG_MAP_COUNTERS) {
+                let packets = withUnsafeBytes(of: value.packets) { Array($0.bindMemory(to: UInt64.self)) }
+                let bytes = withUnsafeBytes(of: value.bytes) { Array($0.bindMemory(to: UInt64.self)) }
+                for r in Reason.all {
+                    counters.packets[c, r] += packets[Int(r.index)]
+                    counters.bytes[c, r] += bytes[Int(r.index)]
                 }
             }
         }
@@ -139,19 +143,10 @@ public final class FilterMaps: @unchecked Sendable {
 
     /// One class's packets by reason (index: `Reason.index`), summed over CPUs: one map lookup.
     public func packets(of trafficClass: TrafficClass) throws -> [UInt64] {
-        let cpus = Int(libbpf_num_possible_cpus())
-        guard cpus > 0 else { throw FloodgateError("count possible CPUs", libbpfResult: Int32(cpus)) }
-        let stride = (MemoryLayout<fg_class_counters>.size + 7) & ~7
-        var buffer = [UInt8](repeating: 0, count: stride * cpus)
-        var key = trafficClass.index
-        try check("read \(FG_MAP_COUNTERS)[\(trafficClass.name)]", bpf_map_lookup_elem(countersFD, &key, &buffer))
         var sums = [UInt64](repeating: 0, count: Int(FG_REASON_MAX.rawValue))
-        buffer.withUnsafeBytes { raw in
-            for cpu in 0..<cpus {
-                let value = raw.loadUnaligned(fromByteOffset: cpu * stride, as: fg_class_counters.self)
-                withUnsafeBytes(of: value.packets) { p in
-                    for (i, v) in p.bindMemory(to: UInt64.self).prefix(sums.count).enumerated() { sums[i] += v }
-                }
+        for value in try perCPU(countersFD, key: trafficClass.index, as: fg_class_counters.self, what: FG_MAP_COUNTERS) {
+            withUnsafeBytes(of: value.packets) { p in
+                for (i, v) in p.bindMemory(to: UInt64.self).prefix(sums.count).enumerated() { sums[i] += v }
             }
         }
         return sums
@@ -204,19 +199,11 @@ public final class FilterMaps: @unchecked Sendable {
 
     /// Drops counted in the per-CPU drop cache and not yet in `fg_sources`, by source and class.
     func pendingDrops() throws -> [SourceKey: UInt64] {
-        let cpus = Int(libbpf_num_possible_cpus())
-        guard cpus > 0 else { throw FloodgateError("count possible CPUs", libbpfResult: Int32(cpus)) }
-        let stride = (MemoryLayout<fg_drop_slot>.size + 7) & ~7
-        var buffer = [UInt8](repeating: 0, count: stride * cpus)
         var pending: [SourceKey: UInt64] = [:]
         for index in 0..<UInt32(FG_DROP_CACHE_SLOTS) {
-            var key = index
-            try check("read \(FG_MAP_DROP_CACHE)[\(index)]", bpf_map_lookup_elem(dropCacheFD, &key, &buffer))
-            buffer.withUnsafeBytes { raw in
-                for cpu in 0..<cpus {
-                    let slot = raw.loadUnaligned(fromByteOffset: cpu * stride, as: fg_drop_slot.self)
-                    if slot.pending > 0 { pending[SourceKey(slot.key), default: 0] += slot.pending }
-                }
+            for slot in try perCPU(dropCacheFD, key: index, as: fg_drop_slot.self, what: FG_MAP_DROP_CACHE)
+            where slot.pending > 0 {
+                pending[SourceKey(slot.key), default: 0] += slot.pending
             }
         }
         return pending

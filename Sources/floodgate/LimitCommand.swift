@@ -50,16 +50,10 @@ extension Floodgate {
             func run() throws {
                 let root = try common.root()
                 let (c, limit) = try parsed()
-                let filters = try root.selectFilters(interface)
-                let maps = try filters.map { try root.maps(of: $0.interfaceName) }
-                let previous = try maps.map { try $0.limit(for: c) }
-                for (i, m) in maps.enumerated() {
-                    do {
-                        try m.setLimit(limit, for: c)
-                    } catch {
-                        for j in 0..<i { try? maps[j].setLimit(previous[j], for: c) }
-                        throw error
-                    }
+                let filters = try root.change(interface) { _, maps in
+                    let previous = try maps.limit(for: c)
+                    try maps.setLimit(limit, for: c)
+                    return { try? maps.setLimit(previous, for: c) }
                 }
                 for filter in filters { print("\(filter.interfaceName): \(c.name) limit is now \(limit).") }
             }
