@@ -211,9 +211,10 @@ public struct PinRoot: Sendable {
     public func change(_ names: [String], _ change: (AttachedFilter, FilterMaps) throws -> () -> Void) throws
         -> [AttachedFilter]
     {
+        // Selected first: with nothing attached (no pin root either) that is the error to give.
+        let filters = try selectFilters(names)
         let lock = try Lock(path: path)
         defer { lock.release() }
-        let filters = try selectFilters(names)
         let maps = try filters.map { try self.maps(of: $0.interfaceName) }
         var undo: [() -> Void] = []
         do {
