@@ -287,7 +287,19 @@ struct fg_flood_config {
 	__u32 csum_offset; /* offset of the IPv4 header checksum */
 };
 
+/*
+ * The benchmark's oracle (BPF/oracle.bpf.c): oracle_config[0] names the attack
+ * sources, which it drops; everything else passes. A zero mask matches nothing.
+ */
+#define FG_MAP_ORACLE_CONFIG "oracle_config"
+#define FG_ORACLE_PROG_NAME "floodgate_oracle"
+struct fg_oracle_config {
+	__be32 v4_net, v4_mask;
+	__be32 v6_net[4], v6_mask[4];
+};
+
 _Static_assert(sizeof(struct fg_flood_config) == 16, "fg_flood_config layout");
+_Static_assert(sizeof(struct fg_oracle_config) == 40, "fg_oracle_config layout");
 _Static_assert(sizeof(struct fg_settings) == 48, "fg_settings layout");
 _Static_assert(sizeof(struct fg_limit) == 24, "fg_limit layout");
 _Static_assert(sizeof(struct fg_global_bucket) == 64, "fg_global_bucket layout");

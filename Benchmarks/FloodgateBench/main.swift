@@ -16,7 +16,7 @@ struct Options {
     var floodSeconds = 2.0
     var floodRuns = 3
     var floodCalls = 10
-    var sections: Set<String> = ["cost", "accuracy", "random", "floods"]
+    var sections: Set<String> = ["cost", "accuracy", "random", "floods", "reaction"]
     var reportDirectory: String?
     var cpus = max(1, Int(libbpf_num_possible_cpus()))
     /// Burst of the measured buckets, in milliseconds of their rate.
@@ -47,7 +47,7 @@ struct Options {
             case "-h", "--help":
                 print(
                     "usage: floodgate-bench [--repeat N] [--runs K] [--seconds S] [--new-sources N] [--flood-sources N]"
-                        + " [--flood-seconds S] [--flood-runs K] [--cpus N] [--burst-ms N] [--only cost,accuracy,random,floods] [--report DIR]"
+                        + " [--flood-seconds S] [--flood-runs K] [--cpus N] [--burst-ms N] [--only cost,accuracy,random,floods,reaction] [--report DIR]"
                         + " [--json FILE]")
                 exit(0)
             default: fail("unknown argument \(arguments[i])")
@@ -463,10 +463,10 @@ struct FloodRow: Encodable {
     /// Median Mpps per filter; a filter that cannot express the scenario is absent.
     var mpps: [String: Double]
     var floodgateDroppedShare: Double
-    /// Real sipp calls from an ordinary phone placed during each run: completed and placed, per filter.
-    var calls: [String: [Int]]
+    /// sipp's registrations and calls beside each run (phone and allow-listed trunk), summed over the runs, per filter.
+    var legitimate: [String: LegitimateTotals]
     enum CodingKeys: String, CodingKey {
-        case scenario, mpps, calls
+        case scenario, mpps, legitimate
         case floodgateDroppedShare = "floodgate_dropped_share"
     }
     func ratio(_ a: String, _ b: String) -> Double? {
@@ -475,7 +475,14 @@ struct FloodRow: Encodable {
     }
 }
 
-let benchedFilters = ["trivial", "floodgate", "xdp-filter", "nftables"]
+struct LegitimateTotals: Encodable {
+    var attempted = 0
+    var succeeded = 0
+    var retransmissions = 0
+    var cell: String { "\(succeeded)/\(attempted) (\(retransmissions) rtx)" }
+}
+
+let benchedFilters = ["trivial", "oracle", "floodgate", "xdp-filter", "nftables"]
 
 /// Each scenario through the live-frames generator into a veth whose peer runs each filter (Floodgate with its
 /// default policy), runs interleaved; medians of the Mpps the receiving XDP program saw.
@@ -484,33 +491,35 @@ func generatedFloods(_ options: Options) throws -> [FloodRow] {
         let scenario = try FloodScenario.named(name)
         var runs: [String: [Double]] = [:]
         var dropped: [Double] = []
-        var calls: [String: [Int]] = [:]
+        var legitimate: [String: LegitimateTotals] = [:]
         for _ in 0..<options.floodRuns {
             for filter in benchedFilters {
                 if filter == "xdp-filter" && scenario.mode != FG_FLOOD_FIXED { continue }
-                // Calls run beside every filter, the trivial one too (which drops them), so that every run
-                // shares the machine with sipp alike.
+                // sipp runs beside every filter, the trivial one too (which drops it all; it is stopped when the
+                // flood ends), so that every flood shares the machine with sipp alike.
                 let r = try FloodResult.run(
                     scenario: scenario, filter: filter, packets: 1_000_000_000, seconds: options.floodSeconds,
-                    progress: false, calls: options.floodCalls)
+                    progress: false, legitimate: .standard(calls: options.floodCalls), keepLegitimateBesideTrivial: false)
                 runs[filter, default: []].append(r.mpps)
-                if let ok = r.callsSucceeded, let placed = r.calls {
-                    calls[filter, default: [0, 0]][0] += ok
-                    calls[filter, default: [0, 0]][1] += placed
+                for l in r.legitimate ?? [] {
+                    legitimate[filter, default: LegitimateTotals()].attempted += l.attempted
+                    legitimate[filter, default: LegitimateTotals()].succeeded += l.succeeded
+                    legitimate[filter, default: LegitimateTotals()].retransmissions += l.retransmissions
                 }
                 if filter == "floodgate" { dropped.append(Double(r.dropped) / Double(max(r.processed, 1))) }
             }
         }
         return FloodRow(
-            scenario: name, mpps: runs.mapValues(median), floodgateDroppedShare: median(dropped), calls: calls)
+            scenario: name, mpps: runs.mapValues(median), floodgateDroppedShare: median(dropped), legitimate: legitimate)
     }
 }
 
 /// The floods as a grouped bar chart: Mpps per filter per scenario.
 func floodChart(_ rows: [FloodRow]) -> String {
-    let colors = ["trivial": "#9aa5b1", "floodgate": "#1f77b4", "xdp-filter": "#ff7f0e", "nftables": "#d62728"]
+    let colors = ["trivial": "#9aa5b1", "oracle": "#2ca02c", "floodgate": "#1f77b4", "xdp-filter": "#ff7f0e",
+                  "nftables": "#d62728"]
     let top = max(1, (rows.flatMap { $0.mpps.values }.max() ?? 1).rounded(.up))
-    let groupWidth = 100.0, barWidth = 20.0, left = 50.0, height = 260.0, base = 300.0
+    let groupWidth = 120.0, barWidth = 20.0, left = 50.0, height = 260.0, base = 300.0
     let width = left + Double(rows.count) * groupWidth + 20
     var svg = """
         <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="380" font-family="sans-serif" font-size="11">
@@ -530,7 +539,7 @@ func floodChart(_ rows: [FloodRow]) -> String {
             svg += String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%@\"><title>%@ %@: %.2f Mpps</title></rect>\n",
                           x0 + Double(j) * barWidth, base - h, barWidth - 2, h, colors[filter]!, row.scenario, filter, v)
         }
-        svg += "<text x=\"\(x0 + 2 * barWidth)\" y=\"\(base + 14)\" text-anchor=\"middle\">\(row.scenario)</text>\n"
+        svg += "<text x=\"\(x0 + 2.5 * barWidth)\" y=\"\(base + 14)\" text-anchor=\"middle\">\(row.scenario)</text>\n"
     }
     for (j, filter) in benchedFilters.enumerated() {
         let x = left + Double(j) * 110
@@ -543,17 +552,95 @@ func floodChart(_ rows: [FloodRow]) -> String {
 /// The floods as a Markdown table.
 func floodMarkdown(_ rows: [FloodRow], _ options: Options) -> String {
     var md = "| scenario | " + benchedFilters.map { "\($0) Mpps" }.joined(separator: " | ")
-        + " | floodgate / trivial | floodgate / xdp-filter | floodgate / nftables | calls ok with floodgate |\n"
-    md += "|---|" + String(repeating: "---:|", count: benchedFilters.count + 4) + "\n"
+        + " | floodgate / trivial | floodgate / xdp-filter | floodgate / nftables | legitimate ok: oracle"
+        + " | floodgate | xdp-filter | nftables |\n"
+    md += "|---|" + String(repeating: "---:|", count: benchedFilters.count + 7) + "\n"
     for row in rows {
         let cells = benchedFilters.map { f in row.mpps[f].map { String(format: "%.2f", $0) } ?? "n/a" }
         let ratios = ["trivial", "xdp-filter", "nftables"].map { f in
             row.ratio("floodgate", f).map { String(format: "%.2f×", $0) } ?? "n/a"
         }
-        let calls = row.calls["floodgate"].map { "\($0[0])/\($0[1])" } ?? "n/a"
-        md += "| \(row.scenario) | " + (cells + ratios + [calls]).joined(separator: " | ") + " |\n"
+        let legitimate = ["oracle", "floodgate", "xdp-filter", "nftables"].map { row.legitimate[$0]?.cell ?? "n/a" }
+        md += "| \(row.scenario) | " + (cells + ratios + legitimate).joined(separator: " | ") + " |\n"
     }
     return md
+}
+
+// MARK: Reaction
+
+struct ReactionRow: Encodable {
+    var scenario: String
+    /// Microseconds from the first flood packet the filter counted to the first one it dropped, median over runs.
+    var dropMicros: Double
+    /// Microseconds from the first flood packet to the source on the ban list; nil: no run saw a ban.
+    var banMicros: Double?
+    /// How often the counters were read (the resolution of both times), median.
+    var pollMicros: Double
+    /// The source's packets that passed in the run (its burst, and what its rate allowed), median.
+    var passed: Double
+    enum CodingKeys: String, CodingKey {
+        case scenario, passed
+        case dropMicros = "drop_us"
+        case banMicros = "ban_us"
+        case pollMicros = "poll_us"
+    }
+}
+
+/// The flood starts against an attached filter (default policy) while this process reads the class's counters
+/// and the ban list as fast as it can: the first read that shows a packet of the flood starts the clock.
+func reaction(_ options: Options) throws -> [ReactionRow] {
+    let cases: [(String, TrafficClass)] = [("single-source", .invite), ("register-scanner", .register),
+                                           ("options-scan", .options)]
+    return try cases.map { name, trafficClass in
+        var drops: [Double] = [], bans: [Double] = [], polls: [Double] = [], passed: [Double] = []
+        for _ in 0..<options.floodRuns {
+            let lab = try NetworkLab(prefix: "fgx")
+            defer { lab.tearDown() }
+            let root = PinRoot(lab.pinRoot)
+            _ = try NetworkLab.inNamespace(lab.routerNS) {
+                try root.attach(try Interface(lab.routerInterface), mode: .native)
+            }
+            let maps = try root.maps(of: lab.routerInterface)
+            var scenario = try FloodScenario.named(name)
+            scenario.frame.replaceSubrange(0..<6, with: try lab.routerMAC())
+            let attacker = SourceAddress(scenario.frame[26..<30].map(String.init).joined(separator: "."))!
+            let generator = try FloodGenerator()
+            let done = DispatchSemaphore(value: 0)
+            let ns = lab.outsideNS, interface = lab.outsideInterface, flood = scenario
+            Thread {
+                _ = try? generator.run(flood, interface: interface, namespace: ns, count: 2_000_000, seconds: 1,
+                                       chunk: 100_000)
+                done.signal()
+            }.start()
+            var first: UInt64?, dropped: UInt64?, banned: UInt64?, reads = 0
+            let start = monotonicNanoseconds()
+            var last = [UInt64]()
+            while monotonicNanoseconds() - start < 3_000_000_000 {
+                let ban = maps.ban(of: attacker)
+                let counts = try maps.packets(of: trafficClass)
+                let now = monotonicNanoseconds()
+                reads += 1
+                last = counts
+                let total = counts.reduce(0, +)
+                let passedNow = counts[Int(Reason.passed.index)]
+                if first == nil && total > 0 { first = now }
+                if dropped == nil && total > passedNow { dropped = now }
+                if banned == nil && ban != nil { banned = now }
+                if dropped != nil && (banned != nil || now - (first ?? now) > 1_500_000_000) { break }
+            }
+            let elapsed = monotonicNanoseconds() - start
+            done.wait()
+            guard let first else { throw FloodgateError("the \(name) flood never reached the filter") }
+            // A verdict is counted after it is taken: a ban can show in the read that first shows the packets.
+            func since(_ t: UInt64) -> Double { Double(t > first ? t - first : 0) / 1000 }
+            drops.append(since(dropped ?? first))
+            if let banned { bans.append(since(banned)) }
+            polls.append(Double(elapsed) / Double(max(reads, 1)) / 1000)
+            passed.append(Double(last.isEmpty ? 0 : last[Int(Reason.passed.index)]))
+        }
+        return ReactionRow(scenario: name, dropMicros: median(drops), banMicros: bans.isEmpty ? nil : median(bans),
+                           pollMicros: median(polls), passed: median(passed))
+    }
 }
 
 // MARK: Main
@@ -566,6 +653,7 @@ do {
     var accuracy: [AccuracyRow] = []
     var survival: [SurvivalRow] = []
     var floods: [FloodRow] = []
+    var reactions: [ReactionRow] = []
     func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
     func lpad(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
     if options.sections.contains("cost") {
@@ -634,10 +722,10 @@ do {
         print(
             pad("scenario", 18) + benchedFilters.map { lpad($0, 12) }.joined() + lpad("vs trivial", 12)
                 + lpad("vs xdp-filter", 15) + lpad("vs nftables", 13) + lpad("dropped", 9)
-                + "  calls ok: floodgate / xdp-filter / nftables")
+                + "  legitimate ok (retransmissions): oracle / floodgate / xdp-filter / nftables")
         for row in floods {
-            let calls = ["floodgate", "xdp-filter", "nftables"].map { f in
-                row.calls[f].map { "\($0[0])/\($0[1])" } ?? "n/a"
+            let calls = ["oracle", "floodgate", "xdp-filter", "nftables"].map { f in
+                row.legitimate[f]?.cell ?? "n/a"
             }.joined(separator: " / ")
             let cells = benchedFilters.map { f in lpad(row.mpps[f].map { String(format: "%.2f", $0) } ?? "n/a", 12) }
             let ratios = [("trivial", 12), ("xdp-filter", 15), ("nftables", 13)].map { f, w in
@@ -654,6 +742,19 @@ do {
                      worstCeiling >= 0.9 ? "met" : "NOT met"))
         print(String(format: "         ahead of xdp-filter — worst %.2f× — %@; ≥ 3× nftables — worst %.2f× — %@",
                      worstXDPFilter, worstXDPFilter > 1 ? "met" : "NOT met", worstNFT, worstNFT >= 3 ? "met" : "NOT met"))
+        func total(_ filter: String) -> LegitimateTotals {
+            floods.compactMap { $0.legitimate[filter] }.reduce(into: LegitimateTotals()) {
+                $0.attempted += $1.attempted
+                $0.succeeded += $1.succeeded
+                $0.retransmissions += $1.retransmissions
+            }
+        }
+        let fg = total("floodgate"), oracle = total("oracle")
+        let share = Double(fg.succeeded) / Double(max(fg.attempted, 1)) * 100
+        print(String(format: "         legitimate registrations and calls with Floodgate: %d of %d (%.3f%%) — zero failed: %@;"
+                     + " retransmissions %d vs %d with the oracle — %@", fg.succeeded, fg.attempted, share,
+                     fg.succeeded == fg.attempted ? "met" : "NOT met", fg.retransmissions, oracle.retransmissions,
+                     fg.retransmissions <= oracle.retransmissions ? "met" : "NOT met"))
         if let dir = options.reportDirectory {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             try floodChart(floods).write(toFile: "\(dir)/floods.svg", atomically: true, encoding: .utf8)
@@ -664,13 +765,28 @@ do {
         }
     }
 
+    if options.sections.contains("reaction") {
+        print("\nReaction: from the first flood packet the filter counted to its first drop and to the source's ban"
+            + " (default policy; median of \(options.floodRuns); resolution: one read of the counters and the ban list)")
+        reactions = try reaction(options)
+        print(pad("scenario", 18) + lpad("dropped after", 15) + lpad("banned after", 15) + lpad("read every", 12)
+            + lpad("passed", 8))
+        for row in reactions {
+            print(pad(row.scenario, 18) + lpad(String(format: "%.0f µs", row.dropMicros), 15)
+                + lpad(row.banMicros.map { String(format: "%.0f µs", $0) } ?? "no ban", 15)
+                + lpad(String(format: "%.1f µs", row.pollMicros), 12) + lpad(String(format: "%.0f", row.passed), 8))
+        }
+    }
+
     if let path = options.jsonPath {
         struct Report: Encodable {
             var perPacket: [CostRow]
             var rateAccuracy: [AccuracyRow]
             var randomSourceFlood: [SurvivalRow]
             var generatedFloods: [FloodRow]
+            var reaction: [ReactionRow]
             enum CodingKeys: String, CodingKey {
+                case reaction
                 case perPacket = "per_packet"
                 case rateAccuracy = "rate_accuracy"
                 case randomSourceFlood = "random_source_flood"
@@ -680,7 +796,8 @@ do {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(
-            Report(perPacket: costs, rateAccuracy: accuracy, randomSourceFlood: survival, generatedFloods: floods)
+            Report(perPacket: costs, rateAccuracy: accuracy, randomSourceFlood: survival, generatedFloods: floods,
+                   reaction: reactions)
         )
         .write(to: URL(fileURLWithPath: path))
         print("\nwrote \(path)")

@@ -1,7 +1,7 @@
 import Foundation
 import PackagePlugin
 
-/// Compiles `BPF/floodgate.bpf.c` (the filter) and `BPF/flood.bpf.c` (the flood generator) with the toolchain's
+/// Compiles `BPF/floodgate.bpf.c` (the filter) `BPF/flood.bpf.c` (the flood generator) and `BPF/oracle.bpf.c` (the benchmark's oracle) with the toolchain's
 /// `clang -target bpf`, then has `floodgate-embed` turn the objects into a Swift source of the target, so
 /// `swift build` always embeds objects built from the sources here.
 @main
@@ -9,7 +9,7 @@ struct BuildBPF: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: Target) async throws -> [Command] {
         let bpfDirectory = context.package.directoryURL.appending(path: "BPF")
         let headers = try headerFiles(under: bpfDirectory)
-        let programs = [("filter", "floodgate"), ("flood", "flood")]
+        let programs = [("filter", "floodgate"), ("flood", "flood"), ("oracle", "oracle")]
         let generated = context.pluginWorkDirectoryURL.appending(path: "EmbeddedBPFObject.swift")
 
         #if arch(x86_64)

@@ -103,6 +103,14 @@ extension FilterMaps {
         }.sorted { $0.address.bytes.lexicographicallyPrecedes($1.address.bytes) }
     }
 
+    /// The ban on `address`, if it has one (expired or not): one lookup.
+    public func ban(of address: SourceAddress) -> Ban? {
+        var key = address.raw
+        var value = fg_ban()
+        guard bpf_map_lookup_elem(fd(FG_MAP_BANS), &key, &value) == 0 else { return nil }
+        return Ban(address: address, value: value)
+    }
+
     /// Bans `address` explicitly for `seconds` (nil: until unbanned). An explicit ban beats the allow list.
     public func ban(_ address: SourceAddress, seconds: UInt64?) throws {
         var value = fg_ban()

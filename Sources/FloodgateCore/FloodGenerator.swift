@@ -71,8 +71,50 @@ public struct FloodScenario: Sendable {
         }
     }
 
+    /// What the scenario is, in a few words, for the demo and reports.
+    public var summary: String {
+        switch name {
+        case "single-source": return "INVITEs from one source"
+        case "register-scanner": return "REGISTERs with a friendly-scanner User-Agent, one source"
+        case "invite": return "INVITEs from random sources in one /24"
+        case "options-scan": return "a sipvicious OPTIONS scan, one source"
+        case "syn-5061": return "TCP SYNs to 5061 (SIP over TLS) from random sources in a /16"
+        case "rtp": return "RTP-sized UDP to port 16000 from one source"
+        default:
+            let isV6 = mode == FG_FLOOD_RANDOM_V6
+            return "INVITEs from random \(isV6 ? "IPv6" : "IPv4") sources in a /\((isV6 ? 128 : 32) - Int(randomBits))"
+        }
+    }
+
     public static let names = ["single-source", "register-scanner", "invite", "options-scan", "syn-5061", "rtp",
                                "random-v4-/24", "random-v4-/16", "random-v6-/64"]
+
+    /// The attack's sources as the oracle matches them: the frame's source with its random low bits masked.
+    public var attackSources: fg_oracle_config {
+        var c = fg_oracle_config()
+        let isV6 = mode == FG_FLOOD_RANDOM_V6
+        let offset = isV6 ? 14 + 8 : 14 + 12
+        let length = isV6 ? 16 : 4
+        let fixedBits = length * 8 - Int(randomBits)
+        var net = [UInt8](repeating: 0, count: 16)
+        var mask = [UInt8](repeating: 0, count: 16)
+        for i in 0..<length {
+            let bits = max(0, min(8, fixedBits - 8 * i))
+            mask[i] = bits == 0 ? 0 : UInt8(truncatingIfNeeded: 0xFF << (8 - bits))
+            net[i] = frame[offset + i] & mask[i]
+        }
+        func word(_ b: [UInt8], _ i: Int) -> UInt32 {  // the bytes as they lie in memory (network order)
+            UInt32(b[4 * i]) | UInt32(b[4 * i + 1]) << 8 | UInt32(b[4 * i + 2]) << 16 | UInt32(b[4 * i + 3]) << 24
+        }
+        if isV6 {
+            c.v6_net = (word(net, 0), word(net, 1), word(net, 2), word(net, 3))
+            c.v6_mask = (word(mask, 0), word(mask, 1), word(mask, 2), word(mask, 3))
+        } else {
+            c.v4_net = word(net, 0)
+            c.v4_mask = word(mask, 0)
+        }
+        return c
+    }
 
     var config: fg_flood_config {
         var c = fg_flood_config()
@@ -85,33 +127,32 @@ public struct FloodScenario: Sendable {
     }
 }
 
-/// The flood generator: an XDP program run with BPF_PROG_TEST_RUN in live-frames mode on a veth end, which
-/// rewrites each frame's source and transmits it (XDP_TX) to the peer. Loads `BPF/flood.bpf.c` as embedded.
-public final class FloodGenerator: @unchecked Sendable {
+/// A small embedded BPF object loaded with libbpf: one program and its one-entry config map.
+final class LoadedObject: @unchecked Sendable {
     private let object: OpaquePointer
     private let image: UnsafeMutableRawBufferPointer
-    private let programFD: Int32
-    private let configFD: Int32
+    let programFD: Int32
+    let configFD: Int32
 
-    public init() throws {
+    init(_ embedded: (size: Int, base64: String), what: String, program: String, map: String) throws {
         _ = LibbpfLogging.install
-        let bytes = FloodgateProgram.decode(EmbeddedBPFObject.flood)
+        let bytes = FloodgateProgram.decode(embedded)
         let image = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)
         image.copyBytes(from: bytes)
         self.image = image
         guard let object = bpf_object__open_mem(image.baseAddress, image.count, nil) else {
             let code = errno
             image.deallocate()
-            throw FloodgateError("open the embedded flood generator", errno: code)
+            throw FloodgateError("open the embedded \(what)", errno: code)
         }
         self.object = object
         do {
-            try check("load the flood generator", bpf_object__load(object))
-            guard let program = bpf_object__find_program_by_name(object, FG_FLOOD_PROG_NAME),
-                  let map = bpf_object__find_map_by_name(object, FG_MAP_FLOOD_CONFIG)
-            else { throw FloodgateError("the flood generator object is incomplete") }
-            programFD = bpf_program__fd(program)
-            configFD = bpf_map__fd(map)
+            try check("load the \(what)", bpf_object__load(object))
+            guard let prog = bpf_object__find_program_by_name(object, program),
+                  let config = bpf_object__find_map_by_name(object, map)
+            else { throw FloodgateError("the \(what) object is incomplete") }
+            programFD = bpf_program__fd(prog)
+            configFD = bpf_map__fd(config)
         } catch {
             bpf_object__close(object)
             image.deallocate()
@@ -124,6 +165,25 @@ public final class FloodGenerator: @unchecked Sendable {
         image.deallocate()
     }
 
+    func configure<T: BitwiseCopyable>(_ value: T, what: String) throws {
+        var key: UInt32 = 0
+        let fd = configFD
+        _ = try withUnsafeBytes(of: value) { bytes in
+            try check("configure the \(what)", bpf_map_update_elem(fd, &key, bytes.baseAddress, UInt64(BPF_ANY)))
+        }
+    }
+}
+
+/// The flood generator: an XDP program run with BPF_PROG_TEST_RUN in live-frames mode on a veth end, which
+/// rewrites each frame's source and transmits it (XDP_TX) to the peer. Loads `BPF/flood.bpf.c` as embedded.
+public final class FloodGenerator: @unchecked Sendable {
+    private let loaded: LoadedObject
+
+    public init() throws {
+        loaded = try LoadedObject(EmbeddedBPFObject.flood, what: "flood generator", program: FG_FLOOD_PROG_NAME,
+                                  map: FG_MAP_FLOOD_CONFIG)
+    }
+
     /// Sends `count` frames of `scenario` out of `interface` (of the namespace `ns`), in calls of `chunk`, until
     /// `count` are sent or `seconds` have passed; `progress` is called after each call with the total so far.
     /// Returns the frames sent and the seconds taken.
@@ -131,10 +191,8 @@ public final class FloodGenerator: @unchecked Sendable {
         _ scenario: FloodScenario, interface: String, namespace ns: String, count: UInt64, seconds: Double,
         chunk: UInt32 = 1_000_000, progress: (@Sendable (UInt64, Double) -> Void)? = nil
     ) throws -> (sent: UInt64, seconds: Double) {
-        var key: UInt32 = 0
-        var config = scenario.config
-        try check("configure the flood generator", bpf_map_update_elem(configFD, &key, &config, UInt64(BPF_ANY)))
-        let fd = programFD
+        try loaded.configure(scenario.config, what: "flood generator")
+        let fd = loaded.programFD
         let frame = scenario.frame
         return try NetworkLab.inNamespace(ns) {
             let ifindex = if_nametoindex(interface)
@@ -196,6 +254,28 @@ public final class TrivialDropProgram: @unchecked Sendable {
         let fd = programFD
         return try NetworkLab.inNamespace(ns) {
             try check("attach the trivial program to \(interface)",
+                      cfloodgate_xdp_link(fd, Int32(if_nametoindex(interface)), UInt32(XDP_FLAGS_DRV_MODE)))
+        }
+    }
+}
+
+/// The benchmark's oracle (`BPF/oracle.bpf.c`): drops exactly the attack sources of a scenario and passes all
+/// else — the best a filter could do for legitimate traffic beside that flood.
+public final class OracleProgram: @unchecked Sendable {
+    private let loaded: LoadedObject
+
+    /// An oracle for `scenario`: its source address with the randomised low bits masked off.
+    public init(for scenario: FloodScenario) throws {
+        loaded = try LoadedObject(EmbeddedBPFObject.oracle, what: "oracle program", program: FG_ORACLE_PROG_NAME,
+                                  map: FG_MAP_ORACLE_CONFIG)
+        try loaded.configure(scenario.attackSources, what: "oracle program")
+    }
+
+    /// Attaches it in native mode to `interface` of namespace `ns`; closing the returned descriptor detaches it.
+    public func attach(_ interface: String, namespace ns: String) throws -> Int32 {
+        let fd = loaded.programFD
+        return try NetworkLab.inNamespace(ns) {
+            try check("attach the oracle program to \(interface)",
                       cfloodgate_xdp_link(fd, Int32(if_nametoindex(interface)), UInt32(XDP_FLAGS_DRV_MODE)))
         }
     }

@@ -10,29 +10,37 @@ public struct FloodResult: Codable, Sendable {
     public var processed: UInt64
     public var dropped: UInt64
     public var mpps: Double
-    /// With `calls`: how many sipp calls (from an ordinary phone, 198.18.0.1) completed during the flood.
-    public var callsSucceeded: Int?
-    public var calls: Int?
+    /// With a legitimate load: what sipp achieved beside the flood, per source and kind.
+    public var legitimate: [LegitimateResult]?
 
     /// The filters a flood can run against.
-    public static let filters = ["floodgate", "trivial", "xdp-filter", "nftables", "none"]
+    public static let filters = ["floodgate", "trivial", "oracle", "xdp-filter", "nftables", "none"]
 
     /// Builds a lab, attaches `filter` to the router end, floods it with `scenario` for at most `packets` frames
     /// and `seconds`, and reads what the router end's XDP program saw (ethtool -S).
     ///
-    /// - floodgate: the default policy. trivial: `XDP_DROP` for everything (the ceiling).
+    /// - floodgate: the default policy, with the trunk peer (``LegitimateLoad/trunkAddress``) on the allow list.
+    /// - trivial: `XDP_DROP` for everything (the speed ceiling).
+    /// - oracle: drops exactly the scenario's attack sources (the ceiling for legitimate traffic).
     /// - xdp-filter (xdp-tools): denies the scenario's source address; not for random-source scenarios.
     /// - nftables: an `XDP_PASS` program (so the veth counts frames) and a `meter` rule set dropping each source
-    ///   over 8 packets/s to the SIP ports in prerouting — the per-source limit most operators run today.
+    ///   over 8 packets/s to the SIP ports in prerouting — the per-source limit most operators run today — after
+    ///   accepting the trunk peer.
+    ///
+    /// With a `legitimate` load, sipp registers and places calls beside the flood (see ``LegitimateLoad``); beside
+    /// the trivial program it is stopped when the flood ends unless `keepLegitimateBesideTrivial`.
     public static func run(
-        scenario: FloodScenario, filter: String, packets: UInt64, seconds: Double, progress: Bool, calls: Int = 0
+        scenario: FloodScenario, filter: String, packets: UInt64, seconds: Double, progress: Bool,
+        legitimate: LegitimateLoad? = nil, keepLegitimateBesideTrivial: Bool = true
     ) throws -> FloodResult
     {
-        let lab = try NetworkLab(prefix: "fgf")
+        let lab = try NetworkLab(prefix: "fgf", extraOutsideAddresses: [LegitimateLoad.trunkAddress],
+                                 extraRouterAddresses: [LegitimateLoad.registrarAddress])
         defer { lab.tearDown() }
         var link: Int32 = -1
         let trivial = try TrivialDropProgram()
         let pass = try TrivialDropProgram(action: 2)
+        var oracle: OracleProgram?
         defer { if link >= 0 { close(link) } }
         let inRouter = ["nsenter", "--net=/run/netns/\(lab.routerNS)"]
         var scenario = scenario
@@ -40,11 +48,16 @@ public struct FloodResult: Codable, Sendable {
         scenario.frame.replaceSubrange(0..<6, with: try lab.routerMAC())
         switch filter {
         case "floodgate":
+            var policy = Policy()
+            policy.allow = [try CIDR("\(LegitimateLoad.trunkAddress)/32")]
             _ = try NetworkLab.inNamespace(lab.routerNS) {
-                try PinRoot(lab.pinRoot).attach(try Interface(lab.routerInterface), mode: .native)
+                try PinRoot(lab.pinRoot).attach(try Interface(lab.routerInterface), mode: .native, policy: policy)
             }
         case "trivial":
             link = try trivial.attach(lab.routerInterface, namespace: lab.routerNS)
+        case "oracle":
+            oracle = try OracleProgram(for: scenario)
+            link = try oracle!.attach(lab.routerInterface, namespace: lab.routerNS)
         case "xdp-filter":
             guard scenario.mode == FG_FLOOD_FIXED else {
                 throw FloodgateError("xdp-filter denies single addresses; \(scenario.name) has random sources")
@@ -58,6 +71,7 @@ public struct FloodResult: Codable, Sendable {
                 table inet floodgate_bench {
                     chain pre {
                         type filter hook prerouting priority -300; policy accept;
+                        ip saddr \(LegitimateLoad.trunkAddress) accept
                         udp dport { 5060, 5061 } meter sip4 { ip saddr limit rate over 8/second } counter drop
                         udp dport { 5060, 5061 } meter sip6 { ip6 saddr limit rate over 8/second } counter drop
                         tcp dport { 5060, 5061 } meter syn4 { ip saddr limit rate over 8/second } counter drop
@@ -80,23 +94,8 @@ public struct FloodResult: Codable, Sendable {
                 rmdir("/sys/fs/bpf/xdp")  // libxdp's directory, if it left it empty
             }
         }
-        // Real SIP calls beside the flood: sipp's UAS on the router, its UAC on the phone's address.
-        var uas: Process?
-        var uac: Process?
-        let uacOutput = Pipe()
-        defer {
-            for p in [uas, uac].compactMap({ $0 }) where p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        }
-        if calls > 0 {
-            uas = try start(["ip", "netns", "exec", lab.routerNS, "sipp", "-sn", "uas", "-i", lab.routerAddress, "-p",
-                             "5060", "-nostdin"], output: nil)
-            Thread.sleep(forTimeInterval: 0.3)
-            let rate = max(1, Int((Double(calls) / max(seconds, 0.5)).rounded(.up)))
-            uac = try start(["ip", "netns", "exec", lab.outsideNS, "timeout", "\(Int(seconds) + 15)", "sipp", "-sn", "uac",
-                             "\(lab.routerAddress):5060", "-i", lab.outsideAddress, "-p", "5070", "-m", "\(calls)", "-r",
-                             "\(rate)", "-nostdin", "-timeout", "\(Int(seconds) + 8)s", "-timeout_error"],
-                            output: uacOutput)
-        }
+        // Real SIP beside the flood.
+        let sipp = try legitimate.flatMap { $0.isEmpty ? nil : try SippTraffic(lab: lab, load: $0, seconds: seconds) }
         let before = try vethXDPCounters(lab.routerInterface, namespace: lab.routerNS)
         let generator = try FloodGenerator()
         let name = scenario.name
@@ -109,16 +108,9 @@ public struct FloodResult: Codable, Sendable {
         }
         if progress { FileHandle.standardError.write(Data("\n".utf8)) }
         let after = try vethXDPCounters(lab.routerInterface, namespace: lab.routerNS)
-        var succeeded: Int?
-        if let uac {
-            let text = String(decoding: uacOutput.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            uac.waitUntilExit()
-            // The last "Successful call" line of sipp's final screen: "| periodic | cumulative |".
-            let line = text.split(separator: "\n").last { $0.contains("Successful call") }
-            succeeded = line.flatMap { $0.split(separator: "|").last }.flatMap {
-                Int($0.trimmingCharacters(in: .whitespaces))
-            } ?? 0
-        }
+        // Nothing gets past the trivial program: sipp would only wait out its timeout.
+        if filter == "trivial" && !keepLegitimateBesideTrivial { sipp?.abandon() }
+        let legitimateResults = filter == "trivial" && !keepLegitimateBesideTrivial ? nil : sipp?.finish()
         let processed = after.packets - before.packets
         var dropped = after.drops - before.drops
         if filter == "nftables" {
@@ -126,19 +118,7 @@ public struct FloodResult: Codable, Sendable {
             dropped = try nftablesDrops(inRouter)
         }
         return FloodResult(scenario: scenario.name, filter: filter, sent: sent, seconds: elapsed, processed: processed,
-                           dropped: dropped, mpps: Double(processed) / elapsed / 1e6, callsSucceeded: succeeded,
-                           calls: calls > 0 ? calls : nil)
-    }
-
-    static func start(_ command: [String], output: Pipe?) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = command
-        process.standardOutput = output ?? FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        return process
+                           dropped: dropped, mpps: Double(processed) / elapsed / 1e6, legitimate: legitimateResults)
     }
 
     /// The packets the meter rules dropped: the sum of their `counter packets N`.

@@ -16,10 +16,12 @@ public final class NetworkLab: @unchecked Sendable {
     public let routerAddress = "198.18.0.2"
     /// Extra addresses on the outside end, for more senders.
     public private(set) var extraOutsideAddresses: [String] = []
+    /// Extra addresses on the router end, for more servers.
+    public private(set) var extraRouterAddresses: [String] = []
     private var torn = false
 
     /// Creates the namespaces and the veth pair. `prefix` (at most 4 characters) starts every name.
-    public init(prefix: String = "fgl", extraOutsideAddresses: [String] = []) throws {
+    public init(prefix: String = "fgl", extraOutsideAddresses: [String] = [], extraRouterAddresses: [String] = []) throws {
         precondition(prefix.count <= 4)
         NetworkLab.removeOrphans()
         id = String(UInt32.random(in: 0..<UInt32.max), radix: 36)
@@ -30,14 +32,14 @@ public final class NetworkLab: @unchecked Sendable {
         routerInterface = "\(prefix)r\(id)"
         pinRoot = "/sys/fs/bpf/\(prefix)-\(id)"
         do {
-            try setUp(extraOutsideAddresses)
+            try setUp(extraOutsideAddresses, router: extraRouterAddresses)
         } catch {
             tearDown()
             throw error
         }
     }
 
-    private func setUp(_ extra: [String]) throws {
+    private func setUp(_ extra: [String], router extraRouter: [String]) throws {
         let o = outsideNS, r = routerNS
         var steps: [[String]] = [
             ["ip", "netns", "add", o],
@@ -51,6 +53,7 @@ public final class NetworkLab: @unchecked Sendable {
             ["ip", "-n", r, "addr", "add", "\(routerAddress)/24", "dev", routerInterface],
         ]
         for address in extra { steps.append(["ip", "-n", o, "addr", "add", "\(address)/24", "dev", outsideInterface]) }
+        for address in extraRouter { steps.append(["ip", "-n", r, "addr", "add", "\(address)/24", "dev", routerInterface]) }
         steps += [
             ["ip", "-n", o, "link", "set", "lo", "up"],
             ["ip", "-n", r, "link", "set", "lo", "up"],
@@ -59,11 +62,14 @@ public final class NetworkLab: @unchecked Sendable {
         ]
         for step in steps { try NetworkLab.run(step) }
         extraOutsideAddresses = extra
+        extraRouterAddresses = extraRouter
         // Static neighbours: no ARP exchange holds back or adds to the packets being counted.
         let routerMAC = try mac(of: routerInterface, in: r)
         let outsideMAC = try mac(of: outsideInterface, in: o)
-        try NetworkLab.run(["ip", "-n", o, "neigh", "replace", routerAddress, "lladdr", routerMAC, "dev",
-                            outsideInterface, "nud", "permanent"])
+        for address in [routerAddress] + extraRouter {
+            try NetworkLab.run(["ip", "-n", o, "neigh", "replace", address, "lladdr", routerMAC, "dev",
+                                outsideInterface, "nud", "permanent"])
+        }
         for address in [outsideAddress] + extra {
             try NetworkLab.run(["ip", "-n", r, "neigh", "replace", address, "lladdr", outsideMAC, "dev",
                                 routerInterface, "nud", "permanent"])
@@ -91,8 +97,13 @@ public final class NetworkLab: @unchecked Sendable {
     public func tearDown() {
         guard !torn else { return }
         torn = true
-        _ = try? NetworkLab.run(["ip", "netns", "del", outsideNS])
-        _ = try? NetworkLab.run(["ip", "netns", "del", routerNS])
+        for ns in [outsideNS, routerNS] {
+            // Whatever still runs in the lab (sipp, say) goes with it.
+            if let pids = try? NetworkLab.run(["ip", "netns", "pids", ns]) {
+                for p in pids.split(separator: "\n").compactMap({ Int32($0) }) { kill(p, SIGKILL) }
+            }
+            _ = try? NetworkLab.run(["ip", "netns", "del", ns])
+        }
         // Removing the pins releases whatever link and maps are left.
         _ = try? NetworkLab.run(["rm", "-rf", pinRoot])
     }
@@ -166,10 +177,10 @@ public final class NetworkLab: @unchecked Sendable {
         final class Buffer: @unchecked Sendable { var data = Data() }
         let errBuffer = Buffer()
         let errDone = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async {
+        Thread {
             errBuffer.data = err.fileHandleForReading.readDataToEndOfFile()
             errDone.signal()
-        }
+        }.start()
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         errDone.wait()
         process.waitUntilExit()

@@ -7,18 +7,24 @@ extension Floodgate {
         static let configuration = CommandConfiguration(
             abstract: "Show the filter at work in a lab of network namespaces, then remove the lab.",
             discussion: """
-                Builds two namespaces joined by a veth pair on 198.18.0.0/24 (nothing can leave them), attaches \
-                Floodgate with its default limits to the router side, and has a phone send SIP requests at a \
-                normal pace while an attacker floods. Everything is removed at the end, or on Ctrl-C.
+                Builds two namespaces joined by a veth pair on 198.18.0.0/24 (nothing can leave them): outside, a \
+                phone, a trunk peer and an attacker; on the router side, Floodgate with its default limits (the \
+                trunk on the allow list) in front of SIP servers (sipp). While the phone and the trunk register \
+                and place calls, it launches the floods one after another at full speed, shows live counters, \
+                and what the calls achieved. Everything is removed at the end, or on Ctrl-C.
                 """)
 
-        @Option(help: "Datagrams the attacker sends.") var flood = 50_000
-        @Option(help: "SIP requests the phone sends, 5 per second.") var requests = 10
+        @Option(help: "Seconds each flood lasts.") var seconds = 3.0
+        @Option(help: "The floods, comma-separated, in order.")
+        var scenarios = ["single-source", "register-scanner", "options-scan", "invite", "random-v4-/16", "syn-5061",
+                         "rtp", "random-v6-/64"].joined(separator: ",")
         @Flag(name: .shortAndLong, help: "Log libbpf's and Floodgate's debug messages.") var verbose = false
 
         func validate() throws {
-            guard (1...10_000_000).contains(flood) else { throw ValidationError("--flood must be 1 to 10000000.") }
-            guard (1...600).contains(requests) else { throw ValidationError("--requests must be 1 to 600.") }
+            guard seconds >= 1, seconds <= 60 else { throw ValidationError("--seconds must be 1 to 60.") }
+            for name in scenarios.split(separator: ",") {
+                do { _ = try FloodScenario.named(String(name)) } catch { throw ValidationError("\(error).") }
+            }
         }
 
         func run() throws {
@@ -26,88 +32,133 @@ extension Floodgate {
             guard geteuid() == 0 else {
                 throw FloodgateError("the demo builds network namespaces and loads BPF: run it as root")
             }
-            let attacker = "198.18.0.66"
-            let trunk = "198.18.0.10"
-            let scanner = "198.18.0.99"
-            print("Floodgate demo: a lab of network namespaces on 198.18.0.0/24 (nothing leaves this machine)")
-            let lab = try NetworkLab(prefix: "fgd", extraOutsideAddresses: [attacker, trunk, scanner])
+            guard FileManager.default.isExecutableFile(atPath: "/usr/bin/sipp") else {
+                throw FloodgateError("the demo's phone and trunk are sipp, which is missing",
+                                     hint: "apt-get install sip-tester (bash .ci/run demo installs it)")
+            }
+            let trunk = LegitimateLoad.trunkAddress
+            print("Floodgate demo: a lab of network namespaces on 198.18.0.0/15 (nothing leaves this machine)")
+            let lab = try NetworkLab(prefix: "fgd", extraOutsideAddresses: [trunk],
+                                     extraRouterAddresses: [LegitimateLoad.registrarAddress])
             DemoCleanup.install(lab)
             defer { lab.tearDown() }
-            print("  outside namespace \(lab.outsideNS): phone \(lab.outsideAddress), trunk peer \(trunk), "
-                + "attacker \(attacker), scanner \(scanner)")
-            print("  router namespace  \(lab.routerNS): \(lab.routerInterface) \(lab.routerAddress), SIP server on :5060")
+            print("  outside \(lab.outsideNS): phone \(lab.outsideAddress), trunk peer \(trunk), the floods")
+            print("  router  \(lab.routerNS): \(lab.routerInterface) — call server \(lab.routerAddress):5060, "
+                + "registrar \(LegitimateLoad.registrarAddress):5060 (sipp)")
 
             let root = PinRoot(lab.pinRoot)
             var policy = Policy()
             policy.allow = [try CIDR("\(trunk)/32")]
             let outcome = try NetworkLab.inNamespace(lab.routerNS) {
-                try root.attach(try Interface(lab.routerInterface), mode: .auto, policy: policy, maxSources: 10_000)
+                try root.attach(try Interface(lab.routerInterface), mode: .native, policy: policy)
             }
             guard case .attached(let filter, _) = outcome else { throw FloodgateError("the lab was not new") }
-            let register = Limit.defaults[.register] ?? .unlimited
-            print("\n1. Attached Floodgate to \(lab.routerInterface): program \(filter.programID), "
-                + "\(filter.mode ?? "?") mode; REGISTER limit per source: \(register); \(trunk) on the allow list")
-
-            let server = try lab.udpSocket(in: lab.routerNS, bindTo: lab.routerAddress, port: 5060)
-            let phone = try lab.udpSocket(in: lab.outsideNS, bindTo: lab.outsideAddress)
-            let flooder = try lab.udpSocket(in: lab.outsideNS, bindTo: attacker)
-            let peer = try lab.udpSocket(in: lab.outsideNS, bindTo: trunk)
-            let scan = try lab.udpSocket(in: lab.outsideNS, bindTo: scanner)
-            print("2. The phone sends \(requests) REGISTERs at 5/s and the trunk 100 INVITEs at 50/s; meanwhile the "
-                + "attacker sends \(flood) REGISTERs as fast as it can and a scanner probes with OPTIONS")
-
-            let group = DispatchGroup()
-            let floodResult = SendCount()
-            DispatchQueue.global().async(group: group) {
-                Thread.sleep(forTimeInterval: 0.25)
-                let payload = Array("REGISTER sip:198.18.0.2 SIP/2.0\r\nUser-Agent: flood\r\n\r\n".utf8)
-                for _ in 0..<flood where (try? flooder.send(payload, to: lab.routerAddress, port: 5060)) != nil {
-                    floodResult.count += 1
-                }
-            }
-            DispatchQueue.global().async(group: group) {
-                for i in 0..<100 {
-                    _ = try? peer.send(Array("INVITE sip:\(i)@198.18.0.2 SIP/2.0\r\nCSeq: 1 INVITE\r\n\r\n".utf8),
-                                       to: lab.routerAddress, port: 5060)
-                    Thread.sleep(forTimeInterval: 0.02)
-                }
-            }
-            DispatchQueue.global().async(group: group) {
-                let probe = Array(("OPTIONS sip:100@198.18.0.2 SIP/2.0\r\nFrom: \"sipvicious\"<sip:100@1.1.1.1>;tag=1\r\n"
-                    + "User-Agent: friendly-scanner\r\n\r\n").utf8)
-                for _ in 0..<20 {
-                    _ = try? scan.send(probe, to: lab.routerAddress, port: 5060)
-                    Thread.sleep(forTimeInterval: 0.05)
-                }
-            }
-            for i in 0..<requests {
-                try phone.send(Array("REGISTER sip:198.18.0.2 SIP/2.0\r\nCSeq: \(i + 1) REGISTER\r\n\r\n".utf8),
-                               to: lab.routerAddress, port: 5060)
-                Thread.sleep(forTimeInterval: 0.2)
-            }
-            group.wait()
-            let received = server.drain()
-            print("   The SIP server received: phone \(received[lab.outsideAddress] ?? 0) of \(requests), "
-                + "trunk \(received[trunk] ?? 0) of 100, attacker \(received[attacker] ?? 0) of \(floodResult.count), "
-                + "scanner \(received[scanner] ?? 0) of 20")
-
+            let invite = Limit.defaults[.invite] ?? .unlimited
+            print("\nAttached Floodgate to \(lab.routerInterface) (program \(filter.programID), \(filter.mode ?? "?") "
+                + "mode): default policy — INVITE per source \(invite), per /24 \(Limit.defaultPrefix), scanner "
+                + "signatures on; \(trunk) allow-listed")
             let maps = try root.maps(of: lab.routerInterface)
-            print("\n3. floodgate stats")
-            printStats(try StatsReport.read(filter, maps: maps))
-            print("\n4. floodgate top")
-            printTop(TopTalker.rank(try maps.sources(), count: 5))
-            print("\n5. floodgate bans")
-            for ban in try maps.bans() {
-                print("   \(ban.address): \(ban.origin), \(ban.remainingSeconds().map { String(format: "%.0fs left", $0) } ?? "forever")")
+            let generator = try FloodGenerator()
+            let mac = try lab.routerMAC()
+            let live = isatty(STDOUT_FILENO) == 1
+            let phase = LegitimateLoad(phoneCalls: Int(2 * seconds), phoneRegistrations: Int(2 * seconds),
+                                       trunkCalls: Int(20 * seconds), trunkRegistrations: Int(10 * seconds))
+            var totals = (attempted: 0, succeeded: 0)
+            let names = scenarios.split(separator: ",").map(String.init)
+
+            for (i, name) in names.enumerated() {
+                // Each flood from an attacker of its own: a source banned in one flood stays banned in the next.
+                var scenario = try FloodScenario.named(name, attacker: "198.18.1.\(66 + i)",
+                                                       randomAttacker: "198.19.\(1 + i).66")
+                scenario.frame.replaceSubrange(0..<6, with: mac)
+                print("\n[\(i + 1)/\(names.count)] \(name): \(scenario.summary), full speed for \(formatSeconds(seconds)), "
+                    + "while the phone places \(phase.phoneCalls) calls and \(phase.phoneRegistrations) registrations "
+                    + "and the trunk \(phase.trunkCalls) and \(phase.trunkRegistrations)")
+                let sipp = try SippTraffic(lab: lab, load: phase, seconds: seconds)
+                let done = DispatchSemaphore(value: 0)
+                let ns = lab.outsideNS, interface = lab.outsideInterface, flood = scenario, length = seconds
+                // A thread of its own: blocking work on Dispatch's shared pool can wait for a free thread.
+                Thread {
+                    _ = try? generator.run(flood, interface: interface, namespace: ns, count: 1_000_000_000,
+                                           seconds: length, chunk: 200_000)
+                    done.signal()
+                }.start()
+                var previous = try maps.counters()
+                var previousTime = monotonicNanoseconds()
+                let start = previousTime
+                while done.wait(timeout: .now() + 0.5) == .timedOut {
+                    let now = monotonicNanoseconds()
+                    let counters = try maps.counters()
+                    let line = liveLine(counters, previous, seconds: Double(now - previousTime) / 1e9,
+                                        at: Double(now - start) / 1e9, bans: (try? maps.bans().count) ?? 0)
+                    if live {
+                        print("\r\u{1B}[2K" + line, terminator: "")
+                        fflush(stdout)
+                    } else {
+                        print(line)
+                    }
+                    previous = counters
+                    previousTime = now
+                }
+                if live { print("") }
+                if let top = TopTalker.rank(try maps.sources(), count: 1).first, top.drops > 0 {
+                    print("  top talker so far: \(top.address), \(top.packets) packets, \(top.drops) dropped "
+                        + "(\(top.classes.joined(separator: ",")))")
+                }
+                let results = sipp.finish()
+                let attempted = results.reduce(0) { $0 + $1.attempted }
+                let succeeded = results.reduce(0) { $0 + $1.succeeded }
+                totals.attempted += attempted
+                totals.succeeded += succeeded
+                print("  legitimate: " + results.map { r in
+                    "\(r.source) \(r.kind) \(r.succeeded)/\(r.attempted)"
+                        + (r.retransmissions > 0 ? " (\(r.retransmissions) retransmitted)" : "")
+                }.joined(separator: ", "))
             }
 
+            print("\nAfter \(names.count) floods: \(totals.succeeded) of \(totals.attempted) legitimate registrations and "
+                + "calls completed.")
+            print("\nfloodgate stats")
+            printStats(try StatsReport.read(filter, maps: maps))
+            print("\nfloodgate top")
+            printTop(TopTalker.rank(try maps.sources(), count: 5))
+            print("\nfloodgate bans")
+            let bans = try maps.bans()
+            printTable(["SOURCE", "ORIGIN", "EXPIRES"], bans.map { ban in
+                [ban.address.description, ban.origin,
+                 ban.remainingSeconds().map { String(format: "in %.0f s", $0) } ?? "never"]
+            })
             try root.detach(interfaceName: lab.routerInterface)
-            print("\n6. Detached Floodgate and removed the lab.")
+            print("\nDetached Floodgate and removed the lab.")
+        }
+
+        /// One line of live counters: what arrived, what was dropped (and the class most dropped), what passed per
+        /// class, and the bans.
+        private func liveLine(_ now: Counters, _ before: Counters, seconds: Double, at: Double, bans: Int) -> String {
+            var total: UInt64 = 0, dropped: UInt64 = 0
+            var passed: [String] = []
+            var mostDropped: (name: String, count: UInt64) = ("", 0)
+            for c in TrafficClass.all {
+                var classPassed: UInt64 = 0, classDropped: UInt64 = 0
+                for r in Reason.all {
+                    let n = now.packets[c, r] &- before.packets[c, r]
+                    if r.isDrop { classDropped += n } else { classPassed += n }
+                }
+                total += classPassed + classDropped
+                dropped += classDropped
+                if classDropped > mostDropped.count { mostDropped = (c.name, classDropped) }
+                if classPassed > 0 { passed.append("\(c.name) \(Int((Double(classPassed) / seconds).rounded()))") }
+            }
+            let share = total > 0 ? Double(dropped) / Double(total) * 100 : 0
+            let what = mostDropped.count > 0 ? String(format: " (%@ %.2fM/s)", mostDropped.name,
+                                                      Double(mostDropped.count) / seconds / 1e6) : ""
+            return String(format: "  %4.1f s  in %5.2f Mpps  dropped %6.2f%%", at, Double(total) / seconds / 1e6, share)
+                + what + "  passed/s: " + (passed.isEmpty ? "none" : passed.joined(separator: ", ")) + "  bans: \(bans)"
         }
     }
 }
 
-private final class SendCount: @unchecked Sendable { var count = 0 }
+private func formatSeconds(_ s: Double) -> String { s == s.rounded() ? "\(Int(s)) s" : String(format: "%.1f s", s) }
 
 /// Removes the lab when the demo is interrupted.
 private enum DemoCleanup {

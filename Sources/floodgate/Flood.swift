@@ -14,11 +14,15 @@ extension Floodgate {
                 """)
 
         @Option(help: "The flood.") var scenario = "single-source"
-        @Option(help: "The filter on the router end: floodgate, trivial (XDP_DROP), xdp-filter, nftables or none.")
+        @Option(help: "The filter on the router end: floodgate, trivial (XDP_DROP), oracle (drops exactly the attack), xdp-filter, nftables or none.")
         var filter = "floodgate"
         @Option(help: "Frames to send at most.") var packets: UInt64 = 20_000_000
         @Option(help: "Seconds to send at most.") var seconds: Double = 5
-        @Option(help: "Real SIP calls (sipp, 198.18.0.1) placed during the flood; reports how many completed, retransmissions and all, by 8 s after it. 0: none.")
+        @Option(help: """
+            Legitimate SIP beside the flood (sipp): an ordinary phone (198.18.0.1) places this many calls and as many \
+            registrations, an allow-listed trunk peer (198.18.0.10) twenty times as many; reports how many completed by \
+            8 s after the flood, and the retransmissions they took. 0: none.
+            """)
         var calls = 0
         @Flag(help: "Print JSON.") var json = false
         @Flag(name: .shortAndLong, help: "Log libbpf's and Floodgate's debug messages.") var verbose = false
@@ -37,13 +41,15 @@ extension Floodgate {
             LogSetup.bootstrapOnce(verbose: verbose)
             guard geteuid() == 0 else { throw FloodgateError("floods need root: they build namespaces and load BPF") }
             let result = try FloodResult.run(scenario: try FloodScenario.named(scenario), filter: filter, packets: packets,
-                                          seconds: seconds, progress: !json, calls: calls)
+                                          seconds: seconds, progress: !json,
+                                             legitimate: .standard(calls: calls))
             if json { return try printJSON(result) }
             print(String(format: "%@ against %@: sent %llu frames in %.2f s; the filter saw %llu (%.2f Mpps), dropped %llu",
                          result.scenario, result.filter, result.sent, result.seconds, result.processed,
                          result.mpps, result.dropped))
-            if let ok = result.callsSucceeded, let calls = result.calls {
-                print("sipp calls from an ordinary phone during the flood: \(ok) of \(calls) completed")
+            for r in result.legitimate ?? [] {
+                print("sipp \(r.kind) from the \(r.source): \(r.succeeded) of \(r.attempted) completed, "
+                    + "\(r.retransmissions) retransmissions")
             }
         }
     }

@@ -155,6 +155,44 @@ import Testing
         #expect(flood.dropped >= flood.sent - 16 - 8 * 10 && flood.dropped < flood.sent, "\(flood)")
     }
 
+    struct FloodJSON: Decodable {
+        struct Legitimate: Decodable {
+            var source: String
+            var kind: String
+            var attempted: Int
+            var succeeded: Int
+            var retransmissions: Int
+        }
+        var sent: UInt64
+        var processed: UInt64
+        var dropped: UInt64
+        var legitimate: [Legitimate]?
+    }
+
+    /// The benchmark's oracle drops every frame of a random-source flood and nothing else: sipp's calls and
+    /// registrations beside it all complete. Beside the trivial XDP_DROP program none does, and sipp's
+    /// retransmissions are counted.
+    @Test func theOracleDropsExactlyTheAttackAndSippsCountsAreRead() throws {
+        try requireRoot()
+        try requireTool("/usr/bin/sipp", package: "sip-tester")
+        let oracle = try run([floodgateBinary, "flood", "--scenario", "random-v4-/24", "--filter", "oracle", "--packets",
+                              "3000000", "--seconds", "1", "--calls", "2", "--json"])
+        #expect(oracle.status == 0, "\(oracle.err)")
+        let o = try JSONDecoder().decode(FloodJSON.self, from: Data(oracle.out.utf8))
+        #expect(o.dropped == o.sent, "every attack frame, and only those, dropped: \(o)")
+        #expect(o.legitimate?.count == 4)
+        for r in o.legitimate ?? [] {
+            #expect(r.succeeded == r.attempted, "\(r)")
+        }
+        let trivial = try run([floodgateBinary, "flood", "--scenario", "single-source", "--filter", "trivial",
+                               "--packets", "1000000", "--seconds", "1", "--calls", "1", "--json"])
+        #expect(trivial.status == 0, "\(trivial.err)")
+        let t = try JSONDecoder().decode(FloodJSON.self, from: Data(trivial.out.utf8))
+        for r in t.legitimate ?? [] {
+            #expect(r.succeeded == 0 && r.retransmissions > 0, "\(r)")
+        }
+    }
+
     @Test func aFilterWhoseInterfaceWasDeletedShowsAsDetachedAndCanBeCleanedUp() throws {
         try withLab { lab in
             #expect(try lab.floodgate(["attach", lab.routerInterface, "--max-sources", "100"]).status == 0)

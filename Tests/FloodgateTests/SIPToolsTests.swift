@@ -4,11 +4,6 @@ import Testing
 
 /// Real SIP tools through the filter: sipp (Debian's sip-tester) places calls while sipvicious' svmap scans.
 @Suite struct SIPToolsTests {
-    func requireTool(_ path: String, package: String) throws {
-        try #require(FileManager.default.isExecutableFile(atPath: path),
-                     "\(path) is missing: install the Debian package \(package) (.ci/run does)")
-    }
-
     /// Starts a command in a namespace; the caller terminates it.
     func start(_ ns: String, _ command: [String], environment: [String: String] = [:]) throws -> Process {
         let process = Process()

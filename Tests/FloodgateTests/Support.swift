@@ -8,6 +8,12 @@ func requireRoot() throws {
     try #require(geteuid() == 0, "Floodgate's tests load BPF programs and build network namespaces: run them as root")
 }
 
+/// A tool from a Debian package the tests need; missing, the test fails and says what to install.
+func requireTool(_ path: String, package: String) throws {
+    try #require(FileManager.default.isExecutableFile(atPath: path),
+                 "\(path) is missing: install the Debian package \(package) (.ci/run does)")
+}
+
 /// A freshly loaded (never attached) filter with the given limits, for BPF_PROG_TEST_RUN.
 func loadProgram(
     limits: [TrafficClass: Limit] = Limit.defaults, settings: Settings = .defaults, policy: Policy = Policy(),

@@ -1,0 +1,240 @@
+import Foundation
+
+/// Legitimate SIP to run beside a flood: registrations and calls from an ordinary phone (the lab's
+/// 198.18.0.1, under every per-source limit) and from a trunk peer (198.18.0.10, which the filters allow-list).
+public struct LegitimateLoad: Codable, Sendable, Equatable {
+    public var phoneCalls: Int
+    public var phoneRegistrations: Int
+    public var trunkCalls: Int
+    public var trunkRegistrations: Int
+
+    public init(phoneCalls: Int, phoneRegistrations: Int, trunkCalls: Int, trunkRegistrations: Int) {
+        self.phoneCalls = phoneCalls
+        self.phoneRegistrations = phoneRegistrations
+        self.trunkCalls = trunkCalls
+        self.trunkRegistrations = trunkRegistrations
+    }
+
+    /// `calls` calls and as many registrations from the phone; twenty times as many of each from the trunk.
+    public static func standard(calls: Int) -> LegitimateLoad {
+        LegitimateLoad(phoneCalls: calls, phoneRegistrations: calls, trunkCalls: 20 * calls,
+                       trunkRegistrations: 20 * calls)
+    }
+
+    public var isEmpty: Bool { phoneCalls + phoneRegistrations + trunkCalls + trunkRegistrations == 0 }
+
+    public static let trunkAddress = "198.18.0.10"
+    /// The registrar's address on the router side; the call server answers on the router's own address.
+    public static let registrarAddress = "198.18.0.3"
+}
+
+/// What one kind of legitimate traffic achieved: sipp's own count of successful calls (a registration is a
+/// "call" of one REGISTER and its 200) and of the requests it had to retransmit.
+public struct LegitimateResult: Codable, Sendable, Equatable {
+    public var source: String  // phone, trunk
+    public var kind: String  // calls, registrations
+    public var attempted: Int
+    public var succeeded: Int
+    public var retransmissions: Int
+
+    public init(source: String, kind: String, attempted: Int, succeeded: Int, retransmissions: Int) {
+        self.source = source
+        self.kind = kind
+        self.attempted = attempted
+        self.succeeded = succeeded
+        self.retransmissions = retransmissions
+    }
+}
+
+/// sipp (Debian's sip-tester) processes for a ``LegitimateLoad``: UASs in the router namespace (sipp's built-in
+/// call answerer on the router's address, and a registrar scenario on ``LegitimateLoad/registrarAddress``), UACs
+/// in the outside namespace, paced so that each finishes placing within `seconds`.
+public final class SippTraffic: @unchecked Sendable {
+    private struct Client {
+        var source: String
+        var kind: String
+        var attempted: Int
+        var process: Process
+        var output: OutputCollector
+    }
+
+    private var servers: [Process] = []
+    private var clients: [Client] = []
+    private let directory: URL
+
+    public init(lab: NetworkLab, load: LegitimateLoad, seconds: Double) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("fgsipp-\(lab.id)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        do {
+            try start(lab: lab, load: load, seconds: seconds)
+        } catch {
+            stop()
+            throw error
+        }
+    }
+
+    deinit { stop() }
+
+    private func start(lab: NetworkLab, load: LegitimateLoad, seconds: Double) throws {
+        let registrarUAS = directory.appendingPathComponent("registrar.xml")
+        let registerUAC = directory.appendingPathComponent("register.xml")
+        try SippTraffic.registrarScenario.write(to: registrarUAS, atomically: true, encoding: .utf8)
+        try SippTraffic.registerScenario.write(to: registerUAC, atomically: true, encoding: .utf8)
+        let inRouter = ["ip", "netns", "exec", lab.routerNS]
+        let inOutside = ["ip", "netns", "exec", lab.outsideNS]
+        servers.append(try SippTraffic.launch(
+            inRouter + ["sipp", "-sn", "uas", "-i", lab.routerAddress, "-p", "5060", "-nostdin"], output: nil))
+        servers.append(try SippTraffic.launch(
+            inRouter + ["sipp", "-sf", registrarUAS.path, "-i", LegitimateLoad.registrarAddress, "-p", "5060",
+                        "-nostdin"], output: nil))
+        Thread.sleep(forTimeInterval: 0.3)
+        // sipp gives up on what is unfinished 8 s after the flood; `timeout` is the backstop.
+        let limit = ["-timeout", "\(Int(seconds) + 8)s", "-timeout_error"]
+        let plan: [(String, String, String, Int, [String], String, String)] = [
+            ("phone", "calls", lab.outsideAddress, load.phoneCalls, ["-sn", "uac"], lab.routerAddress, "5070"),
+            ("phone", "registrations", lab.outsideAddress, load.phoneRegistrations, ["-sf", registerUAC.path],
+             LegitimateLoad.registrarAddress, "5071"),
+            ("trunk", "calls", LegitimateLoad.trunkAddress, load.trunkCalls, ["-sn", "uac"], lab.routerAddress, "5070"),
+            ("trunk", "registrations", LegitimateLoad.trunkAddress, load.trunkRegistrations, ["-sf", registerUAC.path],
+             LegitimateLoad.registrarAddress, "5071"),
+        ]
+        for (source, kind, address, count, scenario, target, port) in plan where count > 0 {
+            let rate = max(1, Int((Double(count) / max(seconds, 0.5)).rounded(.up)))
+            let collector = OutputCollector()
+            let process = try SippTraffic.launch(
+                inOutside + ["timeout", "\(Int(seconds) + 15)", "sipp"] + scenario + [
+                    "\(target):5060", "-i", address, "-p", port, "-m", "\(count)", "-r", "\(rate)", "-nostdin",
+                ] + limit, output: collector)
+            clients.append(Client(source: source, kind: kind, attempted: count, process: process, output: collector))
+        }
+    }
+
+    /// Stops every sipp at once, without results (beside a filter that drops everything, nothing can complete).
+    public func abandon() { stop() }
+
+    /// Waits for the clients to finish (or give up), stops the servers, and reports what sipp counted.
+    public func finish() -> [LegitimateResult] {
+        let results = clients.map { client in
+            client.process.waitUntilExit()
+            let counts = SippTraffic.parse(client.output.text())
+            return LegitimateResult(source: client.source, kind: client.kind, attempted: client.attempted,
+                                    succeeded: min(counts.succeeded, client.attempted),
+                                    retransmissions: counts.retransmissions)
+        }
+        stop()
+        return results
+    }
+
+    private func stop() {
+        // sipp's UAS does not stop on SIGTERM.
+        for p in servers + clients.map(\.process) where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        for p in servers { p.waitUntilExit() }
+        servers = []
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    static func launch(_ command: [String], output: OutputCollector?) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = command
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        if let output {
+            process.standardOutput = output.pipe
+        } else {
+            process.standardOutput = FileHandle.nullDevice
+        }
+        try process.run()
+        output?.startReading()
+        return process
+    }
+
+    /// sipp's final screens: the cumulative "Successful call" count, and the sum of the Retrans column over the
+    /// messages this side sent (`NAME ---------->  count retrans timeout`), from the last message table.
+    static func parse(_ text: String) -> (succeeded: Int, retransmissions: Int) {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        let succeeded = lines.last { $0.contains("Successful call") }
+            .flatMap { $0.split(separator: "|").last }
+            .flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } ?? 0
+        var retransmissions = 0
+        if let header = lines.lastIndex(where: { $0.contains("Messages") && $0.contains("Retrans") }) {
+            for line in lines[(header + 1)...] {
+                if line.trimmingCharacters(in: .whitespaces).isEmpty || line.hasPrefix("---") { break }
+                guard let arrow = line.range(of: "---------->") else { continue }
+                let numbers = line[arrow.upperBound...].split(separator: " ").compactMap { Int($0) }
+                if numbers.count >= 2 { retransmissions += numbers[1] }
+            }
+        }
+        return (succeeded, retransmissions)
+    }
+
+    /// One REGISTER, retransmitted every 500 ms until its 200 arrives (sipp's default T1 timer doubling applies
+    /// only to INVITE; `retrans` fixes the first interval).
+    static let registerScenario = """
+        <?xml version="1.0" encoding="ISO-8859-1" ?>
+        <scenario name="Floodgate benchmark: register">
+          <send retrans="500">
+            <![CDATA[
+              REGISTER sip:[remote_ip] SIP/2.0
+              Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+              From: <sip:phone[call_number]@[remote_ip]>;tag=[pid]reg[call_number]
+              To: <sip:phone[call_number]@[remote_ip]>
+              Call-ID: [call_id]
+              CSeq: 1 REGISTER
+              Contact: <sip:phone[call_number]@[local_ip]:[local_port]>
+              Max-Forwards: 70
+              Expires: 3600
+              User-Agent: floodgate-bench
+              Content-Length: 0
+
+            ]]>
+          </send>
+          <recv response="200" rtd="true"/>
+        </scenario>
+
+        """
+
+    /// Answers each REGISTER with a 200; keeps the transaction a while to answer retransmissions too.
+    static let registrarScenario = """
+        <?xml version="1.0" encoding="ISO-8859-1" ?>
+        <scenario name="Floodgate benchmark: registrar">
+          <recv request="REGISTER"/>
+          <send>
+            <![CDATA[
+              SIP/2.0 200 OK
+              [last_Via:]
+              [last_From:]
+              [last_To:];tag=[pid]ok[call_number]
+              [last_Call-ID:]
+              [last_CSeq:]
+              Contact: <sip:[local_ip]:[local_port]>
+              Expires: 3600
+              Content-Length: 0
+
+            ]]>
+          </send>
+        </scenario>
+
+        """
+}
+
+/// Reads a child's standard output on another thread, so that it can never fill the pipe and stall.
+final class OutputCollector: @unchecked Sendable {
+    let pipe = Pipe()
+    private var data = Data()
+    private let done = DispatchSemaphore(value: 0)
+
+    /// On a thread of its own: a blocking read on Dispatch's shared pool would hold one of its few threads.
+    func startReading() {
+        Thread {
+            self.data = self.pipe.fileHandleForReading.readDataToEndOfFile()
+            self.done.signal()
+        }.start()
+    }
+
+    /// Everything written, once the writer has closed its end (exited).
+    func text() -> String {
+        done.wait()
+        return String(decoding: data, as: UTF8.self)
+    }
+}
