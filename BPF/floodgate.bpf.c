@@ -183,15 +183,18 @@ static __always_inline int fg_global_admit(struct fg_ctx *c, __u32 global, __u32
 }
 
 
-/* The key of the source's prefix bucket (in fg_prefixes and the drop cache). */
-static __always_inline void fg_prefix_key(const struct fg_ctx *c, struct fg_source_key *key)
+/* The key of the source's prefix bucket (in fg_prefixes and the drop cache);
+ * returns its prefix length over the 128-bit address. */
+static __always_inline __u32 fg_prefix_key(const struct fg_ctx *c, struct fg_source_key *key)
 {
 	const struct fg_addr *a = &c->pkt->src;
 	int v4 = a->words[0] == 0 && a->words[1] == 0 && a->words[2] == bpf_htonl(0xffff);
+	__u32 keylen = v4 ? 96 + c->s->prefix_v4 : c->s->prefix_v6;
 
 	key->addr = *a;
 	key->traffic_class = FG_CLASS_MAX;
-	fg_mask(&key->addr, v4 ? 96 + c->s->prefix_v4 : c->s->prefix_v6);
+	fg_mask(&key->addr, keylen);
+	return keylen;
 }
 
 /* The aggregate bucket of the source's prefix (SIP classes). */
@@ -203,6 +206,7 @@ static __always_inline __u32 fg_police_prefix(struct fg_ctx *c)
 	struct fg_source_state *st;
 	struct fg_bucket_call call = {};
 	__u64 interval, tau, until;
+	__u32 keylen;
 
 	if (!lim)
 		return FG_REASON_PASSED;
@@ -212,7 +216,7 @@ static __always_inline __u32 fg_police_prefix(struct fg_ctx *c)
 		return FG_REASON_PASSED;
 	if (interval == FG_INTERVAL_BLOCK)
 		return FG_REASON_DROPPED_PREFIX;
-	fg_prefix_key(c, &key);
+	keylen = fg_prefix_key(c, &key);
 
 	st = bpf_map_lookup_elem(&fg_prefixes, &key);
 	if (!st) {
@@ -231,10 +235,11 @@ static __always_inline __u32 fg_police_prefix(struct fg_ctx *c)
 	if (fg_bucket_admit(&st->tat, &call))
 		return FG_REASON_PASSED;
 	__sync_fetch_and_add(&st->drops, 1);
-	/* A flood of random sources from one prefix then stops at fg_decide's
-	 * prefix check, before any per-source lookup. */
+	/* A flood of random sources from one prefix then stops in the drop
+	 * cache's prefix check, before the policy: unless an allow-listed source
+	 * is in the prefix, which must still get to the allow check. */
 	until = fg_cache_until(c->s, tau, call.next, call.now);
-	if (until) {
+	if (until && !fg_prefix_holds_allowed(c->s, &key, keylen)) {
 		struct fg_cpu_state *cpu;
 		__u32 zero = 0;
 

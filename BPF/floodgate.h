@@ -21,6 +21,7 @@
 #define FG_MAP_DROP_CACHE "fg_drop_cache"
 #define FG_MAP_DENY "fg_deny"
 #define FG_MAP_ALLOW "fg_allow"
+#define FG_MAP_ALLOW_PREFIXES "fg_allow_prefixes"
 #define FG_MAP_BANS "fg_bans"
 #define FG_MAP_SIGNATURES "fg_signatures"
 #define FG_MAP_SCRATCH "fg_scratch"

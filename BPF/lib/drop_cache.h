@@ -188,9 +188,13 @@ static __always_inline void fg_cache_ban(struct fg_ctx *c, __u64 expires_ns)
 	fg_cache_drop(c->slot, &c->key, c, until, FG_REASON_DROPPED_BAN);
 }
 
-/* The prefix part of the cache, for when no list or ban could come first in
- * the policy (deny, ban and allow are all empty): a random-source flood from
- * a drained prefix then ends here. Otherwise fg_decide checks it in order. */
+/*
+ * The prefix part of the cache: a random-source flood from a drained prefix
+ * ends here, before the policy. A prefix is cached only if it holds no
+ * allow-listed address (fg_police_prefix), so no source the allow list would
+ * pass is dropped here; a denied or banned source in it would be dropped by
+ * the policy too, and is counted as dropped-prefix instead.
+ */
 static __always_inline __u32 fg_prefix_cache_check(const struct fg_settings *s, const struct fg_packet *pkt)
 {
 	__u32 index = FG_LIMIT_PREFIX;
@@ -201,7 +205,7 @@ static __always_inline __u32 fg_prefix_cache_check(const struct fg_settings *s, 
 	struct fg_cpu_state *cpu;
 	__u32 zero = 0;
 
-	if (pkt->traffic_class > FG_CLASS_SIP_LAST || s->deny_entries || s->allow_entries || s->bans_present)
+	if (pkt->traffic_class > FG_CLASS_SIP_LAST)
 		return FG_REASON_PASSED;
 	/* Most of the time no prefix is drained on this CPU: skip the masking and the slot. */
 	cpu = bpf_map_lookup_elem(&fg_cpu, &zero);

@@ -27,6 +27,21 @@ struct {
 	__type(value, __u32);
 } fg_allow SEC(".maps");
 
+/*
+ * The aggregate prefixes (fg_prefixes keys: masked address, class
+ * FG_CLASS_MAX) that hold an allow-list entry narrower than themselves, such
+ * as a trunk's /32 in a /24; written by the agent with the allow list. With
+ * fg_allow (for entries as wide as the prefix or wider) it tells whether a
+ * drained prefix may be dropped before the allow check (lib/drop_cache.h).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FG_MAX_LIST_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct fg_source_key);
+	__type(value, __u32);
+} fg_allow_prefixes SEC(".maps");
+
 /* Banned sources; written by the agent (explicit and automatic bans) and by
  * XDP (scanners). Expired entries pass and are removed by the agent. */
 struct {
@@ -41,6 +56,18 @@ static __always_inline int fg_in_list(void *list, const struct fg_addr *addr)
 	struct fg_cidr_key key = {.prefixlen = 128, .addr = *addr};
 
 	return bpf_map_lookup_elem(list, &key) != NULL;
+}
+
+/* Does the aggregate prefix `key` (masked, of prefix length `keylen` over
+ * the 128-bit address) hold any allow-listed address? */
+static __always_inline int fg_prefix_holds_allowed(const struct fg_settings *s, const struct fg_source_key *key,
+						   __u32 keylen)
+{
+	struct fg_cidr_key wide = {.prefixlen = keylen, .addr = key->addr};
+
+	if (!s->allow_entries)
+		return 0;
+	return bpf_map_lookup_elem(&fg_allow, &wide) != NULL || bpf_map_lookup_elem(&fg_allow_prefixes, key) != NULL;
 }
 
 #endif /* FG_LIB_LISTS_H */

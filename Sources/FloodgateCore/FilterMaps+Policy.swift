@@ -85,9 +85,42 @@ extension FilterMaps {
     /// drop caches, whose slots may hold a verdict the change overturns.
     private func recount(_ list: PolicyList) throws {
         let count = UInt32(try keys(of: fd(list.mapName), as: fg_cidr_key.self, what: list.mapName).count)
+        if list == .allow {
+            let settings = try rawSettings()
+            try syncAllowPrefixes(prefixV4: settings.prefix_v4, prefixV6: settings.prefix_v6)
+        }
         try updateSettings { settings in
             if list == .deny { settings.deny_entries = count } else { settings.allow_entries = count }
             settings.policy_generation &+= 1
+        }
+    }
+
+    /// The aggregate prefixes (`fg_prefixes` keys) that an allow-list entry narrower than them lies in, for
+    /// prefix lengths /`prefixV4` and /`prefixV6`: XDP caches a drained prefix's drop only outside them.
+    public static func allowPrefixKeys(_ allow: [CIDR], prefixV4: UInt8, prefixV6: UInt8) -> Set<[UInt8]> {
+        var keys = Set<[UInt8]>()
+        for cidr in allow {
+            let aggregate = cidr.address.isIPv4 && cidr.keyLength > 96 ? 96 + Int(prefixV4) : Int(prefixV6)
+            guard cidr.keyLength > aggregate else { continue }  // as wide as the prefix: XDP finds it in fg_allow
+            keys.insert(CIDR.masked(cidr.address, aggregate).bytes + [UInt8(FG_CLASS_MAX.rawValue), 0, 0, 0])
+        }
+        return keys
+    }
+
+    /// Makes `fg_allow_prefixes` match the allow list: adds what is missing first, then removes what is stale
+    /// (a stale entry only keeps a prefix out of the drop cache).
+    func syncAllowPrefixes(prefixV4: UInt8, prefixV6: UInt8) throws {
+        let fd = fd(FG_MAP_ALLOW_PREFIXES)
+        let wanted = FilterMaps.allowPrefixKeys(try cidrs(in: .allow), prefixV4: prefixV4, prefixV6: prefixV6)
+        let present = Set(try keys(of: fd, as: fg_source_key.self, what: FG_MAP_ALLOW_PREFIXES).map { key in
+            withUnsafeBytes(of: key) { Array($0) }
+        })
+        for key in wanted.subtracting(present) {
+            var value: UInt32 = 1
+            try check("mark an allow-listed prefix", key.withUnsafeBytes { bpf_map_update_elem(fd, $0.baseAddress, &value, UInt64(BPF_ANY)) })
+        }
+        for key in present.subtracting(wanted) {
+            _ = key.withUnsafeBytes { bpf_map_delete_elem(fd, $0.baseAddress) }
         }
     }
 

@@ -11,7 +11,7 @@ public final class FilterMaps: @unchecked Sendable {
     /// The map names, as the ELF object and the pins name them.
     public static let names = [
         FG_MAP_SETTINGS, FG_MAP_LIMITS, FG_MAP_SOURCES, FG_MAP_PREFIXES, FG_MAP_GLOBAL, FG_MAP_COUNTERS,
-        FG_MAP_STATS_MARK, FG_MAP_DROP_CACHE, FG_MAP_DENY, FG_MAP_ALLOW, FG_MAP_BANS, FG_MAP_SIGNATURES,
+        FG_MAP_STATS_MARK, FG_MAP_DROP_CACHE, FG_MAP_DENY, FG_MAP_ALLOW, FG_MAP_ALLOW_PREFIXES, FG_MAP_BANS, FG_MAP_SIGNATURES,
         FG_MAP_SCRATCH, FG_MAP_CPU,
     ]
 
@@ -82,6 +82,9 @@ public final class FilterMaps: @unchecked Sendable {
 
     public func setSettings(_ settings: Settings) throws {
         try settings.validate()
+        // The aggregate prefixes that hold allow-listed sources depend on the prefix lengths: mark the new ones
+        // before the settings switch to them.
+        try syncAllowPrefixes(prefixV4: settings.prefixV4, prefixV6: settings.prefixV6)
         try updateSettings { $0 = settings.raw(over: $0) }
     }
 

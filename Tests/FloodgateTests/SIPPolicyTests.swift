@@ -239,6 +239,43 @@ import Testing
         #expect(try program.judge(Packet.request("REGISTER", src: "198.18.77.202")).2 == .passed)
     }
 
+    /// A drained prefix is dropped from the drop cache before the policy, deny list and all, unless it holds an
+    /// allow-listed source (a /32 inside it, or a network as wide as it): then the policy runs in order.
+    @Test func aDrainedPrefixIsDroppedBeforeThePolicyUnlessItHoldsAnAllowListedSource() throws {
+        try onOneCPU {
+            var policy = Policy()
+            policy.prefix = .rate(1, burst: 5)
+            policy.allow = [try CIDR("198.18.77.200"), try CIDR("198.18.80.0/23")]
+            policy.deny = [try CIDR("198.18.77.66"), try CIDR("198.18.78.66"), try CIDR("198.18.81.66")]
+            let program = try loadProgram(policy: policy)
+            for net in [77, 78] {
+                let reasons = try (1...20).map { i in
+                    try program.judge(Packet.request("REGISTER", src: "198.18.\(net).\(i)")).2
+                }
+                #expect(reasons.prefix(5).allSatisfy { $0 == .passed }
+                    && reasons.dropFirst(5).allSatisfy { $0 == .droppedPrefix }, "\(net): \(reasons)")
+            }
+            #expect(try program.judge(Packet.request("REGISTER", src: "198.18.78.66")).2 == .droppedPrefix)
+            #expect(try program.judge(Packet.request("REGISTER", src: "198.18.77.66")).2 == .droppedDeny)
+            #expect(try program.judge(Packet.request("REGISTER", src: "198.18.77.200")).2 == .passedAllow)
+            #expect(try program.judge(Packet.request("REGISTER", src: "198.18.77.201")).2 == .droppedPrefix)
+            // Inside an allow-listed /23 every source is allowed, and the deny list comes first.
+            #expect(try program.judge(Packet.request("REGISTER", src: "198.18.81.66")).2 == .droppedDeny)
+            #expect(try program.judge(Packet.request("REGISTER", src: "198.18.81.67")).2 == .passedAllow)
+            // The markers follow the prefix length: with /16 aggregates, 198.18.0.0/16 holds allowed sources.
+            var settings = try program.maps.settings()
+            settings.prefixV4 = 16
+            try program.maps.setSettings(settings)
+            let reasons = try (1...20).map { i in try program.judge(Packet.request("REGISTER", src: "198.18.90.\(i)")).2 }
+            #expect(reasons.dropFirst(5).allSatisfy { $0 == .droppedPrefix }, "\(reasons)")
+            #expect(try program.judge(Packet.request("REGISTER", src: "198.18.78.66")).2 == .droppedDeny)
+            #expect(try program.judge(Packet.request("REGISTER", src: "198.18.79.1")).2 == .droppedPrefix)
+            #expect(FilterMaps.allowPrefixKeys(policy.allow, prefixV4: 16, prefixV6: 64).count == 1)
+            #expect(FilterMaps.allowPrefixKeys(policy.allow, prefixV4: 24, prefixV6: 64).count == 1)
+            #expect(FilterMaps.allowPrefixKeys(policy.allow, prefixV4: 22, prefixV6: 64).count == 2)
+        }
+    }
+
     @Test func newSourcesBeyondTheirBudgetAreShedBeforeTheyReachTheSourceMap() throws {
         var policy = perSourceOnly
         policy.newSources = .rate(1, burst: 100)

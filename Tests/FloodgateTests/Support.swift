@@ -58,3 +58,21 @@ var floodgateBinary: String {
 }
 
 func uniqueID() -> String { String(UInt32.random(in: 0..<UInt32.max), radix: 36) }
+
+/// Runs `body` on a thread of its own pinned to CPU 0, for tests of per-CPU state (the drop cache): test runs
+/// happen on the CPU of the calling thread, which could otherwise move between calls.
+func onOneCPU<T>(_ body: @escaping () throws -> T) throws -> T {
+    let outcome = PinnedOutcome<T>()
+    let done = DispatchSemaphore(value: 0)
+    Thread {
+        defer { done.signal() }
+        outcome.result = Result {
+            guard cfloodgate_pin_to_cpu(0) == 0 else { throw FloodgateError("pin the test thread to CPU 0") }
+            return try body()
+        }
+    }.start()
+    done.wait()
+    return try outcome.result!.get()
+}
+
+private final class PinnedOutcome<T>: @unchecked Sendable { var result: Result<T, Error>? }
