@@ -11,6 +11,10 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // libbpf and the shared BPF header (BPF/floodgate.h), for Swift. No logic.
@@ -34,10 +38,27 @@ let package = Package(
             ],
             plugins: ["BuildBPF"]
         ),
+        // The agent of `floodgate run`: config file, reloads, events, anomalies, Prometheus metrics.
+        .target(
+            name: "FloodgateAgent",
+            dependencies: [
+                "FloodgateCore",
+                "CFloodgate",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            resources: [.embedInCode("Resources/floodgate.yaml"), .embedInCode("Resources/floodgate.service")]
+        ),
         .executableTarget(
             name: "floodgate",
             dependencies: [
                 "FloodgateCore",
+                "FloodgateAgent",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -49,7 +70,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FloodgateTests",
-            dependencies: ["FloodgateCore", "CFloodgate", "floodgate"]
+            dependencies: ["FloodgateCore", "FloodgateAgent", "CFloodgate", "floodgate"]
         ),
     ],
     swiftLanguageModes: [.v5]

@@ -8,7 +8,9 @@
  *
  *   0. the per-CPU drop cache: a source this CPU is already dropping
  *   1. the deny list (lib/lists.h)
- *   2. bans: an explicit ban beats the allow list; other bans do not
+ *   2. bans: an explicit ban beats the allow list; other bans do not (XDP
+ *      itself bans scanners, and sources that keep exceeding their bucket:
+ *      lib/autoban.h)
  *   3. the allow list: no per-source or prefix limits, highest priority in 6
  *   4. the per-source bucket of the class (lib/bucket.h)
  *   5. for SIP classes, the per-prefix aggregate bucket (/24, /64 by default);
@@ -293,7 +295,7 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 	}
 
 	if (c->slot && fg_same_key(&c->slot->key, &c->key))
-		fg_flush(c->slot, st);
+		fg_flush(c->s, c->slot, st, 0);
 	__sync_fetch_and_add(&st->packets, 1);
 	if (interval == FG_INTERVAL_BLOCK) {
 		__sync_fetch_and_add(&st->drops, 1);
@@ -305,6 +307,8 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 	call.tau = call.tau_max = c->tau;
 	if (!fg_bucket_admit(&st->tat, &call)) {
 		__sync_fetch_and_add(&st->drops, 1);
+		if (c->s->autoban_drops)
+			fg_window_add(c->s, st, 1);
 		fg_cache_drop_until(c, call.next);
 		return FG_REASON_DROPPED_RATE;
 	}
@@ -390,7 +394,8 @@ __noinline int fg_decide(struct xdp_md *ctx, struct fg_packet *pkt)
 				.flags = FG_BAN_SCANNER,
 			};
 
-			bpf_map_update_elem(&fg_bans, &pkt->src, &scanner, BPF_NOEXIST);
+			if (bpf_map_update_elem(&fg_bans, &pkt->src, &scanner, BPF_NOEXIST) == 0)
+				fg_event(FG_EVENT_SCANNER, pkt->traffic_class, &pkt->src, scanner.expires_ns, 1, 0);
 			/* Set on every detection, not just a new ban, so that an agent
 			 * rewriting the settings at the same moment cannot lose it for good. */
 			s->bans_present = 1;
@@ -435,5 +440,14 @@ int floodgate_xdp(struct xdp_md *ctx)
 		reason = fg_cache_check(s, &pkt);
 	if (reason != FG_REASON_PASSED)
 		return fg_count(pkt.traffic_class, reason, bytes);
-	return fg_count(pkt.traffic_class, fg_decide(ctx, &pkt), bytes);
+	reason = fg_decide(ctx, &pkt);
+	/* A source its own bucket dropped: ban it if it keeps at it. */
+	if (reason == FG_REASON_DROPPED_RATE && s->autoban_drops && pkt.traffic_class != FG_CLASS_FRAGMENT) {
+		struct fg_source_key key = {.addr = pkt.src, .traffic_class = pkt.traffic_class};
+		struct fg_source_state *st = bpf_map_lookup_elem(&fg_sources, &key);
+
+		if (st && st->window_drops >= s->autoban_drops)
+			fg_note_drops(s, st, &key, 0);
+	}
+	return fg_count(pkt.traffic_class, reason, bytes);
 }

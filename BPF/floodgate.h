@@ -26,6 +26,8 @@
 #define FG_MAP_SIGNATURES "fg_signatures"
 #define FG_MAP_SCRATCH "fg_scratch"
 #define FG_MAP_CPU "fg_cpu"
+#define FG_MAP_OFFENCES "fg_offences"
+#define FG_MAP_EVENTS "fg_events"
 #define FG_PROG_NAME "floodgate_xdp"
 
 /* Pinned-object names under <pin root>/<interface>/. */
@@ -35,6 +37,10 @@
 #define FG_DEFAULT_MAX_SOURCES 1000000
 #define FG_MAX_LIST_ENTRIES 262144 /* each of the deny and allow lists */
 #define FG_MAX_BANS 262144
+#define FG_MAX_OFFENDERS 65536
+/* Ban lengths by offence (auto-ban): the first, second, ... the last repeats. */
+#define FG_AUTOBAN_LEVELS 4
+#define FG_EVENTS_BYTES (256 * 1024)
 #define FG_MAX_SIGNATURES 256
 #define FG_MAX_SIP_PORTS 4
 /* Bounded walk of the IPv6 extension-header chain. */
@@ -162,6 +168,13 @@ struct fg_settings {
 	__u32 signature_entries;	    /* 0: skip the scanner scan */
 	__u32 scanner_ban_seconds;	    /* XDP bans a scanner for this long; 0 = no */
 	__u32 bans_present;		    /* 0: fg_bans is empty, skip its lookup; set by the agent and by XDP */
+	/* Auto-ban: a source whose own bucket drops this many of its packets
+	 * within the window is banned by XDP, for longer on each offence. */
+	__u32 autoban_drops;		    /* 0 = no auto-ban */
+	__u32 autoban_window_ms;
+	__u32 autoban_seconds[FG_AUTOBAN_LEVELS]; /* ban length per offence; 0 = unused level */
+	__u32 autoban_jitter_pct;	    /* each ban is 0 to this % longer, at random */
+	__u32 offence_forget_s;		    /* an offender with no offence for this long starts over */
 };
 
 /*
@@ -197,11 +210,35 @@ struct fg_source_key {
 	__u8 pad[3];
 };
 
-/* fg_sources / fg_prefixes value; every field is updated with atomics. */
+/* fg_sources / fg_prefixes value; the counts are updated with atomics, the
+ * auto-ban window without (an approximate count is enough there). */
 struct fg_source_state {
-	__u64 tat;     /* GCRA theoretical arrival time, in ticks */
-	__u64 packets; /* packets seen from this source in this class */
-	__u64 drops;   /* of which dropped by this bucket */
+	__u64 tat;		/* GCRA theoretical arrival time, in ticks */
+	__u64 packets;		/* packets seen from this source in this class */
+	__u64 drops;		/* of which dropped by this bucket */
+	__u32 window_start_ms;	/* jiffies in ms (wrapping) when the auto-ban window began */
+	__u32 window_drops;	/* drops by this bucket in that window */
+};
+
+/* fg_offences[source]: how often XDP auto-banned it; LRU. */
+struct fg_offence {
+	__u64 last_ns; /* CLOCK_MONOTONIC of the last ban */
+	__u32 count;   /* bans so far, reset after settings.offence_forget_s without one */
+	__u32 pad;
+};
+
+/* Records in the fg_events ring buffer, from XDP to the agent. */
+enum fg_event_type {
+	FG_EVENT_AUTOBAN = 1, /* a source crossed the auto-ban threshold */
+	FG_EVENT_SCANNER = 2, /* a scanner signature banned a source */
+};
+struct fg_event {
+	__u32 type;	     /* enum fg_event_type */
+	__u32 traffic_class; /* enum fg_class of the packet that triggered it */
+	struct fg_addr addr;
+	__u64 expires_ns;    /* the ban's expiry (CLOCK_MONOTONIC) */
+	__u32 offence;	     /* 1 for a first offence, ... */
+	__u32 drops;	     /* drops in the window that triggered it */
 };
 
 /* fg_deny / fg_allow key (LPM trie): IPv4 as ::ffff:0:0/96 plus its length. */
@@ -213,7 +250,7 @@ struct fg_cidr_key {
 /* fg_bans[source]. */
 #define FG_BAN_EXPLICIT 1 /* set by an operator: beats the allow list */
 #define FG_BAN_SCANNER 2  /* set by XDP on a scanner signature */
-#define FG_BAN_AUTO 4	  /* set by the agent */
+#define FG_BAN_AUTO 4	  /* set by XDP when a source keeps exceeding its limit (auto-ban) */
 struct fg_ban {
 	__u64 expires_ns; /* CLOCK_MONOTONIC; 0 = never */
 	__u32 flags;	  /* FG_BAN_* */
@@ -301,12 +338,14 @@ struct fg_oracle_config {
 
 _Static_assert(sizeof(struct fg_flood_config) == 16, "fg_flood_config layout");
 _Static_assert(sizeof(struct fg_oracle_config) == 40, "fg_oracle_config layout");
-_Static_assert(sizeof(struct fg_settings) == 48, "fg_settings layout");
+_Static_assert(sizeof(struct fg_settings) == 80, "fg_settings layout");
+_Static_assert(sizeof(struct fg_offence) == 16, "fg_offence layout");
+_Static_assert(sizeof(struct fg_event) == 40, "fg_event layout");
 _Static_assert(sizeof(struct fg_limit) == 24, "fg_limit layout");
 _Static_assert(sizeof(struct fg_global_bucket) == 64, "fg_global_bucket layout");
 _Static_assert(sizeof(struct fg_addr) == 16, "fg_addr layout");
 _Static_assert(sizeof(struct fg_source_key) == 20, "fg_source_key layout");
-_Static_assert(sizeof(struct fg_source_state) == 24, "fg_source_state layout");
+_Static_assert(sizeof(struct fg_source_state) == 32, "fg_source_state layout");
 _Static_assert(sizeof(struct fg_cidr_key) == 20, "fg_cidr_key layout");
 _Static_assert(sizeof(struct fg_ban) == 16, "fg_ban layout");
 _Static_assert(sizeof(struct fg_signature_key) == 36, "fg_signature_key layout");

@@ -29,6 +29,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "../floodgate.h"
+#include "autoban.h"
 
 /* fg_drop_cache: see above. */
 struct {
@@ -72,7 +73,10 @@ static __always_inline struct fg_drop_slot *fg_cache_slot(const struct fg_source
 /* Add a slot's pending drops to its source's entry. A source the LRU has
  * evicted meanwhile (or never held: denied, banned) is not inserted: its
  * class counters already hold those drops. */
-static __always_inline void fg_flush(struct fg_drop_slot *slot, struct fg_source_state *st)
+/* `may_ban`: whether this call site may call fg_note_drops (see there);
+ * elsewhere the drops are only counted in the auto-ban window. */
+static __always_inline void fg_flush(const struct fg_settings *s, struct fg_drop_slot *slot,
+				     struct fg_source_state *st, int may_ban)
 {
 	if (!slot->pending)
 		return;
@@ -81,6 +85,12 @@ static __always_inline void fg_flush(struct fg_drop_slot *slot, struct fg_source
 	if (st) {
 		__sync_fetch_and_add(&st->packets, slot->pending);
 		__sync_fetch_and_add(&st->drops, slot->pending);
+		if (slot->reason == FG_REASON_DROPPED_RATE && s->autoban_drops) {
+			if (may_ban)
+				fg_note_drops((struct fg_settings *)s, st, &slot->key, slot->pending);
+			else
+				fg_window_add(s, st, slot->pending);
+		}
 	}
 	slot->pending = 0;
 }
@@ -108,7 +118,7 @@ static __always_inline __u32 fg_cache_check(const struct fg_settings *s, const s
 	    slot->tau != READ_ONCE(lim->tau) || bpf_jiffies64() >= slot->until_jiffies)
 		return FG_REASON_PASSED;
 	if (++slot->pending >= FG_DROP_CACHE_FLUSH)
-		fg_flush(slot, NULL);
+		fg_flush(s, slot, NULL, 1);
 	return slot->reason;
 }
 
@@ -122,7 +132,7 @@ static __always_inline void fg_cache_fill(struct fg_drop_slot *slot, const struc
 	if (!slot || !s->jiffy_ns)
 		return;
 	if (!fg_same_key(&slot->key, key)) {
-		fg_flush(slot, NULL);
+		fg_flush(s, slot, NULL, 0);
 		slot->key = *key;
 	}
 	slot->generation = s->policy_generation;

@@ -158,6 +158,14 @@ func compareRepeated(
     return (median(trivialRuns), median(floodgateRuns))
 }
 
+/// The default settings without auto-ban: the bucket measurements keep their source on its bucket throughout
+/// (with auto-ban it would be banned after its first 500 drops, and dropped as banned from then on).
+let bucketOnly: Settings = {
+    var s = Settings.defaults
+    s.autoBan.enabled = false
+    return s
+}()
+
 func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [CostRow] {
     var rows: [CostRow] = []
     let method = "repeat \(options.repeatCount), median of \(options.runs)"
@@ -190,7 +198,7 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
             floodgateNS: f5))
 
     // The flood case: a source over the default OPTIONS limit (8/s, burst 16), dropped from the per-CPU drop cache.
-    let dropping = try FloodgateProgram()
+    let dropping = try FloodgateProgram(settings: bucketOnly)
     for _ in 0..<300 { _ = try dropping.testRun(sip) }
     let (t2, f2) = try compareRepeated(
         options, trivial: trivial, program: dropping, packet: sip, expect: UInt32(XDP_DROP.rawValue))
@@ -199,7 +207,7 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
             scenario: "rate-dropped: over the default OPTIONS limit", method: method, trivialNS: t2, floodgateNS: f2))
 
     // A burst of 1 holds less than a jiffy of tokens, so the drop cache stays out: every drop reads the LRU and clock.
-    let strict = try FloodgateProgram(limits: [.options: .rate(1, burst: 1)])
+    let strict = try FloodgateProgram(settings: bucketOnly, limits: [.options: .rate(1, burst: 1)])
     _ = try strict.testRun(sip)
     let (t3, f3) = try compareRepeated(
         options, trivial: trivial, program: strict, packet: sip, expect: UInt32(XDP_DROP.rawValue))
@@ -310,7 +318,8 @@ func rateAccuracy(_ options: Options) throws -> [AccuracyRow] {
     let cpus = options.cpus
     let packet = frame(src: "198.18.9.9", dport: 5060)
     // How fast can all CPUs offer packets to one over-limit bucket?
-    let probe = try FloodgateProgram(limits: [.options: .rate(1, burst: 100)], policy: unlimitedAggregates)
+    let probe = try FloodgateProgram(
+        settings: bucketOnly, limits: [.options: .rate(1, burst: 100)], policy: unlimitedAggregates)
     let probeAnchor = try DispatcherAnchor(probe)
     let (probeTime, _) = hammer(probe, packet, cpus: cpus, seconds: 0.5)
     probeAnchor.release()
@@ -322,7 +331,8 @@ func rateAccuracy(_ options: Options) throws -> [AccuracyRow] {
         var rate = max(1, UInt32(offered / overload))
         for _ in 0..<4 {
             let trial = try FloodgateProgram(
-                limits: [.options: .rate(rate, burst: max(1, rate / 100))], policy: unlimitedAggregates)
+                settings: bucketOnly, limits: [.options: .rate(rate, burst: max(1, rate / 100))],
+                policy: unlimitedAggregates)
             let anchor = try DispatcherAnchor(trial)
             let (time, _) = hammer(trial, packet, cpus: cpus, seconds: 0.4)
             anchor.release()
@@ -331,7 +341,8 @@ func rateAccuracy(_ options: Options) throws -> [AccuracyRow] {
             rate = max(1, UInt32((Double(rate) * measured / overload).squareRoot()))
         }
         let burst = max(1, rate / 1000 * UInt32(options.burstMS))
-        let program = try FloodgateProgram(limits: [.options: .rate(rate, burst: burst)], policy: unlimitedAggregates)
+        let program = try FloodgateProgram(
+            settings: bucketOnly, limits: [.options: .rate(rate, burst: burst)], policy: unlimitedAggregates)
         let anchor = try DispatcherAnchor(program)
         defer { anchor.release() }
         let (elapsed, ran) = hammer(program, packet, cpus: cpus, seconds: options.seconds)

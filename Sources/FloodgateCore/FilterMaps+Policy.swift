@@ -136,6 +136,29 @@ extension FilterMaps {
         }.sorted { $0.address.bytes.lexicographicallyPrecedes($1.address.bytes) }
     }
 
+    /// Removes the bans that expired by `now` (CLOCK_MONOTONIC nanoseconds); the XDP program already lets their
+    /// sources pass. Returns how many were removed.
+    @discardableResult
+    public func sweepExpiredBans(now: UInt64 = monotonicNanoseconds()) throws -> Int {
+        let fd = fd(FG_MAP_BANS)
+        var removed = 0
+        for key in try keys(of: fd, as: fg_addr.self, what: FG_MAP_BANS) {
+            var key = key
+            var value = fg_ban()
+            guard bpf_map_lookup_elem(fd, &key, &value) == 0, value.expires_ns != 0, value.expires_ns <= now else {
+                continue
+            }
+            // XDP may have renewed the ban since the lookup (a new offence): delete only what expired.
+            var again = fg_ban()
+            if bpf_map_lookup_elem(fd, &key, &again) == 0, again.expires_ns == value.expires_ns,
+               bpf_map_delete_elem(fd, &key) == 0 { removed += 1 }
+        }
+        if removed > 0, try !hasBans() {
+            try updateSettings { $0.bans_present = 0 }  // re-set by updateSettings if XDP banned meanwhile
+        }
+        return removed
+    }
+
     /// The ban on `address`, if it has one (expired or not): one lookup.
     public func ban(of address: SourceAddress) -> Ban? {
         var key = address.raw

@@ -12,7 +12,7 @@ public final class FilterMaps: @unchecked Sendable {
     public static let names = [
         FG_MAP_SETTINGS, FG_MAP_LIMITS, FG_MAP_SOURCES, FG_MAP_PREFIXES, FG_MAP_GLOBAL, FG_MAP_COUNTERS,
         FG_MAP_STATS_MARK, FG_MAP_DROP_CACHE, FG_MAP_DENY, FG_MAP_ALLOW, FG_MAP_ALLOW_PREFIXES, FG_MAP_BANS, FG_MAP_SIGNATURES,
-        FG_MAP_SCRATCH, FG_MAP_CPU,
+        FG_MAP_SCRATCH, FG_MAP_CPU, FG_MAP_OFFENCES, FG_MAP_EVENTS,
     ]
 
     init(descriptors: [String: Int32], owned: Bool) throws {
@@ -212,6 +212,28 @@ public final class FilterMaps: @unchecked Sendable {
         return pending
     }
 
+    /// How many (source, class) entries `fg_sources` holds: a walk of its keys in batches.
+    public func trackedSourceCount() throws -> Int {
+        var total = 0
+        let chunk: UInt32 = 8192
+        var keys = [fg_source_key](repeating: fg_source_key(), count: Int(chunk))
+        var values = [fg_source_state](repeating: fg_source_state(), count: Int(chunk))
+        var inBatch: UInt64 = 0, outBatch: UInt64 = 0
+        var first = true
+        while true {
+            var count = chunk
+            let result = first
+                ? cfloodgate_lookup_batch(sourcesFD, nil, &outBatch, &keys, &values, &count)
+                : cfloodgate_lookup_batch(sourcesFD, &inBatch, &outBatch, &keys, &values, &count)
+            if result < 0 && result != -ENOENT { try check("count the entries of \(FG_MAP_SOURCES)", result) }
+            total += Int(count)
+            if result == -ENOENT { break }
+            inBatch = outBatch
+            first = false
+        }
+        return total
+    }
+
     /// The entries of `fg_sources` as they are.
     func trackedSources() throws -> [SourceEntry] {
         var entries: [SourceEntry] = []
@@ -319,4 +341,5 @@ public struct CounterGrid: Equatable, Sendable {
 public struct Counters: Equatable, Sendable {
     public var packets = CounterGrid()
     public var bytes = CounterGrid()
+    public init() {}
 }

@@ -271,6 +271,11 @@ public final class OracleProgram: @unchecked Sendable {
         try loaded.configure(scenario.attackSources, what: "oracle program")
     }
 
+    /// Its verdict on one frame (`BPF_PROG_TEST_RUN`).
+    public func verdict(_ frame: [UInt8]) throws -> UInt32 {
+        try FloodgateProgram.testRun(programFD: loaded.programFD, packet: frame).action
+    }
+
     /// Attaches it in native mode to `interface` of namespace `ns`; closing the returned descriptor detaches it.
     public func attach(_ interface: String, namespace ns: String) throws -> Int32 {
         let fd = loaded.programFD

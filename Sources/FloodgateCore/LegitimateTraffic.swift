@@ -89,7 +89,7 @@ public final class SippTraffic: @unchecked Sendable {
                         "-nostdin"], output: nil))
         Thread.sleep(forTimeInterval: 0.3)
         // sipp gives up on what is unfinished 8 s after the flood; `timeout` is the backstop.
-        let limit = ["-timeout", "\(Int(seconds) + 8)s", "-timeout_error"]
+        let limit = ["-timeout", "\(Int(seconds) + 8)s", "-timeout_error", "-recv_timeout", "\((Int(seconds) + 7) * 1000)", "-nd"]
         let plan: [(String, String, String, Int, [String], String, String)] = [
             ("phone", "calls", lab.outsideAddress, load.phoneCalls, ["-sn", "uac"], lab.routerAddress, "5070"),
             ("phone", "registrations", lab.outsideAddress, load.phoneRegistrations, ["-sf", registerUAC.path],

@@ -226,6 +226,13 @@ public struct PinRoot: Sendable {
         return filters
     }
 
+    /// Runs `body` holding the pin root's lock (the one attach, detach and every change take).
+    public func locked<T>(_ body: () throws -> T) throws -> T {
+        let lock = try Lock(path: path)
+        defer { lock.release() }
+        return try body()
+    }
+
     func notAttached(_ interfaceName: String) -> FloodgateError {
         FloodgateError(
             "\(interfaceName) has no Floodgate filter attached (nothing pinned at \(directory(for: interfaceName)))",

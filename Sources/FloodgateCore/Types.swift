@@ -173,6 +173,8 @@ public struct Settings: Equatable, Sendable {
     public var prefixV6: UInt8
     /// How long the XDP program bans a source that sent a scanner signature; 0: it does not.
     public var scannerBanSeconds: UInt32
+    /// When the XDP program bans a source that keeps exceeding its limit.
+    public var autoBan = AutoBan()
 
     public static let defaults = Settings(sipPorts: [5060, 5061], rtpPorts: 10000...20000, malformed: .drop)
 
@@ -196,6 +198,7 @@ public struct Settings: Equatable, Sendable {
         prefixV4 = raw.prefix_v4
         prefixV6 = raw.prefix_v6
         scannerBanSeconds = raw.scanner_ban_seconds
+        autoBan = AutoBan(raw)
     }
 
     /// The length of a jiffy, which bpf_jiffies64 counts: the resolution of CLOCK_MONOTONIC_COARSE.
@@ -217,6 +220,7 @@ public struct Settings: Equatable, Sendable {
         guard (16...128).contains(prefixV6) else {
             throw FloodgateError("the IPv6 prefix length must be 16 to 128 (got \(prefixV6))")
         }
+        try autoBan.validate()
     }
 
     /// These settings written over `base`, whose list sizes and generation are kept.
@@ -233,7 +237,52 @@ public struct Settings: Equatable, Sendable {
         value.prefix_v4 = prefixV4
         value.prefix_v6 = prefixV6
         value.scanner_ban_seconds = scannerBanSeconds
+        autoBan.write(into: &value)
         return value
+    }
+}
+
+/// Auto-ban (BPF/lib/autoban.h): a source whose own bucket drops `drops` of its packets within `windowMilliseconds`
+/// is banned by the XDP program, for `durations[offence - 1]` seconds (the last repeats) plus up to `jitterPercent`
+/// at random; an offender's count is forgotten after `forgetSeconds` without a ban.
+public struct AutoBan: Equatable, Sendable {
+    public var enabled = true
+    public var drops: UInt32 = 500
+    public var windowMilliseconds: UInt32 = 1000
+    public var durations: [UInt32] = [60, 600, 3600, 86400]
+    public var jitterPercent: UInt32 = 10
+    public var forgetSeconds: UInt32 = 86400
+
+    public init() {}
+
+    init(_ raw: fg_settings) {
+        enabled = raw.autoban_drops != 0
+        if enabled { drops = raw.autoban_drops }
+        windowMilliseconds = raw.autoban_window_ms
+        durations = withUnsafeBytes(of: raw.autoban_seconds) { Array($0.bindMemory(to: UInt32.self)) }.filter { $0 != 0 }
+        jitterPercent = raw.autoban_jitter_pct
+        forgetSeconds = raw.offence_forget_s
+    }
+
+    func write(into value: inout fg_settings) {
+        value.autoban_drops = enabled ? drops : 0
+        value.autoban_window_ms = windowMilliseconds
+        withUnsafeMutableBytes(of: &value.autoban_seconds) { buffer in
+            let slots = buffer.bindMemory(to: UInt32.self)
+            for i in 0..<slots.count { slots[i] = i < durations.count ? durations[i] : 0 }
+        }
+        value.autoban_jitter_pct = jitterPercent
+        value.offence_forget_s = forgetSeconds
+    }
+
+    public func validate() throws {
+        guard drops >= 1 else { throw FloodgateError("auto-ban needs at least 1 drop") }
+        guard (100...3_600_000).contains(windowMilliseconds) else {
+            throw FloodgateError("the auto-ban window must be 100 ms to 1 h (got \(windowMilliseconds) ms)")
+        }
+        guard (1...Int(FG_AUTOBAN_LEVELS)).contains(durations.count), durations.allSatisfy({ (1...30 * 86400).contains($0) })
+        else { throw FloodgateError("give 1 to \(FG_AUTOBAN_LEVELS) auto-ban durations, each 1 s to 30 d") }
+        guard jitterPercent <= 100 else { throw FloodgateError("auto-ban jitter is at most 100%") }
     }
 }
 

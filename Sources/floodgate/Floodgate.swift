@@ -5,14 +5,14 @@ import Foundation
 import Logging
 
 @main
-struct Floodgate: ParsableCommand {
+struct Floodgate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "floodgate",
         abstract: "XDP load shedding and DoS protection for SIP edges.",
         version: "0.1.0",
         subcommands: [
             Attach.self, Detach.self, Status.self, LimitCommand.self, Stats.self, Top.self, Allow.self, Deny.self,
-            BanCommand.self, Unban.self, Bans.self, Prefix.self, Budget.self, Scanners.self, Demo.self, Flood.self,
+            BanCommand.self, Unban.self, Bans.self, Prefix.self, Budget.self, Scanners.self, Run.self, ConfigCommand.self, Demo.self, Flood.self,
         ]
     )
 }
@@ -43,6 +43,8 @@ struct CommonOptions: ParsableArguments {
 
 enum LogSetup {
     nonisolated(unsafe) private static var done = false
+    /// The agent bootstraps logging itself.
+    static func markBootstrapped() { done = true }
     static func bootstrapOnce(verbose: Bool) {
         guard !done else { return }
         done = true

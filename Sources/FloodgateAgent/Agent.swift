@@ -1,0 +1,301 @@
+import CFloodgate
+import FloodgateCore
+import Foundation
+import Logging
+
+/// The agent behind `floodgate run`: attaches the filter the config describes (or adopts the one already
+/// pinned, keeping its bans and counters), applies config changes as differences, and on every poll reads the
+/// XDP program's events, sweeps expired bans, watches class rates for anomalies and refreshes the metrics.
+///
+/// Not thread-safe: one task drives it (``AgentService``); the metrics endpoint only reads the registry.
+public final class Agent: @unchecked Sendable {
+    public let configPath: String
+    public private(set) var config: AgentConfig
+    public let metrics: AgentMetrics
+    let logger: Logger
+    let root: PinRoot
+    private(set) var maps: FilterMaps
+    private(set) var filter: AttachedFilter
+    private var events: EventReader?
+    private var anomalies: AnomalyDetector
+    private let limiter: LogLimiter
+    private var lastCounters: Counters?
+    private var lastPoll = monotonicNanoseconds()
+    private var fileStamp: [String: String] = [:]
+    private var lastOccupancy: UInt64 = 0
+    /// Whether the filter was there before this agent started (adopted) rather than attached by it.
+    public let adopted: Bool
+
+    /// Attaches (or adopts) the filter of `config` and applies `config` to it.
+    public init(configPath: String, config: AgentConfig, logger: Logger) throws {
+        guard let external = config.external else { throw FloodgateError("the config names no external interface") }
+        self.configPath = configPath
+        self.config = config
+        self.logger = logger
+        root = PinRoot(config.pinRoot, logger: logger)
+        metrics = AgentMetrics(interface: external)
+        limiter = LogLimiter(perSecond: config.logPerSecond)
+        anomalies = AnomalyDetector(config.anomaly)
+
+        let outcome = try root.attach(try Interface(external), mode: config.mode, settings: config.settings,
+                                      limits: config.limits, policy: config.policy, maxSources: config.maxSources)
+        switch outcome {
+        case .attached(let f, _):
+            filter = f
+            adopted = false
+            maps = try root.maps(of: external)
+            logger.notice("attached the filter", metadata: [
+                "interface": "\(external)", "program": "\(f.programID)", "mode": "\(f.mode ?? "?")",
+            ])
+        case .alreadyAttached(let f):
+            filter = f
+            adopted = true
+            maps = try root.maps(of: external)
+            // The pinned filter keeps protecting meanwhile; bring its policy to this config.
+            let changes = try Agent.apply(config, to: maps, root: root)
+            logger.notice("adopted the pinned filter: its bans and counters are kept", metadata: [
+                "interface": "\(external)", "program": "\(f.programID)", "changes": "\(changes.count)",
+            ])
+        }
+        let pinnedSize = try maps.maxSources()
+        if pinnedSize != config.maxSources {
+            logger.warning("max_sources differs from the pinned filter's; it takes a detach and a new attach",
+                           metadata: ["pinned": "\(pinnedSize)", "config": "\(config.maxSources)"])
+        }
+        events = try? EventReader(fd: maps.fd(FG_MAP_EVENTS))
+        if events == nil { logger.warning("cannot read the XDP program's event ring: bans are still issued, not logged") }
+        fileStamp = Agent.stamps(configPath, config.listFiles)
+        metrics.reloads(ok: true)
+    }
+
+    // MARK: Config
+
+    /// Reads the config file again and applies what changed. A file with problems changes nothing: the
+    /// filter keeps the last good config. Returns whether the new config was applied.
+    @discardableResult
+    public func reload(reason: String) -> Bool {
+        fileStamp = Agent.stamps(configPath, config.listFiles)
+        let new: AgentConfig
+        do {
+            new = try AgentConfig.load(path: configPath)
+        } catch {
+            logger.error("config not applied: the filter keeps the last good one", metadata: [
+                "file": "\(configPath)", "trigger": "\(reason)", "problems": "\(error)",
+            ])
+            metrics.reloads(ok: false)
+            return false
+        }
+        let fixed: [(String, Bool)] = [
+            ("interfaces.external", new.external != config.external), ("interfaces.inside", new.inside != config.inside),
+            ("interfaces.mode", new.mode != config.mode), ("pin_root", new.pinRoot != config.pinRoot),
+            ("max_sources", new.maxSources != config.maxSources), ("metrics.listen", new.metricsListen != config.metricsListen),
+        ]
+        let needRestart = fixed.filter(\.1).map(\.0)
+        guard needRestart.isEmpty else {
+            logger.error("config not applied: these fields take a restart of the agent", metadata: [
+                "fields": "\(needRestart.joined(separator: ", "))", "file": "\(configPath)",
+            ])
+            metrics.reloads(ok: false)
+            return false
+        }
+        do {
+            let changes = try Agent.apply(new, to: maps, root: root)
+            config = new
+            fileStamp = Agent.stamps(configPath, new.listFiles)
+            anomalies.policy = new.anomaly
+            limiter.perSecond = new.logPerSecond
+            logger.notice("config reloaded", metadata: [
+                "trigger": "\(reason)", "changes": "\(changes.isEmpty ? "none" : changes.joined(separator: "; "))",
+            ])
+            metrics.reloads(ok: true)
+            return true
+        } catch {
+            logger.error("config not applied (what was changed was undone)", metadata: ["error": "\(error)"])
+            metrics.reloads(ok: false)
+            return false
+        }
+    }
+
+    /// Brings the maps to `config`, holding the pin root's lock. Nothing is ever unset on the way: limits and
+    /// settings are replaced by single map updates, list entries are added before the old ones go. If a step
+    /// fails, the steps before it are undone. Returns what changed, in words.
+    static func apply(_ config: AgentConfig, to maps: FilterMaps, root: PinRoot) throws -> [String] {
+        try root.locked {
+            var changes: [String] = []
+            var undo: [() -> Void] = []
+            do {
+                let oldSettings = try maps.settings()
+                if oldSettings != config.settings {
+                    try maps.setSettings(config.settings)
+                    undo.append { try? maps.setSettings(oldSettings) }
+                    changes.append("settings")
+                }
+                for c in TrafficClass.all {
+                    let old = try maps.limit(for: c)
+                    let new = config.limits[c] ?? Limit.defaults[c] ?? .unlimited
+                    guard old != new else { continue }
+                    try maps.setLimit(new, for: c)
+                    undo.append { try? maps.setLimit(old, for: c) }
+                    changes.append("\(c) \(old) → \(new)")
+                }
+                for (index, new) in [(GlobalLimit.prefix, config.prefix), (.budget, config.budget),
+                                     (.newSources, config.newSources)] {
+                    let old = try maps.limit(index)
+                    guard old != new else { continue }
+                    try maps.setLimit(new, index)
+                    undo.append { try? maps.setLimit(old, index) }
+                    changes.append("\(index) \(old) → \(new)")
+                }
+                for (list, wanted) in [(PolicyList.allow, config.allow), (.deny, config.deny)] {
+                    let current = Set(try maps.cidrs(in: list))
+                    let add = Set(wanted).subtracting(current).sorted()
+                    let remove = current.subtracting(wanted).sorted()
+                    if !add.isEmpty {
+                        try maps.addCIDRs(add, to: list)
+                        undo.append { _ = try? maps.removeCIDRs(add, from: list) }
+                    }
+                    if !remove.isEmpty {
+                        try maps.removeCIDRs(remove, from: list)
+                        undo.append { _ = try? maps.addCIDRs(remove, to: list) }
+                    }
+                    if !add.isEmpty || !remove.isEmpty { changes.append("\(list.rawValue) +\(add.count) −\(remove.count)") }
+                }
+                let current = Set(try maps.signatures())
+                let add = Set(config.signatures).subtracting(current).sorted()
+                let remove = current.subtracting(config.signatures).sorted()
+                if !add.isEmpty {
+                    try maps.addSignatures(add)
+                    undo.append { _ = try? maps.removeSignatures(add) }
+                }
+                if !remove.isEmpty {
+                    try maps.removeSignatures(remove)
+                    undo.append { _ = try? maps.addSignatures(remove) }
+                }
+                if !add.isEmpty || !remove.isEmpty { changes.append("signatures +\(add.count) −\(remove.count)") }
+            } catch {
+                for step in undo.reversed() { step() }
+                throw error
+            }
+            return changes
+        }
+    }
+
+    /// A fingerprint (size and modification time) of the config file and its list files.
+    static func stamps(_ path: String, _ lists: [String]) -> [String: String] {
+        var result: [String: String] = [:]
+        for p in [path] + lists {
+            var st = stat()
+            result[p] = stat(p, &st) == 0 ? "\(st.st_size)/\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)/\(st.st_ino)" : "missing"
+        }
+        return result
+    }
+
+    /// Whether the config file or one of its list files changed since it was last read.
+    public func filesChanged() -> Bool { Agent.stamps(configPath, config.listFiles) != fileStamp }
+
+    // MARK: Polling
+
+    /// One round: the XDP program's events, expired bans, counters and anomalies, metrics.
+    public func poll() {
+        let now = monotonicNanoseconds()
+        let seconds = Double(now - lastPoll) / 1e9
+        lastPoll = now
+        do {
+            if let events {
+                for event in events.drain() { handle(event) }
+            }
+            let swept = try maps.sweepExpiredBans(now: now)
+            if swept > 0 { logger.info("expired bans removed", metadata: ["count": "\(swept)"]) }
+            let counters = try maps.counters()
+            if let last = lastCounters, seconds > 0 {
+                metrics.add(counters, since: last)
+                for alert in anomalies.observe(counters, since: last, seconds: seconds) {
+                    metrics.anomaly(alert)
+                    if limiter.allow() {
+                        logger.warning("anomaly: \(alert.kind) of \(alert.trafficClass) packets", metadata: [
+                            "class": "\(alert.trafficClass)", "kind": "\(alert.kind)",
+                            "rate": "\(Int(alert.rate))", "baseline": "\(Int(alert.baseline))",
+                        ])
+                    }
+                }
+            } else {
+                metrics.add(counters, since: Counters())
+            }
+            lastCounters = counters
+            let bans = try maps.bans()
+            metrics.bans(bans, now: now)
+            // Counting the LRU's entries walks it: every few seconds is enough.
+            if now - lastOccupancy > 5_000_000_000 {
+                lastOccupancy = now
+                metrics.occupancy(sources: try maps.trackedSourceCount(), capacity: try maps.maxSources())
+            }
+            if let suppressed = limiter.takeSuppressed() {
+                logger.notice("log lines suppressed by the rate limit", metadata: ["count": "\(suppressed)"])
+            }
+            metrics.healthy()
+        } catch {
+            logger.error("reading the filter's maps failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func handle(_ event: fg_event) {
+        let address = SourceAddress(event.addr)
+        let trafficClass = TrafficClass(index: event.traffic_class)?.name ?? "?"
+        let now = monotonicNanoseconds()
+        let seconds = event.expires_ns > now ? Double(event.expires_ns - now) / 1e9 : 0
+        switch event.type {
+        case UInt32(FG_EVENT_AUTOBAN.rawValue):
+            metrics.banIssued(origin: "auto")
+            if limiter.allow() {
+                logger.warning("auto-banned a source that kept exceeding its limit", metadata: [
+                    "source": "\(address)", "class": "\(trafficClass)", "drops": "\(event.drops)",
+                    "offence": "\(event.offence)", "seconds": "\(Int(seconds.rounded()))",
+                ])
+            }
+        case UInt32(FG_EVENT_SCANNER.rawValue):
+            metrics.banIssued(origin: "scanner")
+            if limiter.allow() {
+                logger.warning("banned a scanner", metadata: [
+                    "source": "\(address)", "class": "\(trafficClass)", "seconds": "\(Int(seconds.rounded()))",
+                ])
+            }
+        default:
+            break
+        }
+    }
+
+    /// Detaches the filter and removes its pins (`--detach-on-exit`).
+    public func detach() throws {
+        events = nil
+        try root.detach(interfaceName: filter.interfaceName)
+        logger.notice("detached the filter", metadata: ["interface": "\(filter.interfaceName)"])
+    }
+}
+
+/// At most `perSecond` log lines a second about individual sources; the rest are counted and reported.
+final class LogLimiter: @unchecked Sendable {
+    var perSecond: Int
+    private var second: UInt64 = 0
+    private var used = 0
+    private var suppressed = 0
+
+    init(perSecond: Int) { self.perSecond = perSecond }
+
+    func allow() -> Bool {
+        let now = monotonicNanoseconds() / 1_000_000_000
+        if now != second {
+            second = now
+            used = 0
+        }
+        used += 1
+        if used <= perSecond { return true }
+        suppressed += 1
+        return false
+    }
+
+    /// The lines suppressed since the last call, if any.
+    func takeSuppressed() -> Int? {
+        defer { suppressed = 0 }
+        return suppressed > 0 ? suppressed : nil
+    }
+}

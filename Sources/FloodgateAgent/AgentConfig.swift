@@ -1,0 +1,516 @@
+import CFloodgate
+import FloodgateCore
+import Foundation
+import Yams
+
+/// Everything `floodgate run` is told by its YAML file. Every field has a default; `AgentConfig()` is the
+/// configuration of an empty file (but for the external interface, which has none).
+public struct AgentConfig: Sendable, Equatable {
+    public var external: String?
+    public var inside: String?
+    public var mode: AttachMode = .auto
+    public var pinRoot: String = PinRoot.defaultPath
+    public var maxSources: UInt32 = UInt32(FG_DEFAULT_MAX_SOURCES)
+    public var settings: Settings = .defaults
+    public var limits: [TrafficClass: Limit] = Limit.defaults
+    public var prefix: Limit = Limit.defaultPrefix
+    public var budget: Limit = Limit.defaultBudget
+    public var newSources: Limit = Limit.defaultNewSources
+    /// The allow and deny lists, inline entries and files merged.
+    public var allow: [CIDR] = []
+    public var deny: [CIDR] = []
+    /// The list files named, so that a change to one of them reloads too.
+    public var listFiles: [String] = []
+    public var signatures: [Signature] = Signature.defaults
+    public var anomaly = AnomalyPolicy()
+    /// host:port for the Prometheus endpoint; nil: no endpoint.
+    public var metricsListen: String? = "127.0.0.1:9464"
+    public var logFormat: LogFormat = .text
+    /// Log lines about individual sources (bans, scanners, anomalies) per second at most; the rest are counted.
+    public var logPerSecond: Int = 20
+    /// How often the agent reads the maps (ban expiry, events, anomalies, metrics), in milliseconds.
+    public var pollMilliseconds: Int = 250
+
+    public init() {}
+
+    public enum LogFormat: String, Sendable, CaseIterable { case text, json }
+
+    /// The filter's policy as `PinRoot.attach` takes it.
+    public var policy: Policy {
+        var p = Policy()
+        p.prefix = prefix
+        p.budget = budget
+        p.newSources = newSources
+        p.signatures = signatures
+        p.allow = allow
+        p.deny = deny
+        return p
+    }
+}
+
+/// Alerts on sudden changes of a class's packet rate against its moving average.
+public struct AnomalyPolicy: Sendable, Equatable {
+    public var enabled = true
+    /// Half-life of the exponentially weighted baseline.
+    public var halfLifeSeconds: Double = 300
+    /// A rate this many times above (spike) or below (drop) the baseline raises an alert.
+    public var factor: Double = 10
+    /// Neither the rate nor the baseline matter below this many packets/s.
+    public var minimumRate: Double = 50
+    public init() {}
+}
+
+/// One thing wrong with a config file: where, which field, and why.
+public struct ConfigProblem: Error, Sendable, Equatable, CustomStringConvertible {
+    public var file: String
+    public var line: Int?
+    public var field: String
+    public var message: String
+
+    public var description: String {
+        "\(file):\(line.map(String.init) ?? "-"): \(field.isEmpty ? "" : "\(field): ")\(message)"
+    }
+}
+
+/// Every problem of a config file; thrown when there is at least one.
+public struct ConfigErrors: Error, Sendable, CustomStringConvertible {
+    public var problems: [ConfigProblem]
+    public var description: String { problems.map(\.description).joined(separator: "\n") }
+}
+
+extension AgentConfig {
+    /// The default location of the config file.
+    public static let defaultPath = "/etc/floodgate/floodgate.yaml"
+
+    /// Reads and validates `path`. Throws ``ConfigErrors`` with every problem found, or an I/O error.
+    public static func load(path: String) throws -> AgentConfig {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigErrors(problems: [ConfigProblem(file: path, line: nil, field: "",
+                                                        message: "cannot read the file: \(error.localizedDescription)")])
+        }
+        return try parse(text, file: path)
+    }
+
+    /// Parses YAML `text` (named `file` in messages; list files are relative to its directory).
+    public static func parse(_ text: String, file: String) throws -> AgentConfig {
+        let reader = ConfigReader(file: file)
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch let error as YamlError {
+            throw ConfigErrors(problems: [reader.syntaxProblem(error)])
+        }
+        var config = AgentConfig()
+        if let root { reader.read(root, into: &config) }
+        if config.external == nil {
+            reader.problem(root, "interfaces.external", "is required: the interface facing the carriers")
+        }
+        if !reader.problems.isEmpty {
+            throw ConfigErrors(problems: reader.problems.enumerated().sorted {
+                ($0.element.line ?? 0, $0.offset) < ($1.element.line ?? 0, $1.offset)
+            }.map(\.element))
+        }
+        return config
+    }
+}
+
+/// Walks the YAML nodes, filling an ``AgentConfig`` and collecting problems with their lines.
+final class ConfigReader {
+    let file: String
+    var problems: [ConfigProblem] = []
+
+    init(file: String) { self.file = file }
+
+    func problem(_ node: Node?, _ field: String, _ message: String) {
+        problems.append(ConfigProblem(file: file, line: node?.mark?.line, field: field, message: message))
+    }
+
+    func syntaxProblem(_ error: YamlError) -> ConfigProblem {
+        switch error {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
+             .composer(_, let problem, let mark, _):
+            return ConfigProblem(file: file, line: mark.line, field: "", message: "not valid YAML: \(problem)")
+        case .duplicatedKeysInMapping(let duplicates, _):
+            return ConfigProblem(file: file, line: nil, field: "",
+                                 message: "duplicate keys: \(duplicates.joined(separator: ", "))")
+        default:
+            return ConfigProblem(file: file, line: nil, field: "", message: "not valid YAML: \(error)")
+        }
+    }
+
+    /// The entries of a mapping, in order; a problem for anything else or for keys not in `known`.
+    func mapping(_ node: Node, _ field: String, known: [String]) -> [(String, Node)] {
+        guard let map = node.mapping else {
+            problem(node, field, "must be a mapping of \(known.joined(separator: ", "))")
+            return []
+        }
+        var entries: [(String, Node)] = []
+        var seen = Set<String>()
+        for (keyNode, value) in map {
+            let path = field.isEmpty ? "" : field + "."
+            guard let key = keyNode.scalar?.string else {
+                problem(keyNode, field, "keys must be plain names")
+                continue
+            }
+            guard known.contains(key) else {
+                let hint = known.min { editDistance($0, key) < editDistance($1, key) }
+                    .flatMap { editDistance($0, key) <= 3 ? " (did you mean '\($0)'?)" : nil } ?? ""
+                problem(keyNode, path + key, "unknown field\(hint); known here: \(known.joined(separator: ", "))")
+                continue
+            }
+            guard seen.insert(key).inserted else {
+                problem(keyNode, path + key, "given twice")
+                continue
+            }
+            entries.append((key, value))
+        }
+        return entries
+    }
+
+    func string(_ node: Node, _ field: String) -> String? {
+        guard let s = node.scalar?.string else {
+            problem(node, field, "must be a single value")
+            return nil
+        }
+        return s
+    }
+
+    func integer(_ node: Node, _ field: String, _ range: ClosedRange<Int>) -> Int? {
+        guard let s = string(node, field) else { return nil }
+        guard let n = Int(s), range.contains(n) else {
+            problem(node, field, "must be a whole number from \(range.lowerBound) to \(range.upperBound) (got '\(s)')")
+            return nil
+        }
+        return n
+    }
+
+    func number(_ node: Node, _ field: String, _ range: ClosedRange<Double>) -> Double? {
+        guard let s = string(node, field) else { return nil }
+        guard let n = Double(s), n.isFinite, range.contains(n) else {
+            problem(node, field, "must be a number from \(range.lowerBound) to \(range.upperBound) (got '\(s)')")
+            return nil
+        }
+        return n
+    }
+
+    func boolean(_ node: Node, _ field: String) -> Bool? {
+        guard let s = string(node, field) else { return nil }
+        switch s.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default:
+            problem(node, field, "must be true or false (got '\(s)')")
+            return nil
+        }
+    }
+
+    /// "90s", "10m", "1h", "2d", or "500ms".
+    func duration(_ node: Node, _ field: String, milliseconds: Bool = false) -> UInt64? {
+        guard let s = string(node, field) else { return nil }
+        if milliseconds, s.hasSuffix("ms"), let n = UInt64(s.dropLast(2)), n > 0, n <= 3_600_000 { return n }
+        do {
+            let seconds = try parseDuration(s)
+            return milliseconds ? seconds * 1000 : seconds
+        } catch {
+            problem(node, field, "\(error)")
+            return nil
+        }
+    }
+
+    /// "8/s burst 16", "8/s" (burst = rate), "unlimited" or "block".
+    func limit(_ node: Node, _ field: String) -> Limit? {
+        guard let s = string(node, field) else { return nil }
+        let words = s.split(separator: " ").map(String.init)
+        switch words.first?.lowercased() {
+        case "unlimited" where words.count == 1: return .unlimited
+        case "block" where words.count == 1: return .block
+        default: break
+        }
+        let bad = "must be 'RATE/s', 'RATE/s burst N', 'unlimited' or 'block' (got '\(s)')"
+        guard let first = words.first, first.hasSuffix("/s"), let rate = Int(first.dropLast(2)) else {
+            problem(node, field, bad)
+            return nil
+        }
+        var burst: Int?
+        if words.count == 3, words[1] == "burst", let b = Int(words[2]) {
+            burst = b
+        } else if words.count != 1 {
+            problem(node, field, bad)
+            return nil
+        }
+        do {
+            return try Limit.validated(rate: rate, burst: burst)
+        } catch {
+            problem(node, field, "\(error)")
+            return nil
+        }
+    }
+
+    func sequence(_ node: Node, _ field: String) -> [Node] {
+        if node.scalar != nil, node.scalar?.string == "" || node.tag.rawValue == Tag.Name.null.rawValue { return [] }
+        guard let seq = node.sequence else {
+            problem(node, field, "must be a list")
+            return []
+        }
+        return Array(seq)
+    }
+
+    // MARK: The sections
+
+    func read(_ root: Node, into c: inout AgentConfig) {
+        let sections = ["interfaces", "pin_root", "max_sources", "sip", "limits", "prefix", "budget", "allow", "deny",
+                        "scanners", "auto_ban", "anomaly", "metrics", "log", "poll"]
+        for (key, node) in mapping(root, "", known: sections) {
+            switch key {
+            case "interfaces": interfaces(node, &c)
+            case "pin_root":
+                if let s = string(node, key) {
+                    if s.hasPrefix("/") { c.pinRoot = s } else { problem(node, key, "must be an absolute path") }
+                }
+            case "max_sources":
+                if let n = integer(node, key, 1024...100_000_000) { c.maxSources = UInt32(n) }
+            case "sip": sip(node, &c)
+            case "limits":
+                for (name, value) in mapping(node, key, known: TrafficClass.all.map(\.name)) {
+                    if let l = limit(value, "limits.\(name)"), let tc = TrafficClass(name: name) { c.limits[tc] = l }
+                }
+            case "prefix": prefix(node, &c)
+            case "budget":
+                for (name, value) in mapping(node, key, known: ["sip", "new_sources"]) {
+                    guard let l = limit(value, "budget.\(name)") else { continue }
+                    if name == "sip" { c.budget = l } else { c.newSources = l }
+                }
+            case "allow": c.allow = cidrList(node, key, files: &c.listFiles)
+            case "deny": c.deny = cidrList(node, key, files: &c.listFiles)
+            case "scanners": scanners(node, &c)
+            case "auto_ban": autoBan(node, &c)
+            case "anomaly": anomaly(node, &c)
+            case "metrics":
+                for (name, value) in mapping(node, key, known: ["listen"]) where name == "listen" {
+                    guard let s = string(value, "metrics.listen") else { continue }
+                    if s == "off" { c.metricsListen = nil } else if let problemText = checkListen(s) {
+                        problem(value, "metrics.listen", problemText)
+                    } else { c.metricsListen = s }
+                }
+            case "log":
+                for (name, value) in mapping(node, key, known: ["format", "per_second"]) {
+                    if name == "format", let s = string(value, "log.format") {
+                        if let f = AgentConfig.LogFormat(rawValue: s) { c.logFormat = f } else {
+                            problem(value, "log.format", "must be text or json (got '\(s)')")
+                        }
+                    }
+                    if name == "per_second", let n = integer(value, "log.per_second", 1...10_000) { c.logPerSecond = n }
+                }
+            case "poll":
+                if let ms = duration(node, key, milliseconds: true) {
+                    if (50...10_000).contains(ms) { c.pollMilliseconds = Int(ms) } else {
+                        problem(node, key, "must be from 50ms to 10s")
+                    }
+                }
+            default: break
+            }
+        }
+    }
+
+    func interfaces(_ node: Node, _ c: inout AgentConfig) {
+        for (name, value) in mapping(node, "interfaces", known: ["external", "inside", "mode"]) {
+            let field = "interfaces.\(name)"
+            guard let s = string(value, field) else { continue }
+            switch name {
+            case "mode":
+                if let m = AttachMode(rawValue: s) { c.mode = m } else {
+                    problem(value, field, "must be native, generic or auto (got '\(s)')")
+                }
+            default:
+                guard !s.isEmpty, s.count < 16, !s.contains("/"), !s.contains(" ") else {
+                    problem(value, field, "'\(s)' is not an interface name")
+                    continue
+                }
+                if name == "external" { c.external = s } else { c.inside = s }
+            }
+        }
+        if let e = c.external, e == c.inside {
+            problem(node, "interfaces.inside", "must differ from interfaces.external")
+        }
+    }
+
+    func sip(_ node: Node, _ c: inout AgentConfig) {
+        for (name, value) in mapping(node, "sip", known: ["ports", "rtp_ports", "malformed"]) {
+            let field = "sip.\(name)"
+            switch name {
+            case "ports":
+                let ports = sequence(value, field).compactMap { integer($0, field, 1...65535) }.map(UInt16.init)
+                if ports.isEmpty || ports.count > Int(FG_MAX_SIP_PORTS) {
+                    problem(value, field, "must list 1 to \(FG_MAX_SIP_PORTS) ports")
+                } else { c.settings.sipPorts = ports }
+            case "rtp_ports":
+                guard let s = string(value, field) else { continue }
+                if s == "none" { c.settings.rtpPorts = nil; continue }
+                let parts = s.split(separator: "-").compactMap { UInt16($0) }
+                if parts.count == 2, parts[0] >= 1, parts[0] <= parts[1] { c.settings.rtpPorts = parts[0]...parts[1] } else {
+                    problem(value, field, "must be LOW-HIGH (ports 1 to 65535) or none (got '\(s)')")
+                }
+            case "malformed":
+                guard let s = string(value, field) else { continue }
+                if let m = MalformedAction(rawValue: s) { c.settings.malformed = m } else {
+                    problem(value, field, "must be drop or pass (got '\(s)')")
+                }
+            default: break
+            }
+        }
+        if let rtp = c.settings.rtpPorts, c.settings.sipPorts.contains(where: { rtp.contains($0) }) {
+            problem(node, "sip.rtp_ports", "overlaps the SIP ports")
+        }
+    }
+
+    func prefix(_ node: Node, _ c: inout AgentConfig) {
+        for (name, value) in mapping(node, "prefix", known: ["ipv4", "ipv6", "limit"]) {
+            let field = "prefix.\(name)"
+            switch name {
+            case "ipv4": if let n = integer(value, field, 8...32) { c.settings.prefixV4 = UInt8(n) }
+            case "ipv6": if let n = integer(value, field, 16...128) { c.settings.prefixV6 = UInt8(n) }
+            default: if let l = limit(value, field) { c.prefix = l }
+            }
+        }
+    }
+
+    func scanners(_ node: Node, _ c: inout AgentConfig) {
+        for (name, value) in mapping(node, "scanners", known: ["ban", "signatures"]) {
+            let field = "scanners.\(name)"
+            if name == "ban" {
+                if value.scalar?.string == "off" { c.settings.scannerBanSeconds = 0 } else if let s = duration(value, field) {
+                    if s <= UInt64(UInt32.max / 2) { c.settings.scannerBanSeconds = UInt32(s) } else {
+                        problem(value, field, "is too long")
+                    }
+                }
+                continue
+            }
+            // "default", or a list of {user_agent: ...} / {from: ...}, optionally with "default" among them.
+            if value.scalar?.string == "default" { c.signatures = Signature.defaults; continue }
+            var list: [Signature] = []
+            for item in sequence(value, field) {
+                if item.scalar?.string == "default" { list += Signature.defaults; continue }
+                for (header, text) in mapping(item, field, known: ["user_agent", "from"]) {
+                    guard let s = string(text, "\(field).\(header)") else { continue }
+                    do {
+                        list.append(try Signature(header == "from" ? .from : .userAgent, s))
+                    } catch {
+                        problem(text, "\(field).\(header)", "\(error)")
+                    }
+                }
+            }
+            if list.count > Int(FG_MAX_SIGNATURES) {
+                problem(value, field, "at most \(FG_MAX_SIGNATURES) signatures")
+            } else { c.signatures = Array(Set(list)).sorted() }
+        }
+    }
+
+    func autoBan(_ node: Node, _ c: inout AgentConfig) {
+        let known = ["enabled", "drops", "window", "durations", "jitter", "forget"]
+        for (name, value) in mapping(node, "auto_ban", known: known) {
+            let field = "auto_ban.\(name)"
+            switch name {
+            case "enabled": if let b = boolean(value, field) { c.settings.autoBan.enabled = b }
+            case "drops": if let n = integer(value, field, 1...100_000_000) { c.settings.autoBan.drops = UInt32(n) }
+            case "window":
+                if let ms = duration(value, field, milliseconds: true) {
+                    if (100...3_600_000).contains(ms) { c.settings.autoBan.windowMilliseconds = UInt32(ms) } else {
+                        problem(value, field, "must be from 100ms to 1h")
+                    }
+                }
+            case "durations":
+                let items = sequence(value, field)
+                let durations = items.compactMap { duration($0, field) }
+                if items.isEmpty || items.count > 4 {
+                    problem(value, field, "must list 1 to 4 durations, one per offence (the last repeats)")
+                } else if durations.count == items.count {
+                    if durations.contains(where: { $0 > 30 * 86400 }) {
+                        problem(value, field, "a ban lasts at most 30d")
+                    } else { c.settings.autoBan.durations = durations.map(UInt32.init) }
+                }
+            case "jitter":
+                guard let s = string(value, field) else { continue }
+                if s.hasSuffix("%"), let n = UInt32(s.dropLast()), n <= 100 { c.settings.autoBan.jitterPercent = n } else {
+                    problem(value, field, "must be a percentage from 0% to 100% (got '\(s)')")
+                }
+            case "forget":
+                if let s = duration(value, field) {
+                    if s <= 365 * 86400 { c.settings.autoBan.forgetSeconds = UInt32(s) } else { problem(value, field, "at most 365d") }
+                }
+            default: break
+            }
+        }
+    }
+
+    func anomaly(_ node: Node, _ c: inout AgentConfig) {
+        for (name, value) in mapping(node, "anomaly", known: ["enabled", "half_life", "factor", "minimum_rate"]) {
+            let field = "anomaly.\(name)"
+            switch name {
+            case "enabled": if let b = boolean(value, field) { c.anomaly.enabled = b }
+            case "half_life": if let s = duration(value, field) { c.anomaly.halfLifeSeconds = Double(s) }
+            case "factor": if let f = number(value, field, 1.5...1000) { c.anomaly.factor = f }
+            case "minimum_rate": if let f = number(value, field, 1...1e9) { c.anomaly.minimumRate = f }
+            default: break
+            }
+        }
+    }
+
+    /// Inline CIDRs and `file: PATH` entries (relative to the config file), merged and deduplicated.
+    func cidrList(_ node: Node, _ field: String, files: inout [String]) -> [CIDR] {
+        var result: [CIDR] = []
+        for item in sequence(node, field) {
+            if let text = item.scalar?.string {
+                do { result.append(try CIDR(text)) } catch { problem(item, field, "\(error)") }
+                continue
+            }
+            for (_, pathNode) in mapping(item, field, known: ["file"]) {
+                guard let path = string(pathNode, "\(field).file") else { continue }
+                let resolved = path.hasPrefix("/") ? path
+                    : URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent(path).path
+                files.append(resolved)
+                do {
+                    let text = try String(contentsOfFile: resolved, encoding: .utf8)
+                    result += try CIDR.parseList(text, name: resolved)
+                } catch let error as FloodgateError {
+                    // parseList names every bad line of the list file itself.
+                    problem(pathNode, "\(field).file", "\(error)")
+                } catch {
+                    problem(pathNode, "\(field).file", "cannot read \(resolved): \(error.localizedDescription)")
+                }
+            }
+        }
+        if result.count > Int(FG_MAX_LIST_ENTRIES) {
+            problem(node, field, "holds \(result.count) networks; at most \(FG_MAX_LIST_ENTRIES)")
+        }
+        return Array(Set(result)).sorted()
+    }
+
+    func checkListen(_ s: String) -> String? {
+        guard let colon = s.lastIndex(of: ":"), let port = Int(s[s.index(after: colon)...]), (1...65535).contains(port)
+        else { return "must be HOST:PORT, e.g. 127.0.0.1:9464, or off (got '\(s)')" }
+        let host = String(s[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        guard SourceAddress(host) != nil || host == "localhost" else {
+            return "the host must be an IP address (got '\(host)')"
+        }
+        return nil
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    var row = Array(0...b.count)
+    for i in 1...max(a.count, 1) where !a.isEmpty {
+        var previous = row[0]
+        row[0] = i
+        for j in stride(from: 1, through: b.count, by: 1) {
+            let current = row[j]
+            row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+            previous = current
+        }
+    }
+    return a.isEmpty ? b.count : row[b.count]
+}

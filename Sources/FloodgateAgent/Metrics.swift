@@ -1,0 +1,116 @@
+import FloodgateCore
+import Foundation
+import Prometheus
+
+/// The agent's Prometheus registry (swift-prometheus): what `GET /metrics` returns.
+public final class AgentMetrics: @unchecked Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    private let interface: String
+    private let lock = NSLock()
+    private var packets: [String: Counter] = [:]
+    private var bytes: [String: Counter] = [:]
+    private var bansActive: [String: Gauge] = [:]
+    private var bansIssued: [String: Counter] = [:]
+    private var anomalies: [String: Counter] = [:]
+    private let reloadsOK: Counter
+    private let reloadsFailed: Counter
+    private let tracked: Gauge
+    private let capacity: Gauge
+    private let lastPoll: Gauge
+
+    init(interface: String) {
+        self.interface = interface
+        let version = "0.2.0"
+        registry.makeGauge(descriptor: metricName("floodgate_build_info", "Build of the floodgate agent; always 1"),
+                           labels: [("version", version)]).set(to: 1)
+        let reloads = metricName("floodgate_config_reloads_total", "Config loads, by result")
+        reloadsOK = registry.makeCounter(descriptor: reloads, labels: [("result", "applied")])
+        reloadsFailed = registry.makeCounter(descriptor: reloads, labels: [("result", "rejected")])
+        tracked = registry.makeGauge(
+            descriptor: metricName("floodgate_tracked_sources", "(source, class) pairs in the source map"),
+            labels: [("interface", interface)])
+        capacity = registry.makeGauge(
+            descriptor: metricName("floodgate_tracked_sources_capacity", "Size of the source map (max_sources)"),
+            labels: [("interface", interface)])
+        lastPoll = registry.makeGauge(descriptor: metricName(
+            "floodgate_agent_last_poll_timestamp_seconds", "Unix time of the agent's last successful read of the maps"))
+        for origin in ["explicit", "scanner", "auto"] {
+            let labels = [("interface", interface), ("origin", origin)]
+            bansActive[origin] = registry.makeGauge(
+                descriptor: metricName("floodgate_bans_active", "Bans in force, by who issued them"), labels: labels)
+            bansIssued[origin] = registry.makeCounter(
+                descriptor: metricName("floodgate_bans_issued_total", "Bans issued by the XDP program while the agent ran"),
+                labels: labels)
+        }
+    }
+
+    /// Adds what the counters gained since `before` (the first time: everything since attach).
+    func add(_ now: Counters, since before: Counters) {
+        lock.lock()
+        defer { lock.unlock() }
+        for c in TrafficClass.all {
+            for r in Reason.all {
+                let dp = now.packets[c, r] &- before.packets[c, r]
+                let db = now.bytes[c, r] &- before.bytes[c, r]
+                guard dp > 0 || packets["\(c)/\(r)"] != nil else { continue }
+                let key = "\(c)/\(r)"
+                let labels = [("interface", interface), ("class", c.name), ("verdict", r.name)]
+                let p = packets[key] ?? registry.makeCounter(
+                    descriptor: metricName("floodgate_packets_total", "Packets the XDP program judged, by class and verdict"),
+                    labels: labels)
+                let b = bytes[key] ?? registry.makeCounter(
+                    descriptor: metricName("floodgate_bytes_total", "Bytes the XDP program judged, by class and verdict"),
+                    labels: labels)
+                packets[key] = p
+                bytes[key] = b
+                if dp > 0 { p.increment(by: Int64(clamping: dp)) }
+                if db > 0 { b.increment(by: Int64(clamping: db)) }
+            }
+        }
+    }
+
+    func bans(_ bans: [Ban], now: UInt64) {
+        var count = ["explicit": 0, "scanner": 0, "auto": 0]
+        for ban in bans where ban.expiresNS.map({ $0 > now }) ?? true {
+            count[ban.origin, default: 0] += 1
+        }
+        for (origin, n) in count { bansActive[origin]?.set(to: Double(n)) }
+    }
+
+    func banIssued(origin: String) { bansIssued[origin]?.increment() }
+
+    func anomaly(_ alert: AnomalyAlert) {
+        lock.lock()
+        defer { lock.unlock() }
+        let key = "\(alert.trafficClass)/\(alert.kind)"
+        let counter = anomalies[key] ?? registry.makeCounter(
+            descriptor: metricName("floodgate_anomalies_total",
+                                   "Anomaly alerts: a class's rate far above (spike) or below (drop) its moving baseline"),
+            labels: [("interface", interface), ("class", alert.trafficClass.name), ("kind", alert.kind.rawValue)])
+        anomalies[key] = counter
+        counter.increment()
+    }
+
+    func occupancy(sources: Int, capacity size: UInt32) {
+        tracked.set(to: Double(sources))
+        capacity.set(to: Double(size))
+    }
+
+    func reloads(ok: Bool) { (ok ? reloadsOK : reloadsFailed).increment() }
+
+    func healthy() { lastPoll.set(to: Date().timeIntervalSince1970) }
+
+    /// The exposition text.
+    public func render() -> [UInt8] {
+        lock.lock()
+        defer { lock.unlock() }
+        return registry.emitToBuffer()
+    }
+}
+
+/// A full metric name as swift-prometheus describes it: the part after the last underscore is the unit.
+private func metricName(_ name: String, _ help: String) -> MetricNameDescriptor {
+    let cut = name.lastIndex(of: "_")!
+    return MetricNameDescriptor(metricName: String(name[..<cut]), unitName: String(name[name.index(after: cut)...]),
+                                helpText: help)
+}

@@ -1,0 +1,105 @@
+import ArgumentParser
+import FloodgateAgent
+import FloodgateCore
+import Foundation
+import Logging
+import ServiceLifecycle
+
+extension Floodgate {
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the agent: attach the filter the config file describes and keep it in step.",
+            discussion: """
+                Attaches the filter to the config's external interface, or adopts the one already pinned there \
+                (bans and counters are kept). Reloads the config on SIGHUP and when the file or a list file \
+                changes; a file with problems is never applied. Logs the bans the XDP program issues and anomalies \
+                of class rates, and serves Prometheus metrics. SIGTERM and SIGINT stop it; the filter stays \
+                attached and keeps protecting unless --detach-on-exit.
+                """)
+
+        @Option(help: "The config file.") var config = AgentConfig.defaultPath
+        @Option(help: "Log format: text or json (default: the config's).") var logFormat: String?
+        @Flag(help: "Detach the filter and remove its pins when the agent stops.") var detachOnExit = false
+        @Flag(name: .shortAndLong, help: "Log debug messages.") var verbose = false
+
+        func validate() throws {
+            if let logFormat, AgentConfig.LogFormat(rawValue: logFormat) == nil {
+                throw ValidationError("--log-format takes text or json.")
+            }
+        }
+
+        func run() async throws {
+            let loaded: AgentConfig
+            do {
+                loaded = try AgentConfig.load(path: config)
+            } catch {
+                throw FloodgateError("the config has problems; nothing was attached:\n\(error)")
+            }
+            let format = logFormat.flatMap(AgentConfig.LogFormat.init) ?? loaded.logFormat
+            let level: Logger.Level = verbose ? .debug : .info
+            LoggingSystem.bootstrap { label in
+                switch format {
+                case .json:
+                    var h = JSONLogHandler(label: label)
+                    h.logLevel = level
+                    return h
+                case .text:
+                    var h = StreamLogHandler.standardError(label: label)
+                    h.logLevel = level
+                    return h
+                }
+            }
+            LogSetup.markBootstrapped()
+            let logger = Logger(label: "floodgate")
+            guard geteuid() == 0 else {
+                throw FloodgateError("floodgate run must run as root: it loads BPF programs and pins maps")
+            }
+            let agent = try Agent(configPath: config, config: loaded, logger: logger)
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+                .init(service: AgentService(agent: agent, detachOnExit: detachOnExit, logger: logger)),
+            ]
+            if let listen = loaded.metricsListen {
+                services.append(.init(service: try MetricsServer(listen: listen, metrics: agent.metrics, logger: logger)))
+            }
+            let group = ServiceGroup(configuration: .init(
+                services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            try await group.run()
+        }
+    }
+
+    struct ConfigCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "config", abstract: "Check a config file, or print the example one.",
+            subcommands: [Check.self, Example.self, SystemdUnit.self])
+
+        struct Check: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Validate a config file: every problem with its file, line, field and why.")
+            @Argument(help: "The config file.") var file = AgentConfig.defaultPath
+
+            func run() throws {
+                do {
+                    let c = try AgentConfig.load(path: file)
+                    print("\(file): OK — external \(c.external ?? "?")\(c.inside.map { ", inside \($0)" } ?? ""), "
+                        + "\(c.allow.count) allow and \(c.deny.count) deny networks, \(c.signatures.count) signatures, "
+                        + "auto-ban \(c.settings.autoBan.enabled ? "after \(c.settings.autoBan.drops) drops in \(c.settings.autoBan.windowMilliseconds) ms" : "off"), "
+                        + "metrics \(c.metricsListen ?? "off")")
+                } catch let errors as ConfigErrors {
+                    FileHandle.standardError.write(Data((errors.description + "\n").utf8))
+                    throw ExitCode(1)
+                }
+            }
+        }
+
+        struct Example: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Print the example config, with comments.")
+            func run() { print(ShippedFiles.exampleConfig, terminator: "") }
+        }
+
+        struct SystemdUnit: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                commandName: "systemd-unit", abstract: "Print the systemd unit for the agent.")
+            func run() { print(ShippedFiles.systemdUnit, terminator: "") }
+        }
+    }
+}

@@ -1,0 +1,295 @@
+import CFloodgate
+import FloodgateAgent
+import FloodgateCore
+import Foundation
+import Testing
+
+/// `floodgate run` as a real process in the router namespace of a lab, with real traffic from the outside.
+@Suite(.serialized) struct AgentTests {
+    /// A running agent: its process, its stderr (the log), and its config file.
+    final class RunningAgent: @unchecked Sendable {
+        let process: Process
+        let log = OutputFile()
+        let configPath: String
+
+        init(lab: NetworkLab, config: String, extraArguments: [String] = []) throws {
+            configPath = FileManager.default.temporaryDirectory.appendingPathComponent("fgagent-\(lab.id).yaml").path
+            try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+            process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["nsenter", "--net=/run/netns/\(lab.routerNS)", floodgateBinary, "run", "--config",
+                                 configPath] + extraArguments
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = log.handle
+            try process.run()
+        }
+
+        /// Waits until the log holds `text` (at most `seconds`); returns whether it did.
+        func waitForLog(_ text: String, seconds: Double = 10) -> Bool {
+            let deadline = Date().addingTimeInterval(seconds)
+            while Date() < deadline {
+                if log.text().contains(text) { return true }
+                if !process.isRunning { return log.text().contains(text) }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+            return false
+        }
+
+        func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
+
+        func stop() {
+            if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+            let deadline = Date().addingTimeInterval(10)
+            while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+        }
+
+        deinit {
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            try? FileManager.default.removeItem(atPath: configPath)
+        }
+    }
+
+    /// stderr of a child, collected in a file (so the child never blocks on a pipe).
+    final class OutputFile: @unchecked Sendable {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("fgagent-\(UUID().uuidString).log").path
+        let handle: FileHandle
+        init() {
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
+            handle = FileHandle(forWritingAtPath: path)!
+        }
+        func text() -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+        deinit { try? FileManager.default.removeItem(atPath: path) }
+    }
+
+    static func config(_ lab: NetworkLab, port: Int, extra: String = "") -> String {
+        """
+        interfaces:
+          external: \(lab.routerInterface)
+          mode: native
+        pin_root: \(lab.pinRoot)
+        max_sources: 65536
+        metrics:
+          listen: 127.0.0.1:\(port)
+        poll: 100ms
+        \(extra)
+        """
+    }
+
+    func withAgentLab(_ body: (NetworkLab) throws -> Void) throws {
+        try requireRoot()
+        let lab = try NetworkLab(prefix: "fga", extraOutsideAddresses: ["198.18.0.10", "198.18.1.66"])
+        defer { lab.tearDown() }
+        try body(lab)
+    }
+
+    /// The config names an allow-listed trunk; while it sends 20× its per-source limit, the config is changed
+    /// (a limit, the allow list, the deny list) and reloaded by SIGHUP and by the file changing. Every packet of
+    /// the trunk reaches the server, and each change is in force afterwards.
+    @Test func reloadsApplyChangesWithoutDroppingAnAllowListedSource() throws {
+        try withAgentLab { lab in
+            let base = AgentTests.config(lab, port: 19464, extra: "allow: [198.18.0.10]\n")
+            let agent = try RunningAgent(lab: lab, config: base)
+            defer { agent.stop() }
+            #expect(agent.waitForLog("attached the filter"), "\(agent.log.text())")
+            let server = try lab.udpSocket(in: lab.routerNS, bindTo: lab.routerAddress, port: 5060)
+            let trunk = try lab.udpSocket(in: lab.outsideNS, bindTo: "198.18.0.10")
+            let done = DispatchSemaphore(value: 0)
+            final class Count: @unchecked Sendable { var sent = 0 }
+            let count = Count()
+            Thread {
+                // 160 INVITEs/s for 3 s: 20 times the per-source limit.
+                for i in 0..<480 {
+                    if (try? trunk.send(Array("INVITE sip:\(i)@198.18.0.2 SIP/2.0\r\n\r\n".utf8), to: lab.routerAddress,
+                                        port: 5060)) != nil { count.sent += 1 }
+                    Thread.sleep(forTimeInterval: 1.0 / 160)
+                }
+                done.signal()
+            }.start()
+            let changed = AgentTests.config(lab, port: 19464, extra: """
+                allow: [198.18.0.10, 203.0.113.0/24]
+                deny: [198.18.9.0/24]
+                limits:
+                  register: 4/s burst 4
+                """)
+            Thread.sleep(forTimeInterval: 0.5)
+            try changed.write(toFile: agent.configPath, atomically: true, encoding: .utf8)
+            agent.signal(SIGHUP)
+            #expect(agent.waitForLog("trigger=SIGHUP"), "\(agent.log.text())")
+            Thread.sleep(forTimeInterval: 0.7)
+            try base.write(toFile: agent.configPath, atomically: true, encoding: .utf8)  // no SIGHUP: the file changed
+            Thread.sleep(forTimeInterval: 1.5)
+            try changed.write(toFile: agent.configPath, atomically: true, encoding: .utf8)
+            done.wait()
+            Thread.sleep(forTimeInterval: 1.5)
+            let received = server.drain()
+            #expect(count.sent == 480)
+            #expect(received["198.18.0.10"] == count.sent, "every packet of the allow-listed trunk arrives: \(received)")
+            #expect(agent.log.text().components(separatedBy: "config reloaded").count - 1 >= 3, "\(agent.log.text())")
+            let maps = try PinRoot(lab.pinRoot).maps(of: lab.routerInterface)
+            #expect(try maps.limit(for: .register) == .rate(4, burst: 4))
+            #expect(try maps.cidrs(in: .allow).map(\.description) == ["198.18.0.10/32", "203.0.113.0/24"])
+            #expect(try maps.cidrs(in: .deny).map(\.description) == ["198.18.9.0/24"])
+            #expect(try maps.counters().packets[.invite, .passedAllow] == UInt64(count.sent))
+
+            // A bad file is not applied: the last good config stays.
+            try (changed + "\nlimits:\n  invite: lots\n").write(toFile: agent.configPath, atomically: true, encoding: .utf8)
+            agent.signal(SIGHUP)
+            #expect(agent.waitForLog("config not applied"), "\(agent.log.text())")
+            #expect(try maps.limit(for: .register) == .rate(4, burst: 4))
+            #expect(try maps.cidrs(in: .allow).count == 2)
+        }
+    }
+
+    /// A source flooding over its limit is banned by the XDP program within a second, and the agent logs it;
+    /// the ban expires (with jitter), and a second offence earns the next, longer duration.
+    @Test func aFloodingSourceIsBannedWithinASecondAndBansEscalate() throws {
+        try withAgentLab { lab in
+            let agent = try RunningAgent(lab: lab, config: AgentTests.config(lab, port: 19465, extra: """
+                auto_ban:
+                  drops: 100
+                  window: 1s
+                  durations: [2s, 6s]
+                  jitter: 10%
+                """))
+            defer { agent.stop() }
+            #expect(agent.waitForLog("attached the filter"), "\(agent.log.text())")
+            let maps = try PinRoot(lab.pinRoot).maps(of: lab.routerInterface)
+            let attacker = SourceAddress("198.18.1.66")!
+            let flooder = try lab.udpSocket(in: lab.outsideNS, bindTo: "198.18.1.66")
+            let payload = Array("INVITE sip:1@198.18.0.2 SIP/2.0\r\n\r\n".utf8)
+
+            /// Floods at about 2000/s until the source is banned; returns seconds from the first packet.
+            func floodUntilBanned() throws -> Double? {
+                let start = Date()
+                while Date().timeIntervalSince(start) < 3 {
+                    for _ in 0..<20 { try flooder.send(payload, to: lab.routerAddress, port: 5060) }
+                    if let ban = maps.ban(of: attacker), ban.remainingSeconds().map({ $0 > 0 }) ?? true {
+                        return Date().timeIntervalSince(start)
+                    }
+                    Thread.sleep(forTimeInterval: 0.01)
+                }
+                return nil
+            }
+            let first = try #require(try floodUntilBanned(), "no ban within 3 s")
+            #expect(first < 1.0, "banned \(first) s after the flood began")
+            let ban = try #require(maps.ban(of: attacker))
+            #expect(ban.automatic)
+            let length = try #require(ban.remainingSeconds())
+            #expect(length > 1.5 && length <= 2.2, "first offence: 2 s plus up to 10%: \(length)")
+            #expect(agent.waitForLog("auto-banned"), "\(agent.log.text())")
+            #expect(agent.log.text().contains("offence=1"))
+
+            // Banned: the flood is dropped as banned (once the drop cache's slot for its rate runs out, within
+            // one token of its limit). Then the ban expires and the agent removes it.
+            for _ in 0..<10 {
+                for _ in 0..<5 { try flooder.send(payload, to: lab.routerAddress, port: 5060) }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+            #expect(try maps.counters().packets[.invite, .droppedBan] > 0)
+            Thread.sleep(forTimeInterval: max(0, length - 0.5) + 0.5)
+            #expect(maps.ban(of: attacker) == nil, "the expired ban was removed")
+
+            let second = try #require(try floodUntilBanned(), "no second ban")
+            #expect(second < 1.0)
+            let again = try #require(maps.ban(of: attacker)?.remainingSeconds())
+            #expect(again > 5 && again <= 6.7, "second offence: 6 s plus up to 10%: \(again)")
+            #expect(agent.waitForLog("offence=2"), "\(agent.log.text())")
+        }
+    }
+
+    /// The metrics endpoint answers on the configured address with counters per class and verdict, bans and
+    /// map occupancy, and promtool accepts the exposition.
+    @Test func metricsAreServedAndPassPromtool() throws {
+        try requireTool("/usr/bin/promtool", package: "prometheus")
+        try withAgentLab { lab in
+            let agent = try RunningAgent(lab: lab, config: AgentTests.config(lab, port: 19466))
+            defer { agent.stop() }
+            #expect(agent.waitForLog("serving metrics"), "\(agent.log.text())")
+            let sender = try lab.udpSocket(in: lab.outsideNS)
+            for i in 0..<40 {
+                try sender.send(Array("REGISTER sip:\(i)@198.18.0.2 SIP/2.0\r\n\r\n".utf8), to: lab.routerAddress, port: 5060)
+            }
+            Thread.sleep(forTimeInterval: 0.5)
+            let body = try NetworkLab.inNamespace(lab.routerNS) { try httpGet(port: 19466, path: "/metrics") }
+            #expect(body.status == 200)
+            #expect(body.text.contains("floodgate_packets_total{interface=\"\(lab.routerInterface)\",class=\"register\",verdict=\"passed\"} 16"),
+                    "the register burst of 16 passed: \(body.text.prefix(2000))")
+            #expect(body.text.contains("verdict=\"dropped-rate\"} 24"))
+            #expect(body.text.contains("floodgate_bans_active{"))
+            #expect(body.text.contains("floodgate_build_info{"))
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("fgmetrics-\(lab.id).txt")
+            try body.text.write(to: file, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(at: file) }
+            let check = try run(["sh", "-c", "promtool check metrics < \(file.path)"])
+            #expect(check.status == 0, "promtool: \(check.out) \(check.err)")
+            let missing = try NetworkLab.inNamespace(lab.routerNS) { try httpGet(port: 19466, path: "/other") }
+            #expect(missing.status == 404)
+        }
+    }
+
+    /// kill -9 of the agent leaves the filter dropping the flood and the bans in place; a new agent adopts the
+    /// pinned filter with its bans and counters. SIGTERM leaves it attached; --detach-on-exit removes it.
+    @Test func theFilterOutlivesTheAgentAndARestartAdoptsIt() throws {
+        try withAgentLab { lab in
+            let config = AgentTests.config(lab, port: 19467)
+            let first = try RunningAgent(lab: lab, config: config)
+            #expect(first.waitForLog("attached the filter"), "\(first.log.text())")
+            let root = PinRoot(lab.pinRoot)
+            let maps = try root.maps(of: lab.routerInterface)
+            try maps.ban(SourceAddress("198.18.1.66")!, seconds: 600)
+            let flooder = try lab.udpSocket(in: lab.outsideNS, bindTo: "198.18.1.66")
+            let payload = Array("INVITE sip:1@198.18.0.2 SIP/2.0\r\n\r\n".utf8)
+            first.signal(SIGKILL)
+            first.process.waitUntilExit()
+            for _ in 0..<100 { try flooder.send(payload, to: lab.routerAddress, port: 5060) }
+            Thread.sleep(forTimeInterval: 0.2)
+            let dropped = try maps.counters().packets[.invite, .droppedBan]
+            #expect(dropped == 100, "the pinned filter kept dropping with the agent gone: \(dropped)")
+            #expect(try lab.routerXDPProgram() != nil)
+
+            let second = try RunningAgent(lab: lab, config: config)
+            #expect(second.waitForLog("adopted the pinned filter"), "\(second.log.text())")
+            #expect(maps.ban(of: SourceAddress("198.18.1.66")!) != nil, "the ban survived")
+            #expect(try maps.counters().packets[.invite, .droppedBan] == 100, "the counters survived")
+            second.stop()
+            #expect(second.log.text().contains("the filter stays attached"))
+            #expect(try lab.routerXDPProgram() != nil)
+
+            let third = try RunningAgent(lab: lab, config: config, extraArguments: ["--detach-on-exit"])
+            #expect(third.waitForLog("adopted the pinned filter"), "\(third.log.text())")
+            third.stop()
+            #expect(third.log.text().contains("detached the filter"), "\(third.log.text())")
+            #expect(try lab.routerXDPProgram() == nil)
+        }
+    }
+}
+
+/// A minimal HTTP/1.0 GET to 127.0.0.1:`port` of the calling thread's namespace.
+func httpGet(port: UInt16, path: String) throws -> (status: Int, text: String) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw FloodgateError("socket", errno: errno) }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = port.bigEndian
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { throw FloodgateError("connect to 127.0.0.1:\(port)", errno: errno) }
+    let request = Array("GET \(path) HTTP/1.0\r\nHost: localhost\r\n\r\n".utf8)
+    _ = request.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    var response = [UInt8]()
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n <= 0 { break }
+        response += buffer[0..<n]
+    }
+    let text = String(decoding: response, as: UTF8.self)
+    let status = text.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+    let body = text.range(of: "\r\n\r\n").map { String(text[$0.upperBound...]) } ?? ""
+    return (status, body)
+}

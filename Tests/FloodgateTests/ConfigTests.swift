@@ -1,0 +1,98 @@
+import FloodgateAgent
+import FloodgateCore
+import Foundation
+import Testing
+
+/// The agent's YAML config: the shipped example, and bad files with their precise errors.
+@Suite struct ConfigTests {
+    /// The example config states the defaults: parsed, it is the configuration of an empty file.
+    @Test func theShippedExampleIsValidAndStatesTheDefaults() throws {
+        let example = try AgentConfig.parse(ShippedFiles.exampleConfig, file: "floodgate.yaml")
+        var empty = try AgentConfig.parse("interfaces:\n  external: eth1\n", file: "empty.yaml")
+        #expect(example.external == "eth1")
+        #expect(example.settings == Settings.defaults)
+        #expect(example.limits == Limit.defaults)
+        #expect(example.prefix == Limit.defaultPrefix && example.budget == Limit.defaultBudget)
+        #expect(example.newSources == Limit.defaultNewSources)
+        #expect(example.signatures == Signature.defaults.sorted() || Set(example.signatures) == Set(Signature.defaults))
+        empty.signatures = example.signatures
+        #expect(example == empty)
+    }
+
+    @Test func listsTakeInlineNetworksAndFilesRelativeToTheConfig() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fgcfg-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try "# trunks\n198.51.100.0/24\n\n2001:db8:5::/48  # carrier B\n".write(
+            to: dir.appendingPathComponent("trunks.txt"), atomically: true, encoding: .utf8)
+        let text = """
+            interfaces: {external: veth0}
+            allow:
+              - 198.18.0.10
+              - file: trunks.txt
+            deny: [203.0.113.0/24]
+            """
+        let c = try AgentConfig.parse(text, file: dir.appendingPathComponent("f.yaml").path)
+        #expect(c.allow.map(\.description) == ["198.18.0.10/32", "198.51.100.0/24", "2001:db8:5::/48"].sorted {
+            try! CIDR($0) < CIDR($1)
+        })
+        #expect(c.deny.map(\.description) == ["203.0.113.0/24"])
+        #expect(c.listFiles == [dir.appendingPathComponent("trunks.txt").path])
+    }
+
+    /// Each bad file gives one problem, on the right line, naming the field and why.
+    @Test(arguments: [
+        ("interfaces:\n  inside: eth2\n", 1, "interfaces.external", "is required"),
+        ("interfaces: {external: eth1}\nlimts:\n  invite: 8/s\n", 2, "limts", "did you mean 'limits'"),
+        ("interfaces: {external: eth1}\nlimits:\n  invite: 8 per second\n", 3, "limits.invite", "RATE/s"),
+        ("interfaces: {external: eth1}\nlimits:\n  invite: 0/s\n", 3, "limits.invite", "at least 1 packet/s"),
+        ("interfaces: {external: eth1}\nlimits:\n  invitee: 8/s\n", 3, "limits.invitee", "did you mean 'invite'"),
+        ("interfaces: {external: eth1}\nallow:\n  - 198.18.0.1/24\n", 3, "allow", "host bits set"),
+        ("interfaces: {external: eth1}\ndeny:\n  - 10.0.0.0/33\n", 3, "deny", "bad prefix length"),
+        ("interfaces: {external: eth1}\nallow:\n  - file: /nonexistent/trunks.txt\n", 3, "allow.file", "cannot read"),
+        ("interfaces: {external: eth1}\nsip:\n  ports: [5060, 70000]\n", 3, "sip.ports", "1 to 65535"),
+        ("interfaces: {external: eth1}\nsip:\n  rtp_ports: 20000-10000\n", 3, "sip.rtp_ports", "LOW-HIGH"),
+        ("interfaces: {external: eth1}\nprefix:\n  ipv4: 40\n", 3, "prefix.ipv4", "8 to 32"),
+        ("interfaces: {external: eth1}\nauto_ban:\n  window: 10 seconds\n", 3, "auto_ban.window", "not a duration"),
+        ("interfaces: {external: eth1}\nauto_ban:\n  durations: [1m, 2m, 3m, 4m, 5m]\n", 3, "auto_ban.durations", "1 to 4"),
+        ("interfaces: {external: eth1}\nauto_ban:\n  jitter: 150%\n", 3, "auto_ban.jitter", "0% to 100%"),
+        ("interfaces: {external: eth1}\nmetrics:\n  listen: 0.0.0.0\n", 3, "metrics.listen", "HOST:PORT"),
+        ("interfaces: {external: eth1}\nlog:\n  format: xml\n", 3, "log.format", "text or json"),
+        ("interfaces: {external: eth1, mode: turbo}\n", 1, "interfaces.mode", "native, generic or auto"),
+        ("interfaces: {external: eth1}\nscanners:\n  signatures:\n    - user_agent: \"\"\n", 4, "scanners.signatures.user_agent", "1 to 31 bytes"),
+        ("interfaces: {external: eth1}\nlimits: [8/s]\n", 2, "limits", "must be a mapping"),
+        ("interfaces: {external: eth1\nlimits:\n", 2, "", "not valid YAML"),
+    ])
+    func aBadFileNamesItsLineFieldAndWhy(text: String, line: Int, field: String, why: String) throws {
+        do {
+            _ = try AgentConfig.parse(text, file: "bad.yaml")
+            Issue.record("accepted: \(text)")
+        } catch let errors as ConfigErrors {
+            #expect(errors.problems.count == 1, "\(errors)")
+            let p = try #require(errors.problems.first)
+            #expect(p.file == "bad.yaml")
+            #expect(p.line == line, "\(p)")
+            #expect(p.field == field, "\(p)")
+            #expect(p.description.contains(why), "\(p)")
+        }
+    }
+
+    /// `floodgate config check` prints every problem and exits 1; a good file is summarised.
+    @Test func configCheckReportsProblemsAndExitsNonZero() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fgcfg-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let bad = dir.appendingPathComponent("bad.yaml")
+        try "interfaces: {external: eth1}\nlimits:\n  invite: fast\n  register: 0/s\n".write(
+            to: bad, atomically: true, encoding: .utf8)
+        let result = try run([floodgateBinary, "config", "check", bad.path])
+        #expect(result.status == 1)
+        #expect(result.err.contains("\(bad.path):3: limits.invite:"), "\(result.err)")
+        #expect(result.err.contains("\(bad.path):4: limits.register:"), "\(result.err)")
+        let good = dir.appendingPathComponent("good.yaml")
+        try ShippedFiles.exampleConfig.write(to: good, atomically: true, encoding: .utf8)
+        let ok = try run([floodgateBinary, "config", "check", good.path])
+        #expect(ok.status == 0, "\(ok.err)")
+        #expect(ok.out.contains("OK"))
+    }
+}
