@@ -14,9 +14,16 @@
  *   3. the allow list: no per-source or prefix limits, highest priority in 6
  *   4. the per-source bucket of the class (lib/bucket.h)
  *   5. for SIP classes, the per-prefix aggregate bucket (/24, /64 by default);
- *      a source new to fg_sources must also get past the new-source budget
+ *      a source new to fg_sources must also get past the new-source budget.
+ *      Known-good sources (lib/trust.h) skip both: a flood of spoofed
+ *      sources from their prefix does not shut them out
  *   6. scanner signatures in SIP requests (lib/scanner.h)
  *   7. for SIP classes, the interface budget, shed by class priority
+ *      (known-good sources just before allow-listed ones)
+ *
+ * A second program, floodgate_inside, runs on the interface facing the SIP
+ * server and watches its answers go out (lib/trust.h): failed
+ * authentications ban a source, successful ones make it known-good.
  *
  * Why the class is in the fg_sources key rather than one value holding every
  * class's bucket: almost every source, and every spoofed one, uses a single
@@ -132,6 +139,7 @@ struct fg_ctx {
 	struct fg_drop_slot *slot; /* this key's drop-cache slot on this CPU */
 	__u64 interval, tau;	   /* the class limit */
 	__u64 now;		   /* ktime in ticks; 0 until read */
+	int trusted;		   /* a known-good source (lib/trust.h) */
 };
 
 static __always_inline __u64 fg_now(struct fg_ctx *c)
@@ -157,6 +165,7 @@ static __always_inline void fg_mask(struct fg_addr *a, __u32 prefixlen)
 }
 
 #include "lib/drop_cache.h"
+#include "lib/trust.h"
 
 static __always_inline int fg_is_sip(__u32 traffic_class)
 {
@@ -238,10 +247,10 @@ static __always_inline __u32 fg_police_prefix(struct fg_ctx *c)
 		return FG_REASON_PASSED;
 	__sync_fetch_and_add(&st->drops, 1);
 	/* A flood of random sources from one prefix then stops in the drop
-	 * cache's prefix check, before the policy: unless an allow-listed source
-	 * is in the prefix, which must still get to the allow check. */
+	 * cache's prefix check, before the policy: unless an allow-listed or a
+	 * known-good source is in the prefix, which must still get to its check. */
 	until = fg_cache_until(c->s, tau, call.next, call.now);
-	if (until && !fg_prefix_holds_allowed(c->s, &key, keylen)) {
+	if (until && !fg_prefix_holds_allowed(c->s, &key, keylen) && !fg_prefix_holds_trusted(c->s, &key)) {
 		struct fg_cpu_state *cpu;
 		__u32 zero = 0;
 
@@ -262,7 +271,7 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 	__u32 reason;
 
 	if (interval == FG_INTERVAL_UNLIMITED)
-		return fg_is_sip(c->key.traffic_class) ? fg_police_prefix(c) : FG_REASON_PASSED;
+		return fg_is_sip(c->key.traffic_class) && !c->trusted ? fg_police_prefix(c) : FG_REASON_PASSED;
 
 	st = bpf_map_lookup_elem(&fg_sources, &c->key);
 	if (!st) {
@@ -270,12 +279,12 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 
 		/* Only a source whose prefix and the new-source budget have room
 		 * gets an entry: see the top of this file. */
-		if (fg_is_sip(c->key.traffic_class)) {
+		if (fg_is_sip(c->key.traffic_class) && !c->trusted) {
 			reason = fg_police_prefix(c);
 			if (reason != FG_REASON_PASSED)
 				return reason;
 		}
-		if (!fg_global_admit(c, FG_GLOBAL_NEW_SOURCES, FG_LIMIT_NEW_SOURCES, 0, 1))
+		if (!c->trusted && !fg_global_admit(c, FG_GLOBAL_NEW_SOURCES, FG_LIMIT_NEW_SOURCES, 0, 1))
 			return FG_REASON_DROPPED_NEW_SOURCE;
 		if (interval == FG_INTERVAL_BLOCK) {
 			init.tat = fg_now(c);
@@ -312,7 +321,7 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 		fg_cache_drop_until(c, call.next);
 		return FG_REASON_DROPPED_RATE;
 	}
-	return fg_is_sip(c->key.traffic_class) ? fg_police_prefix(c) : FG_REASON_PASSED;
+	return fg_is_sip(c->key.traffic_class) && !c->trusted ? fg_police_prefix(c) : FG_REASON_PASSED;
 }
 
 /*
@@ -328,6 +337,7 @@ __noinline int fg_decide(struct xdp_md *ctx, struct fg_packet *pkt)
 	struct fg_limit *lim;
 	struct fg_ban *ban;
 	int banned = 0, allowed = 0;
+	__u32 scan = 0;
 
 	if (!s || !pkt)
 		return FG_REASON_PASSED;
@@ -371,9 +381,10 @@ __noinline int fg_decide(struct xdp_md *ctx, struct fg_packet *pkt)
 		fg_cache_ban(&c, ban->expires_ns);
 		return FG_REASON_DROPPED_BAN;
 	}
+	c.trusted = fg_is_trusted(&c);
 	/* An empty prefix bucket drops every packet it would be charged for:
 	 * check it before the per-source lookup a random source would miss. */
-	if (fg_is_sip(pkt->traffic_class)) {
+	if (fg_is_sip(pkt->traffic_class) && !c.trusted) {
 		struct fg_source_key prefix = {};
 		__u32 limit = FG_LIMIT_PREFIX;
 		struct fg_limit *plim = bpf_map_lookup_elem(&fg_limits, &limit);
@@ -387,7 +398,11 @@ __noinline int fg_decide(struct xdp_md *ctx, struct fg_packet *pkt)
 	if (reason != FG_REASON_PASSED)
 		return reason;
 
-	if (pkt->sip_request && s->signature_entries && fg_is_scanner(ctx, pkt)) {
+	if (pkt->sip_request && (s->signature_entries || fg_counts_credentials(s, pkt->traffic_class)))
+		scan = fg_scan_request(ctx, pkt);
+	if (scan & FG_SCAN_CREDENTIALS && fg_counts_credentials(s, pkt->traffic_class))
+		fg_note_credentials(&pkt->src);
+	if (scan & FG_SCAN_SIGNATURE) {
 		if (s->scanner_ban_seconds) {
 			struct fg_ban scanner = {
 				.expires_ns = (fg_now(&c) >> FG_TICK_SHIFT) + s->scanner_ban_seconds * 1000000000ULL,
@@ -403,8 +418,10 @@ __noinline int fg_decide(struct xdp_md *ctx, struct fg_packet *pkt)
 		return FG_REASON_DROPPED_SCANNER;
 	}
 
+	/* Known-good sources are shed just before the allow list. */
 	if (fg_is_sip(pkt->traffic_class) &&
-	    !fg_global_admit(&c, FG_GLOBAL_BUDGET, FG_LIMIT_BUDGET, fg_shed_priority(pkt->traffic_class),
+	    !fg_global_admit(&c, FG_GLOBAL_BUDGET, FG_LIMIT_BUDGET,
+			     c.trusted ? FG_PRIORITY_ALLOWED - 1 : fg_shed_priority(pkt->traffic_class),
 			     FG_PRIORITY_LEVELS))
 		return FG_REASON_DROPPED_SHED;
 	return FG_REASON_PASSED;
@@ -450,4 +467,118 @@ int floodgate_xdp(struct xdp_md *ctx)
 			fg_note_drops(s, st, &key, 0);
 	}
 	return fg_count(pkt.traffic_class, reason, bytes);
+}
+
+/* The answer of the SIP server in a UDP datagram from one of its ports on the
+ * inside interface: its status code and destination; see lib/trust.h. */
+static __always_inline void fg_inside_response(struct xdp_md *ctx, struct fg_settings *s, const struct fg_addr *dst,
+					       __u32 payload_off, __u32 payload_len)
+{
+	struct fg_auth_state *st;
+	struct fg_cseq_walk walk = {};
+	struct fg_scratch *scratch;
+	__u8 line[12];
+	__u32 code, zero = 0, len;
+
+	if (payload_len < sizeof(line) || bpf_xdp_load_bytes(ctx, payload_off, line, sizeof(line)))
+		return;
+	if (line[0] != 'S' || line[1] != 'I' || line[2] != 'P' || line[3] != '/' || line[4] != '2' || line[5] != '.' ||
+	    line[6] != '0' || line[7] != ' ' || line[11] != ' ')
+		return;
+	if (line[8] < '1' || line[8] > '6' || line[9] < '0' || line[9] > '9' || line[10] < '0' || line[10] > '9')
+		return;
+	code = (line[8] - '0') * 100 + (line[9] - '0') * 10 + (line[10] - '0');
+
+	if (s->bruteforce_failures && (code == 401 || code == 407)) {
+		st = bpf_map_lookup_elem(&fg_auth, dst);
+		/* A challenge to a request without credentials (every phone's
+		 * first REGISTER) is not a failure. */
+		if (!st || !st->creds)
+			return;
+		st->creds--;
+		fg_auth_failure(s, st, dst);
+		return;
+	}
+	if (s->bruteforce_failures && code == 403) {
+		st = fg_auth_entry(dst);
+		if (st)
+			fg_auth_failure(s, st, dst);
+		return;
+	}
+	if (code < 200 || code > 299 || !s->trust_seconds)
+		return;
+	scratch = bpf_map_lookup_elem(&fg_scratch, &zero);
+	len = payload_len;
+	if (len > FG_SIP_SCAN_BYTES)
+		len = FG_SIP_SCAN_BYTES;
+	/* Keep the compiler from handing the verifier an unclamped copy. */
+	asm volatile("" : "+r"(len));
+	if (!scratch || len < 24 || len > FG_SIP_SCAN_BYTES || bpf_xdp_load_bytes(ctx, payload_off, scratch->buf, len))
+		return;
+	walk.len = len;
+	bpf_loop(len, fg_cseq_step, &walk, 0);
+	if (!walk.found)
+		return;
+	fg_trust(s, dst);
+	st = bpf_map_lookup_elem(&fg_auth, dst);
+	if (st)
+		st->creds = 0;
+}
+
+/*
+ * The program for the interface facing the SIP server: it only watches the
+ * server's answers to external sources, and passes every packet.
+ */
+SEC("xdp")
+int floodgate_inside(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct fg_settings *s;
+	struct udphdr *udp;
+	struct fg_addr dst = {};
+	__u32 zero = 0, i;
+	__u16 proto;
+	void *l3;
+
+	s = bpf_map_lookup_elem(&fg_settings, &zero);
+	if (!s || (!s->bruteforce_failures && !s->trust_seconds) || (void *)(eth + 1) > data_end)
+		return XDP_PASS;
+	proto = eth->h_proto;
+	l3 = eth + 1;
+#pragma unroll
+	for (i = 0; i < 2; i++) {
+		struct vlan_tag *vlan = l3;
+
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
+		if ((void *)(vlan + 1) > data_end)
+			return XDP_PASS;
+		proto = vlan->proto;
+		l3 = vlan + 1;
+	}
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = l3;
+
+		if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_UDP || ip->ihl < 5 ||
+		    (ip->frag_off & bpf_htons(0x3fff)))
+			return XDP_PASS;
+		udp = l3 + ip->ihl * 4;
+		dst.words[2] = bpf_htonl(0xffff);
+		dst.words[3] = ip->daddr;
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = l3;
+
+		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_UDP)
+			return XDP_PASS;
+		udp = (void *)(ip6 + 1);
+		__builtin_memcpy(&dst, &ip6->daddr, sizeof(dst));
+	} else {
+		return XDP_PASS;
+	}
+	if ((void *)(udp + 1) > data_end || !fg_is_sip_port(s, udp->source))
+		return XDP_PASS;
+	fg_inside_response(ctx, s, &dst, (void *)(udp + 1) - data, data_end - (void *)(udp + 1));
+	return XDP_PASS;
 }

@@ -27,17 +27,25 @@
 #define FG_MAP_SCRATCH "fg_scratch"
 #define FG_MAP_CPU "fg_cpu"
 #define FG_MAP_OFFENCES "fg_offences"
+#define FG_MAP_AUTH "fg_auth"
+#define FG_MAP_TRUSTED "fg_trusted"
+#define FG_MAP_TRUSTED_PREFIXES "fg_trusted_prefixes"
+#define FG_INSIDE_PROG_NAME "floodgate_inside"
 #define FG_MAP_EVENTS "fg_events"
 #define FG_PROG_NAME "floodgate_xdp"
 
 /* Pinned-object names under <pin root>/<interface>/. */
 #define FG_PIN_LINK "link"
+#define FG_PIN_INSIDE_PROG "inside-prog" /* the program for the inside interface */
+#define FG_PIN_INSIDE_LINK "inside-link" /* its link, when an inside interface is set */
 
 /* Default sizes of the maps the agent sizes at load time. */
 #define FG_DEFAULT_MAX_SOURCES 1000000
 #define FG_MAX_LIST_ENTRIES 262144 /* each of the deny and allow lists */
 #define FG_MAX_BANS 262144
 #define FG_MAX_OFFENDERS 65536
+#define FG_MAX_AUTH_SOURCES 65536
+#define FG_MAX_TRUSTED 262144
 /* Ban lengths by offence (auto-ban): the first, second, ... the last repeats. */
 #define FG_AUTOBAN_LEVELS 4
 #define FG_EVENTS_BYTES (256 * 1024)
@@ -175,6 +183,12 @@ struct fg_settings {
 	__u32 autoban_seconds[FG_AUTOBAN_LEVELS]; /* ban length per offence; 0 = unused level */
 	__u32 autoban_jitter_pct;	    /* each ban is 0 to this % longer, at random */
 	__u32 offence_forget_s;		    /* an offender with no offence for this long starts over */
+	/* Seen on the inside interface (floodgate_inside): failed
+	 * authentications ban a source; successful ones make it known-good. */
+	__u32 bruteforce_failures;	    /* failures within the window that ban; 0 = off */
+	__u32 bruteforce_window_s;
+	__u32 bruteforce_ban_s;
+	__u32 trust_seconds;		    /* how long a source stays known-good; 0 = no learned trust */
 };
 
 /*
@@ -231,6 +245,17 @@ struct fg_offence {
 enum fg_event_type {
 	FG_EVENT_AUTOBAN = 1, /* a source crossed the auto-ban threshold */
 	FG_EVENT_SCANNER = 2, /* a scanner signature banned a source */
+	FG_EVENT_BRUTE_FORCE = 3, /* failed authentications banned a source */
+	FG_EVENT_TRUSTED = 4, /* a source became known-good (a 2xx to its REGISTER or INVITE) */
+};
+
+/* fg_auth[external source]: its authentications, as the inside interface
+ * sees the SIP server answer them. LRU. */
+struct fg_auth_state {
+	__u32 creds;	       /* REGISTER/INVITE with credentials not yet answered */
+	__u32 failures;	       /* 403s, and 401/407s to requests with credentials, in the window */
+	__u32 window_start_s;  /* CLOCK_MONOTONIC seconds when the window began */
+	__u32 pad;
 };
 struct fg_event {
 	__u32 type;	     /* enum fg_event_type */
@@ -251,6 +276,7 @@ struct fg_cidr_key {
 #define FG_BAN_EXPLICIT 1 /* set by an operator: beats the allow list */
 #define FG_BAN_SCANNER 2  /* set by XDP on a scanner signature */
 #define FG_BAN_AUTO 4	  /* set by XDP when a source keeps exceeding its limit (auto-ban) */
+#define FG_BAN_BRUTE_FORCE 8 /* set by XDP on repeated failed authentications (inside interface) */
 struct fg_ban {
 	__u64 expires_ns; /* CLOCK_MONOTONIC; 0 = never */
 	__u32 flags;	  /* FG_BAN_* */
@@ -338,7 +364,8 @@ struct fg_oracle_config {
 
 _Static_assert(sizeof(struct fg_flood_config) == 16, "fg_flood_config layout");
 _Static_assert(sizeof(struct fg_oracle_config) == 40, "fg_oracle_config layout");
-_Static_assert(sizeof(struct fg_settings) == 80, "fg_settings layout");
+_Static_assert(sizeof(struct fg_settings) == 96, "fg_settings layout");
+_Static_assert(sizeof(struct fg_auth_state) == 16, "fg_auth_state layout");
 _Static_assert(sizeof(struct fg_offence) == 16, "fg_offence layout");
 _Static_assert(sizeof(struct fg_event) == 40, "fg_event layout");
 _Static_assert(sizeof(struct fg_limit) == 24, "fg_limit layout");

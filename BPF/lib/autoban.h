@@ -42,6 +42,7 @@ struct {
 struct fg_autoban_scratch {
 	struct fg_ban ban;
 	struct fg_offence offence;
+	struct fg_auth_state auth;
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -68,24 +69,46 @@ static __always_inline void fg_event(__u32 type, __u32 traffic_class, const stru
 }
 
 /*
- * Bans `addr` for its next offence; returns 1 if it did. A source already
- * under a ban that has not expired (an operator's, a scanner's, or an earlier
- * auto-ban) keeps it.
+ * Bans `addr` for `length` ns with `flags`, unless it is under a ban that has
+ * not expired (an operator's, a scanner's, an earlier one), and tells the
+ * agent (`event`, with the offence number and the count that triggered it).
+ * Returns 1 if it banned.
  */
+static __always_inline int fg_issue_ban(struct fg_settings *s, const struct fg_addr *addr, __u64 length, __u32 flags,
+					__u32 event, __u32 traffic_class, __u32 offence, __u32 count)
+{
+	struct fg_autoban_scratch *w;
+	struct fg_ban *old;
+	__u64 now = bpf_ktime_get_ns();
+	__u32 zero = 0;
+
+	w = bpf_map_lookup_elem(&fg_autoban_scratch, &zero);
+	if (!w || !length)
+		return 0;
+	old = bpf_map_lookup_elem(&fg_bans, addr);
+	if (old && (old->expires_ns == 0 || old->expires_ns > now))
+		return 0;
+	w->ban.expires_ns = now + length;
+	w->ban.flags = flags;
+	w->ban.pad = 0;
+	if (bpf_map_update_elem(&fg_bans, addr, &w->ban, BPF_ANY))
+		return 0;
+	s->bans_present = 1;
+	fg_event(event, traffic_class, addr, w->ban.expires_ns, offence, count);
+	return 1;
+}
+
+/* Bans `addr` for its next offence (auto-ban); returns 1 if it did. */
 static __always_inline int fg_autoban(struct fg_settings *s, const struct fg_addr *addr, __u32 traffic_class,
 				      __u32 drops)
 {
 	struct fg_autoban_scratch *w;
 	struct fg_offence *o;
-	struct fg_ban *old;
 	__u64 now = bpf_ktime_get_ns(), length, forget;
-	__u32 zero = 0, level = 0, seconds, jitter, count;
+	__u32 zero = 0, level, seconds, jitter, count;
 
 	w = bpf_map_lookup_elem(&fg_autoban_scratch, &zero);
 	if (!w)
-		return 0;
-	old = bpf_map_lookup_elem(&fg_bans, addr);
-	if (old && (old->expires_ns == 0 || old->expires_ns > now))
 		return 0;
 	forget = (__u64)s->offence_forget_s * 1000000000ULL;
 	o = bpf_map_lookup_elem(&fg_offences, addr);
@@ -103,17 +126,12 @@ static __always_inline int fg_autoban(struct fg_settings *s, const struct fg_add
 	jitter = s->autoban_jitter_pct;
 	if (jitter)
 		length += length / 100 * (bpf_get_prandom_u32() % (jitter + 1));
-	w->ban.expires_ns = now + length;
-	w->ban.flags = FG_BAN_AUTO;
-	w->ban.pad = 0;
-	if (bpf_map_update_elem(&fg_bans, addr, &w->ban, BPF_ANY))
+	if (!fg_issue_ban(s, addr, length, FG_BAN_AUTO, FG_EVENT_AUTOBAN, traffic_class, count + 1, drops))
 		return 0;
-	s->bans_present = 1;
 	w->offence.last_ns = now;
 	w->offence.count = count + 1;
 	w->offence.pad = 0;
 	bpf_map_update_elem(&fg_offences, addr, &w->offence, BPF_ANY);
-	fg_event(FG_EVENT_AUTOBAN, traffic_class, addr, w->ban.expires_ns, count + 1, drops);
 	return 1;
 }
 

@@ -9,7 +9,9 @@
  * case, blanks allowed around the colon) has its value lower-cased into an LPM
  * key of kind + value, and one trie lookup finds the longest signature it
  * starts with. The request line is never a header; a value must end (CR, LF,
- * or its 31st byte) within the scanned bytes to be looked up.
+ * or its 31st byte) within the scanned bytes to be looked up. The same walk
+ * notes an Authorization or Proxy-Authorization header (credentials), for the
+ * brute-force count of the inside interface.
  */
 #ifndef FG_LIB_SCANNER_H
 #define FG_LIB_SCANNER_H
@@ -55,17 +57,61 @@ struct fg_scan {
 	__u32 state; /* enum fg_scan_state */
 	__u32 kind;  /* FG_SIGNATURE_* of the header being read */
 	__u32 pos;   /* bytes of its name matched, or of its value copied */
-	__u32 found; /* a signature matched */
+	__u32 found; /* FG_SCAN_SIGNATURE | FG_SCAN_CREDENTIALS */
 };
+
+#define FG_SCAN_SIGNATURE 1   /* a scanner signature matched */
+#define FG_SCAN_CREDENTIALS 2 /* an Authorization or Proxy-Authorization header */
+#define FG_NAME_AUTHORIZATION 'a'
+#define FG_NAME_PROXY_AUTHORIZATION 'p'
+
+static __always_inline int fg_is_credentials(__u32 kind)
+{
+	return kind == FG_NAME_AUTHORIZATION || kind == FG_NAME_PROXY_AUTHORIZATION;
+}
 
 static __always_inline __u8 fg_lower(__u8 c)
 {
 	return c >= 'A' && c <= 'Z' ? c + 32 : c;
 }
 
-/* The next byte of "user-agent" or "from" after `pos` bytes; 0 = name complete. */
+/* The next byte of "user-agent", "from", "authorization" or
+ * "proxy-authorization" after `pos` bytes; 0 = name complete. */
 static __always_inline __u8 fg_name_byte(__u32 kind, __u32 pos)
 {
+	/* "authorization" is "proxy-authorization" from its 7th byte on. */
+	if (kind == FG_NAME_PROXY_AUTHORIZATION) {
+		switch (pos) {
+		case 1: return 'r';
+		case 2: return 'o';
+		case 3: return 'x';
+		case 4: return 'y';
+		case 5: return '-';
+		case 6: return 'a';
+		default:
+			if (pos > 18)
+				return 0;
+			kind = FG_NAME_AUTHORIZATION;
+			pos -= 6;
+		}
+	}
+	if (kind == FG_NAME_AUTHORIZATION) {
+		switch (pos) {
+		case 1: return 'u';
+		case 2: return 't';
+		case 3: return 'h';
+		case 4: return 'o';
+		case 5: return 'r';
+		case 6: return 'i';
+		case 7: return 'z';
+		case 8: return 'a';
+		case 9: return 't';
+		case 10: return 'i';
+		case 11: return 'o';
+		case 12: return 'n';
+		default: return 0;
+		}
+	}
 	if (kind == FG_SIGNATURE_USER_AGENT) {
 		switch (pos) {
 		case 1: return 's';
@@ -145,9 +191,12 @@ static long fg_scan_step(__u32 i, struct fg_scan *scan)
 
 	switch (scan->state) {
 	case FG_SCAN_LINE_START:
-		if (lb == 'u' || lb == 'f') {
+		if (lb == 'u' || lb == 'f' || lb == 'a' || lb == 'p') {
 			scan->state = FG_SCAN_NAME;
-			scan->kind = lb == 'u' ? FG_SIGNATURE_USER_AGENT : FG_SIGNATURE_FROM;
+			scan->kind = lb == 'u' ? FG_SIGNATURE_USER_AGENT
+				   : lb == 'f' ? FG_SIGNATURE_FROM
+				   : lb == 'a' ? FG_NAME_AUTHORIZATION
+					       : FG_NAME_PROXY_AUTHORIZATION;
 			scan->pos = 1;
 		} else if (b != '\n') {
 			scan->state = FG_SCAN_SKIP;
@@ -159,7 +208,10 @@ static long fg_scan_step(__u32 i, struct fg_scan *scan)
 		if (expected && lb == expected) {
 			scan->pos++;
 		} else if (!expected || (scan->kind == FG_SIGNATURE_FROM && scan->pos == 1)) {
-			if (b == ':')
+			if (b == ':' && fg_is_credentials(scan->kind)) {
+				scan->found |= FG_SCAN_CREDENTIALS;
+				scan->state = FG_SCAN_SKIP;
+			} else if (b == ':')
 				scan->state = FG_SCAN_COLON;
 			else if (b == ' ' || b == '\t')
 				scan->state = FG_SCAN_BLANKS;
@@ -170,7 +222,10 @@ static long fg_scan_step(__u32 i, struct fg_scan *scan)
 		}
 		return 0;
 	case FG_SCAN_BLANKS:
-		if (b == ':')
+		if (b == ':' && fg_is_credentials(scan->kind)) {
+			scan->found |= FG_SCAN_CREDENTIALS;
+			scan->state = FG_SCAN_SKIP;
+		} else if (b == ':')
 			scan->state = FG_SCAN_COLON;
 		else if (b != ' ' && b != '\t')
 			scan->state = b == '\n' ? FG_SCAN_LINE_START : FG_SCAN_SKIP;
@@ -195,7 +250,7 @@ static long fg_scan_step(__u32 i, struct fg_scan *scan)
 		}
 		s->key.prefixlen = 8 * (1 + scan->pos);
 		if (bpf_map_lookup_elem(&fg_signatures, &s->key)) {
-			scan->found = 1;
+			scan->found |= FG_SCAN_SIGNATURE;
 			return 1;
 		}
 		scan->state = b == '\n' ? FG_SCAN_LINE_START : FG_SCAN_SKIP;
@@ -205,8 +260,9 @@ static long fg_scan_step(__u32 i, struct fg_scan *scan)
 	}
 }
 
-/* Does the SIP request in pkt carry a scanner signature? */
-static __always_inline int fg_is_scanner(struct xdp_md *ctx, const struct fg_packet *pkt)
+/* What the SIP request in pkt carries: FG_SCAN_SIGNATURE (a scanner's),
+ * FG_SCAN_CREDENTIALS. */
+static __always_inline __u32 fg_scan_request(struct xdp_md *ctx, const struct fg_packet *pkt)
 {
 	struct fg_scan scan = {.state = FG_SCAN_SKIP};
 	struct fg_scratch *s;

@@ -37,7 +37,7 @@ public final class Agent: @unchecked Sendable {
         limiter = LogLimiter(perSecond: config.logPerSecond)
         anomalies = AnomalyDetector(config.anomaly)
 
-        let outcome = try root.attach(try Interface(external), mode: config.mode, settings: config.settings,
+        let outcome = try root.attach(try Interface(external), mode: config.mode, settings: config.effectiveSettings,
                                       limits: config.limits, policy: config.policy, maxSources: config.maxSources)
         switch outcome {
         case .attached(let f, _):
@@ -56,6 +56,10 @@ public final class Agent: @unchecked Sendable {
             logger.notice("adopted the pinned filter: its bans and counters are kept", metadata: [
                 "interface": "\(external)", "program": "\(f.programID)", "changes": "\(changes.count)",
             ])
+        }
+        if let inside = config.inside {
+            try root.attachInside(externalName: external, inside: try Interface(inside), mode: config.mode)
+            logger.notice("watching the SIP server's answers", metadata: ["inside": "\(inside)"])
         }
         let pinnedSize = try maps.maxSources()
         if pinnedSize != config.maxSources {
@@ -125,8 +129,8 @@ public final class Agent: @unchecked Sendable {
             var undo: [() -> Void] = []
             do {
                 let oldSettings = try maps.settings()
-                if oldSettings != config.settings {
-                    try maps.setSettings(config.settings)
+                if oldSettings != config.effectiveSettings {
+                    try maps.setSettings(config.effectiveSettings)
                     undo.append { try? maps.setSettings(oldSettings) }
                     changes.append("settings")
                 }
@@ -228,6 +232,7 @@ public final class Agent: @unchecked Sendable {
             if now - lastOccupancy > 5_000_000_000 {
                 lastOccupancy = now
                 metrics.occupancy(sources: try maps.trackedSourceCount(), capacity: try maps.maxSources())
+                metrics.trusted(try maps.trustedSources().filter { $0.untilNS > now }.count)
             }
             if let suppressed = limiter.takeSuppressed() {
                 logger.notice("log lines suppressed by the rate limit", metadata: ["count": "\(suppressed)"])
@@ -250,6 +255,20 @@ public final class Agent: @unchecked Sendable {
                 logger.warning("auto-banned a source that kept exceeding its limit", metadata: [
                     "source": "\(address)", "class": "\(trafficClass)", "drops": "\(event.drops)",
                     "offence": "\(event.offence)", "seconds": "\(Int(seconds.rounded()))",
+                ])
+            }
+        case UInt32(FG_EVENT_BRUTE_FORCE.rawValue):
+            metrics.banIssued(origin: "brute-force")
+            if limiter.allow() {
+                logger.warning("banned a source for failed authentications", metadata: [
+                    "source": "\(address)", "failures": "\(event.drops)", "seconds": "\(Int(seconds.rounded()))",
+                ])
+            }
+        case UInt32(FG_EVENT_TRUSTED.rawValue):
+            metrics.trustLearned()
+            if limiter.allow() {
+                logger.info("learned trust: the SIP server accepted a source's REGISTER or INVITE", metadata: [
+                    "source": "\(address)", "seconds": "\(Int(seconds.rounded()))",
                 ])
             }
         case UInt32(FG_EVENT_SCANNER.rawValue):

@@ -22,6 +22,9 @@ public struct AgentConfig: Sendable, Equatable {
     /// The list files named, so that a change to one of them reloads too.
     public var listFiles: [String] = []
     public var signatures: [Signature] = Signature.defaults
+    /// Brute-force detection and learned trust: in force only with an inside interface (``effectiveSettings``).
+    public var bruteForce: BruteForce? = BruteForce()
+    public var trustSeconds: UInt32 = 86400
     public var anomaly = AnomalyPolicy()
     /// host:port for the Prometheus endpoint; nil: no endpoint.
     public var metricsListen: String? = "127.0.0.1:9464"
@@ -34,6 +37,15 @@ public struct AgentConfig: Sendable, Equatable {
     public init() {}
 
     public enum LogFormat: String, Sendable, CaseIterable { case text, json }
+
+    /// The settings written to the filter: with brute-force detection and learned trust only when an inside
+    /// interface shows the SIP server's answers.
+    public var effectiveSettings: Settings {
+        var s = settings
+        s.bruteForce = inside == nil ? nil : bruteForce
+        s.trustSeconds = inside == nil ? 0 : trustSeconds
+        return s
+    }
 
     /// The filter's policy as `PinRoot.attach` takes it.
     public var policy: Policy {
@@ -105,6 +117,7 @@ extension AgentConfig {
         }
         var config = AgentConfig()
         if let root { reader.read(root, into: &config) }
+
         if config.external == nil {
             reader.problem(root, "interfaces.external", "is required: the interface facing the carriers")
         }
@@ -262,7 +275,7 @@ final class ConfigReader {
 
     func read(_ root: Node, into c: inout AgentConfig) {
         let sections = ["interfaces", "pin_root", "max_sources", "sip", "limits", "prefix", "budget", "allow", "deny",
-                        "scanners", "auto_ban", "anomaly", "metrics", "log", "poll"]
+                        "scanners", "auto_ban", "brute_force", "trust", "anomaly", "metrics", "log", "poll"]
         for (key, node) in mapping(root, "", known: sections) {
             switch key {
             case "interfaces": interfaces(node, &c)
@@ -287,6 +300,16 @@ final class ConfigReader {
             case "deny": c.deny = cidrList(node, key, files: &c.listFiles)
             case "scanners": scanners(node, &c)
             case "auto_ban": autoBan(node, &c)
+            case "brute_force": bruteForce(node, &c)
+            case "trust":
+                for (name, value) in mapping(node, key, known: ["duration"]) where name == "duration" {
+                    if value.scalar?.string == "off" { c.trustSeconds = 0; continue }
+                    if let s = duration(value, "trust.duration") {
+                        if s <= 365 * 86400 { c.trustSeconds = UInt32(s) } else {
+                            problem(value, "trust.duration", "at most 365d")
+                        }
+                    }
+                }
             case "anomaly": anomaly(node, &c)
             case "metrics":
                 for (name, value) in mapping(node, key, known: ["listen"]) where name == "listen" {
@@ -443,6 +466,28 @@ final class ConfigReader {
             default: break
             }
         }
+    }
+
+    func bruteForce(_ node: Node, _ c: inout AgentConfig) {
+        var b = c.bruteForce ?? BruteForce()
+        var enabled = true
+        for (name, value) in mapping(node, "brute_force", known: ["enabled", "failures", "window", "ban"]) {
+            let field = "brute_force.\(name)"
+            switch name {
+            case "enabled": if let v = boolean(value, field) { enabled = v }
+            case "failures": if let n = integer(value, field, 1...100_000) { b.failures = UInt32(n) }
+            case "window":
+                if let s = duration(value, field) {
+                    if s <= 86400 { b.windowSeconds = UInt32(s) } else { problem(value, field, "at most 1d") }
+                }
+            case "ban":
+                if let s = duration(value, field) {
+                    if s <= 30 * 86400 { b.banSeconds = UInt32(s) } else { problem(value, field, "a ban lasts at most 30d") }
+                }
+            default: break
+            }
+        }
+        c.bruteForce = enabled ? b : nil
     }
 
     func anomaly(_ node: Node, _ c: inout AgentConfig) {

@@ -17,6 +17,8 @@ public final class AgentMetrics: @unchecked Sendable {
     private let tracked: Gauge
     private let capacity: Gauge
     private let lastPoll: Gauge
+    private let trustedGauge: Gauge
+    private let trustLearnedCounter: Counter
 
     init(interface: String) {
         self.interface = interface
@@ -34,7 +36,13 @@ public final class AgentMetrics: @unchecked Sendable {
             labels: [("interface", interface)])
         lastPoll = registry.makeGauge(descriptor: metricName(
             "floodgate_agent_last_poll_timestamp_seconds", "Unix time of the agent's last successful read of the maps"))
-        for origin in ["explicit", "scanner", "auto"] {
+        trustedGauge = registry.makeGauge(
+            descriptor: metricName("floodgate_trusted_sources", "Known-good sources (learned trust) now"),
+            labels: [("interface", interface)])
+        trustLearnedCounter = registry.makeCounter(
+            descriptor: metricName("floodgate_trust_learned_total", "Sources that became known-good while the agent ran"),
+            labels: [("interface", interface)])
+        for origin in ["explicit", "scanner", "auto", "brute-force"] {
             let labels = [("interface", interface), ("origin", origin)]
             bansActive[origin] = registry.makeGauge(
                 descriptor: metricName("floodgate_bans_active", "Bans in force, by who issued them"), labels: labels)
@@ -70,7 +78,7 @@ public final class AgentMetrics: @unchecked Sendable {
     }
 
     func bans(_ bans: [Ban], now: UInt64) {
-        var count = ["explicit": 0, "scanner": 0, "auto": 0]
+        var count = ["explicit": 0, "scanner": 0, "auto": 0, "brute-force": 0]
         for ban in bans where ban.expiresNS.map({ $0 > now }) ?? true {
             count[ban.origin, default: 0] += 1
         }
@@ -78,6 +86,10 @@ public final class AgentMetrics: @unchecked Sendable {
     }
 
     func banIssued(origin: String) { bansIssued[origin]?.increment() }
+
+    func trustLearned() { trustLearnedCounter.increment() }
+
+    func trusted(_ count: Int) { trustedGauge.set(to: Double(count)) }
 
     func anomaly(_ alert: AnomalyAlert) {
         lock.lock()

@@ -12,7 +12,8 @@ public final class FilterMaps: @unchecked Sendable {
     public static let names = [
         FG_MAP_SETTINGS, FG_MAP_LIMITS, FG_MAP_SOURCES, FG_MAP_PREFIXES, FG_MAP_GLOBAL, FG_MAP_COUNTERS,
         FG_MAP_STATS_MARK, FG_MAP_DROP_CACHE, FG_MAP_DENY, FG_MAP_ALLOW, FG_MAP_ALLOW_PREFIXES, FG_MAP_BANS, FG_MAP_SIGNATURES,
-        FG_MAP_SCRATCH, FG_MAP_CPU, FG_MAP_OFFENCES, FG_MAP_EVENTS,
+        FG_MAP_SCRATCH, FG_MAP_CPU, FG_MAP_OFFENCES, FG_MAP_EVENTS, FG_MAP_AUTH, FG_MAP_TRUSTED,
+        FG_MAP_TRUSTED_PREFIXES,
     ]
 
     init(descriptors: [String: Int32], owned: Bool) throws {
@@ -210,6 +211,17 @@ public final class FilterMaps: @unchecked Sendable {
             }
         }
         return pending
+    }
+
+    /// The known-good sources (learned trust) and until when (CLOCK_MONOTONIC ns).
+    public func trustedSources() throws -> [(address: SourceAddress, untilNS: UInt64)] {
+        let fd = fd(FG_MAP_TRUSTED)
+        return try keys(of: fd, as: fg_addr.self, what: FG_MAP_TRUSTED).compactMap { key in
+            var key = key
+            var until: UInt64 = 0
+            guard bpf_map_lookup_elem(fd, &key, &until) == 0 else { return nil }
+            return (SourceAddress(key), until)
+        }
     }
 
     /// How many (source, class) entries `fg_sources` holds: a walk of its keys in batches.

@@ -7,6 +7,8 @@ import Logging
 /// releases the program and maps unless they were attached through a pinned link or pinned themselves.
 public final class FloodgateProgram: @unchecked Sendable {
     public let programFD: Int32
+    /// `floodgate_inside`, for the interface facing the SIP server (BPF/lib/trust.h); it shares the maps.
+    public let insideProgramFD: Int32
     public let maps: FilterMaps
     private let object: OpaquePointer
     private let image: UnsafeMutableRawBufferPointer
@@ -75,6 +77,10 @@ public final class FloodgateProgram: @unchecked Sendable {
                 throw FloodgateError("the BPF object has no program \(FG_PROG_NAME)")
             }
             programFD = bpf_program__fd(program)
+            guard let inside = bpf_object__find_program_by_name(object, FG_INSIDE_PROG_NAME) else {
+                throw FloodgateError("the BPF object has no program \(FG_INSIDE_PROG_NAME)")
+            }
+            insideProgramFD = bpf_program__fd(inside)
             var descriptors: [String: Int32] = [:]
             for name in FilterMaps.names {
                 guard let map = bpf_object__find_map_by_name(object, name) else {

@@ -18,10 +18,18 @@ public final class NetworkLab: @unchecked Sendable {
     public private(set) var extraOutsideAddresses: [String] = []
     /// Extra addresses on the router end, for more servers.
     public private(set) var extraRouterAddresses: [String] = []
+    /// With `server: true`, a third namespace behind the router, as a SIP server's LAN: the router forwards
+    /// between 198.18.0.0/24 (outside) and 198.18.2.0/24 (server side, router 198.18.2.1, server 198.18.2.2).
+    public let serverNS: String?
+    public let routerInsideInterface: String?
+    public let serverAddress = "198.18.2.2"
     private var torn = false
 
     /// Creates the namespaces and the veth pair. `prefix` (at most 4 characters) starts every name.
-    public init(prefix: String = "fgl", extraOutsideAddresses: [String] = [], extraRouterAddresses: [String] = []) throws {
+    public init(
+        prefix: String = "fgl", extraOutsideAddresses: [String] = [], extraRouterAddresses: [String] = [],
+        server: Bool = false
+    ) throws {
         precondition(prefix.count <= 4)
         NetworkLab.removeOrphans()
         id = String(UInt32.random(in: 0..<UInt32.max), radix: 36)
@@ -31,6 +39,8 @@ public final class NetworkLab: @unchecked Sendable {
         outsideInterface = "\(prefix)o\(id)"
         routerInterface = "\(prefix)r\(id)"
         pinRoot = "/sys/fs/bpf/\(prefix)-\(id)"
+        serverNS = server ? "\(prefix)-s-\(getpid())-\(id)" : nil
+        routerInsideInterface = server ? "\(prefix)i\(id)" : nil
         do {
             try setUp(extraOutsideAddresses, router: extraRouterAddresses)
         } catch {
@@ -74,6 +84,23 @@ public final class NetworkLab: @unchecked Sendable {
             try NetworkLab.run(["ip", "-n", r, "neigh", "replace", address, "lladdr", outsideMAC, "dev",
                                 routerInterface, "nud", "permanent"])
         }
+        if let s = serverNS, let inside = routerInsideInterface {
+            let serverIf = "\(inside.prefix(inside.count - id.count - 1))s\(id)"
+            for step in [
+                ["ip", "netns", "add", s],
+                ["ip", "link", "add", inside, "netns", r, "type", "veth", "peer", "name", serverIf, "netns", s],
+                ["ip", "netns", "exec", s, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"],
+                ["ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
+                ["ip", "-n", r, "addr", "add", "198.18.2.1/24", "dev", inside],
+                ["ip", "-n", s, "addr", "add", "\(serverAddress)/24", "dev", serverIf],
+                ["ip", "-n", s, "link", "set", "lo", "up"],
+                ["ip", "-n", r, "link", "set", inside, "up"],
+                ["ip", "-n", s, "link", "set", serverIf, "up"],
+                // Routes between the lab's own subnets only: no default route anywhere.
+                ["ip", "-n", o, "route", "add", "198.18.2.0/24", "via", routerAddress],
+                ["ip", "-n", s, "route", "add", "198.18.0.0/24", "via", "198.18.2.1"],
+            ] { try NetworkLab.run(step) }
+        }
     }
 
     /// Removes the labs of processes that are gone (a crashed test run cannot tear down its own): their
@@ -82,7 +109,7 @@ public final class NetworkLab: @unchecked Sendable {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/run/netns") else { return }
         for name in names {
             let parts = name.split(separator: "-")
-            guard parts.count == 4, parts[0].hasPrefix("fg"), parts[1] == "o" || parts[1] == "r",
+            guard parts.count == 4, parts[0].hasPrefix("fg"), parts[1] == "o" || parts[1] == "r" || parts[1] == "s",
                   let pid = Int32(parts[2]), kill(pid, 0) != 0, errno == ESRCH
             else { continue }
             if let pids = try? run(["ip", "netns", "pids", name]) {
@@ -97,7 +124,7 @@ public final class NetworkLab: @unchecked Sendable {
     public func tearDown() {
         guard !torn else { return }
         torn = true
-        for ns in [outsideNS, routerNS] {
+        for ns in [outsideNS, routerNS] + (serverNS.map { [$0] } ?? []) {
             // Whatever still runs in the lab (sipp, say) goes with it.
             if let pids = try? NetworkLab.run(["ip", "netns", "pids", ns]) {
                 for p in pids.split(separator: "\n").compactMap({ Int32($0) }) { kill(p, SIGKILL) }

@@ -86,6 +86,8 @@ public struct PinRoot: Sendable {
                 let fd = program.maps.fd(name)
                 try check("pin map \(name) at \(dir)/\(name)", bpf_obj_pin(fd, "\(dir)/\(name)"))
             }
+            try check("pin the inside program at \(dir)/\(FG_PIN_INSIDE_PROG)",
+                      bpf_obj_pin(program.insideProgramFD, "\(dir)/\(FG_PIN_INSIDE_PROG)"))
             try check("pin XDP link at \(dir)/\(FG_PIN_LINK)", bpf_obj_pin(linkFD, "\(dir)/\(FG_PIN_LINK)"))
         } catch {
             try? removePins(in: dir)
@@ -96,11 +98,49 @@ public struct PinRoot: Sendable {
         return .attached(filter, requestedMode: mode)
     }
 
+    /// Attaches the filter's inside program (BPF/lib/trust.h) to `inside`, the interface facing the SIP server,
+    /// and pins its link next to the filter's. Nothing happens if it is already there; a link to another
+    /// interface is replaced.
+    public func attachInside(externalName: String, inside: Interface, mode: AttachMode) throws {
+        try locked {
+            let dir = directory(for: externalName)
+            guard FileManager.default.fileExists(atPath: "\(dir)/\(FG_PIN_LINK)") else { throw notAttached(externalName) }
+            let pinned = "\(dir)/\(FG_PIN_INSIDE_LINK)"
+            if FileManager.default.fileExists(atPath: pinned) {
+                let fd = bpf_obj_get(pinned)
+                if fd >= 0 {
+                    defer { close(fd) }
+                    var info = bpf_link_info()
+                    var size = UInt32(MemoryLayout<bpf_link_info>.size)
+                    if bpf_obj_get_info_by_fd(fd, &info, &size) == 0, info.xdp.ifindex == UInt32(inside.index) { return }
+                }
+                unlink(pinned)
+            }
+            let programPath = "\(dir)/\(FG_PIN_INSIDE_PROG)"
+            let program = try check(
+                "open the pinned inside program \(programPath)",
+                hint: "A filter attached by an older floodgate has none: detach and attach it again", bpf_obj_get(programPath))
+            defer { close(program) }
+            var queried: UInt32 = 0
+            var queriedMode: UInt8 = 0
+            if cfloodgate_xdp_query(inside.index, &queried, &queriedMode) == 0, queried != 0 {
+                throw FloodgateError("\(inside.name) already has an XDP program (id \(queried)) that Floodgate did not attach")
+            }
+            let (fd, _) = try link(programFD: program, to: inside, mode: mode)
+            defer { close(fd) }
+            try check("pin the inside link at \(pinned)", bpf_obj_pin(fd, pinned))
+        }
+    }
+
     private func link(_ program: FloodgateProgram, to interface: Interface, mode: AttachMode) throws
         -> (fd: Int32, mode: String)
     {
+        try link(programFD: program.programFD, to: interface, mode: mode)
+    }
+
+    private func link(programFD: Int32, to interface: Interface, mode: AttachMode) throws -> (fd: Int32, mode: String) {
         func create(_ flags: UInt32, _ label: String) -> Int32 {
-            cfloodgate_xdp_link(program.programFD, interface.index, flags)
+            cfloodgate_xdp_link(programFD, interface.index, flags)
         }
         switch mode {
         case .native:

@@ -150,6 +150,7 @@ public struct Ban: Sendable, Equatable {
     public var explicit: Bool
     public var scanner: Bool
     public var automatic: Bool
+    public var bruteForce: Bool
 
     init(address: SourceAddress, value: fg_ban) {
         self.address = address
@@ -157,6 +158,7 @@ public struct Ban: Sendable, Equatable {
         explicit = value.flags & UInt32(FG_BAN_EXPLICIT) != 0
         scanner = value.flags & UInt32(FG_BAN_SCANNER) != 0
         automatic = value.flags & UInt32(FG_BAN_AUTO) != 0
+        bruteForce = value.flags & UInt32(FG_BAN_BRUTE_FORCE) != 0
     }
 
     /// Seconds left, nil for never; 0 once expired.
@@ -164,7 +166,9 @@ public struct Ban: Sendable, Equatable {
         expiresNS.map { $0 > now ? Double($0 - now) / 1e9 : 0 }
     }
 
-    public var origin: String { explicit ? "explicit" : scanner ? "scanner" : automatic ? "auto" : "other" }
+    public var origin: String {
+        explicit ? "explicit" : scanner ? "scanner" : automatic ? "auto" : bruteForce ? "brute-force" : "other"
+    }
 }
 
 /// Parses "90s", "10m", "1h", "2d" into seconds.

@@ -175,6 +175,11 @@ public struct Settings: Equatable, Sendable {
     public var scannerBanSeconds: UInt32
     /// When the XDP program bans a source that keeps exceeding its limit.
     public var autoBan = AutoBan()
+    /// Failed authentications, seen on the inside interface, that ban a source; nil: not counted (the default:
+    /// only a filter with an inside interface sees the answers).
+    public var bruteForce: BruteForce?
+    /// How long a source whose REGISTER or INVITE the SIP server accepted stays known-good; 0: no learned trust.
+    public var trustSeconds: UInt32 = 0
 
     public static let defaults = Settings(sipPorts: [5060, 5061], rtpPorts: 10000...20000, malformed: .drop)
 
@@ -199,6 +204,9 @@ public struct Settings: Equatable, Sendable {
         prefixV6 = raw.prefix_v6
         scannerBanSeconds = raw.scanner_ban_seconds
         autoBan = AutoBan(raw)
+        bruteForce = raw.bruteforce_failures == 0 ? nil : BruteForce(
+            failures: raw.bruteforce_failures, windowSeconds: raw.bruteforce_window_s, banSeconds: raw.bruteforce_ban_s)
+        trustSeconds = raw.trust_seconds
     }
 
     /// The length of a jiffy, which bpf_jiffies64 counts: the resolution of CLOCK_MONOTONIC_COARSE.
@@ -221,6 +229,10 @@ public struct Settings: Equatable, Sendable {
             throw FloodgateError("the IPv6 prefix length must be 16 to 128 (got \(prefixV6))")
         }
         try autoBan.validate()
+        if let bruteForce {
+            guard bruteForce.failures >= 1, bruteForce.windowSeconds >= 1, (1...30 * 86400).contains(bruteForce.banSeconds)
+            else { throw FloodgateError("brute force: at least 1 failure in at least 1 s, banned 1 s to 30 d") }
+        }
     }
 
     /// These settings written over `base`, whose list sizes and generation are kept.
@@ -238,7 +250,27 @@ public struct Settings: Equatable, Sendable {
         value.prefix_v6 = prefixV6
         value.scanner_ban_seconds = scannerBanSeconds
         autoBan.write(into: &value)
+        value.bruteforce_failures = bruteForce?.failures ?? 0
+        value.bruteforce_window_s = bruteForce?.windowSeconds ?? 0
+        value.bruteforce_ban_s = bruteForce?.banSeconds ?? 0
+        value.trust_seconds = trustSeconds
         return value
+    }
+}
+
+/// Brute-force detection (BPF/lib/trust.h): `failures` failed authentications within `windowSeconds` ban the
+/// source for `banSeconds`. The defaults are near fail2ban's SIP jails (10 in 10 minutes, banned 10 minutes).
+public struct BruteForce: Equatable, Sendable {
+    public var failures: UInt32 = 10
+    public var windowSeconds: UInt32 = 600
+    public var banSeconds: UInt32 = 600
+
+    public init() {}
+
+    public init(failures: UInt32, windowSeconds: UInt32, banSeconds: UInt32) {
+        self.failures = failures
+        self.windowSeconds = windowSeconds
+        self.banSeconds = banSeconds
     }
 }
 

@@ -83,6 +83,7 @@ extension Floodgate {
                     print("\(file): OK — external \(c.external ?? "?")\(c.inside.map { ", inside \($0)" } ?? ""), "
                         + "\(c.allow.count) allow and \(c.deny.count) deny networks, \(c.signatures.count) signatures, "
                         + "auto-ban \(c.settings.autoBan.enabled ? "after \(c.settings.autoBan.drops) drops in \(c.settings.autoBan.windowMilliseconds) ms" : "off"), "
+                        + "brute force \(c.effectiveSettings.bruteForce.map { "\($0.failures) failures in \($0.windowSeconds) s" } ?? "off"), "
                         + "metrics \(c.metricsListen ?? "off")")
                 } catch let errors as ConfigErrors {
                     FileHandle.standardError.write(Data((errors.description + "\n").utf8))

@@ -229,6 +229,133 @@ import Testing
         }
     }
 
+    /// Brute force without logs: kamailio, behind the router on the inside interface, challenges every REGISTER
+    /// and rejects a wrong password with another 401. A source guessing passwords (sipp, wrong password) is banned
+    /// after 5 failures; a phone with the right password, challenged on every first REGISTER too, is not, and
+    /// becomes known-good.
+    @Test func aPasswordGuesserIsBannedFromTheServersAnswersAndAPhoneEarnsTrust() throws {
+        try requireTool("/usr/sbin/kamailio", package: "kamailio")
+        try requireTool("/usr/bin/sipp", package: "sip-tester")
+        try requireRoot()
+        let lab = try NetworkLab(prefix: "fga", extraOutsideAddresses: ["198.18.0.66"], server: true)
+        defer { lab.tearDown() }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fgkam-\(lab.id)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let kamailioConfig = dir.appendingPathComponent("kamailio.cfg")
+        try AgentTests.kamailioConfig(listen: lab.serverAddress).write(to: kamailioConfig, atomically: true, encoding: .utf8)
+        let scenario = dir.appendingPathComponent("register-auth.xml")
+        try AgentTests.registerWithAuth.write(to: scenario, atomically: true, encoding: .utf8)
+
+        let agent = try RunningAgent(lab: lab, config: AgentTests.config(lab, port: 19468, extra: """
+            brute_force:
+              failures: 5
+              window: 1m
+              ban: 10m
+            """).replacingOccurrences(of: "  mode: native\n", with: "  mode: native\n  inside: \(lab.routerInsideInterface!)\n"))
+        defer { agent.stop() }
+        #expect(agent.waitForLog("watching the SIP server's answers"), "\(agent.log.text())")
+        let kamailio = Process()
+        kamailio.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        kamailio.arguments = ["ip", "netns", "exec", lab.serverNS!, "kamailio", "-f", kamailioConfig.path, "-DD", "-E",
+                              "-n", "1"]
+        kamailio.standardOutput = FileHandle.nullDevice
+        kamailio.standardError = FileHandle.nullDevice
+        try kamailio.run()
+        defer { kill(kamailio.processIdentifier, SIGKILL) }
+        Thread.sleep(forTimeInterval: 1)
+
+        func sipp(_ source: String, password: String, calls: Int) throws -> (status: Int32, out: String, err: String) {
+            try run(["ip", "netns", "exec", lab.outsideNS, "timeout", "60", "sipp", "-sf", scenario.path,
+                     "\(lab.serverAddress):5060", "-i", source, "-p", "5070", "-s", "100", "-au", "100", "-ap", password,
+                     "-m", "\(calls)", "-r", "2", "-nostdin", "-timeout", "20s", "-recv_timeout", "3000", "-nd"])
+        }
+        let phone = try sipp(lab.outsideAddress, password: "s3cret-pw", calls: 6)
+        #expect(phone.status == 0, "the phone registers: \(phone.out.suffix(600))")
+        let guesser = try sipp("198.18.0.66", password: "letmein", calls: 8)
+        #expect(guesser.status != 0, "the guesser fails")
+
+        let maps = try PinRoot(lab.pinRoot).maps(of: lab.routerInterface)
+        let ban = try #require(maps.ban(of: SourceAddress("198.18.0.66")!), "the guesser is banned")
+        #expect(ban.bruteForce)
+        #expect(maps.ban(of: SourceAddress(lab.outsideAddress)!) == nil, "the phone is not")
+        #expect(try maps.trustedSources().map(\.address.description) == [lab.outsideAddress])
+        #expect(agent.waitForLog("banned a source for failed authentications"), "\(agent.log.text())")
+        #expect(agent.log.text().contains("failures=5"))
+        #expect(agent.waitForLog("learned trust"))
+        // Banned: its next REGISTERs end in the filter.
+        #expect(try maps.counters().packets[.register, .droppedBan] > 0)
+    }
+
+    static func kamailioConfig(listen: String) -> String {
+        """
+        #!KAMAILIO
+        debug=1
+        log_stderror=yes
+        children=1
+        listen=udp:\(listen):5060
+        mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+        loadmodule "sl.so"
+        loadmodule "pv.so"
+        loadmodule "textops.so"
+        loadmodule "auth.so"
+        request_route {
+            if (is_method("REGISTER")) {
+                if (!pv_www_authenticate("$td", "s3cret-pw", "0")) {
+                    www_challenge("$td", "0");
+                    exit;
+                }
+                sl_send_reply("200", "OK");
+                exit;
+            }
+            sl_send_reply("404", "Not here");
+        }
+
+        """
+    }
+
+    /// REGISTER, its 401 challenge, REGISTER with digest credentials (sipp's -au/-ap), then 200 (success) or
+    /// another 401 (a wrong password: the call fails).
+    static let registerWithAuth = """
+        <?xml version="1.0" encoding="ISO-8859-1" ?>
+        <scenario name="register with digest authentication">
+          <send retrans="500">
+            <![CDATA[
+              REGISTER sip:[remote_ip] SIP/2.0
+              Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+              From: <sip:[service]@[remote_ip]>;tag=[pid]r[call_number]
+              To: <sip:[service]@[remote_ip]>
+              Call-ID: [call_id]
+              CSeq: 1 REGISTER
+              Contact: <sip:[service]@[local_ip]:[local_port]>
+              Max-Forwards: 70
+              Expires: 3600
+              Content-Length: 0
+
+            ]]>
+          </send>
+          <recv response="401" auth="true"/>
+          <send retrans="500">
+            <![CDATA[
+              REGISTER sip:[remote_ip] SIP/2.0
+              Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+              From: <sip:[service]@[remote_ip]>;tag=[pid]r[call_number]
+              To: <sip:[service]@[remote_ip]>
+              Call-ID: [call_id]
+              CSeq: 2 REGISTER
+              Contact: <sip:[service]@[local_ip]:[local_port]>
+              [authentication]
+              Max-Forwards: 70
+              Expires: 3600
+              Content-Length: 0
+
+            ]]>
+          </send>
+          <recv response="200"/>
+        </scenario>
+
+        """
+
     /// kill -9 of the agent leaves the filter dropping the flood and the bans in place; a new agent adopts the
     /// pinned filter with its bans and counters. SIGTERM leaves it attached; --detach-on-exit removes it.
     @Test func theFilterOutlivesTheAgentAndARestartAdoptsIt() throws {

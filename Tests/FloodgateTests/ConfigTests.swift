@@ -15,6 +15,13 @@ import Testing
         #expect(example.prefix == Limit.defaultPrefix && example.budget == Limit.defaultBudget)
         #expect(example.newSources == Limit.defaultNewSources)
         #expect(example.signatures == Signature.defaults.sorted() || Set(example.signatures) == Set(Signature.defaults))
+        #expect(example.bruteForce == BruteForce() && example.trustSeconds == 86400)
+        // They take effect only with an inside interface.
+        #expect(example.effectiveSettings.bruteForce == nil && example.effectiveSettings.trustSeconds == 0)
+        let withInside = try AgentConfig.parse(
+            ShippedFiles.exampleConfig.replacingOccurrences(of: "# inside: eth2", with: "inside: eth2"), file: "f.yaml")
+        #expect(withInside.inside == "eth2")
+        #expect(withInside.effectiveSettings.bruteForce == BruteForce() && withInside.effectiveSettings.trustSeconds == 86400)
         empty.signatures = example.signatures
         #expect(example == empty)
     }

@@ -5,7 +5,8 @@ import Testing
 /// them differently from the BPF program (cilium's alignchecker does the same for Go).
 @Suite struct LayoutTests {
     @Test func structSizesMatchTheStaticAssertsOfTheHeader() {
-        #expect(MemoryLayout<fg_settings>.size == 80)
+        #expect(MemoryLayout<fg_settings>.size == 96)
+        #expect(MemoryLayout<fg_auth_state>.size == 16)
         #expect(MemoryLayout<fg_offence>.size == 16)
         #expect(MemoryLayout<fg_event>.size == 40)
         #expect(MemoryLayout<fg_oracle_config>.size == 40)
@@ -39,6 +40,7 @@ import Testing
         #expect(MemoryLayout<fg_settings>.offset(of: \.autoban_drops) == 48)
         #expect(MemoryLayout<fg_settings>.offset(of: \.autoban_seconds) == 56)
         #expect(MemoryLayout<fg_settings>.offset(of: \.offence_forget_s) == 76)
+        #expect(MemoryLayout<fg_settings>.offset(of: \.trust_seconds) == 92)
         #expect(MemoryLayout<fg_source_state>.offset(of: \.window_start_ms) == 24)
         #expect(MemoryLayout<fg_event>.offset(of: \.addr) == 8)
         #expect(MemoryLayout<fg_event>.offset(of: \.expires_ns) == 24)
