@@ -356,6 +356,48 @@ import Testing
 
         """
 
+    /// A class whose rate jumps far above its moving baseline raises an anomaly alert: a structured log line (here
+    /// in the JSON log format, every line of which must parse) and a metric.
+    @Test func aSuddenSpikeRaisesAnAnomalyAlertInJSONLogs() throws {
+        try withAgentLab { lab in
+            let agent = try RunningAgent(lab: lab, config: AgentTests.config(lab, port: 19469, extra: """
+                anomaly:
+                  half_life: 2s
+                  factor: 5
+                  minimum_rate: 20
+                """), extraArguments: ["--log-format", "json"])
+            defer { agent.stop() }
+            #expect(agent.waitForLog("attached the filter"), "\(agent.log.text())")
+            let phones = try (1...4).map { _ in try lab.udpSocket(in: lab.outsideNS) }
+            let payload = Array("INVITE sip:1@198.18.0.2 SIP/2.0\r\n\r\n".utf8)
+            // A baseline of about 40 INVITEs/s for 3 s (one half-life of learning), then 25 times that for 1 s.
+            for tick in 0..<30 {
+                for p in phones { try p.send(payload, to: lab.routerAddress, port: 5060) }
+                Thread.sleep(forTimeInterval: 0.1)
+                #expect(!agent.log.text().contains("anomaly"), "no alert at the baseline (tick \(tick))")
+            }
+            let flooder = try lab.udpSocket(in: lab.outsideNS, bindTo: "198.18.1.66")
+            for _ in 0..<100 {
+                for _ in 0..<10 { try flooder.send(payload, to: lab.routerAddress, port: 5060) }
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+            #expect(agent.waitForLog("anomaly: spike of invite packets", seconds: 3), "\(agent.log.text())")
+            let lines = agent.log.text().split(separator: "\n")
+            #expect(!lines.isEmpty)
+            for line in lines {
+                let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                #expect(object?["message"] != nil && object?["level"] != nil, "not a JSON log line: \(line)")
+            }
+            let alert = lines.first { $0.contains("anomaly") }.flatMap {
+                try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+            }
+            #expect(alert?["class"] as? String == "invite" && alert?["kind"] as? String == "spike", "\(String(describing: alert))")
+            let metrics = try NetworkLab.inNamespace(lab.routerNS) { try httpGet(port: 19469, path: "/metrics") }
+            #expect(metrics.text.contains("floodgate_anomalies_total{interface=\"\(lab.routerInterface)\",class=\"invite\",kind=\"spike\"} 1"),
+                    "\(metrics.text.split(separator: "\n").filter { $0.contains("anomal") })")
+        }
+    }
+
     /// kill -9 of the agent leaves the filter dropping the flood and the bans in place; a new agent adopts the
     /// pinned filter with its bans and counters. SIGTERM leaves it attached; --detach-on-exit removes it.
     @Test func theFilterOutlivesTheAgentAndARestartAdoptsIt() throws {
