@@ -108,7 +108,9 @@ struct {
 	__type(value, struct fg_stats_mark);
 } fg_stats_mark SEC(".maps");
 
-static __always_inline int fg_count(__u32 traffic_class, __u32 reason, __u64 bytes)
+/* Counts the packet; returns its action. `seen`, if given, gets this CPU's
+ * count of the class and reason, this packet included. */
+static __always_inline int fg_count_seen(__u32 traffic_class, __u32 reason, __u64 bytes, __u64 *seen)
 {
 	struct fg_class_counters *c = bpf_map_lookup_elem(&fg_counters, &traffic_class);
 
@@ -119,6 +121,8 @@ static __always_inline int fg_count(__u32 traffic_class, __u32 reason, __u64 byt
 	if (c) {
 		c->packets[reason]++;
 		c->bytes[reason] += bytes;
+		if (seen)
+			*seen = c->packets[reason];
 	}
 	switch (reason) {
 	case FG_REASON_PASSED:
@@ -129,6 +133,11 @@ static __always_inline int fg_count(__u32 traffic_class, __u32 reason, __u64 byt
 	default:
 		return XDP_DROP;
 	}
+}
+
+static __always_inline int fg_count(__u32 traffic_class, __u32 reason, __u64 bytes)
+{
+	return fg_count_seen(traffic_class, reason, bytes, 0);
 }
 
 /* The state of one decision, so helpers share one clock read and one slot. */
@@ -427,6 +436,18 @@ __noinline int fg_decide(struct xdp_md *ctx, struct fg_packet *pkt)
 	return FG_REASON_PASSED;
 }
 
+/* Counts a packet the policy judged; one drop in FG_DROP_SAMPLE_EVERY of each
+ * class and reason on each CPU is reported to the agent with its source. */
+static __always_inline int fg_verdict(const struct fg_packet *pkt, __u32 reason, __u64 bytes)
+{
+	__u64 seen = 1;
+	int action = fg_count_seen(pkt->traffic_class, reason, bytes, &seen);
+
+	if (action == XDP_DROP && !(seen & (FG_DROP_SAMPLE_EVERY - 1)))
+		fg_event(FG_EVENT_DROP_SAMPLE, pkt->traffic_class, &pkt->src, 0, reason, seen);
+	return action;
+}
+
 SEC("xdp")
 int floodgate_xdp(struct xdp_md *ctx)
 {
@@ -456,7 +477,7 @@ int floodgate_xdp(struct xdp_md *ctx)
 	if (reason == FG_REASON_PASSED)
 		reason = fg_cache_check(s, &pkt);
 	if (reason != FG_REASON_PASSED)
-		return fg_count(pkt.traffic_class, reason, bytes);
+		return fg_verdict(&pkt, reason, bytes);
 	reason = fg_decide(ctx, &pkt);
 	/* A source its own bucket dropped: ban it if it keeps at it. */
 	if (reason == FG_REASON_DROPPED_RATE && s->autoban_drops && pkt.traffic_class != FG_CLASS_FRAGMENT) {
@@ -466,7 +487,7 @@ int floodgate_xdp(struct xdp_md *ctx)
 		if (st && st->window_drops >= s->autoban_drops)
 			fg_note_drops(s, st, &key, 0);
 	}
-	return fg_count(pkt.traffic_class, reason, bytes);
+	return fg_verdict(&pkt, reason, bytes);
 }
 
 /* The answer of the SIP server in a UDP datagram from one of its ports on the

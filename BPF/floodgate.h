@@ -247,7 +247,10 @@ enum fg_event_type {
 	FG_EVENT_SCANNER = 2, /* a scanner signature banned a source */
 	FG_EVENT_BRUTE_FORCE = 3, /* failed authentications banned a source */
 	FG_EVENT_TRUSTED = 4, /* a source became known-good (a 2xx to its REGISTER or INVITE) */
+	FG_EVENT_DROP_SAMPLE = 5, /* one drop in FG_DROP_SAMPLE_EVERY: offence = its reason, drops = the count */
 };
+/* Each CPU reports one drop in this many of each class and reason (a power of two). */
+#define FG_DROP_SAMPLE_EVERY 65536
 
 /* fg_auth[external source]: its authentications, as the inside interface
  * sees the SIP server answer them. LRU. */

@@ -3,7 +3,9 @@
  * Swift's Glibc module hides behind _GNU_SOURCE.
  */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include "CFloodgate.h"
 
@@ -18,4 +20,9 @@ int cfloodgate_pin_to_cpu(int cpu)
 int cfloodgate_current_cpu(void)
 {
     return sched_getcpu();
+}
+
+int cfloodgate_pipe_cloexec(int fds[2])
+{
+    return pipe2(fds, O_CLOEXEC) ? -errno : 0;
 }

@@ -271,6 +271,11 @@ public final class Agent: @unchecked Sendable {
                     "source": "\(address)", "seconds": "\(Int(seconds.rounded()))",
                 ])
             }
+        case UInt32(FG_EVENT_DROP_SAMPLE.rawValue):
+            let reason = Reason.all.first { $0.index == event.offence }?.name ?? "?"
+            metrics.dropSampled(trafficClass: trafficClass, reason: reason)
+            logger.debug("sampled drop", metadata: ["source": "\(address)", "class": "\(trafficClass)",
+                                                    "reason": "\(reason)", "of": "\(event.drops)"])
         case UInt32(FG_EVENT_SCANNER.rawValue):
             metrics.banIssued(origin: "scanner")
             if limiter.allow() {

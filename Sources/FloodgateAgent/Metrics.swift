@@ -12,6 +12,7 @@ public final class AgentMetrics: @unchecked Sendable {
     private var bansActive: [String: Gauge] = [:]
     private var bansIssued: [String: Counter] = [:]
     private var anomalies: [String: Counter] = [:]
+    private var samples: [String: Counter] = [:]
     private let reloadsOK: Counter
     private let reloadsFailed: Counter
     private let tracked: Gauge
@@ -88,6 +89,19 @@ public final class AgentMetrics: @unchecked Sendable {
     func banIssued(origin: String) { bansIssued[origin]?.increment() }
 
     func trustLearned() { trustLearnedCounter.increment() }
+
+    /// One drop in FG_DROP_SAMPLE_EVERY per CPU, class and reason reaches the agent with its source.
+    func dropSampled(trafficClass: String, reason: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        let key = "\(trafficClass)/\(reason)"
+        let counter = samples[key] ?? registry.makeCounter(
+            descriptor: metricName("floodgate_drop_samples_total",
+                                   "Drops the XDP program sampled to the agent (one in 65536 per CPU, class and verdict)"),
+            labels: [("interface", interface), ("class", trafficClass), ("verdict", reason)])
+        samples[key] = counter
+        counter.increment()
+    }
 
     func trusted(_ count: Int) { trustedGauge.set(to: Double(count)) }
 

@@ -191,28 +191,69 @@ public final class NetworkLab: @unchecked Sendable {
     }
 
     /// Runs a command and returns its exit status, standard output and standard error.
+    ///
+    /// With posix_spawn and waitpid rather than Foundation's Process: under many concurrent children (the tests)
+    /// Process.waitUntilExit was seen to miss a child's exit and wait forever. The pipes are close-on-exec, so
+    /// a child spawned meanwhile by another thread cannot hold them open.
     public static func capture(_ command: [String]) throws -> (status: Int32, out: String, err: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = command
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        // Standard error is read on another thread so that neither pipe can fill up and stall the command.
+        var outPipe: [Int32] = [-1, -1]
+        var errPipe: [Int32] = [-1, -1]
+        try check("create a pipe", cfloodgate_pipe_cloexec(&outPipe))
+        let made = cfloodgate_pipe_cloexec(&errPipe)
+        guard made == 0 else {
+            close(outPipe[0])
+            close(outPipe[1])
+            throw FloodgateError("create a pipe", libbpfResult: made)
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+        let argv: [UnsafeMutablePointer<CChar>?] = (["/usr/bin/env"] + command).map { strdup($0) } + [nil]
+        defer { for p in argv { free(p) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, "/usr/bin/env", &actions, nil, argv, environ)
+        close(outPipe[1])
+        close(errPipe[1])
+        guard spawned == 0 else {
+            close(outPipe[0])
+            close(errPipe[0])
+            throw FloodgateError("start \(command.first ?? "?")", errno: spawned)
+        }
+        // Both pipes are read to their end at once, so that neither can fill up and stall the command.
         final class Buffer: @unchecked Sendable { var data = Data() }
         let errBuffer = Buffer()
         let errDone = DispatchSemaphore(value: 0)
+        let errFD = errPipe[0]
         Thread {
-            errBuffer.data = err.fileHandleForReading.readDataToEndOfFile()
+            errBuffer.data = readToEnd(errFD)
             errDone.signal()
         }.start()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let outData = readToEnd(outPipe[0])
         errDone.wait()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: outData, as: UTF8.self),
-                String(decoding: errBuffer.data, as: UTF8.self))
+        close(outPipe[0])
+        close(errFD)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        // WIFEXITED / WEXITSTATUS, or 128 + the signal, as a shell reports it.
+        let code = status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+        return (code, String(decoding: outData, as: UTF8.self), String(decoding: errBuffer.data, as: UTF8.self))
+    }
+
+    private static func readToEnd(_ fd: Int32) -> Data {
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n > 0 {
+                data.append(contentsOf: buffer[0..<n])
+            } else if n == 0 || errno != EINTR {
+                break
+            }
+        }
+        return data
     }
 }
 

@@ -226,6 +226,24 @@ import Testing
             #expect(check.status == 0, "promtool: \(check.out) \(check.err)")
             let missing = try NetworkLab.inNamespace(lab.routerNS) { try httpGet(port: 19466, path: "/other") }
             #expect(missing.status == 404)
+
+            // A generated flood: one drop in 65536 per CPU, class and verdict reaches the agent through the ring
+            // buffer with its source; `floodgate stats` and `top` work beside the running agent.
+            var scenario = try FloodScenario.named("single-source")
+            scenario.frame.replaceSubrange(0..<6, with: try lab.routerMAC())
+            _ = try FloodGenerator().run(scenario, interface: lab.outsideInterface, namespace: lab.outsideNS,
+                                         count: 600_000, seconds: 5)
+            Thread.sleep(forTimeInterval: 0.5)
+            let after = try NetworkLab.inNamespace(lab.routerNS) { try httpGet(port: 19466, path: "/metrics") }
+            let samples = after.text.split(separator: "\n").filter {
+                $0.hasPrefix("floodgate_drop_samples_total{") && $0.contains("class=\"invite\"")
+            }
+            let sampled = samples.compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }.reduce(0, +)
+            #expect(sampled >= 3 && sampled <= 10, "600,000 drops give 9 samples at most: \(samples)")
+            let stats = try lab.floodgate(["stats", "--json"])
+            #expect(stats.status == 0 && stats.out.contains("\"invite\""), "\(stats.err)")
+            let top = try lab.floodgate(["top", "--json"])
+            #expect(top.status == 0 && top.out.contains("198.18.1.66"), "\(top.out) \(top.err)")
         }
     }
 

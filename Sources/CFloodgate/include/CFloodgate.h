@@ -28,6 +28,8 @@ extern int setns(int fd, int nstype);
 int cfloodgate_pin_to_cpu(int cpu);
 /* The CPU the calling thread runs on (sched_getcpu). */
 int cfloodgate_current_cpu(void);
+/* pipe2(fds, O_CLOEXEC): 0 or -errno. */
+int cfloodgate_pipe_cloexec(int fds[2]);
 
 /* Run an XDP program once or `repeat` times on `data` (BPF_PROG_TEST_RUN). */
 static inline int cfloodgate_test_run(int prog_fd, const void *data, __u32 size, void *data_out,
