@@ -224,31 +224,15 @@ public final class FilterMaps: @unchecked Sendable {
         }
     }
 
-    /// How many (source, class) entries `fg_sources` holds: a walk of its keys in batches.
+    /// How many (source, class) entries `fg_sources` holds: a walk of it in batches.
     public func trackedSourceCount() throws -> Int {
         var total = 0
-        let chunk: UInt32 = 8192
-        var keys = [fg_source_key](repeating: fg_source_key(), count: Int(chunk))
-        var values = [fg_source_state](repeating: fg_source_state(), count: Int(chunk))
-        var inBatch: UInt64 = 0, outBatch: UInt64 = 0
-        var first = true
-        while true {
-            var count = chunk
-            let result = first
-                ? cfloodgate_lookup_batch(sourcesFD, nil, &outBatch, &keys, &values, &count)
-                : cfloodgate_lookup_batch(sourcesFD, &inBatch, &outBatch, &keys, &values, &count)
-            if result < 0 && result != -ENOENT { try check("count the entries of \(FG_MAP_SOURCES)", result) }
-            total += Int(count)
-            if result == -ENOENT { break }
-            inBatch = outBatch
-            first = false
-        }
+        try forEachSourceBatch { _, _, count in total += count }
         return total
     }
 
-    /// The entries of `fg_sources` as they are.
-    func trackedSources() throws -> [SourceEntry] {
-        var entries: [SourceEntry] = []
+    /// Calls `body` with each batch of `fg_sources` (`bpf_map_lookup_batch`): keys, values, and how many are set.
+    func forEachSourceBatch(_ body: ([fg_source_key], [fg_source_state], Int) -> Void) throws {
         let chunk: UInt32 = 8192
         var keys = [fg_source_key](repeating: fg_source_key(), count: Int(chunk))
         var values = [fg_source_state](repeating: fg_source_state(), count: Int(chunk))
@@ -263,12 +247,18 @@ public final class FilterMaps: @unchecked Sendable {
             if result < 0 && result != -ENOENT {
                 throw FloodgateError("read \(FG_MAP_SOURCES)", libbpfResult: result)
             }
-            for i in 0..<Int(count) {
-                entries.append(SourceEntry(key: keys[i], state: values[i]))
-            }
+            body(keys, values, Int(count))
             if result == -ENOENT { break }
             inBatch = outBatch
             first = false
+        }
+    }
+
+    /// The entries of `fg_sources` as they are.
+    func trackedSources() throws -> [SourceEntry] {
+        var entries: [SourceEntry] = []
+        try forEachSourceBatch { keys, values, count in
+            for i in 0..<count { entries.append(SourceEntry(key: keys[i], state: values[i])) }
         }
         return entries
     }

@@ -168,31 +168,34 @@ public final class SippTraffic: @unchecked Sendable {
         return (succeeded, retransmissions)
     }
 
-    /// One REGISTER, retransmitted every 500 ms until its 200 arrives (sipp's default T1 timer doubling applies
-    /// only to INVITE; `retrans` fixes the first interval).
-    static let registerScenario = """
-        <?xml version="1.0" encoding="ISO-8859-1" ?>
-        <scenario name="Floodgate benchmark: register">
-          <send retrans="500">
-            <![CDATA[
-              REGISTER sip:[remote_ip] SIP/2.0
-              Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-              From: <sip:phone[call_number]@[remote_ip]>;tag=[pid]reg[call_number]
-              To: <sip:phone[call_number]@[remote_ip]>
-              Call-ID: [call_id]
-              CSeq: 1 REGISTER
-              Contact: <sip:phone[call_number]@[local_ip]:[local_port]>
-              Max-Forwards: 70
-              Expires: 3600
-              User-Agent: floodgate-bench
-              Content-Length: 0
+    /// A REGISTER for a sipp scenario, resent every 500 ms until answered (`retrans` fixes the interval;
+    /// sipp's own doubling applies only to INVITE). `extra`: more header lines, e.g. sipp's `[authentication]`.
+    static func registerStep(cseq: Int, user: String, extra: [String] = []) -> String {
+        let headers = ["REGISTER sip:[remote_ip] SIP/2.0",
+                       "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]",
+                       "From: <sip:\(user)@[remote_ip]>;tag=[pid]r[call_number]", "To: <sip:\(user)@[remote_ip]>",
+                       "Call-ID: [call_id]", "CSeq: \(cseq) REGISTER", "Contact: <sip:\(user)@[local_ip]:[local_port]>"]
+            + extra + ["Max-Forwards: 70", "Expires: 3600", "User-Agent: floodgate-bench", "Content-Length: 0"]
+        return "  <send retrans=\"500\">\n    <![CDATA[\n" + headers.map { "      \($0)\n" }.joined()
+            + "\n    ]]>\n  </send>\n"
+    }
 
-            ]]>
-          </send>
-          <recv response="200" rtd="true"/>
-        </scenario>
+    static func scenario(_ name: String, _ steps: [String]) -> String {
+        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"\(name)\">\n" + steps.joined()
+            + "</scenario>\n"
+    }
 
-        """
+    /// One REGISTER and its 200.
+    static let registerScenario = scenario("Floodgate benchmark: register", [
+        registerStep(cseq: 1, user: "phone[call_number]"), "  <recv response=\"200\" rtd=\"true\"/>\n",
+    ])
+
+    /// REGISTER, its 401 challenge, the REGISTER again with digest credentials (sipp's `-au`/`-ap`), then 200; a
+    /// wrong password gets another 401 and fails the "call". The user is sipp's `-s`.
+    public static let registerWithAuthScenario = scenario("register with digest authentication", [
+        registerStep(cseq: 1, user: "[service]"), "  <recv response=\"401\" auth=\"true\"/>\n",
+        registerStep(cseq: 2, user: "[service]", extra: ["[authentication]"]), "  <recv response=\"200\"/>\n",
+    ])
 
     /// Answers each REGISTER with a 200; keeps the transaction a while to answer retransmissions too.
     static let registrarScenario = """

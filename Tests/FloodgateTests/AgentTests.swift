@@ -263,7 +263,7 @@ import Testing
         let kamailioConfig = dir.appendingPathComponent("kamailio.cfg")
         try AgentTests.kamailioConfig(listen: lab.serverAddress).write(to: kamailioConfig, atomically: true, encoding: .utf8)
         let scenario = dir.appendingPathComponent("register-auth.xml")
-        try AgentTests.registerWithAuth.write(to: scenario, atomically: true, encoding: .utf8)
+        try SippTraffic.registerWithAuthScenario.write(to: scenario, atomically: true, encoding: .utf8)
 
         let agent = try RunningAgent(lab: lab, config: AgentTests.config(lab, port: 19468, extra: """
             brute_force:
@@ -331,48 +331,6 @@ import Testing
 
         """
     }
-
-    /// REGISTER, its 401 challenge, REGISTER with digest credentials (sipp's -au/-ap), then 200 (success) or
-    /// another 401 (a wrong password: the call fails).
-    static let registerWithAuth = """
-        <?xml version="1.0" encoding="ISO-8859-1" ?>
-        <scenario name="register with digest authentication">
-          <send retrans="500">
-            <![CDATA[
-              REGISTER sip:[remote_ip] SIP/2.0
-              Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-              From: <sip:[service]@[remote_ip]>;tag=[pid]r[call_number]
-              To: <sip:[service]@[remote_ip]>
-              Call-ID: [call_id]
-              CSeq: 1 REGISTER
-              Contact: <sip:[service]@[local_ip]:[local_port]>
-              Max-Forwards: 70
-              Expires: 3600
-              Content-Length: 0
-
-            ]]>
-          </send>
-          <recv response="401" auth="true"/>
-          <send retrans="500">
-            <![CDATA[
-              REGISTER sip:[remote_ip] SIP/2.0
-              Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-              From: <sip:[service]@[remote_ip]>;tag=[pid]r[call_number]
-              To: <sip:[service]@[remote_ip]>
-              Call-ID: [call_id]
-              CSeq: 2 REGISTER
-              Contact: <sip:[service]@[local_ip]:[local_port]>
-              [authentication]
-              Max-Forwards: 70
-              Expires: 3600
-              Content-Length: 0
-
-            ]]>
-          </send>
-          <recv response="200"/>
-        </scenario>
-
-        """
 
     /// A class whose rate jumps far above its moving baseline raises an anomaly alert: a structured log line (here
     /// in the JSON log format, every line of which must parse) and a metric.
