@@ -217,16 +217,21 @@ static __always_inline __u32 fg_prefix_key(const struct fg_ctx *c, struct fg_sou
 	return keylen;
 }
 
-/* The aggregate bucket of the source's prefix (SIP classes). */
-static __always_inline __u32 fg_police_prefix(struct fg_ctx *c)
+/*
+ * One aggregate bucket of the source: `level` 0 is its prefix (/24, /64),
+ * level 1 the wider one (/16, /48). A drop of either fills the drop-cache slot
+ * of the prefix (`narrow`, the one the fast path checks) until the drained
+ * bucket's next token: a random-source flood then ends in the cache.
+ */
+static __always_inline __u32 fg_police_aggregate(struct fg_ctx *c, __u32 level, const struct fg_source_key *narrow,
+						 __u32 narrow_len)
 {
-	__u32 index = FG_LIMIT_PREFIX;
+	__u32 index = level ? FG_LIMIT_WIDE_PREFIX : FG_LIMIT_PREFIX, narrow_index = FG_LIMIT_PREFIX;
 	struct fg_limit *lim = bpf_map_lookup_elem(&fg_limits, &index);
-	struct fg_source_key key = {};
+	struct fg_source_key key = *narrow;
 	struct fg_source_state *st;
 	struct fg_bucket_call call = {};
 	__u64 interval, tau, until;
-	__u32 keylen;
 
 	if (!lim)
 		return FG_REASON_PASSED;
@@ -236,7 +241,12 @@ static __always_inline __u32 fg_police_prefix(struct fg_ctx *c)
 		return FG_REASON_PASSED;
 	if (interval == FG_INTERVAL_BLOCK)
 		return FG_REASON_DROPPED_PREFIX;
-	keylen = fg_prefix_key(c, &key);
+	if (level) {
+		int v4 = key.addr.words[0] == 0 && key.addr.words[1] == 0 && key.addr.words[2] == bpf_htonl(0xffff);
+
+		fg_mask(&key.addr, v4 ? 96 + c->s->wide_v4 : c->s->wide_v6);
+		key.traffic_class = FG_CLASS_MAX + 1;
+	}
 
 	st = bpf_map_lookup_elem(&fg_prefixes, &key);
 	if (!st) {
@@ -257,18 +267,36 @@ static __always_inline __u32 fg_police_prefix(struct fg_ctx *c)
 	__sync_fetch_and_add(&st->drops, 1);
 	/* A flood of random sources from one prefix then stops in the drop
 	 * cache's prefix check, before the policy: unless an allow-listed or a
-	 * known-good source is in the prefix, which must still get to its check. */
+	 * known-good source is in the prefix, which must still get to its check.
+	 * The slot is the prefix's and carries the prefix's limit, against which
+	 * the fast path checks it for staleness. */
 	until = fg_cache_until(c->s, tau, call.next, call.now);
-	if (until && !fg_prefix_holds_allowed(c->s, &key, keylen) && !fg_prefix_holds_trusted(c->s, &key)) {
+	if (until && !fg_prefix_holds_allowed(c->s, narrow, narrow_len) && !fg_prefix_holds_trusted(c->s, narrow)) {
+		struct fg_limit *nlim = level ? bpf_map_lookup_elem(&fg_limits, &narrow_index) : lim;
 		struct fg_cpu_state *cpu;
 		__u32 zero = 0;
 
-		fg_cache_fill(fg_cache_slot(&key), &key, c->s, interval, tau, until, FG_REASON_DROPPED_PREFIX);
-		cpu = bpf_map_lookup_elem(&fg_cpu, &zero);
-		if (cpu && cpu->prefix_until_jiffies < until)
-			cpu->prefix_until_jiffies = until;
+		if (nlim) {
+			fg_cache_fill(fg_cache_slot(narrow), narrow, c->s, READ_ONCE(nlim->interval), READ_ONCE(nlim->tau),
+				      until, FG_REASON_DROPPED_PREFIX);
+			cpu = bpf_map_lookup_elem(&fg_cpu, &zero);
+			if (cpu && cpu->prefix_until_jiffies < until)
+				cpu->prefix_until_jiffies = until;
+		}
 	}
 	return FG_REASON_DROPPED_PREFIX;
+}
+
+/* The aggregate buckets of the source's prefix and wider prefix (SIP classes). */
+static __always_inline __u32 fg_police_prefix(struct fg_ctx *c)
+{
+	struct fg_source_key narrow = {};
+	__u32 narrow_len = fg_prefix_key(c, &narrow), reason;
+
+	reason = fg_police_aggregate(c, 0, &narrow, narrow_len);
+	if (reason != FG_REASON_PASSED)
+		return reason;
+	return fg_police_aggregate(c, 1, &narrow, narrow_len);
 }
 
 /* The source's own bucket for its class, then its prefix (SIP classes). */

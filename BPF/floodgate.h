@@ -107,7 +107,8 @@ enum fg_limit_index {
 	FG_LIMIT_PREFIX = FG_CLASS_MAX,	 /* per-prefix aggregate bucket (SIP classes) */
 	FG_LIMIT_BUDGET = FG_CLASS_MAX + 1,	 /* interface-wide SIP budget, shed by priority */
 	FG_LIMIT_NEW_SOURCES = FG_CLASS_MAX + 2, /* new (source, class) entries per second */
-	FG_LIMIT_MAX = FG_CLASS_MAX + 3,
+	FG_LIMIT_WIDE_PREFIX = FG_CLASS_MAX + 3, /* the wider aggregate bucket (/16, /48) over its prefixes */
+	FG_LIMIT_MAX = FG_CLASS_MAX + 4,
 };
 
 /* fg_global entries: the shared state of the interface-wide buckets. */
@@ -169,7 +170,8 @@ struct fg_settings {
 	__u32 jiffy_ns;			    /* clock_getres(CLOCK_MONOTONIC_COARSE); 0 = no drop cache */
 	__u8 prefix_v4;			    /* prefix length of IPv4 aggregate buckets */
 	__u8 prefix_v6;			    /* prefix length of IPv6 aggregate buckets */
-	__u16 pad;
+	__u8 wide_v4;			    /* prefix length of the wider IPv4 aggregate (<= prefix_v4) */
+	__u8 wide_v6;			    /* prefix length of the wider IPv6 aggregate (<= prefix_v6) */
 	__u32 policy_generation;	    /* bumped on every deny/allow/ban removal: drop-cache slots go stale */
 	__u32 deny_entries;		    /* 0: skip the deny lookup */
 	__u32 allow_entries;		    /* 0: skip the allow lookup */
@@ -217,7 +219,8 @@ struct fg_addr {
 };
 
 /* fg_sources key: one bucket per source and class. fg_prefixes uses the same
- * key with the masked address and FG_CLASS_MAX as the class. */
+ * key with the masked address and FG_CLASS_MAX as the class (the prefix
+ * bucket), or FG_CLASS_MAX + 1 (the wide prefix bucket). */
 struct fg_source_key {
 	struct fg_addr addr;
 	__u8 traffic_class; /* enum fg_class */

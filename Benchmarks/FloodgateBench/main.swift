@@ -78,6 +78,7 @@ func median(_ values: [Double]) -> Double {
 let unlimitedAggregates: Policy = {
     var policy = Policy()
     policy.prefix = .unlimited
+    policy.widePrefix = .unlimited
     policy.newSources = .unlimited
     return policy
 }()

@@ -142,8 +142,8 @@ public final class Agent: @unchecked Sendable {
                     undo.append { try? maps.setLimit(old, for: c) }
                     changes.append("\(c) \(old) → \(new)")
                 }
-                for (index, new) in [(GlobalLimit.prefix, config.prefix), (.budget, config.budget),
-                                     (.newSources, config.newSources)] {
+                for (index, new) in [(GlobalLimit.prefix, config.prefix), (.widePrefix, config.widePrefix),
+                                     (.budget, config.budget), (.newSources, config.newSources)] {
                     let old = try maps.limit(index)
                     guard old != new else { continue }
                     try maps.setLimit(new, index)

@@ -14,6 +14,7 @@ public struct AgentConfig: Sendable, Equatable {
     public var settings: Settings = .defaults
     public var limits: [TrafficClass: Limit] = Limit.defaults
     public var prefix: Limit = Limit.defaultPrefix
+    public var widePrefix: Limit = Limit.defaultWidePrefix
     public var budget: Limit = Limit.defaultBudget
     public var newSources: Limit = Limit.defaultNewSources
     /// The allow and deny lists, inline entries and files merged.
@@ -51,6 +52,7 @@ public struct AgentConfig: Sendable, Equatable {
     public var policy: Policy {
         var p = Policy()
         p.prefix = prefix
+        p.widePrefix = widePrefix
         p.budget = budget
         p.newSources = newSources
         p.signatures = signatures
@@ -390,14 +392,19 @@ final class ConfigReader {
     }
 
     func prefix(_ node: Node, _ c: inout AgentConfig) {
-        for (name, value) in mapping(node, "prefix", known: ["ipv4", "ipv6", "limit"]) {
+        for (name, value) in mapping(node, "prefix", known: ["ipv4", "ipv6", "limit", "wide_ipv4", "wide_ipv6", "wide_limit"]) {
             let field = "prefix.\(name)"
             switch name {
             case "ipv4": if let n = integer(value, field, 8...32) { c.settings.prefixV4 = UInt8(n) }
             case "ipv6": if let n = integer(value, field, 16...128) { c.settings.prefixV6 = UInt8(n) }
+            case "wide_ipv4": if let n = integer(value, field, 8...32) { c.settings.wideV4 = UInt8(n) }
+            case "wide_ipv6": if let n = integer(value, field, 16...128) { c.settings.wideV6 = UInt8(n) }
+            case "wide_limit": if let l = limit(value, field) { c.widePrefix = l }
             default: if let l = limit(value, field) { c.prefix = l }
             }
         }
+        if c.settings.wideV4 > c.settings.prefixV4 { problem(node, "prefix.wide_ipv4", "must be at most prefix.ipv4") }
+        if c.settings.wideV6 > c.settings.prefixV6 { problem(node, "prefix.wide_ipv6", "must be at most prefix.ipv6") }
     }
 
     func scanners(_ node: Node, _ c: inout AgentConfig) {

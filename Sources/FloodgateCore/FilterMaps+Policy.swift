@@ -4,6 +4,7 @@ import Foundation
 /// What a filter starts with besides its settings and class limits.
 public struct Policy: Sendable {
     public var prefix: Limit = Limit.defaultPrefix
+    public var widePrefix: Limit = Limit.defaultWidePrefix
     public var budget: Limit = Limit.defaultBudget
     public var newSources: Limit = Limit.defaultNewSources
     public var signatures: [Signature] = Signature.defaults

@@ -291,13 +291,14 @@ public final class FilterMaps: @unchecked Sendable {
 
 /// The limits in `fg_limits` after the per-class ones (`enum fg_limit_index`).
 public enum GlobalLimit: UInt32, Sendable, CaseIterable {
-    case prefix = 13, budget = 14, newSources = 15
+    case prefix = 13, budget = 14, newSources = 15, widePrefix = 16
 
     public var name: String {
         switch self {
         case .prefix: return "prefix"
         case .budget: return "budget"
         case .newSources: return "new-sources"
+        case .widePrefix: return "wide-prefix"
         }
     }
 }

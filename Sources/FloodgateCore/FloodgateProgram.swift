@@ -94,6 +94,7 @@ public final class FloodgateProgram: @unchecked Sendable {
             try maps.setLimit(policy.prefix, .prefix)
             try maps.setLimit(policy.budget, .budget)
             try maps.setLimit(policy.newSources, .newSources)
+            try maps.setLimit(policy.widePrefix, .widePrefix)
             try maps.addSignatures(policy.signatures)
             try maps.addCIDRs(policy.deny, to: .deny)
             try maps.addCIDRs(policy.allow, to: .allow)

@@ -151,6 +151,9 @@ public enum Limit: Equatable, Sendable, CustomStringConvertible {
 
     /// Per-prefix aggregate over all SIP classes (a /24 or /64 by default).
     public static let defaultPrefix: Limit = .rate(200, burst: 400)
+    /// The wider aggregate over all SIP classes (a /16 or /48 by default): what a flood of random sources from
+    /// one network that size gets in, however many of its prefixes it uses.
+    public static let defaultWidePrefix: Limit = .rate(2000, burst: 4000)
     /// The interface-wide SIP budget: off until the operator sets what the SIP server can take.
     public static let defaultBudget: Limit = .unlimited
     /// New (source, class) entries per second: what a random-source flood can push into the source map.
@@ -171,6 +174,9 @@ public struct Settings: Equatable, Sendable {
     /// Prefix lengths of the aggregate buckets.
     public var prefixV4: UInt8
     public var prefixV6: UInt8
+    /// Prefix lengths of the wider aggregate buckets (at most the prefix lengths above).
+    public var wideV4: UInt8 = 16
+    public var wideV6: UInt8 = 48
     /// How long the XDP program bans a source that sent a scanner signature; 0: it does not.
     public var scannerBanSeconds: UInt32
     /// When the XDP program bans a source that keeps exceeding its limit.
@@ -202,6 +208,8 @@ public struct Settings: Equatable, Sendable {
         malformed = raw.malformed_action == FG_ACTION_PASS.rawValue ? .pass : .drop
         prefixV4 = raw.prefix_v4
         prefixV6 = raw.prefix_v6
+        wideV4 = raw.wide_v4
+        wideV6 = raw.wide_v6
         scannerBanSeconds = raw.scanner_ban_seconds
         autoBan = AutoBan(raw)
         bruteForce = raw.bruteforce_failures == 0 ? nil : BruteForce(
@@ -228,6 +236,12 @@ public struct Settings: Equatable, Sendable {
         guard (16...128).contains(prefixV6) else {
             throw FloodgateError("the IPv6 prefix length must be 16 to 128 (got \(prefixV6))")
         }
+        guard (8...prefixV4).contains(wideV4) else {
+            throw FloodgateError("the wide IPv4 prefix length must be 8 to the IPv4 prefix length, \(prefixV4) (got \(wideV4))")
+        }
+        guard (16...prefixV6).contains(wideV6) else {
+            throw FloodgateError("the wide IPv6 prefix length must be 16 to the IPv6 prefix length, \(prefixV6) (got \(wideV6))")
+        }
         try autoBan.validate()
         if let bruteForce {
             guard bruteForce.failures >= 1, bruteForce.windowSeconds >= 1, (1...30 * 86400).contains(bruteForce.banSeconds)
@@ -248,6 +262,8 @@ public struct Settings: Equatable, Sendable {
         value.jiffy_ns = Settings.jiffyNanoseconds
         value.prefix_v4 = prefixV4
         value.prefix_v6 = prefixV6
+        value.wide_v4 = wideV4
+        value.wide_v6 = wideV6
         value.scanner_ban_seconds = scannerBanSeconds
         autoBan.write(into: &value)
         value.bruteforce_failures = bruteForce?.failures ?? 0

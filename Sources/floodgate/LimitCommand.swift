@@ -96,7 +96,8 @@ extension Floodgate {
                         limits: limits.keys.sorted().map { row($0.name, limits[$0]!) }
                             + [row("prefix /\(settings.prefixV4) /\(settings.prefixV6)", try maps.limit(.prefix)),
                                row("budget (SIP)", try maps.limit(.budget)),
-                               row("new-sources", try maps.limit(.newSources))],
+                               row("new-sources", try maps.limit(.newSources)),
+                               row("wide-prefix", try maps.limit(.widePrefix))],
                         overAdmission: overAdmissionStatement)
                 }
                 if json { return try printJSON(entries) }

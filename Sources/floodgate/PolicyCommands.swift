@@ -204,7 +204,13 @@ extension Floodgate {
             subcommands: [Set.self])
 
         struct Set: ParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Change the prefix lengths or their limit.")
+            static let configuration = CommandConfiguration(
+                abstract: "Change the prefix lengths or their limit.",
+                discussion: """
+                    Two levels: the prefix (/24 and /64 by default, 200/s burst 400) and, with --wide, the wider \
+                    network around it (/16 and /48, 2000/s burst 4000). A SIP packet must find room in both.
+                    """)
+            @Flag(help: "Change the wide level rather than the prefix.") var wide = false
             @Option(help: "IPv4 prefix length (8-32).") var v4: Int?
             @Option(help: "IPv6 prefix length (16-128).") var v6: Int?
             @Option(help: "Packets per second per prefix.") var rate: Int?
@@ -228,15 +234,16 @@ extension Floodgate {
             func run() throws {
                 let root = try selection.common.root()
                 let limit = try newLimit()
+                let level: GlobalLimit = wide ? .widePrefix : .prefix
                 let filters = try root.change(selection.interface) { _, maps in
                     let oldSettings = try maps.settings()
-                    let oldLimit = try maps.limit(.prefix)
+                    let oldLimit = try maps.limit(level)
                     var settings = oldSettings
-                    if let v4 { settings.prefixV4 = UInt8(v4) }
-                    if let v6 { settings.prefixV6 = UInt8(v6) }
+                    if let v4 { if wide { settings.wideV4 = UInt8(v4) } else { settings.prefixV4 = UInt8(v4) } }
+                    if let v6 { if wide { settings.wideV6 = UInt8(v6) } else { settings.prefixV6 = UInt8(v6) } }
                     try maps.setSettings(settings)
-                    if let limit { try maps.setLimit(limit, .prefix) }
-                    return { try? maps.setSettings(oldSettings); try? maps.setLimit(oldLimit, .prefix) }
+                    if let limit { try maps.setLimit(limit, level) }
+                    return { try? maps.setSettings(oldSettings); try? maps.setLimit(oldLimit, level) }
                 }
                 for f in filters { print("\(f.interfaceName): prefix buckets updated.") }
             }

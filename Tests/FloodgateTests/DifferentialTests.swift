@@ -124,6 +124,7 @@ struct FrameFactory {
         // Time is left out: every bucket is unlimited, so the verdict is a function of the frame and the lists.
         var policy = Policy()
         policy.prefix = .unlimited
+        policy.widePrefix = .unlimited
         policy.newSources = .unlimited
         policy.deny = [try CIDR("198.18.200.1"), try CIDR("198.18.200.8/29"), try CIDR("2001:db8:77::1")]
         policy.allow = [try CIDR("198.18.200.0/29"), try CIDR("198.18.200.12/30"), try CIDR("2001:db8:77::/126")]

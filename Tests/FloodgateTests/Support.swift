@@ -27,6 +27,7 @@ func loadProgram(
 let perSourceOnly: Policy = {
     var policy = Policy()
     policy.prefix = .unlimited
+    policy.widePrefix = .unlimited
     policy.newSources = .unlimited
     return policy
 }()
