@@ -224,6 +224,32 @@ import Testing
         #expect(try program.judge(Packet.request("REGISTER", src: "198.18.78.1")).2 == .passed)
     }
 
+    /// Sources spread over 100 /24s of one /16: each /24 has room, the /16 does not; another /16 is unaffected.
+    @Test func theWidePrefixBoundsAFloodSpreadOverManyPrefixes() throws {
+        var policy = Policy()
+        policy.widePrefix = .rate(1, burst: 50)
+        let program = try loadProgram(policy: policy)
+        var admitted = 0
+        for i in 0..<2000 {
+            let src = "198.19.\(i % 100).\(1 + i / 100)"
+            if try program.judge(Packet.request("REGISTER", src: src)).2 == .passed { admitted += 1 }
+        }
+        #expect(admitted >= 50 && admitted <= 53, "the /16's burst of 50, and its 1/s: \(admitted)")
+        #expect(try program.maps.counters().packets[.register, .droppedPrefix] == UInt64(2000 - admitted))
+        #expect(try program.judge(Packet.request("REGISTER", src: "198.18.77.1")).2 == .passed)
+        // With /24 wide aggregates, the same flood fills 100 of them of 50 each.
+        var settings = try program.maps.settings()
+        settings.wideV4 = 24
+        try program.maps.setSettings(settings)
+        var more = 0
+        for i in 0..<1000 {
+            if try program.judge(Packet.request("REGISTER", src: "198.19.\(100 + i % 100).\(1 + i / 100)")).2 == .passed {
+                more += 1
+            }
+        }
+        #expect(more == 1000, "10 packets in each of 100 /24s: all within their own 50: \(more)")
+    }
+
     @Test func aDrainedPrefixDropsItsSourcesUntilItRefillsButNotAllowListedOnes() throws {
         var policy = Policy()
         policy.prefix = .rate(1, burst: 5)
