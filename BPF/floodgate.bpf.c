@@ -583,30 +583,19 @@ int floodgate_inside(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
 	struct fg_settings *s;
 	struct udphdr *udp;
 	struct fg_addr dst = {};
-	__u32 zero = 0, i;
-	__u16 proto;
+	__u32 zero = 0;
+	__be16 proto = 0;
 	void *l3;
 
 	s = bpf_map_lookup_elem(&fg_settings, &zero);
-	if (!s || (!s->bruteforce_failures && !s->trust_seconds) || (void *)(eth + 1) > data_end)
+	if (!s || (!s->bruteforce_failures && !s->trust_seconds))
 		return XDP_PASS;
-	proto = eth->h_proto;
-	l3 = eth + 1;
-#pragma unroll
-	for (i = 0; i < 2; i++) {
-		struct vlan_tag *vlan = l3;
-
-		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
-			break;
-		if ((void *)(vlan + 1) > data_end)
-			return XDP_PASS;
-		proto = vlan->proto;
-		l3 = vlan + 1;
-	}
+	l3 = fg_skip_l2(data, data_end, &proto);
+	if (!l3)
+		return XDP_PASS;
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = l3;
 

@@ -279,39 +279,49 @@ static __always_inline int fg_parse_ipv6(struct xdp_md *ctx, void *l3, void *dat
 }
 
 /*
- * Classify the frame and extract its source. Up to two VLAN tags (802.1Q and
- * 802.1ad, in either order) are skipped.
+ * The header after Ethernet and up to two VLAN tags (802.1Q and 802.1ad, in
+ * either order); *proto gets its EtherType. NULL: the frame ends before it.
  */
+static __always_inline void *fg_skip_l2(void *data, void *data_end, __be16 *proto)
+{
+	struct ethhdr *eth = data;
+	void *cur;
+	int i;
+
+	if ((void *)(eth + 1) > data_end)
+		return NULL;
+	*proto = eth->h_proto;
+	cur = eth + 1;
+#pragma unroll
+	for (i = 0; i < 2; i++) {
+		struct vlan_tag *tag = cur;
+
+		if (*proto != bpf_htons(ETH_P_8021Q) && *proto != bpf_htons(ETH_P_8021AD))
+			break;
+		if ((void *)(tag + 1) > data_end)
+			return NULL;
+		*proto = tag->proto;
+		cur = tag + 1;
+	}
+	return cur;
+}
+
+/* Classify the frame and extract its source. */
 static __always_inline int fg_parse(struct xdp_md *ctx, const struct fg_settings *s, struct fg_packet *pkt)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
+	__be16 proto = 0;
 	void *cur;
-	__be16 proto;
-	int i;
 
 	pkt->traffic_class = FG_CLASS_OTHER;
 	pkt->icmp_essential = 0;
 	pkt->sip_request = 0;
 	pkt->payload_off = 0;
 	pkt->payload_len = 0;
-	if ((void *)(eth + 1) > data_end)
+	cur = fg_skip_l2(data, data_end, &proto);
+	if (!cur)
 		return FG_PARSE_MALFORMED;
-	proto = eth->h_proto;
-	cur = eth + 1;
-
-#pragma unroll
-	for (i = 0; i < 2; i++) {
-		struct vlan_tag *tag = cur;
-
-		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
-			break;
-		if ((void *)(tag + 1) > data_end)
-			return FG_PARSE_MALFORMED;
-		proto = tag->proto;
-		cur = tag + 1;
-	}
 
 	if (proto == bpf_htons(ETH_P_IP))
 		return fg_parse_ipv4(ctx, cur, data_end, s, pkt);
