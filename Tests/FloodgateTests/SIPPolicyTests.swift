@@ -210,12 +210,14 @@ import Testing
         let program = try loadProgram(policy: policy)
         var generator = SystemRandomNumberGenerator()
         var admitted = 0
+        let start = ContinuousClock.now
         for _ in 0..<1000 {
             let src = "198.18.77.\(UInt8.random(in: 1...254, using: &generator))"
             if try program.judge(Packet.request("REGISTER", src: src)).2 == .passed { admitted += 1 }
         }
         // 50 of burst, plus at most one per second of test.
-        #expect(admitted >= 50 && admitted <= 53, "admitted \(admitted)")
+        let refill = Int((ContinuousClock.now - start).components.seconds) + 1
+        #expect(admitted >= 50 && admitted <= 50 + refill, "admitted \(admitted) in \(refill) s")
         let counters = try program.maps.counters().packets
         #expect(counters[.register, .droppedPrefix] == UInt64(1000 - admitted))
         // Refused sources were not admitted to the per-source map.
@@ -230,11 +232,13 @@ import Testing
         policy.widePrefix = .rate(1, burst: 50)
         let program = try loadProgram(policy: policy)
         var admitted = 0
+        let start = ContinuousClock.now
         for i in 0..<2000 {
             let src = "198.19.\(i % 100).\(1 + i / 100)"
             if try program.judge(Packet.request("REGISTER", src: src)).2 == .passed { admitted += 1 }
         }
-        #expect(admitted >= 50 && admitted <= 53, "the /16's burst of 50, and its 1/s: \(admitted)")
+        let refill = Int((ContinuousClock.now - start).components.seconds) + 1
+        #expect(admitted >= 50 && admitted <= 50 + refill, "the /16's burst of 50, and its 1/s: \(admitted)")
         #expect(try program.maps.counters().packets[.register, .droppedPrefix] == UInt64(2000 - admitted))
         #expect(try program.judge(Packet.request("REGISTER", src: "198.18.77.1")).2 == .passed)
         // With /24 wide aggregates, the same flood fills 100 of them of 50 each.

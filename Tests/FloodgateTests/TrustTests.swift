@@ -66,19 +66,25 @@ import Testing
     /// A 2xx to a REGISTER makes its destination known-good; a 2xx to an OPTIONS does not. A known-good source
     /// gets through while a random-source flood has drained its /24, whose other sources are dropped.
     @Test func anAcceptedRegistrationEarnsTrustThatOutlastsADrainedPrefix() throws {
-        let p = try program()
+        // A /24 bucket that refills at 1/s: a slow, busy test machine cannot refill it between the flood and the
+        // prober's packet (with the default 200/s it could, and did once in CI).
+        var settings = Settings.defaults
+        settings.trustSeconds = 60
+        var policy = Policy()
+        policy.prefix = .rate(1, burst: 20)
+        let p = try loadProgram(settings: settings, policy: policy)
         let phone = "198.18.6.6", prober = "198.18.6.7"
         try inside(p, TrustTests.response("200 OK", to: phone, cseq: "2 REGISTER"))
         try inside(p, TrustTests.response("200 OK", to: prober, cseq: "1 OPTIONS"))
         let trusted = Set(try p.maps.trustedSources().map(\.address.description))
         #expect(trusted == [phone])
-        // The /24's bucket (200/s, burst 400) drained by spoofed sources of the same /24.
+        // The /24's bucket drained by spoofed sources of the same /24.
         var dropped = 0
-        for i in 0..<1200 {
+        for i in 0..<200 {
             let src = "198.18.6.\(10 + i % 200)"
             if try p.judge(Packet.request("INVITE", src: src)).2 == .droppedPrefix { dropped += 1 }
         }
-        #expect(dropped > 600)
+        #expect(dropped >= 170)
         #expect(try p.judge(Packet.request("INVITE", src: prober)).2 == .droppedPrefix)
         for _ in 0..<5 { #expect(try p.judge(Packet.request("REGISTER", src: phone)).2 == .passed) }
         // Its own per-source limit still holds (REGISTER 8/s, burst 16).
