@@ -147,6 +147,7 @@ struct fg_ctx {
 	struct fg_source_key key;  /* the per-source bucket's key */
 	struct fg_drop_slot *slot; /* this key's drop-cache slot on this CPU */
 	__u64 interval, tau;	   /* the class limit */
+	__u32 generation;	   /* settings.policy_generation before any limit or list was read */
 	__u64 now;		   /* ktime in ticks; 0 until read */
 	int trusted;		   /* a known-good source (lib/trust.h) */
 };
@@ -226,7 +227,7 @@ static __always_inline __u32 fg_prefix_key(const struct fg_ctx *c, struct fg_sou
 static __always_inline __u32 fg_police_aggregate(struct fg_ctx *c, __u32 level, const struct fg_source_key *narrow,
 						 __u32 narrow_len)
 {
-	__u32 index = level ? FG_LIMIT_WIDE_PREFIX : FG_LIMIT_PREFIX, narrow_index = FG_LIMIT_PREFIX;
+	__u32 index = level ? FG_LIMIT_WIDE_PREFIX : FG_LIMIT_PREFIX;
 	struct fg_limit *lim = bpf_map_lookup_elem(&fg_limits, &index);
 	struct fg_source_key key = *narrow;
 	struct fg_source_state *st;
@@ -272,17 +273,13 @@ static __always_inline __u32 fg_police_aggregate(struct fg_ctx *c, __u32 level, 
 	 * the fast path checks it for staleness. */
 	until = fg_cache_until(c->s, tau, call.next, call.now);
 	if (until && !fg_prefix_holds_allowed(c->s, narrow, narrow_len) && !fg_prefix_holds_trusted(c->s, narrow)) {
-		struct fg_limit *nlim = level ? bpf_map_lookup_elem(&fg_limits, &narrow_index) : lim;
 		struct fg_cpu_state *cpu;
 		__u32 zero = 0;
 
-		if (nlim) {
-			fg_cache_fill(fg_cache_slot(narrow), narrow, c->s, READ_ONCE(nlim->interval), READ_ONCE(nlim->tau),
-				      until, FG_REASON_DROPPED_PREFIX);
-			cpu = bpf_map_lookup_elem(&fg_cpu, &zero);
-			if (cpu && cpu->prefix_until_jiffies < until)
-				cpu->prefix_until_jiffies = until;
-		}
+		fg_cache_fill(fg_cache_slot(narrow), narrow, c->s, c->generation, until, FG_REASON_DROPPED_PREFIX);
+		cpu = bpf_map_lookup_elem(&fg_cpu, &zero);
+		if (cpu && cpu->prefix_until_jiffies < until)
+			cpu->prefix_until_jiffies = until;
 	}
 	return FG_REASON_DROPPED_PREFIX;
 }
@@ -378,6 +375,10 @@ __noinline int fg_decide(struct xdp_md *ctx, struct fg_packet *pkt)
 
 	if (!s || !pkt)
 		return FG_REASON_PASSED;
+	/* Read before any limit or list: a change made after this read bumps
+	 * the generation, so a slot this decision fills goes stale at once. */
+	c.generation = READ_ONCE(s->policy_generation);
+	asm volatile("" ::: "memory");
 	index = pkt->traffic_class;
 	lim = bpf_map_lookup_elem(&fg_limits, &index);
 	if (!lim)
@@ -423,11 +424,9 @@ __noinline int fg_decide(struct xdp_md *ctx, struct fg_packet *pkt)
 	 * check it before the per-source lookup a random source would miss. */
 	if (fg_is_sip(pkt->traffic_class) && !c.trusted) {
 		struct fg_source_key prefix = {};
-		__u32 limit = FG_LIMIT_PREFIX;
-		struct fg_limit *plim = bpf_map_lookup_elem(&fg_limits, &limit);
 
 		fg_prefix_key(&c, &prefix);
-		if (plim && fg_prefix_cached(s, &prefix, plim))
+		if (fg_prefix_cached(s, &prefix, bpf_jiffies64()))
 			return FG_REASON_DROPPED_PREFIX;
 	}
 
@@ -483,6 +482,7 @@ int floodgate_xdp(struct xdp_md *ctx)
 	struct fg_packet pkt;
 	struct fg_settings *s;
 	__u32 zero = 0, reason;
+	__u64 jiffies;
 	int status;
 
 	s = bpf_map_lookup_elem(&fg_settings, &zero);
@@ -501,9 +501,10 @@ int floodgate_xdp(struct xdp_md *ctx)
 	/* The prefix first: its few slots stay in cache, while a random source's
 	 * own slot is a miss. A packet dropped here would be dropped by its own
 	 * bucket or by the prefix either way; it counts as dropped-prefix. */
-	reason = fg_prefix_cache_check(s, &pkt);
+	jiffies = bpf_jiffies64();
+	reason = fg_prefix_cache_check(s, &pkt, jiffies);
 	if (reason == FG_REASON_PASSED)
-		reason = fg_cache_check(s, &pkt);
+		reason = fg_cache_check(s, &pkt, jiffies);
 	if (reason != FG_REASON_PASSED)
 		return fg_verdict(&pkt, reason, bytes);
 	reason = fg_decide(ctx, &pkt);

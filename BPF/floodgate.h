@@ -172,7 +172,7 @@ struct fg_settings {
 	__u8 prefix_v6;			    /* prefix length of IPv6 aggregate buckets */
 	__u8 wide_v4;			    /* prefix length of the wider IPv4 aggregate (<= prefix_v4) */
 	__u8 wide_v6;			    /* prefix length of the wider IPv6 aggregate (<= prefix_v6) */
-	__u32 policy_generation;	    /* bumped on every deny/allow/ban removal: drop-cache slots go stale */
+	__u32 policy_generation;	    /* bumped on every limit or list change and ban removal: drop-cache slots go stale */
 	__u32 deny_entries;		    /* 0: skip the deny lookup */
 	__u32 allow_entries;		    /* 0: skip the allow lookup */
 	__u32 signature_entries;	    /* 0: skip the scanner scan */
@@ -308,13 +308,12 @@ struct fg_scratch {
  */
 struct fg_drop_slot {
 	struct fg_source_key key;
-	__u32 generation;    /* settings.policy_generation when filled */
+	__u32 generation;    /* settings.policy_generation when the decision began */
 	__u64 until_jiffies; /* drop while jiffies < this; 0 = empty slot */
-	__u64 interval;	     /* the limit the slot was filled under: */
-	__u64 tau;	     /* a different limit now makes the slot stale */
 	__u64 pending;	     /* drops (and packets) not yet added to fg_sources */
 	__u32 reason;	     /* enum fg_reason of the cached drop */
 	__u32 pad;
+	__u64 reserved[2];   /* keeps a slot one cache line */
 };
 
 /* fg_cpu[0], per CPU: what this CPU's fast path needs to know; XDP only. */

@@ -18,9 +18,11 @@
  * token is due. It is used only when the bucket can hold at least a jiffy's
  * worth of tokens (tau >= one jiffy), so the tokens that come due meanwhile are
  * admitted at the next packet and never lost: the admitted rate is unchanged.
- * For a ban it is the jiffy of its expiry, rounded down. A changed class limit
- * (interval or tau) or a change of the lists (settings.policy_generation)
- * makes a slot stale at once. Slots are per CPU, so they need no atomics.
+ * For a ban it is the jiffy of its expiry, rounded down. Every change of a
+ * limit or a list, and every ban removed, bumps settings.policy_generation,
+ * which makes every slot filled before it stale at once: a cached drop is
+ * checked against one number, not against the limits it was decided under.
+ * Slots are per CPU, so they need no atomics.
  */
 #ifndef FG_LIB_DROP_CACHE_H
 #define FG_LIB_DROP_CACHE_H
@@ -102,20 +104,16 @@ static __always_inline void fg_flush(const struct fg_settings *s, struct fg_drop
  * key is the aggregate, not the source, and a verdict cached for one source
  * must not reach another (an allow-listed one, say).
  */
-static __always_inline __u32 fg_cache_check(const struct fg_settings *s, const struct fg_packet *pkt)
+static __always_inline __u32 fg_cache_check(const struct fg_settings *s, const struct fg_packet *pkt, __u64 jiffies)
 {
-	__u32 index = pkt->traffic_class;
 	struct fg_source_key key = {.addr = pkt->src, .traffic_class = pkt->traffic_class};
-	struct fg_limit *lim;
 	struct fg_drop_slot *slot;
 
 	if (pkt->traffic_class == FG_CLASS_FRAGMENT)
 		return FG_REASON_PASSED;
 	slot = fg_cache_slot(&key);
-	lim = bpf_map_lookup_elem(&fg_limits, &index);
-	if (!slot || !lim || !slot->until_jiffies || !fg_same_key(&slot->key, &key) ||
-	    slot->generation != s->policy_generation || slot->interval != READ_ONCE(lim->interval) ||
-	    slot->tau != READ_ONCE(lim->tau) || bpf_jiffies64() >= slot->until_jiffies)
+	if (!slot || jiffies >= slot->until_jiffies || !fg_same_key(&slot->key, &key) ||
+	    slot->generation != READ_ONCE(s->policy_generation))
 		return FG_REASON_PASSED;
 	if (++slot->pending >= FG_DROP_CACHE_FLUSH)
 		fg_flush(s, slot, NULL, 1);
@@ -124,10 +122,9 @@ static __always_inline __u32 fg_cache_check(const struct fg_settings *s, const s
 
 
 /* Remember on this CPU that key's packets are dropped, for `reason`, until
- * jiffy `until`, under the limit (interval, tau). */
+ * jiffy `until`, as decided under policy generation `generation`. */
 static __always_inline void fg_cache_fill(struct fg_drop_slot *slot, const struct fg_source_key *key,
-					  const struct fg_settings *s, __u64 interval, __u64 tau, __u64 until,
-					  __u32 reason)
+					  const struct fg_settings *s, __u32 generation, __u64 until, __u32 reason)
 {
 	if (!slot || !s->jiffy_ns)
 		return;
@@ -135,9 +132,7 @@ static __always_inline void fg_cache_fill(struct fg_drop_slot *slot, const struc
 		fg_flush(s, slot, NULL, 0);
 		slot->key = *key;
 	}
-	slot->generation = s->policy_generation;
-	slot->interval = interval;
-	slot->tau = tau;
+	slot->generation = generation;
 	slot->reason = reason;
 	slot->until_jiffies = until;
 }
@@ -145,7 +140,7 @@ static __always_inline void fg_cache_fill(struct fg_drop_slot *slot, const struc
 static __always_inline void fg_cache_drop(struct fg_drop_slot *slot, const struct fg_source_key *key,
 					  const struct fg_ctx *c, __u64 until, __u32 reason)
 {
-	fg_cache_fill(slot, key, c->s, c->interval, c->tau, until, reason);
+	fg_cache_fill(slot, key, c->s, c->generation, until, reason);
 }
 
 /* The jiffy by which a bucket whose next token is due at `next` (ticks) may
@@ -162,13 +157,12 @@ static __always_inline __u64 fg_cache_until(const struct fg_settings *s, __u64 t
 
 /* Is the prefix of key (already masked) being dropped on this CPU? */
 static __always_inline int fg_prefix_cached(const struct fg_settings *s, const struct fg_source_key *key,
-					    const struct fg_limit *lim)
+					    __u64 jiffies)
 {
 	struct fg_drop_slot *slot = fg_cache_slot(key);
 
-	if (!slot || !slot->until_jiffies || !fg_same_key(&slot->key, key) ||
-	    slot->generation != s->policy_generation || slot->interval != READ_ONCE(lim->interval) ||
-	    slot->tau != READ_ONCE(lim->tau) || bpf_jiffies64() >= slot->until_jiffies)
+	if (!slot || jiffies >= slot->until_jiffies || !fg_same_key(&slot->key, key) ||
+	    slot->generation != READ_ONCE(s->policy_generation))
 		return 0;
 	slot->pending++;
 	return 1;
@@ -205,13 +199,11 @@ static __always_inline void fg_cache_ban(struct fg_ctx *c, __u64 expires_ns)
  * pass is dropped here; a denied or banned source in it would be dropped by
  * the policy too, and is counted as dropped-prefix instead.
  */
-static __always_inline __u32 fg_prefix_cache_check(const struct fg_settings *s, const struct fg_packet *pkt)
+static __always_inline __u32 fg_prefix_cache_check(const struct fg_settings *s, const struct fg_packet *pkt,
+						   __u64 jiffies)
 {
-	__u32 index = FG_LIMIT_PREFIX;
 	struct fg_source_key key = {.addr = pkt->src, .traffic_class = FG_CLASS_MAX};
 	int v4 = key.addr.words[0] == 0 && key.addr.words[1] == 0 && key.addr.words[2] == bpf_htonl(0xffff);
-	struct fg_limit *lim;
-
 	struct fg_cpu_state *cpu;
 	__u32 zero = 0;
 
@@ -219,13 +211,10 @@ static __always_inline __u32 fg_prefix_cache_check(const struct fg_settings *s, 
 		return FG_REASON_PASSED;
 	/* Most of the time no prefix is drained on this CPU: skip the masking and the slot. */
 	cpu = bpf_map_lookup_elem(&fg_cpu, &zero);
-	if (!cpu || bpf_jiffies64() >= cpu->prefix_until_jiffies)
-		return FG_REASON_PASSED;
-	lim = bpf_map_lookup_elem(&fg_limits, &index);
-	if (!lim)
+	if (!cpu || jiffies >= cpu->prefix_until_jiffies)
 		return FG_REASON_PASSED;
 	fg_mask(&key.addr, v4 ? 96 + s->prefix_v4 : s->prefix_v6);
-	return fg_prefix_cached(s, &key, lim) ? FG_REASON_DROPPED_PREFIX : FG_REASON_PASSED;
+	return fg_prefix_cached(s, &key, jiffies) ? FG_REASON_DROPPED_PREFIX : FG_REASON_PASSED;
 }
 
 #endif /* FG_LIB_DROP_CACHE_H */

@@ -86,7 +86,10 @@ public final class FilterMaps: @unchecked Sendable {
         // The aggregate prefixes that hold allow-listed sources depend on the prefix lengths: mark the new ones
         // before the settings switch to them.
         try syncAllowPrefixes(prefixV4: settings.prefixV4, prefixV6: settings.prefixV6)
-        try updateSettings { $0 = settings.raw(over: $0) }
+        try updateSettings {
+            $0 = settings.raw(over: $0)
+            $0.policy_generation &+= 1
+        }
     }
 
     public func limit(for trafficClass: TrafficClass) throws -> Limit {
@@ -100,9 +103,11 @@ public final class FilterMaps: @unchecked Sendable {
     }
 
     /// Replaces one class's limit with a single map update: the XDP program sees the old or the new limit (see
-    /// `struct fg_limit` for why a torn read is still a finite limit).
+    /// `struct fg_limit` for why a torn read is still a finite limit). Then bumps the policy generation, so no
+    /// CPU keeps dropping from its drop cache what was decided under the old limit.
     public func setLimit(_ limit: Limit, for trafficClass: TrafficClass) throws {
         try update(limitsFD, key: trafficClass.index, value: limit.raw, what: FG_MAP_LIMITS)
+        try updateSettings { $0.policy_generation &+= 1 }
     }
 
     /// One of the limits past the classes: prefix, budget, new sources.
@@ -112,6 +117,7 @@ public final class FilterMaps: @unchecked Sendable {
 
     public func setLimit(_ limit: Limit, _ index: GlobalLimit) throws {
         try update(limitsFD, key: index.rawValue, value: limit.raw, what: FG_MAP_LIMITS)
+        try updateSettings { $0.policy_generation &+= 1 }
     }
 
     // MARK: Counters
