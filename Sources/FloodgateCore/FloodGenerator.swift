@@ -186,15 +186,16 @@ public final class FloodGenerator: @unchecked Sendable {
 
     /// Sends `count` frames of `scenario` out of `interface` (of the namespace `ns`), in calls of `chunk`, until
     /// `count` are sent or `seconds` have passed; `progress` is called after each call with the total so far.
-    /// Returns the frames sent and the seconds taken.
+    /// With `cpu`, the sending thread is pinned to that CPU. Returns the frames sent and the seconds taken.
     public func run(
         _ scenario: FloodScenario, interface: String, namespace ns: String, count: UInt64, seconds: Double,
-        chunk: UInt32 = 1_000_000, progress: (@Sendable (UInt64, Double) -> Void)? = nil
+        chunk: UInt32 = 1_000_000, cpu: Int? = nil, progress: (@Sendable (UInt64, Double) -> Void)? = nil
     ) throws -> (sent: UInt64, seconds: Double) {
         try loaded.configure(scenario.config, what: "flood generator")
         let fd = loaded.programFD
         let frame = scenario.frame
         return try NetworkLab.inNamespace(ns) {
+            if let cpu { _ = try check("pin the flood generator to CPU \(cpu)", cfloodgate_pin_to_cpu(Int32(cpu))) }
             let ifindex = if_nametoindex(interface)
             guard ifindex != 0 else { throw FloodgateError("no interface \(interface) in \(ns)") }
             let start = monotonicNanoseconds()
@@ -234,15 +235,32 @@ public func vethXDPCounters(_ interface: String, namespace ns: String) throws ->
 public final class TrivialDropProgram: @unchecked Sendable {
     public let programFD: Int32
 
-    public init(action: UInt32 = 1) throws {
+    public init(action: UInt32 = 1, touching: Bool = false) throws {
         // struct bpf_insn, little-endian: opcode, dst/src registers, offset, immediate.
-        let instructions: [UInt64] = [
-            UInt64(action) << 32 | 0xB7,  // BPF_ALU64 | BPF_MOV | BPF_K: r0 = action
-            0x0000_0000_0000_0095,  // BPF_JMP | BPF_EXIT
+        func insn(_ op: UInt64, dst: UInt64 = 0, src: UInt64 = 0, off: Int16 = 0, imm: Int32 = 0) -> UInt64 {
+            op | (dst | src << 4) << 8 | UInt64(UInt16(bitPattern: off)) << 16 | UInt64(UInt32(bitPattern: imm)) << 32
+        }
+        var instructions: [UInt64] = []
+        if touching {
+            // Reads the first byte of the frame and the byte 42 on (a SIP request's method, over UDP/IPv4) before
+            // the verdict: what every filter pays to look at a packet at all.
+            instructions += [
+                insn(0x61, dst: 2, src: 1, off: 0),  // r2 = ctx->data
+                insn(0x61, dst: 3, src: 1, off: 4),  // r3 = ctx->data_end
+                insn(0xBF, dst: 4, src: 2),  // r4 = r2
+                insn(0x07, dst: 4, imm: 43),  // r4 += 43
+                insn(0x2D, dst: 4, src: 3, off: 2),  // if r4 > r3 goto +2
+                insn(0x71, dst: 5, src: 2, off: 0),  // r5 = *(u8 *)(r2 + 0)
+                insn(0x71, dst: 5, src: 2, off: 42),  // r5 = *(u8 *)(r2 + 42)
+            ]
+        }
+        instructions += [
+            insn(0xB7, imm: Int32(action)),  // BPF_ALU64 | BPF_MOV | BPF_K: r0 = action
+            insn(0x95),  // BPF_JMP | BPF_EXIT
         ]
         programFD = instructions.withUnsafeBytes { raw in
-            bpf_prog_load(BPF_PROG_TYPE_XDP, "trivial_drop", "GPL", raw.baseAddress!.assumingMemoryBound(to: bpf_insn.self),
-                          2, nil)
+            bpf_prog_load(BPF_PROG_TYPE_XDP, touching ? "touch_drop" : "trivial_drop", "GPL",
+                          raw.baseAddress!.assumingMemoryBound(to: bpf_insn.self), instructions.count, nil)
         }
         if programFD < 0 { throw FloodgateError("load the trivial XDP_DROP program", libbpfResult: programFD) }
     }

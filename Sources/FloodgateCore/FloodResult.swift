@@ -14,13 +14,15 @@ public struct FloodResult: Codable, Sendable {
     public var legitimate: [LegitimateResult]?
 
     /// The filters a flood can run against.
-    public static let filters = ["floodgate", "trivial", "oracle", "xdp-filter", "nftables", "none"]
+    public static let filters = ["floodgate", "trivial", "touch", "oracle", "xdp-filter", "nftables", "none"]
 
     /// Builds a lab, attaches `filter` to the router end, floods it with `scenario` for at most `packets` frames
     /// and `seconds`, and reads what the router end's XDP program saw (ethtool -S).
     ///
     /// - floodgate: the default policy, with the trunk peer (``LegitimateLoad/trunkAddress``) on the allow list.
     /// - trivial: `XDP_DROP` for everything (the speed ceiling).
+    /// - touch: reads two bytes of each frame (the first, and the 43rd: where a SIP method starts), then `XDP_DROP`:
+    ///   what any filter pays to look at a packet at all.
     /// - oracle: drops exactly the scenario's attack sources (the ceiling for legitimate traffic).
     /// - xdp-filter (xdp-tools): denies the scenario's source address; not for random-source scenarios.
     /// - nftables: an `XDP_PASS` program (so the veth counts frames) and a `meter` rule set dropping each source
@@ -29,9 +31,17 @@ public struct FloodResult: Codable, Sendable {
     ///
     /// With a `legitimate` load, sipp registers and places calls beside the flood (see ``LegitimateLoad``); beside
     /// the trivial program it is stopped when the flood ends unless `keepLegitimateBesideTrivial`.
+    ///
+    /// By default the kernel decides where the router end's receive runs: in softirq, mostly on the generator's
+    /// own CPU, right after each batch is sent, so the filter and the generator share that CPU and every frame
+    /// sent reaches the filter. With `dedicatedReceiver` (and two CPUs or more) the generator runs on CPU 0 and
+    /// the receive (threaded NAPI) on the last CPU (``NetworkLab/dedicateReceiverCPU(_:)``); frames then come
+    /// back to the generator's page pool from another CPU, and on this VM that pool's lock, not the filter, took
+    /// most of the receiving CPU (perf: 33% `__pv_queued_spin_lock_slowpath` under
+    /// `page_pool_put_unrefed_netmem`, against 12% in Floodgate's program), so results vary by run.
     public static func run(
         scenario: FloodScenario, filter: String, packets: UInt64, seconds: Double, progress: Bool,
-        legitimate: LegitimateLoad? = nil, keepLegitimateBesideTrivial: Bool = true
+        legitimate: LegitimateLoad? = nil, keepLegitimateBesideTrivial: Bool = true, dedicatedReceiver: Bool = false
     ) throws -> FloodResult
     {
         let lab = try NetworkLab(prefix: "fgf", extraOutsideAddresses: [LegitimateLoad.trunkAddress],
@@ -55,6 +65,8 @@ public struct FloodResult: Codable, Sendable {
             }
         case "trivial":
             link = try trivial.attach(lab.routerInterface, namespace: lab.routerNS)
+        case "touch":
+            link = try TrivialDropProgram(touching: true).attach(lab.routerInterface, namespace: lab.routerNS)
         case "oracle":
             oracle = try OracleProgram(for: scenario)
             link = try oracle!.attach(lab.routerInterface, namespace: lab.routerNS)
@@ -94,13 +106,20 @@ public struct FloodResult: Codable, Sendable {
                 rmdir("/sys/fs/bpf/xdp")  // libxdp's directory, if it left it empty
             }
         }
+        let cpus = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        var generatorCPU: Int?
+        if dedicatedReceiver && cpus > 1 && filter != "none" {
+            try lab.dedicateReceiverCPU(cpus - 1)
+            generatorCPU = 0
+        }
         // Real SIP beside the flood.
         let sipp = try legitimate.flatMap { $0.isEmpty ? nil : try SippTraffic(lab: lab, load: $0, seconds: seconds) }
         let before = try vethXDPCounters(lab.routerInterface, namespace: lab.routerNS)
         let generator = try FloodGenerator()
         let name = scenario.name
         let (sent, elapsed) = try generator.run(
-            scenario, interface: lab.outsideInterface, namespace: lab.outsideNS, count: packets, seconds: seconds
+            scenario, interface: lab.outsideInterface, namespace: lab.outsideNS, count: packets, seconds: seconds,
+            cpu: generatorCPU
         ) { sent, elapsed in
             if progress {
                 FileHandle.standardError.write(Data(String(format: "\r%@: %llu frames sent, %.1f s", name, sent, elapsed).utf8))

@@ -137,6 +137,37 @@ public final class NetworkLab: @unchecked Sendable {
 
     deinit { tearDown() }
 
+    /// Gives the router end's receive a CPU of its own: threaded NAPI on `routerInterface` (its poll runs in a
+    /// kernel thread, `napi/<interface>-<id>`, instead of in softirq on whichever CPU woke it) and that thread
+    /// pinned to `cpu`. Without it, the receive of frames the generator sends often runs in softirq on the
+    /// generator's own CPU, and a flood measures the sender and the filter sharing one CPU — in some runs, not
+    /// in others. Needs an XDP program on the interface (veth has NAPI only then). Returns the pinned thread ids.
+    @discardableResult
+    public func dedicateReceiverCPU(_ cpu: Int) throws -> [Int32] {
+        try NetworkLab.run(["ip", "netns", "exec", routerNS, "sh", "-c",
+                            "echo 1 > /sys/class/net/\(routerInterface)/threaded"])
+        // The thread's name is cut to 15 characters (TASK_COMM_LEN).
+        let name = String("napi/\(routerInterface)-".prefix(15))
+        var threads: [Int32] = []
+        let deadline = monotonicNanoseconds() + 2_000_000_000
+        while threads.isEmpty && monotonicNanoseconds() < deadline {
+            for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+                guard let pid = Int32(entry),
+                      let comm = try? String(contentsOfFile: "/proc/\(entry)/comm", encoding: .utf8),
+                      comm.hasPrefix(name)
+                else { continue }
+                threads.append(pid)
+            }
+            if threads.isEmpty { usleep(10_000) }
+        }
+        guard !threads.isEmpty else {
+            throw FloodgateError("no NAPI thread for \(routerInterface) after setting it threaded",
+                                 hint: "veth has NAPI only with an XDP program attached")
+        }
+        for pid in threads { try NetworkLab.run(["taskset", "-pc", String(cpu), String(pid)]) }
+        return threads
+    }
+
     /// The MAC address of the router's interface, as bytes.
     public func routerMAC() throws -> [UInt8] {
         try mac(of: routerInterface, in: routerNS).split(separator: ":").map { UInt8($0, radix: 16) ?? 0 }

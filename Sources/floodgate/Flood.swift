@@ -14,7 +14,7 @@ extension Floodgate {
                 """)
 
         @Option(help: "The flood.") var scenario = "single-source"
-        @Option(help: "The filter on the router end: floodgate, trivial (XDP_DROP), oracle (drops exactly the attack), xdp-filter, nftables or none.")
+        @Option(help: "The filter on the router end: floodgate, trivial (XDP_DROP), touch (reads two bytes of the frame, then XDP_DROP), oracle (drops exactly the attack), xdp-filter, nftables or none.")
         var filter = "floodgate"
         @Option(help: "Frames to send at most.") var packets: UInt64 = 20_000_000
         @Option(help: "Seconds to send at most.") var seconds: Double = 5
@@ -24,6 +24,11 @@ extension Floodgate {
             8 s after the flood, and the retransmissions they took. 0: none.
             """)
         var calls = 0
+        @Flag(help: """
+            Give the router end's receive a CPU of its own (threaded NAPI pinned to the last CPU, the generator on \
+            CPU 0) instead of leaving it to the kernel (softirq, mostly on the generator's CPU).
+            """)
+        var dedicatedCPU = false
         @Flag(help: "Print JSON.") var json = false
         @Flag(name: .shortAndLong, help: "Log libbpf's and Floodgate's debug messages.") var verbose = false
 
@@ -42,7 +47,7 @@ extension Floodgate {
             guard geteuid() == 0 else { throw FloodgateError("floods need root: they build namespaces and load BPF") }
             let result = try FloodResult.run(scenario: try FloodScenario.named(scenario), filter: filter, packets: packets,
                                           seconds: seconds, progress: !json,
-                                             legitimate: .standard(calls: calls))
+                                             legitimate: .standard(calls: calls), dedicatedReceiver: dedicatedCPU)
             if json { return try printJSON(result) }
             print(String(format: "%@ against %@: sent %llu frames in %.2f s; the filter saw %llu (%.2f Mpps), dropped %llu",
                          result.scenario, result.filter, result.sent, result.seconds, result.processed,
