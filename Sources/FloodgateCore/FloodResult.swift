@@ -32,9 +32,12 @@ public struct FloodResult: Codable, Sendable {
     /// With a `legitimate` load, sipp registers and places calls beside the flood (see ``LegitimateLoad``); beside
     /// the trivial program it is stopped when the flood ends unless `keepLegitimateBesideTrivial`.
     ///
-    /// By default the kernel decides where the router end's receive runs: in softirq, mostly on the generator's
-    /// own CPU, right after each batch is sent, so the filter and the generator share that CPU and every frame
-    /// sent reaches the filter. With `dedicatedReceiver` (and two CPUs or more) the generator runs on CPU 0 and
+    /// By default everything in the lab runs on CPU 0: the generator, sipp, and so the router end's receive, in
+    /// softirq right after each batch is sent. The filter and the generator share that CPU, and every frame sent
+    /// reaches the filter. (Left to itself, the receive starts on whichever CPU first wakes it — a sipp packet
+    /// sent from the other CPU, say — and under a flood stays there for the whole run: which of the two a run
+    /// measures was chance, and results came out bimodal.) With `dedicatedReceiver` (and two CPUs or more) the
+    /// generator runs on CPU 0 and
     /// the receive (threaded NAPI) on the last CPU (``NetworkLab/dedicateReceiverCPU(_:)``); frames then come
     /// back to the generator's page pool from another CPU, and on this VM that pool's lock, not the filter, took
     /// most of the receiving CPU (perf: 33% `__pv_queued_spin_lock_slowpath` under
@@ -44,8 +47,9 @@ public struct FloodResult: Codable, Sendable {
         legitimate: LegitimateLoad? = nil, keepLegitimateBesideTrivial: Bool = true, dedicatedReceiver: Bool = false
     ) throws -> FloodResult
     {
+        // IPv6 on in the router namespace: otherwise its stack discards IPv6 floods on arrival, before nftables.
         let lab = try NetworkLab(prefix: "fgf", extraOutsideAddresses: [LegitimateLoad.trunkAddress],
-                                 extraRouterAddresses: [LegitimateLoad.registrarAddress])
+                                 extraRouterAddresses: [LegitimateLoad.registrarAddress], routerIPv6: "2001:db8::2")
         defer { lab.tearDown() }
         var link: Int32 = -1
         let trivial = try TrivialDropProgram()
@@ -107,13 +111,16 @@ public struct FloodResult: Codable, Sendable {
             }
         }
         let cpus = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-        var generatorCPU: Int?
+        let generatorCPU = 0
+        var sippCPU: Int? = 0
         if dedicatedReceiver && cpus > 1 && filter != "none" {
             try lab.dedicateReceiverCPU(cpus - 1)
-            generatorCPU = 0
+            sippCPU = nil
         }
         // Real SIP beside the flood.
-        let sipp = try legitimate.flatMap { $0.isEmpty ? nil : try SippTraffic(lab: lab, load: $0, seconds: seconds) }
+        let sipp = try legitimate.flatMap {
+            $0.isEmpty ? nil : try SippTraffic(lab: lab, load: $0, seconds: seconds, cpu: sippCPU)
+        }
         let before = try vethXDPCounters(lab.routerInterface, namespace: lab.routerNS)
         let generator = try FloodGenerator()
         let name = scenario.name

@@ -62,11 +62,13 @@ public final class SippTraffic: @unchecked Sendable {
     private var clients: [Client] = []
     private let directory: URL
 
-    public init(lab: NetworkLab, load: LegitimateLoad, seconds: Double) throws {
+    /// Starts the servers in the router namespace and the clients in the outside one; with `cpu`, every sipp
+    /// runs on that CPU only (taskset).
+    public init(lab: NetworkLab, load: LegitimateLoad, seconds: Double, cpu: Int? = nil) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("fgsipp-\(lab.id)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         do {
-            try start(lab: lab, load: load, seconds: seconds)
+            try start(lab: lab, load: load, seconds: seconds, cpu: cpu)
         } catch {
             stop()
             throw error
@@ -75,13 +77,14 @@ public final class SippTraffic: @unchecked Sendable {
 
     deinit { stop() }
 
-    private func start(lab: NetworkLab, load: LegitimateLoad, seconds: Double) throws {
+    private func start(lab: NetworkLab, load: LegitimateLoad, seconds: Double, cpu: Int?) throws {
         let registrarUAS = directory.appendingPathComponent("registrar.xml")
         let registerUAC = directory.appendingPathComponent("register.xml")
         try SippTraffic.registrarScenario.write(to: registrarUAS, atomically: true, encoding: .utf8)
         try SippTraffic.registerScenario.write(to: registerUAC, atomically: true, encoding: .utf8)
-        let inRouter = ["ip", "netns", "exec", lab.routerNS]
-        let inOutside = ["ip", "netns", "exec", lab.outsideNS]
+        let pin = cpu.map { ["taskset", "-c", String($0)] } ?? []
+        let inRouter = ["ip", "netns", "exec", lab.routerNS] + pin
+        let inOutside = ["ip", "netns", "exec", lab.outsideNS] + pin
         servers.append(try SippTraffic.launch(
             inRouter + ["sipp", "-sn", "uas", "-i", lab.routerAddress, "-p", "5060", "-nostdin"], output: nil))
         servers.append(try SippTraffic.launch(

@@ -23,13 +23,18 @@ public final class NetworkLab: @unchecked Sendable {
     public let serverNS: String?
     public let routerInsideInterface: String?
     public let serverAddress = "198.18.2.2"
+    /// The router end's IPv6 address, if the lab was made with IPv6 on the router side.
+    public let routerIPv6: String?
     private var torn = false
 
-    /// Creates the namespaces and the veth pair. `prefix` (at most 4 characters) starts every name.
+    /// Creates the namespaces and the veth pair. `prefix` (at most 4 characters) starts every name. IPv6 is off
+    /// in every namespace, unless `routerIPv6` names an address for the router end (then IPv6 is on there, so
+    /// the router's stack and its nftables see IPv6 packets rather than discarding them on arrival).
     public init(
         prefix: String = "fgl", extraOutsideAddresses: [String] = [], extraRouterAddresses: [String] = [],
-        server: Bool = false
+        server: Bool = false, routerIPv6: String? = nil
     ) throws {
+        self.routerIPv6 = routerIPv6
         precondition(prefix.count <= 4)
         NetworkLab.removeOrphans()
         id = String(UInt32.random(in: 0..<UInt32.max), radix: 36)
@@ -58,10 +63,13 @@ public final class NetworkLab: @unchecked Sendable {
              "netns", r],
             // IPv6 off: no router solicitations or MLD reports mixed into what a test counts.
             ["ip", "netns", "exec", o, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"],
-            ["ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"],
+            ["ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=\(routerIPv6 == nil ? 1 : 0)"],
             ["ip", "-n", o, "addr", "add", "\(outsideAddress)/24", "dev", outsideInterface],
             ["ip", "-n", r, "addr", "add", "\(routerAddress)/24", "dev", routerInterface],
         ]
+        if let v6 = routerIPv6 {
+            steps.append(["ip", "-n", r, "-6", "addr", "add", "\(v6)/64", "dev", routerInterface, "nodad"])
+        }
         for address in extra { steps.append(["ip", "-n", o, "addr", "add", "\(address)/24", "dev", outsideInterface]) }
         for address in extraRouter { steps.append(["ip", "-n", r, "addr", "add", "\(address)/24", "dev", routerInterface]) }
         steps += [
