@@ -92,13 +92,14 @@ struct {
 	__type(value, struct fg_global_bucket);
 } fg_global SEC(".maps");
 
-/* Packets and bytes per class and reason, per CPU; written by XDP. */
+/* Counters of every class, and the fast path's state, per CPU (struct
+ * fg_cpu_state); written by XDP. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, FG_CLASS_MAX);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct fg_class_counters);
-} fg_counters SEC(".maps");
+	__type(value, struct fg_cpu_state);
+} fg_cpu SEC(".maps");
 
 /* Totals at the last `floodgate stats`; written and read by the CLI only. */
 struct {
@@ -108,17 +109,18 @@ struct {
 	__type(value, struct fg_stats_mark);
 } fg_stats_mark SEC(".maps");
 
-/* Counts the packet; returns its action. `seen`, if given, gets this CPU's
- * count of the class and reason, this packet included. */
-static __always_inline int fg_count_seen(__u32 traffic_class, __u32 reason, __u64 bytes, __u64 *seen)
+/* Counts the packet in this CPU's counters; returns its action. `seen`, if
+ * given, gets this CPU's count of the class and reason, this packet included. */
+static __always_inline int fg_count_seen(struct fg_cpu_state *cpu, __u32 traffic_class, __u32 reason, __u64 bytes,
+					 __u64 *seen)
 {
-	struct fg_class_counters *c = bpf_map_lookup_elem(&fg_counters, &traffic_class);
-
 	/* The verifier knows nothing of what the global fg_decide returns, but the
 	 * compiler does and would drop the mask: hide the value from it. */
 	asm volatile("" : "+r"(reason));
 	reason &= FG_REASON_SLOTS - 1;
-	if (c) {
+	if (traffic_class < FG_CLASS_MAX) {
+		struct fg_class_counters *c = &cpu->counters[traffic_class];
+
 		c->packets[reason]++;
 		c->bytes[reason] += bytes;
 		if (seen)
@@ -137,7 +139,10 @@ static __always_inline int fg_count_seen(__u32 traffic_class, __u32 reason, __u6
 
 static __always_inline int fg_count(__u32 traffic_class, __u32 reason, __u64 bytes)
 {
-	return fg_count_seen(traffic_class, reason, bytes, 0);
+	__u32 zero = 0;
+	struct fg_cpu_state *cpu = bpf_map_lookup_elem(&fg_cpu, &zero);
+
+	return cpu ? fg_count_seen(cpu, traffic_class, reason, bytes, 0) : XDP_PASS;
 }
 
 /* The state of one decision, so helpers share one clock read and one slot. */
@@ -465,14 +470,26 @@ __noinline int fg_decide(struct xdp_md *ctx, struct fg_packet *pkt)
 
 /* Counts a packet the policy judged; one drop in FG_DROP_SAMPLE_EVERY of each
  * class and reason on each CPU is reported to the agent with its source. */
-static __always_inline int fg_verdict(const struct fg_packet *pkt, __u32 reason, __u64 bytes)
+static __always_inline int fg_verdict(struct fg_cpu_state *cpu, const struct fg_packet *pkt, __u32 reason,
+				      __u64 bytes)
 {
 	__u64 seen = 1;
-	int action = fg_count_seen(pkt->traffic_class, reason, bytes, &seen);
+	int action = fg_count_seen(cpu, pkt->traffic_class, reason, bytes, &seen);
 
 	if (action == XDP_DROP && !(seen & (FG_DROP_SAMPLE_EVERY - 1)))
 		fg_event(FG_EVENT_DROP_SAMPLE, pkt->traffic_class, &pkt->src, 0, reason, seen);
 	return action;
+}
+
+/* A source its own bucket dropped: ban it if it keeps at it. A function of
+ * its own, so its key is not on the stack beside fg_decide's. */
+static __noinline void fg_autoban_check(struct fg_settings *s, const struct fg_packet *pkt)
+{
+	struct fg_source_key key = {.addr = pkt->src, .traffic_class = pkt->traffic_class};
+	struct fg_source_state *st = bpf_map_lookup_elem(&fg_sources, &key);
+
+	if (st && st->window_drops >= s->autoban_drops)
+		fg_note_drops(s, st, &key, 0);
 }
 
 SEC("xdp")
@@ -481,6 +498,7 @@ int floodgate_xdp(struct xdp_md *ctx)
 	__u64 bytes = ctx->data_end - ctx->data;
 	struct fg_packet pkt;
 	struct fg_settings *s;
+	struct fg_cpu_state *cpu;
 	__u32 zero = 0, reason;
 	__u64 jiffies;
 	int status;
@@ -502,21 +520,18 @@ int floodgate_xdp(struct xdp_md *ctx)
 	 * own slot is a miss. A packet dropped here would be dropped by its own
 	 * bucket or by the prefix either way; it counts as dropped-prefix. */
 	jiffies = bpf_jiffies64();
-	reason = fg_prefix_cache_check(s, &pkt, jiffies);
+	cpu = bpf_map_lookup_elem(&fg_cpu, &zero);
+	if (!cpu)
+		return XDP_PASS; /* unreachable, as above */
+	reason = fg_prefix_cache_check(s, cpu, &pkt, jiffies);
 	if (reason == FG_REASON_PASSED)
 		reason = fg_cache_check(s, &pkt, jiffies);
 	if (reason != FG_REASON_PASSED)
-		return fg_verdict(&pkt, reason, bytes);
+		return fg_verdict(cpu, &pkt, reason, bytes);
 	reason = fg_decide(ctx, &pkt);
-	/* A source its own bucket dropped: ban it if it keeps at it. */
-	if (reason == FG_REASON_DROPPED_RATE && s->autoban_drops && pkt.traffic_class != FG_CLASS_FRAGMENT) {
-		struct fg_source_key key = {.addr = pkt.src, .traffic_class = pkt.traffic_class};
-		struct fg_source_state *st = bpf_map_lookup_elem(&fg_sources, &key);
-
-		if (st && st->window_drops >= s->autoban_drops)
-			fg_note_drops(s, st, &key, 0);
-	}
-	return fg_verdict(&pkt, reason, bytes);
+	if (reason == FG_REASON_DROPPED_RATE && s->autoban_drops && pkt.traffic_class != FG_CLASS_FRAGMENT)
+		fg_autoban_check(s, &pkt);
+	return fg_verdict(cpu, &pkt, reason, bytes);
 }
 
 /* The answer of the SIP server in a UDP datagram from one of its ports on the

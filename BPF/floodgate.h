@@ -16,7 +16,6 @@
 #define FG_MAP_SOURCES "fg_sources"
 #define FG_MAP_PREFIXES "fg_prefixes"
 #define FG_MAP_GLOBAL "fg_global"
-#define FG_MAP_COUNTERS "fg_counters"
 #define FG_MAP_STATS_MARK "fg_stats_mark"
 #define FG_MAP_DROP_CACHE "fg_drop_cache"
 #define FG_MAP_DENY "fg_deny"
@@ -316,17 +315,24 @@ struct fg_drop_slot {
 	__u64 reserved[2];   /* keeps a slot one cache line */
 };
 
-/* fg_cpu[0], per CPU: what this CPU's fast path needs to know; XDP only. */
-struct fg_cpu_state {
-	__u64 prefix_until_jiffies; /* some prefix slot may drop until this jiffy: check them */
-};
-
-/* fg_counters[class], per CPU: packets and bytes by reason. The arrays have a
- * power-of-two size so that a masked reason always indexes within them. */
+/* One class's packets and bytes by reason. The arrays have a power-of-two
+ * size so that a masked reason always indexes within them. */
 #define FG_REASON_SLOTS 16
 struct fg_class_counters {
 	__u64 packets[FG_REASON_SLOTS];
 	__u64 bytes[FG_REASON_SLOTS];
+};
+
+/*
+ * fg_cpu[0], per CPU: every class's counters (written by XDP, summed over CPUs
+ * by the agent and the CLI) and what this CPU's fast path needs to know. One
+ * entry, so XDP finds it with one lookup at the start of a packet, before the
+ * packet's class is known, rather than one per class at the end.
+ */
+struct fg_cpu_state {
+	__u64 prefix_until_jiffies; /* some prefix slot may drop until this jiffy: check them */
+	__u64 reserved[7];	    /* the counters start on a cache line of their own */
+	struct fg_class_counters counters[FG_CLASS_MAX];
 };
 
 /*
@@ -382,7 +388,8 @@ _Static_assert(sizeof(struct fg_cidr_key) == 20, "fg_cidr_key layout");
 _Static_assert(sizeof(struct fg_ban) == 16, "fg_ban layout");
 _Static_assert(sizeof(struct fg_signature_key) == 36, "fg_signature_key layout");
 _Static_assert(sizeof(struct fg_drop_slot) == 64, "fg_drop_slot layout");
-_Static_assert(sizeof(struct fg_cpu_state) == 8, "fg_cpu_state layout");
+_Static_assert(sizeof(struct fg_cpu_state) == 64 + FG_CLASS_MAX * sizeof(struct fg_class_counters),
+	       "fg_cpu_state layout");
 _Static_assert((FG_DROP_CACHE_SLOTS & (FG_DROP_CACHE_SLOTS - 1)) == 0, "slots: a power of two");
 _Static_assert(FG_REASON_MAX <= FG_REASON_SLOTS, "a counter slot per reason");
 _Static_assert(sizeof(struct fg_class_counters) == 16 * FG_REASON_SLOTS, "fg_class_counters layout");

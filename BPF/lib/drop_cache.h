@@ -41,13 +41,6 @@ struct {
 	__type(value, struct fg_drop_slot);
 } fg_drop_cache SEC(".maps");
 
-/* Per-CPU state of the fast path; XDP only. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct fg_cpu_state);
-} fg_cpu SEC(".maps");
 
 static __always_inline __u32 fg_slot_index(const struct fg_source_key *key)
 {
@@ -199,19 +192,16 @@ static __always_inline void fg_cache_ban(struct fg_ctx *c, __u64 expires_ns)
  * pass is dropped here; a denied or banned source in it would be dropped by
  * the policy too, and is counted as dropped-prefix instead.
  */
-static __always_inline __u32 fg_prefix_cache_check(const struct fg_settings *s, const struct fg_packet *pkt,
-						   __u64 jiffies)
+static __always_inline __u32 fg_prefix_cache_check(const struct fg_settings *s, const struct fg_cpu_state *cpu,
+						   const struct fg_packet *pkt, __u64 jiffies)
 {
 	struct fg_source_key key = {.addr = pkt->src, .traffic_class = FG_CLASS_MAX};
 	int v4 = key.addr.words[0] == 0 && key.addr.words[1] == 0 && key.addr.words[2] == bpf_htonl(0xffff);
-	struct fg_cpu_state *cpu;
-	__u32 zero = 0;
 
 	if (pkt->traffic_class > FG_CLASS_SIP_LAST)
 		return FG_REASON_PASSED;
 	/* Most of the time no prefix is drained on this CPU: skip the masking and the slot. */
-	cpu = bpf_map_lookup_elem(&fg_cpu, &zero);
-	if (!cpu || jiffies >= cpu->prefix_until_jiffies)
+	if (jiffies >= cpu->prefix_until_jiffies)
 		return FG_REASON_PASSED;
 	fg_mask(&key.addr, v4 ? 96 + s->prefix_v4 : s->prefix_v6);
 	return fg_prefix_cached(s, &key, jiffies) ? FG_REASON_DROPPED_PREFIX : FG_REASON_PASSED;

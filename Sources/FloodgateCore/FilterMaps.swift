@@ -10,7 +10,7 @@ public final class FilterMaps: @unchecked Sendable {
 
     /// The map names, as the ELF object and the pins name them.
     public static let names = [
-        FG_MAP_SETTINGS, FG_MAP_LIMITS, FG_MAP_SOURCES, FG_MAP_PREFIXES, FG_MAP_GLOBAL, FG_MAP_COUNTERS,
+        FG_MAP_SETTINGS, FG_MAP_LIMITS, FG_MAP_SOURCES, FG_MAP_PREFIXES, FG_MAP_GLOBAL,
         FG_MAP_STATS_MARK, FG_MAP_DROP_CACHE, FG_MAP_DENY, FG_MAP_ALLOW, FG_MAP_ALLOW_PREFIXES, FG_MAP_BANS, FG_MAP_SIGNATURES,
         FG_MAP_SCRATCH, FG_MAP_CPU, FG_MAP_OFFENCES, FG_MAP_EVENTS, FG_MAP_AUTH, FG_MAP_TRUSTED,
         FG_MAP_TRUSTED_PREFIXES,
@@ -30,7 +30,8 @@ public final class FilterMaps: @unchecked Sendable {
     public var settingsFD: Int32 { fd(FG_MAP_SETTINGS) }
     public var limitsFD: Int32 { fd(FG_MAP_LIMITS) }
     public var sourcesFD: Int32 { fd(FG_MAP_SOURCES) }
-    public var countersFD: Int32 { fd(FG_MAP_COUNTERS) }
+    /// Per CPU: the counters of every class, and the fast path's state (`struct fg_cpu_state`).
+    public var cpuFD: Int32 { fd(FG_MAP_CPU) }
     public var statsMarkFD: Int32 { fd(FG_MAP_STATS_MARK) }
     public var dropCacheFD: Int32 { fd(FG_MAP_DROP_CACHE) }
 
@@ -138,13 +139,12 @@ public final class FilterMaps: @unchecked Sendable {
     /// Counters per class and reason, summed over CPUs.
     public func counters() throws -> Counters {
         var counters = Counters()
-        for c in TrafficClass.all {
-            for value in try perCPU(countersFD, key: c.index, as: fg_class_counters.self, what: FG_MAP_COUNTERS) {
-                let packets = withUnsafeBytes(of: value.packets) { Array($0.bindMemory(to: UInt64.self)) }
-                let bytes = withUnsafeBytes(of: value.bytes) { Array($0.bindMemory(to: UInt64.self)) }
+        for cpu in try perCPUClassCounters() {
+            for c in TrafficClass.all {
+                let value = cpu[Int(c.index)]
                 for r in Reason.all {
-                    counters.packets[c, r] += packets[Int(r.index)]
-                    counters.bytes[c, r] += bytes[Int(r.index)]
+                    counters.packets[c, r] += value.packets[Int(r.index)]
+                    counters.bytes[c, r] += value.bytes[Int(r.index)]
                 }
             }
         }
@@ -154,12 +154,24 @@ public final class FilterMaps: @unchecked Sendable {
     /// One class's packets by reason (index: `Reason.index`), summed over CPUs: one map lookup.
     public func packets(of trafficClass: TrafficClass) throws -> [UInt64] {
         var sums = [UInt64](repeating: 0, count: Int(FG_REASON_MAX.rawValue))
-        for value in try perCPU(countersFD, key: trafficClass.index, as: fg_class_counters.self, what: FG_MAP_COUNTERS) {
-            withUnsafeBytes(of: value.packets) { p in
-                for (i, v) in p.bindMemory(to: UInt64.self).prefix(sums.count).enumerated() { sums[i] += v }
-            }
+        for cpu in try perCPUClassCounters() {
+            for (i, v) in cpu[Int(trafficClass.index)].packets.prefix(sums.count).enumerated() { sums[i] += v }
         }
         return sums
+    }
+
+    /// Each CPU's counters (`fg_cpu[0].counters`), by class index: packets and bytes by reason index.
+    private func perCPUClassCounters() throws -> [[(packets: [UInt64], bytes: [UInt64])]] {
+        let slots = Int(FG_REASON_SLOTS)
+        return try perCPU(cpuFD, key: 0, as: fg_cpu_state.self, what: FG_MAP_CPU).map { state in
+            withUnsafeBytes(of: state.counters) { raw in
+                let words = raw.bindMemory(to: UInt64.self)
+                return (0..<Int(FG_CLASS_MAX.rawValue)).map { c in
+                    let base = c * 2 * slots
+                    return (Array(words[base..<base + slots]), Array(words[base + slots..<base + 2 * slots]))
+                }
+            }
+        }
     }
 
     /// The totals and time of the last `stats` read.
