@@ -152,9 +152,12 @@ struct fg_ctx {
 	struct fg_source_key key;  /* the per-source bucket's key */
 	struct fg_drop_slot *slot; /* this key's drop-cache slot on this CPU */
 	__u64 interval, tau;	   /* the class limit */
-	__u32 generation;	   /* settings.policy_generation before any limit or list was read */
 	__u64 now;		   /* ktime in ticks; 0 until read */
 	int trusted;		   /* a known-good source (lib/trust.h) */
+	__u32 generation;	   /* settings.policy_generation before any limit or list was read */
+	/* The arguments of fg_bucket_admit, one set for all of its call sites,
+	 * which run one after another: one stack slot rather than one each. */
+	struct fg_bucket_call call;
 };
 
 static __always_inline __u64 fg_now(struct fg_ctx *c)
@@ -193,19 +196,19 @@ static __always_inline int fg_global_admit(struct fg_ctx *c, __u32 global, __u32
 {
 	struct fg_global_bucket *g = bpf_map_lookup_elem(&fg_global, &global);
 	struct fg_limit *lim = bpf_map_lookup_elem(&fg_limits, &limit);
-	struct fg_bucket_call call = {};
+	struct fg_bucket_call *call = &c->call;
 
 	if (!g || !lim)
 		return 1;
-	call.interval = READ_ONCE(lim->interval);
-	call.tau_max = READ_ONCE(lim->tau);
-	if (call.interval == FG_INTERVAL_UNLIMITED)
+	call->interval = READ_ONCE(lim->interval);
+	call->tau_max = READ_ONCE(lim->tau);
+	if (call->interval == FG_INTERVAL_UNLIMITED)
 		return 1;
-	if (call.interval == FG_INTERVAL_BLOCK)
+	if (call->interval == FG_INTERVAL_BLOCK)
 		return 0;
-	call.now = fg_now(c);
-	call.tau = call.tau_max / levels * (level + 1);
-	return fg_bucket_admit(&g->tat, &call);
+	call->now = fg_now(c);
+	call->tau = call->tau_max / levels * (level + 1);
+	return fg_bucket_admit(&g->tat, call);
 }
 
 
@@ -236,7 +239,7 @@ static __always_inline __u32 fg_police_aggregate(struct fg_ctx *c, __u32 level, 
 	struct fg_limit *lim = bpf_map_lookup_elem(&fg_limits, &index);
 	struct fg_source_key key = *narrow;
 	struct fg_source_state *st;
-	struct fg_bucket_call call = {};
+	struct fg_bucket_call *call = &c->call;
 	__u64 interval, tau, until;
 
 	if (!lim)
@@ -265,10 +268,10 @@ static __always_inline __u32 fg_police_aggregate(struct fg_ctx *c, __u32 level, 
 			return FG_REASON_PASSED_UNTRACKED;
 	}
 	__sync_fetch_and_add(&st->packets, 1);
-	call.now = fg_now(c);
-	call.interval = interval;
-	call.tau = call.tau_max = tau;
-	if (fg_bucket_admit(&st->tat, &call))
+	call->now = fg_now(c);
+	call->interval = interval;
+	call->tau = call->tau_max = tau;
+	if (fg_bucket_admit(&st->tat, call))
 		return FG_REASON_PASSED;
 	__sync_fetch_and_add(&st->drops, 1);
 	/* A flood of random sources from one prefix then stops in the drop
@@ -276,7 +279,7 @@ static __always_inline __u32 fg_police_aggregate(struct fg_ctx *c, __u32 level, 
 	 * known-good source is in the prefix, which must still get to its check.
 	 * The slot is the prefix's and carries the prefix's limit, against which
 	 * the fast path checks it for staleness. */
-	until = fg_cache_until(c->s, tau, call.next, call.now);
+	until = fg_prefix_cache_until(c->s, tau, call->next, call->now);
 	if (until && !fg_prefix_holds_allowed(c->s, narrow, narrow_len) && !fg_prefix_holds_trusted(c->s, narrow)) {
 		struct fg_cpu_state *cpu;
 		__u32 zero = 0;
@@ -305,7 +308,7 @@ static __always_inline __u32 fg_police_prefix(struct fg_ctx *c)
 static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 {
 	struct fg_source_state *st;
-	struct fg_bucket_call call = {};
+	struct fg_bucket_call *call = &c->call;
 	__u64 interval = c->interval;
 	__u32 reason;
 
@@ -350,14 +353,14 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 		fg_cache_drop(c->slot, &c->key, c, ~0ULL, FG_REASON_DROPPED_BLOCKED);
 		return FG_REASON_DROPPED_BLOCKED;
 	}
-	call.now = fg_now(c);
-	call.interval = interval;
-	call.tau = call.tau_max = c->tau;
-	if (!fg_bucket_admit(&st->tat, &call)) {
+	call->now = fg_now(c);
+	call->interval = interval;
+	call->tau = call->tau_max = c->tau;
+	if (!fg_bucket_admit(&st->tat, call)) {
 		__sync_fetch_and_add(&st->drops, 1);
 		if (c->s->autoban_drops)
 			fg_window_add(c->s, st, 1);
-		fg_cache_drop_until(c, call.next);
+		fg_cache_drop_until(c, call->next);
 		return FG_REASON_DROPPED_RATE;
 	}
 	return fg_is_sip(c->key.traffic_class) && !c->trusted ? fg_police_prefix(c) : FG_REASON_PASSED;

@@ -62,6 +62,9 @@
  * holds before it adds them to the source's entry in fg_sources. */
 #define FG_DROP_CACHE_SLOTS 4096
 #define FG_DROP_CACHE_FLUSH 256
+/* A drained prefix stays in the drop cache for at least this long (or its
+ * bucket's tau, if shorter): see fg_prefix_cache_until. */
+#define FG_PREFIX_HOLD_NS 25000000ULL
 /* Compare-and-swap attempts on a bucket before the atomic-add fallback. */
 #define FG_CAS_RETRIES 4
 

@@ -148,17 +148,42 @@ static __always_inline __u64 fg_cache_until(const struct fg_settings *s, __u64 t
 	return bpf_jiffies64() + (next - now + jiffy - 1) / jiffy;
 }
 
-/* Is the prefix of key (already masked) being dropped on this CPU? */
+/*
+ * The same for a drained prefix, held for at least FG_PREFIX_HOLD_NS. A
+ * random-source flood over a /16 drains its 256 /24s, whose slots would each
+ * expire every jiffy (the next token of a 200/s bucket is due within one) and
+ * send 256 packets a jiffy down the slow path: 3% of a CPU here. Holding them
+ * longer changes nothing in what the prefix admits, as long as the tokens
+ * that come due meanwhile fit in the bucket (the hold never exceeds tau):
+ * they are taken by the first packets after it, a burst of at most
+ * FG_PREFIX_HOLD_NS worth of the prefix's rate.
+ */
+static __always_inline __u64 fg_prefix_cache_until(const struct fg_settings *s, __u64 tau, __u64 next, __u64 now)
+{
+	__u64 jiffy = (__u64)s->jiffy_ns << FG_TICK_SHIFT, hold = FG_PREFIX_HOLD_NS << FG_TICK_SHIFT;
+	__u64 due;
+
+	if (!jiffy || tau < jiffy || next <= now)
+		return 0;
+	/* Rounding up to a jiffy adds less than one: hold + jiffy <= tau. */
+	if (hold + jiffy > tau)
+		hold = tau - jiffy;
+	due = next - now;
+	if (due < hold)
+		due = hold;
+	return bpf_jiffies64() + (due + jiffy - 1) / jiffy;
+}
+
+/* Is the prefix of key (already masked) being dropped on this CPU? Only
+ * read: a prefix has no entry in fg_sources to flush drops to (the class
+ * counters have them), so its slot counts nothing and stays clean in cache. */
 static __always_inline int fg_prefix_cached(const struct fg_settings *s, const struct fg_source_key *key,
 					    __u64 jiffies)
 {
 	struct fg_drop_slot *slot = fg_cache_slot(key);
 
-	if (!slot || jiffies >= slot->until_jiffies || !fg_same_key(&slot->key, key) ||
-	    slot->generation != READ_ONCE(s->policy_generation))
-		return 0;
-	slot->pending++;
-	return 1;
+	return slot && jiffies < slot->until_jiffies && fg_same_key(&slot->key, key) &&
+	       slot->generation == READ_ONCE(s->policy_generation);
 }
 
 /* An empty bucket whose next token comes due at `next` (ticks). */
@@ -203,7 +228,17 @@ static __always_inline __u32 fg_prefix_cache_check(const struct fg_settings *s, 
 	/* Most of the time no prefix is drained on this CPU: skip the masking and the slot. */
 	if (jiffies >= cpu->prefix_until_jiffies)
 		return FG_REASON_PASSED;
-	fg_mask(&key.addr, v4 ? 96 + s->prefix_v4 : s->prefix_v6);
+	if (v4) {
+		/* Only the last word of an IPv4-mapped address is masked. */
+		__u32 bits = s->prefix_v4;
+
+		if (bits == 0)
+			key.addr.words[3] = 0;
+		else if (bits < 32)
+			key.addr.words[3] &= bpf_htonl(~0U << (32 - bits));
+	} else {
+		fg_mask(&key.addr, s->prefix_v6);
+	}
 	return fg_prefix_cached(s, &key, jiffies) ? FG_REASON_DROPPED_PREFIX : FG_REASON_PASSED;
 }
 

@@ -223,8 +223,9 @@ public final class FilterMaps: @unchecked Sendable {
     func pendingDrops() throws -> [SourceKey: UInt64] {
         var pending: [SourceKey: UInt64] = [:]
         for index in 0..<UInt32(FG_DROP_CACHE_SLOTS) {
+            // Prefix slots (class FG_CLASS_MAX and past) count nothing; a source's slot has its class.
             for slot in try perCPU(dropCacheFD, key: index, as: fg_drop_slot.self, what: FG_MAP_DROP_CACHE)
-            where slot.pending > 0 {
+            where slot.pending > 0 && UInt32(slot.key.traffic_class) < FG_CLASS_MAX.rawValue {
                 pending[SourceKey(slot.key), default: 0] += slot.pending
             }
         }
