@@ -16,6 +16,7 @@ struct Options {
     var floodSeconds = 2.0
     var floodRuns = 3
     var floodCalls = 10
+    var legitimateRuns = 1
     var sections: Set<String> = ["cost", "accuracy", "random", "floods", "reaction", "agent"]
     var reportDirectory: String?
     var cpus = max(1, Int(libbpf_num_possible_cpus()))
@@ -40,6 +41,7 @@ struct Options {
             case "--flood-seconds": floodSeconds = Double(value()) ?? { fail("--flood-seconds takes a number") }()
             case "--flood-runs": floodRuns = Int(value()) ?? { fail("--flood-runs takes a number") }()
             case "--flood-calls": floodCalls = Int(value()) ?? { fail("--flood-calls takes a number") }()
+            case "--legitimate-runs": legitimateRuns = Int(value()) ?? { fail("--legitimate-runs takes a number") }()
             case "--report": reportDirectory = value()
             case "--only": sections = Set(value().split(separator: ",").map(String.init))
             case "--cpus": cpus = Int(value()) ?? { fail("--cpus takes a number") }()
@@ -47,7 +49,7 @@ struct Options {
             case "-h", "--help":
                 print(
                     "usage: floodgate-bench [--repeat N] [--runs K] [--seconds S] [--new-sources N] [--flood-sources N]"
-                        + " [--flood-seconds S] [--flood-runs K] [--cpus N] [--burst-ms N] [--only cost,accuracy,random,floods,reaction,agent] [--report DIR]"
+                        + " [--flood-seconds S] [--flood-runs K] [--flood-calls N] [--legitimate-runs K] [--cpus N] [--burst-ms N] [--only cost,accuracy,random,floods,reaction,agent] [--report DIR]"
                         + " [--json FILE]")
                 exit(0)
             default: fail("unknown argument \(arguments[i])")
@@ -475,7 +477,8 @@ struct FloodRow: Encodable {
     /// Median Mpps per filter; a filter that cannot express the scenario is absent.
     var mpps: [String: Double]
     var floodgateDroppedShare: Double
-    /// sipp's registrations and calls beside each run (phone and allow-listed trunk), summed over the runs, per filter.
+    /// sipp's registrations and calls beside the flood (phone and allow-listed trunk) in the second pass, summed
+    /// over its runs, per filter.
     var legitimate: [String: LegitimateTotals]
     enum CodingKeys: String, CodingKey {
         case scenario, mpps, legitimate
@@ -494,31 +497,42 @@ struct LegitimateTotals: Encodable {
     var cell: String { "\(succeeded)/\(attempted) (\(retransmissions) rtx)" }
 }
 
-let benchedFilters = ["trivial", "oracle", "floodgate", "xdp-filter", "nftables"]
+let benchedFilters = ["trivial", "touch", "oracle", "floodgate", "xdp-filter", "nftables"]
+/// The filters beside which sipp's calls are counted (the trivial and touch programs drop them all).
+let legitimateFilters = ["oracle", "floodgate", "xdp-filter", "nftables"]
 
 /// Each scenario through the live-frames generator into a veth whose peer runs each filter (Floodgate with its
-/// default policy), runs interleaved; medians of the Mpps the receiving XDP program saw.
+/// default policy), in two passes. Speed: nothing but the flood, every filter in turn, `floodRuns` times; medians
+/// of the Mpps the receiving XDP program saw. Legitimate traffic: the same floods with sipp's registrations and
+/// calls beside them, `legitimateRuns` times, beside the filters that let them through. Apart because, on the
+/// flood's CPU, the calls (sipp, and the router's stack for what passes) cost every filter that passes them a few
+/// percent of its Mpps that the trivial program, which drops them, does not pay.
 func generatedFloods(_ options: Options) throws -> [FloodRow] {
     try FloodScenario.names.map { name in
         let scenario = try FloodScenario.named(name)
         var runs: [String: [Double]] = [:]
         var dropped: [Double] = []
         var legitimate: [String: LegitimateTotals] = [:]
+        func expressible(_ filter: String) -> Bool { filter != "xdp-filter" || scenario.mode == FG_FLOOD_FIXED }
         for _ in 0..<options.floodRuns {
-            for filter in benchedFilters {
-                if filter == "xdp-filter" && scenario.mode != FG_FLOOD_FIXED { continue }
-                // sipp runs beside every filter, the trivial one too (which drops it all; it is stopped when the
-                // flood ends), so that every flood shares the machine with sipp alike.
+            for filter in benchedFilters where expressible(filter) {
                 let r = try FloodResult.run(
                     scenario: scenario, filter: filter, packets: 1_000_000_000, seconds: options.floodSeconds,
-                    progress: false, legitimate: .standard(calls: options.floodCalls), keepLegitimateBesideTrivial: false)
+                    progress: false)
                 runs[filter, default: []].append(r.mpps)
+                if filter == "floodgate" { dropped.append(Double(r.dropped) / Double(max(r.processed, 1))) }
+            }
+        }
+        for _ in 0..<options.legitimateRuns {
+            for filter in legitimateFilters where expressible(filter) {
+                let r = try FloodResult.run(
+                    scenario: scenario, filter: filter, packets: 1_000_000_000, seconds: options.floodSeconds,
+                    progress: false, legitimate: .standard(calls: options.floodCalls))
                 for l in r.legitimate ?? [] {
                     legitimate[filter, default: LegitimateTotals()].attempted += l.attempted
                     legitimate[filter, default: LegitimateTotals()].succeeded += l.succeeded
                     legitimate[filter, default: LegitimateTotals()].retransmissions += l.retransmissions
                 }
-                if filter == "floodgate" { dropped.append(Double(r.dropped) / Double(max(r.processed, 1))) }
             }
         }
         return FloodRow(
@@ -528,10 +542,10 @@ func generatedFloods(_ options: Options) throws -> [FloodRow] {
 
 /// The floods as a grouped bar chart: Mpps per filter per scenario.
 func floodChart(_ rows: [FloodRow]) -> String {
-    let colors = ["trivial": "#9aa5b1", "oracle": "#2ca02c", "floodgate": "#1f77b4", "xdp-filter": "#ff7f0e",
+    let colors = ["trivial": "#9aa5b1", "touch": "#c5ccd3", "oracle": "#2ca02c", "floodgate": "#1f77b4", "xdp-filter": "#ff7f0e",
                   "nftables": "#d62728"]
     let top = max(1, (rows.flatMap { $0.mpps.values }.max() ?? 1).rounded(.up))
-    let groupWidth = 120.0, barWidth = 20.0, left = 50.0, height = 260.0, base = 300.0
+    let groupWidth = 140.0, barWidth = 20.0, left = 50.0, height = 260.0, base = 300.0
     let width = left + Double(rows.count) * groupWidth + 20
     var svg = """
         <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="380" font-family="sans-serif" font-size="11">
@@ -551,7 +565,7 @@ func floodChart(_ rows: [FloodRow]) -> String {
             svg += String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%@\"><title>%@ %@: %.2f Mpps</title></rect>\n",
                           x0 + Double(j) * barWidth, base - h, barWidth - 2, h, colors[filter]!, row.scenario, filter, v)
         }
-        svg += "<text x=\"\(x0 + 2.5 * barWidth)\" y=\"\(base + 14)\" text-anchor=\"middle\">\(row.scenario)</text>\n"
+        svg += "<text x=\"\(x0 + Double(benchedFilters.count) / 2 * barWidth)\" y=\"\(base + 14)\" text-anchor=\"middle\">\(row.scenario)</text>\n"
     }
     for (j, filter) in benchedFilters.enumerated() {
         let x = left + Double(j) * 110
@@ -572,7 +586,7 @@ func floodMarkdown(_ rows: [FloodRow], _ options: Options) -> String {
         let ratios = ["trivial", "xdp-filter", "nftables"].map { f in
             row.ratio("floodgate", f).map { String(format: "%.2f×", $0) } ?? "n/a"
         }
-        let legitimate = ["oracle", "floodgate", "xdp-filter", "nftables"].map { row.legitimate[$0]?.cell ?? "n/a" }
+        let legitimate = legitimateFilters.map { row.legitimate[$0]?.cell ?? "n/a" }
         md += "| \(row.scenario) | " + (cells + ratios + legitimate).joined(separator: " | ") + " |\n"
     }
     return md
@@ -804,15 +818,16 @@ do {
         print(
             "\nGenerated floods: live-frames XDP_TX out of a veth in a namespace into its peer, where the filter runs"
                 + String(
-                    format: " (%.0f s a run, median of %d, Mpps the receiving XDP program saw)", options.floodSeconds,
-                    options.floodRuns))
+                    format: " (%.0f s a run, median of %d, Mpps the receiving XDP program saw; legitimate calls in"
+                        + " a second pass of %d run(s) beside the same floods)", options.floodSeconds,
+                    options.floodRuns, options.legitimateRuns))
         floods = try generatedFloods(options)
         print(
             pad("scenario", 18) + benchedFilters.map { lpad($0, 12) }.joined() + lpad("vs trivial", 12)
                 + lpad("vs xdp-filter", 15) + lpad("vs nftables", 13) + lpad("dropped", 9)
                 + "  legitimate ok (retransmissions): oracle / floodgate / xdp-filter / nftables")
         for row in floods {
-            let calls = ["oracle", "floodgate", "xdp-filter", "nftables"].map { f in
+            let calls = legitimateFilters.map { f in
                 row.legitimate[f]?.cell ?? "n/a"
             }.joined(separator: " / ")
             let cells = benchedFilters.map { f in lpad(row.mpps[f].map { String(format: "%.2f", $0) } ?? "n/a", 12) }
