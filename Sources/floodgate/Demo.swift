@@ -74,13 +74,14 @@ extension Floodgate {
                 print("\n[\(i + 1)/\(names.count)] \(name): \(scenario.summary), full speed for \(formatSeconds(seconds)), "
                     + "while the phone places \(phase.phoneCalls) calls and \(phase.phoneRegistrations) registrations "
                     + "and the trunk \(phase.trunkCalls) and \(phase.trunkRegistrations)")
-                let sipp = try SippTraffic(lab: lab, load: phase, seconds: seconds)
+                // The flood, its receive and sipp on CPU 0 (as in the benchmark); the counters are read from CPU 1.
+                let sipp = try SippTraffic(lab: lab, load: phase, seconds: seconds, cpu: 0)
                 let done = DispatchSemaphore(value: 0)
                 let ns = lab.outsideNS, interface = lab.outsideInterface, flood = scenario, length = seconds
                 // A thread of its own: blocking work on Dispatch's shared pool can wait for a free thread.
                 Thread {
                     _ = try? generator.run(flood, interface: interface, namespace: ns, count: 1_000_000_000,
-                                           seconds: length, chunk: 200_000)
+                                           seconds: length, chunk: 200_000, cpu: 0)
                     done.signal()
                 }.start()
                 var previous = try maps.counters()
