@@ -1,0 +1,45 @@
+#!/bin/bash
+# Where floodgate_xdp spends its time under a flood, by source line.
+#
+#   Benchmarks/tools/profile-flood.sh [SCENARIO] [floodgate flood options...]
+#
+# Runs `floodgate flood` (release build) against Floodgate for 5 s, samples every CPU with perf for 1.5 s in
+# the middle, and maps the samples that fell in the JITed program to source lines with jit-lines (built here
+# on first use). Needs root, perf, libbpf-dev and a C compiler. Everything runs in the flood's own lab.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+scenario=${1:-single-source}
+shift || true
+tools=Benchmarks/tools
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+[ -x "$tools/jit-lines" ] || cc -O1 -o "$tools/jit-lines" "$tools/jit-lines.c" -lbpf
+swift build -c release --product floodgate >/dev/null
+.build/release/floodgate flood --scenario "$scenario" --filter floodgate --seconds 5 --packets 1000000000 "$@" 2>/dev/null &
+flood=$!
+sleep 2.2
+id=$(bpftool prog show name floodgate_xdp | head -1 | cut -d: -f1)
+"$tools/jit-lines" "$id" > "$work/lines"
+perf record -a -o "$work/perf.data" -- sleep 1.5 2>/dev/null
+wait "$flood"
+perf report -i "$work/perf.data" --no-children --stdio 2>/dev/null | grep '%' | head -8 || true
+perf script -i "$work/perf.data" -F ip,sym 2>/dev/null | awk '/floodgate_xdp/ {print $1}' > "$work/ips" || true
+python3 - "$work/lines" "$work/ips" <<'PY'
+import bisect, collections, sys
+lines = []
+for l in open(sys.argv[1]):
+    if not l.startswith("function"):
+        address, rest = l.split(" ", 1)
+        lines.append((int(address, 16), rest.rstrip()))
+lines.sort()
+starts = [a for a, _ in lines]
+counts = collections.Counter()
+for l in open(sys.argv[2]):
+    i = bisect.bisect_right(starts, int(l, 16)) - 1
+    if i >= 0:
+        counts[lines[i][1][:140]] += 1
+total = sum(counts.values())
+print(f"samples in floodgate_xdp: {total}")
+for line, n in counts.most_common(30):
+    print(f"{n:6d} {line}")
+PY
