@@ -226,6 +226,33 @@ import Testing
         #expect(try program.judge(Packet.request("REGISTER", src: "198.18.78.1")).2 == .passed)
     }
 
+    /// A drained prefix is held in the drop cache for 25 ms at a time (FG_PREFIX_HOLD_NS), but the tokens that
+    /// come due meanwhile are not lost: over a second of flood the prefix admits its burst and its rate, no more
+    /// and no less.
+    @Test func aHeldPrefixStillAdmitsItsRate() throws {
+        // Measured on one CPU (the drop cache is per CPU); judged here, in the test's own context.
+        let (admitted, dropped, seconds) = try onOneCPU { () -> (Double, UInt64, Double) in
+            var policy = Policy()
+            policy.prefix = .rate(100, burst: 10)  // tau 90 ms: room for the 25 ms hold and a jiffy
+            var limits = Limit.defaults
+            limits[.register] = .unlimited  // only the prefix decides
+            let program = try loadProgram(limits: limits, policy: policy)
+            let frame = Packet.request("REGISTER", src: "198.18.77.9")
+            let start = monotonicNanoseconds()
+            while monotonicNanoseconds() - start < 1_000_000_000 {
+                _ = try program.testRun(frame, repeat: 5_000)
+            }
+            let seconds = Double(monotonicNanoseconds() - start) / 1e9
+            let counters = try program.maps.counters().packets
+            return (Double(counters[.register, .passed] + counters[.register, .passedUntracked]),
+                    counters[.register, .droppedPrefix], seconds)
+        }
+        let expected = 10 + 100 * seconds
+        #expect(admitted >= expected * 0.95 && admitted <= expected + 2,
+                "admitted \(admitted) in \(seconds) s, expected \(expected)")
+        #expect(dropped > 10_000, "the flood was dropped as a prefix: \(dropped)")
+    }
+
     /// Sources spread over 100 /24s of one /16: each /24 has room, the /16 does not; another /16 is unaffected.
     @Test func theWidePrefixBoundsAFloodSpreadOverManyPrefixes() throws {
         var policy = Policy()
