@@ -17,6 +17,18 @@ int cfloodgate_pin_to_cpu(int cpu)
     return sched_setaffinity(0, sizeof(set), &set) ? -errno : 0;
 }
 
+_Static_assert(sizeof(cpu_set_t) == CFLOODGATE_AFFINITY_BYTES, "cpu_set_t size");
+
+int cfloodgate_get_affinity(unsigned char mask[CFLOODGATE_AFFINITY_BYTES])
+{
+    return sched_getaffinity(0, sizeof(cpu_set_t), (cpu_set_t *)mask) ? -errno : 0;
+}
+
+int cfloodgate_set_affinity(const unsigned char mask[CFLOODGATE_AFFINITY_BYTES])
+{
+    return sched_setaffinity(0, sizeof(cpu_set_t), (const cpu_set_t *)mask) ? -errno : 0;
+}
+
 int cfloodgate_current_cpu(void)
 {
     return sched_getcpu();

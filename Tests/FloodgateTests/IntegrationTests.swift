@@ -147,8 +147,7 @@ import Testing
         try requireRoot()
         let result = try run([floodgateBinary, "flood", "--scenario", "single-source", "--packets", "300000", "--json"])
         #expect(result.status == 0, "\(result.err)")
-        struct Flood: Decodable { var sent: UInt64; var processed: UInt64; var dropped: UInt64 }
-        let flood = try JSONDecoder().decode(Flood.self, from: Data(result.out.utf8))
+        let flood = try JSONDecoder().decode(FloodJSON.self, from: Data(result.out.utf8))
         #expect(flood.sent == 300_000)
         #expect(flood.processed == flood.sent)
         // The INVITE limit lets the burst of 16 and 8/s through; everything else is dropped.

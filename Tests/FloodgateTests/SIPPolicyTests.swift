@@ -230,7 +230,7 @@ import Testing
     /// come due meanwhile are not lost: over a second of flood the prefix admits its burst and its rate, no more
     /// and no less.
     @Test func aHeldPrefixStillAdmitsItsRate() throws {
-        // Measured on one CPU (the drop cache is per CPU); judged here, in the test's own context.
+        // Measured on one CPU: the drop cache is per CPU.
         let (admitted, dropped, seconds) = try onOneCPU { () -> (Double, UInt64, Double) in
             var policy = Policy()
             policy.prefix = .rate(100, burst: 10)  // tau 90 ms: room for the 25 ms hold and a jiffy

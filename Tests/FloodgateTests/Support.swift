@@ -60,20 +60,14 @@ var floodgateBinary: String {
 
 func uniqueID() -> String { String(UInt32.random(in: 0..<UInt32.max), radix: 36) }
 
-/// Runs `body` on a thread of its own pinned to CPU 0, for tests of per-CPU state (the drop cache): test runs
-/// happen on the CPU of the calling thread, which could otherwise move between calls.
-func onOneCPU<T>(_ body: @escaping () throws -> T) throws -> T {
-    let outcome = PinnedOutcome<T>()
-    let done = DispatchSemaphore(value: 0)
-    Thread {
-        defer { done.signal() }
-        outcome.result = Result {
-            guard cfloodgate_pin_to_cpu(0) == 0 else { throw FloodgateError("pin the test thread to CPU 0") }
-            return try body()
-        }
-    }.start()
-    done.wait()
-    return try outcome.result!.get()
+/// Runs `body` with the calling thread pinned to CPU 0, for tests of per-CPU state (the drop cache): test runs
+/// happen on the CPU of the calling thread, which could otherwise move between calls. The thread's affinity is
+/// put back afterwards. `body` is synchronous, so it stays on this thread, in the test's own context: its
+/// expectations are reported as the test's.
+func onOneCPU<T>(_ body: () throws -> T) throws -> T {
+    var saved = [UInt8](repeating: 0, count: Int(CFLOODGATE_AFFINITY_BYTES))
+    guard cfloodgate_get_affinity(&saved) == 0 else { throw FloodgateError("read the test thread's CPU affinity") }
+    guard cfloodgate_pin_to_cpu(0) == 0 else { throw FloodgateError("pin the test thread to CPU 0") }
+    defer { _ = cfloodgate_set_affinity(saved) }
+    return try body()
 }
-
-private final class PinnedOutcome<T>: @unchecked Sendable { var result: Result<T, Error>? }

@@ -26,6 +26,10 @@ extern int setns(int fd, int nstype);
 
 /* Pin the calling thread to one CPU (sched_setaffinity); 0 or -errno. */
 int cfloodgate_pin_to_cpu(int cpu);
+/* The calling thread's CPU affinity (a cpu_set_t, opaque), to put back after pinning; 0 or -errno. */
+#define CFLOODGATE_AFFINITY_BYTES 128
+int cfloodgate_get_affinity(unsigned char mask[CFLOODGATE_AFFINITY_BYTES]);
+int cfloodgate_set_affinity(const unsigned char mask[CFLOODGATE_AFFINITY_BYTES]);
 /* The CPU the calling thread runs on (sched_getcpu). */
 int cfloodgate_current_cpu(void);
 /* pipe2(fds, O_CLOEXEC): 0 or -errno. */
