@@ -110,10 +110,15 @@ public struct FloodResult: Codable, Sendable {
                 rmdir("/sys/fs/bpf/xdp")  // libxdp's directory, if it left it empty
             }
         }
-        let cpus = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         let generatorCPU = 0
         var sippCPU: Int? = 0
-        if dedicatedReceiver && cpus > 1 && filter != "none" {
+        if dedicatedReceiver {
+            let cpus = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+            guard cpus > 1 else { throw FloodgateError("a CPU of its own for the receive needs two CPUs; this machine has one") }
+            guard filter != "none" else {
+                throw FloodgateError("a CPU of its own for the receive needs an XDP program on the router end",
+                                     hint: "veth has NAPI only with one attached; pick a filter other than none")
+            }
             try lab.dedicateReceiverCPU(cpus - 1)
             sippCPU = nil
         }

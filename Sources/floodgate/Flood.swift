@@ -39,6 +39,9 @@ extension Floodgate {
             guard packets >= 1, packets <= 1_000_000_000 else { throw ValidationError("--packets must be 1 to 1000000000.") }
             guard seconds > 0, seconds <= 600 else { throw ValidationError("--seconds must be above 0 and at most 600.") }
             guard (0...10_000).contains(calls) else { throw ValidationError("--calls must be 0 to 10000.") }
+            if dedicatedCPU && filter == "none" {
+                throw ValidationError("--dedicated-cpu needs an XDP program on the router end: not with --filter none.")
+            }
             do { _ = try FloodScenario.named(scenario) } catch { throw ValidationError("\(error).") }
         }
 

@@ -60,6 +60,7 @@ import Testing
         try expectFloodError(["--scenario", "tsunami"], "unknown flood scenario 'tsunami'")
         try expectFloodError(["--scenario", "random-v4-/8"], "unknown flood scenario 'random-v4-/8'")
         try expectFloodError(["--filter", "iptables"], "--filter takes floodgate, trivial, touch, oracle, xdp-filter, nftables, none")
+        try expectFloodError(["--filter", "none", "--dedicated-cpu"], "--dedicated-cpu needs an XDP program on the router end")
         try expectFloodError(["--packets", "0"], "--packets must be 1 to 1000000000")
         try expectFloodError(["--seconds", "0"], "--seconds must be above 0 and at most 600")
         try expectFloodError(["--calls=-1"], "--calls must be 0 to 10000")
