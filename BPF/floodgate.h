@@ -83,7 +83,7 @@
 #define FG_INTERVAL_UNLIMITED 0ULL
 #define FG_INTERVAL_BLOCK (~0ULL)
 
-/* Traffic classes: the first index of fg_limits and fg_counters. */
+/* Traffic classes: the first index of fg_limits and of fg_cpu_state.counters. */
 enum fg_class {
 	FG_CLASS_INVITE = 0,	    /* SIP request INVITE */
 	FG_CLASS_REGISTER = 1,	    /* SIP request REGISTER */
