@@ -47,6 +47,8 @@
 #include "lib/bucket.h"
 #include "lib/lists.h"
 #include "lib/scanner.h"
+#include "lib/tiers.h"
+#include "lib/trust.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -167,23 +169,7 @@ static __always_inline __u64 fg_now(struct fg_ctx *c)
 	return c->now;
 }
 
-static __always_inline void fg_mask(struct fg_addr *a, __u32 prefixlen)
-{
-	int w;
-
-#pragma unroll
-	for (w = 0; w < 4; w++) {
-		__s32 bits = (__s32)prefixlen - 32 * w;
-
-		if (bits <= 0)
-			a->words[w] = 0;
-		else if (bits < 32)
-			a->words[w] &= bpf_htonl(~0U << (32 - bits));
-	}
-}
-
 #include "lib/drop_cache.h"
-#include "lib/trust.h"
 
 static __always_inline int fg_is_sip(__u32 traffic_class)
 {
@@ -217,8 +203,7 @@ static __always_inline int fg_global_admit(struct fg_ctx *c, __u32 global, __u32
 static __always_inline __u32 fg_prefix_key(const struct fg_ctx *c, struct fg_source_key *key)
 {
 	const struct fg_addr *a = &c->pkt->src;
-	int v4 = a->words[0] == 0 && a->words[1] == 0 && a->words[2] == bpf_htonl(0xffff);
-	__u32 keylen = v4 ? 96 + c->s->prefix_v4 : c->s->prefix_v6;
+	__u32 keylen = fg_prefix_len(a, c->s->prefix_v4, c->s->prefix_v6);
 
 	key->addr = *a;
 	key->traffic_class = FG_CLASS_MAX;
@@ -251,9 +236,7 @@ static __always_inline __u32 fg_police_aggregate(struct fg_ctx *c, __u32 level, 
 	if (interval == FG_INTERVAL_BLOCK)
 		return FG_REASON_DROPPED_PREFIX;
 	if (level) {
-		int v4 = key.addr.words[0] == 0 && key.addr.words[1] == 0 && key.addr.words[2] == bpf_htonl(0xffff);
-
-		fg_mask(&key.addr, v4 ? 96 + c->s->wide_v4 : c->s->wide_v6);
+		fg_mask(&key.addr, fg_prefix_len(&key.addr, c->s->wide_v4, c->s->wide_v6));
 		key.traffic_class = FG_CLASS_MAX + 1;
 	}
 
@@ -366,20 +349,162 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 	return fg_is_sip(c->key.traffic_class) && !c->trusted ? fg_police_prefix(c) : FG_REASON_PASSED;
 }
 
+/* fg_inspect's verdicts beside the scan's FG_SCAN_* bits. */
+#define FG_INSPECT_MISMATCH (1U << 16) /* CSeq names REGISTER or INVITE, the start line another method */
+#define FG_INSPECT_OVERSIZE (1U << 17) /* the header block does not end within FG_SIP_SCAN_BYTES */
+
+/*
+ * Walks a SIP request's header block (lib/scanner.h) and notes it in fg_txns
+ * if it is a credentialed REGISTER or INVITE (lib/trust.h), with `txn_flags`.
+ * Returns FG_SCAN_* and FG_INSPECT_* bits. A global function: its walk state
+ * is on its own stack, not fg_decide's.
+ */
+__noinline __u32 fg_inspect(struct xdp_md *ctx, struct fg_packet *pkt, __u32 txn_flags)
+{
+	struct fg_scan *scan;
+	__u32 zero = 0, found;
+	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &zero);
+
+	if (!s || !pkt)
+		return 0;
+	scan = fg_scan_message(ctx, pkt->payload_off, pkt->payload_len, pkt->sip_skip);
+	if (!scan)
+		return 0;
+	found = scan->found;
+	if (found & FG_SCAN_SIGNATURE)
+		return found;
+	if (fg_cseq_mismatch(scan, pkt->traffic_class))
+		return found | FG_INSPECT_MISMATCH;
+	/* Its CSeq could hide past the scan, where a server would still read it. */
+	if (!(found & FG_SCAN_END) && pkt->payload_len > FG_SIP_SCAN_BYTES)
+		return found | FG_INSPECT_OVERSIZE;
+	if (fg_notes_transactions(s))
+		fg_note_transaction(pkt, scan, txn_flags & 0xff);
+	return found;
+}
+
+/* What an inspected request's own content earns it: a scanner signature
+ * drops it (and bans its source, if `may_ban`), a request that contradicts
+ * itself or hides its CSeq is malformed; FG_REASON_PASSED otherwise. */
+static __always_inline __u32 fg_inspect_verdict(struct fg_ctx *c, struct fg_packet *pkt, __u32 found, int may_ban)
+{
+	struct fg_settings *s = (struct fg_settings *)c->s;
+
+	if (found & FG_SCAN_SIGNATURE) {
+		if (!may_ban) {
+			pkt->note = FG_NOTE_SPARED;
+			return FG_REASON_DROPPED_SCANNER;
+		}
+		if (s->scanner_ban_seconds) {
+			/* An expired ban is replaced: a scanner that comes back is banned again. */
+			fg_issue_ban(s, &pkt->src, s->scanner_ban_seconds * 1000000000ULL, FG_BAN_SCANNER,
+				     FG_EVENT_SCANNER, pkt->traffic_class, 1, 0);
+			/* Set on every detection, not just a new ban: see FilterMaps.updateSettings. */
+			s->bans_present = 1;
+		}
+		return FG_REASON_DROPPED_SCANNER;
+	}
+	if (found & (FG_INSPECT_MISMATCH | FG_INSPECT_OVERSIZE))
+		return FG_REASON_DROPPED_MALFORMED;
+	return FG_REASON_PASSED;
+}
+
+/* fg_decide's answers that leave the rest of the decision to the main
+ * program, which then calls the function named (each a global function of
+ * its own, so that its stack is not added to fg_decide's):
+ * FG_DECIDE_SPOOFED for a packet that claims a verified or allow-listed
+ * address at another hop distance (fg_decide_spoofed), FG_DECIDE_INSPECT
+ * for a SIP request whose content is still to be judged (fg_decide_content). */
+#define FG_DECIDE_SPOOFED (FG_REASON_SLOTS + 1)
+#define FG_DECIDE_INSPECT (FG_REASON_SLOTS + 2)
+
+/* The last step for a SIP packet that passed everything else: the interface
+ * budget, shed by priority; verified sources just before allow-listed ones,
+ * which come last. Returns the reason for a packet that passes it. */
+static __always_inline __u32 fg_budget(struct fg_ctx *c, __u32 tier)
+{
+	__u32 traffic_class = c->pkt->traffic_class, level;
+
+	if (!fg_is_sip(traffic_class))
+		return tier == FG_TIER_ALLOWED ? FG_REASON_PASSED_ALLOW : FG_REASON_PASSED;
+	level = tier == FG_TIER_ALLOWED	   ? FG_PRIORITY_ALLOWED
+		: tier == FG_TIER_VERIFIED ? FG_PRIORITY_ALLOWED - 1
+					   : fg_shed_priority(traffic_class);
+	if (!fg_global_admit(c, FG_GLOBAL_BUDGET, FG_LIMIT_BUDGET, level, FG_PRIORITY_LEVELS))
+		return FG_REASON_DROPPED_SHED;
+	return tier == FG_TIER_ALLOWED ? FG_REASON_PASSED_ALLOW : FG_REASON_PASSED;
+}
+
+/* Does this packet's content need a walk (signatures, transactions)? */
+static __always_inline int fg_needs_inspection(const struct fg_settings *s, const struct fg_packet *pkt)
+{
+	return pkt->sip_request && (s->signature_entries || fg_notes_transactions(s));
+}
+
+/* The rest of fg_decide for a SIP request of tier pkt->tier that passed its
+ * buckets: its content, then the budget. */
+__noinline int fg_decide_content(struct xdp_md *ctx, struct fg_packet *pkt)
+{
+	__u32 zero = 0, reason;
+	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &zero);
+	struct fg_ctx c = {.s = s, .pkt = pkt};
+
+	if (!s || !pkt)
+		return FG_REASON_PASSED;
+	/* UDP evidence bans only the unverified. */
+	reason = fg_inspect_verdict(&c, pkt, fg_inspect(ctx, pkt, 0), pkt->tier == FG_TIER_UNVERIFIED);
+	if (reason != FG_REASON_PASSED)
+		return reason;
+	return fg_budget(&c, pkt->tier);
+}
+
+/*
+ * A packet that claims a verified or allow-listed address at another hop
+ * distance (lib/tiers.h): charged to its prefix's unverified bucket and
+ * dropped, except a credentialed REGISTER or INVITE that the bucket admits,
+ * which goes on to the server so that a real route change can be confirmed.
+ * Nothing of the address's own (buckets, bans, failures, trust) is touched.
+ * A global function called by the main program, so that its stack is not
+ * added to fg_decide's.
+ */
+__noinline int fg_decide_spoofed(struct xdp_md *ctx, struct fg_packet *pkt)
+{
+	__u32 zero = 0, found;
+	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &zero);
+	struct fg_ctx c = {.s = s, .pkt = pkt};
+
+	if (!s || !pkt)
+		return FG_REASON_DROPPED_SPOOFED;
+	pkt->note = FG_NOTE_SPOOFED;
+	c.generation = READ_ONCE(s->policy_generation);
+	asm volatile("" ::: "memory");
+	if (!fg_is_sip(pkt->traffic_class) || fg_police_prefix(&c) != FG_REASON_PASSED)
+		return FG_REASON_DROPPED_SPOOFED;
+	if (pkt->traffic_class != FG_CLASS_REGISTER && pkt->traffic_class != FG_CLASS_INVITE)
+		return FG_REASON_DROPPED_SPOOFED;
+	found = fg_inspect(ctx, pkt, FG_TXN_REPIN);
+	if ((found & FG_SCAN_CREDENTIALS) && fg_inspect_verdict(&c, pkt, found, 0) == FG_REASON_PASSED) {
+		pkt->note = 0;
+		return FG_REASON_PASSED;
+	}
+	return FG_REASON_DROPPED_SPOOFED;
+}
+
 /*
  * The policy for a parsed packet; returns an enum fg_reason. A global function,
  * so the verifier checks it once for any packet rather than once for each way
  * the parser can reach it.
  */
-__noinline int fg_decide(struct xdp_md *ctx, struct fg_packet *pkt)
+__noinline int fg_decide(struct fg_packet *pkt)
 {
 	__u32 zero = 0, index, reason;
 	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &zero);
 	struct fg_ctx c = {.s = s, .pkt = pkt};
+	struct fg_allow_entry *allow = NULL;
+	struct fg_trust *trust;
 	struct fg_limit *lim;
 	struct fg_ban *ban;
-	int banned = 0, allowed = 0;
-	__u32 scan = 0;
+	int banned = 0;
 
 	if (!s || !pkt)
 		return FG_REASON_PASSED;
@@ -416,18 +541,27 @@ __noinline int fg_decide(struct xdp_md *ctx, struct fg_packet *pkt)
 		return FG_REASON_DROPPED_BAN;
 	}
 	if (s->allow_entries)
-		allowed = fg_in_list(&fg_allow, &pkt->src);
-	if (allowed) {
-		if (fg_is_sip(pkt->traffic_class) &&
-		    !fg_global_admit(&c, FG_GLOBAL_BUDGET, FG_LIMIT_BUDGET, FG_PRIORITY_ALLOWED, FG_PRIORITY_LEVELS))
-			return FG_REASON_DROPPED_SHED;
-		return FG_REASON_PASSED_ALLOW;
+		allow = fg_allow_entry(&pkt->src);
+	if (allow) {
+		/* Not cached: the address's own packets must still reach this check. */
+		if (!fg_allowed_ttl_ok(s, allow, &pkt->src, pkt->ttl))
+			return FG_DECIDE_SPOOFED;
+		pkt->tier = FG_TIER_ALLOWED;
+		if (fg_needs_inspection(s, pkt))
+			return FG_DECIDE_INSPECT;
+		return fg_budget(&c, FG_TIER_ALLOWED);
 	}
 	if (banned && ban) {
 		fg_cache_ban(&c, ban->expires_ns);
 		return FG_REASON_DROPPED_BAN;
 	}
-	c.trusted = fg_is_trusted(&c);
+	trust = fg_verified(s, &pkt->src, fg_now(&c) >> FG_TICK_SHIFT);
+	if (trust) {
+		if (!fg_ttl_near(s, trust->ttl, pkt->ttl))
+			return FG_DECIDE_SPOOFED;
+		c.trusted = 1;
+		pkt->tier = FG_TIER_VERIFIED;
+	}
 	/* An empty prefix bucket drops every packet it would be charged for:
 	 * check it before the per-source lookup a random source would miss. */
 	if (fg_is_sip(pkt->traffic_class) && !c.trusted) {
@@ -442,33 +576,9 @@ __noinline int fg_decide(struct xdp_md *ctx, struct fg_packet *pkt)
 	if (reason != FG_REASON_PASSED)
 		return reason;
 
-	if (pkt->sip_request && (s->signature_entries || fg_counts_credentials(s, pkt->traffic_class)))
-		scan = fg_scan_request(ctx, pkt);
-	if (scan & FG_SCAN_CREDENTIALS && fg_counts_credentials(s, pkt->traffic_class))
-		fg_note_credentials(&pkt->src);
-	if (scan & FG_SCAN_SIGNATURE) {
-		if (s->scanner_ban_seconds) {
-			struct fg_ban scanner = {
-				.expires_ns = (fg_now(&c) >> FG_TICK_SHIFT) + s->scanner_ban_seconds * 1000000000ULL,
-				.flags = FG_BAN_SCANNER,
-			};
-
-			if (bpf_map_update_elem(&fg_bans, &pkt->src, &scanner, BPF_NOEXIST) == 0)
-				fg_event(FG_EVENT_SCANNER, pkt->traffic_class, &pkt->src, scanner.expires_ns, 1, 0);
-			/* Set on every detection, not just a new ban, so that an agent
-			 * rewriting the settings at the same moment cannot lose it for good. */
-			s->bans_present = 1;
-		}
-		return FG_REASON_DROPPED_SCANNER;
-	}
-
-	/* Known-good sources are shed just before the allow list. */
-	if (fg_is_sip(pkt->traffic_class) &&
-	    !fg_global_admit(&c, FG_GLOBAL_BUDGET, FG_LIMIT_BUDGET,
-			     c.trusted ? FG_PRIORITY_ALLOWED - 1 : fg_shed_priority(pkt->traffic_class),
-			     FG_PRIORITY_LEVELS))
-		return FG_REASON_DROPPED_SHED;
-	return FG_REASON_PASSED;
+	if (fg_needs_inspection(s, pkt))
+		return FG_DECIDE_INSPECT;
+	return fg_budget(&c, pkt->tier);
 }
 
 /* Counts a packet the policy judged; one drop in FG_DROP_SAMPLE_EVERY of each
@@ -476,11 +586,22 @@ __noinline int fg_decide(struct xdp_md *ctx, struct fg_packet *pkt)
 static __always_inline int fg_verdict(struct fg_cpu_state *cpu, const struct fg_packet *pkt, __u32 reason,
 				      __u64 bytes)
 {
-	__u64 seen = 1;
+	__u64 seen = 1, now;
 	int action = fg_count_seen(cpu, pkt->traffic_class, reason, bytes, &seen);
 
 	if (action == XDP_DROP && !(seen & (FG_DROP_SAMPLE_EVERY - 1)))
 		fg_event(FG_EVENT_DROP_SAMPLE, pkt->traffic_class, &pkt->src, 0, reason, seen);
+	/* A forger can make these at line rate: at most one a second per CPU. */
+	if (pkt->note) {
+		now = bpf_ktime_get_ns();
+		if (now - cpu->noisy_event_ns >= FG_NOISY_EVENT_NS) {
+			cpu->noisy_event_ns = now;
+			if (pkt->note == FG_NOTE_SPARED)
+				fg_event(FG_EVENT_SPARED, pkt->traffic_class, &pkt->src, 0, FG_BAN_SCANNER, 1);
+			else
+				fg_event(FG_EVENT_SPOOFED, pkt->traffic_class, &pkt->src, 0, pkt->ttl, 0);
+		}
+	}
 	return action;
 }
 
@@ -531,66 +652,14 @@ int floodgate_xdp(struct xdp_md *ctx)
 		reason = fg_cache_check(s, &pkt, jiffies);
 	if (reason != FG_REASON_PASSED)
 		return fg_verdict(cpu, &pkt, reason, bytes);
-	reason = fg_decide(ctx, &pkt);
+	reason = fg_decide(&pkt);
+	if (reason == FG_DECIDE_SPOOFED)
+		reason = fg_decide_spoofed(ctx, &pkt);
+	else if (reason == FG_DECIDE_INSPECT)
+		reason = fg_decide_content(ctx, &pkt);
 	if (reason == FG_REASON_DROPPED_RATE && s->autoban_drops && pkt.traffic_class != FG_CLASS_FRAGMENT)
 		fg_autoban_check(s, &pkt);
 	return fg_verdict(cpu, &pkt, reason, bytes);
-}
-
-/* The answer of the SIP server in a UDP datagram from one of its ports on the
- * inside interface: its status code and destination; see lib/trust.h. */
-static __always_inline void fg_inside_response(struct xdp_md *ctx, struct fg_settings *s, const struct fg_addr *dst,
-					       __u32 payload_off, __u32 payload_len)
-{
-	struct fg_auth_state *st;
-	struct fg_cseq_walk walk = {};
-	struct fg_scratch *scratch;
-	__u8 line[12];
-	__u32 code, zero = 0, len;
-
-	if (payload_len < sizeof(line) || bpf_xdp_load_bytes(ctx, payload_off, line, sizeof(line)))
-		return;
-	if (line[0] != 'S' || line[1] != 'I' || line[2] != 'P' || line[3] != '/' || line[4] != '2' || line[5] != '.' ||
-	    line[6] != '0' || line[7] != ' ' || line[11] != ' ')
-		return;
-	if (line[8] < '1' || line[8] > '6' || line[9] < '0' || line[9] > '9' || line[10] < '0' || line[10] > '9')
-		return;
-	code = (line[8] - '0') * 100 + (line[9] - '0') * 10 + (line[10] - '0');
-
-	if (s->bruteforce_failures && (code == 401 || code == 407)) {
-		st = bpf_map_lookup_elem(&fg_auth, dst);
-		/* A challenge to a request without credentials (every phone's
-		 * first REGISTER) is not a failure. */
-		if (!st || !st->creds)
-			return;
-		st->creds--;
-		fg_auth_failure(s, st, dst);
-		return;
-	}
-	if (s->bruteforce_failures && code == 403) {
-		st = fg_auth_entry(dst);
-		if (st)
-			fg_auth_failure(s, st, dst);
-		return;
-	}
-	if (code < 200 || code > 299 || !s->trust_seconds)
-		return;
-	scratch = bpf_map_lookup_elem(&fg_scratch, &zero);
-	len = payload_len;
-	if (len > FG_SIP_SCAN_BYTES)
-		len = FG_SIP_SCAN_BYTES;
-	/* Keep the compiler from handing the verifier an unclamped copy. */
-	asm volatile("" : "+r"(len));
-	if (!scratch || len < 24 || len > FG_SIP_SCAN_BYTES || bpf_xdp_load_bytes(ctx, payload_off, scratch->buf, len))
-		return;
-	walk.len = len;
-	bpf_loop(len, fg_cseq_step, &walk, 0);
-	if (!walk.found)
-		return;
-	fg_trust(s, dst);
-	st = bpf_map_lookup_elem(&fg_auth, dst);
-	if (st)
-		st->creds = 0;
 }
 
 /*
@@ -604,13 +673,13 @@ int floodgate_inside(struct xdp_md *ctx)
 	void *data_end = (void *)(long)ctx->data_end;
 	struct fg_settings *s;
 	struct udphdr *udp;
-	struct fg_addr dst = {};
+	struct fg_addr src = {}, dst = {};
 	__u32 zero = 0;
 	__be16 proto = 0;
 	void *l3;
 
 	s = bpf_map_lookup_elem(&fg_settings, &zero);
-	if (!s || (!s->bruteforce_failures && !s->trust_seconds))
+	if (!s || !fg_notes_transactions(s))
 		return XDP_PASS;
 	l3 = fg_skip_l2(data, data_end, &proto);
 	if (!l3)
@@ -622,7 +691,8 @@ int floodgate_inside(struct xdp_md *ctx)
 		    (ip->frag_off & bpf_htons(0x3fff)))
 			return XDP_PASS;
 		udp = l3 + ip->ihl * 4;
-		dst.words[2] = bpf_htonl(0xffff);
+		src.words[2] = dst.words[2] = bpf_htonl(0xffff);
+		src.words[3] = ip->saddr;
 		dst.words[3] = ip->daddr;
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = l3;
@@ -630,12 +700,16 @@ int floodgate_inside(struct xdp_md *ctx)
 		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_UDP)
 			return XDP_PASS;
 		udp = (void *)(ip6 + 1);
+		__builtin_memcpy(&src, &ip6->saddr, sizeof(src));
 		__builtin_memcpy(&dst, &ip6->daddr, sizeof(dst));
 	} else {
 		return XDP_PASS;
 	}
 	if ((void *)(udp + 1) > data_end || !fg_is_sip_port(s, udp->source))
 		return XDP_PASS;
-	fg_inside_response(ctx, s, &dst, (void *)(udp + 1) - data, data_end - (void *)(udp + 1));
+	/* Only the SIP server's answers count. */
+	if (s->server_entries && !fg_in_list(&fg_servers, &src))
+		return XDP_PASS;
+	fg_inside_answer(ctx, s, &dst, (void *)(udp + 1) - data, data_end - (void *)(udp + 1));
 	return XDP_PASS;
 }

@@ -29,6 +29,9 @@
 #define FG_MAP_AUTH "fg_auth"
 #define FG_MAP_TRUSTED "fg_trusted"
 #define FG_MAP_TRUSTED_PREFIXES "fg_trusted_prefixes"
+#define FG_MAP_PINS "fg_pins"
+#define FG_MAP_TXNS "fg_txns"
+#define FG_MAP_SERVERS "fg_servers"
 #define FG_INSIDE_PROG_NAME "floodgate_inside"
 #define FG_MAP_EVENTS "fg_events"
 #define FG_PROG_NAME "floodgate_xdp"
@@ -45,6 +48,8 @@
 #define FG_MAX_OFFENDERS 65536
 #define FG_MAX_AUTH_SOURCES 65536
 #define FG_MAX_TRUSTED 262144
+#define FG_MAX_TXNS 65536
+#define FG_MAX_SERVERS 1024
 /* Ban lengths by offence (auto-ban): the first, second, ... the last repeats. */
 #define FG_AUTOBAN_LEVELS 4
 #define FG_EVENTS_BYTES (256 * 1024)
@@ -52,8 +57,12 @@
 #define FG_MAX_SIP_PORTS 4
 /* Bounded walk of the IPv6 extension-header chain. */
 #define FG_IPV6_MAX_EXT 8
-/* SIP requests are scanned for signatures in their first this many bytes. */
-#define FG_SIP_SCAN_BYTES 512
+/* A SIP message's header block is scanned (signatures, credentials, Call-ID,
+ * CSeq) up to its blank line or this many bytes, whichever comes first. */
+#define FG_SIP_SCAN_BYTES 2048
+/* Leading CR, LF, SP or HT bytes skipped before a request line (RFC 3261
+ * section 7.5: servers ignore CRLFs before a request; Kamailio does). */
+#define FG_SIP_MAX_LEADING 4
 /* A signature: one byte of kind, then up to 31 bytes of lower-cased prefix. */
 #define FG_SIGNATURE_BYTES 32
 #define FG_SIGNATURE_USER_AGENT 0x75 /* 'u' */
@@ -94,15 +103,16 @@ enum fg_class {
 	FG_CLASS_SIP_OTHER = 6,	    /* anything else over UDP to a SIP port */
 	FG_CLASS_SIP_SYN = 7,	    /* TCP SYN without ACK to a SIP port */
 	FG_CLASS_SIP_STREAM = 8,    /* other TCP segments to a SIP port (established SIP/TLS) */
-	FG_CLASS_FRAGMENT = 9,	    /* non-first IPv4/IPv6 fragments: one aggregate bucket */
-	FG_CLASS_RTP = 10,	    /* UDP to the RTP port range */
-	FG_CLASS_ICMP = 11,	    /* ICMP and ICMPv6 (but neighbour discovery) */
-	FG_CLASS_OTHER = 12,	    /* everything else, non-IP frames included */
-	FG_CLASS_MAX = 13,
+	FG_CLASS_KEEPALIVE = 9,	    /* a UDP datagram of only CR and LF (RFC 5626 keep-alive) */
+	FG_CLASS_FRAGMENT = 10,	    /* non-first IPv4/IPv6 fragments: one aggregate bucket */
+	FG_CLASS_RTP = 11,	    /* UDP to the RTP port range */
+	FG_CLASS_ICMP = 12,	    /* ICMP and ICMPv6 (but neighbour discovery) */
+	FG_CLASS_OTHER = 13,	    /* everything else, non-IP frames included */
+	FG_CLASS_MAX = 14,
 };
 
 /* Classes up to this one are SIP: prefix buckets and the budget apply. */
-enum { FG_CLASS_SIP_LAST = FG_CLASS_SIP_STREAM };
+enum { FG_CLASS_SIP_LAST = FG_CLASS_KEEPALIVE };
 
 /* fg_limits entries after the per-class ones. */
 enum fg_limit_index {
@@ -133,6 +143,7 @@ static inline __u32 fg_shed_priority(__u32 c)
 	case FG_CLASS_REGISTER: return 1;
 	case FG_CLASS_SIP_OTHER: return 2;
 	case FG_CLASS_SIP_SYN: return 2;
+	case FG_CLASS_KEEPALIVE: return 2;
 	case FG_CLASS_INVITE: return 3;
 	case FG_CLASS_OTHER_REQUEST: return 4;
 	default: return 5; /* in-dialog, response, established streams */
@@ -154,7 +165,8 @@ enum fg_reason {
 	FG_REASON_PASSED_MALFORMED = 10,   /* truncated or invalid header, action pass */
 	FG_REASON_DROPPED_BLOCKED = 11,	   /* class limit is "block" */
 	FG_REASON_PASSED_UNTRACKED = 12,   /* the source map refused a new entry */
-	FG_REASON_MAX = 13,
+	FG_REASON_DROPPED_SPOOFED = 13,	   /* a verified or allow-listed address at another hop distance */
+	FG_REASON_MAX = 14,
 };
 
 /* What to do with a packet whose headers are truncated or invalid. */
@@ -193,7 +205,19 @@ struct fg_settings {
 	__u32 bruteforce_window_s;
 	__u32 bruteforce_ban_s;
 	__u32 trust_seconds;		    /* how long a source stays known-good; 0 = no learned trust */
+	/* Hop-count pinning (lib/tiers.h): a verified or allow-listed address
+	 * arriving with a TTL / hop limit further than this from its pinned one
+	 * is taken as forged. */
+	__u32 ttl_tolerance;
+	__u32 layout_version;		    /* FG_LAYOUT_VERSION of the build that loaded the program */
+	__u32 server_entries;		    /* 0: any address on the inside answers for the SIP server */
+	__u32 pad;		    /* FG_LAYOUT_VERSION of the build that loaded the program */
 };
+
+/* Bumped whenever a pinned map's layout or meaning changes: a filter pinned by
+ * a build with another version is not adopted. */
+#define FG_LAYOUT_VERSION 2
+#define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*
  * fg_limits[class or enum fg_limit_index]: one GCRA/token bucket definition,
@@ -253,7 +277,14 @@ enum fg_event_type {
 	FG_EVENT_BRUTE_FORCE = 3, /* failed authentications banned a source */
 	FG_EVENT_TRUSTED = 4, /* a source became known-good (a 2xx to its REGISTER or INVITE) */
 	FG_EVENT_DROP_SAMPLE = 5, /* one drop in FG_DROP_SAMPLE_EVERY: offence = its reason, drops = the count */
+	FG_EVENT_SPARED = 6, /* a verified or allow-listed source that UDP evidence would have banned was not:
+			      * offence = FG_BAN_SCANNER or FG_BAN_AUTO, drops = the count that triggered it */
+	FG_EVENT_SPOOFED = 7, /* packets claiming a verified or allow-listed address at another hop distance:
+			       * offence = the TTL seen, drops = the pinned TTL (at most one event a second per CPU) */
 };
+/* Events that could come with every packet of a flood are sent at most once
+ * in this many ns on each CPU. */
+#define FG_NOISY_EVENT_NS 1000000000ULL
 /* Each CPU reports one drop in this many of each class and reason (a power of two). */
 #define FG_DROP_SAMPLE_EVERY 65536
 
@@ -265,6 +296,16 @@ struct fg_auth_state {
 	__u32 window_start_s;  /* CLOCK_MONOTONIC seconds when the window began */
 	__u32 pad;
 };
+/* fg_trusted[source]: a verified (known-good) source. */
+struct fg_trust {
+	__u64 until_ns;	     /* CLOCK_MONOTONIC ns until which it is verified */
+	__u8 ttl;	     /* the TTL / hop limit it arrives with (pinned when verified) */
+	__u8 candidate_ttl;  /* another TTL that verified transactions came with */
+	__u8 candidate_count; /* how many in a row: FG_REPIN_CONFIRMATIONS move the pin */
+	__u8 pad[5];
+};
+#define FG_REPIN_CONFIRMATIONS 3
+
 struct fg_event {
 	__u32 type;	     /* enum fg_event_type */
 	__u32 traffic_class; /* enum fg_class of the packet that triggered it */
@@ -272,6 +313,31 @@ struct fg_event {
 	__u64 expires_ns;    /* the ban's expiry (CLOCK_MONOTONIC) */
 	__u32 offence;	     /* 1 for a first offence, ... */
 	__u32 drops;	     /* drops in the window that triggered it */
+};
+
+/* fg_allow value: an optional fixed TTL range for the entry's addresses. */
+struct fg_allow_entry {
+	__u8 ttl_min; /* with ttl_max: the TTLs / hop limits its packets may arrive with */
+	__u8 ttl_max; /* 0: no fixed range, the first packet's TTL is pinned (fg_pins) */
+	__u16 pad;
+};
+
+/*
+ * fg_txns[source, Call-ID hash, CSeq number]: a REGISTER or INVITE with
+ * credentials that the external program let in, so that the server's answer
+ * (seen by floodgate_inside) can be matched to it. LRU.
+ */
+struct fg_txn_key {
+	struct fg_addr addr;
+	__u32 callid; /* FNV-1a of the Call-ID value */
+	__u32 cseq;   /* the CSeq number */
+};
+#define FG_TXN_REPIN 1 /* it came at another TTL than the source's pinned one */
+struct fg_txn {
+	__u8 ttl;	    /* the TTL / hop limit it arrived with */
+	__u8 flags;	    /* FG_TXN_* */
+	__u8 traffic_class; /* FG_CLASS_REGISTER or FG_CLASS_INVITE */
+	__u8 pad[5];
 };
 
 /* fg_deny / fg_allow key (LPM trie): IPv4 as ::ffff:0:0/96 plus its length. */
@@ -334,7 +400,8 @@ struct fg_class_counters {
  */
 struct fg_cpu_state {
 	__u64 prefix_until_jiffies; /* some prefix slot may drop until this jiffy: check them */
-	__u64 reserved[7];	    /* the counters start on a cache line of their own */
+	__u64 noisy_event_ns;	    /* when this CPU last sent a spared or spoofed event (FG_NOISY_EVENT_NS) */
+	__u64 reserved[6];	    /* the counters start on a cache line of their own */
 	struct fg_class_counters counters[FG_CLASS_MAX];
 };
 
@@ -378,7 +445,11 @@ struct fg_oracle_config {
 
 _Static_assert(sizeof(struct fg_flood_config) == 16, "fg_flood_config layout");
 _Static_assert(sizeof(struct fg_oracle_config) == 40, "fg_oracle_config layout");
-_Static_assert(sizeof(struct fg_settings) == 96, "fg_settings layout");
+_Static_assert(sizeof(struct fg_settings) == 112, "fg_settings layout");
+_Static_assert(sizeof(struct fg_trust) == 16, "fg_trust layout");
+_Static_assert(sizeof(struct fg_txn_key) == 24, "fg_txn_key layout");
+_Static_assert(sizeof(struct fg_txn) == 8, "fg_txn layout");
+_Static_assert(sizeof(struct fg_allow_entry) == 4, "fg_allow_entry layout");
 _Static_assert(sizeof(struct fg_auth_state) == 16, "fg_auth_state layout");
 _Static_assert(sizeof(struct fg_offence) == 16, "fg_offence layout");
 _Static_assert(sizeof(struct fg_event) == 40, "fg_event layout");
@@ -412,6 +483,7 @@ static inline const char *fg_class_name(__u32 c)
 	case FG_CLASS_SIP_OTHER: return "sip-other";
 	case FG_CLASS_SIP_SYN: return "sip-syn";
 	case FG_CLASS_SIP_STREAM: return "sip-stream";
+	case FG_CLASS_KEEPALIVE: return "keepalive";
 	case FG_CLASS_FRAGMENT: return "fragment";
 	case FG_CLASS_RTP: return "rtp";
 	case FG_CLASS_ICMP: return "icmp";
@@ -436,6 +508,7 @@ static inline const char *fg_reason_name(__u32 r)
 	case FG_REASON_PASSED_MALFORMED: return "passed-malformed";
 	case FG_REASON_DROPPED_BLOCKED: return "dropped-blocked";
 	case FG_REASON_PASSED_UNTRACKED: return "passed-untracked";
+	case FG_REASON_DROPPED_SPOOFED: return "dropped-spoofed";
 	default: return (const char *)0;
 	}
 }

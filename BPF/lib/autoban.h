@@ -10,6 +10,10 @@
  * Every ban XDP issues (auto-ban or scanner) is also written to the fg_events
  * ring buffer for the agent to log and count.
  *
+ * A verified or allow-listed source (lib/tiers.h) is never auto-banned: its
+ * address can be forged, and a forger must not be able to ban it. The agent
+ * is told instead (FG_EVENT_SPARED).
+ *
  * Drops are counted where they reach fg_sources: at each slow-path drop and at
  * each flush of the drop cache (every FG_DROP_CACHE_FLUSH cached drops, or
  * when the source next takes the slow path), so a flood crosses the threshold
@@ -24,6 +28,7 @@
 
 #include "../floodgate.h"
 #include "lists.h"
+#include "tiers.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -110,6 +115,12 @@ static __always_inline int fg_autoban(struct fg_settings *s, const struct fg_add
 	w = bpf_map_lookup_elem(&fg_autoban_scratch, &zero);
 	if (!w)
 		return 0;
+	/* A verified or allow-listed source's excess is dropped by its bucket,
+	 * never punished with a ban: its packets may be a forger's. */
+	if (fg_is_vouched_for(s, addr)) {
+		fg_event(FG_EVENT_SPARED, traffic_class, addr, 0, FG_BAN_AUTO, drops);
+		return 0;
+	}
 	forget = (__u64)s->offence_forget_s * 1000000000ULL;
 	o = bpf_map_lookup_elem(&fg_offences, addr);
 	count = o && now - o->last_ns < forget ? o->count : 0;

@@ -221,7 +221,7 @@ static __always_inline __u32 fg_prefix_cache_check(const struct fg_settings *s, 
 						   const struct fg_packet *pkt, __u64 jiffies)
 {
 	struct fg_source_key key = {.addr = pkt->src, .traffic_class = FG_CLASS_MAX};
-	int v4 = key.addr.words[0] == 0 && key.addr.words[1] == 0 && key.addr.words[2] == bpf_htonl(0xffff);
+	int v4 = fg_is_v4(&key.addr);
 
 	if (pkt->traffic_class > FG_CLASS_SIP_LAST)
 		return FG_REASON_PASSED;

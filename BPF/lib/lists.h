@@ -24,7 +24,7 @@ struct {
 	__uint(max_entries, FG_MAX_LIST_ENTRIES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct fg_cidr_key);
-	__type(value, __u32);
+	__type(value, struct fg_allow_entry);
 } fg_allow SEC(".maps");
 
 /*
@@ -56,6 +56,14 @@ static __always_inline int fg_in_list(void *list, const struct fg_addr *addr)
 	struct fg_cidr_key key = {.prefixlen = 128, .addr = *addr};
 
 	return bpf_map_lookup_elem(list, &key) != NULL;
+}
+
+/* The allow entry that covers addr, if any. */
+static __always_inline struct fg_allow_entry *fg_allow_entry(const struct fg_addr *addr)
+{
+	struct fg_cidr_key key = {.prefixlen = 128, .addr = *addr};
+
+	return bpf_map_lookup_elem(&fg_allow, &key);
 }
 
 /* Does the aggregate prefix `key` (masked, of prefix length `keylen` over

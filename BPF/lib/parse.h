@@ -34,7 +34,65 @@ struct fg_packet {
 	__u32 sip_request;    /* a SIP request over UDP: scanned for signatures */
 	__u32 payload_off;    /* UDP payload: offset from the frame start */
 	__u32 payload_len;    /* and length (within the frame and the UDP length) */
+	__u32 sip_skip;	      /* leading CR/LF/SP/HT bytes before the start line */
+	__u32 ttl;	      /* IPv4 TTL or IPv6 hop limit */
+	__u32 note;	      /* FG_NOTE_*: what the agent is told with the verdict */
+	__u32 tier;	      /* FG_TIER_*, once the policy knows it (lib/tiers.h) */
 };
+#define FG_TIER_UNVERIFIED 0
+#define FG_TIER_VERIFIED 1
+#define FG_TIER_ALLOWED 2
+#define FG_NOTE_SPARED 1  /* a verified or allow-listed source's scanner-signed packet: dropped, not banned */
+#define FG_NOTE_SPOOFED 2 /* a verified or allow-listed address at another hop distance */
+
+static __always_inline int fg_is_v4(const struct fg_addr *a)
+{
+	return a->words[0] == 0 && a->words[1] == 0 && a->words[2] == bpf_htonl(0xffff);
+}
+
+/* Keeps the first `prefixlen` bits of the 128-bit address. */
+static __always_inline void fg_mask(struct fg_addr *a, __u32 prefixlen)
+{
+	int w;
+
+#pragma unroll
+	for (w = 0; w < 4; w++) {
+		__s32 bits = (__s32)prefixlen - 32 * w;
+
+		if (bits <= 0)
+			a->words[w] = 0;
+		else if (bits < 32)
+			a->words[w] &= bpf_htonl(~0U << (32 - bits));
+	}
+}
+
+/* The prefix length over the 128-bit key of a /v4 or /v6 aggregate. */
+static __always_inline __u32 fg_prefix_len(const struct fg_addr *a, __u32 v4, __u32 v6)
+{
+	return fg_is_v4(a) ? 96 + v4 : v6;
+}
+
+/*
+ * Source addresses no packet from the outside can really have: IPv4 0/8,
+ * 127/8, multicast and limited broadcast; IPv6 unspecified, loopback,
+ * multicast and IPv4-mapped (which would share an IPv4 address's buckets,
+ * bans and trust).
+ */
+static __always_inline int fg_bogus_v4_source(__be32 saddr)
+{
+	__u32 a = bpf_ntohl(saddr);
+
+	return (a >> 24) == 0 || (a >> 24) == 127 || (a >> 28) == 0xe || a == 0xffffffff;
+}
+
+static __always_inline int fg_bogus_v6_source(const struct fg_addr *a)
+{
+	if ((bpf_ntohl(a->words[0]) >> 24) == 0xff)
+		return 1;
+	if (a->words[0] || a->words[1])
+		return 0;
+	return a->words[2] == bpf_htonl(0xffff) || (!a->words[2] && (!a->words[3] || a->words[3] == bpf_htonl(1)));
+}
 
 /* Eight bytes of text as a little-endian u64 (pad short tokens with \0). */
 #define FG_W8(t)                                                                                         \
@@ -73,28 +131,74 @@ static __always_inline __u32 fg_sip_class(__u64 w0, __u64 w1)
 	return FG_CLASS_SIP_OTHER;
 }
 
+/* How many of the first FG_SIP_MAX_LEADING bytes of w are CR, LF, SP or HT. */
+static __always_inline __u32 fg_leading_blanks(__u64 w)
+{
+	__u32 k;
+
+#pragma unroll
+	for (k = 0; k < FG_SIP_MAX_LEADING; k++) {
+		__u8 b = w >> (8 * k);
+
+		if (b != '\r' && b != '\n' && b != ' ' && b != '\t')
+			return k;
+	}
+	return FG_SIP_MAX_LEADING;
+}
+
+/* Is the whole of w (its first n bytes) CR and LF? */
+static __always_inline int fg_only_crlf(__u64 w, __u32 n)
+{
+	__u32 k;
+
+#pragma unroll
+	for (k = 0; k < 8; k++) {
+		__u8 b = w >> (8 * k);
+
+		if (k < n && b != '\r' && b != '\n')
+			return 0;
+	}
+	return 1;
+}
+
 static __always_inline void fg_parse_sip_udp(struct xdp_md *ctx, struct udphdr *udp, void *data_end,
 					     struct fg_packet *pkt)
 {
 	void *data = (void *)(long)ctx->data;
 	void *payload = udp + 1;
 	__u32 avail = data_end - payload;
-	__u32 len = bpf_ntohs(udp->len) - 8;
-	__u64 w[2] = {};
+	__u32 len = bpf_ntohs(udp->len) - 8, k;
+	__u64 w[3] = {};
 
 	if (len > avail)
 		len = avail;
 	pkt->payload_off = payload - data;
 	pkt->payload_len = len;
-	if (len >= 16 && payload + 16 <= data_end) {
-		__builtin_memcpy(w, payload, 16);
+	if (len >= 24 && payload + 24 <= data_end) {
+		__builtin_memcpy(w, payload, 24);
 	} else {
 		/* A short payload: the verifier needs a bounded, non-zero size. */
-		__u32 n = len & 15;
+		__u32 n = len < 24 ? len : 24;
 
+		asm volatile("" : "+r"(n));
+		if (n > 24)
+			return;
 		if (n && bpf_xdp_load_bytes(ctx, pkt->payload_off, w, n))
 			return;
 	}
+	/* A RFC 5626 keep-alive ("\r\n\r\n" ping, "\r\n" pong). */
+	if (len && len <= 8 && fg_only_crlf(w[0], len)) {
+		pkt->traffic_class = FG_CLASS_KEEPALIVE;
+		return;
+	}
+	/* Servers skip CRLFs before a request line (RFC 3261 7.5), so the
+	 * class is read after them, and after blanks, as a server might. */
+	k = fg_leading_blanks(w[0]);
+	if (k) {
+		w[0] = w[0] >> (8 * k) | w[1] << (64 - 8 * k);
+		w[1] = w[1] >> (8 * k) | w[2] << (64 - 8 * k);
+	}
+	pkt->sip_skip = k;
 	pkt->traffic_class = fg_sip_class(w[0], w[1]);
 	pkt->sip_request = pkt->traffic_class <= FG_CLASS_IN_DIALOG;
 }
@@ -130,7 +234,7 @@ static __always_inline __u32 fg_class_for_port(const struct fg_settings *s, __u8
  * destination port matters, but a truncated UDP/TCP/ICMP header is malformed:
  * the kernel would drop it too, and we must not guess its class.
  */
-static __always_inline int fg_parse_l4(struct xdp_md *ctx, void *l4, void *data_end, __u8 proto,
+static __always_inline int fg_parse_l4(struct xdp_md *ctx, void *l4, void *data_end, __u8 proto, int v6,
 				       const struct fg_settings *s, struct fg_packet *pkt)
 {
 	switch (proto) {
@@ -167,8 +271,10 @@ static __always_inline int fg_parse_l4(struct xdp_md *ctx, void *l4, void *data_
 		if (l4 + 4 > data_end)
 			return FG_PARSE_MALFORMED;
 		pkt->traffic_class = FG_CLASS_ICMP;
-		/* RS, RA, NS, NA, redirect: IPv6 stops working without them. */
-		pkt->icmp_essential = *type >= 133 && *type <= 137;
+		/* RS, RA, NS, NA, redirect: IPv6 stops working without them. Only
+		 * over IPv6 and with hop limit 255, as RFC 4861 has receivers
+		 * check: nothing forwarded is neighbour discovery. */
+		pkt->icmp_essential = v6 && pkt->ttl == 255 && *type >= 133 && *type <= 137;
 		return FG_PARSE_OK;
 	}
 	default:
@@ -195,13 +301,16 @@ static __always_inline int fg_parse_ipv4(struct xdp_md *ctx, void *l3, void *dat
 	pkt->src.words[1] = 0;
 	pkt->src.words[2] = bpf_htonl(0x0000ffff);
 	pkt->src.words[3] = ip->saddr;
+	pkt->ttl = ip->ttl;
+	if (fg_bogus_v4_source(ip->saddr))
+		return FG_PARSE_MALFORMED;
 
 	/* Non-first fragments carry no layer-4 header. */
 	if (ip->frag_off & bpf_htons(FG_IP_OFFSET)) {
 		pkt->traffic_class = FG_CLASS_FRAGMENT;
 		return FG_PARSE_OK;
 	}
-	return fg_parse_l4(ctx, l3 + hlen, data_end, ip->protocol, s, pkt);
+	return fg_parse_l4(ctx, l3 + hlen, data_end, ip->protocol, 0, s, pkt);
 }
 
 struct fg_ipv6_opt {
@@ -222,13 +331,14 @@ static __always_inline int fg_parse_ipv6(struct xdp_md *ctx, void *l3, void *dat
 	struct ipv6hdr *ip6 = l3;
 	void *cur;
 	__u8 next;
-	int i;
+	int i, status;
 
 	if ((void *)(ip6 + 1) > data_end)
 		return FG_PARSE_MALFORMED;
 	if (ip6->version != 6)
 		return FG_PARSE_MALFORMED;
 	__builtin_memcpy(&pkt->src, &ip6->saddr, sizeof(pkt->src));
+	pkt->ttl = ip6->hop_limit;
 
 	next = ip6->nexthdr;
 	cur = ip6 + 1;
@@ -263,15 +373,20 @@ static __always_inline int fg_parse_ipv6(struct xdp_md *ctx, void *l3, void *dat
 			/* Non-first fragments carry no layer-4 header. */
 			if (frag->frag_off & bpf_htons(0xFFF8)) {
 				pkt->traffic_class = FG_CLASS_FRAGMENT;
-				return FG_PARSE_OK;
+				return fg_bogus_v6_source(&pkt->src) ? FG_PARSE_MALFORMED : FG_PARSE_OK;
 			}
 			next = frag->nexthdr;
 			cur = frag + 1;
 			break;
 		}
 		default:
-			/* Upper-layer header, ESP or no-next-header. */
-			return fg_parse_l4(ctx, cur, data_end, next, s, pkt);
+			/* Upper-layer header, ESP or no-next-header. The unspecified
+			 * source of duplicate address detection is neighbour
+			 * discovery's; every other bogus source is malformed. */
+			status = fg_parse_l4(ctx, cur, data_end, next, 1, s, pkt);
+			if (status == FG_PARSE_OK && !pkt->icmp_essential && fg_bogus_v6_source(&pkt->src))
+				return FG_PARSE_MALFORMED;
+			return status;
 		}
 	}
 	/* A chain longer than any real stack sends: treat it as malformed. */
@@ -313,22 +428,31 @@ static __always_inline int fg_parse(struct xdp_md *ctx, const struct fg_settings
 	void *data_end = (void *)(long)ctx->data_end;
 	__be16 proto = 0;
 	void *cur;
+	int status;
 
 	pkt->traffic_class = FG_CLASS_OTHER;
 	pkt->icmp_essential = 0;
 	pkt->sip_request = 0;
 	pkt->payload_off = 0;
 	pkt->payload_len = 0;
+	pkt->sip_skip = 0;
+	pkt->ttl = 0;
+	pkt->note = 0;
+	pkt->tier = FG_TIER_UNVERIFIED;
 	cur = fg_skip_l2(data, data_end, &proto);
 	if (!cur)
 		return FG_PARSE_MALFORMED;
 
 	if (proto == bpf_htons(ETH_P_IP))
-		return fg_parse_ipv4(ctx, cur, data_end, s, pkt);
-	if (proto == bpf_htons(ETH_P_IPV6))
-		return fg_parse_ipv6(ctx, cur, data_end, s, pkt);
-	/* A third VLAN tag is beyond what we look into: treat it as non-IP. */
-	return FG_PARSE_NON_IP;
+		status = fg_parse_ipv4(ctx, cur, data_end, s, pkt);
+	else if (proto == bpf_htons(ETH_P_IPV6))
+		status = fg_parse_ipv6(ctx, cur, data_end, s, pkt);
+	else
+		return FG_PARSE_NON_IP; /* a third VLAN tag is beyond what we look into, too */
+	/* A malformed packet has no class: whatever was learnt before is void. */
+	if (status == FG_PARSE_MALFORMED)
+		pkt->traffic_class = FG_CLASS_OTHER;
+	return status;
 }
 
 #endif /* FG_LIB_PARSE_H */

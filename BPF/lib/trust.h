@@ -2,38 +2,44 @@
 /*
  * What the SIP server's answers say about external sources, seen without its
  * logs: floodgate_inside runs on the interface facing the server and reads
- * the status line (and CSeq) of each SIP response going out to a source.
+ * each SIP response going out to a source (lib/tiers.h has the tiers).
  *
- * Brute force: the external program notes every REGISTER or INVITE that
- * carries credentials (an Authorization or Proxy-Authorization header,
- * lib/scanner.h) in fg_auth. A 401 or 407 answering such a request is a
- * failed authentication (the first REGISTER of every real phone gets a 401
- * without having sent credentials: that is not one), and so is any 403.
- * settings.bruteforce_failures failures within bruteforce_window_s ban the
- * source for bruteforce_ban_s (fail2ban's SIP jails, at line rate).
+ * On the way in, the external program notes every REGISTER or INVITE that
+ * carries credentials (an Authorization or Proxy-Authorization header) in
+ * fg_txns under (source, Call-ID hash, CSeq number), with the TTL it came
+ * at. A request whose CSeq names REGISTER or INVITE but whose start line is
+ * another method never gets that far (RFC 3261 8.1.1.5: the methods match;
+ * a server that copies the CSeq into its answer would otherwise answer an
+ * OPTIONS as if it were a REGISTER). An answer from a SIP server address
+ * (settings.server_entries, fg_servers) counts only if it names a noted
+ * transaction of its destination, with the same method:
  *
- * Learned trust: a 2xx answering a REGISTER or INVITE makes its destination
- * known-good for trust_seconds (fg_trusted), and marks its aggregate prefix
- * (fg_trusted_prefixes) so that a drained prefix holding it is never dropped
- * in the drop cache before the policy sees the trusted source. Known-good
- * sources skip the prefix bucket and the new-source budget and are shed last
- * but for the allow list; their own per-source limits still apply.
+ * - a 2xx verifies the source (and pins its TTL; see lib/tiers.h for how a
+ *   pin moves) and clears its failures;
+ * - a 401 or 407 is a failed authentication, unless it says stale=true (an
+ *   old nonce, not a wrong password), and so is a 403;
+ * - settings.bruteforce_failures failures within bruteforce_window_s ban the
+ *   source for bruteforce_ban_s (fail2ban's SIP jails, at line rate).
+ *
+ * A first REGISTER without credentials (every phone's, challenged with a 401)
+ * is noted nowhere and counts for nothing, and so does a forged one: its
+ * answer goes to the address the forger claimed.
  */
 #ifndef FG_LIB_TRUST_H
 #define FG_LIB_TRUST_H
 
 #include <linux/bpf.h>
-#include <linux/if_ether.h>
-#include <linux/ip.h>
-#include <linux/ipv6.h>
-#include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
 #include "../floodgate.h"
+#include "parse.h"
 #include "autoban.h"
 #include "scanner.h"
+#include "tiers.h"
 
+/* Failed authentications per external source; LRU. Entries are made only
+ * for answers matched to a noted transaction. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, FG_MAX_AUTH_SOURCES);
@@ -41,129 +47,79 @@ struct {
 	__type(value, struct fg_auth_state);
 } fg_auth SEC(".maps");
 
-/* Known-good sources: CLOCK_MONOTONIC ns until which they are. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, FG_MAX_TRUSTED);
-	__type(key, struct fg_addr);
-	__type(value, __u64);
-} fg_trusted SEC(".maps");
-
-/* Aggregate prefixes (fg_prefixes keys) holding a known-good source. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, FG_MAX_TRUSTED);
-	__type(key, struct fg_source_key);
-	__type(value, __u64);
-} fg_trusted_prefixes SEC(".maps");
-
-static __always_inline int fg_counts_credentials(const struct fg_settings *s, __u32 traffic_class)
+/* Are transactions noted? (Brute-force counting or learned trust is on.) */
+static __always_inline int fg_notes_transactions(const struct fg_settings *s)
 {
-	return s->bruteforce_failures && (traffic_class == FG_CLASS_REGISTER || traffic_class == FG_CLASS_INVITE);
+	return s->bruteforce_failures || s->trust_seconds;
 }
 
-/* addr's entry in fg_auth, made if it has none; NULL if the map refuses. */
-static __always_inline struct fg_auth_state *fg_auth_entry(const struct fg_addr *addr)
+/* The CSeq method read by the scan, for a REGISTER or INVITE: its class, or
+ * FG_CLASS_MAX for any other. */
+static __always_inline __u32 fg_cseq_class(__u64 method)
 {
-	struct fg_auth_state *st = bpf_map_lookup_elem(&fg_auth, addr);
-	struct fg_autoban_scratch *w;
-	__u32 zero = 0;
-
-	if (st)
-		return st;
-	w = bpf_map_lookup_elem(&fg_autoban_scratch, &zero);
-	if (!w)
-		return NULL;
-	w->auth.creds = 0;
-	w->auth.failures = 0;
-	w->auth.window_start_s = 0;
-	w->auth.pad = 0;
-	bpf_map_update_elem(&fg_auth, addr, &w->auth, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&fg_auth, addr);
+	if (method == FG_W8("REGISTER"))
+		return FG_CLASS_REGISTER;
+	if (method == FG_W8("INVITE\0\0"))
+		return FG_CLASS_INVITE;
+	return FG_CLASS_MAX;
 }
 
-/* A REGISTER or INVITE with credentials from `addr` is on its way in. */
-static __always_inline void fg_note_credentials(const struct fg_addr *addr)
+/* A request's CSeq method contradicts its start line (only REGISTER and
+ * INVITE matter here: they are what an answer can verify), or it names two
+ * transactions. */
+static __always_inline int fg_cseq_mismatch(const struct fg_scan *scan, __u32 traffic_class)
 {
-	struct fg_auth_state *st = fg_auth_entry(addr);
+	__u32 named;
 
-	if (st && st->creds < 64)
-		__sync_fetch_and_add(&st->creds, 1);
-}
-
-/* Is the packet's source known-good? (The lookup only when trust is on.) */
-static __always_inline int fg_is_trusted(struct fg_ctx *c)
-{
-	__u64 *until;
-
-	if (!c->s->trust_seconds)
+	/* Two Call-IDs or CSeqs: which one would a server copy? */
+	if (scan->found & FG_SCAN_AMBIGUOUS)
+		return 1;
+	if (!(scan->found & FG_SCAN_CSEQ))
 		return 0;
-	until = bpf_map_lookup_elem(&fg_trusted, &c->pkt->src);
-	return until && *until > (fg_now(c) >> FG_TICK_SHIFT);
+	named = fg_cseq_class(scan->method);
+	if (traffic_class == FG_CLASS_REGISTER || traffic_class == FG_CLASS_INVITE)
+		return named != traffic_class;
+	return named != FG_CLASS_MAX;
 }
 
-/* Does the (masked) aggregate prefix `key` hold a known-good source? */
-static __always_inline int fg_prefix_holds_trusted(const struct fg_settings *s, const struct fg_source_key *key)
+/* Notes a credentialed REGISTER or INVITE the external program lets in. */
+static __always_inline void fg_note_transaction(const struct fg_packet *pkt, const struct fg_scan *scan,
+						__u32 flags)
 {
-	return s->trust_seconds && bpf_map_lookup_elem(&fg_trusted_prefixes, key) != NULL;
-}
+	struct fg_txn_key key = {.addr = pkt->src, .callid = scan->callid, .cseq = scan->cseq};
+	struct fg_txn txn = {.ttl = pkt->ttl, .flags = flags, .traffic_class = pkt->traffic_class};
+	__u32 need = FG_SCAN_CREDENTIALS | FG_SCAN_CALLID | FG_SCAN_CSEQ;
 
-/* The CSeq method of the response in fg_scratch: REGISTER or INVITE? */
-struct fg_cseq_walk {
-	__u32 len;
-	__u32 found; /* 1: REGISTER or INVITE */
-};
-
-static long fg_cseq_step(__u32 i, struct fg_cseq_walk *w)
-{
-	__u32 zero = 0, j;
-	struct fg_scratch *s = bpf_map_lookup_elem(&fg_scratch, &zero);
-	__u8 *b;
-	int k;
-
-	if (!s || i + 24 > w->len)
-		return 1;
-	b = s->buf;
-	if (b[i & FG_SCAN_MASK] != '\n' || fg_lower(b[(i + 1) & FG_SCAN_MASK]) != 'c' ||
-	    fg_lower(b[(i + 2) & FG_SCAN_MASK]) != 's' || fg_lower(b[(i + 3) & FG_SCAN_MASK]) != 'e' ||
-	    fg_lower(b[(i + 4) & FG_SCAN_MASK]) != 'q')
-		return 0;
-	j = i + 5;
-#pragma unroll
-	for (k = 0; k < 3; k++)
-		if (b[j & FG_SCAN_MASK] == ' ' || b[j & FG_SCAN_MASK] == '\t')
-			j++;
-	if (b[j & FG_SCAN_MASK] != ':')
-		return 1;
-	j++;
-#pragma unroll
-	for (k = 0; k < 3; k++)
-		if (b[j & FG_SCAN_MASK] == ' ' || b[j & FG_SCAN_MASK] == '\t')
-			j++;
-#pragma unroll
-	for (k = 0; k < 10; k++)
-		if (b[j & FG_SCAN_MASK] >= '0' && b[j & FG_SCAN_MASK] <= '9')
-			j++;
-#pragma unroll
-	for (k = 0; k < 3; k++)
-		if (b[j & FG_SCAN_MASK] == ' ' || b[j & FG_SCAN_MASK] == '\t')
-			j++;
-	if (j + 8 > FG_SIP_SCAN_BYTES)
-		return 1;
-	if (b[j & FG_SCAN_MASK] == 'R' && b[(j + 1) & FG_SCAN_MASK] == 'E' && b[(j + 2) & FG_SCAN_MASK] == 'G' &&
-	    b[(j + 3) & FG_SCAN_MASK] == 'I' && b[(j + 7) & FG_SCAN_MASK] == 'R')
-		w->found = 1;
-	if (b[j & FG_SCAN_MASK] == 'I' && b[(j + 1) & FG_SCAN_MASK] == 'N' && b[(j + 2) & FG_SCAN_MASK] == 'V' &&
-	    b[(j + 5) & FG_SCAN_MASK] == 'E')
-		w->found = 1;
-	return 1;
+	if ((scan->found & need) != need || (scan->found & FG_SCAN_AMBIGUOUS))
+		return;
+	if (pkt->traffic_class != FG_CLASS_REGISTER && pkt->traffic_class != FG_CLASS_INVITE)
+		return;
+	bpf_map_update_elem(&fg_txns, &key, &txn, BPF_ANY);
 }
 
 /* A failed authentication of `addr` in its window; bans it at the threshold. */
-static __always_inline void fg_auth_failure(struct fg_settings *s, struct fg_auth_state *st, const struct fg_addr *addr)
+static __always_inline void fg_auth_failure(struct fg_settings *s, const struct fg_addr *addr)
 {
-	__u32 now_s = bpf_ktime_get_ns() / 1000000000ULL, failures;
+	struct fg_autoban_scratch *w;
+	struct fg_auth_state *st;
+	__u32 now_s = bpf_ktime_get_ns() / 1000000000ULL, failures, zero = 0;
 
+	if (!s->bruteforce_failures)
+		return;
+	st = bpf_map_lookup_elem(&fg_auth, addr);
+	if (!st) {
+		w = bpf_map_lookup_elem(&fg_autoban_scratch, &zero);
+		if (!w)
+			return;
+		w->auth.creds = 0;
+		w->auth.failures = 0;
+		w->auth.window_start_s = now_s;
+		w->auth.pad = 0;
+		bpf_map_update_elem(&fg_auth, addr, &w->auth, BPF_NOEXIST);
+		st = bpf_map_lookup_elem(&fg_auth, addr);
+		if (!st)
+			return;
+	}
 	if (now_s - st->window_start_s >= s->bruteforce_window_s) {
 		st->window_start_s = now_s;
 		st->failures = 0;
@@ -176,21 +132,130 @@ static __always_inline void fg_auth_failure(struct fg_settings *s, struct fg_aut
 		     FG_CLASS_RESPONSE, 1, failures);
 }
 
-/* `addr` had a REGISTER or INVITE accepted: known-good, and so its prefix. */
-static __always_inline void fg_trust(struct fg_settings *s, const struct fg_addr *addr)
+/* A pinned TTL and a transaction accepted at `ttl`, flagged `repin` if it
+ * came at another TTL than the pin: the pin moves after
+ * FG_REPIN_CONFIRMATIONS of those in a row at one new TTL. */
+static __always_inline void fg_confirm_ttl(const struct fg_settings *s, struct fg_trust *t, __u32 ttl, int repin)
+{
+	if (!repin) {
+		t->candidate_count = 0;
+		return;
+	}
+	if (t->candidate_count && fg_ttl_near(s, t->candidate_ttl, ttl)) {
+		t->candidate_count++;
+	} else {
+		t->candidate_ttl = ttl;
+		t->candidate_count = 1;
+	}
+	if (t->candidate_count >= FG_REPIN_CONFIRMATIONS) {
+		t->ttl = t->candidate_ttl;
+		t->candidate_count = 0;
+	}
+}
+
+/* `addr` had a credentialed REGISTER or INVITE accepted: verified, and its
+ * prefix marked (so a drained prefix holding it is never dropped in the drop
+ * cache before the policy sees it). */
+static __always_inline void fg_trust(struct fg_settings *s, const struct fg_addr *addr, const struct fg_txn *txn)
 {
 	struct fg_source_key prefix = {.addr = *addr, .traffic_class = FG_CLASS_MAX};
-	int v4 = addr->words[0] == 0 && addr->words[1] == 0 && addr->words[2] == bpf_htonl(0xffff);
 	__u64 now = bpf_ktime_get_ns(), until = now + (__u64)s->trust_seconds * 1000000000ULL;
-	__u64 *old = bpf_map_lookup_elem(&fg_trusted, addr);
-	int renewal = old && *old > now;
+	struct fg_trust *t = bpf_map_lookup_elem(&fg_trusted, addr), fresh = {.until_ns = until, .ttl = txn->ttl};
+	struct fg_trust *pin = bpf_map_lookup_elem(&fg_pins, addr);
+	int renewal = t && t->until_ns > now;
 
-	fg_mask(&prefix.addr, v4 ? 96 + s->prefix_v4 : s->prefix_v6);
-	bpf_map_update_elem(&fg_trusted, addr, &until, BPF_ANY);
+	/* An allow-listed address's pin moves on the same evidence. */
+	if (pin)
+		fg_confirm_ttl(s, pin, txn->ttl, txn->flags & FG_TXN_REPIN);
+	if (!s->trust_seconds)
+		return;
+	fg_mask(&prefix.addr, fg_prefix_len(addr, s->prefix_v4, s->prefix_v6));
 	bpf_map_update_elem(&fg_trusted_prefixes, &prefix, &until, BPF_ANY);
-	/* Newly trusted (not a renewal): tell the agent. */
-	if (!renewal)
-		fg_event(FG_EVENT_TRUSTED, FG_CLASS_RESPONSE, addr, until, 0, 0);
+	if (renewal) {
+		t->until_ns = until;
+		fg_confirm_ttl(s, t, txn->ttl, txn->flags & FG_TXN_REPIN);
+		return;
+	}
+	/* Newly verified: its TTL is pinned now; tell the agent. */
+	bpf_map_update_elem(&fg_trusted, addr, &fresh, BPF_ANY);
+	fg_event(FG_EVENT_TRUSTED, FG_CLASS_RESPONSE, addr, until, txn->ttl, 0);
+}
+
+/* "stale=true" (any case) in the scratch buffer's first `len` bytes? */
+struct fg_stale_walk {
+	__u32 len;
+	__u32 found;
+};
+
+static long fg_stale_step(__u32 i, struct fg_stale_walk *w)
+{
+	__u32 zero = 0;
+	struct fg_walk *walk = bpf_map_lookup_elem(&fg_scratch, &zero);
+	struct fg_scratch *s;
+	__u64 word;
+
+	if (!walk || i + 10 > w->len)
+		return 1;
+	s = &walk->scratch;
+	/* Lower-case the letters of the 8 bytes at once: 0x20 in each byte. */
+	word = *(__u64 *)&s->buf[i & FG_SCAN_MASK] | 0x2020202020202020ULL;
+	if (word != FG_W8("stale=tr") || (s->buf[(i + 8) & FG_SCAN_MASK] | 0x20) != 'u' ||
+	    (s->buf[(i + 9) & FG_SCAN_MASK] | 0x20) != 'e')
+		return 0;
+	w->found = 1;
+	return 1;
+}
+
+/* The SIP server's answer in a UDP datagram to `dst`. */
+static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_settings *s, const struct fg_addr *dst,
+					     __u32 payload_off, __u32 payload_len)
+{
+	struct fg_scan *scan;
+	struct fg_txn_key key = {.addr = *dst};
+	struct fg_stale_walk stale = {};
+	struct fg_txn *found, txn;
+	__u8 line[12];
+	__u32 code;
+
+	if (payload_len < sizeof(line) || bpf_xdp_load_bytes(ctx, payload_off, line, sizeof(line)))
+		return;
+	if (line[0] != 'S' || line[1] != 'I' || line[2] != 'P' || line[3] != '/' || line[4] != '2' || line[5] != '.' ||
+	    line[6] != '0' || line[7] != ' ' || line[11] != ' ')
+		return;
+	if (line[8] < '2' || line[8] > '6' || line[9] < '0' || line[9] > '9' || line[10] < '0' || line[10] > '9')
+		return;
+	code = (line[8] - '0') * 100 + (line[9] - '0') * 10 + (line[10] - '0');
+
+	scan = fg_scan_message(ctx, payload_off, payload_len, 0);
+	if (!scan || (scan->found & (FG_SCAN_CALLID | FG_SCAN_CSEQ)) != (FG_SCAN_CALLID | FG_SCAN_CSEQ) ||
+	    (scan->found & FG_SCAN_AMBIGUOUS))
+		return;
+	key.callid = scan->callid;
+	key.cseq = scan->cseq;
+	stale.len = scan->len;
+	found = bpf_map_lookup_elem(&fg_txns, &key);
+	if (!found || fg_cseq_class(scan->method) != found->traffic_class)
+		return;
+	txn = *found;
+	bpf_map_delete_elem(&fg_txns, &key);
+
+	if (code >= 200 && code <= 299) {
+		bpf_map_delete_elem(&fg_auth, dst);
+		fg_trust(s, dst, &txn);
+		return;
+	}
+	/* A request at another TTL than the address's pin may be a forger's:
+	 * its failure is not the address's. */
+	if (txn.flags & FG_TXN_REPIN)
+		return;
+	if (code == 401 || code == 407) {
+		bpf_loop(FG_SIP_SCAN_BYTES, fg_stale_step, &stale, 0);
+		if (!stale.found)
+			fg_auth_failure(s, dst);
+		return;
+	}
+	if (code == 403)
+		fg_auth_failure(s, dst);
 }
 
 #endif /* FG_LIB_TRUST_H */

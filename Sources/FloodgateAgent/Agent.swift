@@ -267,9 +267,23 @@ public final class Agent: @unchecked Sendable {
         case UInt32(FG_EVENT_TRUSTED.rawValue):
             metrics.trustLearned()
             if limiter.allow() {
-                logger.info("learned trust: the SIP server accepted a source's REGISTER or INVITE", metadata: [
-                    "source": "\(address)", "seconds": "\(Int(seconds.rounded()))",
+                logger.info("verified: the SIP server accepted a source's credentialed REGISTER or INVITE", metadata: [
+                    "source": "\(address)", "seconds": "\(Int(seconds.rounded()))", "ttl": "\(event.offence)",
                 ])
+            }
+        case UInt32(FG_EVENT_SPARED.rawValue):
+            let origin = event.offence == UInt32(FG_BAN_SCANNER) ? "scanner" : "auto"
+            metrics.banSpared(origin: origin)
+            if limiter.allow() {
+                logger.warning("not banned: the source is verified or allow-listed, and its address may be forged", metadata: [
+                    "source": "\(address)", "class": "\(trafficClass)", "would-be": "\(origin)",
+                ])
+            }
+        case UInt32(FG_EVENT_SPOOFED.rawValue):
+            metrics.spoofedReported()
+            if limiter.allow() {
+                logger.warning("dropped packets claiming a verified or allow-listed address at another hop distance",
+                               metadata: ["source": "\(address)", "class": "\(trafficClass)", "ttl": "\(event.offence)"])
             }
         case UInt32(FG_EVENT_DROP_SAMPLE.rawValue):
             let reason = Reason.all.first { $0.index == event.offence }?.name ?? "?"

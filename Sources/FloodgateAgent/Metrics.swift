@@ -20,6 +20,8 @@ public final class AgentMetrics: @unchecked Sendable {
     private let lastPoll: Gauge
     private let trustedGauge: Gauge
     private let trustLearnedCounter: Counter
+    private var spared: [String: Counter] = [:]
+    private let spoofedEvents: Counter
 
     init(interface: String) {
         self.interface = interface
@@ -42,6 +44,17 @@ public final class AgentMetrics: @unchecked Sendable {
             labels: [("interface", interface)])
         trustLearnedCounter = registry.makeCounter(
             descriptor: metricName("floodgate_trust_learned_total", "Sources that became known-good while the agent ran"),
+            labels: [("interface", interface)])
+        for origin in ["scanner", "auto"] {
+            spared[origin] = registry.makeCounter(
+                descriptor: metricName("floodgate_bans_spared_total",
+                                       "Bans that UDP evidence would have issued on verified or allow-listed sources, by kind"),
+                labels: [("interface", interface), ("origin", origin)])
+        }
+        spoofedEvents = registry.makeCounter(
+            descriptor: metricName("floodgate_spoofed_events_total",
+                                   "Reports of packets claiming a verified or allow-listed address at another hop distance "
+                                   + "(at most one a second per CPU; the dropped-spoofed packets are in floodgate_packets_total)"),
             labels: [("interface", interface)])
         for origin in ["explicit", "scanner", "auto", "brute-force"] {
             let labels = [("interface", interface), ("origin", origin)]
@@ -89,6 +102,10 @@ public final class AgentMetrics: @unchecked Sendable {
     func banIssued(origin: String) { bansIssued[origin]?.increment() }
 
     func trustLearned() { trustLearnedCounter.increment() }
+
+    func banSpared(origin: String) { spared[origin]?.increment() }
+
+    func spoofedReported() { spoofedEvents.increment() }
 
     /// One drop in FG_DROP_SAMPLE_EVERY per CPU, class and reason reaches the agent with its source.
     func dropSampled(trafficClass: String, reason: String) {

@@ -96,6 +96,44 @@ extension FilterMaps {
         }
     }
 
+    // MARK: SIP servers
+
+    /// The addresses whose answers the inside program reads (`fg_servers`; empty: any address on the inside).
+    public func servers() throws -> [CIDR] {
+        try keys(of: fd(FG_MAP_SERVERS), as: fg_cidr_key.self, what: FG_MAP_SERVERS).map(CIDR.init(key:)).sorted()
+    }
+
+    /// Makes `cidrs` the SIP server addresses. The new ones are added before the old ones go, so the set never
+    /// passes through empty (which would mean "any address").
+    public func setServers(_ cidrs: [CIDR]) throws {
+        let fd = fd(FG_MAP_SERVERS)
+        let old = Set(try servers()), new = Set(cidrs)
+        guard new.count <= Int(FG_MAX_SERVERS) else {
+            throw FloodgateError("at most \(FG_MAX_SERVERS) SIP server addresses (got \(new.count))")
+        }
+        var added: [CIDR] = []
+        do {
+            for cidr in new.subtracting(old).sorted() {
+                var key = cidr.key
+                var value: UInt32 = 1
+                try check("add \(cidr) to the SIP servers", bpf_map_update_elem(fd, &key, &value, UInt64(BPF_NOEXIST)))
+                added.append(cidr)
+            }
+        } catch {
+            for cidr in added {
+                var key = cidr.key
+                bpf_map_delete_elem(fd, &key)
+            }
+            throw error
+        }
+        if !new.isEmpty { try updateSettings { $0.server_entries = UInt32(new.count) } }
+        for cidr in old.subtracting(new) {
+            var key = cidr.key
+            bpf_map_delete_elem(fd, &key)
+        }
+        if new.isEmpty { try updateSettings { $0.server_entries = 0 } }
+    }
+
     /// The aggregate prefixes (`fg_prefixes` keys) that an allow-list entry narrower than them lies in, for
     /// prefix lengths /`prefixV4` and /`prefixV6`: XDP caches a drained prefix's drop only outside them.
     public static func allowPrefixKeys(_ allow: [CIDR], prefixV4: UInt8, prefixV6: UInt8) -> Set<[UInt8]> {

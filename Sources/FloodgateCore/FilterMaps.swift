@@ -13,7 +13,7 @@ public final class FilterMaps: @unchecked Sendable {
         FG_MAP_SETTINGS, FG_MAP_LIMITS, FG_MAP_SOURCES, FG_MAP_PREFIXES, FG_MAP_GLOBAL,
         FG_MAP_STATS_MARK, FG_MAP_DROP_CACHE, FG_MAP_DENY, FG_MAP_ALLOW, FG_MAP_ALLOW_PREFIXES, FG_MAP_BANS, FG_MAP_SIGNATURES,
         FG_MAP_SCRATCH, FG_MAP_CPU, FG_MAP_OFFENCES, FG_MAP_EVENTS, FG_MAP_AUTH, FG_MAP_TRUSTED,
-        FG_MAP_TRUSTED_PREFIXES,
+        FG_MAP_TRUSTED_PREFIXES, FG_MAP_PINS, FG_MAP_TXNS, FG_MAP_SERVERS,
     ]
 
     init(descriptors: [String: Int32], owned: Bool) throws {
@@ -72,6 +72,13 @@ public final class FilterMaps: @unchecked Sendable {
         // XDP may have set bans_present since the read: never write a 0 over bans that exist.
         if try hasBans() { value.bans_present = 1 }
         try update(settingsFD, key: UInt32(0), value: value, what: FG_MAP_SETTINGS)
+        // XDP may also have banned (inserting the ban, then setting the flag) between that check and the write,
+        // which then put a 0 over its flag. A ban inserted before the write is seen now; one inserted after it
+        // sets its flag after the write.
+        if value.bans_present == 0, try hasBans() {
+            value.bans_present = 1
+            try update(settingsFD, key: UInt32(0), value: value, what: FG_MAP_SETTINGS)
+        }
     }
 
     func hasBans() throws -> Bool {
@@ -113,11 +120,11 @@ public final class FilterMaps: @unchecked Sendable {
 
     /// One of the limits past the classes: prefix, budget, new sources.
     public func limit(_ index: GlobalLimit) throws -> Limit {
-        Limit(try lookup(limitsFD, key: index.rawValue, as: fg_limit.self, what: FG_MAP_LIMITS))
+        Limit(try lookup(limitsFD, key: index.index, as: fg_limit.self, what: FG_MAP_LIMITS))
     }
 
     public func setLimit(_ limit: Limit, _ index: GlobalLimit) throws {
-        try update(limitsFD, key: index.rawValue, value: limit.raw, what: FG_MAP_LIMITS)
+        try update(limitsFD, key: index.index, value: limit.raw, what: FG_MAP_LIMITS)
         try updateSettings { $0.policy_generation &+= 1 }
     }
 
@@ -232,14 +239,16 @@ public final class FilterMaps: @unchecked Sendable {
         return pending
     }
 
-    /// The known-good sources (learned trust) and until when (CLOCK_MONOTONIC ns).
-    public func trustedSources() throws -> [(address: SourceAddress, untilNS: UInt64)] {
+    /// The verified sources (learned trust): until when (CLOCK_MONOTONIC ns) and the TTL pinned for each.
+    public func trustedSources() throws -> [TrustedSource] {
         let fd = fd(FG_MAP_TRUSTED)
         return try keys(of: fd, as: fg_addr.self, what: FG_MAP_TRUSTED).compactMap { key in
             var key = key
-            var until: UInt64 = 0
-            guard bpf_map_lookup_elem(fd, &key, &until) == 0 else { return nil }
-            return (SourceAddress(key), until)
+            var value = fg_trust()
+            guard bpf_map_lookup_elem(fd, &key, &value) == 0 else { return nil }
+            return TrustedSource(address: SourceAddress(key), untilNS: value.until_ns, ttl: value.ttl,
+                                 candidateTTL: value.candidate_count > 0 ? value.candidate_ttl : nil,
+                                 confirmations: value.candidate_count)
         }
     }
 
@@ -309,8 +318,18 @@ public final class FilterMaps: @unchecked Sendable {
 }
 
 /// The limits in `fg_limits` after the per-class ones (`enum fg_limit_index`).
-public enum GlobalLimit: UInt32, Sendable, CaseIterable {
-    case prefix = 13, budget = 14, newSources = 15, widePrefix = 16
+public enum GlobalLimit: Sendable, CaseIterable {
+    case prefix, budget, newSources, widePrefix
+
+    /// Its index in `fg_limits`, from the header.
+    public var index: UInt32 {
+        switch self {
+        case .prefix: return FG_LIMIT_PREFIX.rawValue
+        case .budget: return FG_LIMIT_BUDGET.rawValue
+        case .newSources: return FG_LIMIT_NEW_SOURCES.rawValue
+        case .widePrefix: return FG_LIMIT_WIDE_PREFIX.rawValue
+        }
+    }
 
     public var name: String {
         switch self {

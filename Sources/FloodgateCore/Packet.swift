@@ -39,15 +39,16 @@ public enum Packet {
 
     public static func ipv4(
         src: String = "198.18.1.1", dst: String = "198.18.0.2", proto: UInt8, _ payload: [UInt8],
-        options: [UInt8] = [], fragmentOffset: UInt16 = 0, moreFragments: Bool = false
+        options: [UInt8] = [], fragmentOffset: UInt16 = 0, moreFragments: Bool = false, ttl: UInt8 = 64,
+        id: UInt16 = 0x1234
     ) -> [UInt8] {
         precondition(options.count % 4 == 0 && options.count <= 40)
         let headerLength = 20 + options.count
         var header: [UInt8] = [UInt8(0x40 | (headerLength / 4)), 0]
         header += be16(UInt16(headerLength + payload.count))
-        header += be16(0x1234)  // id
+        header += be16(id)
         header += be16((moreFragments ? 0x2000 : 0) | (fragmentOffset & 0x1FFF))
-        header += [64, proto, 0, 0]
+        header += [ttl, proto, 0, 0]
         header += addr4(src) + addr4(dst) + options
         let sum = checksum(header)
         header[10] = UInt8(sum >> 8)
@@ -58,14 +59,14 @@ public enum Packet {
     /// An IPv6 packet; `extensions` are (type, body) pairs, chained in order before the upper-layer `proto`.
     public static func ipv6(
         src: String = "2001:db8::1", dst: String = "2001:db8::2", proto: UInt8, _ payload: [UInt8],
-        extensions: [(type: UInt8, body: [UInt8])] = []
+        extensions: [(type: UInt8, body: [UInt8])] = [], hopLimit: UInt8 = 64
     ) -> [UInt8] {
         var chain: [UInt8] = []
         let types = extensions.map(\.type) + [proto]
         for (i, ext) in extensions.enumerated() { chain += [types[i + 1]] + ext.body }
         var header: [UInt8] = [0x60, 0, 0, 0]
         header += be16(UInt16(chain.count + payload.count))
-        header += [types[0], 64]
+        header += [types[0], hopLimit]
         header += addr6(src) + addr6(dst)
         return header + chain + payload
     }
@@ -136,21 +137,28 @@ public enum Packet {
 
 extension Packet {
     /// A SIP message over UDP/IPv4 to `dport`, its lines joined with CRLF and ended by an empty line.
-    public static func sip(_ lines: [String], src: String = "198.18.1.1", dport: UInt16 = 5060) -> [UInt8] {
-        sipRaw(Array((lines.joined(separator: "\r\n") + "\r\n\r\n").utf8), src: src, dport: dport)
+    public static func sip(_ lines: [String], src: String = "198.18.1.1", dport: UInt16 = 5060, ttl: UInt8 = 64)
+        -> [UInt8]
+    {
+        sipRaw(Array((lines.joined(separator: "\r\n") + "\r\n\r\n").utf8), src: src, dport: dport, ttl: ttl)
     }
 
-    public static func sipRaw(_ payload: [UInt8], src: String = "198.18.1.1", dport: UInt16 = 5060) -> [UInt8] {
-        ethernet(EtherType.ipv4, ipv4(src: src, proto: Proto.udp, udp(dport: dport, payload)))
+    public static func sipRaw(_ payload: [UInt8], src: String = "198.18.1.1", dport: UInt16 = 5060, ttl: UInt8 = 64)
+        -> [UInt8]
+    {
+        ethernet(EtherType.ipv4, ipv4(src: src, proto: Proto.udp, udp(dport: dport, payload), ttl: ttl))
     }
 
     /// A plausible request: request line, Via, From, To, Call-ID, CSeq, then `extra` headers.
-    public static func request(_ method: String, src: String = "198.18.1.1", extra: [String] = []) -> [UInt8] {
+    public static func request(
+        _ method: String, src: String = "198.18.1.1", extra: [String] = [], callID: String? = nil, cseq: String? = nil,
+        ttl: UInt8 = 64
+    ) -> [UInt8] {
         sip([
             "\(method) sip:100@198.18.0.2 SIP/2.0",
             "Via: SIP/2.0/UDP \(src):5060;branch=z9hG4bK-1",
-            "From: <sip:200@\(src)>;tag=1", "To: <sip:100@198.18.0.2>", "Call-ID: 1@\(src)",
-            "CSeq: 1 \(method)", "Max-Forwards: 70",
-        ] + extra, src: src)
+            "From: <sip:200@\(src)>;tag=1", "To: <sip:100@198.18.0.2>", "Call-ID: \(callID ?? "1@\(src)")",
+            "CSeq: \(cseq ?? "1 \(method)")", "Max-Forwards: 70",
+        ] + extra, src: src, ttl: ttl)
     }
 }

@@ -26,6 +26,7 @@ public struct TrafficClass: Hashable, Sendable, Comparable, CustomStringConverti
     public static let sipOther = TrafficClass(FG_CLASS_SIP_OTHER)
     public static let sipSyn = TrafficClass(FG_CLASS_SIP_SYN)
     public static let sipStream = TrafficClass(FG_CLASS_SIP_STREAM)
+    public static let keepalive = TrafficClass(FG_CLASS_KEEPALIVE)
     public static let fragment = TrafficClass(FG_CLASS_FRAGMENT)
     public static let rtp = TrafficClass(FG_CLASS_RTP)
     public static let icmp = TrafficClass(FG_CLASS_ICMP)
@@ -62,6 +63,7 @@ public struct Reason: Hashable, Sendable, CustomStringConvertible {
     public static let passedMalformed = Reason(FG_REASON_PASSED_MALFORMED)
     public static let droppedBlocked = Reason(FG_REASON_DROPPED_BLOCKED)
     public static let passedUntracked = Reason(FG_REASON_PASSED_UNTRACKED)
+    public static let droppedSpoofed = Reason(FG_REASON_DROPPED_SPOOFED)
 
     public static var all: [Reason] { (0..<FG_REASON_MAX.rawValue).map { Reason(fg_reason($0)) } }
 
@@ -143,6 +145,7 @@ public enum Limit: Equatable, Sendable, CustomStringConvertible {
         .sipOther: .rate(8, burst: 16),
         .sipSyn: .rate(8, burst: 16),
         .sipStream: .rate(500, burst: 1000),
+        .keepalive: .rate(2, burst: 10),
         .fragment: .rate(1000, burst: 2000),
         .rtp: .rate(5000, burst: 10000),
         .icmp: .rate(20, burst: 40),
@@ -184,8 +187,12 @@ public struct Settings: Equatable, Sendable {
     /// Failed authentications, seen on the inside interface, that ban a source; nil: not counted (the default:
     /// only a filter with an inside interface sees the answers).
     public var bruteForce: BruteForce?
-    /// How long a source whose REGISTER or INVITE the SIP server accepted stays known-good; 0: no learned trust.
+    /// How long a source whose credentialed REGISTER or INVITE the SIP server accepted stays verified; 0: no
+    /// learned trust.
     public var trustSeconds: UInt32 = 0
+    /// How far (in hops) a verified or allow-listed address's TTL may stray from its pinned one before its packets
+    /// are taken as forged (`dropped-spoofed`; BPF/lib/tiers.h).
+    public var ttlTolerance: UInt8 = UInt8(FG_DEFAULT_TTL_TOLERANCE)
 
     public static let defaults = Settings(sipPorts: [5060, 5061], rtpPorts: 10000...20000, malformed: .drop)
 
@@ -215,6 +222,7 @@ public struct Settings: Equatable, Sendable {
         bruteForce = raw.bruteforce_failures == 0 ? nil : BruteForce(
             failures: raw.bruteforce_failures, windowSeconds: raw.bruteforce_window_s, banSeconds: raw.bruteforce_ban_s)
         trustSeconds = raw.trust_seconds
+        ttlTolerance = UInt8(clamping: raw.ttl_tolerance)
     }
 
     /// The length of a jiffy, which bpf_jiffies64 counts: the resolution of CLOCK_MONOTONIC_COARSE.
@@ -270,6 +278,8 @@ public struct Settings: Equatable, Sendable {
         value.bruteforce_window_s = bruteForce?.windowSeconds ?? 0
         value.bruteforce_ban_s = bruteForce?.banSeconds ?? 0
         value.trust_seconds = trustSeconds
+        value.ttl_tolerance = UInt32(ttlTolerance)
+        value.layout_version = UInt32(FG_LAYOUT_VERSION)
         return value
     }
 }
@@ -399,4 +409,17 @@ public struct Interface: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { name }
+}
+
+/// A verified source (`fg_trusted`): until when, and the TTL / hop limit its packets must arrive with.
+public struct TrustedSource: Sendable, Equatable {
+    public let address: SourceAddress
+    /// CLOCK_MONOTONIC nanoseconds until which it is verified.
+    public let untilNS: UInt64
+    /// The pinned TTL.
+    public let ttl: UInt8
+    /// Another TTL that accepted transactions came with, and how many in a row (FG_REPIN_CONFIRMATIONS move
+    /// the pin).
+    public let candidateTTL: UInt8?
+    public let confirmations: UInt8
 }

@@ -300,7 +300,7 @@ import Testing
         #expect(try maps.trustedSources().map(\.address.description) == [lab.outsideAddress])
         #expect(agent.waitForLog("banned a source for failed authentications"), "\(agent.log.text())")
         #expect(agent.log.text().contains("failures=5"))
-        #expect(agent.waitForLog("learned trust"))
+        #expect(agent.waitForLog("verified: the SIP server accepted"))
         // Banned: its next REGISTERs end in the filter.
         #expect(try maps.counters().packets[.register, .droppedBan] > 0)
     }

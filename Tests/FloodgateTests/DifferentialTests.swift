@@ -20,6 +20,12 @@ struct FrameFactory {
     var rng: SeededGenerator
     let v4Sources = (1...24).map { "198.18.200.\($0)" }
     let v6Sources = (1...8).map { "2001:db8:77::\($0)" }
+    /// Sources no outside packet can have.
+    let bogusV4 = ["0.0.0.1", "127.0.0.1", "224.0.0.5", "255.255.255.255"]
+    let bogusV6 = ["::", "::1", "ff02::1", "::ffff:198.18.200.2"]
+
+    /// Mostly the usual 64; sometimes another hop distance (a forger's, or a moved route), or 255.
+    mutating func ttl() -> UInt8 { chance(0.85) ? 64 : chance(0.5) ? pick([63, 66, 67, 255]) : UInt8(int(0...255)) }
 
     mutating func int(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &rng) }
     mutating func chance(_ p: Double) -> Bool { Double.random(in: 0..<1, using: &rng) < p }
@@ -33,31 +39,40 @@ struct FrameFactory {
     mutating func sipText() -> [UInt8] {
         let methods = ["INVITE", "REGISTER", "OPTIONS", "ACK", "BYE", "CANCEL", "SUBSCRIBE", "NOTIFY", "MESSAGE", "INFO",
                        "UPDATE", "PRACK", "REFER", "PUBLISH", "invite", "FOO", "REGISTERX"]
+        if chance(0.03) { return Array(pick(["\r\n", "\r\n\r\n", "\n", "\r\n\r\n\r\n\r\n", "\r\n "]).utf8) }
         var lines: [String]
+        let method = pick(methods)
         if chance(0.2) {
             lines = [pick(["SIP/2.0 200 OK", "SIP/2.0 401 Unauthorized", "SIP/2.0 100 Trying", "SIP/2.0 999 X",
                            "SIP/2.0 20 OK", "SIP/2.0 180 Ringing", "SIP/2.0 603 Decline", "SIP/2.0 700 X"])]
         } else {
-            lines = ["\(pick(methods)) sip:100@198.18.0.2 SIP/2.0"]
+            lines = ["\(method) sip:100@198.18.0.2 SIP/2.0"]
         }
+        // The CSeq method is the request's, as RFC 3261 has it, or (the forger's trick) another one, or garbage.
+        let cseq = chance(0.8) ? "\(int(1...99999)) \(method)"
+            : pick(["1 INVITE", "2 REGISTER", "1 OPTIONS", "1", "x REGISTER", "1 REGISTERX", "1 INVITE extra", "1REGISTER"])
         var headers = ["Via: SIP/2.0/UDP 198.18.200.1:5060;branch=z9hG4bK\(int(0...9999))", "To: <sip:100@198.18.0.2>",
-                       "Call-ID: \(int(0...99999))@x", "CSeq: 1 INVITE", "Max-Forwards: 70", "Content-Length: 0"]
+                       "Call-ID: \(int(0...99999))@x", "\(pick(["CSeq", "cseq", "CSEQ", "CSeq "])):\(pick([" ", "", "\t"]))\(cseq)",
+                       "Max-Forwards: 70", "Content-Length: 0"]
+        if chance(0.05) { headers.append(pick(["Call-ID: 2@x", "i: 3@x", "CSeq: 2 OPTIONS"])) }
         let agents = ["friendly-scanner", "Friendly-Scanner 1.0", "sipcli/v1.8", "SIPVicious", "Linphone/5.2", "Zoiper",
                       "sipsak 0.9.6", "VaxSIPUserAgent/3.1", "friendly", "iWar", "PolycomVVX", "smap", "x"]
         let names = ["User-Agent", "user-agent", "USER-AGENT", "User-Agent ", "User-Agent\t", "X-User-Agent", "UserAgent"]
         if chance(0.6) {
-            headers.insert("\(pick(names)):\(pick(["", " ", "  ", "\t"]))\(pick(agents))", at: int(0...headers.count))
+            let gap = pick(["", " ", "  ", "\t", "\r\n ", "\r\n\t", " \r\n  ", "\r\n"])
+            headers.insert("\(pick(names)):\(gap)\(pick(agents))", at: int(0...headers.count))
         }
         let froms = ["From", "from", "f", "F", "From ", "fr", "Fromage"]
         let fromValues = ["\"sipvicious\"<sip:100@1.1.1.1>;tag=1", "\"SIPVicious\" <sip:1@x>", "<sip:200@x>;tag=2",
                           "\"alice\"<sip:a@x>"]
         headers.insert("\(pick(froms)):\(pick(["", " "]))\(pick(fromValues))", at: int(0...headers.count))
         if chance(0.3) {
-            // Push a header towards the 512-byte scan boundary.
-            headers.insert("X-Pad: " + String(repeating: "p", count: int(300...520)), at: 0)
+            // Push a header towards the scan's boundary, or past it.
+            headers.insert("X-Pad: " + String(repeating: "p", count: pick([int(300...520), int(1900...2100)])), at: 0)
         }
         lines += headers
-        var text = Array((lines.joined(separator: pick(["\r\n", "\r\n", "\n"])) + "\r\n\r\n").utf8)
+        let lead = chance(0.1) ? String((0..<int(1...5)).map { _ in pick(["\r", "\n", " ", "\t"]) as Character }) : ""
+        var text = Array((lead + lines.joined(separator: pick(["\r\n", "\r\n", "\n"])) + "\r\n\r\n").utf8)
         if chance(0.1) { text = Array(text.prefix(int(0...text.count))) }
         return text
     }
@@ -86,9 +101,12 @@ struct FrameFactory {
         let vlans = chance(0.8) ? [] : chance(0.5) ? [Packet.EtherType.vlan] : [Packet.EtherType.qinq, Packet.EtherType.vlan]
         if chance(0.7) {
             let options = chance(0.8) ? [] : [UInt8](repeating: 1, count: 4 * int(1...10))
+            // Protocol 58 over IPv4 now and then: it must not pass for neighbour discovery.
+            let v4proto = proto == Packet.Proto.icmpv6 && chance(0.8) ? Packet.Proto.icmp : proto
             frame = Packet.ethernet(Packet.EtherType.ipv4, vlans: vlans, Packet.ipv4(
-                src: pick(v4Sources), proto: proto == Packet.Proto.icmpv6 ? Packet.Proto.icmp : proto, l4(proto),
-                options: options, fragmentOffset: chance(0.9) ? 0 : UInt16(int(1...8191)), moreFragments: chance(0.1)))
+                src: chance(0.02) ? pick(bogusV4) : pick(v4Sources), proto: v4proto, l4(proto),
+                options: options, fragmentOffset: chance(0.9) ? 0 : UInt16(int(1...8191)), moreFragments: chance(0.1),
+                ttl: ttl()))
         } else {
             var extensions: [(type: UInt8, body: [UInt8])] = []
             for _ in 0..<(chance(0.7) ? 0 : int(1...9)) {
@@ -103,8 +121,9 @@ struct FrameFactory {
                 }
             }
             frame = Packet.ethernet(Packet.EtherType.ipv6, vlans: vlans, Packet.ipv6(
-                src: pick(v6Sources), proto: proto == Packet.Proto.icmp ? Packet.Proto.icmpv6 : proto, l4(proto),
-                extensions: extensions))
+                src: chance(0.03) ? pick(bogusV6) : pick(v6Sources),
+                proto: proto == Packet.Proto.icmp ? Packet.Proto.icmpv6 : proto, l4(proto),
+                extensions: extensions, hopLimit: ttl()))
         }
         // Mutations: byte flips anywhere, truncation, or another EtherType.
         if chance(0.25) {
@@ -167,7 +186,9 @@ struct FrameFactory {
         for needed in ["invite/dropped-scanner", "register/passed", "options/passed-allow", "response/passed",
                        "sip-other/passed", "other/dropped-malformed", "fragment/passed", "invite/dropped-deny",
                        "register/dropped-ban", "sip-syn/passed", "sip-stream/passed", "rtp/passed", "icmp/passed",
-                       "other/passed", "in-dialog/passed", "other-request/passed"] where count >= 100_000 {
+                       "other/passed", "in-dialog/passed", "other-request/passed", "keepalive/passed",
+                       "invite/dropped-malformed", "options/dropped-malformed", "register/dropped-spoofed",
+                       "options/dropped-scanner", "other/dropped-spoofed"] where count >= 100_000 {
             #expect(seenReasons.contains(needed), "seed \(seed): no frame was \(needed)")
         }
     }

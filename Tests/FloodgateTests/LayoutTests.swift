@@ -5,7 +5,11 @@ import Testing
 /// them differently from the BPF program (cilium's alignchecker does the same for Go).
 @Suite struct LayoutTests {
     @Test func structSizesMatchTheStaticAssertsOfTheHeader() {
-        #expect(MemoryLayout<fg_settings>.size == 96)
+        #expect(MemoryLayout<fg_settings>.size == 112)
+        #expect(MemoryLayout<fg_trust>.size == 16)
+        #expect(MemoryLayout<fg_txn_key>.size == 24)
+        #expect(MemoryLayout<fg_txn>.size == 8)
+        #expect(MemoryLayout<fg_allow_entry>.size == 4)
         #expect(MemoryLayout<fg_auth_state>.size == 16)
         #expect(MemoryLayout<fg_offence>.size == 16)
         #expect(MemoryLayout<fg_event>.size == 40)
@@ -42,6 +46,15 @@ import Testing
         #expect(MemoryLayout<fg_settings>.offset(of: \.autoban_seconds) == 56)
         #expect(MemoryLayout<fg_settings>.offset(of: \.offence_forget_s) == 76)
         #expect(MemoryLayout<fg_settings>.offset(of: \.trust_seconds) == 92)
+        #expect(MemoryLayout<fg_settings>.offset(of: \.ttl_tolerance) == 96)
+        #expect(MemoryLayout<fg_settings>.offset(of: \.layout_version) == 100)
+        #expect(MemoryLayout<fg_settings>.offset(of: \.server_entries) == 104)
+        #expect(MemoryLayout<fg_trust>.offset(of: \.ttl) == 8)
+        #expect(MemoryLayout<fg_trust>.offset(of: \.candidate_count) == 10)
+        #expect(MemoryLayout<fg_txn_key>.offset(of: \.callid) == 16)
+        #expect(MemoryLayout<fg_txn_key>.offset(of: \.cseq) == 20)
+        #expect(MemoryLayout<fg_txn>.offset(of: \.traffic_class) == 2)
+        #expect(MemoryLayout<fg_cpu_state>.offset(of: \.noisy_event_ns) == 8)
         #expect(MemoryLayout<fg_source_state>.offset(of: \.window_start_ms) == 24)
         #expect(MemoryLayout<fg_event>.offset(of: \.addr) == 8)
         #expect(MemoryLayout<fg_event>.offset(of: \.expires_ns) == 24)

@@ -81,13 +81,67 @@ import Testing
         var limits = Limit.defaults
         limits[.icmp] = .block
         let solicitation = Packet.ethernet(
-            Packet.EtherType.ipv6, Packet.ipv6(proto: Packet.Proto.icmpv6, Packet.icmp(type: 135)))
+            Packet.EtherType.ipv6, Packet.ipv6(proto: Packet.Proto.icmpv6, Packet.icmp(type: 135), hopLimit: 255))
         let result = try classify(solicitation, limits: limits)
         #expect(result.action == XDP_PASS_ACTION)
+        // Duplicate address detection sends its solicitation from the unspecified address.
+        let dad = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+            src: "::", dst: "ff02::1:ff00:1", proto: Packet.Proto.icmpv6, Packet.icmp(type: 135), hopLimit: 255))
+        #expect(try classify(dad, limits: limits).action == XDP_PASS_ACTION)
         let echo = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(proto: Packet.Proto.icmpv6, Packet.icmp(type: 128)))
         let blocked = try classify(echo, limits: limits)
         #expect(blocked.action == XDP_DROP_ACTION)
         #expect(blocked.counted.first?.1 == .droppedBlocked)
+    }
+
+    /// Only real neighbour discovery is exempt: IPv6, hop limit 255 (RFC 4861 has receivers drop anything else).
+    /// An IPv4 packet of protocol 58 whose first byte looks like an ND type, or forwarded ND, is plain ICMP, so a
+    /// denied or banned source cannot walk past the policy with it.
+    @Test func lookalikeNeighbourDiscoveryIsNotExempt() throws {
+        let program = try loadProgram()
+        try program.maps.addCIDRs([try CIDR("198.18.9.0/24"), try CIDR("2001:db8:9::/48")], to: .deny)
+        for type: UInt8 in 133...137 {
+            let v4 = Packet.ethernet(Packet.EtherType.ipv4,
+                                     Packet.ipv4(src: "198.18.9.9", proto: Packet.Proto.icmpv6, Packet.icmp(type: type)))
+            #expect(try program.judge(v4).2 == .droppedDeny, "IPv4 protocol 58, type \(type)")
+            let forwarded = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+                src: "2001:db8:9::9", proto: Packet.Proto.icmpv6, Packet.icmp(type: type), hopLimit: 254))
+            #expect(try program.judge(forwarded).2 == .droppedDeny, "IPv6 hop limit 254, type \(type)")
+            let real = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+                src: "2001:db8:9::9", proto: Packet.Proto.icmpv6, Packet.icmp(type: type), hopLimit: 255))
+            #expect(try program.verdict(real) == XDP_PASS_ACTION, "real ND, type \(type)")
+        }
+    }
+
+    /// Sources no outside packet can have are malformed: IPv4 0/8, 127/8, multicast, limited broadcast; IPv6
+    /// unspecified, loopback, multicast and IPv4-mapped (which would share an IPv4 source's buckets, bans, trust
+    /// and allow entry).
+    @Test(arguments: ["0.1.2.3", "127.0.0.1", "224.0.0.1", "239.1.1.1", "255.255.255.255"])
+    func bogusIPv4SourcesAreMalformed(source: String) throws {
+        let frame = Packet.request("INVITE", src: source)
+        let result = try classify(frame)
+        #expect(result.action == XDP_DROP_ACTION)
+        #expect(result.counted.map(\.1) == [.droppedMalformed])
+    }
+
+    @Test(arguments: ["::", "::1", "ff02::1", "::ffff:198.18.50.1"])
+    func bogusIPv6SourcesAreMalformed(source: String) throws {
+        let frame = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+            src: source, proto: Packet.Proto.udp, Packet.udp(dport: 5060, Array("INVITE sip:x SIP/2.0\r\n\r\n".utf8))))
+        let result = try classify(frame)
+        #expect(result.action == XDP_DROP_ACTION)
+        #expect(result.counted.map(\.1) == [.droppedMalformed])
+    }
+
+    /// The hostile case behind the IPv4-mapped rule: an IPv6 packet from ::ffff:a.b.c.d must not pass as the
+    /// allow-listed IPv4 trunk a.b.c.d.
+    @Test func anIPv4MappedSourceDoesNotRideAnIPv4AllowEntry() throws {
+        let program = try loadProgram()
+        try program.maps.addCIDRs([try CIDR("198.18.50.1")], to: .allow)
+        let mapped = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+            src: "::ffff:198.18.50.1", proto: Packet.Proto.udp, Packet.udp(dport: 5060, Array("INVITE sip:x SIP/2.0\r\n\r\n".utf8))))
+        #expect(try program.judge(mapped).2 == .droppedMalformed)
+        #expect(try program.judge(Packet.request("INVITE", src: "198.18.50.1")).2 == .passedAllow)
     }
 
     @Test func nonIPFramesPassAsOther() throws {

@@ -12,11 +12,14 @@ struct ReferenceModel {
     /// Active bans; true for explicit ones. The model adds the bans the program adds for scanners.
     var bans: [SourceAddress: Bool] = [:]
     var signatures: [Signature] = []
+    /// The TTL each allow-listed address first arrived with (hop-count pinning; no allow entry has a fixed range).
+    var pins: [SourceAddress: UInt8] = [:]
 
     enum Parsed {
         case malformed
         case nonIP
-        case packet(cls: TrafficClass, src: SourceAddress, essential: Bool, sipRequest: Bool, payload: ArraySlice<UInt8>)
+        case packet(cls: TrafficClass, src: SourceAddress, ttl: UInt8, essential: Bool, sipRequest: Bool,
+                    payload: ArraySlice<UInt8>, skip: Int)
     }
 
     mutating func verdict(_ frame: [UInt8]) -> (TrafficClass, Reason) {
@@ -25,17 +28,33 @@ struct ReferenceModel {
             return (.other, settings.malformed == .pass ? .passedMalformed : .droppedMalformed)
         case .nonIP:
             return (.other, .passed)
-        case .packet(let cls, let src, let essential, let sipRequest, let payload):
+        case .packet(let cls, let src, let ttl, let essential, let sipRequest, let payload, let skip):
             if essential { return (cls, .passed) }
             if deny.contains(where: { $0.contains(src) }) { return (cls, .droppedDeny) }
             let ban = bans[src]
             if ban == true { return (cls, .droppedBan) }
-            if allow.contains(where: { $0.contains(src) }) { return (cls, .passedAllow) }
+            // No trust in this model's settings and no credentials among its frames, so: unverified or allow-listed.
+            let inspected = sipRequest && !signatures.isEmpty ? inspect(payload, skip: skip) : Inspection()
+            if allow.contains(where: { $0.contains(src) }) {
+                if let pin = pins[src] {
+                    if abs(Int(pin) - Int(ttl)) > Int(settings.ttlTolerance) {
+                        // Taken as forged; only a credentialed REGISTER or INVITE could go on, and none has credentials.
+                        return (cls, .droppedSpoofed)
+                    }
+                } else {
+                    pins[src] = ttl
+                }
+                // Scanner-signed: dropped, but an allow-listed address is never banned by what it sends.
+                if inspected.signature { return (cls, .droppedScanner) }
+                if inspected.malformed { return (cls, .droppedMalformed) }
+                return (cls, .passedAllow)
+            }
             if ban != nil { return (cls, .droppedBan) }
-            if sipRequest && !signatures.isEmpty && scannerSignature(in: payload) {
+            if inspected.signature {
                 if settings.scannerBanSeconds > 0 && bans[src] == nil { bans[src] = false }
                 return (cls, .droppedScanner)
             }
+            if inspected.malformed { return (cls, .droppedMalformed) }
             return (cls, .passed)
         }
     }
@@ -58,12 +77,27 @@ struct ReferenceModel {
             let hl = Int(b[off] & 0x0F) * 4
             guard off + hl <= n else { return .malformed }
             let src = SourceAddress(bytes: [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF] + b[(off + 12)..<(off + 16)])
-            if be16(off + 6) & 0x1FFF != 0 { return .packet(cls: .fragment, src: src, essential: false, sipRequest: false, payload: []) }
-            return layer4(b, proto: Int(b[off + 9]), at: off + hl, src: src)
+            // No packet from outside comes from 0/8, 127/8, multicast or the limited broadcast address.
+            let first = b[off + 12]
+            if first == 0 || first == 127 || first >> 4 == 0xE || b[(off + 12)..<(off + 16)].allSatisfy({ $0 == 0xFF }) {
+                return .malformed
+            }
+            let ttl = b[off + 8]
+            if be16(off + 6) & 0x1FFF != 0 {
+                return .packet(cls: .fragment, src: src, ttl: ttl, essential: false, sipRequest: false, payload: [], skip: 0)
+            }
+            return layer4(b, proto: Int(b[off + 9]), at: off + hl, src: src, ttl: ttl, v6: false)
         }
         if proto == 0x86DD {
             guard off + 40 <= n, b[off] >> 4 == 6 else { return .malformed }
-            let src = SourceAddress(bytes: Array(b[(off + 8)..<(off + 24)]))
+            let source = Array(b[(off + 8)..<(off + 24)])
+            let src = SourceAddress(bytes: source)
+            // Unspecified, loopback, multicast and IPv4-mapped sources are not real (but for neighbour discovery's
+            // unspecified source of duplicate address detection).
+            let bogus = source[0] == 0xFF || (source[0..<10].allSatisfy { $0 == 0 }
+                && ((source[10] == 0xFF && source[11] == 0xFF)
+                    || (source[10..<15].allSatisfy { $0 == 0 } && source[15] <= 1)))
+            let ttl = b[off + 7]
             var next = Int(b[off + 6])
             var cur = off + 40
             for _ in 0..<Int(FG_IPV6_MAX_EXT) {
@@ -79,12 +113,16 @@ struct ReferenceModel {
                 case 44:
                     guard cur + 8 <= n else { return .malformed }
                     if be16(cur + 2) & 0xFFF8 != 0 {
-                        return .packet(cls: .fragment, src: src, essential: false, sipRequest: false, payload: [])
+                        if bogus { return .malformed }
+                        return .packet(cls: .fragment, src: src, ttl: ttl, essential: false, sipRequest: false,
+                                       payload: [], skip: 0)
                     }
                     next = Int(b[cur])
                     cur += 8
                 default:
-                    return layer4(b, proto: next, at: cur, src: src)
+                    let parsed = layer4(b, proto: next, at: cur, src: src, ttl: ttl, v6: true)
+                    if bogus, case .packet(_, _, _, false, _, _, _) = parsed { return .malformed }
+                    return parsed
                 }
             }
             return .malformed
@@ -92,11 +130,11 @@ struct ReferenceModel {
         return .nonIP
     }
 
-    func layer4(_ b: [UInt8], proto: Int, at: Int, src: SourceAddress) -> Parsed {
+    func layer4(_ b: [UInt8], proto: Int, at: Int, src: SourceAddress, ttl: UInt8, v6: Bool) -> Parsed {
         let n = b.count
         func be16(_ i: Int) -> Int { Int(b[i]) << 8 | Int(b[i + 1]) }
         func plain(_ cls: TrafficClass, essential: Bool = false) -> Parsed {
-            .packet(cls: cls, src: src, essential: essential, sipRequest: false, payload: [])
+            .packet(cls: cls, src: src, ttl: ttl, essential: essential, sipRequest: false, payload: [], skip: 0)
         }
         switch proto {
         case 17:
@@ -108,9 +146,17 @@ struct ReferenceModel {
             }
             let length = min(be16(at + 4) - 8, n - (at + 8))
             let payload = b[(at + 8)..<(at + 8 + length)]
-            let cls = sipClass(Array(payload.prefix(16)))
-            return .packet(cls: cls, src: src, essential: false, sipRequest: cls.index <= TrafficClass.inDialog.index,
-                           payload: payload)
+            let crlf: Set<UInt8> = [13, 10], blanks: Set<UInt8> = [13, 10, 32, 9]
+            // RFC 5626: a keep-alive is CRLFs alone.
+            if (1...8).contains(length) && payload.allSatisfy(crlf.contains) {
+                return .packet(cls: .keepalive, src: src, ttl: ttl, essential: false, sipRequest: false, payload: payload,
+                               skip: 0)
+            }
+            // RFC 3261 7.5: CRLFs before a request line are skipped; so are up to four blanks of any kind.
+            let skip = payload.prefix(Int(FG_SIP_MAX_LEADING)).prefix(while: blanks.contains).count
+            let cls = sipClass(Array(payload.dropFirst(skip).prefix(16)))
+            return .packet(cls: cls, src: src, ttl: ttl, essential: false,
+                           sipRequest: cls.index <= TrafficClass.inDialog.index, payload: payload, skip: skip)
         case 6:
             guard at + 20 <= n, b[at + 12] >> 4 >= 5 else { return .malformed }
             guard isSIPPort(be16(at + 2)) else { return plain(.other) }
@@ -121,7 +167,8 @@ struct ReferenceModel {
             return plain(.icmp)
         case 58:
             guard at + 4 <= n else { return .malformed }
-            return plain(.icmp, essential: (133...137).contains(b[at]))
+            // RFC 4861: neighbour discovery is IPv6 with hop limit 255; nothing else is.
+            return plain(.icmp, essential: v6 && ttl == 255 && (133...137).contains(b[at]))
         default:
             return plain(.other)
         }
@@ -150,49 +197,130 @@ struct ReferenceModel {
         return .sipOther
     }
 
-    // MARK: Scanner signatures
+    // MARK: The header walk
 
-    /// The header lines of the first 512 bytes, after the request line: a User-Agent, From or f header whose
-    /// value (after blanks, a colon and blanks) ends with CR or LF, or reaches 31 bytes, within those bytes, and
-    /// starts (case-insensitively) with a signature of its kind.
-    func scannerSignature(in payload: ArraySlice<UInt8>) -> Bool {
-        let window = Array(payload.prefix(Int(FG_SIP_SCAN_BYTES)))
-        guard window.count >= 2 else { return false }
-        let lower = window.map { $0 >= 65 && $0 <= 90 ? $0 + 32 : $0 }
-        var lineStart = window.firstIndex(of: 10).map { $0 + 1 }
-        while let start = lineStart, start < window.count {
-            let end = window[start...].firstIndex(of: 10)
-            defer { lineStart = end.map { $0 + 1 } }
+    struct Inspection {
+        var signature = false
+        /// CSeq names REGISTER or INVITE and the start line another method (or the reverse), two Call-IDs or
+        /// CSeqs, or a header block that does not end within the bytes scanned.
+        var malformed = false
+    }
+
+    /// The header block of a request, from the line after its start line (which begins after `skip` leading
+    /// bytes) to its blank line, within its first FG_SIP_SCAN_BYTES bytes; stopped at the first scanner signature.
+    /// A header is a name (User-Agent, From or f, Authorization, Proxy-Authorization, Call-ID or i, CSeq; any
+    /// case), blanks, a colon, then blanks, CRs and folds (LF then SP or HT) before its value; a value ends at CR
+    /// or LF (User-Agent and From: or at 31 bytes) and counts only if that end is within the scanned bytes.
+    func inspect(_ payload: ArraySlice<UInt8>, skip: Int) -> Inspection {
+        let w = Array(payload.prefix(Int(FG_SIP_SCAN_BYTES)))
+        let len = w.count
+        var result = Inspection()
+        guard len >= 2 else { return result }
+        let lower = w.map { $0 >= 65 && $0 <= 90 ? $0 + 32 : $0 }
+        func isBlank(_ c: UInt8) -> Bool { c == 32 || c == 9 }
+        func nextLine(after i: Int) -> Int? { w[min(i, len)...].firstIndex(of: 10).map { $0 + 1 } }
+        var callIDs = 0, cseqs = 0, ambiguous = false, ended = false
+        var method: [UInt8]? = nil  // the CSeq method read, once a CSeq value ended
+        var line = nextLine(after: skip)
+        walk: while let start = line, start < len {
+            if w[start] == 13 || w[start] == 10 {
+                ended = true
+                break
+            }
+            // The header name.
+            let names: [(String, String)] = [("user-agent", "u"), ("from", "f"), ("proxy-authorization", "a"),
+                                             ("authorization", "a"), ("call-id", "c"), ("cseq", "q"), ("f", "f"), ("i", "c")]
+            var kind: String?
             var i = start
-            var kind: Signature.Header?
-            if lower[i...].starts(with: Array("user-agent".utf8)) {
-                kind = .userAgent
-                i += 10
-            } else if lower[i...].starts(with: Array("from".utf8)) {
-                kind = .from
-                i += 4
-            } else if lower[i] == UInt8(ascii: "f") {
-                kind = .from
-                i += 1
+            for (name, k) in names where lower[start...].starts(with: Array(name.utf8)) {
+                let after = start + name.utf8.count
+                if after < len && (isBlank(w[after]) || w[after] == UInt8(ascii: ":")) {
+                    kind = k
+                    i = after
+                    break
+                }
             }
-            guard let header = kind else { continue }
-            let blank: (UInt8) -> Bool = { $0 == 32 || $0 == 9 }
-            while i < window.count && blank(window[i]) { i += 1 }
-            guard i < window.count, window[i] == UInt8(ascii: ":") else { continue }
+            guard let header = kind else {
+                line = nextLine(after: start)
+                continue
+            }
+            while i < len && isBlank(w[i]) { i += 1 }
+            guard i < len, w[i] == UInt8(ascii: ":") else {
+                line = i < len && w[i] == 10 ? i + 1 : nextLine(after: i)
+                continue
+            }
             i += 1
-            while i < window.count && blank(window[i]) { i += 1 }
-            guard i < window.count, window[i] != 13, window[i] != 10 else { continue }
-            // The value: up to 31 bytes, ended by CR or LF; it counts only if its end is within the window.
-            var value: [UInt8] = []
-            while value.count < Int(FG_SIGNATURE_BYTES) - 1, i < window.count, window[i] != 13, window[i] != 10 {
-                value.append(lower[i])
-                i += 1
+            if header == "a" {
+                line = nextLine(after: i)
+                continue
             }
-            guard i < window.count else { continue }
-            if signatures.contains(where: { $0.header == header && value.starts(with: Array($0.prefix.utf8)) }) {
-                return true
+            if header == "c" && callIDs > 0 || header == "q" && cseqs > 0 { ambiguous = true }
+            // Blanks, CRs and folds before the value.
+            while i < len {
+                if isBlank(w[i]) || w[i] == 13 {
+                    i += 1
+                } else if w[i] == 10 {
+                    guard i + 1 < len else { break walk }
+                    if isBlank(w[i + 1]) {
+                        i += 2
+                    } else {
+                        line = i + 1  // not a fold: a new line starts
+                        continue walk
+                    }
+                } else {
+                    break
+                }
+            }
+            guard i < len else { break }
+            switch header {
+            case "u", "f":
+                var value: [UInt8] = []
+                while value.count < Int(FG_SIGNATURE_BYTES) - 1, i < len, w[i] != 13, w[i] != 10 {
+                    value.append(lower[i])
+                    i += 1
+                }
+                guard i < len else { break walk }
+                let kind: Signature.Header = header == "u" ? .userAgent : .from
+                if signatures.contains(where: { $0.header == kind && value.starts(with: Array($0.prefix.utf8)) }) {
+                    result.signature = true
+                    return result
+                }
+                line = w[i] == 10 ? i + 1 : nextLine(after: i + 1)
+            case "c":
+                while i < len, w[i] != 13, w[i] != 10 { i += 1 }
+                guard i < len else { break walk }
+                callIDs += 1
+                line = w[i] == 10 ? i + 1 : nextLine(after: i + 1)
+            default:  // CSeq: digits, blanks, a method; anything else ends it
+                guard (48...57).contains(w[i]) else {
+                    line = nextLine(after: i + 1)
+                    continue
+                }
+                while i < len, (48...57).contains(w[i]) { i += 1 }
+                var m: [UInt8] = []
+                if i < len, isBlank(w[i]) {
+                    while i < len, isBlank(w[i]) { i += 1 }
+                    while i < len, w[i] != 13, w[i] != 10, !isBlank(w[i]) {
+                        m.append(w[i])
+                        i += 1
+                    }
+                }
+                guard i < len else { break walk }
+                cseqs += 1
+                method = m
+                line = w[i] == 10 ? i + 1 : nextLine(after: i + 1)
             }
         }
-        return false
+        if ambiguous {
+            result.malformed = true
+        } else if let method {
+            let named = method == Array("REGISTER".utf8) ? "REGISTER" : method == Array("INVITE".utf8) ? "INVITE" : nil
+            let start = payload.dropFirst(skip)
+            let own = start.starts(with: Array("REGISTER ".utf8)) ? "REGISTER"
+                : start.starts(with: Array("INVITE ".utf8)) ? "INVITE" : nil
+            if own != nil ? named != own : named != nil { result.malformed = true }
+        }
+        if !ended && payload.count > Int(FG_SIP_SCAN_BYTES) { result.malformed = true }
+        return result
     }
 }

@@ -4,41 +4,63 @@ import Foundation
 import Testing
 
 /// The inside program (BPF/lib/trust.h) through BPF_PROG_TEST_RUN: the SIP server's answers as they leave
-/// towards external sources, and what they do to the external program's verdicts.
+/// towards external sources, matched to the requests the external program let in, and what they do to its
+/// verdicts.
 @Suite struct TrustTests {
-    /// A SIP response from the server (198.18.2.2:5060) to `destination`:5070.
-    static func response(_ status: String, to destination: String, cseq: String = "2 REGISTER") -> [UInt8] {
-        let text = "SIP/2.0 \(status)\r\nVia: SIP/2.0/UDP \(destination):5070;branch=z9hG4bK-1\r\n"
-            + "From: <sip:100@198.18.2.2>;tag=1\r\nTo: <sip:100@198.18.2.2>;tag=2\r\nCall-ID: 1@\(destination)\r\n"
-            + "CSeq: \(cseq)\r\nContent-Length: 0\r\n\r\n"
+    /// A SIP response from the server (`from`:5060) to `destination`:5070, naming the transaction (Call-ID, CSeq)
+    /// that `Packet.request` sends by default.
+    static func response(
+        _ status: String, to destination: String, cseq: String = "1 REGISTER", callID: String? = nil,
+        from server: String = "198.18.2.2", extra: [String] = []
+    ) -> [UInt8] {
+        let text = (["SIP/2.0 \(status)", "Via: SIP/2.0/UDP \(destination):5070;branch=z9hG4bK-1",
+                     "From: <sip:100@198.18.2.2>;tag=1", "To: <sip:100@198.18.2.2>;tag=2",
+                     "Call-ID: \(callID ?? "1@\(destination)")", "CSeq: \(cseq)"] + extra + ["Content-Length: 0"])
+            .joined(separator: "\r\n") + "\r\n\r\n"
         return Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
-            src: "198.18.2.2", dst: destination, proto: Packet.Proto.udp,
+            src: server, dst: destination, proto: Packet.Proto.udp,
             Packet.udp(sport: 5060, dport: 5070, Array(text.utf8))))
     }
 
     static let credentials = "Authorization: Digest username=\"100\", realm=\"198.18.2.2\", nonce=\"abc\", "
         + "uri=\"sip:198.18.2.2\", response=\"0123456789abcdef0123456789abcdef\""
 
-    func program(failures: UInt32 = 3) throws -> FloodgateProgram {
+    /// A filter that counts failures and learns trust; its auto-ban bans at 50 drops in 10 s.
+    static func program(failures: UInt32 = 3, policy: Policy = Policy()) throws -> FloodgateProgram {
         var settings = Settings.defaults
         settings.bruteForce = BruteForce(failures: failures, windowSeconds: 60, banSeconds: 60)
         settings.trustSeconds = 60
-        return try loadProgram(settings: settings)
+        settings.autoBan.drops = 50
+        settings.autoBan.windowMilliseconds = 10_000
+        return try loadProgram(settings: settings, policy: policy)
     }
 
-    func inside(_ program: FloodgateProgram, _ frame: [UInt8]) throws {
+    static func inside(_ program: FloodgateProgram, _ frame: [UInt8]) throws {
         let action = try FloodgateProgram.testRun(programFD: program.insideProgramFD, packet: frame).action
         #expect(action == XDP_PASS_ACTION, "the inside program passes everything")
+    }
+
+    /// A phone at `address` registers with credentials (Call-ID `call`, CSeq `n`) at `ttl`, and the server
+    /// answers 200: the way a source becomes verified.
+    static func register(_ p: FloodgateProgram, _ address: String, ttl: UInt8 = 64, call: String = "reg-1", n: Int = 1,
+                         answer: String = "200 OK") throws -> Reason? {
+        let reason = try p.judge(Packet.request("REGISTER", src: address, extra: [credentials], callID: call,
+                                                cseq: "\(n) REGISTER", ttl: ttl)).2
+        try inside(p, response(answer, to: address, cseq: "\(n) REGISTER", callID: call))
+        return reason
+    }
+
+    static func trusted(_ p: FloodgateProgram) throws -> [String: TrustedSource] {
+        Dictionary(uniqueKeysWithValues: try p.maps.trustedSources().map { ($0.address.description, $0) })
     }
 
     /// 401s to REGISTERs that carried credentials are failures; the third bans the source. A phone whose every
     /// first REGISTER is challenged (no credentials yet) and then accepted is never banned.
     @Test func failedAuthenticationsBanButFirstChallengesDoNot() throws {
-        let p = try program()
+        let p = try TrustTests.program()
         let guesser = "198.18.5.5", phone = "198.18.5.6"
         for round in 1...3 {
-            #expect(try p.judge(Packet.request("REGISTER", src: guesser, extra: [TrustTests.credentials])).2 == .passed)
-            try inside(p, TrustTests.response("401 Unauthorized", to: guesser))
+            #expect(try TrustTests.register(p, guesser, call: "g\(round)", answer: "401 Unauthorized") == .passed)
             let ban = p.maps.ban(of: SourceAddress(guesser)!)
             #expect((ban != nil) == (round == 3), "round \(round): \(String(describing: ban))")
         }
@@ -46,38 +68,74 @@ import Testing
         #expect(ban.bruteForce && ban.origin == "brute-force")
         #expect(try p.judge(Packet.request("REGISTER", src: guesser)).2 == .droppedBan)
 
-        for _ in 1...5 {
-            #expect(try p.judge(Packet.request("REGISTER", src: phone)).2 == .passed)
-            try inside(p, TrustTests.response("401 Unauthorized", to: phone))
-            #expect(try p.judge(Packet.request("REGISTER", src: phone, extra: [TrustTests.credentials])).2 == .passed)
-            try inside(p, TrustTests.response("200 OK", to: phone))
+        for round in 1...5 {
+            let call = "p\(round)"
+            #expect(try p.judge(Packet.request("REGISTER", src: phone, callID: call, cseq: "1 REGISTER")).2 == .passed)
+            try TrustTests.inside(p, TrustTests.response("401 Unauthorized", to: phone, cseq: "1 REGISTER", callID: call))
+            #expect(try TrustTests.register(p, phone, call: call, n: 2) == .passed)
         }
         #expect(p.maps.ban(of: SourceAddress(phone)!) == nil)
         // Proxy-Authorization counts as credentials too, in any case; 407 and 403 are failures.
         let other = "198.18.5.7"
-        #expect(try p.judge(Packet.request("INVITE", src: other, extra: ["proxy-authorization: Digest x"])).2 == .passed)
-        try inside(p, TrustTests.response("407 Proxy Authentication Required", to: other, cseq: "1 INVITE"))
-        try inside(p, TrustTests.response("403 Forbidden", to: other))
+        for (n, status) in [(1, "407 Proxy Authentication Required"), (2, "403 Forbidden")] {
+            #expect(try p.judge(Packet.request("INVITE", src: other, extra: ["proxy-authorization: Digest x"],
+                                               callID: "o", cseq: "\(n) INVITE")).2 == .passed)
+            try TrustTests.inside(p, TrustTests.response(status, to: other, cseq: "\(n) INVITE", callID: "o"))
+        }
         #expect(p.maps.ban(of: SourceAddress(other)!) == nil)
-        try inside(p, TrustTests.response("403 Forbidden", to: other))
+        #expect(try p.judge(Packet.request("INVITE", src: other, extra: ["proxy-authorization: Digest x"],
+                                           callID: "o", cseq: "3 INVITE")).2 == .passed)
+        try TrustTests.inside(p, TrustTests.response("403 Forbidden", to: other, cseq: "3 INVITE", callID: "o"))
         #expect(p.maps.ban(of: SourceAddress(other)!)?.bruteForce == true)
     }
 
-    /// A 2xx to a REGISTER makes its destination known-good; a 2xx to an OPTIONS does not. A known-good source
-    /// gets through while a random-source flood has drained its /24, whose other sources are dropped.
+    /// What does not count as a failure: a 401 with stale=true (an old nonce, not a wrong password), a 403 to a
+    /// request without credentials, and answers naming a transaction the source never sent. A 2xx clears the
+    /// failures counted so far.
+    @Test func onlyMatchedAnswersToCredentialedRequestsAreFailures() throws {
+        let p = try TrustTests.program(failures: 2)
+        let phone = "198.18.5.20"
+        for round in 1...4 {
+            #expect(try p.judge(Packet.request("REGISTER", src: phone, extra: [TrustTests.credentials],
+                                               callID: "s\(round)", cseq: "1 REGISTER")).2 == .passed)
+            try TrustTests.inside(p, TrustTests.response(
+                "401 Unauthorized", to: phone, callID: "s\(round)",
+                extra: ["WWW-Authenticate: Digest realm=\"x\", nonce=\"n\(round)\", STALE=TRUE, algorithm=MD5"]))
+        }
+        for round in 1...4 {
+            #expect(try p.judge(Packet.request("REGISTER", src: phone, callID: "n\(round)")).2 == .passed)
+            try TrustTests.inside(p, TrustTests.response("403 Forbidden", to: phone, callID: "n\(round)"))
+            try TrustTests.inside(p, TrustTests.response("401 Unauthorized", to: phone, callID: "never-sent-\(round)"))
+        }
+        #expect(p.maps.ban(of: SourceAddress(phone)!) == nil)
+        // One failure, then a success: the next failure is the first again.
+        #expect(try TrustTests.register(p, phone, call: "f1", answer: "401 Unauthorized") == .passed)
+        #expect(try TrustTests.register(p, phone, call: "ok") == .passed)
+        #expect(try TrustTests.register(p, phone, call: "f2", answer: "401 Unauthorized") == .passed)
+        #expect(p.maps.ban(of: SourceAddress(phone)!) == nil)
+        #expect(try TrustTests.register(p, phone, call: "f3", answer: "401 Unauthorized") == .passed)
+        #expect(p.maps.ban(of: SourceAddress(phone)!)?.bruteForce == true)
+    }
+
+    /// A credentialed REGISTER answered 200 verifies its source, pinned at its TTL; a 2xx to an OPTIONS, to a
+    /// REGISTER without credentials, or naming a transaction never sent earns nothing. A verified source gets
+    /// through while a random-source flood has drained its /24, whose other sources are dropped.
     @Test func anAcceptedRegistrationEarnsTrustThatOutlastsADrainedPrefix() throws {
         // A /24 bucket that refills at 1/s: a slow, busy test machine cannot refill it between the flood and the
         // prober's packet (with the default 200/s it could, and did once in CI).
-        var settings = Settings.defaults
-        settings.trustSeconds = 60
         var policy = Policy()
         policy.prefix = .rate(1, burst: 20)
-        let p = try loadProgram(settings: settings, policy: policy)
-        let phone = "198.18.6.6", prober = "198.18.6.7"
-        try inside(p, TrustTests.response("200 OK", to: phone, cseq: "2 REGISTER"))
-        try inside(p, TrustTests.response("200 OK", to: prober, cseq: "1 OPTIONS"))
-        let trusted = Set(try p.maps.trustedSources().map(\.address.description))
-        #expect(trusted == [phone])
+        let p = try TrustTests.program(policy: policy)
+        let phone = "198.18.6.6", prober = "198.18.6.7", bare = "198.18.6.8", liar = "198.18.6.9"
+        #expect(try TrustTests.register(p, phone, ttl: 57) == .passed)
+        #expect(try p.judge(Packet.request("OPTIONS", src: prober)).2 == .passed)
+        try TrustTests.inside(p, TrustTests.response("200 OK", to: prober, cseq: "1 OPTIONS"))
+        #expect(try p.judge(Packet.request("REGISTER", src: bare)).2 == .passed)
+        try TrustTests.inside(p, TrustTests.response("200 OK", to: bare, cseq: "1 REGISTER"))
+        try TrustTests.inside(p, TrustTests.response("200 OK", to: liar, cseq: "1 REGISTER"))
+        let trusted = try TrustTests.trusted(p)
+        #expect(Set(trusted.keys) == [phone])
+        #expect(trusted[phone]?.ttl == 57)
         // The /24's bucket drained by spoofed sources of the same /24.
         var dropped = 0
         for i in 0..<200 {
@@ -86,9 +144,22 @@ import Testing
         }
         #expect(dropped >= 170)
         #expect(try p.judge(Packet.request("INVITE", src: prober)).2 == .droppedPrefix)
-        for _ in 0..<5 { #expect(try p.judge(Packet.request("REGISTER", src: phone)).2 == .passed) }
+        for _ in 0..<5 { #expect(try p.judge(Packet.request("REGISTER", src: phone, ttl: 57)).2 == .passed) }
         // Its own per-source limit still holds (REGISTER 8/s, burst 16).
-        let reasons = try (0..<20).map { _ in try p.judge(Packet.request("REGISTER", src: phone)).2 }
+        let reasons = try (0..<20).map { _ in try p.judge(Packet.request("REGISTER", src: phone, ttl: 57)).2 }
         #expect(reasons.contains(.droppedRate))
+    }
+
+    /// Only the SIP server's answers count when `sip.servers` names it: a 200 from another inside address (a
+    /// compromised host beside the server, say) verifies nothing.
+    @Test func answersFromOtherInsideAddressesCountForNothingWhenServersAreNamed() throws {
+        let p = try TrustTests.program()
+        try p.maps.setServers([try CIDR("198.18.2.2")])
+        let phone = "198.18.6.30", other = "198.18.6.31"
+        #expect(try p.judge(Packet.request("REGISTER", src: other, extra: [TrustTests.credentials],
+                                           callID: "x", cseq: "1 REGISTER")).2 == .passed)
+        try TrustTests.inside(p, TrustTests.response("200 OK", to: other, callID: "x", from: "198.18.2.3"))
+        #expect(try TrustTests.register(p, phone) == .passed)
+        #expect(Set(try TrustTests.trusted(p).keys) == [phone])
     }
 }

@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Evidence tiers. A UDP source address costs nothing to forge, so every
+ * source is one of three, by what proves it real:
+ *
+ * - unverified: nothing does. Its own buckets, its prefix's, the new-source
+ *   budget; UDP evidence (a scanner signature, a bucket it keeps emptying)
+ *   bans it.
+ * - verified (fg_trusted): the SIP server accepted a REGISTER or INVITE that
+ *   it sent with credentials, matched to that request by Call-ID and CSeq
+ *   (fg_txns, noted on the way in; lib/trust.h reads the answer). Only the
+ *   holder of the address sees the challenge its credentials answer, so the
+ *   address is real. It skips the prefix bucket and the new-source budget and
+ *   is shed after every stranger; UDP evidence never bans it.
+ * - allow-listed (fg_allow): the operator's word. UDP evidence never bans it.
+ *
+ * Hop-count pinning (Jin, Wang and Shin, CCS 2003): a verified source's TTL
+ * (or hop limit) is pinned when it is verified, an allow-listed one's when it
+ * first sends (or fixed by its allow entry). A packet that claims either
+ * address at a TTL more than settings.ttl_tolerance away is taken as forged:
+ * dropped-spoofed, charged to the unverified bucket of its prefix and never
+ * to the address's own buckets, ban counts, failure counts or trust. A forger
+ * at the same hop distance as the real source is not caught, and a route
+ * change moves the real source: its pin moves only on evidence from the
+ * verified path, FG_REPIN_CONFIRMATIONS credentialed REGISTER or INVITEs in a
+ * row, each at the same new TTL and each accepted by the server (lib/trust.h).
+ * While they are on their way, a verified address's credentialed REGISTER and
+ * INVITEs at another TTL are let through at its prefix's unverified rate.
+ */
+#ifndef FG_LIB_TIERS_H
+#define FG_LIB_TIERS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "../floodgate.h"
+#include "parse.h"
+#include "lists.h"
+
+/* Verified sources: until when, and their pinned TTL; written by
+ * floodgate_inside, read by XDP and the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FG_MAX_TRUSTED);
+	__type(key, struct fg_addr);
+	__type(value, struct fg_trust);
+} fg_trusted SEC(".maps");
+
+/* Aggregate prefixes (fg_prefixes keys) holding a verified source. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FG_MAX_TRUSTED);
+	__type(key, struct fg_source_key);
+	__type(value, __u64);
+} fg_trusted_prefixes SEC(".maps");
+
+/* The pinned TTL of each allow-listed address that has sent (without a
+ * fixed range in its entry); written by XDP. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FG_MAX_TRUSTED);
+	__type(key, struct fg_addr);
+	__type(value, struct fg_trust);
+} fg_pins SEC(".maps");
+
+/* Credentialed REGISTER and INVITEs on their way to the server; written by
+ * XDP, matched and removed by floodgate_inside. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FG_MAX_TXNS);
+	__type(key, struct fg_txn_key);
+	__type(value, struct fg_txn);
+} fg_txns SEC(".maps");
+
+/* The SIP server addresses whose answers count (empty: any address on the
+ * inside interface); written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, FG_MAX_SERVERS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct fg_cidr_key);
+	__type(value, __u32);
+} fg_servers SEC(".maps");
+
+/* Is `ttl` within the tolerance of `pinned`? */
+static __always_inline int fg_ttl_near(const struct fg_settings *s, __u32 pinned, __u32 ttl)
+{
+	__u32 d = pinned > ttl ? pinned - ttl : ttl - pinned;
+
+	return d <= s->ttl_tolerance;
+}
+
+/* addr's verified entry, if it is verified at `now_ns`. */
+static __always_inline struct fg_trust *fg_verified(const struct fg_settings *s, const struct fg_addr *addr,
+						    __u64 now_ns)
+{
+	struct fg_trust *t;
+
+	if (!s->trust_seconds)
+		return NULL;
+	t = bpf_map_lookup_elem(&fg_trusted, addr);
+	return t && t->until_ns > now_ns ? t : NULL;
+}
+
+/* Does an allow-listed address's packet come at its TTL? The first packet
+ * of an address without a fixed range pins it. */
+static __always_inline int fg_allowed_ttl_ok(const struct fg_settings *s, const struct fg_allow_entry *entry,
+					     const struct fg_addr *addr, __u32 ttl)
+{
+	struct fg_trust *pin, first = {.ttl = ttl};
+
+	if (entry && entry->ttl_max)
+		return ttl >= entry->ttl_min && ttl <= entry->ttl_max;
+	pin = bpf_map_lookup_elem(&fg_pins, addr);
+	if (!pin) {
+		bpf_map_update_elem(&fg_pins, addr, &first, BPF_NOEXIST);
+		return 1;
+	}
+	return fg_ttl_near(s, pin->ttl, ttl);
+}
+
+/* Does the (masked) aggregate prefix `key` hold a verified source? */
+static __always_inline int fg_prefix_holds_trusted(const struct fg_settings *s, const struct fg_source_key *key)
+{
+	return s->trust_seconds && bpf_map_lookup_elem(&fg_trusted_prefixes, key) != NULL;
+}
+
+/* Is `addr` (a source) verified or allow-listed? What UDP evidence must never
+ * ban. */
+static __always_inline int fg_is_vouched_for(const struct fg_settings *s, const struct fg_addr *addr)
+{
+	if (s->allow_entries && fg_in_list(&fg_allow, addr))
+		return 1;
+	return fg_verified(s, addr, bpf_ktime_get_ns()) != NULL;
+}
+
+#endif /* FG_LIB_TIERS_H */

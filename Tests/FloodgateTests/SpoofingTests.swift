@@ -1,0 +1,233 @@
+import CFloodgate
+import FloodgateCore
+import Foundation
+import Testing
+
+/// What someone who forges a source address, or reframes the bytes, can make the filter do (BPF/lib/tiers.h): the
+/// hostile side of evidence tiers, hop-count pinning and framing, through BPF_PROG_TEST_RUN with the inside
+/// program playing the SIP server's answers.
+@Suite struct SpoofingTests {
+    let phone = "198.18.7.7"
+
+    /// A filter with a phone that registered with credentials at TTL 57 and was verified.
+    func verifiedPhone(policy: Policy = Policy()) throws -> FloodgateProgram {
+        let p = try TrustTests.program(policy: policy)
+        #expect(try TrustTests.register(p, phone, ttl: 57) == .passed)
+        #expect(try TrustTests.trusted(p)[phone]?.ttl == 57)
+        return p
+    }
+
+    /// One OPTIONS with a scanner's User-Agent, forged from a verified phone's address (at its TTL, the forger's
+    /// best case), is dropped but bans nobody; the phone goes on registering and calling.
+    @Test func aForgedScannerPacketDoesNotBanAVerifiedPhone() throws {
+        let p = try verifiedPhone()
+        let forged = Packet.request("OPTIONS", src: phone, extra: ["User-Agent: friendly-scanner"], ttl: 57)
+        #expect(try p.judge(forged).2 == .droppedScanner)
+        #expect(p.maps.ban(of: SourceAddress(phone)!) == nil)
+        #expect(try p.judge(Packet.request("INVITE", src: phone, ttl: 57)).2 == .passed)
+        #expect(try TrustTests.register(p, phone, ttl: 57, call: "reg-2") == .passed)
+        // The same packet from a stranger bans it, as before.
+        let stranger = "198.18.7.8"
+        #expect(try p.judge(Packet.request("OPTIONS", src: stranger, extra: ["User-Agent: friendly-scanner"])).2
+            == .droppedScanner)
+        #expect(p.maps.ban(of: SourceAddress(stranger)!)?.scanner == true)
+    }
+
+    /// 600 forged REGISTERs in a burst claiming the verified phone. At another TTL they are dropped-spoofed and
+    /// never touch its bucket: it registers right after, its whole burst intact. At its own TTL they drain its
+    /// bucket (nothing tells them apart), but the auto-ban, which would have fired at 50 drops, spares it.
+    @Test func aForgedBurstNeitherBansAVerifiedPhoneNorDrainsItsBucket() throws {
+        let p = try verifiedPhone()
+        var reasons: [Reason: Int] = [:]
+        for i in 0..<600 {
+            let r = try p.judge(Packet.request("REGISTER", src: phone, callID: "f\(i)", ttl: 120)).2!
+            reasons[r, default: 0] += 1
+        }
+        #expect(reasons[.droppedSpoofed] ?? 0 >= 590, "\(reasons)")
+        #expect(reasons[.passed] == nil, "no forged REGISTER without credentials passes: \(reasons)")
+        let own = try (0..<16).map { _ in try p.judge(Packet.request("REGISTER", src: phone, ttl: 57)).2 }
+        #expect(own.allSatisfy { $0 == .passed }, "the phone's burst of 16 is untouched: \(own)")
+        #expect(p.maps.ban(of: SourceAddress(phone)!) == nil)
+
+        let same = try (0..<600).map { _ in try p.judge(Packet.request("REGISTER", src: phone, ttl: 57)).2 }
+        #expect(same.filter { $0 == .droppedRate }.count > 500)
+        #expect(p.maps.ban(of: SourceAddress(phone)!) == nil, "auto-ban spares a verified source")
+        #expect(try p.maps.counters().packets[.register, .droppedSpoofed] >= 590)
+    }
+
+    /// Forged credentialed REGISTERs for a verified phone from another hop distance, answered 401 by the server,
+    /// are not the phone's failures: no ban however many.
+    @Test func forgedCredentialedRegistersAnswered401DoNotBanAVerifiedPhone() throws {
+        var policy = Policy()
+        policy.prefix = .unlimited
+        policy.widePrefix = .unlimited
+        let p = try verifiedPhone(policy: policy)
+        for i in 0..<10 {
+            let reason = try p.judge(Packet.request("REGISTER", src: phone, extra: [TrustTests.credentials],
+                                                    callID: "forged-\(i)", cseq: "1 REGISTER", ttl: 120)).2
+            // Let through at its prefix's rate (here unlimited), so that a real route change can be confirmed.
+            #expect(reason == .passed)
+            try TrustTests.inside(p, TrustTests.response("401 Unauthorized", to: phone, callID: "forged-\(i)"))
+        }
+        #expect(p.maps.ban(of: SourceAddress(phone)!) == nil)
+        #expect(try TrustTests.trusted(p)[phone]?.ttl == 57)
+    }
+
+    /// The pin moves only after FG_REPIN_CONFIRMATIONS credentialed REGISTERs in a row at one new TTL, each
+    /// accepted by the server; a forger, who never sees the challenge, cannot get one accepted.
+    @Test func aPinnedTTLMovesOnlyOnConfirmedTransactions() throws {
+        var policy = Policy()
+        policy.prefix = .unlimited
+        policy.widePrefix = .unlimited
+        let p = try verifiedPhone(policy: policy)
+        // A route change: the phone is now 3 hops further. Its plain packets are taken as forged...
+        #expect(try p.judge(Packet.request("OPTIONS", src: phone, ttl: 54)).2 == .droppedSpoofed)
+        // ...its credentialed REGISTERs get through, and two accepted are not yet enough.
+        for n in 2...3 {
+            #expect(try TrustTests.register(p, phone, ttl: 54, call: "moved", n: n) == .passed)
+            #expect(try TrustTests.trusted(p)[phone]?.ttl == 57)
+        }
+        #expect(try TrustTests.trusted(p)[phone]?.confirmations == 2)
+        #expect(try TrustTests.register(p, phone, ttl: 54, call: "moved", n: 4) == .passed)
+        #expect(try TrustTests.trusted(p)[phone]?.ttl == 54)
+        #expect(try p.judge(Packet.request("OPTIONS", src: phone, ttl: 54)).2 == .passed)
+        #expect(try p.judge(Packet.request("OPTIONS", src: phone, ttl: 57)).2 == .droppedSpoofed)
+        // Rejected attempts confirm nothing.
+        for n in 5...8 {
+            #expect(try TrustTests.register(p, phone, ttl: 30, call: "moved", n: n, answer: "401 Unauthorized") == .passed)
+        }
+        #expect(try TrustTests.trusted(p)[phone]?.ttl == 54)
+    }
+
+    /// An allow-listed address's first packet pins its TTL; a forger elsewhere is dropped-spoofed, and its
+    /// traffic never reaches the allow list's privileges.
+    @Test func anAllowListedAddressIsPinnedAtItsFirstTTL() throws {
+        let p = try loadProgram()
+        let trunk = "198.18.50.1"
+        try p.maps.addCIDRs([try CIDR("198.18.50.0/24")], to: .allow)
+        #expect(try p.judge(Packet.request("INVITE", src: trunk, ttl: 61)).2 == .passedAllow)
+        #expect(try p.judge(Packet.request("INVITE", src: trunk, ttl: 63)).2 == .passedAllow)  // within ±2
+        #expect(try p.judge(Packet.request("INVITE", src: trunk, ttl: 64)).2 == .droppedSpoofed)
+        let rtp = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(src: trunk, proto: Packet.Proto.udp,
+                                                                      Packet.udp(dport: 12000), ttl: 200))
+        #expect(try p.judge(rtp).2 == .droppedSpoofed)
+        #expect(try p.judge(Packet.request("INVITE", src: trunk, ttl: 59)).2 == .passedAllow)
+    }
+
+    /// A request whose CSeq names REGISTER but whose start line is OPTIONS is dropped as malformed (RFC 3261
+    /// 8.1.1.5), and a 200 naming "1 REGISTER" that answers no credentialed REGISTER of the source earns nothing:
+    /// the forged-CSeq trick that used to buy 24 h of trust.
+    @Test func aForgedCSeqBuysNoTrust() throws {
+        let p = try TrustTests.program()
+        let attacker = "198.18.7.20"
+        #expect(try p.judge(Packet.request("OPTIONS", src: attacker, cseq: "1 REGISTER")).2 == .droppedMalformed)
+        #expect(try p.judge(Packet.request("INVITE", src: attacker, cseq: "1 REGISTER")).2 == .droppedMalformed)
+        #expect(try p.judge(Packet.request("REGISTER", src: attacker, cseq: "1 INVITE")).2 == .droppedMalformed)
+        try TrustTests.inside(p, TrustTests.response("200 OK", to: attacker, cseq: "1 REGISTER"))
+        // A credentialed REGISTER with that Call-ID, but the 200 names another CSeq number.
+        #expect(try p.judge(Packet.request("REGISTER", src: attacker, extra: [TrustTests.credentials])).2 == .passed)
+        try TrustTests.inside(p, TrustTests.response("200 OK", to: attacker, cseq: "2 REGISTER"))
+        try TrustTests.inside(p, TrustTests.response("200 OK", to: attacker, cseq: "1 OPTIONS"))
+        #expect(try TrustTests.trusted(p).isEmpty)
+    }
+
+    /// Leading CR/LF/SP/HT before the request line, a folded User-Agent and one at byte 1,000: classified and
+    /// caught, as a server that skips them (Kamailio does) would read them.
+    @Test(arguments: [
+        ("\r\n", ["User-Agent: friendly-scanner"]),
+        ("\r\n\r\n", ["User-Agent: friendly-scanner"]),
+        (" ", ["User-Agent: friendly-scanner"]),
+        ("\t\r\n", ["User-Agent: friendly-scanner"]),
+        ("", ["User-Agent:\r\n friendly-scanner"]),
+        ("", ["User-Agent:   \r\n\tsipvicious"]),
+        ("", ["X-Padding: " + String(repeating: "a", count: 900), "User-Agent: friendly-scanner"]),
+        ("\r\n", ["X-Padding: " + String(repeating: "b", count: 1400), "user-agent: sipcli/1.0"]),
+    ])
+    func reframedScannersAreCaught(lead: String, headers: [String]) throws {
+        let p = try loadProgram(policy: perSourceOnly)
+        let lines = ["OPTIONS sip:100@198.18.0.2 SIP/2.0", "Via: SIP/2.0/UDP 198.18.1.1:5060;branch=z9hG4bK-1",
+                     "From: <sip:x@198.18.1.1>;tag=1", "To: <sip:100@198.18.0.2>", "Call-ID: 7@x", "CSeq: 1 OPTIONS"]
+            + headers
+        let payload = Array((lead + lines.joined(separator: "\r\n") + "\r\n\r\n").utf8)
+        let (_, c, r) = try p.judge(Packet.sipRaw(payload))
+        #expect(c == .options)
+        #expect(r == .droppedScanner)
+    }
+
+    /// The leading bytes are skipped only up to four: a fifth makes it not a request (sip-other), and a datagram
+    /// of only CRLFs is an RFC 5626 keep-alive with its own class.
+    @Test func framingLimitsAndKeepAlives() throws {
+        let p = try loadProgram(policy: perSourceOnly)
+        #expect(try p.judge(Packet.sipRaw(Array("\r\n\r\n INVITE sip:x SIP/2.0\r\n\r\n".utf8))).1 == .sipOther)
+        #expect(try p.judge(Packet.sipRaw(Array("\r\n\r\nINVITE sip:x SIP/2.0\r\n\r\n".utf8))).1 == .invite)
+        #expect(try p.judge(Packet.sipRaw(Array("\r\n\r\n".utf8))).1 == .keepalive)
+        #expect(try p.judge(Packet.sipRaw(Array("\r\n".utf8))).1 == .keepalive)
+        #expect(try p.judge(Packet.sipRaw(Array("\r\n\r\nx".utf8))).1 == .sipOther)
+        // A header block that does not end within the 2,048 bytes scanned could hide its CSeq: malformed.
+        let long = ["X-Padding: " + String(repeating: "c", count: 2100)]
+        #expect(try p.judge(Packet.request("OPTIONS", extra: long)).2 == .droppedMalformed)
+        // A long body after a short header block is fine.
+        let body = Array(("INVITE sip:x SIP/2.0\r\nCall-ID: b\r\nCSeq: 1 INVITE\r\n\r\n"
+            + String(repeating: "v=0\r\n", count: 500)).utf8)
+        #expect(try p.judge(Packet.sipRaw(body, src: "198.18.1.2")).2 == .passed)
+    }
+
+    /// A scanner that offends again after its ban expired is banned again at once, with no agent to sweep the
+    /// expired entry (the XDP insert used BPF_NOEXIST, so it was not).
+    @Test func aReturningScannerIsBannedAgainAfterItsBanExpired() throws {
+        let p = try loadProgram(policy: perSourceOnly)
+        let scanner = SourceAddress("198.18.7.30")!
+        let probe = Packet.request("OPTIONS", src: "198.18.7.30", extra: ["User-Agent: friendly-scanner"])
+        #expect(try p.judge(probe).2 == .droppedScanner)
+        // Its ban runs out (written as expired a second ago, as time would leave it).
+        var key = scanner.raw
+        var expired = fg_ban()
+        expired.expires_ns = monotonicNanoseconds() - 1_000_000_000
+        expired.flags = UInt32(FG_BAN_SCANNER)
+        #expect(bpf_map_update_elem(p.maps.fd(FG_MAP_BANS), &key, &expired, UInt64(BPF_ANY)) == 0)
+        #expect(try p.judge(Packet.request("OPTIONS", src: "198.18.7.30")).2 == .passed)
+        #expect(try p.judge(probe).2 == .droppedScanner)
+        let ban = try #require(p.maps.ban(of: scanner))
+        #expect((ban.remainingSeconds() ?? 0) > 500, "banned again for its 10 minutes")
+        #expect(try p.judge(Packet.request("OPTIONS", src: "198.18.7.30")).2 == .droppedBan)
+    }
+
+    /// The settings writer never switches off the bans XDP issues: two threads, one rewriting the settings as
+    /// the agent's reloads and sweeps do, one issuing scanner bans through test runs; afterwards every banned
+    /// source is dropped as banned.
+    @Test func settingsWritesNeverHideBansIssuedMeanwhile() throws {
+        let p = try loadProgram(policy: perSourceOnly)
+        let maps = p.maps
+        let stop = ManagedAtomicFlag()
+        let writer = Thread {
+            var settings = Settings.defaults
+            var i = 0
+            while !stop.isSet && i < 200_000 {
+                settings.scannerBanSeconds = 600 + UInt32(i % 2)
+                try? maps.setSettings(settings)
+                _ = try? maps.sweepExpiredBans()
+                i += 1
+            }
+        }
+        writer.start()
+        defer { stop.set() }
+        let sources = (0..<400).map { "198.18.\(100 + $0 / 200).\($0 % 200 + 1)" }
+        for source in sources {
+            #expect(try p.judge(Packet.request("OPTIONS", src: source, extra: ["User-Agent: sipvicious"])).2
+                == .droppedScanner)
+        }
+        stop.set()
+        while !writer.isFinished { usleep(1000) }
+        for source in sources {
+            #expect(try p.judge(Packet.request("OPTIONS", src: source)).2 == .droppedBan, "\(source)")
+        }
+    }
+}
+
+/// A flag one thread sets and another reads.
+final class ManagedAtomicFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
+}
