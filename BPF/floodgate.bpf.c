@@ -555,12 +555,21 @@ __noinline int fg_decide(struct fg_packet *pkt)
 		fg_cache_ban(&c, ban->expires_ns);
 		return FG_REASON_DROPPED_BAN;
 	}
-	trust = fg_verified(s, &pkt->src, fg_now(&c) >> FG_TICK_SHIFT);
+	/* The clock only when trust is on: a read of it costs more than the rest of a plain packet's decision. */
+	trust = s->trust_seconds ? fg_verified(s, &pkt->src, fg_now(&c) >> FG_TICK_SHIFT) : NULL;
 	if (trust) {
 		if (!fg_ttl_near(s, trust->ttl, pkt->ttl))
 			return FG_DECIDE_SPOOFED;
 		c.trusted = 1;
 		pkt->tier = FG_TIER_VERIFIED;
+		/* Verified sources have limits of their own (a registered PBX is
+		 * not throttled like a stranger); same bucket, other interval. */
+		index = FG_LIMIT_VERIFIED + pkt->traffic_class;
+		lim = bpf_map_lookup_elem(&fg_limits, &index);
+		if (lim) {
+			c.interval = READ_ONCE(lim->interval);
+			c.tau = READ_ONCE(lim->tau);
+		}
 	}
 	/* An empty prefix bucket drops every packet it would be charged for:
 	 * check it before the per-source lookup a random source would miss. */

@@ -120,7 +120,8 @@ enum fg_limit_index {
 	FG_LIMIT_BUDGET = FG_CLASS_MAX + 1,	 /* interface-wide SIP budget, shed by priority */
 	FG_LIMIT_NEW_SOURCES = FG_CLASS_MAX + 2, /* new (source, class) entries per second */
 	FG_LIMIT_WIDE_PREFIX = FG_CLASS_MAX + 3, /* the wider aggregate bucket (/16, /48) over its prefixes */
-	FG_LIMIT_MAX = FG_CLASS_MAX + 4,
+	FG_LIMIT_VERIFIED = FG_CLASS_MAX + 4,	 /* then one per class again: the per-source limits of verified sources */
+	FG_LIMIT_MAX = 2 * FG_CLASS_MAX + 4,
 };
 
 /* fg_global entries: the shared state of the interface-wide buckets. */

@@ -134,13 +134,16 @@ public final class Agent: @unchecked Sendable {
                     undo.append { try? maps.setSettings(oldSettings) }
                     changes.append("settings")
                 }
-                for c in TrafficClass.all {
-                    let old = try maps.limit(for: c)
-                    let new = config.limits[c] ?? Limit.defaults[c] ?? .unlimited
-                    guard old != new else { continue }
-                    try maps.setLimit(new, for: c)
-                    undo.append { try? maps.setLimit(old, for: c) }
-                    changes.append("\(c) \(old) → \(new)")
+                for tier in Tier.allCases {
+                    for c in TrafficClass.all {
+                        let old = try maps.limit(for: c, tier: tier)
+                        let new = tier == .verified ? config.verifiedLimits[c] ?? Limit.verifiedDefaults[c] ?? .unlimited
+                            : config.limits[c] ?? Limit.defaults[c] ?? .unlimited
+                        guard old != new else { continue }
+                        try maps.setLimit(new, for: c, tier: tier)
+                        undo.append { try? maps.setLimit(old, for: c, tier: tier) }
+                        changes.append("\(tier == .verified ? "verified " : "")\(c) \(old) → \(new)")
+                    }
                 }
                 for (index, new) in [(GlobalLimit.prefix, config.prefix), (.widePrefix, config.widePrefix),
                                      (.budget, config.budget), (.newSources, config.newSources)] {
@@ -163,6 +166,12 @@ public final class Agent: @unchecked Sendable {
                         undo.append { _ = try? maps.addCIDRs(remove, to: list) }
                     }
                     if !add.isEmpty || !remove.isEmpty { changes.append("\(list.rawValue) +\(add.count) −\(remove.count)") }
+                }
+                let oldServers = try maps.servers()
+                if Set(oldServers) != Set(config.servers) {
+                    try maps.setServers(config.servers)
+                    undo.append { try? maps.setServers(oldServers) }
+                    changes.append("SIP servers \(oldServers.count) → \(config.servers.count)")
                 }
                 let current = Set(try maps.signatures())
                 let add = Set(config.signatures).subtracting(current).sorted()

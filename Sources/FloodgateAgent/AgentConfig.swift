@@ -13,6 +13,8 @@ public struct AgentConfig: Sendable, Equatable {
     public var maxSources: UInt32 = UInt32(FG_DEFAULT_MAX_SOURCES)
     public var settings: Settings = .defaults
     public var limits: [TrafficClass: Limit] = Limit.defaults
+    /// The per-source limits of verified sources (`limits.verified`).
+    public var verifiedLimits: [TrafficClass: Limit] = Limit.verifiedDefaults
     public var prefix: Limit = Limit.defaultPrefix
     public var widePrefix: Limit = Limit.defaultWidePrefix
     public var budget: Limit = Limit.defaultBudget
@@ -23,6 +25,8 @@ public struct AgentConfig: Sendable, Equatable {
     /// The list files named, so that a change to one of them reloads too.
     public var listFiles: [String] = []
     public var signatures: [Signature] = Signature.defaults
+    /// The SIP server addresses whose answers count on the inside interface; empty: any address there.
+    public var servers: [CIDR] = []
     /// Brute-force detection and learned trust: in force only with an inside interface (``effectiveSettings``).
     public var bruteForce: BruteForce? = BruteForce()
     public var trustSeconds: UInt32 = 86400
@@ -58,6 +62,8 @@ public struct AgentConfig: Sendable, Equatable {
         p.signatures = signatures
         p.allow = allow
         p.deny = deny
+        p.servers = servers
+        p.verifiedLimits = verifiedLimits
         return p
     }
 }
@@ -289,7 +295,15 @@ final class ConfigReader {
                 if let n = integer(node, key, 1024...100_000_000) { c.maxSources = UInt32(n) }
             case "sip": sip(node, &c)
             case "limits":
-                for (name, value) in mapping(node, key, known: TrafficClass.all.map(\.name)) {
+                for (name, value) in mapping(node, key, known: TrafficClass.all.map(\.name) + ["verified"]) {
+                    if name == "verified" {
+                        for (name, value) in mapping(value, "limits.verified", known: TrafficClass.all.map(\.name)) {
+                            if let l = limit(value, "limits.verified.\(name)"), let tc = TrafficClass(name: name) {
+                                c.verifiedLimits[tc] = l
+                            }
+                        }
+                        continue
+                    }
                     if let l = limit(value, "limits.\(name)"), let tc = TrafficClass(name: name) { c.limits[tc] = l }
                 }
             case "prefix": prefix(node, &c)
@@ -304,7 +318,11 @@ final class ConfigReader {
             case "auto_ban": autoBan(node, &c)
             case "brute_force": bruteForce(node, &c)
             case "trust":
-                for (name, value) in mapping(node, key, known: ["duration"]) where name == "duration" {
+                for (name, value) in mapping(node, key, known: ["duration", "ttl_tolerance"]) {
+                    if name == "ttl_tolerance" {
+                        if let n = integer(value, "trust.ttl_tolerance", 0...64) { c.settings.ttlTolerance = UInt8(n) }
+                        continue
+                    }
                     if value.scalar?.string == "off" { c.trustSeconds = 0; continue }
                     if let s = duration(value, "trust.duration") {
                         if s <= 365 * 86400 { c.trustSeconds = UInt32(s) } else {
@@ -363,9 +381,14 @@ final class ConfigReader {
     }
 
     func sip(_ node: Node, _ c: inout AgentConfig) {
-        for (name, value) in mapping(node, "sip", known: ["ports", "rtp_ports", "malformed"]) {
+        for (name, value) in mapping(node, "sip", known: ["ports", "rtp_ports", "malformed", "servers"]) {
             let field = "sip.\(name)"
             switch name {
+            case "servers":
+                let servers = cidrList(value, field, files: &c.listFiles)
+                if servers.count > Int(FG_MAX_SERVERS) {
+                    problem(value, field, "at most \(FG_MAX_SERVERS) addresses")
+                } else { c.servers = servers }
             case "ports":
                 let ports = sequence(value, field).compactMap { integer($0, field, 1...65535) }.map(UInt16.init)
                 if ports.isEmpty || ports.count > Int(FG_MAX_SIP_PORTS) {

@@ -10,6 +10,10 @@ public struct Policy: Sendable {
     public var signatures: [Signature] = Signature.defaults
     public var deny: [CIDR] = []
     public var allow: [CIDR] = []
+    /// The SIP server addresses whose answers the inside program reads; empty: any address on the inside.
+    public var servers: [CIDR] = []
+    /// The per-source limits of verified sources.
+    public var verifiedLimits: [TrafficClass: Limit] = Limit.verifiedDefaults
     public init() {}
 }
 

@@ -100,21 +100,21 @@ public final class FilterMaps: @unchecked Sendable {
         }
     }
 
-    public func limit(for trafficClass: TrafficClass) throws -> Limit {
-        Limit(try lookup(limitsFD, key: trafficClass.index, as: fg_limit.self, what: FG_MAP_LIMITS))
+    public func limit(for trafficClass: TrafficClass, tier: Tier = .unverified) throws -> Limit {
+        Limit(try lookup(limitsFD, key: tier.limitIndex(trafficClass), as: fg_limit.self, what: FG_MAP_LIMITS))
     }
 
-    public func limits() throws -> [TrafficClass: Limit] {
+    public func limits(tier: Tier = .unverified) throws -> [TrafficClass: Limit] {
         var result: [TrafficClass: Limit] = [:]
-        for c in TrafficClass.all { result[c] = try limit(for: c) }
+        for c in TrafficClass.all { result[c] = try limit(for: c, tier: tier) }
         return result
     }
 
     /// Replaces one class's limit with a single map update: the XDP program sees the old or the new limit (see
     /// `struct fg_limit` for why a torn read is still a finite limit). Then bumps the policy generation, so no
     /// CPU keeps dropping from its drop cache what was decided under the old limit.
-    public func setLimit(_ limit: Limit, for trafficClass: TrafficClass) throws {
-        try update(limitsFD, key: trafficClass.index, value: limit.raw, what: FG_MAP_LIMITS)
+    public func setLimit(_ limit: Limit, for trafficClass: TrafficClass, tier: Tier = .unverified) throws {
+        try update(limitsFD, key: tier.limitIndex(trafficClass), value: limit.raw, what: FG_MAP_LIMITS)
         try updateSettings { $0.policy_generation &+= 1 }
     }
 

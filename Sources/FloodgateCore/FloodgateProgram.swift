@@ -90,7 +90,11 @@ public final class FloodgateProgram: @unchecked Sendable {
             }
             maps = try FilterMaps(descriptors: descriptors, owned: false)
             try maps.setSettings(settings)
-            for c in TrafficClass.all { try maps.setLimit(limits[c] ?? Limit.defaults[c] ?? .unlimited, for: c) }
+            for c in TrafficClass.all {
+                try maps.setLimit(limits[c] ?? Limit.defaults[c] ?? .unlimited, for: c)
+                try maps.setLimit(policy.verifiedLimits[c] ?? Limit.verifiedDefaults[c] ?? .unlimited, for: c,
+                                  tier: .verified)
+            }
             try maps.setLimit(policy.prefix, .prefix)
             try maps.setLimit(policy.budget, .budget)
             try maps.setLimit(policy.newSources, .newSources)
@@ -98,6 +102,7 @@ public final class FloodgateProgram: @unchecked Sendable {
             try maps.addSignatures(policy.signatures)
             try maps.addCIDRs(policy.deny, to: .deny)
             try maps.addCIDRs(policy.allow, to: .allow)
+            if !policy.servers.isEmpty { try maps.setServers(policy.servers) }
         } catch {
             bpf_object__close(object)
             image.deallocate()

@@ -44,6 +44,16 @@ public struct TrafficClass: Hashable, Sendable, Comparable, CustomStringConverti
     public static func < (a: TrafficClass, b: TrafficClass) -> Bool { a.index < b.index }
 }
 
+/// Which per-source limits apply to a source: a stranger's, or a verified source's (BPF/lib/tiers.h).
+public enum Tier: String, Sendable, CaseIterable {
+    case unverified, verified
+
+    /// The index in `fg_limits` of a class's limit in this tier.
+    func limitIndex(_ c: TrafficClass) -> UInt32 {
+        self == .verified ? FG_LIMIT_VERIFIED.rawValue + c.index : c.index
+    }
+}
+
 /// Why a packet got its verdict (`enum fg_reason`).
 public struct Reason: Hashable, Sendable, CustomStringConvertible {
     public let index: UInt32
@@ -130,6 +140,26 @@ public enum Limit: Equatable, Sendable, CustomStringConvertible {
         case .rate(let rate, let burst): return "\(rate)/s burst \(burst)"
         }
     }
+
+    /// The per-source limits of verified sources (the SIP server accepted their credentials): higher than a
+    /// stranger's for what a registered PBX or busy phone sends, the same where more would only help a forger at
+    /// the same hop distance (sip-other, icmp).
+    public static let verifiedDefaults: [TrafficClass: Limit] = [
+        .invite: .rate(30, burst: 60),
+        .register: .rate(30, burst: 60),
+        .options: .rate(30, burst: 60),
+        .otherRequest: .rate(64, burst: 128),
+        .inDialog: .rate(128, burst: 256),
+        .response: .rate(256, burst: 512),
+        .sipOther: .rate(8, burst: 16),
+        .sipSyn: .rate(30, burst: 60),
+        .sipStream: .rate(2000, burst: 4000),
+        .keepalive: .rate(10, burst: 20),
+        .fragment: .rate(1000, burst: 2000),
+        .rtp: .rate(20000, burst: 40000),
+        .icmp: .rate(20, burst: 40),
+        .other: .unlimited,
+    ]
 
     /// The per-source limits a freshly attached filter starts with. SIP requests sit near what Kamailio's pike
     /// defaults imply (about 8 requests/s per source, bursts of 16); trunk peers that send more belong on the allow
@@ -422,4 +452,6 @@ public struct TrustedSource: Sendable, Equatable {
     /// the pin).
     public let candidateTTL: UInt8?
     public let confirmations: UInt8
+    /// Accepted transactions in a row at a new TTL that move the pin (FG_REPIN_CONFIRMATIONS).
+    public static let confirmationsToMove = Int(FG_REPIN_CONFIRMATIONS)
 }

@@ -181,6 +181,7 @@ extension Floodgate {
 extension AttachMode: ExpressibleByArgument {}
 extension MalformedAction: ExpressibleByArgument {}
 extension TopTalker.Order: ExpressibleByArgument {}
+extension Tier: ExpressibleByArgument {}
 
 func printStats(_ report: StatsReport) {
     let since = report.intervalSeconds.map { String(format: "%.1f s", $0) } ?? "first read"

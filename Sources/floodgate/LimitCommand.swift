@@ -21,6 +21,8 @@ extension Floodgate {
             @Option(help: "Packets a source may send at once (default: the rate).") var burst: Int?
             @Flag(help: "Stop limiting the class.") var unlimited = false
             @Flag(help: "Drop every packet of the class.") var block = false
+            @Option(help: "Whose limit: unverified (strangers) or verified (sources the SIP server accepted).")
+            var tier: Tier = .unverified
             @Option(name: .shortAndLong, help: "Only this interface (repeatable); default: every attached one.")
             var interface: [String] = []
             @OptionGroup var common: CommonOptions
@@ -51,11 +53,12 @@ extension Floodgate {
                 let root = try common.root()
                 let (c, limit) = try parsed()
                 let filters = try root.change(interface) { _, maps in
-                    let previous = try maps.limit(for: c)
-                    try maps.setLimit(limit, for: c)
-                    return { try? maps.setLimit(previous, for: c) }
+                    let previous = try maps.limit(for: c, tier: tier)
+                    try maps.setLimit(limit, for: c, tier: tier)
+                    return { try? maps.setLimit(previous, for: c, tier: tier) }
                 }
-                for filter in filters { print("\(filter.interfaceName): \(c.name) limit is now \(limit).") }
+                let whose = tier == .verified ? "verified sources' " : ""
+                for filter in filters { print("\(filter.interfaceName): \(whose)\(c.name) limit is now \(limit).") }
             }
         }
 
@@ -85,6 +88,7 @@ extension Floodgate {
                 let entries = try root.selectFilters(interface).map { filter in
                     let maps = try root.maps(of: filter.interfaceName)
                     let limits = try maps.limits()
+                    let verified = try maps.limits(tier: .verified)
                     func row(_ name: String, _ l: FloodgateCore.Limit) -> Row {
                         var row = Row(trafficClass: name, limit: l.description)
                         if case .rate(let r, let b) = l { (row.rate, row.burst) = (r, b) }
@@ -94,6 +98,7 @@ extension Floodgate {
                     return Entry(
                         interface: filter.interfaceName,
                         limits: limits.keys.sorted().map { row($0.name, limits[$0]!) }
+                            + verified.keys.sorted().map { row("verified \($0.name)", verified[$0]!) }
                             + [row("prefix /\(settings.prefixV4) /\(settings.prefixV6)", try maps.limit(.prefix)),
                                row("budget (SIP)", try maps.limit(.budget)),
                                row("new-sources", try maps.limit(.newSources)),
@@ -102,7 +107,7 @@ extension Floodgate {
                 }
                 if json { return try printJSON(entries) }
                 for entry in entries {
-                    print("\(entry.interface): per-source limits by class, then the aggregate ones")
+                    print("\(entry.interface): per-source limits by class, of strangers and of verified sources, then the aggregate ones")
                     printTable(
                         ["CLASS", "RATE/S", "BURST", "LIMIT"],
                         entry.limits.map { [$0.trafficClass, $0.rate.map { "\($0)" } ?? "-",

@@ -198,6 +198,53 @@ extension Floodgate {
         }
     }
 
+    struct Trusted: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List verified sources with their pinned TTL and time left.",
+            discussion: """
+                A source is verified when the SIP server accepted a REGISTER or INVITE it sent with credentials \
+                (seen on the inside interface). Its packets must arrive at its pinned TTL (within the tolerance): \
+                others claiming its address are dropped as spoofed. A new TTL replaces the pin after 3 accepted \
+                transactions in a row at it.
+                """)
+        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var selection: FilterSelection
+
+        struct Row: Codable {
+            var interface: String
+            var address: String
+            var ttl: UInt8
+            var secondsLeft: Double
+            var candidateTTL: UInt8?
+            var confirmations: UInt8
+            enum CodingKeys: String, CodingKey {
+                case interface, address, ttl, confirmations
+                case secondsLeft = "seconds_left"
+                case candidateTTL = "candidate_ttl"
+            }
+        }
+
+        func run() throws {
+            let root = try selection.common.root()
+            let now = monotonicNanoseconds()
+            var rows: [Row] = []
+            for f in try root.selectFilters(selection.interface) {
+                for t in try root.maps(of: f.interfaceName).trustedSources() where t.untilNS > now {
+                    rows.append(Row(interface: f.interfaceName, address: t.address.description, ttl: t.ttl,
+                                    secondsLeft: Double(t.untilNS - now) / 1e9, candidateTTL: t.candidateTTL,
+                                    confirmations: t.confirmations))
+                }
+            }
+            rows.sort { ($0.interface, $0.address) < ($1.interface, $1.address) }
+            if json { return try printJSON(rows) }
+            if rows.isEmpty { return print("No verified sources.") }
+            printTable(["INTERFACE", "SOURCE", "TTL", "TIME LEFT", "NEW TTL SEEN"], rows.map { row in
+                [row.interface, row.address, "\(row.ttl)", String(format: "%.0fs", row.secondsLeft),
+                 row.candidateTTL.map { "\($0) (\(row.confirmations) of \(TrustedSource.confirmationsToMove))" } ?? "-"]
+            })
+        }
+    }
+
     struct Prefix: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "The per-prefix aggregate bucket over all SIP classes.",

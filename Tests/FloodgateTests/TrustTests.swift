@@ -145,9 +145,30 @@ import Testing
         #expect(dropped >= 170)
         #expect(try p.judge(Packet.request("INVITE", src: prober)).2 == .droppedPrefix)
         for _ in 0..<5 { #expect(try p.judge(Packet.request("REGISTER", src: phone, ttl: 57)).2 == .passed) }
-        // Its own per-source limit still holds (REGISTER 8/s, burst 16).
-        let reasons = try (0..<20).map { _ in try p.judge(Packet.request("REGISTER", src: phone, ttl: 57)).2 }
+        // Its own per-source limit still holds: a verified source's (REGISTER 30/s, burst 60), not a stranger's
+        // (8/s, burst 16).
+        let reasons = try (0..<70).map { _ in try p.judge(Packet.request("REGISTER", src: phone, ttl: 57)).2 }
+        #expect(reasons.prefix(50).allSatisfy { $0 == .passed }, "\(reasons)")
         #expect(reasons.contains(.droppedRate))
+    }
+
+    /// Verified sources have per-source limits of their own (`limit set CLASS --tier verified`): a registered
+    /// PBX is not throttled like a stranger, and a stranger does not get the verified limits.
+    @Test func verifiedSourcesHaveTheirOwnLimits() throws {
+        var policy = Policy()
+        policy.prefix = .unlimited
+        policy.widePrefix = .unlimited
+        let p = try TrustTests.program(policy: policy)
+        try p.maps.setLimit(.rate(1, burst: 100), for: .invite, tier: .verified)
+        try p.maps.setLimit(.rate(1, burst: 3), for: .invite)
+        #expect(try p.maps.limit(for: .invite, tier: .verified) == .rate(1, burst: 100))
+        let pbx = "198.18.6.40", stranger = "198.18.6.41"
+        #expect(try TrustTests.register(p, pbx) == .passed)
+        let calls = try (0..<100).map { i in try p.judge(Packet.request("INVITE", src: pbx, callID: "c\(i)")).2 }
+        #expect(calls.allSatisfy { $0 == .passed }, "\(calls)")
+        #expect(try p.judge(Packet.request("INVITE", src: pbx, callID: "c100")).2 == .droppedRate)
+        let other = try (0..<5).map { i in try p.judge(Packet.request("INVITE", src: stranger, callID: "s\(i)")).2 }
+        #expect(other == [.passed, .passed, .passed, .droppedRate, .droppedRate])
     }
 
     /// Only the SIP server's answers count when `sip.servers` names it: a 200 from another inside address (a
