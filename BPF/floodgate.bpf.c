@@ -198,6 +198,22 @@ static __always_inline int fg_global_admit(struct fg_ctx *c, __u32 global, __u32
 }
 
 
+/* The allow entry's own bucket, over all SIP classes of its addresses. */
+static __always_inline int fg_allow_admit(struct fg_ctx *c, struct fg_allow_entry *entry)
+{
+	struct fg_bucket_call *call = &c->call;
+
+	call->interval = READ_ONCE(entry->interval);
+	call->tau_max = READ_ONCE(entry->tau);
+	if (call->interval == FG_INTERVAL_UNLIMITED)
+		return 1;
+	if (call->interval == FG_INTERVAL_BLOCK)
+		return 0;
+	call->now = fg_now(c);
+	call->tau = call->tau_max;
+	return fg_bucket_admit(&entry->tat, call);
+}
+
 /* The key of the source's prefix bucket (in fg_prefixes and the drop cache);
  * returns its prefix length over the 128-bit address. */
 static __always_inline __u32 fg_prefix_key(const struct fg_ctx *c, struct fg_source_key *key)
@@ -546,6 +562,8 @@ __noinline int fg_decide(struct fg_packet *pkt)
 		/* Not cached: the address's own packets must still reach this check. */
 		if (!fg_allowed_ttl_ok(s, allow, &pkt->src, pkt->ttl))
 			return FG_DECIDE_SPOOFED;
+		if (fg_is_sip(pkt->traffic_class) && !fg_allow_admit(&c, allow))
+			return FG_REASON_DROPPED_ALLOW_LIMIT;
 		pkt->tier = FG_TIER_ALLOWED;
 		if (fg_needs_inspection(s, pkt))
 			return FG_DECIDE_INSPECT;

@@ -167,7 +167,8 @@ enum fg_reason {
 	FG_REASON_DROPPED_BLOCKED = 11,	   /* class limit is "block" */
 	FG_REASON_PASSED_UNTRACKED = 12,   /* the source map refused a new entry */
 	FG_REASON_DROPPED_SPOOFED = 13,	   /* a verified or allow-listed address at another hop distance */
-	FG_REASON_MAX = 14,
+	FG_REASON_DROPPED_ALLOW_LIMIT = 14, /* an allow-list entry's own bucket empty */
+	FG_REASON_MAX = 15,
 };
 
 /* What to do with a packet whose headers are truncated or invalid. */
@@ -316,11 +317,21 @@ struct fg_event {
 	__u32 drops;	     /* drops in the window that triggered it */
 };
 
-/* fg_allow value: an optional fixed TTL range for the entry's addresses. */
+/*
+ * fg_allow value: the entry's own aggregate bucket over every SIP class of
+ * all its addresses (so a forged allow-listed address is not unlimited), and
+ * an optional fixed TTL range. Written by the agent; tat by XDP.
+ */
 struct fg_allow_entry {
-	__u8 ttl_min; /* with ttl_max: the TTLs / hop limits its packets may arrive with */
-	__u8 ttl_max; /* 0: no fixed range, the first packet's TTL is pinned (fg_pins) */
+	__u8 ttl_min;	 /* with ttl_max: the TTLs / hop limits its packets may arrive with */
+	__u8 ttl_max;	 /* 0: no fixed range, the first packet's TTL is pinned (fg_pins) */
 	__u16 pad;
+	__u32 rate;	 /* packets/s as configured (display only) */
+	__u32 burst;	 /* packets as configured (display only) */
+	__u32 pad2;
+	__u64 interval;	 /* ticks per packet; FG_INTERVAL_UNLIMITED: no bucket */
+	__u64 tau;	 /* burst tolerance in ticks */
+	__u64 tat;	 /* the bucket's theoretical arrival time, in ticks */
 };
 
 /*
@@ -450,7 +461,7 @@ _Static_assert(sizeof(struct fg_settings) == 112, "fg_settings layout");
 _Static_assert(sizeof(struct fg_trust) == 16, "fg_trust layout");
 _Static_assert(sizeof(struct fg_txn_key) == 24, "fg_txn_key layout");
 _Static_assert(sizeof(struct fg_txn) == 8, "fg_txn layout");
-_Static_assert(sizeof(struct fg_allow_entry) == 4, "fg_allow_entry layout");
+_Static_assert(sizeof(struct fg_allow_entry) == 40, "fg_allow_entry layout");
 _Static_assert(sizeof(struct fg_auth_state) == 16, "fg_auth_state layout");
 _Static_assert(sizeof(struct fg_offence) == 16, "fg_offence layout");
 _Static_assert(sizeof(struct fg_event) == 40, "fg_event layout");
@@ -510,6 +521,7 @@ static inline const char *fg_reason_name(__u32 r)
 	case FG_REASON_DROPPED_BLOCKED: return "dropped-blocked";
 	case FG_REASON_PASSED_UNTRACKED: return "passed-untracked";
 	case FG_REASON_DROPPED_SPOOFED: return "dropped-spoofed";
+	case FG_REASON_DROPPED_ALLOW_LIMIT: return "dropped-allow-limit";
 	default: return (const char *)0;
 	}
 }

@@ -153,19 +153,28 @@ public final class Agent: @unchecked Sendable {
                     undo.append { try? maps.setLimit(old, index) }
                     changes.append("\(index) \(old) → \(new)")
                 }
+                let oldAllowOptions = Dictionary(uniqueKeysWithValues: try maps.allowEntries().map { ($0.cidr, $0.options) })
                 for (list, wanted) in [(PolicyList.allow, config.allow), (.deny, config.deny)] {
                     let current = Set(try maps.cidrs(in: list))
                     let add = Set(wanted).subtracting(current).sorted()
                     let remove = current.subtracting(wanted).sorted()
                     if !add.isEmpty {
-                        try maps.addCIDRs(add, to: list)
+                        try maps.addCIDRs(add, to: list, options: config.allowOptions)
                         undo.append { _ = try? maps.removeCIDRs(add, from: list) }
                     }
                     if !remove.isEmpty {
                         try maps.removeCIDRs(remove, from: list)
-                        undo.append { _ = try? maps.addCIDRs(remove, to: list) }
+                        undo.append { _ = try? maps.addCIDRs(remove, to: list, options: oldAllowOptions) }
                     }
                     if !add.isEmpty || !remove.isEmpty { changes.append("\(list.rawValue) +\(add.count) −\(remove.count)") }
+                }
+                // Allow entries kept whose bucket or TTL range changed.
+                for (cidr, old) in try maps.allowEntries() {
+                    let new = config.allowOptions[cidr] ?? AllowOptions()
+                    guard old != new, Set(config.allow).contains(cidr) else { continue }
+                    try maps.setAllowOptions(new, for: cidr)
+                    undo.append { try? maps.setAllowOptions(old, for: cidr) }
+                    changes.append("allow \(cidr) \(new)")
                 }
                 let oldServers = try maps.servers()
                 if Set(oldServers) != Set(config.servers) {

@@ -27,6 +27,8 @@ public struct AgentConfig: Sendable, Equatable {
     public var signatures: [Signature] = Signature.defaults
     /// The SIP server addresses whose answers count on the inside interface; empty: any address there.
     public var servers: [CIDR] = []
+    /// Allow entries' own limits and TTL ranges, where the config gives them.
+    public var allowOptions: [CIDR: AllowOptions] = [:]
     /// Brute-force detection and learned trust: in force only with an inside interface (``effectiveSettings``).
     public var bruteForce: BruteForce? = BruteForce()
     public var trustSeconds: UInt32 = 86400
@@ -64,6 +66,7 @@ public struct AgentConfig: Sendable, Equatable {
         p.deny = deny
         p.servers = servers
         p.verifiedLimits = verifiedLimits
+        p.allowOptions = allowOptions
         return p
     }
 }
@@ -312,7 +315,10 @@ final class ConfigReader {
                     guard let l = limit(value, "budget.\(name)") else { continue }
                     if name == "sip" { c.budget = l } else { c.newSources = l }
                 }
-            case "allow": c.allow = cidrList(node, key, files: &c.listFiles)
+            case "allow":
+                var options: [CIDR: AllowOptions]? = [:]
+                c.allow = cidrList(node, key, files: &c.listFiles, options: &options)
+                c.allowOptions = options ?? [:]
             case "deny": c.deny = cidrList(node, key, files: &c.listFiles)
             case "scanners": scanners(node, &c)
             case "auto_ban": autoBan(node, &c)
@@ -535,10 +541,40 @@ final class ConfigReader {
 
     /// Inline CIDRs and `file: PATH` entries (relative to the config file), merged and deduplicated.
     func cidrList(_ node: Node, _ field: String, files: inout [String]) -> [CIDR] {
+        var none: [CIDR: AllowOptions]? = nil
+        return cidrList(node, field, files: &files, options: &none)
+    }
+
+    /// A list of CIDRs: inline ones, `file:` entries, and (where `options` is given: the allow list) entries
+    /// `{cidr: CIDR, limit: RATE/s [burst N]|unlimited, ttl: MIN-MAX}`.
+    func cidrList(_ node: Node, _ field: String, files: inout [String], options: inout [CIDR: AllowOptions]?) -> [CIDR] {
         var result: [CIDR] = []
         for item in sequence(node, field) {
             if let text = item.scalar?.string {
                 do { result.append(try CIDR(text)) } catch { problem(item, field, "\(error)") }
+                continue
+            }
+            if options != nil, item.mapping?.keys.contains(where: { $0.string == "cidr" }) == true {
+                var cidr: CIDR?
+                var entry = AllowOptions()
+                for (name, value) in mapping(item, field, known: ["cidr", "limit", "ttl"]) {
+                    let sub = "\(field).\(name)"
+                    switch name {
+                    case "cidr":
+                        guard let text = string(value, sub) else { continue }
+                        do { cidr = try CIDR(text) } catch { problem(value, sub, "\(error)") }
+                    case "limit":
+                        guard let l = limit(value, sub) else { continue }
+                        if l == .block { problem(value, sub, "cannot be block: use the deny list") } else { entry.limit = l }
+                    default:
+                        guard let text = string(value, sub) else { continue }
+                        do { entry.ttl = try AllowOptions.parseTTL(text) } catch { problem(value, sub, "\(error)") }
+                    }
+                }
+                if let cidr {
+                    result.append(cidr)
+                    options?[cidr] = entry
+                }
                 continue
             }
             for (_, pathNode) in mapping(item, field, known: ["file"]) {

@@ -14,7 +14,58 @@ public struct Policy: Sendable {
     public var servers: [CIDR] = []
     /// The per-source limits of verified sources.
     public var verifiedLimits: [TrafficClass: Limit] = Limit.verifiedDefaults
+    /// Allow entries' own bucket and TTL range, where they differ from ``AllowOptions``' defaults.
+    public var allowOptions: [CIDR: AllowOptions] = [:]
     public init() {}
+}
+
+/// What an allow-list entry carries besides its network (`struct fg_allow_entry`).
+public struct AllowOptions: Equatable, Sendable, CustomStringConvertible {
+    /// One bucket over every SIP class of all the entry's addresses: a forger who takes an allow-listed address
+    /// gets at most this. Never `block` (that is the deny list).
+    public var limit: Limit = Limit.defaultAllowEntry
+    /// The TTLs (IPv6: hop limits) its packets may arrive with; nil: the first packet's TTL is pinned.
+    public var ttl: ClosedRange<UInt8>? = nil
+
+    public init(limit: Limit = Limit.defaultAllowEntry, ttl: ClosedRange<UInt8>? = nil) {
+        self.limit = limit
+        self.ttl = ttl
+    }
+
+    init(_ raw: fg_allow_entry) {
+        limit = Limit(fg_limit(interval: raw.interval, tau: raw.tau, rate: raw.rate, burst: raw.burst))
+        ttl = raw.ttl_max == 0 ? nil : raw.ttl_min...raw.ttl_max
+    }
+
+    public func validate() throws {
+        if limit == .block { throw FloodgateError("an allow entry cannot block: use the deny list") }
+        if let ttl, ttl.lowerBound < 1 { throw FloodgateError("a TTL range starts at 1 or above") }
+    }
+
+    var raw: fg_allow_entry {
+        var value = fg_allow_entry()
+        let l = limit.raw
+        value.interval = l.interval
+        value.tau = l.tau
+        value.rate = l.rate
+        value.burst = l.burst
+        value.ttl_min = ttl?.lowerBound ?? 1
+        value.ttl_max = ttl?.upperBound ?? 0
+        return value
+    }
+
+    public var description: String {
+        "limit \(limit)" + (ttl.map { ", TTL \($0.lowerBound)-\($0.upperBound)" } ?? "")
+    }
+
+    /// "60-64" or "64".
+    public static func parseTTL(_ text: String) throws -> ClosedRange<UInt8> {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false).map { UInt8($0) }
+        guard (1...2).contains(parts.count), let low = parts.first!, let high = parts.last!, low >= 1, low <= high else {
+            throw FloodgateError("'\(text)' is not a TTL range: give MIN-MAX or one TTL, 1 to 255")
+        }
+        return low...high
+    }
 }
 
 /// The deny and allow lists.
@@ -31,18 +82,18 @@ extension FilterMaps {
         try keys(of: fd(list.mapName), as: fg_cidr_key.self, what: list.mapName).map(CIDR.init(key:)).sorted()
     }
 
-    /// Adds `cidrs` to `list`. All or nothing: if the kernel refuses one (the list is full, say), the ones this
-    /// call added are removed again and the error is thrown. Returns how many were new.
+    /// Adds `cidrs` to `list` (allow entries with `options`, by default ``AllowOptions``' defaults). All or
+    /// nothing: if the kernel refuses one (the list is full, say), the ones this call added are removed again and
+    /// the error is thrown. Returns how many were new. Entries already on the list keep their options.
     @discardableResult
-    public func addCIDRs(_ cidrs: [CIDR], to list: PolicyList) throws -> Int {
+    public func addCIDRs(_ cidrs: [CIDR], to list: PolicyList, options: [CIDR: AllowOptions] = [:]) throws -> Int {
         let fd = fd(list.mapName)
         let existing = Set(try self.cidrs(in: list))
+        for o in options.values { try o.validate() }
         var added: [CIDR] = []
         do {
             for cidr in Set(cidrs).subtracting(existing).sorted() {
-                var key = cidr.key
-                var value: UInt32 = 1
-                try check("add \(cidr) to the \(list.rawValue) list", bpf_map_update_elem(fd, &key, &value, UInt64(BPF_NOEXIST)))
+                try writeEntry(cidr, in: list, options: options[cidr] ?? AllowOptions(), flags: BPF_NOEXIST)
                 added.append(cidr)
             }
             try recount(list)
@@ -57,6 +108,37 @@ extension FilterMaps {
         return added.count
     }
 
+    /// One list entry: a deny entry's value is a plain 1, an allow entry's its bucket and TTL range.
+    private func writeEntry(_ cidr: CIDR, in list: PolicyList, options: AllowOptions, flags: Int) throws {
+        var key = cidr.key
+        let result: Int32
+        if list == .allow {
+            var value = options.raw
+            result = bpf_map_update_elem(fd(list.mapName), &key, &value, UInt64(flags))
+        } else {
+            var value: UInt32 = 1
+            result = bpf_map_update_elem(fd(list.mapName), &key, &value, UInt64(flags))
+        }
+        try check("\(flags == BPF_EXIST ? "change" : "add") \(cidr) \(flags == BPF_EXIST ? "on" : "to") the \(list.rawValue) list", result)
+    }
+
+    /// The allow entries with their options (`bpf_map_lookup_elem` on each).
+    public func allowEntries() throws -> [(cidr: CIDR, options: AllowOptions)] {
+        let fd = fd(FG_MAP_ALLOW)
+        return try keys(of: fd, as: fg_cidr_key.self, what: FG_MAP_ALLOW).compactMap { key in
+            var key = key
+            var value = fg_allow_entry()
+            guard bpf_map_lookup_elem(fd, &key, &value) == 0 else { return nil }
+            return (CIDR(key: key), AllowOptions(value))
+        }.sorted { $0.cidr < $1.cidr }
+    }
+
+    /// Changes an allow entry's bucket or TTL range (one map update; its bucket starts full again).
+    public func setAllowOptions(_ options: AllowOptions, for cidr: CIDR) throws {
+        try options.validate()
+        try writeEntry(cidr, in: .allow, options: options, flags: BPF_EXIST)
+    }
+
     /// Removes `cidrs` from `list`; every one must be on it, or nothing is removed.
     @discardableResult
     public func removeCIDRs(_ cidrs: [CIDR], from list: PolicyList) throws -> Int {
@@ -66,6 +148,7 @@ extension FilterMaps {
         guard missing.isEmpty else {
             throw FloodgateError("not on the \(list.rawValue) list: \(missing.sorted().map(\.description).joined(separator: ", "))")
         }
+        let saved = list == .allow ? Dictionary(uniqueKeysWithValues: try allowEntries().map { ($0.cidr, $0.options) }) : [:]
         var removed: [CIDR] = []
         do {
             for cidr in Set(cidrs).sorted() {
@@ -76,9 +159,7 @@ extension FilterMaps {
             try recount(list)
         } catch {
             for cidr in removed {
-                var key = cidr.key
-                var value: UInt32 = 1
-                bpf_map_update_elem(fd, &key, &value, UInt64(BPF_ANY))
+                try? writeEntry(cidr, in: list, options: saved[cidr] ?? AllowOptions(), flags: BPF_ANY)
             }
             try? recount(list)
             throw error

@@ -101,7 +101,7 @@ public final class FloodgateProgram: @unchecked Sendable {
             try maps.setLimit(policy.widePrefix, .widePrefix)
             try maps.addSignatures(policy.signatures)
             try maps.addCIDRs(policy.deny, to: .deny)
-            try maps.addCIDRs(policy.allow, to: .allow)
+            try maps.addCIDRs(policy.allow, to: .allow, options: policy.allowOptions)
             if !policy.servers.isEmpty { try maps.setServers(policy.servers) }
         } catch {
             bpf_object__close(object)

@@ -74,6 +74,7 @@ public struct Reason: Hashable, Sendable, CustomStringConvertible {
     public static let droppedBlocked = Reason(FG_REASON_DROPPED_BLOCKED)
     public static let passedUntracked = Reason(FG_REASON_PASSED_UNTRACKED)
     public static let droppedSpoofed = Reason(FG_REASON_DROPPED_SPOOFED)
+    public static let droppedAllowLimit = Reason(FG_REASON_DROPPED_ALLOW_LIMIT)
 
     public static var all: [Reason] { (0..<FG_REASON_MAX.rawValue).map { Reason(fg_reason($0)) } }
 
@@ -184,6 +185,9 @@ public enum Limit: Equatable, Sendable, CustomStringConvertible {
 
     /// Per-prefix aggregate over all SIP classes (a /24 or /64 by default).
     public static let defaultPrefix: Limit = .rate(200, burst: 400)
+    /// Each allow-list entry's own bucket over all SIP classes of its addresses: generous for a trunk, but a
+    /// forger who takes an allow-listed address is not unlimited.
+    public static let defaultAllowEntry: Limit = .rate(2000, burst: 4000)
     /// The wider aggregate over all SIP classes (a /16 or /48 by default): what a flood of random sources from
     /// one network that size gets in, however many of its prefixes it uses.
     public static let defaultWidePrefix: Limit = .rate(2000, burst: 4000)

@@ -58,6 +58,59 @@ struct ListAdd<Kind: ListKind>: ParsableCommand {
     }
 }
 
+/// `floodgate allow add`: the entries' own bucket and TTL range besides.
+struct AllowAdd: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "add",
+        abstract: "Add CIDRs to the allow list (all or none).",
+        discussion: """
+            Each entry has a bucket of its own over all SIP classes of its addresses (default 2000/s burst 4000), \
+            so a forger who takes an allow-listed address is not unlimited, and its TTL is pinned at its first \
+            packet unless --ttl fixes a range. Entries already on the list keep theirs.
+            """)
+    @OptionGroup var input: CIDRInput
+    @Option(help: "The entry's own limit over all SIP classes, packets/s (default 2000).") var limit: Int?
+    @Option(help: "Its burst (default: twice the limit).") var burst: Int?
+    @Flag(help: "No bucket of its own (only the SIP budget limits it).") var unlimited = false
+    @Option(help: "The TTLs (IPv6: hop limits) its packets may arrive with: MIN-MAX or one value.") var ttl: String?
+    @OptionGroup var selection: FilterSelection
+
+    func validate() throws { _ = try options() }
+
+    func options() throws -> AllowOptions {
+        var o = AllowOptions()
+        if unlimited {
+            guard limit == nil, burst == nil else { throw ValidationError("--unlimited goes without --limit and --burst.") }
+            o.limit = .unlimited
+        } else if let limit {
+            do { o.limit = try .validated(rate: limit, burst: burst ?? 2 * limit) } catch let error as FloodgateError {
+                throw ValidationError(error.description + ".")
+            }
+        } else if burst != nil {
+            throw ValidationError("--burst goes with --limit.")
+        }
+        if let ttl {
+            do { o.ttl = try AllowOptions.parseTTL(ttl) } catch let error as FloodgateError {
+                throw ValidationError(error.description + ".")
+            }
+        }
+        return o
+    }
+
+    func run() throws {
+        let root = try selection.common.root()
+        let cidrs = try input.parsed()
+        let o = try options()
+        var added = 0
+        let filters = try root.change(selection.interface) { _, maps in
+            let before = Set(try maps.cidrs(in: .allow))
+            added = try maps.addCIDRs(cidrs, to: .allow, options: Dictionary(uniqueKeysWithValues: Set(cidrs).map { ($0, o) }))
+            return { _ = try? maps.removeCIDRs(Array(Set(cidrs).subtracting(before)), from: .allow) }
+        }
+        for f in filters { print("\(f.interfaceName): allow list +\(added) (\(cidrs.count) given), \(o).") }
+    }
+}
+
 struct ListDel<Kind: ListKind>: ParsableCommand {
     static var configuration: CommandConfiguration {
         CommandConfiguration(commandName: "del", abstract: "Remove CIDRs from the \(Kind.list.rawValue) list (all or none).")
@@ -69,8 +122,10 @@ struct ListDel<Kind: ListKind>: ParsableCommand {
         let root = try selection.common.root()
         let cidrs = try input.parsed()
         let filters = try root.change(selection.interface) { _, maps in
+            let saved = Kind.list == .allow
+                ? Dictionary(uniqueKeysWithValues: try maps.allowEntries().map { ($0.cidr, $0.options) }) : [:]
             try maps.removeCIDRs(cidrs, from: Kind.list)
-            return { _ = try? maps.addCIDRs(cidrs, to: Kind.list) }
+            return { _ = try? maps.addCIDRs(cidrs, to: Kind.list, options: saved) }
         }
         for f in filters { print("\(f.interfaceName): \(Kind.list.rawValue) list -\(Set(cidrs).count).") }
     }
@@ -86,17 +141,37 @@ struct ListShow<Kind: ListKind>: ParsableCommand {
     struct Entry: Codable {
         var interface: String
         var cidrs: [String]
+        /// Allow entries: each one's bucket and TTL range, in the order of `cidrs`.
+        var options: [Options]?
+    }
+    struct Options: Codable {
+        var limit: String
+        var ttl: String?
     }
 
     func run() throws {
         let root = try selection.common.root()
         let entries = try root.selectFilters(selection.interface).map { f in
-            Entry(interface: f.interfaceName, cidrs: try root.maps(of: f.interfaceName).cidrs(in: Kind.list).map(\.description))
+            let maps = try root.maps(of: f.interfaceName)
+            if Kind.list == .allow {
+                let allow = try maps.allowEntries()
+                return Entry(interface: f.interfaceName, cidrs: allow.map(\.cidr.description), options: allow.map {
+                    Options(limit: $0.options.limit.description,
+                            ttl: $0.options.ttl.map { "\($0.lowerBound)-\($0.upperBound)" })
+                })
+            }
+            return Entry(interface: f.interfaceName, cidrs: try maps.cidrs(in: Kind.list).map(\.description))
         }
         if json { return try printJSON(entries) }
         for e in entries {
             print("\(e.interface): \(e.cidrs.count) on the \(Kind.list.rawValue) list")
-            for c in e.cidrs { print("  \(c)") }
+            for (i, c) in e.cidrs.enumerated() {
+                if let o = e.options?[i] {
+                    print("  \(c)  limit \(o.limit), TTL \(o.ttl ?? "pinned at first packet")")
+                } else {
+                    print("  \(c)")
+                }
+            }
         }
     }
 }
@@ -104,8 +179,8 @@ struct ListShow<Kind: ListKind>: ParsableCommand {
 extension Floodgate {
     struct Allow: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Trusted peers (trunks, carrier SBCs): no per-source or prefix limits, shed last.",
-            subcommands: [ListAdd<AllowKind>.self, ListDel<AllowKind>.self, ListShow<AllowKind>.self])
+            abstract: "Trusted peers (trunks, carrier SBCs): a bucket per entry, no per-source or prefix limits, shed last.",
+            subcommands: [AllowAdd.self, ListDel<AllowKind>.self, ListShow<AllowKind>.self])
     }
 
     struct Deny: ParsableCommand {

@@ -147,6 +147,7 @@ struct FrameFactory {
         policy.newSources = .unlimited
         policy.deny = [try CIDR("198.18.200.1"), try CIDR("198.18.200.8/29"), try CIDR("2001:db8:77::1")]
         policy.allow = [try CIDR("198.18.200.0/29"), try CIDR("198.18.200.12/30"), try CIDR("2001:db8:77::/126")]
+        policy.allowOptions = Dictionary(uniqueKeysWithValues: policy.allow.map { ($0, AllowOptions(limit: .unlimited)) })
         let unlimited = Dictionary(uniqueKeysWithValues: TrafficClass.all.map { ($0, Limit.unlimited) })
         let settings = Settings.defaults
         let program = try loadProgram(limits: unlimited, settings: settings, policy: policy)

@@ -114,6 +114,49 @@ import Testing
         #expect(try p.judge(Packet.request("INVITE", src: trunk, ttl: 59)).2 == .passedAllow)
     }
 
+    /// An allow-listed address is not unlimited: its entry's own bucket over all SIP classes bounds what a forger
+    /// at its hop distance (or the peer itself) can send; RTP and the entry's other addresses share nothing else.
+    @Test func anAllowListedAddressFloodedPastItsEntrysBucketIsDropped() throws {
+        let p = try loadProgram()
+        let entry = try CIDR("198.18.51.0/30")
+        try p.maps.addCIDRs([entry], to: .allow, options: [entry: AllowOptions(limit: .rate(1, burst: 40))])
+        #expect(try p.maps.allowEntries().first?.options == AllowOptions(limit: .rate(1, burst: 40)))
+        var reasons: [Reason: Int] = [:]
+        for i in 0..<100 {
+            let r = try p.judge(Packet.request(i % 2 == 0 ? "INVITE" : "OPTIONS", src: "198.18.51.1", callID: "a\(i)")).2!
+            reasons[r, default: 0] += 1
+        }
+        // 40 of burst, and at most one more for each second the loop took.
+        #expect((40...43).contains(reasons[.passedAllow] ?? 0), "\(reasons)")
+        #expect(reasons[.droppedAllowLimit] ?? 0 >= 57, "\(reasons)")
+        // Another address of the same entry shares its bucket; RTP is not SIP and is not charged.
+        #expect(try p.judge(Packet.request("INVITE", src: "198.18.51.2")).2 == .droppedAllowLimit)
+        let rtp = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(src: "198.18.51.1", proto: Packet.Proto.udp,
+                                                                      Packet.udp(dport: 12000)))
+        #expect(try p.judge(rtp).2 == .passedAllow)
+        // The default entry: 2000/s burst 4000.
+        let other = try CIDR("198.18.52.0/24")
+        try p.maps.addCIDRs([other], to: .allow)
+        #expect(try p.maps.allowEntries().last?.options == AllowOptions(limit: .rate(2000, burst: 4000)))
+        // Raising the entry's limit takes effect at once.
+        try p.maps.setAllowOptions(AllowOptions(limit: .unlimited), for: entry)
+        #expect(try p.judge(Packet.request("INVITE", src: "198.18.51.1")).2 == .passedAllow)
+    }
+
+    /// An allow entry with a fixed TTL range: nothing outside it passes as the peer, from its first packet on.
+    @Test func anAllowEntryWithAFixedTTLRange() throws {
+        let p = try loadProgram()
+        let entry = try CIDR("198.18.53.1")
+        try p.maps.addCIDRs([entry], to: .allow, options: [entry: AllowOptions(ttl: 60...62)])
+        #expect(try p.judge(Packet.request("INVITE", src: "198.18.53.1", ttl: 64)).2 == .droppedSpoofed)
+        #expect(try p.judge(Packet.request("INVITE", src: "198.18.53.1", ttl: 61)).2 == .passedAllow)
+        #expect(try p.judge(Packet.request("INVITE", src: "198.18.53.1", ttl: 60)).2 == .passedAllow)
+        #expect(try p.judge(Packet.request("INVITE", src: "198.18.53.1", ttl: 63)).2 == .droppedSpoofed)
+        #expect(throws: FloodgateError.self) {
+            try p.maps.setAllowOptions(AllowOptions(limit: .block), for: entry)
+        }
+    }
+
     /// A request whose CSeq names REGISTER but whose start line is OPTIONS is dropped as malformed (RFC 3261
     /// 8.1.1.5), and a 200 naming "1 REGISTER" that answers no credentialed REGISTER of the source earns nothing:
     /// the forged-CSeq trick that used to buy 24 h of trust.
