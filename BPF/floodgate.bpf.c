@@ -365,9 +365,42 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 	return fg_is_sip(c->key.traffic_class) && !c->trusted ? fg_police_prefix(c) : FG_REASON_PASSED;
 }
 
+/* First fragments the policy admitted, so their later fragments can follow;
+ * written by XDP. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FG_MAX_FRAGMENTS);
+	__type(key, struct fg_fragment_key);
+	__type(value, __u32);
+} fg_fragments SEC(".maps");
+
+/* A non-first fragment of a first fragment the policy admitted (within its
+ * budget)? Non-first fragments carry no ports, so a flood of them can only be
+ * bounded by where they come from; this lets the real ones through it. */
+static __always_inline int fg_fragment_admitted(const struct fg_packet *pkt)
+{
+	struct fg_fragment_key key = {.addr = pkt->src, .id = pkt->frag_id};
+	__u32 *left = bpf_map_lookup_elem(&fg_fragments, &key);
+
+	return left && (__s32)__sync_fetch_and_sub(left, 1) > 0;
+}
+
+/* A first fragment the policy admitted: its later fragments may follow. */
+static __noinline void fg_note_fragment(const struct fg_packet *pkt)
+{
+	struct fg_fragment_key key = {};
+	__u32 budget = FG_FRAGMENT_BUDGET;
+
+	if (!pkt)
+		return;
+	key.addr = pkt->src;
+	key.id = pkt->frag_id;
+	bpf_map_update_elem(&fg_fragments, &key, &budget, BPF_ANY);
+}
+
 /* fg_inspect's verdicts beside the scan's FG_SCAN_* bits. */
 #define FG_INSPECT_MISMATCH (1U << 16) /* CSeq names REGISTER or INVITE, the start line another method */
-#define FG_INSPECT_OVERSIZE (1U << 17) /* the header block does not end within FG_SIP_SCAN_BYTES */
+#define FG_INSPECT_OVERSIZE (1U << 17) /* the header block does not end within the bytes walked, and more follow */
 
 /*
  * Walks a SIP request's header block (lib/scanner.h) and notes it in fg_txns
@@ -391,8 +424,9 @@ __noinline __u32 fg_inspect(struct xdp_md *ctx, struct fg_packet *pkt, __u32 txn
 		return found;
 	if (fg_cseq_mismatch(scan, pkt->traffic_class))
 		return found | FG_INSPECT_MISMATCH;
-	/* Its CSeq could hide past the scan, where a server would still read it. */
-	if (!(found & FG_SCAN_END) && pkt->payload_len > FG_SIP_SCAN_BYTES)
+	/* Its CSeq could hide past the walk, where a server would still read
+	 * it: beyond the bytes walked, or in a later fragment. */
+	if (!(found & FG_SCAN_END) && (pkt->frag_first || pkt->payload_len > scan->len))
 		return found | FG_INSPECT_OVERSIZE;
 	if (fg_notes_transactions(s))
 		fg_note_transaction(pkt, scan, txn_flags & 0xff);
@@ -534,9 +568,7 @@ __noinline int fg_decide(struct fg_packet *pkt)
 		return FG_REASON_PASSED;
 	c.interval = READ_ONCE(lim->interval);
 	c.tau = READ_ONCE(lim->tau);
-	/* Fragments carry no ports: their bucket is one aggregate for all sources. */
-	if (pkt->traffic_class != FG_CLASS_FRAGMENT)
-		c.key.addr = pkt->src;
+	c.key.addr = pkt->src;
 	c.key.traffic_class = pkt->traffic_class;
 
 	/* The drop cache was consulted before this call; fill the same slot. */
@@ -588,6 +620,16 @@ __noinline int fg_decide(struct fg_packet *pkt)
 			c.interval = READ_ONCE(lim->interval);
 			c.tau = READ_ONCE(lim->tau);
 		}
+	}
+	/* Non-first fragments carry no ports: those of an admitted first
+	 * fragment pass; the rest share a bucket per source prefix. */
+	if (pkt->traffic_class == FG_CLASS_FRAGMENT) {
+		struct fg_source_key prefix = {};
+
+		if (fg_fragment_admitted(pkt))
+			return FG_REASON_PASSED;
+		fg_prefix_key(&c, &prefix);
+		c.key.addr = prefix.addr;
 	}
 	/* An empty prefix bucket drops every packet it would be charged for:
 	 * check it before the per-source lookup a random source would miss. */
@@ -684,6 +726,8 @@ int floodgate_xdp(struct xdp_md *ctx)
 		reason = fg_decide_spoofed(ctx, &pkt);
 	else if (reason == FG_DECIDE_INSPECT)
 		reason = fg_decide_content(ctx, &pkt);
+	if (pkt.frag_first && (reason == FG_REASON_PASSED || reason == FG_REASON_PASSED_ALLOW))
+		fg_note_fragment(&pkt);
 	if (reason == FG_REASON_DROPPED_RATE && s->autoban_drops && pkt.traffic_class != FG_CLASS_FRAGMENT)
 		fg_autoban_check(s, &pkt);
 	return fg_verdict(cpu, &pkt, reason, bytes);

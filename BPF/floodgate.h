@@ -32,6 +32,7 @@
 #define FG_MAP_PINS "fg_pins"
 #define FG_MAP_TXNS "fg_txns"
 #define FG_MAP_SERVERS "fg_servers"
+#define FG_MAP_FRAGMENTS "fg_fragments"
 #define FG_INSIDE_PROG_NAME "floodgate_inside"
 #define FG_MAP_EVENTS "fg_events"
 #define FG_PROG_NAME "floodgate_xdp"
@@ -50,6 +51,10 @@
 #define FG_MAX_TRUSTED 262144
 #define FG_MAX_TXNS 65536
 #define FG_MAX_SERVERS 1024
+#define FG_MAX_FRAGMENTS 65536
+/* Non-first fragments let through for each admitted first fragment: a 64 KiB
+ * datagram in 1,480-byte fragments is 45 of them. */
+#define FG_FRAGMENT_BUDGET 44
 /* Ban lengths by offence (auto-ban): the first, second, ... the last repeats. */
 #define FG_AUTOBAN_LEVELS 4
 #define FG_EVENTS_BYTES (256 * 1024)
@@ -104,7 +109,7 @@ enum fg_class {
 	FG_CLASS_SIP_SYN = 7,	    /* TCP SYN without ACK to a SIP port */
 	FG_CLASS_SIP_STREAM = 8,    /* other TCP segments to a SIP port (established SIP/TLS) */
 	FG_CLASS_KEEPALIVE = 9,	    /* a UDP datagram of only CR and LF (RFC 5626 keep-alive) */
-	FG_CLASS_FRAGMENT = 10,	    /* non-first IPv4/IPv6 fragments: one aggregate bucket */
+	FG_CLASS_FRAGMENT = 10,	    /* non-first IPv4/IPv6 fragments: a bucket per source prefix */
 	FG_CLASS_RTP = 11,	    /* UDP to the RTP port range */
 	FG_CLASS_ICMP = 12,	    /* ICMP and ICMPv6 (but neighbour discovery) */
 	FG_CLASS_OTHER = 13,	    /* everything else, non-IP frames included */
@@ -352,6 +357,15 @@ struct fg_txn {
 	__u8 pad[5];
 };
 
+/* fg_fragments[source, IP ID]: a first fragment the policy admitted, whose
+ * later fragments pass without a bucket (up to FG_FRAGMENT_BUDGET of them);
+ * written by XDP. LRU. */
+struct fg_fragment_key {
+	struct fg_addr addr;
+	__u32 id;  /* IPv4 identification (16 bits) or IPv6 fragment identification, host order */
+	__u32 pad;
+};
+
 /* fg_deny / fg_allow key (LPM trie): IPv4 as ::ffff:0:0/96 plus its length. */
 struct fg_cidr_key {
 	__u32 prefixlen; /* 0..128, host order */
@@ -461,6 +475,7 @@ _Static_assert(sizeof(struct fg_settings) == 112, "fg_settings layout");
 _Static_assert(sizeof(struct fg_trust) == 16, "fg_trust layout");
 _Static_assert(sizeof(struct fg_txn_key) == 24, "fg_txn_key layout");
 _Static_assert(sizeof(struct fg_txn) == 8, "fg_txn layout");
+_Static_assert(sizeof(struct fg_fragment_key) == 24, "fg_fragment_key layout");
 _Static_assert(sizeof(struct fg_allow_entry) == 40, "fg_allow_entry layout");
 _Static_assert(sizeof(struct fg_auth_state) == 16, "fg_auth_state layout");
 _Static_assert(sizeof(struct fg_offence) == 16, "fg_offence layout");

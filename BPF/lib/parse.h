@@ -38,6 +38,8 @@ struct fg_packet {
 	__u32 ttl;	      /* IPv4 TTL or IPv6 hop limit */
 	__u32 note;	      /* FG_NOTE_*: what the agent is told with the verdict */
 	__u32 tier;	      /* FG_TIER_*, once the policy knows it (lib/tiers.h) */
+	__u32 frag_id;	      /* a fragment's IP identification */
+	__u32 frag_first;     /* a first fragment with more to come */
 };
 #define FG_TIER_UNVERIFIED 0
 #define FG_TIER_VERIFIED 1
@@ -305,11 +307,13 @@ static __always_inline int fg_parse_ipv4(struct xdp_md *ctx, void *l3, void *dat
 	if (fg_bogus_v4_source(ip->saddr))
 		return FG_PARSE_MALFORMED;
 
+	pkt->frag_id = bpf_ntohs(ip->id);
 	/* Non-first fragments carry no layer-4 header. */
 	if (ip->frag_off & bpf_htons(FG_IP_OFFSET)) {
 		pkt->traffic_class = FG_CLASS_FRAGMENT;
 		return FG_PARSE_OK;
 	}
+	pkt->frag_first = !!(ip->frag_off & bpf_htons(FG_IP_MF));
 	return fg_parse_l4(ctx, l3 + hlen, data_end, ip->protocol, 0, s, pkt);
 }
 
@@ -370,11 +374,13 @@ static __always_inline int fg_parse_ipv6(struct xdp_md *ctx, void *l3, void *dat
 
 			if ((void *)(frag + 1) > data_end)
 				return FG_PARSE_MALFORMED;
+			pkt->frag_id = bpf_ntohl(frag->id);
 			/* Non-first fragments carry no layer-4 header. */
 			if (frag->frag_off & bpf_htons(0xFFF8)) {
 				pkt->traffic_class = FG_CLASS_FRAGMENT;
 				return fg_bogus_v6_source(&pkt->src) ? FG_PARSE_MALFORMED : FG_PARSE_OK;
 			}
+			pkt->frag_first = !!(frag->frag_off & bpf_htons(1));
 			next = frag->nexthdr;
 			cur = frag + 1;
 			break;
@@ -439,6 +445,8 @@ static __always_inline int fg_parse(struct xdp_md *ctx, const struct fg_settings
 	pkt->ttl = 0;
 	pkt->note = 0;
 	pkt->tier = FG_TIER_UNVERIFIED;
+	pkt->frag_id = 0;
+	pkt->frag_first = 0;
 	cur = fg_skip_l2(data, data_end, &proto);
 	if (!cur)
 		return FG_PARSE_MALFORMED;

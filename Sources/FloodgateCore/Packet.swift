@@ -78,8 +78,8 @@ public enum Packet {
     }
 
     /// The body of an IPv6 fragment header (after the next-header byte).
-    public static func fragmentBody(offset: UInt16, more: Bool) -> [UInt8] {
-        [0] + be16((offset << 3) | (more ? 1 : 0)) + [0, 0, 0, 7]
+    public static func fragmentBody(offset: UInt16, more: Bool, id: UInt32 = 7) -> [UInt8] {
+        [0] + be16((offset << 3) | (more ? 1 : 0)) + be16(UInt16(id >> 16)) + be16(UInt16(id & 0xFFFF))
     }
 
     public static func udp(sport: UInt16 = 40000, dport: UInt16, _ payload: [UInt8] = Array("OPTIONS sip:x SIP/2.0\r\n".utf8))

@@ -189,7 +189,9 @@ import Testing
             (Packet.Proto.routing, Packet.optionsBody(units: 2)),
             (Packet.Proto.fragment, Packet.fragmentBody(offset: 0, more: true)),
         ]
-        try expectCounted(Packet.udp6(dport: 5060, extensions: chain), as: .options, .passed, action: XDP_PASS_ACTION)
+        let options = Packet.udp(dport: 5060, Array("OPTIONS sip:x SIP/2.0\r\n\r\n".utf8))
+        try expectCounted(Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(proto: Packet.Proto.udp, options, extensions: chain)),
+                          as: .options, .passed, action: XDP_PASS_ACTION)
     }
 
     @Test func anIPv6ChainLongerThanTheWalkIsMalformed() throws {
@@ -217,13 +219,20 @@ import Testing
         try expectCounted(v6, as: .fragment, .passed, action: XDP_PASS_ACTION)
     }
 
+    /// A first fragment is classified by its layer-4 header. A SIP request's header block must end in it: one
+    /// that goes on in a later fragment could hide its CSeq there, where the server reads it after reassembly.
     @Test func firstFragmentsAreClassifiedByTheirLayer4Header() throws {
-        let v4 = Packet.ethernet(
-            Packet.EtherType.ipv4,
-            Packet.ipv4(proto: Packet.Proto.udp, Packet.udp(dport: 5060), fragmentOffset: 0, moreFragments: true))
-        try expectCounted(v4, as: .options, .passed, action: XDP_PASS_ACTION)
-        let v6 = Packet.udp6(dport: 5060, extensions: [(Packet.Proto.fragment, Packet.fragmentBody(offset: 0, more: true))])
-        try expectCounted(v6, as: .options, .passed, action: XDP_PASS_ACTION)
+        let whole = Packet.udp(dport: 5060, Array("OPTIONS sip:x SIP/2.0\r\nCall-ID: f@x\r\n\r\nbody".utf8))
+        let cut = Packet.udp(dport: 5060, Array("OPTIONS sip:x SIP/2.0\r\nCall-ID: f@x\r\n".utf8))
+        for (payload, reason) in [(whole, Reason.passed), (cut, .droppedMalformed)] {
+            let v4 = Packet.ethernet(
+                Packet.EtherType.ipv4,
+                Packet.ipv4(proto: Packet.Proto.udp, payload, fragmentOffset: 0, moreFragments: true))
+            try expectCounted(v4, as: .options, reason, action: reason.isDrop ? XDP_DROP_ACTION : XDP_PASS_ACTION)
+            let v6 = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+                proto: Packet.Proto.udp, payload, extensions: [(Packet.Proto.fragment, Packet.fragmentBody(offset: 0, more: true))]))
+            try expectCounted(v6, as: .options, reason, action: reason.isDrop ? XDP_DROP_ACTION : XDP_PASS_ACTION)
+        }
     }
 
     /// Every prefix of a valid frame: until the last header byte the parser needs, the frame is malformed (dropped,

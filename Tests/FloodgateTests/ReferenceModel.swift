@@ -19,7 +19,7 @@ struct ReferenceModel {
         case malformed
         case nonIP
         case packet(cls: TrafficClass, src: SourceAddress, ttl: UInt8, essential: Bool, sipRequest: Bool,
-                    payload: ArraySlice<UInt8>, skip: Int)
+                    payload: ArraySlice<UInt8>, skip: Int, firstFragment: Bool = false)
     }
 
     mutating func verdict(_ frame: [UInt8]) -> (TrafficClass, Reason) {
@@ -28,13 +28,13 @@ struct ReferenceModel {
             return (.other, settings.malformed == .pass ? .passedMalformed : .droppedMalformed)
         case .nonIP:
             return (.other, .passed)
-        case .packet(let cls, let src, let ttl, let essential, let sipRequest, let payload, let skip):
+        case .packet(let cls, let src, let ttl, let essential, let sipRequest, let payload, let skip, let firstFragment):
             if essential { return (cls, .passed) }
             if deny.contains(where: { $0.contains(src) }) { return (cls, .droppedDeny) }
             let ban = bans[src]
             if ban == true { return (cls, .droppedBan) }
             // No trust in this model's settings and no credentials among its frames, so: unverified or allow-listed.
-            let inspected = sipRequest && !signatures.isEmpty ? inspect(payload, skip: skip) : Inspection()
+            let inspected = sipRequest && !signatures.isEmpty ? inspect(payload, skip: skip, firstFragment: firstFragment) : Inspection()
             if allow.contains(where: { $0.contains(src) }) {
                 if let pin = pins[src] {
                     if abs(Int(pin) - Int(ttl)) > Int(settings.ttlTolerance) {
@@ -86,7 +86,8 @@ struct ReferenceModel {
             if be16(off + 6) & 0x1FFF != 0 {
                 return .packet(cls: .fragment, src: src, ttl: ttl, essential: false, sipRequest: false, payload: [], skip: 0)
             }
-            return layer4(b, proto: Int(b[off + 9]), at: off + hl, src: src, ttl: ttl, v6: false)
+            return layer4(b, proto: Int(b[off + 9]), at: off + hl, src: src, ttl: ttl, v6: false,
+                          firstFragment: be16(off + 6) & 0x2000 != 0)
         }
         if proto == 0x86DD {
             guard off + 40 <= n, b[off] >> 4 == 6 else { return .malformed }
@@ -98,6 +99,7 @@ struct ReferenceModel {
                 && ((source[10] == 0xFF && source[11] == 0xFF)
                     || (source[10..<15].allSatisfy { $0 == 0 } && source[15] <= 1)))
             let ttl = b[off + 7]
+            var firstFragment = false
             var next = Int(b[off + 6])
             var cur = off + 40
             for _ in 0..<Int(FG_IPV6_MAX_EXT) {
@@ -117,11 +119,12 @@ struct ReferenceModel {
                         return .packet(cls: .fragment, src: src, ttl: ttl, essential: false, sipRequest: false,
                                        payload: [], skip: 0)
                     }
+                    firstFragment = be16(cur + 2) & 1 != 0
                     next = Int(b[cur])
                     cur += 8
                 default:
-                    let parsed = layer4(b, proto: next, at: cur, src: src, ttl: ttl, v6: true)
-                    if bogus, case .packet(_, _, _, false, _, _, _) = parsed { return .malformed }
+                    let parsed = layer4(b, proto: next, at: cur, src: src, ttl: ttl, v6: true, firstFragment: firstFragment)
+                    if bogus, case .packet(_, _, _, false, _, _, _, _) = parsed { return .malformed }
                     return parsed
                 }
             }
@@ -130,7 +133,9 @@ struct ReferenceModel {
         return .nonIP
     }
 
-    func layer4(_ b: [UInt8], proto: Int, at: Int, src: SourceAddress, ttl: UInt8, v6: Bool) -> Parsed {
+    func layer4(_ b: [UInt8], proto: Int, at: Int, src: SourceAddress, ttl: UInt8, v6: Bool, firstFragment: Bool)
+        -> Parsed
+    {
         let n = b.count
         func be16(_ i: Int) -> Int { Int(b[i]) << 8 | Int(b[i + 1]) }
         func plain(_ cls: TrafficClass, essential: Bool = false) -> Parsed {
@@ -156,7 +161,8 @@ struct ReferenceModel {
             let skip = payload.prefix(Int(FG_SIP_MAX_LEADING)).prefix(while: blanks.contains).count
             let cls = sipClass(Array(payload.dropFirst(skip).prefix(16)))
             return .packet(cls: cls, src: src, ttl: ttl, essential: false,
-                           sipRequest: cls.index <= TrafficClass.inDialog.index, payload: payload, skip: skip)
+                           sipRequest: cls.index <= TrafficClass.inDialog.index, payload: payload, skip: skip,
+                           firstFragment: firstFragment)
         case 6:
             guard at + 20 <= n, b[at + 12] >> 4 >= 5 else { return .malformed }
             guard isSIPPort(be16(at + 2)) else { return plain(.other) }
@@ -208,10 +214,12 @@ struct ReferenceModel {
 
     /// The header block of a request, from the line after its start line (which begins after `skip` leading
     /// bytes) to its blank line, within its first FG_SIP_SCAN_BYTES bytes; stopped at the first scanner signature.
+    /// A header block that does not end there while more of the message follows (past the bytes walked, or in
+    /// later fragments of a `firstFragment`) is malformed.
     /// A header is a name (User-Agent, From or f, Authorization, Proxy-Authorization, Call-ID or i, CSeq; any
     /// case), blanks, a colon, then blanks, CRs and folds (LF then SP or HT) before its value; a value ends at CR
     /// or LF (User-Agent and From: or at 31 bytes) and counts only if that end is within the scanned bytes.
-    func inspect(_ payload: ArraySlice<UInt8>, skip: Int) -> Inspection {
+    func inspect(_ payload: ArraySlice<UInt8>, skip: Int, firstFragment: Bool) -> Inspection {
         let w = Array(payload.prefix(Int(FG_SIP_SCAN_BYTES)))
         let len = w.count
         var result = Inspection()
@@ -320,7 +328,7 @@ struct ReferenceModel {
                 : start.starts(with: Array("INVITE ".utf8)) ? "INVITE" : nil
             if own != nil ? named != own : named != nil { result.malformed = true }
         }
-        if !ended && payload.count > Int(FG_SIP_SCAN_BYTES) { result.malformed = true }
+        if !ended && (firstFragment || payload.count > len) { result.malformed = true }
         return result
     }
 }

@@ -63,14 +63,17 @@ import Testing
         #expect(verdicts.map(\.2) == [.passed, .passed, .passed, .droppedRate, .droppedRate])
     }
 
-    @Test func fragmentsShareOneAggregateBucket() throws {
+    /// Non-first fragments carry no ports: they share a bucket per source prefix (/24), not one per source and not
+    /// one for the whole interface.
+    @Test func fragmentsShareABucketPerSourcePrefix() throws {
         let program = try loadProgram(limits: [.fragment: .rate(1, burst: 4)], policy: perSourceOnly)
         func fragment(_ src: String) -> [UInt8] {
             Packet.ethernet(Packet.EtherType.ipv4,
                             Packet.ipv4(src: src, proto: Packet.Proto.udp, Packet.udp(dport: 5060), fragmentOffset: 100))
         }
-        let reasons = try (0..<6).map { i in try program.judge(fragment("198.18.\(i).9")).2 }
+        let reasons = try (0..<6).map { i in try program.judge(fragment("198.18.5.\(i + 9)")).2 }
         #expect(reasons == [.passed, .passed, .passed, .passed, .droppedRate, .droppedRate])
+        #expect(try program.judge(fragment("198.18.6.9")).2 == .passed)
     }
 }
 

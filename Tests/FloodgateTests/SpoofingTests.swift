@@ -157,6 +157,72 @@ import Testing
         }
     }
 
+    /// A flood of non-first fragments no longer starves the real ones: those of a first fragment the policy
+    /// admitted pass (up to FG_FRAGMENT_BUDGET of them), the rest share a bucket per source prefix rather than
+    /// one for the whole interface.
+    @Test func aFragmentFloodDoesNotStopARealTwoFragmentInvite() throws {
+        let p = try loadProgram(limits: Limit.defaults.merging([.fragment: .rate(1, burst: 100)]) { $1 })
+        // The INVITE's first fragment: UDP header and the start of the message, more to come.
+        let text = Array(("INVITE sip:100@198.18.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.60.5:5060;branch=z9hG4bK-9\r\n"
+            + "Call-ID: big@198.18.60.5\r\nCSeq: 1 INVITE\r\nContent-Length: 1600\r\n\r\n").utf8)
+        let body = [UInt8](repeating: UInt8(ascii: "v"), count: 1600)
+        let udp = Packet.udp(sport: 5060, dport: 5060, text + body)
+        let first = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
+            src: "198.18.60.5", proto: Packet.Proto.udp, Array(udp.prefix(1480)), moreFragments: true, id: 777))
+        let second = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
+            src: "198.18.60.5", proto: Packet.Proto.udp, Array(udp.dropFirst(1480)), fragmentOffset: 185, id: 777))
+        // A flood of non-first fragments from the phone's own /24 (random sources and IDs) drains its bucket.
+        var flood: [Reason: Int] = [:]
+        for i in 0..<2000 {
+            let frame = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
+                src: "198.18.60.\(10 + i % 200)", proto: Packet.Proto.udp, [UInt8](repeating: 0, count: 64),
+                fragmentOffset: UInt16(1 + i % 100), id: UInt16(truncatingIfNeeded: i * 7919)))
+            flood[try p.judge(frame).2!, default: 0] += 1
+        }
+        #expect(flood[.droppedRate] ?? 0 >= 1890, "\(flood)")
+        #expect(try p.judge(first) == (XDP_PASS_ACTION, .invite, .passed))
+        #expect(try p.judge(second) == (XDP_PASS_ACTION, .fragment, .passed))
+        // Another prefix has its own bucket.
+        let elsewhere = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
+            src: "198.18.61.5", proto: Packet.Proto.udp, [UInt8](repeating: 0, count: 64), fragmentOffset: 5, id: 1))
+        #expect(try p.judge(elsewhere).2 == .passed)
+        // The same over IPv6.
+        let first6 = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+            src: "2001:db8:60::5", proto: Packet.Proto.udp, Array(udp.prefix(1232)),
+            extensions: [(Packet.Proto.fragment, Packet.fragmentBody(offset: 0, more: true, id: 0x10203))]))
+        let second6 = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+            src: "2001:db8:60::5", proto: Packet.Proto.udp, Array(udp.dropFirst(1232)),
+            extensions: [(Packet.Proto.fragment, Packet.fragmentBody(offset: 154, more: false, id: 0x10203))]))
+        for i in 0..<200 {
+            let frame = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+                src: "2001:db8:60::\(100 + i)", proto: Packet.Proto.udp, [UInt8](repeating: 0, count: 64),
+                extensions: [(Packet.Proto.fragment, Packet.fragmentBody(offset: 9, more: false, id: UInt32(i)))]))
+            _ = try p.judge(frame)
+        }
+        #expect(try p.judge(first6).2 == .passed)
+        #expect(try p.judge(second6) == (XDP_PASS_ACTION, .fragment, .passed))
+        // An admitted first fragment does not open a door: at most its budget of fragments follows.
+        var after: [Reason: Int] = [:]
+        for _ in 0..<100 { after[try p.judge(second).2!, default: 0] += 1 }
+        #expect(after[.passed] == Int(FG_FRAGMENT_BUDGET) - 1, "\(after)")
+    }
+
+    /// A first fragment whose header block does not end in it could hide its CSeq in a later fragment, where
+    /// the server reads it after reassembly: malformed, like a header block longer than the walk.
+    @Test func aCSeqHiddenInALaterFragmentIsMalformed() throws {
+        let p = try loadProgram(policy: perSourceOnly)
+        let head = "OPTIONS sip:100@198.18.0.2 SIP/2.0\r\nCall-ID: h@x\r\nX-Pad: " + String(repeating: "p", count: 1500)
+        let udp = Packet.udp(sport: 5060, dport: 5060, Array((head + "\r\nCSeq: 1 REGISTER\r\n\r\n").utf8))
+        let first = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
+            src: "198.18.62.5", proto: Packet.Proto.udp, Array(udp.prefix(1480)), moreFragments: true, id: 9))
+        #expect(try p.judge(first).2 == .droppedMalformed)
+        // A datagram cut short is not: the kernel drops it for its UDP length, and no server ever reads it.
+        var lying = Packet.sipRaw(Array("OPTIONS sip:x SIP/2.0\r\nCall-ID: l@x\r\n".utf8), src: "198.18.62.6")
+        lying[14 + 20 + 4] = 0x05  // UDP length 1,300
+        lying[14 + 20 + 5] = 0x14
+        #expect(try p.judge(lying).2 == .passed)
+    }
+
     /// A request whose CSeq names REGISTER but whose start line is OPTIONS is dropped as malformed (RFC 3261
     /// 8.1.1.5), and a 200 naming "1 REGISTER" that answers no credentialed REGISTER of the source earns nothing:
     /// the forged-CSeq trick that used to buy 24 h of trust.
