@@ -449,14 +449,20 @@ static __always_inline __u32 fg_inspect_verdict(struct fg_ctx *c, struct fg_pack
 			/* An expired ban is replaced: a scanner that comes back is banned again. */
 			fg_issue_ban(s, &pkt->src, s->scanner_ban_seconds * 1000000000ULL, FG_BAN_SCANNER,
 				     FG_EVENT_SCANNER, pkt->traffic_class, 1, 0);
-			/* Set on every detection, not just a new ban: see FilterMaps.updateSettings. */
-			s->bans_present = 1;
 		}
 		return FG_REASON_DROPPED_SCANNER;
 	}
 	if (found & (FG_INSPECT_MISMATCH | FG_INSPECT_OVERSIZE))
 		return FG_REASON_DROPPED_MALFORMED;
 	return FG_REASON_PASSED;
+}
+
+/* Has the ban not expired yet? */
+static __always_inline int fg_ban_active(struct fg_ctx *c, const struct fg_ban *ban)
+{
+	__u64 expires = ban->expires_ns;
+
+	return expires == 0 || expires > (fg_now(c) >> FG_TICK_SHIFT);
 }
 
 /* fg_decide's answers that leave the rest of the decision to the main
@@ -554,7 +560,6 @@ __noinline int fg_decide(struct fg_packet *pkt)
 	struct fg_trust *trust;
 	struct fg_limit *lim;
 	struct fg_ban *ban;
-	int banned = 0;
 
 	if (!s || !pkt)
 		return FG_REASON_PASSED;
@@ -578,13 +583,9 @@ __noinline int fg_decide(struct fg_packet *pkt)
 		fg_cache_drop(c.slot, &c.key, &c, ~0ULL, FG_REASON_DROPPED_DENY);
 		return FG_REASON_DROPPED_DENY;
 	}
+	/* The operator's bans beat the allow list; the filter's own do not. */
 	ban = s->bans_present ? bpf_map_lookup_elem(&fg_bans, &pkt->src) : NULL;
-	if (ban) {
-		__u64 expires = ban->expires_ns;
-
-		banned = expires == 0 || expires > (fg_now(&c) >> FG_TICK_SHIFT);
-	}
-	if (banned && (ban->flags & FG_BAN_EXPLICIT)) {
+	if (ban && fg_ban_active(&c, ban)) {
 		fg_cache_ban(&c, ban->expires_ns);
 		return FG_REASON_DROPPED_BAN;
 	}
@@ -601,7 +602,8 @@ __noinline int fg_decide(struct fg_packet *pkt)
 			return FG_DECIDE_INSPECT;
 		return fg_budget(&c, FG_TIER_ALLOWED);
 	}
-	if (banned && ban) {
+	ban = s->auto_bans_present ? bpf_map_lookup_elem(&fg_auto_bans, &pkt->src) : NULL;
+	if (ban && fg_ban_active(&c, ban)) {
 		fg_cache_ban(&c, ban->expires_ns);
 		return FG_REASON_DROPPED_BAN;
 	}

@@ -22,6 +22,7 @@
 #define FG_MAP_ALLOW "fg_allow"
 #define FG_MAP_ALLOW_PREFIXES "fg_allow_prefixes"
 #define FG_MAP_BANS "fg_bans"
+#define FG_MAP_AUTO_BANS "fg_auto_bans"
 #define FG_MAP_SIGNATURES "fg_signatures"
 #define FG_MAP_SCRATCH "fg_scratch"
 #define FG_MAP_CPU "fg_cpu"
@@ -45,7 +46,8 @@
 /* Default sizes of the maps the agent sizes at load time. */
 #define FG_DEFAULT_MAX_SOURCES 1000000
 #define FG_MAX_LIST_ENTRIES 262144 /* each of the deny and allow lists */
-#define FG_MAX_BANS 262144
+#define FG_MAX_BANS 262144	    /* explicit bans (the operator's) */
+#define FG_DEFAULT_MAX_AUTO_BANS 262144 /* the filter's own bans: an LRU, sized at load */
 #define FG_MAX_OFFENDERS 65536
 #define FG_MAX_AUTH_SOURCES 65536
 #define FG_MAX_TRUSTED 262144
@@ -198,7 +200,7 @@ struct fg_settings {
 	__u32 allow_entries;		    /* 0: skip the allow lookup */
 	__u32 signature_entries;	    /* 0: skip the scanner scan */
 	__u32 scanner_ban_seconds;	    /* XDP bans a scanner for this long; 0 = no */
-	__u32 bans_present;		    /* 0: fg_bans is empty, skip its lookup; set by the agent and by XDP */
+	__u32 bans_present;		    /* 0: fg_bans (explicit bans) is empty, skip its lookup; set by the agent */
 	/* Auto-ban: a source whose own bucket drops this many of its packets
 	 * within the window is banned by XDP, for longer on each offence. */
 	__u32 autoban_drops;		    /* 0 = no auto-ban */
@@ -218,7 +220,7 @@ struct fg_settings {
 	__u32 ttl_tolerance;
 	__u32 layout_version;		    /* FG_LAYOUT_VERSION of the build that loaded the program */
 	__u32 server_entries;		    /* 0: any address on the inside answers for the SIP server */
-	__u32 pad;		    /* FG_LAYOUT_VERSION of the build that loaded the program */
+	__u32 auto_bans_present;	    /* 0: fg_auto_bans is empty, skip its lookup; set by the agent and by XDP */		    /* FG_LAYOUT_VERSION of the build that loaded the program */
 };
 
 /* Bumped whenever a pinned map's layout or meaning changes: a filter pinned by
@@ -372,7 +374,7 @@ struct fg_cidr_key {
 	struct fg_addr addr;
 };
 
-/* fg_bans[source]. */
+/* fg_bans[source] (explicit bans) and fg_auto_bans[source] (the filter's own). */
 #define FG_BAN_EXPLICIT 1 /* set by an operator: beats the allow list */
 #define FG_BAN_SCANNER 2  /* set by XDP on a scanner signature */
 #define FG_BAN_AUTO 4	  /* set by XDP when a source keeps exceeding its limit (auto-ban) */

@@ -90,15 +90,20 @@ static __always_inline int fg_issue_ban(struct fg_settings *s, const struct fg_a
 	w = bpf_map_lookup_elem(&fg_autoban_scratch, &zero);
 	if (!w || !length)
 		return 0;
-	old = bpf_map_lookup_elem(&fg_bans, addr);
+	old = s->bans_present ? bpf_map_lookup_elem(&fg_bans, addr) : NULL;
+	if (old && (old->expires_ns == 0 || old->expires_ns > now))
+		return 0;
+	old = bpf_map_lookup_elem(&fg_auto_bans, addr);
 	if (old && (old->expires_ns == 0 || old->expires_ns > now))
 		return 0;
 	w->ban.expires_ns = now + length;
 	w->ban.flags = flags;
 	w->ban.pad = 0;
-	if (bpf_map_update_elem(&fg_bans, addr, &w->ban, BPF_ANY))
+	/* An expired ban is replaced: a source that offends again is banned again. */
+	if (bpf_map_update_elem(&fg_auto_bans, addr, &w->ban, BPF_ANY))
 		return 0;
-	s->bans_present = 1;
+	/* After the insert: see FilterMaps.updateSettings. */
+	s->auto_bans_present = 1;
 	fg_event(event, traffic_class, addr, w->ban.expires_ns, offence, count);
 	return 1;
 }

@@ -42,14 +42,26 @@ struct {
 	__type(value, __u32);
 } fg_allow_prefixes SEC(".maps");
 
-/* Banned sources; written by the agent (explicit and automatic bans) and by
- * XDP (scanners). Expired entries pass and are removed by the agent. */
+/* Explicit bans, the operator's; written by the agent and the CLI only, so a
+ * flood that makes the filter ban can never leave them without room. Expired
+ * entries pass and are removed by the agent. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, FG_MAX_BANS);
 	__type(key, struct fg_addr);
 	__type(value, struct fg_ban);
 } fg_bans SEC(".maps");
+
+/* The filter's own bans (scanners, auto-bans, brute force); written by XDP.
+ * An LRU, sized by the agent at load: when a flood of forged scanner sources
+ * fills it, a new ban evicts the least recently used one rather than failing,
+ * so a real scanner is always banned. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FG_DEFAULT_MAX_AUTO_BANS);
+	__type(key, struct fg_addr);
+	__type(value, struct fg_ban);
+} fg_auto_bans SEC(".maps");
 
 static __always_inline int fg_in_list(void *list, const struct fg_addr *addr)
 {

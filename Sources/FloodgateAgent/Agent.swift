@@ -92,7 +92,8 @@ public final class Agent: @unchecked Sendable {
         let fixed: [(String, Bool)] = [
             ("interfaces.external", new.external != config.external), ("interfaces.inside", new.inside != config.inside),
             ("interfaces.mode", new.mode != config.mode), ("pin_root", new.pinRoot != config.pinRoot),
-            ("max_sources", new.maxSources != config.maxSources), ("metrics.listen", new.metricsListen != config.metricsListen),
+            ("max_sources", new.maxSources != config.maxSources), ("max_bans", new.maxAutoBans != config.maxAutoBans),
+            ("metrics.listen", new.metricsListen != config.metricsListen),
         ]
         let needRestart = fixed.filter(\.1).map(\.0)
         guard needRestart.isEmpty else {

@@ -11,6 +11,8 @@ public struct AgentConfig: Sendable, Equatable {
     public var mode: AttachMode = .auto
     public var pinRoot: String = PinRoot.defaultPath
     public var maxSources: UInt32 = UInt32(FG_DEFAULT_MAX_SOURCES)
+    /// The filter's own bans kept at most (an LRU); needs a restart to change.
+    public var maxAutoBans: UInt32 = UInt32(FG_DEFAULT_MAX_AUTO_BANS)
     public var settings: Settings = .defaults
     public var limits: [TrafficClass: Limit] = Limit.defaults
     /// The per-source limits of verified sources (`limits.verified`).
@@ -67,6 +69,7 @@ public struct AgentConfig: Sendable, Equatable {
         p.servers = servers
         p.verifiedLimits = verifiedLimits
         p.allowOptions = allowOptions
+        p.maxAutoBans = maxAutoBans
         return p
     }
 }
@@ -285,7 +288,7 @@ final class ConfigReader {
     // MARK: The sections
 
     func read(_ root: Node, into c: inout AgentConfig) {
-        let sections = ["interfaces", "pin_root", "max_sources", "sip", "limits", "prefix", "budget", "allow", "deny",
+        let sections = ["interfaces", "pin_root", "max_sources", "max_bans", "sip", "limits", "prefix", "budget", "allow", "deny",
                         "scanners", "auto_ban", "brute_force", "trust", "anomaly", "metrics", "log", "poll"]
         for (key, node) in mapping(root, "", known: sections) {
             switch key {
@@ -296,6 +299,8 @@ final class ConfigReader {
                 }
             case "max_sources":
                 if let n = integer(node, key, 1024...100_000_000) { c.maxSources = UInt32(n) }
+            case "max_bans":
+                if let n = integer(node, key, 1024...10_000_000) { c.maxAutoBans = UInt32(n) }
             case "sip": sip(node, &c)
             case "limits":
                 for (name, value) in mapping(node, key, known: TrafficClass.all.map(\.name) + ["verified"]) {

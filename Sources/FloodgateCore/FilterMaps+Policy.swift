@@ -16,6 +16,8 @@ public struct Policy: Sendable {
     public var verifiedLimits: [TrafficClass: Limit] = Limit.verifiedDefaults
     /// Allow entries' own bucket and TTL range, where they differ from ``AllowOptions``' defaults.
     public var allowOptions: [CIDR: AllowOptions] = [:]
+    /// How many of its own bans (scanners, auto-bans, brute force) the filter keeps: an LRU sized at load.
+    public var maxAutoBans: UInt32 = UInt32(FG_DEFAULT_MAX_AUTO_BANS)
     public init() {}
 }
 
@@ -250,13 +252,20 @@ extension FilterMaps {
 
     // MARK: Bans
 
+    /// The two ban maps: the operator's (`fg_bans`, never written by XDP, so a flood cannot fill it) and the
+    /// filter's own (`fg_auto_bans`, an LRU).
+    static let banMaps = [FG_MAP_BANS, FG_MAP_AUTO_BANS]
+
+    /// Every ban, the operator's and the filter's (an address can have one of each).
     public func bans() throws -> [Ban] {
-        let fd = fd(FG_MAP_BANS)
-        return try keys(of: fd, as: fg_addr.self, what: FG_MAP_BANS).compactMap { key in
-            var key = key
-            var value = fg_ban()
-            guard bpf_map_lookup_elem(fd, &key, &value) == 0 else { return nil }  // gone meanwhile
-            return Ban(address: SourceAddress(key), value: value)
+        try FilterMaps.banMaps.flatMap { name in
+            let fd = fd(name)
+            return try keys(of: fd, as: fg_addr.self, what: name).compactMap { key -> Ban? in
+                var key = key
+                var value = fg_ban()
+                guard bpf_map_lookup_elem(fd, &key, &value) == 0 else { return nil }  // gone meanwhile
+                return Ban(address: SourceAddress(key), value: value)
+            }
         }.sorted { $0.address.bytes.lexicographicallyPrecedes($1.address.bytes) }
     }
 
@@ -264,31 +273,40 @@ extension FilterMaps {
     /// sources pass. Returns how many were removed.
     @discardableResult
     public func sweepExpiredBans(now: UInt64 = monotonicNanoseconds()) throws -> Int {
-        let fd = fd(FG_MAP_BANS)
         var removed = 0
-        for key in try keys(of: fd, as: fg_addr.self, what: FG_MAP_BANS) {
-            var key = key
-            var value = fg_ban()
-            guard bpf_map_lookup_elem(fd, &key, &value) == 0, value.expires_ns != 0, value.expires_ns <= now else {
-                continue
+        for name in FilterMaps.banMaps {
+            let fd = fd(name)
+            var here = 0
+            for key in try keys(of: fd, as: fg_addr.self, what: name) {
+                var key = key
+                var value = fg_ban()
+                guard bpf_map_lookup_elem(fd, &key, &value) == 0, value.expires_ns != 0, value.expires_ns <= now else {
+                    continue
+                }
+                // XDP may have renewed the ban since the lookup (a new offence): delete only what expired.
+                var again = fg_ban()
+                if bpf_map_lookup_elem(fd, &key, &again) == 0, again.expires_ns == value.expires_ns,
+                   bpf_map_delete_elem(fd, &key) == 0 { here += 1 }
             }
-            // XDP may have renewed the ban since the lookup (a new offence): delete only what expired.
-            var again = fg_ban()
-            if bpf_map_lookup_elem(fd, &key, &again) == 0, again.expires_ns == value.expires_ns,
-               bpf_map_delete_elem(fd, &key) == 0 { removed += 1 }
-        }
-        if removed > 0, try !hasBans() {
-            try updateSettings { $0.bans_present = 0 }  // re-set by updateSettings if XDP banned meanwhile
+            removed += here
+            // The map emptied: let XDP skip its lookup again (updateSettings re-sets the flag if XDP banned meanwhile).
+            if here > 0, try !hasBans(in: name) {
+                try updateSettings {
+                    if name == FG_MAP_BANS { $0.bans_present = 0 } else { $0.auto_bans_present = 0 }
+                }
+            }
         }
         return removed
     }
 
-    /// The ban on `address`, if it has one (expired or not): one lookup.
+    /// The ban on `address`, if it has one (expired or not): the operator's if there is one, else the filter's.
     public func ban(of address: SourceAddress) -> Ban? {
-        var key = address.raw
-        var value = fg_ban()
-        guard bpf_map_lookup_elem(fd(FG_MAP_BANS), &key, &value) == 0 else { return nil }
-        return Ban(address: address, value: value)
+        for name in FilterMaps.banMaps {
+            var key = address.raw
+            var value = fg_ban()
+            if bpf_map_lookup_elem(fd(name), &key, &value) == 0 { return Ban(address: address, value: value) }
+        }
+        return nil
     }
 
     /// Bans `address` explicitly for `seconds` (nil: until unbanned). An explicit ban beats the allow list.
@@ -300,17 +318,23 @@ extension FilterMaps {
         try updateSettings { $0.policy_generation &+= 1 }  // also sets bans_present
     }
 
-    /// Lifts the ban on `address`; false if it had none.
+    /// Lifts the bans on `address`, the operator's and the filter's; false if it had none.
     @discardableResult
     public func unban(_ address: SourceAddress) throws -> Bool {
-        var key = address.raw
-        let result = bpf_map_delete_elem(fd(FG_MAP_BANS), &key)
-        if result == -ENOENT { return false }
-        try check("remove the ban on \(address)", result)
-        // The last ban gone: let XDP skip the lookup again (updateSettings re-sets it if XDP banned meanwhile).
+        var found = false
+        for name in FilterMaps.banMaps {
+            var key = address.raw
+            let result = bpf_map_delete_elem(fd(name), &key)
+            if result == -ENOENT { continue }
+            try check("remove the ban on \(address)", result)
+            found = true
+        }
+        guard found else { return false }
+        // The last ban gone: let XDP skip the lookups again (updateSettings re-sets a flag if XDP banned meanwhile).
         try updateSettings {
             $0.policy_generation &+= 1
             $0.bans_present = 0
+            $0.auto_bans_present = 0
         }
         return true
     }

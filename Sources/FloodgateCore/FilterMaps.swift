@@ -11,7 +11,7 @@ public final class FilterMaps: @unchecked Sendable {
     /// The map names, as the ELF object and the pins name them.
     public static let names = [
         FG_MAP_SETTINGS, FG_MAP_LIMITS, FG_MAP_SOURCES, FG_MAP_PREFIXES, FG_MAP_GLOBAL,
-        FG_MAP_STATS_MARK, FG_MAP_DROP_CACHE, FG_MAP_DENY, FG_MAP_ALLOW, FG_MAP_ALLOW_PREFIXES, FG_MAP_BANS, FG_MAP_SIGNATURES,
+        FG_MAP_STATS_MARK, FG_MAP_DROP_CACHE, FG_MAP_DENY, FG_MAP_ALLOW, FG_MAP_ALLOW_PREFIXES, FG_MAP_BANS, FG_MAP_AUTO_BANS, FG_MAP_SIGNATURES,
         FG_MAP_SCRATCH, FG_MAP_CPU, FG_MAP_OFFENCES, FG_MAP_EVENTS, FG_MAP_AUTH, FG_MAP_TRUSTED,
         FG_MAP_TRUSTED_PREFIXES, FG_MAP_PINS, FG_MAP_TXNS, FG_MAP_SERVERS, FG_MAP_FRAGMENTS,
     ]
@@ -69,23 +69,25 @@ public final class FilterMaps: @unchecked Sendable {
     func updateSettings(_ change: (inout fg_settings) throws -> Void) throws {
         var value = try rawSettings()
         try change(&value)
-        // XDP may have set bans_present since the read: never write a 0 over bans that exist.
-        if try hasBans() { value.bans_present = 1 }
+        // XDP may have banned since the read: never write a 0 over bans that exist.
+        if try hasBans(in: FG_MAP_BANS) { value.bans_present = 1 }
+        if try hasBans(in: FG_MAP_AUTO_BANS) { value.auto_bans_present = 1 }
         try update(settingsFD, key: UInt32(0), value: value, what: FG_MAP_SETTINGS)
         // XDP may also have banned (inserting the ban, then setting the flag) between that check and the write,
         // which then put a 0 over its flag. A ban inserted before the write is seen now; one inserted after it
         // sets its flag after the write.
-        if value.bans_present == 0, try hasBans() {
-            value.bans_present = 1
+        if value.auto_bans_present == 0, try hasBans(in: FG_MAP_AUTO_BANS) {
+            value.auto_bans_present = 1
             try update(settingsFD, key: UInt32(0), value: value, what: FG_MAP_SETTINGS)
         }
     }
 
-    func hasBans() throws -> Bool {
+    /// Does the ban map `name` hold any entry?
+    func hasBans(in name: String) throws -> Bool {
         var next = fg_addr()
-        let result = bpf_map_get_next_key(fd(FG_MAP_BANS), nil, &next)
+        let result = bpf_map_get_next_key(fd(name), nil, &next)
         if result == -ENOENT { return false }
-        try check("read \(FG_MAP_BANS)", result)
+        try check("read \(name)", result)
         return true
     }
 

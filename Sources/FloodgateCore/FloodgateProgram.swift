@@ -60,6 +60,11 @@ public final class FloodgateProgram: @unchecked Sendable {
                 throw FloodgateError("the BPF object lacks the maps \(FG_MAP_SOURCES) and \(FG_MAP_PREFIXES)")
             }
             try check("size \(FG_MAP_SOURCES) to \(maxSources) entries", bpf_map__set_max_entries(sources, maxSources))
+            guard policy.maxAutoBans >= 1, let autoBans = bpf_object__find_map_by_name(object, FG_MAP_AUTO_BANS) else {
+                throw FloodgateError("the filter's own ban map needs at least 1 entry")
+            }
+            try check("size \(FG_MAP_AUTO_BANS) to \(policy.maxAutoBans) entries",
+                      bpf_map__set_max_entries(autoBans, policy.maxAutoBans))
             let prefixEntries = max(1024, maxSources / 4)
             try check("size \(FG_MAP_PREFIXES) to \(prefixEntries) entries",
                       bpf_map__set_max_entries(prefixes, prefixEntries))

@@ -20,11 +20,16 @@ extension Floodgate {
         @Option(help: "Verdict for truncated or invalid headers: drop or pass.") var onMalformed: MalformedAction = .drop
         @Option(help: "Capacity of the per-source bucket map (the least recently seen are evicted).")
         var maxSources: Int = Int(FG_DEFAULT_MAX_SOURCES)
+        @Option(help: "Capacity of the filter's own ban map (scanners, auto-bans; the least recently used go first).")
+        var maxBans: Int = Int(FG_DEFAULT_MAX_AUTO_BANS)
         @OptionGroup var common: CommonOptions
 
         func validate() throws {
             guard maxSources >= 1, maxSources <= 100_000_000 else {
                 throw ValidationError("--max-sources must be between 1 and 100000000 (got \(maxSources)).")
+            }
+            guard maxBans >= 1, maxBans <= 10_000_000 else {
+                throw ValidationError("--max-bans must be between 1 and 10000000 (got \(maxBans)).")
             }
             _ = try settings()
         }
@@ -55,7 +60,10 @@ extension Floodgate {
         func run() throws {
             let root = try common.root()
             let iface = try Interface(interface)
-            switch try root.attach(iface, mode: mode, settings: try settings(), maxSources: UInt32(maxSources)) {
+            var policy = Policy()
+            policy.maxAutoBans = UInt32(maxBans)
+            switch try root.attach(iface, mode: mode, settings: try settings(), policy: policy,
+                                   maxSources: UInt32(maxSources)) {
             case .alreadyAttached(let filter):
                 print("\(iface.name): Floodgate is already attached (program \(filter.programID), "
                     + "\(filter.mode ?? "unknown") mode); nothing changed.")

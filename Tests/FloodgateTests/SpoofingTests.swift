@@ -293,12 +293,43 @@ import Testing
         var expired = fg_ban()
         expired.expires_ns = monotonicNanoseconds() - 1_000_000_000
         expired.flags = UInt32(FG_BAN_SCANNER)
-        #expect(bpf_map_update_elem(p.maps.fd(FG_MAP_BANS), &key, &expired, UInt64(BPF_ANY)) == 0)
+        #expect(bpf_map_update_elem(p.maps.fd(FG_MAP_AUTO_BANS), &key, &expired, UInt64(BPF_ANY)) == 0)
         #expect(try p.judge(Packet.request("OPTIONS", src: "198.18.7.30")).2 == .passed)
         #expect(try p.judge(probe).2 == .droppedScanner)
         let ban = try #require(p.maps.ban(of: scanner))
         #expect((ban.remainingSeconds() ?? 0) > 500, "banned again for its 10 minutes")
         #expect(try p.judge(Packet.request("OPTIONS", src: "198.18.7.30")).2 == .droppedBan)
+    }
+
+    /// 300,000 forged scanner sources fill the filter's own ban map (262,144): a real scanner after them is still
+    /// banned (the least recently used forged ban makes room), and an operator's explicit ban still goes in (its
+    /// map is never written by XDP).
+    @Test func aFloodOfForgedScannersCannotFillTheBanMaps() throws {
+        let p = try loadProgram(policy: perSourceOnly, maxSources: 1024)
+        let flood = 300_000
+        var banned = 0
+        for i in 0..<flood {
+            let src = "2001:db8:\(String(i >> 16, radix: 16)):\(String(i & 0xFFFF, radix: 16))::1"
+            let frame = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(src: src, proto: Packet.Proto.udp, Packet.udp(
+                dport: 5060, Array("OPTIONS sip:x SIP/2.0\r\nUser-Agent: friendly-scanner\r\n\r\n".utf8))))
+            if try p.verdict(frame) == XDP_DROP_ACTION { banned += 1 }
+        }
+        #expect(banned == flood)
+        let bans = try p.maps.bans()
+        // Full, as an LRU is: within its per-CPU free lists of the capacity.
+        #expect(bans.count > Int(FG_DEFAULT_MAX_AUTO_BANS) * 99 / 100 && bans.count <= Int(FG_DEFAULT_MAX_AUTO_BANS),
+                "the LRU is full: \(bans.count)")
+        // A real scanner now.
+        let scanner = "198.18.70.1"
+        #expect(try p.judge(Packet.request("OPTIONS", src: scanner, extra: ["User-Agent: sipvicious"])).2 == .droppedScanner)
+        #expect(p.maps.ban(of: SourceAddress(scanner)!)?.scanner == true)
+        #expect(try p.judge(Packet.request("OPTIONS", src: scanner)).2 == .droppedBan)
+        // An explicit ban, on an allow-listed trunk even.
+        let trunk = "198.18.70.2"
+        try p.maps.addCIDRs([try CIDR(trunk)], to: .allow)
+        try p.maps.ban(SourceAddress(trunk)!, seconds: 600)
+        #expect(try p.judge(Packet.request("INVITE", src: trunk)).2 == .droppedBan)
+        #expect(p.maps.ban(of: SourceAddress(trunk)!)?.explicit == true)
     }
 
     /// The settings writer never switches off the bans XDP issues: two threads, one rewriting the settings as
