@@ -35,15 +35,38 @@ public final class FilterMaps: @unchecked Sendable {
     public var statsMarkFD: Int32 { fd(FG_MAP_STATS_MARK) }
     public var dropCacheFD: Int32 { fd(FG_MAP_DROP_CACHE) }
 
-    /// Opens the maps pinned in `directory` (`bpf_obj_get`).
+    /// Opens the maps pinned in `directory` (`bpf_obj_get`), after checking that a filter of this build pinned
+    /// them: each map's type, key size and value size (`bpf_obj_get_info_by_fd`) must be what the embedded object
+    /// declares, and the settings must carry this build's FG_LAYOUT_VERSION. A filter pinned by another build is
+    /// refused, never read as if it had this build's layouts.
     public static func openPinned(in directory: String) throws -> FilterMaps {
         var descriptors: [String: Int32] = [:]
+        func otherBuild(_ what: String) -> FloodgateError {
+            let interface = URL(fileURLWithPath: directory).lastPathComponent
+            return FloodgateError(
+                "the filter pinned at \(directory) was loaded by another build of Floodgate (\(what))",
+                hint: "Replace it: floodgate detach \(interface), then attach it again (or restart floodgate run); "
+                    + "its bans and counters go with it")
+        }
         do {
+            let expected = try MapLayout.embedded()
             for name in names {
                 let path = "\(directory)/\(name)"
-                descriptors[name] = try check("open pinned map \(path)", bpf_obj_get(path))
+                guard FileManager.default.fileExists(atPath: path) else { throw otherBuild("it has no map \(name)") }
+                let fd = try check("open pinned map \(path)", bpf_obj_get(path))
+                descriptors[name] = fd
+                let found = try MapLayout(fd: fd, name: name)
+                if let want = expected[name], found != want {
+                    throw otherBuild("\(name) is \(found), this build's is \(want)")
+                }
             }
-            return try FilterMaps(descriptors: descriptors, owned: true)
+            let maps = try FilterMaps(descriptors: descriptors, owned: true)
+            descriptors = [:]  // the maps own them now
+            let version = try maps.rawSettings().layout_version
+            guard version == UInt32(FG_LAYOUT_VERSION) else {
+                throw otherBuild("layout version \(version), this build's is \(FG_LAYOUT_VERSION)")
+            }
+            return maps
         } catch {
             for fd in descriptors.values { close(fd) }
             throw error
@@ -316,6 +339,58 @@ public final class FilterMaps: @unchecked Sendable {
         _ = try withUnsafeBytes(of: value) { raw in
             try check("write \(what)[\(key)]", bpf_map_update_elem(fd, &key, raw.baseAddress, UInt64(BPF_ANY)))
         }
+    }
+}
+
+/// What a map is: its type, key size and value size. The expected ones are read from the embedded BPF object, so
+/// nothing here restates the header's layouts.
+struct MapLayout: Equatable, CustomStringConvertible {
+    var type: UInt32
+    var keySize: UInt32
+    var valueSize: UInt32
+
+    init(type: UInt32, keySize: UInt32, valueSize: UInt32) {
+        self.type = type
+        self.keySize = keySize
+        self.valueSize = valueSize
+    }
+
+    /// A loaded map's (`bpf_obj_get_info_by_fd`).
+    init(fd: Int32, name: String) throws {
+        var info = bpf_map_info()
+        var length = UInt32(MemoryLayout<bpf_map_info>.size)
+        try check("read the map info of \(name)", bpf_obj_get_info_by_fd(fd, &info, &length))
+        self.init(type: info.type, keySize: info.key_size, valueSize: info.value_size)
+    }
+
+    var description: String { "type \(type), key \(keySize) bytes, value \(valueSize) bytes" }
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var cached: [String: MapLayout]?
+
+    /// Every map of the embedded object, as declared (`bpf_object__open_mem`, not loaded).
+    static func embedded() throws -> [String: MapLayout] {
+        lock.lock()
+        defer { lock.unlock() }
+        if let cached { return cached }
+        let bytes = FloodgateProgram.objectBytes
+        var result: [String: MapLayout] = [:]
+        try bytes.withUnsafeBytes { raw in
+            var options = bpf_object_open_opts()
+            options.sz = MemoryLayout<bpf_object_open_opts>.size
+            guard let object = "floodgate".withCString({ name -> OpaquePointer? in
+                options.object_name = name
+                return bpf_object__open_mem(raw.baseAddress, raw.count, &options)
+            }) else { throw FloodgateError("open the embedded BPF object", errno: errno) }
+            defer { bpf_object__close(object) }
+            for name in FilterMaps.names {
+                guard let map = bpf_object__find_map_by_name(object, name) else { continue }
+                result[name] = MapLayout(type: bpf_map__type(map).rawValue, keySize: bpf_map__key_size(map),
+                                         valueSize: bpf_map__value_size(map))
+            }
+        }
+        cached = result
+        return result
     }
 }
 

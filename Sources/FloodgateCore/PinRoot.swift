@@ -59,6 +59,8 @@ public struct PinRoot: Sendable {
         let dir = directory(for: interface.name)
         if let existing = try? inspect(interfaceName: interface.name) {
             if existing.linkIfindex == UInt32(interface.index) {
+                // Only a filter of this build's layouts is one to keep: another is refused, with how to replace it.
+                _ = try FilterMaps.openPinned(in: dir)
                 return .alreadyAttached(existing)
             }
             logger.notice("removing stale pins of a filter whose interface is gone", metadata: ["dir": "\(dir)"])

@@ -1,3 +1,4 @@
+import CFloodgate
 import FloodgateCore
 import Foundation
 import Testing
@@ -193,6 +194,73 @@ import Testing
             let scanners = try lab.floodgate(["scanners", "list"]).out
             #expect(scanners.contains("banned for 3600s") && scanners.contains("evildialer") && scanners.contains("friendly-scanner"))
             #expect(try lab.floodgate(["scanners", "del", "evildialer", "--from"]).status == 0)
+        }
+    }
+
+    /// Allow entries with their own bucket and TTL range, verified-tier limits and the verified list.
+    @Test func allowEntriesTiersAndVerifiedSourcesThroughTheCLI() throws {
+        try withLab { lab in
+            #expect(try lab.floodgate(["attach", lab.routerInterface, "--max-sources", "1000", "--max-bans", "2048"]).status == 0)
+            try expectError(lab, ["allow", "add", "198.18.21.0/24", "--ttl", "0-5"], "'0-5' is not a TTL range")
+            try expectError(lab, ["allow", "add", "198.18.21.0/24", "--ttl", "64-60"], "'64-60' is not a TTL range")
+            try expectError(lab, ["allow", "add", "198.18.21.0/24", "--limit", "0"], "rate must be at least 1 packet/s")
+            try expectError(lab, ["allow", "add", "198.18.21.0/24", "--unlimited", "--limit", "5"],
+                            "--unlimited goes without --limit and --burst")
+            try expectError(lab, ["allow", "add", "198.18.21.0/24", "--burst", "5"], "--burst goes with --limit")
+            try expectError(lab, ["limit", "set", "invite", "--rate", "5", "--tier", "friends"], "friends")
+            try expectError(lab, ["attach", lab.routerInterface, "--max-bans", "0"], "--max-bans must be between 1")
+            #expect(try lab.floodgate(["allow", "list"]).out.contains("0 on the allow list"), "nothing was applied")
+
+            let add = try lab.floodgate(["allow", "add", "198.18.20.0/24", "--limit", "500", "--ttl", "60-64"])
+            #expect(add.status == 0, "\(add.err)")
+            #expect(try lab.floodgate(["allow", "add", "198.18.22.1"]).status == 0)
+            let list = try lab.floodgate(["allow", "list", "--json"]).out
+            #expect(list.contains("\"198.18.20.0/24\"") && list.contains("500/s burst 1000") && list.contains("60-64"), "\(list)")
+            #expect(list.contains("2000/s burst 4000"), "the default entry bucket: \(list)")
+
+            #expect(try lab.floodgate(["limit", "set", "invite", "--rate", "40", "--tier", "verified"]).status == 0)
+            let limits = try lab.floodgate(["limit", "list"]).out
+            #expect(limits.contains("verified invite") && limits.contains("40/s burst 40"), "\(limits)")
+            #expect(try lab.floodgate(["trusted"]).out.contains("No verified sources."))
+            let trusted = try JSONSerialization.jsonObject(with: Data(try lab.floodgate(["trusted", "--json"]).out.utf8))
+            #expect((trusted as? [Any])?.isEmpty == true, "\(trusted)")
+        }
+    }
+
+    /// A filter pinned by a build with other layouts is refused by every command that would read its maps, and
+    /// by attach, with how to replace it; detach still removes it.
+    @Test func aFilterPinnedByAnotherBuildIsRefusedWithHowToReplaceIt() throws {
+        try withLab { lab in
+            #expect(try lab.floodgate(["attach", lab.routerInterface, "--max-sources", "1000"]).status == 0)
+            let dir = "\(lab.pinRoot)/\(lab.routerInterface)"
+            // Another build's layout version in the settings.
+            let settingsFD = bpf_obj_get("\(dir)/\(FG_MAP_SETTINGS)")
+            try #require(settingsFD >= 0)
+            var zero: UInt32 = 0
+            var settings = fg_settings()
+            #expect(bpf_map_lookup_elem(settingsFD, &zero, &settings) == 0)
+            settings.layout_version = 1
+            #expect(bpf_map_update_elem(settingsFD, &zero, &settings, UInt64(BPF_ANY)) == 0)
+            close(settingsFD)
+            try expectError(lab, ["stats"], "was loaded by another build of Floodgate (layout version 1, this build's is \(FG_LAYOUT_VERSION))")
+            try expectError(lab, ["attach", lab.routerInterface], "was loaded by another build of Floodgate")
+            #expect(try lab.floodgate(["stats"]).err.contains("floodgate detach \(lab.routerInterface)"))
+            #expect(try lab.floodgate(["detach", lab.routerInterface]).status == 0)
+
+            // Another build's map: an allow list whose values are 4 bytes.
+            #expect(try lab.floodgate(["attach", lab.routerInterface, "--max-sources", "1000"]).status == 0)
+            let path = "\(dir)/\(FG_MAP_ALLOW)"
+            #expect(unlink(path) == 0)
+            var options = bpf_map_create_opts()
+            options.sz = MemoryLayout<bpf_map_create_opts>.size
+            options.map_flags = UInt32(BPF_F_NO_PREALLOC)
+            let old = bpf_map_create(BPF_MAP_TYPE_LPM_TRIE, "fg_allow", 20, 4, 16, &options)
+            try #require(old >= 0)
+            defer { close(old) }
+            #expect(bpf_obj_pin(old, path) == 0)
+            try expectError(lab, ["allow", "list"], "fg_allow is type \(BPF_MAP_TYPE_LPM_TRIE.rawValue), key 20 bytes, value 4 bytes")
+            #expect(try lab.floodgate(["detach", lab.routerInterface]).status == 0)
+            #expect(try lab.routerXDPProgram() == nil)
         }
     }
 }

@@ -1,3 +1,4 @@
+import CFloodgate
 import FloodgateAgent
 import FloodgateCore
 import Foundation
@@ -12,6 +13,9 @@ import Testing
         #expect(example.external == "eth1")
         #expect(example.settings == Settings.defaults)
         #expect(example.limits == Limit.defaults)
+        #expect(example.verifiedLimits == Limit.verifiedDefaults)
+        #expect(example.servers.isEmpty && example.allowOptions.isEmpty)
+        #expect(example.maxAutoBans == UInt32(FG_DEFAULT_MAX_AUTO_BANS))
         #expect(example.prefix == Limit.defaultPrefix && example.budget == Limit.defaultBudget)
         #expect(example.newSources == Limit.defaultNewSources)
         #expect(example.signatures == Signature.defaults.sorted() || Set(example.signatures) == Set(Signature.defaults))
@@ -47,6 +51,38 @@ import Testing
         #expect(c.listFiles == [dir.appendingPathComponent("trunks.txt").path])
     }
 
+    /// What the tiers take: allow entries with their own limit and TTL range, verified sources' limits, the SIP
+    /// servers whose answers count, the TTL tolerance and the size of the filter's own ban map.
+    @Test func tiersAllowEntriesAndServers() throws {
+        let text = """
+            interfaces: {external: veth0, inside: veth1}
+            max_bans: 4096
+            sip:
+              servers: [198.18.2.2, 2001:db8:2::/64]
+            allow:
+              - 198.18.0.10
+              - {cidr: 198.51.100.0/24, limit: 500/s burst 800, ttl: 60-64}
+              - {cidr: 198.51.101.0/24, limit: unlimited}
+            limits:
+              invite: 4/s
+              verified:
+                invite: 40/s burst 80
+            trust:
+              duration: 1h
+              ttl_tolerance: 1
+            """
+        let c = try AgentConfig.parse(text, file: "f.yaml")
+        #expect(c.maxAutoBans == 4096 && c.policy.maxAutoBans == 4096)
+        #expect(c.servers.map(\.description) == ["198.18.2.2/32", "2001:db8:2::/64"])
+        #expect(c.allow.count == 3)
+        #expect(c.allowOptions[try CIDR("198.51.100.0/24")] == AllowOptions(limit: .rate(500, burst: 800), ttl: 60...64))
+        #expect(c.allowOptions[try CIDR("198.51.101.0/24")] == AllowOptions(limit: .unlimited))
+        #expect(c.allowOptions[try CIDR("198.18.0.10")] == nil)
+        #expect(c.limits[.invite] == .rate(4, burst: 4) && c.verifiedLimits[.invite] == .rate(40, burst: 80))
+        #expect(c.verifiedLimits[.register] == Limit.verifiedDefaults[.register])
+        #expect(c.effectiveSettings.ttlTolerance == 1 && c.effectiveSettings.trustSeconds == 3600)
+    }
+
     /// Each bad file gives one problem, on the right line, naming the field and why.
     @Test(arguments: [
         ("interfaces:\n  inside: eth2\n", 1, "interfaces.external", "is required"),
@@ -69,6 +105,13 @@ import Testing
         ("interfaces: {external: eth1}\nscanners:\n  signatures:\n    - user_agent: \"\"\n", 4, "scanners.signatures.user_agent", "1 to 31 bytes"),
         ("interfaces: {external: eth1}\nlimits: [8/s]\n", 2, "limits", "must be a mapping"),
         ("interfaces: {external: eth1\nlimits:\n", 2, "", "not valid YAML"),
+        ("interfaces: {external: eth1}\nallow:\n  - {cidr: 198.18.0.0/24, limit: block}\n", 3, "allow.limit", "use the deny list"),
+        ("interfaces: {external: eth1}\nallow:\n  - {cidr: 198.18.0.0/24, ttl: 70-60}\n", 3, "allow.ttl", "not a TTL range"),
+        ("interfaces: {external: eth1}\nallow:\n  - {cidr: 198.18.0.0/24, rate: 5/s}\n", 3, "allow.rate", "did you mean"),
+        ("interfaces: {external: eth1}\nlimits:\n  verified:\n    invite: 0/s\n", 4, "limits.verified.invite", "at least 1"),
+        ("interfaces: {external: eth1}\ntrust:\n  ttl_tolerance: 300\n", 3, "trust.ttl_tolerance", "0 to 64"),
+        ("interfaces: {external: eth1}\nsip:\n  servers: [198.18.2.2/33]\n", 3, "sip.servers", "bad prefix length"),
+        ("interfaces: {external: eth1}\nmax_bans: 10\n", 2, "max_bans", "1024 to 10000000"),
     ])
     func aBadFileNamesItsLineFieldAndWhy(text: String, line: Int, field: String, why: String) throws {
         do {
