@@ -255,7 +255,7 @@ import Testing
         try requireTool("/usr/sbin/kamailio", package: "kamailio")
         try requireTool("/usr/bin/sipp", package: "sip-tester")
         try requireRoot()
-        let lab = try NetworkLab(prefix: "fga", extraOutsideAddresses: ["198.18.0.66"], server: true)
+        let lab = try NetworkLab(prefix: "fga", extraOutsideAddresses: ["198.18.0.66", "198.18.0.67"], server: true)
         defer { lab.tearDown() }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fgkam-\(lab.id)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -303,6 +303,58 @@ import Testing
         #expect(agent.waitForLog("verified: the SIP server accepted"))
         // Banned: its next REGISTERs end in the filter.
         #expect(try maps.counters().packets[.register, .droppedBan] > 0)
+
+        // The attacker's turn: packets forged from the verified phone's address, as in issue 9. One OPTIONS with a
+        // scanner's User-Agent at the phone's own hop distance (the forger's best case) is dropped but bans nobody;
+        // 600 REGISTERs from elsewhere (another TTL) are dropped as spoofed and never reach the phone's buckets;
+        // an OPTIONS whose CSeq claims REGISTER never reaches kamailio (which would answer it 200 OK).
+        func forge(_ text: String, ttl: Int, count: Int, from source: String) throws {
+            let script = """
+                import socket
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, \(ttl))
+                s.bind(("\(source)", 5071))
+                for i in range(\(count)):
+                    s.sendto(\(pythonBytes(text)).replace(b"@N@", str(i).encode()), ("\(lab.serverAddress)", 5060))
+                """
+            let result = try run(["ip", "netns", "exec", lab.outsideNS, "timeout", "20", "/usr/bin/python3", "-c", script])
+            #expect(result.status == 0, "\(result.err)")
+        }
+        let phoneAddress = lab.outsideAddress
+        let before = try maps.counters().packets
+        try forge("OPTIONS sip:100@\(lab.serverAddress) SIP/2.0\r\nVia: SIP/2.0/UDP \(phoneAddress):5071;branch=z9hG4bK-f@N@\r\n"
+                  + "From: <sip:x@\(phoneAddress)>;tag=1\r\nTo: <sip:100@\(lab.serverAddress)>\r\nCall-ID: f@N@@x\r\n"
+                  + "CSeq: 1 OPTIONS\r\nUser-Agent: friendly-scanner\r\nContent-Length: 0\r\n\r\n",
+                  ttl: 64, count: 1, from: phoneAddress)
+        try forge("REGISTER sip:\(lab.serverAddress) SIP/2.0\r\nVia: SIP/2.0/UDP \(phoneAddress):5071;branch=z9hG4bK-r@N@\r\n"
+                  + "From: <sip:100@\(lab.serverAddress)>;tag=1\r\nTo: <sip:100@\(lab.serverAddress)>\r\n"
+                  + "Call-ID: r@N@@x\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n",
+                  ttl: 20, count: 600, from: phoneAddress)
+        try forge("OPTIONS sip:100@\(lab.serverAddress) SIP/2.0\r\nVia: SIP/2.0/UDP \(phoneAddress):5071;branch=z9hG4bK-c@N@\r\n"
+                  + "From: <sip:x@\(phoneAddress)>;tag=1\r\nTo: <sip:100@\(lab.serverAddress)>\r\nCall-ID: c@N@@x\r\n"
+                  + "CSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n", ttl: 64, count: 1, from: "198.18.0.67")
+        let after = try maps.counters().packets
+        #expect(after[.options, .droppedScanner] - before[.options, .droppedScanner] == 1)
+        #expect(after[.register, .droppedSpoofed] - before[.register, .droppedSpoofed] == 600)
+        #expect(after[.options, .droppedMalformed] - before[.options, .droppedMalformed] == 1)
+        #expect(maps.ban(of: SourceAddress(phoneAddress)!) == nil, "the phone is not banned")
+        #expect(maps.ban(of: SourceAddress("198.18.0.67")!) == nil)
+        #expect(try maps.trustedSources().map(\.address.description) == [phoneAddress], "no trust bought with a forged CSeq")
+        #expect(agent.waitForLog("not banned: the source is verified or allow-listed"), "\(agent.log.text())")
+        #expect(agent.waitForLog("dropped packets claiming a verified or allow-listed address at another hop distance"))
+        // And the phone goes on registering.
+        let again = try sipp(phoneAddress, password: "s3cret-pw", calls: 2)
+        #expect(again.status == 0, "the phone registers after the forgeries: \(again.out.suffix(600))")
+    }
+
+    /// A Python bytes literal of `text`.
+    func pythonBytes(_ text: String) -> String {
+        "b\"" + text.utf8.map { b in
+            switch b {
+            case 0x20...0x7e where b != 0x22 && b != 0x5c: return String(UnicodeScalar(b))
+            default: return String(format: "\\x%02x", b)
+            }
+        }.joined() + "\""
     }
 
     static func kamailioConfig(listen: String) -> String {
