@@ -398,9 +398,31 @@ static __noinline void fg_note_fragment(const struct fg_packet *pkt)
 	bpf_map_update_elem(&fg_fragments, &key, &budget, BPF_ANY);
 }
 
+/* The last step of a TCP handshake with a SIP port: the client's bare ACK,
+ * acknowledging the SYN-ACK that only the address's holder could see. A
+ * global function, called from the main program for such ACKs the policy
+ * passed. */
+__noinline int fg_handshake_done(struct fg_packet *pkt)
+{
+	struct fg_handshake_key key = {};
+	__u32 zero = 0, *expected;
+	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &zero);
+
+	if (!s || !pkt || !s->trust_seconds)
+		return 0;
+	key.addr = pkt->src;
+	key.port = pkt->sport;
+	expected = bpf_map_lookup_elem(&fg_handshakes, &key);
+	if (!expected || *expected != pkt->ack_seq)
+		return 0;
+	bpf_map_delete_elem(&fg_handshakes, &key);
+	fg_verify(s, &pkt->src, pkt->ttl, 0);
+	return 1;
+}
+
 /* fg_inspect's verdicts beside the scan's FG_SCAN_* bits. */
 #define FG_INSPECT_MISMATCH (1U << 16) /* CSeq names REGISTER or INVITE, the start line another method */
-#define FG_INSPECT_OVERSIZE (1U << 17) /* the header block does not end within the bytes walked, and more follow */
+#define FG_INSPECT_OVERSIZE (1U << 17) /* the header block does not end within the bytes walked, and more may follow */
 
 /*
  * Walks a SIP request's header block (lib/scanner.h) and notes it in fg_txns
@@ -426,7 +448,7 @@ __noinline __u32 fg_inspect(struct xdp_md *ctx, struct fg_packet *pkt, __u32 txn
 		return found | FG_INSPECT_MISMATCH;
 	/* Its CSeq could hide past the walk, where a server would still read
 	 * it: beyond the bytes walked, or in a later fragment. */
-	if (!(found & FG_SCAN_END) && (pkt->frag_first || pkt->payload_len > scan->len))
+	if (!(found & FG_SCAN_END) && (pkt->frag_first || pkt->stream || pkt->payload_len > scan->len))
 		return found | FG_INSPECT_OVERSIZE;
 	if (fg_notes_transactions(s))
 		fg_note_transaction(pkt, scan, txn_flags & 0xff);
@@ -730,6 +752,8 @@ int floodgate_xdp(struct xdp_md *ctx)
 		reason = fg_decide_content(ctx, &pkt);
 	if (pkt.frag_first && (reason == FG_REASON_PASSED || reason == FG_REASON_PASSED_ALLOW))
 		fg_note_fragment(&pkt);
+	if (pkt.handshake_ack && s->trust_seconds && (reason == FG_REASON_PASSED || reason == FG_REASON_PASSED_ALLOW))
+		fg_handshake_done(&pkt);
 	if (reason == FG_REASON_DROPPED_RATE && s->autoban_drops && pkt.traffic_class != FG_CLASS_FRAGMENT)
 		fg_autoban_check(s, &pkt);
 	return fg_verdict(cpu, &pkt, reason, bytes);
@@ -737,7 +761,9 @@ int floodgate_xdp(struct xdp_md *ctx)
 
 /*
  * The program for the interface facing the SIP server: it only watches the
- * server's answers to external sources, and passes every packet.
+ * server's answers to external sources (over UDP, and TCP: a segment that
+ * starts with a status line, and the SYN-ACKs of handshakes), and passes
+ * every packet.
  */
 SEC("xdp")
 int floodgate_inside(struct xdp_md *ctx)
@@ -745,11 +771,11 @@ int floodgate_inside(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct fg_settings *s;
-	struct udphdr *udp;
 	struct fg_addr src = {}, dst = {};
-	__u32 zero = 0;
-	__be16 proto = 0;
-	void *l3;
+	__u32 zero = 0, end, off, len = 0;
+	__be16 proto = 0, sport, dport;
+	__u8 l4proto;
+	void *l3, *l4, *payload;
 
 	s = bpf_map_lookup_elem(&fg_settings, &zero);
 	if (!s || !fg_notes_transactions(s))
@@ -760,29 +786,66 @@ int floodgate_inside(struct xdp_md *ctx)
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = l3;
 
-		if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_UDP || ip->ihl < 5 ||
-		    (ip->frag_off & bpf_htons(0x3fff)))
+		if ((void *)(ip + 1) > data_end || ip->ihl < 5 || (ip->frag_off & bpf_htons(0x3fff)))
 			return XDP_PASS;
-		udp = l3 + ip->ihl * 4;
+		l4proto = ip->protocol;
+		l4 = l3 + ip->ihl * 4;
+		end = (l3 - data) + bpf_ntohs(ip->tot_len);
 		src.words[2] = dst.words[2] = bpf_htonl(0xffff);
 		src.words[3] = ip->saddr;
 		dst.words[3] = ip->daddr;
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = l3;
 
-		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_UDP)
+		if ((void *)(ip6 + 1) > data_end)
 			return XDP_PASS;
-		udp = (void *)(ip6 + 1);
+		l4proto = ip6->nexthdr;
+		l4 = (void *)(ip6 + 1);
+		end = (l4 - data) + bpf_ntohs(ip6->payload_len);
 		__builtin_memcpy(&src, &ip6->saddr, sizeof(src));
 		__builtin_memcpy(&dst, &ip6->daddr, sizeof(dst));
 	} else {
 		return XDP_PASS;
 	}
-	if ((void *)(udp + 1) > data_end || !fg_is_sip_port(s, udp->source))
+	if (l4proto == IPPROTO_UDP) {
+		struct udphdr *udp = l4;
+
+		if ((void *)(udp + 1) > data_end)
+			return XDP_PASS;
+		sport = udp->source;
+		payload = udp + 1;
+	} else if (l4proto == IPPROTO_TCP) {
+		struct tcphdr *tcp = l4;
+
+		if ((void *)(tcp + 1) > data_end || tcp->doff < 5)
+			return XDP_PASS;
+		sport = tcp->source;
+		dport = tcp->dest;
+		if (!fg_is_sip_port(s, sport) || (s->server_entries && !fg_in_list(&fg_servers, &src)))
+			return XDP_PASS;
+		/* A handshake the client completes with this SYN-ACK's number + 1. */
+		if (tcp->syn && tcp->ack) {
+			struct fg_handshake_key key = {.addr = dst, .port = dport};
+			__u32 expected = bpf_ntohl(tcp->seq) + 1;
+
+			if (s->trust_seconds)
+				bpf_map_update_elem(&fg_handshakes, &key, &expected, BPF_ANY);
+			return XDP_PASS;
+		}
+		payload = l4 + tcp->doff * 4;
+	} else {
+		return XDP_PASS;
+	}
+	if (payload > data_end || !fg_is_sip_port(s, sport))
 		return XDP_PASS;
 	/* Only the SIP server's answers count. */
 	if (s->server_entries && !fg_in_list(&fg_servers, &src))
 		return XDP_PASS;
-	fg_inside_answer(ctx, s, &dst, (void *)(udp + 1) - data, data_end - (void *)(udp + 1));
+	off = payload - data;
+	if (end > off)
+		len = end - off;
+	if (len > data_end - payload)
+		len = data_end - payload;
+	fg_inside_answer(ctx, s, &dst, off, len);
 	return XDP_PASS;
 }

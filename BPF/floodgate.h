@@ -34,6 +34,7 @@
 #define FG_MAP_TXNS "fg_txns"
 #define FG_MAP_SERVERS "fg_servers"
 #define FG_MAP_FRAGMENTS "fg_fragments"
+#define FG_MAP_HANDSHAKES "fg_handshakes"
 #define FG_INSIDE_PROG_NAME "floodgate_inside"
 #define FG_MAP_EVENTS "fg_events"
 #define FG_PROG_NAME "floodgate_xdp"
@@ -54,6 +55,7 @@
 #define FG_MAX_TXNS 65536
 #define FG_MAX_SERVERS 1024
 #define FG_MAX_FRAGMENTS 65536
+#define FG_MAX_HANDSHAKES 65536
 /* Non-first fragments let through for each admitted first fragment: a 64 KiB
  * datagram in 1,480-byte fragments is 45 of them. */
 #define FG_FRAGMENT_BUDGET 44
@@ -352,6 +354,7 @@ struct fg_txn_key {
 	__u32 cseq;   /* the CSeq number */
 };
 #define FG_TXN_REPIN 1 /* it came at another TTL than the source's pinned one */
+#define FG_TXN_TCP 2   /* it came over TCP: its answer counts for failures, trust comes from the handshake */
 struct fg_txn {
 	__u8 ttl;	    /* the TTL / hop limit it arrived with */
 	__u8 flags;	    /* FG_TXN_* */
@@ -366,6 +369,17 @@ struct fg_fragment_key {
 	struct fg_addr addr;
 	__u32 id;  /* IPv4 identification (16 bits) or IPv6 fragment identification, host order */
 	__u32 pad;
+};
+
+/* fg_handshakes[client, client port]: a SIP server's SYN-ACK on its way out
+ * (seen by floodgate_inside), and the acknowledgement number that completes
+ * the handshake (its sequence number + 1); the client's ACK that carries it
+ * proves the client's address real. Written by XDP. LRU. */
+struct fg_handshake_key {
+	struct fg_addr addr;
+	__be16 port;
+	__u16 pad;
+	__u32 pad2;
 };
 
 /* fg_deny / fg_allow key (LPM trie): IPv4 as ::ffff:0:0/96 plus its length. */
@@ -478,6 +492,7 @@ _Static_assert(sizeof(struct fg_trust) == 16, "fg_trust layout");
 _Static_assert(sizeof(struct fg_txn_key) == 24, "fg_txn_key layout");
 _Static_assert(sizeof(struct fg_txn) == 8, "fg_txn layout");
 _Static_assert(sizeof(struct fg_fragment_key) == 24, "fg_fragment_key layout");
+_Static_assert(sizeof(struct fg_handshake_key) == 24, "fg_handshake_key layout");
 _Static_assert(sizeof(struct fg_allow_entry) == 40, "fg_allow_entry layout");
 _Static_assert(sizeof(struct fg_auth_state) == 16, "fg_auth_state layout");
 _Static_assert(sizeof(struct fg_offence) == 16, "fg_offence layout");

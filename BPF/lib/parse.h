@@ -40,6 +40,11 @@ struct fg_packet {
 	__u32 tier;	      /* FG_TIER_*, once the policy knows it (lib/tiers.h) */
 	__u32 frag_id;	      /* a fragment's IP identification */
 	__u32 frag_first;     /* a first fragment with more to come */
+	__u32 stream;	      /* a TCP segment to a SIP port (not a SYN): more of its message may follow */
+	__u32 handshake_ack;  /* and a bare ACK: maybe the last step of a handshake (lib/trust.h) */
+	__u32 ack_seq;	      /* its acknowledgement number, host order */
+	__be16 sport;	      /* its source port */
+	__u16 pad;
 };
 #define FG_TIER_UNVERIFIED 0
 #define FG_TIER_VERIFIED 1
@@ -163,17 +168,18 @@ static __always_inline int fg_only_crlf(__u64 w, __u32 n)
 	return 1;
 }
 
-static __always_inline void fg_parse_sip_udp(struct xdp_md *ctx, struct udphdr *udp, void *data_end,
-					     struct fg_packet *pkt)
+/*
+ * The class of a SIP message of `len` bytes (within the frame) at `payload`:
+ * a datagram's, or (`stream`) a TCP segment's, where bytes that begin no
+ * message are the rest of one (or TLS): sip-stream.
+ */
+static __always_inline void fg_parse_sip(struct xdp_md *ctx, void *payload, __u32 len, void *data_end,
+					 struct fg_packet *pkt, int stream)
 {
 	void *data = (void *)(long)ctx->data;
-	void *payload = udp + 1;
-	__u32 avail = data_end - payload;
-	__u32 len = bpf_ntohs(udp->len) - 8, k;
+	__u32 k;
 	__u64 w[3] = {};
 
-	if (len > avail)
-		len = avail;
 	pkt->payload_off = payload - data;
 	pkt->payload_len = len;
 	if (len >= 24 && payload + 24 <= data_end) {
@@ -202,6 +208,8 @@ static __always_inline void fg_parse_sip_udp(struct xdp_md *ctx, struct udphdr *
 	}
 	pkt->sip_skip = k;
 	pkt->traffic_class = fg_sip_class(w[0], w[1]);
+	if (stream && pkt->traffic_class == FG_CLASS_SIP_OTHER)
+		pkt->traffic_class = FG_CLASS_SIP_STREAM;
 	pkt->sip_request = pkt->traffic_class <= FG_CLASS_IN_DIALOG;
 }
 
@@ -237,27 +245,57 @@ static __always_inline __u32 fg_class_for_port(const struct fg_settings *s, __u8
  * the kernel would drop it too, and we must not guess its class.
  */
 static __always_inline int fg_parse_l4(struct xdp_md *ctx, void *l4, void *data_end, __u8 proto, int v6,
-				       const struct fg_settings *s, struct fg_packet *pkt)
+				       __u32 l3_end, const struct fg_settings *s, struct fg_packet *pkt)
 {
+	void *data = (void *)(long)ctx->data;
+
 	switch (proto) {
 	case IPPROTO_UDP: {
 		struct udphdr *udp = l4;
+		__u32 len, avail;
 
 		if ((void *)(udp + 1) > data_end || bpf_ntohs(udp->len) < 8)
 			return FG_PARSE_MALFORMED;
 		pkt->traffic_class = fg_class_for_port(s, proto, udp->dest);
-		if (pkt->traffic_class == FG_CLASS_SIP_OTHER)
-			fg_parse_sip_udp(ctx, udp, data_end, pkt);
+		if (pkt->traffic_class == FG_CLASS_SIP_OTHER) {
+			len = bpf_ntohs(udp->len) - 8;
+			avail = data_end - (void *)(udp + 1);
+			fg_parse_sip(ctx, udp + 1, len < avail ? len : avail, data_end, pkt, 0);
+		}
 		return FG_PARSE_OK;
 	}
 	case IPPROTO_TCP: {
 		struct tcphdr *tcp = l4;
+		void *payload;
+		__u32 off, len = 0;
 
 		if ((void *)(tcp + 1) > data_end || tcp->doff < 5)
 			return FG_PARSE_MALFORMED;
 		pkt->traffic_class = fg_class_for_port(s, proto, tcp->dest);
-		if (pkt->traffic_class == FG_CLASS_SIP_OTHER)
-			pkt->traffic_class = tcp->syn && !tcp->ack ? FG_CLASS_SIP_SYN : FG_CLASS_SIP_STREAM;
+		if (pkt->traffic_class != FG_CLASS_SIP_OTHER)
+			return FG_PARSE_OK;
+		if (tcp->syn && !tcp->ack) {
+			pkt->traffic_class = FG_CLASS_SIP_SYN;
+			return FG_PARSE_OK;
+		}
+		pkt->traffic_class = FG_CLASS_SIP_STREAM;
+		pkt->stream = 1;
+		pkt->sport = tcp->source;
+		pkt->ack_seq = bpf_ntohl(tcp->ack_seq);
+		/* The segment's payload, up to the IP length (not the frame's padding). */
+		payload = l4 + tcp->doff * 4;
+		if (payload > data_end)
+			return FG_PARSE_MALFORMED;
+		off = payload - data;
+		if (l3_end > off)
+			len = l3_end - off;
+		if (len > data_end - payload)
+			len = data_end - payload;
+		if (len)
+			/* SIP over TCP: a segment that starts a message is read like a datagram. */
+			fg_parse_sip(ctx, payload, len, data_end, pkt, 1);
+		else if (tcp->ack && !tcp->syn && !tcp->rst && !tcp->fin)
+			pkt->handshake_ack = 1;
 		return FG_PARSE_OK;
 	}
 	case IPPROTO_ICMP: {
@@ -314,7 +352,8 @@ static __always_inline int fg_parse_ipv4(struct xdp_md *ctx, void *l3, void *dat
 		return FG_PARSE_OK;
 	}
 	pkt->frag_first = !!(ip->frag_off & bpf_htons(FG_IP_MF));
-	return fg_parse_l4(ctx, l3 + hlen, data_end, ip->protocol, 0, s, pkt);
+	return fg_parse_l4(ctx, l3 + hlen, data_end, ip->protocol, 0,
+			   (__u32)(l3 - (void *)(long)ctx->data) + bpf_ntohs(ip->tot_len), s, pkt);
 }
 
 struct fg_ipv6_opt {
@@ -389,7 +428,10 @@ static __always_inline int fg_parse_ipv6(struct xdp_md *ctx, void *l3, void *dat
 			/* Upper-layer header, ESP or no-next-header. The unspecified
 			 * source of duplicate address detection is neighbour
 			 * discovery's; every other bogus source is malformed. */
-			status = fg_parse_l4(ctx, cur, data_end, next, 1, s, pkt);
+			status = fg_parse_l4(ctx, cur, data_end, next, 1,
+					     (__u32)((void *)(ip6 + 1) - (void *)(long)ctx->data) +
+						     bpf_ntohs(ip6->payload_len),
+					     s, pkt);
 			if (status == FG_PARSE_OK && !pkt->icmp_essential && fg_bogus_v6_source(&pkt->src))
 				return FG_PARSE_MALFORMED;
 			return status;
@@ -447,6 +489,8 @@ static __always_inline int fg_parse(struct xdp_md *ctx, const struct fg_settings
 	pkt->tier = FG_TIER_UNVERIFIED;
 	pkt->frag_id = 0;
 	pkt->frag_first = 0;
+	pkt->stream = 0;
+	pkt->handshake_ack = 0;
 	cur = fg_skip_l2(data, data_end, &proto);
 	if (!cur)
 		return FG_PARSE_MALFORMED;

@@ -7,9 +7,10 @@
  *   budget; UDP evidence (a scanner signature, a bucket it keeps emptying)
  *   bans it.
  * - verified (fg_trusted): the SIP server accepted a REGISTER or INVITE that
- *   it sent with credentials, matched to that request by Call-ID and CSeq
- *   (fg_txns, noted on the way in; lib/trust.h reads the answer). Only the
- *   holder of the address sees the challenge its credentials answer, so the
+ *   it sent with credentials over UDP, matched to that request by Call-ID and
+ *   CSeq (fg_txns, noted on the way in; lib/trust.h reads the answer), or it
+ *   completed a TCP handshake with a SIP port. Only the holder of the address
+ *   sees the challenge its credentials answer, or the server's SYN-ACK, so the
  *   address is real. It skips the prefix bucket and the new-source budget and
  *   is shed after every stranger; UDP evidence never bans it.
  * - allow-listed (fg_allow): the operator's word. UDP evidence never bans it.
@@ -71,6 +72,15 @@ struct {
 	__type(key, struct fg_txn_key);
 	__type(value, struct fg_txn);
 } fg_txns SEC(".maps");
+
+/* SYN-ACKs of the SIP server on their way out, for the clients' handshakes to
+ * complete (lib/trust.h); written by XDP. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FG_MAX_HANDSHAKES);
+	__type(key, struct fg_handshake_key);
+	__type(value, __u32);
+} fg_handshakes SEC(".maps");
 
 /* The SIP server addresses whose answers count (empty: any address on the
  * inside interface); written by the agent. */

@@ -15,7 +15,9 @@
  * transaction of its destination, with the same method:
  *
  * - a 2xx verifies the source (and pins its TTL; see lib/tiers.h for how a
- *   pin moves) and clears its failures;
+ *   pin moves) and clears its failures; over TCP it only clears them: a TCP
+ *   client is verified by its handshake (fg_handshake_done), and a segment
+ *   may carry a second request behind the one walked;
  * - a 401 or 407 is a failed authentication, unless it says stale=true (an
  *   old nonce, not a wrong password), and so is a 403;
  * - settings.bruteforce_failures failures within bruteforce_window_s ban the
@@ -87,7 +89,8 @@ static __always_inline void fg_note_transaction(const struct fg_packet *pkt, con
 						__u32 flags)
 {
 	struct fg_txn_key key = {.addr = pkt->src, .callid = scan->callid, .cseq = scan->cseq};
-	struct fg_txn txn = {.ttl = pkt->ttl, .flags = flags, .traffic_class = pkt->traffic_class};
+	struct fg_txn txn = {.ttl = pkt->ttl, .flags = flags | (pkt->stream ? FG_TXN_TCP : 0),
+			     .traffic_class = pkt->traffic_class};
 	__u32 need = FG_SCAN_CREDENTIALS | FG_SCAN_CALLID | FG_SCAN_CSEQ;
 
 	if ((scan->found & need) != need || (scan->found & FG_SCAN_AMBIGUOUS))
@@ -153,32 +156,33 @@ static __always_inline void fg_confirm_ttl(const struct fg_settings *s, struct f
 	}
 }
 
-/* `addr` had a credentialed REGISTER or INVITE accepted: verified, and its
- * prefix marked (so a drained prefix holding it is never dropped in the drop
- * cache before the policy sees it). */
-static __always_inline void fg_trust(struct fg_settings *s, const struct fg_addr *addr, const struct fg_txn *txn)
+/* `addr` proved real (an accepted credentialed request, a completed TCP
+ * handshake) at `ttl`, flagged `repin` if that is not its pinned TTL:
+ * verified, and its prefix marked (so a drained prefix holding it is never
+ * dropped in the drop cache before the policy sees it). */
+static __always_inline void fg_verify(struct fg_settings *s, const struct fg_addr *addr, __u32 ttl, int repin)
 {
 	struct fg_source_key prefix = {.addr = *addr, .traffic_class = FG_CLASS_MAX};
 	__u64 now = bpf_ktime_get_ns(), until = now + (__u64)s->trust_seconds * 1000000000ULL;
-	struct fg_trust *t = bpf_map_lookup_elem(&fg_trusted, addr), fresh = {.until_ns = until, .ttl = txn->ttl};
+	struct fg_trust *t = bpf_map_lookup_elem(&fg_trusted, addr), fresh = {.until_ns = until, .ttl = ttl};
 	struct fg_trust *pin = bpf_map_lookup_elem(&fg_pins, addr);
 	int renewal = t && t->until_ns > now;
 
 	/* An allow-listed address's pin moves on the same evidence. */
 	if (pin)
-		fg_confirm_ttl(s, pin, txn->ttl, txn->flags & FG_TXN_REPIN);
+		fg_confirm_ttl(s, pin, ttl, repin);
 	if (!s->trust_seconds)
 		return;
 	fg_mask(&prefix.addr, fg_prefix_len(addr, s->prefix_v4, s->prefix_v6));
 	bpf_map_update_elem(&fg_trusted_prefixes, &prefix, &until, BPF_ANY);
 	if (renewal) {
 		t->until_ns = until;
-		fg_confirm_ttl(s, t, txn->ttl, txn->flags & FG_TXN_REPIN);
+		fg_confirm_ttl(s, t, ttl, repin);
 		return;
 	}
 	/* Newly verified: its TTL is pinned now; tell the agent. */
 	bpf_map_update_elem(&fg_trusted, addr, &fresh, BPF_ANY);
-	fg_event(FG_EVENT_TRUSTED, FG_CLASS_RESPONSE, addr, until, txn->ttl, 0);
+	fg_event(FG_EVENT_TRUSTED, FG_CLASS_RESPONSE, addr, until, ttl, 0);
 }
 
 /* "stale=true" (any case) in the scratch buffer's first `len` bytes? */
@@ -241,7 +245,10 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 
 	if (code >= 200 && code <= 299) {
 		bpf_map_delete_elem(&fg_auth, dst);
-		fg_trust(s, dst, &txn);
+		/* Over TCP the handshake verified the address already; a request
+		 * pipelined behind another in one segment was never walked. */
+		if (!(txn.flags & FG_TXN_TCP))
+			fg_verify(s, dst, txn.ttl, txn.flags & FG_TXN_REPIN);
 		return;
 	}
 	/* A request at another TTL than the address's pin may be a forger's:

@@ -88,9 +88,15 @@ public enum Packet {
         be16(sport) + be16(dport) + be16(UInt16(8 + payload.count)) + [0, 0] + payload
     }
 
-    public static func tcp(sport: UInt16 = 40000, dport: UInt16, flags: UInt8 = 0x02) -> [UInt8] {
-        be16(sport) + be16(dport) + [0, 0, 0, 1] + [0, 0, 0, 0] + [0x50, flags] + be16(64240) + [0, 0, 0, 0]
+    /// A TCP segment (no options): `flags` 0x02 SYN, 0x10 ACK, 0x12 SYN-ACK, 0x18 PSH-ACK.
+    public static func tcp(
+        sport: UInt16 = 40000, dport: UInt16, flags: UInt8 = 0x02, seq: UInt32 = 1, ack: UInt32 = 0,
+        _ payload: [UInt8] = []
+    ) -> [UInt8] {
+        be16(sport) + be16(dport) + be32(seq) + be32(ack) + [0x50, flags] + be16(64240) + [0, 0, 0, 0] + payload
     }
+
+    public static func be32(_ v: UInt32) -> [UInt8] { be16(UInt16(v >> 16)) + be16(UInt16(v & 0xFFFF)) }
 
     public static func icmp(type: UInt8 = 8, code: UInt8 = 0) -> [UInt8] { [type, code, 0, 0, 0, 1, 0, 1] }
 

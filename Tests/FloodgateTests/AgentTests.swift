@@ -255,7 +255,8 @@ import Testing
         try requireTool("/usr/sbin/kamailio", package: "kamailio")
         try requireTool("/usr/bin/sipp", package: "sip-tester")
         try requireRoot()
-        let lab = try NetworkLab(prefix: "fga", extraOutsideAddresses: ["198.18.0.66", "198.18.0.67"], server: true)
+        let lab = try NetworkLab(prefix: "fga", extraOutsideAddresses: ["198.18.0.66", "198.18.0.67", "198.18.0.68",
+                                                                         "198.18.0.69"], server: true)
         defer { lab.tearDown() }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fgkam-\(lab.id)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -283,10 +284,13 @@ import Testing
         defer { kill(kamailio.processIdentifier, SIGKILL) }
         Thread.sleep(forTimeInterval: 1)
 
-        func sipp(_ source: String, password: String, calls: Int) throws -> (status: Int32, out: String, err: String) {
+        func sipp(_ source: String, password: String, calls: Int, tcp: Bool = false) throws
+            -> (status: Int32, out: String, err: String)
+        {
             try run(["ip", "netns", "exec", lab.outsideNS, "timeout", "60", "sipp", "-sf", scenario.path,
                      "\(lab.serverAddress):5060", "-i", source, "-p", "5070", "-s", "100", "-au", "100", "-ap", password,
-                     "-m", "\(calls)", "-r", "2", "-nostdin", "-timeout", "20s", "-recv_timeout", "3000", "-nd"])
+                     "-m", "\(calls)", "-r", "2", "-nostdin", "-timeout", "20s", "-recv_timeout", "3000", "-nd"]
+                + (tcp ? ["-t", "t1"] : []))
         }
         let phone = try sipp(lab.outsideAddress, password: "s3cret-pw", calls: 6)
         #expect(phone.status == 0, "the phone registers: \(phone.out.suffix(600))")
@@ -345,6 +349,19 @@ import Testing
         // And the phone goes on registering.
         let again = try sipp(phoneAddress, password: "s3cret-pw", calls: 2)
         #expect(again.status == 0, "the phone registers after the forgeries: \(again.out.suffix(600))")
+
+        // Over TCP: a password guesser is banned at the threshold from kamailio's answers on the connection, and a
+        // phone is verified by its completed handshake.
+        let tcpGuesser = try sipp("198.18.0.68", password: "letmein", calls: 8, tcp: true)
+        #expect(tcpGuesser.status != 0, "the TCP guesser fails")
+        #expect(maps.ban(of: SourceAddress("198.18.0.68")!)?.bruteForce == true, "the TCP guesser is banned")
+        let tcpPhone = try sipp("198.18.0.69", password: "s3cret-pw", calls: 2, tcp: true)
+        #expect(tcpPhone.status == 0, "the TCP phone registers: \(tcpPhone.out.suffix(600))")
+        #expect(maps.ban(of: SourceAddress("198.18.0.69")!) == nil)
+        // A completed handshake proves an address real, not good: the TCP guesser is verified too, and banned all
+        // the same (by the server's answers, which are not UDP evidence).
+        #expect(try Set(maps.trustedSources().map(\.address.description)) == [phoneAddress, "198.18.0.68", "198.18.0.69"])
+        #expect(try maps.handshakeCount() == 0, "every handshake noted was completed")
     }
 
     /// A Python bytes literal of `text`.
@@ -364,6 +381,7 @@ import Testing
         log_stderror=yes
         children=1
         listen=udp:\(listen):5060
+        listen=tcp:\(listen):5060
         mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
         loadmodule "sl.so"
         loadmodule "pv.so"

@@ -87,7 +87,7 @@ struct ReferenceModel {
                 return .packet(cls: .fragment, src: src, ttl: ttl, essential: false, sipRequest: false, payload: [], skip: 0)
             }
             return layer4(b, proto: Int(b[off + 9]), at: off + hl, src: src, ttl: ttl, v6: false,
-                          firstFragment: be16(off + 6) & 0x2000 != 0)
+                          firstFragment: be16(off + 6) & 0x2000 != 0, l3End: off + be16(off + 2))
         }
         if proto == 0x86DD {
             guard off + 40 <= n, b[off] >> 4 == 6 else { return .malformed }
@@ -123,7 +123,8 @@ struct ReferenceModel {
                     next = Int(b[cur])
                     cur += 8
                 default:
-                    let parsed = layer4(b, proto: next, at: cur, src: src, ttl: ttl, v6: true, firstFragment: firstFragment)
+                    let parsed = layer4(b, proto: next, at: cur, src: src, ttl: ttl, v6: true, firstFragment: firstFragment,
+                                        l3End: off + 40 + be16(off + 4))
                     if bogus, case .packet(_, _, _, false, _, _, _, _) = parsed { return .malformed }
                     return parsed
                 }
@@ -133,7 +134,8 @@ struct ReferenceModel {
         return .nonIP
     }
 
-    func layer4(_ b: [UInt8], proto: Int, at: Int, src: SourceAddress, ttl: UInt8, v6: Bool, firstFragment: Bool)
+    func layer4(_ b: [UInt8], proto: Int, at: Int, src: SourceAddress, ttl: UInt8, v6: Bool, firstFragment: Bool,
+                l3End: Int)
         -> Parsed
     {
         let n = b.count
@@ -167,7 +169,25 @@ struct ReferenceModel {
             guard at + 20 <= n, b[at + 12] >> 4 >= 5 else { return .malformed }
             guard isSIPPort(be16(at + 2)) else { return plain(.other) }
             let flags = b[at + 13]
-            return plain(flags & 0x02 != 0 && flags & 0x10 == 0 ? .sipSyn : .sipStream)
+            if flags & 0x02 != 0 && flags & 0x10 == 0 { return plain(.sipSyn) }
+            // SIP over TCP: a segment's payload (up to the IP length) that starts a message is read like a
+            // datagram, and more of it may follow in the next segment; other bytes continue a message (or TLS).
+            let start = at + Int(b[at + 12] >> 4) * 4
+            guard start <= n else { return .malformed }
+            let length = max(0, min(l3End, n) - start)
+            guard length > 0 else { return plain(.sipStream) }
+            let payload = b[start..<(start + length)]
+            if (1...8).contains(length) && payload.allSatisfy({ $0 == 13 || $0 == 10 }) {
+                return .packet(cls: .keepalive, src: src, ttl: ttl, essential: false, sipRequest: false, payload: payload,
+                               skip: 0)
+            }
+            let blanks: Set<UInt8> = [13, 10, 32, 9]
+            let skip = payload.prefix(Int(FG_SIP_MAX_LEADING)).prefix(while: blanks.contains).count
+            var cls = sipClass(Array(payload.dropFirst(skip).prefix(16)))
+            if cls == .sipOther { cls = .sipStream }
+            return .packet(cls: cls, src: src, ttl: ttl, essential: false,
+                           sipRequest: cls.index <= TrafficClass.inDialog.index, payload: payload, skip: skip,
+                           firstFragment: true)
         case 1:
             guard at + 8 <= n else { return .malformed }
             return plain(.icmp)

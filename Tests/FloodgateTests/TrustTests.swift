@@ -183,4 +183,66 @@ import Testing
         #expect(try TrustTests.register(p, phone) == .passed)
         #expect(Set(try TrustTests.trusted(p).keys) == [phone])
     }
+
+    /// A TCP segment from `source`:40000 to the server's 5060 (PSH-ACK, or `flags`), carrying `text`.
+    static func tcp(_ text: String, from source: String, flags: UInt8 = 0x18, ack: UInt32 = 0, ttl: UInt8 = 64) -> [UInt8] {
+        Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
+            src: source, dst: "198.18.2.2", proto: Packet.Proto.tcp,
+            Packet.tcp(sport: 40000, dport: 5060, flags: flags, seq: 100, ack: ack, Array(text.utf8)), ttl: ttl))
+    }
+
+    /// The server's TCP segment from 5060 to `destination`:40000.
+    static func tcpAnswer(_ text: [UInt8], to destination: String, flags: UInt8 = 0x18, seq: UInt32 = 500) -> [UInt8] {
+        Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
+            src: "198.18.2.2", dst: destination, proto: Packet.Proto.tcp,
+            Packet.tcp(sport: 5060, dport: 40000, flags: flags, seq: seq, ack: 1, text)))
+    }
+
+    /// SIP over TCP: a segment that starts with a request line is classified, walked and noted like a datagram,
+    /// and the server's answers over TCP count: a password guesser is banned at the threshold. A 2xx over TCP does
+    /// not verify (the handshake does); a request whose header block goes on in the next segment is malformed.
+    @Test func bruteForceOverTCPIsCounted() throws {
+        let p = try TrustTests.program()
+        let guesser = "198.18.8.5"
+        for round in 1...3 {
+            let register = "REGISTER sip:198.18.2.2 SIP/2.0\r\nVia: SIP/2.0/TCP \(guesser):40000;branch=z9hG4bK-\(round)\r\n"
+                + "Call-ID: t\(round)@x\r\nCSeq: 2 REGISTER\r\n\(TrustTests.credentials)\r\nContent-Length: 0\r\n\r\n"
+            #expect(try p.judge(TrustTests.tcp(register, from: guesser)) == (XDP_PASS_ACTION, .register, .passed))
+            let answer = TrustTests.response("401 Unauthorized", to: guesser, cseq: "2 REGISTER", callID: "t\(round)@x")
+            try TrustTests.inside(p, TrustTests.tcpAnswer(Array(answer[42...]), to: guesser))
+            #expect((p.maps.ban(of: SourceAddress(guesser)!) != nil) == (round == 3), "round \(round)")
+        }
+        #expect(p.maps.ban(of: SourceAddress(guesser)!)?.bruteForce == true)
+        // A 200 over TCP verifies nothing by itself.
+        let phone = "198.18.8.6"
+        let register = "REGISTER sip:198.18.2.2 SIP/2.0\r\nCall-ID: ok@x\r\nCSeq: 2 REGISTER\r\n"
+            + "\(TrustTests.credentials)\r\n\r\n"
+        #expect(try p.judge(TrustTests.tcp(register, from: phone)).2 == .passed)
+        let ok = TrustTests.response("200 OK", to: phone, cseq: "2 REGISTER", callID: "ok@x")
+        try TrustTests.inside(p, TrustTests.tcpAnswer(Array(ok[42...]), to: phone))
+        #expect(try TrustTests.trusted(p).isEmpty)
+        // Scanners over TCP are caught too, and a header block cut at the segment's end is malformed.
+        #expect(try p.judge(TrustTests.tcp("OPTIONS sip:x SIP/2.0\r\nUser-Agent: sipvicious\r\n\r\n", from: "198.18.8.7")).2
+            == .droppedScanner)
+        #expect(try p.judge(TrustTests.tcp("OPTIONS sip:x SIP/2.0\r\nCall-ID: c@x\r\n", from: "198.18.8.8")).2
+            == .droppedMalformed)
+        // The rest of a message, or TLS, is the stream.
+        #expect(try p.judge(TrustTests.tcp("v=0\r\no=- 1 1 IN IP4 198.18.8.9\r\n", from: "198.18.8.9")).1 == .sipStream)
+    }
+
+    /// A completed TCP handshake with a SIP port verifies its client, pinned at its TTL: the client's ACK must
+    /// carry the number of the server's SYN-ACK, which only the address's holder saw. A forged ACK does nothing.
+    @Test func aCompletedTCPHandshakeVerifiesAndAForgedOneDoesNot() throws {
+        let p = try TrustTests.program()
+        let client = "198.18.8.20", forger = "198.18.8.21"
+        for address in [client, forger] {
+            try TrustTests.inside(p, TrustTests.tcpAnswer([], to: address, flags: 0x12, seq: 0xfffffff0))
+        }
+        // The forger guesses; the client acknowledges the SYN-ACK's number + 1 (wrapping).
+        #expect(try p.judge(TrustTests.tcp("", from: forger, flags: 0x10, ack: 0x12345678)).2 == .passed)
+        #expect(try p.judge(TrustTests.tcp("", from: client, flags: 0x10, ack: 0xfffffff1, ttl: 55)).2 == .passed)
+        let trusted = try TrustTests.trusted(p)
+        #expect(Set(trusted.keys) == [client])
+        #expect(trusted[client]?.ttl == 55)
+    }
 }
