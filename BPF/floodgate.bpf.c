@@ -439,8 +439,9 @@ __noinline __u32 fg_inspect(struct xdp_md *ctx, struct fg_packet *pkt, __u32 txn
 	if (!s || !pkt)
 		return 0;
 	scan = fg_scan_message(ctx, pkt->payload_off, pkt->payload_len, pkt->sip_skip);
+	/* Nothing to walk: fine, unless more of it comes in later fragments. */
 	if (!scan)
-		return 0;
+		return pkt->frag_first ? FG_INSPECT_OVERSIZE : 0;
 	found = scan->found;
 	if (found & FG_SCAN_SIGNATURE)
 		return found;

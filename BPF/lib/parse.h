@@ -31,7 +31,7 @@ struct fg_packet {
 	struct fg_addr src;
 	__u32 traffic_class;
 	__u32 icmp_essential; /* ICMPv6 neighbour discovery: never limited */
-	__u32 sip_request;    /* a SIP request over UDP: scanned for signatures */
+	__u32 sip_request;    /* a SIP request, or what might be taken for one: its header block is walked */
 	__u32 payload_off;    /* UDP payload: offset from the frame start */
 	__u32 payload_len;    /* and length (within the frame and the UDP length) */
 	__u32 sip_skip;	      /* leading CR/LF/SP/HT bytes before the start line */
@@ -210,7 +210,10 @@ static __always_inline void fg_parse_sip(struct xdp_md *ctx, void *payload, __u3
 	pkt->traffic_class = fg_sip_class(w[0], w[1]);
 	if (stream && pkt->traffic_class == FG_CLASS_SIP_OTHER)
 		pkt->traffic_class = FG_CLASS_SIP_STREAM;
-	pkt->sip_request = pkt->traffic_class <= FG_CLASS_IN_DIALOG;
+	/* Walked: requests, and datagrams that are neither requests nor
+	 * responses as RFC 3261 spells them, but that a lenient server may
+	 * still take for one (a lower-case method, five CRLFs in front). */
+	pkt->sip_request = pkt->traffic_class <= FG_CLASS_IN_DIALOG || pkt->traffic_class == FG_CLASS_SIP_OTHER;
 }
 
 struct vlan_tag {

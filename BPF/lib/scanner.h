@@ -41,6 +41,7 @@ struct {
 /* Where the byte-at-a-time walk is within a line. */
 enum fg_scan_state {
 	FG_SCAN_LINE_START, /* at the first byte of a header line */
+	FG_SCAN_LEAD,	    /* CR, LF, SP or HT before the start line, as many as there are */
 	FG_SCAN_NAME,	    /* inside a header name that may still match */
 	FG_SCAN_BLANKS,	    /* blanks between the name and the colon */
 	FG_SCAN_COLON,	    /* blanks after the colon (a fold included) */
@@ -293,6 +294,19 @@ static long fg_scan_step(__u32 i, void *unused)
 		return 1;
 
 	switch (scan->state) {
+	case FG_SCAN_LEAD:
+		/* Servers skip CRLFs before the start line: so does the walk, up
+		 * to eight bytes a step. */
+#pragma unroll
+		for (j = 0; j < 8; j++) {
+			b = s->buf[(at + j) & FG_SCAN_MASK];
+			if (at + j >= len || (b != '\r' && b != '\n' && !fg_is_blank(b)))
+				break;
+		}
+		scan->at = at + j;
+		if (j < 8)
+			scan->state = FG_SCAN_SKIP;
+		return 0;
 	case FG_SCAN_SKIP:
 skip:
 		/* The rest of an uninteresting line: up to four words a step. */
@@ -457,7 +471,7 @@ skip:
 
 /*
  * Walks the SIP message of `len` bytes at `off` in the frame, from byte
- * `skip` (the first byte of its start line). Returns the walk's result (in
+ * `skip` (past CRLFs already skipped). Returns the walk's result (in
  * this CPU's fg_scratch: found has the FG_SCAN_* bits, with the Call-ID hash
  * and CSeq), or NULL if the message could not be read.
  */
@@ -478,7 +492,7 @@ static __always_inline struct fg_scan *fg_scan_message(struct xdp_md *ctx, __u32
 	__builtin_memset(&w->scan, 0, sizeof(w->scan));
 	w->scan.len = len;
 	w->scan.at = skip;
-	w->scan.state = FG_SCAN_SKIP;
+	w->scan.state = FG_SCAN_LEAD;
 	/* Each step takes at least a byte, but for a few that only change
 	 * state (a value's start, the end of a fold): twice the bytes bound it. */
 	bpf_loop(2 * len, fg_scan_step, NULL, 0);

@@ -162,9 +162,10 @@ struct ReferenceModel {
             // RFC 3261 7.5: CRLFs before a request line are skipped; so are up to four blanks of any kind.
             let skip = payload.prefix(Int(FG_SIP_MAX_LEADING)).prefix(while: blanks.contains).count
             let cls = sipClass(Array(payload.dropFirst(skip).prefix(16)))
+            // Walked: requests, and what a lenient server might still take for one.
             return .packet(cls: cls, src: src, ttl: ttl, essential: false,
-                           sipRequest: cls.index <= TrafficClass.inDialog.index, payload: payload, skip: skip,
-                           firstFragment: firstFragment)
+                           sipRequest: cls.index <= TrafficClass.inDialog.index || cls == .sipOther, payload: payload,
+                           skip: skip, firstFragment: firstFragment)
         case 6:
             guard at + 20 <= n, b[at + 12] >> 4 >= 5 else { return .malformed }
             guard isSIPPort(be16(at + 2)) else { return plain(.other) }
@@ -243,13 +244,20 @@ struct ReferenceModel {
         let w = Array(payload.prefix(Int(FG_SIP_SCAN_BYTES)))
         let len = w.count
         var result = Inspection()
-        guard len >= 2 else { return result }
+        guard len >= 2 else {
+            // Nothing to walk here, but the message goes on in later fragments.
+            result.malformed = firstFragment
+            return result
+        }
         let lower = w.map { $0 >= 65 && $0 <= 90 ? $0 + 32 : $0 }
         func isBlank(_ c: UInt8) -> Bool { c == 32 || c == 9 }
         func nextLine(after i: Int) -> Int? { w[min(i, len)...].firstIndex(of: 10).map { $0 + 1 } }
         var callIDs = 0, cseqs = 0, ambiguous = false, ended = false
         var method: [UInt8]? = nil  // the CSeq method read, once a CSeq value ended
-        var line = nextLine(after: skip)
+        // CRLFs (and blanks) before the start line, as many as there are, then the start line.
+        var first = skip
+        while first < len, [13, 10, 32, 9].contains(w[first]) { first += 1 }
+        var line = nextLine(after: first)
         walk: while let start = line, start < len {
             if w[start] == 13 || w[start] == 10 {
                 ended = true

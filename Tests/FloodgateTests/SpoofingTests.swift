@@ -263,6 +263,28 @@ import Testing
         #expect(r == .droppedScanner)
     }
 
+    /// What RFC 3261 does not call a request but a lenient server may take for one (Kamailio matches methods in
+    /// any case and skips any number of CRLFs): walked all the same, so its scanner signature is caught and a CSeq
+    /// naming REGISTER or INVITE is malformed. A first fragment too short to walk, or whose header block goes on
+    /// past it, is malformed too: its later fragments would pass unwalked.
+    @Test func whatALenientServerTakesForARequestIsWalked() throws {
+        let p = try loadProgram(policy: perSourceOnly)
+        let lower = Packet.sipRaw(Array("options sip:x SIP/2.0\r\nUser-Agent: friendly-scanner\r\n\r\n".utf8), src: "198.18.63.1")
+        #expect(try p.judge(lower) == (XDP_DROP_ACTION, .sipOther, .droppedScanner))
+        let crlfs = Packet.sipRaw(Array("\r\n\r\n\r\n\r\n\r\nOPTIONS sip:x SIP/2.0\r\nUser-Agent: sipvicious\r\n\r\n".utf8),
+                                  src: "198.18.63.2")
+        #expect(try p.judge(crlfs) == (XDP_DROP_ACTION, .sipOther, .droppedScanner))
+        let forged = Packet.sipRaw(Array("register sip:x SIP/2.0\r\nCall-ID: l@x\r\nCSeq: 1 REGISTER\r\n\r\n".utf8),
+                                   src: "198.18.63.3")
+        #expect(try p.judge(forged).2 == .droppedMalformed)
+        #expect(try p.judge(Packet.sipRaw(Array("garbage\r\n\r\n".utf8), src: "198.18.63.4")).2 == .passed)
+        for payload in [[UInt8](), Array("REGISTER".utf8)] {
+            let first = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
+                src: "198.18.63.5", proto: Packet.Proto.udp, Packet.udp(dport: 5060, payload), moreFragments: true, id: 3))
+            #expect(try p.judge(first).2 == .droppedMalformed, "\(payload.count) bytes")
+        }
+    }
+
     /// The leading bytes are skipped only up to four: a fifth makes it not a request (sip-other), and a datagram
     /// of only CRLFs is an RFC 5626 keep-alive with its own class.
     @Test func framingLimitsAndKeepAlives() throws {
