@@ -540,8 +540,8 @@ __noinline int fg_decide_content(struct xdp_md *ctx, struct fg_packet *pkt)
 /*
  * A packet that claims a verified or allow-listed address at another hop
  * distance (lib/tiers.h): charged to its prefix's unverified bucket and
- * dropped, except a credentialed REGISTER or INVITE that the bucket admits,
- * which goes on to the server so that a real route change can be confirmed.
+ * dropped, except a REGISTER or INVITE that the bucket admits, which goes on
+ * to the server so that a real route change can be confirmed.
  * Nothing of the address's own (buckets, bans, failures, trust) is touched.
  * A global function called by the main program, so that its stack is not
  * added to fg_decide's.
@@ -561,12 +561,14 @@ __noinline int fg_decide_spoofed(struct xdp_md *ctx, struct fg_packet *pkt)
 		return FG_REASON_DROPPED_SPOOFED;
 	if (pkt->traffic_class != FG_CLASS_REGISTER && pkt->traffic_class != FG_CLASS_INVITE)
 		return FG_REASON_DROPPED_SPOOFED;
+	/* A REGISTER or INVITE goes on (its challenge, then its credentialed
+	 * retry, are how a moved phone proves itself), at the prefix's
+	 * unverified rate and a stranger's place in the budget. */
 	found = fg_inspect(ctx, pkt, FG_TXN_REPIN);
-	if ((found & FG_SCAN_CREDENTIALS) && fg_inspect_verdict(&c, pkt, found, 0) == FG_REASON_PASSED) {
-		pkt->note = 0;
-		return FG_REASON_PASSED;
-	}
-	return FG_REASON_DROPPED_SPOOFED;
+	if (fg_inspect_verdict(&c, pkt, found, 0) != FG_REASON_PASSED)
+		return FG_REASON_DROPPED_SPOOFED;
+	pkt->note = 0;
+	return fg_budget(&c, FG_TIER_UNVERIFIED);
 }
 
 /*

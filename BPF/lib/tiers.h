@@ -25,8 +25,10 @@
  * change moves the real source: its pin moves only on evidence from the
  * verified path, FG_REPIN_CONFIRMATIONS credentialed REGISTER or INVITEs in a
  * row, each at the same new TTL and each accepted by the server (lib/trust.h).
- * While they are on their way, a verified address's credentialed REGISTER and
- * INVITEs at another TTL are let through at its prefix's unverified rate.
+ * While they are on their way, a verified or allow-listed address's REGISTERs
+ * and INVITEs at another TTL are let through at its prefix's unverified rate
+ * (and a stranger's place in the budget), so that they can be challenged and
+ * answered.
  */
 #ifndef FG_LIB_TIERS_H
 #define FG_LIB_TIERS_H
