@@ -618,7 +618,7 @@ __noinline int fg_decide(struct fg_packet *pkt)
 		allow = fg_allow_entry(&pkt->src);
 	if (allow) {
 		/* Not cached: the address's own packets must still reach this check. */
-		if (!fg_allowed_ttl_ok(s, allow, &pkt->src, pkt->ttl))
+		if (!fg_allowed_ttl_ok(s, allow, pkt->ttl, fg_is_sip(pkt->traffic_class)))
 			return FG_DECIDE_SPOOFED;
 		if (fg_is_sip(pkt->traffic_class) && !fg_allow_admit(&c, allow))
 			return FG_REASON_DROPPED_ALLOW_LIMIT;

@@ -30,7 +30,6 @@
 #define FG_MAP_AUTH "fg_auth"
 #define FG_MAP_TRUSTED "fg_trusted"
 #define FG_MAP_TRUSTED_PREFIXES "fg_trusted_prefixes"
-#define FG_MAP_PINS "fg_pins"
 #define FG_MAP_TXNS "fg_txns"
 #define FG_MAP_SERVERS "fg_servers"
 #define FG_MAP_FRAGMENTS "fg_fragments"
@@ -222,7 +221,7 @@ struct fg_settings {
 	__u32 ttl_tolerance;
 	__u32 layout_version;		    /* FG_LAYOUT_VERSION of the build that loaded the program */
 	__u32 server_entries;		    /* 0: any address on the inside answers for the SIP server */
-	__u32 auto_bans_present;	    /* 0: fg_auto_bans is empty, skip its lookup; set by the agent and by XDP */		    /* FG_LAYOUT_VERSION of the build that loaded the program */
+	__u32 auto_bans_present;	    /* 0: fg_auto_bans is empty, skip its lookup; set by XDP, cleared by the agent */		    /* FG_LAYOUT_VERSION of the build that loaded the program */
 };
 
 /* Bumped whenever a pinned map's layout or meaning changes: a filter pinned by
@@ -291,7 +290,7 @@ enum fg_event_type {
 	FG_EVENT_SPARED = 6, /* a verified or allow-listed source that UDP evidence would have banned was not:
 			      * offence = FG_BAN_SCANNER or FG_BAN_AUTO, drops = the count that triggered it */
 	FG_EVENT_SPOOFED = 7, /* packets claiming a verified or allow-listed address at another hop distance:
-			       * offence = the TTL seen, drops = the pinned TTL (at most one event a second per CPU) */
+			       * offence = the TTL seen (at most one event a second per CPU, with FG_EVENT_SPARED's) */
 };
 /* Events that could come with every packet of a flood are sent at most once
  * in this many ns on each CPU. */
@@ -333,11 +332,14 @@ struct fg_event {
  */
 struct fg_allow_entry {
 	__u8 ttl_min;	 /* with ttl_max: the TTLs / hop limits its packets may arrive with */
-	__u8 ttl_max;	 /* 0: no fixed range, the first packet's TTL is pinned (fg_pins) */
-	__u16 pad;
+	__u8 ttl_max;	 /* 0: no fixed range, the entry's first SIP packet pins its TTL here: */
+	__u8 pin_ttl;	 /* the pinned TTL (written by XDP) */
+	__u8 pinned;	 /* 1 once pin_ttl is set */
 	__u32 rate;	 /* packets/s as configured (display only) */
 	__u32 burst;	 /* packets as configured (display only) */
-	__u32 pad2;
+	__u8 candidate_ttl;   /* another TTL that accepted transactions came with (lib/trust.h) */
+	__u8 candidate_count; /* how many in a row */
+	__u16 pad;
 	__u64 interval;	 /* ticks per packet; FG_INTERVAL_UNLIMITED: no bucket */
 	__u64 tau;	 /* burst tolerance in ticks */
 	__u64 tat;	 /* the bucket's theoretical arrival time, in ticks */

@@ -11,6 +11,9 @@
 #ifndef READ_ONCE
 #define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
 #endif
+#ifndef WRITE_ONCE
+#define WRITE_ONCE(x, v) (*(volatile typeof(x) *)&(x) = (v))
+#endif
 
 /*
  * The bucket is GCRA (the generic cell rate algorithm), which is a token bucket

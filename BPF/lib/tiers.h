@@ -16,8 +16,8 @@
  * - allow-listed (fg_allow): the operator's word. UDP evidence never bans it.
  *
  * Hop-count pinning (Jin, Wang and Shin, CCS 2003): a verified source's TTL
- * (or hop limit) is pinned when it is verified, an allow-listed one's when it
- * first sends (or fixed by its allow entry). A packet that claims either
+ * (or hop limit) is pinned when it is verified, an allow entry's when its
+ * first SIP packet arrives (or fixed by the entry). A packet that claims either
  * address at a TTL more than settings.ttl_tolerance away is taken as forged:
  * dropped-spoofed, charged to the unverified bucket of its prefix and never
  * to the address's own buckets, ban counts, failure counts or trust. A forger
@@ -56,15 +56,6 @@ struct {
 	__type(key, struct fg_source_key);
 	__type(value, __u64);
 } fg_trusted_prefixes SEC(".maps");
-
-/* The pinned TTL of each allow-listed address that has sent (without a
- * fixed range in its entry); written by XDP. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, FG_MAX_TRUSTED);
-	__type(key, struct fg_addr);
-	__type(value, struct fg_trust);
-} fg_pins SEC(".maps");
 
 /* Credentialed REGISTER and INVITEs on their way to the server; written by
  * XDP, matched and removed by floodgate_inside. */
@@ -114,21 +105,25 @@ static __always_inline struct fg_trust *fg_verified(const struct fg_settings *s,
 	return t && t->until_ns > now_ns ? t : NULL;
 }
 
-/* Does an allow-listed address's packet come at its TTL? The first packet
- * of an address without a fixed range pins it. */
-static __always_inline int fg_allowed_ttl_ok(const struct fg_settings *s, const struct fg_allow_entry *entry,
-					     const struct fg_addr *addr, __u32 ttl)
+/*
+ * Does an allow-listed address's packet come at its entry's TTL? The entry's
+ * first SIP packet pins it, for all of its addresses (a peer's hosts sit at
+ * one hop distance), unless the entry fixes a range. Non-SIP packets neither
+ * pin nor, before the pin, are checked. Re-adding the entry clears the pin.
+ */
+static __always_inline int fg_allowed_ttl_ok(const struct fg_settings *s, struct fg_allow_entry *entry, __u32 ttl,
+					     int sip)
 {
-	struct fg_trust *pin, first = {.ttl = ttl};
-
-	if (entry && entry->ttl_max)
+	if (entry->ttl_max)
 		return ttl >= entry->ttl_min && ttl <= entry->ttl_max;
-	pin = bpf_map_lookup_elem(&fg_pins, addr);
-	if (!pin) {
-		bpf_map_update_elem(&fg_pins, addr, &first, BPF_NOEXIST);
+	if (!READ_ONCE(entry->pinned)) {
+		if (sip) {
+			entry->pin_ttl = ttl;
+			WRITE_ONCE(entry->pinned, 1);
+		}
 		return 1;
 	}
-	return fg_ttl_near(s, pin->ttl, ttl);
+	return fg_ttl_near(s, entry->pin_ttl, ttl);
 }
 
 /* Does the (masked) aggregate prefix `key` hold a verified source? */

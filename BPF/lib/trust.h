@@ -156,6 +156,26 @@ static __always_inline void fg_confirm_ttl(const struct fg_settings *s, struct f
 	}
 }
 
+/* The same for an allow entry's pin. */
+static __always_inline void fg_confirm_allow_ttl(const struct fg_settings *s, struct fg_allow_entry *e, __u32 ttl,
+						 int repin)
+{
+	if (!repin) {
+		e->candidate_count = 0;
+		return;
+	}
+	if (e->candidate_count && fg_ttl_near(s, e->candidate_ttl, ttl)) {
+		e->candidate_count++;
+	} else {
+		e->candidate_ttl = ttl;
+		e->candidate_count = 1;
+	}
+	if (e->candidate_count >= FG_REPIN_CONFIRMATIONS) {
+		e->pin_ttl = e->candidate_ttl;
+		e->candidate_count = 0;
+	}
+}
+
 /* `addr` proved real (an accepted credentialed request, a completed TCP
  * handshake) at `ttl`, flagged `repin` if that is not its pinned TTL:
  * verified, and its prefix marked (so a drained prefix holding it is never
@@ -165,12 +185,12 @@ static __always_inline void fg_verify(struct fg_settings *s, const struct fg_add
 	struct fg_source_key prefix = {.addr = *addr, .traffic_class = FG_CLASS_MAX};
 	__u64 now = bpf_ktime_get_ns(), until = now + (__u64)s->trust_seconds * 1000000000ULL;
 	struct fg_trust *t = bpf_map_lookup_elem(&fg_trusted, addr), fresh = {.until_ns = until, .ttl = ttl};
-	struct fg_trust *pin = bpf_map_lookup_elem(&fg_pins, addr);
+	struct fg_allow_entry *entry = s->allow_entries ? fg_allow_entry(addr) : NULL;
 	int renewal = t && t->until_ns > now;
 
-	/* An allow-listed address's pin moves on the same evidence. */
-	if (pin)
-		fg_confirm_ttl(s, pin, ttl, repin);
+	/* An allow entry's pin moves on the same evidence. */
+	if (entry && !entry->ttl_max && entry->pinned)
+		fg_confirm_allow_ttl(s, entry, ttl, repin);
 	if (!s->trust_seconds)
 		return;
 	fg_mask(&prefix.addr, fg_prefix_len(addr, s->prefix_v4, s->prefix_v6));

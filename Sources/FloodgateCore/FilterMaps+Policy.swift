@@ -135,7 +135,22 @@ extension FilterMaps {
         }.sorted { $0.cidr < $1.cidr }
     }
 
-    /// Changes an allow entry's bucket or TTL range (one map update; its bucket starts full again).
+    /// The TTL each allow entry without a fixed range was pinned at by its first SIP packet.
+    public func allowPins() throws -> [CIDR: UInt8] {
+        let fd = fd(FG_MAP_ALLOW)
+        var pins: [CIDR: UInt8] = [:]
+        for key in try keys(of: fd, as: fg_cidr_key.self, what: FG_MAP_ALLOW) {
+            var key = key
+            var value = fg_allow_entry()
+            if bpf_map_lookup_elem(fd, &key, &value) == 0, value.ttl_max == 0, value.pinned != 0 {
+                pins[CIDR(key: key)] = value.pin_ttl
+            }
+        }
+        return pins
+    }
+
+    /// Changes an allow entry's bucket or TTL range (one map update; its bucket starts full again, and its pin is
+    /// cleared: the next SIP packet sets it).
     public func setAllowOptions(_ options: AllowOptions, for cidr: CIDR) throws {
         try options.validate()
         try writeEntry(cidr, in: .allow, options: options, flags: BPF_EXIST)

@@ -147,6 +147,8 @@ struct ListShow<Kind: ListKind>: ParsableCommand {
     struct Options: Codable {
         var limit: String
         var ttl: String?
+        var pinnedTTL: UInt8?
+        enum CodingKeys: String, CodingKey { case limit, ttl, pinnedTTL = "pinned_ttl" }
     }
 
     func run() throws {
@@ -155,9 +157,11 @@ struct ListShow<Kind: ListKind>: ParsableCommand {
             let maps = try root.maps(of: f.interfaceName)
             if Kind.list == .allow {
                 let allow = try maps.allowEntries()
+                let pins = try maps.allowPins()
                 return Entry(interface: f.interfaceName, cidrs: allow.map(\.cidr.description), options: allow.map {
                     Options(limit: $0.options.limit.description,
-                            ttl: $0.options.ttl.map { "\($0.lowerBound)-\($0.upperBound)" })
+                            ttl: $0.options.ttl.map { "\($0.lowerBound)-\($0.upperBound)" },
+                            pinnedTTL: pins[$0.cidr])
                 })
             }
             return Entry(interface: f.interfaceName, cidrs: try maps.cidrs(in: Kind.list).map(\.description))
@@ -167,7 +171,7 @@ struct ListShow<Kind: ListKind>: ParsableCommand {
             print("\(e.interface): \(e.cidrs.count) on the \(Kind.list.rawValue) list")
             for (i, c) in e.cidrs.enumerated() {
                 if let o = e.options?[i] {
-                    print("  \(c)  limit \(o.limit), TTL \(o.ttl ?? "pinned at first packet")")
+                    print("  \(c)  limit \(o.limit), TTL \(o.ttl ?? o.pinnedTTL.map { "pinned at \($0)" } ?? "pinned at its first SIP packet")")
                 } else {
                     print("  \(c)")
                 }

@@ -12,8 +12,8 @@ struct ReferenceModel {
     /// Active bans; true for explicit ones. The model adds the bans the program adds for scanners.
     var bans: [SourceAddress: Bool] = [:]
     var signatures: [Signature] = []
-    /// The TTL each allow-listed address first arrived with (hop-count pinning; no allow entry has a fixed range).
-    var pins: [SourceAddress: UInt8] = [:]
+    /// The TTL each allow entry's first SIP packet arrived with (hop-count pinning; no entry has a fixed range).
+    var pins: [CIDR: UInt8] = [:]
 
     enum Parsed {
         case malformed
@@ -35,14 +35,17 @@ struct ReferenceModel {
             if ban == true { return (cls, .droppedBan) }
             // No trust in this model's settings and no credentials among its frames, so: unverified or allow-listed.
             let inspected = sipRequest && !signatures.isEmpty ? inspect(payload, skip: skip, firstFragment: firstFragment) : Inspection()
-            if allow.contains(where: { $0.contains(src) }) {
-                if let pin = pins[src] {
+            if let entry = allow.filter({ $0.contains(src) }).max(by: { $0.keyLength < $1.keyLength }) {
+                if let pin = pins[entry] {
                     if abs(Int(pin) - Int(ttl)) > Int(settings.ttlTolerance) {
-                        // Taken as forged; only a credentialed REGISTER or INVITE could go on, and none has credentials.
-                        return (cls, .droppedSpoofed)
+                        // Taken as forged: only a REGISTER or INVITE goes on (to be challenged), as a stranger's.
+                        guard cls == .register || cls == .invite, !inspected.signature, !inspected.malformed else {
+                            return (cls, .droppedSpoofed)
+                        }
+                        return (cls, .passed)
                     }
-                } else {
-                    pins[src] = ttl
+                } else if cls.isSIP {
+                    pins[entry] = ttl
                 }
                 // Scanner-signed: dropped, but an allow-listed address is never banned by what it sends.
                 if inspected.signature { return (cls, .droppedScanner) }

@@ -102,12 +102,18 @@ import Testing
         #expect(try TrustTests.trusted(p)[phone]?.ttl == 54)
     }
 
-    /// An allow-listed address's first packet pins its TTL; a forger elsewhere is dropped-spoofed, and its
-    /// traffic never reaches the allow list's privileges.
+    /// An allow entry's first SIP packet pins its TTL, for every address of the entry: a forger elsewhere is
+    /// dropped-spoofed whichever address of the entry it takes (an unused one included), and its traffic never
+    /// reaches the allow list's privileges. Non-SIP packets do not pin; re-adding the entry clears the pin.
     @Test func anAllowListedAddressIsPinnedAtItsFirstTTL() throws {
         let p = try loadProgram()
         let trunk = "198.18.50.1"
-        try p.maps.addCIDRs([try CIDR("198.18.50.0/24")], to: .allow)
+        let entry = try CIDR("198.18.50.0/24")
+        try p.maps.addCIDRs([entry], to: .allow)
+        let early = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(src: trunk, proto: Packet.Proto.udp,
+                                                                        Packet.udp(dport: 12000), ttl: 30))
+        #expect(try p.judge(early).2 == .passedAllow, "not pinned yet, and RTP does not pin")
+        #expect(try p.maps.allowPins().isEmpty)
         #expect(try p.judge(Packet.request("INVITE", src: trunk, ttl: 61)).2 == .passedAllow)
         #expect(try p.judge(Packet.request("INVITE", src: trunk, ttl: 63)).2 == .passedAllow)  // within ±2
         #expect(try p.judge(Packet.request("OPTIONS", src: trunk, ttl: 64)).2 == .droppedSpoofed)
@@ -118,6 +124,15 @@ import Testing
                                                                       Packet.udp(dport: 12000), ttl: 200))
         #expect(try p.judge(rtp).2 == .droppedSpoofed)
         #expect(try p.judge(Packet.request("INVITE", src: trunk, ttl: 59)).2 == .passedAllow)
+        #expect(try p.maps.allowPins() == [entry: 61])
+        // Another address of the entry, unused by the peer: the same pin.
+        #expect(try p.judge(Packet.request("OPTIONS", src: "198.18.50.77", ttl: 64)).2 == .droppedSpoofed)
+        #expect(try p.judge(Packet.request("OPTIONS", src: "198.18.50.77", ttl: 62)).2 == .passedAllow)
+        // The operator re-adds the entry (after a route change, say): the next SIP packet pins it anew.
+        try p.maps.removeCIDRs([entry], from: .allow)
+        try p.maps.addCIDRs([entry], to: .allow)
+        #expect(try p.judge(Packet.request("OPTIONS", src: trunk, ttl: 40)).2 == .passedAllow)
+        #expect(try p.maps.allowPins() == [entry: 40])
     }
 
     /// An allow-listed address is not unlimited: its entry's own bucket over all SIP classes bounds what a forger
