@@ -34,6 +34,7 @@
 #define FG_MAP_SERVERS "fg_servers"
 #define FG_MAP_FRAGMENTS "fg_fragments"
 #define FG_MAP_HANDSHAKES "fg_handshakes"
+#define FG_MAP_CHALLENGES "fg_challenges"
 #define FG_INSIDE_PROG_NAME "floodgate_inside"
 #define FG_MAP_EVENTS "fg_events"
 #define FG_PROG_NAME "floodgate_xdp"
@@ -55,6 +56,7 @@
 #define FG_MAX_SERVERS 1024
 #define FG_MAX_FRAGMENTS 65536
 #define FG_MAX_HANDSHAKES 65536
+#define FG_MAX_CHALLENGES 65536
 /* Non-first fragments let through for each admitted first fragment: a 64 KiB
  * datagram in 1,480-byte fragments is 45 of them. */
 #define FG_FRAGMENT_BUDGET 44
@@ -361,7 +363,17 @@ struct fg_txn {
 	__u8 ttl;	    /* the TTL / hop limit it arrived with */
 	__u8 flags;	    /* FG_TXN_* */
 	__u8 traffic_class; /* FG_CLASS_REGISTER or FG_CLASS_INVITE */
-	__u8 pad[5];
+	__u8 pad;
+	__u32 nonce;	    /* the hash of the nonce its credentials answer (0: none read) */
+};
+
+/* fg_challenges[destination, nonce hash]: a nonce the SIP server sent to an
+ * external address in a 401 or 407 (floodgate_inside). Credentials that
+ * answer it prove the address real: only its holder saw it. LRU. */
+struct fg_challenge_key {
+	struct fg_addr addr;
+	__u32 nonce;
+	__u32 pad;
 };
 
 /* fg_fragments[source, IP ID]: a first fragment the policy admitted, whose
@@ -495,6 +507,7 @@ _Static_assert(sizeof(struct fg_txn_key) == 24, "fg_txn_key layout");
 _Static_assert(sizeof(struct fg_txn) == 8, "fg_txn layout");
 _Static_assert(sizeof(struct fg_fragment_key) == 24, "fg_fragment_key layout");
 _Static_assert(sizeof(struct fg_handshake_key) == 24, "fg_handshake_key layout");
+_Static_assert(sizeof(struct fg_challenge_key) == 24, "fg_challenge_key layout");
 _Static_assert(sizeof(struct fg_allow_entry) == 40, "fg_allow_entry layout");
 _Static_assert(sizeof(struct fg_auth_state) == 16, "fg_auth_state layout");
 _Static_assert(sizeof(struct fg_offence) == 16, "fg_offence layout");

@@ -48,6 +48,7 @@ enum fg_scan_state {
 	FG_SCAN_FOLD,	    /* after an LF that ended an empty value: a fold if SP or HT follows */
 	FG_SCAN_VALUE,	    /* reading the value */
 	FG_SCAN_SKIP,	    /* rest of an uninteresting line */
+	FG_SCAN_PARAMS,	    /* the parameters of a credentials or challenge header (nonce, stale) */
 };
 
 struct fg_scan {
@@ -61,6 +62,9 @@ struct fg_scan {
 	__u32 cseq;   /* the CSeq number */
 	__u64 method; /* the CSeq method's first 8 bytes, little-endian, zero-filled */
 	__u64 callid_hash; /* FNV-1a over the Call-ID value's 8-byte words */
+	__u64 nonce_hash;  /* FNV-1a over the nonce parameter being read */
+	__u32 nonce;	   /* the first nonce of a credentials or challenge header, folded to 32 bits; 0: none */
+	__u32 param;	   /* FG_PARAM_* in the parameters, and how far */
 };
 
 /*
@@ -87,11 +91,28 @@ struct {
 #define FG_SCAN_CSEQ 8	      /* a CSeq header was read */
 #define FG_SCAN_AMBIGUOUS 16  /* a second Call-ID or CSeq: the message names no one transaction */
 #define FG_SCAN_END 32	      /* the blank line that ends the header block was reached */
+#define FG_SCAN_STALE 64      /* a challenge says stale=true (an old nonce, not a wrong password) */
+
+/* Where the walk is in a header's parameters (scan->param: the state in the
+ * low byte, how far into a name above it). */
+#define FG_PARAM_BOUNDARY 0 /* after a separator: a name may start */
+#define FG_PARAM_OTHER 1    /* in a parameter we do not read */
+#define FG_PARAM_NONCE 2    /* matching "nonce" */
+#define FG_PARAM_STALE 3    /* matching "stale" */
+#define FG_PARAM_EQUALS 4   /* "nonce" read: blanks, then = */
+#define FG_PARAM_OPEN 5	    /* = read: blanks, then a value, quoted or not */
+#define FG_PARAM_QUOTED 6   /* in the nonce's quoted value */
+#define FG_PARAM_TOKEN 7    /* in the nonce's unquoted value */
+#define FG_PARAM_STALE_EQ 8 /* "stale" read: =, then true */
+#define FG_PARAM_TRUE 9	    /* matching "true" (a quote allowed before it) */
+
 #define FG_NAME_AUTHORIZATION 'a'
 #define FG_NAME_PROXY_AUTHORIZATION 'p'
 #define FG_NAME_CALL_ID 'c'
 #define FG_NAME_CALL_ID_COMPACT 'i'
 #define FG_NAME_CSEQ 'q'
+#define FG_NAME_WWW_AUTHENTICATE 'w'
+#define FG_NAME_PROXY_AUTHENTICATE 'P'
 #define FG_NAME_FROM_COMPACT 'F'
 #define FG_FNV64_OFFSET 0xcbf29ce484222325ULL
 #define FG_FNV64_PRIME 0x100000001b3ULL
@@ -99,6 +120,11 @@ struct {
 static __always_inline int fg_is_credentials(__u32 kind)
 {
 	return kind == FG_NAME_AUTHORIZATION || kind == FG_NAME_PROXY_AUTHORIZATION;
+}
+
+static __always_inline int fg_is_challenge(__u32 kind)
+{
+	return kind == FG_NAME_WWW_AUTHENTICATE || kind == FG_NAME_PROXY_AUTHENTICATE;
 }
 
 static __always_inline int fg_is_signature_kind(__u32 kind)
@@ -132,6 +158,8 @@ static __always_inline __u32 fg_name_length(__u32 kind)
 	case FG_NAME_PROXY_AUTHORIZATION: return 19;	 /* proxy-authorization */
 	case FG_NAME_CALL_ID: return 7;			 /* call-id */
 	case FG_NAME_CALL_ID_COMPACT: return 1;		 /* i */
+	case FG_NAME_WWW_AUTHENTICATE: return 16;	 /* www-authenticate */
+	case FG_NAME_PROXY_AUTHENTICATE: return 18;	 /* proxy-authenticate */
 	default: return 4;				 /* cseq */
 	}
 }
@@ -147,6 +175,9 @@ static __always_inline __u64 fg_name_chunk(__u32 kind, __u32 pos)
 		return pos == 0 ? FG_W8("proxy-au") : pos == 8 ? FG_W8("thorizat") : FG_W8("ion\0\0\0\0\0");
 	case FG_NAME_CALL_ID: return FG_W8("call-id\0");
 	case FG_NAME_CALL_ID_COMPACT: return 'i';
+	case FG_NAME_WWW_AUTHENTICATE: return pos ? FG_W8("enticate") : FG_W8("www-auth");
+	case FG_NAME_PROXY_AUTHENTICATE:
+		return pos == 0 ? FG_W8("proxy-au") : pos == 8 ? FG_W8("thentica") : FG_W8("te\0\0\0\0\0\0");
 	default: return FG_W8("cseq\0\0\0\0");
 	}
 }
@@ -218,9 +249,11 @@ static __always_inline __u64 fg_word_at(const struct fg_scratch *s, __u32 at)
 /* A header name complete and followed by a colon: what its value is for. */
 static __always_inline void fg_scan_colon(struct fg_scan *scan)
 {
-	if (fg_is_credentials(scan->kind)) {
-		scan->found |= FG_SCAN_CREDENTIALS;
-		scan->state = FG_SCAN_SKIP;
+	if (fg_is_credentials(scan->kind) || fg_is_challenge(scan->kind)) {
+		if (fg_is_credentials(scan->kind))
+			scan->found |= FG_SCAN_CREDENTIALS;
+		scan->state = FG_SCAN_PARAMS;
+		scan->param = FG_PARAM_BOUNDARY;
 		return;
 	}
 	if (fg_is_call_id(scan->kind) || scan->kind == FG_NAME_CSEQ) {
@@ -264,6 +297,122 @@ static __always_inline int fg_scan_cseq(struct fg_scan *scan, __u8 b)
 static __always_inline void fg_scan_after_value(struct fg_scan *scan, __u8 b)
 {
 	scan->state = b == '\n' ? FG_SCAN_LINE_START : FG_SCAN_SKIP;
+}
+
+static __always_inline int fg_param_separator(__u8 b)
+{
+	return b == ',' || b == ' ' || b == '\t';
+}
+
+/* The nonce's value ended: the first one is kept. */
+static __always_inline void fg_nonce_done(struct fg_scan *scan)
+{
+	__u32 n = scan->nonce_hash ^ (scan->nonce_hash >> 32);
+
+	if (!scan->nonce)
+		scan->nonce = n ? n : 1;
+	scan->param = FG_PARAM_OTHER;
+}
+
+/*
+ * One byte (not LF) of a credentials or challenge header's parameters,
+ * e.g. Digest username="100",realm="x",nonce="4b4c",uri="sip:x",response=..:
+ * the nonce's value is hashed, and stale=true noted. A name counts only after
+ * a separator, so cnonce is not nonce.
+ */
+static __always_inline void fg_scan_param(struct fg_scan *scan, __u8 b)
+{
+	__u32 state = scan->param & 0xff, pos = scan->param >> 8;
+	__u8 lb = fg_lower(b);
+
+	switch (state) {
+	case FG_PARAM_BOUNDARY:
+		if (lb == 'n')
+			scan->param = FG_PARAM_NONCE | 1 << 8;
+		else if (lb == 's')
+			scan->param = FG_PARAM_STALE | 1 << 8;
+		else if (!fg_param_separator(b))
+			scan->param = FG_PARAM_OTHER;
+		return;
+	case FG_PARAM_OTHER:
+		if (fg_param_separator(b))
+			scan->param = FG_PARAM_BOUNDARY;
+		return;
+	case FG_PARAM_NONCE:
+	case FG_PARAM_STALE: {
+		/* "nonce" and "stale" from their second byte. */
+		__u64 name = state == FG_PARAM_NONCE ? FG_W8("nonce\0\0\0") : FG_W8("stale\0\0\0");
+
+		if (pos < 5 && lb == (__u8)(name >> (8 * (pos & 7)))) {
+			scan->param = state | (pos + 1) << 8;
+			return;
+		}
+		if (pos == 5 && (b == '=' || fg_is_blank(b))) {
+			scan->param = state == FG_PARAM_NONCE ? (b == '=' ? FG_PARAM_OPEN : FG_PARAM_EQUALS)
+							      : FG_PARAM_STALE_EQ | (b == '=') << 8;
+			return;
+		}
+		scan->param = fg_param_separator(b) ? FG_PARAM_BOUNDARY : FG_PARAM_OTHER;
+		return;
+	}
+	case FG_PARAM_EQUALS:
+		if (b == '=')
+			scan->param = FG_PARAM_OPEN;
+		else if (!fg_is_blank(b))
+			scan->param = FG_PARAM_OTHER;
+		return;
+	case FG_PARAM_OPEN:
+		if (fg_is_blank(b))
+			return;
+		scan->nonce_hash = FG_FNV64_OFFSET;
+		if (b == '"') {
+			scan->param = FG_PARAM_QUOTED;
+			return;
+		}
+		if (b == ',' || b == '\r') {
+			scan->param = FG_PARAM_BOUNDARY;
+			return;
+		}
+		scan->nonce_hash = (scan->nonce_hash ^ b) * FG_FNV64_PRIME;
+		scan->param = FG_PARAM_TOKEN;
+		return;
+	case FG_PARAM_QUOTED:
+		if (b == '"' || b == '\r') {
+			fg_nonce_done(scan);
+			return;
+		}
+		scan->nonce_hash = (scan->nonce_hash ^ b) * FG_FNV64_PRIME;
+		return;
+	case FG_PARAM_TOKEN:
+		if (fg_param_separator(b) || b == '\r') {
+			fg_nonce_done(scan);
+			scan->param = FG_PARAM_BOUNDARY;
+			return;
+		}
+		scan->nonce_hash = (scan->nonce_hash ^ b) * FG_FNV64_PRIME;
+		return;
+	case FG_PARAM_STALE_EQ:
+		/* pos 0: before =; then 1 + bytes of "true" matched; a quote may open it. */
+		if (pos == 0) {
+			if (b == '=')
+				scan->param = FG_PARAM_STALE_EQ | 1 << 8;
+			else if (!fg_is_blank(b))
+				scan->param = FG_PARAM_OTHER;
+			return;
+		}
+		if (pos == 1 && (b == '"' || fg_is_blank(b)))
+			return;
+		if (pos < 5 && lb == (__u8)(FG_W8("true\0\0\0\0") >> (8 * ((pos - 1) & 7)))) {
+			scan->param = FG_PARAM_STALE_EQ | (pos + 1) << 8;
+			if (pos + 1 == 5)
+				scan->found |= FG_SCAN_STALE;
+			return;
+		}
+		scan->param = fg_param_separator(b) ? FG_PARAM_BOUNDARY : FG_PARAM_OTHER;
+		return;
+	default:
+		return;
+	}
 }
 
 /*
@@ -339,6 +488,7 @@ skip:
 		case 'u': scan->kind = FG_SIGNATURE_USER_AGENT; break;
 		case 'a': scan->kind = FG_NAME_AUTHORIZATION; break;
 		case 'p': scan->kind = FG_NAME_PROXY_AUTHORIZATION; break;
+		case 'w': scan->kind = FG_NAME_WWW_AUTHENTICATE; break;
 		case 'i': scan->kind = FG_NAME_CALL_ID_COMPACT; break;
 		case 'c': scan->kind = (__u8)(lw >> 8) == 's' ? FG_NAME_CSEQ : FG_NAME_CALL_ID; break;
 		/* "f" alone is From's compact form: "fr" is on its way to "from". */
@@ -357,8 +507,14 @@ skip:
 			return 1;
 		lw = fg_lower8(fg_word_at(s, at));
 		if ((lw ^ fg_name_chunk(scan->kind, scan->pos)) & fg_low_bytes(take)) {
-			scan->state = FG_SCAN_SKIP;
-			goto skip;
+			/* "proxy-au" goes on as "thorizat" or as "thentica". */
+			if (scan->kind == FG_NAME_PROXY_AUTHORIZATION && scan->pos == 8 &&
+			    !((lw ^ FG_W8("thentica")) & fg_low_bytes(8))) {
+				scan->kind = FG_NAME_PROXY_AUTHENTICATE;
+			} else {
+				scan->state = FG_SCAN_SKIP;
+				goto skip;
+			}
 		}
 		scan->pos += take;
 		scan->at = at + take;
@@ -414,6 +570,14 @@ skip:
 				scan->state = FG_SCAN_SKIP;
 			}
 		}
+		return 0;
+	case FG_SCAN_PARAMS:
+		scan->at = at + 1;
+		if (b == '\n') {
+			scan->state = FG_SCAN_LINE_START;
+			return 0;
+		}
+		fg_scan_param(scan, b);
 		return 0;
 	case FG_SCAN_VALUE:
 		break;

@@ -7,11 +7,12 @@
  *   budget; UDP evidence (a scanner signature, a bucket it keeps emptying)
  *   bans it.
  * - verified (fg_trusted): the SIP server accepted a REGISTER or INVITE that
- *   it sent with credentials over UDP, matched to that request by Call-ID and
- *   CSeq (fg_txns, noted on the way in; lib/trust.h reads the answer), or it
+ *   it sent over UDP with credentials answering a nonce the server had sent
+ *   to that address (fg_challenges), matched to that request by Call-ID and
+ *   CSeq (fg_txns, noted on the way in; lib/trust.h reads the answers), or it
  *   completed a TCP handshake with a SIP port. Only the holder of the address
- *   sees the challenge its credentials answer, or the server's SYN-ACK, so the
- *   address is real. It skips the prefix bucket and the new-source budget and
+ *   sees the nonce, or the server's SYN-ACK, so the address is real; a server
+ *   that accepts a request without checking its credentials verifies nothing. It skips the prefix bucket and the new-source budget and
  *   is shed after every stranger; UDP evidence never bans it.
  * - allow-listed (fg_allow): the operator's word. UDP evidence never bans it.
  *
@@ -65,6 +66,15 @@ struct {
 	__type(key, struct fg_txn_key);
 	__type(value, struct fg_txn);
 } fg_txns SEC(".maps");
+
+/* Nonces the SIP server sent to external addresses in its challenges;
+ * written by floodgate_inside. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FG_MAX_CHALLENGES);
+	__type(key, struct fg_challenge_key);
+	__type(value, __u32);
+} fg_challenges SEC(".maps");
 
 /* SYN-ACKs of the SIP server on their way out, for the clients' handshakes to
  * complete (lib/trust.h); written by XDP. */

@@ -15,11 +15,13 @@
  * transaction of its destination, with the same method:
  *
  * - a 2xx verifies the source (and pins its TTL; see lib/tiers.h for how a
- *   pin moves) and clears its failures; over TCP it only clears them: a TCP
+ *   pin moves) and clears its failures, if the credentials answered a nonce
+ *   the server had sent that address (fg_challenges, noted from every 401
+ *   and 407 on its way out); over TCP it only clears them: a TCP
  *   client is verified by its handshake (fg_handshake_done), and a segment
  *   may carry a second request behind the one walked;
- * - a 401 or 407 is a failed authentication, unless it says stale=true (an
- *   old nonce, not a wrong password), and so is a 403;
+ * - a 401 or 407 is a failed authentication, unless its challenge header
+ *   says stale=true (an old nonce, not a wrong password), and so is a 403;
  * - settings.bruteforce_failures failures within bruteforce_window_s ban the
  *   source for bruteforce_ban_s (fail2ban's SIP jails, at line rate).
  *
@@ -90,7 +92,7 @@ static __always_inline void fg_note_transaction(const struct fg_packet *pkt, con
 {
 	struct fg_txn_key key = {.addr = pkt->src, .callid = scan->callid, .cseq = scan->cseq};
 	struct fg_txn txn = {.ttl = pkt->ttl, .flags = flags | (pkt->stream ? FG_TXN_TCP : 0),
-			     .traffic_class = pkt->traffic_class};
+			     .traffic_class = pkt->traffic_class, .nonce = scan->nonce};
 	__u32 need = FG_SCAN_CREDENTIALS | FG_SCAN_CALLID | FG_SCAN_CSEQ;
 
 	if ((scan->found & need) != need || (scan->found & FG_SCAN_AMBIGUOUS))
@@ -205,39 +207,22 @@ static __always_inline void fg_verify(struct fg_settings *s, const struct fg_add
 	fg_event(FG_EVENT_TRUSTED, FG_CLASS_RESPONSE, addr, until, ttl, 0);
 }
 
-/* "stale=true" (any case) in the scratch buffer's first `len` bytes? */
-struct fg_stale_walk {
-	__u32 len;
-	__u32 found;
-};
-
-static long fg_stale_step(__u32 i, struct fg_stale_walk *w)
+/* Did the server send `addr` the challenge whose nonce hashes to `nonce`? */
+static __always_inline int fg_challenged(const struct fg_addr *addr, __u32 nonce)
 {
-	__u32 zero = 0;
-	struct fg_walk *walk = bpf_map_lookup_elem(&fg_scratch, &zero);
-	struct fg_scratch *s;
-	__u64 word;
+	struct fg_challenge_key key = {.addr = *addr, .nonce = nonce};
 
-	if (!walk || i + 10 > w->len)
-		return 1;
-	s = &walk->scratch;
-	/* Lower-case the letters of the 8 bytes at once: 0x20 in each byte. */
-	word = *(__u64 *)&s->buf[i & FG_SCAN_MASK] | 0x2020202020202020ULL;
-	if (word != FG_W8("stale=tr") || (s->buf[(i + 8) & FG_SCAN_MASK] | 0x20) != 'u' ||
-	    (s->buf[(i + 9) & FG_SCAN_MASK] | 0x20) != 'e')
-		return 0;
-	w->found = 1;
-	return 1;
+	return nonce && bpf_map_lookup_elem(&fg_challenges, &key) != NULL;
 }
 
-/* The SIP server's answer in a UDP datagram to `dst`. */
+/* The SIP server's answer to `dst`, in a datagram or a TCP segment. */
 static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_settings *s, const struct fg_addr *dst,
 					     __u32 payload_off, __u32 payload_len)
 {
 	struct fg_scan *scan;
 	struct fg_txn_key key = {.addr = *dst};
-	struct fg_stale_walk stale = {};
 	struct fg_txn *found, txn;
+	__u32 flags;
 	__u8 line[12];
 	__u32 code;
 
@@ -251,12 +236,20 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 	code = (line[8] - '0') * 100 + (line[9] - '0') * 10 + (line[10] - '0');
 
 	scan = fg_scan_message(ctx, payload_off, payload_len, 0);
-	if (!scan || (scan->found & (FG_SCAN_CALLID | FG_SCAN_CSEQ)) != (FG_SCAN_CALLID | FG_SCAN_CSEQ) ||
-	    (scan->found & FG_SCAN_AMBIGUOUS))
+	if (!scan)
+		return;
+	flags = scan->found;
+	/* A challenge: its nonce is what credentials from `dst` must answer. */
+	if ((code == 401 || code == 407) && scan->nonce) {
+		struct fg_challenge_key challenge = {.addr = *dst, .nonce = scan->nonce};
+		__u32 one = 1;
+
+		bpf_map_update_elem(&fg_challenges, &challenge, &one, BPF_ANY);
+	}
+	if ((flags & (FG_SCAN_CALLID | FG_SCAN_CSEQ)) != (FG_SCAN_CALLID | FG_SCAN_CSEQ) || (flags & FG_SCAN_AMBIGUOUS))
 		return;
 	key.callid = scan->callid;
 	key.cseq = scan->cseq;
-	stale.len = scan->len;
 	found = bpf_map_lookup_elem(&fg_txns, &key);
 	if (!found || fg_cseq_class(scan->method) != found->traffic_class)
 		return;
@@ -264,6 +257,12 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 	bpf_map_delete_elem(&fg_txns, &key);
 
 	if (code >= 200 && code <= 299) {
+		/* Accepted credentials prove the address real only if they
+		 * answered a nonce sent to it: a server that accepts a request
+		 * without checking them (an INVITE to voicemail, say) proves
+		 * nothing, and must not clear a guesser's failures either. */
+		if (!fg_challenged(dst, txn.nonce))
+			return;
 		bpf_map_delete_elem(&fg_auth, dst);
 		/* Over TCP the handshake verified the address already; a request
 		 * pipelined behind another in one segment was never walked. */
@@ -275,9 +274,10 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 	 * its failure is not the address's. */
 	if (txn.flags & FG_TXN_REPIN)
 		return;
+	/* stale=true in the challenge (not anywhere in the answer, which
+	 * echoes what the request said) is an old nonce, not a wrong password. */
 	if (code == 401 || code == 407) {
-		bpf_loop(FG_SIP_SCAN_BYTES, fg_stale_step, &stale, 0);
-		if (!stale.found)
+		if (!(flags & FG_SCAN_STALE))
 			fg_auth_failure(s, dst);
 		return;
 	}

@@ -40,10 +40,17 @@ import Testing
         #expect(action == XDP_PASS_ACTION, "the inside program passes everything")
     }
 
-    /// A phone at `address` registers with credentials (Call-ID `call`, CSeq `n`) at `ttl`, and the server
-    /// answers 200: the way a source becomes verified.
+    /// The server's challenge to `address` (as to its first REGISTER): the nonce its credentials then answer.
+    static func challenge(_ p: FloodgateProgram, _ address: String, nonce: String = "abc") throws {
+        try inside(p, response("401 Unauthorized", to: address, callID: "challenge-\(nonce)",
+                               extra: ["WWW-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"\(nonce)\", algorithm=MD5"]))
+    }
+
+    /// A phone at `address` is challenged, registers with credentials (Call-ID `call`, CSeq `n`) at `ttl`, and
+    /// the server answers 200: the way a source becomes verified.
     static func register(_ p: FloodgateProgram, _ address: String, ttl: UInt8 = 64, call: String = "reg-1", n: Int = 1,
                          answer: String = "200 OK") throws -> Reason? {
+        try challenge(p, address)
         let reason = try p.judge(Packet.request("REGISTER", src: address, extra: [credentials], callID: call,
                                                 cseq: "\(n) REGISTER", ttl: ttl)).2
         try inside(p, response(answer, to: address, cseq: "\(n) REGISTER", callID: call))
@@ -244,5 +251,52 @@ import Testing
         let trusted = try TrustTests.trusted(p)
         #expect(Set(trusted.keys) == [client])
         #expect(trusted[client]?.ttl == 55)
+    }
+
+    /// Accepted credentials verify only if they answer a nonce the server sent that address: a server that accepts
+    /// a request without checking them (an INVITE to voicemail, say) proves nothing about its source, and its 2xx
+    /// does not clear a guesser's failures either. A nonce sent to another address, or another nonce, is no proof.
+    @Test func acceptedCredentialsVerifyOnlyIfTheyAnswerANonceSentToThatAddress() throws {
+        let p = try TrustTests.program(failures: 2)
+        let forged = "198.18.9.1", other = "198.18.9.2"
+        func invite(_ n: Int, nonce: String) throws {
+            let auth = "Authorization: Digest username=\"100\",realm=\"198.18.2.2\",cnonce=\"cn\",nc=00000001,"
+                + "nonce=\"\(nonce)\",uri=\"sip:200@198.18.2.2\",response=\"0123\""
+            #expect(try p.judge(Packet.request("INVITE", src: forged, extra: [auth], callID: "v\(n)", cseq: "1 INVITE")).2
+                == .passed)
+            try TrustTests.inside(p, TrustTests.response("200 OK", to: forged, cseq: "1 INVITE", callID: "v\(n)"))
+        }
+        try invite(1, nonce: "abc")  // never challenged
+        try TrustTests.challenge(p, forged, nonce: "zzz")
+        try invite(2, nonce: "abc")  // challenged, but with another nonce
+        try TrustTests.challenge(p, other, nonce: "abc")
+        try invite(3, nonce: "abc")  // "abc" went to another address
+        #expect(try TrustTests.trusted(p).isEmpty)
+        // The 2xx does not clear failures: one failure, a forged acceptance, a second failure: banned.
+        #expect(try TrustTests.register(p, forged, call: "f1", answer: "401 Unauthorized") == .passed)
+        try invite(4, nonce: "nope")
+        #expect(try TrustTests.register(p, forged, call: "f2", answer: "401 Unauthorized") == .passed)
+        #expect(p.maps.ban(of: SourceAddress(forged)!)?.bruteForce == true)
+        // The right nonce, to the right address: verified.
+        try TrustTests.challenge(p, other, nonce: "xyz")
+        let auth = "Authorization: Digest username=\"100\", nonce=xyz, response=\"0\""
+        #expect(try p.judge(Packet.request("REGISTER", src: other, extra: [auth], callID: "o", cseq: "2 REGISTER")).2 == .passed)
+        try TrustTests.inside(p, TrustTests.response("200 OK", to: other, cseq: "2 REGISTER", callID: "o"))
+        #expect(Set(try TrustTests.trusted(p).keys) == [other])
+    }
+
+    /// stale=true counts only in the challenge header: the answer echoes the request's From, To and Call-ID, so a
+    /// guesser who puts stale=true there must not escape the count.
+    @Test func staleTrueCountsOnlyInTheChallengeHeader() throws {
+        let p = try TrustTests.program(failures: 2)
+        let guesser = "198.18.9.10"
+        for round in 1...2 {
+            #expect(try p.judge(Packet.request("REGISTER", src: guesser, extra: [TrustTests.credentials],
+                                               callID: "s\(round);stale=true", cseq: "1 REGISTER")).2 == .passed)
+            try TrustTests.inside(p, TrustTests.response(
+                "401 Unauthorized", to: guesser, callID: "s\(round);stale=true",
+                extra: ["X-Echo: stale=true", "WWW-Authenticate: Digest realm=\"x\", nonce=\"n\(round)\""]))
+        }
+        #expect(p.maps.ban(of: SourceAddress(guesser)!)?.bruteForce == true)
     }
 }
