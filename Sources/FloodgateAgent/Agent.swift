@@ -60,6 +60,11 @@ public final class Agent: @unchecked Sendable {
         if let inside = config.inside {
             try root.attachInside(externalName: external, inside: try Interface(inside), mode: config.mode)
             logger.notice("watching the SIP server's answers", metadata: ["inside": "\(inside)"])
+            if config.servers.isEmpty {
+                logger.warning(
+                    "sip.servers is empty: any host on the inside interface can answer for the SIP server (verify sources, count failures); name the server's addresses",
+                    metadata: ["inside": "\(inside)"])
+            }
         }
         let pinnedSize = try maps.maxSources()
         if pinnedSize != config.maxSources {

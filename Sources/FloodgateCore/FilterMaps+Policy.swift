@@ -265,6 +265,23 @@ extension FilterMaps {
         }
     }
 
+    /// Marks the aggregate prefixes (at prefix lengths /`prefixV4`, /`prefixV6`) that hold a verified source in
+    /// `fg_trusted_prefixes`, as XDP does when it verifies one: after the prefix lengths change, the marks made
+    /// at the old ones would no longer keep a drained prefix holding a verified source out of the drop cache.
+    /// Marks at the old lengths stay until the LRU drops them (they only keep a prefix out of the cache).
+    func syncTrustedPrefixes(prefixV4: UInt8, prefixV6: UInt8) throws {
+        let fd = fd(FG_MAP_TRUSTED_PREFIXES)
+        let now = monotonicNanoseconds()
+        for source in try trustedSources() where source.untilNS > now {
+            let length = source.address.isIPv4 ? 96 + Int(prefixV4) : Int(prefixV6)
+            var key = fg_source_key()
+            key.addr = CIDR.masked(source.address, length).raw
+            key.traffic_class = UInt8(FG_CLASS_MAX.rawValue)
+            var until = source.untilNS
+            try check("mark a prefix holding a verified source", bpf_map_update_elem(fd, &key, &until, UInt64(BPF_ANY)))
+        }
+    }
+
     // MARK: Bans
 
     /// The two ban maps: the operator's (`fg_bans`, never written by XDP, so a flood cannot fill it) and the

@@ -299,4 +299,27 @@ import Testing
         }
         #expect(p.maps.ban(of: SourceAddress(guesser)!)?.bruteForce == true)
     }
+
+    /// A verified source keeps getting through a drained prefix after the prefix length changes: its prefix is
+    /// marked again at the new length, so the drop cache does not drop the prefix before the policy sees it.
+    @Test func aVerifiedSourceOutlastsAPrefixLengthChange() throws {
+        var policy = Policy()
+        policy.prefix = .rate(1, burst: 20)
+        let p = try TrustTests.program(policy: policy)
+        let phone = "198.18.10.6"
+        #expect(try TrustTests.register(p, phone) == .passed)
+        var settings = try p.maps.settings()
+        settings.prefixV4 = 22
+        try p.maps.setSettings(settings)
+        try onOneCPU {
+            var dropped = 0
+            for i in 0..<200 {
+                if try p.judge(Packet.request("INVITE", src: "198.18.\(8 + i % 4).\(20 + i % 200)")).2 == .droppedPrefix {
+                    dropped += 1
+                }
+            }
+            #expect(dropped >= 170)
+            for _ in 0..<5 { #expect(try p.judge(Packet.request("REGISTER", src: phone)).2 == .passed) }
+        }
+    }
 }
