@@ -30,21 +30,27 @@ enum fg_parse_status {
 struct fg_packet {
 	struct fg_addr src;
 	__u32 traffic_class;
-	__u32 icmp_essential; /* ICMPv6 neighbour discovery: never limited */
-	__u32 sip_request;    /* a SIP request, or what might be taken for one: its header block is walked */
-	__u32 payload_off;    /* UDP payload: offset from the frame start */
-	__u32 payload_len;    /* and length (within the frame and the UDP length) */
-	__u32 sip_skip;	      /* leading CR/LF/SP/HT bytes before the start line */
-	__u32 ttl;	      /* IPv4 TTL or IPv6 hop limit */
-	__u32 note;	      /* FG_NOTE_*: what the agent is told with the verdict */
-	__u32 tier;	      /* FG_TIER_*, once the policy knows it (lib/tiers.h) */
-	__u32 frag_id;	      /* a fragment's IP identification */
-	__u32 frag_first;     /* a first fragment with more to come */
-	__u32 stream;	      /* a TCP segment to a SIP port (not a SYN): more of its message may follow */
-	__u32 handshake_ack;  /* and a bare ACK: maybe the last step of a handshake (lib/trust.h) */
-	__u32 ack_seq;	      /* its acknowledgement number, host order */
-	__be16 sport;	      /* its source port */
-	__u16 pad;
+	__u32 payload_off; /* UDP (or TCP) payload: offset from the frame start */
+	__u32 payload_len; /* and length (within the frame and the UDP or IP length) */
+	__u32 frag_id;	   /* a fragment's IP identification */
+	__u32 ack_seq;	   /* a TCP segment's acknowledgement number, host order */
+	__be16 sport;	   /* its source port */
+	__u8 ttl;	   /* IPv4 TTL or IPv6 hop limit */
+	__u8 pad;
+	/* One word, cleared with one store for every packet. */
+	union {
+		__u64 flags;
+		struct {
+			__u8 icmp_essential; /* ICMPv6 neighbour discovery: never limited */
+			__u8 sip_request;    /* a SIP request, or what might be taken for one: its header block is walked */
+			__u8 sip_skip;	     /* leading CR/LF/SP/HT bytes before the start line */
+			__u8 note;	     /* FG_NOTE_*: what the agent is told with the verdict */
+			__u8 tier;	     /* FG_TIER_*, once the policy knows it (lib/tiers.h) */
+			__u8 frag_first;     /* a first fragment with more to come */
+			__u8 stream;	     /* a TCP segment to a SIP port (not a SYN): more of its message may follow */
+			__u8 handshake_ack;  /* and a bare ACK: maybe the last step of a handshake (lib/trust.h) */
+		};
+	};
 };
 #define FG_TIER_UNVERIFIED 0
 #define FG_TIER_VERIFIED 1
@@ -138,10 +144,19 @@ static __always_inline __u32 fg_sip_class(__u64 w0, __u64 w1)
 	return FG_CLASS_SIP_OTHER;
 }
 
+static __always_inline int fg_is_lead_byte(__u8 b)
+{
+	return b == '\r' || b == '\n' || b == ' ' || b == '\t';
+}
+
 /* How many of the first FG_SIP_MAX_LEADING bytes of w are CR, LF, SP or HT. */
 static __always_inline __u32 fg_leading_blanks(__u64 w)
 {
 	__u32 k;
+
+	/* The usual case, a letter first, in one compare. */
+	if ((__u8)w > ' ')
+		return 0;
 
 #pragma unroll
 	for (k = 0; k < FG_SIP_MAX_LEADING; k++) {
@@ -183,7 +198,10 @@ static __always_inline void fg_parse_sip(struct xdp_md *ctx, void *payload, __u3
 	pkt->payload_off = payload - data;
 	pkt->payload_len = len;
 	if (len >= 24 && payload + 24 <= data_end) {
-		__builtin_memcpy(w, payload, 24);
+		__builtin_memcpy(w, payload, 16);
+		/* The third word only matters after leading blanks. */
+		if (fg_is_lead_byte((__u8)w[0]))
+			__builtin_memcpy(&w[2], payload + 16, 8);
 	} else {
 		/* A short payload: the verifier needs a bounded, non-zero size. */
 		__u32 n = len < 24 ? len : 24;
@@ -482,18 +500,11 @@ static __always_inline int fg_parse(struct xdp_md *ctx, const struct fg_settings
 	int status;
 
 	pkt->traffic_class = FG_CLASS_OTHER;
-	pkt->icmp_essential = 0;
-	pkt->sip_request = 0;
 	pkt->payload_off = 0;
 	pkt->payload_len = 0;
-	pkt->sip_skip = 0;
 	pkt->ttl = 0;
-	pkt->note = 0;
-	pkt->tier = FG_TIER_UNVERIFIED;
 	pkt->frag_id = 0;
-	pkt->frag_first = 0;
-	pkt->stream = 0;
-	pkt->handshake_ack = 0;
+	pkt->flags = 0; /* tier FG_TIER_UNVERIFIED, no note, ... */
 	cur = fg_skip_l2(data, data_end, &proto);
 	if (!cur)
 		return FG_PARSE_MALFORMED;
