@@ -322,4 +322,47 @@ import Testing
             for _ in 0..<5 { #expect(try p.judge(Packet.request("REGISTER", src: phone)).2 == .passed) }
         }
     }
+
+    /// The same over IPv6, through the inside program's IPv6 path: a challenge, a credentialed REGISTER answered
+    /// 200 verifies the phone at its hop limit; another hop limit is dropped as spoofed; a random-source flood
+    /// drains the phone's /64 (IPv6 prefix aggregates) but not the phone, and not another /64.
+    @Test func ipv6SourcesAreVerifiedPinnedAndTheirPrefixesAggregated() throws {
+        var policy = Policy()
+        policy.prefix = .rate(1, burst: 20)
+        let p = try TrustTests.program(policy: policy)
+        let phone = "2001:db8:60:1::6", server = "2001:db8:2::2"
+        func sip(_ text: String, from src: String, to dst: String, sport: UInt16, dport: UInt16, hopLimit: UInt8 = 64)
+            -> [UInt8]
+        {
+            Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+                src: src, dst: dst, proto: Packet.Proto.udp, Packet.udp(sport: sport, dport: dport, Array(text.utf8)),
+                hopLimit: hopLimit))
+        }
+        func answer(_ status: String, cseq: String, extra: [String] = []) -> [UInt8] {
+            let text = (["SIP/2.0 \(status)", "Via: SIP/2.0/UDP [\(phone)]:5070", "Call-ID: v6@x", "CSeq: \(cseq)"] + extra
+                + ["Content-Length: 0"]).joined(separator: "\r\n") + "\r\n\r\n"
+            return sip(text, from: server, to: phone, sport: 5060, dport: 5070)
+        }
+        try TrustTests.inside(p, answer("401 Unauthorized", cseq: "1 REGISTER",
+                                        extra: ["WWW-Authenticate: Digest realm=\"x\", nonce=\"abc\""]))
+        let register = "REGISTER sip:[\(server)] SIP/2.0\r\nCall-ID: v6@x\r\nCSeq: 2 REGISTER\r\n"
+            + "\(TrustTests.credentials)\r\nContent-Length: 0\r\n\r\n"
+        #expect(try p.judge(sip(register, from: phone, to: server, sport: 5070, dport: 5060, hopLimit: 58)).2 == .passed)
+        try TrustTests.inside(p, answer("200 OK", cseq: "2 REGISTER"))
+        #expect(try TrustTests.trusted(p)[phone]?.ttl == 58)
+        let options = "OPTIONS sip:x SIP/2.0\r\nCall-ID: o@x\r\nCSeq: 1 OPTIONS\r\n\r\n"
+        #expect(try p.judge(sip(options, from: phone, to: server, sport: 5070, dport: 5060, hopLimit: 64)).2 == .droppedSpoofed)
+        try onOneCPU {
+            var dropped = 0
+            for i in 0..<200 {
+                let src = "2001:db8:60:1:\(String(i, radix: 16))::\(i + 1)"
+                if try p.judge(sip(options, from: src, to: server, sport: 5070, dport: 5060)).2 == .droppedPrefix { dropped += 1 }
+            }
+            #expect(dropped >= 170)
+            #expect(try p.judge(sip(options, from: "2001:db8:60:1::99", to: server, sport: 5070, dport: 5060)).2
+                == .droppedPrefix)
+            #expect(try p.judge(sip(options, from: phone, to: server, sport: 5070, dport: 5060, hopLimit: 58)).2 == .passed)
+            #expect(try p.judge(sip(options, from: "2001:db8:60:2::99", to: server, sport: 5070, dport: 5060)).2 == .passed)
+        }
+    }
 }
