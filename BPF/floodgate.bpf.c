@@ -775,7 +775,7 @@ int floodgate_inside(struct xdp_md *ctx)
 	void *data_end = (void *)(long)ctx->data_end;
 	struct fg_settings *s;
 	struct fg_addr src = {}, dst = {};
-	__u32 zero = 0, end, off, len = 0;
+	__u32 zero = 0, end;
 	__be16 proto = 0, sport, dport;
 	__u8 l4proto;
 	void *l3, *l4, *payload;
@@ -844,11 +844,6 @@ int floodgate_inside(struct xdp_md *ctx)
 	/* Only the SIP server's answers count. */
 	if (s->server_entries && !fg_in_list(&fg_servers, &src))
 		return XDP_PASS;
-	off = payload - data;
-	if (end > off)
-		len = end - off;
-	if (len > data_end - payload)
-		len = data_end - payload;
-	fg_inside_answer(ctx, s, &dst, off, len);
+	fg_inside_answer(ctx, s, &dst, payload - data, fg_payload_len(data, data_end, payload, end));
 	return XDP_PASS;
 }

@@ -239,6 +239,19 @@ struct vlan_tag {
 	__be16 proto;
 };
 
+/* The bytes from `payload` to the end of the IP packet at offset `l3_end`
+ * (not the frame's padding), within the frame. */
+static __always_inline __u32 fg_payload_len(void *data, void *data_end, void *payload, __u32 l3_end)
+{
+	__u32 off = payload - data, len = 0;
+
+	if (l3_end > off)
+		len = l3_end - off;
+	if (len > data_end - payload)
+		len = data_end - payload;
+	return len;
+}
+
 static __always_inline int fg_is_sip_port(const struct fg_settings *s, __be16 port)
 {
 	/* Unused slots are 0 and port 0 is never a SIP port. */
@@ -288,7 +301,7 @@ static __always_inline int fg_parse_l4(struct xdp_md *ctx, void *l4, void *data_
 	case IPPROTO_TCP: {
 		struct tcphdr *tcp = l4;
 		void *payload;
-		__u32 off, len = 0;
+		__u32 len;
 
 		if ((void *)(tcp + 1) > data_end || tcp->doff < 5)
 			return FG_PARSE_MALFORMED;
@@ -307,11 +320,7 @@ static __always_inline int fg_parse_l4(struct xdp_md *ctx, void *l4, void *data_
 		payload = l4 + tcp->doff * 4;
 		if (payload > data_end)
 			return FG_PARSE_MALFORMED;
-		off = payload - data;
-		if (l3_end > off)
-			len = l3_end - off;
-		if (len > data_end - payload)
-			len = data_end - payload;
+		len = fg_payload_len(data, data_end, payload, l3_end);
 		if (len)
 			/* SIP over TCP: a segment that starts a message is read like a datagram. */
 			fg_parse_sip(ctx, payload, len, data_end, pkt, 1);

@@ -137,44 +137,26 @@ static __always_inline void fg_auth_failure(struct fg_settings *s, const struct 
 		     FG_CLASS_RESPONSE, 1, failures);
 }
 
-/* A pinned TTL and a transaction accepted at `ttl`, flagged `repin` if it
- * came at another TTL than the pin: the pin moves after
- * FG_REPIN_CONFIRMATIONS of those in a row at one new TTL. */
-static __always_inline void fg_confirm_ttl(const struct fg_settings *s, struct fg_trust *t, __u32 ttl, int repin)
+/* A pin (`pin`, with the TTL seen instead and how often in a row) and a
+ * transaction accepted at `ttl`, flagged `repin` if it came at another TTL
+ * than the pin: the pin moves after FG_REPIN_CONFIRMATIONS of those in a row
+ * at one new TTL. For a verified source's pin and an allow entry's alike. */
+static __always_inline void fg_confirm_pin(const struct fg_settings *s, __u8 *pin, __u8 *candidate, __u8 *count,
+					   __u32 ttl, int repin)
 {
 	if (!repin) {
-		t->candidate_count = 0;
+		*count = 0;
 		return;
 	}
-	if (t->candidate_count && fg_ttl_near(s, t->candidate_ttl, ttl)) {
-		t->candidate_count++;
+	if (*count && fg_ttl_near(s, *candidate, ttl)) {
+		(*count)++;
 	} else {
-		t->candidate_ttl = ttl;
-		t->candidate_count = 1;
+		*candidate = ttl;
+		*count = 1;
 	}
-	if (t->candidate_count >= FG_REPIN_CONFIRMATIONS) {
-		t->ttl = t->candidate_ttl;
-		t->candidate_count = 0;
-	}
-}
-
-/* The same for an allow entry's pin. */
-static __always_inline void fg_confirm_allow_ttl(const struct fg_settings *s, struct fg_allow_entry *e, __u32 ttl,
-						 int repin)
-{
-	if (!repin) {
-		e->candidate_count = 0;
-		return;
-	}
-	if (e->candidate_count && fg_ttl_near(s, e->candidate_ttl, ttl)) {
-		e->candidate_count++;
-	} else {
-		e->candidate_ttl = ttl;
-		e->candidate_count = 1;
-	}
-	if (e->candidate_count >= FG_REPIN_CONFIRMATIONS) {
-		e->pin_ttl = e->candidate_ttl;
-		e->candidate_count = 0;
+	if (*count >= FG_REPIN_CONFIRMATIONS) {
+		*pin = *candidate;
+		*count = 0;
 	}
 }
 
@@ -192,14 +174,14 @@ static __always_inline void fg_verify(struct fg_settings *s, const struct fg_add
 
 	/* An allow entry's pin moves on the same evidence. */
 	if (entry && !entry->ttl_max && entry->pinned)
-		fg_confirm_allow_ttl(s, entry, ttl, repin);
+		fg_confirm_pin(s, &entry->pin_ttl, &entry->candidate_ttl, &entry->candidate_count, ttl, repin);
 	if (!s->trust_seconds)
 		return;
 	fg_mask(&prefix.addr, fg_prefix_len(addr, s->prefix_v4, s->prefix_v6));
 	bpf_map_update_elem(&fg_trusted_prefixes, &prefix, &until, BPF_ANY);
 	if (renewal) {
 		t->until_ns = until;
-		fg_confirm_ttl(s, t, ttl, repin);
+		fg_confirm_pin(s, &t->ttl, &t->candidate_ttl, &t->candidate_count, ttl, repin);
 		return;
 	}
 	/* Newly verified: its TTL is pinned now; tell the agent. */

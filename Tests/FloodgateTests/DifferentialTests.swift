@@ -163,8 +163,13 @@ struct FrameFactory {
         var expected = Dictionary(uniqueKeysWithValues: TrafficClass.all.map { ($0, [UInt64](repeating: 0, count: Int(FG_REASON_MAX.rawValue))) })
         var mismatches: [String] = []
         var seenReasons = Set<String>()
-        for i in 0..<count {
-            let frame = factory.frame()
+        // Each allow entry is pinned by its first SIP packet: let that be an ordinary one (TTL 64), so that the run
+        // sees allow-listed traffic pass as well as forged traffic dropped, whatever the seed.
+        let pinning = [Packet.request("OPTIONS", src: "198.18.200.2"),
+                       Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+                           src: "2001:db8:77::3", proto: Packet.Proto.udp, Packet.udp(dport: 5060)))]
+        for i in 0..<count + pinning.count {
+            let frame = i < pinning.count ? pinning[i] : factory.frame()
             let (cls, reason) = model.verdict(frame)
             seenReasons.insert("\(cls.name)/\(reason.name)")
             let action = try program.verdict(frame)
