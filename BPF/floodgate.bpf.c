@@ -398,28 +398,6 @@ static __noinline void fg_note_fragment(const struct fg_packet *pkt)
 	bpf_map_update_elem(&fg_fragments, &key, &budget, BPF_ANY);
 }
 
-/* The last step of a TCP handshake with a SIP port: the client's bare ACK,
- * acknowledging the SYN-ACK that only the address's holder could see. A
- * global function, called from the main program for such ACKs the policy
- * passed. */
-__noinline int fg_handshake_done(struct fg_packet *pkt)
-{
-	struct fg_handshake_key key = {};
-	__u32 zero = 0, *expected;
-	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &zero);
-
-	if (!s || !pkt || !s->trust_seconds)
-		return 0;
-	key.addr = pkt->src;
-	key.port = pkt->sport;
-	expected = bpf_map_lookup_elem(&fg_handshakes, &key);
-	if (!expected || *expected != pkt->ack_seq)
-		return 0;
-	bpf_map_delete_elem(&fg_handshakes, &key);
-	fg_verify(s, &pkt->src, pkt->ttl, 0);
-	return 1;
-}
-
 /* fg_inspect's verdicts beside the scan's FG_SCAN_* bits. */
 #define FG_INSPECT_MISMATCH (1U << 16) /* CSeq names REGISTER or INVITE, the start line another method */
 #define FG_INSPECT_OVERSIZE (1U << 17) /* the header block does not end within the bytes walked, and more may follow */
@@ -449,9 +427,11 @@ __noinline __u32 fg_inspect(struct xdp_md *ctx, struct fg_packet *pkt, __u32 txn
 		return found | FG_INSPECT_MISMATCH;
 	/* Its CSeq could hide past the walk, where a server would still read
 	 * it: beyond the bytes walked, or in a later fragment. */
-	if (!(found & FG_SCAN_END) && (pkt->frag_first || pkt->stream || pkt->payload_len > scan->len))
+	if (!(found & FG_SCAN_END) && (pkt->frag_first || pkt->payload_len > scan->len))
 		return found | FG_INSPECT_OVERSIZE;
-	if (fg_notes_transactions(s))
+	/* Over TCP a header block may go on in the next segment: the request is
+	 * let through (its connection would stall otherwise), but not noted. */
+	if (fg_notes_transactions(s) && (found & FG_SCAN_END))
 		fg_note_transaction(pkt, scan, txn_flags & 0xff);
 	return found;
 }
@@ -559,9 +539,14 @@ __noinline int fg_decide_spoofed(struct xdp_md *ctx, struct fg_packet *pkt)
 	asm volatile("" ::: "memory");
 	if (!fg_is_sip(pkt->traffic_class) || fg_police_prefix(&c) != FG_REASON_PASSED)
 		return FG_REASON_DROPPED_SPOOFED;
-	if (pkt->traffic_class != FG_CLASS_REGISTER && pkt->traffic_class != FG_CLASS_INVITE)
+	/* TCP cannot be forged past its handshake: a moved client reconnects. */
+	if (pkt->traffic_class == FG_CLASS_SIP_SYN || (pkt->stream && !pkt->sip_request)) {
+		pkt->note = 0;
+		return fg_budget(&c, FG_TIER_UNVERIFIED);
+	}
+	if (!pkt->stream && pkt->traffic_class != FG_CLASS_REGISTER && pkt->traffic_class != FG_CLASS_INVITE)
 		return FG_REASON_DROPPED_SPOOFED;
-	/* A REGISTER or INVITE goes on (its challenge, then its credentialed
+	/* A REGISTER or INVITE (or any request over TCP) goes on (its challenge, then its credentialed
 	 * retry, are how a moved phone proves itself), at the prefix's
 	 * unverified rate and a stranger's place in the budget. */
 	found = fg_inspect(ctx, pkt, FG_TXN_REPIN);
@@ -755,8 +740,6 @@ int floodgate_xdp(struct xdp_md *ctx)
 		reason = fg_decide_content(ctx, &pkt);
 	if (pkt.frag_first && (reason == FG_REASON_PASSED || reason == FG_REASON_PASSED_ALLOW))
 		fg_note_fragment(&pkt);
-	if (pkt.handshake_ack && s->trust_seconds && (reason == FG_REASON_PASSED || reason == FG_REASON_PASSED_ALLOW))
-		fg_handshake_done(&pkt);
 	if (reason == FG_REASON_DROPPED_RATE && s->autoban_drops && pkt.traffic_class != FG_CLASS_FRAGMENT)
 		fg_autoban_check(s, &pkt);
 	return fg_verdict(cpu, &pkt, reason, bytes);
@@ -765,8 +748,7 @@ int floodgate_xdp(struct xdp_md *ctx)
 /*
  * The program for the interface facing the SIP server: it only watches the
  * server's answers to external sources (over UDP, and TCP: a segment that
- * starts with a status line, and the SYN-ACKs of handshakes), and passes
- * every packet.
+ * starts with a status line), and passes every packet.
  */
 SEC("xdp")
 int floodgate_inside(struct xdp_md *ctx)
@@ -776,7 +758,7 @@ int floodgate_inside(struct xdp_md *ctx)
 	struct fg_settings *s;
 	struct fg_addr src = {}, dst = {};
 	__u32 zero = 0, end;
-	__be16 proto = 0, sport, dport;
+	__be16 proto = 0, sport;
 	__u8 l4proto;
 	void *l3, *l4, *payload;
 
@@ -823,18 +805,6 @@ int floodgate_inside(struct xdp_md *ctx)
 		if ((void *)(tcp + 1) > data_end || tcp->doff < 5)
 			return XDP_PASS;
 		sport = tcp->source;
-		dport = tcp->dest;
-		if (!fg_is_sip_port(s, sport) || (s->server_entries && !fg_in_list(&fg_servers, &src)))
-			return XDP_PASS;
-		/* A handshake the client completes with this SYN-ACK's number + 1. */
-		if (tcp->syn && tcp->ack) {
-			struct fg_handshake_key key = {.addr = dst, .port = dport};
-			__u32 expected = bpf_ntohl(tcp->seq) + 1;
-
-			if (s->trust_seconds)
-				bpf_map_update_elem(&fg_handshakes, &key, &expected, BPF_ANY);
-			return XDP_PASS;
-		}
 		payload = l4 + tcp->doff * 4;
 	} else {
 		return XDP_PASS;

@@ -33,7 +33,6 @@
 #define FG_MAP_TXNS "fg_txns"
 #define FG_MAP_SERVERS "fg_servers"
 #define FG_MAP_FRAGMENTS "fg_fragments"
-#define FG_MAP_HANDSHAKES "fg_handshakes"
 #define FG_MAP_CHALLENGES "fg_challenges"
 #define FG_INSIDE_PROG_NAME "floodgate_inside"
 #define FG_MAP_EVENTS "fg_events"
@@ -55,7 +54,6 @@
 #define FG_MAX_TXNS 65536
 #define FG_MAX_SERVERS 1024
 #define FG_MAX_FRAGMENTS 65536
-#define FG_MAX_HANDSHAKES 65536
 #define FG_MAX_CHALLENGES 65536
 /* Non-first fragments let through for each admitted first fragment: a 64 KiB
  * datagram in 1,480-byte fragments is 45 of them. */
@@ -223,12 +221,12 @@ struct fg_settings {
 	__u32 ttl_tolerance;
 	__u32 layout_version;		    /* FG_LAYOUT_VERSION of the build that loaded the program */
 	__u32 server_entries;		    /* 0: any address on the inside answers for the SIP server */
-	__u32 auto_bans_present;	    /* 0: fg_auto_bans is empty, skip its lookup; set by XDP, cleared by the agent */		    /* FG_LAYOUT_VERSION of the build that loaded the program */
+	__u32 auto_bans_present;	    /* 0: fg_auto_bans is empty, skip its lookup; set by XDP, cleared by the agent */
 };
 
 /* Bumped whenever a pinned map's layout or meaning changes: a filter pinned by
  * a build with another version is not adopted. */
-#define FG_LAYOUT_VERSION 2
+#define FG_LAYOUT_VERSION 3
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*
@@ -334,14 +332,15 @@ struct fg_event {
  */
 struct fg_allow_entry {
 	__u8 ttl_min;	 /* with ttl_max: the TTLs / hop limits its packets may arrive with */
-	__u8 ttl_max;	 /* 0: no fixed range, the entry's first SIP packet pins its TTL here: */
+	__u8 ttl_max;	 /* 0: no fixed range; a host entry's first SIP packet pins its TTL here: */
 	__u8 pin_ttl;	 /* the pinned TTL (written by XDP) */
 	__u8 pinned;	 /* 1 once pin_ttl is set */
 	__u32 rate;	 /* packets/s as configured (display only) */
 	__u32 burst;	 /* packets as configured (display only) */
 	__u8 candidate_ttl;   /* another TTL that accepted transactions came with (lib/trust.h) */
 	__u8 candidate_count; /* how many in a row */
-	__u16 pad;
+	__u8 host;	      /* a single address (/32, /128): only such an entry is pinned without a range */
+	__u8 pad;
 	__u64 interval;	 /* ticks per packet; FG_INTERVAL_UNLIMITED: no bucket */
 	__u64 tau;	 /* burst tolerance in ticks */
 	__u64 tat;	 /* the bucket's theoretical arrival time, in ticks */
@@ -358,13 +357,13 @@ struct fg_txn_key {
 	__u32 cseq;   /* the CSeq number */
 };
 #define FG_TXN_REPIN 1 /* it came at another TTL than the source's pinned one */
-#define FG_TXN_TCP 2   /* it came over TCP: its answer counts for failures, trust comes from the handshake */
+#define FG_TXN_TCP 2   /* it came over TCP */
 struct fg_txn {
 	__u8 ttl;	    /* the TTL / hop limit it arrived with */
 	__u8 flags;	    /* FG_TXN_* */
 	__u8 traffic_class; /* FG_CLASS_REGISTER or FG_CLASS_INVITE */
-	__u8 pad;
-	__u32 nonce;	    /* the hash of the nonce its credentials answer (0: none read) */
+	__u8 pad[5];
+	__u64 nonce;	    /* the hash of the nonce its credentials answer (0: none read) */
 };
 
 /* fg_challenges[destination, nonce hash]: a nonce the SIP server sent to an
@@ -372,8 +371,7 @@ struct fg_txn {
  * answer it prove the address real: only its holder saw it. LRU. */
 struct fg_challenge_key {
 	struct fg_addr addr;
-	__u32 nonce;
-	__u32 pad;
+	__u64 nonce;
 };
 
 /* fg_fragments[source, IP ID]: a first fragment the policy admitted, whose
@@ -383,17 +381,6 @@ struct fg_fragment_key {
 	struct fg_addr addr;
 	__u32 id;  /* IPv4 identification (16 bits) or IPv6 fragment identification, host order */
 	__u32 pad;
-};
-
-/* fg_handshakes[client, client port]: a SIP server's SYN-ACK on its way out
- * (seen by floodgate_inside), and the acknowledgement number that completes
- * the handshake (its sequence number + 1); the client's ACK that carries it
- * proves the client's address real. Written by XDP. LRU. */
-struct fg_handshake_key {
-	struct fg_addr addr;
-	__be16 port;
-	__u16 pad;
-	__u32 pad2;
 };
 
 /* fg_deny / fg_allow key (LPM trie): IPv4 as ::ffff:0:0/96 plus its length. */
@@ -504,9 +491,8 @@ _Static_assert(sizeof(struct fg_oracle_config) == 40, "fg_oracle_config layout")
 _Static_assert(sizeof(struct fg_settings) == 112, "fg_settings layout");
 _Static_assert(sizeof(struct fg_trust) == 16, "fg_trust layout");
 _Static_assert(sizeof(struct fg_txn_key) == 24, "fg_txn_key layout");
-_Static_assert(sizeof(struct fg_txn) == 8, "fg_txn layout");
+_Static_assert(sizeof(struct fg_txn) == 16, "fg_txn layout");
 _Static_assert(sizeof(struct fg_fragment_key) == 24, "fg_fragment_key layout");
-_Static_assert(sizeof(struct fg_handshake_key) == 24, "fg_handshake_key layout");
 _Static_assert(sizeof(struct fg_challenge_key) == 24, "fg_challenge_key layout");
 _Static_assert(sizeof(struct fg_allow_entry) == 40, "fg_allow_entry layout");
 _Static_assert(sizeof(struct fg_auth_state) == 16, "fg_auth_state layout");

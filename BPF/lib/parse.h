@@ -33,10 +33,8 @@ struct fg_packet {
 	__u32 payload_off; /* UDP (or TCP) payload: offset from the frame start */
 	__u32 payload_len; /* and length (within the frame and the UDP or IP length) */
 	__u32 frag_id;	   /* a fragment's IP identification */
-	__u32 ack_seq;	   /* a TCP segment's acknowledgement number, host order */
-	__be16 sport;	   /* its source port */
 	__u8 ttl;	   /* IPv4 TTL or IPv6 hop limit */
-	__u8 pad;
+	__u8 pad[3];
 	/* One word, cleared with one store for every packet. */
 	union {
 		__u64 flags;
@@ -48,7 +46,7 @@ struct fg_packet {
 			__u8 tier;	     /* FG_TIER_*, once the policy knows it (lib/tiers.h) */
 			__u8 frag_first;     /* a first fragment with more to come */
 			__u8 stream;	     /* a TCP segment to a SIP port (not a SYN): more of its message may follow */
-			__u8 handshake_ack;  /* and a bare ACK: maybe the last step of a handshake (lib/trust.h) */
+			__u8 pad2;
 		};
 	};
 };
@@ -314,8 +312,6 @@ static __always_inline int fg_parse_l4(struct xdp_md *ctx, void *l4, void *data_
 		}
 		pkt->traffic_class = FG_CLASS_SIP_STREAM;
 		pkt->stream = 1;
-		pkt->sport = tcp->source;
-		pkt->ack_seq = bpf_ntohl(tcp->ack_seq);
 		/* The segment's payload, up to the IP length (not the frame's padding). */
 		payload = l4 + tcp->doff * 4;
 		if (payload > data_end)
@@ -324,8 +320,6 @@ static __always_inline int fg_parse_l4(struct xdp_md *ctx, void *l4, void *data_
 		if (len)
 			/* SIP over TCP: a segment that starts a message is read like a datagram. */
 			fg_parse_sip(ctx, payload, len, data_end, pkt, 1);
-		else if (tcp->ack && !tcp->syn && !tcp->rst && !tcp->fin)
-			pkt->handshake_ack = 1;
 		return FG_PARSE_OK;
 	}
 	case IPPROTO_ICMP: {

@@ -63,7 +63,7 @@ struct fg_scan {
 	__u64 method; /* the CSeq method's first 8 bytes, little-endian, zero-filled */
 	__u64 callid_hash; /* FNV-1a over the Call-ID value's 8-byte words */
 	__u64 nonce_hash;  /* FNV-1a over the nonce parameter being read */
-	__u32 nonce;	   /* the first nonce of a credentials or challenge header, folded to 32 bits; 0: none */
+	__u64 nonce;	   /* the hash of the first nonce of a credentials or challenge header; 0: none */
 	__u32 param;	   /* FG_PARAM_* in the parameters, and how far */
 };
 
@@ -307,10 +307,8 @@ static __always_inline int fg_param_separator(__u8 b)
 /* The nonce's value ended: the first one is kept. */
 static __always_inline void fg_nonce_done(struct fg_scan *scan)
 {
-	__u32 n = scan->nonce_hash ^ (scan->nonce_hash >> 32);
-
 	if (!scan->nonce)
-		scan->nonce = n ? n : 1;
+		scan->nonce = scan->nonce_hash ? scan->nonce_hash : 1;
 	scan->param = FG_PARAM_OTHER;
 }
 

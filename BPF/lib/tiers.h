@@ -6,30 +6,32 @@
  * - unverified: nothing does. Its own buckets, its prefix's, the new-source
  *   budget; UDP evidence (a scanner signature, a bucket it keeps emptying)
  *   bans it.
- * - verified (fg_trusted): the SIP server accepted a REGISTER or INVITE that
- *   it sent over UDP with credentials answering a nonce the server had sent
- *   to that address (fg_challenges), matched to that request by Call-ID and
- *   CSeq (fg_txns, noted on the way in; lib/trust.h reads the answers), or it
- *   completed a TCP handshake with a SIP port. Only the holder of the address
- *   sees the nonce, or the server's SYN-ACK, so the address is real; a server
- *   that accepts a request without checking its credentials verifies nothing. It skips the prefix bucket and the new-source budget and
+ * - verified (fg_trusted): the SIP server accepted a REGISTER that it sent
+ *   with credentials answering a nonce the server had sent to that address
+ *   (fg_challenges), matched to that request by Call-ID and CSeq (fg_txns,
+ *   noted on the way in; lib/trust.h reads the answers). Only the holder of
+ *   the address saw the nonce, and a server checks a REGISTER's credentials
+ *   (an INVITE it may accept without, to voicemail say: its 2xx proves
+ *   nothing), so the address is real and its holder has an account. It skips the prefix bucket and the new-source budget and
  *   is shed after every stranger; UDP evidence never bans it.
  * - allow-listed (fg_allow): the operator's word. UDP evidence never bans it.
  *
  * Hop-count pinning (Jin, Wang and Shin, CCS 2003): a verified source's TTL
- * (or hop limit) is pinned when it is verified, an allow entry's when its
- * first SIP packet arrives (or fixed by the entry). A packet that claims either
+ * (or hop limit) is pinned when it is verified, a host allow entry's (/32,
+ * /128) when its first SIP packet arrives, or fixed by the entry's range; a
+ * wider entry without a range is not pinned (its hosts need not share one
+ * hop distance, nor one initial TTL). A packet that claims either
  * address at a TTL more than settings.ttl_tolerance away is taken as forged:
  * dropped-spoofed, charged to the unverified bucket of its prefix and never
  * to the address's own buckets, ban counts, failure counts or trust. A forger
  * at the same hop distance as the real source is not caught, and a route
  * change moves the real source: its pin moves only on evidence from the
- * verified path, FG_REPIN_CONFIRMATIONS credentialed REGISTER or INVITEs in a
- * row, each at the same new TTL and each accepted by the server (lib/trust.h).
+ * verified path, FG_REPIN_CONFIRMATIONS credentialed REGISTERs in a row,
+ * each at the same new TTL and each accepted by the server (lib/trust.h).
  * While they are on their way, a verified or allow-listed address's REGISTERs
- * and INVITEs at another TTL are let through at its prefix's unverified rate
- * (and a stranger's place in the budget), so that they can be challenged and
- * answered.
+ * and INVITEs at another TTL, and its TCP (which a forger cannot complete),
+ * are let through at its prefix's unverified rate and a stranger's place in
+ * the budget, so that they can be challenged and answered.
  */
 #ifndef FG_LIB_TIERS_H
 #define FG_LIB_TIERS_H
@@ -76,15 +78,6 @@ struct {
 	__type(value, __u32);
 } fg_challenges SEC(".maps");
 
-/* SYN-ACKs of the SIP server on their way out, for the clients' handshakes to
- * complete (lib/trust.h); written by XDP. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, FG_MAX_HANDSHAKES);
-	__type(key, struct fg_handshake_key);
-	__type(value, __u32);
-} fg_handshakes SEC(".maps");
-
 /* The SIP server addresses whose answers count (empty: any address on the
  * inside interface); written by the agent. */
 struct {
@@ -116,16 +109,18 @@ static __always_inline struct fg_trust *fg_verified(const struct fg_settings *s,
 }
 
 /*
- * Does an allow-listed address's packet come at its entry's TTL? The entry's
- * first SIP packet pins it, for all of its addresses (a peer's hosts sit at
- * one hop distance), unless the entry fixes a range. Non-SIP packets neither
- * pin nor, before the pin, are checked. Re-adding the entry clears the pin.
+ * Does an allow-listed address's packet come at its entry's TTL? A range in
+ * the entry decides; without one, a host entry's first SIP packet pins it
+ * (non-SIP packets neither pin nor, before the pin, are checked), and a wider
+ * entry is not pinned. Re-adding the entry clears the pin.
  */
 static __always_inline int fg_allowed_ttl_ok(const struct fg_settings *s, struct fg_allow_entry *entry, __u32 ttl,
 					     int sip)
 {
 	if (entry->ttl_max)
 		return ttl >= entry->ttl_min && ttl <= entry->ttl_max;
+	if (!entry->host)
+		return 1;
 	if (!READ_ONCE(entry->pinned)) {
 		if (sip) {
 			entry->pin_ttl = ttl;

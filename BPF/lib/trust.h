@@ -14,12 +14,10 @@
  * (settings.server_entries, fg_servers) counts only if it names a noted
  * transaction of its destination, with the same method:
  *
- * - a 2xx verifies the source (and pins its TTL; see lib/tiers.h for how a
- *   pin moves) and clears its failures, if the credentials answered a nonce
- *   the server had sent that address (fg_challenges, noted from every 401
- *   and 407 on its way out); over TCP it only clears them: a TCP
- *   client is verified by its handshake (fg_handshake_done), and a segment
- *   may carry a second request behind the one walked;
+ * - a 2xx to a REGISTER verifies the source (and pins its TTL; see
+ *   lib/tiers.h for how a pin moves) and clears its failures, if its
+ *   credentials answered a nonce the server had sent that address
+ *   (fg_challenges, noted from every 401 and 407 on its way out);
  * - a 401 or 407 is a failed authentication, unless its challenge header
  *   says stale=true (an old nonce, not a wrong password), and so is a 403;
  * - settings.bruteforce_failures failures within bruteforce_window_s ban the
@@ -160,8 +158,8 @@ static __always_inline void fg_confirm_pin(const struct fg_settings *s, __u8 *pi
 	}
 }
 
-/* `addr` proved real (an accepted credentialed request, a completed TCP
- * handshake) at `ttl`, flagged `repin` if that is not its pinned TTL:
+/* `addr` proved real (an accepted credentialed REGISTER) at `ttl`, flagged
+ * `repin` if that is not its pinned TTL:
  * verified, and its prefix marked (so a drained prefix holding it is never
  * dropped in the drop cache before the policy sees it). */
 static __always_inline void fg_verify(struct fg_settings *s, const struct fg_addr *addr, __u32 ttl, int repin)
@@ -190,7 +188,7 @@ static __always_inline void fg_verify(struct fg_settings *s, const struct fg_add
 }
 
 /* Did the server send `addr` the challenge whose nonce hashes to `nonce`? */
-static __always_inline int fg_challenged(const struct fg_addr *addr, __u32 nonce)
+static __always_inline int fg_challenged(const struct fg_addr *addr, __u64 nonce)
 {
 	struct fg_challenge_key key = {.addr = *addr, .nonce = nonce};
 
@@ -240,16 +238,14 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 
 	if (code >= 200 && code <= 299) {
 		/* Accepted credentials prove the address real only if they
-		 * answered a nonce sent to it: a server that accepts a request
-		 * without checking them (an INVITE to voicemail, say) proves
-		 * nothing, and must not clear a guesser's failures either. */
-		if (!fg_challenged(dst, txn.nonce))
+		 * answered a nonce sent to it, and only for a REGISTER, whose
+		 * credentials a server always checks: an INVITE it may accept
+		 * without (to voicemail, from a trunk), and such a 2xx must not
+		 * clear a guesser's failures either. */
+		if (txn.traffic_class != FG_CLASS_REGISTER || !fg_challenged(dst, txn.nonce))
 			return;
 		bpf_map_delete_elem(&fg_auth, dst);
-		/* Over TCP the handshake verified the address already; a request
-		 * pipelined behind another in one segment was never walked. */
-		if (!(txn.flags & FG_TXN_TCP))
-			fg_verify(s, dst, txn.ttl, txn.flags & FG_TXN_REPIN);
+		fg_verify(s, dst, txn.ttl, txn.flags & FG_TXN_REPIN);
 		return;
 	}
 	/* A request at another TTL than the address's pin may be a forger's:

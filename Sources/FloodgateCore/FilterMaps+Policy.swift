@@ -44,8 +44,10 @@ public struct AllowOptions: Equatable, Sendable, CustomStringConvertible {
         if let ttl, ttl.lowerBound < 1 { throw FloodgateError("a TTL range starts at 1 or above") }
     }
 
-    var raw: fg_allow_entry {
+    /// The map value for `cidr`, whose being a single address decides whether it is pinned without a range.
+    func raw(for cidr: CIDR) -> fg_allow_entry {
         var value = fg_allow_entry()
+        value.host = cidr.keyLength == 128 ? 1 : 0
         let l = limit.raw
         value.interval = l.interval
         value.tau = l.tau
@@ -115,7 +117,7 @@ extension FilterMaps {
         var key = cidr.key
         let result: Int32
         if list == .allow {
-            var value = options.raw
+            var value = options.raw(for: cidr)
             result = bpf_map_update_elem(fd(list.mapName), &key, &value, UInt64(flags))
         } else {
             var value: UInt32 = 1
@@ -135,7 +137,7 @@ extension FilterMaps {
         }.sorted { $0.cidr < $1.cidr }
     }
 
-    /// The TTL each allow entry without a fixed range was pinned at by its first SIP packet.
+    /// The TTL each host allow entry (/32, /128) without a fixed range was pinned at by its first SIP packet.
     public func allowPins() throws -> [CIDR: UInt8] {
         let fd = fd(FG_MAP_ALLOW)
         var pins: [CIDR: UInt8] = [:]

@@ -13,7 +13,7 @@ public final class FilterMaps: @unchecked Sendable {
         FG_MAP_SETTINGS, FG_MAP_LIMITS, FG_MAP_SOURCES, FG_MAP_PREFIXES, FG_MAP_GLOBAL,
         FG_MAP_STATS_MARK, FG_MAP_DROP_CACHE, FG_MAP_DENY, FG_MAP_ALLOW, FG_MAP_ALLOW_PREFIXES, FG_MAP_BANS, FG_MAP_AUTO_BANS, FG_MAP_SIGNATURES,
         FG_MAP_SCRATCH, FG_MAP_CPU, FG_MAP_OFFENCES, FG_MAP_EVENTS, FG_MAP_AUTH, FG_MAP_TRUSTED,
-        FG_MAP_TRUSTED_PREFIXES, FG_MAP_TXNS, FG_MAP_SERVERS, FG_MAP_FRAGMENTS, FG_MAP_HANDSHAKES, FG_MAP_CHALLENGES,
+        FG_MAP_TRUSTED_PREFIXES, FG_MAP_TXNS, FG_MAP_SERVERS, FG_MAP_FRAGMENTS, FG_MAP_CHALLENGES,
     ]
 
     init(descriptors: [String: Int32], owned: Bool) throws {
@@ -276,11 +276,6 @@ public final class FilterMaps: @unchecked Sendable {
                                  candidateTTL: value.candidate_count > 0 ? value.candidate_ttl : nil,
                                  confirmations: value.candidate_count)
         }
-    }
-
-    /// How many handshakes of SIP clients wait for their last ACK (`fg_handshakes`).
-    public func handshakeCount() throws -> Int {
-        try keys(of: fd(FG_MAP_HANDSHAKES), as: fg_handshake_key.self, what: FG_MAP_HANDSHAKES).count
     }
 
     /// How many (source, class) entries `fg_sources` holds: a walk of it in batches.

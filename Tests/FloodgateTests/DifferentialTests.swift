@@ -148,7 +148,9 @@ struct FrameFactory {
         policy.widePrefix = .unlimited
         policy.newSources = .unlimited
         policy.deny = [try CIDR("198.18.200.1"), try CIDR("198.18.200.8/29"), try CIDR("2001:db8:77::1")]
-        policy.allow = [try CIDR("198.18.200.0/29"), try CIDR("198.18.200.12/30"), try CIDR("2001:db8:77::/126")]
+        // Wide entries (never pinned without a range) and host entries inside them (pinned at their first SIP packet).
+        policy.allow = [try CIDR("198.18.200.0/29"), try CIDR("198.18.200.12/30"), try CIDR("2001:db8:77::/126"),
+                        try CIDR("198.18.200.4"), try CIDR("2001:db8:77::3")]
         policy.allowOptions = Dictionary(uniqueKeysWithValues: policy.allow.map { ($0, AllowOptions(limit: .unlimited)) })
         let unlimited = Dictionary(uniqueKeysWithValues: TrafficClass.all.map { ($0, Limit.unlimited) })
         let settings = Settings.defaults
@@ -165,7 +167,7 @@ struct FrameFactory {
         var seenReasons = Set<String>()
         // Each allow entry is pinned by its first SIP packet: let that be an ordinary one (TTL 64), so that the run
         // sees allow-listed traffic pass as well as forged traffic dropped, whatever the seed.
-        let pinning = [Packet.request("OPTIONS", src: "198.18.200.2"),
+        let pinning = [Packet.request("OPTIONS", src: "198.18.200.4"),
                        Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
                            src: "2001:db8:77::3", proto: Packet.Proto.udp, Packet.udp(dport: 5060)))]
         for i in 0..<count + pinning.count {

@@ -12,14 +12,15 @@ struct ReferenceModel {
     /// Active bans; true for explicit ones. The model adds the bans the program adds for scanners.
     var bans: [SourceAddress: Bool] = [:]
     var signatures: [Signature] = []
-    /// The TTL each allow entry's first SIP packet arrived with (hop-count pinning; no entry has a fixed range).
+    /// The TTL each host allow entry's first SIP packet arrived with (hop-count pinning; no entry has a fixed
+    /// range, and wider entries are not pinned).
     var pins: [CIDR: UInt8] = [:]
 
     enum Parsed {
         case malformed
         case nonIP
         case packet(cls: TrafficClass, src: SourceAddress, ttl: UInt8, essential: Bool, sipRequest: Bool,
-                    payload: ArraySlice<UInt8>, skip: Int, firstFragment: Bool = false)
+                    payload: ArraySlice<UInt8>, skip: Int, firstFragment: Bool = false, tcp: Bool = false)
     }
 
     mutating func verdict(_ frame: [UInt8]) -> (TrafficClass, Reason) {
@@ -28,7 +29,8 @@ struct ReferenceModel {
             return (.other, settings.malformed == .pass ? .passedMalformed : .droppedMalformed)
         case .nonIP:
             return (.other, .passed)
-        case .packet(let cls, let src, let ttl, let essential, let sipRequest, let payload, let skip, let firstFragment):
+        case .packet(let cls, let src, let ttl, let essential, let sipRequest, let payload, let skip, let firstFragment,
+                     let tcp):
             if essential { return (cls, .passed) }
             if deny.contains(where: { $0.contains(src) }) { return (cls, .droppedDeny) }
             let ban = bans[src]
@@ -38,14 +40,17 @@ struct ReferenceModel {
             if let entry = allow.filter({ $0.contains(src) }).max(by: { $0.keyLength < $1.keyLength }) {
                 if let pin = pins[entry] {
                     if abs(Int(pin) - Int(ttl)) > Int(settings.ttlTolerance) {
-                        // Taken as forged: only a REGISTER or INVITE goes on (to be challenged), as a stranger's.
-                        guard cls == .register || cls == .invite, !inspected.signature, !inspected.malformed else {
+                        // Taken as forged: only a REGISTER or INVITE goes on (to be challenged), and TCP (which a
+                        // forger cannot complete), as a stranger's.
+                        guard cls.isSIP else { return (cls, .droppedSpoofed) }
+                        if cls == .sipSyn || (tcp && !sipRequest) { return (cls, .passed) }
+                        guard tcp || cls == .register || cls == .invite, !inspected.signature, !inspected.malformed else {
                             return (cls, .droppedSpoofed)
                         }
                         return (cls, .passed)
                     }
-                } else if cls.isSIP {
-                    pins[entry] = ttl
+                } else if cls.isSIP && entry.keyLength == 128 {
+                    pins[entry] = ttl  // only a host entry is pinned without a range
                 }
                 // Scanner-signed: dropped, but an allow-listed address is never banned by what it sends.
                 if inspected.signature { return (cls, .droppedScanner) }
@@ -128,7 +133,7 @@ struct ReferenceModel {
                 default:
                     let parsed = layer4(b, proto: next, at: cur, src: src, ttl: ttl, v6: true, firstFragment: firstFragment,
                                         l3End: off + 40 + be16(off + 4))
-                    if bogus, case .packet(_, _, _, false, _, _, _, _) = parsed { return .malformed }
+                    if bogus, case .packet(_, _, _, false, _, _, _, _, _) = parsed { return .malformed }
                     return parsed
                 }
             }
@@ -175,15 +180,19 @@ struct ReferenceModel {
             let flags = b[at + 13]
             if flags & 0x02 != 0 && flags & 0x10 == 0 { return plain(.sipSyn) }
             // SIP over TCP: a segment's payload (up to the IP length) that starts a message is read like a
-            // datagram, and more of it may follow in the next segment; other bytes continue a message (or TLS).
+            // datagram (a header block going on in the next segment is let through, unnoted); other bytes continue a
+            // message (or TLS).
             let start = at + Int(b[at + 12] >> 4) * 4
             guard start <= n else { return .malformed }
             let length = max(0, min(l3End, n) - start)
-            guard length > 0 else { return plain(.sipStream) }
+            guard length > 0 else {
+                return .packet(cls: .sipStream, src: src, ttl: ttl, essential: false, sipRequest: false, payload: [],
+                               skip: 0, tcp: true)
+            }
             let payload = b[start..<(start + length)]
             if (1...8).contains(length) && payload.allSatisfy({ $0 == 13 || $0 == 10 }) {
                 return .packet(cls: .keepalive, src: src, ttl: ttl, essential: false, sipRequest: false, payload: payload,
-                               skip: 0)
+                               skip: 0, tcp: true)
             }
             let blanks: Set<UInt8> = [13, 10, 32, 9]
             let skip = payload.prefix(Int(FG_SIP_MAX_LEADING)).prefix(while: blanks.contains).count
@@ -191,7 +200,7 @@ struct ReferenceModel {
             if cls == .sipOther { cls = .sipStream }
             return .packet(cls: cls, src: src, ttl: ttl, essential: false,
                            sipRequest: cls.index <= TrafficClass.inDialog.index, payload: payload, skip: skip,
-                           firstFragment: true)
+                           firstFragment: firstFragment, tcp: true)
         case 1:
             guard at + 8 <= n else { return .malformed }
             return plain(.icmp)

@@ -212,8 +212,9 @@ import Testing
     }
 
     /// SIP over TCP: a segment that starts with a request line is classified, walked and noted like a datagram,
-    /// and the server's answers over TCP count: a password guesser is banned at the threshold. A 2xx over TCP does
-    /// not verify (the handshake does); a request whose header block goes on in the next segment is malformed.
+    /// and the server's answers over TCP count: a password guesser is banned at the threshold. A 2xx to credentials
+    /// that answered no nonce sent to the address verifies nothing; a request whose header block goes on in the
+    /// next segment is let through (its connection would stall otherwise) but not noted.
     @Test func bruteForceOverTCPIsCounted() throws {
         let p = try TrustTests.program()
         let guesser = "198.18.8.5"
@@ -226,7 +227,7 @@ import Testing
             #expect((p.maps.ban(of: SourceAddress(guesser)!) != nil) == (round == 3), "round \(round)")
         }
         #expect(p.maps.ban(of: SourceAddress(guesser)!)?.bruteForce == true)
-        // A 200 over TCP verifies nothing by itself.
+        // A 200 to credentials that answered no challenge verifies nothing.
         let phone = "198.18.8.6"
         let register = "REGISTER sip:198.18.2.2 SIP/2.0\r\nCall-ID: ok@x\r\nCSeq: 2 REGISTER\r\n"
             + "\(TrustTests.credentials)\r\n\r\n"
@@ -238,28 +239,34 @@ import Testing
         #expect(try p.judge(TrustTests.tcp("OPTIONS sip:x SIP/2.0\r\nUser-Agent: sipvicious\r\n\r\n", from: "198.18.8.7")).2
             == .droppedScanner)
         #expect(try p.judge(TrustTests.tcp("OPTIONS sip:x SIP/2.0\r\nCall-ID: c@x\r\n", from: "198.18.8.8")).2
-            == .droppedMalformed)
+            == .passed)
         // The rest of a message, or TLS, is the stream.
         #expect(try p.judge(TrustTests.tcp("v=0\r\no=- 1 1 IN IP4 198.18.8.9\r\n", from: "198.18.8.9")).1 == .sipStream)
     }
 
-    /// A completed TCP handshake with a SIP port verifies its client, pinned at its TTL: the client's ACK must
-    /// carry the number of the server's SYN-ACK, which only the address's holder saw. A forged ACK does nothing.
-    @Test func aCompletedTCPHandshakeVerifiesAndAForgedOneDoesNot() throws {
+    /// Over TCP as over UDP, a client is verified by a REGISTER whose credentials answer the nonce of a challenge
+    /// sent to it, accepted; a completed handshake alone proves its address real, not that it has an account, and
+    /// verifies nothing.
+    @Test func overTCPAnAcceptedRegisterVerifiesAndAHandshakeAloneDoesNot() throws {
         let p = try TrustTests.program()
-        let client = "198.18.8.20", forger = "198.18.8.21"
-        for address in [client, forger] {
-            try TrustTests.inside(p, TrustTests.tcpAnswer([], to: address, flags: 0x12, seq: 0xfffffff0))
-        }
-        // The forger guesses; the client acknowledges the SYN-ACK's number + 1 (wrapping).
-        #expect(try p.judge(TrustTests.tcp("", from: forger, flags: 0x10, ack: 0x12345678)).2 == .passed)
-        #expect(try p.judge(TrustTests.tcp("", from: client, flags: 0x10, ack: 0xfffffff1, ttl: 55)).2 == .passed)
+        let client = "198.18.8.20", other = "198.18.8.21"
+        try TrustTests.inside(p, TrustTests.tcpAnswer([], to: other, flags: 0x12, seq: 7))
+        #expect(try p.judge(TrustTests.tcp("", from: other, flags: 0x10, ack: 8)).2 == .passed)
+        let challenge = TrustTests.response("401 Unauthorized", to: client, cseq: "1 REGISTER", callID: "tcp@x",
+                                            extra: ["WWW-Authenticate: Digest realm=\"x\", nonce=\"abc\""])
+        try TrustTests.inside(p, TrustTests.tcpAnswer(Array(challenge[42...]), to: client))
+        let register = "REGISTER sip:198.18.2.2 SIP/2.0\r\nCall-ID: tcp@x\r\nCSeq: 2 REGISTER\r\n"
+            + "\(TrustTests.credentials)\r\n\r\n"
+        #expect(try p.judge(TrustTests.tcp(register, from: client, ttl: 55)).2 == .passed)
+        let ok = TrustTests.response("200 OK", to: client, cseq: "2 REGISTER", callID: "tcp@x")
+        try TrustTests.inside(p, TrustTests.tcpAnswer(Array(ok[42...]), to: client))
         let trusted = try TrustTests.trusted(p)
         #expect(Set(trusted.keys) == [client])
         #expect(trusted[client]?.ttl == 55)
     }
 
-    /// Accepted credentials verify only if they answer a nonce the server sent that address: a server that accepts
+    /// Accepted credentials verify only if they answer a nonce the server sent that address, and only a
+    /// REGISTER's (a server may accept an INVITE without checking): a server that accepts
     /// a request without checking them (an INVITE to voicemail, say) proves nothing about its source, and its 2xx
     /// does not clear a guesser's failures either. A nonce sent to another address, or another nonce, is no proof.
     @Test func acceptedCredentialsVerifyOnlyIfTheyAnswerANonceSentToThatAddress() throws {
@@ -277,13 +284,17 @@ import Testing
         try invite(2, nonce: "abc")  // challenged, but with another nonce
         try TrustTests.challenge(p, other, nonce: "abc")
         try invite(3, nonce: "abc")  // "abc" went to another address
+        // The right nonce to the right address, but an INVITE: a server may accept one without checking its
+        // credentials, so its 2xx is no proof.
+        try TrustTests.challenge(p, forged, nonce: "good")
+        try invite(5, nonce: "good")
         #expect(try TrustTests.trusted(p).isEmpty)
         // The 2xx does not clear failures: one failure, a forged acceptance, a second failure: banned.
         #expect(try TrustTests.register(p, forged, call: "f1", answer: "401 Unauthorized") == .passed)
         try invite(4, nonce: "nope")
         #expect(try TrustTests.register(p, forged, call: "f2", answer: "401 Unauthorized") == .passed)
         #expect(p.maps.ban(of: SourceAddress(forged)!)?.bruteForce == true)
-        // The right nonce, to the right address: verified.
+        // The right nonce, to the right address, a REGISTER: verified.
         try TrustTests.challenge(p, other, nonce: "xyz")
         let auth = "Authorization: Digest username=\"100\", nonce=xyz, response=\"0\""
         #expect(try p.judge(Packet.request("REGISTER", src: other, extra: [auth], callID: "o", cseq: "2 REGISTER")).2 == .passed)
