@@ -65,8 +65,9 @@ struct AllowAdd: ParsableCommand {
         abstract: "Add CIDRs to the allow list (all or none).",
         discussion: """
             Each entry has a bucket of its own over all SIP classes of its addresses (default 2000/s burst 4000), \
-            so a forger who takes an allow-listed address is not unlimited, and its TTL is pinned at its first \
-            packet unless --ttl fixes a range. Entries already on the list keep theirs.
+            so a forger who takes an allow-listed address is not unlimited. --ttl fixes the TTLs its packets may \
+            arrive with; without it, a host entry (/32, /128) is pinned at its first SIP packet's TTL and a wider \
+            entry is not pinned (give wide entries a range). Entries already on the list keep theirs.
             """)
     @OptionGroup var input: CIDRInput
     @Option(help: "The entry's own limit over all SIP classes, packets/s (default 2000).") var limit: Int?
@@ -171,7 +172,7 @@ struct ListShow<Kind: ListKind>: ParsableCommand {
             print("\(e.interface): \(e.cidrs.count) on the \(Kind.list.rawValue) list")
             for (i, c) in e.cidrs.enumerated() {
                 if let o = e.options?[i] {
-                    print("  \(c)  limit \(o.limit), TTL \(o.ttl ?? o.pinnedTTL.map { "pinned at \($0)" } ?? "pinned at its first SIP packet")")
+                    print("  \(c)  limit \(o.limit), TTL \(o.ttl ?? o.pinnedTTL.map { "pinned at \($0)" } ?? "pinned at its first SIP packet (a host entry) or not pinned")")
                 } else {
                     print("  \(c)")
                 }
@@ -281,10 +282,10 @@ extension Floodgate {
         static let configuration = CommandConfiguration(
             abstract: "List verified sources with their pinned TTL and time left.",
             discussion: """
-                A source is verified when the SIP server accepted a REGISTER or INVITE it sent with credentials \
-                (seen on the inside interface). Its packets must arrive at its pinned TTL (within the tolerance): \
-                others claiming its address are dropped as spoofed. A new TTL replaces the pin after 3 accepted \
-                transactions in a row at it.
+                A source is verified when the SIP server accepted a REGISTER whose credentials answered the nonce \
+                it had sent that source (seen on the inside interface). Its packets must arrive at its pinned TTL \
+                (within the tolerance): others claiming its address are dropped as spoofed. A new TTL replaces the \
+                pin after 3 accepted REGISTERs in a row at it.
                 """)
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var selection: FilterSelection
