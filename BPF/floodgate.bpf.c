@@ -672,11 +672,13 @@ static __always_inline int fg_verdict(struct fg_cpu_state *cpu, const struct fg_
 
 	if (action == XDP_DROP && !(seen & (FG_DROP_SAMPLE_EVERY - 1)))
 		fg_event(FG_EVENT_DROP_SAMPLE, pkt->traffic_class, &pkt->src, 0, reason, seen);
-	/* A forger can make these at line rate: at most one a second per CPU. */
+	/* A forger can make these at line rate: at most one of each a second per CPU. */
 	if (pkt->note) {
+		__u64 *last = pkt->note == FG_NOTE_SPARED ? &cpu->spared_event_ns : &cpu->spoofed_event_ns;
+
 		now = bpf_ktime_get_ns();
-		if (now - cpu->noisy_event_ns >= FG_NOISY_EVENT_NS) {
-			cpu->noisy_event_ns = now;
+		if (now - *last >= FG_NOISY_EVENT_NS) {
+			*last = now;
 			if (pkt->note == FG_NOTE_SPARED)
 				fg_event(FG_EVENT_SPARED, pkt->traffic_class, &pkt->src, 0, FG_BAN_SCANNER, 1);
 			else

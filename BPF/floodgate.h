@@ -290,7 +290,7 @@ enum fg_event_type {
 	FG_EVENT_SPARED = 6, /* a verified or allow-listed source that UDP evidence would have banned was not:
 			      * offence = FG_BAN_SCANNER or FG_BAN_AUTO, drops = the count that triggered it */
 	FG_EVENT_SPOOFED = 7, /* packets claiming a verified or allow-listed address at another hop distance:
-			       * offence = the TTL seen (at most one event a second per CPU, with FG_EVENT_SPARED's) */
+			       * offence = the TTL seen (at most one a second per CPU) */
 };
 /* Events that could come with every packet of a flood are sent at most once
  * in this many ns on each CPU. */
@@ -443,8 +443,9 @@ struct fg_class_counters {
  */
 struct fg_cpu_state {
 	__u64 prefix_until_jiffies; /* some prefix slot may drop until this jiffy: check them */
-	__u64 noisy_event_ns;	    /* when this CPU last sent a spared or spoofed event (FG_NOISY_EVENT_NS) */
-	__u64 reserved[6];	    /* the counters start on a cache line of their own */
+	__u64 spared_event_ns;	    /* when this CPU last sent a spared event (FG_NOISY_EVENT_NS) */
+	__u64 spoofed_event_ns;	    /* and a spoofed one */
+	__u64 reserved[5];	    /* the counters start on a cache line of their own */
 	struct fg_class_counters counters[FG_CLASS_MAX];
 };
 

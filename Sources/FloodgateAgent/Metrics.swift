@@ -48,7 +48,7 @@ public final class AgentMetrics: @unchecked Sendable {
         for origin in ["scanner", "auto"] {
             spared[origin] = registry.makeCounter(
                 descriptor: metricName("floodgate_bans_spared_total",
-                                       "Bans that UDP evidence would have issued on verified or allow-listed sources, by kind"),
+                                       "Bans that UDP evidence would have issued on verified or allow-listed sources, by kind (scanner ones reported at most once a second per CPU)"),
                 labels: [("interface", interface), ("origin", origin)])
         }
         spoofedEvents = registry.makeCounter(
