@@ -298,13 +298,12 @@ enum fg_event_type {
 /* Each CPU reports one drop in this many of each class and reason (a power of two). */
 #define FG_DROP_SAMPLE_EVERY 65536
 
-/* fg_auth[external source]: its authentications, as the inside interface
- * sees the SIP server answer them. LRU. */
+/* fg_auth[external source]: its failed authentications, as the inside
+ * interface sees the SIP server answer its noted requests (lib/trust.h). LRU. */
 struct fg_auth_state {
-	__u32 creds;	       /* REGISTER/INVITE with credentials not yet answered */
-	__u32 failures;	       /* 403s, and 401/407s to requests with credentials, in the window */
+	__u32 failures;	       /* 403s, and 401/407s (but stale ones), in the window */
 	__u32 window_start_s;  /* CLOCK_MONOTONIC seconds when the window began */
-	__u32 pad;
+	__u32 pad[2];
 };
 /* fg_trusted[source]: a verified (known-good) source. */
 struct fg_trust {
@@ -357,7 +356,6 @@ struct fg_txn_key {
 	__u32 cseq;   /* the CSeq number */
 };
 #define FG_TXN_REPIN 1 /* it came at another TTL than the source's pinned one */
-#define FG_TXN_TCP 2   /* it came over TCP */
 struct fg_txn {
 	__u8 ttl;	    /* the TTL / hop limit it arrived with */
 	__u8 flags;	    /* FG_TXN_* */

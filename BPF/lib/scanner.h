@@ -127,11 +127,6 @@ static __always_inline int fg_is_challenge(__u32 kind)
 	return kind == FG_NAME_WWW_AUTHENTICATE || kind == FG_NAME_PROXY_AUTHENTICATE;
 }
 
-static __always_inline int fg_is_signature_kind(__u32 kind)
-{
-	return kind == FG_SIGNATURE_USER_AGENT || kind == FG_SIGNATURE_FROM || kind == FG_NAME_FROM_COMPACT;
-}
-
 static __always_inline int fg_is_call_id(__u32 kind)
 {
 	return kind == FG_NAME_CALL_ID || kind == FG_NAME_CALL_ID_COMPACT;

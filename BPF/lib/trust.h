@@ -89,8 +89,8 @@ static __always_inline void fg_note_transaction(const struct fg_packet *pkt, con
 						__u32 flags)
 {
 	struct fg_txn_key key = {.addr = pkt->src, .callid = scan->callid, .cseq = scan->cseq};
-	struct fg_txn txn = {.ttl = pkt->ttl, .flags = flags | (pkt->stream ? FG_TXN_TCP : 0),
-			     .traffic_class = pkt->traffic_class, .nonce = scan->nonce};
+	struct fg_txn txn = {.ttl = pkt->ttl, .flags = flags, .traffic_class = pkt->traffic_class,
+			     .nonce = scan->nonce};
 	__u32 need = FG_SCAN_CREDENTIALS | FG_SCAN_CALLID | FG_SCAN_CSEQ;
 
 	if ((scan->found & need) != need || (scan->found & FG_SCAN_AMBIGUOUS))
@@ -114,10 +114,10 @@ static __always_inline void fg_auth_failure(struct fg_settings *s, const struct 
 		w = bpf_map_lookup_elem(&fg_autoban_scratch, &zero);
 		if (!w)
 			return;
-		w->auth.creds = 0;
 		w->auth.failures = 0;
 		w->auth.window_start_s = now_s;
-		w->auth.pad = 0;
+		w->auth.pad[0] = 0;
+		w->auth.pad[1] = 0;
 		bpf_map_update_elem(&fg_auth, addr, &w->auth, BPF_NOEXIST);
 		st = bpf_map_lookup_elem(&fg_auth, addr);
 		if (!st)
