@@ -354,6 +354,27 @@ import Testing
         #expect(p.maps.ban(of: SourceAddress(trunk)!)?.explicit == true)
     }
 
+    /// A banned scanner that keeps sending keeps its ban while 400,000 forged scanner sources churn the filter's
+    /// ban LRU (262,144): the LRU evicts the bans nobody looks up again, the forged ones, first.
+    @Test func aBannedScannerThatKeepsSendingOutlastsASprayOfForgedOnes() throws {
+        let p = try loadProgram(policy: perSourceOnly, maxSources: 1024)
+        let scanner = "198.18.71.1"
+        try onOneCPU {
+            #expect(try p.judge(Packet.request("OPTIONS", src: scanner, extra: ["User-Agent: sipvicious"])).2
+                == .droppedScanner)
+            let again = Packet.request("OPTIONS", src: scanner)
+            for i in 0..<400_000 {
+                let src = "2001:db8:\(String(i >> 16, radix: 16)):\(String(i & 0xFFFF, radix: 16))::1"
+                let frame = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(src: src, proto: Packet.Proto.udp, Packet.udp(
+                    dport: 5060, Array("OPTIONS sip:x SIP/2.0\r\nUser-Agent: friendly-scanner\r\n\r\n".utf8))))
+                _ = try p.verdict(frame)
+                // The real scanner goes on sending: a few hundred packets every 10,000 forged ones.
+                if i % 10_000 == 0 { _ = try p.testRun(again, repeat: 300) }
+            }
+        }
+        #expect(p.maps.ban(of: SourceAddress(scanner)!)?.scanner == true, "the scanner's ban survived the spray")
+    }
+
     /// The settings writer never switches off the bans XDP issues: two threads, one rewriting the settings as
     /// the agent's reloads and sweeps do, one issuing scanner bans through test runs; afterwards every banned
     /// source is dropped as banned.
