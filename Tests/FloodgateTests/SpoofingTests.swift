@@ -375,6 +375,26 @@ import Testing
         #expect(p.maps.ban(of: SourceAddress(scanner)!)?.scanner == true, "the scanner's ban survived the spray")
     }
 
+    /// Both CPUs deciding at once, each with its own drop cache and its flushes into the shared source entries: one
+    /// floods the verified phone's REGISTER bucket from its own hop distance, the other sends scanner-signed
+    /// OPTIONS in its name. Hundreds of thousands of drops, far past the auto-ban threshold on either CPU, and the
+    /// phone is never banned.
+    @Test func twoCPUsForgingForAVerifiedPhoneNeverBanIt() throws {
+        let p = try verifiedPhone()
+        let burst = Packet.request("REGISTER", src: phone, ttl: 57)
+        let scan = Packet.request("OPTIONS", src: phone, extra: ["User-Agent: friendly-scanner"], ttl: 57)
+        DispatchQueue.concurrentPerform(iterations: 2) { worker in
+            for _ in 0..<20 { _ = try? p.testRun(worker == 0 ? burst : scan, repeat: 10_000) }
+        }
+        let counters = try p.maps.counters().packets
+        #expect(counters[.register, .droppedRate] > 150_000, "\(counters[.register, .droppedRate])")
+        // The OPTIONS: the verified burst of 60 reaches the walk (scanner-signed: dropped, no ban), the rest the rate.
+        #expect(counters[.options, .droppedScanner] >= 60)
+        #expect(counters[.options, .droppedScanner] + counters[.options, .droppedRate] == 200_000)
+        #expect(p.maps.ban(of: SourceAddress(phone)!) == nil)
+        #expect(try p.judge(Packet.request("INVITE", src: phone, ttl: 57)).2 == .passed)
+    }
+
     /// The settings writer never switches off the bans XDP issues: two threads, one rewriting the settings as
     /// the agent's reloads and sweeps do, one issuing scanner bans through test runs; afterwards every banned
     /// source is dropped as banned.
