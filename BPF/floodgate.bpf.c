@@ -455,8 +455,10 @@ static __always_inline __u32 fg_inspect_verdict(struct fg_ctx *c, struct fg_pack
 		}
 		return FG_REASON_DROPPED_SCANNER;
 	}
-	if (found & (FG_INSPECT_MISMATCH | FG_INSPECT_OVERSIZE))
+	if (found & FG_INSPECT_MISMATCH)
 		return FG_REASON_DROPPED_MALFORMED;
+	if (found & FG_INSPECT_OVERSIZE)
+		return FG_REASON_DROPPED_OVERSIZE;
 	return FG_REASON_PASSED;
 }
 

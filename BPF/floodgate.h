@@ -176,7 +176,8 @@ enum fg_reason {
 	FG_REASON_PASSED_UNTRACKED = 12,   /* the source map refused a new entry */
 	FG_REASON_DROPPED_SPOOFED = 13,	   /* a verified or allow-listed address at another hop distance */
 	FG_REASON_DROPPED_ALLOW_LIMIT = 14, /* an allow-list entry's own bucket empty */
-	FG_REASON_MAX = 15,
+	FG_REASON_DROPPED_OVERSIZE = 15,   /* a SIP header block that goes on past what the walk can read */
+	FG_REASON_MAX = 16,
 };
 
 /* What to do with a packet whose headers are truncated or invalid. */
@@ -554,6 +555,7 @@ static inline const char *fg_reason_name(__u32 r)
 	case FG_REASON_PASSED_UNTRACKED: return "passed-untracked";
 	case FG_REASON_DROPPED_SPOOFED: return "dropped-spoofed";
 	case FG_REASON_DROPPED_ALLOW_LIMIT: return "dropped-allow-limit";
+	case FG_REASON_DROPPED_OVERSIZE: return "dropped-oversize";
 	default: return (const char *)0;
 	}
 }

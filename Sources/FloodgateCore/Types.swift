@@ -75,6 +75,7 @@ public struct Reason: Hashable, Sendable, CustomStringConvertible {
     public static let passedUntracked = Reason(FG_REASON_PASSED_UNTRACKED)
     public static let droppedSpoofed = Reason(FG_REASON_DROPPED_SPOOFED)
     public static let droppedAllowLimit = Reason(FG_REASON_DROPPED_ALLOW_LIMIT)
+    public static let droppedOversize = Reason(FG_REASON_DROPPED_OVERSIZE)
 
     public static var all: [Reason] { (0..<FG_REASON_MAX.rawValue).map { Reason(fg_reason($0)) } }
 

@@ -44,7 +44,8 @@ struct ReferenceModel {
                         // forger cannot complete), as a stranger's.
                         guard cls.isSIP else { return (cls, .droppedSpoofed) }
                         if cls == .sipSyn || (tcp && !sipRequest) { return (cls, .passed) }
-                        guard tcp || cls == .register || cls == .invite, !inspected.signature, !inspected.malformed else {
+                        guard tcp || cls == .register || cls == .invite, !inspected.signature, !inspected.malformed,
+                              !inspected.oversize else {
                             return (cls, .droppedSpoofed)
                         }
                         return (cls, .passed)
@@ -55,6 +56,7 @@ struct ReferenceModel {
                 // Scanner-signed: dropped, but an allow-listed address is never banned by what it sends.
                 if inspected.signature { return (cls, .droppedScanner) }
                 if inspected.malformed { return (cls, .droppedMalformed) }
+                if inspected.oversize { return (cls, .droppedOversize) }
                 return (cls, .passedAllow)
             }
             if ban != nil { return (cls, .droppedBan) }
@@ -63,6 +65,7 @@ struct ReferenceModel {
                 return (cls, .droppedScanner)
             }
             if inspected.malformed { return (cls, .droppedMalformed) }
+            if inspected.oversize { return (cls, .droppedOversize) }
             return (cls, .passed)
         }
     }
@@ -240,9 +243,11 @@ struct ReferenceModel {
 
     struct Inspection {
         var signature = false
-        /// CSeq names REGISTER or INVITE and the start line another method (or the reverse), two Call-IDs or
-        /// CSeqs, or a header block that does not end within the bytes scanned.
+        /// CSeq names REGISTER or INVITE and the start line another method (or the reverse), or two Call-IDs or
+        /// CSeqs.
         var malformed = false
+        /// A header block that does not end within the bytes walked while more of the message follows.
+        var oversize = false
     }
 
     /// The header block of a request, from the line after its start line (which begins after `skip` leading
@@ -258,7 +263,7 @@ struct ReferenceModel {
         var result = Inspection()
         guard len >= 2 else {
             // Nothing to walk here, but the message goes on in later fragments.
-            result.malformed = firstFragment
+            result.oversize = firstFragment
             return result
         }
         let lower = w.map { $0 >= 65 && $0 <= 90 ? $0 + 32 : $0 }
@@ -368,7 +373,7 @@ struct ReferenceModel {
                 : start.starts(with: Array("INVITE ".utf8)) ? "INVITE" : nil
             if own != nil ? named != own : named != nil { result.malformed = true }
         }
-        if !ended && (firstFragment || payload.count > len) { result.malformed = true }
+        if !result.malformed && !ended && (firstFragment || payload.count > len) { result.oversize = true }
         return result
     }
 }

@@ -120,11 +120,11 @@ import Testing
         #expect(try judge(Packet.sipRaw(inside)).2 == .droppedScanner)
         // A value ends at its CR: one byte later the CR is still the window's last byte, two bytes later it is
         // past the window, and the value counts as cut off; but then the header block does not end within the
-        // window either, and such a request is malformed (its CSeq could hide past the scan).
+        // window either, and such a request is dropped as oversize (its CSeq could hide past the scan).
         #expect(try judge(Packet.sipRaw(message(endingAt: window + 1))).2 == .droppedScanner)
-        #expect(try judge(Packet.sipRaw(message(endingAt: window + 2))).2 == .droppedMalformed)
+        #expect(try judge(Packet.sipRaw(message(endingAt: window + 2))).2 == .droppedOversize)
         #expect(try judge(Packet.sipRaw(message(endingAt: 900))).2 == .droppedScanner)
-        #expect(try judge(Packet.sipRaw(message(endingAt: 3000))).2 == .droppedMalformed)
+        #expect(try judge(Packet.sipRaw(message(endingAt: 3000))).2 == .droppedOversize)
     }
 
     @Test func responsesAndTheRequestLineAreNotScanned() throws {

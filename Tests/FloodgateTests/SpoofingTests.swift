@@ -215,7 +215,7 @@ import Testing
         let udp = Packet.udp(sport: 5060, dport: 5060, Array((head + "\r\nCSeq: 1 REGISTER\r\n\r\n").utf8))
         let first = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
             src: "198.18.62.5", proto: Packet.Proto.udp, Array(udp.prefix(1480)), moreFragments: true, id: 9))
-        #expect(try p.judge(first).2 == .droppedMalformed)
+        #expect(try p.judge(first).2 == .droppedOversize)
         // A datagram cut short is not: the kernel drops it for its UDP length, and no server ever reads it.
         var lying = Packet.sipRaw(Array("OPTIONS sip:x SIP/2.0\r\nCall-ID: l@x\r\n".utf8), src: "198.18.62.6")
         lying[14 + 20 + 4] = 0x05  // UDP length 1,300
@@ -281,7 +281,7 @@ import Testing
         for payload in [[UInt8](), Array("REGISTER".utf8)] {
             let first = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
                 src: "198.18.63.5", proto: Packet.Proto.udp, Packet.udp(dport: 5060, payload), moreFragments: true, id: 3))
-            #expect(try p.judge(first).2 == .droppedMalformed, "\(payload.count) bytes")
+            #expect(try p.judge(first).2 == .droppedOversize, "\(payload.count) bytes")
         }
     }
 
@@ -296,7 +296,7 @@ import Testing
         #expect(try p.judge(Packet.sipRaw(Array("\r\n\r\nx".utf8))).1 == .sipOther)
         // A header block that does not end within the 2,048 bytes scanned could hide its CSeq: malformed.
         let long = ["X-Padding: " + String(repeating: "c", count: 2100)]
-        #expect(try p.judge(Packet.request("OPTIONS", extra: long)).2 == .droppedMalformed)
+        #expect(try p.judge(Packet.request("OPTIONS", extra: long)).2 == .droppedOversize)
         // A long body after a short header block is fine.
         let body = Array(("INVITE sip:x SIP/2.0\r\nCall-ID: b\r\nCSeq: 1 INVITE\r\n\r\n"
             + String(repeating: "v=0\r\n", count: 500)).utf8)
