@@ -40,10 +40,10 @@ public final class AgentMetrics: @unchecked Sendable {
         lastPoll = registry.makeGauge(descriptor: metricName(
             "floodgate_agent_last_poll_timestamp_seconds", "Unix time of the agent's last successful read of the maps"))
         trustedGauge = registry.makeGauge(
-            descriptor: metricName("floodgate_trusted_sources", "Known-good sources (learned trust) now"),
+            descriptor: metricName("floodgate_trusted_sources", "Verified sources (learned trust) now"),
             labels: [("interface", interface)])
         trustLearnedCounter = registry.makeCounter(
-            descriptor: metricName("floodgate_trust_learned_total", "Sources that became known-good while the agent ran"),
+            descriptor: metricName("floodgate_trust_learned_total", "Sources that became verified while the agent ran"),
             labels: [("interface", interface)])
         for origin in ["scanner", "auto"] {
             spared[origin] = registry.makeCounter(
