@@ -438,7 +438,8 @@ __noinline __u32 fg_inspect(struct xdp_md *ctx, struct fg_packet *pkt, __u32 txn
 
 /* What an inspected request's own content earns it: a scanner signature
  * drops it (and bans its source, if `may_ban`), a request that contradicts
- * itself or hides its CSeq is malformed; FG_REASON_PASSED otherwise. */
+ * itself is malformed, one that could hide its CSeq past the walk is
+ * oversize; FG_REASON_PASSED otherwise. */
 static __always_inline __u32 fg_inspect_verdict(struct fg_ctx *c, struct fg_packet *pkt, __u32 found, int may_ban)
 {
 	struct fg_settings *s = (struct fg_settings *)c->s;
@@ -522,8 +523,8 @@ __noinline int fg_decide_content(struct xdp_md *ctx, struct fg_packet *pkt)
 /*
  * A packet that claims a verified or allow-listed address at another hop
  * distance (lib/tiers.h): charged to its prefix's unverified bucket and
- * dropped, except a REGISTER or INVITE that the bucket admits, which goes on
- * to the server so that a real route change can be confirmed.
+ * dropped, except a REGISTER or INVITE, or TCP, that the bucket admits, which
+ * goes on to the server so that a real route change can be confirmed.
  * Nothing of the address's own (buckets, bans, failures, trust) is touched.
  * A global function called by the main program, so that its stack is not
  * added to fg_decide's.
@@ -548,9 +549,10 @@ __noinline int fg_decide_spoofed(struct xdp_md *ctx, struct fg_packet *pkt)
 	}
 	if (!pkt->stream && pkt->traffic_class != FG_CLASS_REGISTER && pkt->traffic_class != FG_CLASS_INVITE)
 		return FG_REASON_DROPPED_SPOOFED;
-	/* A REGISTER or INVITE (or any request over TCP) goes on (its challenge, then its credentialed
-	 * retry, are how a moved phone proves itself), at the prefix's
-	 * unverified rate and a stranger's place in the budget. */
+	/* A REGISTER or INVITE (or any request over TCP) goes on: its
+	 * challenge, then its credentialed retry, are how a moved phone proves
+	 * itself; at the prefix's unverified rate and a stranger's place in
+	 * the budget. */
 	found = fg_inspect(ctx, pkt, FG_TXN_REPIN);
 	if (fg_inspect_verdict(&c, pkt, found, 0) != FG_REASON_PASSED)
 		return FG_REASON_DROPPED_SPOOFED;
@@ -622,7 +624,7 @@ __noinline int fg_decide(struct fg_packet *pkt)
 	/* The clock only when trust is on: a read of it costs more than the rest of a plain packet's decision. */
 	trust = s->trust_seconds ? fg_verified(s, &pkt->src, fg_now(&c) >> FG_TICK_SHIFT) : NULL;
 	if (trust) {
-		if (!fg_ttl_near(s, trust->ttl, pkt->ttl))
+		if (!fg_ttl_near(s, trust->pin.ttl, pkt->ttl))
 			return FG_DECIDE_SPOOFED;
 		c.trusted = 1;
 		pkt->tier = FG_TIER_VERIFIED;

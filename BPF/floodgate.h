@@ -306,15 +306,22 @@ struct fg_auth_state {
 	__u32 window_start_s;  /* CLOCK_MONOTONIC seconds when the window began */
 	__u32 pad[2];
 };
-/* fg_trusted[source]: a verified (known-good) source. */
-struct fg_trust {
-	__u64 until_ns;	     /* CLOCK_MONOTONIC ns until which it is verified */
-	__u8 ttl;	     /* the TTL / hop limit it arrives with (pinned when verified) */
-	__u8 candidate_ttl;  /* another TTL that verified transactions came with */
+/* A pinned TTL / hop limit (lib/tiers.h), of a verified source or an allow
+ * entry, and the evidence on its way to moving it. */
+struct fg_pin {
+	__u8 ttl;	      /* the TTL its packets must arrive with (within settings.ttl_tolerance) */
+	__u8 set;	      /* 1 once ttl is pinned */
+	__u8 candidate_ttl;   /* another TTL that accepted REGISTERs came with */
 	__u8 candidate_count; /* how many in a row: FG_REPIN_CONFIRMATIONS move the pin */
-	__u8 pad[5];
 };
 #define FG_REPIN_CONFIRMATIONS 3
+
+/* fg_trusted[source]: a verified source. */
+struct fg_trust {
+	__u64 until_ns;	    /* CLOCK_MONOTONIC ns until which it is verified */
+	struct fg_pin pin;  /* pinned when it is verified */
+	__u32 pad;
+};
 
 struct fg_event {
 	__u32 type;	     /* enum fg_event_type */
@@ -331,16 +338,13 @@ struct fg_event {
  * an optional fixed TTL range. Written by the agent; tat by XDP.
  */
 struct fg_allow_entry {
-	__u8 ttl_min;	 /* with ttl_max: the TTLs / hop limits its packets may arrive with */
-	__u8 ttl_max;	 /* 0: no fixed range; a host entry's first SIP packet pins its TTL here: */
-	__u8 pin_ttl;	 /* the pinned TTL (written by XDP) */
-	__u8 pinned;	 /* 1 once pin_ttl is set */
-	__u32 rate;	 /* packets/s as configured (display only) */
-	__u32 burst;	 /* packets as configured (display only) */
-	__u8 candidate_ttl;   /* another TTL that accepted transactions came with (lib/trust.h) */
-	__u8 candidate_count; /* how many in a row */
-	__u8 host;	      /* a single address (/32, /128): only such an entry is pinned without a range */
+	__u8 ttl_min;	   /* with ttl_max: the TTLs / hop limits its packets may arrive with */
+	__u8 ttl_max;	   /* 0: no fixed range */
+	__u8 host;	   /* a single address (/32, /128): only such an entry is pinned without a range */
 	__u8 pad;
+	__u32 rate;	   /* packets/s as configured (display only) */
+	__u32 burst;	   /* packets as configured (display only) */
+	struct fg_pin pin; /* without a range, a host entry's first SIP packet pins it (written by XDP) */
 	__u64 interval;	 /* ticks per packet; FG_INTERVAL_UNLIMITED: no bucket */
 	__u64 tau;	 /* burst tolerance in ticks */
 	__u64 tat;	 /* the bucket's theoretical arrival time, in ticks */
@@ -489,6 +493,7 @@ struct fg_oracle_config {
 _Static_assert(sizeof(struct fg_flood_config) == 16, "fg_flood_config layout");
 _Static_assert(sizeof(struct fg_oracle_config) == 40, "fg_oracle_config layout");
 _Static_assert(sizeof(struct fg_settings) == 112, "fg_settings layout");
+_Static_assert(sizeof(struct fg_pin) == 4, "fg_pin layout");
 _Static_assert(sizeof(struct fg_trust) == 16, "fg_trust layout");
 _Static_assert(sizeof(struct fg_txn_key) == 24, "fg_txn_key layout");
 _Static_assert(sizeof(struct fg_txn) == 16, "fg_txn layout");

@@ -12,8 +12,9 @@
  *   noted on the way in; lib/trust.h reads the answers). Only the holder of
  *   the address saw the nonce, and a server checks a REGISTER's credentials
  *   (an INVITE it may accept without, to voicemail say: its 2xx proves
- *   nothing), so the address is real and its holder has an account. It skips the prefix bucket and the new-source budget and
- *   is shed after every stranger; UDP evidence never bans it.
+ *   nothing), so the address is real and its holder has an account. It
+ *   skips the prefix bucket and the new-source budget, has limits of its
+ *   own, and is shed after every stranger; UDP evidence never bans it.
  * - allow-listed (fg_allow): the operator's word. UDP evidence never bans it.
  *
  * Hop-count pinning (Jin, Wang and Shin, CCS 2003): a verified source's TTL
@@ -121,14 +122,14 @@ static __always_inline int fg_allowed_ttl_ok(const struct fg_settings *s, struct
 		return ttl >= entry->ttl_min && ttl <= entry->ttl_max;
 	if (!entry->host)
 		return 1;
-	if (!READ_ONCE(entry->pinned)) {
+	if (!READ_ONCE(entry->pin.set)) {
 		if (sip) {
-			entry->pin_ttl = ttl;
-			WRITE_ONCE(entry->pinned, 1);
+			entry->pin.ttl = ttl;
+			WRITE_ONCE(entry->pin.set, 1);
 		}
 		return 1;
 	}
-	return fg_ttl_near(s, entry->pin_ttl, ttl);
+	return fg_ttl_near(s, entry->pin.ttl, ttl);
 }
 
 /* Does the (masked) aggregate prefix `key` hold a verified source? */

@@ -135,26 +135,25 @@ static __always_inline void fg_auth_failure(struct fg_settings *s, const struct 
 		     FG_CLASS_RESPONSE, 1, failures);
 }
 
-/* A pin (`pin`, with the TTL seen instead and how often in a row) and a
- * transaction accepted at `ttl`, flagged `repin` if it came at another TTL
- * than the pin: the pin moves after FG_REPIN_CONFIRMATIONS of those in a row
- * at one new TTL. For a verified source's pin and an allow entry's alike. */
-static __always_inline void fg_confirm_pin(const struct fg_settings *s, __u8 *pin, __u8 *candidate, __u8 *count,
-					   __u32 ttl, int repin)
+/* A pin and a REGISTER accepted at `ttl`, flagged `repin` if it came at
+ * another TTL than the pin: the pin moves after FG_REPIN_CONFIRMATIONS of
+ * those in a row at one new TTL. For a verified source's pin and an allow
+ * entry's alike. */
+static __always_inline void fg_confirm_pin(const struct fg_settings *s, struct fg_pin *pin, __u32 ttl, int repin)
 {
 	if (!repin) {
-		*count = 0;
+		pin->candidate_count = 0;
 		return;
 	}
-	if (*count && fg_ttl_near(s, *candidate, ttl)) {
-		(*count)++;
+	if (pin->candidate_count && fg_ttl_near(s, pin->candidate_ttl, ttl)) {
+		pin->candidate_count++;
 	} else {
-		*candidate = ttl;
-		*count = 1;
+		pin->candidate_ttl = ttl;
+		pin->candidate_count = 1;
 	}
-	if (*count >= FG_REPIN_CONFIRMATIONS) {
-		*pin = *candidate;
-		*count = 0;
+	if (pin->candidate_count >= FG_REPIN_CONFIRMATIONS) {
+		pin->ttl = pin->candidate_ttl;
+		pin->candidate_count = 0;
 	}
 }
 
@@ -166,20 +165,21 @@ static __always_inline void fg_verify(struct fg_settings *s, const struct fg_add
 {
 	struct fg_source_key prefix = {.addr = *addr, .traffic_class = FG_CLASS_MAX};
 	__u64 now = bpf_ktime_get_ns(), until = now + (__u64)s->trust_seconds * 1000000000ULL;
-	struct fg_trust *t = bpf_map_lookup_elem(&fg_trusted, addr), fresh = {.until_ns = until, .ttl = ttl};
+	struct fg_trust *t = bpf_map_lookup_elem(&fg_trusted, addr);
+	struct fg_trust fresh = {.until_ns = until, .pin = {.ttl = ttl, .set = 1}};
 	struct fg_allow_entry *entry = s->allow_entries ? fg_allow_entry(addr) : NULL;
 	int renewal = t && t->until_ns > now;
 
 	/* An allow entry's pin moves on the same evidence. */
-	if (entry && !entry->ttl_max && entry->pinned)
-		fg_confirm_pin(s, &entry->pin_ttl, &entry->candidate_ttl, &entry->candidate_count, ttl, repin);
+	if (entry && !entry->ttl_max && entry->pin.set)
+		fg_confirm_pin(s, &entry->pin, ttl, repin);
 	if (!s->trust_seconds)
 		return;
 	fg_mask(&prefix.addr, fg_prefix_len(addr, s->prefix_v4, s->prefix_v6));
 	bpf_map_update_elem(&fg_trusted_prefixes, &prefix, &until, BPF_ANY);
 	if (renewal) {
 		t->until_ns = until;
-		fg_confirm_pin(s, &t->ttl, &t->candidate_ttl, &t->candidate_count, ttl, repin);
+		fg_confirm_pin(s, &t->pin, ttl, repin);
 		return;
 	}
 	/* Newly verified: its TTL is pinned now; tell the agent. */

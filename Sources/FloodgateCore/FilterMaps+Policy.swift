@@ -144,8 +144,8 @@ extension FilterMaps {
         for key in try keys(of: fd, as: fg_cidr_key.self, what: FG_MAP_ALLOW) {
             var key = key
             var value = fg_allow_entry()
-            if bpf_map_lookup_elem(fd, &key, &value) == 0, value.ttl_max == 0, value.pinned != 0 {
-                pins[CIDR(key: key)] = value.pin_ttl
+            if bpf_map_lookup_elem(fd, &key, &value) == 0, value.ttl_max == 0, value.pin.set != 0 {
+                pins[CIDR(key: key)] = value.pin.ttl
             }
         }
         return pins

@@ -272,9 +272,9 @@ public final class FilterMaps: @unchecked Sendable {
             var key = key
             var value = fg_trust()
             guard bpf_map_lookup_elem(fd, &key, &value) == 0 else { return nil }
-            return TrustedSource(address: SourceAddress(key), untilNS: value.until_ns, ttl: value.ttl,
-                                 candidateTTL: value.candidate_count > 0 ? value.candidate_ttl : nil,
-                                 confirmations: value.candidate_count)
+            return TrustedSource(address: SourceAddress(key), untilNS: value.until_ns, ttl: value.pin.ttl,
+                                 candidateTTL: value.pin.candidate_count > 0 ? value.pin.candidate_ttl : nil,
+                                 confirmations: value.pin.candidate_count)
         }
     }
 
