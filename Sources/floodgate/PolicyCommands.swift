@@ -46,16 +46,25 @@ struct ListAdd<Kind: ListKind>: ParsableCommand {
     @OptionGroup var selection: FilterSelection
 
     func run() throws {
-        let root = try selection.common.root()
-        let cidrs = try input.parsed()
-        var added = 0
-        let filters = try root.change(selection.interface) { _, maps in
-            let before = Set(try maps.cidrs(in: Kind.list))
-            added = try maps.addCIDRs(cidrs, to: Kind.list)
-            return { _ = try? maps.removeCIDRs(Array(Set(cidrs).subtracting(before)), from: Kind.list) }
-        }
-        for f in filters { print("\(f.interfaceName): \(Kind.list.rawValue) list +\(added) (\(cidrs.count) given).") }
+        try addToList(Kind.list, input, selection)
     }
+}
+
+/// Adds the CIDRs of `input` to `list` on the selected filters, all or none: if one filter refuses, what the others
+/// added is removed again.
+func addToList(_ list: PolicyList, _ input: CIDRInput, _ selection: FilterSelection,
+               options: AllowOptions? = nil) throws {
+    let root = try selection.common.root()
+    let cidrs = try input.parsed()
+    let perEntry = options.map { o in Dictionary(uniqueKeysWithValues: Set(cidrs).map { ($0, o) }) } ?? [:]
+    var added = 0
+    let filters = try root.change(selection.interface) { _, maps in
+        let before = Set(try maps.cidrs(in: list))
+        added = try maps.addCIDRs(cidrs, to: list, options: perEntry)
+        return { _ = try? maps.removeCIDRs(Array(Set(cidrs).subtracting(before)), from: list) }
+    }
+    let described = options.map { ", \($0)" } ?? ""
+    for f in filters { print("\(f.interfaceName): \(list.rawValue) list +\(added) (\(cidrs.count) given)\(described).") }
 }
 
 /// `floodgate allow add`: the entries' own bucket and TTL range besides.
@@ -99,16 +108,7 @@ struct AllowAdd: ParsableCommand {
     }
 
     func run() throws {
-        let root = try selection.common.root()
-        let cidrs = try input.parsed()
-        let o = try options()
-        var added = 0
-        let filters = try root.change(selection.interface) { _, maps in
-            let before = Set(try maps.cidrs(in: .allow))
-            added = try maps.addCIDRs(cidrs, to: .allow, options: Dictionary(uniqueKeysWithValues: Set(cidrs).map { ($0, o) }))
-            return { _ = try? maps.removeCIDRs(Array(Set(cidrs).subtracting(before)), from: .allow) }
-        }
-        for f in filters { print("\(f.interfaceName): allow list +\(added) (\(cidrs.count) given), \(o).") }
+        try addToList(.allow, input, selection, options: try options())
     }
 }
 
