@@ -26,7 +26,8 @@ public struct AllowOptions: Equatable, Sendable, CustomStringConvertible {
     /// One bucket over every SIP class of all the entry's addresses: a forger who takes an allow-listed address
     /// gets at most this. Never `block` (that is the deny list).
     public var limit: Limit = Limit.defaultAllowEntry
-    /// The TTLs (IPv6: hop limits) its packets may arrive with; nil: the first packet's TTL is pinned.
+    /// The TTLs (IPv6: hop limits) its packets may arrive with; nil: a host entry (/32, /128) is pinned at its
+    /// first SIP packet's TTL, a wider entry is not pinned.
     public var ttl: ClosedRange<UInt8>? = nil
 
     public init(limit: Limit = Limit.defaultAllowEntry, ttl: ClosedRange<UInt8>? = nil) {
