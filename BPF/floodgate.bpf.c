@@ -165,7 +165,7 @@ struct fg_ctx {
 static __always_inline __u64 fg_now(struct fg_ctx *c)
 {
 	if (!c->now)
-		c->now = bpf_ktime_get_ns() << FG_TICK_SHIFT;
+		c->now = fg_clock_ns() << FG_TICK_SHIFT;
 	return c->now;
 }
 
@@ -653,7 +653,7 @@ __noinline int fg_decide(struct fg_packet *pkt)
 		struct fg_source_key prefix = {};
 
 		fg_prefix_key(&c, &prefix);
-		if (fg_prefix_cached(s, &prefix, bpf_jiffies64()))
+		if (fg_prefix_cached(s, &prefix, fg_clock_jiffies(s)))
 			return FG_REASON_DROPPED_PREFIX;
 	}
 
@@ -680,7 +680,7 @@ static __always_inline int fg_verdict(struct fg_cpu_state *cpu, const struct fg_
 	if (pkt->note) {
 		__u64 *last = pkt->note == FG_NOTE_SPARED ? &cpu->spared_event_ns : &cpu->spoofed_event_ns;
 
-		now = bpf_ktime_get_ns();
+		now = fg_clock_ns();
 		if (now - *last >= FG_NOISY_EVENT_NS) {
 			*last = now;
 			if (pkt->note == FG_NOTE_SPARED)
@@ -730,7 +730,7 @@ int floodgate_xdp(struct xdp_md *ctx)
 	/* The prefix first: its few slots stay in cache, while a random source's
 	 * own slot is a miss. A packet dropped here would be dropped by its own
 	 * bucket or by the prefix either way; it counts as dropped-prefix. */
-	jiffies = bpf_jiffies64();
+	jiffies = fg_clock_jiffies(s);
 	cpu = bpf_map_lookup_elem(&fg_cpu, &zero);
 	if (!cpu)
 		return XDP_PASS; /* unreachable, as above */

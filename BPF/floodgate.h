@@ -36,6 +36,9 @@
 #define FG_MAP_CHALLENGES "fg_challenges"
 #define FG_INSIDE_PROG_NAME "floodgate_inside"
 #define FG_MAP_EVENTS "fg_events"
+/* The test clock (lib/clock.h): the switch, set before load, and the time. */
+#define FG_TEST_CLOCK_SWITCH ".rodata.test_clock"
+#define FG_TEST_CLOCK_TIME ".data.test_clock"
 #define FG_PROG_NAME "floodgate_xdp"
 
 /* Pinned-object names under <pin root>/<interface>/. */

@@ -27,6 +27,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "../floodgate.h"
+#include "clock.h"
 #include "lists.h"
 #include "tiers.h"
 
@@ -84,7 +85,7 @@ static __always_inline int fg_issue_ban(struct fg_settings *s, const struct fg_a
 {
 	struct fg_autoban_scratch *w;
 	struct fg_ban *old;
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = fg_clock_ns();
 	__u32 zero = 0;
 
 	w = bpf_map_lookup_elem(&fg_autoban_scratch, &zero);
@@ -114,7 +115,7 @@ static __always_inline int fg_autoban(struct fg_settings *s, const struct fg_add
 {
 	struct fg_autoban_scratch *w;
 	struct fg_offence *o;
-	__u64 now = bpf_ktime_get_ns(), length, forget;
+	__u64 now = fg_clock_ns(), length, forget;
 	__u32 zero = 0, level, seconds, jitter, count;
 
 	w = bpf_map_lookup_elem(&fg_autoban_scratch, &zero);
@@ -157,7 +158,7 @@ static __always_inline __u32 fg_window_add(const struct fg_settings *s, struct f
 {
 	__u32 now_ms, drops;
 
-	now_ms = s->jiffy_ns ? bpf_jiffies64() * s->jiffy_ns / 1000000 : bpf_ktime_get_ns() / 1000000;
+	now_ms = s->jiffy_ns ? fg_clock_jiffies(s) * s->jiffy_ns / 1000000 : fg_clock_ns() / 1000000;
 	if (now_ms - st->window_start_ms >= s->autoban_window_ms) {
 		st->window_start_ms = now_ms;
 		st->window_drops = 0;

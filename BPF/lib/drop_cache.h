@@ -8,7 +8,7 @@
  * shared LRU lookup and bpf_ktime_get_ns (together about 60 ns here, against
  * about 7 ns for everything else). When a drop is decided, this CPU remembers
  * (source, class, limit, reason, until-jiffy) in a direct-mapped slot and drops
- * that source's packets of that class while bpf_jiffies64() is before it,
+ * that source's packets of that class while the jiffy count is before it,
  * counting them in the slot; they reach fg_sources every FG_DROP_CACHE_FLUSH
  * drops, when the slot is reused, or when the source next takes the slow path
  * (and `top` adds what is still pending).
@@ -31,6 +31,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "../floodgate.h"
+#include "clock.h"
 #include "autoban.h"
 
 /* fg_drop_cache: see above. */
@@ -145,7 +146,7 @@ static __always_inline __u64 fg_cache_until(const struct fg_settings *s, __u64 t
 
 	if (!jiffy || tau < jiffy || next <= now)
 		return 0;
-	return bpf_jiffies64() + (next - now + jiffy - 1) / jiffy;
+	return fg_clock_jiffies(s) + (next - now + jiffy - 1) / jiffy;
 }
 
 /*
@@ -171,7 +172,7 @@ static __always_inline __u64 fg_prefix_cache_until(const struct fg_settings *s, 
 	due = next - now;
 	if (due < hold)
 		due = hold;
-	return bpf_jiffies64() + (due + jiffy - 1) / jiffy;
+	return fg_clock_jiffies(s) + (due + jiffy - 1) / jiffy;
 }
 
 /* Is the prefix of key (already masked) being dropped on this CPU? Only
@@ -205,7 +206,7 @@ static __always_inline void fg_cache_ban(struct fg_ctx *c, __u64 expires_ns)
 	if (expires_ns) {
 		if (expires_ns <= now_ns)
 			return;
-		until = bpf_jiffies64() + (expires_ns - now_ns) / c->s->jiffy_ns;
+		until = fg_clock_jiffies(c->s) + (expires_ns - now_ns) / c->s->jiffy_ns;
 	}
 	fg_cache_drop(c->slot, &c->key, c, until, FG_REASON_DROPPED_BAN);
 }

@@ -41,6 +41,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "../floodgate.h"
+#include "clock.h"
 #include "parse.h"
 #include "lists.h"
 
@@ -144,7 +145,7 @@ static __always_inline int fg_is_vouched_for(const struct fg_settings *s, const 
 {
 	if (s->allow_entries && fg_in_list(&fg_allow, addr))
 		return 1;
-	return fg_verified(s, addr, bpf_ktime_get_ns()) != NULL;
+	return fg_verified(s, addr, fg_clock_ns()) != NULL;
 }
 
 #endif /* FG_LIB_TIERS_H */

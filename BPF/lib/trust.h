@@ -105,7 +105,7 @@ static __always_inline void fg_auth_failure(struct fg_settings *s, const struct 
 {
 	struct fg_autoban_scratch *w;
 	struct fg_auth_state *st;
-	__u32 now_s = bpf_ktime_get_ns() / 1000000000ULL, failures, zero = 0;
+	__u32 now_s = fg_clock_ns() / 1000000000ULL, failures, zero = 0;
 
 	if (!s->bruteforce_failures)
 		return;
@@ -164,7 +164,7 @@ static __always_inline void fg_confirm_pin(const struct fg_settings *s, struct f
 static __always_inline void fg_verify(struct fg_settings *s, const struct fg_addr *addr, __u32 ttl, int repin)
 {
 	struct fg_source_key prefix = {.addr = *addr, .traffic_class = FG_CLASS_MAX};
-	__u64 now = bpf_ktime_get_ns(), until = now + (__u64)s->trust_seconds * 1000000000ULL;
+	__u64 now = fg_clock_ns(), until = now + (__u64)s->trust_seconds * 1000000000ULL;
 	struct fg_trust *t = bpf_map_lookup_elem(&fg_trusted, addr);
 	struct fg_trust fresh = {.until_ns = until, .pin = {.ttl = ttl, .set = 1}};
 	struct fg_allow_entry *entry = s->allow_entries ? fg_allow_entry(addr) : NULL;

@@ -12,6 +12,8 @@ public final class FloodgateProgram: @unchecked Sendable {
     public let maps: FilterMaps
     private let object: OpaquePointer
     private let image: UnsafeMutableRawBufferPointer
+    /// The map holding the test clock's time, if the program was loaded with one.
+    private let testClockFD: Int32?
 
     /// The compiled filter, as `swift build` embedded it.
     public static var objectBytes: [UInt8] { decode(EmbeddedBPFObject.filter) }
@@ -24,12 +26,15 @@ public final class FloodgateProgram: @unchecked Sendable {
     }
 
     /// Loads the program with a per-source map of `maxSources` entries; maps start with `settings` and `limits`
-    /// so the program never runs unconfigured.
+    /// so the program never runs unconfigured. With `testClock`, the program reads the time that
+    /// ``setTestClock(nanoseconds:)`` sets instead of the kernel's clocks (BPF/lib/clock.h): for tests that compare
+    /// it with a model over time; never for a filter in service.
     public init(
         maxSources: UInt32 = UInt32(FG_DEFAULT_MAX_SOURCES),
         settings: Settings = .defaults,
         limits: [TrafficClass: Limit] = Limit.defaults,
         policy: Policy = Policy(),
+        testClock: Bool = false,
         logger: Logger = Logger(label: "floodgate")
     ) throws {
         _ = LibbpfLogging.install
@@ -68,6 +73,11 @@ public final class FloodgateProgram: @unchecked Sendable {
             let prefixEntries = max(1024, maxSources / 4)
             try check("size \(FG_MAP_PREFIXES) to \(prefixEntries) entries",
                       bpf_map__set_max_entries(prefixes, prefixEntries))
+            guard let clockSwitch = bpf_object__find_map_by_name(object, FG_TEST_CLOCK_SWITCH) else {
+                throw FloodgateError("the BPF object has no map \(FG_TEST_CLOCK_SWITCH)")
+            }
+            var on: UInt32 = testClock ? 1 : 0
+            try check("set the test clock's switch", bpf_map__set_initial_value(clockSwitch, &on, 4))
             LibbpfLogging.recentWarnings.removeAll()
             let loaded = bpf_object__load(object)
             if loaded < 0 {
@@ -86,6 +96,14 @@ public final class FloodgateProgram: @unchecked Sendable {
                 throw FloodgateError("the BPF object has no program \(FG_INSIDE_PROG_NAME)")
             }
             insideProgramFD = bpf_program__fd(inside)
+            if testClock {
+                guard let time = bpf_object__find_map_by_name(object, FG_TEST_CLOCK_TIME) else {
+                    throw FloodgateError("the BPF object has no map \(FG_TEST_CLOCK_TIME)")
+                }
+                testClockFD = bpf_map__fd(time)
+            } else {
+                testClockFD = nil
+            }
             var descriptors: [String: Int32] = [:]
             for name in FilterMaps.names {
                 guard let map = bpf_object__find_map_by_name(object, name) else {
@@ -119,6 +137,15 @@ public final class FloodgateProgram: @unchecked Sendable {
     deinit {
         bpf_object__close(object)
         image.deallocate()
+    }
+
+    /// Sets the test clock (CLOCK_MONOTONIC nanoseconds) that both programs read from now on; only for a program
+    /// loaded with `testClock`.
+    public func setTestClock(nanoseconds: UInt64) throws {
+        guard let fd = testClockFD else { throw FloodgateError("this program was not loaded with a test clock") }
+        var key: UInt32 = 0
+        var value = nanoseconds
+        try check("set the test clock", bpf_map_update_elem(fd, &key, &value, UInt64(BPF_ANY)))
     }
 
     /// The result of one `BPF_PROG_TEST_RUN`.

@@ -228,6 +228,9 @@ public struct Settings: Equatable, Sendable {
     /// How far (in hops) a verified or allow-listed address's TTL may stray from its pinned one before its packets
     /// are taken as forged (`dropped-spoofed`; BPF/lib/tiers.h).
     public var ttlTolerance: UInt8 = UInt8(FG_DEFAULT_TTL_TOLERANCE)
+    /// The per-CPU drop cache (BPF/lib/drop_cache.h). Off, every packet takes the whole policy: only for comparing
+    /// the program with a model of the policy that has no cache.
+    public var dropCache = true
 
     public static let defaults = Settings(sipPorts: [5060, 5061], rtpPorts: 10000...20000, malformed: .drop)
 
@@ -258,6 +261,7 @@ public struct Settings: Equatable, Sendable {
             failures: raw.bruteforce_failures, windowSeconds: raw.bruteforce_window_s, banSeconds: raw.bruteforce_ban_s)
         trustSeconds = raw.trust_seconds
         ttlTolerance = UInt8(clamping: raw.ttl_tolerance)
+        dropCache = raw.jiffy_ns != 0
     }
 
     /// The length of a jiffy, which bpf_jiffies64 counts: the resolution of CLOCK_MONOTONIC_COARSE.
@@ -302,7 +306,8 @@ public struct Settings: Equatable, Sendable {
         value.rtp_port_min = rtpPorts?.lowerBound ?? 0
         value.rtp_port_max = rtpPorts?.upperBound ?? 0
         value.malformed_action = malformed == .pass ? FG_ACTION_PASS.rawValue : FG_ACTION_DROP.rawValue
-        value.jiffy_ns = Settings.jiffyNanoseconds
+        // Without the length of a jiffy the program fills no drop-cache slot.
+        value.jiffy_ns = dropCache ? Settings.jiffyNanoseconds : 0
         value.prefix_v4 = prefixV4
         value.prefix_v6 = prefixV6
         value.wide_v4 = wideV4
