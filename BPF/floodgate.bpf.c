@@ -490,7 +490,7 @@ static __always_inline __u32 fg_budget(struct fg_ctx *c, __u32 tier)
 	if (!fg_is_sip(traffic_class))
 		return tier == FG_TIER_ALLOWED ? FG_REASON_PASSED_ALLOW : FG_REASON_PASSED;
 	level = tier == FG_TIER_ALLOWED	   ? FG_PRIORITY_ALLOWED
-		: tier == FG_TIER_VERIFIED ? FG_PRIORITY_ALLOWED - 1
+		: tier == FG_TIER_VERIFIED ? FG_PRIORITY_VERIFIED
 					   : fg_shed_priority(traffic_class);
 	if (!fg_global_admit(c, FG_GLOBAL_BUDGET, FG_LIMIT_BUDGET, level, FG_PRIORITY_LEVELS))
 		return FG_REASON_DROPPED_SHED;

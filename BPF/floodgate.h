@@ -144,10 +144,13 @@ enum fg_global_index {
 
 /*
  * Load-shedding priority of each class when the budget runs short: lowest is
- * shed first. Allow-listed sources rank above every class.
+ * shed first. Verified sources rank above every class of a stranger's, and
+ * allow-listed sources above them. Level L of FG_PRIORITY_LEVELS may take the
+ * budget's bucket (L + 1) / FG_PRIORITY_LEVELS of the way into its burst.
  */
-#define FG_PRIORITY_ALLOWED 6
-#define FG_PRIORITY_LEVELS 7
+#define FG_PRIORITY_VERIFIED 6
+#define FG_PRIORITY_ALLOWED 7
+#define FG_PRIORITY_LEVELS 8
 static inline __u32 fg_shed_priority(__u32 c)
 {
 	switch (c) {
