@@ -438,9 +438,12 @@ static __always_inline int fg_parse_ipv6(struct xdp_md *ctx, void *l3, void *dat
 			if ((void *)(frag + 1) > data_end)
 				return FG_PARSE_MALFORMED;
 			pkt->frag_id = bpf_ntohl(frag->id);
-			/* Non-first fragments carry no layer-4 header. */
+			/* Non-first fragments carry no layer-4 header. (Nor
+			 * are they first fragments, whatever an earlier
+			 * fragment header in the chain said.) */
 			if (frag->frag_off & bpf_htons(0xFFF8)) {
 				pkt->traffic_class = FG_CLASS_FRAGMENT;
+				pkt->frag_first = 0;
 				return fg_bogus_v6_source(&pkt->src) ? FG_PARSE_MALFORMED : FG_PARSE_OK;
 			}
 			pkt->frag_first = !!(frag->frag_off & bpf_htons(1));
