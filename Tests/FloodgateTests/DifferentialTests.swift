@@ -18,8 +18,8 @@ struct SeededGenerator: RandomNumberGenerator {
 /// Random, mutated and real-looking frames for the differential test.
 struct FrameFactory {
     var rng: SeededGenerator
-    let v4Sources = (1...24).map { "198.18.200.\($0)" }
-    let v6Sources = (1...8).map { "2001:db8:77::\($0)" }
+    var v4Sources = (1...24).map { "198.18.200.\($0)" }
+    var v6Sources = (1...8).map { "2001:db8:77::\($0)" }
     /// Sources no outside packet can have.
     let bogusV4 = ["0.0.0.1", "127.0.0.1", "224.0.0.5", "255.255.255.255"]
     let bogusV6 = ["::", "::1", "ff02::1", "::ffff:198.18.200.2"]
@@ -96,19 +96,22 @@ struct FrameFactory {
         }
     }
 
-    mutating func frame() -> [UInt8] {
+    /// A frame from one of `v4Sources` or `v6Sources` (or `v4`, `v6` if given; if only one is, of its family), at
+    /// `ttl()` (or `ttl`).
+    mutating func frame(v4: String? = nil, v6: String? = nil, ttl fixedTTL: UInt8? = nil) -> [UInt8] {
         var frame: [UInt8]
         let proto = pick([Packet.Proto.udp, Packet.Proto.udp, Packet.Proto.udp, Packet.Proto.tcp, Packet.Proto.icmp,
                           Packet.Proto.icmpv6, Packet.Proto.gre, Packet.Proto.esp, UInt8(int(0...255))])
         let vlans = chance(0.8) ? [] : chance(0.5) ? [Packet.EtherType.vlan] : [Packet.EtherType.qinq, Packet.EtherType.vlan]
-        if chance(0.7) {
+        // Only one source given: its family; otherwise mostly IPv4.
+        if v6 == nil && v4 != nil || (v4 == nil) == (v6 == nil) && chance(0.7) {
             let options = chance(0.8) ? [] : [UInt8](repeating: 1, count: 4 * int(1...10))
             // Protocol 58 over IPv4 now and then: it must not pass for neighbour discovery.
             let v4proto = proto == Packet.Proto.icmpv6 && chance(0.8) ? Packet.Proto.icmp : proto
             frame = Packet.ethernet(Packet.EtherType.ipv4, vlans: vlans, Packet.ipv4(
-                src: chance(0.02) ? pick(bogusV4) : pick(v4Sources), proto: v4proto, l4(proto),
+                src: chance(0.02) ? pick(bogusV4) : v4 ?? pick(v4Sources), proto: v4proto, l4(proto),
                 options: options, fragmentOffset: chance(0.9) ? 0 : UInt16(int(1...8191)), moreFragments: chance(0.1),
-                ttl: ttl()))
+                ttl: fixedTTL ?? ttl()))
         } else {
             var extensions: [(type: UInt8, body: [UInt8])] = []
             for _ in 0..<(chance(0.7) ? 0 : int(1...9)) {
@@ -123,9 +126,9 @@ struct FrameFactory {
                 }
             }
             frame = Packet.ethernet(Packet.EtherType.ipv6, vlans: vlans, Packet.ipv6(
-                src: chance(0.03) ? pick(bogusV6) : pick(v6Sources),
+                src: chance(0.03) ? pick(bogusV6) : v6 ?? pick(v6Sources),
                 proto: proto == Packet.Proto.icmp ? Packet.Proto.icmpv6 : proto, l4(proto),
-                extensions: extensions, hopLimit: ttl()))
+                extensions: extensions, hopLimit: fixedTTL ?? ttl()))
         }
         // Mutations: byte flips anywhere, truncation, or another EtherType.
         if chance(0.25) {
@@ -156,9 +159,10 @@ struct FrameFactory {
         let settings = Settings.defaults
         let program = try loadProgram(limits: unlimited, settings: settings, policy: policy)
         var model = ReferenceModel(settings: settings, deny: policy.deny, allow: policy.allow, signatures: Signature.defaults)
-        for (address, explicit) in [("198.18.200.3", true), ("198.18.200.20", true), ("2001:db8:77::2", true)] {
+        model.allowOptions = policy.allowOptions
+        for address in ["198.18.200.3", "198.18.200.20", "2001:db8:77::2"] {
             try program.maps.ban(SourceAddress(address)!, seconds: 3600)
-            model.bans[SourceAddress(address)!] = explicit
+            model.explicitBans[SourceAddress(address)!] = .some(nil)  // the model's clock stays at 0
         }
 
         var factory = FrameFactory(rng: SeededGenerator(state: seed))

@@ -2,72 +2,461 @@ import CFloodgate
 import FloodgateCore
 import Foundation
 
-/// A reference model of the XDP program's classification and of the time-free part of its policy, written from
-/// the specification in plain Swift (no shared code with the C beyond the header's constants and names): what
-/// class and reason each frame must be counted under when every bucket is unlimited.
+/// A reference model of the XDP programs, written from the specification (README: "Traffic classes", "The policy,
+/// in order", "Threat model", "How the limits work"; RFC 3261 and RFC 5626 for the framing) in plain Swift, with no
+/// code shared with the C beyond the header's constants and names: what class and reason each frame must be counted
+/// under, at the time `now` of the model's clock, and what the SIP server's answers on the inside do.
+///
+/// It has no drop cache: the program it is compared with runs without one (`Settings.dropCache`), so that every
+/// packet takes the whole policy. Time is CLOCK_MONOTONIC nanoseconds; buckets count it in ticks of 1/16 ns.
 struct ReferenceModel {
     var settings: Settings
     var deny: [CIDR] = []
     var allow: [CIDR] = []
-    /// Active bans; true for explicit ones. The model adds the bans the program adds for scanners.
-    var bans: [SourceAddress: Bool] = [:]
     var signatures: [Signature] = []
-    /// The TTL each host allow entry's first SIP packet arrived with (hop-count pinning; no entry has a fixed
-    /// range, and wider entries are not pinned).
-    var pins: [CIDR: UInt8] = [:]
+    /// Per-source limits of unverified and of verified sources; a class missing is unlimited.
+    var limits: [TrafficClass: Limit] = [:]
+    var verifiedLimits: [TrafficClass: Limit] = [:]
+    var prefix: Limit = .unlimited
+    var widePrefix: Limit = .unlimited
+    var newSources: Limit = .unlimited
+    var budget: Limit = .unlimited
+    /// Each allow entry's own bucket and TTL range (a missing limit: unlimited).
+    var allowOptions: [CIDR: AllowOptions] = [:]
+
+    // MARK: The model's state
+
+    /// The clock, CLOCK_MONOTONIC nanoseconds.
+    var now: UInt64 = 0
+    /// The operator's bans (`floodgate ban`): when each expires, nil never.
+    var explicitBans: [SourceAddress: UInt64?] = [:]
+    /// The filter's own bans (scanner, auto-ban, brute force): when each expires.
+    var bans: [SourceAddress: UInt64] = [:]
+    /// Auto-ban offences per source: how many, and when the last was.
+    var offences: [SourceAddress: (count: UInt32, last: UInt64)] = [:]
+
+    struct Key: Hashable {
+        var address: SourceAddress
+        var slot: Int  // a class's index; for aggregates, a level past the classes
+    }
+
+    /// A tracked (source, class): its bucket's theoretical arrival time (ticks) and its auto-ban window.
+    struct Tracked {
+        var tat: UInt64
+        var windowStartMS: UInt32 = 0
+        var windowDrops: UInt32 = 0
+    }
+
+    var sources: [Key: Tracked] = [:]
+    var aggregates: [Key: UInt64] = [:]
+    var allowTAT: [CIDR: UInt64] = [:]
+    var budgetTAT: UInt64 = 0
+    var newSourcesTAT: UInt64 = 0
+
+    /// A pinned TTL, and a new TTL that accepted REGISTERs came with, how many in a row.
+    struct Pin: Equatable {
+        var ttl: UInt8
+        var candidate: UInt8 = 0
+        var count = 0
+    }
+
+    /// Host allow entries' pins (set by their first SIP packet, moved like a verified source's).
+    var pins: [CIDR: Pin] = [:]
+    /// Verified sources: until when, and their pin.
+    var trusted: [SourceAddress: (until: UInt64, pin: Pin)] = [:]
+
+    struct Transaction: Hashable {
+        var address: SourceAddress
+        var callID: [UInt8]
+        var cseq: UInt32
+    }
+
+    /// Credentialed REGISTERs and INVITEs let in: the TTL they came at, whether at another TTL than the address's
+    /// pin, their method and the nonce their credentials answer.
+    var transactions: [Transaction: (ttl: UInt8, repin: Bool, cls: TrafficClass, nonce: [UInt8]?)] = [:]
+    /// (address, nonce) of every challenge the server sent.
+    var challenges: Set<[UInt8]> = []
+    /// Failed authentications per source: how many in the window that started at `start` (seconds).
+    var failures: [SourceAddress: (count: UInt32, start: UInt32)] = [:]
+    /// First fragments admitted, by (source, IP ID): how many of their later fragments may still pass.
+    var fragments: [[UInt8]: Int] = [:]
+
+    /// What the run went through, for the test to check that it exercised the policy.
+    var verifiedDecisions = 0
+    var sparedBans = 0
+    var issued: [String: Int] = [:]
+
+    init(settings: Settings, deny: [CIDR] = [], allow: [CIDR] = [], signatures: [Signature] = []) {
+        self.settings = settings
+        self.deny = deny
+        self.allow = allow
+        self.signatures = signatures
+    }
+
+    enum Tier { case unverified, verified, allowed }
+
+    struct Frame {
+        var cls: TrafficClass
+        var src: SourceAddress
+        var ttl: UInt8
+        var essential = false
+        var sipRequest = false
+        var payload: ArraySlice<UInt8> = []
+        var skip = 0
+        var firstFragment = false
+        var fragmentID: [UInt8] = []
+        var tcp = false
+    }
 
     enum Parsed {
         case malformed
         case nonIP
-        case packet(cls: TrafficClass, src: SourceAddress, ttl: UInt8, essential: Bool, sipRequest: Bool,
-                    payload: ArraySlice<UInt8>, skip: Int, firstFragment: Bool = false, tcp: Bool = false)
+        case packet(Frame)
     }
 
-    mutating func verdict(_ frame: [UInt8]) -> (TrafficClass, Reason) {
-        switch parse(frame) {
+    // MARK: The policy
+
+    var ticks: UInt64 { now << UInt64(FG_TICK_SHIFT) }
+
+    mutating func verdict(_ bytes: [UInt8]) -> (TrafficClass, Reason) {
+        switch parse(bytes) {
         case .malformed:
             return (.other, settings.malformed == .pass ? .passedMalformed : .droppedMalformed)
         case .nonIP:
             return (.other, .passed)
-        case .packet(let cls, let src, let ttl, let essential, let sipRequest, let payload, let skip, let firstFragment,
-                     let tcp):
-            if essential { return (cls, .passed) }
-            if deny.contains(where: { $0.contains(src) }) { return (cls, .droppedDeny) }
-            let ban = bans[src]
-            if ban == true { return (cls, .droppedBan) }
-            // No trust in this model's settings and no credentials among its frames, so: unverified or allow-listed.
-            let inspected = sipRequest && !signatures.isEmpty ? inspect(payload, skip: skip, firstFragment: firstFragment) : Inspection()
-            if let entry = allow.filter({ $0.contains(src) }).max(by: { $0.keyLength < $1.keyLength }) {
-                if let pin = pins[entry] {
-                    if abs(Int(pin) - Int(ttl)) > Int(settings.ttlTolerance) {
-                        // Taken as forged: only a REGISTER or INVITE goes on (to be challenged), and TCP (which a
-                        // forger cannot complete), as a stranger's.
-                        guard cls.isSIP else { return (cls, .droppedSpoofed) }
-                        if cls == .sipSyn || (tcp && !sipRequest) { return (cls, .passed) }
-                        guard tcp || cls == .register || cls == .invite, !inspected.signature, !inspected.malformed,
-                              !inspected.oversize else {
-                            return (cls, .droppedSpoofed)
-                        }
-                        return (cls, .passed)
-                    }
-                } else if cls.isSIP && entry.keyLength == 128 {
-                    pins[entry] = ttl  // only a host entry is pinned without a range
-                }
-                // Scanner-signed: dropped, but an allow-listed address is never banned by what it sends.
-                if inspected.signature { return (cls, .droppedScanner) }
-                if inspected.malformed { return (cls, .droppedMalformed) }
-                if inspected.oversize { return (cls, .droppedOversize) }
-                return (cls, .passedAllow)
+        case .packet(let frame):
+            let reason = decide(frame)
+            // The later fragments of a first fragment the policy let in may follow it (up to 44).
+            if frame.firstFragment && (reason == .passed || reason == .passedAllow) {
+                fragments[frame.src.bytes + frame.fragmentID] = Int(FG_FRAGMENT_BUDGET)
             }
-            if ban != nil { return (cls, .droppedBan) }
-            if inspected.signature {
-                if settings.scannerBanSeconds > 0 && bans[src] == nil { bans[src] = false }
-                return (cls, .droppedScanner)
-            }
-            if inspected.malformed { return (cls, .droppedMalformed) }
-            if inspected.oversize { return (cls, .droppedOversize) }
-            return (cls, .passed)
+            return (frame.cls, reason)
         }
+    }
+
+    func active(_ expiry: UInt64?) -> Bool { expiry.map { $0 > now } ?? true }
+
+    func near(_ pinned: UInt8, _ ttl: UInt8) -> Bool { abs(Int(pinned) - Int(ttl)) <= Int(settings.ttlTolerance) }
+
+    /// The longest allow entry holding `address`.
+    func allowEntry(_ address: SourceAddress) -> CIDR? {
+        allow.filter { $0.contains(address) }.max { $0.keyLength < $1.keyLength }
+    }
+
+    func verified(_ address: SourceAddress) -> (until: UInt64, pin: Pin)? {
+        guard settings.trustSeconds > 0, let t = trusted[address], t.until > now else { return nil }
+        return t
+    }
+
+    var notesTransactions: Bool { settings.bruteForce != nil || settings.trustSeconds > 0 }
+
+    mutating func decide(_ f: Frame) -> Reason {
+        if f.essential { return .passed }
+        if deny.contains(where: { $0.contains(f.src) }) { return .droppedDeny }
+        if let ban = explicitBans[f.src], active(ban) { return .droppedBan }
+        if let entry = allowEntry(f.src) {
+            guard allowedTTL(entry, f) else { return spoofed(f) }
+            if f.cls.isSIP, case .rate(let rate, let burst) = allowOptions[entry]?.limit ?? .unlimited {
+                var tat = allowTAT[entry] ?? 0
+                defer { allowTAT[entry] = tat }
+                if !admit(&tat, rate: rate, burst: burst) { return .droppedAllowLimit }
+            } else if f.cls.isSIP, case .block = allowOptions[entry]?.limit ?? .unlimited {
+                return .droppedAllowLimit
+            }
+            return content(f, tier: .allowed)
+        }
+        if let ban = bans[f.src], active(ban) { return .droppedBan }
+        var tier = Tier.unverified
+        if let t = verified(f.src) {
+            guard near(t.pin.ttl, f.ttl) else { return spoofed(f) }
+            tier = .verified
+            verifiedDecisions += 1
+        }
+        var key = Key(address: f.src, slot: Int(f.cls.index))
+        if f.cls == .fragment {
+            // Later fragments of an admitted first fragment pass; the rest share their prefix's bucket.
+            let id = f.src.bytes + f.fragmentID
+            if let left = fragments[id] {
+                fragments[id] = left - 1
+                if left > 0 { return .passed }
+            }
+            key.address = masked(f.src, level: 0)
+        }
+        let reason = police(f, key: key, tier: tier)
+        if reason == .droppedRate, settings.autoBan.enabled, f.cls != .fragment, sources[key]!.windowDrops >= settings.autoBan.drops {
+            sources[key]!.windowDrops = 0
+            autoBan(f.src)
+        }
+        guard reason == .passed else { return reason }
+        return content(f, tier: tier)
+    }
+
+    /// GCRA (README "How the limits work"): a bucket of `rate`/s and `burst` has interval T = 1/rate and
+    /// tolerance tau = (burst - 1) T; a packet is admitted when TAT is no more than `share` of tau ahead of now, and
+    /// then moves TAT to max(TAT, now) + T. A TAT more than tau + T ahead (left by another limit) is pulled back to
+    /// that on a drop.
+    func admit(_ tat: inout UInt64, rate: UInt32, burst: UInt32, level: Int = 0, of levels: Int = 1) -> Bool {
+        let interval = UInt64(FG_TICKS_PER_SEC) / UInt64(rate)
+        let tauMax = UInt64(burst - 1) * interval
+        let tau = tauMax / UInt64(levels) * UInt64(level + 1)
+        let base = max(tat, ticks)
+        if base - ticks > tau {
+            if base - ticks > tauMax + interval { tat = ticks + tauMax + interval }
+            return false
+        }
+        tat = base + interval
+        return true
+    }
+
+    /// An interface-wide bucket.
+    func admitGlobal(_ tat: inout UInt64, _ limit: Limit, level: Int = 0, of levels: Int = 1) -> Bool {
+        switch limit {
+        case .unlimited: return true
+        case .block: return false
+        case .rate(let rate, let burst): return admit(&tat, rate: rate, burst: burst, level: level, of: levels)
+        }
+    }
+
+    /// `address` masked to its prefix (level 0: /24, /64) or wider network (level 1: /16, /48).
+    func masked(_ address: SourceAddress, level: Int) -> SourceAddress {
+        let bits = address.isIPv4 ? 96 + Int(level == 0 ? settings.prefixV4 : settings.wideV4)
+            : Int(level == 0 ? settings.prefixV6 : settings.wideV6)
+        var bytes = address.bytes
+        for i in 0..<16 {
+            let keep = max(0, min(8, bits - 8 * i))
+            bytes[i] &= keep == 0 ? 0 : UInt8(truncatingIfNeeded: 0xFF << (8 - keep))
+        }
+        return SourceAddress(bytes: bytes)
+    }
+
+    /// The aggregate buckets of the source's prefix, then of its wider network (SIP classes of unverified sources).
+    mutating func policePrefix(_ address: SourceAddress) -> Reason {
+        for level in 0..<2 {
+            switch level == 0 ? prefix : widePrefix {
+            case .unlimited: continue
+            case .block: return .droppedPrefix
+            case .rate(let rate, let burst):
+                let key = Key(address: masked(address, level: level), slot: Int(FG_CLASS_MAX.rawValue) + level)
+                var tat = aggregates[key] ?? 0
+                defer { aggregates[key] = tat }
+                if !admit(&tat, rate: rate, burst: burst) { return .droppedPrefix }
+            }
+        }
+        return .passed
+    }
+
+    /// The per-source bucket of the class, then (SIP, unverified) the prefix; a source not yet tracked needs room
+    /// in its prefix and in the new-source budget first (verified sources skip both).
+    mutating func police(_ f: Frame, key: Key, tier: Tier) -> Reason {
+        let limit = (tier == .verified ? verifiedLimits : limits)[f.cls] ?? .unlimited
+        let aggregated = f.cls.isSIP && tier == .unverified
+        if case .unlimited = limit { return aggregated ? policePrefix(f.src) : .passed }
+        guard let tracked = sources[key] else {
+            if aggregated {
+                let reason = policePrefix(f.src)
+                if reason != .passed { return reason }
+            }
+            if tier == .unverified {
+                var tat = newSourcesTAT
+                defer { newSourcesTAT = tat }
+                if !admitGlobal(&tat, newSources) { return .droppedNewSource }
+            }
+            guard case .rate(let rate, _) = limit else {
+                sources[key] = Tracked(tat: ticks)
+                return .droppedBlocked
+            }
+            // A new source's bucket is full, less this packet.
+            sources[key] = Tracked(tat: ticks + UInt64(FG_TICKS_PER_SEC) / UInt64(rate))
+            return .passed
+        }
+        guard case .rate(let rate, let burst) = limit else { return .droppedBlocked }
+        var state = tracked
+        defer { sources[key] = state }
+        if !admit(&state.tat, rate: rate, burst: burst) {
+            if settings.autoBan.enabled {
+                // The auto-ban window: drops by the source's own bucket within windowMilliseconds.
+                let ms = UInt32(truncatingIfNeeded: now / 1_000_000)
+                if ms &- state.windowStartMS >= settings.autoBan.windowMilliseconds {
+                    state.windowStartMS = ms
+                    state.windowDrops = 0
+                }
+                state.windowDrops += 1
+            }
+            return .droppedRate
+        }
+        return aggregated ? policePrefix(f.src) : .passed
+    }
+
+    /// Shed order when the SIP budget runs short (README's table), then verified, then allow-listed sources.
+    static func shedLevel(_ cls: TrafficClass) -> Int {
+        switch cls {
+        case .options: return 0
+        case .register: return 1
+        case .sipOther, .sipSyn, .keepalive: return 2
+        case .invite: return 3
+        case .otherRequest: return 4
+        default: return 5
+        }
+    }
+
+    mutating func budgetVerdict(_ cls: TrafficClass, tier: Tier) -> Reason {
+        let pass: Reason = tier == .allowed ? .passedAllow : .passed
+        guard cls.isSIP else { return pass }
+        let level = tier == .allowed ? 7 : tier == .verified ? 6 : ReferenceModel.shedLevel(cls)
+        var tat = budgetTAT
+        defer { budgetTAT = tat }
+        return admitGlobal(&tat, budget, level: level, of: 8) ? pass : .droppedShed
+    }
+
+    /// A request's content (its header block walked, its credentials noted), then the SIP budget.
+    mutating func content(_ f: Frame, tier: Tier) -> Reason {
+        if f.sipRequest && (!signatures.isEmpty || notesTransactions) {
+            let found = walk(f, repin: false)
+            if found.signature {
+                // UDP evidence bans only the unverified.
+                if tier == .unverified && settings.scannerBanSeconds > 0 {
+                    issueBan(f.src, seconds: settings.scannerBanSeconds, why: "scanner")
+                } else if tier != .unverified {
+                    sparedBans += 1
+                }
+                return .droppedScanner
+            }
+            if found.malformed { return .droppedMalformed }
+            if found.oversize { return .droppedOversize }
+        }
+        return budgetVerdict(f.cls, tier: tier)
+    }
+
+    /// Walks a request and notes it if it is a credentialed REGISTER or INVITE whose header block ended.
+    mutating func walk(_ f: Frame, repin: Bool) -> Inspection {
+        let found = inspect(f.payload, skip: f.skip, firstFragment: f.firstFragment)
+        if !found.signature, !found.malformed, !found.oversize, notesTransactions, found.ended, found.credentials,
+           !found.ambiguous, let callID = found.callID, let cseq = found.cseq, f.cls == .register || f.cls == .invite
+        {
+            transactions[Transaction(address: f.src, callID: callID, cseq: cseq)] = (f.ttl, repin, f.cls, found.nonce)
+        }
+        return found
+    }
+
+    /// A packet claiming a verified or allow-listed address at another TTL: charged to its prefix as a
+    /// stranger's and dropped, but for a REGISTER or INVITE (or TCP) the prefix admits, which goes on to the
+    /// server unverified, so that a real route change can be confirmed.
+    mutating func spoofed(_ f: Frame) -> Reason {
+        guard f.cls.isSIP, policePrefix(f.src) == .passed else { return .droppedSpoofed }
+        if f.cls == .sipSyn || (f.tcp && !f.sipRequest) { return budgetVerdict(f.cls, tier: .unverified) }
+        guard f.tcp || f.cls == .register || f.cls == .invite else { return .droppedSpoofed }
+        let found = walk(f, repin: true)
+        if found.signature || found.malformed || found.oversize { return .droppedSpoofed }
+        return budgetVerdict(f.cls, tier: .unverified)
+    }
+
+    /// Is an allow-listed address's packet at its entry's TTL? A range decides; a host entry is pinned by its
+    /// first SIP packet; a wider entry is not pinned.
+    mutating func allowedTTL(_ entry: CIDR, _ f: Frame) -> Bool {
+        if let range = allowOptions[entry]?.ttl { return range.contains(f.ttl) }
+        guard entry.keyLength == 128 else { return true }
+        guard let pin = pins[entry] else {
+            if f.cls.isSIP { pins[entry] = Pin(ttl: f.ttl) }
+            return true
+        }
+        return near(pin.ttl, f.ttl)
+    }
+
+    /// Bans `address` unless a ban of either kind is in force; returns whether it did.
+    @discardableResult
+    mutating func issueBan(_ address: SourceAddress, seconds: UInt32, why: String) -> Bool {
+        if let ban = explicitBans[address], active(ban) { return false }
+        if let ban = bans[address], ban > now { return false }
+        bans[address] = now + UInt64(seconds) * 1_000_000_000
+        issued[why, default: 0] += 1
+        return true
+    }
+
+    /// A source whose bucket dropped enough within the window: banned for its offence's length, unless it is
+    /// allow-listed or verified (spared: its address may be a forger's).
+    mutating func autoBan(_ address: SourceAddress) {
+        if allow.contains(where: { $0.contains(address) }) || verified(address) != nil {
+            sparedBans += 1
+            return
+        }
+        let forget = UInt64(settings.autoBan.forgetSeconds) * 1_000_000_000
+        let count = offences[address].map { now - $0.last < forget ? $0.count : 0 } ?? 0
+        let durations = settings.autoBan.durations
+        let seconds = durations[min(Int(count), durations.count - 1)]
+        precondition(settings.autoBan.jitterPercent == 0, "the model has no jitter")
+        if issueBan(address, seconds: seconds, why: "auto") { offences[address] = (count + 1, now) }
+    }
+
+    // MARK: The inside program: the SIP server's answers
+
+    /// An answer of the server to `destination`: its status code, the transaction it names (Call-ID, CSeq number
+    /// and method), the nonce of its challenge and whether that says stale=true.
+    mutating func answer(to destination: SourceAddress, code: Int, callID: String, cseq: UInt32, method: String,
+                         nonce: String? = nil, stale: Bool = false)
+    {
+        guard notesTransactions, (200...699).contains(code) else { return }
+        if code == 401 || code == 407, let nonce { challenges.insert(destination.bytes + Array(nonce.utf8)) }
+        let key = Transaction(address: destination, callID: Array(callID.utf8), cseq: cseq)
+        guard let txn = transactions[key],
+              (method == "REGISTER" && txn.cls == .register) || (method == "INVITE" && txn.cls == .invite)
+        else { return }
+        transactions[key] = nil
+        if (200...299).contains(code) {
+            // Accepted credentials of a REGISTER that answered a nonce sent to this address: verified.
+            guard txn.cls == .register, let nonce = txn.nonce, challenges.contains(destination.bytes + nonce) else { return }
+            failures[destination] = nil
+            verify(destination, ttl: txn.ttl, repin: txn.repin)
+            return
+        }
+        if txn.repin { return }
+        if (code == 401 || code == 407) && !stale || code == 403 { failure(destination) }
+    }
+
+    /// A pin and an accepted REGISTER at `ttl`: the pin moves after FG_REPIN_CONFIRMATIONS in a row at one new TTL.
+    func confirmed(_ pin: Pin, ttl: UInt8, repin: Bool) -> Pin {
+        var pin = pin
+        guard repin else {
+            pin.count = 0
+            return pin
+        }
+        if pin.count > 0 && near(pin.candidate, ttl) {
+            pin.count += 1
+        } else {
+            pin.candidate = ttl
+            pin.count = 1
+        }
+        if pin.count >= Int(FG_REPIN_CONFIRMATIONS) {
+            pin.ttl = pin.candidate
+            pin.count = 0
+        }
+        return pin
+    }
+
+    mutating func verify(_ address: SourceAddress, ttl: UInt8, repin: Bool) {
+        if let entry = allowEntry(address), allowOptions[entry]?.ttl == nil, let pin = pins[entry] {
+            pins[entry] = confirmed(pin, ttl: ttl, repin: repin)
+        }
+        guard settings.trustSeconds > 0 else { return }
+        let until = now + UInt64(settings.trustSeconds) * 1_000_000_000
+        if let t = trusted[address], t.until > now {
+            trusted[address] = (until, confirmed(t.pin, ttl: ttl, repin: repin))
+        } else {
+            trusted[address] = (until, Pin(ttl: ttl))
+            issued["verified", default: 0] += 1
+        }
+    }
+
+    mutating func failure(_ address: SourceAddress) {
+        guard let bruteForce = settings.bruteForce else { return }
+        let seconds = UInt32(truncatingIfNeeded: now / 1_000_000_000)
+        var state = failures[address] ?? (0, seconds)
+        if seconds &- state.start >= bruteForce.windowSeconds { state = (0, seconds) }
+        state.count += 1
+        if state.count >= bruteForce.failures {
+            state.count = 0
+            issueBan(address, seconds: bruteForce.banSeconds, why: "brute-force")
+        }
+        failures[address] = state
     }
 
     // MARK: Parsing
@@ -95,10 +484,11 @@ struct ReferenceModel {
             }
             let ttl = b[off + 8]
             if be16(off + 6) & 0x1FFF != 0 {
-                return .packet(cls: .fragment, src: src, ttl: ttl, essential: false, sipRequest: false, payload: [], skip: 0)
+                return .packet(Frame(cls: .fragment, src: src, ttl: ttl, fragmentID: Array(b[(off + 4)..<(off + 6)])))
             }
             return layer4(b, proto: Int(b[off + 9]), at: off + hl, src: src, ttl: ttl, v6: false,
-                          firstFragment: be16(off + 6) & 0x2000 != 0, l3End: off + be16(off + 2))
+                          firstFragment: be16(off + 6) & 0x2000 != 0, fragmentID: Array(b[(off + 4)..<(off + 6)]),
+                          l3End: off + be16(off + 2))
         }
         if proto == 0x86DD {
             guard off + 40 <= n, b[off] >> 4 == 6 else { return .malformed }
@@ -111,6 +501,7 @@ struct ReferenceModel {
                     || (source[10..<15].allSatisfy { $0 == 0 } && source[15] <= 1)))
             let ttl = b[off + 7]
             var firstFragment = false
+            var fragmentID: [UInt8] = []
             var next = Int(b[off + 6])
             var cur = off + 40
             for _ in 0..<Int(FG_IPV6_MAX_EXT) {
@@ -127,16 +518,16 @@ struct ReferenceModel {
                     guard cur + 8 <= n else { return .malformed }
                     if be16(cur + 2) & 0xFFF8 != 0 {
                         if bogus { return .malformed }
-                        return .packet(cls: .fragment, src: src, ttl: ttl, essential: false, sipRequest: false,
-                                       payload: [], skip: 0)
+                        return .packet(Frame(cls: .fragment, src: src, ttl: ttl, fragmentID: Array(b[(cur + 4)..<(cur + 8)])))
                     }
                     firstFragment = be16(cur + 2) & 1 != 0
+                    fragmentID = Array(b[(cur + 4)..<(cur + 8)])
                     next = Int(b[cur])
                     cur += 8
                 default:
                     let parsed = layer4(b, proto: next, at: cur, src: src, ttl: ttl, v6: true, firstFragment: firstFragment,
-                                        l3End: off + 40 + be16(off + 4))
-                    if bogus, case .packet(_, _, _, false, _, _, _, _, _) = parsed { return .malformed }
+                                        fragmentID: fragmentID, l3End: off + 40 + be16(off + 4))
+                    if bogus, case .packet(let frame) = parsed, !frame.essential { return .malformed }
                     return parsed
                 }
             }
@@ -146,14 +537,17 @@ struct ReferenceModel {
     }
 
     func layer4(_ b: [UInt8], proto: Int, at: Int, src: SourceAddress, ttl: UInt8, v6: Bool, firstFragment: Bool,
-                l3End: Int)
+                fragmentID: [UInt8], l3End: Int)
         -> Parsed
     {
         let n = b.count
         func be16(_ i: Int) -> Int { Int(b[i]) << 8 | Int(b[i + 1]) }
-        func plain(_ cls: TrafficClass, essential: Bool = false) -> Parsed {
-            .packet(cls: cls, src: src, ttl: ttl, essential: essential, sipRequest: false, payload: [], skip: 0)
+        func frame(_ cls: TrafficClass, essential: Bool = false, sipRequest: Bool = false, payload: ArraySlice<UInt8> = [],
+                   skip: Int = 0, tcp: Bool = false) -> Parsed {
+            .packet(Frame(cls: cls, src: src, ttl: ttl, essential: essential, sipRequest: sipRequest, payload: payload,
+                          skip: skip, firstFragment: firstFragment, fragmentID: fragmentID, tcp: tcp))
         }
+        func plain(_ cls: TrafficClass, essential: Bool = false) -> Parsed { frame(cls, essential: essential) }
         switch proto {
         case 17:
             guard at + 8 <= n, be16(at + 4) >= 8 else { return .malformed }
@@ -167,16 +561,14 @@ struct ReferenceModel {
             let crlf: Set<UInt8> = [13, 10], blanks: Set<UInt8> = [13, 10, 32, 9]
             // RFC 5626: a keep-alive is CRLFs alone.
             if (1...8).contains(length) && payload.allSatisfy(crlf.contains) {
-                return .packet(cls: .keepalive, src: src, ttl: ttl, essential: false, sipRequest: false, payload: payload,
-                               skip: 0)
+                return frame(.keepalive, payload: payload)
             }
             // RFC 3261 7.5: CRLFs before a request line are skipped; so are up to four blanks of any kind.
             let skip = payload.prefix(Int(FG_SIP_MAX_LEADING)).prefix(while: blanks.contains).count
             let cls = sipClass(Array(payload.dropFirst(skip).prefix(16)))
             // Walked: requests, and what a lenient server might still take for one.
-            return .packet(cls: cls, src: src, ttl: ttl, essential: false,
-                           sipRequest: cls.index <= TrafficClass.inDialog.index || cls == .sipOther, payload: payload,
-                           skip: skip, firstFragment: firstFragment)
+            return frame(cls, sipRequest: cls.index <= TrafficClass.inDialog.index || cls == .sipOther, payload: payload,
+                         skip: skip)
         case 6:
             guard at + 20 <= n, b[at + 12] >> 4 >= 5 else { return .malformed }
             guard isSIPPort(be16(at + 2)) else { return plain(.other) }
@@ -189,21 +581,17 @@ struct ReferenceModel {
             guard start <= n else { return .malformed }
             let length = max(0, min(l3End, n) - start)
             guard length > 0 else {
-                return .packet(cls: .sipStream, src: src, ttl: ttl, essential: false, sipRequest: false, payload: [],
-                               skip: 0, tcp: true)
+                return frame(.sipStream, tcp: true)
             }
             let payload = b[start..<(start + length)]
             if (1...8).contains(length) && payload.allSatisfy({ $0 == 13 || $0 == 10 }) {
-                return .packet(cls: .keepalive, src: src, ttl: ttl, essential: false, sipRequest: false, payload: payload,
-                               skip: 0, tcp: true)
+                return frame(.keepalive, payload: payload, tcp: true)
             }
             let blanks: Set<UInt8> = [13, 10, 32, 9]
             let skip = payload.prefix(Int(FG_SIP_MAX_LEADING)).prefix(while: blanks.contains).count
             var cls = sipClass(Array(payload.dropFirst(skip).prefix(16)))
             if cls == .sipOther { cls = .sipStream }
-            return .packet(cls: cls, src: src, ttl: ttl, essential: false,
-                           sipRequest: cls.index <= TrafficClass.inDialog.index, payload: payload, skip: skip,
-                           firstFragment: firstFragment, tcp: true)
+            return frame(cls, sipRequest: cls.index <= TrafficClass.inDialog.index, payload: payload, skip: skip, tcp: true)
         case 1:
             guard at + 8 <= n else { return .malformed }
             return plain(.icmp)
@@ -248,6 +636,40 @@ struct ReferenceModel {
         var malformed = false
         /// A header block that does not end within the bytes walked while more of the message follows.
         var oversize = false
+        /// What ties the request to the server's answer (BPF/lib/trust.h): its credentials (an Authorization or
+        /// Proxy-Authorization header) and the first nonce they answer, its Call-ID and CSeq number, and whether
+        /// the walk reached the blank line that ends the header block.
+        var credentials = false
+        var nonce: [UInt8]? = nil
+        var callID: [UInt8]? = nil
+        var cseq: UInt32? = nil
+        var ended = false
+        var ambiguous = false
+    }
+
+    /// The nonce parameter of a credentials header's value (RFC 7616: `nonce="..."` or a token), if any.
+    static func nonceParameter(_ value: [UInt8]) -> [UInt8]? {
+        let lower = value.map { $0 >= 65 && $0 <= 90 ? $0 + 32 : $0 }
+        let name = Array("nonce".utf8)
+        var i = 0
+        while i + name.count <= value.count {
+            let boundary = i == 0 || [32, 9, 44].contains(value[i - 1])
+            if boundary && Array(lower[i..<(i + name.count)]) == name {
+                var j = i + name.count
+                while j < value.count, [32, 9].contains(value[j]) { j += 1 }
+                if j < value.count, value[j] == UInt8(ascii: "=") {
+                    j += 1
+                    while j < value.count, [32, 9].contains(value[j]) { j += 1 }
+                    if j < value.count, value[j] == UInt8(ascii: "\"") {
+                        let rest = value[(j + 1)...]
+                        return Array(rest.prefix { $0 != UInt8(ascii: "\"") })
+                    }
+                    return Array(value[j...].prefix { ![44, 59, 32, 9].contains($0) })
+                }
+            }
+            i += 1
+        }
+        return nil
     }
 
     /// The header block of a request, from the line after its start line (which begins after `skip` leading
@@ -304,6 +726,11 @@ struct ReferenceModel {
             }
             i += 1
             if header == "a" {
+                // Credentials: the first such header's nonce is what they answer.
+                var end = i
+                while end < len, w[end] != 13, w[end] != 10 { end += 1 }
+                if !result.credentials { result.nonce = ReferenceModel.nonceParameter(Array(w[i..<end])) }
+                result.credentials = true
                 line = nextLine(after: i)
                 continue
             }
@@ -340,16 +767,22 @@ struct ReferenceModel {
                 }
                 line = w[i] == 10 ? i + 1 : nextLine(after: i + 1)
             case "c":
+                let value = i
                 while i < len, w[i] != 13, w[i] != 10 { i += 1 }
                 guard i < len else { break walk }
                 callIDs += 1
+                result.callID = Array(w[value..<i])
                 line = w[i] == 10 ? i + 1 : nextLine(after: i + 1)
             default:  // CSeq: digits, blanks, a method; anything else ends it
                 guard (48...57).contains(w[i]) else {
                     line = nextLine(after: i + 1)
                     continue
                 }
-                while i < len, (48...57).contains(w[i]) { i += 1 }
+                var number: UInt32 = 0
+                while i < len, (48...57).contains(w[i]) {
+                    number = number &* 10 &+ UInt32(w[i] - 48)
+                    i += 1
+                }
                 var m: [UInt8] = []
                 if i < len, isBlank(w[i]) {
                     while i < len, isBlank(w[i]) { i += 1 }
@@ -361,9 +794,12 @@ struct ReferenceModel {
                 guard i < len else { break walk }
                 cseqs += 1
                 method = m
+                result.cseq = number
                 line = w[i] == 10 ? i + 1 : nextLine(after: i + 1)
             }
         }
+        result.ended = ended
+        result.ambiguous = ambiguous
         if ambiguous {
             result.malformed = true
         } else if let method {
