@@ -207,6 +207,20 @@ import Testing
         #expect(after[.passed] == Int(FG_FRAGMENT_BUDGET) - 1, "\(after)")
     }
 
+    /// An IPv6 packet whose chain holds a first fragment header and then a non-first one is a non-first fragment:
+    /// it must not pass for a first fragment that lets the next 44 with its ID through.
+    @Test func aChainOfFragmentHeadersDoesNotPassForAFirstFragment() throws {
+        let p = try loadProgram(limits: Limit.defaults.merging([.fragment: .rate(1, burst: 1)]) { $1 }, testClock: true)
+        func fragment(_ headers: [(offset: UInt16, more: Bool)]) -> [UInt8] {
+            Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+                src: "2001:db8:61::5", proto: Packet.Proto.udp, [UInt8](repeating: 0x70, count: 64),
+                extensions: headers.map { (Packet.Proto.fragment, Packet.fragmentBody(offset: $0.offset, more: $0.more, id: 99)) }))
+        }
+        // Its prefix's fragment bucket takes it (the one token), and nothing follows on its account.
+        #expect(try p.judge(fragment([(0, true), (30, true)])) == (XDP_PASS_ACTION, .fragment, .passed))
+        #expect(try p.judge(fragment([(60, false)])) == (XDP_DROP_ACTION, .fragment, .droppedRate))
+    }
+
     /// A first fragment whose header block does not end in it could hide its CSeq in a later fragment, where
     /// the server reads it after reassembly: malformed, like a header block longer than the walk.
     @Test func aCSeqHiddenInALaterFragmentIsMalformed() throws {

@@ -184,6 +184,26 @@ import Testing
                 "\(other)")
     }
 
+    /// When the SIP budget runs short, a verified source is shed after every class a stranger sends, the
+    /// in-dialog requests and responses of calls included, and before the allow-listed.
+    @Test func theBudgetShedsVerifiedSourcesAfterEveryStrangerAndBeforeTheAllowList() throws {
+        var policy = Policy()
+        policy.budget = .rate(1, burst: 81)  // tolerance 80 intervals: level L of 8 reaches (L + 1) * 10 of them
+        policy.allow = [try CIDR("198.18.7.9")]
+        var settings = Settings.defaults
+        settings.trustSeconds = 60
+        let p = try loadProgram(settings: settings, policy: policy, testClock: true)
+        #expect(try TrustTests.register(p, "198.18.7.5") == .passed)  // one REGISTER of the budget: 79 left
+        // Strangers' BYEs (in-dialog, level 5) take the budget to 60 intervals deep, then are shed.
+        let byes = try (0..<70).map { i in try p.judge(Packet.request("BYE", src: "198.18.8.\(i % 10 + 1)", callID: "b\(i)")).2 }
+        #expect(byes.filter { $0 == .passed }.count == 60 && byes.last == .droppedShed, "\(byes)")
+        // The verified source goes on to 70, the allow-listed one to 80.
+        let verified = try (0..<15).map { i in try p.judge(Packet.request("BYE", src: "198.18.7.5", callID: "v\(i)")).2 }
+        #expect(verified.filter { $0 == .passed }.count == 10 && verified.last == .droppedShed, "\(verified)")
+        let allowed = try (0..<15).map { i in try p.judge(Packet.request("BYE", src: "198.18.7.9", callID: "a\(i)")).2 }
+        #expect(allowed.filter { $0 == .passedAllow }.count == 10 && allowed.last == .droppedShed, "\(allowed)")
+    }
+
     /// Only the SIP server's answers count when `sip.servers` names it: a 200 from another inside address (a
     /// compromised host beside the server, say) verifies nothing.
     @Test func answersFromOtherInsideAddressesCountForNothingWhenServersAreNamed() throws {
