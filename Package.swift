@@ -22,9 +22,11 @@ let package = Package(
             name: "CFloodgate",
             linkerSettings: [.linkedLibrary("bpf")]
         ),
+        // The lab's BPF layouts (BPF/lab/lab.h), for Swift. No logic.
+        .target(name: "CFloodgateLab"),
         // Turns the compiled BPF object into a Swift source; run by the BuildBPF plugin.
         .executableTarget(name: "floodgate-embed"),
-        // Compiles BPF/floodgate.bpf.c with clang -target bpf and embeds it.
+        // Compiles a target's BPF programs with clang -target bpf and embeds them.
         .plugin(
             name: "BuildBPF",
             capability: .buildTool(),
@@ -36,6 +38,14 @@ let package = Package(
                 "CFloodgate",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            plugins: ["BuildBPF"]
+        ),
+        // The namespace lab: veths and namespaces, the flood generator, the oracle and trivial programs, nftables
+        // and xdp-filter beside the filter, sipp. For the demo, `floodgate flood`, the tests and the benchmarks;
+        // nothing of the filter's own path uses it.
+        .target(
+            name: "FloodgateLab",
+            dependencies: ["FloodgateCore", "CFloodgate", "CFloodgateLab"],
             plugins: ["BuildBPF"]
         ),
         // The agent of `floodgate run`: config file, reloads, events, anomalies, Prometheus metrics.
@@ -59,18 +69,19 @@ let package = Package(
             dependencies: [
                 "FloodgateCore",
                 "FloodgateAgent",
+                "FloodgateLab",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "floodgate-bench",
-            dependencies: ["FloodgateCore", "CFloodgate"],
+            dependencies: ["FloodgateCore", "FloodgateLab", "CFloodgate", "CFloodgateLab"],
             path: "Benchmarks/FloodgateBench"
         ),
         .testTarget(
             name: "FloodgateTests",
-            dependencies: ["FloodgateCore", "FloodgateAgent", "CFloodgate", "floodgate"]
+            dependencies: ["FloodgateCore", "FloodgateAgent", "FloodgateLab", "CFloodgate", "CFloodgateLab", "floodgate"]
         ),
     ],
     swiftLanguageModes: [.v5]

@@ -467,37 +467,6 @@ struct fg_stats_mark {
 	__u64 packets[FG_CLASS_MAX * FG_REASON_MAX];
 };
 
-/*
- * The flood generator (BPF/flood.bpf.c, a separate program): flood_config[0]
- * says how to rewrite each frame before XDP_TX in live-frames test runs.
- */
-#define FG_MAP_FLOOD_CONFIG "flood_config"
-#define FG_FLOOD_PROG_NAME "floodgate_flood"
-enum fg_flood_mode {
-	FG_FLOOD_FIXED = 0,	  /* send the frame as it is */
-	FG_FLOOD_RANDOM_V4 = 1,	  /* randomise the low bits of the IPv4 source, fix the checksum */
-	FG_FLOOD_RANDOM_V6 = 2,	  /* randomise the low bits of the IPv6 source */
-};
-struct fg_flood_config {
-	__u32 mode;	   /* enum fg_flood_mode */
-	__u32 src_offset;  /* offset of the source address in the frame */
-	__u32 random_bits; /* how many low bits of the source to randomise: 1..32 (v4), 1..64 (v6) */
-	__u32 csum_offset; /* offset of the IPv4 header checksum */
-};
-
-/*
- * The benchmark's oracle (BPF/oracle.bpf.c): oracle_config[0] names the attack
- * sources, which it drops; everything else passes. A zero mask matches nothing.
- */
-#define FG_MAP_ORACLE_CONFIG "oracle_config"
-#define FG_ORACLE_PROG_NAME "floodgate_oracle"
-struct fg_oracle_config {
-	__be32 v4_net, v4_mask;
-	__be32 v6_net[4], v6_mask[4];
-};
-
-_Static_assert(sizeof(struct fg_flood_config) == 16, "fg_flood_config layout");
-_Static_assert(sizeof(struct fg_oracle_config) == 40, "fg_oracle_config layout");
 _Static_assert(sizeof(struct fg_settings) == 112, "fg_settings layout");
 _Static_assert(sizeof(struct fg_pin) == 4, "fg_pin layout");
 _Static_assert(sizeof(struct fg_trust) == 16, "fg_trust layout");

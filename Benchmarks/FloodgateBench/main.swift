@@ -3,7 +3,9 @@
 //
 //   swift run -c release floodgate-bench [--repeat N] [--runs K] [--seconds S] [--json FILE]
 import CFloodgate
+import CFloodgateLab
 import FloodgateCore
+import FloodgateLab
 import Foundation
 
 struct Options {

@@ -1,15 +1,21 @@
 import Foundation
 import PackagePlugin
 
-/// Compiles `BPF/floodgate.bpf.c` (the filter) `BPF/flood.bpf.c` (the flood generator) and `BPF/oracle.bpf.c` (the benchmark's oracle) with the toolchain's
-/// `clang -target bpf`, then has `floodgate-embed` turn the objects into a Swift source of the target, so
-/// `swift build` always embeds objects built from the sources here.
+/// Compiles a target's BPF programs with the toolchain's `clang -target bpf` — for FloodgateCore the filter
+/// (`BPF/floodgate.bpf.c`), for FloodgateLab the flood generator and the benchmark's oracle (`BPF/lab/`) — then
+/// has `floodgate-embed` turn the objects into a Swift source of the target, so `swift build` always embeds
+/// objects built from the sources here, and the filter's library carries no lab program.
 @main
 struct BuildBPF: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: Target) async throws -> [Command] {
         let bpfDirectory = context.package.directoryURL.appending(path: "BPF")
         let headers = try headerFiles(under: bpfDirectory)
-        let programs = [("filter", "floodgate"), ("flood", "flood"), ("oracle", "oracle")]
+        let programs: [(name: String, file: String)]
+        switch target.name {
+        case "FloodgateCore": programs = [("filter", "floodgate")]
+        case "FloodgateLab": programs = [("flood", "lab/flood"), ("oracle", "lab/oracle")]
+        default: throw PluginError.unknownTarget(target.name)
+        }
         let generated = context.pluginWorkDirectoryURL.appending(path: "EmbeddedBPFObject.swift")
 
         #if arch(x86_64)
@@ -25,7 +31,7 @@ struct BuildBPF: BuildToolPlugin {
         var objects: [(name: String, url: URL)] = []
         for (name, file) in programs {
             let source = bpfDirectory.appending(path: "\(file).bpf.c")
-            let object = context.pluginWorkDirectoryURL.appending(path: "\(file).bpf.o")
+            let object = context.pluginWorkDirectoryURL.appending(path: "\(name).bpf.o")
             commands.append(.buildCommand(
                 displayName: "Compiling BPF program \(file).bpf.c",
                 executable: clang,
@@ -47,6 +53,15 @@ struct BuildBPF: BuildToolPlugin {
             outputFiles: [generated]
         ))
         return commands
+    }
+
+    enum PluginError: Error, CustomStringConvertible {
+        case unknownTarget(String)
+        var description: String {
+            switch self {
+            case .unknownTarget(let name): return "BuildBPF knows no BPF programs for the target \(name)"
+            }
+        }
     }
 
     private func headerFiles(under directory: URL) throws -> [URL] {

@@ -63,7 +63,7 @@ public struct FloodgateError: Error, CustomStringConvertible, Sendable {
 
 /// Runs a libbpf call that returns 0 or `-errno`, throwing a ``FloodgateError`` naming `operation` on failure.
 @discardableResult
-func check(_ operation: @autoclosure () -> String, hint: String? = nil, _ result: Int32) throws -> Int32 {
+public func check(_ operation: @autoclosure () -> String, hint: String? = nil, _ result: Int32) throws -> Int32 {
     if result < 0 { throw FloodgateError(operation(), libbpfResult: result, hint: hint) }
     return result
 }

@@ -2,28 +2,20 @@ import CFloodgate
 import Foundation
 import Logging
 
-/// The XDP program and its maps, loaded into the kernel from the object embedded at build time
-/// (`bpf_object__open_mem`, `bpf_map__set_max_entries`, `bpf_object__load`). Owns the object: closing it (deinit)
-/// releases the program and maps unless they were attached through a pinned link or pinned themselves.
+/// The XDP programs and their maps, loaded into the kernel from the object embedded at build time (``BPFObject``:
+/// `bpf_object__open_mem`, `bpf_map__set_max_entries`, `bpf_object__load`). Closing it (deinit) releases the
+/// programs and maps unless they were attached through a pinned link or pinned themselves.
 public final class FloodgateProgram: @unchecked Sendable {
     public let programFD: Int32
     /// `floodgate_inside`, for the interface facing the SIP server (BPF/lib/trust.h); it shares the maps.
     public let insideProgramFD: Int32
     public let maps: FilterMaps
-    private let object: OpaquePointer
-    private let image: UnsafeMutableRawBufferPointer
+    private let object: BPFObject
     /// The map holding the test clock's time, if the program was loaded with one.
     private let testClockFD: Int32?
 
     /// The compiled filter, as `swift build` embedded it.
-    public static var objectBytes: [UInt8] { decode(EmbeddedBPFObject.filter) }
-
-    static func decode(_ object: (size: Int, base64: String)) -> [UInt8] {
-        guard let data = Data(base64Encoded: object.base64), data.count == object.size else {
-            fatalError("an embedded BPF object is corrupt; rebuild floodgate")
-        }
-        return [UInt8](data)
-    }
+    public static var objectBytes: [UInt8] { BPFObject.bytes(of: EmbeddedBPFObject.filter) }
 
     /// Loads the program with a per-source map of `maxSources` entries; maps start with `settings` and `limits`
     /// so the program never runs unconfigured. With `testClock`, the program reads the time that
@@ -37,106 +29,47 @@ public final class FloodgateProgram: @unchecked Sendable {
         testClock: Bool = false,
         logger: Logger = Logger(label: "floodgate")
     ) throws {
-        _ = LibbpfLogging.install
         guard maxSources >= 1 else { throw FloodgateError("the per-source map needs at least 1 entry") }
         try settings.validate()
+        guard policy.maxAutoBans >= 1 else { throw FloodgateError("the filter's own ban map needs at least 1 entry") }
 
-        let bytes = FloodgateProgram.objectBytes
-        // libbpf reads the ELF in place until load, so the bytes live as long as the object.
-        let image = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)
-        image.copyBytes(from: bytes)
-        self.image = image
-        var options = bpf_object_open_opts()
-        options.sz = MemoryLayout<bpf_object_open_opts>.size
-        guard let object = "floodgate".withCString({ name -> OpaquePointer? in
-            options.object_name = name
-            return bpf_object__open_mem(image.baseAddress, image.count, &options)
-        }) else {
-            let code = errno
-            image.deallocate()
-            throw FloodgateError("open the embedded BPF object", errno: code)
-        }
-        self.object = object
-
-        do {
-            guard let sources = bpf_object__find_map_by_name(object, FG_MAP_SOURCES),
-                  let prefixes = bpf_object__find_map_by_name(object, FG_MAP_PREFIXES)
-            else {
-                throw FloodgateError("the BPF object lacks the maps \(FG_MAP_SOURCES) and \(FG_MAP_PREFIXES)")
+        object = try BPFObject(EmbeddedBPFObject.filter, name: "floodgate", what: "XDP program") { object in
+            func resize(_ name: String, to entries: UInt32) throws {
+                guard let map = bpf_object__find_map_by_name(object, name) else {
+                    throw FloodgateError("the BPF object has no map \(name)")
+                }
+                try check("size \(name) to \(entries) entries", bpf_map__set_max_entries(map, entries))
             }
-            try check("size \(FG_MAP_SOURCES) to \(maxSources) entries", bpf_map__set_max_entries(sources, maxSources))
-            guard policy.maxAutoBans >= 1, let autoBans = bpf_object__find_map_by_name(object, FG_MAP_AUTO_BANS) else {
-                throw FloodgateError("the filter's own ban map needs at least 1 entry")
-            }
-            try check("size \(FG_MAP_AUTO_BANS) to \(policy.maxAutoBans) entries",
-                      bpf_map__set_max_entries(autoBans, policy.maxAutoBans))
-            let prefixEntries = max(1024, maxSources / 4)
-            try check("size \(FG_MAP_PREFIXES) to \(prefixEntries) entries",
-                      bpf_map__set_max_entries(prefixes, prefixEntries))
+            try resize(FG_MAP_SOURCES, to: maxSources)
+            try resize(FG_MAP_AUTO_BANS, to: policy.maxAutoBans)
+            try resize(FG_MAP_PREFIXES, to: max(1024, maxSources / 4))
             guard let clockSwitch = bpf_object__find_map_by_name(object, FG_TEST_CLOCK_SWITCH) else {
                 throw FloodgateError("the BPF object has no map \(FG_TEST_CLOCK_SWITCH)")
             }
             var on: UInt32 = testClock ? 1 : 0
             try check("set the test clock's switch", bpf_map__set_initial_value(clockSwitch, &on, 4))
-            LibbpfLogging.recentWarnings.removeAll()
-            let loaded = bpf_object__load(object)
-            if loaded < 0 {
-                let detail = LibbpfLogging.recentWarnings.suffix(8).joined(separator: " | ")
-                throw FloodgateError(
-                    "load the XDP program into the kernel", libbpfResult: loaded,
-                    hint: loaded == -EPERM
-                        ? "Run as root (CAP_BPF and CAP_NET_ADMIN are needed)"
-                        : (detail.isEmpty ? nil : "libbpf said: \(detail)"))
-            }
-            guard let program = bpf_object__find_program_by_name(object, FG_PROG_NAME) else {
-                throw FloodgateError("the BPF object has no program \(FG_PROG_NAME)")
-            }
-            programFD = bpf_program__fd(program)
-            guard let inside = bpf_object__find_program_by_name(object, FG_INSIDE_PROG_NAME) else {
-                throw FloodgateError("the BPF object has no program \(FG_INSIDE_PROG_NAME)")
-            }
-            insideProgramFD = bpf_program__fd(inside)
-            if testClock {
-                guard let time = bpf_object__find_map_by_name(object, FG_TEST_CLOCK_TIME) else {
-                    throw FloodgateError("the BPF object has no map \(FG_TEST_CLOCK_TIME)")
-                }
-                testClockFD = bpf_map__fd(time)
-            } else {
-                testClockFD = nil
-            }
-            var descriptors: [String: Int32] = [:]
-            for name in FilterMaps.names {
-                guard let map = bpf_object__find_map_by_name(object, name) else {
-                    throw FloodgateError("the BPF object has no map \(name)")
-                }
-                descriptors[name] = bpf_map__fd(map)
-            }
-            maps = try FilterMaps(descriptors: descriptors, owned: false)
-            try maps.setSettings(settings)
-            for c in TrafficClass.all {
-                try maps.setLimit(limits[c] ?? Limit.defaults[c] ?? .unlimited, for: c)
-                try maps.setLimit(policy.verifiedLimits[c] ?? Limit.verifiedDefaults[c] ?? .unlimited, for: c,
-                                  tier: .verified)
-            }
-            try maps.setLimit(policy.prefix, .prefix)
-            try maps.setLimit(policy.budget, .budget)
-            try maps.setLimit(policy.newSources, .newSources)
-            try maps.setLimit(policy.widePrefix, .widePrefix)
-            try maps.addSignatures(policy.signatures)
-            try maps.addCIDRs(policy.deny, to: .deny)
-            try maps.addCIDRs(policy.allow, to: .allow, options: policy.allowOptions)
-            if !policy.servers.isEmpty { try maps.setServers(policy.servers) }
-        } catch {
-            bpf_object__close(object)
-            image.deallocate()
-            throw error
         }
+        programFD = try object.programFD(FG_PROG_NAME)
+        insideProgramFD = try object.programFD(FG_INSIDE_PROG_NAME)
+        testClockFD = testClock ? try object.mapFD(FG_TEST_CLOCK_TIME) : nil
+        var descriptors: [String: Int32] = [:]
+        for name in FilterMaps.names { descriptors[name] = try object.mapFD(name) }
+        maps = try FilterMaps(descriptors: descriptors, owned: false)
+        try maps.setSettings(settings)
+        for c in TrafficClass.all {
+            try maps.setLimit(limits[c] ?? Limit.defaults[c] ?? .unlimited, for: c)
+            try maps.setLimit(policy.verifiedLimits[c] ?? Limit.verifiedDefaults[c] ?? .unlimited, for: c,
+                              tier: .verified)
+        }
+        try maps.setLimit(policy.prefix, .prefix)
+        try maps.setLimit(policy.budget, .budget)
+        try maps.setLimit(policy.newSources, .newSources)
+        try maps.setLimit(policy.widePrefix, .widePrefix)
+        try maps.addSignatures(policy.signatures)
+        try maps.addCIDRs(policy.deny, to: .deny)
+        try maps.addCIDRs(policy.allow, to: .allow, options: policy.allowOptions)
+        if !policy.servers.isEmpty { try maps.setServers(policy.servers) }
         logger.debug("loaded XDP program", metadata: ["prog_fd": "\(programFD)", "max_sources": "\(maxSources)"])
-    }
-
-    deinit {
-        bpf_object__close(object)
-        image.deallocate()
     }
 
     /// Sets the test clock (CLOCK_MONOTONIC nanoseconds) that both programs read from now on; only for a program

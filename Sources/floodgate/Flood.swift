@@ -1,5 +1,6 @@
 import ArgumentParser
 import FloodgateCore
+import FloodgateLab
 import Foundation
 
 extension Floodgate {

@@ -1,6 +1,7 @@
 import CFloodgate
 import FloodgateAgent
 import FloodgateCore
+import FloodgateLab
 import Foundation
 import Testing
 

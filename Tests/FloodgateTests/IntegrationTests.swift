@@ -1,5 +1,7 @@
 import CFloodgate
+import CFloodgateLab
 import FloodgateCore
+import FloodgateLab
 import Foundation
 import Testing
 

@@ -1,5 +1,6 @@
 import CFloodgate
 import FloodgateCore
+import FloodgateLab
 import Foundation
 import Testing
 

@@ -1,4 +1,5 @@
 import CFloodgate
+import CFloodgateLab
 import Testing
 
 /// The shared header is the only definition of these layouts; these checks catch a Swift import that would read

@@ -1,3 +1,4 @@
+import FloodgateCore
 import Foundation
 
 /// Legitimate SIP to run beside a flood: registrations and calls from an ordinary phone (the lab's

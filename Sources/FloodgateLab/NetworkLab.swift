@@ -1,4 +1,6 @@
 import CFloodgate
+
+import FloodgateCore
 import Foundation
 
 /// Network namespaces joined by veth pairs, for tests, the demo and benchmarks: an `outside` namespace (senders)

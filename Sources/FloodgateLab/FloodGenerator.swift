@@ -1,4 +1,6 @@
 import CFloodgate
+import CFloodgateLab
+import FloodgateCore
 import Foundation
 
 /// A flood to generate: a frame, and how its source changes from packet to packet.
@@ -128,41 +130,16 @@ public struct FloodScenario: Sendable {
 }
 
 /// A small embedded BPF object loaded with libbpf: one program and its one-entry config map.
+/// A lab program and its one configuration map, loaded from its embedded object.
 final class LoadedObject: @unchecked Sendable {
-    private let object: OpaquePointer
-    private let image: UnsafeMutableRawBufferPointer
+    private let object: BPFObject
     let programFD: Int32
     let configFD: Int32
 
     init(_ embedded: (size: Int, base64: String), what: String, program: String, map: String) throws {
-        _ = LibbpfLogging.install
-        let bytes = FloodgateProgram.decode(embedded)
-        let image = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)
-        image.copyBytes(from: bytes)
-        self.image = image
-        guard let object = bpf_object__open_mem(image.baseAddress, image.count, nil) else {
-            let code = errno
-            image.deallocate()
-            throw FloodgateError("open the embedded \(what)", errno: code)
-        }
-        self.object = object
-        do {
-            try check("load the \(what)", bpf_object__load(object))
-            guard let prog = bpf_object__find_program_by_name(object, program),
-                  let config = bpf_object__find_map_by_name(object, map)
-            else { throw FloodgateError("the \(what) object is incomplete") }
-            programFD = bpf_program__fd(prog)
-            configFD = bpf_map__fd(config)
-        } catch {
-            bpf_object__close(object)
-            image.deallocate()
-            throw error
-        }
-    }
-
-    deinit {
-        bpf_object__close(object)
-        image.deallocate()
+        object = try BPFObject(embedded, what: what)
+        programFD = try object.programFD(program)
+        configFD = try object.mapFD(map)
     }
 
     func configure<T: BitwiseCopyable>(_ value: T, what: String) throws {
@@ -175,7 +152,7 @@ final class LoadedObject: @unchecked Sendable {
 }
 
 /// The flood generator: an XDP program run with BPF_PROG_TEST_RUN in live-frames mode on a veth end, which
-/// rewrites each frame's source and transmits it (XDP_TX) to the peer. Loads `BPF/flood.bpf.c` as embedded.
+/// rewrites each frame's source and transmits it (XDP_TX) to the peer. Loads `BPF/lab/flood.bpf.c` as embedded.
 public final class FloodGenerator: @unchecked Sendable {
     private let loaded: LoadedObject
 
@@ -277,7 +254,7 @@ public final class TrivialDropProgram: @unchecked Sendable {
     }
 }
 
-/// The benchmark's oracle (`BPF/oracle.bpf.c`): drops exactly the attack sources of a scenario and passes all
+/// The benchmark's oracle (`BPF/lab/oracle.bpf.c`): drops exactly the attack sources of a scenario and passes all
 /// else — the best a filter could do for legitimate traffic beside that flood.
 public final class OracleProgram: @unchecked Sendable {
     private let loaded: LoadedObject

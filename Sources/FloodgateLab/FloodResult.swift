@@ -1,4 +1,6 @@
 import CFloodgate
+import CFloodgateLab
+import FloodgateCore
 import Foundation
 
 /// One flood against one filter, in a lab of its own.

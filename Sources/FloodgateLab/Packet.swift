@@ -1,3 +1,4 @@
+import FloodgateCore
 import Foundation
 
 /// Builds Ethernet frames byte by byte: for BPF_PROG_TEST_RUN, the flood generator and the tests.

@@ -13,7 +13,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-#include "floodgate.h"
+#include "lab.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 

@@ -1,0 +1,2 @@
+/* CFloodgateLab has nothing to compile: its header is all there is (a C target needs one source). */
+#include "CFloodgateLab.h"

@@ -1,0 +1,82 @@
+import CFloodgate
+import Foundation
+
+/// A BPF object from an image `swift build` embedded: opened (`bpf_object__open_mem`), configured before load
+/// (map sizes, read-only switches), loaded, and asked for its programs' and maps' descriptors. The one lifecycle
+/// of every program Floodgate loads, the filter's and the lab's. Owns the object: closing it (deinit) releases
+/// the programs and maps unless they were attached through a pinned link or pinned themselves.
+public final class BPFObject: @unchecked Sendable {
+    let object: OpaquePointer
+    private let image: UnsafeMutableRawBufferPointer
+
+    /// The image's bytes, checked against the size recorded beside them.
+    public static func bytes(of embedded: (size: Int, base64: String)) -> [UInt8] {
+        guard let data = Data(base64Encoded: embedded.base64), data.count == embedded.size else {
+            fatalError("an embedded BPF object is corrupt; rebuild floodgate")
+        }
+        return [UInt8](data)
+    }
+
+    /// Opens and loads `embedded` (`what` names it in errors); `configure` sees the opened object before load.
+    public init(
+        _ embedded: (size: Int, base64: String), name: String? = nil, what: String,
+        configure: (OpaquePointer) throws -> Void = { _ in }
+    ) throws {
+        _ = LibbpfLogging.install
+        let bytes = BPFObject.bytes(of: embedded)
+        // libbpf reads the ELF in place until load, so the bytes live as long as the object.
+        let image = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)
+        image.copyBytes(from: bytes)
+        var options = bpf_object_open_opts()
+        options.sz = MemoryLayout<bpf_object_open_opts>.size
+        let opened = (name ?? "").withCString { cName -> OpaquePointer? in
+            if name != nil { options.object_name = cName }
+            return bpf_object__open_mem(image.baseAddress, image.count, &options)
+        }
+        guard let object = opened else {
+            let code = errno
+            image.deallocate()
+            throw FloodgateError("open the embedded \(what)", errno: code)
+        }
+        self.object = object
+        self.image = image
+        do {
+            try configure(object)
+            LibbpfLogging.recentWarnings.removeAll()
+            let loaded = bpf_object__load(object)
+            if loaded < 0 {
+                let detail = LibbpfLogging.recentWarnings.suffix(8).joined(separator: " | ")
+                throw FloodgateError(
+                    "load the \(what) into the kernel", libbpfResult: loaded,
+                    hint: loaded == -EPERM
+                        ? "Run as root (CAP_BPF and CAP_NET_ADMIN are needed)"
+                        : (detail.isEmpty ? nil : "libbpf said: \(detail)"))
+            }
+        } catch {
+            bpf_object__close(object)
+            image.deallocate()
+            throw error
+        }
+    }
+
+    deinit {
+        bpf_object__close(object)
+        image.deallocate()
+    }
+
+    /// The descriptor of the loaded program `name`.
+    public func programFD(_ name: String) throws -> Int32 {
+        guard let program = bpf_object__find_program_by_name(object, name) else {
+            throw FloodgateError("the BPF object has no program \(name)")
+        }
+        return bpf_program__fd(program)
+    }
+
+    /// The descriptor of the loaded map `name`.
+    public func mapFD(_ name: String) throws -> Int32 {
+        guard let map = bpf_object__find_map_by_name(object, name) else {
+            throw FloodgateError("the BPF object has no map \(name)")
+        }
+        return bpf_map__fd(map)
+    }
+}
