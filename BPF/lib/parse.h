@@ -46,7 +46,7 @@ struct fg_packet {
 			__u8 tier;	     /* FG_TIER_*, once the policy knows it (lib/tiers.h) */
 			__u8 frag_first;     /* a first fragment with more to come */
 			__u8 stream;	     /* a TCP segment to a SIP port (not a SYN): more of its message may follow */
-			__u8 pad2;
+			__u8 fragmented;     /* an IPv6 packet with a fragment header (an atomic fragment too) */
 		};
 	};
 };
@@ -337,8 +337,11 @@ static __always_inline int fg_parse_l4(struct xdp_md *ctx, void *l4, void *data_
 		pkt->traffic_class = FG_CLASS_ICMP;
 		/* RS, RA, NS, NA, redirect: IPv6 stops working without them. Only
 		 * over IPv6 and with hop limit 255, as RFC 4861 has receivers
-		 * check: nothing forwarded is neighbour discovery. */
-		pkt->icmp_essential = v6 && pkt->ttl == 255 && *type >= 133 && *type <= 137;
+		 * check (nothing forwarded is neighbour discovery), and never
+		 * fragmented: RFC 6980 has hosts drop neighbour discovery that
+		 * comes with a fragment header, so such a packet is no reason to
+		 * pass by the policy. */
+		pkt->icmp_essential = v6 && pkt->ttl == 255 && !pkt->fragmented && *type >= 133 && *type <= 137;
 		return FG_PARSE_OK;
 	}
 	default:
@@ -438,6 +441,7 @@ static __always_inline int fg_parse_ipv6(struct xdp_md *ctx, void *l3, void *dat
 			if ((void *)(frag + 1) > data_end)
 				return FG_PARSE_MALFORMED;
 			pkt->frag_id = bpf_ntohl(frag->id);
+			pkt->fragmented = 1;
 			/* Non-first fragments carry no layer-4 header. (Nor
 			 * are they first fragments, whatever an earlier
 			 * fragment header in the chain said.) */

@@ -500,7 +500,7 @@ struct ReferenceModel {
                 && ((source[10] == 0xFF && source[11] == 0xFF)
                     || (source[10..<15].allSatisfy { $0 == 0 } && source[15] <= 1)))
             let ttl = b[off + 7]
-            var firstFragment = false
+            var firstFragment = false, fragmented = false
             var fragmentID: [UInt8] = []
             var next = Int(b[off + 6])
             var cur = off + 40
@@ -521,12 +521,13 @@ struct ReferenceModel {
                         return .packet(Frame(cls: .fragment, src: src, ttl: ttl, fragmentID: Array(b[(cur + 4)..<(cur + 8)])))
                     }
                     firstFragment = be16(cur + 2) & 1 != 0
+                    fragmented = true
                     fragmentID = Array(b[(cur + 4)..<(cur + 8)])
                     next = Int(b[cur])
                     cur += 8
                 default:
                     let parsed = layer4(b, proto: next, at: cur, src: src, ttl: ttl, v6: true, firstFragment: firstFragment,
-                                        fragmentID: fragmentID, l3End: off + 40 + be16(off + 4))
+                                        fragmented: fragmented, fragmentID: fragmentID, l3End: off + 40 + be16(off + 4))
                     if bogus, case .packet(let frame) = parsed, !frame.essential { return .malformed }
                     return parsed
                 }
@@ -537,7 +538,7 @@ struct ReferenceModel {
     }
 
     func layer4(_ b: [UInt8], proto: Int, at: Int, src: SourceAddress, ttl: UInt8, v6: Bool, firstFragment: Bool,
-                fragmentID: [UInt8], l3End: Int)
+                fragmented: Bool = false, fragmentID: [UInt8], l3End: Int)
         -> Parsed
     {
         let n = b.count
@@ -597,8 +598,9 @@ struct ReferenceModel {
             return plain(.icmp)
         case 58:
             guard at + 4 <= n else { return .malformed }
-            // RFC 4861: neighbour discovery is IPv6 with hop limit 255; nothing else is.
-            return plain(.icmp, essential: v6 && ttl == 255 && (133...137).contains(b[at]))
+            // RFC 4861: neighbour discovery is IPv6 with hop limit 255; nothing else is. RFC 6980: nor is anything
+            // that comes with a fragment header.
+            return plain(.icmp, essential: v6 && ttl == 255 && !fragmented && (133...137).contains(b[at]))
         default:
             return plain(.other)
         }

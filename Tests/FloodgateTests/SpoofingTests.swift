@@ -208,6 +208,30 @@ import Testing
         #expect(after[.passed] == Int(FG_FRAGMENT_BUDGET) - 1, "\(after)")
     }
 
+    /// Neighbour discovery passes by the policy, but not with a fragment header (RFC 6980: hosts drop it): such a
+    /// packet from a denied source is denied, and its ID opens no way for fragments.
+    @Test func fragmentedNeighbourDiscoveryIsNotExempt() throws {
+        var policy = Policy()
+        policy.deny = [try CIDR("2001:db8:62::/64")]
+        let p = try loadProgram(limits: Limit.defaults.merging([.fragment: .rate(1, burst: 1)]) { $1 }, policy: policy,
+                                testClock: true)
+        func solicitation(from src: String, fragment: (offset: UInt16, more: Bool)?) -> [UInt8] {
+            Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+                src: src, proto: Packet.Proto.icmpv6, Packet.icmp(type: 135),
+                extensions: fragment.map { [(Packet.Proto.fragment, Packet.fragmentBody(offset: $0.offset, more: $0.more, id: 5))] } ?? [],
+                hopLimit: 255))
+        }
+        #expect(try p.judge(solicitation(from: "2001:db8:62::1", fragment: nil)) == (XDP_PASS_ACTION, .icmp, .passed))
+        #expect(try p.judge(solicitation(from: "2001:db8:62::1", fragment: (0, false))) == (XDP_DROP_ACTION, .icmp, .droppedDeny))
+        // From a source not denied: judged as ICMP; its first fragment, passed, lets its followers pass.
+        #expect(try p.judge(solicitation(from: "2001:db8:63::1", fragment: (0, true))) == (XDP_PASS_ACTION, .icmp, .passed))
+        let follower = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+            src: "2001:db8:63::1", proto: Packet.Proto.icmpv6, [UInt8](repeating: 0, count: 16),
+            extensions: [(Packet.Proto.fragment, Packet.fragmentBody(offset: 8, more: false, id: 5))], hopLimit: 255))
+        #expect(try p.judge(follower) == (XDP_PASS_ACTION, .fragment, .passed))
+        #expect(try p.judge(follower) == (XDP_PASS_ACTION, .fragment, .passed))  // by the note, not the bucket
+    }
+
     /// An IPv6 packet whose chain holds a first fragment header and then a non-first one is a non-first fragment:
     /// it must not pass for a first fragment that lets the next 44 with its ID through.
     @Test func aChainOfFragmentHeadersDoesNotPassForAFirstFragment() throws {
