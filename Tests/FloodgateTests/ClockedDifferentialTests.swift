@@ -39,7 +39,7 @@ import Testing
             }
             policy.prefix = .rate(UInt32(rng.int(20...200)), burst: UInt32(rng.int(5...60)))
             policy.widePrefix = .rate(UInt32(rng.int(100...600)), burst: UInt32(rng.int(50...300)))
-            policy.newSources = .rate(UInt32(rng.int(50...500)), burst: UInt32(rng.int(20...200)))
+            policy.newSources = .rate(UInt32(rng.int(50...500)), burst: UInt32(rng.int(20...150)))
             policy.budget = rng.chance(0.2) ? .unlimited
                 : .rate(UInt32(rng.int(100...600)), burst: UInt32(rng.int(20...100)))
             policy.verifiedLimits = verifiedLimits
@@ -233,10 +233,12 @@ import Testing
                     try send(frame)
                 }
             case 47..<55:  // forged sources, one each, in bursts that drain a prefix and the new-source budget
+                // From one /24 (draining its prefix), or each from another (draining the new-source budget).
                 let (net, net6) = (f.chance(0.7) ? f.int(0...15) : f.int(16...271), "\(f.pick(["a", "b", "c"])):\(f.int(0...3))")
-                for _ in 0..<(f.chance(0.3) ? f.int(20...120) : 1) {
+                let spread = f.chance(0.3)
+                for _ in 0..<(f.chance(0.3) ? f.int(20...(spread ? 300 : 120)) : 1) {
                     model.now += UInt64(f.int(0...20_000))
-                    let (v4, v6) = fresh(net, net6)
+                    let (v4, v6) = spread ? fresh(f.int(16...271), "c:\(f.int(0...3))") : fresh(net, net6)
                     let src = f.chance(0.7) ? v4 : v6
                     try send(f.chance(0.5) ? Self.sip(Self.register(from: src, callID: "x", cseq: 1, nonce: nil), from: src, ttl: 64)
                         : f.frame(v4: v4, v6: v6))
