@@ -40,7 +40,7 @@ public final class Agent: @unchecked Sendable {
         let outcome = try root.attach(try Interface(external), mode: config.mode, settings: config.effectiveSettings,
                                       limits: config.limits, policy: config.policy, maxSources: config.maxSources)
         switch outcome {
-        case .attached(let f, _):
+        case .attached(let f):
             filter = f
             adopted = false
             maps = try root.maps(of: external)

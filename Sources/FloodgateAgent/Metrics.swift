@@ -25,7 +25,7 @@ public final class AgentMetrics: @unchecked Sendable {
 
     init(interface: String) {
         self.interface = interface
-        let version = "0.2.0"
+        let version = floodgateVersion
         registry.makeGauge(descriptor: metricName("floodgate_build_info", "Build of the floodgate agent; always 1"),
                            labels: [("version", version)]).set(to: 1)
         let reloads = metricName("floodgate_config_reloads_total", "Config loads, by result")

@@ -20,7 +20,7 @@ public struct AttachedFilter: Sendable {
 }
 
 public enum AttachOutcome: Sendable {
-    case attached(AttachedFilter, requestedMode: AttachMode)
+    case attached(AttachedFilter)
     case alreadyAttached(AttachedFilter)
 }
 
@@ -97,7 +97,7 @@ public struct PinRoot: Sendable {
         }
         var filter = try inspect(interfaceName: interface.name)
         filter.mode = filter.mode ?? usedMode
-        return .attached(filter, requestedMode: mode)
+        return .attached(filter)
     }
 
     /// Attaches the filter's inside program (BPF/lib/trust.h) to `inside`, the interface facing the SIP server,

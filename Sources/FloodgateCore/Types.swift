@@ -34,8 +34,6 @@ public struct TrafficClass: Hashable, Sendable, Comparable, CustomStringConverti
 
     /// SIP classes: the prefix buckets and the budget apply to them.
     public var isSIP: Bool { index <= UInt32(FG_CLASS_SIP_LAST) }
-    /// Load-shedding priority under the budget: lowest is shed first (`fg_shed_priority`).
-    public var shedPriority: UInt32 { fg_shed_priority(index) }
 
     public static var all: [TrafficClass] { (0..<FG_CLASS_MAX.rawValue).map { TrafficClass(fg_class($0)) } }
 

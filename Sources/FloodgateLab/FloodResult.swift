@@ -31,8 +31,7 @@ public struct FloodResult: Codable, Sendable {
     ///   over 8 packets/s to the SIP ports in prerouting — the per-source limit most operators run today — after
     ///   accepting the trunk peer.
     ///
-    /// With a `legitimate` load, sipp registers and places calls beside the flood (see ``LegitimateLoad``); beside
-    /// the trivial program it is stopped when the flood ends unless `keepLegitimateBesideTrivial`.
+    /// With a `legitimate` load, sipp registers and places calls beside the flood (see ``LegitimateLoad``).
     ///
     /// By default everything in the lab runs on CPU 0: the generator, sipp, and so the router end's receive, in
     /// softirq right after each batch is sent. The filter and the generator share that CPU, and every frame sent
@@ -46,7 +45,7 @@ public struct FloodResult: Codable, Sendable {
     /// `page_pool_put_unrefed_netmem`, against 12% in Floodgate's program), so results vary by run.
     public static func run(
         scenario: FloodScenario, filter: String, packets: UInt64, seconds: Double, progress: Bool,
-        legitimate: LegitimateLoad? = nil, keepLegitimateBesideTrivial: Bool = true, dedicatedReceiver: Bool = false
+        legitimate: LegitimateLoad? = nil, dedicatedReceiver: Bool = false
     ) throws -> FloodResult
     {
         // IPv6 on in the router namespace: otherwise its stack discards IPv6 floods on arrival, before nftables.
@@ -141,9 +140,7 @@ public struct FloodResult: Codable, Sendable {
         }
         if progress { FileHandle.standardError.write(Data("\n".utf8)) }
         let after = try vethXDPCounters(lab.routerInterface, namespace: lab.routerNS)
-        // Nothing gets past the trivial program: sipp would only wait out its timeout.
-        if filter == "trivial" && !keepLegitimateBesideTrivial { sipp?.abandon() }
-        let legitimateResults = filter == "trivial" && !keepLegitimateBesideTrivial ? nil : sipp?.finish()
+        let legitimateResults = sipp?.finish()
         let processed = after.packets - before.packets
         var dropped = after.drops - before.drops
         if filter == "nftables" {

@@ -113,9 +113,6 @@ public final class SippTraffic: @unchecked Sendable {
         }
     }
 
-    /// Stops every sipp at once, without results (beside a filter that drops everything, nothing can complete).
-    public func abandon() { stop() }
-
     /// Waits for the clients to finish (or give up), stops the servers, and reports what sipp counted.
     public func finish() -> [LegitimateResult] {
         let results = clients.map { client in

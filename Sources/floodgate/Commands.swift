@@ -67,7 +67,7 @@ extension Floodgate {
             case .alreadyAttached(let filter):
                 print("\(iface.name): Floodgate is already attached (program \(filter.programID), "
                     + "\(filter.mode ?? "unknown") mode); nothing changed.")
-            case .attached(let filter, _):
+            case .attached(let filter):
                 print("\(iface.name): attached Floodgate (program \(filter.programID), "
                     + "\(filter.mode ?? "unknown") mode), pinned at \(filter.directory).")
             }

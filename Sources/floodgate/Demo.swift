@@ -53,7 +53,7 @@ extension Floodgate {
             let outcome = try NetworkLab.inNamespace(lab.routerNS) {
                 try root.attach(try Interface(lab.routerInterface), mode: .native, policy: policy)
             }
-            guard case .attached(let filter, _) = outcome else { throw FloodgateError("the lab was not new") }
+            guard case .attached(let filter) = outcome else { throw FloodgateError("the lab was not new") }
             let invite = Limit.defaults[.invite] ?? .unlimited
             print("\nAttached Floodgate to \(lab.routerInterface) (program \(filter.programID), \(filter.mode ?? "?") "
                 + "mode): default policy — INVITE per source \(invite), per /24 \(Limit.defaultPrefix), scanner "

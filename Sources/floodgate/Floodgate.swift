@@ -9,7 +9,7 @@ struct Floodgate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "floodgate",
         abstract: "XDP load shedding and DoS protection for SIP edges.",
-        version: "0.1.0",
+        version: floodgateVersion,
         subcommands: [
             Attach.self, Detach.self, Status.self, LimitCommand.self, Stats.self, Top.self, Allow.self, Deny.self,
             BanCommand.self, Unban.self, Bans.self, Trusted.self, Prefix.self, Budget.self, Scanners.self, Run.self, ConfigCommand.self, Demo.self, Flood.self,

@@ -219,7 +219,7 @@ import Testing
                     "the register burst of 16 passed: \(body.text.prefix(2000))")
             #expect(body.text.contains("verdict=\"dropped-rate\"} 24"))
             #expect(body.text.contains("floodgate_bans_active{"))
-            #expect(body.text.contains("floodgate_build_info{"))
+            #expect(body.text.contains("floodgate_build_info{") && body.text.contains("version=\"\(floodgateVersion)\""))
             let file = FileManager.default.temporaryDirectory.appendingPathComponent("fgmetrics-\(lab.id).txt")
             try body.text.write(to: file, atomically: true, encoding: .utf8)
             defer { try? FileManager.default.removeItem(at: file) }

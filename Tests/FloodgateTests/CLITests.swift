@@ -82,6 +82,14 @@ import Testing
         #expect(status.out.contains("No Floodgate filter is attached"))
     }
 
+    /// The version comes from one place (FloodgateCore's `floodgateVersion`), which the agent's build-info
+    /// metric reads too.
+    @Test func theVersionIsTheOneWrittenInCore() throws {
+        let result = try run([floodgateBinary, "--version"])
+        #expect(result.status == 0 && result.out.trimmingCharacters(in: .whitespacesAndNewlines) == floodgateVersion,
+                "\(result)")
+    }
+
     @Test func nonRootIsToldToUseRoot() throws {
         try requireRoot()
         let result = try run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", floodgateBinary, "status"])
