@@ -49,67 +49,10 @@
 #include "lib/scanner.h"
 #include "lib/tiers.h"
 #include "lib/trust.h"
+#include "lib/state.h"
+#include "lib/drop_cache.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-/* Ports, prefix lengths, list sizes; written by the agent. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct fg_settings);
-} fg_settings SEC(".maps");
-
-/* One limit per class, then the prefix, budget and new-source limits (enum
- * fg_limit_index); written by the agent. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FG_LIMIT_MAX);
-	__type(key, __u32);
-	__type(value, struct fg_limit);
-} fg_limits SEC(".maps");
-
-/* Bucket and counts per (source, class); written by XDP, read by the agent.
- * max_entries is set by the agent at load time. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, FG_DEFAULT_MAX_SOURCES);
-	__type(key, struct fg_source_key);
-	__type(value, struct fg_source_state);
-} fg_sources SEC(".maps");
-
-/* Aggregate bucket per source prefix; written by XDP, sized by the agent. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, FG_DEFAULT_MAX_SOURCES / 4);
-	__type(key, struct fg_source_key);
-	__type(value, struct fg_source_state);
-} fg_prefixes SEC(".maps");
-
-/* Interface-wide buckets (enum fg_global_index); written by XDP. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FG_GLOBAL_MAX);
-	__type(key, __u32);
-	__type(value, struct fg_global_bucket);
-} fg_global SEC(".maps");
-
-/* Counters of every class, and the fast path's state, per CPU (struct
- * fg_cpu_state); written by XDP. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct fg_cpu_state);
-} fg_cpu SEC(".maps");
-
-/* Totals at the last `floodgate stats`; written and read by the CLI only. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct fg_stats_mark);
-} fg_stats_mark SEC(".maps");
 
 /* Counts the packet in this CPU's counters; returns its action. `seen`, if
  * given, gets this CPU's count of the class and reason, this packet included. */
@@ -147,29 +90,6 @@ static __always_inline int fg_count(__u32 traffic_class, __u32 reason, __u64 byt
 	return cpu ? fg_count_seen(cpu, traffic_class, reason, bytes, 0) : XDP_PASS;
 }
 
-/* The state of one decision, so helpers share one clock read and one slot. */
-struct fg_ctx {
-	const struct fg_settings *s;
-	const struct fg_packet *pkt;
-	struct fg_source_key key;  /* the per-source bucket's key */
-	struct fg_drop_slot *slot; /* this key's drop-cache slot on this CPU */
-	__u64 interval, tau;	   /* the class limit */
-	__u64 now;		   /* ktime in ticks; 0 until read */
-	int trusted;		   /* a known-good source (lib/trust.h) */
-	__u32 generation;	   /* settings.policy_generation before any limit or list was read */
-	/* The arguments of fg_bucket_admit, one set for all of its call sites,
-	 * which run one after another: one stack slot rather than one each. */
-	struct fg_bucket_call call;
-};
-
-static __always_inline __u64 fg_now(struct fg_ctx *c)
-{
-	if (!c->now)
-		c->now = fg_clock_ns() << FG_TICK_SHIFT;
-	return c->now;
-}
-
-#include "lib/drop_cache.h"
 
 static __always_inline int fg_is_sip(__u32 traffic_class)
 {

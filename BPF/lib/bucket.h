@@ -7,13 +7,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "../floodgate.h"
-
-#ifndef READ_ONCE
-#define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
-#endif
-#ifndef WRITE_ONCE
-#define WRITE_ONCE(x, v) (*(volatile typeof(x) *)&(x) = (v))
-#endif
+#include "once.h"
 
 /*
  * The bucket is GCRA (the generic cell rate algorithm), which is a token bucket

@@ -32,6 +32,7 @@
 
 #include "../floodgate.h"
 #include "clock.h"
+#include "state.h"
 #include "autoban.h"
 
 /* fg_drop_cache: see above. */

@@ -42,6 +42,7 @@
 
 #include "../floodgate.h"
 #include "clock.h"
+#include "once.h"
 #include "parse.h"
 #include "lists.h"
 
