@@ -350,8 +350,17 @@ static __always_inline int fg_parse_l4(struct xdp_md *ctx, void *l4, void *data_
 	}
 }
 
-static __always_inline int fg_parse_ipv4(struct xdp_md *ctx, void *l3, void *data_end,
-					 const struct fg_settings *s, struct fg_packet *pkt)
+/* What the walk of a frame's L2 and L3 headers (fg_walk) finds beside the
+ * fg_packet fields it fills (source, TTL, fragment ID and flags). */
+struct fg_l3 {
+	void *l4;  /* the upper-layer header; NULL for a non-first fragment */
+	__u32 end; /* where the IP packet ends, as an offset from the frame's start */
+	__u8 proto; /* the upper-layer protocol */
+	__u8 v6;
+};
+
+static __always_inline int fg_walk_ipv4(void *data, void *l3, void *data_end, struct fg_packet *pkt,
+					struct fg_addr *dst, struct fg_l3 *out)
 {
 	struct iphdr *ip = l3;
 	__u32 hlen;
@@ -368,19 +377,25 @@ static __always_inline int fg_parse_ipv4(struct xdp_md *ctx, void *l3, void *dat
 	pkt->src.words[1] = 0;
 	pkt->src.words[2] = bpf_htonl(0x0000ffff);
 	pkt->src.words[3] = ip->saddr;
+	if (dst) {
+		dst->words[0] = 0;
+		dst->words[1] = 0;
+		dst->words[2] = bpf_htonl(0x0000ffff);
+		dst->words[3] = ip->daddr;
+	}
 	pkt->ttl = ip->ttl;
-	if (fg_bogus_v4_source(ip->saddr))
-		return FG_PARSE_MALFORMED;
-
 	pkt->frag_id = bpf_ntohs(ip->id);
+	out->v6 = 0;
+	out->proto = ip->protocol;
+	out->end = (__u32)(l3 - data) + bpf_ntohs(ip->tot_len);
 	/* Non-first fragments carry no layer-4 header. */
 	if (ip->frag_off & bpf_htons(FG_IP_OFFSET)) {
-		pkt->traffic_class = FG_CLASS_FRAGMENT;
+		out->l4 = NULL;
 		return FG_PARSE_OK;
 	}
 	pkt->frag_first = !!(ip->frag_off & bpf_htons(FG_IP_MF));
-	return fg_parse_l4(ctx, l3 + hlen, data_end, ip->protocol, 0,
-			   (__u32)(l3 - (void *)(long)ctx->data) + bpf_ntohs(ip->tot_len), s, pkt);
+	out->l4 = l3 + hlen;
+	return FG_PARSE_OK;
 }
 
 struct fg_ipv6_opt {
@@ -395,20 +410,24 @@ struct fg_ipv6_frag {
 	__be32 id;
 };
 
-static __always_inline int fg_parse_ipv6(struct xdp_md *ctx, void *l3, void *data_end,
-					 const struct fg_settings *s, struct fg_packet *pkt)
+static __always_inline int fg_walk_ipv6(void *data, void *l3, void *data_end, struct fg_packet *pkt,
+					struct fg_addr *dst, struct fg_l3 *out)
 {
 	struct ipv6hdr *ip6 = l3;
 	void *cur;
 	__u8 next;
-	int i, status;
+	int i;
 
 	if ((void *)(ip6 + 1) > data_end)
 		return FG_PARSE_MALFORMED;
 	if (ip6->version != 6)
 		return FG_PARSE_MALFORMED;
 	__builtin_memcpy(&pkt->src, &ip6->saddr, sizeof(pkt->src));
+	if (dst)
+		__builtin_memcpy(dst, &ip6->daddr, sizeof(*dst));
 	pkt->ttl = ip6->hop_limit;
+	out->v6 = 1;
+	out->end = (__u32)((void *)(ip6 + 1) - data) + bpf_ntohs(ip6->payload_len);
 
 	next = ip6->nexthdr;
 	cur = ip6 + 1;
@@ -446,9 +465,9 @@ static __always_inline int fg_parse_ipv6(struct xdp_md *ctx, void *l3, void *dat
 			 * are they first fragments, whatever an earlier
 			 * fragment header in the chain said.) */
 			if (frag->frag_off & bpf_htons(0xFFF8)) {
-				pkt->traffic_class = FG_CLASS_FRAGMENT;
 				pkt->frag_first = 0;
-				return fg_bogus_v6_source(&pkt->src) ? FG_PARSE_MALFORMED : FG_PARSE_OK;
+				out->l4 = NULL;
+				return FG_PARSE_OK;
 			}
 			pkt->frag_first = !!(frag->frag_off & bpf_htons(1));
 			next = frag->nexthdr;
@@ -456,16 +475,10 @@ static __always_inline int fg_parse_ipv6(struct xdp_md *ctx, void *l3, void *dat
 			break;
 		}
 		default:
-			/* Upper-layer header, ESP or no-next-header. The unspecified
-			 * source of duplicate address detection is neighbour
-			 * discovery's; every other bogus source is malformed. */
-			status = fg_parse_l4(ctx, cur, data_end, next, 1,
-					     (__u32)((void *)(ip6 + 1) - (void *)(long)ctx->data) +
-						     bpf_ntohs(ip6->payload_len),
-					     s, pkt);
-			if (status == FG_PARSE_OK && !pkt->icmp_essential && fg_bogus_v6_source(&pkt->src))
-				return FG_PARSE_MALFORMED;
-			return status;
+			/* Upper-layer header, ESP or no-next-header. */
+			out->l4 = cur;
+			out->proto = next;
+			return FG_PARSE_OK;
 		}
 	}
 	/* A chain longer than any real stack sends: treat it as malformed. */
@@ -500,14 +513,18 @@ static __always_inline void *fg_skip_l2(void *data, void *data_end, __be16 *prot
 	return cur;
 }
 
-/* Classify the frame and extract its source. */
-static __always_inline int fg_parse(struct xdp_md *ctx, const struct fg_settings *s, struct fg_packet *pkt)
+/*
+ * The walk of a frame's headers that both programs share: Ethernet, up to two
+ * VLAN tags, IPv4 (options) or IPv6 (up to FG_IPV6_MAX_EXT extension headers):
+ * fills pkt's source, TTL and fragment fields, `dst` (if given) with the
+ * destination, and `out` with where the upper layer is.
+ */
+static __always_inline int fg_walk(struct xdp_md *ctx, struct fg_packet *pkt, struct fg_addr *dst, struct fg_l3 *out)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	__be16 proto = 0;
 	void *cur;
-	int status;
 
 	pkt->traffic_class = FG_CLASS_OTHER;
 	pkt->payload_off = 0;
@@ -518,13 +535,46 @@ static __always_inline int fg_parse(struct xdp_md *ctx, const struct fg_settings
 	cur = fg_skip_l2(data, data_end, &proto);
 	if (!cur)
 		return FG_PARSE_MALFORMED;
-
 	if (proto == bpf_htons(ETH_P_IP))
-		status = fg_parse_ipv4(ctx, cur, data_end, s, pkt);
-	else if (proto == bpf_htons(ETH_P_IPV6))
-		status = fg_parse_ipv6(ctx, cur, data_end, s, pkt);
-	else
-		return FG_PARSE_NON_IP; /* a third VLAN tag is beyond what we look into, too */
+		return fg_walk_ipv4(data, cur, data_end, pkt, dst, out);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return fg_walk_ipv6(data, cur, data_end, pkt, dst, out);
+	return FG_PARSE_NON_IP; /* a third VLAN tag is beyond what we look into, too */
+}
+
+/* Classify the frame and extract its source. */
+static __always_inline int fg_parse(struct xdp_md *ctx, const struct fg_settings *s, struct fg_packet *pkt)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	struct fg_l3 l3 = {};
+	int status = fg_walk(ctx, pkt, NULL, &l3);
+
+	if (status != FG_PARSE_OK)
+		goto out;
+	if (!l3.v6) {
+		/* No packet from outside comes from these. */
+		if (fg_bogus_v4_source(pkt->src.words[3])) {
+			status = FG_PARSE_MALFORMED;
+			goto out;
+		}
+		if (!l3.l4) {
+			pkt->traffic_class = FG_CLASS_FRAGMENT;
+			return FG_PARSE_OK;
+		}
+		status = fg_parse_l4(ctx, l3.l4, data_end, l3.proto, 0, l3.end, s, pkt);
+		goto out;
+	}
+	if (!l3.l4) {
+		pkt->traffic_class = FG_CLASS_FRAGMENT;
+		status = fg_bogus_v6_source(&pkt->src) ? FG_PARSE_MALFORMED : FG_PARSE_OK;
+		goto out;
+	}
+	status = fg_parse_l4(ctx, l3.l4, data_end, l3.proto, 1, l3.end, s, pkt);
+	/* The unspecified source of duplicate address detection is neighbour
+	 * discovery's; every other bogus source is malformed. */
+	if (status == FG_PARSE_OK && !pkt->icmp_essential && fg_bogus_v6_source(&pkt->src))
+		status = FG_PARSE_MALFORMED;
+out:
 	/* A malformed packet has no class: whatever was learnt before is void. */
 	if (status == FG_PARSE_MALFORMED)
 		pkt->traffic_class = FG_CLASS_OTHER;

@@ -403,4 +403,40 @@ import Testing
             #expect(try p.judge(sip(options, from: "2001:db8:60:2::99", to: server, sport: 5070, dport: 5060)).2 == .passed)
         }
     }
+
+    /// The inside program reads the server's answers through the same walk as the filter: an IPv6 answer behind
+    /// extension headers (hop-by-hop, destination options) is read; one in fragments is not.
+    @Test func theInsideProgramReadsIPv6AnswersBehindExtensionHeaders() throws {
+        let p = try TrustTests.program()
+        let phone = "2001:db8:61:1::7", server = "2001:db8:2::2"
+        func answer(_ status: String, cseq: String, extra: [String] = [], extensions: [(type: UInt8, body: [UInt8])])
+            -> [UInt8]
+        {
+            let text = (["SIP/2.0 \(status)", "Via: SIP/2.0/UDP [\(phone)]:5070", "Call-ID: ext@x", "CSeq: \(cseq)"]
+                + extra + ["Content-Length: 0"]).joined(separator: "\r\n") + "\r\n\r\n"
+            return Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+                src: server, dst: phone, proto: Packet.Proto.udp, Packet.udp(sport: 5060, dport: 5070, Array(text.utf8)),
+                extensions: extensions))
+        }
+        let options: [(type: UInt8, body: [UInt8])] = [(Packet.Proto.hopByHop, Packet.optionsBody()),
+                                                       (Packet.Proto.destOpts, Packet.optionsBody(units: 2))]
+        try TrustTests.inside(p, answer("401 Unauthorized", cseq: "1 REGISTER",
+                                        extra: ["WWW-Authenticate: Digest realm=\"x\", nonce=\"abc\""], extensions: options))
+        func register(_ n: Int) throws -> Reason? {
+            let text = "REGISTER sip:[\(server)] SIP/2.0\r\nCall-ID: ext@x\r\nCSeq: \(n) REGISTER\r\n"
+                + "\(TrustTests.credentials)\r\nContent-Length: 0\r\n\r\n"
+            return try p.judge(Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+                src: phone, dst: server, proto: Packet.Proto.udp, Packet.udp(sport: 5070, dport: 5060, Array(text.utf8)),
+                hopLimit: 60))).2
+        }
+        // In fragments (an atomic fragment header): not read, so not verified.
+        #expect(try register(2) == .passed)
+        try TrustTests.inside(p, answer("200 OK", cseq: "2 REGISTER",
+                                        extensions: [(Packet.Proto.fragment, Packet.fragmentBody(offset: 0, more: false))]))
+        #expect(try TrustTests.trusted(p)[phone] == nil)
+        // Behind hop-by-hop and destination options: verified, at the TTL its REGISTER came with.
+        #expect(try register(3) == .passed)
+        try TrustTests.inside(p, answer("200 OK", cseq: "3 REGISTER", extensions: options))
+        #expect(try TrustTests.trusted(p)[phone]?.ttl == 60)
+    }
 }

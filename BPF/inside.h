@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * floodgate_inside: the program for the interface facing the SIP server. It
+ * watches the server's answers go out to external sources (over UDP, and TCP:
+ * a segment that starts with a status line) and passes every packet; what the
+ * answers verify or count as failures is lib/trust.h's. Included by
+ * floodgate.bpf.c: the two programs are one object and share its maps.
+ */
+#ifndef FG_INSIDE_H
+#define FG_INSIDE_H
+
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "floodgate.h"
+#include "lib/lists.h"
+#include "lib/parse.h"
+#include "lib/state.h"
+#include "lib/tiers.h"
+#include "lib/trust.h"
+
+SEC("xdp")
+int floodgate_inside(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct fg_settings *s;
+	struct fg_packet pkt;
+	struct fg_addr dst = {};
+	struct fg_l3 l3 = {};
+	__u32 zero = 0;
+	__be16 sport;
+	void *payload;
+
+	s = bpf_map_lookup_elem(&fg_settings, &zero);
+	if (!s || !fg_notes_transactions(s))
+		return XDP_PASS;
+	/* The same walk as the filter's, IPv6 extension headers included. An
+	 * answer in fragments is not read. */
+	if (fg_walk(ctx, &pkt, &dst, &l3) != FG_PARSE_OK || !l3.l4 || pkt.frag_first || pkt.fragmented)
+		return XDP_PASS;
+	if (l3.proto == IPPROTO_UDP) {
+		struct udphdr *udp = l3.l4;
+
+		if ((void *)(udp + 1) > data_end)
+			return XDP_PASS;
+		sport = udp->source;
+		payload = udp + 1;
+	} else if (l3.proto == IPPROTO_TCP) {
+		struct tcphdr *tcp = l3.l4;
+
+		if ((void *)(tcp + 1) > data_end || tcp->doff < 5)
+			return XDP_PASS;
+		sport = tcp->source;
+		payload = l3.l4 + tcp->doff * 4;
+	} else {
+		return XDP_PASS;
+	}
+	if (payload > data_end || !fg_is_sip_port(s, sport))
+		return XDP_PASS;
+	/* Only the SIP server's answers count. */
+	if (s->server_entries && !fg_in_list(&fg_servers, &pkt.src))
+		return XDP_PASS;
+	fg_inside_answer(ctx, s, &dst, payload - data, fg_payload_len(data, data_end, payload, l3.end));
+	return XDP_PASS;
+}
+
+#endif /* FG_INSIDE_H */
