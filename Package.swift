@@ -53,7 +53,6 @@ let package = Package(
             name: "FloodgateAgent",
             dependencies: [
                 "FloodgateCore",
-                "CFloodgate",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -1,4 +1,3 @@
-import CFloodgate
 import FloodgateCore
 import Foundation
 import Logging
@@ -71,7 +70,7 @@ public final class Agent: @unchecked Sendable {
             logger.warning("max_sources differs from the pinned filter's; it takes a detach and a new attach",
                            metadata: ["pinned": "\(pinnedSize)", "config": "\(config.maxSources)"])
         }
-        events = try? EventReader(fd: maps.fd(FG_MAP_EVENTS))
+        events = try? EventReader(maps)
         if events == nil { logger.warning("cannot read the XDP program's event ring: bans are still issued, not logged") }
         fileStamp = Agent.stamps(configPath, config.listFiles)
         metrics.reloads(ok: true)
@@ -267,13 +266,13 @@ public final class Agent: @unchecked Sendable {
         }
     }
 
-    private func handle(_ event: fg_event) {
-        let address = SourceAddress(event.addr)
-        let trafficClass = TrafficClass(index: event.traffic_class)?.name ?? "?"
+    private func handle(_ event: FilterEvent) {
+        let address = event.address
+        let trafficClass = event.trafficClass?.name ?? "?"
         let now = monotonicNanoseconds()
-        let seconds = event.expires_ns > now ? Double(event.expires_ns - now) / 1e9 : 0
-        switch event.type {
-        case UInt32(FG_EVENT_AUTOBAN.rawValue):
+        let seconds = event.expiresNS > now ? Double(event.expiresNS - now) / 1e9 : 0
+        switch event.kind {
+        case .autoBan:
             metrics.banIssued(origin: "auto")
             if limiter.allow() {
                 logger.warning("auto-banned a source that kept exceeding its limit", metadata: [
@@ -281,47 +280,47 @@ public final class Agent: @unchecked Sendable {
                     "offence": "\(event.offence)", "seconds": "\(Int(seconds.rounded()))",
                 ])
             }
-        case UInt32(FG_EVENT_BRUTE_FORCE.rawValue):
+        case .bruteForce:
             metrics.banIssued(origin: "brute-force")
             if limiter.allow() {
                 logger.warning("banned a source for failed authentications", metadata: [
                     "source": "\(address)", "failures": "\(event.drops)", "seconds": "\(Int(seconds.rounded()))",
                 ])
             }
-        case UInt32(FG_EVENT_TRUSTED.rawValue):
+        case .verified:
             metrics.trustLearned()
             if limiter.allow() {
                 logger.info("verified: the SIP server accepted a source's credentialed REGISTER or INVITE", metadata: [
                     "source": "\(address)", "seconds": "\(Int(seconds.rounded()))", "ttl": "\(event.offence)",
                 ])
             }
-        case UInt32(FG_EVENT_SPARED.rawValue):
-            let origin = event.offence == UInt32(FG_BAN_SCANNER) ? "scanner" : "auto"
+        case .spared:
+            let origin = event.sparedScanner ? "scanner" : "auto"
             metrics.banSpared(origin: origin)
             if limiter.allow() {
                 logger.warning("not banned: the source is verified or allow-listed, and its address may be forged", metadata: [
                     "source": "\(address)", "class": "\(trafficClass)", "would-be": "\(origin)",
                 ])
             }
-        case UInt32(FG_EVENT_SPOOFED.rawValue):
+        case .spoofed:
             metrics.spoofedReported()
             if limiter.allow() {
                 logger.warning("dropped packets claiming a verified or allow-listed address at another hop distance",
                                metadata: ["source": "\(address)", "class": "\(trafficClass)", "ttl": "\(event.offence)"])
             }
-        case UInt32(FG_EVENT_DROP_SAMPLE.rawValue):
-            let reason = Reason.all.first { $0.index == event.offence }?.name ?? "?"
+        case .dropSample:
+            let reason = event.reason?.name ?? "?"
             metrics.dropSampled(trafficClass: trafficClass, reason: reason)
             logger.debug("sampled drop", metadata: ["source": "\(address)", "class": "\(trafficClass)",
                                                     "reason": "\(reason)", "of": "\(event.drops)"])
-        case UInt32(FG_EVENT_SCANNER.rawValue):
+        case .scanner:
             metrics.banIssued(origin: "scanner")
             if limiter.allow() {
                 logger.warning("banned a scanner", metadata: [
                     "source": "\(address)", "class": "\(trafficClass)", "seconds": "\(Int(seconds.rounded()))",
                 ])
             }
-        default:
+        case .unknown:
             break
         }
     }

@@ -1,4 +1,3 @@
-import CFloodgate
 import FloodgateCore
 import Foundation
 import Yams
@@ -10,9 +9,9 @@ public struct AgentConfig: Sendable, Equatable {
     public var inside: String?
     public var mode: AttachMode = .auto
     public var pinRoot: String = PinRoot.defaultPath
-    public var maxSources: UInt32 = UInt32(FG_DEFAULT_MAX_SOURCES)
+    public var maxSources: UInt32 = UInt32(FilterCapacity.defaultSources)
     /// The filter's own bans kept at most (an LRU); needs a restart to change.
-    public var maxAutoBans: UInt32 = UInt32(FG_DEFAULT_MAX_AUTO_BANS)
+    public var maxAutoBans: UInt32 = UInt32(FilterCapacity.defaultAutoBans)
     public var settings: Settings = .defaults
     public var limits: [TrafficClass: Limit] = Limit.defaults
     /// The per-source limits of verified sources (`limits.verified`).
@@ -397,13 +396,13 @@ final class ConfigReader {
             switch name {
             case "servers":
                 let servers = cidrList(value, field, files: &c.listFiles)
-                if servers.count > Int(FG_MAX_SERVERS) {
-                    problem(value, field, "at most \(FG_MAX_SERVERS) addresses")
+                if servers.count > FilterCapacity.servers {
+                    problem(value, field, "at most \(FilterCapacity.servers) addresses")
                 } else { c.servers = servers }
             case "ports":
                 let ports = sequence(value, field).compactMap { integer($0, field, 1...65535) }.map(UInt16.init)
-                if ports.isEmpty || ports.count > Int(FG_MAX_SIP_PORTS) {
-                    problem(value, field, "must list 1 to \(FG_MAX_SIP_PORTS) ports")
+                if ports.isEmpty || ports.count > FilterCapacity.sipPorts {
+                    problem(value, field, "must list 1 to \(FilterCapacity.sipPorts) ports")
                 } else { c.settings.sipPorts = ports }
             case "rtp_ports":
                 guard let s = string(value, field) else { continue }
@@ -466,8 +465,8 @@ final class ConfigReader {
                     }
                 }
             }
-            if list.count > Int(FG_MAX_SIGNATURES) {
-                problem(value, field, "at most \(FG_MAX_SIGNATURES) signatures")
+            if list.count > FilterCapacity.signatures {
+                problem(value, field, "at most \(FilterCapacity.signatures) signatures")
             } else { c.signatures = Array(Set(list)).sorted() }
         }
     }
@@ -598,8 +597,8 @@ final class ConfigReader {
                 }
             }
         }
-        if result.count > Int(FG_MAX_LIST_ENTRIES) {
-            problem(node, field, "holds \(result.count) networks; at most \(FG_MAX_LIST_ENTRIES)")
+        if result.count > FilterCapacity.listEntries {
+            problem(node, field, "holds \(result.count) networks; at most \(FilterCapacity.listEntries)")
         }
         return Array(Set(result)).sorted()
     }

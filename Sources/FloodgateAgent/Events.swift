@@ -1,34 +1,5 @@
-import CFloodgate
 import FloodgateCore
 import Foundation
-
-/// Reads the records the XDP program writes to its `fg_events` ring buffer (libbpf's ring_buffer API).
-final class EventReader: @unchecked Sendable {
-    private var ring: OpaquePointer?
-    fileprivate var pending: [fg_event] = []
-
-    init(fd: Int32) throws {
-        let callback: ring_buffer_sample_fn = { context, data, size in
-            guard let context, let data, size >= MemoryLayout<fg_event>.size else { return 0 }
-            let reader = Unmanaged<EventReader>.fromOpaque(context).takeUnretainedValue()
-            reader.pending.append(data.loadUnaligned(as: fg_event.self))
-            return 0
-        }
-        guard let ring = ring_buffer__new(fd, callback, Unmanaged.passUnretained(self).toOpaque(), nil) else {
-            throw FloodgateError("open the event ring buffer \(FG_MAP_EVENTS)", errno: errno)
-        }
-        self.ring = ring
-    }
-
-    deinit { ring_buffer__free(ring) }
-
-    /// Every record written since the last call (without waiting).
-    func drain() -> [fg_event] {
-        _ = ring_buffer__consume(ring)
-        defer { pending.removeAll(keepingCapacity: true) }
-        return pending
-    }
-}
 
 /// One anomaly: a class's rate far above (a spike) or below (a drop) its moving baseline.
 public struct AnomalyAlert: Sendable, Equatable {

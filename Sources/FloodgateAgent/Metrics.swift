@@ -107,7 +107,7 @@ public final class AgentMetrics: @unchecked Sendable {
 
     func spoofedReported() { spoofedEvents.increment() }
 
-    /// One drop in FG_DROP_SAMPLE_EVERY per CPU, class and reason reaches the agent with its source.
+    /// One drop in FilterCapacity.dropSampleEvery per CPU, class and reason reaches the agent with its source.
     func dropSampled(trafficClass: String, reason: String) {
         lock.lock()
         defer { lock.unlock() }

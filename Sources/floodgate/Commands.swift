@@ -1,5 +1,4 @@
 import ArgumentParser
-import CFloodgate
 import FloodgateCore
 import Foundation
 
@@ -15,13 +14,13 @@ extension Floodgate {
         @Argument(help: "The interface to protect.") var interface: String
         @Option(help: "native, generic, or auto (native, falling back to generic with a warning).")
         var mode: AttachMode = .auto
-        @Option(help: "SIP ports, comma-separated (at most \(FG_MAX_SIP_PORTS)).") var sipPorts = "5060,5061"
+        @Option(help: "SIP ports, comma-separated (at most \(FilterCapacity.sipPorts)).") var sipPorts = "5060,5061"
         @Option(help: "RTP UDP port range FIRST-LAST, or 'none'.") var rtpPorts = "10000-20000"
         @Option(help: "Verdict for truncated or invalid headers: drop or pass.") var onMalformed: MalformedAction = .drop
         @Option(help: "Capacity of the per-source bucket map (the least recently seen are evicted).")
-        var maxSources: Int = Int(FG_DEFAULT_MAX_SOURCES)
+        var maxSources: Int = FilterCapacity.defaultSources
         @Option(help: "Capacity of the filter's own ban map (scanners, auto-bans; the least recently used go first).")
-        var maxBans: Int = Int(FG_DEFAULT_MAX_AUTO_BANS)
+        var maxBans: Int = FilterCapacity.defaultAutoBans
         @OptionGroup var common: CommonOptions
 
         func validate() throws {
@@ -41,8 +40,8 @@ extension Floodgate {
                 }
                 return port
             }
-            guard ports.count <= Int(FG_MAX_SIP_PORTS) else {
-                throw ValidationError("--sip-ports takes at most \(FG_MAX_SIP_PORTS) ports (got \(ports.count)).")
+            guard ports.count <= FilterCapacity.sipPorts else {
+                throw ValidationError("--sip-ports takes at most \(FilterCapacity.sipPorts) ports (got \(ports.count)).")
             }
             var rtp: ClosedRange<UInt16>?
             if rtpPorts != "none" {

@@ -1,5 +1,4 @@
 import ArgumentParser
-import CFloodgate
 import FloodgateCore
 import Foundation
 import Logging

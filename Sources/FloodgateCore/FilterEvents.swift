@@ -1,0 +1,102 @@
+import CFloodgate
+import Foundation
+
+/// The filter's fixed capacities and defaults, as the shared header (BPF/floodgate.h) sets them.
+public enum FilterCapacity {
+    /// SIP ports the filter can watch.
+    public static let sipPorts = Int(FG_MAX_SIP_PORTS)
+    /// Networks in each of the deny and allow lists.
+    public static let listEntries = Int(FG_MAX_LIST_ENTRIES)
+    /// SIP server addresses whose answers count (`sip.servers`).
+    public static let servers = Int(FG_MAX_SERVERS)
+    /// Scanner signatures.
+    public static let signatures = Int(FG_MAX_SIGNATURES)
+    /// (source, class) pairs tracked unless `--max-sources` says otherwise.
+    public static let defaultSources = Int(FG_DEFAULT_MAX_SOURCES)
+    /// The filter's own bans unless `--max-bans` says otherwise.
+    public static let defaultAutoBans = Int(FG_DEFAULT_MAX_AUTO_BANS)
+    /// One drop in this many, per CPU, class and reason, reaches the agent with its source.
+    public static let dropSampleEvery = Int(FG_DROP_SAMPLE_EVERY)
+}
+
+/// A record the filter writes to its event ring buffer (`struct fg_event`).
+public struct FilterEvent: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        /// A source crossed the auto-ban threshold and was banned (`offence`: which offence; `drops`: its drops).
+        case autoBan
+        /// A scanner signature banned a source.
+        case scanner
+        /// Failed authentications banned a source (`drops`: the failures).
+        case bruteForce
+        /// The SIP server accepted a source's credentialed REGISTER: verified (`offence`: the pinned TTL).
+        case verified
+        /// One drop in ``FilterCapacity/dropSampleEvery`` (`reason`; `drops`: the count so far).
+        case dropSample
+        /// A verified or allow-listed source that UDP evidence would have banned was not (`sparedScanner`: by a
+        /// scanner signature, else by auto-ban).
+        case spared
+        /// Packets claiming a verified or allow-listed address at another hop distance (`offence`: their TTL).
+        case spoofed
+        case unknown(UInt32)
+    }
+
+    public var kind: Kind
+    public var trafficClass: TrafficClass?
+    public var address: SourceAddress
+    /// The ban's expiry or the trust's end (CLOCK_MONOTONIC nanoseconds), where there is one.
+    public var expiresNS: UInt64
+    public var offence: UInt32
+    public var drops: UInt32
+
+    /// A drop sample's reason.
+    public var reason: Reason? { kind == .dropSample ? Reason.all.first { $0.index == offence } : nil }
+    /// Whether a spared ban would have been a scanner's (else an auto-ban).
+    public var sparedScanner: Bool { kind == .spared && offence == UInt32(FG_BAN_SCANNER) }
+
+    init(_ raw: fg_event) {
+        switch raw.type {
+        case FG_EVENT_AUTOBAN.rawValue: kind = .autoBan
+        case FG_EVENT_SCANNER.rawValue: kind = .scanner
+        case FG_EVENT_BRUTE_FORCE.rawValue: kind = .bruteForce
+        case FG_EVENT_TRUSTED.rawValue: kind = .verified
+        case FG_EVENT_DROP_SAMPLE.rawValue: kind = .dropSample
+        case FG_EVENT_SPARED.rawValue: kind = .spared
+        case FG_EVENT_SPOOFED.rawValue: kind = .spoofed
+        default: kind = .unknown(raw.type)
+        }
+        trafficClass = TrafficClass(index: raw.traffic_class)
+        address = SourceAddress(raw.addr)
+        expiresNS = raw.expires_ns
+        offence = raw.offence
+        drops = raw.drops
+    }
+}
+
+/// Reads the records the XDP program writes to its `fg_events` ring buffer (libbpf's ring_buffer API).
+public final class EventReader: @unchecked Sendable {
+    private var ring: OpaquePointer?
+    fileprivate var pending: [FilterEvent] = []
+
+    public init(_ maps: FilterMaps) throws {
+        let callback: ring_buffer_sample_fn = { context, data, size in
+            guard let context, let data, size >= MemoryLayout<fg_event>.size else { return 0 }
+            let reader = Unmanaged<EventReader>.fromOpaque(context).takeUnretainedValue()
+            reader.pending.append(FilterEvent(data.loadUnaligned(as: fg_event.self)))
+            return 0
+        }
+        guard let ring = ring_buffer__new(maps.fd(FG_MAP_EVENTS), callback, Unmanaged.passUnretained(self).toOpaque(), nil)
+        else {
+            throw FloodgateError("open the event ring buffer \(FG_MAP_EVENTS)", errno: errno)
+        }
+        self.ring = ring
+    }
+
+    deinit { ring_buffer__free(ring) }
+
+    /// Every record written since the last call (without waiting).
+    public func drain() -> [FilterEvent] {
+        _ = ring_buffer__consume(ring)
+        defer { pending.removeAll(keepingCapacity: true) }
+        return pending
+    }
+}
