@@ -75,7 +75,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "floodgate-bench",
-            dependencies: ["FloodgateCore", "FloodgateLab", "CFloodgate", "CFloodgateLab"],
+            dependencies: [
+                "FloodgateCore", "FloodgateLab", "CFloodgate", "CFloodgateLab",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             path: "Benchmarks/FloodgateBench"
         ),
         .testTarget(

@@ -1,0 +1,90 @@
+// floodgate-bench: what the XDP program costs per packet beside a trivial XDP_DROP program measured in the same
+// run, how exactly its buckets hold their rate, how it survives random-source and generated floods beside calls,
+// how soon it reacts, and what the agent costs. Needs root.
+//
+//   swift run -c release floodgate-bench [--only cost,accuracy,random,floods,reaction,agent] [--json FILE] …
+import ArgumentParser
+import CFloodgate
+import FloodgateCore
+import FloodgateLab
+import Foundation
+
+/// What a run measures and how long; each section reads what concerns it.
+struct Options {
+    var repeatCount: UInt32
+    var runs: Int
+    var seconds: Double
+    var newSources: Int
+    var jsonPath: String?
+    var floodSources: Int
+    var floodSeconds: Double
+    var floodRuns: Int
+    var floodCalls: Int
+    var legitimateRuns: Int
+    var sections: Set<String>
+    var reportDirectory: String?
+    var cpus: Int
+    /// Burst of the measured buckets, in milliseconds of their rate.
+    var burstMS: Int
+}
+
+@main
+struct FloodgateBench: ParsableCommand {
+    static let sections = ["cost", "accuracy", "random", "floods", "reaction", "agent"]
+    static let configuration = CommandConfiguration(
+        commandName: "floodgate-bench",
+        abstract: "Floodgate's benchmarks, each against baselines measured in the same run (needs root).")
+
+    @Option(name: .customLong("repeat"), help: "BPF_PROG_TEST_RUN repetitions per cost measurement.")
+    var repeatCount: UInt32 = 2_000_000
+    @Option(help: "Cost measurements per scenario (the median is reported).") var runs = 9
+    @Option(help: "Seconds of each rate-accuracy run.") var seconds = 2.0
+    @Option(help: "New sources in the new-source cost scenario.") var newSources = 200_000
+    @Option(name: .customLong("json"), help: "Write every section's rows to this file as JSON.") var jsonPath: String?
+    @Option(help: "Random sources in the random-source flood.") var floodSources = 10_000_000
+    @Option(help: "Seconds of each generated flood.") var floodSeconds = 2.0
+    @Option(help: "Runs of each generated flood per filter (the median is reported).") var floodRuns = 3
+    @Option(help: "Registrations and calls per phone beside each generated flood.") var floodCalls = 10
+    @Option(help: "Passes of the generated floods with legitimate calls beside them.") var legitimateRuns = 1
+    @Option(name: .customLong("report"), help: "Write the flood table (Markdown) and chart (SVG) into this directory.")
+    var reportDirectory: String?
+    @Option(help: "Sections to run, comma-separated: \(sections.joined(separator: ",")).")
+    var only = sections.joined(separator: ",")
+    @Option(help: "CPUs that hammer one bucket in the rate-accuracy section (default: all).") var cpus: Int?
+    @Option(name: .customLong("burst-ms"), help: "Burst of the measured buckets, in milliseconds of their rate.")
+    var burstMS = 10
+
+    var chosen: Set<String> { Set(only.split(separator: ",").map(String.init)) }
+
+    func validate() throws {
+        guard runs >= 1, repeatCount >= 1, seconds > 0, newSources >= 1, floodSources >= 1, floodSeconds > 0,
+              floodRuns >= 1, floodCalls >= 0, legitimateRuns >= 0, burstMS >= 1, (cpus ?? 1) >= 1
+        else { throw ValidationError("numbers must be positive") }
+        let unknown = chosen.subtracting(FloodgateBench.sections)
+        guard unknown.isEmpty else {
+            throw ValidationError("unknown section(s) \(unknown.sorted().joined(separator: ", ")); "
+                + "choose from \(FloodgateBench.sections.joined(separator: ","))")
+        }
+    }
+
+    func run() throws {
+        guard geteuid() == 0 else { throw ValidationError("run as root: the benchmark loads BPF programs") }
+        let options = Options(
+            repeatCount: repeatCount, runs: runs, seconds: seconds, newSources: newSources, jsonPath: jsonPath,
+            floodSources: floodSources, floodSeconds: floodSeconds, floodRuns: floodRuns, floodCalls: floodCalls,
+            legitimateRuns: legitimateRuns, sections: chosen, reportDirectory: reportDirectory,
+            cpus: cpus ?? max(1, Int(libbpf_num_possible_cpus())), burstMS: burstMS)
+        let trivial = try TrivialDropProgram()
+        let sections = options.sections
+        let costs = sections.contains("cost") ? try runCost(options, trivial: trivial) : []
+        let accuracy = sections.contains("accuracy") ? try runAccuracy(options) : []
+        let survival = sections.contains("random") ? try runRandomSources(options) : []
+        let floods = sections.contains("floods") ? try runFloods(options) : []
+        let reactions = sections.contains("reaction") ? try runReaction(options) : []
+        let agentRows = sections.contains("agent") ? try runAgentMemory(options) : []
+        if let path = options.jsonPath {
+            try writeJSONReport(to: path, costs: costs, accuracy: accuracy, survival: survival, floods: floods,
+                                reactions: reactions, agentRows: agentRows)
+        }
+    }
+}

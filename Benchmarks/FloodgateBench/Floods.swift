@@ -1,0 +1,184 @@
+// floodgate-bench: generated floods through a veth, every filter beside the trivial program, with calls beside.
+import CFloodgate
+import CFloodgateLab
+import FloodgateCore
+import FloodgateLab
+import Foundation
+
+// MARK: Generated floods
+
+struct FloodRow: Encodable {
+    var scenario: String
+    /// Median Mpps per filter; a filter that cannot express the scenario is absent.
+    var mpps: [String: Double]
+    var floodgateDroppedShare: Double
+    /// sipp's registrations and calls beside the flood (phone and allow-listed trunk) in the second pass, summed
+    /// over its runs, per filter.
+    var legitimate: [String: LegitimateTotals]
+    enum CodingKeys: String, CodingKey {
+        case scenario, mpps, legitimate
+        case floodgateDroppedShare = "floodgate_dropped_share"
+    }
+    func ratio(_ a: String, _ b: String) -> Double? {
+        guard let x = mpps[a], let y = mpps[b], y > 0 else { return nil }
+        return x / y
+    }
+}
+
+struct LegitimateTotals: Encodable {
+    var attempted = 0
+    var succeeded = 0
+    var retransmissions = 0
+    var cell: String { "\(succeeded)/\(attempted) (\(retransmissions) rtx)" }
+}
+
+let benchedFilters = ["trivial", "touch", "oracle", "floodgate", "xdp-filter", "nftables"]
+/// The filters beside which sipp's calls are counted (the trivial and touch programs drop them all).
+let legitimateFilters = ["oracle", "floodgate", "xdp-filter", "nftables"]
+
+/// Each scenario through the live-frames generator into a veth whose peer runs each filter (Floodgate with its
+/// default policy), in two passes. Speed: nothing but the flood, every filter in turn, `floodRuns` times; medians
+/// of the Mpps the receiving XDP program saw. Legitimate traffic: the same floods with sipp's registrations and
+/// calls beside them, `legitimateRuns` times, beside the filters that let them through. Apart because, on the
+/// flood's CPU, the calls (sipp, and the router's stack for what passes) cost every filter that passes them a few
+/// percent of its Mpps that the trivial program, which drops them, does not pay.
+func generatedFloods(_ options: Options) throws -> [FloodRow] {
+    try FloodScenario.names.map { name in
+        let scenario = try FloodScenario.named(name)
+        var runs: [String: [Double]] = [:]
+        var dropped: [Double] = []
+        var legitimate: [String: LegitimateTotals] = [:]
+        func expressible(_ filter: String) -> Bool { filter != "xdp-filter" || scenario.mode == FG_FLOOD_FIXED }
+        for _ in 0..<options.floodRuns {
+            for filter in benchedFilters where expressible(filter) {
+                let r = try FloodResult.run(
+                    scenario: scenario, filter: filter, packets: 1_000_000_000, seconds: options.floodSeconds,
+                    progress: false)
+                runs[filter, default: []].append(r.mpps)
+                if filter == "floodgate" { dropped.append(Double(r.dropped) / Double(max(r.processed, 1))) }
+            }
+        }
+        for _ in 0..<options.legitimateRuns {
+            for filter in legitimateFilters where expressible(filter) {
+                let r = try FloodResult.run(
+                    scenario: scenario, filter: filter, packets: 1_000_000_000, seconds: options.floodSeconds,
+                    progress: false, legitimate: .standard(calls: options.floodCalls))
+                for l in r.legitimate ?? [] {
+                    legitimate[filter, default: LegitimateTotals()].attempted += l.attempted
+                    legitimate[filter, default: LegitimateTotals()].succeeded += l.succeeded
+                    legitimate[filter, default: LegitimateTotals()].retransmissions += l.retransmissions
+                }
+            }
+        }
+        return FloodRow(
+            scenario: name, mpps: runs.mapValues(median), floodgateDroppedShare: median(dropped), legitimate: legitimate)
+    }
+}
+
+/// The floods as a grouped bar chart: Mpps per filter per scenario.
+func floodChart(_ rows: [FloodRow]) -> String {
+    let colors = ["trivial": "#9aa5b1", "touch": "#c5ccd3", "oracle": "#2ca02c", "floodgate": "#1f77b4", "xdp-filter": "#ff7f0e",
+                  "nftables": "#d62728"]
+    let top = max(1, (rows.flatMap { $0.mpps.values }.max() ?? 1).rounded(.up))
+    let groupWidth = 140.0, barWidth = 20.0, left = 50.0, height = 260.0, base = 300.0
+    let width = left + Double(rows.count) * groupWidth + 20
+    var svg = """
+        <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="380" font-family="sans-serif" font-size="11">
+        <text x="\(left)" y="20" font-size="14">Mpps processed per filter (live-frames flood over veth, median)</text>
+
+        """
+    for tick in stride(from: 0.0, through: top, by: 1.0) {
+        let y = base - tick / top * height
+        svg += "<line x1=\"\(left)\" x2=\"\(width - 10)\" y1=\"\(y)\" y2=\"\(y)\" stroke=\"#e4e7eb\"/>"
+        svg += "<text x=\"\(left - 6)\" y=\"\(y + 4)\" text-anchor=\"end\">\(Int(tick))</text>\n"
+    }
+    for (i, row) in rows.enumerated() {
+        let x0 = left + Double(i) * groupWidth + 6
+        for (j, filter) in benchedFilters.enumerated() {
+            guard let v = row.mpps[filter] else { continue }
+            let h = v / top * height
+            svg += String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%@\"><title>%@ %@: %.2f Mpps</title></rect>\n",
+                          x0 + Double(j) * barWidth, base - h, barWidth - 2, h, colors[filter]!, row.scenario, filter, v)
+        }
+        svg += "<text x=\"\(x0 + Double(benchedFilters.count) / 2 * barWidth)\" y=\"\(base + 14)\" text-anchor=\"middle\">\(row.scenario)</text>\n"
+    }
+    for (j, filter) in benchedFilters.enumerated() {
+        let x = left + Double(j) * 110
+        svg += "<rect x=\"\(x)\" y=\"340\" width=\"12\" height=\"12\" fill=\"\(colors[filter]!)\"/>"
+        svg += "<text x=\"\(x + 16)\" y=\"350\">\(filter)</text>\n"
+    }
+    return svg + "</svg>\n"
+}
+
+/// The floods as a Markdown table.
+func floodMarkdown(_ rows: [FloodRow], _ options: Options) -> String {
+    var md = "| scenario | " + benchedFilters.map { "\($0) Mpps" }.joined(separator: " | ")
+        + " | floodgate / trivial | floodgate / xdp-filter | floodgate / nftables | legitimate ok: oracle"
+        + " | floodgate | xdp-filter | nftables |\n"
+    md += "|---|" + String(repeating: "---:|", count: benchedFilters.count + 7) + "\n"
+    for row in rows {
+        let cells = benchedFilters.map { f in row.mpps[f].map { String(format: "%.2f", $0) } ?? "n/a" }
+        let ratios = ["trivial", "xdp-filter", "nftables"].map { f in
+            row.ratio("floodgate", f).map { String(format: "%.2f×", $0) } ?? "n/a"
+        }
+        let legitimate = legitimateFilters.map { row.legitimate[$0]?.cell ?? "n/a" }
+        md += "| \(row.scenario) | " + (cells + ratios + legitimate).joined(separator: " | ") + " |\n"
+    }
+    return md
+}
+
+/// Runs the section, prints its table and targets, and writes its report (`--report DIR`).
+func runFloods(_ options: Options) throws -> [FloodRow] {
+    print(
+        "\nGenerated floods: live-frames XDP_TX out of a veth in a namespace into its peer, where the filter runs"
+            + String(
+                format: " (%.0f s a run, median of %d, Mpps the receiving XDP program saw; legitimate calls in"
+                    + " a second pass of %d run(s) beside the same floods)", options.floodSeconds,
+                options.floodRuns, options.legitimateRuns))
+    let floods = try generatedFloods(options)
+    print(
+        pad("scenario", 18) + benchedFilters.map { lpad($0, 12) }.joined() + lpad("vs trivial", 12)
+            + lpad("vs xdp-filter", 15) + lpad("vs nftables", 13) + lpad("dropped", 9)
+            + "  legitimate ok (retransmissions): oracle / floodgate / xdp-filter / nftables")
+    for row in floods {
+        let calls = legitimateFilters.map { f in
+            row.legitimate[f]?.cell ?? "n/a"
+        }.joined(separator: " / ")
+        let cells = benchedFilters.map { f in lpad(row.mpps[f].map { String(format: "%.2f", $0) } ?? "n/a", 12) }
+        let ratios = [("trivial", 12), ("xdp-filter", 15), ("nftables", 13)].map { f, w in
+            lpad(row.ratio("floodgate", f).map { String(format: "%.2f×", $0) } ?? "n/a", w)
+        }
+        print(pad(row.scenario, 18) + cells.joined() + ratios.joined()
+            + lpad(String(format: "%.1f%%", row.floodgateDroppedShare * 100), 9) + "  " + calls)
+    }
+    let main = floods.filter { ["single-source", "random-v4-/24", "random-v4-/16", "random-v6-/64"].contains($0.scenario) }
+    let worstCeiling = main.compactMap { $0.ratio("floodgate", "trivial") }.min() ?? 0
+    let worstXDPFilter = floods.compactMap { $0.ratio("floodgate", "xdp-filter") }.min() ?? 0
+    let worstNFT = floods.compactMap { $0.ratio("floodgate", "nftables") }.min() ?? 0
+    print(String(format: "targets: ≥ 0.90× trivial on single- and random-source floods — worst %.2f× — %@", worstCeiling,
+                 worstCeiling >= 0.9 ? "met" : "NOT met"))
+    print(String(format: "         ahead of xdp-filter — worst %.2f× — %@; ≥ 3× nftables — worst %.2f× — %@",
+                 worstXDPFilter, worstXDPFilter > 1 ? "met" : "NOT met", worstNFT, worstNFT >= 3 ? "met" : "NOT met"))
+    func total(_ filter: String) -> LegitimateTotals {
+        floods.compactMap { $0.legitimate[filter] }.reduce(into: LegitimateTotals()) {
+            $0.attempted += $1.attempted
+            $0.succeeded += $1.succeeded
+            $0.retransmissions += $1.retransmissions
+        }
+    }
+    let fg = total("floodgate"), oracle = total("oracle")
+    let share = Double(fg.succeeded) / Double(max(fg.attempted, 1)) * 100
+    print(String(format: "         legitimate registrations and calls with Floodgate: %d of %d (%.3f%%) — zero failed: %@;"
+                 + " retransmissions %d vs %d with the oracle — %@", fg.succeeded, fg.attempted, share,
+                 fg.succeeded == fg.attempted ? "met" : "NOT met", fg.retransmissions, oracle.retransmissions,
+                 fg.retransmissions <= oracle.retransmissions ? "met" : "NOT met"))
+    if let dir = options.reportDirectory {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try floodChart(floods).write(toFile: "\(dir)/floods.svg", atomically: true, encoding: .utf8)
+        try ("# Floodgate flood benchmark\n\n" + floodMarkdown(floods, options)
+            + "\nMpps the receiving XDP program saw, median of \(options.floodRuns) runs of \(options.floodSeconds) s."
+            + " Chart: floods.svg\n").write(toFile: "\(dir)/floods.md", atomically: true, encoding: .utf8)
+        print("wrote \(dir)/floods.md and \(dir)/floods.svg")
+    }
+    return floods
+}

@@ -1,0 +1,75 @@
+// floodgate-bench: what every section shares.
+import CFloodgate
+import CFloodgateLab
+import FloodgateCore
+import FloodgateLab
+import Foundation
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted.count % 2 == 1
+        ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+}
+
+/// The per-source bucket alone: no prefix or new-source limits in the way of what is measured.
+let unlimitedAggregates: Policy = {
+    var policy = Policy()
+    policy.prefix = .unlimited
+    policy.widePrefix = .unlimited
+    policy.newSources = .unlimited
+    return policy
+}()
+
+/// A REGISTER as a phone sends it, about 500 bytes, its User-Agent near the end.
+let register = Array(
+    """
+    REGISTER sip:198.18.0.2 SIP/2.0\r
+    Via: SIP/2.0/UDP 198.18.1.1:5060;rport;branch=z9hG4bKPj5c7b2d0e8f1a4b3c9d6e\r
+    Max-Forwards: 70\r
+    From: <sip:1001@198.18.0.2>;tag=8f1a4b3c9d6e5c7b2d0e\r
+    To: <sip:1001@198.18.0.2>\r
+    Call-ID: 3c9d6e5c7b2d0e8f1a4b@198.18.1.1\r
+    CSeq: 4711 REGISTER\r
+    Contact: <sip:1001@198.18.1.1:5060;ob>;expires=300\r
+    Allow: PRACK, INVITE, ACK, BYE, CANCEL, UPDATE, INFO, SUBSCRIBE, NOTIFY, REFER, MESSAGE, OPTIONS\r
+    Supported: outbound, path, gruu\r
+    Expires: 300\r
+    User-Agent: Grandstream GXP2170 1.0.11.3\r
+    Content-Length: 0\r
+    \r
+
+    """.utf8)
+
+func frame(src: String, dport: UInt16, payload: [UInt8] = Array("OPTIONS sip:bench@198.18.0.2 SIP/2.0\r\n".utf8))
+    -> [UInt8]
+{
+    func be16(_ v: UInt16) -> [UInt8] { [UInt8(v >> 8), UInt8(v & 0xFF)] }
+    let udp = be16(40000) + be16(dport) + be16(UInt16(8 + payload.count)) + [0, 0] + payload
+    var ip: [UInt8] = [0x45, 0] + be16(UInt16(20 + udp.count)) + [0, 1, 0, 0, 64, 17, 0, 0]
+    var a = in_addr()
+    inet_pton(AF_INET, src, &a)
+    ip += withUnsafeBytes(of: a) { Array($0) } + [198, 18, 0, 2]
+    return [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00] + ip + udp
+}
+
+func memlock(fd: Int32) -> UInt64 {
+    guard let text = try? String(contentsOfFile: "/proc/self/fdinfo/\(fd)", encoding: .utf8) else { return 0 }
+    for line in text.split(separator: "\n") where line.hasPrefix("memlock:") {
+        return UInt64(line.dropFirst("memlock:".count).trimmingCharacters(in: .whitespaces)) ?? 0
+    }
+    return 0
+}
+
+/// This process's resident set (VmRSS in /proc/self/status).
+func residentBytes() -> UInt64 {
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        let kb = line.split(separator: " ").dropFirst().first.flatMap { UInt64($0) } ?? 0
+        return kb * 1024
+    }
+    return 0
+}
+
+/// Left- and right-aligned table cells.
+func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+func lpad(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
