@@ -89,7 +89,7 @@ func rateAccuracy(_ options: Options) throws -> [AccuracyRow] {
     let packet = frame(src: "198.18.9.9", dport: 5060)
     // How fast can all CPUs offer packets to one over-limit bucket?
     let probe = try FloodgateProgram(
-        settings: bucketOnly, limits: [.options: .rate(1, burst: 100)], policy: unlimitedAggregates)
+        policy: policy(unlimitedAggregates, settings: bucketOnly, limits: [.options: .rate(1, burst: 100)]))
     let probeAnchor = try DispatcherAnchor(probe)
     let (probeTime, _) = hammer(probe, packet, cpus: cpus, seconds: 0.5)
     probeAnchor.release()
@@ -100,9 +100,8 @@ func rateAccuracy(_ options: Options) throws -> [AccuracyRow] {
         // rate towards the one the measured load overloads `overload` times.
         var rate = max(1, UInt32(offered / overload))
         for _ in 0..<4 {
-            let trial = try FloodgateProgram(
-                settings: bucketOnly, limits: [.options: .rate(rate, burst: max(1, rate / 100))],
-                policy: unlimitedAggregates)
+            let trial = try FloodgateProgram(policy: policy(
+                unlimitedAggregates, settings: bucketOnly, limits: [.options: .rate(rate, burst: max(1, rate / 100))]))
             let anchor = try DispatcherAnchor(trial)
             let (time, _) = hammer(trial, packet, cpus: cpus, seconds: 0.4)
             anchor.release()
@@ -112,7 +111,7 @@ func rateAccuracy(_ options: Options) throws -> [AccuracyRow] {
         }
         let burst = max(1, rate / 1000 * UInt32(options.burstMS))
         let program = try FloodgateProgram(
-            settings: bucketOnly, limits: [.options: .rate(rate, burst: burst)], policy: unlimitedAggregates)
+            policy: policy(unlimitedAggregates, settings: bucketOnly, limits: [.options: .rate(rate, burst: burst)]))
         let anchor = try DispatcherAnchor(program)
         defer { anchor.release() }
         let (elapsed, ran) = hammer(program, packet, cpus: cpus, seconds: options.seconds)

@@ -63,7 +63,7 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
     let sip = frame(src: "198.18.1.1", dport: 5060)
 
     let passing = try FloodgateProgram(
-        limits: [.options: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)], policy: unlimitedAggregates)
+        policy: policy(unlimitedAggregates, limits: [.options: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)]))
     let other = frame(src: "198.18.1.1", dport: 9)
     let (t0, f0) = try compareRepeated(
         options, trivial: trivial, program: passing, packet: other, expect: UInt32(XDP_PASS.rawValue))
@@ -80,7 +80,7 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
 
     let phone = frame(src: "198.18.1.1", dport: 5060, payload: register)
     let registering = try FloodgateProgram(
-        limits: [.register: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)], policy: unlimitedAggregates)
+        policy: policy(unlimitedAggregates, limits: [.register: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)]))
     let (t5, f5) = try compareRepeated(
         options, trivial: trivial, program: registering, packet: phone, expect: UInt32(XDP_PASS.rawValue))
     rows.append(
@@ -89,7 +89,7 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
             floodgateNS: f5))
 
     // The flood case: a source over the default OPTIONS limit (8/s, burst 16), dropped from the per-CPU drop cache.
-    let dropping = try FloodgateProgram(settings: bucketOnly)
+    let dropping = try FloodgateProgram(policy: policy(settings: bucketOnly))
     for _ in 0..<300 { _ = try dropping.testRun(sip) }
     let (t2, f2) = try compareRepeated(
         options, trivial: trivial, program: dropping, packet: sip, expect: UInt32(XDP_DROP.rawValue))
@@ -98,7 +98,7 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
             scenario: "rate-dropped: over the default OPTIONS limit", method: method, trivialNS: t2, floodgateNS: f2))
 
     // A burst of 1 holds less than a jiffy of tokens, so the drop cache stays out: every drop reads the LRU and clock.
-    let strict = try FloodgateProgram(settings: bucketOnly, limits: [.options: .rate(1, burst: 1)])
+    let strict = try FloodgateProgram(policy: policy(settings: bucketOnly, limits: [.options: .rate(1, burst: 1)]))
     _ = try strict.testRun(sip)
     let (t3, f3) = try compareRepeated(
         options, trivial: trivial, program: strict, packet: sip, expect: UInt32(XDP_DROP.rawValue))

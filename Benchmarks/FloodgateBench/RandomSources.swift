@@ -54,7 +54,7 @@ func randomSourceFlood(_ options: Options) throws -> [SurvivalRow] {
     var rng = SystemRandomNumberGenerator()
     let rounds = 5
     let perRound = max(1, options.floodSources / rounds)
-    return try [("default policy", Policy()), ("no prefix or new-source limits", unlimitedAggregates)].map {
+    return try [("default policy", FilterPolicy()), ("no prefix or new-source limits", unlimitedAggregates)].map {
         name, policy in
         let program = try FloodgateProgram(policy: policy)
         var legitSent = 0

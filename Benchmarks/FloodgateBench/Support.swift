@@ -12,13 +12,22 @@ func median(_ values: [Double]) -> Double {
 }
 
 /// The per-source bucket alone: no prefix or new-source limits in the way of what is measured.
-let unlimitedAggregates: Policy = {
-    var policy = Policy()
+let unlimitedAggregates: FilterPolicy = {
+    var policy = FilterPolicy()
     policy.prefix = .unlimited
     policy.widePrefix = .unlimited
     policy.newSources = .unlimited
     return policy
 }()
+
+/// `base` with `settings` and the per-source `limits` of unverified sources.
+func policy(_ base: FilterPolicy = FilterPolicy(), settings: Settings = .defaults,
+            limits: [TrafficClass: Limit] = Limit.defaults) -> FilterPolicy {
+    var policy = base
+    policy.settings = settings
+    policy.limits = limits
+    return policy
+}
 
 /// A REGISTER as a phone sends it, about 500 bytes, its User-Agent near the end.
 let register = Array(

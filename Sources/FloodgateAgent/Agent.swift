@@ -36,8 +36,8 @@ public final class Agent: @unchecked Sendable {
         limiter = LogLimiter(perSecond: config.logPerSecond)
         anomalies = AnomalyDetector(config.anomaly)
 
-        let outcome = try root.attach(try Interface(external), mode: config.mode, settings: config.effectiveSettings,
-                                      limits: config.limits, policy: config.policy, maxSources: config.maxSources)
+        let outcome = try root.attach(try Interface(external), mode: config.mode, policy: config.effectivePolicy,
+                                      maxSources: config.maxSources, maxAutoBans: config.maxAutoBans)
         switch outcome {
         case .attached(let f):
             filter = f
@@ -59,7 +59,7 @@ public final class Agent: @unchecked Sendable {
         if let inside = config.inside {
             try root.attachInside(externalName: external, inside: try Interface(inside), mode: config.mode)
             logger.notice("watching the SIP server's answers", metadata: ["inside": "\(inside)"])
-            if config.servers.isEmpty {
+            if config.policy.servers.isEmpty {
                 logger.warning(
                     "sip.servers is empty: any host on the inside interface can answer for the SIP server (verify sources, count failures); name the server's addresses",
                     metadata: ["inside": "\(inside)"])
@@ -125,86 +125,10 @@ public final class Agent: @unchecked Sendable {
         }
     }
 
-    /// Brings the maps to `config`, holding the pin root's lock. Nothing is ever unset on the way: limits and
-    /// settings are replaced by single map updates, list entries are added before the old ones go. If a step
-    /// fails, the steps before it are undone. Returns what changed, in words.
+    /// Brings the maps to `config`'s policy (``FilterPolicy/apply(to:)``: only what differs, nothing unset on the
+    /// way, undone if a step fails), holding the pin root's lock. Returns what changed, in words.
     static func apply(_ config: AgentConfig, to maps: FilterMaps, root: PinRoot) throws -> [String] {
-        try root.locked {
-            var changes: [String] = []
-            var undo: [() -> Void] = []
-            do {
-                let oldSettings = try maps.settings()
-                if oldSettings != config.effectiveSettings {
-                    try maps.setSettings(config.effectiveSettings)
-                    undo.append { try? maps.setSettings(oldSettings) }
-                    changes.append("settings")
-                }
-                for tier in Tier.allCases {
-                    for c in TrafficClass.all {
-                        let old = try maps.limit(for: c, tier: tier)
-                        let new = tier == .verified ? config.verifiedLimits[c] ?? Limit.verifiedDefaults[c] ?? .unlimited
-                            : config.limits[c] ?? Limit.defaults[c] ?? .unlimited
-                        guard old != new else { continue }
-                        try maps.setLimit(new, for: c, tier: tier)
-                        undo.append { try? maps.setLimit(old, for: c, tier: tier) }
-                        changes.append("\(tier == .verified ? "verified " : "")\(c) \(old) → \(new)")
-                    }
-                }
-                for (index, new) in [(GlobalLimit.prefix, config.prefix), (.widePrefix, config.widePrefix),
-                                     (.budget, config.budget), (.newSources, config.newSources)] {
-                    let old = try maps.limit(index)
-                    guard old != new else { continue }
-                    try maps.setLimit(new, index)
-                    undo.append { try? maps.setLimit(old, index) }
-                    changes.append("\(index) \(old) → \(new)")
-                }
-                let oldAllowOptions = Dictionary(uniqueKeysWithValues: try maps.allowEntries().map { ($0.cidr, $0.options) })
-                for (list, wanted) in [(PolicyList.allow, config.allow), (.deny, config.deny)] {
-                    let current = Set(try maps.cidrs(in: list))
-                    let add = Set(wanted).subtracting(current).sorted()
-                    let remove = current.subtracting(wanted).sorted()
-                    if !add.isEmpty {
-                        try maps.addCIDRs(add, to: list, options: config.allowOptions)
-                        undo.append { _ = try? maps.removeCIDRs(add, from: list) }
-                    }
-                    if !remove.isEmpty {
-                        try maps.removeCIDRs(remove, from: list)
-                        undo.append { _ = try? maps.addCIDRs(remove, to: list, options: oldAllowOptions) }
-                    }
-                    if !add.isEmpty || !remove.isEmpty { changes.append("\(list.rawValue) +\(add.count) −\(remove.count)") }
-                }
-                // Allow entries kept whose bucket or TTL range changed.
-                for (cidr, old) in try maps.allowEntries() {
-                    let new = config.allowOptions[cidr] ?? AllowOptions()
-                    guard old != new, Set(config.allow).contains(cidr) else { continue }
-                    try maps.setAllowOptions(new, for: cidr)
-                    undo.append { try? maps.setAllowOptions(old, for: cidr) }
-                    changes.append("allow \(cidr) \(new)")
-                }
-                let oldServers = try maps.servers()
-                if Set(oldServers) != Set(config.servers) {
-                    try maps.setServers(config.servers)
-                    undo.append { try? maps.setServers(oldServers) }
-                    changes.append("SIP servers \(oldServers.count) → \(config.servers.count)")
-                }
-                let current = Set(try maps.signatures())
-                let add = Set(config.signatures).subtracting(current).sorted()
-                let remove = current.subtracting(config.signatures).sorted()
-                if !add.isEmpty {
-                    try maps.addSignatures(add)
-                    undo.append { _ = try? maps.removeSignatures(add) }
-                }
-                if !remove.isEmpty {
-                    try maps.removeSignatures(remove)
-                    undo.append { _ = try? maps.addSignatures(remove) }
-                }
-                if !add.isEmpty || !remove.isEmpty { changes.append("signatures +\(add.count) −\(remove.count)") }
-            } catch {
-                for step in undo.reversed() { step() }
-                throw error
-            }
-            return changes
-        }
+        try root.locked { try config.effectivePolicy.apply(to: maps).changes }
     }
 
     /// A fingerprint (size and modification time) of the config file and its list files.

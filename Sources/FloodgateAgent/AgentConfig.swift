@@ -12,24 +12,12 @@ public struct AgentConfig: Sendable, Equatable {
     public var maxSources: UInt32 = UInt32(FilterCapacity.defaultSources)
     /// The filter's own bans kept at most (an LRU); needs a restart to change.
     public var maxAutoBans: UInt32 = UInt32(FilterCapacity.defaultAutoBans)
-    public var settings: Settings = .defaults
-    public var limits: [TrafficClass: Limit] = Limit.defaults
-    /// The per-source limits of verified sources (`limits.verified`).
-    public var verifiedLimits: [TrafficClass: Limit] = Limit.verifiedDefaults
-    public var prefix: Limit = Limit.defaultPrefix
-    public var widePrefix: Limit = Limit.defaultWidePrefix
-    public var budget: Limit = Limit.defaultBudget
-    public var newSources: Limit = Limit.defaultNewSources
-    /// The allow and deny lists, inline entries and files merged.
-    public var allow: [CIDR] = []
-    public var deny: [CIDR] = []
+    /// The filter's policy as the file gives it: settings, limits, lists, servers, signatures. Brute-force
+    /// detection and learned trust in its settings are what the file says; ``effectivePolicy`` has what is in
+    /// force.
+    public var policy = FilterPolicy()
     /// The list files named, so that a change to one of them reloads too.
     public var listFiles: [String] = []
-    public var signatures: [Signature] = Signature.defaults
-    /// The SIP server addresses whose answers count on the inside interface; empty: any address there.
-    public var servers: [CIDR] = []
-    /// Allow entries' own limits and TTL ranges, where the config gives them.
-    public var allowOptions: [CIDR: AllowOptions] = [:]
     /// Brute-force detection and learned trust: in force only with an inside interface (``effectiveSettings``).
     public var bruteForce: BruteForce? = BruteForce()
     public var trustSeconds: UInt32 = 86400
@@ -46,29 +34,12 @@ public struct AgentConfig: Sendable, Equatable {
 
     public enum LogFormat: String, Sendable, CaseIterable { case text, json }
 
-    /// The settings written to the filter: with brute-force detection and learned trust only when an inside
-    /// interface shows the SIP server's answers.
-    public var effectiveSettings: Settings {
-        var s = settings
-        s.bruteForce = inside == nil ? nil : bruteForce
-        s.trustSeconds = inside == nil ? 0 : trustSeconds
-        return s
-    }
-
-    /// The filter's policy as `PinRoot.attach` takes it.
-    public var policy: Policy {
-        var p = Policy()
-        p.prefix = prefix
-        p.widePrefix = widePrefix
-        p.budget = budget
-        p.newSources = newSources
-        p.signatures = signatures
-        p.allow = allow
-        p.deny = deny
-        p.servers = servers
-        p.verifiedLimits = verifiedLimits
-        p.allowOptions = allowOptions
-        p.maxAutoBans = maxAutoBans
+    /// The policy written to the filter: brute-force detection and learned trust only when an inside interface
+    /// shows the SIP server's answers.
+    public var effectivePolicy: FilterPolicy {
+        var p = policy
+        p.settings.bruteForce = inside == nil ? nil : bruteForce
+        p.settings.trustSeconds = inside == nil ? 0 : trustSeconds
         return p
     }
 }
@@ -306,31 +277,31 @@ final class ConfigReader {
                     if name == "verified" {
                         for (name, value) in mapping(value, "limits.verified", known: TrafficClass.all.map(\.name)) {
                             if let l = limit(value, "limits.verified.\(name)"), let tc = TrafficClass(name: name) {
-                                c.verifiedLimits[tc] = l
+                                c.policy.verifiedLimits[tc] = l
                             }
                         }
                         continue
                     }
-                    if let l = limit(value, "limits.\(name)"), let tc = TrafficClass(name: name) { c.limits[tc] = l }
+                    if let l = limit(value, "limits.\(name)"), let tc = TrafficClass(name: name) { c.policy.limits[tc] = l }
                 }
             case "prefix": prefix(node, &c)
             case "budget":
                 for (name, value) in mapping(node, key, known: ["sip", "new_sources"]) {
                     guard let l = limit(value, "budget.\(name)") else { continue }
-                    if name == "sip" { c.budget = l } else { c.newSources = l }
+                    if name == "sip" { c.policy.budget = l } else { c.policy.newSources = l }
                 }
             case "allow":
                 var options: [CIDR: AllowOptions]? = [:]
-                c.allow = cidrList(node, key, files: &c.listFiles, options: &options)
-                c.allowOptions = options ?? [:]
-            case "deny": c.deny = cidrList(node, key, files: &c.listFiles)
+                c.policy.allow = Set(cidrList(node, key, files: &c.listFiles, options: &options))
+                c.policy.allowOptions = options ?? [:]
+            case "deny": c.policy.deny = Set(cidrList(node, key, files: &c.listFiles))
             case "scanners": scanners(node, &c)
             case "auto_ban": autoBan(node, &c)
             case "brute_force": bruteForce(node, &c)
             case "trust":
                 for (name, value) in mapping(node, key, known: ["duration", "ttl_tolerance"]) {
                     if name == "ttl_tolerance" {
-                        if let n = integer(value, "trust.ttl_tolerance", 0...64) { c.settings.ttlTolerance = UInt8(n) }
+                        if let n = integer(value, "trust.ttl_tolerance", 0...64) { c.policy.settings.ttlTolerance = UInt8(n) }
                         continue
                     }
                     if value.scalar?.string == "off" { c.trustSeconds = 0; continue }
@@ -398,28 +369,28 @@ final class ConfigReader {
                 let servers = cidrList(value, field, files: &c.listFiles)
                 if servers.count > FilterCapacity.servers {
                     problem(value, field, "at most \(FilterCapacity.servers) addresses")
-                } else { c.servers = servers }
+                } else { c.policy.servers = Set(servers) }
             case "ports":
                 let ports = sequence(value, field).compactMap { integer($0, field, 1...65535) }.map(UInt16.init)
                 if ports.isEmpty || ports.count > FilterCapacity.sipPorts {
                     problem(value, field, "must list 1 to \(FilterCapacity.sipPorts) ports")
-                } else { c.settings.sipPorts = ports }
+                } else { c.policy.settings.sipPorts = ports }
             case "rtp_ports":
                 guard let s = string(value, field) else { continue }
-                if s == "none" { c.settings.rtpPorts = nil; continue }
+                if s == "none" { c.policy.settings.rtpPorts = nil; continue }
                 let parts = s.split(separator: "-").compactMap { UInt16($0) }
-                if parts.count == 2, parts[0] >= 1, parts[0] <= parts[1] { c.settings.rtpPorts = parts[0]...parts[1] } else {
+                if parts.count == 2, parts[0] >= 1, parts[0] <= parts[1] { c.policy.settings.rtpPorts = parts[0]...parts[1] } else {
                     problem(value, field, "must be LOW-HIGH (ports 1 to 65535) or none (got '\(s)')")
                 }
             case "malformed":
                 guard let s = string(value, field) else { continue }
-                if let m = MalformedAction(rawValue: s) { c.settings.malformed = m } else {
+                if let m = MalformedAction(rawValue: s) { c.policy.settings.malformed = m } else {
                     problem(value, field, "must be drop or pass (got '\(s)')")
                 }
             default: break
             }
         }
-        if let rtp = c.settings.rtpPorts, c.settings.sipPorts.contains(where: { rtp.contains($0) }) {
+        if let rtp = c.policy.settings.rtpPorts, c.policy.settings.sipPorts.contains(where: { rtp.contains($0) }) {
             problem(node, "sip.rtp_ports", "overlaps the SIP ports")
         }
     }
@@ -428,31 +399,31 @@ final class ConfigReader {
         for (name, value) in mapping(node, "prefix", known: ["ipv4", "ipv6", "limit", "wide_ipv4", "wide_ipv6", "wide_limit"]) {
             let field = "prefix.\(name)"
             switch name {
-            case "ipv4": if let n = integer(value, field, 8...32) { c.settings.prefixV4 = UInt8(n) }
-            case "ipv6": if let n = integer(value, field, 16...128) { c.settings.prefixV6 = UInt8(n) }
-            case "wide_ipv4": if let n = integer(value, field, 8...32) { c.settings.wideV4 = UInt8(n) }
-            case "wide_ipv6": if let n = integer(value, field, 16...128) { c.settings.wideV6 = UInt8(n) }
-            case "wide_limit": if let l = limit(value, field) { c.widePrefix = l }
-            default: if let l = limit(value, field) { c.prefix = l }
+            case "ipv4": if let n = integer(value, field, 8...32) { c.policy.settings.prefixV4 = UInt8(n) }
+            case "ipv6": if let n = integer(value, field, 16...128) { c.policy.settings.prefixV6 = UInt8(n) }
+            case "wide_ipv4": if let n = integer(value, field, 8...32) { c.policy.settings.wideV4 = UInt8(n) }
+            case "wide_ipv6": if let n = integer(value, field, 16...128) { c.policy.settings.wideV6 = UInt8(n) }
+            case "wide_limit": if let l = limit(value, field) { c.policy.widePrefix = l }
+            default: if let l = limit(value, field) { c.policy.prefix = l }
             }
         }
-        if c.settings.wideV4 > c.settings.prefixV4 { problem(node, "prefix.wide_ipv4", "must be at most prefix.ipv4") }
-        if c.settings.wideV6 > c.settings.prefixV6 { problem(node, "prefix.wide_ipv6", "must be at most prefix.ipv6") }
+        if c.policy.settings.wideV4 > c.policy.settings.prefixV4 { problem(node, "prefix.wide_ipv4", "must be at most prefix.ipv4") }
+        if c.policy.settings.wideV6 > c.policy.settings.prefixV6 { problem(node, "prefix.wide_ipv6", "must be at most prefix.ipv6") }
     }
 
     func scanners(_ node: Node, _ c: inout AgentConfig) {
         for (name, value) in mapping(node, "scanners", known: ["ban", "signatures"]) {
             let field = "scanners.\(name)"
             if name == "ban" {
-                if value.scalar?.string == "off" { c.settings.scannerBanSeconds = 0 } else if let s = duration(value, field) {
-                    if s <= UInt64(UInt32.max / 2) { c.settings.scannerBanSeconds = UInt32(s) } else {
+                if value.scalar?.string == "off" { c.policy.settings.scannerBanSeconds = 0 } else if let s = duration(value, field) {
+                    if s <= UInt64(UInt32.max / 2) { c.policy.settings.scannerBanSeconds = UInt32(s) } else {
                         problem(value, field, "is too long")
                     }
                 }
                 continue
             }
             // "default", or a list of {user_agent: ...} / {from: ...}, optionally with "default" among them.
-            if value.scalar?.string == "default" { c.signatures = Signature.defaults; continue }
+            if value.scalar?.string == "default" { c.policy.signatures = Set(Signature.defaults); continue }
             var list: [Signature] = []
             for item in sequence(value, field) {
                 if item.scalar?.string == "default" { list += Signature.defaults; continue }
@@ -467,7 +438,7 @@ final class ConfigReader {
             }
             if list.count > FilterCapacity.signatures {
                 problem(value, field, "at most \(FilterCapacity.signatures) signatures")
-            } else { c.signatures = Array(Set(list)).sorted() }
+            } else { c.policy.signatures = Set(list) }
         }
     }
 
@@ -476,11 +447,11 @@ final class ConfigReader {
         for (name, value) in mapping(node, "auto_ban", known: known) {
             let field = "auto_ban.\(name)"
             switch name {
-            case "enabled": if let b = boolean(value, field) { c.settings.autoBan.enabled = b }
-            case "drops": if let n = integer(value, field, 1...100_000_000) { c.settings.autoBan.drops = UInt32(n) }
+            case "enabled": if let b = boolean(value, field) { c.policy.settings.autoBan.enabled = b }
+            case "drops": if let n = integer(value, field, 1...100_000_000) { c.policy.settings.autoBan.drops = UInt32(n) }
             case "window":
                 if let ms = duration(value, field, milliseconds: true) {
-                    if (100...3_600_000).contains(ms) { c.settings.autoBan.windowMilliseconds = UInt32(ms) } else {
+                    if (100...3_600_000).contains(ms) { c.policy.settings.autoBan.windowMilliseconds = UInt32(ms) } else {
                         problem(value, field, "must be from 100ms to 1h")
                     }
                 }
@@ -492,16 +463,16 @@ final class ConfigReader {
                 } else if durations.count == items.count {
                     if durations.contains(where: { $0 > 30 * 86400 }) {
                         problem(value, field, "a ban lasts at most 30d")
-                    } else { c.settings.autoBan.durations = durations.map(UInt32.init) }
+                    } else { c.policy.settings.autoBan.durations = durations.map(UInt32.init) }
                 }
             case "jitter":
                 guard let s = string(value, field) else { continue }
-                if s.hasSuffix("%"), let n = UInt32(s.dropLast()), n <= 100 { c.settings.autoBan.jitterPercent = n } else {
+                if s.hasSuffix("%"), let n = UInt32(s.dropLast()), n <= 100 { c.policy.settings.autoBan.jitterPercent = n } else {
                     problem(value, field, "must be a percentage from 0% to 100% (got '\(s)')")
                 }
             case "forget":
                 if let s = duration(value, field) {
-                    if s <= 365 * 86400 { c.settings.autoBan.forgetSeconds = UInt32(s) } else { problem(value, field, "at most 365d") }
+                    if s <= 365 * 86400 { c.policy.settings.autoBan.forgetSeconds = UInt32(s) } else { problem(value, field, "at most 365d") }
                 }
             default: break
             }

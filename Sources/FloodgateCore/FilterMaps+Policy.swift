@@ -1,26 +1,6 @@
 import CFloodgate
 import Foundation
 
-/// What a filter starts with besides its settings and class limits.
-public struct Policy: Sendable {
-    public var prefix: Limit = Limit.defaultPrefix
-    public var widePrefix: Limit = Limit.defaultWidePrefix
-    public var budget: Limit = Limit.defaultBudget
-    public var newSources: Limit = Limit.defaultNewSources
-    public var signatures: [Signature] = Signature.defaults
-    public var deny: [CIDR] = []
-    public var allow: [CIDR] = []
-    /// The SIP server addresses whose answers the inside program reads; empty: any address on the inside.
-    public var servers: [CIDR] = []
-    /// The per-source limits of verified sources.
-    public var verifiedLimits: [TrafficClass: Limit] = Limit.verifiedDefaults
-    /// Allow entries' own bucket and TTL range, where they differ from ``AllowOptions``' defaults.
-    public var allowOptions: [CIDR: AllowOptions] = [:]
-    /// How many of its own bans (scanners, auto-bans, brute force) the filter keeps: an LRU sized at load.
-    public var maxAutoBans: UInt32 = UInt32(FG_DEFAULT_MAX_AUTO_BANS)
-    public init() {}
-}
-
 /// What an allow-list entry carries besides its network (`struct fg_allow_entry`).
 public struct AllowOptions: Equatable, Sendable, CustomStringConvertible {
     /// One bucket over every SIP class of all the entry's addresses: a forger who takes an allow-listed address

@@ -17,21 +17,20 @@ public final class FloodgateProgram: @unchecked Sendable {
     /// The compiled filter, as `swift build` embedded it.
     public static var objectBytes: [UInt8] { BPFObject.bytes(of: EmbeddedBPFObject.filter) }
 
-    /// Loads the program with a per-source map of `maxSources` entries; maps start with `settings` and `limits`
-    /// so the program never runs unconfigured. With `testClock`, the program reads the time that
+    /// Loads the program with a per-source map of `maxSources` entries and room for `maxAutoBans` of its own bans
+    /// (an LRU); the maps get `policy` (``FilterPolicy/apply(to:)``) before anything can attach the program. With `testClock`, the program reads the time that
     /// ``setTestClock(nanoseconds:)`` sets instead of the kernel's clocks (BPF/lib/clock.h): for tests that compare
     /// it with a model over time; never for a filter in service.
     public init(
         maxSources: UInt32 = UInt32(FG_DEFAULT_MAX_SOURCES),
-        settings: Settings = .defaults,
-        limits: [TrafficClass: Limit] = Limit.defaults,
-        policy: Policy = Policy(),
+        maxAutoBans: UInt32 = UInt32(FG_DEFAULT_MAX_AUTO_BANS),
+        policy: FilterPolicy = FilterPolicy(),
         testClock: Bool = false,
         logger: Logger = Logger(label: "floodgate")
     ) throws {
         guard maxSources >= 1 else { throw FloodgateError("the per-source map needs at least 1 entry") }
-        try settings.validate()
-        guard policy.maxAutoBans >= 1 else { throw FloodgateError("the filter's own ban map needs at least 1 entry") }
+        try policy.validate()
+        guard maxAutoBans >= 1 else { throw FloodgateError("the filter's own ban map needs at least 1 entry") }
 
         object = try BPFObject(EmbeddedBPFObject.filter, name: "floodgate", what: "XDP program") { object in
             func resize(_ name: String, to entries: UInt32) throws {
@@ -41,7 +40,7 @@ public final class FloodgateProgram: @unchecked Sendable {
                 try check("size \(name) to \(entries) entries", bpf_map__set_max_entries(map, entries))
             }
             try resize(FG_MAP_SOURCES, to: maxSources)
-            try resize(FG_MAP_AUTO_BANS, to: policy.maxAutoBans)
+            try resize(FG_MAP_AUTO_BANS, to: maxAutoBans)
             try resize(FG_MAP_PREFIXES, to: max(1024, maxSources / 4))
             guard let clockSwitch = bpf_object__find_map_by_name(object, FG_TEST_CLOCK_SWITCH) else {
                 throw FloodgateError("the BPF object has no map \(FG_TEST_CLOCK_SWITCH)")
@@ -55,20 +54,7 @@ public final class FloodgateProgram: @unchecked Sendable {
         var descriptors: [String: Int32] = [:]
         for name in FilterMaps.names { descriptors[name] = try object.mapFD(name) }
         maps = try FilterMaps(descriptors: descriptors, owned: false)
-        try maps.setSettings(settings)
-        for c in TrafficClass.all {
-            try maps.setLimit(limits[c] ?? Limit.defaults[c] ?? .unlimited, for: c)
-            try maps.setLimit(policy.verifiedLimits[c] ?? Limit.verifiedDefaults[c] ?? .unlimited, for: c,
-                              tier: .verified)
-        }
-        try maps.setLimit(policy.prefix, .prefix)
-        try maps.setLimit(policy.budget, .budget)
-        try maps.setLimit(policy.newSources, .newSources)
-        try maps.setLimit(policy.widePrefix, .widePrefix)
-        try maps.addSignatures(policy.signatures)
-        try maps.addCIDRs(policy.deny, to: .deny)
-        try maps.addCIDRs(policy.allow, to: .allow, options: policy.allowOptions)
-        if !policy.servers.isEmpty { try maps.setServers(policy.servers) }
+        _ = try policy.apply(to: maps)
         logger.debug("loaded XDP program", metadata: ["prog_fd": "\(programFD)", "max_sources": "\(maxSources)"])
     }
 

@@ -109,6 +109,11 @@ public enum Limit: Equatable, Sendable, CustomStringConvertible {
         return .rate(UInt32(rate), burst: UInt32(burst))
     }
 
+    /// Throws if a rate or burst is out of what the map can hold (``validated(rate:burst:)``'s bounds).
+    public func validate() throws {
+        if case .rate(let rate, let burst) = self { _ = try Limit.validated(rate: Int(rate), burst: Int(burst)) }
+    }
+
     public init(_ raw: fg_limit) {
         switch raw.interval {
         case FG_INTERVAL_UNLIMITED: self = .unlimited

@@ -63,7 +63,7 @@ public struct FloodResult: Codable, Sendable {
         scenario.frame.replaceSubrange(0..<6, with: try lab.routerMAC())
         switch filter {
         case "floodgate":
-            var policy = Policy()
+            var policy = FilterPolicy()
             policy.allow = [try CIDR("\(LegitimateLoad.trunkAddress)/32")]
             _ = try NetworkLab.inNamespace(lab.routerNS) {
                 try PinRoot(lab.pinRoot).attach(try Interface(lab.routerInterface), mode: .native, policy: policy)

@@ -59,10 +59,8 @@ extension Floodgate {
         func run() throws {
             let root = try common.root()
             let iface = try Interface(interface)
-            var policy = Policy()
-            policy.maxAutoBans = UInt32(maxBans)
-            switch try root.attach(iface, mode: mode, settings: try settings(), policy: policy,
-                                   maxSources: UInt32(maxSources)) {
+            switch try root.attach(iface, mode: mode, policy: FilterPolicy(settings: try settings()),
+                                   maxSources: UInt32(maxSources), maxAutoBans: UInt32(maxBans)) {
             case .alreadyAttached(let filter):
                 print("\(iface.name): Floodgate is already attached (program \(filter.programID), "
                     + "\(filter.mode ?? "unknown") mode); nothing changed.")

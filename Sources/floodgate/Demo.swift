@@ -48,7 +48,7 @@ extension Floodgate {
                 + "registrar \(LegitimateLoad.registrarAddress):5060 (sipp)")
 
             let root = PinRoot(lab.pinRoot)
-            var policy = Policy()
+            var policy = FilterPolicy()
             policy.allow = [try CIDR("\(trunk)/32")]
             let outcome = try NetworkLab.inNamespace(lab.routerNS) {
                 try root.attach(try Interface(lab.routerInterface), mode: .native, policy: policy)

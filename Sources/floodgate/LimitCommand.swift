@@ -51,10 +51,8 @@ extension Floodgate {
             func run() throws {
                 let root = try common.root()
                 let (c, limit) = try parsed()
-                let filters = try root.change(interface) { _, maps in
-                    let previous = try maps.limit(for: c, tier: tier)
-                    try maps.setLimit(limit, for: c, tier: tier)
-                    return { try? maps.setLimit(previous, for: c, tier: tier) }
+                let filters = try root.changePolicy(interface) { _, policy in
+                    if tier == .verified { policy.verifiedLimits[c] = limit } else { policy.limits[c] = limit }
                 }
                 let whose = tier == .verified ? "verified sources' " : ""
                 for filter in filters { print("\(filter.interfaceName): \(whose)\(c.name) limit is now \(limit).") }

@@ -56,15 +56,22 @@ func addToList(_ list: PolicyList, _ input: CIDRInput, _ selection: FilterSelect
                options: AllowOptions? = nil) throws {
     let root = try selection.common.root()
     let cidrs = try input.parsed()
-    let perEntry = options.map { o in Dictionary(uniqueKeysWithValues: Set(cidrs).map { ($0, o) }) } ?? [:]
-    var added = 0
-    let filters = try root.change(selection.interface) { _, maps in
-        let before = Set(try maps.cidrs(in: list))
-        added = try maps.addCIDRs(cidrs, to: list, options: perEntry)
-        return { _ = try? maps.removeCIDRs(Array(Set(cidrs).subtracting(before)), from: list) }
+    var added: [String: Int] = [:]
+    let filters = try root.changePolicy(selection.interface) { filter, policy in
+        // Entries already on the list keep their options.
+        let new = Set(cidrs).subtracting(list == .allow ? policy.allow : policy.deny)
+        added[filter.interfaceName] = new.count
+        if list == .allow {
+            policy.allow.formUnion(new)
+            if let options { for cidr in new { policy.allowOptions[cidr] = options } }
+        } else {
+            policy.deny.formUnion(new)
+        }
     }
     let described = options.map { ", \($0)" } ?? ""
-    for f in filters { print("\(f.interfaceName): \(list.rawValue) list +\(added) (\(cidrs.count) given)\(described).") }
+    for f in filters {
+        print("\(f.interfaceName): \(list.rawValue) list +\(added[f.interfaceName] ?? 0) (\(cidrs.count) given)\(described).")
+    }
 }
 
 /// `floodgate allow add`: the entries' own bucket and TTL range besides.
@@ -122,11 +129,18 @@ struct ListDel<Kind: ListKind>: ParsableCommand {
     func run() throws {
         let root = try selection.common.root()
         let cidrs = try input.parsed()
-        let filters = try root.change(selection.interface) { _, maps in
-            let saved = Kind.list == .allow
-                ? Dictionary(uniqueKeysWithValues: try maps.allowEntries().map { ($0.cidr, $0.options) }) : [:]
-            try maps.removeCIDRs(cidrs, from: Kind.list)
-            return { _ = try? maps.addCIDRs(cidrs, to: Kind.list, options: saved) }
+        let filters = try root.changePolicy(selection.interface) { _, policy in
+            let current = Kind.list == .allow ? policy.allow : policy.deny
+            let missing = Set(cidrs).subtracting(current)
+            guard missing.isEmpty else {
+                throw FloodgateError("not on the \(Kind.list.rawValue) list: \(missing.sorted().map(\.description).joined(separator: ", "))")
+            }
+            if Kind.list == .allow {
+                policy.allow.subtract(cidrs)
+                for cidr in cidrs { policy.allowOptions[cidr] = nil }
+            } else {
+                policy.deny.subtract(cidrs)
+            }
         }
         for f in filters { print("\(f.interfaceName): \(Kind.list.rawValue) list -\(Set(cidrs).count).") }
     }
@@ -362,15 +376,10 @@ extension Floodgate {
                 let root = try selection.common.root()
                 let limit = try newLimit()
                 let level: GlobalLimit = wide ? .widePrefix : .prefix
-                let filters = try root.change(selection.interface) { _, maps in
-                    let oldSettings = try maps.settings()
-                    let oldLimit = try maps.limit(level)
-                    var settings = oldSettings
-                    if let v4 { if wide { settings.wideV4 = UInt8(v4) } else { settings.prefixV4 = UInt8(v4) } }
-                    if let v6 { if wide { settings.wideV6 = UInt8(v6) } else { settings.prefixV6 = UInt8(v6) } }
-                    try maps.setSettings(settings)
-                    if let limit { try maps.setLimit(limit, level) }
-                    return { try? maps.setSettings(oldSettings); try? maps.setLimit(oldLimit, level) }
+                let filters = try root.changePolicy(selection.interface) { _, policy in
+                    if let v4 { if wide { policy.settings.wideV4 = UInt8(v4) } else { policy.settings.prefixV4 = UInt8(v4) } }
+                    if let v6 { if wide { policy.settings.wideV6 = UInt8(v6) } else { policy.settings.prefixV6 = UInt8(v6) } }
+                    if let limit { if level == .widePrefix { policy.widePrefix = limit } else { policy.prefix = limit } }
                 }
                 for f in filters { print("\(f.interfaceName): prefix buckets updated.") }
             }
@@ -387,7 +396,7 @@ extension Floodgate {
                 abstract: "Change the budgets.",
                 discussion: """
                     When SIP packets exceed --pps, classes are shed lowest priority first: options, register, \
-                    sip-other and sip-syn, invite, other-request, in-dialog/response/sip-stream, allow-listed. \
+                    sip-other, sip-syn and keepalive, invite, other-request, in-dialog/response/sip-stream, verified sources, allow-listed ones. \
                     The burst sets how deep each priority may reach.
                     """)
             @Option(help: "Admitted SIP packets per second on the interface.") var pps: Int?
@@ -410,11 +419,9 @@ extension Floodgate {
                 let root = try selection.common.root()
                 let budget = try budget()
                 let fresh = try newSources.flatMap { try limitArgument(rate: $0, burst: nil, unlimited: false) }
-                let filters = try root.change(selection.interface) { _, maps in
-                    let old = (try maps.limit(.budget), try maps.limit(.newSources))
-                    if let budget { try maps.setLimit(budget, .budget) }
-                    if let fresh { try maps.setLimit(fresh, .newSources) }
-                    return { try? maps.setLimit(old.0, .budget); try? maps.setLimit(old.1, .newSources) }
+                let filters = try root.changePolicy(selection.interface) { _, policy in
+                    if let budget { policy.budget = budget }
+                    if let fresh { policy.newSources = fresh }
                 }
                 for f in filters { print("\(f.interfaceName): budgets updated.") }
             }
@@ -447,10 +454,8 @@ extension Floodgate {
             func run() throws {
                 let root = try selection.common.root()
                 let signatures = try input.signatures()
-                let filters = try root.change(selection.interface) { _, maps in
-                    let before = Swift.Set(try maps.signatures())
-                    try maps.addSignatures(signatures)
-                    return { _ = try? maps.removeSignatures(Array(Swift.Set(signatures).subtracting(before))) }
+                let filters = try root.changePolicy(selection.interface) { _, policy in
+                    policy.signatures.formUnion(signatures)
                 }
                 for f in filters { print("\(f.interfaceName): \(signatures.count) signatures added.") }
             }
@@ -464,9 +469,12 @@ extension Floodgate {
             func run() throws {
                 let root = try selection.common.root()
                 let signatures = try input.signatures()
-                let filters = try root.change(selection.interface) { _, maps in
-                    try maps.removeSignatures(signatures)
-                    return { _ = try? maps.addSignatures(signatures) }
+                let filters = try root.changePolicy(selection.interface) { _, policy in
+                    let missing = Swift.Set(signatures).subtracting(policy.signatures)
+                    guard missing.isEmpty else {
+                        throw FloodgateError("no such scanner signature: \(missing.sorted().map(\.description).joined(separator: ", "))")
+                    }
+                    policy.signatures.subtract(signatures)
                 }
                 for f in filters { print("\(f.interfaceName): \(signatures.count) signatures removed.") }
             }
@@ -521,12 +529,8 @@ extension Floodgate {
             func run() throws {
                 let root = try selection.common.root()
                 let seconds = try seconds()
-                let filters = try root.change(selection.interface) { _, maps in
-                    let old = try maps.settings()
-                    var settings = old
-                    settings.scannerBanSeconds = seconds
-                    try maps.setSettings(settings)
-                    return { try? maps.setSettings(old) }
+                let filters = try root.changePolicy(selection.interface) { _, policy in
+                    policy.settings.scannerBanSeconds = seconds
                 }
                 for f in filters { print("\(f.interfaceName): scanner ban time is now \(seconds)s.") }
             }

@@ -80,10 +80,13 @@ extension Floodgate {
             func run() throws {
                 do {
                     let c = try AgentConfig.load(path: file)
-                    print("\(file): OK — external \(c.external ?? "?")\(c.inside.map { ", inside \($0)" } ?? ""), "
-                        + "\(c.allow.count) allow and \(c.deny.count) deny networks, \(c.signatures.count) signatures, "
-                        + "auto-ban \(c.settings.autoBan.enabled ? "after \(c.settings.autoBan.drops) drops in \(c.settings.autoBan.windowMilliseconds) ms" : "off"), "
-                        + "brute force \(c.effectiveSettings.bruteForce.map { "\($0.failures) failures in \($0.windowSeconds) s" } ?? "off"), "
+                    let p = c.effectivePolicy
+                    let autoBan = p.settings.autoBan.enabled
+                        ? "after \(p.settings.autoBan.drops) drops in \(p.settings.autoBan.windowMilliseconds) ms" : "off"
+                    let bruteForce = p.settings.bruteForce.map { "\($0.failures) failures in \($0.windowSeconds) s" } ?? "off"
+                    let interfaces = "external \(c.external ?? "?")" + (c.inside.map { ", inside \($0)" } ?? "")
+                    print("\(file): OK — \(interfaces), \(p.allow.count) allow and \(p.deny.count) deny networks, "
+                        + "\(p.signatures.count) signatures, auto-ban \(autoBan), brute force \(bruteForce), "
                         + "metrics \(c.metricsListen ?? "off")")
                 } catch let errors as ConfigErrors {
                     FileHandle.standardError.write(Data((errors.description + "\n").utf8))

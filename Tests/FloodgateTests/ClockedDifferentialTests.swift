@@ -14,7 +14,7 @@ import Testing
         var settings = Settings.defaults
         var limits: [TrafficClass: Limit] = [:]
         var verifiedLimits: [TrafficClass: Limit] = [:]
-        var policy = Policy()
+        var policy = FilterPolicy()
 
         init(_ rng: inout FrameFactory) {
             settings.dropCache = false
@@ -54,8 +54,8 @@ import Testing
         }
 
         func model() -> ReferenceModel {
-            var model = ReferenceModel(settings: settings, deny: policy.deny, allow: policy.allow,
-                                       signatures: policy.signatures)
+            var model = ReferenceModel(settings: settings, deny: Array(policy.deny), allow: Array(policy.allow),
+                                       signatures: Array(policy.signatures))
             model.limits = limits
             model.verifiedLimits = verifiedLimits
             model.prefix = policy.prefix
@@ -155,8 +155,10 @@ import Testing
             + [Phone(address: "198.18.65.20", ttl: 57), Phone(address: "2001:db8:b::10", ttl: 55)]
         let guessers = (0..<3).map { _ in f.pick(v4Pool) }
 
-        let program = try FloodgateProgram(maxSources: 1 << 18, settings: scenario.settings, limits: scenario.limits,
-                                           policy: scenario.policy, testClock: true)
+        var policy = scenario.policy
+        policy.settings = scenario.settings
+        policy.limits = scenario.limits
+        let program = try FloodgateProgram(maxSources: 1 << 18, policy: policy, testClock: true)
         var model = scenario.model()
         var clock = timespec()
         clock_gettime(CLOCK_MONOTONIC, &clock)

@@ -11,22 +11,22 @@ import Testing
         let example = try AgentConfig.parse(ShippedFiles.exampleConfig, file: "floodgate.yaml")
         var empty = try AgentConfig.parse("interfaces:\n  external: eth1\n", file: "empty.yaml")
         #expect(example.external == "eth1")
-        #expect(example.settings == Settings.defaults)
-        #expect(example.limits == Limit.defaults)
-        #expect(example.verifiedLimits == Limit.verifiedDefaults)
-        #expect(example.servers.isEmpty && example.allowOptions.isEmpty)
+        #expect(example.policy.settings == Settings.defaults)
+        #expect(example.policy.limits == Limit.defaults)
+        #expect(example.policy.verifiedLimits == Limit.verifiedDefaults)
+        #expect(example.policy.servers.isEmpty && example.policy.allowOptions.isEmpty)
         #expect(example.maxAutoBans == UInt32(FG_DEFAULT_MAX_AUTO_BANS))
-        #expect(example.prefix == Limit.defaultPrefix && example.budget == Limit.defaultBudget)
-        #expect(example.newSources == Limit.defaultNewSources)
-        #expect(example.signatures == Signature.defaults.sorted() || Set(example.signatures) == Set(Signature.defaults))
+        #expect(example.policy.prefix == Limit.defaultPrefix && example.policy.budget == Limit.defaultBudget)
+        #expect(example.policy.newSources == Limit.defaultNewSources)
+        #expect(example.policy.signatures == Set(Signature.defaults))
         #expect(example.bruteForce == BruteForce() && example.trustSeconds == 86400)
         // They take effect only with an inside interface.
-        #expect(example.effectiveSettings.bruteForce == nil && example.effectiveSettings.trustSeconds == 0)
+        #expect(example.effectivePolicy.settings.bruteForce == nil && example.effectivePolicy.settings.trustSeconds == 0)
         let withInside = try AgentConfig.parse(
             ShippedFiles.exampleConfig.replacingOccurrences(of: "# inside: eth2", with: "inside: eth2"), file: "f.yaml")
         #expect(withInside.inside == "eth2")
-        #expect(withInside.effectiveSettings.bruteForce == BruteForce() && withInside.effectiveSettings.trustSeconds == 86400)
-        empty.signatures = example.signatures
+        #expect(withInside.effectivePolicy.settings.bruteForce == BruteForce() && withInside.effectivePolicy.settings.trustSeconds == 86400)
+        empty.policy.signatures = example.policy.signatures
         #expect(example == empty)
     }
 
@@ -44,10 +44,10 @@ import Testing
             deny: [203.0.113.0/24]
             """
         let c = try AgentConfig.parse(text, file: dir.appendingPathComponent("f.yaml").path)
-        #expect(c.allow.map(\.description) == ["198.18.0.10/32", "198.51.100.0/24", "2001:db8:5::/48"].sorted {
+        #expect(c.policy.allow.sorted().map(\.description) == ["198.18.0.10/32", "198.51.100.0/24", "2001:db8:5::/48"].sorted {
             try! CIDR($0) < CIDR($1)
         })
-        #expect(c.deny.map(\.description) == ["203.0.113.0/24"])
+        #expect(c.policy.deny.sorted().map(\.description) == ["203.0.113.0/24"])
         #expect(c.listFiles == [dir.appendingPathComponent("trunks.txt").path])
     }
 
@@ -72,15 +72,15 @@ import Testing
               ttl_tolerance: 1
             """
         let c = try AgentConfig.parse(text, file: "f.yaml")
-        #expect(c.maxAutoBans == 4096 && c.policy.maxAutoBans == 4096)
-        #expect(c.servers.map(\.description) == ["198.18.2.2/32", "2001:db8:2::/64"])
-        #expect(c.allow.count == 3)
-        #expect(c.allowOptions[try CIDR("198.51.100.0/24")] == AllowOptions(limit: .rate(500, burst: 800), ttl: 60...64))
-        #expect(c.allowOptions[try CIDR("198.51.101.0/24")] == AllowOptions(limit: .unlimited))
-        #expect(c.allowOptions[try CIDR("198.18.0.10")] == nil)
-        #expect(c.limits[.invite] == .rate(4, burst: 4) && c.verifiedLimits[.invite] == .rate(40, burst: 80))
-        #expect(c.verifiedLimits[.register] == Limit.verifiedDefaults[.register])
-        #expect(c.effectiveSettings.ttlTolerance == 1 && c.effectiveSettings.trustSeconds == 3600)
+        #expect(c.maxAutoBans == 4096)
+        #expect(c.policy.servers.sorted().map(\.description) == ["198.18.2.2/32", "2001:db8:2::/64"])
+        #expect(c.policy.allow.count == 3)
+        #expect(c.policy.allowOptions[try CIDR("198.51.100.0/24")] == AllowOptions(limit: .rate(500, burst: 800), ttl: 60...64))
+        #expect(c.policy.allowOptions[try CIDR("198.51.101.0/24")] == AllowOptions(limit: .unlimited))
+        #expect(c.policy.allowOptions[try CIDR("198.18.0.10")] == nil)
+        #expect(c.policy.limits[.invite] == .rate(4, burst: 4) && c.policy.verifiedLimits[.invite] == .rate(40, burst: 80))
+        #expect(c.policy.verifiedLimits[.register] == Limit.verifiedDefaults[.register])
+        #expect(c.effectivePolicy.settings.ttlTolerance == 1 && c.effectivePolicy.settings.trustSeconds == 3600)
     }
 
     /// Each bad file gives one problem, on the right line, naming the field and why.

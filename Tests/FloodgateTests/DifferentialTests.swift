@@ -147,7 +147,7 @@ struct FrameFactory {
         let count = Int(ProcessInfo.processInfo.environment["FLOODGATE_DIFF_PACKETS"] ?? "") ?? 100_000
         let seed = UInt64(ProcessInfo.processInfo.environment["FLOODGATE_DIFF_SEED"] ?? "") ?? UInt64.random(in: 0...UInt64.max)
         // Time is left out: every bucket is unlimited, so the verdict is a function of the frame and the lists.
-        var policy = Policy()
+        var policy = FilterPolicy()
         policy.prefix = .unlimited
         policy.widePrefix = .unlimited
         policy.newSources = .unlimited
@@ -159,11 +159,12 @@ struct FrameFactory {
         let unlimited = Dictionary(uniqueKeysWithValues: TrafficClass.all.map { ($0, Limit.unlimited) })
         let settings = Settings.defaults
         let program = try loadProgram(limits: unlimited, settings: settings, policy: policy)
-        var model = ReferenceModel(settings: settings, deny: policy.deny, allow: policy.allow, signatures: Signature.defaults)
+        var model = ReferenceModel(settings: settings, deny: Array(policy.deny), allow: Array(policy.allow),
+                                   signatures: Signature.defaults)
         model.allowOptions = policy.allowOptions
         for address in ["198.18.200.3", "198.18.200.20", "2001:db8:77::2"] {
             try program.maps.ban(SourceAddress(address)!, seconds: 3600)
-            model.explicitBans[SourceAddress(address)!] = .some(nil)  // the model's clock stays at 0
+            model.explicitBans[SourceAddress(address)!] = UInt64?.none  // never expires: the model's clock stays at 0
         }
 
         var factory = FrameFactory(rng: SeededGenerator(state: seed))

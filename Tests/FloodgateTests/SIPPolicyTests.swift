@@ -7,7 +7,7 @@ import Testing
 /// SIP classification and the policy order, through BPF_PROG_TEST_RUN.
 @Suite struct SIPClassificationTests {
     /// Runs one packet on a fresh program and returns (action, class, reason) as counted.
-    func verdict(_ packet: [UInt8], policy: Policy = perSourceOnly) throws -> (UInt32, TrafficClass?, Reason?) {
+    func verdict(_ packet: [UInt8], policy: FilterPolicy = perSourceOnly) throws -> (UInt32, TrafficClass?, Reason?) {
         let program = try loadProgram(policy: policy)
         return try program.judge(packet)
     }
@@ -205,7 +205,7 @@ import Testing
     }
 
     @Test func allowBypassesPerSourceAndPrefixLimits() throws {
-        var policy = Policy()
+        var policy = FilterPolicy()
         policy.prefix = .rate(1, burst: 2)
         let program = try loadProgram(limits: [.invite: .rate(1, burst: 1)], policy: policy)
         try program.maps.addCIDRs([try CIDR("198.18.50.0/24")], to: .allow)
@@ -216,7 +216,7 @@ import Testing
     }
 
     @Test func aPrefixBucketBoundsARandomSourceFloodFromOneSubnet() throws {
-        var policy = Policy()
+        var policy = FilterPolicy()
         policy.prefix = .rate(1, burst: 50)
         let program = try loadProgram(policy: policy)
         var generator = SystemRandomNumberGenerator()
@@ -243,7 +243,7 @@ import Testing
     @Test func aHeldPrefixStillAdmitsItsRate() throws {
         // Measured on one CPU: the drop cache is per CPU.
         let (admitted, dropped, seconds) = try onOneCPU { () -> (Double, UInt64, Double) in
-            var policy = Policy()
+            var policy = FilterPolicy()
             // tau 490 ms: room for the 25 ms hold and a jiffy, and for the test thread to be descheduled for a
             // while on a loaded machine without the bucket filling up (which would lose tokens to the cap).
             policy.prefix = .rate(100, burst: 50)
@@ -268,7 +268,7 @@ import Testing
 
     /// Sources spread over 100 /24s of one /16: each /24 has room, the /16 does not; another /16 is unaffected.
     @Test func theWidePrefixBoundsAFloodSpreadOverManyPrefixes() throws {
-        var policy = Policy()
+        var policy = FilterPolicy()
         policy.widePrefix = .rate(1, burst: 50)
         let program = try loadProgram(policy: policy)
         var admitted = 0
@@ -295,7 +295,7 @@ import Testing
     }
 
     @Test func aDrainedPrefixDropsItsSourcesUntilItRefillsButNotAllowListedOnes() throws {
-        var policy = Policy()
+        var policy = FilterPolicy()
         policy.prefix = .rate(1, burst: 5)
         let program = try loadProgram(policy: policy)
         let reasons = try (1...20).map { i in try program.judge(Packet.request("REGISTER", src: "198.18.77.\(i)")).2 }
@@ -313,7 +313,7 @@ import Testing
     /// allow-listed source (a /32 inside it, or a network as wide as it): then the policy runs in order.
     @Test func aDrainedPrefixIsDroppedBeforeThePolicyUnlessItHoldsAnAllowListedSource() throws {
         try onOneCPU {
-            var policy = Policy()
+            var policy = FilterPolicy()
             policy.prefix = .rate(1, burst: 5)
             policy.allow = [try CIDR("198.18.77.200"), try CIDR("198.18.80.0/23")]
             policy.deny = [try CIDR("198.18.77.66"), try CIDR("198.18.78.66"), try CIDR("198.18.81.66")]
@@ -340,9 +340,9 @@ import Testing
             #expect(reasons.dropFirst(5).allSatisfy { $0 == .droppedPrefix }, "\(reasons)")
             #expect(try program.judge(Packet.request("REGISTER", src: "198.18.78.66")).2 == .droppedDeny)
             #expect(try program.judge(Packet.request("REGISTER", src: "198.18.79.1")).2 == .droppedPrefix)
-            #expect(FilterMaps.allowPrefixKeys(policy.allow, prefixV4: 16, prefixV6: 64).count == 1)
-            #expect(FilterMaps.allowPrefixKeys(policy.allow, prefixV4: 24, prefixV6: 64).count == 1)
-            #expect(FilterMaps.allowPrefixKeys(policy.allow, prefixV4: 22, prefixV6: 64).count == 2)
+            #expect(FilterMaps.allowPrefixKeys(Array(policy.allow), prefixV4: 16, prefixV6: 64).count == 1)
+            #expect(FilterMaps.allowPrefixKeys(Array(policy.allow), prefixV4: 24, prefixV6: 64).count == 1)
+            #expect(FilterMaps.allowPrefixKeys(Array(policy.allow), prefixV4: 22, prefixV6: 64).count == 2)
         }
     }
 

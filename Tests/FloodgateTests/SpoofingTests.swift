@@ -11,7 +11,7 @@ import Testing
     let phone = "198.18.7.7"
 
     /// A filter with a phone that registered with credentials at TTL 57 and was verified.
-    func verifiedPhone(policy: Policy = Policy()) throws -> FloodgateProgram {
+    func verifiedPhone(policy: FilterPolicy = FilterPolicy()) throws -> FloodgateProgram {
         let p = try TrustTests.program(policy: policy)
         #expect(try TrustTests.register(p, phone, ttl: 57) == .passed)
         #expect(try TrustTests.trusted(p)[phone]?.ttl == 57)
@@ -41,7 +41,7 @@ import Testing
     /// drops, spares it.
     @Test func aForgedBurstNeitherBansAVerifiedPhoneNorDrainsItsBucket() throws {
         // A prefix bucket of burst 100 that refills at 1/s: however slow the machine, the bound below holds.
-        var policy = Policy()
+        var policy = FilterPolicy()
         policy.prefix = .rate(1, burst: 100)
         let p = try verifiedPhone(policy: policy)
         var reasons: [Reason: Int] = [:]
@@ -66,7 +66,7 @@ import Testing
     /// Forged credentialed REGISTERs for a verified phone from another hop distance, answered 401 by the server,
     /// are not the phone's failures: no ban however many.
     @Test func forgedCredentialedRegistersAnswered401DoNotBanAVerifiedPhone() throws {
-        var policy = Policy()
+        var policy = FilterPolicy()
         policy.prefix = .unlimited
         policy.widePrefix = .unlimited
         let p = try verifiedPhone(policy: policy)
@@ -84,7 +84,7 @@ import Testing
     /// The pin moves only after FG_REPIN_CONFIRMATIONS credentialed REGISTERs in a row at one new TTL, each
     /// accepted by the server; a forger, who never sees the challenge, cannot get one accepted.
     @Test func aPinnedTTLMovesOnlyOnConfirmedTransactions() throws {
-        var policy = Policy()
+        var policy = FilterPolicy()
         policy.prefix = .unlimited
         policy.widePrefix = .unlimited
         let p = try verifiedPhone(policy: policy)
@@ -211,7 +211,7 @@ import Testing
     /// Neighbour discovery passes by the policy, but not with a fragment header (RFC 6980: hosts drop it): such a
     /// packet from a denied source is denied, and its ID opens no way for fragments.
     @Test func fragmentedNeighbourDiscoveryIsNotExempt() throws {
-        var policy = Policy()
+        var policy = FilterPolicy()
         policy.deny = [try CIDR("2001:db8:62::/64")]
         let p = try loadProgram(limits: Limit.defaults.merging([.fragment: .rate(1, burst: 1)]) { $1 }, policy: policy,
                                 testClock: true)

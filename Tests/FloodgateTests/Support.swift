@@ -18,20 +18,23 @@ func requireTool(_ path: String, package: String) throws {
 /// A freshly loaded (never attached) filter with the given limits, for BPF_PROG_TEST_RUN.
 /// Loads the filter for a test. With `testClock`, its clock stands still (at an arbitrary time) until the test
 /// moves it: no bucket refills behind the test's back, however loaded the machine.
+/// `settings` and `limits` replace the policy's.
 func loadProgram(
-    limits: [TrafficClass: Limit] = Limit.defaults, settings: Settings = .defaults, policy: Policy = Policy(),
+    limits: [TrafficClass: Limit] = Limit.defaults, settings: Settings = .defaults, policy: FilterPolicy = FilterPolicy(),
     maxSources: UInt32 = 4096, testClock: Bool = false
 ) throws -> FloodgateProgram {
     try requireRoot()
-    let program = try FloodgateProgram(maxSources: maxSources, settings: settings, limits: limits, policy: policy,
-                                       testClock: testClock)
+    var policy = policy
+    policy.settings = settings
+    policy.limits = limits
+    let program = try FloodgateProgram(maxSources: maxSources, policy: policy, testClock: testClock)
     if testClock { try program.setTestClock(nanoseconds: 1_000_000_000_000) }
     return program
 }
 
 /// A policy with no aggregate limits, so that only the per-source buckets decide.
-let perSourceOnly: Policy = {
-    var policy = Policy()
+let perSourceOnly: FilterPolicy = {
+    var policy = FilterPolicy()
     policy.prefix = .unlimited
     policy.widePrefix = .unlimited
     policy.newSources = .unlimited

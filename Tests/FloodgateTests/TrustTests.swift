@@ -27,7 +27,7 @@ import Testing
         + "uri=\"sip:198.18.2.2\", response=\"0123456789abcdef0123456789abcdef\""
 
     /// A filter that counts failures and learns trust; its auto-ban bans at 50 drops in 10 s.
-    static func program(failures: UInt32 = 3, policy: Policy = Policy()) throws -> FloodgateProgram {
+    static func program(failures: UInt32 = 3, policy: FilterPolicy = FilterPolicy()) throws -> FloodgateProgram {
         var settings = Settings.defaults
         settings.bruteForce = BruteForce(failures: failures, windowSeconds: 60, banSeconds: 60)
         settings.trustSeconds = 60
@@ -131,7 +131,7 @@ import Testing
     @Test func anAcceptedRegistrationEarnsTrustThatOutlastsADrainedPrefix() throws {
         // A /24 bucket that refills at 1/s: a slow, busy test machine cannot refill it between the flood and the
         // prober's packet (with the default 200/s it could, and did once in CI).
-        var policy = Policy()
+        var policy = FilterPolicy()
         policy.prefix = .rate(1, burst: 20)
         let p = try TrustTests.program(policy: policy)
         let phone = "198.18.6.6", prober = "198.18.6.7", bare = "198.18.6.8", liar = "198.18.6.9"
@@ -166,7 +166,7 @@ import Testing
     /// Verified sources have per-source limits of their own (`limit set CLASS --tier verified`): a registered
     /// PBX is not throttled like a stranger, and a stranger does not get the verified limits.
     @Test func verifiedSourcesHaveTheirOwnLimits() throws {
-        var policy = Policy()
+        var policy = FilterPolicy()
         policy.prefix = .unlimited
         policy.widePrefix = .unlimited
         let p = try TrustTests.program(policy: policy)
@@ -188,7 +188,7 @@ import Testing
     /// When the SIP budget runs short, a verified source is shed after every class a stranger sends, the
     /// in-dialog requests and responses of calls included, and before the allow-listed.
     @Test func theBudgetShedsVerifiedSourcesAfterEveryStrangerAndBeforeTheAllowList() throws {
-        var policy = Policy()
+        var policy = FilterPolicy()
         policy.budget = .rate(1, burst: 81)  // tolerance 80 intervals: level L of 8 reaches (L + 1) * 10 of them
         policy.allow = [try CIDR("198.18.7.9")]
         var settings = Settings.defaults
@@ -341,7 +341,7 @@ import Testing
     /// A verified source keeps getting through a drained prefix after the prefix length changes: its prefix is
     /// marked again at the new length, so the drop cache does not drop the prefix before the policy sees it.
     @Test func aVerifiedSourceOutlastsAPrefixLengthChange() throws {
-        var policy = Policy()
+        var policy = FilterPolicy()
         policy.prefix = .rate(1, burst: 20)
         let p = try TrustTests.program(policy: policy)
         let phone = "198.18.10.6"
@@ -365,7 +365,7 @@ import Testing
     /// 200 verifies the phone at its hop limit; another hop limit is dropped as spoofed; a random-source flood
     /// drains the phone's /64 (IPv6 prefix aggregates) but not the phone, and not another /64.
     @Test func ipv6SourcesAreVerifiedPinnedAndTheirPrefixesAggregated() throws {
-        var policy = Policy()
+        var policy = FilterPolicy()
         policy.prefix = .rate(1, burst: 20)
         let p = try TrustTests.program(policy: policy)
         let phone = "2001:db8:60:1::6", server = "2001:db8:2::2"

@@ -1,0 +1,90 @@
+import FloodgateCore
+import FloodgateLab
+import Foundation
+import Testing
+
+/// The one policy value: its diff and validation on their own, and its round trip, apply and undo through a
+/// loaded filter's maps.
+@Suite struct FilterPolicyTests {
+    static func changed() throws -> FilterPolicy {
+        var p = FilterPolicy()
+        p.limits[.invite] = .rate(2, burst: 3)
+        p.verifiedLimits[.register] = .unlimited
+        p.budget = .rate(900, burst: 90)
+        p.allow = [try CIDR("198.18.9.0/24"), try CIDR("198.18.10.1")]
+        p.allowOptions[try CIDR("198.18.9.0/24")] = AllowOptions(limit: .rate(50, burst: 60), ttl: 60...64)
+        p.deny = [try CIDR("2001:db8:9::/48")]
+        p.servers = [try CIDR("198.18.0.2")]
+        p.signatures.insert(try Signature(.userAgent, "evil-dialer"))
+        p.signatures.remove(try Signature(.userAgent, "sipsak"))
+        p.settings.scannerBanSeconds = 60
+        return p
+    }
+
+    @Test func theDiffNamesEveryChangeWithoutTheKernel() throws {
+        let old = FilterPolicy(), new = try FilterPolicyTests.changed()
+        #expect(new.diff(from: old) == [
+            "settings", "invite 8/s burst 16 → 2/s burst 3", "verified register 30/s burst 60 → unlimited",
+            "budget unlimited → 900/s burst 90", "allow +2 −0", "deny +1 −0", "SIP servers 0 → 1", "signatures +1 −1",
+        ])
+        #expect(old.diff(from: new).count == 8)
+        #expect(new.diff(from: new).isEmpty)
+        // An entry kept whose options change is named.
+        var options = new
+        options.allowOptions[try CIDR("198.18.9.0/24")] = nil
+        #expect(options.diff(from: new) == ["allow 198.18.9.0/24 \(AllowOptions())"])
+    }
+
+    @Test func validationRefusesWhatTheMapsCannotHold() throws {
+        var p = FilterPolicy()
+        p.settings.sipPorts = []
+        #expect(throws: FloodgateError.self) { try p.validate() }
+        p = FilterPolicy()
+        p.servers = Set((0..<(FilterCapacity.servers + 1)).map { try! CIDR("198.18.\($0 / 256).\($0 % 256)") })
+        #expect(throws: FloodgateError.self) { try p.validate() }
+        p = FilterPolicy()
+        p.allow = [try CIDR("198.18.9.0/24")]
+        p.allowOptions[try CIDR("198.18.9.0/24")] = AllowOptions(limit: .rate(0, burst: 1))
+        #expect(throws: FloodgateError.self) { try p.validate() }
+        p = FilterPolicy()
+        p.verifiedLimits[.invite] = .rate(10, burst: 0)
+        #expect(throws: FloodgateError.self) { try p.validate() }
+        #expect(throws: Never.self) { try FilterPolicy().validate() }
+    }
+
+    @Test func applyChangesTheMapsAndUndoPutsThemBack() throws {
+        let original = try FilterPolicyTests.changed()
+        let program = try loadProgram(limits: original.limits, settings: original.settings, policy: original)
+        // What was loaded is what is read back.
+        #expect(try FilterPolicy(reading: program.maps) == original)
+        var next = original
+        next.limits[.options] = .block
+        next.allow.remove(try CIDR("198.18.10.1"))
+        next.allow.insert(try CIDR("198.18.11.0/24"))
+        next.allowOptions[try CIDR("198.18.9.0/24")] = AllowOptions(limit: .unlimited)
+        next.deny = []
+        next.signatures = [try Signature(.from, "\"sipvicious\"")]
+        next.prefix = .rate(1, burst: 1)
+        next.settings.prefixV4 = 22
+        let applied = try next.apply(to: program.maps)
+        #expect(try FilterPolicy(reading: program.maps) == next)
+        #expect(applied.changes == next.diff(from: original))
+        // The filter acts on it: options now blocked.
+        #expect(try program.judge(Packet.request("OPTIONS", src: "198.18.30.1")).2 == .droppedBlocked)
+        applied.undo()
+        #expect(try FilterPolicy(reading: program.maps) == original)
+        #expect(try program.judge(Packet.request("OPTIONS", src: "198.18.30.2")).2 == .passed)
+        // Applying what is there changes nothing.
+        #expect(try original.apply(to: program.maps).changes.isEmpty)
+    }
+
+    @Test func anInvalidPolicyWritesNothing() throws {
+        let program = try loadProgram()
+        let before = try FilterPolicy(reading: program.maps)
+        var bad = before
+        bad.limits[.invite] = .rate(1, burst: 1)
+        bad.settings.prefixV4 = 7
+        #expect(throws: FloodgateError.self) { _ = try bad.apply(to: program.maps) }
+        #expect(try FilterPolicy(reading: program.maps) == before)
+    }
+}
