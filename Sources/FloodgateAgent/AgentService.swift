@@ -1,0 +1,54 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Drives the ``Agent``: a poll every `config.pollMilliseconds`, a reload on SIGHUP or when the config file (or
+/// a list file) changes, and on graceful shutdown either leaves the filter pinned (the default: it keeps
+/// protecting) or detaches it.
+public final class AgentService: Service, @unchecked Sendable {
+    private let agent: Agent
+    private let detachOnExit: Bool
+    private let logger: Logger
+    private let hangups = HangupCounter()
+
+    public init(agent: Agent, detachOnExit: Bool, logger: Logger) {
+        self.agent = agent
+        self.detachOnExit = detachOnExit
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        signal(SIGHUP, SIG_IGN)
+        let hangups = self.hangups
+        source.setEventHandler { hangups.increment() }
+        source.resume()
+        defer { source.cancel() }
+        var lastCheck = monotonicSeconds()
+        while !Task.isShuttingDownGracefully {
+            if hangups.take() > 0 {
+                agent.reload(reason: "SIGHUP")
+            } else if monotonicSeconds() - lastCheck >= 1 {
+                lastCheck = monotonicSeconds()
+                if agent.filesChanged() { agent.reload(reason: "file changed") }
+            }
+            agent.poll()
+            try? await Task.sleep(for: .milliseconds(agent.config.pollMilliseconds))
+        }
+        if detachOnExit {
+            try agent.detach()
+        } else {
+            logger.notice("stopping: the filter stays attached and pinned, and keeps its bans",
+                          metadata: ["pin_root": "\(agent.config.pinRoot)"])
+        }
+    }
+}
+
+private final class HangupCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func increment() { lock.lock(); count += 1; lock.unlock() }
+    func take() -> Int { lock.lock(); defer { count = 0; lock.unlock() }; return count }
+}
+
+private func monotonicSeconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
