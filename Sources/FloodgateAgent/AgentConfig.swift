@@ -207,10 +207,8 @@ final class ConfigReader {
     /// "90s", "10m", "1h", "2d", or "500ms".
     func duration(_ node: Node, _ field: String, milliseconds: Bool = false) -> UInt64? {
         guard let s = string(node, field) else { return nil }
-        if milliseconds, s.hasSuffix("ms"), let n = UInt64(s.dropLast(2)), n > 0, n <= 3_600_000 { return n }
         do {
-            let seconds = try parseDuration(s)
-            return milliseconds ? seconds * 1000 : seconds
+            return milliseconds ? try parseDurationMilliseconds(s) : try parseDuration(s)
         } catch {
             problem(node, field, "\(error)")
             return nil

@@ -29,14 +29,3 @@ public struct Ban: Sendable, Equatable {
         explicit ? "explicit" : scanner ? "scanner" : automatic ? "auto" : bruteForce ? "brute-force" : "other"
     }
 }
-
-/// Parses "90s", "10m", "1h", "2d" into seconds.
-public func parseDuration(_ text: String) throws -> UInt64 {
-    let units: [Character: UInt64] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
-    guard let unit = text.last, let scale = units[unit], let n = UInt64(text.dropLast()), n > 0,
-          n <= 3650 * 86400 / scale
-    else {
-        throw FloodgateError("'\(text)' is not a duration: give a positive number and a unit, e.g. 90s, 10m, 1h, 2d")
-    }
-    return n * scale
-}

@@ -212,7 +212,7 @@ extension Floodgate {
         static let configuration = CommandConfiguration(
             commandName: "ban", abstract: "Ban a source; an explicit ban beats the allow list.")
         @Argument(help: "The address to ban.") var address: String
-        @Option(name: .customLong("for"), help: "How long: 90s, 10m, 1h, 2d.") var duration: String?
+        @Option(name: .customLong("for"), help: "How long: 600 (seconds), 90s, 10m, 1h30m, 1.5h, 2d.") var duration: String?
         @Flag(help: "Until unbanned.") var forever = false
         @OptionGroup var selection: FilterSelection
 
@@ -514,7 +514,7 @@ extension Floodgate {
         struct BanTime: ParsableCommand {
             static let configuration = CommandConfiguration(
                 commandName: "ban-time", abstract: "How long the filter bans a source that sent a signature (off: never).")
-            @Argument(help: "A duration (90s, 10m, 1h, 2d) or off.") var duration: String
+            @Argument(help: "A duration (90s, 10m, 1h30m, 2d) or off.") var duration: String
             @OptionGroup var selection: FilterSelection
 
             func seconds() throws -> UInt32 {

@@ -96,7 +96,7 @@ import Testing
         ("interfaces: {external: eth1}\nsip:\n  ports: [5060, 70000]\n", 3, "sip.ports", "1 to 65535"),
         ("interfaces: {external: eth1}\nsip:\n  rtp_ports: 20000-10000\n", 3, "sip.rtp_ports", "LOW-HIGH"),
         ("interfaces: {external: eth1}\nprefix:\n  ipv4: 40\n", 3, "prefix.ipv4", "8 to 32"),
-        ("interfaces: {external: eth1}\nauto_ban:\n  window: 10 seconds\n", 3, "auto_ban.window", "not a duration"),
+        ("interfaces: {external: eth1}\nauto_ban:\n  window: 10 parsecs\n", 3, "auto_ban.window", "not a duration"),
         ("interfaces: {external: eth1}\nauto_ban:\n  durations: [1m, 2m, 3m, 4m, 5m]\n", 3, "auto_ban.durations", "1 to 4"),
         ("interfaces: {external: eth1}\nauto_ban:\n  jitter: 150%\n", 3, "auto_ban.jitter", "0% to 100%"),
         ("interfaces: {external: eth1}\nmetrics:\n  listen: 0.0.0.0\n", 3, "metrics.listen", "HOST:PORT"),
@@ -146,3 +146,25 @@ import Testing
         #expect(ok.out.contains("OK"))
     }
 }
+
+/// Durations as systemd and Go write them, everywhere one is given (CLI and config).
+@Suite struct DurationTests {
+    @Test func systemdAndGoDurationsAreRead() throws {
+        for (text, ms) in [("90s", 90_000), ("10m", 600_000), ("1h30m", 5_400_000), ("1.5h", 5_400_000),
+                           ("2d 12h", 216_000_000), ("300ms", 300), ("1w", 604_800_000), ("600", 600_000),
+                           ("1 hour 5 min", 3_900_000), ("1.5s", 1500)] as [(String, UInt64)] {
+            #expect(try parseDurationMilliseconds(text) == ms, "\(text)")
+        }
+        #expect(try parseDuration("1h30m") == 5400 && parseDuration("1.5m") == 90 && parseDuration("600") == 600)
+    }
+
+    @Test func badDurationsAreRefusedWithTheReason() {
+        for text in ["", "10x", "s", "1.s", ".5s", "1..5s", "-5s", "0s", "0", "1h30", "11000d", "10 parsecs", "1e3s"] {
+            #expect(throws: FloodgateError.self, "\(text)") { _ = try parseDurationMilliseconds(text) }
+        }
+        // Where whole seconds are needed, a fraction of one is refused.
+        #expect(throws: FloodgateError.self) { _ = try parseDuration("1.5s") }
+        #expect(throws: FloodgateError.self) { _ = try parseDuration("300ms") }
+    }
+}
+
