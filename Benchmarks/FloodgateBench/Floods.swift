@@ -32,9 +32,12 @@ struct LegitimateTotals: Encodable {
     var cell: String { "\(succeeded)/\(attempted) (\(retransmissions) rtx)" }
 }
 
-let benchedFilters = ["trivial", "touch", "oracle", "floodgate", "xdp-filter", "nftables"]
+let benchedFilterKinds: [FilterUnderTest] = [.trivial, .touch, .oracle, .floodgate, .xdpFilter, .nftables]
 /// The filters beside which sipp's calls are counted (the trivial and touch programs drop them all).
-let legitimateFilters = ["oracle", "floodgate", "xdp-filter", "nftables"]
+let legitimateFilterKinds: [FilterUnderTest] = [.oracle, .floodgate, .xdpFilter, .nftables]
+/// Their names, which key the rows.
+let benchedFilters = benchedFilterKinds.map(\.rawValue)
+let legitimateFilters = legitimateFilterKinds.map(\.rawValue)
 
 /// Each scenario through the live-frames generator into a veth whose peer runs each filter (Floodgate with its
 /// default policy), in two passes. Speed: nothing but the flood, every filter in turn, `floodRuns` times; medians
@@ -48,25 +51,24 @@ func generatedFloods(_ options: Options) throws -> [FloodRow] {
         var runs: [String: [Double]] = [:]
         var dropped: [Double] = []
         var legitimate: [String: LegitimateTotals] = [:]
-        func expressible(_ filter: String) -> Bool { filter != "xdp-filter" || scenario.mode == FG_FLOOD_FIXED }
         for _ in 0..<options.floodRuns {
-            for filter in benchedFilters where expressible(filter) {
+            for filter in benchedFilterKinds where filter.runs(scenario) {
                 let r = try FloodResult.run(
                     scenario: scenario, filter: filter, packets: 1_000_000_000, seconds: options.floodSeconds,
                     progress: false)
-                runs[filter, default: []].append(r.mpps)
-                if filter == "floodgate" { dropped.append(Double(r.dropped) / Double(max(r.processed, 1))) }
+                runs[filter.rawValue, default: []].append(r.mpps)
+                if filter == .floodgate { dropped.append(Double(r.dropped) / Double(max(r.processed, 1))) }
             }
         }
         for _ in 0..<options.legitimateRuns {
-            for filter in legitimateFilters where expressible(filter) {
+            for filter in legitimateFilterKinds where filter.runs(scenario) {
                 let r = try FloodResult.run(
                     scenario: scenario, filter: filter, packets: 1_000_000_000, seconds: options.floodSeconds,
                     progress: false, legitimate: .standard(calls: options.floodCalls))
                 for l in r.legitimate ?? [] {
-                    legitimate[filter, default: LegitimateTotals()].attempted += l.attempted
-                    legitimate[filter, default: LegitimateTotals()].succeeded += l.succeeded
-                    legitimate[filter, default: LegitimateTotals()].retransmissions += l.retransmissions
+                    legitimate[filter.rawValue, default: LegitimateTotals()].attempted += l.attempted
+                    legitimate[filter.rawValue, default: LegitimateTotals()].succeeded += l.succeeded
+                    legitimate[filter.rawValue, default: LegitimateTotals()].retransmissions += l.retransmissions
                 }
             }
         }

@@ -40,21 +40,13 @@ func reaction(_ options: Options) throws -> [ReactionRow] {
                 try root.attach(try Interface(lab.routerInterface), mode: .native)
             }
             let maps = try root.maps(of: lab.routerInterface)
-            var scenario = try FloodScenario.named(name)
-            scenario.frame.replaceSubrange(0..<6, with: try lab.routerMAC())
+            let scenario = try FloodScenario.named(name)
             let attacker = SourceAddress(scenario.frame[26..<30].map(String.init).joined(separator: "."))!
-            let generator = try FloodGenerator()
-            let done = DispatchSemaphore(value: 0)
-            let ns = lab.outsideNS, interface = lab.outsideInterface, flood = scenario
             // The generator (and with it the receive, in softirq after each batch) on CPU 0, the reader on the
             // last CPU: sharing a CPU, the reader would see the flood only when the scheduler let it, and time
             // from there.
             let cpus = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-            Thread {
-                _ = try? generator.run(flood, interface: interface, namespace: ns, count: 2_000_000, seconds: 1,
-                                       chunk: 100_000, cpu: 0)
-                done.signal()
-            }.start()
+            let flood = try lab.startFlood(scenario, count: 2_000_000, seconds: 1, chunk: 100_000, cpu: 0)
             let reading = ReactionReads()
             let readerDone = DispatchSemaphore(value: 0)
             Thread {
@@ -63,7 +55,7 @@ func reaction(_ options: Options) throws -> [ReactionRow] {
                 do { try reading.watch(maps, attacker: attacker, trafficClass: trafficClass) } catch { reading.error = error }
             }.start()
             readerDone.wait()
-            done.wait()
+            _ = try? flood.wait()
             if let error = reading.error { throw error }
             let (first, dropped, banned, reads, elapsed, last) = (reading.first, reading.dropped, reading.banned,
                                                                  reading.reads, reading.elapsed, reading.last)

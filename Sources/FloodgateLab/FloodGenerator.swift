@@ -73,6 +73,11 @@ public struct FloodScenario: Sendable {
         }
     }
 
+    /// Whether each frame comes from another source.
+    public var randomSources: Bool { mode != FG_FLOOD_FIXED }
+    /// Whether its sources are IPv6.
+    public var isIPv6: Bool { mode == FG_FLOOD_RANDOM_V6 }
+
     /// What the scenario is, in a few words, for the demo and reports.
     public var summary: String {
         switch name {

@@ -6,7 +6,7 @@ import Foundation
 /// One flood against one filter, in a lab of its own.
 public struct FloodResult: Codable, Sendable {
     public var scenario: String
-    public var filter: String
+    public var filter: FilterUnderTest
     public var sent: UInt64
     public var seconds: Double
     public var processed: UInt64
@@ -15,21 +15,8 @@ public struct FloodResult: Codable, Sendable {
     /// With a legitimate load: what sipp achieved beside the flood, per source and kind.
     public var legitimate: [LegitimateResult]?
 
-    /// The filters a flood can run against.
-    public static let filters = ["floodgate", "trivial", "touch", "oracle", "xdp-filter", "nftables", "none"]
-
-    /// Builds a lab, attaches `filter` to the router end, floods it with `scenario` for at most `packets` frames
-    /// and `seconds`, and reads what the router end's XDP program saw (ethtool -S).
-    ///
-    /// - floodgate: the default policy, with the trunk peer (``LegitimateLoad/trunkAddress``) on the allow list.
-    /// - trivial: `XDP_DROP` for everything (the speed ceiling).
-    /// - touch: reads two bytes of each frame (the first, and the 43rd: where a SIP method starts), then `XDP_DROP`:
-    ///   what any filter pays to look at a packet at all.
-    /// - oracle: drops exactly the scenario's attack sources (the ceiling for legitimate traffic).
-    /// - xdp-filter (xdp-tools): denies the scenario's source address; not for random-source scenarios.
-    /// - nftables: an `XDP_PASS` program (so the veth counts frames) and a `meter` rule set dropping each source
-    ///   over 8 packets/s to the SIP ports in prerouting — the per-source limit most operators run today — after
-    ///   accepting the trunk peer.
+    /// Builds a lab, attaches `filter` (``FilterUnderTest``) to the router end, floods it with `scenario` for at
+    /// most `packets` frames and `seconds`, and reads what the router end's XDP program saw (ethtool -S).
     ///
     /// With a `legitimate` load, sipp registers and places calls beside the flood (see ``LegitimateLoad``).
     ///
@@ -44,7 +31,7 @@ public struct FloodResult: Codable, Sendable {
     /// most of the receiving CPU (perf: 33% `__pv_queued_spin_lock_slowpath` under
     /// `page_pool_put_unrefed_netmem`, against 12% in Floodgate's program), so results vary by run.
     public static func run(
-        scenario: FloodScenario, filter: String, packets: UInt64, seconds: Double, progress: Bool,
+        scenario: FloodScenario, filter: FilterUnderTest, packets: UInt64, seconds: Double, progress: Bool,
         legitimate: LegitimateLoad? = nil, dedicatedReceiver: Bool = false
     ) throws -> FloodResult
     {
@@ -58,31 +45,28 @@ public struct FloodResult: Codable, Sendable {
         var oracle: OracleProgram?
         defer { if link >= 0 { close(link) } }
         let inRouter = ["nsenter", "--net=/run/netns/\(lab.routerNS)"]
-        var scenario = scenario
-        // The router's own MAC address, so frames that go on into the stack are not dropped as for another host.
-        scenario.frame.replaceSubrange(0..<6, with: try lab.routerMAC())
         switch filter {
-        case "floodgate":
+        case .floodgate:
             var policy = FilterPolicy()
             policy.allow = [try CIDR("\(LegitimateLoad.trunkAddress)/32")]
             _ = try NetworkLab.inNamespace(lab.routerNS) {
                 try PinRoot(lab.pinRoot).attach(try Interface(lab.routerInterface), mode: .native, policy: policy)
             }
-        case "trivial":
+        case .trivial:
             link = try trivial.attach(lab.routerInterface, namespace: lab.routerNS)
-        case "touch":
+        case .touch:
             link = try TrivialDropProgram(touching: true).attach(lab.routerInterface, namespace: lab.routerNS)
-        case "oracle":
+        case .oracle:
             oracle = try OracleProgram(for: scenario)
             link = try oracle!.attach(lab.routerInterface, namespace: lab.routerNS)
-        case "xdp-filter":
-            guard scenario.mode == FG_FLOOD_FIXED else {
+        case .xdpFilter:
+            guard filter.runs(scenario) else {
                 throw FloodgateError("xdp-filter denies single addresses; \(scenario.name) has random sources")
             }
             let source = scenario.frame[26..<30].map(String.init).joined(separator: ".")
             try NetworkLab.run(inRouter + ["xdp-filter", "load", "--mode", "native", lab.routerInterface])
             try NetworkLab.run(inRouter + ["xdp-filter", "ip", "--mode", "src", source])
-        case "nftables":
+        case .nftables:
             link = try pass.attach(lab.routerInterface, namespace: lab.routerNS)
             let rules = """
                 table inet floodgate_bench {
@@ -100,13 +84,11 @@ public struct FloodResult: Codable, Sendable {
             try rules.write(to: file, atomically: true, encoding: .utf8)
             defer { try? FileManager.default.removeItem(at: file) }
             try NetworkLab.run(inRouter + ["nft", "-f", file.path])
-        case "none":
+        case .none:
             break
-        default:
-            throw FloodgateError("unknown filter '\(filter)'", hint: "Filters: \(filters.joined(separator: ", "))")
         }
         defer {
-            if filter == "xdp-filter" {
+            if filter == .xdpFilter {
                 _ = try? NetworkLab.run(inRouter + ["xdp-filter", "unload", lab.routerInterface])
                 rmdir("/sys/fs/bpf/xdp")  // libxdp's directory, if it left it empty
             }
@@ -116,7 +98,7 @@ public struct FloodResult: Codable, Sendable {
         if dedicatedReceiver {
             let cpus = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
             guard cpus > 1 else { throw FloodgateError("a CPU of its own for the receive needs two CPUs; this machine has one") }
-            guard filter != "none" else {
+            guard filter != .none else {
                 throw FloodgateError("a CPU of its own for the receive needs an XDP program on the router end",
                                      hint: "veth has NAPI only with one attached; pick a filter other than none")
             }
@@ -128,12 +110,8 @@ public struct FloodResult: Codable, Sendable {
             $0.isEmpty ? nil : try SippTraffic(lab: lab, load: $0, seconds: seconds, cpu: sippCPU)
         }
         let before = try vethXDPCounters(lab.routerInterface, namespace: lab.routerNS)
-        let generator = try FloodGenerator()
         let name = scenario.name
-        let (sent, elapsed) = try generator.run(
-            scenario, interface: lab.outsideInterface, namespace: lab.outsideNS, count: packets, seconds: seconds,
-            cpu: generatorCPU
-        ) { sent, elapsed in
+        let (sent, elapsed) = try lab.flood(scenario, count: packets, seconds: seconds, cpu: generatorCPU) { sent, elapsed in
             if progress {
                 FileHandle.standardError.write(Data(String(format: "\r%@: %llu frames sent, %.1f s", name, sent, elapsed).utf8))
             }
@@ -143,7 +121,7 @@ public struct FloodResult: Codable, Sendable {
         let legitimateResults = sipp?.finish()
         let processed = after.packets - before.packets
         var dropped = after.drops - before.drops
-        if filter == "nftables" {
+        if filter == .nftables {
             // XDP passed everything; the drops are the rule set's.
             dropped = try nftablesDrops(inRouter)
         }

@@ -59,8 +59,6 @@ extension Floodgate {
                 + "mode): default policy — INVITE per source \(invite), per /24 \(Limit.defaultPrefix), scanner "
                 + "signatures on; \(trunk) allow-listed")
             let maps = try root.maps(of: lab.routerInterface)
-            let generator = try FloodGenerator()
-            let mac = try lab.routerMAC()
             let live = isatty(STDOUT_FILENO) == 1
             let phase = LegitimateLoad(phoneCalls: Int(2 * seconds), phoneRegistrations: Int(2 * seconds),
                                        trunkCalls: Int(20 * seconds), trunkRegistrations: Int(10 * seconds))
@@ -69,26 +67,18 @@ extension Floodgate {
 
             for (i, name) in names.enumerated() {
                 // Each flood from an attacker of its own: a source banned in one flood stays banned in the next.
-                var scenario = try FloodScenario.named(name, attacker: "198.18.1.\(66 + i)",
+                let scenario = try FloodScenario.named(name, attacker: "198.18.1.\(66 + i)",
                                                        randomAttacker: "198.19.\(1 + i).66")
-                scenario.frame.replaceSubrange(0..<6, with: mac)
                 print("\n[\(i + 1)/\(names.count)] \(name): \(scenario.summary), full speed for \(formatSeconds(seconds)), "
                     + "while the phone places \(phase.phoneCalls) calls and \(phase.phoneRegistrations) registrations "
                     + "and the trunk \(phase.trunkCalls) and \(phase.trunkRegistrations)")
                 // The flood, its receive and sipp on CPU 0 (as in the benchmark); the counters are read from CPU 1.
                 let sipp = try SippTraffic(lab: lab, load: phase, seconds: seconds, cpu: 0)
-                let done = DispatchSemaphore(value: 0)
-                let ns = lab.outsideNS, interface = lab.outsideInterface, flood = scenario, length = seconds
-                // A thread of its own: blocking work on Dispatch's shared pool can wait for a free thread.
-                Thread {
-                    _ = try? generator.run(flood, interface: interface, namespace: ns, count: 1_000_000_000,
-                                           seconds: length, chunk: 200_000, cpu: 0)
-                    done.signal()
-                }.start()
+                let flood = try lab.startFlood(scenario, count: 1_000_000_000, seconds: seconds, chunk: 200_000, cpu: 0)
                 var previous = try maps.counters()
                 var previousTime = monotonicNanoseconds()
                 let start = previousTime
-                while done.wait(timeout: .now() + 0.5) == .timedOut {
+                while !flood.finished(within: 0.5) {
                     let now = monotonicNanoseconds()
                     let counters = try maps.counters()
                     let line = liveLine(counters, previous, seconds: Double(now - previousTime) / 1e9,
@@ -103,6 +93,7 @@ extension Floodgate {
                     previousTime = now
                 }
                 if live { print("") }
+                try flood.wait()  // a generator that failed says why
                 if let top = TopTalker.rank(try maps.sources(), count: 1).first, top.drops > 0 {
                     print("  top talker so far: \(top.address), \(top.packets) packets, \(top.drops) dropped "
                         + "(\(top.classes.joined(separator: ",")))")

@@ -16,7 +16,7 @@ extension Floodgate {
 
         @Option(help: "The flood.") var scenario = "single-source"
         @Option(help: "The filter on the router end: floodgate, trivial (XDP_DROP), touch (reads two bytes of the frame, then XDP_DROP), oracle (drops exactly the attack), xdp-filter, nftables or none.")
-        var filter = "floodgate"
+        var filter: FilterUnderTest = .floodgate
         @Option(help: "Frames to send at most.") var packets: UInt64 = 20_000_000
         @Option(help: "Seconds to send at most.") var seconds: Double = 5
         @Option(help: """
@@ -34,13 +34,10 @@ extension Floodgate {
         @Flag(name: .shortAndLong, help: "Log libbpf's and Floodgate's debug messages.") var verbose = false
 
         func validate() throws {
-            guard FloodResult.filters.contains(filter) else {
-                throw ValidationError("--filter takes \(FloodResult.filters.joined(separator: ", ")).")
-            }
             guard packets >= 1, packets <= 1_000_000_000 else { throw ValidationError("--packets must be 1 to 1000000000.") }
             guard seconds > 0, seconds <= 600 else { throw ValidationError("--seconds must be above 0 and at most 600.") }
             guard (0...10_000).contains(calls) else { throw ValidationError("--calls must be 0 to 10000.") }
-            if dedicatedCPU && filter == "none" {
+            if dedicatedCPU && filter == .none {
                 throw ValidationError("--dedicated-cpu needs an XDP program on the router end: not with --filter none.")
             }
             do { _ = try FloodScenario.named(scenario) } catch { throw ValidationError("\(error).") }
@@ -54,7 +51,7 @@ extension Floodgate {
                                              legitimate: .standard(calls: calls), dedicatedReceiver: dedicatedCPU)
             if json { return try printJSON(result) }
             print(String(format: "%@ against %@: sent %llu frames in %.2f s; the filter saw %llu (%.2f Mpps), dropped %llu",
-                         result.scenario, result.filter, result.sent, result.seconds, result.processed,
+                         result.scenario, result.filter.rawValue, result.sent, result.seconds, result.processed,
                          result.mpps, result.dropped))
             for r in result.legitimate ?? [] {
                 print("sipp \(r.kind) from the \(r.source): \(r.succeeded) of \(r.attempted) completed, "
@@ -64,3 +61,4 @@ extension Floodgate {
     }
 }
 
+extension FilterUnderTest: ExpressibleByArgument {}

@@ -230,10 +230,7 @@ import Testing
 
             // A generated flood: one drop in 65536 per CPU, class and verdict reaches the agent through the ring
             // buffer with its source; `floodgate stats` and `top` work beside the running agent.
-            var scenario = try FloodScenario.named("single-source")
-            scenario.frame.replaceSubrange(0..<6, with: try lab.routerMAC())
-            _ = try FloodGenerator().run(scenario, interface: lab.outsideInterface, namespace: lab.outsideNS,
-                                         count: 600_000, seconds: 5)
+            _ = try lab.flood(try FloodScenario.named("single-source"), count: 600_000, seconds: 5)
             Thread.sleep(forTimeInterval: 0.5)
             let after = try NetworkLab.inNamespace(lab.routerNS) { try httpGet(port: 19466, path: "/metrics") }
             let samples = after.text.split(separator: "\n").filter {

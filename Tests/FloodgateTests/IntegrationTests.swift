@@ -193,7 +193,7 @@ import Testing
             let scenario = try FloodScenario.named(name)
             let program = try OracleProgram(for: scenario)
             #expect(try program.verdict(scenario.frame) == XDP_DROP_ACTION, "\(name)")
-            let v6 = scenario.mode == FG_FLOOD_RANDOM_V6
+            let v6 = scenario.isIPv6
             let offset = v6 ? 14 + 8 : 14 + 12
             // Every source in the attack's range is dropped; the bit just above it, or a legitimate source, passes.
             var inside = scenario.frame, outside = scenario.frame

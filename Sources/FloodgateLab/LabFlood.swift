@@ -1,0 +1,82 @@
+import FloodgateCore
+import Foundation
+
+/// The filters a lab flood can run against, on the router end.
+///
+/// - floodgate: the default policy, with the trunk peer (``LegitimateLoad/trunkAddress``) on the allow list.
+/// - trivial: `XDP_DROP` for everything (the speed ceiling).
+/// - touch: reads two bytes of each frame (the first, and the 43rd: where a SIP method starts), then `XDP_DROP`:
+///   what any filter pays to look at a packet at all.
+/// - oracle: drops exactly the scenario's attack sources (the ceiling for legitimate traffic).
+/// - xdp-filter (xdp-tools): denies the scenario's source address; not for random-source scenarios.
+/// - nftables: an `XDP_PASS` program (so the veth counts frames) and a `meter` rule set dropping each source over 8
+///   packets/s to the SIP ports in prerouting — the per-source limit most operators run today — after accepting
+///   the trunk peer.
+/// - none: nothing attached.
+public enum FilterUnderTest: String, CaseIterable, Codable, Sendable, CustomStringConvertible {
+    case floodgate, trivial, touch, oracle
+    case xdpFilter = "xdp-filter"
+    case nftables, none
+
+    public var description: String { rawValue }
+
+    /// Whether it can run `scenario` (xdp-filter denies single addresses only).
+    public func runs(_ scenario: FloodScenario) -> Bool { self != .xdpFilter || !scenario.randomSources }
+}
+
+/// A flood running on a thread of its own (``NetworkLab/startFlood(_:count:seconds:chunk:cpu:)``).
+public final class RunningFlood: @unchecked Sendable {
+    // A group, not a semaphore: waiting on it does not use up its end, so every wait sees it.
+    private let running = DispatchGroup()
+    private var outcome: Result<(sent: UInt64, seconds: Double), Error> = .success((0, 0))
+
+    fileprivate init(_ body: @escaping @Sendable () throws -> (sent: UInt64, seconds: Double)) {
+        running.enter()
+        // A thread of its own: blocking work on Dispatch's shared pool can wait for a free thread.
+        Thread { [self] in
+            outcome = Result { try body() }
+            running.leave()
+        }.start()
+    }
+
+    /// Whether the flood ended within `timeout` seconds.
+    public func finished(within timeout: Double) -> Bool { running.wait(timeout: .now() + timeout) == .success }
+
+    /// Waits for the flood to end; what it sent and for how long.
+    @discardableResult
+    public func wait() throws -> (sent: UInt64, seconds: Double) {
+        running.wait()
+        return try outcome.get()
+    }
+}
+
+extension NetworkLab {
+    /// Floods the router end with `scenario` from the outside end (at most `count` frames and `seconds`), its frames
+    /// addressed to the router's own MAC (so what goes on into the stack is not dropped as for another host).
+    /// Returns what was sent, and for how long.
+    public func flood(
+        _ scenario: FloodScenario, count: UInt64, seconds: Double, chunk: UInt32 = 1_000_000, cpu: Int? = nil,
+        progress: (@Sendable (UInt64, Double) -> Void)? = nil
+    ) throws -> (sent: UInt64, seconds: Double) {
+        try FloodGenerator().run(try addressed(scenario), interface: outsideInterface, namespace: outsideNS, count: count,
+                                 seconds: seconds, chunk: chunk, cpu: cpu, progress: progress)
+    }
+
+    /// The same flood on a thread of its own, for a caller that watches the filter meanwhile.
+    public func startFlood(_ scenario: FloodScenario, count: UInt64, seconds: Double, chunk: UInt32 = 1_000_000,
+                           cpu: Int? = nil) throws -> RunningFlood {
+        let generator = try FloodGenerator(), flood = try addressed(scenario)
+        let interface = outsideInterface, ns = outsideNS
+        return RunningFlood {
+            try generator.run(flood, interface: interface, namespace: ns, count: count, seconds: seconds, chunk: chunk,
+                              cpu: cpu)
+        }
+    }
+
+    /// `scenario` with its frames addressed to the router end's MAC.
+    public func addressed(_ scenario: FloodScenario) throws -> FloodScenario {
+        var scenario = scenario
+        scenario.frame.replaceSubrange(0..<6, with: try routerMAC())
+        return scenario
+    }
+}
