@@ -1,4 +1,4 @@
-import CFloodgate
+internal import CFloodgate
 import Foundation
 
 /// A BPF object from an image `swift build` embedded: opened (`bpf_object__open_mem`), configured before load

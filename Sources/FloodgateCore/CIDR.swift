@@ -1,4 +1,4 @@
-import CFloodgate
+internal import CFloodgate
 import Foundation
 
 /// An IPv4 or IPv6 network, as the deny and allow lists take it (`struct fg_cidr_key`).
@@ -42,7 +42,7 @@ public struct CIDR: Hashable, Sendable, Comparable, CustomStringConvertible {
         keyLength = Int(key.prefixlen)
     }
 
-    public var key: fg_cidr_key {
+    var key: fg_cidr_key {
         var key = fg_cidr_key()
         key.prefixlen = UInt32(keyLength)
         key.addr = address.raw

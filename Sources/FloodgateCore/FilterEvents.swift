@@ -1,4 +1,4 @@
-import CFloodgate
+internal import CFloodgate
 import Foundation
 
 /// The filter's fixed capacities and defaults, as the shared header (BPF/floodgate.h) sets them.

@@ -1,4 +1,4 @@
-import CFloodgate
+internal import CFloodgate
 import Foundation
 
 /// What an allow-list entry carries besides its network (`struct fg_allow_entry`).

@@ -1,4 +1,4 @@
-import CFloodgate
+internal import CFloodgate
 import Foundation
 
 /// Typed access to the maps of one Floodgate filter, by file descriptor: from a freshly loaded object (which owns

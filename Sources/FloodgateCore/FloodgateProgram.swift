@@ -1,4 +1,4 @@
-import CFloodgate
+internal import CFloodgate
 import Foundation
 import Logging
 
@@ -22,8 +22,8 @@ public final class FloodgateProgram: @unchecked Sendable {
     /// ``setTestClock(nanoseconds:)`` sets instead of the kernel's clocks (BPF/lib/clock.h): for tests that compare
     /// it with a model over time; never for a filter in service.
     public init(
-        maxSources: UInt32 = UInt32(FG_DEFAULT_MAX_SOURCES),
-        maxAutoBans: UInt32 = UInt32(FG_DEFAULT_MAX_AUTO_BANS),
+        maxSources: UInt32 = UInt32(FilterCapacity.defaultSources),
+        maxAutoBans: UInt32 = UInt32(FilterCapacity.defaultAutoBans),
         policy: FilterPolicy = FilterPolicy(),
         testClock: Bool = false,
         logger: Logger = Logger(label: "floodgate")

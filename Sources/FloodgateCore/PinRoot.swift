@@ -1,4 +1,4 @@
-import CFloodgate
+internal import CFloodgate
 import Foundation
 import Logging
 
@@ -48,7 +48,7 @@ public struct PinRoot: Sendable {
     /// and the pins made so far are removed: nothing is left half attached.
     public func attach(
         _ interface: Interface, mode: AttachMode, policy: FilterPolicy = FilterPolicy(),
-        maxSources: UInt32 = UInt32(FG_DEFAULT_MAX_SOURCES), maxAutoBans: UInt32 = UInt32(FG_DEFAULT_MAX_AUTO_BANS)
+        maxSources: UInt32 = UInt32(FilterCapacity.defaultSources), maxAutoBans: UInt32 = UInt32(FilterCapacity.defaultAutoBans)
     ) throws -> AttachOutcome {
         try policy.validate()
         try ensureBPFFS()

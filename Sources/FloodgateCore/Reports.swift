@@ -1,4 +1,4 @@
-import CFloodgate
+internal import CFloodgate
 import Foundation
 
 /// Counters of one filter per class and reason, with rates since the previous read.

@@ -1,4 +1,4 @@
-import CFloodgate
+internal import CFloodgate
 import Foundation
 
 /// A scanner signature: the start of a User-Agent or From header value (`struct fg_signature_key`).
@@ -34,7 +34,7 @@ public struct Signature: Hashable, Sendable, Comparable, CustomStringConvertible
         prefix = String(decoding: data[1...n], as: UTF8.self)
     }
 
-    public var key: fg_signature_key {
+    var key: fg_signature_key {
         var key = fg_signature_key()
         let bytes = [header.kind] + Array(prefix.utf8)
         key.prefixlen = UInt32(8 * bytes.count)

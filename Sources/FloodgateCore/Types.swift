@@ -1,4 +1,4 @@
-import CFloodgate
+internal import CFloodgate
 import Foundation
 
 /// A traffic class of the XDP program (`enum fg_class` in BPF/floodgate.h); its name comes from the same header.
@@ -114,7 +114,7 @@ public enum Limit: Equatable, Sendable, CustomStringConvertible {
         if case .rate(let rate, let burst) = self { _ = try Limit.validated(rate: Int(rate), burst: Int(burst)) }
     }
 
-    public init(_ raw: fg_limit) {
+    init(_ raw: fg_limit) {
         switch raw.interval {
         case FG_INTERVAL_UNLIMITED: self = .unlimited
         case FG_INTERVAL_BLOCK: self = .block
@@ -123,7 +123,7 @@ public enum Limit: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// The map value: interval and tolerance in ticks (1/16 ns) for the GCRA in BPF/lib/bucket.h.
-    public var raw: fg_limit {
+    var raw: fg_limit {
         var value = fg_limit()
         switch self {
         case .unlimited: value.interval = FG_INTERVAL_UNLIMITED
@@ -249,7 +249,7 @@ public struct Settings: Equatable, Sendable {
         self.scannerBanSeconds = scannerBanSeconds
     }
 
-    public init(_ raw: fg_settings) {
+    init(_ raw: fg_settings) {
         let ports = withUnsafeBytes(of: raw.sip_ports) { Array($0.bindMemory(to: UInt16.self)) }
         sipPorts = ports.map { UInt16(bigEndian: $0) }.filter { $0 != 0 }
         rtpPorts = raw.rtp_port_max == 0 ? nil : raw.rtp_port_min...raw.rtp_port_max
@@ -300,7 +300,7 @@ public struct Settings: Equatable, Sendable {
     }
 
     /// These settings written over `base`, whose list sizes and generation are kept.
-    public func raw(over base: fg_settings) -> fg_settings {
+    func raw(over base: fg_settings) -> fg_settings {
         var value = base
         withUnsafeMutableBytes(of: &value.sip_ports) { buffer in
             let slots = buffer.bindMemory(to: UInt16.self)
@@ -396,7 +396,7 @@ public struct SourceAddress: Hashable, Sendable, CustomStringConvertible {
         self.bytes = bytes
     }
 
-    public init(_ raw: fg_addr) {
+    init(_ raw: fg_addr) {
         bytes = withUnsafeBytes(of: raw) { Array($0) }
     }
 
@@ -415,7 +415,7 @@ public struct SourceAddress: Hashable, Sendable, CustomStringConvertible {
 
     public var isIPv4: Bool { bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xFF && bytes[11] == 0xFF }
 
-    public var raw: fg_addr {
+    var raw: fg_addr {
         var value = fg_addr()
         withUnsafeMutableBytes(of: &value) { $0.copyBytes(from: bytes) }
         return value

@@ -1,5 +1,5 @@
 import CFloodgate
-import FloodgateCore
+@testable import FloodgateCore
 import FloodgateLab
 import Foundation
 import Testing
