@@ -64,7 +64,19 @@ extension FilterMaps {
 
     /// The CIDRs of a list, in order (`bpf_map_get_next_key` over the LPM trie).
     public func cidrs(in list: PolicyList) throws -> [CIDR] {
-        try keys(of: fd(list.mapName), as: fg_cidr_key.self, what: list.mapName).map(CIDR.init(key:)).sorted()
+        try listKeys(list).map(CIDR.init(key:)).sorted()
+    }
+
+    /// A list's keys (the allow list's values are its entries, the deny list's a plain 1).
+    private func listKeys(_ list: PolicyList) throws -> [fg_cidr_key] {
+        list == .allow ? try allowMap.keys() : try denyMap.keys()
+    }
+
+    /// Removes a list entry; false if it was not there.
+    @discardableResult
+    private func deleteEntry(_ cidr: CIDR, from list: PolicyList) throws -> Bool {
+        let what = "remove \(cidr) from the \(list.rawValue) list"
+        return list == .allow ? try allowMap.delete(cidr.key, what: what) : try denyMap.delete(cidr.key, what: what)
     }
 
     /// Adds `cidrs` to `list` (allow entries with `options`, by default ``AllowOptions``' defaults). All or
@@ -72,7 +84,6 @@ extension FilterMaps {
     /// the error is thrown. Returns how many were new. Entries already on the list keep their options.
     @discardableResult
     public func addCIDRs(_ cidrs: [CIDR], to list: PolicyList, options: [CIDR: AllowOptions] = [:]) throws -> Int {
-        let fd = fd(list.mapName)
         let existing = Set(try self.cidrs(in: list))
         for o in options.values { try o.validate() }
         var added: [CIDR] = []
@@ -83,10 +94,7 @@ extension FilterMaps {
             }
             try recount(list)
         } catch {
-            for cidr in added {
-                var key = cidr.key
-                bpf_map_delete_elem(fd, &key)
-            }
+            for cidr in added { _ = try? deleteEntry(cidr, from: list) }
             try? recount(list)
             throw error
         }
@@ -95,39 +103,24 @@ extension FilterMaps {
 
     /// One list entry: a deny entry's value is a plain 1, an allow entry's its bucket and TTL range.
     private func writeEntry(_ cidr: CIDR, in list: PolicyList, options: AllowOptions, flags: Int) throws {
-        var key = cidr.key
-        let result: Int32
+        let what = "\(flags == BPF_EXIST ? "change" : "add") \(cidr) \(flags == BPF_EXIST ? "on" : "to") the \(list.rawValue) list"
         if list == .allow {
-            var value = options.raw(for: cidr)
-            result = bpf_map_update_elem(fd(list.mapName), &key, &value, UInt64(flags))
+            try allowMap.update(cidr.key, options.raw(for: cidr), flags: flags, what: what)
         } else {
-            var value: UInt32 = 1
-            result = bpf_map_update_elem(fd(list.mapName), &key, &value, UInt64(flags))
+            try denyMap.update(cidr.key, 1, flags: flags, what: what)
         }
-        try check("\(flags == BPF_EXIST ? "change" : "add") \(cidr) \(flags == BPF_EXIST ? "on" : "to") the \(list.rawValue) list", result)
     }
 
     /// The allow entries with their options (`bpf_map_lookup_elem` on each).
     public func allowEntries() throws -> [(cidr: CIDR, options: AllowOptions)] {
-        let fd = fd(FG_MAP_ALLOW)
-        return try keys(of: fd, as: fg_cidr_key.self, what: FG_MAP_ALLOW).compactMap { key in
-            var key = key
-            var value = fg_allow_entry()
-            guard bpf_map_lookup_elem(fd, &key, &value) == 0 else { return nil }
-            return (CIDR(key: key), AllowOptions(value))
-        }.sorted { $0.cidr < $1.cidr }
+        try allowMap.entries().map { (CIDR(key: $0.key), AllowOptions($0.value)) }.sorted { $0.cidr < $1.cidr }
     }
 
     /// The TTL each host allow entry (/32, /128) without a fixed range was pinned at by its first SIP packet.
     public func allowPins() throws -> [CIDR: UInt8] {
-        let fd = fd(FG_MAP_ALLOW)
         var pins: [CIDR: UInt8] = [:]
-        for key in try keys(of: fd, as: fg_cidr_key.self, what: FG_MAP_ALLOW) {
-            var key = key
-            var value = fg_allow_entry()
-            if bpf_map_lookup_elem(fd, &key, &value) == 0, value.ttl_max == 0, value.pin.set != 0 {
-                pins[CIDR(key: key)] = value.pin.ttl
-            }
+        for (key, value) in try allowMap.entries() where value.ttl_max == 0 && value.pin.set != 0 {
+            pins[CIDR(key: key)] = value.pin.ttl
         }
         return pins
     }
@@ -142,7 +135,6 @@ extension FilterMaps {
     /// Removes `cidrs` from `list`; every one must be on it, or nothing is removed.
     @discardableResult
     public func removeCIDRs(_ cidrs: [CIDR], from list: PolicyList) throws -> Int {
-        let fd = fd(list.mapName)
         let existing = Set(try self.cidrs(in: list))
         let missing = Set(cidrs).subtracting(existing)
         guard missing.isEmpty else {
@@ -152,8 +144,7 @@ extension FilterMaps {
         var removed: [CIDR] = []
         do {
             for cidr in Set(cidrs).sorted() {
-                var key = cidr.key
-                try check("remove \(cidr) from the \(list.rawValue) list", bpf_map_delete_elem(fd, &key))
+                try deleteEntry(cidr, from: list)
                 removed.append(cidr)
             }
             try recount(list)
@@ -170,7 +161,7 @@ extension FilterMaps {
     /// Writes the list's size into the settings (the XDP program skips an empty list) and invalidates the
     /// drop caches, whose slots may hold a verdict the change overturns.
     private func recount(_ list: PolicyList) throws {
-        let count = UInt32(try keys(of: fd(list.mapName), as: fg_cidr_key.self, what: list.mapName).count)
+        let count = UInt32(try listKeys(list).count)
         if list == .allow {
             let settings = try rawSettings()
             try syncAllowPrefixes(prefixV4: settings.prefix_v4, prefixV6: settings.prefix_v6)
@@ -185,13 +176,12 @@ extension FilterMaps {
 
     /// The addresses whose answers the inside program reads (`fg_servers`; empty: any address on the inside).
     public func servers() throws -> [CIDR] {
-        try keys(of: fd(FG_MAP_SERVERS), as: fg_cidr_key.self, what: FG_MAP_SERVERS).map(CIDR.init(key:)).sorted()
+        try serversMap.keys().map(CIDR.init(key:)).sorted()
     }
 
     /// Makes `cidrs` the SIP server addresses. The new ones are added before the old ones go, so the set never
     /// passes through empty (which would mean "any address").
     public func setServers(_ cidrs: [CIDR]) throws {
-        let fd = fd(FG_MAP_SERVERS)
         let old = Set(try servers()), new = Set(cidrs)
         guard new.count <= Int(FG_MAX_SERVERS) else {
             throw FloodgateError("at most \(FG_MAX_SERVERS) SIP server addresses (got \(new.count))")
@@ -199,23 +189,15 @@ extension FilterMaps {
         var added: [CIDR] = []
         do {
             for cidr in new.subtracting(old).sorted() {
-                var key = cidr.key
-                var value: UInt32 = 1
-                try check("add \(cidr) to the SIP servers", bpf_map_update_elem(fd, &key, &value, UInt64(BPF_NOEXIST)))
+                try serversMap.update(cidr.key, 1, flags: BPF_NOEXIST, what: "add \(cidr) to the SIP servers")
                 added.append(cidr)
             }
         } catch {
-            for cidr in added {
-                var key = cidr.key
-                bpf_map_delete_elem(fd, &key)
-            }
+            for cidr in added { _ = try? serversMap.delete(cidr.key) }
             throw error
         }
         if !new.isEmpty { try updateSettings { $0.server_entries = UInt32(new.count) } }
-        for cidr in old.subtracting(new) {
-            var key = cidr.key
-            bpf_map_delete_elem(fd, &key)
-        }
+        for cidr in old.subtracting(new) { try serversMap.delete(cidr.key, what: "remove \(cidr) from the SIP servers") }
         if new.isEmpty { try updateSettings { $0.server_entries = 0 } }
     }
 
@@ -234,18 +216,17 @@ extension FilterMaps {
     /// Makes `fg_allow_prefixes` match the allow list: adds what is missing first, then removes what is stale
     /// (a stale entry only keeps a prefix out of the drop cache).
     func syncAllowPrefixes(prefixV4: UInt8, prefixV6: UInt8) throws {
-        let fd = fd(FG_MAP_ALLOW_PREFIXES)
+        func key(_ bytes: [UInt8]) -> fg_source_key {
+            var key = fg_source_key()
+            withUnsafeMutableBytes(of: &key) { $0.copyBytes(from: bytes) }
+            return key
+        }
         let wanted = FilterMaps.allowPrefixKeys(try cidrs(in: .allow), prefixV4: prefixV4, prefixV6: prefixV6)
-        let present = Set(try keys(of: fd, as: fg_source_key.self, what: FG_MAP_ALLOW_PREFIXES).map { key in
-            withUnsafeBytes(of: key) { Array($0) }
-        })
-        for key in wanted.subtracting(present) {
-            var value: UInt32 = 1
-            try check("mark an allow-listed prefix", key.withUnsafeBytes { bpf_map_update_elem(fd, $0.baseAddress, &value, UInt64(BPF_ANY)) })
+        let present = Set(try allowPrefixesMap.keys().map { key in withUnsafeBytes(of: key) { Array($0) } })
+        for bytes in wanted.subtracting(present) {
+            try allowPrefixesMap.update(key(bytes), 1, what: "mark an allow-listed prefix")
         }
-        for key in present.subtracting(wanted) {
-            _ = key.withUnsafeBytes { bpf_map_delete_elem(fd, $0.baseAddress) }
-        }
+        for bytes in present.subtracting(wanted) { _ = try? allowPrefixesMap.delete(key(bytes)) }
     }
 
     /// Marks the aggregate prefixes (at prefix lengths /`prefixV4`, /`prefixV6`) that hold a verified source in
@@ -253,15 +234,13 @@ extension FilterMaps {
     /// at the old ones would no longer keep a drained prefix holding a verified source out of the drop cache.
     /// Marks at the old lengths stay until the LRU drops them (they only keep a prefix out of the cache).
     func syncTrustedPrefixes(prefixV4: UInt8, prefixV6: UInt8) throws {
-        let fd = fd(FG_MAP_TRUSTED_PREFIXES)
         let now = monotonicNanoseconds()
         for source in try trustedSources() where source.untilNS > now {
             let length = source.address.isIPv4 ? 96 + Int(prefixV4) : Int(prefixV6)
             var key = fg_source_key()
             key.addr = CIDR.masked(source.address, length).raw
             key.traffic_class = UInt8(FG_CLASS_MAX.rawValue)
-            var until = source.untilNS
-            try check("mark a prefix holding a verified source", bpf_map_update_elem(fd, &key, &until, UInt64(BPF_ANY)))
+            try trustedPrefixesMap.update(key, source.untilNS, what: "mark a prefix holding a verified source")
         }
     }
 
@@ -274,13 +253,7 @@ extension FilterMaps {
     /// Every ban, the operator's and the filter's (an address can have one of each).
     public func bans() throws -> [Ban] {
         try FilterMaps.banMaps.flatMap { name in
-            let fd = fd(name)
-            return try keys(of: fd, as: fg_addr.self, what: name).compactMap { key -> Ban? in
-                var key = key
-                var value = fg_ban()
-                guard bpf_map_lookup_elem(fd, &key, &value) == 0 else { return nil }  // gone meanwhile
-                return Ban(address: SourceAddress(key), value: value)
-            }
+            try banMap(name).entries().map { Ban(address: SourceAddress($0.key), value: $0.value) }
         }.sorted { $0.address.bytes.lexicographicallyPrecedes($1.address.bytes) }
     }
 
@@ -290,18 +263,11 @@ extension FilterMaps {
     public func sweepExpiredBans(now: UInt64 = monotonicNanoseconds()) throws -> Int {
         var removed = 0
         for name in FilterMaps.banMaps {
-            let fd = fd(name)
+            let map = banMap(name)
             var here = 0
-            for key in try keys(of: fd, as: fg_addr.self, what: name) {
-                var key = key
-                var value = fg_ban()
-                guard bpf_map_lookup_elem(fd, &key, &value) == 0, value.expires_ns != 0, value.expires_ns <= now else {
-                    continue
-                }
+            for (key, value) in try map.entries() where value.expires_ns != 0 && value.expires_ns <= now {
                 // XDP may have renewed the ban since the lookup (a new offence): delete only what expired.
-                var again = fg_ban()
-                if bpf_map_lookup_elem(fd, &key, &again) == 0, again.expires_ns == value.expires_ns,
-                   bpf_map_delete_elem(fd, &key) == 0 { here += 1 }
+                if let again = try map.lookup(key), again.expires_ns == value.expires_ns, try map.delete(key) { here += 1 }
             }
             removed += here
             // The map emptied: let XDP skip its lookup again (updateSettings re-sets the flag if XDP banned meanwhile).
@@ -317,9 +283,7 @@ extension FilterMaps {
     /// The ban on `address`, if it has one (expired or not): the operator's if there is one, else the filter's.
     public func ban(of address: SourceAddress) -> Ban? {
         for name in FilterMaps.banMaps {
-            var key = address.raw
-            var value = fg_ban()
-            if bpf_map_lookup_elem(fd(name), &key, &value) == 0 { return Ban(address: address, value: value) }
+            if let value = try? banMap(name).lookup(address.raw) { return Ban(address: address, value: value) }
         }
         return nil
     }
@@ -329,7 +293,7 @@ extension FilterMaps {
         var value = fg_ban()
         value.expires_ns = seconds.map { monotonicNanoseconds() + $0 * 1_000_000_000 } ?? 0
         value.flags = UInt32(FG_BAN_EXPLICIT)
-        try update(fd(FG_MAP_BANS), key: address.raw, value: value, what: FG_MAP_BANS)
+        try banMap(FG_MAP_BANS).update(address.raw, value)
         try updateSettings { $0.policy_generation &+= 1 }  // also sets bans_present
     }
 
@@ -337,11 +301,7 @@ extension FilterMaps {
     @discardableResult
     public func unban(_ address: SourceAddress) throws -> Bool {
         var found = false
-        for name in FilterMaps.banMaps {
-            var key = address.raw
-            let result = bpf_map_delete_elem(fd(name), &key)
-            if result == -ENOENT { continue }
-            try check("remove the ban on \(address)", result)
+        for name in FilterMaps.banMaps where try banMap(name).delete(address.raw, what: "remove the ban on \(address)") {
             found = true
         }
         guard found else { return false }
@@ -357,29 +317,22 @@ extension FilterMaps {
     // MARK: Scanner signatures
 
     public func signatures() throws -> [Signature] {
-        try keys(of: fd(FG_MAP_SIGNATURES), as: fg_signature_key.self, what: FG_MAP_SIGNATURES)
-            .compactMap(Signature.init(key:)).sorted()
+        try signaturesMap.keys().compactMap(Signature.init(key:)).sorted()
     }
 
     /// Adds signatures, all or nothing. Returns how many were new.
     @discardableResult
     public func addSignatures(_ new: [Signature]) throws -> Int {
-        let fd = fd(FG_MAP_SIGNATURES)
         let existing = Set(try signatures())
         var added: [Signature] = []
         do {
             for signature in Set(new).subtracting(existing).sorted() {
-                var key = signature.key
-                var value: UInt32 = 1
-                try check("add scanner signature \(signature)", bpf_map_update_elem(fd, &key, &value, UInt64(BPF_NOEXIST)))
+                try signaturesMap.update(signature.key, 1, flags: BPF_NOEXIST, what: "add scanner signature \(signature)")
                 added.append(signature)
             }
             try recountSignatures()
         } catch {
-            for signature in added {
-                var key = signature.key
-                bpf_map_delete_elem(fd, &key)
-            }
+            for signature in added { _ = try? signaturesMap.delete(signature.key) }
             try? recountSignatures()
             throw error
         }
@@ -389,44 +342,19 @@ extension FilterMaps {
     /// Removes signatures; every one must be present, or nothing is removed.
     @discardableResult
     public func removeSignatures(_ old: [Signature]) throws -> Int {
-        let fd = fd(FG_MAP_SIGNATURES)
         let missing = Set(old).subtracting(try signatures())
         guard missing.isEmpty else {
             throw FloodgateError("no such scanner signature: \(missing.sorted().map(\.description).joined(separator: ", "))")
         }
         for signature in Set(old) {
-            var key = signature.key
-            try check("remove scanner signature \(signature)", bpf_map_delete_elem(fd, &key))
+            try signaturesMap.delete(signature.key, what: "remove scanner signature \(signature)")
         }
         try recountSignatures()
         return old.count
     }
 
     private func recountSignatures() throws {
-        let count = UInt32(try keys(of: fd(FG_MAP_SIGNATURES), as: fg_signature_key.self, what: FG_MAP_SIGNATURES).count)
+        let count = UInt32(try signaturesMap.keys().count)
         try updateSettings { $0.signature_entries = count }
-    }
-
-    // MARK: Plumbing
-
-    /// Every key of a hash or LPM map (`bpf_map_get_next_key`).
-    func keys<Key: BitwiseCopyable>(of fd: Int32, as: Key.Type, what: String) throws -> [Key] {
-        var keys: [Key] = []
-        let current = UnsafeMutablePointer<Key>.allocate(capacity: 1)
-        let next = UnsafeMutablePointer<Key>.allocate(capacity: 1)
-        defer {
-            current.deallocate()
-            next.deallocate()
-        }
-        var first = true
-        while true {
-            let result = bpf_map_get_next_key(fd, first ? nil : UnsafeRawPointer(current), next)
-            if result == -ENOENT { break }
-            try check("list the keys of \(what)", result)
-            keys.append(next.pointee)
-            current.pointee = next.pointee
-            first = false
-        }
-        return keys
     }
 }

@@ -1,12 +1,11 @@
 internal import CFloodgate
 import Foundation
 
-/// Typed access to the maps of one Floodgate filter, by file descriptor: from a freshly loaded object (which owns
-/// them) or from the pins of an attached filter (then this object owns the descriptors and closes them).
-/// Every read and write goes through `bpf_map_lookup_elem`, `bpf_map_update_elem` or `bpf_map_lookup_batch`.
+/// Typed access to the maps of one Floodgate filter: from a freshly loaded object (which owns the descriptors)
+/// or from the pins of an attached filter (then its ``FileDescriptor``s close themselves). Every map is a
+/// ``BPFMap`` typed by the header's key and value structs; the per-CPU ones are read with ``perCPU(_:key:as:what:)``.
 public final class FilterMaps: @unchecked Sendable {
-    private let descriptors: [String: Int32]
-    private let ownsDescriptors: Bool
+    private let descriptors: [String: FileDescriptor]
 
     /// The map names, as the ELF object and the pins name them.
     public static let names = [
@@ -16,16 +15,38 @@ public final class FilterMaps: @unchecked Sendable {
         FG_MAP_TRUSTED_PREFIXES, FG_MAP_TXNS, FG_MAP_SERVERS, FG_MAP_FRAGMENTS, FG_MAP_CHALLENGES,
     ]
 
-    init(descriptors: [String: Int32], owned: Bool) throws {
-        for name in FilterMaps.names where (descriptors[name] ?? -1) < 0 {
+    /// The maps of a loaded object, whose descriptors it keeps and closes.
+    convenience init(borrowing descriptors: [String: Int32]) throws {
+        try self.init(descriptors: descriptors.mapValues { FileDescriptor($0, owned: false) })
+    }
+
+    init(descriptors: [String: FileDescriptor]) throws {
+        for name in FilterMaps.names where (descriptors[name]?.raw ?? -1) < 0 {
             throw FloodgateError("BPF map \(name) is missing")
         }
         self.descriptors = descriptors
-        ownsDescriptors = owned
     }
 
     /// The descriptor of map `name` (one of ``names``).
-    public func fd(_ name: String) -> Int32 { descriptors[name] ?? -1 }
+    public func fd(_ name: String) -> Int32 { descriptors[name]?.raw ?? -1 }
+
+    /// Map `name`, typed by its key and value.
+    func map<Key, Value>(_ name: String) -> BPFMap<Key, Value> {
+        BPFMap(descriptor: descriptors[name] ?? FileDescriptor(-1, owned: false), name: name)
+    }
+
+    var settingsMap: BPFMap<UInt32, fg_settings> { map(FG_MAP_SETTINGS) }
+    var limitsMap: BPFMap<UInt32, fg_limit> { map(FG_MAP_LIMITS) }
+    var statsMarkMap: BPFMap<UInt32, fg_stats_mark> { map(FG_MAP_STATS_MARK) }
+    var trustedMap: BPFMap<fg_addr, fg_trust> { map(FG_MAP_TRUSTED) }
+    var trustedPrefixesMap: BPFMap<fg_source_key, UInt64> { map(FG_MAP_TRUSTED_PREFIXES) }
+    var allowMap: BPFMap<fg_cidr_key, fg_allow_entry> { map(FG_MAP_ALLOW) }
+    var denyMap: BPFMap<fg_cidr_key, UInt32> { map(FG_MAP_DENY) }
+    var allowPrefixesMap: BPFMap<fg_source_key, UInt32> { map(FG_MAP_ALLOW_PREFIXES) }
+    var serversMap: BPFMap<fg_cidr_key, UInt32> { map(FG_MAP_SERVERS) }
+    var signaturesMap: BPFMap<fg_signature_key, UInt32> { map(FG_MAP_SIGNATURES) }
+    /// The operator's bans (`fg_bans`) or the filter's own (`fg_auto_bans`).
+    func banMap(_ name: String) -> BPFMap<fg_addr, fg_ban> { map(name) }
 
     public var settingsFD: Int32 { fd(FG_MAP_SETTINGS) }
     public var limitsFD: Int32 { fd(FG_MAP_LIMITS) }
@@ -40,7 +61,8 @@ public final class FilterMaps: @unchecked Sendable {
     /// declares, and the settings must carry this build's FG_LAYOUT_VERSION. A filter pinned by another build is
     /// refused, never read as if it had this build's layouts.
     public static func openPinned(in directory: String) throws -> FilterMaps {
-        var descriptors: [String: Int32] = [:]
+        // Owned: whatever happens below, what was opened is closed with the last reference to it.
+        var descriptors: [String: FileDescriptor] = [:]
         func otherBuild(_ what: String) -> FloodgateError {
             let interface = URL(fileURLWithPath: directory).lastPathComponent
             return FloodgateError(
@@ -54,28 +76,18 @@ public final class FilterMaps: @unchecked Sendable {
                 let path = "\(directory)/\(name)"
                 guard FileManager.default.fileExists(atPath: path) else { throw otherBuild("it has no map \(name)") }
                 let fd = try check("open pinned map \(path)", bpf_obj_get(path))
-                descriptors[name] = fd
+                descriptors[name] = FileDescriptor(fd, owned: true)
                 let found = try MapLayout(fd: fd, name: name)
                 if let want = expected[name], found != want {
                     throw otherBuild("\(name) is \(found), this build's is \(want)")
                 }
             }
-            let maps = try FilterMaps(descriptors: descriptors, owned: true)
-            descriptors = [:]  // the maps own them now
+            let maps = try FilterMaps(descriptors: descriptors)
             let version = try maps.rawSettings().layout_version
             guard version == UInt32(FG_LAYOUT_VERSION) else {
                 throw otherBuild("layout version \(version), this build's is \(FG_LAYOUT_VERSION)")
             }
             return maps
-        } catch {
-            for fd in descriptors.values { close(fd) }
-            throw error
-        }
-    }
-
-    deinit {
-        if ownsDescriptors {
-            for fd in descriptors.values { close(fd) }
         }
     }
 
@@ -84,7 +96,7 @@ public final class FilterMaps: @unchecked Sendable {
     public func settings() throws -> Settings { Settings(try rawSettings()) }
 
     func rawSettings() throws -> fg_settings {
-        try lookup(settingsFD, key: UInt32(0), as: fg_settings.self, what: FG_MAP_SETTINGS)
+        try settingsMap.value(at: 0)
     }
 
     /// Rewrites the settings value with one map update. The CLI and agent are its only writers; PinRoot's lock
@@ -95,24 +107,18 @@ public final class FilterMaps: @unchecked Sendable {
         // XDP may have banned since the read: never write a 0 over bans that exist.
         if try hasBans(in: FG_MAP_BANS) { value.bans_present = 1 }
         if try hasBans(in: FG_MAP_AUTO_BANS) { value.auto_bans_present = 1 }
-        try update(settingsFD, key: UInt32(0), value: value, what: FG_MAP_SETTINGS)
+        try settingsMap.update(0, value)
         // XDP may also have banned (inserting the ban, then setting the flag) between that check and the write,
         // which then put a 0 over its flag. A ban inserted before the write is seen now; one inserted after it
         // sets its flag after the write.
         if value.auto_bans_present == 0, try hasBans(in: FG_MAP_AUTO_BANS) {
             value.auto_bans_present = 1
-            try update(settingsFD, key: UInt32(0), value: value, what: FG_MAP_SETTINGS)
+            try settingsMap.update(0, value)
         }
     }
 
     /// Does the ban map `name` hold any entry?
-    func hasBans(in name: String) throws -> Bool {
-        var next = fg_addr()
-        let result = bpf_map_get_next_key(fd(name), nil, &next)
-        if result == -ENOENT { return false }
-        try check("read \(name)", result)
-        return true
-    }
+    func hasBans(in name: String) throws -> Bool { try !banMap(name).isEmpty() }
 
     public func setSettings(_ settings: Settings) throws {
         try settings.validate()
@@ -127,7 +133,7 @@ public final class FilterMaps: @unchecked Sendable {
     }
 
     public func limit(for trafficClass: TrafficClass, tier: Tier = .unverified) throws -> Limit {
-        Limit(try lookup(limitsFD, key: tier.limitIndex(trafficClass), as: fg_limit.self, what: FG_MAP_LIMITS))
+        Limit(try limitsMap.value(at: tier.limitIndex(trafficClass)))
     }
 
     public func limits(tier: Tier = .unverified) throws -> [TrafficClass: Limit] {
@@ -140,17 +146,17 @@ public final class FilterMaps: @unchecked Sendable {
     /// `struct fg_limit` for why a torn read is still a finite limit). Then bumps the policy generation, so no
     /// CPU keeps dropping from its drop cache what was decided under the old limit.
     public func setLimit(_ limit: Limit, for trafficClass: TrafficClass, tier: Tier = .unverified) throws {
-        try update(limitsFD, key: tier.limitIndex(trafficClass), value: limit.raw, what: FG_MAP_LIMITS)
+        try limitsMap.update(tier.limitIndex(trafficClass), limit.raw)
         try updateSettings { $0.policy_generation &+= 1 }
     }
 
     /// One of the limits past the classes: prefix, budget, new sources.
     public func limit(_ index: GlobalLimit) throws -> Limit {
-        Limit(try lookup(limitsFD, key: index.index, as: fg_limit.self, what: FG_MAP_LIMITS))
+        Limit(try limitsMap.value(at: index.index))
     }
 
     public func setLimit(_ limit: Limit, _ index: GlobalLimit) throws {
-        try update(limitsFD, key: index.index, value: limit.raw, what: FG_MAP_LIMITS)
+        try limitsMap.update(index.index, limit.raw)
         try updateSettings { $0.policy_generation &+= 1 }
     }
 
@@ -209,7 +215,7 @@ public final class FilterMaps: @unchecked Sendable {
 
     /// The totals and time of the last `stats` read.
     public func statsMark() throws -> (ktimeNS: UInt64, packets: CounterGrid)? {
-        let mark = try lookup(statsMarkFD, key: UInt32(0), as: fg_stats_mark.self, what: FG_MAP_STATS_MARK)
+        let mark = try statsMarkMap.value(at: 0)
         guard mark.ktime_ns != 0 else { return nil }
         let flat = withUnsafeBytes(of: mark.packets) { Array($0.bindMemory(to: UInt64.self)) }
         return (mark.ktime_ns, CounterGrid(flat: flat))
@@ -222,7 +228,7 @@ public final class FilterMaps: @unchecked Sendable {
             let slots = raw.bindMemory(to: UInt64.self)
             for (i, v) in packets.flat.enumerated() where i < slots.count { slots[i] = v }
         }
-        try update(statsMarkFD, key: UInt32(0), value: mark, what: FG_MAP_STATS_MARK)
+        try statsMarkMap.update(0, mark)
     }
 
     // MARK: Sources
@@ -267,12 +273,8 @@ public final class FilterMaps: @unchecked Sendable {
 
     /// The verified sources (learned trust): until when (CLOCK_MONOTONIC ns) and the TTL pinned for each.
     public func trustedSources() throws -> [TrustedSource] {
-        let fd = fd(FG_MAP_TRUSTED)
-        return try keys(of: fd, as: fg_addr.self, what: FG_MAP_TRUSTED).compactMap { key in
-            var key = key
-            var value = fg_trust()
-            guard bpf_map_lookup_elem(fd, &key, &value) == 0 else { return nil }
-            return TrustedSource(address: SourceAddress(key), untilNS: value.until_ns, ttl: value.pin.ttl,
+        try trustedMap.entries().map { key, value in
+            TrustedSource(address: SourceAddress(key), untilNS: value.until_ns, ttl: value.pin.ttl,
                                  candidateTTL: value.pin.candidate_count > 0 ? value.pin.candidate_ttl : nil,
                                  confirmations: value.pin.candidate_count)
         }
@@ -325,22 +327,6 @@ public final class FilterMaps: @unchecked Sendable {
         return info.max_entries
     }
 
-    // MARK: Plumbing
-
-    func lookup<Key: BitwiseCopyable, Value>(_ fd: Int32, key: Key, as: Value.Type, what: String) throws -> Value {
-        var key = key
-        let value = UnsafeMutablePointer<Value>.allocate(capacity: 1)
-        defer { value.deallocate() }
-        try check("read \(what)[\(key)]", bpf_map_lookup_elem(fd, &key, value))
-        return value.pointee
-    }
-
-    func update<Key: BitwiseCopyable, Value: BitwiseCopyable>(_ fd: Int32, key: Key, value: Value, what: String) throws {
-        var key = key
-        _ = try withUnsafeBytes(of: value) { raw in
-            try check("write \(what)[\(key)]", bpf_map_update_elem(fd, &key, raw.baseAddress, UInt64(BPF_ANY)))
-        }
-    }
 }
 
 /// What a map is: its type, key size and value size. The expected ones are read from the embedded BPF object, so

@@ -53,7 +53,7 @@ public final class FloodgateProgram: @unchecked Sendable {
         testClockFD = testClock ? try object.mapFD(FG_TEST_CLOCK_TIME) : nil
         var descriptors: [String: Int32] = [:]
         for name in FilterMaps.names { descriptors[name] = try object.mapFD(name) }
-        maps = try FilterMaps(descriptors: descriptors, owned: false)
+        maps = try FilterMaps(borrowing: descriptors)
         _ = try policy.apply(to: maps)
         logger.debug("loaded XDP program", metadata: ["prog_fd": "\(programFD)", "max_sources": "\(maxSources)"])
     }
@@ -62,9 +62,8 @@ public final class FloodgateProgram: @unchecked Sendable {
     /// loaded with `testClock`.
     public func setTestClock(nanoseconds: UInt64) throws {
         guard let fd = testClockFD else { throw FloodgateError("this program was not loaded with a test clock") }
-        var key: UInt32 = 0
-        var value = nanoseconds
-        try check("set the test clock", bpf_map_update_elem(fd, &key, &value, UInt64(BPF_ANY)))
+        let clock = BPFMap<UInt32, UInt64>(descriptor: FileDescriptor(fd, owned: false), name: FG_TEST_CLOCK_TIME)
+        try clock.update(0, nanoseconds, what: "set the test clock")
     }
 
     /// The result of one `BPF_PROG_TEST_RUN`.

@@ -1,0 +1,97 @@
+internal import CFloodgate
+import Foundation
+
+/// A file descriptor that closes itself. An owned one (a pinned map opened with `bpf_obj_get`) is closed when the
+/// last reference to it goes; a borrowed one (a map of a loaded ``BPFObject``, which closes it) never is.
+final class FileDescriptor: @unchecked Sendable {
+    let raw: Int32
+    private let owned: Bool
+
+    init(_ raw: Int32, owned: Bool) {
+        self.raw = raw
+        self.owned = owned
+    }
+
+    deinit {
+        if owned && raw >= 0 { close(raw) }
+    }
+}
+
+/// One BPF map, typed by the shared header's key and value structs (BPF/floodgate.h): every read and write is of
+/// those, and errors name the map. Per-CPU maps are read with ``FilterMaps``' per-CPU helpers instead.
+struct BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
+    let descriptor: FileDescriptor
+    let name: String
+
+    var fd: Int32 { descriptor.raw }
+
+    /// The value at `key`, or nil if there is none.
+    func lookup(_ key: Key) throws -> Value? {
+        var key = key
+        let value = UnsafeMutablePointer<Value>.allocate(capacity: 1)
+        defer { value.deallocate() }
+        let result = bpf_map_lookup_elem(fd, &key, value)
+        if result == -ENOENT { return nil }
+        try check("read \(name)[\(key)]", result)
+        return value.pointee
+    }
+
+    /// The value at `key`, which must be there (an array's slot, say).
+    func value(at key: Key) throws -> Value {
+        guard let value = try lookup(key) else { throw FloodgateError("read \(name)[\(key)]", errno: ENOENT) }
+        return value
+    }
+
+    /// Writes `value` at `key`: `BPF_ANY`, `BPF_NOEXIST` (only a new key) or `BPF_EXIST` (only an existing one).
+    func update(_ key: Key, _ value: Value, flags: Int = BPF_ANY, what: String? = nil) throws {
+        var key = key
+        var value = value
+        try check(what ?? "write \(name)[\(key)]", bpf_map_update_elem(fd, &key, &value, UInt64(flags)))
+    }
+
+    /// Removes `key`; false if it was not there.
+    @discardableResult
+    func delete(_ key: Key, what: String? = nil) throws -> Bool {
+        var key = key
+        let result = bpf_map_delete_elem(fd, &key)
+        if result == -ENOENT { return false }
+        try check(what ?? "remove \(name)[\(key)]", result)
+        return true
+    }
+
+    /// Every key (`bpf_map_get_next_key`), of a hash or LPM map.
+    func keys() throws -> [Key] {
+        var keys: [Key] = []
+        let current = UnsafeMutablePointer<Key>.allocate(capacity: 1)
+        let next = UnsafeMutablePointer<Key>.allocate(capacity: 1)
+        defer {
+            current.deallocate()
+            next.deallocate()
+        }
+        var first = true
+        while true {
+            let result = bpf_map_get_next_key(fd, first ? nil : UnsafeRawPointer(current), next)
+            if result == -ENOENT { break }
+            try check("list the keys of \(name)", result)
+            keys.append(next.pointee)
+            current.pointee = next.pointee
+            first = false
+        }
+        return keys
+    }
+
+    /// Whether the map holds any entry.
+    func isEmpty() throws -> Bool {
+        let next = UnsafeMutablePointer<Key>.allocate(capacity: 1)
+        defer { next.deallocate() }
+        let result = bpf_map_get_next_key(fd, nil, next)
+        if result == -ENOENT { return true }
+        try check("read \(name)", result)
+        return false
+    }
+
+    /// Every entry, read key by key (an entry removed meanwhile is left out).
+    func entries() throws -> [(key: Key, value: Value)] {
+        try keys().compactMap { key in try lookup(key).map { (key, $0) } }
+    }
+}
