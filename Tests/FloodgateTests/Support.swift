@@ -80,3 +80,20 @@ func onOneCPU<T>(_ body: () throws -> T) throws -> T {
     defer { _ = cfloodgate_set_affinity(saved) }
     return try body()
 }
+
+extension Packet {
+    static let ethernetHeaderLength = 14
+}
+
+extension FloodgateProgram {
+    /// Runs one packet and returns its action with the class and reason it was counted under.
+    func judge(_ packet: [UInt8]) throws -> (UInt32, TrafficClass?, Reason?) {
+        let before = try maps.counters().packets
+        let action = try verdict(packet)
+        let after = try maps.counters().packets
+        for c in TrafficClass.all {
+            for r in Reason.all where after[c, r] != before[c, r] { return (action, c, r) }
+        }
+        return (action, nil, nil)
+    }
+}

@@ -1,0 +1,148 @@
+import CFloodgate
+import FloodgateCore
+import FloodgateLab
+import Foundation
+import Testing
+
+/// The policy commands: lists, bans, prefix, budget, scanners.
+@Suite struct PolicyCLITests {
+    func expectError(_ lab: NetworkLab, _ arguments: [String], _ message: String,
+                     sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let result = try lab.floodgate(arguments)
+        #expect(result.status != 0, "exit status of \(arguments)", sourceLocation: sourceLocation)
+        let first = result.err.split(separator: "\n").first.map(String.init) ?? ""
+        #expect(first.hasPrefix("Error: ") && first.contains(message), "\(first)", sourceLocation: sourceLocation)
+    }
+
+    @Test func listsBansAndBudgetsThroughTheCLI() throws {
+        try withLab { lab in
+            #expect(try lab.floodgate(["attach", lab.routerInterface, "--max-sources", "1000"]).status == 0)
+
+            // Bad input changes nothing.
+            try expectError(lab, ["allow", "add", "198.18.0.1/24"], "'198.18.0.1/24' has host bits set; the network is 198.18.0.0/24")
+            try expectError(lab, ["deny", "add", "300.1.1.1"], "'300.1.1.1' is not an IPv4 or IPv6 address or CIDR")
+            try expectError(lab, ["deny", "add", "2001:db8::/129"], "bad prefix length (0 to 128")
+            try expectError(lab, ["deny", "add"], "Give at least one CIDR or --file")
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("fg-deny-\(lab.id).txt")
+            defer { try? FileManager.default.removeItem(at: file) }
+            try "# a block list\n198.18.10.0/24   # a comment\n\n198.18.11.0/24\nnot-a-cidr\n2001:db8:1::/48\n"
+                .write(to: file, atomically: true, encoding: .utf8)
+            try expectError(lab, ["deny", "add", "--file", file.path], "\(file.path):5: 'not-a-cidr'")
+            #expect(try lab.floodgate(["deny", "list"]).out.contains("0 on the deny list"), "nothing was applied")
+
+            // A good file, then removal.
+            try "# a block list\n198.18.10.0/24   # a comment\n\n198.18.11.0/24\n2001:db8:1::/48\n"
+                .write(to: file, atomically: true, encoding: .utf8)
+            let add = try lab.floodgate(["deny", "add", "--file", file.path, "198.18.12.7"])
+            #expect(add.status == 0, "\(add.err)")
+            let list = try lab.floodgate(["deny", "list"]).out
+            for cidr in ["198.18.10.0/24", "198.18.11.0/24", "2001:db8:1::/48", "198.18.12.7/32"] {
+                #expect(list.contains(cidr), "\(cidr) in \(list)")
+            }
+            try expectError(lab, ["deny", "del", "198.18.10.0/24", "198.18.99.0/24"], "not on the deny list: 198.18.99.0/24")
+            #expect(try lab.floodgate(["deny", "list"]).out.contains("198.18.10.0/24"), "a failed del removes nothing")
+            #expect(try lab.floodgate(["deny", "del", "198.18.10.0/24"]).status == 0)
+            #expect(!(try lab.floodgate(["deny", "list"]).out.contains("198.18.10.0/24")))
+            #expect(try lab.floodgate(["allow", "add", "198.18.20.0/24"]).status == 0)
+            #expect(try lab.floodgate(["allow", "list"]).out.contains("198.18.20.0/24"))
+
+            // Bans.
+            try expectError(lab, ["ban", "198.18.0.5"], "Give exactly one of --for DURATION or --forever")
+            try expectError(lab, ["ban", "198.18.0.5", "--for", "10x"], "'10x' is not a duration")
+            try expectError(lab, ["ban", "nonsense", "--for", "1m"], "'nonsense' is not an IPv4 or IPv6 address")
+            try expectError(lab, ["unban", "198.18.0.9"], "198.18.0.9 is not banned")
+            #expect(try lab.floodgate(["ban", "198.18.0.5", "--for", "10m"]).status == 0)
+            #expect(try lab.floodgate(["ban", "2001:db8::5", "--forever"]).status == 0)
+            let bans = try lab.floodgate(["bans"]).out
+            #expect(bans.contains("198.18.0.5") && bans.contains("explicit") && bans.contains("forever"), "\(bans)")
+            #expect(try lab.floodgate(["unban", "198.18.0.5"]).status == 0)
+            #expect(!(try lab.floodgate(["bans"]).out.contains("198.18.0.5")))
+
+            // Prefix, budget, scanners.
+            try expectError(lab, ["prefix", "set", "--v4", "40"], "--v4 must be 8 to 32 (got 40)")
+            try expectError(lab, ["prefix", "set"], "Give --v4, --v6, --rate or --unlimited")
+            try expectError(lab, ["budget", "set"], "Give --pps, --unlimited or --new-sources")
+            try expectError(lab, ["budget", "set", "--pps", "0"], "rate must be at least 1 packet/s (got 0)")
+            try expectError(lab, ["scanners", "add", String(repeating: "x", count: 40)], "a signature must be 1 to 31 bytes (got 40)")
+            try expectError(lab, ["scanners", "del", "not-there"], "no such scanner signature: user-agent: not-there")
+            try expectError(lab, ["scanners", "ban-time", "soon"], "'soon' is not a duration")
+            #expect(try lab.floodgate(["prefix", "set", "--v4", "22", "--rate", "300", "--burst", "600"]).status == 0)
+            #expect(try lab.floodgate(["budget", "set", "--pps", "5000", "--new-sources", "1000"]).status == 0)
+            #expect(try lab.floodgate(["scanners", "add", "EvilDialer", "--from"]).status == 0)
+            #expect(try lab.floodgate(["scanners", "ban-time", "1h"]).status == 0)
+            let limits = try lab.floodgate(["limit", "list"]).out
+            #expect(limits.contains("prefix /22 /64") && limits.contains("300/s burst 600"), "\(limits)")
+            #expect(limits.contains("5000/s burst 5000") && limits.contains("1000/s burst 1000"))
+            let scanners = try lab.floodgate(["scanners", "list"]).out
+            #expect(scanners.contains("banned for 3600s") && scanners.contains("evildialer") && scanners.contains("friendly-scanner"))
+            #expect(try lab.floodgate(["scanners", "del", "evildialer", "--from"]).status == 0)
+        }
+    }
+
+    /// Allow entries with their own bucket and TTL range, verified-tier limits and the verified list.
+    @Test func allowEntriesTiersAndVerifiedSourcesThroughTheCLI() throws {
+        try withLab { lab in
+            #expect(try lab.floodgate(["attach", lab.routerInterface, "--max-sources", "1000", "--max-bans", "2048"]).status == 0)
+            try expectError(lab, ["allow", "add", "198.18.21.0/24", "--ttl", "0-5"], "'0-5' is not a TTL range")
+            try expectError(lab, ["allow", "add", "198.18.21.0/24", "--ttl", "64-60"], "'64-60' is not a TTL range")
+            try expectError(lab, ["allow", "add", "198.18.21.0/24", "--limit", "0"], "rate must be at least 1 packet/s")
+            try expectError(lab, ["allow", "add", "198.18.21.0/24", "--unlimited", "--limit", "5"],
+                            "--unlimited goes without --limit and --burst")
+            try expectError(lab, ["allow", "add", "198.18.21.0/24", "--burst", "5"], "--burst goes with --limit")
+            try expectError(lab, ["limit", "set", "invite", "--rate", "5", "--tier", "friends"], "friends")
+            try expectError(lab, ["attach", lab.routerInterface, "--max-bans", "0"], "--max-bans must be between 1")
+            #expect(try lab.floodgate(["allow", "list"]).out.contains("0 on the allow list"), "nothing was applied")
+
+            let add = try lab.floodgate(["allow", "add", "198.18.20.0/24", "--limit", "500", "--ttl", "60-64"])
+            #expect(add.status == 0, "\(add.err)")
+            #expect(try lab.floodgate(["allow", "add", "198.18.22.1"]).status == 0)
+            let list = try lab.floodgate(["allow", "list", "--json"]).out
+            #expect(list.contains("\"198.18.20.0/24\"") && list.contains("500/s burst 1000") && list.contains("60-64"), "\(list)")
+            #expect(list.contains("2000/s burst 4000"), "the default entry bucket: \(list)")
+
+            #expect(try lab.floodgate(["limit", "set", "invite", "--rate", "40", "--tier", "verified"]).status == 0)
+            let limits = try lab.floodgate(["limit", "list"]).out
+            #expect(limits.contains("verified invite") && limits.contains("40/s burst 40"), "\(limits)")
+            #expect(try lab.floodgate(["trusted"]).out.contains("No verified sources."))
+            let trusted = try JSONSerialization.jsonObject(with: Data(try lab.floodgate(["trusted", "--json"]).out.utf8))
+            #expect((trusted as? [Any])?.isEmpty == true, "\(trusted)")
+        }
+    }
+
+    /// A filter pinned by a build with other layouts is refused by every command that would read its maps, and
+    /// by attach, with how to replace it; detach still removes it.
+    @Test func aFilterPinnedByAnotherBuildIsRefusedWithHowToReplaceIt() throws {
+        try withLab { lab in
+            #expect(try lab.floodgate(["attach", lab.routerInterface, "--max-sources", "1000"]).status == 0)
+            let dir = "\(lab.pinRoot)/\(lab.routerInterface)"
+            // Another build's layout version in the settings.
+            let settingsFD = bpf_obj_get("\(dir)/\(FG_MAP_SETTINGS)")
+            try #require(settingsFD >= 0)
+            var zero: UInt32 = 0
+            var settings = fg_settings()
+            #expect(bpf_map_lookup_elem(settingsFD, &zero, &settings) == 0)
+            settings.layout_version = 1
+            #expect(bpf_map_update_elem(settingsFD, &zero, &settings, UInt64(BPF_ANY)) == 0)
+            close(settingsFD)
+            try expectError(lab, ["stats"], "was loaded by another build of Floodgate (layout version 1, this build's is \(FG_LAYOUT_VERSION))")
+            try expectError(lab, ["attach", lab.routerInterface], "was loaded by another build of Floodgate")
+            #expect(try lab.floodgate(["stats"]).err.contains("floodgate detach \(lab.routerInterface)"))
+            #expect(try lab.floodgate(["detach", lab.routerInterface]).status == 0)
+
+            // Another build's map: an allow list whose values are 4 bytes.
+            #expect(try lab.floodgate(["attach", lab.routerInterface, "--max-sources", "1000"]).status == 0)
+            let path = "\(dir)/\(FG_MAP_ALLOW)"
+            #expect(unlink(path) == 0)
+            var options = bpf_map_create_opts()
+            options.sz = MemoryLayout<bpf_map_create_opts>.size
+            options.map_flags = UInt32(BPF_F_NO_PREALLOC)
+            let old = bpf_map_create(BPF_MAP_TYPE_LPM_TRIE, "fg_allow", 20, 4, 16, &options)
+            try #require(old >= 0)
+            defer { close(old) }
+            #expect(bpf_obj_pin(old, path) == 0)
+            try expectError(lab, ["allow", "list"], "fg_allow is type \(BPF_MAP_TYPE_LPM_TRIE.rawValue), key 20 bytes, value 4 bytes")
+            #expect(try lab.floodgate(["detach", lab.routerInterface]).status == 0)
+            #expect(try lab.routerXDPProgram() == nil)
+        }
+    }
+}

@@ -1,0 +1,90 @@
+import CFloodgate
+import FloodgateCore
+import FloodgateLab
+import Foundation
+import Testing
+
+@Suite struct ScannerTests {
+    func judge(_ packet: [UInt8], settings: Settings = .defaults) throws -> (UInt32, TrafficClass?, Reason?) {
+        try loadProgram(settings: settings, policy: perSourceOnly).judge(packet)
+    }
+
+    @Test func userAgentSignaturesMatchAnyCase() throws {
+        for ua in ["User-Agent: friendly-scanner", "user-agent: Friendly-Scanner", "USER-AGENT :sipvicious",
+                   "User-Agent:\tVaxSIPUserAgent/3.1", "User-Agent: sipcli/v1.8"] {
+            let (action, c, r) = try judge(Packet.request("REGISTER", extra: [ua]))
+            #expect(action == XDP_DROP_ACTION, "\(ua)")
+            #expect(c == .register && r == .droppedScanner, "\(ua)")
+        }
+        for ua in ["User-Agent: Linphone/5.0", "User-Agent: friendly", "X-User-Agent: friendly-scanner",
+                   "User-Agents: friendly-scanner"] {
+            #expect(try judge(Packet.request("REGISTER", extra: [ua])).2 == .passed, "\(ua)")
+        }
+    }
+
+    @Test func theSipviciousFromFingerprintMatchesInFullAndCompactForm() throws {
+        let full = Packet.sip(["OPTIONS sip:100@198.18.0.2 SIP/2.0", "From: \"sipvicious\"<sip:100@1.1.1.1>;tag=1"])
+        #expect(try judge(full).2 == .droppedScanner)
+        let compact = Packet.sip(["OPTIONS sip:100@198.18.0.2 SIP/2.0", "f: \"sipvicious\"<sip:100@1.1.1.1>;tag=1"])
+        #expect(try judge(compact).2 == .droppedScanner)
+        let other = Packet.sip(["OPTIONS sip:100@198.18.0.2 SIP/2.0", "f: \"alice\"<sip:100@1.1.1.1>;tag=1"])
+        #expect(try judge(other).2 == .passed)
+    }
+
+    /// The User-Agent line placed so it ends exactly at byte 2,048 of the message (the last byte scanned), then
+    /// later; and one at byte 900, inside the window.
+    @Test func theScanCoversTheFirst2048BytesExactly() throws {
+        let ua = "User-Agent: friendly-scanner\r\n"
+        let window = Int(FG_SIP_SCAN_BYTES)
+        func message(endingAt end: Int) -> [UInt8] {
+            var head = "OPTIONS sip:100@198.18.0.2 SIP/2.0\r\nX-Pad: "
+            let fill = end - head.utf8.count - 2 - ua.utf8.count
+            head += String(repeating: "a", count: fill) + "\r\n"
+            return Array((head + ua + "\r\n").utf8)
+        }
+        let inside = message(endingAt: window)
+        #expect(Array(inside[(window - ua.utf8.count)..<window]) == Array(ua.utf8))
+        #expect(try judge(Packet.sipRaw(inside)).2 == .droppedScanner)
+        // A value ends at its CR: one byte later the CR is still the window's last byte, two bytes later it is
+        // past the window, and the value counts as cut off; but then the header block does not end within the
+        // window either, and such a request is dropped as oversize (its CSeq could hide past the scan).
+        #expect(try judge(Packet.sipRaw(message(endingAt: window + 1))).2 == .droppedScanner)
+        #expect(try judge(Packet.sipRaw(message(endingAt: window + 2))).2 == .droppedOversize)
+        #expect(try judge(Packet.sipRaw(message(endingAt: 900))).2 == .droppedScanner)
+        #expect(try judge(Packet.sipRaw(message(endingAt: 3000))).2 == .droppedOversize)
+    }
+
+    @Test func responsesAndTheRequestLineAreNotScanned() throws {
+        #expect(try judge(Packet.sip(["SIP/2.0 200 OK", "User-Agent: friendly-scanner"])).2 == .passed)
+        #expect(try judge(Packet.sipRaw(Array("OPTIONS sip:User-Agent:friendly-scanner SIP/2.0\r\n\r\n".utf8))).2 == .passed)
+    }
+
+    @Test func aScannerIsBannedSoItsNextPacketsDropAsBanned() throws {
+        let program = try loadProgram(policy: perSourceOnly)
+        let scan = Packet.request("OPTIONS", src: "198.18.3.3", extra: ["User-Agent: friendly-scanner"])
+        #expect(try program.judge(scan).2 == .droppedScanner)
+        #expect(try program.judge(Packet.request("INVITE", src: "198.18.3.3")).2 == .droppedBan)
+        let bans = try program.maps.bans()
+        #expect(bans.count == 1)
+        #expect(bans.first?.address.description == "198.18.3.3")
+        #expect(bans.first?.origin == "scanner")
+        let left = try #require(bans.first?.remainingSeconds())
+        #expect(left > 590 && left <= 600)
+        // With the ban time off, scanners are dropped but not banned.
+        let noBan = try loadProgram(settings: Settings(sipPorts: [5060], rtpPorts: nil, malformed: .drop, scannerBanSeconds: 0),
+                                    policy: perSourceOnly)
+        #expect(try noBan.judge(scan).2 == .droppedScanner)
+        #expect(try noBan.judge(Packet.request("INVITE", src: "198.18.3.3")).2 == .passed)
+    }
+
+    @Test func signaturesCanBeAddedAndRemovedLive() throws {
+        let program = try loadProgram(settings: Settings(sipPorts: [5060], rtpPorts: nil, malformed: .drop, scannerBanSeconds: 0),
+                                      policy: perSourceOnly)
+        let packet = Packet.request("INVITE", extra: ["User-Agent: EvilDialer 2.0"])
+        #expect(try program.judge(packet).2 == .passed)
+        try program.maps.addSignatures([try Signature(.userAgent, "evildialer")])
+        #expect(try program.judge(packet).2 == .droppedScanner)
+        try program.maps.removeSignatures([try Signature(.userAgent, "evildialer")])
+        #expect(try program.judge(packet).2 == .passed)
+    }
+}
