@@ -6,7 +6,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "floodgate", targets: ["floodgate"]),
-        .library(name: "FloodgateCore", targets: ["FloodgateCore"]),
+        .library(name: "FloodgateCore", targets: ["FloodgateCore", "FloodgateBPF"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -32,13 +32,25 @@ let package = Package(
             capability: .buildTool(),
             dependencies: ["floodgate-embed"]
         ),
+        // The boundary with the kernel, and the only product target that imports CFloodgate (internally: no C
+        // type in its API): the filter's object (embedded by BuildBPF) and its lifecycle, typed maps, pins and
+        // links, the header's enums and capacities, the event stream.
         .target(
-            name: "FloodgateCore",
+            name: "FloodgateBPF",
             dependencies: [
                 "CFloodgate",
                 .product(name: "Logging", package: "swift-log"),
             ],
             plugins: ["BuildBPF"]
+        ),
+        // The filter's policy as one value (validate, diff, apply and undo), reports, durations, the version; it
+        // re-exports FloodgateBPF.
+        .target(
+            name: "FloodgateCore",
+            dependencies: [
+                "FloodgateBPF",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         // The namespace lab: veths and namespaces, the flood generator, the oracle and trivial programs, nftables
         // and xdp-filter beside the filter, sipp. For the demo, `floodgate flood`, the tests and the benchmarks;
@@ -83,7 +95,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FloodgateTests",
-            dependencies: ["FloodgateCore", "FloodgateAgent", "FloodgateLab", "CFloodgate", "CFloodgateLab", "floodgate"]
+            dependencies: ["FloodgateCore", "FloodgateBPF", "FloodgateAgent", "FloodgateLab", "CFloodgate", "CFloodgateLab", "floodgate"]
         ),
     ],
     swiftLanguageModes: [.v5]

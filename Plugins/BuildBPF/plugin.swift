@@ -1,7 +1,7 @@
 import Foundation
 import PackagePlugin
 
-/// Compiles a target's BPF programs with the toolchain's `clang -target bpf` — for FloodgateCore the filter
+/// Compiles a target's BPF programs with the toolchain's `clang -target bpf` — for FloodgateBPF the filter
 /// (`BPF/floodgate.bpf.c`), for FloodgateLab the flood generator and the benchmark's oracle (`BPF/lab/`) — then
 /// has `floodgate-embed` turn the objects into a Swift source of the target, so `swift build` always embeds
 /// objects built from the sources here, and the filter's library carries no lab program.
@@ -12,7 +12,7 @@ struct BuildBPF: BuildToolPlugin {
         let headers = try headerFiles(under: bpfDirectory)
         let programs: [(name: String, file: String)]
         switch target.name {
-        case "FloodgateCore": programs = [("filter", "floodgate")]
+        case "FloodgateBPF": programs = [("filter", "floodgate")]
         case "FloodgateLab": programs = [("flood", "lab/flood"), ("oracle", "lab/oracle")]
         default: throw PluginError.unknownTarget(target.name)
         }

@@ -1,5 +1,6 @@
 import CFloodgate
-@testable import FloodgateCore
+@testable import FloodgateBPF
+import FloodgateCore
 import FloodgateLab
 import Foundation
 import Testing

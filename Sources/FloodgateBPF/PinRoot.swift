@@ -43,14 +43,13 @@ public struct PinRoot: Sendable {
 
     // MARK: Attach
 
-    /// Loads the program, writes `policy` to its maps, attaches it to `interface` in `mode` with a bpf_link
+    /// Loads the program, lets `configure` write its maps, attaches it to `interface` in `mode` with a bpf_link
     /// (`bpf_link_create`), and pins the link and maps. If pinning fails, the link is closed (which detaches)
     /// and the pins made so far are removed: nothing is left half attached.
     public func attach(
-        _ interface: Interface, mode: AttachMode, policy: FilterPolicy = FilterPolicy(),
-        maxSources: UInt32 = UInt32(FilterCapacity.defaultSources), maxAutoBans: UInt32 = UInt32(FilterCapacity.defaultAutoBans)
+        _ interface: Interface, mode: AttachMode, maxSources: UInt32 = UInt32(FilterCapacity.defaultSources),
+        maxAutoBans: UInt32 = UInt32(FilterCapacity.defaultAutoBans), configure: (FilterMaps) throws -> Void
     ) throws -> AttachOutcome {
-        try policy.validate()
         try ensureBPFFS()
         let lock = try Lock(path: path)
         defer { lock.release() }
@@ -76,7 +75,8 @@ public struct PinRoot: Sendable {
                 hint: "Remove it first (ip link set dev \(interface.name) xdp off) or pick another interface")
         }
 
-        let program = try FloodgateProgram(maxSources: maxSources, maxAutoBans: maxAutoBans, policy: policy, logger: logger)
+        let program = try FloodgateProgram(maxSources: maxSources, maxAutoBans: maxAutoBans, logger: logger,
+                                           configure: configure)
         let (linkFD, usedMode) = try link(program, to: interface, mode: mode)
         defer { close(linkFD) }
 
@@ -264,19 +264,6 @@ public struct PinRoot: Sendable {
             throw error
         }
         return filters
-    }
-
-    /// Changes the policy of the filters on `names` (every attached one if empty), all or none: each filter's
-    /// policy is read, edited by `edit` and applied (``FilterPolicy/apply(to:)``); if one fails, the ones
-    /// before it are put back. Holds the pin root's lock.
-    public func changePolicy(_ names: [String], _ edit: (AttachedFilter, inout FilterPolicy) throws -> Void) throws
-        -> [AttachedFilter]
-    {
-        try change(names) { filter, maps in
-            var policy = try FilterPolicy(reading: maps)
-            try edit(filter, &policy)
-            return try policy.apply(to: maps).undo
-        }
     }
 
     /// Runs `body` holding the pin root's lock (the one attach, detach and every change take).

@@ -18,18 +18,18 @@ public final class FloodgateProgram: @unchecked Sendable {
     public static var objectBytes: [UInt8] { BPFObject.bytes(of: EmbeddedBPFObject.filter) }
 
     /// Loads the program with a per-source map of `maxSources` entries and room for `maxAutoBans` of its own bans
-    /// (an LRU); the maps get `policy` (``FilterPolicy/apply(to:)``) before anything can attach the program. With `testClock`, the program reads the time that
-    /// ``setTestClock(nanoseconds:)`` sets instead of the kernel's clocks (BPF/lib/clock.h): for tests that compare
-    /// it with a model over time; never for a filter in service.
+    /// (an LRU); `configure` writes the maps (FloodgateCore's `FilterPolicy` does) before anything can attach the
+    /// program. With `testClock`, the program reads the time that ``setTestClock(nanoseconds:)`` sets instead of
+    /// the kernel's clocks (BPF/lib/clock.h): for tests that compare it with a model over time; never for a filter
+    /// in service.
     public init(
         maxSources: UInt32 = UInt32(FilterCapacity.defaultSources),
         maxAutoBans: UInt32 = UInt32(FilterCapacity.defaultAutoBans),
-        policy: FilterPolicy = FilterPolicy(),
         testClock: Bool = false,
-        logger: Logger = Logger(label: "floodgate")
+        logger: Logger = Logger(label: "floodgate"),
+        configure: (FilterMaps) throws -> Void
     ) throws {
         guard maxSources >= 1 else { throw FloodgateError("the per-source map needs at least 1 entry") }
-        try policy.validate()
         guard maxAutoBans >= 1 else { throw FloodgateError("the filter's own ban map needs at least 1 entry") }
 
         object = try BPFObject(EmbeddedBPFObject.filter, name: "floodgate", what: "XDP program") { object in
@@ -54,7 +54,7 @@ public final class FloodgateProgram: @unchecked Sendable {
         var descriptors: [String: Int32] = [:]
         for name in FilterMaps.names { descriptors[name] = try object.mapFD(name) }
         maps = try FilterMaps(borrowing: descriptors)
-        _ = try policy.apply(to: maps)
+        try configure(maps)
         logger.debug("loaded XDP program", metadata: ["prog_fd": "\(programFD)", "max_sources": "\(maxSources)"])
     }
 
