@@ -74,9 +74,8 @@ struct FloodgateBench: ParsableCommand {
             floodSources: floodSources, floodSeconds: floodSeconds, floodRuns: floodRuns, floodCalls: floodCalls,
             legitimateRuns: legitimateRuns, sections: chosen, reportDirectory: reportDirectory,
             cpus: cpus ?? max(1, Int(libbpf_num_possible_cpus())), burstMS: burstMS)
-        let trivial = try TrivialDropProgram()
         let sections = options.sections
-        let costs = sections.contains("cost") ? try runCost(options, trivial: trivial) : []
+        let costs = sections.contains("cost") ? try runCost(options, trivial: try TrivialDropProgram()) : []
         let accuracy = sections.contains("accuracy") ? try runAccuracy(options) : []
         let survival = sections.contains("random") ? try runRandomSources(options) : []
         let floods = sections.contains("floods") ? try runFloods(options) : []

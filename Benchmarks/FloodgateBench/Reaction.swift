@@ -55,7 +55,7 @@ func reaction(_ options: Options) throws -> [ReactionRow] {
                 do { try reading.watch(maps, attacker: attacker, trafficClass: trafficClass) } catch { reading.error = error }
             }.start()
             readerDone.wait()
-            _ = try? flood.wait()
+            try flood.wait()  // a generator that failed says why
             if let error = reading.error { throw error }
             let (first, dropped, banned, reads, elapsed, last) = (reading.first, reading.dropped, reading.banned,
                                                                  reading.reads, reading.elapsed, reading.last)

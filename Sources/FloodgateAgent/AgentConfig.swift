@@ -12,13 +12,13 @@ public struct AgentConfig: Sendable, Equatable {
     public var maxSources: UInt32 = UInt32(FilterCapacity.defaultSources)
     /// The filter's own bans kept at most (an LRU); needs a restart to change.
     public var maxAutoBans: UInt32 = UInt32(FilterCapacity.defaultAutoBans)
-    /// The filter's policy as the file gives it: settings, limits, lists, servers, signatures. Brute-force
-    /// detection and learned trust in its settings are what the file says; ``effectivePolicy`` has what is in
-    /// force.
+    /// The filter's policy as the file gives it: settings, limits, lists, servers, signatures; but for brute-force
+    /// detection and learned trust, which are ``bruteForce`` and ``trustSeconds`` (they depend on the inside
+    /// interface). ``effectivePolicy`` is what is written to the filter.
     public var policy = FilterPolicy()
     /// The list files named, so that a change to one of them reloads too.
     public var listFiles: [String] = []
-    /// Brute-force detection and learned trust: in force only with an inside interface (``effectiveSettings``).
+    /// Brute-force detection and learned trust: in force only with an inside interface (``effectivePolicy``).
     public var bruteForce: BruteForce? = BruteForce()
     public var trustSeconds: UInt32 = 86400
     public var anomaly = AnomalyPolicy()
@@ -208,6 +208,10 @@ final class ConfigReader {
     func duration(_ node: Node, _ field: String, milliseconds: Bool = false) -> UInt64? {
         guard let s = string(node, field) else { return nil }
         do {
+            // A bare number is seconds elsewhere; where milliseconds are meant, say which.
+            if milliseconds && UInt64(s.trimmingCharacters(in: .whitespaces)) != nil {
+                throw FloodgateError("'\(s)' needs a unit here: 500ms, 1s, 2m")
+            }
             return milliseconds ? try parseDurationMilliseconds(s) : try parseDuration(s)
         } catch {
             problem(node, field, "\(error)")

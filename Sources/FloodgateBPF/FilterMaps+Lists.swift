@@ -56,7 +56,6 @@ public struct AllowOptions: Equatable, Sendable, CustomStringConvertible {
 /// The deny and allow lists.
 public enum PolicyList: String, Sendable, CaseIterable {
     case deny, allow
-    var mapName: String { self == .deny ? FG_MAP_DENY : FG_MAP_ALLOW }
 }
 
 extension FilterMaps {
@@ -197,7 +196,8 @@ extension FilterMaps {
             throw error
         }
         if !new.isEmpty { try updateSettings { $0.server_entries = UInt32(new.count) } }
-        for cidr in old.subtracting(new) { try serversMap.delete(cidr.key, what: "remove \(cidr) from the SIP servers") }
+        // The new set is in force: a stale entry that will not go only widens it by one address, as before.
+        for cidr in old.subtracting(new) { _ = try? serversMap.delete(cidr.key) }
         if new.isEmpty { try updateSettings { $0.server_entries = 0 } }
     }
 

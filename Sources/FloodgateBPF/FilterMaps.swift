@@ -6,6 +6,8 @@ import Foundation
 /// ``BPFMap`` typed by the header's key and value structs; the per-CPU ones are read with ``perCPU(_:key:as:what:)``.
 public final class FilterMaps: @unchecked Sendable {
     private let descriptors: [String: FileDescriptor]
+    /// What keeps borrowed descriptors open (the loaded object), as long as these maps are in use.
+    private let owner: AnyObject?
 
     /// The map names, as the ELF object and the pins name them.
     public static let names = [
@@ -15,16 +17,17 @@ public final class FilterMaps: @unchecked Sendable {
         FG_MAP_TRUSTED_PREFIXES, FG_MAP_TXNS, FG_MAP_SERVERS, FG_MAP_FRAGMENTS, FG_MAP_CHALLENGES,
     ]
 
-    /// The maps of a loaded object, whose descriptors it keeps and closes.
-    convenience init(borrowing descriptors: [String: Int32]) throws {
-        try self.init(descriptors: descriptors.mapValues { FileDescriptor($0, owned: false) })
+    /// The maps of a loaded object (`owner`), which closes their descriptors: these maps keep it alive.
+    convenience init(borrowing descriptors: [String: Int32], from owner: AnyObject) throws {
+        try self.init(descriptors: descriptors.mapValues { FileDescriptor($0, owned: false) }, owner: owner)
     }
 
-    init(descriptors: [String: FileDescriptor]) throws {
+    init(descriptors: [String: FileDescriptor], owner: AnyObject? = nil) throws {
         for name in FilterMaps.names where (descriptors[name]?.raw ?? -1) < 0 {
             throw FloodgateError("BPF map \(name) is missing")
         }
         self.descriptors = descriptors
+        self.owner = owner
     }
 
     /// The descriptor of map `name` (one of ``names``).

@@ -53,7 +53,7 @@ public final class FloodgateProgram: @unchecked Sendable {
         testClockFD = testClock ? try object.mapFD(FG_TEST_CLOCK_TIME) : nil
         var descriptors: [String: Int32] = [:]
         for name in FilterMaps.names { descriptors[name] = try object.mapFD(name) }
-        maps = try FilterMaps(borrowing: descriptors)
+        maps = try FilterMaps(borrowing: descriptors, from: object)
         try configure(maps)
         logger.debug("loaded XDP program", metadata: ["prog_fd": "\(programFD)", "max_sources": "\(maxSources)"])
     }

@@ -299,12 +299,17 @@ public struct Settings: Equatable, Sendable {
         }
     }
 
+    /// What the filter holds of these settings: what reading them back after a write gives (a disabled auto-ban
+    /// keeps no drop count, a drop cache needs a jiffy's length). Compare these, not the settings as given.
+    public var normalized: Settings { Settings(raw(over: fg_settings())) }
+
     /// These settings written over `base`, whose list sizes and generation are kept.
     func raw(over base: fg_settings) -> fg_settings {
         var value = base
         withUnsafeMutableBytes(of: &value.sip_ports) { buffer in
             let slots = buffer.bindMemory(to: UInt16.self)
-            for (i, port) in sipPorts.prefix(slots.count).enumerated() { slots[i] = port.bigEndian }
+            // Every slot: a port removed must not stay behind in a slot this list no longer reaches.
+            for i in 0..<slots.count { slots[i] = i < sipPorts.count ? sipPorts[i].bigEndian : 0 }
         }
         value.rtp_port_min = rtpPorts?.lowerBound ?? 0
         value.rtp_port_max = rtpPorts?.upperBound ?? 0

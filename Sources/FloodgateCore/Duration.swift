@@ -28,7 +28,7 @@ public func parseDurationMilliseconds(_ text: String) throws -> UInt64 {
             let unit = rest.prefix { $0.isASCII && $0.isLetter }
             rest = rest.dropFirst(unit.count)
             guard !number.isEmpty, number.first != ".", number.last != ".", number.filter({ $0 == "." }).count <= 1,
-                  let value = Double(number), let scale = units[unit.lowercased()]
+                  let value = Double(number), let scale = units[String(unit)]
             else { throw bad }
             total += value * scale
         }

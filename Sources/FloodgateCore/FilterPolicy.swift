@@ -62,6 +62,27 @@ public struct FilterPolicy: Sendable, Equatable {
     /// The options of an allow entry.
     public func options(of cidr: CIDR) -> AllowOptions { allowOptions[cidr] ?? AllowOptions() }
 
+    /// The policy as the maps hold it, and so as it reads back: settings as written (``Settings/normalized``),
+    /// every class's limit spelt out, and options only for entries on the allow list that differ from the
+    /// defaults. Policies are compared, diffed and applied in this form.
+    public var normalized: FilterPolicy {
+        var p = self
+        p.settings = settings.normalized
+        p.limits = Dictionary(uniqueKeysWithValues: TrafficClass.all.map { ($0, limit(for: $0, tier: .unverified)) })
+        p.verifiedLimits = Dictionary(uniqueKeysWithValues: TrafficClass.all.map { ($0, limit(for: $0, tier: .verified)) })
+        p.allowOptions = allowOptions.filter { allow.contains($0.key) && $0.value != AllowOptions() }
+        return p
+    }
+
+    /// Equal if the maps would hold the same (their ``normalized`` forms are the same).
+    public static func == (a: FilterPolicy, b: FilterPolicy) -> Bool {
+        let (x, y) = (a.normalized, b.normalized)
+        return x.settings == y.settings && x.limits == y.limits && x.verifiedLimits == y.verifiedLimits
+            && x.prefix == y.prefix && x.widePrefix == y.widePrefix && x.budget == y.budget
+            && x.newSources == y.newSources && x.allow == y.allow && x.deny == y.deny && x.allowOptions == y.allowOptions
+            && x.servers == y.servers && x.signatures == y.signatures
+    }
+
     /// Throws if the maps could not take this policy (so nothing of it is written).
     public func validate() throws {
         try settings.validate()
@@ -85,6 +106,11 @@ public struct FilterPolicy: Sendable, Equatable {
 
     /// What differs from `old`, in words, in the order ``apply(to:)`` changes it.
     public func diff(from old: FilterPolicy) -> [String] {
+        let (new, old) = (normalized, old.normalized)
+        return new.diffNormalized(from: old)
+    }
+
+    private func diffNormalized(from old: FilterPolicy) -> [String] {
         var changes: [String] = []
         if settings != old.settings { changes.append("settings") }
         for tier in Tier.allCases {
@@ -133,7 +159,11 @@ public struct FilterPolicy: Sendable, Equatable {
     /// fails, the steps before it are undone and the error is thrown. The caller holds the pin root's lock.
     public func apply(to maps: FilterMaps) throws -> Applied {
         try validate()
-        let old = try FilterPolicy(reading: maps)
+        return try normalized.applyNormalized(to: maps)
+    }
+
+    private func applyNormalized(to maps: FilterMaps) throws -> Applied {
+        let old = try FilterPolicy(reading: maps).normalized
         var undo: [() -> Void] = []
         do {
             if settings != old.settings {
@@ -186,6 +216,6 @@ public struct FilterPolicy: Sendable, Equatable {
             for step in undo.reversed() { step() }
             throw error
         }
-        return Applied(changes: diff(from: old), steps: undo)
+        return Applied(changes: diffNormalized(from: old), steps: undo)
     }
 }

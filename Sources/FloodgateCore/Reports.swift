@@ -1,4 +1,3 @@
-
 import Foundation
 
 /// Counters of one filter per class and reason, with rates since the previous read.

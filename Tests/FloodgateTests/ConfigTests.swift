@@ -97,6 +97,7 @@ import Testing
         ("interfaces: {external: eth1}\nsip:\n  rtp_ports: 20000-10000\n", 3, "sip.rtp_ports", "LOW-HIGH"),
         ("interfaces: {external: eth1}\nprefix:\n  ipv4: 40\n", 3, "prefix.ipv4", "8 to 32"),
         ("interfaces: {external: eth1}\nauto_ban:\n  window: 10 parsecs\n", 3, "auto_ban.window", "not a duration"),
+        ("interfaces: {external: eth1}\nauto_ban:\n  window: 500\n", 3, "auto_ban.window", "needs a unit"),
         ("interfaces: {external: eth1}\nauto_ban:\n  durations: [1m, 2m, 3m, 4m, 5m]\n", 3, "auto_ban.durations", "1 to 4"),
         ("interfaces: {external: eth1}\nauto_ban:\n  jitter: 150%\n", 3, "auto_ban.jitter", "0% to 100%"),
         ("interfaces: {external: eth1}\nmetrics:\n  listen: 0.0.0.0\n", 3, "metrics.listen", "HOST:PORT"),

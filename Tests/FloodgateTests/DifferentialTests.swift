@@ -162,6 +162,9 @@ struct FrameFactory {
         var model = ReferenceModel(settings: settings, deny: Array(policy.deny), allow: Array(policy.allow),
                                    signatures: Signature.defaults)
         model.allowOptions = policy.allowOptions
+        model.limits = unlimited
+        model.verifiedLimits = unlimited
+        (model.prefix, model.widePrefix, model.newSources) = (.unlimited, .unlimited, .unlimited)
         for address in ["198.18.200.3", "198.18.200.20", "2001:db8:77::2"] {
             try program.maps.ban(SourceAddress(address)!, seconds: 3600)
             model.explicitBans[SourceAddress(address)!] = UInt64?.none  // never expires: the model's clock stays at 0

@@ -16,7 +16,7 @@ import Testing
     }
 
     @Test func badDurationsAreRefusedWithTheReason() {
-        for text in ["", "10x", "s", "1.s", ".5s", "1..5s", "-5s", "0s", "0", "1h30", "11000d", "10 parsecs", "1e3s"] {
+        for text in ["", "10x", "s", "1.s", ".5s", "1..5s", "-5s", "0s", "0", "1h30", "11000d", "10 parsecs", "1e3s", "1M", "2H"] {
             #expect(throws: FloodgateError.self, "\(text)") { _ = try parseDurationMilliseconds(text) }
         }
         // Where whole seconds are needed, a fraction of one is refused.

@@ -78,6 +78,27 @@ import Testing
         #expect(try original.apply(to: program.maps).changes.isEmpty)
     }
 
+    /// What is written reads back the same, so applying it again changes nothing: a SIP port removed does not stay
+    /// behind in its slot, a disabled auto-ban's drop count and options at their defaults are not differences.
+    @Test func aPolicyReadsBackAsItWasWrittenAndSettles() throws {
+        let program = try loadProgram()
+        var policy = FilterPolicy()
+        policy.settings.sipPorts = [5060, 5061, 5070]
+        policy.allow = [try CIDR("198.18.12.0/24")]
+        policy.allowOptions[try CIDR("198.18.12.0/24")] = AllowOptions()  // the defaults, spelt out
+        policy.allowOptions[try CIDR("198.18.13.0/24")] = AllowOptions(limit: .unlimited)  // not on the list
+        _ = try policy.apply(to: program.maps)
+        policy.settings.sipPorts = [5060]
+        policy.settings.autoBan.enabled = false
+        policy.settings.autoBan.drops = 100
+        #expect(try policy.apply(to: program.maps).changes == ["settings"])
+        #expect(try FilterPolicy(reading: program.maps).settings.sipPorts == [5060])
+        #expect(try FilterPolicy(reading: program.maps) == policy)
+        #expect(try policy.apply(to: program.maps).changes.isEmpty)
+        // The filter reads port 5061 as SIP no more.
+        #expect(try program.judge(Packet.sipRaw(Array("OPTIONS sip:x SIP/2.0\r\n\r\n".utf8), dport: 5061)).1 == .other)
+    }
+
     @Test func anInvalidPolicyWritesNothing() throws {
         let program = try loadProgram()
         let before = try FilterPolicy(reading: program.maps)

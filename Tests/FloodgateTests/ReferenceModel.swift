@@ -14,14 +14,15 @@ struct ReferenceModel {
     var deny: [CIDR] = []
     var allow: [CIDR] = []
     var signatures: [Signature] = []
-    /// Per-source limits of unverified and of verified sources; a class missing is unlimited.
+    /// Per-source limits of unverified and of verified sources; a class missing has the README's default.
     var limits: [TrafficClass: Limit] = [:]
     var verifiedLimits: [TrafficClass: Limit] = [:]
-    var prefix: Limit = .unlimited
-    var widePrefix: Limit = .unlimited
-    var newSources: Limit = .unlimited
+    /// The aggregates and budgets, by default the README's.
+    var prefix: Limit = .rate(200, burst: 400)
+    var widePrefix: Limit = .rate(2000, burst: 4000)
+    var newSources: Limit = .rate(20000, burst: 20000)
     var budget: Limit = .unlimited
-    /// Each allow entry's own bucket and TTL range (a missing limit: unlimited).
+    /// Each allow entry's own bucket and TTL range (missing: 2000/s burst 4000, no range).
     var allowOptions: [CIDR: AllowOptions] = [:]
 
     // MARK: The model's state
@@ -156,11 +157,12 @@ struct ReferenceModel {
         if let ban = explicitBans[f.src], active(ban) { return .droppedBan }
         if let entry = allowEntry(f.src) {
             guard allowedTTL(entry, f) else { return spoofed(f) }
-            if f.cls.isSIP, case .rate(let rate, let burst) = allowOptions[entry]?.limit ?? .unlimited {
+            let allowLimit = allowOptions[entry]?.limit ?? .rate(2000, burst: 4000)
+            if f.cls.isSIP, case .rate(let rate, let burst) = allowLimit {
                 var tat = allowTAT[entry] ?? 0
                 defer { allowTAT[entry] = tat }
                 if !admit(&tat, rate: rate, burst: burst) { return .droppedAllowLimit }
-            } else if f.cls.isSIP, case .block = allowOptions[entry]?.limit ?? .unlimited {
+            } else if f.cls.isSIP, case .block = allowLimit {
                 return .droppedAllowLimit
             }
             return content(f, tier: .allowed)
@@ -248,7 +250,8 @@ struct ReferenceModel {
     /// The per-source bucket of the class, then (SIP, unverified) the prefix; a source not yet tracked needs room
     /// in its prefix and in the new-source budget first (verified sources skip both).
     mutating func police(_ f: Frame, key: Key, tier: Tier) -> Reason {
-        let limit = (tier == .verified ? verifiedLimits : limits)[f.cls] ?? .unlimited
+        let limit = tier == .verified ? verifiedLimits[f.cls] ?? Limit.verifiedDefaults[f.cls]!
+            : limits[f.cls] ?? Limit.defaults[f.cls]!
         let aggregated = f.cls.isSIP && tier == .unverified
         if case .unlimited = limit { return aggregated ? policePrefix(f.src) : .passed }
         guard let tracked = sources[key] else {
