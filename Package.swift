@@ -57,7 +57,7 @@ let package = Package(
         // nothing of the filter's own path uses it.
         .target(
             name: "FloodgateLab",
-            dependencies: ["FloodgateCore", "CFloodgate", "CFloodgateLab"],
+            dependencies: ["FloodgateCore", "CFloodgateLab"],
             plugins: ["BuildBPF"]
         ),
         // The agent of `floodgate run`: config file, reloads, events, anomalies, Prometheus metrics.

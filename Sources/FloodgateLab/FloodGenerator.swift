@@ -1,4 +1,3 @@
-import CFloodgate
 import CFloodgateLab
 import FloodgateCore
 import Foundation
@@ -134,25 +133,20 @@ public struct FloodScenario: Sendable {
     }
 }
 
-/// A small embedded BPF object loaded with libbpf: one program and its one-entry config map.
 /// A lab program and its one configuration map, loaded from its embedded object.
 final class LoadedObject: @unchecked Sendable {
     private let object: BPFObject
+    private let map: String
     let programFD: Int32
-    let configFD: Int32
 
     init(_ embedded: (size: Int, base64: String), what: String, program: String, map: String) throws {
         object = try BPFObject(embedded, what: what)
         programFD = try object.programFD(program)
-        configFD = try object.mapFD(map)
+        self.map = map
     }
 
     func configure<T: BitwiseCopyable>(_ value: T, what: String) throws {
-        var key: UInt32 = 0
-        let fd = configFD
-        _ = try withUnsafeBytes(of: value) { bytes in
-            try check("configure the \(what)", bpf_map_update_elem(fd, &key, bytes.baseAddress, UInt64(BPF_ANY)))
-        }
+        try object.configure(map: map, with: value)
     }
 }
 
@@ -177,7 +171,7 @@ public final class FloodGenerator: @unchecked Sendable {
         let fd = loaded.programFD
         let frame = scenario.frame
         return try NetworkLab.inNamespace(ns) {
-            if let cpu { _ = try check("pin the flood generator to CPU \(cpu)", cfloodgate_pin_to_cpu(Int32(cpu))) }
+            if let cpu { try KernelCalls.pinCurrentThread(toCPU: cpu, what: "pin the flood generator to CPU \(cpu)") }
             let ifindex = if_nametoindex(interface)
             guard ifindex != 0 else { throw FloodgateError("no interface \(interface) in \(ns)") }
             let start = monotonicNanoseconds()
@@ -185,10 +179,8 @@ public final class FloodGenerator: @unchecked Sendable {
             var elapsed = 0.0
             while sent < count && elapsed < seconds {
                 let n = UInt32(min(UInt64(chunk), count - sent))
-                let result = frame.withUnsafeBytes {
-                    cfloodgate_test_run_live(fd, $0.baseAddress, UInt32($0.count), ifindex, n, 64)
-                }
-                try check("generate \(n) frames on \(interface)", result)
+                try KernelCalls.testRunLive(programFD: fd, frame: frame, ifindex: ifindex, count: n,
+                                            what: "generate \(n) frames on \(interface)")
                 sent += UInt64(n)
                 elapsed = Double(monotonicNanoseconds() - start) / 1e9
                 progress?(sent, elapsed)
@@ -240,11 +232,7 @@ public final class TrivialDropProgram: @unchecked Sendable {
             insn(0xB7, imm: Int32(action)),  // BPF_ALU64 | BPF_MOV | BPF_K: r0 = action
             insn(0x95),  // BPF_JMP | BPF_EXIT
         ]
-        programFD = instructions.withUnsafeBytes { raw in
-            bpf_prog_load(BPF_PROG_TYPE_XDP, touching ? "touch_drop" : "trivial_drop", "GPL",
-                          raw.baseAddress!.assumingMemoryBound(to: bpf_insn.self), instructions.count, nil)
-        }
-        if programFD < 0 { throw FloodgateError("load the trivial XDP_DROP program", libbpfResult: programFD) }
+        programFD = try KernelCalls.loadXDP(instructions: instructions, name: touching ? "touch_drop" : "trivial_drop")
     }
 
     deinit { close(programFD) }
@@ -253,8 +241,8 @@ public final class TrivialDropProgram: @unchecked Sendable {
     public func attach(_ interface: String, namespace ns: String) throws -> Int32 {
         let fd = programFD
         return try NetworkLab.inNamespace(ns) {
-            try check("attach the trivial program to \(interface)",
-                      cfloodgate_xdp_link(fd, Int32(if_nametoindex(interface)), UInt32(XDP_FLAGS_DRV_MODE)))
+            try KernelCalls.attachXDPNative(programFD: fd, ifindex: Int32(if_nametoindex(interface)),
+                                            what: "the trivial program to \(interface)")
         }
     }
 }
@@ -280,8 +268,8 @@ public final class OracleProgram: @unchecked Sendable {
     public func attach(_ interface: String, namespace ns: String) throws -> Int32 {
         let fd = loaded.programFD
         return try NetworkLab.inNamespace(ns) {
-            try check("attach the oracle program to \(interface)",
-                      cfloodgate_xdp_link(fd, Int32(if_nametoindex(interface)), UInt32(XDP_FLAGS_DRV_MODE)))
+            try KernelCalls.attachXDPNative(programFD: fd, ifindex: Int32(if_nametoindex(interface)),
+                                            what: "the oracle program to \(interface)")
         }
     }
 }

@@ -1,4 +1,3 @@
-import CFloodgate
 import CFloodgateLab
 import FloodgateCore
 import Foundation

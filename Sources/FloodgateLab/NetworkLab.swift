@@ -1,4 +1,3 @@
-import CFloodgate
 
 import FloodgateCore
 import Foundation
@@ -203,7 +202,7 @@ public final class NetworkLab: @unchecked Sendable {
                 let fd = open("/run/netns/\(ns)", O_RDONLY | O_CLOEXEC)
                 guard fd >= 0 else { throw FloodgateError("open network namespace \(ns)", errno: errno) }
                 defer { close(fd) }
-                guard setns(fd, CFLOODGATE_CLONE_NEWNET) == 0 else {
+                guard KernelCalls.enterNetworkNamespace(fd: fd) else {
                     throw FloodgateError("enter network namespace \(ns)", errno: errno)
                 }
                 return try body()
@@ -237,15 +236,16 @@ public final class NetworkLab: @unchecked Sendable {
     /// Process.waitUntilExit was seen to miss a child's exit and wait forever. The pipes are close-on-exec, so
     /// a child spawned meanwhile by another thread cannot hold them open.
     public static func capture(_ command: [String]) throws -> (status: Int32, out: String, err: String) {
-        var outPipe: [Int32] = [-1, -1]
-        var errPipe: [Int32] = [-1, -1]
-        try check("create a pipe", cfloodgate_pipe_cloexec(&outPipe))
-        let made = cfloodgate_pipe_cloexec(&errPipe)
-        guard made == 0 else {
-            close(outPipe[0])
-            close(outPipe[1])
-            throw FloodgateError("create a pipe", libbpfResult: made)
+        let out = try KernelCalls.pipeClosingOnExec()
+        let err: (read: Int32, write: Int32)
+        do {
+            err = try KernelCalls.pipeClosingOnExec()
+        } catch {
+            close(out.read)
+            close(out.write)
+            throw error
         }
+        let outPipe = [out.read, out.write], errPipe = [err.read, err.write]
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

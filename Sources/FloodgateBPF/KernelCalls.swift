@@ -1,0 +1,57 @@
+internal import CFloodgate
+import Foundation
+
+/// The kernel calls the namespace lab makes besides loading objects (FloodgateLab uses these, never libbpf or the
+/// C shims itself).
+public enum KernelCalls {
+    /// Loads an XDP program from raw instructions (`struct bpf_insn`, 8 bytes each, little-endian) with
+    /// `bpf_prog_load`; returns its descriptor, which the caller closes.
+    public static func loadXDP(instructions: [UInt64], name: String) throws -> Int32 {
+        let fd = instructions.withUnsafeBytes { raw in
+            bpf_prog_load(BPF_PROG_TYPE_XDP, name, "GPL", raw.baseAddress!.assumingMemoryBound(to: bpf_insn.self),
+                          instructions.count, nil)
+        }
+        if fd < 0 { throw FloodgateError("load the XDP program \(name)", libbpfResult: fd) }
+        return fd
+    }
+
+    /// Attaches the XDP program `programFD` in native mode to the interface `ifindex` of this thread's network
+    /// namespace with a bpf_link; closing the returned descriptor detaches it.
+    public static func attachXDPNative(programFD: Int32, ifindex: Int32, what: String) throws -> Int32 {
+        try check("attach \(what)", cfloodgate_xdp_link(programFD, ifindex, UInt32(XDP_FLAGS_DRV_MODE)))
+    }
+
+    /// Runs `programFD` on `frame` `count` times in live-frames mode (BPF_PROG_TEST_RUN with
+    /// BPF_F_TEST_XDP_LIVE_FRAMES) on interface `ifindex`, `batch` frames at a time: its XDP_TX frames leave
+    /// through that interface.
+    public static func testRunLive(programFD: Int32, frame: [UInt8], ifindex: UInt32, count: UInt32,
+                                   batch: UInt32 = 64, what: String) throws {
+        let result = frame.withUnsafeBytes {
+            cfloodgate_test_run_live(programFD, $0.baseAddress, UInt32($0.count), ifindex, count, batch)
+        }
+        try check(what, result)
+    }
+
+    /// Pins the calling thread to `cpu` (sched_setaffinity).
+    public static func pinCurrentThread(toCPU cpu: Int, what: String) throws {
+        try check(what, cfloodgate_pin_to_cpu(Int32(cpu)))
+    }
+
+    /// Moves the calling thread into the network namespace open at `fd` (setns).
+    public static func enterNetworkNamespace(fd: Int32) -> Bool { setns(fd, CFLOODGATE_CLONE_NEWNET) == 0 }
+
+    /// A pipe whose ends close on exec (pipe2 with O_CLOEXEC).
+    public static func pipeClosingOnExec() throws -> (read: Int32, write: Int32) {
+        var ends: [Int32] = [-1, -1]
+        try check("create a pipe", cfloodgate_pipe_cloexec(&ends))
+        return (ends[0], ends[1])
+    }
+}
+
+extension BPFObject {
+    /// Writes `value` into slot 0 of the array map `name` (a program's configuration).
+    public func configure<T: BitwiseCopyable>(map name: String, with value: T) throws {
+        let map = BPFMap<UInt32, T>(descriptor: FileDescriptor(try mapFD(name), owned: false), name: name)
+        try map.update(0, value)
+    }
+}
