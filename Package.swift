@@ -23,7 +23,7 @@ let package = Package(
             linkerSettings: [.linkedLibrary("bpf")]
         ),
         // The lab's BPF layouts (BPF/lab/lab.h), for Swift. No logic.
-        .target(name: "CFloodgateLab"),
+        .target(name: "CLabLayouts"),
         // Turns the compiled BPF object into a Swift source; run by the BuildBPF plugin.
         .executableTarget(name: "floodgate-embed"),
         // Compiles a target's BPF programs with clang -target bpf and embeds them.
@@ -57,7 +57,7 @@ let package = Package(
         // nothing of the filter's own path uses it.
         .target(
             name: "FloodgateLab",
-            dependencies: ["FloodgateCore", "CFloodgateLab"],
+            dependencies: ["FloodgateCore", "CLabLayouts"],
             plugins: ["BuildBPF"]
         ),
         // The agent of `floodgate run`: config file, reloads, events, anomalies, Prometheus metrics.
@@ -88,14 +88,14 @@ let package = Package(
         .executableTarget(
             name: "floodgate-bench",
             dependencies: [
-                "FloodgateCore", "FloodgateLab", "CFloodgate", "CFloodgateLab",
+                "FloodgateCore", "FloodgateLab", "CFloodgate", "CLabLayouts",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/FloodgateBench"
         ),
         .testTarget(
             name: "FloodgateTests",
-            dependencies: ["FloodgateCore", "FloodgateBPF", "FloodgateAgent", "FloodgateLab", "CFloodgate", "CFloodgateLab", "floodgate"]
+            dependencies: ["FloodgateCore", "FloodgateBPF", "FloodgateAgent", "FloodgateLab", "CFloodgate", "CLabLayouts", "floodgate"]
         ),
     ],
     swiftLanguageModes: [.v5]

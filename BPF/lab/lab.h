@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The lab's layouts, shared by its BPF programs (this directory) and the Swift
- * lab (Sources/FloodgateLab, through CFloodgateLab): the flood generator and
+ * lab (Sources/FloodgateLab, through CLabLayouts): the flood generator and
  * the benchmark's oracle. Nothing of the filter's is here, and nothing of
  * this is in the filter's header (BPF/floodgate.h).
  */

@@ -1,6 +1,6 @@
 // floodgate-bench: how exactly a bucket holds its rate when every CPU hammers it.
 import CFloodgate
-import CFloodgateLab
+import CLabLayouts
 import FloodgateCore
 import FloodgateLab
 import Foundation

@@ -1,6 +1,6 @@
 // floodgate-bench: the agent's memory with a million tracked sources.
 import CFloodgate
-import CFloodgateLab
+import CLabLayouts
 import FloodgateCore
 import FloodgateLab
 import Foundation

@@ -1,6 +1,6 @@
 // floodgate-bench: the per-packet cost beside a trivial XDP_DROP program (BPF_PROG_TEST_RUN).
 import CFloodgate
-import CFloodgateLab
+import CLabLayouts
 import FloodgateCore
 import FloodgateLab
 import Foundation

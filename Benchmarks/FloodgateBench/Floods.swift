@@ -1,6 +1,6 @@
 // floodgate-bench: generated floods through a veth, every filter beside the trivial program, with calls beside.
 import CFloodgate
-import CFloodgateLab
+import CLabLayouts
 import FloodgateCore
 import FloodgateLab
 import Foundation

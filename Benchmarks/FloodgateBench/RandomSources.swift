@@ -1,6 +1,6 @@
 // floodgate-bench: a random-source flood against the source map, beside phones that keep registering.
 import CFloodgate
-import CFloodgateLab
+import CLabLayouts
 import FloodgateCore
 import FloodgateLab
 import Foundation

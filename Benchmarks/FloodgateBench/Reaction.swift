@@ -1,6 +1,6 @@
 // floodgate-bench: how soon a flood is dropped and its source banned.
 import CFloodgate
-import CFloodgateLab
+import CLabLayouts
 import FloodgateCore
 import FloodgateLab
 import Foundation

@@ -1,6 +1,6 @@
 // floodgate-bench: the JSON report of every section run.
 import CFloodgate
-import CFloodgateLab
+import CLabLayouts
 import FloodgateCore
 import FloodgateLab
 import Foundation

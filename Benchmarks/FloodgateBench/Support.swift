@@ -1,6 +1,6 @@
 // floodgate-bench: what every section shares.
 import CFloodgate
-import CFloodgateLab
+import CLabLayouts
 import FloodgateCore
 import FloodgateLab
 import Foundation

@@ -1,4 +1,4 @@
-import CFloodgateLab
+import CLabLayouts
 import FloodgateCore
 import Foundation
 

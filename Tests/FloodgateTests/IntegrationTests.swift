@@ -1,5 +1,5 @@
 import CFloodgate
-import CFloodgateLab
+import CLabLayouts
 import FloodgateCore
 import FloodgateLab
 import Foundation

@@ -1,5 +1,5 @@
 import CFloodgate
-import CFloodgateLab
+import CLabLayouts
 import Foundation
 import Testing
 

@@ -1,2 +1,0 @@
-/* CFloodgateLab has nothing to compile: its header is all there is (a C target needs one source). */
-#include "CFloodgateLab.h"
