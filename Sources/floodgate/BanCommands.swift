@@ -1,0 +1,138 @@
+import ArgumentParser
+import FloodgateCore
+import Foundation
+
+// `floodgate ban`, `unban`, `bans` and `trusted`: the filter's state about sources.
+
+extension Floodgate {
+    struct BanCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "ban", abstract: "Ban a source; an explicit ban beats the allow list.")
+        @Argument(help: "The address to ban.") var address: String
+        @Option(name: .customLong("for"), help: "How long: 600 (seconds), 90s, 10m, 1h30m, 1.5h, 2d.") var duration: String?
+        @Flag(help: "Until unbanned.") var forever = false
+        @OptionGroup var selection: FilterSelection
+
+        func validate() throws {
+            guard SourceAddress(address) != nil else { throw ValidationError("'\(address)' is not an IPv4 or IPv6 address.") }
+            guard (duration != nil) != forever else { throw ValidationError("Give exactly one of --for DURATION or --forever.") }
+            if let duration {
+                do { _ = try parseDuration(duration) } catch { throw ValidationError("\(error).") }
+            }
+        }
+
+        func run() throws {
+            let root = try selection.common.root()
+            let source = SourceAddress(address)!
+            let seconds = try duration.map(parseDuration)
+            let filters = try root.change(selection.interface) { _, maps in
+                let previous = try maps.bans().first { $0.address == source }
+                try maps.ban(source, seconds: seconds)
+                return { if previous == nil { _ = try? maps.unban(source) } }
+            }
+            for f in filters { print("\(f.interfaceName): banned \(source) \(duration.map { "for \($0)" } ?? "until unbanned").") }
+        }
+    }
+
+    struct Unban: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Lift a ban.")
+        @Argument(help: "The banned address.") var address: String
+        @OptionGroup var selection: FilterSelection
+
+        func validate() throws {
+            guard SourceAddress(address) != nil else { throw ValidationError("'\(address)' is not an IPv4 or IPv6 address.") }
+        }
+
+        func run() throws {
+            let root = try selection.common.root()
+            let source = SourceAddress(address)!
+            var lifted = false
+            let filters = try root.change(selection.interface) { _, maps in
+                lifted = try maps.unban(source) || lifted
+                return {}
+            }
+            guard lifted else { throw FloodgateError("\(source) is not banned on \(filters.map(\.interfaceName).joined(separator: ", "))") }
+            for f in filters { print("\(f.interfaceName): lifted the ban on \(source).") }
+        }
+    }
+
+    struct Bans: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List bans with their time left.")
+        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var selection: FilterSelection
+
+        struct Row: Codable {
+            var interface: String
+            var address: String
+            var origin: String
+            var secondsLeft: Double?
+            var expired: Bool
+            enum CodingKeys: String, CodingKey { case interface, address, origin, expired, secondsLeft = "seconds_left" }
+        }
+
+        func run() throws {
+            let root = try selection.common.root()
+            var rows: [Row] = []
+            for f in try root.selectFilters(selection.interface) {
+                for ban in try root.maps(of: f.interfaceName).bans() {
+                    let left = ban.remainingSeconds()
+                    rows.append(Row(interface: f.interfaceName, address: ban.address.description, origin: ban.origin,
+                                    secondsLeft: left, expired: left == 0))
+                }
+            }
+            if json { return try printJSON(rows) }
+            if rows.isEmpty { return print("No bans.") }
+            printTable(["INTERFACE", "SOURCE", "ORIGIN", "TIME LEFT"], rows.map {
+                [$0.interface, $0.address, $0.origin,
+                 $0.secondsLeft.map { $0 == 0 ? "expired" : String(format: "%.0fs", $0) } ?? "forever"]
+            })
+        }
+    }
+
+    struct Trusted: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List verified sources with their pinned TTL and time left.",
+            discussion: """
+                A source is verified when the SIP server accepted a REGISTER whose credentials answered the nonce \
+                it had sent that source (seen on the inside interface). Its packets must arrive at its pinned TTL \
+                (within the tolerance): others claiming its address are dropped as spoofed. A new TTL replaces the \
+                pin after 3 accepted REGISTERs in a row at it.
+                """)
+        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var selection: FilterSelection
+
+        struct Row: Codable {
+            var interface: String
+            var address: String
+            var ttl: UInt8
+            var secondsLeft: Double
+            var candidateTTL: UInt8?
+            var confirmations: UInt8
+            enum CodingKeys: String, CodingKey {
+                case interface, address, ttl, confirmations
+                case secondsLeft = "seconds_left"
+                case candidateTTL = "candidate_ttl"
+            }
+        }
+
+        func run() throws {
+            let root = try selection.common.root()
+            let now = monotonicNanoseconds()
+            var rows: [Row] = []
+            for f in try root.selectFilters(selection.interface) {
+                for t in try root.maps(of: f.interfaceName).trustedSources() where t.untilNS > now {
+                    rows.append(Row(interface: f.interfaceName, address: t.address.description, ttl: t.ttl,
+                                    secondsLeft: Double(t.untilNS - now) / 1e9, candidateTTL: t.candidateTTL,
+                                    confirmations: t.confirmations))
+                }
+            }
+            rows.sort { ($0.interface, $0.address) < ($1.interface, $1.address) }
+            if json { return try printJSON(rows) }
+            if rows.isEmpty { return print("No verified sources.") }
+            printTable(["INTERFACE", "SOURCE", "TTL", "TIME LEFT", "NEW TTL SEEN"], rows.map { row in
+                [row.interface, row.address, "\(row.ttl)", String(format: "%.0fs", row.secondsLeft),
+                 row.candidateTTL.map { "\($0) (\(row.confirmations) of \(TrustedSource.confirmationsToMove))" } ?? "-"]
+            })
+        }
+    }
+}
