@@ -16,6 +16,8 @@
  */
 #define FG_MAP_FLOOD_CONFIG "flood_config"
 #define FG_FLOOD_PROG_NAME "floodgate_flood"
+/* The same for a fixed frame: XDP_TX and nothing else (no map lookup). */
+#define FG_FLOOD_FIXED_PROG_NAME "floodgate_flood_fixed"
 enum fg_flood_mode {
 	FG_FLOOD_FIXED = 0,	  /* send the frame as it is */
 	FG_FLOOD_RANDOM_V4 = 1,	  /* randomise the low bits of the IPv4 source, fix the checksum */

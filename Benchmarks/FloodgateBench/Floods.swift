@@ -23,6 +23,12 @@ struct FloodRow: Encodable {
         guard let x = mpps[a], let y = mpps[b], y > 0 else { return nil }
         return x / y
     }
+    /// What `a` costs per packet beyond `b`, in nanoseconds: 1/Mpps(a) − 1/Mpps(b). With everything on one CPU,
+    /// the time a packet takes there, generator and receive included, less the baseline's.
+    func extraNanoseconds(_ a: String, over b: String) -> Double? {
+        guard let x = mpps[a], let y = mpps[b], x > 0, y > 0 else { return nil }
+        return 1000 / x - 1000 / y
+    }
 }
 
 struct LegitimateTotals: Encodable {
@@ -115,14 +121,16 @@ func floodChart(_ rows: [FloodRow]) -> String {
 /// The floods as a Markdown table.
 func floodMarkdown(_ rows: [FloodRow], _ options: Options) -> String {
     var md = "| scenario | " + benchedFilters.map { "\($0) Mpps" }.joined(separator: " | ")
-        + " | floodgate / trivial | floodgate / xdp-filter | floodgate / nftables | legitimate ok: oracle"
-        + " | floodgate | xdp-filter | nftables |\n"
-    md += "|---|" + String(repeating: "---:|", count: benchedFilters.count + 7) + "\n"
+        + " | floodgate / trivial | floodgate ns/packet over trivial | floodgate / xdp-filter | floodgate / nftables"
+        + " | legitimate ok: oracle | floodgate | xdp-filter | nftables |\n"
+    md += "|---|" + String(repeating: "---:|", count: benchedFilters.count + 8) + "\n"
     for row in rows {
         let cells = benchedFilters.map { f in row.mpps[f].map { String(format: "%.2f", $0) } ?? "n/a" }
-        let ratios = ["trivial", "xdp-filter", "nftables"].map { f in
+        var ratios = ["trivial", "xdp-filter", "nftables"].map { f in
             row.ratio("floodgate", f).map { String(format: "%.2f×", $0) } ?? "n/a"
         }
+        ratios.insert(row.extraNanoseconds("floodgate", over: "trivial").map { String(format: "%+.1f", $0) } ?? "n/a",
+                      at: 1)
         let legitimate = legitimateFilters.map { row.legitimate[$0]?.cell ?? "n/a" }
         md += "| \(row.scenario) | " + (cells + ratios + legitimate).joined(separator: " | ") + " |\n"
     }
@@ -134,22 +142,25 @@ func runFloods(_ options: Options) throws -> [FloodRow] {
     print(
         "\nGenerated floods: live-frames XDP_TX out of a veth in a namespace into its peer, where the filter runs"
             + String(
-                format: " (%.0f s a run, median of %d, Mpps the receiving XDP program saw; legitimate calls in"
-                    + " a second pass of %d run(s) beside the same floods)", options.floodSeconds,
+                format: " (%.0f s a run, median of %d, Mpps the receiving XDP program saw: the trivial column is"
+                    + " the generator's own ceiling here; +ns/pkt is Floodgate's cost over it, 1/Mpps − 1/Mpps(trivial);"
+                    + " legitimate calls in a second pass of %d run(s) beside the same floods)", options.floodSeconds,
                 options.floodRuns, options.legitimateRuns))
     let floods = try generatedFloods(options)
     print(
         pad("scenario", 18) + benchedFilters.map { lpad($0, 12) }.joined() + lpad("vs trivial", 12)
-            + lpad("vs xdp-filter", 15) + lpad("vs nftables", 13) + lpad("dropped", 9)
+            + lpad("+ns/pkt", 9) + lpad("vs xdp-filter", 15) + lpad("vs nftables", 13) + lpad("dropped", 9)
             + "  legitimate ok (retransmissions): oracle / floodgate / xdp-filter / nftables")
     for row in floods {
         let calls = legitimateFilters.map { f in
             row.legitimate[f]?.cell ?? "n/a"
         }.joined(separator: " / ")
         let cells = benchedFilters.map { f in lpad(row.mpps[f].map { String(format: "%.2f", $0) } ?? "n/a", 12) }
-        let ratios = [("trivial", 12), ("xdp-filter", 15), ("nftables", 13)].map { f, w in
+        var ratios = [("trivial", 12), ("xdp-filter", 15), ("nftables", 13)].map { f, w in
             lpad(row.ratio("floodgate", f).map { String(format: "%.2f×", $0) } ?? "n/a", w)
         }
+        ratios.insert(lpad(row.extraNanoseconds("floodgate", over: "trivial").map { String(format: "%+.1f", $0) }
+                               ?? "n/a", 9), at: 1)
         print(pad(row.scenario, 18) + cells.joined() + ratios.joined()
             + lpad(String(format: "%.1f%%", row.floodgateDroppedShare * 100), 9) + "  " + calls)
     }

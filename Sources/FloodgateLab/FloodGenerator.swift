@@ -135,7 +135,7 @@ public struct FloodScenario: Sendable {
 
 /// A lab program and its one configuration map, loaded from its embedded object.
 final class LoadedObject: @unchecked Sendable {
-    private let object: BPFObject
+    let object: BPFObject
     private let map: String
     let programFD: Int32
 
@@ -154,11 +154,17 @@ final class LoadedObject: @unchecked Sendable {
 /// rewrites each frame's source and transmits it (XDP_TX) to the peer. Loads `BPF/lab/flood.bpf.c` as embedded.
 public final class FloodGenerator: @unchecked Sendable {
     private let loaded: LoadedObject
+    /// The program for a fixed frame, which only transmits it.
+    private let fixedFD: Int32
 
     public init() throws {
         loaded = try LoadedObject(EmbeddedBPFObject.flood, what: "flood generator", program: FG_FLOOD_PROG_NAME,
                                   map: FG_MAP_FLOOD_CONFIG)
+        fixedFD = try loaded.object.programFD(FG_FLOOD_FIXED_PROG_NAME)
     }
+
+    /// Frames per live-frames batch: the most the kernel takes (TEST_XDP_MAX_BATCH).
+    public static let batch: UInt32 = 256
 
     /// Sends `count` frames of `scenario` out of `interface` (of the namespace `ns`), in calls of `chunk`, until
     /// `count` are sent or `seconds` have passed; `progress` is called after each call with the total so far.
@@ -168,7 +174,8 @@ public final class FloodGenerator: @unchecked Sendable {
         chunk: UInt32 = 1_000_000, cpu: Int? = nil, progress: (@Sendable (UInt64, Double) -> Void)? = nil
     ) throws -> (sent: UInt64, seconds: Double) {
         try loaded.configure(scenario.config, what: "flood generator")
-        let fd = loaded.programFD
+        // A fixed frame needs no rewriting: its program does no lookup per frame.
+        let fd = scenario.randomSources ? loaded.programFD : fixedFD
         let frame = scenario.frame
         return try NetworkLab.inNamespace(ns) {
             if let cpu { try KernelCalls.pinCurrentThread(toCPU: cpu, what: "pin the flood generator to CPU \(cpu)") }
@@ -180,7 +187,7 @@ public final class FloodGenerator: @unchecked Sendable {
             while sent < count && elapsed < seconds {
                 let n = UInt32(min(UInt64(chunk), count - sent))
                 try KernelCalls.testRunLive(programFD: fd, frame: frame, ifindex: ifindex, count: n,
-                                            what: "generate \(n) frames on \(interface)")
+                                            batch: FloodGenerator.batch, what: "generate \(n) frames on \(interface)")
                 sent += UInt64(n)
                 elapsed = Double(monotonicNanoseconds() - start) / 1e9
                 progress?(sent, elapsed)
