@@ -90,8 +90,47 @@ struct BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
         return false
     }
 
-    /// Every entry, read key by key (an entry removed meanwhile is left out).
+    /// Every entry, read key by key (an entry removed meanwhile is left out): two system calls an entry. For
+    /// a hash map, ``batches(of:_:)`` reads thousands a call.
     func entries() throws -> [(key: Key, value: Value)] {
         try keys().compactMap { key in try lookup(key).map { (key, $0) } }
+    }
+
+    /// Calls `body` with each batch of a hash map's entries (`bpf_map_lookup_batch`, `chunk` at a time): keys,
+    /// values, and how many of them are set.
+    func batches(of chunk: UInt32 = 8192, _ body: ([Key], [Value], Int) throws -> Void) throws {
+        var keys = [Key](repeating: BPFMap.zeroed(Key.self), count: Int(chunk))
+        var values = [Value](repeating: BPFMap.zeroed(Value.self), count: Int(chunk))
+        var inBatch: UInt64 = 0
+        var outBatch: UInt64 = 0
+        var first = true
+        while true {
+            var count = chunk
+            let result = first
+                ? cfloodgate_lookup_batch(fd, nil, &outBatch, &keys, &values, &count)
+                : cfloodgate_lookup_batch(fd, &inBatch, &outBatch, &keys, &values, &count)
+            if result < 0 && result != -ENOENT { throw FloodgateError("read \(name)", libbpfResult: result) }
+            try body(keys, values, Int(count))
+            if result == -ENOENT { break }
+            inBatch = outBatch
+            first = false
+        }
+    }
+
+    /// Every entry of a hash map, read in batches.
+    func batchedEntries() throws -> [(key: Key, value: Value)] {
+        var entries: [(key: Key, value: Value)] = []
+        try batches { keys, values, count in
+            for i in 0..<count { entries.append((keys[i], values[i])) }
+        }
+        return entries
+    }
+
+    /// A value of `T` with every byte zero (the header's structs are plain data).
+    static func zeroed<T>(_: T.Type) -> T {
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: MemoryLayout<T>.size, alignment: MemoryLayout<T>.alignment)
+        defer { raw.deallocate() }
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: MemoryLayout<T>.size)
+        return raw.load(as: T.self)
     }
 }

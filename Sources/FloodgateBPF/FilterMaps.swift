@@ -292,25 +292,8 @@ public final class FilterMaps: @unchecked Sendable {
 
     /// Calls `body` with each batch of `fg_sources` (`bpf_map_lookup_batch`): keys, values, and how many are set.
     func forEachSourceBatch(_ body: ([fg_source_key], [fg_source_state], Int) -> Void) throws {
-        let chunk: UInt32 = 8192
-        var keys = [fg_source_key](repeating: fg_source_key(), count: Int(chunk))
-        var values = [fg_source_state](repeating: fg_source_state(), count: Int(chunk))
-        var inBatch: UInt64 = 0
-        var outBatch: UInt64 = 0
-        var first = true
-        while true {
-            var count = chunk
-            let result = first
-                ? cfloodgate_lookup_batch(sourcesFD, nil, &outBatch, &keys, &values, &count)
-                : cfloodgate_lookup_batch(sourcesFD, &inBatch, &outBatch, &keys, &values, &count)
-            if result < 0 && result != -ENOENT {
-                throw FloodgateError("read \(FG_MAP_SOURCES)", libbpfResult: result)
-            }
-            body(keys, values, Int(count))
-            if result == -ENOENT { break }
-            inBatch = outBatch
-            first = false
-        }
+        let sources: BPFMap<fg_source_key, fg_source_state> = map(FG_MAP_SOURCES)
+        try sources.batches(body)
     }
 
     /// The entries of `fg_sources` as they are.
