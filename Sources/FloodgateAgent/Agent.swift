@@ -173,8 +173,7 @@ public final class Agent: @unchecked Sendable {
                 metrics.add(counters, since: Counters())
             }
             lastCounters = counters
-            let bans = try maps.bans()
-            metrics.bans(bans, now: now)
+            metrics.bans(active: try maps.activeBanCounts(now: now))
             // Counting the LRU's entries walks it: every few seconds is enough.
             if now - lastOccupancy > 5_000_000_000 {
                 lastOccupancy = now

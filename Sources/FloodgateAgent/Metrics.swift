@@ -91,11 +91,8 @@ public final class AgentMetrics: @unchecked Sendable {
         }
     }
 
-    func bans(_ bans: [Ban], now: UInt64) {
-        var count = ["explicit": 0, "scanner": 0, "auto": 0, "brute-force": 0]
-        for ban in bans where ban.expiresNS.map({ $0 > now }) ?? true {
-            count[ban.origin, default: 0] += 1
-        }
+    /// The bans in force, by origin (``FilterMaps/activeBanCounts(now:)``).
+    func bans(active count: [String: Int]) {
         for (origin, n) in count { bansActive[origin]?.set(to: Double(n)) }
     }
 

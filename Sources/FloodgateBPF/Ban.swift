@@ -6,13 +6,17 @@ public struct Ban: Sendable, Equatable {
     public var address: SourceAddress
     /// CLOCK_MONOTONIC nanoseconds; nil: never expires.
     public var expiresNS: UInt64?
-    public var explicit: Bool
-    public var scanner: Bool
-    public var automatic: Bool
-    public var bruteForce: Bool
+    public let explicit: Bool
+    public let scanner: Bool
+    public let automatic: Bool
+    public let bruteForce: Bool
+
+    /// The `fg_ban` flags the four above are read from.
+    let flags: UInt32
 
     init(address: SourceAddress, value: fg_ban) {
         self.address = address
+        flags = value.flags
         expiresNS = value.expires_ns == 0 ? nil : value.expires_ns
         explicit = value.flags & UInt32(FG_BAN_EXPLICIT) != 0
         scanner = value.flags & UInt32(FG_BAN_SCANNER) != 0
@@ -25,7 +29,11 @@ public struct Ban: Sendable, Equatable {
         expiresNS.map { $0 > now ? Double($0 - now) / 1e9 : 0 }
     }
 
-    public var origin: String {
-        explicit ? "explicit" : scanner ? "scanner" : automatic ? "auto" : bruteForce ? "brute-force" : "other"
+    public var origin: String { Ban.origin(flags: flags) }
+
+    /// What issued a ban with these `fg_ban` flags: explicit, scanner, auto, brute-force (or other).
+    static func origin(flags: UInt32) -> String {
+        flags & UInt32(FG_BAN_EXPLICIT) != 0 ? "explicit" : flags & UInt32(FG_BAN_SCANNER) != 0 ? "scanner"
+            : flags & UInt32(FG_BAN_AUTO) != 0 ? "auto" : flags & UInt32(FG_BAN_BRUTE_FORCE) != 0 ? "brute-force" : "other"
     }
 }

@@ -258,6 +258,21 @@ extension FilterMaps {
         }.sorted { $0.address.bytes.lexicographicallyPrecedes($1.address.bytes) }
     }
 
+    /// How many bans are in force at `now`, by origin (explicit, scanner, auto, brute-force): a batched walk that
+    /// builds nothing per ban, for a caller that only counts (the agent, four times a second, over maps that may
+    /// hold 262,144).
+    public func activeBanCounts(now: UInt64 = monotonicNanoseconds()) throws -> [String: Int] {
+        var counts = ["explicit": 0, "scanner": 0, "auto": 0, "brute-force": 0]
+        for name in FilterMaps.banMaps {
+            try banMap(name).batches { _, values, n in
+                for i in 0..<n where values[i].expires_ns == 0 || values[i].expires_ns > now {
+                    counts[Ban.origin(flags: values[i].flags), default: 0] += 1
+                }
+            }
+        }
+        return counts
+    }
+
     /// Removes the bans that expired by `now` (CLOCK_MONOTONIC nanoseconds); the XDP program already lets their
     /// sources pass. Returns how many were removed.
     @discardableResult

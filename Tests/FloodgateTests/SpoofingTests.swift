@@ -380,6 +380,9 @@ import Testing
         }
         #expect(banned == flood)
         let bans = try p.maps.bans()
+        // What the agent counts without reading them all in: the same.
+        #expect(try p.maps.activeBanCounts() == ["explicit": 0, "scanner": bans.filter(\.scanner).count, "auto": 0,
+                                                   "brute-force": 0])
         // Full, as an LRU is: within its per-CPU free lists of the capacity.
         #expect(bans.count > Int(FG_DEFAULT_MAX_AUTO_BANS) * 99 / 100 && bans.count <= Int(FG_DEFAULT_MAX_AUTO_BANS),
                 "the LRU is full: \(bans.count)")
