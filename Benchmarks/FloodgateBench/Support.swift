@@ -12,13 +12,7 @@ func median(_ values: [Double]) -> Double {
 }
 
 /// The per-source bucket alone: no prefix or new-source limits in the way of what is measured.
-let unlimitedAggregates: FilterPolicy = {
-    var policy = FilterPolicy()
-    policy.prefix = .unlimited
-    policy.widePrefix = .unlimited
-    policy.newSources = .unlimited
-    return policy
-}()
+let unlimitedAggregates = FilterPolicy.perSourceOnly
 
 /// `base` with `settings` and the per-source `limits` of unverified sources.
 func policy(_ base: FilterPolicy = FilterPolicy(), settings: Settings = .defaults,

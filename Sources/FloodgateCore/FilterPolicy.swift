@@ -26,6 +26,16 @@ public struct FilterPolicy: Sendable, Equatable {
 
     public init() {}
 
+    /// The defaults without the aggregate limits (prefix, wider network) or the new-source budget: only the
+    /// per-source buckets decide. What measurements and tests of the buckets themselves use.
+    public static let perSourceOnly: FilterPolicy = {
+        var policy = FilterPolicy()
+        policy.prefix = .unlimited
+        policy.widePrefix = .unlimited
+        policy.newSources = .unlimited
+        return policy
+    }()
+
     /// The defaults but for `settings` and the per-source `limits` of unverified sources (a class missing from
     /// `limits` keeps its default).
     public init(settings: Settings, limits: [TrafficClass: Limit] = Limit.defaults) {

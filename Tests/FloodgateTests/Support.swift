@@ -33,13 +33,7 @@ func loadProgram(
 }
 
 /// A policy with no aggregate limits, so that only the per-source buckets decide.
-let perSourceOnly: FilterPolicy = {
-    var policy = FilterPolicy()
-    policy.prefix = .unlimited
-    policy.widePrefix = .unlimited
-    policy.newSources = .unlimited
-    return policy
-}()
+let perSourceOnly = FilterPolicy.perSourceOnly
 
 let XDP_DROP_ACTION: UInt32 = 1
 let XDP_PASS_ACTION: UInt32 = 2
