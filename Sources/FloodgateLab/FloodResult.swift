@@ -46,11 +46,7 @@ public struct FloodResult: Codable, Sendable {
         let inRouter = ["nsenter", "--net=/run/netns/\(lab.routerNS)"]
         switch filter {
         case .floodgate:
-            var policy = FilterPolicy()
-            policy.allow = [try CIDR("\(LegitimateLoad.trunkAddress)/32")]
-            _ = try NetworkLab.inNamespace(lab.routerNS) {
-                try PinRoot(lab.pinRoot).attach(try Interface(lab.routerInterface), mode: .native, policy: policy)
-            }
+            _ = try lab.attachFloodgate()
         case .trivial:
             link = try trivial.attach(lab.routerInterface, namespace: lab.routerNS)
         case .touch:

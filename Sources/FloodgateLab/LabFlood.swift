@@ -73,6 +73,17 @@ extension NetworkLab {
         }
     }
 
+    /// Attaches Floodgate to the router end in native mode with the lab's policy: the defaults, and the trunk peer
+    /// (``LegitimateLoad/trunkAddress``) on the allow list. Pinned under the lab's pin root.
+    public func attachFloodgate() throws -> AttachOutcome {
+        var policy = FilterPolicy()
+        policy.allow = [try CIDR("\(LegitimateLoad.trunkAddress)/32")]
+        let interface = routerInterface
+        return try NetworkLab.inNamespace(routerNS) { [pinRoot] in
+            try PinRoot(pinRoot).attach(try Interface(interface), mode: .native, policy: policy)
+        }
+    }
+
     /// `scenario` with its frames addressed to the router end's MAC.
     public func addressed(_ scenario: FloodScenario) throws -> FloodScenario {
         var scenario = scenario

@@ -48,11 +48,7 @@ extension Floodgate {
                 + "registrar \(LegitimateLoad.registrarAddress):5060 (sipp)")
 
             let root = PinRoot(lab.pinRoot)
-            var policy = FilterPolicy()
-            policy.allow = [try CIDR("\(trunk)/32")]
-            let outcome = try NetworkLab.inNamespace(lab.routerNS) {
-                try root.attach(try Interface(lab.routerInterface), mode: .native, policy: policy)
-            }
+            let outcome = try lab.attachFloodgate()
             guard case .attached(let filter) = outcome else { throw FloodgateError("the lab was not new") }
             let invite = Limit.defaults[.invite] ?? .unlimited
             print("\nAttached Floodgate to \(lab.routerInterface) (program \(filter.programID), \(filter.mode ?? "?") "
