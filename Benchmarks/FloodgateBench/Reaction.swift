@@ -46,7 +46,7 @@ func reaction(_ options: Options) throws -> [ReactionRow] {
             // last CPU: sharing a CPU, the reader would see the flood only when the scheduler let it, and time
             // from there.
             let cpus = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-            let flood = try lab.startFlood(scenario, count: 2_000_000, seconds: 1, chunk: 100_000, cpu: 0)
+            let flood = try lab.startFlood(scenario, count: 2_000_000, seconds: 1, cpu: 0)
             let reading = ReactionReads()
             let readerDone = DispatchSemaphore(value: 0)
             Thread {

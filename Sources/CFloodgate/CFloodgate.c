@@ -4,7 +4,9 @@
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "CFloodgate.h"
@@ -37,4 +39,33 @@ int cfloodgate_current_cpu(void)
 int cfloodgate_pipe_cloexec(int fds[2])
 {
     return pipe2(fds, O_CLOEXEC) ? -errno : 0;
+}
+
+static void cfloodgate_ignore_signal(int sig)
+{
+    (void)sig;
+}
+
+int cfloodgate_install_interrupt_signal(void)
+{
+    struct sigaction action = {.sa_handler = cfloodgate_ignore_signal};
+
+    sigemptyset(&action.sa_mask);
+    return sigaction(SIGUSR2, &action, NULL) ? -errno : 0;
+}
+
+int cfloodgate_block_interrupt_signal(int block)
+{
+    sigset_t set, old;
+    int err;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR2);
+    err = pthread_sigmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, &old);
+    return err ? -err : sigismember(&old, SIGUSR2);
+}
+
+int cfloodgate_interrupt_thread(unsigned long thread)
+{
+    return -pthread_kill((pthread_t)thread, SIGUSR2);
 }

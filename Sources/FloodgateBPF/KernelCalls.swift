@@ -23,13 +23,39 @@ public enum KernelCalls {
 
     /// Runs `programFD` on `frame` `count` times in live-frames mode (BPF_PROG_TEST_RUN with
     /// BPF_F_TEST_XDP_LIVE_FRAMES) on interface `ifindex`, `batch` frames at a time: its XDP_TX frames leave
-    /// through that interface.
+    /// through that interface. Returns false if ``interrupt(thread:)`` cut the run short (the kernel checks
+    /// between batches), true once all `count` ran.
     public static func testRunLive(programFD: Int32, frame: [UInt8], ifindex: UInt32, count: UInt32,
-                                   batch: UInt32 = 64, what: String) throws {
+                                   batch: UInt32 = 64, what: String) throws -> Bool {
         let result = frame.withUnsafeBytes {
             cfloodgate_test_run_live(programFD, $0.baseAddress, UInt32($0.count), ifindex, count, batch)
         }
+        if result == -EINTR { return false }
         try check(what, result)
+        return true
+    }
+
+    /// Installs, once per process, the signal ``interrupt(thread:)`` sends: SIGUSR2 with a handler that does
+    /// nothing, so it ends a system call the thread is in (EINTR) and nothing else.
+    public static func installInterruptSignal() throws {
+        try interruptSignal.get()
+    }
+
+    private static let interruptSignal: Result<Void, any Error> = Result {
+        _ = try check("install the SIGUSR2 handler", cfloodgate_install_interrupt_signal())
+    }
+
+    /// Runs `body` with the interrupt signal unblocked on the calling thread (threads of a pool may block it),
+    /// then puts the thread's mask back.
+    public static func interruptible<T>(_ body: () throws -> T) throws -> T {
+        let blocked = try check("unblock SIGUSR2", cfloodgate_block_interrupt_signal(0))
+        defer { if blocked == 1 { _ = cfloodgate_block_interrupt_signal(1) } }
+        return try body()
+    }
+
+    /// Interrupts what `thread` (a `pthread_t`) is doing in the kernel (``installInterruptSignal()`` first).
+    public static func interrupt(thread: UInt) {
+        _ = cfloodgate_interrupt_thread(thread)
     }
 
     /// Pins the calling thread to `cpu` (sched_setaffinity).

@@ -106,9 +106,9 @@ public struct FloodResult: Codable, Sendable {
         }
         let before = try vethXDPCounters(lab.routerInterface, namespace: lab.routerNS)
         let name = scenario.name
-        let (sent, elapsed) = try lab.flood(scenario, count: packets, seconds: seconds, cpu: generatorCPU) { sent, elapsed in
+        let (sent, elapsed) = try lab.flood(scenario, count: packets, seconds: seconds, cpu: generatorCPU) { elapsed in
             if progress {
-                FileHandle.standardError.write(Data(String(format: "\r%@: %llu frames sent, %.1f s", name, sent, elapsed).utf8))
+                FileHandle.standardError.write(Data(String(format: "\r%@: flooding, %.1f s", name, elapsed).utf8))
             }
         }
         if progress { FileHandle.standardError.write(Data("\n".utf8)) }

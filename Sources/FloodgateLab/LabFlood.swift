@@ -24,7 +24,7 @@ public enum FilterUnderTest: String, CaseIterable, Codable, Sendable, CustomStri
     public func runs(_ scenario: FloodScenario) -> Bool { self != .xdpFilter || !scenario.randomSources }
 }
 
-/// A flood running on a thread of its own (``NetworkLab/startFlood(_:count:seconds:chunk:cpu:)``).
+/// A flood running on a thread of its own (``NetworkLab/startFlood(_:count:seconds:cpu:)``).
 public final class RunningFlood: @unchecked Sendable {
     // A group, not a semaphore: waiting on it does not use up its end, so every wait sees it.
     private let running = DispatchGroup()
@@ -55,21 +55,21 @@ extension NetworkLab {
     /// addressed to the router's own MAC (so what goes on into the stack is not dropped as for another host).
     /// Returns what was sent, and for how long.
     public func flood(
-        _ scenario: FloodScenario, count: UInt64, seconds: Double, chunk: UInt32 = 1_000_000, cpu: Int? = nil,
-        progress: (@Sendable (UInt64, Double) -> Void)? = nil
+        _ scenario: FloodScenario, count: UInt64, seconds: Double, cpu: Int? = nil,
+        progress: (@Sendable (Double) -> Void)? = nil
     ) throws -> (sent: UInt64, seconds: Double) {
         try FloodGenerator().run(try addressed(scenario), interface: outsideInterface, namespace: outsideNS, count: count,
-                                 seconds: seconds, chunk: chunk, cpu: cpu, progress: progress)
+                                 seconds: seconds, cpu: cpu, progress: progress)
     }
 
     /// The same flood on a thread of its own, for a caller that watches the filter meanwhile.
-    public func startFlood(_ scenario: FloodScenario, count: UInt64, seconds: Double, chunk: UInt32 = 1_000_000,
-                           cpu: Int? = nil) throws -> RunningFlood {
+    public func startFlood(_ scenario: FloodScenario, count: UInt64, seconds: Double, cpu: Int? = nil) throws
+        -> RunningFlood
+    {
         let generator = try FloodGenerator(), flood = try addressed(scenario)
         let interface = outsideInterface, ns = outsideNS
         return RunningFlood {
-            try generator.run(flood, interface: interface, namespace: ns, count: count, seconds: seconds, chunk: chunk,
-                              cpu: cpu)
+            try generator.run(flood, interface: interface, namespace: ns, count: count, seconds: seconds, cpu: cpu)
         }
     }
 

@@ -70,7 +70,7 @@ extension Floodgate {
                     + "and the trunk \(phase.trunkCalls) and \(phase.trunkRegistrations)")
                 // The flood, its receive and sipp on CPU 0 (as in the benchmark); the counters are read from CPU 1.
                 let sipp = try SippTraffic(lab: lab, load: phase, seconds: seconds, cpu: 0)
-                let flood = try lab.startFlood(scenario, count: 1_000_000_000, seconds: seconds, chunk: 200_000, cpu: 0)
+                let flood = try lab.startFlood(scenario, count: 1_000_000_000, seconds: seconds, cpu: 0)
                 defer { _ = try? flood.wait() }  // never leave it sending into a lab being torn down
                 var previous = try maps.counters()
                 var previousTime = monotonicNanoseconds()

@@ -34,6 +34,14 @@ int cfloodgate_set_affinity(const unsigned char mask[CFLOODGATE_AFFINITY_BYTES])
 int cfloodgate_current_cpu(void);
 /* pipe2(fds, O_CLOEXEC): 0 or -errno. */
 int cfloodgate_pipe_cloexec(int fds[2]);
+/* A signal that interrupts a thread's system call without ending the process: SIGUSR2 with a handler that does
+ * nothing and without SA_RESTART (installed once, process-wide). 0 or -errno. */
+int cfloodgate_install_interrupt_signal(void);
+/* Blocks (1) or unblocks (0) that signal for the calling thread; the previous state (1 or 0), or -errno. Threads
+ * of a pool may have it blocked, and a blocked signal interrupts nothing. */
+int cfloodgate_block_interrupt_signal(int block);
+/* Sends that signal to `thread` (a pthread_t): a BPF_PROG_TEST_RUN it is in returns -EINTR. 0 or -errno. */
+int cfloodgate_interrupt_thread(unsigned long thread);
 
 /* Run an XDP program once or `repeat` times on `data` (BPF_PROG_TEST_RUN). */
 static inline int cfloodgate_test_run(int prog_fd, const void *data, __u32 size, void *data_out,
