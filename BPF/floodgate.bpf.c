@@ -66,10 +66,10 @@ static __always_inline int fg_count_seen(struct fg_cpu_state *cpu, __u32 traffic
 	if (traffic_class < FG_CLASS_MAX) {
 		struct fg_class_counters *c = &cpu->counters[traffic_class];
 
-		c->packets[reason]++;
-		c->bytes[reason] += bytes;
+		c->reasons[reason].packets++;
+		c->reasons[reason].bytes += bytes;
 		if (seen)
-			*seen = c->packets[reason];
+			*seen = c->reasons[reason].packets;
 	}
 	switch (reason) {
 	case FG_REASON_PASSED:
@@ -612,6 +612,20 @@ static __always_inline int fg_verdict(struct fg_cpu_state *cpu, const struct fg_
 	return action;
 }
 
+/* Counts a drop the cache decided: fg_verdict without what only the policy
+ * sets (notes), and without working out the action (every cached reason is a
+ * drop). */
+static __always_inline int fg_cached_drop(struct fg_cpu_state *cpu, const struct fg_packet *pkt, __u32 reason,
+					  __u64 bytes)
+{
+	__u64 seen = 1;
+
+	fg_count_seen(cpu, pkt->traffic_class, reason, bytes, &seen);
+	if (!(seen & (FG_DROP_SAMPLE_EVERY - 1)))
+		fg_event(FG_EVENT_DROP_SAMPLE, pkt->traffic_class, &pkt->src, 0, reason, seen);
+	return XDP_DROP;
+}
+
 /* A source its own bucket dropped: ban it if it keeps at it. A function of
  * its own, so its key is not on the stack beside fg_decide's. */
 static __noinline void fg_autoban_check(struct fg_settings *s, const struct fg_packet *pkt)
@@ -658,7 +672,7 @@ int floodgate_xdp(struct xdp_md *ctx)
 	if (reason == FG_REASON_PASSED)
 		reason = fg_cache_check(s, &pkt, jiffies);
 	if (reason != FG_REASON_PASSED)
-		return fg_verdict(cpu, &pkt, reason, bytes);
+		return fg_cached_drop(cpu, &pkt, reason, bytes);
 	reason = fg_decide(&pkt);
 	if (reason == FG_DECIDE_SPOOFED)
 		reason = fg_decide_spoofed(ctx, &pkt);

@@ -436,12 +436,17 @@ struct fg_drop_slot {
 	__u64 reserved[2];   /* keeps a slot one cache line */
 };
 
-/* One class's packets and bytes by reason. The arrays have a power-of-two
- * size so that a masked reason always indexes within them. */
+/* One class's packets and bytes by reason. The array has a power-of-two size
+ * so that a masked reason always indexes within it; a reason's packets and
+ * bytes sit side by side, so counting a packet writes one cache line, not two
+ * (under a flood the kernel's own work between two packets evicts them). */
 #define FG_REASON_SLOTS 16
+struct fg_reason_counters {
+	__u64 packets;
+	__u64 bytes;
+};
 struct fg_class_counters {
-	__u64 packets[FG_REASON_SLOTS];
-	__u64 bytes[FG_REASON_SLOTS];
+	struct fg_reason_counters reasons[FG_REASON_SLOTS];
 };
 
 /*

@@ -207,10 +207,11 @@ public final class FilterMaps: @unchecked Sendable {
         let slots = Int(FG_REASON_SLOTS)
         return try perCPU(cpuFD, key: 0, as: fg_cpu_state.self, what: FG_MAP_CPU).map { state in
             withUnsafeBytes(of: state.counters) { raw in
+                // Per class, per reason: packets, then bytes (fg_reason_counters).
                 let words = raw.bindMemory(to: UInt64.self)
                 return (0..<Int(FG_CLASS_MAX.rawValue)).map { c in
                     let base = c * 2 * slots
-                    return (Array(words[base..<base + slots]), Array(words[base + slots..<base + 2 * slots]))
+                    return ((0..<slots).map { words[base + 2 * $0] }, (0..<slots).map { words[base + 2 * $0 + 1] })
                 }
             }
         }

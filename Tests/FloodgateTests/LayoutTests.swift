@@ -77,6 +77,6 @@ import Testing
         #expect(MemoryLayout<fg_source_key>.offset(of: \.traffic_class) == 16)
         #expect(MemoryLayout<fg_source_state>.offset(of: \.packets) == 8)
         #expect(MemoryLayout<fg_source_state>.offset(of: \.drops) == 16)
-        #expect(MemoryLayout<fg_class_counters>.offset(of: \.bytes) == 8 * Int(FG_REASON_SLOTS))
+        #expect(MemoryLayout<fg_reason_counters>.offset(of: \.bytes) == 8)
     }
 }
