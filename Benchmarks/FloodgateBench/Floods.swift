@@ -15,12 +15,21 @@ struct FloodRow: Encodable {
     /// sipp's registrations and calls beside the flood (phone and allow-listed trunk) in the second pass, summed
     /// over its runs, per filter.
     var legitimate: [String: LegitimateTotals]
+    /// Median Mpps in the second pass, with the calls beside the flood (everything on CPU 0).
+    var mppsWithCalls: [String: Double]
+    /// The third pass: the receive on a CPU of its own (the NIC-queue model), the calls beside the oracle and
+    /// Floodgate; median Mpps, and the calls (summed).
+    var mppsDedicated: [String: Double]
+    var legitimateDedicated: [String: LegitimateTotals]
     enum CodingKeys: String, CodingKey {
         case scenario, mpps, legitimate
         case floodgateDroppedShare = "floodgate_dropped_share"
+        case mppsWithCalls = "mpps_with_calls"
+        case mppsDedicated = "mpps_dedicated_receive"
+        case legitimateDedicated = "legitimate_dedicated_receive"
     }
-    func ratio(_ a: String, _ b: String) -> Double? {
-        guard let x = mpps[a], let y = mpps[b], y > 0 else { return nil }
+    func ratio(_ a: String, _ b: String, in table: KeyPath<FloodRow, [String: Double]> = \.mpps) -> Double? {
+        guard let x = self[keyPath: table][a], let y = self[keyPath: table][b], y > 0 else { return nil }
         return x / y
     }
     /// What `a` costs per packet beyond `b`, in nanoseconds: 1/Mpps(a) − 1/Mpps(b). With everything on one CPU,
@@ -36,11 +45,20 @@ struct LegitimateTotals: Encodable {
     var succeeded = 0
     var retransmissions = 0
     var cell: String { "\(succeeded)/\(attempted) (\(retransmissions) rtx)" }
+    mutating func add(_ results: [LegitimateResult]?) {
+        for l in results ?? [] {
+            attempted += l.attempted
+            succeeded += l.succeeded
+            retransmissions += l.retransmissions
+        }
+    }
 }
 
 let benchedFilterKinds: [FilterUnderTest] = [.trivial, .touch, .oracle, .floodgate, .xdpFilter, .nftables]
 /// The filters beside which sipp's calls are counted (the trivial and touch programs drop them all).
 let legitimateFilterKinds: [FilterUnderTest] = [.oracle, .floodgate, .xdpFilter, .nftables]
+/// The filters of the third pass, the receive on a CPU of its own: the ceiling, and the two that pass the calls.
+let dedicatedFilterKinds: [FilterUnderTest] = [.trivial, .oracle, .floodgate]
 /// Their names, which key the rows.
 let benchedFilters = benchedFilterKinds.map(\.rawValue)
 let legitimateFilters = legitimateFilterKinds.map(\.rawValue)
@@ -66,20 +84,32 @@ func generatedFloods(_ options: Options) throws -> [FloodRow] {
                 if filter == .floodgate { dropped.append(Double(r.dropped) / Double(max(r.processed, 1))) }
             }
         }
+        var withCalls: [String: [Double]] = [:]
         for _ in 0..<options.legitimateRuns {
             for filter in legitimateFilterKinds where filter.runs(scenario) {
                 let r = try FloodResult.run(
                     scenario: scenario, filter: filter, packets: 1_000_000_000, seconds: options.floodSeconds,
                     progress: false, legitimate: .standard(calls: options.floodCalls))
-                for l in r.legitimate ?? [] {
-                    legitimate[filter.rawValue, default: LegitimateTotals()].attempted += l.attempted
-                    legitimate[filter.rawValue, default: LegitimateTotals()].succeeded += l.succeeded
-                    legitimate[filter.rawValue, default: LegitimateTotals()].retransmissions += l.retransmissions
-                }
+                withCalls[filter.rawValue, default: []].append(r.mpps)
+                legitimate[filter.rawValue, default: LegitimateTotals()].add(r.legitimate)
+            }
+        }
+        var dedicated: [String: [Double]] = [:]
+        var legitimateDedicated: [String: LegitimateTotals] = [:]
+        for _ in 0..<options.dedicatedRuns {
+            for filter in dedicatedFilterKinds {
+                let r = try FloodResult.run(
+                    scenario: scenario, filter: filter, packets: 1_000_000_000, seconds: options.floodSeconds,
+                    progress: false, legitimate: filter == .trivial ? nil : .standard(calls: options.floodCalls),
+                    dedicatedReceiver: true)
+                dedicated[filter.rawValue, default: []].append(r.mpps)
+                if filter != .trivial { legitimateDedicated[filter.rawValue, default: LegitimateTotals()].add(r.legitimate) }
             }
         }
         return FloodRow(
-            scenario: name, mpps: runs.mapValues(median), floodgateDroppedShare: median(dropped), legitimate: legitimate)
+            scenario: name, mpps: runs.mapValues(median), floodgateDroppedShare: median(dropped), legitimate: legitimate,
+            mppsWithCalls: withCalls.mapValues(median), mppsDedicated: dedicated.mapValues(median),
+            legitimateDedicated: legitimateDedicated)
     }
 }
 
@@ -121,9 +151,9 @@ func floodChart(_ rows: [FloodRow]) -> String {
 /// The floods as a Markdown table.
 func floodMarkdown(_ rows: [FloodRow], _ options: Options) -> String {
     var md = "| scenario | " + benchedFilters.map { "\($0) Mpps" }.joined(separator: " | ")
-        + " | floodgate / trivial | floodgate ns/packet over trivial | floodgate / xdp-filter | floodgate / nftables"
-        + " | legitimate ok: oracle | floodgate | xdp-filter | nftables |\n"
-    md += "|---|" + String(repeating: "---:|", count: benchedFilters.count + 8) + "\n"
+        + " | floodgate / trivial | floodgate ns/packet over trivial | over oracle | floodgate / xdp-filter"
+        + " | floodgate / nftables | legitimate ok: oracle | floodgate | xdp-filter | nftables |\n"
+    md += "|---|" + String(repeating: "---:|", count: benchedFilters.count + 9) + "\n"
     for row in rows {
         let cells = benchedFilters.map { f in row.mpps[f].map { String(format: "%.2f", $0) } ?? "n/a" }
         var ratios = ["trivial", "xdp-filter", "nftables"].map { f in
@@ -131,8 +161,25 @@ func floodMarkdown(_ rows: [FloodRow], _ options: Options) -> String {
         }
         ratios.insert(row.extraNanoseconds("floodgate", over: "trivial").map { String(format: "%+.1f", $0) } ?? "n/a",
                       at: 1)
+        ratios.insert(row.extraNanoseconds("floodgate", over: "oracle").map { String(format: "%+.1f", $0) } ?? "n/a",
+                      at: 2)
         let legitimate = legitimateFilters.map { row.legitimate[$0]?.cell ?? "n/a" }
         md += "| \(row.scenario) | " + (cells + ratios + legitimate).joined(separator: " | ") + " |\n"
+    }
+    md += "\nBeside the calls, Mpps: everything on CPU 0 | the receive on a CPU of its own\n\n"
+    md += "| scenario | oracle | floodgate | floodgate / oracle | trivial (own CPU) | oracle (own CPU) | floodgate (own CPU)"
+        + " | floodgate / oracle (own CPU) | legitimate ok (own CPU): oracle | floodgate |\n|---|"
+        + String(repeating: "---:|", count: 9) + "\n"
+    for row in rows {
+        func cell(_ table: [String: Double], _ f: String) -> String { table[f].map { String(format: "%.2f", $0) } ?? "n/a" }
+        func vs(_ table: KeyPath<FloodRow, [String: Double]>) -> String {
+            row.ratio("floodgate", "oracle", in: table).map { String(format: "%.2f×", $0) } ?? "n/a"
+        }
+        let cells = [cell(row.mppsWithCalls, "oracle"), cell(row.mppsWithCalls, "floodgate"), vs(\.mppsWithCalls),
+                     cell(row.mppsDedicated, "trivial"), cell(row.mppsDedicated, "oracle"),
+                     cell(row.mppsDedicated, "floodgate"), vs(\.mppsDedicated),
+                     row.legitimateDedicated["oracle"]?.cell ?? "n/a", row.legitimateDedicated["floodgate"]?.cell ?? "n/a"]
+        md += "| \(row.scenario) | " + cells.joined(separator: " | ") + " |\n"
     }
     return md
 }
@@ -149,7 +196,7 @@ func runFloods(_ options: Options) throws -> [FloodRow] {
     let floods = try generatedFloods(options)
     print(
         pad("scenario", 18) + benchedFilters.map { lpad($0, 12) }.joined() + lpad("vs trivial", 12)
-            + lpad("+ns/pkt", 9) + lpad("vs xdp-filter", 15) + lpad("vs nftables", 13) + lpad("dropped", 9)
+            + lpad("+ns/pkt", 9) + lpad("+ns/oracle", 10) + lpad("vs xdp-filter", 15) + lpad("vs nftables", 13) + lpad("dropped", 9)
             + "  legitimate ok (retransmissions): oracle / floodgate / xdp-filter / nftables")
     for row in floods {
         let calls = legitimateFilters.map { f in
@@ -161,10 +208,37 @@ func runFloods(_ options: Options) throws -> [FloodRow] {
         }
         ratios.insert(lpad(row.extraNanoseconds("floodgate", over: "trivial").map { String(format: "%+.1f", $0) }
                                ?? "n/a", 9), at: 1)
+        ratios.insert(lpad(row.extraNanoseconds("floodgate", over: "oracle").map { String(format: "%+.1f", $0) }
+                               ?? "n/a", 10), at: 2)
         print(pad(row.scenario, 18) + cells.joined() + ratios.joined()
             + lpad(String(format: "%.1f%%", row.floodgateDroppedShare * 100), 9) + "  " + calls)
     }
+    print(
+        "\nThe same floods beside the calls: everything on CPU 0, and the receive on a CPU of its own (threaded NAPI on"
+            + " the last CPU; the generator outruns it there, see FloodResult.run)")
+    print(pad("scenario", 18) + lpad("oracle", 9) + lpad("floodgate", 11) + lpad("vs oracle", 11) + "  |"
+          + lpad("trivial", 9) + lpad("oracle", 9) + lpad("floodgate", 11) + lpad("vs oracle", 11)
+          + "  legitimate ok: oracle / floodgate (own CPU)")
+    for row in floods {
+        func cell(_ table: [String: Double], _ f: String, _ w: Int) -> String {
+            lpad(table[f].map { String(format: "%.2f", $0) } ?? "n/a", w)
+        }
+        func vs(_ table: KeyPath<FloodRow, [String: Double]>) -> String {
+            lpad(row.ratio("floodgate", "oracle", in: table).map { String(format: "%.2f×", $0) } ?? "n/a", 11)
+        }
+        let calls = ["oracle", "floodgate"].map { row.legitimateDedicated[$0]?.cell ?? "n/a" }.joined(separator: " / ")
+        print(pad(row.scenario, 18) + cell(row.mppsWithCalls, "oracle", 9) + cell(row.mppsWithCalls, "floodgate", 11)
+              + vs(\.mppsWithCalls) + "  |" + cell(row.mppsDedicated, "trivial", 9)
+              + cell(row.mppsDedicated, "oracle", 9) + cell(row.mppsDedicated, "floodgate", 11) + vs(\.mppsDedicated)
+              + "  " + calls)
+    }
     let main = floods.filter { ["single-source", "random-v4-/24", "random-v4-/16", "random-v6-/64"].contains($0.scenario) }
+    let dropPath = floods.filter {
+        ["single-source", "register-scanner", "random-v4-/16", "random-v6-/64"].contains($0.scenario)
+    }
+    let worstOverOracle = dropPath.compactMap { $0.extraNanoseconds("floodgate", over: "oracle") }.max() ?? .infinity
+    let worstWithCalls = dropPath.compactMap { $0.ratio("floodgate", "oracle", in: \.mppsWithCalls) }.min() ?? 0
+    let worstDedicated = dropPath.compactMap { $0.ratio("floodgate", "oracle", in: \.mppsDedicated) }.min() ?? 0
     let worstCeiling = main.compactMap { $0.ratio("floodgate", "trivial") }.min() ?? 0
     let worstXDPFilter = floods.compactMap { $0.ratio("floodgate", "xdp-filter") }.min() ?? 0
     let worstNFT = floods.compactMap { $0.ratio("floodgate", "nftables") }.min() ?? 0
@@ -172,6 +246,11 @@ func runFloods(_ options: Options) throws -> [FloodRow] {
                  worstCeiling >= 0.9 ? "met" : "NOT met"))
     print(String(format: "         ahead of xdp-filter — worst %.2f× — %@; ≥ 3× nftables — worst %.2f× — %@",
                  worstXDPFilter, worstXDPFilter > 1 ? "met" : "NOT met", worstNFT, worstNFT >= 3 ? "met" : "NOT met"))
+    print(String(format: "         drop path (single-source, register-scanner, random /16, random IPv6) within 5 ns of the"
+                 + " oracle, one CPU — worst %+.1f ns — %@", worstOverOracle, worstOverOracle <= 5 ? "met" : "NOT met"))
+    print(String(format: "         ≥ 0.90× the oracle with calls beside — one CPU: worst %.2f× — %@; receive on its own"
+                 + " CPU: worst %.2f× — %@", worstWithCalls, worstWithCalls >= 0.9 ? "met" : "NOT met", worstDedicated,
+                 worstDedicated >= 0.9 ? "met" : options.dedicatedRuns == 0 ? "not run" : "NOT met"))
     func total(_ filter: String) -> LegitimateTotals {
         floods.compactMap { $0.legitimate[filter] }.reduce(into: LegitimateTotals()) {
             $0.attempted += $1.attempted
