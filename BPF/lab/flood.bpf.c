@@ -72,12 +72,20 @@ int floodgate_flood(struct xdp_md *ctx)
 		__u64 *low = data + off + 8;
 		__u64 mask, value;
 
-		if ((void *)(low + 1) > data_end || bits == 0 || bits > 64)
+		__be32 *middle = data + off + 4;
+
+		if ((void *)(low + 1) > data_end || bits == 0 || bits > 96)
 			return XDP_TX;
-		mask = bits == 64 ? ~0ULL : (1ULL << bits) - 1;
+		mask = bits >= 64 ? ~0ULL : (1ULL << bits) - 1;
 		value = ((__u64)bpf_get_prandom_u32() << 32) | bpf_get_prandom_u32();
 		/* The low 64 bits, in network order. */
 		*low = (*low & ~bpf_cpu_to_be64(mask)) | bpf_cpu_to_be64(value & mask);
+		/* Bits 64 to 95 from the end: the address's second word (after a /32). */
+		if (bits > 64) {
+			__u32 high = bits == 96 ? ~0U : (1U << (bits - 64)) - 1;
+
+			*middle = (*middle & ~bpf_htonl(high)) | bpf_htonl(bpf_get_prandom_u32() & high);
+		}
 	}
 	return XDP_TX;
 }

@@ -48,6 +48,14 @@ public struct FloodScenario: Sendable {
             let syn = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
                 src: randomAttacker, dst: target, proto: Packet.Proto.tcp, Packet.tcp(sport: 40000, dport: 5061)))
             return FloodScenario(name: name, frame: syn, mode: FG_FLOOD_RANDOM_V4, randomBits: 16)
+        case "worst-case":
+            // What costs the filter most per packet under the default policy: every packet a new source (96 random
+            // bits: no two in a million share a /64 or a /48, so no aggregate drains and no cached drop ends it) and
+            // a 1,400-byte REGISTER with no scanner's mark, read to its end by the signature scan.
+            let frame = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+                src: "2001:db8:66::1", dst: "2001:db8::2", proto: Packet.Proto.udp,
+                Packet.udp(sport: 5060, dport: 5060, paddedRegister(to: 1400))))
+            return FloodScenario(name: name, frame: frame, mode: FG_FLOOD_RANDOM_V6, randomBits: 96)
         case "rtp":
             return FloodScenario(name: name, frame: udp4(16000, [UInt8](repeating: 0x80, count: 172)), mode: FG_FLOOD_FIXED,
                                  randomBits: 0)
@@ -72,6 +80,26 @@ public struct FloodScenario: Sendable {
         }
     }
 
+    /// A REGISTER as a softphone sends it, its Contact padded with parameters to `size` bytes: nothing in it is
+    /// a scanner's mark.
+    static func paddedRegister(to size: Int) -> [UInt8] {
+        let head = """
+            REGISTER sip:2001:db8::2 SIP/2.0\r
+            Via: SIP/2.0/UDP [2001:db8:66::1]:5060;branch=z9hG4bK-74bf9;rport\r
+            Max-Forwards: 70\r
+            From: <sip:2001@example.test>;tag=as4f2a\r
+            To: <sip:2001@example.test>\r
+            Call-ID: 5d0a3bc6f1e2@2001:db8:66::1\r
+            CSeq: 2 REGISTER\r
+            User-Agent: Linphone/5.2.0\r
+            Expires: 3600\r
+            Contact: <sip:2001@[2001:db8:66::1]:5060;transport=udp>;+sip.instance="<urn:uuid:
+            """
+        let tail = ">\"\r\nContent-Length: 0\r\n\r\n"
+        let pad = max(0, size - head.utf8.count - tail.utf8.count)
+        return Array((head + String(repeating: "0", count: pad) + tail).utf8)
+    }
+
     /// Whether each frame comes from another source.
     public var randomSources: Bool { mode != FG_FLOOD_FIXED }
     /// Whether its sources are IPv6.
@@ -86,6 +114,7 @@ public struct FloodScenario: Sendable {
         case "options-scan": return "a sipvicious OPTIONS scan, one source"
         case "syn-5061": return "TCP SYNs to 5061 (SIP over TLS) from random sources in a /16"
         case "rtp": return "RTP-sized UDP to port 16000 from one source"
+        case "worst-case": return "1,400-byte REGISTERs without a scanner's mark, each from a new IPv6 source in a /32"
         default:
             let isV6 = mode == FG_FLOOD_RANDOM_V6
             return "INVITEs from random \(isV6 ? "IPv6" : "IPv4") sources in a /\((isV6 ? 128 : 32) - Int(randomBits))"
@@ -93,7 +122,7 @@ public struct FloodScenario: Sendable {
     }
 
     public static let names = ["single-source", "register-scanner", "invite", "options-scan", "syn-5061", "rtp",
-                               "random-v4-/24", "random-v4-/16", "random-v6-/64"]
+                               "random-v4-/24", "random-v4-/16", "random-v6-/64", "worst-case"]
 
     /// The attack's sources as the oracle matches them: the frame's source with its random low bits masked.
     public var attackSources: fg_oracle_config {
