@@ -153,12 +153,46 @@ static __always_inline __u32 fg_prefix_key(const struct fg_ctx *c, struct fg_sou
  * of the prefix (`narrow`, the one the fast path checks) until the drained
  * bucket's next token: a random-source flood then ends in the cache.
  */
-static __always_inline __u32 fg_police_aggregate(struct fg_ctx *c, __u32 level, const struct fg_source_key *narrow,
-						 __u32 narrow_len)
+/* The key of aggregate `level` (0: the prefix `narrow`; 1: its wider network). */
+static __always_inline void fg_aggregate_key(const struct fg_ctx *c, __u32 level, const struct fg_source_key *narrow,
+					     struct fg_source_key *key)
+{
+	*key = *narrow;
+	if (level) {
+		fg_mask(&key->addr, fg_prefix_len(&key->addr, c->s->wide_v4, c->s->wide_v6));
+		key->traffic_class = FG_CLASS_MAX + 1;
+	}
+}
+
+/* A new bucket for aggregate `level`: full, less this packet. Another CPU's
+ * entry, if it made one first, stands. */
+static __always_inline void fg_create_aggregate(struct fg_ctx *c, __u32 level, const struct fg_source_key *narrow)
 {
 	__u32 index = level ? FG_LIMIT_WIDE_PREFIX : FG_LIMIT_PREFIX;
 	struct fg_limit *lim = bpf_map_lookup_elem(&fg_limits, &index);
-	struct fg_source_key key = *narrow;
+	struct fg_source_state init = {.packets = 1};
+	struct fg_source_key key;
+
+	if (!lim)
+		return;
+	fg_aggregate_key(c, level, narrow, &key);
+	init.tat = fg_now(c) + READ_ONCE(lim->interval);
+	bpf_map_update_elem(&fg_prefixes, &key, &init, BPF_NOEXIST);
+}
+
+/*
+ * `defer_new`: for a source not yet tracked. An aggregate with no entry would
+ * admit the packet (a new bucket is full), so none is made yet: the level is
+ * noted in c->deferred and made only if the new-source budget admits the
+ * source too. A flood of sources from ever new prefixes, which the budget
+ * refuses, then costs lookups, not LRU inserts that evict.
+ */
+static __always_inline __u32 fg_police_aggregate(struct fg_ctx *c, __u32 level, const struct fg_source_key *narrow,
+						 __u32 narrow_len, int defer_new)
+{
+	__u32 index = level ? FG_LIMIT_WIDE_PREFIX : FG_LIMIT_PREFIX;
+	struct fg_limit *lim = bpf_map_lookup_elem(&fg_limits, &index);
+	struct fg_source_key key;
 	struct fg_source_state *st;
 	struct fg_bucket_call *call = &c->call;
 	__u64 interval, tau, until;
@@ -171,15 +205,16 @@ static __always_inline __u32 fg_police_aggregate(struct fg_ctx *c, __u32 level, 
 		return FG_REASON_PASSED;
 	if (interval == FG_INTERVAL_BLOCK)
 		return FG_REASON_DROPPED_PREFIX;
-	if (level) {
-		fg_mask(&key.addr, fg_prefix_len(&key.addr, c->s->wide_v4, c->s->wide_v6));
-		key.traffic_class = FG_CLASS_MAX + 1;
-	}
+	fg_aggregate_key(c, level, narrow, &key);
 
 	st = bpf_map_lookup_elem(&fg_prefixes, &key);
 	if (!st) {
 		struct fg_source_state init = {.tat = fg_now(c) + interval, .packets = 1};
 
+		if (defer_new) {
+			c->deferred |= 1 << level;
+			return FG_REASON_PASSED;
+		}
 		if (bpf_map_update_elem(&fg_prefixes, &key, &init, BPF_NOEXIST) == 0)
 			return FG_REASON_PASSED;
 		st = bpf_map_lookup_elem(&fg_prefixes, &key);
@@ -211,16 +246,31 @@ static __always_inline __u32 fg_police_aggregate(struct fg_ctx *c, __u32 level, 
 	return FG_REASON_DROPPED_PREFIX;
 }
 
-/* The aggregate buckets of the source's prefix and wider prefix (SIP classes). */
-static __always_inline __u32 fg_police_prefix(struct fg_ctx *c)
+/* The aggregate buckets of the source's prefix and wider prefix (SIP classes);
+ * `defer_new` as in fg_police_aggregate. */
+static __always_inline __u32 fg_police_prefix(struct fg_ctx *c, int defer_new)
 {
 	struct fg_source_key narrow = {};
 	__u32 narrow_len = fg_prefix_key(c, &narrow), reason;
 
-	reason = fg_police_aggregate(c, 0, &narrow, narrow_len);
+	reason = fg_police_aggregate(c, 0, &narrow, narrow_len, defer_new);
 	if (reason != FG_REASON_PASSED)
 		return reason;
-	return fg_police_aggregate(c, 1, &narrow, narrow_len);
+	return fg_police_aggregate(c, 1, &narrow, narrow_len, defer_new);
+}
+
+/* The aggregate entries a new source deferred, now that it is admitted. */
+static __always_inline void fg_create_deferred(struct fg_ctx *c)
+{
+	struct fg_source_key narrow = {};
+
+	if (!c->deferred)
+		return;
+	fg_prefix_key(c, &narrow);
+	if (c->deferred & 1)
+		fg_create_aggregate(c, 0, &narrow);
+	if (c->deferred & 2)
+		fg_create_aggregate(c, 1, &narrow);
 }
 
 /* The source's own bucket for its class, then its prefix (SIP classes). */
@@ -232,7 +282,7 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 	__u32 reason;
 
 	if (interval == FG_INTERVAL_UNLIMITED)
-		return fg_is_sip(c->key.traffic_class) && !c->trusted ? fg_police_prefix(c) : FG_REASON_PASSED;
+		return fg_is_sip(c->key.traffic_class) && !c->trusted ? fg_police_prefix(c, 0) : FG_REASON_PASSED;
 
 	st = bpf_map_lookup_elem(&fg_sources, &c->key);
 	if (!st) {
@@ -241,12 +291,13 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 		/* Only a source whose prefix and the new-source budget have room
 		 * gets an entry: see the top of this file. */
 		if (fg_is_sip(c->key.traffic_class) && !c->trusted) {
-			reason = fg_police_prefix(c);
+			reason = fg_police_prefix(c, 1);
 			if (reason != FG_REASON_PASSED)
 				return reason;
 		}
 		if (!c->trusted && !fg_global_admit(c, FG_GLOBAL_NEW_SOURCES, FG_LIMIT_NEW_SOURCES, 0, 1))
 			return FG_REASON_DROPPED_NEW_SOURCE;
+		fg_create_deferred(c);
 		if (interval == FG_INTERVAL_BLOCK) {
 			init.tat = fg_now(c);
 			init.drops = 1;
@@ -282,7 +333,7 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 		fg_cache_drop_until(c, call->next);
 		return FG_REASON_DROPPED_RATE;
 	}
-	return fg_is_sip(c->key.traffic_class) && !c->trusted ? fg_police_prefix(c) : FG_REASON_PASSED;
+	return fg_is_sip(c->key.traffic_class) && !c->trusted ? fg_police_prefix(c, 0) : FG_REASON_PASSED;
 }
 
 /* First fragments the policy admitted, so their later fragments can follow;
@@ -460,7 +511,7 @@ __noinline int fg_decide_spoofed(struct xdp_md *ctx, struct fg_packet *pkt)
 	pkt->note = FG_NOTE_SPOOFED;
 	c.generation = READ_ONCE(s->policy_generation);
 	asm volatile("" ::: "memory");
-	if (!fg_is_sip(pkt->traffic_class) || fg_police_prefix(&c) != FG_REASON_PASSED)
+	if (!fg_is_sip(pkt->traffic_class) || fg_police_prefix(&c, 0) != FG_REASON_PASSED)
 		return FG_REASON_DROPPED_SPOOFED;
 	/* TCP cannot be forged past its handshake: a moved client reconnects. */
 	if (pkt->traffic_class == FG_CLASS_SIP_SYN || (pkt->stream && !pkt->sip_request)) {

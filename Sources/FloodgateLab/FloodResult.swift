@@ -25,10 +25,13 @@ public struct FloodResult: Codable, Sendable {
     /// sent from the other CPU, say — and under a flood stays there for the whole run: which of the two a run
     /// measures was chance, and results came out bimodal.) With `dedicatedReceiver` (and two CPUs or more) the
     /// generator runs on CPU 0 and
-    /// the receive (threaded NAPI) on the last CPU (``NetworkLab/dedicateReceiverCPU(_:)``); frames then come
-    /// back to the generator's page pool from another CPU, and on this VM that pool's lock, not the filter, took
-    /// most of the receiving CPU (perf: 33% `__pv_queued_spin_lock_slowpath` under
-    /// `page_pool_put_unrefed_netmem`, against 12% in Floodgate's program), so results vary by run.
+    /// the receive (threaded NAPI) on the last CPU (``NetworkLab/dedicateReceiverCPU(_:)``). The generator then
+    /// outruns the receive: frames the veth ring has no room for are freed into the generator's page pool on CPU 0
+    /// while the receive returns its drops to the same pool from the other CPU, and both take that pool's ring lock
+    /// (perf, single-source: 20% of CPU 0 spinning in `bq_xmit_all → page_pool_put_unrefed_netmem`; on the
+    /// receiving CPU 17% in Floodgate's program, about 37% returning pages). The slower the filter, the more
+    /// overflow and the more lock: the placement magnifies a filter's cost, which a NIC (dropping overflow in
+    /// hardware) would not.
     public static func run(
         scenario: FloodScenario, filter: FilterUnderTest, packets: UInt64, seconds: Double, progress: Bool,
         legitimate: LegitimateLoad? = nil, dedicatedReceiver: Bool = false

@@ -1,4 +1,5 @@
 import CFloodgate
+@testable import FloodgateBPF
 import FloodgateCore
 import FloodgateLab
 import Foundation
@@ -202,6 +203,40 @@ import Testing
         let tracked = Set(try program.maps.sources().map(\.address.description))
         for i in 0..<10 { #expect(tracked.contains("198.18.90.\(i + 1)")) }
         #expect(try program.judge(Packet.request("INVITE", src: "198.18.90.1")).2 == .passed)
+    }
+
+    /// A forger who sends each packet from a source in a new prefix (IPv6 /64s and /48s, or IPv4 /24s and /16s)
+    /// while the new-source budget is spent makes no entries at all: the refused sources' prefix buckets are not
+    /// made (they would have admitted the packet; the budget did not), so such a flood costs lookups, not LRU
+    /// inserts that evict the prefixes of real callers. An admitted new source still gets both of its buckets.
+    @Test func sourcesTheBudgetRefusesLeaveNoPrefixBuckets() throws {
+        var policy = FilterPolicy()
+        policy.newSources = .rate(1, burst: 2)
+        let program = try loadProgram(policy: policy, maxSources: 1000, testClock: true)
+        let prefixes: BPFMap<fg_source_key, fg_source_state> = program.maps.map(FG_MAP_PREFIXES)
+        func prefixCount() throws -> Int { try prefixes.entries().count }
+        func register(_ src: String) -> [UInt8] {
+            guard src.contains(":") else { return Packet.request("REGISTER", src: src) }
+            let text = "REGISTER sip:100@[2001:db8::2] SIP/2.0\r\nVia: SIP/2.0/UDP [\(src)]:5060;branch=z9hG4bK-1\r\n"
+                + "Call-ID: 1@\(src)\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n"
+            return Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+                src: src, dst: "2001:db8::2", proto: Packet.Proto.udp,
+                Packet.udp(sport: 5060, dport: 5060, Array(text.utf8))))
+        }
+        #expect(try program.judge(register("198.18.90.1")).2 == .passed)
+        #expect(try prefixCount() == 2)  // its /24 and its /16
+        #expect(try program.judge(register("2001:db8:1:2::9")).2 == .passed)
+        #expect(try prefixCount() == 4)  // its /64 and its /48
+        var refused = 0
+        for i in 0..<200 {
+            let src = i % 2 == 0 ? "2001:db8:\(100 + i):\(i)::1" : "198.\(18 + i % 2).\(i).7"
+            if try program.judge(register(src)).2 == .droppedNewSource { refused += 1 }
+        }
+        #expect(refused == 200)
+        #expect(try prefixCount() == 4)
+        // A refused source's prefix that already has a bucket is still charged: a flood from one prefix drains it.
+        for i in 0..<500 { _ = try program.judge(Packet.request("REGISTER", src: "198.18.90.\(2 + i % 249)")) }
+        #expect(try program.maps.counters().packets[.register, .droppedPrefix] > 0)
     }
 
     /// A budget of 1/s with a burst of 81 packets (a tolerance of 80 intervals) split over 8 priority levels: each

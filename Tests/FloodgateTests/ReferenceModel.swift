@@ -232,13 +232,23 @@ struct ReferenceModel {
     }
 
     /// The aggregate buckets of the source's prefix, then of its wider network (SIP classes of unverified sources).
-    mutating func policePrefix(_ address: SourceAddress) -> Reason {
+    /// With `deferring` (a source not yet tracked), a bucket that does not exist yet is not made: it would admit
+    /// the packet, and is made (into `deferring`, for the caller to store) only if the new-source budget admits it.
+    mutating func policePrefix(_ address: SourceAddress, deferring: UnsafeMutablePointer<[(Key, UInt64)]>? = nil)
+        -> Reason
+    {
         for level in 0..<2 {
             switch level == 0 ? prefix : widePrefix {
             case .unlimited: continue
             case .block: return .droppedPrefix
             case .rate(let rate, let burst):
                 let key = Key(address: masked(address, level: level), slot: Int(FG_CLASS_MAX.rawValue) + level)
+                if let deferring, aggregates[key] == nil {
+                    var fresh: UInt64 = 0
+                    _ = admit(&fresh, rate: rate, burst: burst)
+                    deferring.pointee.append((key, fresh))
+                    continue
+                }
                 var tat = aggregates[key] ?? 0
                 defer { aggregates[key] = tat }
                 if !admit(&tat, rate: rate, burst: burst) { return .droppedPrefix }
@@ -255,8 +265,9 @@ struct ReferenceModel {
         let aggregated = f.cls.isSIP && tier == .unverified
         if case .unlimited = limit { return aggregated ? policePrefix(f.src) : .passed }
         guard let tracked = sources[key] else {
+            var deferred: [(Key, UInt64)] = []
             if aggregated {
-                let reason = policePrefix(f.src)
+                let reason = withUnsafeMutablePointer(to: &deferred) { policePrefix(f.src, deferring: $0) }
                 if reason != .passed { return reason }
             }
             if tier == .unverified {
@@ -264,6 +275,7 @@ struct ReferenceModel {
                 defer { newSourcesTAT = tat }
                 if !admitGlobal(&tat, newSources) { return .droppedNewSource }
             }
+            for (k, tat) in deferred { aggregates[k] = tat }
             guard case .rate(let rate, _) = limit else {
                 sources[key] = Tracked(tat: ticks)
                 return .droppedBlocked
