@@ -38,8 +38,8 @@ public final class BPFObject: @unchecked Sendable {
             image.deallocate()
             throw FloodgateError("open the embedded \(what)", errno: code)
         }
-        self.object = object
-        self.image = image
+        // Loaded before self owns the object: an initializer that throws once every stored property is set runs
+        // deinit, which would close the object and free the image a second time.
         do {
             try configure(object)
             LibbpfLogging.recentWarnings.removeAll()
@@ -57,6 +57,8 @@ public final class BPFObject: @unchecked Sendable {
             image.deallocate()
             throw error
         }
+        self.object = object
+        self.image = image
     }
 
     deinit {

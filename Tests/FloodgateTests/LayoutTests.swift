@@ -1,5 +1,6 @@
 import CFloodgate
 import CLabLayouts
+import FloodgateBPF
 import Foundation
 import Testing
 
@@ -78,5 +79,15 @@ import Testing
         #expect(MemoryLayout<fg_source_state>.offset(of: \.packets) == 8)
         #expect(MemoryLayout<fg_source_state>.offset(of: \.drops) == 16)
         #expect(MemoryLayout<fg_reason_counters>.offset(of: \.bytes) == 8)
+    }
+
+    /// A program the kernel refuses (here a per-source map far too large to create) is a clear error, and the
+    /// half-made object is released once: it used to be closed by the initializer and again by deinit (a crash,
+    /// "double free or corruption").
+    @Test func aProgramTheKernelRefusesIsAnErrorNotACrash() throws {
+        try requireRoot()
+        #expect(throws: FloodgateError.self) { try FloodgateProgram(maxSources: UInt32.max - 1, configure: { _ in }) }
+        // And the next load works.
+        _ = try FloodgateProgram(maxSources: 64, configure: { _ in })
     }
 }
