@@ -496,8 +496,12 @@ skip:
 	case FG_SCAN_NAME:
 		k = fg_name_length(scan->kind) - scan->pos;
 		take = k < 8 ? k : 8;
-		if (at + take > len)
-			return 1;
+		/* Fewer bytes left than the name: not that header. The line may
+		 * still end (and a blank line follow) within them. */
+		if (at + take > len) {
+			scan->state = FG_SCAN_SKIP;
+			goto skip;
+		}
 		lw = fg_lower8(fg_word_at(s, at));
 		if ((lw ^ fg_name_chunk(scan->kind, scan->pos)) & fg_low_bytes(take)) {
 			/* "proxy-au" goes on as "thorizat" or as "thentica". */

@@ -9,6 +9,22 @@ import Testing
         try loadProgram(settings: settings, policy: perSourceOnly).judge(packet)
     }
 
+    /// A header line shorter than the header name its first letter suggests ("p" for Proxy-Authorization), near
+    /// the end of the message, is an ordinary line: the walk goes on to the blank line after it. It used to end
+    /// the walk there, and a first fragment whose header block "did not end" was dropped as oversize (found by
+    /// the differential test's mutated frames: this one, with IP options and more fragments to come).
+    @Test func aShortLineNearTheEndIsALineNotAnEnd() throws {
+        let hex = "02000000000202000000000108004700002c123420003411ee52c612c87ac61200020101010101010101f1bb13c500100000"
+            + "860a700a0d0a0d0a"
+        let frame = stride(from: 0, to: hex.count, by: 2).map { i -> UInt8 in
+            let start = hex.index(hex.startIndex, offsetBy: i)
+            return UInt8(hex[start..<hex.index(start, offsetBy: 2)], radix: 16)!
+        }
+        #expect(try judge(frame).2 == .passed)
+        // Unfragmented and readable: the same walk, ending at the blank line.
+        #expect(try judge(Packet.request("OPTIONS", extra: ["p"])).2 == .passed)
+    }
+
     @Test func userAgentSignaturesMatchAnyCase() throws {
         for ua in ["User-Agent: friendly-scanner", "user-agent: Friendly-Scanner", "USER-AGENT :sipvicious",
                    "User-Agent:\tVaxSIPUserAgent/3.1", "User-Agent: sipcli/v1.8"] {
