@@ -22,6 +22,10 @@ public final class Agent: @unchecked Sendable {
     private var lastPoll = monotonicNanoseconds()
     private var fileStamp: [String: String] = [:]
     private var lastOccupancy: UInt64 = 0
+    private var lastBanSweep: UInt64 = 0
+    /// Bans XDP reported, and when they run out; the earliest of those times.
+    private var banExpiries: [(expires: UInt64, address: SourceAddress)] = []
+    private var earliestExpiry = UInt64.max
     /// Whether the filter was there before this agent started (adopted) rather than attached by it.
     public let adopted: Bool
 
@@ -155,8 +159,6 @@ public final class Agent: @unchecked Sendable {
             if let events {
                 for event in events.drain() { handle(event) }
             }
-            let swept = try maps.sweepExpiredBans(now: now)
-            if swept > 0 { logger.info("expired bans removed", metadata: ["count": "\(swept)"]) }
             let counters = try maps.counters()
             if let last = lastCounters, seconds > 0 {
                 metrics.add(counters, since: last)
@@ -173,9 +175,20 @@ public final class Agent: @unchecked Sendable {
                 metrics.add(counters, since: Counters())
             }
             lastCounters = counters
-            metrics.bans(active: try maps.activeBanCounts(now: now))
-            // Counting the LRU's entries walks it: every few seconds is enough.
-            if now - lastOccupancy > 5_000_000_000 {
+            // The bans XDP reported as it issued them, removed as each runs out: a lookup each, no walk.
+            let swept = try expireReportedBans(now: now)
+            if swept > 0 { logger.info("expired bans removed", metadata: ["count": "\(swept)"]) }
+            // Housekeeping walks whole maps, which at full maps (262,144 bans, a million sources) is most of what
+            // the agent costs: the bans every 10 s (the ones no event reported — the ring buffer was full, the
+            // operator's own, an agent restarted — are removed there; XDP already lets a source whose ban ran out
+            // pass), the source map's occupancy every 60 s.
+            if lastBanSweep == 0 || now - lastBanSweep >= 10_000_000_000 {
+                lastBanSweep = now
+                let (swept, active) = try maps.sweepAndCountBans(now: now)
+                if swept > 0 { logger.info("expired bans removed", metadata: ["count": "\(swept)"]) }
+                metrics.bans(active: active)
+            }
+            if lastOccupancy == 0 || now - lastOccupancy >= 60_000_000_000 {
                 lastOccupancy = now
                 metrics.occupancy(sources: try maps.trackedSourceCount(), capacity: try maps.maxSources())
                 metrics.trusted(try maps.trustedSources().filter { $0.untilNS > now }.count)
@@ -189,8 +202,36 @@ public final class Agent: @unchecked Sendable {
         }
     }
 
+    /// Removes the reported bans whose time is up (``noteExpiry(_:at:)``); how many it removed. Only when the
+    /// earliest is due does it look through the list (in memory, no system call per entry that is not due).
+    private func expireReportedBans(now: UInt64) throws -> Int {
+        guard earliestExpiry <= now else { return 0 }
+        var removed = 0
+        var kept: [(expires: UInt64, address: SourceAddress)] = []
+        kept.reserveCapacity(banExpiries.count)
+        for entry in banExpiries {
+            if entry.expires <= now {
+                removed += try maps.removeExpiredBans(of: entry.address, now: now)
+            } else {
+                kept.append(entry)
+            }
+        }
+        banExpiries = kept
+        earliestExpiry = kept.map(\.expires).min() ?? .max
+        return removed
+    }
+
+    /// Remembers when a ban XDP reported runs out (bounded: past the ban map's capacity, the 10-second walk finds
+    /// the rest).
+    private func noteExpiry(_ address: SourceAddress, at expires: UInt64) {
+        guard expires != 0, banExpiries.count < FilterCapacity.defaultAutoBans else { return }
+        banExpiries.append((expires, address))
+        earliestExpiry = min(earliestExpiry, expires)
+    }
+
     private func handle(_ event: FilterEvent) {
         let address = event.address
+        if [.autoBan, .bruteForce, .scanner].contains(event.kind) { noteExpiry(address, at: event.expiresNS) }
         let trafficClass = event.trafficClass?.name ?? "?"
         let now = monotonicNanoseconds()
         let seconds = event.expiresNS > now ? Double(event.expiresNS - now) / 1e9 : 0

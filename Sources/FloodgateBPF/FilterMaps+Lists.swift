@@ -273,6 +273,62 @@ extension FilterMaps {
         return counts
     }
 
+    /// ``sweepExpiredBans(now:)`` and ``activeBanCounts(now:)`` in one walk of each ban map (the agent's
+    /// housekeeping: at a full ban map each walk is most of what the agent costs).
+    public func sweepAndCountBans(now: UInt64 = monotonicNanoseconds()) throws -> (removed: Int, active: [String: Int]) {
+        let origins = ["explicit", "scanner", "auto", "brute-force", "other"]
+        let bits = [FG_BAN_EXPLICIT, FG_BAN_SCANNER, FG_BAN_AUTO, FG_BAN_BRUTE_FORCE].map { UInt32($0) }
+        var counts = [Int](repeating: 0, count: origins.count)
+        var removed = 0
+        for name in FilterMaps.banMaps {
+            let map = banMap(name)
+            var expired: [(key: fg_addr, expires: UInt64)] = []
+            try map.batches { keys, values, n in
+                for i in 0..<n {
+                    let v = values[i]
+                    if v.expires_ns != 0 && v.expires_ns <= now {
+                        expired.append((keys[i], v.expires_ns))
+                    } else {
+                        counts[bits.firstIndex { v.flags & $0 != 0 } ?? origins.count - 1] += 1
+                    }
+                }
+            }
+            var here = 0
+            // XDP may have renewed a ban since the walk (a new offence): delete only what expired.
+            for (key, expires) in expired {
+                if let again = try map.lookup(key), again.expires_ns == expires, try map.delete(key) { here += 1 }
+            }
+            removed += here
+            if here > 0, try !hasBans(in: name) {
+                try updateSettings {
+                    if name == FG_MAP_BANS { $0.bans_present = 0 } else { $0.auto_bans_present = 0 }
+                }
+            }
+        }
+        var active = Dictionary(uniqueKeysWithValues: zip(origins.dropLast(), counts.dropLast()))
+        if counts[origins.count - 1] > 0 { active["other"] = counts[origins.count - 1] }
+        return (removed, active)
+    }
+
+    /// Removes `address`'s bans that ran out by `now` (a lookup and a delete, no walk); how many it removed.
+    @discardableResult
+    public func removeExpiredBans(of address: SourceAddress, now: UInt64 = monotonicNanoseconds()) throws -> Int {
+        var removed = 0
+        for name in FilterMaps.banMaps {
+            let map = banMap(name)
+            guard let value = try map.lookup(address.raw), value.expires_ns != 0, value.expires_ns <= now else { continue }
+            // XDP may have renewed it since the lookup: delete only what expired.
+            if let again = try map.lookup(address.raw), again.expires_ns == value.expires_ns,
+               try map.delete(address.raw) { removed += 1 }
+            if try !hasBans(in: name) {
+                try updateSettings {
+                    if name == FG_MAP_BANS { $0.bans_present = 0 } else { $0.auto_bans_present = 0 }
+                }
+            }
+        }
+        return removed
+    }
+
     /// Removes the bans that expired by `now` (CLOCK_MONOTONIC nanoseconds); the XDP program already lets their
     /// sources pass. Returns how many were removed.
     @discardableResult

@@ -365,6 +365,26 @@ import Testing
         #expect(try p.judge(Packet.request("OPTIONS", src: "198.18.7.30")).2 == .droppedBan)
     }
 
+    /// The agent's housekeeping walk removes exactly the bans that ran out (here: by a `now` two seconds ahead)
+    /// and counts the rest by origin, as the separate sweep and count do.
+    @Test func theHousekeepingWalkSweepsWhatRanOutAndCountsTheRest() throws {
+        let p = try loadProgram(policy: perSourceOnly, maxSources: 1024)
+        try p.maps.ban(SourceAddress("198.18.80.1")!, seconds: 1)
+        try p.maps.ban(SourceAddress("198.18.80.2")!, seconds: nil)
+        #expect(try p.judge(Packet.request("OPTIONS", src: "198.18.80.3", extra: ["User-Agent: sipvicious"])).2
+                    == .droppedScanner)
+        let later = monotonicNanoseconds() + 2_000_000_000
+        // One address at a time (the agent, for the bans XDP reported): only what ran out goes.
+        #expect(try p.maps.removeExpiredBans(of: SourceAddress("198.18.80.2")!, now: later) == 0)
+        #expect(try p.maps.removeExpiredBans(of: SourceAddress("198.18.80.3")!) == 0)
+        let (removed, active) = try p.maps.sweepAndCountBans(now: later)
+        #expect(removed == 1)
+        #expect(active == ["explicit": 1, "scanner": 1, "auto": 0, "brute-force": 0])
+        #expect(p.maps.ban(of: SourceAddress("198.18.80.1")!) == nil)
+        #expect(p.maps.ban(of: SourceAddress("198.18.80.2")!) != nil)
+        #expect(try p.maps.activeBanCounts(now: later) == active)
+    }
+
     /// 300,000 forged scanner sources fill the filter's own ban map (262,144): a real scanner after them is still
     /// banned (the least recently used forged ban makes room), and an operator's explicit ban still goes in (its
     /// map is never written by XDP).
@@ -383,6 +403,11 @@ import Testing
         // What the agent counts without reading them all in: the same.
         #expect(try p.maps.activeBanCounts() == ["explicit": 0, "scanner": bans.filter(\.scanner).count, "auto": 0,
                                                    "brute-force": 0])
+        // And the agent's housekeeping walk (sweep and count in one), with nothing expired yet.
+        let housekeeping = try p.maps.sweepAndCountBans()
+        let counted = try p.maps.activeBanCounts()
+        #expect(housekeeping.removed == 0)
+        #expect(housekeeping.active == counted)
         // Full, as an LRU is: within its per-CPU free lists of the capacity.
         #expect(bans.count > Int(FG_DEFAULT_MAX_AUTO_BANS) * 99 / 100 && bans.count <= Int(FG_DEFAULT_MAX_AUTO_BANS),
                 "the LRU is full: \(bans.count)")
