@@ -50,8 +50,9 @@ public struct FloodScenario: Sendable {
             return FloodScenario(name: name, frame: syn, mode: FG_FLOOD_RANDOM_V4, randomBits: 16)
         case "worst-case":
             // What costs the filter most per packet under the default policy: every packet a new source (96 random
-            // bits: no two in a million share a /64 or a /48, so no aggregate drains and no cached drop ends it) and
-            // a 1,400-byte REGISTER with no scanner's mark, read to its end by the signature scan.
+            // bits: hardly two in a million share a /64, so no prefix drains and no cached drop ends it) and a
+            // 1,400-byte REGISTER with no scanner's mark, whose whole header block the walk reads when the
+            // new-source budget admits one.
             let frame = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
                 src: "2001:db8:66::1", dst: "2001:db8::2", proto: Packet.Proto.udp,
                 Packet.udp(sport: 5060, dport: 5060, paddedRegister(to: 1400))))
