@@ -45,7 +45,18 @@ int floodgate_flood(struct xdp_md *ctx)
 	__u32 zero = 0, off, bits;
 
 	cfg = bpf_map_lookup_elem(&flood_config, &zero);
-	if (!cfg || cfg->mode == FG_FLOOD_FIXED)
+	if (!cfg)
+		return XDP_TX;
+	if (cfg->interval_ns) {
+		__u64 now = bpf_ktime_get_ns();
+
+		if (now < cfg->next_ns)
+			return XDP_DROP;
+		if (now - cfg->next_ns > FG_FLOOD_PACE_SLACK_NS)
+			cfg->next_ns = now;
+		cfg->next_ns += cfg->interval_ns;
+	}
+	if (cfg->mode == FG_FLOOD_FIXED)
 		return XDP_TX;
 	/* The verifier needs the offsets bounded. */
 	off = cfg->src_offset & 0xff;

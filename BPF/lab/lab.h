@@ -26,9 +26,18 @@ enum fg_flood_mode {
 struct fg_flood_config {
 	__u32 mode;	   /* enum fg_flood_mode */
 	__u32 src_offset;  /* offset of the source address in the frame */
-	__u32 random_bits; /* how many low bits of the source to randomise: 1..32 (v4), 1..64 (v6) */
+	__u32 random_bits; /* how many low bits of the source to randomise: 1..32 (v4), 1..96 (v6) */
 	__u32 csum_offset; /* offset of the IPv4 header checksum */
+	/* Pacing: at most one frame each interval_ns (0: as fast as it goes). A
+	 * frame whose time has not come is dropped where it was made (XDP_DROP
+	 * recycles it at once), so the generator spins rather than overruns the
+	 * receiver's ring. next_ns is the program's own: when the next may go. */
+	__u64 interval_ns;
+	__u64 next_ns;
 };
+/* How far behind its schedule a paced flood may fall before it starts over:
+ * the largest burst it sends to catch up. */
+#define FG_FLOOD_PACE_SLACK_NS 20000
 
 /*
  * The benchmark's oracle (oracle.bpf.c): oracle_config[0] names the attack
@@ -41,7 +50,7 @@ struct fg_oracle_config {
 	__be32 v6_net[4], v6_mask[4];
 };
 
-_Static_assert(sizeof(struct fg_flood_config) == 16, "fg_flood_config layout");
+_Static_assert(sizeof(struct fg_flood_config) == 32, "fg_flood_config layout");
 _Static_assert(sizeof(struct fg_oracle_config) == 40, "fg_oracle_config layout");
 
 #endif /* FG_LAB_H */

@@ -22,6 +22,7 @@ struct Options {
     var floodCalls: Int
     var legitimateRuns: Int
     var dedicatedRuns: Int
+    var dedicatedMpps: Double
     var sections: Set<String>
     var reportDirectory: String?
     var cpus: Int
@@ -47,8 +48,10 @@ struct FloodgateBench: ParsableCommand {
     @Option(help: "Runs of each generated flood per filter (the median is reported).") var floodRuns = 3
     @Option(help: "Registrations and calls per phone beside each generated flood.") var floodCalls = 10
     @Option(help: "Passes of the generated floods with legitimate calls beside them.") var legitimateRuns = 1
-    @Option(help: "Passes of the generated floods with the receive on a CPU of its own (the calls beside).")
+    @Option(help: "Passes of the generated floods with the receive on a CPU of its own, paced, the calls beside.")
     var dedicatedRuns = 1
+    @Option(help: "The pace of those floods, in Mpps: below what every filter takes there, so the ring never overflows.")
+    var dedicatedMpps = 3.0
     @Option(name: .customLong("report"), help: "Write the flood table (Markdown) and chart (SVG) into this directory.")
     var reportDirectory: String?
     @Option(help: "Sections to run, comma-separated: \(sections.joined(separator: ",")).")
@@ -61,7 +64,7 @@ struct FloodgateBench: ParsableCommand {
 
     func validate() throws {
         guard runs >= 1, repeatCount >= 1, seconds > 0, newSources >= 1, floodSources >= 1, floodSeconds > 0,
-              floodRuns >= 1, floodCalls >= 0, legitimateRuns >= 0, dedicatedRuns >= 0, burstMS >= 1, (cpus ?? 1) >= 1
+              floodRuns >= 1, floodCalls >= 0, legitimateRuns >= 0, dedicatedRuns >= 0, dedicatedMpps > 0, dedicatedMpps <= 100, burstMS >= 1, (cpus ?? 1) >= 1
         else { throw ValidationError("numbers must be positive") }
         let unknown = chosen.subtracting(FloodgateBench.sections)
         guard unknown.isEmpty else {
@@ -75,7 +78,7 @@ struct FloodgateBench: ParsableCommand {
         let options = Options(
             repeatCount: repeatCount, runs: runs, seconds: seconds, newSources: newSources, jsonPath: jsonPath,
             floodSources: floodSources, floodSeconds: floodSeconds, floodRuns: floodRuns, floodCalls: floodCalls,
-            legitimateRuns: legitimateRuns, dedicatedRuns: dedicatedRuns, sections: chosen, reportDirectory: reportDirectory,
+            legitimateRuns: legitimateRuns, dedicatedRuns: dedicatedRuns, dedicatedMpps: dedicatedMpps, sections: chosen, reportDirectory: reportDirectory,
             cpus: cpus ?? max(1, Int(libbpf_num_possible_cpus())), burstMS: burstMS)
         let sections = options.sections
         let costs = sections.contains("cost") ? try runCost(options, trivial: try TrivialDropProgram()) : []

@@ -152,6 +152,10 @@ public struct FloodScenario: Sendable {
         return c
     }
 
+    /// Frames per second at most (nil: as fast as the generator goes): a paced flood offers a receiver a rate it
+    /// can be measured against without overrunning its ring (``FloodResult/highestLosslessRate``).
+    public var offeredPPS: Double?
+
     var config: fg_flood_config {
         var c = fg_flood_config()
         c.mode = mode.rawValue
@@ -159,6 +163,8 @@ public struct FloodScenario: Sendable {
         c.src_offset = UInt32(isV6 ? 14 + 8 : 14 + 12)
         c.csum_offset = 14 + 10
         c.random_bits = randomBits
+        c.interval_ns = offeredPPS.map { UInt64(max(1, (1e9 / $0).rounded())) } ?? 0
+        c.next_ns = 0
         return c
     }
 }
@@ -211,8 +217,8 @@ public final class FloodGenerator: @unchecked Sendable {
     ) throws -> (sent: UInt64, seconds: Double) {
         try loaded.configure(scenario.config, what: "flood generator")
         try KernelCalls.installInterruptSignal()
-        // A fixed frame needs no rewriting: its program does no lookup per frame.
-        let fd = scenario.randomSources ? loaded.programFD : fixedFD
+        // A fixed frame needs no rewriting: its program does no lookup per frame (unless it is paced).
+        let fd = scenario.randomSources || scenario.offeredPPS != nil ? loaded.programFD : fixedFD
         let frame = scenario.frame
         let before = try vethTransmitted(interface, namespace: ns)
         let elapsed = try NetworkLab.inNamespace(ns) {

@@ -13,6 +13,15 @@ public struct FloodResult: Codable, Sendable {
     public var mpps: Double
     /// With a legitimate load: what sipp achieved beside the flood, per source and kind.
     public var legitimate: [LegitimateResult]?
+    /// With the receive on a CPU of its own: the CPU time its NAPI thread took during the flood
+    /// (`/proc/PID/schedstat`), the filter's and the kernel's receive path's.
+    public var receiveCPUSeconds: Double?
+
+    /// The receiving CPU's time per packet the filter saw, in nanoseconds: with a NIC, what one receive queue's core
+    /// spends on each packet (its Mpps per core is 1000 over it). Only with the receive on a CPU of its own.
+    public var receiveNSPerPacket: Double? {
+        receiveCPUSeconds.flatMap { processed > 0 ? $0 * 1e9 / Double(processed) : nil }
+    }
 
     /// Builds a lab, attaches `filter` (``FilterUnderTest``) to the router end, floods it with `scenario` for at
     /// most `packets` frames and `seconds`, and reads what the router end's XDP program saw (ethtool -S).
@@ -93,6 +102,7 @@ public struct FloodResult: Codable, Sendable {
         }
         let generatorCPU = 0
         var sippCPU: Int? = 0
+        var receiveThreads: [Int32] = []
         if dedicatedReceiver {
             let cpus = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
             guard cpus > 1 else { throw FloodgateError("a CPU of its own for the receive needs two CPUs; this machine has one") }
@@ -100,7 +110,7 @@ public struct FloodResult: Codable, Sendable {
                 throw FloodgateError("a CPU of its own for the receive needs an XDP program on the router end",
                                      hint: "veth has NAPI only with one attached; pick a filter other than none")
             }
-            try lab.dedicateReceiverCPU(cpus - 1)
+            receiveThreads = try lab.dedicateReceiverCPU(cpus - 1)
             sippCPU = nil
         }
         // Real SIP beside the flood.
@@ -108,6 +118,7 @@ public struct FloodResult: Codable, Sendable {
             $0.isEmpty ? nil : try SippTraffic(lab: lab, load: $0, seconds: seconds, cpu: sippCPU)
         }
         let before = try vethXDPCounters(lab.routerInterface, namespace: lab.routerNS)
+        let receiveBefore = receiveThreads.compactMap(cpuNanoseconds).reduce(0, +)
         let name = scenario.name
         let (sent, elapsed) = try lab.flood(scenario, count: packets, seconds: seconds, cpu: generatorCPU) { elapsed in
             if progress {
@@ -116,6 +127,8 @@ public struct FloodResult: Codable, Sendable {
         }
         if progress { FileHandle.standardError.write(Data("\n".utf8)) }
         let after = try vethXDPCounters(lab.routerInterface, namespace: lab.routerNS)
+        let receiveCPU = receiveThreads.isEmpty ? nil
+            : Double(receiveThreads.compactMap(cpuNanoseconds).reduce(0, +) - receiveBefore) / 1e9
         let legitimateResults = sipp?.finish()
         let processed = after.packets - before.packets
         var dropped = after.drops - before.drops
@@ -124,8 +137,12 @@ public struct FloodResult: Codable, Sendable {
             dropped = try nftablesDrops(inRouter)
         }
         return FloodResult(scenario: scenario.name, filter: filter, sent: sent, seconds: elapsed, processed: processed,
-                           dropped: dropped, mpps: Double(processed) / elapsed / 1e6, legitimate: legitimateResults)
+                           dropped: dropped, mpps: Double(processed) / elapsed / 1e6, legitimate: legitimateResults,
+                           receiveCPUSeconds: receiveCPU)
     }
+
+    /// The share of the frames sent that the receiving XDP program never saw (the veth ring had no room).
+    public var lost: Double { sent > 0 ? Double(sent - min(sent, processed)) / Double(sent) : 0 }
 
     /// The packets the meter rules dropped: the sum of their `counter packets N`.
     static func nftablesDrops(_ prefix: [String]) throws -> UInt64 {
@@ -137,4 +154,10 @@ public struct FloodResult: Codable, Sendable {
         }
         return total
     }
+}
+
+/// The CPU time thread or process `pid` has had, in nanoseconds (`/proc/PID/schedstat`, its first field).
+public func cpuNanoseconds(_ pid: Int32) -> UInt64? {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/schedstat", encoding: .utf8) else { return nil }
+    return text.split(separator: " ").first.flatMap { UInt64($0) }
 }

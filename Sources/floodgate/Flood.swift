@@ -30,6 +30,10 @@ extension Floodgate {
             CPU 0) instead of leaving it to the kernel (softirq, mostly on the generator's CPU).
             """)
         var dedicatedCPU = false
+        @Option(help: """
+            Pace the flood to at most this many million frames a second (frames not yet due are dropped where they             are made), to measure a receiver below the rate at which its ring overflows. Default: as fast as it goes.
+            """)
+        var mpps: Double?
         @Flag(help: "Print JSON.") var json = false
         @Flag(name: .shortAndLong, help: "Log libbpf's and Floodgate's debug messages.") var verbose = false
 
@@ -40,19 +44,26 @@ extension Floodgate {
             if dedicatedCPU && filter == .none {
                 throw ValidationError("--dedicated-cpu needs an XDP program on the router end: not with --filter none.")
             }
+            if let mpps, !(mpps >= 0.001 && mpps <= 100) { throw ValidationError("--mpps must be 0.001 to 100.") }
             do { _ = try FloodScenario.named(scenario) } catch { throw ValidationError("\(error).") }
         }
 
         func run() throws {
             LogSetup.bootstrapOnce(verbose: verbose)
             guard geteuid() == 0 else { throw FloodgateError("floods need root: they build namespaces and load BPF") }
-            let result = try FloodResult.run(scenario: try FloodScenario.named(scenario), filter: filter, packets: packets,
+            var flood = try FloodScenario.named(scenario)
+            flood.offeredPPS = mpps.map { $0 * 1e6 }
+            let result = try FloodResult.run(scenario: flood, filter: filter, packets: packets,
                                           seconds: seconds, progress: !json,
                                              legitimate: .standard(calls: calls), dedicatedReceiver: dedicatedCPU)
             if json { return try printJSON(result) }
-            print(String(format: "%@ against %@: sent %llu frames in %.2f s; the filter saw %llu (%.2f Mpps), dropped %llu",
-                         result.scenario, result.filter.rawValue, result.sent, result.seconds, result.processed,
-                         result.mpps, result.dropped))
+            print(String(format: "%@ against %@: sent %llu frames in %.2f s; the filter saw %llu (%.2f Mpps, %.2f%% lost),"
+                         + " dropped %llu", result.scenario, result.filter.rawValue, result.sent, result.seconds,
+                         result.processed, result.mpps, result.lost * 100, result.dropped))
+            if let ns = result.receiveNSPerPacket {
+                print(String(format: "the receiving CPU spent %.1f ns per packet (%.2f Mpps per core at that cost)", ns,
+                             1000 / ns))
+            }
             for r in result.legitimate ?? [] {
                 print("sipp \(r.kind) from the \(r.source): \(r.succeeded) of \(r.attempted) completed, "
                     + "\(r.retransmissions) retransmissions")

@@ -169,6 +169,22 @@ import Testing
         #expect(flood.dropped + 16 + 8 * 10 >= flood.processed, "\(flood)")
     }
 
+    /// A paced flood never sends faster than its rate (the bench measures a receiver below the rate at which its
+    /// ring overflows): at 0.2 Mpps for a second, at most 0.2 million frames and a little (the deadline's
+    /// signal, every 5 ms, and a catch-up burst of 20 µs); not far below it either, unless the machine is loaded.
+    @Test func aPacedFloodKeepsToItsRate() throws {
+        try requireRoot()
+        let result = try run([floodgateBinary, "flood", "--scenario", "random-v4-/24", "--packets", "10000000",
+                              "--seconds", "1", "--mpps", "0.2", "--dedicated-cpu", "--json"])
+        #expect(result.status == 0, "\(result.err)")
+        let flood = try JSONDecoder().decode(FloodJSON.self, from: Data(result.out.utf8))
+        #expect(Double(flood.sent) <= 0.2e6 * flood.seconds + 2_000, "\(flood)")
+        #expect(flood.sent >= 20_000, "\(flood)")
+        #expect(flood.processed >= flood.sent / 2 && flood.processed <= flood.sent, "\(flood)")
+        let bad = try run([floodgateBinary, "flood", "--mpps", "0"])
+        #expect(bad.status != 0 && bad.err.contains("--mpps must be 0.001 to 100"), "\(bad.err)")
+    }
+
     struct FloodJSON: Decodable {
         struct Legitimate: Decodable {
             var source: String
@@ -178,6 +194,7 @@ import Testing
             var retransmissions: Int
         }
         var sent: UInt64
+        var seconds: Double
         var processed: UInt64
         var dropped: UInt64
         var legitimate: [Legitimate]?
