@@ -147,12 +147,6 @@ static __always_inline __u32 fg_prefix_key(const struct fg_ctx *c, struct fg_sou
 	return keylen;
 }
 
-/*
- * One aggregate bucket of the source: `level` 0 is its prefix (/24, /64),
- * level 1 the wider one (/16, /48). A drop of either fills the drop-cache slot
- * of the prefix (`narrow`, the one the fast path checks) until the drained
- * bucket's next token: a random-source flood then ends in the cache.
- */
 /* The key of aggregate `level` (0: the prefix `narrow`; 1: its wider network). */
 static __always_inline void fg_aggregate_key(const struct fg_ctx *c, __u32 level, const struct fg_source_key *narrow,
 					     struct fg_source_key *key)
@@ -181,6 +175,11 @@ static __always_inline void fg_create_aggregate(struct fg_ctx *c, __u32 level, c
 }
 
 /*
+ * One aggregate bucket of the source: `level` 0 is its prefix (/24, /64),
+ * level 1 the wider one (/16, /48). A drop of either fills the drop-cache slot
+ * of the prefix (`narrow`, the one the fast path checks) until the drained
+ * bucket's next token: a random-source flood then ends in the cache.
+ *
  * `defer_new`: for a source not yet tracked. An aggregate with no entry would
  * admit the packet (a new bucket is full), so none is made yet: the level is
  * noted in c->deferred and made only if the new-source budget admits the
@@ -208,13 +207,13 @@ static __always_inline __u32 fg_police_aggregate(struct fg_ctx *c, __u32 level, 
 	fg_aggregate_key(c, level, narrow, &key);
 
 	st = bpf_map_lookup_elem(&fg_prefixes, &key);
+	if (!st && defer_new) {
+		c->deferred |= 1 << level;
+		return FG_REASON_PASSED;
+	}
 	if (!st) {
 		struct fg_source_state init = {.tat = fg_now(c) + interval, .packets = 1};
 
-		if (defer_new) {
-			c->deferred |= 1 << level;
-			return FG_REASON_PASSED;
-		}
 		if (bpf_map_update_elem(&fg_prefixes, &key, &init, BPF_NOEXIST) == 0)
 			return FG_REASON_PASSED;
 		st = bpf_map_lookup_elem(&fg_prefixes, &key);

@@ -19,7 +19,7 @@ import Testing
         #expect(MemoryLayout<fg_offence>.size == 16)
         #expect(MemoryLayout<fg_event>.size == 40)
         #expect(MemoryLayout<fg_oracle_config>.size == 40)
-        #expect(MemoryLayout<fg_flood_config>.size == 16)
+        #expect(MemoryLayout<fg_flood_config>.size == 32)
         #expect(MemoryLayout<fg_limit>.size == 24)
         #expect(MemoryLayout<fg_addr>.size == 16)
         #expect(MemoryLayout<fg_source_key>.size == 20)
