@@ -221,7 +221,7 @@ public final class Agent: @unchecked Sendable {
         return removed
     }
 
-    /// Remembers when a ban XDP reported runs out (bounded: past the ban map's capacity, the 10-second walk finds
+    /// Remembers when a ban XDP reported runs out (bounded by the default ban map's capacity: the 10-second walk finds
     /// the rest).
     private func noteExpiry(_ address: SourceAddress, at expires: UInt64) {
         guard expires != 0, banExpiries.count < FilterCapacity.defaultAutoBans else { return }

@@ -259,55 +259,18 @@ extension FilterMaps {
     }
 
     /// How many bans are in force at `now`, by origin (explicit, scanner, auto, brute-force): a batched walk that
-    /// builds nothing per ban, for a caller that only counts (the agent, four times a second, over maps that may
-    /// hold 262,144).
+    /// builds nothing per ban in force, for a caller that only counts (over maps that may hold 262,144).
     public func activeBanCounts(now: UInt64 = monotonicNanoseconds()) throws -> [String: Int] {
-        var counts = ["explicit": 0, "scanner": 0, "auto": 0, "brute-force": 0]
-        for name in FilterMaps.banMaps {
-            try banMap(name).batches { _, values, n in
-                for i in 0..<n where values[i].expires_ns == 0 || values[i].expires_ns > now {
-                    counts[Ban.origin(flags: values[i].flags), default: 0] += 1
-                }
-            }
-        }
-        return counts
+        try walkBans(now: now).active
     }
 
     /// ``sweepExpiredBans(now:)`` and ``activeBanCounts(now:)`` in one walk of each ban map (the agent's
     /// housekeeping: at a full ban map each walk is most of what the agent costs).
     public func sweepAndCountBans(now: UInt64 = monotonicNanoseconds()) throws -> (removed: Int, active: [String: Int]) {
-        let origins = ["explicit", "scanner", "auto", "brute-force", "other"]
-        let bits = [FG_BAN_EXPLICIT, FG_BAN_SCANNER, FG_BAN_AUTO, FG_BAN_BRUTE_FORCE].map { UInt32($0) }
-        var counts = [Int](repeating: 0, count: origins.count)
+        let walk = try walkBans(now: now)
         var removed = 0
-        for name in FilterMaps.banMaps {
-            let map = banMap(name)
-            var expired: [(key: fg_addr, expires: UInt64)] = []
-            try map.batches { keys, values, n in
-                for i in 0..<n {
-                    let v = values[i]
-                    if v.expires_ns != 0 && v.expires_ns <= now {
-                        expired.append((keys[i], v.expires_ns))
-                    } else {
-                        counts[bits.firstIndex { v.flags & $0 != 0 } ?? origins.count - 1] += 1
-                    }
-                }
-            }
-            var here = 0
-            // XDP may have renewed a ban since the walk (a new offence): delete only what expired.
-            for (key, expires) in expired {
-                if let again = try map.lookup(key), again.expires_ns == expires, try map.delete(key) { here += 1 }
-            }
-            removed += here
-            if here > 0, try !hasBans(in: name) {
-                try updateSettings {
-                    if name == FG_MAP_BANS { $0.bans_present = 0 } else { $0.auto_bans_present = 0 }
-                }
-            }
-        }
-        var active = Dictionary(uniqueKeysWithValues: zip(origins.dropLast(), counts.dropLast()))
-        if counts[origins.count - 1] > 0 { active["other"] = counts[origins.count - 1] }
-        return (removed, active)
+        for (name, expired) in walk.expired { removed += try deleteExpired(expired, from: name) }
+        return (removed, walk.active)
     }
 
     /// Removes `address`'s bans that ran out by `now` (a lookup and a delete, no walk); how many it removed.
@@ -315,16 +278,9 @@ extension FilterMaps {
     public func removeExpiredBans(of address: SourceAddress, now: UInt64 = monotonicNanoseconds()) throws -> Int {
         var removed = 0
         for name in FilterMaps.banMaps {
-            let map = banMap(name)
-            guard let value = try map.lookup(address.raw), value.expires_ns != 0, value.expires_ns <= now else { continue }
-            // XDP may have renewed it since the lookup: delete only what expired.
-            if let again = try map.lookup(address.raw), again.expires_ns == value.expires_ns,
-               try map.delete(address.raw) { removed += 1 }
-            if try !hasBans(in: name) {
-                try updateSettings {
-                    if name == FG_MAP_BANS { $0.bans_present = 0 } else { $0.auto_bans_present = 0 }
-                }
-            }
+            guard let value = try banMap(name).lookup(address.raw), value.expires_ns != 0, value.expires_ns <= now
+            else { continue }
+            removed += try deleteExpired([(address.raw, value.expires_ns)], from: name)
         }
         return removed
     }
@@ -333,20 +289,45 @@ extension FilterMaps {
     /// sources pass. Returns how many were removed.
     @discardableResult
     public func sweepExpiredBans(now: UInt64 = monotonicNanoseconds()) throws -> Int {
-        var removed = 0
+        try sweepAndCountBans(now: now).removed
+    }
+
+    /// One batched walk of each ban map: the bans in force at `now` counted by origin, and those that ran out
+    /// (key and expiry) by map.
+    private func walkBans(now: UInt64) throws -> (active: [String: Int], expired: [String: [(fg_addr, UInt64)]]) {
+        let origins = ["explicit", "scanner", "auto", "brute-force", "other"]
+        let bits = [FG_BAN_EXPLICIT, FG_BAN_SCANNER, FG_BAN_AUTO, FG_BAN_BRUTE_FORCE].map { UInt32($0) }
+        var counts = [Int](repeating: 0, count: origins.count)
+        var expired: [String: [(fg_addr, UInt64)]] = [:]
         for name in FilterMaps.banMaps {
-            let map = banMap(name)
-            var here = 0
-            for (key, value) in try map.batchedEntries() where value.expires_ns != 0 && value.expires_ns <= now {
-                // XDP may have renewed the ban since the lookup (a new offence): delete only what expired.
-                if let again = try map.lookup(key), again.expires_ns == value.expires_ns, try map.delete(key) { here += 1 }
-            }
-            removed += here
-            // The map emptied: let XDP skip its lookup again (updateSettings re-sets the flag if XDP banned meanwhile).
-            if here > 0, try !hasBans(in: name) {
-                try updateSettings {
-                    if name == FG_MAP_BANS { $0.bans_present = 0 } else { $0.auto_bans_present = 0 }
+            try banMap(name).batches { keys, values, n in
+                for i in 0..<n {
+                    let v = values[i]
+                    if v.expires_ns != 0 && v.expires_ns <= now {
+                        expired[name, default: []].append((keys[i], v.expires_ns))
+                    } else {
+                        counts[bits.firstIndex { v.flags & $0 != 0 } ?? origins.count - 1] += 1
+                    }
                 }
+            }
+        }
+        var active = Dictionary(uniqueKeysWithValues: zip(origins.dropLast(), counts.dropLast()))
+        if counts[origins.count - 1] > 0 { active["other"] = counts[origins.count - 1] }
+        return (active, expired)
+    }
+
+    /// Deletes the bans of map `name` that are still the ones that ran out (XDP may have renewed one since it was
+    /// read: a new offence); if the map is then empty, lets XDP skip its lookup again (updateSettings re-sets the
+    /// flag if XDP banned meanwhile). How many it deleted.
+    private func deleteExpired(_ expired: [(fg_addr, UInt64)], from name: String) throws -> Int {
+        let map = banMap(name)
+        var removed = 0
+        for (key, expires) in expired {
+            if let again = try map.lookup(key), again.expires_ns == expires, try map.delete(key) { removed += 1 }
+        }
+        if removed > 0, try !hasBans(in: name) {
+            try updateSettings {
+                if name == FG_MAP_BANS { $0.bans_present = 0 } else { $0.auto_bans_present = 0 }
             }
         }
         return removed
