@@ -73,7 +73,10 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            resources: [.embedInCode("Resources/floodgate.yaml"), .embedInCode("Resources/floodgate.service")]
+            resources: [
+                .embedInCode("Resources/floodgate.yaml"), .embedInCode("Resources/floodgate.service"),
+                .embedInCode("Resources/high-risk.txt"),
+            ]
         ),
         .executableTarget(
             name: "floodgate",

@@ -51,6 +51,7 @@
 #include "lib/trust.h"
 #include "lib/state.h"
 #include "lib/drop_cache.h"
+#include "lib/destinations.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -467,10 +468,12 @@ static __always_inline __u32 fg_budget(struct fg_ctx *c, __u32 tier)
 	return tier == FG_TIER_ALLOWED ? FG_REASON_PASSED_ALLOW : FG_REASON_PASSED;
 }
 
-/* Does this packet's content need a walk (signatures, transactions)? */
+/* Does this packet's content need a walk (signatures, transactions, the
+ * number an INVITE dials)? */
 static __always_inline int fg_needs_inspection(const struct fg_settings *s, const struct fg_packet *pkt)
 {
-	return pkt->sip_request && (s->signature_entries || fg_notes_transactions(s));
+	return pkt->sip_request && (s->signature_entries || fg_notes_transactions(s) ||
+				    (s->destination_entries && pkt->traffic_class == FG_CLASS_INVITE));
 }
 
 /* The rest of fg_decide for a SIP request of tier pkt->tier that passed its
@@ -485,6 +488,9 @@ __noinline int fg_decide_content(struct xdp_md *ctx, struct fg_packet *pkt)
 		return FG_REASON_PASSED;
 	/* UDP evidence bans only the unverified. */
 	reason = fg_inspect_verdict(&c, pkt, fg_inspect(ctx, pkt, 0), pkt->tier == FG_TIER_UNVERIFIED);
+	if (reason != FG_REASON_PASSED)
+		return reason;
+	reason = fg_destination(pkt);
 	if (reason != FG_REASON_PASSED)
 		return reason;
 	return fg_budget(&c, pkt->tier);
@@ -526,6 +532,12 @@ __noinline int fg_decide_spoofed(struct xdp_md *ctx, struct fg_packet *pkt)
 	found = fg_inspect(ctx, pkt, FG_TXN_REPIN);
 	if (fg_inspect_verdict(&c, pkt, found, 0) != FG_REASON_PASSED)
 		return FG_REASON_DROPPED_SPOOFED;
+	/* Where it may call is judged as for any stranger, with buckets kept
+	 * apart from the claimed address's own (lib/destinations.h). */
+	pkt->tier = FG_TIER_UNVERIFIED;
+	found = fg_destination(pkt);
+	if (found != FG_REASON_PASSED)
+		return found;
 	pkt->note = 0;
 	return fg_budget(&c, FG_TIER_UNVERIFIED);
 }

@@ -36,6 +36,10 @@
 #define FG_MAP_CHALLENGES "fg_challenges"
 #define FG_INSIDE_PROG_NAME "floodgate_inside"
 #define FG_MAP_EVENTS "fg_events"
+#define FG_MAP_DESTINATIONS "fg_destinations"
+#define FG_MAP_DESTINATION_SOURCES "fg_destination_sources"
+#define FG_MAP_DESTINATION_TOTALS "fg_destination_totals"
+#define FG_MAP_CALLS "fg_calls"
 /* The test clock (lib/clock.h): the switch, set before load, and the time. */
 #define FG_TEST_CLOCK_SWITCH ".rodata.test_clock"
 #define FG_TEST_CLOCK_TIME ".data.test_clock"
@@ -66,6 +70,21 @@
 #define FG_EVENTS_BYTES (256 * 1024)
 #define FG_MAX_SIGNATURES 256
 #define FG_MAX_SIP_PORTS 4
+/* Destination rules (lib/destinations.h): trie entries (one per prefix, tier
+ * and bank), and the ids of rules with a limit (their buckets' index). */
+#define FG_MAX_DESTINATIONS 65536
+#define FG_MAX_DESTINATION_IDS 65536
+/* (source, rule) buckets of limited destinations, and recent calls. LRU. */
+#define FG_MAX_DESTINATION_SOURCES 65536
+#define FG_MAX_CALLS 65536
+/* Digits of a number the rules see (E.164 numbers have at most 15). */
+#define FG_NUMBER_DIGITS 16
+/* A Request-URI's user part must end within this many bytes of the request
+ * for its number to be read (lib/numbers.h). */
+#define FG_RURI_BYTES 256
+/* A retransmitted INVITE (same source and Call-ID) within this long is
+ * judged as its first copy was, not charged again (RFC 3261 timer B: 32 s). */
+#define FG_CALL_MEMORY_NS 32000000000ULL
 /* Bounded walk of the IPv6 extension-header chain. */
 #define FG_IPV6_MAX_EXT 8
 /* A SIP message's header block is scanned (signatures, credentials, Call-ID,
@@ -183,13 +202,29 @@ enum fg_reason {
 	FG_REASON_DROPPED_SPOOFED = 13,	   /* a verified or allow-listed address at another hop distance */
 	FG_REASON_DROPPED_ALLOW_LIMIT = 14, /* an allow-list entry's own bucket empty */
 	FG_REASON_DROPPED_OVERSIZE = 15,   /* a SIP header block that goes on past what the walk can read */
-	FG_REASON_MAX = 16,
+	FG_REASON_DROPPED_DESTINATION = 16, /* an INVITE to a number a destination rule blocks, or whose number can't be read */
+	FG_REASON_DROPPED_DESTINATION_LIMIT = 17, /* an INVITE over a destination rule's calls per minute */
+	FG_REASON_MAX = 18,
 };
 
 /* What to do with a packet whose headers are truncated or invalid. */
 enum fg_action {
 	FG_ACTION_DROP = 0,
 	FG_ACTION_PASS = 1,
+};
+
+/* A dialling prefix or country code: up to 7 digits, as values 0-9. */
+#define FG_MAX_INTERNATIONAL_PREFIXES 2
+struct fg_dial_prefix {
+	__u8 len;
+	__u8 digits[7];
+};
+
+/* What a number without + or a dialling prefix is. */
+enum fg_bare {
+	FG_BARE_E164 = 0,     /* already international: what carriers' trunks expect */
+	FG_BARE_NATIONAL = 1, /* national without its prefix: the country code goes in front */
+	FG_BARE_LOCAL = 2,    /* an extension or local number: no rule applies */
 };
 
 /* fg_settings[0]: written by the agent at attach and on change. */
@@ -229,11 +264,19 @@ struct fg_settings {
 	__u32 layout_version;		    /* FG_LAYOUT_VERSION of the build that loaded the program */
 	__u32 server_entries;		    /* 0: any address on the inside answers for the SIP server */
 	__u32 auto_bans_present;	    /* 0: fg_auto_bans is empty, skip its lookup; set by XDP, cleared by the agent */
+	/* Dialled numbers (lib/numbers.h) and destination rules (lib/destinations.h). */
+	struct fg_dial_prefix international[FG_MAX_INTERNATIONAL_PREFIXES]; /* e.g. 00, 011; len 0: unused */
+	struct fg_dial_prefix national;	    /* the national (trunk) prefix, e.g. 0; len 0: none */
+	struct fg_dial_prefix country;	    /* the site's country code, e.g. 44 */
+	__u32 bare_numbers;		    /* enum fg_bare: what digits without a prefix or + are */
+	__u32 destination_entries;	    /* 0: no rules, INVITEs' numbers are not read */
+	__u32 destination_bank;		    /* the bank of rules in force (0 or 1) */
+	__u32 pad;
 };
 
 /* Bumped whenever a pinned map's layout or meaning changes: a filter pinned by
  * a build with another version is not adopted. */
-#define FG_LAYOUT_VERSION 3
+#define FG_LAYOUT_VERSION 4
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*
@@ -415,6 +458,54 @@ struct fg_signature_key {
 	__u8 data[FG_SIGNATURE_BYTES];
 };
 
+/* Destination rules (lib/destinations.h). */
+enum fg_destination_action {
+	FG_DEST_ALLOW = 1, /* the call goes on (a longer prefix can carve out of a block) */
+	FG_DEST_BLOCK = 2, /* the INVITE is dropped */
+	FG_DEST_LIMIT = 3, /* calls per minute per source and in total */
+};
+/* A source's tier: what the policy knows of it (lib/tiers.h). */
+#define FG_TIER_UNVERIFIED 0
+#define FG_TIER_VERIFIED 1
+#define FG_TIER_ALLOWED 2
+/* The rule sets: one per tier (FG_TIER_*) in each of two banks; the agent
+ * fills the bank not in force and switches settings.destination_bank. */
+#define FG_DEST_SET(bank, tier) ((bank) << 2 | (tier))
+/* fg_destinations key (LPM trie): the set, then the number's digits, four
+ * bits each, the first in the high half of digits[0]. */
+struct fg_destination_key {
+	__u32 prefixlen; /* bits: 8 for the set, 4 per digit */
+	__u8 set;	 /* FG_DEST_SET */
+	__u8 digits[FG_NUMBER_DIGITS / 2];
+	__u8 pad[3];
+};
+struct fg_destination_rule {
+	__u32 action;		/* enum fg_destination_action */
+	__u32 id;		/* FG_DEST_LIMIT: its buckets' index (< FG_MAX_DESTINATION_IDS) */
+	__u64 interval;		/* per source: ticks per call; 0: no per-source limit */
+	__u64 tau;		/* per source: burst tolerance in ticks */
+	__u64 total_interval;	/* over all sources: ticks per call; 0: none */
+	__u64 total_tau;
+	__u32 per_minute;	/* as configured (display only) */
+	__u32 total_per_minute; /* as configured (display only) */
+};
+/* fg_destination_sources key: a source's bucket for one limited rule. */
+struct fg_destination_source_key {
+	struct fg_addr addr;
+	__u32 id;
+};
+/* fg_calls[source, Call-ID hash]: an INVITE judged lately, so that its
+ * retransmissions get its verdict without being charged again. LRU. */
+struct fg_call_key {
+	struct fg_addr addr;
+	__u32 callid;
+};
+struct fg_call {
+	__u64 until_ns; /* CLOCK_MONOTONIC: the memory ends */
+	__u32 reason;	/* enum fg_reason the first copy got from the rules */
+	__u32 pad;
+};
+
 /* fg_scratch[0], per CPU: room to copy the start of a SIP message. */
 struct fg_scratch {
 	__u8 buf[FG_SIP_SCAN_BYTES];
@@ -440,7 +531,7 @@ struct fg_drop_slot {
  * so that a masked reason always indexes within it; a reason's packets and
  * bytes sit side by side, so counting a packet writes one cache line, not two
  * (under a flood the kernel's own work between two packets evicts them). */
-#define FG_REASON_SLOTS 16
+#define FG_REASON_SLOTS 32
 struct fg_reason_counters {
 	__u64 packets;
 	__u64 bytes;
@@ -472,7 +563,13 @@ struct fg_stats_mark {
 	__u64 packets[FG_CLASS_MAX * FG_REASON_MAX];
 };
 
-_Static_assert(sizeof(struct fg_settings) == 112, "fg_settings layout");
+_Static_assert(sizeof(struct fg_settings) == 160, "fg_settings layout");
+_Static_assert(sizeof(struct fg_dial_prefix) == 8, "fg_dial_prefix layout");
+_Static_assert(sizeof(struct fg_destination_key) == 16, "fg_destination_key layout");
+_Static_assert(sizeof(struct fg_destination_rule) == 48, "fg_destination_rule layout");
+_Static_assert(sizeof(struct fg_destination_source_key) == 20, "fg_destination_source_key layout");
+_Static_assert(sizeof(struct fg_call_key) == 20, "fg_call_key layout");
+_Static_assert(sizeof(struct fg_call) == 16, "fg_call layout");
 _Static_assert(sizeof(struct fg_pin) == 4, "fg_pin layout");
 _Static_assert(sizeof(struct fg_trust) == 16, "fg_trust layout");
 _Static_assert(sizeof(struct fg_txn_key) == 24, "fg_txn_key layout");
@@ -541,6 +638,8 @@ static inline const char *fg_reason_name(__u32 r)
 	case FG_REASON_DROPPED_SPOOFED: return "dropped-spoofed";
 	case FG_REASON_DROPPED_ALLOW_LIMIT: return "dropped-allow-limit";
 	case FG_REASON_DROPPED_OVERSIZE: return "dropped-oversize";
+	case FG_REASON_DROPPED_DESTINATION: return "dropped-destination";
+	case FG_REASON_DROPPED_DESTINATION_LIMIT: return "dropped-destination-limit";
 	default: return (const char *)0;
 	}
 }

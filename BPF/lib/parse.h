@@ -50,9 +50,6 @@ struct fg_packet {
 		};
 	};
 };
-#define FG_TIER_UNVERIFIED 0
-#define FG_TIER_VERIFIED 1
-#define FG_TIER_ALLOWED 2
 #define FG_NOTE_SPARED 1  /* a verified or allow-listed source's scanner-signed packet: dropped, not banned */
 #define FG_NOTE_SPOOFED 2 /* a verified or allow-listed address at another hop distance */
 

@@ -25,6 +25,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "../floodgate.h"
+#include "numbers.h"
 #include "parse.h"
 
 #define FG_SCAN_MASK (FG_SIP_SCAN_BYTES - 1)
@@ -79,6 +80,11 @@ struct fg_walk {
 	struct fg_scratch scratch;
 	__u8 spill[8]; /* a value's last word, stored whole at the key's end, may run into this */
 	struct fg_scan scan;
+	struct fg_number_walk num; /* the Request-URI's number (lib/destinations.h) */
+	/* Keys lib/destinations.h looks up, here rather than on the stack. */
+	struct fg_destination_key dest_key;
+	struct fg_call_key call_key;
+	struct fg_destination_source_key source_key;
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -654,14 +660,18 @@ static __always_inline struct fg_scan *fg_scan_message(struct xdp_md *ctx, __u32
 	struct fg_walk *w;
 	__u32 zero = 0;
 
+	w = bpf_map_lookup_elem(&fg_scratch, &zero);
+	if (!w)
+		return NULL;
+	/* Nothing copied: what is in the buffer is another packet's. */
+	w->scan.len = 0;
 	if (len > FG_SIP_SCAN_BYTES)
 		len = FG_SIP_SCAN_BYTES;
 	/* Keep the compiler from handing the verifier an unclamped copy. */
 	asm volatile("" : "+r"(len));
 	if (len < 2 || len > FG_SIP_SCAN_BYTES)
 		return NULL;
-	w = bpf_map_lookup_elem(&fg_scratch, &zero);
-	if (!w || bpf_xdp_load_bytes(ctx, off, w->scratch.buf, len))
+	if (bpf_xdp_load_bytes(ctx, off, w->scratch.buf, len))
 		return NULL;
 	__builtin_memset(&w->scan, 0, sizeof(w->scan));
 	w->scan.len = len;

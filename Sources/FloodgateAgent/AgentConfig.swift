@@ -261,7 +261,8 @@ final class ConfigReader {
 
     func read(_ root: Node, into c: inout AgentConfig) {
         let sections = ["interfaces", "pin_root", "max_sources", "max_bans", "sip", "limits", "prefix", "budget", "allow", "deny",
-                        "scanners", "auto_ban", "brute_force", "trust", "anomaly", "metrics", "log", "poll"]
+                        "scanners", "auto_ban", "brute_force", "trust", "anomaly", "metrics", "log", "poll", "numbers",
+                        "destinations"]
         for (key, node) in mapping(root, "", known: sections) {
             switch key {
             case "interfaces": interfaces(node, &c)
@@ -298,6 +299,8 @@ final class ConfigReader {
                 c.policy.allowOptions = options ?? [:]
             case "deny": c.policy.deny = Set(cidrList(node, key, files: &c.listFiles))
             case "scanners": scanners(node, &c)
+            case "numbers": numbers(node, &c)
+            case "destinations": destinations(node, &c)
             case "auto_ban": autoBan(node, &c)
             case "brute_force": bruteForce(node, &c)
             case "trust":
@@ -442,6 +445,64 @@ final class ConfigReader {
                 problem(value, field, "at most \(FilterCapacity.signatures) signatures")
             } else { c.policy.signatures = Set(list) }
         }
+    }
+
+    /// `numbers: {country_code: "44", international: ["00"], national: "0", bare: e164|national|local}`.
+    func numbers(_ node: Node, _ c: inout AgentConfig) {
+        var plan = c.policy.settings.numbers
+        for (name, value) in mapping(node, "numbers", known: ["country_code", "international", "national", "bare"]) {
+            let field = "numbers.\(name)"
+            switch name {
+            case "country_code": if let s = string(value, field) { plan.countryCode = s.hasPrefix("+") ? String(s.dropFirst()) : s }
+            case "international":
+                plan.international = value.scalar != nil ? (string(value, field).map { [$0] } ?? [])
+                    : sequence(value, field).compactMap { string($0, field) }
+            case "national": if let s = string(value, field) { plan.national = s == "none" ? "" : s }
+            default:
+                guard let s = string(value, field) else { continue }
+                if let b = BareNumbers(rawValue: s) { plan.bare = b } else {
+                    problem(value, field, "must be e164, national or local (got '\(s)')")
+                }
+            }
+        }
+        do {
+            try plan.validate()
+            c.policy.settings.numbers = plan
+        } catch { problem(node, "numbers", "\(error)") }
+    }
+
+    /// A list of rules, each `PREFIX block|allow|limit N/min [total N/min] [tier T]`, and `file: PATH` entries
+    /// of such lines.
+    func destinations(_ node: Node, _ c: inout AgentConfig) {
+        var rules: [DestinationRule] = []
+        for item in sequence(node, "destinations") {
+            if let text = item.scalar?.string {
+                do {
+                    rules.append(try DestinationRule.parse(text.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)))
+                } catch { problem(item, "destinations", "\(error)") }
+                continue
+            }
+            for (_, pathNode) in mapping(item, "destinations", known: ["file"]) {
+                guard let path = string(pathNode, "destinations.file") else { continue }
+                let resolved = path.hasPrefix("/") ? path
+                    : URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent(path).path
+                c.listFiles.append(resolved)
+                do {
+                    let text = try String(contentsOfFile: resolved, encoding: .utf8)
+                    rules += try DestinationRule.parseList(text, name: resolved)
+                } catch let error as FloodgateError {
+                    problem(pathNode, "destinations.file", "\(error)")
+                } catch {
+                    problem(pathNode, "destinations.file", "cannot read \(resolved): \(error.localizedDescription)")
+                }
+            }
+        }
+        do {
+            let count = try rules.destinationEntryCount()
+            if count > FilterCapacity.destinations {
+                problem(node, "destinations", "needs \(count) entries (one per tier a rule applies to); at most \(FilterCapacity.destinations)")
+            } else { c.policy.destinations = Set(rules) }
+        } catch { problem(node, "destinations", "\(error)") }
     }
 
     func autoBan(_ node: Node, _ c: inout AgentConfig) {

@@ -41,4 +41,6 @@ extension ISO8601DateFormatter {
 public enum ShippedFiles {
     public static var exampleConfig: String { String(decoding: PackageResources.floodgate_yaml, as: UTF8.self) }
     public static var systemdUnit: String { String(decoding: PackageResources.floodgate_service, as: UTF8.self) }
+    /// Destination rules for the ranges toll-fraud reports name, each group with its source.
+    public static var highRiskDestinations: String { String(decoding: PackageResources.high_risk_txt, as: UTF8.self) }
 }

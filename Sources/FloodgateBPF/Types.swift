@@ -74,6 +74,8 @@ public struct Reason: Hashable, Sendable, CustomStringConvertible {
     public static let droppedSpoofed = Reason(FG_REASON_DROPPED_SPOOFED)
     public static let droppedAllowLimit = Reason(FG_REASON_DROPPED_ALLOW_LIMIT)
     public static let droppedOversize = Reason(FG_REASON_DROPPED_OVERSIZE)
+    public static let droppedDestination = Reason(FG_REASON_DROPPED_DESTINATION)
+    public static let droppedDestinationLimit = Reason(FG_REASON_DROPPED_DESTINATION_LIMIT)
 
     public static var all: [Reason] { (0..<FG_REASON_MAX.rawValue).map { Reason(fg_reason($0)) } }
 
@@ -234,6 +236,8 @@ public struct Settings: Equatable, Sendable {
     /// The per-CPU drop cache (BPF/lib/drop_cache.h). Off, every packet takes the whole policy: only for comparing
     /// the program with a model of the policy that has no cache.
     public var dropCache = true
+    /// How INVITEs' numbers are made E.164 for the destination rules.
+    public var numbers = NumberPlan()
 
     public static let defaults = Settings(sipPorts: [5060, 5061], rtpPorts: 10000...20000, malformed: .drop)
 
@@ -265,6 +269,7 @@ public struct Settings: Equatable, Sendable {
         trustSeconds = raw.trust_seconds
         ttlTolerance = UInt8(clamping: raw.ttl_tolerance)
         dropCache = raw.jiffy_ns != 0
+        numbers = NumberPlan(raw)
     }
 
     /// The length of a jiffy, which bpf_jiffies64 counts: the resolution of CLOCK_MONOTONIC_COARSE.
@@ -293,6 +298,7 @@ public struct Settings: Equatable, Sendable {
             throw FloodgateError("the wide IPv6 prefix length must be 16 to the IPv6 prefix length, \(prefixV6) (got \(wideV6))")
         }
         try autoBan.validate()
+        try numbers.validate()
         if let bruteForce {
             guard bruteForce.failures >= 1, bruteForce.windowSeconds >= 1, (1...30 * 86400).contains(bruteForce.banSeconds)
             else { throw FloodgateError("brute force: at least 1 failure in at least 1 s, banned 1 s to 30 d") }
@@ -327,6 +333,7 @@ public struct Settings: Equatable, Sendable {
         value.bruteforce_ban_s = bruteForce?.banSeconds ?? 0
         value.trust_seconds = trustSeconds
         value.ttl_tolerance = UInt32(ttlTolerance)
+        numbers.write(into: &value)
         value.layout_version = UInt32(FG_LAYOUT_VERSION)
         return value
     }

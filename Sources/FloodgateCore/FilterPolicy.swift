@@ -23,6 +23,8 @@ public struct FilterPolicy: Sendable, Equatable {
     /// The SIP server addresses whose answers count on the inside interface; empty: any address there.
     public var servers: Set<CIDR> = []
     public var signatures: Set<Signature> = Set(Signature.defaults)
+    /// What INVITEs may dial (BPF/lib/destinations.h); the number plan is in ``settings``.
+    public var destinations: Set<DestinationRule> = []
 
     public init() {}
 
@@ -59,6 +61,7 @@ public struct FilterPolicy: Sendable, Equatable {
             .map { ($0.cidr, $0.options) })
         servers = Set(try maps.servers())
         signatures = Set(try maps.signatures())
+        destinations = Set(try maps.destinationRules())
     }
 
     /// The per-source limit a class has in a tier.
@@ -81,6 +84,7 @@ public struct FilterPolicy: Sendable, Equatable {
         p.limits = Dictionary(uniqueKeysWithValues: TrafficClass.all.map { ($0, limit(for: $0, tier: .unverified)) })
         p.verifiedLimits = Dictionary(uniqueKeysWithValues: TrafficClass.all.map { ($0, limit(for: $0, tier: .verified)) })
         p.allowOptions = allowOptions.filter { allow.contains($0.key) && $0.value != AllowOptions() }
+        p.destinations = destinations.normalized
         return p
     }
 
@@ -90,7 +94,7 @@ public struct FilterPolicy: Sendable, Equatable {
         return x.settings == y.settings && x.limits == y.limits && x.verifiedLimits == y.verifiedLimits
             && x.prefix == y.prefix && x.widePrefix == y.widePrefix && x.budget == y.budget
             && x.newSources == y.newSources && x.allow == y.allow && x.deny == y.deny && x.allowOptions == y.allowOptions
-            && x.servers == y.servers && x.signatures == y.signatures
+            && x.servers == y.servers && x.signatures == y.signatures && x.destinations == y.destinations
     }
 
     /// Throws if the maps could not take this policy (so nothing of it is written).
@@ -111,6 +115,10 @@ public struct FilterPolicy: Sendable, Equatable {
         }
         guard signatures.count <= FilterCapacity.signatures else {
             throw FloodgateError("at most \(FilterCapacity.signatures) scanner signatures (got \(signatures.count))")
+        }
+        let entries = try Array(destinations).destinationEntryCount()
+        guard entries <= FilterCapacity.destinations else {
+            throw FloodgateError("the destination rules need \(entries) entries (one per tier a rule applies to); at most \(FilterCapacity.destinations)")
         }
     }
 
@@ -143,6 +151,10 @@ public struct FilterPolicy: Sendable, Equatable {
         if signatures != old.signatures {
             changes.append("signatures +\(signatures.subtracting(old.signatures).count) "
                 + "−\(old.signatures.subtracting(signatures).count)")
+        }
+        if destinations != old.destinations {
+            changes.append("destinations +\(destinations.subtracting(old.destinations).count) "
+                + "−\(old.destinations.subtracting(destinations).count)")
         }
         return changes
     }
@@ -221,6 +233,10 @@ public struct FilterPolicy: Sendable, Equatable {
             if !remove.isEmpty {
                 try maps.removeSignatures(remove)
                 undo.append { _ = try? maps.addSignatures(remove) }
+            }
+            if destinations != old.destinations {
+                try maps.setDestinationRules(destinations.sorted())
+                undo.append { try? maps.setDestinationRules(old.destinations.sorted()) }
             }
         } catch {
             for step in undo.reversed() { step() }

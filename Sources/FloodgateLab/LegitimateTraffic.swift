@@ -152,7 +152,7 @@ public final class SippTraffic: @unchecked Sendable {
 
     /// sipp's final screens: the cumulative "Successful call" count, and the sum of the Retrans column over the
     /// messages this side sent (`NAME ---------->  count retrans timeout`), from the last message table.
-    static func parse(_ text: String) -> (succeeded: Int, retransmissions: Int) {
+    public static func parse(_ text: String) -> (succeeded: Int, retransmissions: Int) {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         let succeeded = lines.last { $0.contains("Successful call") }
             .flatMap { $0.split(separator: "|").last }

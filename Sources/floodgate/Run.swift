@@ -70,7 +70,7 @@ extension Floodgate {
     struct ConfigCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "config", abstract: "Check a config file, or print the example one.",
-            subcommands: [Check.self, Example.self, SystemdUnit.self])
+            subcommands: [Check.self, Example.self, HighRisk.self, SystemdUnit.self])
 
         struct Check: ParsableCommand {
             static let configuration = CommandConfiguration(
@@ -98,6 +98,13 @@ extension Floodgate {
         struct Example: ParsableCommand {
             static let configuration = CommandConfiguration(abstract: "Print the example config, with comments.")
             func run() { print(ShippedFiles.exampleConfig, terminator: "") }
+        }
+
+        struct HighRisk: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                commandName: "high-risk",
+                abstract: "Print the shipped list of high-risk destinations (destination rules, with their sources).")
+            func run() { print(ShippedFiles.highRiskDestinations, terminator: "") }
         }
 
         struct SystemdUnit: ParsableCommand {

@@ -30,6 +30,78 @@ import Testing
         #expect(example == empty)
     }
 
+    /// `numbers:` and `destinations:`: inline rules and rule files (`;` and `#` comments), and every bad value named
+    /// with its line; a file with one bad line is not used.
+    @Test func numbersAndDestinations() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fgcfg-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try "; premium ranges\n+44900 block   # premium\n\n44871 block\n1900 limit 1/min total 5/min tier unverified\n"
+            .write(to: dir.appendingPathComponent("risk.txt"), atomically: true, encoding: .utf8)
+        let text = """
+            interfaces: {external: veth0}
+            numbers:
+              country_code: "+44"
+              international: ["00", "011"]
+              national: "0"
+              bare: national
+            destinations:
+              - "+44 allow"
+              - "1 limit 3/min tier verified"
+              - file: risk.txt
+            """
+        let c = try AgentConfig.parse(text, file: dir.appendingPathComponent("f.yaml").path)
+        #expect(c.policy.settings.numbers == NumberPlan(countryCode: "44", international: ["00", "011"], national: "0", bare: .national))
+        #expect(c.policy.destinations == [
+            try DestinationRule("44", .allow), try DestinationRule("1", .limit(perSource: 3, total: nil), tier: .verified),
+            try DestinationRule("44900", .block), try DestinationRule("44871", .block),
+            try DestinationRule("1900", .limit(perSource: 1, total: 5), tier: .unverified),
+        ])
+        #expect(c.listFiles.contains { $0.hasSuffix("risk.txt") })
+
+        try "44900 block\n44871 blok\n".write(to: dir.appendingPathComponent("bad.txt"), atomically: true, encoding: .utf8)
+        let bad = """
+            interfaces: {external: veth0}
+            numbers:
+              national: "0"
+              bare: nowhere
+            destinations:
+              - "+44x block"
+              - "44 limit 0/min"
+              - "44 block"
+              - "44 allow"
+              - file: bad.txt
+            """
+        do {
+            _ = try AgentConfig.parse(bad, file: dir.appendingPathComponent("g.yaml").path)
+            Issue.record("a bad config was accepted")
+        } catch let errors as ConfigErrors {
+            let text = errors.description
+            #expect(text.contains("numbers.bare: must be e164, national or local (got 'nowhere')"), "\(text)")
+            #expect(text.contains("a national prefix needs the country code"), "\(text)")
+            #expect(text.contains("a destination prefix must be 1 to 15 digits"), "\(text)")
+            #expect(text.contains("calls per minute must be N/min"), "\(text)")
+            #expect(text.contains("bad.txt:2: the action must be block, allow or limit"), "\(text)")
+            #expect(text.contains("two destination rules for +44"), "\(text)")
+        }
+    }
+
+    /// The shipped high-risk list: every line a rule, every group of rules under a comment that names its source.
+    @Test func theHighRiskListParsesAndNamesItsSources() throws {
+        let text = ShippedFiles.highRiskDestinations
+        let rules = try DestinationRule.parseList(text, name: "high-risk.txt")
+        #expect(rules.count >= 9 && rules.allSatisfy { $0.action == .block && $0.tier == nil })
+        #expect(Set(rules.map(\.prefix)).isSuperset(of: ["870", "881", "882", "883", "979", "808", "449"]))
+        var sourced = false
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.isEmpty { sourced = false } else if line.hasPrefix("#") {
+                if line.contains("Source:") { sourced = true }
+            } else {
+                #expect(sourced, "\(line): no source named above it")
+            }
+        }
+    }
+
     @Test func listsTakeInlineNetworksAndFilesRelativeToTheConfig() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fgcfg-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

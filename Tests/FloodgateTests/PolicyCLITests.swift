@@ -109,6 +109,42 @@ import Testing
         }
     }
 
+    /// Destination rules through the CLI: bad prefixes and actions change nothing; a rule for one tier splits a
+    /// rule for all; del and list, in text and JSON.
+    @Test func destinationRulesThroughTheCLI() throws {
+        try withLab { lab in
+            #expect(try lab.floodgate(["attach", lab.routerInterface, "--max-sources", "1000"]).status == 0)
+            try expectError(lab, ["dest", "add", "+44a", "--block"], "a destination prefix must be 1 to 15 digits")
+            try expectError(lab, ["dest", "add", "1234567890123456", "--block"], "a destination prefix must be 1 to 15 digits")
+            try expectError(lab, ["dest", "add", "44", "--block", "--allow"], "Give one of --block, --allow")
+            try expectError(lab, ["dest", "add", "44"], "Give one of --block, --allow")
+            try expectError(lab, ["dest", "add", "44", "--limit", "0/min"], "calls per minute must be N/min")
+            try expectError(lab, ["dest", "add", "44", "--limit", "5/s"], "calls per minute must be N/min")
+            try expectError(lab, ["dest", "add", "44", "--block", "--tier", "friends"], "friends")
+            try expectError(lab, ["dest", "del", "44"], "no destination rule for +44")
+            #expect(try lab.floodgate(["dest", "list"]).out.contains("no destination rules"), "nothing was applied")
+
+            #expect(try lab.floodgate(["dest", "add", "+44900", "+44871", "--block"]).status == 0)
+            #expect(try lab.floodgate(["dest", "add", "1", "--limit", "2/min", "--total", "30/min"]).status == 0)
+            #expect(try lab.floodgate(["dest", "add", "1", "--allow", "--tier", "allowed"]).status == 0)
+            let list = try lab.floodgate(["dest", "list"]).out
+            #expect(list.contains("+44900") && list.contains("+44871") && list.contains("block"), "\(list)")
+            #expect(list.contains("2/min per source") && list.contains("30/min in total"), "\(list)")
+            let json = try JSONSerialization.jsonObject(with: Data(try lab.floodgate(["dest", "list", "--json"]).out.utf8))
+            let rules = try #require(((json as? [[String: Any]])?.first?["rules"]) as? [[String: Any]], "\(json)")
+            let summary = Set(rules.map { "\($0["prefix"]!) \($0["tier"]!) \($0["action"]!)" })
+            #expect(summary == ["+1 unverified limit", "+1 verified limit", "+1 allowed allow", "+44871 all block",
+                                "+44900 all block"], "\(summary)")
+            #expect(rules.contains { $0["per_source_per_minute"] as? Int == 2 && $0["total_per_minute"] as? Int == 30 })
+
+            #expect(try lab.floodgate(["dest", "del", "+44900"]).status == 0)
+            try expectError(lab, ["dest", "del", "1", "--tier", "allowed", "44900"], "no destination rule for allowed sources for +44900")
+            #expect(try lab.floodgate(["dest", "del", "1"]).status == 0)
+            let after = try lab.floodgate(["dest", "list"]).out
+            #expect(!after.contains("+44900") && !after.contains("+1 ") && after.contains("+44871"), "\(after)")
+        }
+    }
+
     /// A filter pinned by a build with other layouts is refused by every command that would read its maps, and
     /// by attach, with how to replace it; detach still removes it.
     @Test func aFilterPinnedByAnotherBuildIsRefusedWithHowToReplaceIt() throws {

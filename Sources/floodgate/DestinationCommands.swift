@@ -1,0 +1,149 @@
+import ArgumentParser
+import FloodgateCore
+import Foundation
+
+// `floodgate dest`: what INVITEs may dial, by prefix of the E.164 number.
+
+extension DestinationRule.Tier: ExpressibleByArgument {}
+
+extension Floodgate {
+    struct Dest: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Destination rules: allow, block or limit INVITEs by the prefix of the number they dial.",
+            discussion: """
+                The number is the user part of the INVITE's Request-URI (sip:, sips:, tel:), made an E.164 number \
+                with the site's dialling prefixes (config `numbers:`). The longest prefix decides; no rule: the \
+                call goes on.
+                """,
+            subcommands: [Add.self, Del.self, List.self])
+
+        struct Prefixes: ParsableArguments {
+            @Argument(help: "E.164 prefixes (1 to 15 digits, with or without +).") var prefixes: [String]
+            @Option(help: "Only for sources of this tier: unverified, verified or allowed (default: all).")
+            var tier: DestinationRule.Tier?
+        }
+
+        struct Add: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Add destination rules (or replace those of the same prefixes and tier).")
+            @OptionGroup var input: Prefixes
+            @Flag(help: "Drop INVITEs to these prefixes.") var block = false
+            @Flag(help: "Let them through (carves an exception out of a shorter blocked prefix).") var allow = false
+            @Option(help: "At most N calls a minute from each source (N/min), at most N at once.") var limit: String?
+            @Option(help: "At most N calls a minute from all sources together (N/min).") var total: String?
+            @OptionGroup var selection: FilterSelection
+
+            func rules() throws -> [DestinationRule] {
+                guard !input.prefixes.isEmpty else { throw ValidationError("Give at least one prefix.") }
+                let limited = limit != nil || total != nil
+                guard [block, allow, limited].filter({ $0 }).count == 1 else {
+                    throw ValidationError("Give one of --block, --allow, or --limit N/min and/or --total N/min.")
+                }
+                do {
+                    let action: DestinationRule.Action = block ? .block : allow ? .allow
+                        : .limit(perSource: try limit.map(DestinationRule.parsePerMinute),
+                                 total: try total.map(DestinationRule.parsePerMinute))
+                    return try input.prefixes.map { try DestinationRule($0, action, tier: input.tier) }
+                } catch let error as ValidationError { throw error } catch { throw ValidationError("\(error).") }
+            }
+
+            func validate() throws { _ = try rules() }
+
+            func run() throws {
+                let root = try selection.common.root()
+                let rules = try rules()
+                let filters = try root.changePolicy(selection.interface) { _, policy in
+                    policy.destinations = policy.destinations.replacing(with: rules)
+                }
+                for f in filters {
+                    print("\(f.interfaceName): \(rules.map(\.description).joined(separator: ", ")).")
+                }
+            }
+        }
+
+        struct Del: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Remove destination rules.")
+            @OptionGroup var input: Prefixes
+            @OptionGroup var selection: FilterSelection
+
+            func targets() throws -> [String] {
+                guard !input.prefixes.isEmpty else { throw ValidationError("Give at least one prefix.") }
+                do { return try input.prefixes.map { try DestinationRule($0, .block).prefix } } catch {
+                    throw ValidationError("\(error).")
+                }
+            }
+
+            func validate() throws { _ = try targets() }
+
+            func run() throws {
+                let root = try selection.common.root()
+                let prefixes = try targets()
+                let filters = try root.changePolicy(selection.interface) { _, policy in
+                    policy.destinations = try policy.destinations.removing(prefixes: prefixes, tier: input.tier)
+                }
+                for f in filters { print("\(f.interfaceName): \(prefixes.count) destination rules removed.") }
+            }
+        }
+
+        struct List: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Show the destination rules and the number plan.")
+            @Flag(help: "Print JSON.") var json = false
+            @OptionGroup var selection: FilterSelection
+
+            struct Rule: Codable {
+                var prefix: String
+                var tier: String
+                var action: String
+                var perSourcePerMinute: UInt32?
+                var totalPerMinute: UInt32?
+                enum CodingKeys: String, CodingKey {
+                    case prefix, tier, action
+                    case perSourcePerMinute = "per_source_per_minute", totalPerMinute = "total_per_minute"
+                }
+            }
+            struct Entry: Codable {
+                var interface: String
+                var countryCode: String
+                var international: [String]
+                var national: String
+                var bare: String
+                var rules: [Rule]
+                enum CodingKeys: String, CodingKey {
+                    case interface, international, national, bare, rules, countryCode = "country_code"
+                }
+            }
+
+            func run() throws {
+                let root = try selection.common.root()
+                let entries = try root.selectFilters(selection.interface).map { f in
+                    let maps = try root.maps(of: f.interfaceName)
+                    let plan = try maps.settings().numbers
+                    let rules = try maps.destinationRules().map { r -> Rule in
+                        var rule = Rule(prefix: "+" + r.prefix, tier: r.tier?.rawValue ?? "all", action: "\(r.action)")
+                        if case .limit(let perSource, let total) = r.action {
+                            rule.action = "limit"
+                            rule.perSourcePerMinute = perSource
+                            rule.totalPerMinute = total
+                        }
+                        return rule
+                    }
+                    return Entry(interface: f.interfaceName, countryCode: plan.countryCode, international: plan.international,
+                                 national: plan.national, bare: plan.bare.rawValue, rules: rules)
+                }
+                if json { return try printJSON(entries) }
+                for e in entries {
+                    let cc = e.countryCode.isEmpty ? "none" : "+\(e.countryCode)"
+                    print("\(e.interface): country code \(cc), international prefixes \(e.international.joined(separator: " ")), "
+                        + "national prefix \(e.national.isEmpty ? "none" : e.national), bare numbers \(e.bare)")
+                    if e.rules.isEmpty { print("  no destination rules: every number may be called") }
+                    for r in e.rules {
+                        var action = r.action
+                        if let n = r.perSourcePerMinute { action += " \(n)/min per source" }
+                        if let n = r.totalPerMinute { action += " \(n)/min in total" }
+                        print("  \(r.prefix.padding(toLength: 17, withPad: " ", startingAt: 0)) \(r.tier.padding(toLength: 10, withPad: " ", startingAt: 0)) \(action)")
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import CFloodgate
+import FloodgateCore
+import FloodgateLab
+import Foundation
+import Testing
+
+/// Destination rules on real calls: sipp places calls from outside through the router, where the agent runs the
+/// filter with a UK number plan, to a sipp UAS behind it that answers every INVITE.
+@Suite(.serialized) struct DestinationCallTests {
+    @Test func premiumIsRefusedNationalConnectsAndALimitCountsCalls() throws {
+        try requireTool("/usr/bin/sipp", package: "sip-tester")
+        try requireRoot()
+        let lab = try NetworkLab(prefix: "fgd", server: true)
+        defer { lab.tearDown() }
+        let agent = try AgentTests.RunningAgent(lab: lab, config: AgentTests.config(lab, port: 19471, extra: """
+            numbers:
+              country_code: "44"
+              international: ["00"]
+              national: "0"
+            destinations:
+              - "+44900 block"
+              - "+4420 limit 3/min"
+            """))
+        defer { agent.stop() }
+        #expect(agent.waitForLog("attached"), "\(agent.log.text())")
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        server.arguments = ["ip", "netns", "exec", lab.serverNS!, "timeout", "120", "sipp", "-sn", "uas", "-i",
+                            lab.serverAddress, "-p", "5060", "-nostdin", "-bg"]
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer { _ = try? run(["ip", "netns", "exec", lab.serverNS!, "pkill", "-KILL", "-x", "sipp"]) }
+        Thread.sleep(forTimeInterval: 0.5)
+
+        /// `calls` calls to `number` at 2 a second; sipp's count of those that connected.
+        func calls(_ number: String, _ calls: Int, port: Int) throws -> Int {
+            let result = try run(["ip", "netns", "exec", lab.outsideNS, "timeout", "60", "sipp", "-sn", "uac", "-s", number,
+                                  "\(lab.serverAddress):5060", "-i", lab.outsideAddress, "-p", "\(port)", "-m", "\(calls)",
+                                  "-r", "2", "-nostdin", "-timeout", "30s", "-recv_timeout", "4000", "-nd"])
+            return SippTraffic.parse(result.out).succeeded
+        }
+        let maps = try PinRoot(lab.pinRoot).maps(of: lab.routerInterface)
+        #expect(try calls("00449001234567", 2, port: 5071) == 0, "premium: refused")
+        let refused = try maps.counters().packets[.invite, .droppedDestination]
+        #expect(refused >= 2, "each INVITE (and its retransmissions) dropped: \(refused)")
+        #expect(try calls("01611234567", 3, port: 5072) == 3, "a national call elsewhere connects")
+        #expect(try calls("02079460000", 5, port: 5073) == 3, "3 a minute to +4420: the fourth is the first refused")
+        let limited = try maps.counters().packets[.invite, .droppedDestinationLimit]
+        #expect(limited >= 2, "\(limited)")
+    }
+}
