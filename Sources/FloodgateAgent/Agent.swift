@@ -26,6 +26,8 @@ public final class Agent: @unchecked Sendable {
     /// Bans XDP reported, and when they run out; the earliest of those times.
     private var banExpiries: [(expires: UInt64, address: SourceAddress)] = []
     private var earliestExpiry = UInt64.max
+    /// The scheduled destination rules in force when the policy was last applied.
+    private var scheduleInForce: [DestinationRule] = []
     /// Whether the filter was there before this agent started (adopted) rather than attached by it.
     public let adopted: Bool
 
@@ -40,7 +42,9 @@ public final class Agent: @unchecked Sendable {
         limiter = LogLimiter(perSecond: config.logPerSecond)
         anomalies = AnomalyDetector(config.anomaly)
 
-        let outcome = try root.attach(try Interface(external), mode: config.mode, policy: config.effectivePolicy,
+        let started = Date()
+        scheduleInForce = config.scheduledInForce(at: started)
+        let outcome = try root.attach(try Interface(external), mode: config.mode, policy: config.effectivePolicy(at: started),
                                       maxSources: config.maxSources, maxAutoBans: config.maxAutoBans)
         switch outcome {
         case .attached(let f):
@@ -55,7 +59,7 @@ public final class Agent: @unchecked Sendable {
             adopted = true
             maps = try root.maps(of: external)
             // The pinned filter keeps protecting meanwhile; bring its policy to this config.
-            let changes = try Agent.apply(config, to: maps, root: root)
+            let changes = try Agent.apply(config, at: started, to: maps, root: root)
             logger.notice("adopted the pinned filter: its bans and counters are kept", metadata: [
                 "interface": "\(external)", "program": "\(f.programID)", "changes": "\(changes.count)",
             ])
@@ -112,7 +116,9 @@ public final class Agent: @unchecked Sendable {
             return false
         }
         do {
-            let changes = try Agent.apply(new, to: maps, root: root)
+            let now = Date()
+            let changes = try Agent.apply(new, at: now, to: maps, root: root)
+            scheduleInForce = new.scheduledInForce(at: now)
             config = new
             fileStamp = Agent.stamps(configPath, new.listFiles)
             anomalies.policy = new.anomaly
@@ -131,8 +137,28 @@ public final class Agent: @unchecked Sendable {
 
     /// Brings the maps to `config`'s policy (``FilterPolicy/apply(to:)``: only what differs, nothing unset on the
     /// way, undone if a step fails), holding the pin root's lock. Returns what changed, in words.
-    static func apply(_ config: AgentConfig, to maps: FilterMaps, root: PinRoot) throws -> [String] {
-        try root.locked { try config.effectivePolicy.apply(to: maps).changes }
+    static func apply(_ config: AgentConfig, at date: Date, to maps: FilterMaps, root: PinRoot) throws -> [String] {
+        try root.locked { try config.effectivePolicy(at: date).apply(to: maps).changes }
+    }
+
+    /// At a window's edge, the scheduled destination rules that come into or go out of force: the filter's rule
+    /// set switches with them (one bank switch).
+    private func switchSchedule() {
+        guard !config.scheduledDestinations.isEmpty else { return }
+        let now = Date()
+        let inForce = config.scheduledInForce(at: now)
+        guard inForce != scheduleInForce else { return }
+        do {
+            let changes = try Agent.apply(config, at: now, to: maps, root: root)
+            scheduleInForce = inForce
+            metrics.destinationSwitches()
+            logger.notice("destination rules switched at a window's edge", metadata: [
+                "scheduled_in_force": "\(inForce.isEmpty ? "none" : inForce.map(\.description).joined(separator: ", "))",
+                "changes": "\(changes.joined(separator: "; "))",
+            ])
+        } catch {
+            logger.error("destination rules not switched (the rules before stay in force)", metadata: ["error": "\(error)"])
+        }
     }
 
     /// A fingerprint (size and modification time) of the config file and its list files.
@@ -155,6 +181,7 @@ public final class Agent: @unchecked Sendable {
         let now = monotonicNanoseconds()
         let seconds = Double(now - lastPoll) / 1e9
         lastPoll = now
+        switchSchedule()
         do {
             if let events {
                 for event in events.drain() { handle(event) }

@@ -29,18 +29,33 @@ public struct AgentConfig: Sendable, Equatable {
     public var logPerSecond: Int = 20
     /// How often the agent reads the maps (ban expiry, events, anomalies, metrics), in milliseconds.
     public var pollMilliseconds: Int = 250
+    /// The site's time zone, for the hours of scheduled destination rules.
+    public var timeZone: TimeZone = .current
+    /// Destination rules in force only at some hours (`destinations:` entries with `hours:` or `outside:`); the
+    /// others are in ``policy``.
+    public var scheduledDestinations: [ScheduledDestination] = []
 
     public init() {}
 
     public enum LogFormat: String, Sendable, CaseIterable { case text, json }
 
-    /// The policy written to the filter: brute-force detection and learned trust only when an inside interface
-    /// shows the SIP server's answers.
-    public var effectivePolicy: FilterPolicy {
+    /// The policy written to the filter now: ``effectivePolicy(at:)``.
+    public var effectivePolicy: FilterPolicy { effectivePolicy(at: Date()) }
+
+    /// The policy written to the filter at `date`: brute-force detection and learned trust only when an inside
+    /// interface shows the SIP server's answers; the scheduled destination rules in force then.
+    public func effectivePolicy(at date: Date) -> FilterPolicy {
         var p = policy
         p.settings.bruteForce = inside == nil ? nil : bruteForce
         p.settings.trustSeconds = inside == nil ? 0 : trustSeconds
+        let scheduled = scheduledInForce(at: date)
+        if !scheduled.isEmpty { p.destinations = p.destinations.replacing(with: scheduled) }
         return p
+    }
+
+    /// The scheduled destination rules in force at `date`.
+    public func scheduledInForce(at date: Date) -> [DestinationRule] {
+        scheduledDestinations.filter { $0.inForce(at: date, in: timeZone) }.map(\.rule)
     }
 }
 
@@ -262,7 +277,7 @@ final class ConfigReader {
     func read(_ root: Node, into c: inout AgentConfig) {
         let sections = ["interfaces", "pin_root", "max_sources", "max_bans", "sip", "limits", "prefix", "budget", "allow", "deny",
                         "scanners", "auto_ban", "brute_force", "trust", "anomaly", "metrics", "log", "poll", "numbers",
-                        "destinations"]
+                        "destinations", "time_zone"]
         for (key, node) in mapping(root, "", known: sections) {
             switch key {
             case "interfaces": interfaces(node, &c)
@@ -301,6 +316,12 @@ final class ConfigReader {
             case "scanners": scanners(node, &c)
             case "numbers": numbers(node, &c)
             case "destinations": destinations(node, &c)
+            case "time_zone":
+                if let s = string(node, key) {
+                    if let zone = TimeZone(identifier: s) { c.timeZone = zone } else {
+                        problem(node, key, "'\(s)' is not a time zone (an IANA name such as Europe/London or UTC)")
+                    }
+                }
             case "auto_ban": autoBan(node, &c)
             case "brute_force": bruteForce(node, &c)
             case "trust":
@@ -471,15 +492,47 @@ final class ConfigReader {
         } catch { problem(node, "numbers", "\(error)") }
     }
 
-    /// A list of rules, each `PREFIX block|allow|limit N/min [total N/min] [tier T]`, and `file: PATH` entries
-    /// of such lines.
+    /// A list of rules, each `PREFIX block|allow|limit N/min [total N/min] [tier T]`; `file: PATH` entries of such
+    /// lines; and `{rule: RULE, hours: WINDOW}` or `{rule: RULE, outside: WINDOW}` (a window or a list of them):
+    /// rules in force only at those hours.
     func destinations(_ node: Node, _ c: inout AgentConfig) {
         var rules: [DestinationRule] = []
+        func rule(_ item: Node, _ field: String) -> DestinationRule? {
+            guard let text = string(item, field) else { return nil }
+            do {
+                return try DestinationRule.parse(text.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init))
+            } catch {
+                problem(item, field, "\(error)")
+                return nil
+            }
+        }
         for item in sequence(node, "destinations") {
-            if let text = item.scalar?.string {
-                do {
-                    rules.append(try DestinationRule.parse(text.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)))
-                } catch { problem(item, "destinations", "\(error)") }
+            if item.scalar != nil {
+                if let r = rule(item, "destinations") { rules.append(r) }
+                continue
+            }
+            if item.mapping?.keys.contains(where: { $0.string == "rule" }) == true {
+                var scheduled: DestinationRule?
+                var windows: [HoursWindow] = []
+                var outside: Bool?
+                for (name, value) in mapping(item, "destinations", known: ["rule", "hours", "outside"]) {
+                    let field = "destinations.\(name)"
+                    if name == "rule" { scheduled = rule(value, field); continue }
+                    if outside != nil {
+                        problem(value, field, "give hours or outside, not both")
+                        continue
+                    }
+                    outside = name == "outside"
+                    let texts = value.scalar != nil ? [value] : sequence(value, field)
+                    for text in texts {
+                        guard let s = string(text, field) else { continue }
+                        do { windows.append(try HoursWindow(s)) } catch { problem(text, field, "\(error)") }
+                    }
+                }
+                if outside == nil { problem(item, "destinations", "a rule with a schedule needs hours: or outside:") }
+                if let scheduled, let outside, !windows.isEmpty {
+                    c.scheduledDestinations.append(ScheduledDestination(rule: scheduled, windows: windows, outside: outside))
+                }
                 continue
             }
             for (_, pathNode) in mapping(item, "destinations", known: ["file"]) {
@@ -498,7 +551,9 @@ final class ConfigReader {
             }
         }
         do {
-            let count = try rules.destinationEntryCount()
+            // The scheduled rules replace others while in force; two for one prefix and tier would fight.
+            _ = try c.scheduledDestinations.map(\.rule).destinationEntryCount()
+            let count = try rules.destinationEntryCount() + c.scheduledDestinations.map(\.rule).destinationEntryCount()
             if count > FilterCapacity.destinations {
                 problem(node, "destinations", "needs \(count) entries (one per tier a rule applies to); at most \(FilterCapacity.destinations)")
             } else { c.policy.destinations = Set(rules) }

@@ -22,6 +22,7 @@ public final class AgentMetrics: @unchecked Sendable {
     private let trustLearnedCounter: Counter
     private var spared: [String: Counter] = [:]
     private let spoofedEvents: Counter
+    private let destinationSwitchesCounter: Counter
 
     init(interface: String) {
         self.interface = interface
@@ -51,6 +52,10 @@ public final class AgentMetrics: @unchecked Sendable {
                                        "Bans that UDP evidence would have issued on verified or allow-listed sources, by kind (scanner ones reported at most once a second per CPU)"),
                 labels: [("interface", interface), ("origin", origin)])
         }
+        destinationSwitchesCounter = registry.makeCounter(
+            descriptor: metricName("floodgate_destination_switches_total",
+                                   "Switches of the destination rule set at the edges of scheduled rules' hours"),
+            labels: [("interface", interface)])
         spoofedEvents = registry.makeCounter(
             descriptor: metricName("floodgate_spoofed_events_total",
                                    "Reports of packets claiming a verified or allow-listed address at another hop distance "
@@ -137,6 +142,7 @@ public final class AgentMetrics: @unchecked Sendable {
     }
 
     func reloads(ok: Bool) { (ok ? reloadsOK : reloadsFailed).increment() }
+    func destinationSwitches() { destinationSwitchesCounter.increment() }
 
     func healthy() { lastPoll.set(to: Date().timeIntervalSince1970) }
 

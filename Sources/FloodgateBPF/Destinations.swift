@@ -148,7 +148,7 @@ public struct DestinationRule: Hashable, Sendable, Comparable, CustomStringConve
         public static func < (a: Tier, b: Tier) -> Bool { a.index < b.index }
     }
 
-    /// E.164 digits, without `+`: 1 to 15 of them.
+    /// E.164 digits, without `+`: up to 15 of them; none (written `+` or `any`): every number.
     public let prefix: String
     /// nil: every tier.
     public let tier: Tier?
@@ -156,11 +156,13 @@ public struct DestinationRule: Hashable, Sendable, Comparable, CustomStringConve
 
     public static let maxPerMinute: UInt32 = 1_000_000
 
-    /// `prefix` in E.164 digits, with or without a leading `+`.
+    /// `prefix` in E.164 digits, with or without a leading `+`; `+` alone or `any`: every number.
     public init(_ prefix: String, _ action: Action, tier: Tier? = nil) throws {
-        let digits = prefix.hasPrefix("+") ? String(prefix.dropFirst()) : prefix
-        guard (1...15).contains(digits.count), digits.allSatisfy({ $0.isASCII && $0.isNumber }) else {
-            throw FloodgateError("a destination prefix must be 1 to 15 digits of an E.164 number, with or without + (got '\(prefix)')")
+        let digits = prefix == "any" ? "" : prefix.hasPrefix("+") ? String(prefix.dropFirst()) : prefix
+        guard digits.count <= 15, !digits.isEmpty || prefix == "+" || prefix == "any",
+              digits.allSatisfy({ $0.isASCII && $0.isNumber })
+        else {
+            throw FloodgateError("a destination prefix must be 1 to 15 digits of an E.164 number, with or without +, or + alone for every number (got '\(prefix)')")
         }
         if case .limit(let perSource, let total) = action {
             guard perSource != nil || total != nil else { throw FloodgateError("a limit needs calls per minute") }
@@ -288,9 +290,9 @@ extension DestinationEntry {
         var rules: [DestinationRule] = []
         for (prefix, list) in byPrefix {
             if list.count == DestinationRule.Tier.allCases.count, Set(list.map(\.action)).count == 1 {
-                rules.append(try! DestinationRule(prefix, list[0].action))
+                rules.append(try! DestinationRule("+" + prefix, list[0].action))
             } else {
-                rules += list.map { try! DestinationRule(prefix, $0.action, tier: $0.tier) }
+                rules += list.map { try! DestinationRule("+" + prefix, $0.action, tier: $0.tier) }
             }
         }
         return rules.sorted()

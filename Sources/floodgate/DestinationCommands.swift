@@ -18,7 +18,7 @@ extension Floodgate {
             subcommands: [Add.self, Del.self, List.self])
 
         struct Prefixes: ParsableArguments {
-            @Argument(help: "E.164 prefixes (1 to 15 digits, with or without +).") var prefixes: [String]
+            @Argument(help: "E.164 prefixes (1 to 15 digits, with or without +; + alone: every number).") var prefixes: [String]
             @Option(help: "Only for sources of this tier: unverified, verified or allowed (default: all).")
             var tier: DestinationRule.Tier?
         }

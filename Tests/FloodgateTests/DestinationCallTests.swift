@@ -48,5 +48,29 @@ import Testing
         #expect(try calls("02079460000", 5, port: 5073) == 3, "3 a minute to +4420: the fourth is the first refused")
         let limited = try maps.counters().packets[.invite, .droppedDestinationLimit]
         #expect(limited >= 2, "\(limited)")
+
+        // At night: the test sets a window that ends 20 s from now (UTC) and reloads; premium calls are refused
+        // until the window's edge, where the agent switches the rule set by itself, and then connect.
+        let now = Int(Date().timeIntervalSince1970) % 86400
+        func clock(_ t: Int) -> String {
+            let s = (t + 86400) % 86400
+            return String(format: "%02d:%02d:%02d", s / 3600, s / 60 % 60, s % 60)
+        }
+        let night = AgentTests.config(lab, port: 19471, extra: """
+            time_zone: UTC
+            numbers:
+              country_code: "44"
+              national: "0"
+            destinations:
+              - {rule: "+44900 block", hours: "daily \(clock(now - 3600))-\(clock(now + 20))"}
+            """)
+        try night.write(toFile: agent.configPath, atomically: true, encoding: .utf8)
+        agent.signal(SIGHUP)
+        #expect(agent.waitForLog("config reloaded"), "\(agent.log.text())")
+        #expect(try maps.destinationRules() == [try DestinationRule("+44900", .block)], "in force at night")
+        #expect(try calls("00449001234567", 1, port: 5074) == 0, "premium at night: refused")
+        #expect(agent.waitForLog("destination rules switched at a window's edge", seconds: 40), "\(agent.log.text())")
+        #expect(try maps.destinationRules().isEmpty)
+        #expect(try calls("00449001234567", 1, port: 5075) == 1, "after the window's edge: connects")
     }
 }

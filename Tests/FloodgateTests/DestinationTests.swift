@@ -114,6 +114,12 @@ import Testing
         #expect(try program.judge(DestinationTests.dialling("sip:+442071234567@h")).2 == .passed)
         #expect(try program.judge(DestinationTests.dialling("sip:+442079460000@h")).2 == .droppedDestination)
         #expect(try program.judge(DestinationTests.dialling("sip:+33123456789@h")).2 == .passed)
+        // "+" alone: every number ("international off" is "+ block" beside "+44 allow").
+        let night = try DestinationTests.program([try DestinationRule("+", .block), try DestinationRule("+44", .allow)])
+        #expect(try night.judge(DestinationTests.dialling("sip:0033123456789@h")).2 == .droppedDestination)
+        #expect(try night.judge(DestinationTests.dialling("sip:02079460000@h")).2 == .passed)
+        #expect(try night.judge(DestinationTests.dialling("sip:alice@h")).2 == .passed, "not a number")
+        #expect(try Set(night.maps.destinationRules()) == [try DestinationRule("+", .block), try DestinationRule("44", .allow)])
     }
 
     /// Rules per tier: international blocked for strangers, allowed for the allow-listed trunk.
