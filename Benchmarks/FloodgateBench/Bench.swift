@@ -2,7 +2,7 @@
 // run, how exactly its buckets hold their rate, how it survives random-source and generated floods beside calls,
 // how soon it reacts, and what the agent costs. Needs root.
 //
-//   swift run -c release floodgate-bench [--only cost,accuracy,random,floods,reaction,agent] [--json FILE] …
+//   swift run -c release floodgate-bench [--only cost,accuracy,random,floods,destinations,reaction,agent] [--json FILE] …
 import ArgumentParser
 import CFloodgate
 import FloodgateCore
@@ -32,7 +32,7 @@ struct Options {
 
 @main
 struct FloodgateBench: ParsableCommand {
-    static let sections = ["cost", "accuracy", "random", "floods", "reaction", "agent"]
+    static let sections = ["cost", "accuracy", "random", "floods", "destinations", "reaction", "agent"]
     static let configuration = CommandConfiguration(
         commandName: "floodgate-bench",
         abstract: "Floodgate's benchmarks, each against baselines measured in the same run (needs root).")
@@ -85,6 +85,7 @@ struct FloodgateBench: ParsableCommand {
         let accuracy = sections.contains("accuracy") ? try runAccuracy(options) : []
         let survival = sections.contains("random") ? try runRandomSources(options) : []
         let floods = sections.contains("floods") ? try runFloods(options) : []
+        if sections.contains("destinations") { try runDestinationFlood(options) }
         let reactions = sections.contains("reaction") ? try runReaction(options) : []
         let agentRows = sections.contains("agent") ? try runAgentMemory(options) : []
         if let path = options.jsonPath {

@@ -88,6 +88,22 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
             scenario: "passed: \(register.count)-byte REGISTER, signature scan", method: method, trivialNS: t5,
             floodgateNS: f5))
 
+    // A passed INVITE: its header walk; then, with destination rules, its number read and looked up among 10,000
+    // prefixes as well (issue 12: reported beside the INVITE without them).
+    let call = frame(src: "198.18.1.1", dport: 5060, payload: inviteToNumber)
+    var calling = policy(unlimitedAggregates, limits: [.invite: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)])
+    let (t6, f6) = try compareRepeated(
+        options, trivial: trivial, program: try FloodgateProgram(policy: calling), packet: call,
+        expect: UInt32(XDP_PASS.rawValue))
+    rows.append(CostRow(scenario: "passed: INVITE, no destination rules", method: method, trivialNS: t6, floodgateNS: f6))
+    calling.destinations = Set(tenThousandDestinations)
+    calling.settings.numbers = NumberPlan(countryCode: "44", international: ["00"], national: "0", bare: .e164)
+    let (t7, f7) = try compareRepeated(
+        options, trivial: trivial, program: try FloodgateProgram(policy: calling), packet: call,
+        expect: UInt32(XDP_PASS.rawValue))
+    rows.append(CostRow(scenario: "passed: INVITE, its number and 10,000 rules", method: method, trivialNS: t7,
+                        floodgateNS: f7))
+
     // The flood case: a source over the default OPTIONS limit (8/s, burst 16), dropped from the per-CPU drop cache.
     let dropping = try FloodgateProgram(policy: policy(settings: bucketOnly))
     for _ in 0..<300 { _ = try dropping.testRun(sip) }

@@ -76,3 +76,25 @@ func residentBytes() -> UInt64 {
 /// Left- and right-aligned table cells.
 func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
 func lpad(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
+
+/// An INVITE dialling a national number (+44 20…) the way a PBX sends it.
+let inviteToNumber = Array((
+    "INVITE sip:02079460000@198.18.0.2;user=phone SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.1.1:5060;branch=z9hG4bK-b1\r\n"
+    + "From: <sip:+442071234567@198.18.1.1>;tag=1\r\nTo: <sip:02079460000@198.18.0.2>\r\nCall-ID: bench@x\r\n"
+    + "CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n").utf8)
+
+/// 10,000 blocked destination prefixes (3 to 8 digits, first digit 5 to 9, so none is +44's or +1's) and +44
+/// allowed: the table the speed target names. Seeded: the same table every run.
+let tenThousandDestinations: [DestinationRule] = {
+    var state: UInt64 = 0x5EED
+    func next() -> UInt64 {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return state >> 33
+    }
+    var prefixes = Set<String>()
+    while prefixes.count < 10_000 {
+        let length = 3 + Int(next() % 6)
+        prefixes.insert(String(5 + next() % 5) + String((1..<length).map { _ in Character(String(next() % 10)) }))
+    }
+    return prefixes.sorted().map { try! DestinationRule($0, .block) } + [try! DestinationRule("44", .allow)]
+}()

@@ -43,7 +43,7 @@ public struct FloodResult: Codable, Sendable {
     /// hardware) would not.
     public static func run(
         scenario: FloodScenario, filter: FilterUnderTest, packets: UInt64, seconds: Double, progress: Bool,
-        legitimate: LegitimateLoad? = nil, dedicatedReceiver: Bool = false
+        legitimate: LegitimateLoad? = nil, dedicatedReceiver: Bool = false, policy: FilterPolicy? = nil
     ) throws -> FloodResult
     {
         // IPv6 on in the router namespace: otherwise its stack discards IPv6 floods on arrival, before nftables.
@@ -58,7 +58,7 @@ public struct FloodResult: Codable, Sendable {
         let inRouter = ["nsenter", "--net=/run/netns/\(lab.routerNS)"]
         switch filter {
         case .floodgate:
-            _ = try lab.attachFloodgate()
+            _ = try lab.attachFloodgate(policy: policy ?? FilterPolicy())
         case .trivial:
             link = try trivial.attach(lab.routerInterface, namespace: lab.routerNS)
         case .touch:

@@ -73,11 +73,11 @@ extension NetworkLab {
         }
     }
 
-    /// Attaches Floodgate to the router end in native mode with the lab's policy: the defaults, and the trunk peer
-    /// (``LegitimateLoad/trunkAddress``) on the allow list. Pinned under the lab's pin root.
-    public func attachFloodgate() throws -> AttachOutcome {
-        var policy = FilterPolicy()
-        policy.allow = [try CIDR("\(LegitimateLoad.trunkAddress)/32")]
+    /// Attaches Floodgate to the router end in native mode with the lab's policy: `policy` (the defaults unless
+    /// given), and the trunk peer (``LegitimateLoad/trunkAddress``) on the allow list. Pinned under the lab's pin root.
+    public func attachFloodgate(policy base: FilterPolicy = FilterPolicy()) throws -> AttachOutcome {
+        var policy = base
+        policy.allow.insert(try CIDR("\(LegitimateLoad.trunkAddress)/32"))
         let interface = routerInterface
         return try NetworkLab.inNamespace(routerNS) { [pinRoot] in
             try PinRoot(pinRoot).attach(try Interface(interface), mode: .native, policy: policy)
