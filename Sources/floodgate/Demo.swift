@@ -1,4 +1,5 @@
 import ArgumentParser
+import FloodgateAgent
 import FloodgateCore
 import FloodgateLab
 import Foundation
@@ -12,7 +13,9 @@ extension Floodgate {
                 phone, a trunk peer and an attacker; on the router side, Floodgate with its default limits (the \
                 trunk on the allow list) in front of SIP servers (sipp). While the phone and the trunk register \
                 and place calls, it launches the floods one after another at full speed, shows live counters, \
-                and what the calls achieved. Everything is removed at the end, or on Ctrl-C.
+                and what the calls achieved. Then toll fraud: the phone, taken over, dials premium and satellite \
+                numbers, and a burst to one national range, against destination rules. Everything is removed at \
+                the end, or on Ctrl-C.
                 """)
 
         @Option(help: "Seconds each flood lasts.") var seconds = 3.0
@@ -108,6 +111,7 @@ extension Floodgate {
 
             print("\nAfter \(names.count) floods: \(totals.succeeded) of \(totals.attempted) legitimate registrations and "
                 + "calls completed.")
+            try fraudScene(lab, root: root, maps: maps)
             print("\nfloodgate stats")
             printStats(try StatsReport.read(filter, maps: maps))
             print("\nfloodgate top")
@@ -120,6 +124,47 @@ extension Floodgate {
             })
             try root.detach(interfaceName: lab.routerInterface)
             print("\nDetached Floodgate and removed the lab.")
+        }
+
+        /// Toll fraud: destination rules put in force on the running filter (a UK number plan, the shipped high-risk
+        /// list, and at most 3 calls a minute to London per source); then the phone, as if taken over, dials a
+        /// satellite number and a premium one, 5 calls to London and 2 elsewhere in the country, to a sipp UAS on the
+        /// router that answers every INVITE.
+        private func fraudScene(_ lab: NetworkLab, root: PinRoot, maps: FilterMaps) throws {
+            let highRisk = try DestinationRule.parseList(ShippedFiles.highRiskDestinations, name: "high-risk.txt")
+            _ = try root.changePolicy([lab.routerInterface]) { _, policy in
+                policy.settings.numbers = NumberPlan(countryCode: "44", international: ["00"], national: "0", bare: .e164)
+                policy.destinations = Swift.Set(highRisk + [try DestinationRule("+4420", .limit(perSource: 3, total: nil))])
+            }
+            print("\nToll fraud: floodgate dest add (\(highRisk.count) high-risk ranges blocked: satellite, international "
+                + "premium and shared cost, UK 09/087/070; +4420 limited to 3 calls a minute per source)")
+            let server = Process()
+            server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            server.arguments = ["ip", "netns", "exec", lab.routerNS, "timeout", "60", "sipp", "-sn", "uas", "-i",
+                                lab.routerAddress, "-p", "5060", "-nostdin"]
+            server.standardOutput = FileHandle.nullDevice
+            server.standardError = FileHandle.nullDevice
+            try server.run()
+            defer { server.terminate(); kill(server.processIdentifier, SIGKILL) }
+            Thread.sleep(forTimeInterval: 0.5)
+            let before = try maps.counters()
+            for (i, (number, calls, what)) in [("008816123456", 2, "a satellite phone (+881)"),
+                                             ("09061234567", 2, "a UK premium-rate number (09)"),
+                                             ("02079460000", 5, "London (+4420), 2 a second"),
+                                             ("01611234567", 2, "Manchester (+44161)")].enumerated() {
+                let result = try NetworkLab.capture([
+                    "ip", "netns", "exec", lab.outsideNS, "timeout", "40", "sipp", "-sn", "uac", "-s", number,
+                    "\(lab.routerAddress):5060", "-i", lab.outsideAddress, "-p", "\(5090 + i)", "-m", "\(calls)", "-r", "2",
+                    "-nostdin", "-timeout", "20s", "-recv_timeout", "3000", "-nd",
+                ])
+                let connected = SippTraffic.parse(result.out).succeeded
+                print("  the phone dials \(number), \(what): \(connected) of \(calls) calls connected")
+            }
+            let after = try maps.counters()
+            let blocked = after.packets[.invite, .droppedDestination] - before.packets[.invite, .droppedDestination]
+            let limited = after.packets[.invite, .droppedDestinationLimit] - before.packets[.invite, .droppedDestinationLimit]
+            print("  INVITEs dropped: \(blocked) dropped-destination, \(limited) dropped-destination-limit "
+                + "(retransmissions included; a retransmitted call is charged once)")
         }
 
         /// One line of live counters: what arrived, what was dropped (and the class most dropped), what passed per
