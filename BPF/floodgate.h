@@ -40,6 +40,7 @@
 #define FG_MAP_DESTINATION_SOURCES "fg_destination_sources"
 #define FG_MAP_DESTINATION_TOTALS "fg_destination_totals"
 #define FG_MAP_CALLS "fg_calls"
+#define FG_MAP_DESTINATION_OUTCOMES "fg_destination_outcomes"
 /* The test clock (lib/clock.h): the switch, set before load, and the time. */
 #define FG_TEST_CLOCK_SWITCH ".rodata.test_clock"
 #define FG_TEST_CLOCK_TIME ".data.test_clock"
@@ -489,6 +490,19 @@ struct fg_destination_rule {
 	__u32 per_minute;	/* as configured (display only) */
 	__u32 total_per_minute; /* as configured (display only) */
 };
+/* fg_destination_outcomes[outcome], per CPU: what the rules made of the INVITEs
+ * they judged (the verdicts' reasons are in the counters; these say why). */
+enum fg_destination_outcome {
+	FG_DEST_OUT_NOT_A_NUMBER = 0, /* the user part is not a number (or a local one): no rule applies */
+	FG_DEST_OUT_UNREADABLE = 1,   /* the user part did not end within the bytes read: dropped */
+	FG_DEST_OUT_NO_RULE = 2,      /* a number no rule covers: the call goes on */
+	FG_DEST_OUT_ALLOWED = 3,      /* an allow rule */
+	FG_DEST_OUT_BLOCKED = 4,      /* a block rule */
+	FG_DEST_OUT_LIMIT_PASSED = 5, /* a limited rule with room (a retransmission included) */
+	FG_DEST_OUT_LIMITED = 6,      /* a limited rule without room */
+	FG_DEST_OUT_MAX = 7,
+};
+
 /* fg_destination_sources key: a source's bucket for one limited rule. */
 struct fg_destination_source_key {
 	struct fg_addr addr;
@@ -640,6 +654,20 @@ static inline const char *fg_reason_name(__u32 r)
 	case FG_REASON_DROPPED_OVERSIZE: return "dropped-oversize";
 	case FG_REASON_DROPPED_DESTINATION: return "dropped-destination";
 	case FG_REASON_DROPPED_DESTINATION_LIMIT: return "dropped-destination-limit";
+	default: return (const char *)0;
+	}
+}
+
+static inline const char *fg_destination_outcome_name(__u32 o)
+{
+	switch (o) {
+	case FG_DEST_OUT_NOT_A_NUMBER: return "not-a-number";
+	case FG_DEST_OUT_UNREADABLE: return "unreadable";
+	case FG_DEST_OUT_NO_RULE: return "no-rule";
+	case FG_DEST_OUT_ALLOWED: return "allowed";
+	case FG_DEST_OUT_BLOCKED: return "blocked";
+	case FG_DEST_OUT_LIMIT_PASSED: return "limit-passed";
+	case FG_DEST_OUT_LIMITED: return "limited";
 	default: return (const char *)0;
 	}
 }

@@ -64,6 +64,23 @@ struct {
 	__type(value, struct fg_call);
 } fg_calls SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FG_DEST_OUT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} fg_destination_outcomes SEC(".maps");
+
+/* Counts an outcome; returns `reason`. */
+static __always_inline int fg_destination_outcome(__u32 outcome, int reason)
+{
+	__u64 *n = bpf_map_lookup_elem(&fg_destination_outcomes, &outcome);
+
+	if (n)
+		*n += 1;
+	return reason;
+}
+
 /* Sixteen bytes of the Request-URI a call of bpf_loop's callback. */
 static long fg_number_step(__u32 i, void *unused)
 {
@@ -161,17 +178,17 @@ __noinline int fg_destination(struct fg_packet *pkt)
 	n->result = FG_NUMBER_UNREADABLE;
 	bpf_loop(FG_RURI_BYTES / 16 + 1, fg_number_step, NULL, 0);
 	if (n->state != FG_NUM_DONE || n->result == FG_NUMBER_UNREADABLE)
-		return FG_REASON_DROPPED_DESTINATION;
+		return fg_destination_outcome(FG_DEST_OUT_UNREADABLE, FG_REASON_DROPPED_DESTINATION);
 	if (n->result != FG_NUMBER_FOUND ||
 	    !fg_number_key(s, n, FG_DEST_SET(s->destination_bank & 1, pkt->tier & 3), &w->dest_key))
-		return FG_REASON_PASSED;
+		return fg_destination_outcome(FG_DEST_OUT_NOT_A_NUMBER, FG_REASON_PASSED);
 	rule = bpf_map_lookup_elem(&fg_destinations, &w->dest_key);
 	if (!rule)
-		return FG_REASON_PASSED;
+		return fg_destination_outcome(FG_DEST_OUT_NO_RULE, FG_REASON_PASSED);
 	switch (READ_ONCE(rule->action)) {
-	case FG_DEST_BLOCK: return FG_REASON_DROPPED_DESTINATION;
+	case FG_DEST_BLOCK: return fg_destination_outcome(FG_DEST_OUT_BLOCKED, FG_REASON_DROPPED_DESTINATION);
 	case FG_DEST_LIMIT: break;
-	default: return FG_REASON_PASSED;
+	default: return fg_destination_outcome(FG_DEST_OUT_ALLOWED, FG_REASON_PASSED);
 	}
 	now = fg_clock_ns();
 	/* A retransmission: the first copy's verdict, not another charge. */
@@ -179,8 +196,10 @@ __noinline int fg_destination(struct fg_packet *pkt)
 		w->call_key.addr = pkt->src;
 		w->call_key.callid = w->scan.callid;
 		known = bpf_map_lookup_elem(&fg_calls, &w->call_key);
-		if (known && known->until_ns > now)
-			return known->reason;
+		if (known && known->until_ns > now) {
+			reason = known->reason;
+			goto out;
+		}
 	}
 	reason = fg_destination_limit(w, pkt, rule, now << FG_TICK_SHIFT);
 	if (w->scan.found & FG_SCAN_CALLID) {
@@ -188,7 +207,8 @@ __noinline int fg_destination(struct fg_packet *pkt)
 		memo.reason = reason;
 		bpf_map_update_elem(&fg_calls, &w->call_key, &memo, BPF_ANY);
 	}
-	return reason;
+out:
+	return fg_destination_outcome(reason == FG_REASON_PASSED ? FG_DEST_OUT_LIMIT_PASSED : FG_DEST_OUT_LIMITED, reason);
 }
 
 #endif /* FG_LIB_DESTINATIONS_H */

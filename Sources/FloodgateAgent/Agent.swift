@@ -19,6 +19,7 @@ public final class Agent: @unchecked Sendable {
     private var anomalies: AnomalyDetector
     private let limiter: LogLimiter
     private var lastCounters: Counters?
+    private var lastOutcomes: [String: UInt64]?
     private var lastPoll = monotonicNanoseconds()
     private var fileStamp: [String: String] = [:]
     private var lastOccupancy: UInt64 = 0
@@ -202,6 +203,12 @@ public final class Agent: @unchecked Sendable {
                 metrics.add(counters, since: Counters())
             }
             lastCounters = counters
+            // What the destination rules made of the numbers (not read when there are none).
+            if !config.policy.destinations.isEmpty || !config.scheduledDestinations.isEmpty {
+                let outcomes = try maps.destinationOutcomes()
+                metrics.destinations(outcomes, since: lastOutcomes ?? [:])
+                lastOutcomes = outcomes
+            }
             // The bans XDP reported as it issued them, removed as each runs out: a lookup each, no walk.
             let swept = try expireReportedBans(now: now)
             if swept > 0 { logger.info("expired bans removed", metadata: ["count": "\(swept)"]) }

@@ -23,6 +23,7 @@ public final class AgentMetrics: @unchecked Sendable {
     private var spared: [String: Counter] = [:]
     private let spoofedEvents: Counter
     private let destinationSwitchesCounter: Counter
+    private var destinationOutcomes: [String: Counter] = [:]
 
     init(interface: String) {
         self.interface = interface
@@ -56,6 +57,12 @@ public final class AgentMetrics: @unchecked Sendable {
             descriptor: metricName("floodgate_destination_switches_total",
                                    "Switches of the destination rule set at the edges of scheduled rules' hours"),
             labels: [("interface", interface)])
+        for outcome in FilterMaps.destinationOutcomeNames {
+            destinationOutcomes[outcome] = registry.makeCounter(
+                descriptor: metricName("floodgate_destination_outcomes_total",
+                                       "INVITEs the destination rules judged, by what they made of the number"),
+                labels: [("interface", interface), ("outcome", outcome)])
+        }
         spoofedEvents = registry.makeCounter(
             descriptor: metricName("floodgate_spoofed_events_total",
                                    "Reports of packets claiming a verified or allow-listed address at another hop distance "
@@ -143,6 +150,13 @@ public final class AgentMetrics: @unchecked Sendable {
 
     func reloads(ok: Bool) { (ok ? reloadsOK : reloadsFailed).increment() }
     func destinationSwitches() { destinationSwitchesCounter.increment() }
+
+    func destinations(_ now: [String: UInt64], since before: [String: UInt64]) {
+        for (outcome, n) in now {
+            let d = n &- (before[outcome] ?? 0)
+            if d > 0 { destinationOutcomes[outcome]?.increment(by: Int64(clamping: d)) }
+        }
+    }
 
     func healthy() { lastPoll.set(to: Date().timeIntervalSince1970) }
 

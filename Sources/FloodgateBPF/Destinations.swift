@@ -346,6 +346,23 @@ extension FilterMaps {
         return (raw.destination_bank, raw.destination_entries, try destinationsMap.keys().count)
     }
 
+    /// What the rules made of the INVITEs they judged, by outcome name (`fg_destination_outcome_name`), summed over
+    /// CPUs.
+    public func destinationOutcomes() throws -> [String: UInt64] {
+        var result: [String: UInt64] = [:]
+        for o in 0..<FG_DEST_OUT_MAX.rawValue {
+            let name = String(cString: fg_destination_outcome_name(o))
+            result[name] = try perCPU(fd(FG_MAP_DESTINATION_OUTCOMES), key: o, as: UInt64.self,
+                                      what: FG_MAP_DESTINATION_OUTCOMES).reduce(0, &+)
+        }
+        return result
+    }
+
+    /// The outcome names, in order.
+    public static var destinationOutcomeNames: [String] {
+        (0..<FG_DEST_OUT_MAX.rawValue).map { String(cString: fg_destination_outcome_name($0)) }
+    }
+
     /// The destination rules in force.
     public func destinationRules() throws -> [DestinationRule] {
         let bank = try rawSettings().destination_bank

@@ -108,8 +108,9 @@ extension Floodgate {
                 var national: String
                 var bare: String
                 var rules: [Rule]
+                var outcomes: [String: UInt64]
                 enum CodingKeys: String, CodingKey {
-                    case interface, international, national, bare, rules, countryCode = "country_code"
+                    case interface, international, national, bare, rules, outcomes, countryCode = "country_code"
                 }
             }
 
@@ -128,7 +129,8 @@ extension Floodgate {
                         return rule
                     }
                     return Entry(interface: f.interfaceName, countryCode: plan.countryCode, international: plan.international,
-                                 national: plan.national, bare: plan.bare.rawValue, rules: rules)
+                                 national: plan.national, bare: plan.bare.rawValue, rules: rules,
+                                 outcomes: try maps.destinationOutcomes())
                 }
                 if json { return try printJSON(entries) }
                 for e in entries {
@@ -136,6 +138,8 @@ extension Floodgate {
                     print("\(e.interface): country code \(cc), international prefixes \(e.international.joined(separator: " ")), "
                         + "national prefix \(e.national.isEmpty ? "none" : e.national), bare numbers \(e.bare)")
                     if e.rules.isEmpty { print("  no destination rules: every number may be called") }
+                    print("  INVITEs judged so far: " + FilterMaps.destinationOutcomeNames.map { "\($0) \(e.outcomes[$0] ?? 0)" }
+                        .joined(separator: ", "))
                     for r in e.rules {
                         var action = r.action
                         if let n = r.perSourcePerMinute { action += " \(n)/min per source" }

@@ -48,6 +48,15 @@ import Testing
         #expect(try calls("02079460000", 5, port: 5073) == 3, "3 a minute to +4420: the fourth is the first refused")
         let limited = try maps.counters().packets[.invite, .droppedDestinationLimit]
         #expect(limited >= 2, "\(limited)")
+        // The agent's metrics say why, per outcome.
+        Thread.sleep(forTimeInterval: 0.5)
+        let body = try NetworkLab.inNamespace(lab.routerNS) { try httpGet(port: 19471, path: "/metrics") }
+        for outcome in ["blocked", "no-rule", "limit-passed", "limited"] {
+            let line = body.text.split(separator: "\n").first {
+                $0.hasPrefix("floodgate_destination_outcomes_total") && $0.contains("outcome=\"\(outcome)\"")
+            }
+            #expect(line.map { !$0.hasSuffix(" 0") } == true, "\(outcome): \(line ?? "missing")")
+        }
 
         // At night: the test sets a window that ends 20 s from now (UTC) and reloads; premium calls are refused
         // until the window's edge, where the agent switches the rule set by itself, and then connect.

@@ -75,6 +75,10 @@ import Testing
         // Only INVITEs are judged.
         let message = Packet.sip(["MESSAGE sip:+449001234567@198.18.0.2 SIP/2.0", "Call-ID: m@x", "CSeq: 1 MESSAGE"])
         #expect(try program.judge(message).2 == .passed)
+        // And counted by what was made of them.
+        let outcomes = try program.maps.destinationOutcomes()
+        #expect(outcomes == ["blocked": UInt64(blocked.count), "no-rule": 5, "not-a-number": 5, "unreadable": 0,
+                             "allowed": 0, "limit-passed": 0, "limited": 0], "\(outcomes)")
     }
 
     /// Bytes a forger frames differently to walk past the rule: CRLFs before the start line, blanks between the
