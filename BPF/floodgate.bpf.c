@@ -387,7 +387,8 @@ __noinline __u32 fg_inspect(struct xdp_md *ctx, struct fg_packet *pkt, __u32 txn
 
 	if (!s || !pkt)
 		return 0;
-	scan = fg_scan_message(ctx, pkt->payload_off, pkt->payload_len, pkt->sip_skip);
+	scan = fg_scan_message(ctx, pkt->payload_off, pkt->payload_len, pkt->sip_skip,
+			       s->fraud_block_seconds && pkt->traffic_class == FG_CLASS_INVITE);
 	/* Nothing to walk: fine, unless more of it comes in later fragments. */
 	if (!scan)
 		return pkt->frag_first ? FG_INSPECT_OVERSIZE : 0;
@@ -450,6 +451,17 @@ static __always_inline int fg_ban_active(struct fg_ctx *c, const struct fg_ban *
  * for a SIP request whose content is still to be judged (fg_decide_content). */
 #define FG_DECIDE_SPOOFED (FG_REASON_SLOTS + 1)
 #define FG_DECIDE_INSPECT (FG_REASON_SLOTS + 2)
+/* An INVITE whose content passed: the destination rules and fraud checks
+ * next (fg_destination, lib/destinations.h), then the budget
+ * (fg_decide_budget). Called from the main program, so that their stacks
+ * are not added to the deciding function's. */
+#define FG_DECIDE_DESTINATION (FG_REASON_SLOTS + 3)
+
+/* Does an INVITE face the destination rules or fraud checks? */
+static __always_inline int fg_judges_destination(const struct fg_settings *s, const struct fg_packet *pkt)
+{
+	return pkt->traffic_class == FG_CLASS_INVITE && (s->destination_entries || s->fraud_block_seconds);
+}
 
 /* The last step for a SIP packet that passed everything else: the interface
  * budget, shed by priority; verified sources just before allow-listed ones,
@@ -473,7 +485,7 @@ static __always_inline __u32 fg_budget(struct fg_ctx *c, __u32 tier)
 static __always_inline int fg_needs_inspection(const struct fg_settings *s, const struct fg_packet *pkt)
 {
 	return pkt->sip_request && (s->signature_entries || fg_notes_transactions(s) ||
-				    (s->destination_entries && pkt->traffic_class == FG_CLASS_INVITE));
+				    ((s->destination_entries || s->fraud_block_seconds) && pkt->traffic_class == FG_CLASS_INVITE));
 }
 
 /* The rest of fg_decide for a SIP request of tier pkt->tier that passed its
@@ -490,9 +502,8 @@ __noinline int fg_decide_content(struct xdp_md *ctx, struct fg_packet *pkt)
 	reason = fg_inspect_verdict(&c, pkt, fg_inspect(ctx, pkt, 0), pkt->tier == FG_TIER_UNVERIFIED);
 	if (reason != FG_REASON_PASSED)
 		return reason;
-	reason = fg_destination(pkt);
-	if (reason != FG_REASON_PASSED)
-		return reason;
+	if (fg_judges_destination(s, pkt))
+		return FG_DECIDE_DESTINATION;
 	return fg_budget(&c, pkt->tier);
 }
 
@@ -533,11 +544,11 @@ __noinline int fg_decide_spoofed(struct xdp_md *ctx, struct fg_packet *pkt)
 	if (fg_inspect_verdict(&c, pkt, found, 0) != FG_REASON_PASSED)
 		return FG_REASON_DROPPED_SPOOFED;
 	/* Where it may call is judged as for any stranger, with buckets kept
-	 * apart from the claimed address's own (lib/destinations.h). */
+	 * apart from the claimed address's own (lib/destinations.h); the note
+	 * stays until it passes. */
 	pkt->tier = FG_TIER_UNVERIFIED;
-	found = fg_destination(pkt);
-	if (found != FG_REASON_PASSED)
-		return found;
+	if (fg_judges_destination(s, pkt))
+		return FG_DECIDE_DESTINATION;
 	pkt->note = 0;
 	return fg_budget(&c, FG_TIER_UNVERIFIED);
 }
@@ -648,6 +659,18 @@ __noinline int fg_decide(struct fg_packet *pkt)
 	return fg_budget(&c, pkt->tier);
 }
 
+/* The budget, after the destination rules passed an INVITE. */
+__noinline int fg_decide_budget(struct fg_packet *pkt)
+{
+	__u32 zero = 0;
+	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &zero);
+	struct fg_ctx c = {.s = s, .pkt = pkt};
+
+	if (!s || !pkt)
+		return FG_REASON_PASSED;
+	return fg_budget(&c, pkt->tier);
+}
+
 /* Counts a packet the policy judged; one drop in FG_DROP_SAMPLE_EVERY of each
  * class and reason on each CPU is reported to the agent with its source. */
 static __always_inline int fg_verdict(struct fg_cpu_state *cpu, const struct fg_packet *pkt, __u32 reason,
@@ -740,6 +763,13 @@ int floodgate_xdp(struct xdp_md *ctx)
 		reason = fg_decide_spoofed(ctx, &pkt);
 	else if (reason == FG_DECIDE_INSPECT)
 		reason = fg_decide_content(ctx, &pkt);
+	if (reason == FG_DECIDE_DESTINATION) {
+		reason = fg_destination(&pkt);
+		if (reason == FG_REASON_PASSED) {
+			pkt.note = 0;
+			reason = fg_decide_budget(&pkt);
+		}
+	}
 	if (pkt.frag_first && (reason == FG_REASON_PASSED || reason == FG_REASON_PASSED_ALLOW))
 		fg_note_fragment(&pkt);
 	if (reason == FG_REASON_DROPPED_RATE && s->autoban_drops && pkt.traffic_class != FG_CLASS_FRAGMENT)

@@ -41,6 +41,8 @@
 #define FG_MAP_DESTINATION_TOTALS "fg_destination_totals"
 #define FG_MAP_CALLS "fg_calls"
 #define FG_MAP_DESTINATION_OUTCOMES "fg_destination_outcomes"
+#define FG_MAP_FRAUD_BLOCKS "fg_fraud_blocks"
+#define FG_MAP_DIALOGS "fg_dialogs"
 /* The test clock (lib/clock.h): the switch, set before load, and the time. */
 #define FG_TEST_CLOCK_SWITCH ".rodata.test_clock"
 #define FG_TEST_CLOCK_TIME ".data.test_clock"
@@ -78,6 +80,9 @@
 /* (source, rule) buckets of limited destinations, and recent calls. LRU. */
 #define FG_MAX_DESTINATION_SOURCES 65536
 #define FG_MAX_CALLS 65536
+/* Sources blocked for new calls, and the calls let in (LRU). */
+#define FG_MAX_FRAUD_BLOCKS 65536
+#define FG_MAX_DIALOGS 65536
 /* Digits of a number the rules see (E.164 numbers have at most 15). */
 #define FG_NUMBER_DIGITS 16
 /* A Request-URI's user part must end within this many bytes of the request
@@ -152,7 +157,12 @@ enum fg_limit_index {
 	FG_LIMIT_NEW_SOURCES = FG_CLASS_MAX + 2, /* new (source, class) entries per second */
 	FG_LIMIT_WIDE_PREFIX = FG_CLASS_MAX + 3, /* the wider aggregate bucket (/16, /48) over its prefixes */
 	FG_LIMIT_VERIFIED = FG_CLASS_MAX + 4,	 /* then one per class again: the per-source limits of verified sources */
-	FG_LIMIT_MAX = 2 * FG_CLASS_MAX + 4,
+	/* Fraud thresholds (lib/destinations.h), per source, one per tier
+	 * (FG_TIER_*): new calls to international numbers, and to destinations a
+	 * rule marks high-risk. */
+	FG_LIMIT_FRAUD_INTERNATIONAL = 2 * FG_CLASS_MAX + 4,
+	FG_LIMIT_FRAUD_HIGH_RISK = 2 * FG_CLASS_MAX + 7,
+	FG_LIMIT_MAX = 2 * FG_CLASS_MAX + 10,
 };
 
 /* fg_global entries: the shared state of the interface-wide buckets. */
@@ -205,7 +215,8 @@ enum fg_reason {
 	FG_REASON_DROPPED_OVERSIZE = 15,   /* a SIP header block that goes on past what the walk can read */
 	FG_REASON_DROPPED_DESTINATION = 16, /* an INVITE to a number a destination rule blocks, or whose number can't be read */
 	FG_REASON_DROPPED_DESTINATION_LIMIT = 17, /* an INVITE over a destination rule's calls per minute */
-	FG_REASON_MAX = 18,
+	FG_REASON_DROPPED_FRAUD = 18,	   /* a new call over a fraud threshold, or from a source blocked for new calls */
+	FG_REASON_MAX = 19,
 };
 
 /* What to do with a packet whose headers are truncated or invalid. */
@@ -272,12 +283,12 @@ struct fg_settings {
 	__u32 bare_numbers;		    /* enum fg_bare: what digits without a prefix or + are */
 	__u32 destination_entries;	    /* 0: no rules, INVITEs' numbers are not read */
 	__u32 destination_bank;		    /* the bank of rules in force (0 or 1) */
-	__u32 pad;
+	__u32 fraud_block_seconds;	    /* a source over a fraud threshold gets no new calls this long; 0: no fraud checks */
 };
 
 /* Bumped whenever a pinned map's layout or meaning changes: a filter pinned by
  * a build with another version is not adopted. */
-#define FG_LAYOUT_VERSION 4
+#define FG_LAYOUT_VERSION 5
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*
@@ -342,7 +353,11 @@ enum fg_event_type {
 			      * offence = FG_BAN_SCANNER or FG_BAN_AUTO, drops = the count that triggered it */
 	FG_EVENT_SPOOFED = 7, /* packets claiming a verified or allow-listed address at another hop distance:
 			       * offence = the TTL seen (at most one a second per CPU) */
+	FG_EVENT_FRAUD = 8, /* a source crossed a fraud threshold and is blocked for new calls until expires_ns:
+			     * offence = FG_FRAUD_*, drops = the threshold in calls a minute */
 };
+#define FG_FRAUD_INTERNATIONAL 1
+#define FG_FRAUD_HIGH_RISK 2
 /* Events that could come with every packet of a flood are sent at most once
  * in this many ns on each CPU. */
 #define FG_NOISY_EVENT_NS 1000000000ULL
@@ -465,6 +480,10 @@ enum fg_destination_action {
 	FG_DEST_BLOCK = 2, /* the INVITE is dropped */
 	FG_DEST_LIMIT = 3, /* calls per minute per source and in total */
 };
+/* In fg_destination_rule.action beside the action: calls to the prefix count
+ * as high-risk for the fraud thresholds. */
+#define FG_DEST_HIGH_RISK 0x100
+#define FG_DEST_ACTION_MASK 0xff
 /* A source's tier: what the policy knows of it (lib/tiers.h). */
 #define FG_TIER_UNVERIFIED 0
 #define FG_TIER_VERIFIED 1
@@ -491,7 +510,8 @@ struct fg_destination_rule {
 	__u32 total_per_minute; /* as configured (display only) */
 };
 /* fg_destination_outcomes[outcome], per CPU: what the rules made of the INVITEs
- * they judged (the verdicts' reasons are in the counters; these say why). */
+ * they judged (the verdicts' reasons are in the counters; these say why). A
+ * retransmission given its first copy's verdict is not counted again. */
 enum fg_destination_outcome {
 	FG_DEST_OUT_NOT_A_NUMBER = 0, /* the user part is not a number (or a local one): no rule applies */
 	FG_DEST_OUT_UNREADABLE = 1,   /* the user part did not end within the bytes read: dropped */
@@ -519,6 +539,15 @@ struct fg_call {
 	__u32 reason;	/* enum fg_reason the first copy got from the rules */
 	__u32 pad;
 };
+/* fg_fraud_blocks[source]: blocked for new calls (written by XDP; removed
+ * by the agent when it ends, or by `floodgate calls unblock`). */
+struct fg_fraud_block {
+	__u64 until_ns; /* CLOCK_MONOTONIC */
+	__u32 kind;	/* FG_FRAUD_* */
+	__u32 per_minute; /* the threshold crossed */
+};
+/* fg_dialogs[source, Call-ID hash] (key struct fg_call_key): a new call let
+ * in, and when; its in-dialog INVITEs (re-INVITEs) pass a fraud block. */
 
 /* fg_scratch[0], per CPU: room to copy the start of a SIP message. */
 struct fg_scratch {
@@ -584,6 +613,7 @@ _Static_assert(sizeof(struct fg_destination_rule) == 48, "fg_destination_rule la
 _Static_assert(sizeof(struct fg_destination_source_key) == 20, "fg_destination_source_key layout");
 _Static_assert(sizeof(struct fg_call_key) == 20, "fg_call_key layout");
 _Static_assert(sizeof(struct fg_call) == 16, "fg_call layout");
+_Static_assert(sizeof(struct fg_fraud_block) == 16, "fg_fraud_block layout");
 _Static_assert(sizeof(struct fg_pin) == 4, "fg_pin layout");
 _Static_assert(sizeof(struct fg_trust) == 16, "fg_trust layout");
 _Static_assert(sizeof(struct fg_txn_key) == 24, "fg_txn_key layout");
@@ -654,6 +684,7 @@ static inline const char *fg_reason_name(__u32 r)
 	case FG_REASON_DROPPED_OVERSIZE: return "dropped-oversize";
 	case FG_REASON_DROPPED_DESTINATION: return "dropped-destination";
 	case FG_REASON_DROPPED_DESTINATION_LIMIT: return "dropped-destination-limit";
+	case FG_REASON_DROPPED_FRAUD: return "dropped-fraud";
 	default: return (const char *)0;
 	}
 }

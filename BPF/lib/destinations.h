@@ -24,6 +24,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "../floodgate.h"
+#include "autoban.h"
 #include "bucket.h"
 #include "clock.h"
 #include "numbers.h"
@@ -64,6 +65,21 @@ struct {
 	__type(value, struct fg_call);
 } fg_calls SEC(".maps");
 
+/* Sources blocked for new calls, and the calls let in (fraud checks). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FG_MAX_FRAUD_BLOCKS);
+	__type(key, struct fg_addr);
+	__type(value, struct fg_fraud_block);
+} fg_fraud_blocks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FG_MAX_DIALOGS);
+	__type(key, struct fg_call_key);
+	__type(value, __u64);
+} fg_dialogs SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, FG_DEST_OUT_MAX);
@@ -81,7 +97,7 @@ static __always_inline int fg_destination_outcome(__u32 outcome, int reason)
 	return reason;
 }
 
-/* Sixteen bytes of the Request-URI a call of bpf_loop's callback. */
+/* Four bytes of the Request-URI a call of bpf_loop's callback. */
 static long fg_number_step(__u32 i, void *unused)
 {
 	__u32 zero = 0, j, at;
@@ -92,7 +108,7 @@ static long fg_number_step(__u32 i, void *unused)
 		return 1;
 	n = &w->num;
 #pragma unroll
-	for (j = 0; j < 16; j++) {
+	for (j = 0; j < 4; j++) {
 		at = n->at;
 		if (at >= n->end)
 			return 1; /* out of bytes: result stays unreadable */
@@ -131,44 +147,127 @@ static __always_inline int fg_destination_source_admit(struct fg_walk *w, const 
 static __always_inline __u32 fg_destination_limit(struct fg_walk *w, const struct fg_packet *pkt,
 						  const struct fg_destination_rule *rule, __u64 now)
 {
-	struct fg_bucket_call call = {.now = now};
+	struct fg_bucket_call *call = &w->call;
 	__u32 id = rule->id;
 	__u64 *total;
 
-	call.interval = READ_ONCE(rule->interval);
-	call.tau = call.tau_max = READ_ONCE(rule->tau);
-	if (call.interval && !fg_destination_source_admit(w, pkt, rule, &call))
+	call->now = now;
+	call->interval = READ_ONCE(rule->interval);
+	call->tau = call->tau_max = READ_ONCE(rule->tau);
+	if (call->interval && !fg_destination_source_admit(w, pkt, rule, call))
 		return FG_REASON_DROPPED_DESTINATION_LIMIT;
-	call.interval = READ_ONCE(rule->total_interval);
-	call.tau = call.tau_max = READ_ONCE(rule->total_tau);
+	call->interval = READ_ONCE(rule->total_interval);
+	call->tau = call->tau_max = READ_ONCE(rule->total_tau);
 	total = bpf_map_lookup_elem(&fg_destination_totals, &id);
-	if (call.interval && total && !fg_bucket_admit(total, &call))
+	if (call->interval && total && !fg_bucket_admit(total, call))
 		return FG_REASON_DROPPED_DESTINATION_LIMIT;
 	return FG_REASON_PASSED;
 }
 
+/* A fraud threshold's bucket for a source (kind FG_FRAUD_*), in the same map
+ * as the limited rules' buckets, under ids no rule has. */
+#define FG_DEST_FRAUD_ID 0x40000000U
+
 /*
- * The destination rules' verdict on a SIP request whose message fg_inspect
- * has just copied and walked: FG_REASON_PASSED, or why it is dropped. Only
- * INVITEs are judged, and only when there are rules. A global function, so
- * that its stack is its own.
+ * A new call to an international or high-risk number, against the source's
+ * threshold of that kind in its tier: over it, the call is refused and (but
+ * for a packet that claims its address from another hop distance) the source
+ * is blocked for new calls, and the agent told. Returns FG_REASON_PASSED or
+ * FG_REASON_DROPPED_FRAUD.
+ */
+__noinline int fg_fraud_velocity(const struct fg_packet *pkt, __u32 kind, __u64 now)
+{
+	__u32 zero = 0, index;
+	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &zero);
+	struct fg_walk *w = bpf_map_lookup_elem(&fg_scratch, &zero);
+	struct fg_bucket_call *call;
+	struct fg_limit *lim;
+
+	if (!s || !w || !pkt)
+		return FG_REASON_PASSED;
+	call = &w->call;
+	call->now = now << FG_TICK_SHIFT;
+	index = (kind == FG_FRAUD_INTERNATIONAL ? FG_LIMIT_FRAUD_INTERNATIONAL : FG_LIMIT_FRAUD_HIGH_RISK) +
+		(pkt->tier < 3 ? pkt->tier : 0);
+	lim = bpf_map_lookup_elem(&fg_limits, &index);
+	if (!lim)
+		return FG_REASON_PASSED;
+	call->interval = READ_ONCE(lim->interval);
+	call->tau = call->tau_max = READ_ONCE(lim->tau);
+	if (call->interval == FG_INTERVAL_UNLIMITED)
+		return FG_REASON_PASSED;
+	w->fraud_rule.id = FG_DEST_FRAUD_ID | (kind & 3);
+	if (call->interval != FG_INTERVAL_BLOCK && fg_destination_source_admit(w, pkt, &w->fraud_rule, call))
+		return FG_REASON_PASSED;
+	/* The forger of an address is refused; the address is not blocked. */
+	if (pkt->note == FG_NOTE_SPOOFED)
+		return FG_REASON_DROPPED_FRAUD;
+	w->block.until_ns = now + (__u64)s->fraud_block_seconds * 1000000000ULL;
+	w->block.kind = kind;
+	w->block.per_minute = READ_ONCE(lim->rate);
+	bpf_map_update_elem(&fg_fraud_blocks, &pkt->src, &w->block, BPF_ANY);
+	fg_event(FG_EVENT_FRAUD, pkt->traffic_class, &pkt->src, w->block.until_ns, kind, w->block.per_minute);
+	return FG_REASON_DROPPED_FRAUD;
+}
+
+/*
+ * The destination rules' and fraud thresholds' verdict on a SIP request whose
+ * message fg_inspect has just copied and walked: FG_REASON_PASSED, or why it
+ * is dropped. Only INVITEs are judged, and only when there are rules or fraud
+ * checks. A global function, so that its stack is its own.
+ *
+ * With fraud checks on, in order: a source blocked for new calls has its
+ * INVITEs refused but those within one of its calls this program let in (a
+ * To tag, and a Call-ID noted in fg_dialogs); the rules; then a new call
+ * (not within such a call, not a retransmission) to an international
+ * number, or to a prefix a rule marks high-risk, is counted against the
+ * source's threshold of that kind. The INVITE that crosses it is the first
+ * refused, and the block is in place before the next one is judged.
  */
 __noinline int fg_destination(struct fg_packet *pkt)
 {
-	struct fg_destination_rule *rule;
+	struct fg_destination_rule *rule = NULL;
 	struct fg_settings *s;
 	struct fg_number_walk *n;
-	struct fg_call *known, memo = {};
+	struct fg_call *known;
+	struct fg_fraud_block *blocked;
 	struct fg_walk *w;
-	__u32 zero = 0, reason, end;
+	__u32 zero = 0, reason = FG_REASON_PASSED, end, outcome, action = 0, found;
+	int international = 0, fraud, known_dialog = 0, number;
 	__u64 now;
 
 	s = bpf_map_lookup_elem(&fg_settings, &zero);
-	if (!s || !pkt || !s->destination_entries || pkt->traffic_class != FG_CLASS_INVITE)
+	if (!s || !pkt || pkt->traffic_class != FG_CLASS_INVITE || (!s->destination_entries && !s->fraud_block_seconds))
 		return FG_REASON_PASSED;
 	w = bpf_map_lookup_elem(&fg_scratch, &zero);
 	if (!w)
 		return FG_REASON_PASSED;
+	fraud = s->fraud_block_seconds != 0;
+	found = w->scan.len ? w->scan.found : 0;
+	now = fg_clock_ns();
+	if (found & FG_SCAN_CALLID) {
+		w->call_key.addr = pkt->src;
+		w->call_key.callid = w->scan.callid;
+	}
+	/* Within a dialog (one To header, with a tag) that is one of the calls
+	 * this program let in: not a new call. A To tag alone proves nothing
+	 * (a stateless proxy may relay such a request as it would a new call). */
+	if (fraud && (found & (FG_SCAN_TO_TAG | FG_SCAN_TO_TWICE | FG_SCAN_CALLID)) == (FG_SCAN_TO_TAG | FG_SCAN_CALLID))
+		known_dialog = bpf_map_lookup_elem(&fg_dialogs, &w->call_key) != NULL;
+	/* A retransmission (or the credentialed resend after a challenge: same
+	 * Call-ID) of a call judged lately: its first copy's verdict, not another
+	 * charge, and a block since then does not cut it off. */
+	if ((found & FG_SCAN_CALLID) && !known_dialog) {
+		known = bpf_map_lookup_elem(&fg_calls, &w->call_key);
+		if (known && known->until_ns > now)
+			return known->reason; /* counted once, with its first copy */
+	}
+	if (fraud && !known_dialog) {
+		blocked = bpf_map_lookup_elem(&fg_fraud_blocks, &pkt->src);
+		if (blocked && blocked->until_ns > now)
+			return FG_REASON_DROPPED_FRAUD;
+	}
+
 	n = &w->num;
 	__builtin_memset(n, 0, sizeof(*n));
 	end = w->scan.len < FG_RURI_BYTES ? w->scan.len : FG_RURI_BYTES;
@@ -176,39 +275,47 @@ __noinline int fg_destination(struct fg_packet *pkt)
 	n->at = pkt->sip_skip;
 	n->state = FG_NUM_LEAD;
 	n->result = FG_NUMBER_UNREADABLE;
-	bpf_loop(FG_RURI_BYTES / 16 + 1, fg_number_step, NULL, 0);
+	bpf_loop(FG_RURI_BYTES / 4 + 1, fg_number_step, NULL, 0);
 	if (n->state != FG_NUM_DONE || n->result == FG_NUMBER_UNREADABLE)
 		return fg_destination_outcome(FG_DEST_OUT_UNREADABLE, FG_REASON_DROPPED_DESTINATION);
-	if (n->result != FG_NUMBER_FOUND ||
-	    !fg_number_key(s, n, FG_DEST_SET(s->destination_bank & 1, pkt->tier & 3), &w->dest_key))
-		return fg_destination_outcome(FG_DEST_OUT_NOT_A_NUMBER, FG_REASON_PASSED);
-	rule = bpf_map_lookup_elem(&fg_destinations, &w->dest_key);
-	if (!rule)
-		return fg_destination_outcome(FG_DEST_OUT_NO_RULE, FG_REASON_PASSED);
-	switch (READ_ONCE(rule->action)) {
-	case FG_DEST_BLOCK: return fg_destination_outcome(FG_DEST_OUT_BLOCKED, FG_REASON_DROPPED_DESTINATION);
-	case FG_DEST_LIMIT: break;
-	default: return fg_destination_outcome(FG_DEST_OUT_ALLOWED, FG_REASON_PASSED);
+	number = n->result == FG_NUMBER_FOUND &&
+		 fg_number_key(s, n, FG_DEST_SET(s->destination_bank & 1, pkt->tier & 3), &w->dest_key);
+	if (number && fraud)
+		international = fg_international(s, &w->dest_key);
+	if (number && s->destination_entries)
+		rule = bpf_map_lookup_elem(&fg_destinations, &w->dest_key);
+	if (rule)
+		action = READ_ONCE(rule->action);
+	if (!number)
+		outcome = FG_DEST_OUT_NOT_A_NUMBER;
+	else if (!rule)
+		outcome = FG_DEST_OUT_NO_RULE;
+	else if ((action & FG_DEST_ACTION_MASK) == FG_DEST_BLOCK)
+		return fg_destination_outcome(FG_DEST_OUT_BLOCKED, FG_REASON_DROPPED_DESTINATION);
+	else
+		outcome = (action & FG_DEST_ACTION_MASK) == FG_DEST_LIMIT ? FG_DEST_OUT_LIMIT_PASSED : FG_DEST_OUT_ALLOWED;
+	/* Nothing more to count: not a number; a rule that lets it on, with no
+	 * threshold to charge; a request within a call already let in. */
+	if (!number || known_dialog || (!fraud && outcome != FG_DEST_OUT_LIMIT_PASSED))
+		return fg_destination_outcome(outcome, FG_REASON_PASSED);
+
+	if (outcome == FG_DEST_OUT_LIMIT_PASSED)
+		reason = fg_destination_limit(w, pkt, rule, now << FG_TICK_SHIFT);
+	if (reason == FG_REASON_PASSED && fraud && international)
+		reason = fg_fraud_velocity(pkt, FG_FRAUD_INTERNATIONAL, now);
+	if (reason == FG_REASON_PASSED && fraud && (action & FG_DEST_HIGH_RISK))
+		reason = fg_fraud_velocity(pkt, FG_FRAUD_HIGH_RISK, now);
+	if (found & FG_SCAN_CALLID) {
+		w->memo.until_ns = now + FG_CALL_MEMORY_NS;
+		w->memo.reason = reason;
+		bpf_map_update_elem(&fg_calls, &w->call_key, &w->memo, BPF_ANY);
+		/* A call let in: its re-INVITEs pass a later block. */
+		if (reason == FG_REASON_PASSED && fraud && pkt->note != FG_NOTE_SPOOFED)
+			bpf_map_update_elem(&fg_dialogs, &w->call_key, &now, BPF_ANY);
 	}
-	now = fg_clock_ns();
-	/* A retransmission: the first copy's verdict, not another charge. */
-	if (w->scan.found & FG_SCAN_CALLID) {
-		w->call_key.addr = pkt->src;
-		w->call_key.callid = w->scan.callid;
-		known = bpf_map_lookup_elem(&fg_calls, &w->call_key);
-		if (known && known->until_ns > now) {
-			reason = known->reason;
-			goto out;
-		}
-	}
-	reason = fg_destination_limit(w, pkt, rule, now << FG_TICK_SHIFT);
-	if (w->scan.found & FG_SCAN_CALLID) {
-		memo.until_ns = now + FG_CALL_MEMORY_NS;
-		memo.reason = reason;
-		bpf_map_update_elem(&fg_calls, &w->call_key, &memo, BPF_ANY);
-	}
-out:
-	return fg_destination_outcome(reason == FG_REASON_PASSED ? FG_DEST_OUT_LIMIT_PASSED : FG_DEST_OUT_LIMITED, reason);
+	if (reason == FG_REASON_DROPPED_DESTINATION_LIMIT)
+		outcome = FG_DEST_OUT_LIMITED;
+	return fg_destination_outcome(outcome, reason);
 }
 
 #endif /* FG_LIB_DESTINATIONS_H */

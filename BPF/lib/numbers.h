@@ -251,8 +251,8 @@ static __always_inline int fg_dialled_with(const struct fg_number_walk *n, const
 }
 
 /*
- * The E.164 digits of a number read, as a destination key of `set`.
- * Returns 0 if the number has none (a local number; a prefix alone).
+ * The E.164 digits of a number read, as a destination key of `set`. Returns
+ * 0 if the number has none (a local number; a prefix alone).
  */
 static __always_inline int fg_number_key(const struct fg_settings *s, const struct fg_number_walk *n, __u32 set,
 					 struct fg_destination_key *key)
@@ -290,6 +290,32 @@ static __always_inline int fg_number_key(const struct fg_settings *s, const stru
 	}
 	key->prefixlen = 8 + 4 * (total < FG_NUMBER_DIGITS ? total : FG_NUMBER_DIGITS);
 	return 1;
+}
+
+/*
+ * Is the number in `key` international: does it not start with the site's
+ * country code? Never, without one. Whole words, without a branch per digit
+ * (the verifier would follow each): the code's digits past its length are 0.
+ */
+static __always_inline int fg_international(const struct fg_settings *s, const struct fg_destination_key *key)
+{
+	const struct fg_dial_prefix *cc = &s->country;
+	__u32 len = cc->len, digits = (key->prefixlen - 8) / 4;
+	__u64 code = 0, number = 0, mask;
+	int i;
+
+	if (!len || len > 7)
+		return 0;
+	if (digits < len)
+		return 1;
+#pragma unroll
+	for (i = 0; i < 7; i++)
+		code |= (__u64)(cc->digits[i] & 0xf) << (60 - 4 * i);
+#pragma unroll
+	for (i = 0; i < 8; i++)
+		number |= (__u64)key->digits[i] << (56 - 8 * i);
+	mask = ~0ULL << (64 - 4 * len);
+	return ((code ^ number) & mask) != 0;
 }
 
 #endif /* FG_LIB_NUMBERS_H */

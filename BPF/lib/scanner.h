@@ -25,6 +25,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "../floodgate.h"
+#include "bucket.h"
 #include "numbers.h"
 #include "parse.h"
 
@@ -52,6 +53,7 @@ enum fg_scan_state {
 	FG_SCAN_VALUE,	    /* reading the value */
 	FG_SCAN_SKIP,	    /* rest of an uninteresting line */
 	FG_SCAN_PARAMS,	    /* the parameters of a credentials or challenge header (nonce, stale) */
+	FG_SCAN_TO_VALUE,   /* a To header's value: is there a tag parameter? */
 };
 
 struct fg_scan {
@@ -67,7 +69,8 @@ struct fg_scan {
 	__u64 callid_hash; /* FNV-1a over the Call-ID value's 8-byte words */
 	__u64 nonce_hash;  /* FNV-1a over the nonce parameter being read */
 	__u64 nonce;	   /* the hash of the first nonce of a credentials or challenge header; 0: none */
-	__u32 param;	   /* FG_PARAM_* in the parameters, and how far */
+	__u32 param;	   /* FG_PARAM_* in the parameters, and how far; FG_TO_* in a To value */
+	__u32 want_to;	   /* read the To header (an INVITE, with fraud checks on): in-dialog or not */
 };
 
 /*
@@ -85,6 +88,10 @@ struct fg_walk {
 	struct fg_destination_key dest_key;
 	struct fg_call_key call_key;
 	struct fg_destination_source_key source_key;
+	struct fg_destination_rule fraud_rule; /* a fraud threshold's bucket id, as a rule */
+	struct fg_fraud_block block;
+	struct fg_call memo;
+	struct fg_bucket_call call;
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -100,6 +107,15 @@ struct {
 #define FG_SCAN_AMBIGUOUS 16  /* a second Call-ID or CSeq: the message names no one transaction */
 #define FG_SCAN_END 32	      /* the blank line that ends the header block was reached */
 #define FG_SCAN_STALE 64      /* a challenge says stale=true (an old nonce, not a wrong password) */
+#define FG_SCAN_TO 128	      /* a To header was read (with want_to) */
+#define FG_SCAN_TO_TAG 256    /* it has a tag parameter: the request is in a dialog */
+#define FG_SCAN_TO_TWICE 512  /* a second To header: which one a server reads is anyone's guess */
+
+/* Where the walk is in a To value (scan->param): in a quoted display name (and
+ * after a backslash in it), in the <URI>; above them, how far ";tag=" is matched. */
+#define FG_TO_QUOTED 1
+#define FG_TO_ESCAPE 2
+#define FG_TO_ANGLE 4
 
 /* Where the walk is in a header's parameters (scan->param: the state in the
  * low byte, how far into a name above it). */
@@ -122,6 +138,8 @@ struct {
 #define FG_NAME_WWW_AUTHENTICATE 'w'
 #define FG_NAME_PROXY_AUTHENTICATE 'P'
 #define FG_NAME_FROM_COMPACT 'F'
+#define FG_NAME_TO 'T'
+#define FG_NAME_TO_COMPACT 't'
 #define FG_FNV64_OFFSET 0xcbf29ce484222325ULL
 #define FG_FNV64_PRIME 0x100000001b3ULL
 
@@ -163,6 +181,8 @@ static __always_inline __u32 fg_name_length(__u32 kind)
 	case FG_NAME_CALL_ID_COMPACT: return 1;		 /* i */
 	case FG_NAME_WWW_AUTHENTICATE: return 16;	 /* www-authenticate */
 	case FG_NAME_PROXY_AUTHENTICATE: return 18;	 /* proxy-authenticate */
+	case FG_NAME_TO: return 2;			 /* to */
+	case FG_NAME_TO_COMPACT: return 1;		 /* t */
 	default: return 4;				 /* cseq */
 	}
 }
@@ -181,6 +201,8 @@ static __always_inline __u64 fg_name_chunk(__u32 kind, __u32 pos)
 	case FG_NAME_WWW_AUTHENTICATE: return pos ? FG_W8("enticate") : FG_W8("www-auth");
 	case FG_NAME_PROXY_AUTHENTICATE:
 		return pos == 0 ? FG_W8("proxy-au") : pos == 8 ? FG_W8("thentica") : FG_W8("te\0\0\0\0\0\0");
+	case FG_NAME_TO: return FG_W8("to\0\0\0\0\0\0");
+	case FG_NAME_TO_COMPACT: return 't';
 	default: return FG_W8("cseq\0\0\0\0");
 	}
 }
@@ -252,6 +274,14 @@ static __always_inline __u64 fg_word_at(const struct fg_scratch *s, __u32 at)
 /* A header name complete and followed by a colon: what its value is for. */
 static __always_inline void fg_scan_colon(struct fg_scan *scan)
 {
+	if (scan->kind == FG_NAME_TO || scan->kind == FG_NAME_TO_COMPACT) {
+		if (scan->found & FG_SCAN_TO)
+			scan->found |= FG_SCAN_TO_TWICE;
+		scan->found |= FG_SCAN_TO;
+		scan->state = FG_SCAN_TO_VALUE;
+		scan->param = 0;
+		return;
+	}
 	if (fg_is_credentials(scan->kind) || fg_is_challenge(scan->kind)) {
 		if (fg_is_credentials(scan->kind))
 			scan->found |= FG_SCAN_CREDENTIALS;
@@ -417,6 +447,54 @@ static __always_inline void fg_scan_param(struct fg_scan *scan, __u8 b)
 }
 
 /*
+ * One byte (not LF) of a To value: a tag parameter counts only outside the
+ * quoted display name and the <URI> (";tag=" inside either is not one: a
+ * server would see no tag), with blanks allowed around ';' and '='.
+ */
+static __always_inline void fg_scan_to(struct fg_scan *scan, __u8 b)
+{
+	__u32 p = scan->param & 0xff, m = scan->param >> 8;
+	__u8 lb = fg_lower(b);
+
+	if (p & FG_TO_QUOTED) {
+		if (p & FG_TO_ESCAPE)
+			p &= ~FG_TO_ESCAPE;
+		else if (b == '\\')
+			p |= FG_TO_ESCAPE;
+		else if (b == '"')
+			p &= ~FG_TO_QUOTED;
+		scan->param = p;
+		return;
+	}
+	if (p & FG_TO_ANGLE) {
+		if (b == '>')
+			p &= ~FG_TO_ANGLE;
+		scan->param = p;
+		return;
+	}
+	if (b == '"' || b == '<') {
+		scan->param = p | (b == '"' ? FG_TO_QUOTED : FG_TO_ANGLE);
+		return;
+	}
+	if (b == ';')
+		m = 1;
+	else if (fg_is_blank(b) && (m == 1 || m == 4))
+		; /* blanks around the separator */
+	else if (m == 1 && lb == 't')
+		m = 2;
+	else if (m == 2 && lb == 'a')
+		m = 3;
+	else if (m == 3 && lb == 'g')
+		m = 4;
+	else if (m == 4 && b == '=') {
+		scan->found |= FG_SCAN_TO_TAG;
+		m = 0;
+	} else
+		m = 0;
+	scan->param = p | m << 8;
+}
+
+/*
  * One step of the walk: a small state machine, so the verifier checks one
  * step rather than every path through a header. A step takes a word where it
  * can (up to 32 bytes of an uninteresting line, 8 of a header name or of a
@@ -492,6 +570,13 @@ skip:
 		case 'c': scan->kind = (__u8)(lw >> 8) == 's' ? FG_NAME_CSEQ : FG_NAME_CALL_ID; break;
 		/* "f" alone is From's compact form: "fr" is on its way to "from". */
 		case 'f': scan->kind = (__u8)(lw >> 8) == 'r' ? FG_SIGNATURE_FROM : FG_NAME_FROM_COMPACT; break;
+		case 't':
+			if (!scan->want_to) {
+				scan->state = FG_SCAN_SKIP;
+				goto skip;
+			}
+			scan->kind = (__u8)(lw >> 8) == 'o' ? FG_NAME_TO : FG_NAME_TO_COMPACT;
+			break;
 		default:
 			scan->state = FG_SCAN_SKIP;
 			goto skip;
@@ -582,6 +667,14 @@ skip:
 		}
 		fg_scan_param(scan, b);
 		return 0;
+	case FG_SCAN_TO_VALUE:
+		scan->at = at + 1;
+		if (b == '\n') {
+			scan->state = FG_SCAN_LINE_START;
+			return 0;
+		}
+		fg_scan_to(scan, b);
+		return 0;
 	case FG_SCAN_VALUE:
 		break;
 	default:
@@ -655,7 +748,8 @@ static long fg_scan_step(__u32 i, void *unused)
  * this CPU's fg_scratch: found has the FG_SCAN_* bits, with the Call-ID hash
  * and CSeq), or NULL if the message could not be read.
  */
-static __always_inline struct fg_scan *fg_scan_message(struct xdp_md *ctx, __u32 off, __u32 len, __u32 skip)
+static __always_inline struct fg_scan *fg_scan_message(struct xdp_md *ctx, __u32 off, __u32 len, __u32 skip,
+						       __u32 want_to)
 {
 	struct fg_walk *w;
 	__u32 zero = 0;
@@ -676,6 +770,7 @@ static __always_inline struct fg_scan *fg_scan_message(struct xdp_md *ctx, __u32
 	__builtin_memset(&w->scan, 0, sizeof(w->scan));
 	w->scan.len = len;
 	w->scan.at = skip;
+	w->scan.want_to = want_to;
 	/* Blanks before the start line need the LEAD steps; a letter starts
 	 * the start line, which the SKIP steps pass over (one step saved). */
 	w->scan.state = fg_is_lead_byte(w->scratch.buf[skip & FG_SCAN_MASK]) ? FG_SCAN_LEAD : FG_SCAN_SKIP;

@@ -215,7 +215,7 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 		return;
 	code = (line[8] - '0') * 100 + (line[9] - '0') * 10 + (line[10] - '0');
 
-	scan = fg_scan_message(ctx, payload_off, payload_len, 0);
+	scan = fg_scan_message(ctx, payload_off, payload_len, 0, 0);
 	if (!scan)
 		return;
 	flags = scan->found;

@@ -300,6 +300,15 @@ public final class Agent: @unchecked Sendable {
                     "source": "\(address)", "class": "\(trafficClass)", "would-be": "\(origin)",
                 ])
             }
+        case .fraud:
+            let kind = event.fraudKind ?? "?"
+            metrics.fraudBlocked(kind: kind)
+            if limiter.allow() {
+                logger.warning("blocked a source for new calls: over its \(kind) calls a minute", metadata: [
+                    "source": "\(address)", "threshold_per_minute": "\(event.drops)", "kind": "\(kind)",
+                    "seconds": "\(Int(seconds.rounded()))",
+                ])
+            }
         case .spoofed:
             metrics.spoofedReported()
             if limiter.allow() {

@@ -116,6 +116,11 @@ extension AgentConfig {
         }
         var config = AgentConfig()
         if let root { reader.read(root, into: &config) }
+        if config.policy.fraud.thresholds.values.contains(where: { $0.international != nil }),
+           config.policy.settings.numbers.countryCode.isEmpty {
+            reader.problem(reader.fraudNode, "fraud.international",
+                           "needs numbers.country_code: an international number is one with another country's code")
+        }
 
         if config.external == nil {
             reader.problem(root, "interfaces.external", "is required: the interface facing the carriers")
@@ -133,6 +138,8 @@ extension AgentConfig {
 final class ConfigReader {
     let file: String
     var problems: [ConfigProblem] = []
+    /// The fraud section, for a check that needs the whole file read.
+    var fraudNode: Node?
 
     init(file: String) { self.file = file }
 
@@ -277,7 +284,7 @@ final class ConfigReader {
     func read(_ root: Node, into c: inout AgentConfig) {
         let sections = ["interfaces", "pin_root", "max_sources", "max_bans", "sip", "limits", "prefix", "budget", "allow", "deny",
                         "scanners", "auto_ban", "brute_force", "trust", "anomaly", "metrics", "log", "poll", "numbers",
-                        "destinations", "time_zone"]
+                        "destinations", "time_zone", "fraud"]
         for (key, node) in mapping(root, "", known: sections) {
             switch key {
             case "interfaces": interfaces(node, &c)
@@ -316,6 +323,7 @@ final class ConfigReader {
             case "scanners": scanners(node, &c)
             case "numbers": numbers(node, &c)
             case "destinations": destinations(node, &c)
+            case "fraud": fraud(node, &c)
             case "time_zone":
                 if let s = string(node, key) {
                     if let zone = TimeZone(identifier: s) { c.timeZone = zone } else {
@@ -558,6 +566,57 @@ final class ConfigReader {
                 problem(node, "destinations", "needs \(count) entries (one per tier a rule applies to); at most \(FilterCapacity.destinations)")
             } else { c.policy.destinations = Set(rules) }
         } catch { problem(node, "destinations", "\(error)") }
+    }
+
+    /// `fraud: {block: 1h, international: N/min, high_risk: N/min, unverified|verified|allowed: {…}}`: the
+    /// thresholds at the top apply to every tier but those a tier section sets; `off` counts nothing.
+    func fraud(_ node: Node, _ c: inout AgentConfig) {
+        var policy = FraudPolicy()
+        var all = FraudPolicy.Thresholds()
+        var tiers: [DestinationRule.Tier: (international: UInt32??, highRisk: UInt32??)] = [:]
+        func perMinute(_ value: Node, _ field: String) -> UInt32?? {
+            guard let s = string(value, field) else { return .none }
+            if s == "off" { return .some(nil) }
+            do { return .some(try DestinationRule.parsePerMinute(s)) } catch {
+                problem(value, field, "\(error)")
+                return .none
+            }
+        }
+        let tierNames = DestinationRule.Tier.allCases.map(\.rawValue)
+        for (name, value) in mapping(node, "fraud", known: ["block", "international", "high_risk"] + tierNames) {
+            let field = "fraud.\(name)"
+            switch name {
+            case "block":
+                if value.scalar?.string == "off" { policy.blockSeconds = 0; continue }
+                if let s = duration(value, field) {
+                    if (1...30 * 86400).contains(s) { policy.blockSeconds = UInt32(s) } else { problem(value, field, "must be 1s to 30d") }
+                }
+            case "international": if case .some(let n) = perMinute(value, field) { all.international = n }
+            case "high_risk": if case .some(let n) = perMinute(value, field) { all.highRisk = n }
+            default:
+                guard let tier = DestinationRule.Tier(rawValue: name) else { continue }
+                var entry: (international: UInt32??, highRisk: UInt32??) = (.none, .none)
+                for (kind, v) in mapping(value, field, known: ["international", "high_risk"]) {
+                    if kind == "international" { entry.international = perMinute(v, "\(field).international") } else {
+                        entry.highRisk = perMinute(v, "\(field).high_risk")
+                    }
+                }
+                tiers[tier] = entry
+            }
+        }
+        for tier in DestinationRule.Tier.allCases {
+            var t = all
+            if let entry = tiers[tier] {
+                if case .some(let n) = entry.international { t.international = n }
+                if case .some(let n) = entry.highRisk { t.highRisk = n }
+            }
+            policy.thresholds[tier] = t
+        }
+        if policy.blockSeconds == 0 && policy.thresholds.values.contains(where: { $0 != FraudPolicy.Thresholds() }) {
+            problem(node, "fraud.block", "is needed: how long a source over a threshold gets no new calls (e.g. 1h)")
+        }
+        c.policy.fraud = policy.normalized
+        fraudNode = node
     }
 
     func autoBan(_ node: Node, _ c: inout AgentConfig) {

@@ -24,6 +24,7 @@ public final class AgentMetrics: @unchecked Sendable {
     private let spoofedEvents: Counter
     private let destinationSwitchesCounter: Counter
     private var destinationOutcomes: [String: Counter] = [:]
+    private var fraudBlocks: [String: Counter] = [:]
 
     init(interface: String) {
         self.interface = interface
@@ -57,6 +58,12 @@ public final class AgentMetrics: @unchecked Sendable {
             descriptor: metricName("floodgate_destination_switches_total",
                                    "Switches of the destination rule set at the edges of scheduled rules' hours"),
             labels: [("interface", interface)])
+        for kind in ["international", "high-risk"] {
+            fraudBlocks[kind] = registry.makeCounter(
+                descriptor: metricName("floodgate_fraud_blocks_total",
+                                       "Sources blocked for new calls over a fraud threshold, by threshold"),
+                labels: [("interface", interface), ("kind", kind)])
+        }
         for outcome in FilterMaps.destinationOutcomeNames {
             destinationOutcomes[outcome] = registry.makeCounter(
                 descriptor: metricName("floodgate_destination_outcomes_total",
@@ -150,6 +157,7 @@ public final class AgentMetrics: @unchecked Sendable {
 
     func reloads(ok: Bool) { (ok ? reloadsOK : reloadsFailed).increment() }
     func destinationSwitches() { destinationSwitchesCounter.increment() }
+    func fraudBlocked(kind: String) { fraudBlocks[kind]?.increment() }
 
     func destinations(_ now: [String: UInt64], since before: [String: UInt64]) {
         for (outcome, n) in now {

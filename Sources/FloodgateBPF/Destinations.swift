@@ -153,11 +153,13 @@ public struct DestinationRule: Hashable, Sendable, Comparable, CustomStringConve
     /// nil: every tier.
     public let tier: Tier?
     public let action: Action
+    /// Calls to the prefix count toward the fraud thresholds' high-risk calls a minute.
+    public let highRisk: Bool
 
     public static let maxPerMinute: UInt32 = 1_000_000
 
     /// `prefix` in E.164 digits, with or without a leading `+`; `+` alone or `any`: every number.
-    public init(_ prefix: String, _ action: Action, tier: Tier? = nil) throws {
+    public init(_ prefix: String, _ action: Action, tier: Tier? = nil, highRisk: Bool = false) throws {
         let digits = prefix == "any" ? "" : prefix.hasPrefix("+") ? String(prefix.dropFirst()) : prefix
         guard digits.count <= 15, !digits.isEmpty || prefix == "+" || prefix == "any",
               digits.allSatisfy({ $0.isASCII && $0.isNumber })
@@ -173,12 +175,15 @@ public struct DestinationRule: Hashable, Sendable, Comparable, CustomStringConve
         self.prefix = digits
         self.tier = tier
         self.action = action
+        self.highRisk = highRisk
     }
 
     /// The rule for every tier, or for one.
     public var tiers: [Tier] { tier.map { [$0] } ?? Tier.allCases }
 
-    public var description: String { "+\(prefix)\(tier.map { " (\($0.rawValue))" } ?? "") \(action)" }
+    public var description: String {
+        "+\(prefix)\(tier.map { " (\($0.rawValue))" } ?? "") \(action)\(highRisk ? " high-risk" : "")"
+    }
 
     public static func < (a: DestinationRule, b: DestinationRule) -> Bool {
         (a.prefix, a.tier?.index ?? 255) < (b.prefix, b.tier?.index ?? 255)
@@ -193,7 +198,7 @@ public struct DestinationRule: Hashable, Sendable, Comparable, CustomStringConve
         return n
     }
 
-    /// A list file: one rule per line, `PREFIX block|allow|limit N/min [total N/min] [tier T]`; `#` and `;`
+    /// A list file: one rule per line, `PREFIX block|allow|limit N/min [total N/min] [tier T] [high-risk]`; `#` and `;`
     /// comments. Every bad line is named; nothing of a file with one is used.
     public static func parseList(_ text: String, name: String) throws -> [DestinationRule] {
         var rules: [DestinationRule] = []
@@ -208,10 +213,14 @@ public struct DestinationRule: Hashable, Sendable, Comparable, CustomStringConve
         return rules
     }
 
-    /// `PREFIX block|allow|limit N/min [total N/min] [tier T]`.
+    /// `PREFIX block|allow|limit N/min [total N/min] [tier T] [high-risk]`.
     public static func parse(_ words: [String]) throws -> DestinationRule {
-        guard words.count >= 2 else { throw FloodgateError("a rule is PREFIX block|allow|limit N/min [total N/min] [tier T]") }
+        guard words.count >= 2 else {
+            throw FloodgateError("a rule is PREFIX block|allow|limit N/min [total N/min] [tier T] [high-risk]")
+        }
         var rest = Array(words.dropFirst(2))
+        let highRisk = rest.contains("high-risk")
+        rest.removeAll { $0 == "high-risk" }
         var tier: Tier?
         if let t = rest.firstIndex(of: "tier") {
             guard t + 1 < rest.count, let value = Tier(rawValue: rest[t + 1]) else {
@@ -240,7 +249,7 @@ public struct DestinationRule: Hashable, Sendable, Comparable, CustomStringConve
         default:
             throw FloodgateError("the action must be block, allow or limit N/min [total N/min] (got '\(words.dropFirst().joined(separator: " "))')")
         }
-        return try DestinationRule(words[0], action, tier: tier)
+        return try DestinationRule(words[0], action, tier: tier, highRisk: highRisk)
     }
 }
 
@@ -254,6 +263,7 @@ struct DestinationEntry: Hashable {
     var prefix: String
     var tier: DestinationRule.Tier
     var action: DestinationRule.Action
+    var highRisk = false
 }
 
 extension Array where Element == DestinationRule {
@@ -268,7 +278,7 @@ extension Array where Element == DestinationRule {
                     throw FloodgateError("two destination rules for +\(rule.prefix) from \(tier.rawValue) sources: \(other) and \(rule)")
                 }
                 seen[id] = rule
-                result.append(DestinationEntry(prefix: rule.prefix, tier: tier, action: rule.action))
+                result.append(DestinationEntry(prefix: rule.prefix, tier: tier, action: rule.action, highRisk: rule.highRisk))
             }
         }
         return result
@@ -289,10 +299,11 @@ extension DestinationEntry {
         for e in entries { byPrefix[e.prefix, default: []].append(e) }
         var rules: [DestinationRule] = []
         for (prefix, list) in byPrefix {
-            if list.count == DestinationRule.Tier.allCases.count, Set(list.map(\.action)).count == 1 {
-                rules.append(try! DestinationRule("+" + prefix, list[0].action))
+            if list.count == DestinationRule.Tier.allCases.count, Set(list.map(\.action)).count == 1,
+               Set(list.map(\.highRisk)).count == 1 {
+                rules.append(try! DestinationRule("+" + prefix, list[0].action, highRisk: list[0].highRisk))
             } else {
-                rules += list.map { try! DestinationRule("+" + prefix, $0.action, tier: $0.tier) }
+                rules += list.map { try! DestinationRule("+" + prefix, $0.action, tier: $0.tier, highRisk: $0.highRisk) }
             }
         }
         return rules.sorted()
@@ -328,14 +339,15 @@ extension FilterMaps {
                 prefix += String(digit)
             }
             let action: DestinationRule.Action
-            switch Int32(value.action) {
+            switch Int32(value.action & UInt32(FG_DEST_ACTION_MASK)) {
             case Int32(FG_DEST_ALLOW.rawValue): action = .allow
             case Int32(FG_DEST_BLOCK.rawValue): action = .block
             default:
                 action = .limit(perSource: value.interval == 0 ? nil : value.per_minute,
                                 total: value.total_interval == 0 ? nil : value.total_per_minute)
             }
-            return (bank, DestinationEntry(prefix: prefix, tier: tier, action: action), value.id)
+            return (bank, DestinationEntry(prefix: prefix, tier: tier, action: action,
+                                           highRisk: value.action & UInt32(FG_DEST_HIGH_RISK) != 0), value.id)
         }
     }
 
@@ -418,6 +430,7 @@ extension FilterMaps {
                     if let perSource { (value.interval, value.tau) = FilterMaps.perMinute(perSource); value.per_minute = perSource }
                     if let total { (value.total_interval, value.total_tau) = FilterMaps.perMinute(total); value.total_per_minute = total }
                 }
+                if e.highRisk { value.action |= UInt32(FG_DEST_HIGH_RISK) }
                 let key = FilterMaps.destinationKey(e.prefix, tier: e.tier, bank: next)
                 try destinationsMap.update(key, value, what: "add destination rule +\(e.prefix)")
                 written.append(key)
@@ -450,7 +463,9 @@ extension Array where Element == DestinationRule {
 
 extension Set where Element == DestinationRule {
     private var expanded: [DestinationEntry] {
-        flatMap { rule in rule.tiers.map { DestinationEntry(prefix: rule.prefix, tier: $0, action: rule.action) } }
+        flatMap { rule in
+            rule.tiers.map { DestinationEntry(prefix: rule.prefix, tier: $0, action: rule.action, highRisk: rule.highRisk) }
+        }
     }
 
     /// These rules with `rules` in force for their prefixes and tiers (a rule for every tier replaces each tier's
@@ -474,5 +489,114 @@ extension Set where Element == DestinationRule {
                 hint: "floodgate dest list shows the rules and their tiers")
         }
         return Set(DestinationEntry.collapse(all.filter { !(prefixes.contains($0.prefix) && tiers.contains($0.tier)) }))
+    }
+}
+
+/// Fraud thresholds (BPF/lib/destinations.h): per source and tier, new calls a minute to international numbers
+/// (outside the number plan's country code) and to destinations a rule marks high-risk. A source over one is
+/// refused new calls for ``blockSeconds``; its registrations and its calls in progress go on.
+public struct FraudPolicy: Equatable, Sendable {
+    public struct Thresholds: Equatable, Sendable {
+        /// Calls a minute (at most that many at once); nil: not counted.
+        public var international: UInt32?
+        public var highRisk: UInt32?
+        public init(international: UInt32? = nil, highRisk: UInt32? = nil) {
+            self.international = international
+            self.highRisk = highRisk
+        }
+    }
+
+    /// 0: no fraud checks at all.
+    public var blockSeconds: UInt32 = 0
+    public var thresholds: [DestinationRule.Tier: Thresholds] = [:]
+
+    public init() {}
+
+    public init(blockSeconds: UInt32, thresholds: [DestinationRule.Tier: Thresholds]) {
+        self.blockSeconds = blockSeconds
+        self.thresholds = thresholds
+    }
+
+    public func thresholds(of tier: DestinationRule.Tier) -> Thresholds { thresholds[tier] ?? Thresholds() }
+
+    /// As the maps hold it: no thresholds without a block time, and none kept that count nothing.
+    public var normalized: FraudPolicy {
+        guard blockSeconds > 0 else { return FraudPolicy() }
+        return FraudPolicy(blockSeconds: blockSeconds, thresholds: thresholds.filter { $0.value != Thresholds() })
+    }
+
+    public func validate() throws {
+        guard blockSeconds <= 30 * 86400 else { throw FloodgateError("a fraud block lasts at most 30d") }
+        for t in thresholds.values {
+            for n in [t.international, t.highRisk].compactMap({ $0 }) where !(1...DestinationRule.maxPerMinute).contains(n) {
+                throw FloodgateError("a fraud threshold must be 1 to \(DestinationRule.maxPerMinute) calls a minute (got \(n))")
+            }
+        }
+    }
+}
+
+/// A source blocked for new calls (`fg_fraud_blocks`).
+public struct FraudBlock: Sendable, Equatable {
+    public var address: SourceAddress
+    /// "international" or "high-risk".
+    public var kind: String
+    public var perMinute: UInt32
+    public var untilNS: UInt64
+}
+
+extension FilterMaps {
+    var fraudBlocksMap: BPFMap<fg_addr, fg_fraud_block> { map(FG_MAP_FRAUD_BLOCKS) }
+
+    static func fraudIndex(_ kind: Int32, _ tier: DestinationRule.Tier) -> UInt32 {
+        UInt32(kind == FG_FRAUD_HIGH_RISK ? FG_LIMIT_FRAUD_HIGH_RISK.rawValue : FG_LIMIT_FRAUD_INTERNATIONAL.rawValue)
+            + UInt32(tier.index)
+    }
+
+    /// The fraud policy the maps hold.
+    public func fraudPolicy() throws -> FraudPolicy {
+        var policy = FraudPolicy()
+        policy.blockSeconds = try rawSettings().fraud_block_seconds
+        for tier in DestinationRule.Tier.allCases {
+            func read(_ kind: Int32) throws -> UInt32? {
+                let limit = try limitsMap.value(at: FilterMaps.fraudIndex(kind, tier))
+                return limit.interval == 0 ? nil : limit.rate
+            }
+            let t = FraudPolicy.Thresholds(international: try read(FG_FRAUD_INTERNATIONAL), highRisk: try read(FG_FRAUD_HIGH_RISK))
+            if t != FraudPolicy.Thresholds() { policy.thresholds[tier] = t }
+        }
+        return policy.normalized
+    }
+
+    /// Writes `policy`: the thresholds first, then the block time (which turns the checks on or off).
+    public func setFraudPolicy(_ policy: FraudPolicy) throws {
+        try policy.validate()
+        let p = policy.normalized
+        for tier in DestinationRule.Tier.allCases {
+            for (kind, n) in [(FG_FRAUD_INTERNATIONAL, p.thresholds(of: tier).international),
+                              (FG_FRAUD_HIGH_RISK, p.thresholds(of: tier).highRisk)] {
+                var limit = fg_limit()
+                if let n {
+                    (limit.interval, limit.tau) = FilterMaps.perMinute(n)
+                    limit.rate = n
+                    limit.burst = n
+                }
+                try limitsMap.update(FilterMaps.fraudIndex(kind, tier), limit, what: "set a fraud threshold")
+            }
+        }
+        try updateSettings { $0.fraud_block_seconds = p.blockSeconds }
+    }
+
+    /// Sources blocked for new calls now.
+    public func fraudBlocks(now: UInt64 = monotonicNanoseconds()) throws -> [FraudBlock] {
+        try fraudBlocksMap.entries().filter { $0.value.until_ns > now }.map { key, value in
+            FraudBlock(address: SourceAddress(key), kind: value.kind == UInt32(FG_FRAUD_HIGH_RISK) ? "high-risk" : "international",
+                       perMinute: value.per_minute, untilNS: value.until_ns)
+        }.sorted { $0.address.bytes.lexicographicallyPrecedes($1.address.bytes) }
+    }
+
+    /// Lifts a source's block; whether it had one.
+    @discardableResult
+    public func unblockCalls(of address: SourceAddress) throws -> Bool {
+        try fraudBlocksMap.delete(address.raw, what: "lift the block on \(address)")
     }
 }

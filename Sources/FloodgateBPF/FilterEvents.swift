@@ -37,6 +37,9 @@ public struct FilterEvent: Sendable, Equatable {
         case spared
         /// Packets claiming a verified or allow-listed address at another hop distance (`offence`: their TTL).
         case spoofed
+        /// A source crossed a fraud threshold and is blocked for new calls until `expiresNS` (``fraudKind``;
+        /// `drops`: the threshold, calls a minute).
+        case fraud
         case unknown(UInt32)
     }
 
@@ -50,6 +53,10 @@ public struct FilterEvent: Sendable, Equatable {
 
     /// A drop sample's reason.
     public var reason: Reason? { kind == .dropSample ? Reason.all.first { $0.index == offence } : nil }
+    /// A fraud block's threshold: "international" or "high-risk".
+    public var fraudKind: String? {
+        kind == .fraud ? (offence == UInt32(FG_FRAUD_HIGH_RISK) ? "high-risk" : "international") : nil
+    }
     /// Whether a spared ban would have been a scanner's (else an auto-ban).
     public var sparedScanner: Bool { kind == .spared && offence == UInt32(FG_BAN_SCANNER) }
 
@@ -62,6 +69,7 @@ public struct FilterEvent: Sendable, Equatable {
         case FG_EVENT_DROP_SAMPLE.rawValue: kind = .dropSample
         case FG_EVENT_SPARED.rawValue: kind = .spared
         case FG_EVENT_SPOOFED.rawValue: kind = .spoofed
+        case FG_EVENT_FRAUD.rawValue: kind = .fraud
         default: kind = .unknown(raw.type)
         }
         trafficClass = TrafficClass(index: raw.traffic_class)

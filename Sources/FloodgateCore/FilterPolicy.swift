@@ -25,6 +25,8 @@ public struct FilterPolicy: Sendable, Equatable {
     public var signatures: Set<Signature> = Set(Signature.defaults)
     /// What INVITEs may dial (BPF/lib/destinations.h); the number plan is in ``settings``.
     public var destinations: Set<DestinationRule> = []
+    /// Fraud thresholds and the block they earn (off unless a block time is set).
+    public var fraud = FraudPolicy()
 
     public init() {}
 
@@ -62,6 +64,7 @@ public struct FilterPolicy: Sendable, Equatable {
         servers = Set(try maps.servers())
         signatures = Set(try maps.signatures())
         destinations = Set(try maps.destinationRules())
+        fraud = try maps.fraudPolicy()
     }
 
     /// The per-source limit a class has in a tier.
@@ -85,6 +88,7 @@ public struct FilterPolicy: Sendable, Equatable {
         p.verifiedLimits = Dictionary(uniqueKeysWithValues: TrafficClass.all.map { ($0, limit(for: $0, tier: .verified)) })
         p.allowOptions = allowOptions.filter { allow.contains($0.key) && $0.value != AllowOptions() }
         p.destinations = destinations.normalized
+        p.fraud = fraud.normalized
         return p
     }
 
@@ -95,6 +99,7 @@ public struct FilterPolicy: Sendable, Equatable {
             && x.prefix == y.prefix && x.widePrefix == y.widePrefix && x.budget == y.budget
             && x.newSources == y.newSources && x.allow == y.allow && x.deny == y.deny && x.allowOptions == y.allowOptions
             && x.servers == y.servers && x.signatures == y.signatures && x.destinations == y.destinations
+            && x.fraud == y.fraud
     }
 
     /// Throws if the maps could not take this policy (so nothing of it is written).
@@ -116,6 +121,7 @@ public struct FilterPolicy: Sendable, Equatable {
         guard signatures.count <= FilterCapacity.signatures else {
             throw FloodgateError("at most \(FilterCapacity.signatures) scanner signatures (got \(signatures.count))")
         }
+        try fraud.validate()
         let entries = try Array(destinations).destinationEntryCount()
         guard entries <= FilterCapacity.destinations else {
             throw FloodgateError("the destination rules need \(entries) entries (one per tier a rule applies to); at most \(FilterCapacity.destinations)")
@@ -152,6 +158,7 @@ public struct FilterPolicy: Sendable, Equatable {
             changes.append("signatures +\(signatures.subtracting(old.signatures).count) "
                 + "−\(old.signatures.subtracting(signatures).count)")
         }
+        if fraud != old.fraud { changes.append("fraud thresholds") }
         if destinations != old.destinations {
             changes.append("destinations +\(destinations.subtracting(old.destinations).count) "
                 + "−\(old.destinations.subtracting(destinations).count)")
@@ -237,6 +244,10 @@ public struct FilterPolicy: Sendable, Equatable {
             if destinations != old.destinations {
                 try maps.setDestinationRules(destinations.sorted())
                 undo.append { try? maps.setDestinationRules(old.destinations.sorted()) }
+            }
+            if fraud != old.fraud {
+                try maps.setFraudPolicy(fraud)
+                undo.append { try? maps.setFraudPolicy(old.fraud) }
             }
         } catch {
             for step in undo.reversed() { step() }

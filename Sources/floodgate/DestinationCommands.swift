@@ -151,3 +151,102 @@ extension Floodgate {
         }
     }
 }
+
+extension Floodgate {
+    struct Calls: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Fraud checks: the thresholds, and the sources blocked for new calls.",
+            discussion: """
+                A source over a fraud threshold (new calls a minute to international numbers, or to destinations \
+                a rule marks high-risk; config `fraud:`) gets no new calls for the block time; its registrations \
+                and its calls in progress go on.
+                """,
+            subcommands: [List.self, Unblock.self], defaultSubcommand: List.self)
+
+        struct List: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Show the thresholds and the blocked sources.")
+            @Flag(help: "Print JSON.") var json = false
+            @OptionGroup var selection: FilterSelection
+
+            struct Blocked: Codable {
+                var source: String
+                var kind: String
+                var perMinute: UInt32
+                var seconds: Double
+                enum CodingKeys: String, CodingKey { case source, kind, seconds, perMinute = "per_minute" }
+            }
+            struct Threshold: Codable {
+                var tier: String
+                var international: UInt32?
+                var highRisk: UInt32?
+                enum CodingKeys: String, CodingKey { case tier, international, highRisk = "high_risk" }
+            }
+            struct Entry: Codable {
+                var interface: String
+                var blockSeconds: UInt32
+                var thresholds: [Threshold]
+                var blocked: [Blocked]
+                enum CodingKeys: String, CodingKey { case interface, thresholds, blocked, blockSeconds = "block_seconds" }
+            }
+
+            func run() throws {
+                let root = try selection.common.root()
+                let now = monotonicNanoseconds()
+                let entries = try root.selectFilters(selection.interface).map { f in
+                    let maps = try root.maps(of: f.interfaceName)
+                    let policy = try maps.fraudPolicy()
+                    return Entry(
+                        interface: f.interfaceName, blockSeconds: policy.blockSeconds,
+                        thresholds: DestinationRule.Tier.allCases.map { tier in
+                            let t = policy.thresholds(of: tier)
+                            return Threshold(tier: tier.rawValue, international: t.international, highRisk: t.highRisk)
+                        },
+                        blocked: try maps.fraudBlocks(now: now).map {
+                            Blocked(source: $0.address.description, kind: $0.kind, perMinute: $0.perMinute,
+                                    seconds: Double($0.untilNS - now) / 1e9)
+                        })
+                }
+                if json { return try printJSON(entries) }
+                for e in entries {
+                    guard e.blockSeconds > 0 else {
+                        print("\(e.interface): no fraud checks (config fraud.block is off)")
+                        continue
+                    }
+                    let per = { (n: UInt32?) in n.map { "\($0)/min" } ?? "off" }
+                    print("\(e.interface): over a threshold, no new calls for \(e.blockSeconds)s; "
+                        + e.thresholds.map { "\($0.tier): international \(per($0.international)), high-risk \(per($0.highRisk))" }
+                        .joined(separator: "; "))
+                    if e.blocked.isEmpty { print("  no source is blocked") }
+                    for b in e.blocked {
+                        print("  \(b.source) blocked for new calls: over \(b.perMinute) \(b.kind) calls a minute, "
+                            + String(format: "%.0f s left", b.seconds))
+                    }
+                }
+            }
+        }
+
+        struct Unblock: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Let a blocked source place new calls again.")
+            @Argument(help: "The blocked address.") var address: String
+            @OptionGroup var selection: FilterSelection
+
+            func validate() throws {
+                guard SourceAddress(address) != nil else { throw ValidationError("'\(address)' is not an IPv4 or IPv6 address.") }
+            }
+
+            func run() throws {
+                let root = try selection.common.root()
+                let source = SourceAddress(address)!
+                var lifted = false
+                let filters = try root.change(selection.interface) { _, maps in
+                    lifted = try maps.unblockCalls(of: source) || lifted
+                    return {}
+                }
+                // Idempotent, as scripts need: an address not blocked is said so, not an error.
+                for f in filters {
+                    print("\(f.interfaceName): \(lifted ? "lifted the block on" : "no block on") \(source).")
+                }
+            }
+        }
+    }
+}

@@ -82,4 +82,68 @@ import Testing
         #expect(try maps.destinationRules().isEmpty)
         #expect(try calls("00449001234567", 1, port: 5075) == 1, "after the window's edge: connects")
     }
+
+    /// Premium calls at night from one source, 2 a second: the first 3 connect, the fourth is refused and the
+    /// agent reports the block within a second; the source's national call is refused too while the block lasts,
+    /// and another source's premium call still connects.
+    @Test func premiumCallsAtNightBlockTheSourceForNewCalls() throws {
+        try requireTool("/usr/bin/sipp", package: "sip-tester")
+        try requireRoot()
+        let lab = try NetworkLab(prefix: "fgq", extraOutsideAddresses: ["198.18.0.77"], server: true)
+        defer { lab.tearDown() }
+        let now = Int(Date().timeIntervalSince1970) % 86400
+        func clock(_ t: Int) -> String {
+            let s = (t + 86400) % 86400
+            return String(format: "%02d:%02d:%02d", s / 3600, s / 60 % 60, s % 60)
+        }
+        let agent = try AgentTests.RunningAgent(lab: lab, config: AgentTests.config(lab, port: 19472, extra: """
+            time_zone: UTC
+            numbers: {country_code: "44", international: ["00"], national: "0"}
+            destinations:
+              - {rule: "+449 allow high-risk", hours: "daily \(clock(now - 3600))-\(clock(now + 3600))"}
+            fraud:
+              block: 1h
+              high_risk: 3/min
+            """))
+        defer { agent.stop() }
+        #expect(agent.waitForLog("attached"), "\(agent.log.text())")
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        server.arguments = ["ip", "netns", "exec", lab.serverNS!, "timeout", "120", "sipp", "-sn", "uas", "-i",
+                            lab.serverAddress, "-p", "5060", "-nostdin", "-bg"]
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer { _ = try? run(["ip", "netns", "exec", lab.serverNS!, "pkill", "-KILL", "-x", "sipp"]) }
+        Thread.sleep(forTimeInterval: 0.5)
+        func calls(_ number: String, _ n: Int, from source: String, port: Int) throws -> Int {
+            let result = try run(["ip", "netns", "exec", lab.outsideNS, "timeout", "60", "sipp", "-sn", "uac", "-s", number,
+                                  "\(lab.serverAddress):5060", "-i", source, "-p", "\(port)", "-m", "\(n)",
+                                  "-r", "2", "-nostdin", "-timeout", "30s", "-recv_timeout", "4000", "-nd"])
+            return SippTraffic.parse(result.out).succeeded
+        }
+        let maps = try PinRoot(lab.pinRoot).maps(of: lab.routerInterface)
+        #expect(try calls("09061234567", 3, from: lab.outsideAddress, port: 5081) == 3, "the first 3 premium calls connect")
+        #expect(try maps.fraudBlocks().isEmpty)
+        // The fourth, sent by hand so that its moment is known.
+        let script = """
+            import socket
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("\(lab.outsideAddress)", 5082))
+            s.sendto(b"INVITE sip:09061234567@\(lab.serverAddress) SIP/2.0\\r\\nVia: SIP/2.0/UDP \(lab.outsideAddress):5082;branch=z9hG4bK-4\\r\\nFrom: <sip:p@\(lab.outsideAddress)>;tag=4\\r\\nTo: <sip:09061234567@\(lab.serverAddress)>\\r\\nCall-ID: fourth@x\\r\\nCSeq: 1 INVITE\\r\\nContent-Length: 0\\r\\n\\r\\n", ("\(lab.serverAddress)", 5060))
+            """
+        let sent = try run(["ip", "netns", "exec", lab.outsideNS, "timeout", "10", "/usr/bin/python3", "-c", script])
+        #expect(sent.status == 0, "\(sent.err)")
+        #expect(agent.waitForLog("blocked a source for new calls: over its high-risk calls a minute", seconds: 1),
+                "the block event within a second: \(agent.log.text())")
+        #expect(try maps.counters().packets[.invite, .droppedFraud] >= 1)
+        let blocks = try maps.fraudBlocks()
+        #expect(blocks.map(\.address.description) == [lab.outsideAddress] && blocks.first?.kind == "high-risk")
+        #expect(try calls("02079460000", 1, from: lab.outsideAddress, port: 5083) == 0, "no new call while blocked")
+        #expect(try calls("09061234567", 1, from: "198.18.0.77", port: 5084) == 1, "another source's call connects")
+        let list = try lab.floodgate(["calls", "--json"])
+        #expect(list.status == 0 && list.out.contains(lab.outsideAddress) && list.out.contains("high-risk"), "\(list.out)")
+        #expect(try lab.floodgate(["calls", "unblock", lab.outsideAddress]).status == 0)
+        #expect(try calls("02079460000", 1, from: lab.outsideAddress, port: 5085) == 1, "unblocked: calls again")
+    }
 }
