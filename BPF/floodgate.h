@@ -535,9 +535,10 @@ struct fg_call_key {
 	__u32 callid;
 };
 struct fg_call {
-	__u64 until_ns; /* CLOCK_MONOTONIC: the memory ends */
-	__u32 reason;	/* enum fg_reason the first copy got from the rules */
-	__u32 pad;
+	__u64 until_ns;	 /* CLOCK_MONOTONIC: the memory ends */
+	__u64 digits;	 /* the number it dialled (fg_destination_key.digits): a copy must dial the same */
+	__u32 reason;	 /* enum fg_reason the first copy got from the rules */
+	__u32 prefixlen; /* and its length (fg_destination_key.prefixlen) */
 };
 /* fg_fraud_blocks[source]: blocked for new calls (written by XDP; removed
  * by the agent when it ends, or by `floodgate calls unblock`). */
@@ -612,7 +613,7 @@ _Static_assert(sizeof(struct fg_destination_key) == 16, "fg_destination_key layo
 _Static_assert(sizeof(struct fg_destination_rule) == 48, "fg_destination_rule layout");
 _Static_assert(sizeof(struct fg_destination_source_key) == 20, "fg_destination_source_key layout");
 _Static_assert(sizeof(struct fg_call_key) == 20, "fg_call_key layout");
-_Static_assert(sizeof(struct fg_call) == 16, "fg_call layout");
+_Static_assert(sizeof(struct fg_call) == 24, "fg_call layout");
 _Static_assert(sizeof(struct fg_fraud_block) == 16, "fg_fraud_block layout");
 _Static_assert(sizeof(struct fg_pin) == 4, "fg_pin layout");
 _Static_assert(sizeof(struct fg_trust) == 16, "fg_trust layout");

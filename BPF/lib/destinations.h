@@ -254,20 +254,6 @@ __noinline int fg_destination(struct fg_packet *pkt)
 	 * (a stateless proxy may relay such a request as it would a new call). */
 	if (fraud && (found & (FG_SCAN_TO_TAG | FG_SCAN_TO_TWICE | FG_SCAN_CALLID)) == (FG_SCAN_TO_TAG | FG_SCAN_CALLID))
 		known_dialog = bpf_map_lookup_elem(&fg_dialogs, &w->call_key) != NULL;
-	/* A retransmission (or the credentialed resend after a challenge: same
-	 * Call-ID) of a call judged lately: its first copy's verdict, not another
-	 * charge, and a block since then does not cut it off. */
-	if ((found & FG_SCAN_CALLID) && !known_dialog) {
-		known = bpf_map_lookup_elem(&fg_calls, &w->call_key);
-		if (known && known->until_ns > now)
-			return known->reason; /* counted once, with its first copy */
-	}
-	if (fraud && !known_dialog) {
-		blocked = bpf_map_lookup_elem(&fg_fraud_blocks, &pkt->src);
-		if (blocked && blocked->until_ns > now)
-			return FG_REASON_DROPPED_FRAUD;
-	}
-
 	n = &w->num;
 	__builtin_memset(n, 0, sizeof(*n));
 	end = w->scan.len < FG_RURI_BYTES ? w->scan.len : FG_RURI_BYTES;
@@ -294,6 +280,23 @@ __noinline int fg_destination(struct fg_packet *pkt)
 		return fg_destination_outcome(FG_DEST_OUT_BLOCKED, FG_REASON_DROPPED_DESTINATION);
 	else
 		outcome = (action & FG_DEST_ACTION_MASK) == FG_DEST_LIMIT ? FG_DEST_OUT_LIMIT_PASSED : FG_DEST_OUT_ALLOWED;
+	if (number)
+		__builtin_memcpy(&w->memo.digits, w->dest_key.digits, sizeof(w->memo.digits));
+	/* A retransmission (or the credentialed resend after a challenge) of a
+	 * call judged lately: the same Call-ID dialling the same number gets its
+	 * first copy's verdict, not another charge, and a block since then does
+	 * not cut it off. Another number on that Call-ID is a new call. */
+	if (number && (found & FG_SCAN_CALLID) && !known_dialog) {
+		known = bpf_map_lookup_elem(&fg_calls, &w->call_key);
+		if (known && known->until_ns > now && known->digits == w->memo.digits &&
+		    known->prefixlen == w->dest_key.prefixlen)
+			return known->reason; /* counted once, with its first copy */
+	}
+	if (fraud && !known_dialog) {
+		blocked = bpf_map_lookup_elem(&fg_fraud_blocks, &pkt->src);
+		if (blocked && blocked->until_ns > now)
+			return FG_REASON_DROPPED_FRAUD;
+	}
 	/* Nothing more to count: not a number; a rule that lets it on, with no
 	 * threshold to charge; a request within a call already let in. */
 	if (!number || known_dialog || (!fraud && outcome != FG_DEST_OUT_LIMIT_PASSED))
@@ -308,6 +311,7 @@ __noinline int fg_destination(struct fg_packet *pkt)
 	if (found & FG_SCAN_CALLID) {
 		w->memo.until_ns = now + FG_CALL_MEMORY_NS;
 		w->memo.reason = reason;
+		w->memo.prefixlen = w->dest_key.prefixlen;
 		bpf_map_update_elem(&fg_calls, &w->call_key, &w->memo, BPF_ANY);
 		/* A call let in: its re-INVITEs pass a later block. */
 		if (reason == FG_REASON_PASSED && fraud && pkt->note != FG_NOTE_SPOOFED)

@@ -140,12 +140,16 @@ extension Floodgate {
                 + "premium and shared cost, UK 09/087/070; +4420 limited to 3 calls a minute per source)")
             let server = Process()
             server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            server.arguments = ["ip", "netns", "exec", lab.routerNS, "timeout", "60", "sipp", "-sn", "uas", "-i",
-                                lab.routerAddress, "-p", "5060", "-nostdin"]
+            // sipp itself (ip netns exec execs it), so that killing this process stops it.
+            server.arguments = ["ip", "netns", "exec", lab.routerNS, "sipp", "-sn", "uas", "-i", lab.routerAddress, "-p",
+                                "5060", "-nostdin"]
             server.standardOutput = FileHandle.nullDevice
             server.standardError = FileHandle.nullDevice
             try server.run()
-            defer { server.terminate(); kill(server.processIdentifier, SIGKILL) }
+            defer {
+                kill(server.processIdentifier, SIGKILL)
+                server.waitUntilExit()
+            }
             Thread.sleep(forTimeInterval: 0.5)
             let before = try maps.counters()
             for (i, (number, calls, what)) in [("008816123456", 2, "a satellite phone (+881)"),

@@ -25,12 +25,16 @@ import Testing
         #expect(agent.waitForLog("attached"), "\(agent.log.text())")
         let server = Process()
         server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        server.arguments = ["ip", "netns", "exec", lab.serverNS!, "timeout", "120", "sipp", "-sn", "uas", "-i",
-                            lab.serverAddress, "-p", "5060", "-nostdin", "-bg"]
+        // sipp itself (ip netns exec execs it), so that this process, and no other test's sipp, is the one killed.
+        server.arguments = ["ip", "netns", "exec", lab.serverNS!, "sipp", "-sn", "uas", "-i", lab.serverAddress, "-p",
+                            "5060", "-nostdin"]
         server.standardOutput = FileHandle.nullDevice
         server.standardError = FileHandle.nullDevice
         try server.run()
-        defer { _ = try? run(["ip", "netns", "exec", lab.serverNS!, "pkill", "-KILL", "-x", "sipp"]) }
+        defer {
+            kill(server.processIdentifier, SIGKILL)
+            server.waitUntilExit()
+        }
         Thread.sleep(forTimeInterval: 0.5)
 
         /// `calls` calls to `number` at 2 a second; sipp's count of those that connected.
@@ -109,12 +113,16 @@ import Testing
         #expect(agent.waitForLog("attached"), "\(agent.log.text())")
         let server = Process()
         server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        server.arguments = ["ip", "netns", "exec", lab.serverNS!, "timeout", "120", "sipp", "-sn", "uas", "-i",
-                            lab.serverAddress, "-p", "5060", "-nostdin", "-bg"]
+        // sipp itself (ip netns exec execs it), so that this process, and no other test's sipp, is the one killed.
+        server.arguments = ["ip", "netns", "exec", lab.serverNS!, "sipp", "-sn", "uas", "-i", lab.serverAddress, "-p",
+                            "5060", "-nostdin"]
         server.standardOutput = FileHandle.nullDevice
         server.standardError = FileHandle.nullDevice
         try server.run()
-        defer { _ = try? run(["ip", "netns", "exec", lab.serverNS!, "pkill", "-KILL", "-x", "sipp"]) }
+        defer {
+            kill(server.processIdentifier, SIGKILL)
+            server.waitUntilExit()
+        }
         Thread.sleep(forTimeInterval: 0.5)
         func calls(_ number: String, _ n: Int, from source: String, port: Int) throws -> Int {
             let result = try run(["ip", "netns", "exec", lab.outsideNS, "timeout", "60", "sipp", "-sn", "uac", "-s", number,

@@ -166,6 +166,8 @@ import Testing
         }
         #expect(try (1...3).map { try call($0) } == [.passed, .passed, .passed])
         #expect(try call(2) == .passed, "a retransmission of an admitted call")
+        #expect(try program.judge(DestinationTests.dialling("sip:+442079460001@h", callID: "call-2@198.18.1.1")).2
+                == .droppedDestinationLimit, "its Call-ID dialling another number: a new call, the fourth")
         #expect(try call(4) == .droppedDestinationLimit)
         #expect(try call(4) == .droppedDestinationLimit, "its retransmission")
         let other = "198.18.1.2"

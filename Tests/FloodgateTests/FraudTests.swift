@@ -62,6 +62,21 @@ import Testing
         #expect(try program.maps.fraudBlocks().isEmpty)
     }
 
+    /// A Call-ID let in is no pass for another number: a new INVITE on it dialling elsewhere is a new call, judged
+    /// and counted as one (a server takes it for one: its From tag is new).
+    @Test func aCallIDLetInIsNoPassForAnotherNumber() throws {
+        let program = try FraudTests.program(rules: [try DestinationRule("+4490", .block)])
+        for id in ["a", "b", "c"] {
+            #expect(try program.judge(FraudTests.invite("0033123456789", callID: id)).2 == .passed)
+        }
+        #expect(try program.judge(FraudTests.invite("09012345678", callID: "a")).2 == .droppedDestination,
+                "a blocked number on a Call-ID that was let in")
+        #expect(try program.judge(FraudTests.invite("0049301234567", callID: "a")).2 == .droppedFraud,
+                "another international number on it: the fourth call")
+        #expect(try program.judge(FraudTests.invite("0033123456789", callID: "b")).2 == .passed,
+                "b's retransmission, the same number: its verdict")
+    }
+
     /// Calls to a prefix a rule marks high-risk have a threshold of their own.
     @Test func highRiskDestinationsHaveTheirOwnThreshold() throws {
         let program = try FraudTests.program(rules: [try DestinationRule("+4487", .allow, highRisk: true)])
