@@ -388,7 +388,8 @@ __noinline __u32 fg_inspect(struct xdp_md *ctx, struct fg_packet *pkt, __u32 txn
 	if (!s || !pkt)
 		return 0;
 	scan = fg_scan_message(ctx, pkt->payload_off, pkt->payload_len, pkt->sip_skip,
-			       s->fraud_block_seconds && pkt->traffic_class == FG_CLASS_INVITE);
+			       s->fraud_block_seconds &&
+				       (pkt->traffic_class == FG_CLASS_INVITE || pkt->traffic_class == FG_CLASS_SIP_OTHER));
 	/* Nothing to walk: fine, unless more of it comes in later fragments. */
 	if (!scan)
 		return pkt->frag_first ? FG_INSPECT_OVERSIZE : 0;
@@ -460,7 +461,10 @@ static __always_inline int fg_ban_active(struct fg_ctx *c, const struct fg_ban *
 /* Does an INVITE face the destination rules or fraud checks? */
 static __always_inline int fg_judges_destination(const struct fg_settings *s, const struct fg_packet *pkt)
 {
-	return pkt->traffic_class == FG_CLASS_INVITE && (s->destination_entries || s->fraud_block_seconds);
+	/* A request in another class may still be an INVITE in lower case, which
+	 * a lenient server takes for one: fg_destination looks. */
+	return (pkt->traffic_class == FG_CLASS_INVITE || (pkt->sip_request && pkt->traffic_class == FG_CLASS_SIP_OTHER)) &&
+	       (s->destination_entries || s->fraud_block_seconds);
 }
 
 /* The last step for a SIP packet that passed everything else: the interface
@@ -485,7 +489,8 @@ static __always_inline __u32 fg_budget(struct fg_ctx *c, __u32 tier)
 static __always_inline int fg_needs_inspection(const struct fg_settings *s, const struct fg_packet *pkt)
 {
 	return pkt->sip_request && (s->signature_entries || fg_notes_transactions(s) ||
-				    ((s->destination_entries || s->fraud_block_seconds) && pkt->traffic_class == FG_CLASS_INVITE));
+				    ((s->destination_entries || s->fraud_block_seconds) &&
+				     (pkt->traffic_class == FG_CLASS_INVITE || pkt->traffic_class == FG_CLASS_SIP_OTHER)));
 }
 
 /* The rest of fg_decide for a SIP request of tier pkt->tier that passed its

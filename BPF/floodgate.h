@@ -520,7 +520,8 @@ enum fg_destination_outcome {
 	FG_DEST_OUT_BLOCKED = 4,      /* a block rule */
 	FG_DEST_OUT_LIMIT_PASSED = 5, /* a limited rule with room (a retransmission included) */
 	FG_DEST_OUT_LIMITED = 6,      /* a limited rule without room */
-	FG_DEST_OUT_MAX = 7,
+	FG_DEST_OUT_FRAUD = 7,	      /* refused by a fraud block or threshold */
+	FG_DEST_OUT_MAX = 8,
 };
 
 /* fg_destination_sources key: a source's bucket for one limited rule. */
@@ -539,16 +540,28 @@ struct fg_call {
 	__u64 digits;	 /* the number it dialled (fg_destination_key.digits): a copy must dial the same */
 	__u32 reason;	 /* enum fg_reason the first copy got from the rules */
 	__u32 prefixlen; /* and its length (fg_destination_key.prefixlen) */
+	__u32 cseq;	 /* its CSeq number: a retransmission has the same */
+	__u32 copies;	 /* retransmissions given its verdict so far (at most FG_CALL_COPIES) */
 };
-/* fg_fraud_blocks[source]: blocked for new calls (written by XDP; removed
- * by the agent when it ends, or by `floodgate calls unblock`). */
+/* A UDP INVITE is resent at most 6 times (RFC 3261 timer A doubling from
+ * 500 ms until timer B, 32 s): more copies than this are new calls. */
+#define FG_CALL_COPIES 7
+/* How long a call let in is remembered in fg_dialogs (its re-INVITEs pass a
+ * fraud block): calls longer than this lose it. */
+#define FG_DIALOG_MEMORY_NS (12ULL * 3600 * 1000000000ULL)
+/* A fraud threshold's per-source bucket in fg_destination_sources: id
+ * FG_DEST_FRAUD_ID | FG_FRAUD_* (ids no rule has). */
+#define FG_DEST_FRAUD_ID 0x40000000U
+/* fg_fraud_blocks[source]: blocked for new calls (written by XDP; an LRU
+ * whose ended entries stay until evicted or `floodgate calls unblock`). */
 struct fg_fraud_block {
 	__u64 until_ns; /* CLOCK_MONOTONIC */
 	__u32 kind;	/* FG_FRAUD_* */
 	__u32 per_minute; /* the threshold crossed */
 };
-/* fg_dialogs[source, Call-ID hash] (key struct fg_call_key): a new call let
- * in, and when; its in-dialog INVITEs (re-INVITEs) pass a fraud block. */
+/* fg_dialogs[source, Call-ID hash] (key struct fg_call_key, value struct
+ * fg_call: until when, and the number): a new call let in; its in-dialog
+ * INVITEs (re-INVITEs) pass a fraud block. */
 
 /* fg_scratch[0], per CPU: room to copy the start of a SIP message. */
 struct fg_scratch {
@@ -613,7 +626,7 @@ _Static_assert(sizeof(struct fg_destination_key) == 16, "fg_destination_key layo
 _Static_assert(sizeof(struct fg_destination_rule) == 48, "fg_destination_rule layout");
 _Static_assert(sizeof(struct fg_destination_source_key) == 20, "fg_destination_source_key layout");
 _Static_assert(sizeof(struct fg_call_key) == 20, "fg_call_key layout");
-_Static_assert(sizeof(struct fg_call) == 24, "fg_call layout");
+_Static_assert(sizeof(struct fg_call) == 32, "fg_call layout");
 _Static_assert(sizeof(struct fg_fraud_block) == 16, "fg_fraud_block layout");
 _Static_assert(sizeof(struct fg_pin) == 4, "fg_pin layout");
 _Static_assert(sizeof(struct fg_trust) == 16, "fg_trust layout");
@@ -700,6 +713,7 @@ static inline const char *fg_destination_outcome_name(__u32 o)
 	case FG_DEST_OUT_BLOCKED: return "blocked";
 	case FG_DEST_OUT_LIMIT_PASSED: return "limit-passed";
 	case FG_DEST_OUT_LIMITED: return "limited";
+	case FG_DEST_OUT_FRAUD: return "fraud";
 	default: return (const char *)0;
 	}
 }

@@ -77,7 +77,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, FG_MAX_DIALOGS);
 	__type(key, struct fg_call_key);
-	__type(value, __u64);
+	__type(value, struct fg_call);
 } fg_dialogs SEC(".maps");
 
 struct {
@@ -164,10 +164,6 @@ static __always_inline __u32 fg_destination_limit(struct fg_walk *w, const struc
 	return FG_REASON_PASSED;
 }
 
-/* A fraud threshold's bucket for a source (kind FG_FRAUD_*), in the same map
- * as the limited rules' buckets, under ids no rule has. */
-#define FG_DEST_FRAUD_ID 0x40000000U
-
 /*
  * A new call to an international or high-risk number, against the source's
  * threshold of that kind in its tier: over it, the call is refused and (but
@@ -229,31 +225,37 @@ __noinline int fg_destination(struct fg_packet *pkt)
 	struct fg_destination_rule *rule = NULL;
 	struct fg_settings *s;
 	struct fg_number_walk *n;
-	struct fg_call *known;
+	struct fg_call *known, *dialog;
 	struct fg_fraud_block *blocked;
 	struct fg_walk *w;
-	__u32 zero = 0, reason = FG_REASON_PASSED, end, outcome, action = 0, found;
+	__u32 zero = 0, reason = FG_REASON_PASSED, end, outcome, action = 0, found, at;
 	int international = 0, fraud, known_dialog = 0, number;
-	__u64 now;
+	__u64 now, method;
 
 	s = bpf_map_lookup_elem(&fg_settings, &zero);
-	if (!s || !pkt || pkt->traffic_class != FG_CLASS_INVITE || (!s->destination_entries && !s->fraud_block_seconds))
+	if (!s || !pkt || (!s->destination_entries && !s->fraud_block_seconds))
 		return FG_REASON_PASSED;
 	w = bpf_map_lookup_elem(&fg_scratch, &zero);
 	if (!w)
 		return FG_REASON_PASSED;
-	fraud = s->fraud_block_seconds != 0;
 	found = w->scan.len ? w->scan.found : 0;
+	/* An INVITE, or a request a lenient server takes for one: the method in
+	 * any case ("invite sip:..." is an INVITE to pjsip). */
+	if (pkt->traffic_class != FG_CLASS_INVITE) {
+		at = pkt->sip_skip;
+		if (!pkt->sip_request || !w->scan.len || at + 7 > w->scan.len)
+			return FG_REASON_PASSED;
+		method = fg_lower8(fg_word_at(&w->scratch, at)) & fg_low_bytes(7);
+		if (method != FG_W8("invite \0") && method != FG_W8("invite\t\0"))
+			return FG_REASON_PASSED;
+	}
+	fraud = s->fraud_block_seconds != 0;
 	now = fg_clock_ns();
 	if (found & FG_SCAN_CALLID) {
 		w->call_key.addr = pkt->src;
 		w->call_key.callid = w->scan.callid;
 	}
-	/* Within a dialog (one To header, with a tag) that is one of the calls
-	 * this program let in: not a new call. A To tag alone proves nothing
-	 * (a stateless proxy may relay such a request as it would a new call). */
-	if (fraud && (found & (FG_SCAN_TO_TAG | FG_SCAN_TO_TWICE | FG_SCAN_CALLID)) == (FG_SCAN_TO_TAG | FG_SCAN_CALLID))
-		known_dialog = bpf_map_lookup_elem(&fg_dialogs, &w->call_key) != NULL;
+
 	n = &w->num;
 	__builtin_memset(n, 0, sizeof(*n));
 	end = w->scan.len < FG_RURI_BYTES ? w->scan.len : FG_RURI_BYTES;
@@ -280,22 +282,36 @@ __noinline int fg_destination(struct fg_packet *pkt)
 		return fg_destination_outcome(FG_DEST_OUT_BLOCKED, FG_REASON_DROPPED_DESTINATION);
 	else
 		outcome = (action & FG_DEST_ACTION_MASK) == FG_DEST_LIMIT ? FG_DEST_OUT_LIMIT_PASSED : FG_DEST_OUT_ALLOWED;
+	w->memo.digits = 0;
 	if (number)
 		__builtin_memcpy(&w->memo.digits, w->dest_key.digits, sizeof(w->memo.digits));
-	/* A retransmission (or the credentialed resend after a challenge) of a
-	 * call judged lately: the same Call-ID dialling the same number gets its
-	 * first copy's verdict, not another charge, and a block since then does
-	 * not cut it off. Another number on that Call-ID is a new call. */
-	if (number && (found & FG_SCAN_CALLID) && !known_dialog) {
-		known = bpf_map_lookup_elem(&fg_calls, &w->call_key);
-		if (known && known->until_ns > now && known->digits == w->memo.digits &&
-		    known->prefixlen == w->dest_key.prefixlen)
-			return known->reason; /* counted once, with its first copy */
+
+	/* Within one of the calls this program let in (one To header with a
+	 * non-empty tag, its Call-ID noted when it was let in, dialling the same
+	 * number or none): not a new call. A tag alone proves nothing: a
+	 * stateless proxy may relay a tagged request that is no dialog's. */
+	if (fraud && (found & (FG_SCAN_TO_TAG | FG_SCAN_TO_TWICE | FG_SCAN_CALLID)) == (FG_SCAN_TO_TAG | FG_SCAN_CALLID)) {
+		dialog = bpf_map_lookup_elem(&fg_dialogs, &w->call_key);
+		known_dialog = dialog && dialog->until_ns > now &&
+			       (!number || (dialog->digits == w->memo.digits && dialog->prefixlen == w->dest_key.prefixlen));
 	}
 	if (fraud && !known_dialog) {
 		blocked = bpf_map_lookup_elem(&fg_fraud_blocks, &pkt->src);
 		if (blocked && blocked->until_ns > now)
-			return FG_REASON_DROPPED_FRAUD;
+			return fg_destination_outcome(FG_DEST_OUT_FRAUD, FG_REASON_DROPPED_FRAUD);
+	}
+	/* A retransmission of a call judged lately (same Call-ID, CSeq and
+	 * number, within 32 s, at most FG_CALL_COPIES of them): its first copy's
+	 * verdict, not another charge. Anything else on that Call-ID is a new
+	 * call, judged and counted as one. */
+	if (number && (found & (FG_SCAN_CALLID | FG_SCAN_CSEQ)) == (FG_SCAN_CALLID | FG_SCAN_CSEQ) && !known_dialog) {
+		known = bpf_map_lookup_elem(&fg_calls, &w->call_key);
+		if (known && known->until_ns > now && known->digits == w->memo.digits &&
+		    known->prefixlen == w->dest_key.prefixlen && known->cseq == w->scan.cseq &&
+		    known->copies < FG_CALL_COPIES) {
+			__sync_fetch_and_add(&known->copies, 1);
+			return known->reason; /* counted once, with its first copy */
+		}
 	}
 	/* Nothing more to count: not a number; a rule that lets it on, with no
 	 * threshold to charge; a request within a call already let in. */
@@ -308,17 +324,23 @@ __noinline int fg_destination(struct fg_packet *pkt)
 		reason = fg_fraud_velocity(pkt, FG_FRAUD_INTERNATIONAL, now);
 	if (reason == FG_REASON_PASSED && fraud && (action & FG_DEST_HIGH_RISK))
 		reason = fg_fraud_velocity(pkt, FG_FRAUD_HIGH_RISK, now);
-	if (found & FG_SCAN_CALLID) {
+	if ((found & (FG_SCAN_CALLID | FG_SCAN_CSEQ)) == (FG_SCAN_CALLID | FG_SCAN_CSEQ)) {
 		w->memo.until_ns = now + FG_CALL_MEMORY_NS;
 		w->memo.reason = reason;
 		w->memo.prefixlen = w->dest_key.prefixlen;
+		w->memo.cseq = w->scan.cseq;
+		w->memo.copies = 0;
 		bpf_map_update_elem(&fg_calls, &w->call_key, &w->memo, BPF_ANY);
 		/* A call let in: its re-INVITEs pass a later block. */
-		if (reason == FG_REASON_PASSED && fraud && pkt->note != FG_NOTE_SPOOFED)
-			bpf_map_update_elem(&fg_dialogs, &w->call_key, &now, BPF_ANY);
+		if (reason == FG_REASON_PASSED && fraud && pkt->note != FG_NOTE_SPOOFED) {
+			w->memo.until_ns = now + FG_DIALOG_MEMORY_NS;
+			bpf_map_update_elem(&fg_dialogs, &w->call_key, &w->memo, BPF_ANY);
+		}
 	}
 	if (reason == FG_REASON_DROPPED_DESTINATION_LIMIT)
 		outcome = FG_DEST_OUT_LIMITED;
+	else if (reason == FG_REASON_DROPPED_FRAUD)
+		outcome = FG_DEST_OUT_FRAUD;
 	return fg_destination_outcome(outcome, reason);
 }
 

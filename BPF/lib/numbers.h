@@ -9,8 +9,8 @@
  *   INVITE tel:+44(20)79460000;phone-context=example.com SIP/2.0
  *
  * The scheme is sip, sips or tel (any case). A sip or sips URI's user part
- * runs to its '@' (a URI without one has no user part); a tel URI's number
- * runs to its first parameter or its end. In it: a leading '+', digits, the
+ * runs to its '@' (a URI without one has no user part; ? and , may be in
+ * it); a tel URI's number runs to its first parameter or its end. In it: a leading '+', digits, the
  * visual separators - . ( ) and percent-escapes of any of these (a server
  * unescapes them, so must we). The number is the run of digits from the
  * start; a user part that goes on with anything else (letters, '*', '#')
@@ -133,8 +133,9 @@ static __always_inline void fg_number_char(struct fg_number_walk *n, __u8 b, int
 			fg_number_complete(n);
 			return;
 		}
-		if (fg_number_blank(b) || b == '\r' || b == '\n' || b == '>' || b == '?' || b == ',') {
-			/* The URI ends: a tel number with it; a sip URI had no user part. */
+		/* The URI ends: a tel number with it; a sip URI had no user part.
+		 * (A sip user part may hold ? and , — RFC 3261 user-unreserved.) */
+		if (fg_number_blank(b) || b == '\r' || b == '\n' || b == '>' || (tel && (b == '?' || b == ','))) {
 			if (tel)
 				fg_number_complete(n);
 			else
@@ -225,7 +226,7 @@ static __always_inline int fg_number_byte(struct fg_number_walk *n, __u8 b)
 			fg_number_complete(n);
 			return 1;
 		}
-		if (fg_number_blank(b) || b == '\r' || b == '\n' || b == '>' || b == '?' || b == ',') {
+		if (fg_number_blank(b) || b == '\r' || b == '\n' || b == '>') {
 			fg_number_end(n, FG_NUMBER_NONE);
 			return 1;
 		}
@@ -235,7 +236,7 @@ static __always_inline int fg_number_byte(struct fg_number_walk *n, __u8 b)
 	}
 }
 
-/* Do the digits from `from` start with the prefix? */
+/* Do the digits read start with the prefix? */
 static __always_inline int fg_dialled_with(const struct fg_number_walk *n, const struct fg_dial_prefix *p)
 {
 	__u32 len = p->len, i;

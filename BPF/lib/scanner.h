@@ -486,7 +486,12 @@ static __always_inline void fg_scan_to(struct fg_scan *scan, __u8 b)
 		m = 3;
 	else if (m == 3 && lb == 'g')
 		m = 4;
-	else if (m == 4 && b == '=') {
+	else if (m == 4 && b == '=')
+		m = 5;
+	else if (m == 5 && fg_is_blank(b))
+		; /* blanks before the value */
+	else if (m == 5 && b != ';' && b != ',' && b != '\r' && b != '>') {
+		/* An empty tag is none (servers take ";tag=" alone for no tag). */
 		scan->found |= FG_SCAN_TO_TAG;
 		m = 0;
 	} else

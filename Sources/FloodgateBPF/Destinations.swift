@@ -48,9 +48,9 @@ public struct NumberPlan: Equatable, Sendable {
             guard !countryCode.isEmpty else {
                 throw FloodgateError("a national prefix needs the country code it stands for")
             }
-            // The international prefixes are tried first: one the national prefix starts would never be reached.
-            if international.contains(where: { $0.hasPrefix(national) && $0 == national }) {
-                throw FloodgateError("the national prefix \(national) is also an international prefix")
+            // The international prefixes are tried first: a national prefix that starts with one is never reached.
+            if let p = international.first(where: { national.hasPrefix($0) }) {
+                throw FloodgateError("the national prefix \(national) starts with the international prefix \(p): it would never be used")
             }
         }
         if bare == .national && countryCode.isEmpty {
@@ -264,6 +264,11 @@ struct DestinationEntry: Hashable {
     var tier: DestinationRule.Tier
     var action: DestinationRule.Action
     var highRisk = false
+    /// Of a rule for every tier (whose entries share one limited rule's buckets).
+    var everyTier = false
+
+    /// The name of a limited rule's buckets: its prefix, tier(s) and limits.
+    var bucketName: String { "\(prefix) \(everyTier ? "all" : tier.rawValue) \(action)" }
 }
 
 extension Array where Element == DestinationRule {
@@ -278,7 +283,8 @@ extension Array where Element == DestinationRule {
                     throw FloodgateError("two destination rules for +\(rule.prefix) from \(tier.rawValue) sources: \(other) and \(rule)")
                 }
                 seen[id] = rule
-                result.append(DestinationEntry(prefix: rule.prefix, tier: tier, action: rule.action, highRisk: rule.highRisk))
+                result.append(DestinationEntry(prefix: rule.prefix, tier: tier, action: rule.action, highRisk: rule.highRisk,
+                                               everyTier: rule.tier == nil))
             }
         }
         return result
@@ -397,16 +403,21 @@ extension FilterMaps {
         for old in existing where old.bank == next {
             _ = try destinationsMap.delete(FilterMaps.destinationKey(old.entry.prefix, tier: old.entry.tier, bank: next))
         }
-        // Ids: a limited rule (prefix, action) in force keeps its id; new ones take the lowest free.
+        // Ids: a limited rule (prefix, tier or every tier, limits) in force keeps its id; new ones take the lowest id
+        // no rule in force has, so none inherits the buckets of one that goes.
+        let inForce = existing.filter { $0.bank == current }
         var kept: [String: UInt32] = [:]
-        for old in existing where old.bank == current {
-            if case .limit = old.entry.action { kept["\(old.entry.prefix) \(old.entry.action)"] = old.id }
+        for old in inForce {
+            guard case .limit = old.entry.action else { continue }
+            var entry = old.entry
+            entry.everyTier = inForce.filter { $0.id == old.id }.count == DestinationRule.Tier.allCases.count
+            kept[entry.bucketName] = old.id
         }
         let wanted = Set(entries.compactMap { e -> String? in
-            if case .limit = e.action { return "\(e.prefix) \(e.action)" } else { return nil }
+            if case .limit = e.action { return e.bucketName } else { return nil }
         })
         var ids = kept.filter { wanted.contains($0.key) }
-        var used = Set(ids.values)
+        var used = Set(inForce.map(\.id))
         var nextFree: UInt32 = 1
         var written: [fg_destination_key] = []
         do {
@@ -417,7 +428,7 @@ extension FilterMaps {
                 case .block: value.action = FG_DEST_BLOCK.rawValue
                 case .limit(let perSource, let total):
                     value.action = FG_DEST_LIMIT.rawValue
-                    let name = "\(e.prefix) \(e.action)"
+                    let name = e.bucketName
                     if ids[name] == nil {
                         while used.contains(nextFree) { nextFree += 1 }
                         guard nextFree < FG_MAX_DESTINATION_IDS else { throw FloodgateError("too many limited destinations") }
@@ -594,9 +605,17 @@ extension FilterMaps {
         }.sorted { $0.address.bytes.lexicographicallyPrecedes($1.address.bytes) }
     }
 
-    /// Lifts a source's block; whether it had one.
+    /// Lifts a source's block, and empties its fraud buckets' record (full again: otherwise its next such call
+    /// would block it again at once); whether it had a block.
     @discardableResult
     public func unblockCalls(of address: SourceAddress) throws -> Bool {
-        try fraudBlocksMap.delete(address.raw, what: "lift the block on \(address)")
+        let buckets: BPFMap<fg_destination_source_key, UInt64> = map(FG_MAP_DESTINATION_SOURCES)
+        for kind in [FG_FRAUD_INTERNATIONAL, FG_FRAUD_HIGH_RISK] {
+            var key = fg_destination_source_key()
+            key.addr = address.raw
+            key.id = FG_DEST_FRAUD_ID | UInt32(kind)
+            _ = try buckets.delete(key)
+        }
+        return try fraudBlocksMap.delete(address.raw, what: "lift the block on \(address)")
     }
 }

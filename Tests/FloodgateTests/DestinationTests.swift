@@ -52,6 +52,8 @@ import Testing
             "sip:449001234567@198.18.0.2", // bare: E.164 already
             "sip:449001234567abc@198.18.0.2", // digits, then letters: the digits count
             "sip:+44900" + String(repeating: "1", count: 35) + "@198.18.0.2", // 40 digits
+            "sip:00449001234567?@198.18.0.2", // ? and , may be in a sip user part (RFC 3261)
+            "sip:0044900,1234567@198.18.0.2",
         ]
         for uri in blocked {
             let (action, c, r) = try program.judge(DestinationTests.dialling(uri))
@@ -78,7 +80,12 @@ import Testing
         // And counted by what was made of them.
         let outcomes = try program.maps.destinationOutcomes()
         #expect(outcomes == ["blocked": UInt64(blocked.count), "no-rule": 5, "not-a-number": 5, "unreadable": 0,
-                             "allowed": 0, "limit-passed": 0, "limited": 0], "\(outcomes)")
+                             "allowed": 0, "limit-passed": 0, "limited": 0, "fraud": 0], "\(outcomes)")
+        // An INVITE in lower case is one to a lenient server (pjsip), so it is judged as one.
+        let lower = Packet.sip(["invite sip:+449001234567@198.18.0.2 SIP/2.0", "Call-ID: l@x", "CSeq: 1 invite"])
+        #expect(try program.judge(lower).2 == .droppedDestination)
+        let lowerElsewhere = Packet.sip(["Invite sip:+442079460000@198.18.0.2 SIP/2.0", "Call-ID: l2@x", "CSeq: 1 Invite"])
+        #expect(try program.judge(lowerElsewhere).2 == .passed)
     }
 
     /// Bytes a forger frames differently to walk past the rule: CRLFs before the start line, blanks between the
@@ -141,6 +148,21 @@ import Testing
         ])
     }
 
+    /// The same limit for two tiers is two rules with buckets of their own: strangers spending their total leave
+    /// the allow-listed trunk's alone.
+    @Test func limitedRulesOfEachTierHaveTheirOwnBuckets() throws {
+        var policy = perSourceOnly
+        policy.allow = [try CIDR("198.18.5.0/24")]
+        let limit = DestinationRule.Action.limit(perSource: nil, total: 1)
+        let program = try DestinationTests.program(
+            [try DestinationRule("+44", limit, tier: .unverified), try DestinationRule("+44", limit, tier: .allowed)],
+            policy: policy, testClock: true)
+        let uri = "sip:+442079460000@198.18.0.2"
+        #expect(try program.judge(DestinationTests.dialling(uri, src: "198.18.1.1", callID: "u1")).2 == .passed)
+        #expect(try program.judge(DestinationTests.dialling(uri, src: "198.18.1.2", callID: "u2")).2 == .droppedDestinationLimit)
+        #expect(try program.judge(DestinationTests.dialling(uri, src: "198.18.5.9", callID: "t1")).2 == .passedAllow)
+    }
+
     /// The number plan: bare digits as national numbers, or as local ones that no rule sees.
     @Test func bareNumbersAreWhatThePlanSays() throws {
         var plan = DestinationTests.ukPlan
@@ -168,6 +190,9 @@ import Testing
         #expect(try call(2) == .passed, "a retransmission of an admitted call")
         #expect(try program.judge(DestinationTests.dialling("sip:+442079460001@h", callID: "call-2@198.18.1.1")).2
                 == .droppedDestinationLimit, "its Call-ID dialling another number: a new call, the fourth")
+        // More copies than a UDP transaction ever resends are new calls, however alike.
+        for _ in 0..<Int(FG_CALL_COPIES) { #expect(try call(3) == .passed) }
+        #expect(try call(3) == .droppedDestinationLimit, "the eighth retransmission of call 3")
         #expect(try call(4) == .droppedDestinationLimit)
         #expect(try call(4) == .droppedDestinationLimit, "its retransmission")
         let other = "198.18.1.2"

@@ -151,9 +151,11 @@ import Testing
         #expect(result.status == 0, "\(result.err)")
         let flood = try JSONDecoder().decode(FloodJSON.self, from: Data(result.out.utf8))
         #expect(flood.sent == 300_000)
-        #expect(flood.processed == flood.sent)
+        // The veth ring may overflow while its NAPI poll waits for the CPU (the whole suite runs at once): a few
+        // frames, never most of them, are lost before the filter.
+        #expect(flood.processed <= flood.sent && flood.processed >= flood.sent - flood.sent / 100, "\(flood)")
         // The INVITE limit lets the burst of 16 and 8/s through; everything else is dropped.
-        #expect(flood.dropped >= flood.sent - 16 - 8 * 10 && flood.dropped < flood.sent, "\(flood)")
+        #expect(flood.dropped >= flood.processed - 16 - 8 * 10 && flood.dropped < flood.processed, "\(flood)")
     }
 
     /// The receive on a CPU of its own (threaded NAPI, its kernel thread pinned): the flood still reaches the

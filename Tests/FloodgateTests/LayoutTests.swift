@@ -14,7 +14,7 @@ import Testing
         #expect(MemoryLayout<fg_destination_rule>.size == 48)
         #expect(MemoryLayout<fg_destination_source_key>.size == 20)
         #expect(MemoryLayout<fg_call_key>.size == 20)
-        #expect(MemoryLayout<fg_call>.size == 24)
+        #expect(MemoryLayout<fg_call>.size == 32)
         #expect(MemoryLayout<fg_fraud_block>.size == 16)
         #expect(MemoryLayout<fg_trust>.size == 16)
         #expect(MemoryLayout<fg_pin>.size == 4)

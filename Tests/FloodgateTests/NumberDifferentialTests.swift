@@ -20,7 +20,9 @@ enum DialledNumber: Equatable {
             return bytes[i]
         }
         func blank(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 }
-        func uriEnd(_ b: UInt8) -> Bool { blank(b) || b == 0x0D || b == 0x0A || b == UInt8(ascii: ">") || b == UInt8(ascii: "?") || b == UInt8(ascii: ",") }
+        // Where the URI ends: a sip user part may hold ? and , (RFC 3261 user-unreserved); a tel number may not.
+        func sipEnd(_ b: UInt8) -> Bool { blank(b) || b == 0x0D || b == 0x0A || b == UInt8(ascii: ">") }
+        func telEnd(_ b: UInt8) -> Bool { sipEnd(b) || b == UInt8(ascii: "?") || b == UInt8(ascii: ",") }
         // Blanks and line ends, the method, blanks.
         var b: UInt8
         repeat { guard let c = next() else { return .unreadable }; b = c } while b == 0x0D || b == 0x0A || blank(b)
@@ -61,7 +63,7 @@ enum DialledNumber: Equatable {
             if !escaped {
                 if c == UInt8(ascii: "@") { return tel ? .none : complete() }
                 if c == UInt8(ascii: ";") && tel { return complete() }
-                if uriEnd(c) { return tel ? complete() : .none }
+                if tel ? telEnd(c) : sipEnd(c) { return tel ? complete() : .none }
             }
             if digits.isEmpty { return .none }
             if tel { return complete() }
@@ -70,7 +72,7 @@ enum DialledNumber: Equatable {
         while true {
             guard let c = next() else { return .unreadable }
             if c == UInt8(ascii: "@") { return complete() }
-            if uriEnd(c) { return .none }
+            if sipEnd(c) { return .none }
         }
     }
 
@@ -124,10 +126,10 @@ enum DialledNumber: Equatable {
                 if chance(0.4) { user += pick(["+", "+", "+", "%2B", "%2b", "++", "-+"]) }
                 for _ in 0..<Int(1 + rng.next() % 5) {
                     switch rng.next() % 12 {
-                    case 0...5: user += pick(stems) + digits(Int(rng.next() % 6))
+                    case 0...3, 10, 11: user += pick(stems) + digits(Int(rng.next() % 6))
                     case 4: user += pick(["-", ".", "(", ")", "%2D", "%28"])
                     case 5: user += "%3" + String(rng.next() % 10)
-                    case 6: user += pick(["abc", "*67", "#", "%41", "%40", "%", "%G1", "%3"])
+                    case 6: user += pick(["abc", "*67", "#", "%41", "%40", "%", "%G1", "%3", "?", ",", "&x=1", "%3F"])
                     case 7: user += pick([";isub=1", ";phone-context=example.com", ";ext=12"])
                     case 8: user += digits(Int(rng.next() % 40))
                     default: user += pick(["00", "011", "0", "1"]) + digits(Int(rng.next() % 12))
