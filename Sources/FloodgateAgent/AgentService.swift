@@ -24,6 +24,9 @@ public final class AgentService: Service, @unchecked Sendable {
         source.setEventHandler { hangups.increment() }
         source.resume()
         defer { source.cancel() }
+        // From here SIGTERM and SIGINT stop the agent gracefully (the service group handles them before it runs
+        // this); until now they end the process as they would any other.
+        logger.notice("running", metadata: ["poll_ms": "\(agent.config.pollMilliseconds)"])
         var lastCheck = monotonicSeconds()
         while !Task.isShuttingDownGracefully {
             if hangups.take() > 0 {

@@ -38,7 +38,15 @@ import Testing
 
         func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
 
+        /// Stops the agent as systemd would, once it is running (a SIGTERM before its service group handles signals
+        /// ends the process without its graceful stop).
         func stop() {
+            let runningBy = Date().addingTimeInterval(10)
+            while process.isRunning && Date() < runningBy {
+                let text = log.text()
+                if text.contains("] running") || text.contains("\"running\"") { break }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
             if process.isRunning { kill(process.processIdentifier, SIGTERM) }
             let deadline = Date().addingTimeInterval(10)
             while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
