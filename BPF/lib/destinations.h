@@ -97,7 +97,7 @@ static __always_inline int fg_destination_outcome(__u32 outcome, int reason)
 	return reason;
 }
 
-/* Four bytes of the Request-URI a call of bpf_loop's callback. */
+/* Sixteen bytes of the Request-URI a call of bpf_loop's callback. */
 static long fg_number_step(__u32 i, void *unused)
 {
 	__u32 zero = 0, j, at;
@@ -108,7 +108,7 @@ static long fg_number_step(__u32 i, void *unused)
 		return 1;
 	n = &w->num;
 #pragma unroll
-	for (j = 0; j < 4; j++) {
+	for (j = 0; j < 16; j++) {
 		at = n->at;
 		if (at >= n->end)
 			return 1; /* out of bytes: result stays unreadable */
@@ -263,7 +263,7 @@ __noinline int fg_destination(struct fg_packet *pkt)
 	n->at = pkt->sip_skip;
 	n->state = FG_NUM_LEAD;
 	n->result = FG_NUMBER_UNREADABLE;
-	bpf_loop(FG_RURI_BYTES / 4 + 1, fg_number_step, NULL, 0);
+	bpf_loop(FG_RURI_BYTES / 16 + 1, fg_number_step, NULL, 0);
 	if (n->state != FG_NUM_DONE || n->result == FG_NUMBER_UNREADABLE)
 		return fg_destination_outcome(FG_DEST_OUT_UNREADABLE, FG_REASON_DROPPED_DESTINATION);
 	number = n->result == FG_NUMBER_FOUND &&
