@@ -543,20 +543,7 @@ final class ConfigReader {
                 }
                 continue
             }
-            for (_, pathNode) in mapping(item, "destinations", known: ["file"]) {
-                guard let path = string(pathNode, "destinations.file") else { continue }
-                let resolved = path.hasPrefix("/") ? path
-                    : URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent(path).path
-                c.listFiles.append(resolved)
-                do {
-                    let text = try String(contentsOfFile: resolved, encoding: .utf8)
-                    rules += try DestinationRule.parseList(text, name: resolved)
-                } catch let error as FloodgateError {
-                    problem(pathNode, "destinations.file", "\(error)")
-                } catch {
-                    problem(pathNode, "destinations.file", "cannot read \(resolved): \(error.localizedDescription)")
-                }
-            }
+            rules += listFiles(item, "destinations", files: &c.listFiles, DestinationRule.parseList)
         }
         do {
             // The scheduled rules replace others while in force; two for one prefix and tier would fight.
@@ -729,26 +716,33 @@ final class ConfigReader {
                 }
                 continue
             }
-            for (_, pathNode) in mapping(item, field, known: ["file"]) {
-                guard let path = string(pathNode, "\(field).file") else { continue }
-                let resolved = path.hasPrefix("/") ? path
-                    : URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent(path).path
-                files.append(resolved)
-                do {
-                    let text = try String(contentsOfFile: resolved, encoding: .utf8)
-                    result += try CIDR.parseList(text, name: resolved)
-                } catch let error as FloodgateError {
-                    // parseList names every bad line of the list file itself.
-                    problem(pathNode, "\(field).file", "\(error)")
-                } catch {
-                    problem(pathNode, "\(field).file", "cannot read \(resolved): \(error.localizedDescription)")
-                }
-            }
+            result += listFiles(item, field, files: &files, CIDR.parseList)
         }
         if result.count > FilterCapacity.listEntries {
             problem(node, field, "holds \(result.count) networks; at most \(FilterCapacity.listEntries)")
         }
         return Array(Set(result)).sorted()
+    }
+
+    /// A `{file: PATH}` entry of a list (relative to the config file's folder): its items, parsed by `parse`
+    /// (which names every bad line of the file itself); noted in `files` so that a change to it reloads.
+    func listFiles<T>(_ item: Node, _ field: String, files: inout [String],
+                      _ parse: (String, String) throws -> [T]) -> [T] {
+        var result: [T] = []
+        for (_, pathNode) in mapping(item, field, known: ["file"]) {
+            guard let path = string(pathNode, "\(field).file") else { continue }
+            let resolved = path.hasPrefix("/") ? path
+                : URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent(path).path
+            files.append(resolved)
+            do {
+                result += try parse(try String(contentsOfFile: resolved, encoding: .utf8), resolved)
+            } catch let error as FloodgateError {
+                problem(pathNode, "\(field).file", "\(error)")
+            } catch {
+                problem(pathNode, "\(field).file", "cannot read \(resolved): \(error.localizedDescription)")
+            }
+        }
+        return result
     }
 
     func checkListen(_ s: String) -> String? {

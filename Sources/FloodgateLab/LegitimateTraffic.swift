@@ -242,3 +242,39 @@ final class OutputCollector: @unchecked Sendable {
         return String(decoding: data, as: UTF8.self)
     }
 }
+
+/// A sipp UAS (its built-in scenario: it answers every INVITE) in a network namespace, as the SIP server the
+/// destination and fraud checks' calls reach; stopped by its own pid (`ip netns exec` execs sipp).
+public final class SippUAS: @unchecked Sendable {
+    private let process = Process()
+
+    public init(namespace: String, address: String, port: Int = 5060) throws {
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["ip", "netns", "exec", namespace, "sipp", "-sn", "uas", "-i", address, "-p", "\(port)",
+                             "-nostdin"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        Thread.sleep(forTimeInterval: 0.5)  // its socket bound
+    }
+
+    public func stop() {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    deinit { stop() }
+
+    /// `count` calls to `number` at 2 a second with sipp's built-in UAC, from `source` in `namespace`, to the UAS at
+    /// `server`:5060 (each gives up 4 s after its last answer); how many connected.
+    public static func calls(to number: String, server: String, from source: String, port: Int, count: Int,
+                             namespace: String) throws -> Int {
+        let result = try NetworkLab.capture([
+            "ip", "netns", "exec", namespace, "timeout", "60", "sipp", "-sn", "uac", "-s", number, "\(server):5060",
+            "-i", source, "-p", "\(port)", "-m", "\(count)", "-r", "2", "-nostdin", "-timeout", "30s",
+            "-recv_timeout", "4000", "-nd",
+        ])
+        return SippTraffic.parse(result.out).succeeded
+    }
+}

@@ -138,30 +138,15 @@ extension Floodgate {
             }
             print("\nToll fraud: floodgate dest add (\(highRisk.count) high-risk ranges blocked: satellite, international "
                 + "premium and shared cost, UK 09/087/070; +4420 limited to 3 calls a minute per source)")
-            let server = Process()
-            server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            // sipp itself (ip netns exec execs it), so that killing this process stops it.
-            server.arguments = ["ip", "netns", "exec", lab.routerNS, "sipp", "-sn", "uas", "-i", lab.routerAddress, "-p",
-                                "5060", "-nostdin"]
-            server.standardOutput = FileHandle.nullDevice
-            server.standardError = FileHandle.nullDevice
-            try server.run()
-            defer {
-                kill(server.processIdentifier, SIGKILL)
-                server.waitUntilExit()
-            }
-            Thread.sleep(forTimeInterval: 0.5)
+            let server = try SippUAS(namespace: lab.routerNS, address: lab.routerAddress)
+            defer { server.stop() }
             let before = try maps.counters()
             for (i, (number, calls, what)) in [("008816123456", 2, "a satellite phone (+881)"),
                                              ("09061234567", 2, "a UK premium-rate number (09)"),
                                              ("02079460000", 5, "London (+4420), 2 a second"),
                                              ("01611234567", 2, "Manchester (+44161)")].enumerated() {
-                let result = try NetworkLab.capture([
-                    "ip", "netns", "exec", lab.outsideNS, "timeout", "40", "sipp", "-sn", "uac", "-s", number,
-                    "\(lab.routerAddress):5060", "-i", lab.outsideAddress, "-p", "\(5090 + i)", "-m", "\(calls)", "-r", "2",
-                    "-nostdin", "-timeout", "20s", "-recv_timeout", "3000", "-nd",
-                ])
-                let connected = SippTraffic.parse(result.out).succeeded
+                let connected = try SippUAS.calls(to: number, server: lab.routerAddress, from: lab.outsideAddress,
+                                                  port: 5090 + i, count: calls, namespace: lab.outsideNS)
                 print("  the phone dials \(number), \(what): \(connected) of \(calls) calls connected")
             }
             let after = try maps.counters()

@@ -23,26 +23,13 @@ import Testing
             """))
         defer { agent.stop() }
         #expect(agent.waitForLog("attached"), "\(agent.log.text())")
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        // sipp itself (ip netns exec execs it), so that this process, and no other test's sipp, is the one killed.
-        server.arguments = ["ip", "netns", "exec", lab.serverNS!, "sipp", "-sn", "uas", "-i", lab.serverAddress, "-p",
-                            "5060", "-nostdin"]
-        server.standardOutput = FileHandle.nullDevice
-        server.standardError = FileHandle.nullDevice
-        try server.run()
-        defer {
-            kill(server.processIdentifier, SIGKILL)
-            server.waitUntilExit()
-        }
-        Thread.sleep(forTimeInterval: 0.5)
+        let server = try SippUAS(namespace: lab.serverNS!, address: lab.serverAddress)
+        defer { server.stop() }
 
         /// `calls` calls to `number` at 2 a second; sipp's count of those that connected.
         func calls(_ number: String, _ calls: Int, port: Int) throws -> Int {
-            let result = try run(["ip", "netns", "exec", lab.outsideNS, "timeout", "60", "sipp", "-sn", "uac", "-s", number,
-                                  "\(lab.serverAddress):5060", "-i", lab.outsideAddress, "-p", "\(port)", "-m", "\(calls)",
-                                  "-r", "2", "-nostdin", "-timeout", "30s", "-recv_timeout", "4000", "-nd"])
-            return SippTraffic.parse(result.out).succeeded
+            try SippUAS.calls(to: number, server: lab.serverAddress, from: lab.outsideAddress, port: port, count: calls,
+                              namespace: lab.outsideNS)
         }
         let maps = try PinRoot(lab.pinRoot).maps(of: lab.routerInterface)
         #expect(try calls("00449001234567", 2, port: 5071) == 0, "premium: refused")
@@ -111,24 +98,11 @@ import Testing
             """))
         defer { agent.stop() }
         #expect(agent.waitForLog("attached"), "\(agent.log.text())")
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        // sipp itself (ip netns exec execs it), so that this process, and no other test's sipp, is the one killed.
-        server.arguments = ["ip", "netns", "exec", lab.serverNS!, "sipp", "-sn", "uas", "-i", lab.serverAddress, "-p",
-                            "5060", "-nostdin"]
-        server.standardOutput = FileHandle.nullDevice
-        server.standardError = FileHandle.nullDevice
-        try server.run()
-        defer {
-            kill(server.processIdentifier, SIGKILL)
-            server.waitUntilExit()
-        }
-        Thread.sleep(forTimeInterval: 0.5)
+        let server = try SippUAS(namespace: lab.serverNS!, address: lab.serverAddress)
+        defer { server.stop() }
         func calls(_ number: String, _ n: Int, from source: String, port: Int) throws -> Int {
-            let result = try run(["ip", "netns", "exec", lab.outsideNS, "timeout", "60", "sipp", "-sn", "uac", "-s", number,
-                                  "\(lab.serverAddress):5060", "-i", source, "-p", "\(port)", "-m", "\(n)",
-                                  "-r", "2", "-nostdin", "-timeout", "30s", "-recv_timeout", "4000", "-nd"])
-            return SippTraffic.parse(result.out).succeeded
+            try SippUAS.calls(to: number, server: lab.serverAddress, from: source, port: port, count: n,
+                              namespace: lab.outsideNS)
         }
         let maps = try PinRoot(lab.pinRoot).maps(of: lab.routerInterface)
         #expect(try calls("09061234567", 3, from: lab.outsideAddress, port: 5081) == 3, "the first 3 premium calls connect")
