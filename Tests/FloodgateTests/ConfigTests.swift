@@ -102,6 +102,40 @@ import Testing
         }
     }
 
+    /// `fraud:`: the thresholds at the top for every tier, a tier's section over them, `off`; and the checks that
+    /// need the whole file.
+    @Test func fraudThresholdsPerTier() throws {
+        let text = """
+            interfaces: {external: veth0}
+            fraud:
+              block: 2h
+              international: 10/min
+              high_risk: 2/min
+              allowed: {international: off, high_risk: 20/min}
+            numbers: {country_code: "44"}
+            """
+        let c = try AgentConfig.parse(text, file: "f.yaml")
+        #expect(c.policy.fraud == FraudPolicy(blockSeconds: 7200, thresholds: [
+            .unverified: .init(international: 10, highRisk: 2), .verified: .init(international: 10, highRisk: 2),
+            .allowed: .init(international: nil, highRisk: 20),
+        ]))
+        #expect(try AgentConfig.parse("interfaces: {external: veth0}\n", file: "e.yaml").policy.fraud == FraudPolicy())
+        for (bad, message) in [
+            ("fraud: {international: 10/min}\nnumbers: {country_code: \"44\"}", "fraud.block: is needed"),
+            ("fraud: {block: 1h, international: 10/min}", "needs numbers.country_code"),
+            ("fraud: {block: 1h, high_risk: 10/s}", "calls per minute must be N/min"),
+            ("fraud: {block: 40d}", "must be 1s to 30d"),
+            ("fraud: {block: 1h, friends: {international: 1/min}}", "unknown field"),
+        ] {
+            do {
+                _ = try AgentConfig.parse("interfaces: {external: veth0}\n" + bad, file: "g.yaml")
+                Issue.record("accepted: \(bad)")
+            } catch let errors as ConfigErrors {
+                #expect(errors.description.contains(message), "\(errors)")
+            }
+        }
+    }
+
     @Test func listsTakeInlineNetworksAndFilesRelativeToTheConfig() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fgcfg-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

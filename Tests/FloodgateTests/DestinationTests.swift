@@ -114,6 +114,16 @@ import Testing
         #expect(try program.judge(segment(whole)).2 == .droppedDestination)
         let national = "INVITE sip:02079460000@198.18.0.2 SIP/2.0\r\nCall-ID: t@x\r\nCSeq: 1 INVITE\r\n\r\n"
         #expect(try program.judge(segment(national)).2 == .passed)
+        // An IPv4 first fragment that ends inside the number: dropped (its header block doesn't end in it either);
+        // an IPv6 datagram whose number is blocked is read like an IPv4 one.
+        let whole6 = Array("INVITE sip:+449001234567@198.18.0.2 SIP/2.0\r\nCall-ID: f@x\r\nCSeq: 1 INVITE\r\n\r\n".utf8)
+        let udp = Packet.udp(dport: 5060, whole6)
+        let first = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(proto: Packet.Proto.udp, Array(udp.prefix(8 + 16)),
+                                                                    moreFragments: true))
+        let (action, _, reason) = try program.judge(first)
+        #expect(action == XDP_DROP_ACTION, "\(String(describing: reason))")
+        let v6 = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(proto: Packet.Proto.udp, udp))
+        #expect(try program.judge(v6).2 == .droppedDestination)
     }
 
     /// The longest prefix decides: +44 blocked, +4420 allowed inside it, +44207946 blocked again.

@@ -3,7 +3,7 @@ import FloodgateCore
 import Foundation
 import Testing
 
-/// The hours of scheduled destination rules, on the wall clock of the site's time zone; and the fraud section.
+/// The hours of scheduled destination rules, on the wall clock of the site's time zone.
 @Suite struct HoursWindowTests {
     /// 2026-12-07 is a Monday.
     static func date(_ text: String, _ zone: String) -> Date {
@@ -76,40 +76,6 @@ import Testing
             ("destinations:\n  - {rule: \"+44 block\", hours: \"Mon 8-9\"}", "hours must be DAYS HH:MM-HH:MM"),
             ("destinations:\n  - {rule: \"+44 block\", hours: \"Mon 08:00-09:00\"}\n  - {rule: \"+44 allow\", outside: \"Mon 08:00-09:00\"}",
              "two destination rules for +44"),
-        ] {
-            do {
-                _ = try AgentConfig.parse("interfaces: {external: veth0}\n" + bad, file: "g.yaml")
-                Issue.record("accepted: \(bad)")
-            } catch let errors as ConfigErrors {
-                #expect(errors.description.contains(message), "\(errors)")
-            }
-        }
-    }
-
-    /// `fraud:`: the thresholds at the top for every tier, a tier's section over them, `off`; and the checks that
-    /// need the whole file.
-    @Test func fraudThresholdsPerTier() throws {
-        let text = """
-            interfaces: {external: veth0}
-            fraud:
-              block: 2h
-              international: 10/min
-              high_risk: 2/min
-              allowed: {international: off, high_risk: 20/min}
-            numbers: {country_code: "44"}
-            """
-        let c = try AgentConfig.parse(text, file: "f.yaml")
-        #expect(c.policy.fraud == FraudPolicy(blockSeconds: 7200, thresholds: [
-            .unverified: .init(international: 10, highRisk: 2), .verified: .init(international: 10, highRisk: 2),
-            .allowed: .init(international: nil, highRisk: 20),
-        ]))
-        #expect(try AgentConfig.parse("interfaces: {external: veth0}\n", file: "e.yaml").policy.fraud == FraudPolicy())
-        for (bad, message) in [
-            ("fraud: {international: 10/min}\nnumbers: {country_code: \"44\"}", "fraud.block: is needed"),
-            ("fraud: {block: 1h, international: 10/min}", "needs numbers.country_code"),
-            ("fraud: {block: 1h, high_risk: 10/s}", "calls per minute must be N/min"),
-            ("fraud: {block: 40d}", "must be 1s to 30d"),
-            ("fraud: {block: 1h, friends: {international: 1/min}}", "unknown field"),
         ] {
             do {
                 _ = try AgentConfig.parse("interfaces: {external: veth0}\n" + bad, file: "g.yaml")
