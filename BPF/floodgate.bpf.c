@@ -388,11 +388,12 @@ __noinline __u32 fg_inspect(struct xdp_md *ctx, struct fg_packet *pkt, __u32 txn
 	if (!s || !pkt)
 		return 0;
 	scan = fg_scan_message(ctx, pkt->payload_off, pkt->payload_len, pkt->sip_skip,
-			       s->fraud_block_seconds &&
+			       (s->fraud_block_seconds || s->calls_tracked) &&
 				       (pkt->traffic_class == FG_CLASS_INVITE || pkt->traffic_class == FG_CLASS_SIP_OTHER));
 	/* Nothing to walk: fine, unless more of it comes in later fragments. */
 	if (!scan)
 		return pkt->frag_first ? FG_INSPECT_OVERSIZE : 0;
+	pkt->inspected = 1;
 	found = scan->found;
 	if (found & FG_SCAN_SIGNATURE)
 		return found;
@@ -464,7 +465,7 @@ static __always_inline int fg_judges_destination(const struct fg_settings *s, co
 	/* A request in another class may still be an INVITE in lower case, which
 	 * a lenient server takes for one: fg_destination looks. */
 	return (pkt->traffic_class == FG_CLASS_INVITE || (pkt->sip_request && pkt->traffic_class == FG_CLASS_SIP_OTHER)) &&
-	       (s->destination_entries || s->fraud_block_seconds);
+	       fg_judges_calls(s);
 }
 
 /* The last step for a SIP packet that passed everything else: the interface
@@ -488,9 +489,10 @@ static __always_inline __u32 fg_budget(struct fg_ctx *c, __u32 tier)
  * number an INVITE dials)? */
 static __always_inline int fg_needs_inspection(const struct fg_settings *s, const struct fg_packet *pkt)
 {
-	return pkt->sip_request && (s->signature_entries || fg_notes_transactions(s) ||
-				    ((s->destination_entries || s->fraud_block_seconds) &&
-				     (pkt->traffic_class == FG_CLASS_INVITE || pkt->traffic_class == FG_CLASS_SIP_OTHER)));
+	return pkt->sip_request &&
+	       (s->signature_entries || fg_notes_transactions(s) ||
+		(fg_judges_calls(s) && (pkt->traffic_class == FG_CLASS_INVITE || pkt->traffic_class == FG_CLASS_SIP_OTHER)) ||
+		(s->calls_tracked && pkt->traffic_class == FG_CLASS_IN_DIALOG));
 }
 
 /* The rest of fg_decide for a SIP request of tier pkt->tier that passed its
@@ -773,7 +775,12 @@ int floodgate_xdp(struct xdp_md *ctx)
 		if (reason == FG_REASON_PASSED) {
 			pkt.note = 0;
 			reason = fg_decide_budget(&pkt);
+			if (s->calls_tracked && (reason == FG_REASON_PASSED || reason == FG_REASON_PASSED_ALLOW))
+				fg_calls_after(&pkt, 1);
 		}
+	} else if (s->calls_tracked && pkt.inspected && (reason == FG_REASON_PASSED || reason == FG_REASON_PASSED_ALLOW) &&
+		   (pkt.traffic_class == FG_CLASS_IN_DIALOG || pkt.traffic_class == FG_CLASS_SIP_OTHER)) {
+		fg_calls_after(&pkt, 0);
 	}
 	if (pkt.frag_first && (reason == FG_REASON_PASSED || reason == FG_REASON_PASSED_ALLOW))
 		fg_note_fragment(&pkt);

@@ -43,6 +43,10 @@
 #define FG_MAP_DESTINATION_OUTCOMES "fg_destination_outcomes"
 #define FG_MAP_FRAUD_BLOCKS "fg_fraud_blocks"
 #define FG_MAP_DIALOGS "fg_dialogs"
+#define FG_MAP_ACTIVE_CALLS "fg_active_calls"
+#define FG_MAP_CALLERS "fg_callers"
+#define FG_MAP_CALLER_SOURCES "fg_caller_sources"
+#define FG_MAP_CALLER_RANGES "fg_caller_ranges"
 /* The test clock (lib/clock.h): the switch, set before load, and the time. */
 #define FG_TEST_CLOCK_SWITCH ".rodata.test_clock"
 #define FG_TEST_CLOCK_TIME ".data.test_clock"
@@ -83,6 +87,10 @@
 /* Sources blocked for new calls, and the calls let in (LRU). */
 #define FG_MAX_FRAUD_BLOCKS 65536
 #define FG_MAX_DIALOGS 65536
+#define FG_MAX_ACTIVE_CALLS 65536 /* calls in progress, over all sources */
+#define FG_MAX_CALLERS 131072	   /* sources with calls counted (LRU) */
+#define FG_MAX_CALLER_SOURCES 65536 /* caller-ID source prefixes */
+#define FG_MAX_CALLER_RANGES 262144 /* caller-ID number ranges, over all source prefixes */
 /* Digits of a number the rules see (E.164 numbers have at most 15). */
 #define FG_NUMBER_DIGITS 16
 /* A Request-URI's user part must end within this many bytes of the request
@@ -216,7 +224,9 @@ enum fg_reason {
 	FG_REASON_DROPPED_DESTINATION = 16, /* an INVITE to a number a destination rule blocks, or whose number can't be read */
 	FG_REASON_DROPPED_DESTINATION_LIMIT = 17, /* an INVITE over a destination rule's calls per minute */
 	FG_REASON_DROPPED_FRAUD = 18,	   /* a new call over a fraud threshold, or from a source blocked for new calls */
-	FG_REASON_MAX = 19,
+	FG_REASON_DROPPED_CONCURRENT = 19, /* a new call over its source's calls in progress */
+	FG_REASON_DROPPED_CALLER_ID = 20,  /* a new call presenting a caller number its source may not (enforce) */
+	FG_REASON_MAX = 21,
 };
 
 /* What to do with a packet whose headers are truncated or invalid. */
@@ -284,11 +294,19 @@ struct fg_settings {
 	__u32 destination_entries;	    /* 0: no rules, INVITEs' numbers are not read */
 	__u32 destination_bank;		    /* the bank of rules in force (0 or 1) */
 	__u32 fraud_block_seconds;	    /* a source over a fraud threshold gets no new calls this long; 0: no fraud checks */
+	/* Calls in progress (lib/calls.h), counted per source when calls_tracked. */
+	__u32 calls_tracked;		    /* 0: calls are not counted */
+	__u32 concurrent_calls[3];	    /* per tier (FG_TIER_*): calls in progress a source may have; 0: no limit */
+	__u32 ring_seconds;		    /* a call let in and not answered is counted this long */
+	__u32 call_seconds;		    /* an answered call with no BYE is counted this long after its last 2xx */
+	/* Caller ID (lib/callerid.h). */
+	__u32 caller_id_mode;		    /* enum fg_caller_id_mode */
+	__u32 caller_id_entries;	    /* 0: no source prefix has caller-ID ranges */
 };
 
 /* Bumped whenever a pinned map's layout or meaning changes: a filter pinned by
  * a build with another version is not adopted. */
-#define FG_LAYOUT_VERSION 5
+#define FG_LAYOUT_VERSION 6
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*
@@ -355,6 +373,9 @@ enum fg_event_type {
 			       * offence = the TTL seen (at most one a second per CPU) */
 	FG_EVENT_FRAUD = 8, /* a source crossed a fraud threshold and is blocked for new calls until expires_ns:
 			     * offence = FG_FRAUD_*, drops = the threshold in calls a minute */
+	FG_EVENT_CALLER_ID = 9, /* a new call presented a caller number its source may not: offence =
+				 * FG_CALLER_ID_FLAG or _ENFORCE, expires_ns = the number's digits (as
+				 * fg_destination_key has them), drops = their count */
 };
 #define FG_FRAUD_INTERNATIONAL 1
 #define FG_FRAUD_HIGH_RISK 2
@@ -521,7 +542,11 @@ enum fg_destination_outcome {
 	FG_DEST_OUT_LIMIT_PASSED = 5, /* a limited rule with room (a retransmission included) */
 	FG_DEST_OUT_LIMITED = 6,      /* a limited rule without room */
 	FG_DEST_OUT_FRAUD = 7,	      /* refused by a fraud block or threshold */
-	FG_DEST_OUT_MAX = 8,
+	FG_DEST_OUT_CONCURRENT = 8,   /* refused: its source has as many calls in progress as it may */
+	FG_DEST_OUT_UNTRACKED = 9,    /* let in, not counted: the table of calls in progress was full */
+	FG_DEST_OUT_CALLER_ID_FLAGGED = 10, /* a caller number its source may not present, let in (flag) */
+	FG_DEST_OUT_CALLER_ID_REFUSED = 11, /* the same, refused (enforce) */
+	FG_DEST_OUT_MAX = 12,
 };
 
 /* fg_destination_sources key: a source's bucket for one limited rule. */
@@ -552,6 +577,9 @@ struct fg_call {
 /* A fraud threshold's per-source bucket in fg_destination_sources: id
  * FG_DEST_FRAUD_ID | FG_FRAUD_* (ids no rule has). */
 #define FG_DEST_FRAUD_ID 0x40000000U
+/* In a fg_destination_source_key id: the bucket of packets that claim the
+ * address from another hop distance (forgeries are charged apart). */
+#define FG_DEST_CLAIMED 0x80000000U
 /* fg_fraud_blocks[source]: blocked for new calls (written by XDP; an LRU
  * whose ended entries stay until evicted or `floodgate calls unblock`). */
 struct fg_fraud_block {
@@ -562,6 +590,49 @@ struct fg_fraud_block {
 /* fg_dialogs[source, Call-ID hash] (key struct fg_call_key, value struct
  * fg_call: until when, and the number): a new call let in; its in-dialog
  * INVITEs (re-INVITEs) pass a fraud block. */
+
+/*
+ * Calls in progress (lib/calls.h). fg_active_calls[source, Call-ID hash,
+ * claimed]: a new call let in, until it ends (its INVITE answered >= 300 or
+ * cancelled while ringing, a BYE either way, or no answer within
+ * ring_seconds, no 2xx within call_seconds). Its value (with a bpf_timer) is
+ * the program's own. fg_callers[source, claimed]: its calls.
+ */
+struct fg_active_call_key {
+	struct fg_addr addr;
+	__u64 callid;  /* the Call-ID's hash (fg_scan.callid) */
+	__u32 claimed; /* 1: let in from another hop distance than the address's pin */
+	__u32 pad;
+};
+struct fg_caller_key {
+	struct fg_addr addr;
+	__u32 claimed; /* as in fg_active_call_key: forgers' calls are counted apart */
+};
+struct fg_caller {
+	__u32 calls;	    /* in progress: ringing or answered */
+	__u32 up;	    /* of those, answered */
+	__u32 generation;   /* random, made with the entry: a call counted in an evicted entry is not taken off this one */
+	__u32 window_s;	    /* CLOCK_MONOTONIC second the minute of window_calls began */
+	__u32 window_calls; /* new calls let in during that minute */
+	__u32 pad;
+};
+
+/*
+ * Caller ID (lib/callerid.h): fg_caller_sources (LPM trie, key struct
+ * fg_cidr_key) maps a source prefix to its ranges' id; fg_caller_ranges (LPM
+ * trie) holds the numbers each id may present in From and
+ * P-Asserted-Identity, in E.164 digits as fg_destination_key has them.
+ */
+enum fg_caller_id_mode {
+	FG_CALLER_ID_OFF = 0,
+	FG_CALLER_ID_FLAG = 1,	  /* counted and told, let in */
+	FG_CALLER_ID_ENFORCE = 2, /* refused */
+};
+struct fg_caller_range_key {
+	__u32 prefixlen; /* bits: 32 for the id, 4 per digit */
+	__u32 id;	 /* big-endian: the first bits of the key */
+	__u8 digits[FG_NUMBER_DIGITS / 2];
+};
 
 /* fg_scratch[0], per CPU: room to copy the start of a SIP message. */
 struct fg_scratch {
@@ -620,7 +691,11 @@ struct fg_stats_mark {
 	__u64 packets[FG_CLASS_MAX * FG_REASON_MAX];
 };
 
-_Static_assert(sizeof(struct fg_settings) == 160, "fg_settings layout");
+_Static_assert(sizeof(struct fg_settings) == 192, "fg_settings layout");
+_Static_assert(sizeof(struct fg_caller_key) == 20, "fg_caller_key layout");
+_Static_assert(sizeof(struct fg_caller) == 24, "fg_caller layout");
+_Static_assert(sizeof(struct fg_active_call_key) == 32, "fg_active_call_key layout");
+_Static_assert(sizeof(struct fg_caller_range_key) == 16, "fg_caller_range_key layout");
 _Static_assert(sizeof(struct fg_dial_prefix) == 8, "fg_dial_prefix layout");
 _Static_assert(sizeof(struct fg_destination_key) == 16, "fg_destination_key layout");
 _Static_assert(sizeof(struct fg_destination_rule) == 48, "fg_destination_rule layout");
@@ -699,6 +774,8 @@ static inline const char *fg_reason_name(__u32 r)
 	case FG_REASON_DROPPED_DESTINATION: return "dropped-destination";
 	case FG_REASON_DROPPED_DESTINATION_LIMIT: return "dropped-destination-limit";
 	case FG_REASON_DROPPED_FRAUD: return "dropped-fraud";
+	case FG_REASON_DROPPED_CONCURRENT: return "dropped-concurrent";
+	case FG_REASON_DROPPED_CALLER_ID: return "dropped-caller-id";
 	default: return (const char *)0;
 	}
 }
@@ -714,6 +791,10 @@ static inline const char *fg_destination_outcome_name(__u32 o)
 	case FG_DEST_OUT_LIMIT_PASSED: return "limit-passed";
 	case FG_DEST_OUT_LIMITED: return "limited";
 	case FG_DEST_OUT_FRAUD: return "fraud";
+	case FG_DEST_OUT_CONCURRENT: return "concurrent";
+	case FG_DEST_OUT_UNTRACKED: return "untracked";
+	case FG_DEST_OUT_CALLER_ID_FLAGGED: return "caller-id-flagged";
+	case FG_DEST_OUT_CALLER_ID_REFUSED: return "caller-id-refused";
 	default: return (const char *)0;
 	}
 }

@@ -22,6 +22,7 @@
 #include "lib/state.h"
 #include "lib/tiers.h"
 #include "lib/trust.h"
+#include "lib/calls.h"
 
 SEC("xdp")
 int floodgate_inside(struct xdp_md *ctx)
@@ -37,7 +38,7 @@ int floodgate_inside(struct xdp_md *ctx)
 	void *payload;
 
 	s = bpf_map_lookup_elem(&fg_settings, &zero);
-	if (!s || !fg_notes_transactions(s))
+	if (!s || (!fg_notes_transactions(s) && !s->calls_tracked))
 		return XDP_PASS;
 	/* The same walk as the filter's, IPv6 extension headers included. An
 	 * answer in fragments is not read. */

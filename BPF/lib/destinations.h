@@ -26,12 +26,12 @@
 #include "../floodgate.h"
 #include "autoban.h"
 #include "bucket.h"
+#include "calls.h"
+#include "callerid.h"
 #include "clock.h"
 #include "numbers.h"
 #include "scanner.h"
 #include "state.h"
-
-#define FG_DEST_CLAIMED 0x80000000U
 
 /* Written by the agent. */
 struct {
@@ -95,28 +95,6 @@ static __always_inline int fg_destination_outcome(__u32 outcome, int reason)
 	if (n)
 		*n += 1;
 	return reason;
-}
-
-/* Sixteen bytes of the Request-URI a call of bpf_loop's callback. */
-static long fg_number_step(__u32 i, void *unused)
-{
-	__u32 zero = 0, j, at;
-	struct fg_walk *w = bpf_map_lookup_elem(&fg_scratch, &zero);
-	struct fg_number_walk *n;
-
-	if (!w)
-		return 1;
-	n = &w->num;
-#pragma unroll
-	for (j = 0; j < 16; j++) {
-		at = n->at;
-		if (at >= n->end)
-			return 1; /* out of bytes: result stays unreadable */
-		n->at = at + 1;
-		if (fg_number_byte(n, w->scratch.buf[at & FG_SCAN_MASK]))
-			return 1;
-	}
-	return 0;
 }
 
 /* The bucket a limited rule keeps for one source: made full, less this call. */
@@ -220,6 +198,12 @@ __noinline int fg_fraud_velocity(const struct fg_packet *pkt, __u32 kind, __u64 
  * source's threshold of that kind. The INVITE that crosses it is the first
  * refused, and the block is in place before the next one is judged.
  */
+/* Are INVITEs judged here at all? */
+static __always_inline int fg_judges_calls(const struct fg_settings *s)
+{
+	return s->destination_entries || s->fraud_block_seconds || s->calls_tracked || s->caller_id_entries;
+}
+
 __noinline int fg_destination(struct fg_packet *pkt)
 {
 	struct fg_destination_rule *rule = NULL;
@@ -229,15 +213,16 @@ __noinline int fg_destination(struct fg_packet *pkt)
 	struct fg_fraud_block *blocked;
 	struct fg_walk *w;
 	__u32 zero = 0, reason = FG_REASON_PASSED, end, outcome, action = 0, found, at;
-	int international = 0, fraud, known_dialog = 0, number;
+	int international = 0, fraud, dialogs, known_dialog = 0, number;
 	__u64 now, method;
 
 	s = bpf_map_lookup_elem(&fg_settings, &zero);
-	if (!s || !pkt || (!s->destination_entries && !s->fraud_block_seconds))
+	if (!s || !pkt || !fg_judges_calls(s))
 		return FG_REASON_PASSED;
 	w = bpf_map_lookup_elem(&fg_scratch, &zero);
 	if (!w)
 		return FG_REASON_PASSED;
+	w->begin_call = 0;
 	found = w->scan.len ? w->scan.found : 0;
 	/* An INVITE, or a request a lenient server takes for one: the method in
 	 * any case ("invite sip:..." is an INVITE to pjsip). */
@@ -250,6 +235,9 @@ __noinline int fg_destination(struct fg_packet *pkt)
 			return FG_REASON_PASSED;
 	}
 	fraud = s->fraud_block_seconds != 0;
+	/* Calls let in are noted (fg_dialogs) for the fraud checks and for the
+	 * count of calls in progress: neither counts a request within one. */
+	dialogs = fraud || s->calls_tracked;
 	now = fg_clock_ns();
 	if (found & FG_SCAN_CALLID) {
 		w->call_key.addr = pkt->src;
@@ -290,7 +278,7 @@ __noinline int fg_destination(struct fg_packet *pkt)
 	 * non-empty tag, its Call-ID noted when it was let in, dialling the same
 	 * number or none): not a new call. A tag alone proves nothing: a
 	 * stateless proxy may relay a tagged request that is no dialog's. */
-	if (fraud && (found & (FG_SCAN_TO_TAG | FG_SCAN_TO_TWICE | FG_SCAN_CALLID)) == (FG_SCAN_TO_TAG | FG_SCAN_CALLID)) {
+	if (dialogs && (found & (FG_SCAN_TO_TAG | FG_SCAN_TO_TWICE | FG_SCAN_CALLID)) == (FG_SCAN_TO_TAG | FG_SCAN_CALLID)) {
 		dialog = bpf_map_lookup_elem(&fg_dialogs, &w->call_key);
 		known_dialog = dialog && dialog->until_ns > now &&
 			       (!number || (dialog->digits == w->memo.digits && dialog->prefixlen == w->dest_key.prefixlen));
@@ -313,18 +301,48 @@ __noinline int fg_destination(struct fg_packet *pkt)
 			return known->reason; /* counted once, with its first copy */
 		}
 	}
-	/* Nothing more to count: not a number; a rule that lets it on, with no
-	 * threshold to charge; a request within a call already let in. */
-	if (!number || known_dialog || (!fraud && outcome != FG_DEST_OUT_LIMIT_PASSED))
+	if (known_dialog)
+		return fg_destination_outcome(outcome, FG_REASON_PASSED);
+	/* The caller's number, where its source has ranges (lib/callerid.h). */
+	if (s->caller_id_entries && fg_caller_id(pkt) == FG_CALLER_MISMATCH) {
+		__u64 digits = 0;
+
+		__builtin_memcpy(&digits, w->caller_key.digits, sizeof(digits));
+		fg_event(FG_EVENT_CALLER_ID, pkt->traffic_class, &pkt->src, digits, s->caller_id_mode,
+			 w->caller_key.prefixlen > 32 ? (w->caller_key.prefixlen - 32) / 4 : 0);
+		if (s->caller_id_mode == FG_CALLER_ID_ENFORCE)
+			reason = FG_REASON_DROPPED_CALLER_ID;
+		else
+			fg_destination_outcome(FG_DEST_OUT_CALLER_ID_FLAGGED, 0);
+	}
+	/* Nothing more to count: not a number, or a rule that lets it on, with
+	 * no threshold to charge and no calls counted. */
+	if (reason == FG_REASON_PASSED && !s->calls_tracked &&
+	    (!number || (!fraud && outcome != FG_DEST_OUT_LIMIT_PASSED)))
 		return fg_destination_outcome(outcome, FG_REASON_PASSED);
 
-	if (outcome == FG_DEST_OUT_LIMIT_PASSED)
+	if (reason == FG_REASON_PASSED && outcome == FG_DEST_OUT_LIMIT_PASSED)
 		reason = fg_destination_limit(w, pkt, rule, now << FG_TICK_SHIFT);
 	if (reason == FG_REASON_PASSED && fraud && international)
 		reason = fg_fraud_velocity(pkt, FG_FRAUD_INTERNATIONAL, now);
 	if (reason == FG_REASON_PASSED && fraud && (action & FG_DEST_HIGH_RISK))
 		reason = fg_fraud_velocity(pkt, FG_FRAUD_HIGH_RISK, now);
-	if ((found & (FG_SCAN_CALLID | FG_SCAN_CSEQ)) == (FG_SCAN_CALLID | FG_SCAN_CSEQ)) {
+	/* Calls in progress: a new call over its source's limit is refused; one
+	 * let in is counted once the budget has passed it (fg_calls_after). A
+	 * forgery from another hop distance counts apart from the address. */
+	if (reason == FG_REASON_PASSED && s->calls_tracked &&
+	    (found & (FG_SCAN_CALLID | FG_SCAN_CSEQ | FG_SCAN_AMBIGUOUS)) == (FG_SCAN_CALLID | FG_SCAN_CSEQ)) {
+		w->active_key.addr = pkt->src;
+		w->active_key.callid = w->scan.callid;
+		w->active_key.claimed = pkt->note == FG_NOTE_SPOOFED;
+		w->active_key.pad = 0;
+		w->begin_cseq = w->scan.cseq;
+		if (fg_calls_full(s, &w->active_key, pkt->tier))
+			reason = FG_REASON_DROPPED_CONCURRENT;
+		else
+			w->begin_call = 1;
+	}
+	if (number && (found & (FG_SCAN_CALLID | FG_SCAN_CSEQ)) == (FG_SCAN_CALLID | FG_SCAN_CSEQ)) {
 		w->memo.until_ns = now + FG_CALL_MEMORY_NS;
 		w->memo.reason = reason;
 		w->memo.prefixlen = w->dest_key.prefixlen;
@@ -332,7 +350,7 @@ __noinline int fg_destination(struct fg_packet *pkt)
 		w->memo.copies = 0;
 		bpf_map_update_elem(&fg_calls, &w->call_key, &w->memo, BPF_ANY);
 		/* A call let in: its re-INVITEs pass a later block. */
-		if (reason == FG_REASON_PASSED && fraud && pkt->note != FG_NOTE_SPOOFED) {
+		if (reason == FG_REASON_PASSED && dialogs && pkt->note != FG_NOTE_SPOOFED) {
 			w->memo.until_ns = now + FG_DIALOG_MEMORY_NS;
 			bpf_map_update_elem(&fg_dialogs, &w->call_key, &w->memo, BPF_ANY);
 		}
@@ -341,7 +359,45 @@ __noinline int fg_destination(struct fg_packet *pkt)
 		outcome = FG_DEST_OUT_LIMITED;
 	else if (reason == FG_REASON_DROPPED_FRAUD)
 		outcome = FG_DEST_OUT_FRAUD;
+	else if (reason == FG_REASON_DROPPED_CONCURRENT)
+		outcome = FG_DEST_OUT_CONCURRENT;
+	else if (reason == FG_REASON_DROPPED_CALLER_ID)
+		outcome = FG_DEST_OUT_CALLER_ID_REFUSED;
 	return fg_destination_outcome(outcome, reason);
+}
+
+/*
+ * After the verdict on a SIP request that passed, with calls counted
+ * (lib/calls.h): `judged`, an INVITE fg_destination let in, which begins a
+ * call if it was a new one; otherwise a BYE or CANCEL from its source, which
+ * ends one. A global function, called by the main program.
+ */
+__noinline int fg_calls_after(struct fg_packet *pkt, int judged)
+{
+	__u32 zero = 0, found;
+	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &zero);
+	struct fg_walk *w = bpf_map_lookup_elem(&fg_scratch, &zero);
+	__u64 method;
+
+	if (!s || !w || !pkt)
+		return 0;
+	if (judged) {
+		if (w->begin_call && fg_call_begin(s, &w->active_key, w->begin_cseq, fg_clock_ns()) < 0)
+			fg_destination_outcome(FG_DEST_OUT_UNTRACKED, 0);
+		return 0;
+	}
+	found = w->scan.found;
+	if (!pkt->inspected || (found & (FG_SCAN_CALLID | FG_SCAN_CSEQ | FG_SCAN_AMBIGUOUS)) != (FG_SCAN_CALLID | FG_SCAN_CSEQ) ||
+	    pkt->sip_skip + 8 > w->scan.len)
+		return 0;
+	method = fg_lower8(fg_word_at(&w->scratch, pkt->sip_skip));
+	w->active_key.addr = pkt->src;
+	w->active_key.callid = w->scan.callid;
+	w->active_key.claimed = 0;
+	w->active_key.pad = 0;
+	/* Over TCP, past its handshake, the source is real even if it moved. */
+	fg_call_request(&w->active_key, method, w->scan.cseq, pkt->stream);
+	return 0;
 }
 
 #endif /* FG_LIB_DESTINATIONS_H */

@@ -45,7 +45,17 @@ enum fg_number_state {
 	FG_NUM_PCT2,	/* and its second */
 	FG_NUM_REST,	/* sip, sips: the rest of the user part (parameters, or what ended the digits), up to '@' */
 	FG_NUM_DONE,
+	FG_NUM_DISPLAY, /* a caller's From or P-Asserted-Identity value: its display name, up to '<' */
 };
+
+/* fg_number_walk.caller: reading a caller's URI (lib/callerid.h), from the
+ * first byte of a From or P-Asserted-Identity value (FG_NUM_GAP): either a
+ * bare URI, or a display name (a token, or quoted with backslash escapes)
+ * and the URI in angle brackets. */
+#define FG_NUM_CALLER 1
+#define FG_NUM_BRACKET 2 /* the '<' was read: the scheme must follow */
+#define FG_NUM_QUOTED 1	 /* in .escape, in FG_NUM_DISPLAY: inside quotes */
+#define FG_NUM_BACKSLASH 2 /* after a backslash inside them */
 
 /* What was read. */
 enum fg_number_result {
@@ -68,7 +78,7 @@ struct fg_number_walk {
 	__u32 count;  /* digits read (more than are kept, for a long one) */
 	__u32 plus;   /* it began with + */
 	__u32 escape; /* the first hex digit of a percent-escape */
-	__u32 pad;
+	__u32 caller; /* FG_NUM_CALLER, FG_NUM_BRACKET */
 	__u8 digits[FG_RAW_DIGITS]; /* values 0-9 */
 };
 
@@ -154,6 +164,38 @@ static __always_inline void fg_number_char(struct fg_number_walk *n, __u8 b, int
 		n->state = FG_NUM_REST;
 }
 
+/* A byte of a caller's display name: a '<' outside quotes opens the URI;
+ * the line's end first means there is none. Returns 1 once done. */
+static __always_inline int fg_number_display(struct fg_number_walk *n, __u8 b)
+{
+	if (b == '\r' || b == '\n') {
+		fg_number_end(n, FG_NUMBER_NONE);
+		return 1;
+	}
+	if (n->escape & FG_NUM_BACKSLASH) {
+		n->escape = FG_NUM_QUOTED;
+		return 0;
+	}
+	if (n->escape & FG_NUM_QUOTED) {
+		if (b == '\\')
+			n->escape = FG_NUM_QUOTED | FG_NUM_BACKSLASH;
+		else if (b == '"')
+			n->escape = 0;
+		return 0;
+	}
+	if (b == '"') {
+		n->escape = FG_NUM_QUOTED;
+		return 0;
+	}
+	if (b == '<') {
+		n->caller = FG_NUM_BRACKET;
+		n->scheme = 0;
+		n->pos = 0;
+		n->state = FG_NUM_SCHEME;
+	}
+	return 0;
+}
+
 /* One byte of the request. Returns 1 once the reading is done. */
 static __always_inline int fg_number_byte(struct fg_number_walk *n, __u8 b)
 {
@@ -192,12 +234,21 @@ static __always_inline int fg_number_byte(struct fg_number_walk *n, __u8 b)
 			return 0;
 		}
 		if (n->pos >= 4 || b < 'A') {
+			/* A caller's value that doesn't start with a scheme
+			 * starts with a display name: the URI is in brackets. */
+			if (n->caller == FG_NUM_CALLER) {
+				n->state = FG_NUM_DISPLAY;
+				n->escape = 0;
+				return fg_number_display(n, b);
+			}
 			fg_number_end(n, FG_NUMBER_NONE);
 			return 1;
 		}
 		n->scheme |= (__u32)(b | 0x20) << (8 * (n->pos & 3));
 		n->pos++;
 		return 0;
+	case FG_NUM_DISPLAY:
+		return fg_number_display(n, b);
 	case FG_NUM_USER:
 		if (b == '%') {
 			n->state = FG_NUM_PCT1;

@@ -34,7 +34,8 @@ struct fg_packet {
 	__u32 payload_len; /* and length (within the frame and the UDP or IP length) */
 	__u32 frag_id;	   /* a fragment's IP identification */
 	__u8 ttl;	   /* IPv4 TTL or IPv6 hop limit */
-	__u8 pad[3];
+	__u8 inspected;	   /* its header block was walked (fg_inspect): the scan in fg_scratch is its */
+	__u8 pad[2];
 	/* One word, cleared with one store for every packet. */
 	union {
 		__u64 flags;
@@ -529,6 +530,7 @@ static __always_inline int fg_walk(struct xdp_md *ctx, struct fg_packet *pkt, st
 	pkt->ttl = 0;
 	pkt->frag_id = 0;
 	pkt->flags = 0; /* tier FG_TIER_UNVERIFIED, no note, ... */
+	pkt->inspected = 0;
 	cur = fg_skip_l2(data, data_end, &proto);
 	if (!cur)
 		return FG_PARSE_MALFORMED;
@@ -568,6 +570,7 @@ static __always_inline int fg_parse_plain_udp4(struct xdp_md *ctx, const struct 
 	pkt->payload_off = 0;
 	pkt->payload_len = 0;
 	pkt->flags = 0;
+	pkt->inspected = 0;
 	if (pkt->traffic_class == FG_CLASS_SIP_OTHER) {
 		w0 = *(__u64 *)payload;
 		w1 = *(__u64 *)(payload + 8);

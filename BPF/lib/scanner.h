@@ -71,6 +71,13 @@ struct fg_scan {
 	__u64 nonce;	   /* the hash of the first nonce of a credentials or challenge header; 0: none */
 	__u32 param;	   /* FG_PARAM_* in the parameters, and how far; FG_TO_* in a To value */
 	__u32 want_to;	   /* read the To header (an INVITE, with fraud checks on): in-dialog or not */
+	/* Where the caller's URIs are (lib/callerid.h): the first byte of the
+	 * From value, and of the first and the last P-Asserted-Identity value;
+	 * 0: none. */
+	__u32 from_at;
+	__u32 pai_at;
+	__u32 pai_last;
+	__u32 pai_count;
 };
 
 /*
@@ -92,6 +99,11 @@ struct fg_walk {
 	struct fg_fraud_block block;
 	struct fg_call memo;
 	struct fg_bucket_call call;
+	struct fg_active_call_key active_key; /* the call an INVITE begins or a BYE ends (lib/calls.h) */
+	__u32 begin_call;		      /* fg_destination let in a new call: count it if the budget passes it */
+	__u32 begin_cseq;
+	struct fg_destination_key caller_number; /* a caller's number (lib/callerid.h) */
+	struct fg_caller_range_key caller_key;
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -110,6 +122,7 @@ struct {
 #define FG_SCAN_TO 128	      /* a To header was read (with want_to) */
 #define FG_SCAN_TO_TAG 256    /* it has a tag parameter: the request is in a dialog */
 #define FG_SCAN_TO_TWICE 512  /* a second To header: which one a server reads is anyone's guess */
+#define FG_SCAN_FROM_TWICE 1024 /* a second From header */
 
 /* Where the walk is in a To value (scan->param): in a quoted display name (and
  * after a backslash in it), in the <URI>; above them, how far ";tag=" is matched. */
@@ -140,6 +153,7 @@ struct {
 #define FG_NAME_FROM_COMPACT 'F'
 #define FG_NAME_TO 'T'
 #define FG_NAME_TO_COMPACT 't'
+#define FG_NAME_PAI 'I'
 #define FG_FNV64_OFFSET 0xcbf29ce484222325ULL
 #define FG_FNV64_PRIME 0x100000001b3ULL
 
@@ -183,6 +197,7 @@ static __always_inline __u32 fg_name_length(__u32 kind)
 	case FG_NAME_PROXY_AUTHENTICATE: return 18;	 /* proxy-authenticate */
 	case FG_NAME_TO: return 2;			 /* to */
 	case FG_NAME_TO_COMPACT: return 1;		 /* t */
+	case FG_NAME_PAI: return 19;			 /* p-asserted-identity */
 	default: return 4;				 /* cseq */
 	}
 }
@@ -203,6 +218,7 @@ static __always_inline __u64 fg_name_chunk(__u32 kind, __u32 pos)
 		return pos == 0 ? FG_W8("proxy-au") : pos == 8 ? FG_W8("thentica") : FG_W8("te\0\0\0\0\0\0");
 	case FG_NAME_TO: return FG_W8("to\0\0\0\0\0\0");
 	case FG_NAME_TO_COMPACT: return 't';
+	case FG_NAME_PAI: return pos == 0 ? FG_W8("p-assert") : pos == 8 ? FG_W8("ed-ident") : FG_W8("ity\0\0\0\0\0");
 	default: return FG_W8("cseq\0\0\0\0");
 	}
 }
@@ -569,7 +585,7 @@ skip:
 		switch ((__u8)lw) {
 		case 'u': scan->kind = FG_SIGNATURE_USER_AGENT; break;
 		case 'a': scan->kind = FG_NAME_AUTHORIZATION; break;
-		case 'p': scan->kind = FG_NAME_PROXY_AUTHORIZATION; break;
+		case 'p': scan->kind = (__u8)(lw >> 8) == '-' ? FG_NAME_PAI : FG_NAME_PROXY_AUTHORIZATION; break;
 		case 'w': scan->kind = FG_NAME_WWW_AUTHENTICATE; break;
 		case 'i': scan->kind = FG_NAME_CALL_ID_COMPACT; break;
 		case 'c': scan->kind = (__u8)(lw >> 8) == 's' ? FG_NAME_CSEQ : FG_NAME_CALL_ID; break;
@@ -650,6 +666,19 @@ skip:
 		/* The value's first byte: read by the next step. */
 		scan->state = FG_SCAN_VALUE;
 		scan->pos = 0;
+		/* The caller's URIs: where they start, for lib/callerid.h. */
+		if (scan->kind == FG_SIGNATURE_FROM || scan->kind == FG_NAME_FROM_COMPACT) {
+			if (scan->from_at)
+				scan->found |= FG_SCAN_FROM_TWICE;
+			scan->from_at = at;
+		} else if (scan->kind == FG_NAME_PAI) {
+			if (!scan->pai_at)
+				scan->pai_at = at;
+			scan->pai_last = at;
+			scan->pai_count++;
+			scan->state = FG_SCAN_SKIP;
+			return 0;
+		}
 		scan->callid_hash = FG_FNV64_OFFSET;
 		if (scan->kind == FG_NAME_CSEQ) {
 			scan->cseq = 0;

@@ -37,6 +37,7 @@
 #include "../floodgate.h"
 #include "parse.h"
 #include "autoban.h"
+#include "calls.h"
 #include "scanner.h"
 #include "tiers.h"
 
@@ -208,6 +209,16 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 
 	if (payload_len < sizeof(line) || bpf_xdp_load_bytes(ctx, payload_off, line, sizeof(line)))
 		return;
+	/* The server's BYE ends a call it had with `dst` (lib/calls.h). */
+	if (s->calls_tracked && line[0] == 'B' && line[1] == 'Y' && line[2] == 'E' && line[3] == ' ') {
+		scan = fg_scan_message(ctx, payload_off, payload_len, 0, 0);
+		if (scan && (scan->found & (FG_SCAN_CALLID | FG_SCAN_CSEQ | FG_SCAN_AMBIGUOUS)) == (FG_SCAN_CALLID | FG_SCAN_CSEQ)) {
+			struct fg_active_call_key call = {.addr = *dst, .callid = scan->callid};
+
+			fg_call_request(&call, FG_W8("bye \0\0\0\0"), scan->cseq, 1);
+		}
+		return;
+	}
 	if (line[0] != 'S' || line[1] != 'I' || line[2] != 'P' || line[3] != '/' || line[4] != '2' || line[5] != '.' ||
 	    line[6] != '0' || line[7] != ' ' || line[11] != ' ')
 		return;
@@ -219,6 +230,15 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 	if (!scan)
 		return;
 	flags = scan->found;
+	/* An answer to an INVITE: a call begins or ends (lib/calls.h). */
+	if (s->calls_tracked && (flags & (FG_SCAN_CALLID | FG_SCAN_CSEQ | FG_SCAN_AMBIGUOUS)) == (FG_SCAN_CALLID | FG_SCAN_CSEQ) &&
+	    fg_cseq_class(scan->method) == FG_CLASS_INVITE) {
+		struct fg_active_call_key call = {.addr = *dst, .callid = scan->callid};
+
+		fg_call_answered(s, &call, scan->cseq, code);
+	}
+	if (!fg_notes_transactions(s))
+		return;
 	/* A challenge: its nonce is what credentials from `dst` must answer. */
 	if ((code == 401 || code == 407) && scan->nonce) {
 		struct fg_challenge_key challenge = {.addr = *dst, .nonce = scan->nonce};

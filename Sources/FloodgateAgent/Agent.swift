@@ -309,6 +309,13 @@ public final class Agent: @unchecked Sendable {
                     "seconds": "\(Int(seconds.rounded()))",
                 ])
             }
+        case .callerID:
+            let action = event.callerIDEnforced ? "refused" : "flagged"
+            if limiter.allow() {
+                logger.warning("\(action) a call: its caller number is not one its source may present", metadata: [
+                    "source": "\(address)", "caller": "\(event.callerNumber ?? "none in range")", "action": "\(action)",
+                ])
+            }
         case .spoofed:
             metrics.spoofedReported()
             if limiter.allow() {

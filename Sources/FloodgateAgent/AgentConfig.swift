@@ -284,7 +284,7 @@ final class ConfigReader {
     func read(_ root: Node, into c: inout AgentConfig) {
         let sections = ["interfaces", "pin_root", "max_sources", "max_bans", "sip", "limits", "prefix", "budget", "allow", "deny",
                         "scanners", "auto_ban", "brute_force", "trust", "anomaly", "metrics", "log", "poll", "numbers",
-                        "destinations", "time_zone", "fraud"]
+                        "destinations", "time_zone", "fraud", "caller_id"]
         for (key, node) in mapping(root, "", known: sections) {
             switch key {
             case "interfaces": interfaces(node, &c)
@@ -324,6 +324,7 @@ final class ConfigReader {
             case "numbers": numbers(node, &c)
             case "destinations": destinations(node, &c)
             case "fraud": fraud(node, &c)
+            case "caller_id": callerID(node, &c)
             case "time_zone":
                 if let s = string(node, key) {
                     if let zone = TimeZone(identifier: s) { c.timeZone = zone } else {
@@ -555,12 +556,14 @@ final class ConfigReader {
         } catch { problem(node, "destinations", "\(error)") }
     }
 
-    /// `fraud: {block: 1h, international: N/min, high_risk: N/min, unverified|verified|allowed: {…}}`: the
-    /// thresholds at the top apply to every tier but those a tier section sets; `off` counts nothing.
+    /// `fraud: {block: 1h, international: N/min, high_risk: N/min, concurrent: N, ring_timeout: 3m, call_timeout: 4h,
+    /// unverified|verified|allowed: {international, high_risk, concurrent}}`: the thresholds at the top apply to every
+    /// tier but those a tier section sets; `off` counts nothing.
     func fraud(_ node: Node, _ c: inout AgentConfig) {
+        typealias Entry = (international: UInt32??, highRisk: UInt32??, concurrent: UInt32??)
         var policy = FraudPolicy()
         var all = FraudPolicy.Thresholds()
-        var tiers: [DestinationRule.Tier: (international: UInt32??, highRisk: UInt32??)] = [:]
+        var tiers: [DestinationRule.Tier: Entry] = [:]
         func perMinute(_ value: Node, _ field: String) -> UInt32?? {
             guard let s = string(value, field) else { return .none }
             if s == "off" { return .some(nil) }
@@ -569,23 +572,40 @@ final class ConfigReader {
                 return .none
             }
         }
+        func calls(_ value: Node, _ field: String) -> UInt32?? {
+            if value.scalar?.string == "off" { return .some(nil) }
+            guard let n = integer(value, field, 1...Int(FraudPolicy.maxConcurrent)) else { return .none }
+            return .some(UInt32(n))
+        }
+        func seconds(_ value: Node, _ field: String, _ range: ClosedRange<UInt64>, _ what: String) -> UInt32? {
+            guard let s = duration(value, field) else { return nil }
+            guard range.contains(s) else {
+                problem(value, field, "must be \(what)")
+                return nil
+            }
+            return UInt32(s)
+        }
         let tierNames = DestinationRule.Tier.allCases.map(\.rawValue)
-        for (name, value) in mapping(node, "fraud", known: ["block", "international", "high_risk"] + tierNames) {
+        let known = ["block", "international", "high_risk", "concurrent", "ring_timeout", "call_timeout"] + tierNames
+        for (name, value) in mapping(node, "fraud", known: known) {
             let field = "fraud.\(name)"
             switch name {
             case "block":
                 if value.scalar?.string == "off" { policy.blockSeconds = 0; continue }
-                if let s = duration(value, field) {
-                    if (1...30 * 86400).contains(s) { policy.blockSeconds = UInt32(s) } else { problem(value, field, "must be 1s to 30d") }
-                }
+                if let s = seconds(value, field, 1...30 * 86400, "1s to 30d") { policy.blockSeconds = s }
             case "international": if case .some(let n) = perMinute(value, field) { all.international = n }
             case "high_risk": if case .some(let n) = perMinute(value, field) { all.highRisk = n }
+            case "concurrent": if case .some(let n) = calls(value, field) { all.concurrent = n }
+            case "ring_timeout": if let s = seconds(value, field, 1...3600, "1s to 1h") { policy.ringSeconds = s }
+            case "call_timeout": if let s = seconds(value, field, 60...7 * 86400, "1m to 7d") { policy.callSeconds = s }
             default:
                 guard let tier = DestinationRule.Tier(rawValue: name) else { continue }
-                var entry: (international: UInt32??, highRisk: UInt32??) = (.none, .none)
-                for (kind, v) in mapping(value, field, known: ["international", "high_risk"]) {
-                    if kind == "international" { entry.international = perMinute(v, "\(field).international") } else {
-                        entry.highRisk = perMinute(v, "\(field).high_risk")
+                var entry: Entry = (.none, .none, .none)
+                for (kind, v) in mapping(value, field, known: ["international", "high_risk", "concurrent"]) {
+                    switch kind {
+                    case "international": entry.international = perMinute(v, "\(field).international")
+                    case "high_risk": entry.highRisk = perMinute(v, "\(field).high_risk")
+                    default: entry.concurrent = calls(v, "\(field).concurrent")
                     }
                 }
                 tiers[tier] = entry
@@ -596,14 +616,56 @@ final class ConfigReader {
             if let entry = tiers[tier] {
                 if case .some(let n) = entry.international { t.international = n }
                 if case .some(let n) = entry.highRisk { t.highRisk = n }
+                if case .some(let n) = entry.concurrent { t.concurrent = n }
             }
             policy.thresholds[tier] = t
         }
-        if policy.blockSeconds == 0 && policy.thresholds.values.contains(where: { $0 != FraudPolicy.Thresholds() }) {
+        if policy.blockSeconds == 0
+            && policy.thresholds.values.contains(where: { $0.international != nil || $0.highRisk != nil }) {
             problem(node, "fraud.block", "is needed: how long a source over a threshold gets no new calls (e.g. 1h)")
         }
         c.policy.fraud = policy.normalized
         fraudNode = node
+    }
+
+    /// `caller_id: {mode: enforce|flag|off, sources: [{from: [CIDR…], numbers: [PREFIX…]}]}`: the caller numbers
+    /// (E.164 prefixes) each listed source network may present in From and P-Asserted-Identity.
+    func callerID(_ node: Node, _ c: inout AgentConfig) {
+        var policy = CallerIDPolicy()
+        var modeGiven = false
+        for (name, value) in mapping(node, "caller_id", known: ["mode", "sources"]) {
+            switch name {
+            case "mode":
+                guard let s = string(value, "caller_id.mode") else { continue }
+                if let m = CallerIDPolicy.Mode(rawValue: s) { policy.mode = m; modeGiven = true } else {
+                    problem(value, "caller_id.mode", "must be enforce, flag or off (got '\(s)')")
+                }
+            default:
+                for (i, item) in sequence(value, "caller_id.sources").enumerated() {
+                    let field = "caller_id.sources[\(i + 1)]"
+                    var sources: [CIDR] = []
+                    var numbers: [String] = []
+                    for (key, v) in mapping(item, field, known: ["from", "numbers"]) {
+                        let sub = "\(field).\(key)"
+                        let items = v.scalar != nil ? [v] : sequence(v, sub)
+                        for entry in items {
+                            guard let text = string(entry, sub) else { continue }
+                            if key == "from" {
+                                do { sources.append(try CIDR(text)) } catch { problem(entry, sub, "\(error)") }
+                            } else {
+                                do { numbers.append(try CallerIDPolicy.prefix(text)) } catch { problem(entry, sub, "\(error)") }
+                            }
+                        }
+                    }
+                    do { policy.entries.append(try CallerIDPolicy.Entry(sources: sources, numbers: numbers)) } catch {
+                        problem(item, field, "\(error)")
+                    }
+                }
+            }
+        }
+        if !modeGiven { problem(node, "caller_id.mode", "is required: enforce, flag or off") }
+        do { try policy.validate() } catch { problem(node, "caller_id", "\(error)") }
+        c.policy.callerID = policy.normalized
     }
 
     func autoBan(_ node: Node, _ c: inout AgentConfig) {

@@ -505,35 +505,60 @@ extension Set where Element == DestinationRule {
 
 /// Fraud thresholds (BPF/lib/destinations.h): per source and tier, new calls a minute to international numbers
 /// (outside the number plan's country code) and to destinations a rule marks high-risk. A source over one is
-/// refused new calls for ``blockSeconds``; its registrations and its calls in progress go on.
+/// refused new calls for ``blockSeconds``; its registrations and its calls in progress go on. And calls in progress
+/// (BPF/lib/calls.h): per source and tier, at most ``Thresholds/concurrent`` ringing or answered at once; a new call
+/// over it is refused (the source is not blocked).
 public struct FraudPolicy: Equatable, Sendable {
     public struct Thresholds: Equatable, Sendable {
         /// Calls a minute (at most that many at once); nil: not counted.
         public var international: UInt32?
         public var highRisk: UInt32?
-        public init(international: UInt32? = nil, highRisk: UInt32? = nil) {
+        /// Calls in progress (ringing or answered); nil: no limit.
+        public var concurrent: UInt32?
+        public init(international: UInt32? = nil, highRisk: UInt32? = nil, concurrent: UInt32? = nil) {
             self.international = international
             self.highRisk = highRisk
+            self.concurrent = concurrent
         }
     }
 
-    /// 0: no fraud checks at all.
+    /// 0: no velocity thresholds (calls in progress may still be limited).
     public var blockSeconds: UInt32 = 0
     public var thresholds: [DestinationRule.Tier: Thresholds] = [:]
+    /// How long a call let in counts without an answer (a proxy's timer C is 3 min).
+    public var ringSeconds: UInt32 = FraudPolicy.defaultRingSeconds
+    /// How long an answered call counts after its last 2xx when no BYE is seen.
+    public var callSeconds: UInt32 = FraudPolicy.defaultCallSeconds
+
+    public static let defaultRingSeconds: UInt32 = 180
+    public static let defaultCallSeconds: UInt32 = 4 * 3600
+    public static let maxConcurrent: UInt32 = 100_000
 
     public init() {}
 
-    public init(blockSeconds: UInt32, thresholds: [DestinationRule.Tier: Thresholds]) {
+    public init(blockSeconds: UInt32, thresholds: [DestinationRule.Tier: Thresholds],
+                ringSeconds: UInt32 = FraudPolicy.defaultRingSeconds, callSeconds: UInt32 = FraudPolicy.defaultCallSeconds) {
         self.blockSeconds = blockSeconds
         self.thresholds = thresholds
+        self.ringSeconds = ringSeconds
+        self.callSeconds = callSeconds
     }
 
     public func thresholds(of tier: DestinationRule.Tier) -> Thresholds { thresholds[tier] ?? Thresholds() }
 
-    /// As the maps hold it: no thresholds without a block time, and none kept that count nothing.
+    /// Are calls in progress counted? With any fraud check on (so `floodgate calls` shows them).
+    public var tracksCalls: Bool { blockSeconds > 0 || thresholds.values.contains { $0.concurrent != nil } }
+
+    /// As the maps hold it: no velocity thresholds without a block time, none kept that count nothing, and the
+    /// call timers at their defaults when no call is counted.
     public var normalized: FraudPolicy {
-        guard blockSeconds > 0 else { return FraudPolicy() }
-        return FraudPolicy(blockSeconds: blockSeconds, thresholds: thresholds.filter { $0.value != Thresholds() })
+        var kept: [DestinationRule.Tier: Thresholds] = [:]
+        for (tier, t) in thresholds {
+            let n = blockSeconds > 0 ? t : Thresholds(concurrent: t.concurrent)
+            if n != Thresholds() { kept[tier] = n }
+        }
+        let p = FraudPolicy(blockSeconds: blockSeconds, thresholds: kept, ringSeconds: ringSeconds, callSeconds: callSeconds)
+        return p.tracksCalls ? p : FraudPolicy()
     }
 
     public func validate() throws {
@@ -542,8 +567,27 @@ public struct FraudPolicy: Equatable, Sendable {
             for n in [t.international, t.highRisk].compactMap({ $0 }) where !(1...DestinationRule.maxPerMinute).contains(n) {
                 throw FloodgateError("a fraud threshold must be 1 to \(DestinationRule.maxPerMinute) calls a minute (got \(n))")
             }
+            if let n = t.concurrent, !(1...FraudPolicy.maxConcurrent).contains(n) {
+                throw FloodgateError("a limit of calls in progress must be 1 to \(FraudPolicy.maxConcurrent) (got \(n))")
+            }
         }
+        guard (1...3600).contains(ringSeconds) else { throw FloodgateError("a call rings at most 1h (ring_timeout 1s to 1h)") }
+        guard (60...7 * 86400).contains(callSeconds) else { throw FloodgateError("call_timeout must be 1m to 7d") }
     }
+}
+
+/// A source's calls (`fg_callers`): `claimed` for the calls let in from another hop distance than its pinned one,
+/// counted apart.
+public struct CallerCount: Sendable, Equatable {
+    public var address: SourceAddress
+    public var claimed: Bool
+    /// Ringing or answered now.
+    public var calls: Int32
+    public var answered: Int32
+    public var callsThisMinute: UInt32
+    /// Calls charged to its international and high-risk thresholds within the last minute.
+    public var international: UInt32
+    public var highRisk: UInt32
 }
 
 /// A source blocked for new calls (`fg_fraud_blocks`).
@@ -566,19 +610,28 @@ extension FilterMaps {
     /// The fraud policy the maps hold.
     public func fraudPolicy() throws -> FraudPolicy {
         var policy = FraudPolicy()
-        policy.blockSeconds = try rawSettings().fraud_block_seconds
+        let raw = try rawSettings()
+        policy.blockSeconds = raw.fraud_block_seconds
+        if raw.calls_tracked != 0 {
+            policy.ringSeconds = raw.ring_seconds
+            policy.callSeconds = raw.call_seconds
+        }
+        let concurrent = withUnsafeBytes(of: raw.concurrent_calls) { Array($0.bindMemory(to: UInt32.self)) }
         for tier in DestinationRule.Tier.allCases {
             func read(_ kind: Int32) throws -> UInt32? {
                 let limit = try limitsMap.value(at: FilterMaps.fraudIndex(kind, tier))
                 return limit.interval == 0 ? nil : limit.rate
             }
-            let t = FraudPolicy.Thresholds(international: try read(FG_FRAUD_INTERNATIONAL), highRisk: try read(FG_FRAUD_HIGH_RISK))
+            let n = concurrent[Int(tier.index)]
+            let t = FraudPolicy.Thresholds(international: try read(FG_FRAUD_INTERNATIONAL), highRisk: try read(FG_FRAUD_HIGH_RISK),
+                                           concurrent: raw.calls_tracked != 0 && n > 0 ? n : nil)
             if t != FraudPolicy.Thresholds() { policy.thresholds[tier] = t }
         }
         return policy.normalized
     }
 
-    /// Writes `policy`: the thresholds first, then the block time (which turns the checks on or off).
+    /// Writes `policy`: the thresholds first, then the settings (the block time turns the velocity checks on or
+    /// off; calls_tracked the count of calls in progress).
     public func setFraudPolicy(_ policy: FraudPolicy) throws {
         try policy.validate()
         let p = policy.normalized
@@ -594,7 +647,15 @@ extension FilterMaps {
                 try limitsMap.update(FilterMaps.fraudIndex(kind, tier), limit, what: "set a fraud threshold")
             }
         }
-        try updateSettings { $0.fraud_block_seconds = p.blockSeconds }
+        try updateSettings {
+            let tiers = DestinationRule.Tier.allCases.sorted { $0.index < $1.index }
+            $0.concurrent_calls = (p.thresholds(of: tiers[0]).concurrent ?? 0, p.thresholds(of: tiers[1]).concurrent ?? 0,
+                                   p.thresholds(of: tiers[2]).concurrent ?? 0)
+            $0.ring_seconds = p.ringSeconds
+            $0.call_seconds = p.callSeconds
+            $0.calls_tracked = p.tracksCalls ? 1 : 0
+            $0.fraud_block_seconds = p.blockSeconds
+        }
     }
 
     /// Sources blocked for new calls now.
@@ -603,6 +664,41 @@ extension FilterMaps {
             FraudBlock(address: SourceAddress(key), kind: value.kind == UInt32(FG_FRAUD_HIGH_RISK) ? "high-risk" : "international",
                        perMinute: value.per_minute, untilNS: value.until_ns)
         }.sorted { $0.address.bytes.lexicographicallyPrecedes($1.address.bytes) }
+    }
+
+    /// Each source's calls as XDP counts them (BPF/lib/calls.h): in progress, answered, and new calls let in
+    /// during the current minute; with the fill of its international and high-risk buckets (calls charged in the
+    /// last minute, as the thresholds see them). Sources with nothing counted are left out.
+    public func callers(now: UInt64 = monotonicNanoseconds()) throws -> [CallerCount] {
+        let map: BPFMap<fg_caller_key, fg_caller> = self.map(FG_MAP_CALLERS)
+        let buckets: BPFMap<fg_destination_source_key, UInt64> = self.map(FG_MAP_DESTINATION_SOURCES)
+        let nowS = UInt32(truncatingIfNeeded: now / 1_000_000_000)
+        let ticks = now << UInt64(FG_TICK_SHIFT)
+        let policy = try fraudPolicy()
+        func recent(_ address: fg_addr, _ claimed: Bool, _ kind: Int32, _ perMinute: UInt32?) throws -> UInt32 {
+            guard let perMinute else { return 0 }
+            var key = fg_destination_source_key()
+            key.addr = address
+            key.id = FG_DEST_FRAUD_ID | UInt32(kind) | (claimed ? FG_DEST_CLAIMED : 0)
+            guard let tat = try buckets.lookup(key), tat > ticks else { return 0 }
+            let interval = FilterMaps.perMinute(perMinute).0
+            return UInt32(min((tat - ticks + interval - 1) / interval, UInt64(perMinute)))
+        }
+        // The thresholds of the tier a source is in now aren't known here: the unverified ones are the tightest.
+        let t = policy.thresholds(of: .unverified)
+        var result: [CallerCount] = []
+        for (key, value) in try map.entries() {
+            let minute = nowS &- value.window_s < 60 ? value.window_calls : 0
+            let claimed = key.claimed != 0
+            let c = CallerCount(address: SourceAddress(key.addr), claimed: claimed, calls: Int32(bitPattern: value.calls),
+                                answered: Int32(bitPattern: value.up), callsThisMinute: minute,
+                                international: try recent(key.addr, claimed, FG_FRAUD_INTERNATIONAL, t.international),
+                                highRisk: try recent(key.addr, claimed, FG_FRAUD_HIGH_RISK, t.highRisk))
+            if c.calls != 0 || c.callsThisMinute != 0 || c.international != 0 || c.highRisk != 0 { result.append(c) }
+        }
+        return result.sorted {
+            $0.address == $1.address ? !$0.claimed && $1.claimed : $0.address.bytes.lexicographicallyPrecedes($1.address.bytes)
+        }
     }
 
     /// Lifts a source's block, and empties its fraud buckets' record (full again: otherwise its next such call

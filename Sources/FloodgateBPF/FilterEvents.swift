@@ -40,6 +40,9 @@ public struct FilterEvent: Sendable, Equatable {
         /// A source crossed a fraud threshold and is blocked for new calls until `expiresNS` (``fraudKind``;
         /// `drops`: the threshold, calls a minute).
         case fraud
+        /// A new call presented a caller number its source may not (``callerNumber``; `offence`: the mode,
+        /// ``callerIDEnforced``).
+        case callerID
         case unknown(UInt32)
     }
 
@@ -57,6 +60,20 @@ public struct FilterEvent: Sendable, Equatable {
     public var fraudKind: String? {
         kind == .fraud ? (offence == UInt32(FG_FRAUD_HIGH_RISK) ? "high-risk" : "international") : nil
     }
+    /// A caller-ID mismatch's number, E.164 digits with "+" (nil: it presented none in range, or none readable).
+    public var callerNumber: String? {
+        guard kind == .callerID, drops > 0 else { return nil }
+        var digits = "+"
+        let word = expiresNS
+        for i in 0..<Int(min(drops, 16)) {
+            // fg_destination_key.digits: the first digit in the high half of the first byte.
+            let byte = UInt8(truncatingIfNeeded: word >> (8 * UInt64(i / 2)))
+            digits.append(String(i % 2 == 0 ? byte >> 4 : byte & 0xf))
+        }
+        return digits
+    }
+    /// Whether a caller-ID mismatch was refused (enforce), not only flagged.
+    public var callerIDEnforced: Bool { kind == .callerID && offence == FG_CALLER_ID_ENFORCE.rawValue }
     /// Whether a spared ban would have been a scanner's (else an auto-ban).
     public var sparedScanner: Bool { kind == .spared && offence == UInt32(FG_BAN_SCANNER) }
 
@@ -70,6 +87,7 @@ public struct FilterEvent: Sendable, Equatable {
         case FG_EVENT_SPARED.rawValue: kind = .spared
         case FG_EVENT_SPOOFED.rawValue: kind = .spoofed
         case FG_EVENT_FRAUD.rawValue: kind = .fraud
+        case FG_EVENT_CALLER_ID.rawValue: kind = .callerID
         default: kind = .unknown(raw.type)
         }
         trafficClass = TrafficClass(index: raw.traffic_class)

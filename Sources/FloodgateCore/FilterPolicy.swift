@@ -27,6 +27,8 @@ public struct FilterPolicy: Sendable, Equatable {
     public var destinations: Set<DestinationRule> = []
     /// Fraud thresholds and the block they earn (off unless a block time is set).
     public var fraud = FraudPolicy()
+    /// The caller numbers listed sources may present (off unless a mode and entries are set).
+    public var callerID = CallerIDPolicy()
 
     public init() {}
 
@@ -65,6 +67,7 @@ public struct FilterPolicy: Sendable, Equatable {
         signatures = Set(try maps.signatures())
         destinations = Set(try maps.destinationRules())
         fraud = try maps.fraudPolicy()
+        callerID = try maps.callerIDPolicy()
     }
 
     /// The per-source limit a class has in a tier.
@@ -89,6 +92,7 @@ public struct FilterPolicy: Sendable, Equatable {
         p.allowOptions = allowOptions.filter { allow.contains($0.key) && $0.value != AllowOptions() }
         p.destinations = destinations.normalized
         p.fraud = fraud.normalized
+        p.callerID = callerID.normalized
         return p
     }
 
@@ -99,7 +103,7 @@ public struct FilterPolicy: Sendable, Equatable {
             && x.prefix == y.prefix && x.widePrefix == y.widePrefix && x.budget == y.budget
             && x.newSources == y.newSources && x.allow == y.allow && x.deny == y.deny && x.allowOptions == y.allowOptions
             && x.servers == y.servers && x.signatures == y.signatures && x.destinations == y.destinations
-            && x.fraud == y.fraud
+            && x.fraud == y.fraud && x.callerID == y.callerID
     }
 
     /// Throws if the maps could not take this policy (so nothing of it is written).
@@ -122,6 +126,7 @@ public struct FilterPolicy: Sendable, Equatable {
             throw FloodgateError("at most \(FilterCapacity.signatures) scanner signatures (got \(signatures.count))")
         }
         try fraud.validate()
+        try callerID.validate()
         let entries = try Array(destinations).destinationEntryCount()
         guard entries <= FilterCapacity.destinations else {
             throw FloodgateError("the destination rules need \(entries) entries (one per tier a rule applies to); at most \(FilterCapacity.destinations)")
@@ -159,6 +164,7 @@ public struct FilterPolicy: Sendable, Equatable {
                 + "−\(old.signatures.subtracting(signatures).count)")
         }
         if fraud != old.fraud { changes.append("fraud thresholds") }
+        if callerID != old.callerID { changes.append("caller ID \(callerID.mode.rawValue), \(callerID.entries.count) entries") }
         if destinations != old.destinations {
             changes.append("destinations +\(destinations.subtracting(old.destinations).count) "
                 + "−\(old.destinations.subtracting(destinations).count)")
@@ -248,6 +254,10 @@ public struct FilterPolicy: Sendable, Equatable {
             if fraud != old.fraud {
                 try maps.setFraudPolicy(fraud)
                 undo.append { try? maps.setFraudPolicy(old.fraud) }
+            }
+            if callerID != old.callerID {
+                try maps.setCallerIDPolicy(callerID)
+                undo.append { try? maps.setCallerIDPolicy(old.callerID) }
             }
         } catch {
             for step in undo.reversed() { step() }

@@ -198,6 +198,61 @@ public final class SippTraffic: @unchecked Sendable {
         registerStep(cseq: 2, user: "[service]", extra: ["[authentication]"]), "  <recv response=\"200\"/>\n",
     ])
 
+    /// A call presenting `caller` (a number, as its From user part), as sipp's built-in UAC places it: INVITE,
+    /// 200, ACK, BYE.
+    public static func callScenario(caller: String) -> String {
+        """
+        <?xml version="1.0" encoding="ISO-8859-1" ?>
+        <scenario name="Floodgate: a call from \(caller)">
+          <send retrans="500">
+            <![CDATA[
+              INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+              Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+              From: "Caller" <sip:\(caller)@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+              To: <sip:[service]@[remote_ip]:[remote_port]>
+              Call-ID: [call_id]
+              CSeq: 1 INVITE
+              Contact: sip:caller@[local_ip]:[local_port]
+              Max-Forwards: 70
+              Content-Length: 0
+
+            ]]>
+          </send>
+          <recv response="100" optional="true"/>
+          <recv response="180" optional="true"/>
+          <recv response="200" rtd="true"/>
+          <send>
+            <![CDATA[
+              ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+              Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+              From: "Caller" <sip:\(caller)@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+              To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+              Call-ID: [call_id]
+              CSeq: 1 ACK
+              Max-Forwards: 70
+              Content-Length: 0
+
+            ]]>
+          </send>
+          <send retrans="500">
+            <![CDATA[
+              BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+              Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+              From: "Caller" <sip:\(caller)@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+              To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+              Call-ID: [call_id]
+              CSeq: 2 BYE
+              Max-Forwards: 70
+              Content-Length: 0
+
+            ]]>
+          </send>
+          <recv response="200" crlf="true"/>
+        </scenario>
+
+        """
+    }
+
     /// Answers each REGISTER with a 200; keeps the transaction a while to answer retransmissions too.
     static let registrarScenario = """
         <?xml version="1.0" encoding="ISO-8859-1" ?>
@@ -266,14 +321,17 @@ public final class SippUAS: @unchecked Sendable {
 
     deinit { stop() }
 
-    /// `count` calls to `number` at 2 a second with sipp's built-in UAC, from `source` in `namespace`, to the UAS at
-    /// `server`:5060 (each gives up 4 s after its last answer); how many connected.
+    /// `count` calls to `number` at `rate` a second (2 by default) with sipp's built-in UAC (or `scenario`, a UAC
+    /// scenario file), from `source` in `namespace`, to the UAS at `server`:5060, each hung up after
+    /// `holdMilliseconds` (each gives up 4 s after its last answer); how many connected.
     public static func calls(to number: String, server: String, from source: String, port: Int, count: Int,
-                             namespace: String) throws -> Int {
+                             namespace: String, rate: Int = 2, holdMilliseconds: Int = 0,
+                             scenario: String? = nil) throws -> Int {
         let result = try NetworkLab.capture([
-            "ip", "netns", "exec", namespace, "timeout", "60", "sipp", "-sn", "uac", "-s", number, "\(server):5060",
-            "-i", source, "-p", "\(port)", "-m", "\(count)", "-r", "2", "-nostdin", "-timeout", "30s",
-            "-recv_timeout", "4000", "-nd",
+            "ip", "netns", "exec", namespace, "timeout", "60", "sipp"] + (scenario.map { ["-sf", $0] } ?? ["-sn", "uac"]) + [
+            "-s", number, "\(server):5060",
+            "-i", source, "-p", "\(port)", "-m", "\(count)", "-r", "\(rate)", "-nostdin", "-timeout", "30s",
+            "-recv_timeout", "4000", "-nd", "-d", "\(holdMilliseconds)",
         ])
         return SippTraffic.parse(result.out).succeeded
     }

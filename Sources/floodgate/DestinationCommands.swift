@@ -155,16 +155,19 @@ extension Floodgate {
 extension Floodgate {
     struct Calls: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Fraud checks: the thresholds, and the sources blocked for new calls.",
+            abstract: "Calls and fraud checks: each source's calls, the thresholds, and the sources blocked for new calls.",
             discussion: """
-                A source over a fraud threshold (new calls a minute to international numbers, or to destinations \
-                a rule marks high-risk; config `fraud:`) gets no new calls for the block time; its registrations \
-                and its calls in progress go on.
+                Per source: its calls in progress (ringing or answered) and answered, the new calls it was let \
+                through this minute, and its international and high-risk calls within the last minute as the \
+                thresholds count them. Calls let in from another hop distance than a verified or allow-listed \
+                address's own are counted apart ("claimed"). A source over a fraud threshold (config `fraud:`) \
+                gets no new calls for the block time; its registrations and its calls in progress go on. A new \
+                call over its tier's `concurrent` limit is refused.
                 """,
             subcommands: [List.self, Unblock.self], defaultSubcommand: List.self)
 
         struct List: ParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Show the thresholds and the blocked sources.")
+            static let configuration = CommandConfiguration(abstract: "Show each source's calls, the thresholds and the blocked sources.")
             @Flag(help: "Print JSON.") var json = false
             @OptionGroup var selection: FilterSelection
 
@@ -179,14 +182,36 @@ extension Floodgate {
                 var tier: String
                 var international: UInt32?
                 var highRisk: UInt32?
-                enum CodingKeys: String, CodingKey { case tier, international, highRisk = "high_risk" }
+                var concurrent: UInt32?
+                enum CodingKeys: String, CodingKey { case tier, international, concurrent, highRisk = "high_risk" }
+            }
+            struct Source: Codable {
+                var source: String
+                var claimed: Bool
+                var calls: Int32
+                var answered: Int32
+                var callsThisMinute: UInt32
+                var international: UInt32
+                var highRisk: UInt32
+                var blockedSeconds: Double?
+                enum CodingKeys: String, CodingKey {
+                    case source, claimed, calls, answered, international
+                    case callsThisMinute = "calls_this_minute", highRisk = "high_risk", blockedSeconds = "blocked_seconds"
+                }
             }
             struct Entry: Codable {
                 var interface: String
                 var blockSeconds: UInt32
+                var tracked: Bool
+                var ringSeconds: UInt32
+                var callSeconds: UInt32
                 var thresholds: [Threshold]
+                var sources: [Source]
                 var blocked: [Blocked]
-                enum CodingKeys: String, CodingKey { case interface, thresholds, blocked, blockSeconds = "block_seconds" }
+                enum CodingKeys: String, CodingKey {
+                    case interface, tracked, thresholds, sources, blocked
+                    case blockSeconds = "block_seconds", ringSeconds = "ring_seconds", callSeconds = "call_seconds"
+                }
             }
 
             func run() throws {
@@ -195,27 +220,46 @@ extension Floodgate {
                 let entries = try root.selectFilters(selection.interface).map { f in
                     let maps = try root.maps(of: f.interfaceName)
                     let policy = try maps.fraudPolicy()
+                    let blocks = try maps.fraudBlocks(now: now)
+                    let blocked = blocks.map {
+                        Blocked(source: $0.address.description, kind: $0.kind, perMinute: $0.perMinute,
+                                seconds: Double($0.untilNS - now) / 1e9)
+                    }
+                    let sources = try maps.callers(now: now).map { c in
+                        Source(source: c.address.description, claimed: c.claimed, calls: c.calls, answered: c.answered,
+                               callsThisMinute: c.callsThisMinute, international: c.international, highRisk: c.highRisk,
+                               blockedSeconds: c.claimed ? nil : blocks.first { $0.address == c.address }
+                                   .map { Double($0.untilNS - now) / 1e9 })
+                    }
                     return Entry(
-                        interface: f.interfaceName, blockSeconds: policy.blockSeconds,
+                        interface: f.interfaceName, blockSeconds: policy.blockSeconds, tracked: policy.tracksCalls,
+                        ringSeconds: policy.ringSeconds, callSeconds: policy.callSeconds,
                         thresholds: DestinationRule.Tier.allCases.map { tier in
                             let t = policy.thresholds(of: tier)
-                            return Threshold(tier: tier.rawValue, international: t.international, highRisk: t.highRisk)
+                            return Threshold(tier: tier.rawValue, international: t.international, highRisk: t.highRisk,
+                                             concurrent: t.concurrent)
                         },
-                        blocked: try maps.fraudBlocks(now: now).map {
-                            Blocked(source: $0.address.description, kind: $0.kind, perMinute: $0.perMinute,
-                                    seconds: Double($0.untilNS - now) / 1e9)
-                        })
+                        sources: sources, blocked: blocked)
                 }
                 if json { return try printJSON(entries) }
                 for e in entries {
-                    guard e.blockSeconds > 0 else {
-                        print("\(e.interface): no fraud checks (config fraud.block is off)")
+                    guard e.tracked else {
+                        print("\(e.interface): no fraud checks and no calls counted (config fraud: is off)")
                         continue
                     }
                     let per = { (n: UInt32?) in n.map { "\($0)/min" } ?? "off" }
-                    print("\(e.interface): over a threshold, no new calls for \(e.blockSeconds)s; "
-                        + e.thresholds.map { "\($0.tier): international \(per($0.international)), high-risk \(per($0.highRisk))" }
-                        .joined(separator: "; "))
+                    let velocity = e.blockSeconds > 0 ? "over a threshold, no new calls for \(e.blockSeconds)s" : "no velocity thresholds"
+                    print("\(e.interface): \(velocity); calls ring at most \(e.ringSeconds)s, last at most \(e.callSeconds)s after a 2xx")
+                    for th in e.thresholds {
+                        print("  \(th.tier): international \(per(th.international)), high-risk \(per(th.highRisk)), "
+                            + "calls in progress \(th.concurrent.map(String.init) ?? "unlimited")")
+                    }
+                    if e.sources.isEmpty { print("  no calls counted") }
+                    for s in e.sources {
+                        print("  \(s.source)\(s.claimed ? " (claimed from another hop distance)" : ""): "
+                            + "\(s.calls) in progress, \(s.answered) answered, \(s.callsThisMinute) new this minute, "
+                            + "international \(s.international) and high-risk \(s.highRisk) in the last minute")
+                    }
                     if e.blocked.isEmpty { print("  no source is blocked") }
                     for b in e.blocked {
                         print("  \(b.source) blocked for new calls: over \(b.perMinute) \(b.kind) calls a minute, "

@@ -136,6 +136,72 @@ import Testing
         }
     }
 
+    /// `fraud:` calls in progress: a limit for every tier, a tier's own, the timers; a limit alone counts calls
+    /// without velocity thresholds (no block time needed).
+    @Test func callsInProgressPerTier() throws {
+        let c = try AgentConfig.parse("""
+            interfaces: {external: veth0}
+            fraud:
+              concurrent: 4
+              ring_timeout: 90s
+              call_timeout: 2h
+              allowed: {concurrent: 300}
+              verified: {concurrent: off}
+            """, file: "c.yaml")
+        #expect(c.policy.fraud == FraudPolicy(blockSeconds: 0, thresholds: [
+            .unverified: .init(concurrent: 4), .allowed: .init(concurrent: 300),
+        ], ringSeconds: 90, callSeconds: 7200))
+        #expect(c.policy.fraud.tracksCalls)
+        for (bad, message) in [
+            ("fraud: {concurrent: 0}", "must be a whole number from 1 to 100000"),
+            ("fraud: {concurrent: many}", "must be a whole number"),
+            ("fraud: {concurrent: 2, ring_timeout: 2h}", "must be 1s to 1h"),
+            ("fraud: {concurrent: 2, call_timeout: 10s}", "must be 1m to 7d"),
+        ] {
+            do {
+                _ = try AgentConfig.parse("interfaces: {external: veth0}\n" + bad, file: "g.yaml")
+                Issue.record("accepted: \(bad)")
+            } catch let errors as ConfigErrors {
+                #expect(errors.description.contains(message), "\(errors)")
+            }
+        }
+    }
+
+    /// `caller_id:`: the mode and each entry's source networks and number prefixes; every bad part named.
+    @Test func callerIDEntries() throws {
+        let c = try AgentConfig.parse("""
+            interfaces: {external: veth0}
+            caller_id:
+              mode: enforce
+              sources:
+                - from: [198.51.100.0/24, "2001:db8:5::/48"]
+                  numbers: ["+44 20 7946", "44161496"]
+                - from: 203.0.113.7
+                  numbers: "+331"
+            """, file: "c.yaml")
+        #expect(c.policy.callerID == CallerIDPolicy(mode: .enforce, entries: [
+            try .init(sources: [try CIDR("198.51.100.0/24"), try CIDR("2001:db8:5::/48")], numbers: ["4420 7946", "+44161496"]),
+            try .init(sources: [try CIDR("203.0.113.7")], numbers: ["331"]),
+        ]))
+        for (bad, message) in [
+            ("caller_id: {mode: strict, sources: []}", "must be enforce, flag or off"),
+            ("caller_id: {sources: []}", "caller_id.mode: is required"),
+            ("caller_id: {mode: flag, sources: [{from: [10.0.0.1/8], numbers: [\"+44\"]}]}", "host bits set"),
+            ("caller_id: {mode: flag, sources: [{from: [198.51.100.1], numbers: [\"+44x\"]}]}", "1 to 15 digits"),
+            ("caller_id: {mode: flag, sources: [{from: [198.51.100.1]}]}", "at least one number prefix"),
+            ("caller_id: {mode: flag, sources: [{from: [198.51.100.1], numbers: [\"0044161\"]}]}", "never starts with 0"),
+            ("caller_id: {mode: flag, sources: [{from: 198.51.100.1, numbers: \"+44\"}, {from: 198.51.100.1, numbers: \"+33\"}]}",
+             "is in entries 1 and 2"),
+        ] {
+            do {
+                _ = try AgentConfig.parse("interfaces: {external: veth0}\n" + bad, file: "g.yaml")
+                Issue.record("accepted: \(bad)")
+            } catch let errors as ConfigErrors {
+                #expect(errors.description.contains(message), "\(errors)")
+            }
+        }
+    }
+
     @Test func listsTakeInlineNetworksAndFilesRelativeToTheConfig() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fgcfg-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

@@ -128,4 +128,106 @@ import Testing
         #expect(try lab.floodgate(["calls", "unblock", lab.outsideAddress]).status == 0)
         #expect(try calls("02079460000", 1, from: lab.outsideAddress, port: 5085) == 1, "unblocked: calls again")
     }
+
+    /// The agent watching the inside interface too (the server's answers and BYEs).
+    static func insideConfig(_ lab: NetworkLab, port: Int, extra: String) -> String {
+        AgentTests.config(lab, port: port, extra: extra)
+            .replacingOccurrences(of: "  mode: native\n", with: "  mode: native\n  inside: \(lab.routerInsideInterface!)\n")
+    }
+
+    /// Long calls against a limit of 2 in progress: 4 calls placed at once, held 6 s; the 2 let in ring, are
+    /// answered (the server's 200 seen on the inside) and counted up, the other 2 are refused; the BYEs end them,
+    /// and then the source calls again.
+    @Test func aConcurrentCallLimitHoldsWithLongCalls() throws {
+        try requireTool("/usr/bin/sipp", package: "sip-tester")
+        try requireRoot()
+        let lab = try NetworkLab(prefix: "fgk", server: true)
+        defer { lab.tearDown() }
+        let agent = try AgentTests.RunningAgent(lab: lab, config: DestinationCallTests.insideConfig(lab, port: 19473, extra: """
+            fraud:
+              concurrent: 2
+            """))
+        defer { agent.stop() }
+        #expect(agent.waitForLog("watching the SIP server's answers"), "\(agent.log.text())")
+        let server = try SippUAS(namespace: lab.serverNS!, address: lab.serverAddress)
+        defer { server.stop() }
+        let maps = try PinRoot(lab.pinRoot).maps(of: lab.routerInterface)
+
+        final class Result: @unchecked Sendable { var connected = -1; let done = DispatchSemaphore(value: 0) }
+        let result = Result()
+        let (address, outside, serverAddress) = (lab.outsideAddress, lab.outsideNS, lab.serverAddress)
+        Thread {
+            result.connected = (try? SippUAS.calls(to: "100", server: serverAddress, from: address, port: 5091, count: 4,
+                                                   namespace: outside, rate: 10, holdMilliseconds: 6000)) ?? -2
+            result.done.signal()
+        }.start()
+        func mine() throws -> CallerCount? { try maps.callers().first { $0.address.description == address && !$0.claimed } }
+        var deadline = Date().addingTimeInterval(15)
+        while try mine().map({ $0.calls == 2 && $0.answered == 2 }) != true, Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        let during = try mine()
+        #expect(during?.calls == 2 && during?.answered == 2, "two calls up: \(String(describing: during))")
+        let list = try lab.floodgate(["calls", "--json"])
+        let json = try JSONSerialization.jsonObject(with: Data(list.out.utf8)) as? [[String: Any]]
+        let sources = json?.first?["sources"] as? [[String: Any]]
+        #expect(sources?.first?["source"] as? String == address && sources?.first?["answered"] as? Int == 2
+                && (json?.first?["thresholds"] as? [[String: Any]])?.first?["concurrent"] as? Int == 2, "\(list.out)")
+        #expect(result.done.wait(timeout: .now() + 60) == .success)
+        #expect(result.connected == 2, "2 of the 4 connected")
+        #expect(try maps.counters().packets[.invite, .droppedConcurrent] >= 2)
+        deadline = Date().addingTimeInterval(10)
+        while try mine().map({ $0.calls == 0 }) == false, Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        #expect(try mine()?.calls ?? 0 == 0, "the BYEs ended them")
+        #expect(try SippUAS.calls(to: "100", server: lab.serverAddress, from: lab.outsideAddress, port: 5092, count: 1,
+                                  namespace: lab.outsideNS) == 1, "room again")
+    }
+
+    /// Caller ID from a listed source: in flag mode a call presenting a number outside its ranges connects and is
+    /// counted and logged; after a reload to enforce it is refused, while a call presenting its own number
+    /// connects either way.
+    @Test func aCallerIDMismatchIsFlaggedThenRefused() throws {
+        try requireTool("/usr/bin/sipp", package: "sip-tester")
+        try requireRoot()
+        let lab = try NetworkLab(prefix: "fgi", server: true)
+        defer { lab.tearDown() }
+        func config(_ mode: String) -> String {
+            AgentTests.config(lab, port: 19474, extra: """
+                numbers: {country_code: "44", international: ["00"], national: "0"}
+                caller_id:
+                  mode: \(mode)
+                  sources:
+                    - from: [\(lab.outsideAddress)]
+                      numbers: ["+44 20 7946 01"]
+                """)
+        }
+        let agent = try AgentTests.RunningAgent(lab: lab, config: config("flag"))
+        defer { agent.stop() }
+        #expect(agent.waitForLog("attached"), "\(agent.log.text())")
+        let server = try SippUAS(namespace: lab.serverNS!, address: lab.serverAddress)
+        defer { server.stop() }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fgcid-\(uniqueID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func call(from caller: String, port: Int) throws -> Int {
+            let file = dir.appendingPathComponent("\(port).xml")
+            try SippTraffic.callScenario(caller: caller).write(to: file, atomically: true, encoding: .utf8)
+            return try SippUAS.calls(to: "100", server: lab.serverAddress, from: lab.outsideAddress, port: port, count: 1,
+                                     namespace: lab.outsideNS, scenario: file.path)
+        }
+        let maps = try PinRoot(lab.pinRoot).maps(of: lab.routerInterface)
+        #expect(try call(from: "02079460123", port: 5093) == 1, "its own number (national form)")
+        #expect(try call(from: "+33123456789", port: 5094) == 1, "flag: another number connects")
+        #expect(try maps.callerIDMismatches() == (flagged: 1, refused: 0))
+        #expect(agent.waitForLog("flagged a call: its caller number is not one its source may present"), "\(agent.log.text())")
+        #expect(agent.log.text().contains("+33123456789"), "the log names the number")
+
+        try config("enforce").write(toFile: agent.configPath, atomically: true, encoding: .utf8)
+        agent.signal(SIGHUP)
+        #expect(agent.waitForLog("config reloaded"), "\(agent.log.text())")
+        #expect(try call(from: "+33123456789", port: 5095) == 0, "enforce: refused")
+        #expect(try call(from: "+442079460199", port: 5096) == 1, "its own number still connects")
+        #expect(try maps.callerIDMismatches().refused >= 1)
+        #expect(try maps.counters().packets[.invite, .droppedCallerID] >= 1)
+    }
 }

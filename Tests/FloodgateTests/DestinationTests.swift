@@ -80,7 +80,8 @@ import Testing
         // And counted by what was made of them.
         let outcomes = try program.maps.destinationOutcomes()
         #expect(outcomes == ["blocked": UInt64(blocked.count), "no-rule": 5, "not-a-number": 5, "unreadable": 0,
-                             "allowed": 0, "limit-passed": 0, "limited": 0, "fraud": 0], "\(outcomes)")
+                             "allowed": 0, "limit-passed": 0, "limited": 0, "fraud": 0, "concurrent": 0, "untracked": 0,
+                             "caller-id-flagged": 0, "caller-id-refused": 0], "\(outcomes)")
         // An INVITE in lower case is one to a lenient server (pjsip), so it is judged as one.
         let lower = Packet.sip(["invite sip:+449001234567@198.18.0.2 SIP/2.0", "Call-ID: l@x", "CSeq: 1 invite"])
         #expect(try program.judge(lower).2 == .droppedDestination)

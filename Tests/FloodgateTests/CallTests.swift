@@ -1,0 +1,256 @@
+import CFloodgate
+import FloodgateCore
+import FloodgateLab
+import Foundation
+import Testing
+
+/// Calls in progress (BPF/lib/calls.h), judged by the loaded programs through BPF_PROG_TEST_RUN: the external
+/// program lets INVITEs in and sees the sources' BYEs and CANCELs; the inside program sees the SIP server's
+/// answers and BYEs on their way out.
+@Suite struct CallTests {
+    static func program(concurrent: [DestinationRule.Tier: UInt32] = [.unverified: 2], ringSeconds: UInt32 = 180,
+                        settings base: Settings? = nil) throws -> FloodgateProgram {
+        var policy = perSourceOnly
+        var settings = base ?? Settings.defaults
+        settings.numbers = NumberPlan(countryCode: "44", international: ["00"], national: "0", bare: .e164)
+        policy.fraud = FraudPolicy(blockSeconds: 0, thresholds: concurrent.mapValues { .init(concurrent: $0) },
+                                   ringSeconds: ringSeconds)
+        return try loadProgram(limits: Limit.defaults.merging([.invite: .unlimited, .inDialog: .unlimited]) { $1 },
+                               settings: settings, policy: policy, testClock: true)
+    }
+
+    static func invite(_ callID: String, src: String = "198.18.1.1", cseq: Int = 1, to: String = "<sip:x@h>",
+                       ttl: UInt8 = 64) -> [UInt8] {
+        Packet.sip(["INVITE sip:02079460000@198.18.0.2 SIP/2.0", "Via: SIP/2.0/UDP \(src);branch=z9hG4bK-\(callID)-\(cseq)",
+                    "From: <sip:200@\(src)>;tag=f", "To: \(to)", "Call-ID: \(callID)", "CSeq: \(cseq) INVITE"],
+                   src: src, ttl: ttl)
+    }
+
+    static func request(_ method: String, _ callID: String, src: String = "198.18.1.1", cseq: Int, ttl: UInt8 = 64)
+        -> [UInt8]
+    {
+        Packet.sip(["\(method) sip:02079460000@198.18.0.2 SIP/2.0", "Via: SIP/2.0/UDP \(src);branch=z9hG4bK-\(callID)-b",
+                    "From: <sip:200@\(src)>;tag=f", "To: <sip:x@h>;tag=t", "Call-ID: \(callID)", "CSeq: \(cseq) \(method)"],
+                   src: src, ttl: ttl)
+    }
+
+    /// The server's answer to an INVITE of `callID`, or its own BYE (`status` "BYE"), to `destination`.
+    static func server(_ status: String, _ callID: String, to destination: String = "198.18.1.1", cseq: String = "1 INVITE")
+        -> [UInt8]
+    {
+        let start = status == "BYE" ? "BYE sip:200@\(destination):5060 SIP/2.0" : "SIP/2.0 \(status)"
+        let text = ([start, "Via: SIP/2.0/UDP \(destination):5060;branch=z9hG4bK-s", "From: <sip:200@\(destination)>;tag=f",
+                     "To: <sip:x@h>;tag=t", "Call-ID: \(callID)", "CSeq: \(status == "BYE" ? "7 BYE" : cseq)", "Content-Length: 0"])
+            .joined(separator: "\r\n") + "\r\n\r\n"
+        return Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
+            src: "198.18.2.2", dst: destination, proto: Packet.Proto.udp, Packet.udp(sport: 5060, dport: 5060, Array(text.utf8))))
+    }
+
+    static func inside(_ program: FloodgateProgram, _ frame: [UInt8]) throws {
+        let action = try FloodgateProgram.testRun(programFD: program.insideProgramFD, packet: frame).action
+        #expect(action == XDP_PASS_ACTION, "the inside program passes everything")
+    }
+
+    /// (in progress, answered) for `address`, claimed or not.
+    static func count(_ program: FloodgateProgram, _ address: String = "198.18.1.1", claimed: Bool = false) throws
+        -> (Int32, Int32)
+    {
+        let c = try program.maps.callers(now: 1_000_000_000_000).first {
+            $0.address.description == address && $0.claimed == claimed
+        }
+        return (c?.calls ?? 0, c?.answered ?? 0)
+    }
+
+    /// A call counts from its INVITE let in until its end, whichever way it ends: a limit of 2 refuses the third
+    /// new call while two ring or are up; a retransmission or a re-INVITE is not a new call; a 2xx puts a call up;
+    /// a failure answer, a CANCEL while it rings, and a BYE from either side end one.
+    @Test func callsInProgressAreCountedUntilTheyEnd() throws {
+        let p = try CallTests.program()
+        func invite(_ id: String, cseq: Int = 1, to: String = "<sip:x@h>") throws -> Reason? {
+            try p.judge(CallTests.invite(id, cseq: cseq, to: to)).2
+        }
+        #expect(try invite("a") == .passed)
+        #expect(try invite("b") == .passed)
+        #expect(try CallTests.count(p) == (2, 0))
+        #expect(try invite("c") == .droppedConcurrent, "the third call while two ring")
+        #expect(try invite("a") == .passed, "a retransmission of a call counted is no new call")
+        #expect(try CallTests.count(p) == (2, 0))
+
+        try CallTests.inside(p, CallTests.server("180 Ringing", "a"))
+        #expect(try CallTests.count(p) == (2, 0), "a provisional answer changes nothing")
+        try CallTests.inside(p, CallTests.server("200 OK", "a"))
+        #expect(try CallTests.count(p) == (2, 1), "answered: up")
+        try CallTests.inside(p, CallTests.server("200 OK", "a"))
+        #expect(try CallTests.count(p) == (2, 1), "a retransmitted 2xx counts once")
+        #expect(try invite("a", cseq: 2, to: "<sip:x@h>;tag=t") == .passed, "a re-INVITE within the call")
+        try CallTests.inside(p, CallTests.server("491 Request Pending", "a", cseq: "2 INVITE"))
+        #expect(try CallTests.count(p) == (2, 1), "a failure answer to a re-INVITE doesn't end the call")
+
+        try CallTests.inside(p, CallTests.server("486 Busy Here", "b"))
+        #expect(try CallTests.count(p) == (1, 1), "a failure answer to its INVITE ends a ringing call")
+        #expect(try invite("d") == .passed, "room again")
+        #expect(try p.judge(CallTests.request("CANCEL", "d", cseq: 1)).2 == .passed)
+        #expect(try CallTests.count(p) == (1, 1), "cancelled while ringing")
+        #expect(try invite("e") == .passed)
+        #expect(try p.judge(CallTests.request("CANCEL", "a", cseq: 1)).2 == .passed)
+        #expect(try CallTests.count(p) == (2, 1), "a CANCEL of an answered call ends nothing")
+        #expect(try p.judge(CallTests.request("BYE", "a", cseq: 3)).2 == .passed)
+        #expect(try CallTests.count(p) == (1, 0), "the source's BYE ends it")
+        try CallTests.inside(p, CallTests.server("200 OK", "e"))
+        try CallTests.inside(p, CallTests.server("BYE", "e"))
+        #expect(try CallTests.count(p) == (0, 0), "the server's BYE ends it")
+        #expect(try p.judge(CallTests.request("BYE", "e", cseq: 3)).2 == .passed)
+        #expect(try CallTests.count(p) == (0, 0), "a second end is not taken off again")
+
+        // After a challenge (407 ends the attempt), the INVITE with credentials is the call.
+        #expect(try invite("f") == .passed)
+        try CallTests.inside(p, CallTests.server("407 Proxy Authentication Required", "f"))
+        #expect(try CallTests.count(p) == (0, 0))
+        #expect(try invite("f", cseq: 2) == .passed)
+        #expect(try CallTests.count(p) == (1, 0))
+        #expect(try p.maps.destinationOutcomes()["concurrent"] == 1)
+    }
+
+    /// Other sources have their own count, tiers their own limit, and a source with no limit is only counted.
+    @Test func eachSourceHasItsOwnCount() throws {
+        let p = try CallTests.program(concurrent: [.unverified: 1])
+        #expect(try p.judge(CallTests.invite("a", src: "198.18.1.1")).2 == .passed)
+        #expect(try p.judge(CallTests.invite("b", src: "198.18.1.1")).2 == .droppedConcurrent)
+        #expect(try p.judge(CallTests.invite("c", src: "198.18.1.2")).2 == .passed, "another source")
+        let listed = try p.maps.callers(now: 1_000_000_000_000)
+        #expect(listed.map(\.address.description) == ["198.18.1.1", "198.18.1.2"] && listed.allSatisfy { $0.calls == 1 },
+                "\(listed)")
+        #expect(listed.first?.callsThisMinute == 1)
+    }
+
+    /// A call whose end the filter never sees is forgotten when its timer runs out: ring_seconds without a 2xx.
+    @Test func aCallThatNeverEndsRunsOut() throws {
+        let p = try CallTests.program(concurrent: [.unverified: 1], ringSeconds: 1)
+        #expect(try p.judge(CallTests.invite("a")).2 == .passed)
+        #expect(try p.judge(CallTests.invite("b")).2 == .droppedConcurrent)
+        // The timer runs on the kernel's clock; wait for it (bounded), however loaded the machine.
+        let deadline = Date().addingTimeInterval(20)
+        while try CallTests.count(p).0 != 0, Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        #expect(try CallTests.count(p) == (0, 0), "the ringing call ran out")
+        #expect(try p.judge(CallTests.invite("c")).2 == .passed)
+        // An answered call counts for call_seconds (60 at least) after its 2xx, not ring_seconds.
+        try CallTests.inside(p, CallTests.server("200 OK", "c"))
+        Thread.sleep(forTimeInterval: 2.5)
+        #expect(try CallTests.count(p) == (1, 1), "answered: not forgotten with the ringing ones")
+    }
+
+    /// Someone who forges a verified phone's address from another hop distance can't fill its calls: the calls
+    /// let in from there are counted apart ("claimed"), against the stranger's limit; the phone still places its
+    /// own calls, and a forged BYE or CANCEL (from another hop distance) ends none of them.
+    @Test func forgedCallsDoNotFillARealSourcesCalls() throws {
+        var settings = Settings.defaults
+        settings.trustSeconds = 3600
+        let p = try CallTests.program(concurrent: [.unverified: 2, .verified: 2], settings: settings)
+        let phone = "198.18.1.1"
+        #expect(try TrustTests.register(p, phone, ttl: 64) == .passed)
+        #expect(try p.judge(CallTests.invite("real-1", ttl: 64)).2 == .passed)
+        for n in 0..<2 {
+            #expect(try p.judge(CallTests.invite("forged-\(n)", ttl: 50)).2 == .passed, "a forgery goes on as a stranger's")
+        }
+        #expect(try p.judge(CallTests.invite("forged-2", ttl: 50)).2 == .droppedConcurrent, "the claimed calls' limit")
+        #expect(try CallTests.count(p, phone, claimed: true) == (2, 0))
+        #expect(try CallTests.count(p, phone) == (1, 0), "the phone's own count is its own")
+        #expect(try p.judge(CallTests.invite("real-2", ttl: 64)).2 == .passed, "the phone still calls")
+        #expect(try p.judge(CallTests.request("BYE", "real-1", cseq: 2, ttl: 50)).2 == .droppedSpoofed)
+        #expect(try p.judge(CallTests.request("CANCEL", "real-2", cseq: 1, ttl: 50)).2 == .droppedSpoofed)
+        #expect(try CallTests.count(p, phone) == (2, 0), "forged ends end nothing")
+        #expect(try p.judge(CallTests.request("BYE", "unknown", cseq: 2, ttl: 64)).2 == .passed)
+        #expect(try CallTests.count(p, phone) == (2, 0), "a BYE for no call of the source's ends nothing")
+        // The server answers the forgeries to the real address (the forger never sees it): a challenge ends them.
+        try CallTests.inside(p, CallTests.server("407 Proxy Authentication Required", "forged-0", to: phone))
+        #expect(try CallTests.count(p, phone, claimed: true) == (1, 0))
+    }
+}
+
+/// Caller ID (BPF/lib/callerid.h): the numbers a listed source may present in From and P-Asserted-Identity.
+@Suite struct CallerIDTests {
+    static func program(_ mode: CallerIDPolicy.Mode) throws -> FloodgateProgram {
+        var policy = perSourceOnly
+        var settings = Settings.defaults
+        settings.numbers = NumberPlan(countryCode: "44", international: ["00"], national: "0", bare: .e164)
+        policy.callerID = CallerIDPolicy(mode: mode, entries: [
+            try .init(sources: [try CIDR("198.18.1.0/24")], numbers: ["+44207946", "+44 161 496 0"]),
+            try .init(sources: [try CIDR("198.18.9.9")], numbers: ["+331"]),
+        ])
+        return try loadProgram(limits: Limit.defaults.merging([.invite: .unlimited]) { $1 }, settings: settings,
+                               policy: policy, testClock: true)
+    }
+
+    static func invite(_ headers: [String], src: String = "198.18.1.1", id: String = uniqueID()) -> [UInt8] {
+        Packet.sip(["INVITE sip:01134960000@198.18.0.2 SIP/2.0", "Via: SIP/2.0/UDP \(src);branch=z9hG4bK-\(id)"]
+            + headers + ["To: <sip:01134960000@198.18.0.2>", "Call-ID: \(id)", "CSeq: 1 INVITE"], src: src)
+    }
+
+    /// Enforce: every number presented must be in the source's ranges, and at least one must be; written any way
+    /// a server reads it; a number in a display name, or past a quoted '<', is not the URI's.
+    @Test func enforceRefusesCallsPresentingAnotherNumber() throws {
+        let p = try CallerIDTests.program(.enforce)
+        func judge(_ headers: [String], src: String = "198.18.1.1") throws -> Reason? {
+            try p.judge(CallerIDTests.invite(headers, src: src)).2
+        }
+        let good = "<sip:+442079460123@198.18.1.1>;tag=1"
+        let bad = "<sip:+33123456789@198.18.1.1>;tag=1"
+        #expect(try judge(["From: \(good)"]) == .passed)
+        #expect(try judge(["From: \"Front desk\" <sip:02079460123@198.18.1.1;user=phone>;tag=1"]) == .passed,
+                "national form, made E.164")
+        #expect(try judge(["f: <tel:+44-161-496-0999>;tag=1"]) == .passed, "compact From, tel URI, the second range")
+        #expect(try judge(["From: sip:00442079460123@198.18.1.1;tag=1"]) == .passed, "a bare URI, international prefix")
+        #expect(try judge(["From: \(bad)"]) == .droppedCallerID)
+        #expect(try judge(["From: \"+442079460123\" \(bad)"]) == .droppedCallerID, "the number in the display name isn't the URI's")
+        #expect(try judge(["From: \"a \\\" <sip:+442079460123@x>\" \(bad)"]) == .droppedCallerID,
+                "nor one past an escaped quote inside it")
+        #expect(try judge(["From: Anonymous <sip:anonymous@anonymous.invalid>;tag=1",
+                           "P-Asserted-Identity: <sip:+442079460123@198.18.1.1>"]) == .passed,
+                "anonymous From, the identity in PAI")
+        #expect(try judge(["From: Anonymous <sip:anonymous@anonymous.invalid>;tag=1"]) == .droppedCallerID,
+                "no number at all")
+        #expect(try judge(["From: \(good)", "P-Asserted-Identity: <sip:+33123456789@x>"]) == .droppedCallerID,
+                "PAI out of range")
+        #expect(try judge(["From: \(good)", "P-Asserted-Identity: <sip:+442079460123@x>",
+                           "P-Asserted-Identity: <tel:+33123456789>"]) == .droppedCallerID, "the last PAI too")
+        #expect(try judge(["From: \(good)", "P-Asserted-Identity: <sip:+442079460123@x>",
+                           "P-Asserted-Identity: <tel:+442079460123>"]) == .passed, "a sip and a tel URI")
+        #expect(try judge(["From: \(good)", "P-Asserted-Identity: <sip:+442079460123@x>", "P-Asserted-Identity: <tel:+442079460123>",
+                           "P-Asserted-Identity: <tel:+442079460123>"]) == .droppedCallerID, "three: which one counts?")
+        #expect(try judge(["From: \(good)", "From: \(bad)"]) == .droppedCallerID, "two From headers")
+        #expect(try judge(["From: \(good)"], src: "198.18.9.9") == .droppedCallerID, "another source's ranges")
+        #expect(try judge(["From: <sip:+33123456789@x>;tag=1"], src: "198.18.9.9") == .passed)
+        #expect(try judge(["From: \(bad)"], src: "198.18.5.5") == .passed, "a source in no entry is not checked")
+        #expect(try p.judge(CallTests.request("BYE", "x", cseq: 2)).2 == .passed, "only new calls are checked")
+        let outcomes = try p.maps.destinationOutcomes()
+        #expect(outcomes["caller-id-refused"] == 9 && outcomes["caller-id-flagged"] == 0, "\(outcomes)")
+        #expect(try p.maps.counters().packets[.invite, .droppedCallerID] == 9)
+    }
+
+    /// Flag: the call goes on, counted and told to the agent with the number presented.
+    @Test func flagCountsAndReports() throws {
+        let p = try CallerIDTests.program(.flag)
+        let events = try EventReader(p.maps)
+        #expect(try p.judge(CallerIDTests.invite(["From: <sip:+33123456789@198.18.1.1>;tag=1"])).2 == .passed)
+        #expect(try p.judge(CallerIDTests.invite(["From: <sip:+442079460123@198.18.1.1>;tag=1"])).2 == .passed)
+        #expect(try p.maps.destinationOutcomes()["caller-id-flagged"] == 1)
+        let reported = events.drain().filter { $0.kind == .callerID }
+        #expect(reported.count == 1 && reported.first?.callerNumber == "+33123456789" && reported.first?.callerIDEnforced == false
+                && reported.first?.address.description == "198.18.1.1", "\(reported)")
+    }
+
+    /// The policy reads back as written, and a new one replaces it whole.
+    @Test func thePolicyReadsBackAndIsReplacedWhole() throws {
+        let p = try CallerIDTests.program(.enforce)
+        let read = try p.maps.callerIDPolicy()
+        #expect(read.mode == .enforce && read.entries.count == 2, "\(read)")
+        #expect(read.entries.first?.numbers == ["441614960", "44207946"] && read.entries.first?.sources.map(\.description) == ["198.18.1.0/24"])
+        let next = CallerIDPolicy(mode: .flag, entries: [try .init(sources: [try CIDR("198.18.1.0/24")], numbers: ["+4420"])])
+        try p.maps.setCallerIDPolicy(next)
+        #expect(try p.maps.callerIDPolicy() == next)
+        #expect(try p.judge(CallerIDTests.invite(["From: <sip:+33123456789@x>;tag=1"], src: "198.18.9.9")).2 == .passed,
+                "the removed entry checks nothing")
+        try p.maps.setCallerIDPolicy(CallerIDPolicy())
+        #expect(try p.maps.callerIDPolicy() == CallerIDPolicy())
+    }
+}
