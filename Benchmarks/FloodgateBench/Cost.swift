@@ -103,6 +103,18 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
         expect: UInt32(XDP_PASS.rawValue))
     rows.append(CostRow(scenario: "passed: INVITE, its number and 10,000 rules", method: method, trivialNS: t7,
                         floodgateNS: f7))
+    // And with its call counted (calls in progress tracked, with a limit) and its caller number (From) read and
+    // checked against its source's ranges. Repeated, the INVITE is a retransmission of a counted call after its
+    // first copies: the whole judgement runs each time, and the call's insert finds it there.
+    calling.fraud = FraudPolicy(blockSeconds: 0, thresholds: [.unverified: .init(concurrent: 1000)])
+    calling.callerID = CallerIDPolicy(mode: .enforce, entries: [
+        try .init(sources: [try CIDR("198.18.1.0/24")], numbers: ["+4420"]),
+    ])
+    let (t8, f8) = try compareRepeated(
+        options, trivial: trivial, program: try FloodgateProgram(policy: calling), packet: call,
+        expect: UInt32(XDP_PASS.rawValue))
+    rows.append(CostRow(scenario: "passed: INVITE, number, rules, call counted, caller ID", method: method, trivialNS: t8,
+                        floodgateNS: f8))
 
     // The flood case: a source over the default OPTIONS limit (8/s, burst 16), dropped from the per-CPU drop cache.
     let dropping = try FloodgateProgram(policy: policy(settings: bucketOnly))

@@ -253,4 +253,113 @@ import Testing
         try p.maps.setCallerIDPolicy(CallerIDPolicy())
         #expect(try p.maps.callerIDPolicy() == CallerIDPolicy())
     }
+
+    /// Random From values built from what a reframer would vary (display names as tokens or quoted, with '<', '>',
+    /// digits, escaped quotes and backslashes in them; bare URIs and bracketed ones; the dialled-number generator's
+    /// user parts; parameters; values cut short by the line's end) under random number plans and ranges: the
+    /// program's verdict in enforce mode is that of a second reading written from lib/callerid.h's description
+    /// (find the URI, then read it as a Request-URI is read). FLOODGATE_DIFF_SEED=N replays a failure.
+    @Test func theProgramReadsCallerNumbersAsTheModelDoes() throws {
+        let seed = ProcessInfo.processInfo.environment["FLOODGATE_DIFF_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64.max / 2)
+        var rng = SeededGenerator(state: seed)
+        func pick<T>(_ items: [T]) -> T { items[Int(rng.next() % UInt64(items.count))] }
+        func chance(_ p: Double) -> Bool { Double(rng.next() % 10_000) / 10_000 < p }
+        func digits(_ n: Int) -> String { String((0..<n).map { _ in Character(String(rng.next() % 10)) }) }
+        let stems = ["44", "4420", "442079", "1", "1212", "49", "4930", "33", "0", "00", "011"]
+
+        /// Where the URI of a From value starts (the scheme's first byte), as the description says; nil: none.
+        func uriStart(_ v: [UInt8]) -> Int? {
+            var i = 0
+            while i < v.count, v[i] == 0x20 || v[i] == 0x09 { i += 1 }
+            // A scheme at the start: a bare URI.
+            var j = i, letters = 0
+            while j < v.count, letters < 4, v[j] >= UInt8(ascii: "A"), v[j] != UInt8(ascii: ":") { j += 1; letters += 1 }
+            if j < v.count, v[j] == UInt8(ascii: ":") { return i }
+            // A display name, then '<' outside quotes.
+            var quoted = false, escaped = false
+            while i < v.count {
+                let b = v[i]
+                if b == 0x0D || b == 0x0A { return nil }
+                if escaped { escaped = false } else if quoted {
+                    if b == UInt8(ascii: "\\") { escaped = true } else if b == UInt8(ascii: "\"") { quoted = false }
+                } else if b == UInt8(ascii: "\"") { quoted = true } else if b == UInt8(ascii: "<") { return i + 1 }
+                i += 1
+            }
+            return nil
+        }
+
+        var seen: [String: Int] = [:]
+        var compared = 0
+        for _ in 0..<5 {
+            var plan = NumberPlan()
+            plan.countryCode = pick(["44", "1", "49"])
+            plan.international = pick([["00"], ["011"], ["00", "011"]])
+            plan.national = pick(["0", ""])
+            plan.bare = pick(BareNumbers.allCases)
+            try plan.validate()
+            let ranges = Array(Set((0..<Int(1 + rng.next() % 4)).map { _ in pick(["44", "4420", "442079", "1212", "4930", "33"]) }))
+            var policy = FilterPolicy.perSourceOnly
+            policy.settings.numbers = plan
+            policy.limits[.invite] = .unlimited
+            policy.callerID = CallerIDPolicy(mode: .enforce, entries: [try .init(sources: [try CIDR("198.18.1.0/24")], numbers: ranges)])
+            let program = try loadProgram(limits: policy.limits, settings: policy.settings, policy: policy)
+            for n in 0..<240 {
+                var user = chance(0.4) ? pick(["+", "+", "%2B", "++"]) : ""
+                for _ in 0..<Int(1 + rng.next() % 3) {
+                    switch rng.next() % 8 {
+                    case 0...3: user += pick(stems) + digits(Int(rng.next() % 9))
+                    case 4: user += pick(["-", ".", "(", ")", "%2D"])
+                    case 5: user += pick(["anonymous", "abc", "*67", "%41", "?", ";isub=1"])
+                    default: user += digits(Int(rng.next() % 14))
+                    }
+                }
+                let scheme = chance(0.9) ? pick(["sip:", "sips:", "tel:", "SIP:"]) : pick(["mailto:", "si:", ""])
+                var uri = scheme + user
+                if !scheme.lowercased().hasPrefix("tel") || chance(0.2) { uri += pick(["@198.18.1.1", "@h;user=phone", "", "@"]) }
+                let inner = pick(["", "\\\"", "<", ">", "\\\\", "+442079460000", "<sip:+442079460000@x>", "a b", "\\"])
+                let name = pick(["", "", "Alice ", "123 ", "\"\(inner)\" ", "\"\(inner)\"", "\"Bob \(inner) x\" ", "sip ", "<"])
+                let value: String
+                switch rng.next() % 5 {
+                case 0: value = uri + pick([";tag=1", ""])
+                case 1: value = name + uri + ";tag=1"
+                default: value = name + "<" + uri + pick([">;tag=1", ">", ";x>", ""])
+                }
+                let text = "INVITE sip:100@198.18.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.1.1;branch=z9hG4bK-\(n)\r\n"
+                    + "From: \(value)\r\nTo: <sip:100@198.18.0.2>\r\nCall-ID: d\(n)@x\r\nCSeq: 1 INVITE\r\n\r\n"
+                let (_, c, r) = try program.judge(Packet.sipRaw(Array(text.utf8)))
+                guard c == .invite, r == .passed || r == .droppedCallerID else {
+                    Issue.record("seed \(seed): \(text.debugDescription): \(String(describing: c)) \(String(describing: r))")
+                    return
+                }
+                // The model: the URI's start, then its number read as a Request-URI's (after a method and a
+                // blank), within the bytes the walk reads from the value's start.
+                let valueBytes = Array(value.utf8) + Array("\r\nTo: <sip:100@198.18.0.2>\r\n".utf8)
+                var expected = Reason.droppedCallerID
+                var kind = "no URI"
+                if let start = uriStart(valueBytes) {
+                    let budget = (Int(FG_RURI_BYTES) / 16 + 1) * 16
+                    let rest = Array(valueBytes[start...])
+                    let read = DialledNumber.read(Array("I ".utf8) + rest, end: 2 + min(rest.count, max(0, budget - start)))
+                    switch read {
+                    case .unreadable: kind = "unreadable"
+                    case .none: kind = "not a number"
+                    case .found(let d, let plus):
+                        if let number = plan.e164(digits: d, plus: plus) {
+                            if ranges.contains(where: { number.hasPrefix($0) }) { expected = .passed; kind = "in range" } else {
+                                kind = "out of range"
+                            }
+                        } else { kind = "local" }
+                    }
+                }
+                seen[kind, default: 0] += 1
+                compared += 1
+                #expect(r == expected, "seed \(seed): From: \(value.debugDescription) (\(kind)), plan \(plan), ranges \(ranges)")
+                if r != expected { return }
+            }
+        }
+        #expect(compared >= 1000, "seed \(seed)")
+        for kind in ["no URI", "not a number", "in range", "out of range"] {
+            #expect(seen[kind, default: 0] >= 20, "seed \(seed): \(seen)")
+        }
+    }
 }
