@@ -85,12 +85,9 @@ extension FilterMaps {
 
     static func callerRangeKey(id: UInt32, _ digits: String) -> fg_caller_range_key {
         var key = fg_caller_range_key()
-        let values = digits.utf8.map { $0 - 0x30 }
-        key.prefixlen = UInt32(32 + 4 * values.count)
+        key.prefixlen = UInt32(32 + 4 * digits.utf8.count)
         key.id = id.bigEndian
-        withUnsafeMutableBytes(of: &key.digits) { d in
-            for (i, digit) in values.enumerated() { d[i / 2] |= i % 2 == 1 ? digit : digit << 4 }
-        }
+        packDigits(digits, into: &key.digits)
         return key
     }
 

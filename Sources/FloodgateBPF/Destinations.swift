@@ -325,10 +325,16 @@ extension FilterMaps {
         let digits = prefix.utf8.map { $0 - 0x30 }
         key.prefixlen = UInt32(8 + 4 * digits.count)
         key.set = UInt8(bank << 2) | tier.index
-        withUnsafeMutableBytes(of: &key.digits) { d in
-            for (i, digit) in digits.enumerated() { d[i / 2] |= i % 2 == 1 ? digit : digit << 4 }
-        }
+        packDigits(prefix, into: &key.digits)
         return key
+    }
+
+    /// Decimal digits four bits each, the first in the high half of the first byte (`fg_destination_key.digits`,
+    /// `fg_caller_range_key.digits`).
+    static func packDigits<T>(_ digits: String, into field: inout T) {
+        withUnsafeMutableBytes(of: &field) { d in
+            for (i, digit) in digits.utf8.map({ $0 - 0x30 }).enumerated() { d[i / 2] |= i % 2 == 1 ? digit : digit << 4 }
+        }
     }
 
     /// Every entry of the rules, both banks: (bank, prefix, tier) and the value.

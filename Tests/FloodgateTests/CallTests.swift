@@ -305,7 +305,9 @@ import Testing
             let program = try loadProgram(limits: policy.limits, settings: policy.settings, policy: policy)
             for n in 0..<240 {
                 var user = chance(0.4) ? pick(["+", "+", "%2B", "++"]) : ""
-                for _ in 0..<Int(1 + rng.next() % 3) {
+                // A third of them a number in one of the ranges, written as its owner would.
+                if chance(0.33) { user = pick(["+", "00", "%2B"]) + pick(ranges) + digits(Int(rng.next() % 8)) }
+                for _ in 0..<Int(user.count > 4 ? rng.next() % 2 : 1 + rng.next() % 3) {
                     switch rng.next() % 8 {
                     case 0...3: user += pick(stems) + digits(Int(rng.next() % 9))
                     case 4: user += pick(["-", ".", "(", ")", "%2D"])

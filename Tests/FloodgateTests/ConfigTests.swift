@@ -102,6 +102,21 @@ import Testing
         }
     }
 
+    /// Each `(section, message)`: the config with that section after an external interface is refused, the
+    /// message among its problems.
+    static func expectRejected(_ cases: [(String, String)], sourceLocation: SourceLocation = #_sourceLocation) {
+        for (bad, message) in cases {
+            do {
+                _ = try AgentConfig.parse("interfaces: {external: veth0}\n" + bad, file: "g.yaml")
+                Issue.record("accepted: \(bad)", sourceLocation: sourceLocation)
+            } catch let errors as ConfigErrors {
+                #expect(errors.description.contains(message), "\(errors)", sourceLocation: sourceLocation)
+            } catch {
+                Issue.record("\(bad): \(error)", sourceLocation: sourceLocation)
+            }
+        }
+    }
+
     /// `fraud:`: the thresholds at the top for every tier, a tier's section over them, `off`; and the checks that
     /// need the whole file.
     @Test func fraudThresholdsPerTier() throws {
@@ -120,20 +135,13 @@ import Testing
             .allowed: .init(international: nil, highRisk: 20),
         ]))
         #expect(try AgentConfig.parse("interfaces: {external: veth0}\n", file: "e.yaml").policy.fraud == FraudPolicy())
-        for (bad, message) in [
+        ConfigTests.expectRejected([
             ("fraud: {international: 10/min}\nnumbers: {country_code: \"44\"}", "fraud.block: is needed"),
             ("fraud: {block: 1h, international: 10/min}", "needs numbers.country_code"),
             ("fraud: {block: 1h, high_risk: 10/s}", "calls per minute must be N/min"),
             ("fraud: {block: 40d}", "must be 1s to 30d"),
             ("fraud: {block: 1h, friends: {international: 1/min}}", "unknown field"),
-        ] {
-            do {
-                _ = try AgentConfig.parse("interfaces: {external: veth0}\n" + bad, file: "g.yaml")
-                Issue.record("accepted: \(bad)")
-            } catch let errors as ConfigErrors {
-                #expect(errors.description.contains(message), "\(errors)")
-            }
-        }
+        ])
     }
 
     /// `fraud:` calls in progress: a limit for every tier, a tier's own, the timers; a limit alone counts calls
@@ -152,19 +160,12 @@ import Testing
             .unverified: .init(concurrent: 4), .allowed: .init(concurrent: 300),
         ], ringSeconds: 90, callSeconds: 7200))
         #expect(c.policy.fraud.tracksCalls)
-        for (bad, message) in [
+        ConfigTests.expectRejected([
             ("fraud: {concurrent: 0}", "must be a whole number from 1 to 100000"),
             ("fraud: {concurrent: many}", "must be a whole number"),
             ("fraud: {concurrent: 2, ring_timeout: 2h}", "must be 1s to 1h"),
             ("fraud: {concurrent: 2, call_timeout: 10s}", "must be 1m to 7d"),
-        ] {
-            do {
-                _ = try AgentConfig.parse("interfaces: {external: veth0}\n" + bad, file: "g.yaml")
-                Issue.record("accepted: \(bad)")
-            } catch let errors as ConfigErrors {
-                #expect(errors.description.contains(message), "\(errors)")
-            }
-        }
+        ])
     }
 
     /// `caller_id:`: the mode and each entry's source networks and number prefixes; every bad part named.
@@ -183,7 +184,7 @@ import Testing
             try .init(sources: [try CIDR("198.51.100.0/24"), try CIDR("2001:db8:5::/48")], numbers: ["4420 7946", "+44161496"]),
             try .init(sources: [try CIDR("203.0.113.7")], numbers: ["331"]),
         ]))
-        for (bad, message) in [
+        ConfigTests.expectRejected([
             ("caller_id: {mode: strict, sources: []}", "must be enforce, flag or off"),
             ("caller_id: {sources: []}", "caller_id.mode: is required"),
             ("caller_id: {mode: flag, sources: [{from: [10.0.0.1/8], numbers: [\"+44\"]}]}", "host bits set"),
@@ -192,14 +193,7 @@ import Testing
             ("caller_id: {mode: flag, sources: [{from: [198.51.100.1], numbers: [\"0044161\"]}]}", "never starts with 0"),
             ("caller_id: {mode: flag, sources: [{from: 198.51.100.1, numbers: \"+44\"}, {from: 198.51.100.1, numbers: \"+33\"}]}",
              "is in entries 1 and 2"),
-        ] {
-            do {
-                _ = try AgentConfig.parse("interfaces: {external: veth0}\n" + bad, file: "g.yaml")
-                Issue.record("accepted: \(bad)")
-            } catch let errors as ConfigErrors {
-                #expect(errors.description.contains(message), "\(errors)")
-            }
-        }
+        ])
     }
 
     @Test func listsTakeInlineNetworksAndFilesRelativeToTheConfig() throws {
