@@ -388,7 +388,7 @@ __noinline __u32 fg_inspect(struct xdp_md *ctx, struct fg_packet *pkt, __u32 txn
 	if (!s || !pkt)
 		return 0;
 	scan = fg_scan_message(ctx, pkt->payload_off, pkt->payload_len, pkt->sip_skip,
-			       (s->fraud_block_seconds || s->calls_tracked) &&
+			       (s->fraud_block_seconds || s->calls_tracked || s->caller_id_entries) &&
 				       (pkt->traffic_class == FG_CLASS_INVITE || pkt->traffic_class == FG_CLASS_SIP_OTHER));
 	/* Nothing to walk: fine, unless more of it comes in later fragments. */
 	if (!scan)

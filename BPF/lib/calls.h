@@ -6,22 +6,25 @@
  * A call is counted from the moment its new INVITE is let in (lib/
  * destinations.h judges it; the main program begins it once the budget has
  * passed it too), so that a burst of INVITEs can't all be ringing before the
- * first is answered: a limit of N means N calls ringing or up. It ends:
+ * first is answered: a limit of N means N calls ringing or up. Once
+ * floodgate_inside has read one of the SIP server's answers
+ * (fg_inside_seen), the server's word ends calls, not the source's:
  *
- * - when the SIP server answers that INVITE (its CSeq) with 300-699, seen
- *   by floodgate_inside on its way out, or the source CANCELs it while it
- *   rings;
- * - on a BYE either way: from the source through the filter (a BYE the
- *   filter drops never reached the server and ends nothing), or from the
- *   server through floodgate_inside;
- * - on its timer: ring_seconds without a 2xx, or call_seconds after its
- *   last 2xx (a re-INVITE's 2xx renews it), for the calls whose end the
- *   filter never saw.
+ * - its answer 300-699 to the INVITE that began the call (its CSeq), while
+ *   the call rings (a 487 after a CANCEL included);
+ * - its 2xx to a BYE of the call, or its own BYE;
+ * - until then (no inside interface), the source's BYE, or its CANCEL while
+ *   the call rings, on trust: a BYE the server refuses would end the count
+ *   and not the call;
+ * - the call's timer: ring_seconds without a 2xx, or call_seconds after its
+ *   last 2xx (a re-INVITE's 2xx renews it), for the ends never seen. A 2xx
+ *   that comes after the ring timer ran out counts the call again, as up:
+ *   the callee decides when it answers.
  *
  * A call's end is taken off its source's count once, whoever sees it first
  * (an atomic exchange of its state), and only from the fg_callers entry that
  * counted it (its generation): an entry evicted and made again starts from
- * zero, never below.
+ * zero, never below. The entry itself is removed by its timer's callback.
  *
  * Forged sources: a call let in from another hop distance than its
  * address's pin (FG_NOTE_SPOOFED) is counted under the address's claimed
@@ -29,6 +32,10 @@
  * CANCEL (UDP from another hop distance) never gets this far. A forger at
  * the source's own hop distance can start calls in its name, which the
  * server answers to the real address: a challenge (407) ends them at once.
+ * A new INVITE on a Call-ID whose call is still in progress, with another
+ * CSeq, is refused once the server's answers are read (a server takes it for
+ * another call if its From tag differs); before that it takes the call's
+ * place (an INVITE resent with credentials after a challenge never seen).
  */
 #ifndef FG_LIB_CALLS_H
 #define FG_LIB_CALLS_H
@@ -71,6 +78,23 @@ struct {
 	__type(value, struct fg_caller);
 } fg_callers SEC(".maps");
 
+/* The calls this program let in (source, Call-ID hash): their number, and
+ * until when; their re-INVITEs pass a fraud block and are not new calls. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FG_MAX_DIALOGS);
+	__type(key, struct fg_call_key);
+	__type(value, struct fg_call);
+} fg_dialogs SEC(".maps");
+
+/* Non-zero once floodgate_inside has read one of the server's answers. */
+__u32 fg_inside_seen = 0;
+
+static __always_inline int fg_server_answers_seen(void)
+{
+	return *(volatile __u32 *)&fg_inside_seen != 0;
+}
+
 /* Takes an ended call off its source's count, once. */
 static __always_inline void fg_call_finish(const struct fg_active_call_key *key, struct fg_active_call *call)
 {
@@ -88,7 +112,9 @@ static __always_inline void fg_call_finish(const struct fg_active_call_key *key,
 		__sync_fetch_and_add(&caller->up, -1);
 }
 
-/* A call's timer ran out: its end was never seen. */
+/* A call's timer ran out (its end was never seen), or its end was: the
+ * callback is what removes the entry, so that a delete by key can never
+ * remove a call begun after it under the same key. */
 static int fg_call_expired(void *map, struct fg_active_call_key *key, struct fg_active_call *call)
 {
 	fg_call_finish(key, call);
@@ -96,43 +122,71 @@ static int fg_call_expired(void *map, struct fg_active_call_key *key, struct fg_
 	return 0;
 }
 
-/* Ends the call under `key`, if there is one. */
-static __always_inline void fg_call_end(struct fg_active_call_key *key)
+/* Ends `call` (under `key`): off the count now, its entry removed by its
+ * timer at once (or here, if it has none). */
+static __always_inline void fg_call_end(struct fg_active_call_key *key, struct fg_active_call *call)
+{
+	fg_call_finish(key, call);
+	if (bpf_timer_start(&call->timer, 1, 0))
+		bpf_map_delete_elem(&fg_active_calls, key);
+}
+
+/* The call under `key`, or under its claimed twin (`both`: for what the
+ * server sends, which goes to the address either way); key->claimed says
+ * which. */
+static __always_inline struct fg_active_call *fg_call_find(struct fg_active_call_key *key, int both)
 {
 	struct fg_active_call *call = bpf_map_lookup_elem(&fg_active_calls, key);
 
-	if (!call)
-		return;
-	fg_call_finish(key, call);
-	bpf_map_delete_elem(&fg_active_calls, key);
+	if (!call && both) {
+		key->claimed = 1;
+		call = bpf_map_lookup_elem(&fg_active_calls, key);
+	}
+	return call;
 }
 
-/* Is `addr` (claimed or not) at its tier's limit of calls in progress? A
- * retransmission of a call already counted is not a new one. */
-static __always_inline int fg_calls_full(const struct fg_settings *s, struct fg_active_call_key *key, __u32 tier)
+#define FG_CALLS_ROOM 0	   /* a new call may begin */
+#define FG_CALLS_FULL 1	   /* the source has as many calls in progress as it may */
+#define FG_CALLS_REUSED 2  /* a new INVITE on a Call-ID whose call is in progress, with another CSeq */
+
+/* May a new call (INVITE CSeq `cseq`) begin under `key`, from a source of
+ * `tier`? A copy of a call already counted may (it is no new call). */
+static __always_inline int fg_calls_admit(const struct fg_settings *s, struct fg_active_call_key *key, __u32 tier,
+					  __u32 cseq)
 {
 	struct fg_caller_key ckey = {.addr = key->addr, .claimed = key->claimed};
+	struct fg_active_call *call = bpf_map_lookup_elem(&fg_active_calls, key);
 	struct fg_caller *caller;
 	__u32 limit = s->concurrent_calls[tier < 3 ? tier : 0];
 
+	if (call && READ_ONCE(call->state) != FG_CALL_ENDED) {
+		if (call->cseq == cseq)
+			return FG_CALLS_ROOM;
+		/* Resent after a challenge the filter never saw: the same call. */
+		if (!fg_server_answers_seen() && READ_ONCE(call->state) == FG_CALL_RINGING) {
+			WRITE_ONCE(call->cseq, cseq);
+			return FG_CALLS_ROOM;
+		}
+		return FG_CALLS_REUSED;
+	}
 	if (!limit)
-		return 0;
+		return FG_CALLS_ROOM;
 	caller = bpf_map_lookup_elem(&fg_callers, &ckey);
 	if (!caller || READ_ONCE(caller->calls) < limit)
-		return 0;
-	return bpf_map_lookup_elem(&fg_active_calls, key) == NULL;
+		return FG_CALLS_ROOM;
+	return FG_CALLS_FULL;
 }
 
-/* Counts a new call let in, under `key`, with its INVITE's CSeq `cseq`.
- * Returns 0, or -1 if the table of calls is full (the call goes on,
- * uncounted). */
+/* Counts a new call under `key`, with its INVITE's CSeq `cseq`, ringing
+ * for ring_seconds (or, `up`, answered, for call_seconds). Returns 0, or -1
+ * if the table of calls is full (the call goes on, uncounted). */
 static __always_inline int fg_call_begin(const struct fg_settings *s, struct fg_active_call_key *key, __u32 cseq,
-					 __u64 now)
+					 __u64 now, int up)
 {
 	struct fg_caller_key ckey = {.addr = key->addr, .claimed = key->claimed};
 	struct fg_caller fresh = {}, *caller;
-	struct fg_active_call call = {.cseq = cseq, .state = FG_CALL_RINGING}, *c;
-	__u32 now_s = now / 1000000000ULL;
+	struct fg_active_call call = {.cseq = cseq, .state = up ? FG_CALL_UP : FG_CALL_RINGING}, *c;
+	__u32 now_s = now / 1000000000ULL, seconds = up ? s->call_seconds : s->ring_seconds;
 
 	caller = bpf_map_lookup_elem(&fg_callers, &ckey);
 	if (!caller) {
@@ -147,22 +201,41 @@ static __always_inline int fg_call_begin(const struct fg_settings *s, struct fg_
 	/* Counted first, so that an end seen before the count can't take the
 	 * count below zero. */
 	__sync_fetch_and_add(&caller->calls, 1);
+	if (up)
+		__sync_fetch_and_add(&caller->up, 1);
 	if (bpf_map_update_elem(&fg_active_calls, key, &call, BPF_NOEXIST)) {
+		c = bpf_map_lookup_elem(&fg_active_calls, key);
+		/* A call on this key that has just ended, its entry not yet
+		 * removed by its timer: taken again, timer and all. (Should the
+		 * timer's callback be running, it ends this call too: uncounted,
+		 * never counted twice.) */
+		if (c && READ_ONCE(c->state) == FG_CALL_ENDED) {
+			c->generation = call.generation;
+			c->cseq = cseq;
+			if (__sync_val_compare_and_swap(&c->state, FG_CALL_ENDED, call.state) == FG_CALL_ENDED) {
+				bpf_timer_start(&c->timer, (__u64)(seconds ? seconds : 180) * 1000000000ULL, 0);
+				return 0;
+			}
+		}
 		__sync_fetch_and_add(&caller->calls, -1);
+		if (up)
+			__sync_fetch_and_add(&caller->up, -1);
 		/* Already counted (a copy that came on another CPU): not full. */
-		return bpf_map_lookup_elem(&fg_active_calls, key) ? 0 : -1;
+		return c ? 0 : -1;
 	}
-	if (now_s - caller->window_s >= 60) {
-		caller->window_s = now_s;
-		caller->window_calls = 0;
+	if (!up) {
+		if (now_s - caller->window_s >= 60) {
+			caller->window_s = now_s;
+			caller->window_calls = 0;
+		}
+		__sync_fetch_and_add(&caller->window_calls, 1);
 	}
-	__sync_fetch_and_add(&caller->window_calls, 1);
 	c = bpf_map_lookup_elem(&fg_active_calls, key);
-	if (!c)
+	if (!c || READ_ONCE(c->state) == FG_CALL_ENDED)
 		return 0; /* ended already */
 	bpf_timer_init(&c->timer, &fg_active_calls, CLOCK_MONOTONIC);
 	bpf_timer_set_callback(&c->timer, fg_call_expired);
-	bpf_timer_start(&c->timer, (__u64)s->ring_seconds * 1000000000ULL, 0);
+	bpf_timer_start(&c->timer, (__u64)(seconds ? seconds : 180) * 1000000000ULL, 0);
 	return 0;
 }
 
@@ -170,24 +243,31 @@ static __always_inline int fg_call_begin(const struct fg_settings *s, struct fg_
  * The SIP server's answer `code` to an INVITE (CSeq `cseq`) of the call
  * `key` (claimed or not: the answer goes to the address either way): a 2xx
  * to the INVITE that began it puts it up; any 2xx keeps it up for
- * call_seconds more; 300-699 to that INVITE while it rings ends it.
+ * call_seconds more; 300-699 to that INVITE while it rings ends it. A 2xx to
+ * a call let in (fg_dialogs) whose ring timer ran out counts it again, up.
  */
 static __always_inline void fg_call_answered(const struct fg_settings *s, struct fg_active_call_key *key,
-					     __u32 cseq, __u32 code)
+					     __u32 cseq, __u32 code, __u64 now)
 {
 	struct fg_caller_key ckey = {};
-	struct fg_active_call *call = bpf_map_lookup_elem(&fg_active_calls, key);
+	struct fg_call_key dkey = {.addr = key->addr, .callid = (__u32)key->callid};
+	struct fg_active_call *call = fg_call_find(key, 1);
 	struct fg_caller *caller;
+	struct fg_call *dialog;
 
 	if (!call) {
-		key->claimed = 1;
-		call = bpf_map_lookup_elem(&fg_active_calls, key);
-		if (!call)
+		if (code < 200 || code > 299)
 			return;
+		dialog = bpf_map_lookup_elem(&fg_dialogs, &dkey);
+		if (!dialog || dialog->until_ns <= now)
+			return;
+		key->claimed = 0;
+		fg_call_begin(s, key, cseq, now, 1);
+		return;
 	}
 	if (code >= 300) {
 		if (call->cseq == cseq && READ_ONCE(call->state) == FG_CALL_RINGING)
-			fg_call_end(key);
+			fg_call_end(key, call);
 		return;
 	}
 	if (code < 200)
@@ -201,36 +281,44 @@ static __always_inline void fg_call_answered(const struct fg_settings *s, struct
 			__sync_fetch_and_add(&caller->up, 1);
 	}
 	if (READ_ONCE(call->state) == FG_CALL_UP)
-		bpf_timer_start(&call->timer, (__u64)s->call_seconds * 1000000000ULL, 0);
+		bpf_timer_start(&call->timer, (__u64)(s->call_seconds ? s->call_seconds : 14400) * 1000000000ULL, 0);
+}
+
+/* The server's 2xx to a BYE of the call `key`, or its own BYE: it ended. */
+static __always_inline void fg_call_bye(struct fg_active_call_key *key)
+{
+	struct fg_active_call *call = fg_call_find(key, 1);
+
+	if (call)
+		fg_call_end(key, call);
 }
 
 /*
  * A BYE (any state) or CANCEL (while ringing, with its INVITE's CSeq
- * number) for the call `key`: from its source, let through the filter, or
- * from the server. `method` is the request's first 8 bytes, lower-cased.
- * A request from the server tries the claimed call too.
+ * number) from the call's source, let through the filter: it ends the call
+ * only while the server's answers are not read (they say it then). `method`
+ * is the request's first 8 bytes, lower-cased; over TCP (`both`) the
+ * claimed call is tried too.
  */
 static __always_inline void fg_call_request(struct fg_active_call_key *key, __u64 method, __u32 cseq, int both)
 {
 	struct fg_active_call *call;
 	int cancel;
 
+	if (fg_server_answers_seen())
+		return;
 	if ((method & fg_low_bytes(4)) == FG_W8("bye \0\0\0\0") || (method & fg_low_bytes(4)) == FG_W8("bye\t\0\0\0\0"))
 		cancel = 0;
 	else if ((method & fg_low_bytes(7)) == FG_W8("cancel \0") || (method & fg_low_bytes(7)) == FG_W8("cancel\t\0"))
 		cancel = 1;
 	else
 		return;
-	call = bpf_map_lookup_elem(&fg_active_calls, key);
-	if (!call && both) {
-		key->claimed = 1;
-		call = bpf_map_lookup_elem(&fg_active_calls, key);
-	}
+	call = fg_call_find(key, both);
 	if (!call)
 		return;
 	if (cancel && (call->cseq != cseq || READ_ONCE(call->state) != FG_CALL_RINGING))
 		return;
-	fg_call_end(key);
+	fg_call_end(key, call);
 }
 
 #endif /* FG_LIB_CALLS_H */

@@ -65,7 +65,8 @@ struct {
 	__type(value, struct fg_call);
 } fg_calls SEC(".maps");
 
-/* Sources blocked for new calls, and the calls let in (fraud checks). */
+/* Sources blocked for new calls (fraud checks); the calls let in are in
+ * fg_dialogs (lib/calls.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, FG_MAX_FRAUD_BLOCKS);
@@ -73,12 +74,6 @@ struct {
 	__type(value, struct fg_fraud_block);
 } fg_fraud_blocks SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, FG_MAX_DIALOGS);
-	__type(key, struct fg_call_key);
-	__type(value, struct fg_call);
-} fg_dialogs SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -198,6 +193,28 @@ __noinline int fg_fraud_velocity(const struct fg_packet *pkt, __u32 kind, __u64 
  * source's threshold of that kind. The INVITE that crosses it is the first
  * refused, and the block is in place before the next one is judged.
  */
+/* Calls in progress (lib/calls.h) for a new call the rules let on:
+ * FG_REASON_PASSED, and the call noted to be counted once the budget passes
+ * it too (fg_calls_after), or why it is refused: its source has as many
+ * calls in progress as it may, or its Call-ID is a call's in progress. A
+ * forgery from another hop distance counts apart from the address. */
+static __always_inline int fg_calls_judge(const struct fg_settings *s, struct fg_walk *w, const struct fg_packet *pkt)
+{
+	__u32 found = w->scan.found;
+
+	if ((found & (FG_SCAN_CALLID | FG_SCAN_CSEQ | FG_SCAN_AMBIGUOUS)) != (FG_SCAN_CALLID | FG_SCAN_CSEQ))
+		return FG_REASON_PASSED;
+	w->active_key.addr = pkt->src;
+	w->active_key.callid = w->scan.callid;
+	w->active_key.claimed = pkt->note == FG_NOTE_SPOOFED;
+	w->active_key.pad = 0;
+	w->begin_cseq = w->scan.cseq;
+	if (fg_calls_admit(s, &w->active_key, pkt->tier, w->scan.cseq) != FG_CALLS_ROOM)
+		return FG_REASON_DROPPED_CONCURRENT;
+	w->begin_call = 1;
+	return FG_REASON_PASSED;
+}
+
 /* Are INVITEs judged here at all? */
 static __always_inline int fg_judges_calls(const struct fg_settings *s)
 {
@@ -213,7 +230,7 @@ __noinline int fg_destination(struct fg_packet *pkt)
 	struct fg_fraud_block *blocked;
 	struct fg_walk *w;
 	__u32 zero = 0, reason = FG_REASON_PASSED, end, outcome, action = 0, found, at;
-	int international = 0, fraud, dialogs, known_dialog = 0, number;
+	int international = 0, fraud, dialogs, known_dialog = 0, number, tagged;
 	__u64 now, method;
 
 	s = bpf_map_lookup_elem(&fg_settings, &zero);
@@ -235,6 +252,9 @@ __noinline int fg_destination(struct fg_packet *pkt)
 			return FG_REASON_PASSED;
 	}
 	fraud = s->fraud_block_seconds != 0;
+	/* One To header with a non-empty tag: a request within a dialog, as a
+	 * server takes it. */
+	tagged = (found & (FG_SCAN_TO_TAG | FG_SCAN_TO_TWICE)) == FG_SCAN_TO_TAG;
 	/* Calls let in are noted (fg_dialogs) for the fraud checks and for the
 	 * count of calls in progress: neither counts a request within one. */
 	dialogs = fraud || s->calls_tracked;
@@ -288,37 +308,43 @@ __noinline int fg_destination(struct fg_packet *pkt)
 		if (blocked && blocked->until_ns > now)
 			return fg_destination_outcome(FG_DEST_OUT_FRAUD, FG_REASON_DROPPED_FRAUD);
 	}
-	/* A retransmission of a call judged lately (same Call-ID, CSeq and
-	 * number, within 32 s, at most FG_CALL_COPIES of them): its first copy's
-	 * verdict, not another charge. Anything else on that Call-ID is a new
-	 * call, judged and counted as one. */
-	if (number && (found & (FG_SCAN_CALLID | FG_SCAN_CSEQ)) == (FG_SCAN_CALLID | FG_SCAN_CSEQ) && !known_dialog) {
-		known = bpf_map_lookup_elem(&fg_calls, &w->call_key);
-		if (known && known->until_ns > now && known->digits == w->memo.digits &&
-		    known->prefixlen == w->dest_key.prefixlen && known->cseq == w->scan.cseq &&
-		    known->copies < FG_CALL_COPIES) {
-			__sync_fetch_and_add(&known->copies, 1);
-			return known->reason; /* counted once, with its first copy */
-		}
-	}
 	if (known_dialog)
 		return fg_destination_outcome(outcome, FG_REASON_PASSED);
-	/* The caller's number, where its source has ranges (lib/callerid.h). */
-	if (s->caller_id_entries && fg_caller_id(pkt) == FG_CALLER_MISMATCH) {
+	/* The caller's number, where its source has ranges (lib/callerid.h):
+	 * every copy of a call, since a copy may present another; not for a
+	 * request with a To tag, whose From may be the far end's (a re-INVITE
+	 * on a call the server placed), and which a server refuses (481) if it
+	 * is no dialog's. */
+	if (s->caller_id_entries && !tagged && fg_caller_id(pkt) == FG_CALLER_MISMATCH) {
 		__u64 digits = 0;
 
 		__builtin_memcpy(&digits, w->caller_key.digits, sizeof(digits));
 		fg_event(FG_EVENT_CALLER_ID, pkt->traffic_class, &pkt->src, digits, s->caller_id_mode,
 			 w->caller_key.prefixlen > 32 ? (w->caller_key.prefixlen - 32) / 4 : 0);
 		if (s->caller_id_mode == FG_CALLER_ID_ENFORCE)
-			reason = FG_REASON_DROPPED_CALLER_ID;
-		else
-			fg_destination_outcome(FG_DEST_OUT_CALLER_ID_FLAGGED, 0);
+			return fg_destination_outcome(FG_DEST_OUT_CALLER_ID_REFUSED, FG_REASON_DROPPED_CALLER_ID);
+		fg_destination_outcome(FG_DEST_OUT_CALLER_ID_FLAGGED, 0);
+	}
+	/* A retransmission of a call judged lately (same Call-ID, CSeq and
+	 * number, within 32 s, at most FG_CALL_COPIES of them): its first copy's
+	 * verdict, not another charge (but counted as a call in progress if the
+	 * first copy never was). Anything else on that Call-ID is a new call,
+	 * judged and counted as one. */
+	if (number && (found & (FG_SCAN_CALLID | FG_SCAN_CSEQ)) == (FG_SCAN_CALLID | FG_SCAN_CSEQ)) {
+		known = bpf_map_lookup_elem(&fg_calls, &w->call_key);
+		if (known && known->until_ns > now && known->digits == w->memo.digits &&
+		    known->prefixlen == w->dest_key.prefixlen && known->cseq == w->scan.cseq &&
+		    known->copies < FG_CALL_COPIES) {
+			__sync_fetch_and_add(&known->copies, 1);
+			reason = known->reason; /* counted once, with its first copy */
+			if (reason == FG_REASON_PASSED && s->calls_tracked && !tagged)
+				reason = fg_calls_judge(s, w, pkt);
+			return reason;
+		}
 	}
 	/* Nothing more to count: not a number, or a rule that lets it on, with
 	 * no threshold to charge and no calls counted. */
-	if (reason == FG_REASON_PASSED && !s->calls_tracked &&
-	    (!number || (!fraud && outcome != FG_DEST_OUT_LIMIT_PASSED)))
+	if (!s->calls_tracked && (!number || (!fraud && outcome != FG_DEST_OUT_LIMIT_PASSED)))
 		return fg_destination_outcome(outcome, FG_REASON_PASSED);
 
 	if (reason == FG_REASON_PASSED && outcome == FG_DEST_OUT_LIMIT_PASSED)
@@ -327,29 +353,19 @@ __noinline int fg_destination(struct fg_packet *pkt)
 		reason = fg_fraud_velocity(pkt, FG_FRAUD_INTERNATIONAL, now);
 	if (reason == FG_REASON_PASSED && fraud && (action & FG_DEST_HIGH_RISK))
 		reason = fg_fraud_velocity(pkt, FG_FRAUD_HIGH_RISK, now);
-	/* Calls in progress: a new call over its source's limit is refused; one
-	 * let in is counted once the budget has passed it (fg_calls_after). A
-	 * forgery from another hop distance counts apart from the address. */
-	if (reason == FG_REASON_PASSED && s->calls_tracked &&
-	    (found & (FG_SCAN_CALLID | FG_SCAN_CSEQ | FG_SCAN_AMBIGUOUS)) == (FG_SCAN_CALLID | FG_SCAN_CSEQ)) {
-		w->active_key.addr = pkt->src;
-		w->active_key.callid = w->scan.callid;
-		w->active_key.claimed = pkt->note == FG_NOTE_SPOOFED;
-		w->active_key.pad = 0;
-		w->begin_cseq = w->scan.cseq;
-		if (fg_calls_full(s, &w->active_key, pkt->tier))
-			reason = FG_REASON_DROPPED_CONCURRENT;
-		else
-			w->begin_call = 1;
-	}
-	if (number && (found & (FG_SCAN_CALLID | FG_SCAN_CSEQ)) == (FG_SCAN_CALLID | FG_SCAN_CSEQ)) {
+	/* Calls in progress (a request with a To tag is no new call). */
+	if (reason == FG_REASON_PASSED && s->calls_tracked && !tagged)
+		reason = fg_calls_judge(s, w, pkt);
+	if ((found & (FG_SCAN_CALLID | FG_SCAN_CSEQ)) == (FG_SCAN_CALLID | FG_SCAN_CSEQ)) {
 		w->memo.until_ns = now + FG_CALL_MEMORY_NS;
 		w->memo.reason = reason;
-		w->memo.prefixlen = w->dest_key.prefixlen;
+		w->memo.prefixlen = number ? w->dest_key.prefixlen : 0;
 		w->memo.cseq = w->scan.cseq;
 		w->memo.copies = 0;
-		bpf_map_update_elem(&fg_calls, &w->call_key, &w->memo, BPF_ANY);
-		/* A call let in: its re-INVITEs pass a later block. */
+		if (number)
+			bpf_map_update_elem(&fg_calls, &w->call_key, &w->memo, BPF_ANY);
+		/* A call let in: its re-INVITEs pass a later block and are no new
+		 * calls, and its late answer is counted. */
 		if (reason == FG_REASON_PASSED && dialogs && pkt->note != FG_NOTE_SPOOFED) {
 			w->memo.until_ns = now + FG_DIALOG_MEMORY_NS;
 			bpf_map_update_elem(&fg_dialogs, &w->call_key, &w->memo, BPF_ANY);
@@ -382,7 +398,7 @@ __noinline int fg_calls_after(struct fg_packet *pkt, int judged)
 	if (!s || !w || !pkt)
 		return 0;
 	if (judged) {
-		if (w->begin_call && fg_call_begin(s, &w->active_key, w->begin_cseq, fg_clock_ns()) < 0)
+		if (w->begin_call && fg_call_begin(s, &w->active_key, w->begin_cseq, fg_clock_ns(), 0) < 0)
 			fg_destination_outcome(FG_DEST_OUT_UNTRACKED, 0);
 		return 0;
 	}

@@ -212,10 +212,10 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 	/* The server's BYE ends a call it had with `dst` (lib/calls.h). */
 	if (s->calls_tracked && line[0] == 'B' && line[1] == 'Y' && line[2] == 'E' && line[3] == ' ') {
 		scan = fg_scan_message(ctx, payload_off, payload_len, 0, 0);
-		if (scan && (scan->found & (FG_SCAN_CALLID | FG_SCAN_CSEQ | FG_SCAN_AMBIGUOUS)) == (FG_SCAN_CALLID | FG_SCAN_CSEQ)) {
+		if (scan && (scan->found & (FG_SCAN_CALLID | FG_SCAN_AMBIGUOUS)) == FG_SCAN_CALLID) {
 			struct fg_active_call_key call = {.addr = *dst, .callid = scan->callid};
 
-			fg_call_request(&call, FG_W8("bye \0\0\0\0"), scan->cseq, 1);
+			fg_call_bye(&call);
 		}
 		return;
 	}
@@ -230,12 +230,18 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 	if (!scan)
 		return;
 	flags = scan->found;
-	/* An answer to an INVITE: a call begins or ends (lib/calls.h). */
-	if (s->calls_tracked && (flags & (FG_SCAN_CALLID | FG_SCAN_CSEQ | FG_SCAN_AMBIGUOUS)) == (FG_SCAN_CALLID | FG_SCAN_CSEQ) &&
-	    fg_cseq_class(scan->method) == FG_CLASS_INVITE) {
+	/* An answer to an INVITE puts a call up or ends it; a 2xx to a BYE
+	 * ends it (lib/calls.h). From the first answer read, the server's word
+	 * is what ends calls. */
+	if (s->calls_tracked && (flags & (FG_SCAN_CALLID | FG_SCAN_CSEQ | FG_SCAN_AMBIGUOUS)) == (FG_SCAN_CALLID | FG_SCAN_CSEQ)) {
 		struct fg_active_call_key call = {.addr = *dst, .callid = scan->callid};
 
-		fg_call_answered(s, &call, scan->cseq, code);
+		if (!fg_server_answers_seen())
+			fg_inside_seen = 1;
+		if (fg_cseq_class(scan->method) == FG_CLASS_INVITE)
+			fg_call_answered(s, &call, scan->cseq, code, fg_clock_ns());
+		else if (scan->method == FG_W8("BYE\0\0\0\0\0") && code >= 200 && code <= 299)
+			fg_call_bye(&call);
 	}
 	if (!fg_notes_transactions(s))
 		return;

@@ -31,8 +31,8 @@ public struct CallerIDPolicy: Equatable, Sendable {
         public init(sources: [CIDR], numbers: [String]) throws {
             guard !sources.isEmpty else { throw FloodgateError("a caller-ID entry needs at least one source network") }
             guard !numbers.isEmpty else { throw FloodgateError("a caller-ID entry needs at least one number prefix") }
-            self.sources = sources.sorted()
-            self.numbers = try numbers.map(CallerIDPolicy.prefix).sorted()
+            self.sources = Array(Swift.Set(sources)).sorted()
+            self.numbers = Array(Swift.Set(try numbers.map(CallerIDPolicy.prefix))).sorted()
         }
     }
 
@@ -46,8 +46,10 @@ public struct CallerIDPolicy: Equatable, Sendable {
         self.entries = entries
     }
 
-    /// As the maps hold it: no entries when off.
-    public var normalized: CallerIDPolicy { mode == .off || entries.isEmpty ? CallerIDPolicy() : self }
+    /// As the maps hold it: no entries when off, entries in the order of their first source.
+    public var normalized: CallerIDPolicy {
+        mode == .off || entries.isEmpty ? CallerIDPolicy() : CallerIDPolicy(mode: mode, entries: entries.sorted { $0.sources[0] < $1.sources[0] })
+    }
 
     public static func prefix(_ text: String) throws -> String {
         let stripped = text.filter { $0 != " " && $0 != "-" }
@@ -152,7 +154,17 @@ extension FilterMaps {
             for key in written { _ = try? callerRangesMap.delete(key) }
             throw error
         }
-        for (cidr, id) in assignments { try callerSourcesMap.update(cidr.key, id, what: "add the caller-ID source \(cidr)") }
+        do {
+            for (cidr, id) in assignments { try callerSourcesMap.update(cidr.key, id, what: "add the caller-ID source \(cidr)") }
+        } catch {
+            // Back to the old entries, whole: their ranges are still there.
+            let old = Dictionary(oldSources.map { (CIDR(key: $0.key), $0.value) }, uniquingKeysWith: { a, _ in a })
+            for (cidr, _) in assignments {
+                if let id = old[cidr] { _ = try? callerSourcesMap.update(cidr.key, id) } else { _ = try? callerSourcesMap.delete(cidr.key) }
+            }
+            for key in written { _ = try? callerRangesMap.delete(key) }
+            throw error
+        }
         try updateSettings {
             $0.caller_id_mode = p.mode.raw
             $0.caller_id_entries = UInt32(assignments.count)

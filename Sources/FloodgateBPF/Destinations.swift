@@ -653,6 +653,13 @@ extension FilterMaps {
                 try limitsMap.update(FilterMaps.fraudIndex(kind, tier), limit, what: "set a fraud threshold")
             }
         }
+        // Counts left from an earlier time calls were tracked would refuse calls that are no longer in progress.
+        if try rawSettings().calls_tracked == 0, p.tracksCalls {
+            let calls: BPFMap<fg_active_call_key, (UInt64, UInt64, UInt64, UInt64)> = map(FG_MAP_ACTIVE_CALLS)
+            for key in try calls.keys() { _ = try calls.delete(key) }
+            let callers: BPFMap<fg_caller_key, fg_caller> = map(FG_MAP_CALLERS)
+            for key in try callers.keys() { _ = try callers.delete(key) }
+        }
         try updateSettings {
             let tiers = DestinationRule.Tier.allCases.sorted { $0.index < $1.index }
             $0.concurrent_calls = (p.thresholds(of: tiers[0]).concurrent ?? 0, p.thresholds(of: tiers[1]).concurrent ?? 0,

@@ -14,8 +14,8 @@ extension Floodgate {
                 trunk on the allow list) in front of SIP servers (sipp). While the phone and the trunk register \
                 and place calls, it launches the floods one after another at full speed, shows live counters, \
                 and what the calls achieved. Then toll fraud: the phone, taken over, dials premium and satellite \
-                numbers, and a burst to one national range, against destination rules. Everything is removed at \
-                the end, or on Ctrl-C.
+                numbers, and a burst to one national range, against destination rules, and presents a caller \
+                number that isn't its own. Everything is removed at the end, or on Ctrl-C.
                 """)
 
         @Option(help: "Seconds each flood lasts.") var seconds = 3.0
@@ -154,6 +154,27 @@ extension Floodgate {
             let limited = after.packets[.invite, .droppedDestinationLimit] - before.packets[.invite, .droppedDestinationLimit]
             print("  INVITEs dropped: \(blocked) dropped-destination, \(limited) dropped-destination-limit "
                 + "(retransmissions included; a retransmitted call is charged once)")
+
+            // Caller ID: the phone's network may present only its own numbers (+44 161 496 0…).
+            _ = try root.changePolicy([lab.routerInterface]) { _, policy in
+                policy.callerID = CallerIDPolicy(mode: .enforce, entries: [
+                    try .init(sources: [try CIDR(lab.outsideAddress)], numbers: ["+44 161 496 0"]),
+                ])
+            }
+            print("\nCaller ID (config caller_id:, put in force on the running filter): \(lab.outsideAddress) may present "
+                + "only +44 161 496 0…, enforced")
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("floodgate-demo-\(getpid())")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: dir) }
+            for (i, (caller, what)) in [("01614960123", "its own number"), ("+12125550100", "a New York number, spoofed")]
+                .enumerated() {
+                let file = dir.appendingPathComponent("caller-\(i).xml")
+                try SippTraffic.callScenario(caller: caller).write(to: file, atomically: true, encoding: .utf8)
+                let connected = try SippUAS.calls(to: "01611234567", server: lab.routerAddress, from: lab.outsideAddress,
+                                                  port: 5095 + i, count: 1, namespace: lab.outsideNS, scenario: file.path)
+                print("  the phone calls presenting \(caller), \(what): \(connected) of 1 connected")
+            }
+            print("  INVITEs refused for their caller number: \(try maps.callerIDMismatches().refused)")
         }
 
         /// One line of live counters: what arrived, what was dropped (and the class most dropped), what passed per
