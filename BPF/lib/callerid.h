@@ -79,20 +79,35 @@ static long fg_number_step(__u32 i, void *unused)
 /*
  * The caller URI whose value starts at `at` of the copy, against the ranges
  * of `id`: FG_CALLER_OK in range, FG_CALLER_MISMATCH out of range or
- * unreadable, FG_CALLER_NOT_LISTED not a number. The number read is left in
- * w->caller_key.
+ * unreadable (a second URI on the line included), FG_CALLER_NOT_LISTED not
+ * a number. The number read is left in the scratch's caller_key. A global
+ * function: verified once, whatever calls it.
  */
-static __always_inline int fg_caller_uri(const struct fg_settings *s, struct fg_walk *w, __u32 at, __u32 id)
+__noinline int fg_caller_uri(__u32 at, __u32 id)
 {
-	struct fg_number_walk *n = &w->num;
-	__u32 end = w->scan.len, i;
+	__u32 zero = 0, i, angle;
+	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &zero);
+	struct fg_walk *w = bpf_map_lookup_elem(&fg_scratch, &zero);
+	struct fg_number_walk *n;
 
+	if (!s || !w)
+		return FG_CALLER_MISMATCH;
+	n = &w->num;
 	__builtin_memset(n, 0, sizeof(*n));
-	n->end = end;
+	n->end = w->scan.len;
 	n->at = at;
 	n->state = FG_NUM_GAP;
 	n->caller = FG_NUM_CALLER;
 	n->result = FG_NUMBER_UNREADABLE;
+	bpf_loop(FG_RURI_BYTES / 16 + 1, fg_number_step, NULL, 0);
+	if (n->state != FG_NUM_DONE || n->result == FG_NUMBER_UNREADABLE)
+		return FG_CALLER_MISMATCH;
+	/* The rest of the line: no second URI. Still inside the angle
+	 * brackets unless the byte that ended the number closed them. */
+	angle = n->caller == FG_NUM_BRACKET && w->scratch.buf[(n->at - 1) & FG_SCAN_MASK] != '>';
+	n->state = FG_NUM_TAIL;
+	n->pos = angle;
+	n->escape = 0;
 	bpf_loop(FG_RURI_BYTES / 16 + 1, fg_number_step, NULL, 0);
 	if (n->state != FG_NUM_DONE || n->result == FG_NUMBER_UNREADABLE)
 		return FG_CALLER_MISMATCH;
@@ -108,12 +123,14 @@ static __always_inline int fg_caller_uri(const struct fg_settings *s, struct fg_
 
 /*
  * The caller-ID check of a new call from pkt->src, whose message the walk
- * has copied: FG_CALLER_OK (or not checked) or FG_CALLER_MISMATCH. A global
- * function: its stack is its own.
+ * has copied: FG_CALLER_OK (or not checked) or FG_CALLER_MISMATCH. The
+ * identities read: From, the first and the last P-Asserted-Identity, the
+ * first Remote-Party-ID or P-Preferred-Identity. A global function: its
+ * stack is its own.
  */
 __noinline int fg_caller_id(struct fg_packet *pkt)
 {
-	__u32 zero = 0, *id, found, from_at, pai_at, pai_last, ids, seen = 0;
+	__u32 zero = 0, *id, found, ids, seen = 0, at[4], i;
 	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &zero);
 	struct fg_walk *w = bpf_map_lookup_elem(&fg_scratch, &zero);
 	struct fg_cidr_key key = {.prefixlen = 128};
@@ -127,26 +144,18 @@ __noinline int fg_caller_id(struct fg_packet *pkt)
 		return FG_CALLER_OK;
 	ids = *id;
 	found = w->scan.found;
-	from_at = w->scan.from_at;
-	pai_at = w->scan.pai_at;
-	pai_last = w->scan.pai_last;
 	w->caller_key.prefixlen = 0;
-	if ((found & FG_SCAN_FROM_TWICE) || w->scan.pai_count > 2 || !(found & FG_SCAN_END))
+	/* Which of two a server reads is anyone's guess. */
+	if ((found & FG_SCAN_FROM_TWICE) || w->scan.pai_count > 2 || w->scan.other_count > 1 || !(found & FG_SCAN_END))
 		return FG_CALLER_MISMATCH;
-	if (from_at) {
-		r = fg_caller_uri(s, w, from_at, ids);
-		if (r == FG_CALLER_MISMATCH)
-			return r;
-		seen |= r == FG_CALLER_OK;
-	}
-	if (pai_at) {
-		r = fg_caller_uri(s, w, pai_at, ids);
-		if (r == FG_CALLER_MISMATCH)
-			return r;
-		seen |= r == FG_CALLER_OK;
-	}
-	if (pai_last && pai_last != pai_at) {
-		r = fg_caller_uri(s, w, pai_last, ids);
+	at[0] = w->scan.from_at;
+	at[1] = w->scan.pai_at;
+	at[2] = w->scan.pai_last != w->scan.pai_at ? w->scan.pai_last : 0;
+	at[3] = w->scan.other_at;
+	for (i = 0; i < 4; i++) {
+		if (!at[i])
+			continue;
+		r = fg_caller_uri(at[i], ids);
 		if (r == FG_CALLER_MISMATCH)
 			return r;
 		seen |= r == FG_CALLER_OK;

@@ -46,6 +46,7 @@ enum fg_number_state {
 	FG_NUM_REST,	/* sip, sips: the rest of the user part (parameters, or what ended the digits), up to '@' */
 	FG_NUM_DONE,
 	FG_NUM_DISPLAY, /* a caller's From or P-Asserted-Identity value: its display name, up to '<' */
+	FG_NUM_TAIL,	/* a caller's value after its number: to the line's end, for a second URI */
 };
 
 /* fg_number_walk.caller: reading a caller's URI (lib/callerid.h), from the
@@ -168,8 +169,9 @@ static __always_inline void fg_number_char(struct fg_number_walk *n, __u8 b, int
  * the line's end first means there is none. Returns 1 once done. */
 static __always_inline int fg_number_display(struct fg_number_walk *n, __u8 b)
 {
+	/* No URI on the line: folded onto the next one, or none at all. */
 	if (b == '\r' || b == '\n') {
-		fg_number_end(n, FG_NUMBER_NONE);
+		fg_number_end(n, FG_NUMBER_UNREADABLE);
 		return 1;
 	}
 	if (n->escape & FG_NUM_BACKSLASH) {
@@ -192,6 +194,44 @@ static __always_inline int fg_number_display(struct fg_number_walk *n, __u8 b)
 		n->scheme = 0;
 		n->pos = 0;
 		n->state = FG_NUM_SCHEME;
+	}
+	return 0;
+}
+
+/* A byte of a caller's value after its number (FG_NUM_TAIL; .pos: still
+ * inside the URI's angle brackets; .escape: quotes as in FG_NUM_DISPLAY). A
+ * second URI (a ',' or '<' outside quotes and brackets) makes the value
+ * unreadable: which one a server takes is anyone's guess. Returns 1 at the
+ * line's end (state FG_NUM_DONE) or at such a URI. */
+static __always_inline int fg_number_tail(struct fg_number_walk *n, __u8 b)
+{
+	if (b == '\r' || b == '\n') {
+		n->state = FG_NUM_DONE;
+		return 1;
+	}
+	if (n->pos) {
+		if (b == '>')
+			n->pos = 0;
+		return 0;
+	}
+	if (n->escape & FG_NUM_BACKSLASH) {
+		n->escape = FG_NUM_QUOTED;
+		return 0;
+	}
+	if (n->escape & FG_NUM_QUOTED) {
+		if (b == '\\')
+			n->escape = FG_NUM_QUOTED | FG_NUM_BACKSLASH;
+		else if (b == '"')
+			n->escape = 0;
+		return 0;
+	}
+	if (b == '"') {
+		n->escape = FG_NUM_QUOTED;
+		return 0;
+	}
+	if (b == '<' || b == ',') {
+		fg_number_end(n, FG_NUMBER_UNREADABLE);
+		return 1;
 	}
 	return 0;
 }
@@ -249,6 +289,8 @@ static __always_inline int fg_number_byte(struct fg_number_walk *n, __u8 b)
 		return 0;
 	case FG_NUM_DISPLAY:
 		return fg_number_display(n, b);
+	case FG_NUM_TAIL:
+		return fg_number_tail(n, b);
 	case FG_NUM_USER:
 		if (b == '%') {
 			n->state = FG_NUM_PCT1;

@@ -78,6 +78,8 @@ struct fg_scan {
 	__u32 pai_at;
 	__u32 pai_last;
 	__u32 pai_count;
+	__u32 other_at;	   /* the first Remote-Party-ID or P-Preferred-Identity value */
+	__u32 other_count;
 };
 
 /*
@@ -154,6 +156,8 @@ struct {
 #define FG_NAME_TO 'T'
 #define FG_NAME_TO_COMPACT 't'
 #define FG_NAME_PAI 'I'
+#define FG_NAME_PPI 'Y'
+#define FG_NAME_RPID 'R'
 #define FG_FNV64_OFFSET 0xcbf29ce484222325ULL
 #define FG_FNV64_PRIME 0x100000001b3ULL
 
@@ -198,6 +202,8 @@ static __always_inline __u32 fg_name_length(__u32 kind)
 	case FG_NAME_TO: return 2;			 /* to */
 	case FG_NAME_TO_COMPACT: return 1;		 /* t */
 	case FG_NAME_PAI: return 19;			 /* p-asserted-identity */
+	case FG_NAME_PPI: return 20;			 /* p-preferred-identity */
+	case FG_NAME_RPID: return 15;			 /* remote-party-id */
 	default: return 4;				 /* cseq */
 	}
 }
@@ -219,6 +225,8 @@ static __always_inline __u64 fg_name_chunk(__u32 kind, __u32 pos)
 	case FG_NAME_TO: return FG_W8("to\0\0\0\0\0\0");
 	case FG_NAME_TO_COMPACT: return 't';
 	case FG_NAME_PAI: return pos == 0 ? FG_W8("p-assert") : pos == 8 ? FG_W8("ed-ident") : FG_W8("ity\0\0\0\0\0");
+	case FG_NAME_PPI: return pos == 0 ? FG_W8("p-prefer") : pos == 8 ? FG_W8("red-iden") : FG_W8("tity\0\0\0\0");
+	case FG_NAME_RPID: return pos == 0 ? FG_W8("remote-p") : FG_W8("arty-id\0");
 	default: return FG_W8("cseq\0\0\0\0");
 	}
 }
@@ -585,7 +593,12 @@ skip:
 		switch ((__u8)lw) {
 		case 'u': scan->kind = FG_SIGNATURE_USER_AGENT; break;
 		case 'a': scan->kind = FG_NAME_AUTHORIZATION; break;
-		case 'p': scan->kind = (__u8)(lw >> 8) == '-' ? FG_NAME_PAI : FG_NAME_PROXY_AUTHORIZATION; break;
+		case 'p':
+			scan->kind = (__u8)(lw >> 8) != '-' ? FG_NAME_PROXY_AUTHORIZATION
+				     : (__u8)(lw >> 16) == 'p' ? FG_NAME_PPI
+								: FG_NAME_PAI;
+			break;
+		case 'r': scan->kind = FG_NAME_RPID; break;
 		case 'w': scan->kind = FG_NAME_WWW_AUTHENTICATE; break;
 		case 'i': scan->kind = FG_NAME_CALL_ID_COMPACT; break;
 		case 'c': scan->kind = (__u8)(lw >> 8) == 's' ? FG_NAME_CSEQ : FG_NAME_CALL_ID; break;
@@ -676,6 +689,12 @@ skip:
 				scan->pai_at = at;
 			scan->pai_last = at;
 			scan->pai_count++;
+			scan->state = FG_SCAN_SKIP;
+			return 0;
+		} else if (scan->kind == FG_NAME_PPI || scan->kind == FG_NAME_RPID) {
+			if (!scan->other_at)
+				scan->other_at = at;
+			scan->other_count++;
 			scan->state = FG_SCAN_SKIP;
 			return 0;
 		}

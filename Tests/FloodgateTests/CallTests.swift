@@ -248,6 +248,17 @@ import Testing
         #expect(try judge(["From: \(good)", "P-Asserted-Identity: <sip:+442079460123@x>", "P-Asserted-Identity: <tel:+442079460123>",
                            "P-Asserted-Identity: <tel:+442079460123>"]) == .droppedCallerID, "three: which one counts?")
         #expect(try judge(["From: \(good)", "From: \(bad)"]) == .droppedCallerID, "two From headers")
+        #expect(try judge(["From: tel:+442079460123 <sip:+33123456789@x>;tag=1"]) == .droppedCallerID,
+                "a bare URI and a bracketed one: which does the server take?")
+        #expect(try judge(["From: \(good)", "P-Asserted-Identity: <sip:+442079460123@x>, <tel:+33123456789>"])
+                == .droppedCallerID, "a second URI after a comma")
+        #expect(try judge(["From: \"Front desk\"\r\n <sip:+33123456789@x>;tag=1",
+                           "P-Asserted-Identity: <sip:+442079460123@x>"]) == .droppedCallerID, "a folded From")
+        #expect(try judge(["From: \(good)", "Remote-Party-ID: \"x\" <sip:+33123456789@x>;party=calling"]) == .droppedCallerID,
+                "Remote-Party-ID out of range")
+        #expect(try judge(["From: \(good)", "P-Preferred-Identity: <sip:+33123456789@x>"]) == .droppedCallerID,
+                "P-Preferred-Identity out of range")
+        #expect(try judge(["From: \(good)", "Remote-Party-ID: <sip:+442079460123@x>;party=calling"]) == .passed)
         #expect(try judge(["From: \(good)"], src: "198.18.9.9") == .droppedCallerID, "another source's ranges")
         #expect(try judge(["From: <sip:+33123456789@x>;tag=1"], src: "198.18.9.9") == .passed)
         #expect(try judge(["From: \(bad)"], src: "198.18.5.5") == .passed, "a source in no entry is not checked")
@@ -255,8 +266,8 @@ import Testing
         #expect(try judge(["From: <sip:+33123456789@x>;tag=far", "To: <sip:+442079460123@x>;tag=near"]) == .passed,
                 "a re-INVITE (To tag) on a call the server placed: its From is the far end's")
         let outcomes = try p.maps.destinationOutcomes()
-        #expect(outcomes["caller-id-refused"] == 9 && outcomes["caller-id-flagged"] == 0, "\(outcomes)")
-        #expect(try p.maps.counters().packets[.invite, .droppedCallerID] == 9)
+        #expect(outcomes["caller-id-refused"] == 14 && outcomes["caller-id-flagged"] == 0, "\(outcomes)")
+        #expect(try p.maps.counters().packets[.invite, .droppedCallerID] == 14)
     }
 
     /// Flag: the call goes on, counted and told to the agent with the number presented.
@@ -299,14 +310,15 @@ import Testing
         func digits(_ n: Int) -> String { String((0..<n).map { _ in Character(String(rng.next() % 10)) }) }
         let stems = ["44", "4420", "442079", "1", "1212", "49", "4930", "33", "0", "00", "011"]
 
-        /// Where the URI of a From value starts (the scheme's first byte), as the description says; nil: none.
-        func uriStart(_ v: [UInt8]) -> Int? {
+        /// Where the URI of a From value starts (the scheme's first byte), and whether it is in angle brackets, as
+        /// the description says; nil: none on the line.
+        func uriStart(_ v: [UInt8]) -> (Int, Bool)? {
             var i = 0
             while i < v.count, v[i] == 0x20 || v[i] == 0x09 { i += 1 }
             // A scheme at the start: a bare URI.
             var j = i, letters = 0
             while j < v.count, letters < 4, v[j] >= UInt8(ascii: "A"), v[j] != UInt8(ascii: ":") { j += 1; letters += 1 }
-            if j < v.count, v[j] == UInt8(ascii: ":") { return i }
+            if j < v.count, v[j] == UInt8(ascii: ":") { return (i, false) }
             // A display name, then '<' outside quotes.
             var quoted = false, escaped = false
             while i < v.count {
@@ -314,10 +326,29 @@ import Testing
                 if b == 0x0D || b == 0x0A { return nil }
                 if escaped { escaped = false } else if quoted {
                     if b == UInt8(ascii: "\\") { escaped = true } else if b == UInt8(ascii: "\"") { quoted = false }
-                } else if b == UInt8(ascii: "\"") { quoted = true } else if b == UInt8(ascii: "<") { return i + 1 }
+                } else if b == UInt8(ascii: "\"") { quoted = true } else if b == UInt8(ascii: "<") { return (i + 1, true) }
                 i += 1
             }
             return nil
+        }
+
+        /// Does the rest of the line, from `i`, hold no second URI (',' or '<' outside quotes and brackets)?
+        func tailClean(_ v: [UInt8], from start: Int, inAngle: Bool, budget: Int) -> Bool {
+            var angle = inAngle, quoted = false, escaped = false
+            var i = start
+            while i < v.count, i - start < budget {
+                let b = v[i]
+                i += 1
+                if b == 0x0D || b == 0x0A { return true }
+                if angle {
+                    if b == UInt8(ascii: ">") { angle = false }
+                } else if escaped { escaped = false } else if quoted {
+                    if b == UInt8(ascii: "\\") { escaped = true } else if b == UInt8(ascii: "\"") { quoted = false }
+                } else if b == UInt8(ascii: "\"") { quoted = true } else if b == UInt8(ascii: "<") || b == UInt8(ascii: ",") {
+                    return false
+                }
+            }
+            return false
         }
 
         var seen: [String: Int] = [:]
@@ -352,12 +383,14 @@ import Testing
                 if !scheme.lowercased().hasPrefix("tel") || chance(0.2) { uri += pick(["@198.18.1.1", "@h;user=phone", "", "@"]) }
                 let inner = pick(["", "\\\"", "<", ">", "\\\\", "+442079460000", "<sip:+442079460000@x>", "a b", "\\"])
                 let name = pick(["", "", "Alice ", "123 ", "\"\(inner)\" ", "\"\(inner)\"", "\"Bob \(inner) x\" ", "sip ", "<"])
-                let value: String
+                var value: String
                 switch rng.next() % 5 {
                 case 0: value = uri + pick([";tag=1", ""])
                 case 1: value = name + uri + ";tag=1"
                 default: value = name + "<" + uri + pick([">;tag=1", ">", ";x>", ""])
                 }
+                // A second URI after it, as lenient parsers might take instead.
+                if chance(0.15) { value += pick([", <tel:+33123456789>", " <sip:+442079460000@x>", ";x=\",<\"", ",", " \"<\""]) }
                 let text = "INVITE sip:100@198.18.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.1.1;branch=z9hG4bK-\(n)\r\n"
                     + "From: \(value)\r\nTo: <sip:100@198.18.0.2>\r\nCall-ID: d\(n)@x\r\nCSeq: 1 INVITE\r\n\r\n"
                 let (_, c, r) = try program.judge(Packet.sipRaw(Array(text.utf8)))
@@ -370,12 +403,15 @@ import Testing
                 let valueBytes = Array(value.utf8) + Array("\r\nTo: <sip:100@198.18.0.2>\r\n".utf8)
                 var expected = Reason.droppedCallerID
                 var kind = "no URI"
-                if let start = uriStart(valueBytes) {
-                    let budget = (Int(FG_RURI_BYTES) / 16 + 1) * 16
+                let budget = (Int(FG_RURI_BYTES) / 16 + 1) * 16
+                if let (start, bracketed) = uriStart(valueBytes) {
                     let rest = Array(valueBytes[start...])
-                    let read = DialledNumber.read(Array("I ".utf8) + rest, end: 2 + min(rest.count, max(0, budget - start)))
+                    let (read, stop) = DialledNumber.readStopping(Array("I ".utf8) + rest, end: 2 + min(rest.count, max(0, budget - start)))
+                    let after = start + stop - 2
+                    let inAngle = bracketed && valueBytes[after - 1] != UInt8(ascii: ">")
                     switch read {
                     case .unreadable: kind = "unreadable"
+                    case _ where !tailClean(valueBytes, from: after, inAngle: inAngle, budget: budget): kind = "two URIs"
                     case .none: kind = "not a number"
                     case .found(let d, let plus):
                         if let number = plan.e164(digits: d, plus: plus) {
@@ -392,7 +428,7 @@ import Testing
             }
         }
         #expect(compared >= 1000, "seed \(seed)")
-        for kind in ["no URI", "not a number", "in range", "out of range"] {
+        for kind in ["no URI", "not a number", "in range", "out of range", "two URIs"] {
             #expect(seen[kind, default: 0] >= 20, "seed \(seed): \(seen)")
         }
     }

@@ -12,7 +12,10 @@ enum DialledNumber: Equatable {
     case found(digits: String, plus: Bool)
 
     /// Reads the request `bytes` (up to `end`), as the filter does.
-    static func read(_ bytes: [UInt8], end: Int) -> DialledNumber {
+    static func read(_ bytes: [UInt8], end: Int) -> DialledNumber { readStopping(bytes, end: end).number }
+
+    /// The same, and the index of the byte after the last one read.
+    static func readStopping(_ bytes: [UInt8], end: Int) -> (number: DialledNumber, stop: Int) {
         var i = 0
         func next() -> UInt8? {
             guard i < end else { return nil }
@@ -25,35 +28,35 @@ enum DialledNumber: Equatable {
         func telEnd(_ b: UInt8) -> Bool { sipEnd(b) || b == UInt8(ascii: "?") || b == UInt8(ascii: ",") }
         // Blanks and line ends, the method, blanks.
         var b: UInt8
-        repeat { guard let c = next() else { return .unreadable }; b = c } while b == 0x0D || b == 0x0A || blank(b)
+        repeat { guard let c = next() else { return (.unreadable, i) }; b = c } while b == 0x0D || b == 0x0A || blank(b)
         while true {
-            guard let c = next() else { return .unreadable }
+            guard let c = next() else { return (.unreadable, i) }
             if blank(c) { break }
-            if c == 0x0D || c == 0x0A { return .none }
+            if c == 0x0D || c == 0x0A { return (.none, i) }
         }
-        repeat { guard let c = next() else { return .unreadable }; b = c } while blank(b)
+        repeat { guard let c = next() else { return (.unreadable, i) }; b = c } while blank(b)
         // The scheme.
         var scheme: [UInt8] = []
         while b != UInt8(ascii: ":") {
-            if scheme.count >= 4 || b < UInt8(ascii: "A") { return .none }
+            if scheme.count >= 4 || b < UInt8(ascii: "A") { return (.none, i) }
             scheme.append(b | 0x20)
-            guard let c = next() else { return .unreadable }
+            guard let c = next() else { return (.unreadable, i) }
             b = c
         }
         let name = String(decoding: scheme, as: UTF8.self)
-        guard ["sip", "sips", "tel"].contains(name) else { return .none }
+        guard ["sip", "sips", "tel"].contains(name) else { return (.none, i) }
         let tel = name == "tel"
         var digits = "", plus = false, any = false
         func complete() -> DialledNumber { digits.isEmpty ? .none : .found(digits: digits, plus: plus) }
         // The user part: +, digits, separators, escapes; then (sip) the rest up to '@'.
         while true {
-            guard var c = next() else { return .unreadable }
+            guard var c = next() else { return (.unreadable, i) }
             var escaped = false
             if c == UInt8(ascii: "%") {
-                guard let h = next() else { return .unreadable }
-                guard let hv = hex(h) else { return .none }
-                guard let l = next() else { return .unreadable }
-                guard let lv = hex(l) else { return .none }
+                guard let h = next() else { return (.unreadable, i) }
+                guard let hv = hex(h) else { return (.none, i) }
+                guard let l = next() else { return (.unreadable, i) }
+                guard let lv = hex(l) else { return (.none, i) }
                 c = hv << 4 | lv
                 escaped = true
             }
@@ -61,18 +64,18 @@ enum DialledNumber: Equatable {
             if c == UInt8(ascii: "+") && !any && !plus { plus = true; continue }
             if "-.()".utf8.contains(c) { any = true; continue }
             if !escaped {
-                if c == UInt8(ascii: "@") { return tel ? .none : complete() }
-                if c == UInt8(ascii: ";") && tel { return complete() }
-                if tel ? telEnd(c) : sipEnd(c) { return tel ? complete() : .none }
+                if c == UInt8(ascii: "@") { return (tel ? .none : complete(), i) }
+                if c == UInt8(ascii: ";") && tel { return (complete(), i) }
+                if tel ? telEnd(c) : sipEnd(c) { return (tel ? complete() : .none, i) }
             }
-            if digits.isEmpty { return .none }
-            if tel { return complete() }
+            if digits.isEmpty { return (.none, i) }
+            if tel { return (complete(), i) }
             break
         }
         while true {
-            guard let c = next() else { return .unreadable }
-            if c == UInt8(ascii: "@") { return complete() }
-            if sipEnd(c) { return .none }
+            guard let c = next() else { return (.unreadable, i) }
+            if c == UInt8(ascii: "@") { return (complete(), i) }
+            if sipEnd(c) { return (.none, i) }
         }
     }
 
