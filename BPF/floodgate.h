@@ -295,7 +295,7 @@ struct fg_settings {
 	__u32 destination_bank;		    /* the bank of rules in force (0 or 1) */
 	__u32 fraud_block_seconds;	    /* a source over a fraud threshold gets no new calls this long; 0: no fraud checks */
 	/* Calls in progress (lib/calls.h), counted per source when calls_tracked. */
-	__u32 calls_tracked;		    /* 0: calls are not counted */
+	__u32 calls_tracked;		    /* FG_CALLS_*; 0: calls are not counted */
 	__u32 concurrent_calls[3];	    /* per tier (FG_TIER_*): calls in progress a source may have; 0: no limit */
 	__u32 ring_seconds;		    /* a call let in and not answered is counted this long */
 	__u32 call_seconds;		    /* an answered call with no BYE is counted this long after its last 2xx */
@@ -303,6 +303,10 @@ struct fg_settings {
 	__u32 caller_id_mode;		    /* enum fg_caller_id_mode */
 	__u32 caller_id_entries;	    /* 0: no source prefix has caller-ID ranges */
 };
+
+/* settings.calls_tracked */
+#define FG_CALLS_TRACKED 1
+#define FG_CALLS_BLOCK_WHEN_FULL 2 /* a new call over the limit blocks its source for new calls (fraud_block_seconds) */
 
 /* Bumped whenever a pinned map's layout or meaning changes: a filter pinned by
  * a build with another version is not adopted. */
@@ -379,6 +383,7 @@ enum fg_event_type {
 };
 #define FG_FRAUD_INTERNATIONAL 1
 #define FG_FRAUD_HIGH_RISK 2
+#define FG_FRAUD_CONCURRENT 3 /* calls in progress over the limit, with fraud.concurrent_action block */
 /* Events that could come with every packet of a flood are sent at most once
  * in this many ns on each CPU. */
 #define FG_NOISY_EVENT_NS 1000000000ULL
@@ -585,7 +590,7 @@ struct fg_call {
 struct fg_fraud_block {
 	__u64 until_ns; /* CLOCK_MONOTONIC */
 	__u32 kind;	/* FG_FRAUD_* */
-	__u32 per_minute; /* the threshold crossed */
+	__u32 per_minute; /* the threshold crossed: calls a minute (FG_FRAUD_CONCURRENT: calls in progress) */
 };
 /* fg_dialogs[source, Call-ID hash] (key struct fg_call_key, value struct
  * fg_call: until when, and the number): a new call let in; its in-dialog

@@ -89,6 +89,7 @@ __noinline int fg_caller_uri(__u32 at, __u32 id)
 	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &zero);
 	struct fg_walk *w = bpf_map_lookup_elem(&fg_scratch, &zero);
 	struct fg_number_walk *n;
+	__u8 last;
 
 	if (!s || !w)
 		return FG_CALLER_MISMATCH;
@@ -102,15 +103,25 @@ __noinline int fg_caller_uri(__u32 at, __u32 id)
 	bpf_loop(FG_RURI_BYTES / 16 + 1, fg_number_step, NULL, 0);
 	if (n->state != FG_NUM_DONE || n->result == FG_NUMBER_UNREADABLE)
 		return FG_CALLER_MISMATCH;
-	/* The rest of the line: no second URI. Still inside the angle
-	 * brackets unless the byte that ended the number closed them. */
-	angle = n->caller == FG_NUM_BRACKET && w->scratch.buf[(n->at - 1) & FG_SCAN_MASK] != '>';
-	n->state = FG_NUM_TAIL;
-	n->pos = angle;
-	n->escape = 0;
-	bpf_loop(FG_RURI_BYTES / 16 + 1, fg_number_step, NULL, 0);
-	if (n->state != FG_NUM_DONE || n->result == FG_NUMBER_UNREADABLE)
+	/* The rest of the line: no second URI in the value, and where the
+	 * next value starts, if a ',' ends this one. Still inside the angle
+	 * brackets unless the byte that ended the number closed them; a bare
+	 * URI (a tel number) may have ended at the ',' or '<' itself. */
+	last = w->scratch.buf[(n->at - 1) & FG_SCAN_MASK];
+	angle = n->caller == FG_NUM_BRACKET && last != '>';
+	n->next = 0;
+	if (n->caller != FG_NUM_BRACKET && last == '<')
 		return FG_CALLER_MISMATCH;
+	if (n->caller != FG_NUM_BRACKET && last == ',') {
+		n->next = n->at;
+	} else {
+		n->state = FG_NUM_TAIL;
+		n->pos = angle;
+		n->escape = 0;
+		bpf_loop(FG_SIP_SCAN_BYTES / 16, fg_number_step, NULL, 0);
+		if (n->state != FG_NUM_DONE || n->result == FG_NUMBER_UNREADABLE)
+			return FG_CALLER_MISMATCH;
+	}
 	if (n->result != FG_NUMBER_FOUND || !fg_number_key(s, n, 0, &w->caller_number))
 		return FG_CALLER_NOT_LISTED;
 	w->caller_key.prefixlen = 32 + (w->caller_number.prefixlen - 8);
@@ -124,13 +135,15 @@ __noinline int fg_caller_uri(__u32 at, __u32 id)
 /*
  * The caller-ID check of a new call from pkt->src, whose message the walk
  * has copied: FG_CALLER_OK (or not checked) or FG_CALLER_MISMATCH. The
- * identities read: From, the first and the last P-Asserted-Identity, the
- * first Remote-Party-ID or P-Preferred-Identity. A global function: its
- * stack is its own.
+ * identities read: From; the first and the last P-Asserted-Identity, the
+ * first Remote-Party-ID and the first P-Preferred-Identity, each with every
+ * value of its line (RFC 3325: a sip and a tel URI, after a ','). At most
+ * FG_CALLER_VALUES values in all. A global function: its stack is its own.
  */
+#define FG_CALLER_VALUES 8
 __noinline int fg_caller_id(struct fg_packet *pkt)
 {
-	__u32 zero = 0, *id, found, ids, seen = 0, at[4], i;
+	__u32 zero = 0, *id, found, ids, seen = 0, at[FG_CALLER_VALUES] = {}, count = 0, i, next;
 	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &zero);
 	struct fg_walk *w = bpf_map_lookup_elem(&fg_scratch, &zero);
 	struct fg_cidr_key key = {.prefixlen = 128};
@@ -146,19 +159,37 @@ __noinline int fg_caller_id(struct fg_packet *pkt)
 	found = w->scan.found;
 	w->caller_key.prefixlen = 0;
 	/* Which of two a server reads is anyone's guess. */
-	if ((found & FG_SCAN_FROM_TWICE) || w->scan.pai_count > 2 || w->scan.other_count > 1 || !(found & FG_SCAN_END))
+	if ((found & FG_SCAN_FROM_TWICE) || w->scan.pai_count > 2 || w->scan.rpid_count > 1 || w->scan.ppi_count > 1 ||
+	    !(found & FG_SCAN_END))
 		return FG_CALLER_MISMATCH;
-	at[0] = w->scan.from_at;
 	at[1] = w->scan.pai_at;
 	at[2] = w->scan.pai_last != w->scan.pai_at ? w->scan.pai_last : 0;
-	at[3] = w->scan.other_at;
-	for (i = 0; i < 4; i++) {
+	at[3] = w->scan.rpid_at;
+	at[4] = w->scan.ppi_at;
+	count = 5;
+	/* The From value first: one URI, no ',' after it. */
+	if (w->scan.from_at) {
+		r = fg_caller_uri(w->scan.from_at, ids);
+		if (r == FG_CALLER_MISMATCH || w->num.next)
+			return FG_CALLER_MISMATCH;
+		seen |= r == FG_CALLER_OK;
+	}
+	for (i = 1; i < FG_CALLER_VALUES; i++) {
+		if (i >= count)
+			break;
 		if (!at[i])
 			continue;
 		r = fg_caller_uri(at[i], ids);
 		if (r == FG_CALLER_MISMATCH)
 			return r;
 		seen |= r == FG_CALLER_OK;
+		next = w->num.next;
+		if (next) {
+			if (count >= FG_CALLER_VALUES)
+				return FG_CALLER_MISMATCH;
+			at[count & (FG_CALLER_VALUES - 1)] = next;
+			count++;
+		}
 	}
 	return seen ? FG_CALLER_OK : FG_CALLER_MISMATCH;
 }

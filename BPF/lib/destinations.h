@@ -198,9 +198,10 @@ __noinline int fg_fraud_velocity(const struct fg_packet *pkt, __u32 kind, __u64 
  * it too (fg_calls_after), or why it is refused: its source has as many
  * calls in progress as it may, or its Call-ID is a call's in progress. A
  * forgery from another hop distance counts apart from the address. */
-static __always_inline int fg_calls_judge(const struct fg_settings *s, struct fg_walk *w, const struct fg_packet *pkt)
+static __always_inline int fg_calls_judge(const struct fg_settings *s, struct fg_walk *w, const struct fg_packet *pkt,
+					  __u64 now)
 {
-	__u32 found = w->scan.found;
+	__u32 found = w->scan.found, admit;
 
 	if ((found & (FG_SCAN_CALLID | FG_SCAN_CSEQ | FG_SCAN_AMBIGUOUS)) != (FG_SCAN_CALLID | FG_SCAN_CSEQ))
 		return FG_REASON_PASSED;
@@ -209,10 +210,25 @@ static __always_inline int fg_calls_judge(const struct fg_settings *s, struct fg
 	w->active_key.claimed = pkt->note == FG_NOTE_SPOOFED;
 	w->active_key.pad = 0;
 	w->begin_cseq = w->scan.cseq;
-	if (fg_calls_admit(s, &w->active_key, pkt->tier, w->scan.cseq) != FG_CALLS_ROOM)
-		return FG_REASON_DROPPED_CONCURRENT;
-	w->begin_call = 1;
-	return FG_REASON_PASSED;
+	w->begin_tag = fg_from_tag();
+	admit = fg_calls_admit(s, &w->active_key, pkt->tier, w->scan.cseq, w->begin_tag);
+	if (admit == FG_CALLS_ROOM) {
+		w->begin_call = 1;
+		return FG_REASON_PASSED;
+	}
+	/* Over the limit, where the config says so, the source is blocked for
+	 * new calls like one over a fraud threshold (but not by a forgery from
+	 * another hop distance). */
+	if (admit == FG_CALLS_FULL && (s->calls_tracked & FG_CALLS_BLOCK_WHEN_FULL) && s->fraud_block_seconds &&
+	    pkt->note != FG_NOTE_SPOOFED) {
+		w->block.until_ns = now + (__u64)s->fraud_block_seconds * 1000000000ULL;
+		w->block.kind = FG_FRAUD_CONCURRENT;
+		w->block.per_minute = s->concurrent_calls[pkt->tier < 3 ? pkt->tier : 0];
+		bpf_map_update_elem(&fg_fraud_blocks, &pkt->src, &w->block, BPF_ANY);
+		fg_event(FG_EVENT_FRAUD, pkt->traffic_class, &pkt->src, w->block.until_ns, FG_FRAUD_CONCURRENT,
+			 w->block.per_minute);
+	}
+	return FG_REASON_DROPPED_CONCURRENT;
 }
 
 /* Are INVITEs judged here at all? */
@@ -337,8 +353,11 @@ __noinline int fg_destination(struct fg_packet *pkt)
 		    known->copies < FG_CALL_COPIES) {
 			__sync_fetch_and_add(&known->copies, 1);
 			reason = known->reason; /* counted once, with its first copy */
-			if (reason == FG_REASON_PASSED && s->calls_tracked && !tagged)
-				reason = fg_calls_judge(s, w, pkt);
+			if (reason == FG_REASON_PASSED && s->calls_tracked && !tagged) {
+				reason = fg_calls_judge(s, w, pkt, now);
+				if (reason != FG_REASON_PASSED)
+					return fg_destination_outcome(FG_DEST_OUT_CONCURRENT, reason);
+			}
 			return reason;
 		}
 	}
@@ -355,7 +374,7 @@ __noinline int fg_destination(struct fg_packet *pkt)
 		reason = fg_fraud_velocity(pkt, FG_FRAUD_HIGH_RISK, now);
 	/* Calls in progress (a request with a To tag is no new call). */
 	if (reason == FG_REASON_PASSED && s->calls_tracked && !tagged)
-		reason = fg_calls_judge(s, w, pkt);
+		reason = fg_calls_judge(s, w, pkt, now);
 	if ((found & (FG_SCAN_CALLID | FG_SCAN_CSEQ)) == (FG_SCAN_CALLID | FG_SCAN_CSEQ)) {
 		w->memo.until_ns = now + FG_CALL_MEMORY_NS;
 		w->memo.reason = reason;
@@ -398,7 +417,7 @@ __noinline int fg_calls_after(struct fg_packet *pkt, int judged)
 	if (!s || !w || !pkt)
 		return 0;
 	if (judged) {
-		if (w->begin_call && fg_call_begin(s, &w->active_key, w->begin_cseq, fg_clock_ns(), 0) < 0)
+		if (w->begin_call && fg_call_begin(s, &w->active_key, w->begin_cseq, w->begin_tag, fg_clock_ns(), 0) < 0)
 			fg_destination_outcome(FG_DEST_OUT_UNTRACKED, 0);
 		return 0;
 	}

@@ -80,6 +80,7 @@ struct fg_number_walk {
 	__u32 plus;   /* it began with + */
 	__u32 escape; /* the first hex digit of a percent-escape */
 	__u32 caller; /* FG_NUM_CALLER, FG_NUM_BRACKET */
+	__u32 next;   /* FG_NUM_TAIL: where a value after a ',' starts; 0: none */
 	__u8 digits[FG_RAW_DIGITS]; /* values 0-9 */
 };
 
@@ -190,19 +191,21 @@ static __always_inline int fg_number_display(struct fg_number_walk *n, __u8 b)
 		return 0;
 	}
 	if (b == '<') {
+		/* Blanks may follow it, as parsers skip them. */
 		n->caller = FG_NUM_BRACKET;
 		n->scheme = 0;
 		n->pos = 0;
-		n->state = FG_NUM_SCHEME;
+		n->state = FG_NUM_GAP;
 	}
 	return 0;
 }
 
 /* A byte of a caller's value after its number (FG_NUM_TAIL; .pos: still
  * inside the URI's angle brackets; .escape: quotes as in FG_NUM_DISPLAY). A
- * second URI (a ',' or '<' outside quotes and brackets) makes the value
- * unreadable: which one a server takes is anyone's guess. Returns 1 at the
- * line's end (state FG_NUM_DONE) or at such a URI. */
+ * '<' outside quotes and brackets is a second URI in the value, which makes
+ * it unreadable (which one a server takes is anyone's guess); a ',' ends the
+ * value, and .next says where the next one starts. Returns 1 at the line's
+ * end or at either (state FG_NUM_DONE, but for a second URI). */
 static __always_inline int fg_number_tail(struct fg_number_walk *n, __u8 b)
 {
 	if (b == '\r' || b == '\n') {
@@ -229,8 +232,13 @@ static __always_inline int fg_number_tail(struct fg_number_walk *n, __u8 b)
 		n->escape = FG_NUM_QUOTED;
 		return 0;
 	}
-	if (b == '<' || b == ',') {
+	if (b == '<') {
 		fg_number_end(n, FG_NUMBER_UNREADABLE);
+		return 1;
+	}
+	if (b == ',') {
+		n->next = n->at;
+		n->state = FG_NUM_DONE;
 		return 1;
 	}
 	return 0;

@@ -78,8 +78,21 @@ struct fg_scan {
 	__u32 pai_at;
 	__u32 pai_last;
 	__u32 pai_count;
-	__u32 other_at;	   /* the first Remote-Party-ID or P-Preferred-Identity value */
-	__u32 other_count;
+	__u32 rpid_at;	   /* the first Remote-Party-ID value */
+	__u32 rpid_count;
+	__u32 ppi_at;	   /* the first P-Preferred-Identity value */
+	__u32 ppi_count;
+};
+
+/* The walk over a From value for its tag parameter (lib/calls.h). */
+struct fg_tag_walk {
+	__u32 at;     /* the next byte of the copy */
+	__u32 end;    /* the bytes that may be read */
+	__u32 quoted; /* FG_NUM_QUOTED, FG_NUM_BACKSLASH (lib/numbers.h) */
+	__u32 angle;  /* inside the URI's angle brackets */
+	__u32 match;  /* how far ";tag=" is matched (FG_TAG_*) */
+	__u32 done;
+	__u64 hash;   /* FNV-1a over the tag's bytes; 0: no tag */
 };
 
 /*
@@ -104,6 +117,8 @@ struct fg_walk {
 	struct fg_active_call_key active_key; /* the call an INVITE begins or a BYE ends (lib/calls.h) */
 	__u32 begin_call;		      /* fg_destination let in a new call: count it if the budget passes it */
 	__u32 begin_cseq;
+	__u32 begin_tag;
+	struct fg_tag_walk tag;			 /* the From tag of a call (lib/calls.h) */
 	struct fg_destination_key caller_number; /* a caller's number (lib/callerid.h) */
 	struct fg_caller_range_key caller_key;
 };
@@ -691,10 +706,16 @@ skip:
 			scan->pai_count++;
 			scan->state = FG_SCAN_SKIP;
 			return 0;
-		} else if (scan->kind == FG_NAME_PPI || scan->kind == FG_NAME_RPID) {
-			if (!scan->other_at)
-				scan->other_at = at;
-			scan->other_count++;
+		} else if (scan->kind == FG_NAME_RPID) {
+			if (!scan->rpid_at)
+				scan->rpid_at = at;
+			scan->rpid_count++;
+			scan->state = FG_SCAN_SKIP;
+			return 0;
+		} else if (scan->kind == FG_NAME_PPI) {
+			if (!scan->ppi_at)
+				scan->ppi_at = at;
+			scan->ppi_count++;
 			scan->state = FG_SCAN_SKIP;
 			return 0;
 		}

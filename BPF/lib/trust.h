@@ -236,10 +236,10 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 	if (s->calls_tracked && (flags & (FG_SCAN_CALLID | FG_SCAN_CSEQ | FG_SCAN_AMBIGUOUS)) == (FG_SCAN_CALLID | FG_SCAN_CSEQ)) {
 		struct fg_active_call_key call = {.addr = *dst, .callid = scan->callid};
 
-		if (!fg_server_answers_seen())
-			fg_inside_seen = 1;
+		fg_server_heard();
 		if (fg_cseq_class(scan->method) == FG_CLASS_INVITE)
-			fg_call_answered(s, &call, scan->cseq, code, fg_clock_ns());
+			fg_call_answered(s, &call, scan->cseq, code >= 200 && code <= 299 ? fg_from_tag() : 0, code,
+					 fg_clock_ns());
 		else if (scan->method == FG_W8("BYE\0\0\0\0\0") && code >= 200 && code <= 299)
 			fg_call_bye(&call);
 	}

@@ -304,7 +304,7 @@ public final class Agent: @unchecked Sendable {
             let kind = event.fraudKind ?? "?"
             metrics.fraudBlocked(kind: kind)
             if limiter.allow() {
-                logger.warning("blocked a source for new calls: over its \(kind) calls a minute", metadata: [
+                logger.warning("blocked a source for new calls: over its \(kind == "concurrent" ? "calls in progress" : "\(kind) calls a minute")", metadata: [
                     "source": "\(address)", "threshold_per_minute": "\(event.drops)", "kind": "\(kind)",
                     "seconds": "\(Int(seconds.rounded()))",
                 ])

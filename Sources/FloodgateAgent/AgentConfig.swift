@@ -586,7 +586,8 @@ final class ConfigReader {
             return UInt32(s)
         }
         let tierNames = DestinationRule.Tier.allCases.map(\.rawValue)
-        let known = ["block", "international", "high_risk", "concurrent", "ring_timeout", "call_timeout"] + tierNames
+        let known = ["block", "international", "high_risk", "concurrent", "concurrent_action", "ring_timeout", "call_timeout"]
+            + tierNames
         for (name, value) in mapping(node, "fraud", known: known) {
             let field = "fraud.\(name)"
             switch name {
@@ -596,6 +597,13 @@ final class ConfigReader {
             case "international": if case .some(let n) = perMinute(value, field) { all.international = n }
             case "high_risk": if case .some(let n) = perMinute(value, field) { all.highRisk = n }
             case "concurrent": if case .some(let n) = calls(value, field) { all.concurrent = n }
+            case "concurrent_action":
+                switch string(value, field) {
+                case "refuse": policy.blockWhenFull = false
+                case "block": policy.blockWhenFull = true
+                case let s?: problem(value, field, "must be refuse or block (got '\(s)')")
+                case nil: break
+                }
             case "ring_timeout": if let s = seconds(value, field, 1...3600, "1s to 1h") { policy.ringSeconds = s }
             case "call_timeout": if let s = seconds(value, field, 60...7 * 86400, "1m to 7d") { policy.callSeconds = s }
             default:
@@ -621,7 +629,7 @@ final class ConfigReader {
             policy.thresholds[tier] = t
         }
         if policy.blockSeconds == 0
-            && policy.thresholds.values.contains(where: { $0.international != nil || $0.highRisk != nil }) {
+            && (policy.blockWhenFull || policy.thresholds.values.contains(where: { $0.international != nil || $0.highRisk != nil })) {
             problem(node, "fraud.block", "is needed: how long a source over a threshold gets no new calls (e.g. 1h)")
         }
         c.policy.fraud = policy.normalized

@@ -58,7 +58,7 @@ public final class AgentMetrics: @unchecked Sendable {
             descriptor: metricName("floodgate_destination_switches_total",
                                    "Switches of the destination rule set at the edges of scheduled rules' hours"),
             labels: [("interface", interface)])
-        for kind in ["international", "high-risk"] {
+        for kind in ["international", "high-risk", "concurrent"] {
             fraudBlocks[kind] = registry.makeCounter(
                 descriptor: metricName("floodgate_fraud_blocks_total",
                                        "Sources blocked for new calls over a fraud threshold, by threshold"),

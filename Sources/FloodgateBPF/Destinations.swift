@@ -536,6 +536,10 @@ public struct FraudPolicy: Equatable, Sendable {
     /// How long an answered call counts after its last 2xx when no BYE is seen.
     public var callSeconds: UInt32 = FraudPolicy.defaultCallSeconds
 
+    /// A new call over the limit of calls in progress also blocks its source for new calls for ``blockSeconds``
+    /// (config `concurrent_action: block`); otherwise it is only refused.
+    public var blockWhenFull = false
+
     public static let defaultRingSeconds: UInt32 = 180
     public static let defaultCallSeconds: UInt32 = 4 * 3600
     public static let maxConcurrent: UInt32 = 100_000
@@ -563,7 +567,8 @@ public struct FraudPolicy: Equatable, Sendable {
             let n = blockSeconds > 0 ? t : Thresholds(concurrent: t.concurrent)
             if n != Thresholds() { kept[tier] = n }
         }
-        let p = FraudPolicy(blockSeconds: blockSeconds, thresholds: kept, ringSeconds: ringSeconds, callSeconds: callSeconds)
+        var p = FraudPolicy(blockSeconds: blockSeconds, thresholds: kept, ringSeconds: ringSeconds, callSeconds: callSeconds)
+        p.blockWhenFull = blockWhenFull && blockSeconds > 0 && kept.values.contains { $0.concurrent != nil }
         return p.tracksCalls ? p : FraudPolicy()
     }
 
@@ -599,10 +604,19 @@ public struct CallerCount: Sendable, Equatable {
 /// A source blocked for new calls (`fg_fraud_blocks`).
 public struct FraudBlock: Sendable, Equatable {
     public var address: SourceAddress
-    /// "international" or "high-risk".
+    /// "international", "high-risk" or "concurrent".
     public var kind: String
+    /// The threshold crossed: calls a minute, or ("concurrent") calls in progress.
     public var perMinute: UInt32
     public var untilNS: UInt64
+
+    static func kindName(_ kind: UInt32) -> String {
+        switch Int32(bitPattern: kind) {
+        case FG_FRAUD_HIGH_RISK: "high-risk"
+        case FG_FRAUD_CONCURRENT: "concurrent"
+        default: "international"
+        }
+    }
 }
 
 extension FilterMaps {
@@ -621,6 +635,7 @@ extension FilterMaps {
         if raw.calls_tracked != 0 {
             policy.ringSeconds = raw.ring_seconds
             policy.callSeconds = raw.call_seconds
+            policy.blockWhenFull = raw.calls_tracked & UInt32(FG_CALLS_BLOCK_WHEN_FULL) != 0
         }
         let concurrent = withUnsafeBytes(of: raw.concurrent_calls) { Array($0.bindMemory(to: UInt32.self)) }
         for tier in DestinationRule.Tier.allCases {
@@ -666,7 +681,7 @@ extension FilterMaps {
                                    p.thresholds(of: tiers[2]).concurrent ?? 0)
             $0.ring_seconds = p.ringSeconds
             $0.call_seconds = p.callSeconds
-            $0.calls_tracked = p.tracksCalls ? 1 : 0
+            $0.calls_tracked = p.tracksCalls ? UInt32(FG_CALLS_TRACKED) | (p.blockWhenFull ? UInt32(FG_CALLS_BLOCK_WHEN_FULL) : 0) : 0
             $0.fraud_block_seconds = p.blockSeconds
         }
     }
@@ -674,7 +689,7 @@ extension FilterMaps {
     /// Sources blocked for new calls now.
     public func fraudBlocks(now: UInt64 = monotonicNanoseconds()) throws -> [FraudBlock] {
         try fraudBlocksMap.entries().filter { $0.value.until_ns > now }.map { key, value in
-            FraudBlock(address: SourceAddress(key), kind: value.kind == UInt32(FG_FRAUD_HIGH_RISK) ? "high-risk" : "international",
+            FraudBlock(address: SourceAddress(key), kind: FraudBlock.kindName(value.kind),
                        perMinute: value.per_minute, untilNS: value.until_ns)
         }.sorted { $0.address.bytes.lexicographicallyPrecedes($1.address.bytes) }
     }

@@ -58,7 +58,7 @@ public struct FilterEvent: Sendable, Equatable {
     public var reason: Reason? { kind == .dropSample ? Reason.all.first { $0.index == offence } : nil }
     /// A fraud block's threshold: "international" or "high-risk".
     public var fraudKind: String? {
-        kind == .fraud ? (offence == UInt32(FG_FRAUD_HIGH_RISK) ? "high-risk" : "international") : nil
+        kind == .fraud ? FraudBlock.kindName(offence) : nil
     }
     /// A caller-ID mismatch's number, E.164 digits with "+" (nil: it presented none in range, or none readable).
     public var callerNumber: String? {

@@ -262,7 +262,8 @@ extension Floodgate {
                     }
                     if e.blocked.isEmpty { print("  no source is blocked") }
                     for b in e.blocked {
-                        print("  \(b.source) blocked for new calls: over \(b.perMinute) \(b.kind) calls a minute, "
+                        let over = b.kind == "concurrent" ? "\(b.perMinute) calls in progress" : "\(b.perMinute) \(b.kind) calls a minute"
+                        print("  \(b.source) blocked for new calls: over \(over), "
                             + String(format: "%.0f s left", b.seconds))
                     }
                 }

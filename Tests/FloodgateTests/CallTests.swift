@@ -9,20 +9,21 @@ import Testing
 /// answers and BYEs on their way out.
 @Suite struct CallTests {
     static func program(concurrent: [DestinationRule.Tier: UInt32] = [.unverified: 2], ringSeconds: UInt32 = 180,
-                        settings base: Settings? = nil) throws -> FloodgateProgram {
+                        blockWhenFull: Bool = false, settings base: Settings? = nil) throws -> FloodgateProgram {
         var policy = perSourceOnly
         var settings = base ?? Settings.defaults
         settings.numbers = NumberPlan(countryCode: "44", international: ["00"], national: "0", bare: .e164)
-        policy.fraud = FraudPolicy(blockSeconds: 0, thresholds: concurrent.mapValues { .init(concurrent: $0) },
+        policy.fraud = FraudPolicy(blockSeconds: blockWhenFull ? 3600 : 0, thresholds: concurrent.mapValues { .init(concurrent: $0) },
                                    ringSeconds: ringSeconds)
+        policy.fraud.blockWhenFull = blockWhenFull
         return try loadProgram(limits: Limit.defaults.merging([.invite: .unlimited, .inDialog: .unlimited]) { $1 },
                                settings: settings, policy: policy, testClock: true)
     }
 
     static func invite(_ callID: String, src: String = "198.18.1.1", cseq: Int = 1, to: String = "<sip:x@h>",
-                       ttl: UInt8 = 64) -> [UInt8] {
+                       ttl: UInt8 = 64, fromTag: String = "f") -> [UInt8] {
         Packet.sip(["INVITE sip:02079460000@198.18.0.2 SIP/2.0", "Via: SIP/2.0/UDP \(src);branch=z9hG4bK-\(callID)-\(cseq)",
-                    "From: <sip:200@\(src)>;tag=f", "To: \(to)", "Call-ID: \(callID)", "CSeq: \(cseq) INVITE"],
+                    "From: <sip:200@\(src)>;tag=\(fromTag)", "To: \(to)", "Call-ID: \(callID)", "CSeq: \(cseq) INVITE"],
                    src: src, ttl: ttl)
     }
 
@@ -85,14 +86,19 @@ import Testing
         #expect(try invite("d") == .passed)
         #expect(try invite("d", cseq: 2) == .passed, "resent with credentials: the same call")
         #expect(try CallTests.count(p) == (1, 0))
-        #expect(try p.maps.destinationOutcomes()["concurrent"] == 1)
+        // The same Call-ID and CSeq with another From tag is another call to a server, not a copy.
+        #expect(try p.judge(CallTests.invite("d", cseq: 2, fromTag: "other")).2 == .droppedConcurrent)
+        #expect(try p.judge(CallTests.invite("d", cseq: 2, fromTag: "F")).2 == .droppedConcurrent, "tags are compared exactly")
+        #expect(try p.judge(CallTests.invite("d", cseq: 2)).2 == .passed, "a copy still passes")
+        #expect(try CallTests.count(p) == (1, 0))
+        #expect(try p.maps.destinationOutcomes()["concurrent"] == 3)
     }
 
     /// Once the server's answers are read, its word ends calls: a 2xx puts a call up; a failure answer to its
     /// INVITE (a 487 after a CANCEL, a 407 challenge) ends it while it rings; its 2xx to a BYE, or its own BYE,
     /// ends it. What the source says alone ends nothing: a BYE or CANCEL the server refuses would leave the call
-    /// going and the count down. A new INVITE on a Call-ID whose call is in progress, with another CSeq, is
-    /// refused (a server takes it for another call if its From tag is new); a re-INVITE is no new call.
+    /// going and the count down. A new INVITE with another From tag on a Call-ID whose call is in progress is
+    /// refused (a server takes it for another call); a re-INVITE is no new call.
     @Test func onceTheServerIsHeardItsWordEndsCalls() throws {
         let p = try CallTests.program()
         func invite(_ id: String, cseq: Int = 1, to: String = "<sip:x@h>") throws -> Reason? {
@@ -118,7 +124,8 @@ import Testing
         #expect(try CallTests.count(p) == (0, 0), "the server's 487 ends the cancelled call")
 
         #expect(try invite("c") == .passed)
-        #expect(try invite("c", cseq: 9) == .droppedConcurrent, "another INVITE on a Call-ID in progress")
+        #expect(try p.judge(CallTests.invite("c", cseq: 9, fromTag: "other")).2 == .droppedConcurrent,
+                "another caller's INVITE on a Call-ID in progress")
         try CallTests.inside(p, CallTests.server("407 Proxy Authentication Required", "c"))
         #expect(try CallTests.count(p) == (0, 0), "the challenge ends the attempt")
         #expect(try invite("c", cseq: 2) == .passed, "and its credentialed resend is the call")
@@ -134,6 +141,34 @@ import Testing
         #expect(try invite("e") == .passed)
         #expect(try invite("placed-by-server", cseq: 5, to: "<sip:x@h>;tag=s") == .passed)
         #expect(try CallTests.count(p) == (2, 0))
+    }
+
+    /// `concurrent_action: block`: the new call over the limit is refused and blocks its source for new calls, as
+    /// a fraud threshold does (kind "concurrent"); a forgery from another hop distance is refused and blocks
+    /// nothing.
+    @Test func overTheLimitBlocksWhereTheConfigSaysSo() throws {
+        var settings = Settings.defaults
+        settings.trustSeconds = 3600
+        let p = try CallTests.program(concurrent: [.unverified: 1, .verified: 1], blockWhenFull: true, settings: settings)
+        #expect(try p.maps.fraudPolicy().blockWhenFull)
+        let events = try EventReader(p.maps)
+        // A verified phone, and a forger of its address at another hop distance over the stranger's limit.
+        #expect(try TrustTests.register(p, "198.18.1.9", ttl: 64) == .passed)
+        #expect(try p.judge(CallTests.invite("f1", src: "198.18.1.9", ttl: 50)).2 == .passed)
+        #expect(try p.judge(CallTests.invite("f2", src: "198.18.1.9", ttl: 50)).2 == .droppedConcurrent)
+        #expect(try p.maps.fraudBlocks(now: 1_000_000_000_000).isEmpty, "a forgery blocks nothing")
+
+        #expect(try p.judge(CallTests.invite("a")).2 == .passed)
+        #expect(try p.judge(CallTests.invite("b")).2 == .droppedConcurrent, "the call over the limit")
+        let blocks = try p.maps.fraudBlocks(now: 1_000_000_000_000)
+        #expect(blocks.map(\.address.description) == ["198.18.1.1"] && blocks.first?.kind == "concurrent"
+                && blocks.first?.perMinute == 1, "\(blocks)")
+        let fraud = events.drain().filter { $0.kind == .fraud }
+        #expect(fraud.count == 1 && fraud.first?.fraudKind == "concurrent", "\(fraud)")
+        try CallTests.inside(p, CallTests.server("486 Busy Here", "a"))
+        #expect(try CallTests.count(p) == (0, 0))
+        #expect(try p.judge(CallTests.invite("c")).2 == .droppedFraud, "blocked for new calls, room or not")
+        #expect(try p.judge(CallTests.invite("d", src: "198.18.1.2")).2 == .passed, "another source calls")
     }
 
     /// Other sources have their own count, tiers their own limit, and a source with no limit is only counted.
@@ -166,6 +201,24 @@ import Testing
         try CallTests.inside(p, CallTests.server("200 OK", "a"))
         #expect(try CallTests.count(p) == (2, 2), "a late answer is counted")
         #expect(try p.judge(CallTests.invite("f")).2 == .droppedConcurrent)
+        // Its BYE ends it, and a late copy of its 2xx doesn't count it again.
+        try CallTests.inside(p, CallTests.server("BYE", "a"))
+        try CallTests.inside(p, CallTests.server("200 OK", "a"))
+        #expect(try CallTests.count(p) == (1, 1))
+    }
+
+    /// Once the server is heard, a call that rings out without a final answer read is taken as up, not as over:
+    /// its 2xx may have been one the inside program could not read (made long by the caller's own Record-Route).
+    @Test func aCallRungOutUnheardIsTakenAsUp() throws {
+        let p = try CallTests.program(concurrent: [.unverified: 5], ringSeconds: 1)
+        #expect(try p.judge(CallTests.invite("heard")).2 == .passed)
+        try CallTests.inside(p, CallTests.server("486 Busy Here", "heard"))
+        #expect(try p.judge(CallTests.invite("long")).2 == .passed)
+        let deadline = Date().addingTimeInterval(20)
+        while try CallTests.count(p).1 != 1, Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        #expect(try CallTests.count(p) == (1, 1), "still counted, as up")
+        try CallTests.inside(p, CallTests.server("200 OK", "long", cseq: "2 BYE"))
+        #expect(try CallTests.count(p) == (0, 0), "until its BYE is answered")
     }
 
     /// Someone who forges a verified phone's address from another hop distance can't fill its calls: the calls
@@ -259,6 +312,15 @@ import Testing
         #expect(try judge(["From: \(good)", "P-Preferred-Identity: <sip:+33123456789@x>"]) == .droppedCallerID,
                 "P-Preferred-Identity out of range")
         #expect(try judge(["From: \(good)", "Remote-Party-ID: <sip:+442079460123@x>;party=calling"]) == .passed)
+        #expect(try judge(["From: < sip:+33123456789@x>;tag=1", "P-Asserted-Identity: <sip:+442079460123@x>"]) == .droppedCallerID,
+                "a blank after '<' hides nothing (parsers skip it)")
+        #expect(try judge(["From: \(good)", "P-Asserted-Identity: \"Desk, main\" <sip:+442079460123@x>, <tel:+442079460123>"]) == .passed,
+                "RFC 3325's sip and tel URIs in one header, a comma in a quoted name")
+        #expect(try judge(["From: tel:+442079460123,tel:+33123456789;tag=1"]) == .droppedCallerID, "a From with two values")
+        #expect(try judge(["From: \(good)", "P-Asserted-Identity: tel:+442079460123,tel:+33123456789"]) == .droppedCallerID,
+                "a bare tel URI ended by the comma: the next value is read too")
+        #expect(try judge(["From: \(good)", "Remote-Party-ID: <sip:+442079460123@x>;party=calling",
+                           "P-Preferred-Identity: <sip:+442079460123@x>"]) == .passed, "one of each is fine")
         #expect(try judge(["From: \(good)"], src: "198.18.9.9") == .droppedCallerID, "another source's ranges")
         #expect(try judge(["From: <sip:+33123456789@x>;tag=1"], src: "198.18.9.9") == .passed)
         #expect(try judge(["From: \(bad)"], src: "198.18.5.5") == .passed, "a source in no entry is not checked")
@@ -266,8 +328,8 @@ import Testing
         #expect(try judge(["From: <sip:+33123456789@x>;tag=far", "To: <sip:+442079460123@x>;tag=near"]) == .passed,
                 "a re-INVITE (To tag) on a call the server placed: its From is the far end's")
         let outcomes = try p.maps.destinationOutcomes()
-        #expect(outcomes["caller-id-refused"] == 14 && outcomes["caller-id-flagged"] == 0, "\(outcomes)")
-        #expect(try p.maps.counters().packets[.invite, .droppedCallerID] == 14)
+        #expect(outcomes["caller-id-refused"] == 17 && outcomes["caller-id-flagged"] == 0, "\(outcomes)")
+        #expect(try p.maps.counters().packets[.invite, .droppedCallerID] == 17)
     }
 
     /// Flag: the call goes on, counted and told to the agent with the number presented.
@@ -408,10 +470,13 @@ import Testing
                     let rest = Array(valueBytes[start...])
                     let (read, stop) = DialledNumber.readStopping(Array("I ".utf8) + rest, end: 2 + min(rest.count, max(0, budget - start)))
                     let after = start + stop - 2
-                    let inAngle = bracketed && valueBytes[after - 1] != UInt8(ascii: ">")
+                    let last = valueBytes[after - 1]
+                    let inAngle = bracketed && last != UInt8(ascii: ">")
+                    // A bare URI (a tel number) may end at the ',' or '<' itself: a second value or URI.
+                    let endedBySecond = !bracketed && (last == UInt8(ascii: ",") || last == UInt8(ascii: "<"))
                     switch read {
                     case .unreadable: kind = "unreadable"
-                    case _ where !tailClean(valueBytes, from: after, inAngle: inAngle, budget: budget): kind = "two URIs"
+                    case _ where endedBySecond || !tailClean(valueBytes, from: after, inAngle: inAngle, budget: 2048): kind = "two URIs"
                     case .none: kind = "not a number"
                     case .found(let d, let plus):
                         if let number = plan.e164(digits: d, plus: plus) {

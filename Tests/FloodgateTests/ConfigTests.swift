@@ -159,12 +159,17 @@ import Testing
         #expect(c.policy.fraud == FraudPolicy(blockSeconds: 0, thresholds: [
             .unverified: .init(concurrent: 4), .allowed: .init(concurrent: 300),
         ], ringSeconds: 90, callSeconds: 7200))
-        #expect(c.policy.fraud.tracksCalls)
+        #expect(c.policy.fraud.tracksCalls && !c.policy.fraud.blockWhenFull)
+        let blocking = try AgentConfig.parse("interfaces: {external: veth0}\nfraud: {block: 1h, concurrent: 3, concurrent_action: block}\n",
+                                             file: "b.yaml")
+        #expect(blocking.policy.fraud.blockWhenFull && blocking.policy.fraud.blockSeconds == 3600)
         ConfigTests.expectRejected([
             ("fraud: {concurrent: 0}", "must be a whole number from 1 to 100000"),
             ("fraud: {concurrent: many}", "must be a whole number"),
             ("fraud: {concurrent: 2, ring_timeout: 2h}", "must be 1s to 1h"),
             ("fraud: {concurrent: 2, call_timeout: 10s}", "must be 1m to 7d"),
+            ("fraud: {concurrent: 2, concurrent_action: block}", "fraud.block: is needed"),
+            ("fraud: {concurrent: 2, concurrent_action: maybe}", "must be refuse or block"),
         ])
     }
 
