@@ -17,9 +17,10 @@
  *   the call rings, on trust: a BYE the server refuses would end the count
  *   and not the call;
  * - the call's timer: ring_seconds without a 2xx, or call_seconds after its
- *   last 2xx (a re-INVITE's 2xx renews it), for the ends never seen. A 2xx
- *   that comes after the ring timer ran out counts the call again, as up:
- *   the callee decides when it answers.
+ *   last 2xx (a re-INVITE's 2xx renews it), for the ends never seen. While
+ *   the server is heard, a call that rings out is taken as up instead (its
+ *   2xx may have been unreadable); otherwise a 2xx that comes after the ring
+ *   timer ran out counts the call again, as up.
  *
  * A call's end is taken off its source's count once, whoever sees it first
  * (an atomic exchange of its state), and only from the fg_callers entry that
@@ -32,10 +33,11 @@
  * CANCEL (UDP from another hop distance) never gets this far. A forger at
  * the source's own hop distance can start calls in its name, which the
  * server answers to the real address: a challenge (407) ends them at once.
- * A new INVITE on a Call-ID whose call is still in progress, with another
- * CSeq, is refused once the server's answers are read (a server takes it for
- * another call if its From tag differs); before that it takes the call's
- * place (an INVITE resent with credentials after a challenge never seen).
+ * A call is told apart from another on its Call-ID by its From tag: an
+ * INVITE with another From tag on a Call-ID in progress is refused (a server
+ * takes it for another call); the same caller's next INVITE on it while it
+ * rings takes its place (resent with credentials after a challenge); once
+ * it is up, a new INVITE without a To tag on it is refused.
  */
 #ifndef FG_LIB_CALLS_H
 #define FG_LIB_CALLS_H
