@@ -38,8 +38,10 @@ struct FrameFactory {
     }
 
     mutating func sipText() -> [UInt8] {
-        let methods = ["INVITE", "REGISTER", "OPTIONS", "ACK", "BYE", "CANCEL", "SUBSCRIBE", "NOTIFY", "MESSAGE", "INFO",
-                       "UPDATE", "PRACK", "REFER", "PUBLISH", "invite", "FOO", "REGISTERX"]
+        // REGISTER twice: a passed one needs several chances to line up (its CSeq, no scanner, a plain source), and
+        // a run without one proves less (seed 12501842898881068320 had none).
+        let methods = ["INVITE", "REGISTER", "REGISTER", "OPTIONS", "ACK", "BYE", "CANCEL", "SUBSCRIBE", "NOTIFY", "MESSAGE",
+                       "INFO", "UPDATE", "PRACK", "REFER", "PUBLISH", "invite", "FOO", "REGISTERX"]
         if chance(0.03) { return Array(pick(["\r\n", "\r\n\r\n", "\n", "\r\n\r\n\r\n\r\n", "\r\n "]).utf8) }
         var lines: [String]
         let method = pick(methods)
