@@ -37,6 +37,8 @@ extension Floodgate {
     struct Unban: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Lift a ban.")
         @Argument(help: "The banned address.") var address: String
+        @Flag(help: "An address that is not banned is not an error (exit 0, saying so): for scripts and fail2ban.")
+        var ifExists = false
         @OptionGroup var selection: FilterSelection
 
         func validate() throws {
@@ -51,7 +53,11 @@ extension Floodgate {
                 lifted = try maps.unban(source) || lifted
                 return {}
             }
-            guard lifted else { throw FloodgateError("\(source) is not banned on \(filters.map(\.interfaceName).joined(separator: ", "))") }
+            guard lifted else {
+                let message = "\(source) is not banned on \(filters.map(\.interfaceName).joined(separator: ", "))"
+                if ifExists { return print(message + ": nothing to lift.") }
+                throw FloodgateError(message, hint: "--if-exists makes this a note, not an error")
+            }
             for f in filters { print("\(f.interfaceName): lifted the ban on \(source).") }
         }
     }

@@ -126,16 +126,21 @@ struct ListDel<Kind: ListKind>: ParsableCommand {
         CommandConfiguration(commandName: "del", abstract: "Remove CIDRs from the \(Kind.list.rawValue) list (all or none).")
     }
     @OptionGroup var input: CIDRInput
+    @Flag(help: "CIDRs not on the list are not an error (the others are removed, and those named): for scripts.")
+    var ifExists = false
     @OptionGroup var selection: FilterSelection
 
     func run() throws {
         let root = try selection.common.root()
         let cidrs = try input.parsed()
+        var absent: Set<CIDR> = []
         let filters = try root.changePolicy(selection.interface) { _, policy in
             let current = Kind.list == .allow ? policy.allow : policy.deny
             let missing = Set(cidrs).subtracting(current)
-            guard missing.isEmpty else {
-                throw FloodgateError("not on the \(Kind.list.rawValue) list: \(missing.sorted().map(\.description).joined(separator: ", "))")
+            absent.formUnion(missing)
+            guard missing.isEmpty || ifExists else {
+                throw FloodgateError("not on the \(Kind.list.rawValue) list: \(missing.sorted().map(\.description).joined(separator: ", "))",
+                                     hint: "--if-exists removes the others and names these")
             }
             if Kind.list == .allow {
                 policy.allow.subtract(cidrs)
@@ -144,7 +149,10 @@ struct ListDel<Kind: ListKind>: ParsableCommand {
                 policy.deny.subtract(cidrs)
             }
         }
-        for f in filters { print("\(f.interfaceName): \(Kind.list.rawValue) list -\(Set(cidrs).count).") }
+        for f in filters { print("\(f.interfaceName): \(Kind.list.rawValue) list -\(Set(cidrs).subtracting(absent).count).") }
+        if !absent.isEmpty {
+            print("not on the \(Kind.list.rawValue) list, nothing to remove: \(absent.sorted().map(\.description).joined(separator: ", "))")
+        }
     }
 }
 

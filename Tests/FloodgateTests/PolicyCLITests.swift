@@ -41,6 +41,12 @@ import Testing
             }
             try expectError(lab, ["deny", "del", "198.18.10.0/24", "198.18.99.0/24"], "not on the deny list: 198.18.99.0/24")
             #expect(try lab.floodgate(["deny", "list"]).out.contains("198.18.10.0/24"), "a failed del removes nothing")
+            // Idempotent, for scripts: the absent entry is named, the rest removed, exit 0.
+            #expect(try lab.floodgate(["deny", "add", "198.18.11.0/24"]).status == 0)
+            let gone = try lab.floodgate(["deny", "del", "--if-exists", "198.18.11.0/24", "198.18.99.0/24"])
+            #expect(gone.status == 0 && gone.out.contains("deny list -1") && gone.out.contains("nothing to remove: 198.18.99.0/24"),
+                    "\(gone.out)\(gone.err)")
+            #expect(!(try lab.floodgate(["deny", "list"]).out.contains("198.18.11.0/24")))
             #expect(try lab.floodgate(["deny", "del", "198.18.10.0/24"]).status == 0)
             #expect(!(try lab.floodgate(["deny", "list"]).out.contains("198.18.10.0/24")))
             #expect(try lab.floodgate(["allow", "add", "198.18.20.0/24"]).status == 0)
@@ -51,6 +57,10 @@ import Testing
             try expectError(lab, ["ban", "198.18.0.5", "--for", "10x"], "'10x' is not a duration")
             try expectError(lab, ["ban", "nonsense", "--for", "1m"], "'nonsense' is not an IPv4 or IPv6 address")
             try expectError(lab, ["unban", "198.18.0.9"], "198.18.0.9 is not banned")
+            let none = try lab.floodgate(["unban", "--if-exists", "198.18.0.9"])
+            #expect(none.status == 0 && none.out.contains("198.18.0.9 is not banned") && none.out.contains("nothing to lift"),
+                    "\(none.out)\(none.err)")
+            #expect(try lab.floodgate(["ban", "198.18.0.6", "--for", "600"]).status == 0, "bare seconds, as fail2ban passes them")
             #expect(try lab.floodgate(["ban", "198.18.0.5", "--for", "10m"]).status == 0)
             #expect(try lab.floodgate(["ban", "2001:db8::5", "--forever"]).status == 0)
             let bans = try lab.floodgate(["bans"]).out
