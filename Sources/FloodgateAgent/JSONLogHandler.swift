@@ -43,4 +43,6 @@ public enum ShippedFiles {
     public static var systemdUnit: String { String(decoding: PackageResources.floodgate_service, as: UTF8.self) }
     /// Destination rules for the ranges toll-fraud reports name, each group with its source.
     public static var highRiskDestinations: String { String(decoding: PackageResources.high_risk_txt, as: UTF8.self) }
+    /// Prometheus alerting rules over the agent's metrics.
+    public static var alertRules: String { String(decoding: PackageResources.alerts_yml, as: UTF8.self) }
 }

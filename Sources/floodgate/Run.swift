@@ -70,7 +70,7 @@ extension Floodgate {
     struct ConfigCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "config", abstract: "Check a config file, or print the example one.",
-            subcommands: [Check.self, Example.self, HighRisk.self, SystemdUnit.self])
+            subcommands: [Check.self, Example.self, HighRisk.self, Alerts.self, SystemdUnit.self])
 
         struct Check: ParsableCommand {
             static let configuration = CommandConfiguration(
@@ -105,6 +105,12 @@ extension Floodgate {
                 commandName: "high-risk",
                 abstract: "Print the shipped list of high-risk destinations (destination rules, with their sources).")
             func run() { print(ShippedFiles.highRiskDestinations, terminator: "") }
+        }
+
+        struct Alerts: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Print Prometheus alerting rules over the agent's metrics (promtool check rules accepts them).")
+            func run() { print(ShippedFiles.alertRules, terminator: "") }
         }
 
         struct SystemdUnit: ParsableCommand {

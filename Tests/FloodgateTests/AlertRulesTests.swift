@@ -1,0 +1,94 @@
+import FloodgateAgent
+import Foundation
+import Testing
+
+/// The shipped Prometheus alerting rules (`floodgate config alerts`): promtool accepts them, and its unit tests
+/// show each tested alert firing on the series the agent exports, and staying quiet before.
+@Suite struct AlertRulesTests {
+    static let unitTests = """
+        rule_files: [alerts.yml]
+        evaluation_interval: 30s
+        tests:
+          - interval: 30s
+            input_series:
+              - series: 'floodgate_agent_last_poll_timestamp_seconds{instance="r1"}'
+                values: '0x10'
+              - series: 'floodgate_config_reloads_total{instance="r1",result="rejected"}'
+                values: '0 0 1 1 1 1'
+              - series: 'floodgate_fraud_blocks_total{instance="r1",interface="fg0",kind="high-risk"}'
+                values: '0 0 0 1 1 1'
+              - series: 'floodgate_fraud_blocks_total{instance="r1",interface="fg0",kind="international"}'
+                values: '0 0 0 0 0 0'
+              - series: 'floodgate_packets_total{instance="r1",interface="fg0",class="invite",verdict="dropped-prefix"}'
+                values: '0+500000x10'
+              - series: 'floodgate_packets_total{instance="r1",interface="fg0",class="register",verdict="passed"}'
+                values: '0+50x10'
+              - series: 'floodgate_tracked_sources{instance="r1",interface="fg0"}'
+                values: '10x20'
+              - series: 'floodgate_tracked_sources_capacity{instance="r1",interface="fg0"}'
+                values: '1000x20'
+            alert_rule_test:
+              - eval_time: 30s
+                alertname: FloodgateAgentStale
+                exp_alerts: []
+              - eval_time: 3m
+                alertname: FloodgateAgentStale
+                exp_alerts:
+                  - exp_labels: {severity: critical, instance: r1}
+                    exp_annotations:
+                      summary: "Floodgate's agent has not read its maps for 3m 0s"
+                      description: "The XDP filter keeps filtering, but bans expire unseen, events are lost and config reloads are not applied."
+              - eval_time: 30s
+                alertname: FloodgateConfigReloadRejected
+                exp_alerts: []
+              - eval_time: 2m
+                alertname: FloodgateConfigReloadRejected
+                exp_alerts:
+                  - exp_labels: {severity: warning, instance: r1, result: rejected}
+                    exp_annotations:
+                      summary: "A Floodgate config reload was rejected"
+                      description: "The filter runs on the previous config. journalctl -u floodgate names the file, line and field."
+              - eval_time: 2m
+                alertname: FloodgateFraudBlock
+                exp_alerts:
+                  - exp_labels: {severity: critical, instance: r1, interface: fg0, kind: high-risk}
+                    exp_annotations:
+                      summary: "Floodgate blocked a source for new calls (high-risk)"
+                      description: "A source crossed a fraud threshold: floodgate calls lists it; floodgate calls unblock ADDR lifts the block."
+              - eval_time: 3m
+                alertname: FloodgateDropRateHigh
+                exp_alerts:
+                  - exp_labels: {severity: warning, instance: r1, interface: fg0}
+                    exp_annotations:
+                      summary: "Floodgate on fg0 drops 16.67k packets/s: a flood"
+                      description: "More than half of what arrives is dropped, over 10,000 packets a second. floodgate top shows the sources."
+              - eval_time: 5m
+                alertname: FloodgateSourceMapNearFull
+                exp_alerts: []
+
+        """
+
+    @Test func promtoolAcceptsTheRulesAndTheyFireAsTested() throws {
+        try requireTool("/usr/bin/promtool", package: "prometheus")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fgalerts-\(uniqueID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let printed = try run([floodgateBinary, "config", "alerts"])
+        #expect(printed.status == 0 && printed.out == ShippedFiles.alertRules, "the CLI prints the shipped rules")
+        try printed.out.write(to: dir.appendingPathComponent("alerts.yml"), atomically: true, encoding: .utf8)
+        let check = try run(["promtool", "check", "rules", dir.appendingPathComponent("alerts.yml").path])
+        #expect(check.status == 0 && check.out.contains("SUCCESS: 8 rules found"), "\(check.out)\(check.err)")
+
+        try AlertRulesTests.unitTests.write(to: dir.appendingPathComponent("test.yml"), atomically: true, encoding: .utf8)
+        let tested = try run(["sh", "-c", "cd '\(dir.path)' && promtool test rules test.yml"])
+        #expect(tested.status == 0, "\(tested.out)\(tested.err)")
+        // And the unit tests can fail: the source map at 10 of 1,000 is no alert, whatever the test says.
+        let last = "exp_alerts: []\n"
+        #expect(AlertRulesTests.unitTests.hasSuffix(last))
+        let wrong = String(AlertRulesTests.unitTests.dropLast(last.count))
+            + "exp_alerts: [{exp_labels: {severity: warning, instance: r1, interface: fg0}}]\n"
+        try wrong.write(to: dir.appendingPathComponent("wrong.yml"), atomically: true, encoding: .utf8)
+        let failed = try run(["sh", "-c", "cd '\(dir.path)' && promtool test rules wrong.yml"])
+        #expect(failed.status != 0, "\(failed.out)")
+    }
+}
