@@ -45,4 +45,6 @@ public enum ShippedFiles {
     public static var highRiskDestinations: String { String(decoding: PackageResources.high_risk_txt, as: UTF8.self) }
     /// Prometheus alerting rules over the agent's metrics.
     public static var alertRules: String { String(decoding: PackageResources.alerts_yml, as: UTF8.self) }
+    /// A Grafana dashboard over the agent's metrics (import it; it asks for a Prometheus data source).
+    public static var grafanaDashboard: String { String(decoding: PackageResources.grafana_dashboard_json, as: UTF8.self) }
 }

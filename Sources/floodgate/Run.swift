@@ -70,7 +70,7 @@ extension Floodgate {
     struct ConfigCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "config", abstract: "Check a config file, or print the example one.",
-            subcommands: [Check.self, Example.self, HighRisk.self, Alerts.self, SystemdUnit.self])
+            subcommands: [Check.self, Example.self, HighRisk.self, Alerts.self, Dashboard.self, SystemdUnit.self])
 
         struct Check: ParsableCommand {
             static let configuration = CommandConfiguration(
@@ -111,6 +111,12 @@ extension Floodgate {
             static let configuration = CommandConfiguration(
                 abstract: "Print Prometheus alerting rules over the agent's metrics (promtool check rules accepts them).")
             func run() { print(ShippedFiles.alertRules, terminator: "") }
+        }
+
+        struct Dashboard: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Print a Grafana dashboard over the agent's metrics (JSON, to import).")
+            func run() { print(ShippedFiles.grafanaDashboard, terminator: "") }
         }
 
         struct SystemdUnit: ParsableCommand {

@@ -91,4 +91,53 @@ import Testing
         let failed = try run(["sh", "-c", "cd '\(dir.path)' && promtool test rules wrong.yml"])
         #expect(failed.status != 0, "\(failed.out)")
     }
+
+    /// The metric names and labels the agent declares (Sources/FloodgateAgent/Metrics.swift), read from its source.
+    static func declared() throws -> (metrics: Set<String>, labels: Set<String>) {
+        let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Sources/FloodgateAgent/Metrics.swift")
+        let text = try String(contentsOf: file, encoding: .utf8)
+        let metrics = Set(text.matches(of: #/"(floodgate_[a-z_]+)"/#).map { String($0.1) })
+        let labels = Set(text.matches(of: #/\("([a-z]+)", /#).map { String($0.1) })
+        return (metrics, labels.union(["instance", "job"]))
+    }
+
+    /// The shipped Grafana dashboard (`floodgate config dashboard`): JSON Grafana imports, every query parses as
+    /// PromQL (promtool checks it as a recording rule), and asks only for metrics and labels the agent exports.
+    @Test func theDashboardQueriesWhatTheAgentExports() throws {
+        try requireTool("/usr/bin/promtool", package: "prometheus")
+        let printed = try run([floodgateBinary, "config", "dashboard"])
+        #expect(printed.status == 0 && printed.out == ShippedFiles.grafanaDashboard)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(printed.out.utf8)) as? [String: Any])
+        #expect(json["uid"] as? String == "floodgate")
+        let panels = try #require(json["panels"] as? [[String: Any]])
+        let exprs = panels.flatMap { ($0["targets"] as? [[String: Any]] ?? []).compactMap { $0["expr"] as? String } }
+        #expect(panels.count >= 12 && exprs.count >= panels.count, "\(panels.count) panels, \(exprs.count) queries")
+        let (metrics, labels) = try AlertRulesTests.declared()
+        #expect(metrics.count >= 15, "\(metrics)")
+        for expr in exprs {
+            for name in expr.matches(of: #/floodgate_[a-z_]+/#).map({ String($0.0) }) {
+                #expect(metrics.contains(name), "\(name) in \(expr) is no metric the agent exports")
+            }
+            for by in expr.matches(of: #/by \(([a-z_, ]+)\)/#) {
+                for label in by.1.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+                    #expect(labels.contains(label), "label \(label) in \(expr) is none the agent sets")
+                }
+            }
+        }
+        // PromQL syntax: the queries as recording rules ($variables as Grafana would fill them in).
+        let rules = "groups:\n  - name: dashboard\n    rules:\n" + exprs.enumerated().map { i, e in
+            let filled = e.replacingOccurrences(of: "$instance", with: ".*").replacingOccurrences(of: "$interface", with: ".*")
+            return "      - record: floodgate:dashboard_\(i)\n        expr: '\(filled.replacingOccurrences(of: "'", with: "''"))'\n"
+        }.joined()
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("fgdash-\(uniqueID()).yml")
+        try rules.write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let check = try run(["promtool", "check", "rules", file.path])
+        #expect(check.status == 0, "\(check.out)\(check.err)")
+        // The alert rules ask only for exported metrics too.
+        for name in ShippedFiles.alertRules.matches(of: #/floodgate_[a-z_]+/#).map({ String($0.0) }) {
+            #expect(metrics.contains(name), "alert rules: \(name) is no metric the agent exports")
+        }
+    }
 }
