@@ -83,6 +83,59 @@ public final class AgentMetrics: @unchecked Sendable {
                 descriptor: metricName("floodgate_bans_issued_total", "Bans issued by the XDP program while the agent ran"),
                 labels: labels)
         }
+        exportEverySeries()
+    }
+
+    /// The packets and bytes counters of a class and verdict (made on first use; the caller holds the lock).
+    private func packetCounters(_ c: TrafficClass, _ r: Reason) -> (Counter, Counter) {
+        let key = "\(c)/\(r)"
+        if let p = packets[key], let b = bytes[key] { return (p, b) }
+        let labels = [("interface", interface), ("class", c.name), ("verdict", r.name)]
+        let p = registry.makeCounter(
+            descriptor: metricName("floodgate_packets_total", "Packets the XDP program judged, by class and verdict"),
+            labels: labels)
+        let b = registry.makeCounter(
+            descriptor: metricName("floodgate_bytes_total", "Bytes the XDP program judged, by class and verdict"),
+            labels: labels)
+        packets[key] = p
+        bytes[key] = b
+        return (p, b)
+    }
+
+    private func sampleCounter(_ trafficClass: String, _ reason: String) -> Counter {
+        let key = "\(trafficClass)/\(reason)"
+        if let counter = samples[key] { return counter }
+        let counter = registry.makeCounter(
+            descriptor: metricName("floodgate_drop_samples_total",
+                                   "Drops the XDP program sampled to the agent (one in 65536 per CPU, class and verdict)"),
+            labels: [("interface", interface), ("class", trafficClass), ("verdict", reason)])
+        samples[key] = counter
+        return counter
+    }
+
+    private func anomalyCounter(_ trafficClass: TrafficClass, _ kind: AnomalyAlert.Kind) -> Counter {
+        let key = "\(trafficClass)/\(kind)"
+        if let counter = anomalies[key] { return counter }
+        let counter = registry.makeCounter(
+            descriptor: metricName("floodgate_anomalies_total",
+                                   "Anomaly alerts: a class's rate far above (spike) or below (drop) its moving baseline"),
+            labels: [("interface", interface), ("class", trafficClass.name), ("kind", kind.rawValue)])
+        anomalies[key] = counter
+        return counter
+    }
+
+    /// Every series of the per-class families at zero from the start, so that rate() and alerts see them before
+    /// their first packet.
+    private func exportEverySeries() {
+        lock.lock()
+        defer { lock.unlock() }
+        for c in TrafficClass.all {
+            for r in Reason.all {
+                _ = packetCounters(c, r)
+                if r.isDrop { _ = sampleCounter(c.name, r.name) }
+            }
+            for kind in [AnomalyAlert.Kind.spike, .drop] { _ = anomalyCounter(c, kind) }
+        }
     }
 
     /// Adds what the counters gained since `before` (the first time: everything since attach).
@@ -93,17 +146,7 @@ public final class AgentMetrics: @unchecked Sendable {
             for r in Reason.all {
                 let dp = now.packets[c, r] &- before.packets[c, r]
                 let db = now.bytes[c, r] &- before.bytes[c, r]
-                guard dp > 0 || packets["\(c)/\(r)"] != nil else { continue }
-                let key = "\(c)/\(r)"
-                let labels = [("interface", interface), ("class", c.name), ("verdict", r.name)]
-                let p = packets[key] ?? registry.makeCounter(
-                    descriptor: metricName("floodgate_packets_total", "Packets the XDP program judged, by class and verdict"),
-                    labels: labels)
-                let b = bytes[key] ?? registry.makeCounter(
-                    descriptor: metricName("floodgate_bytes_total", "Bytes the XDP program judged, by class and verdict"),
-                    labels: labels)
-                packets[key] = p
-                bytes[key] = b
+                let (p, b) = packetCounters(c, r)
                 if dp > 0 { p.increment(by: Int64(clamping: dp)) }
                 if db > 0 { b.increment(by: Int64(clamping: db)) }
             }
@@ -127,13 +170,7 @@ public final class AgentMetrics: @unchecked Sendable {
     func dropSampled(trafficClass: String, reason: String) {
         lock.lock()
         defer { lock.unlock() }
-        let key = "\(trafficClass)/\(reason)"
-        let counter = samples[key] ?? registry.makeCounter(
-            descriptor: metricName("floodgate_drop_samples_total",
-                                   "Drops the XDP program sampled to the agent (one in 65536 per CPU, class and verdict)"),
-            labels: [("interface", interface), ("class", trafficClass), ("verdict", reason)])
-        samples[key] = counter
-        counter.increment()
+        sampleCounter(trafficClass, reason).increment()
     }
 
     func trusted(_ count: Int) { trustedGauge.set(to: Double(count)) }
@@ -141,13 +178,7 @@ public final class AgentMetrics: @unchecked Sendable {
     func anomaly(_ alert: AnomalyAlert) {
         lock.lock()
         defer { lock.unlock() }
-        let key = "\(alert.trafficClass)/\(alert.kind)"
-        let counter = anomalies[key] ?? registry.makeCounter(
-            descriptor: metricName("floodgate_anomalies_total",
-                                   "Anomaly alerts: a class's rate far above (spike) or below (drop) its moving baseline"),
-            labels: [("interface", interface), ("class", alert.trafficClass.name), ("kind", alert.kind.rawValue)])
-        anomalies[key] = counter
-        counter.increment()
+        anomalyCounter(alert.trafficClass, alert.kind).increment()
     }
 
     func occupancy(sources: Int, capacity size: UInt32) {

@@ -216,6 +216,14 @@ import Testing
             let agent = try RunningAgent(lab: lab, config: AgentTests.config(lab, port: 19466))
             defer { agent.stop() }
             #expect(agent.waitForLog("serving metrics"), "\(agent.log.text())")
+            // Every series is there from the start, at zero, before its first packet.
+            let fresh = try NetworkLab.inNamespace(lab.routerNS) { try httpGet(port: 19466, path: "/metrics") }
+            for series in ["floodgate_packets_total{interface=\"\(lab.routerInterface)\",class=\"invite\",verdict=\"dropped-caller-id\"} 0",
+                           "floodgate_anomalies_total{interface=\"\(lab.routerInterface)\",class=\"register\",kind=\"spike\"} 0",
+                           "floodgate_drop_samples_total{interface=\"\(lab.routerInterface)\",class=\"options\",verdict=\"dropped-rate\"} 0",
+                           "floodgate_fraud_blocks_total{interface=\"\(lab.routerInterface)\",kind=\"concurrent\"} 0"] {
+                #expect(fresh.text.contains(series), "\(series) missing from the first scrape")
+            }
             let sender = try lab.udpSocket(in: lab.outsideNS)
             for i in 0..<40 {
                 try sender.send(Array("REGISTER sip:\(i)@198.18.0.2 SIP/2.0\r\n\r\n".utf8), to: lab.routerAddress, port: 5060)
