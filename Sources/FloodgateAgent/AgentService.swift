@@ -27,10 +27,14 @@ public final class AgentService: Service, @unchecked Sendable {
         // From here SIGTERM and SIGINT stop the agent gracefully (the service group handles them before it runs
         // this); until now they end the process as they would any other.
         logger.notice("running", metadata: ["poll_ms": "\(agent.config.pollMilliseconds)"])
+        // The filter is attached and the config applied: systemd may start what is ordered after us.
+        SystemdNotify.send("READY=1\nSTATUS=filtering on \(agent.config.external ?? "?")")
         var lastCheck = monotonicSeconds()
         while !Task.isShuttingDownGracefully {
             if hangups.take() > 0 {
-                agent.reload(reason: "SIGHUP")
+                SystemdNotify.reloading()
+                let applied = agent.reload(reason: "SIGHUP")
+                SystemdNotify.send("READY=1\nSTATUS=\(applied ? "config reloaded" : "config rejected: the last good one stays")")
             } else if monotonicSeconds() - lastCheck >= 1 {
                 lastCheck = monotonicSeconds()
                 if agent.filesChanged() { agent.reload(reason: "file changed") }
@@ -38,6 +42,7 @@ public final class AgentService: Service, @unchecked Sendable {
             agent.poll()
             try? await Task.sleep(for: .milliseconds(agent.config.pollMilliseconds))
         }
+        SystemdNotify.send("STOPPING=1")
         if detachOnExit {
             try agent.detach()
         } else {

@@ -13,13 +13,15 @@ import Testing
         let log = OutputFile()
         let configPath: String
 
-        init(lab: NetworkLab, config: String, extraArguments: [String] = []) throws {
+        /// `environment`: VAR=value words for env; `wrapper`: a command the agent is run by (setpriv, say).
+        init(lab: NetworkLab, config: String, extraArguments: [String] = [], environment: [String] = [],
+             wrapper: [String] = []) throws {
             configPath = FileManager.default.temporaryDirectory.appendingPathComponent("fgagent-\(lab.id).yaml").path
             try config.write(toFile: configPath, atomically: true, encoding: .utf8)
             process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["nsenter", "--net=/run/netns/\(lab.routerNS)", floodgateBinary, "run", "--config",
-                                 configPath] + extraArguments
+            process.arguments = environment + ["nsenter", "--net=/run/netns/\(lab.routerNS)"] + wrapper
+                + [floodgateBinary, "run", "--config", configPath] + extraArguments
             process.standardOutput = FileHandle.nullDevice
             process.standardError = log.handle
             try process.run()
@@ -206,6 +208,64 @@ import Testing
             #expect(again > 5 && again <= 6.7, "second offence: 6 s plus up to 10%: \(again)")
             #expect(agent.waitForLog("offence=2"), "\(agent.log.text())")
         }
+    }
+
+    /// As the shipped unit runs it: root with only CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON and CAP_SYS_RESOURCE (the
+    /// bounding set, as setpriv sets it), the agent attaches the filter, serves metrics, reloads, and tells systemd
+    /// (a NOTIFY_SOCKET the test binds) READY=1 once running, RELOADING=1 then READY=1 around a reload, and
+    /// STOPPING=1.
+    @Test func theAgentRunsWithTheUnitsCapabilitiesAndNotifiesSystemd() throws {
+        try requireTool("/usr/bin/setpriv", package: "util-linux")
+        try withAgentLab { lab in
+            let socketPath = "/tmp/fgnotify-\(lab.id).sock"
+            let notify = try DatagramListener(path: socketPath)
+            defer { notify.close() }
+            let agent = try RunningAgent(
+                lab: lab, config: AgentTests.config(lab, port: 19477), environment: ["NOTIFY_SOCKET=\(socketPath)"],
+                wrapper: ["setpriv", "--bounding-set=-all,+bpf,+net_admin,+perfmon,+sys_resource", "--no-new-privs"])
+            defer { agent.stop() }
+            let ready = notify.receive(seconds: 20)
+            #expect(ready?.hasPrefix("READY=1\nSTATUS=filtering on \(lab.routerInterface)") == true,
+                    "\(String(describing: ready)): \(agent.log.text())")
+            #expect(agent.log.text().contains("attached the filter"), "\(agent.log.text())")
+            let status = try String(contentsOfFile: "/proc/\(agent.process.processIdentifier)/status", encoding: .utf8)
+            let effective = status.split(separator: "\n").first { $0.hasPrefix("CapEff:") }
+            // Nothing beyond the four (CAP_SYS_RESOURCE may be missing too, where the machine's bounding set lacks it).
+            let mask: UInt64 = (1 << 12) | (1 << 24) | (1 << 38) | (1 << 39)  // NET_ADMIN, SYS_RESOURCE, PERFMON, BPF
+            let needed: UInt64 = (1 << 12) | (1 << 39)
+            let eff = effective.flatMap { UInt64($0.split(separator: "\t").last ?? "", radix: 16) } ?? ~0
+            #expect(eff & ~mask == 0 && eff & needed == needed, "\(String(describing: effective))")
+            #expect(agent.waitForLog("serving metrics"), "\(agent.log.text())")
+            let body = try NetworkLab.inNamespace(lab.routerNS) { try httpGet(port: 19477, path: "/metrics") }
+            #expect(body.status == 200 && body.text.contains("floodgate_packets_total"))
+            agent.signal(SIGHUP)
+            let reloading = notify.receive(seconds: 10)
+            #expect(reloading?.hasPrefix("RELOADING=1\nMONOTONIC_USEC=") == true, "\(String(describing: reloading))")
+            let again = notify.receive(seconds: 10)
+            #expect(again == "READY=1\nSTATUS=config reloaded", "\(String(describing: again)): \(agent.log.text())")
+            agent.stop()
+            #expect(notify.receive(seconds: 10) == "STOPPING=1")
+        }
+    }
+
+    /// The shipped unit (`floodgate config systemd-unit`): `systemd-analyze verify` finds nothing wrong (with the
+    /// binary where its ExecStart says it is), and `systemd-analyze security` rates its exposure OK (at most 3.0).
+    @Test func theShippedUnitVerifiesAndIsHardened() throws {
+        try requireTool("/usr/bin/systemd-analyze", package: "systemd")
+        let printed = try run([floodgateBinary, "config", "systemd-unit"])
+        #expect(printed.status == 0 && printed.out.contains("Type=notify") && printed.out.contains("CapabilityBoundingSet="))
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fgunit-\(uniqueID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let unit = dir.appendingPathComponent("floodgate.service")
+        try printed.out.replacingOccurrences(of: "/usr/local/bin/floodgate", with: floodgateBinary)
+            .write(to: unit, atomically: true, encoding: .utf8)
+        let verify = try run(["systemd-analyze", "verify", unit.path])
+        #expect(verify.status == 0 && verify.err.isEmpty && verify.out.isEmpty, "\(verify.out)\(verify.err)")
+        let security = try run(["systemd-analyze", "security", "--offline=true", unit.path])
+        let line = (security.out + security.err).split(separator: "\n").first { $0.contains("Overall exposure level") }
+        let score = line.flatMap { $0.split(separator: ":").last?.split(separator: " ").first }.flatMap { Double($0) }
+        #expect(score.map { $0 <= 3.0 } == true, "\(String(describing: line))")
     }
 
     /// The metrics endpoint answers on the configured address with counters per class and verdict, bans and
@@ -525,4 +585,40 @@ func httpGet(port: UInt16, path: String) throws -> (status: Int, text: String) {
     let status = text.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
     let body = text.range(of: "\r\n\r\n").map { String(text[$0.upperBound...]) } ?? ""
     return (status, body)
+}
+
+/// A unix datagram socket at a path, as systemd's notification socket is.
+final class DatagramListener: @unchecked Sendable {
+    private let fd: Int32
+    private let path: String
+
+    init(path: String) throws {
+        self.path = path
+        unlink(path)
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { throw FloodgateError("socket", errno: errno) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, b) in path.utf8.enumerated() { raw[i] = b }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0 else { throw FloodgateError("bind \(path)", errno: errno) }
+    }
+
+    /// The next datagram, or nil after `seconds`.
+    func receive(seconds: Double) -> String? {
+        var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&descriptor, 1, Int32(seconds * 1000)) == 1 else { return nil }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = recv(fd, &buffer, buffer.count, 0)
+        return n > 0 ? String(decoding: buffer[..<n], as: UTF8.self) : nil
+    }
+
+    func close() {
+        Glibc.close(fd)
+        unlink(path)
+    }
 }
