@@ -118,6 +118,9 @@ public final class Agent: @unchecked Sendable {
         }
         do {
             let now = Date()
+            for warning in new.warnings {
+                logger.warning("list file line skipped", metadata: ["line": "\(warning)"])
+            }
             let changes = try Agent.apply(new, at: now, to: maps, root: root)
             scheduleInForce = new.scheduledInForce(at: now)
             config = new

@@ -18,6 +18,9 @@ public struct AgentConfig: Sendable, Equatable {
     public var policy = FilterPolicy()
     /// The list files named, so that a change to one of them reloads too.
     public var listFiles: [String] = []
+    /// Lines of CIDR list files that were skipped (file:line: why): the rest of each file is used, unless the
+    /// entry says `strict: true`.
+    public var warnings: [String] = []
     /// Brute-force detection and learned trust: in force only with an inside interface (``effectivePolicy``).
     public var bruteForce: BruteForce? = BruteForce()
     public var trustSeconds: UInt32 = 86400
@@ -116,6 +119,7 @@ extension AgentConfig {
         }
         var config = AgentConfig()
         if let root { reader.read(root, into: &config) }
+        config.warnings = reader.skipped
         if config.policy.fraud.thresholds.values.contains(where: { $0.international != nil }),
            config.policy.settings.numbers.countryCode.isEmpty {
             reader.problem(reader.fraudNode, "fraud.international",
@@ -786,7 +790,7 @@ final class ConfigReader {
                 }
                 continue
             }
-            result += listFiles(item, field, files: &files, CIDR.parseList)
+            result += cidrFile(item, field, files: &files)
         }
         if result.count > FilterCapacity.listEntries {
             problem(node, field, "holds \(result.count) networks; at most \(FilterCapacity.listEntries)")
@@ -796,10 +800,10 @@ final class ConfigReader {
 
     /// A `{file: PATH}` entry of a list (relative to the config file's folder): its items, parsed by `parse`
     /// (which names every bad line of the file itself); noted in `files` so that a change to it reloads.
-    func listFiles<T>(_ item: Node, _ field: String, files: inout [String],
+    func listFiles<T>(_ item: Node, _ field: String, files: inout [String], known: [String] = ["file"],
                       _ parse: (String, String) throws -> [T]) -> [T] {
         var result: [T] = []
-        for (_, pathNode) in mapping(item, field, known: ["file"]) {
+        for (key, pathNode) in mapping(item, field, known: known) where key == "file" {
             guard let path = string(pathNode, "\(field).file") else { continue }
             let resolved = path.hasPrefix("/") ? path
                 : URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent(path).path
@@ -813,6 +817,25 @@ final class ConfigReader {
             }
         }
         return result
+    }
+
+    /// Lines skipped in CIDR list files, for ``AgentConfig/warnings``.
+    var skipped: [String] = []
+
+    /// A CIDR list file entry, `{file: PATH, strict: BOOL}`: without `strict: true` a bad line is skipped with a
+    /// warning (a published block list with one odd line still blocks the rest); with it, one bad line refuses
+    /// the file. `#` and `;` start comments.
+    func cidrFile(_ item: Node, _ field: String, files: inout [String]) -> [CIDR] {
+        var strict = false
+        if let node = item.mapping?["strict"] {
+            strict = boolean(node, "\(field).strict") ?? false
+        }
+        return listFiles(item, field, files: &files, known: ["file", "strict"]) { text, name in
+            if strict { return try CIDR.parseList(text, name: name) }
+            let (cidrs, bad) = CIDR.parseListSkipping(text, name: name)
+            self.skipped += bad
+            return cidrs
+        }
     }
 
     func checkListen(_ s: String) -> String? {

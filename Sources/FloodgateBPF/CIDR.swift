@@ -73,18 +73,25 @@ public struct CIDR: Hashable, Sendable, Comparable, CustomStringConvertible {
     /// Parses a list file: one CIDR per line, `#` starts a comment, blank lines are skipped. Every bad line is
     /// reported with its number; nothing is returned unless all lines are good.
     public static func parseList(_ text: String, name: String) throws -> [CIDR] {
-        var cidrs: [CIDR] = []
-        var errors: [String] = []
-        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let content = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-            let trimmed = content.trimmingCharacters(in: .whitespaces.union(CharacterSet(charactersIn: "\r")))
-            if trimmed.isEmpty { continue }
-            do { cidrs.append(try CIDR(trimmed)) } catch { errors.append("\(name):\(n + 1): \(error)") }
-        }
+        let (cidrs, errors) = parseListSkipping(text, name: name)
         if !errors.isEmpty {
             let shown = errors.prefix(5).joined(separator: "; ")
             throw FloodgateError(errors.count > 5 ? "\(shown); and \(errors.count - 5) more bad lines" : shown)
         }
         return cidrs
+    }
+
+    /// The same, keeping the good lines: the CIDRs, and a message (file:line: why) for each bad line. `#` and `;`
+    /// start a comment (Spamhaus DROP writes `1.10.16.0/20 ; SBL256894`).
+    public static func parseListSkipping(_ text: String, name: String) -> (cidrs: [CIDR], skipped: [String]) {
+        var cidrs: [CIDR] = []
+        var errors: [String] = []
+        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let content = line.prefix { $0 != "#" && $0 != ";" }
+            let trimmed = content.trimmingCharacters(in: .whitespaces.union(CharacterSet(charactersIn: "\r")))
+            if trimmed.isEmpty { continue }
+            do { cidrs.append(try CIDR(trimmed)) } catch { errors.append("\(name):\(n + 1): \(error)") }
+        }
+        return (cidrs, errors)
     }
 }

@@ -51,6 +51,9 @@ extension Floodgate {
             }
             LogSetup.markBootstrapped()
             let logger = Logger(label: "floodgate")
+            for warning in loaded.warnings {
+                logger.warning("list file line skipped", metadata: ["line": "\(warning)"])
+            }
             guard geteuid() == 0 else {
                 throw FloodgateError("floodgate run must run as root: it loads BPF programs and pins maps")
             }
@@ -85,6 +88,7 @@ extension Floodgate {
                         ? "after \(p.settings.autoBan.drops) drops in \(p.settings.autoBan.windowMilliseconds) ms" : "off"
                     let bruteForce = p.settings.bruteForce.map { "\($0.failures) failures in \($0.windowSeconds) s" } ?? "off"
                     let interfaces = "external \(c.external ?? "?")" + (c.inside.map { ", inside \($0)" } ?? "")
+                    for warning in c.warnings { FileHandle.standardError.write(Data("warning: skipped \(warning)\n".utf8)) }
                     print("\(file): OK — \(interfaces), \(p.allow.count) allow and \(p.deny.count) deny networks, "
                         + "\(p.signatures.count) signatures, auto-ban \(autoBan), brute force \(bruteForce), "
                         + "metrics \(c.metricsListen ?? "off")")

@@ -220,6 +220,28 @@ import Testing
         })
         #expect(c.policy.deny.sorted().map(\.description) == ["203.0.113.0/24"])
         #expect(c.listFiles == [dir.appendingPathComponent("trunks.txt").path])
+        #expect(c.warnings.isEmpty)
+
+        // A published block list (Spamhaus DROP's form): `;` comments, and one bad line, skipped with a warning
+        // naming its file and line; the rest is used. `strict: true` refuses the file instead.
+        let drop = dir.appendingPathComponent("drop.txt")
+        try "; Spamhaus DROP List\n1.10.16.0/20 ; SBL256894\n203.0.113.7/24 ; host bits\n198.18.77.0/24\n".write(
+            to: drop, atomically: true, encoding: .utf8)
+        let denying = "interfaces: {external: veth0}\ndeny:\n  - file: drop.txt\n"
+        try denying.write(to: dir.appendingPathComponent("d.yaml"), atomically: true, encoding: .utf8)
+        let lenient = try AgentConfig.parse(denying, file: dir.appendingPathComponent("d.yaml").path)
+        #expect(lenient.policy.deny.sorted().map(\.description) == ["1.10.16.0/20", "198.18.77.0/24"])
+        #expect(lenient.warnings.count == 1 && lenient.warnings[0].hasPrefix("\(drop.path):3: '203.0.113.7/24' has host bits set"),
+                "\(lenient.warnings)")
+        do {
+            _ = try AgentConfig.parse("interfaces: {external: veth0}\ndeny:\n  - {file: drop.txt, strict: true}\n",
+                                      file: dir.appendingPathComponent("s.yaml").path)
+            Issue.record("a strict list with a bad line was accepted")
+        } catch let errors as ConfigErrors {
+            #expect(errors.description.contains("drop.txt:3: '203.0.113.7/24' has host bits set"), "\(errors)")
+        }
+        let check = try run([floodgateBinary, "config", "check", dir.appendingPathComponent("d.yaml").path])
+        #expect(check.status == 0 && check.err.contains("warning: skipped \(drop.path):3:"), "\(check.out)\(check.err)")
     }
 
     /// What the tiers take: allow entries with their own limit and TTL range, verified sources' limits, the SIP
