@@ -206,8 +206,11 @@ public final class Agent: @unchecked Sendable {
                 metrics.add(counters, since: Counters())
             }
             lastCounters = counters
-            // What the destination rules made of the numbers (not read when there are none).
-            if !config.policy.destinations.isEmpty || !config.scheduledDestinations.isEmpty {
+            // What the destination rules, fraud checks, call counts and caller ID made of the INVITEs (not read
+            // when none of them is on: the XDP program judges no INVITE then).
+            let p = config.policy
+            if !p.destinations.isEmpty || !config.scheduledDestinations.isEmpty || p.fraud.normalized.tracksCalls
+                || p.callerID.normalized != CallerIDPolicy() {
                 let outcomes = try maps.destinationOutcomes()
                 metrics.destinations(outcomes, since: lastOutcomes ?? [:])
                 lastOutcomes = outcomes

@@ -833,7 +833,10 @@ final class ConfigReader {
         return listFiles(item, field, files: &files, known: ["file", "strict"]) { text, name in
             if strict { return try CIDR.parseList(text, name: name) }
             let (cidrs, bad) = CIDR.parseListSkipping(text, name: name)
-            self.skipped += bad
+            // Nothing good in it: not a list file at all (a wrong path, an HTML error page).
+            if cidrs.isEmpty && !bad.isEmpty { return try CIDR.parseList(text, name: name) }
+            self.skipped += bad.prefix(5)
+            if bad.count > 5 { self.skipped.append("\(name): and \(bad.count - 5) more bad lines") }
             return cidrs
         }
     }

@@ -86,7 +86,8 @@ public struct CIDR: Hashable, Sendable, Comparable, CustomStringConvertible {
     public static func parseListSkipping(_ text: String, name: String) -> (cidrs: [CIDR], skipped: [String]) {
         var cidrs: [CIDR] = []
         var errors: [String] = []
-        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // Lines end at LF or CRLF (Swift takes "\r\n" for one character, so a split on "\n" alone would not).
+        for (n, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let content = line.prefix { $0 != "#" && $0 != ";" }
             let trimmed = content.trimmingCharacters(in: .whitespaces.union(CharacterSet(charactersIn: "\r")))
             if trimmed.isEmpty { continue }

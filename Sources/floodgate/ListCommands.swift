@@ -133,11 +133,11 @@ struct ListDel<Kind: ListKind>: ParsableCommand {
     func run() throws {
         let root = try selection.common.root()
         let cidrs = try input.parsed()
-        var absent: Set<CIDR> = []
-        let filters = try root.changePolicy(selection.interface) { _, policy in
+        var absent: [String: Set<CIDR>] = [:]
+        let filters = try root.changePolicy(selection.interface) { filter, policy in
             let current = Kind.list == .allow ? policy.allow : policy.deny
             let missing = Set(cidrs).subtracting(current)
-            absent.formUnion(missing)
+            absent[filter.interfaceName] = missing
             guard missing.isEmpty || ifExists else {
                 throw FloodgateError("not on the \(Kind.list.rawValue) list: \(missing.sorted().map(\.description).joined(separator: ", "))",
                                      hint: "--if-exists removes the others and names these")
@@ -149,9 +149,13 @@ struct ListDel<Kind: ListKind>: ParsableCommand {
                 policy.deny.subtract(cidrs)
             }
         }
-        for f in filters { print("\(f.interfaceName): \(Kind.list.rawValue) list -\(Set(cidrs).subtracting(absent).count).") }
-        if !absent.isEmpty {
-            print("not on the \(Kind.list.rawValue) list, nothing to remove: \(absent.sorted().map(\.description).joined(separator: ", "))")
+        for f in filters {
+            let missing = absent[f.interfaceName] ?? []
+            print("\(f.interfaceName): \(Kind.list.rawValue) list -\(Set(cidrs).subtracting(missing).count).")
+            if !missing.isEmpty {
+                print("\(f.interfaceName): not on the \(Kind.list.rawValue) list, nothing to remove: "
+                    + missing.sorted().map(\.description).joined(separator: ", "))
+            }
         }
     }
 }

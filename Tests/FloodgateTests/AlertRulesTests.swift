@@ -12,7 +12,7 @@ import Testing
           - interval: 30s
             input_series:
               - series: 'floodgate_agent_last_poll_timestamp_seconds{instance="r1"}'
-                values: '0x10'
+                values: '0x10 stale'
               - series: 'floodgate_config_reloads_total{instance="r1",result="rejected"}'
                 values: '0 0 1 1 1 1'
               - series: 'floodgate_fraud_blocks_total{instance="r1",interface="fg0",kind="high-risk"}'
@@ -20,9 +20,9 @@ import Testing
               - series: 'floodgate_fraud_blocks_total{instance="r1",interface="fg0",kind="international"}'
                 values: '0 0 0 0 0 0'
               - series: 'floodgate_packets_total{instance="r1",interface="fg0",class="invite",verdict="dropped-prefix"}'
-                values: '0+500000x10'
+                values: '0+500000x20'
               - series: 'floodgate_packets_total{instance="r1",interface="fg0",class="register",verdict="passed"}'
-                values: '0+50x10'
+                values: '0+50x20'
               - series: 'floodgate_tracked_sources{instance="r1",interface="fg0"}'
                 values: '10x20'
               - series: 'floodgate_tracked_sources_capacity{instance="r1",interface="fg0"}'
@@ -55,15 +55,25 @@ import Testing
                     exp_annotations:
                       summary: "Floodgate blocked a source for new calls (high-risk)"
                       description: "A source crossed a fraud threshold: floodgate calls lists it; floodgate calls unblock ADDR lifts the block."
-              - eval_time: 3m
+              - eval_time: 8m
                 alertname: FloodgateDropRateHigh
                 exp_alerts:
                   - exp_labels: {severity: warning, instance: r1, interface: fg0}
                     exp_annotations:
                       summary: "Floodgate on fg0 drops 16.67k packets/s: a flood"
                       description: "More than half of what arrives is dropped, over 10,000 packets a second. floodgate top shows the sources."
+              - eval_time: 30s
+                alertname: FloodgateAgentStale
+                exp_alerts: []
+              - eval_time: 8m
+                alertname: FloodgateAgentStale
+                exp_alerts:
+                  - exp_labels: {severity: critical, instance: r1}
+                    exp_annotations:
+                      summary: "Floodgate's agent has not read its maps for 8m 0s"
+                      description: "The XDP filter keeps filtering, but bans expire unseen, events are lost and config reloads are not applied."
               - eval_time: 5m
-                alertname: FloodgateSourceMapNearFull
+                alertname: FloodgateNewSourcesRefused
                 exp_alerts: []
 
         """
@@ -128,6 +138,7 @@ import Testing
         // PromQL syntax: the queries as recording rules ($variables as Grafana would fill them in).
         let rules = "groups:\n  - name: dashboard\n    rules:\n" + exprs.enumerated().map { i, e in
             let filled = e.replacingOccurrences(of: "$instance", with: ".*").replacingOccurrences(of: "$interface", with: ".*")
+                .replacingOccurrences(of: "$__rate_interval", with: "5m")
             return "      - record: floodgate:dashboard_\(i)\n        expr: '\(filled.replacingOccurrences(of: "'", with: "''"))'\n"
         }.joined()
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("fgdash-\(uniqueID()).yml")

@@ -240,6 +240,20 @@ import Testing
         } catch let errors as ConfigErrors {
             #expect(errors.description.contains("drop.txt:3: '203.0.113.7/24' has host bits set"), "\(errors)")
         }
+        // CRLF line ends, a header comment first: read line by line all the same. A file with no good line at all
+        // (an error page where a list was expected) is refused.
+        try "; Spamhaus DROP List\r\n1.10.16.0/20 ; SBL256894\r\n198.18.77.0/24\r\n".write(to: drop, atomically: true, encoding: .utf8)
+        let crlf = try AgentConfig.parse(denying, file: dir.appendingPathComponent("d.yaml").path)
+        #expect(crlf.policy.deny.count == 2 && crlf.warnings.isEmpty, "\(crlf.policy.deny) \(crlf.warnings)")
+        try "<html>\n<body>Not Found</body>\n</html>\n".write(to: drop, atomically: true, encoding: .utf8)
+        do {
+            _ = try AgentConfig.parse(denying, file: dir.appendingPathComponent("d.yaml").path)
+            Issue.record("a list file with no good line was accepted")
+        } catch let errors as ConfigErrors {
+            #expect(errors.description.contains("drop.txt:1:"), "\(errors)")
+        }
+        try "; Spamhaus DROP List\n1.10.16.0/20 ; SBL256894\n203.0.113.7/24 ; host bits\n198.18.77.0/24\n".write(
+            to: drop, atomically: true, encoding: .utf8)
         let check = try run([floodgateBinary, "config", "check", dir.appendingPathComponent("d.yaml").path])
         #expect(check.status == 0 && check.err.contains("warning: skipped \(drop.path):3:"), "\(check.out)\(check.err)")
     }
