@@ -412,24 +412,12 @@ static __always_inline int fg_tag_byte(struct fg_tag_walk *t, __u8 b)
 	}
 	if (b == '\r' || b == '\n')
 		return 1;
-	if (t->quoted & FG_NUM_BACKSLASH) {
-		t->quoted = FG_NUM_QUOTED;
-		return 0;
-	}
-	if (t->quoted) {
-		if (b == '\\')
-			t->quoted = FG_NUM_QUOTED | FG_NUM_BACKSLASH;
-		else if (b == '"')
-			t->quoted = 0;
-		return 0;
-	}
 	if (t->angle) {
 		if (b == '>')
 			t->angle = 0;
 		return 0;
 	}
-	if (b == '"') {
-		t->quoted = FG_NUM_QUOTED;
+	if (fg_quoted_byte(&t->quoted, b)) {
 		t->match = FG_TAG_IDLE;
 		return 0;
 	}

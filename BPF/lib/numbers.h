@@ -166,6 +166,29 @@ static __always_inline void fg_number_char(struct fg_number_walk *n, __u8 b, int
 		n->state = FG_NUM_REST;
 }
 
+/* Quotes in a header value (a display name, a quoted parameter), with
+ * backslash escapes: *quoted holds FG_NUM_QUOTED and FG_NUM_BACKSLASH.
+ * Returns 1 if `b` is taken by them (inside the quotes, or one of them). */
+static __always_inline int fg_quoted_byte(__u32 *quoted, __u8 b)
+{
+	if (*quoted & FG_NUM_BACKSLASH) {
+		*quoted = FG_NUM_QUOTED;
+		return 1;
+	}
+	if (*quoted & FG_NUM_QUOTED) {
+		if (b == '\\')
+			*quoted = FG_NUM_QUOTED | FG_NUM_BACKSLASH;
+		else if (b == '"')
+			*quoted = 0;
+		return 1;
+	}
+	if (b == '"') {
+		*quoted = FG_NUM_QUOTED;
+		return 1;
+	}
+	return 0;
+}
+
 /* A byte of a caller's display name: a '<' outside quotes opens the URI;
  * the line's end first means there is none. Returns 1 once done. */
 static __always_inline int fg_number_display(struct fg_number_walk *n, __u8 b)
@@ -175,21 +198,8 @@ static __always_inline int fg_number_display(struct fg_number_walk *n, __u8 b)
 		fg_number_end(n, FG_NUMBER_UNREADABLE);
 		return 1;
 	}
-	if (n->escape & FG_NUM_BACKSLASH) {
-		n->escape = FG_NUM_QUOTED;
+	if (fg_quoted_byte(&n->escape, b))
 		return 0;
-	}
-	if (n->escape & FG_NUM_QUOTED) {
-		if (b == '\\')
-			n->escape = FG_NUM_QUOTED | FG_NUM_BACKSLASH;
-		else if (b == '"')
-			n->escape = 0;
-		return 0;
-	}
-	if (b == '"') {
-		n->escape = FG_NUM_QUOTED;
-		return 0;
-	}
 	if (b == '<') {
 		/* Blanks may follow it, as parsers skip them. */
 		n->caller = FG_NUM_BRACKET;
@@ -217,21 +227,8 @@ static __always_inline int fg_number_tail(struct fg_number_walk *n, __u8 b)
 			n->pos = 0;
 		return 0;
 	}
-	if (n->escape & FG_NUM_BACKSLASH) {
-		n->escape = FG_NUM_QUOTED;
+	if (fg_quoted_byte(&n->escape, b))
 		return 0;
-	}
-	if (n->escape & FG_NUM_QUOTED) {
-		if (b == '\\')
-			n->escape = FG_NUM_QUOTED | FG_NUM_BACKSLASH;
-		else if (b == '"')
-			n->escape = 0;
-		return 0;
-	}
-	if (b == '"') {
-		n->escape = FG_NUM_QUOTED;
-		return 0;
-	}
 	if (b == '<') {
 		fg_number_end(n, FG_NUMBER_UNREADABLE);
 		return 1;
