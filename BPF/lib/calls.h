@@ -8,7 +8,7 @@
  * passed it too), so that a burst of INVITEs can't all be ringing before the
  * first is answered: a limit of N means N calls ringing or up. Once
  * floodgate_inside has read one of the SIP server's answers
- * (fg_inside_seen), the server's word ends calls, not the source's:
+ * (fg_inside_seen_ns), the server's word ends calls, not the source's:
  *
  * - its answer 300-699 to the INVITE that began the call (its CSeq), while
  *   the call rings (a 487 after a CANCEL included);

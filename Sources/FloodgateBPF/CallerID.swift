@@ -94,15 +94,7 @@ extension FilterMaps {
     }
 
     static func callerDigits(_ key: fg_caller_range_key) -> String {
-        let count = (Int(key.prefixlen) - 32) / 4
-        let bytes = withUnsafeBytes(of: key.digits) { Array($0) }
-        var text = ""
-        for i in 0..<count {
-            let byte: UInt8 = bytes[i / 2]
-            let digit: UInt8 = i % 2 == 1 ? byte & 0xf : byte >> 4
-            text += String(digit)
-        }
-        return text
+        unpackDigits(key.digits, count: (Int(key.prefixlen) - 32) / 4)
     }
 
     /// The caller-ID policy the maps hold (entries grouped by the ranges' id).

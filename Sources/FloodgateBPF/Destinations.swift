@@ -337,19 +337,22 @@ extension FilterMaps {
         }
     }
 
+    /// The first `count` digits packed as ``packDigits(_:into:)`` packs them.
+    static func unpackDigits<T>(_ field: T, count: Int) -> String {
+        withUnsafeBytes(of: field) { d in
+            String((0..<min(count, 2 * d.count)).map { i -> Character in
+                let byte: UInt8 = d[i / 2]
+                return Character(UnicodeScalar(0x30 + (i % 2 == 1 ? byte & 0xF : byte >> 4)))
+            })
+        }
+    }
+
     /// Every entry of the rules, both banks: (bank, prefix, tier) and the value.
     private func destinationEntries() throws -> [(bank: UInt32, entry: DestinationEntry, id: UInt32)] {
         try destinationsMap.entries().compactMap { key, value in
             let bank = UInt32(key.set >> 2)
             guard let tier = DestinationRule.Tier.allCases.first(where: { $0.index == key.set & 3 }) else { return nil }
-            let count = Int(key.prefixlen - 8) / 4
-            let packed = withUnsafeBytes(of: key.digits) { Array($0) }
-            var prefix = ""
-            for i in 0..<count {
-                let byte: UInt8 = packed[i / 2]
-                let digit: UInt8 = i % 2 == 1 ? byte & 0xF : byte >> 4
-                prefix += String(digit)
-            }
+            let prefix = FilterMaps.unpackDigits(key.digits, count: Int(key.prefixlen - 8) / 4)
             let action: DestinationRule.Action
             switch Int32(value.action & UInt32(FG_DEST_ACTION_MASK)) {
             case Int32(FG_DEST_ALLOW.rawValue): action = .allow

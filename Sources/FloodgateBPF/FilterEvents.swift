@@ -63,14 +63,8 @@ public struct FilterEvent: Sendable, Equatable {
     /// A caller-ID mismatch's number, E.164 digits with "+" (nil: it presented none in range, or none readable).
     public var callerNumber: String? {
         guard kind == .callerID, drops > 0 else { return nil }
-        var digits = "+"
-        let word = expiresNS
-        for i in 0..<Int(min(drops, 16)) {
-            // fg_destination_key.digits: the first digit in the high half of the first byte.
-            let byte = UInt8(truncatingIfNeeded: word >> (8 * UInt64(i / 2)))
-            digits.append(String(i % 2 == 0 ? byte >> 4 : byte & 0xf))
-        }
-        return digits
+        // fg_destination_key.digits, copied into expires_ns (little-endian: its first byte first).
+        return "+" + FilterMaps.unpackDigits(expiresNS.littleEndian, count: Int(drops))
     }
     /// Whether a caller-ID mismatch was refused (enforce), not only flagged.
     public var callerIDEnforced: Bool { kind == .callerID && offence == FG_CALLER_ID_ENFORCE.rawValue }
