@@ -76,7 +76,7 @@ let package = Package(
             resources: [
                 .embedInCode("Resources/floodgate.yaml"), .embedInCode("Resources/floodgate.service"),
                 .embedInCode("Resources/high-risk.txt"), .embedInCode("Resources/alerts.yml"),
-                .embedInCode("Resources/grafana-dashboard.json"),
+                .embedInCode("Resources/grafana-dashboard.json"), .embedInCode("Resources/fail2ban.conf"),
             ]
         ),
         .executableTarget(

@@ -53,7 +53,7 @@ public final class Agent: @unchecked Sendable {
             adopted = false
             maps = try root.maps(of: external)
             logger.notice("attached the filter", metadata: [
-                "interface": "\(external)", "program": "\(f.programID)", "mode": "\(f.mode ?? "?")",
+                "interface": "\(external)", "program": .stringConvertible(f.programID), "mode": "\(f.mode ?? "?")",
             ])
         case .alreadyAttached(let f):
             filter = f
@@ -62,7 +62,7 @@ public final class Agent: @unchecked Sendable {
             // The pinned filter keeps protecting meanwhile; bring its policy to this config.
             let changes = try Agent.apply(config, at: started, to: maps, root: root)
             logger.notice("adopted the pinned filter: its bans and counters are kept", metadata: [
-                "interface": "\(external)", "program": "\(f.programID)", "changes": "\(changes.count)",
+                "interface": "\(external)", "program": .stringConvertible(f.programID), "changes": .stringConvertible(changes.count),
             ])
         }
         if let inside = config.inside {
@@ -77,7 +77,7 @@ public final class Agent: @unchecked Sendable {
         let pinnedSize = try maps.maxSources()
         if pinnedSize != config.maxSources {
             logger.warning("max_sources differs from the pinned filter's; it takes a detach and a new attach",
-                           metadata: ["pinned": "\(pinnedSize)", "config": "\(config.maxSources)"])
+                           metadata: ["pinned": .stringConvertible(pinnedSize), "config": .stringConvertible(config.maxSources)])
         }
         events = try? EventReader(maps)
         if events == nil { logger.warning("cannot read the XDP program's event ring: bans are still issued, not logged") }
@@ -127,6 +127,7 @@ public final class Agent: @unchecked Sendable {
             fileStamp = Agent.stamps(configPath, new.listFiles)
             anomalies.policy = new.anomaly
             limiter.perSecond = new.logPerSecond
+            AgentLogHandler.setLevel(new.logLevel)
             logger.notice("config reloaded", metadata: [
                 "trigger": "\(reason)", "changes": "\(changes.isEmpty ? "none" : changes.joined(separator: "; "))",
             ])
@@ -198,7 +199,7 @@ public final class Agent: @unchecked Sendable {
                     if limiter.allow() {
                         logger.warning("anomaly: \(alert.kind) of \(alert.trafficClass) packets", metadata: [
                             "class": "\(alert.trafficClass)", "kind": "\(alert.kind)",
-                            "rate": "\(Int(alert.rate))", "baseline": "\(Int(alert.baseline))",
+                            "rate": .stringConvertible(Int(alert.rate)), "baseline": .stringConvertible(Int(alert.baseline)),
                         ])
                     }
                 }
@@ -217,7 +218,7 @@ public final class Agent: @unchecked Sendable {
             }
             // The bans XDP reported as it issued them, removed as each runs out: a lookup each, no walk.
             let swept = try expireReportedBans(now: now)
-            if swept > 0 { logger.info("expired bans removed", metadata: ["count": "\(swept)"]) }
+            if swept > 0 { logger.info("expired bans removed", metadata: ["count": .stringConvertible(swept)]) }
             // Housekeeping walks whole maps, which at full maps (262,144 bans, a million sources) is most of what
             // the agent costs: the bans every 10 s (the ones no event reported — the ring buffer was full, the
             // operator's own, an agent restarted — are removed there; XDP already lets a source whose ban ran out
@@ -225,7 +226,7 @@ public final class Agent: @unchecked Sendable {
             if lastBanSweep == 0 || now - lastBanSweep >= 10_000_000_000 {
                 lastBanSweep = now
                 let (swept, active) = try maps.sweepAndCountBans(now: now)
-                if swept > 0 { logger.info("expired bans removed", metadata: ["count": "\(swept)"]) }
+                if swept > 0 { logger.info("expired bans removed", metadata: ["count": .stringConvertible(swept)]) }
                 metrics.bans(active: active)
             }
             if lastOccupancy == 0 || now - lastOccupancy >= 60_000_000_000 {
@@ -234,7 +235,7 @@ public final class Agent: @unchecked Sendable {
                 metrics.trusted(try maps.trustedSources().filter { $0.untilNS > now }.count)
             }
             if let suppressed = limiter.takeSuppressed() {
-                logger.notice("log lines suppressed by the rate limit", metadata: ["count": "\(suppressed)"])
+                logger.notice("log lines suppressed by the rate limit", metadata: ["count": .stringConvertible(suppressed)])
             }
             metrics.healthy()
         } catch {
@@ -280,22 +281,22 @@ public final class Agent: @unchecked Sendable {
             metrics.banIssued(origin: "auto")
             if limiter.allow() {
                 logger.warning("auto-banned a source that kept exceeding its limit", metadata: [
-                    "source": "\(address)", "class": "\(trafficClass)", "drops": "\(event.drops)",
-                    "offence": "\(event.offence)", "seconds": "\(Int(seconds.rounded()))",
+                    "source": "\(address)", "class": "\(trafficClass)", "drops": .stringConvertible(event.drops),
+                    "offence": .stringConvertible(event.offence), "seconds": .stringConvertible(Int(seconds.rounded())),
                 ])
             }
         case .bruteForce:
             metrics.banIssued(origin: "brute-force")
             if limiter.allow() {
                 logger.warning("banned a source for failed authentications", metadata: [
-                    "source": "\(address)", "failures": "\(event.drops)", "seconds": "\(Int(seconds.rounded()))",
+                    "source": "\(address)", "failures": .stringConvertible(event.drops), "seconds": .stringConvertible(Int(seconds.rounded())),
                 ])
             }
         case .verified:
             metrics.trustLearned()
             if limiter.allow() {
                 logger.info("verified: the SIP server accepted a source's credentialed REGISTER or INVITE", metadata: [
-                    "source": "\(address)", "seconds": "\(Int(seconds.rounded()))", "ttl": "\(event.offence)",
+                    "source": "\(address)", "seconds": .stringConvertible(Int(seconds.rounded())), "ttl": .stringConvertible(event.offence),
                 ])
             }
         case .spared:
@@ -311,8 +312,8 @@ public final class Agent: @unchecked Sendable {
             metrics.fraudBlocked(kind: kind)
             if limiter.allow() {
                 logger.warning("blocked a source for new calls: over its \(kind == "concurrent" ? "calls in progress" : "\(kind) calls a minute")", metadata: [
-                    "source": "\(address)", "threshold_per_minute": "\(event.drops)", "kind": "\(kind)",
-                    "seconds": "\(Int(seconds.rounded()))",
+                    "source": "\(address)", "threshold_per_minute": .stringConvertible(event.drops), "kind": "\(kind)",
+                    "seconds": .stringConvertible(Int(seconds.rounded())),
                 ])
             }
         case .callerID:
@@ -326,18 +327,18 @@ public final class Agent: @unchecked Sendable {
             metrics.spoofedReported()
             if limiter.allow() {
                 logger.warning("dropped packets claiming a verified or allow-listed address at another hop distance",
-                               metadata: ["source": "\(address)", "class": "\(trafficClass)", "ttl": "\(event.offence)"])
+                               metadata: ["source": "\(address)", "class": "\(trafficClass)", "ttl": .stringConvertible(event.offence)])
             }
         case .dropSample:
             let reason = event.reason?.name ?? "?"
             metrics.dropSampled(trafficClass: trafficClass, reason: reason)
             logger.debug("sampled drop", metadata: ["source": "\(address)", "class": "\(trafficClass)",
-                                                    "reason": "\(reason)", "of": "\(event.drops)"])
+                                                    "reason": "\(reason)", "of": .stringConvertible(event.drops)])
         case .scanner:
             metrics.banIssued(origin: "scanner")
             if limiter.allow() {
                 logger.warning("banned a scanner", metadata: [
-                    "source": "\(address)", "class": "\(trafficClass)", "seconds": "\(Int(seconds.rounded()))",
+                    "source": "\(address)", "class": "\(trafficClass)", "seconds": .stringConvertible(Int(seconds.rounded())),
                 ])
             }
         case .unknown:

@@ -1,5 +1,6 @@
 import FloodgateCore
 import Foundation
+import Logging
 import Yams
 
 /// Everything `floodgate run` is told by its YAML file. Every field has a default; `AgentConfig()` is the
@@ -28,6 +29,8 @@ public struct AgentConfig: Sendable, Equatable {
     /// host:port for the Prometheus endpoint; nil: no endpoint.
     public var metricsListen: String? = "127.0.0.1:9464"
     public var logFormat: LogFormat = .text
+    /// The least severe level logged: debug, info, notice, warning or error (`--verbose`: debug).
+    public var logLevel: Logger.Level = .info
     /// Log lines about individual sources (bans, scanners, anomalies) per second at most; the rest are counted.
     public var logPerSecond: Int = 20
     /// How often the agent reads the maps (ban expiry, events, anomalies, metrics), in milliseconds.
@@ -359,7 +362,14 @@ final class ConfigReader {
                     } else { c.metricsListen = s }
                 }
             case "log":
-                for (name, value) in mapping(node, key, known: ["format", "per_second"]) {
+                for (name, value) in mapping(node, key, known: ["format", "level", "per_second"]) {
+                    if name == "level", let s = string(value, "log.level") {
+                        let levels: [String: Logger.Level] = ["debug": .debug, "info": .info, "notice": .notice,
+                                                             "warning": .warning, "error": .error]
+                        if let l = levels[s] { c.logLevel = l } else {
+                            problem(value, "log.level", "must be debug, info, notice, warning or error (got '\(s)')")
+                        }
+                    }
                     if name == "format", let s = string(value, "log.format") {
                         if let f = AgentConfig.LogFormat(rawValue: s) { c.logFormat = f } else {
                             problem(value, "log.format", "must be text or json (got '\(s)')")

@@ -26,7 +26,7 @@ public final class AgentService: Service, @unchecked Sendable {
         defer { source.cancel() }
         // From here SIGTERM and SIGINT stop the agent gracefully (the service group handles them before it runs
         // this); until now they end the process as they would any other.
-        logger.notice("running", metadata: ["poll_ms": "\(agent.config.pollMilliseconds)"])
+        logger.notice("running", metadata: ["poll_ms": .stringConvertible(agent.config.pollMilliseconds)])
         // The filter is attached and the config applied: systemd may start what is ordered after us.
         SystemdNotify.send("READY=1\nSTATUS=filtering on \(agent.config.external ?? "?")")
         var lastCheck = monotonicSeconds()

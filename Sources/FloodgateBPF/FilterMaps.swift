@@ -287,6 +287,14 @@ public final class FilterMaps: @unchecked Sendable {
         }
     }
 
+    /// Why `address` must not be banned on a word that may be forged (a log line, an integration's request):
+    /// the allow-list entry that holds it, or that the filter verified it; nil when neither.
+    public func protection(of address: SourceAddress, now: UInt64 = monotonicNanoseconds()) throws -> String? {
+        if let entry = try cidrs(in: .allow).first(where: { $0.contains(address) }) { return "allow-listed (\(entry))" }
+        if try trustedSources().contains(where: { $0.address == address && $0.untilNS > now }) { return "verified" }
+        return nil
+    }
+
     /// How many (source, class) entries `fg_sources` holds: a walk of it in batches.
     public func trackedSourceCount() throws -> Int {
         var total = 0

@@ -18,6 +18,9 @@ public func parseDurationMilliseconds(_ text: String) throws -> UInt64 {
     var total = 0.0
     if let seconds = UInt64(trimmed) {
         total = Double(seconds) * 1000
+    } else if trimmed.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }), trimmed.first != ".",
+              trimmed.last != ".", let seconds = Double(trimmed) {
+        total = seconds * 1000   // bare decimal seconds, as fail2ban's computed ban times can be
     } else {
         var rest = Substring(trimmed)
         guard !rest.isEmpty else { throw bad }

@@ -11,6 +11,10 @@ extension Floodgate {
         @Argument(help: "The address to ban.") var address: String
         @Option(name: .customLong("for"), help: "How long: 600 (seconds), 90s, 10m, 1h30m, 1.5h, 2d.") var duration: String?
         @Flag(help: "Until unbanned.") var forever = false
+        @Flag(help: ArgumentHelp(
+            "Leave alone a source the allow list holds or the filter has verified (exit 0, saying so).",
+            discussion: "For bans driven by log lines (fail2ban): such a line about a UDP source may have been provoked with its address forged."))
+        var spareTrusted = false
         @OptionGroup var selection: FilterSelection
 
         func validate() throws {
@@ -25,12 +29,23 @@ extension Floodgate {
             let root = try selection.common.root()
             let source = SourceAddress(address)!
             let seconds = try duration.map(parseDuration)
-            let filters = try root.change(selection.interface) { _, maps in
+            var spared: [String: String] = [:]
+            let filters = try root.change(selection.interface) { filter, maps in
+                if spareTrusted, let why = try maps.protection(of: source) {
+                    spared[filter.interfaceName] = why
+                    return {}
+                }
                 let previous = try maps.bans().first { $0.address == source }
                 try maps.ban(source, seconds: seconds)
                 return { if previous == nil { _ = try? maps.unban(source) } }
             }
-            for f in filters { print("\(f.interfaceName): banned \(source) \(duration.map { "for \($0)" } ?? "until unbanned").") }
+            for f in filters {
+                if let why = spared[f.interfaceName] {
+                    print("\(f.interfaceName): not banned \(source): it is \(why).")
+                } else {
+                    print("\(f.interfaceName): banned \(source) \(duration.map { "for \($0)" } ?? "until unbanned").")
+                }
+            }
         }
     }
 

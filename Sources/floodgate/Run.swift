@@ -36,19 +36,8 @@ extension Floodgate {
                 throw FloodgateError("the config has problems; nothing was attached:\n\(error)")
             }
             let format = logFormat.flatMap(AgentConfig.LogFormat.init) ?? loaded.logFormat
-            let level: Logger.Level = verbose ? .debug : .info
-            LoggingSystem.bootstrap { label in
-                switch format {
-                case .json:
-                    var h = JSONLogHandler(label: label)
-                    h.logLevel = level
-                    return h
-                case .text:
-                    var h = StreamLogHandler.standardError(label: label)
-                    h.logLevel = level
-                    return h
-                }
-            }
+            LoggingSystem.bootstrap { label in AgentLogHandler(label: label, format: format) }
+            AgentLogHandler.setLevel(verbose ? .debug : loaded.logLevel, fromCommandLine: verbose)
             LogSetup.markBootstrapped()
             let logger = Logger(label: "floodgate")
             for warning in loaded.warnings {
@@ -73,7 +62,8 @@ extension Floodgate {
     struct ConfigCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "config", abstract: "Check a config file, or print the example one.",
-            subcommands: [Check.self, Example.self, HighRisk.self, Alerts.self, Dashboard.self, SystemdUnit.self])
+            subcommands: [Check.self, Example.self, HighRisk.self, Alerts.self, Dashboard.self, SystemdUnit.self,
+                          Fail2banAction.self])
 
         struct Check: ParsableCommand {
             static let configuration = CommandConfiguration(
@@ -126,7 +116,24 @@ extension Floodgate {
         struct SystemdUnit: ParsableCommand {
             static let configuration = CommandConfiguration(
                 commandName: "systemd-unit", abstract: "Print the systemd unit for the agent.")
-            func run() { print(ShippedFiles.systemdUnit, terminator: "") }
+            @Option(help: "The floodgate binary the unit runs (default: this one).") var binary: String?
+
+            func validate() throws {
+                if let binary, !binary.hasPrefix("/") { throw ValidationError("--binary must be an absolute path.") }
+            }
+
+            func run() {
+                let path = binary ?? Bundle.main.executablePath.map { URL(fileURLWithPath: $0).resolvingSymlinksInPath().path }
+                    ?? "/usr/bin/floodgate"
+                print(ShippedFiles.systemdUnit(binary: path), terminator: "")
+            }
+        }
+
+        struct Fail2banAction: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                commandName: "fail2ban-action",
+                abstract: "Print a fail2ban action that bans in the filter (for /etc/fail2ban/action.d/floodgate.conf).")
+            func run() { print(ShippedFiles.fail2banAction, terminator: "") }
         }
     }
 }

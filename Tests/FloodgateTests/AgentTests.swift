@@ -14,10 +14,17 @@ import Testing
         let configPath: String
 
         /// `environment`: VAR=value words for env; `wrapper`: a command the agent is run by (setpriv, say).
+        /// `journal`: standard error passes for the journal's stream (`$JOURNAL_STREAM` names the log file).
         init(lab: NetworkLab, config: String, extraArguments: [String] = [], environment: [String] = [],
-             wrapper: [String] = []) throws {
+             wrapper: [String] = [], journal: Bool = false) throws {
             configPath = FileManager.default.temporaryDirectory.appendingPathComponent("fgagent-\(lab.id).yaml").path
             try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+            var environment = environment
+            if journal {
+                var st = stat()
+                try #require(stat(log.path, &st) == 0)
+                environment.append("JOURNAL_STREAM=\(st.st_dev):\(st.st_ino)")
+            }
             process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             process.arguments = environment + ["nsenter", "--net=/run/netns/\(lab.routerNS)"] + wrapper
@@ -252,14 +259,15 @@ import Testing
     /// binary where its ExecStart says it is), and `systemd-analyze security` rates its exposure OK (at most 3.0).
     @Test func theShippedUnitVerifiesAndIsHardened() throws {
         try requireTool("/usr/bin/systemd-analyze", package: "systemd")
-        let printed = try run([floodgateBinary, "config", "systemd-unit"])
+        let printed = try run([floodgateBinary, "config", "systemd-unit", "--binary", floodgateBinary])
         #expect(printed.status == 0 && printed.out.contains("Type=notify") && printed.out.contains("CapabilityBoundingSet="))
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fgunit-\(uniqueID())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let unit = dir.appendingPathComponent("floodgate.service")
-        try printed.out.replacingOccurrences(of: "/usr/local/bin/floodgate", with: floodgateBinary)
-            .write(to: unit, atomically: true, encoding: .utf8)
+        #expect(printed.out.contains("ExecStart=\(floodgateBinary) run --config /etc/floodgate/floodgate.yaml"))
+        #expect(!printed.out.contains("/usr/bin/floodgate"), "every command runs the binary named")
+        try printed.out.write(to: unit, atomically: true, encoding: .utf8)
         let verify = try run(["systemd-analyze", "verify", unit.path])
         #expect(verify.status == 0 && verify.err.isEmpty && verify.out.isEmpty, "\(verify.out)\(verify.err)")
         let security = try run(["systemd-analyze", "security", "--offline=true", unit.path])
@@ -519,6 +527,57 @@ import Testing
             let metrics = try NetworkLab.inNamespace(lab.routerNS) { try httpGet(port: 19469, path: "/metrics") }
             #expect(metrics.text.contains("floodgate_anomalies_total{interface=\"\(lab.routerInterface)\",class=\"invite\",kind=\"spike\"} 1"),
                     "\(metrics.text.split(separator: "\n").filter { $0.contains("anomal") })")
+        }
+    }
+
+    /// Under systemd (standard error is the journal's stream) every line starts with its syslog priority, which
+    /// journald keeps as the entry's PRIORITY; JSON lines carry numbers as numbers; `log.level` leaves out the
+    /// levels below it, and a reload changes it. Outside the journal, text lines start with their time.
+    @Test func logsCarryJournalPrioritiesTypedValuesAndTheConfiguredLevel() throws {
+        try withAgentLab { lab in
+            let config = AgentTests.config(lab, port: 19478, extra: "log: {format: json, level: notice}\n")
+            let agent = try RunningAgent(lab: lab, config: config, extraArguments: [], journal: true)
+            defer { agent.stop() }
+            #expect(agent.waitForLog("\"running\""), "\(agent.log.text())")
+            // A source over its limit: its drops are sampled at debug, which this level leaves out.
+            let sender = try lab.udpSocket(in: lab.outsideNS)
+            for i in 0..<40 { try sender.send(Array("OPTIONS sip:\(i)@198.18.0.2 SIP/2.0\r\n\r\n".utf8), to: lab.routerAddress, port: 5060) }
+            agent.signal(SIGHUP)
+            #expect(agent.waitForLog("config reloaded"), "\(agent.log.text())")
+            var objects: [(priority: Int, object: [String: Any])] = []
+            for line in agent.log.text().split(separator: "\n") {
+                let match = line.firstMatch(of: #/^<([0-7])>(\{.*\})$/#)
+                let object = match.flatMap { try? JSONSerialization.jsonObject(with: Data($0.2.utf8)) as? [String: Any] }
+                guard let match, let object else {
+                    Issue.record("not <N>{json}: \(line)")
+                    continue
+                }
+                objects.append((Int(match.1)!, object))
+            }
+            let levels = ["notice": 5, "warning": 4, "error": 3]
+            for (priority, object) in objects {
+                let level = object["level"] as? String ?? "?"
+                #expect(levels[level] == priority, "level \(level) at or above notice, with its priority: \(object)")
+            }
+            let attached = objects.first { $0.object["message"] as? String == "attached the filter" }?.object
+            #expect(attached?["program"] is NSNumber && !(attached?["program"] is String), "\(String(describing: attached))")
+            #expect((objects.first { $0.object["message"] as? String == "running" }?.object["poll_ms"] as? Int) == 100)
+
+            // A reload to level debug: the sampled drops of a flood are logged now, at priority 7.
+            try AgentTests.config(lab, port: 19478, extra: "log: {format: json, level: debug}\n")
+                .write(toFile: agent.configPath, atomically: true, encoding: .utf8)
+            agent.signal(SIGHUP)
+            #expect(waitUntil(seconds: 10) { agent.log.text().components(separatedBy: "config reloaded").count >= 3 },
+                    "\(agent.log.text().suffix(1000))")
+            _ = try lab.flood(try FloodScenario.named("single-source"), count: 400_000, seconds: 5)
+            #expect(agent.waitForLog("<7>{"), "\(agent.log.text().suffix(1500))")
+        }
+        try withAgentLab { lab in
+            let agent = try RunningAgent(lab: lab, config: AgentTests.config(lab, port: 19479))
+            defer { agent.stop() }
+            #expect(agent.waitForLog("] running"), "\(agent.log.text())")
+            let first = agent.log.text().split(separator: "\n").first.map(String.init) ?? ""
+            #expect(first.firstMatch(of: #/^\d{4}-\d\d-\d\dT[0-9:.]+Z notice floodgate : /#) != nil, "\(first)")
         }
     }
 

@@ -309,6 +309,7 @@ import Testing
         ("interfaces: {external: eth1}\nauto_ban:\n  jitter: 150%\n", 3, "auto_ban.jitter", "0% to 100%"),
         ("interfaces: {external: eth1}\nmetrics:\n  listen: 0.0.0.0\n", 3, "metrics.listen", "HOST:PORT"),
         ("interfaces: {external: eth1}\nlog:\n  format: xml\n", 3, "log.format", "text or json"),
+        ("interfaces: {external: eth1}\nlog:\n  level: loud\n", 3, "log.level", "debug, info, notice, warning or error"),
         ("interfaces: {external: eth1, mode: turbo}\n", 1, "interfaces.mode", "native, generic or auto"),
         ("interfaces: {external: eth1}\nscanners:\n  signatures:\n    - user_agent: \"\"\n", 4, "scanners.signatures.user_agent", "1 to 31 bytes"),
         ("interfaces: {external: eth1}\nlimits: [8/s]\n", 2, "limits", "must be a mapping"),
