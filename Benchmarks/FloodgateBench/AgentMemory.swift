@@ -51,6 +51,7 @@ func agentMemory(_ options: Options) throws -> AgentMemoryRow {
         prefix: {limit: unlimited, wide_limit: unlimited}
         budget: {new_sources: unlimited}
         metrics: {listen: "127.0.0.1:19499"}
+        api: {socket: off}
         poll: 250ms
         """.write(to: config, atomically: true, encoding: .utf8)
     defer { try? FileManager.default.removeItem(at: config) }

@@ -107,6 +107,7 @@ public final class Agent: @unchecked Sendable {
             ("interfaces.mode", new.mode != config.mode), ("pin_root", new.pinRoot != config.pinRoot),
             ("max_sources", new.maxSources != config.maxSources), ("max_bans", new.maxAutoBans != config.maxAutoBans),
             ("metrics.listen", new.metricsListen != config.metricsListen),
+            ("api", new.apiSocket != config.apiSocket || new.apiGroup != config.apiGroup),
         ]
         let needRestart = fixed.filter(\.1).map(\.0)
         guard needRestart.isEmpty else {

@@ -28,6 +28,10 @@ public struct AgentConfig: Sendable, Equatable {
     public var anomaly = AnomalyPolicy()
     /// host:port for the Prometheus endpoint; nil: no endpoint.
     public var metricsListen: String? = "127.0.0.1:9464"
+    /// The local API's socket (``LocalAPI``); nil: none (`api.socket: off`).
+    public var apiSocket: String? = LocalAPI.defaultSocket
+    /// The group whose members may use the API socket.
+    public var apiGroup = LocalAPI.defaultGroup
     public var logFormat: LogFormat = .text
     /// The least severe level logged: debug, info, notice, warning or error (`--verbose`: debug).
     public var logLevel: Logger.Level = .info
@@ -290,7 +294,7 @@ final class ConfigReader {
 
     func read(_ root: Node, into c: inout AgentConfig) {
         let sections = ["interfaces", "pin_root", "max_sources", "max_bans", "sip", "limits", "prefix", "budget", "allow", "deny",
-                        "scanners", "auto_ban", "brute_force", "trust", "anomaly", "metrics", "log", "poll", "numbers",
+                        "scanners", "auto_ban", "brute_force", "trust", "anomaly", "metrics", "api", "log", "poll", "numbers",
                         "destinations", "time_zone", "fraud", "caller_id"]
         for (key, node) in mapping(root, "", known: sections) {
             switch key {
@@ -360,6 +364,17 @@ final class ConfigReader {
                     if s == "off" { c.metricsListen = nil } else if let problemText = checkListen(s) {
                         problem(value, "metrics.listen", problemText)
                     } else { c.metricsListen = s }
+                }
+            case "api":
+                for (name, value) in mapping(node, key, known: ["socket", "group"]) {
+                    guard let s = string(value, "api.\(name)") else { continue }
+                    if name == "socket" {
+                        if s == "off" { c.apiSocket = nil } else if !s.hasPrefix("/") || s.utf8.count > 107 {
+                            problem(value, "api.socket", "must be an absolute path of at most 107 bytes, or off")
+                        } else { c.apiSocket = s }
+                    } else if s.isEmpty || s.utf8.count > 32 || s.contains(where: { $0.isWhitespace || $0 == ":" }) {
+                        problem(value, "api.group", "must be a group name (got '\(s)')")
+                    } else { c.apiGroup = s }
                 }
             case "log":
                 for (name, value) in mapping(node, key, known: ["format", "level", "per_second"]) {

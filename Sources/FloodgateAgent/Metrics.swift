@@ -25,6 +25,7 @@ public final class AgentMetrics: @unchecked Sendable {
     private let destinationSwitchesCounter: Counter
     private var destinationOutcomes: [String: Counter] = [:]
     private var fraudBlocks: [String: Counter] = [:]
+    private var apiRequests: [String: Counter] = [:]
 
     init(interface: String) {
         self.interface = interface
@@ -83,7 +84,18 @@ public final class AgentMetrics: @unchecked Sendable {
                 descriptor: metricName("floodgate_bans_issued_total", "Bans issued by the XDP program while the agent ran"),
                 labels: labels)
         }
+        for op in ["ban", "unban", "bans", "stats", "ping", "invalid"] {
+            for result in ["ok", "error"] where op != "invalid" || result == "error" {
+                apiRequests["\(op)/\(result)"] = registry.makeCounter(
+                    descriptor: metricName("floodgate_api_requests_total", "Requests to the local API, by op and result"),
+                    labels: [("op", op), ("result", result)])
+            }
+        }
         exportEverySeries()
+    }
+
+    func apiRequest(op: String, ok: Bool) {
+        lock.withLock { apiRequests["\(op)/\(ok ? "ok" : "error")"] }?.increment()
     }
 
     /// The packets and bytes counters of a class and verdict (made on first use; the caller holds the lock).

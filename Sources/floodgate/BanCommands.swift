@@ -16,6 +16,7 @@ extension Floodgate {
             discussion: "For bans driven by log lines (fail2ban): such a line about a UDP source may have been provoked with its address forged."))
         var spareTrusted = false
         @OptionGroup var selection: FilterSelection
+        @OptionGroup var api: APIOption
 
         func validate() throws {
             guard SourceAddress(address) != nil else { throw ValidationError("'\(address)' is not an IPv4 or IPv6 address.") }
@@ -26,24 +27,22 @@ extension Floodgate {
         }
 
         func run() throws {
-            let root = try selection.common.root()
             let source = SourceAddress(address)!
             let seconds = try duration.map(parseDuration)
-            var spared: [String: String] = [:]
-            let filters = try root.change(selection.interface) { filter, maps in
-                if spareTrusted, let why = try maps.protection(of: source) {
-                    spared[filter.interfaceName] = why
-                    return {}
-                }
-                let previous = try maps.bans().first { $0.address == source }
-                try maps.ban(source, seconds: seconds)
-                return { if previous == nil { _ = try? maps.unban(source) } }
+            let outcomes: [BanOutcome]
+            if let socket = api.socket() {
+                // The API spares trusted sources unless a root client says otherwise.
+                outcomes = try api.call(.ban(source, seconds: seconds, spareTrusted: spareTrusted || geteuid() != 0,
+                                             interfaces: selection.interface), socket: socket).outcomes ?? []
+            } else {
+                outcomes = try selection.common.root().banSource(source, seconds: seconds, interfaces: selection.interface,
+                                                                 spareTrusted: spareTrusted)
             }
-            for f in filters {
-                if let why = spared[f.interfaceName] {
-                    print("\(f.interfaceName): not banned \(source): it is \(why).")
+            for o in outcomes {
+                if let why = o.spared {
+                    print("\(o.interface): not banned \(source): it is \(why).")
                 } else {
-                    print("\(f.interfaceName): banned \(source) \(duration.map { "for \($0)" } ?? "until unbanned").")
+                    print("\(o.interface): banned \(source) \(duration.map { "for \($0)" } ?? "until unbanned").")
                 }
             }
         }
@@ -55,25 +54,27 @@ extension Floodgate {
         @Flag(help: "An address that is not banned is not an error (exit 0, saying so): for scripts and fail2ban.")
         var ifExists = false
         @OptionGroup var selection: FilterSelection
+        @OptionGroup var api: APIOption
 
         func validate() throws {
             guard SourceAddress(address) != nil else { throw ValidationError("'\(address)' is not an IPv4 or IPv6 address.") }
         }
 
         func run() throws {
-            let root = try selection.common.root()
             let source = SourceAddress(address)!
-            var lifted = false
-            let filters = try root.change(selection.interface) { _, maps in
-                lifted = try maps.unban(source) || lifted
-                return {}
+            let result: (filters: [String], lifted: [String])
+            if let socket = api.socket() {
+                let answer = try api.call(.unban(source, interfaces: selection.interface), socket: socket)
+                result = (answer.filters ?? [], answer.lifted ?? [])
+            } else {
+                result = try selection.common.root().unbanSource(source, interfaces: selection.interface)
             }
-            guard lifted else {
-                let message = "\(source) is not banned on \(filters.map(\.interfaceName).joined(separator: ", "))"
+            guard !result.lifted.isEmpty else {
+                let message = "\(source) is not banned on \(result.filters.joined(separator: ", "))"
                 if ifExists { return print(message + ": nothing to lift.") }
                 throw FloodgateError(message, hint: "--if-exists makes this a note, not an error")
             }
-            for f in filters { print("\(f.interfaceName): lifted the ban on \(source).") }
+            for name in result.lifted { print("\(name): lifted the ban on \(source).") }
         }
     }
 
@@ -81,26 +82,11 @@ extension Floodgate {
         static let configuration = CommandConfiguration(abstract: "List bans with their time left.")
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var selection: FilterSelection
-
-        struct Row: Codable {
-            var interface: String
-            var address: String
-            var origin: String
-            var secondsLeft: Double?
-            var expired: Bool
-            enum CodingKeys: String, CodingKey { case interface, address, origin, expired, secondsLeft = "seconds_left" }
-        }
+        @OptionGroup var api: APIOption
 
         func run() throws {
-            let root = try selection.common.root()
-            var rows: [Row] = []
-            for f in try root.selectFilters(selection.interface) {
-                for ban in try root.maps(of: f.interfaceName).bans() {
-                    let left = ban.remainingSeconds()
-                    rows.append(Row(interface: f.interfaceName, address: ban.address.description, origin: ban.origin,
-                                    secondsLeft: left, expired: left == 0))
-                }
-            }
+            let rows = try api.socket().map { try api.call(.bans(interfaces: selection.interface), socket: $0).bans ?? [] }
+                ?? selection.common.root().banRows(interfaces: selection.interface)
             if json { return try printJSON(rows) }
             if rows.isEmpty { return print("No bans.") }
             printTable(["INTERFACE", "SOURCE", "ORIGIN", "TIME LEFT"], rows.map {
@@ -155,5 +141,30 @@ extension Floodgate {
                  row.candidateTTL.map { "\($0) (\(row.confirmations) of \(TrustedSource.confirmationsToMove))" } ?? "-"]
             })
         }
+    }
+}
+
+/// `--api-socket`: ban, unban and bans through the agent's local API instead of the maps; what a user without root
+/// (a member of the socket's group) does, by default when the agent serves the API at its default path.
+struct APIOption: ParsableArguments {
+    @Option(name: .customLong("api-socket"),
+            help: "Go through the agent's local API at this socket (default when not root: \(LocalAPI.defaultSocket), if it exists).")
+    var path: String?
+
+    func validate() throws {
+        if let path, !path.hasPrefix("/") { throw ValidationError("--api-socket must be an absolute path.") }
+    }
+
+    /// The socket to use, or nil for the maps.
+    func socket() -> String? {
+        if let path { return path }
+        return geteuid() != 0 && FileManager.default.fileExists(atPath: LocalAPI.defaultSocket) ? LocalAPI.defaultSocket : nil
+    }
+
+    /// Sends `request`; an error answer is thrown.
+    func call(_ request: LocalAPI.Request, socket: String) throws -> LocalAPI.Response {
+        let answer = try LocalAPI.call(request, socket: socket)
+        guard answer.ok else { throw FloodgateError("the agent refused: \(answer.error ?? "no reason given")") }
+        return answer
     }
 }

@@ -34,7 +34,7 @@ struct CommonOptions: ParsableArguments {
         guard geteuid() == 0 else {
             throw FloodgateError(
                 "floodgate must run as root: it loads BPF programs and reads pinned BPF maps",
-                hint: "Run it with sudo")
+                hint: "Run it with sudo; ban, unban and bans also work without root, for the members of the agent's API group, through its socket (--api-socket)")
         }
         return PinRoot(pinRoot, logger: Logger(label: "floodgate"))
     }

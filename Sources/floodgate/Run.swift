@@ -50,6 +50,11 @@ extension Floodgate {
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
                 .init(service: AgentService(agent: agent, detachOnExit: detachOnExit, logger: logger)),
             ]
+            if let socket = loaded.apiSocket {
+                services.append(.init(service: try APIServer(path: socket, group: loaded.apiGroup,
+                                                             root: PinRoot(loaded.pinRoot, logger: logger),
+                                                             metrics: agent.metrics, logger: logger)))
+            }
             if let listen = loaded.metricsListen {
                 services.append(.init(service: try MetricsServer(listen: listen, metrics: agent.metrics, logger: logger)))
             }

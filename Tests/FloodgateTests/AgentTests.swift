@@ -81,7 +81,9 @@ import Testing
         deinit { try? FileManager.default.removeItem(atPath: path) }
     }
 
-    static func config(_ lab: NetworkLab, port: Int, extra: String = "") -> String {
+    /// `api`: the local API's socket (off by default here: agents of tests running side by side would all take
+    /// the default path).
+    static func config(_ lab: NetworkLab, port: Int, extra: String = "", api: String = "off") -> String {
         """
         interfaces:
           external: \(lab.routerInterface)
@@ -90,6 +92,8 @@ import Testing
         max_sources: 65536
         metrics:
           listen: 127.0.0.1:\(port)
+        api:
+          socket: \(api)
         poll: 100ms
         \(extra)
         """

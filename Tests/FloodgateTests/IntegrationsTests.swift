@@ -119,3 +119,94 @@ func waitUntil(seconds: Double, _ condition: () -> Bool) -> Bool {
     }
     return condition()
 }
+
+extension IntegrationsTests {
+    /// The agent's local API: a socket of mode 0660 owned by its group. A member without root bans and unbans
+    /// through it (the CLI with --api-socket, and raw JSON lines); a user outside the group is refused by the
+    /// kernel. The hostile half: the API never bans an allow-listed source for a non-root client, even when asked
+    /// to; bad lines are answered with an error and change nothing; an over-long line closes the connection.
+    @Test func theLocalAPIServesItsGroupWithoutRootAndSparesTrustedSources() throws {
+        try withLab { lab in
+            let group = "fgt\(lab.id)".prefix(30)
+            #expect(try run(["groupadd", "--system", String(group)]).status == 0)
+            defer { _ = try? run(["groupdel", String(group)]) }
+            let gid = try #require(getgrnam(String(group))?.pointee.gr_gid)
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fgapi-\(lab.id)").path
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let socket = directory + "/api.sock"
+            let agent = try AgentTests.RunningAgent(lab: lab, config: AgentTests.config(lab, port: 19480, extra: """
+                allow: [198.18.0.77]
+                """, api: "\(socket)\n  group: \(group)"))
+            defer { agent.stop() }
+            #expect(agent.waitForLog("serving the local API"), "\(agent.log.text())")
+            var st = stat()
+            #expect(stat(socket, &st) == 0 && st.st_mode & 0o777 == 0o660 && st.st_gid == gid && st.st_uid == 0,
+                    "mode \(String(st.st_mode & 0o777, radix: 8)), gid \(st.st_gid)")
+            let member = ["setpriv", "--reuid=65534", "--regid=\(gid)", "--clear-groups"]
+            let outsider = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+            let maps = try PinRoot(lab.pinRoot).maps(of: lab.routerInterface)
+
+            let banned = try run(member + [floodgateBinary, "ban", "198.18.0.9", "--for", "600", "--api-socket", socket])
+            #expect(banned.status == 0 && banned.out.contains("banned 198.18.0.9 for 600"), "\(banned.out) \(banned.err)")
+            #expect(maps.ban(of: SourceAddress("198.18.0.9")!)?.explicit == true)
+            let spared = try run(member + [floodgateBinary, "ban", "198.18.0.77", "--forever", "--api-socket", socket])
+            #expect(spared.status == 0 && spared.out.contains("not banned 198.18.0.77: it is allow-listed"), "\(spared.out) \(spared.err)")
+            #expect(maps.ban(of: SourceAddress("198.18.0.77")!) == nil)
+            let refused = try run(outsider + [floodgateBinary, "ban", "198.18.0.9", "--for", "60", "--api-socket", socket])
+            #expect(refused.status != 0 && refused.err.contains("Permission denied") && refused.err.contains("group"),
+                    "\(refused.err)")
+            let listed = try run(member + [floodgateBinary, "bans", "--json", "--api-socket", socket])
+            #expect(listed.status == 0 && listed.out.contains("\"198.18.0.9\""), "\(listed.out) \(listed.err)")
+
+            // Raw lines from a member: each answered in order; only the good ones act.
+            let client = """
+                import json, socket, sys
+                s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile('rwb')
+                lines = [b'{"op":"ban","address":"198.18.0.77","forever":true,"spare_trusted":false}', b'not json',
+                         b'{"op":"ban","address":"999.1.1.1","seconds":5}', b'{"op":"ban","address":"198.18.0.20","seconds":true}',
+                         b'{"op":"ban","address":"198.18.0.20","seconds":5,"extra":1}', b'{"op":"ban","address":"198.18.0.20"}',
+                         b'{"op":"ban","address":"198.18.0.20","for":"10 parsecs"}', b'{"op":"drop-table"}',
+                         b'{"op":"bans"}', b'{"op":"stats"}', b'{"op":"ping"}', b'x' * 5000]
+                for line in lines:
+                    f.write(line + b'\\n'); f.flush()
+                    answer = f.readline()
+                    print(answer.decode().strip() if answer else 'closed')
+                print('closed' if f.readline() == b'' else 'open')
+                """
+            let raw = try run(member + ["/usr/bin/python3", "-c", client, socket])
+            let answers = raw.out.split(separator: "\n").map(String.init)
+            #expect(answers.count == 13, "\(raw.out) \(raw.err)")
+            func object(_ i: Int) -> [String: Any] {
+                guard i < answers.count, let o = try? JSONSerialization.jsonObject(with: Data(answers[i].utf8)) as? [String: Any]
+                else { return [:] }
+                return o
+            }
+            #expect((object(0)["error"] as? String)?.contains("only root may ban an allow-listed or verified source") == true)
+            for i in 1...7 {
+                #expect(object(i)["ok"] as? Bool == false && object(i)["error"] is String, "answer \(i): \(answers.count > i ? answers[i] : "")")
+            }
+            #expect((object(8)["bans"] as? [[String: Any]])?.contains { $0["address"] as? String == "198.18.0.9" } == true)
+            #expect((object(9)["stats"] as? [[String: Any]])?.first?["interface"] as? String == lab.routerInterface)
+            #expect(object(10)["version"] as? String == floodgateVersion)
+            #expect((object(11)["error"] as? String)?.contains("longer than 4096 bytes") == true && answers.last == "closed")
+            #expect(maps.ban(of: SourceAddress("198.18.0.77")!) == nil && maps.ban(of: SourceAddress("198.18.0.20")!) == nil)
+
+            // Root may ban an allow-listed source on purpose (an explicit ban beats the allow list).
+            let forced = try run([floodgateBinary, "ban", "198.18.0.77", "--for", "60", "--api-socket", socket])
+            #expect(forced.status == 0 && forced.out.contains("banned 198.18.0.77 for 60"), "\(forced.out) \(forced.err)")
+            let lifted = try run(member + [floodgateBinary, "unban", "198.18.0.9", "--api-socket", socket])
+            #expect(lifted.status == 0 && lifted.out.contains("lifted the ban on 198.18.0.9"), "\(lifted.out) \(lifted.err)")
+            let again = try run(member + [floodgateBinary, "unban", "198.18.0.9", "--if-exists", "--api-socket", socket])
+            #expect(again.status == 0 && again.out.contains("nothing to lift"), "\(again.out) \(again.err)")
+            #expect(maps.ban(of: SourceAddress("198.18.0.9")!) == nil)
+
+            #expect(agent.log.text().contains("banned through the local API") && agent.log.text().contains("uid=65534"),
+                    "\(agent.log.text())")
+            let metrics = try NetworkLab.inNamespace(lab.routerNS) { try httpGet(port: 19480, path: "/metrics") }
+            #expect(metrics.text.contains("floodgate_api_requests_total{op=\"invalid\",result=\"error\"} 9"),
+                    "\(metrics.text.split(separator: "\n").filter { $0.contains("api_requests") })")
+            agent.stop()
+            #expect(!FileManager.default.fileExists(atPath: socket), "the socket is removed when the agent stops")
+        }
+    }
+}
