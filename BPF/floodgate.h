@@ -47,6 +47,7 @@
 #define FG_MAP_CALLERS "fg_callers"
 #define FG_MAP_CALLER_SOURCES "fg_caller_sources"
 #define FG_MAP_CALLER_RANGES "fg_caller_ranges"
+#define FG_MAP_INSIDE_COUNTS "fg_inside_counts"
 /* The test clock (lib/clock.h): the switch, set before load, and the time. */
 #define FG_TEST_CLOCK_SWITCH ".rodata.test_clock"
 #define FG_TEST_CLOCK_TIME ".data.test_clock"
@@ -308,9 +309,21 @@ struct fg_settings {
 #define FG_CALLS_TRACKED 1
 #define FG_CALLS_BLOCK_WHEN_FULL 2 /* a new call over the limit blocks its source for new calls (fraud_block_seconds) */
 
+/* What floodgate_inside read in the SIP server's answers: per-CPU counts,
+ * fg_inside_counts[index] (lib/trust.h). */
+enum fg_inside_count {
+	FG_INSIDE_ANSWERS = 0,		/* SIP answers from the server read */
+	FG_INSIDE_CHALLENGES = 1,	/* 401 and 407 with a nonce: challenges sent to sources */
+	FG_INSIDE_AUTH_FAILURES = 2,	/* failed authentications of noted credentialed requests */
+	FG_INSIDE_AUTH_NOT_COUNTED = 3, /* failures not held against the source: stale nonce, or another TTL than its pin */
+	FG_INSIDE_VERIFIED = 4,		/* accepted credentials that verified a source */
+	FG_INSIDE_SERVER_BYES = 5,	/* the server's BYEs */
+	FG_INSIDE_COUNT_MAX = 6,
+};
+
 /* Bumped whenever a pinned map's layout or meaning changes: a filter pinned by
  * a build with another version is not adopted. */
-#define FG_LAYOUT_VERSION 6
+#define FG_LAYOUT_VERSION 7
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*
@@ -800,6 +813,19 @@ static inline const char *fg_destination_outcome_name(__u32 o)
 	case FG_DEST_OUT_UNTRACKED: return "untracked";
 	case FG_DEST_OUT_CALLER_ID_FLAGGED: return "caller-id-flagged";
 	case FG_DEST_OUT_CALLER_ID_REFUSED: return "caller-id-refused";
+	default: return (const char *)0;
+	}
+}
+
+static inline const char *fg_inside_count_name(__u32 i)
+{
+	switch (i) {
+	case FG_INSIDE_ANSWERS: return "answers";
+	case FG_INSIDE_CHALLENGES: return "challenges";
+	case FG_INSIDE_AUTH_FAILURES: return "auth-failures";
+	case FG_INSIDE_AUTH_NOT_COUNTED: return "auth-failures-not-counted";
+	case FG_INSIDE_VERIFIED: return "verified";
+	case FG_INSIDE_SERVER_BYES: return "server-byes";
 	default: return (const char *)0;
 	}
 }

@@ -50,6 +50,22 @@ struct {
 	__type(value, struct fg_auth_state);
 } fg_auth SEC(".maps");
 
+/* What the inside program read, per CPU (enum fg_inside_count). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FG_INSIDE_COUNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} fg_inside_counts SEC(".maps");
+
+static __always_inline void fg_inside_count(__u32 index)
+{
+	__u64 *n = bpf_map_lookup_elem(&fg_inside_counts, &index);
+
+	if (n)
+		*n += 1;
+}
+
 /* Are transactions noted? (Brute-force counting or learned trust is on.) */
 static __always_inline int fg_notes_transactions(const struct fg_settings *s)
 {
@@ -217,6 +233,7 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 
 			fg_call_bye(&call);
 		}
+		fg_inside_count(FG_INSIDE_SERVER_BYES);
 		return;
 	}
 	if (line[0] != 'S' || line[1] != 'I' || line[2] != 'P' || line[3] != '/' || line[4] != '2' || line[5] != '.' ||
@@ -229,6 +246,7 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 	scan = fg_scan_message(ctx, payload_off, payload_len, 0, 0);
 	if (!scan)
 		return;
+	fg_inside_count(FG_INSIDE_ANSWERS);
 	flags = scan->found;
 	/* An answer to an INVITE puts a call up or ends it; a 2xx to a BYE
 	 * ends it (lib/calls.h). From the first answer read, the server's word
@@ -251,6 +269,7 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 		__u32 one = 1;
 
 		bpf_map_update_elem(&fg_challenges, &challenge, &one, BPF_ANY);
+		fg_inside_count(FG_INSIDE_CHALLENGES);
 	}
 	if ((flags & (FG_SCAN_CALLID | FG_SCAN_CSEQ)) != (FG_SCAN_CALLID | FG_SCAN_CSEQ) || (flags & FG_SCAN_AMBIGUOUS))
 		return;
@@ -272,21 +291,21 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 			return;
 		bpf_map_delete_elem(&fg_auth, dst);
 		fg_verify(s, dst, txn.ttl, txn.flags & FG_TXN_REPIN);
+		fg_inside_count(FG_INSIDE_VERIFIED);
 		return;
 	}
+	if (code != 401 && code != 407 && code != 403)
+		return;
 	/* A request at another TTL than the address's pin may be a forger's:
-	 * its failure is not the address's. */
-	if (txn.flags & FG_TXN_REPIN)
-		return;
-	/* stale=true in the challenge (not anywhere in the answer, which
-	 * echoes what the request said) is an old nonce, not a wrong password. */
-	if (code == 401 || code == 407) {
-		if (!(flags & FG_SCAN_STALE))
-			fg_auth_failure(s, dst);
+	 * its failure is not the address's. stale=true in the challenge (not
+	 * anywhere in the answer, which echoes what the request said) is an old
+	 * nonce, not a wrong password. */
+	if ((txn.flags & FG_TXN_REPIN) || (code != 403 && (flags & FG_SCAN_STALE))) {
+		fg_inside_count(FG_INSIDE_AUTH_NOT_COUNTED);
 		return;
 	}
-	if (code == 403)
-		fg_auth_failure(s, dst);
+	fg_inside_count(FG_INSIDE_AUTH_FAILURES);
+	fg_auth_failure(s, dst);
 }
 
 #endif /* FG_LIB_TRUST_H */

@@ -20,6 +20,7 @@ public final class Agent: @unchecked Sendable {
     private let limiter: LogLimiter
     private var lastCounters: Counters?
     private var lastOutcomes: [String: UInt64]?
+    private var lastInside: [String: UInt64]?
     private var lastPoll = monotonicNanoseconds()
     private var fileStamp: [String: String] = [:]
     private var lastOccupancy: UInt64 = 0
@@ -82,7 +83,8 @@ public final class Agent: @unchecked Sendable {
         events = try? EventReader(maps)
         if events == nil { logger.warning("cannot read the XDP program's event ring: bans are still issued, not logged") }
         fileStamp = Agent.stamps(configPath, config.listFiles)
-        metrics.reloads(ok: true)
+        metrics.attached(mode: filter.mode ?? "unknown", program: filter.programID, inside: config.inside)
+        metrics.reloads(ok: true, seconds: Date().timeIntervalSince(started))
     }
 
     // MARK: Config
@@ -91,6 +93,7 @@ public final class Agent: @unchecked Sendable {
     /// filter keeps the last good config. Returns whether the new config was applied.
     @discardableResult
     public func reload(reason: String) -> Bool {
+        let started = Date()
         fileStamp = Agent.stamps(configPath, config.listFiles)
         let new: AgentConfig
         do {
@@ -99,7 +102,7 @@ public final class Agent: @unchecked Sendable {
             logger.error("config not applied: the filter keeps the last good one", metadata: [
                 "file": "\(configPath)", "trigger": "\(reason)", "problems": "\(error)",
             ])
-            metrics.reloads(ok: false)
+            metrics.reloads(ok: false, seconds: Date().timeIntervalSince(started))
             return false
         }
         let fixed: [(String, Bool)] = [
@@ -114,7 +117,7 @@ public final class Agent: @unchecked Sendable {
             logger.error("config not applied: these fields take a restart of the agent", metadata: [
                 "fields": "\(needRestart.joined(separator: ", "))", "file": "\(configPath)",
             ])
-            metrics.reloads(ok: false)
+            metrics.reloads(ok: false, seconds: Date().timeIntervalSince(started))
             return false
         }
         do {
@@ -132,11 +135,11 @@ public final class Agent: @unchecked Sendable {
             logger.notice("config reloaded", metadata: [
                 "trigger": "\(reason)", "changes": "\(changes.isEmpty ? "none" : changes.joined(separator: "; "))",
             ])
-            metrics.reloads(ok: true)
+            metrics.reloads(ok: true, seconds: Date().timeIntervalSince(started))
             return true
         } catch {
             logger.error("config not applied (what was changed was undone)", metadata: ["error": "\(error)"])
-            metrics.reloads(ok: false)
+            metrics.reloads(ok: false, seconds: Date().timeIntervalSince(started))
             return false
         }
     }
@@ -216,6 +219,11 @@ public final class Agent: @unchecked Sendable {
                 let outcomes = try maps.destinationOutcomes()
                 metrics.destinations(outcomes, since: lastOutcomes ?? [:])
                 lastOutcomes = outcomes
+            }
+            if config.inside != nil {
+                let inside = try maps.insideCounts()
+                metrics.inside(inside, since: lastInside ?? [:])
+                lastInside = inside
             }
             // The bans XDP reported as it issued them, removed as each runs out: a lookup each, no walk.
             let swept = try expireReportedBans(now: now)

@@ -26,6 +26,10 @@ public final class AgentMetrics: @unchecked Sendable {
     private var destinationOutcomes: [String: Counter] = [:]
     private var fraudBlocks: [String: Counter] = [:]
     private var apiRequests: [String: Counter] = [:]
+    private var insideCounts: [String: Counter] = [:]
+    private let lastReloadSuccess: Gauge
+    private let lastReloadTime: Gauge
+    private let lastReloadDuration: Gauge
 
     init(interface: String) {
         self.interface = interface
@@ -35,6 +39,19 @@ public final class AgentMetrics: @unchecked Sendable {
         let reloads = metricName("floodgate_config_reloads_total", "Config loads, by result")
         reloadsOK = registry.makeCounter(descriptor: reloads, labels: [("result", "applied")])
         reloadsFailed = registry.makeCounter(descriptor: reloads, labels: [("result", "rejected")])
+        lastReloadSuccess = registry.makeGauge(descriptor: metricName(
+            "floodgate_config_last_reload_successful", "Whether the last config load (start or reload) was applied: 1, or 0"))
+        lastReloadTime = registry.makeGauge(descriptor: metricName(
+            "floodgate_config_last_reload_timestamp_seconds", "Unix time of the last config load, applied or not"))
+        lastReloadDuration = registry.makeGauge(descriptor: metricName(
+            "floodgate_config_last_reload_duration_seconds", "How long the last config load took, read to applied or refused"))
+        for name in FilterMaps.insideCountNames {
+            insideCounts[name] = registry.makeCounter(
+                descriptor: metricName("floodgate_inside_events_total",
+                                       "What the inside program read in the SIP server's answers (answers, challenges, "
+                                       + "auth-failures, auth-failures-not-counted, verified, server-byes)"),
+                labels: [("interface", interface), ("event", name)])
+        }
         tracked = registry.makeGauge(
             descriptor: metricName("floodgate_tracked_sources", "(source, class) pairs in the source map"),
             labels: [("interface", interface)])
@@ -198,7 +215,31 @@ public final class AgentMetrics: @unchecked Sendable {
         capacity.set(to: Double(size))
     }
 
-    func reloads(ok: Bool) { (ok ? reloadsOK : reloadsFailed).increment() }
+    /// A config load: applied or refused, and how long it took.
+    func reloads(ok: Bool, seconds: Double) {
+        (ok ? reloadsOK : reloadsFailed).increment()
+        lastReloadSuccess.set(to: ok ? 1 : 0)
+        lastReloadTime.set(to: Date().timeIntervalSince1970)
+        lastReloadDuration.set(to: seconds)
+    }
+
+    /// The filter as attached: its mode (native or generic: an operator who asked for native and got generic
+    /// sees it here) and program; the inside interface, if any.
+    func attached(mode: String, program: UInt32, inside: String?) {
+        registry.makeGauge(descriptor: metricName("floodgate_attach_info",
+                                                  "The filter on the interface: its XDP mode and program id; always 1"),
+                           labels: [("interface", interface), ("mode", mode), ("program", "\(program)")]).set(to: 1)
+        registry.makeGauge(descriptor: metricName("floodgate_inside_attached",
+                                                  "Whether an inside interface (the SIP server's side) is watched: 1, or 0"),
+                           labels: [("interface", interface), ("inside", inside ?? "")]).set(to: inside == nil ? 0 : 1)
+    }
+
+    func inside(_ now: [String: UInt64], since before: [String: UInt64]) {
+        for (name, n) in now {
+            let d = n &- (before[name] ?? 0)
+            if d > 0 { insideCounts[name]?.increment(by: Int64(clamping: d)) }
+        }
+    }
     func destinationSwitches() { destinationSwitchesCounter.increment() }
     func fraudBlocked(kind: String) { fraudBlocks[kind]?.increment() }
 

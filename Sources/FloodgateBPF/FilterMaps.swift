@@ -17,7 +17,7 @@ public final class FilterMaps: @unchecked Sendable {
         FG_MAP_TRUSTED_PREFIXES, FG_MAP_TXNS, FG_MAP_SERVERS, FG_MAP_FRAGMENTS, FG_MAP_CHALLENGES,
         FG_MAP_DESTINATIONS, FG_MAP_DESTINATION_SOURCES, FG_MAP_DESTINATION_TOTALS, FG_MAP_CALLS,
         FG_MAP_DESTINATION_OUTCOMES, FG_MAP_FRAUD_BLOCKS, FG_MAP_DIALOGS, FG_MAP_ACTIVE_CALLS, FG_MAP_CALLERS,
-        FG_MAP_CALLER_SOURCES, FG_MAP_CALLER_RANGES,
+        FG_MAP_CALLER_SOURCES, FG_MAP_CALLER_RANGES, FG_MAP_INSIDE_COUNTS,
     ]
 
     /// The maps of a loaded object (`owner`), which closes their descriptors: these maps keep it alive.
@@ -218,6 +218,22 @@ public final class FilterMaps: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// What the inside program read in the SIP server's answers, by count name (`fg_inside_count_name`):
+    /// answers, challenges, auth-failures, auth-failures-not-counted, verified, server-byes; summed over CPUs.
+    public func insideCounts() throws -> [String: UInt64] {
+        var result: [String: UInt64] = [:]
+        for i in 0..<FG_INSIDE_COUNT_MAX.rawValue {
+            result[String(cString: fg_inside_count_name(i))] =
+                try perCPU(fd(FG_MAP_INSIDE_COUNTS), key: i, as: UInt64.self, what: FG_MAP_INSIDE_COUNTS).reduce(0, &+)
+        }
+        return result
+    }
+
+    /// The names of ``insideCounts()``, in order.
+    public static var insideCountNames: [String] {
+        (0..<FG_INSIDE_COUNT_MAX.rawValue).map { String(cString: fg_inside_count_name($0)) }
     }
 
     /// The totals and time of the last `stats` read.

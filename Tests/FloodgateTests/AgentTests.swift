@@ -161,6 +161,25 @@ import Testing
             #expect(agent.waitForLog("config not applied"), "\(agent.log.text())")
             #expect(try maps.limit(for: .register) == .rate(4, burst: 4))
             #expect(try maps.cidrs(in: .allow).count == 2)
+            func scrape() throws -> String { try NetworkLab.inNamespace(lab.routerNS) { try httpGet(port: 19464, path: "/metrics").text } }
+            #expect(try scrape().contains("floodgate_config_last_reload_successful 0"))
+
+            // A field that takes a restart refuses the whole reload, naming it; an explicit ban (runtime state the
+            // config doesn't own) survives the reloads.
+            try maps.ban(SourceAddress("198.18.7.7")!, seconds: 600)
+            try changed.replacingOccurrences(of: "max_sources: 65536", with: "max_sources: 131072")
+                .replacingOccurrences(of: "register: 4/s burst 4", with: "register: 5/s burst 5")
+                .write(toFile: agent.configPath, atomically: true, encoding: .utf8)
+            agent.signal(SIGHUP)
+            #expect(agent.waitForLog("these fields take a restart of the agent"), "\(agent.log.text())")
+            #expect(agent.log.text().contains("max_sources"))
+            #expect(try maps.limit(for: .register) == .rate(4, burst: 4), "nothing of it applied")
+            let reloads = agent.log.text().components(separatedBy: "config reloaded").count
+            try changed.write(toFile: agent.configPath, atomically: true, encoding: .utf8)
+            agent.signal(SIGHUP)
+            #expect(waitUntil(seconds: 10) { agent.log.text().components(separatedBy: "config reloaded").count > reloads })
+            #expect(maps.ban(of: SourceAddress("198.18.7.7")!)?.explicit == true, "the explicit ban survives reloads")
+            #expect(try scrape().contains("floodgate_config_last_reload_successful 1"))
         }
     }
 
@@ -438,6 +457,22 @@ import Testing
         #expect(maps.ban(of: SourceAddress("198.18.0.67")!) == nil)
         #expect(try maps.trustedSources().map(\.address.description) == [phoneAddress], "no trust bought with a forged CSeq")
         #expect(agent.waitForLog("not banned: the source is verified or allow-listed"), "\(agent.log.text())")
+
+        // What the inside program read is in the metrics, beside the attach mode and the inside interface.
+        Thread.sleep(forTimeInterval: 0.3)
+        let metrics = try NetworkLab.inNamespace(lab.routerNS) { try httpGet(port: 19468, path: "/metrics") }.text
+        func value(_ series: String) -> Double {
+            metrics.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { $0.split(separator: " ").last }
+                .flatMap { Double($0) } ?? -1
+        }
+        let labels = "interface=\"\(lab.routerInterface)\""
+        #expect(value("floodgate_inside_events_total{\(labels),event=\"auth-failures\"}") >= 5, "\(metrics.split(separator: "\n").filter { $0.contains("inside") })")
+        #expect(value("floodgate_inside_events_total{\(labels),event=\"verified\"}") >= 1)
+        #expect(value("floodgate_inside_events_total{\(labels),event=\"challenges\"}") >= 6)
+        #expect(value("floodgate_inside_events_total{\(labels),event=\"answers\"}") >= 12)
+        #expect(value("floodgate_inside_attached{\(labels),inside=\"\(lab.routerInsideInterface!)\"}") == 1)
+        #expect(metrics.contains("floodgate_attach_info{\(labels),mode=\"native\",program=\""), "\(metrics.prefix(500))")
+        #expect(value("floodgate_config_last_reload_successful") == 1)
         #expect(agent.waitForLog("dropped packets claiming a verified or allow-listed address at another hop distance"))
         // And the phone goes on registering.
         let again = try sipp(phoneAddress, password: "s3cret-pw", calls: 2)
