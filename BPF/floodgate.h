@@ -501,6 +501,8 @@ struct fg_cidr_key {
 #define FG_BAN_SCANNER 2  /* set by XDP on a scanner signature */
 #define FG_BAN_AUTO 4	  /* set by XDP when a source keeps exceeding its limit (auto-ban) */
 #define FG_BAN_BRUTE_FORCE 8 /* set by XDP on repeated failed authentications (inside interface) */
+#define FG_BAN_INTEGRATION 16 /* with FG_BAN_EXPLICIT: set through an integration (the local API, fail2ban), which
+			       * lifts only its own; XDP reads no flag of fg_bans */
 struct fg_ban {
 	__u64 expires_ns; /* CLOCK_MONOTONIC; 0 = never */
 	__u32 flags;	  /* FG_BAN_* */

@@ -8,7 +8,8 @@ import ServiceLifecycle
 
 /// Serves ``LocalAPI`` on a unix socket: root and the members of its group (mode 0660) may ban, unban, list bans
 /// and read counters without root. A thread accepts, a thread serves each connection (at most
-/// ``LocalAPI/maxConnections``; an idle one is closed after ``LocalAPI/idleSeconds``). Each ban and unban is
+/// ``LocalAPI/maxConnections``, ``LocalAPI/maxConnectionsPerUser`` of one user; one idle for
+/// ``LocalAPI/idleSeconds`` is closed, and one that stops reading its answers after 10 s). Each ban and unban is
 /// logged with the client's uid and pid (SO_PEERCRED) and counted.
 public final class APIServer: Service, @unchecked Sendable {
     private let path: String
@@ -19,6 +20,7 @@ public final class APIServer: Service, @unchecked Sendable {
     private let lock = NSLock()
     private var active = 0
     private var stopping = false
+    private var perUser: [UInt32: Int] = [:]
     private let listener: Int32
 
     /// Binds the socket now (so that a socket already served by another agent, or a path that is not a socket, is
@@ -36,6 +38,13 @@ public final class APIServer: Service, @unchecked Sendable {
         let directory = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o755])
+        // Only root may be able to swap what is at the path (a symlink put there between bind and chown).
+        var dir = stat()
+        guard lstat(directory, &dir) == 0, dir.st_mode & S_IFMT == S_IFDIR, dir.st_uid == 0,
+              dir.st_mode & (S_IWGRP | S_IWOTH) == 0
+        else {
+            throw FloodgateError("api.socket: \(directory) must be a directory owned by root and writable by root only")
+        }
         var st = stat()
         if lstat(path, &st) == 0 {
             guard st.st_mode & S_IFMT == S_IFSOCK else {
@@ -67,11 +76,12 @@ public final class APIServer: Service, @unchecked Sendable {
             throw FloodgateError("api.socket: cannot listen on \(path): \(why)")
         }
         if let entry = getgrnam(group) {
-            guard chown(path, 0, entry.pointee.gr_gid) == 0, chmod(path, 0o660) == 0 else {
-                let why = String(cString: strerror(errno))
-                close(fd)
-                unlink(path)
-                throw FloodgateError("api.socket: cannot give \(path) to group \(group): \(why)")
+            // lchown: never follow a link; the mode only once the group is the right one.
+            if lchown(path, 0, entry.pointee.gr_gid) == 0 {
+                chmod(path, 0o660)
+            } else {
+                logger.warning("the local API's socket could not be given to its group (the unit needs CAP_CHOWN): it is for root only",
+                               metadata: ["group": "\(group)", "socket": "\(path)", "error": "\(String(cString: strerror(errno)))"])
             }
         } else {
             logger.warning("api.group names no group: the local API is for root only",
@@ -83,64 +93,83 @@ public final class APIServer: Service, @unchecked Sendable {
     public func run() async throws {
         logger.notice("serving the local API", metadata: ["socket": "\(path)", "group": "\(group)"])
         let listener = self.listener
-        await withGracefulShutdownHandler {
-            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-                let thread = Thread { [self] in
-                    acceptLoop()
-                    done.resume()
-                }
+        let failure = await withGracefulShutdownHandler {
+            await withCheckedContinuation { (done: CheckedContinuation<Int32?, Never>) in
+                let thread = Thread { [self] in done.resume(returning: acceptLoop()) }
                 thread.name = "floodgate-api"
                 thread.start()
             }
         } onGracefulShutdown: { [self] in
-            // Wake the accept() with a connection of our own; the loop sees the flag and ends.
+            // Wake the accept(): shut the socket down, and connect to it in case that did not.
             lock.withLock { stopping = true }
+            shutdown(listener, Int32(SHUT_RDWR))
             _ = try? LocalAPI.call(.ping, socket: path)
         }
         close(listener)
         unlink(path)
+        if let failure {
+            // Ends the agent (the service group stops with an error): systemd restarts it.
+            throw FloodgateError("the local API stopped accepting connections: \(String(cString: strerror(failure)))")
+        }
     }
 
-    private func acceptLoop() {
+    /// Accepts until stopped (nil) or an unexpected error (its errno).
+    private func acceptLoop() -> Int32? {
         while true {
             let client = accept(listener, nil, nil)
             if client >= 0 { _ = fcntl(client, F_SETFD, FD_CLOEXEC) }
+            if lock.withLock({ stopping }) {
+                if client >= 0 { close(client) }
+                return nil
+            }
             if client < 0 {
                 if errno == EINTR || errno == ECONNABORTED { continue }
                 if errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM {
                     usleep(100_000)
                     continue
                 }
-                return
+                return errno
             }
-            if lock.withLock({ stopping }) {
-                close(client)
-                return
-            }
-            let admitted = lock.withLock { () -> Bool in
-                guard active < LocalAPI.maxConnections else { return false }
+            // A client that stops reading its answers holds its thread 10 s at most.
+            var sendTimeout = timeval(tv_sec: 10, tv_usec: 0)
+            setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &sendTimeout, socklen_t(MemoryLayout<timeval>.size))
+            let uid = APIServer.peer(client).uid
+            let refusal = lock.withLock { () -> String? in
+                guard active < LocalAPI.maxConnections else { return "too many connections to the local API" }
+                guard perUser[uid, default: 0] < LocalAPI.maxConnectionsPerUser else {
+                    return "too many connections to the local API from this user"
+                }
                 active += 1
-                return true
+                perUser[uid, default: 0] += 1
+                return nil
             }
-            guard admitted else {
-                reply(client, LocalAPI.Response(ok: false, error: "too many connections to the local API"))
+            if let refusal {
+                reply(client, LocalAPI.Response(ok: false, error: refusal))
                 close(client)
                 continue
             }
             let thread = Thread { [self] in
                 serve(client)
                 close(client)
-                lock.withLock { active -= 1 }
+                lock.withLock {
+                    active -= 1
+                    perUser[uid, default: 1] -= 1
+                }
             }
             thread.start()
         }
     }
 
-    private func serve(_ fd: Int32) {
+    /// The client's credentials (SO_PEERCRED); uid UInt32.max when unknown.
+    private static func peer(_ fd: Int32) -> (uid: UInt32, pid: Int32) {
         var credentials = PeerCredentials()
         var length = socklen_t(MemoryLayout<PeerCredentials>.size)
-        let known = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0
-        let uid = known ? credentials.uid : UInt32.max
+        guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0 else { return (UInt32.max, 0) }
+        return (credentials.uid, credentials.pid)
+    }
+
+    private func serve(_ fd: Int32) {
+        let (uid, pid) = APIServer.peer(fd)
         var idle = timeval(tv_sec: LocalAPI.idleSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &idle, socklen_t(MemoryLayout<timeval>.size))
         var pending: [UInt8] = []
@@ -153,7 +182,7 @@ public final class APIServer: Service, @unchecked Sendable {
                     return tooLong(fd)
                 }
                 if line.allSatisfy({ $0 == 0x20 || $0 == 0x0D || $0 == 0x09 }) { continue }
-                guard reply(fd, answer(line, uid: uid, pid: known ? credentials.pid : 0)) else { return }
+                guard reply(fd, answer(line, uid: uid, pid: pid)) else { return }
             }
             guard pending.count <= LocalAPI.maxLineBytes else { return tooLong(fd) }
             let n = recv(fd, &buffer, buffer.count, 0)

@@ -234,7 +234,7 @@ public final class Agent: @unchecked Sendable {
             // pass), the source map's occupancy every 60 s.
             if lastBanSweep == 0 || now - lastBanSweep >= 10_000_000_000 {
                 lastBanSweep = now
-                let (swept, active) = try maps.sweepAndCountBans(now: now)
+                let (swept, active) = try root.locked { try maps.sweepAndCountBans(now: now) }
                 if swept > 0 { logger.info("expired bans removed", metadata: ["count": .stringConvertible(swept)]) }
                 metrics.bans(active: active)
             }
@@ -259,11 +259,14 @@ public final class Agent: @unchecked Sendable {
         var removed = 0
         var kept: [(expires: UInt64, address: SourceAddress)] = []
         kept.reserveCapacity(banExpiries.count)
-        for entry in banExpiries {
-            if entry.expires <= now {
-                removed += try maps.removeExpiredBans(of: entry.address, now: now)
-            } else {
-                kept.append(entry)
+        // Under the pin root's lock, as every writer of the settings (the API's bans, the CLI) is.
+        try root.locked {
+            for entry in banExpiries {
+                if entry.expires <= now {
+                    removed += try maps.removeExpiredBans(of: entry.address, now: now)
+                } else {
+                    kept.append(entry)
+                }
             }
         }
         banExpiries = kept

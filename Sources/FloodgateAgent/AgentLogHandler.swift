@@ -88,7 +88,7 @@ public struct AgentLogHandler: LogHandler {
         case .json:
             var fields: [String: Any] = [:]
             for (k, v) in merged { fields[k] = AgentLogHandler.jsonValue(v) }
-            fields["time"] = ISO8601DateFormatter.withFraction.string(from: Date())
+            fields["time"] = Date().formatted(AgentLogHandler.timeStyle)
             fields["level"] = event.level.rawValue
             fields["label"] = label
             fields["message"] = event.message.description
@@ -96,14 +96,35 @@ public struct AgentLogHandler: LogHandler {
             let data = (try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])) ?? Data("{}".utf8)
             line += String(decoding: data, as: UTF8.self)
         case .text:
-            if !journal { line += ISO8601DateFormatter.withFraction.string(from: Date()) + " " }
+            if !journal { line += Date().formatted(AgentLogHandler.timeStyle) + " " }
             line += "\(event.level) \(label) :"
-            for (k, v) in merged.sorted(by: { $0.key < $1.key }) { line += " \(k)=\(v)" }
-            if let error = event.error { line += " error=\(error)" }
-            line += " [\(event.source)] \(event.message)"
+            // One event, one line: a value an outsider chose (an interface name in an API request, say) can't
+            // start a line of its own, or a journal entry at a priority of its choosing.
+            for (k, v) in merged.sorted(by: { $0.key < $1.key }) { line += " \(k)=" + AgentLogHandler.escaped("\(v)") }
+            if let error = event.error { line += " error=" + AgentLogHandler.escaped("\(error)") }
+            line += " [\(event.source)] " + AgentLogHandler.escaped(event.message.description)
         }
         line += "\n"
         FileHandle.standardError.write(Data(line.utf8))
+    }
+
+    /// Timestamps: ISO 8601 with milliseconds, UTC (a value type: safe from any thread).
+    static let timeStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+
+    /// `text` with control characters written as escapes (\n, \r, \t, \u{1b}…).
+    static func escaped(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else { return text }
+        var out = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20 || scalar.value == 0x7F: out += "\\u{\(String(scalar.value, radix: 16))}"
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
     }
 
     /// A metadata value as JSON: numbers and booleans typed, the rest strings.
@@ -130,13 +151,6 @@ public struct AgentLogHandler: LogHandler {
     }
 }
 
-extension ISO8601DateFormatter {
-    nonisolated(unsafe) static let withFraction: ISO8601DateFormatter = {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f
-    }()
-}
 
 /// The example config and the systemd unit, as shipped (Sources/FloodgateAgent/Resources).
 public enum ShippedFiles {

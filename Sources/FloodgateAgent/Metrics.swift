@@ -93,7 +93,7 @@ public final class AgentMetrics: @unchecked Sendable {
                                    "Reports of packets claiming a verified or allow-listed address at another hop distance "
                                    + "(at most one a second per CPU; the dropped-spoofed packets are in floodgate_packets_total)"),
             labels: [("interface", interface)])
-        for origin in ["explicit", "scanner", "auto", "brute-force"] {
+        for origin in Ban.origins {
             let labels = [("interface", interface), ("origin", origin)]
             bansActive[origin] = registry.makeGauge(
                 descriptor: metricName("floodgate_bans_active", "Bans in force, by who issued them"), labels: labels)

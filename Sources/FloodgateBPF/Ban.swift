@@ -10,6 +10,8 @@ public struct Ban: Sendable, Equatable {
     public let scanner: Bool
     public let automatic: Bool
     public let bruteForce: Bool
+    /// Set through an integration (the local API, `ban --integration`), which lifts only these.
+    public let integration: Bool
 
     /// The `fg_ban` flags the four above are read from.
     let flags: UInt32
@@ -22,6 +24,7 @@ public struct Ban: Sendable, Equatable {
         scanner = value.flags & UInt32(FG_BAN_SCANNER) != 0
         automatic = value.flags & UInt32(FG_BAN_AUTO) != 0
         bruteForce = value.flags & UInt32(FG_BAN_BRUTE_FORCE) != 0
+        integration = value.flags & UInt32(FG_BAN_INTEGRATION) != 0
     }
 
     /// Seconds left, nil for never; 0 once expired.
@@ -31,9 +34,13 @@ public struct Ban: Sendable, Equatable {
 
     public var origin: String { Ban.origin(flags: flags) }
 
-    /// What issued a ban with these `fg_ban` flags: explicit, scanner, auto, brute-force (or other).
+    /// What issued a ban with these `fg_ban` flags: integration, explicit, scanner, auto, brute-force (or other).
     static func origin(flags: UInt32) -> String {
-        flags & UInt32(FG_BAN_EXPLICIT) != 0 ? "explicit" : flags & UInt32(FG_BAN_SCANNER) != 0 ? "scanner"
-            : flags & UInt32(FG_BAN_AUTO) != 0 ? "auto" : flags & UInt32(FG_BAN_BRUTE_FORCE) != 0 ? "brute-force" : "other"
+        flags & UInt32(FG_BAN_INTEGRATION) != 0 ? "integration" : flags & UInt32(FG_BAN_EXPLICIT) != 0 ? "explicit"
+            : flags & UInt32(FG_BAN_SCANNER) != 0 ? "scanner" : flags & UInt32(FG_BAN_AUTO) != 0 ? "auto"
+            : flags & UInt32(FG_BAN_BRUTE_FORCE) != 0 ? "brute-force" : "other"
     }
+
+    /// Every origin, in order.
+    public static let origins = ["integration", "explicit", "scanner", "auto", "brute-force"]
 }

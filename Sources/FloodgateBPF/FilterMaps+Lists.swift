@@ -295,8 +295,8 @@ extension FilterMaps {
     /// One batched walk of each ban map: the bans in force at `now` counted by origin, and those that ran out
     /// (key and expiry) by map.
     private func walkBans(now: UInt64) throws -> (active: [String: Int], expired: [String: [(fg_addr, UInt64)]]) {
-        let origins = ["explicit", "scanner", "auto", "brute-force", "other"]
-        let bits = [FG_BAN_EXPLICIT, FG_BAN_SCANNER, FG_BAN_AUTO, FG_BAN_BRUTE_FORCE].map { UInt32($0) }
+        let origins = Ban.origins + ["other"]
+        let bits = [FG_BAN_INTEGRATION, FG_BAN_EXPLICIT, FG_BAN_SCANNER, FG_BAN_AUTO, FG_BAN_BRUTE_FORCE].map { UInt32($0) }
         var counts = [Int](repeating: 0, count: origins.count)
         var expired: [String: [(fg_addr, UInt64)]] = [:]
         for name in FilterMaps.banMaps {
@@ -342,12 +342,61 @@ extension FilterMaps {
     }
 
     /// Bans `address` explicitly for `seconds` (nil: until unbanned). An explicit ban beats the allow list.
-    public func ban(_ address: SourceAddress, seconds: UInt64?) throws {
+    /// Returns what puts back the explicit ban that was there before (or none); the filter's own bans are not
+    /// touched either way.
+    @discardableResult
+    public func ban(_ address: SourceAddress, seconds: UInt64?) throws -> () -> Void {
+        let map = banMap(FG_MAP_BANS)
+        let old = try map.lookup(address.raw)
         var value = fg_ban()
         value.expires_ns = seconds.map { monotonicNanoseconds() + $0 * 1_000_000_000 } ?? 0
         value.flags = UInt32(FG_BAN_EXPLICIT)
-        try banMap(FG_MAP_BANS).update(address.raw, value)
+        try map.update(address.raw, value)
         try updateSettings { $0.policy_generation &+= 1 }  // also sets bans_present
+        return { if let old { try? map.update(address.raw, old) } else { _ = try? map.delete(address.raw, what: "undo a ban") } }
+    }
+
+    /// What an integration's ban did.
+    public enum IntegrationBanResult: Equatable, Sendable {
+        /// Banned (or a ban of its own lengthened).
+        case banned
+        /// An integration ban already there lasts at least as long: left as it was.
+        case alreadyLonger
+        /// The operator's own ban is in force: left as it was.
+        case operatorBan
+    }
+
+    /// Bans `address` for an integration (the local API, fail2ban) for `seconds` (nil: until lifted), never
+    /// touching the operator's own ban and never shortening a longer one of its own; with an undo that puts back
+    /// what was there.
+    public func integrationBan(_ address: SourceAddress, seconds: UInt64?, now: UInt64 = monotonicNanoseconds())
+        throws -> (result: IntegrationBanResult, undo: () -> Void)
+    {
+        let map = banMap(FG_MAP_BANS)
+        let old = try map.lookup(address.raw)
+        if let old, old.expires_ns == 0 || old.expires_ns > now {
+            if old.flags & UInt32(FG_BAN_INTEGRATION) == 0 { return (.operatorBan, {}) }
+            let newExpiry = seconds.map { now + $0 * 1_000_000_000 } ?? 0
+            if old.expires_ns == 0 || (newExpiry != 0 && old.expires_ns >= newExpiry) { return (.alreadyLonger, {}) }
+        }
+        var value = fg_ban()
+        value.expires_ns = seconds.map { now + $0 * 1_000_000_000 } ?? 0
+        value.flags = UInt32(FG_BAN_EXPLICIT | FG_BAN_INTEGRATION)
+        try map.update(address.raw, value)
+        try updateSettings { $0.policy_generation &+= 1 }  // also sets bans_present
+        return (.banned, {
+            if let old { try? map.update(address.raw, old) } else { _ = try? map.delete(address.raw, what: "undo a ban") }
+        })
+    }
+
+    /// Lifts the integration ban on `address` (not the operator's, not the filter's own); false if it had none.
+    @discardableResult
+    public func liftIntegrationBan(_ address: SourceAddress) throws -> Bool {
+        guard let value = try banMap(FG_MAP_BANS).lookup(address.raw), value.flags & UInt32(FG_BAN_INTEGRATION) != 0,
+              try banMap(FG_MAP_BANS).delete(address.raw, what: "remove the ban on \(address)")
+        else { return false }
+        try updateSettings { $0.policy_generation &+= 1 }
+        return true
     }
 
     /// Lifts the bans on `address`, the operator's and the filter's; false if it had none.

@@ -117,8 +117,12 @@ public final class FilterMaps: @unchecked Sendable {
         // XDP may also have banned (inserting the ban, then setting the flag) between that check and the write,
         // which then put a 0 over its flag. A ban inserted before the write is seen now; one inserted after it
         // sets its flag after the write.
-        if value.auto_bans_present == 0, try hasBans(in: FG_MAP_AUTO_BANS) {
-            value.auto_bans_present = 1
+        // The same for an explicit ban another writer without the pin root's lock added meanwhile.
+        let autoMissed = try value.auto_bans_present == 0 && hasBans(in: FG_MAP_AUTO_BANS)
+        let explicitMissed = try value.bans_present == 0 && hasBans(in: FG_MAP_BANS)
+        if autoMissed || explicitMissed {
+            if autoMissed { value.auto_bans_present = 1 }
+            if explicitMissed { value.bans_present = 1 }
             try settingsMap.update(0, value)
         }
     }

@@ -230,8 +230,19 @@ public struct PinRoot: Sendable {
         return try FilterMaps.openPinned(in: dir)
     }
 
+    /// Whether `name` can be a Linux interface name (1 to 15 bytes, no '/' or ':', no whitespace or control
+    /// characters, not "." or ".."; the kernel's dev_valid_name): what may be joined to the pin root's path.
+    public static func isInterfaceName(_ name: String) -> Bool {
+        let bytes = Array(name.utf8)
+        return !bytes.isEmpty && bytes.count <= 15 && name != "." && name != ".."
+            && bytes.allSatisfy { $0 > 0x20 && $0 != 0x7F && $0 != UInt8(ascii: "/") && $0 != UInt8(ascii: ":") }
+    }
+
     /// The filters named, or all of them when `names` is empty; an error if that is none.
     public func selectFilters(_ names: [String]) throws -> [AttachedFilter] {
+        if let bad = names.first(where: { !PinRoot.isInterfaceName($0) }) {
+            throw FloodgateError("'\(bad)' is not an interface name")
+        }
         if names.isEmpty {
             let all = try attachedFilters()
             guard !all.isEmpty else {

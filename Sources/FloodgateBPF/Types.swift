@@ -453,7 +453,7 @@ public struct Interface: Hashable, Sendable, CustomStringConvertible {
 
     /// Resolves `name` with if_nametoindex (works inside `nsenter --net`, unlike /sys/class/net).
     public init(_ name: String) throws {
-        guard !name.isEmpty, name.utf8.count < Int(IF_NAMESIZE), !name.contains("/") else {
+        guard PinRoot.isInterfaceName(name) else {
             throw FloodgateError("'\(name)' is not a valid interface name")
         }
         let index = if_nametoindex(name)

@@ -7,7 +7,8 @@ import Foundation
 public struct BanOutcome: Codable, Sendable, Equatable {
     public var interface: String
     public var banned: Bool
-    /// Why the source was left alone (`spareTrusted`): the allow-list entry that holds it, or "verified".
+    /// Why the source was left alone (an integration's ban): the allow-list entry that holds it, "verified",
+    /// "banned by the operator", or "already banned for longer".
     public var spared: String?
 
     public init(interface: String, banned: Bool, spared: String?) {
@@ -31,32 +32,45 @@ public struct BanRow: Codable, Sendable, Equatable {
 
 extension PinRoot {
     /// Bans `source` on the filters named (every attached one when `interfaces` is empty) for `seconds` (nil:
-    /// until lifted); all of them or none (a failure on one undoes the others). With `spareTrusted`, a filter
-    /// whose allow list holds the source, or that verified it, leaves it alone: for bans on a word a forger can
-    /// provoke (a log line, an integration).
+    /// until lifted); all of them or none (a failure on one puts the others back as they were).
+    ///
+    /// An `integration`'s ban (the local API, fail2ban: a word a forger can provoke with a source's address)
+    /// leaves alone a source the filter's allow list holds or that it verified (unless `spareTrusted` is false,
+    /// which only root may ask), never touches the operator's own ban, never shortens a longer one, and is marked
+    /// as the integration's, which lifts only its own.
     public func banSource(_ source: SourceAddress, seconds: UInt64?, interfaces: [String] = [],
-                          spareTrusted: Bool) throws -> [BanOutcome] {
+                          integration: Bool, spareTrusted: Bool = true) throws -> [BanOutcome] {
         var outcomes: [BanOutcome] = []
         try change(interfaces) { filter, maps in
+            let name = filter.interfaceName
+            guard integration else {
+                let undo = try maps.ban(source, seconds: seconds)
+                outcomes.append(BanOutcome(interface: name, banned: true, spared: nil))
+                return undo
+            }
             if spareTrusted, let why = try maps.protection(of: source) {
-                outcomes.append(BanOutcome(interface: filter.interfaceName, banned: false, spared: why))
+                outcomes.append(BanOutcome(interface: name, banned: false, spared: why))
                 return {}
             }
-            let new = maps.ban(of: source)?.explicit != true
-            try maps.ban(source, seconds: seconds)
-            outcomes.append(BanOutcome(interface: filter.interfaceName, banned: true, spared: nil))
-            return { if new { _ = try? maps.unban(source) } }
+            let (result, undo) = try maps.integrationBan(source, seconds: seconds)
+            switch result {
+            case .banned: outcomes.append(BanOutcome(interface: name, banned: true, spared: nil))
+            case .alreadyLonger: outcomes.append(BanOutcome(interface: name, banned: true, spared: "already banned for longer"))
+            case .operatorBan: outcomes.append(BanOutcome(interface: name, banned: true, spared: "banned by the operator"))
+            }
+            return undo
         }
         return outcomes
     }
 
-    /// Lifts every ban on `source` on the filters named (all when empty): the interfaces it was banned on.
-    public func unbanSource(_ source: SourceAddress, interfaces: [String] = []) throws
+    /// Lifts the bans on `source` on the filters named (all when empty): every ban, or with `integration` only
+    /// an integration's. The filters looked at, and those it was lifted on.
+    public func unbanSource(_ source: SourceAddress, interfaces: [String] = [], integration: Bool) throws
         -> (filters: [String], lifted: [String])
     {
         var lifted: [String] = []
         let filters = try change(interfaces) { filter, maps in
-            if try maps.unban(source) { lifted.append(filter.interfaceName) }
+            if try integration ? maps.liftIntegrationBan(source) : maps.unban(source) { lifted.append(filter.interfaceName) }
             return {}
         }
         return (filters.map(\.interfaceName), lifted)

@@ -15,16 +15,19 @@ import Foundation
 ///     {"op": "stats"}                                             → {"ok": true, "stats": [...]}
 ///     {"op": "ping"}                                              → {"ok": true, "version": "…"}
 ///
-/// Every request may name `"interfaces": [...]` (default: every attached filter). A ban spares a source the allow
-/// list holds or the filter verified (`"spare_trusted"`, true unless a root client sets it false): the callers
-/// act on log lines, which a forger can provoke with a trusted source's address. Anything else — bad JSON, an
-/// unknown op or field, a bad address or duration — is answered `{"ok": false, "error": "…"}` and changes nothing;
-/// a line over 4,096 bytes closes the connection.
+/// Every request may name `"interfaces": [...]` (default: every attached filter). Its bans are an integration's
+/// (``PinRoot/banSource(_:seconds:interfaces:integration:spareTrusted:)``): they spare a source the allow list holds
+/// or the filter verified (`"spare_trusted"`, true unless a root client sets it false), since the callers act on
+/// log lines a forger can provoke with a trusted source's address; they never touch the operator's bans or
+/// shorten a longer one; `unban` lifts only an integration's ban. Anything else — bad JSON, an unknown op or
+/// field, a bad address, duration or interface — is answered `{"ok": false, "error": "…"}` and changes nothing; a
+/// line over 4,096 bytes closes the connection.
 public enum LocalAPI {
     public static let defaultSocket = "/run/floodgate/api.sock"
     public static let defaultGroup = "floodgate"
     public static let maxLineBytes = 4096
     public static let maxConnections = 16
+    public static let maxConnectionsPerUser = 4
     public static let idleSeconds = 60
 
     /// A parsed request.
@@ -63,7 +66,7 @@ public enum LocalAPI {
             }
             var interfaces: [String] = []
             if let value = fields["interfaces"] {
-                guard let names = value as? [String], names.allSatisfy({ !$0.isEmpty && $0.utf8.count < 16 }) else {
+                guard let names = value as? [String], names.allSatisfy(PinRoot.isInterfaceName) else {
                     throw bad("\"interfaces\" must be a list of interface names")
                 }
                 interfaces = names
@@ -159,9 +162,10 @@ public enum LocalAPI {
             var answer = Response(ok: true)
             switch request {
             case .ban(let source, let seconds, let spare, let interfaces):
-                answer.outcomes = try root.banSource(source, seconds: seconds, interfaces: interfaces, spareTrusted: spare)
+                answer.outcomes = try root.banSource(source, seconds: seconds, interfaces: interfaces, integration: true,
+                                                     spareTrusted: spare)
             case .unban(let source, let interfaces):
-                let result = try root.unbanSource(source, interfaces: interfaces)
+                let result = try root.unbanSource(source, interfaces: interfaces, integration: true)
                 answer.filters = result.filters
                 answer.lifted = result.lifted
             case .bans(let interfaces):
@@ -225,11 +229,13 @@ public enum LocalAPI {
         }
         var answer: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
-        while !answer.contains(0x0A) {
+        while true {
             let n = recv(fd, &buffer, buffer.count, 0)
+            if n < 0 && errno == EINTR { continue }
             guard n > 0 else { throw FloodgateError("the agent's API at \(path) closed without an answer") }
             answer += buffer[0..<n]
-            guard answer.count < 64 << 20 else { throw FloodgateError("the agent's answer is too long") }
+            if buffer[0..<n].contains(0x0A) { break }  // only the new bytes are looked at
+            guard answer.count < 256 << 20 else { throw FloodgateError("the agent's answer is too long") }
         }
         let data = Data(answer.prefix { $0 != 0x0A })
         do { return try JSONDecoder().decode(Response.self, from: data) } catch {

@@ -12,9 +12,9 @@ extension Floodgate {
         @Option(name: .customLong("for"), help: "How long: 600 (seconds), 90s, 10m, 1h30m, 1.5h, 2d.") var duration: String?
         @Flag(help: "Until unbanned.") var forever = false
         @Flag(help: ArgumentHelp(
-            "Leave alone a source the allow list holds or the filter has verified (exit 0, saying so).",
-            discussion: "For bans driven by log lines (fail2ban): such a line about a UDP source may have been provoked with its address forged."))
-        var spareTrusted = false
+            "An integration's ban (fail2ban): spare allow-listed and verified sources, leave the operator's bans and longer ones alone (exit 0, saying so); unban --integration lifts it.",
+            discussion: "For bans driven by log lines: such a line about a UDP source may have been provoked with its address forged. Bans through the agent's API are always an integration's."))
+        var integration = false
         @OptionGroup var selection: FilterSelection
         @OptionGroup var api: APIOption
 
@@ -31,16 +31,17 @@ extension Floodgate {
             let seconds = try duration.map(parseDuration)
             let outcomes: [BanOutcome]
             if let socket = api.socket() {
-                // The API spares trusted sources unless a root client says otherwise.
-                outcomes = try api.call(.ban(source, seconds: seconds, spareTrusted: spareTrusted || geteuid() != 0,
+                // An integration's ban; a root client without --integration asks not to spare trusted sources.
+                outcomes = try api.call(.ban(source, seconds: seconds, spareTrusted: integration || geteuid() != 0,
                                              interfaces: selection.interface), socket: socket).outcomes ?? []
             } else {
                 outcomes = try selection.common.root().banSource(source, seconds: seconds, interfaces: selection.interface,
-                                                                 spareTrusted: spareTrusted)
+                                                                 integration: integration)
             }
             for o in outcomes {
                 if let why = o.spared {
-                    print("\(o.interface): not banned \(source): it is \(why).")
+                    print(o.banned ? "\(o.interface): \(source) is \(why); left as it is."
+                                   : "\(o.interface): not banned \(source): it is \(why).")
                 } else {
                     print("\(o.interface): banned \(source) \(duration.map { "for \($0)" } ?? "until unbanned").")
                 }
@@ -53,6 +54,8 @@ extension Floodgate {
         @Argument(help: "The banned address.") var address: String
         @Flag(help: "An address that is not banned is not an error (exit 0, saying so): for scripts and fail2ban.")
         var ifExists = false
+        @Flag(help: "Lift only an integration's ban (ban --integration, the agent's API), not the operator's or the filter's own.")
+        var integration = false
         @OptionGroup var selection: FilterSelection
         @OptionGroup var api: APIOption
 
@@ -67,10 +70,13 @@ extension Floodgate {
                 let answer = try api.call(.unban(source, interfaces: selection.interface), socket: socket)
                 result = (answer.filters ?? [], answer.lifted ?? [])
             } else {
-                result = try selection.common.root().unbanSource(source, interfaces: selection.interface)
+                result = try selection.common.root().unbanSource(source, interfaces: selection.interface,
+                                                                 integration: integration)
             }
             guard !result.lifted.isEmpty else {
-                let message = "\(source) is not banned on \(result.filters.joined(separator: ", "))"
+                let on = result.filters.joined(separator: ", ")
+                let message = integration || api.socket() != nil
+                    ? "\(source) has no integration's ban on \(on)" : "\(source) is not banned on \(on)"
                 if ifExists { return print(message + ": nothing to lift.") }
                 throw FloodgateError(message, hint: "--if-exists makes this a note, not an error")
             }

@@ -240,19 +240,25 @@ import Testing
         }
     }
 
-    /// As the shipped unit runs it: root with only CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON and CAP_SYS_RESOURCE (the
-    /// bounding set, as setpriv sets it), the agent attaches the filter, serves metrics, reloads, and tells systemd
-    /// (a NOTIFY_SOCKET the test binds) READY=1 once running, RELOADING=1 then READY=1 around a reload, and
-    /// STOPPING=1.
+    /// As the shipped unit runs it: root with only CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYS_RESOURCE and
+    /// CAP_CHOWN (the bounding set, as setpriv sets it), the agent attaches the filter, serves metrics and the local
+    /// API (its socket given to the API's group), reloads, and tells systemd (a NOTIFY_SOCKET the test binds)
+    /// READY=1 once running, RELOADING=1 then READY=1 around a reload, and STOPPING=1.
     @Test func theAgentRunsWithTheUnitsCapabilitiesAndNotifiesSystemd() throws {
         try requireTool("/usr/bin/setpriv", package: "util-linux")
         try withAgentLab { lab in
             let socketPath = "/tmp/fgnotify-\(lab.id).sock"
             let notify = try DatagramListener(path: socketPath)
             defer { notify.close() }
+            let group = "fgt\(lab.id)"
+            #expect(try run(["groupadd", "--system", group]).status == 0)
+            defer { _ = try? run(["groupdel", group]) }
+            let apiDirectory = "/tmp/fgapi-\(lab.id)"
+            defer { try? FileManager.default.removeItem(atPath: apiDirectory) }
             let agent = try RunningAgent(
-                lab: lab, config: AgentTests.config(lab, port: 19477), environment: ["NOTIFY_SOCKET=\(socketPath)"],
-                wrapper: ["setpriv", "--bounding-set=-all,+bpf,+net_admin,+perfmon,+sys_resource", "--no-new-privs"])
+                lab: lab, config: AgentTests.config(lab, port: 19477, api: "\(apiDirectory)/api.sock\n  group: \(group)"),
+                environment: ["NOTIFY_SOCKET=\(socketPath)"],
+                wrapper: ["setpriv", "--bounding-set=-all,+bpf,+net_admin,+perfmon,+sys_resource,+chown", "--no-new-privs"])
             defer { agent.stop() }
             let ready = notify.receive(seconds: 20)
             #expect(ready?.hasPrefix("READY=1\nSTATUS=filtering on \(lab.routerInterface)") == true,
@@ -260,12 +266,16 @@ import Testing
             #expect(agent.log.text().contains("attached the filter"), "\(agent.log.text())")
             let status = try String(contentsOfFile: "/proc/\(agent.process.processIdentifier)/status", encoding: .utf8)
             let effective = status.split(separator: "\n").first { $0.hasPrefix("CapEff:") }
-            // Nothing beyond the four (CAP_SYS_RESOURCE may be missing too, where the machine's bounding set lacks it).
-            let mask: UInt64 = (1 << 12) | (1 << 24) | (1 << 38) | (1 << 39)  // NET_ADMIN, SYS_RESOURCE, PERFMON, BPF
-            let needed: UInt64 = (1 << 12) | (1 << 39)
+            // Nothing beyond the five (CAP_SYS_RESOURCE may be missing too, where the machine's bounding set lacks it).
+            let mask: UInt64 = (1 << 0) | (1 << 12) | (1 << 24) | (1 << 38) | (1 << 39)  // CHOWN, NET_ADMIN, SYS_RESOURCE, PERFMON, BPF
+            let needed: UInt64 = (1 << 0) | (1 << 12) | (1 << 39)
             let eff = effective.flatMap { UInt64($0.split(separator: "\t").last ?? "", radix: 16) } ?? ~0
             #expect(eff & ~mask == 0 && eff & needed == needed, "\(String(describing: effective))")
             #expect(agent.waitForLog("serving metrics"), "\(agent.log.text())")
+            #expect(agent.waitForLog("serving the local API"), "\(agent.log.text())")
+            var st = stat()
+            #expect(stat("\(apiDirectory)/api.sock", &st) == 0 && st.st_gid == getgrnam(group)?.pointee.gr_gid
+                    && st.st_mode & 0o777 == 0o660, "the socket is the group's: \(agent.log.text())")
             let body = try NetworkLab.inNamespace(lab.routerNS) { try httpGet(port: 19477, path: "/metrics") }
             #expect(body.status == 200 && body.text.contains("floodgate_packets_total"))
             agent.signal(SIGHUP)

@@ -8,7 +8,8 @@ import Testing
     /// fail2ban with the shipped action (`floodgate config fail2ban-action`), a jail fed by log lines: a source
     /// with a failed authentication is banned in the filter for fail2ban's ban time, fail2ban's unban lifts it, a
     /// ban time of -1 is a ban until lifted. The hostile half: a log line naming an allow-listed source (a
-    /// forger's REGISTER with the trunk's address provokes one) leaves it unbanned, and fail2ban sees no error.
+    /// forger's REGISTER with the trunk's address provokes one) leaves it unbanned; one naming a source the
+    /// operator banned for ever neither shortens nor, on fail2ban's unban, lifts that ban; fail2ban sees no error.
     @Test func fail2banBansThroughTheShippedActionButNeverAnAllowListedSource() throws {
         try requireTool("/usr/bin/fail2ban-server", package: "fail2ban")
         try withLab { lab in
@@ -86,7 +87,9 @@ import Testing
             }
             func ban(_ address: String) -> [String: Any]? { bans().first { $0["address"] as? String == address } }
 
-            try append("auth failed for 100 from 198.18.0.77", to: authLog)   // the forger's line, first
+            #expect(try lab.floodgate(["ban", "198.18.0.11", "--forever"]).status == 0)   // the operator's own
+            try append("auth failed for 99 from 198.18.0.11", to: authLog)
+            try append("auth failed for 100 from 198.18.0.77", to: authLog)   // the forger's line
             try append("auth failed for 101 from 198.18.0.9", to: authLog)
             #expect(waitUntil(seconds: 20) { ban("198.18.0.9") != nil }, "\((try? String(contentsOfFile: serverLog, encoding: .utf8)) ?? "")")
             let left = ban("198.18.0.9")?["seconds_left"] as? Double
@@ -102,8 +105,11 @@ import Testing
 
             #expect(try run(client + ["set", "sip-auth", "unbanip", "198.18.0.9"]).status == 0)
             #expect(try run(client + ["set", "sip-auth", "unbanip", "198.18.0.77"]).status == 0)
+            #expect(try run(client + ["set", "sip-auth", "unbanip", "198.18.0.11"]).status == 0)
             #expect(waitUntil(seconds: 20) { ban("198.18.0.9") == nil }, "\(bans())")
             #expect(ban("198.18.0.10") != nil, "the other jail's ban stays")
+            #expect(ban("198.18.0.11").map { $0["origin"] as? String == "explicit" && $0["seconds_left"] == nil } == true,
+                    "fail2ban neither shortened nor lifted the operator's ban: \(String(describing: ban("198.18.0.11")))")
             let log = (try? String(contentsOfFile: serverLog, encoding: .utf8)) ?? ""
             #expect(!log.contains("ERROR"), "fail2ban saw an action fail: \(log)")
         }
@@ -166,6 +172,7 @@ extension IntegrationsTests {
                          b'{"op":"ban","address":"999.1.1.1","seconds":5}', b'{"op":"ban","address":"198.18.0.20","seconds":true}',
                          b'{"op":"ban","address":"198.18.0.20","seconds":5,"extra":1}', b'{"op":"ban","address":"198.18.0.20"}',
                          b'{"op":"ban","address":"198.18.0.20","for":"10 parsecs"}', b'{"op":"drop-table"}',
+                         b'{"op":"bans","interfaces":["../fgx"]}',
                          b'{"op":"bans"}', b'{"op":"stats"}', b'{"op":"ping"}', b'x' * 5000]
                 for line in lines:
                     f.write(line + b'\\n'); f.flush()
@@ -175,21 +182,36 @@ extension IntegrationsTests {
                 """
             let raw = try run(member + ["/usr/bin/python3", "-c", client, socket])
             let answers = raw.out.split(separator: "\n").map(String.init)
-            #expect(answers.count == 13, "\(raw.out) \(raw.err)")
+            #expect(answers.count == 14, "\(raw.out) \(raw.err)")
             func object(_ i: Int) -> [String: Any] {
                 guard i < answers.count, let o = try? JSONSerialization.jsonObject(with: Data(answers[i].utf8)) as? [String: Any]
                 else { return [:] }
                 return o
             }
             #expect((object(0)["error"] as? String)?.contains("only root may ban an allow-listed or verified source") == true)
-            for i in 1...7 {
+            for i in 1...8 {
                 #expect(object(i)["ok"] as? Bool == false && object(i)["error"] is String, "answer \(i): \(answers.count > i ? answers[i] : "")")
             }
-            #expect((object(8)["bans"] as? [[String: Any]])?.contains { $0["address"] as? String == "198.18.0.9" } == true)
-            #expect((object(9)["stats"] as? [[String: Any]])?.first?["interface"] as? String == lab.routerInterface)
-            #expect(object(10)["version"] as? String == floodgateVersion)
-            #expect((object(11)["error"] as? String)?.contains("longer than 4096 bytes") == true && answers.last == "closed")
+            #expect((object(9)["bans"] as? [[String: Any]])?.contains {
+                $0["address"] as? String == "198.18.0.9" && $0["origin"] as? String == "integration"
+            } == true, "\(answers.count > 9 ? answers[9] : "")")
+            #expect((object(10)["stats"] as? [[String: Any]])?.first?["interface"] as? String == lab.routerInterface)
+            #expect(object(11)["version"] as? String == floodgateVersion)
+            #expect((object(12)["error"] as? String)?.contains("longer than 4096 bytes") == true && answers.last == "closed")
             #expect(maps.ban(of: SourceAddress("198.18.0.77")!) == nil && maps.ban(of: SourceAddress("198.18.0.20")!) == nil)
+
+            // An integration never shortens a longer ban, nor touches or lifts the operator's own.
+            let shorter = try run(member + [floodgateBinary, "ban", "198.18.0.9", "--for", "5", "--api-socket", socket])
+            #expect(shorter.status == 0 && shorter.out.contains("198.18.0.9 is already banned for longer; left as it is"),
+                    "\(shorter.out) \(shorter.err)")
+            #expect((maps.ban(of: SourceAddress("198.18.0.9")!)?.remainingSeconds() ?? 0) > 500)
+            try maps.ban(SourceAddress("198.18.0.12")!, seconds: nil)
+            let onOperators = try run(member + [floodgateBinary, "ban", "198.18.0.12", "--for", "60", "--api-socket", socket])
+            #expect(onOperators.status == 0 && onOperators.out.contains("is banned by the operator; left as it is"), "\(onOperators.out)")
+            let liftOperators = try run(member + [floodgateBinary, "unban", "198.18.0.12", "--api-socket", socket])
+            #expect(liftOperators.status != 0 && liftOperators.err.contains("has no integration's ban"), "\(liftOperators.err)")
+            #expect(maps.ban(of: SourceAddress("198.18.0.12")!).map { $0.explicit && !$0.integration && $0.expiresNS == nil } == true,
+                    "the operator's ban stays, for ever")
 
             // Root may ban an allow-listed source on purpose (an explicit ban beats the allow list).
             let forced = try run([floodgateBinary, "ban", "198.18.0.77", "--for", "60", "--api-socket", socket])
@@ -203,7 +225,7 @@ extension IntegrationsTests {
             #expect(agent.log.text().contains("banned through the local API") && agent.log.text().contains("uid=65534"),
                     "\(agent.log.text())")
             let metrics = try NetworkLab.inNamespace(lab.routerNS) { try httpGet(port: 19480, path: "/metrics") }
-            #expect(metrics.text.contains("floodgate_api_requests_total{op=\"invalid\",result=\"error\"} 9"),
+            #expect(metrics.text.contains("floodgate_api_requests_total{op=\"invalid\",result=\"error\"} 10"),
                     "\(metrics.text.split(separator: "\n").filter { $0.contains("api_requests") })")
             agent.stop()
             #expect(!FileManager.default.fileExists(atPath: socket), "the socket is removed when the agent stops")

@@ -379,7 +379,7 @@ import Testing
         #expect(try p.maps.removeExpiredBans(of: SourceAddress("198.18.80.3")!) == 0)
         let (removed, active) = try p.maps.sweepAndCountBans(now: later)
         #expect(removed == 1)
-        #expect(active == ["explicit": 1, "scanner": 1, "auto": 0, "brute-force": 0])
+        #expect(active == ["integration": 0, "explicit": 1, "scanner": 1, "auto": 0, "brute-force": 0])
         #expect(p.maps.ban(of: SourceAddress("198.18.80.1")!) == nil)
         #expect(p.maps.ban(of: SourceAddress("198.18.80.2")!) != nil)
         #expect(try p.maps.activeBanCounts(now: later) == active)
@@ -401,7 +401,7 @@ import Testing
         #expect(banned == flood)
         let bans = try p.maps.bans()
         // What the agent counts without reading them all in: the same.
-        #expect(try p.maps.activeBanCounts() == ["explicit": 0, "scanner": bans.filter(\.scanner).count, "auto": 0,
+        #expect(try p.maps.activeBanCounts() == ["integration": 0, "explicit": 0, "scanner": bans.filter(\.scanner).count, "auto": 0,
                                                    "brute-force": 0])
         // And the agent's housekeeping walk (sweep and count in one), with nothing expired yet.
         let housekeeping = try p.maps.sweepAndCountBans()
