@@ -16,7 +16,6 @@
 #define FG_MAP_SOURCES "fg_sources"
 #define FG_MAP_PREFIXES "fg_prefixes"
 #define FG_MAP_GLOBAL "fg_global"
-#define FG_MAP_STATS_MARK "fg_stats_mark"
 #define FG_MAP_DROP_CACHE "fg_drop_cache"
 #define FG_MAP_DENY "fg_deny"
 #define FG_MAP_ALLOW "fg_allow"
@@ -702,15 +701,6 @@ struct fg_cpu_state {
 	struct fg_class_counters counters[FG_CLASS_MAX];
 };
 
-/*
- * fg_stats_mark[0]: totals at the last `floodgate stats` read, written by the
- * CLI so the next read can print packets/s since then. Never read by XDP.
- */
-struct fg_stats_mark {
-	__u64 ktime_ns; /* CLOCK_MONOTONIC of the read; 0 = never read */
-	__u64 packets[FG_CLASS_MAX * FG_REASON_MAX];
-};
-
 _Static_assert(sizeof(struct fg_settings) == 192, "fg_settings layout");
 _Static_assert(sizeof(struct fg_caller_key) == 20, "fg_caller_key layout");
 _Static_assert(sizeof(struct fg_caller) == 24, "fg_caller layout");
@@ -747,7 +737,6 @@ _Static_assert(sizeof(struct fg_cpu_state) == 64 + FG_CLASS_MAX * sizeof(struct 
 _Static_assert((FG_DROP_CACHE_SLOTS & (FG_DROP_CACHE_SLOTS - 1)) == 0, "slots: a power of two");
 _Static_assert(FG_REASON_MAX <= FG_REASON_SLOTS, "a counter slot per reason");
 _Static_assert(sizeof(struct fg_class_counters) == 16 * FG_REASON_SLOTS, "fg_class_counters layout");
-_Static_assert(sizeof(struct fg_stats_mark) == 8 + 8 * FG_CLASS_MAX * FG_REASON_MAX, "fg_stats_mark layout");
 
 #ifndef __bpf__
 /* Names used by the CLI, JSON and metrics; userspace only. */

@@ -66,14 +66,6 @@ struct {
 	__type(value, struct fg_cpu_state);
 } fg_cpu SEC(".maps");
 
-/* Totals at the last `floodgate stats`; written and read by the CLI only. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct fg_stats_mark);
-} fg_stats_mark SEC(".maps");
-
 /* The state of one decision, so helpers share one clock read and one slot. */
 struct fg_ctx {
 	const struct fg_settings *s;

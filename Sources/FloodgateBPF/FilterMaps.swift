@@ -12,7 +12,7 @@ public final class FilterMaps: @unchecked Sendable {
     /// The map names, as the ELF object and the pins name them.
     public static let names = [
         FG_MAP_SETTINGS, FG_MAP_LIMITS, FG_MAP_SOURCES, FG_MAP_PREFIXES, FG_MAP_GLOBAL,
-        FG_MAP_STATS_MARK, FG_MAP_DROP_CACHE, FG_MAP_DENY, FG_MAP_ALLOW, FG_MAP_ALLOW_PREFIXES, FG_MAP_BANS, FG_MAP_AUTO_BANS, FG_MAP_SIGNATURES,
+        FG_MAP_DROP_CACHE, FG_MAP_DENY, FG_MAP_ALLOW, FG_MAP_ALLOW_PREFIXES, FG_MAP_BANS, FG_MAP_AUTO_BANS, FG_MAP_SIGNATURES,
         FG_MAP_SCRATCH, FG_MAP_CPU, FG_MAP_OFFENCES, FG_MAP_EVENTS, FG_MAP_AUTH, FG_MAP_TRUSTED,
         FG_MAP_TRUSTED_PREFIXES, FG_MAP_TXNS, FG_MAP_SERVERS, FG_MAP_FRAGMENTS, FG_MAP_CHALLENGES,
         FG_MAP_DESTINATIONS, FG_MAP_DESTINATION_SOURCES, FG_MAP_DESTINATION_TOTALS, FG_MAP_CALLS,
@@ -43,7 +43,6 @@ public final class FilterMaps: @unchecked Sendable {
 
     var settingsMap: BPFMap<UInt32, fg_settings> { map(FG_MAP_SETTINGS) }
     var limitsMap: BPFMap<UInt32, fg_limit> { map(FG_MAP_LIMITS) }
-    var statsMarkMap: BPFMap<UInt32, fg_stats_mark> { map(FG_MAP_STATS_MARK) }
     var trustedMap: BPFMap<fg_addr, fg_trust> { map(FG_MAP_TRUSTED) }
     var trustedPrefixesMap: BPFMap<fg_source_key, UInt64> { map(FG_MAP_TRUSTED_PREFIXES) }
     var allowMap: BPFMap<fg_cidr_key, fg_allow_entry> { map(FG_MAP_ALLOW) }
@@ -59,7 +58,6 @@ public final class FilterMaps: @unchecked Sendable {
     public var sourcesFD: Int32 { fd(FG_MAP_SOURCES) }
     /// Per CPU: the counters of every class, and the fast path's state (`struct fg_cpu_state`).
     public var cpuFD: Int32 { fd(FG_MAP_CPU) }
-    public var statsMarkFD: Int32 { fd(FG_MAP_STATS_MARK) }
     public var dropCacheFD: Int32 { fd(FG_MAP_DROP_CACHE) }
 
     /// Opens the maps pinned in `directory` (`bpf_obj_get`), after checking that a filter of this build pinned
@@ -238,24 +236,6 @@ public final class FilterMaps: @unchecked Sendable {
     /// The names of ``insideCounts()``, in order.
     public static var insideCountNames: [String] {
         (0..<FG_INSIDE_COUNT_MAX.rawValue).map { String(cString: fg_inside_count_name($0)) }
-    }
-
-    /// The totals and time of the last `stats` read.
-    public func statsMark() throws -> (ktimeNS: UInt64, packets: CounterGrid)? {
-        let mark = try statsMarkMap.value(at: 0)
-        guard mark.ktime_ns != 0 else { return nil }
-        let flat = withUnsafeBytes(of: mark.packets) { Array($0.bindMemory(to: UInt64.self)) }
-        return (mark.ktime_ns, CounterGrid(flat: flat))
-    }
-
-    public func setStatsMark(ktimeNS: UInt64, packets: CounterGrid) throws {
-        var mark = fg_stats_mark()
-        mark.ktime_ns = ktimeNS
-        withUnsafeMutableBytes(of: &mark.packets) { raw in
-            let slots = raw.bindMemory(to: UInt64.self)
-            for (i, v) in packets.flat.enumerated() where i < slots.count { slots[i] = v }
-        }
-        try statsMarkMap.update(0, mark)
     }
 
     // MARK: Sources

@@ -172,7 +172,7 @@ public enum LocalAPI {
                 answer.bans = try root.banRows(interfaces: interfaces)
             case .stats(let interfaces):
                 answer.stats = try root.selectFilters(interfaces).map {
-                    try StatsReport.read($0, maps: try root.maps(of: $0.interfaceName), mark: false)
+                    try StatsReport.read($0, maps: try root.maps(of: $0.interfaceName))
                 }
             case .ping:
                 answer.version = floodgateVersion

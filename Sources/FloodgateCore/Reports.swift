@@ -28,30 +28,43 @@ public struct StatsReport: Codable, Sendable {
         case intervalSeconds = "interval_seconds"
     }
 
-    /// Reads the counters of `filter` and, when `mark` is true, records them as the new "last read".
-    public static func read(_ filter: AttachedFilter, maps: FilterMaps, mark: Bool = true) throws -> StatsReport {
-        let counters = try maps.counters()
-        let now = monotonicNanoseconds()
-        let previous = try maps.statsMark()
-        let interval = previous.map { Double(now &- $0.ktimeNS) / 1e9 }
+    /// Reads the counters of `filter`, with packets/s since `previous` (an earlier ``sample(_:)`` of the same
+    /// filter) when given. Writes nothing: any number of readers can read side by side.
+    public static func read(_ filter: AttachedFilter, maps: FilterMaps, previous: Sample? = nil) throws -> StatsReport {
+        report(filter, now: try sample(maps), previous: previous)
+    }
+
+    /// A read of the counters, for rates between two.
+    public struct Sample: Sendable {
+        public var counters: Counters
+        public var ns: UInt64
+    }
+
+    /// A sample of `maps`' counters now.
+    public static func sample(_ maps: FilterMaps) throws -> Sample {
+        Sample(counters: try maps.counters(), ns: monotonicNanoseconds())
+    }
+
+    /// The report of `now`, with packets/s since `previous`.
+    public static func report(_ filter: AttachedFilter, now: Sample, previous: Sample?) -> StatsReport {
+        let interval = previous.map { Double(now.ns &- $0.ns) / 1e9 }
         var classes: [ClassStats] = []
         for c in TrafficClass.all {
             var stats = ClassStats(trafficClass: c.name, packets: [:], bytes: [:], packetsPerSecond: nil)
             for r in Reason.all {
-                stats.packets[r.name] = counters.packets[c, r]
-                stats.bytes[r.name] = counters.bytes[c, r]
+                stats.packets[r.name] = now.counters.packets[c, r]
+                stats.bytes[r.name] = now.counters.bytes[c, r]
             }
             if let previous, let interval, interval > 0 {
                 var rates: [String: Double] = [:]
                 for r in Reason.all {
-                    let delta = counters.packets[c, r] &- previous.packets[c, r]
-                    rates[r.name] = counters.packets[c, r] >= previous.packets[c, r] ? Double(delta) / interval : 0
+                    let (a, b) = (now.counters.packets[c, r], previous.counters.packets[c, r])
+                    rates[r.name] = a >= b ? Double(a - b) / interval : 0
                 }
                 stats.packetsPerSecond = rates
             }
             classes.append(stats)
         }
-        if mark { try maps.setStatsMark(ktimeNS: now, packets: counters.packets) }
         return StatsReport(
             interface: filter.interfaceName, programID: filter.programID, mode: filter.mode,
             intervalSeconds: interval, classes: classes)

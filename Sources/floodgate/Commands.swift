@@ -129,21 +129,36 @@ extension Floodgate {
 
     struct Stats: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Packet counters per class and verdict, and packets/s since the last read.")
+            abstract: "Packet counters per class and verdict, and packets/s over an interval.",
+            discussion: """
+                Reads the counters, waits --interval seconds and reads them again for the rates. It writes nothing, \
+                so any number of readers (another stats, the agent, the API's stats) can read side by side.
+                """)
         @Option(name: .shortAndLong, help: "Only this interface (repeatable); default: every attached one.")
         var interface: [String] = []
         @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var watch: WatchOptions
         @OptionGroup var common: CommonOptions
+
+        func validate() throws { try watch.check() }
 
         func run() throws {
             let root = try common.root()
-            let reports = try root.selectFilters(interface).map { filter in
-                try StatsReport.read(filter, maps: try root.maps(of: filter.interfaceName))
-            }
-            if json { return try printJSON(reports) }
-            for (n, report) in reports.enumerated() {
-                if n > 0 { print() }
-                printStats(report)
+            let filters = try root.selectFilters(interface)
+            let maps = try filters.map { try root.maps(of: $0.interfaceName) }
+            // With an interval, each read is rated against the one before it (the first, against one taken an
+            // interval earlier).
+            var previous = watch.interval > 0 ? try maps.map(StatsReport.sample) : nil
+            try watch.loop { _ in
+                if previous != nil { watch.pause() }
+                let now = try maps.map(StatsReport.sample)
+                let reports = filters.indices.map { StatsReport.report(filters[$0], now: now[$0], previous: previous?[$0]) }
+                if previous != nil { previous = now }
+                if json { return try printJSON(reports) }
+                for (n, report) in reports.enumerated() {
+                    if n > 0 { print() }
+                    printStats(report)
+                }
             }
         }
     }
@@ -155,10 +170,12 @@ extension Floodgate {
         @Option(name: .shortAndLong, help: "Only this interface (repeatable); default: every attached one.")
         var interface: [String] = []
         @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var watch: WatchOptions
         @OptionGroup var common: CommonOptions
 
         func validate() throws {
             guard count >= 1 else { throw ValidationError("-n must be at least 1 (got \(count)).") }
+            try watch.check()
         }
 
         struct Entry: Codable {
@@ -168,18 +185,54 @@ extension Floodgate {
 
         func run() throws {
             let root = try common.root()
-            let entries = try root.selectFilters(interface).map { filter in
-                Entry(interface: filter.interfaceName,
-                      sources: TopTalker.rank(try root.maps(of: filter.interfaceName).sources(), order: by,
-                                              count: count))
-            }
-            if json { return try printJSON(entries) }
-            for (n, entry) in entries.enumerated() {
-                if n > 0 { print() }
-                print("\(entry.interface): top \(entry.sources.count) sources by \(by.rawValue)")
-                printTop(entry.sources)
+            let filters = try root.selectFilters(interface)
+            try watch.loop { first in
+                if !first { watch.pause() }
+                let entries = try filters.map { filter in
+                    Entry(interface: filter.interfaceName,
+                          sources: TopTalker.rank(try root.maps(of: filter.interfaceName).sources(), order: by,
+                                                  count: count))
+                }
+                if json { return try printJSON(entries) }
+                for (n, entry) in entries.enumerated() {
+                    if n > 0 { print() }
+                    print("\(entry.interface): top \(entry.sources.count) sources by \(by.rawValue)")
+                    printTop(entry.sources)
+                }
             }
         }
+    }
+}
+
+/// `--watch`, `--interval`, `--count`: refresh in place, like top(1).
+struct WatchOptions: ParsableArguments {
+    @Flag(help: "Refresh in place every --interval seconds until interrupted (or --count times).") var watch = false
+    @Option(help: "Seconds between reads: the rates' interval, and the refresh of --watch (0: no rates).")
+    var interval: Double = 1
+    @Option(help: "With --watch: stop after this many refreshes.") var count: Int?
+
+    func check() throws {
+        guard interval.isFinite, interval >= 0, interval <= 3600 else {
+            throw ValidationError("--interval takes seconds from 0 to 3600 (got \(interval)).")
+        }
+        if watch && interval < 0.1 { throw ValidationError("--watch needs an --interval of at least 0.1 s.") }
+        if let count, count < 1 { throw ValidationError("--count must be at least 1 (got \(count)).") }
+        if count != nil && !watch { throw ValidationError("--count goes with --watch.") }
+    }
+
+    func pause() { Thread.sleep(forTimeInterval: interval) }
+
+    /// Runs `body` once, or with --watch again every interval, each time from the top of a cleared terminal
+    /// (when standard output is one); `body` is told whether it is the first time.
+    func loop(_ body: (Bool) throws -> Void) throws {
+        let terminal = isatty(STDOUT_FILENO) != 0
+        var n = 0
+        repeat {
+            if watch && terminal { print("\u{1B}[H\u{1B}[2J", terminator: "") }
+            try body(n == 0)
+            n += 1
+            if watch { fflush(stdout) }
+        } while watch && (count.map { n < $0 } ?? true)
     }
 }
 
@@ -189,9 +242,8 @@ extension TopTalker.Order: ExpressibleByArgument {}
 extension Tier: ExpressibleByArgument {}
 
 func printStats(_ report: StatsReport) {
-    let since = report.intervalSeconds.map { String(format: "%.1f s", $0) } ?? "first read"
-    print("\(report.interface) (program \(report.programID), \(report.mode ?? "other netns"))"
-        + " — rates since last read: \(since)")
+    let over = report.intervalSeconds.map { String(format: "packets/s over %.1f s", $0) } ?? "no rates (--interval 0)"
+    print("\(report.interface) (program \(report.programID), \(report.mode ?? "other netns")) — \(over)")
     // Every class is a row (operators read call volume from them); only reasons seen anywhere are columns.
     let reasons = Reason.all.map(\.name).filter { r in
         r == "passed" || r == "dropped-rate" || report.classes.contains { ($0.packets[r] ?? 0) > 0 }

@@ -35,6 +35,10 @@ import Testing
         try expectError(["limit", "set", "options", "--block", "--burst", "4"], "--burst goes with --rate only")
         try expectError(["limit", "set", "options", "--rate", "ten"], "ten")
         try expectError(["top", "-n", "0"], "-n must be at least 1")
+        try expectError(["stats", "--interval=-1"], "--interval takes seconds from 0 to 3600")
+        try expectError(["stats", "--watch", "--interval", "0"], "--watch needs an --interval of at least 0.1 s")
+        try expectError(["top", "--count", "2"], "--count goes with --watch")
+        try expectError(["top", "--watch", "--count", "0"], "--count must be at least 1")
     }
 
     @Test func badAttachArguments() throws {

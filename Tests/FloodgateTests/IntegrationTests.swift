@@ -62,7 +62,7 @@ import Testing
             #expect(received >= 50 && received <= 50 + Int(elapsed.rounded(.up)) + 1,
                     "received \(received) of \(sent) in \(elapsed) s")
 
-            let statsRun = try lab.floodgate(["stats", "--json"])
+            let statsRun = try lab.floodgate(["stats", "--json", "--interval", "0"])
             #expect(statsRun.status == 0, "\(statsRun.err)")
             let stats = try JSONDecoder().decode([StatsJSON].self, from: Data(statsRun.out.utf8))
             let sip = try #require(stats.first?.classes.first { $0.class == "options" })
@@ -70,10 +70,17 @@ import Testing
             #expect(stats.first?.mode == "native")
             #expect(sip.packets["passed"] == UInt64(received))
             #expect(sip.packets["dropped-rate"] == UInt64(sent - received))
-            #expect(sip.packets_per_second == nil, "the first read has no previous one to rate against")
+            #expect(sip.packets_per_second == nil, "--interval 0: totals only")
 
-            let second = try JSONDecoder().decode([StatsJSON].self, from: Data(try lab.floodgate(["stats", "--json"]).out.utf8))
+            // Rates over an interval (two reads, nothing written: readers can't disturb each other); with --watch,
+            // a read each interval, --count times.
+            let second = try JSONDecoder().decode([StatsJSON].self, from: Data(try lab.floodgate(["stats", "--json", "--interval", "0.3"]).out.utf8))
             #expect(second.first?.classes.first { $0.class == "options" }?.packets_per_second?["passed"] == 0)
+            let watched = try lab.floodgate(["stats", "--json", "--watch", "--interval", "0.2", "--count", "3"])
+            #expect(watched.status == 0 && watched.out.components(separatedBy: "\"interval_seconds\"").count == 4, "\(watched.out.prefix(300))")
+            let topWatched = try lab.floodgate(["top", "--json", "--watch", "--interval", "0.2", "--count", "2"])
+            #expect(topWatched.status == 0 && topWatched.out.components(separatedBy: lab.outsideAddress).count == 3,
+                    "\(topWatched.out.prefix(300)) \(topWatched.err)")
 
             let topRun = try lab.floodgate(["top", "-n", "5", "--json"])
             let top = try JSONDecoder().decode([TopJSON].self, from: Data(topRun.out.utf8))

@@ -44,7 +44,6 @@ import Testing
         #expect(MemoryLayout<fg_signature_key>.size == 36)
         #expect(MemoryLayout<fg_scratch>.size == Int(FG_SIP_SCAN_BYTES) + 36)
         #expect(MemoryLayout<fg_class_counters>.size == 16 * Int(FG_REASON_SLOTS))
-        #expect(MemoryLayout<fg_stats_mark>.size == 8 + 8 * Int(FG_CLASS_MAX.rawValue * FG_REASON_MAX.rawValue))
     }
 
     @Test func fieldOffsets() {

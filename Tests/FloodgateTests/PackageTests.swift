@@ -5,7 +5,8 @@ import Testing
 
 /// The Debian package `.ci/package` builds (`.ci/run package`), tried as an operator would on a router without
 /// the Swift toolchain: it installs, its binary starts with /opt/swift hidden, it attaches and detaches on a lab
-/// veth, and it removes cleanly. This test installs the package on this machine and purges it afterwards.
+/// veth, an upgrade leaves the filter attached, and removal detaches it and leaves no file. This test installs the
+/// package on this machine and purges it afterwards.
 @Suite(.serialized) struct PackageTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
@@ -32,12 +33,20 @@ import Testing
         let installed = try run(["dpkg-query", "-W", "-f=${Status}", "floodgate"])
         try #require(!installed.out.contains("installed"),
                      "a floodgate package is installed on this machine; this test would replace and then purge it")
+        // The package's removal detaches what is pinned under the default pin root: nothing of another's may be there.
+        try #require(!FileManager.default.fileExists(atPath: PinRoot.defaultPath),
+                     "\(PinRoot.defaultPath) exists: a Floodgate is running here; this test would detach it")
+        let groupBefore = try run(["getent", "group", "floodgate"]).status == 0
+        defer { if !groupBefore { _ = try? run(["groupdel", "floodgate"]) } }
         let deb = try PackageTests.buildPackage()
 
         // The package's metadata, from the one version source.
         let info = try run(["dpkg-deb", "--field", deb, "Package", "Version", "Depends"])
         #expect(info.out.contains("Package: floodgate") && info.out.contains("Version: \(floodgateVersion)"), "\(info.out)")
-        #expect(info.out.contains("libbpf1") && info.out.contains("libelf1"), "\(info.out)")
+        // Depends as dpkg-shlibdeps reads the binary: versioned by the symbols it uses.
+        #expect(info.out.contains("libbpf1 (>= ") && info.out.contains("libc6 (>= ") && info.out.contains("libelf1"),
+                "\(info.out)")
+        #expect(!info.out.lowercased().contains("swift"), "\(info.out)")
 
         // The binary needs the distribution's C and C++ runtimes, libbpf and libelf; nothing of Swift's.
         let unpacked = FileManager.default.temporaryDirectory.appendingPathComponent("fgdeb-\(uniqueID())")
@@ -90,11 +99,23 @@ import Testing
             let detach = try PackageTests.withoutSwift("\(inRouter) detach \(lab.routerInterface) --pin-root \(lab.pinRoot)")
             #expect(detach.status == 0, "\(detach.out) \(detach.err)")
             #expect(try lab.routerXDPProgram() == nil)
-        }
 
-        purged = true
-        let purge = try run(["dpkg", "--purge", "floodgate"])
-        #expect(purge.status == 0, "\(purge.out) \(purge.err)")
+            // A filter under the default pin root, as the service leaves it: an upgrade (the same package again)
+            // leaves it attached; removing the package detaches it.
+            defer { _ = try? run(["rm", "-rf", PinRoot.defaultPath]) }
+            #expect(try run(["sh", "-c", "\(inRouter) attach \(lab.routerInterface)"]).status == 0)
+            let program = try lab.routerXDPProgram()
+            #expect(program != nil)
+            let upgrade = try run(["dpkg", "-i", deb])
+            #expect(upgrade.status == 0, "\(upgrade.out) \(upgrade.err)")
+            #expect(try lab.routerXDPProgram() == program, "an upgrade leaves the filter attached")
+
+            purged = true
+            let purge = try run(["dpkg", "--purge", "floodgate"])
+            #expect(purge.status == 0, "\(purge.out) \(purge.err)")
+            #expect(try lab.routerXDPProgram() == nil, "removing the package detached the filter: \(purge.out) \(purge.err)")
+            #expect(!FileManager.default.fileExists(atPath: "\(PinRoot.defaultPath)/\(lab.routerInterface)"))
+        }
         for path in files where !path.isEmpty {
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue {
@@ -102,7 +123,7 @@ import Testing
             }
         }
         #expect(!FileManager.default.fileExists(atPath: "/etc/floodgate"))
-        #expect(try run(["getent", "group", "floodgate"]).status != 0, "the group is removed on purge")
+        #expect(try run(["getent", "group", "floodgate"]).status == 0, "the system group stays, as Debian leaves them")
         #expect(try run(["dpkg-query", "-W", "-f=${Status}", "floodgate"]).out.contains("installed") == false)
     }
 }
