@@ -22,7 +22,9 @@ public final class Agent: @unchecked Sendable {
     private var lastOutcomes: [String: UInt64]?
     private var lastInside: [String: UInt64]?
     private var lastPoll = monotonicNanoseconds()
-    private var fileStamp: [String: String] = [:]
+    private var fileStamp: [String: FileStamp] = [:]
+    /// Changed files as the previous check saw them: applied once a check sees them the same again.
+    private var pendingStamp: [String: FileStamp]?
     private var lastOccupancy: UInt64 = 0
     private var lastBanSweep: UInt64 = 0
     /// Bans XDP reported, and when they run out; the earliest of those times.
@@ -95,6 +97,7 @@ public final class Agent: @unchecked Sendable {
     public func reload(reason: String) -> Bool {
         let started = Date()
         fileStamp = Agent.stamps(configPath, config.listFiles)
+        pendingStamp = nil
         let new: AgentConfig
         do {
             new = try AgentConfig.load(path: configPath)
@@ -170,18 +173,41 @@ public final class Agent: @unchecked Sendable {
         }
     }
 
-    /// A fingerprint (size and modification time) of the config file and its list files.
-    static func stamps(_ path: String, _ lists: [String]) -> [String: String] {
-        var result: [String: String] = [:]
+    /// A fingerprint of a file: its size, modification time and inode ("missing" when it is not there).
+    struct FileStamp: Equatable {
+        var text: String
+        var inode: UInt64?
+    }
+
+    /// The fingerprints of the config file and its list files.
+    static func stamps(_ path: String, _ lists: [String]) -> [String: FileStamp] {
+        var result: [String: FileStamp] = [:]
         for p in [path] + lists {
             var st = stat()
-            result[p] = stat(p, &st) == 0 ? "\(st.st_size)/\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)/\(st.st_ino)" : "missing"
+            result[p] = stat(p, &st) == 0
+                ? FileStamp(text: "\(st.st_size)/\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)/\(st.st_ino)", inode: UInt64(st.st_ino))
+                : FileStamp(text: "missing", inode: nil)
         }
         return result
     }
 
-    /// Whether the config file or one of its list files changed since it was last read.
-    public func filesChanged() -> Bool { Agent.stamps(configPath, config.listFiles) != fileStamp }
+    /// Whether the config file or one of its list files changed since it was last read and is ready to be read
+    /// again: each changed file was renamed into place (a new inode: complete, as `mv` of a finished file is), or
+    /// has stayed the same since the previous check (a second at least), so that a file being written is not
+    /// read half-written (a block list cut short would lift the bans of its missing lines).
+    public func filesChanged() -> Bool {
+        let now = Agent.stamps(configPath, config.listFiles)
+        guard now != fileStamp else {
+            pendingStamp = nil
+            return false
+        }
+        let renamed = now.allSatisfy { path, stamp in
+            stamp == fileStamp[path] || (stamp.inode != nil && stamp.inode != fileStamp[path]?.inode)
+        }
+        if renamed { return true }
+        defer { pendingStamp = now }
+        return pendingStamp == now
+    }
 
     // MARK: Polling
 

@@ -183,6 +183,43 @@ import Testing
         }
     }
 
+    /// The watcher reads a list file only once it is whole: one written in two halves (the second 0.95 s after
+    /// the first, the way a slow download or a script writes it) is applied once, with every line, never the half
+    /// (which would lift the bans of the missing lines); one renamed into place is applied at the next check.
+    @Test func theWatcherAppliesAListFileOnlyOnceItIsWhole() throws {
+        try withAgentLab { lab in
+            let list = FileManager.default.temporaryDirectory.appendingPathComponent("fgdeny-\(lab.id).txt").path
+            defer { try? FileManager.default.removeItem(atPath: list) }
+            let lines = (0..<400).map { "198.19.\($0 / 200).\($0 % 200)/32" }
+            try (lines.prefix(10).joined(separator: "\n") + "\n").write(toFile: list, atomically: true, encoding: .utf8)
+            let agent = try RunningAgent(lab: lab, config: AgentTests.config(lab, port: 19481, extra: "deny:\n  - file: \(list)\n"))
+            defer { agent.stop() }
+            #expect(agent.waitForLog("\"running\"") || agent.waitForLog("] running"), "\(agent.log.text())")
+            let maps = try PinRoot(lab.pinRoot).maps(of: lab.routerInterface)
+            #expect(try maps.cidrs(in: .deny).count == 10)
+            func reloads() -> Int { agent.log.text().components(separatedBy: "config reloaded").count - 1 }
+
+            // In place, in two halves.
+            let handle = try #require(FileHandle(forWritingAtPath: list))
+            handle.truncateFile(atOffset: 0)
+            handle.write(Data((lines.prefix(200).joined(separator: "\n") + "\n").utf8))
+            Thread.sleep(forTimeInterval: 0.95)
+            handle.write(Data((lines.suffix(200).joined(separator: "\n") + "\n").utf8))
+            try handle.close()
+            #expect(waitUntil(seconds: 10) { reloads() >= 1 }, "\(agent.log.text())")
+            Thread.sleep(forTimeInterval: 2.5)
+            #expect(reloads() == 1, "one reload, of the whole file: \(agent.log.text())")
+            #expect(try maps.cidrs(in: .deny).count == 400)
+
+            // Renamed into place: complete by construction, applied at the next check.
+            let staged = list + ".new"
+            try (lines.prefix(50).joined(separator: "\n") + "\n").write(toFile: staged, atomically: false, encoding: .utf8)
+            #expect(rename(staged, list) == 0)
+            #expect(waitUntil(seconds: 5) { reloads() == 2 }, "\(agent.log.text())")
+            #expect(try maps.cidrs(in: .deny).count == 50)
+        }
+    }
+
     /// A source flooding over its limit is banned by the XDP program within a second, and the agent logs it;
     /// the ban expires (with jitter), and a second offence earns the next, longer duration.
     @Test func aFloodingSourceIsBannedWithinASecondAndBansEscalate() throws {
