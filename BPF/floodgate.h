@@ -302,6 +302,9 @@ struct fg_settings {
 	/* Caller ID (lib/callerid.h). */
 	__u32 caller_id_mode;		    /* enum fg_caller_id_mode */
 	__u32 caller_id_entries;	    /* 0: no source prefix has caller-ID ranges */
+	/* Never read by XDP. */
+	__u32 agent_pid;		    /* the `floodgate run` keeping this filter in step with its config; 0: none */
+	__u32 reserved;
 };
 
 /* settings.calls_tracked */
@@ -701,7 +704,7 @@ struct fg_cpu_state {
 	struct fg_class_counters counters[FG_CLASS_MAX];
 };
 
-_Static_assert(sizeof(struct fg_settings) == 192, "fg_settings layout");
+_Static_assert(sizeof(struct fg_settings) == 200, "fg_settings layout");
 _Static_assert(sizeof(struct fg_caller_key) == 20, "fg_caller_key layout");
 _Static_assert(sizeof(struct fg_caller) == 24, "fg_caller layout");
 _Static_assert(sizeof(struct fg_active_call_key) == 32, "fg_active_call_key layout");

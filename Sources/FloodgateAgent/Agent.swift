@@ -77,6 +77,8 @@ public final class Agent: @unchecked Sendable {
                     metadata: ["inside": "\(inside)"])
             }
         }
+        // The CLI refuses (without --force) changes of what this config owns while the agent runs.
+        try root.locked { try maps.setAgentPID(getpid()) }
         let pinnedSize = try maps.maxSources()
         if pinnedSize != config.maxSources {
             logger.warning("max_sources differs from the pinned filter's; it takes a detach and a new attach",
@@ -87,6 +89,13 @@ public final class Agent: @unchecked Sendable {
         fileStamp = Agent.stamps(configPath, config.listFiles)
         metrics.attached(mode: filter.mode ?? "unknown", program: filter.programID, inside: config.inside)
         metrics.reloads(ok: true, seconds: Date().timeIntervalSince(started))
+    }
+
+    /// Stops claiming the filter (the CLI may change its policy again without --force); the agent is stopping.
+    public func release() {
+        _ = try? root.locked {
+            if try maps.rawAgentPID() == UInt32(bitPattern: getpid()) { try maps.setAgentPID(0) }
+        }
     }
 
     // MARK: Config

@@ -43,6 +43,7 @@ public final class AgentService: Service, @unchecked Sendable {
             try? await Task.sleep(for: .milliseconds(agent.config.pollMilliseconds))
         }
         SystemdNotify.send("STOPPING=1")
+        agent.release()
         if detachOnExit {
             try agent.detach()
         } else {

@@ -125,6 +125,30 @@ public final class FilterMaps: @unchecked Sendable {
         }
     }
 
+    /// The agent (`floodgate run`) that keeps this filter in step with its config file, if one is running: its
+    /// pid, as it wrote it in the settings, and the config file its command line names.
+    public func runningAgent() throws -> (pid: Int32, config: String)? {
+        let pid = Int32(bitPattern: try rawSettings().agent_pid)
+        guard pid > 0, pid != getpid(),
+              let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), !data.isEmpty
+        else { return nil }
+        let argv = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        guard let program = argv.first, (program as NSString).lastPathComponent.hasPrefix("floodgate"), argv.contains("run")
+        else { return nil }
+        let config = argv.firstIndex(of: "--config").flatMap { $0 + 1 < argv.count ? argv[$0 + 1] : nil }
+            ?? argv.first { $0.hasPrefix("--config=") }.map { String($0.dropFirst("--config=".count)) }
+            ?? "/etc/floodgate/floodgate.yaml"
+        return (pid, config)
+    }
+
+    /// The agent pid as written in the settings (0: none), running or not.
+    public func rawAgentPID() throws -> UInt32 { try rawSettings().agent_pid }
+
+    /// Records (pid) or clears (0) the agent keeping this filter in step with its config.
+    public func setAgentPID(_ pid: Int32) throws {
+        try updateSettings { $0.agent_pid = UInt32(bitPattern: pid) }
+    }
+
     /// Does the ban map `name` hold any entry?
     func hasBans(in name: String) throws -> Bool { try !banMap(name).isEmpty() }
 

@@ -38,10 +38,23 @@ extension PinRoot {
     /// Changes the policy of the filters on `names` (every attached one if empty), all or none: each filter's
     /// policy is read, edited by `edit` and applied (``FilterPolicy/apply(to:)``); if one fails, the ones
     /// before it are put back. Holds the pin root's lock.
-    public func changePolicy(_ names: [String], _ edit: (AttachedFilter, inout FilterPolicy) throws -> Void) throws
-        -> [AttachedFilter]
+    ///
+    /// With an agent running on a filter, its config file owns the policy and its next reload would put back
+    /// what this changes: the change is refused, saying so, unless `force` (then a warning says how long it lasts).
+    public func changePolicy(_ names: [String], force: Bool = false,
+                             _ edit: (AttachedFilter, inout FilterPolicy) throws -> Void) throws -> [AttachedFilter]
     {
         try change(names) { filter, maps in
+            if let agent = try maps.runningAgent() {
+                let owner = "the agent (pid \(agent.pid)) keeps the filter on \(filter.interfaceName) in step with \(agent.config)"
+                guard force else {
+                    throw FloodgateError(
+                        "\(owner): a change made here would be undone at its next reload",
+                        hint: "Edit \(agent.config) and reload the agent (systemctl reload floodgate, or kill -HUP \(agent.pid)); "
+                            + "--force changes it anyway, until that reload")
+                }
+                logger.warning("\(owner): this change lasts until its next reload; edit the config to keep it")
+            }
             var policy = try FilterPolicy(reading: maps)
             try edit(filter, &policy)
             return try policy.apply(to: maps).undo

@@ -23,7 +23,7 @@ extension Floodgate {
             @Option(help: "Packets per second per prefix.") var rate: Int?
             @Option(help: "Burst per prefix (default: the rate).") var burst: Int?
             @Flag(help: "No prefix limit.") var unlimited = false
-            @OptionGroup var selection: FilterSelection
+            @OptionGroup var selection: PolicySelection
 
             func validate() throws {
                 guard v4 != nil || v6 != nil || rate != nil || unlimited else {
@@ -42,7 +42,7 @@ extension Floodgate {
                 let root = try selection.common.root()
                 let limit = try newLimit()
                 let level: GlobalLimit = wide ? .widePrefix : .prefix
-                let filters = try root.changePolicy(selection.interface) { _, policy in
+                let filters = try root.changePolicy(selection.interface, force: selection.force) { _, policy in
                     if let v4 { if wide { policy.settings.wideV4 = UInt8(v4) } else { policy.settings.prefixV4 = UInt8(v4) } }
                     if let v6 { if wide { policy.settings.wideV6 = UInt8(v6) } else { policy.settings.prefixV6 = UInt8(v6) } }
                     if let limit { if level == .widePrefix { policy.widePrefix = limit } else { policy.prefix = limit } }
@@ -69,7 +69,7 @@ extension Floodgate {
             @Option(help: "Burst of the budget (default: pps).") var burst: Int?
             @Flag(help: "No SIP budget.") var unlimited = false
             @Option(help: "New sources admitted to tracking per second (random-source floods).") var newSources: Int?
-            @OptionGroup var selection: FilterSelection
+            @OptionGroup var selection: PolicySelection
 
             func validate() throws {
                 guard pps != nil || unlimited || newSources != nil else {
@@ -85,7 +85,7 @@ extension Floodgate {
                 let root = try selection.common.root()
                 let budget = try budget()
                 let fresh = try newSources.flatMap { try limitArgument(rate: $0, burst: nil, unlimited: false) }
-                let filters = try root.changePolicy(selection.interface) { _, policy in
+                let filters = try root.changePolicy(selection.interface, force: selection.force) { _, policy in
                     if let budget { policy.budget = budget }
                     if let fresh { policy.newSources = fresh }
                 }

@@ -74,10 +74,17 @@ extension Floodgate {
     struct Detach: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Detach the filter and remove its pins.")
         @Argument(help: "The interface to stop protecting.") var interface: String
+        @Flag(help: "Detach even though an agent runs the filter (it then fails at its next read of the maps).")
+        var force = false
         @OptionGroup var common: CommonOptions
 
         func run() throws {
             let root = try common.root()
+            if !force, let agent = try? root.maps(of: interface).runningAgent() {
+                throw FloodgateError(
+                    "the agent (pid \(agent.pid), \(agent.config)) runs the filter on \(interface)",
+                    hint: "Stop it first (systemctl stop floodgate), or run it with --detach-on-exit; --force detaches anyway")
+            }
             try root.detach(interfaceName: interface)
             print("\(interface): detached Floodgate and removed \(root.directory(for: interface)).")
         }

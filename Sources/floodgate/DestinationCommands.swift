@@ -31,7 +31,7 @@ extension Floodgate {
             @Flag(help: "Let them through (carves an exception out of a shorter blocked prefix).") var allow = false
             @Option(help: "At most N calls a minute from each source (N/min), at most N at once.") var limit: String?
             @Option(help: "At most N calls a minute from all sources together (N/min).") var total: String?
-            @OptionGroup var selection: FilterSelection
+            @OptionGroup var selection: PolicySelection
 
             func rules() throws -> [DestinationRule] {
                 guard !input.prefixes.isEmpty else { throw ValidationError("Give at least one prefix.") }
@@ -52,7 +52,7 @@ extension Floodgate {
             func run() throws {
                 let root = try selection.common.root()
                 let rules = try rules()
-                let filters = try root.changePolicy(selection.interface) { _, policy in
+                let filters = try root.changePolicy(selection.interface, force: selection.force) { _, policy in
                     policy.destinations = policy.destinations.replacing(with: rules)
                 }
                 for f in filters {
@@ -64,7 +64,7 @@ extension Floodgate {
         struct Del: ParsableCommand {
             static let configuration = CommandConfiguration(abstract: "Remove destination rules.")
             @OptionGroup var input: Prefixes
-            @OptionGroup var selection: FilterSelection
+            @OptionGroup var selection: PolicySelection
 
             func targets() throws -> [String] {
                 guard !input.prefixes.isEmpty else { throw ValidationError("Give at least one prefix.") }
@@ -78,7 +78,7 @@ extension Floodgate {
             func run() throws {
                 let root = try selection.common.root()
                 let prefixes = try targets()
-                let filters = try root.changePolicy(selection.interface) { _, policy in
+                let filters = try root.changePolicy(selection.interface, force: selection.force) { _, policy in
                     policy.destinations = try policy.destinations.removing(prefixes: prefixes, tier: input.tier)
                 }
                 for f in filters { print("\(f.interfaceName): \(prefixes.count) destination rules removed.") }

@@ -24,6 +24,8 @@ extension Floodgate {
             var tier: Tier = .unverified
             @Option(name: .shortAndLong, help: "Only this interface (repeatable); default: every attached one.")
             var interface: [String] = []
+            @Flag(help: "With an agent running, change it anyway: its config owns the policy, and its next reload puts the config's back.")
+            var force = false
             @OptionGroup var common: CommonOptions
 
             func validate() throws { _ = try parsed() }
@@ -51,7 +53,7 @@ extension Floodgate {
             func run() throws {
                 let root = try common.root()
                 let (c, limit) = try parsed()
-                let filters = try root.changePolicy(interface) { _, policy in
+                let filters = try root.changePolicy(interface, force: force) { _, policy in
                     if tier == .verified { policy.verifiedLimits[c] = limit } else { policy.limits[c] = limit }
                 }
                 let whose = tier == .verified ? "verified sources' " : ""

@@ -11,6 +11,15 @@ struct FilterSelection: ParsableArguments {
     @OptionGroup var common: CommonOptions
 }
 
+/// The filters a change of the policy applies to, and `--force`.
+struct PolicySelection: ParsableArguments {
+    @Option(name: .shortAndLong, help: "Only this interface (repeatable); default: every attached one.")
+    var interface: [String] = []
+    @Flag(help: "With an agent running, change it anyway: its config owns the policy, and its next reload puts the config's back.")
+    var force = false
+    @OptionGroup var common: CommonOptions
+}
+
 /// CIDRs from the command line and from files of one CIDR per line (`#` comments).
 struct CIDRInput: ParsableArguments {
     @Argument(help: "CIDRs or addresses, IPv4 or IPv6.") var cidrs: [String] = []
@@ -45,7 +54,7 @@ struct ListAdd<Kind: ListKind>: ParsableCommand {
         CommandConfiguration(commandName: "add", abstract: "Add CIDRs to the \(Kind.list.rawValue) list (all or none).")
     }
     @OptionGroup var input: CIDRInput
-    @OptionGroup var selection: FilterSelection
+    @OptionGroup var selection: PolicySelection
 
     func run() throws {
         try addToList(Kind.list, input, selection)
@@ -54,12 +63,12 @@ struct ListAdd<Kind: ListKind>: ParsableCommand {
 
 /// Adds the CIDRs of `input` to `list` on the selected filters, all or none: if one filter refuses, what the others
 /// added is removed again.
-func addToList(_ list: PolicyList, _ input: CIDRInput, _ selection: FilterSelection,
+func addToList(_ list: PolicyList, _ input: CIDRInput, _ selection: PolicySelection,
                options: AllowOptions? = nil) throws {
     let root = try selection.common.root()
     let cidrs = try input.parsed()
     var added: [String: Int] = [:]
-    let filters = try root.changePolicy(selection.interface) { filter, policy in
+    let filters = try root.changePolicy(selection.interface, force: selection.force) { filter, policy in
         // Entries already on the list keep their options.
         let new = Set(cidrs).subtracting(list == .allow ? policy.allow : policy.deny)
         added[filter.interfaceName] = new.count
@@ -92,7 +101,7 @@ struct AllowAdd: ParsableCommand {
     @Option(help: "Its burst (default: twice the limit).") var burst: Int?
     @Flag(help: "No bucket of its own (only the SIP budget limits it).") var unlimited = false
     @Option(help: "The TTLs (IPv6: hop limits) its packets may arrive with: MIN-MAX or one value.") var ttl: String?
-    @OptionGroup var selection: FilterSelection
+    @OptionGroup var selection: PolicySelection
 
     func validate() throws { _ = try options() }
 
@@ -128,13 +137,13 @@ struct ListDel<Kind: ListKind>: ParsableCommand {
     @OptionGroup var input: CIDRInput
     @Flag(help: "CIDRs not on the list are not an error (the others are removed, and those named): for scripts.")
     var ifExists = false
-    @OptionGroup var selection: FilterSelection
+    @OptionGroup var selection: PolicySelection
 
     func run() throws {
         let root = try selection.common.root()
         let cidrs = try input.parsed()
         var absent: [String: Set<CIDR>] = [:]
-        let filters = try root.changePolicy(selection.interface) { filter, policy in
+        let filters = try root.changePolicy(selection.interface, force: selection.force) { filter, policy in
             let current = Kind.list == .allow ? policy.allow : policy.deny
             let missing = Set(cidrs).subtracting(current)
             absent[filter.interfaceName] = missing

@@ -26,12 +26,12 @@ extension Floodgate {
         struct Add: ParsableCommand {
             static let configuration = CommandConfiguration(abstract: "Add signatures.")
             @OptionGroup var input: Prefixes
-            @OptionGroup var selection: FilterSelection
+            @OptionGroup var selection: PolicySelection
             func validate() throws { _ = try input.signatures() }
             func run() throws {
                 let root = try selection.common.root()
                 let signatures = try input.signatures()
-                let filters = try root.changePolicy(selection.interface) { _, policy in
+                let filters = try root.changePolicy(selection.interface, force: selection.force) { _, policy in
                     policy.signatures.formUnion(signatures)
                 }
                 for f in filters { print("\(f.interfaceName): \(signatures.count) signatures added.") }
@@ -41,12 +41,12 @@ extension Floodgate {
         struct Del: ParsableCommand {
             static let configuration = CommandConfiguration(abstract: "Remove signatures.")
             @OptionGroup var input: Prefixes
-            @OptionGroup var selection: FilterSelection
+            @OptionGroup var selection: PolicySelection
             func validate() throws { _ = try input.signatures() }
             func run() throws {
                 let root = try selection.common.root()
                 let signatures = try input.signatures()
-                let filters = try root.changePolicy(selection.interface) { _, policy in
+                let filters = try root.changePolicy(selection.interface, force: selection.force) { _, policy in
                     let missing = Swift.Set(signatures).subtracting(policy.signatures)
                     guard missing.isEmpty else {
                         throw FloodgateError("no such scanner signature: \(missing.sorted().map(\.description).joined(separator: ", "))")
@@ -92,7 +92,7 @@ extension Floodgate {
             static let configuration = CommandConfiguration(
                 commandName: "ban-time", abstract: "How long the filter bans a source that sent a signature (off: never).")
             @Argument(help: "A duration (90s, 10m, 1h30m, 2d) or off.") var duration: String
-            @OptionGroup var selection: FilterSelection
+            @OptionGroup var selection: PolicySelection
 
             func seconds() throws -> UInt32 {
                 if duration == "off" { return 0 }
@@ -106,7 +106,7 @@ extension Floodgate {
             func run() throws {
                 let root = try selection.common.root()
                 let seconds = try seconds()
-                let filters = try root.changePolicy(selection.interface) { _, policy in
+                let filters = try root.changePolicy(selection.interface, force: selection.force) { _, policy in
                     policy.settings.scannerBanSeconds = seconds
                 }
                 for f in filters { print("\(f.interfaceName): scanner ban time is now \(seconds)s.") }

@@ -183,6 +183,39 @@ import Testing
         }
     }
 
+    /// One source of truth: while an agent runs a filter, a CLI change of what its config owns (a limit, a list)
+    /// is refused, naming the agent and its config file; with --force it is made and lasts until the agent's next
+    /// reload, which puts the config's value back. Runtime state the config doesn't own (an explicit ban) needs no
+    /// --force and survives the reload. Detach is refused too. Once the agent stops, the CLI is free again.
+    @Test func aCLIChangeOfWhatTheConfigOwnsIsRefusedWhileAnAgentRuns() throws {
+        try withAgentLab { lab in
+            let agent = try RunningAgent(lab: lab, config: AgentTests.config(lab, port: 19482))
+            defer { agent.stop() }
+            #expect(agent.waitForLog("] running"), "\(agent.log.text())")
+            let maps = try PinRoot(lab.pinRoot).maps(of: lab.routerInterface)
+            let configured = try maps.limit(for: .options)
+            let refused = try lab.floodgate(["limit", "set", "options", "--rate", "5"])
+            #expect(refused.status != 0 && refused.err.contains("the agent (pid \(agent.process.processIdentifier)) keeps the filter on")
+                    && refused.err.contains(agent.configPath) && refused.err.contains("--force"), "\(refused.err)")
+            #expect(try lab.floodgate(["deny", "add", "198.18.9.9"]).status != 0)
+            #expect(try maps.limit(for: .options) == configured && maps.cidrs(in: .deny).isEmpty, "nothing changed")
+            let forced = try lab.floodgate(["limit", "set", "options", "--rate", "5", "--force"])
+            #expect(forced.status == 0 && forced.err.contains("this change lasts until its next reload"), "\(forced.out) \(forced.err)")
+            #expect(try maps.limit(for: .options) == .rate(5, burst: 5))
+            #expect(try lab.floodgate(["ban", "198.18.9.10", "--for", "600"]).status == 0, "a ban is not the config's")
+            let detach = try lab.floodgate(["detach", lab.routerInterface])
+            #expect(detach.status != 0 && detach.err.contains("runs the filter"), "\(detach.err)")
+
+            agent.signal(SIGHUP)
+            #expect(agent.waitForLog("config reloaded"), "\(agent.log.text())")
+            #expect(try maps.limit(for: .options) == configured, "the reload put the config's limit back")
+            #expect(maps.ban(of: SourceAddress("198.18.9.10")!) != nil, "and kept the ban")
+            agent.stop()
+            let free = try lab.floodgate(["limit", "set", "options", "--rate", "6"])
+            #expect(free.status == 0 && !free.err.contains("agent"), "\(free.out) \(free.err)")
+        }
+    }
+
     /// The watcher reads a list file only once it is whole: one written in two halves (the second 0.95 s after
     /// the first, the way a slow download or a script writes it) is applied once, with every line, never the half
     /// (which would lift the bans of the missing lines); one renamed into place is applied at the next check.

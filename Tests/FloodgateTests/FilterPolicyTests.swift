@@ -1,3 +1,4 @@
+import CFloodgate
 import FloodgateCore
 import FloodgateLab
 import Foundation
@@ -97,6 +98,24 @@ import Testing
         #expect(try policy.apply(to: program.maps).changes.isEmpty)
         // The filter reads port 5061 as SIP no more.
         #expect(try program.judge(Packet.sipRaw(Array("OPTIONS sip:x SIP/2.0\r\n\r\n".utf8), dport: 5061)).1 == .other)
+    }
+
+    /// An apply the kernel refuses halfway (the signatures map frozen, so its update fails with EPERM after the
+    /// settings, a limit and both lists were written) is undone: the filter is left as it was, and acts so.
+    @Test func anApplyThatFailsHalfwayIsUndone() throws {
+        let program = try loadProgram()
+        let before = try FilterPolicy(reading: program.maps)
+        #expect(bpf_map_freeze(program.maps.fd(FG_MAP_SIGNATURES)) == 0)
+        var next = before
+        next.settings.prefixV4 = 22
+        next.limits[.options] = .block
+        next.allow.insert(try CIDR("198.18.11.0/24"))
+        next.deny.insert(try CIDR("198.18.12.0/24"))
+        next.signatures.insert(try Signature(.userAgent, "evil-scanner"))
+        #expect(throws: FloodgateError.self) { _ = try next.apply(to: program.maps) }
+        #expect(try FilterPolicy(reading: program.maps) == before)
+        #expect(try program.judge(Packet.request("OPTIONS", src: "198.18.30.1")).2 == .passed)
+        #expect(try program.judge(Packet.request("OPTIONS", src: "198.18.12.1")).2 == .passed)
     }
 
     @Test func anInvalidPolicyWritesNothing() throws {
