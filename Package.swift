@@ -77,6 +77,8 @@ let package = Package(
                 .embedInCode("Resources/floodgate.yaml"), .embedInCode("Resources/floodgate.service"),
                 .embedInCode("Resources/high-risk.txt"), .embedInCode("Resources/alerts.yml"),
                 .embedInCode("Resources/grafana-dashboard.json"), .embedInCode("Resources/fail2ban.conf"),
+                .embedInCode("Resources/fetch-list.sh"), .embedInCode("Resources/fetch-list.service"),
+                .embedInCode("Resources/fetch-list.timer"),
             ]
         ),
         .executableTarget(

@@ -68,6 +68,17 @@ public final class Agent: @unchecked Sendable {
                 "interface": "\(external)", "program": .stringConvertible(f.programID), "changes": .stringConvertible(changes.count),
             ])
         }
+        // Further uplinks: the same program and maps (bans, lists, buckets and counters are one filter's).
+        for uplink in config.otherExternal {
+            switch try root.attachSharing(try Interface(uplink), with: external, mode: config.mode) {
+            case .attached(let f):
+                logger.notice("attached the filter to another uplink, sharing its maps", metadata: [
+                    "interface": "\(uplink)", "with": "\(external)", "mode": "\(f.mode ?? "?")"])
+                metrics.attached(interface: uplink, mode: f.mode ?? "unknown", program: f.programID)
+            case .alreadyAttached(let f):
+                metrics.attached(interface: uplink, mode: f.mode ?? "unknown", program: f.programID)
+            }
+        }
         if let inside = config.inside {
             try root.attachInside(externalName: external, inside: try Interface(inside), mode: config.mode)
             logger.notice("watching the SIP server's answers", metadata: ["inside": "\(inside)"])
@@ -87,7 +98,8 @@ public final class Agent: @unchecked Sendable {
         events = try? EventReader(maps)
         if events == nil { logger.warning("cannot read the XDP program's event ring: bans are still issued, not logged") }
         fileStamp = Agent.stamps(configPath, config.listFiles)
-        metrics.attached(mode: filter.mode ?? "unknown", program: filter.programID, inside: config.inside)
+        metrics.attached(interface: external, mode: filter.mode ?? "unknown", program: filter.programID)
+        metrics.inside(config.inside)
         metrics.reloads(ok: true, seconds: Date().timeIntervalSince(started))
     }
 
@@ -118,7 +130,7 @@ public final class Agent: @unchecked Sendable {
             return false
         }
         let fixed: [(String, Bool)] = [
-            ("interfaces.external", new.external != config.external), ("interfaces.inside", new.inside != config.inside),
+            ("interfaces.external", new.externals != config.externals), ("interfaces.inside", new.inside != config.inside),
             ("interfaces.mode", new.mode != config.mode), ("pin_root", new.pinRoot != config.pinRoot),
             ("max_sources", new.maxSources != config.maxSources), ("max_bans", new.maxAutoBans != config.maxAutoBans),
             ("metrics.listen", new.metricsListen != config.metricsListen),
@@ -396,6 +408,10 @@ public final class Agent: @unchecked Sendable {
     /// Detaches the filter and removes its pins (`--detach-on-exit`).
     public func detach() throws {
         events = nil
+        for uplink in config.otherExternal where (try? root.inspect(interfaceName: uplink)) != nil {
+            try root.detach(interfaceName: uplink)
+            logger.notice("detached the filter", metadata: ["interface": "\(uplink)"])
+        }
         try root.detach(interfaceName: filter.interfaceName)
         logger.notice("detached the filter", metadata: ["interface": "\(filter.interfaceName)"])
     }

@@ -7,6 +7,11 @@ import Yams
 /// configuration of an empty file (but for the external interface, which has none).
 public struct AgentConfig: Sendable, Equatable {
     public var external: String?
+    /// Further uplinks (`interfaces.external` as a list: the first is ``external``): each gets the same filter,
+    /// sharing its maps.
+    public var otherExternal: [String] = []
+    /// Every external interface, the first first.
+    public var externals: [String] { (external.map { [$0] } ?? []) + otherExternal }
     public var inside: String?
     public var mode: AttachMode = .auto
     public var pinRoot: String = PinRoot.defaultPath
@@ -406,6 +411,20 @@ final class ConfigReader {
     func interfaces(_ node: Node, _ c: inout AgentConfig) {
         for (name, value) in mapping(node, "interfaces", known: ["external", "inside", "mode"]) {
             let field = "interfaces.\(name)"
+            if name == "external", let items = value.sequence {
+                // Several uplinks.
+                var names: [String] = []
+                for item in items {
+                    guard let s = string(item, field) else { continue }
+                    if !PinRoot.isInterfaceName(s) { problem(item, field, "'\(s)' is not an interface name") }
+                    else if names.contains(s) { problem(item, field, "names \(s) twice") }
+                    else { names.append(s) }
+                }
+                if names.count > 8 { problem(value, field, "names \(names.count) interfaces; at most 8") }
+                c.external = names.first
+                c.otherExternal = Array(names.dropFirst())
+                continue
+            }
             guard let s = string(value, field) else { continue }
             switch name {
             case "mode":
@@ -420,7 +439,7 @@ final class ConfigReader {
                 if name == "external" { c.external = s } else { c.inside = s }
             }
         }
-        if let e = c.external, e == c.inside {
+        if let inside = c.inside, c.externals.contains(inside) {
             problem(node, "interfaces.inside", "must differ from interfaces.external")
         }
     }

@@ -160,6 +160,10 @@ public enum ShippedFiles {
     public static func systemdUnit(binary: String) -> String {
         systemdUnit.replacingOccurrences(of: "/usr/bin/floodgate ", with: "\(binary) ")
     }
+    /// The block-list fetcher (a shell script), and its systemd service and timer templates.
+    public static var fetchListScript: String { String(decoding: PackageResources.fetch_list_sh, as: UTF8.self) }
+    public static var fetchListService: String { String(decoding: PackageResources.fetch_list_service, as: UTF8.self) }
+    public static var fetchListTimer: String { String(decoding: PackageResources.fetch_list_timer, as: UTF8.self) }
     /// A fail2ban action banning in the filter.
     public static var fail2banAction: String { String(decoding: PackageResources.fail2ban_conf, as: UTF8.self) }
     /// Destination rules for the ranges toll-fraud reports name, each group with its source.

@@ -28,7 +28,7 @@ public final class AgentService: Service, @unchecked Sendable {
         // this); until now they end the process as they would any other.
         logger.notice("running", metadata: ["poll_ms": .stringConvertible(agent.config.pollMilliseconds)])
         // The filter is attached and the config applied: systemd may start what is ordered after us.
-        SystemdNotify.send("READY=1\nSTATUS=filtering on \(agent.config.external ?? "?")")
+        SystemdNotify.send("READY=1\nSTATUS=filtering on \(agent.config.externals.joined(separator: ", "))")
         var lastCheck = monotonicSeconds()
         while !Task.isShuttingDownGracefully {
             if hangups.take() > 0 {

@@ -225,10 +225,13 @@ public final class AgentMetrics: @unchecked Sendable {
 
     /// The filter as attached: its mode (native or generic: an operator who asked for native and got generic
     /// sees it here) and program; the inside interface, if any.
-    func attached(mode: String, program: UInt32, inside: String?) {
+    func attached(interface uplink: String, mode: String, program: UInt32) {
         registry.makeGauge(descriptor: metricName("floodgate_attach_info",
-                                                  "The filter on the interface: its XDP mode and program id; always 1"),
-                           labels: [("interface", interface), ("mode", mode), ("program", "\(program)")]).set(to: 1)
+                                                  "The filter on an external interface: its XDP mode and program id; always 1"),
+                           labels: [("interface", uplink), ("mode", mode), ("program", "\(program)")]).set(to: 1)
+    }
+
+    func inside(_ inside: String?) {
         registry.makeGauge(descriptor: metricName("floodgate_inside_attached",
                                                   "Whether an inside interface (the SIP server's side) is watched: 1, or 0"),
                            labels: [("interface", interface), ("inside", inside ?? "")]).set(to: inside == nil ? 0 : 1)

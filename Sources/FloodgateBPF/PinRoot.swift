@@ -98,6 +98,55 @@ public struct PinRoot: Sendable {
         return .attached(filter)
     }
 
+    /// Attaches the filter already on `first` to `interface` too (another uplink): the same program and maps, so
+    /// that bans, lists, buckets and counters are one for both; a link of its own, pinned with the maps again
+    /// under `interface`'s folder (every command that names `interface` finds the shared filter there). A filter
+    /// of its own already on `interface` is refused: detach it first.
+    public func attachSharing(_ interface: Interface, with first: String, mode: AttachMode) throws -> AttachOutcome {
+        try ensureBPFFS()
+        let lock = try Lock(path: path)
+        defer { lock.release() }
+        let shared = try inspect(interfaceName: first)
+        let dir = directory(for: interface.name)
+        if let existing = try? inspect(interfaceName: interface.name), existing.linkIfindex == UInt32(interface.index) {
+            guard existing.programID == shared.programID else {
+                throw FloodgateError(
+                    "\(interface.name) has a Floodgate filter of its own (program \(existing.programID)), not \(first)'s",
+                    hint: "Detach it (floodgate detach \(interface.name)) so that it can share \(first)'s")
+            }
+            return .alreadyAttached(existing)
+        }
+        if FileManager.default.fileExists(atPath: dir) { try removePins(in: dir) }
+        var queriedProgram: UInt32 = 0
+        var queriedMode: UInt8 = 0
+        if cfloodgate_xdp_query(interface.index, &queriedProgram, &queriedMode) == 0, queriedProgram != 0 {
+            throw FloodgateError(
+                "\(interface.name) already has an XDP program (id \(queriedProgram)) that Floodgate did not attach",
+                hint: "Remove it first (ip link set dev \(interface.name) xdp off) or pick another interface")
+        }
+        let program = try check("open the program of \(first)'s filter (id \(shared.programID))",
+                                bpf_prog_get_fd_by_id(shared.programID))
+        defer { close(program) }
+        let (linkFD, usedMode) = try link(programFD: program, to: interface, mode: mode)
+        defer { close(linkFD) }
+        let firstDir = directory(for: first)
+        do {
+            try check("create pin directory \(dir)", mkdir(dir, 0o700) == 0 ? 0 : -errno)
+            for name in FilterMaps.names + [FG_PIN_INSIDE_PROG] {
+                let fd = try check("open \(firstDir)/\(name)", bpf_obj_get("\(firstDir)/\(name)"))
+                defer { close(fd) }
+                try check("pin \(name) at \(dir)/\(name)", bpf_obj_pin(fd, "\(dir)/\(name)"))
+            }
+            try check("pin XDP link at \(dir)/\(FG_PIN_LINK)", bpf_obj_pin(linkFD, "\(dir)/\(FG_PIN_LINK)"))
+        } catch {
+            try? removePins(in: dir)
+            throw error
+        }
+        var filter = try inspect(interfaceName: interface.name)
+        filter.mode = filter.mode ?? usedMode
+        return .attached(filter)
+    }
+
     /// Attaches the filter's inside program (BPF/lib/trust.h) to `inside`, the interface facing the SIP server,
     /// and pins its link next to the filter's. Nothing happens if it is already there; a link to another
     /// interface is replaced.

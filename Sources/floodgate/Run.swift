@@ -68,7 +68,7 @@ extension Floodgate {
         static let configuration = CommandConfiguration(
             commandName: "config", abstract: "Check a config file, or print the example one.",
             subcommands: [Check.self, Example.self, HighRisk.self, Alerts.self, Dashboard.self, SystemdUnit.self,
-                          Fail2banAction.self])
+                          Fail2banAction.self, FetchList.self, CheckList.self])
 
         struct Check: ParsableCommand {
             static let configuration = CommandConfiguration(
@@ -82,7 +82,7 @@ extension Floodgate {
                     let autoBan = p.settings.autoBan.enabled
                         ? "after \(p.settings.autoBan.drops) drops in \(p.settings.autoBan.windowMilliseconds) ms" : "off"
                     let bruteForce = p.settings.bruteForce.map { "\($0.failures) failures in \($0.windowSeconds) s" } ?? "off"
-                    let interfaces = "external \(c.external ?? "?")" + (c.inside.map { ", inside \($0)" } ?? "")
+                    let interfaces = "external \(c.externals.isEmpty ? "?" : c.externals.joined(separator: ", "))" + (c.inside.map { ", inside \($0)" } ?? "")
                     for warning in c.warnings { FileHandle.standardError.write(Data("warning: skipped \(warning)\n".utf8)) }
                     print("\(file): OK — \(interfaces), \(p.allow.count) allow and \(p.deny.count) deny networks, "
                         + "\(p.signatures.count) signatures, auto-ban \(autoBan), brute force \(bruteForce), "
@@ -131,6 +131,58 @@ extension Floodgate {
                 let path = binary ?? Bundle.main.executablePath.map { URL(fileURLWithPath: $0).resolvingSymlinksInPath().path }
                     ?? "/usr/bin/floodgate"
                 print(ShippedFiles.systemdUnit(binary: path), terminator: "")
+            }
+        }
+
+        struct FetchList: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                commandName: "fetch-list",
+                abstract: "Print the block-list fetcher (a shell script), or its systemd service or timer template.",
+                discussion: """
+                    The package installs them as /usr/libexec/floodgate/fetch-list, floodgate-fetch-list@.service and \
+                    floodgate-fetch-list@.timer: put URL=https://… in /etc/floodgate/lists/NAME.env, name \
+                    /var/lib/floodgate/lists/NAME.txt in a deny: [{file: …}] entry, and enable \
+                    floodgate-fetch-list@NAME.timer.
+                    """)
+            enum Unit: String, ExpressibleByArgument, CaseIterable { case service, timer }
+            @Option(help: "Print this unit instead of the script: service or timer.") var unit: Unit?
+
+            func run() {
+                switch unit {
+                case nil: print(ShippedFiles.fetchListScript, terminator: "")
+                case .service: print(ShippedFiles.fetchListService, terminator: "")
+                case .timer: print(ShippedFiles.fetchListTimer, terminator: "")
+                }
+            }
+        }
+
+        struct CheckList: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                commandName: "check-list",
+                abstract: "Read a list file of networks as the agent reads one: how many, and the lines it would skip.",
+                discussion: """
+                    One CIDR or address per line, '#' and ';' start comments, a bad line is skipped with a warning \
+                    (on standard error). Exit status 1 when the file holds no network or more than the list holds.
+                    """)
+            @Argument(help: "The list file.") var file: String
+            @Flag(help: "Print only the number of networks.") var count = false
+
+            func run() throws {
+                let text: String
+                do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
+                    throw FloodgateError("cannot read \(file) as UTF-8 text: \(error.localizedDescription)")
+                }
+                let (cidrs, skipped) = CIDR.parseListSkipping(text, name: file)
+                let networks = Set(cidrs).count
+                for line in skipped.prefix(5) { FileHandle.standardError.write(Data("warning: skipped \(line)\n".utf8)) }
+                if skipped.count > 5 {
+                    FileHandle.standardError.write(Data("warning: and \(skipped.count - 5) more bad lines\n".utf8))
+                }
+                guard networks > 0 else { throw FloodgateError("\(file) holds no network") }
+                guard networks <= FilterCapacity.listEntries else {
+                    throw FloodgateError("\(file) holds \(networks) networks; a list holds at most \(FilterCapacity.listEntries)")
+                }
+                print(count ? "\(networks)" : "\(file): \(networks) networks, \(skipped.count) lines skipped")
             }
         }
 

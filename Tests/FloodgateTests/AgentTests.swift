@@ -216,6 +216,52 @@ import Testing
         }
     }
 
+    /// Two uplinks (`interfaces.external` as a list): the second gets the first's program and maps, so a ban made
+    /// on one is in force on the other at once — a source that moves to the other uplink meets it — and the
+    /// counters are one filter's. Each uplink is attached (and reported) in its own right.
+    @Test func twoUplinksShareOneFilter() throws {
+        try withAgentLab { lab in
+            let (o2, r2) = ("u2o\(lab.id)", "u2r\(lab.id)")
+            for step in [["ip", "link", "add", o2, "netns", lab.outsideNS, "type", "veth", "peer", "name", r2, "netns", lab.routerNS],
+                         ["ip", "-n", lab.outsideNS, "addr", "add", "198.18.4.1/24", "dev", o2],
+                         ["ip", "-n", lab.routerNS, "addr", "add", "198.18.4.2/24", "dev", r2],
+                         ["ip", "-n", lab.outsideNS, "link", "set", o2, "up"], ["ip", "-n", lab.routerNS, "link", "set", r2, "up"]] {
+                let done = try run(step)
+                #expect(done.status == 0, "\(step): \(done.err)")
+            }
+            let config = AgentTests.config(lab, port: 19484).replacingOccurrences(
+                of: "  external: \(lab.routerInterface)\n", with: "  external: [\(lab.routerInterface), \(r2)]\n")
+            let agent = try RunningAgent(lab: lab, config: config)
+            defer { agent.stop() }
+            #expect(agent.waitForLog("] running"), "\(agent.log.text())")
+            #expect(agent.log.text().contains("attached the filter to another uplink, sharing its maps"))
+            let status = try lab.floodgate(["status", "--json"])
+            let rows = (try? JSONSerialization.jsonObject(with: Data(status.out.utf8)) as? [[String: Any]]) ?? []
+            #expect(Set(rows.compactMap { $0["interface"] as? String }) == [lab.routerInterface, r2], "\(status.out)")
+            #expect(Set(rows.compactMap { $0["program_id"] as? Int }).count == 1, "one program: \(status.out)")
+
+            // Banned through the first uplink's pins; it comes in on the second.
+            #expect(try lab.floodgate(["ban", "198.18.1.66", "--for", "600", "-i", lab.routerInterface]).status == 0)
+            let second = try PinRoot(lab.pinRoot).maps(of: r2)
+            #expect(second.ban(of: SourceAddress("198.18.1.66")!) != nil)
+            let server = try lab.udpSocket(in: lab.routerNS, bindTo: "198.18.4.2", port: 5060)
+            let banned = try lab.udpSocket(in: lab.outsideNS, bindTo: "198.18.1.66")
+            let phone = try lab.udpSocket(in: lab.outsideNS, bindTo: "198.18.4.1")
+            let before = try second.counters().packets
+            let payload = Array("OPTIONS sip:1@198.18.4.2 SIP/2.0\r\n\r\n".utf8)
+            for _ in 0..<20 { try banned.send(payload, to: "198.18.4.2", port: 5060) }
+            for _ in 0..<5 { try phone.send(payload, to: "198.18.4.2", port: 5060) }
+            let received = server.drain()
+            #expect(received["198.18.1.66"] == nil && received["198.18.4.1"] == 5, "\(received)")
+            let after = try second.counters().packets
+            #expect(after[.options, .droppedBan] - before[.options, .droppedBan] == 20)
+            let metrics = try NetworkLab.inNamespace(lab.routerNS) { try httpGet(port: 19484, path: "/metrics").text }
+            for name in [lab.routerInterface, r2] {
+                #expect(metrics.contains("floodgate_attach_info{interface=\"\(name)\",mode=\"native\""), "\(name)")
+            }
+        }
+    }
+
     /// The watcher reads a list file only once it is whole: one written in two halves (the second 0.95 s after
     /// the first, the way a slow download or a script writes it) is applied once, with every line, never the half
     /// (which would lift the bans of the missing lines); one renamed into place is applied at the next check.

@@ -11,6 +11,8 @@ import Testing
         let example = try AgentConfig.parse(ShippedFiles.exampleConfig, file: "floodgate.yaml")
         var empty = try AgentConfig.parse("interfaces:\n  external: eth1\n", file: "empty.yaml")
         #expect(example.external == "eth1")
+        let uplinks = try AgentConfig.parse("interfaces:\n  external: [eth1, eth3]\n", file: "u.yaml")
+        #expect(uplinks.externals == ["eth1", "eth3"] && uplinks.external == "eth1")
         #expect(example.policy.settings == Settings.defaults)
         #expect(example.policy.limits == Limit.defaults)
         #expect(example.policy.verifiedLimits == Limit.verifiedDefaults)
@@ -310,6 +312,11 @@ import Testing
         ("interfaces: {external: eth1}\nmetrics:\n  listen: 0.0.0.0\n", 3, "metrics.listen", "HOST:PORT"),
         ("interfaces: {external: eth1}\nlog:\n  format: xml\n", 3, "log.format", "text or json"),
         ("interfaces: {external: eth1}\nlog:\n  level: loud\n", 3, "log.level", "debug, info, notice, warning or error"),
+        ("interfaces:\n  external: [eth1, eth1]\n", 2, "interfaces.external", "names eth1 twice"),
+        ("interfaces:\n  external: [eth1, eth/2]\n", 2, "interfaces.external", "is not an interface name"),
+        ("interfaces:\n  external: [eth1, eth2]\n  inside: eth2\n", 2, "interfaces.inside", "must differ from interfaces.external"),
+        ("interfaces:\n  external: []\n", 1, "interfaces.external", "is required"),
+        ("interfaces: {external: eth1}\napi:\n  socket: relative.sock\n", 3, "api.socket", "absolute path"),
         ("interfaces: {external: eth1, mode: turbo}\n", 1, "interfaces.mode", "native, generic or auto"),
         ("interfaces: {external: eth1}\nscanners:\n  signatures:\n    - user_agent: \"\"\n", 4, "scanners.signatures.user_agent", "1 to 31 bytes"),
         ("interfaces: {external: eth1}\nlimits: [8/s]\n", 2, "limits", "must be a mapping"),

@@ -232,3 +232,76 @@ extension IntegrationsTests {
         }
     }
 }
+
+extension IntegrationsTests {
+    /// The block-list fetcher (`floodgate config fetch-list`) against a real HTTP server (python's http.server, in
+    /// the router's namespace): a Spamhaus-DROP-style list lands at its file whole, renamed into place, and the
+    /// running agent applies it at its next check. What must never replace a good list — a 404, an HTML error
+    /// page, a list cut to a tenth, a plain-HTTP URL while only HTTPS is allowed — leaves the file as it was (exit
+    /// status 1) and no temporary file behind.
+    @Test func theBlockListFetcherReplacesAListOnlyWithAWholeOne() throws {
+        try requireTool("/usr/bin/curl", package: "curl")
+        try withLab { lab in
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fgfetch-\(lab.id)")
+            let www = dir.appendingPathComponent("www")
+            try FileManager.default.createDirectory(at: www, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let script = dir.appendingPathComponent("fetch-list").path
+            let printed = try run([floodgateBinary, "config", "fetch-list"])
+            #expect(printed.status == 0 && printed.out.hasPrefix("#!/bin/sh"))
+            try printed.out.write(toFile: script, atomically: true, encoding: .utf8)
+            chmod(script, 0o755)
+            let lists = dir.appendingPathComponent("lists")
+            try FileManager.default.createDirectory(at: lists, withIntermediateDirectories: true)
+            let target = lists.appendingPathComponent("drop.txt").path
+            try "198.19.255.0/24\n".write(toFile: target, atomically: true, encoding: .utf8)
+            let drop = "; Spamhaus DROP List 2026/12/02 - (c) 2026 The Spamhaus Project\n"
+                + (0..<200).map { "198.19.\($0).0/24 ; SBL\(1000 + $0)\n" }.joined()
+            try drop.write(to: www.appendingPathComponent("drop.txt"), atomically: true, encoding: .utf8)
+            try "<html><body>503 Service Unavailable</body></html>\n"
+                .write(to: www.appendingPathComponent("error.html"), atomically: true, encoding: .utf8)
+            try (0..<20).map { "198.19.\($0).0/24\n" }.joined()
+                .write(to: www.appendingPathComponent("short.txt"), atomically: true, encoding: .utf8)
+
+            let server = Process()
+            server.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+            server.arguments = ["--net=/run/netns/\(lab.routerNS)", "/usr/bin/python3", "-m", "http.server", "18080",
+                                "--bind", "127.0.0.1", "--directory", www.path]
+            server.standardOutput = FileHandle.nullDevice
+            server.standardError = FileHandle.nullDevice
+            try server.run()
+            defer { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
+            let inRouter = ["nsenter", "--net=/run/netns/\(lab.routerNS)", "env", "FLOODGATE=\(floodgateBinary)"]
+            #expect(waitUntil(seconds: 10) {
+                (try? run(inRouter + ["curl", "-fs", "-o", "/dev/null", "http://127.0.0.1:18080/drop.txt"]).status) == 0
+            })
+            let agent = try AgentTests.RunningAgent(lab: lab, config: AgentTests.config(lab, port: 19483, extra: """
+                deny:
+                  - file: \(target)
+                """))
+            defer { agent.stop() }
+            #expect(agent.waitForLog("] running"), "\(agent.log.text())")
+            let maps = try PinRoot(lab.pinRoot).maps(of: lab.routerInterface)
+            #expect(try maps.cidrs(in: .deny).count == 1)
+
+            func fetch(_ path: String, http: Bool = true) throws -> (status: Int32, out: String, err: String) {
+                try run(inRouter + (http ? ["FLOODGATE_FETCH_PROTOCOLS==http"] : []) + [script, "http://127.0.0.1:18080/\(path)", target])
+            }
+            let fetched = try fetch("drop.txt")
+            #expect(fetched.status == 0 && fetched.out.contains("200 networks"), "\(fetched.out) \(fetched.err)")
+            #expect(try String(contentsOfFile: target, encoding: .utf8) == drop)
+            #expect(waitUntil(seconds: 10) { (try? maps.cidrs(in: .deny).count) == 200 }, "\(agent.log.text())")
+
+            for (path, http, why) in [("missing.txt", true, "404"), ("error.html", true, "holds no list of networks"),
+                                      ("short.txt", true, "holds 20 networks, fewer than 50% of the 200"),
+                                      ("drop.txt", false, "Protocol")] {
+                let refused = try fetch(path, http: http)
+                #expect(refused.status != 0 && refused.err.contains(why), "\(path): \(refused.out) \(refused.err)")
+                #expect(try String(contentsOfFile: target, encoding: .utf8) == drop, "\(path) replaced the list")
+            }
+            #expect(try FileManager.default.contentsOfDirectory(atPath: lists.path) == ["drop.txt"], "no temporary file left")
+            Thread.sleep(forTimeInterval: 1.5)
+            #expect(try maps.cidrs(in: .deny).count == 200)
+        }
+    }
+}

@@ -70,6 +70,8 @@ import Testing
                      "/usr/share/bash-completion/completions/floodgate", "/usr/share/zsh/vendor-completions/_floodgate",
                      "/usr/share/fish/vendor_completions.d/floodgate.fish", "/usr/share/floodgate/grafana-dashboard.json",
                      "/usr/share/floodgate/alerts.yml", "/usr/share/floodgate/fail2ban/floodgate.conf",
+                     "/usr/libexec/floodgate/fetch-list", "/usr/lib/systemd/system/floodgate-fetch-list@.service",
+                     "/usr/lib/systemd/system/floodgate-fetch-list@.timer",
                      "/usr/share/doc/floodgate/copyright"] {
             #expect(files.contains(path) && FileManager.default.fileExists(atPath: path), "\(path) is not installed")
         }
@@ -81,6 +83,11 @@ import Testing
         #expect(try run(["bash", "-n", "/usr/share/bash-completion/completions/floodgate"]).status == 0)
         let verify = try run(["systemd-analyze", "verify", "/usr/lib/systemd/system/floodgate.service"])
         #expect(verify.status == 0 && verify.err.isEmpty, "\(verify.out)\(verify.err)")
+        // The fetcher's template, as an instance (its EnvironmentFile is optional to verify: it names a list).
+        let fetcher = try run(["systemd-analyze", "verify", "/usr/lib/systemd/system/floodgate-fetch-list@drop.service",
+                               "/usr/lib/systemd/system/floodgate-fetch-list@drop.timer"])
+        #expect(fetcher.status == 0 && fetcher.err.isEmpty, "\(fetcher.out)\(fetcher.err)")
+        #expect(FileManager.default.isExecutableFile(atPath: "/usr/libexec/floodgate/fetch-list"))
 
         // With the toolchain hidden, the development build can't start (it proves the hiding) and the package's can.
         let dev = try PackageTests.withoutSwift("exec \(floodgateBinary) --version")
