@@ -597,9 +597,12 @@ __noinline int fg_decide(struct fg_packet *pkt)
 		fg_cache_drop(c.slot, &c.key, &c, ~0ULL, FG_REASON_DROPPED_DENY);
 		return FG_REASON_DROPPED_DENY;
 	}
-	/* The operator's bans beat the allow list; the filter's own do not. */
+	/* The operator's bans beat the allow list; the filter's own do not, nor
+	 * does an integration's (fail2ban, the local API: a log line's word,
+	 * which a forger can provoke) when the source is allow-listed or
+	 * verified, even if it became so after the ban. */
 	ban = s->bans_present ? bpf_map_lookup_elem(&fg_bans, &pkt->src) : NULL;
-	if (ban && fg_ban_active(&c, ban)) {
+	if (ban && fg_ban_active(&c, ban) && !((ban->flags & FG_BAN_INTEGRATION) && fg_is_vouched_for(s, &pkt->src))) {
 		fg_cache_ban(&c, ban->expires_ns);
 		return FG_REASON_DROPPED_BAN;
 	}

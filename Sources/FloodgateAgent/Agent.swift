@@ -37,7 +37,17 @@ public final class Agent: @unchecked Sendable {
 
     /// Attaches (or adopts) the filter of `config` and applies `config` to it.
     public init(configPath: String, config: AgentConfig, logger: Logger) throws {
-        guard let external = config.external else { throw FloodgateError("the config names no external interface") }
+        guard config.external != nil else { throw FloodgateError("the config names no external interface") }
+        // The uplink whose filter the others share: the first of the config's that already has one (a restart,
+        // whatever the order now), else the first.
+        let probe = PinRoot(config.pinRoot, logger: logger)
+        let external = config.externals.first { name in
+            guard let f = try? probe.inspect(interfaceName: name), let i = try? Interface(name) else { return false }
+            return f.linkIfindex == UInt32(i.index)
+        } ?? config.external!
+        let others = config.externals.filter { $0 != external }
+        // The files as they were read (as near as this gets): one changed while the filter is attached is seen.
+        let stampsAtStart = Agent.stamps(configPath, config.listFiles)
         self.configPath = configPath
         self.config = config
         self.logger = logger
@@ -69,7 +79,7 @@ public final class Agent: @unchecked Sendable {
             ])
         }
         // Further uplinks: the same program and maps (bans, lists, buckets and counters are one filter's).
-        for uplink in config.otherExternal {
+        for uplink in others {
             switch try root.attachSharing(try Interface(uplink), with: external, mode: config.mode) {
             case .attached(let f):
                 logger.notice("attached the filter to another uplink, sharing its maps", metadata: [
@@ -97,7 +107,7 @@ public final class Agent: @unchecked Sendable {
         }
         events = try? EventReader(maps)
         if events == nil { logger.warning("cannot read the XDP program's event ring: bans are still issued, not logged") }
-        fileStamp = Agent.stamps(configPath, config.listFiles)
+        fileStamp = stampsAtStart
         metrics.attached(interface: external, mode: filter.mode ?? "unknown", program: filter.programID)
         metrics.inside(config.inside)
         metrics.reloads(ok: true, seconds: Date().timeIntervalSince(started))
@@ -117,7 +127,9 @@ public final class Agent: @unchecked Sendable {
     @discardableResult
     public func reload(reason: String) -> Bool {
         let started = Date()
-        fileStamp = Agent.stamps(configPath, config.listFiles)
+        // Taken before the files are read: a change made while they are read is seen at the next check.
+        let before = Agent.stamps(configPath, config.listFiles)
+        fileStamp = before
         pendingStamp = nil
         let new: AgentConfig
         do {
@@ -152,7 +164,8 @@ public final class Agent: @unchecked Sendable {
             let changes = try Agent.apply(new, at: now, to: maps, root: root)
             scheduleInForce = new.scheduledInForce(at: now)
             config = new
-            fileStamp = Agent.stamps(configPath, new.listFiles)
+            fileStamp = Agent.stamps(configPath, new.listFiles).merging(before) { _, old in old }
+                .filter { $0.key == configPath || new.listFiles.contains($0.key) }
             anomalies.policy = new.anomaly
             limiter.perSecond = new.logPerSecond
             AgentLogHandler.setLevel(new.logLevel)
@@ -213,19 +226,15 @@ public final class Agent: @unchecked Sendable {
     }
 
     /// Whether the config file or one of its list files changed since it was last read and is ready to be read
-    /// again: each changed file was renamed into place (a new inode: complete, as `mv` of a finished file is), or
-    /// has stayed the same since the previous check (a second at least), so that a file being written is not
-    /// read half-written (a block list cut short would lift the bans of its missing lines).
+    /// again: the previous check (a second before) found it as it is now, so that a file being written is not read
+    /// half-way (a block list cut short would lift the blocks of its missing lines). A file renamed into place is
+    /// whole; one written in place is read once its writer has paused for a check.
     public func filesChanged() -> Bool {
         let now = Agent.stamps(configPath, config.listFiles)
         guard now != fileStamp else {
             pendingStamp = nil
             return false
         }
-        let renamed = now.allSatisfy { path, stamp in
-            stamp == fileStamp[path] || (stamp.inode != nil && stamp.inode != fileStamp[path]?.inode)
-        }
-        if renamed { return true }
         defer { pendingStamp = now }
         return pendingStamp == now
     }
@@ -281,9 +290,13 @@ public final class Agent: @unchecked Sendable {
             // pass), the source map's occupancy every 60 s.
             if lastBanSweep == 0 || now - lastBanSweep >= 10_000_000_000 {
                 lastBanSweep = now
-                let (swept, active) = try root.locked { try maps.sweepAndCountBans(now: now) }
-                if swept > 0 { logger.info("expired bans removed", metadata: ["count": .stringConvertible(swept)]) }
-                metrics.bans(active: active)
+                // Under the pin root's lock when it is free; when a CLI holds it, at the next round.
+                if let (swept, active) = try root.lockedIfFree({ try maps.sweepAndCountBans(now: now) }) {
+                    if swept > 0 { logger.info("expired bans removed", metadata: ["count": .stringConvertible(swept)]) }
+                    metrics.bans(active: active)
+                } else {
+                    lastBanSweep = 0
+                }
             }
             if lastOccupancy == 0 || now - lastOccupancy >= 60_000_000_000 {
                 lastOccupancy = now
@@ -306,8 +319,9 @@ public final class Agent: @unchecked Sendable {
         var removed = 0
         var kept: [(expires: UInt64, address: SourceAddress)] = []
         kept.reserveCapacity(banExpiries.count)
-        // Under the pin root's lock, as every writer of the settings (the API's bans, the CLI) is.
-        try root.locked {
+        // Under the pin root's lock, as every writer of the settings (the API's bans, the CLI) is; when a CLI
+        // holds it, at the next poll.
+        let done: Void? = try root.lockedIfFree {
             for entry in banExpiries {
                 if entry.expires <= now {
                     removed += try maps.removeExpiredBans(of: entry.address, now: now)
@@ -316,6 +330,7 @@ public final class Agent: @unchecked Sendable {
                 }
             }
         }
+        guard done != nil else { return 0 }
         banExpiries = kept
         earliestExpiry = kept.map(\.expires).min() ?? .max
         return removed
@@ -408,7 +423,7 @@ public final class Agent: @unchecked Sendable {
     /// Detaches the filter and removes its pins (`--detach-on-exit`).
     public func detach() throws {
         events = nil
-        for uplink in config.otherExternal where (try? root.inspect(interfaceName: uplink)) != nil {
+        for uplink in config.externals where uplink != filter.interfaceName && (try? root.inspect(interfaceName: uplink)) != nil {
             try root.detach(interfaceName: uplink)
             logger.notice("detached the filter", metadata: ["interface": "\(uplink)"])
         }

@@ -131,6 +131,14 @@ extension AgentConfig {
         }
         var config = AgentConfig()
         if let root { reader.read(root, into: &config) }
+        // A deny entry from a list file (someone else's word) that covers an allow-listed network or a SIP server
+        // is left out: the deny list is checked before the allow list.
+        for cidr in reader.fileDeny.sorted() {
+            guard let covered = (config.policy.allow.sorted() + config.policy.servers.sorted()).first(where: cidr.overlaps)
+            else { continue }
+            config.policy.deny.remove(cidr)
+            reader.skipped.append("a deny list file's \(cidr) covers \(covered), which the config allow-lists or names as a SIP server: left out")
+        }
         config.warnings = reader.skipped
         if config.policy.fraud.thresholds.values.contains(where: { $0.international != nil }),
            config.policy.settings.numbers.countryCode.isEmpty {
@@ -865,6 +873,8 @@ final class ConfigReader {
 
     /// Lines skipped in CIDR list files, for ``AgentConfig/warnings``.
     var skipped: [String] = []
+    /// Deny entries read from list files (checked against the allow list and the SIP servers once all is read).
+    var fileDeny: Set<CIDR> = []
 
     /// A CIDR list file entry, `{file: PATH, strict: BOOL}`: without `strict: true` a bad line is skipped with a
     /// warning (a published block list with one odd line still blocks the rest); with it, one bad line refuses
@@ -875,10 +885,17 @@ final class ConfigReader {
             strict = boolean(node, "\(field).strict") ?? false
         }
         return listFiles(item, field, files: &files, known: ["file", "strict"]) { text, name in
-            if strict { return try CIDR.parseList(text, name: name) }
-            let (cidrs, bad) = CIDR.parseListSkipping(text, name: name)
+            var (cidrs, bad) = strict ? (try CIDR.parseList(text, name: name), []) : CIDR.parseListSkipping(text, name: name)
             // Nothing good in it: not a list file at all (a wrong path, an HTML error page).
             if cidrs.isEmpty && !bad.isEmpty { return try CIDR.parseList(text, name: name) }
+            let wide = cidrs.filter(\.tooWideForAListFile)
+            if !wide.isEmpty {
+                let why = "\(wide[0]) is wider than a list file may \(field == "deny" ? "block" : "trust") (IPv4 under /8, IPv6 under /16; write it in the config itself if it is meant)"
+                if strict { throw FloodgateError("\(name): \(why)") }
+                bad.append("\(name): \(why)" + (wide.count > 1 ? ", and \(wide.count - 1) more such" : ""))
+                cidrs.removeAll(where: \.tooWideForAListFile)
+            }
+            if field == "deny" { self.fileDeny.formUnion(cidrs) }
             self.skipped += bad.prefix(5)
             if bad.count > 5 { self.skipped.append("\(name): and \(bad.count - 5) more bad lines") }
             return cidrs

@@ -50,6 +50,13 @@ public struct CIDR: Hashable, Sendable, Comparable, CustomStringConvertible {
     }
 
     /// Does this network hold `source`?
+    /// Wider than a list fetched from elsewhere may block on its own word (an IPv4 prefix under /8, an IPv6 one
+    /// under /16): a line such as 0.0.0.0/0 would deny every source, allow-listed trunks included.
+    public var tooWideForAListFile: Bool { isIPv4 ? length < 8 : length < 16 }
+
+    /// Whether the two share an address.
+    public func overlaps(_ other: CIDR) -> Bool { contains(other.address) || other.contains(address) }
+
     public func contains(_ source: SourceAddress) -> Bool {
         CIDR.masked(source, keyLength) == address
     }

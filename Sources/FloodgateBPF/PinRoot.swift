@@ -2,6 +2,15 @@ internal import CFloodgate
 import Foundation
 import Logging
 
+extension Array where Element == AttachedFilter {
+    /// One filter per program: uplinks that share a filter (``PinRoot/attachSharing(_:with:mode:)``) share its
+    /// maps, so a change, a count or a list of bans is made once, under the first one's name.
+    func onePerProgram() -> [AttachedFilter] {
+        var seen = Set<UInt32>()
+        return filter { seen.insert($0.programID).inserted }
+    }
+}
+
 /// How the XDP program is attached.
 public enum AttachMode: String, Sendable, CaseIterable, CustomStringConvertible {
     case native, generic, auto
@@ -173,6 +182,10 @@ public struct PinRoot: Sendable {
             var queried: UInt32 = 0
             var queriedMode: UInt8 = 0
             if cfloodgate_xdp_query(inside.index, &queried, &queriedMode) == 0, queried != 0 {
+                // Attached already, through another uplink's folder of the same filter (the uplinks reordered).
+                var info = bpf_prog_info()
+                var size = UInt32(MemoryLayout<bpf_prog_info>.size)
+                if bpf_obj_get_info_by_fd(program, &info, &size) == 0, info.id == queried { return }
                 throw FloodgateError("\(inside.name) already has an XDP program (id \(queried)) that Floodgate did not attach")
             }
             let (fd, _) = try link(programFD: program, to: inside, mode: mode)
@@ -220,6 +233,7 @@ public struct PinRoot: Sendable {
 
     /// Detaches the filter of `interfaceName` (`bpf_link_detach`) and removes its pins.
     public func detach(interfaceName: String) throws {
+        guard PinRoot.isInterfaceName(interfaceName) else { throw FloodgateError("'\(interfaceName)' is not an interface name") }
         let dir = directory(for: interfaceName)
         guard isDirectory(dir) else { throw notAttached(interfaceName) }
         let lock = try Lock(path: path)
@@ -292,6 +306,11 @@ public struct PinRoot: Sendable {
         if let bad = names.first(where: { !PinRoot.isInterfaceName($0) }) {
             throw FloodgateError("'\(bad)' is not an interface name")
         }
+        return try selectEach(names).onePerProgram()
+    }
+
+    /// ``selectFilters(_:)`` before uplinks that share a filter are taken as one.
+    private func selectEach(_ names: [String]) throws -> [AttachedFilter] {
         if names.isEmpty {
             let all = try attachedFilters()
             guard !all.isEmpty else {
@@ -333,6 +352,18 @@ public struct PinRoot: Sendable {
         return try body()
     }
 
+    /// Runs `body` holding the pin root's lock if nobody else holds it now; nil (and `body` not run) if someone
+    /// does: for housekeeping that can wait for the next round (a CLI suspended while it holds the lock must not
+    /// stop the agent).
+    public func lockedIfFree<T>(_ body: () throws -> T) throws -> T? {
+        let lock: Lock
+        do { lock = try Lock(path: path, wait: false) } catch let error as FloodgateError where error.errno == EWOULDBLOCK {
+            return nil
+        }
+        defer { lock.release() }
+        return try body()
+    }
+
     func notAttached(_ interfaceName: String) -> FloodgateError {
         FloodgateError(
             "\(interfaceName) has no Floodgate filter attached (nothing pinned at \(directory(for: interfaceName)))",
@@ -340,7 +371,10 @@ public struct PinRoot: Sendable {
     }
 
     private func removePins(in dir: String) throws {
-        guard isDirectory(dir) else { return }
+        // Only an interface's folder right under the root: never the root or anything above it.
+        guard (dir as NSString).deletingLastPathComponent == path,
+              PinRoot.isInterfaceName((dir as NSString).lastPathComponent), isDirectory(dir)
+        else { return }
         for name in try FileManager.default.contentsOfDirectory(atPath: dir) {
             try check("remove pin \(dir)/\(name)", unlink("\(dir)/\(name)") == 0 ? 0 : -errno)
         }
@@ -382,10 +416,11 @@ public struct PinRoot: Sendable {
     /// An exclusive flock on the pin root, so two CLI invocations do not attach or detach at once.
     struct Lock {
         let fd: Int32
-        init(path: String) throws {
+        /// Takes the lock, waiting for it unless `wait` is false (then EWOULDBLOCK is thrown when it is held).
+        init(path: String, wait: Bool = true) throws {
             fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             try check("open \(path) to lock it", fd >= 0 ? 0 : -errno)
-            guard flock(fd, LOCK_EX) == 0 else {
+            guard flock(fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB) == 0 else {
                 let code = errno
                 close(fd)
                 throw FloodgateError("lock \(path)", errno: code)

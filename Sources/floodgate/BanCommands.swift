@@ -15,6 +15,8 @@ extension Floodgate {
             "An integration's ban (fail2ban): spare allow-listed and verified sources, leave the operator's bans and longer ones alone (exit 0, saying so); unban --integration lifts it.",
             discussion: "For bans driven by log lines: such a line about a UDP source may have been provoked with its address forged. Bans through the agent's API are always an integration's."))
         var integration = false
+        /// The name an earlier fail2ban action used: the same as --integration.
+        @Flag(name: .customLong("spare-trusted"), help: .hidden) var spareTrusted = false
         @OptionGroup var selection: FilterSelection
         @OptionGroup var api: APIOption
 
@@ -29,6 +31,7 @@ extension Floodgate {
         func run() throws {
             let source = SourceAddress(address)!
             let seconds = try duration.map(parseDuration)
+            let integration = integration || spareTrusted
             let outcomes: [BanOutcome]
             if let socket = api.socket() {
                 // An integration's ban; a root client without --integration asks not to spare trusted sources.

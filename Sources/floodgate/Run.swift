@@ -172,7 +172,11 @@ extension Floodgate {
                 do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
                     throw FloodgateError("cannot read \(file) as UTF-8 text: \(error.localizedDescription)")
                 }
-                let (cidrs, skipped) = CIDR.parseListSkipping(text, name: file)
+                var (cidrs, skipped) = CIDR.parseListSkipping(text, name: file)
+                if let wide = cidrs.first(where: \.tooWideForAListFile) {
+                    skipped.append("\(file): \(wide) is wider than a list file may hold (IPv4 under /8, IPv6 under /16)")
+                    cidrs.removeAll(where: \.tooWideForAListFile)
+                }
                 let networks = Set(cidrs).count
                 for line in skipped.prefix(5) { FileHandle.standardError.write(Data("warning: skipped \(line)\n".utf8)) }
                 if skipped.count > 5 {

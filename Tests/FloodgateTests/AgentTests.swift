@@ -259,6 +259,23 @@ import Testing
             for name in [lab.routerInterface, r2] {
                 #expect(metrics.contains("floodgate_attach_info{interface=\"\(name)\",mode=\"native\""), "\(name)")
             }
+
+            // The CLI takes the shared filter once: a ban is listed once, and an add then a del over every
+            // filter works (the second uplink's pins are the same maps, not a second filter to change again).
+            let bans = try lab.floodgate(["bans", "--json"])
+            #expect(bans.out.components(separatedBy: "198.18.1.66").count == 2, "\(bans.out)")
+            agent.stop()
+            #expect(try lab.floodgate(["deny", "add", "198.18.9.0/24"]).status == 0)
+            let del = try lab.floodgate(["deny", "del", "198.18.9.0/24"])
+            #expect(del.status == 0, "\(del.out) \(del.err)")
+
+            // A restart with the uplinks named the other way round adopts the same filter.
+            let reordered = config.replacingOccurrences(of: "[\(lab.routerInterface), \(r2)]", with: "[\(r2), \(lab.routerInterface)]")
+            let again = try RunningAgent(lab: lab, config: reordered)
+            defer { again.stop() }
+            #expect(again.waitForLog("] running"), "\(again.log.text())")
+            #expect(again.log.text().contains("adopted the pinned filter"), "\(again.log.text())")
+            #expect(try Set(PinRoot(lab.pinRoot).attachedFilters().map(\.programID)).count == 1)
         }
     }
 

@@ -7,6 +7,32 @@ import Testing
 /// The agent's YAML config: the shipped example, and bad files with their precise errors.
 @Suite struct ConfigTests {
     /// The example config states the defaults: parsed, it is the configuration of an empty file.
+    /// A list file is someone else's word: a line wider than a /8 (0.0.0.0/0 would deny everyone) is skipped,
+    /// and so is a deny entry that covers an allow-listed network or a SIP server (the deny list is checked
+    /// first); each with a warning. `strict: true` refuses such a file. The config's own entries are its own.
+    @Test func aListFileCannotDenyEveryoneOrTheTrustedOnes() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fgwide-\(uniqueID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try "0.0.0.0/0 ; everything\n::/0\n198.18.5.0/24\n198.18.7.0/24\n203.0.113.0/24\n"
+            .write(to: dir.appendingPathComponent("drop.txt"), atomically: true, encoding: .utf8)
+        let text = """
+            interfaces: {external: veth0}
+            sip: {servers: [198.18.7.9]}
+            allow: [198.18.5.7]
+            deny:
+              - 192.0.0.0/4
+              - file: drop.txt
+            """
+        let c = try AgentConfig.parse(text, file: dir.appendingPathComponent("f.yaml").path)
+        #expect(c.policy.deny == [try CIDR("192.0.0.0/4"), try CIDR("203.0.113.0/24")], "\(c.policy.deny)")
+        #expect(c.warnings.contains { $0.contains("0.0.0.0/0 is wider than a list file may block") }, "\(c.warnings)")
+        #expect(c.warnings.contains { $0.contains("198.18.5.0/24 covers 198.18.5.7/32") }, "\(c.warnings)")
+        #expect(c.warnings.contains { $0.contains("198.18.7.0/24 covers 198.18.7.9/32") }, "\(c.warnings)")
+        let strict = text.replacingOccurrences(of: "- file: drop.txt", with: "- {file: drop.txt, strict: true}")
+        #expect(throws: ConfigErrors.self) { _ = try AgentConfig.parse(strict, file: dir.appendingPathComponent("f.yaml").path) }
+    }
+
     @Test func theShippedExampleIsValidAndStatesTheDefaults() throws {
         let example = try AgentConfig.parse(ShippedFiles.exampleConfig, file: "floodgate.yaml")
         var empty = try AgentConfig.parse("interfaces:\n  external: eth1\n", file: "empty.yaml")

@@ -116,6 +116,22 @@ import Testing
     }
 }
 
+extension IntegrationsTests {
+    /// The XDP program itself lets an allow-listed or verified source through an integration's ban, even one made
+    /// before the source was allow-listed (a forged log line banned the trunk; the operator then allow-lists it);
+    /// the operator's own ban still beats the allow list.
+    @Test func anIntegrationsBanNeverStopsAnAllowListedSource() throws {
+        let program = try loadProgram()
+        let (trunk, other) = (SourceAddress("198.18.5.7")!, SourceAddress("198.18.5.8")!)
+        #expect(try program.maps.integrationBan(trunk, seconds: 600).result == .banned)
+        try program.maps.ban(other, seconds: 600)
+        #expect(try program.judge(Packet.request("OPTIONS", src: "198.18.5.7")).2 == .droppedBan)
+        _ = try program.maps.addCIDRs([try CIDR("198.18.5.7"), try CIDR("198.18.5.8")], to: .allow)
+        #expect(try program.judge(Packet.request("OPTIONS", src: "198.18.5.7")).2 == .passedAllow)
+        #expect(try program.judge(Packet.request("OPTIONS", src: "198.18.5.8")).2 == .droppedBan)
+    }
+}
+
 /// Polls `condition` every 0.1 s until it holds or `seconds` pass; whether it held.
 func waitUntil(seconds: Double, _ condition: () -> Bool) -> Bool {
     let deadline = Date().addingTimeInterval(seconds)

@@ -7,7 +7,8 @@
 # `deny: [{file: FILE}]` entry of the agent's config, which applies a file renamed into place at its next check.
 # The file already there is kept, and the exit status is 1, when the download fails, when what came holds no
 # network (an HTML error page), or when it holds fewer than FLOODGATE_MIN_KEEP percent (default 50) of the
-# networks of the file it would replace: a list cut short would lift the blocks of its missing lines.
+# networks of the file it would replace: a list cut short would lift the blocks of its missing lines. (Lines wider
+# than a /8, or covering what the config allow-lists, are left out by the agent itself.)
 #
 # Environment: FLOODGATE (the floodgate binary, default: floodgate on the PATH), FLOODGATE_MIN_KEEP (0 accepts any
 # shrink), FLOODGATE_FETCH_PROTOCOLS (curl's --proto, default =https: a list fetched in clear could be altered on
@@ -26,8 +27,9 @@ protocols=${FLOODGATE_FETCH_PROTOCOLS:-=https}
 dir=$(dirname "$target")
 tmp=$(mktemp "$dir/.$(basename "$target").XXXXXX")
 trap 'rm -f "$tmp"' EXIT
+trap 'exit 1' INT TERM HUP   # the EXIT trap then removes the temporary file
 curl --fail --silent --show-error --location --proto "$protocols" --proto-redir "$protocols" --max-time 120 \
-    --max-filesize 67108864 --output "$tmp" "$url"
+    --max-filesize 67108864 --output "$tmp" --url "$url"
 if ! new=$("$floodgate" config check-list --count "$tmp"); then
     echo "fetch-list: $url holds no list of networks: kept $target" >&2
     exit 1
@@ -40,6 +42,6 @@ if [ -s "$target" ]; then
     fi
 fi
 chmod 0644 "$tmp"
-mv -f "$tmp" "$target"
+mv -fT "$tmp" "$target"   # -T: onto FILE itself, even if it is a link to a folder
 trap - EXIT
 echo "fetch-list: $target: $new networks from $url"
