@@ -76,35 +76,16 @@ public struct PinRoot: Sendable {
             try removePins(in: dir)
         }
 
-        var queriedProgram: UInt32 = 0
-        var queriedMode: UInt8 = 0
-        if cfloodgate_xdp_query(interface.index, &queriedProgram, &queriedMode) == 0, queriedProgram != 0 {
-            throw FloodgateError(
-                "\(interface.name) already has an XDP program (id \(queriedProgram)) that Floodgate did not attach",
-                hint: "Remove it first (ip link set dev \(interface.name) xdp off) or pick another interface")
-        }
+        try refuseForeignProgram(on: interface)
 
         let program = try FloodgateProgram(maxSources: maxSources, maxAutoBans: maxAutoBans, logger: logger,
                                            configure: configure)
         let (linkFD, usedMode) = try link(program, to: interface, mode: mode)
         defer { close(linkFD) }
 
-        do {
-            try check("create pin directory \(dir)", mkdir(dir, 0o700) == 0 ? 0 : -errno)
-            for name in FilterMaps.names {
-                let fd = program.maps.fd(name)
-                try check("pin map \(name) at \(dir)/\(name)", bpf_obj_pin(fd, "\(dir)/\(name)"))
-            }
-            try check("pin the inside program at \(dir)/\(FG_PIN_INSIDE_PROG)",
-                      bpf_obj_pin(program.insideProgramFD, "\(dir)/\(FG_PIN_INSIDE_PROG)"))
-            try check("pin XDP link at \(dir)/\(FG_PIN_LINK)", bpf_obj_pin(linkFD, "\(dir)/\(FG_PIN_LINK)"))
-        } catch {
-            try? removePins(in: dir)
-            throw error
+        return try pin(interface, link: linkFD, mode: usedMode) { name in
+            (name == FG_PIN_INSIDE_PROG ? program.insideProgramFD : program.maps.fd(name), false)
         }
-        var filter = try inspect(interfaceName: interface.name)
-        filter.mode = filter.mode ?? usedMode
-        return .attached(filter)
     }
 
     /// Attaches the filter already on `first` to `interface` too (another uplink): the same program and maps, so
@@ -126,6 +107,20 @@ public struct PinRoot: Sendable {
             return .alreadyAttached(existing)
         }
         if FileManager.default.fileExists(atPath: dir) { try removePins(in: dir) }
+        try refuseForeignProgram(on: interface)
+        let program = try check("open the program of \(first)'s filter (id \(shared.programID))",
+                                bpf_prog_get_fd_by_id(shared.programID))
+        defer { close(program) }
+        let (linkFD, usedMode) = try link(programFD: program, to: interface, mode: mode)
+        defer { close(linkFD) }
+        let firstDir = directory(for: first)
+        return try pin(interface, link: linkFD, mode: usedMode) { name in
+            (try check("open \(firstDir)/\(name)", bpf_obj_get("\(firstDir)/\(name)")), true)
+        }
+    }
+
+    /// Refuses an interface that has an XDP program Floodgate did not attach.
+    private func refuseForeignProgram(on interface: Interface) throws {
         var queriedProgram: UInt32 = 0
         var queriedMode: UInt8 = 0
         if cfloodgate_xdp_query(interface.index, &queriedProgram, &queriedMode) == 0, queriedProgram != 0 {
@@ -133,17 +128,18 @@ public struct PinRoot: Sendable {
                 "\(interface.name) already has an XDP program (id \(queriedProgram)) that Floodgate did not attach",
                 hint: "Remove it first (ip link set dev \(interface.name) xdp off) or pick another interface")
         }
-        let program = try check("open the program of \(first)'s filter (id \(shared.programID))",
-                                bpf_prog_get_fd_by_id(shared.programID))
-        defer { close(program) }
-        let (linkFD, usedMode) = try link(programFD: program, to: interface, mode: mode)
-        defer { close(linkFD) }
-        let firstDir = directory(for: first)
+    }
+
+    /// Pins, under `interface`'s folder, every map and the inside program (`object` gives each one's descriptor,
+    /// and whether to close it once pinned), then the XDP link; if one fails, the pins made so far are removed.
+    private func pin(_ interface: Interface, link linkFD: Int32, mode usedMode: String,
+                     _ object: (String) throws -> (fd: Int32, close: Bool)) throws -> AttachOutcome {
+        let dir = directory(for: interface.name)
         do {
             try check("create pin directory \(dir)", mkdir(dir, 0o700) == 0 ? 0 : -errno)
             for name in FilterMaps.names + [FG_PIN_INSIDE_PROG] {
-                let fd = try check("open \(firstDir)/\(name)", bpf_obj_get("\(firstDir)/\(name)"))
-                defer { close(fd) }
+                let (fd, owned) = try object(name)
+                defer { if owned { close(fd) } }
                 try check("pin \(name) at \(dir)/\(name)", bpf_obj_pin(fd, "\(dir)/\(name)"))
             }
             try check("pin XDP link at \(dir)/\(FG_PIN_LINK)", bpf_obj_pin(linkFD, "\(dir)/\(FG_PIN_LINK)"))

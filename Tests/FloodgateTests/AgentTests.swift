@@ -121,11 +121,11 @@ import Testing
             final class Count: @unchecked Sendable { var sent = 0 }
             let count = Count()
             Thread {
-                // 160 INVITEs/s for 3 s: 20 times the per-source limit.
+                // 80 INVITEs/s for 6 s: 10 times the per-source limit, while the config is reloaded three times.
                 for i in 0..<480 {
                     if (try? trunk.send(Array("INVITE sip:\(i)@198.18.0.2 SIP/2.0\r\n\r\n".utf8), to: lab.routerAddress,
                                         port: 5060)) != nil { count.sent += 1 }
-                    Thread.sleep(forTimeInterval: 1.0 / 160)
+                    Thread.sleep(forTimeInterval: 1.0 / 80)
                 }
                 done.signal()
             }.start()
@@ -139,10 +139,12 @@ import Testing
             try changed.write(toFile: agent.configPath, atomically: true, encoding: .utf8)
             agent.signal(SIGHUP)
             #expect(agent.waitForLog("trigger=SIGHUP"), "\(agent.log.text())")
-            Thread.sleep(forTimeInterval: 0.7)
+            func reloads() -> Int { agent.log.text().components(separatedBy: "config reloaded").count - 1 }
+            Thread.sleep(forTimeInterval: 0.3)
             try base.write(toFile: agent.configPath, atomically: true, encoding: .utf8)  // no SIGHUP: the file changed
-            Thread.sleep(forTimeInterval: 1.5)
+            #expect(waitUntil(seconds: 8) { reloads() >= 2 }, "\(agent.log.text())")  // once stable for a check
             try changed.write(toFile: agent.configPath, atomically: true, encoding: .utf8)
+            #expect(waitUntil(seconds: 8) { reloads() >= 3 }, "\(agent.log.text())")
             done.wait()
             Thread.sleep(forTimeInterval: 1.5)
             let received = server.drain()
