@@ -22,9 +22,9 @@ public final class Agent: @unchecked Sendable {
     private var lastOutcomes: [String: UInt64]?
     private var lastInside: [String: UInt64]?
     private var lastPoll = monotonicNanoseconds()
-    private var fileStamp: [String: FileStamp] = [:]
+    private var fileStamp: [String: String] = [:]
     /// Changed files as the previous check saw them: applied once a check sees them the same again.
-    private var pendingStamp: [String: FileStamp]?
+    private var pendingStamp: [String: String]?
     private var lastOccupancy: UInt64 = 0
     private var lastBanSweep: UInt64 = 0
     /// Bans XDP reported, and when they run out; the earliest of those times.
@@ -207,20 +207,12 @@ public final class Agent: @unchecked Sendable {
         }
     }
 
-    /// A fingerprint of a file: its size, modification time and inode ("missing" when it is not there).
-    struct FileStamp: Equatable {
-        var text: String
-        var inode: UInt64?
-    }
-
-    /// The fingerprints of the config file and its list files.
-    static func stamps(_ path: String, _ lists: [String]) -> [String: FileStamp] {
-        var result: [String: FileStamp] = [:]
+    /// Fingerprints (size, modification time, inode; "missing") of the config file and its list files.
+    static func stamps(_ path: String, _ lists: [String]) -> [String: String] {
+        var result: [String: String] = [:]
         for p in [path] + lists {
             var st = stat()
-            result[p] = stat(p, &st) == 0
-                ? FileStamp(text: "\(st.st_size)/\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)/\(st.st_ino)", inode: UInt64(st.st_ino))
-                : FileStamp(text: "missing", inode: nil)
+            result[p] = stat(p, &st) == 0 ? "\(st.st_size)/\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)/\(st.st_ino)" : "missing"
         }
         return result
     }
