@@ -606,6 +606,17 @@ __noinline int fg_decide(struct fg_packet *pkt)
 		fg_cache_ban(&c, ban->expires_ns);
 		return FG_REASON_DROPPED_BAN;
 	}
+	/* A ban another router learned (BGP): a peer's word, so like an
+	 * integration's it spares allow-listed and verified sources. */
+	if (s->peer_bans) {
+		struct fg_cidr_key key = {.prefixlen = 128, .addr = pkt->src};
+
+		ban = bpf_map_lookup_elem(&fg_peer_bans, &key);
+		if (ban && fg_ban_active(&c, ban) && !fg_is_vouched_for(s, &pkt->src)) {
+			fg_cache_ban(&c, ban->expires_ns);
+			return FG_REASON_DROPPED_BAN;
+		}
+	}
 	if (s->allow_entries)
 		allow = fg_allow_entry(&pkt->src);
 	if (allow) {

@@ -22,6 +22,7 @@
 #define FG_MAP_ALLOW_PREFIXES "fg_allow_prefixes"
 #define FG_MAP_BANS "fg_bans"
 #define FG_MAP_AUTO_BANS "fg_auto_bans"
+#define FG_MAP_PEER_BANS "fg_peer_bans"
 #define FG_MAP_SIGNATURES "fg_signatures"
 #define FG_MAP_SCRATCH "fg_scratch"
 #define FG_MAP_CPU "fg_cpu"
@@ -61,6 +62,7 @@
 #define FG_DEFAULT_MAX_SOURCES 1000000
 #define FG_MAX_LIST_ENTRIES 262144 /* each of the deny and allow lists */
 #define FG_MAX_BANS 262144	    /* explicit bans (the operator's) */
+#define FG_MAX_PEER_BANS 65536	    /* bans learned from peers over BGP (networks) */
 #define FG_DEFAULT_MAX_AUTO_BANS 262144 /* the filter's own bans: an LRU, sized at load */
 #define FG_MAX_OFFENDERS 65536
 #define FG_MAX_AUTH_SOURCES 65536
@@ -304,7 +306,8 @@ struct fg_settings {
 	__u32 caller_id_entries;	    /* 0: no source prefix has caller-ID ranges */
 	/* Never read by XDP. */
 	__u32 agent_pid;		    /* the `floodgate run` keeping this filter in step with its config; 0: none */
-	__u32 reserved;
+	/* Read by XDP again. */
+	__u32 peer_bans;		    /* 0: fg_peer_bans (bans learned over BGP) is empty, skip its lookup */
 };
 
 /* settings.calls_tracked */
@@ -325,7 +328,7 @@ enum fg_inside_count {
 
 /* Bumped whenever a pinned map's layout or meaning changes: a filter pinned by
  * a build with another version is not adopted. */
-#define FG_LAYOUT_VERSION 7
+#define FG_LAYOUT_VERSION 8
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*

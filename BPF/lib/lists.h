@@ -52,6 +52,18 @@ struct {
 	__type(value, struct fg_ban);
 } fg_bans SEC(".maps");
 
+/* Bans learned from other Floodgate routers over BGP (FlowSpec routes with
+ * Floodgate's community): networks (a host, or an aggregate such as a /24),
+ * written by the agent as the routes come and go. Like an integration's ban
+ * they never drop an allow-listed or verified source. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, FG_MAX_PEER_BANS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct fg_cidr_key);
+	__type(value, struct fg_ban);
+} fg_peer_bans SEC(".maps");
+
 /* The filter's own bans (scanners, auto-bans, brute force); written by XDP.
  * An LRU, sized by the agent at load: when a flood of forged scanner sources
  * fills it, a new ban evicts the least recently used one rather than failing,

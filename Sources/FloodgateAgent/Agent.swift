@@ -34,6 +34,8 @@ public final class Agent: @unchecked Sendable {
     private var scheduleInForce: [DestinationRule] = []
     /// Whether the filter was there before this agent started (adopted) rather than attached by it.
     public let adopted: Bool
+    /// Bans announced and learned over BGP (`bgp:`), on a thread of its own.
+    private var bgp: BGPSpeaker?
 
     /// Attaches (or adopts) the filter of `config` and applies `config` to it.
     public init(configPath: String, config: AgentConfig, logger: Logger) throws {
@@ -111,10 +113,18 @@ public final class Agent: @unchecked Sendable {
         metrics.attached(interface: external, mode: filter.mode ?? "unknown", program: filter.programID)
         metrics.inside(config.inside)
         metrics.reloads(ok: true, seconds: Date().timeIntervalSince(started))
+        if let b = config.bgp {
+            bgp = BGPSpeaker(config: b, maps: try root.maps(of: external), root: root, logger: logger,
+                             metrics: BGPMetrics(metrics.registry), policy: config.policy)
+        }
     }
+
+    /// Starts what runs beside the poll (the BGP speaker).
+    public func start() { bgp?.start() }
 
     /// Stops claiming the filter (the CLI may change its policy again without --force); the agent is stopping.
     public func release() {
+        bgp?.stop()
         _ = try? root.locked {
             if try maps.rawAgentPID() == UInt32(bitPattern: getpid()) { try maps.setAgentPID(0) }
         }
@@ -147,6 +157,7 @@ public final class Agent: @unchecked Sendable {
             ("max_sources", new.maxSources != config.maxSources), ("max_bans", new.maxAutoBans != config.maxAutoBans),
             ("metrics.listen", new.metricsListen != config.metricsListen),
             ("api", new.apiSocket != config.apiSocket || new.apiGroup != config.apiGroup),
+            ("bgp", new.bgp != config.bgp),
         ]
         let needRestart = fixed.filter(\.1).map(\.0)
         guard needRestart.isEmpty else {
@@ -167,6 +178,7 @@ public final class Agent: @unchecked Sendable {
             fileStamp = Agent.stamps(configPath, new.listFiles).merging(before) { _, old in old }
                 .filter { $0.key == configPath || new.listFiles.contains($0.key) }
             anomalies.policy = new.anomaly
+            bgp?.setPolicy(new.policy)
             limiter.perSecond = new.logPerSecond
             AgentLogHandler.setLevel(new.logLevel)
             logger.notice("config reloaded", metadata: [

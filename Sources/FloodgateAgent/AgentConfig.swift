@@ -46,6 +46,8 @@ public struct AgentConfig: Sendable, Equatable {
     public var pollMilliseconds: Int = 250
     /// The site's time zone, for the hours of scheduled destination rules.
     public var timeZone: TimeZone = .current
+    /// Bans announced through a local BGP daemon, and learned from other routers' (``BGPConfig``); nil: off.
+    public var bgp: BGPConfig?
     /// Destination rules in force only at some hours (`destinations:` entries with `hours:` or `outside:`); the
     /// others are in ``policy``.
     public var scheduledDestinations: [ScheduledDestination] = []
@@ -308,7 +310,7 @@ final class ConfigReader {
     func read(_ root: Node, into c: inout AgentConfig) {
         let sections = ["interfaces", "pin_root", "max_sources", "max_bans", "sip", "limits", "prefix", "budget", "allow", "deny",
                         "scanners", "auto_ban", "brute_force", "trust", "anomaly", "metrics", "api", "log", "poll", "numbers",
-                        "destinations", "time_zone", "fraud", "caller_id"]
+                        "destinations", "time_zone", "fraud", "caller_id", "bgp"]
         for (key, node) in mapping(root, "", known: sections) {
             switch key {
             case "interfaces": interfaces(node, &c)
@@ -349,6 +351,7 @@ final class ConfigReader {
             case "destinations": destinations(node, &c)
             case "fraud": fraud(node, &c)
             case "caller_id": callerID(node, &c)
+            case "bgp": bgp(node, &c)
             case "time_zone":
                 if let s = string(node, key) {
                     if let zone = TimeZone(identifier: s) { c.timeZone = zone } else {
@@ -927,4 +930,87 @@ func editDistance(_ a: String, _ b: String) -> Int {
         }
     }
     return a.isEmpty ? b.count : row[b.count]
+}
+
+extension ConfigReader {
+    /// The `bgp:` section (``BGPConfig``).
+    func bgp(_ node: Node, _ c: inout AgentConfig) {
+        var b = BGPConfig()
+        var daemon: String?
+        let known = ["daemon", "gobgp", "api", "community", "export", "rtbh", "next_hop", "ports", "max_routes", "rate",
+                     "aggregate", "never_export", "learn", "max_learned", "interval"]
+        for (name, value) in mapping(node, "bgp", known: known) {
+            let field = "bgp.\(name)"
+            switch name {
+            case "daemon":
+                guard let s = string(value, field) else { continue }
+                if s == "gobgp" || s == "off" { daemon = s } else {
+                    problem(value, field, "must be gobgp (the daemon driven) or off (got '\(s)')")
+                }
+            case "gobgp":
+                if let s = string(value, field) {
+                    if s.hasPrefix("/") { b.gobgp = s } else { problem(value, field, "must be an absolute path") }
+                }
+            case "api":
+                if let s = string(value, field) {
+                    if let problemText = checkListen(s) { problem(value, field, problemText) } else { b.api = s }
+                }
+            case "community":
+                if let s = string(value, field) {
+                    if let v = BGPConfig.community(s), v >> 16 != 0, v >> 16 != 0xFFFF { b.community = v } else {
+                        problem(value, field, "must be ASN:value with a 16-bit ASN other than 0 and 65535 (got '\(s)')")
+                    }
+                }
+            case "export", "rtbh":
+                var origins = Set<String>()
+                for item in sequence(value, field) {
+                    guard let s = string(item, field) else { continue }
+                    if BGPConfig.origins.contains(s) { origins.insert(s) } else {
+                        problem(item, field, "'\(s)' is not an origin: \(BGPConfig.origins.joined(separator: ", "))")
+                    }
+                }
+                if name == "export" { b.export = origins } else { b.rtbh = origins }
+            case "next_hop":
+                for item in sequence(value, field) {
+                    guard let s = string(item, field) else { continue }
+                    guard let a = SourceAddress(s) else { problem(item, field, "'\(s)' is not an address"); continue }
+                    if a.isIPv4 { b.nextHopV4 = s } else { b.nextHopV6 = s }
+                }
+            case "ports":
+                b.ports = sequence(value, field).compactMap { integer($0, field, 1...65535).map(UInt16.init) }
+                if b.ports.isEmpty { problem(value, field, "needs at least one port") }
+            case "max_routes":
+                if let n = integer(value, field, 1...1_000_000) { b.maxRoutes = n }
+            case "rate":
+                if let n = integer(value, field, 1...10_000) { b.rate = n }
+            case "aggregate":
+                if value.scalar?.string == "off" { b.aggregate = 0 } else if let n = integer(value, field, 2...256) {
+                    b.aggregate = n
+                }
+            case "never_export":
+                var files: [String] = []
+                b.neverExport = cidrList(value, field, files: &files)
+                if !files.isEmpty { problem(value, field, "takes networks, not files") }
+            case "learn":
+                if let v = boolean(value, field) { b.learn = v }
+            case "max_learned":
+                if let n = integer(value, field, 0...FilterCapacity.peerBans) { b.maxLearned = n }
+            case "interval":
+                if let ms = duration(value, field, milliseconds: true) {
+                    if (100...10_000).contains(ms) { b.intervalMilliseconds = Int(ms) } else {
+                        problem(value, field, "must be 100ms to 10s")
+                    }
+                }
+            default: break
+            }
+        }
+        if daemon == nil { problem(node, "bgp.daemon", "is needed: gobgp, or off") }
+        if b.community == 0 && daemon == "gobgp" {
+            problem(node, "bgp.community", "is needed: the community that marks Floodgate's routes, such as 64496:666")
+        }
+        if !b.rtbh.isEmpty && b.nextHopV4 == nil && b.nextHopV6 == nil {
+            problem(node, "bgp.next_hop", "is needed for RTBH routes (the discard next hop the upstream agreed)")
+        }
+        c.bgp = daemon == "gobgp" ? b : nil
+    }
 }

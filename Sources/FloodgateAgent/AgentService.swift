@@ -29,6 +29,7 @@ public final class AgentService: Service, @unchecked Sendable {
         logger.notice("running", metadata: ["poll_ms": .stringConvertible(agent.config.pollMilliseconds)])
         // The filter is attached and the config applied: systemd may start what is ordered after us.
         SystemdNotify.send("READY=1\nSTATUS=filtering on \(agent.config.externals.joined(separator: ", "))")
+        agent.start()
         var lastCheck = monotonicSeconds()
         while !Task.isShuttingDownGracefully {
             if hangups.take() > 0 {

@@ -269,3 +269,50 @@ private func metricName(_ name: String, _ help: String) -> MetricNameDescriptor 
     return MetricNameDescriptor(metricName: String(name[..<cut]), unitName: String(name[name.index(after: cut)...]),
                                 helpText: help)
 }
+
+/// The BGP speaker's series (``BGPSpeaker``), registered only when `bgp:` is on.
+final class BGPMetrics: @unchecked Sendable {
+    private let daemonUp: Gauge
+    private let peersUp: Gauge
+    private let routesFlowSpec: Gauge
+    private let routesRTBH: Gauge
+    private let overCapGauge: Gauge
+    private let learnedGauge: Gauge
+    private var updates: [String: Counter] = [:]
+    private var refusedCounters: [String: Counter] = [:]
+
+    init(_ registry: PrometheusCollectorRegistry) {
+        daemonUp = registry.makeGauge(descriptor: metricName("floodgate_bgp_daemon_up",
+                                                             "Whether the BGP daemon the agent drives answered: 1, or 0"))
+        peersUp = registry.makeGauge(descriptor: metricName("floodgate_bgp_peers_up", "BGP sessions established"))
+        let routes = metricName("floodgate_bgp_routes", "Routes this router announces, by type (flowspec, rtbh)")
+        routesFlowSpec = registry.makeGauge(descriptor: routes, labels: [("type", "flowspec")])
+        routesRTBH = registry.makeGauge(descriptor: routes, labels: [("type", "rtbh")])
+        overCapGauge = registry.makeGauge(descriptor: metricName(
+            "floodgate_bgp_routes_over_cap", "Routes the bans call for past bgp.max_routes, not announced"))
+        learnedGauge = registry.makeGauge(descriptor: metricName("floodgate_bgp_learned_bans", "Bans learned from peers in force"))
+        let updatesName = metricName("floodgate_bgp_updates_total", "Route announcements and withdrawals, by type and action")
+        for type in ["flowspec", "rtbh"] {
+            for action in ["announce", "withdraw"] {
+                updates["\(type)/\(action)"] = registry.makeCounter(descriptor: updatesName, labels: [("type", type), ("action", action)])
+            }
+        }
+        for reason in ["too-wide", "cap"] {
+            refusedCounters[reason] = registry.makeCounter(
+                descriptor: metricName("floodgate_bgp_learned_refused_total",
+                                       "Peer routes not installed as bans, by reason (too-wide: wider than /24 or /64; cap: bgp.max_learned)"),
+                labels: [("reason", reason)])
+        }
+    }
+
+    func daemon(up: Bool) { daemonUp.set(to: up ? 1 : 0) }
+    func peers(up: Int) { peersUp.set(to: Double(up)) }
+    func routes(flowspec: Int, rtbh: Int) {
+        routesFlowSpec.set(to: Double(flowspec))
+        routesRTBH.set(to: Double(rtbh))
+    }
+    func overCap(_ n: Int) { overCapGauge.set(to: Double(n)) }
+    func learned(_ n: Int) { learnedGauge.set(to: Double(n)) }
+    func update(rtbh: Bool, announce: Bool) { updates["\(rtbh ? "rtbh" : "flowspec")/\(announce ? "announce" : "withdraw")"]?.increment() }
+    func refused(_ reason: String) { refusedCounters[reason]?.increment() }
+}

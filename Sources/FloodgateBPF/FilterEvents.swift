@@ -15,6 +15,8 @@ public enum FilterCapacity {
     public static let defaultSources = Int(FG_DEFAULT_MAX_SOURCES)
     /// The filter's own bans unless `--max-bans` says otherwise.
     public static let defaultAutoBans = Int(FG_DEFAULT_MAX_AUTO_BANS)
+    /// Networks banned on other routers' word (learned over BGP).
+    public static let peerBans = Int(FG_MAX_PEER_BANS)
     /// One drop in this many, per CPU, class and reason, reaches the agent with its source.
     public static let dropSampleEvery = Int(FG_DROP_SAMPLE_EVERY)
 }

@@ -17,7 +17,7 @@ public final class FilterMaps: @unchecked Sendable {
         FG_MAP_TRUSTED_PREFIXES, FG_MAP_TXNS, FG_MAP_SERVERS, FG_MAP_FRAGMENTS, FG_MAP_CHALLENGES,
         FG_MAP_DESTINATIONS, FG_MAP_DESTINATION_SOURCES, FG_MAP_DESTINATION_TOTALS, FG_MAP_CALLS,
         FG_MAP_DESTINATION_OUTCOMES, FG_MAP_FRAUD_BLOCKS, FG_MAP_DIALOGS, FG_MAP_ACTIVE_CALLS, FG_MAP_CALLERS,
-        FG_MAP_CALLER_SOURCES, FG_MAP_CALLER_RANGES, FG_MAP_INSIDE_COUNTS,
+        FG_MAP_CALLER_SOURCES, FG_MAP_CALLER_RANGES, FG_MAP_INSIDE_COUNTS, FG_MAP_PEER_BANS,
     ]
 
     /// The maps of a loaded object (`owner`), which closes their descriptors: these maps keep it alive.
@@ -111,6 +111,8 @@ public final class FilterMaps: @unchecked Sendable {
         // XDP may have banned since the read: never write a 0 over bans that exist.
         if try hasBans(in: FG_MAP_BANS) { value.bans_present = 1 }
         if try hasBans(in: FG_MAP_AUTO_BANS) { value.auto_bans_present = 1 }
+        // Only the agent writes the peer bans, under the pin root's lock: the flag follows the map.
+        value.peer_bans = try peerBansMap.isEmpty() ? 0 : 1
         try settingsMap.update(0, value)
         // XDP may also have banned (inserting the ban, then setting the flag) between that check and the write,
         // which then put a 0 over its flag. A ban inserted before the write is seen now; one inserted after it

@@ -1,0 +1,349 @@
+import CFloodgate
+import FloodgateAgent
+import FloodgateCore
+import FloodgateLab
+import Foundation
+import Testing
+
+/// Bans shared over BGP: the XDP side of a learned ban, the config, and real gobgpd daemons in namespaces.
+@Suite(.serialized) struct BGPTests {
+    /// A ban learned from a peer drops its network's packets, but never an allow-listed or verified source's,
+    /// ends at its time, and goes when withdrawn.
+    @Test func aLearnedBanDropsItsNetworkButNotTheTrusted() throws {
+        var policy = FilterPolicy()
+        policy.allow = [try CIDR("198.18.60.7")]
+        let program = try loadProgram(limits: Dictionary(uniqueKeysWithValues: TrafficClass.all.map { ($0, Limit.unlimited) }),
+                                      policy: policy)
+        let options = { (src: String) in Packet.request("OPTIONS", src: src) }
+        #expect(try program.verdict(options("198.18.60.5")) == XDP_PASS_ACTION)
+        let now = monotonicNanoseconds()
+        try program.maps.changePeerBans(set: [PeerBan(network: try CIDR("198.18.60.0/24"), expiresNS: nil),
+                                              PeerBan(network: try CIDR("198.18.61.9"), expiresNS: now + 1_000_000)],
+                                        remove: [])
+        #expect(try program.verdict(options("198.18.60.5")) == XDP_DROP_ACTION)
+        #expect(try program.verdict(options("198.18.60.7")) == XDP_PASS_ACTION, "allow-listed: a peer's word never drops it")
+        #expect(try program.verdict(options("198.18.62.1")) == XDP_PASS_ACTION)
+        Thread.sleep(forTimeInterval: 0.01)  // the second ban's time is up
+        #expect(try program.verdict(options("198.18.61.9")) == XDP_PASS_ACTION, "an ended ban drops nothing")
+        try program.maps.changePeerBans(set: [], remove: [try CIDR("198.18.60.0/24"), try CIDR("198.18.61.9")])
+        #expect(try program.verdict(options("198.18.60.5")) == XDP_PASS_ACTION, "withdrawn: the drop cache must not keep it")
+        #expect(try program.maps.peerBans().isEmpty)
+    }
+
+    @Test func theBGPSectionIsCheckedField() throws {
+        func problems(_ yaml: String) -> String {
+            do {
+                _ = try AgentConfig.parse("interfaces:\n  external: eth9\n" + yaml, file: "t.yaml")
+                return ""
+            } catch { return "\(error)" }
+        }
+        #expect(problems("bgp:\n  daemon: gobgp\n  community: 64496:666\n").isEmpty)
+        #expect(problems("bgp:\n  daemon: bird\n").contains("bgp.daemon"))
+        #expect(problems("bgp:\n  daemon: gobgp\n").contains("bgp.community"))
+        #expect(problems("bgp:\n  daemon: gobgp\n  community: 65535:666\n").contains("bgp.community"))
+        #expect(problems("bgp:\n  daemon: gobgp\n  community: 64496:666\n  export: [explicit, peer]\n").contains("'peer' is not an origin"))
+        #expect(problems("bgp:\n  daemon: gobgp\n  community: 64496:666\n  rtbh: [explicit]\n").contains("bgp.next_hop"))
+        #expect(problems("bgp:\n  daemon: gobgp\n  community: 64496:666\n  aggregate: 1\n").contains("bgp.aggregate"))
+        #expect(problems("bgp:\n  daemon: gobgp\n  community: 64496:666\n  interval: 5\n").contains("bgp.interval"))
+        #expect(problems("bgp:\n  daemon: gobgp\n  community: 64496:666\n  comunity: 1:1\n").contains("did you mean 'community'"))
+    }
+
+    /// Two Floodgate routers (A, B) with a gobgpd each, a route reflector and an upstream speaker (gobgpd, AS 64511),
+    /// on a backbone bridge in namespaces of their own.
+    final class Cluster: @unchecked Sendable {
+        let a: NetworkLab
+        let b: NetworkLab
+        let backbone: String
+        let upstream: String
+        let dir: String
+        var daemons: [String: Process] = [:]
+        static let address = ["a": "198.18.20.1", "b": "198.18.20.2", "up": "198.18.20.3", "rr": "198.18.20.254"]
+
+        init() throws {
+            a = try NetworkLab(prefix: "fgb", extraOutsideAddresses: ["198.18.0.10", "198.18.0.66", "198.18.0.77"])
+            b = try NetworkLab(prefix: "fgb", extraOutsideAddresses: ["198.18.0.10", "198.18.0.66", "198.18.0.77"])
+            backbone = "fgbb-\(getpid())-\(a.id)"
+            upstream = "fgbu-\(getpid())-\(a.id)"
+            dir = FileManager.default.temporaryDirectory.appendingPathComponent("fgbgp-\(a.id)").path
+            do { try setUp() } catch {
+                tearDown()
+                throw error
+            }
+        }
+
+        func namespace(_ who: String) -> String {
+            switch who {
+            case "a": a.routerNS
+            case "b": b.routerNS
+            case "up": upstream
+            default: backbone
+            }
+        }
+
+        private func setUp() throws {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            for ns in [backbone, upstream] { try NetworkLab.run(["ip", "netns", "add", ns]) }
+            try NetworkLab.run(["ip", "-n", backbone, "link", "add", "br0", "type", "bridge"])
+            try NetworkLab.run(["ip", "-n", backbone, "addr", "add", "198.18.20.254/24", "dev", "br0"])
+            for ns in [backbone, upstream] { try NetworkLab.run(["ip", "-n", ns, "link", "set", "lo", "up"]) }
+            try NetworkLab.run(["ip", "-n", backbone, "link", "set", "br0", "up"])
+            for who in ["a", "b", "up"] {
+                let here = "bb\(who)\(a.id)".prefix(15), there = "bx\(who)\(a.id)".prefix(15)
+                try NetworkLab.run(["ip", "link", "add", String(here), "netns", namespace(who), "type", "veth", "peer",
+                                    "name", String(there), "netns", backbone])
+                try NetworkLab.run(["ip", "-n", backbone, "link", "set", String(there), "master", "br0", "up"])
+                try NetworkLab.run(["ip", "-n", namespace(who), "addr", "add", "\(Cluster.address[who]!)/24", "dev", String(here)])
+                try NetworkLab.run(["ip", "-n", namespace(who), "link", "set", String(here), "up"])
+            }
+            for who in ["rr", "a", "b", "up"] { try startDaemon(who) }
+        }
+
+        /// gobgpd's config for `who`: the reflector has A and B as clients and the upstream as an eBGP peer.
+        func daemonConfig(_ who: String) -> String {
+            let families = ["ipv4-flowspec", "ipv6-flowspec", "ipv4-unicast", "ipv6-unicast"]
+            func neighbor(_ address: String, _ asn: Int, client: Bool = false) -> String {
+                var s = "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"\(address)\"\n    peer-as = \(asn)\n"
+                s += "  [neighbors.timers.config]\n    connect-retry = 1\n"
+                if client {
+                    s += "  [neighbors.route-reflector.config]\n    route-reflector-client = true\n"
+                        + "    route-reflector-cluster-id = \"198.18.20.254\"\n"
+                }
+                for f in families { s += "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"\(f)\"\n" }
+                return s
+            }
+            let me = Cluster.address[who]!
+            var s = "[global.config]\n  as = \(who == "up" ? 64511 : 64496)\n  router-id = \"\(me)\"\n"
+                + "  local-address-list = [\"\(me)\"]\n"
+            switch who {
+            case "rr": s += neighbor("198.18.20.1", 64496, client: true) + neighbor("198.18.20.2", 64496, client: true)
+                + neighbor("198.18.20.3", 64511)
+            case "up": s += neighbor("198.18.20.254", 64496)
+            default: s += neighbor("198.18.20.254", 64496)
+            }
+            return s
+        }
+
+        func startDaemon(_ who: String) throws {
+            let path = "\(dir)/\(who).toml"
+            try daemonConfig(who).write(toFile: path, atomically: true, encoding: .utf8)
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+            p.arguments = ["--net=/run/netns/\(namespace(who))", "/usr/bin/gobgpd", "-f", path, "--api-hosts", "127.0.0.1:50051",
+                           "--log-level", "warn"]
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+            try p.run()
+            daemons[who] = p
+        }
+
+        func killDaemon(_ who: String) {
+            guard let p = daemons[who] else { return }
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            daemons[who] = nil
+        }
+
+        /// `gobgp` in `who`'s namespace.
+        func gobgp(_ who: String, _ arguments: [String]) throws -> String {
+            try NetworkLab.run(["nsenter", "--net=/run/netns/\(namespace(who))", "/usr/bin/gobgp"] + arguments)
+        }
+
+        /// The FlowSpec source prefixes `who`'s RIB holds (IPv4), and the RTBH prefixes.
+        func routes(_ who: String) -> (flowspec: Set<String>, rtbh: Set<String>) {
+            let paths = { (family: String) -> [[String: Any]] in
+                guard let text = try? self.gobgp(who, ["global", "rib", "-a", family, "-j"]),
+                      let dump = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] else { return [] }
+                return dump.values.flatMap { $0 as? [[String: Any]] ?? [] }
+            }
+            var flowspec = Set<String>(), rtbh = Set<String>()
+            for p in paths("ipv4-flowspec") {
+                for part in (p["nlri"] as? [String: Any])?["value"] as? [[String: Any]] ?? [] where (part["type"] as? Int) == 2 {
+                    if let prefix = (part["value"] as? [String: Any])?["prefix"] as? String { flowspec.insert(prefix) }
+                }
+            }
+            for p in paths("ipv4") {
+                if let prefix = (p["nlri"] as? [String: Any])?["prefix"] as? String { rtbh.insert(prefix) }
+            }
+            return (flowspec, rtbh)
+        }
+
+        /// Waits until every session of the reflector is up (at most `seconds`).
+        func waitForSessions(_ who: String = "rr", count: Int, seconds: Double = 40) -> Bool {
+            wait(seconds) {
+                guard let text = try? self.gobgp(who, ["neighbor", "-j"]),
+                      let list = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [[String: Any]] else { return false }
+                return list.filter { (($0["state"] as? [String: Any])?["session_state"] as? Int) == 6 }.count == count
+            }
+        }
+
+        func tearDown() {
+            for who in Array(daemons.keys) { killDaemon(who) }
+            for ns in [backbone, upstream] { _ = try? NetworkLab.run(["ip", "netns", "del", ns]) }
+            a.tearDown()
+            b.tearDown()
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+    }
+
+    static func wait(_ seconds: Double, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if condition() { return true }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        return condition()
+    }
+
+    static func agentConfig(_ lab: NetworkLab, port: Int, router: String, extra: String = "") -> String {
+        AgentTests.config(lab, port: port, extra: """
+            allow: [198.18.0.10]
+            bgp:
+              daemon: gobgp
+              community: 64496:666
+              export: [explicit, scanner]
+              rtbh: [explicit]
+              next_hop: [\(router)]
+              interval: 100ms
+            \(extra)
+            """)
+    }
+
+    /// Whether `ns`'s server at `address` still gets OPTIONS from `source` (a few tries).
+    static func reaches(_ lab: NetworkLab, from source: String, server: UDPSocket) throws -> Bool {
+        let sender = try lab.udpSocket(in: lab.outsideNS, bindTo: source)
+        let payload = Array("OPTIONS sip:100@198.18.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP \(source)\r\nCall-ID: 1@x\r\nCSeq: 1 OPTIONS\r\n\r\n".utf8)
+        _ = server.drain(quiet: 0.01)
+        for _ in 0..<3 { try sender.send(payload, to: lab.routerAddress, port: 5060) }
+        return (server.drain(quiet: 0.15)[source] ?? 0) > 0
+    }
+
+    /// The scanner banned at A is dropped at B within a second and the upstream holds its FlowSpec route; an
+    /// allow-listed source banned by hand is never announced; unban withdraws everywhere; a daemon killed and
+    /// started again gets its routes back; a router that lost its filter and daemon learns the bans again.
+    @Test func bansAreSharedAndAnnouncedAndNeverTheTrusted() throws {
+        try requireRoot()
+        try requireTool("/usr/bin/gobgpd", package: "gobgpd")
+        let cluster = try Cluster()
+        defer { cluster.tearDown() }
+        #expect(cluster.waitForSessions(count: 3), "the reflector's sessions did not come up")
+        let agentA = try AgentTests.RunningAgent(lab: cluster.a, config: BGPTests.agentConfig(cluster.a, port: 19481, router: "198.18.20.1"))
+        var agentB: AgentTests.RunningAgent? = try AgentTests.RunningAgent(
+            lab: cluster.b, config: BGPTests.agentConfig(cluster.b, port: 19482, router: "198.18.20.2"))
+        defer { agentA.stop(); agentB?.stop() }
+        #expect(agentA.waitForLog("BGP: driving gobgpd") && agentB!.waitForLog("BGP: driving gobgpd"), "\(agentA.log.text())")
+        let serverA = try cluster.a.udpSocket(in: cluster.a.routerNS, bindTo: cluster.a.routerAddress, port: 5060)
+        let serverB = try cluster.b.udpSocket(in: cluster.b.routerNS, bindTo: cluster.b.routerAddress, port: 5060)
+        #expect(try BGPTests.reaches(cluster.b, from: "198.18.0.66", server: serverB))
+
+        // A scanner at A.
+        let scanner = try cluster.a.udpSocket(in: cluster.a.outsideNS, bindTo: "198.18.0.66")
+        let started = Date()
+        try scanner.send(Array("OPTIONS sip:100@198.18.0.2 SIP/2.0\r\nUser-Agent: friendly-scanner\r\nCall-ID: 9@x\r\nCSeq: 1 OPTIONS\r\n\r\n".utf8),
+                         to: cluster.a.routerAddress, port: 5060)
+        let droppedAtB = BGPTests.wait(10) { !((try? BGPTests.reaches(cluster.b, from: "198.18.0.66", server: serverB)) ?? true) }
+        let latency = Date().timeIntervalSince(started)
+        #expect(droppedAtB, "B never dropped the scanner A banned: \(agentB!.log.text())")
+        // Each check sends and waits 0.15 s for an answer: the drop came at most that much before it was seen.
+        print("BGP: a scanner banned at A was dropped at B after \(String(format: "%.2f", latency)) s (within 0.2 s of it)")
+        #expect(latency < 3, "slower than 3 s on a loaded machine: \(latency) s")
+        #expect(BGPTests.wait(5) { cluster.routes("up").flowspec.contains("198.18.0.66/32") }, "the upstream has no FlowSpec route")
+        #expect(!cluster.routes("up").rtbh.contains("198.18.0.66/32"), "scanner bans are not RTBH-exported in this config")
+        // B learned it: never announced again by B.
+        let bStatus = try run(["nsenter", "--net=/run/netns/\(cluster.b.routerNS)", floodgateBinary, "bgp", "status", "--json",
+                               "--config", agentB!.configPath])
+        #expect(bStatus.status == 0 && bStatus.out.contains("\"learnedCount\" : 1") && bStatus.out.contains("\"announcedCount\" : 0"),
+                "\(bStatus)")
+
+        // An allow-listed source banned by hand at A, then another source: the second is announced (flowspec and
+        // rtbh: explicit), the first never.
+        #expect(try cluster.a.floodgate(["ban", "198.18.0.10", "--for", "1h"]).status == 0)
+        #expect(try cluster.a.floodgate(["ban", "198.18.0.77", "--for", "1h"]).status == 0)
+        #expect(BGPTests.wait(5) {
+            let r = cluster.routes("up")
+            return r.flowspec.contains("198.18.0.77/32") && r.rtbh.contains("198.18.0.77/32")
+        }, "the upstream never got the explicit ban's routes")
+        for who in ["a", "rr", "up", "b"] {
+            let r = cluster.routes(who)
+            #expect(!r.flowspec.contains("198.18.0.10/32") && !r.rtbh.contains("198.18.0.10/32"), "\(who) holds the allow-listed source")
+        }
+        #expect(try BGPTests.reaches(cluster.b, from: "198.18.0.10", server: serverB), "B dropped an allow-listed source")
+
+        // Unban at A: withdrawn everywhere, and B lets it through again.
+        #expect(try cluster.a.floodgate(["unban", "198.18.0.66"]).status == 0)
+        #expect(BGPTests.wait(5) { !cluster.routes("up").flowspec.contains("198.18.0.66/32") }, "still announced after unban")
+        #expect(BGPTests.wait(5) { (try? BGPTests.reaches(cluster.b, from: "198.18.0.66", server: serverB)) ?? false },
+                "B still drops the unbanned source")
+        #expect(try BGPTests.reaches(cluster.a, from: "198.18.0.66", server: serverA))
+
+        // A's daemon killed: the agent says so and keeps filtering; started again, it gets the routes back.
+        cluster.killDaemon("a")
+        #expect(agentA.waitForLog("BGP: gobgpd refused a request or is unreachable"),
+                "\(agentA.log.text())")
+        #expect(try cluster.a.floodgate(["bans"]).out.contains("198.18.0.77"))
+        let down = try run(["nsenter", "--net=/run/netns/\(cluster.a.routerNS)", floodgateBinary, "bgp", "status", "--config", agentA.configPath])
+        #expect(down.status == 1 && down.err.contains("does not answer"), "\(down)")
+        #expect(BGPTests.wait(10) { !cluster.routes("up").flowspec.contains("198.18.0.77/32") }, "the route outlived A's daemon")
+        try cluster.startDaemon("a")
+        #expect(BGPTests.wait(40) { cluster.routes("up").flowspec.contains("198.18.0.77/32") }, "not announced again: \(agentA.log.text())")
+        #expect(agentA.log.text().contains("BGP: gobgpd reachable"))
+
+        // B loses everything (agent, daemon, filter) and comes back: it learns the ban from its peers again.
+        #expect(BGPTests.wait(5) { !((try? BGPTests.reaches(cluster.b, from: "198.18.0.77", server: serverB)) ?? true) })
+        agentB!.stop()
+        agentB = nil
+        cluster.killDaemon("b")
+        #expect(try cluster.b.floodgate(["detach", cluster.b.routerInterface, "--force"]).status == 0)
+        try cluster.startDaemon("b")
+        #expect(cluster.waitForSessions(count: 3))
+        agentB = try AgentTests.RunningAgent(lab: cluster.b, config: BGPTests.agentConfig(cluster.b, port: 19482, router: "198.18.20.2"))
+        #expect(BGPTests.wait(15) { !((try? BGPTests.reaches(cluster.b, from: "198.18.0.77", server: serverB)) ?? true) },
+                "the restarted router did not learn the ban again: \(agentB!.log.text())")
+    }
+
+    /// 10,000 bans at A: the routes announced stay at the cap, dense /24s go out as one route each, and the
+    /// /24 that holds an allow-listed source is never aggregated nor is that source announced.
+    @Test func theCapAndAggregationHoldUnderTenThousandBans() throws {
+        try requireRoot()
+        try requireTool("/usr/bin/gobgpd", package: "gobgpd")
+        let cluster = try Cluster()
+        defer { cluster.tearDown() }
+        #expect(cluster.waitForSessions(count: 3))
+        let config = BGPTests.agentConfig(cluster.a, port: 19483, router: "198.18.20.1", extra: """
+              max_routes: 300
+              aggregate: 8
+              rate: 5000
+            """).replacingOccurrences(of: "allow: [198.18.0.10]", with: "allow: [198.18.0.10, 198.18.50.7]")
+            .replacingOccurrences(of: "rtbh: [explicit]", with: "rtbh: []")
+        let agent = try AgentTests.RunningAgent(lab: cluster.a, config: config)
+        defer { agent.stop() }
+        #expect(agent.waitForLog("BGP: driving gobgpd"), "\(agent.log.text())")
+        // 40 dense /24s (225 bans each), 20 in the /24 of the allow-listed source (it among them), 980 sparse.
+        var addresses: [String] = []
+        for net in 100..<140 { for host in 1...225 { addresses.append("198.18.\(net).\(host)") } }
+        for host in 1...20 { addresses.append("198.18.50.\(host)") }
+        for net in 0..<196 { for host in 1...5 { addresses.append("198.19.\(net).\(host * 10)") } }
+        #expect(addresses.count == 10_000)
+        try NetworkLab.inNamespace(cluster.a.routerNS) {
+            let maps = try PinRoot(cluster.a.pinRoot).maps(of: cluster.a.routerInterface)
+            for a in addresses { try maps.ban(SourceAddress(a)!, seconds: 3600) }
+        }
+        #expect(BGPTests.wait(60) { cluster.routes("up").flowspec.count == 300 }, "\(cluster.routes("up").flowspec.count) routes")
+        Thread.sleep(forTimeInterval: 1)
+        let r = cluster.routes("up")
+        #expect(r.flowspec.count == 300, "over the cap")
+        #expect(r.rtbh.isEmpty)
+        for net in 100..<140 { #expect(r.flowspec.contains("198.18.\(net).0/24"), "198.18.\(net).0/24 not aggregated") }
+        #expect(!r.flowspec.contains("198.18.50.0/24") && !r.flowspec.contains("198.18.50.7/32"))
+        #expect(r.flowspec.contains("198.18.50.8/32"))
+        // No host of an aggregated /24 goes out on its own.
+        let hostsOfAggregates = r.flowspec.filter { route in
+            let octets = route.split(separator: "/")[0].split(separator: ".")
+            return route.hasSuffix("/32") && route.hasPrefix("198.18.") && (100..<140).contains(Int(octets[2]) ?? 0)
+        }
+        #expect(hostsOfAggregates.isEmpty, "\(hostsOfAggregates.sorted().prefix(5))")
+        let metrics = try NetworkLab.run(["nsenter", "--net=/run/netns/\(cluster.a.routerNS)", "curl", "-s", "http://127.0.0.1:19483/metrics"])
+        // 40 aggregates, 19 hosts of 198.18.50.0/24 and 980 sparse: 1,039 routes, 300 announced.
+        #expect(metrics.contains("floodgate_bgp_routes_over_cap 739"), "\(metrics)")
+        #expect(metrics.contains("floodgate_bgp_routes{type=\"flowspec\"} 300"), "\(metrics)")
+    }
+}
