@@ -336,7 +336,7 @@ final class BGPSpeaker: @unchecked Sendable {
                         logger.notice("BGP: a learned ban's route went with its session: kept until it ends",
                                       metadata: ["network": "\(network)", "peer": "\(neighbor)"])
                     }
-                } else if let entry = admit(network, expiry: p.expiry(asn: config.asn), neighbor: neighbor, now: now) {
+                } else if let entry = admit(p, network, neighbor: neighbor, now: now) {
                     set[network] = entry
                     remove.remove(network)
                 }
@@ -354,8 +354,15 @@ final class BGPSpeaker: @unchecked Sendable {
         apply(set: set, remove: remove, now: now)
     }
 
-    /// A learned route as a ban, or nil when refused (too wide, ended, over the cap).
-    private func admit(_ network: CIDR, expiry: UInt64?, neighbor: String, now: UInt64) -> Learned? {
+    /// A learned route as a ban, or nil when refused (from another AS, too wide, ended, over the cap).
+    private func admit(_ p: BGPPath, _ network: CIDR, neighbor: String, now: UInt64) -> Learned? {
+        // Only routes made inside this AS: another AS (an upstream, a customer) that sends Floodgate's community,
+        // by mistake or not, bans nothing here.
+        if p.asPathLength > 0 {
+            metrics.refused("foreign-as")
+            return nil
+        }
+        let expiry = p.expiry(asn: config.asn)
         // At most a /24 (/64): what aggregation makes. A wider route is some other router's business.
         if network.isIPv4 ? network.length < 24 : network.length < 64 {
             metrics.refused("too-wide")
@@ -377,8 +384,9 @@ final class BGPSpeaker: @unchecked Sendable {
             for family in ["ipv4-flowspec", "ipv6-flowspec"] {
                 for p in try gobgp.rib(family) where p.neighbor != nil && p.communities.contains(config.community) {
                     guard let network = CIDR(gobgp: p.prefix), seen[network] == nil,
-                          let entry = learned[network].map({ Learned(expiry: p.expiry(asn: config.asn), neighbor: p.neighbor, at: $0.at) })
-                            ?? admit(network, expiry: p.expiry(asn: config.asn), neighbor: p.neighbor!, now: now)
+                          let entry = learned[network] != nil && p.asPathLength == 0
+                            ? Learned(expiry: p.expiry(asn: config.asn), neighbor: p.neighbor, at: learned[network]!.at)
+                            : admit(p, network, neighbor: p.neighbor!, now: now)
                     else { continue }
                     seen[network] = entry
                 }

@@ -25,8 +25,8 @@ public struct BGPConfig: Sendable, Equatable {
     public var ports: [UInt16] = [5060, 5061]
     /// Routes announced at most; bans past it stay local (``BGPSpeaker``'s over-cap count).
     public var maxRoutes = 1000
-    /// Route announcements and withdrawals a second at most.
-    public var rate = 100
+    /// Route announcements and withdrawals a second at most (each a `gobgp` process: about 12 ms of CPU here).
+    public var rate = 50
     /// Bans in one /24 (IPv6 /64) from which they go out as one route for the network; 0: never.
     public var aggregate = 8
     /// Networks never announced, whatever is banned (the allow list and the SIP servers are never announced
@@ -62,6 +62,8 @@ public struct BGPPath: Sendable, Equatable {
     public var communities: [UInt32]
     /// The large communities, as (global administrator, local data 1, local data 2).
     public var largeCommunities: [(UInt32, UInt32, UInt32)]
+    /// ASes on the AS path: 0 for a route made inside this AS.
+    public var asPathLength = 0
     public var withdrawal: Bool
 
     public static func == (a: BGPPath, b: BGPPath) -> Bool {
@@ -183,8 +185,11 @@ public struct GoBGP: Sendable {
         guard let prefix else { return nil }
         var communities: [UInt32] = []
         var large: [(UInt32, UInt32, UInt32)] = []
+        var asPathLength = 0
         for attr in p["attrs"] as? [[String: Any]] ?? [] {
             switch uint(attr["type"]) {
+            case 2:
+                for segment in attr["as_paths"] as? [[String: Any]] ?? [] { asPathLength += (segment["asns"] as? [Any])?.count ?? 0 }
             case 8: communities = (attr["communities"] as? [Any] ?? []).compactMap(uint)
             case 32:
                 for v in attr["value"] as? [[String: Any]] ?? [] {
@@ -195,7 +200,8 @@ public struct GoBGP: Sendable {
         }
         let neighbor = p["neighbor-ip"] as? String
         return BGPPath(prefix: prefix, neighbor: neighbor == "<nil>" || neighbor?.isEmpty == true ? nil : neighbor,
-                       communities: communities, largeCommunities: large, withdrawal: p["withdrawal"] as? Bool ?? false)
+                       communities: communities, largeCommunities: large, asPathLength: asPathLength,
+                       withdrawal: p["withdrawal"] as? Bool ?? false)
     }
 
     /// The FlowSpec match of a ban's route: the source, UDP or TCP, the SIP ports.

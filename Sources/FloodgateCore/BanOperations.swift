@@ -80,10 +80,18 @@ extension PinRoot {
     public func banRows(interfaces: [String] = [], now: UInt64 = monotonicNanoseconds()) throws -> [BanRow] {
         var rows: [BanRow] = []
         for f in try selectFilters(interfaces) {
-            for ban in try maps(of: f.interfaceName).bans() {
+            let maps = try maps(of: f.interfaceName)
+            for ban in try maps.bans() {
                 let left = ban.remainingSeconds(now: now)
                 rows.append(BanRow(interface: f.interfaceName, address: ban.address.description, origin: ban.origin,
                                    secondsLeft: left, expired: left == 0))
+            }
+            // Learned from other routers over BGP: networks, lifted by their routes, not by unban.
+            for ban in try maps.peerBans() {
+                let left = ban.expiresNS.map { $0 > now ? Double($0 - now) / 1e9 : 0 }
+                let network = ban.network
+                let text = network.length == (network.isIPv4 ? 32 : 128) ? network.address.description : network.description
+                rows.append(BanRow(interface: f.interfaceName, address: text, origin: "peer", secondsLeft: left, expired: left == 0))
             }
         }
         return rows.sorted { ($0.interface, $0.address) < ($1.interface, $1.address) }

@@ -253,6 +253,8 @@ import Testing
                                "--config", agentB!.configPath])
         #expect(bStatus.status == 0 && bStatus.out.contains("\"learnedCount\" : 1") && bStatus.out.contains("\"announcedCount\" : 0"),
                 "\(bStatus)")
+        let bansAtB = try cluster.b.floodgate(["bans", "--json"]).out
+        #expect(bansAtB.contains("198.18.0.66") && bansAtB.contains("\"peer\""), "\(bansAtB)")
 
         // An allow-listed source banned by hand at A, then another source: the second is announced (flowspec and
         // rtbh: explicit), the first never.
@@ -267,6 +269,43 @@ import Testing
             #expect(!r.flowspec.contains("198.18.0.10/32") && !r.rtbh.contains("198.18.0.10/32"), "\(who) holds the allow-listed source")
         }
         #expect(try BGPTests.reaches(cluster.b, from: "198.18.0.10", server: serverB), "B dropped an allow-listed source")
+
+        // A renewed ban keeps its route: a later end is an update, never a withdrawal.
+        let withdrawalsBefore = try BGPTests.metric(cluster.a, port: 19481, "floodgate_bgp_updates_total", label: "action=\"withdraw\"")
+        let announcementsBefore = try BGPTests.metric(cluster.a, port: 19481, "floodgate_bgp_updates_total", label: "action=\"announce\"")
+        #expect(try cluster.a.floodgate(["ban", "198.18.0.77", "--for", "1h"]).status == 0)
+        #expect(try cluster.a.floodgate(["ban", "198.18.0.77", "--for", "3h"]).status == 0)
+        #expect(BGPTests.wait(5) {
+            ((try? BGPTests.metric(cluster.a, port: 19481, "floodgate_bgp_updates_total", label: "action=\"announce\"")) ?? 0)
+                >= announcementsBefore + 1
+        }, "the later end was not announced")
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(try BGPTests.metric(cluster.a, port: 19481, "floodgate_bgp_updates_total", label: "action=\"withdraw\"") == withdrawalsBefore)
+        // Two updates: the FlowSpec route's end changed; the RTBH route carries none.
+        #expect(try BGPTests.metric(cluster.a, port: 19481, "floodgate_bgp_updates_total", label: "action=\"announce\"")
+            == announcementsBefore + 1)
+
+        // IPv6: announced as an ipv6-flowspec route, and learned by B.
+        #expect(try cluster.a.floodgate(["ban", "2001:db8:66::1", "--for", "1h"]).status == 0)
+        #expect(BGPTests.wait(5) {
+            ((try? cluster.gobgp("up", ["global", "rib", "-a", "ipv6-flowspec"])) ?? "").contains("2001:db8:66::1/128")
+        }, "no IPv6 FlowSpec route upstream")
+        #expect(BGPTests.wait(5) { (try? BGPTests.metric(cluster.b, port: 19482, "floodgate_bgp_learned_bans")) == 3 },
+                "B should hold 198.18.0.66, .77 and 2001:db8:66::1")
+
+        // What another AS sends with Floodgate's community bans nothing here, nor does a route wider than a /24
+        // made inside the AS (the reflector's own).
+        _ = try cluster.gobgp("up", ["global", "rib", "-a", "ipv4-flowspec", "add", "match", "source", "198.18.0.10/32",
+                                     "then", "discard", "community", "64496:666"])
+        _ = try cluster.gobgp("up", ["global", "rib", "-a", "ipv4-flowspec", "add", "match", "source", "198.18.0.99/32",
+                                     "then", "discard", "community", "64496:666"])
+        _ = try cluster.gobgp("rr", ["global", "rib", "-a", "ipv4-flowspec", "add", "match", "source", "198.18.0.0/16",
+                                     "then", "discard", "community", "64496:666"])
+        #expect(BGPTests.wait(5) {
+            ((try? BGPTests.metric(cluster.b, port: 19482, "floodgate_bgp_learned_refused_total", label: "foreign-as")) ?? 0) >= 2
+                && ((try? BGPTests.metric(cluster.b, port: 19482, "floodgate_bgp_learned_refused_total", label: "too-wide")) ?? 0) >= 1
+        }, "B did not refuse the foreign and the wide routes: \(agentB!.log.text())")
+        #expect(try BGPTests.metric(cluster.b, port: 19482, "floodgate_bgp_learned_bans") == 3)
 
         // Unban at A: withdrawn everywhere, and B lets it through again.
         #expect(try cluster.a.floodgate(["unban", "198.18.0.66"]).status == 0)
@@ -298,6 +337,26 @@ import Testing
         agentB = try AgentTests.RunningAgent(lab: cluster.b, config: BGPTests.agentConfig(cluster.b, port: 19482, router: "198.18.20.2"))
         #expect(BGPTests.wait(15) { !((try? BGPTests.reaches(cluster.b, from: "198.18.0.77", server: serverB)) ?? true) },
                 "the restarted router did not learn the ban again: \(agentB!.log.text())")
+
+        // Split brain: the reflector gone, B's session with it goes down and its routes with it; B keeps the bans
+        // it learned until they end.
+        #expect(BGPTests.wait(10) { (try? BGPTests.metric(cluster.b, port: 19482, "floodgate_bgp_learned_bans")) == 2 })
+        cluster.killDaemon("rr")
+        #expect(agentB!.waitForLog("went with its session", seconds: 200), "\(agentB!.log.text())")
+        #expect(!(try BGPTests.reaches(cluster.b, from: "198.18.0.77", server: serverB)), "B let the banned source in")
+        #expect(try BGPTests.metric(cluster.b, port: 19482, "floodgate_bgp_learned_bans") == 2)
+    }
+
+    /// The value of a series on a router's metrics endpoint (the sum over the series whose labels hold `label`).
+    static func metric(_ lab: NetworkLab, port: Int, _ name: String, label: String = "") throws -> Double {
+        let text = try NetworkLab.run(["nsenter", "--net=/run/netns/\(lab.routerNS)", "curl", "-s", "http://127.0.0.1:\(port)/metrics"])
+        var total = 0.0
+        for line in text.split(separator: "\n") where line.hasPrefix(name + " ") || line.hasPrefix(name + "{") {
+            guard label.isEmpty || line.contains(label), let value = line.split(separator: " ").last.flatMap({ Double($0) })
+            else { continue }
+            total += value
+        }
+        return total
     }
 
     /// 10,000 bans at A: the routes announced stay at the cap, dense /24s go out as one route each, and the
