@@ -37,6 +37,10 @@ import Testing
                 values: '0 40000x19'
               - series: 'floodgate_bans_active{instance="r1",interface="fg0",origin="auto"}'
                 values: '250000x20'
+              - series: 'floodgate_bgp_daemon_up{instance="r1"}'
+                values: '1 1 0x18'
+              - series: 'floodgate_bgp_routes_over_cap{instance="r1"}'
+                values: '0 739x30'
             alert_rule_test:
               - eval_time: 30s
                 alertname: FloodgateAgentStale
@@ -99,6 +103,23 @@ import Testing
                     exp_annotations:
                       summary: "Floodgate on fg0 holds 240k explicit bans, near the map's 262,144"
                       description: "Once it is full, new bans by the operator and by integrations fail (the filter's own bans are an LRU). Lift stale ones, or move ranges to a deny list."
+              - eval_time: 2m
+                alertname: FloodgateBGPDaemonDown
+                exp_alerts: []
+              - eval_time: 3m
+                alertname: FloodgateBGPDaemonDown
+                exp_alerts:
+                  - exp_labels: {severity: warning, instance: r1}
+                    exp_annotations:
+                      summary: "Floodgate cannot reach its BGP daemon"
+                      description: "Bans are kept and enforced here, but not announced upstream nor shared with the other routers; they are announced once gobgpd answers again (floodgate bgp status)."
+              - eval_time: 11m
+                alertname: FloodgateBGPRoutesOverCap
+                exp_alerts:
+                  - exp_labels: {severity: info, instance: r1}
+                    exp_annotations:
+                      summary: "739 bans are not announced: over bgp.max_routes"
+                      description: "They are enforced on this router only. Raise max_routes within the upstream's FlowSpec budget, or let aggregation take them (bgp.aggregate)."
               - eval_time: 5m
                 alertname: FloodgateNewSourcesRefused
                 exp_alerts: []
@@ -114,7 +135,7 @@ import Testing
         #expect(printed.status == 0 && printed.out == ShippedFiles.alertRules, "the CLI prints the shipped rules")
         try printed.out.write(to: dir.appendingPathComponent("alerts.yml"), atomically: true, encoding: .utf8)
         let check = try run(["promtool", "check", "rules", dir.appendingPathComponent("alerts.yml").path])
-        #expect(check.status == 0 && check.out.contains("SUCCESS: 10 rules found"), "\(check.out)\(check.err)")
+        #expect(check.status == 0 && check.out.contains("SUCCESS: 12 rules found"), "\(check.out)\(check.err)")
 
         try AlertRulesTests.unitTests.write(to: dir.appendingPathComponent("test.yml"), atomically: true, encoding: .utf8)
         let tested = try run(["sh", "-c", "cd '\(dir.path)' && promtool test rules test.yml"])

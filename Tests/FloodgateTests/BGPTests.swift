@@ -46,6 +46,15 @@ import Testing
         #expect(problems("bgp:\n  daemon: gobgp\n  community: 64496:666\n  aggregate: 1\n").contains("bgp.aggregate"))
         #expect(problems("bgp:\n  daemon: gobgp\n  community: 64496:666\n  interval: 5\n").contains("bgp.interval"))
         #expect(problems("bgp:\n  daemon: gobgp\n  community: 64496:666\n  comunity: 1:1\n").contains("did you mean 'community'"))
+
+        // The example's commented section, taken in, states the defaults.
+        let lines = ShippedFiles.exampleConfig.split(separator: "\n", omittingEmptySubsequences: false)
+        let start = try #require(lines.firstIndex(of: "# bgp:"))
+        let section = lines[start...].prefix { $0.hasPrefix("# ") }.map { $0.dropFirst(2) }.joined(separator: "\n")
+        let parsed = try AgentConfig.parse("interfaces:\n  external: eth9\n" + section + "\n", file: "t.yaml")
+        var expected = BGPConfig()
+        expected.community = BGPConfig.community("64496:666")!
+        #expect(parsed.bgp == expected)
     }
 
     /// Two Floodgate routers (A, B) with a gobgpd each, a route reflector and an upstream speaker (gobgpd, AS 64511),
