@@ -116,6 +116,9 @@ public final class Agent: @unchecked Sendable {
         if let b = config.bgp {
             bgp = BGPSpeaker(config: b, maps: try root.maps(of: external), root: root, logger: logger,
                              metrics: BGPMetrics(metrics.registry), policy: config.policy)
+        } else {
+            // Bans learned over BGP by an earlier run: nothing would lift them now.
+            BGPSpeaker.clearPeerBans(maps: maps, root: root, logger: logger, why: "no bgp section")
         }
     }
 

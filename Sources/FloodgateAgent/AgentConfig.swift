@@ -938,7 +938,7 @@ extension ConfigReader {
         var b = BGPConfig()
         var daemon: String?
         let known = ["daemon", "gobgp", "api", "community", "export", "rtbh", "next_hop", "ports", "max_routes", "rate",
-                     "aggregate", "never_export", "learn", "max_learned", "interval"]
+                     "aggregate", "never_export", "learn", "max_learned", "hold", "interval"]
         for (name, value) in mapping(node, "bgp", known: known) {
             let field = "bgp.\(name)"
             switch name {
@@ -965,9 +965,11 @@ extension ConfigReader {
                 var origins = Set<String>()
                 for item in sequence(value, field) {
                     guard let s = string(item, field) else { continue }
-                    if BGPConfig.origins.contains(s) { origins.insert(s) } else {
+                    if !BGPConfig.origins.contains(s) {
                         problem(item, field, "'\(s)' is not an origin: \(BGPConfig.origins.joined(separator: ", "))")
-                    }
+                    } else if name == "rtbh" && !BGPConfig.unforgeable.contains(s) {
+                        problem(item, field, "'\(s)' can't be RTBH: its bans come from packets or log lines whose source may be forged, and RTBH drops all of an address's traffic upstream (explicit only)")
+                    } else { origins.insert(s) }
                 }
                 if name == "export" { b.export = origins } else { b.rtbh = origins }
             case "next_hop":
@@ -995,6 +997,10 @@ extension ConfigReader {
                 if let v = boolean(value, field) { b.learn = v }
             case "max_learned":
                 if let n = integer(value, field, 0...FilterCapacity.peerBans) { b.maxLearned = n }
+            case "hold":
+                if let seconds = duration(value, field) {
+                    if (60...30 * 86400).contains(seconds) { b.holdSeconds = seconds } else { problem(value, field, "must be 1m to 30d") }
+                }
             case "interval":
                 if let ms = duration(value, field, milliseconds: true) {
                     if (100...10_000).contains(ms) { b.intervalMilliseconds = Int(ms) } else {

@@ -6,6 +6,9 @@ import Foundation
 public struct BGPConfig: Sendable, Equatable {
     /// The ban origins that may be exported. `fraud`: sources the fraud checks blocked for new calls.
     public static let origins = ["explicit", "integration", "scanner", "auto", "brute-force", "fraud"]
+    /// The origins only the operator's word makes: the others come from packets or log lines whose source address
+    /// may be forged, so they never go out as RTBH (all traffic dropped upstream) nor aggregated into a /24.
+    public static let unforgeable: Set<String> = ["explicit"]
     /// RFC 7999's BLACKHOLE community, 65535:666.
     public static let blackhole: UInt32 = 0xFFFF_029A
     /// The gobgp command-line client that drives the daemon.
@@ -36,6 +39,9 @@ public struct BGPConfig: Sendable, Equatable {
     public var learn = true
     /// Learned bans kept at most.
     public var maxLearned = 10000
+    /// How long a learned ban whose route went without being lifted (a lost session somewhere) and that carried
+    /// no end time is kept.
+    public var holdSeconds: UInt64 = 3600
     /// How often the bans are compared with the routes.
     public var intervalMilliseconds = 500
 
@@ -64,6 +70,9 @@ public struct BGPPath: Sendable, Equatable {
     public var largeCommunities: [(UInt32, UInt32, UInt32)]
     /// ASes on the AS path: 0 for a route made inside this AS.
     public var asPathLength = 0
+    /// A FlowSpec route's destination ports (`==N` components), and whether its action is discard (traffic-rate 0).
+    public var ports: [UInt16] = []
+    public var discard = false
     public var withdrawal: Bool
 
     public static func == (a: BGPPath, b: BGPPath) -> Bool {
@@ -71,7 +80,8 @@ public struct BGPPath: Sendable, Equatable {
             && a.largeCommunities.map { [$0.0, $0.1, $0.2] } == b.largeCommunities.map { [$0.0, $0.1, $0.2] }
     }
 
-    /// When the ban ends (Unix seconds), from the large community `asn`:1:T; nil: none given.
+    /// When the ban ends (Unix seconds), from the large community `asn`:1:T; nil: none given; 0: lifted (the route
+    /// is about to be withdrawn, on purpose).
     func expiry(asn: UInt32) -> UInt64? {
         largeCommunities.first { $0.0 == asn && $0.1 == 1 }.map { UInt64($0.2) }
     }
@@ -178,16 +188,26 @@ public struct GoBGP: Sendable {
     static func path(_ p: [String: Any]) -> BGPPath? {
         let nlri = p["nlri"] as? [String: Any] ?? [:]
         var prefix = nlri["prefix"] as? String
+        var ports: [UInt16] = []
         if prefix == nil, let parts = nlri["value"] as? [[String: Any]] {
-            // FlowSpec: the source prefix component (type 2).
+            // FlowSpec: the source prefix component (type 2), the destination ports (type 5).
             prefix = parts.first { uint($0["type"]) == 2 }.flatMap { ($0["value"] as? [String: Any])?["prefix"] as? String }
+            for part in parts where uint(part["type"]) == 5 {
+                ports += (part["value"] as? [[String: Any]] ?? []).compactMap { uint($0["value"]).flatMap { UInt16(exactly: $0) } }
+            }
         }
         guard let prefix else { return nil }
         var communities: [UInt32] = []
         var large: [(UInt32, UInt32, UInt32)] = []
         var asPathLength = 0
+        var discard = false
         for attr in p["attrs"] as? [[String: Any]] ?? [] {
             switch uint(attr["type"]) {
+            case 16:
+                // Extended communities: traffic-rate (type 0x80, subtype 6) of 0 is discard.
+                for v in attr["value"] as? [[String: Any]] ?? [] where uint(v["type"]) == 128 && uint(v["subtype"]) == 6 {
+                    if (v["rate"] as? NSNumber)?.doubleValue == 0 { discard = true }
+                }
             case 2:
                 for segment in attr["as_paths"] as? [[String: Any]] ?? [] { asPathLength += (segment["asns"] as? [Any])?.count ?? 0 }
             case 8: communities = (attr["communities"] as? [Any] ?? []).compactMap(uint)
@@ -200,8 +220,8 @@ public struct GoBGP: Sendable {
         }
         let neighbor = p["neighbor-ip"] as? String
         return BGPPath(prefix: prefix, neighbor: neighbor == "<nil>" || neighbor?.isEmpty == true ? nil : neighbor,
-                       communities: communities, largeCommunities: large, asPathLength: asPathLength,
-                       withdrawal: p["withdrawal"] as? Bool ?? false)
+                       communities: communities, largeCommunities: large, asPathLength: asPathLength, ports: ports,
+                       discard: discard, withdrawal: p["withdrawal"] as? Bool ?? false)
     }
 
     /// The FlowSpec match of a ban's route: the source, UDP or TCP, the SIP ports.
@@ -209,6 +229,8 @@ public struct GoBGP: Sendable {
         ["match", "source", "\(network)", "protocol", "==udp", "==tcp", "destination-port"] + ports.map { "==\($0)" }
     }
 
+    /// `expiry` 0 marks the ban lifted: the route is withdrawn a moment later, and peers tell that from a
+    /// withdrawal for a lost session.
     public func announceFlowSpec(_ network: CIDR, ports: [UInt16], community: UInt32, expiry: UInt64?) throws {
         var args = ["global", "rib", "-a", network.isIPv4 ? "ipv4-flowspec" : "ipv6-flowspec", "add"]
             + flowSpecMatch(network, ports: ports) + ["then", "discard", "community", BGPConfig.communityText(community)]

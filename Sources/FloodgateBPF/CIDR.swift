@@ -68,7 +68,8 @@ public struct CIDR: Hashable, Sendable, Comparable, CustomStringConvertible {
             ? a.address.bytes.lexicographicallyPrecedes(b.address.bytes) : a.keyLength < b.keyLength
     }
 
-    static func masked(_ address: SourceAddress, _ bits: Int) -> SourceAddress {
+    /// `address` with all but its first `bits` bits (of the 128-bit key: IPv4 is ::ffff:0:0/96 plus its length) zero.
+    public static func masked(_ address: SourceAddress, _ bits: Int) -> SourceAddress {
         var bytes = address.bytes
         for i in 0..<16 {
             let keep = max(0, min(8, bits - 8 * i))
