@@ -938,7 +938,7 @@ extension ConfigReader {
         var b = BGPConfig()
         var daemon: String?
         let known = ["daemon", "gobgp", "api", "community", "export", "rtbh", "next_hop", "ports", "max_routes", "rate",
-                     "aggregate", "never_export", "learn", "max_learned", "hold", "interval"]
+                     "aggregate", "never_export", "learn", "max_learned", "hold", "interval", "destination"]
         for (name, value) in mapping(node, "bgp", known: known) {
             let field = "bgp.\(name)"
             switch name {
@@ -979,8 +979,20 @@ extension ConfigReader {
                     if a.isIPv4 { b.nextHopV4 = s } else { b.nextHopV6 = s }
                 }
             case "ports":
-                b.ports = sequence(value, field).compactMap { integer($0, field, 1...65535).map(UInt16.init) }
+                var ports: [UInt16] = []
+                for p in sequence(value, field).compactMap({ integer($0, field, 1...65535).map(UInt16.init) }) where !ports.contains(p) {
+                    ports.append(p)
+                }
+                b.ports = ports
                 if b.ports.isEmpty { problem(value, field, "needs at least one port") }
+            case "destination":
+                var files: [String] = []
+                for n in cidrList(value, field, files: &files) {
+                    if n.isIPv4 ? b.destinationV4 != nil : b.destinationV6 != nil {
+                        problem(value, field, "one network per family (a FlowSpec route holds one destination)")
+                    } else if n.isIPv4 { b.destinationV4 = n } else { b.destinationV6 = n }
+                }
+                if !files.isEmpty { problem(value, field, "takes networks, not files") }
             case "max_routes":
                 if let n = integer(value, field, 1...1_000_000) { b.maxRoutes = n }
             case "rate":
@@ -1013,6 +1025,9 @@ extension ConfigReader {
         if daemon == nil { problem(node, "bgp.daemon", "is needed: gobgp, or off") }
         if b.community == 0 && daemon == "gobgp" {
             problem(node, "bgp.community", "is needed: the community that marks Floodgate's routes, such as 64496:666")
+        }
+        if !b.rtbh.isSubset(of: b.export) {
+            problem(node, "bgp.rtbh", "names origins bgp.export does not: \(b.rtbh.subtracting(b.export).sorted().joined(separator: ", "))")
         }
         if !b.rtbh.isEmpty && b.nextHopV4 == nil && b.nextHopV6 == nil {
             problem(node, "bgp.next_hop", "is needed for RTBH routes (the discard next hop the upstream agreed)")

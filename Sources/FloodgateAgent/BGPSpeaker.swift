@@ -13,13 +13,14 @@ import Logging
 /// daemon's RIB (at start, after the daemon was unreachable, and every minute), so a restarted agent announces
 /// nothing twice and a restarted daemon gets every route again. A renewed ban keeps its route; a later end is
 /// announced again (an update, never a withdrawal). A route whose ban is lifted is first announced again with
-/// the end time 0, then withdrawn a second later: the peers tell a lifted ban from a route lost with a session.
+/// the end time 0, then withdrawn two seconds later: the peers tell a lifted ban from a route lost with a session.
 ///
 /// Learning: `gobgp monitor` streams the FlowSpec RIB; a discard route made inside the AS and carrying
-/// Floodgate's community becomes a peer ban (`fg_peer_bans`) until its end time (at most 30 days away). Its end
-/// time 0 lifts it at once. A plain withdrawal (a session lost somewhere between the routers: split brain) leaves
-/// it until its end, or for `hold` if it had none. Learned bans are never announced again (they are not in the ban
-/// maps the export reads), and never drop allow-listed or verified sources.
+/// Floodgate's community, and that covers nothing this router protects (allow list, SIP servers, `never_export`),
+/// becomes a peer ban (`fg_peer_bans`) until its end time (capped at 30 days away), or, without one, until lifted.
+/// Its end time 0 lifts it at once. A plain withdrawal (a session lost somewhere between the routers: split
+/// brain) leaves it until its end, or for `hold` if it had none. Learned bans are never announced again (they are
+/// not in the ban maps the export reads), and never drop allow-listed or verified sources.
 final class BGPSpeaker: @unchecked Sendable {
     let config: BGPConfig
     private let gobgp: GoBGP
@@ -31,6 +32,7 @@ final class BGPSpeaker: @unchecked Sendable {
 
     private let lock = NSLock()
     private var configuredProtected: [CIDR] = []
+    private var configuredProtectedSet = NetworkSet([])
     private var stopped = false
     private let finished = DispatchSemaphore(value: 0)
 
@@ -44,6 +46,13 @@ final class BGPSpeaker: @unchecked Sendable {
     private var tokens: Double
     private var lastRefill = monotonicNanoseconds()
     private var lastSessions: UInt64 = 0
+    /// The established sessions and since when, at the last check: a change (the daemon restarted between two
+    /// checks, say) has the announced routes read back again.
+    private var sessionStamp: [String: Int]?
+    private var sessions: [BGPSession] = []
+    private var rereadNeeded = false
+    /// How long a lifted route stays before its withdrawal: longer than a reflector holds updates back (MRAI).
+    static let liftGap: UInt64 = 2_000_000_000
 
     /// Learned bans by network.
     private var learned: [CIDR: Learned] = [:]
@@ -65,10 +74,11 @@ final class BGPSpeaker: @unchecked Sendable {
     struct Announced {
         /// The end time carried (Unix seconds); nil: none.
         var expiry: UInt64?
-        /// Announced again with end time 0 at this time (monotonic ns): withdrawn a second later.
+        /// Announced again with end time 0 at this time (monotonic ns): withdrawn ``liftGap`` later.
         var liftedAt: UInt64?
-        /// The FlowSpec match's ports, as announced (a withdrawal must name the same match).
+        /// The FlowSpec match's ports and destination, as announced (a withdrawal must name the same match).
         var ports: [UInt16]
+        var destination: CIDR?
     }
 
     struct Desired {
@@ -103,6 +113,7 @@ final class BGPSpeaker: @unchecked Sendable {
     func setPolicy(_ policy: FilterPolicy) {
         lock.lock(); defer { lock.unlock() }
         configuredProtected = Array(policy.allow) + Array(policy.servers) + config.neverExport
+        configuredProtectedSet = NetworkSet(configuredProtected)
     }
 
     func start() {
@@ -137,10 +148,11 @@ final class BGPSpeaker: @unchecked Sendable {
         }
     }
 
-    /// Stops the thread and its `gobgp monitor` children (waits up to 5 s for it).
+    /// Stops the thread and its `gobgp monitor` children: waits for the route change under way (a `gobgp` command
+    /// is killed after 10 s).
     func stop() {
         lock.lock(); stopped = true; lock.unlock()
-        _ = finished.wait(timeout: .now() + 5)
+        _ = finished.wait(timeout: .now() + 15)
     }
 
     private var isStopped: Bool { lock.lock(); defer { lock.unlock() }; return stopped }
@@ -167,8 +179,9 @@ final class BGPSpeaker: @unchecked Sendable {
 
     func tick() {
         let now = monotonicNanoseconds()
-        if !daemonUp && now - lastAttempt >= 2_000_000_000 || daemonUp && now - lastRead >= 60_000_000_000 {
+        if !daemonUp && now - lastAttempt >= 2_000_000_000 || daemonUp && (rereadNeeded || now - lastRead >= 60_000_000_000) {
             lastAttempt = now
+            rereadNeeded = false
             do {
                 try readAnnounced()
                 if !daemonUp {
@@ -190,7 +203,11 @@ final class BGPSpeaker: @unchecked Sendable {
         if daemonUp && now - lastSessions >= 2_000_000_000 {
             lastSessions = now
             do {
-                metrics.peers(up: try gobgp.sessions().filter(\.established).count)
+                sessions = try gobgp.sessions()
+                let stamp = Dictionary(sessions.filter(\.established).map { ($0.address, $0.upSince) }, uniquingKeysWith: { a, _ in a })
+                if let old = sessionStamp, old != stamp { rereadNeeded = true }
+                sessionStamp = stamp
+                metrics.peers(up: stamp.count)
             } catch {
                 failed(error)
             }
@@ -207,15 +224,20 @@ final class BGPSpeaker: @unchecked Sendable {
         for family in ["ipv4-flowspec", "ipv6-flowspec"] {
             for p in try gobgp.rib(family) where p.neighbor == nil && p.communities.contains(config.community) {
                 guard let n = CIDR(gobgp: p.prefix) else { continue }
+                let key = RouteKey(network: n, rtbh: false)
                 let expiry = p.expiry(asn: config.asn)
-                found[RouteKey(network: n, rtbh: false)] = Announced(expiry: expiry, liftedAt: expiry == 0 ? 0 : nil, ports: p.ports)
+                // A lifted route keeps its time (or, new to this run, starts it now): withdrawn after the gap.
+                found[key] = Announced(expiry: expiry, liftedAt: expiry == 0 ? announced[key]?.liftedAt ?? monotonicNanoseconds() : nil,
+                                       ports: p.ports, destination: p.destination.flatMap { CIDR(gobgp: $0) })
             }
         }
         if !config.rtbh.isEmpty {
             for family in ["ipv4", "ipv6"] {
                 for p in try gobgp.rib(family)
                 where p.neighbor == nil && p.communities.contains(config.community) && p.communities.contains(BGPConfig.blackhole) {
-                    if let n = CIDR(gobgp: p.prefix) { found[RouteKey(network: n, rtbh: true)] = Announced(expiry: nil, ports: []) }
+                    if let n = CIDR(gobgp: p.prefix) {
+                        found[RouteKey(network: n, rtbh: true)] = Announced(expiry: nil, ports: [], destination: nil)
+                    }
                 }
             }
         }
@@ -303,15 +325,21 @@ final class BGPSpeaker: @unchecked Sendable {
         tokens = min(Double(config.rate), tokens + elapsed * Double(config.rate))
         refused = refused.filter { $0.value > now }
         let nowUnix = UInt64(Date().timeIntervalSince1970)
+        func destination(_ n: CIDR) -> CIDR? { n.isIPv4 ? config.destinationV4 : config.destinationV6 }
 
         // 1. Lifted: FlowSpec routes announced again with end time 0 (peers lift their bans at once); RTBH
-        //    routes withdrawn.
+        //    routes withdrawn. First: an unbanned source must not wait behind new bans.
         let lift = announced.filter { desired[$0.key] == nil && $0.value.liftedAt == nil && refused[$0.key] == nil }.keys.sorted()
-        // 2. New routes, routes lifted and banned again, and later ends.
+        // 2. Lifted at least the gap ago: withdrawn (before new routes, so that the routes out stay near the cap).
+        let withdraw = announced.filter {
+            desired[$0.key] == nil && $0.value.liftedAt.map { now >= $0 && now - $0 >= BGPSpeaker.liftGap } == true
+                && refused[$0.key] == nil
+        }.keys.sorted()
+        // 3. New routes, routes lifted and banned again, later ends; in the cap's order (the operator's first).
         var announce: [RouteKey] = []
         for (key, want) in desired where refused[key] == nil {
             guard let have = announced[key] else { announce.append(key); continue }
-            if have.liftedAt != nil || have.ports != config.ports && !key.rtbh {
+            if have.liftedAt != nil || !key.rtbh && (have.ports != config.ports || have.destination != destination(key.network)) {
                 announce.append(key)
             } else if !key.rtbh, let end = want.expiry {
                 // A later end: at least 5 s, or a tenth of the time that was left, later (an hour's ban renewed each
@@ -321,19 +349,17 @@ final class BGPSpeaker: @unchecked Sendable {
                 announce.append(key)
             }
         }
-        announce.sort()
-        // 3. Lifted at least a second ago: withdrawn.
-        let withdraw = announced.filter {
-            desired[$0.key] == nil && $0.value.liftedAt.map { now - $0 >= 1_000_000_000 } == true && refused[$0.key] == nil
-        }.keys.sorted()
+        func rank(_ k: RouteKey) -> (Int, Int) { (desired[k]!.aggregate ? 0 : 1, desired[k]!.explicit ? 0 : 1) }
+        announce.sort { rank($0) != rank($1) ? rank($0) < rank($1) : $0 < $1 }
 
         for key in lift {
-            guard tokens >= 1 else { break }
+            guard tokens >= 1, !isStopped else { break }
             tokens -= 1
             let have = announced[key]!
             switch perform(key, {
                 if key.rtbh { try gobgp.withdrawRTBH(key.network) } else {
-                    try gobgp.announceFlowSpec(key.network, ports: have.ports, community: config.community, expiry: 0)
+                    try gobgp.announceFlowSpec(key.network, destination: have.destination, ports: have.ports,
+                                               community: config.community, expiry: 0)
                 }
             }) {
             case .daemonDown: return
@@ -345,40 +371,18 @@ final class BGPSpeaker: @unchecked Sendable {
                 metrics.update(rtbh: true, announce: false)
                 note("BGP: route withdrawn", key, nil)
             } else {
-                announced[key]!.liftedAt = now
+                // The gap runs from when the daemon took the lift, not from the start of the round.
+                announced[key]!.liftedAt = monotonicNanoseconds()
                 announced[key]!.expiry = 0
                 metrics.update(rtbh: false, announce: true)
-                note("BGP: route lifted (end time 0; withdrawn in a second)", key, nil)
+                note("BGP: route lifted (end time 0; withdrawn in two seconds)", key, nil)
             }
-        }
-        for key in announce {
-            guard tokens >= 1 else { break }
-            tokens -= 1
-            let expiry = desired[key]!.expiry
-            let old = announced[key]
-            switch perform(key, {
-                if key.rtbh {
-                    try gobgp.announceRTBH(key.network, nextHop: (key.network.isIPv4 ? config.nextHopV4 : config.nextHopV6)!,
-                                           community: config.community)
-                } else {
-                    // A route announced with other ports (another config) is another route: withdraw it first.
-                    if let old, old.ports != config.ports { try gobgp.withdrawFlowSpec(key.network, ports: old.ports) }
-                    try gobgp.announceFlowSpec(key.network, ports: config.ports, community: config.community, expiry: expiry)
-                }
-            }) {
-            case .daemonDown: return
-            case .skipped: continue
-            case .done: break
-            }
-            announced[key] = Announced(expiry: key.rtbh ? nil : expiry, liftedAt: nil, ports: key.rtbh ? [] : config.ports)
-            metrics.update(rtbh: key.rtbh, announce: true)
-            note(old == nil ? "BGP: route announced" : "BGP: route announced again", key, expiry)
         }
         for key in withdraw {
-            guard tokens >= 1 else { break }
+            guard tokens >= 1, !isStopped else { break }
             tokens -= 1
             let have = announced[key]!
-            switch perform(key, { try gobgp.withdrawFlowSpec(key.network, ports: have.ports) }) {
+            switch perform(key, { try gobgp.withdrawFlowSpec(key.network, destination: have.destination, ports: have.ports) }) {
             case .daemonDown: return
             case .skipped: continue
             case .done: break
@@ -386,6 +390,34 @@ final class BGPSpeaker: @unchecked Sendable {
             announced[key] = nil
             metrics.update(rtbh: false, announce: false)
             note("BGP: route withdrawn", key, nil)
+        }
+        for key in announce {
+            guard tokens >= 1, !isStopped else { break }
+            tokens -= 1
+            let expiry = desired[key]!.expiry
+            let old = announced[key]
+            let dest = destination(key.network)
+            switch perform(key, {
+                if key.rtbh {
+                    try gobgp.announceRTBH(key.network, nextHop: (key.network.isIPv4 ? config.nextHopV4 : config.nextHopV6)!,
+                                           community: config.community)
+                } else {
+                    // A route announced with another match (another config) is another route: withdraw it first.
+                    if let old, old.ports != config.ports || old.destination != dest {
+                        try gobgp.withdrawFlowSpec(key.network, destination: old.destination, ports: old.ports)
+                    }
+                    try gobgp.announceFlowSpec(key.network, destination: dest, ports: config.ports, community: config.community,
+                                               expiry: expiry)
+                }
+            }) {
+            case .daemonDown: return
+            case .skipped: continue
+            case .done: break
+            }
+            announced[key] = Announced(expiry: key.rtbh ? nil : expiry, liftedAt: nil, ports: key.rtbh ? [] : config.ports,
+                                       destination: key.rtbh ? nil : dest)
+            metrics.update(rtbh: key.rtbh, announce: true)
+            note(old == nil ? "BGP: route announced" : "BGP: route announced again", key, expiry)
         }
         if let n = limiter.takeSuppressed() { logger.info("BGP: route changes not logged (rate limit)", metadata: ["count": "\(n)"]) }
         metrics.routes(flowspec: announced.keys.filter { !$0.rtbh }.count, rtbh: announced.keys.filter(\.rtbh).count)
@@ -437,47 +469,93 @@ final class BGPSpeaker: @unchecked Sendable {
             }
             learnResyncDue = now + 1_000_000_000
         }
-        var set = pendingSet
-        var remove = pendingRemove
+        var change = Change(set: pendingSet, remove: pendingRemove)
         let nowUnix = UInt64(Date().timeIntervalSince1970)
         for p in monitorEvents.take() {
             guard p.neighbor != nil, p.communities.contains(config.community), let network = CIDR(gobgp: p.prefix) else { continue }
-            consider(p, network, set: &set, remove: &remove, nowUnix: nowUnix)
+            if p.withdrawal {
+                // Withdrawn without being lifted: a session went down between here and its router, or its router
+                // did. Kept until its end (split brain). (What another AS withdraws was never learned.)
+                if p.asPathLength == 0, let current = change.current(network, learned), !current.lost {
+                    change.put(network, lost(current, nowUnix: nowUnix), learned)
+                }
+            } else {
+                consider([p], network, &change, nowUnix: nowUnix)
+            }
         }
         if daemonUp, learnResyncDue != 0, now >= learnResyncDue {
             learnResyncDue = now + 30_000_000_000
-            resyncLearned(set: &set, remove: &remove, nowUnix: nowUnix)
+            resyncLearned(&change, nowUnix: nowUnix)
         }
         // Ended bans.
-        for (network, entry) in learned where (entry.expiry.map { $0 <= nowUnix } ?? false) && set[network] == nil {
-            remove.insert(network)
+        for (network, entry) in learned where (entry.expiry.map { $0 <= nowUnix } ?? false) && change.set[network] == nil {
+            change.drop(network)
         }
-        apply(set: set, remove: remove, now: now, nowUnix: nowUnix)
+        apply(change, now: now, nowUnix: nowUnix)
     }
 
-    /// What a peer's route (or its withdrawal) does to the learned bans.
-    private func consider(_ p: BGPPath, _ network: CIDR, set: inout [CIDR: Learned], remove: inout Set<CIDR>, nowUnix: UInt64) {
-        let current = set[network] ?? (remove.contains(network) ? nil : learned[network])
-        if p.withdrawal {
-            // Withdrawn without being lifted: a session went down between here and its router, or its router
-            // did. Kept until its end (split brain).
-            if let current, !current.lost { set[network] = lost(current, nowUnix: nowUnix) }
-            return
+    /// The learned bans to write: set (new, renewed, lost) and removed; and how many of the set are new (the cap).
+    struct Change {
+        var set: [CIDR: Learned]
+        var remove: Set<CIDR>
+        var added = 0
+
+        init(set: [CIDR: Learned], remove: Set<CIDR>) {
+            self.set = set
+            self.remove = remove
         }
-        let expiry = p.expiry(asn: config.asn)
-        if expiry == 0 {
-            // Lifted by its router.
-            if current != nil {
-                remove.insert(network)
-                set[network] = nil
-            }
-            return
+
+        func current(_ network: CIDR, _ learned: [CIDR: Learned]) -> Learned? {
+            set[network] ?? (remove.contains(network) ? nil : learned[network])
         }
-        if let entry = admit(p, network, expiry: expiry, isNew: current == nil, pending: set.count, nowUnix: nowUnix),
-           entry != current {
+
+        mutating func put(_ network: CIDR, _ entry: Learned, _ learned: [CIDR: Learned]) {
+            if set[network] == nil && learned[network] == nil { added += 1 }
             set[network] = entry
             remove.remove(network)
         }
+
+        mutating func drop(_ network: CIDR) {
+            set[network] = nil
+            remove.insert(network)
+        }
+    }
+
+    /// What the paths a peer holds for `network` (one from the monitor, or all of them from a read of the RIB)
+    /// do to its learned ban. Only admissible paths count (made inside the AS, discard, not too wide, covering
+    /// nothing protected): a path that bans wins over one that lifts; a lift (end time 0) removes the ban.
+    private func consider(_ paths: [BGPPath], _ network: CIDR, _ change: inout Change, nowUnix: UInt64) {
+        let usable = paths.filter { admissible($0, network) }
+        guard !usable.isEmpty else { return }
+        let current = change.current(network, learned)
+        let banning = usable.filter { $0.expiry(asn: config.asn) != 0 }
+        guard !banning.isEmpty else {
+            if current != nil { change.drop(network) }  // lifted by its router
+            return
+        }
+        // The latest end of them (none: until lifted).
+        let ends = banning.map { $0.expiry(asn: config.asn) }
+        let expiry: UInt64? = ends.contains { $0 == nil } ? nil : ends.compactMap { $0 }.max()
+        if let expiry, expiry <= nowUnix { return }
+        if current == nil && learned.count + change.added >= config.maxLearned {
+            metrics.refused("cap")
+            return
+        }
+        let entry = Learned(expiry: expiry.map { min($0, nowUnix + 30 * 86400) }, neighbor: banning[0].neighbor)
+        if entry != current { change.put(network, entry, learned) }
+    }
+
+    /// Whether a peer's path may ban (or lift) anything here: made inside this AS (another AS, an upstream or a
+    /// customer, that sends Floodgate's community, by mistake or not, bans nothing), discard (a route that says
+    /// otherwise bans nothing), at most a /24 (/64: what aggregation makes), and covering nothing this router's
+    /// config protects (allow list, SIP servers, never_export).
+    private func admissible(_ p: BGPPath, _ network: CIDR) -> Bool {
+        if p.asPathLength > 0 { metrics.refused("foreign-as"); return false }
+        if !p.discard { metrics.refused("not-discard"); return false }
+        if network.isIPv4 ? network.length < 24 : network.length < 64 { metrics.refused("too-wide"); return false }
+        let protected: NetworkSet = { lock.lock(); defer { lock.unlock() }; return configuredProtectedSet }()
+        if protected.overlaps(network) { metrics.refused("protected"); return false }
+        return true
     }
 
     private func lost(_ entry: Learned, nowUnix: UInt64) -> Learned {
@@ -487,53 +565,44 @@ final class BGPSpeaker: @unchecked Sendable {
         return e
     }
 
-    /// A learned route as a ban, or nil when refused (from another AS, not a discard, too wide, ended, over the
-    /// cap). Its end is at most 30 days away.
-    private func admit(_ p: BGPPath, _ network: CIDR, expiry: UInt64?, isNew: Bool, pending: Int, nowUnix: UInt64) -> Learned? {
-        // Only routes made inside this AS: another AS (an upstream, a customer) that sends Floodgate's community,
-        // by mistake or not, bans nothing here.
-        if p.asPathLength > 0 { metrics.refused("foreign-as"); return nil }
-        // Only what Floodgate announces: discard. A route that says otherwise (accept, redirect) bans nothing.
-        if !p.discard { metrics.refused("not-discard"); return nil }
-        // At most a /24 (/64): what aggregation makes. A wider route is some other router's business.
-        if network.isIPv4 ? network.length < 24 : network.length < 64 { metrics.refused("too-wide"); return nil }
-        if let expiry, expiry <= nowUnix { return nil }
-        if isNew && learned.count + pending >= config.maxLearned { metrics.refused("cap"); return nil }
-        return Learned(expiry: expiry.map { min($0, nowUnix + 30 * 86400) }, neighbor: p.neighbor)
-    }
-
-    /// Brings the learned bans to the RIB: adds what it holds; what it no longer holds went without being lifted
-    /// (a missed withdrawal, or a ban of a previous run): kept until its end, as a lost one.
-    private func resyncLearned(set: inout [CIDR: Learned], remove: inout Set<CIDR>, nowUnix: UInt64) {
-        var seen = Set<CIDR>()
-        var paths: [BGPPath] = []
+    /// Brings the learned bans to the RIB: adds what it holds, lifts what it lifts. What it no longer holds went
+    /// without being lifted (a missed withdrawal, or a ban of a previous run): kept until its end, as a lost one;
+    /// but only once every session has been up 10 s (a daemon just started is still filling its RIB).
+    private func resyncLearned(_ change: inout Change, nowUnix: UInt64) {
+        var byNetwork: [CIDR: [BGPPath]] = [:]
         do {
-            for family in ["ipv4-flowspec", "ipv6-flowspec"] { paths += try gobgp.rib(family) }
+            for family in ["ipv4-flowspec", "ipv6-flowspec"] {
+                for p in try gobgp.rib(family) where p.neighbor != nil && p.communities.contains(config.community) {
+                    if let network = CIDR(gobgp: p.prefix) { byNetwork[network, default: []].append(p) }
+                }
+            }
+            sessions = try gobgp.sessions()
         } catch { return }
-        for p in paths where p.neighbor != nil && p.communities.contains(config.community) {
-            guard let network = CIDR(gobgp: p.prefix), seen.insert(network).inserted else { continue }
-            consider(p, network, set: &set, remove: &remove, nowUnix: nowUnix)
-        }
-        for (network, entry) in learned where !seen.contains(network) && set[network] == nil && !remove.contains(network) && !entry.lost {
-            set[network] = lost(entry, nowUnix: nowUnix)
+        for (network, paths) in byNetwork { consider(paths, network, &change, nowUnix: nowUnix) }
+        let nowSeconds = Int(Date().timeIntervalSince1970)
+        let settled = !sessions.isEmpty && sessions.allSatisfy { $0.established && nowSeconds - $0.upSince >= 10 }
+        guard settled else { return }
+        for (network, entry) in learned where byNetwork[network] == nil && change.set[network] == nil
+            && !change.remove.contains(network) && !entry.lost {
+            change.put(network, lost(entry, nowUnix: nowUnix), learned)
         }
     }
 
-    private func apply(set: [CIDR: Learned], remove: Set<CIDR>, now: UInt64, nowUnix: UInt64) {
-        guard !set.isEmpty || !remove.isEmpty else { return }
-        let bans = set.map { network, entry in
+    private func apply(_ change: Change, now: UInt64, nowUnix: UInt64) {
+        guard !change.set.isEmpty || !change.remove.isEmpty else { return }
+        let bans = change.set.map { network, entry in
             PeerBan(network: network, expiresNS: entry.expiry.map { now + ($0 > nowUnix ? $0 - nowUnix : 0) * 1_000_000_000 })
         }
         do {
             // Under the pin root's lock when it is free; when a CLI holds it, at the next round.
-            guard try root.lockedIfFree({ try maps.changePeerBans(set: bans, remove: Array(remove)) }) != nil else {
-                pendingSet = set
-                pendingRemove = remove
+            guard try root.lockedIfFree({ try maps.changePeerBans(set: bans, remove: Array(change.remove)) }) != nil else {
+                pendingSet = change.set
+                pendingRemove = change.remove
                 return
             }
             pendingSet = [:]
             pendingRemove = []
-            for (network, entry) in set {
+            for (network, entry) in change.set {
                 if learned[network] == nil && limiter.allow() {
                     logger.info("BGP: ban learned from a peer", metadata: [
                         "network": "\(network)", "peer": "\(entry.neighbor ?? "?")", "until": "\(entry.expiry.map { "\($0)" } ?? "lifted")"])
@@ -543,7 +612,7 @@ final class BGPSpeaker: @unchecked Sendable {
                 }
                 learned[network] = entry
             }
-            for network in remove where learned.removeValue(forKey: network) != nil && limiter.allow() {
+            for network in change.remove where learned.removeValue(forKey: network) != nil && limiter.allow() {
                 logger.info("BGP: learned ban lifted", metadata: ["network": "\(network)"])
             }
         } catch {
@@ -554,8 +623,8 @@ final class BGPSpeaker: @unchecked Sendable {
             if let inMap = try? maps.peerBans() {
                 var now = [CIDR: Learned]()
                 for ban in inMap {
-                    now[ban.network] = set[ban.network] ?? learned[ban.network]
-                        ?? Learned(expiry: ban.expiresNS.map { _ in nowUnix + config.holdSeconds }, neighbor: nil, lost: true)
+                    now[ban.network] = change.set[ban.network] ?? learned[ban.network]
+                        ?? Learned(expiry: nowUnix + config.holdSeconds, neighbor: nil, lost: true)
                 }
                 learned = now
             }

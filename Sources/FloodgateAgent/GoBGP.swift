@@ -20,12 +20,18 @@ public struct BGPConfig: Sendable, Equatable {
     public var community: UInt32 = 0
     /// Origins announced as FlowSpec routes.
     public var export: Set<String> = ["explicit"]
-    /// Origins also announced as RTBH routes (BLACKHOLE community): the upstream drops all their traffic.
+    /// Origins also announced as RTBH routes (BLACKHOLE community, RFC 7999), for an upstream that drops by source
+    /// (uRPF against the blackhole route, RFC 5635): all their traffic, not only SIP.
     public var rtbh: Set<String> = []
     public var nextHopV4: String?
     public var nextHopV6: String?
     /// Destination ports of the FlowSpec routes (UDP and TCP).
     public var ports: [UInt16] = [5060, 5061]
+    /// The FlowSpec routes' destination, per family: the networks of this SIP edge. Without one, an upstream that
+    /// takes the route drops the source's SIP to every network it serves, and some refuse such routes (RFC 8955
+    /// validation).
+    public var destinationV4: CIDR?
+    public var destinationV6: CIDR?
     /// Routes announced at most; bans past it stay local (``BGPSpeaker``'s over-cap count).
     public var maxRoutes = 1000
     /// Route announcements and withdrawals a second at most (each a `gobgp` process: about 12 ms of CPU here).
@@ -70,8 +76,10 @@ public struct BGPPath: Sendable, Equatable {
     public var largeCommunities: [(UInt32, UInt32, UInt32)]
     /// ASes on the AS path: 0 for a route made inside this AS.
     public var asPathLength = 0
-    /// A FlowSpec route's destination ports (`==N` components), and whether its action is discard (traffic-rate 0).
+    /// A FlowSpec route's destination ports (`==N` components) and destination prefix, and whether its action is
+    /// discard (traffic-rate 0).
     public var ports: [UInt16] = []
+    public var destination: String?
     public var discard = false
     public var withdrawal: Bool
 
@@ -189,9 +197,11 @@ public struct GoBGP: Sendable {
         let nlri = p["nlri"] as? [String: Any] ?? [:]
         var prefix = nlri["prefix"] as? String
         var ports: [UInt16] = []
+        var destination: String?
         if prefix == nil, let parts = nlri["value"] as? [[String: Any]] {
             // FlowSpec: the source prefix component (type 2), the destination ports (type 5).
             prefix = parts.first { uint($0["type"]) == 2 }.flatMap { ($0["value"] as? [String: Any])?["prefix"] as? String }
+            destination = parts.first { uint($0["type"]) == 1 }.flatMap { ($0["value"] as? [String: Any])?["prefix"] as? String }
             for part in parts where uint(part["type"]) == 5 {
                 ports += (part["value"] as? [[String: Any]] ?? []).compactMap { uint($0["value"]).flatMap { UInt16(exactly: $0) } }
             }
@@ -221,26 +231,28 @@ public struct GoBGP: Sendable {
         let neighbor = p["neighbor-ip"] as? String
         return BGPPath(prefix: prefix, neighbor: neighbor == "<nil>" || neighbor?.isEmpty == true ? nil : neighbor,
                        communities: communities, largeCommunities: large, asPathLength: asPathLength, ports: ports,
-                       discard: discard, withdrawal: p["withdrawal"] as? Bool ?? false)
+                       destination: destination, discard: discard, withdrawal: p["withdrawal"] as? Bool ?? false)
     }
 
-    /// The FlowSpec match of a ban's route: the source, UDP or TCP, the SIP ports.
-    func flowSpecMatch(_ network: CIDR, ports: [UInt16]) -> [String] {
-        ["match", "source", "\(network)", "protocol", "==udp", "==tcp", "destination-port"] + ports.map { "==\($0)" }
+    /// The FlowSpec match of a ban's route: the destination (if any), the source, UDP or TCP, the SIP ports.
+    func flowSpecMatch(_ network: CIDR, destination: CIDR?, ports: [UInt16]) -> [String] {
+        ["match"] + (destination.map { ["destination", "\($0)"] } ?? []) + ["source", "\(network)", "protocol", "==udp", "==tcp",
+                                                                          "destination-port"] + ports.map { "==\($0)" }
     }
 
     /// `expiry` 0 marks the ban lifted: the route is withdrawn a moment later, and peers tell that from a
     /// withdrawal for a lost session.
-    public func announceFlowSpec(_ network: CIDR, ports: [UInt16], community: UInt32, expiry: UInt64?) throws {
+    public func announceFlowSpec(_ network: CIDR, destination: CIDR?, ports: [UInt16], community: UInt32, expiry: UInt64?) throws {
         var args = ["global", "rib", "-a", network.isIPv4 ? "ipv4-flowspec" : "ipv6-flowspec", "add"]
-            + flowSpecMatch(network, ports: ports) + ["then", "discard", "community", BGPConfig.communityText(community)]
+            + flowSpecMatch(network, destination: destination, ports: ports)
+            + ["then", "discard", "community", BGPConfig.communityText(community)]
         if let expiry { args += ["large-community", "\(community >> 16):1:\(min(expiry, UInt64(UInt32.max)))"] }
         try run(args)
     }
 
-    public func withdrawFlowSpec(_ network: CIDR, ports: [UInt16]) throws {
+    public func withdrawFlowSpec(_ network: CIDR, destination: CIDR?, ports: [UInt16]) throws {
         try run(["global", "rib", "-a", network.isIPv4 ? "ipv4-flowspec" : "ipv6-flowspec", "del"]
-            + flowSpecMatch(network, ports: ports) + ["then", "discard"])
+            + flowSpecMatch(network, destination: destination, ports: ports) + ["then", "discard"])
     }
 
     public func announceRTBH(_ network: CIDR, nextHop: String, community: UInt32) throws {

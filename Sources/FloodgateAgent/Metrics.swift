@@ -297,10 +297,10 @@ final class BGPMetrics: @unchecked Sendable {
                 updates["\(type)/\(action)"] = registry.makeCounter(descriptor: updatesName, labels: [("type", type), ("action", action)])
             }
         }
-        for reason in ["foreign-as", "not-discard", "too-wide", "cap"] {
+        for reason in ["foreign-as", "not-discard", "too-wide", "protected", "cap"] {
             refusedCounters[reason] = registry.makeCounter(
                 descriptor: metricName("floodgate_bgp_learned_refused_total",
-                                       "Peer routes not installed as bans, by reason (foreign-as: from another AS; not-discard: another action; too-wide: wider than /24 or /64; cap: bgp.max_learned)"),
+                                       "Peer routes not installed as bans, by reason (foreign-as: from another AS; not-discard: another action; too-wide: wider than /24 or /64; protected: covers what the config protects; cap: bgp.max_learned)"),
                 labels: [("reason", reason)])
         }
     }

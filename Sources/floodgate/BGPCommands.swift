@@ -22,6 +22,10 @@ struct BGPStatus: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
     @Option(help: "Routes listed of each kind at most (the counts are whole).") var limit = 50
 
+    func validate() throws {
+        guard limit >= 0 else { throw ValidationError("--limit must be 0 or more.") }
+    }
+
     struct Report: Encodable {
         struct Session: Encodable {
             var address: String
@@ -65,6 +69,8 @@ struct BGPStatus: ParsableCommand {
                 let unicast = !family.hasSuffix("flowspec")
                 for p in try gobgp.rib(family) where p.communities.contains(b.community) {
                     if unicast && !p.communities.contains(BGPConfig.blackhole) { continue }
+                    // What the agent would learn: discard routes made inside the AS (lifted ones are on their way out).
+                    if p.neighbor != nil && (unicast || p.asPathLength > 0 || !p.discard) { continue }
                     let expiry = p.largeCommunities.first { $0.0 == b.community >> 16 && $0.1 == 1 }.map { UInt64($0.2) }
                     let route = Report.Route(network: p.prefix, type: unicast ? "rtbh" : "flowspec", until: expiry, peer: p.neighbor)
                     if p.neighbor == nil { announced.append(route) } else if !unicast { learned.append(route) }

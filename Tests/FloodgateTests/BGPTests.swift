@@ -116,9 +116,11 @@ import Testing
         /// gobgpd's config for `who`: the reflector has A and B as clients and the upstream as an eBGP peer.
         func daemonConfig(_ who: String) -> String {
             let families = ["ipv4-flowspec", "ipv6-flowspec", "ipv4-unicast", "ipv6-unicast"]
+            // The reflector waits for the others to connect (no open collisions); they retry every second.
             func neighbor(_ address: String, _ asn: Int, client: Bool = false) -> String {
                 var s = "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"\(address)\"\n    peer-as = \(asn)\n"
                 s += "  [neighbors.timers.config]\n    connect-retry = 1\n"
+                if who == "rr" { s += "  [neighbors.transport.config]\n    passive-mode = true\n" }
                 if client {
                     s += "  [neighbors.route-reflector.config]\n    route-reflector-client = true\n"
                         + "    route-reflector-cluster-id = \"198.18.20.254\"\n"
@@ -218,6 +220,7 @@ import Testing
               export: [explicit, scanner]
               rtbh: [explicit]
               next_hop: [\(router)]
+              destination: [198.18.0.0/24]
               interval: 100ms
             \(extra)
             """)
@@ -240,7 +243,7 @@ import Testing
         try requireTool("/usr/bin/gobgpd", package: "gobgpd")
         let cluster = try Cluster()
         defer { cluster.tearDown() }
-        #expect(cluster.waitForSessions(count: 3), "the reflector's sessions did not come up")
+        #expect(cluster.waitForSessions(count: 3), "the reflector's sessions did not come up: \((try? cluster.gobgp("rr", ["neighbor"])) ?? "")")
         let agentA = try AgentTests.RunningAgent(lab: cluster.a, config: BGPTests.agentConfig(cluster.a, port: 19481, router: "198.18.20.1"))
         var agentB: AgentTests.RunningAgent? = try AgentTests.RunningAgent(
             lab: cluster.b, config: BGPTests.agentConfig(cluster.b, port: 19482, router: "198.18.20.2"))
@@ -260,9 +263,13 @@ import Testing
         #expect(droppedAtB, "B never dropped the scanner A banned: \(agentB!.log.text())")
         // Each check sends and waits 0.15 s for an answer: the drop came at most that much before it was seen.
         print("BGP: a scanner banned at A was dropped at B after \(String(format: "%.2f", latency)) s (within 0.2 s of it)")
-        #expect(latency < 3, "slower than 3 s on a loaded machine: \(latency) s")
+        #expect(latency < 5, "slower than 5 s on a loaded machine: \(latency) s")
         #expect(BGPTests.wait(5) { cluster.routes("up").flowspec.contains("198.18.0.66/32") }, "the upstream has no FlowSpec route")
-        #expect(!cluster.routes("up").rtbh.contains("198.18.0.66/32"), "scanner bans are not RTBH-exported in this config")
+        // Scoped to this edge's network: the upstream drops the source's SIP to here, not to all it serves.
+        let upstreamRoutes = try cluster.gobgp("up", ["global", "rib", "-a", "ipv4-flowspec"])
+        #expect(upstreamRoutes.split(separator: "\n").contains {
+            $0.contains("[destination: 198.18.0.0/24]") && $0.contains("[source: 198.18.0.66/32]")
+        }, "\(upstreamRoutes)")
         // B learned it: never announced again by B.
         let bStatus = try run(["nsenter", "--net=/run/netns/\(cluster.b.routerNS)", floodgateBinary, "bgp", "status", "--json",
                                "--config", agentB!.configPath])
@@ -279,6 +286,7 @@ import Testing
             let r = cluster.routes("up")
             return r.flowspec.contains("198.18.0.77/32") && r.rtbh.contains("198.18.0.77/32")
         }, "the upstream never got the explicit ban's routes")
+        #expect(!cluster.routes("up").rtbh.contains("198.18.0.66/32"), "scanner bans are never RTBH")
         for who in ["a", "rr", "up", "b"] {
             let r = cluster.routes(who)
             #expect(!r.flowspec.contains("198.18.0.10/32") && !r.rtbh.contains("198.18.0.10/32"), "\(who) holds the allow-listed source")
@@ -296,7 +304,8 @@ import Testing
         }, "the later end was not announced")
         Thread.sleep(forTimeInterval: 0.5)
         #expect(try BGPTests.metric(cluster.a, port: 19481, "floodgate_bgp_updates_total", label: "action=\"withdraw\"") == withdrawalsBefore)
-        // Two updates: the FlowSpec route's end changed; the RTBH route carries none.
+        // One update: the FlowSpec route's end moved two hours; the RTBH route carries none; the first renewal
+        // moved it by seconds, under the tenth of the hour left.
         #expect(try BGPTests.metric(cluster.a, port: 19481, "floodgate_bgp_updates_total", label: "action=\"announce\"")
             == announcementsBefore + 1)
 
@@ -341,7 +350,7 @@ import Testing
         #expect(down.status == 1 && down.err.contains("does not answer"), "\(down)")
         #expect(BGPTests.wait(10) { !cluster.routes("up").flowspec.contains("198.18.0.77/32") }, "the route outlived A's daemon")
         // Split brain, behind the reflector: A's routes went with its session, not lifted; B keeps the ban.
-        #expect(agentB!.waitForLog("went without being lifted"), "\(agentB!.log.text())")
+        #expect(BGPTests.waitForMore(agentB!, "went without being lifted", than: 0), "\(agentB!.log.text())")
         #expect(!(try BGPTests.reaches(cluster.b, from: "198.18.0.77", server: serverB)), "B let A's banned source in")
         try cluster.startDaemon("a")
         #expect(BGPTests.wait(40) { cluster.routes("up").flowspec.contains("198.18.0.77/32") }, "not announced again: \(agentA.log.text())")
@@ -362,10 +371,29 @@ import Testing
         // Split brain: the reflector gone, B's session with it goes down and its routes with it; B keeps the bans
         // it learned until they end.
         #expect(BGPTests.wait(10) { (try? BGPTests.metric(cluster.b, port: 19482, "floodgate_bgp_learned_bans")) == 2 })
+        let lostBefore = BGPTests.count(agentB!, "went without being lifted")
         cluster.killDaemon("rr")
-        #expect(agentB!.waitForLog("went without being lifted"), "\(agentB!.log.text())")
+        #expect(BGPTests.waitForMore(agentB!, "went without being lifted", than: lostBefore), "\(agentB!.log.text())")
         #expect(!(try BGPTests.reaches(cluster.b, from: "198.18.0.77", server: serverB)), "B let the banned source in")
         #expect(try BGPTests.metric(cluster.b, port: 19482, "floodgate_bgp_learned_bans") == 2)
+
+        // Learning turned off: the bans learned before go at start (nothing would lift them otherwise).
+        agentB!.stop()
+        agentB = nil  // (its config file goes with it)
+        agentB = try AgentTests.RunningAgent(lab: cluster.b, config: BGPTests.agentConfig(
+            cluster.b, port: 19482, router: "198.18.20.2", extra: "  learn: false"))
+        #expect(agentB!.waitForLog("bans learned over BGP removed"), "\(agentB!.log.text())")
+        #expect(!(try cluster.b.floodgate(["bans", "--json"]).out.contains("\"peer\"")))
+        #expect(try BGPTests.reaches(cluster.b, from: "198.18.0.77", server: serverB))
+    }
+
+    static func count(_ agent: AgentTests.RunningAgent, _ text: String) -> Int {
+        agent.log.text().components(separatedBy: text).count - 1
+    }
+
+    /// Waits until the log holds `text` more than `than` times.
+    static func waitForMore(_ agent: AgentTests.RunningAgent, _ text: String, than: Int, seconds: Double = 10) -> Bool {
+        wait(seconds) { count(agent, text) > than }
     }
 
     /// The value of a series on a router's metrics endpoint (the sum over the series whose labels hold `label`).
@@ -415,8 +443,21 @@ import Testing
             let maps = try PinRoot(cluster.a.pinRoot).maps(of: cluster.a.routerInterface)
             for a in addresses { try maps.ban(SourceAddress(a)!, seconds: 3600) }
         }
-        #expect(BGPTests.wait(60) { cluster.routes("up").flowspec.count == 300 }, "\(cluster.routes("up").flowspec.count) routes")
-        Thread.sleep(forTimeInterval: 1)
+        // Settled: 300 routes upstream and in the agent's count, none a host of an aggregated /24 (one lifted
+        // but not yet withdrawn, say).
+        func hostsOfAggregates(_ routes: Set<String>) -> [String] {
+            routes.filter { route in
+                let octets = route.split(separator: "/")[0].split(separator: ".")
+                return route.hasSuffix("/32") && route.hasPrefix("198.18.") && (100..<140).contains(Int(octets[2]) ?? 0)
+            }.sorted()
+        }
+        #expect(BGPTests.wait(90) {
+            let up = cluster.routes("up").flowspec
+            return up.count == 300 && hostsOfAggregates(up).isEmpty
+                && (try? BGPTests.metric(cluster.a, port: 19483, "floodgate_bgp_routes", label: "flowspec")) == 300
+                // (a round that began while the bans went in counts fewer: the one after it counts them all)
+                && (try? BGPTests.metric(cluster.a, port: 19483, "floodgate_bgp_routes_over_cap")) == 732
+        }, "\(cluster.routes("up").flowspec.count) routes")
         let r = cluster.routes("up")
         #expect(r.flowspec.count == 300, "over the cap")
         #expect(r.rtbh.isEmpty)
@@ -428,11 +469,7 @@ import Testing
         #expect(!r.flowspec.contains("198.19.1.10/32") && !r.flowspec.contains("198.19.2.10/32"), "a trusted source announced")
         #expect(r.flowspec.contains("198.19.1.20/32") && r.flowspec.contains("198.19.2.20/32"))
         // No host of an aggregated /24 goes out on its own.
-        let hostsOfAggregates = r.flowspec.filter { route in
-            let octets = route.split(separator: "/")[0].split(separator: ".")
-            return route.hasSuffix("/32") && route.hasPrefix("198.18.") && (100..<140).contains(Int(octets[2]) ?? 0)
-        }
-        #expect(hostsOfAggregates.isEmpty, "\(hostsOfAggregates.sorted().prefix(5))")
+        #expect(hostsOfAggregates(r.flowspec).isEmpty, "\(hostsOfAggregates(r.flowspec).prefix(5))")
         let metrics = try NetworkLab.run(["nsenter", "--net=/run/netns/\(cluster.a.routerNS)", "curl", "-s", "http://127.0.0.1:19483/metrics"])
         // 40 aggregates, 19 hosts of 198.18.50.0/24 and 973 of the 980 sparse: 1,032 routes, 300 announced.
         #expect(metrics.contains("floodgate_bgp_routes_over_cap 732"), "\(metrics)")
