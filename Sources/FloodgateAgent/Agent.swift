@@ -353,7 +353,12 @@ public final class Agent: @unchecked Sendable {
 
     private func handle(_ event: FilterEvent) {
         let address = event.address
-        if [.autoBan, .bruteForce, .scanner].contains(event.kind) { noteExpiry(address, at: event.expiresNS) }
+        if [.autoBan, .bruteForce, .scanner].contains(event.kind) {
+            noteExpiry(address, at: event.expiresNS)
+            bgp?.bansChanged()
+        }
+        // A source verified now must not stay announced.
+        if event.kind == .verified { bgp?.bansChanged() }
         let trafficClass = event.trafficClass?.name ?? "?"
         let now = monotonicNanoseconds()
         let seconds = event.expiresNS > now ? Double(event.expiresNS - now) / 1e9 : 0

@@ -37,6 +37,12 @@ public struct CIDR: Hashable, Sendable, Comparable, CustomStringConvertible {
         self.keyLength = keyLength
     }
 
+    /// The one-address network of `host` (a /32 or /128), without parsing.
+    public init(host: SourceAddress) {
+        address = host
+        keyLength = 128
+    }
+
     init(key: fg_cidr_key) {
         address = SourceAddress(key.addr)
         keyLength = Int(key.prefixlen)

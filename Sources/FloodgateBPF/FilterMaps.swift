@@ -99,6 +99,9 @@ public final class FilterMaps: @unchecked Sendable {
 
     public func settings() throws -> Settings { Settings(try rawSettings()) }
 
+    /// The policy generation: it changes with every change of the limits, lists, servers or bans.
+    public func policyGeneration() throws -> UInt64 { UInt64(try rawSettings().policy_generation) }
+
     func rawSettings() throws -> fg_settings {
         try settingsMap.value(at: 0)
     }
