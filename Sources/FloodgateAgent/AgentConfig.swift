@@ -938,7 +938,7 @@ extension ConfigReader {
         var b = BGPConfig()
         var daemon: String?
         let known = ["daemon", "gobgp", "api", "community", "export", "rtbh", "next_hop", "ports", "max_routes", "rate",
-                     "aggregate", "never_export", "learn", "max_learned", "hold", "interval", "destination"]
+                     "aggregate", "never_export", "learn", "max_learned", "hold", "interval", "destination", "communities"]
         for (name, value) in mapping(node, "bgp", known: known) {
             let field = "bgp.\(name)"
             switch name {
@@ -959,6 +959,13 @@ extension ConfigReader {
                 if let s = string(value, field) {
                     if let v = BGPConfig.community(s), v >> 16 != 0, v >> 16 != 0xFFFF { b.community = v } else {
                         problem(value, field, "must be ASN:value with a 16-bit ASN other than 0 and 65535 (got '\(s)')")
+                    }
+                }
+            case "communities":
+                for item in sequence(value, field) {
+                    guard let s = string(item, field) else { continue }
+                    if let v = BGPConfig.community(s) { b.extraCommunities.append(v) } else {
+                        problem(item, field, "'\(s)' is not a community (ASN:value, each 0 to 65535)")
                     }
                 }
             case "export", "rtbh":

@@ -388,7 +388,7 @@ final class BGPSpeaker: @unchecked Sendable {
             switch perform(key, {
                 if key.rtbh { try gobgp.withdrawRTBH(key.network) } else {
                     try gobgp.announceFlowSpec(key.network, destination: have.destination, ports: have.ports,
-                                               community: config.community, expiry: 0)
+                                               community: config.community, extra: config.extraCommunities, expiry: 0)
                 }
             }) {
             case .daemonDown: return
@@ -429,14 +429,14 @@ final class BGPSpeaker: @unchecked Sendable {
             switch perform(key, {
                 if key.rtbh {
                     try gobgp.announceRTBH(key.network, nextHop: (key.network.isIPv4 ? config.nextHopV4 : config.nextHopV6)!,
-                                           community: config.community)
+                                           community: config.community, extra: config.extraCommunities)
                 } else {
                     // A route announced with another match (another config) is another route: withdraw it first.
                     if let old, old.ports != config.ports || old.destination != dest {
                         try gobgp.withdrawFlowSpec(key.network, destination: old.destination, ports: old.ports)
                     }
                     try gobgp.announceFlowSpec(key.network, destination: dest, ports: config.ports, community: config.community,
-                                               expiry: expiry)
+                                               extra: config.extraCommunities, expiry: expiry)
                 }
             }) {
             case .daemonDown: return

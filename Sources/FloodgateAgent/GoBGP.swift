@@ -18,6 +18,9 @@ public struct BGPConfig: Sendable, Equatable {
     /// The standard community that marks Floodgate's routes (ASN << 16 | value); the large community ASN:1:T
     /// beside it carries when the ban ends (Unix seconds).
     public var community: UInt32 = 0
+    /// More standard communities on every route announced: an upstream's own, such as the one its blackhole or
+    /// FlowSpec service asks for.
+    public var extraCommunities: [UInt32] = []
     /// Origins announced as FlowSpec routes.
     public var export: Set<String> = ["explicit"]
     /// Origins also announced as RTBH routes (BLACKHOLE community, RFC 7999), for an upstream that drops by source
@@ -242,10 +245,11 @@ public struct GoBGP: Sendable {
 
     /// `expiry` 0 marks the ban lifted: the route is withdrawn a moment later, and peers tell that from a
     /// withdrawal for a lost session.
-    public func announceFlowSpec(_ network: CIDR, destination: CIDR?, ports: [UInt16], community: UInt32, expiry: UInt64?) throws {
+    public func announceFlowSpec(_ network: CIDR, destination: CIDR?, ports: [UInt16], community: UInt32, extra: [UInt32] = [],
+                                 expiry: UInt64?) throws {
         var args = ["global", "rib", "-a", network.isIPv4 ? "ipv4-flowspec" : "ipv6-flowspec", "add"]
             + flowSpecMatch(network, destination: destination, ports: ports)
-            + ["then", "discard", "community", BGPConfig.communityText(community)]
+            + ["then", "discard", "community", ([community] + extra).map(BGPConfig.communityText).joined(separator: ",")]
         if let expiry { args += ["large-community", "\(community >> 16):1:\(min(expiry, UInt64(UInt32.max)))"] }
         try run(args)
     }
@@ -255,9 +259,9 @@ public struct GoBGP: Sendable {
             + flowSpecMatch(network, destination: destination, ports: ports) + ["then", "discard"])
     }
 
-    public func announceRTBH(_ network: CIDR, nextHop: String, community: UInt32) throws {
+    public func announceRTBH(_ network: CIDR, nextHop: String, community: UInt32, extra: [UInt32] = []) throws {
         try run(["global", "rib", "-a", network.isIPv4 ? "ipv4" : "ipv6", "add", "\(network)", "nexthop", nextHop,
-                 "community", "\(BGPConfig.communityText(BGPConfig.blackhole)),\(BGPConfig.communityText(community))"])
+                 "community", ([BGPConfig.blackhole, community] + extra).map(BGPConfig.communityText).joined(separator: ",")])
     }
 
     public func withdrawRTBH(_ network: CIDR) throws {

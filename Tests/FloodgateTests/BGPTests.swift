@@ -50,6 +50,8 @@ import Testing
         #expect(problems("bgp:\n  daemon: gobgp\n  community: 64496:666\n  next_hop: [192.0.2.1]\n  rtbh: [scanner]\n")
             .contains("can't be RTBH"))
         #expect(problems("bgp:\n  daemon: gobgp\n  community: 64496:666\n  hold: 10s\n").contains("bgp.hold"))
+        #expect(problems("bgp:\n  daemon: gobgp\n  community: 64496:666\n  communities: [64511:666, x]\n")
+            .contains("'x' is not a community"))
         #expect(problems("bgp:\n  daemon: gobgp\n  community: 64496:666\n  interval: 5\n").contains("bgp.interval"))
         #expect(problems("bgp:\n  daemon: gobgp\n  community: 64496:666\n  comunity: 1:1\n").contains("did you mean 'community'"))
 
@@ -221,6 +223,7 @@ import Testing
               rtbh: [explicit]
               next_hop: [\(router)]
               destination: [198.18.0.0/24]
+              communities: [64511:666]
               interval: 100ms
             \(extra)
             """)
@@ -286,6 +289,11 @@ import Testing
             let r = cluster.routes("up")
             return r.flowspec.contains("198.18.0.77/32") && r.rtbh.contains("198.18.0.77/32")
         }, "the upstream never got the explicit ban's routes")
+        // With the upstream's own community (bgp.communities) beside BLACKHOLE and Floodgate's.
+        let rtbhRoutes = try cluster.gobgp("up", ["global", "rib", "-a", "ipv4"])
+        #expect(rtbhRoutes.split(separator: "\n").contains {
+            $0.contains("198.18.0.77/32") && $0.contains("64511:666") && $0.contains("blackhole") && $0.contains("64496:666")
+        }, "\(rtbhRoutes)")
         #expect(!cluster.routes("up").rtbh.contains("198.18.0.66/32"), "scanner bans are never RTBH")
         for who in ["a", "rr", "up", "b"] {
             let r = cluster.routes(who)
