@@ -93,7 +93,7 @@ public struct BGPPath: Sendable, Equatable {
 
     /// When the ban ends (Unix seconds), from the large community `asn`:1:T; nil: none given; 0: lifted (the route
     /// is about to be withdrawn, on purpose).
-    func expiry(asn: UInt32) -> UInt64? {
+    public func expiry(asn: UInt32) -> UInt64? {
         largeCommunities.first { $0.0 == asn && $0.1 == 1 }.map { UInt64($0.2) }
     }
 }

@@ -71,7 +71,7 @@ struct BGPStatus: ParsableCommand {
                     if unicast && !p.communities.contains(BGPConfig.blackhole) { continue }
                     // What the agent would learn: discard routes made inside the AS (lifted ones are on their way out).
                     if p.neighbor != nil && (unicast || p.asPathLength > 0 || !p.discard) { continue }
-                    let expiry = p.largeCommunities.first { $0.0 == b.community >> 16 && $0.1 == 1 }.map { UInt64($0.2) }
+                    let expiry = p.expiry(asn: b.community >> 16)
                     let route = Report.Route(network: p.prefix, type: unicast ? "rtbh" : "flowspec", until: expiry, peer: p.neighbor)
                     if p.neighbor == nil { announced.append(route) } else if !unicast { learned.append(route) }
                 }

@@ -77,7 +77,9 @@ import Testing
         static let address = ["a": "198.18.20.1", "b": "198.18.20.2", "up": "198.18.20.3", "rr": "198.18.20.254"]
 
         init() throws {
-            a = try NetworkLab(prefix: "fgb", extraOutsideAddresses: ["198.18.0.10", "198.18.0.66", "198.18.0.77"])
+            // A's outside also has nine sources in 198.18.9.0/24, for scanner bans enough to fill an aggregate.
+            a = try NetworkLab(prefix: "fgb", extraOutsideAddresses: ["198.18.0.10", "198.18.0.66", "198.18.0.77"]
+                + (1...9).map { "198.18.9.\($0)" })
             b = try NetworkLab(prefix: "fgb", extraOutsideAddresses: ["198.18.0.10", "198.18.0.66", "198.18.0.77"])
             backbone = "fgbb-\(getpid())-\(a.id)"
             upstream = "fgbu-\(getpid())-\(a.id)"
@@ -341,6 +343,23 @@ import Testing
                 && ((try? BGPTests.metric(cluster.b, port: 19482, "floodgate_bgp_learned_refused_total", label: "not-discard")) ?? 0) >= 1
         }, "B did not refuse the foreign, the wide and the accepting routes: \(agentB!.log.text())")
         #expect(try BGPTests.metric(cluster.b, port: 19482, "floodgate_bgp_learned_bans") == 3)
+
+        // Forgeable bans never make an aggregate: nine scanner packets from one /24 (their sources may be forged:
+        // a forger could name any /24) go out as nine host routes, never as the /24, which would drop everyone in
+        // it upstream.
+        for host in 1...9 {
+            let forged = try cluster.a.udpSocket(in: cluster.a.outsideNS, bindTo: "198.18.9.\(host)")
+            try forged.send(Array("OPTIONS sip:100@198.18.0.2 SIP/2.0\r\nUser-Agent: friendly-scanner\r\nCall-ID: \(host)@x\r\nCSeq: 1 OPTIONS\r\n\r\n".utf8),
+                            to: cluster.a.routerAddress, port: 5060)
+        }
+        #expect(BGPTests.wait(10) { (1...9).allSatisfy { cluster.routes("up").flowspec.contains("198.18.9.\($0)/32") } },
+                "\(cluster.routes("up").flowspec.sorted())")
+        #expect(!cluster.routes("up").flowspec.contains("198.18.9.0/24"), "forged scanner bans were aggregated")
+        for host in 1...9 { #expect(try cluster.a.floodgate(["unban", "198.18.9.\(host)"]).status == 0) }
+        #expect(BGPTests.wait(10) {
+            !cluster.routes("up").flowspec.contains { $0.hasPrefix("198.18.9.") }
+                && (try? BGPTests.metric(cluster.b, port: 19482, "floodgate_bgp_learned_bans")) == 3
+        }, "the scanner bans were not lifted everywhere")
 
         // Unban at A: withdrawn everywhere, and B lets it through again.
         #expect(try cluster.a.floodgate(["unban", "198.18.0.66"]).status == 0)
