@@ -118,6 +118,32 @@ static __always_inline int fg_global_admit(struct fg_ctx *c, __u32 global, __u32
 	return fg_bucket_admit(&g->tat, call);
 }
 
+/* Would an interface-wide bucket refuse a packet now? A look that takes no
+ * token: it writes only what a refusal by fg_bucket_admit writes (the clamp
+ * of a TAT left far ahead by a slower limit). */
+static __always_inline int fg_global_refuses(struct fg_ctx *c, __u32 global, __u32 limit)
+{
+	struct fg_global_bucket *g = bpf_map_lookup_elem(&fg_global, &global);
+	struct fg_limit *lim = bpf_map_lookup_elem(&fg_limits, &limit);
+	__u64 interval, tau, tat, base, now;
+
+	if (!g || !lim)
+		return 0;
+	interval = READ_ONCE(lim->interval);
+	if (interval == FG_INTERVAL_UNLIMITED)
+		return 0;
+	if (interval == FG_INTERVAL_BLOCK)
+		return 1;
+	tau = READ_ONCE(lim->tau);
+	now = fg_now(c);
+	tat = READ_ONCE(g->tat);
+	base = tat > now ? tat : now;
+	if (base - now <= tau)
+		return 0;
+	if (base - now > tau + interval)
+		__sync_val_compare_and_swap(&g->tat, tat, now + tau + interval);
+	return 1;
+}
 
 /* The allow entry's own bucket, over all SIP classes of its addresses. */
 static __always_inline int fg_allow_admit(struct fg_ctx *c, struct fg_allow_entry *entry)
@@ -289,7 +315,13 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 		struct fg_source_state init = {.tat = fg_now(c) + interval, .packets = 1};
 
 		/* Only a source whose prefix and the new-source budget have room
-		 * gets an entry: see the top of this file. */
+		 * gets an entry: see the top of this file. The budget is looked at
+		 * first: while it is empty, a new source is refused without a
+		 * lookup of its prefixes (two misses to memory on a random-source
+		 * flood) and without charging them, so a forger's sources the
+		 * budget refuses do not drain a real caller's prefix. */
+		if (!c->trusted && fg_global_refuses(c, FG_GLOBAL_NEW_SOURCES, FG_LIMIT_NEW_SOURCES))
+			return FG_REASON_DROPPED_NEW_SOURCE;
 		if (fg_is_sip(c->key.traffic_class) && !c->trusted) {
 			reason = fg_police_prefix(c, 1);
 			if (reason != FG_REASON_PASSED)

@@ -234,9 +234,14 @@ import Testing
         }
         #expect(refused == 200)
         #expect(try prefixCount() == 4)
-        // A refused source's prefix that already has a bucket is still charged: a flood from one prefix drains it.
-        for i in 0..<500 { _ = try program.judge(Packet.request("REGISTER", src: "198.18.90.\(2 + i % 249)")) }
-        #expect(try program.maps.counters().packets[.register, .droppedPrefix] > 0)
+        // Nor is a prefix that has a bucket charged for a source the budget refuses: the budget is looked at
+        // first. 500 forged new sources from the phone's /24 (its bucket: 200/s, burst 400) leave the phone's
+        // prefix as it was. (When the refused sources charged it, the /24 drained and the phone was dropped.)
+        for i in 0..<500 {
+            #expect(try program.judge(Packet.request("REGISTER", src: "198.18.90.\(2 + i % 249)")).2 == .droppedNewSource)
+        }
+        #expect(try program.maps.counters().packets[.register, .droppedPrefix] == 0)
+        for _ in 0..<5 { #expect(try program.judge(Packet.request("OPTIONS", src: "198.18.90.1")).2 != .droppedPrefix) }
     }
 
     /// A budget of 1/s with a burst of 81 packets (a tolerance of 80 intervals) split over 8 priority levels: each

@@ -265,6 +265,15 @@ struct ReferenceModel {
         let aggregated = f.cls.isSIP && tier == .unverified
         if case .unlimited = limit { return aggregated ? policePrefix(f.src) : .passed }
         guard let tracked = sources[key] else {
+            // The budget is looked at first: while it is empty a new source is refused before its prefixes are
+            // read or charged (a look takes no token; a refusal writes only the clamp).
+            if tier == .unverified {
+                var probe = newSourcesTAT
+                if !admitGlobal(&probe, newSources) {
+                    newSourcesTAT = probe
+                    return .droppedNewSource
+                }
+            }
             var deferred: [(Key, UInt64)] = []
             if aggregated {
                 let reason = withUnsafeMutablePointer(to: &deferred) { policePrefix(f.src, deferring: $0) }
