@@ -310,7 +310,8 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 	if (interval == FG_INTERVAL_UNLIMITED)
 		return fg_is_sip(c->key.traffic_class) && !c->trusted ? fg_police_prefix(c, 0) : FG_REASON_PASSED;
 
-	st = bpf_map_lookup_elem(&fg_sources, &c->key);
+	/* A fragment's key is its prefix's, not the source whose state fg_known tells. */
+	st = c->unknown && c->key.traffic_class != FG_CLASS_FRAGMENT ? NULL : bpf_map_lookup_elem(&fg_sources, &c->key);
 	if (!st) {
 		struct fg_source_state init = {.tat = fg_now(c) + interval, .packets = 1};
 
@@ -336,6 +337,7 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 		}
 		/* A new source starts with a full bucket, less this packet. */
 		if (bpf_map_update_elem(&fg_sources, &c->key, &init, BPF_NOEXIST) == 0) {
+			fg_known_add(&c->key.addr);
 			if (interval != FG_INTERVAL_BLOCK)
 				return FG_REASON_PASSED;
 			fg_cache_drop(c->slot, &c->key, c, ~0ULL, FG_REASON_DROPPED_BLOCKED);
@@ -667,8 +669,10 @@ __noinline int fg_decide(struct fg_packet *pkt)
 		fg_cache_ban(&c, ban->expires_ns);
 		return FG_REASON_DROPPED_BAN;
 	}
+	/* An address without state (fg_known) has no entry to look up. */
+	c.unknown = !fg_known_maybe(&pkt->src);
 	/* The clock only when trust is on: a read of it costs more than the rest of a plain packet's decision. */
-	trust = s->trust_seconds ? fg_verified(s, &pkt->src, fg_now(&c) >> FG_TICK_SHIFT) : NULL;
+	trust = s->trust_seconds && !c.unknown ? fg_verified(s, &pkt->src, fg_now(&c) >> FG_TICK_SHIFT) : NULL;
 	if (trust) {
 		if (!fg_ttl_near(s, trust->pin.ttl, pkt->ttl))
 			return FG_DECIDE_SPOOFED;

@@ -48,6 +48,7 @@
 #define FG_MAP_CALLER_SOURCES "fg_caller_sources"
 #define FG_MAP_CALLER_RANGES "fg_caller_ranges"
 #define FG_MAP_INSIDE_COUNTS "fg_inside_counts"
+#define FG_MAP_KNOWN "fg_known"
 /* The test clock (lib/clock.h): the switch, set before load, and the time. */
 #define FG_TEST_CLOCK_SWITCH ".rodata.test_clock"
 #define FG_TEST_CLOCK_TIME ".data.test_clock"
@@ -328,7 +329,7 @@ enum fg_inside_count {
 
 /* Bumped whenever a pinned map's layout or meaning changes: a filter pinned by
  * a build with another version is not adopted. */
-#define FG_LAYOUT_VERSION 8
+#define FG_LAYOUT_VERSION 9
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*
@@ -355,6 +356,40 @@ struct fg_global_bucket {
 struct fg_addr {
 	__be32 words[4];
 };
+
+/*
+ * fg_known: which addresses may have state, so that a packet from one that
+ * has none is known to be new without a lookup that misses in a map of a
+ * million entries (a trip to memory): a bit per address hash, two halves of
+ * FG_KNOWN_WORDS 64-bit words (1 MiB each), after FG_KNOWN_HEADER words of
+ * which [FG_KNOWN_SEED] is the hash's seed (random, set when the maps are made)
+ * and [FG_KNOWN_ACTIVE] the half XDP reads. Every entry made in fg_sources
+ * (XDP) or fg_trusted (floodgate_inside) sets its address's bit in both halves,
+ * after the entry is made; the agent rebuilds the half XDP does not read
+ * (zeroes it, then sets the bits of every address in the two maps) and then
+ * makes it the one XDP reads, so that bits of evicted entries go. A bit may be
+ * set for an address without state (another address's hash, an entry since
+ * evicted): then the lookups are made as before. A clear bit in the half XDP
+ * reads always means no state: the only way to a wrong "new".
+ */
+#define FG_KNOWN_BITS_LOG 23
+#define FG_KNOWN_WORDS 131072 /* 2^FG_KNOWN_BITS_LOG / 64 */
+#define FG_KNOWN_HEADER 8
+#define FG_KNOWN_SEED 0
+#define FG_KNOWN_ACTIVE 1
+#define FG_KNOWN_ENTRIES 262152 /* FG_KNOWN_HEADER + 2 * FG_KNOWN_WORDS */
+_Static_assert(FG_KNOWN_WORDS == 1u << (FG_KNOWN_BITS_LOG - 6), "fg_known: a half's words");
+_Static_assert(FG_KNOWN_ENTRIES == FG_KNOWN_HEADER + 2 * FG_KNOWN_WORDS, "fg_known: its entries");
+
+/* The bit of `a` in a half of fg_known under `seed` (both sides compute it). */
+static inline __u32 fg_known_bit(const struct fg_addr *a, __u64 seed)
+{
+	__u64 x = (((__u64)a->words[0] << 32) | a->words[1]) ^ seed;
+	__u64 y = (((__u64)a->words[2] << 32) | a->words[3]) + seed;
+
+	x = (x ^ (y * 0x9E3779B97F4A7C15ULL)) * 0xBF58476D1CE4E5B9ULL;
+	return (__u32)(x >> (64 - FG_KNOWN_BITS_LOG));
+}
 
 /* fg_sources key: one bucket per source and class. fg_prefixes uses the same
  * key with the masked address and FG_CLASS_MAX as the class (the prefix

@@ -40,6 +40,7 @@
 #include "calls.h"
 #include "scanner.h"
 #include "tiers.h"
+#include "known.h"
 
 /* Failed authentications per external source; LRU. Entries are made only
  * for answers matched to a noted transaction. */
@@ -201,6 +202,7 @@ static __always_inline void fg_verify(struct fg_settings *s, const struct fg_add
 	}
 	/* Newly verified: its TTL is pinned now; tell the agent. */
 	bpf_map_update_elem(&fg_trusted, addr, &fresh, BPF_ANY);
+	fg_known_add(addr);
 	fg_event(FG_EVENT_TRUSTED, FG_CLASS_RESPONSE, addr, until, ttl, 0);
 }
 

@@ -307,7 +307,8 @@ public final class Agent: @unchecked Sendable {
             }
             if lastOccupancy == 0 || now - lastOccupancy >= 60_000_000_000 {
                 lastOccupancy = now
-                metrics.occupancy(sources: try maps.trackedSourceCount(), capacity: try maps.maxSources())
+                // One walk of the source map for its occupancy and for the known-source filter's bits.
+                metrics.occupancy(sources: try KnownSources(maps).rebuild(), capacity: try maps.maxSources())
                 metrics.trusted(try maps.trustedSources().filter { $0.untilNS > now }.count)
             }
             if let suppressed = limiter.takeSuppressed() {

@@ -54,6 +54,7 @@ public final class FloodgateProgram: @unchecked Sendable {
         var descriptors: [String: Int32] = [:]
         for name in FilterMaps.names { descriptors[name] = try object.mapFD(name) }
         maps = try FilterMaps(borrowing: descriptors, from: object)
+        try KnownSources.seed(maps)
         try configure(maps)
         logger.debug("loaded XDP program", metadata: ["prog_fd": "\(programFD)", "max_sources": "\(maxSources)"])
     }

@@ -43,6 +43,13 @@ int cfloodgate_block_interrupt_signal(int block);
 /* Sends that signal to `thread` (a pthread_t): a BPF_PROG_TEST_RUN it is in returns -EINTR. 0 or -errno. */
 int cfloodgate_interrupt_thread(unsigned long thread);
 
+/* Atomic access to a 64-bit word of a BPF map mapped into memory (BPF_F_MMAPABLE), which XDP writes at the same
+ * time: what Swift cannot do without a package for atomics. */
+static inline __u64 cfloodgate_load64(const __u64 *word) { return __atomic_load_n(word, __ATOMIC_ACQUIRE); }
+static inline void cfloodgate_store64(__u64 *word, __u64 value) { __atomic_store_n(word, value, __ATOMIC_RELEASE); }
+static inline void cfloodgate_or64(__u64 *word, __u64 bits) { __atomic_fetch_or(word, bits, __ATOMIC_RELAXED); }
+static inline void cfloodgate_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+
 /* Run an XDP program once or `repeat` times on `data` (BPF_PROG_TEST_RUN). */
 static inline int cfloodgate_test_run(int prog_fd, const void *data, __u32 size, void *data_out,
                                       __u32 *size_out, __u32 repeat, __u32 *retval, __u32 *duration)

@@ -1,0 +1,133 @@
+import CFloodgate
+@testable import FloodgateBPF
+import FloodgateCore
+import FloodgateLab
+import Foundation
+import Testing
+
+/// `fg_known` (BPF/floodgate.h, lib/known.h): the bit per address that lets XDP refuse a random-source flood's new
+/// addresses under the new-source budget without a lookup that misses. Its one danger is a clear bit for an
+/// address that has state: that source would be taken for new and refused while a forger keeps the budget empty.
+@Suite struct KnownSourcesTests {
+    /// A forger keeps the new-source budget empty with fresh addresses. Every source that has state still gets its
+    /// own bucket's verdict, never dropped-new-source: the tracked strangers and a verified phone; only addresses
+    /// without state are refused, and the map knows them for new.
+    @Test func whileForgersKeepTheBudgetEmptySourcesWithStateAreNeverTakenForNew() throws {
+        var policy = FilterPolicy()
+        policy.newSources = .rate(1, burst: 40)
+        let p = try TrustTests.program(policy: policy)
+        let phone = "198.18.7.1", address = SourceAddress(phone)!
+        let sources: BPFMap<fg_source_key, fg_source_state> = p.maps.map(FG_MAP_SOURCES)
+        func forgetPhoneEntries() throws {
+            for k in try sources.keys() where SourceAddress(k.addr) == address { try sources.delete(k) }
+        }
+        // The phone registers; before the server's answer its source entry goes (evicted, say) and the bits are
+        // rebuilt: only its verification can set its bit now.
+        try TrustTests.challenge(p, phone)
+        #expect(try p.judge(Packet.request("REGISTER", src: phone, extra: [TrustTests.credentials], callID: "reg-1",
+                                           cseq: "1 REGISTER", ttl: 60)).2 == .passed)
+        try forgetPhoneEntries()
+        let known = try KnownSources(p.maps)
+        try known.rebuild()
+        #expect(!known.mayHave(address))
+        try TrustTests.inside(p, TrustTests.response("200 OK", to: phone, cseq: "1 REGISTER", callID: "reg-1"))
+        #expect(try TrustTests.trusted(p)[phone] != nil)
+        #expect(known.mayHave(address))
+        // A rebuild keeps it for its verified entry alone.
+        try forgetPhoneEntries()
+        try known.rebuild()
+        #expect(known.mayHave(address))
+        let strangers = (1...30).map { "198.18.8.\($0)" }
+        for s in strangers { #expect(try p.judge(Packet.request("OPTIONS", src: s)).2 == .passed) }
+        // Fresh addresses, one per /24 and /16 so no prefix bucket drains: the budget's burst goes, then each is
+        // refused (a token a second comes back, so a few get in).
+        var refused = 0
+        for i in 0..<200 where try p.judge(Packet.request("OPTIONS", src: "198.19.\(i).\(i % 250 + 1)")).2 == .droppedNewSource {
+            refused += 1
+        }
+        #expect(refused >= 190, "\(refused) of 200 refused")
+        for s in strangers { #expect(try p.judge(Packet.request("OPTIONS", src: s)).2 == .passed, "\(s)") }
+        #expect(try p.judge(Packet.request("REGISTER", src: phone, ttl: 60)).2 == .passed)
+        for s in strangers + [phone] { #expect(known.mayHave(SourceAddress(s)!), "\(s)") }
+        // Addresses never seen: their bits are clear but for the odd collision (about 60 bits set of 8 Mi).
+        let unseen = (0..<1000).filter { !known.mayHave(SourceAddress("2001:db8:77::\(String($0, radix: 16))")!) }
+        #expect(unseen.count >= 995)
+    }
+
+    /// The bits of sources the LRU evicted stay set until the agent rebuilds the half XDP does not read; then only
+    /// the sources still tracked have theirs, and XDP reads the rebuilt half.
+    @Test func aRebuildClearsEvictedSourcesAndKeepsTrackedOnes() throws {
+        var policy = FilterPolicy()
+        (policy.newSources, policy.prefix, policy.widePrefix) = (.unlimited, .unlimited, .unlimited)
+        let p = try loadProgram(policy: policy, maxSources: 128)
+        let addresses = (0..<1000).map { "198.19.\($0 / 250).\($0 % 250 + 1)" }
+        for a in addresses { _ = try p.verdict(Packet.request("OPTIONS", src: a)) }
+        let known = try KnownSources(p.maps)
+        #expect(addresses.allSatisfy { known.mayHave(SourceAddress($0)!) })
+        let before = known.activeHalf
+        let walked = try known.rebuild()
+        #expect(known.activeHalf == 1 - before)
+        let tracked = Set(try p.maps.sources().map(\.address))
+        #expect(walked == tracked.count && !tracked.isEmpty && tracked.count < 300)
+        for t in tracked { #expect(known.mayHave(t), "\(t)") }
+        let cleared = addresses.filter { !known.mayHave(SourceAddress($0)!) }.count
+        #expect(cleared >= 1000 - tracked.count - 5)
+        #expect(known.occupancy().set <= tracked.count)
+        // A tracked source is still tracked after the rebuild, under an empty budget too.
+        var strict = policy
+        strict.newSources = .block
+        _ = try strict.apply(to: p.maps)
+        if let t = tracked.first {
+            #expect(try p.judge(Packet.request("OPTIONS", src: t.description)).2 != .droppedNewSource)
+        }
+    }
+
+    /// Sources made while the agent rebuilds: XDP sets their bits in both halves after it makes the entry, so
+    /// one made before its word was zeroed is in the walk, and one made after keeps its bit. Checked after every
+    /// rebuild of a run of them, with another thread making sources all along: every source whose packet had
+    /// been judged by the time the rebuild returned has its bit in the half XDP reads.
+    @Test func sourcesMadeDuringARebuildKeepTheirBits() throws {
+        var policy = FilterPolicy()
+        (policy.newSources, policy.prefix, policy.widePrefix) = (.unlimited, .unlimited, .unlimited)
+        let p = try loadProgram(policy: policy, maxSources: 100_000)
+        let addresses = (0..<30_000).map { SourceAddress("198.19.\($0 / 250).\($0 % 250 + 1)")! }
+        let frames = addresses.map { Packet.request("OPTIONS", src: $0.description) }
+        final class Progress: @unchecked Sendable {
+            let lock = NSLock()
+            var done = 0, stop = false
+            var failure: Error?
+            let ended = DispatchSemaphore(value: 0)
+        }
+        let progress = Progress()
+        let inserter = Thread {
+            defer { progress.ended.signal() }
+            for (i, frame) in frames.enumerated() {
+                if progress.lock.withLock({ progress.stop }) { return }
+                do { _ = try p.testRun(frame) } catch {
+                    progress.lock.withLock { progress.failure = error }
+                    return
+                }
+                progress.lock.withLock { progress.done = i + 1 }
+            }
+        }
+        inserter.start()
+        defer {
+            progress.lock.withLock { progress.stop = true }
+            progress.ended.wait()
+        }
+        let known = try KnownSources(p.maps)
+        var rebuilds = 0, missing: [SourceAddress] = []
+        let deadline = ContinuousClock.now + .seconds(120)
+        while ContinuousClock.now < deadline {
+            try known.rebuild()
+            rebuilds += 1
+            let (done, failure) = progress.lock.withLock { (progress.done, progress.failure) }
+            if let failure { throw failure }
+            missing += addresses[..<done].filter { !known.mayHave($0) }
+            if done == addresses.count || !missing.isEmpty { break }
+        }
+        #expect(missing.count == 0, "sources that lost their bits, the first: \(missing.first.map(\.description) ?? "")")
+        #expect(progress.lock.withLock { progress.done } == addresses.count, "the run ended before every source was made")
+        #expect(rebuilds >= 2)
+    }
+}
