@@ -700,11 +700,16 @@ __noinline int fg_decide(struct fg_packet *pkt)
 	/* An empty prefix bucket drops every packet it would be charged for:
 	 * check it before the per-source lookup a random source would miss. */
 	if (fg_is_sip(pkt->traffic_class) && !c.trusted) {
+		struct fg_cpu_state *cpu = bpf_map_lookup_elem(&fg_cpu, &zero);
 		struct fg_source_key prefix = {};
+		__u64 jiffies = fg_clock_jiffies(s);
 
-		fg_prefix_key(&c, &prefix);
-		if (fg_prefix_cached(s, &prefix, fg_clock_jiffies(s)))
-			return FG_REASON_DROPPED_PREFIX;
+		/* As in the fast path: no prefix drained on this CPU, no slot to read (a miss for a random source). */
+		if (cpu && jiffies < cpu->prefix_until_jiffies) {
+			fg_prefix_key(&c, &prefix);
+			if (fg_prefix_cached(s, &prefix, jiffies))
+				return FG_REASON_DROPPED_PREFIX;
+		}
 	}
 
 	reason = fg_police_source(&c);
