@@ -23,7 +23,7 @@ id=$(bpftool prog show name floodgate_xdp | head -1 | cut -d: -f1)
 perf record -a -o "$work/perf.data" -- sleep 1.5 2>/dev/null
 wait "$flood"
 perf report -i "$work/perf.data" --no-children --stdio 2>/dev/null | grep '%' | head -8 || true
-perf script -i "$work/perf.data" -F ip,sym 2>/dev/null | awk '/floodgate_xdp/ {print $1}' > "$work/ips" || true
+perf script -i "$work/perf.data" -F ip,sym 2>/dev/null | awk '/bpf_prog_/ && !/floodgate_flood/ {print $1}' > "$work/ips" || true
 python3 - "$work/lines" "$work/ips" <<'PY'
 import bisect, collections, sys
 lines = []
