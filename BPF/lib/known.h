@@ -42,11 +42,14 @@ static __always_inline int fg_known_maybe(const struct fg_addr *addr)
 	return !word || (READ_ONCE(*word) >> (bit & 63)) & 1;
 }
 
-/* Notes an entry just made for `addr`, in both halves. */
+/* Notes an entry just made for `addr`, in both halves. The OR is made even
+ * when the bit reads set, and in its fetching (fully ordered) form: a plain
+ * read of the word could see a bit the agent has just cleared, and skip the
+ * OR, while the agent's walk does not yet see the new entry. */
 static __always_inline void fg_known_add(const struct fg_addr *addr)
 {
 	__u32 index = FG_KNOWN_SEED, bit, half;
-	__u64 *seed = bpf_map_lookup_elem(&fg_known, &index), *word;
+	__u64 *seed = bpf_map_lookup_elem(&fg_known, &index), *word, old;
 
 	if (!seed)
 		return;
@@ -54,8 +57,10 @@ static __always_inline void fg_known_add(const struct fg_addr *addr)
 	for (half = 0; half < 2; half++) {
 		index = FG_KNOWN_HEADER + half * FG_KNOWN_WORDS + (bit >> 6);
 		word = bpf_map_lookup_elem(&fg_known, &index);
-		if (word && !((READ_ONCE(*word) >> (bit & 63)) & 1))
-			__sync_fetch_and_or(word, 1ULL << (bit & 63));
+		if (word) {
+			old = __sync_fetch_and_or(word, 1ULL << (bit & 63));
+			asm volatile("" ::"r"(old));
+		}
 	}
 }
 

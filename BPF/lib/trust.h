@@ -196,6 +196,7 @@ static __always_inline void fg_verify(struct fg_settings *s, const struct fg_add
 	fg_mask(&prefix.addr, fg_prefix_len(addr, s->prefix_v4, s->prefix_v6));
 	bpf_map_update_elem(&fg_trusted_prefixes, &prefix, &until, BPF_ANY);
 	if (renewal) {
+		fg_known_add(addr); /* set when it was made; an entry written by other hands gets it here */
 		t->until_ns = until;
 		fg_confirm_pin(s, &t->pin, ttl, repin);
 		return;

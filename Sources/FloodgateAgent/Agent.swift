@@ -307,8 +307,13 @@ public final class Agent: @unchecked Sendable {
             }
             if lastOccupancy == 0 || now - lastOccupancy >= 60_000_000_000 {
                 lastOccupancy = now
-                // One walk of the source map for its occupancy and for the known-source filter's bits.
-                metrics.occupancy(sources: try KnownSources(maps).rebuild(), capacity: try maps.maxSources())
+                // One walk of the source map for its occupancy and for the known-source filter's bits, under the
+                // pin root's lock: one rebuild at a time (two would zero the half the other just made current).
+                if let sources = try root.lockedIfFree({ try KnownSources(maps).rebuild() }) {
+                    metrics.occupancy(sources: sources, capacity: try maps.maxSources())
+                } else {
+                    lastOccupancy = 0
+                }
                 metrics.trusted(try maps.trustedSources().filter { $0.untilNS > now }.count)
             }
             if let suppressed = limiter.takeSuppressed() {

@@ -60,7 +60,8 @@ public final class KnownSources: @unchecked Sendable {
     /// sets the bit of every address in `fg_sources` and `fg_trusted`. XDP sets bits in both halves all along, so
     /// an entry made during the walk keeps its bit (made before its word was zeroed, it is in the walk; after, its
     /// bit lands on the zeroed word). Returns how many `fg_sources` entries the walk read, for the agent's
-    /// occupancy gauge.
+    /// occupancy gauge. One rebuild at a time per filter (the agent holds the pin root's lock): a second one
+    /// would zero the half the first has just made the one XDP reads.
     @discardableResult
     public func rebuild() throws -> Int {
         let target = 1 - activeHalf
