@@ -119,9 +119,9 @@ static __always_inline int fg_global_admit(struct fg_ctx *c, __u32 global, __u32
 }
 
 /* Would an interface-wide bucket refuse a packet now? A look that takes no
- * token: it writes only what a refusal by fg_bucket_admit writes (the clamp
- * of a TAT left far ahead by a slower limit). */
-static __always_inline int fg_global_refuses(struct fg_ctx *c, __u32 global, __u32 limit)
+ * token: with `clamp`, it writes what a refusal by fg_bucket_admit writes
+ * (the clamp of a TAT left far ahead by a slower limit); without, nothing. */
+static __always_inline int fg_global_refuses(struct fg_ctx *c, __u32 global, __u32 limit, int clamp)
 {
 	struct fg_global_bucket *g = bpf_map_lookup_elem(&fg_global, &global);
 	struct fg_limit *lim = bpf_map_lookup_elem(&fg_limits, &limit);
@@ -140,9 +140,25 @@ static __always_inline int fg_global_refuses(struct fg_ctx *c, __u32 global, __u
 	base = tat > now ? tat : now;
 	if (base - now <= tau)
 		return 0;
-	if (base - now > tau + interval)
+	if (clamp && base - now > tau + interval)
 		__sync_val_compare_and_swap(&g->tat, tat, now + tau + interval);
 	return 1;
+}
+
+/* Does the source have no state (fg_known)? Asked only while the new-source
+ * budget is empty: then a source without state is refused, and the bit saves
+ * the lookups that would miss; otherwise the lookups are made anyway (a known
+ * source needs them, a new one is admitted), and a read of the bit would only
+ * add a miss. Worked out once per decision (c->unknown: 0 not yet, 1 has or
+ * may have state, 2 has none). */
+static __always_inline int fg_source_unknown(struct fg_ctx *c)
+{
+	if (!c->unknown)
+		c->unknown = fg_global_refuses(c, FG_GLOBAL_NEW_SOURCES, FG_LIMIT_NEW_SOURCES, 0) &&
+				     !fg_known_maybe(&c->pkt->src)
+				 ? 2
+				 : 1;
+	return c->unknown == 2;
 }
 
 /* The allow entry's own bucket, over all SIP classes of its addresses. */
@@ -311,7 +327,8 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 		return fg_is_sip(c->key.traffic_class) && !c->trusted ? fg_police_prefix(c, 0) : FG_REASON_PASSED;
 
 	/* A fragment's key is its prefix's, not the source whose state fg_known tells. */
-	st = c->unknown && c->key.traffic_class != FG_CLASS_FRAGMENT ? NULL : bpf_map_lookup_elem(&fg_sources, &c->key);
+	st = c->key.traffic_class != FG_CLASS_FRAGMENT && fg_source_unknown(c) ? NULL
+									       : bpf_map_lookup_elem(&fg_sources, &c->key);
 	if (!st) {
 		struct fg_source_state init = {.tat = fg_now(c) + interval, .packets = 1};
 
@@ -321,7 +338,7 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 		 * lookup of its prefixes (two misses to memory on a random-source
 		 * flood) and without charging them, so a forger's sources the
 		 * budget refuses do not drain a real caller's prefix. */
-		if (!c->trusted && fg_global_refuses(c, FG_GLOBAL_NEW_SOURCES, FG_LIMIT_NEW_SOURCES))
+		if (!c->trusted && fg_global_refuses(c, FG_GLOBAL_NEW_SOURCES, FG_LIMIT_NEW_SOURCES, 1))
 			return FG_REASON_DROPPED_NEW_SOURCE;
 		if (fg_is_sip(c->key.traffic_class) && !c->trusted) {
 			reason = fg_police_prefix(c, 1);
@@ -669,10 +686,9 @@ __noinline int fg_decide(struct fg_packet *pkt)
 		fg_cache_ban(&c, ban->expires_ns);
 		return FG_REASON_DROPPED_BAN;
 	}
-	/* An address without state (fg_known) has no entry to look up. */
-	c.unknown = !fg_known_maybe(&pkt->src);
-	/* The clock only when trust is on: a read of it costs more than the rest of a plain packet's decision. */
-	trust = s->trust_seconds && !c.unknown ? fg_verified(s, &pkt->src, fg_now(&c) >> FG_TICK_SHIFT) : NULL;
+	/* The clock only when trust is on: a read of it costs more than the rest of a plain packet's decision.
+	 * An address without state (fg_known) has no entry to look up. */
+	trust = s->trust_seconds && !fg_source_unknown(&c) ? fg_verified(s, &pkt->src, fg_now(&c) >> FG_TICK_SHIFT) : NULL;
 	if (trust) {
 		if (!fg_ttl_near(s, trust->pin.ttl, pkt->ttl))
 			return FG_DECIDE_SPOOFED;

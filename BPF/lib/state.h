@@ -75,7 +75,7 @@ struct fg_ctx {
 	__u64 interval, tau;	   /* the class limit */
 	__u64 now;		   /* ktime in ticks; 0 until read */
 	__u8 trusted;		   /* a known-good source (lib/trust.h) */
-	__u8 unknown;		   /* fg_known: the source has no entry in fg_sources or fg_trusted */
+	__u8 unknown;		   /* fg_source_unknown: 0 not asked yet, 1 has or may have state, 2 has none */
 	__u16 deferred;		   /* aggregate levels (bit 0 prefix, bit 1 wider) a new source found no entry for */
 	__u32 generation;	   /* settings.policy_generation before any limit or list was read */
 	/* The arguments of fg_bucket_admit, one set for all of its call sites,
