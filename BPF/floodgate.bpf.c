@@ -552,7 +552,7 @@ __noinline int fg_decide_content(struct xdp_md *ctx, struct fg_packet *pkt)
 {
 	__u32 zero = 0, reason;
 	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &zero);
-	struct fg_ctx c = {.s = s, .pkt = pkt};
+	struct fg_ctx c = {.s = s, .pkt = pkt, .now = pkt ? pkt->now_ticks : 0};
 
 	if (!s || !pkt)
 		return FG_REASON_PASSED;
@@ -611,41 +611,34 @@ __noinline int fg_decide_spoofed(struct xdp_md *ctx, struct fg_packet *pkt)
 	return fg_budget(&c, FG_TIER_UNVERIFIED);
 }
 
-/*
- * The policy for a parsed packet; returns an enum fg_reason. A global function,
- * so the verifier checks it once for any packet rather than once for each way
- * the parser can reach it.
- */
-__noinline int fg_decide(struct fg_packet *pkt)
+/* fg_decide's policy, on its context. */
+static __always_inline __u32 fg_policy(struct fg_ctx *c, struct fg_packet *pkt)
 {
+	const struct fg_settings *s = c->s;
 	__u32 zero = 0, index, reason;
-	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &zero);
-	struct fg_ctx c = {.s = s, .pkt = pkt};
 	struct fg_allow_entry *allow = NULL;
 	struct fg_trust *trust;
 	struct fg_limit *lim;
 	struct fg_ban *ban;
 
-	if (!s || !pkt)
-		return FG_REASON_PASSED;
 	/* Read before any limit or list: a change made after this read bumps
 	 * the generation, so a slot this decision fills goes stale at once. */
-	c.generation = READ_ONCE(s->policy_generation);
+	c->generation = READ_ONCE(s->policy_generation);
 	asm volatile("" ::: "memory");
 	index = pkt->traffic_class;
 	lim = bpf_map_lookup_elem(&fg_limits, &index);
 	if (!lim)
 		return FG_REASON_PASSED;
-	c.interval = READ_ONCE(lim->interval);
-	c.tau = READ_ONCE(lim->tau);
-	c.key.addr = pkt->src;
-	c.key.traffic_class = pkt->traffic_class;
+	c->interval = READ_ONCE(lim->interval);
+	c->tau = READ_ONCE(lim->tau);
+	c->key.addr = pkt->src;
+	c->key.traffic_class = pkt->traffic_class;
 
 	/* The drop cache was consulted before this call; fill the same slot. */
 	if (pkt->traffic_class != FG_CLASS_FRAGMENT)
-		c.slot = fg_cache_slot(&c.key);
+		c->slot = fg_cache_slot(&c->key);
 	if (s->deny_entries && fg_in_list(&fg_deny, &pkt->src)) {
-		fg_cache_drop(c.slot, &c.key, &c, ~0ULL, FG_REASON_DROPPED_DENY);
+		fg_cache_drop(c->slot, &c->key, c, ~0ULL, FG_REASON_DROPPED_DENY);
 		return FG_REASON_DROPPED_DENY;
 	}
 	/* The operator's bans beat the allow list; the filter's own do not, nor
@@ -653,8 +646,8 @@ __noinline int fg_decide(struct fg_packet *pkt)
 	 * which a forger can provoke) when the source is allow-listed or
 	 * verified, even if it became so after the ban. */
 	ban = s->bans_present ? bpf_map_lookup_elem(&fg_bans, &pkt->src) : NULL;
-	if (ban && fg_ban_active(&c, ban) && !((ban->flags & FG_BAN_INTEGRATION) && fg_is_vouched_for(s, &pkt->src))) {
-		fg_cache_ban(&c, ban->expires_ns);
+	if (ban && fg_ban_active(c, ban) && !((ban->flags & FG_BAN_INTEGRATION) && fg_is_vouched_for(s, &pkt->src))) {
+		fg_cache_ban(c, ban->expires_ns);
 		return FG_REASON_DROPPED_BAN;
 	}
 	/* A ban another router learned (BGP): a peer's word, so like an
@@ -663,8 +656,8 @@ __noinline int fg_decide(struct fg_packet *pkt)
 		struct fg_cidr_key key = {.prefixlen = 128, .addr = pkt->src};
 
 		ban = bpf_map_lookup_elem(&fg_peer_bans, &key);
-		if (ban && fg_ban_active(&c, ban) && !fg_is_vouched_for(s, &pkt->src)) {
-			fg_cache_ban(&c, ban->expires_ns);
+		if (ban && fg_ban_active(c, ban) && !fg_is_vouched_for(s, &pkt->src)) {
+			fg_cache_ban(c, ban->expires_ns);
 			return FG_REASON_DROPPED_BAN;
 		}
 	}
@@ -674,33 +667,33 @@ __noinline int fg_decide(struct fg_packet *pkt)
 		/* Not cached: the address's own packets must still reach this check. */
 		if (!fg_allowed_ttl_ok(s, allow, pkt->ttl, fg_is_sip(pkt->traffic_class)))
 			return FG_DECIDE_SPOOFED;
-		if (fg_is_sip(pkt->traffic_class) && !fg_allow_admit(&c, allow))
+		if (fg_is_sip(pkt->traffic_class) && !fg_allow_admit(c, allow))
 			return FG_REASON_DROPPED_ALLOW_LIMIT;
 		pkt->tier = FG_TIER_ALLOWED;
 		if (fg_needs_inspection(s, pkt))
 			return FG_DECIDE_INSPECT;
-		return fg_budget(&c, FG_TIER_ALLOWED);
+		return fg_budget(c, FG_TIER_ALLOWED);
 	}
 	ban = s->auto_bans_present ? bpf_map_lookup_elem(&fg_auto_bans, &pkt->src) : NULL;
-	if (ban && fg_ban_active(&c, ban)) {
-		fg_cache_ban(&c, ban->expires_ns);
+	if (ban && fg_ban_active(c, ban)) {
+		fg_cache_ban(c, ban->expires_ns);
 		return FG_REASON_DROPPED_BAN;
 	}
 	/* The clock only when trust is on: a read of it costs more than the rest of a plain packet's decision.
 	 * An address without state (fg_known) has no entry to look up. */
-	trust = s->trust_seconds && !fg_source_unknown(&c) ? fg_verified(s, &pkt->src, fg_now(&c) >> FG_TICK_SHIFT) : NULL;
+	trust = s->trust_seconds && !fg_source_unknown(c) ? fg_verified(s, &pkt->src, fg_now(c) >> FG_TICK_SHIFT) : NULL;
 	if (trust) {
 		if (!fg_ttl_near(s, trust->pin.ttl, pkt->ttl))
 			return FG_DECIDE_SPOOFED;
-		c.trusted = 1;
+		c->trusted = 1;
 		pkt->tier = FG_TIER_VERIFIED;
 		/* Verified sources have limits of their own (a registered PBX is
 		 * not throttled like a stranger); same bucket, other interval. */
 		index = FG_LIMIT_VERIFIED + pkt->traffic_class;
 		lim = bpf_map_lookup_elem(&fg_limits, &index);
 		if (lim) {
-			c.interval = READ_ONCE(lim->interval);
-			c.tau = READ_ONCE(lim->tau);
+			c->interval = READ_ONCE(lim->interval);
+			c->tau = READ_ONCE(lim->tau);
 		}
 	}
 	/* Non-first fragments carry no ports: those of an admitted first
@@ -710,31 +703,50 @@ __noinline int fg_decide(struct fg_packet *pkt)
 
 		if (fg_fragment_admitted(pkt))
 			return FG_REASON_PASSED;
-		fg_prefix_key(&c, &prefix);
-		c.key.addr = prefix.addr;
+		fg_prefix_key(c, &prefix);
+		c->key.addr = prefix.addr;
 	}
 	/* An empty prefix bucket drops every packet it would be charged for:
 	 * check it before the per-source lookup a random source would miss. */
-	if (fg_is_sip(pkt->traffic_class) && !c.trusted) {
+	if (fg_is_sip(pkt->traffic_class) && !c->trusted) {
 		struct fg_cpu_state *cpu = bpf_map_lookup_elem(&fg_cpu, &zero);
 		struct fg_source_key prefix = {};
 		__u64 jiffies = fg_clock_jiffies(s);
 
 		/* As in the fast path: no prefix drained on this CPU, no slot to read (a miss for a random source). */
 		if (cpu && jiffies < cpu->prefix_until_jiffies) {
-			fg_prefix_key(&c, &prefix);
+			fg_prefix_key(c, &prefix);
 			if (fg_prefix_cached(s, &prefix, jiffies))
 				return FG_REASON_DROPPED_PREFIX;
 		}
 	}
 
-	reason = fg_police_source(&c);
+	reason = fg_police_source(c);
 	if (reason != FG_REASON_PASSED)
 		return reason;
 
 	if (fg_needs_inspection(s, pkt))
 		return FG_DECIDE_INSPECT;
-	return fg_budget(&c, pkt->tier);
+	return fg_budget(c, pkt->tier);
+}
+
+/*
+ * The policy for a parsed packet; returns an enum fg_reason. A global function,
+ * so the verifier checks it once for any packet rather than once for each way
+ * the parser can reach it.
+ */
+__noinline int fg_decide(struct fg_packet *pkt)
+{
+	__u32 zero = 0, reason;
+	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &zero);
+	struct fg_ctx c = {.s = s, .pkt = pkt};
+
+	if (!s || !pkt)
+		return FG_REASON_PASSED;
+	reason = fg_policy(&c, pkt);
+	/* The steps after this one start from the time it read, if it read one. */
+	pkt->now_ticks = c.now;
+	return reason;
 }
 
 /* The budget, after the destination rules passed an INVITE. */
@@ -742,7 +754,7 @@ __noinline int fg_decide_budget(struct fg_packet *pkt)
 {
 	__u32 zero = 0;
 	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &zero);
-	struct fg_ctx c = {.s = s, .pkt = pkt};
+	struct fg_ctx c = {.s = s, .pkt = pkt, .now = pkt ? pkt->now_ticks : 0};
 
 	if (!s || !pkt)
 		return FG_REASON_PASSED;
@@ -836,6 +848,7 @@ int floodgate_xdp(struct xdp_md *ctx)
 		reason = fg_cache_check(s, &pkt, jiffies);
 	if (reason != FG_REASON_PASSED)
 		return fg_cached_drop(cpu, &pkt, reason, bytes);
+	pkt.now_ticks = 0;
 	reason = fg_decide(&pkt);
 	if (reason == FG_DECIDE_SPOOFED)
 		reason = fg_decide_spoofed(ctx, &pkt);

@@ -274,7 +274,7 @@ __noinline int fg_destination(struct fg_packet *pkt)
 	/* Calls let in are noted (fg_dialogs) for the fraud checks and for the
 	 * count of calls in progress: neither counts a request within one. */
 	dialogs = fraud || s->calls_tracked;
-	now = fg_clock_ns();
+	now = fg_packet_ns(pkt);
 	if (found & FG_SCAN_CALLID) {
 		w->call_key.addr = pkt->src;
 		w->call_key.callid = w->scan.callid;
@@ -417,7 +417,7 @@ __noinline int fg_calls_after(struct fg_packet *pkt, int judged)
 	if (!s || !w || !pkt)
 		return 0;
 	if (judged) {
-		if (w->begin_call && fg_call_begin(s, &w->active_key, w->begin_cseq, w->begin_tag, fg_clock_ns(), 0) < 0)
+		if (w->begin_call && fg_call_begin(s, &w->active_key, w->begin_cseq, w->begin_tag, fg_packet_ns(pkt), 0) < 0)
 			fg_destination_outcome(FG_DEST_OUT_UNTRACKED, 0);
 		return 0;
 	}

@@ -30,12 +30,17 @@ enum fg_parse_status {
 struct fg_packet {
 	struct fg_addr src;
 	__u32 traffic_class;
-	__u32 payload_off; /* UDP (or TCP) payload: offset from the frame start */
-	__u32 payload_len; /* and length (within the frame and the UDP or IP length) */
+	__u16 payload_off; /* UDP (or TCP) payload: offset from the frame start */
+	__u16 payload_len; /* and length (within the frame and the UDP or IP length: 16 bits) */
 	__u32 frag_id;	   /* a fragment's IP identification */
 	__u8 ttl;	   /* IPv4 TTL or IPv6 hop limit */
 	__u8 inspected;	   /* its header block was walked (fg_inspect): the scan in fg_scratch is its */
 	__u8 pad[2];
+	/* The time fg_decide read for this packet, in ticks (struct fg_ctx's
+	 * now), or 0: the steps after it (its content, the destination rules,
+	 * the budget) start from it rather than read the clock again, as a read
+	 * of bpf_ktime_get_ns costs about as much here as a whole cached drop. */
+	__u64 now_ticks;
 	/* One word, cleared with one store for every packet. */
 	union {
 		__u64 flags;

@@ -83,6 +83,12 @@ struct fg_ctx {
 	struct fg_bucket_call call;
 };
 
+/* The packet's time in nanoseconds: fg_decide's read, or a read now. */
+static __always_inline __u64 fg_packet_ns(const struct fg_packet *pkt)
+{
+	return pkt->now_ticks ? pkt->now_ticks >> FG_TICK_SHIFT : fg_clock_ns();
+}
+
 static __always_inline __u64 fg_now(struct fg_ctx *c)
 {
 	if (!c->now)
