@@ -28,6 +28,8 @@ struct Options {
     var cpus: Int
     /// Burst of the measured buckets, in milliseconds of their rate.
     var burstMS: Int
+    /// Another build's filter object (`--baseline-object`), measured beside this build's in the cost section.
+    var baselineObject: [UInt8]?
 }
 
 @main
@@ -59,6 +61,13 @@ struct FloodgateBench: ParsableCommand {
     @Option(help: "CPUs that hammer one bucket in the rate-accuracy section (default: all).") var cpus: Int?
     @Option(name: .customLong("burst-ms"), help: "Burst of the measured buckets, in milliseconds of their rate.")
     var burstMS = 10
+    @Option(
+        name: .customLong("baseline-object"),
+        help: """
+            Another build's compiled filter (floodgate.bpf.o, same map layouts): the cost section runs it beside this \
+            build's, interleaved, and prints the difference.
+            """)
+    var baselineObject: String?
 
     var chosen: Set<String> { Set(only.split(separator: ",").map(String.init)) }
 
@@ -79,7 +88,13 @@ struct FloodgateBench: ParsableCommand {
             repeatCount: repeatCount, runs: runs, seconds: seconds, newSources: newSources, jsonPath: jsonPath,
             floodSources: floodSources, floodSeconds: floodSeconds, floodRuns: floodRuns, floodCalls: floodCalls,
             legitimateRuns: legitimateRuns, dedicatedRuns: dedicatedRuns, dedicatedMpps: dedicatedMpps, sections: chosen, reportDirectory: reportDirectory,
-            cpus: cpus ?? max(1, Int(libbpf_num_possible_cpus())), burstMS: burstMS)
+            cpus: cpus ?? max(1, Int(libbpf_num_possible_cpus())), burstMS: burstMS,
+            baselineObject: try baselineObject.map { path in
+                guard let data = FileManager.default.contents(atPath: path) else {
+                    throw ValidationError("cannot read the baseline object \(path)")
+                }
+                return [UInt8](data)
+            })
         let sections = options.sections
         let costs = sections.contains("cost") ? try runCost(options, trivial: try TrivialDropProgram()) : []
         let accuracy = sections.contains("accuracy") ? try runAccuracy(options) : []

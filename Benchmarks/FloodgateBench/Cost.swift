@@ -12,11 +12,14 @@ struct CostRow: Encodable {
     var method: String
     var trivialNS: Double
     var floodgateNS: Double
+    /// The same scenario on `--baseline-object`'s filter, runs interleaved with this build's.
+    var baselineNS: Double? = nil
     var ratio: Double { floodgateNS / trivialNS }
     enum CodingKeys: String, CodingKey {
         case scenario, method
         case trivialNS = "trivial_ns"
         case floodgateNS = "floodgate_ns"
+        case baselineNS = "baseline_ns"
         case ratio
     }
     func encode(to encoder: Encoder) throws {
@@ -25,28 +28,51 @@ struct CostRow: Encodable {
         try c.encode(method, forKey: .method)
         try c.encode(trivialNS, forKey: .trivialNS)
         try c.encode(floodgateNS, forKey: .floodgateNS)
+        try c.encodeIfPresent(baselineNS, forKey: .baselineNS)
         try c.encode(ratio, forKey: .ratio)
     }
 }
 
-/// Median ns/packet of `program` and of the trivial program, runs interleaved so drift hits both alike.
+/// This build's filter with `policy`, and with `--baseline-object` the other build's beside it.
+struct CostPrograms {
+    var program: FloodgateProgram
+    var baseline: FloodgateProgram?
+
+    init(_ options: Options, policy: FilterPolicy = FilterPolicy()) throws {
+        program = try FloodgateProgram(policy: policy)
+        baseline = try options.baselineObject.map { try FloodgateProgram(policy: policy, objectBytes: $0) }
+    }
+
+    var all: [FloodgateProgram] { [program] + (baseline.map { [$0] } ?? []) }
+}
+
+/// Median ns/packet of the trivial program, of this build's and of the baseline's, runs interleaved so drift hits
+/// them alike.
 func compareRepeated(
-    _ options: Options, trivial: TrivialDropProgram, program: FloodgateProgram, packet: [UInt8],
-    expect action: UInt32
-) throws -> (Double, Double) {
+    _ options: Options, trivial: TrivialDropProgram, programs: CostPrograms, packet: [UInt8], expect action: UInt32
+) throws -> (trivial: Double, floodgate: Double, baseline: Double?) {
     var trivialRuns: [Double] = []
-    var floodgateRuns: [Double] = []
+    var runs: [[Double]] = programs.all.map { _ in [] }
     for _ in 0..<options.runs {
         trivialRuns.append(
             Double(
                 try FloodgateProgram.testRun(
                     programFD: trivial.programFD, packet: packet, repeat: options.repeatCount
                 ).durationNS))
-        let run = try program.testRun(packet, repeat: options.repeatCount)
-        guard run.action == action else { throw FloodgateError("unexpected XDP action \(run.action)") }
-        floodgateRuns.append(Double(run.durationNS))
+        for (i, program) in programs.all.enumerated() {
+            let run = try program.testRun(packet, repeat: options.repeatCount)
+            guard run.action == action else { throw FloodgateError("unexpected XDP action \(run.action)") }
+            runs[i].append(Double(run.durationNS))
+        }
     }
-    return (median(trivialRuns), median(floodgateRuns))
+    return (median(trivialRuns), median(runs[0]), runs.count > 1 ? median(runs[1]) : nil)
+}
+
+/// A row from `compareRepeated`'s figures.
+func costRow(_ scenario: String, _ method: String, _ m: (trivial: Double, floodgate: Double, baseline: Double?))
+    -> CostRow
+{
+    CostRow(scenario: scenario, method: method, trivialNS: m.trivial, floodgateNS: m.floodgate, baselineNS: m.baseline)
 }
 
 /// The default settings without auto-ban: the bucket measurements keep their source on its bucket throughout
@@ -61,48 +87,47 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
     var rows: [CostRow] = []
     let method = "repeat \(options.repeatCount), median of \(options.runs)"
     let sip = frame(src: "198.18.1.1", dport: 5060)
+    let pass = UInt32(XDP_PASS.rawValue)
+    let drop = UInt32(XDP_DROP.rawValue)
 
-    let passing = try FloodgateProgram(
-        policy: policy(unlimitedAggregates, limits: [.options: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)]))
+    let passing = try CostPrograms(
+        options, policy: policy(unlimitedAggregates, limits: [.options: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)]))
     let other = frame(src: "198.18.1.1", dport: 9)
-    let (t0, f0) = try compareRepeated(
-        options, trivial: trivial, program: passing, packet: other, expect: UInt32(XDP_PASS.rawValue))
     rows.append(
-        CostRow(
-            scenario: "passed: unlimited class (parse and count only)", method: method, trivialNS: t0, floodgateNS: f0))
-
-    let (t1, f1) = try compareRepeated(
-        options, trivial: trivial, program: passing, packet: sip, expect: UInt32(XDP_PASS.rawValue))
+        costRow(
+            "passed: unlimited class (parse and count only)", method,
+            try compareRepeated(options, trivial: trivial, programs: passing, packet: other, expect: pass)))
     rows.append(
-        CostRow(
-            scenario: "passed: SIP OPTIONS under its limit (LRU, clock, CAS)", method: method, trivialNS: t1,
-            floodgateNS: f1))
+        costRow(
+            "passed: SIP OPTIONS under its limit (LRU, clock, CAS)", method,
+            try compareRepeated(options, trivial: trivial, programs: passing, packet: sip, expect: pass)))
 
     let phone = frame(src: "198.18.1.1", dport: 5060, payload: register)
-    let registering = try FloodgateProgram(
-        policy: policy(unlimitedAggregates, limits: [.register: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)]))
-    let (t5, f5) = try compareRepeated(
-        options, trivial: trivial, program: registering, packet: phone, expect: UInt32(XDP_PASS.rawValue))
+    let registering = try CostPrograms(
+        options, policy: policy(unlimitedAggregates, limits: [.register: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)]))
     rows.append(
-        CostRow(
-            scenario: "passed: \(register.count)-byte REGISTER, signature scan", method: method, trivialNS: t5,
-            floodgateNS: f5))
+        costRow(
+            "passed: \(register.count)-byte REGISTER, signature scan", method,
+            try compareRepeated(options, trivial: trivial, programs: registering, packet: phone, expect: pass)))
 
     // A passed INVITE: its header walk; then, with destination rules, its number read and looked up among 10,000
     // prefixes as well (issue 12: reported beside the INVITE without them).
     let call = frame(src: "198.18.1.1", dport: 5060, payload: inviteToNumber)
     var calling = policy(unlimitedAggregates, limits: [.invite: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)])
-    let (t6, f6) = try compareRepeated(
-        options, trivial: trivial, program: try FloodgateProgram(policy: calling), packet: call,
-        expect: UInt32(XDP_PASS.rawValue))
-    rows.append(CostRow(scenario: "passed: INVITE, no destination rules", method: method, trivialNS: t6, floodgateNS: f6))
+    rows.append(
+        costRow(
+            "passed: INVITE, no destination rules", method,
+            try compareRepeated(
+                options, trivial: trivial, programs: try CostPrograms(options, policy: calling), packet: call,
+                expect: pass)))
     calling.destinations = Set(tenThousandDestinations)
     calling.settings.numbers = NumberPlan(countryCode: "44", international: ["00"], national: "0", bare: .e164)
-    let (t7, f7) = try compareRepeated(
-        options, trivial: trivial, program: try FloodgateProgram(policy: calling), packet: call,
-        expect: UInt32(XDP_PASS.rawValue))
-    rows.append(CostRow(scenario: "passed: INVITE, its number and 10,000 rules", method: method, trivialNS: t7,
-                        floodgateNS: f7))
+    rows.append(
+        costRow(
+            "passed: INVITE, its number and 10,000 rules", method,
+            try compareRepeated(
+                options, trivial: trivial, programs: try CostPrograms(options, policy: calling), packet: call,
+                expect: pass)))
     // And with its call counted (calls in progress tracked, with a limit) and its caller number (From) read and
     // checked against its source's ranges. Repeated, the INVITE is a retransmission of a counted call after its
     // first copies: the whole judgement runs each time, and the call's insert finds it there.
@@ -110,47 +135,88 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
     calling.callerID = CallerIDPolicy(mode: .enforce, entries: [
         try .init(sources: [try CIDR("198.18.1.0/24")], numbers: ["+4420"]),
     ])
-    let (t8, f8) = try compareRepeated(
-        options, trivial: trivial, program: try FloodgateProgram(policy: calling), packet: call,
-        expect: UInt32(XDP_PASS.rawValue))
-    rows.append(CostRow(scenario: "passed: INVITE, number, rules, call counted, caller ID", method: method, trivialNS: t8,
-                        floodgateNS: f8))
+    rows.append(
+        costRow(
+            "passed: INVITE, number, rules, call counted, caller ID", method,
+            try compareRepeated(
+                options, trivial: trivial, programs: try CostPrograms(options, policy: calling), packet: call,
+                expect: pass)))
 
     // The flood case: a source over the default OPTIONS limit (8/s, burst 16), dropped from the per-CPU drop cache.
-    let dropping = try FloodgateProgram(policy: policy(settings: bucketOnly))
-    for _ in 0..<300 { _ = try dropping.testRun(sip) }
-    let (t2, f2) = try compareRepeated(
-        options, trivial: trivial, program: dropping, packet: sip, expect: UInt32(XDP_DROP.rawValue))
+    let dropping = try CostPrograms(options, policy: policy(settings: bucketOnly))
+    for program in dropping.all {
+        for _ in 0..<300 { _ = try program.testRun(sip) }
+    }
     rows.append(
-        CostRow(
-            scenario: "rate-dropped: over the default OPTIONS limit", method: method, trivialNS: t2, floodgateNS: f2))
+        costRow(
+            "rate-dropped: over the default OPTIONS limit", method,
+            try compareRepeated(options, trivial: trivial, programs: dropping, packet: sip, expect: drop)))
 
     // A burst of 1 holds less than a jiffy of tokens, so the drop cache stays out: every drop reads the LRU and clock.
-    let strict = try FloodgateProgram(policy: policy(settings: bucketOnly, limits: [.options: .rate(1, burst: 1)]))
-    _ = try strict.testRun(sip)
-    let (t3, f3) = try compareRepeated(
-        options, trivial: trivial, program: strict, packet: sip, expect: UInt32(XDP_DROP.rawValue))
+    let strict = try CostPrograms(options, policy: policy(settings: bucketOnly, limits: [.options: .rate(1, burst: 1)]))
+    for program in strict.all { _ = try program.testRun(sip) }
     rows.append(
-        CostRow(
-            scenario: "rate-dropped: over a 1/s burst-1 limit (no cache)", method: method, trivialNS: t3,
-            floodgateNS: f3))
+        costRow(
+            "rate-dropped: over a 1/s burst-1 limit (no cache)", method,
+            try compareRepeated(options, trivial: trivial, programs: strict, packet: sip, expect: drop)))
 
     // A new source each packet: BPF_PROG_TEST_RUN repeats one packet, so each distinct packet is run once and the
     // kernel's per-run duration averaged; the trivial program is measured the same way.
-    let fresh = try FloodgateProgram(policy: unlimitedAggregates)
+    let fresh = try CostPrograms(options, policy: unlimitedAggregates)
     let packets = (0..<options.newSources).map { i in
         frame(src: "198.\(18 + (i >> 16) % 2).\((i >> 8) & 0xFF).\(i & 0xFF)", dport: 5060)
     }
     var trivialSum = 0.0
-    var freshSum = 0.0
+    var sums = fresh.all.map { _ in 0.0 }
     for packet in packets {
         trivialSum += Double(try FloodgateProgram.testRun(programFD: trivial.programFD, packet: packet).durationNS)
-        freshSum += Double(try fresh.testRun(packet).durationNS)
+        for (i, program) in fresh.all.enumerated() { sums[i] += Double(try program.testRun(packet).durationNS) }
     }
+    let count = Double(packets.count)
     rows.append(
-        CostRow(
-            scenario: "new source each packet (LRU insert)", method: "repeat 1 × \(options.newSources) packets, mean",
-            trivialNS: trivialSum / Double(packets.count), floodgateNS: freshSum / Double(packets.count)))
+        costRow(
+            "new source each packet (LRU insert)", "repeat 1 × \(options.newSources) packets, mean",
+            (trivialSum / count, sums[0] / count, sums.count > 1 ? sums[1] / count : nil)))
+    rows += try operationCosts(options, trivial: trivial, maps: passing.program.maps)
+    return rows
+}
+
+/// What the paths above are made of: one operation a program, priced as the paths are (``OperationProgram``),
+/// on the maps of the program that passed the OPTIONS (its source's entry is there).
+func operationCosts(_ options: Options, trivial: TrivialDropProgram, maps: FilterMaps) throws -> [CostRow] {
+    let mapped: [UInt8] = Array(repeating: 0, count: 10) + [0xFF, 0xFF]  // an IPv4 address in the 128-bit key
+    let options4 = withUnsafeBytes(of: TrafficClass.options.index.littleEndian) { Array($0) }
+    let sourceKey = mapped + [198, 18, 1, 1] + options4
+    var state = [UInt8](repeating: 0, count: 64)
+    guard bpf_map_lookup_elem(maps.sourcesFD, sourceKey, &state) == 0 else {
+        throw FloodgateError("the OPTIONS source has no entry to look up")
+    }
+    let operations: [(String, OperationProgram.Operation)] = [
+        ("operation: a clock read (bpf_ktime_get_ns)", .clockRead),
+        ("operation: a source-map lookup that finds its entry", .lookup(mapFD: maps.sourcesFD, key: sourceKey)),
+        ("operation: a verified-map lookup that finds none",
+         .lookup(mapFD: maps.fd(FG_MAP_TRUSTED), key: mapped + [198, 18, 9, 9])),
+    ]
+    let packet = frame(src: "198.18.1.1", dport: 9)
+    var rows: [CostRow] = []
+    for (i, (name, operation)) in operations.enumerated() {
+        let program = try OperationProgram(operation, name: "operation_\(i)")
+        var trivialRuns: [Double] = []
+        var runs: [Double] = []
+        for _ in 0..<options.runs {
+            for (fd, into) in [(trivial.programFD, 0), (program.programFD, 1)] {
+                let run = try FloodgateProgram.testRun(programFD: fd, packet: packet, repeat: options.repeatCount)
+                guard run.action == UInt32(XDP_DROP.rawValue) else {
+                    throw FloodgateError("unexpected XDP action \(run.action)")
+                }
+                if into == 0 { trivialRuns.append(Double(run.durationNS)) } else { runs.append(Double(run.durationNS)) }
+            }
+        }
+        rows.append(
+            CostRow(
+                scenario: name, method: "repeat \(options.repeatCount), median of \(options.runs)",
+                trivialNS: median(trivialRuns), floodgateNS: median(runs)))
+    }
     return rows
 }
 
@@ -158,13 +224,22 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
 func runCost(_ options: Options, trivial: TrivialDropProgram) throws -> [CostRow] {
     print("Floodgate per-packet cost beside a trivial XDP_DROP program (BPF_PROG_TEST_RUN, same run)")
     let costs = try perPacketCost(options, trivial: trivial)
-    print(pad("scenario", 52) + lpad("trivial ns", 11) + lpad("floodgate ns", 14) + lpad("ratio", 8) + "  method")
+    let baseline = options.baselineObject != nil
+    print(
+        pad("scenario", 52) + lpad("trivial ns", 11) + lpad("floodgate ns", 14) + lpad("ratio", 8)
+            + (baseline ? lpad("baseline ns", 13) + lpad("vs baseline", 13) : "") + "  method")
     for row in costs {
-        print(
+        var line =
             pad(row.scenario, 52) + lpad(String(format: "%.1f", row.trivialNS), 11)
-                + lpad(String(format: "%.1f", row.floodgateNS), 14) + lpad(String(format: "%.2f×", row.ratio), 8)
-                + "  " + row.method)
+            + lpad(String(format: "%.1f", row.floodgateNS), 14) + lpad(String(format: "%.2f×", row.ratio), 8)
+        if let other = row.baselineNS {
+            line += lpad(String(format: "%.1f", other), 13) + lpad(String(format: "%+.1f ns", row.floodgateNS - other), 13)
+        } else if baseline {
+            line += lpad("", 26)
+        }
+        print(line + "  " + row.method)
     }
+    print("(operation rows: a program that does only that operation, in the floodgate column; see OperationProgram)")
     let flood = costs.first { $0.scenario.hasPrefix("rate-dropped: over the default") }?.ratio ?? 0
     print(
         String(

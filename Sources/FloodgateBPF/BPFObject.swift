@@ -18,12 +18,19 @@ public final class BPFObject: @unchecked Sendable {
     }
 
     /// Opens and loads `embedded` (`what` names it in errors); `configure` sees the opened object before load.
-    public init(
+    public convenience init(
         _ embedded: (size: Int, base64: String), name: String? = nil, what: String,
         configure: (OpaquePointer) throws -> Void = { _ in }
     ) throws {
+        try self.init(bytes: BPFObject.bytes(of: embedded), name: name, what: what, configure: configure)
+    }
+
+    /// Opens and loads the object `bytes` (an ELF image), as ``init(_:name:what:configure:)`` does.
+    public init(
+        bytes: [UInt8], name: String? = nil, what: String,
+        configure: (OpaquePointer) throws -> Void = { _ in }
+    ) throws {
         _ = LibbpfLogging.install
-        let bytes = BPFObject.bytes(of: embedded)
         // libbpf reads the ELF in place until load, so the bytes live as long as the object.
         let image = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)
         image.copyBytes(from: bytes)

@@ -21,18 +21,21 @@ public final class FloodgateProgram: @unchecked Sendable {
     /// (an LRU); `configure` writes the maps (FloodgateCore's `FilterPolicy` does) before anything can attach the
     /// program. With `testClock`, the program reads the time that ``setTestClock(nanoseconds:)`` sets instead of
     /// the kernel's clocks (BPF/lib/clock.h): for tests that compare it with a model over time; never for a filter
-    /// in service.
+    /// in service. `objectBytes`, if given, is loaded instead of the embedded object: another build's filter, for a
+    /// benchmark that compares two builds in one run (its maps must have this build's layout).
     public init(
         maxSources: UInt32 = UInt32(FilterCapacity.defaultSources),
         maxAutoBans: UInt32 = UInt32(FilterCapacity.defaultAutoBans),
         testClock: Bool = false,
+        objectBytes: [UInt8]? = nil,
         logger: Logger = Logger(label: "floodgate"),
         configure: (FilterMaps) throws -> Void
     ) throws {
         guard maxSources >= 1 else { throw FloodgateError("the per-source map needs at least 1 entry") }
         guard maxAutoBans >= 1 else { throw FloodgateError("the filter's own ban map needs at least 1 entry") }
 
-        object = try BPFObject(EmbeddedBPFObject.filter, name: "floodgate", what: "XDP program") { object in
+        let bytes = objectBytes ?? BPFObject.bytes(of: EmbeddedBPFObject.filter)
+        object = try BPFObject(bytes: bytes, name: "floodgate", what: "XDP program") { object in
             func resize(_ name: String, to entries: UInt32) throws {
                 guard let map = bpf_object__find_map_by_name(object, name) else {
                     throw FloodgateError("the BPF object has no map \(name)")

@@ -12,10 +12,14 @@ extension FloodgateProgram {
         maxAutoBans: UInt32 = UInt32(FilterCapacity.defaultAutoBans),
         policy: FilterPolicy = FilterPolicy(),
         testClock: Bool = false,
+        objectBytes: [UInt8]? = nil,
         logger: Logger = Logger(label: "floodgate")
     ) throws {
         try policy.validate()
-        try self.init(maxSources: maxSources, maxAutoBans: maxAutoBans, testClock: testClock, logger: logger) { maps in
+        try self.init(
+            maxSources: maxSources, maxAutoBans: maxAutoBans, testClock: testClock, objectBytes: objectBytes,
+            logger: logger
+        ) { maps in
             _ = try policy.apply(to: maps)
         }
     }
