@@ -53,13 +53,15 @@ func compareRepeated(
 ) throws -> (trivial: Double, floodgate: Double, baseline: Double?) {
     var trivialRuns: [Double] = []
     var runs: [[Double]] = programs.all.map { _ in [] }
-    for _ in 0..<options.runs {
+    for round in 0..<options.runs {
         trivialRuns.append(
             Double(
                 try FloodgateProgram.testRun(
                     programFD: trivial.programFD, packet: packet, repeat: options.repeatCount
                 ).durationNS))
-        for (i, program) in programs.all.enumerated() {
+        // The two builds take turns at going first.
+        let order = Array(programs.all.enumerated())
+        for (i, program) in round % 2 == 0 ? order : order.reversed() {
             let run = try program.testRun(packet, repeat: options.repeatCount)
             guard run.action == action else { throw FloodgateError("unexpected XDP action \(run.action)") }
             runs[i].append(Double(run.durationNS))
@@ -87,47 +89,34 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
     var rows: [CostRow] = []
     let method = "repeat \(options.repeatCount), median of \(options.runs)"
     let sip = frame(src: "198.18.1.1", dport: 5060)
-    let pass = UInt32(XDP_PASS.rawValue)
-    let drop = UInt32(XDP_DROP.rawValue)
+    /// Adds the row `scenario`: `packet` repeated through `programs`, which must answer `action`.
+    func measure(_ scenario: String, _ programs: CostPrograms, _ packet: [UInt8], _ action: xdp_action) throws {
+        rows.append(
+            costRow(
+                scenario, method,
+                try compareRepeated(
+                    options, trivial: trivial, programs: programs, packet: packet, expect: UInt32(action.rawValue))))
+    }
 
     let passing = try CostPrograms(
         options, policy: policy(unlimitedAggregates, limits: [.options: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)]))
-    let other = frame(src: "198.18.1.1", dport: 9)
-    rows.append(
-        costRow(
-            "passed: unlimited class (parse and count only)", method,
-            try compareRepeated(options, trivial: trivial, programs: passing, packet: other, expect: pass)))
-    rows.append(
-        costRow(
-            "passed: SIP OPTIONS under its limit (LRU, clock, CAS)", method,
-            try compareRepeated(options, trivial: trivial, programs: passing, packet: sip, expect: pass)))
+    try measure("passed: unlimited class (parse and count only)", passing, frame(src: "198.18.1.1", dport: 9), XDP_PASS)
+    try measure("passed: SIP OPTIONS under its limit (LRU, clock, CAS)", passing, sip, XDP_PASS)
 
-    let phone = frame(src: "198.18.1.1", dport: 5060, payload: register)
     let registering = try CostPrograms(
         options, policy: policy(unlimitedAggregates, limits: [.register: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)]))
-    rows.append(
-        costRow(
-            "passed: \(register.count)-byte REGISTER, signature scan", method,
-            try compareRepeated(options, trivial: trivial, programs: registering, packet: phone, expect: pass)))
+    try measure(
+        "passed: \(register.count)-byte REGISTER, signature scan", registering,
+        frame(src: "198.18.1.1", dport: 5060, payload: register), XDP_PASS)
 
     // A passed INVITE: its header walk; then, with destination rules, its number read and looked up among 10,000
     // prefixes as well (issue 12: reported beside the INVITE without them).
     let call = frame(src: "198.18.1.1", dport: 5060, payload: inviteToNumber)
     var calling = policy(unlimitedAggregates, limits: [.invite: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)])
-    rows.append(
-        costRow(
-            "passed: INVITE, no destination rules", method,
-            try compareRepeated(
-                options, trivial: trivial, programs: try CostPrograms(options, policy: calling), packet: call,
-                expect: pass)))
+    try measure("passed: INVITE, no destination rules", try CostPrograms(options, policy: calling), call, XDP_PASS)
     calling.destinations = Set(tenThousandDestinations)
     calling.settings.numbers = NumberPlan(countryCode: "44", international: ["00"], national: "0", bare: .e164)
-    rows.append(
-        costRow(
-            "passed: INVITE, its number and 10,000 rules", method,
-            try compareRepeated(
-                options, trivial: trivial, programs: try CostPrograms(options, policy: calling), packet: call,
-                expect: pass)))
+    try measure("passed: INVITE, its number and 10,000 rules", try CostPrograms(options, policy: calling), call, XDP_PASS)
     // And with its call counted (calls in progress tracked, with a limit) and its caller number (From) read and
     // checked against its source's ranges. Repeated, the INVITE is a retransmission of a counted call after its
     // first copies: the whole judgement runs each time, and the call's insert finds it there.
@@ -135,30 +124,21 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
     calling.callerID = CallerIDPolicy(mode: .enforce, entries: [
         try .init(sources: [try CIDR("198.18.1.0/24")], numbers: ["+4420"]),
     ])
-    rows.append(
-        costRow(
-            "passed: INVITE, number, rules, call counted, caller ID", method,
-            try compareRepeated(
-                options, trivial: trivial, programs: try CostPrograms(options, policy: calling), packet: call,
-                expect: pass)))
+    try measure(
+        "passed: INVITE, number, rules, call counted, caller ID", try CostPrograms(options, policy: calling), call,
+        XDP_PASS)
 
     // The flood case: a source over the default OPTIONS limit (8/s, burst 16), dropped from the per-CPU drop cache.
     let dropping = try CostPrograms(options, policy: policy(settings: bucketOnly))
     for program in dropping.all {
         for _ in 0..<300 { _ = try program.testRun(sip) }
     }
-    rows.append(
-        costRow(
-            "rate-dropped: over the default OPTIONS limit", method,
-            try compareRepeated(options, trivial: trivial, programs: dropping, packet: sip, expect: drop)))
+    try measure("rate-dropped: over the default OPTIONS limit", dropping, sip, XDP_DROP)
 
     // A burst of 1 holds less than a jiffy of tokens, so the drop cache stays out: every drop reads the LRU and clock.
     let strict = try CostPrograms(options, policy: policy(settings: bucketOnly, limits: [.options: .rate(1, burst: 1)]))
     for program in strict.all { _ = try program.testRun(sip) }
-    rows.append(
-        costRow(
-            "rate-dropped: over a 1/s burst-1 limit (no cache)", method,
-            try compareRepeated(options, trivial: trivial, programs: strict, packet: sip, expect: drop)))
+    try measure("rate-dropped: over a 1/s burst-1 limit (no cache)", strict, sip, XDP_DROP)
 
     // A new source each packet: BPF_PROG_TEST_RUN repeats one packet, so each distinct packet is run once and the
     // kernel's per-run duration averaged; the trivial program is measured the same way.
@@ -168,9 +148,12 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
     }
     var trivialSum = 0.0
     var sums = fresh.all.map { _ in 0.0 }
-    for packet in packets {
+    for (n, packet) in packets.enumerated() {
         trivialSum += Double(try FloodgateProgram.testRun(programFD: trivial.programFD, packet: packet).durationNS)
-        for (i, program) in fresh.all.enumerated() { sums[i] += Double(try program.testRun(packet).durationNS) }
+        let order = Array(fresh.all.enumerated())
+        for (i, program) in n % 2 == 0 ? order : order.reversed() {
+            sums[i] += Double(try program.testRun(packet).durationNS)
+        }
     }
     let count = Double(packets.count)
     rows.append(

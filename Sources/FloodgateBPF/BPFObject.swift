@@ -43,7 +43,7 @@ public final class BPFObject: @unchecked Sendable {
         guard let object = opened else {
             let code = errno
             image.deallocate()
-            throw FloodgateError("open the embedded \(what)", errno: code)
+            throw FloodgateError("open the \(what)", errno: code)
         }
         // Loaded before self owns the object: an initializer that throws once every stored property is set runs
         // deinit, which would close the object and free the image a second time.

@@ -1,3 +1,4 @@
+internal import CFloodgate
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -24,7 +25,12 @@ public struct FloodgateError: Error, CustomStringConvertible, Sendable {
 
     public var description: String {
         var text = operation
-        if let errno {
+        if let errno, errno >= 4000, errno < 4100 {
+            // libbpf's own codes (LIBBPF_ERRNO__*: not an ELF, not a BPF object, ...), which strerror does not know.
+            var message = [CChar](repeating: 0, count: 128)
+            _ = libbpf_strerror(Int32(errno), &message, message.count)
+            text += ": \(String(cString: message)) (libbpf error \(errno))"
+        } else if let errno {
             text += ": \(String(cString: strerror(errno))) (\(FloodgateError.errnoName(errno)))"
         }
         if let hint { text += ". \(hint)" }

@@ -42,6 +42,21 @@ public final class FloodgateProgram: @unchecked Sendable {
                 }
                 try check("size \(name) to \(entries) entries", bpf_map__set_max_entries(map, entries))
             }
+            // Another build's object is written through this build's layouts: each map must be as this build
+            // declares it, or nothing is loaded.
+            if objectBytes != nil {
+                for (name, layout) in try MapLayout.embedded() {
+                    guard let map = bpf_object__find_map_by_name(object, name) else {
+                        throw FloodgateError("the other BPF object has no map \(name)")
+                    }
+                    let found = MapLayout(
+                        type: bpf_map__type(map).rawValue, keySize: bpf_map__key_size(map),
+                        valueSize: bpf_map__value_size(map))
+                    guard found == layout else {
+                        throw FloodgateError("the other BPF object's map \(name) is \(found); this build's is \(layout)")
+                    }
+                }
+            }
             try resize(FG_MAP_SOURCES, to: maxSources)
             try resize(FG_MAP_AUTO_BANS, to: maxAutoBans)
             try resize(FG_MAP_PREFIXES, to: max(1024, maxSources / 4))
