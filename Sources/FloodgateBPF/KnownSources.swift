@@ -79,8 +79,7 @@ public final class KnownSources: @unchecked Sendable {
             sources += count
             for i in 0..<count { mark(keys[i].addr) }
         }
-        let trusted: BPFMap<fg_addr, fg_trust> = maps.map(FG_MAP_TRUSTED)
-        try trusted.batches { keys, _, count in
+        try maps.trustedMap.batches { keys, _, count in
             for i in 0..<count { mark(keys[i]) }
         }
         cfloodgate_fence()
