@@ -361,7 +361,7 @@ struct fg_addr {
  * fg_known: which addresses may have state, so that a packet from one that
  * has none is known to be new without a lookup that misses in a map of a
  * million entries (a trip to memory): a bit per address hash, two halves of
- * FG_KNOWN_WORDS 64-bit words (1 MiB each), after FG_KNOWN_HEADER words of
+ * FG_KNOWN_WORDS 64-bit words (512 KiB each), after FG_KNOWN_HEADER words of
  * which [FG_KNOWN_SEED] is the hash's seed (random, set when the maps are made)
  * and [FG_KNOWN_ACTIVE] the half XDP reads. Every entry made in fg_sources
  * (XDP) or fg_trusted (floodgate_inside) sets its address's bit in both halves,
@@ -371,13 +371,20 @@ struct fg_addr {
  * set for an address without state (another address's hash, an entry since
  * evicted): then the lookups are made as before. A clear bit in the half XDP
  * reads always means no state: the only way to a wrong "new".
+ *
+ * Its size: 2^22 bits, four per source of the default million, of which at
+ * most 21% are set at a full map (1 - e^-1/4.19); a set bit costs a refused
+ * source the lookups. At 2^23 bits (1 MiB a half, 11% set) the half does not
+ * stay in a core's 1 MiB L2 beside a flood's frames: half of the worst case's
+ * samples in the filter were on this load; at 2^22 a sixth (README, "The
+ * known-source filter's size").
  */
-#define FG_KNOWN_BITS_LOG 23
-#define FG_KNOWN_WORDS 131072 /* 2^FG_KNOWN_BITS_LOG / 64 */
+#define FG_KNOWN_BITS_LOG 22
+#define FG_KNOWN_WORDS 65536 /* 2^FG_KNOWN_BITS_LOG / 64 */
 #define FG_KNOWN_HEADER 8
 #define FG_KNOWN_SEED 0
 #define FG_KNOWN_ACTIVE 1
-#define FG_KNOWN_ENTRIES 262152 /* FG_KNOWN_HEADER + 2 * FG_KNOWN_WORDS */
+#define FG_KNOWN_ENTRIES 131080 /* FG_KNOWN_HEADER + 2 * FG_KNOWN_WORDS */
 _Static_assert(FG_KNOWN_WORDS == 1u << (FG_KNOWN_BITS_LOG - 6), "fg_known: a half's words");
 _Static_assert(FG_KNOWN_ENTRIES == FG_KNOWN_HEADER + 2 * FG_KNOWN_WORDS, "fg_known: its entries");
 

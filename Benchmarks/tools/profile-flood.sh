@@ -14,11 +14,11 @@ tools=Benchmarks/tools
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 [ -x "$tools/jit-lines" ] || cc -O1 -o "$tools/jit-lines" "$tools/jit-lines.c" -lbpf
-swift build -c release --product floodgate >/dev/null
+[ -n "${FLOODGATE_NO_BUILD:-}" ] || swift build -c release --product floodgate >/dev/null
 .build/release/floodgate flood --scenario "$scenario" --filter floodgate --seconds 5 --packets 1000000000 "$@" 2>/dev/null &
 flood=$!
 sleep 2.2
-id=$(bpftool prog show name floodgate_xdp | head -1 | cut -d: -f1)
+id=$(bpftool prog show name floodgate_xdp | awk -F: 'NR == 1 {print $1}')  # awk reads it all: head would end bpftool with SIGPIPE, which pipefail makes fatal
 "$tools/jit-lines" "$id" > "$work/lines"
 perf record -a -o "$work/perf.data" -- sleep 1.5 2>/dev/null
 wait "$flood"

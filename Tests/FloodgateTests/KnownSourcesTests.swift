@@ -52,7 +52,7 @@ import Testing
         for s in strangers { #expect(try p.judge(Packet.request("OPTIONS", src: s)).2 == .passed, "\(s)") }
         #expect(try p.judge(Packet.request("REGISTER", src: phone, ttl: 60)).2 == .passed)
         for s in strangers + [phone] { #expect(known.mayHave(SourceAddress(s)!), "\(s)") }
-        // Addresses never seen: their bits are clear but for the odd collision (about 60 bits set of 8 Mi).
+        // Addresses never seen: their bits are clear but for the odd collision (about 60 bits set of 4 Mi).
         let unseen = (0..<1000).filter { !known.mayHave(SourceAddress("2001:db8:77::\(String($0, radix: 16))")!) }
         #expect(unseen.count >= 995)
     }
