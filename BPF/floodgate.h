@@ -115,8 +115,11 @@
 #define FG_SIGNATURE_USER_AGENT 0x75 /* 'u' */
 #define FG_SIGNATURE_FROM 0x66	     /* 'f' */
 /* Slots of the per-CPU drop cache (a power of two), and how many drops a slot
- * holds before it adds them to the source's entry in fg_sources. */
+ * holds before it adds them to the source's entry in fg_sources. The map's
+ * entries are groups of FG_DROP_CACHE_GROUP slots (see struct fg_drop_slot). */
 #define FG_DROP_CACHE_SLOTS 4096
+#define FG_DROP_CACHE_GROUP 512
+#define FG_DROP_CACHE_GROUPS 8 /* FG_DROP_CACHE_SLOTS / FG_DROP_CACHE_GROUP */
 #define FG_DROP_CACHE_FLUSH 256
 /* A drained prefix stays in the drop cache for at least this long (or its
  * bucket's tau, if shorter): see fg_prefix_cache_until. */
@@ -708,9 +711,17 @@ struct fg_scratch {
 };
 
 /*
- * fg_drop_cache[slot], per CPU: a source whose packets are being dropped, and
- * the jiffy until which they can be dropped without the shared lookups.
+ * A slot of the per-CPU drop cache: a source whose packets are being dropped,
+ * and the jiffy until which they can be dropped without the shared lookups.
  * Written by XDP; read by the agent only to add the pending drops to `top`.
+ *
+ * Slot i is fg_drop_cache[i / FG_DROP_CACHE_GROUP], the
+ * (i % FG_DROP_CACHE_GROUP)th of the FG_DROP_CACHE_GROUP slots in that entry's
+ * value. A per-CPU array keeps a pointer per entry, which a lookup loads
+ * before it gets to the value: with a slot an entry, 4,096 pointers (32 KiB)
+ * and a random source's slot two dependent misses; with eight entries the
+ * pointers share one cache line that stays in cache. (32 KiB is the most a
+ * per-CPU value may hold.)
  */
 struct fg_drop_slot {
 	struct fg_source_key key;
@@ -780,6 +791,9 @@ _Static_assert(sizeof(struct fg_cidr_key) == 20, "fg_cidr_key layout");
 _Static_assert(sizeof(struct fg_ban) == 16, "fg_ban layout");
 _Static_assert(sizeof(struct fg_signature_key) == 36, "fg_signature_key layout");
 _Static_assert(sizeof(struct fg_drop_slot) == 64, "fg_drop_slot layout");
+_Static_assert(FG_DROP_CACHE_GROUP * sizeof(struct fg_drop_slot) <= 32768, "a drop-cache entry fits a per-CPU value");
+_Static_assert(FG_DROP_CACHE_GROUPS * FG_DROP_CACHE_GROUP == FG_DROP_CACHE_SLOTS && (FG_DROP_CACHE_GROUP & (FG_DROP_CACHE_GROUP - 1)) == 0,
+	       "drop-cache groups");
 _Static_assert(sizeof(struct fg_cpu_state) == 64 + FG_CLASS_MAX * sizeof(struct fg_class_counters),
 	       "fg_cpu_state layout");
 _Static_assert((FG_DROP_CACHE_SLOTS & (FG_DROP_CACHE_SLOTS - 1)) == 0, "slots: a power of two");

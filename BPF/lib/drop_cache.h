@@ -35,12 +35,16 @@
 #include "state.h"
 #include "autoban.h"
 
-/* fg_drop_cache: see above. */
+/* fg_drop_cache: see above; its entries are groups of slots (floodgate.h). */
+struct fg_drop_group {
+	struct fg_drop_slot slots[FG_DROP_CACHE_GROUP];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, FG_DROP_CACHE_SLOTS);
+	__uint(max_entries, FG_DROP_CACHE_GROUPS);
 	__type(key, __u32);
-	__type(value, struct fg_drop_slot);
+	__type(value, struct fg_drop_group);
 } fg_drop_cache SEC(".maps");
 
 
@@ -62,9 +66,10 @@ static __always_inline int fg_same_key(const struct fg_source_key *a, const stru
 
 static __always_inline struct fg_drop_slot *fg_cache_slot(const struct fg_source_key *key)
 {
-	__u32 index = fg_slot_index(key);
+	__u32 index = fg_slot_index(key), entry = index / FG_DROP_CACHE_GROUP;
+	struct fg_drop_group *group = bpf_map_lookup_elem(&fg_drop_cache, &entry);
 
-	return bpf_map_lookup_elem(&fg_drop_cache, &index);
+	return group ? &group->slots[index & (FG_DROP_CACHE_GROUP - 1)] : NULL;
 }
 
 /* Add a slot's pending drops to its source's entry. A source the LRU has

@@ -201,14 +201,24 @@ public final class FilterMaps: @unchecked Sendable {
 
     /// Every CPU's value of `key` in the per-CPU map `fd` (values are 8-byte aligned, one per possible CPU).
     func perCPU<Value>(_ fd: Int32, key: UInt32, as: Value.Type, what: String) throws -> [Value] {
+        try perCPU(fd, key: key, count: 1, as: Value.self, what: what)
+    }
+
+    /// A per-CPU entry whose value is `count` consecutive `Value`s: every CPU's, one CPU after another.
+    func perCPU<Value>(_ fd: Int32, key: UInt32, count: Int, as: Value.Type, what: String) throws -> [Value] {
         let cpus = Int(libbpf_num_possible_cpus())
         guard cpus > 0 else { throw FloodgateError("count possible CPUs", libbpfResult: Int32(cpus)) }
-        let stride = (MemoryLayout<Value>.size + 7) & ~7
+        let size = MemoryLayout<Value>.stride * (count - 1) + MemoryLayout<Value>.size
+        let stride = (size + 7) & ~7
         var buffer = [UInt8](repeating: 0, count: stride * cpus)
         var key = key
         try check("read \(what)[\(key)]", bpf_map_lookup_elem(fd, &key, &buffer))
         return buffer.withUnsafeBytes { raw in
-            (0..<cpus).map { raw.loadUnaligned(fromByteOffset: $0 * stride, as: Value.self) }
+            (0..<cpus).flatMap { cpu in
+                (0..<count).map {
+                    raw.loadUnaligned(fromByteOffset: cpu * stride + $0 * MemoryLayout<Value>.stride, as: Value.self)
+                }
+            }
         }
     }
 
@@ -297,9 +307,11 @@ public final class FilterMaps: @unchecked Sendable {
     /// Drops counted in the per-CPU drop cache and not yet in `fg_sources`, by source and class.
     func pendingDrops() throws -> [SourceKey: UInt64] {
         var pending: [SourceKey: UInt64] = [:]
-        for index in 0..<UInt32(FG_DROP_CACHE_SLOTS) {
+        // Each entry is a group of FG_DROP_CACHE_GROUP slots (BPF/floodgate.h).
+        for group in 0..<UInt32(FG_DROP_CACHE_GROUPS) {
             // Prefix slots (class FG_CLASS_MAX and past) count nothing; a source's slot has its class.
-            for slot in try perCPU(dropCacheFD, key: index, as: fg_drop_slot.self, what: FG_MAP_DROP_CACHE)
+            for slot in try perCPU(
+                dropCacheFD, key: group, count: Int(FG_DROP_CACHE_GROUP), as: fg_drop_slot.self, what: FG_MAP_DROP_CACHE)
             where slot.pending > 0 && UInt32(slot.key.traffic_class) < FG_CLASS_MAX.rawValue {
                 pending[SourceKey(slot.key), default: 0] += slot.pending
             }
