@@ -236,6 +236,70 @@ import Testing
         }
     }
 
+    /// The plain frames (Ethernet, IPv4 without options or IPv6 without extension headers, UDP) take a short
+    /// parse of their own (`fg_parse_plain_udp4` and `6`); behind a VLAN tag the same packet takes the general
+    /// walk. Both must count it alike: class, reason and action, for every payload and source below, among them
+    /// bogus sources, short datagrams, keep-alives, blanks before the method and a hop-by-hop header (which takes
+    /// IPv6 off the short parse).
+    @Test func thePlainFramesShortParseAgreesWithTheGeneralWalk() throws {
+        let payloads: [[UInt8]] = [
+            "OPTIONS sip:x SIP/2.0\r\n", "INVITE sip:1@x SIP/2.0\r\nCSeq: 1 INVITE\r\n\r\n",
+            "REGISTER sip:x SIP/2.0\r\nCSeq: 1 REGISTER\r\n\r\n", "\r\n\r\n", "\r\n", "",
+            "\r\nOPTIONS sip:x SIP/2.0\r\n\r\n", "SIP/2.0 200 OK\r\nCSeq: 1 OPTIONS\r\n\r\n", "ACK sip:x SIP/2.0",
+            "options sip:x SIP/2.0\r\n\r\n", "REGISTERX sip:x SIP/2.0\r\n\r\n", "BYE",
+        ].map { Array($0.utf8) }
+        let sources4 = ["198.18.1.1", "127.0.0.1", "0.1.2.3", "224.0.0.1", "255.255.255.255"]
+        let sources6 = ["2001:db8::1", "::1", "::", "ff02::1", "::ffff:198.18.1.1", "fe80::1"]
+        let ports: [UInt16] = [5060, 5061, 15000, 9]
+        var frames: [(String, plain: [UInt8], tagged: [UInt8])] = []
+        for payload in payloads {
+            for port in ports {
+                let udp = Packet.udp(dport: port, payload)
+                for src in sources4 {
+                    let ip = Packet.ipv4(src: src, proto: Packet.Proto.udp, udp)
+                    frames.append((
+                        "\(src) :\(port) \(String(decoding: payload, as: UTF8.self).debugDescription)",
+                        Packet.ethernet(Packet.EtherType.ipv4, ip),
+                        Packet.ethernet(Packet.EtherType.ipv4, vlans: [Packet.EtherType.vlan], ip)))
+                }
+                for src in sources6 {
+                    for hop in [false, true] {
+                        let ip = Packet.ipv6(
+                            src: src, proto: Packet.Proto.udp, udp,
+                            extensions: hop ? [(Packet.Proto.hopByHop, Packet.optionsBody())] : [])
+                        frames.append((
+                            "\(src)\(hop ? " hop-by-hop" : "") :\(port) \(String(decoding: payload, as: UTF8.self).debugDescription)",
+                            Packet.ethernet(Packet.EtherType.ipv6, ip),
+                            Packet.ethernet(Packet.EtherType.ipv6, vlans: [Packet.EtherType.vlan], ip)))
+                    }
+                }
+            }
+        }
+        let limits: [TrafficClass: Limit] = Dictionary(uniqueKeysWithValues: TrafficClass.all.map { ($0, .unlimited) })
+        let plain = try loadProgram(limits: limits)
+        let tagged = try loadProgram(limits: limits)
+        var shortParsed = 0
+        for (name, plainFrame, taggedFrame) in frames {
+            let before = (try plain.maps.counters().packets, try tagged.maps.counters().packets)
+            let actions = (try plain.verdict(plainFrame), try tagged.verdict(taggedFrame))
+            let after = (try plain.maps.counters().packets, try tagged.maps.counters().packets)
+            var counted: [[String]] = [[], []]
+            for c in TrafficClass.all {
+                for r in Reason.all {
+                    if after.0[c, r] > before.0[c, r] { counted[0].append("\(c) \(r)") }
+                    if after.1[c, r] > before.1[c, r] { counted[1].append("\(c) \(r)") }
+                }
+            }
+            #expect(actions.0 == actions.1, "\(name)")
+            #expect(counted[0] == counted[1] && counted[0].count == 1, "\(name): \(counted[0]) against \(counted[1])")
+            if counted[0].first?.hasPrefix("options ") == true || counted[0].first?.hasPrefix("invite ") == true {
+                shortParsed += 1
+            }
+        }
+        // The frames really reached the classes the short parse gives (not all malformed, say).
+        #expect(shortParsed >= 20, "\(shortParsed) frames counted as OPTIONS or INVITE")
+    }
+
     /// Every prefix of a valid frame: until the last header byte the parser needs, the frame is malformed (dropped,
     /// or passed with --on-malformed pass); from then on it is classified. Nothing else may happen.
     @Test(arguments: [
@@ -246,6 +310,7 @@ import Testing
             proto: Packet.Proto.tcp, Packet.tcp(dport: 5061), options: [1, 1, 1, 0])), 14 + 24 + 20),
         ("IPv6 ext/UDP", Packet.udp6(dport: 5060, extensions: [(Packet.Proto.hopByHop, Packet.optionsBody(units: 2))]),
          14 + 40 + 16 + 8),
+        ("IPv6/UDP", Packet.udp6(dport: 5060), 14 + 40 + 8),
         ("IPv4/ICMP", Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(proto: Packet.Proto.icmp, Packet.icmp())),
          14 + 20 + 8),
     ])
