@@ -331,8 +331,9 @@ enum fg_inside_count {
 };
 
 /* Bumped whenever a pinned map's layout or meaning changes: a filter pinned by
- * a build with another version is not adopted. */
-#define FG_LAYOUT_VERSION 9
+ * a build with another version is not adopted. 10: fg_known's halves of 2^22
+ * bits, fg_drop_cache's entries of FG_DROP_CACHE_GROUP slots. */
+#define FG_LAYOUT_VERSION 10
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*
@@ -375,12 +376,13 @@ struct fg_addr {
  * evicted): then the lookups are made as before. A clear bit in the half XDP
  * reads always means no state: the only way to a wrong "new".
  *
- * Its size: 2^22 bits, four per source of the default million, of which at
- * most 21% are set at a full map (1 - e^-1/4.19); a set bit costs a refused
- * source the lookups. At 2^23 bits (1 MiB a half, 11% set) the half does not
- * stay in a core's 1 MiB L2 beside a flood's frames: half of the worst case's
- * samples in the filter were on this load; at 2^22 a sixth (README, "The
- * known-source filter's size").
+ * Its size: 2^22 bits, four per source of the default million. At a full
+ * source map 21% are set after a rebuild (1 - e^-1/4.19) and up to 41% before
+ * the next (the bits of evicted entries stay until then); a set bit costs a
+ * refused source the lookups. At 2^23 bits (1 MiB a half; 11% and 23%) the
+ * half did not stay in a core's 1 MiB L2 beside a flood's frames: half of the
+ * worst case's samples in the filter were on this load; at 2^22, a sixth to a
+ * third (README, "The known-source filter's size").
  */
 #define FG_KNOWN_BITS_LOG 22
 #define FG_KNOWN_WORDS 65536 /* 2^FG_KNOWN_BITS_LOG / 64 */
@@ -720,8 +722,8 @@ struct fg_scratch {
  * value. A per-CPU array keeps a pointer per entry, which a lookup loads
  * before it gets to the value: with a slot an entry, 4,096 pointers (32 KiB)
  * and a random source's slot two dependent misses; with eight entries the
- * pointers share one cache line that stays in cache. (32 KiB is the most a
- * per-CPU value may hold.)
+ * pointers are 64 bytes (one or two cache lines) that stay in cache. (32 KiB
+ * is the most a per-CPU value may hold.)
  */
 struct fg_drop_slot {
 	struct fg_source_key key;
