@@ -244,6 +244,76 @@ import Testing
         for _ in 0..<5 { #expect(try program.judge(register("198.18.90.1")).2 == .passed) }
     }
 
+    /// While a flood keeps the new-source budget empty, each CPU holds the budget's refusal until the jiffy in
+    /// which its next token comes due (`fg_budget_refuses`): the flood's packets then read no clock. What a
+    /// forger could want of that hold is to keep real new sources out longer than the budget would. Beside the
+    /// same program without the hold (no drop cache), one new source every 0.7 ms on both, on one test clock:
+    /// the hold admits no source earlier than the budget would, none more than a jiffy later, and loses no token.
+    @Test func theNewSourceBudgetsHeldRefusalAdmitsWhatTheBudgetWould() throws {
+        let jiffy = UInt64(Settings.jiffyNanoseconds)
+        try #require(jiffy > 0 && jiffy < 45_000_000, "the tolerance below holds a jiffy's tokens")
+        var policy = perSourceOnly
+        policy.newSources = .rate(100, burst: 10)  // a token every 10 ms, a tolerance of 90 ms
+        var unheldSettings = Settings.defaults
+        unheldSettings.dropCache = false
+        let held = try loadProgram(policy: policy, maxSources: 8192, testClock: true)
+        let unheld = try loadProgram(settings: unheldSettings, policy: policy, maxSources: 8192, testClock: true)
+        let start: UInt64 = 1_000_000_000_000, step: UInt64 = 700_000
+        var admitted: [[UInt64]] = [[], []]
+        for i in 0..<3000 {
+            let now = start + UInt64(i) * step
+            let packet = Packet.request("REGISTER", src: "198.18.\(i / 250).\(i % 250 + 1)")
+            for (n, program) in [held, unheld].enumerated() {
+                try program.setTestClock(nanoseconds: now)
+                let reason = try program.judge(packet).2
+                try #require(reason == .passed || reason == .droppedNewSource, "\(String(describing: reason))")
+                if reason == .passed { admitted[n].append(now) }
+            }
+        }
+        let (withHold, without) = (admitted[0], admitted[1])
+        // 10 at once, then one each 10 ms over 2.1 s.
+        #expect(without.count >= 215 && without.count <= 222, "\(without.count)")
+        // The last token may still be held when the run ends.
+        #expect(withHold.count == without.count || withHold.count == without.count - 1, "\(withHold.count) \(without.count)")
+        for (a, b) in zip(withHold, without) {
+            #expect(a >= b, "admitted at \(a - start) ns, before the budget's \(b - start)")
+            #expect(a - b <= jiffy + step, "admitted at \(a - start) ns, more than a jiffy after \(b - start)")
+        }
+        // The hold did act: some tokens were taken after the packet the budget would have given them to.
+        #expect(zip(withHold, without).contains { $0 > $1 })
+    }
+
+    /// An operator who raises the new-source budget in the middle of such a flood lets new sources in as soon as
+    /// the new budget has a token: a hold worked out under the old budget is void (the policy generation), and a
+    /// TAT the old budget left far ahead is clamped, not held.
+    @Test func raisingTheNewSourceBudgetEndsAHeldRefusal() throws {
+        try #require(Settings.jiffyNanoseconds > 0)
+        var policy = perSourceOnly
+        policy.newSources = .rate(1, burst: 2)
+        let program = try loadProgram(policy: policy, maxSources: 1000, testClock: true)
+        var now: UInt64 = 1_000_000_000_000
+        var next = 0
+        func newSource() throws -> Reason? {
+            next += 1
+            return try program.judge(Packet.request("REGISTER", src: "198.18.70.\(next)")).2
+        }
+        #expect(try newSource() == .passed)
+        #expect(try newSource() == .passed)
+        // The budget is empty: its next token is a second away, and this CPU holds the refusal until then.
+        for _ in 0..<5 {
+            #expect(try newSource() == .droppedNewSource)
+            now += 1_000_000
+            try program.setTestClock(nanoseconds: now)
+        }
+        try program.maps.setLimit(.rate(1000, burst: 10), .newSources)
+        // The old budget's TAT, two seconds ahead, is clamped to an empty bucket under the new one...
+        #expect(try newSource() == .droppedNewSource)
+        // ...whose next token is 1 ms away.
+        now += 1_000_000
+        try program.setTestClock(nanoseconds: now)
+        #expect(try newSource() == .passed)
+    }
+
     /// A budget of 1/s with a burst of 81 packets (a tolerance of 80 intervals) split over 8 priority levels: each
     /// level may reach 10 intervals deeper, so as the budget drains, options go first, then register, and so on;
     /// the allow-listed last of all. The test clock stands still, so the budget never refills meanwhile.
