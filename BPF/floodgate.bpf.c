@@ -693,8 +693,7 @@ static __always_inline __u32 fg_policy(struct fg_ctx *c, struct fg_packet *pkt)
 			return FG_REASON_DROPPED_BAN;
 		}
 	}
-	if (s->allow_entries)
-		allow = fg_allow_entry(&pkt->src);
+	allow = fg_allow_entry(s, &pkt->src);
 	if (allow) {
 		/* Not cached: the address's own packets must still reach this check. */
 		if (!fg_allowed_ttl_ok(s, allow, pkt->ttl, fg_is_sip(pkt->traffic_class)))

@@ -312,6 +312,14 @@ struct fg_settings {
 	__u32 agent_pid;		    /* the `floodgate run` keeping this filter in step with its config; 0: none */
 	/* Read by XDP again. */
 	__u32 peer_bans;		    /* 0: fg_peer_bans (bans learned over BGP) is empty, skip its lookup */
+	__u32 reserved[2];
+	/* Where the allow list's entries lie, by the first byte of the address
+	 * (an IPv4 source's first octet; an IPv6 one's first byte): bit b of
+	 * the 256 is set if some entry holds an address that starts with b. A
+	 * source whose bit is clear is on no entry and skips the trie lookup
+	 * (fg_allow_maybe). Written with allow_entries. */
+	__u64 allow_v4_first[4];
+	__u64 allow_v6_first[4];
 };
 
 /* settings.calls_tracked */
@@ -332,8 +340,9 @@ enum fg_inside_count {
 
 /* Bumped whenever a pinned map's layout or meaning changes: a filter pinned by
  * a build with another version is not adopted. 10: fg_known's halves of 2^22
- * bits, fg_drop_cache's entries of FG_DROP_CACHE_GROUP slots. */
-#define FG_LAYOUT_VERSION 10
+ * bits, fg_drop_cache's entries of FG_DROP_CACHE_GROUP slots. 11: the allow
+ * list's first bytes in fg_settings. */
+#define FG_LAYOUT_VERSION 11
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*
@@ -765,7 +774,7 @@ struct fg_cpu_state {
 	struct fg_class_counters counters[FG_CLASS_MAX];
 };
 
-_Static_assert(sizeof(struct fg_settings) == 200, "fg_settings layout");
+_Static_assert(sizeof(struct fg_settings) == 272, "fg_settings layout");
 _Static_assert(sizeof(struct fg_caller_key) == 20, "fg_caller_key layout");
 _Static_assert(sizeof(struct fg_caller) == 24, "fg_caller layout");
 _Static_assert(sizeof(struct fg_active_call_key) == 32, "fg_active_call_key layout");

@@ -82,11 +82,30 @@ static __always_inline int fg_in_list(void *list, const struct fg_addr *addr)
 	return bpf_map_lookup_elem(list, &key) != NULL;
 }
 
+/* Could an allow entry hold addr? A clear bit of the first bytes the
+ * entries start with (fg_settings) says no without the trie's lookup: a
+ * random-source flood's packets are mostly from elsewhere. */
+static __always_inline int fg_allow_maybe(const struct fg_settings *s, const struct fg_addr *addr)
+{
+	const __u64 *bits = s->allow_v6_first;
+	__u32 first = bpf_ntohl(addr->words[0]) >> 24;
+
+	if (!s->allow_entries)
+		return 0;
+	if (fg_is_v4(addr)) {
+		bits = s->allow_v4_first;
+		first = bpf_ntohl(addr->words[3]) >> 24;
+	}
+	return (bits[(first >> 6) & 3] >> (first & 63)) & 1;
+}
+
 /* The allow entry that covers addr, if any. */
-static __always_inline struct fg_allow_entry *fg_allow_entry(const struct fg_addr *addr)
+static __always_inline struct fg_allow_entry *fg_allow_entry(const struct fg_settings *s, const struct fg_addr *addr)
 {
 	struct fg_cidr_key key = {.prefixlen = 128, .addr = *addr};
 
+	if (!fg_allow_maybe(s, addr))
+		return NULL;
 	return bpf_map_lookup_elem(&fg_allow, &key);
 }
 

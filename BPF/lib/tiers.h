@@ -144,7 +144,7 @@ static __always_inline int fg_prefix_holds_trusted(const struct fg_settings *s, 
  * ban. */
 static __always_inline int fg_is_vouched_for(const struct fg_settings *s, const struct fg_addr *addr)
 {
-	if (s->allow_entries && fg_in_list(&fg_allow, addr))
+	if (fg_allow_maybe(s, addr) && fg_in_list(&fg_allow, addr))
 		return 1;
 	return fg_verified(s, addr, fg_clock_ns()) != NULL;
 }

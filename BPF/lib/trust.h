@@ -185,7 +185,7 @@ static __always_inline void fg_verify(struct fg_settings *s, const struct fg_add
 	__u64 now = fg_clock_ns(), until = now + (__u64)s->trust_seconds * 1000000000ULL;
 	struct fg_trust *t = bpf_map_lookup_elem(&fg_trusted, addr);
 	struct fg_trust fresh = {.until_ns = until, .pin = {.ttl = ttl, .set = 1}};
-	struct fg_allow_entry *entry = s->allow_entries ? fg_allow_entry(addr) : NULL;
+	struct fg_allow_entry *entry = fg_allow_entry(s, addr);
 	int renewal = t && t->until_ns > now;
 
 	/* An allow entry's pin moves on the same evidence. */

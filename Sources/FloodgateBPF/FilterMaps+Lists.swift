@@ -165,10 +165,50 @@ extension FilterMaps {
             let settings = try rawSettings()
             try syncAllowPrefixes(prefixV4: settings.prefix_v4, prefixV6: settings.prefix_v6)
         }
+        let first = list == .allow ? FilterMaps.allowFirstBytes(try listKeys(.allow).map(CIDR.init(key:))) : nil
         try updateSettings { settings in
-            if list == .deny { settings.deny_entries = count } else { settings.allow_entries = count }
+            if let first {
+                settings.allow_entries = count
+                settings.allow_v4_first = (first.v4[0], first.v4[1], first.v4[2], first.v4[3])
+                settings.allow_v6_first = (first.v6[0], first.v6[1], first.v6[2], first.v6[3])
+            } else {
+                settings.deny_entries = count
+            }
             settings.policy_generation &+= 1
         }
+    }
+
+    /// The first bytes of the addresses the allow list holds (`fg_settings.allow_v4_first` and `allow_v6_first`,
+    /// four words of 64 bits each): bit b of the IPv4 set if an entry holds an IPv4 source whose first octet is b,
+    /// of the IPv6 set if one holds an IPv6 source (not IPv4-mapped) whose first byte is b. XDP looks an address up
+    /// only if its bit is set, so a bit may be set needlessly (one lookup more) but never left clear.
+    ///
+    /// A reader of the settings while they are rewritten may see each word old or new: a bit set in both is set
+    /// in either, so no entry that was on the list before the change and stays on it is missed meanwhile.
+    public static func allowFirstBytes(_ allow: [CIDR]) -> (v4: [UInt64], v6: [UInt64]) {
+        var v4 = [UInt64](repeating: 0, count: 4), v6 = [UInt64](repeating: 0, count: 4)
+        /// Sets the bits of the first bytes a network of `bits` bits from `first` starts with (1 if `bits` >= 8).
+        func mark(_ words: inout [UInt64], _ first: UInt8, _ bits: Int) {
+            let count = bits >= 8 ? 1 : 1 << (8 - bits)
+            for b in Int(first)..<Int(first) + count { words[b >> 6] |= 1 << UInt64(b & 63) }
+        }
+        let mappedZero = SourceAddress(bytes: [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF, 0, 0, 0, 0])
+        for cidr in allow {
+            let bytes = cidr.address.bytes
+            if cidr.keyLength > 96 {
+                // Within ::ffff:0:0/96 (IPv4) or wholly outside it (IPv6).
+                if cidr.address.isIPv4 {
+                    mark(&v4, bytes[12], cidr.keyLength - 96)
+                } else {
+                    mark(&v6, bytes[0], cidr.keyLength)
+                }
+                continue
+            }
+            // A network of 96 bits or fewer holds all of IPv4 if it holds ::ffff:0.0.0.0, and IPv6 addresses too.
+            if cidr.contains(mappedZero) { mark(&v4, 0, 0) }
+            mark(&v6, bytes[0], cidr.keyLength)
+        }
+        return (v4, v6)
     }
 
     // MARK: SIP servers

@@ -373,6 +373,9 @@ public final class OracleProgram: @unchecked Sendable {
         try FloodgateProgram.testRun(programFD: loaded.programFD, packet: frame).action
     }
 
+    /// Its program, for `BPF_PROG_TEST_RUN` (the cost benchmark's floor).
+    public var programFD: Int32 { loaded.programFD }
+
     /// Attaches it in native mode to `interface` of namespace `ns`; closing the returned descriptor detaches it.
     public func attach(_ interface: String, namespace ns: String) throws -> Int32 {
         let fd = loaded.programFD

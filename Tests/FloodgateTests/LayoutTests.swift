@@ -8,7 +8,7 @@ import Testing
 /// them differently from the BPF program (cilium's alignchecker does the same for Go).
 @Suite struct LayoutTests {
     @Test func structSizesMatchTheStaticAssertsOfTheHeader() {
-        #expect(MemoryLayout<fg_settings>.size == 200)
+        #expect(MemoryLayout<fg_settings>.size == 272)
         #expect(MemoryLayout<fg_caller_key>.size == 20)
         #expect(MemoryLayout<fg_caller>.size == 24)
         #expect(MemoryLayout<fg_active_call_key>.size == 32)

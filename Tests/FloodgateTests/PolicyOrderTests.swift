@@ -188,6 +188,58 @@ import Testing
         }
     }
 
+    /// An INVITE from `src`, over IPv4 or IPv6.
+    static func invite(from src: String) -> [UInt8] {
+        guard src.contains(":") else { return Packet.request("INVITE", src: src) }
+        let text = "INVITE sip:100@[2001:db8::2] SIP/2.0\r\nVia: SIP/2.0/UDP [\(src)]:5060;branch=z9hG4bK-1\r\n"
+            + "Call-ID: 1@\(src)\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        return Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+            src: src, dst: "2001:db8::2", proto: Packet.Proto.udp, Packet.udp(sport: 5060, dport: 5060, Array(text.utf8))))
+    }
+
+    /// The first bytes the allow list's entries start with (in the settings) spare most sources the trie's lookup;
+    /// they must never spare an allow-listed one, nor let in one the list does not hold. Entries of every shape
+    /// (IPv4 /32, /24 and a /4 over sixteen first octets; IPv6 /128, /48 and a /6 over four first bytes), each
+    /// judged at its first and last address and just outside both, beside neighbours that share a first byte and
+    /// a source for every other first byte: allow-listed exactly where an entry holds the address. Then an IPv6
+    /// entry that holds all of IPv4 (::/1), and the list emptied again.
+    @Test func theAllowListsFirstBytesNeverHideAnEntry() throws {
+        let entries = try ["198.18.50.7", "203.0.113.0/24", "64.0.0.0/4", "2001:db8:5::9", "2001:db8:77::/48",
+                           "2c00::/6"].map(CIDR.init)
+        let program = try loadProgram(policy: perSourceOnly)
+        try program.maps.addCIDRs(entries, to: .allow)
+        var sources = [
+            "198.18.50.6", "198.18.50.7", "198.18.50.8", "198.1.2.3",
+            "203.0.112.255", "203.0.113.0", "203.0.113.255", "203.0.114.0", "203.255.0.1",
+            "63.255.255.255", "64.0.0.0", "79.255.255.255", "80.0.0.0",
+            "2001:db8:5::8", "2001:db8:5::9", "2001:db8:5::a", "2001:db8:99::1",
+            "2001:db8:76:ffff:ffff:ffff:ffff:ffff", "2001:db8:77::", "2001:db8:77:ffff:ffff:ffff:ffff:ffff",
+            "2001:db8:78::", "2bff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "2c00::", "2fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "3000::",
+        ]
+        sources += (1..<224).filter { $0 != 127 }.map { "\($0).77.1.2" }
+        sources += (1..<255).map { "\(String($0, radix: 16))00::1" }
+        var allowed = 0
+        for src in sources {
+            let address = try #require(SourceAddress(src))
+            let expected: Reason = entries.contains { $0.contains(address) } ? .passedAllow : .passed
+            if expected == .passedAllow { allowed += 1 }
+            #expect(try program.judge(Self.invite(from: src)).2 == expected, "\(src)")
+        }
+        #expect(allowed == 30, "the sources above: 10 at the entries' edges, 16 first octets and 4 first bytes")
+
+        // ::/1 holds ::ffff:0:0/96, so every IPv4 source, and IPv6 sources whose first bit is 0.
+        let wide = try CIDR("::/1")
+        try program.maps.removeCIDRs(entries, from: .allow)
+        try program.maps.addCIDRs([wide], to: .allow)
+        for (src, expected) in [("198.19.7.7", Reason.passedAllow), ("7e00::1", .passedAllow), ("8000::1", .passed),
+                                ("c000::1", .passed)] {
+            #expect(try program.judge(Self.invite(from: src)).2 == expected, "\(src)")
+        }
+        try program.maps.removeCIDRs([wide], from: .allow)
+        #expect(try program.judge(Self.invite(from: "198.19.7.8")).2 == .passed)
+    }
+
     @Test func newSourcesBeyondTheirBudgetAreShedBeforeTheyReachTheSourceMap() throws {
         var policy = perSourceOnly
         policy.newSources = .rate(1, burst: 100)
