@@ -118,36 +118,15 @@ static __always_inline int fg_global_admit(struct fg_ctx *c, __u32 global, __u32
 	return fg_bucket_admit(&g->tat, call);
 }
 
-/*
- * Would the new-source budget refuse a packet now? A look that takes no
+/* Would an interface-wide bucket refuse a packet now? A look that takes no
  * token: with `clamp`, it writes what a refusal by fg_bucket_admit writes
- * (the clamp of a TAT left far ahead by a slower limit); without, nothing.
- *
- * A refusal is held on this CPU until the jiffy in which the budget's next
- * token comes due, rounded up, under the rules of the drop cache (lib/
- * drop_cache.h): only while the budget holds at least a jiffy's worth of
- * tokens, so those that come due meanwhile are admitted after it and none is
- * lost; and only under the policy generation it was worked out under. A
- * random-source flood that keeps the budget empty is then refused without a
- * read of the precise clock (whose lfence also waits for the loads before
- * it) or of the budget's shared line. Admissions only move the budget's TAT
- * forward, and none is possible before that token, on any CPU, so the hold
- * refuses nothing the budget would admit bar that rounding. A TAT left far
- * ahead by a slower limit is not held: the clamp must be written first.
- */
-static __always_inline int fg_budget_refuses(struct fg_ctx *c, int clamp)
+ * (the clamp of a TAT left far ahead by a slower limit); without, nothing. */
+static __always_inline int fg_global_refuses(struct fg_ctx *c, __u32 global, __u32 limit, int clamp)
 {
-	__u32 zero = 0, limit = FG_LIMIT_NEW_SOURCES, global = FG_GLOBAL_NEW_SOURCES;
-	struct fg_cpu_state *cpu = bpf_map_lookup_elem(&fg_cpu, &zero);
-	struct fg_global_bucket *g;
-	struct fg_limit *lim;
-	__u64 interval, tau, tat, base, now, until;
+	struct fg_global_bucket *g = bpf_map_lookup_elem(&fg_global, &global);
+	struct fg_limit *lim = bpf_map_lookup_elem(&fg_limits, &limit);
+	__u64 interval, tau, tat, base, now;
 
-	if (cpu && fg_clock_jiffies(c->s) < cpu->new_source_until_jiffies &&
-	    cpu->new_source_generation == c->generation)
-		return 1;
-	g = bpf_map_lookup_elem(&fg_global, &global);
-	lim = bpf_map_lookup_elem(&fg_limits, &limit);
 	if (!g || !lim)
 		return 0;
 	interval = READ_ONCE(lim->interval);
@@ -161,16 +140,8 @@ static __always_inline int fg_budget_refuses(struct fg_ctx *c, int clamp)
 	base = tat > now ? tat : now;
 	if (base - now <= tau)
 		return 0;
-	if (base - now > tau + interval) {
-		if (clamp)
-			__sync_val_compare_and_swap(&g->tat, tat, now + tau + interval);
-		return 1;
-	}
-	until = fg_cache_until(c->s, tau, base - tau, now);
-	if (cpu && until) {
-		cpu->new_source_until_jiffies = until;
-		cpu->new_source_generation = c->generation;
-	}
+	if (clamp && base - now > tau + interval)
+		__sync_val_compare_and_swap(&g->tat, tat, now + tau + interval);
 	return 1;
 }
 
@@ -183,7 +154,7 @@ static __always_inline int fg_budget_refuses(struct fg_ctx *c, int clamp)
 static __always_inline int fg_source_unknown(struct fg_ctx *c)
 {
 	if (!c->unknown)
-		c->unknown = fg_budget_refuses(c, 0) &&
+		c->unknown = fg_global_refuses(c, FG_GLOBAL_NEW_SOURCES, FG_LIMIT_NEW_SOURCES, 0) &&
 				     !fg_known_maybe(&c->pkt->src)
 				 ? 2
 				 : 1;
@@ -359,9 +330,7 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 	st = c->key.traffic_class != FG_CLASS_FRAGMENT && fg_source_unknown(c) ? NULL
 									       : bpf_map_lookup_elem(&fg_sources, &c->key);
 	if (!st) {
-		/* Its TAT is set once it is admitted: a source the budget refuses
-		 * reads no clock (see fg_budget_refuses). */
-		struct fg_source_state init = {.packets = 1};
+		struct fg_source_state init = {.tat = fg_now(c) + interval, .packets = 1};
 
 		/* Only a source whose prefix and the new-source budget have room
 		 * gets an entry: see the top of this file. The budget is looked at
@@ -369,7 +338,7 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 		 * lookup of its prefixes (two misses to memory on a random-source
 		 * flood) and without charging them, so a forger's sources the
 		 * budget refuses do not drain a real caller's prefix. */
-		if (!c->trusted && fg_budget_refuses(c, 1))
+		if (!c->trusted && fg_global_refuses(c, FG_GLOBAL_NEW_SOURCES, FG_LIMIT_NEW_SOURCES, 1))
 			return FG_REASON_DROPPED_NEW_SOURCE;
 		if (fg_is_sip(c->key.traffic_class) && !c->trusted) {
 			reason = fg_police_prefix(c, 1);
@@ -379,7 +348,6 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 		if (!c->trusted && !fg_global_admit(c, FG_GLOBAL_NEW_SOURCES, FG_LIMIT_NEW_SOURCES, 0, 1))
 			return FG_REASON_DROPPED_NEW_SOURCE;
 		fg_create_deferred(c);
-		init.tat = fg_now(c) + interval;
 		if (interval == FG_INTERVAL_BLOCK) {
 			init.tat = fg_now(c);
 			init.drops = 1;

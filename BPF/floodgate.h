@@ -767,10 +767,7 @@ struct fg_cpu_state {
 	__u64 prefix_until_jiffies; /* some prefix slot may drop until this jiffy: check them */
 	__u64 spared_event_ns;	    /* when this CPU last sent a spared event (FG_NOISY_EVENT_NS) */
 	__u64 spoofed_event_ns;	    /* and a spoofed one */
-	__u64 new_source_until_jiffies; /* the new-source budget refuses on this CPU until this jiffy, */
-	__u32 new_source_generation;	/* if the policy generation is still this one (fg_budget_refuses) */
-	__u32 reserved32;
-	__u64 reserved[3];	    /* the counters start on a cache line of their own */
+	__u64 reserved[5];	    /* the counters start on a cache line of their own */
 	struct fg_class_counters counters[FG_CLASS_MAX];
 };
 
