@@ -188,6 +188,28 @@ import Testing
         }
     }
 
+    /// A token of the new-source budget goes to the first new source after it comes due, whoever sends it: a
+    /// forger who keeps the budget empty in bursts must leave a real caller the tokens that come due between them.
+    /// (A per-CPU hold of the budget's refusal until the jiffy of its next token, which spared a random-source
+    /// flood its clock reads, was withdrawn for this: the tokens waited for the jiffy and went to the next burst,
+    /// and a phone beside the worst-case flood retransmitted 12–17 times where it had 0–1.) Here the flood's last
+    /// packet comes 9 ms after the budget ran out, the phone 0.5 ms after the next token is due.
+    @Test func aTokenThatCameDueBetweenBurstsGoesToTheNextNewSource() throws {
+        var policy = perSourceOnly
+        policy.newSources = .rate(100, burst: 2)  // a token every 10 ms
+        let program = try loadProgram(policy: policy, maxSources: 1000, testClock: true)
+        let start: UInt64 = 1_000_000_100_000
+        func judge(_ src: String, at ms: Double) throws -> Reason? {
+            try program.setTestClock(nanoseconds: start + UInt64(ms * 1_000_000))
+            return try program.judge(Packet.request("REGISTER", src: src)).2
+        }
+        #expect(try judge("198.18.80.1", at: 0) == .passed)
+        #expect(try judge("198.18.80.2", at: 0) == .passed)
+        for i in 0..<10 { #expect(try judge("198.18.80.\(10 + i)", at: Double(i)) == .droppedNewSource) }
+        #expect(try judge("198.18.0.77", at: 10.5) == .passed, "the phone, after the token came due")
+        #expect(try judge("198.18.80.30", at: 10.6) == .droppedNewSource)
+    }
+
     /// An INVITE from `src`, over IPv4 or IPv6.
     static func invite(from src: String) -> [UInt8] {
         guard src.contains(":") else { return Packet.request("INVITE", src: src) }
