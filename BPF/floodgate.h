@@ -312,7 +312,6 @@ struct fg_settings {
 	__u32 agent_pid;		    /* the `floodgate run` keeping this filter in step with its config; 0: none */
 	/* Read by XDP again. */
 	__u32 peer_bans;		    /* 0: fg_peer_bans (bans learned over BGP) is empty, skip its lookup */
-	__u32 reserved[2];
 	/* Where the allow list's entries lie, by the first byte of the address
 	 * (an IPv4 source's first octet; an IPv6 one's first byte): bit b of
 	 * the 256 is set if some entry holds an address that starts with b. A
@@ -771,7 +770,7 @@ struct fg_cpu_state {
 	struct fg_class_counters counters[FG_CLASS_MAX];
 };
 
-_Static_assert(sizeof(struct fg_settings) == 272, "fg_settings layout");
+_Static_assert(sizeof(struct fg_settings) == 264, "fg_settings layout");
 _Static_assert(sizeof(struct fg_caller_key) == 20, "fg_caller_key layout");
 _Static_assert(sizeof(struct fg_caller) == 24, "fg_caller layout");
 _Static_assert(sizeof(struct fg_active_call_key) == 32, "fg_active_call_key layout");

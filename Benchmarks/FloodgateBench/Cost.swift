@@ -137,9 +137,11 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
     // The floor of a filter that drops by source: the floods' oracle, told that this packet's source is the attack.
     let oracle = try OracleProgram(for: try FloodScenario.named("single-source", attacker: "198.18.1.1"))
     rows.append(
-        try floorRow(
-            "oracle: drops this source (reads it, one array lookup)", options, trivial: trivial,
-            programFD: oracle.programFD, packet: sip))
+        try withExtendedLifetime(oracle) {
+            try floorRow(
+                "oracle: drops this source (reads it, one array lookup)", options, trivial: trivial,
+                programFD: oracle.programFD, packet: sip)
+        })
 
     // A burst of 1 holds less than a jiffy of tokens, so the drop cache stays out: every drop reads the LRU and clock.
     let strict = try CostPrograms(options, policy: policy(settings: bucketOnly, limits: [.options: .rate(1, burst: 1)]))
@@ -210,7 +212,10 @@ func operationCosts(_ options: Options, trivial: TrivialDropProgram, maps: Filte
     var rows: [CostRow] = []
     for (i, (name, operation)) in operations.enumerated() {
         let program = try OperationProgram(operation, name: "operation_\(i)")
-        rows.append(try floorRow(name, options, trivial: trivial, programFD: program.programFD, packet: packet))
+        rows.append(
+            try withExtendedLifetime(program) {
+                try floorRow(name, options, trivial: trivial, programFD: program.programFD, packet: packet)
+            })
     }
     return rows
 }

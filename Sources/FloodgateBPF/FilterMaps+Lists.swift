@@ -187,10 +187,12 @@ extension FilterMaps {
     /// in either, so no entry that was on the list before the change and stays on it is missed meanwhile.
     public static func allowFirstBytes(_ allow: [CIDR]) -> (v4: [UInt64], v6: [UInt64]) {
         var v4 = [UInt64](repeating: 0, count: 4), v6 = [UInt64](repeating: 0, count: 4)
-        /// Sets the bits of the first bytes a network of `bits` bits from `first` starts with (1 if `bits` >= 8).
+        /// Sets the bits of the first bytes a network of `bits` bits whose first byte is `first` starts with (one if
+        /// `bits` >= 8). From the network's start: a key read back with host bits set must not reach past 255.
         func mark(_ words: inout [UInt64], _ first: UInt8, _ bits: Int) {
-            let count = bits >= 8 ? 1 : 1 << (8 - bits)
-            for b in Int(first)..<Int(first) + count { words[b >> 6] |= 1 << UInt64(b & 63) }
+            let count = bits >= 8 ? 1 : 1 << (8 - max(bits, 0))
+            let start = Int(first) & ~(count - 1)
+            for b in start..<start + count { words[b >> 6] |= 1 << UInt64(b & 63) }
         }
         let mappedZero = SourceAddress(bytes: [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF, 0, 0, 0, 0])
         for cidr in allow {

@@ -8,7 +8,9 @@ import Testing
 /// them differently from the BPF program (cilium's alignchecker does the same for Go).
 @Suite struct LayoutTests {
     @Test func structSizesMatchTheStaticAssertsOfTheHeader() {
-        #expect(MemoryLayout<fg_settings>.size == 272)
+        #expect(MemoryLayout<fg_settings>.size == 264)
+        #expect(MemoryLayout<fg_settings>.offset(of: \fg_settings.allow_v4_first) == 200)
+        #expect(MemoryLayout<fg_settings>.offset(of: \fg_settings.allow_v6_first) == 232)
         #expect(MemoryLayout<fg_caller_key>.size == 20)
         #expect(MemoryLayout<fg_caller>.size == 24)
         #expect(MemoryLayout<fg_active_call_key>.size == 32)

@@ -188,6 +188,31 @@ import Testing
         }
     }
 
+    /// The sets themselves, for every first byte of both families, IPv6's 0x00 too (where the IPv4-mapped space,
+    /// `::/96` and NAT64's `64:ff9b::/96` lie) and IPv4's bogus ones, against `CIDR`'s own arithmetic: the IPv4 bit
+    /// of b is set exactly when an entry overlaps `::ffff:b.0.0.0/104`; the IPv6 bit of b is set whenever an entry
+    /// holds an address outside the mapped space that starts with b, and clear when no entry overlaps `b::/8`.
+    @Test func theAllowListsFirstBytesAgreeWithTheNetworksTheyStandFor() throws {
+        let shapes = ["::ffff:0.0.0.0/96", "::/0", "::/1", "::/96", "64:ff9b::/96", "::ffff:198.18.0.0/112",
+                      "::fffe:0:0/95", "2001:db8::/32", "fe80::/10", "10.0.0.0/7", "0.0.0.0/0", "255.255.255.255",
+                      "ff00::/8", "::1"]
+        func bit(_ words: [UInt64], _ b: Int) -> Bool { words[b >> 6] >> UInt64(b & 63) & 1 == 1 }
+        let mapped = try CIDR("::ffff:0.0.0.0/96")
+        for shape in shapes {
+            let entry = try CIDR(shape)
+            let (v4, v6) = FilterMaps.allowFirstBytes([entry])
+            for b in 0..<256 {
+                let octet = try CIDR("::ffff:\(b).0.0.0/104")
+                #expect(bit(v4, b) == entry.overlaps(octet), "\(shape): IPv4 first octet \(b)")
+                let byte = try CIDR(String(format: "%02x00::/8", b))
+                // An IPv6 address that starts with b, outside the mapped space, that the entry holds?
+                let holdsIPv6 = entry.overlaps(byte) && !(entry.keyLength >= 96 && mapped.contains(entry.address))
+                if holdsIPv6 { #expect(bit(v6, b), "\(shape): IPv6 first byte \(b)") }
+                if !entry.overlaps(byte) { #expect(!bit(v6, b), "\(shape): IPv6 first byte \(b)") }
+            }
+        }
+    }
+
     /// A token of the new-source budget goes to the first new source after it comes due, whoever sends it: a
     /// forger who keeps the budget empty in bursts must leave a real caller the tokens that come due between them.
     /// (A per-CPU hold of the budget's refusal until the jiffy of its next token, which spared a random-source
@@ -223,8 +248,9 @@ import Testing
     /// they must never spare an allow-listed one, nor let in one the list does not hold. Entries of every shape
     /// (IPv4 /32, /24 and a /4 over sixteen first octets; IPv6 /128, /48 and a /6 over four first bytes), each
     /// judged at its first and last address and just outside both, beside neighbours that share a first byte and
-    /// a source for every other first byte: allow-listed exactly where an entry holds the address. Then an IPv6
-    /// entry that holds all of IPv4 (::/1), and the list emptied again.
+    /// a source for every first byte but the bogus ones (and IPv6's 0x00: the test below covers it): allow-listed
+    /// exactly where an entry holds the address. Then an IPv6 entry that holds all of IPv4 (::/1), and the list
+    /// emptied again.
     @Test func theAllowListsFirstBytesNeverHideAnEntry() throws {
         let entries = try ["198.18.50.7", "203.0.113.0/24", "64.0.0.0/4", "2001:db8:5::9", "2001:db8:77::/48",
                            "2c00::/6"].map(CIDR.init)
