@@ -7,6 +7,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "../floodgate.h"
+#include "parse.h"
 
 /* CIDRs whose packets are all dropped; written by the agent. */
 struct {
