@@ -183,8 +183,8 @@ extension FilterMaps {
     /// of the IPv6 set if one holds an IPv6 source (not IPv4-mapped) whose first byte is b. XDP looks an address up
     /// only if its bit is set, so a bit may be set needlessly (one lookup more) but never left clear.
     ///
-    /// A reader of the settings while they are rewritten may see each word old or new: a bit set in both is set
-    /// in either, so no entry that was on the list before the change and stays on it is missed meanwhile.
+    /// A reader of the settings while they are rewritten (a memcpy) may see each byte old or new: a bit set in both
+    /// is set in either, so no entry that was on the list before the change and stays on it is missed meanwhile.
     public static func allowFirstBytes(_ allow: [CIDR]) -> (v4: [UInt64], v6: [UInt64]) {
         var v4 = [UInt64](repeating: 0, count: 4), v6 = [UInt64](repeating: 0, count: 4)
         /// Sets the bits of the first bytes a network of `bits` bits whose first byte is `first` starts with (one if
