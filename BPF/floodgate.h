@@ -49,6 +49,7 @@
 #define FG_MAP_CALLER_RANGES "fg_caller_ranges"
 #define FG_MAP_INSIDE_COUNTS "fg_inside_counts"
 #define FG_MAP_KNOWN "fg_known"
+#define FG_MAP_DROP_TAGS "fg_drop_tags"
 /* The test clock (lib/clock.h): the switch, set before load, and the time. */
 #define FG_TEST_CLOCK_SWITCH ".rodata.test_clock"
 #define FG_TEST_CLOCK_TIME ".data.test_clock"
@@ -121,6 +122,9 @@
 #define FG_DROP_CACHE_GROUP 512
 #define FG_DROP_CACHE_GROUPS 8 /* FG_DROP_CACHE_SLOTS / FG_DROP_CACHE_GROUP */
 #define FG_DROP_CACHE_FLUSH 256
+/* log2 of FG_DROP_CACHE_SLOTS: a slot's index is the top bits of its key's
+ * hash, its tag (fg_drop_tags) the 16 below them. */
+#define FG_DROP_CACHE_SLOTS_LOG 12
 /* A drained prefix stays in the drop cache for at least this long (or its
  * bucket's tau, if shorter): see fg_prefix_cache_until. */
 #define FG_PREFIX_HOLD_NS 25000000ULL
@@ -340,8 +344,9 @@ enum fg_inside_count {
 /* Bumped whenever a pinned map's layout or meaning changes: a filter pinned by
  * a build with another version is not adopted. 10: fg_known's halves of 2^22
  * bits, fg_drop_cache's entries of FG_DROP_CACHE_GROUP slots. 11: the allow
- * list's first bytes in fg_settings. */
-#define FG_LAYOUT_VERSION 11
+ * list's first bytes in fg_settings. 12: fg_drop_tags, the drop-cache slots'
+ * tags. */
+#define FG_LAYOUT_VERSION 12
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*
@@ -418,6 +423,34 @@ struct fg_source_key {
 	struct fg_addr addr;
 	__u8 traffic_class; /* enum fg_class */
 	__u8 pad[3];
+};
+
+/* The drop cache's hash of a key (lib/drop_cache.h): its top
+ * FG_DROP_CACHE_SLOTS_LOG bits are the key's slot, the 16 below them its tag
+ * in fg_drop_tags. Both sides compute it: the tests look for keys that share
+ * a slot and a tag. */
+static inline __u32 fg_slot_hash(const struct fg_source_key *key)
+{
+	__u32 h = key->addr.words[0] ^ key->addr.words[1] ^ key->addr.words[2] ^ key->addr.words[3];
+
+	h ^= key->traffic_class;
+	/* Fibonacci hashing: the top bits of the product are well mixed. */
+	return h * 2654435761U;
+}
+
+static inline __u32 fg_hash_slot(__u32 hash)
+{
+	return hash >> (32 - FG_DROP_CACHE_SLOTS_LOG);
+}
+
+static inline __u16 fg_hash_tag(__u32 hash)
+{
+	return (__u16)(hash >> (16 - FG_DROP_CACHE_SLOTS_LOG));
+}
+
+/* fg_drop_tags' one entry, per CPU: the tag of each drop-cache slot's key. */
+struct fg_drop_tags {
+	__u16 tag[FG_DROP_CACHE_SLOTS];
 };
 
 /* fg_sources / fg_prefixes value; the counts are updated with atomics, the
@@ -807,6 +840,8 @@ _Static_assert(FG_DROP_CACHE_GROUPS * FG_DROP_CACHE_GROUP == FG_DROP_CACHE_SLOTS
 _Static_assert(sizeof(struct fg_cpu_state) == 64 + FG_CLASS_MAX * sizeof(struct fg_class_counters),
 	       "fg_cpu_state layout");
 _Static_assert((FG_DROP_CACHE_SLOTS & (FG_DROP_CACHE_SLOTS - 1)) == 0, "slots: a power of two");
+_Static_assert(1u << FG_DROP_CACHE_SLOTS_LOG == FG_DROP_CACHE_SLOTS && FG_DROP_CACHE_SLOTS_LOG <= 16,
+	       "slots: their log, with 16 bits of tag below the index");
 _Static_assert(FG_REASON_MAX <= FG_REASON_SLOTS, "a counter slot per reason");
 _Static_assert(sizeof(struct fg_class_counters) == 16 * FG_REASON_SLOTS, "fg_class_counters layout");
 

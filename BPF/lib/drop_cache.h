@@ -23,6 +23,16 @@
  * which makes every slot filled before it stale at once: a cached drop is
  * checked against one number, not against the limits it was decided under.
  * Slots are per CPU, so they need no atomics.
+ *
+ * Each slot's key also has a tag, 16 bits of its hash, in fg_drop_tags (8 KiB
+ * a CPU, which stays in cache where the slots' 256 KiB does not). A packet
+ * whose tag differs from its slot's has no slot of its own, and goes on
+ * without a read of the slot's line: the packets of a source that is not being
+ * dropped (a caller, a new source, most of a random-source flood under its
+ * limits) took a miss there, a quarter of the worst case's time in the filter.
+ * A tag is written whenever its slot is filled; a tag and slot that disagree
+ * (a run on this CPU cut into by another between the two writes) can only send
+ * a packet on to the policy, never drop it: a match still compares the key.
  */
 #ifndef FG_LIB_DROP_CACHE_H
 #define FG_LIB_DROP_CACHE_H
@@ -47,15 +57,16 @@ struct {
 	__type(value, struct fg_drop_group);
 } fg_drop_cache SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fg_drop_tags);
+} fg_drop_tags SEC(".maps"); /* the tags of the slots' keys (see above) */
 
-static __always_inline __u32 fg_slot_index(const struct fg_source_key *key)
-{
-	__u32 h = key->addr.words[0] ^ key->addr.words[1] ^ key->addr.words[2] ^ key->addr.words[3];
-
-	h ^= key->traffic_class;
-	/* Fibonacci hashing: the top bits of the product are well mixed. */
-	return (h * 2654435761U) >> (32 - __builtin_ctz(FG_DROP_CACHE_SLOTS));
-}
+/* The key of fg_drop_tags' one entry, in read-only data: not a word of the
+ * deciding functions' stacks, which are at the verifier's limit. */
+static const __u32 fg_drop_tags_key = 0;
 
 static __always_inline int fg_same_key(const struct fg_source_key *a, const struct fg_source_key *b)
 {
@@ -64,12 +75,45 @@ static __always_inline int fg_same_key(const struct fg_source_key *a, const stru
 	       a->traffic_class == b->traffic_class;
 }
 
-static __always_inline struct fg_drop_slot *fg_cache_slot(const struct fg_source_key *key)
+static __always_inline struct fg_drop_slot *fg_slot_at(__u32 index)
 {
-	__u32 index = fg_slot_index(key), entry = index / FG_DROP_CACHE_GROUP;
+	__u32 entry = index / FG_DROP_CACHE_GROUP;
 	struct fg_drop_group *group = bpf_map_lookup_elem(&fg_drop_cache, &entry);
 
 	return group ? &group->slots[index & (FG_DROP_CACHE_GROUP - 1)] : NULL;
+}
+
+/* The slot of `key`, whatever it holds (to fill it). */
+static __always_inline struct fg_drop_slot *fg_cache_slot(const struct fg_source_key *key)
+{
+	return fg_slot_at(fg_hash_slot(fg_slot_hash(key)));
+}
+
+/* The slot of `key` if its tag is key's, else NULL: the slot holds another
+ * key, and its line is not read. */
+static __always_inline struct fg_drop_slot *fg_cache_tagged(const struct fg_source_key *key)
+{
+	__u32 hash = fg_slot_hash(key), index = fg_hash_slot(hash);
+	struct fg_drop_tags *tags = bpf_map_lookup_elem(&fg_drop_tags, &fg_drop_tags_key);
+
+	if (!tags || tags->tag[index & (FG_DROP_CACHE_SLOTS - 1)] != fg_hash_tag(hash))
+		return NULL;
+	return fg_slot_at(index);
+}
+
+/* Writes the tag of the slot `key` has just been put in. A global function:
+ * inlined, its hash took stack in the deciding function, which is at the
+ * verifier's limit of 512 bytes over a chain of calls. */
+__noinline int fg_cache_tag(const struct fg_source_key *key)
+{
+	struct fg_drop_tags *tags = bpf_map_lookup_elem(&fg_drop_tags, &fg_drop_tags_key);
+	__u32 hash;
+
+	if (!key || !tags)
+		return 0;
+	hash = fg_slot_hash(key);
+	tags->tag[fg_hash_slot(hash) & (FG_DROP_CACHE_SLOTS - 1)] = fg_hash_tag(hash);
+	return 0;
 }
 
 /* Add a slot's pending drops to its source's entry. A source the LRU has
@@ -111,7 +155,7 @@ static __always_inline __u32 fg_cache_check(const struct fg_settings *s, const s
 
 	if (pkt->traffic_class == FG_CLASS_FRAGMENT)
 		return FG_REASON_PASSED;
-	slot = fg_cache_slot(&key);
+	slot = fg_cache_tagged(&key);
 	if (!slot || jiffies >= slot->until_jiffies || !fg_same_key(&slot->key, &key) ||
 	    slot->generation != READ_ONCE(s->policy_generation))
 		return FG_REASON_PASSED;
@@ -132,6 +176,7 @@ static __always_inline void fg_cache_fill(struct fg_drop_slot *slot, const struc
 		fg_flush(s, slot, NULL, 0);
 		slot->key = *key;
 	}
+	fg_cache_tag(key);
 	slot->generation = generation;
 	slot->reason = reason;
 	slot->until_jiffies = until;
@@ -187,7 +232,7 @@ static __always_inline __u64 fg_prefix_cache_until(const struct fg_settings *s, 
 static __always_inline int fg_prefix_cached(const struct fg_settings *s, const struct fg_source_key *key,
 					    __u64 jiffies)
 {
-	struct fg_drop_slot *slot = fg_cache_slot(key);
+	struct fg_drop_slot *slot = fg_cache_tagged(key);
 
 	return slot && jiffies < slot->until_jiffies && fg_same_key(&slot->key, key) &&
 	       slot->generation == READ_ONCE(s->policy_generation);

@@ -18,6 +18,7 @@ public final class FilterMaps: @unchecked Sendable {
         FG_MAP_DESTINATIONS, FG_MAP_DESTINATION_SOURCES, FG_MAP_DESTINATION_TOTALS, FG_MAP_CALLS,
         FG_MAP_DESTINATION_OUTCOMES, FG_MAP_FRAUD_BLOCKS, FG_MAP_DIALOGS, FG_MAP_ACTIVE_CALLS, FG_MAP_CALLERS,
         FG_MAP_CALLER_SOURCES, FG_MAP_CALLER_RANGES, FG_MAP_INSIDE_COUNTS, FG_MAP_PEER_BANS, FG_MAP_KNOWN,
+        FG_MAP_DROP_TAGS,
     ]
 
     /// The maps of a loaded object (`owner`), which closes their descriptors: these maps keep it alive.
@@ -302,6 +303,22 @@ public final class FilterMaps: @unchecked Sendable {
             address = SourceAddress(key.addr)
             trafficClass = TrafficClass(index: UInt32(key.traffic_class)) ?? .other
         }
+    }
+
+    /// Each CPU's drop-cache tags (`fg_drop_tags`, BPF/lib/drop_cache.h), by slot.
+    func dropTags() throws -> [[UInt16]] {
+        let slots = Int(FG_DROP_CACHE_SLOTS)
+        let all = try perCPU(fd(FG_MAP_DROP_TAGS), key: 0, count: slots, as: UInt16.self, what: FG_MAP_DROP_TAGS)
+        return stride(from: 0, to: all.count, by: slots).map { Array(all[$0..<$0 + slots]) }
+    }
+
+    /// The drop cache's slot and tag of `address`'s packets of class `trafficClass` (`fg_slot_hash`).
+    static func dropSlot(_ address: SourceAddress, _ trafficClass: TrafficClass) -> (slot: Int, tag: UInt16) {
+        var key = fg_source_key()
+        key.addr = address.raw
+        key.traffic_class = UInt8(trafficClass.index)
+        let hash = fg_slot_hash(&key)
+        return (Int(fg_hash_slot(hash)), fg_hash_tag(hash))
     }
 
     /// Drops counted in the per-CPU drop cache and not yet in `fg_sources`, by source and class.

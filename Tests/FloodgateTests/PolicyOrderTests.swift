@@ -188,6 +188,43 @@ import Testing
         }
     }
 
+    /// The drop cache tells a source without a slot of its own by 16 bits of tag (fg_drop_tags), without reading
+    /// the slot. A forger can pick an address whose slot and tag are a dropped source's (the hash folds the address
+    /// by XOR: here an IPv6 address with two of its words swapped), but its packets are still compared by their
+    /// whole key: they go on to the policy and pass, and the dropped source stays dropped. A source whose slot
+    /// another has taken since is judged by the policy.
+    @Test func aSourceWithADroppedSourcesSlotAndTagIsJudgedOnItsOwn() throws {
+        try onOneCPU {
+            let denied = try #require(SourceAddress("2001:db8::1:0:2"))
+            let twin = try #require(SourceAddress("2001:db8::2:0:1"))
+            let (slot, tag) = FilterMaps.dropSlot(denied, .options)
+            #expect(FilterMaps.dropSlot(twin, .options) == (slot, tag))
+            // An address of 198.18.0.0/15 with the same slot and another tag.
+            let neighbour = try #require(
+                (0..<(1 << 17)).lazy.compactMap { i in SourceAddress("198.\(18 + (i >> 16)).\((i >> 8) & 0xFF).\(i & 0xFF)") }
+                    .first { FilterMaps.dropSlot($0, .options).slot == slot && FilterMaps.dropSlot($0, .options).tag != tag })
+            var policy = perSourceOnly
+            policy.deny = [try CIDR(denied.description), try CIDR(neighbour.description)]
+            let program = try loadProgram(policy: policy)
+            func judge(_ address: SourceAddress) throws -> Reason? {
+                // An empty datagram to 5060 (a keep-alive): class options, in both families.
+                let packet = address.isIPv4 ? Packet.udp4(src: address.description, dport: 5060)
+                    : Packet.udp6(src: address.description, dport: 5060)
+                return try program.judge(packet).2
+            }
+            #expect(try judge(denied) == .droppedDeny)
+            #expect(try program.maps.dropTags()[0][slot] == tag, "the program's tag is the one the test computed")
+            #expect(try judge(denied) == .droppedDeny)
+            #expect(try judge(twin) == .passed, "\(twin) has \(denied)'s slot and tag")
+            #expect(try judge(denied) == .droppedDeny)
+            // The neighbour's drop takes the slot, and its tag.
+            #expect(try judge(neighbour) == .droppedDeny)
+            #expect(try program.maps.dropTags()[0][slot] == FilterMaps.dropSlot(neighbour, .options).tag)
+            #expect(try judge(denied) == .droppedDeny)
+            #expect(try judge(twin) == .passed)
+        }
+    }
+
     /// The sets themselves, for every first byte of both families, IPv6's 0x00 too (where the IPv4-mapped space,
     /// `::/96` and NAT64's `64:ff9b::/96` lie) and IPv4's bogus ones, against `CIDR`'s own arithmetic: the IPv4 bit
     /// of b is set exactly when an entry overlaps `::ffff:b.0.0.0/104`; the IPv6 bit of b is set whenever an entry
@@ -235,11 +272,11 @@ import Testing
         #expect(try judge("198.18.80.30", at: 10.6) == .droppedNewSource)
     }
 
-    /// An INVITE from `src`, over IPv4 or IPv6.
-    static func invite(from src: String) -> [UInt8] {
-        guard src.contains(":") else { return Packet.request("INVITE", src: src) }
-        let text = "INVITE sip:100@[2001:db8::2] SIP/2.0\r\nVia: SIP/2.0/UDP [\(src)]:5060;branch=z9hG4bK-1\r\n"
-            + "Call-ID: 1@\(src)\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    /// A request of `method` from `src`, over IPv4 or IPv6.
+    static func request(_ method: String, from src: String) -> [UInt8] {
+        guard src.contains(":") else { return Packet.request(method, src: src) }
+        let text = "\(method) sip:100@[2001:db8::2] SIP/2.0\r\nVia: SIP/2.0/UDP [\(src)]:5060;branch=z9hG4bK-1\r\n"
+            + "Call-ID: 1@\(src)\r\nCSeq: 1 \(method)\r\nContent-Length: 0\r\n\r\n"
         return Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
             src: src, dst: "2001:db8::2", proto: Packet.Proto.udp, Packet.udp(sport: 5060, dport: 5060, Array(text.utf8))))
     }
@@ -272,7 +309,7 @@ import Testing
             let address = try #require(SourceAddress(src))
             let expected: Reason = entries.contains { $0.contains(address) } ? .passedAllow : .passed
             if expected == .passedAllow { allowed += 1 }
-            #expect(try program.judge(Self.invite(from: src)).2 == expected, "\(src)")
+            #expect(try program.judge(Self.request("INVITE", from: src)).2 == expected, "\(src)")
         }
         #expect(allowed == 30, "the sources above: 10 at the entries' edges, 16 first octets and 4 first bytes")
 
@@ -282,10 +319,10 @@ import Testing
         try program.maps.addCIDRs([wide], to: .allow)
         for (src, expected) in [("198.19.7.7", Reason.passedAllow), ("7e00::1", .passedAllow), ("8000::1", .passed),
                                 ("c000::1", .passed)] {
-            #expect(try program.judge(Self.invite(from: src)).2 == expected, "\(src)")
+            #expect(try program.judge(Self.request("INVITE", from: src)).2 == expected, "\(src)")
         }
         try program.maps.removeCIDRs([wide], from: .allow)
-        #expect(try program.judge(Self.invite(from: "198.19.7.8")).2 == .passed)
+        #expect(try program.judge(Self.request("INVITE", from: "198.19.7.8")).2 == .passed)
     }
 
     @Test func newSourcesBeyondTheirBudgetAreShedBeforeTheyReachTheSourceMap() throws {
@@ -315,14 +352,7 @@ import Testing
         let program = try loadProgram(policy: policy, maxSources: 1000, testClock: true)
         let prefixes: BPFMap<fg_source_key, fg_source_state> = program.maps.map(FG_MAP_PREFIXES)
         func prefixCount() throws -> Int { try prefixes.entries().count }
-        func register(_ src: String) -> [UInt8] {
-            guard src.contains(":") else { return Packet.request("REGISTER", src: src) }
-            let text = "REGISTER sip:100@[2001:db8::2] SIP/2.0\r\nVia: SIP/2.0/UDP [\(src)]:5060;branch=z9hG4bK-1\r\n"
-                + "Call-ID: 1@\(src)\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n"
-            return Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
-                src: src, dst: "2001:db8::2", proto: Packet.Proto.udp,
-                Packet.udp(sport: 5060, dport: 5060, Array(text.utf8))))
-        }
+        func register(_ src: String) -> [UInt8] { Self.request("REGISTER", from: src) }
         #expect(try program.judge(register("198.18.90.1")).2 == .passed)
         #expect(try prefixCount() == 2)  // its /24 and its /16
         #expect(try program.judge(register("2001:db8:1:2::9")).2 == .passed)
