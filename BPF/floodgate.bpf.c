@@ -366,6 +366,9 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 			return FG_REASON_PASSED_UNTRACKED;
 	}
 
+	/* Its slot's drops, if it has one. (Asking the tag first here, as the fast
+	 * path does, measured +26 to +32 ns on a passed INVITE and nothing on an
+	 * OPTIONS in the cost section; not kept.) */
 	if (c->slot && fg_same_key(&c->slot->key, &c->key))
 		fg_flush(c->s, c->slot, st, 0);
 	__sync_fetch_and_add(&st->packets, 1);

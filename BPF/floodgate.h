@@ -448,11 +448,6 @@ static inline __u16 fg_hash_tag(__u32 hash)
 	return (__u16)(hash >> (16 - FG_DROP_CACHE_SLOTS_LOG));
 }
 
-/* fg_drop_tags' one entry, per CPU: the tag of each drop-cache slot's key. */
-struct fg_drop_tags {
-	__u16 tag[FG_DROP_CACHE_SLOTS];
-};
-
 /* fg_sources / fg_prefixes value; the counts are updated with atomics, the
  * auto-ban window without (an approximate count is enough there). */
 struct fg_source_state {

@@ -28,8 +28,9 @@
  * a CPU, which stays in cache where the slots' 256 KiB does not). A packet
  * whose tag differs from its slot's has no slot of its own, and goes on
  * without a read of the slot's line: the packets of a source that is not being
- * dropped (a caller, a new source, most of a random-source flood under its
- * limits) took a miss there, a quarter of the worst case's time in the filter.
+ * dropped (a new source, most of a random-source flood under its limits) took
+ * a miss there, a quarter of the worst case's samples in the filter. (A source
+ * with state still has its slot read by the policy, for its pending drops.)
  * A tag is written whenever its slot is filled; a tag and slot that disagree
  * (a run on this CPU cut into by another between the two writes) can only send
  * a packet on to the policy, never drop it: a match still compares the key.
@@ -57,12 +58,17 @@ struct {
 	__type(value, struct fg_drop_group);
 } fg_drop_cache SEC(".maps");
 
+/* The tags of the slots' keys (see above), by slot. */
+struct fg_drop_tags {
+	__u16 tag[FG_DROP_CACHE_SLOTS];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct fg_drop_tags);
-} fg_drop_tags SEC(".maps"); /* the tags of the slots' keys (see above) */
+} fg_drop_tags SEC(".maps");
 
 /* The key of fg_drop_tags' one entry, in read-only data: not a word of the
  * deciding functions' stacks, which are at the verifier's limit. */
@@ -176,10 +182,11 @@ static __always_inline void fg_cache_fill(struct fg_drop_slot *slot, const struc
 		fg_flush(s, slot, NULL, 0);
 		slot->key = *key;
 	}
-	fg_cache_tag(key);
 	slot->generation = generation;
 	slot->reason = reason;
 	slot->until_jiffies = until;
+	/* Last: a run that cuts in before it finds the old tag, and goes on to the policy. */
+	fg_cache_tag(key);
 }
 
 static __always_inline void fg_cache_drop(struct fg_drop_slot *slot, const struct fg_source_key *key,

@@ -207,7 +207,7 @@ import Testing
             policy.deny = [try CIDR(denied.description), try CIDR(neighbour.description)]
             let program = try loadProgram(policy: policy)
             func judge(_ address: SourceAddress) throws -> Reason? {
-                // An empty datagram to 5060 (a keep-alive): class options, in both families.
+                // Packet.udp's default payload, an OPTIONS request line: class options, in both families.
                 let packet = address.isIPv4 ? Packet.udp4(src: address.description, dport: 5060)
                     : Packet.udp6(src: address.description, dport: 5060)
                 return try program.judge(packet).2
