@@ -49,9 +49,10 @@ struct FloodgateBench: ParsableCommand {
     @Option(help: "Seconds of each generated flood.") var floodSeconds = 2.0
     @Option(help: "Runs of each generated flood per filter (the median is reported).") var floodRuns = 3
     @Option(help: "Registrations and calls per phone beside each generated flood.") var floodCalls = 10
-    @Option(help: "Passes of the generated floods with legitimate calls beside them.") var legitimateRuns = 1
-    @Option(help: "Passes of the generated floods with the receive on a CPU of its own, paced, the calls beside.")
-    var dedicatedRuns = 1
+    @Option(help: "Passes of the generated floods with legitimate calls beside them (the median is reported).")
+    var legitimateRuns = 3
+    @Option(help: "Passes of the generated floods with the receive on a CPU of its own, paced, the calls beside (the median is reported).")
+    var dedicatedRuns = 3
     @Option(help: "The pace of those floods, in Mpps: below what every filter takes there, so the ring never overflows.")
     var dedicatedMpps = 3.0
     @Option(name: .customLong("report"), help: "Write the flood table (Markdown) and chart (SVG) into this directory.")

@@ -22,6 +22,9 @@ struct FloodRow: Encodable {
     var mppsDedicated: [String: Double]
     var receiveNSDedicated: [String: Double]
     var legitimateDedicated: [String: LegitimateTotals]
+    /// How far each filter's runs spread, pass by pass: (max − min) / median, by pass ("alone": Mpps;
+    /// "with calls": Mpps; "own CPU": the receive's ns per packet) and filter. Absent for a single run.
+    var spread: [String: [String: Double]] = [:]
     /// Floodgate's capacity on a receive core against the oracle's: ns(oracle) / ns(floodgate).
     var dedicatedCapacityVsOracle: Double? {
         guard let f = receiveNSDedicated["floodgate"], let o = receiveNSDedicated["oracle"], f > 0 else { return nil }
@@ -34,6 +37,7 @@ struct FloodRow: Encodable {
         case mppsDedicated = "mpps_dedicated_receive"
         case receiveNSDedicated = "receive_ns_per_packet_dedicated"
         case legitimateDedicated = "legitimate_dedicated_receive"
+        case spread
     }
     func ratio(_ a: String, _ b: String, in table: KeyPath<FloodRow, [String: Double]> = \.mpps) -> Double? {
         guard let x = self[keyPath: table][a], let y = self[keyPath: table][b], y > 0 else { return nil }
@@ -120,11 +124,36 @@ func generatedFloods(_ options: Options) throws -> [FloodRow] {
                 if filter != .trivial { legitimateDedicated[filter.rawValue, default: LegitimateTotals()].add(r.legitimate) }
             }
         }
+        let spread = [("alone", runs), ("with calls", withCalls), ("own CPU", receiveNS)].reduce(
+            into: [String: [String: Double]]()
+        ) { table, pass in
+            let spreads = pass.1.compactMapValues(relativeSpread)
+            if !spreads.isEmpty { table[pass.0] = spreads }
+        }
         return FloodRow(
             scenario: name, mpps: runs.mapValues(median), floodgateDroppedShare: median(dropped), legitimate: legitimate,
             mppsWithCalls: withCalls.mapValues(median), mppsDedicated: dedicated.mapValues(median),
-            receiveNSDedicated: receiveNS.mapValues(median), legitimateDedicated: legitimateDedicated)
+            receiveNSDedicated: receiveNS.mapValues(median), legitimateDedicated: legitimateDedicated, spread: spread)
     }
+}
+
+/// (max − min) / median of a filter's runs; nil for fewer than two.
+func relativeSpread(_ values: [Double]) -> Double? {
+    guard values.count > 1, let lo = values.min(), let hi = values.max() else { return nil }
+    let m = median(values)
+    return m > 0 ? (hi - lo) / m : nil
+}
+
+/// One line on how noisy a pass was, for `filters`: the median over the scenarios of each filter's spread, and
+/// its widest, with the scenario; nil when the pass had a single run.
+func noiseLine(_ rows: [FloodRow], pass: String, filters: [String]) -> String? {
+    let parts = filters.compactMap { f -> String? in
+        let spreads = rows.compactMap { row in row.spread[pass]?[f].map { (row.scenario, $0) } }
+        guard let widest = spreads.max(by: { $0.1 < $1.1 }) else { return nil }
+        return String(format: "%@ %.0f%% (widest %.0f%%, %@)", f, median(spreads.map(\.1)) * 100, widest.1 * 100, widest.0)
+    }
+    return parts.isEmpty ? nil : "noise, \(pass) (max − min of a filter's runs over their median, median over the scenarios): "
+        + parts.joined(separator: "; ")
 }
 
 /// The floods as a grouped bar chart: Mpps per filter per scenario.
@@ -229,6 +258,11 @@ func runFloods(_ options: Options) throws -> [FloodRow] {
         print(pad(row.scenario, 18) + cells.joined() + ratios.joined()
             + lpad(String(format: "%.1f%%", row.floodgateDroppedShare * 100), 9) + "  " + calls)
     }
+    var noise: [String] = []
+    if let line = noiseLine(floods, pass: "alone", filters: ["trivial", "oracle", "floodgate"]) {
+        print(line)
+        noise.append(line)
+    }
     print(
         "\nThe same floods beside the calls, everything on CPU 0 (Mpps); and the receive on a CPU of its own (threaded"
             + String(format: " NAPI on the last CPU), the flood paced at %.1f Mpps, the calls beside: the receiving", options.dedicatedMpps)
@@ -248,6 +282,12 @@ func runFloods(_ options: Options) throws -> [FloodRow] {
               + vs(\.mppsWithCalls) + "  |" + cell(row.receiveNSDedicated, "trivial", 12)
               + cell(row.receiveNSDedicated, "oracle", 11) + cell(row.receiveNSDedicated, "floodgate", 14)
               + lpad(row.dedicatedCapacityVsOracle.map { String(format: "%.2f×", $0) } ?? "n/a", 11) + "  " + calls)
+    }
+    for pass in ["with calls", "own CPU"] {
+        if let line = noiseLine(floods, pass: pass, filters: ["oracle", "floodgate"]) {
+            print(line)
+            noise.append(line)
+        }
     }
     let main = floods.filter { ["single-source", "random-v4-/24", "random-v4-/16", "random-v6-/64"].contains($0.scenario) }
     let dropPath = floods.filter {
@@ -277,25 +317,27 @@ func runFloods(_ options: Options) throws -> [FloodRow] {
     }
     let fg = total("floodgate"), oracle = total("oracle")
     let share = Double(fg.succeeded) / Double(max(fg.attempted, 1)) * 100
-    // Retransmissions, flood by flood and pass by pass: beside Floodgate at most 5 more than beside the oracle.
+    // Retransmissions, flood by flood and pass by pass: beside Floodgate at most 5 more a run than beside the
+    // oracle (a pass's totals are summed over its runs).
     let excesses = floods.flatMap { row in
-        [row.legitimate, row.legitimateDedicated].compactMap { pass -> (String, Int)? in
-            guard let f = pass["floodgate"], let o = pass["oracle"] else { return nil }
-            return (row.scenario, f.retransmissions - o.retransmissions)
+        [(row.legitimate, options.legitimateRuns), (row.legitimateDedicated, options.dedicatedRuns)].compactMap {
+            pass, runs -> (String, Double)? in
+            guard let f = pass["floodgate"], let o = pass["oracle"], runs > 0 else { return nil }
+            return (row.scenario, Double(f.retransmissions - o.retransmissions) / Double(runs))
         }
     }
     let worstExcess = excesses.max { $0.1 < $1.1 }
     print(String(format: "         legitimate registrations and calls with Floodgate: %d of %d (%.3f%%) — zero failed: %@;"
-                 + " retransmissions %d vs %d with the oracle in all; worst flood %@ — %@", fg.succeeded, fg.attempted,
-                 share, fg.succeeded == fg.attempted ? "met" : "NOT met", fg.retransmissions, oracle.retransmissions,
-                 worstExcess.map { String(format: "%+d (%@)", $0.1, $0.0) } ?? "n/a",
+                 + " retransmissions %d vs %d with the oracle in all; worst flood %@ a run — %@", fg.succeeded,
+                 fg.attempted, share, fg.succeeded == fg.attempted ? "met" : "NOT met", fg.retransmissions,
+                 oracle.retransmissions, worstExcess.map { String(format: "%+.1f (%@)", $0.1, $0.0) } ?? "n/a",
                  (worstExcess?.1 ?? 0) <= 5 ? "met (≤ +5)" : "NOT met (≤ +5)"))
     if let dir = options.reportDirectory {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try floodChart(floods).write(toFile: "\(dir)/floods.svg", atomically: true, encoding: .utf8)
         try ("# Floodgate flood benchmark\n\n" + floodMarkdown(floods, options)
             + "\nMpps the receiving XDP program saw, median of \(options.floodRuns) runs of \(options.floodSeconds) s."
-            + " Chart: floods.svg\n").write(toFile: "\(dir)/floods.md", atomically: true, encoding: .utf8)
+            + " Chart: floods.svg\n" + noise.map { "\n" + $0 + "\n" }.joined()).write(toFile: "\(dir)/floods.md", atomically: true, encoding: .utf8)
         print("wrote \(dir)/floods.md and \(dir)/floods.svg")
     }
     return floods
