@@ -51,7 +51,8 @@ struct FloodgateBench: ParsableCommand {
     @Option(help: "Registrations and calls per phone beside each generated flood.") var floodCalls = 10
     @Option(help: "Passes of the generated floods with legitimate calls beside them (the median is reported).")
     var legitimateRuns = 3
-    @Option(help: "Passes of the generated floods with the receive on a CPU of its own, paced, the calls beside (the median is reported).")
+    @Option(
+        help: "Passes of the generated floods with the receive on a CPU of its own, paced, the calls beside (the median is reported).")
     var dedicatedRuns = 3
     @Option(help: "The pace of those floods, in Mpps: below what every filter takes there, so the ring never overflows.")
     var dedicatedMpps = 3.0
