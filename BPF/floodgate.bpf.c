@@ -64,7 +64,7 @@ static __always_inline int fg_count_seen(struct fg_cpu_state *cpu, __u32 traffic
 	 * compiler does and would drop the mask: hide the value from it. */
 	asm volatile("" : "+r"(reason));
 	reason &= FG_REASON_SLOTS - 1;
-	if (traffic_class < FG_CLASS_MAX) {
+	if (traffic_class < FG_COUNTER_ROWS) {
 		struct fg_class_counters *c = &cpu->counters[traffic_class];
 
 		c->reasons[reason].packets++;
@@ -641,7 +641,7 @@ static __always_inline __u32 fg_policy(struct fg_ctx *c, struct fg_packet *pkt)
 	if (pkt->traffic_class != FG_CLASS_FRAGMENT)
 		c->slot = fg_cache_slot(&c->key);
 	if (s->deny_entries && fg_in_list(&fg_deny, &pkt->src)) {
-		fg_cache_drop(c->slot, &c->key, c, ~0ULL, FG_REASON_DROPPED_DENY);
+		fg_cache_source_drop(c, ~0ULL, FG_REASON_DROPPED_DENY);
 		return FG_REASON_DROPPED_DENY;
 	}
 	/* The operator's bans beat the allow list; the filter's own do not, nor
@@ -650,7 +650,7 @@ static __always_inline __u32 fg_policy(struct fg_ctx *c, struct fg_packet *pkt)
 	 * verified, even if it became so after the ban. */
 	ban = s->bans_present ? bpf_map_lookup_elem(&fg_bans, &pkt->src) : NULL;
 	if (ban && fg_ban_active(c, ban) && !((ban->flags & FG_BAN_INTEGRATION) && fg_is_vouched_for(s, &pkt->src))) {
-		fg_cache_ban(c, ban->expires_ns);
+		fg_cache_ban(c, ban->expires_ns, !(ban->flags & FG_BAN_INTEGRATION));
 		return FG_REASON_DROPPED_BAN;
 	}
 	/* A ban another router learned (BGP): a peer's word, so like an
@@ -660,7 +660,7 @@ static __always_inline __u32 fg_policy(struct fg_ctx *c, struct fg_packet *pkt)
 
 		ban = bpf_map_lookup_elem(&fg_peer_bans, &key);
 		if (ban && fg_ban_active(c, ban) && !fg_is_vouched_for(s, &pkt->src)) {
-			fg_cache_ban(c, ban->expires_ns);
+			fg_cache_ban(c, ban->expires_ns, 0);
 			return FG_REASON_DROPPED_BAN;
 		}
 	}
@@ -678,7 +678,7 @@ static __always_inline __u32 fg_policy(struct fg_ctx *c, struct fg_packet *pkt)
 	}
 	ban = s->auto_bans_present ? bpf_map_lookup_elem(&fg_auto_bans, &pkt->src) : NULL;
 	if (ban && fg_ban_active(c, ban)) {
-		fg_cache_ban(c, ban->expires_ns);
+		fg_cache_ban(c, ban->expires_ns, 1);
 		return FG_REASON_DROPPED_BAN;
 	}
 	/* The clock only when trust is on: a read of it costs more than the rest of a plain packet's decision.
@@ -803,6 +803,37 @@ static __always_inline int fg_cached_drop(struct fg_cpu_state *cpu, const struct
 	return XDP_DROP;
 }
 
+/* Counts a drop a source-keyed slot decided, before the frame was parsed: in
+ * the "unparsed" row, as its class is not known. */
+static __always_inline int fg_unparsed_drop(struct fg_cpu_state *cpu, const struct fg_addr *src, __u32 reason,
+					    __u64 bytes)
+{
+	__u64 seen = 1;
+
+	fg_count_seen(cpu, FG_COUNTER_UNPARSED, reason, bytes, &seen);
+	if (!(seen & (FG_DROP_SAMPLE_EVERY - 1)))
+		fg_event(FG_EVENT_DROP_SAMPLE, FG_COUNTER_UNPARSED, src, 0, reason, seen);
+	return XDP_DROP;
+}
+
+/* A frame whose source a source-keyed slot drops: counted, XDP_DROP; else
+ * XDP_PASS, and the frame goes on to be parsed. A global function: verified
+ * once, not once for each way the main program goes on, and its key is not on
+ * the main program's stack. */
+__noinline int fg_unparsed(struct xdp_md *ctx, const struct fg_settings *s, struct fg_cpu_state *cpu, __u64 jiffies,
+			   __u64 bytes)
+{
+	struct fg_source_key key;
+	__u32 reason;
+
+	if (!ctx || !s || !cpu)
+		return XDP_PASS;
+	reason = fg_source_cache_check(ctx, s, jiffies, &key);
+	if (reason == FG_REASON_PASSED)
+		return XDP_PASS;
+	return fg_unparsed_drop(cpu, &key.addr, reason, bytes);
+}
+
 /* A source its own bucket dropped: ban it if it keeps at it. A function of
  * its own, so its key is not on the stack beside fg_decide's. */
 static __noinline void fg_autoban_check(struct fg_settings *s, const struct fg_packet *pkt)
@@ -828,6 +859,15 @@ int floodgate_xdp(struct xdp_md *ctx)
 	s = bpf_map_lookup_elem(&fg_settings, &zero);
 	if (!s)
 		return XDP_PASS; /* unreachable: an array always has index 0 */
+	jiffies = fg_clock_jiffies(s);
+	cpu = bpf_map_lookup_elem(&fg_cpu, &zero);
+	if (!cpu)
+		return XDP_PASS; /* unreachable, as above */
+	/* A banned or denied source's frames end here, before they are parsed
+	 * (lib/drop_cache.h). */
+	if (jiffies < cpu->source_until_jiffies && cpu->source_generation == READ_ONCE(s->policy_generation) &&
+	    fg_unparsed(ctx, s, cpu, jiffies, bytes) == XDP_DROP)
+		return XDP_DROP;
 
 	status = fg_parse(ctx, s, &pkt);
 	if (status == FG_PARSE_MALFORMED)
@@ -841,17 +881,16 @@ int floodgate_xdp(struct xdp_md *ctx)
 	/* The prefix first: its few slots stay in cache, while a random source's
 	 * own slot is a miss. A packet dropped here would be dropped by its own
 	 * bucket or by the prefix either way; it counts as dropped-prefix. */
-	jiffies = fg_clock_jiffies(s);
-	cpu = bpf_map_lookup_elem(&fg_cpu, &zero);
-	if (!cpu)
-		return XDP_PASS; /* unreachable, as above */
 	reason = fg_prefix_cache_check(s, cpu, &pkt, jiffies);
 	if (reason == FG_REASON_PASSED)
 		reason = fg_cache_check(s, &pkt, jiffies);
 	if (reason != FG_REASON_PASSED)
 		return fg_cached_drop(cpu, &pkt, reason, bytes);
 	pkt.now_ticks = 0;
+	pkt.source_until = 0;
 	reason = fg_decide(&pkt);
+	if (pkt.source_until)
+		fg_cache_source(&pkt, reason);
 	if (reason == FG_DECIDE_SPOOFED)
 		reason = fg_decide_spoofed(ctx, &pkt);
 	else if (reason == FG_DECIDE_INSPECT)

@@ -168,6 +168,18 @@ enum fg_class {
 /* Classes up to this one are SIP: prefix buckets and the budget apply. */
 enum { FG_CLASS_SIP_LAST = FG_CLASS_KEEPALIVE };
 
+/*
+ * The counters have a row after the classes: "unparsed", the packets dropped
+ * before their class was read, from their source alone (a ban or a denial
+ * held in a source-keyed slot of the drop cache). It has no limit: the limits'
+ * indices count the classes only.
+ */
+enum { FG_COUNTER_UNPARSED = FG_CLASS_MAX, FG_COUNTER_ROWS = FG_CLASS_MAX + 1 };
+
+/* The class in the key of a drop-cache slot that holds a source alone (after
+ * FG_CLASS_MAX and FG_CLASS_MAX + 1, the prefix buckets' keys). */
+enum { FG_SLOT_SOURCE = FG_CLASS_MAX + 2 };
+
 /* fg_limits entries after the per-class ones. */
 enum fg_limit_index {
 	FG_LIMIT_PREFIX = FG_CLASS_MAX,	 /* per-prefix aggregate bucket (SIP classes) */
@@ -346,7 +358,7 @@ enum fg_inside_count {
  * bits, fg_drop_cache's entries of FG_DROP_CACHE_GROUP slots. 11: the allow
  * list's first bytes in fg_settings. 12: fg_drop_tags, the drop-cache slots'
  * tags. */
-#define FG_LAYOUT_VERSION 12
+#define FG_LAYOUT_VERSION 13
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*
@@ -429,13 +441,18 @@ struct fg_source_key {
  * FG_DROP_CACHE_SLOTS_LOG bits are the key's slot, the 16 below them its tag
  * in fg_drop_tags. Both sides compute it: the tests look for keys that share
  * a slot and a tag. */
-static inline __u32 fg_slot_hash(const struct fg_source_key *key)
+static inline __u32 fg_addr_hash(const struct fg_addr *addr, __u32 traffic_class)
 {
-	__u32 h = key->addr.words[0] ^ key->addr.words[1] ^ key->addr.words[2] ^ key->addr.words[3];
+	__u32 h = addr->words[0] ^ addr->words[1] ^ addr->words[2] ^ addr->words[3];
 
-	h ^= key->traffic_class;
+	h ^= traffic_class;
 	/* Fibonacci hashing: the top bits of the product are well mixed. */
 	return h * 2654435761U;
+}
+
+static inline __u32 fg_slot_hash(const struct fg_source_key *key)
+{
+	return fg_addr_hash(&key->addr, key->traffic_class);
 }
 
 static inline __u32 fg_hash_slot(__u32 hash)
@@ -794,8 +811,11 @@ struct fg_cpu_state {
 	__u64 prefix_until_jiffies; /* some prefix slot may drop until this jiffy: check them */
 	__u64 spared_event_ns;	    /* when this CPU last sent a spared event (FG_NOISY_EVENT_NS) */
 	__u64 spoofed_event_ns;	    /* and a spoofed one */
-	__u64 reserved[5];	    /* the counters start on a cache line of their own */
-	struct fg_class_counters counters[FG_CLASS_MAX];
+	__u64 source_until_jiffies; /* some source-keyed slot (FG_SLOT_SOURCE) may drop until this jiffy, */
+	__u32 source_generation;    /* if the policy generation is still this one (the last fill's) */
+	__u32 pad;
+	__u64 reserved[3];	    /* the counters start on a cache line of their own */
+	struct fg_class_counters counters[FG_COUNTER_ROWS];
 };
 
 _Static_assert(sizeof(struct fg_settings) == 264, "fg_settings layout");
@@ -832,7 +852,7 @@ _Static_assert(sizeof(struct fg_drop_slot) == 64, "fg_drop_slot layout");
 _Static_assert(FG_DROP_CACHE_GROUP * sizeof(struct fg_drop_slot) <= 32768, "a drop-cache entry fits a per-CPU value");
 _Static_assert(FG_DROP_CACHE_GROUPS * FG_DROP_CACHE_GROUP == FG_DROP_CACHE_SLOTS && (FG_DROP_CACHE_GROUP & (FG_DROP_CACHE_GROUP - 1)) == 0,
 	       "drop-cache groups");
-_Static_assert(sizeof(struct fg_cpu_state) == 64 + FG_CLASS_MAX * sizeof(struct fg_class_counters),
+_Static_assert(sizeof(struct fg_cpu_state) == 64 + FG_COUNTER_ROWS * sizeof(struct fg_class_counters),
 	       "fg_cpu_state layout");
 _Static_assert((FG_DROP_CACHE_SLOTS & (FG_DROP_CACHE_SLOTS - 1)) == 0, "slots: a power of two");
 _Static_assert(1u << FG_DROP_CACHE_SLOTS_LOG == FG_DROP_CACHE_SLOTS && FG_DROP_CACHE_SLOTS_LOG <= 16,
@@ -859,6 +879,7 @@ static inline const char *fg_class_name(__u32 c)
 	case FG_CLASS_RTP: return "rtp";
 	case FG_CLASS_ICMP: return "icmp";
 	case FG_CLASS_OTHER: return "other";
+	case FG_COUNTER_UNPARSED: return "unparsed";
 	default: return (const char *)0;
 	}
 }

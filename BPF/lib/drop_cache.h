@@ -254,21 +254,6 @@ static __always_inline void fg_cache_drop_until(struct fg_ctx *c, __u64 next)
 		fg_cache_drop(c->slot, &c->key, c, until, FG_REASON_DROPPED_RATE);
 }
 
-/* A ban that expires at `expires_ns` (CLOCK_MONOTONIC; 0 never). */
-static __always_inline void fg_cache_ban(struct fg_ctx *c, __u64 expires_ns)
-{
-	__u64 now_ns = c->now >> FG_TICK_SHIFT, until = ~0ULL;
-
-	if (!c->s->jiffy_ns)
-		return;
-	if (expires_ns) {
-		if (expires_ns <= now_ns)
-			return;
-		until = fg_clock_jiffies(c->s) + (expires_ns - now_ns) / c->s->jiffy_ns;
-	}
-	fg_cache_drop(c->slot, &c->key, c, until, FG_REASON_DROPPED_BAN);
-}
-
 /*
  * The prefix part of the cache: a random-source flood from a drained prefix
  * ends here, before the policy. A prefix is cached only if it holds no
@@ -299,6 +284,139 @@ static __always_inline __u32 fg_prefix_cache_check(const struct fg_settings *s, 
 		fg_mask(&key.addr, s->prefix_v6);
 	}
 	return fg_prefix_cached(s, &key, jiffies) ? FG_REASON_DROPPED_PREFIX : FG_REASON_PASSED;
+}
+
+/*
+ * Source-keyed slots: a denial, an operator's ban or one of the filter's own
+ * does not depend on the packet's class (nor on its ports or its payload), so
+ * it is remembered by source alone, under the key class FG_SLOT_SOURCE, and
+ * asked before the frame is parsed: such a source's frames skip the class's
+ * parse and its (source, class) slot, and are counted in the counters'
+ * "unparsed" row. (An integration's or a peer's ban spares a source that is
+ * verified, which it may become while banned: those stay by class.)
+ *
+ * Asked only for untagged IPv4 (no options) and IPv6 frames whose next header
+ * is UDP, and filled only by a frame fg_parse_plain_udp4 or 6 read (pkt->plain),
+ * each of which is such a frame: a slot is filled only where it is asked. Every
+ * other frame of that source (TCP, ICMP, a fragment, a VLAN tag, IPv6
+ * extension headers) takes the (source, class) slot, as before. ICMPv6
+ * neighbour discovery never reaches these slots, so a banned address still
+ * resolves. A plain frame that a (source, class) slot drops does not fill one.
+ *
+ * Read-only, like a prefix's slot: a source-keyed slot counts nothing pending,
+ * so such a source's drops reach neither fg_sources nor `top`.
+ * cpu->source_until_jiffies is the latest jiffy any of them holds on this CPU,
+ * under cpu->source_generation: until one is filled, and after any change of
+ * policy until the next, frames skip the check without reading the headers
+ * twice.
+ */
+static __always_inline __u32 fg_source_cache_check(struct xdp_md *ctx, const struct fg_settings *s, __u64 jiffies,
+						   struct fg_source_key *key)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct fg_drop_slot *slot;
+
+	if ((void *)(eth + 1) > data_end)
+		return FG_REASON_PASSED;
+	key->traffic_class = FG_SLOT_SOURCE;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > data_end || *(__u8 *)ip != 0x45 || ip->protocol != IPPROTO_UDP)
+			return FG_REASON_PASSED;
+		key->addr.words[0] = 0;
+		key->addr.words[1] = 0;
+		key->addr.words[2] = bpf_htonl(0x0000ffff);
+		key->addr.words[3] = ip->saddr;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > data_end || ip6->version != 6 || ip6->nexthdr != IPPROTO_UDP)
+			return FG_REASON_PASSED;
+		__builtin_memcpy(&key->addr, &ip6->saddr, sizeof(key->addr));
+		/* An IPv4-mapped source is bogus (malformed), not the IPv4 address's. */
+		if (!key->addr.words[0] && !key->addr.words[1] && key->addr.words[2] == bpf_htonl(0x0000ffff))
+			return FG_REASON_PASSED;
+	} else {
+		return FG_REASON_PASSED;
+	}
+	slot = fg_cache_tagged(key);
+	if (!slot || jiffies >= slot->until_jiffies || !fg_same_key(&slot->key, key) ||
+	    slot->generation != READ_ONCE(s->policy_generation))
+		return FG_REASON_PASSED;
+	return slot->reason;
+}
+
+/* Remember on this CPU that pkt's source is dropped for `reason` (a ban or a
+ * denial) until jiffy pkt->source_until, as decided under policy generation
+ * pkt->source_generation: in its source-keyed slot. A global function, called
+ * by the main program after the policy: the deciding function's stack has no
+ * room for another key. */
+__noinline int fg_cache_source(const struct fg_packet *pkt, __u32 reason)
+{
+	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &fg_drop_tags_key);
+	struct fg_cpu_state *cpu = bpf_map_lookup_elem(&fg_cpu, &fg_drop_tags_key);
+	struct fg_source_key key = {.traffic_class = FG_SLOT_SOURCE};
+	struct fg_drop_slot *slot;
+
+	if (!pkt || !s || !cpu || !pkt->source_until)
+		return 0;
+	key.addr = pkt->src;
+	slot = fg_cache_slot(&key);
+	if (!slot)
+		return 0;
+	fg_cache_fill(slot, &key, s, pkt->source_generation, pkt->source_until, reason);
+	if (!s->jiffy_ns)
+		return 0;
+	/* A CPU's fills come in the order of their decisions, so of non-decreasing
+	 * generations: once the generation moves past the last fill's, every slot is
+	 * stale, and the main program stops asking until the next fill. */
+	if (cpu->source_generation != pkt->source_generation) {
+		cpu->source_generation = pkt->source_generation;
+		cpu->source_until_jiffies = pkt->source_until;
+	} else if (cpu->source_until_jiffies < pkt->source_until) {
+		cpu->source_until_jiffies = pkt->source_until;
+	}
+	return 0;
+}
+
+/* A ban's or a denial's drop, until jiffy `until`: for a plain frame, noted
+ * for fg_cache_source; else in the (source, class) slot. */
+static __always_inline void fg_cache_source_drop(struct fg_ctx *c, __u64 until, __u32 reason)
+{
+	if (c->pkt->plain) {
+		/* The packet is the policy's to write; the context holds it read-only for everything else. */
+		struct fg_packet *pkt = (struct fg_packet *)c->pkt;
+
+		pkt->source_until = until;
+		pkt->source_generation = c->generation;
+	} else {
+		fg_cache_drop(c->slot, &c->key, c, until, reason);
+	}
+}
+
+/* A ban that expires at `expires_ns` (CLOCK_MONOTONIC; 0 never); held by
+ * source alone if `by_source`: not for a ban that spares vouched-for sources
+ * (an integration's, a peer's), as a source may become verified while banned
+ * without a change of the policy generation, and its other classes must then
+ * reach the policy again. */
+static __always_inline void fg_cache_ban(struct fg_ctx *c, __u64 expires_ns, int by_source)
+{
+	__u64 now_ns = c->now >> FG_TICK_SHIFT, until = ~0ULL;
+
+	if (!c->s->jiffy_ns)
+		return;
+	if (expires_ns) {
+		if (expires_ns <= now_ns)
+			return;
+		until = fg_clock_jiffies(c->s) + (expires_ns - now_ns) / c->s->jiffy_ns;
+	}
+	if (by_source)
+		fg_cache_source_drop(c, until, FG_REASON_DROPPED_BAN);
+	else
+		fg_cache_drop(c->slot, &c->key, c, until, FG_REASON_DROPPED_BAN);
 }
 
 #endif /* FG_LIB_DROP_CACHE_H */

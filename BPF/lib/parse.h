@@ -32,10 +32,14 @@ struct fg_packet {
 	__u32 traffic_class;
 	__u16 payload_off; /* UDP (or TCP) payload: offset from the frame start */
 	__u16 payload_len; /* and length (within the frame and the UDP or IP length: 16 bits) */
-	__u32 frag_id;	   /* a fragment's IP identification */
+	union {
+		__u32 frag_id;		 /* a fragment's IP identification */
+		__u32 source_generation; /* a plain frame's (never a fragment): see source_until */
+	};
 	__u8 ttl;	   /* IPv4 TTL or IPv6 hop limit */
 	__u8 inspected;	   /* its header block was walked (fg_inspect): the scan in fg_scratch is its */
-	__u8 pad[2];
+	__u8 plain;	   /* read by fg_parse_plain_udp4 or 6: fg_source_cache_check looks at such frames */
+	__u8 pad;
 	/* The time fg_decide read for this packet, in ticks (struct fg_ctx's
 	 * now), or 0: the steps after it (its content, the destination rules,
 	 * the budget) start from it rather than read the clock again, as a read
@@ -55,6 +59,11 @@ struct fg_packet {
 			__u8 fragmented;     /* an IPv6 packet with a fragment header (an atomic fragment too) */
 		};
 	};
+	/* A ban or a denial the policy found for a plain frame: the jiffy until
+	 * which its source-keyed slot is to drop (0: none), and (source_generation)
+	 * the policy generation it was decided under; the main program fills the
+	 * slot (fg_cache_source), off the deciding function's stack. */
+	__u64 source_until;
 };
 #define FG_NOTE_SPARED 1  /* a verified or allow-listed source's scanner-signed packet: dropped, not banned */
 #define FG_NOTE_SPOOFED 2 /* a verified or allow-listed address at another hop distance */
@@ -536,6 +545,7 @@ static __always_inline int fg_walk(struct xdp_md *ctx, struct fg_packet *pkt, st
 	pkt->frag_id = 0;
 	pkt->flags = 0; /* tier FG_TIER_UNVERIFIED, no note, ... */
 	pkt->inspected = 0;
+	pkt->plain = 0;
 	cur = fg_skip_l2(data, data_end, &proto);
 	if (!cur)
 		return FG_PARSE_MALFORMED;
@@ -566,6 +576,7 @@ static __always_inline int fg_parse_plain_datagram(const struct fg_settings *s, 
 	pkt->payload_len = 0;
 	pkt->flags = 0;
 	pkt->inspected = 0;
+	pkt->plain = 1;
 	if (pkt->traffic_class == FG_CLASS_SIP_OTHER) {
 		w0 = *(__u64 *)payload;
 		w1 = *(__u64 *)(payload + 8);

@@ -28,7 +28,7 @@ final class AnomalyDetector: @unchecked Sendable {
         let warm = learned >= policy.halfLifeSeconds
         learned += seconds
         var alerts: [AnomalyAlert] = []
-        for c in TrafficClass.all {
+        for c in TrafficClass.counted {
             let rate = Double(now.packets.total(c) &- before.packets.total(c)) / seconds
             guard let base = baseline[c] else {
                 baseline[c] = rate

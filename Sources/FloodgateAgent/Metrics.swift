@@ -158,7 +158,7 @@ public final class AgentMetrics: @unchecked Sendable {
     private func exportEverySeries() {
         lock.lock()
         defer { lock.unlock() }
-        for c in TrafficClass.all {
+        for c in TrafficClass.counted {
             for r in Reason.all {
                 _ = packetCounters(c, r)
                 if r.isDrop { _ = sampleCounter(c.name, r.name) }
@@ -171,7 +171,7 @@ public final class AgentMetrics: @unchecked Sendable {
     func add(_ now: Counters, since before: Counters) {
         lock.lock()
         defer { lock.unlock() }
-        for c in TrafficClass.all {
+        for c in TrafficClass.counted {
             for r in Reason.all {
                 let dp = now.packets[c, r] &- before.packets[c, r]
                 let db = now.bytes[c, r] &- before.bytes[c, r]

@@ -86,7 +86,7 @@ public struct FilterEvent: Sendable, Equatable {
         case FG_EVENT_CALLER_ID.rawValue: kind = .callerID
         default: kind = .unknown(raw.type)
         }
-        trafficClass = TrafficClass(index: raw.traffic_class)
+        trafficClass = TrafficClass(counterRow: raw.traffic_class)
         address = SourceAddress(raw.addr)
         expiresNS = raw.expires_ns
         offence = raw.offence

@@ -227,7 +227,7 @@ public final class FilterMaps: @unchecked Sendable {
     public func counters() throws -> Counters {
         var counters = Counters()
         for cpu in try perCPUClassCounters() {
-            for c in TrafficClass.all {
+            for c in TrafficClass.counted {
                 let value = cpu[Int(c.index)]
                 for r in Reason.all {
                     counters.packets[c, r] += value.packets[Int(r.index)]
@@ -247,14 +247,15 @@ public final class FilterMaps: @unchecked Sendable {
         return sums
     }
 
-    /// Each CPU's counters (`fg_cpu[0].counters`), by class index: packets and bytes by reason index.
+    /// Each CPU's counters (`fg_cpu[0].counters`), by class index (then the unparsed row): packets and bytes by
+    /// reason index.
     private func perCPUClassCounters() throws -> [[(packets: [UInt64], bytes: [UInt64])]] {
         let slots = Int(FG_REASON_SLOTS)
         return try perCPU(cpuFD, key: 0, as: fg_cpu_state.self, what: FG_MAP_CPU).map { state in
             withUnsafeBytes(of: state.counters) { raw in
                 // Per class, per reason: packets, then bytes (fg_reason_counters).
                 let words = raw.bindMemory(to: UInt64.self)
-                return (0..<Int(FG_CLASS_MAX.rawValue)).map { c in
+                return (0..<Int(FG_COUNTER_ROWS)).map { c in
                     let base = c * 2 * slots
                     return ((0..<slots).map { words[base + 2 * $0] }, (0..<slots).map { words[base + 2 * $0 + 1] })
                 }
@@ -317,6 +318,15 @@ public final class FilterMaps: @unchecked Sendable {
         var key = fg_source_key()
         key.addr = address.raw
         key.traffic_class = UInt8(trafficClass.index)
+        let hash = fg_slot_hash(&key)
+        return (Int(fg_hash_slot(hash)), fg_hash_tag(hash))
+    }
+
+    /// The drop cache's slot and tag of `address`'s ban or denial held by source alone (key class `FG_SLOT_SOURCE`).
+    static func sourceDropSlot(_ address: SourceAddress) -> (slot: Int, tag: UInt16) {
+        var key = fg_source_key()
+        key.addr = address.raw
+        key.traffic_class = UInt8(FG_SLOT_SOURCE)
         let hash = fg_slot_hash(&key)
         return (Int(fg_hash_slot(hash)), fg_hash_tag(hash))
     }
@@ -479,11 +489,11 @@ public struct SourceEntry: Sendable {
     }
 }
 
-/// Packets (or bytes) by class and reason.
+/// Packets (or bytes) by class (and the unparsed row) and reason.
 public struct CounterGrid: Equatable, Sendable {
     public private(set) var flat: [UInt64]
 
-    public init() { flat = Array(repeating: 0, count: Int(FG_CLASS_MAX.rawValue * FG_REASON_MAX.rawValue)) }
+    public init() { flat = Array(repeating: 0, count: Int(FG_COUNTER_ROWS) * Int(FG_REASON_MAX.rawValue)) }
 
     init(flat: [UInt64]) {
         self.init()

@@ -2,6 +2,8 @@ internal import CFloodgate
 import Foundation
 
 /// A traffic class of the XDP program (`enum fg_class` in BPF/floodgate.h); its name comes from the same header.
+/// ``unparsed`` is not a class but the counters' row after them (`FG_COUNTER_UNPARSED`): packets dropped from their
+/// source alone, before their class was read. It has no limit; ``all`` lists the classes, ``counted`` adds it.
 public struct TrafficClass: Hashable, Sendable, Comparable, CustomStringConvertible {
     public let index: UInt32
 
@@ -15,7 +17,14 @@ public struct TrafficClass: Hashable, Sendable, Comparable, CustomStringConverti
         self = found
     }
 
+    /// A class, or the counters' ``unparsed`` row (an event's class may be either).
+    public init?(counterRow index: UInt32) {
+        guard index < UInt32(FG_COUNTER_ROWS) else { return nil }
+        self.index = index
+    }
+
     private init(_ c: fg_class) { index = c.rawValue }
+    private init(row: UInt32) { index = row }
 
     public static let invite = TrafficClass(FG_CLASS_INVITE)
     public static let register = TrafficClass(FG_CLASS_REGISTER)
@@ -31,11 +40,16 @@ public struct TrafficClass: Hashable, Sendable, Comparable, CustomStringConverti
     public static let rtp = TrafficClass(FG_CLASS_RTP)
     public static let icmp = TrafficClass(FG_CLASS_ICMP)
     public static let other = TrafficClass(FG_CLASS_OTHER)
+    /// Dropped before the class was read: a ban or a denial held by source alone (BPF/lib/drop_cache.h).
+    public static let unparsed = TrafficClass(row: UInt32(FG_COUNTER_UNPARSED))
 
     /// SIP classes: the prefix buckets and the budget apply to them.
     public var isSIP: Bool { index <= UInt32(FG_CLASS_SIP_LAST) }
 
     public static var all: [TrafficClass] { (0..<FG_CLASS_MAX.rawValue).map { TrafficClass(fg_class($0)) } }
+
+    /// The counters' rows: every class, then ``unparsed``.
+    public static var counted: [TrafficClass] { all + [.unparsed] }
 
     public var name: String { String(cString: fg_class_name(index)) }
     public var description: String { name }
@@ -48,7 +62,8 @@ public enum Tier: String, Sendable, CaseIterable {
 
     /// The index in `fg_limits` of a class's limit in this tier.
     func limitIndex(_ c: TrafficClass) -> UInt32 {
-        self == .verified ? FG_LIMIT_VERIFIED.rawValue + c.index : c.index
+        precondition(c.index < FG_CLASS_MAX.rawValue, "\(c) is a counters' row, not a class with a limit")
+        return self == .verified ? FG_LIMIT_VERIFIED.rawValue + c.index : c.index
     }
 }
 

@@ -49,7 +49,7 @@ public struct StatsReport: Codable, Sendable {
     public static func report(_ filter: AttachedFilter, now: Sample, previous: Sample?) -> StatsReport {
         let interval = previous.map { Double(now.ns &- $0.ns) / 1e9 }
         var classes: [ClassStats] = []
-        for c in TrafficClass.all {
+        for c in TrafficClass.counted {
             var stats = ClassStats(trafficClass: c.name, packets: [:], bytes: [:], packetsPerSecond: nil)
             for r in Reason.all {
                 stats.packets[r.name] = now.counters.packets[c, r]

@@ -183,7 +183,7 @@ extension Floodgate {
             var total: UInt64 = 0, dropped: UInt64 = 0
             var passed: [String] = []
             var mostDropped: (name: String, count: UInt64) = ("", 0)
-            for c in TrafficClass.all {
+            for c in TrafficClass.counted {
                 var classPassed: UInt64 = 0, classDropped: UInt64 = 0
                 for r in Reason.all {
                     let n = now.packets[c, r] &- before.packets[c, r]

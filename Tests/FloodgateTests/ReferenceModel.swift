@@ -8,7 +8,8 @@ import Foundation
 /// under, at the time `now` of the model's clock, and what the SIP server's answers on the inside do.
 ///
 /// It has no drop cache: the program it is compared with runs without one (`Settings.dropCache`), so that every
-/// packet takes the whole policy. Time is CLOCK_MONOTONIC nanoseconds; buckets count it in ticks of 1/16 ns.
+/// packet takes the whole policy; or, with `dropSlots`, only the part of it that changes a count (bans and
+/// denials held by source alone, counted as "unparsed"), for a run with every limit unlimited. Time is CLOCK_MONOTONIC nanoseconds; buckets count it in ticks of 1/16 ns.
 struct ReferenceModel {
     var settings: Settings
     var deny: [CIDR] = []
@@ -120,13 +121,32 @@ struct ReferenceModel {
     var ticks: UInt64 { now << UInt64(FG_TICK_SHIFT) }
 
     mutating func verdict(_ bytes: [UInt8]) -> (TrafficClass, Reason) {
+        if let slots = dropSlots, let src = Self.sourceSlotAsked(bytes),
+           let held = slots[Self.dropSlot(src, UInt32(FG_SLOT_SOURCE))], held.address == src,
+           held.keyClass == UInt32(FG_SLOT_SOURCE) {
+            return (.unparsed, held.reason)
+        }
         switch parse(bytes) {
         case .malformed:
             return (.other, settings.malformed == .pass ? .passedMalformed : .droppedMalformed)
         case .nonIP:
             return (.other, .passed)
         case .packet(let frame):
+            // A (source, class) slot a ban or a denial filled drops the frame before the policy, which is what
+            // would fill the source's own slot.
+            if let slots = dropSlots, !frame.essential, frame.cls != .fragment,
+               let held = slots[Self.dropSlot(frame.src, frame.cls.index)], held.address == frame.src,
+               held.keyClass == frame.cls.index {
+                return (frame.cls, held.reason)
+            }
             let reason = decide(frame)
+            if dropSlots != nil, !frame.essential, reason == .droppedBan || reason == .droppedDeny {
+                if isPlainUDP(bytes) {
+                    dropSlots![Self.dropSlot(frame.src, UInt32(FG_SLOT_SOURCE))] = (frame.src, UInt32(FG_SLOT_SOURCE), reason)
+                } else if frame.cls != .fragment {
+                    dropSlots![Self.dropSlot(frame.src, frame.cls.index)] = (frame.src, frame.cls.index, reason)
+                }
+            }
             // The later fragments of a first fragment the policy let in may follow it (up to 44).
             if frame.firstFragment && (reason == .passed || reason == .passedAllow) {
                 fragments[frame.src.bytes + frame.fragmentID] = Int(FG_FRAGMENT_BUDGET)
@@ -481,6 +501,52 @@ struct ReferenceModel {
             issueBan(address, seconds: bruteForce.banSeconds, why: "brute-force")
         }
         failures[address] = state
+    }
+
+    // MARK: The drop cache's slots, for bans and denials
+
+    /// The drop cache's slots on the program's one CPU, if the model keeps them: by slot, the source and key class
+    /// a ban or a denial filled it with (FG_SLOT_SOURCE: held by source alone), and the reason. Only bans and denials
+    /// are kept, so it is for a run whose limits are all unlimited (and whose lists do not change).
+    var dropSlots: [Int: (address: SourceAddress, keyClass: UInt32, reason: Reason)]?
+
+    /// The slot of (address, key class): the header's hash, the index the program computes.
+    static func dropSlot(_ address: SourceAddress, _ keyClass: UInt32) -> Int {
+        var addr = fg_addr()
+        withUnsafeMutableBytes(of: &addr) { $0.copyBytes(from: address.bytes) }
+        return Int(fg_hash_slot(fg_addr_hash(&addr, keyClass)))
+    }
+
+    /// The source of a frame whose source-keyed slot is asked before it is parsed (README, policy step 1): untagged
+    /// IPv4 without options, or IPv6, whose next header is UDP, with a whole IP header.
+    static func sourceSlotAsked(_ b: [UInt8]) -> SourceAddress? {
+        guard b.count >= 14 else { return nil }
+        switch Int(b[12]) << 8 | Int(b[13]) {
+        case 0x0800:
+            guard b.count >= 34, b[14] == 0x45, b[23] == 17 else { return nil }
+            return SourceAddress(bytes: [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF] + b[26..<30])
+        case 0x86DD:
+            guard b.count >= 54, b[14] >> 4 == 6, b[20] == 17 else { return nil }
+            // Not an IPv4-mapped source: bogus, not the IPv4 address's.
+            guard b[22..<34] != [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF] else { return nil }
+            return SourceAddress(bytes: Array(b[22..<38]))
+        default:
+            return nil
+        }
+    }
+
+    /// A plain UDP frame, whose ban or denial is held by source alone: as above, IPv4 not a fragment, a UDP length
+    /// of 8 or more, 24 bytes of payload within the frame, and to a SIP port 24 bytes within the UDP length too, the
+    /// first not CR, LF, SP or HT. (For a frame that parses.)
+    func isPlainUDP(_ b: [UInt8]) -> Bool {
+        let n = b.count
+        func be16(_ i: Int) -> Int { Int(b[i]) << 8 | Int(b[i + 1]) }
+        guard Self.sourceSlotAsked(b) != nil else { return false }
+        let l4 = be16(12) == 0x0800 ? 34 : 54
+        if l4 == 34 && be16(20) & 0x3FFF != 0 { return false }
+        guard n >= l4 + 8, be16(l4 + 4) >= 8, l4 + 8 + 24 <= n else { return false }
+        guard isSIPPort(be16(l4 + 2)) else { return true }
+        return min(be16(l4 + 4) - 8, n - l4 - 8) >= 24 && ![13, 10, 32, 9].contains(b[l4 + 8])
     }
 
     // MARK: Parsing

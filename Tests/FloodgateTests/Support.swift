@@ -85,7 +85,7 @@ extension FloodgateProgram {
         let before = try maps.counters().packets
         let action = try verdict(packet)
         let after = try maps.counters().packets
-        for c in TrafficClass.all {
+        for c in TrafficClass.counted {
             for r in Reason.all where after[c, r] != before[c, r] { return (action, c, r) }
         }
         return (action, nil, nil)

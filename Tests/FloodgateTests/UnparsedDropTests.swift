@@ -1,0 +1,178 @@
+import CFloodgate
+@testable import FloodgateBPF
+import FloodgateCore
+import FloodgateLab
+import Foundation
+import Testing
+
+/// Bans and denials held by source alone (the drop cache's source-keyed slots, BPF/lib/drop_cache.h): once the policy
+/// has found one for a plain UDP frame, the source's UDP frames are dropped before their class is read, and counted
+/// in the counters' "unparsed" row. A ban does not depend on the class, the ports or the payload, so no framing of the
+/// bytes gets such a source through; and the slot is keyed by the whole address, so no other address's frames are
+/// dropped by it.
+@Suite struct UnparsedDropTests {
+    static let drop = UInt32(XDP_DROP.rawValue), pass = UInt32(XDP_PASS.rawValue)
+
+    /// Judges `packet`, and checks that it was counted exactly once.
+    static func judge(_ program: FloodgateProgram, _ packet: [UInt8]) throws -> (UInt32, TrafficClass?, Reason?) {
+        let before = try program.maps.counters().packets
+        let result = try program.judge(packet)
+        let after = try program.maps.counters().packets
+        #expect(after.flat.reduce(0, +) - before.flat.reduce(0, +) == 1, "one frame, one count")
+        return result
+    }
+
+    /// Every frame a banned source sends is dropped, however its bytes are framed; the UDP ones (a leading CRLF, a
+    /// keep-alive, RTP, a fragment, a datagram too short for its own UDP header) before they are read. Frames the
+    /// source-keyed slot does not look at (TCP, ICMP, IPv4 options, a VLAN tag, IPv6 extension headers) are dropped by
+    /// the policy and then by their (source, class) slot, as before. The ban lifted, the next frame passes.
+    @Test func aBannedSourceIsDroppedBeforeItsClassIsReadHoweverItsBytesAreFramed() throws {
+        try onOneCPU {
+            let program = try loadProgram(policy: perSourceOnly)
+            for banned in ["198.18.90.1", "2001:db8:90::1"] {
+                let address = try #require(SourceAddress(banned))
+                let v4 = address.isIPv4
+                func udp(dport: UInt16, _ payload: [UInt8]) -> [UInt8] {
+                    v4 ? Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(src: banned, proto: Packet.Proto.udp,
+                                                                            Packet.udp(dport: dport, payload)))
+                        : Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(src: banned, proto: Packet.Proto.udp,
+                                                                             Packet.udp(dport: dport, payload)))
+                }
+                let register = PolicyOrderTests.request("REGISTER", from: banned)
+                try program.maps.ban(address, seconds: nil)
+                // The first plain frame is judged by the policy, which fills the source's slot.
+                let first = try Self.judge(program, register)
+                #expect(first.0 == Self.drop && first.1 == .register && first.2 == .droppedBan, "\(banned): \(first)")
+                let unparsed: [(String, [UInt8])] = [
+                    ("a REGISTER", register),
+                    ("an INVITE", PolicyOrderTests.request("INVITE", from: banned)),
+                    ("an INVITE after a leading CRLF", udp(dport: 5060, Array("\r\n\r\nINVITE sip:100@x SIP/2.0\r\n\r\n".utf8))),
+                    ("a keep-alive", udp(dport: 5060, [13, 10, 13, 10])),
+                    ("RTP", udp(dport: 12000, [UInt8](repeating: 0x80, count: 172))),
+                    ("a datagram to another port", udp(dport: 53, [1, 2, 3])),
+                    ("a datagram cut inside its UDP header",
+                     Array(udp(dport: 5060, []).prefix(Packet.ethernetHeaderLength + (v4 ? 20 : 40) + 3))),
+                ] + (v4 ? [("a non-first fragment", Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
+                    src: banned, proto: Packet.Proto.udp, [UInt8](repeating: 7, count: 64), fragmentOffset: 100)))] : [])
+                for (what, frame) in unparsed {
+                    let r = try Self.judge(program, frame)
+                    #expect(r.0 == Self.drop && r.1 == .unparsed && r.2 == .droppedBan, "\(banned): \(what): \(r)")
+                }
+                let sip = Array("OPTIONS sip:100@x SIP/2.0\r\nCall-ID: 1\r\n\r\n".utf8)
+                let classSlot: [(String, [UInt8], TrafficClass)] = [
+                    ("a TCP SYN", v4 ? Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(src: banned, proto: Packet.Proto.tcp, Packet.tcp(dport: 5060)))
+                        : Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(src: banned, proto: Packet.Proto.tcp, Packet.tcp(dport: 5060))), .sipSyn),
+                    ("an echo request", v4 ? Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(src: banned, proto: Packet.Proto.icmp, Packet.icmp()))
+                        : Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(src: banned, proto: Packet.Proto.icmpv6, Packet.icmp(type: 128))), .icmp),
+                    ("a VLAN-tagged OPTIONS", Packet.ethernet(v4 ? Packet.EtherType.ipv4 : Packet.EtherType.ipv6, vlans: [0x8100],
+                        v4 ? Packet.ipv4(src: banned, proto: Packet.Proto.udp, Packet.udp(dport: 5060, sip))
+                            : Packet.ipv6(src: banned, proto: Packet.Proto.udp, Packet.udp(dport: 5060, sip))), .options),
+                    v4 ? ("an OPTIONS with IP options", Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
+                        src: banned, proto: Packet.Proto.udp, Packet.udp(dport: 5060, sip), options: [1, 1, 1, 1])), .options)
+                        : ("an OPTIONS behind a destination-options header", Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+                            src: banned, proto: Packet.Proto.udp, Packet.udp(dport: 5060, sip),
+                            extensions: [(Packet.Proto.destOpts, Packet.optionsBody())])), .options),
+                ]
+                for (what, frame, c) in classSlot {
+                    for round in 0..<2 {
+                        let r = try Self.judge(program, frame)
+                        #expect(r.0 == Self.drop && r.1 == c && r.2 == .droppedBan, "\(banned): \(what), round \(round): \(r)")
+                    }
+                    // The policy filled the (source, class) slot, which dropped the second.
+                    let (slot, tag) = FilterMaps.dropSlot(address, c)
+                    #expect(try program.maps.dropTags()[0][slot] == tag, "\(banned): \(what)")
+                }
+                // An IPv4-mapped IPv6 source is bogus, never the IPv4 address's: malformed, not banned.
+                if v4 {
+                    let mapped = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+                        src: "::ffff:\(banned)", proto: Packet.Proto.udp, Packet.udp(dport: 5060, sip)))
+                    let r = try Self.judge(program, mapped)
+                    #expect(r.1 == .other && r.2 == .droppedMalformed, "\(r)")
+                }
+                #expect(try program.maps.unban(address))
+                let lifted = try Self.judge(program, register)
+                #expect(lifted.0 == Self.pass && lifted.1 == .register && lifted.2 == .passed, "\(banned): \(lifted)")
+            }
+        }
+    }
+
+    /// What a forger can do with a source-keyed slot. The slot's index and tag fold the address by XOR, so a forger
+    /// can pick an address with a denied source's slot and tag (an IPv6 address with two words swapped): its frames
+    /// are compared by their whole address, go on to the policy and pass, and the denied source stays dropped. A
+    /// neighbour whose denial takes the slot sends the first source back to the policy, which drops it again. And a
+    /// denied IPv6 address still resolves: neighbour discovery never reaches the slot. Then the denial is lifted.
+    @Test func aForgerCannotTurnASourceKeyedSlotAgainstAnotherAddress() throws {
+        try onOneCPU {
+            let denied = try #require(SourceAddress("2001:db8::1:0:2"))
+            let twin = try #require(SourceAddress("2001:db8::2:0:1"))
+            let (slot, tag) = FilterMaps.sourceDropSlot(denied)
+            #expect(FilterMaps.sourceDropSlot(twin) == (slot, tag))
+            let neighbour = try #require(
+                (0..<(1 << 17)).lazy.compactMap { i in SourceAddress("198.\(18 + (i >> 16)).\((i >> 8) & 0xFF).\(i & 0xFF)") }
+                    .first { FilterMaps.sourceDropSlot($0).slot == slot && FilterMaps.sourceDropSlot($0).tag != tag })
+            var policy = perSourceOnly
+            policy.deny = [try CIDR(denied.description), try CIDR(neighbour.description)]
+            let program = try loadProgram(policy: policy)
+            func judge(_ address: SourceAddress) throws -> (UInt32, TrafficClass?, Reason?) {
+                try Self.judge(program, PolicyOrderTests.request("OPTIONS", from: address.description))
+            }
+            var r = try judge(denied)
+            #expect(r.1 == .options && r.2 == .droppedDeny, "the policy first: \(r)")
+            #expect(try program.maps.dropTags()[0][slot] == tag, "the program's tag is the one the test computed")
+            r = try judge(denied)
+            #expect(r.0 == Self.drop && r.1 == .unparsed && r.2 == .droppedDeny, "then the slot: \(r)")
+            r = try judge(twin)
+            #expect(r.0 == Self.pass && r.1 == .options && r.2 == .passed, "\(twin) has \(denied)'s slot and tag: \(r)")
+            #expect(try judge(denied).1 == .unparsed)
+            // The neighbour's denial takes the slot, and its tag; the first source goes back to the policy once.
+            #expect(try judge(neighbour).2 == .droppedDeny)
+            #expect(try program.maps.dropTags()[0][slot] == FilterMaps.sourceDropSlot(neighbour).tag)
+            #expect(try judge(neighbour).1 == .unparsed)
+            r = try judge(denied)
+            #expect(r.1 == .options && r.2 == .droppedDeny, "\(r)")
+            #expect(try judge(denied).1 == .unparsed)
+            #expect(try judge(twin).2 == .passed)
+            // Neighbour solicitation from the denied address (hop limit 255) is never limited.
+            let solicitation = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+                src: denied.description, dst: "ff02::1:ff00:1", proto: Packet.Proto.icmpv6, Packet.icmp(type: 135),
+                hopLimit: 255))
+            r = try Self.judge(program, solicitation)
+            #expect(r.0 == Self.pass && r.2 == .passed, "\(r)")
+            // Lifted: its next frame passes at once.
+            try program.maps.removeCIDRs([try CIDR(denied.description)], from: .deny)
+            r = try judge(denied)
+            #expect(r.0 == Self.pass && r.1 == .options && r.2 == .passed, "\(r)")
+        }
+    }
+
+    /// A source-keyed slot holds a ban no longer than the ban lasts (rounded down to a jiffy): on the test clock, an
+    /// operator's 2-second ban still drops at 1.9 s, from the slot, and the source passes at 2.1 s. An integration's
+    /// ban (fail2ban, the local API) is not held by source: it spares a source that is verified, which a banned
+    /// source may become without a change of policy, so its frames keep reaching the policy's check by class.
+    @Test func aSourceKeyedSlotEndsWithItsBanAndAnIntegrationsBanIsHeldByClass() throws {
+        try onOneCPU {
+            let program = try loadProgram(policy: perSourceOnly, testClock: true)
+            let now = monotonicNanoseconds()
+            try program.setTestClock(nanoseconds: now)
+            let banned = try #require(SourceAddress("198.18.91.1"))
+            try program.maps.ban(banned, seconds: 2)
+            let register = Packet.request("REGISTER", src: banned.description)
+            #expect(try Self.judge(program, register).1 == .register)
+            var r = try Self.judge(program, register)
+            #expect(r.1 == .unparsed && r.2 == .droppedBan, "\(r)")
+            try program.setTestClock(nanoseconds: now + 1_900_000_000)
+            r = try Self.judge(program, register)
+            #expect(r.1 == .unparsed && r.2 == .droppedBan, "\(r)")
+            try program.setTestClock(nanoseconds: now + 2_100_000_000)
+            r = try Self.judge(program, register)
+            #expect(r.0 == Self.pass && r.1 == .register && r.2 == .passed, "\(r)")
+
+            let reported = try #require(SourceAddress("198.18.91.2"))
+            _ = try program.maps.integrationBan(reported, seconds: 60, now: now + 2_100_000_000)
+            for round in 0..<3 {
+                r = try Self.judge(program, Packet.request("REGISTER", src: reported.description))
+                #expect(r.0 == Self.drop && r.1 == .register && r.2 == .droppedBan, "round \(round): \(r)")
+            }
+        }
+    }
+}
