@@ -102,6 +102,16 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
         options, policy: policy(unlimitedAggregates, limits: [.options: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)]))
     try measure("passed: unlimited class (parse and count only)", passing, frame(src: "198.18.1.1", dport: 9), XDP_PASS)
     try measure("passed: SIP OPTIONS under its limit (LRU, clock, CAS)", passing, sip, XDP_PASS)
+    // The same with another source banned and held in its source-keyed slot on every CPU: every frame then asks
+    // the source-keyed slot first, and misses. A ban in force also costs every frame a lookup in the ban map that
+    // misses, in either build: the difference between the builds is the slot's.
+    let besideABan = try CostPrograms(
+        options, policy: policy(unlimitedAggregates, limits: [.options: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)]))
+    for program in besideABan.all {
+        try program.maps.ban(SourceAddress("198.18.9.9")!, seconds: nil)
+        try onEveryCPU { _ = try program.testRun(frame(src: "198.18.9.9", dport: 5060)) }
+    }
+    try measure("passed: SIP OPTIONS, another source banned (its slot asked first)", besideABan, sip, XDP_PASS)
 
     let registering = try CostPrograms(
         options, policy: policy(unlimitedAggregates, limits: [.register: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)]))
@@ -143,6 +153,15 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
                 programFD: oracle.programFD, packet: sip)
         })
 
+    // A banned source: its frames are dropped by source alone, before their class is read (the drop cache's
+    // source-keyed slot, filled by the first run).
+    let banning = try CostPrograms(options, policy: policy(settings: bucketOnly))
+    for program in banning.all {
+        try program.maps.ban(SourceAddress("198.18.1.1")!, seconds: nil)
+        try onEveryCPU { _ = try program.testRun(sip) }
+    }
+    try measure("ban-dropped: a banned source (dropped before its class is read)", banning, sip, XDP_DROP)
+
     // A burst of 1 holds less than a jiffy of tokens, so the drop cache stays out: every drop reads the LRU and clock.
     let strict = try CostPrograms(options, policy: policy(settings: bucketOnly, limits: [.options: .rate(1, burst: 1)]))
     for program in strict.all { _ = try program.testRun(sip) }
@@ -170,6 +189,18 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
             (trivialSum / count, sums[0] / count, sums.count > 1 ? sums[1] / count : nil)))
     rows += try operationCosts(options, trivial: trivial, maps: passing.program.maps)
     return rows
+}
+
+/// Runs `body` once on each CPU (the drop cache is per CPU, and the runs measured may land on any of them), then
+/// puts the thread's CPU mask back.
+func onEveryCPU(_ body: () throws -> Void) throws {
+    var saved = [UInt8](repeating: 0, count: Int(CFLOODGATE_AFFINITY_BYTES))
+    guard cfloodgate_get_affinity(&saved) == 0 else { throw FloodgateError("read the thread's CPU affinity") }
+    defer { _ = cfloodgate_set_affinity(saved) }
+    for cpu in 0..<ProcessInfo.processInfo.activeProcessorCount {
+        guard cfloodgate_pin_to_cpu(Int32(cpu)) == 0 else { throw FloodgateError("pin the thread to CPU \(cpu)") }
+        try body()
+    }
 }
 
 /// `programFD`'s median beside the trivial program's, runs interleaved; it must drop `packet`.
