@@ -336,7 +336,8 @@ public final class FilterMaps: @unchecked Sendable {
         var pending: [SourceKey: UInt64] = [:]
         // Each entry is a group of FG_DROP_CACHE_GROUP slots (BPF/floodgate.h).
         for group in 0..<UInt32(FG_DROP_CACHE_GROUPS) {
-            // Prefix slots (class FG_CLASS_MAX and past) count nothing; a source's slot has its class.
+            // Prefix slots and source-keyed ones (class FG_CLASS_MAX and past) count nothing; a (source, class)
+            // slot has its class.
             for slot in try perCPU(
                 dropCacheFD, key: group, count: Int(FG_DROP_CACHE_GROUP), as: fg_drop_slot.self, what: FG_MAP_DROP_CACHE)
             where slot.pending > 0 && UInt32(slot.key.traffic_class) < FG_CLASS_MAX.rawValue {
