@@ -357,7 +357,7 @@ enum fg_inside_count {
  * a build with another version is not adopted. 10: fg_known's halves of 2^22
  * bits, fg_drop_cache's entries of FG_DROP_CACHE_GROUP slots. 11: the allow
  * list's first bytes in fg_settings. 12: fg_drop_tags, the drop-cache slots'
- * tags. */
+ * tags. 13: fg_cpu_state's unparsed row and source-keyed gate. */
 #define FG_LAYOUT_VERSION 13
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
