@@ -107,6 +107,20 @@ static __always_inline struct fg_drop_slot *fg_cache_tagged(const struct fg_sour
 	return fg_slot_at(index);
 }
 
+/* The slot of `key` if it holds key's drop now: its tag and whole key are
+ * key's, its jiffy has not come and no policy change came after its fill;
+ * else NULL. */
+static __always_inline struct fg_drop_slot *fg_cache_live(const struct fg_settings *s,
+							   const struct fg_source_key *key, __u64 jiffies)
+{
+	struct fg_drop_slot *slot = fg_cache_tagged(key);
+
+	if (!slot || jiffies >= slot->until_jiffies || !fg_same_key(&slot->key, key) ||
+	    slot->generation != READ_ONCE(s->policy_generation))
+		return NULL;
+	return slot;
+}
+
 /* Writes the tag of the slot `key` has just been put in. A global function:
  * inlined, its hash took stack in the deciding function, which is at the
  * verifier's limit of 512 bytes over a chain of calls. */
@@ -161,9 +175,8 @@ static __always_inline __u32 fg_cache_check(const struct fg_settings *s, const s
 
 	if (pkt->traffic_class == FG_CLASS_FRAGMENT)
 		return FG_REASON_PASSED;
-	slot = fg_cache_tagged(&key);
-	if (!slot || jiffies >= slot->until_jiffies || !fg_same_key(&slot->key, &key) ||
-	    slot->generation != READ_ONCE(s->policy_generation))
+	slot = fg_cache_live(s, &key, jiffies);
+	if (!slot)
 		return FG_REASON_PASSED;
 	if (++slot->pending >= FG_DROP_CACHE_FLUSH)
 		fg_flush(s, slot, NULL, 1);
@@ -239,10 +252,7 @@ static __always_inline __u64 fg_prefix_cache_until(const struct fg_settings *s, 
 static __always_inline int fg_prefix_cached(const struct fg_settings *s, const struct fg_source_key *key,
 					    __u64 jiffies)
 {
-	struct fg_drop_slot *slot = fg_cache_tagged(key);
-
-	return slot && jiffies < slot->until_jiffies && fg_same_key(&slot->key, key) &&
-	       slot->generation == READ_ONCE(s->policy_generation);
+	return fg_cache_live(s, key, jiffies) != NULL;
 }
 
 /* An empty bucket whose next token comes due at `next` (ticks). */
@@ -342,11 +352,8 @@ static __always_inline __u32 fg_source_cache_check(struct xdp_md *ctx, const str
 	} else {
 		return FG_REASON_PASSED;
 	}
-	slot = fg_cache_tagged(key);
-	if (!slot || jiffies >= slot->until_jiffies || !fg_same_key(&slot->key, key) ||
-	    slot->generation != READ_ONCE(s->policy_generation))
-		return FG_REASON_PASSED;
-	return slot->reason;
+	slot = fg_cache_live(s, key, jiffies);
+	return slot ? slot->reason : FG_REASON_PASSED;
 }
 
 /* Remember on this CPU that pkt's source is dropped for `reason` (a ban or a

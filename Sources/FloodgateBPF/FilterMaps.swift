@@ -315,19 +315,17 @@ public final class FilterMaps: @unchecked Sendable {
 
     /// The drop cache's slot and tag of `address`'s packets of class `trafficClass` (`fg_slot_hash`).
     static func dropSlot(_ address: SourceAddress, _ trafficClass: TrafficClass) -> (slot: Int, tag: UInt16) {
-        var key = fg_source_key()
-        key.addr = address.raw
-        key.traffic_class = UInt8(trafficClass.index)
-        let hash = fg_slot_hash(&key)
-        return (Int(fg_hash_slot(hash)), fg_hash_tag(hash))
+        dropSlot(address, keyClass: trafficClass.index)
     }
 
     /// The drop cache's slot and tag of `address`'s ban or denial held by source alone (key class `FG_SLOT_SOURCE`).
     static func sourceDropSlot(_ address: SourceAddress) -> (slot: Int, tag: UInt16) {
-        var key = fg_source_key()
-        key.addr = address.raw
-        key.traffic_class = UInt8(FG_SLOT_SOURCE)
-        let hash = fg_slot_hash(&key)
+        dropSlot(address, keyClass: UInt32(FG_SLOT_SOURCE))
+    }
+
+    private static func dropSlot(_ address: SourceAddress, keyClass: UInt32) -> (slot: Int, tag: UInt16) {
+        var raw = address.raw
+        let hash = fg_addr_hash(&raw, keyClass)
         return (Int(fg_hash_slot(hash)), fg_hash_tag(hash))
     }
 

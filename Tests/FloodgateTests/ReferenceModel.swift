@@ -9,7 +9,8 @@ import Foundation
 ///
 /// It has no drop cache: the program it is compared with runs without one (`Settings.dropCache`), so that every
 /// packet takes the whole policy; or, with `dropSlots`, only the part of it that changes a count (bans and
-/// denials held by source alone, counted as "unparsed"), for a run with every limit unlimited. Time is CLOCK_MONOTONIC nanoseconds; buckets count it in ticks of 1/16 ns.
+/// denials held by source alone, counted as "unparsed"), for a run with every limit unlimited. Time is
+/// CLOCK_MONOTONIC nanoseconds; buckets count it in ticks of 1/16 ns.
 struct ReferenceModel {
     var settings: Settings
     var deny: [CIDR] = []
