@@ -789,30 +789,18 @@ static __always_inline int fg_verdict(struct fg_cpu_state *cpu, const struct fg_
 	return action;
 }
 
-/* Counts a drop the cache decided: fg_verdict without what only the policy
- * sets (notes), and without working out the action (every cached reason is a
- * drop). */
-static __always_inline int fg_cached_drop(struct fg_cpu_state *cpu, const struct fg_packet *pkt, __u32 reason,
-					  __u64 bytes)
+/* Counts a drop the cache decided, in counters row `row` (the packet's class,
+ * or FG_COUNTER_UNPARSED when a source-keyed slot decided before the class was
+ * read): fg_verdict without what only the policy sets (notes), and without
+ * working out the action (every cached reason is a drop). */
+static __always_inline int fg_cached_drop(struct fg_cpu_state *cpu, __u32 row, const struct fg_addr *src,
+					  __u32 reason, __u64 bytes)
 {
 	__u64 seen = 1;
 
-	fg_count_seen(cpu, pkt->traffic_class, reason, bytes, &seen);
+	fg_count_seen(cpu, row, reason, bytes, &seen);
 	if (!(seen & (FG_DROP_SAMPLE_EVERY - 1)))
-		fg_event(FG_EVENT_DROP_SAMPLE, pkt->traffic_class, &pkt->src, 0, reason, seen);
-	return XDP_DROP;
-}
-
-/* Counts a drop a source-keyed slot decided, before the frame was parsed: in
- * the "unparsed" row, as its class is not known. */
-static __always_inline int fg_unparsed_drop(struct fg_cpu_state *cpu, const struct fg_addr *src, __u32 reason,
-					    __u64 bytes)
-{
-	__u64 seen = 1;
-
-	fg_count_seen(cpu, FG_COUNTER_UNPARSED, reason, bytes, &seen);
-	if (!(seen & (FG_DROP_SAMPLE_EVERY - 1)))
-		fg_event(FG_EVENT_DROP_SAMPLE, FG_COUNTER_UNPARSED, src, 0, reason, seen);
+		fg_event(FG_EVENT_DROP_SAMPLE, row, src, 0, reason, seen);
 	return XDP_DROP;
 }
 
@@ -821,18 +809,15 @@ static __always_inline int fg_unparsed_drop(struct fg_cpu_state *cpu, const stru
  * (verified once) its call cost a banned frame 11-12 ns, all it saved; inlined,
  * the verifier's count for the main program rises from 566,000 to 791,000 of
  * its 1,000,000. */
-static __always_inline int fg_unparsed(struct xdp_md *ctx, const struct fg_settings *s, struct fg_cpu_state *cpu, __u64 jiffies,
-			   __u64 bytes)
+static __always_inline int fg_unparsed(struct xdp_md *ctx, const struct fg_settings *s, struct fg_cpu_state *cpu,
+				       __u64 jiffies, __u64 bytes)
 {
 	struct fg_source_key key;
-	__u32 reason;
+	__u32 reason = fg_source_cache_check(ctx, s, jiffies, &key);
 
-	if (!ctx || !s || !cpu)
-		return XDP_PASS;
-	reason = fg_source_cache_check(ctx, s, jiffies, &key);
 	if (reason == FG_REASON_PASSED)
 		return XDP_PASS;
-	return fg_unparsed_drop(cpu, &key.addr, reason, bytes);
+	return fg_cached_drop(cpu, FG_COUNTER_UNPARSED, &key.addr, reason, bytes);
 }
 
 /* A source its own bucket dropped: ban it if it keeps at it. A function of
@@ -886,7 +871,7 @@ int floodgate_xdp(struct xdp_md *ctx)
 	if (reason == FG_REASON_PASSED)
 		reason = fg_cache_check(s, &pkt, jiffies);
 	if (reason != FG_REASON_PASSED)
-		return fg_cached_drop(cpu, &pkt, reason, bytes);
+		return fg_cached_drop(cpu, pkt.traffic_class, &pkt.src, reason, bytes);
 	pkt.now_ticks = 0;
 	pkt.source_until = 0;
 	reason = fg_decide(&pkt);
