@@ -338,6 +338,82 @@ static __always_inline void fg_scan_colon(struct fg_scan *scan)
 	scan->state = FG_SCAN_COLON;
 }
 
+/*
+ * The first byte b of a value, at `at` (scan->at is there): where it starts,
+ * and what reads it. Most values are read from this byte by the next step; a
+ * CSeq's first digit is taken here.
+ */
+static __always_inline void fg_scan_value_start(struct fg_scan *scan, __u32 at, __u8 b)
+{
+	scan->state = FG_SCAN_VALUE;
+	scan->pos = 0;
+	/* The caller's URIs: where they start, for lib/callerid.h. */
+	if (scan->kind == FG_SIGNATURE_FROM || scan->kind == FG_NAME_FROM_COMPACT) {
+		if (scan->from_at)
+			scan->found |= FG_SCAN_FROM_TWICE;
+		scan->from_at = at;
+	} else if (scan->kind == FG_NAME_PAI) {
+		if (!scan->pai_at)
+			scan->pai_at = at;
+		scan->pai_last = at;
+		scan->pai_count++;
+		scan->state = FG_SCAN_SKIP;
+		return;
+	} else if (scan->kind == FG_NAME_RPID) {
+		if (!scan->rpid_at)
+			scan->rpid_at = at;
+		scan->rpid_count++;
+		scan->state = FG_SCAN_SKIP;
+		return;
+	} else if (scan->kind == FG_NAME_PPI) {
+		if (!scan->ppi_at)
+			scan->ppi_at = at;
+		scan->ppi_count++;
+		scan->state = FG_SCAN_SKIP;
+		return;
+	}
+	scan->callid_hash = FG_FNV64_OFFSET;
+	if (scan->kind == FG_NAME_CSEQ) {
+		scan->cseq = 0;
+		scan->method = 0;
+		scan->at = at + 1;
+		/* pos: 1 in the number, 2 in the blanks after it, 3 + n in the method. */
+		if (b >= '0' && b <= '9') {
+			scan->cseq = b - '0';
+			scan->pos = 1;
+		} else {
+			scan->state = FG_SCAN_SKIP;
+		}
+	}
+}
+
+/*
+ * A header name has just been matched, up to `at`: if a colon follows at
+ * once, with at most one space after it, and then a value's first byte (not
+ * a blank, CR or LF), all within the copied bytes, take them in this step: what
+ * the BLANKS step (the colon) and the COLON steps (the space, the first
+ * byte) would do, one after another. Anything else (blanks before the colon,
+ * more after it, an empty or folded value, the copy's end) is left to them.
+ * Three steps of the walk in one for each header it reads, in the form almost
+ * every message has.
+ */
+static __always_inline void fg_scan_colon_now(const struct fg_scratch *s, struct fg_scan *scan, __u32 at, __u32 len)
+{
+	__u64 w = fg_word_at(s, at);
+	__u32 n = (__u8)(w >> 8) == ' ' ? 2 : 1;
+	__u8 b = (__u8)(w >> (8 * n));
+
+	if ((__u8)w != ':' || at + n >= len || fg_is_blank(b) || b == '\r' || b == '\n')
+		return;
+	fg_scan_colon(scan);
+	scan->at = at + 1;
+	/* A To value and a header's parameters are read from the colon on. */
+	if (scan->state != FG_SCAN_COLON)
+		return;
+	scan->at = at + n;
+	fg_scan_value_start(scan, at + n, b);
+}
+
 /* A CSeq value byte; returns 1 at the end of the value. pos: 1 in the
  * number, 2 in the blanks after it, 3 + n after n bytes of the method. */
 static __always_inline int fg_scan_cseq(struct fg_scan *scan, __u8 b)
@@ -364,10 +440,17 @@ static __always_inline int fg_scan_cseq(struct fg_scan *scan, __u8 b)
 	return 0;
 }
 
-/* After the byte that ended a value (consumed): the next line, or the rest
- * of this one. */
-static __always_inline void fg_scan_after_value(struct fg_scan *scan, __u8 b)
+/* After the byte b that ended a value (consumed; `next` follows it): the next
+ * line, or the rest of this one. A CR with its LF within the copied bytes is
+ * taken with it (the step the rest of the line would take, saved: it would
+ * find that LF first and go to the next line). */
+static __always_inline void fg_scan_after_value(const struct fg_scratch *s, struct fg_scan *scan, __u8 b,
+						__u32 next, __u32 len)
 {
+	if (b == '\r' && next < len && s->buf[next & FG_SCAN_MASK] == '\n') {
+		scan->at = next + 1;
+		b = '\n';
+	}
 	scan->state = b == '\n' ? FG_SCAN_LINE_START : FG_SCAN_SKIP;
 }
 
@@ -541,9 +624,12 @@ static __always_inline void fg_scan_to(struct fg_scan *scan, __u8 b)
 /*
  * One step of the walk: a small state machine, so the verifier checks one
  * step rather than every path through a header. A step takes a word where it
- * can (up to 32 bytes of an uninteresting line, 8 of a header name or of a
- * value) and a byte elsewhere (blanks around the colon, a CSeq). Lines are
- * the bytes after an LF. A value ends at CR or LF (User-Agent and From: or
+ * can (up to 64 bytes of an uninteresting line, 8 of a header name or of a
+ * value), up to 8 bytes of a CSeq one by one, and a byte elsewhere (blanks
+ * around the colon, parameters, a To value). The step that ends a header's
+ * name also takes ":" or ": " and the value's first byte when they follow
+ * (fg_scan_colon_now), and a value's CR takes its LF. Lines are the bytes
+ * after an LF. A value ends at CR or LF (User-Agent and From: or
  * at FG_SIGNATURE_BYTES - 1 bytes) and only a value whose end is within the
  * copied bytes counts.
  */
@@ -655,8 +741,10 @@ skip:
 		}
 		scan->pos += take;
 		scan->at = at + take;
-		if (scan->pos >= fg_name_length(scan->kind))
+		if (scan->pos >= fg_name_length(scan->kind)) {
 			scan->state = FG_SCAN_BLANKS;
+			fg_scan_colon_now(s, scan, at + take, len);
+		}
 		return 0;
 	default:
 		break;
@@ -691,47 +779,7 @@ skip:
 			scan->state = FG_SCAN_FOLD;
 			return 0;
 		}
-		/* The value's first byte: read by the next step. */
-		scan->state = FG_SCAN_VALUE;
-		scan->pos = 0;
-		/* The caller's URIs: where they start, for lib/callerid.h. */
-		if (scan->kind == FG_SIGNATURE_FROM || scan->kind == FG_NAME_FROM_COMPACT) {
-			if (scan->from_at)
-				scan->found |= FG_SCAN_FROM_TWICE;
-			scan->from_at = at;
-		} else if (scan->kind == FG_NAME_PAI) {
-			if (!scan->pai_at)
-				scan->pai_at = at;
-			scan->pai_last = at;
-			scan->pai_count++;
-			scan->state = FG_SCAN_SKIP;
-			return 0;
-		} else if (scan->kind == FG_NAME_RPID) {
-			if (!scan->rpid_at)
-				scan->rpid_at = at;
-			scan->rpid_count++;
-			scan->state = FG_SCAN_SKIP;
-			return 0;
-		} else if (scan->kind == FG_NAME_PPI) {
-			if (!scan->ppi_at)
-				scan->ppi_at = at;
-			scan->ppi_count++;
-			scan->state = FG_SCAN_SKIP;
-			return 0;
-		}
-		scan->callid_hash = FG_FNV64_OFFSET;
-		if (scan->kind == FG_NAME_CSEQ) {
-			scan->cseq = 0;
-			scan->method = 0;
-			scan->at = at + 1;
-			/* pos: 1 in the number, 2 in the blanks after it, 3 + n in the method. */
-			if (b >= '0' && b <= '9') {
-				scan->cseq = b - '0';
-				scan->pos = 1;
-			} else {
-				scan->state = FG_SCAN_SKIP;
-			}
-		}
+		fg_scan_value_start(scan, at, b);
 		return 0;
 	case FG_SCAN_PARAMS:
 		scan->at = at + 1;
@@ -757,11 +805,20 @@ skip:
 
 	/* A value. */
 	if (scan->kind == FG_NAME_CSEQ) {
-		scan->at = at + 1;
-		if (!fg_scan_cseq(scan, b))
-			return 0;
-		scan->found |= FG_SCAN_CSEQ;
-		fg_scan_after_value(scan, b);
+		/* Byte by byte, up to eight a step. */
+#pragma unroll
+		for (j = 0; j < 8; j++) {
+			if (at + j >= len)
+				break;
+			b = s->buf[(at + j) & FG_SCAN_MASK];
+			if (fg_scan_cseq(scan, b)) {
+				scan->at = at + j + 1;
+				scan->found |= FG_SCAN_CSEQ;
+				fg_scan_after_value(s, scan, b, at + j + 1, len);
+				return 0;
+			}
+		}
+		scan->at = at + j;
 		return 0;
 	}
 	word = fg_word_at(s, at);
@@ -799,7 +856,7 @@ skip:
 			return 1;
 		}
 	}
-	fg_scan_after_value(scan, b);
+	fg_scan_after_value(s, scan, b, at + 1, len);
 	return 0;
 }
 
