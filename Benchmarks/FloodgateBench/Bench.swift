@@ -13,6 +13,8 @@ import Foundation
 struct Options {
     var repeatCount: UInt32
     var runs: Int
+    /// Loads of the filter per cost scenario, each measured `runs` times.
+    var loads: Int
     var seconds: Double
     var newSources: Int
     var jsonPath: String?
@@ -41,7 +43,13 @@ struct FloodgateBench: ParsableCommand {
 
     @Option(name: .customLong("repeat"), help: "BPF_PROG_TEST_RUN repetitions per cost measurement.")
     var repeatCount: UInt32 = 2_000_000
-    @Option(help: "Cost measurements per scenario (the median is reported).") var runs = 9
+    @Option(help: "Cost measurements per scenario and load (the median is reported).") var runs = 9
+    @Option(
+        help: """
+            Loads of the filter per cost scenario, each measured --runs times: the median of the loads' medians is \
+            reported, with their range (where a load's code and maps land moves a figure by a third on this VM).
+            """)
+    var loads = 3
     @Option(help: "Seconds of each rate-accuracy run.") var seconds = 2.0
     @Option(help: "New sources in the new-source cost scenario.") var newSources = 200_000
     @Option(name: .customLong("json"), help: "Write every section's rows to this file as JSON.") var jsonPath: String?
@@ -74,7 +82,7 @@ struct FloodgateBench: ParsableCommand {
     var chosen: Set<String> { Set(only.split(separator: ",").map(String.init)) }
 
     func validate() throws {
-        guard runs >= 1, repeatCount >= 1, seconds > 0, newSources >= 1, floodSources >= 1, floodSeconds > 0,
+        guard runs >= 1, loads >= 1, repeatCount >= 1, seconds > 0, newSources >= 1, floodSources >= 1, floodSeconds > 0,
               floodRuns >= 1, floodCalls >= 0, legitimateRuns >= 0, dedicatedRuns >= 0, dedicatedMpps > 0, dedicatedMpps <= 100, burstMS >= 1, (cpus ?? 1) >= 1
         else { throw ValidationError("numbers must be positive") }
         let unknown = chosen.subtracting(FloodgateBench.sections)
@@ -87,7 +95,7 @@ struct FloodgateBench: ParsableCommand {
     func run() throws {
         guard geteuid() == 0 else { throw ValidationError("run as root: the benchmark loads BPF programs") }
         let options = Options(
-            repeatCount: repeatCount, runs: runs, seconds: seconds, newSources: newSources, jsonPath: jsonPath,
+            repeatCount: repeatCount, runs: runs, loads: loads, seconds: seconds, newSources: newSources, jsonPath: jsonPath,
             floodSources: floodSources, floodSeconds: floodSeconds, floodRuns: floodRuns, floodCalls: floodCalls,
             legitimateRuns: legitimateRuns, dedicatedRuns: dedicatedRuns, dedicatedMpps: dedicatedMpps, sections: chosen, reportDirectory: reportDirectory,
             cpus: cpus ?? max(1, Int(libbpf_num_possible_cpus())), burstMS: burstMS,

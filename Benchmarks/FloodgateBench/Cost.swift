@@ -14,12 +14,17 @@ struct CostRow: Encodable {
     var floodgateNS: Double
     /// The same scenario on `--baseline-object`'s filter, runs interleaved with this build's.
     var baselineNS: Double? = nil
+    /// Each load's median, where the row took the median of several loads (`--loads`).
+    var floodgateLoadsNS: [Double] = []
+    var baselineLoadsNS: [Double] = []
     var ratio: Double { floodgateNS / trivialNS }
     enum CodingKeys: String, CodingKey {
         case scenario, method
         case trivialNS = "trivial_ns"
         case floodgateNS = "floodgate_ns"
         case baselineNS = "baseline_ns"
+        case floodgateLoadsNS = "floodgate_loads_ns"
+        case baselineLoadsNS = "baseline_loads_ns"
         case ratio
     }
     func encode(to encoder: Encoder) throws {
@@ -29,6 +34,8 @@ struct CostRow: Encodable {
         try c.encode(trivialNS, forKey: .trivialNS)
         try c.encode(floodgateNS, forKey: .floodgateNS)
         try c.encodeIfPresent(baselineNS, forKey: .baselineNS)
+        if !floodgateLoadsNS.isEmpty { try c.encode(floodgateLoadsNS, forKey: .floodgateLoadsNS) }
+        if !baselineLoadsNS.isEmpty { try c.encode(baselineLoadsNS, forKey: .baselineLoadsNS) }
         try c.encode(ratio, forKey: .ratio)
     }
 }
@@ -85,48 +92,87 @@ let bucketOnly: Settings = {
     return s
 }()
 
+/// `compareRepeated` over `options.loads` loads of the programs `load` makes (each load's code and maps land
+/// elsewhere in memory, which moves a figure more than the runs of one load vary): each figure the median of the
+/// loads' medians, with every load's kept in the row.
+func compareLoads(
+    _ scenario: String, _ options: Options, trivial: TrivialDropProgram, packet: [UInt8], expect action: UInt32,
+    load: () throws -> CostPrograms
+) throws -> CostRow {
+    var trivialLoads: [Double] = []
+    var floodgateLoads: [Double] = []
+    var baselineLoads: [Double] = []
+    for _ in 0..<options.loads {
+        let programs = try load()
+        let m = try compareRepeated(options, trivial: trivial, programs: programs, packet: packet, expect: action)
+        trivialLoads.append(m.trivial)
+        floodgateLoads.append(m.floodgate)
+        if let b = m.baseline { baselineLoads.append(b) }
+    }
+    let method =
+        "repeat \(options.repeatCount), median of \(options.runs)"
+        + (options.loads > 1
+            ? " × \(options.loads) loads (\(String(format: "%.0f–%.0f", floodgateLoads.min()!, floodgateLoads.max()!)))"
+            : "")
+    return CostRow(
+        scenario: scenario, method: method, trivialNS: median(trivialLoads), floodgateNS: median(floodgateLoads),
+        baselineNS: baselineLoads.isEmpty ? nil : median(baselineLoads),
+        floodgateLoadsNS: options.loads > 1 ? floodgateLoads : [],
+        baselineLoadsNS: options.loads > 1 ? baselineLoads : [])
+}
+
 func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [CostRow] {
     var rows: [CostRow] = []
-    let method = "repeat \(options.repeatCount), median of \(options.runs)"
     let sip = frame(src: "198.18.1.1", dport: 5060)
-    /// Adds the row `scenario`: `packet` repeated through `programs`, which must answer `action`.
-    func measure(_ scenario: String, _ programs: CostPrograms, _ packet: [UInt8], _ action: xdp_action) throws {
+    /// Adds the row `scenario`: `packet` repeated through the programs `load` makes (once per load), which must
+    /// answer `action`.
+    func measure(
+        _ scenario: String, _ packet: [UInt8], _ action: xdp_action, load: () throws -> CostPrograms
+    ) throws {
         rows.append(
-            costRow(
-                scenario, method,
-                try compareRepeated(
-                    options, trivial: trivial, programs: programs, packet: packet, expect: UInt32(action.rawValue))))
+            try compareLoads(
+                scenario, options, trivial: trivial, packet: packet, expect: UInt32(action.rawValue), load: load))
     }
 
-    let passing = try CostPrograms(
-        options, policy: policy(unlimitedAggregates, limits: [.options: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)]))
-    try measure("passed: unlimited class (parse and count only)", passing, frame(src: "198.18.1.1", dport: 9), XDP_PASS)
-    try measure("passed: SIP OPTIONS under its limit (LRU, clock, CAS)", passing, sip, XDP_PASS)
+    let passingPolicy = policy(unlimitedAggregates, limits: [.options: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)])
+    try measure("passed: unlimited class (parse and count only)", frame(src: "198.18.1.1", dport: 9), XDP_PASS) {
+        try CostPrograms(options, policy: passingPolicy)
+    }
+    try measure("passed: SIP OPTIONS under its limit (LRU, clock, CAS)", sip, XDP_PASS) {
+        try CostPrograms(options, policy: passingPolicy)
+    }
     // The same with another source banned and held in its source-keyed slot on every CPU: every frame then asks
     // the source-keyed slot first, and misses. A ban in force also costs every frame a lookup in the ban map that
     // misses, in either build: the difference between the builds is the slot's.
-    let besideABan = try CostPrograms(
-        options, policy: policy(unlimitedAggregates, limits: [.options: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)]))
-    for program in besideABan.all {
-        try program.maps.ban(SourceAddress("198.18.9.9")!, seconds: nil)
-        try onEveryCPU { _ = try program.testRun(frame(src: "198.18.9.9", dport: 5060)) }
+    try measure("passed: SIP OPTIONS, another source banned (its slot asked first)", sip, XDP_PASS) {
+        let besideABan = try CostPrograms(options, policy: passingPolicy)
+        for program in besideABan.all {
+            try program.maps.ban(SourceAddress("198.18.9.9")!, seconds: nil)
+            try onEveryCPU { _ = try program.testRun(frame(src: "198.18.9.9", dport: 5060)) }
+        }
+        return besideABan
     }
-    try measure("passed: SIP OPTIONS, another source banned (its slot asked first)", besideABan, sip, XDP_PASS)
 
-    let registering = try CostPrograms(
-        options, policy: policy(unlimitedAggregates, limits: [.register: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)]))
     try measure(
-        "passed: \(register.count)-byte REGISTER, signature scan", registering,
-        frame(src: "198.18.1.1", dport: 5060, payload: register), XDP_PASS)
+        "passed: \(register.count)-byte REGISTER, signature scan", frame(src: "198.18.1.1", dport: 5060, payload: register),
+        XDP_PASS
+    ) {
+        try CostPrograms(
+            options, policy: policy(unlimitedAggregates, limits: [.register: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)]))
+    }
 
     // A passed INVITE: its header walk; then, with destination rules, its number read and looked up among 10,000
     // prefixes as well (issue 12: reported beside the INVITE without them).
     let call = frame(src: "198.18.1.1", dport: 5060, payload: inviteToNumber)
     var calling = policy(unlimitedAggregates, limits: [.invite: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)])
-    try measure("passed: INVITE, no destination rules", try CostPrograms(options, policy: calling), call, XDP_PASS)
+    try measure("passed: INVITE, no destination rules", call, XDP_PASS) { [calling] in
+        try CostPrograms(options, policy: calling)
+    }
     calling.destinations = Set(tenThousandDestinations)
     calling.settings.numbers = NumberPlan(countryCode: "44", international: ["00"], national: "0", bare: .e164)
-    try measure("passed: INVITE, its number and 10,000 rules", try CostPrograms(options, policy: calling), call, XDP_PASS)
+    try measure("passed: INVITE, its number and 10,000 rules", call, XDP_PASS) { [calling] in
+        try CostPrograms(options, policy: calling)
+    }
     // And with its call counted (calls in progress tracked, with a limit) and its caller number (From) read and
     // checked against its source's ranges. Repeated, the INVITE is a retransmission of a counted call after its
     // first copies: the whole judgement runs each time, and the call's insert finds it there.
@@ -134,16 +180,18 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
     calling.callerID = CallerIDPolicy(mode: .enforce, entries: [
         try .init(sources: [try CIDR("198.18.1.0/24")], numbers: ["+4420"]),
     ])
-    try measure(
-        "passed: INVITE, number, rules, call counted, caller ID", try CostPrograms(options, policy: calling), call,
-        XDP_PASS)
+    try measure("passed: INVITE, number, rules, call counted, caller ID", call, XDP_PASS) { [calling] in
+        try CostPrograms(options, policy: calling)
+    }
 
     // The flood case: a source over the default OPTIONS limit (8/s, burst 16), dropped from the per-CPU drop cache.
-    let dropping = try CostPrograms(options, policy: policy(settings: bucketOnly))
-    for program in dropping.all {
-        for _ in 0..<300 { _ = try program.testRun(sip) }
+    try measure("rate-dropped: over the default OPTIONS limit", sip, XDP_DROP) {
+        let dropping = try CostPrograms(options, policy: policy(settings: bucketOnly))
+        for program in dropping.all {
+            for _ in 0..<300 { _ = try program.testRun(sip) }
+        }
+        return dropping
     }
-    try measure("rate-dropped: over the default OPTIONS limit", dropping, sip, XDP_DROP)
     // The floor of a filter that drops by source: the floods' oracle, told that this packet's source is the attack.
     let oracle = try OracleProgram(for: try FloodScenario.named("single-source", attacker: "198.18.1.1"))
     rows.append(
@@ -155,17 +203,21 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
 
     // A banned source: its frames are dropped by source alone, before their class is read (the drop cache's
     // source-keyed slot, filled by the first run).
-    let banning = try CostPrograms(options, policy: policy(settings: bucketOnly))
-    for program in banning.all {
-        try program.maps.ban(SourceAddress("198.18.1.1")!, seconds: nil)
-        try onEveryCPU { _ = try program.testRun(sip) }
+    try measure("ban-dropped: a banned source (dropped before its class is read)", sip, XDP_DROP) {
+        let banning = try CostPrograms(options, policy: policy(settings: bucketOnly))
+        for program in banning.all {
+            try program.maps.ban(SourceAddress("198.18.1.1")!, seconds: nil)
+            try onEveryCPU { _ = try program.testRun(sip) }
+        }
+        return banning
     }
-    try measure("ban-dropped: a banned source (dropped before its class is read)", banning, sip, XDP_DROP)
 
     // A burst of 1 holds less than a jiffy of tokens, so the drop cache stays out: every drop reads the LRU and clock.
-    let strict = try CostPrograms(options, policy: policy(settings: bucketOnly, limits: [.options: .rate(1, burst: 1)]))
-    for program in strict.all { _ = try program.testRun(sip) }
-    try measure("rate-dropped: over a 1/s burst-1 limit (no cache)", strict, sip, XDP_DROP)
+    try measure("rate-dropped: over a 1/s burst-1 limit (no cache)", sip, XDP_DROP) {
+        let strict = try CostPrograms(options, policy: policy(settings: bucketOnly, limits: [.options: .rate(1, burst: 1)]))
+        for program in strict.all { _ = try program.testRun(sip) }
+        return strict
+    }
 
     // A new source each packet: BPF_PROG_TEST_RUN repeats one packet, so each distinct packet is run once and the
     // kernel's per-run duration averaged; the trivial program is measured the same way.
@@ -187,7 +239,10 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
         costRow(
             "new source each packet (LRU insert)", "repeat 1 × \(options.newSources) packets, mean",
             (trivialSum / count, sums[0] / count, sums.count > 1 ? sums[1] / count : nil)))
-    rows += try operationCosts(options, trivial: trivial, maps: passing.program.maps)
+    // The operation rows look up the entry an OPTIONS made.
+    let looked = try CostPrograms(options, policy: passingPolicy)
+    _ = try looked.program.testRun(sip)
+    rows += try withExtendedLifetime(looked) { try operationCosts(options, trivial: trivial, maps: looked.program.maps) }
     return rows
 }
 
