@@ -394,8 +394,9 @@ static __always_inline void fg_scan_value_start(struct fg_scan *scan, __u32 at, 
  * the BLANKS step (the colon) and the COLON steps (the space, the first
  * byte) would do, one after another. Anything else (blanks before the colon,
  * more after it, an empty or folded value, the copy's end) is left to them.
- * Three steps of the walk in one for each header it reads, in the form almost
- * every message has.
+ * A To value and a header's parameters are read from the colon on: for them
+ * only the colon is taken. In the form almost every message has, the name's
+ * step now does the work of three more (two after a bare colon).
  */
 static __always_inline void fg_scan_colon_now(const struct fg_scratch *s, struct fg_scan *scan, __u32 at, __u32 len)
 {

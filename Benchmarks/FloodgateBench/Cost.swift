@@ -18,6 +18,15 @@ struct CostRow: Encodable {
     var floodgateLoadsNS: [Double] = []
     var baselineLoadsNS: [Double] = []
     var ratio: Double { floodgateNS / trivialNS }
+    /// This build against the baseline: the median of the loads' differences (each load runs both builds), which
+    /// is not the difference of the two medians.
+    var vsBaselineNS: Double? {
+        guard let baseline = baselineNS else { return nil }
+        guard !floodgateLoadsNS.isEmpty, floodgateLoadsNS.count == baselineLoadsNS.count else {
+            return floodgateNS - baseline
+        }
+        return median(zip(floodgateLoadsNS, baselineLoadsNS).map { $0 - $1 })
+    }
     enum CodingKeys: String, CodingKey {
         case scenario, method
         case trivialNS = "trivial_ns"
@@ -109,10 +118,12 @@ func compareLoads(
         floodgateLoads.append(m.floodgate)
         if let b = m.baseline { baselineLoads.append(b) }
     }
+    func range(_ loads: [Double]) -> String { String(format: "%.0f–%.0f", loads.min()!, loads.max()!) }
     let method =
         "repeat \(options.repeatCount), median of \(options.runs)"
         + (options.loads > 1
-            ? " × \(options.loads) loads (\(String(format: "%.0f–%.0f", floodgateLoads.min()!, floodgateLoads.max()!)))"
+            ? " × \(options.loads) loads (\(range(floodgateLoads))"
+                + (baselineLoads.isEmpty ? "" : "; baseline \(range(baselineLoads))") + ")"
             : "")
     return CostRow(
         scenario: scenario, method: method, trivialNS: median(trivialLoads), floodgateNS: median(floodgateLoads),
@@ -240,9 +251,9 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
             "new source each packet (LRU insert)", "repeat 1 × \(options.newSources) packets, mean",
             (trivialSum / count, sums[0] / count, sums.count > 1 ? sums[1] / count : nil)))
     // The operation rows look up the entry an OPTIONS made.
-    let looked = try CostPrograms(options, policy: passingPolicy)
-    _ = try looked.program.testRun(sip)
-    rows += try withExtendedLifetime(looked) { try operationCosts(options, trivial: trivial, maps: looked.program.maps) }
+    let looked = try FloodgateProgram(policy: passingPolicy)
+    _ = try looked.testRun(sip)
+    rows += try withExtendedLifetime(looked) { try operationCosts(options, trivial: trivial, maps: looked.maps) }
     return rows
 }
 
@@ -319,7 +330,7 @@ func runCost(_ options: Options, trivial: TrivialDropProgram) throws -> [CostRow
             pad(row.scenario, 52) + lpad(String(format: "%.1f", row.trivialNS), 11)
             + lpad(String(format: "%.1f", row.floodgateNS), 14) + lpad(String(format: "%.2f×", row.ratio), 8)
         if let other = row.baselineNS {
-            line += lpad(String(format: "%.1f", other), 13) + lpad(String(format: "%+.1f ns", row.floodgateNS - other), 13)
+            line += lpad(String(format: "%.1f", other), 13) + lpad(String(format: "%+.1f ns", row.vsBaselineNS ?? 0), 13)
         } else if baseline {
             line += lpad("", 26)
         }
