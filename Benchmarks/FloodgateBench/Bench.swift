@@ -47,7 +47,7 @@ struct FloodgateBench: ParsableCommand {
     @Option(
         help: """
             Loads of the filter per cost scenario, each measured --runs times: the median of the loads' medians is \
-            reported, with their range (where a load's code and maps land moves a figure by a third on this VM).
+            reported, with their range (where a load's code and maps land can move a figure by hundreds of ns).
             """)
     var loads = 3
     @Option(help: "Seconds of each rate-accuracy run.") var seconds = 2.0
