@@ -50,6 +50,16 @@ struct fg_oracle_config {
 	__be32 v6_net[4], v6_mask[4];
 };
 
+/*
+ * The cost benchmark's floors (oracle.bpf.c, beside the oracle): a drop by
+ * source, and by source and class, with one per-CPU slot lookup and one
+ * counter write and nothing else.
+ */
+#define FG_FLOOR_SOURCE_PROG_NAME "floodgate_floor_source"
+#define FG_FLOOR_CLASS_PROG_NAME "floodgate_floor_class"
+#define FG_FLOOR_SLOTS 4096
+#define FG_FLOOR_SLOTS_LOG 12
+
 _Static_assert(sizeof(struct fg_flood_config) == 32, "fg_flood_config layout");
 _Static_assert(sizeof(struct fg_oracle_config) == 40, "fg_oracle_config layout");
 

@@ -211,6 +211,21 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
                 "oracle: drops this source (reads it, one array lookup)", options, trivial: trivial,
                 programFD: oracle.programFD, packet: sip)
         })
+    // The floors of a cached drop (FloorProgram): one per-CPU slot and one counter, keyed as the rows above and
+    // below are, and nothing else a filter needs. Loaded as often as the filter's rows are: a load's placement
+    // moves small programs' figures too.
+    for (scenario, key) in [
+        ("floor: by (source, class): one per-CPU slot, one counter", FloorProgram.Key.sourceAndClass),
+        ("floor: by source: one per-CPU slot, one counter", .source),
+    ] {
+        rows.append(
+            try floorLoads(scenario, options, trivial: trivial, packet: sip) {
+                let floor = try FloorProgram(key)
+                // Its slot filled on every CPU: every run measured is a hit.
+                try onEveryCPU { _ = try FloodgateProgram.testRun(programFD: floor.programFD, packet: sip) }
+                return (floor.programFD, floor)
+            })
+    }
 
     // A banned source: its frames are dropped by source alone, before their class is read (the drop cache's
     // source-keyed slot, filled by the first run).
@@ -289,6 +304,30 @@ func floorRow(_ scenario: String, _ options: Options, trivial: TrivialDropProgra
         trivialNS: median(trivialRuns), floodgateNS: median(runs))
 }
 
+/// ``floorRow`` over `options.loads` loads of the program `load` makes (its descriptor, and what keeps it open):
+/// the median of the loads' medians, with their range.
+func floorLoads(
+    _ scenario: String, _ options: Options, trivial: TrivialDropProgram, packet: [UInt8],
+    load: () throws -> (fd: Int32, owner: AnyObject)
+) throws -> CostRow {
+    var loads: [CostRow] = []
+    for _ in 0..<max(1, options.loads) {
+        let program = try load()
+        loads.append(
+            try withExtendedLifetime(program.owner) {
+                try floorRow(scenario, options, trivial: trivial, programFD: program.fd, packet: packet)
+            })
+    }
+    let medians = loads.map(\.floodgateNS)
+    return CostRow(
+        scenario: scenario,
+        method: "repeat \(options.repeatCount), median of \(options.runs)"
+            + (loads.count > 1
+                ? String(format: " × %d loads (%.0f–%.0f)", loads.count, medians.min()!, medians.max()!) : ""),
+        trivialNS: median(loads.map(\.trivialNS)), floodgateNS: median(medians),
+        floodgateLoadsNS: loads.count > 1 ? medians : [])
+}
+
 /// What the paths above are made of: one operation a program, priced as the paths are (``OperationProgram``),
 /// on the maps of the program that passed the OPTIONS (its source's entry is there).
 func operationCosts(_ options: Options, trivial: TrivialDropProgram, maps: FilterMaps) throws -> [CostRow] {
@@ -359,6 +398,20 @@ func runCost(_ options: Options, trivial: TrivialDropProgram) throws -> [CostRow
                 format: "a cached drop is %+.1f ns over the oracle here (the floods' target: within 5 ns of it)",
                 // Each row against the trivial program of its own interleaving, then the two compared.
                 (cached.floodgateNS - cached.trivialNS) - (oracle.floodgateNS - oracle.trivialNS)))
+    }
+    // How far each cached drop is from the least a cached drop can do, and how far that least is from the target.
+    for (what, scenario, floorName) in [
+        ("a cached drop", "rate-dropped: over the default", "floor: by (source, class)"),
+        ("a banned source's drop", "ban-dropped:", "floor: by source"),
+    ] {
+        guard let row = costs.first(where: { $0.scenario.hasPrefix(scenario) }),
+            let floor = costs.first(where: { $0.scenario.hasPrefix(floorName) })
+        else { continue }
+        print(
+            String(
+                format: "%@ is %+.1f ns over its floor (%@: %.2f× trivial, %+.1f ns over it)", what,
+                (row.floodgateNS - row.trivialNS) - (floor.floodgateNS - floor.trivialNS), floorName, floor.ratio,
+                floor.floodgateNS - floor.trivialNS))
     }
     return costs
 }

@@ -373,7 +373,7 @@ public final class OracleProgram: @unchecked Sendable {
         try FloodgateProgram.testRun(programFD: loaded.programFD, packet: frame).action
     }
 
-    /// Its program, for `BPF_PROG_TEST_RUN` (the cost benchmark's floor).
+    /// Its program, for `BPF_PROG_TEST_RUN` (the cost benchmark's oracle row).
     public var programFD: Int32 { loaded.programFD }
 
     /// Attaches it in native mode to `interface` of namespace `ns`; closing the returned descriptor detaches it.
@@ -383,5 +383,27 @@ public final class OracleProgram: @unchecked Sendable {
             try KernelCalls.attachXDPNative(programFD: fd, ifindex: Int32(if_nametoindex(interface)),
                                             what: "the oracle program to \(interface)")
         }
+    }
+}
+
+/// The cost benchmark's floors (`BPF/lab/oracle.bpf.c`): the least a cached drop can do — the packet's key read,
+/// one per-CPU slot looked up and its whole key compared, one counter written — and nothing a real filter needs
+/// beside it. A packet's first run on a CPU fills its slot and passes; the runs after it drop.
+public final class FloorProgram: @unchecked Sendable {
+    /// What the slot is keyed by.
+    public enum Key: Sendable {
+        /// The source address alone (a ban's or a denial's drop).
+        case source
+        /// The source, the UDP destination port and the payload's first four bytes (a class's drop: a SIP method is
+        /// named there).
+        case sourceAndClass
+    }
+
+    private let object: BPFObject
+    public let programFD: Int32
+
+    public init(_ key: Key) throws {
+        object = try BPFObject(EmbeddedBPFObject.oracle, what: "floor program")
+        programFD = try object.programFD(key == .source ? FG_FLOOR_SOURCE_PROG_NAME : FG_FLOOR_CLASS_PROG_NAME)
     }
 }

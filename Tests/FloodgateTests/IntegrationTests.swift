@@ -209,6 +209,35 @@ import Testing
         var legitimate: [Legitimate]?
     }
 
+    /// The cost benchmark's floors drop a packet whose key holds their slot, and pass the packet that fills it: the
+    /// first of a source, or (by class) of a source's other port or method. The bench's floor rows require every
+    /// measured run to drop, so a floor that missed would fail there rather than price a pass.
+    @Test func theCostFloorsDropWhatHoldsTheirSlot() throws {
+        try requireRoot()
+        let options = Packet.request("OPTIONS", src: "198.18.1.1")
+        let register = Packet.request("REGISTER", src: "198.18.1.1")
+        let other = Packet.request("OPTIONS", src: "198.18.1.2")
+        let byClass = try FloorProgram(.sourceAndClass), bySource = try FloorProgram(.source)
+        // One CPU: the slots are per CPU.
+        let runs: [(FloorProgram, [UInt8], UInt32, String)] = [
+            (byClass, options, XDP_PASS_ACTION, "the first fills the slot"),
+            (byClass, options, XDP_DROP_ACTION, "the second holds it"),
+            (byClass, register, XDP_PASS_ACTION, "another method: another key"),
+            (byClass, register, XDP_DROP_ACTION, "which then holds its own"),
+            (byClass, other, XDP_PASS_ACTION, "another source: another key"),
+            (bySource, options, XDP_PASS_ACTION, "the first fills the slot"),
+            (bySource, register, XDP_DROP_ACTION, "by source, the method does not count"),
+            (bySource, other, XDP_PASS_ACTION, "another source: another key"),
+            (bySource, Array(repeating: 0, count: 60), XDP_PASS_ACTION, "not IP: no key"),
+        ]
+        let verdicts = try onOneCPU {
+            try runs.map { try FloodgateProgram.testRun(programFD: $0.0.programFD, packet: $0.1).action }
+        }
+        for (run, verdict) in zip(runs, verdicts) {
+            #expect(verdict == run.2, "\(run.3)")
+        }
+    }
+
     /// The benchmark's oracle drops the attack's frames and nothing else: exactly the scenario's sources (test
     /// runs), and beside a flood sipp's calls and registrations all complete. Beside the trivial XDP_DROP program none does, and sipp's
     /// retransmissions are counted.
