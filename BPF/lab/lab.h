@@ -51,9 +51,9 @@ struct fg_oracle_config {
 };
 
 /*
- * The cost benchmark's floors (oracle.bpf.c, beside the oracle): a drop by
- * source, and by source and class, with one per-CPU slot lookup and one
- * counter write and nothing else.
+ * The cost benchmark's floors (floor.bpf.c): a drop by source, and by source
+ * and class, with one per-CPU slot looked up and its packets and bytes
+ * counted, and nothing else.
  */
 #define FG_FLOOR_SOURCE_PROG_NAME "floodgate_floor_source"
 #define FG_FLOOR_CLASS_PROG_NAME "floodgate_floor_class"
@@ -62,5 +62,6 @@ struct fg_oracle_config {
 
 _Static_assert(sizeof(struct fg_flood_config) == 32, "fg_flood_config layout");
 _Static_assert(sizeof(struct fg_oracle_config) == 40, "fg_oracle_config layout");
+_Static_assert(1u << FG_FLOOR_SLOTS_LOG == FG_FLOOR_SLOTS, "floor slots: their log");
 
 #endif /* FG_LAB_H */

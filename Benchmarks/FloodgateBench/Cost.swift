@@ -17,7 +17,19 @@ struct CostRow: Encodable {
     /// Each load's median, where the row took the median of several loads (`--loads`).
     var floodgateLoadsNS: [Double] = []
     var baselineLoadsNS: [Double] = []
+    /// A floor program (``FloorProgram``) measured in the same runs and loads, and each load's median.
+    var floorNS: Double? = nil
+    var floorLoadsNS: [Double] = []
     var ratio: Double { floodgateNS / trivialNS }
+    /// This build over its floor: the median of the loads' differences, and their range.
+    var vsFloorNS: (median: Double, low: Double, high: Double)? {
+        guard let floor = floorNS else { return nil }
+        guard !floodgateLoadsNS.isEmpty, floodgateLoadsNS.count == floorLoadsNS.count else {
+            return (floodgateNS - floor, floodgateNS - floor, floodgateNS - floor)
+        }
+        let differences = zip(floodgateLoadsNS, floorLoadsNS).map { $0 - $1 }
+        return (median(differences), differences.min()!, differences.max()!)
+    }
     /// This build against the baseline: the median of the loads' differences (each load runs both builds), which
     /// is not the difference of the two medians.
     var vsBaselineNS: Double? {
@@ -34,6 +46,9 @@ struct CostRow: Encodable {
         case baselineNS = "baseline_ns"
         case floodgateLoadsNS = "floodgate_loads_ns"
         case baselineLoadsNS = "baseline_loads_ns"
+        case floorNS = "floor_ns"
+        case floorLoadsNS = "floor_loads_ns"
+        case vsFloorNS = "vs_floor_ns"
         case ratio
     }
     func encode(to encoder: Encoder) throws {
@@ -45,6 +60,9 @@ struct CostRow: Encodable {
         try c.encodeIfPresent(baselineNS, forKey: .baselineNS)
         if !floodgateLoadsNS.isEmpty { try c.encode(floodgateLoadsNS, forKey: .floodgateLoadsNS) }
         if !baselineLoadsNS.isEmpty { try c.encode(baselineLoadsNS, forKey: .baselineLoadsNS) }
+        try c.encodeIfPresent(floorNS, forKey: .floorNS)
+        if !floorLoadsNS.isEmpty { try c.encode(floorLoadsNS, forKey: .floorLoadsNS) }
+        try c.encodeIfPresent(vsFloorNS?.median, forKey: .vsFloorNS)
         try c.encode(ratio, forKey: .ratio)
     }
 }
@@ -62,12 +80,14 @@ struct CostPrograms {
     var all: [FloodgateProgram] { [program] + (baseline.map { [$0] } ?? []) }
 }
 
-/// Median ns/packet of the trivial program, of this build's and of the baseline's, runs interleaved so drift hits
-/// them alike.
+/// Median ns/packet of the trivial program, of this build's and of the baseline's (and of the floor program
+/// `floorFD`, which must drop), runs interleaved so drift hits them alike.
 func compareRepeated(
-    _ options: Options, trivial: TrivialDropProgram, programs: CostPrograms, packet: [UInt8], expect action: UInt32
-) throws -> (trivial: Double, floodgate: Double, baseline: Double?) {
+    _ options: Options, trivial: TrivialDropProgram, programs: CostPrograms, packet: [UInt8], expect action: UInt32,
+    floorFD: Int32? = nil
+) throws -> (trivial: Double, floodgate: Double, baseline: Double?, floor: Double?) {
     var trivialRuns: [Double] = []
+    var floorRuns: [Double] = []
     var runs: [[Double]] = programs.all.map { _ in [] }
     for round in 0..<options.runs {
         trivialRuns.append(
@@ -75,6 +95,11 @@ func compareRepeated(
                 try FloodgateProgram.testRun(
                     programFD: trivial.programFD, packet: packet, repeat: options.repeatCount
                 ).durationNS))
+        if let floorFD {
+            let run = try FloodgateProgram.testRun(programFD: floorFD, packet: packet, repeat: options.repeatCount)
+            guard run.action == UInt32(XDP_DROP.rawValue) else { throw FloodgateError("the floor did not drop") }
+            floorRuns.append(Double(run.durationNS))
+        }
         // The two builds take turns at going first.
         let order = Array(programs.all.enumerated())
         for (i, program) in round % 2 == 0 ? order : order.reversed() {
@@ -83,7 +108,10 @@ func compareRepeated(
             runs[i].append(Double(run.durationNS))
         }
     }
-    return (median(trivialRuns), median(runs[0]), runs.count > 1 ? median(runs[1]) : nil)
+    return (
+        median(trivialRuns), median(runs[0]), runs.count > 1 ? median(runs[1]) : nil,
+        floorRuns.isEmpty ? nil : median(floorRuns)
+    )
 }
 
 /// A row from `compareRepeated`'s figures.
@@ -104,32 +132,61 @@ let bucketOnly: Settings = {
 /// `compareRepeated` over `options.loads` loads of the programs `load` makes (each load's code and maps land
 /// elsewhere in memory, which moves a figure more than the runs of one load vary): each figure the median of the
 /// loads' medians, with every load's kept in the row.
+/// With `floor`, a floor program keyed so (``FloorProgram``) is loaded beside each load, its slot filled on every
+/// CPU, and measured in the same runs.
 func compareLoads(
     _ scenario: String, _ options: Options, trivial: TrivialDropProgram, packet: [UInt8], expect action: UInt32,
-    load: () throws -> CostPrograms
+    floor: FloorProgram.Key? = nil, load: () throws -> CostPrograms
 ) throws -> CostRow {
     var trivialLoads: [Double] = []
     var floodgateLoads: [Double] = []
     var baselineLoads: [Double] = []
+    var floorLoads: [Double] = []
     for _ in 0..<options.loads {
         let programs = try load()
-        let m = try compareRepeated(options, trivial: trivial, programs: programs, packet: packet, expect: action)
+        let floorProgram = try floor.map { try FloorProgram($0) }
+        if let floorProgram {
+            try onEveryCPU { _ = try FloodgateProgram.testRun(programFD: floorProgram.programFD, packet: packet) }
+        }
+        let m = try withExtendedLifetime(floorProgram) {
+            try compareRepeated(
+                options, trivial: trivial, programs: programs, packet: packet, expect: action,
+                floorFD: floorProgram?.programFD)
+        }
         trivialLoads.append(m.trivial)
         floodgateLoads.append(m.floodgate)
         if let b = m.baseline { baselineLoads.append(b) }
+        if let f = m.floor { floorLoads.append(f) }
     }
-    func range(_ loads: [Double]) -> String { String(format: "%.0f–%.0f", loads.min()!, loads.max()!) }
     let method =
-        "repeat \(options.repeatCount), median of \(options.runs)"
-        + (options.loads > 1
-            ? " × \(options.loads) loads (\(range(floodgateLoads))"
-                + (baselineLoads.isEmpty ? "" : "; baseline \(range(baselineLoads))") + ")"
-            : "")
+        loadsMethod(options, floodgateLoads)
+        + (options.loads > 1 && !baselineLoads.isEmpty ? " (baseline \(loadsRange(baselineLoads)))" : "")
     return CostRow(
         scenario: scenario, method: method, trivialNS: median(trivialLoads), floodgateNS: median(floodgateLoads),
         baselineNS: baselineLoads.isEmpty ? nil : median(baselineLoads),
         floodgateLoadsNS: options.loads > 1 ? floodgateLoads : [],
-        baselineLoadsNS: options.loads > 1 ? baselineLoads : [])
+        baselineLoadsNS: options.loads > 1 ? baselineLoads : [],
+        floorNS: floorLoads.isEmpty ? nil : median(floorLoads),
+        floorLoadsNS: options.loads > 1 ? floorLoads : [])
+}
+
+/// The lowest and highest of the loads' medians.
+func loadsRange(_ loads: [Double]) -> String { String(format: "%.0f–%.0f", loads.min()!, loads.max()!) }
+
+/// The method column of a row measured `--runs` times in each of `loads.count` loads, with the loads' range.
+func loadsMethod(_ options: Options, _ loads: [Double]) -> String {
+    "repeat \(options.repeatCount), median of \(options.runs)"
+        + (loads.count > 1 ? " × \(loads.count) loads (\(loadsRange(loads)))" : "")
+}
+
+/// The floor measured beside `row` (in its runs and loads), as a row of its own under it.
+func floorBeside(_ row: CostRow, _ scenario: String) -> CostRow? {
+    guard let floor = row.floorNS else { return nil }
+    return CostRow(
+        scenario: scenario,
+        method: "in the runs of the row above"
+            + (row.floorLoadsNS.count > 1 ? " (loads \(loadsRange(row.floorLoadsNS)))" : ""),
+        trivialNS: row.trivialNS, floodgateNS: floor, floorLoadsNS: row.floorLoadsNS)
 }
 
 func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [CostRow] {
@@ -138,11 +195,14 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
     /// Adds the row `scenario`: `packet` repeated through the programs `load` makes (once per load), which must
     /// answer `action`.
     func measure(
-        _ scenario: String, _ packet: [UInt8], _ action: xdp_action, load: () throws -> CostPrograms
+        _ scenario: String, _ packet: [UInt8], _ action: xdp_action, floor: (FloorProgram.Key, String)? = nil,
+        load: () throws -> CostPrograms
     ) throws {
-        rows.append(
-            try compareLoads(
-                scenario, options, trivial: trivial, packet: packet, expect: UInt32(action.rawValue), load: load))
+        let row = try compareLoads(
+            scenario, options, trivial: trivial, packet: packet, expect: UInt32(action.rawValue), floor: floor?.0,
+            load: load)
+        rows.append(row)
+        if let floor, let under = floorBeside(row, floor.1) { rows.append(under) }
     }
 
     let passingPolicy = policy(unlimitedAggregates, limits: [.options: .rate(FG_MAX_RATE, burst: FG_MAX_BURST)])
@@ -196,40 +256,29 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
     }
 
     // The flood case: a source over the default OPTIONS limit (8/s, burst 16), dropped from the per-CPU drop cache.
-    try measure("rate-dropped: over the default OPTIONS limit", sip, XDP_DROP) {
+    try measure(
+        "rate-dropped: over the default OPTIONS limit", sip, XDP_DROP,
+        floor: (.sourceAndClass, "floor: by (source, port, first word): one per-CPU slot, packets and bytes")
+    ) {
         let dropping = try CostPrograms(options, policy: policy(settings: bucketOnly))
         for program in dropping.all {
             for _ in 0..<300 { _ = try program.testRun(sip) }
         }
         return dropping
     }
-    // The floor of a filter that drops by source: the floods' oracle, told that this packet's source is the attack.
-    let oracle = try OracleProgram(for: try FloodScenario.named("single-source", attacker: "198.18.1.1"))
+    // The floods' oracle, told that this packet's source is the attack: it keeps no state, so no filter is as cheap.
     rows.append(
-        try withExtendedLifetime(oracle) {
-            try floorRow(
-                "oracle: drops this source (reads it, one array lookup)", options, trivial: trivial,
-                programFD: oracle.programFD, packet: sip)
+        try floorLoads("oracle: drops this source (reads it, one array lookup)", options, trivial: trivial, packet: sip) {
+            let oracle = try OracleProgram(for: try FloodScenario.named("single-source", attacker: "198.18.1.1"))
+            return (oracle.programFD, oracle)
         })
-    // The floors of a cached drop (FloorProgram): one per-CPU slot and one counter, keyed as the rows above and
-    // below are, and nothing else a filter needs. Loaded as often as the filter's rows are: a load's placement
-    // moves small programs' figures too.
-    for (scenario, key) in [
-        ("floor: by (source, class): one per-CPU slot, one counter", FloorProgram.Key.sourceAndClass),
-        ("floor: by source: one per-CPU slot, one counter", .source),
-    ] {
-        rows.append(
-            try floorLoads(scenario, options, trivial: trivial, packet: sip) {
-                let floor = try FloorProgram(key)
-                // Its slot filled on every CPU: every run measured is a hit.
-                try onEveryCPU { _ = try FloodgateProgram.testRun(programFD: floor.programFD, packet: sip) }
-                return (floor.programFD, floor)
-            })
-    }
 
     // A banned source: its frames are dropped by source alone, before their class is read (the drop cache's
     // source-keyed slot, filled by the first run).
-    try measure("ban-dropped: a banned source (dropped before its class is read)", sip, XDP_DROP) {
+    try measure(
+        "ban-dropped: a banned source (dropped before its class is read)", sip, XDP_DROP,
+        floor: (.source, "floor: by source: one per-CPU slot, packets and bytes")
+    ) {
         let banning = try CostPrograms(options, policy: policy(settings: bucketOnly))
         for program in banning.all {
             try program.maps.ban(SourceAddress("198.18.1.1")!, seconds: nil)
@@ -311,7 +360,7 @@ func floorLoads(
     load: () throws -> (fd: Int32, owner: AnyObject)
 ) throws -> CostRow {
     var loads: [CostRow] = []
-    for _ in 0..<max(1, options.loads) {
+    for _ in 0..<options.loads {
         let program = try load()
         loads.append(
             try withExtendedLifetime(program.owner) {
@@ -320,12 +369,8 @@ func floorLoads(
     }
     let medians = loads.map(\.floodgateNS)
     return CostRow(
-        scenario: scenario,
-        method: "repeat \(options.repeatCount), median of \(options.runs)"
-            + (loads.count > 1
-                ? String(format: " × %d loads (%.0f–%.0f)", loads.count, medians.min()!, medians.max()!) : ""),
-        trivialNS: median(loads.map(\.trivialNS)), floodgateNS: median(medians),
-        floodgateLoadsNS: loads.count > 1 ? medians : [])
+        scenario: scenario, method: loadsMethod(options, medians), trivialNS: median(loads.map(\.trivialNS)),
+        floodgateNS: median(medians), floodgateLoadsNS: loads.count > 1 ? medians : [])
 }
 
 /// What the paths above are made of: one operation a program, priced as the paths are (``OperationProgram``),
@@ -399,19 +444,15 @@ func runCost(_ options: Options, trivial: TrivialDropProgram) throws -> [CostRow
                 // Each row against the trivial program of its own interleaving, then the two compared.
                 (cached.floodgateNS - cached.trivialNS) - (oracle.floodgateNS - oracle.trivialNS)))
     }
-    // How far each cached drop is from the least a cached drop can do, and how far that least is from the target.
-    for (what, scenario, floorName) in [
-        ("a cached drop", "rate-dropped: over the default", "floor: by (source, class)"),
-        ("a banned source's drop", "ban-dropped:", "floor: by source"),
-    ] {
-        guard let row = costs.first(where: { $0.scenario.hasPrefix(scenario) }),
-            let floor = costs.first(where: { $0.scenario.hasPrefix(floorName) })
+    // Each cached drop over the floor measured in its runs, load by load.
+    for (what, scenario) in [("a cached drop", "rate-dropped: over the default"), ("a banned source's drop", "ban-dropped:")] {
+        guard let row = costs.first(where: { $0.scenario.hasPrefix(scenario) }), let over = row.vsFloorNS,
+            let floor = row.floorNS
         else { continue }
         print(
             String(
-                format: "%@ is %+.1f ns over its floor (%@: %.2f× trivial, %+.1f ns over it)", what,
-                (row.floodgateNS - row.trivialNS) - (floor.floodgateNS - floor.trivialNS), floorName, floor.ratio,
-                floor.floodgateNS - floor.trivialNS))
+                format: "%@ is %+.1f ns over its floor (median of the loads' differences, %+.0f to %+.0f); "
+                    + "the floor is %.2f× trivial", what, over.median, over.low, over.high, floor / row.trivialNS))
     }
     return costs
 }

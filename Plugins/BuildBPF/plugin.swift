@@ -2,9 +2,9 @@ import Foundation
 import PackagePlugin
 
 /// Compiles a target's BPF programs with the toolchain's `clang -target bpf` — for FloodgateBPF the filter
-/// (`BPF/floodgate.bpf.c`), for FloodgateLab the flood generator and the benchmark's oracle (`BPF/lab/`) — then
-/// has `floodgate-embed` turn the objects into a Swift source of the target, so `swift build` always embeds
-/// objects built from the sources here, and the filter's library carries no lab program.
+/// (`BPF/floodgate.bpf.c`), for FloodgateLab the flood generator, the benchmark's oracle and its floors
+/// (`BPF/lab/`) — then has `floodgate-embed` turn the objects into a Swift source of the target, so `swift build`
+/// always embeds objects built from the sources here, and the filter's library carries no lab program.
 @main
 struct BuildBPF: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: Target) async throws -> [Command] {
@@ -13,7 +13,7 @@ struct BuildBPF: BuildToolPlugin {
         let programs: [(name: String, file: String)]
         switch target.name {
         case "FloodgateBPF": programs = [("filter", "floodgate")]
-        case "FloodgateLab": programs = [("flood", "lab/flood"), ("oracle", "lab/oracle")]
+        case "FloodgateLab": programs = [("flood", "lab/flood"), ("oracle", "lab/oracle"), ("floor", "lab/floor")]
         default: throw PluginError.unknownTarget(target.name)
         }
         let generated = context.pluginWorkDirectoryURL.appending(path: "EmbeddedBPFObject.swift")

@@ -386,8 +386,8 @@ public final class OracleProgram: @unchecked Sendable {
     }
 }
 
-/// The cost benchmark's floors (`BPF/lab/oracle.bpf.c`): the least a cached drop can do — the packet's key read,
-/// one per-CPU slot looked up and its whole key compared, one counter written — and nothing a real filter needs
+/// The cost benchmark's floors (`BPF/lab/floor.bpf.c`): a minimal cached drop — the packet's key read, one per-CPU
+/// slot looked up and its whole key compared, its packets and bytes counted — and nothing a real filter needs
 /// beside it. A packet's first run on a CPU fills its slot and passes; the runs after it drop.
 public final class FloorProgram: @unchecked Sendable {
     /// What the slot is keyed by.
@@ -403,7 +403,7 @@ public final class FloorProgram: @unchecked Sendable {
     public let programFD: Int32
 
     public init(_ key: Key) throws {
-        object = try BPFObject(EmbeddedBPFObject.oracle, what: "floor program")
+        object = try BPFObject(EmbeddedBPFObject.floor, what: "floor program")
         programFD = try object.programFD(key == .source ? FG_FLOOR_SOURCE_PROG_NAME : FG_FLOOR_CLASS_PROG_NAME)
     }
 }

@@ -209,27 +209,49 @@ import Testing
         var legitimate: [Legitimate]?
     }
 
-    /// The cost benchmark's floors drop a packet whose key holds their slot, and pass the packet that fills it: the
-    /// first of a source, or (by class) of a source's other port or method. The bench's floor rows require every
-    /// measured run to drop, so a floor that missed would fail there rather than price a pass.
+    /// The cost benchmark's floors drop a packet whose key holds its slot, and pass the packet that fills it: the
+    /// first of a source, or (by class) of a source's other port or method. A key that shares the slot but differs
+    /// (an IPv6 source with two words swapped: the hash folds by XOR) is compared whole, passes and takes the slot.
+    /// The class floor keys no TCP segment and no datagram of fewer than four bytes. The bench requires the last
+    /// verdict of every measured run to be a drop.
     @Test func theCostFloorsDropWhatHoldsTheirSlot() throws {
         try requireRoot()
         let options = Packet.request("OPTIONS", src: "198.18.1.1")
         let register = Packet.request("REGISTER", src: "198.18.1.1")
+        let otherPort = Packet.sipRaw(Array("OPTIONS sip:100@198.18.0.2 SIP/2.0\r\n\r\n".utf8), dport: 5061)
         let other = Packet.request("OPTIONS", src: "198.18.1.2")
+        let twin = PolicyOrderTests.request("OPTIONS", from: "2001:db8::1:0:2")
+        let swapped = PolicyOrderTests.request("OPTIONS", from: "2001:db8::2:0:1")
+        let tcp = Packet.ethernet(
+            Packet.EtherType.ipv4, Packet.ipv4(src: "198.18.1.1", proto: Packet.Proto.tcp, Packet.tcp(dport: 5060)))
+        let short = Packet.sipRaw(Array("AB".utf8))
         let byClass = try FloorProgram(.sourceAndClass), bySource = try FloorProgram(.source)
-        // One CPU: the slots are per CPU.
         let runs: [(FloorProgram, [UInt8], UInt32, String)] = [
             (byClass, options, XDP_PASS_ACTION, "the first fills the slot"),
             (byClass, options, XDP_DROP_ACTION, "the second holds it"),
             (byClass, register, XDP_PASS_ACTION, "another method: another key"),
             (byClass, register, XDP_DROP_ACTION, "which then holds its own"),
+            (byClass, otherPort, XDP_PASS_ACTION, "another port: another key"),
             (byClass, other, XDP_PASS_ACTION, "another source: another key"),
+            (byClass, twin, XDP_PASS_ACTION, "IPv6: the first fills the slot"),
+            (byClass, twin, XDP_DROP_ACTION, "IPv6: the second holds it"),
+            (byClass, swapped, XDP_PASS_ACTION, "the same slot, another key: compared whole"),
+            (byClass, twin, XDP_PASS_ACTION, "the swapped key took the slot"),
+            (byClass, tcp, XDP_PASS_ACTION, "TCP: no key"),
+            (byClass, tcp, XDP_PASS_ACTION, "TCP: still no key"),
+            (byClass, short, XDP_PASS_ACTION, "two bytes: no key"),
+            (byClass, short, XDP_PASS_ACTION, "two bytes: still no key"),
             (bySource, options, XDP_PASS_ACTION, "the first fills the slot"),
             (bySource, register, XDP_DROP_ACTION, "by source, the method does not count"),
+            (bySource, tcp, XDP_DROP_ACTION, "nor the protocol"),
             (bySource, other, XDP_PASS_ACTION, "another source: another key"),
+            (bySource, twin, XDP_PASS_ACTION, "IPv6: the first fills the slot"),
+            (bySource, twin, XDP_DROP_ACTION, "IPv6: the second holds it"),
+            (bySource, swapped, XDP_PASS_ACTION, "the same slot, another key: compared whole"),
+            (bySource, twin, XDP_PASS_ACTION, "the swapped key took the slot"),
             (bySource, Array(repeating: 0, count: 60), XDP_PASS_ACTION, "not IP: no key"),
         ]
+        // On one CPU: the slots are per CPU.
         let verdicts = try onOneCPU {
             try runs.map { try FloodgateProgram.testRun(programFD: $0.0.programFD, packet: $0.1).action }
         }

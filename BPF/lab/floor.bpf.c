@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The floors of the cost benchmark: a minimal cached drop, as issue 11's lean
+ * drop path describes it ("one per-CPU lookup and one per-CPU counter write").
+ * Each reads the packet's key, hashes it to a slot of a per-CPU direct-mapped
+ * array, compares the whole key and, on a hit, adds the packet to the slot's
+ * packets and bytes (side by side, as the filter's counters are) and drops it.
+ * A miss fills the slot and passes, so after a packet's first run on a CPU the
+ * runs that follow hit. (An all-zero key, the IPv6 source ::, finds an empty
+ * slot its own.) The source floor's key is the source alone, as a ban's drop
+ * is; the class floor's adds the UDP destination port and the payload's first
+ * four bytes, where a SIP method is named, as a rate drop is keyed by class.
+ *
+ * What a filter needs besides is left out on purpose: an expiry, a check that
+ * the policy has not changed, counters by class and reason, an event now and
+ * then, and (for the class) the checks that let a frame's first bytes decide
+ * it. No cached drop's ratio to the trivial program goes under its floor's.
+ * Only ever run with BPF_PROG_TEST_RUN; never attached.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "lab.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct floor_slot {
+	__u32 key[6]; /* the source (IPv4 mapped into IPv6); then, by class, the port and the payload's first word */
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FG_FLOOR_SLOTS);
+	__type(key, __u32);
+	__type(value, struct floor_slot);
+} floor_slots SEC(".maps");
+
+/* The packet's key: 1 if it has one (an untagged IPv4 frame without options,
+ * or an IPv6 frame; by class, UDP with at least four payload bytes). */
+static __always_inline int floor_key(struct xdp_md *ctx, __u32 key[6], int by_class)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct udphdr *udp;
+	__u8 protocol;
+
+	if ((void *)(eth + 1) > data_end)
+		return 0;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > data_end || *(__u8 *)ip != 0x45)
+			return 0;
+		key[0] = 0;
+		key[1] = 0;
+		key[2] = bpf_htonl(0x0000ffff);
+		key[3] = ip->saddr;
+		protocol = ip->protocol;
+		udp = (void *)(ip + 1);
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > data_end)
+			return 0;
+		__builtin_memcpy(key, &ip6->saddr, 16);
+		protocol = ip6->nexthdr;
+		udp = (void *)(ip6 + 1);
+	} else {
+		return 0;
+	}
+	if (by_class) {
+		if (protocol != IPPROTO_UDP || (void *)(udp + 1) + 4 > data_end)
+			return 0;
+		key[4] = udp->dest;
+		key[5] = *(__u32 *)(udp + 1);
+	}
+	return 1;
+}
+
+/* `by_class` is a constant in each program: the source floor hashes and
+ * compares the four words of its key, and nothing of the other two. */
+static __always_inline int floor_drop(struct xdp_md *ctx, int by_class)
+{
+	__u32 key[6] = {}, index, hash, i;
+	struct floor_slot *slot;
+
+	if (!floor_key(ctx, key, by_class))
+		return XDP_PASS;
+	hash = key[0] ^ key[1] ^ key[2] ^ key[3];
+	if (by_class)
+		hash ^= key[4] ^ key[5];
+	index = (hash * 2654435761U) >> (32 - FG_FLOOR_SLOTS_LOG);
+	slot = bpf_map_lookup_elem(&floor_slots, &index);
+	if (!slot)
+		return XDP_PASS;
+	if (slot->key[0] != key[0] || slot->key[1] != key[1] || slot->key[2] != key[2] || slot->key[3] != key[3] ||
+	    (by_class && (slot->key[4] != key[4] || slot->key[5] != key[5]))) {
+#pragma unroll
+		for (i = 0; i < 6; i++)
+			slot->key[i] = key[i];
+		slot->packets = 0;
+		slot->bytes = 0;
+		return XDP_PASS;
+	}
+	slot->packets++;
+	slot->bytes += ctx->data_end - ctx->data;
+	return XDP_DROP;
+}
+
+SEC("xdp")
+int floodgate_floor_source(struct xdp_md *ctx)
+{
+	return floor_drop(ctx, 0);
+}
+
+SEC("xdp")
+int floodgate_floor_class(struct xdp_md *ctx)
+{
+	return floor_drop(ctx, 1);
+}
