@@ -813,11 +813,14 @@ static __always_inline int fg_unparsed(struct xdp_md *ctx, const struct fg_setti
 				       __u64 jiffies, __u64 bytes)
 {
 	struct fg_source_key key;
-	__u32 reason = fg_source_cache_check(ctx, s, jiffies, &key);
+	struct fg_drop_slot *slot = fg_source_cache_check(ctx, s, jiffies, &key);
 
-	if (reason == FG_REASON_PASSED)
+	if (!slot)
 		return XDP_PASS;
-	return fg_cached_drop(cpu, FG_COUNTER_UNPARSED, &key.addr, reason, bytes);
+	/* Counted pending, for the source's entry in fg_sources (lib/drop_cache.h). */
+	if (++slot->pending >= FG_DROP_CACHE_FLUSH)
+		fg_flush_source(slot);
+	return fg_cached_drop(cpu, FG_COUNTER_UNPARSED, &key.addr, slot->reason, bytes);
 }
 
 /* A source its own bucket dropped: ban it if it keeps at it. A function of

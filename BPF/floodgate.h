@@ -357,8 +357,9 @@ enum fg_inside_count {
  * a build with another version is not adopted. 10: fg_known's halves of 2^22
  * bits, fg_drop_cache's entries of FG_DROP_CACHE_GROUP slots. 11: the allow
  * list's first bytes in fg_settings. 12: fg_drop_tags, the drop-cache slots'
- * tags. 13: fg_cpu_state's unparsed row and source-keyed gate. */
-#define FG_LAYOUT_VERSION 13
+ * tags. 13: fg_cpu_state's unparsed row and source-keyed gate. 14: a
+ * source-keyed slot's pending drops and their class (source_class). */
+#define FG_LAYOUT_VERSION 14
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*
@@ -784,7 +785,9 @@ struct fg_drop_slot {
 	__u64 until_jiffies; /* drop while jiffies < this; 0 = empty slot */
 	__u64 pending;	     /* drops (and packets) not yet added to fg_sources */
 	__u32 reason;	     /* enum fg_reason of the cached drop */
-	__u32 pad;
+	/* A source-keyed slot (FG_SLOT_SOURCE): the class of the frame whose
+	 * decision filled it, whose entry in fg_sources gets its pending drops. */
+	__u32 source_class;
 	__u64 reserved[2];   /* keeps a slot one cache line */
 };
 

@@ -136,6 +136,33 @@ __noinline int fg_cache_tag(const struct fg_source_key *key)
 	return 0;
 }
 
+/*
+ * Adds a source-keyed slot's pending drops to the fg_sources entry of the
+ * class whose decision filled it (slot->source_class), if the LRU holds one;
+ * a source without one gets none, as in fg_flush. Its drops are bans and
+ * denials, which count nothing toward an auto-ban. The lookup's key is the
+ * slot's own, its class set for the lookup and put back: a run on this CPU
+ * that cuts in between finds a (source, class) key there, which can only send
+ * it on to the policy or drop it for the source's own ban. A global function:
+ * its callers' stacks have no room for a key.
+ */
+__noinline int fg_flush_source(struct fg_drop_slot *slot)
+{
+	struct fg_source_state *st;
+
+	if (!slot || !slot->pending)
+		return 0;
+	slot->key.traffic_class = slot->source_class;
+	st = bpf_map_lookup_elem(&fg_sources, &slot->key);
+	slot->key.traffic_class = FG_SLOT_SOURCE;
+	if (st) {
+		__sync_fetch_and_add(&st->packets, slot->pending);
+		__sync_fetch_and_add(&st->drops, slot->pending);
+	}
+	slot->pending = 0;
+	return 0;
+}
+
 /* Add a slot's pending drops to its source's entry. A source the LRU has
  * evicted meanwhile (or never held: denied, banned) is not inserted: its
  * class counters already hold those drops. */
@@ -146,6 +173,10 @@ static __always_inline void fg_flush(const struct fg_settings *s, struct fg_drop
 {
 	if (!slot->pending)
 		return;
+	if (slot->key.traffic_class == FG_SLOT_SOURCE) {
+		fg_flush_source(slot);
+		return;
+	}
 	if (!st)
 		st = bpf_map_lookup_elem(&fg_sources, &slot->key);
 	if (st) {
@@ -313,29 +344,33 @@ static __always_inline __u32 fg_prefix_cache_check(const struct fg_settings *s, 
  * neighbour discovery never reaches these slots, so a banned address still
  * resolves. A plain frame that a (source, class) slot drops does not fill one.
  *
- * Read-only, like a prefix's slot: a source-keyed slot counts nothing pending,
- * so such a source's drops reach neither fg_sources nor `top`.
+ * A source-keyed slot counts its drops pending, as a (source, class) slot
+ * does, and they go to the fg_sources entry of the class whose frame filled
+ * it (slot->source_class; fg_flush_source): every FG_DROP_CACHE_FLUSH drops,
+ * when the slot is reused, and in `top` for what is still pending. A source
+ * without that entry (an untracked one, or evicted) gets none. Whoever sends
+ * the first frame after the ban picks that class; the drops are the source's
+ * either way.
  * cpu->source_until_jiffies is the latest jiffy any of them holds on this CPU,
  * under cpu->source_generation: until one is filled, and after any change of
  * policy until the next, frames skip the check without reading the headers
  * twice.
  */
-static __always_inline __u32 fg_source_cache_check(struct xdp_md *ctx, const struct fg_settings *s, __u64 jiffies,
-						   struct fg_source_key *key)
+static __always_inline struct fg_drop_slot *fg_source_cache_check(struct xdp_md *ctx, const struct fg_settings *s,
+								    __u64 jiffies, struct fg_source_key *key)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
-	struct fg_drop_slot *slot;
 
 	if ((void *)(eth + 1) > data_end)
-		return FG_REASON_PASSED;
+		return NULL;
 	key->traffic_class = FG_SLOT_SOURCE;
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 
 		if ((void *)(ip + 1) > data_end || *(__u8 *)ip != 0x45 || ip->protocol != IPPROTO_UDP)
-			return FG_REASON_PASSED;
+			return NULL;
 		key->addr.words[0] = 0;
 		key->addr.words[1] = 0;
 		key->addr.words[2] = bpf_htonl(0x0000ffff);
@@ -344,16 +379,15 @@ static __always_inline __u32 fg_source_cache_check(struct xdp_md *ctx, const str
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 
 		if ((void *)(ip6 + 1) > data_end || ip6->version != 6 || ip6->nexthdr != IPPROTO_UDP)
-			return FG_REASON_PASSED;
+			return NULL;
 		__builtin_memcpy(&key->addr, &ip6->saddr, sizeof(key->addr));
 		/* An IPv4-mapped source is bogus (malformed), not the IPv4 address's. */
 		if (!key->addr.words[0] && !key->addr.words[1] && key->addr.words[2] == bpf_htonl(0x0000ffff))
-			return FG_REASON_PASSED;
+			return NULL;
 	} else {
-		return FG_REASON_PASSED;
+		return NULL;
 	}
-	slot = fg_cache_live(s, key, jiffies);
-	return slot ? slot->reason : FG_REASON_PASSED;
+	return fg_cache_live(s, key, jiffies);
 }
 
 /* Remember on this CPU that pkt's source is dropped for `reason` (a ban or a
@@ -367,6 +401,7 @@ __noinline int fg_cache_source(const struct fg_packet *pkt, __u32 reason)
 	struct fg_cpu_state *cpu = bpf_map_lookup_elem(&fg_cpu, &fg_drop_tags_key);
 	struct fg_source_key key = {.traffic_class = FG_SLOT_SOURCE};
 	struct fg_drop_slot *slot;
+	int fresh;
 
 	if (!pkt || !s || !cpu || !pkt->source_until)
 		return 0;
@@ -374,7 +409,13 @@ __noinline int fg_cache_source(const struct fg_packet *pkt, __u32 reason)
 	slot = fg_cache_slot(&key);
 	if (!slot)
 		return 0;
+	/* The class its drops are counted under: this frame's, unless the slot
+	 * already holds drops of this source under another. Set after the fill,
+	 * which first adds another key's pending drops under that key's class. */
+	fresh = !fg_same_key(&slot->key, &key) || !slot->pending;
 	fg_cache_fill(slot, &key, s, pkt->source_generation, pkt->source_until, reason);
+	if (fresh && fg_same_key(&slot->key, &key))
+		slot->source_class = pkt->traffic_class;
 	if (!s->jiffy_ns)
 		return 0;
 	/* A CPU's fills come in the order of their decisions, so of non-decreasing

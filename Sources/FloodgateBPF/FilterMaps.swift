@@ -299,6 +299,7 @@ public final class FilterMaps: @unchecked Sendable {
     struct SourceKey: Hashable {
         var address: SourceAddress
         var trafficClass: TrafficClass
+        init(address: SourceAddress, trafficClass: TrafficClass) { (self.address, self.trafficClass) = (address, trafficClass) }
         init(_ entry: SourceEntry) { (address, trafficClass) = (entry.address, entry.trafficClass) }
         init(_ key: fg_source_key) {
             address = SourceAddress(key.addr)
@@ -334,12 +335,19 @@ public final class FilterMaps: @unchecked Sendable {
         var pending: [SourceKey: UInt64] = [:]
         // Each entry is a group of FG_DROP_CACHE_GROUP slots (BPF/floodgate.h).
         for group in 0..<UInt32(FG_DROP_CACHE_GROUPS) {
-            // Prefix slots and source-keyed ones (class FG_CLASS_MAX and past) count nothing; a (source, class)
-            // slot has its class.
             for slot in try perCPU(
                 dropCacheFD, key: group, count: Int(FG_DROP_CACHE_GROUP), as: fg_drop_slot.self, what: FG_MAP_DROP_CACHE)
-            where slot.pending > 0 && UInt32(slot.key.traffic_class) < FG_CLASS_MAX.rawValue {
-                pending[SourceKey(slot.key), default: 0] += slot.pending
+            where slot.pending > 0 {
+                let keyClass = UInt32(slot.key.traffic_class)
+                if keyClass < FG_CLASS_MAX.rawValue {
+                    // A (source, class) slot has its class.
+                    pending[SourceKey(slot.key), default: 0] += slot.pending
+                } else if keyClass == UInt32(FG_SLOT_SOURCE), let owner = TrafficClass(index: slot.source_class) {
+                    // A source-keyed slot's drops go to the class of the frame that filled it (fg_flush_source).
+                    pending[SourceKey(address: SourceAddress(slot.key.addr), trafficClass: owner), default: 0] +=
+                        slot.pending
+                }
+                // Prefix slots count nothing.
             }
         }
         return pending

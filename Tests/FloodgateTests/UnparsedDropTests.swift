@@ -96,6 +96,75 @@ import Testing
         }
     }
 
+    /// A banned source's drops before parsing still reach its entry in `fg_sources`, and `top`: its source-keyed
+    /// slot counts them pending and adds them to the entry of the class whose frame filled it, every
+    /// FG_DROP_CACHE_FLUSH drops and when the slot is reused; `sources()` adds what is still pending. A banned
+    /// source without an entry gets none, however many frames it sends: a forger cannot fill the map this way. And
+    /// the class is the first frame's after the ban: whoever sends it picks which of the source's entries shows
+    /// the drops, which are the source's either way.
+    @Test func aBannedSourcesDropsBeforeParsingStillReachItsEntry() throws {
+        try onOneCPU {
+            let program = try loadProgram(policy: perSourceOnly)
+            let phone = "198.18.91.1", stranger = "198.18.91.2"
+            let phoneAddress = try #require(SourceAddress(phone)), strangerAddress = try #require(SourceAddress(stranger))
+            func entry(_ address: SourceAddress, _ c: TrafficClass, pending: Bool = true) throws -> SourceEntry? {
+                try (pending ? program.maps.sources() : program.maps.trackedSources())
+                    .first { $0.address == address && $0.trafficClass == c }
+            }
+            let register = PolicyOrderTests.request("REGISTER", from: phone)
+            let invite = PolicyOrderTests.request("INVITE", from: phone)
+            // Tracked: its REGISTER passes and has an entry; it never sent an INVITE.
+            #expect(try Self.judge(program, register).2 == .passed)
+            let before = try #require(try entry(phoneAddress, .register))
+            #expect(try entry(phoneAddress, .invite) == nil)
+            try program.maps.ban(phoneAddress, seconds: nil)
+            // The first frame after the ban fills the slot, under its class (REGISTER).
+            let first = try Self.judge(program, register)
+            #expect(first.1 == .register && first.2 == .droppedBan, "\(first)")
+            // Then REGISTERs and INVITEs alike, before their class is read: all under REGISTER.
+            let flush = Int(FG_DROP_CACHE_FLUSH), sent = flush + 44
+            for i in 0..<sent {
+                let r = try Self.judge(program, i % 2 == 0 ? register : invite)
+                #expect(r.0 == Self.drop && r.1 == .unparsed && r.2 == .droppedBan, "frame \(i): \(r)")
+            }
+            let after = try #require(try entry(phoneAddress, .register))
+            #expect(after.drops - before.drops == UInt64(sent), "every drop, pending or added")
+            #expect(after.packets - before.packets == UInt64(sent))
+            // In the map itself, FG_DROP_CACHE_FLUSH of them were added; the rest are pending in the slot.
+            let stored = try #require(try entry(phoneAddress, .register, pending: false))
+            #expect(stored.drops - before.drops == UInt64(flush), "\(stored.drops) \(before.drops)")
+            #expect(try entry(phoneAddress, .invite) == nil, "no entry made for the INVITEs")
+
+            // A stranger banned before it ever had an entry: none is made, however many frames it sends.
+            let entries = try program.maps.trackedSources().count
+            try program.maps.ban(strangerAddress, seconds: nil)
+            let strangers = PolicyOrderTests.request("OPTIONS", from: stranger)
+            for _ in 0...flush {
+                #expect(try Self.judge(program, strangers).2 == .droppedBan)
+            }
+            #expect(try program.maps.trackedSources().count == entries)
+            #expect(try program.maps.sources().first { $0.address == strangerAddress } == nil)
+
+            // Another banned source whose slot is the phone's takes it: the phone's pending drops are added under
+            // the phone's class (REGISTER), not the newcomer's (OPTIONS), before the slot changes hands.
+            let slot = FilterMaps.sourceDropSlot(phoneAddress).slot
+            let neighbour = try #require(
+                (0..<(1 << 17)).lazy.compactMap { i in SourceAddress("198.\(18 + (i >> 16)).\((i >> 8) & 0xFF).\(i & 0xFF)") }
+                    .first { FilterMaps.sourceDropSlot($0).slot == slot && $0 != phoneAddress })
+            try program.maps.ban(neighbour, seconds: nil)
+            #expect(try Self.judge(program, PolicyOrderTests.request("OPTIONS", from: neighbour.description)).2 == .droppedBan)
+            let handedOver = try #require(try entry(phoneAddress, .register, pending: false))
+            #expect(handedOver.drops - before.drops == UInt64(sent), "all added to the map when the slot changed hands")
+            #expect(try entry(phoneAddress, .options) == nil)
+            #expect(try entry(neighbour, .options) == nil)
+            // The ban lifted, the phone's next REGISTER passes, and its drops stay counted.
+            #expect(try program.maps.unban(phoneAddress))
+            #expect(try Self.judge(program, register).2 == .passed)
+            let lifted = try #require(try entry(phoneAddress, .register))
+            #expect(lifted.drops == after.drops && lifted.packets == after.packets + 1, "\(lifted) \(after)")
+        }
+    }
+
     /// What a forger can do with a source-keyed slot. The slot's index and tag fold the address by XOR, so a forger
     /// can pick an address with a denied source's slot and tag (an IPv6 address with two words swapped): its frames
     /// are compared by their whole address, go on to the policy and pass, and the denied source stays dropped. A
