@@ -45,6 +45,7 @@
 #include "clock.h"
 #include "state.h"
 #include "autoban.h"
+#include "known.h"
 
 /* fg_drop_cache: see above; its entries are groups of slots (floodgate.h). */
 struct fg_drop_group {
@@ -137,35 +138,37 @@ __noinline int fg_cache_tag(const struct fg_source_key *key)
 }
 
 /*
- * Adds a source-keyed slot's pending drops to the fg_sources entry of the
- * class whose decision filled it (slot->source_class), if the LRU holds one;
- * a source without one gets none, as in fg_flush. Its drops are bans and
- * denials, which count nothing toward an auto-ban. The lookup's key is the
- * slot's own, its class set for the lookup and put back: a run on this CPU
- * that cuts in between finds a (source, class) key there, which can only send
- * it on to the policy or drop it for the source's own ban. A global function:
- * its callers' stacks have no room for a key.
+ * Adds a source-keyed slot's pending drops to the fg_sources entry of
+ * (source, slot->source_class), if the LRU holds one; a source without one
+ * gets none, as in fg_flush. Its drops are bans and denials, which count
+ * nothing toward an auto-ban. The slot is not written but for its count, which
+ * is taken before the lookup. A global function: the deciding function's stack,
+ * from which it may be reached, has no room for the key inlined.
  */
 __noinline int fg_flush_source(struct fg_drop_slot *slot)
 {
 	struct fg_source_state *st;
+	struct fg_source_key key;
+	__u64 n;
 
 	if (!slot || !slot->pending)
 		return 0;
-	slot->key.traffic_class = slot->source_class;
-	st = bpf_map_lookup_elem(&fg_sources, &slot->key);
-	slot->key.traffic_class = FG_SLOT_SOURCE;
-	if (st) {
-		__sync_fetch_and_add(&st->packets, slot->pending);
-		__sync_fetch_and_add(&st->drops, slot->pending);
-	}
+	n = slot->pending;
 	slot->pending = 0;
+	key = slot->key;
+	key.traffic_class = slot->source_class;
+	st = bpf_map_lookup_elem(&fg_sources, &key);
+	if (st) {
+		__sync_fetch_and_add(&st->packets, n);
+		__sync_fetch_and_add(&st->drops, n);
+	}
 	return 0;
 }
 
 /* Add a slot's pending drops to its source's entry. A source the LRU has
  * evicted meanwhile (or never held: denied, banned) is not inserted: its
- * class counters already hold those drops. */
+ * class counters (a source-keyed slot's: the unparsed row) already hold those
+ * drops. */
 /* `may_ban`: whether this call site may call fg_note_drops (see there);
  * elsewhere the drops are only counted in the auto-ban window. */
 static __always_inline void fg_flush(const struct fg_settings *s, struct fg_drop_slot *slot,
@@ -345,12 +348,13 @@ static __always_inline __u32 fg_prefix_cache_check(const struct fg_settings *s, 
  * resolves. A plain frame that a (source, class) slot drops does not fill one.
  *
  * A source-keyed slot counts its drops pending, as a (source, class) slot
- * does, and they go to the fg_sources entry of the class whose frame filled
- * it (slot->source_class; fg_flush_source): every FG_DROP_CACHE_FLUSH drops,
- * when the slot is reused, and in `top` for what is still pending. A source
- * without that entry (an untracked one, or evicted) gets none. Whoever sends
- * the first frame after the ban picks that class; the drops are the source's
- * either way.
+ * does, and they go to one of the source's entries in fg_sources
+ * (slot->source_class; fg_flush_source): every FG_DROP_CACHE_FLUSH drops, when
+ * the slot is reused, and in `top` for what is still pending (a slot whose ban
+ * has ended keeps its count until it is reused). The entry is chosen when the
+ * slot is filled (fg_source_owner): that of the filling frame's class if the
+ * source has one, else its first class that has one. A source with none (an
+ * untracked one, or evicted) gets nothing added.
  * cpu->source_until_jiffies is the latest jiffy any of them holds on this CPU,
  * under cpu->source_generation: until one is filled, and after any change of
  * policy until the next, frames skip the check without reading the headers
@@ -390,6 +394,28 @@ static __always_inline struct fg_drop_slot *fg_source_cache_check(struct xdp_md 
 	return fg_cache_live(s, key, jiffies);
 }
 
+/* The class whose entry in fg_sources a source-keyed slot's drops go to:
+ * `first` (the filling frame's) if the source has an entry for it, else the
+ * first class it has one for, else `first` (they go nowhere). A source without
+ * state (fg_known; so every spoofed one) is answered without a lookup; a
+ * tracked one takes at most FG_CLASS_MAX + 1, once a fill. A frame to an
+ * unlimited class (which has no entry) thus cannot take a tracked source's
+ * drops out of its entries. */
+static __always_inline __u32 fg_source_owner(const struct fg_addr *addr, __u32 first)
+{
+	struct fg_source_key key = {.addr = *addr, .traffic_class = first};
+	__u32 c;
+
+	if (!fg_known_maybe(addr) || bpf_map_lookup_elem(&fg_sources, &key))
+		return first;
+	for (c = 0; c < FG_CLASS_MAX; c++) {
+		key.traffic_class = c;
+		if (bpf_map_lookup_elem(&fg_sources, &key))
+			return c;
+	}
+	return first;
+}
+
 /* Remember on this CPU that pkt's source is dropped for `reason` (a ban or a
  * denial) until jiffy pkt->source_until, as decided under policy generation
  * pkt->source_generation: in its source-keyed slot. A global function, called
@@ -409,13 +435,13 @@ __noinline int fg_cache_source(const struct fg_packet *pkt, __u32 reason)
 	slot = fg_cache_slot(&key);
 	if (!slot)
 		return 0;
-	/* The class its drops are counted under: this frame's, unless the slot
-	 * already holds drops of this source under another. Set after the fill,
-	 * which first adds another key's pending drops under that key's class. */
+	/* The entry its drops go to (fg_source_owner), unless the slot already
+	 * holds drops of this source for another. Set after the fill, which first
+	 * adds another key's pending drops to that key's entry. */
 	fresh = !fg_same_key(&slot->key, &key) || !slot->pending;
 	fg_cache_fill(slot, &key, s, pkt->source_generation, pkt->source_until, reason);
 	if (fresh && fg_same_key(&slot->key, &key))
-		slot->source_class = pkt->traffic_class;
+		slot->source_class = fg_source_owner(&key.addr, pkt->traffic_class);
 	if (!s->jiffy_ns)
 		return 0;
 	/* A CPU's fills come in the order of their decisions, so of non-decreasing

@@ -95,18 +95,21 @@ func compareRepeated(
                 try FloodgateProgram.testRun(
                     programFD: trivial.programFD, packet: packet, repeat: options.repeatCount
                 ).durationNS))
-        if let floorFD {
+        func runFloor() throws {
+            guard let floorFD else { return }
             let run = try FloodgateProgram.testRun(programFD: floorFD, packet: packet, repeat: options.repeatCount)
             guard run.action == UInt32(XDP_DROP.rawValue) else { throw FloodgateError("the floor did not drop") }
             floorRuns.append(Double(run.durationNS))
         }
-        // The two builds take turns at going first.
+        // The two builds take turns at going first, and the floor at going before or after them.
+        if round % 2 == 0 { try runFloor() }
         let order = Array(programs.all.enumerated())
         for (i, program) in round % 2 == 0 ? order : order.reversed() {
             let run = try program.testRun(packet, repeat: options.repeatCount)
             guard run.action == action else { throw FloodgateError("unexpected XDP action \(run.action)") }
             runs[i].append(Double(run.durationNS))
         }
+        if round % 2 == 1 { try runFloor() }
     }
     return (
         median(trivialRuns), median(runs[0]), runs.count > 1 ? median(runs[1]) : nil,
@@ -186,7 +189,7 @@ func floorBeside(_ row: CostRow, _ scenario: String) -> CostRow? {
         scenario: scenario,
         method: "in the runs of the row above"
             + (row.floorLoadsNS.count > 1 ? " (loads \(loadsRange(row.floorLoadsNS)))" : ""),
-        trivialNS: row.trivialNS, floodgateNS: floor, floorLoadsNS: row.floorLoadsNS)
+        trivialNS: row.trivialNS, floodgateNS: floor, floodgateLoadsNS: row.floorLoadsNS)
 }
 
 func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [CostRow] {

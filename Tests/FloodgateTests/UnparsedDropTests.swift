@@ -97,31 +97,40 @@ import Testing
     }
 
     /// A banned source's drops before parsing still reach its entry in `fg_sources`, and `top`: its source-keyed
-    /// slot counts them pending and adds them to the entry of the class whose frame filled it, every
-    /// FG_DROP_CACHE_FLUSH drops and when the slot is reused; `sources()` adds what is still pending. A banned
-    /// source without an entry gets none, however many frames it sends: a forger cannot fill the map this way. And
-    /// the class is the first frame's after the ban: whoever sends it picks which of the source's entries shows
-    /// the drops, which are the source's either way.
+    /// slot counts them pending and adds them to one of the source's entries, every FG_DROP_CACHE_FLUSH drops and
+    /// when the slot is reused; `sources()` adds what is still pending. The entry is chosen when the slot is filled:
+    /// the filling frame's class's if the source has one, else the first class it has one for. So a first frame
+    /// after the ban to a class without an entry (UDP to port 53: unlimited, never tracked) does not hide the drops,
+    /// and a refill while drops are pending keeps them where they were. A banned source without an entry gets
+    /// none, however many frames it sends: a forger cannot fill the map this way. And a banned address that takes
+    /// the slot does not take the first source's drops with it.
     @Test func aBannedSourcesDropsBeforeParsingStillReachItsEntry() throws {
         try onOneCPU {
             let program = try loadProgram(policy: perSourceOnly)
             let phone = "198.18.91.1", stranger = "198.18.91.2"
             let phoneAddress = try #require(SourceAddress(phone)), strangerAddress = try #require(SourceAddress(stranger))
+            #expect(FilterMaps.sourceDropSlot(strangerAddress).slot != FilterMaps.sourceDropSlot(phoneAddress).slot)
             func entry(_ address: SourceAddress, _ c: TrafficClass, pending: Bool = true) throws -> SourceEntry? {
                 try (pending ? program.maps.sources() : program.maps.trackedSources())
                     .first { $0.address == address && $0.trafficClass == c }
             }
             let register = PolicyOrderTests.request("REGISTER", from: phone)
             let invite = PolicyOrderTests.request("INVITE", from: phone)
-            // Tracked: its REGISTER passes and has an entry; it never sent an INVITE.
+            let options = PolicyOrderTests.request("OPTIONS", from: phone)
+            let dns = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
+                src: phone, proto: Packet.Proto.udp, Packet.udp(dport: 53, [UInt8](repeating: 0x41, count: 32))))
+            // Tracked in REGISTER and OPTIONS; it never sent an INVITE.
             #expect(try Self.judge(program, register).2 == .passed)
+            #expect(try Self.judge(program, options).2 == .passed)
             let before = try #require(try entry(phoneAddress, .register))
+            let optionsBefore = try #require(try entry(phoneAddress, .options))
             #expect(try entry(phoneAddress, .invite) == nil)
             try program.maps.ban(phoneAddress, seconds: nil)
-            // The first frame after the ban fills the slot, under its class (REGISTER).
-            let first = try Self.judge(program, register)
-            #expect(first.1 == .register && first.2 == .droppedBan, "\(first)")
-            // Then REGISTERs and INVITEs alike, before their class is read: all under REGISTER.
+            // The first frame after the ban fills the slot: a plain datagram of a class that has no entry.
+            let first = try Self.judge(program, dns)
+            #expect(first.1 == .other && first.2 == .droppedBan, "\(first)")
+            // Then REGISTERs and INVITEs alike, before their class is read: all to the first class the phone has an
+            // entry for (REGISTER), none to OPTIONS.
             let flush = Int(FG_DROP_CACHE_FLUSH), sent = flush + 44
             for i in 0..<sent {
                 let r = try Self.judge(program, i % 2 == 0 ? register : invite)
@@ -130,10 +139,22 @@ import Testing
             let after = try #require(try entry(phoneAddress, .register))
             #expect(after.drops - before.drops == UInt64(sent), "every drop, pending or added")
             #expect(after.packets - before.packets == UInt64(sent))
+            #expect(try entry(phoneAddress, .options)?.drops == optionsBefore.drops)
             // In the map itself, FG_DROP_CACHE_FLUSH of them were added; the rest are pending in the slot.
             let stored = try #require(try entry(phoneAddress, .register, pending: false))
             #expect(stored.drops - before.drops == UInt64(flush), "\(stored.drops) \(before.drops)")
             #expect(try entry(phoneAddress, .invite) == nil, "no entry made for the INVITEs")
+
+            // A change of policy makes the slot stale; an OPTIONS refills it while 44 drops are pending there. They
+            // stay with REGISTER, and so do the drops after it.
+            try program.maps.setLimit(try program.maps.limit(for: .other), for: .other)
+            let refill = try Self.judge(program, options)
+            #expect(refill.1 == .options && refill.2 == .droppedBan, "\(refill)")
+            for _ in 0..<10 {
+                #expect(try Self.judge(program, register).1 == .unparsed)
+            }
+            #expect(try entry(phoneAddress, .register)?.drops == after.drops + 10)
+            #expect(try entry(phoneAddress, .options)?.drops == optionsBefore.drops)
 
             // A stranger banned before it ever had an entry: none is made, however many frames it sends.
             let entries = try program.maps.trackedSources().count
@@ -143,10 +164,9 @@ import Testing
                 #expect(try Self.judge(program, strangers).2 == .droppedBan)
             }
             #expect(try program.maps.trackedSources().count == entries)
-            #expect(try program.maps.sources().first { $0.address == strangerAddress } == nil)
 
-            // Another banned source whose slot is the phone's takes it: the phone's pending drops are added under
-            // the phone's class (REGISTER), not the newcomer's (OPTIONS), before the slot changes hands.
+            // Another banned source whose slot is the phone's takes it: the phone's pending drops are added to the
+            // phone's REGISTER entry before the slot changes hands.
             let slot = FilterMaps.sourceDropSlot(phoneAddress).slot
             let neighbour = try #require(
                 (0..<(1 << 17)).lazy.compactMap { i in SourceAddress("198.\(18 + (i >> 16)).\((i >> 8) & 0xFF).\(i & 0xFF)") }
@@ -154,14 +174,13 @@ import Testing
             try program.maps.ban(neighbour, seconds: nil)
             #expect(try Self.judge(program, PolicyOrderTests.request("OPTIONS", from: neighbour.description)).2 == .droppedBan)
             let handedOver = try #require(try entry(phoneAddress, .register, pending: false))
-            #expect(handedOver.drops - before.drops == UInt64(sent), "all added to the map when the slot changed hands")
-            #expect(try entry(phoneAddress, .options) == nil)
+            #expect(handedOver.drops - before.drops == UInt64(sent + 10), "all added to the map when the slot changed hands")
             #expect(try entry(neighbour, .options) == nil)
             // The ban lifted, the phone's next REGISTER passes, and its drops stay counted.
             #expect(try program.maps.unban(phoneAddress))
             #expect(try Self.judge(program, register).2 == .passed)
             let lifted = try #require(try entry(phoneAddress, .register))
-            #expect(lifted.drops == after.drops && lifted.packets == after.packets + 1, "\(lifted) \(after)")
+            #expect(lifted.drops == after.drops + 10 && lifted.packets == after.packets + 11, "\(lifted) \(after)")
         }
     }
 
