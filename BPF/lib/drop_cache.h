@@ -10,8 +10,8 @@
  * (source, class, limit, reason, until-jiffy) in a direct-mapped slot and drops
  * that source's packets of that class while the jiffy count is before it,
  * counting them in the slot; they reach fg_sources every FG_DROP_CACHE_FLUSH
- * drops, when the slot is reused, or when the source next takes the slow path
- * (and `top` adds what is still pending).
+ * drops, when the slot is reused, or (a (source, class) slot) when the source
+ * next takes the slow path; `top` adds what is still pending.
  *
  * For an empty bucket, the jiffy is the one in which its next token comes due,
  * rounded up, so the cache may hold a source back for up to one jiffy after its
