@@ -122,6 +122,9 @@
 #define FG_DROP_CACHE_GROUP 512
 #define FG_DROP_CACHE_GROUPS 8 /* FG_DROP_CACHE_SLOTS / FG_DROP_CACHE_GROUP */
 #define FG_DROP_CACHE_FLUSH 256
+/* A source-keyed slot's drops are looked for a home among all its source's
+ * classes only when at least this many are added at once (lib/drop_cache.h). */
+#define FG_SOURCE_SEARCH_PENDING 16
 /* log2 of FG_DROP_CACHE_SLOTS: a slot's index is the top bits of its key's
  * hash, its tag (fg_drop_tags) the 16 below them. */
 #define FG_DROP_CACHE_SLOTS_LOG 12
@@ -785,8 +788,9 @@ struct fg_drop_slot {
 	__u64 until_jiffies; /* drop while jiffies < this; 0 = empty slot */
 	__u64 pending;	     /* drops (and packets) not yet added to fg_sources */
 	__u32 reason;	     /* enum fg_reason of the cached drop */
-	/* A source-keyed slot (FG_SLOT_SOURCE): the class of the frame whose
-	 * decision filled it, whose entry in fg_sources gets its pending drops. */
+	/* A source-keyed slot (FG_SLOT_SOURCE): the class whose entry in
+	 * fg_sources gets its pending drops; the filling frame's, until a flush
+	 * finds the source has no entry for it (fg_flush_source). */
 	__u32 source_class;
 	__u64 reserved[2];   /* keeps a slot one cache line */
 };

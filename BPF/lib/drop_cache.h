@@ -138,17 +138,27 @@ __noinline int fg_cache_tag(const struct fg_source_key *key)
 }
 
 /*
- * Adds a source-keyed slot's pending drops to the fg_sources entry of
- * (source, slot->source_class), if the LRU holds one; a source without one
- * gets none, as in fg_flush. Its drops are bans and denials, which count
- * nothing toward an auto-ban. The slot is not written but for its count, which
- * is taken before the lookup. A global function: the deciding function's stack,
- * from which it may be reached, has no room for the key inlined.
+ * Adds a source-keyed slot's pending drops to one of its source's entries in
+ * fg_sources, if the LRU holds one; a source without any gets none, as in
+ * fg_flush. The entry is (source, slot->source_class), the class of the frame
+ * that filled the slot; if the source has none for it (a first frame to an
+ * unlimited class, say), the first other class it has one for, which is then
+ * kept in the slot. Their drops are bans and denials, which count nothing
+ * toward an auto-ban. What it costs a forger's spoofed sources: a source
+ * without state (a clear bit in fg_known) none of the lookups; the search over
+ * the classes only for FG_SOURCE_SEARCH_PENDING drops or more, so a spoofed
+ * source whose slot is reused after a few drops costs one lookup at most (and
+ * those few drops of a source whose filling class has no entry are not added:
+ * `unparsed` has them). Fragments are not a source's: their entries are keyed
+ * by the prefix. The count is taken before the lookups. A global function: the
+ * deciding function's stack, from which it may be reached, has no room for the
+ * key inlined.
  */
 __noinline int fg_flush_source(struct fg_drop_slot *slot)
 {
 	struct fg_source_state *st;
 	struct fg_source_key key;
+	__u32 c, first;
 	__u64 n;
 
 	if (!slot || !slot->pending)
@@ -156,8 +166,23 @@ __noinline int fg_flush_source(struct fg_drop_slot *slot)
 	n = slot->pending;
 	slot->pending = 0;
 	key = slot->key;
-	key.traffic_class = slot->source_class;
+	if (!fg_known_maybe(&key.addr))
+		return 0;
+	first = slot->source_class;
+	key.traffic_class = first;
 	st = bpf_map_lookup_elem(&fg_sources, &key);
+	if (!st && n >= FG_SOURCE_SEARCH_PENDING) {
+		for (c = 0; c < FG_CLASS_MAX; c++) {
+			if (c == first || c == FG_CLASS_FRAGMENT)
+				continue;
+			key.traffic_class = c;
+			st = bpf_map_lookup_elem(&fg_sources, &key);
+			if (st) {
+				slot->source_class = c;
+				break;
+			}
+		}
+	}
 	if (st) {
 		__sync_fetch_and_add(&st->packets, n);
 		__sync_fetch_and_add(&st->drops, n);
@@ -351,10 +376,10 @@ static __always_inline __u32 fg_prefix_cache_check(const struct fg_settings *s, 
  * does, and they go to one of the source's entries in fg_sources
  * (slot->source_class; fg_flush_source): every FG_DROP_CACHE_FLUSH drops, when
  * the slot is reused, and in `top` for what is still pending (a slot whose ban
- * has ended keeps its count until it is reused). The entry is chosen when the
- * slot is filled (fg_source_owner): that of the filling frame's class if the
- * source has one, else its first class that has one. A source with none (an
- * untracked one, or evicted) gets nothing added.
+ * has ended keeps its count until it is reused). The entry is that of the
+ * filling frame's class if the source has one, else its first other class that
+ * has one (fg_flush_source). A source with none (an untracked one, or
+ * evicted) gets nothing added.
  * cpu->source_until_jiffies is the latest jiffy any of them holds on this CPU,
  * under cpu->source_generation: until one is filled, and after any change of
  * policy until the next, frames skip the check without reading the headers
@@ -394,28 +419,6 @@ static __always_inline struct fg_drop_slot *fg_source_cache_check(struct xdp_md 
 	return fg_cache_live(s, key, jiffies);
 }
 
-/* The class whose entry in fg_sources a source-keyed slot's drops go to:
- * `first` (the filling frame's) if the source has an entry for it, else the
- * first class it has one for, else `first` (they go nowhere). A source without
- * state (fg_known; so every spoofed one) is answered without a lookup; a
- * tracked one takes at most FG_CLASS_MAX + 1, once a fill. A frame to an
- * unlimited class (which has no entry) thus cannot take a tracked source's
- * drops out of its entries. */
-static __always_inline __u32 fg_source_owner(const struct fg_addr *addr, __u32 first)
-{
-	struct fg_source_key key = {.addr = *addr, .traffic_class = first};
-	__u32 c;
-
-	if (!fg_known_maybe(addr) || bpf_map_lookup_elem(&fg_sources, &key))
-		return first;
-	for (c = 0; c < FG_CLASS_MAX; c++) {
-		key.traffic_class = c;
-		if (bpf_map_lookup_elem(&fg_sources, &key))
-			return c;
-	}
-	return first;
-}
-
 /* Remember on this CPU that pkt's source is dropped for `reason` (a ban or a
  * denial) until jiffy pkt->source_until, as decided under policy generation
  * pkt->source_generation: in its source-keyed slot. A global function, called
@@ -435,13 +438,14 @@ __noinline int fg_cache_source(const struct fg_packet *pkt, __u32 reason)
 	slot = fg_cache_slot(&key);
 	if (!slot)
 		return 0;
-	/* The entry its drops go to (fg_source_owner), unless the slot already
-	 * holds drops of this source for another. Set after the fill, which first
-	 * adds another key's pending drops to that key's entry. */
+	/* The class whose entry its drops go to: this frame's (fg_flush_source
+	 * looks further if the source has none), unless the slot already holds
+	 * drops of this source for another. Set after the fill, which first adds
+	 * another key's pending drops to that key's entry. */
 	fresh = !fg_same_key(&slot->key, &key) || !slot->pending;
 	fg_cache_fill(slot, &key, s, pkt->source_generation, pkt->source_until, reason);
 	if (fresh && fg_same_key(&slot->key, &key))
-		slot->source_class = fg_source_owner(&key.addr, pkt->traffic_class);
+		slot->source_class = pkt->traffic_class;
 	if (!s->jiffy_ns)
 		return 0;
 	/* A CPU's fills come in the order of their decisions, so of non-decreasing

@@ -285,8 +285,24 @@ public final class FilterMaps: @unchecked Sendable {
     /// drop cache holds for it and has not yet added.
     public func sources() throws -> [SourceEntry] {
         var entries = try trackedSources()
-        let pending = try pendingDrops()
-        guard !pending.isEmpty else { return entries }
+        var (pending, bySource) = try pendingDrops()
+        guard !pending.isEmpty || !bySource.isEmpty else { return entries }
+        // A source-keyed slot's drops go where fg_flush_source would add them: to the entry of their class, or, if
+        // the source has none and there are FG_SOURCE_SEARCH_PENDING or more, to its first other class that has one
+        // (fragments aside); else nowhere.
+        let indexByKey = Dictionary(entries.indices.map { (SourceKey(entries[$0]), $0) }, uniquingKeysWith: { a, _ in a })
+        for (key, count) in bySource {
+            var home = key
+            if indexByKey[key] == nil {
+                guard count >= UInt64(FG_SOURCE_SEARCH_PENDING),
+                    let other = TrafficClass.all.first(where: {
+                        $0 != .fragment && indexByKey[SourceKey(address: key.address, trafficClass: $0)] != nil
+                    })
+                else { continue }
+                home.trafficClass = other
+            }
+            pending[home, default: 0] += count
+        }
         for i in entries.indices {
             if let extra = pending[SourceKey(entries[i])] {
                 entries[i].packets += extra
@@ -330,9 +346,11 @@ public final class FilterMaps: @unchecked Sendable {
         return (Int(fg_hash_slot(hash)), fg_hash_tag(hash))
     }
 
-    /// Drops counted in the per-CPU drop cache and not yet in `fg_sources`, by source and class.
-    func pendingDrops() throws -> [SourceKey: UInt64] {
-        var pending: [SourceKey: UInt64] = [:]
+    /// Drops counted in the per-CPU drop cache and not yet in `fg_sources`: the (source, class) slots' by source and
+    /// class, and the source-keyed slots' by source and the class each slot keeps for them (`source_class`), per slot.
+    func pendingDrops() throws -> (byClass: [SourceKey: UInt64], bySource: [(SourceKey, UInt64)]) {
+        var byClass: [SourceKey: UInt64] = [:]
+        var bySource: [(SourceKey, UInt64)] = []
         // Each entry is a group of FG_DROP_CACHE_GROUP slots (BPF/floodgate.h).
         for group in 0..<UInt32(FG_DROP_CACHE_GROUPS) {
             for slot in try perCPU(
@@ -340,17 +358,14 @@ public final class FilterMaps: @unchecked Sendable {
             where slot.pending > 0 {
                 let keyClass = UInt32(slot.key.traffic_class)
                 if keyClass < FG_CLASS_MAX.rawValue {
-                    // A (source, class) slot has its class.
-                    pending[SourceKey(slot.key), default: 0] += slot.pending
+                    byClass[SourceKey(slot.key), default: 0] += slot.pending
                 } else if keyClass == UInt32(FG_SLOT_SOURCE), let owner = TrafficClass(index: slot.source_class) {
-                    // A source-keyed slot's drops go to the class of the frame that filled it (fg_flush_source).
-                    pending[SourceKey(address: SourceAddress(slot.key.addr), trafficClass: owner), default: 0] +=
-                        slot.pending
+                    bySource.append((SourceKey(address: SourceAddress(slot.key.addr), trafficClass: owner), slot.pending))
                 }
                 // Prefix slots count nothing.
             }
         }
-        return pending
+        return (byClass, bySource)
     }
 
     /// The verified sources (learned trust): until when (CLOCK_MONOTONIC ns) and the TTL pinned for each.

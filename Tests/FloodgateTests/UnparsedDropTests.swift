@@ -98,10 +98,11 @@ import Testing
 
     /// A banned source's drops before parsing still reach its entry in `fg_sources`, and `top`: its source-keyed
     /// slot counts them pending and adds them to one of the source's entries, every FG_DROP_CACHE_FLUSH drops and
-    /// when the slot is reused; `sources()` adds what is still pending. The entry is chosen when the slot is filled:
-    /// the filling frame's class's if the source has one, else the first class it has one for. So a first frame
-    /// after the ban to a class without an entry (UDP to port 53: unlimited, never tracked) does not hide the drops,
-    /// and a refill while drops are pending keeps them where they were. A banned source without an entry gets
+    /// when the slot is reused; `sources()` adds what is still pending. The entry is the filling frame's class's if
+    /// the source has one, else (for FG_SOURCE_SEARCH_PENDING drops or more) the first other class it has one for,
+    /// which the slot then keeps. So a first frame after the ban to a class without an entry (UDP to port 53:
+    /// unlimited, never tracked) does not hide the drops, a refill while drops are pending keeps them where they
+    /// were, and a fresh fill by a tracked class that is not the first sends them to that class. A banned source without an entry gets
     /// none, however many frames it sends: a forger cannot fill the map this way. And a banned address that takes
     /// the slot does not take the first source's drops with it.
     @Test func aBannedSourcesDropsBeforeParsingStillReachItsEntry() throws {
@@ -135,6 +136,11 @@ import Testing
             for i in 0..<sent {
                 let r = try Self.judge(program, i % 2 == 0 ? register : invite)
                 #expect(r.0 == Self.drop && r.1 == .unparsed && r.2 == .droppedBan, "frame \(i): \(r)")
+                if i == 19 {
+                    // Before any flush, `top` puts the 20 pending where the flush will: REGISTER, not port 53's class.
+                    #expect(try entry(phoneAddress, .register)?.drops == before.drops + 20)
+                    #expect(try entry(phoneAddress, .other) == nil)
+                }
             }
             let after = try #require(try entry(phoneAddress, .register))
             #expect(after.drops - before.drops == UInt64(sent), "every drop, pending or added")
@@ -176,6 +182,14 @@ import Testing
             let handedOver = try #require(try entry(phoneAddress, .register, pending: false))
             #expect(handedOver.drops - before.drops == UInt64(sent + 10), "all added to the map when the slot changed hands")
             #expect(try entry(neighbour, .options) == nil)
+            // The phone's OPTIONS takes the slot back, a fill with nothing pending: the drops after it go to its
+            // OPTIONS entry, which it has, not to its first class.
+            #expect(try Self.judge(program, options).2 == .droppedBan)
+            for _ in 0..<10 {
+                #expect(try Self.judge(program, register).1 == .unparsed)
+            }
+            #expect(try entry(phoneAddress, .options)?.drops == optionsBefore.drops + 10)
+            #expect(try entry(phoneAddress, .register)?.drops == after.drops + 10)
             // The ban lifted, the phone's next REGISTER passes, and its drops stay counted.
             #expect(try program.maps.unban(phoneAddress))
             #expect(try Self.judge(program, register).2 == .passed)
