@@ -790,7 +790,8 @@ struct fg_drop_slot {
 	__u32 reason;	     /* enum fg_reason of the cached drop */
 	/* A source-keyed slot (FG_SLOT_SOURCE): the class whose entry in
 	 * fg_sources gets its pending drops; the filling frame's, until a flush
-	 * finds the source has no entry for it (fg_flush_source). */
+	 * of FG_SOURCE_SEARCH_PENDING or more finds the source has no entry for
+	 * it but has one for another class (fg_flush_source). */
 	__u32 source_class;
 	__u64 reserved[2];   /* keeps a slot one cache line */
 };

@@ -14,7 +14,7 @@
  * What a filter needs besides is left out on purpose: an expiry, a check that
  * the policy has not changed, counters by class and reason, an event now and
  * then, and (for the class) the checks that let a frame's first bytes decide
- * it. No cached drop's ratio to the trivial program goes under its floor's.
+ * it. A cached drop of the filter is expected to cost at least its floor.
  * Only ever run with BPF_PROG_TEST_RUN; never attached.
  */
 #include <linux/bpf.h>

@@ -271,7 +271,9 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
     }
     // The floods' oracle, told that this packet's source is the attack: it keeps no state, so no filter is as cheap.
     rows.append(
-        try floorLoads("oracle: drops this source (reads it, one array lookup)", options, trivial: trivial, packet: sip) {
+        try soloLoads(
+            "oracle: drops this source (reads it, one array lookup)", options, trivial: trivial, packet: sip
+        ) {
             let oracle = try OracleProgram(for: try FloodScenario.named("single-source", attacker: "198.18.1.1"))
             return (oracle.programFD, oracle)
         })
@@ -337,7 +339,7 @@ func onEveryCPU(_ body: () throws -> Void) throws {
 }
 
 /// `programFD`'s median beside the trivial program's, runs interleaved; it must drop `packet`.
-func floorRow(_ scenario: String, _ options: Options, trivial: TrivialDropProgram, programFD: Int32, packet: [UInt8])
+func soloRow(_ scenario: String, _ options: Options, trivial: TrivialDropProgram, programFD: Int32, packet: [UInt8])
     throws -> CostRow
 {
     var trivialRuns: [Double] = []
@@ -356,9 +358,9 @@ func floorRow(_ scenario: String, _ options: Options, trivial: TrivialDropProgra
         trivialNS: median(trivialRuns), floodgateNS: median(runs))
 }
 
-/// ``floorRow`` over `options.loads` loads of the program `load` makes (its descriptor, and what keeps it open):
+/// ``soloRow`` over `options.loads` loads of the program `load` makes (its descriptor, and what keeps it open):
 /// the median of the loads' medians, with their range.
-func floorLoads(
+func soloLoads(
     _ scenario: String, _ options: Options, trivial: TrivialDropProgram, packet: [UInt8],
     load: () throws -> (fd: Int32, owner: AnyObject)
 ) throws -> CostRow {
@@ -367,7 +369,7 @@ func floorLoads(
         let program = try load()
         loads.append(
             try withExtendedLifetime(program.owner) {
-                try floorRow(scenario, options, trivial: trivial, programFD: program.fd, packet: packet)
+                try soloRow(scenario, options, trivial: trivial, programFD: program.fd, packet: packet)
             })
     }
     let medians = loads.map(\.floodgateNS)
@@ -398,7 +400,7 @@ func operationCosts(_ options: Options, trivial: TrivialDropProgram, maps: Filte
         let program = try OperationProgram(operation, name: "operation_\(i)")
         rows.append(
             try withExtendedLifetime(program) {
-                try floorRow(name, options, trivial: trivial, programFD: program.programFD, packet: packet)
+                try soloRow(name, options, trivial: trivial, programFD: program.programFD, packet: packet)
             })
     }
     return rows
@@ -448,7 +450,8 @@ func runCost(_ options: Options, trivial: TrivialDropProgram) throws -> [CostRow
                 (cached.floodgateNS - cached.trivialNS) - (oracle.floodgateNS - oracle.trivialNS)))
     }
     // Each cached drop over the floor measured in its runs, load by load.
-    for (what, scenario) in [("a cached drop", "rate-dropped: over the default"), ("a banned source's drop", "ban-dropped:")] {
+    let beside = [("a cached drop", "rate-dropped: over the default"), ("a banned source's drop", "ban-dropped:")]
+    for (what, scenario) in beside {
         guard let row = costs.first(where: { $0.scenario.hasPrefix(scenario) }), let over = row.vsFloorNS,
             let floor = row.floorNS
         else { continue }

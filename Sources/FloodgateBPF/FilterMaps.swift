@@ -285,18 +285,19 @@ public final class FilterMaps: @unchecked Sendable {
     /// drop cache holds for it and has not yet added.
     public func sources() throws -> [SourceEntry] {
         var entries = try trackedSources()
-        var (pending, bySource) = try pendingDrops()
-        guard !pending.isEmpty || !bySource.isEmpty else { return entries }
+        let (byClass, bySource) = try pendingDrops()
+        guard !byClass.isEmpty || !bySource.isEmpty else { return entries }
+        var pending = byClass
         // A source-keyed slot's drops go where fg_flush_source would add them: to the entry of their class, or, if
         // the source has none and there are FG_SOURCE_SEARCH_PENDING or more, to its first other class that has one
         // (fragments aside); else nowhere.
-        let indexByKey = Dictionary(entries.indices.map { (SourceKey(entries[$0]), $0) }, uniquingKeysWith: { a, _ in a })
+        let tracked = Set(entries.map(SourceKey.init))
         for (key, count) in bySource {
             var home = key
-            if indexByKey[key] == nil {
+            if !tracked.contains(key) {
                 guard count >= UInt64(FG_SOURCE_SEARCH_PENDING),
                     let other = TrafficClass.all.first(where: {
-                        $0 != .fragment && indexByKey[SourceKey(address: key.address, trafficClass: $0)] != nil
+                        $0 != .fragment && tracked.contains(SourceKey(address: key.address, trafficClass: $0))
                     })
                 else { continue }
                 home.trafficClass = other
@@ -315,7 +316,9 @@ public final class FilterMaps: @unchecked Sendable {
     struct SourceKey: Hashable {
         var address: SourceAddress
         var trafficClass: TrafficClass
-        init(address: SourceAddress, trafficClass: TrafficClass) { (self.address, self.trafficClass) = (address, trafficClass) }
+        init(address: SourceAddress, trafficClass: TrafficClass) {
+            (self.address, self.trafficClass) = (address, trafficClass)
+        }
         init(_ entry: SourceEntry) { (address, trafficClass) = (entry.address, entry.trafficClass) }
         init(_ key: fg_source_key) {
             address = SourceAddress(key.addr)
@@ -360,7 +363,8 @@ public final class FilterMaps: @unchecked Sendable {
                 if keyClass < FG_CLASS_MAX.rawValue {
                     byClass[SourceKey(slot.key), default: 0] += slot.pending
                 } else if keyClass == UInt32(FG_SLOT_SOURCE), let owner = TrafficClass(index: slot.source_class) {
-                    bySource.append((SourceKey(address: SourceAddress(slot.key.addr), trafficClass: owner), slot.pending))
+                    let key = SourceKey(address: SourceAddress(slot.key.addr), trafficClass: owner)
+                    bySource.append((key, slot.pending))
                 }
                 // Prefix slots count nothing.
             }

@@ -96,20 +96,21 @@ import Testing
         }
     }
 
-    /// A banned source's drops before parsing still reach its entry in `fg_sources`, and `top`: its source-keyed
-    /// slot counts them pending and adds them to one of the source's entries, every FG_DROP_CACHE_FLUSH drops and
-    /// when the slot is reused; `sources()` adds what is still pending. The entry is the filling frame's class's if
-    /// the source has one, else (for FG_SOURCE_SEARCH_PENDING drops or more) the first other class it has one for,
-    /// which the slot then keeps. So a first frame after the ban to a class without an entry (UDP to port 53:
-    /// unlimited, never tracked) does not hide the drops, a refill while drops are pending keeps them where they
-    /// were, and a fresh fill by a tracked class that is not the first sends them to that class. A banned source without an entry gets
-    /// none, however many frames it sends: a forger cannot fill the map this way. And a banned address that takes
-    /// the slot does not take the first source's drops with it.
+    /// A banned source's drops before parsing still reach its entry in `fg_sources`, and `top`: its source-keyed slot
+    /// counts them pending and adds them to one of the source's entries, every FG_DROP_CACHE_FLUSH drops and when the
+    /// slot is reused; `sources()` adds what is still pending. The entry is the filling frame's class's if the source
+    /// has one, else (for FG_SOURCE_SEARCH_PENDING drops or more) the first other class it has one for, which the
+    /// slot then keeps. So a first frame after the ban to a class without an entry (UDP to port 53: unlimited, never
+    /// tracked) does not hide the drops, a refill while drops are pending keeps them where they were, and a fresh
+    /// fill by a tracked class that is not the first sends them to that class. A banned source without an entry gets
+    /// none, however many frames it sends: a forger cannot fill the map this way. And a banned address that takes the
+    /// slot does not take the first source's drops with it.
     @Test func aBannedSourcesDropsBeforeParsingStillReachItsEntry() throws {
         try onOneCPU {
             let program = try loadProgram(policy: perSourceOnly)
             let phone = "198.18.91.1", stranger = "198.18.91.2"
-            let phoneAddress = try #require(SourceAddress(phone)), strangerAddress = try #require(SourceAddress(stranger))
+            let phoneAddress = try #require(SourceAddress(phone))
+            let strangerAddress = try #require(SourceAddress(stranger))
             #expect(FilterMaps.sourceDropSlot(strangerAddress).slot != FilterMaps.sourceDropSlot(phoneAddress).slot)
             func entry(_ address: SourceAddress, _ c: TrafficClass, pending: Bool = true) throws -> SourceEntry? {
                 try (pending ? program.maps.sources() : program.maps.trackedSources())
@@ -174,13 +175,16 @@ import Testing
             // Another banned source whose slot is the phone's takes it: the phone's pending drops are added to the
             // phone's REGISTER entry before the slot changes hands.
             let slot = FilterMaps.sourceDropSlot(phoneAddress).slot
+            let candidates = (0..<(1 << 17)).lazy.compactMap { i in
+                SourceAddress("198.\(18 + (i >> 16)).\((i >> 8) & 0xFF).\(i & 0xFF)")
+            }
             let neighbour = try #require(
-                (0..<(1 << 17)).lazy.compactMap { i in SourceAddress("198.\(18 + (i >> 16)).\((i >> 8) & 0xFF).\(i & 0xFF)") }
-                    .first { FilterMaps.sourceDropSlot($0).slot == slot && $0 != phoneAddress })
+                candidates.first { FilterMaps.sourceDropSlot($0).slot == slot && $0 != phoneAddress })
             try program.maps.ban(neighbour, seconds: nil)
-            #expect(try Self.judge(program, PolicyOrderTests.request("OPTIONS", from: neighbour.description)).2 == .droppedBan)
+            let takeOver = PolicyOrderTests.request("OPTIONS", from: neighbour.description)
+            #expect(try Self.judge(program, takeOver).2 == .droppedBan)
             let handedOver = try #require(try entry(phoneAddress, .register, pending: false))
-            #expect(handedOver.drops - before.drops == UInt64(sent + 10), "all added to the map when the slot changed hands")
+            #expect(handedOver.drops - before.drops == UInt64(sent + 10), "all added when the slot changed hands")
             #expect(try entry(neighbour, .options) == nil)
             // The phone's OPTIONS takes the slot back, a fill with nothing pending: the drops after it go to its
             // OPTIONS entry, which it has, not to its first class.
