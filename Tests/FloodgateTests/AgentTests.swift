@@ -299,30 +299,38 @@ import Testing
             #expect(try maps.cidrs(in: .deny).count == 10)
             func reloads() -> Int { agent.log.text().components(separatedBy: "config reloaded").count - 1 }
 
-            // In place, in two halves.
+            // In place, in two halves. The half is on disk, at most, from the truncation's start to the second
+            // write's end; a check sees a file settled only if it is the same at two checks, which are at least
+            // a second apart. So the half must not be applied if that time was under a second, as it is unless
+            // the test thread was kept off its CPU meanwhile (then the half may be, and is not judged).
             let handle = try #require(FileHandle(forWritingAtPath: list))
+            let halfFrom = monotonicNanoseconds()
             handle.truncateFile(atOffset: 0)
             handle.write(Data((lines.prefix(200).joined(separator: "\n") + "\n").utf8))
-            Thread.sleep(forTimeInterval: 0.95)
+            Thread.sleep(forTimeInterval: 0.85)
             handle.write(Data((lines.suffix(200).joined(separator: "\n") + "\n").utf8))
+            let halfFor = Double(monotonicNanoseconds() - halfFrom) / 1e9
             try handle.close()
-            #expect(waitUntil(seconds: 10) { reloads() >= 1 }, "\(agent.log.text())")
+            #expect(waitUntil(seconds: 10) { (try? maps.cidrs(in: .deny).count) == 400 }, "\(agent.log.text())")
             Thread.sleep(forTimeInterval: 2.5)
-            #expect(reloads() == 1, "one reload, of the whole file: \(agent.log.text())")
+            if halfFor < 1 {
+                #expect(reloads() == 1, "one reload, of the whole file (the half was there \(halfFor) s): \(agent.log.text())")
+            }
             #expect(try maps.cidrs(in: .deny).count == 400)
+            let reloadsSoFar = reloads()
 
             // Renamed into place: complete by construction, applied at the next check.
             let staged = list + ".new"
             try (lines.prefix(50).joined(separator: "\n") + "\n").write(toFile: staged, atomically: false, encoding: .utf8)
             #expect(rename(staged, list) == 0)
-            #expect(waitUntil(seconds: 5) { reloads() == 2 }, "\(agent.log.text())")
+            #expect(waitUntil(seconds: 10) { reloads() == reloadsSoFar + 1 }, "\(agent.log.text())")
             #expect(try maps.cidrs(in: .deny).count == 50)
         }
     }
 
-    /// A source flooding over its limit is banned by the XDP program within a second, and the agent logs it;
-    /// the ban expires (with jitter), and a second offence earns the next, longer duration.
-    @Test func aFloodingSourceIsBannedWithinASecondAndBansEscalate() throws {
+    /// A source flooding over its limit is banned by the XDP program within its first few hundred packets, and
+    /// the agent logs it; the ban expires (with jitter), and a second offence earns the next, longer duration.
+    @Test func aFloodingSourceIsBannedWithinItsFirstPacketsAndBansEscalate() throws {
         try withAgentLab { lab in
             let agent = try RunningAgent(lab: lab, config: AgentTests.config(lab, port: 19465, extra: """
                 auto_ban:
@@ -338,24 +346,33 @@ import Testing
             let flooder = try lab.udpSocket(in: lab.outsideNS, bindTo: "198.18.1.66")
             let payload = Array("INVITE sip:1@198.18.0.2 SIP/2.0\r\n\r\n".utf8)
 
-            /// Floods at about 2000/s until the source is banned; returns seconds from the first packet.
-            func floodUntilBanned() throws -> Double? {
-                let start = Date()
-                while Date().timeIntervalSince(start) < 3 {
+            /// Floods at about 2000/s until the source is banned. Returns how many packets were sent by then, and
+            /// the ban's length as bounded by the clock before the first packet and after the ban was seen (it was
+            /// made in between): a pause of the test thread widens the bounds, it cannot put them wrong. How fast a
+            /// ban comes in time is the benchmark's (`--only reaction`), not a test's.
+            func floodUntilBanned() throws -> (sent: Int, length: ClosedRange<Double>)? {
+                let start = monotonicNanoseconds()
+                var sent = 0
+                while sent < 6000 {
                     for _ in 0..<20 { try flooder.send(payload, to: lab.routerAddress, port: 5060) }
-                    if let ban = maps.ban(of: attacker), ban.remainingSeconds().map({ $0 > 0 }) ?? true {
-                        return Date().timeIntervalSince(start)
+                    sent += 20
+                    if let ban = maps.ban(of: attacker), let expires = ban.expiresNS, expires > monotonicNanoseconds() {
+                        let seen = monotonicNanoseconds()
+                        return (sent, Double(Int64(expires) - Int64(seen)) / 1e9...Double(expires - start) / 1e9)
                     }
                     Thread.sleep(forTimeInterval: 0.01)
                 }
                 return nil
             }
-            let first = try #require(try floodUntilBanned(), "no ban within 3 s")
-            #expect(first < 1.0, "banned \(first) s after the flood began")
+            // INVITE's default burst of 16 passes; the drops after it are counted toward the ban as the drop cache
+            // hands them on, 256 at a time: here banned after 280 packets. Allowing for a veth ring's worth (256)
+            // sent before the filter's verdicts on them were seen, within 800.
+            let first = try #require(try floodUntilBanned(), "no ban within 6000 packets")
+            #expect(first.sent <= 800, "banned after \(first.sent) packets")
             let ban = try #require(maps.ban(of: attacker))
             #expect(ban.automatic)
-            let length = try #require(ban.remainingSeconds())
-            #expect(length > 1.5 && length <= 2.2, "first offence: 2 s plus up to 10%: \(length)")
+            // 2 s plus up to 10%: the bounds must reach into [2, 2.2].
+            #expect(first.length.lowerBound <= 2.2 && first.length.upperBound >= 2.0, "first offence: \(first.length)")
             #expect(agent.waitForLog("auto-banned"), "\(agent.log.text())")
             #expect(agent.log.text().contains("offence=1"))
 
@@ -366,13 +383,14 @@ import Testing
                 Thread.sleep(forTimeInterval: 0.05)
             }
             #expect(try maps.counters().packets[.invite, .droppedBan] > 0)
-            Thread.sleep(forTimeInterval: max(0, length - 0.5) + 0.5)
-            #expect(maps.ban(of: attacker) == nil, "the expired ban was removed")
+            let expires = try #require(ban.expiresNS)
+            while monotonicNanoseconds() < expires { Thread.sleep(forTimeInterval: 0.1) }
+            #expect(waitUntil(seconds: 10) { maps.ban(of: attacker) == nil }, "the expired ban was removed")
 
             let second = try #require(try floodUntilBanned(), "no second ban")
-            #expect(second < 1.0)
-            let again = try #require(maps.ban(of: attacker)?.remainingSeconds())
-            #expect(again > 5 && again <= 6.7, "second offence: 6 s plus up to 10%: \(again)")
+            #expect(second.sent <= 800, "banned again after \(second.sent) packets")
+            #expect(second.length.lowerBound <= 6.6 && second.length.upperBound >= 6.0,
+                    "second offence: 6 s plus up to 10%: \(second.length)")
             #expect(agent.waitForLog("offence=2"), "\(agent.log.text())")
         }
     }
@@ -466,12 +484,24 @@ import Testing
             for i in 0..<40 {
                 try sender.send(Array("REGISTER sip:\(i)@198.18.0.2 SIP/2.0\r\n\r\n".utf8), to: lab.routerAddress, port: 5060)
             }
-            Thread.sleep(forTimeInterval: 0.5)
-            let body = try NetworkLab.inNamespace(lab.routerNS) { try httpGet(port: 19466, path: "/metrics") }
+            // The burst of 16 passes, the rest is dropped; a pause of this thread among the sends may let a token
+            // or two more in. The scrape says what the filter's counters say, once the agent has polled them.
+            let maps = try PinRoot(lab.pinRoot).maps(of: lab.routerInterface)
+            var packets = try maps.counters().packets
+            #expect(waitUntil(seconds: 10) {
+                packets = (try? maps.counters().packets) ?? packets
+                return packets[.register, .passed] + packets[.register, .droppedRate] == 40
+            })
+            let passed = packets[.register, .passed], dropped = packets[.register, .droppedRate]
+            #expect(passed >= 16, "the register burst of 16 passed: \(passed)")
+            let series = "floodgate_packets_total{interface=\"\(lab.routerInterface)\",class=\"register\",verdict="
+            var body = (status: 0, text: "")
+            #expect(waitUntil(seconds: 10) {
+                body = (try? NetworkLab.inNamespace(lab.routerNS) { try httpGet(port: 19466, path: "/metrics") }) ?? body
+                return body.text.contains(series + "\"passed\"} \(passed)")
+                    && body.text.contains(series + "\"dropped-rate\"} \(dropped)")
+            }, "the scrape has the counters' \(passed) passed and \(dropped) dropped: \(body.text.prefix(2000))")
             #expect(body.status == 200)
-            #expect(body.text.contains("floodgate_packets_total{interface=\"\(lab.routerInterface)\",class=\"register\",verdict=\"passed\"} 16"),
-                    "the register burst of 16 passed: \(body.text.prefix(2000))")
-            #expect(body.text.contains("verdict=\"dropped-rate\"} 24"))
             #expect(body.text.contains("floodgate_bans_active{"))
             #expect(body.text.contains("floodgate_build_info{") && body.text.contains("version=\"\(floodgateVersion)\""))
             let file = FileManager.default.temporaryDirectory.appendingPathComponent("fgmetrics-\(lab.id).txt")
@@ -692,21 +722,22 @@ import Testing
             for tick in 0..<30 {
                 for p in phones { try p.send(payload, to: lab.routerAddress, port: 5060) }
                 Thread.sleep(forTimeInterval: 0.1)
-                #expect(!agent.log.text().contains("anomaly"), "no alert at the baseline (tick \(tick))")
+                // No spike. (A pause of this thread is a real drop in the rate, which may be reported as one.)
+                #expect(!agent.log.text().contains("anomaly: spike"), "no spike at the baseline (tick \(tick))")
             }
             let flooder = try lab.udpSocket(in: lab.outsideNS, bindTo: "198.18.1.66")
             for _ in 0..<100 {
                 for _ in 0..<10 { try flooder.send(payload, to: lab.routerAddress, port: 5060) }
                 Thread.sleep(forTimeInterval: 0.01)
             }
-            #expect(agent.waitForLog("anomaly: spike of invite packets", seconds: 3), "\(agent.log.text())")
+            #expect(agent.waitForLog("anomaly: spike of invite packets"), "\(agent.log.text())")
             let lines = agent.log.text().split(separator: "\n")
             #expect(!lines.isEmpty)
             for line in lines {
                 let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
                 #expect(object?["message"] != nil && object?["level"] != nil, "not a JSON log line: \(line)")
             }
-            let alert = lines.first { $0.contains("anomaly") }.flatMap {
+            let alert = lines.first { $0.contains("anomaly: spike") }.flatMap {
                 try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
             }
             #expect(alert?["class"] as? String == "invite" && alert?["kind"] as? String == "spike", "\(String(describing: alert))")
@@ -810,6 +841,11 @@ func httpGet(port: UInt16, path: String) throws -> (status: Int, text: String) {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw FloodgateError("socket", errno: errno) }
     defer { close(fd) }
+    // A stalled server fails the test after 20 s instead of hanging it.
+    var timeout = timeval(tv_sec: 20, tv_usec: 0)
+    for option in [SO_RCVTIMEO, SO_SNDTIMEO] {
+        setsockopt(fd, SOL_SOCKET, option, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_port = port.bigEndian

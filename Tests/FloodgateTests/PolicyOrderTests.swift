@@ -39,17 +39,21 @@ import Testing
     }
 
     @Test func anExpiredBanPasses() throws {
-        let program = try loadProgram(policy: perSourceOnly)
-        try program.maps.ban(SourceAddress("198.18.70.1")!, seconds: 1)
+        // On the test clock, set from the ban's expiry (stamped from the real clock).
+        let program = try loadProgram(policy: perSourceOnly, testClock: true)
+        let address = try #require(SourceAddress("198.18.70.1"))
+        try program.maps.ban(address, seconds: 1)
+        let expires = try #require(program.maps.ban(of: address)?.expiresNS)
+        try program.setTestClock(nanoseconds: expires - 100_000_000)
         #expect(try program.judge(Packet.request("INVITE", src: "198.18.70.1")).2 == .droppedBan)
-        Thread.sleep(forTimeInterval: 1.1)
+        try program.setTestClock(nanoseconds: expires + 100_000_000)
         #expect(try program.judge(Packet.request("INVITE", src: "198.18.70.1")).2 == .passed)
     }
 
     @Test func allowBypassesPerSourceAndPrefixLimits() throws {
         var policy = FilterPolicy()
         policy.prefix = .rate(1, burst: 2)
-        let program = try loadProgram(limits: [.invite: .rate(1, burst: 1)], policy: policy)
+        let program = try loadProgram(limits: [.invite: .rate(1, burst: 1)], policy: policy, testClock: true)
         try program.maps.addCIDRs([try CIDR("198.18.50.0/24")], to: .allow)
         for _ in 0..<100 { #expect(try program.judge(Packet.request("INVITE", src: trunk)).2 == .passedAllow) }
         let stranger = try (0..<3).map { _ in try program.judge(Packet.request("INVITE", src: "198.18.51.1")).2 }
@@ -153,7 +157,7 @@ import Testing
     @Test func aDrainedPrefixDropsItsSourcesUntilItRefillsButNotAllowListedOnes() throws {
         var policy = FilterPolicy()
         policy.prefix = .rate(1, burst: 5)
-        let program = try loadProgram(policy: policy)
+        let program = try loadProgram(policy: policy, testClock: true)
         let reasons = try (1...20).map { i in try program.judge(Packet.request("REGISTER", src: "198.18.77.\(i)")).2 }
         #expect(reasons.prefix(5).allSatisfy { $0 == .passed } && reasons.dropFirst(5).allSatisfy { $0 == .droppedPrefix },
                 "\(reasons)")
@@ -173,7 +177,7 @@ import Testing
             policy.prefix = .rate(1, burst: 5)
             policy.allow = [try CIDR("198.18.77.200"), try CIDR("198.18.80.0/23")]
             policy.deny = [try CIDR("198.18.77.66"), try CIDR("198.18.78.66"), try CIDR("198.18.81.66")]
-            let program = try loadProgram(policy: policy)
+            let program = try loadProgram(policy: policy, testClock: true)
             for net in [77, 78] {
                 let reasons = try (1...20).map { i in
                     try program.judge(Packet.request("REGISTER", src: "198.18.\(net).\(i)")).2

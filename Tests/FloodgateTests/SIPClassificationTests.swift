@@ -57,7 +57,7 @@ import Testing
     }
 
     @Test func sipOverTCPSynIsCountedPerSource() throws {
-        let program = try loadProgram(limits: [.sipSyn: .rate(1, burst: 3)], policy: perSourceOnly)
+        let program = try loadProgram(limits: [.sipSyn: .rate(1, burst: 3)], policy: perSourceOnly, testClock: true)
         let syn = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(proto: Packet.Proto.tcp, Packet.tcp(dport: 5061)))
         let verdicts = try (0..<5).map { _ in try program.judge(syn) }
         #expect(verdicts.map(\.1) == Array(repeating: .sipSyn, count: 5))
@@ -67,7 +67,7 @@ import Testing
     /// Non-first fragments carry no ports: they share a bucket per source prefix (/24), not one per source and not
     /// one for the whole interface.
     @Test func fragmentsShareABucketPerSourcePrefix() throws {
-        let program = try loadProgram(limits: [.fragment: .rate(1, burst: 4)], policy: perSourceOnly)
+        let program = try loadProgram(limits: [.fragment: .rate(1, burst: 4)], policy: perSourceOnly, testClock: true)
         func fragment(_ src: String) -> [UInt8] {
             Packet.ethernet(Packet.EtherType.ipv4,
                             Packet.ipv4(src: src, proto: Packet.Proto.udp, Packet.udp(dport: 5060), fragmentOffset: 100))
