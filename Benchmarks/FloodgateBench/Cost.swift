@@ -302,28 +302,102 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
     // A new source each packet: BPF_PROG_TEST_RUN repeats one packet, so each distinct packet is run once and the
     // kernel's per-run duration averaged; the trivial program is measured the same way.
     let fresh = try CostPrograms(options, policy: unlimitedAggregates)
-    let packets = (0..<options.newSources).map { i in
-        frame(src: "198.\(18 + (i >> 16) % 2).\((i >> 8) & 0xFF).\(i & 0xFF)", dport: 5060)
-    }
-    var trivialSum = 0.0
-    var sums = fresh.all.map { _ in 0.0 }
-    for (n, packet) in packets.enumerated() {
-        trivialSum += Double(try FloodgateProgram.testRun(programFD: trivial.programFD, packet: packet).durationNS)
-        let order = Array(fresh.all.enumerated())
-        for (i, program) in n % 2 == 0 ? order : order.reversed() {
-            sums[i] += Double(try program.testRun(packet).durationNS)
-        }
-    }
-    let count = Double(packets.count)
+    let packets = (0..<options.newSources).map { i in frame(src: spoofedSource(i), dport: 5060) }
     rows.append(
-        costRow(
-            "new source each packet (LRU insert)", "repeat 1 × \(options.newSources) packets, mean",
-            (trivialSum / count, sums[0] / count, sums.count > 1 ? sums[1] / count : nil)))
+        try meanOverPackets(
+            "new source each packet (LRU insert)", "repeat 1 × \(options.newSources) packets, mean", trivial: trivial,
+            programs: fresh, packets: packets, expect: XDP_PASS))
+
+    rows += try spoofedDenyCosts(options, trivial: trivial)
+
     // The operation rows look up the entry an OPTIONS made.
     let looked = try FloodgateProgram(policy: passingPolicy)
     _ = try looked.testRun(sip)
     rows += try withExtendedLifetime(looked) { try operationCosts(options, trivial: trivial, maps: looked.maps) }
     return rows
+}
+
+/// The `i`th of a flood's spoofed sources, all in 198.18.0.0/15.
+func spoofedSource(_ i: Int) -> String { "198.\(18 + (i >> 16) % 2).\((i >> 8) & 0xFF).\(i & 0xFF)" }
+
+/// Each of `packets` run once, in order, through the trivial program and `programs` (the builds taking turns at
+/// going first), all on one CPU: the drop cache is per CPU, and a source's later packets must find the slot its
+/// first filled. The kernel's per-run durations are averaged. Every program must answer `action`.
+func meanOverPackets(
+    _ scenario: String, _ method: String, trivial: TrivialDropProgram, programs: CostPrograms, packets: [[UInt8]],
+    expect action: xdp_action
+) throws -> CostRow {
+    var trivialSum = 0.0
+    var sums = programs.all.map { _ in 0.0 }
+    try onCPU(0) {
+        for (n, packet) in packets.enumerated() {
+            trivialSum += Double(try FloodgateProgram.testRun(programFD: trivial.programFD, packet: packet).durationNS)
+            let order = Array(programs.all.enumerated())
+            for (i, program) in n % 2 == 0 ? order : order.reversed() {
+                let run = try program.testRun(packet)
+                guard run.action == UInt32(action.rawValue) else {
+                    throw FloodgateError("\(scenario): unexpected XDP action \(run.action)")
+                }
+                sums[i] += Double(run.durationNS)
+            }
+        }
+    }
+    let count = Double(packets.count)
+    return costRow(scenario, method, (trivialSum / count, sums[0] / count, sums.count > 1 ? sums[1] / count : nil))
+}
+
+/// What a forger flooding spoofed sources from a denied prefix costs the filter per packet. Each source sends
+/// `k` packets in a row: the first is judged and fills the source's slot in the drop cache, the rest are dropped
+/// from it and counted there as pending. Filling a slot a source with pending drops held first adds them to that
+/// source's entry in `fg_sources`, if the known-source filter (`fg_known`) says it may have one: one lookup (at
+/// 16 pending or more, one for each class the source may have an entry in). A forger's spoofed addresses have
+/// no entries, so their bits are clear but for another address's hash: 21–41% of the bits are set at a full
+/// source map. The worst case, every bit set, is measured beside an empty filter. Every slot is first filled by
+/// other spoofed sources with pending drops, so that every fill measured reuses one.
+func spoofedDenyCosts(_ options: Options, trivial: TrivialDropProgram) throws -> [CostRow] {
+    var denying = FilterPolicy()
+    denying.deny = [try CIDR("198.18.0.0/15")]
+    let warm = 2 * Int(FG_DROP_CACHE_SLOTS), measured = 4 * Int(FG_DROP_CACHE_SLOTS)
+    var rows: [CostRow] = []
+    for (k, full) in [(1, false), (2, false), (2, true), (17, false), (17, true)] {
+        let programs = try CostPrograms(options, policy: denying)
+        if full { for program in programs.all { try setEveryKnownBit(program.maps) } }
+        func flood(_ sources: Range<Int>) -> [[UInt8]] {
+            sources.flatMap { i in Array(repeating: frame(src: spoofedSource(i), dport: 5060), count: k) }
+        }
+        try onCPU(0) {
+            for program in programs.all {
+                for packet in flood(0..<warm) { _ = try program.testRun(packet) }
+            }
+        }
+        let each = k == 1 ? "each once" : "each \(k) in a row"
+        rows.append(
+            try meanOverPackets(
+                "denied: spoofed sources, \(each), known bits \(full ? "all set" : "clear")",
+                "repeat 1 × \(measured * k) packets (\(measured) sources), mean", trivial: trivial,
+                programs: programs, packets: flood(warm..<warm + measured), expect: XDP_DROP))
+    }
+    return rows
+}
+
+/// Sets every bit of both halves of `maps`' known-source filter: every address then looks as if it may have
+/// state, as none does at a full source map.
+func setEveryKnownBit(_ maps: FilterMaps) throws {
+    let length = Int(FG_KNOWN_ENTRIES) * MemoryLayout<UInt64>.size
+    let address = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, maps.fd(FG_MAP_KNOWN), 0)
+    guard let address, address != MAP_FAILED else { throw FloodgateError("map \(FG_MAP_KNOWN) into memory") }
+    defer { munmap(address, length) }
+    let words = address.bindMemory(to: UInt64.self, capacity: Int(FG_KNOWN_ENTRIES))
+    for i in Int(FG_KNOWN_HEADER)..<Int(FG_KNOWN_ENTRIES) { words[i] = ~0 }
+}
+
+/// Runs `body` with the thread on `cpu`, then puts its CPU mask back.
+func onCPU<T>(_ cpu: Int32, _ body: () throws -> T) throws -> T {
+    var saved = [UInt8](repeating: 0, count: Int(CFLOODGATE_AFFINITY_BYTES))
+    guard cfloodgate_get_affinity(&saved) == 0 else { throw FloodgateError("read the thread's CPU affinity") }
+    defer { _ = cfloodgate_set_affinity(saved) }
+    guard cfloodgate_pin_to_cpu(cpu) == 0 else { throw FloodgateError("pin the thread to CPU \(cpu)") }
+    return try body()
 }
 
 /// Runs `body` once on each CPU (the drop cache is per CPU, and the runs measured may land on any of them), then
