@@ -51,7 +51,8 @@ struct FloodgateBench: ParsableCommand {
             """)
     var loads = 3
     @Option(help: "Seconds of each rate-accuracy run.") var seconds = 2.0
-    @Option(help: "New sources in the new-source cost scenario.") var newSources = 200_000
+    @Option(help: "New sources in the new-source cost scenario (at most 131,072, the lab's /15).")
+    var newSources = 131_072
     @Option(name: .customLong("json"), help: "Write every section's rows to this file as JSON.") var jsonPath: String?
     @Option(help: "Random sources in the random-source flood.") var floodSources = 10_000_000
     @Option(help: "Seconds of each generated flood.") var floodSeconds = 2.0
@@ -85,6 +86,9 @@ struct FloodgateBench: ParsableCommand {
         guard runs >= 1, loads >= 1, repeatCount >= 1, seconds > 0, newSources >= 1, floodSources >= 1, floodSeconds > 0,
               floodRuns >= 1, floodCalls >= 0, legitimateRuns >= 0, dedicatedRuns >= 0, dedicatedMpps > 0, dedicatedMpps <= 100, burstMS >= 1, (cpus ?? 1) >= 1
         else { throw ValidationError("numbers must be positive") }
+        guard newSources <= spoofedSources else {
+            throw ValidationError("--new-sources is at most \(spoofedSources), the addresses of the lab's 198.18.0.0/15")
+        }
         let unknown = chosen.subtracting(FloodgateBench.sections)
         guard unknown.isEmpty else {
             throw ValidationError("unknown section(s) \(unknown.sorted().joined(separator: ", ")); "

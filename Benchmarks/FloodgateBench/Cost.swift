@@ -302,10 +302,11 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
     // A new source each packet: BPF_PROG_TEST_RUN repeats one packet, so each distinct packet is run once and the
     // kernel's per-run duration averaged; the trivial program is measured the same way.
     let fresh = try CostPrograms(options, policy: unlimitedAggregates)
-    let packets = (0..<options.newSources).map { i in frame(src: spoofedSource(i), dport: 5060) }
+    let newSources = options.newSources  // at most spoofedSources (validated)
+    let packets = (0..<newSources).map { i in frame(src: spoofedSource(i), dport: 5060) }
     rows.append(
         try meanOverPackets(
-            "new source each packet (LRU insert)", "repeat 1 × \(options.newSources) packets, mean", trivial: trivial,
+            "new source each packet (LRU insert)", "repeat 1 × \(newSources) packets, mean", trivial: trivial,
             programs: fresh, packets: packets, expect: XDP_PASS))
 
     rows += try spoofedDenyCosts(options, trivial: trivial)
@@ -317,8 +318,14 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
     return rows
 }
 
-/// The `i`th of a flood's spoofed sources, all in 198.18.0.0/15.
-func spoofedSource(_ i: Int) -> String { "198.\(18 + (i >> 16) % 2).\((i >> 8) & 0xFF).\(i & 0xFF)" }
+/// How many distinct spoofed sources the lab's 198.18.0.0/15 holds.
+let spoofedSources = 1 << 17
+
+/// The `i`th of a flood's spoofed sources (`i` < ``spoofedSources``), all in 198.18.0.0/15.
+func spoofedSource(_ i: Int) -> String {
+    precondition(i < spoofedSources, "198.18.0.0/15 has \(spoofedSources) addresses")
+    return "198.\(18 + (i >> 16)).\((i >> 8) & 0xFF).\(i & 0xFF)"
+}
 
 /// Each of `packets` run once, in order, through the trivial program and `programs` (the builds taking turns at
 /// going first), all on one CPU: the drop cache is per CPU, and a source's later packets must find the slot its
@@ -349,15 +356,17 @@ func meanOverPackets(
 /// What a forger flooding spoofed sources from a denied prefix costs the filter per packet. Each source sends
 /// `k` packets in a row: the first is judged and fills the source's slot in the drop cache, the rest are dropped
 /// from it and counted there as pending. Filling a slot a source with pending drops held first adds them to that
-/// source's entry in `fg_sources`, if the known-source filter (`fg_known`) says it may have one: one lookup (at
-/// 16 pending or more, one for each class the source may have an entry in). A forger's spoofed addresses have
+/// source's entry in `fg_sources`, if the known-source filter (`fg_known`, a bit per address) says it may have
+/// one: one lookup, for the class that filled the slot; if it misses with 16 pending or more, one for each other
+/// class but fragments (12 at most) until one is found. A forger's spoofed addresses have
 /// no entries, so their bits are clear but for another address's hash: 21–41% of the bits are set at a full
-/// source map. The worst case, every bit set, is measured beside an empty filter. Every slot is first filled by
-/// other spoofed sources with pending drops, so that every fill measured reuses one.
+/// source map. The worst case, every bit set, is measured beside an empty filter. The slots are first filled by
+/// eight other spoofed sources a slot (with drops pending when `k` > 1), so that almost every fill measured
+/// takes a slot another source held.
 func spoofedDenyCosts(_ options: Options, trivial: TrivialDropProgram) throws -> [CostRow] {
     var denying = FilterPolicy()
     denying.deny = [try CIDR("198.18.0.0/15")]
-    let warm = 2 * Int(FG_DROP_CACHE_SLOTS), measured = 4 * Int(FG_DROP_CACHE_SLOTS)
+    let warm = 8 * Int(FG_DROP_CACHE_SLOTS), measured = 4 * Int(FG_DROP_CACHE_SLOTS)
     var rows: [CostRow] = []
     for (k, full) in [(1, false), (2, false), (2, true), (17, false), (17, true)] {
         let programs = try CostPrograms(options, policy: denying)
@@ -370,10 +379,9 @@ func spoofedDenyCosts(_ options: Options, trivial: TrivialDropProgram) throws ->
                 for packet in flood(0..<warm) { _ = try program.testRun(packet) }
             }
         }
-        let each = k == 1 ? "each once" : "each \(k) in a row"
         rows.append(
             try meanOverPackets(
-                "denied: spoofed sources, \(each), known bits \(full ? "all set" : "clear")",
+                "denied: spoofed, \(k) a source, known \(full ? "all set" : "clear")",
                 "repeat 1 × \(measured * k) packets (\(measured) sources), mean", trivial: trivial,
                 programs: programs, packets: flood(warm..<warm + measured), expect: XDP_DROP))
     }
@@ -385,7 +393,9 @@ func spoofedDenyCosts(_ options: Options, trivial: TrivialDropProgram) throws ->
 func setEveryKnownBit(_ maps: FilterMaps) throws {
     let length = Int(FG_KNOWN_ENTRIES) * MemoryLayout<UInt64>.size
     let address = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, maps.fd(FG_MAP_KNOWN), 0)
-    guard let address, address != MAP_FAILED else { throw FloodgateError("map \(FG_MAP_KNOWN) into memory") }
+    guard let address, address != MAP_FAILED else {
+        throw FloodgateError("map \(FG_MAP_KNOWN) into memory", errno: errno)
+    }
     defer { munmap(address, length) }
     let words = address.bindMemory(to: UInt64.self, capacity: Int(FG_KNOWN_ENTRIES))
     for i in Int(FG_KNOWN_HEADER)..<Int(FG_KNOWN_ENTRIES) { words[i] = ~0 }

@@ -37,8 +37,11 @@ public final class AgentService: Service, @unchecked Sendable {
                 let applied = agent.reload(reason: "SIGHUP")
                 SystemdNotify.send("READY=1\nSTATUS=\(applied ? "config reloaded" : "config rejected: the last good one stays")")
             } else if monotonicSeconds() - lastCheck >= 1 {
+                // Taken after the files are read: two reads are then at least a second apart however long this
+                // process is kept off its CPU between the clock and the read (a list is read once two reads agree).
+                let changed = agent.filesChanged()
                 lastCheck = monotonicSeconds()
-                if agent.filesChanged() { agent.reload(reason: "file changed") }
+                if changed { agent.reload(reason: "file changed") }
             }
             agent.poll()
             try? await Task.sleep(for: .milliseconds(agent.config.pollMilliseconds))

@@ -91,7 +91,9 @@ public final class SippTraffic: @unchecked Sendable {
         servers.append(try SippTraffic.launch(
             inRouter + ["sipp", "-sf", registrarUAS.path, "-i", LegitimateLoad.registrarAddress, "-p", "5060",
                         "-nostdin"], output: nil))
-        Thread.sleep(forTimeInterval: 0.3)
+        for address in [lab.routerAddress, LegitimateLoad.registrarAddress] {
+            try NetworkLab.waitForUDPSocket(namespace: lab.routerNS, address: address, port: 5060)
+        }
         // sipp gives up on what is unfinished 8 s after the flood; `timeout` is the backstop.
         let limit = ["-timeout", "\(Int(seconds) + 8)s", "-timeout_error", "-recv_timeout", "\((Int(seconds) + 7) * 1000)", "-nd"]
         let plan: [(String, String, String, Int, [String], String, String)] = [
@@ -311,7 +313,12 @@ public final class SippUAS: @unchecked Sendable {
         process.standardError = FileHandle.nullDevice
         process.standardInput = FileHandle.nullDevice
         try process.run()
-        Thread.sleep(forTimeInterval: 0.5)  // its socket bound
+        do {
+            try NetworkLab.waitForUDPSocket(namespace: namespace, address: address, port: port)
+        } catch {
+            stop()
+            throw error
+        }
     }
 
     public func stop() {

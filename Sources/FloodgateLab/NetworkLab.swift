@@ -235,6 +235,20 @@ public final class NetworkLab: @unchecked Sendable {
     /// With posix_spawn and waitpid rather than Foundation's Process: under many concurrent children (the tests)
     /// Process.waitUntilExit was seen to miss a child's exit and wait forever. The pipes are close-on-exec, so
     /// a child spawned meanwhile by another thread cannot hold them open.
+    /// Waits until a UDP socket in `namespace` is bound to `address`:`port` (a server just started), asking `ss`
+    /// every 50 ms; throws if none is by `seconds`. A fixed sleep instead is too short on a loaded machine.
+    public static func waitForUDPSocket(namespace: String, address: String, port: Int, seconds: Double = 10) throws {
+        let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
+        while true {
+            let listed = try capture(["ip", "netns", "exec", namespace, "ss", "-Hlun", "src", "\(address):\(port)"])
+            if listed.status == 0 && !listed.out.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return }
+            guard monotonicNanoseconds() < deadline else {
+                throw FloodgateError("nothing bound to \(address):\(port) in \(namespace) after \(seconds) s")
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+
     public static func capture(_ command: [String]) throws -> (status: Int32, out: String, err: String) {
         let out = try KernelCalls.pipeClosingOnExec()
         let err: (read: Int32, write: Int32)

@@ -283,7 +283,7 @@ import Testing
         }
     }
 
-    /// The watcher reads a list file only once it is whole: one written in two halves (the second 0.95 s after
+    /// The watcher reads a list file only once it is whole: one written in two halves (the second 0.85 s after
     /// the first, the way a slow download or a script writes it) is applied once, with every line, never the half
     /// (which would lift the bans of the missing lines); one renamed into place is applied at the next check.
     @Test func theWatcherAppliesAListFileOnlyOnceItIsWhole() throws {
@@ -364,11 +364,12 @@ import Testing
                 }
                 return nil
             }
-            // INVITE's default burst of 16 passes; the drops after it are counted toward the ban as the drop cache
-            // hands them on, 256 at a time: here banned after 280 packets. Allowing for a veth ring's worth (256)
-            // sent before the filter's verdicts on them were seen, within 800.
+            // INVITE's default burst of 16 passes; the drops after it reach the auto-ban as the drop cache hands
+            // them on (at most 255 held on each CPU the frames land on, until the next token or 256 of them): here
+            // banned after 280 packets. Allowing for both CPUs' slots and a veth ring's worth (256) sent before
+            // the filter's verdicts on them were seen, within 1000.
             let first = try #require(try floodUntilBanned(), "no ban within 6000 packets")
-            #expect(first.sent <= 800, "banned after \(first.sent) packets")
+            #expect(first.sent <= 1000, "banned after \(first.sent) packets")
             let ban = try #require(maps.ban(of: attacker))
             #expect(ban.automatic)
             // 2 s plus up to 10%: the bounds must reach into [2, 2.2].
@@ -388,7 +389,7 @@ import Testing
             #expect(waitUntil(seconds: 10) { maps.ban(of: attacker) == nil }, "the expired ban was removed")
 
             let second = try #require(try floodUntilBanned(), "no second ban")
-            #expect(second.sent <= 800, "banned again after \(second.sent) packets")
+            #expect(second.sent <= 1000, "banned again after \(second.sent) packets")
             #expect(second.length.lowerBound <= 6.6 && second.length.upperBound >= 6.0,
                     "second offence: 6 s plus up to 10%: \(second.length)")
             #expect(agent.waitForLog("offence=2"), "\(agent.log.text())")
@@ -481,9 +482,11 @@ import Testing
                 #expect(fresh.text.contains(series), "\(series) missing from the first scrape")
             }
             let sender = try lab.udpSocket(in: lab.outsideNS)
+            let sendingFrom = monotonicNanoseconds()
             for i in 0..<40 {
                 try sender.send(Array("REGISTER sip:\(i)@198.18.0.2 SIP/2.0\r\n\r\n".utf8), to: lab.routerAddress, port: 5060)
             }
+            let sending = Double(monotonicNanoseconds() - sendingFrom) / 1e9
             // The burst of 16 passes, the rest is dropped; a pause of this thread among the sends may let a token
             // or two more in. The scrape says what the filter's counters say, once the agent has polled them.
             let maps = try PinRoot(lab.pinRoot).maps(of: lab.routerInterface)
@@ -493,7 +496,9 @@ import Testing
                 return packets[.register, .passed] + packets[.register, .droppedRate] == 40
             })
             let passed = packets[.register, .passed], dropped = packets[.register, .droppedRate]
-            #expect(passed >= 16, "the register burst of 16 passed: \(passed)")
+            // REGISTER's default limit, 8/s with a burst of 16: what came due while the 40 were sent, no more.
+            #expect(passed >= 16 && Double(passed) <= 16 + 8 * sending + 1 && dropped > 0,
+                    "the register burst of 16 passed: \(passed) passed, \(dropped) dropped in \(sending) s")
             let series = "floodgate_packets_total{interface=\"\(lab.routerInterface)\",class=\"register\",verdict="
             var body = (status: 0, text: "")
             #expect(waitUntil(seconds: 10) {

@@ -76,8 +76,10 @@ import Testing
         #expect(try program.verdict(packet) == XDP_DROP_ACTION)
         try program.maps.setLimit(.rate(1000, burst: 1000), for: .options)
         #expect(try program.maps.limit(for: .options) == .rate(1000, burst: 1000))
-        // The bucket was empty under the old limit and stays so; the new rate refills it within 1 ms.
-        try program.setTestClock(nanoseconds: 1_000_005_000_000)  // 5 ms on
+        // The bucket was empty under the old limit and stays so; the new rate refills it within 1 ms (20 ms on,
+        // past the jiffy to which the drop caches the slot, 10 ms at HZ=100).
+        #expect(try program.verdict(packet) == XDP_DROP_ACTION)
+        try program.setTestClock(nanoseconds: 1_000_020_000_000)
         #expect(try program.verdict(packet) == XDP_PASS_ACTION)
     }
 

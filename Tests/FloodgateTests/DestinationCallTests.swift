@@ -75,7 +75,7 @@ import Testing
     }
 
     /// Premium calls at night from one source, 2 a second: the first 3 connect, the fourth is refused and the
-    /// agent reports the block within a second; the source's national call is refused too while the block lasts,
+    /// agent reports the block; the source's national call is refused too while the block lasts,
     /// and another source's premium call still connects.
     @Test func premiumCallsAtNightBlockTheSourceForNewCalls() throws {
         try requireTool("/usr/bin/sipp", package: "sip-tester")

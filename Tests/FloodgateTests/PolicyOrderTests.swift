@@ -88,7 +88,7 @@ import Testing
     /// and no less.
     ///
     /// No less, while the flood goes on. On a loaded machine the test thread can be kept off its CPU for longer
-    /// than the bucket takes to fill (tau, 500 ms), inside a run or between two, and what comes due in such a
+    /// than the bucket takes to fill (tau and one interval, 500 ms), inside a run or between two, and what comes due in such a
     /// pause beyond what the bucket holds is lost to its cap, as for any flood that paused. Every pause lies
     /// between a run's start and the next run's end, so the lower bound gives up the rate's worth of each such
     /// span beyond 400 ms (less than tau less the hold, a jiffy and what a hold leaves in the bucket), and counts
@@ -104,20 +104,20 @@ import Testing
             limits[.register] = .unlimited  // only the prefix decides
             let program = try loadProgram(limits: limits, policy: policy)
             let frame = Packet.request("REGISTER", src: "198.18.77.9")
-            var starts: [UInt64] = [], ends: [UInt64] = []
+            var starts: [UInt64] = [], ends: [UInt64] = [], pauses = 0.0
             // A second of flood without pauses, or ten of wall time, whichever comes first.
             while starts.isEmpty
-                || (seconds(starts[0], ends.last!) - paused(starts, ends, pauseFree) < 1
-                    && seconds(starts[0], ends.last!) < 10) {
+                || (seconds(starts[0], ends.last!) - pauses < 1 && seconds(starts[0], ends.last!) < 10) {
                 starts.append(monotonicNanoseconds())
                 _ = try program.testRun(frame, repeat: 5_000)
                 ends.append(monotonicNanoseconds())
+                if starts.count > 1 { pauses += pause(from: starts[starts.count - 2], to: ends.last!, pauseFree) }
             }
             let counters = try program.maps.counters().packets
             return (Double(counters[.register, .passed] + counters[.register, .passedUntracked]),
                     counters[.register, .droppedPrefix], starts, ends)
         }
-        let pauses = paused(starts, ends, pauseFree)
+        let pauses = zip(starts, ends.dropFirst()).reduce(0) { $0 + pause(from: $1.0, to: $1.1, pauseFree) }
         let most = burst + rate * seconds(starts[0], ends.last!)
         let least = (burst + rate * (seconds(ends[0], starts.last!) - pauses)) * 0.95
         let span = seconds(starts[0], ends.last!)
@@ -425,8 +425,6 @@ import Testing
 /// Seconds from one monotonic reading to a later one.
 private func seconds(_ from: UInt64, _ to: UInt64) -> Double { Double(to - from) / 1e9 }
 
-/// How much of the time between each run's start and the next run's end (which holds any pause between their
-/// packets) goes beyond `free` seconds, summed.
-private func paused(_ starts: [UInt64], _ ends: [UInt64], _ free: Double) -> Double {
-    zip(starts, ends.dropFirst()).reduce(0) { $0 + max(0, seconds($1.0, $1.1) - free) }
-}
+/// How much of the time from a run's start to the next run's end (which holds any pause between their packets)
+/// goes beyond `free` seconds.
+private func pause(from start: UInt64, to end: UInt64, _ free: Double) -> Double { max(0, seconds(start, end) - free) }
