@@ -360,6 +360,17 @@ public final class UDPSocket: @unchecked Sendable {
         if sent != payload.count { throw FloodgateError("send UDP to \(address):\(port)", errno: errno) }
     }
 
+    /// Receives until a datagram from `source` arrives (true) or `seconds` pass (false); what else arrives meanwhile
+    /// is read and dropped.
+    public func receives(from source: String, within seconds: Double) -> Bool {
+        let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
+        while true {
+            let now = monotonicNanoseconds()
+            guard now < deadline else { return false }
+            if (drain(quiet: min(0.05, Double(deadline - now) / 1e9))[source] ?? 0) > 0 { return true }
+        }
+    }
+
     /// Receives until nothing has arrived for `quiet` seconds; returns the datagrams' count per source address.
     public func drain(quiet: Double = 0.3) -> [String: Int] {
         var counts: [String: Int] = [:]
