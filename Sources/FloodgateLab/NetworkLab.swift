@@ -230,11 +230,6 @@ public final class NetworkLab: @unchecked Sendable {
         return result.out
     }
 
-    /// Runs a command and returns its exit status, standard output and standard error.
-    ///
-    /// With posix_spawn and waitpid rather than Foundation's Process: under many concurrent children (the tests)
-    /// Process.waitUntilExit was seen to miss a child's exit and wait forever. The pipes are close-on-exec, so
-    /// a child spawned meanwhile by another thread cannot hold them open.
     /// Waits until a UDP socket in `namespace` is bound to `address`:`port` (a server just started), asking `ss`
     /// every 50 ms; throws if none is by `seconds`. A fixed sleep instead is too short on a loaded machine.
     public static func waitForUDPSocket(namespace: String, address: String, port: Int, seconds: Double = 10) throws {
@@ -249,6 +244,11 @@ public final class NetworkLab: @unchecked Sendable {
         }
     }
 
+    /// Runs a command and returns its exit status, standard output and standard error.
+    ///
+    /// With posix_spawn and waitpid rather than Foundation's Process: under many concurrent children (the tests)
+    /// Process.waitUntilExit was seen to miss a child's exit and wait forever. The pipes are close-on-exec, so
+    /// a child spawned meanwhile by another thread cannot hold them open.
     public static func capture(_ command: [String]) throws -> (status: Int32, out: String, err: String) {
         let out = try KernelCalls.pipeClosingOnExec()
         let err: (read: Int32, write: Int32)
