@@ -87,7 +87,8 @@ struct FloodgateBench: ParsableCommand {
               floodRuns >= 1, floodCalls >= 0, legitimateRuns >= 0, dedicatedRuns >= 0, dedicatedMpps > 0, dedicatedMpps <= 100, burstMS >= 1, (cpus ?? 1) >= 1
         else { throw ValidationError("numbers must be positive") }
         guard newSources <= spoofedSources else {
-            throw ValidationError("--new-sources is at most \(spoofedSources), the addresses of the lab's 198.18.0.0/15")
+            throw ValidationError(
+                "--new-sources is at most \(spoofedSources), the addresses of the lab's 198.18.0.0/15")
         }
         let unknown = chosen.subtracting(FloodgateBench.sections)
         guard unknown.isEmpty else {

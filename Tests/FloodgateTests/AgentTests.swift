@@ -314,7 +314,8 @@ import Testing
             #expect(waitUntil(seconds: 10) { (try? maps.cidrs(in: .deny).count) == 400 }, "\(agent.log.text())")
             Thread.sleep(forTimeInterval: 2.5)
             if halfFor < 1 {
-                #expect(reloads() == 1, "one reload, of the whole file (the half was there \(halfFor) s): \(agent.log.text())")
+                #expect(reloads() == 1,
+                        "one reload, of the whole file (the half was there \(halfFor) s): \(agent.log.text())")
             }
             #expect(try maps.cidrs(in: .deny).count == 400)
             let reloadsSoFar = reloads()
@@ -504,7 +505,8 @@ import Testing
             let series = "floodgate_packets_total{interface=\"\(lab.routerInterface)\",class=\"register\",verdict="
             var body = (status: 0, text: "")
             #expect(waitUntil(seconds: 10) {
-                body = (try? NetworkLab.inNamespace(lab.routerNS) { try httpGet(port: 19466, path: "/metrics") }) ?? body
+                body = (try? NetworkLab.inNamespace(lab.routerNS) { try httpGet(port: 19466, path: "/metrics") })
+                    ?? body
                 return body.text.contains(series + "\"passed\"} \(passed)")
                     && body.text.contains(series + "\"dropped-rate\"} \(dropped)")
             }, "the scrape has the counters' \(passed) passed and \(dropped) dropped: \(body.text.prefix(2000))")

@@ -268,7 +268,8 @@ import Testing
         let latency = Date().timeIntervalSince(started)
         #expect(droppedAtB, "B never dropped the scanner A banned: \(agentB!.log.text())")
         // Each check sends and waits a second for the OPTIONS: the drop came at most that much before it was seen.
-        print("BGP: a scanner banned at A was dropped at B after \(String(format: "%.2f", latency)) s (within 1 s of it)")
+        print("BGP: a scanner banned at A was dropped at B after \(String(format: "%.2f", latency)) s"
+            + " (within 1 s of it)")
         #expect(latency < 5, "slower than 5 s on a loaded machine: \(latency) s")
         #expect(BGPTests.wait(5) { cluster.routes("up").flowspec.contains("198.18.0.66/32") }, "the upstream has no FlowSpec route")
         // Scoped to this edge's network: the upstream drops the source's SIP to here, not to all it serves.

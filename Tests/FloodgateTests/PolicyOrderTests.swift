@@ -88,12 +88,13 @@ import Testing
     /// and no less.
     ///
     /// No less, while the flood goes on. On a loaded machine the test thread can be kept off its CPU for longer
-    /// than the bucket takes to fill (tau and one interval, 500 ms), inside a run or between two, and what comes due in such a
-    /// pause beyond what the bucket holds is lost to its cap, as for any flood that paused. Every pause lies
-    /// between a run's start and the next run's end, so the lower bound gives up the rate's worth of each such
-    /// span beyond 400 ms (less than tau less the hold, a jiffy and what a hold leaves in the bucket), and counts
-    /// only from the first run's end to the last run's start. On an idle machine the spans are milliseconds and
-    /// nothing is given up. The upper bound gives nothing: from the first run's start to the last run's end.
+    /// than the bucket takes to fill (tau and one interval, 500 ms), inside a run or between two, and what comes
+    /// due in such a pause beyond what the bucket holds is lost to its cap, as for any flood that paused. Every
+    /// pause lies between a run's start and the next run's end, so the lower bound gives up the rate's worth of
+    /// each such span beyond 400 ms (less than tau less the hold, a jiffy and what a hold leaves in the bucket),
+    /// and counts only from the first run's end to the last run's start. On an idle machine the spans are
+    /// milliseconds and nothing is given up. The upper bound gives nothing: from the first run's start to the last
+    /// run's end.
     @Test func aHeldPrefixStillAdmitsItsRate() throws {
         let rate = 100.0, burst = 50.0, pauseFree = 0.4
         // Measured on one CPU: the drop cache is per CPU.
