@@ -319,13 +319,10 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
 }
 
 /// How many distinct spoofed sources the lab's 198.18.0.0/15 holds.
-let spoofedSources = 1 << 17
+let spoofedSources = NetworkLab.labIPv4Count
 
 /// The `i`th of a flood's spoofed sources (`i` < ``spoofedSources``), all in 198.18.0.0/15.
-func spoofedSource(_ i: Int) -> String {
-    precondition(i < spoofedSources, "198.18.0.0/15 has \(spoofedSources) addresses")
-    return "198.\(18 + (i >> 16)).\((i >> 8) & 0xFF).\(i & 0xFF)"
-}
+func spoofedSource(_ i: Int) -> String { NetworkLab.labIPv4(i) }
 
 /// Each of `packets` run once, in order, through the trivial program and `programs` (the builds taking turns at
 /// going first), all on one CPU: the drop cache is per CPU, and a source's later packets must find the slot its

@@ -230,6 +230,15 @@ public final class NetworkLab: @unchecked Sendable {
         return result.out
     }
 
+    /// How many IPv4 addresses the lab's 198.18.0.0/15 holds.
+    public static let labIPv4Count = 1 << 17
+
+    /// The `i`th address of 198.18.0.0/15 (`i` < ``labIPv4Count``): a spoofed source, or one to search for a hash.
+    public static func labIPv4(_ i: Int) -> String {
+        precondition(i >= 0 && i < labIPv4Count, "198.18.0.0/15 has \(labIPv4Count) addresses")
+        return "198.\(18 + (i >> 16)).\((i >> 8) & 0xFF).\(i & 0xFF)"
+    }
+
     /// Waits until a UDP socket in `namespace` is bound to `address`:`port` (a server just started), asking `ss`
     /// every 50 ms; throws if none is by `seconds`. A fixed sleep instead is too short on a loaded machine.
     public static func waitForUDPSocket(namespace: String, address: String, port: Int, seconds: Double = 10) throws {

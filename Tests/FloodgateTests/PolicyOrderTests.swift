@@ -220,7 +220,7 @@ import Testing
             #expect(FilterMaps.dropSlot(twin, .options) == (slot, tag))
             // An address of 198.18.0.0/15 with the same slot and another tag.
             let neighbour = try #require(
-                (0..<(1 << 17)).lazy.compactMap { i in SourceAddress("198.\(18 + (i >> 16)).\((i >> 8) & 0xFF).\(i & 0xFF)") }
+                (0..<NetworkLab.labIPv4Count).lazy.compactMap { SourceAddress(NetworkLab.labIPv4($0)) }
                     .first { FilterMaps.dropSlot($0, .options).slot == slot && FilterMaps.dropSlot($0, .options).tag != tag })
             var policy = perSourceOnly
             policy.deny = [try CIDR(denied.description), try CIDR(neighbour.description)]

@@ -171,13 +171,12 @@ import Testing
                 #expect(try Self.judge(program, strangers).2 == .droppedBan)
             }
             #expect(try program.maps.trackedSources().count == entries)
+            #expect(try program.maps.sources().first { $0.address == strangerAddress } == nil)
 
             // Another banned source whose slot is the phone's takes it: the phone's pending drops are added to the
             // phone's REGISTER entry before the slot changes hands.
             let slot = FilterMaps.sourceDropSlot(phoneAddress).slot
-            let candidates = (0..<(1 << 17)).lazy.compactMap { i in
-                SourceAddress("198.\(18 + (i >> 16)).\((i >> 8) & 0xFF).\(i & 0xFF)")
-            }
+            let candidates = (0..<NetworkLab.labIPv4Count).lazy.compactMap { SourceAddress(NetworkLab.labIPv4($0)) }
             let neighbour = try #require(
                 candidates.first { FilterMaps.sourceDropSlot($0).slot == slot && $0 != phoneAddress })
             try program.maps.ban(neighbour, seconds: nil)
@@ -214,7 +213,7 @@ import Testing
             let (slot, tag) = FilterMaps.sourceDropSlot(denied)
             #expect(FilterMaps.sourceDropSlot(twin) == (slot, tag))
             let neighbour = try #require(
-                (0..<(1 << 17)).lazy.compactMap { i in SourceAddress("198.\(18 + (i >> 16)).\((i >> 8) & 0xFF).\(i & 0xFF)") }
+                (0..<NetworkLab.labIPv4Count).lazy.compactMap { SourceAddress(NetworkLab.labIPv4($0)) }
                     .first { FilterMaps.sourceDropSlot($0).slot == slot && FilterMaps.sourceDropSlot($0).tag != tag })
             var policy = perSourceOnly
             policy.deny = [try CIDR(denied.description), try CIDR(neighbour.description)]
