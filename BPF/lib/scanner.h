@@ -30,6 +30,9 @@
 #include "parse.h"
 
 #define FG_SCAN_MASK (FG_SIP_SCAN_BYTES - 1)
+/* The words of a value (Call-ID, User-Agent, From) one step may take: a
+ * 31-byte key's four in one step. */
+#define FG_SCAN_VALUE_WORDS 4
 _Static_assert((FG_SIP_SCAN_BYTES & FG_SCAN_MASK) == 0, "scan size: a power of two");
 
 /* Signature prefixes by header kind; written by the agent. */
@@ -625,7 +628,7 @@ static __always_inline void fg_scan_to(struct fg_scan *scan, __u8 b)
 /*
  * One step of the walk: a small state machine, so the verifier checks one
  * step rather than every path through a header. A step takes a word where it
- * can (up to 64 bytes of an uninteresting line, 8 of a header name or of a
+ * can (up to 64 bytes of an uninteresting line, 8 of a header name, 32 of a
  * value), up to 8 bytes of a CSeq one by one, and a byte elsewhere (blanks
  * around the colon, parameters, a To value). The step that ends a header's
  * name also takes ":" or ": " and the value's first byte when they follow
@@ -636,7 +639,7 @@ static __always_inline void fg_scan_to(struct fg_scan *scan, __u8 b)
  */
 static __always_inline long fg_scan_one(struct fg_walk *w)
 {
-	__u32 at, len, k, take, j;
+	__u32 at, len, k, take, j, pos;
 	struct fg_scratch *s;
 	struct fg_scan *scan;
 	__u64 word, lw;
@@ -822,27 +825,53 @@ skip:
 		scan->at = at + j;
 		return 0;
 	}
-	word = fg_word_at(s, at);
-	k = fg_first_crlf(word);
-	take = k;
-	if (take > len - at)
-		take = len - at;
+	/* Up to FG_SCAN_VALUE_WORDS words a step, each taken as a step of its
+	 * own took it before: a whole word (no CR or LF, within the copy, and
+	 * for a key within its 31 bytes) lets the next one follow. Loops, not
+	 * unrolled: unrolled, the step's spills took the walk past the
+	 * verifier's 512 bytes of stack over its chain of calls. (A Call-ID's
+	 * pos is not kept: nothing reads it.) */
 	if (fg_is_call_id(scan->kind)) {
-		scan->callid_hash = (scan->callid_hash ^ (word & fg_low_bytes(take))) * FG_FNV64_PRIME;
+		__u64 hash = scan->callid_hash;
+
+#pragma nounroll
+		for (j = 0; j < FG_SCAN_VALUE_WORDS; j++) {
+			word = fg_word_at(s, at);
+			take = fg_first_crlf(word);
+			if (take > len - at)
+				take = len - at;
+			hash = (hash ^ (word & fg_low_bytes(take))) * FG_FNV64_PRIME;
+			at += take;
+			if (take < 8 || at >= len)
+				break;
+		}
+		scan->callid_hash = hash;
 	} else {
 		/* User-Agent or From: lower-cased into the key, at most 31 bytes. */
-		if (take > FG_SIGNATURE_BYTES - 1 - scan->pos)
-			take = FG_SIGNATURE_BYTES - 1 - scan->pos;
 		s->key.data[0] = scan->kind == FG_NAME_FROM_COMPACT ? FG_SIGNATURE_FROM : scan->kind;
-		*(__u64 *)&s->key.data[(1 + scan->pos) & (FG_SIGNATURE_BYTES - 1)] = fg_lower8(word);
+		pos = scan->pos;
+#pragma nounroll
+		for (j = 0; j < FG_SCAN_VALUE_WORDS; j++) {
+			word = fg_word_at(s, at);
+			take = fg_first_crlf(word);
+			if (take > len - at)
+				take = len - at;
+			if (take > FG_SIGNATURE_BYTES - 1 - pos)
+				take = FG_SIGNATURE_BYTES - 1 - pos;
+			*(__u64 *)&s->key.data[(1 + pos) & (FG_SIGNATURE_BYTES - 1)] = fg_lower8(word);
+			pos += take;
+			at += take;
+			if (take < 8 || at >= len || pos >= FG_SIGNATURE_BYTES - 1)
+				break;
+		}
+		scan->pos = pos;
 	}
-	scan->pos += take;
-	at += take;
 	scan->at = at;
 	/* The value runs past the copied bytes: it counts for nothing. */
 	if (at >= len)
 		return 1;
-	if (take == 8 && (fg_is_call_id(scan->kind) || scan->pos < FG_SIGNATURE_BYTES - 1))
+	/* Every word whole: the value goes on in the next step. */
+	if (j == FG_SCAN_VALUE_WORDS)
 		return 0;
 	/* Ended (by CR or LF, or at the 31st byte): this byte is taken with it. */
 	b = s->buf[at & FG_SCAN_MASK];
