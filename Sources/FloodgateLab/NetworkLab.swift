@@ -380,6 +380,21 @@ public final class UDPSocket: @unchecked Sendable {
         }
     }
 
+    /// Receives until `count` datagrams have arrived in all or `seconds` pass, then until nothing has arrived for
+    /// `quiet` seconds; returns the datagrams' count per source address. For a test that knows how many should
+    /// come: on a loaded machine the receive's softirq may run later than any fixed quiet period.
+    public func drain(expecting count: Int, within seconds: Double = 10, quiet: Double = 0.3) -> [String: Int] {
+        let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
+        var counts: [String: Int] = [:]
+        while counts.values.reduce(0, +) < count {
+            let now = monotonicNanoseconds()
+            guard now < deadline else { break }
+            counts.merge(drain(quiet: min(0.05, Double(deadline - now) / 1e9)), uniquingKeysWith: +)
+        }
+        counts.merge(drain(quiet: quiet), uniquingKeysWith: +)
+        return counts
+    }
+
     /// Receives until nothing has arrived for `quiet` seconds; returns the datagrams' count per source address.
     public func drain(quiet: Double = 0.3) -> [String: Int] {
         var counts: [String: Int] = [:]

@@ -147,7 +147,7 @@ import Testing
             #expect(waitUntil(seconds: 8) { reloads() >= 3 }, "\(agent.log.text())")
             done.wait()
             Thread.sleep(forTimeInterval: 1.5)
-            let received = server.drain()
+            let received = server.drain(expecting: count.sent)
             #expect(count.sent == 480)
             #expect(received["198.18.0.10"] == count.sent, "every packet of the allow-listed trunk arrives: \(received)")
             #expect(agent.log.text().components(separatedBy: "config reloaded").count - 1 >= 3, "\(agent.log.text())")
@@ -253,7 +253,7 @@ import Testing
             let payload = Array("OPTIONS sip:1@198.18.4.2 SIP/2.0\r\n\r\n".utf8)
             for _ in 0..<20 { try banned.send(payload, to: "198.18.4.2", port: 5060) }
             for _ in 0..<5 { try phone.send(payload, to: "198.18.4.2", port: 5060) }
-            let received = server.drain()
+            let received = server.drain(expecting: 5)
             #expect(received["198.18.1.66"] == nil && received["198.18.4.1"] == 5, "\(received)")
             let after = try second.counters().packets
             // The first under its class, the rest before their class is read (the ban held by source alone).
