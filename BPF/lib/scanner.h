@@ -6,9 +6,9 @@
  * Call-ID and CSeq that tie a response to its request (lib/tiers.h).
  *
  * The message is copied into a per-CPU scratch buffer (bpf_xdp_load_bytes also
- * reads multi-buffer frames) and walked with bpf_loop, a word at a time where
- * it can (header names, values, the rest of uninteresting lines), a byte at a
- * time elsewhere: after each LF, a header named User-Agent, From or its
+ * reads multi-buffer frames) and walked with bpf_loop, a word or more at a
+ * time where it can (header names, values, the rest of uninteresting lines),
+ * a byte at a time elsewhere: after each LF, a header named User-Agent, From or its
  * compact form f (any case, blanks allowed around the colon, a value folded
  * onto the next line followed) has its value lower-cased into an LPM key of
  * kind + value, and one trie lookup finds the longest signature it starts
@@ -64,7 +64,7 @@ struct fg_scan {
 	__u32 at;     /* the next byte to look at */
 	__u32 state;  /* enum fg_scan_state */
 	__u32 kind;   /* FG_SIGNATURE_* or FG_NAME_* of the header being read */
-	__u32 pos;    /* bytes of its name matched, or of its value read */
+	__u32 pos;    /* bytes of its name matched, or of its value read (not kept for a Call-ID) */
 	__u32 found;  /* FG_SCAN_* */
 	__u32 callid; /* the Call-ID value's hash, folded to 32 bits */
 	__u32 cseq;   /* the CSeq number */

@@ -97,6 +97,26 @@ import Testing
         #expect(p.maps.ban(of: SourceAddress(other)!)?.bruteForce == true)
     }
 
+    /// A Call-ID is hashed whole, however long (the header walk takes a value up to four words a step, and a long
+    /// one over several steps): an answer whose Call-ID differs from the request's only at its 41st byte, past the
+    /// walk's first step for the value, or only in its last byte, matches nothing, and the exact one verifies the
+    /// phone. A forger who knows a Call-ID's start can't complete someone else's transaction with it.
+    @Test func aLongCallIDIsMatchedWhole() throws {
+        let p = try TrustTests.program()
+        let phone = "198.18.5.30"
+        let call = String(repeating: "0123456789", count: 5) + "@198.18.5.30"
+        try TrustTests.challenge(p, phone)
+        #expect(try p.judge(Packet.request("REGISTER", src: phone, extra: [TrustTests.credentials], callID: call,
+                                           cseq: "1 REGISTER")).2 == .passed)
+        for forged in [String(call.prefix(40)) + "X" + String(call.dropFirst(41)), String(call.dropLast()) + "1"] {
+            #expect(forged.count == call.count && forged != call)
+            try TrustTests.inside(p, TrustTests.response("200 OK", to: phone, callID: forged))
+            #expect(try TrustTests.trusted(p)[phone] == nil, "verified by an answer naming \(forged)")
+        }
+        try TrustTests.inside(p, TrustTests.response("200 OK", to: phone, callID: call))
+        #expect(try TrustTests.trusted(p)[phone] != nil, "the answer naming the request's own Call-ID verifies it")
+    }
+
     /// What does not count as a failure: a 401 with stale=true (an old nonce, not a wrong password), a 403 to a
     /// request without credentials, and answers naming a transaction the source never sent. A 2xx clears the
     /// failures counted so far.
