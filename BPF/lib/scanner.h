@@ -313,6 +313,15 @@ static __always_inline __u64 fg_word_at(const struct fg_scratch *s, __u32 at)
 	return *(const __u64 *)&s->buf[at & FG_SCAN_MASK];
 }
 
+/* The bytes of a value's word at `at` that belong to it: up to its first CR
+ * or LF, and within the `len` bytes copied. */
+static __always_inline __u32 fg_value_take(__u64 word, __u32 at, __u32 len)
+{
+	__u32 take = fg_first_crlf(word);
+
+	return take > len - at ? len - at : take;
+}
+
 /* A header name complete and followed by a colon: what its value is for. */
 static __always_inline void fg_scan_colon(struct fg_scan *scan)
 {
@@ -837,9 +846,7 @@ skip:
 #pragma nounroll
 		for (j = 0; j < FG_SCAN_VALUE_WORDS; j++) {
 			word = fg_word_at(s, at);
-			take = fg_first_crlf(word);
-			if (take > len - at)
-				take = len - at;
+			take = fg_value_take(word, at, len);
 			hash = (hash ^ (word & fg_low_bytes(take))) * FG_FNV64_PRIME;
 			at += take;
 			if (take < 8 || at >= len)
@@ -853,9 +860,7 @@ skip:
 #pragma nounroll
 		for (j = 0; j < FG_SCAN_VALUE_WORDS; j++) {
 			word = fg_word_at(s, at);
-			take = fg_first_crlf(word);
-			if (take > len - at)
-				take = len - at;
+			take = fg_value_take(word, at, len);
 			if (take > FG_SIGNATURE_BYTES - 1 - pos)
 				take = FG_SIGNATURE_BYTES - 1 - pos;
 			*(__u64 *)&s->key.data[(1 + pos) & (FG_SIGNATURE_BYTES - 1)] = fg_lower8(word);

@@ -24,22 +24,4 @@ perf record -a -o "$work/perf.data" -- sleep 1.5 2>/dev/null
 wait "$flood"
 perf report -i "$work/perf.data" --no-children --stdio 2>/dev/null | grep '%' | head -8 || true
 perf script -i "$work/perf.data" -F ip,sym 2>/dev/null | awk '/bpf_prog_/ && !/floodgate_flood/ {print $1}' > "$work/ips" || true
-python3 - "$work/lines" "$work/ips" <<'PY'
-import bisect, collections, sys
-lines = []
-for l in open(sys.argv[1]):
-    if not l.startswith("function"):
-        address, rest = l.split(" ", 1)
-        lines.append((int(address, 16), rest.rstrip()))
-lines.sort()
-starts = [a for a, _ in lines]
-counts = collections.Counter()
-for l in open(sys.argv[2]):
-    i = bisect.bisect_right(starts, int(l, 16)) - 1
-    if i >= 0:
-        counts[lines[i][1][:140]] += 1
-total = sum(counts.values())
-print(f"samples in floodgate_xdp: {total}")
-for line, n in counts.most_common(30):
-    print(f"{n:6d} {line}")
-PY
+python3 "$tools/jit-samples.py" "$work/lines" "$work/ips" "floodgate_xdp"
