@@ -5,10 +5,13 @@
  * line_info, with the program's BTF for the file names and text).
  *
  *   cc -O1 -o jit-lines jit-lines.c -lbpf
- *   ./jit-lines PROG_ID    # one line each: "<address> <file>:<line> <source text>"
+ *   ./jit-lines PROG_ID
  *
- * Used by profile-flood.sh to turn perf's sampled addresses in a JITed
- * program into source lines (perf cannot annotate BPF without libopcodes).
+ * Prints "function <address> <length>" for each of the program's functions,
+ * then one line each: "<address> <file>:<line> <source text>". Used by
+ * profile-flood.sh and profile-packet.sh (through jit-samples.py) to turn
+ * perf's sampled addresses in a JITed program into source lines (perf cannot
+ * annotate BPF without libopcodes).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +26,7 @@ int main(int argc, char **argv)
 	struct btf *btf;
 	void *line_info;
 	__u64 *jited_lines, *syms;
+	__u32 *func_lens;
 	int fd;
 
 	if (argc != 2) {
@@ -41,8 +45,9 @@ int main(int argc, char **argv)
 	line_info = calloc(lines, rec_size);
 	jited_lines = calloc(jited, sizeof(__u64));
 	syms = calloc(ksyms, sizeof(__u64));
+	func_lens = calloc(ksyms, sizeof(__u32));
 	btf = btf__load_from_kernel_by_id(info.btf_id);
-	if (!line_info || !jited_lines || !syms || !btf) {
+	if (!line_info || !jited_lines || !syms || !func_lens || !btf) {
 		fprintf(stderr, "no memory, or no BTF for the program\n");
 		return 1;
 	}
@@ -56,13 +61,15 @@ int main(int argc, char **argv)
 	info.jited_line_info = (__u64)(unsigned long)jited_lines;
 	info.nr_jited_ksyms = ksyms;
 	info.jited_ksyms = (__u64)(unsigned long)syms;
+	info.nr_jited_func_lens = ksyms;
+	info.jited_func_lens = (__u64)(unsigned long)func_lens;
 	len = sizeof(info);
 	if (bpf_obj_get_info_by_fd(fd, &info, &len)) {
 		perror("bpf program line info");
 		return 1;
 	}
 	for (__u32 i = 0; i < ksyms; i++)
-		printf("function %llx\n", (unsigned long long)syms[i]);
+		printf("function %llx %u\n", (unsigned long long)syms[i], func_lens[i]);
 	for (__u32 i = 0; i < lines && i < jited; i++) {
 		const struct bpf_line_info *l = (const void *)((const char *)line_info + (size_t)i * rec_size);
 		const char *file = btf__name_by_offset(btf, l->file_name_off);

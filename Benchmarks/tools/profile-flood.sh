@@ -13,7 +13,7 @@ shift || true
 tools=Benchmarks/tools
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-[ -x "$tools/jit-lines" ] || cc -O1 -o "$tools/jit-lines" "$tools/jit-lines.c" -lbpf
+[ "$tools/jit-lines" -nt "$tools/jit-lines.c" ] || cc -O1 -o "$tools/jit-lines" "$tools/jit-lines.c" -lbpf
 [ -n "${FLOODGATE_NO_BUILD:-}" ] || swift build -c release --product floodgate >/dev/null
 .build/release/floodgate flood --scenario "$scenario" --filter floodgate --seconds 5 --packets 1000000000 "$@" 2>/dev/null &
 flood=$!

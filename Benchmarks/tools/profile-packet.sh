@@ -10,8 +10,8 @@
 # the samples that fell in the JITed program to source lines with jit-lines (built here on first use). Needs root,
 # perf, bpftool, libbpf-dev and a C compiler. The namespace, its veth and the pins are removed on exit.
 set -euo pipefail
+payload=$(realpath -e "$1")
 cd "$(dirname "$0")/../.."
-payload=$1
 class=${2:-register}
 repeat=${3:-3000000}
 tools=Benchmarks/tools
@@ -19,15 +19,20 @@ ns=fg-profile-$$
 pins=/sys/fs/bpf/fg-profile-$$
 work=$(mktemp -d)
 floodgate() { nsenter --net=/run/netns/$ns .build/release/floodgate "$@" --pin-root "$pins" >/dev/null; }
+created=
 cleanup() {
-    floodgate detach fgp0 2>/dev/null || true
-    ip netns del $ns 2>/dev/null || true
-    rm -rf "$pins" "$work"
+    if [ -n "$created" ]; then
+        floodgate detach fgp0 2>/dev/null || true
+        ip netns del $ns 2>/dev/null || true
+        rm -rf "$pins"
+    fi
+    rm -rf "$work"
 }
 trap cleanup EXIT
-[ -x "$tools/jit-lines" ] || cc -O1 -o "$tools/jit-lines" "$tools/jit-lines.c" -lbpf
+[ "$tools/jit-lines" -nt "$tools/jit-lines.c" ] || cc -O1 -o "$tools/jit-lines" "$tools/jit-lines.c" -lbpf
 [ -n "${FLOODGATE_NO_BUILD:-}" ] || swift build -c release --product floodgate >/dev/null
 ip netns add $ns
+created=1
 ip link add fgp0 netns $ns type veth peer name fgp1 netns $ns
 ip -n $ns link set fgp0 up
 ip -n $ns link set fgp1 up
@@ -46,7 +51,13 @@ open(sys.argv[2], 'wb').write(bytes([2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2]) + b'\x
 PY
 link=$(nsenter --net=/run/netns/$ns ip -j link show fgp0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["xdp"]["prog"]["id"])')
 "$tools/jit-lines" "$link" > "$work/lines"
-bpftool prog run id "$link" data_in "$work/frame" repeat 1000 | grep -io "return value.*"
+# The admitted path is the one profiled: the frame must pass (XDP_PASS, 2).
+verdict=$(bpftool prog run id "$link" data_in "$work/frame" repeat 1000 | grep -io "return value.*")
+echo "$verdict"
+case "$verdict" in
+[Rr]eturn\ value:\ 2,*) ;;
+*) echo "the frame was not passed: its path is not the admitted one (another limit, or a scanner's signature?)" >&2; exit 1 ;;
+esac
 perf record -C 1 -o "$work/perf.data" -- taskset -c 1 bpftool prog run id "$link" data_in "$work/frame" repeat "$repeat" \
     2>/dev/null | grep -o "duration.*"
 perf report -i "$work/perf.data" --no-children --stdio 2>/dev/null | grep '%' | head -8 || true

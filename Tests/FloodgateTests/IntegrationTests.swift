@@ -57,7 +57,8 @@ import Testing
             let start = monotonicNanoseconds()
             for i in 0..<sent { try sender.send(Array("OPTIONS \(i)".utf8), to: lab.routerAddress, port: 5060) }
             let received = receiver.drain(expecting: 50).values.reduce(0, +)
-            // Until the last datagram was read: the filter judged each before it arrived, however late the receive ran.
+            // Until the drain ended (the last datagram and a quiet period after it): the filter judged each datagram
+            // before it arrived, however late the receive ran, so no admission happened after this.
             let elapsed = Double(monotonicNanoseconds() - start) / 1e9
             // Burst 50, then 1/s: a fast sender gets 50 plus one per second it took.
             #expect(received >= 50 && received <= 50 + Int(elapsed.rounded(.up)) + 1,
