@@ -7,16 +7,16 @@
  *
  * The message is copied into a per-CPU scratch buffer (bpf_xdp_load_bytes also
  * reads multi-buffer frames) and walked with bpf_loop, a word or more at a
- * time where it can (header names, values, the rest of uninteresting lines),
- * a byte at a time elsewhere: after each LF, a header named User-Agent, From or its
- * compact form f (any case, blanks allowed around the colon, a value folded
- * onto the next line followed) has its value lower-cased into an LPM key of
- * kind + value, and one trie lookup finds the longest signature it starts
- * with. The start line is never a header; a value must end (CR, LF, or its
- * 31st byte) within the scanned bytes to be looked up. The same walk notes an
- * Authorization or Proxy-Authorization header (credentials), hashes the nonce
- * of those and of WWW-/Proxy-Authenticate (and notes stale=true), hashes the
- * Call-ID (FNV-1a) and reads the CSeq number and method.
+ * time where it can (header names, values, the rest of uninteresting lines), a
+ * byte at a time elsewhere: after each LF, a header named User-Agent, From or
+ * its compact form f (any case, blanks allowed around the colon, a value
+ * folded onto the next line followed) has its value lower-cased into an LPM
+ * key of kind + value, and one trie lookup finds the longest signature it
+ * starts with. The start line is never a header; a value must end (CR, LF, or
+ * its 31st byte) within the scanned bytes to be looked up. The same walk notes
+ * an Authorization or Proxy-Authorization header (credentials), hashes the
+ * nonce of those and of WWW-/Proxy-Authenticate (and notes stale=true), hashes
+ * the Call-ID (FNV-1a) and reads the CSeq number and method.
  */
 #ifndef FG_LIB_SCANNER_H
 #define FG_LIB_SCANNER_H

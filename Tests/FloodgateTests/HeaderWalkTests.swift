@@ -26,7 +26,8 @@ import Testing
         "CSeq: 1\rUser-Agent: friendly-scanner", "Call-ID: a@x\rUser-Agent: friendly-scanner",
         "Call-ID: 3c9d6e5c7b2d0e8f1a4b@198.18.1.1",
         "Call-ID: 3c9d6e5c7b2d0e8f1a4b-5c7b2d0e8f1a4b3c9d6e@198.18.1.1\r\nUser-Agent: friendly-scanner",
-        "Call-ID: 3c9d6e5c7b2d0e8f1a4b-5c7b2d0e8f1a4b3c9d6e@198.18.1.1\rUser-Agent: friendly-scanner", "i:1", "Call-ID: a\r\nCall-ID: b",
+        "Call-ID: 3c9d6e5c7b2d0e8f1a4b-5c7b2d0e8f1a4b3c9d6e@198.18.1.1\rUser-Agent: friendly-scanner",
+        "i:1", "Call-ID: a\r\nCall-ID: b",
         // Headers whose values the walk reads from the colon on: the shortcut takes only the colon.
         "To: <sip:100@x>;tag=1", "t:<sip:1@x>", "Authorization: Digest username=\"100\",nonce=\"4b4c\"",
         "Proxy-Authorization:Digest nonce=1", "WWW-Authenticate: Digest realm=\"x\",nonce=\"n\",stale=true",
