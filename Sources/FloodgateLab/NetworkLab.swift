@@ -372,27 +372,30 @@ public final class UDPSocket: @unchecked Sendable {
     /// Receives until a datagram from `source` arrives (true) or `seconds` pass (false); what else arrives meanwhile
     /// is read and dropped.
     public func receives(from source: String, within seconds: Double) -> Bool {
-        let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
-        while true {
-            let now = monotonicNanoseconds()
-            guard now < deadline else { return false }
-            if (drain(quiet: min(0.05, Double(deadline - now) / 1e9))[source] ?? 0) > 0 { return true }
-        }
+        gather(within: seconds) { ($0[source] ?? 0) > 0 }.enough
     }
 
     /// Receives until `count` datagrams have arrived in all or `seconds` pass, then until nothing has arrived for
     /// `quiet` seconds; returns the datagrams' count per source address. For a test that knows how many should
     /// come: on a loaded machine the receive's softirq may run later than any fixed quiet period.
     public func drain(expecting count: Int, within seconds: Double = 10, quiet: Double = 0.3) -> [String: Int] {
-        let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
-        var counts: [String: Int] = [:]
-        while counts.values.reduce(0, +) < count {
-            let now = monotonicNanoseconds()
-            guard now < deadline else { break }
-            counts.merge(drain(quiet: min(0.05, Double(deadline - now) / 1e9)), uniquingKeysWith: +)
-        }
+        var counts = gather(within: seconds) { $0.values.reduce(0, +) >= count }.counts
         counts.merge(drain(quiet: quiet), uniquingKeysWith: +)
         return counts
+    }
+
+    /// Receives until what has arrived (the datagrams' count per source address) is `enough`, or `seconds` pass.
+    private func gather(within seconds: Double, until enough: ([String: Int]) -> Bool)
+        -> (counts: [String: Int], enough: Bool)
+    {
+        let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
+        var counts: [String: Int] = [:]
+        while !enough(counts) {
+            let now = monotonicNanoseconds()
+            guard now < deadline else { return (counts, false) }
+            counts.merge(drain(quiet: min(0.05, Double(deadline - now) / 1e9)), uniquingKeysWith: +)
+        }
+        return (counts, true)
     }
 
     /// Receives until nothing has arrived for `quiet` seconds; returns the datagrams' count per source address.
