@@ -361,8 +361,9 @@ enum fg_inside_count {
  * bits, fg_drop_cache's entries of FG_DROP_CACHE_GROUP slots. 11: the allow
  * list's first bytes in fg_settings. 12: fg_drop_tags, the drop-cache slots'
  * tags. 13: fg_cpu_state's unparsed row and source-keyed gate. 14: a
- * source-keyed slot's pending drops and their class (source_class). */
-#define FG_LAYOUT_VERSION 14
+ * source-keyed slot's pending drops and their class (source_class). 15:
+ * fg_known sized by the source map, the log in its seed's low byte. */
+#define FG_LAYOUT_VERSION 15
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*
@@ -394,42 +395,72 @@ struct fg_addr {
  * fg_known: which addresses may have state, so that a packet from one that
  * has none is known to be new without a lookup that misses in a map of a
  * million entries (a trip to memory): a bit per address hash, two halves of
- * FG_KNOWN_WORDS 64-bit words (512 KiB each), after FG_KNOWN_HEADER words of
- * which [FG_KNOWN_SEED] is the hash's seed (random, set when the maps are made)
- * and [FG_KNOWN_ACTIVE] the half XDP reads. Every entry made in fg_sources
- * (XDP) or fg_trusted (floodgate_inside) sets its address's bit in both halves,
- * after the entry is made; the agent rebuilds the half XDP does not read
- * (zeroes it, then sets the bits of every address in the two maps) and then
- * makes it the one XDP reads, so that bits of evicted entries go. A bit may be
- * set for an address without state (another address's hash, an entry since
- * evicted): then the lookups are made as before. A clear bit in the half XDP
- * reads always means no state: the only way to a wrong "new".
+ * 2^log bits, after FG_KNOWN_HEADER words of which [FG_KNOWN_SEED] is the
+ * hash's seed (random, set when the maps are made) whose low byte is the log
+ * (from the map's size), and [FG_KNOWN_ACTIVE] the index of the first word of
+ * the half XDP reads (fg_known_half).
+ * Every entry made in fg_sources (XDP) or fg_trusted (floodgate_inside) sets
+ * its address's bit in both halves, after the entry is made; the agent
+ * rebuilds the half XDP does not read (zeroes it, then sets the bits of every
+ * address in the two maps) and then makes it the one XDP reads, so that bits
+ * of evicted entries go. A bit may be set for an address without state
+ * (another address's hash, an entry since evicted): then the lookups are made
+ * as before. A clear bit in the half XDP reads always means no state: the
+ * only way to a wrong "new".
  *
- * Its size: 2^22 bits, four per source of the default million. At a full
- * source map 21% are set after a rebuild (1 - e^-1/4.19) and up to 41% before
- * the next (the bits of evicted entries stay until then); a set bit costs a
- * refused source the lookups. At 2^23 bits (1 MiB a half; 11% and 23%) the
- * half did not stay in a core's 1 MiB L2 beside a flood's frames: half of the
- * worst case's samples in the filter were on this load; at 2^22, a sixth to a
- * third (README, "The known-source filter's size").
+ * Its size: four bits per source of fg_sources, a power of two from
+ * 2^FG_KNOWN_BITS_LOG_MIN (8 KiB a half) to 2^FG_KNOWN_BITS_LOG_MAX (32 MiB a
+ * half: 2.7 bits a source at the agent's most, 100 million); the default
+ * million's is 2^22, 512 KiB a half. The agent sizes the map when it loads
+ * the program (fg_known_entries). At a full source map of four bits a source 21%
+ * are set after a rebuild (1 - e^-1/4.19) and up to 41% before the next (the
+ * bits of evicted entries stay until then); a set bit costs a refused source
+ * the lookups. At 2^23 bits for a million sources (11% and 23%) the half did
+ * not stay in a core's 1 MiB L2 beside a flood's frames: half of the worst
+ * case's samples in the filter were on this load; at 2^22, a sixth to a third
+ * (README, "The known-source filter's size"). A smaller source map gets a
+ * smaller filter, which stays in cache; a bigger one a bigger filter all the
+ * same: a miss in it is one trip to memory, where a set bit costs the lookups'
+ * two or more.
  */
-#define FG_KNOWN_BITS_LOG 22
-#define FG_KNOWN_WORDS 65536 /* 2^FG_KNOWN_BITS_LOG / 64 */
+#define FG_KNOWN_BITS_LOG_MIN 16
+#define FG_KNOWN_BITS_LOG_MAX 28
 #define FG_KNOWN_HEADER 8
 #define FG_KNOWN_SEED 0
 #define FG_KNOWN_ACTIVE 1
-#define FG_KNOWN_ENTRIES 131080 /* FG_KNOWN_HEADER + 2 * FG_KNOWN_WORDS */
-_Static_assert(FG_KNOWN_WORDS == 1u << (FG_KNOWN_BITS_LOG - 6), "fg_known: a half's words");
-_Static_assert(FG_KNOWN_ENTRIES == FG_KNOWN_HEADER + 2 * FG_KNOWN_WORDS, "fg_known: its entries");
+/* The map's entries as the object declares them (the agent sizes it at load). */
+#define FG_KNOWN_ENTRIES_MIN 2056 /* FG_KNOWN_HEADER + 2 * 2^(FG_KNOWN_BITS_LOG_MIN - 6) */
+_Static_assert(FG_KNOWN_ENTRIES_MIN == FG_KNOWN_HEADER + 2 * (1u << (FG_KNOWN_BITS_LOG_MIN - 6)), "fg_known: its entries");
 
-/* The bit of `a` in a half of fg_known under `seed` (both sides compute it). */
-static inline __u32 fg_known_bit(const struct fg_addr *a, __u64 seed)
+/* fg_known's entries for halves of 2^log bits. */
+static inline __u32 fg_known_entries(__u32 log)
+{
+	return FG_KNOWN_HEADER + 2 * (1u << (log - 6));
+}
+
+/* The log of a half's bits: the seed's low byte. The agent writes a log
+ * within FG_KNOWN_BITS_LOG_MIN..FG_KNOWN_BITS_LOG_MAX, and the entries that
+ * go with it. */
+static inline __attribute__((always_inline)) __u32 fg_known_log(__u64 seed)
+{
+	return seed & 0xff;
+}
+
+/* The index of the first word of half 0 or 1. */
+static inline __attribute__((always_inline)) __u32 fg_known_half(__u64 seed, __u32 half)
+{
+	return FG_KNOWN_HEADER + half * (1u << (fg_known_log(seed) - 6));
+}
+
+/* The bit of `a` in a half of fg_known under `seed` (both sides compute it;
+ * inlined always: with a shift by the log, clang made it a call). */
+static inline __attribute__((always_inline)) __u32 fg_known_bit(const struct fg_addr *a, __u64 seed)
 {
 	__u64 x = (((__u64)a->words[0] << 32) | a->words[1]) ^ seed;
 	__u64 y = (((__u64)a->words[2] << 32) | a->words[3]) + seed;
 
 	x = (x ^ (y * 0x9E3779B97F4A7C15ULL)) * 0xBF58476D1CE4E5B9ULL;
-	return (__u32)(x >> (64 - FG_KNOWN_BITS_LOG));
+	return (__u32)(x >> (64 - fg_known_log(seed)));
 }
 
 /* fg_sources key: one bucket per source and class. fg_prefixes uses the same

@@ -14,11 +14,12 @@
 #include "../floodgate.h"
 #include "once.h"
 
-/* The seed, the half XDP reads, and the two halves; the agent maps it
- * (BPF_F_MMAPABLE) to rebuild a half. */
+/* The seed (with the log of a half's bits), the half XDP reads, and the two
+ * halves; the agent sizes it at load and maps it (BPF_F_MMAPABLE) to rebuild
+ * a half. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FG_KNOWN_ENTRIES);
+	__uint(max_entries, FG_KNOWN_ENTRIES_MIN);
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, __u64);
@@ -37,7 +38,8 @@ static __always_inline int fg_known_maybe(const struct fg_addr *addr)
 	word = bpf_map_lookup_elem(&fg_known, &index);
 	if (!word)
 		return 1;
-	index = FG_KNOWN_HEADER + (*word & 1) * FG_KNOWN_WORDS + (bit >> 6);
+	/* Past the map (a log the agent never writes): no word, "may". */
+	index = (__u32)*word + (bit >> 6);
 	word = bpf_map_lookup_elem(&fg_known, &index);
 	return !word || (READ_ONCE(*word) >> (bit & 63)) & 1;
 }
@@ -55,7 +57,7 @@ static __always_inline void fg_known_add(const struct fg_addr *addr)
 		return;
 	bit = fg_known_bit(addr, *seed);
 	for (half = 0; half < 2; half++) {
-		index = FG_KNOWN_HEADER + half * FG_KNOWN_WORDS + (bit >> 6);
+		index = fg_known_half(*seed, half) + (bit >> 6);
 		word = bpf_map_lookup_elem(&fg_known, &index);
 		if (word) {
 			old = __sync_fetch_and_or(word, 1ULL << (bit & 63));

@@ -388,14 +388,15 @@ func spoofedDenyCosts(_ options: Options, trivial: TrivialDropProgram) throws ->
 /// Sets every bit of both halves of `maps`' known-source filter: every address then looks as if it may have
 /// state, as none does at a full source map.
 func setEveryKnownBit(_ maps: FilterMaps) throws {
-    let length = Int(FG_KNOWN_ENTRIES) * MemoryLayout<UInt64>.size
+    let entries = Int(try maps.maxEntries(FG_MAP_KNOWN))
+    let length = entries * MemoryLayout<UInt64>.size
     let address = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, maps.fd(FG_MAP_KNOWN), 0)
     guard let address, address != MAP_FAILED else {
         throw FloodgateError("map \(FG_MAP_KNOWN) into memory", errno: errno)
     }
     defer { munmap(address, length) }
-    let words = address.bindMemory(to: UInt64.self, capacity: Int(FG_KNOWN_ENTRIES))
-    for i in Int(FG_KNOWN_HEADER)..<Int(FG_KNOWN_ENTRIES) { words[i] = ~0 }
+    let words = address.bindMemory(to: UInt64.self, capacity: entries)
+    for i in Int(FG_KNOWN_HEADER)..<entries { words[i] = ~0 }
 }
 
 /// Runs `body` with the thread on `cpu`, then puts its CPU mask back.

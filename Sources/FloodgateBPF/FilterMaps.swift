@@ -412,10 +412,13 @@ public final class FilterMaps: @unchecked Sendable {
     }
 
     /// Capacity of the per-source map (set at load time).
-    public func maxSources() throws -> UInt32 {
+    public func maxSources() throws -> UInt32 { try maxEntries(FG_MAP_SOURCES) }
+
+    /// Capacity of the map `name` (set at load time).
+    public func maxEntries(_ name: String) throws -> UInt32 {
         var info = bpf_map_info()
         var length = UInt32(MemoryLayout<bpf_map_info>.size)
-        try check("read info of \(FG_MAP_SOURCES)", bpf_obj_get_info_by_fd(sourcesFD, &info, &length))
+        try check("read info of \(name)", bpf_obj_get_info_by_fd(fd(name), &info, &length))
         return info.max_entries
     }
 

@@ -60,6 +60,7 @@ public final class FloodgateProgram: @unchecked Sendable {
             try resize(FG_MAP_SOURCES, to: maxSources)
             try resize(FG_MAP_AUTO_BANS, to: maxAutoBans)
             try resize(FG_MAP_PREFIXES, to: max(1024, maxSources / 4))
+            try resize(FG_MAP_KNOWN, to: fg_known_entries(KnownSources.bitsLog(forSources: maxSources)))
             guard let clockSwitch = bpf_object__find_map_by_name(object, FG_TEST_CLOCK_SWITCH) else {
                 throw FloodgateError("the BPF object has no map \(FG_TEST_CLOCK_SWITCH)")
             }

@@ -10,35 +10,63 @@ public final class KnownSources: @unchecked Sendable {
     private let base: UnsafeMutablePointer<UInt64>
     private let length: Int
     private let maps: FilterMaps
+    /// The seed, as XDP reads it: its low byte is the log of a half's bits.
+    private let seed: UInt64
+    /// 64-bit words in a half.
+    private let words: Int
 
-    /// Maps `maps`' `fg_known`.
+    /// Maps `maps`' `fg_known`, which ``seed(_:)`` has seeded.
     public init(_ maps: FilterMaps) throws {
-        length = Int(FG_KNOWN_ENTRIES) * MemoryLayout<UInt64>.size
+        let entries = Int(try maps.maxEntries(FG_MAP_KNOWN))
+        length = entries * MemoryLayout<UInt64>.size
         let address = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, maps.fd(FG_MAP_KNOWN), 0)
         guard let address, address != MAP_FAILED else {
             throw FloodgateError("map \(FG_MAP_KNOWN) into memory", errno: errno)
         }
-        base = address.bindMemory(to: UInt64.self, capacity: Int(FG_KNOWN_ENTRIES))
+        base = address.bindMemory(to: UInt64.self, capacity: entries)
+        seed = cfloodgate_load64(base + Int(FG_KNOWN_SEED))
+        let log = fg_known_log(seed)
+        guard KnownSources.logs.contains(log), fg_known_entries(log) == entries else {
+            munmap(base, length)
+            throw FloodgateError("map \(FG_MAP_KNOWN): \(entries) entries and a seed for halves of 2^\(log) bits")
+        }
+        words = 1 << (Int(log) - 6)
         self.maps = maps
     }
 
     deinit { munmap(base, length) }
 
-    /// Gives new maps their hash seed (random, never 0), before any packet can set a bit under another one.
-    static func seed(_ maps: FilterMaps) throws {
-        let known: BPFMap<UInt32, UInt64> = maps.map(FG_MAP_KNOWN)
-        var seed: UInt64 = 0
-        while seed == 0 { seed = UInt64.random(in: .min ... .max) }
-        try known.update(UInt32(FG_KNOWN_SEED), seed, what: "seed \(FG_MAP_KNOWN)")
+    /// The log of a half's bits for a source map of `sources` entries: four bits a source, a power of two within
+    /// `FG_KNOWN_BITS_LOG_MIN...FG_KNOWN_BITS_LOG_MAX` (BPF/floodgate.h says why).
+    static func bitsLog(forSources sources: UInt32) -> UInt32 {
+        logs.first { UInt64(1) << $0 >= 4 * UInt64(sources) } ?? logs.upperBound
     }
 
-    private var seed: UInt64 { cfloodgate_load64(base + Int(FG_KNOWN_SEED)) }
+    /// The logs of a half's bits a map may have.
+    private static let logs = UInt32(FG_KNOWN_BITS_LOG_MIN)...UInt32(FG_KNOWN_BITS_LOG_MAX)
+
+    /// Gives new maps their hash seed (random, with the log of a half's bits, from the map's size, in its low byte)
+    /// and makes half 0 the one XDP reads, before any packet can set a bit under another seed.
+    static func seed(_ maps: FilterMaps) throws {
+        let entries = try maps.maxEntries(FG_MAP_KNOWN)
+        guard let log = logs.first(where: { fg_known_entries($0) == entries })
+        else { throw FloodgateError("map \(FG_MAP_KNOWN) has \(entries) entries: not two halves of a known size") }
+        let known: BPFMap<UInt32, UInt64> = maps.map(FG_MAP_KNOWN)
+        let seed = UInt64.random(in: .min ... .max) & ~0xff | UInt64(log)
+        try known.update(UInt32(FG_KNOWN_SEED), seed, what: "seed \(FG_MAP_KNOWN)")
+        try known.update(UInt32(FG_KNOWN_ACTIVE), UInt64(fg_known_half(seed, 0)), what: "the half \(FG_MAP_KNOWN) reads")
+    }
 
     /// The half XDP reads (0 or 1).
-    public var activeHalf: Int { Int(cfloodgate_load64(base + Int(FG_KNOWN_ACTIVE)) & 1) }
+    public var activeHalf: Int {
+        cfloodgate_load64(base + Int(FG_KNOWN_ACTIVE)) == UInt64(fg_known_half(seed, 1)) ? 1 : 0
+    }
+
+    /// Bits in a half.
+    public var bits: Int { words * 64 }
 
     private func half(_ index: Int) -> UnsafeMutablePointer<UInt64> {
-        base + Int(FG_KNOWN_HEADER) + index * Int(FG_KNOWN_WORDS)
+        base + Int(fg_known_half(seed, UInt32(index)))
     }
 
     /// Whether the half XDP reads has `address`'s bit (false: XDP takes it for an address without state).
@@ -52,8 +80,8 @@ public final class KnownSources: @unchecked Sendable {
     public func occupancy() -> (set: Int, of: Int) {
         let words = half(activeHalf)
         var set = 0
-        for i in 0..<Int(FG_KNOWN_WORDS) { set += cfloodgate_load64(words + i).nonzeroBitCount }
-        return (set, Int(FG_KNOWN_WORDS) * 64)
+        for i in 0..<self.words { set += cfloodgate_load64(words + i).nonzeroBitCount }
+        return (set, bits)
     }
 
     /// Rebuilds the half XDP does not read from the maps' entries and makes it the one XDP reads: zeroes it, then
@@ -66,9 +94,8 @@ public final class KnownSources: @unchecked Sendable {
     public func rebuild() throws -> Int {
         let target = 1 - activeHalf
         let words = half(target)
-        for i in 0..<Int(FG_KNOWN_WORDS) { cfloodgate_store64(words + i, 0) }
+        for i in 0..<self.words { cfloodgate_store64(words + i, 0) }
         cfloodgate_fence()
-        let seed = self.seed
         func mark(_ address: fg_addr) {
             var address = address
             let bit = Int(fg_known_bit(&address, seed))
@@ -83,7 +110,7 @@ public final class KnownSources: @unchecked Sendable {
             for i in 0..<count { mark(keys[i]) }
         }
         cfloodgate_fence()
-        cfloodgate_store64(base + Int(FG_KNOWN_ACTIVE), UInt64(target))
+        cfloodgate_store64(base + Int(FG_KNOWN_ACTIVE), UInt64(fg_known_half(seed, UInt32(target))))
         return sources
     }
 }

@@ -52,7 +52,7 @@ import Testing
         for s in strangers { #expect(try p.judge(Packet.request("OPTIONS", src: s)).2 == .passed, "\(s)") }
         #expect(try p.judge(Packet.request("REGISTER", src: phone, ttl: 60)).2 == .passed)
         for s in strangers + [phone] { #expect(known.mayHave(SourceAddress(s)!), "\(s)") }
-        // Addresses never seen: their bits are clear but for the odd collision (about 60 bits set of 4 Mi).
+        // Addresses never seen: their bits are clear but for the odd collision (about 60 bits set of 64 Ki).
         let unseen = (0..<1000).filter { !known.mayHave(SourceAddress("2001:db8:77::\(String($0, radix: 16))")!) }
         #expect(unseen.count >= 995)
     }
@@ -134,5 +134,44 @@ import Testing
         #expect(rebuilds == 20)
         // Or the run proved nothing: sources must have been made while rebuilds ran.
         #expect(overlapped >= 1, "no rebuild ran while sources were made")
+    }
+    /// The filter grows with the source map: four bits a source, a power of two between 2^16 and 2^28. XDP and
+    /// the agent must agree on its size, which the seed carries: a half read at the wrong offset or with bits of
+    /// the wrong width would take tracked sources for new. A map of 1.1 million sources gets halves of 2^23 bits;
+    /// after the agent rebuilds (XDP then reads the second half, at an offset that depends on the size) a tracked
+    /// source under an empty budget is still judged by its own bucket.
+    @Test func aBiggerSourceMapGetsABiggerFilterThatXDPAndTheAgentBothRead() throws {
+        #expect(KnownSources.bitsLog(forSources: 1) == 16)
+        #expect(KnownSources.bitsLog(forSources: 16_384) == 16)
+        #expect(KnownSources.bitsLog(forSources: 16_385) == 17)
+        #expect(KnownSources.bitsLog(forSources: 1_000_000) == 22)
+        #expect(KnownSources.bitsLog(forSources: 1_048_576) == 22)
+        #expect(KnownSources.bitsLog(forSources: 1_048_577) == 23)
+        #expect(KnownSources.bitsLog(forSources: 16_777_216) == 26)
+        #expect(KnownSources.bitsLog(forSources: 100_000_000) == 28)
+        var policy = FilterPolicy()
+        (policy.newSources, policy.prefix, policy.widePrefix) = (.unlimited, .unlimited, .unlimited)
+        let p = try loadProgram(policy: policy, maxSources: 1_100_000)
+        let known = try KnownSources(p.maps)
+        #expect(known.bits == 1 << 23 && known.occupancy().of == 1 << 23)
+        #expect(try p.maps.maxEntries(FG_MAP_KNOWN) == FG_KNOWN_HEADER + 2 * (1 << 17))
+        let addresses = (0..<400).map { "198.19.\($0 / 200).\($0 % 200 + 1)" }
+        for a in addresses { #expect(try p.judge(Packet.request("OPTIONS", src: a)).2 == .passed) }
+        #expect(addresses.allSatisfy { known.mayHave(SourceAddress($0)!) })
+        #expect(known.occupancy().set <= addresses.count)
+        // The second half, rebuilt by the agent, is the one XDP reads now; no budget for anyone new.
+        #expect(known.activeHalf == 0)
+        try known.rebuild()
+        #expect(known.activeHalf == 1)
+        var strict = policy
+        strict.newSources = .block
+        _ = try strict.apply(to: p.maps)
+        for a in addresses {
+            #expect(try p.judge(Packet.request("OPTIONS", src: a)).2 == .passed, "\(a)")
+        }
+        #expect(try p.judge(Packet.request("OPTIONS", src: "198.19.9.9")).2 == .droppedNewSource)
+        // Addresses never seen: clear but for the odd collision (about 400 bits set of 8 Mi).
+        let unseen = (0..<1000).filter { !known.mayHave(SourceAddress("2001:db8:77::\(String($0, radix: 16))")!) }
+        #expect(unseen.count >= 995)
     }
 }
