@@ -362,7 +362,8 @@ enum fg_inside_count {
  * list's first bytes in fg_settings. 12: fg_drop_tags, the drop-cache slots'
  * tags. 13: fg_cpu_state's unparsed row and source-keyed gate. 14: a
  * source-keyed slot's pending drops and their class (source_class). 15:
- * fg_known sized by the source map, the log in its seed's low byte. */
+ * fg_known sized by the source map, the log in its seed's low byte, the
+ * first index of the half XDP reads in [FG_KNOWN_ACTIVE]. */
 #define FG_LAYOUT_VERSION 15
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
@@ -408,28 +409,31 @@ struct fg_addr {
  * as before. A clear bit in the half XDP reads always means no state: the
  * only way to a wrong "new".
  *
- * Its size: four bits per source of fg_sources, a power of two from
- * 2^FG_KNOWN_BITS_LOG_MIN (8 KiB a half) to 2^FG_KNOWN_BITS_LOG_MAX (32 MiB a
- * half: 2.7 bits a source at the agent's most, 100 million); the default
- * million's is 2^22, 512 KiB a half. The agent sizes the map when it loads
- * the program (fg_known_entries). At a full source map of four bits a source 21%
- * are set after a rebuild (1 - e^-1/4.19) and up to 41% before the next (the
- * bits of evicted entries stay until then); a set bit costs a refused source
- * the lookups. At 2^23 bits for a million sources (11% and 23%) the half did
- * not stay in a core's 1 MiB L2 beside a flood's frames: half of the worst
- * case's samples in the filter were on this load; at 2^22, a sixth to a third
- * (README, "The known-source filter's size"). A smaller source map gets a
- * smaller filter, which stays in cache; a bigger one a bigger filter all the
- * same: a miss in it is one trip to memory, where a set bit costs the lookups'
- * two or more.
+ * Its size: 2^FG_KNOWN_BITS_LOG_MIN bits a half (512 KiB), the default
+ * million sources' size, or for a bigger fg_sources the power of two that
+ * gives it four to eight bits a source, up to 2^FG_KNOWN_BITS_LOG_MAX (32 MiB
+ * a half: 2.7 bits a source at the agent's most, 100 million); the agent
+ * sizes the map when it loads the program (fg_known_entries). Bits set: 1 -
+ * e^(-n/bits), with n the entries after a rebuild, and before the next those
+ * plus the sources the new-source budget admitted since (their bits stay when
+ * the LRU evicts them: 1.2 million a minute at the default 20,000/s). At the
+ * default million, 21% after a rebuild and up to 41% before the next; a set
+ * bit costs a refused source the lookups. The floor is that size because a
+ * smaller map churns as fast: with 2^16 bits a map of 4,096 sources would be
+ * all set within a minute of a flood. At 2^23 bits for a million sources (11%
+ * and 23%) the half did not stay in a core's 1 MiB L2 beside a flood's
+ * frames: half of the worst case's samples in the filter were on this load;
+ * at 2^22, a sixth to a third (README, "The known-source filter's size"). A
+ * bigger map gets a bigger filter all the same: a miss in it is one trip to
+ * memory, where a set bit costs the lookups' two or more.
  */
-#define FG_KNOWN_BITS_LOG_MIN 16
+#define FG_KNOWN_BITS_LOG_MIN 22
 #define FG_KNOWN_BITS_LOG_MAX 28
 #define FG_KNOWN_HEADER 8
 #define FG_KNOWN_SEED 0
 #define FG_KNOWN_ACTIVE 1
 /* The map's entries as the object declares them (the agent sizes it at load). */
-#define FG_KNOWN_ENTRIES_MIN 2056 /* FG_KNOWN_HEADER + 2 * 2^(FG_KNOWN_BITS_LOG_MIN - 6) */
+#define FG_KNOWN_ENTRIES_MIN 131080 /* FG_KNOWN_HEADER + 2 * 2^(FG_KNOWN_BITS_LOG_MIN - 6) */
 _Static_assert(FG_KNOWN_ENTRIES_MIN == FG_KNOWN_HEADER + 2 * (1u << (FG_KNOWN_BITS_LOG_MIN - 6)), "fg_known: its entries");
 
 /* fg_known's entries for halves of 2^log bits. */
@@ -438,9 +442,9 @@ static inline __u32 fg_known_entries(__u32 log)
 	return FG_KNOWN_HEADER + 2 * (1u << (log - 6));
 }
 
-/* The log of a half's bits: the seed's low byte. The agent writes a log
- * within FG_KNOWN_BITS_LOG_MIN..FG_KNOWN_BITS_LOG_MAX, and the entries that
- * go with it. */
+/* The log of a half's bits: the seed's low byte. The agent checks it against
+ * the map's entries when it seeds the map and whenever it maps it; XDP trusts
+ * it. */
 static inline __attribute__((always_inline)) __u32 fg_known_log(__u64 seed)
 {
 	return seed & 0xff;

@@ -38,7 +38,6 @@ static __always_inline int fg_known_maybe(const struct fg_addr *addr)
 	word = bpf_map_lookup_elem(&fg_known, &index);
 	if (!word)
 		return 1;
-	/* Past the map (a log the agent never writes): no word, "may". */
 	index = (__u32)*word + (bit >> 6);
 	word = bpf_map_lookup_elem(&fg_known, &index);
 	return !word || (READ_ONCE(*word) >> (bit & 63)) & 1;

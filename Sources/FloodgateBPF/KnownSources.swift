@@ -10,8 +10,9 @@ public final class KnownSources: @unchecked Sendable {
     private let base: UnsafeMutablePointer<UInt64>
     private let length: Int
     private let maps: FilterMaps
-    /// The seed, as XDP reads it: its low byte is the log of a half's bits.
-    private let seed: UInt64
+    /// The hash's seed, as XDP reads it: its low byte is the log of a half's bits. Written once, when the maps are
+    /// made (``seed(_:)``), so it is read once here.
+    private let hashSeed: UInt64
     /// 64-bit words in a half.
     private let words: Int
 
@@ -24,11 +25,15 @@ public final class KnownSources: @unchecked Sendable {
             throw FloodgateError("map \(FG_MAP_KNOWN) into memory", errno: errno)
         }
         base = address.bindMemory(to: UInt64.self, capacity: entries)
-        seed = cfloodgate_load64(base + Int(FG_KNOWN_SEED))
-        let log = fg_known_log(seed)
-        guard KnownSources.logs.contains(log), fg_known_entries(log) == entries else {
+        hashSeed = cfloodgate_load64(base + Int(FG_KNOWN_SEED))
+        let log = fg_known_log(hashSeed)
+        let active = cfloodgate_load64(base + Int(FG_KNOWN_ACTIVE))
+        guard KnownSources.logs.contains(log), fg_known_entries(log) == entries,
+              [fg_known_half(hashSeed, 0), fg_known_half(hashSeed, 1)].contains(UInt32(truncatingIfNeeded: active))
+        else {
             munmap(base, length)
-            throw FloodgateError("map \(FG_MAP_KNOWN): \(entries) entries and a seed for halves of 2^\(log) bits")
+            throw FloodgateError(
+                "map \(FG_MAP_KNOWN) is not seeded for its \(entries) entries (its seed's log: \(log), half read from \(active))")
         }
         words = 1 << (Int(log) - 6)
         self.maps = maps
@@ -36,8 +41,8 @@ public final class KnownSources: @unchecked Sendable {
 
     deinit { munmap(base, length) }
 
-    /// The log of a half's bits for a source map of `sources` entries: four bits a source, a power of two within
-    /// `FG_KNOWN_BITS_LOG_MIN...FG_KNOWN_BITS_LOG_MAX` (BPF/floodgate.h says why).
+    /// The log of a half's bits for a source map of `sources` entries: the least power of two that gives it four
+    /// bits a source, within `FG_KNOWN_BITS_LOG_MIN...FG_KNOWN_BITS_LOG_MAX` (BPF/floodgate.h says why).
     static func bitsLog(forSources sources: UInt32) -> UInt32 {
         logs.first { UInt64(1) << $0 >= 4 * UInt64(sources) } ?? logs.upperBound
     }
@@ -45,34 +50,34 @@ public final class KnownSources: @unchecked Sendable {
     /// The logs of a half's bits a map may have.
     private static let logs = UInt32(FG_KNOWN_BITS_LOG_MIN)...UInt32(FG_KNOWN_BITS_LOG_MAX)
 
-    /// Gives new maps their hash seed (random, with the log of a half's bits, from the map's size, in its low byte)
-    /// and makes half 0 the one XDP reads, before any packet can set a bit under another seed.
+    /// Makes half 0 the one XDP reads and gives new maps their hash seed (random, with the log of a half's bits,
+    /// from the map's size, in its low byte), before any packet can set a bit under another seed.
     static func seed(_ maps: FilterMaps) throws {
         let entries = try maps.maxEntries(FG_MAP_KNOWN)
         guard let log = logs.first(where: { fg_known_entries($0) == entries })
         else { throw FloodgateError("map \(FG_MAP_KNOWN) has \(entries) entries: not two halves of a known size") }
         let known: BPFMap<UInt32, UInt64> = maps.map(FG_MAP_KNOWN)
         let seed = UInt64.random(in: .min ... .max) & ~0xff | UInt64(log)
-        try known.update(UInt32(FG_KNOWN_SEED), seed, what: "seed \(FG_MAP_KNOWN)")
         try known.update(UInt32(FG_KNOWN_ACTIVE), UInt64(fg_known_half(seed, 0)), what: "the half \(FG_MAP_KNOWN) reads")
+        try known.update(UInt32(FG_KNOWN_SEED), seed, what: "seed \(FG_MAP_KNOWN)")
     }
 
-    /// The half XDP reads (0 or 1).
+    /// The half XDP reads (0 or 1; its word names one of them, which `init` checked and only ``rebuild()`` changes).
     public var activeHalf: Int {
-        cfloodgate_load64(base + Int(FG_KNOWN_ACTIVE)) == UInt64(fg_known_half(seed, 1)) ? 1 : 0
+        cfloodgate_load64(base + Int(FG_KNOWN_ACTIVE)) == UInt64(fg_known_half(hashSeed, 1)) ? 1 : 0
     }
 
     /// Bits in a half.
     public var bits: Int { words * 64 }
 
     private func half(_ index: Int) -> UnsafeMutablePointer<UInt64> {
-        base + Int(fg_known_half(seed, UInt32(index)))
+        base + Int(fg_known_half(hashSeed, UInt32(index)))
     }
 
     /// Whether the half XDP reads has `address`'s bit (false: XDP takes it for an address without state).
     public func mayHave(_ address: SourceAddress) -> Bool {
         var raw = address.raw
-        let bit = Int(fg_known_bit(&raw, seed))
+        let bit = Int(fg_known_bit(&raw, hashSeed))
         return cfloodgate_load64(half(activeHalf) + bit >> 6) >> UInt64(bit & 63) & 1 == 1
     }
 
@@ -98,7 +103,7 @@ public final class KnownSources: @unchecked Sendable {
         cfloodgate_fence()
         func mark(_ address: fg_addr) {
             var address = address
-            let bit = Int(fg_known_bit(&address, seed))
+            let bit = Int(fg_known_bit(&address, hashSeed))
             cfloodgate_or64(words + bit >> 6, 1 << UInt64(bit & 63))
         }
         var sources = 0
@@ -110,7 +115,7 @@ public final class KnownSources: @unchecked Sendable {
             for i in 0..<count { mark(keys[i]) }
         }
         cfloodgate_fence()
-        cfloodgate_store64(base + Int(FG_KNOWN_ACTIVE), UInt64(fg_known_half(seed, UInt32(target))))
+        cfloodgate_store64(base + Int(FG_KNOWN_ACTIVE), UInt64(fg_known_half(hashSeed, UInt32(target))))
         return sources
     }
 }
