@@ -512,6 +512,10 @@ static __always_inline int fg_ban_active(struct fg_ctx *c, const struct fg_ban *
  * (fg_decide_budget). Called from the main program, so that their stacks
  * are not added to the deciding function's. */
 #define FG_DECIDE_DESTINATION (FG_REASON_SLOTS + 3)
+/* A spoofed REGISTER or INVITE (or request over TCP) its prefix admitted: its
+ * content next (fg_decide_spoofed_content), from a frame of its own, so that
+ * the header walk's stack is not added to fg_decide_spoofed's. */
+#define FG_DECIDE_SPOOFED_CONTENT (FG_REASON_SLOTS + 4)
 
 /* Does an INVITE face the destination rules or fraud checks? */
 static __always_inline int fg_judges_destination(const struct fg_settings *s, const struct fg_packet *pkt)
@@ -577,9 +581,9 @@ __noinline int fg_decide_content(struct xdp_md *ctx, struct fg_packet *pkt)
  * A global function called by the main program, so that its stack is not
  * added to fg_decide's.
  */
-__noinline int fg_decide_spoofed(struct xdp_md *ctx, struct fg_packet *pkt)
+__noinline int fg_decide_spoofed(struct fg_packet *pkt)
 {
-	__u32 zero = 0, found;
+	__u32 zero = 0;
 	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &zero);
 	struct fg_ctx c = {.s = s, .pkt = pkt};
 
@@ -600,7 +604,21 @@ __noinline int fg_decide_spoofed(struct xdp_md *ctx, struct fg_packet *pkt)
 	/* A REGISTER or INVITE (or any request over TCP) goes on: its
 	 * challenge, then its credentialed retry, are how a moved phone proves
 	 * itself; at the prefix's unverified rate and a stranger's place in
-	 * the budget. */
+	 * the budget. The steps after this one start from the time it read. */
+	pkt->now_ticks = c.now;
+	return FG_DECIDE_SPOOFED_CONTENT;
+}
+
+/* The rest of fg_decide_spoofed: the request's content, where it may call,
+ * then the budget. */
+__noinline int fg_decide_spoofed_content(struct xdp_md *ctx, struct fg_packet *pkt)
+{
+	__u32 zero = 0, found;
+	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &zero);
+	struct fg_ctx c = {.s = s, .pkt = pkt, .now = pkt ? pkt->now_ticks : 0};
+
+	if (!s || !pkt)
+		return FG_REASON_DROPPED_SPOOFED;
 	found = fg_inspect(ctx, pkt, FG_TXN_REPIN);
 	if (fg_inspect_verdict(&c, pkt, found, 0) != FG_REASON_PASSED)
 		return FG_REASON_DROPPED_SPOOFED;
@@ -880,10 +898,13 @@ int floodgate_xdp(struct xdp_md *ctx)
 	reason = fg_decide(&pkt);
 	if (pkt.source_until)
 		fg_cache_source(&pkt, reason);
-	if (reason == FG_DECIDE_SPOOFED)
-		reason = fg_decide_spoofed(ctx, &pkt);
-	else if (reason == FG_DECIDE_INSPECT)
+	if (reason == FG_DECIDE_SPOOFED) {
+		reason = fg_decide_spoofed(&pkt);
+		if (reason == FG_DECIDE_SPOOFED_CONTENT)
+			reason = fg_decide_spoofed_content(ctx, &pkt);
+	} else if (reason == FG_DECIDE_INSPECT) {
 		reason = fg_decide_content(ctx, &pkt);
+	}
 	if (reason == FG_DECIDE_DESTINATION) {
 		reason = fg_destination(&pkt);
 		if (reason == FG_REASON_PASSED) {

@@ -946,4 +946,24 @@ static __always_inline struct fg_scan *fg_scan_message(struct xdp_md *ctx, __u32
 	return &w->scan;
 }
 
+/*
+ * The walk as a global function, for floodgate_inside's calls: the verifier
+ * checks it once, not once for each path of the program that reaches it.
+ * Returns 1 if the message was walked (the result is in this CPU's
+ * fg_scratch: fg_scan_result), 0 if it could not be read.
+ */
+__noinline int fg_walk_message(struct xdp_md *ctx, __u32 off, __u32 len)
+{
+	return ctx && fg_scan_message(ctx, off, len, 0, 0) != NULL;
+}
+
+/* The last walk's result on this CPU. */
+static __always_inline struct fg_scan *fg_scan_result(void)
+{
+	__u32 zero = 0;
+	struct fg_walk *w = bpf_map_lookup_elem(&fg_scratch, &zero);
+
+	return w ? &w->scan : NULL;
+}
+
 #endif /* FG_LIB_SCANNER_H */

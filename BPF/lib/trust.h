@@ -230,7 +230,7 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 		return;
 	/* The server's BYE ends a call it had with `dst` (lib/calls.h). */
 	if (s->calls_tracked && line[0] == 'B' && line[1] == 'Y' && line[2] == 'E' && line[3] == ' ') {
-		scan = fg_scan_message(ctx, payload_off, payload_len, 0, 0);
+		scan = fg_walk_message(ctx, payload_off, payload_len) ? fg_scan_result() : NULL;
 		if (scan && (scan->found & (FG_SCAN_CALLID | FG_SCAN_AMBIGUOUS)) == FG_SCAN_CALLID) {
 			struct fg_active_call_key call = {.addr = *dst, .callid = scan->callid};
 
@@ -246,7 +246,7 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 		return;
 	code = (line[8] - '0') * 100 + (line[9] - '0') * 10 + (line[10] - '0');
 
-	scan = fg_scan_message(ctx, payload_off, payload_len, 0, 0);
+	scan = fg_walk_message(ctx, payload_off, payload_len) ? fg_scan_result() : NULL;
 	if (!scan)
 		return;
 	fg_inside_count(FG_INSIDE_ANSWERS);
