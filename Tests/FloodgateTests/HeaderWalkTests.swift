@@ -19,6 +19,8 @@ import Testing
         "User-Agent: friendly-scanner", "User-Agent:friendly-scanner", "User-Agent:  friendly-scanner",
         "User-Agent :friendly-scanner", "User-Agent:\tfriendly-scanner", "User-Agent:\r\n friendly-scanner",
         "User-Agent: \r\n friendly-scanner", "User-Agent:", "User-Agent: ", "user-agent: Linphone/5.2",
+        // A name's second word, taken in the step that matched its first: wrong in its last byte, and in capitals.
+        "User-Agenx: friendly-scanner", "USER-AGENT: friendly-scanner",
         "From: \"sipvicious\"<sip:100@1.1.1.1>;tag=1", "f:\"sipvicious\"<sip:1@x>", "From:  \"sipvicious\"<sip:1@x>",
         "From: <sip:200@x>;tag=2",
         "CSeq: 4711 REGISTER", "CSeq:4711 REGISTER", "CSeq: 4711 INVITE", "CSeq:  1 REGISTER", "CSeq: 1 REGISTERXYZ",
