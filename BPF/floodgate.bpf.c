@@ -585,7 +585,7 @@ __noinline int fg_decide_spoofed(struct fg_packet *pkt)
 {
 	__u32 zero = 0;
 	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &zero);
-	struct fg_ctx c = {.s = s, .pkt = pkt};
+	struct fg_ctx c = {.s = s, .pkt = pkt, .now = pkt ? pkt->now_ticks : 0};
 
 	if (!s || !pkt)
 		return FG_REASON_DROPPED_SPOOFED;
@@ -604,7 +604,8 @@ __noinline int fg_decide_spoofed(struct fg_packet *pkt)
 	/* A REGISTER or INVITE (or any request over TCP) goes on: its
 	 * challenge, then its credentialed retry, are how a moved phone proves
 	 * itself; at the prefix's unverified rate and a stranger's place in
-	 * the budget. The steps after this one start from the time it read. */
+	 * the budget. The steps after this one start from the time fg_decide
+	 * or this one read (0: none yet). */
 	pkt->now_ticks = c.now;
 	return FG_DECIDE_SPOOFED_CONTENT;
 }

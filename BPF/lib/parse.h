@@ -40,10 +40,11 @@ struct fg_packet {
 	__u8 inspected;	   /* its header block was walked (fg_inspect): the scan in fg_scratch is its */
 	__u8 plain;	   /* read by fg_parse_plain_udp4 or 6: fg_source_cache_check looks at such frames */
 	__u8 pad;
-	/* The time fg_decide read for this packet, in ticks (struct fg_ctx's
-	 * now), or 0: the steps after it (its content, the destination rules,
-	 * the budget) start from it rather than read the clock again, as a read
-	 * of bpf_ktime_get_ns costs about as much here as a whole cached drop. */
+	/* The time fg_decide (or fg_decide_spoofed) read for this packet, in
+	 * ticks (struct fg_ctx's now), or 0: the steps after it (its content,
+	 * the destination rules, the budget) start from it rather than read the
+	 * clock again, as a read of bpf_ktime_get_ns costs about as much here
+	 * as a whole cached drop. */
 	__u64 now_ticks;
 	/* One word, cleared with one store for every packet. */
 	union {

@@ -954,7 +954,7 @@ static __always_inline struct fg_scan *fg_scan_message(struct xdp_md *ctx, __u32
  */
 __noinline int fg_walk_message(struct xdp_md *ctx, __u32 off, __u32 len)
 {
-	return ctx && fg_scan_message(ctx, off, len, 0, 0) != NULL;
+	return fg_scan_message(ctx, off, len, 0, 0) != NULL;
 }
 
 /* The last walk's result on this CPU. */

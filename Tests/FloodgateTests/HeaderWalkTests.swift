@@ -19,8 +19,13 @@ import Testing
         "User-Agent: friendly-scanner", "User-Agent:friendly-scanner", "User-Agent:  friendly-scanner",
         "User-Agent :friendly-scanner", "User-Agent:\tfriendly-scanner", "User-Agent:\r\n friendly-scanner",
         "User-Agent: \r\n friendly-scanner", "User-Agent:", "User-Agent: ", "user-agent: Linphone/5.2",
-        // A name's second word, taken in the step that matched its first: wrong in its last byte, and in capitals.
-        "User-Agenx: friendly-scanner", "USER-AGENT: friendly-scanner",
+        // A name's second word: wrong in its last byte, in capitals, and followed by more of a name.
+        "User-Agenx: friendly-scanner", "USER-AGENT: friendly-scanner", "User-Agentx: friendly-scanner",
+        // Lines longer than a skip step's words: the LF that ends them, and the scanner after it.
+        "Allow: PRACK, INVITE, ACK, BYE, CANCEL, UPDATE, INFO, SUBSCRIBE, NOTIFY, REFER, MESSAGE, OPTIONS\r\n"
+            + "User-Agent: friendly-scanner",
+        "Via: SIP/2.0/UDP 198.18.1.1:5060;rport;branch=z9hG4bKPj5c7b2d0e8f1a4b3c9d6e5c7b2d0e8f1a4b3c9d6e5c7b2d0e8f1a4b3c9d6e"
+            + "5c7b2d0e8f1a4b3c9d6e5c7b2d0e8f1a4b3c9\r\nUser-Agent: friendly-scanner",
         "From: \"sipvicious\"<sip:100@1.1.1.1>;tag=1", "f:\"sipvicious\"<sip:1@x>", "From:  \"sipvicious\"<sip:1@x>",
         "From: <sip:200@x>;tag=2",
         "CSeq: 4711 REGISTER", "CSeq:4711 REGISTER", "CSeq: 4711 INVITE", "CSeq:  1 REGISTER", "CSeq: 1 REGISTERXYZ",
