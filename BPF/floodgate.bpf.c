@@ -513,7 +513,7 @@ static __always_inline int fg_ban_active(struct fg_ctx *c, const struct fg_ban *
  * are not added to the deciding function's. */
 #define FG_DECIDE_DESTINATION (FG_REASON_SLOTS + 3)
 /* A spoofed REGISTER or INVITE (or request over TCP) its prefix admitted: its
- * content next (fg_decide_spoofed_content), from a frame of its own, so that
+ * content next (fg_decide_content, spoofed), from a frame of its own, so that
  * the header walk's stack is not added to fg_decide_spoofed's. */
 #define FG_DECIDE_SPOOFED_CONTENT (FG_REASON_SLOTS + 4)
 
@@ -551,25 +551,6 @@ static __always_inline int fg_needs_inspection(const struct fg_settings *s, cons
 	       (s->signature_entries || fg_notes_transactions(s) ||
 		(fg_judges_calls(s) && (pkt->traffic_class == FG_CLASS_INVITE || pkt->traffic_class == FG_CLASS_SIP_OTHER)) ||
 		(s->calls_tracked && pkt->traffic_class == FG_CLASS_IN_DIALOG));
-}
-
-/* The rest of fg_decide for a SIP request of tier pkt->tier that passed its
- * buckets: its content, then the budget. */
-__noinline int fg_decide_content(struct xdp_md *ctx, struct fg_packet *pkt)
-{
-	__u32 zero = 0, reason;
-	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &zero);
-	struct fg_ctx c = {.s = s, .pkt = pkt, .now = pkt ? pkt->now_ticks : 0};
-
-	if (!s || !pkt)
-		return FG_REASON_PASSED;
-	/* UDP evidence bans only the unverified. */
-	reason = fg_inspect_verdict(&c, pkt, fg_inspect(ctx, pkt, 0), pkt->tier == FG_TIER_UNVERIFIED);
-	if (reason != FG_REASON_PASSED)
-		return reason;
-	if (fg_judges_destination(s, pkt))
-		return FG_DECIDE_DESTINATION;
-	return fg_budget(&c, pkt->tier);
 }
 
 /*
@@ -610,27 +591,38 @@ __noinline int fg_decide_spoofed(struct fg_packet *pkt)
 	return FG_DECIDE_SPOOFED_CONTENT;
 }
 
-/* The rest of fg_decide_spoofed: the request's content, where it may call,
- * then the budget. */
-__noinline int fg_decide_spoofed_content(struct xdp_md *ctx, struct fg_packet *pkt)
+/*
+ * The rest of fg_decide for a SIP request of tier pkt->tier that passed its
+ * buckets (spoofed 0), or of fg_decide_spoofed for a spoofed REGISTER or
+ * INVITE (or request over TCP) its prefix admitted (spoofed 1): the request's
+ * content, where it may call, then the budget. A spoofed request is judged as
+ * a stranger's, and nothing of the address it claims is touched: its evidence
+ * bans no one, its transaction is noted to be pinned again, and any refusal
+ * is dropped-spoofed.
+ */
+__noinline int fg_decide_content(struct xdp_md *ctx, struct fg_packet *pkt, __u32 spoofed)
 {
-	__u32 zero = 0, found;
+	__u32 zero = 0, reason;
 	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &zero);
 	struct fg_ctx c = {.s = s, .pkt = pkt, .now = pkt ? pkt->now_ticks : 0};
 
 	if (!s || !pkt)
-		return FG_REASON_DROPPED_SPOOFED;
-	found = fg_inspect(ctx, pkt, FG_TXN_REPIN);
-	if (fg_inspect_verdict(&c, pkt, found, 0) != FG_REASON_PASSED)
-		return FG_REASON_DROPPED_SPOOFED;
+		return spoofed ? FG_REASON_DROPPED_SPOOFED : FG_REASON_PASSED;
+	/* UDP evidence bans only the unverified, and never from a spoofed packet. */
+	reason = fg_inspect_verdict(&c, pkt, fg_inspect(ctx, pkt, spoofed ? FG_TXN_REPIN : 0),
+				    !spoofed && pkt->tier == FG_TIER_UNVERIFIED);
+	if (reason != FG_REASON_PASSED)
+		return spoofed ? FG_REASON_DROPPED_SPOOFED : reason;
 	/* Where it may call is judged as for any stranger, with buckets kept
 	 * apart from the claimed address's own (lib/destinations.h); the note
 	 * stays until it passes. */
-	pkt->tier = FG_TIER_UNVERIFIED;
+	if (spoofed)
+		pkt->tier = FG_TIER_UNVERIFIED;
 	if (fg_judges_destination(s, pkt))
 		return FG_DECIDE_DESTINATION;
-	pkt->note = 0;
-	return fg_budget(&c, FG_TIER_UNVERIFIED);
+	if (spoofed)
+		pkt->note = 0;
+	return fg_budget(&c, pkt->tier);
 }
 
 /* fg_decide's policy, on its context. */
@@ -902,9 +894,9 @@ int floodgate_xdp(struct xdp_md *ctx)
 	if (reason == FG_DECIDE_SPOOFED) {
 		reason = fg_decide_spoofed(&pkt);
 		if (reason == FG_DECIDE_SPOOFED_CONTENT)
-			reason = fg_decide_spoofed_content(ctx, &pkt);
+			reason = fg_decide_content(ctx, &pkt, 1);
 	} else if (reason == FG_DECIDE_INSPECT) {
-		reason = fg_decide_content(ctx, &pkt);
+		reason = fg_decide_content(ctx, &pkt, 0);
 	}
 	if (reason == FG_DECIDE_DESTINATION) {
 		reason = fg_destination(&pkt);
