@@ -598,7 +598,7 @@ __noinline int fg_decide_spoofed(struct fg_packet *pkt)
  * content, where it may call, then the budget. A spoofed request is judged as
  * a stranger's, and nothing of the address it claims is touched: its evidence
  * bans no one, its transaction is noted to be pinned again, and any refusal
- * is dropped-spoofed.
+ * is dropped-spoofed and reported as spoofed (FG_EVENT_SPOOFED).
  */
 __noinline int fg_decide_content(struct xdp_md *ctx, struct fg_packet *pkt, __u32 spoofed)
 {
@@ -611,8 +611,14 @@ __noinline int fg_decide_content(struct xdp_md *ctx, struct fg_packet *pkt, __u3
 	/* UDP evidence bans only the unverified, and never from a spoofed packet. */
 	reason = fg_inspect_verdict(&c, pkt, fg_inspect(ctx, pkt, spoofed ? FG_TXN_REPIN : 0),
 				    !spoofed && pkt->tier == FG_TIER_UNVERIFIED);
+	if (reason != FG_REASON_PASSED && spoofed) {
+		/* Reported as what it was counted as: a packet from another hop
+		 * distance than the address's (a scanner's signature too). */
+		pkt->note = FG_NOTE_SPOOFED;
+		return FG_REASON_DROPPED_SPOOFED;
+	}
 	if (reason != FG_REASON_PASSED)
-		return spoofed ? FG_REASON_DROPPED_SPOOFED : reason;
+		return reason;
 	/* Where it may call is judged as for any stranger, with buckets kept
 	 * apart from the claimed address's own (lib/destinations.h); the note
 	 * stays until it passes. */

@@ -35,6 +35,58 @@ import Testing
         #expect(p.maps.ban(of: SourceAddress(stranger)!)?.scanner == true)
     }
 
+    /// What a forger of a verified phone's address makes the filter report to the agent, which logs and counts it.
+    /// A scanner's packet at the phone's own hop distance: `spared` (a scanner's), dropped-scanner, no ban. From
+    /// another hop distance, a scanner-signed REGISTER or a plain OPTIONS: `spoofed`, with the TTL it came at, as
+    /// it is counted (dropped-spoofed), never `spared` or a ban. A forged REGISTER that passes (the prefix admits
+    /// it, to be challenged) reports nothing. A burst of forgeries at one instant makes at most one event of each
+    /// kind on each CPU; a second later, one more. The test clock stands still, so no second passes unbidden.
+    @Test func whatAForgerOfAVerifiedPhoneMakesTheFilterReport() throws {
+        var policy = FilterPolicy()
+        policy.prefix = .unlimited
+        policy.widePrefix = .unlimited
+        var settings = Settings.defaults
+        settings.trustSeconds = 60
+        let p = try loadProgram(settings: settings, policy: policy, testClock: true)
+        #expect(try TrustTests.register(p, phone, ttl: 57) == .passed)
+        let events = try EventReader(p.maps)
+        _ = events.drain()
+        let cpus = ProcessInfo.processInfo.activeProcessorCount
+        let address = SourceAddress(phone)!
+        let scannerOptions = Packet.request("OPTIONS", src: phone, extra: ["User-Agent: friendly-scanner"], ttl: 57)
+
+        let atItsTTL = try (0..<20).map { _ in try p.judge(scannerOptions).2 }
+        #expect(atItsTTL.allSatisfy { $0 == .droppedScanner }, "\(atItsTTL)")
+        var seen = events.drain()
+        #expect(seen.allSatisfy { $0.kind == .spared && $0.address == address && $0.sparedScanner }, "\(seen)")
+        #expect((1...cpus).contains(seen.count), "one spared event a second on each CPU at most: \(seen.count)")
+        try p.setTestClock(nanoseconds: 1_001_000_000_000)
+        #expect(try p.judge(scannerOptions).2 == .droppedScanner)
+        seen = events.drain()
+        #expect(seen.count == 1 && seen.first?.kind == .spared, "a second later, one more: \(seen)")
+
+        let scannerRegister = Packet.request("REGISTER", src: phone, extra: ["User-Agent: friendly-scanner"],
+                                             callID: "forged-scan", ttl: 120)
+        let fromAfar = try (0..<20).map { _ in try p.judge(scannerRegister).2 }
+        #expect(fromAfar.allSatisfy { $0 == .droppedSpoofed }, "\(fromAfar)")
+        seen = events.drain()
+        #expect(seen.allSatisfy { $0.kind == .spoofed && $0.address == address && $0.offence == 120 }, "\(seen)")
+        #expect((1...cpus).contains(seen.count), "one spoofed event a second on each CPU at most: \(seen.count)")
+        #expect(try p.maps.counters().packets[.register, .droppedSpoofed] == 20)
+
+        try p.setTestClock(nanoseconds: 1_002_000_000_000)
+        #expect(try p.judge(Packet.request("REGISTER", src: phone, callID: "forged-plain", ttl: 120)).2 == .passed)
+        seen = events.drain()
+        #expect(seen.isEmpty, "a forged REGISTER the prefix admits, to be challenged, reports nothing: \(seen)")
+        #expect(try p.judge(Packet.request("OPTIONS", src: phone, ttl: 99)).2 == .droppedSpoofed)
+        seen = events.drain()
+        #expect(seen.count == 1 && seen.first?.kind == .spoofed && seen.first?.offence == 99, "\(seen)")
+
+        #expect(p.maps.ban(of: address) == nil)
+        #expect(try TrustTests.trusted(p)[phone]?.ttl == 57)
+        #expect(try p.judge(Packet.request("INVITE", src: phone, ttl: 57)).2 == .passed)
+    }
+
     /// 600 forged REGISTERs in a burst claiming the verified phone. At another TTL they are charged to the
     /// phone's prefix like a stranger's (its burst reaches the server, to be challenged) and the rest are
     /// dropped-spoofed; none touches the phone's bucket: it registers right after, its whole burst intact. At its
