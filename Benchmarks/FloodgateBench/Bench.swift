@@ -37,6 +37,8 @@ struct Options {
 @main
 struct FloodgateBench: ParsableCommand {
     static let sections = ["cost", "accuracy", "random", "floods", "destinations", "reaction", "agent"]
+    /// Sections run only when named.
+    static let extraSections = ["placement"]
     static let configuration = CommandConfiguration(
         commandName: "floodgate-bench",
         abstract: "Floodgate's benchmarks, each against baselines measured in the same run (needs root).")
@@ -47,7 +49,7 @@ struct FloodgateBench: ParsableCommand {
     @Option(
         help: """
             Loads of the filter per cost scenario, each measured --runs times: the median of the loads' medians is \
-            reported, with their range (where a load's code and maps land can move a figure by hundreds of ns).
+            reported, with their range, and the median of their lower quartiles, by which builds are compared.
             """)
     var loads = 3
     @Option(help: "Seconds of each rate-accuracy run.") var seconds = 2.0
@@ -67,7 +69,11 @@ struct FloodgateBench: ParsableCommand {
     var dedicatedMpps = 3.0
     @Option(name: .customLong("report"), help: "Write the flood table (Markdown) and chart (SVG) into this directory.")
     var reportDirectory: String?
-    @Option(help: "Sections to run, comma-separated: \(sections.joined(separator: ",")).")
+    @Option(
+        help: """
+            Sections to run, comma-separated: \(sections.joined(separator: ",")); and placement (the same build \
+            loaded --loads times, measured in turn), run only when named.
+            """)
     var only = sections.joined(separator: ",")
     @Option(help: "CPUs that hammer one bucket in the rate-accuracy section (default: all).") var cpus: Int?
     @Option(name: .customLong("burst-ms"), help: "Burst of the measured buckets, in milliseconds of their rate.")
@@ -90,10 +96,10 @@ struct FloodgateBench: ParsableCommand {
             throw ValidationError(
                 "--new-sources is at most \(spoofedSources), the addresses of the lab's 198.18.0.0/15")
         }
-        let unknown = chosen.subtracting(FloodgateBench.sections)
+        let unknown = chosen.subtracting(FloodgateBench.sections + FloodgateBench.extraSections)
         guard unknown.isEmpty else {
             throw ValidationError("unknown section(s) \(unknown.sorted().joined(separator: ", ")); "
-                + "choose from \(FloodgateBench.sections.joined(separator: ","))")
+                + "choose from \((FloodgateBench.sections + FloodgateBench.extraSections).joined(separator: ","))")
         }
     }
 
@@ -118,9 +124,10 @@ struct FloodgateBench: ParsableCommand {
         if sections.contains("destinations") { try runDestinationFlood(options) }
         let reactions = sections.contains("reaction") ? try runReaction(options) : []
         let agentRows = sections.contains("agent") ? try runAgentMemory(options) : []
+        let placement = sections.contains("placement") ? try runPlacement(options, trivial: try TrivialDropProgram()) : []
         if let path = options.jsonPath {
             try writeJSONReport(to: path, costs: costs, accuracy: accuracy, survival: survival, floods: floods,
-                                reactions: reactions, agentRows: agentRows)
+                                reactions: reactions, agentRows: agentRows, placement: placement)
         }
     }
 }

@@ -7,7 +7,8 @@ import Foundation
 
 /// Writes every section's rows to `path` as JSON.
 func writeJSONReport(to path: String, costs: [CostRow], accuracy: [AccuracyRow], survival: [SurvivalRow],
-                     floods: [FloodRow], reactions: [ReactionRow], agentRows: [AgentMemoryRow]) throws {
+                     floods: [FloodRow], reactions: [ReactionRow], agentRows: [AgentMemoryRow],
+                     placement: [PlacementRow]) throws {
     struct Report: Encodable {
         var perPacket: [CostRow]
         var rateAccuracy: [AccuracyRow]
@@ -15,8 +16,9 @@ func writeJSONReport(to path: String, costs: [CostRow], accuracy: [AccuracyRow],
         var generatedFloods: [FloodRow]
         var reaction: [ReactionRow]
         var agent: [AgentMemoryRow]
+        var placement: [PlacementRow]
         enum CodingKeys: String, CodingKey {
-            case reaction, agent
+            case reaction, agent, placement
             case perPacket = "per_packet"
             case rateAccuracy = "rate_accuracy"
             case randomSourceFlood = "random_source_flood"
@@ -27,7 +29,7 @@ func writeJSONReport(to path: String, costs: [CostRow], accuracy: [AccuracyRow],
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     try encoder.encode(
         Report(perPacket: costs, rateAccuracy: accuracy, randomSourceFlood: survival, generatedFloods: floods,
-               reaction: reactions, agent: agentRows)
+               reaction: reactions, agent: agentRows, placement: placement)
     )
     .write(to: URL(fileURLWithPath: path))
     print("\nwrote \(path)")
