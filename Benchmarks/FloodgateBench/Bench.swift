@@ -38,7 +38,7 @@ struct Options {
 struct FloodgateBench: ParsableCommand {
     static let sections = ["cost", "accuracy", "random", "floods", "destinations", "reaction", "agent"]
     /// Sections run only when named.
-    static let extraSections = ["placement"]
+    static let extraSections = ["placement", "messages"]
     static let configuration = CommandConfiguration(
         commandName: "floodgate-bench",
         abstract: "Floodgate's benchmarks, each against baselines measured in the same run (needs root).")
@@ -71,10 +71,16 @@ struct FloodgateBench: ParsableCommand {
     var reportDirectory: String?
     @Option(
         help: """
-            Sections to run, comma-separated: \(sections.joined(separator: ",")); and placement (the same build \
-            loaded --loads times, measured in turn), run only when named.
+            Sections to run, comma-separated: \(sections.joined(separator: ",")); and, run only when named, \
+            placement (the same build loaded --loads times, measured in turn) and messages (--messages).
             """)
     var only = sections.joined(separator: ",")
+    @Option(
+        help: """
+            A directory of SIP messages, one a file: the messages section measures what each costs against the \
+            first (by name), every message in turn.
+            """)
+    var messages: String?
     @Option(help: "CPUs that hammer one bucket in the rate-accuracy section (default: all).") var cpus: Int?
     @Option(name: .customLong("burst-ms"), help: "Burst of the measured buckets, in milliseconds of their rate.")
     var burstMS = 10
@@ -95,6 +101,9 @@ struct FloodgateBench: ParsableCommand {
         guard newSources <= spoofedSources else {
             throw ValidationError(
                 "--new-sources is at most \(spoofedSources), the addresses of the lab's 198.18.0.0/15")
+        }
+        guard chosen.contains("messages") == (messages != nil) else {
+            throw ValidationError("--messages DIR goes with --only messages, and the section needs it")
         }
         let unknown = chosen.subtracting(FloodgateBench.sections + FloodgateBench.extraSections)
         guard unknown.isEmpty else {
@@ -125,9 +134,10 @@ struct FloodgateBench: ParsableCommand {
         let reactions = sections.contains("reaction") ? try runReaction(options) : []
         let agentRows = sections.contains("agent") ? try runAgentMemory(options) : []
         let placement = sections.contains("placement") ? try runPlacement(options, trivial: try TrivialDropProgram()) : []
+        let messageRows = try messages.map { try runMessages(options, directory: $0) } ?? []
         if let path = options.jsonPath {
             try writeJSONReport(to: path, costs: costs, accuracy: accuracy, survival: survival, floods: floods,
-                                reactions: reactions, agentRows: agentRows, placement: placement)
+                                reactions: reactions, agentRows: agentRows, placement: placement, messages: messageRows)
         }
     }
 }

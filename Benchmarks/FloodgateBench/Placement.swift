@@ -62,3 +62,62 @@ func runPlacement(_ options: Options, trivial: TrivialDropProgram) throws -> [Pl
     }
     return rows
 }
+
+struct MessageRow: Encodable {
+    var file: String
+    var bytes: Int
+    /// The median of the loads' lower quartiles, and each load's difference from the first message's.
+    var lowQuartileNS: Double
+    var vsFirstLoadsNS: [Double]
+    enum CodingKeys: String, CodingKey {
+        case file, bytes
+        case lowQuartileNS = "low_quartile_ns"
+        case vsFirstLoadsNS = "vs_first_loads_ns"
+    }
+}
+
+/// What each SIP message in `directory` (one a file, sent over UDP to port 5060 from one source, every SIP
+/// class's per-source limit at its most) costs the filter, against the first file's (by name): `--loads`
+/// loads, each running every message in turn in each of `--runs` rounds, so that noise falls on all alike. A
+/// message the filter does not pass is refused. What a change of one header costs, line by line.
+func runMessages(_ options: Options, directory: String) throws -> [MessageRow] {
+    let names = try FileManager.default.contentsOfDirectory(atPath: directory).sorted().filter { !$0.hasPrefix(".") }
+    guard !names.isEmpty else { throw FloodgateError("no messages in \(directory)") }
+    let packets = try names.map { name -> [UInt8] in
+        guard let bytes = FileManager.default.contents(atPath: directory + "/" + name), !bytes.isEmpty,
+            bytes.count <= 1400
+        else { throw FloodgateError("\(name): a message of 1 to 1,400 bytes, please") }
+        return frame(src: "198.18.1.1", dport: 5060, payload: [UInt8](bytes))
+    }
+    let sip = TrafficClass.all.filter(\.isSIP)
+    let limits = policy(
+        unlimitedAggregates,
+        limits: Dictionary(uniqueKeysWithValues: sip.map { ($0, Limit.rate(FG_MAX_RATE, burst: FG_MAX_BURST)) }))
+    let programs = try (0..<options.loads).map { _ in try FloodgateProgram(policy: limits) }
+    var runs = programs.map { _ in packets.map { _ in [Double]() } }
+    for _ in 0..<options.runs {
+        for (l, program) in programs.enumerated() {
+            for (i, packet) in packets.enumerated() {
+                let run = try program.testRun(packet, repeat: options.repeatCount)
+                guard run.action == UInt32(XDP_PASS.rawValue) else {
+                    throw FloodgateError("\(names[i]): the filter did not pass it (XDP action \(run.action))")
+                }
+                runs[l][i].append(Double(run.durationNS))
+            }
+        }
+    }
+    print("What each message costs (\(directory); BPF_PROG_TEST_RUN, repeat \(options.repeatCount), \(options.loads)"
+        + " loads × \(options.runs) rounds, every message in turn; the median of the loads' lower quartiles, and"
+        + " each load's difference from the first message's)")
+    var rows: [MessageRow] = []
+    for (i, name) in names.enumerated() {
+        let lows = runs.map { lowerQuartile($0[i]) }
+        let differences = zip(lows, runs.map { lowerQuartile($0[0]) }).map { $0 - $1 }
+        let row = MessageRow(file: name, bytes: packets[i].count - 42, lowQuartileNS: median(lows), vsFirstLoadsNS: differences)
+        print(pad(name, 32) + lpad("\(row.bytes) B", 8) + lpad(String(format: "%.0f ns", row.lowQuartileNS), 10)
+            + String(format: "  %+.0f ns", median(differences)) + " ("
+            + differences.map { String(format: "%+.0f", $0) }.joined(separator: " ") + ")")
+        rows.append(row)
+    }
+    return rows
+}

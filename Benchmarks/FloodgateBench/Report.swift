@@ -8,7 +8,7 @@ import Foundation
 /// Writes every section's rows to `path` as JSON.
 func writeJSONReport(to path: String, costs: [CostRow], accuracy: [AccuracyRow], survival: [SurvivalRow],
                      floods: [FloodRow], reactions: [ReactionRow], agentRows: [AgentMemoryRow],
-                     placement: [PlacementRow]) throws {
+                     placement: [PlacementRow], messages: [MessageRow]) throws {
     struct Report: Encodable {
         var perPacket: [CostRow]
         var rateAccuracy: [AccuracyRow]
@@ -17,8 +17,9 @@ func writeJSONReport(to path: String, costs: [CostRow], accuracy: [AccuracyRow],
         var reaction: [ReactionRow]
         var agent: [AgentMemoryRow]
         var placement: [PlacementRow]
+        var messages: [MessageRow]
         enum CodingKeys: String, CodingKey {
-            case reaction, agent, placement
+            case reaction, agent, placement, messages
             case perPacket = "per_packet"
             case rateAccuracy = "rate_accuracy"
             case randomSourceFlood = "random_source_flood"
@@ -29,7 +30,8 @@ func writeJSONReport(to path: String, costs: [CostRow], accuracy: [AccuracyRow],
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     try encoder.encode(
         Report(perPacket: costs, rateAccuracy: accuracy, randomSourceFlood: survival, generatedFloods: floods,
-               reaction: reactions, agent: agentRows, placement: placement)
+               reaction: reactions, agent: agentRows, placement: placement,
+               messages: messages)
     )
     .write(to: URL(fileURLWithPath: path))
     print("\nwrote \(path)")
