@@ -1,8 +1,10 @@
 // floodgate-bench: what the XDP program costs per packet beside a trivial XDP_DROP program measured in the same
 // run, how exactly its buckets hold their rate, how it survives random-source and generated floods beside calls,
-// how soon it reacts, and what the agent costs. Needs root.
+// how soon it reacts, and what the agent costs; on request, how far where a load lands moves a cost row
+// (placement) and what SIP messages cost against each other (messages). Needs root.
 //
 //   swift run -c release floodgate-bench [--only cost,accuracy,random,floods,destinations,reaction,agent] [--json FILE] …
+//   swift run -c release floodgate-bench --only messages --messages Benchmarks/messages/register-lines
 import ArgumentParser
 import CFloodgate
 import FloodgateCore
@@ -45,7 +47,8 @@ struct FloodgateBench: ParsableCommand {
 
     @Option(name: .customLong("repeat"), help: "BPF_PROG_TEST_RUN repetitions per cost measurement.")
     var repeatCount: UInt32 = 2_000_000
-    @Option(help: "Cost measurements per scenario and load (the median is reported).") var runs = 9
+    @Option(help: "Cost measurements per scenario and load (the median and the lower quartile are reported).")
+    var runs = 9
     @Option(
         help: """
             Loads of the filter per cost scenario, each measured --runs times: the median of the loads' medians is \
@@ -101,6 +104,9 @@ struct FloodgateBench: ParsableCommand {
         guard newSources <= spoofedSources else {
             throw ValidationError(
                 "--new-sources is at most \(spoofedSources), the addresses of the lab's 198.18.0.0/15")
+        }
+        guard baselineObject == nil || chosen.contains("cost") else {
+            throw ValidationError("--baseline-object is measured in the cost section: add cost to --only")
         }
         guard chosen.contains("messages") == (messages != nil) else {
             throw ValidationError("--messages DIR goes with --only messages, and the section needs it")

@@ -11,10 +11,11 @@ func median(_ values: [Double]) -> Double {
         ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
 }
 
-/// The lower quartile (the value a quarter of the way up the sorted values). On this VM a cost run is slowed
-/// now and then for seconds at a time by something outside it (the trivial program's own runs slow with it),
-/// so a program's runs spread upwards; the lower quartile of a load's runs is steadier than their median, and
-/// the builds and floors are compared by it (see "How the cost rows are compared" in the README).
+/// The lower quartile: the sorted values' entry at index n/4 (the third of 9; for 3 or fewer, the least). On
+/// this VM a cost run is slowed now and then for seconds at a time by something outside it (the trivial
+/// program's own runs slow with it), so a program's runs spread upwards; the lower quartile of a load's runs is
+/// steadier than their median, and the builds and floors are compared by it (see "Medians and lower
+/// quartiles" in the README).
 func lowerQuartile(_ values: [Double]) -> Double {
     let sorted = values.sorted()
     return sorted[sorted.count / 4]
