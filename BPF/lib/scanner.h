@@ -7,8 +7,8 @@
  *
  * The message is copied into a per-CPU scratch buffer (bpf_xdp_load_bytes also
  * reads multi-buffer frames) and walked with bpf_loop, a word or more at a
- * time where it can (header names, values, the rest of uninteresting lines), a
- * byte at a time elsewhere: after each LF, a header named User-Agent, From or
+ * time where it can (header names, values, the rest of uninteresting lines,
+ * parameters not read), a byte at a time elsewhere: after each LF, a header named User-Agent, From or
  * its compact form f (any case, blanks allowed around the colon, a value
  * folded onto the next line followed) has its value lower-cased into an LPM
  * key of kind + value, and one trie lookup finds the longest signature it
@@ -33,6 +33,9 @@
 /* The words of a value (Call-ID, User-Agent, From) one step may take: a
  * 31-byte key's four in one step. */
 #define FG_SCAN_VALUE_WORDS 4
+/* The turns over a credentials or challenge header's parameters one step
+ * may take (a byte, or a word of a parameter that is not read, a turn). */
+#define FG_SCAN_PARAM_TURNS 8
 _Static_assert((FG_SIP_SCAN_BYTES & FG_SCAN_MASK) == 0, "scan size: a power of two");
 
 /* Signature prefixes by header kind; written by the agent. */
@@ -573,6 +576,57 @@ static __always_inline void fg_scan_param(struct fg_scan *scan, __u8 b)
 }
 
 /*
+ * Up to FG_SCAN_PARAM_TURNS turns over a credentials or challenge header's
+ * parameters, to the LF that ends the line: a step of the walk in
+ * FG_SCAN_PARAMS. A turn takes a byte (fg_scan_param), or up to a word of a
+ * parameter that is not read. They run to a few hundred bytes, which took a
+ * step a byte. A global function, so that the verifier checks its loop
+ * once rather than on every path to it (its result is not read).
+ */
+__noinline int fg_scan_params(struct fg_walk *w)
+{
+	struct fg_scan *scan;
+	__u32 at, len, j;
+	__u8 b;
+
+	if (!w)
+		return 0;
+	scan = &w->scan;
+	at = scan->at;
+	len = scan->len;
+#pragma nounroll
+	for (j = 0; j < FG_SCAN_PARAM_TURNS; j++) {
+		if (at >= len)
+			break;
+		if (scan->param == FG_PARAM_OTHER) {
+			/* Inside a parameter that is not read, only its end
+			 * counts (a separator, or the LF): up to a word at once.
+			 * Bytes past the copy are stale; the walk ends there. */
+			__u64 word = fg_word_at(&w->scratch, at);
+			__u32 k = fg_first_flag(fg_zero_bytes(word ^ 0x2C2C2C2C2C2C2C2CULL) |
+						fg_zero_bytes(word ^ 0x2020202020202020ULL) |
+						fg_zero_bytes(word ^ 0x0909090909090909ULL) |
+						fg_zero_bytes(word ^ 0x0A0A0A0A0A0A0A0AULL));
+
+			if (k) {
+				at += k;
+				continue;
+			}
+		}
+		b = w->scratch.buf[at & FG_SCAN_MASK];
+		at++;
+		if (b == '\n') {
+			scan->at = at;
+			scan->state = FG_SCAN_LINE_START;
+			return 0;
+		}
+		fg_scan_param(scan, b);
+	}
+	scan->at = at < len ? at : len;
+	return 0;
+}
+
+/*
  * One byte (not LF) of a To value: a tag parameter counts only outside the
  * quoted display name and the <URI> (";tag=" inside either is not one: a
  * server would see no tag), with blanks allowed around ';' and '='.
@@ -629,8 +683,9 @@ static __always_inline void fg_scan_to(struct fg_scan *scan, __u8 b)
  * One step of the walk: a small state machine, so the verifier checks one
  * step rather than every path through a header. A step takes a word where it
  * can (up to 64 bytes of an uninteresting line, 8 of a header name, 32 of a
- * value), up to 8 bytes of a CSeq one by one, and a byte elsewhere (blanks
- * around the colon, parameters, a To value). The step that ends a header's
+ * value), up to 8 bytes of a CSeq one by one, up to 8 turns over parameters
+ * (fg_scan_params), and a byte elsewhere (blanks around the colon, a To
+ * value). The step that ends a header's
  * name also takes ":" or ": " and the value's first byte when they follow
  * (fg_scan_colon_now), and a value's CR takes its LF. Lines are the bytes
  * after an LF. A value ends at CR or LF (User-Agent and From: or
@@ -786,12 +841,7 @@ skip:
 		fg_scan_value_start(scan, at, b);
 		return 0;
 	case FG_SCAN_PARAMS:
-		scan->at = at + 1;
-		if (b == '\n') {
-			scan->state = FG_SCAN_LINE_START;
-			return 0;
-		}
-		fg_scan_param(scan, b);
+		fg_scan_params(w);
 		return 0;
 	case FG_SCAN_TO_VALUE:
 		scan->at = at + 1;

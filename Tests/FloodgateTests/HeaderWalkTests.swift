@@ -38,6 +38,12 @@ import Testing
         // Headers whose values the walk reads from the colon on: the shortcut takes only the colon.
         "To: <sip:100@x>;tag=1", "t:<sip:1@x>", "Authorization: Digest username=\"100\",nonce=\"4b4c\"",
         "Proxy-Authorization:Digest nonce=1", "WWW-Authenticate: Digest realm=\"x\",nonce=\"n\",stale=true",
+        // Parameters the walk passes over a word at a time, then a scanner on the next line: where each one ends
+        // (a comma, a blank, a tab, the LF) is found inside a word.
+        "Authorization: Digest username=\"1001\", realm=\"198.18.0.2\", nonce=\"5f2c9a1e7b3d4c60\", uri=\"sip:x\","
+            + " response=\"0a4f113eb5c6d7e8f9a0\",cnonce=\"4b5c\",nc=00000001,\tqop=auth\r\nUser-Agent: friendly-scanner",
+        "WWW-Authenticate: Digest realm=\"a-realm-longer-than-a-word\",qop=\"auth\",algorithm=MD5,stale=TRUE\r\n"
+            + "User-Agent: friendly-scanner",
     ]
 
     @Test func everyCutOfAHeaderIsJudgedAsTheModelJudgesIt() throws {
