@@ -15,6 +15,12 @@
  * the policy has not changed, counters by class and reason, an event now and
  * then, and (for the class) the checks that let a frame's first bytes decide
  * it. A cached drop of the filter is expected to cost at least its floor.
+ *
+ * The new-source floor is what any filter that keeps a bucket per source must
+ * do for a source it has not seen: a lookup in a hash map that misses, then an
+ * insert. Its map has the filter's fg_sources' shape (an LRU hash, a 20-byte
+ * key, a 32-byte value; its size is set at load to the filter's), and nothing
+ * else is done: no clock, no prefix, no budget, no content.
  * Only ever run with BPF_PROG_TEST_RUN; never attached.
  */
 #include <linux/bpf.h>
@@ -126,4 +132,42 @@ SEC("xdp")
 int floodgate_floor_class(struct xdp_md *ctx)
 {
 	return floor_drop(ctx, 1);
+}
+
+/* The new-source floor's map: fg_sources' shape, not its layouts (the lab
+ * shares nothing with the filter's header). */
+struct floor_source_key {
+	__u32 addr[4];
+	__u32 traffic_class;
+};
+
+struct floor_source_state {
+	__u64 tat, packets, drops;
+	__u32 window_start_ms, window_drops;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1); /* sized at load */
+	__type(key, struct floor_source_key);
+	__type(value, struct floor_source_state);
+} floor_sources SEC(".maps");
+
+/* A source the map has: dropped (the floor expects none); a new one: inserted
+ * and passed, as the filter passes a new source's OPTIONS. */
+SEC("xdp")
+int floodgate_floor_new_source(struct xdp_md *ctx)
+{
+	struct floor_source_state init = {.packets = 1}, *st;
+	struct floor_source_key key = {.traffic_class = 1};
+	__u32 k[6] = {};
+
+	if (!floor_key(ctx, k, 0))
+		return XDP_ABORTED;
+	__builtin_memcpy(key.addr, k, sizeof(key.addr));
+	st = bpf_map_lookup_elem(&floor_sources, &key);
+	if (st)
+		return XDP_DROP;
+	bpf_map_update_elem(&floor_sources, &key, &init, BPF_NOEXIST);
+	return XDP_PASS;
 }

@@ -53,10 +53,12 @@ struct fg_oracle_config {
 /*
  * The cost benchmark's floors (floor.bpf.c): a drop by source, and by source
  * and class, with one per-CPU slot looked up and its packets and bytes
- * counted, and nothing else.
+ * counted, and nothing else; and a new source's lookup and insert.
  */
 #define FG_FLOOR_SOURCE_PROG_NAME "floodgate_floor_source"
 #define FG_FLOOR_CLASS_PROG_NAME "floodgate_floor_class"
+#define FG_FLOOR_NEW_SOURCE_PROG_NAME "floodgate_floor_new_source"
+#define FG_FLOOR_NEW_SOURCE_MAP "floor_sources"
 #define FG_FLOOR_SLOTS 4096
 #define FG_FLOOR_SLOTS_LOG 12
 

@@ -81,6 +81,15 @@ public final class BPFObject: @unchecked Sendable {
         return bpf_program__fd(program)
     }
 
+    /// Sets the map `name` of `object`, opened and not yet loaded (in a `configure` of the initializers above), to
+    /// `entries` entries.
+    public static func resize(_ object: OpaquePointer, map name: String, to entries: UInt32) throws {
+        guard let map = bpf_object__find_map_by_name(object, name) else {
+            throw FloodgateError("the BPF object has no map \(name)")
+        }
+        try check("size \(name) to \(entries) entries", bpf_map__set_max_entries(map, entries))
+    }
+
     /// The descriptor of the loaded map `name`.
     public func mapFD(_ name: String) throws -> Int32 {
         guard let map = bpf_object__find_map_by_name(object, name) else {

@@ -37,10 +37,7 @@ public final class FloodgateProgram: @unchecked Sendable {
         let bytes = objectBytes ?? BPFObject.bytes(of: EmbeddedBPFObject.filter)
         object = try BPFObject(bytes: bytes, name: "floodgate", what: "XDP program") { object in
             func resize(_ name: String, to entries: UInt32) throws {
-                guard let map = bpf_object__find_map_by_name(object, name) else {
-                    throw FloodgateError("the BPF object has no map \(name)")
-                }
-                try check("size \(name) to \(entries) entries", bpf_map__set_max_entries(map, entries))
+                try BPFObject.resize(object, map: name, to: entries)
             }
             // Another build's object is written through this build's layouts: each map must be as this build
             // declares it, or nothing is loaded.

@@ -388,7 +388,8 @@ public final class OracleProgram: @unchecked Sendable {
 
 /// The cost benchmark's floors (`BPF/lab/floor.bpf.c`): a minimal cached drop — the packet's key read, one per-CPU
 /// slot looked up and its whole key compared, its packets and bytes counted — and nothing a real filter needs
-/// beside it. A packet's first run on a CPU fills its slot and passes; the runs after it drop.
+/// beside it. A packet's first run on a CPU fills its slot and passes; the runs after it drop. And a new source's
+/// floor (``init(newSourcesIn:)``).
 public final class FloorProgram: @unchecked Sendable {
     /// What the slot is keyed by.
     public enum Key: Sendable {
@@ -405,5 +406,14 @@ public final class FloorProgram: @unchecked Sendable {
     public init(_ key: Key) throws {
         object = try BPFObject(EmbeddedBPFObject.floor, what: "floor program")
         programFD = try object.programFD(key == .source ? FG_FLOOR_SOURCE_PROG_NAME : FG_FLOOR_CLASS_PROG_NAME)
+    }
+
+    /// The new-source floor: a lookup that misses and an insert, in an LRU hash of the filter's source map's shape
+    /// and of `entries` entries (the filter's), empty at first. A new source passes; one the map has drops.
+    public init(newSourcesIn entries: UInt32) throws {
+        object = try BPFObject(EmbeddedBPFObject.floor, what: "floor program") { object in
+            try BPFObject.resize(object, map: FG_FLOOR_NEW_SOURCE_MAP, to: entries)
+        }
+        programFD = try object.programFD(FG_FLOOR_NEW_SOURCE_PROG_NAME)
     }
 }

@@ -262,6 +262,31 @@ import Testing
         }
     }
 
+    /// The new-source floor the cost section measures beside a new source: a source its map does not have passes
+    /// and is inserted, so its next packet drops; another source, IPv4 or IPv6, is new again. A frame with no source
+    /// address is refused, so the bench (which requires XDP_PASS of every measured run) can't price a frame the floor
+    /// did not look up.
+    @Test func theNewSourceFloorLooksUpAndInsertsEachNewSource() throws {
+        try requireRoot()
+        let options = Packet.request("OPTIONS", src: "198.18.1.1")
+        let register = Packet.request("REGISTER", src: "198.18.1.1")
+        let other = Packet.request("OPTIONS", src: "198.18.1.2")
+        let v6 = PolicyOrderTests.request("OPTIONS", from: "2001:db8::1:0:2")
+        let floor = try FloorProgram(newSourcesIn: 1_000_000)
+        let runs: [([UInt8], UInt32, String)] = [
+            (options, XDP_PASS_ACTION, "a new source passes"),
+            (options, XDP_DROP_ACTION, "its second packet finds its entry"),
+            (register, XDP_DROP_ACTION, "by source: the method does not count"),
+            (other, XDP_PASS_ACTION, "another source is new"),
+            (v6, XDP_PASS_ACTION, "an IPv6 source is new"),
+            (v6, XDP_DROP_ACTION, "and then known"),
+            (Array(repeating: 0, count: 60), XDP_ABORTED_ACTION, "not IP: no source to look up"),
+        ]
+        for run in runs {
+            #expect(try FloodgateProgram.testRun(programFD: floor.programFD, packet: run.0).action == run.1, "\(run.2)")
+        }
+    }
+
     /// The benchmark's oracle drops the attack's frames and nothing else: exactly the scenario's sources (test
     /// runs), and beside a flood sipp's calls and registrations all complete. Beside the trivial XDP_DROP program none does, and sipp's
     /// retransmissions are counted.

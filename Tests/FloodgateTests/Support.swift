@@ -35,6 +35,7 @@ func loadProgram(
 /// A policy with no aggregate limits, so that only the per-source buckets decide.
 let perSourceOnly = FilterPolicy.perSourceOnly
 
+let XDP_ABORTED_ACTION: UInt32 = 0
 let XDP_DROP_ACTION: UInt32 = 1
 let XDP_PASS_ACTION: UInt32 = 2
 
