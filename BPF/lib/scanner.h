@@ -73,7 +73,7 @@ struct fg_scan {
 	__u32 cseq;   /* the CSeq number */
 	__u64 method; /* the CSeq method's first 8 bytes, little-endian, zero-filled */
 	__u64 callid_hash; /* FNV-1a over the Call-ID value's 8-byte words */
-	__u64 nonce_hash;  /* FNV-1a over the nonce parameter being read */
+	__u64 nonce_hash;  /* over the nonce parameter being read, by its 8-byte words (fg_nonce_mix) */
 	__u64 nonce;	   /* the hash of the first nonce of a credentials or challenge header; 0: none */
 	__u32 param;	   /* FG_PARAM_* in the parameters, and how far; FG_TO_* in a To value */
 	__u32 want_to;	   /* read the To header (an INVITE, with fraud checks on): in-dialog or not */
@@ -466,6 +466,16 @@ static __always_inline int fg_param_separator(__u8 b)
 	return b == ',' || b == ' ' || b == '\t';
 }
 
+/* The nonce's hash with its next `k` bytes (1-8), the low ones of `word`:
+ * FNV-1a's step over the value's 8-byte words, counted from its first byte
+ * whatever the steps and turns that read it. A last, shorter word also mixes
+ * its length into its top byte (zero in it), so a value with a NUL more at its
+ * end does not hash as the value without it. */
+static __always_inline __u64 fg_nonce_mix(__u64 hash, __u64 word, __u32 k)
+{
+	return (hash ^ (word & fg_low_bytes(k)) ^ (__u64)(k & 7) << 56) * FG_FNV64_PRIME;
+}
+
 /* The nonce's value ended: the first one is kept. */
 static __always_inline void fg_nonce_done(struct fg_scan *scan)
 {
@@ -477,8 +487,9 @@ static __always_inline void fg_nonce_done(struct fg_scan *scan)
 /*
  * One byte (not LF) of a credentials or challenge header's parameters,
  * e.g. Digest username="100",realm="x",nonce="4b4c",uri="sip:x",response=..:
- * the nonce's value is hashed, and stale=true noted. A name counts only after
- * a separator, so cnonce is not nonce.
+ * stale=true noted, and the nonce's value begun and ended (fg_scan_params
+ * hashes its bytes by words, and takes a token's first byte with them). A
+ * name counts only after a separator, so cnonce is not nonce.
  */
 static __always_inline void fg_scan_param(struct fg_scan *scan, __u8 b)
 {
@@ -522,34 +533,27 @@ static __always_inline void fg_scan_param(struct fg_scan *scan, __u8 b)
 			scan->param = FG_PARAM_OTHER;
 		return;
 	case FG_PARAM_OPEN:
+		/* Only these reach here: fg_scan_params begins a token on its
+		 * first byte without taking it. */
 		if (fg_is_blank(b))
 			return;
-		scan->nonce_hash = FG_FNV64_OFFSET;
 		if (b == '"') {
+			scan->nonce_hash = FG_FNV64_OFFSET;
 			scan->param = FG_PARAM_QUOTED;
 			return;
 		}
-		if (b == ',' || b == '\r') {
-			scan->param = FG_PARAM_BOUNDARY;
-			return;
-		}
-		scan->nonce_hash = (scan->nonce_hash ^ b) * FG_FNV64_PRIME;
-		scan->param = FG_PARAM_TOKEN;
+		scan->param = FG_PARAM_BOUNDARY;
 		return;
 	case FG_PARAM_QUOTED:
-		if (b == '"' || b == '\r') {
+		/* Its end (fg_scan_params hashes the bytes before it). */
+		if (b == '"' || b == '\r')
 			fg_nonce_done(scan);
-			return;
-		}
-		scan->nonce_hash = (scan->nonce_hash ^ b) * FG_FNV64_PRIME;
 		return;
 	case FG_PARAM_TOKEN:
 		if (fg_param_separator(b) || b == '\r') {
 			fg_nonce_done(scan);
 			scan->param = FG_PARAM_BOUNDARY;
-			return;
 		}
-		scan->nonce_hash = (scan->nonce_hash ^ b) * FG_FNV64_PRIME;
 		return;
 	case FG_PARAM_STALE_EQ:
 		/* pos 0: before =; then 1 + bytes of "true" matched; a quote may open it. */
@@ -579,8 +583,10 @@ static __always_inline void fg_scan_param(struct fg_scan *scan, __u8 b)
  * Up to FG_SCAN_PARAM_TURNS turns over a credentials or challenge header's
  * parameters, to the LF that ends the line: a step of the walk in
  * FG_SCAN_PARAMS. A turn takes a byte (fg_scan_param), or up to a word of a
- * parameter that is not read. They run to a few hundred bytes, which took a
- * step a byte. A global function, so that the verifier checks its loop
+ * parameter that is not read, or up to a word of the nonce's value, hashed
+ * (fg_nonce_mix). They run to a few hundred bytes, which took a step a byte.
+ * Every turn but one takes a byte at least: the one that begins a token
+ * nonce on its first byte, which the next turn takes. A global function, so that the verifier checks its loop
  * once rather than on every path to it (its result is not read).
  */
 __noinline int fg_scan_params(struct fg_walk *w)
@@ -610,6 +616,37 @@ __noinline int fg_scan_params(struct fg_walk *w)
 
 			if (k) {
 				at += k;
+				continue;
+			}
+		} else if (scan->param == FG_PARAM_QUOTED || scan->param == FG_PARAM_TOKEN) {
+			/* The nonce's value, up to its end: a quote, or for a
+			 * token a separator; CR or LF for either. Within the copy
+			 * (past it, the walk ends). */
+			__u64 word = fg_word_at(&w->scratch, at);
+			__u64 stops = fg_zero_bytes(word ^ 0x0D0D0D0D0D0D0D0DULL) | fg_zero_bytes(word ^ 0x0A0A0A0A0A0A0A0AULL);
+			__u32 k;
+
+			if (scan->param == FG_PARAM_QUOTED)
+				stops |= fg_zero_bytes(word ^ 0x2222222222222222ULL);
+			else
+				stops |= fg_zero_bytes(word ^ 0x2C2C2C2C2C2C2C2CULL) |
+					 fg_zero_bytes(word ^ 0x2020202020202020ULL) |
+					 fg_zero_bytes(word ^ 0x0909090909090909ULL);
+			k = fg_first_flag(stops);
+			if (k > len - at)
+				k = len - at;
+			if (k) {
+				scan->nonce_hash = fg_nonce_mix(scan->nonce_hash, word, k);
+				at += k;
+				continue;
+			}
+		} else if (scan->param == FG_PARAM_OPEN) {
+			/* A token's first byte: the token begins here, and the
+			 * next turn takes the byte with its word. */
+			b = w->scratch.buf[at & FG_SCAN_MASK];
+			if (!fg_is_blank(b) && b != '"' && b != ',' && b != '\r' && b != '\n') {
+				scan->nonce_hash = FG_FNV64_OFFSET;
+				scan->param = FG_PARAM_TOKEN;
 				continue;
 			}
 		}

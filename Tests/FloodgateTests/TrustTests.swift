@@ -117,6 +117,52 @@ import Testing
         #expect(try TrustTests.trusted(p)[phone] != nil, "the answer naming the request's own Call-ID verifies it")
     }
 
+    /// A nonce is hashed a word at a time (BPF/lib/scanner.h, fg_nonce_mix), from its value's first byte: credentials
+    /// answer the challenge whatever the nonce's length, wherever its words fall in either frame (a username of 1 to
+    /// 8 bytes before it shifts them), and whether the credentials quote it or not. A forger's answer that differs in
+    /// any one byte, has a byte more (a NUL too) or one fewer verifies nothing: not one hash of a word's stale bytes
+    /// past the value's end, nor a short last word taken for a longer one.
+    @Test func aNonceIsMatchedWholeWhateverItsLengthPlaceAndQuoting() throws {
+        let p = try TrustTests.program(failures: 1000, policy: perSourceOnly)
+        var n = 0
+        func verifies(_ challenge: String, _ answer: String, pad: Int, quoted: Bool) throws -> Bool {
+            n += 1
+            let address = "198.18.30.\(n)"
+            try TrustTests.inside(p, TrustTests.response(
+                "401 Unauthorized", to: address, callID: "c\(n)",
+                extra: ["WWW-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"\(challenge)\", algorithm=MD5"]))
+            let auth = "Authorization: Digest username=\"\(String(repeating: "1", count: 1 + pad % 8))\", nonce="
+                + (quoted ? "\"\(answer)\"" : answer) + ", uri=\"sip:198.18.2.2\", response=\"0\""
+            let reason = try p.judge(Packet.request("REGISTER", src: address, extra: [auth], callID: "r\(n)",
+                                                    cseq: "1 REGISTER")).2
+            #expect(reason == .passed, "\(auth)")
+            try TrustTests.inside(p, TrustTests.response("200 OK", to: address, callID: "r\(n)"))
+            return try TrustTests.trusted(p)[address] != nil
+        }
+        let hex = Array("0123456789abcdef")
+        func nonce(_ length: Int) -> String { String((0..<length).map { hex[($0 * 7 + length) % 16] }) }
+        for length in [1, 2, 7, 8, 9, 15, 16, 17, 24, 31, 33, 47, 64, 100] {
+            #expect(try verifies(nonce(length), nonce(length), pad: length, quoted: length % 2 == 0), "\(length) bytes")
+        }
+        let long = nonce(32)
+        for pad in 0..<8 {
+            for quoted in [true, false] {
+                #expect(try verifies(long, long, pad: pad, quoted: quoted), "pad \(pad), quoted \(quoted)")
+            }
+        }
+        for (challenge, quoted) in [(long, true), (nonce(9), false)] {
+            var forged = (0..<challenge.count).map { i in
+                var bytes = Array(challenge)
+                bytes[i] = "Z"
+                return String(bytes)
+            }
+            forged += [challenge + "0", challenge + "\u{0}", String(challenge.dropLast()), challenge + challenge]
+            for (i, answer) in forged.enumerated() {
+                #expect(try !verifies(challenge, answer, pad: i, quoted: quoted), "\(challenge) answered by \(answer)")
+            }
+        }
+    }
+
     /// What does not count as a failure: a 401 with stale=true (an old nonce, not a wrong password), a 403 to a
     /// request without credentials, and answers naming a transaction the source never sent. A 2xx clears the
     /// failures counted so far.
