@@ -32,7 +32,8 @@ struct Options {
     var cpus: Int
     /// Burst of the measured buckets, in milliseconds of their rate.
     var burstMS: Int
-    /// Another build's filter object (`--baseline-object`), measured beside this build's in the cost section.
+    /// Another build's filter object (`--baseline-object`), measured beside this build's in the cost and messages
+    /// sections.
     var baselineObject: [UInt8]?
 }
 
@@ -90,8 +91,8 @@ struct FloodgateBench: ParsableCommand {
     @Option(
         name: .customLong("baseline-object"),
         help: """
-            Another build's compiled filter (floodgate.bpf.o, same map layouts): the cost section runs it beside this \
-            build's, interleaved, and prints the difference.
+            Another build's compiled filter (floodgate.bpf.o, same map layouts): the cost and messages sections run \
+            it beside this build's, interleaved, and print the difference.
             """)
     var baselineObject: String?
 
@@ -105,8 +106,8 @@ struct FloodgateBench: ParsableCommand {
             throw ValidationError(
                 "--new-sources is at most \(spoofedSources), the addresses of the lab's 198.18.0.0/15")
         }
-        guard baselineObject == nil || chosen.contains("cost") else {
-            throw ValidationError("--baseline-object is measured in the cost section: add cost to --only")
+        guard baselineObject == nil || chosen.contains("cost") || chosen.contains("messages") else {
+            throw ValidationError("--baseline-object is measured in the cost and messages sections: add one to --only")
         }
         guard chosen.contains("messages") == (messages != nil) else {
             throw ValidationError("--messages DIR goes with --only messages, and the section needs it")

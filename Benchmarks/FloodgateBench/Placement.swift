@@ -69,17 +69,25 @@ struct MessageRow: Encodable {
     /// The median of the loads' lower quartiles, and each load's difference from the first message's.
     var lowQuartileNS: Double
     var vsFirstLoadsNS: [Double]
+    /// With `--baseline-object`: that build's median of its loads' lower quartiles, and load by load this build's
+    /// lower quartile less the baseline's (load i of each measured side by side).
+    var baselineLowQuartileNS: Double? = nil
+    var vsBaselineLoadsNS: [Double]? = nil
     enum CodingKeys: String, CodingKey {
         case file, bytes
         case lowQuartileNS = "low_quartile_ns"
         case vsFirstLoadsNS = "vs_first_loads_ns"
+        case baselineLowQuartileNS = "baseline_low_quartile_ns"
+        case vsBaselineLoadsNS = "vs_baseline_loads_ns"
     }
 }
 
 /// What each SIP message in `directory` (one a file, sent over UDP to port 5060 from one source, every SIP
 /// class's per-source limit at its most) costs the filter, against the first file's (by name): `--loads`
 /// loads, each running every message in turn in each of `--runs` rounds, so that noise falls on all alike. A
-/// message the filter does not pass is refused. What a change of one header costs, line by line.
+/// message the filter does not pass is refused. What a change of one header costs, line by line. With
+/// `--baseline-object`, as many loads of that build, each beside this build's load of the same index (the two
+/// taking turns at going first), and each message's difference between the builds.
 func runMessages(_ options: Options, directory: String) throws -> [MessageRow] {
     let names = try FileManager.default.contentsOfDirectory(atPath: directory).sorted().filter { !$0.hasPrefix(".") }
     guard !names.isEmpty else { throw FloodgateError("no messages in \(directory)") }
@@ -94,29 +102,59 @@ func runMessages(_ options: Options, directory: String) throws -> [MessageRow] {
         unlimitedAggregates,
         limits: Dictionary(uniqueKeysWithValues: sip.map { ($0, Limit.rate(FG_MAX_RATE, burst: FG_MAX_BURST)) }))
     let programs = try (0..<options.loads).map { _ in try FloodgateProgram(policy: limits) }
+    let baselines = try options.baselineObject.map { object in
+        try (0..<options.loads).map { _ in try FloodgateProgram(policy: limits, objectBytes: object) }
+    }
     var runs = programs.map { _ in packets.map { _ in [Double]() } }
-    for _ in 0..<options.runs {
+    var baselineRuns = runs
+    func measure(_ program: FloodgateProgram, _ i: Int, _ what: String) throws -> Double {
+        let run = try program.testRun(packets[i], repeat: options.repeatCount)
+        guard run.action == UInt32(XDP_PASS.rawValue) else {
+            throw FloodgateError("\(names[i]): \(what) did not pass it (XDP action \(run.action))")
+        }
+        return Double(run.durationNS)
+    }
+    for round in 0..<options.runs {
         for (l, program) in programs.enumerated() {
-            for (i, packet) in packets.enumerated() {
-                let run = try program.testRun(packet, repeat: options.repeatCount)
-                guard run.action == UInt32(XDP_PASS.rawValue) else {
-                    throw FloodgateError("\(names[i]): the filter did not pass it (XDP action \(run.action))")
+            for i in packets.indices {
+                guard let baseline = baselines?[l] else {
+                    runs[l][i].append(try measure(program, i, "the filter"))
+                    continue
                 }
-                runs[l][i].append(Double(run.durationNS))
+                if (round + i) % 2 == 0 {
+                    runs[l][i].append(try measure(program, i, "the filter"))
+                    baselineRuns[l][i].append(try measure(baseline, i, "the baseline"))
+                } else {
+                    baselineRuns[l][i].append(try measure(baseline, i, "the baseline"))
+                    runs[l][i].append(try measure(program, i, "the filter"))
+                }
             }
         }
     }
     print("What each message costs (\(directory); BPF_PROG_TEST_RUN, repeat \(options.repeatCount), \(options.loads)"
         + " loads × \(options.runs) rounds, every message in turn; the median of the loads' lower quartiles, and"
-        + " each load's difference from the first message's)")
+        + " each load's difference from the first message's"
+        + (baselines == nil ? "" : "; then the baseline's lower quartile, and this build's less the baseline's, load by load")
+        + ")")
     var rows: [MessageRow] = []
+    func loadByLoad(_ differences: [Double]) -> String {
+        String(format: "  %+.0f ns", median(differences)) + " ("
+            + differences.map { String(format: "%+.0f", $0) }.joined(separator: " ") + ")"
+    }
     for (i, name) in names.enumerated() {
         let lows = runs.map { lowerQuartile($0[i]) }
         let differences = zip(lows, runs.map { lowerQuartile($0[0]) }).map { $0 - $1 }
-        let row = MessageRow(file: name, bytes: packets[i].count - 42, lowQuartileNS: median(lows), vsFirstLoadsNS: differences)
-        print(pad(name, 32) + lpad("\(row.bytes) B", 8) + lpad(String(format: "%.0f ns", row.lowQuartileNS), 10)
-            + String(format: "  %+.0f ns", median(differences)) + " ("
-            + differences.map { String(format: "%+.0f", $0) }.joined(separator: " ") + ")")
+        var row = MessageRow(file: name, bytes: packets[i].count - 42, lowQuartileNS: median(lows), vsFirstLoadsNS: differences)
+        var line = pad(name, 32) + lpad("\(row.bytes) B", 8) + lpad(String(format: "%.0f ns", row.lowQuartileNS), 10)
+            + loadByLoad(differences)
+        if baselines != nil {
+            let baselineLows = baselineRuns.map { lowerQuartile($0[i]) }
+            let vsBaseline = zip(lows, baselineLows).map { $0 - $1 }
+            row.baselineLowQuartileNS = median(baselineLows)
+            row.vsBaselineLoadsNS = vsBaseline
+            line += "  baseline" + lpad(String(format: "%.0f ns", median(baselineLows)), 9) + loadByLoad(vsBaseline)
+        }
+        print(line)
         rows.append(row)
     }
     return rows
