@@ -16,11 +16,15 @@
  * then, and (for the class) the checks that let a frame's first bytes decide
  * it. A cached drop of the filter is expected to cost at least its floor.
  *
- * The new-source floor is what any filter that keeps a bucket per source must
- * do for a source it has not seen: a lookup in a hash map that misses, then an
- * insert. Its map has the filter's fg_sources' shape (an LRU hash, a 20-byte
- * key, a 32-byte value; its size is set at load to the filter's), and nothing
- * else is done: no clock, no prefix, no budget, no content.
+ * The new-source floor is what a filter that keeps a bucket per source does
+ * for a source it has not seen: a lookup in a hash map that misses, then an
+ * insert. (The lookup is what a known source's packet needs. Inserting first,
+ * BPF_NOEXIST, would skip it for a new source, but an LRU hash takes a free
+ * element and the bucket's lock before it finds the key there, so every known
+ * source's packet would pay for that instead.) Its map has the filter's
+ * fg_sources' shape (an LRU hash, a 20-byte key, a 32-byte value; its size is
+ * set at load to the filter's), and nothing else is done: no clock, no prefix,
+ * no budget, no content.
  * Only ever run with BPF_PROG_TEST_RUN; never attached.
  */
 #include <linux/bpf.h>

@@ -34,7 +34,8 @@
  * 31-byte key's four in one step. */
 #define FG_SCAN_VALUE_WORDS 4
 /* The turns over a credentials or challenge header's parameters one step
- * may take (a byte, or a word of a parameter that is not read, a turn). */
+ * may take (a byte, or a word of a parameter that is not read or of the
+ * nonce's value, a turn). */
 #define FG_SCAN_PARAM_TURNS 8
 _Static_assert((FG_SIP_SCAN_BYTES & FG_SCAN_MASK) == 0, "scan size: a power of two");
 
@@ -468,12 +469,12 @@ static __always_inline int fg_param_separator(__u8 b)
 
 /* The nonce's hash with its next `k` bytes (1-8), the low ones of `word`:
  * FNV-1a's step over the value's 8-byte words, counted from its first byte
- * whatever the steps and turns that read it. A last, shorter word also mixes
- * its length into its top byte (zero in it), so a value with a NUL more at its
- * end does not hash as the value without it. */
+ * whatever the steps and turns that read it, and then over the word's length.
+ * With the length in a round of its own, a last word that is shorter does not
+ * hash as a longer one whose bytes past it are NULs or the length itself. */
 static __always_inline __u64 fg_nonce_mix(__u64 hash, __u64 word, __u32 k)
 {
-	return (hash ^ (word & fg_low_bytes(k)) ^ (__u64)(k & 7) << 56) * FG_FNV64_PRIME;
+	return (((hash ^ (word & fg_low_bytes(k))) * FG_FNV64_PRIME) ^ k) * FG_FNV64_PRIME;
 }
 
 /* The nonce's value ended: the first one is kept. */

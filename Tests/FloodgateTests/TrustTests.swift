@@ -120,8 +120,8 @@ import Testing
     /// A nonce is hashed a word at a time (BPF/lib/scanner.h, fg_nonce_mix), from its value's first byte: credentials
     /// answer the challenge whatever the nonce's length, wherever its words fall in either frame (a username of 1 to
     /// 8 bytes before it shifts them), and whether the credentials quote it or not. A forger's answer that differs in
-    /// any one byte, has a byte more (a NUL too) or one fewer verifies nothing: not one hash of a word's stale bytes
-    /// past the value's end, nor a short last word taken for a longer one.
+    /// any one byte, has a byte more (a NUL too, or its short last word's length) or one fewer verifies nothing: not
+    /// one hash of a word's stale bytes past the value's end, nor a short last word taken for a longer one.
     @Test func aNonceIsMatchedWholeWhateverItsLengthPlaceAndQuoting() throws {
         let p = try TrustTests.program(failures: 1000, policy: perSourceOnly)
         var n = 0
@@ -150,13 +150,15 @@ import Testing
                 #expect(try verifies(long, long, pad: pad, quoted: quoted), "pad \(pad), quoted \(quoted)")
             }
         }
-        for (challenge, quoted) in [(long, true), (nonce(9), false)] {
+        for (challenge, quoted) in [(long, true), (nonce(9), false), (nonce(31), true)] {
             var forged = (0..<challenge.count).map { i in
                 var bytes = Array(challenge)
                 bytes[i] = "Z"
                 return String(bytes)
             }
-            forged += [challenge + "0", challenge + "\u{0}", String(challenge.dropLast()), challenge + challenge]
+            // One byte more: a digit, a NUL, and the byte that is the short last word's length (7 of the 31).
+            forged += [challenge + "0", challenge + "\u{0}", challenge + "\u{7}", String(challenge.dropLast()),
+                       challenge + challenge]
             for (i, answer) in forged.enumerated() {
                 #expect(try !verifies(challenge, answer, pad: i, quoted: quoted), "\(challenge) answered by \(answer)")
             }
