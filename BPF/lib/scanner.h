@@ -587,8 +587,9 @@ static __always_inline void fg_scan_param(struct fg_scan *scan, __u8 b)
  * parameter that is not read, or up to a word of the nonce's value, hashed
  * (fg_nonce_mix). They run to a few hundred bytes, which took a step a byte.
  * Every turn but one takes a byte at least: the one that begins a token
- * nonce on its first byte, which the next turn takes. A global function, so that the verifier checks its loop
- * once rather than on every path to it (its result is not read).
+ * nonce on its first byte, which the next turn takes. A global function, so
+ * that the verifier checks its loop once rather than on every path to it (its
+ * result is not read).
  */
 __noinline int fg_scan_params(struct fg_walk *w)
 {
