@@ -8,11 +8,11 @@
  * The message is copied into a per-CPU scratch buffer (bpf_xdp_load_bytes also
  * reads multi-buffer frames) and walked with bpf_loop, a word or more at a
  * time where it can (header names, values, the rest of uninteresting lines,
- * parameters not read), a byte at a time elsewhere: after each LF, a header named User-Agent, From or
- * its compact form f (any case, blanks allowed around the colon, a value
- * folded onto the next line followed) has its value lower-cased into an LPM
- * key of kind + value, and one trie lookup finds the longest signature it
- * starts with. The start line is never a header; a value must end (CR, LF, or
+ * parameters not read, the nonce), a byte at a time elsewhere: after each LF,
+ * a header named User-Agent, From or its compact form f (any case, blanks
+ * allowed around the colon, a value folded onto the next line followed) has
+ * its value lower-cased into an LPM key of kind + value, and one trie lookup
+ * finds the longest signature it starts with. The start line is never a header; a value must end (CR, LF, or
  * its 31st byte) within the scanned bytes to be looked up. The same walk notes
  * an Authorization or Proxy-Authorization header (credentials), hashes the
  * nonce of those and of WWW-/Proxy-Authenticate (and notes stale=true), hashes
@@ -295,10 +295,16 @@ static __always_inline __u32 fg_first_lf(__u64 w)
 	return fg_first_flag(fg_zero_bytes(w ^ 0x0A0A0A0A0A0A0A0AULL));
 }
 
+/* The CRs and LFs among the 8 bytes of w, flagged as fg_zero_bytes flags. */
+static __always_inline __u64 fg_crlf_bytes(__u64 w)
+{
+	return fg_zero_bytes(w ^ 0x0A0A0A0A0A0A0A0AULL) | fg_zero_bytes(w ^ 0x0D0D0D0D0D0D0D0DULL);
+}
+
 /* The index (0-7) of the first CR or LF among the 8 bytes of w, or 8. */
 static __always_inline __u32 fg_first_crlf(__u64 w)
 {
-	return fg_first_flag(fg_zero_bytes(w ^ 0x0A0A0A0A0A0A0A0AULL) | fg_zero_bytes(w ^ 0x0D0D0D0D0D0D0D0DULL));
+	return fg_first_flag(fg_crlf_bytes(w));
 }
 
 /* The word at byte `at` of the copy (bytes past the copied ones are
@@ -467,6 +473,13 @@ static __always_inline int fg_param_separator(__u8 b)
 	return b == ',' || b == ' ' || b == '\t';
 }
 
+/* The same among the 8 bytes of w, flagged as fg_zero_bytes flags. */
+static __always_inline __u64 fg_param_separators(__u64 w)
+{
+	return fg_zero_bytes(w ^ 0x2C2C2C2C2C2C2C2CULL) | fg_zero_bytes(w ^ 0x2020202020202020ULL) |
+	       fg_zero_bytes(w ^ 0x0909090909090909ULL);
+}
+
 /* The nonce's hash with its next `k` bytes (1-8), the low ones of `word`:
  * FNV-1a's step over the value's 8-byte words, counted from its first byte
  * whatever the steps and turns that read it, and then over the word's length.
@@ -611,10 +624,7 @@ __noinline int fg_scan_params(struct fg_walk *w)
 			 * counts (a separator, or the LF): up to a word at once.
 			 * Bytes past the copy are stale; the walk ends there. */
 			__u64 word = fg_word_at(&w->scratch, at);
-			__u32 k = fg_first_flag(fg_zero_bytes(word ^ 0x2C2C2C2C2C2C2C2CULL) |
-						fg_zero_bytes(word ^ 0x2020202020202020ULL) |
-						fg_zero_bytes(word ^ 0x0909090909090909ULL) |
-						fg_zero_bytes(word ^ 0x0A0A0A0A0A0A0A0AULL));
+			__u32 k = fg_first_flag(fg_param_separators(word) | fg_zero_bytes(word ^ 0x0A0A0A0A0A0A0A0AULL));
 
 			if (k) {
 				at += k;
@@ -625,16 +635,10 @@ __noinline int fg_scan_params(struct fg_walk *w)
 			 * token a separator; CR or LF for either. Within the copy
 			 * (past it, the walk ends). */
 			__u64 word = fg_word_at(&w->scratch, at);
-			__u64 stops = fg_zero_bytes(word ^ 0x0D0D0D0D0D0D0D0DULL) | fg_zero_bytes(word ^ 0x0A0A0A0A0A0A0A0AULL);
-			__u32 k;
+			__u64 ends = scan->param == FG_PARAM_QUOTED ? fg_zero_bytes(word ^ 0x2222222222222222ULL)
+								    : fg_param_separators(word);
+			__u32 k = fg_first_flag(fg_crlf_bytes(word) | ends);
 
-			if (scan->param == FG_PARAM_QUOTED)
-				stops |= fg_zero_bytes(word ^ 0x2222222222222222ULL);
-			else
-				stops |= fg_zero_bytes(word ^ 0x2C2C2C2C2C2C2C2CULL) |
-					 fg_zero_bytes(word ^ 0x2020202020202020ULL) |
-					 fg_zero_bytes(word ^ 0x0909090909090909ULL);
-			k = fg_first_flag(stops);
 			if (k > len - at)
 				k = len - at;
 			if (k) {
