@@ -480,6 +480,23 @@ static __always_inline __u64 fg_param_separators(__u64 w)
 	       fg_zero_bytes(w ^ 0x0909090909090909ULL);
 }
 
+/* Bit 7 set in each byte of x that is zero, and in no other: no carry
+ * crosses a byte, so a byte above a zero one is not flagged with it. */
+static __always_inline __u64 fg_zero_bytes_exact(__u64 x)
+{
+	return ~(((x & 0x7F7F7F7F7F7F7F7FULL) + 0x7F7F7F7F7F7F7F7FULL) | x | 0x7F7F7F7F7F7F7F7FULL);
+}
+
+/* The index (0-7) of the first byte of w that is not a separator, or 8. */
+static __always_inline __u32 fg_first_non_separator(__u64 w)
+{
+	__u64 separators = fg_zero_bytes_exact(w ^ 0x2C2C2C2C2C2C2C2CULL) |
+			   fg_zero_bytes_exact(w ^ 0x2020202020202020ULL) |
+			   fg_zero_bytes_exact(w ^ 0x0909090909090909ULL);
+
+	return fg_first_flag(~separators & 0x8080808080808080ULL);
+}
+
 /* The nonce's hash with its next `k` bytes (1-8), the low ones of `word`:
  * FNV-1a's step over the value's 8-byte words, counted from its first byte
  * whatever the steps and turns that read it, and then over the word's length.
@@ -598,9 +615,12 @@ static __always_inline void fg_scan_param(struct fg_scan *scan, __u8 b)
  * parameters, to the LF that ends the line: a step of the walk in
  * FG_SCAN_PARAMS. A turn takes a byte (fg_scan_param), or up to a word of a
  * parameter that is not read, or up to a word of the nonce's value, hashed
- * (fg_nonce_mix). They run to a few hundred bytes, which took a step a byte.
- * Every turn but one takes a byte at least: the one that begins a token
- * nonce on its first byte, which the next turn takes. A global function, so
+ * (fg_nonce_mix), or up to a word of separators and the name after them
+ * ("nonce" or "stale" with the byte that ends it, or up to a word of another).
+ * They run to a few hundred bytes, which took a step a byte. Every turn takes
+ * a byte at least but two, each followed by one that does: the one that
+ * begins a token nonce on its first byte, and a name's that finds the LF
+ * where the name would begin. A global function, so
  * that the verifier checks its loop once rather than on every path to it (its
  * result is not read).
  */
@@ -630,6 +650,50 @@ __noinline int fg_scan_params(struct fg_walk *w)
 				at += k;
 				continue;
 			}
+			/* A separator (the LF takes the byte path): a name may
+			 * follow, in this turn. */
+			if ((__u8)word != '\n')
+				scan->param = FG_PARAM_BOUNDARY;
+		}
+		if (scan->param == FG_PARAM_BOUNDARY) {
+			/* Separators, up to a word of them; then the name that
+			 * follows, if it is "nonce" or "stale" (any case) and
+			 * the byte that ends it, its sixth, is within the copy. */
+			__u64 word = fg_word_at(&w->scratch, at);
+			__u32 k = fg_first_non_separator(word);
+
+			at += k;
+			if (k == 8 || at >= len)
+				continue;
+			if (len - at >= 6) {
+				__u64 name = fg_word_at(&w->scratch, at);
+				__u64 lname = (name | 0x2020202020ULL) & fg_low_bytes(5);
+				__u8 end = name >> 40;
+
+				if (lname == FG_W8("nonce\0\0\0") || lname == FG_W8("stale\0\0\0")) {
+					/* What follows the name, as the byte path
+					 * takes it after "nonce" or "stale"; any
+					 * other byte is the next turn's, in a
+					 * parameter that is not read. */
+					int nonce = lname == FG_W8("nonce\0\0\0");
+
+					if (end == '=')
+						scan->param = nonce ? FG_PARAM_OPEN : FG_PARAM_STALE_EQ | 1 << 8;
+					else if (fg_is_blank(end))
+						scan->param = nonce ? FG_PARAM_EQUALS : FG_PARAM_STALE_EQ;
+					else
+						scan->param = FG_PARAM_OTHER;
+					at += scan->param == FG_PARAM_OTHER ? 5 : 6;
+					continue;
+				}
+				/* Another name: a parameter that is not read,
+				 * passed up to its end (none but the LF, as
+				 * the name's first byte, is one). */
+				scan->param = FG_PARAM_OTHER;
+				at += fg_first_flag(fg_param_separators(name) | fg_zero_bytes(name ^ 0x0A0A0A0A0A0A0A0AULL));
+				continue;
+			}
+			/* A name that may run past the copy: a byte at a time. */
 		} else if (scan->param == FG_PARAM_QUOTED || scan->param == FG_PARAM_TOKEN) {
 			/* The nonce's value, up to its end: a quote, or for a
 			 * token a separator; CR or LF for either. Within the copy

@@ -165,6 +165,70 @@ import Testing
         }
     }
 
+    /// The parameters' names are read a word at a time (BPF/lib/scanner.h, fg_scan_params): the separators before a
+    /// name up to a word at once, then "nonce" or "stale" in any case with the byte after it, in one turn. A name
+    /// counts whole and only after a separator (a comma, a blank, a tab), with blanks allowed before its `=`; the
+    /// first nonce is the one answered. A forger's near names (cnonce, nonces, nonc, a colon for the `=`, a `;` for
+    /// the separator) must neither verify an answer nor pass for stale=true, which would spare a guess its failure.
+    @Test func aNonceOrStaleCountsByItsWholeNameAfterASeparatorInAnyCase() throws {
+        let p = try TrustTests.program(failures: 1000, policy: perSourceOnly)
+        var n = 0
+        // `~` stands for the challenge's nonce.
+        func verifies(_ params: String) throws -> Bool {
+            n += 1
+            let address = "198.18.31.\(n)", nonce = "4b6f\(n)e2a9c"
+            try TrustTests.inside(p, TrustTests.response(
+                "401 Unauthorized", to: address, callID: "c\(n)",
+                extra: ["WWW-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"\(nonce)\""]))
+            let auth = "Authorization: Digest " + params.replacingOccurrences(of: "~", with: nonce)
+            let reason = try p.judge(Packet.request("REGISTER", src: address, extra: [auth], callID: "r\(n)",
+                                                    cseq: "1 REGISTER")).2
+            #expect(reason == .passed, "\(auth)")
+            try TrustTests.inside(p, TrustTests.response("200 OK", to: address, callID: "r\(n)"))
+            return try TrustTests.trusted(p)[address] != nil
+        }
+        let answers = [
+            "nonce=\"~\"", "NONCE=\"~\"", "NoNcE=~", "nonce =\"~\"", "nonce\t= \t\"~\"", "nonce  =~",
+            "username=\"u\",nonce=\"~\"", "username=\"u\" ,\t, nonce=\"~\"", "realm=\"r\",  \t        nonce=\"~\"",
+            "cnonce=\"zz\", nonce=\"~\"", "nc=1,nonce=~", "nonce=\"~\", nonce=\"zz\"", "nonce,nonce=\"~\"",
+            "nonces=x, nonce=\"~\"", "nonc=x,nonce=~", "stale=false, nonce=\"~\"", "s=1,n=2,nonce=\"~\"",
+        ]
+        for params in answers {
+            #expect(try verifies(params), "\(params) answers the challenge")
+        }
+        let forged = [
+            "cnonce=\"~\"", "xnonce=\"~\"", "nonces=\"~\"", "nonc=\"~\"", "nonce:\"~\"", "nonce\"~\"",
+            "_nonce=\"~\"", "username=\"u\";nonce=\"~\"", "nonce=\"zz\", nonce=\"~\"", "n0nce=\"~\"",
+            // A byte one above a separator's, after it: a borrow across bytes would take it for another.
+            "username=\"u\", !nonce=\"~\"", "username=\"u\",-nonce=\"~\"", "username=\"u\",\t\nnonce=\"~\"",
+        ]
+        for params in forged {
+            #expect(try !verifies(params), "\(params) answers nothing")
+        }
+
+        // stale=true in a challenge spares the credentials it answers their failure; a near name does not. One
+        // failure bans.
+        let q = try TrustTests.program(failures: 1, policy: perSourceOnly)
+        func bans(_ params: String) throws -> Bool {
+            n += 1
+            let address = "198.18.32.\(n)"
+            #expect(try q.judge(Packet.request("REGISTER", src: address, extra: [TrustTests.credentials],
+                                               callID: "s\(n)", cseq: "1 REGISTER")).2 == .passed)
+            try TrustTests.inside(q, TrustTests.response(
+                "401 Unauthorized", to: address, callID: "s\(n)",
+                extra: ["WWW-Authenticate: Digest realm=\"x\", nonce=\"n\(n)\", " + params]))
+            return q.maps.ban(of: SourceAddress(address)!)?.bruteForce == true
+        }
+        for params in ["stale=true", "STALE=TRUE", "Stale = True", "stale=\"true\"", "stale= \t\"TRUE\"",
+                       "algorithm=MD5,stale=true", "qop=\"auth\",  \t       stale=true"] {
+            #expect(try !bans(params), "\(params) is stale=true")
+        }
+        for params in ["xstale=true", "stales=true", "stale=tru", "stale=false", "cstale=true", "stale:true",
+                       "qop=auth;stale=true", "algorithm=MD5"] {
+            #expect(try bans(params), "\(params) is not stale=true")
+        }
+    }
+
     /// What does not count as a failure: a 401 with stale=true (an old nonce, not a wrong password), a 403 to a
     /// request without credentials, and answers naming a transaction the source never sent. A 2xx clears the
     /// failures counted so far.
