@@ -199,8 +199,11 @@ import Testing
         let forged = [
             "cnonce=\"~\"", "xnonce=\"~\"", "nonces=\"~\"", "nonc=\"~\"", "nonce:\"~\"", "nonce\"~\"",
             "_nonce=\"~\"", "username=\"u\";nonce=\"~\"", "nonce=\"zz\", nonce=\"~\"", "n0nce=\"~\"",
-            // A byte one above a separator's, after it: a borrow across bytes would take it for another.
-            "username=\"u\", !nonce=\"~\"", "username=\"u\",-nonce=\"~\"", "username=\"u\",\t\nnonce=\"~\"",
+            // After a separator, the byte that differs from it in the lowest bit only (the comma's -, the blank's !,
+            // the tab's backspace): the usual zero-byte test's borrow would flag it as a separator too.
+            "username=\"u\", !nonce=\"~\"", "username=\"u\",-nonce=\"~\"", "username=\"u\",\t\u{8}nonce=\"~\"",
+            // A line break where a name would begin.
+            "username=\"u\",\t\nnonce=\"~\"",
         ]
         for params in forged {
             #expect(try !verifies(params), "\(params) answers nothing")
