@@ -480,6 +480,13 @@ static __always_inline __u64 fg_param_separators(__u64 w)
 	       fg_zero_bytes(w ^ 0x0909090909090909ULL);
 }
 
+/* The index (0-7) of the first byte of w that ends a parameter not read (a
+ * separator, or the LF that ends the line), or 8. */
+static __always_inline __u32 fg_first_param_end(__u64 w)
+{
+	return fg_first_flag(fg_param_separators(w) | fg_zero_bytes(w ^ 0x0A0A0A0A0A0A0A0AULL));
+}
+
 /* Bit 7 set in each byte of x that is zero, and in no other: no carry
  * crosses a byte, so a byte above a zero one is not flagged with it. */
 static __always_inline __u64 fg_zero_bytes_exact(__u64 x)
@@ -644,7 +651,7 @@ __noinline int fg_scan_params(struct fg_walk *w)
 			 * counts (a separator, or the LF): up to a word at once.
 			 * Bytes past the copy are stale; the walk ends there. */
 			__u64 word = fg_word_at(&w->scratch, at);
-			__u32 k = fg_first_flag(fg_param_separators(word) | fg_zero_bytes(word ^ 0x0A0A0A0A0A0A0A0AULL));
+			__u32 k = fg_first_param_end(word);
 
 			if (k) {
 				at += k;
@@ -690,7 +697,7 @@ __noinline int fg_scan_params(struct fg_walk *w)
 				 * passed up to its end (none but the LF, as
 				 * the name's first byte, is one). */
 				scan->param = FG_PARAM_OTHER;
-				at += fg_first_flag(fg_param_separators(name) | fg_zero_bytes(name ^ 0x0A0A0A0A0A0A0A0AULL));
+				at += fg_first_param_end(name);
 				continue;
 			}
 			/* A name that may run past the copy: a byte at a time. */
