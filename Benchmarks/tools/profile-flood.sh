@@ -17,8 +17,16 @@ trap 'rm -rf "$work"' EXIT
 [ -n "${FLOODGATE_NO_BUILD:-}" ] || swift build -c release --product floodgate >/dev/null
 .build/release/floodgate flood --scenario "$scenario" --filter floodgate --seconds 5 --packets 1000000000 "$@" 2>/dev/null &
 flood=$!
-sleep 2.2
-id=$(bpftool prog show name floodgate_xdp | awk -F: 'NR == 1 {print $1}')  # awk reads it all: head would end bpftool with SIGPIPE, which pipefail makes fatal
+# The program shows once the flood's lab has loaded it (the verifier takes seconds on a slow machine); then the
+# flood has 5 s to run, and perf samples its middle.
+id=
+for _ in $(seq 60); do
+    id=$(bpftool prog show name floodgate_xdp 2>/dev/null | awk -F: 'NR == 1 {print $1}' || true)  # awk reads it all: head would end bpftool with SIGPIPE, which pipefail makes fatal
+    [ -z "$id" ] || break
+    sleep 0.5
+done
+[ -n "$id" ] || { echo "floodgate_xdp was not loaded within 30 s" >&2; kill "$flood" 2>/dev/null; exit 1; }
+sleep 1.5
 "$tools/jit-lines" "$id" > "$work/lines"
 perf record -a -o "$work/perf.data" -- sleep 1.5 2>/dev/null
 wait "$flood"
