@@ -69,7 +69,7 @@ struct FloodgateBench: ParsableCommand {
     @Option(
         help: "Passes of the generated floods with the receive on a CPU of its own, paced, the calls beside (the median is reported).")
     var dedicatedRuns = 3
-    @Option(help: "The pace of those floods, in Mpps: below what every filter takes there, so the ring never overflows.")
+    @Option(help: "The pace of those floods at most, in Mpps (lower for a scenario that some filter of the pass cannot take at 80% of its receiving CPU: a one-second probe of each finds it).")
     var dedicatedMpps = 3.0
     @Option(name: .customLong("report"), help: "Write the flood table (Markdown) and chart (SVG) into this directory.")
     var reportDirectory: String?

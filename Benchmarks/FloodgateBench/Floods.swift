@@ -22,6 +22,17 @@ struct FloodRow: Encodable {
     var mppsDedicated: [String: Double]
     var receiveNSDedicated: [String: Double]
     var legitimateDedicated: [String: LegitimateTotals]
+    /// The third pass's pace, in Mpps (``dedicatedPace``): at most `--dedicated-mpps`, lowered for a scenario that
+    /// some filter of the pass takes more than 80% of its receiving CPU for; nil if the pass did not run.
+    var dedicatedPaceMpps: Double?
+    /// The probe that chose it: each filter's receive ns per packet paced at `--dedicated-mpps`, without calls.
+    var dedicatedProbeNS: [String: Double] = [:]
+    /// The third pass's runs in which a filter's receive fell behind the flood (it saw under 98% of the frames
+    /// sent; on the machine the pass was set up on, every filter lost a few tenths of a percent at any pace), by
+    /// filter: its ring overflowed, and its ns per packet carry the overflow's lock.
+    var dedicatedBehind: [String: Int] = [:]
+    /// The median share of the frames sent that the receive never saw in the third pass, by filter.
+    var dedicatedLost: [String: Double] = [:]
     /// How far each filter's runs spread: (max − min) / median, by pass (``FloodPass``: Mpps alone and with the
     /// calls, the receive's ns per packet on its own CPU) and filter. A pass with fewer than two runs has none.
     var spread: [String: [String: Double]] = [:]
@@ -43,6 +54,10 @@ struct FloodRow: Encodable {
         case mppsDedicated = "mpps_dedicated_receive"
         case receiveNSDedicated = "receive_ns_per_packet_dedicated"
         case legitimateDedicated = "legitimate_dedicated_receive"
+        case dedicatedPaceMpps = "dedicated_pace_mpps"
+        case dedicatedProbeNS = "dedicated_probe_ns_per_packet"
+        case dedicatedBehind = "dedicated_runs_behind"
+        case dedicatedLost = "dedicated_lost_share"
         case spread
         case retransmissionsByRun = "retransmissions_by_run"
         case legitimateRuns = "legitimate_runs"
@@ -149,15 +164,20 @@ func generatedFloods(_ options: Options) throws -> [FloodRow] {
         var dedicated: [String: [Double]] = [:]
         var receiveNS: [String: [Double]] = [:]
         var legitimateDedicated: [String: LegitimateTotals] = [:]
+        var behind: [String: Int] = [:]
+        var lost: [String: [Double]] = [:]
+        let pace = options.dedicatedRuns > 0 ? try dedicatedPace(scenario, options) : nil
         for _ in 0..<options.dedicatedRuns {
             for filter in dedicatedFilterKinds {
                 var paced = scenario
-                paced.offeredPPS = options.dedicatedMpps * 1e6
+                paced.offeredPPS = (pace?.mpps ?? options.dedicatedMpps) * 1e6
                 let r = try FloodResult.run(
                     scenario: paced, filter: filter, packets: 1_000_000_000, seconds: options.floodSeconds,
                     progress: false, legitimate: filter == .trivial ? nil : .standard(calls: options.floodCalls),
                     dedicatedReceiver: true)
                 dedicated[filter.rawValue, default: []].append(r.mpps)
+                lost[filter.rawValue, default: []].append(r.lost)
+                if r.lost > 0.02 { behind[filter.rawValue, default: 0] += 1 }
                 if let ns = r.receiveNSPerPacket { receiveNS[filter.rawValue, default: []].append(ns) }
                 if filter != .trivial {
                     legitimateDedicated[filter.rawValue, default: LegitimateTotals()].add(r.legitimate)
@@ -173,10 +193,36 @@ func generatedFloods(_ options: Options) throws -> [FloodRow] {
         return FloodRow(
             scenario: name, mpps: runs.mapValues(median), floodgateDroppedShare: median(dropped), legitimate: legitimate,
             mppsWithCalls: withCalls.mapValues(median), mppsDedicated: dedicated.mapValues(median),
-            receiveNSDedicated: receiveNS.mapValues(median), legitimateDedicated: legitimateDedicated, spread: spread,
+            receiveNSDedicated: receiveNS.mapValues(median), legitimateDedicated: legitimateDedicated,
+            dedicatedPaceMpps: pace?.mpps, dedicatedProbeNS: pace?.probeNS ?? [:], dedicatedBehind: behind, dedicatedLost: lost.mapValues(median),
+            spread: spread,
             retransmissionsByRun: retransmissions, legitimateRuns: options.legitimateRuns,
             dedicatedRuns: options.dedicatedRuns)
     }
+}
+
+/// The pace of `scenario`'s flood with the receive on a CPU of its own. The pass means to measure what a NIC
+/// queue's core spends on a packet, so its ring must not overflow: veth frees the overflow into the generator's
+/// page pool under a lock the receive takes too (``FloodResult/run``), which a NIC, dropping it in hardware,
+/// would not. `--dedicated-mpps` (3) was chosen below what every filter took on the machine it was set on; on a
+/// slower one, or for a costlier scenario, it overruns the receive. So each filter of the pass first
+/// runs one second paced at `--dedicated-mpps`, without calls, and the pass runs at that pace or at 80% of what
+/// the costliest of them took a packet (1000 / ns Mpps), whichever is lower. An overrun probe's ns include the
+/// lock, so they err towards a lower pace.
+func dedicatedPace(_ scenario: FloodScenario, _ options: Options) throws -> (mpps: Double, probeNS: [String: Double]) {
+    var probe = scenario
+    probe.offeredPPS = options.dedicatedMpps * 1e6
+    var probeNS: [String: Double] = [:]
+    for filter in dedicatedFilterKinds {
+        let r = try FloodResult.run(
+            scenario: probe, filter: filter, packets: 1_000_000_000, seconds: 1, progress: false, dedicatedReceiver: true)
+        guard let ns = r.receiveNSPerPacket, ns > 0 else {
+            throw FloodgateError("the \(filter.rawValue) probe of \(scenario.name) saw no packet on its receiving CPU")
+        }
+        probeNS[filter.rawValue] = ns
+    }
+    let costliest = probeNS.values.max() ?? 0
+    return (min(options.dedicatedMpps, 0.8 * 1000 / costliest), probeNS)
 }
 
 /// (max − min) / median of a filter's runs; nil for fewer than two.
@@ -255,16 +301,18 @@ func floodMarkdown(_ rows: [FloodRow], _ options: Options) -> String {
         md += "| \(row.scenario) | " + (cells + ratios + legitimate).joined(separator: " | ") + " |\n"
     }
     md += "\nBeside the calls: everything on CPU 0 (Mpps) | the receive on a CPU of its own, paced at "
-        + String(format: "%.1f Mpps (the receiving thread's CPU ns per packet)\n\n", options.dedicatedMpps)
-    md += "| scenario | oracle | floodgate | floodgate / oracle | trivial ns | oracle ns | floodgate ns"
+        + String(format: "%.1f Mpps at most (pace: the scenario's, Mpps; the receiving thread's CPU ns per packet)\n\n",
+                 options.dedicatedMpps)
+    md += "| scenario | oracle | floodgate | floodgate / oracle | pace | trivial ns | oracle ns | floodgate ns"
         + " | capacity vs oracle | legitimate ok (own CPU): oracle | floodgate |\n|---|"
-        + String(repeating: "---:|", count: 9) + "\n"
+        + String(repeating: "---:|", count: 10) + "\n"
     for row in rows {
         func cell(_ table: [String: Double], _ f: String) -> String { table[f].map { String(format: "%.2f", $0) } ?? "n/a" }
         func vs(_ table: KeyPath<FloodRow, [String: Double]>) -> String {
             row.ratio("floodgate", "oracle", in: table).map { String(format: "%.2f×", $0) } ?? "n/a"
         }
         let cells = [cell(row.mppsWithCalls, "oracle"), cell(row.mppsWithCalls, "floodgate"), vs(\.mppsWithCalls),
+                     row.dedicatedPaceMpps.map { String(format: "%.2f", $0) } ?? "n/a",
                      cell(row.receiveNSDedicated, "trivial"), cell(row.receiveNSDedicated, "oracle"),
                      cell(row.receiveNSDedicated, "floodgate"),
                      row.dedicatedCapacityVsOracle.map { String(format: "%.2f×", $0) } ?? "n/a",
@@ -311,10 +359,11 @@ func runFloods(_ options: Options) throws -> [FloodRow] {
     }
     print(
         "\nThe same floods beside the calls, everything on CPU 0 (Mpps); and the receive on a CPU of its own (threaded"
-            + String(format: " NAPI on the last CPU), the flood paced at %.1f Mpps, the calls beside: the receiving", options.dedicatedMpps)
+            + String(format: " NAPI on the last CPU), the flood paced at %.1f Mpps at most (lower where a filter's", options.dedicatedMpps)
+            + " one-second probe there took more than 80% of the CPU at that pace), the calls beside: the receiving"
             + " thread's CPU ns per packet, and Floodgate's capacity on that core against the oracle's")
     print(pad("scenario", 18) + lpad("oracle", 9) + lpad("floodgate", 11) + lpad("vs oracle", 11) + "  |"
-          + lpad("trivial ns", 12) + lpad("oracle ns", 11) + lpad("floodgate ns", 14) + lpad("vs oracle", 11)
+          + lpad("pace", 7) + lpad("trivial ns", 12) + lpad("oracle ns", 11) + lpad("floodgate ns", 14) + lpad("vs oracle", 11)
           + "  legitimate ok: oracle / floodgate (own CPU)")
     for row in floods {
         func cell(_ table: [String: Double], _ f: String, _ w: Int) -> String {
@@ -325,9 +374,24 @@ func runFloods(_ options: Options) throws -> [FloodRow] {
         }
         let calls = ["oracle", "floodgate"].map { row.legitimateDedicated[$0]?.cell ?? "n/a" }.joined(separator: " / ")
         print(pad(row.scenario, 18) + cell(row.mppsWithCalls, "oracle", 9) + cell(row.mppsWithCalls, "floodgate", 11)
-              + vs(\.mppsWithCalls) + "  |" + cell(row.receiveNSDedicated, "trivial", 12)
+              + vs(\.mppsWithCalls) + "  |" + lpad(row.dedicatedPaceMpps.map { String(format: "%.2f", $0) } ?? "n/a", 7)
+              + cell(row.receiveNSDedicated, "trivial", 12)
               + cell(row.receiveNSDedicated, "oracle", 11) + cell(row.receiveNSDedicated, "floodgate", 14)
               + lpad(row.dedicatedCapacityVsOracle.map { String(format: "%.2f×", $0) } ?? "n/a", 11) + "  " + calls)
+    }
+    let behind = floods.flatMap { row in
+        dedicatedFilters.compactMap { f in
+            row.dedicatedBehind[f].map {
+                "\(row.scenario) \(f) \($0) of \(row.dedicatedRuns)"
+                    + String(format: " (lost %.0f%%)", (row.dedicatedLost[f] ?? 0) * 100)
+            }
+        }
+    }
+    if options.dedicatedRuns > 0 {
+        let line = "own CPU, runs whose receive fell behind the flood (saw under 98% of the frames sent; their ns carry"
+            + " the ring's overflow): " + (behind.isEmpty ? "none" : behind.joined(separator: ", "))
+        print(line)
+        noise.append(line)
     }
     for (pass, filters) in [(FloodPass.withCalls, ["oracle", "floodgate"]), (.dedicatedReceive, dedicatedFilters)] {
         if let line = noiseLine(floods, pass: pass, filters: filters) {
