@@ -26,6 +26,8 @@ public final class Agent: @unchecked Sendable {
     /// Changed files as the previous check saw them: applied once a check sees them the same again.
     private var pendingStamp: [String: String]?
     private var lastOccupancy: UInt64 = 0
+    /// The known-source filter as the last walk of the source map left it, and when that walk was.
+    private var lastSourceWalk: (mark: KnownSources.Mark, at: UInt64)?
     private var lastBanSweep: UInt64 = 0
     /// Bans XDP reported, and when they run out; the earliest of those times.
     private var banExpiries: [(expires: UInt64, address: SourceAddress)] = []
@@ -309,10 +311,21 @@ public final class Agent: @unchecked Sendable {
                 lastOccupancy = now
                 // One walk of the source map for its occupancy and for the known-source filter's bits, under the
                 // pin root's lock: one rebuild at a time (two would zero the half the other just made current).
-                if let sources = try root.lockedIfFree({ try KnownSources(maps).rebuild() }) {
-                    metrics.occupancy(sources: sources, capacity: try maps.maxSources())
-                } else {
-                    lastOccupancy = 0
+                // Not while the filter's bits are as the last walk left them (KnownSources.Mark), for up to ten
+                // minutes: no source was added since whose bit was clear, and a full map at rest then costs a
+                // count of the filter's bits, not a walk of a million entries. Skipping clears no bit, so no
+                // source with state is ever taken for new.
+                let walked: Int?? = try root.lockedIfFree {
+                    let known = try KnownSources(maps)
+                    if let last = lastSourceWalk, now - last.at < 600_000_000_000, known.mark == last.mark { return nil }
+                    let sources = try known.rebuild()
+                    lastSourceWalk = (known.mark, now)
+                    return sources
+                }
+                switch walked {
+                case .none: lastOccupancy = 0
+                case .some(.none): break
+                case .some(.some(let sources)): metrics.occupancy(sources: sources, capacity: try maps.maxSources())
                 }
                 metrics.trusted(try maps.trustedSources().filter { $0.untilNS > now }.count)
             }

@@ -89,6 +89,18 @@ public final class KnownSources: @unchecked Sendable {
         return (set, bits)
     }
 
+    /// Which half XDP reads, and how many of its bits are set. Until the next ``rebuild()`` XDP only sets bits in
+    /// that half, so the same mark later means no entry was made since whose bit was clear. A rebuild then would
+    /// clear only the bits of entries the LRU evicted for a source whose bit another address had set, and its walk
+    /// would count only such entries differently (or entries a command removed): the agent skips it.
+    public struct Mark: Equatable, Sendable {
+        public let half: Int
+        public let set: Int
+    }
+
+    /// The half XDP reads, as it is now.
+    public var mark: Mark { Mark(half: activeHalf, set: occupancy().set) }
+
     /// Rebuilds the half XDP does not read from the maps' entries and makes it the one XDP reads: zeroes it, then
     /// sets the bit of every address in `fg_sources` and `fg_trusted`. XDP sets bits in both halves all along, so
     /// an entry made during the walk keeps its bit (made before its word was zeroed, it is in the walk; after, its

@@ -85,6 +85,36 @@ import Testing
         }
     }
 
+    /// The agent skips its walk of the source map while the filter's mark (the half XDP reads and its bits set) is
+    /// the one its last rebuild left. The mark must move whenever XDP makes an entry whose bit was clear, the one
+    /// entry a rebuild must not miss; packets of tracked sources leave it alone, as does a new entry of an address
+    /// whose bit is set (a class of its own, here), which a rebuild would only count.
+    @Test func theMarkMovesWhenAnEntryIsMadeWhoseBitWasClear() throws {
+        var policy = FilterPolicy()
+        (policy.newSources, policy.prefix, policy.widePrefix) = (.unlimited, .unlimited, .unlimited)
+        let p = try loadProgram(policy: policy, maxSources: 10_000)
+        let tracked = (0..<50).map { "198.19.0.\($0 + 1)" }
+        for a in tracked { #expect(try p.verdict(Packet.request("OPTIONS", src: a)) == XDP_PASS_ACTION) }
+        let known = try KnownSources(p.maps)
+        #expect(try known.rebuild() == tracked.count)
+        let mark = known.mark
+        #expect(mark.half == known.activeHalf && (1...tracked.count).contains(mark.set))
+        for a in tracked { #expect(try p.verdict(Packet.request("OPTIONS", src: a)) == XDP_PASS_ACTION) }
+        #expect(try p.verdict(Packet.request("REGISTER", src: tracked[0])) == XDP_PASS_ACTION)
+        #expect(known.mark == mark)
+        // Addresses never seen whose bits are clear: each one's entry sets its bit, and the mark moves with it.
+        let fresh = (0..<1000).map { "198.19.\($0 / 250 + 1).\($0 % 250 + 1)" }.filter { !known.mayHave(SourceAddress($0)!) }
+        #expect(fresh.count >= 995)
+        for (i, a) in fresh.prefix(3).enumerated() {
+            #expect(try p.verdict(Packet.request("OPTIONS", src: a)) == XDP_PASS_ACTION)
+            #expect(known.mayHave(SourceAddress(a)!))
+            #expect(known.mark == KnownSources.Mark(half: mark.half, set: mark.set + i + 1))
+        }
+        // The next rebuild counts them and moves to the other half.
+        #expect(try known.rebuild() == tracked.count + 3 + 1)
+        #expect(known.mark.half == 1 - mark.half)
+    }
+
     /// Sources made while the agent rebuilds: XDP sets their bits in both halves after it makes the entry, so
     /// one made before its word was zeroed is in the walk, and one made after keeps its bit. Checked after each
     /// of 20 rebuilds while another thread makes sources all along: every source whose packet had been judged by
