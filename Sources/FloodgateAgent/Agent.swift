@@ -29,6 +29,8 @@ public final class Agent: @unchecked Sendable {
     /// The known-source filter as the last walk of the source map left it, and when that walk was.
     private var lastSourceWalk: (mark: KnownSources.Mark, at: UInt64)?
     private var lastBanSweep: UInt64 = 0
+    /// Nanoseconds from one walk of the ban maps to the next (``poll()``).
+    private var banSweepInterval: UInt64 = 10_000_000_000
     /// Bans XDP reported, and when they run out; the earliest of those times.
     private var banExpiries: [(expires: UInt64, address: SourceAddress)] = []
     private var earliestExpiry = UInt64.max
@@ -294,15 +296,19 @@ public final class Agent: @unchecked Sendable {
             let swept = try expireReportedBans(now: now)
             if swept > 0 { logger.info("expired bans removed", metadata: ["count": .stringConvertible(swept)]) }
             // Housekeeping walks whole maps, which at full maps (262,144 bans, a million sources) is most of what
-            // the agent costs: the bans every 10 s (the ones no event reported — the ring buffer was full, the
-            // operator's own, an agent restarted — are removed there; XDP already lets a source whose ban ran out
-            // pass), the source map's occupancy every 60 s.
-            if lastBanSweep == 0 || now - lastBanSweep >= 10_000_000_000 {
+            // the agent costs: the bans every 10 s, or less often when a walk is slow (the ones no event reported
+            // — the ring buffer was full, the operator's own, an agent restarted — are removed there; XDP already
+            // lets a source whose ban ran out pass), the source map's occupancy every 60 s.
+            if lastBanSweep == 0 || now - lastBanSweep >= banSweepInterval {
                 lastBanSweep = now
+                let started = monotonicNanoseconds()
                 // Under the pin root's lock when it is free; when a CLI holds it, at the next round.
                 if let (swept, active) = try root.lockedIfFree({ try maps.sweepAndCountBans(now: now) }) {
                     if swept > 0 { logger.info("expired bans removed", metadata: ["count": .stringConvertible(swept)]) }
                     metrics.bans(active: active)
+                    // A walk of two full ban maps took about 115 ms on a slow 2-vCPU VM: the next one waits 200
+                    // times as long as this one took (half a percent of a CPU), from 10 s up to a minute.
+                    banSweepInterval = min(60_000_000_000, max(10_000_000_000, 200 * (monotonicNanoseconds() - started)))
                 } else {
                     lastBanSweep = 0
                 }
