@@ -12,13 +12,26 @@ struct AgentMemoryRow: Encodable {
     var bans: Int
     var mapBytes: UInt64
     var agentRSSBytes: UInt64
-    /// The agent's CPU time (user and system) over `idleSeconds` of polling with the maps full, as a share of one CPU.
+    /// The agent's CPU time (user and system) over `idleSeconds` of polling with the maps full, as a share of one CPU:
+    /// after its walk of the filled source map, so with no walk of it in the window (nothing added since).
     var idleCPUShare: Double
     var idleSeconds: Double
+    /// One walk of the filled source map with the known-source filter's rebuild, as the agent makes it each minute in
+    /// which a source was added: its CPU time (made by the benchmark, under the pin root's lock) and the entries read.
+    var walkCPUSeconds: Double
+    var walkedSources: Int
     enum CodingKeys: String, CodingKey {
         case trackedSources = "tracked_sources", bans, mapBytes = "map_bytes", agentRSSBytes = "agent_rss_bytes"
         case idleCPUShare = "idle_cpu_share", idleSeconds = "idle_seconds"
+        case walkCPUSeconds = "walk_cpu_seconds", walkedSources = "walked_sources"
     }
+}
+
+/// The calling thread's CPU time (user and system), in seconds.
+func threadCPUSeconds() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
 }
 
 /// utime + stime of process `pid`, in clock ticks (`/proc/PID/stat`, fields 14 and 15).
@@ -33,7 +46,8 @@ func cpuTicks(_ pid: Int32) -> UInt64? {
 
 /// `floodgate run` on a lab interface with a 1M-entry source map, filled with a million distinct sources through
 /// test runs of the attached program (prefix and new-source limits off, so every source gets an entry); then,
-/// after the agent has polled and counted them, its resident set (VmRSS) and the maps' kernel memory.
+/// after the agent has polled and counted them, its resident set (VmRSS) and the maps' kernel memory, its CPU over a
+/// minute of polling with nothing added, and what one walk of the source map costs.
 func agentMemory(_ options: Options) throws -> AgentMemoryRow {
     let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         .deletingLastPathComponent().appendingPathComponent("floodgate").path
@@ -100,22 +114,51 @@ func agentMemory(_ options: Options) throws -> AgentMemoryRow {
         scanner[37] = UInt8(i & 0xFF)
         _ = try FloodgateProgram.testRun(programFD: programFD, packet: scanner)
     }
-    Thread.sleep(forTimeInterval: 6)  // the agent counts the source map every 5 s
+    // The agent walks the source map (and rebuilds the known-source filter) each minute in which a source was added,
+    // and the fill was such a minute: idle is after that walk, which makes the other half of the filter the one XDP
+    // reads. Wait for it (its schedule is a minute from its start), then for the rest of that round.
+    let known = try KnownSources(maps)
+    let filledHalf = known.activeHalf
+    let waitUntil = monotonicNanoseconds() + 90_000_000_000
+    while known.activeHalf == filledHalf {
+        guard monotonicNanoseconds() < waitUntil else {
+            throw FloodgateError("the agent did not walk the filled source map within 90 s")
+        }
+        Thread.sleep(forTimeInterval: 0.2)
+    }
+    Thread.sleep(forTimeInterval: 2)
     // Its CPU with nothing to do but poll full maps (every 250 ms, the config above).
-    let idleSeconds = 60.0  // one whole cycle of its housekeeping (sources every 60 s, bans every 10 s)
+    // A whole minute of its housekeeping: the source map looked at once, the ban maps walked two to six times.
+    let idleSeconds = 60.0
     let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
     guard let before = cpuTicks(agent.processIdentifier) else { throw FloodgateError("read the agent's CPU time") }
     let start = monotonicNanoseconds()
     Thread.sleep(forTimeInterval: idleSeconds)
     guard let after = cpuTicks(agent.processIdentifier) else { throw FloodgateError("read the agent's CPU time") }
     let elapsed = Double(monotonicNanoseconds() - start) / 1e9
+    guard known.activeHalf != filledHalf else {
+        throw FloodgateError("the agent walked the source map again while idle: nothing was added, so it should not")
+    }
+    // What the walk it skipped costs: the same rebuild, under the pin root's lock as the agent takes it (retried
+    // while the agent holds it for a round of its own).
+    var walk: (cpu: Double, sources: Int)?
+    for _ in 0..<50 where walk == nil {
+        walk = try root.lockedIfFree {
+            let cpu = threadCPUSeconds()
+            let sources = try known.rebuild()
+            return (threadCPUSeconds() - cpu, sources)
+        }
+        if walk == nil { Thread.sleep(forTimeInterval: 0.1) }
+    }
+    guard let walk else { throw FloodgateError("the pin root's lock stayed taken for 5 s") }
     let status = (try? String(contentsOfFile: "/proc/\(agent.processIdentifier)/status", encoding: .utf8)) ?? ""
     let rssKB = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }
         .flatMap { $0.split(separator: " ").dropFirst().first.flatMap { UInt64($0) } } ?? 0
     return AgentMemoryRow(
         trackedSources: try maps.trackedSourceCount(), bans: try maps.activeBanCounts().values.reduce(0, +),
         mapBytes: FilterMaps.names.reduce(0) { $0 + memlock(fd: maps.fd($1)) }, agentRSSBytes: rssKB * 1024,
-        idleCPUShare: Double(after - before) / ticksPerSecond / elapsed, idleSeconds: elapsed)
+        idleCPUShare: Double(after - before) / ticksPerSecond / elapsed, idleSeconds: elapsed,
+        walkCPUSeconds: walk.cpu, walkedSources: walk.sources)
 }
 
 /// Runs the section and prints its figures.
@@ -127,5 +170,9 @@ func runAgentMemory(_ options: Options) throws -> [AgentMemoryRow] {
     print(String(format: "agent CPU polling every 250 ms with nothing else to do: %.2f%% of one CPU over %.0f s"
                  + " (utime + stime) — target ≤ 2%% — %@", row.idleCPUShare * 100, row.idleSeconds,
                  row.idleCPUShare <= 0.02 ? "met" : "NOT met"))
+    print(String(format: "one walk of the %d sources with the known-source filter's rebuild, which the agent makes each"
+                 + " minute in which a source was added (and skips otherwise): %.0f ms of CPU; idle plus one a minute:"
+                 + " %.2f%% of one CPU", row.walkedSources, row.walkCPUSeconds * 1000,
+                 (row.idleCPUShare + row.walkCPUSeconds / 60) * 100))
     return [row]
 }
