@@ -307,7 +307,8 @@ public final class Agent: @unchecked Sendable {
                     if swept > 0 { logger.info("expired bans removed", metadata: ["count": .stringConvertible(swept)]) }
                     metrics.bans(active: active)
                     // A walk of two full ban maps took about 115 ms on a slow 2-vCPU VM: the next one waits 200
-                    // times as long as this one took (half a percent of a CPU), from 10 s up to a minute.
+                    // times as long as this one took, from 10 s up to a minute (half a percent of a CPU while a walk
+                    // takes under 300 ms; a walk a minute beyond). Wall time: a starved machine walks less often.
                     banSweepInterval = min(60_000_000_000, max(10_000_000_000, 200 * (monotonicNanoseconds() - started)))
                 } else {
                     lastBanSweep = 0
@@ -321,17 +322,15 @@ public final class Agent: @unchecked Sendable {
                 // minutes: no source was added since whose bit was clear, and a full map at rest then costs a
                 // count of the filter's bits, not a walk of a million entries. Skipping clears no bit, so no
                 // source with state is ever taken for new.
-                let walked: Int?? = try root.lockedIfFree {
-                    let known = try KnownSources(maps)
-                    if let last = lastSourceWalk, now - last.at < 600_000_000_000, known.mark == last.mark { return nil }
-                    let sources = try known.rebuild()
-                    lastSourceWalk = (known.mark, now)
-                    return sources
+                let walked = try root.lockedIfFree {
+                    try KnownSources(maps).rebuild(unlessUnchangedSince: lastSourceWalk, now: now)
                 }
                 switch walked {
-                case .none: lastOccupancy = 0
-                case .some(.none): break
-                case .some(.some(let sources)): metrics.occupancy(sources: sources, capacity: try maps.maxSources())
+                case nil: lastOccupancy = 0
+                case .some(nil): break
+                case let walk??:
+                    lastSourceWalk = (walk.mark, now)
+                    metrics.occupancy(sources: walk.sources, capacity: try maps.maxSources())
                 }
                 metrics.trusted(try maps.trustedSources().filter { $0.untilNS > now }.count)
             }
@@ -368,7 +367,7 @@ public final class Agent: @unchecked Sendable {
         return removed
     }
 
-    /// Remembers when a ban XDP reported runs out (bounded by the default ban map's capacity: the 10-second walk finds
+    /// Remembers when a ban XDP reported runs out (bounded by the default ban map's capacity: the ban maps' walk finds
     /// the rest).
     private func noteExpiry(_ address: SourceAddress, at expires: UInt64) {
         guard expires != 0, banExpiries.count < FilterCapacity.defaultAutoBans else { return }

@@ -90,9 +90,9 @@ public final class KnownSources: @unchecked Sendable {
     }
 
     /// Which half XDP reads, and how many of its bits are set. Until the next ``rebuild()`` XDP only sets bits in
-    /// that half, so the same mark later means no entry was made since whose bit was clear. A rebuild then would
-    /// clear only the bits of entries the LRU evicted for a source whose bit another address had set, and its walk
-    /// would count only such entries differently (or entries a command removed): the agent skips it.
+    /// that half, so the same mark later means no entry was made since whose bit was clear: the entries a rebuild
+    /// must not miss. What a rebuild would still change then: the count of entries whose bit was already set (a
+    /// tracked source's entry for another class, most often), and the stale bits of entries such entries evicted.
     public struct Mark: Equatable, Sendable {
         public let half: Int
         public let set: Int
@@ -100,6 +100,17 @@ public final class KnownSources: @unchecked Sendable {
 
     /// The half XDP reads, as it is now.
     public var mark: Mark { Mark(half: activeHalf, set: occupancy().set) }
+
+    /// The agent's minute: a ``rebuild()``, unless the mark is still the one the last rebuild left (`last`, with
+    /// when it was made) and that rebuild is under `maxAge` nanoseconds before `now`. Returns the entries the walk
+    /// read and the mark it left, or nil if it was skipped. A skip clears no bit, so it can never make a source
+    /// with state look new.
+    public func rebuild(unlessUnchangedSince last: (mark: Mark, at: UInt64)?, now: UInt64,
+                        maxAge: UInt64 = 600_000_000_000) throws -> (sources: Int, mark: Mark)? {
+        if let last, now >= last.at, now - last.at < maxAge, mark == last.mark { return nil }
+        let sources = try rebuild()
+        return (sources, mark)
+    }
 
     /// Rebuilds the half XDP does not read from the maps' entries and makes it the one XDP reads: zeroes it, then
     /// sets the bit of every address in `fg_sources` and `fg_trusted`. XDP sets bits in both halves all along, so

@@ -86,9 +86,9 @@ import Testing
     }
 
     /// The agent skips its walk of the source map while the filter's mark (the half XDP reads and its bits set) is
-    /// the one its last rebuild left. The mark must move whenever XDP makes an entry whose bit was clear, the one
-    /// entry a rebuild must not miss; packets of tracked sources leave it alone, as does a new entry of an address
-    /// whose bit is set (a class of its own, here), which a rebuild would only count.
+    /// the one its last rebuild left, for up to ten minutes. The mark must move whenever XDP makes an entry whose
+    /// bit was clear, the one entry a rebuild must not miss; packets of tracked sources leave it alone, as does a
+    /// new entry of an address whose bit is set (a class of its own, here), which a rebuild would only count.
     @Test func theMarkMovesWhenAnEntryIsMadeWhoseBitWasClear() throws {
         var policy = FilterPolicy()
         (policy.newSources, policy.prefix, policy.widePrefix) = (.unlimited, .unlimited, .unlimited)
@@ -110,9 +110,20 @@ import Testing
             #expect(known.mayHave(SourceAddress(a)!))
             #expect(known.mark == KnownSources.Mark(half: mark.half, set: mark.set + i + 1))
         }
-        // The next rebuild counts them and moves to the other half.
-        #expect(try known.rebuild() == tracked.count + 3 + 1)
-        #expect(known.mark.half == 1 - mark.half)
+        // The agent's minute: the mark moved, so it walks; then it skips while the mark stands and its last walk is
+        // under ten minutes old, and walks again at ten minutes, or as soon as an entry sets a clear bit.
+        let minute: UInt64 = 60_000_000_000
+        let walk = try #require(try known.rebuild(unlessUnchangedSince: (mark, 0), now: minute))
+        #expect(walk.sources == tracked.count + 3 + 1 && walk.mark == known.mark && walk.mark.half == 1 - mark.half)
+        #expect(try known.rebuild(unlessUnchangedSince: (walk.mark, minute), now: 10 * minute) == nil)
+        #expect(known.mark == walk.mark)
+        #expect(try known.rebuild(unlessUnchangedSince: (walk.mark, minute), now: 11 * minute) != nil)
+        let last = known.mark
+        #expect(try known.rebuild(unlessUnchangedSince: (last, 11 * minute), now: 12 * minute) == nil)
+        let next = try #require(fresh.dropFirst(3).first { !known.mayHave(SourceAddress($0)!) })
+        #expect(try p.verdict(Packet.request("OPTIONS", src: next)) == XDP_PASS_ACTION)
+        #expect(try known.rebuild(unlessUnchangedSince: (last, 11 * minute), now: 12 * minute)?.sources
+                == tracked.count + 4 + 1)
     }
 
     /// Sources made while the agent rebuilds: XDP sets their bits in both halves after it makes the entry, so
