@@ -119,6 +119,16 @@ func agentMemory(_ options: Options) throws -> AgentMemoryRow {
     // reads. Wait for it (its schedule is a minute from its start), then for the rest of that round.
     let known = try KnownSources(maps)
     let filledHalf = known.activeHalf
+    // One source more, whose bit is clear: should the agent have walked just before the fill's last packets, the
+    // mark its walk left has moved all the same, and the walk this waits for comes.
+    guard let last = (1_000_000..<1_000_100).first(where: {
+        !known.mayHave(SourceAddress("2001:db8:77::\(String($0 >> 16, radix: 16)):\(String($0 & 0xFFFF, radix: 16))")!)
+    }) else { throw FloodgateError("no address of 100 has its known-source bit clear") }
+    packet[34] = UInt8(last >> 24 & 0xFF)
+    packet[35] = UInt8(last >> 16 & 0xFF)
+    packet[36] = UInt8(last >> 8 & 0xFF)
+    packet[37] = UInt8(last & 0xFF)
+    _ = try FloodgateProgram.testRun(programFD: programFD, packet: packet)
     let waitUntil = monotonicNanoseconds() + 90_000_000_000
     while known.activeHalf == filledHalf {
         guard monotonicNanoseconds() < waitUntil else {
@@ -128,8 +138,9 @@ func agentMemory(_ options: Options) throws -> AgentMemoryRow {
     }
     Thread.sleep(forTimeInterval: 2)
     // Its CPU with nothing to do but poll full maps (every 250 ms, the config above).
-    // A whole minute of its housekeeping: the source map looked at once, the ban maps walked two to six times.
-    let idleSeconds = 60.0
+    // Two minutes of its housekeeping: the source map looked at (and its walk skipped) twice, the ban maps walked
+    // two to twelve times (every 10 to 60 s, by what a walk costs).
+    let idleSeconds = 120.0
     let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
     guard let before = cpuTicks(agent.processIdentifier) else { throw FloodgateError("read the agent's CPU time") }
     let start = monotonicNanoseconds()
