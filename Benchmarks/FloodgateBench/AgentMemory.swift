@@ -46,8 +46,8 @@ func cpuTicks(_ pid: Int32) -> UInt64? {
 
 /// `floodgate run` on a lab interface with a 1M-entry source map, filled with a million distinct sources through
 /// test runs of the attached program (prefix and new-source limits off, so every source gets an entry); then,
-/// after the agent has polled and counted them, its resident set (VmRSS) and the maps' kernel memory, its CPU over a
-/// minute of polling with nothing added, and what one walk of the source map costs.
+/// after the agent has polled and counted them, its resident set (VmRSS) and the maps' kernel memory, its CPU over
+/// two minutes of polling with nothing added, and what one walk of the source map costs.
 func agentMemory(_ options: Options) throws -> AgentMemoryRow {
     let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         .deletingLastPathComponent().appendingPathComponent("floodgate").path
