@@ -34,6 +34,11 @@ func threadCPUSeconds() -> Double {
     return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
 }
 
+/// Sets the low 32 bits of an IPv6 frame's source address (bytes 14 + 8 + 12 ..< +16) to `i`.
+func setSourceLow32(_ frame: inout [UInt8], _ i: Int) {
+    for k in 0..<4 { frame[34 + k] = UInt8(i >> (24 - 8 * k) & 0xFF) }
+}
+
 /// utime + stime of process `pid`, in clock ticks (`/proc/PID/stat`, fields 14 and 15).
 func cpuTicks(_ pid: Int32) -> UInt64? {
     guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
@@ -94,11 +99,8 @@ func agentMemory(_ options: Options) throws -> AgentMemoryRow {
     var packet = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
         src: "2001:db8:77::1", dst: "2001:db8::2", proto: Packet.Proto.udp,
         Packet.udp(sport: 5060, dport: 5060, Array("REGISTER sip:x SIP/2.0\r\n\r\n".utf8))))
-    for i in 0..<1_000_000 {  // the low 32 bits of the source address (bytes 14 + 8 + 12 ..< +16)
-        packet[34] = UInt8(i >> 24 & 0xFF)
-        packet[35] = UInt8(i >> 16 & 0xFF)
-        packet[36] = UInt8(i >> 8 & 0xFF)
-        packet[37] = UInt8(i & 0xFF)
+    for i in 0..<1_000_000 {
+        setSourceLow32(&packet, i)
         _ = try FloodgateProgram.testRun(programFD: programFD, packet: packet)
     }
     // The filter's own ban map filled the way a scanner sweep fills it: a scanner's REGISTER from each of 262,144
@@ -108,10 +110,7 @@ func agentMemory(_ options: Options) throws -> AgentMemoryRow {
         Packet.udp(sport: 5060, dport: 5060, Array("REGISTER sip:x SIP/2.0\r\nUser-Agent: friendly-scanner\r\n\r\n".utf8))))
     let banCapacity = FilterCapacity.defaultAutoBans
     for i in 0..<banCapacity {
-        scanner[34] = UInt8(i >> 24 & 0xFF)
-        scanner[35] = UInt8(i >> 16 & 0xFF)
-        scanner[36] = UInt8(i >> 8 & 0xFF)
-        scanner[37] = UInt8(i & 0xFF)
+        setSourceLow32(&scanner, i)
         _ = try FloodgateProgram.testRun(programFD: programFD, packet: scanner)
     }
     // The agent walks the source map (and rebuilds the known-source filter) each minute in which a source was added,
@@ -124,10 +123,7 @@ func agentMemory(_ options: Options) throws -> AgentMemoryRow {
     guard let last = (1_000_000..<1_000_100).first(where: {
         !known.mayHave(SourceAddress("2001:db8:77::\(String($0 >> 16, radix: 16)):\(String($0 & 0xFFFF, radix: 16))")!)
     }) else { throw FloodgateError("no address of 100 has its known-source bit clear") }
-    packet[34] = UInt8(last >> 24 & 0xFF)
-    packet[35] = UInt8(last >> 16 & 0xFF)
-    packet[36] = UInt8(last >> 8 & 0xFF)
-    packet[37] = UInt8(last & 0xFF)
+    setSourceLow32(&packet, last)
     _ = try FloodgateProgram.testRun(programFD: programFD, packet: packet)
     let waitUntil = monotonicNanoseconds() + 90_000_000_000
     while known.activeHalf == filledHalf {
