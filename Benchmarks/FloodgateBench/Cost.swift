@@ -25,6 +25,9 @@ struct CostRow: Encodable {
     var floodgateLowLoadsNS: [Double] = []
     var baselineLowLoadsNS: [Double] = []
     var floorLowLoadsNS: [Double] = []
+    /// For a row of means over several loads (``meanOverLoads``): each load's mean of this build less the
+    /// baseline's, measured in the same runs.
+    var baselineDifferencesNS: [Double] = []
     var ratio: Double { floodgateNS / trivialNS }
     /// The median of the loads' lower quartiles.
     var floodgateLowNS: Double? { floodgateLowLoadsNS.isEmpty ? nil : median(floodgateLowLoadsNS) }
@@ -42,6 +45,7 @@ struct CostRow: Encodable {
     /// distinct packet run once), the difference of the means.
     var vsBaselineNS: Double? {
         guard let baseline = baselineNS else { return nil }
+        if !baselineDifferencesNS.isEmpty { return median(baselineDifferencesNS) }
         guard !floodgateLowLoadsNS.isEmpty, floodgateLowLoadsNS.count == baselineLowLoadsNS.count else {
             return floodgateNS - baseline
         }
@@ -61,6 +65,7 @@ struct CostRow: Encodable {
         case baselineLowLoadsNS = "baseline_loads_low_quartile_ns"
         case floorLowLoadsNS = "floor_loads_low_quartile_ns"
         case vsBaselineNS = "vs_baseline_ns"
+        case baselineDifferencesNS = "baseline_differences_ns"
         case ratio
     }
     func encode(to encoder: Encoder) throws {
@@ -79,6 +84,7 @@ struct CostRow: Encodable {
         if !baselineLowLoadsNS.isEmpty { try c.encode(baselineLowLoadsNS, forKey: .baselineLowLoadsNS) }
         if !floorLowLoadsNS.isEmpty { try c.encode(floorLowLoadsNS, forKey: .floorLowLoadsNS) }
         try c.encodeIfPresent(vsBaselineNS, forKey: .vsBaselineNS)
+        if !baselineDifferencesNS.isEmpty { try c.encode(baselineDifferencesNS, forKey: .baselineDifferencesNS) }
         try c.encode(ratio, forKey: .ratio)
     }
 }
@@ -345,6 +351,7 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
     }
 
     rows += try spoofedDenyCosts(options, trivial: trivial)
+    rows += try refusedNewSourceCosts(options, trivial: trivial)
 
     // The operation rows look up the entry an OPTIONS made.
     let looked = try FloodgateProgram(policy: passingPolicy)
@@ -431,6 +438,85 @@ func spoofedDenyCosts(_ options: Options, trivial: TrivialDropProgram) throws ->
                 programs: programs, packets: flood(warm..<warm + measured), expect: XDP_DROP))
     }
     return rows
+}
+
+/// The worst case's path (`worst-case` in the floods): a source without state while the new-source budget is
+/// empty, refused by it, under the default policy but for the budget (1 a second, burst 1). Each source once, as
+/// the new source is, in `--loads` loads (the builds loaded anew each time, since where a load lands moves a mean
+/// by tens of nanoseconds here): with the known-source filter empty (its bit clear, so neither the source map
+/// nor the verified map is looked up) and with every bit set (both are, and miss). The sources go in chunks of
+/// 4,096, before each of which one source of its own empties the budget of the token that may have come since
+/// (it takes the token, or is refused too); each load then checks that every other source was refused by the
+/// budget, in each build.
+func refusedNewSourceCosts(_ options: Options, trivial: TrivialDropProgram) throws -> [CostRow] {
+    var refusing = FilterPolicy()
+    refusing.newSources = .rate(1, burst: 1)
+    let chunk = 4096, drains = spoofedSources / chunk  // the last `drains` sources empty the budget
+    let measured = min(options.newSources, spoofedSources - drains)
+    let chunks = stride(from: 0, to: measured, by: chunk).map { start in
+        (start..<min(start + chunk, measured)).map { i in frame(src: spoofedSource(i), dport: 5060) }
+    }
+    return try [false, true].map { full in
+        try meanOverLoads(
+            "refused: a new source, the new-source budget empty, known \(full ? "all set" : "clear")",
+            "repeat 1 × \(measured) packets, mean", options, trivial: trivial, chunks: chunks, expect: XDP_DROP
+        ) { programs, index in
+            // Empties the budget before chunk `index`; returns each program's refusals that were not measured.
+            try programs.all.map { program in
+                let drain = try program.testRun(frame(src: spoofedSource(spoofedSources - 1 - index), dport: 5060))
+                return drain.action == XDP_DROP.rawValue ? 1 : 0
+            }
+        } verify: { programs, unmeasured in
+            for (program, extra) in zip(programs.all, unmeasured) {
+                let refused = try program.maps.packets(of: .options)[Int(Reason.droppedNewSource.index)]
+                guard refused == UInt64(measured + extra) else {
+                    throw FloodgateError("the budget refused \(refused) packets, not the \(measured) measured and \(extra) more")
+                }
+            }
+        } load: {
+            let programs = try CostPrograms(options, policy: refusing)
+            if full { for program in programs.all { try setEveryKnownBit(program.maps) } }
+            return programs
+        }
+    }
+}
+
+/// ``meanOverPackets`` over `chunks` of packets in each of `options.loads` loads of the programs `load` makes,
+/// with `before(programs, i)` before chunk `i` (on the same CPU; it returns a count for each program, summed
+/// over the chunks and handed to `verify`, which checks each load's programs after its runs): the medians of the
+/// loads' means, each load's kept, and (with a baseline) the median of the loads' differences.
+func meanOverLoads(
+    _ scenario: String, _ method: String, _ options: Options, trivial: TrivialDropProgram, chunks: [[[UInt8]]],
+    expect action: xdp_action, before: (CostPrograms, Int) throws -> [Int],
+    verify: (CostPrograms, [Int]) throws -> Void, load: () throws -> CostPrograms
+) throws -> CostRow {
+    let packets = Double(chunks.map(\.count).reduce(0, +))
+    let rows = try (0..<options.loads).map { _ in
+        let programs = try load()
+        var counts = programs.all.map { _ in 0 }
+        var sums = (trivial: 0.0, filter: 0.0, baseline: 0.0)
+        for (i, packetsOfChunk) in chunks.enumerated() {
+            let counted = try onCPU(0) { try before(programs, i) }
+            counts = zip(counts, counted).map { $0 + $1 }
+            let row = try meanOverPackets(
+                scenario, method, trivial: trivial, programs: programs, packets: packetsOfChunk, expect: action)
+            let n = Double(packetsOfChunk.count)
+            sums.trivial += row.trivialNS * n
+            sums.filter += row.floodgateNS * n
+            sums.baseline += (row.baselineNS ?? 0) * n
+        }
+        try verify(programs, counts)
+        return (trivial: sums.trivial / packets, filter: sums.filter / packets,
+                baseline: programs.baseline == nil ? nil : sums.baseline / packets)
+    }
+    let filter = rows.map(\.filter), baseline = rows.compactMap(\.baseline)
+    return CostRow(
+        scenario: scenario,
+        method: method + (rows.count > 1 ? " × \(rows.count) loads (\(loadsRange(filter)))" : ""),
+        trivialNS: median(rows.map(\.trivial)), floodgateNS: median(filter),
+        baselineNS: baseline.isEmpty ? nil : median(baseline),
+        floodgateLoadsNS: rows.count > 1 ? filter : [], baselineLoadsNS: rows.count > 1 ? baseline : [],
+        baselineDifferencesNS: baseline.isEmpty ? [] : zip(filter, baseline).map { $0 - $1 })
 }
 
 /// Sets every bit of both halves of `maps`' known-source filter: every address then looks as if it may have
