@@ -401,12 +401,13 @@ struct fg_addr {
  * (from the map's size), and [FG_KNOWN_ACTIVE] the index of the first word of
  * the half XDP reads (fg_known_half).
  * Every entry made in fg_sources (XDP) or fg_trusted (floodgate_inside) sets
- * its address's bit in both halves, after the entry is made; the agent
+ * its address's bit in the half XDP reads, after the entry is made, and in
+ * both halves while [FG_KNOWN_REBUILDING] is set; the agent sets that word,
  * rebuilds the half XDP does not read (zeroes it, then sets the bits of every
- * address in the two maps) and then makes it the one XDP reads, so that bits
- * of evicted entries go. A bit may be set for an address without state
- * (another address's hash, an entry since evicted): then the lookups are made
- * as before. A clear bit in the half XDP reads always means no state: the
+ * address in the two maps), makes it the one XDP reads and clears the word,
+ * so that bits of evicted entries go. A bit may be set for an address without
+ * state (another address's hash, an entry since evicted): then the lookups are
+ * made as before. A clear bit in the half XDP reads always means no state: the
  * only way to a wrong "new".
  *
  * Its size: 2^FG_KNOWN_BITS_LOG_MIN bits a half (512 KiB), the default
@@ -432,6 +433,9 @@ struct fg_addr {
 #define FG_KNOWN_HEADER 8
 #define FG_KNOWN_SEED 0
 #define FG_KNOWN_ACTIVE 1
+/* Non-zero while the agent rebuilds a half (KnownSources.rebuild): only then
+ * does XDP set an entry's bit in the half it does not read (lib/known.h). */
+#define FG_KNOWN_REBUILDING 2
 /* The map's entries as the object declares them (the agent sizes it at load). */
 #define FG_KNOWN_ENTRIES_MIN 131080 /* FG_KNOWN_HEADER + 2 * 2^(FG_KNOWN_BITS_LOG_MIN - 6) */
 _Static_assert(FG_KNOWN_ENTRIES_MIN == FG_KNOWN_HEADER + 2 * (1u << (FG_KNOWN_BITS_LOG_MIN - 6)), "fg_known: its entries");

@@ -43,25 +43,53 @@ static __always_inline int fg_known_maybe(const struct fg_addr *addr)
 	return !word || (READ_ONCE(*word) >> (bit & 63)) & 1;
 }
 
-/* Notes an entry just made for `addr`, in both halves. The OR is made even
- * when the bit reads set, and in its fetching (fully ordered) form: a plain
- * read of the word could see a bit the agent has just cleared, and skip the
- * OR, while the agent's walk does not yet see the new entry. */
+/* Sets bit `bit` of the word at `index`, in its fetching (fully ordered)
+ * form: a plain read of the word could see a bit the agent has just cleared,
+ * and skip the OR, while the agent's walk does not yet see the new entry. */
+static __always_inline void fg_known_set(__u32 index, __u32 bit)
+{
+	__u64 *word = bpf_map_lookup_elem(&fg_known, &index), old;
+
+	if (word) {
+		old = __sync_fetch_and_or(word, 1ULL << (bit & 63));
+		asm volatile("" ::"r"(old));
+	}
+}
+
+/*
+ * Notes an entry just made for `addr`: its bit in the half XDP reads, and in
+ * both halves while the agent rebuilds one (or if the half XDP reads changed
+ * meanwhile). Outside a rebuild the other half is not written: the next
+ * rebuild zeroes it and sets the bits of every entry its walk reads.
+ *
+ * Why no entry is missed. At the start of a rebuild the agent sets
+ * [FG_KNOWN_REBUILDING], fences, then zeroes the half and walks the maps. Here
+ * the entry is made, then the first OR (a full barrier), then the word is
+ * read: if it reads clear, the agent's store comes after that read, so its
+ * walk, after its fence, finds the entry. At the end the agent makes its
+ * half the one XDP reads, fences, then clears the word: if the word reads
+ * clear from that store, the half index read after it is the new one, and
+ * differs from the one the first OR went to.
+ */
 static __always_inline void fg_known_add(const struct fg_addr *addr)
 {
-	__u32 index = FG_KNOWN_SEED, bit, half;
-	__u64 *seed = bpf_map_lookup_elem(&fg_known, &index), *word, old;
+	__u32 index = FG_KNOWN_SEED, bit, first;
+	__u64 *seed = bpf_map_lookup_elem(&fg_known, &index), *active, *rebuilding;
 
 	if (!seed)
 		return;
 	bit = fg_known_bit(addr, *seed);
-	for (half = 0; half < 2; half++) {
-		index = fg_known_half(*seed, half) + (bit >> 6);
-		word = bpf_map_lookup_elem(&fg_known, &index);
-		if (word) {
-			old = __sync_fetch_and_or(word, 1ULL << (bit & 63));
-			asm volatile("" ::"r"(old));
-		}
+	index = FG_KNOWN_ACTIVE;
+	active = bpf_map_lookup_elem(&fg_known, &index);
+	index = FG_KNOWN_REBUILDING;
+	rebuilding = bpf_map_lookup_elem(&fg_known, &index);
+	first = active ? READ_ONCE(*active) : 0;
+	if (first)
+		fg_known_set(first + (bit >> 6), bit);
+	/* (Without the two words, unreachable for an array, both halves.) */
+	if (!first || !rebuilding || READ_ONCE(*rebuilding) || (__u32)READ_ONCE(*active) != first) {
+		fg_known_set(fg_known_half(*seed, 0) + (bit >> 6), bit);
+		fg_known_set(fg_known_half(*seed, 1) + (bit >> 6), bit);
 	}
 }
 

@@ -3,7 +3,8 @@ import Foundation
 
 /// `fg_known`, mapped into memory: which addresses may have an entry in `fg_sources` or `fg_trusted`, so that XDP
 /// refuses a random-source flood's new addresses under the new-source budget without a lookup that misses (the
-/// layout and its rules are in BPF/floodgate.h). XDP sets an address's bit in both halves after it makes an entry;
+/// layout and its rules are in BPF/floodgate.h). XDP sets an address's bit in the half it reads after it makes an
+/// entry, and in both during a rebuild;
 /// ``rebuild()`` clears the bits of entries since evicted. A bit must never be clear for an address that has an
 /// entry: such a source would be taken for new, and refused while the budget is empty.
 public final class KnownSources: @unchecked Sendable {
@@ -113,15 +114,20 @@ public final class KnownSources: @unchecked Sendable {
     }
 
     /// Rebuilds the half XDP does not read from the maps' entries and makes it the one XDP reads: zeroes it, then
-    /// sets the bit of every address in `fg_sources` and `fg_trusted`. XDP sets bits in both halves all along, so
+    /// sets the bit of every address in `fg_sources` and `fg_trusted`. XDP sets an entry's bit in the half it
+    /// reads, and in both while the word `FG_KNOWN_REBUILDING` is set, which this sets first and clears last, so
     /// an entry made during the walk keeps its bit (made before its word was zeroed, it is in the walk; after, its
-    /// bit lands on the zeroed word). Returns how many `fg_sources` entries the walk read, for the agent's
-    /// occupancy gauge. One rebuild at a time per filter (the agent holds the pin root's lock): a second one
-    /// would zero the half the first has just made the one XDP reads.
+    /// bit lands on the zeroed word), and one made just before the word was set is in the walk (lib/known.h says
+    /// why). If the walk fails the word stays set, and XDP writes both halves until a rebuild ends. Returns how
+    /// many `fg_sources` entries the walk read, for the agent's occupancy gauge. One rebuild at a time per filter
+    /// (the agent holds the pin root's lock): a second one would zero the half the first has just made the one
+    /// XDP reads.
     @discardableResult
     public func rebuild() throws -> Int {
         let target = 1 - activeHalf
         let words = half(target)
+        cfloodgate_store64(base + Int(FG_KNOWN_REBUILDING), 1)
+        cfloodgate_fence()
         for i in 0..<self.words { cfloodgate_store64(words + i, 0) }
         cfloodgate_fence()
         func mark(_ address: fg_addr) {
@@ -139,6 +145,8 @@ public final class KnownSources: @unchecked Sendable {
         }
         cfloodgate_fence()
         cfloodgate_store64(base + Int(FG_KNOWN_ACTIVE), UInt64(fg_known_half(hashSeed, UInt32(target))))
+        cfloodgate_fence()
+        cfloodgate_store64(base + Int(FG_KNOWN_REBUILDING), 0)
         return sources
     }
 }

@@ -126,8 +126,9 @@ import Testing
                 == tracked.count + 4 + 1)
     }
 
-    /// Sources made while the agent rebuilds: XDP sets their bits in both halves after it makes the entry, so
-    /// one made before its word was zeroed is in the walk, and one made after keeps its bit. Checked after each
+    /// Sources made while the agent rebuilds: XDP sets their bits in both halves after it makes the entry, while
+    /// the rebuild's word is set, so one made before its word was zeroed is in the walk, and one made after keeps
+    /// its bit; one made just before the rebuild set its word is in the walk (lib/known.h says why). Checked after each
     /// of 20 rebuilds while another thread makes sources all along: every source whose packet had been judged by
     /// the time the rebuild returned has its bit in the half XDP reads.
     @Test func sourcesMadeDuringARebuildKeepTheirBits() throws {
@@ -175,6 +176,51 @@ import Testing
         #expect(rebuilds == 20)
         // Or the run proved nothing: sources must have been made while rebuilds ran.
         #expect(overlapped >= 1, "no rebuild ran while sources were made")
+    }
+
+    /// Outside a rebuild XDP sets a new entry's bit in the half it reads alone (one atomic write to memory a new
+    /// source, not two); while `FG_KNOWN_REBUILDING` is set, from a rebuild's start to its end, in both halves. A
+    /// rebuild clears the word when it ends, and every entry's bit is in the half XDP then reads.
+    @Test func theOtherHalfIsWrittenOnlyWhileARebuildRuns() throws {
+        var policy = FilterPolicy()
+        (policy.newSources, policy.prefix, policy.widePrefix) = (.unlimited, .unlimited, .unlimited)
+        let p = try loadProgram(policy: policy, maxSources: 10_000)
+        let known = try KnownSources(p.maps)
+        /// Whether each half has `address`'s bit.
+        func halves(_ address: String) throws -> [Bool] {
+            var has: [Bool] = []
+            try KnownSourcesTests.withWords(p.maps) { words, _ in
+                let seed = words[Int(FG_KNOWN_SEED)]
+                var raw = SourceAddress(address)!.raw
+                let bit = Int(fg_known_bit(&raw, seed))
+                has = (0..<2).map { half in
+                    words[Int(fg_known_half(seed, UInt32(half))) + bit >> 6] >> UInt64(bit & 63) & 1 == 1
+                }
+            }
+            return has
+        }
+        func rebuildingWord() throws -> UInt64 {
+            var value: UInt64 = 0
+            try KnownSourcesTests.withWords(p.maps) { words, _ in value = words[Int(FG_KNOWN_REBUILDING)] }
+            return value
+        }
+        func setRebuilding(_ value: UInt64) throws {
+            try KnownSourcesTests.withWords(p.maps) { words, _ in words[Int(FG_KNOWN_REBUILDING)] = value }
+        }
+        let active = known.activeHalf
+        #expect(try rebuildingWord() == 0)
+        let outside = (1...20).map { "198.19.1.\($0)" }, during = (1...20).map { "198.19.2.\($0)" }
+        for a in outside { #expect(try p.verdict(Packet.request("OPTIONS", src: a)) == XDP_PASS_ACTION) }
+        // Nothing else writes the other half of a new map, so not one of its bits is set.
+        for a in outside { #expect(try halves(a) == (active == 0 ? [true, false] : [false, true]), "\(a)") }
+        try setRebuilding(1)
+        for a in during { #expect(try p.verdict(Packet.request("OPTIONS", src: a)) == XDP_PASS_ACTION) }
+        for a in during { #expect(try halves(a) == [true, true], "\(a)") }
+        try setRebuilding(0)
+        try known.rebuild()
+        #expect(try rebuildingWord() == 0)
+        #expect(known.activeHalf == 1 - active)
+        for a in outside + during { #expect(known.mayHave(SourceAddress(a)!), "\(a)") }
     }
 
     /// The filter grows with the source map: the least power of two that gives it four bits a source, from 2^22
