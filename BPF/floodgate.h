@@ -363,8 +363,10 @@ enum fg_inside_count {
  * tags. 13: fg_cpu_state's unparsed row and source-keyed gate. 14: a
  * source-keyed slot's pending drops and their class (source_class). 15:
  * fg_known sized by the source map, the log in its seed's low byte, the
- * first index of the half XDP reads in [FG_KNOWN_ACTIVE]. */
-#define FG_LAYOUT_VERSION 15
+ * first index of the half XDP reads in [FG_KNOWN_ACTIVE]. 16: XDP writes
+ * fg_known's other half only while [FG_KNOWN_REBUILDING] is set (an older
+ * agent's rebuild does not set it). */
+#define FG_LAYOUT_VERSION 16
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*

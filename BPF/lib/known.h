@@ -68,8 +68,13 @@ static __always_inline void fg_known_set(__u32 index, __u32 bit)
  * read: if it reads clear, the agent's store comes after that read, so its
  * walk, after its fence, finds the entry. At the end the agent makes its
  * half the one XDP reads, fences, then clears the word: if the word reads
- * clear from that store, the half index read after it is the new one, and
- * differs from the one the first OR went to.
+ * clear from that store, the half index read after it (loads stay in order
+ * on x86; elsewhere this read would need acquire ordering) is the new one.
+ * Either the first OR went there too, or the index differs and both halves
+ * are written. (If whole rebuilds ran between the two reads, and the index
+ * came back to the first one, the last of them zeroed that word before the
+ * first OR, and the bit stands, or after it, and its walk finds the entry:
+ * on x86 stores reach memory in one order, the entry's before the OR's.)
  */
 static __always_inline void fg_known_add(const struct fg_addr *addr)
 {
