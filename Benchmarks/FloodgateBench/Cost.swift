@@ -441,79 +441,73 @@ func spoofedDenyCosts(_ options: Options, trivial: TrivialDropProgram) throws ->
 }
 
 /// The worst case's path (`worst-case` in the floods): a source without state while the new-source budget is
-/// empty, refused by it, under the default policy but for the budget (1 a second, burst 1). Each source once, as
-/// the new source is, in `--loads` loads (the builds loaded anew each time, since where a load lands moves a mean
-/// by tens of nanoseconds here): with the known-source filter empty (its bit clear, so neither the source map
-/// nor the verified map is looked up) and with every bit set (both are, and miss). The sources go in chunks of
-/// 4,096, before each of which one source of its own empties the budget of the token that may have come since
-/// (it takes the token, or is refused too); each load then checks that every other source was refused by the
-/// budget, in each build.
+/// empty, refused by it, under the default policy but for the budget. Each source once, as the new source is, in
+/// `--loads` loads (the builds loaded anew each time, since where a load lands moves a mean by tens of
+/// nanoseconds here): with the known-source filter empty (its bit clear, so neither the source map nor the
+/// verified map is looked up) and with every bit set (both are, and miss). The budget admits one source an hour
+/// (``holdNewSources``), and one source of its own takes that token before the runs; each load then checks that
+/// the budget refused every measured source, in each build.
 func refusedNewSourceCosts(_ options: Options, trivial: TrivialDropProgram) throws -> [CostRow] {
-    var refusing = FilterPolicy()
-    refusing.newSources = .rate(1, burst: 1)
-    let chunk = 4096, drains = spoofedSources / chunk  // the last `drains` sources empty the budget
-    let measured = min(options.newSources, spoofedSources - drains)
-    let chunks = stride(from: 0, to: measured, by: chunk).map { start in
-        (start..<min(start + chunk, measured)).map { i in frame(src: spoofedSource(i), dport: 5060) }
-    }
+    let measured = min(options.newSources, spoofedSources - 1)  // the last source takes the token
+    let packets = (0..<measured).map { i in frame(src: spoofedSource(i), dport: 5060) }
     return try [false, true].map { full in
         try meanOverLoads(
             "refused: a new source, the new-source budget empty, known \(full ? "all set" : "clear")",
-            "repeat 1 × \(measured) packets, mean", options, trivial: trivial, chunks: chunks, expect: XDP_DROP
-        ) { programs, index in
-            // Empties the budget before chunk `index`; returns each program's refusals that were not measured.
-            try programs.all.map { program in
-                let drain = try program.testRun(frame(src: spoofedSource(spoofedSources - 1 - index), dport: 5060))
-                return drain.action == XDP_DROP.rawValue ? 1 : 0
-            }
-        } verify: { programs, unmeasured in
-            for (program, extra) in zip(programs.all, unmeasured) {
+            "repeat 1 × \(measured) packets, mean", options, trivial: trivial, packets: packets, expect: XDP_DROP
+        ) { programs in
+            for program in programs.all {
                 let refused = try program.maps.packets(of: .options)[Int(Reason.droppedNewSource.index)]
-                guard refused == UInt64(measured + extra) else {
-                    throw FloodgateError("the budget refused \(refused) packets, not the \(measured) measured and \(extra) more")
+                guard refused == UInt64(measured) else {
+                    throw FloodgateError("the budget refused \(refused) of the \(measured) new sources measured")
                 }
             }
         } load: {
-            let programs = try CostPrograms(options, policy: refusing)
-            if full { for program in programs.all { try setEveryKnownBit(program.maps) } }
+            let programs = try CostPrograms(options)
+            for program in programs.all {
+                try holdNewSources(program.maps)
+                let drain = try program.testRun(frame(src: spoofedSource(spoofedSources - 1), dport: 5060))
+                guard drain.action == XDP_PASS.rawValue else {
+                    throw FloodgateError("the new-source budget did not admit the source that empties it")
+                }
+                if full { try setEveryKnownBit(program.maps) }
+            }
             return programs
         }
     }
 }
 
-/// ``meanOverPackets`` over `chunks` of packets in each of `options.loads` loads of the programs `load` makes,
-/// with `before(programs, i)` before chunk `i` (on the same CPU; it returns a count for each program, summed
-/// over the chunks and handed to `verify`, which checks each load's programs after its runs): the medians of the
-/// loads' means, each load's kept, and (with a baseline) the median of the loads' differences.
+/// Sets the new-source budget to one source an hour, burst 1, past what a policy can say (one a second at the
+/// least): emptied, it then stays empty through the runs however slow the machine, and each refusal still reads
+/// the clock, as the worst case's do.
+func holdNewSources(_ maps: FilterMaps) throws {
+    var index = FG_LIMIT_NEW_SOURCES.rawValue
+    var limit = fg_limit()
+    limit.interval = 3600 * (1_000_000_000 << UInt64(FG_TICK_SHIFT))
+    (limit.tau, limit.rate, limit.burst) = (0, 1, 1)
+    guard bpf_map_update_elem(maps.limitsFD, &index, &limit, UInt64(BPF_ANY)) == 0 else {
+        throw FloodgateError("set the new-source budget", errno: errno)
+    }
+}
+
+/// ``meanOverPackets`` in each of `options.loads` loads of the programs `load` makes, each load's programs then
+/// checked by `verify`: the medians of the loads' means, each load's kept, and (with a baseline) the median of
+/// the loads' differences.
 func meanOverLoads(
-    _ scenario: String, _ method: String, _ options: Options, trivial: TrivialDropProgram, chunks: [[[UInt8]]],
-    expect action: xdp_action, before: (CostPrograms, Int) throws -> [Int],
-    verify: (CostPrograms, [Int]) throws -> Void, load: () throws -> CostPrograms
+    _ scenario: String, _ method: String, _ options: Options, trivial: TrivialDropProgram, packets: [[UInt8]],
+    expect action: xdp_action, verify: (CostPrograms) throws -> Void, load: () throws -> CostPrograms
 ) throws -> CostRow {
-    let packets = Double(chunks.map(\.count).reduce(0, +))
     let rows = try (0..<options.loads).map { _ in
         let programs = try load()
-        var counts = programs.all.map { _ in 0 }
-        var sums = (trivial: 0.0, filter: 0.0, baseline: 0.0)
-        for (i, packetsOfChunk) in chunks.enumerated() {
-            let counted = try onCPU(0) { try before(programs, i) }
-            counts = zip(counts, counted).map { $0 + $1 }
-            let row = try meanOverPackets(
-                scenario, method, trivial: trivial, programs: programs, packets: packetsOfChunk, expect: action)
-            let n = Double(packetsOfChunk.count)
-            sums.trivial += row.trivialNS * n
-            sums.filter += row.floodgateNS * n
-            sums.baseline += (row.baselineNS ?? 0) * n
-        }
-        try verify(programs, counts)
-        return (trivial: sums.trivial / packets, filter: sums.filter / packets,
-                baseline: programs.baseline == nil ? nil : sums.baseline / packets)
+        let row = try meanOverPackets(
+            scenario, method, trivial: trivial, programs: programs, packets: packets, expect: action)
+        try verify(programs)
+        return row
     }
-    let filter = rows.map(\.filter), baseline = rows.compactMap(\.baseline)
+    let filter = rows.map(\.floodgateNS), baseline = rows.compactMap(\.baselineNS)
     return CostRow(
         scenario: scenario,
         method: method + (rows.count > 1 ? " × \(rows.count) loads (\(loadsRange(filter)))" : ""),
-        trivialNS: median(rows.map(\.trivial)), floodgateNS: median(filter),
+        trivialNS: median(rows.map(\.trivialNS)), floodgateNS: median(filter),
         baselineNS: baseline.isEmpty ? nil : median(baseline),
         floodgateLoadsNS: rows.count > 1 ? filter : [], baselineLoadsNS: rows.count > 1 ? baseline : [],
         baselineDifferencesNS: baseline.isEmpty ? [] : zip(filter, baseline).map { $0 - $1 })
