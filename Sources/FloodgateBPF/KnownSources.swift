@@ -76,10 +76,13 @@ public final class KnownSources: @unchecked Sendable {
     }
 
     /// Whether the half XDP reads has `address`'s bit (false: XDP takes it for an address without state).
-    public func mayHave(_ address: SourceAddress) -> Bool {
+    public func mayHave(_ address: SourceAddress) -> Bool { has(address, inHalf: activeHalf) }
+
+    /// Whether half `index` (0 or 1) has `address`'s bit.
+    func has(_ address: SourceAddress, inHalf index: Int) -> Bool {
         var raw = address.raw
         let bit = Int(fg_known_bit(&raw, hashSeed))
-        return cfloodgate_load64(half(activeHalf) + bit >> 6) >> UInt64(bit & 63) & 1 == 1
+        return cfloodgate_load64(half(index) + bit >> 6) >> UInt64(bit & 63) & 1 == 1
     }
 
     /// How many bits of the half XDP reads are set, of how many.
