@@ -664,11 +664,19 @@ func runCost(_ options: Options, trivial: TrivialDropProgram) throws -> [CostRow
         // Judged on the median; the lower quartile beside it (in ns: a ratio would need the trivial program's
         // own) says how much of the miss is noise.
         let low = ratio ? nil : row.floodgateLowNS
+        // The row's floor, where it has one: the least a program doing that path's work costs (BPF/lab). A floor
+        // above the target puts the target out of reach on this machine for any build that does that work.
+        let floor = row.floorNS.map { ratio ? $0 / row.trivialNS : $0 }
         print(
             String(
                 format: "target: %@ ≤ %.1f%@ — measured %.1f%@ — %@", what, limit, unit, measured, unit,
                 measured <= limit ? "met" : "NOT met")
-                + (low.map { String(format: " (lower quartile %.1f%@)", $0, unit) } ?? ""))
+                + (low.map { String(format: " (lower quartile %.1f%@)", $0, unit) } ?? "")
+                + (floor.map {
+                    String(
+                        format: "; its floor %.1f%@, %@", $0, unit,
+                        $0 > limit ? "above the target: out of reach here" : "within the target")
+                } ?? ""))
     }
     target("a cached drop", "rate-dropped: over the default", 1.3, ratio: true)
     target("a passed OPTIONS", "passed: SIP OPTIONS", 150, ratio: false)
@@ -677,11 +685,15 @@ func runCost(_ options: Options, trivial: TrivialDropProgram) throws -> [CostRow
     if let cached = costs.first(where: { $0.scenario.contains("rate-dropped: over the default") }),
         let oracle = costs.first(where: { $0.scenario.hasPrefix("oracle:") })
     {
+        // Each row against the trivial program of its own interleaving, then the two compared.
+        let oracleOver = oracle.floodgateNS - oracle.trivialNS
         print(
             String(
                 format: "a cached drop is %+.1f ns over the oracle here (the floods' target: within 5 ns of it)",
-                // Each row against the trivial program of its own interleaving, then the two compared.
-                (cached.floodgateNS - cached.trivialNS) - (oracle.floodgateNS - oracle.trivialNS)))
+                (cached.floodgateNS - cached.trivialNS) - oracleOver)
+                + (cached.floorNS.map {
+                    String(format: "; its floor is %+.1f ns over the oracle", $0 - cached.trivialNS - oracleOver)
+                } ?? ""))
     }
     // Each cached drop over the floor measured in its runs, load by load.
     let beside = [("a cached drop", "rate-dropped: over the default"), ("a banned source's drop", "ban-dropped:")]
