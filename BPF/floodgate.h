@@ -426,9 +426,9 @@ struct fg_addr {
  * all set within a minute of a flood. At 2^23 bits for a million sources (11%
  * and 23%) the half did not stay in a core's 1 MiB L2 beside a flood's
  * frames: half of the worst case's samples in the filter were on this load;
- * at 2^22, a sixth to a third (README, "The known-source filter's size"). A
- * bigger map gets a bigger filter all the same: a miss in it is one trip to
- * memory, where a set bit costs the lookups' two or more.
+ * at 2^22, a sixth to a third (Benchmarks/README.md, "The known-source
+ * filter's size"). A bigger map gets a bigger filter all the same: a miss in
+ * it is one trip to memory, where a set bit costs the lookups' two or more.
  */
 #define FG_KNOWN_BITS_LOG_MIN 22
 #define FG_KNOWN_BITS_LOG_MAX 28

@@ -15,7 +15,7 @@ func median(_ values: [Double]) -> Double {
 /// this VM a cost run is slowed now and then for seconds at a time by something outside it (the trivial
 /// program's own runs slow with it), so a program's runs spread upwards; the lower quartile of a load's runs is
 /// steadier than their median, and the builds and floors are compared by it (see "Medians and lower
-/// quartiles" in the README).
+/// quartiles" in Benchmarks/README.md).
 func lowerQuartile(_ values: [Double]) -> Double {
     let sorted = values.sorted()
     return sorted[sorted.count / 4]
