@@ -675,7 +675,7 @@ func runCost(_ options: Options, trivial: TrivialDropProgram) throws -> [CostRow
                 + (floor.map {
                     String(
                         format: "; its floor %.1f%@, %@", $0, unit,
-                        $0 > limit ? "above the target: out of reach here" : "within the target")
+                        $0 > limit ? "above the target: out of reach here" : "not above the target")
                 } ?? ""))
     }
     target("a cached drop", "rate-dropped: over the default", 1.3, ratio: true)
@@ -692,7 +692,7 @@ func runCost(_ options: Options, trivial: TrivialDropProgram) throws -> [CostRow
                 format: "a cached drop is %+.1f ns over the oracle here (the floods' target: within 5 ns of it)",
                 (cached.floodgateNS - cached.trivialNS) - oracleOver)
                 + (cached.floorNS.map {
-                    String(format: "; its floor is %+.1f ns over the oracle", $0 - cached.trivialNS - oracleOver)
+                    String(format: "; the floor under it is %+.1f ns over the oracle", $0 - cached.trivialNS - oracleOver)
                 } ?? ""))
     }
     // Each cached drop over the floor measured in its runs, load by load.
