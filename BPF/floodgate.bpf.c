@@ -149,16 +149,27 @@ static __always_inline int fg_global_refuses(struct fg_ctx *c, __u32 global, __u
  * budget is empty: then a source without state is refused, and the bit saves
  * the lookups that would miss; otherwise the lookups are made anyway (a known
  * source needs them, a new one is admitted), and a read of the bit would only
- * add a miss. Worked out once per decision (c->unknown: 0 not yet, 1 has or
- * may have state, 2 has none). */
+ * add a miss. Worked out once per decision with the budget's look, whose
+ * answer the new-source step reuses (c->unknown, FG_UNKNOWN_*). The look
+ * clamps as a refusal does: a clamp lowers a TAT left far ahead by a slower
+ * limit to one that still refuses, whoever's packet makes it. */
 static __always_inline int fg_source_unknown(struct fg_ctx *c)
 {
 	if (!c->unknown)
-		c->unknown = fg_global_refuses(c, FG_GLOBAL_NEW_SOURCES, FG_LIMIT_NEW_SOURCES, 0) &&
-				     !fg_known_maybe(&c->pkt->src)
-				 ? 2
-				 : 1;
-	return c->unknown == 2;
+		c->unknown = !fg_global_refuses(c, FG_GLOBAL_NEW_SOURCES, FG_LIMIT_NEW_SOURCES, 1) ? FG_UNKNOWN_ROOM
+			     : fg_known_maybe(&c->pkt->src)					     ? FG_UNKNOWN_REFUSED_MAYBE
+												     : FG_UNKNOWN_NONE;
+	return c->unknown == FG_UNKNOWN_NONE;
+}
+
+/* Does the new-source budget refuse a source now? The look fg_source_unknown
+ * made in this decision, if it made one (same clock read; other CPUs only
+ * ever move the TAT later, towards a refusal), else one now. */
+static __always_inline int fg_new_source_refused(struct fg_ctx *c)
+{
+	if (c->unknown)
+		return c->unknown != FG_UNKNOWN_ROOM;
+	return fg_global_refuses(c, FG_GLOBAL_NEW_SOURCES, FG_LIMIT_NEW_SOURCES, 1);
 }
 
 /* The allow entry's own bucket, over all SIP classes of its addresses. */
@@ -338,7 +349,7 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 		 * lookup of its prefixes (two misses to memory on a random-source
 		 * flood) and without charging them, so a forger's sources the
 		 * budget refuses do not drain a real caller's prefix. */
-		if (!c->trusted && fg_global_refuses(c, FG_GLOBAL_NEW_SOURCES, FG_LIMIT_NEW_SOURCES, 1))
+		if (!c->trusted && fg_new_source_refused(c))
 			return FG_REASON_DROPPED_NEW_SOURCE;
 		if (fg_is_sip(c->key.traffic_class) && !c->trusted) {
 			reason = fg_police_prefix(c, 1);

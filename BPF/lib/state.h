@@ -66,6 +66,14 @@ struct {
 	__type(value, struct fg_cpu_state);
 } fg_cpu SEC(".maps");
 
+/* fg_ctx.unknown: the new-source budget's look and, while it refuses, the
+ * source's bit in fg_known (floodgate.bpf.c, fg_source_unknown). */
+enum {
+	FG_UNKNOWN_ROOM = 1,	       /* the budget has room (the bit not read) */
+	FG_UNKNOWN_REFUSED_MAYBE = 2, /* the budget refuses; the source has or may have state */
+	FG_UNKNOWN_NONE = 3,	       /* the budget refuses; the source has no state */
+};
+
 /* The state of one decision, so helpers share one clock read and one slot. */
 struct fg_ctx {
 	const struct fg_settings *s;
@@ -75,7 +83,7 @@ struct fg_ctx {
 	__u64 interval, tau;	   /* the class limit */
 	__u64 now;		   /* ktime in ticks; 0 until read */
 	__u8 trusted;		   /* a known-good source (lib/trust.h) */
-	__u8 unknown;		   /* fg_source_unknown: 0 not asked yet, 1 has or may have state, 2 has none */
+	__u8 unknown;		   /* fg_source_unknown's answer, FG_UNKNOWN_*; 0 not asked yet */
 	__u16 deferred;		   /* aggregate levels (bit 0 prefix, bit 1 wider) a new source found no entry for */
 	__u32 generation;	   /* settings.policy_generation before any limit or list was read */
 	/* The arguments of fg_bucket_admit, one set for all of its call sites,
