@@ -214,7 +214,7 @@ enum fg_global_index {
 #define FG_PRIORITY_VERIFIED 6
 #define FG_PRIORITY_ALLOWED 7
 #define FG_PRIORITY_LEVELS 8
-static inline __u32 fg_shed_priority(__u32 c)
+static inline __attribute__((always_inline)) __u32 fg_shed_priority(__u32 c)
 {
 	switch (c) {
 	case FG_CLASS_OPTIONS: return 0;
