@@ -163,8 +163,9 @@ static __always_inline int fg_source_unknown(struct fg_ctx *c)
 }
 
 /* Does the new-source budget refuse a source now? The look fg_source_unknown
- * made in this decision, if it made one (same clock read; other CPUs only
- * ever move the TAT later, towards a refusal), else one now. */
+ * made in this decision, if it made one (at the same clock read; since then
+ * other CPUs can only have taken tokens or clamped, which refuse as well),
+ * else one now. */
 static __always_inline int fg_new_source_refused(struct fg_ctx *c)
 {
 	if (c->unknown)
