@@ -155,10 +155,12 @@ static __always_inline int fg_global_refuses(struct fg_ctx *c, __u32 global, __u
  * limit to one that still refuses, whoever's packet makes it. */
 static __always_inline int fg_source_unknown(struct fg_ctx *c)
 {
-	if (!c->unknown)
-		c->unknown = !fg_global_refuses(c, FG_GLOBAL_NEW_SOURCES, FG_LIMIT_NEW_SOURCES, 1) ? FG_UNKNOWN_ROOM
-			     : fg_known_maybe(&c->pkt->src)					     ? FG_UNKNOWN_REFUSED_MAYBE
-												     : FG_UNKNOWN_NONE;
+	if (!c->unknown) {
+		if (!fg_global_refuses(c, FG_GLOBAL_NEW_SOURCES, FG_LIMIT_NEW_SOURCES, 1))
+			c->unknown = FG_UNKNOWN_ROOM;
+		else
+			c->unknown = fg_known_maybe(&c->pkt->src) ? FG_UNKNOWN_REFUSED_MAYBE : FG_UNKNOWN_NONE;
+	}
 	return c->unknown == FG_UNKNOWN_NONE;
 }
 

@@ -69,9 +69,9 @@ struct {
 /* fg_ctx.unknown: the new-source budget's look and, while it refuses, the
  * source's bit in fg_known (floodgate.bpf.c, fg_source_unknown). */
 enum {
-	FG_UNKNOWN_ROOM = 1,	       /* the budget has room (the bit not read) */
+	FG_UNKNOWN_ROOM = 1,	      /* the budget has room (the bit not read) */
 	FG_UNKNOWN_REFUSED_MAYBE = 2, /* the budget refuses; the source has or may have state */
-	FG_UNKNOWN_NONE = 3,	       /* the budget refuses; the source has no state */
+	FG_UNKNOWN_NONE = 3,	      /* the budget refuses; the source has no state */
 };
 
 /* The state of one decision, so helpers share one clock read and one slot. */
