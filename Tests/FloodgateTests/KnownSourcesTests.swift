@@ -85,6 +85,41 @@ import Testing
         }
     }
 
+    /// A source whose bit is set but which has no state (an entry the LRU evicted, whose bit stays until the next
+    /// rebuild) is looked up, found missing, and refused by an empty budget like any new one, before its prefixes
+    /// are read or charged: a forger who once got addresses admitted cannot come back from them to drain a real
+    /// caller's prefix. This is the path on which the new-source step reuses the budget's first look
+    /// (FG_UNKNOWN_REFUSED_MAYBE); were it taken for room, the budget's admit would still refuse, but only after
+    /// the prefixes were charged. A tracked source still gets its bucket.
+    @Test func anEvictedSourceWhoseBitStaysIsRefusedBeforeItsPrefixIsCharged() throws {
+        var policy = FilterPolicy()
+        policy.newSources = .unlimited
+        (policy.prefix, policy.widePrefix) = (.rate(10000, burst: 10000), .rate(10000, burst: 10000))
+        let p = try loadProgram(policy: policy, maxSources: 128, testClock: true)
+        let prefixes: BPFMap<fg_source_key, fg_source_state> = p.maps.map(FG_MAP_PREFIXES)
+        func charged() throws -> UInt64 { try prefixes.entries().reduce(0) { $0 + $1.value.packets } }
+        let addresses = (0..<1000).map { "198.19.\($0 / 250).\($0 % 250 + 1)" }
+        for a in addresses { #expect(try p.judge(Packet.request("OPTIONS", src: a)).2 == .passed) }
+        let known = try KnownSources(p.maps)
+        let tracked = Set(try p.maps.sources().map(\.address))
+        let evicted = addresses.compactMap { SourceAddress($0) }.filter { !tracked.contains($0) && known.mayHave($0) }
+        #expect(evicted.count >= 600, "\(evicted.count) evicted sources with their bits set")
+        var strict = policy
+        strict.newSources = .block
+        _ = try strict.apply(to: p.maps)
+        let before = try charged()
+        #expect(before >= 1000)
+        for e in evicted.prefix(100) {
+            #expect(try p.judge(Packet.request("OPTIONS", src: e.description)).2 == .droppedNewSource, "\(e)")
+        }
+        #expect(try charged() == before)
+        #expect(try p.maps.sources().allSatisfy { tracked.contains($0.address) })
+        if let t = tracked.first {
+            #expect(try p.judge(Packet.request("OPTIONS", src: t.description)).2 == .passed)
+            #expect(try charged() == before + 2)  // its /24 and its /16
+        }
+    }
+
     /// The agent skips its walk of the source map while the filter's mark (the half XDP reads and its bits set) is
     /// the one its last rebuild left, for up to ten minutes. The mark must move whenever XDP makes an entry whose
     /// bit was clear, the one entry a rebuild must not miss; packets of tracked sources leave it alone, as does a
