@@ -118,6 +118,29 @@ static __always_inline int fg_bogus_v6_source(const struct fg_addr *a)
 	return a->words[2] == bpf_htonl(0xffff) || (!a->words[2] && (!a->words[3] || a->words[3] == bpf_htonl(1)));
 }
 
+/*
+ * Eight bytes at `p`, which may not be 8-aligned, in one load (and the same
+ * for a store). At an address it cannot prove aligned, clang's BPF backend
+ * (which assumes no misaligned access) splits a u64 load or a memcpy into
+ * eight byte loads and fourteen shifts and ORs, and a store into eight byte
+ * stores. The verifier allows a misaligned access (unless loaded with
+ * BPF_F_STRICT_ALIGNMENT, or on an architecture without efficient unaligned
+ * access) and checks its bounds as the byte accesses'. The "m" operand tells
+ * the compiler which bytes the assembly reads or writes.
+ */
+static __always_inline __u64 fg_load_word(const void *p)
+{
+	__u64 word;
+
+	asm("%0 = *(u64 *)(%1 + 0)" : "=r"(word) : "r"(p), "m"(*(const __u8(*)[8])p));
+	return word;
+}
+
+static __always_inline void fg_store_word(void *p, __u64 word)
+{
+	asm("*(u64 *)(%1 + 0) = %2" : "=m"(*(__u8(*)[8])p) : "r"(p), "r"(word));
+}
+
 /* Eight bytes of text as a little-endian u64 (pad short tokens with \0). */
 #define FG_W8(t)                                                                                         \
 	((__u64)(t)[0] | (__u64)(t)[1] << 8 | (__u64)(t)[2] << 16 | (__u64)(t)[3] << 24 |                 \

@@ -308,10 +308,10 @@ static __always_inline __u32 fg_first_crlf(__u64 w)
 }
 
 /* The word at byte `at` of the copy (bytes past the copied ones are
- * stale: every caller bounds what it takes by the length). */
+ * stale: every caller bounds what it takes by the length), in one load. */
 static __always_inline __u64 fg_word_at(const struct fg_scratch *s, __u32 at)
 {
-	return *(const __u64 *)&s->buf[at & FG_SCAN_MASK];
+	return fg_load_word(&s->buf[at & FG_SCAN_MASK]);
 }
 
 /* The bytes of a value's word at `at` that belong to it: up to its first CR
@@ -1018,7 +1018,7 @@ skip:
 			take = fg_value_take(word, at, len);
 			if (take > FG_SIGNATURE_BYTES - 1 - pos)
 				take = FG_SIGNATURE_BYTES - 1 - pos;
-			*(__u64 *)&s->key.data[(1 + pos) & (FG_SIGNATURE_BYTES - 1)] = fg_lower8(word);
+			fg_store_word(&s->key.data[(1 + pos) & (FG_SIGNATURE_BYTES - 1)], fg_lower8(word));
 			pos += take;
 			at += take;
 			if (take < 8 || at >= len || pos >= FG_SIGNATURE_BYTES - 1)
