@@ -232,10 +232,11 @@ static __always_inline void fg_parse_sip(struct xdp_md *ctx, void *payload, __u3
 	pkt->payload_off = payload - data;
 	pkt->payload_len = len;
 	if (len >= 24 && payload + 24 <= data_end) {
-		__builtin_memcpy(w, payload, 16);
+		w[0] = fg_load_word(payload);
+		w[1] = fg_load_word(payload + 8);
 		/* The third word only matters after leading blanks. */
 		if (fg_is_lead_byte((__u8)w[0]))
-			__builtin_memcpy(&w[2], payload + 16, 8);
+			w[2] = fg_load_word(payload + 16);
 	} else {
 		/* A short payload: the verifier needs a bounded, non-zero size. */
 		__u32 n = len < 24 ? len : 24;
