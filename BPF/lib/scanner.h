@@ -8,15 +8,16 @@
  * The message is copied into a per-CPU scratch buffer (bpf_xdp_load_bytes also
  * reads multi-buffer frames) and walked with bpf_loop, a word or more at a
  * time where it can (header names, values, the rest of uninteresting lines,
- * parameters not read, the nonce), a byte at a time elsewhere: after each LF,
- * a header named User-Agent, From or its compact form f (any case, blanks
- * allowed around the colon, a value folded onto the next line followed) has
- * its value lower-cased into an LPM key of kind + value, and one trie lookup
- * finds the longest signature it starts with. The start line is never a header; a value must end (CR, LF, or
- * its 31st byte) within the scanned bytes to be looked up. The same walk notes
- * an Authorization or Proxy-Authorization header (credentials), hashes the
- * nonce of those and of WWW-/Proxy-Authenticate (and notes stale=true), hashes
- * the Call-ID (FNV-1a) and reads the CSeq number and method.
+ * parameters not read, the nonce, a CSeq's runs), a byte at a time elsewhere:
+ * after each LF, a header named User-Agent, From or its compact form f (any
+ * case, blanks allowed around the colon, a value folded onto the next line
+ * followed) has its value lower-cased into an LPM key of kind + value, and one
+ * trie lookup finds the longest signature it starts with. The start line is
+ * never a header; a value must end (CR, LF, or its 31st byte) within the
+ * scanned bytes to be looked up. The same walk notes an Authorization or
+ * Proxy-Authorization header (credentials), hashes the nonce of those and of
+ * WWW-/Proxy-Authenticate (and notes stale=true), hashes the Call-ID (FNV-1a)
+ * and reads the CSeq number and method.
  */
 #ifndef FG_LIB_SCANNER_H
 #define FG_LIB_SCANNER_H
@@ -428,32 +429,6 @@ static __always_inline void fg_scan_colon_now(const struct fg_scratch *s, struct
 	fg_scan_value_start(scan, at + n, b);
 }
 
-/* A CSeq value byte; returns 1 at the end of the value. pos: 1 in the
- * number, 2 in the blanks after it, 3 + n after n bytes of the method. */
-static __always_inline int fg_scan_cseq(struct fg_scan *scan, __u8 b)
-{
-	__u32 n;
-
-	if (scan->pos == 1 && b >= '0' && b <= '9') {
-		scan->cseq = scan->cseq * 10 + (b - '0');
-		return 0;
-	}
-	if (fg_is_blank(b) && scan->pos <= 2) {
-		scan->pos = 2;
-		return 0;
-	}
-	if (b == '\r' || b == '\n' || fg_is_blank(b) || scan->pos == 1)
-		return 1;
-	n = scan->pos < 3 ? 0 : scan->pos - 3;
-	/* A method longer than 8 bytes is neither REGISTER nor INVITE. */
-	if (n < 8)
-		scan->method |= (__u64)b << (8 * (n & 7));
-	else
-		scan->method = ~0ULL;
-	scan->pos = n < 8 ? 3 + n + 1 : 11;
-	return 0;
-}
-
 /* After the byte b that ended a value (consumed; `next` follows it): the next
  * line, or the rest of this one. A CR with its LF within the copied bytes is
  * taken with it (the step the rest of the line would take, saved: it would
@@ -502,6 +477,106 @@ static __always_inline __u32 fg_first_non_separator(__u64 w)
 			   fg_zero_bytes_exact(w ^ 0x0909090909090909ULL);
 
 	return fg_first_flag(~separators & 0x8080808080808080ULL);
+}
+
+/* Powers of ten by exponent, for a CSeq number read by words. */
+static const __u64 fg_pow10[16] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000};
+
+/* Bit 7 set in each byte of w that is not an ASCII digit, and in no other:
+ * w ^ '0' leaves a digit 0-9, whose high nibble is 0 and whose low one plus 6
+ * stays below 0x10 (no carry leaves a byte). */
+static __always_inline __u64 fg_non_digits(__u64 w)
+{
+	__u64 x = w ^ 0x3030303030303030ULL;
+	__u64 nd = (x & 0xF0F0F0F0F0F0F0F0ULL) | (((x & 0x0F0F0F0F0F0F0F0FULL) + 0x0606060606060606ULL) &
+						 0x1010101010101010ULL);
+
+	return (((nd & 0x7F7F7F7F7F7F7F7FULL) + 0x7F7F7F7F7F7F7F7FULL) | nd) & 0x8080808080808080ULL;
+}
+
+/* The number the first k (1-8) bytes of w spell, all of them digits, the
+ * first the most significant: the digits moved to the word's top bytes (the
+ * bytes below them read as leading zeros), then pairs, quadruples and the
+ * whole combined by three multiplications. */
+static __always_inline __u64 fg_digits_value(__u64 w, __u32 k)
+{
+	__u64 v = ((w ^ 0x3030303030303030ULL) & fg_low_bytes(k)) << (8 * (8 - k));
+
+	v = ((v & 0x0F0F0F0F0F0F0F0FULL) * 2561) >> 8;
+	v = ((v & 0x00FF00FF00FF00FFULL) * 6553601) >> 16;
+	return ((v & 0x0000FFFF0000FFFFULL) * 42949672960001ULL) >> 32;
+}
+
+/*
+ * A CSeq value from `at` (its first digit already read: pos is 1), by words,
+ * up to FG_SCAN_VALUE_WORDS a step. pos: 1 in the number, 2 in the blanks
+ * after it, 3 + n after n bytes of the method. A word's run of digits, of
+ * blanks or of the method's bytes is taken at once; the byte that ends it
+ * decides what follows, as a byte at a time did: a blank after the number
+ * starts the blanks; any other byte after it, a CR or LF after the blanks,
+ * and a CR, LF or blank after the method end the value. The number wraps at
+ * 32 bits as a byte at a time did (cseq * 10 + digit, modulo 2^32); a method
+ * of more than 8 bytes is ~0, neither REGISTER nor INVITE. Returns the byte that ended the value (consumed,
+ * at scan->at - 1), or -1 if the value goes on (scan->at is where), or ran
+ * past the copied bytes.
+ */
+static __always_inline int fg_scan_cseq(const struct fg_scratch *s, struct fg_scan *scan, __u32 at, __u32 len)
+{
+	__u32 j, k, avail, n, pos = scan->pos;
+	__u64 word;
+	__u8 b;
+
+#pragma nounroll
+	for (j = 0; j < FG_SCAN_VALUE_WORDS; j++) {
+		if (at >= len)
+			break;
+		word = fg_word_at(s, at);
+		avail = len - at < 8 ? len - at : 8;
+		if (pos == 1)
+			k = fg_first_flag(fg_non_digits(word));
+		else if (pos == 2)
+			k = fg_first_flag(~(fg_zero_bytes_exact(word ^ 0x2020202020202020ULL) |
+					    fg_zero_bytes_exact(word ^ 0x0909090909090909ULL)) &
+					  0x8080808080808080ULL);
+		else
+			k = fg_first_flag(fg_crlf_bytes(word) | fg_zero_bytes(word ^ 0x2020202020202020ULL) |
+					  fg_zero_bytes(word ^ 0x0909090909090909ULL));
+		if (k > avail)
+			k = avail;
+		if (k && pos == 1) {
+			scan->cseq = (__u32)(scan->cseq * fg_pow10[k & 15] + fg_digits_value(word, k));
+		} else if (k && pos >= 3) {
+			n = pos - 3;
+			if (n + k <= 8) {
+				scan->method |= (word & fg_low_bytes(k)) << (8 * (n & 7));
+				pos = 3 + n + k;
+			} else {
+				scan->method = ~0ULL;
+				pos = 11;
+			}
+		}
+		at += k;
+		if (k == avail)
+			continue;
+		/* Byte k ends the run. */
+		b = (__u8)(word >> (8 * (k & 7)));
+		if (pos == 1 && fg_is_blank(b)) {
+			pos = 2;
+			at++;
+			continue;
+		}
+		if (pos == 2 && b != '\r' && b != '\n') {
+			/* The method's first byte: read by the next turn. */
+			pos = 3;
+			continue;
+		}
+		scan->pos = pos;
+		scan->at = at + 1;
+		return b;
+	}
+	scan->pos = pos;
+	scan->at = at;
+	return -1;
 }
 
 /* The nonce's hash with its next `k` bytes (1-8), the low ones of `word`:
@@ -794,17 +869,16 @@ static __always_inline void fg_scan_to(struct fg_scan *scan, __u8 b)
 }
 
 /*
- * One step of the walk: a small state machine, so the verifier checks one
- * step rather than every path through a header. A step takes a word where it
- * can (up to 64 bytes of an uninteresting line, 8 of a header name, 32 of a
- * value), up to 8 bytes of a CSeq one by one, up to 8 turns over parameters
- * (fg_scan_params), and a byte elsewhere (blanks around the colon, a To
- * value). The step that ends a header's
- * name also takes ":" or ": " and the value's first byte when they follow
- * (fg_scan_colon_now), and a value's CR takes its LF. Lines are the bytes
- * after an LF. A value ends at CR or LF (User-Agent and From: or
- * at FG_SIGNATURE_BYTES - 1 bytes) and only a value whose end is within the
- * copied bytes counts.
+ * One step of the walk: a small state machine, so the verifier checks one step
+ * rather than every path through a header. A step takes a word where it can
+ * (up to 64 bytes of an uninteresting line, 8 of a header name, 32 of a value,
+ * up to 4 runs of a CSeq's digits, blanks or method), up to 8 turns over
+ * parameters (fg_scan_params), and a byte elsewhere (blanks around the colon,
+ * a To value). The step that ends a header's name also takes ":" or ": " and
+ * the value's first byte when they follow (fg_scan_colon_now), and a value's
+ * CR takes its LF. Lines are the bytes after an LF. A value ends at CR or LF
+ * (User-Agent and From: or at FG_SIGNATURE_BYTES - 1 bytes) and only a value
+ * whose end is within the copied bytes counts.
  */
 static __always_inline long fg_scan_one(struct fg_walk *w)
 {
@@ -973,20 +1047,12 @@ skip:
 
 	/* A value. */
 	if (scan->kind == FG_NAME_CSEQ) {
-		/* Byte by byte, up to eight a step. */
-#pragma unroll
-		for (j = 0; j < 8; j++) {
-			if (at + j >= len)
-				break;
-			b = s->buf[(at + j) & FG_SCAN_MASK];
-			if (fg_scan_cseq(scan, b)) {
-				scan->at = at + j + 1;
-				scan->found |= FG_SCAN_CSEQ;
-				fg_scan_after_value(s, scan, b, at + j + 1, len);
-				return 0;
-			}
+		int end = fg_scan_cseq(s, scan, at, len);
+
+		if (end >= 0) {
+			scan->found |= FG_SCAN_CSEQ;
+			fg_scan_after_value(s, scan, (__u8)end, scan->at, len);
 		}
-		scan->at = at + j;
 		return 0;
 	}
 	/* Up to FG_SCAN_VALUE_WORDS words a step, each taken as a step of its

@@ -4,13 +4,13 @@ import FloodgateCore
 import FloodgateLab
 import Testing
 
-/// The header walk (BPF/lib/scanner.h) takes the forms almost every message has in fewer steps: after a header
-/// name, a colon with at most one space and the value's first byte in the same step; a CSeq eight bytes a step; the
-/// CR that ends a value with its LF. A forger chooses every byte of a message and where it ends. These tests cut
-/// messages in those forms, and in the forms beside them that must take the long way, at every byte, and ask that
-/// the program judge each cut as the reference model does. The verdicts show what the walk decides (a scanner's
-/// signature, a CSeq's method, two Call-IDs or CSeqs); they do not show the Call-ID's hash, the CSeq number or
-/// where the caller's URIs start, which the verdicts of these settings do not depend on.
+/// The header walk (BPF/lib/scanner.h) takes the forms almost every message has in fewer steps: after a header name, a
+/// colon with at most one space and the value's first byte in the same step; a CSeq by words (its digits, blanks and
+/// method a run at a time); the CR that ends a value with its LF. A forger chooses every byte of a message and where it
+/// ends. These tests cut messages in those forms, and in the forms beside them that must take the long way, at every
+/// byte, and ask that the program judge each cut as the reference model does. The verdicts show what the walk decides
+/// (a scanner's signature, a CSeq's method, two Call-IDs or CSeqs); they do not show the Call-ID's hash, the CSeq
+/// number or where the caller's URIs start, which the verdicts of these settings do not depend on.
 @Suite(.serialized) struct HeaderWalkTests {
     /// Header lines in the walk's short forms and beside them: blanks before the colon, two or a tab after it, an
     /// empty or folded value, a lone CR inside a line (it ends the value but does not start a line), a CSeq longer
@@ -31,6 +31,10 @@ import Testing
         "CSeq: 4711 REGISTER", "CSeq:4711 REGISTER", "CSeq: 4711 INVITE", "CSeq:  1 REGISTER", "CSeq: 1 REGISTERXYZ",
         "CSeq: 12345678901234 INVITE", "CSeq: 1 OPTIONS \t", "CSeq: x REGISTER", "CSeq:\r\n 7 INVITE",
         "CSeq: 1\rUser-Agent: friendly-scanner", "Call-ID: a@x\rUser-Agent: friendly-scanner",
+        // A CSeq read by words: runs of digits, blanks and the method that end at a word's last byte, cross it, or
+        // fill it (eight digits, a method of eight bytes), and a number's leading zeros.
+        "CSeq: 12345678 REGISTER", "CSeq: 1234567 REGISTER", "CSeq: 1 \t  \t   REGISTER", "CSeq: 1 REGISTEX",
+        "CSeq: 0000000000000000001 INVITE", "CSeq: 42 INVITE  \t ", "CSeq: 7\tINVITE\tx",
         "Call-ID: 3c9d6e5c7b2d0e8f1a4b@198.18.1.1",
         "Call-ID: 3c9d6e5c7b2d0e8f1a4b-5c7b2d0e8f1a4b3c9d6e@198.18.1.1\r\nUser-Agent: friendly-scanner",
         "Call-ID: 3c9d6e5c7b2d0e8f1a4b-5c7b2d0e8f1a4b3c9d6e@198.18.1.1\rUser-Agent: friendly-scanner",
