@@ -469,14 +469,24 @@ static __always_inline __u64 fg_zero_bytes_exact(__u64 x)
 	return ~(((x & 0x7F7F7F7F7F7F7F7FULL) + 0x7F7F7F7F7F7F7F7FULL) | x | 0x7F7F7F7F7F7F7F7FULL);
 }
 
+/* The blanks (SP, HT) among the 8 bytes of w, flagged exactly. */
+static __always_inline __u64 fg_blank_bytes_exact(__u64 w)
+{
+	return fg_zero_bytes_exact(w ^ 0x2020202020202020ULL) | fg_zero_bytes_exact(w ^ 0x0909090909090909ULL);
+}
+
 /* The index (0-7) of the first byte of w that is not a separator, or 8. */
 static __always_inline __u32 fg_first_non_separator(__u64 w)
 {
-	__u64 separators = fg_zero_bytes_exact(w ^ 0x2C2C2C2C2C2C2C2CULL) |
-			   fg_zero_bytes_exact(w ^ 0x2020202020202020ULL) |
-			   fg_zero_bytes_exact(w ^ 0x0909090909090909ULL);
+	__u64 separators = fg_zero_bytes_exact(w ^ 0x2C2C2C2C2C2C2C2CULL) | fg_blank_bytes_exact(w);
 
 	return fg_first_flag(~separators & 0x8080808080808080ULL);
+}
+
+/* The index (0-7) of the first byte of w that is not a blank, or 8. */
+static __always_inline __u32 fg_first_non_blank(__u64 w)
+{
+	return fg_first_flag(~fg_blank_bytes_exact(w) & 0x8080808080808080ULL);
 }
 
 /* Powers of ten by exponent, for a CSeq number read by words. */
@@ -516,9 +526,9 @@ static __always_inline __u64 fg_digits_value(__u64 w, __u32 k)
  * starts the blanks; any other byte after it, a CR or LF after the blanks,
  * and a CR, LF or blank after the method end the value. The number wraps at
  * 32 bits as a byte at a time did (cseq * 10 + digit, modulo 2^32); a method
- * of more than 8 bytes is ~0, neither REGISTER nor INVITE. Returns the byte that ended the value (consumed,
- * at scan->at - 1), or -1 if the value goes on (scan->at is where), or ran
- * past the copied bytes.
+ * of more than 8 bytes is ~0, neither REGISTER nor INVITE. Returns the byte
+ * that ended the value (consumed, at scan->at - 1), or -1 if the value goes
+ * on (scan->at is where), or ran past the copied bytes.
  */
 static __always_inline int fg_scan_cseq(const struct fg_scratch *s, struct fg_scan *scan, __u32 at, __u32 len)
 {
@@ -535,9 +545,7 @@ static __always_inline int fg_scan_cseq(const struct fg_scratch *s, struct fg_sc
 		if (pos == 1)
 			k = fg_first_flag(fg_non_digits(word));
 		else if (pos == 2)
-			k = fg_first_flag(~(fg_zero_bytes_exact(word ^ 0x2020202020202020ULL) |
-					    fg_zero_bytes_exact(word ^ 0x0909090909090909ULL)) &
-					  0x8080808080808080ULL);
+			k = fg_first_non_blank(word);
 		else
 			k = fg_first_flag(fg_crlf_bytes(word) | fg_zero_bytes(word ^ 0x2020202020202020ULL) |
 					  fg_zero_bytes(word ^ 0x0909090909090909ULL));
