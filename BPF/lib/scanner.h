@@ -945,7 +945,11 @@ skip:
 			scan->found |= FG_SCAN_END;
 			return 1;
 		}
+		/* Only the copied bytes choose the header: past them lie an
+		 * earlier message's. */
 		lw = fg_lower8(fg_word_at(s, at));
+		if (len - at < 8)
+			lw &= (1ULL << (8 * (len - at))) - 1;
 		switch ((__u8)lw) {
 		case 'u': scan->kind = FG_SIGNATURE_USER_AGENT; break;
 		case 'a': scan->kind = FG_NAME_AUTHORIZATION; break;
