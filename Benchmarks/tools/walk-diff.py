@@ -9,8 +9,9 @@ and wrap, blanks, methods too long, folds, lone CRs, credentials, lines whose fi
 reads), some cut at a random byte, then every cut of a few fixed ones; every other message is walked as one whose
 To header is wanted. Before each walk the probe fills the buffer the message is copied into with a byte: the
 same random byte on both sides, or with FILLS "apart", a different one on each side, so that a walk whose result
-depends on the bytes past the message (an earlier message's, in the filter) differs from itself. A difference in what either walk found (flags, CSeq number and method, Call-ID hash, nonce, where
-the From value starts, where the walk stopped and in what state) is printed with its message.
+depends on the bytes past the message (an earlier message's, in the filter) differs from itself. A difference in
+what either walk found (flags, CSeq number and method, Call-ID hash, nonce, where the From value starts, where the
+walk stopped and in what state) is printed with its message.
 """
 import random
 import struct

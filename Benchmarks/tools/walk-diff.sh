@@ -22,10 +22,8 @@ trap cleanup EXIT
 clang=$(dirname "$(readlink -f "$(command -v swift)")")/clang
 [ -x "$clang" ] || clang=clang
 sides="base tree"
-fills=same
 if [ "$base" = --self ]; then
     sides=tree
-    fills=apart
 else
     git archive "$base" BPF | tar -x -C "$work"
 fi
