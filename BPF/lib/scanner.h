@@ -949,7 +949,7 @@ skip:
 		 * earlier message's. */
 		lw = fg_lower8(fg_word_at(s, at));
 		if (len - at < 8)
-			lw &= (1ULL << (8 * (len - at))) - 1;
+			lw &= fg_low_bytes(len - at);
 		switch ((__u8)lw) {
 		case 'u': scan->kind = FG_SIGNATURE_USER_AGENT; break;
 		case 'a': scan->kind = FG_NAME_AUTHORIZATION; break;
