@@ -749,7 +749,7 @@ static __always_inline __u32 fg_policy(struct fg_ctx *c, struct fg_packet *pkt)
 		/* As in the fast path: no prefix drained on this CPU, no slot to read (a miss for a random source). */
 		if (cpu && jiffies < cpu->prefix_until_jiffies) {
 			fg_prefix_key(c, &prefix);
-			if (fg_prefix_cached(s, &prefix, jiffies))
+			if (fg_prefix_cached(s, cpu, &prefix, jiffies))
 				return FG_REASON_DROPPED_PREFIX;
 		}
 	}
@@ -844,7 +844,7 @@ static __always_inline int fg_unparsed(struct xdp_md *ctx, const struct fg_setti
 				       __u64 jiffies, __u64 bytes)
 {
 	struct fg_source_key key;
-	struct fg_drop_slot *slot = fg_source_cache_check(ctx, s, jiffies, &key);
+	struct fg_drop_slot *slot = fg_source_cache_check(ctx, s, cpu, jiffies, &key);
 
 	if (!slot)
 		return XDP_PASS;
@@ -903,7 +903,7 @@ int floodgate_xdp(struct xdp_md *ctx)
 	 * bucket or by the prefix either way; it counts as dropped-prefix. */
 	reason = fg_prefix_cache_check(s, cpu, &pkt, jiffies);
 	if (reason == FG_REASON_PASSED)
-		reason = fg_cache_check(s, &pkt, jiffies);
+		reason = fg_cache_check(s, cpu, &pkt, jiffies);
 	if (reason != FG_REASON_PASSED)
 		return fg_cached_drop(cpu, pkt.traffic_class, &pkt.src, reason, bytes);
 	pkt.now_ticks = 0;

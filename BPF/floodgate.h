@@ -49,7 +49,6 @@
 #define FG_MAP_CALLER_RANGES "fg_caller_ranges"
 #define FG_MAP_INSIDE_COUNTS "fg_inside_counts"
 #define FG_MAP_KNOWN "fg_known"
-#define FG_MAP_DROP_TAGS "fg_drop_tags"
 /* The test clock (lib/clock.h): the switch, set before load, and the time. */
 #define FG_TEST_CLOCK_SWITCH ".rodata.test_clock"
 #define FG_TEST_CLOCK_TIME ".data.test_clock"
@@ -126,7 +125,7 @@
  * classes only when at least this many are added at once (lib/drop_cache.h). */
 #define FG_SOURCE_SEARCH_PENDING 16
 /* log2 of FG_DROP_CACHE_SLOTS: a slot's index is the top bits of its key's
- * hash, its tag (fg_drop_tags) the 16 below them. */
+ * hash, its tag (in fg_cpu's value, FG_CPU_TAGS_OFFSET) the 16 below them. */
 #define FG_DROP_CACHE_SLOTS_LOG 12
 /* A drained prefix stays in the drop cache for at least this long (or its
  * bucket's tau, if shorter): see fg_prefix_cache_until. */
@@ -365,8 +364,9 @@ enum fg_inside_count {
  * fg_known sized by the source map, the log in its seed's low byte, the
  * first index of the half XDP reads in [FG_KNOWN_ACTIVE]. 16: XDP writes
  * fg_known's other half only while [FG_KNOWN_REBUILDING] is set (an older
- * agent's rebuild does not set it). */
-#define FG_LAYOUT_VERSION 16
+ * agent's rebuild does not set it). 17: the drop cache's tags in fg_cpu's
+ * value, after the state (FG_CPU_TAGS_OFFSET); no fg_drop_tags. */
+#define FG_LAYOUT_VERSION 17
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*
@@ -484,7 +484,7 @@ struct fg_source_key {
 
 /* The drop cache's hash of a key (lib/drop_cache.h): its top
  * FG_DROP_CACHE_SLOTS_LOG bits are the key's slot, the 16 below them its tag
- * in fg_drop_tags. Both sides compute it: the tests look for keys that share
+ * in fg_cpu's value. Both sides compute it: the tests look for keys that share
  * a slot and a tag. */
 static inline __u32 fg_addr_hash(const struct fg_addr *addr, __u32 traffic_class)
 {
@@ -867,6 +867,16 @@ struct fg_cpu_state {
 	struct fg_class_counters counters[FG_COUNTER_ROWS];
 };
 
+/* fg_cpu's value is the state, then the drop cache's tags: a __u16 for each of
+ * the FG_DROP_CACHE_SLOTS slots, by slot (lib/drop_cache.h). In the value the
+ * fast path has already looked up, a cached drop finds them without a lookup
+ * of its own. (BPF declares the whole value, struct fg_cpu_value in
+ * lib/state.h; Swift reads the state and the tags at these offsets.) */
+enum {
+	FG_CPU_TAGS_OFFSET = 64 + FG_COUNTER_ROWS * 16 * FG_REASON_SLOTS,
+	FG_CPU_VALUE_SIZE = FG_CPU_TAGS_OFFSET + 2 * FG_DROP_CACHE_SLOTS,
+};
+
 _Static_assert(sizeof(struct fg_settings) == 264, "fg_settings layout");
 _Static_assert(sizeof(struct fg_caller_key) == 20, "fg_caller_key layout");
 _Static_assert(sizeof(struct fg_caller) == 24, "fg_caller layout");
@@ -903,6 +913,7 @@ _Static_assert(FG_DROP_CACHE_GROUPS * FG_DROP_CACHE_GROUP == FG_DROP_CACHE_SLOTS
 	       "drop-cache groups");
 _Static_assert(sizeof(struct fg_cpu_state) == 64 + FG_COUNTER_ROWS * sizeof(struct fg_class_counters),
 	       "fg_cpu_state layout");
+_Static_assert(sizeof(struct fg_cpu_state) == FG_CPU_TAGS_OFFSET, "fg_cpu's tags right after the state");
 _Static_assert((FG_DROP_CACHE_SLOTS & (FG_DROP_CACHE_SLOTS - 1)) == 0, "slots: a power of two");
 _Static_assert(1u << FG_DROP_CACHE_SLOTS_LOG == FG_DROP_CACHE_SLOTS && FG_DROP_CACHE_SLOTS_LOG <= 16,
 	       "slots: their log, with 16 bits of tag below the index");

@@ -24,8 +24,9 @@
  * checked against one number, not against the limits it was decided under.
  * Slots are per CPU, so they need no atomics.
  *
- * Each slot's key also has a tag, 16 bits of its hash, in fg_drop_tags (8 KiB
- * a CPU, which stays in cache where the slots' 256 KiB does not). A packet
+ * Each slot's key also has a tag, 16 bits of its hash, in fg_cpu's value after
+ * the state (8 KiB a CPU, which stays in cache where the slots' 256 KiB does
+ * not; found from the state the packet has already looked up). A packet
  * whose tag differs from its slot's has no slot of its own, and goes on
  * without a read of the slot's line: the packets of a source that is not being
  * dropped (a new source, most of a random-source flood under its limits) took
@@ -59,21 +60,9 @@ struct {
 	__type(value, struct fg_drop_group);
 } fg_drop_cache SEC(".maps");
 
-/* The tags of the slots' keys (see above), by slot. */
-struct fg_drop_tags {
-	__u16 tag[FG_DROP_CACHE_SLOTS];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct fg_drop_tags);
-} fg_drop_tags SEC(".maps");
-
-/* The key of fg_drop_tags' one entry, in read-only data: not a word of the
- * deciding functions' stacks, which are at the verifier's limit. */
-static const __u32 fg_drop_tags_key = 0;
+/* The key of fg_settings' and fg_cpu's one entry, in read-only data: not a
+ * word of the deciding functions' stacks, which are at the verifier's limit. */
+static const __u32 fg_entry_zero = 0;
 
 static __always_inline int fg_same_key(const struct fg_source_key *a, const struct fg_source_key *b)
 {
@@ -96,14 +85,14 @@ static __always_inline struct fg_drop_slot *fg_cache_slot(const struct fg_source
 	return fg_slot_at(fg_hash_slot(fg_slot_hash(key)));
 }
 
-/* The slot of `key` if its tag is key's, else NULL: the slot holds another
- * key, and its line is not read. */
-static __always_inline struct fg_drop_slot *fg_cache_tagged(const struct fg_source_key *key)
+/* The slot of `key` if its tag on this CPU (whose state is `cpu`) is key's,
+ * else NULL: the slot holds another key, and its line is not read. */
+static __always_inline struct fg_drop_slot *fg_cache_tagged(const struct fg_cpu_state *cpu,
+							     const struct fg_source_key *key)
 {
 	__u32 hash = fg_slot_hash(key), index = fg_hash_slot(hash);
-	struct fg_drop_tags *tags = bpf_map_lookup_elem(&fg_drop_tags, &fg_drop_tags_key);
 
-	if (!tags || tags->tag[index & (FG_DROP_CACHE_SLOTS - 1)] != fg_hash_tag(hash))
+	if (fg_cpu_tags(cpu)[index & (FG_DROP_CACHE_SLOTS - 1)] != fg_hash_tag(hash))
 		return NULL;
 	return fg_slot_at(index);
 }
@@ -111,10 +100,10 @@ static __always_inline struct fg_drop_slot *fg_cache_tagged(const struct fg_sour
 /* The slot of `key` if it holds key's drop now: its tag and whole key are
  * key's, its jiffy has not come and no policy change came after its fill;
  * else NULL. */
-static __always_inline struct fg_drop_slot *fg_cache_live(const struct fg_settings *s,
+static __always_inline struct fg_drop_slot *fg_cache_live(const struct fg_settings *s, const struct fg_cpu_state *cpu,
 							   const struct fg_source_key *key, __u64 jiffies)
 {
-	struct fg_drop_slot *slot = fg_cache_tagged(key);
+	struct fg_drop_slot *slot = fg_cache_tagged(cpu, key);
 
 	if (!slot || jiffies >= slot->until_jiffies || !fg_same_key(&slot->key, key) ||
 	    slot->generation != READ_ONCE(s->policy_generation))
@@ -127,13 +116,13 @@ static __always_inline struct fg_drop_slot *fg_cache_live(const struct fg_settin
  * verifier's limit of 512 bytes over a chain of calls. */
 __noinline int fg_cache_tag(const struct fg_source_key *key)
 {
-	struct fg_drop_tags *tags = bpf_map_lookup_elem(&fg_drop_tags, &fg_drop_tags_key);
+	struct fg_cpu_state *cpu = bpf_map_lookup_elem(&fg_cpu, &fg_entry_zero);
 	__u32 hash;
 
-	if (!key || !tags)
+	if (!key || !cpu)
 		return 0;
 	hash = fg_slot_hash(key);
-	tags->tag[fg_hash_slot(hash) & (FG_DROP_CACHE_SLOTS - 1)] = fg_hash_tag(hash);
+	fg_cpu_tags(cpu)[fg_hash_slot(hash) & (FG_DROP_CACHE_SLOTS - 1)] = fg_hash_tag(hash);
 	return 0;
 }
 
@@ -227,14 +216,15 @@ static __always_inline void fg_flush(const struct fg_settings *s, struct fg_drop
  * key is the aggregate, not the source, and a verdict cached for one source
  * must not reach another (an allow-listed one, say).
  */
-static __always_inline __u32 fg_cache_check(const struct fg_settings *s, const struct fg_packet *pkt, __u64 jiffies)
+static __always_inline __u32 fg_cache_check(const struct fg_settings *s, const struct fg_cpu_state *cpu,
+					     const struct fg_packet *pkt, __u64 jiffies)
 {
 	struct fg_source_key key = {.addr = pkt->src, .traffic_class = pkt->traffic_class};
 	struct fg_drop_slot *slot;
 
 	if (pkt->traffic_class == FG_CLASS_FRAGMENT)
 		return FG_REASON_PASSED;
-	slot = fg_cache_live(s, &key, jiffies);
+	slot = fg_cache_live(s, cpu, &key, jiffies);
 	if (!slot)
 		return FG_REASON_PASSED;
 	if (++slot->pending >= FG_DROP_CACHE_FLUSH)
@@ -308,10 +298,10 @@ static __always_inline __u64 fg_prefix_cache_until(const struct fg_settings *s, 
 /* Is the prefix of key (already masked) being dropped on this CPU? Only
  * read: a prefix has no entry in fg_sources to flush drops to (the class
  * counters have them), so its slot counts nothing and stays clean in cache. */
-static __always_inline int fg_prefix_cached(const struct fg_settings *s, const struct fg_source_key *key,
-					    __u64 jiffies)
+static __always_inline int fg_prefix_cached(const struct fg_settings *s, const struct fg_cpu_state *cpu,
+					    const struct fg_source_key *key, __u64 jiffies)
 {
-	return fg_cache_live(s, key, jiffies) != NULL;
+	return fg_cache_live(s, cpu, key, jiffies) != NULL;
 }
 
 /* An empty bucket whose next token comes due at `next` (ticks). */
@@ -352,7 +342,7 @@ static __always_inline __u32 fg_prefix_cache_check(const struct fg_settings *s, 
 	} else {
 		fg_mask(&key.addr, s->prefix_v6);
 	}
-	return fg_prefix_cached(s, &key, jiffies) ? FG_REASON_DROPPED_PREFIX : FG_REASON_PASSED;
+	return fg_prefix_cached(s, cpu, &key, jiffies) ? FG_REASON_DROPPED_PREFIX : FG_REASON_PASSED;
 }
 
 /*
@@ -386,7 +376,8 @@ static __always_inline __u32 fg_prefix_cache_check(const struct fg_settings *s, 
  * twice.
  */
 static __always_inline struct fg_drop_slot *fg_source_cache_check(struct xdp_md *ctx, const struct fg_settings *s,
-								    __u64 jiffies, struct fg_source_key *key)
+								    const struct fg_cpu_state *cpu, __u64 jiffies,
+								    struct fg_source_key *key)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -416,7 +407,7 @@ static __always_inline struct fg_drop_slot *fg_source_cache_check(struct xdp_md 
 	} else {
 		return NULL;
 	}
-	return fg_cache_live(s, key, jiffies);
+	return fg_cache_live(s, cpu, key, jiffies);
 }
 
 /* Remember on this CPU that pkt's source is dropped for `reason` (a ban or a
@@ -426,8 +417,8 @@ static __always_inline struct fg_drop_slot *fg_source_cache_check(struct xdp_md 
  * room for another key. */
 __noinline int fg_cache_source(const struct fg_packet *pkt, __u32 reason)
 {
-	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &fg_drop_tags_key);
-	struct fg_cpu_state *cpu = bpf_map_lookup_elem(&fg_cpu, &fg_drop_tags_key);
+	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &fg_entry_zero);
+	struct fg_cpu_state *cpu = bpf_map_lookup_elem(&fg_cpu, &fg_entry_zero);
 	struct fg_source_key key = {.traffic_class = FG_SLOT_SOURCE};
 	struct fg_drop_slot *slot;
 	int fresh;

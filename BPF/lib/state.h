@@ -57,14 +57,31 @@ struct {
 	__type(value, struct fg_global_bucket);
 } fg_global SEC(".maps");
 
-/* Counters of every class, and the fast path's state, per CPU (struct
- * fg_cpu_state); written by XDP. */
+/* fg_cpu's value (floodgate.h): the state, then the drop cache's tags. A
+ * lookup of fg_cpu points at the state, its first member. */
+struct fg_cpu_value {
+	struct fg_cpu_state state;
+	__u16 drop_tags[FG_DROP_CACHE_SLOTS];
+};
+
+_Static_assert(__builtin_offsetof(struct fg_cpu_value, drop_tags) == FG_CPU_TAGS_OFFSET, "fg_cpu's tags");
+_Static_assert(sizeof(struct fg_cpu_value) == FG_CPU_VALUE_SIZE, "fg_cpu's value");
+
+/* Counters of every class, the fast path's state and the drop cache's tags,
+ * per CPU; written by XDP. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct fg_cpu_state);
+	__type(value, struct fg_cpu_value);
 } fg_cpu SEC(".maps");
+
+/* The drop cache's tags of the CPU whose state `cpu` is (the value's first
+ * member). */
+static __always_inline __u16 *fg_cpu_tags(const struct fg_cpu_state *cpu)
+{
+	return ((struct fg_cpu_value *)cpu)->drop_tags;
+}
 
 /* fg_ctx.unknown: the new-source budget's look and, while it refuses, the
  * source's bit in fg_known (floodgate.bpf.c, fg_source_unknown). */

@@ -18,7 +18,6 @@ public final class FilterMaps: @unchecked Sendable {
         FG_MAP_DESTINATIONS, FG_MAP_DESTINATION_SOURCES, FG_MAP_DESTINATION_TOTALS, FG_MAP_CALLS,
         FG_MAP_DESTINATION_OUTCOMES, FG_MAP_FRAUD_BLOCKS, FG_MAP_DIALOGS, FG_MAP_ACTIVE_CALLS, FG_MAP_CALLERS,
         FG_MAP_CALLER_SOURCES, FG_MAP_CALLER_RANGES, FG_MAP_INSIDE_COUNTS, FG_MAP_PEER_BANS, FG_MAP_KNOWN,
-        FG_MAP_DROP_TAGS,
     ]
 
     /// The maps of a loaded object (`owner`), which closes their descriptors: these maps keep it alive.
@@ -57,7 +56,8 @@ public final class FilterMaps: @unchecked Sendable {
     public var settingsFD: Int32 { fd(FG_MAP_SETTINGS) }
     public var limitsFD: Int32 { fd(FG_MAP_LIMITS) }
     public var sourcesFD: Int32 { fd(FG_MAP_SOURCES) }
-    /// Per CPU: the counters of every class, and the fast path's state (`struct fg_cpu_state`).
+    /// Per CPU: the counters of every class and the fast path's state (`struct fg_cpu_state`), then the drop cache's
+    /// tags (`FG_CPU_TAGS_OFFSET`).
     public var cpuFD: Int32 { fd(FG_MAP_CPU) }
     public var dropCacheFD: Int32 { fd(FG_MAP_DROP_CACHE) }
 
@@ -205,11 +205,15 @@ public final class FilterMaps: @unchecked Sendable {
         try perCPU(fd, key: key, count: 1, as: Value.self, what: what)
     }
 
-    /// A per-CPU entry whose value is `count` consecutive `Value`s: every CPU's, one CPU after another.
-    func perCPU<Value>(_ fd: Int32, key: UInt32, count: Int, as: Value.Type, what: String) throws -> [Value] {
+    /// A per-CPU entry whose value holds `count` consecutive `Value`s: every CPU's, one CPU after another. The
+    /// value is `valueSize` bytes (by default just those `Value`s), and they start `offset` bytes into it.
+    func perCPU<Value>(
+        _ fd: Int32, key: UInt32, count: Int, as: Value.Type, what: String, valueSize: Int? = nil, offset: Int = 0
+    ) throws -> [Value] {
         let cpus = Int(libbpf_num_possible_cpus())
         guard cpus > 0 else { throw FloodgateError("count possible CPUs", libbpfResult: Int32(cpus)) }
-        let size = MemoryLayout<Value>.stride * (count - 1) + MemoryLayout<Value>.size
+        let size = valueSize ?? (MemoryLayout<Value>.stride * (count - 1) + MemoryLayout<Value>.size)
+        precondition(offset + MemoryLayout<Value>.stride * (count - 1) + MemoryLayout<Value>.size <= size)
         let stride = (size + 7) & ~7
         var buffer = [UInt8](repeating: 0, count: stride * cpus)
         var key = key
@@ -217,7 +221,8 @@ public final class FilterMaps: @unchecked Sendable {
         return buffer.withUnsafeBytes { raw in
             (0..<cpus).flatMap { cpu in
                 (0..<count).map {
-                    raw.loadUnaligned(fromByteOffset: cpu * stride + $0 * MemoryLayout<Value>.stride, as: Value.self)
+                    raw.loadUnaligned(
+                        fromByteOffset: cpu * stride + offset + $0 * MemoryLayout<Value>.stride, as: Value.self)
                 }
             }
         }
@@ -251,7 +256,9 @@ public final class FilterMaps: @unchecked Sendable {
     /// reason index.
     private func perCPUClassCounters() throws -> [[(packets: [UInt64], bytes: [UInt64])]] {
         let slots = Int(FG_REASON_SLOTS)
-        return try perCPU(cpuFD, key: 0, as: fg_cpu_state.self, what: FG_MAP_CPU).map { state in
+        return try perCPU(
+            cpuFD, key: 0, count: 1, as: fg_cpu_state.self, what: FG_MAP_CPU, valueSize: Int(FG_CPU_VALUE_SIZE)
+        ).map { state in
             withUnsafeBytes(of: state.counters) { raw in
                 // Per class, per reason: packets, then bytes (fg_reason_counters).
                 let words = raw.bindMemory(to: UInt64.self)
@@ -326,10 +333,12 @@ public final class FilterMaps: @unchecked Sendable {
         }
     }
 
-    /// Each CPU's drop-cache tags (`fg_drop_tags`, BPF/lib/drop_cache.h), by slot.
+    /// Each CPU's drop-cache tags (in `fg_cpu`'s value, after the state: BPF/lib/drop_cache.h), by slot.
     func dropTags() throws -> [[UInt16]] {
         let slots = Int(FG_DROP_CACHE_SLOTS)
-        let all = try perCPU(fd(FG_MAP_DROP_TAGS), key: 0, count: slots, as: UInt16.self, what: FG_MAP_DROP_TAGS)
+        let all = try perCPU(
+            cpuFD, key: 0, count: slots, as: UInt16.self, what: FG_MAP_CPU, valueSize: Int(FG_CPU_VALUE_SIZE),
+            offset: Int(FG_CPU_TAGS_OFFSET))
         return stride(from: 0, to: all.count, by: slots).map { Array(all[$0..<$0 + slots]) }
     }
 

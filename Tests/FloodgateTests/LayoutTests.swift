@@ -41,6 +41,9 @@ import Testing
         #expect(MemoryLayout<fg_global_bucket>.size == 64)
         #expect(MemoryLayout<fg_cpu_state>.size == 64 + Int(FG_COUNTER_ROWS) * MemoryLayout<fg_class_counters>.size)
         #expect(MemoryLayout<fg_cpu_state>.offset(of: \.counters) == 64)
+        // fg_cpu's value: the state, then the drop cache's tags (a UInt16 a slot), which BPF declares alone.
+        #expect(Int(FG_CPU_TAGS_OFFSET) == MemoryLayout<fg_cpu_state>.size)
+        #expect(Int(FG_CPU_VALUE_SIZE) == Int(FG_CPU_TAGS_OFFSET) + 2 * Int(FG_DROP_CACHE_SLOTS))
         #expect(MemoryLayout<fg_cidr_key>.size == 20)
         #expect(MemoryLayout<fg_ban>.size == 16)
         #expect(MemoryLayout<fg_signature_key>.size == 36)

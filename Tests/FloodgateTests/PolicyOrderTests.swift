@@ -207,7 +207,7 @@ import Testing
         }
     }
 
-    /// The drop cache tells a source without a slot of its own by 16 bits of tag (fg_drop_tags), without reading
+    /// The drop cache tells a source without a slot of its own by 16 bits of tag (in fg_cpu's value), without reading
     /// the slot. A forger can pick an address whose slot and tag are a dropped source's (the hash folds the address
     /// by XOR: here an IPv6 address with two of its words swapped), but its packets are still compared by their
     /// whole key: they go on to the policy and pass, and the dropped source stays dropped. A source whose slot
