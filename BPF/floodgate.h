@@ -873,7 +873,7 @@ struct fg_cpu_state {
  * of its own. (BPF declares the whole value, struct fg_cpu_value in
  * lib/state.h; Swift reads the state and the tags at these offsets.) */
 enum {
-	FG_CPU_TAGS_OFFSET = 64 + FG_COUNTER_ROWS * 16 * FG_REASON_SLOTS,
+	FG_CPU_TAGS_OFFSET = sizeof(struct fg_cpu_state),
 	FG_CPU_VALUE_SIZE = FG_CPU_TAGS_OFFSET + 2 * FG_DROP_CACHE_SLOTS,
 };
 
@@ -913,7 +913,6 @@ _Static_assert(FG_DROP_CACHE_GROUPS * FG_DROP_CACHE_GROUP == FG_DROP_CACHE_SLOTS
 	       "drop-cache groups");
 _Static_assert(sizeof(struct fg_cpu_state) == 64 + FG_COUNTER_ROWS * sizeof(struct fg_class_counters),
 	       "fg_cpu_state layout");
-_Static_assert(sizeof(struct fg_cpu_state) == FG_CPU_TAGS_OFFSET, "fg_cpu's tags right after the state");
 _Static_assert((FG_DROP_CACHE_SLOTS & (FG_DROP_CACHE_SLOTS - 1)) == 0, "slots: a power of two");
 _Static_assert(1u << FG_DROP_CACHE_SLOTS_LOG == FG_DROP_CACHE_SLOTS && FG_DROP_CACHE_SLOTS_LOG <= 16,
 	       "slots: their log, with 16 bits of tag below the index");

@@ -49,7 +49,9 @@ def main():
     if len(args) not in (3, 4):
         usage()
     a, b, scenario = args[:3]
-    rounds = int(args[3]) if len(args) == 4 and args[3].isdigit() else 10 if len(args) == 3 else usage()
+    if len(args) == 4 and not args[3].isdigit():
+        usage()
+    rounds = int(args[3]) if len(args) == 4 else 10
     if not 1 <= rounds <= 100:
         sys.exit("ROUNDS: 1 to 100")
     rounds += rounds % 2
