@@ -113,7 +113,7 @@ static __always_inline int fg_global_admit(struct fg_ctx *c, __u32 global, __u32
 		return 1;
 	if (call->interval == FG_INTERVAL_BLOCK)
 		return 0;
-	call->now = fg_now(c);
+	call->now = fg_bucket_now(c, call->tau_max);
 	call->tau = call->tau_max / levels * (level + 1);
 	return fg_bucket_admit(&g->tat, call);
 }
@@ -135,7 +135,7 @@ static __always_inline int fg_global_refuses(struct fg_ctx *c, __u32 global, __u
 	if (interval == FG_INTERVAL_BLOCK)
 		return 1;
 	tau = READ_ONCE(lim->tau);
-	now = fg_now(c);
+	now = fg_bucket_now(c, tau);
 	tat = READ_ONCE(g->tat);
 	base = tat > now ? tat : now;
 	if (base - now <= tau)
@@ -186,7 +186,7 @@ static __always_inline int fg_allow_admit(struct fg_ctx *c, struct fg_allow_entr
 		return 1;
 	if (call->interval == FG_INTERVAL_BLOCK)
 		return 0;
-	call->now = fg_now(c);
+	call->now = fg_bucket_now(c, call->tau_max);
 	call->tau = call->tau_max;
 	return fg_bucket_admit(&entry->tat, call);
 }
@@ -227,7 +227,7 @@ static __always_inline void fg_create_aggregate(struct fg_ctx *c, __u32 level, c
 	if (!lim)
 		return;
 	fg_aggregate_key(c, level, narrow, &key);
-	init.tat = fg_now(c) + READ_ONCE(lim->interval);
+	init.tat = fg_bucket_now(c, READ_ONCE(lim->tau)) + READ_ONCE(lim->interval);
 	bpf_map_update_elem(&fg_prefixes, &key, &init, BPF_NOEXIST);
 }
 
@@ -269,7 +269,7 @@ static __always_inline __u32 fg_police_aggregate(struct fg_ctx *c, __u32 level, 
 		return FG_REASON_PASSED;
 	}
 	if (!st) {
-		struct fg_source_state init = {.tat = fg_now(c) + interval, .packets = 1};
+		struct fg_source_state init = {.tat = fg_bucket_now(c, tau) + interval, .packets = 1};
 
 		if (bpf_map_update_elem(&fg_prefixes, &key, &init, BPF_NOEXIST) == 0)
 			return FG_REASON_PASSED;
@@ -278,7 +278,7 @@ static __always_inline __u32 fg_police_aggregate(struct fg_ctx *c, __u32 level, 
 			return FG_REASON_PASSED_UNTRACKED;
 	}
 	__sync_fetch_and_add(&st->packets, 1);
-	call->now = fg_now(c);
+	call->now = fg_bucket_now(c, tau);
 	call->interval = interval;
 	call->tau = call->tau_max = tau;
 	if (fg_bucket_admit(&st->tat, call))
@@ -344,7 +344,7 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 	st = c->key.traffic_class != FG_CLASS_FRAGMENT && fg_source_unknown(c) ? NULL
 									       : bpf_map_lookup_elem(&fg_sources, &c->key);
 	if (!st) {
-		struct fg_source_state init = {.tat = fg_now(c) + interval, .packets = 1};
+		struct fg_source_state init = {.tat = fg_bucket_now(c, c->tau) + interval, .packets = 1};
 
 		/* Only a source whose prefix and the new-source budget have room
 		 * gets an entry: see the top of this file. The budget is looked at
@@ -391,7 +391,7 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 		fg_cache_drop(c->slot, &c->key, c, ~0ULL, FG_REASON_DROPPED_BLOCKED);
 		return FG_REASON_DROPPED_BLOCKED;
 	}
-	call->now = fg_now(c);
+	call->now = fg_bucket_now(c, c->tau);
 	call->interval = interval;
 	call->tau = call->tau_max = c->tau;
 	if (!fg_bucket_admit(&st->tat, call)) {

@@ -49,7 +49,8 @@
 #define FG_MAP_CALLER_RANGES "fg_caller_ranges"
 #define FG_MAP_INSIDE_COUNTS "fg_inside_counts"
 #define FG_MAP_KNOWN "fg_known"
-/* The test clock (lib/clock.h): the switch, set before load, and the time. */
+/* The test clock (lib/clock.h): the switch, set before load, and the time
+ * (struct fg_test_time). */
 #define FG_TEST_CLOCK_SWITCH ".rodata.test_clock"
 #define FG_TEST_CLOCK_TIME ".data.test_clock"
 #define FG_PROG_NAME "floodgate_xdp"
@@ -141,6 +142,26 @@
  */
 #define FG_TICK_SHIFT 4
 #define FG_TICKS_PER_SEC (1000000000ULL << FG_TICK_SHIFT)
+/*
+ * A bucket whose tolerance (tau, its burst less one packet, in time) is at
+ * least this many jiffies (64 ms at HZ 250) is judged at the coarse clock's
+ * time, which is cheaper to read than the precise clock's (lib/clock.h);
+ * any other bucket at the precise clock's. The
+ * coarse clock lags by less than a jiffy. The tokens that come due meanwhile
+ * stay in the bucket, which holds more than a jiffy of them, so the long-run
+ * rate is exact; and a window of any length gets at most one jiffy's worth of
+ * the rate more than the exact bucket would give it: under 1/16 of the burst.
+ */
+#define FG_COARSE_JIFFIES 16
+
+/* The test clock's time (FG_TEST_CLOCK_TIME): what the precise clock and the
+ * coarse clock read, in CLOCK_MONOTONIC nanoseconds. A test sets the coarse
+ * one behind the precise one, as the kernel's lags, to see which is read. */
+struct fg_test_time {
+	__u64 now_ns;
+	__u64 coarse_ns;
+};
+
 /* Highest configurable rate (packets/s) and burst. */
 #define FG_MAX_RATE 100000000U
 #define FG_MAX_BURST 100000000U

@@ -116,21 +116,23 @@ static __always_inline int fg_destination_source_admit(struct fg_walk *w, const 
 	return fg_bucket_admit(tat, call);
 }
 
-/* A limited rule's verdict on a new call. */
-static __always_inline __u32 fg_destination_limit(struct fg_walk *w, const struct fg_packet *pkt,
-						  const struct fg_destination_rule *rule, __u64 now)
+/* A limited rule's verdict on a new call, at the packet's time `now` (ticks). */
+static __always_inline __u32 fg_destination_limit(const struct fg_settings *s, struct fg_walk *w,
+						  const struct fg_packet *pkt, const struct fg_destination_rule *rule,
+						  __u64 now)
 {
 	struct fg_bucket_call *call = &w->call;
 	__u32 id = rule->id;
 	__u64 *total;
 
-	call->now = now;
 	call->interval = READ_ONCE(rule->interval);
 	call->tau = call->tau_max = READ_ONCE(rule->tau);
+	call->now = fg_bucket_ticks(s, now, call->tau_max);
 	if (call->interval && !fg_destination_source_admit(w, pkt, rule, call))
 		return FG_REASON_DROPPED_DESTINATION_LIMIT;
 	call->interval = READ_ONCE(rule->total_interval);
 	call->tau = call->tau_max = READ_ONCE(rule->total_tau);
+	call->now = fg_bucket_ticks(s, now, call->tau_max);
 	total = bpf_map_lookup_elem(&fg_destination_totals, &id);
 	if (call->interval && total && !fg_bucket_admit(total, call))
 		return FG_REASON_DROPPED_DESTINATION_LIMIT;
@@ -367,7 +369,7 @@ __noinline int fg_destination(struct fg_packet *pkt)
 		return fg_destination_outcome(outcome, FG_REASON_PASSED);
 
 	if (reason == FG_REASON_PASSED && outcome == FG_DEST_OUT_LIMIT_PASSED)
-		reason = fg_destination_limit(w, pkt, rule, now << FG_TICK_SHIFT);
+		reason = fg_destination_limit(s, w, pkt, rule, now << FG_TICK_SHIFT);
 	if (reason == FG_REASON_PASSED && fraud && international)
 		reason = fg_fraud_velocity(pkt, FG_FRAUD_INTERNATIONAL, now);
 	if (reason == FG_REASON_PASSED && fraud && (action & FG_DEST_HIGH_RISK))

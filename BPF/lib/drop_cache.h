@@ -304,10 +304,11 @@ static __always_inline int fg_prefix_cached(const struct fg_settings *s, const s
 	return fg_cache_live(s, cpu, key, jiffies) != NULL;
 }
 
-/* An empty bucket whose next token comes due at `next` (ticks). */
+/* An empty bucket whose next token comes due at `next` (ticks), as judged
+ * at c->call.now. */
 static __always_inline void fg_cache_drop_until(struct fg_ctx *c, __u64 next)
 {
-	__u64 until = fg_cache_until(c->s, c->tau, next, c->now);
+	__u64 until = fg_cache_until(c->s, c->tau, next, c->call.now);
 
 	if (until)
 		fg_cache_drop(c->slot, &c->key, c, until, FG_REASON_DROPPED_RATE);

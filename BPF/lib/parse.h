@@ -43,8 +43,8 @@ struct fg_packet {
 	/* The time fg_decide (or fg_decide_spoofed) read for this packet, in
 	 * ticks (struct fg_ctx's now), or 0: the steps after it (its content,
 	 * the destination rules, the budget) start from it rather than read the
-	 * clock again, as a read of bpf_ktime_get_ns costs about as much here
-	 * as a whole cached drop. */
+	 * clock again (fg_now: the coarse clock, or the precise one, a read of
+	 * which costs about as much here as a whole cached drop). */
 	__u64 now_ticks;
 	/* One word, cleared with one store for every packet. */
 	union {

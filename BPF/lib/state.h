@@ -98,7 +98,7 @@ struct fg_ctx {
 	struct fg_source_key key;  /* the per-source bucket's key */
 	struct fg_drop_slot *slot; /* this key's drop-cache slot on this CPU */
 	__u64 interval, tau;	   /* the class limit */
-	__u64 now;		   /* ktime in ticks; 0 until read */
+	__u64 now;		   /* the packet's time in ticks (fg_now); 0 until read */
 	__u8 trusted;		   /* a known-good source (lib/trust.h) */
 	__u8 unknown;		   /* fg_source_unknown's answer, FG_UNKNOWN_*; 0 not asked yet */
 	__u16 deferred;		   /* aggregate levels (bit 0 prefix, bit 1 wider) a new source found no entry for */
@@ -114,11 +114,31 @@ static __always_inline __u64 fg_packet_ns(const struct fg_packet *pkt)
 	return pkt->now_ticks ? pkt->now_ticks >> FG_TICK_SHIFT : fg_clock_ns();
 }
 
+/* The packet's time in ticks, read once: the coarse clock's when the
+ * coarse clock's resolution is known (settings.jiffy_ns), else the precise
+ * clock's. Less than a jiffy behind: bans and trust may outlast their end by
+ * that much. Buckets take it through fg_bucket_now. */
 static __always_inline __u64 fg_now(struct fg_ctx *c)
 {
 	if (!c->now)
-		c->now = fg_clock_ns() << FG_TICK_SHIFT;
+		c->now = (c->s->jiffy_ns ? fg_clock_coarse_ns() : fg_clock_ns()) << FG_TICK_SHIFT;
 	return c->now;
+}
+
+/* The time (ticks) to judge a bucket of tolerance `tau` (ticks) at, given the
+ * packet's time `now` (fg_now's): that time if the bucket holds
+ * FG_COARSE_JIFFIES jiffies of tokens or more, else a read of the precise
+ * clock. */
+static __always_inline __u64 fg_bucket_ticks(const struct fg_settings *s, __u64 now, __u64 tau)
+{
+	if (tau >= ((__u64)s->jiffy_ns << FG_TICK_SHIFT) * FG_COARSE_JIFFIES)
+		return now;
+	return fg_clock_ns() << FG_TICK_SHIFT;
+}
+
+static __always_inline __u64 fg_bucket_now(struct fg_ctx *c, __u64 tau)
+{
+	return fg_bucket_ticks(c->s, fg_now(c), tau);
 }
 
 #endif /* FG_LIB_STATE_H */

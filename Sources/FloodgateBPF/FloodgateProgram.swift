@@ -76,11 +76,16 @@ public final class FloodgateProgram: @unchecked Sendable {
     }
 
     /// Sets the test clock (CLOCK_MONOTONIC nanoseconds) that both programs read from now on; only for a program
-    /// loaded with `testClock`.
-    public func setTestClock(nanoseconds: UInt64) throws {
+    /// loaded with `testClock`. The coarse clock reads `coarseNanoseconds` (at most `nanoseconds`: the kernel's lags
+    /// the precise one by less than a jiffy), by default the same time.
+    public func setTestClock(nanoseconds: UInt64, coarseNanoseconds: UInt64? = nil) throws {
         guard let fd = testClockFD else { throw FloodgateError("this program was not loaded with a test clock") }
-        let clock = BPFMap<UInt32, UInt64>(descriptor: FileDescriptor(fd, owned: false), name: FG_TEST_CLOCK_TIME)
-        try clock.update(0, nanoseconds, what: "set the test clock")
+        let coarse = coarseNanoseconds ?? nanoseconds
+        guard coarse <= nanoseconds else {
+            throw FloodgateError("the coarse clock (\(coarse) ns) cannot be ahead of the precise one (\(nanoseconds) ns)")
+        }
+        let clock = BPFMap<UInt32, fg_test_time>(descriptor: FileDescriptor(fd, owned: false), name: FG_TEST_CLOCK_TIME)
+        try clock.update(0, fg_test_time(now_ns: nanoseconds, coarse_ns: coarse), what: "set the test clock")
     }
 
     /// The result of one `BPF_PROG_TEST_RUN`.

@@ -99,6 +99,60 @@ import Testing
         #expect(try program.verdict(packet) == XDP_DROP_ACTION)
     }
 
+    /// A bucket that holds FG_COARSE_JIFFIES jiffies of tokens or more is judged at the coarse clock's time, any
+    /// other at the precise clock's. The test clock's coarse time is set behind its precise time, by less than a
+    /// jiffy as the kernel's is, with a token due between the two: which clock a bucket read shows in its verdict.
+    @Test func aWideBucketIsJudgedAtTheCoarseClockANarrowOneAtThePreciseClock() throws {
+        let t0: UInt64 = 1_000_000_000_000
+        let jiffy = try coarseClockResolution()
+        let due = t0 + 10_000_000  // the next token, 10 ms after a burst taken at t0
+        let packet = Packet.udp4(dport: 5060)
+
+        // 100/s, burst 100: a tolerance of 990 ms (16 jiffies are 160 ms at HZ 100).
+        let wide = try loadProgram(limits: [.options: .rate(100, burst: 100)], policy: perSourceOnly, testClock: true)
+        for _ in 0..<100 { #expect(try wide.verdict(packet) == XDP_PASS_ACTION) }
+        #expect(try wide.verdict(packet) == XDP_DROP_ACTION)
+        // Precise time at the jiffy the drop cache held the source to (the first at or after the token's), coarse
+        // time just before the token's, less than a jiffy behind: refused.
+        let held = (due + jiffy - 1) / jiffy * jiffy
+        try wide.setTestClock(nanoseconds: held, coarseNanoseconds: due - 1_000)
+        #expect(try wide.verdict(packet) == XDP_DROP_ACTION)
+        // A jiffy on, the coarse clock half a jiffy behind, past the token's time: the token is there.
+        try wide.setTestClock(nanoseconds: held + jiffy, coarseNanoseconds: held + jiffy / 2)
+        #expect(try wide.verdict(packet) == XDP_PASS_ACTION)
+        #expect(try wide.verdict(packet) == XDP_DROP_ACTION)
+
+        // 100/s, burst 1: no tolerance. Admitted at t0, its next packet is due at t0 + 10 ms, and the precise clock
+        // says so whatever the coarse one reads.
+        let narrow = try loadProgram(limits: [.options: .rate(100, burst: 1)], policy: perSourceOnly, testClock: true)
+        #expect(try narrow.verdict(packet) == XDP_PASS_ACTION)
+        #expect(try narrow.verdict(packet) == XDP_DROP_ACTION)
+        try narrow.setTestClock(nanoseconds: due, coarseNanoseconds: due - jiffy + 1_000)
+        #expect(try narrow.verdict(packet) == XDP_PASS_ACTION)
+        #expect(try narrow.verdict(packet) == XDP_DROP_ACTION)
+        // The coarse clock is never set ahead of the precise one.
+        #expect(throws: FloodgateError.self) { try narrow.setTestClock(nanoseconds: t0, coarseNanoseconds: t0 + 1) }
+    }
+
+    /// What the coarse clock gives a source, whoever sends its packets: at most one jiffy's worth of its rate more
+    /// than its burst in any window. At 1000/s, burst 1000 (a tolerance of 999 ms), a source that empties its bucket
+    /// just before a tick (coarse time still t0, precise 0.1 ms short of the next jiffy) gets one jiffy's worth
+    /// (4 packets at HZ 250) more just after it, 0.1 ms later, where the exact clock would give none; and no more.
+    @Test func aCoarseBucketGivesAtMostOneJiffyOfItsRateMoreThanItsBurst() throws {
+        let t0: UInt64 = 1_000_000_000_000
+        let jiffy = try coarseClockResolution()
+        let program = try loadProgram(limits: [.options: .rate(1000, burst: 1000)], policy: perSourceOnly, testClock: true)
+        let packet = Packet.udp4(dport: 5060)
+        try program.setTestClock(nanoseconds: t0 + jiffy - 100_000, coarseNanoseconds: t0)
+        let before = try (0..<1100).map { _ in try program.verdict(packet) }.filter { $0 == XDP_PASS_ACTION }.count
+        #expect(before == 1000, "admitted \(before) of a burst of 1000")
+        // The tick: the coarse clock jumps a jiffy.
+        try program.setTestClock(nanoseconds: t0 + jiffy, coarseNanoseconds: t0 + jiffy)
+        let after = try (0..<100).map { _ in try program.verdict(packet) }.filter { $0 == XDP_PASS_ACTION }.count
+        #expect(after == Int(jiffy / 1_000_000), "admitted \(after) more 0.1 ms later, with a jiffy of \(jiffy) ns")
+        #expect(try program.maps.counters().packets[.options, .passed] == UInt64(1000 + after))
+    }
+
     @Test func perSourceCountsIncludeDropsStillInTheCache() throws {
         let program = try loadProgram(limits: [.options: .rate(1, burst: 10)], testClock: true)
         let packet = Packet.udp4(dport: 5060)

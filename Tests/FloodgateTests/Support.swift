@@ -32,6 +32,16 @@ func loadProgram(
     return program
 }
 
+/// The coarse clock's resolution, a jiffy (CLOCK_MONOTONIC_COARSE), in nanoseconds: what the filter is told as
+/// settings.jiffy_ns.
+func coarseClockResolution() throws -> UInt64 {
+    var resolution = timespec()
+    guard clock_getres(CLOCK_MONOTONIC_COARSE, &resolution) == 0, resolution.tv_sec == 0, resolution.tv_nsec > 0 else {
+        throw FloodgateError("no resolution for CLOCK_MONOTONIC_COARSE")
+    }
+    return UInt64(resolution.tv_nsec)
+}
+
 /// A policy with no aggregate limits, so that only the per-source buckets decide.
 let perSourceOnly = FilterPolicy.perSourceOnly
 
