@@ -114,10 +114,19 @@ static __always_inline __u64 fg_packet_ns(const struct fg_packet *pkt)
 	return pkt->now_ticks ? pkt->now_ticks >> FG_TICK_SHIFT : fg_clock_ns();
 }
 
-/* The packet's time in ticks, read once: the coarse clock's when the
- * coarse clock's resolution is known (settings.jiffy_ns), else the precise
- * clock's. Less than a jiffy behind: bans and trust may outlast their end by
- * that much. Buckets take it through fg_bucket_now. */
+/* Is a bucket of tolerance `tau` (ticks) judged at the packet's time (fg_now):
+ * does it hold FG_COARSE_JIFFIES jiffies of tokens or more? (With no
+ * resolution known, settings.jiffy_ns 0, every bucket is: the packet's time is
+ * then the precise clock's.) */
+static __always_inline int fg_bucket_coarse(const struct fg_settings *s, __u64 tau)
+{
+	return tau >= ((__u64)s->jiffy_ns << FG_TICK_SHIFT) * FG_COARSE_JIFFIES;
+}
+
+/* The packet's time in ticks, read once: the coarse clock's when its
+ * resolution is known (settings.jiffy_ns), else the precise clock's. Less
+ * than a jiffy behind: bans and trust may outlast their end by that much.
+ * Buckets take it through fg_bucket_now. */
 static __always_inline __u64 fg_now(struct fg_ctx *c)
 {
 	if (!c->now)
@@ -125,20 +134,19 @@ static __always_inline __u64 fg_now(struct fg_ctx *c)
 	return c->now;
 }
 
-/* The time (ticks) to judge a bucket of tolerance `tau` (ticks) at, given the
- * packet's time `now` (fg_now's): that time if the bucket holds
- * FG_COARSE_JIFFIES jiffies of tokens or more, else a read of the precise
- * clock. */
+/* The time (ticks) to judge a bucket of tolerance `tau` at, given the
+ * packet's time `now` (fg_now's, or fg_packet_ns's in ticks): that time if the
+ * bucket is judged at it, else a read of the precise clock. */
 static __always_inline __u64 fg_bucket_ticks(const struct fg_settings *s, __u64 now, __u64 tau)
 {
-	if (tau >= ((__u64)s->jiffy_ns << FG_TICK_SHIFT) * FG_COARSE_JIFFIES)
-		return now;
-	return fg_clock_ns() << FG_TICK_SHIFT;
+	return fg_bucket_coarse(s, tau) ? now : fg_clock_ns() << FG_TICK_SHIFT;
 }
 
+/* The same within a decision, where the packet's time is read only if the
+ * bucket is judged at it. */
 static __always_inline __u64 fg_bucket_now(struct fg_ctx *c, __u64 tau)
 {
-	return fg_bucket_ticks(c->s, fg_now(c), tau);
+	return fg_bucket_coarse(c->s, tau) ? fg_now(c) : fg_clock_ns() << FG_TICK_SHIFT;
 }
 
 #endif /* FG_LIB_STATE_H */
