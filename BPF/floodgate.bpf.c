@@ -804,11 +804,13 @@ static __always_inline int fg_verdict(struct fg_cpu_state *cpu, const struct fg_
 
 	if (action == XDP_DROP && !(seen & (FG_DROP_SAMPLE_EVERY - 1)))
 		fg_event(FG_EVENT_DROP_SAMPLE, pkt->traffic_class, &pkt->src, 0, reason, seen);
-	/* A forger can make these at line rate: at most one of each a second per CPU. */
+	/* A forger can make these at line rate: at most one of each a second per
+	 * CPU, timed by the coarse clock, which a forger's flood of them then
+	 * reads instead of the precise one. */
 	if (pkt->note) {
 		__u64 *last = pkt->note == FG_NOTE_SPARED ? &cpu->spared_event_ns : &cpu->spoofed_event_ns;
 
-		now = fg_clock_ns();
+		now = fg_clock_coarse_ns();
 		if (now - *last >= FG_NOISY_EVENT_NS) {
 			*last = now;
 			if (pkt->note == FG_NOTE_SPARED)
