@@ -10,8 +10,11 @@ public final class OperationProgram: @unchecked Sendable {
 
     /// What the program does before `XDP_DROP`.
     public enum Operation: Sendable {
-        /// `bpf_ktime_get_ns`, the clock the buckets read.
+        /// `bpf_ktime_get_ns`, the precise clock: what a bucket of little tolerance is judged at.
         case clockRead
+        /// `bpf_ktime_get_coarse_ns`, the coarse clock: the packet's time, and the time of a bucket that holds 16
+        /// jiffies of tokens or more (`FG_COARSE_JIFFIES`).
+        case coarseClockRead
         /// `bpf_map_lookup_elem` on the map `mapFD` with `key` (its key size, a multiple of 4 bytes, at most 64).
         case lookup(mapFD: Int32, key: [UInt8])
     }
@@ -25,6 +28,8 @@ public final class OperationProgram: @unchecked Sendable {
         switch operation {
         case .clockRead:
             instructions.append(insn(0x85, imm: 5))  // call bpf_ktime_get_ns
+        case .coarseClockRead:
+            instructions.append(insn(0x85, imm: 160))  // call bpf_ktime_get_coarse_ns
         case .lookup(let mapFD, let key):
             guard !key.isEmpty, key.count % 4 == 0, key.count <= 64 else {
                 throw FloodgateError("an operation program's key must be 4 to 64 bytes, in whole words")
