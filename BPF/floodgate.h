@@ -145,12 +145,12 @@
 /*
  * A bucket whose tolerance (tau, its burst less one packet, in time) is at
  * least this many jiffies (64 ms at HZ 250) is judged at the coarse clock's
- * time, which is cheaper to read than the precise clock's (lib/clock.h);
- * any other bucket at the precise clock's. The
- * coarse clock lags by less than a jiffy. The tokens that come due meanwhile
- * stay in the bucket, which holds more than a jiffy of them, so the long-run
- * rate is exact; and a window of any length gets at most one jiffy's worth of
- * the rate more than the exact bucket would give it: under 1/16 of the burst.
+ * time, which is cheaper to read than the precise clock's (lib/clock.h); any
+ * other bucket at the precise clock's. The coarse clock lags by less than a
+ * jiffy. The tokens that come due meanwhile stay in the bucket, which holds
+ * more than a jiffy of them, so the long-run rate is exact; and a window of
+ * any length gets at most one jiffy's worth of the rate more than the exact
+ * bucket would give it: under 1/16 of the burst.
  */
 #define FG_COARSE_JIFFIES 16
 

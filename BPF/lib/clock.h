@@ -5,9 +5,9 @@
  * from the precise clock (bpf_ktime_get_ns), or from the coarse one
  * (bpf_ktime_get_coarse_ns: the time at the last tick, less than a jiffy
  * behind) where a jiffy's lag is harmless (fg_now, FG_COARSE_JIFFIES). On this
- * VM a read of the precise clock (the TSC, fenced) cost a passed OPTIONS about
- * 29 ns more than a read of the coarse one (Benchmarks/README, "The coarse
- * clock").
+ * project's VM a read of the precise clock (the TSC, fenced) cost 32 ns over a
+ * trivial program, one of the coarse clock 14 (Benchmarks/README, "The coarse
+ * clock for buckets that bank 16 jiffies").
  *
  * A test that compares the filter with a model of it over time must give both
  * the same clock. A program loaded with fg_test_clock set (before load; it is
