@@ -157,7 +157,6 @@ __noinline int fg_fraud_velocity(const struct fg_packet *pkt, __u32 kind, __u64 
 	if (!s || !w || !pkt)
 		return FG_REASON_PASSED;
 	call = &w->call;
-	call->now = now << FG_TICK_SHIFT;
 	index = (kind == FG_FRAUD_INTERNATIONAL ? FG_LIMIT_FRAUD_INTERNATIONAL : FG_LIMIT_FRAUD_HIGH_RISK) +
 		(pkt->tier < 3 ? pkt->tier : 0);
 	lim = bpf_map_lookup_elem(&fg_limits, &index);
@@ -165,6 +164,7 @@ __noinline int fg_fraud_velocity(const struct fg_packet *pkt, __u32 kind, __u64 
 		return FG_REASON_PASSED;
 	call->interval = READ_ONCE(lim->interval);
 	call->tau = call->tau_max = READ_ONCE(lim->tau);
+	call->now = fg_bucket_ticks(s, now << FG_TICK_SHIFT, call->tau_max);
 	if (call->interval == FG_INTERVAL_UNLIMITED)
 		return FG_REASON_PASSED;
 	w->fraud_rule.id = FG_DEST_FRAUD_ID | (kind & 3);
@@ -276,7 +276,7 @@ __noinline int fg_destination(struct fg_packet *pkt)
 	/* Calls let in are noted (fg_dialogs) for the fraud checks and for the
 	 * count of calls in progress: neither counts a request within one. */
 	dialogs = fraud || s->calls_tracked;
-	now = fg_packet_ns(pkt);
+	now = fg_packet_ns(s, pkt);
 	if (found & FG_SCAN_CALLID) {
 		w->call_key.addr = pkt->src;
 		w->call_key.callid = w->scan.callid;
@@ -419,7 +419,7 @@ __noinline int fg_calls_after(struct fg_packet *pkt, int judged)
 	if (!s || !w || !pkt)
 		return 0;
 	if (judged) {
-		if (w->begin_call && fg_call_begin(s, &w->active_key, w->begin_cseq, w->begin_tag, fg_packet_ns(pkt), 0) < 0)
+		if (w->begin_call && fg_call_begin(s, &w->active_key, w->begin_cseq, w->begin_tag, fg_packet_ns(s, pkt), 0) < 0)
 			fg_destination_outcome(FG_DEST_OUT_UNTRACKED, 0);
 		return 0;
 	}

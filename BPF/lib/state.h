@@ -108,10 +108,13 @@ struct fg_ctx {
 	struct fg_bucket_call call;
 };
 
-/* The packet's time in nanoseconds: fg_decide's read, or a read now. */
-static __always_inline __u64 fg_packet_ns(const struct fg_packet *pkt)
+/* The packet's time in nanoseconds: fg_decide's read, or a read now from the
+ * clock fg_now would read. */
+static __always_inline __u64 fg_packet_ns(const struct fg_settings *s, const struct fg_packet *pkt)
 {
-	return pkt->now_ticks ? pkt->now_ticks >> FG_TICK_SHIFT : fg_clock_ns();
+	if (pkt->now_ticks)
+		return pkt->now_ticks >> FG_TICK_SHIFT;
+	return s->jiffy_ns ? fg_clock_coarse_ns() : fg_clock_ns();
 }
 
 /* Is a bucket of tolerance `tau` (ticks) judged at the packet's time (fg_now):
