@@ -140,7 +140,8 @@ static __always_inline int fg_global_refuses(struct fg_ctx *c, __u32 global, __u
 	base = tat > now ? tat : now;
 	if (base - now <= tau)
 		return 0;
-	if (clamp && base - now > tau + interval)
+	/* The clamp's slack as in fg_bucket_admit (lib/bucket.h). */
+	if (clamp && base - now > tau + interval + (tau + interval) / FG_COARSE_JIFFIES)
 		__sync_val_compare_and_swap(&g->tat, tat, now + tau + interval);
 	return 1;
 }

@@ -34,10 +34,14 @@
  *   is over its limit (then TAT >= now and the add is exact).
  *
  * Under one limit TAT never runs further ahead of now than tau + T. A TAT
- * beyond that was left by a slower limit before a change: it is clamped to
- * "empty under the new limit", so raising a throttled source's limit lets it in
- * after one new interval instead of after the old limit's debt has run out.
- * (The clamp uses the bucket's full tolerance, never a priority's share of it.)
+ * beyond that, by more than 1/16 of it, was left by a slower limit before a
+ * change: it is clamped to "empty under the new limit", so raising a throttled
+ * source's limit lets it in after one new interval instead of after the old
+ * limit's debt has run out. (The clamp uses the bucket's full tolerance, never
+ * a priority's share of it.) The 1/16 is at least a jiffy for a bucket judged
+ * at the coarse clock (FG_COARSE_JIFFIES): a decision whose coarse time was read
+ * before a tick, judged after another CPU's from after it, finds TAT up to a
+ * jiffy further ahead than tau + T, and must not clamp away that CPU's charges.
  */
 /* One bucket decision: inputs, and on a drop the time of the next token. */
 struct fg_bucket_call {
@@ -69,7 +73,7 @@ __noinline int fg_bucket_admit(__u64 *tat_p, struct fg_bucket_call *c)
 		tat = READ_ONCE(*tat_p);
 		base = tat > now ? tat : now;
 		if (base - now > tau) {
-			if (base - now > limit) {
+			if (base - now > limit + limit / FG_COARSE_JIFFIES) {
 				__sync_val_compare_and_swap(tat_p, tat, now + limit);
 				base = now + limit;
 			}

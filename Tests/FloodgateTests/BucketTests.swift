@@ -139,8 +139,8 @@ import Testing
     /// just before a tick (coarse time still t0, precise 0.1 ms short of the next jiffy) gets one jiffy's worth
     /// (4 packets at HZ 250) more just after it, 0.1 ms later, where the exact clock would give none; and no more.
     @Test func aCoarseBucketGivesAtMostOneJiffyOfItsRateMoreThanItsBurst() throws {
-        let t0: UInt64 = 1_000_000_000_000
         let jiffy = try coarseClockResolution()
+        let t0: UInt64 = 1_000_000_000_000 / jiffy * jiffy  // on a tick, at any HZ (300's jiffy does not divide 10^12)
         let program = try loadProgram(limits: [.options: .rate(1000, burst: 1000)], policy: perSourceOnly, testClock: true)
         let packet = Packet.udp4(dport: 5060)
         try program.setTestClock(nanoseconds: t0 + jiffy - 100_000, coarseNanoseconds: t0)
@@ -151,6 +151,29 @@ import Testing
         let after = try (0..<100).map { _ in try program.verdict(packet) }.filter { $0 == XDP_PASS_ACTION }.count
         #expect(after == Int(jiffy / 1_000_000), "admitted \(after) more 0.1 ms later, with a jiffy of \(jiffy) ns")
         #expect(try program.maps.counters().packets[.options, .passed] == UInt64(1000 + after))
+    }
+
+    /// A decision whose coarse time was read before a tick, judged after another CPU's decision from after it,
+    /// finds the bucket up to a jiffy further ahead than its tolerance and an interval. That is no limit change,
+    /// and the bucket must not be clamped back (which would give the jiffy's tokens again): its clamp waits for
+    /// 1/16 of tau + T more. Here the stale decision is a packet whose coarse time is set a jiffy back.
+    @Test func aDecisionFromBeforeATickDoesNotClampAwayTheTokensTakenAfterIt() throws {
+        let jiffy = try coarseClockResolution()
+        let t1: UInt64 = 1_000_000_000_000 / jiffy * jiffy
+        // 1000/s, burst 1000: a tolerance of 999 ms, judged at the coarse clock at any HZ up to 1000.
+        let program = try loadProgram(limits: [.options: .rate(1000, burst: 1000)], policy: perSourceOnly, testClock: true)
+        let packet = Packet.udp4(dport: 5060)
+        try program.setTestClock(nanoseconds: t1)
+        let burst = try (0..<1000).map { _ in try program.verdict(packet) }.filter { $0 == XDP_PASS_ACTION }.count
+        #expect(burst == 1000)
+        // The stale decision: the bucket is 1000 ms + a jiffy ahead of its time, and refuses.
+        try program.setTestClock(nanoseconds: t1 + jiffy, coarseNanoseconds: t1 - jiffy)
+        #expect(try program.verdict(packet) == XDP_DROP_ACTION)
+        // Back at the tick's coarse time: nothing was given back. (The precise time, which only the drop cache's
+        // jiffies follow here, a second on: past the jiffy the cache held the source to.)
+        try program.setTestClock(nanoseconds: t1 + 1_000_000_000, coarseNanoseconds: t1)
+        let after = try (0..<50).map { _ in try program.verdict(packet) }.filter { $0 == XDP_PASS_ACTION }.count
+        #expect(after == 0, "admitted \(after) after a decision from before the tick")
     }
 
     @Test func perSourceCountsIncludeDropsStillInTheCache() throws {

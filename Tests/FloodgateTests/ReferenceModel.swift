@@ -216,15 +216,16 @@ struct ReferenceModel {
 
     /// GCRA (README "How the limits work"): a bucket of `rate`/s and `burst` has interval T = 1/rate and
     /// tolerance tau = (burst - 1) T; a packet is admitted when TAT is no more than `share` of tau ahead of now, and
-    /// then moves TAT to max(TAT, now) + T. A TAT more than tau + T ahead (left by another limit) is pulled back to
-    /// that on a drop.
+    /// then moves TAT to max(TAT, now) + T. A TAT more than (tau + T) * 17/16 ahead (left by another limit) is
+    /// pulled back to tau + T ahead on a drop.
     func admit(_ tat: inout UInt64, rate: UInt32, burst: UInt32, level: Int = 0, of levels: Int = 1) -> Bool {
         let interval = UInt64(FG_TICKS_PER_SEC) / UInt64(rate)
         let tauMax = UInt64(burst - 1) * interval
         let tau = tauMax / UInt64(levels) * UInt64(level + 1)
         let base = max(tat, ticks)
         if base - ticks > tau {
-            if base - ticks > tauMax + interval { tat = ticks + tauMax + interval }
+            let limit = tauMax + interval
+            if base - ticks > limit + limit / UInt64(FG_COARSE_JIFFIES) { tat = ticks + limit }
             return false
         }
         tat = base + interval
