@@ -140,8 +140,7 @@ static __always_inline int fg_global_refuses(struct fg_ctx *c, __u32 global, __u
 	base = tat > now ? tat : now;
 	if (base - now <= tau)
 		return 0;
-	/* The clamp's slack as in fg_bucket_admit (lib/bucket.h). */
-	if (clamp && base - now > tau + interval + (tau + interval) / FG_COARSE_JIFFIES)
+	if (clamp && fg_bucket_clamps(base - now, tau + interval))
 		__sync_val_compare_and_swap(&g->tat, tat, now + tau + interval);
 	return 1;
 }
@@ -345,7 +344,7 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 	st = c->key.traffic_class != FG_CLASS_FRAGMENT && fg_source_unknown(c) ? NULL
 									       : bpf_map_lookup_elem(&fg_sources, &c->key);
 	if (!st) {
-		struct fg_source_state init = {.tat = fg_bucket_now(c, c->tau) + interval, .packets = 1};
+		struct fg_source_state init = {.packets = 1};
 
 		/* Only a source whose prefix and the new-source budget have room
 		 * gets an entry: see the top of this file. The budget is looked at
@@ -363,9 +362,12 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 		if (!c->trusted && !fg_global_admit(c, FG_GLOBAL_NEW_SOURCES, FG_LIMIT_NEW_SOURCES, 0, 1))
 			return FG_REASON_DROPPED_NEW_SOURCE;
 		fg_create_deferred(c);
+		/* Its time only now: a source refused above reads no clock for it. */
 		if (interval == FG_INTERVAL_BLOCK) {
 			init.tat = fg_now(c);
 			init.drops = 1;
+		} else {
+			init.tat = fg_bucket_now(c, c->tau) + interval;
 		}
 		/* A new source starts with a full bucket, less this packet. */
 		if (bpf_map_update_elem(&fg_sources, &c->key, &init, BPF_NOEXIST) == 0) {

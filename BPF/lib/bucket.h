@@ -43,6 +43,13 @@
  * before a tick, judged after another CPU's from after it, finds TAT up to a
  * jiffy further ahead than tau + T, and must not clamp away that CPU's charges.
  */
+/* Is a TAT `ahead` ticks ahead of now so far beyond `limit` (tau + T) that a
+ * slower limit left it (see above), and it is to be clamped to limit? */
+static __always_inline int fg_bucket_clamps(__u64 ahead, __u64 limit)
+{
+	return ahead > limit + limit / FG_COARSE_JIFFIES;
+}
+
 /* One bucket decision: inputs, and on a drop the time of the next token. */
 struct fg_bucket_call {
 	__u64 now;	/* ticks */
@@ -73,7 +80,7 @@ __noinline int fg_bucket_admit(__u64 *tat_p, struct fg_bucket_call *c)
 		tat = READ_ONCE(*tat_p);
 		base = tat > now ? tat : now;
 		if (base - now > tau) {
-			if (base - now > limit + limit / FG_COARSE_JIFFIES) {
+			if (fg_bucket_clamps(base - now, limit)) {
 				__sync_val_compare_and_swap(tat_p, tat, now + limit);
 				base = now + limit;
 			}
