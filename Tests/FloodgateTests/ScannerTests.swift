@@ -70,6 +70,49 @@ import Testing
         #expect(try judge(Packet.sipRaw(message(endingAt: 3000))).2 == .droppedOversize)
     }
 
+    /// The message is copied for the walk by direct loads where the frame holds it whole: 32 bytes a turn, then
+    /// words, then the word that ends at its last byte (BPF/lib/scanner.h, fg_copy_message). At every length from
+    /// 80 to 2,048 bytes (each one to 340, then every seventh) a message is judged just after one of the same
+    /// length that differs in one byte of its User-Agent value, so a byte the copy missed would still hold the
+    /// other message's, and turn a scanner into a phone or a phone into a scanner. The differing byte is near the
+    /// value's end and near its start, so that it falls in every part of the copy as the length grows. Then a frame
+    /// whose Ethernet trailer, past the IP packet, would finish a cut-off signature: the walk has the message's
+    /// bytes and none of the trailer.
+    @Test func theMessageIsCopiedWholeAtEveryLength() throws {
+        var settings = Settings.defaults
+        settings.scannerBanSeconds = 0
+        let unlimited = Dictionary(uniqueKeysWithValues: TrafficClass.all.map { ($0, Limit.unlimited) })
+        let program = try loadProgram(limits: unlimited, settings: settings, policy: perSourceOnly)
+        let start = "OPTIONS sip:100@198.18.0.2 SIP/2.0\r\nX-Pad: "
+        func message(_ length: Int, _ agent: String) -> [UInt8] {
+            let tail = "\r\nUser-Agent: \(agent)\r\n\r\n"
+            let fill = length - start.utf8.count - tail.utf8.count
+            return Array((start + String(repeating: "a", count: fill) + tail).utf8)
+        }
+        var wrong: [String] = []
+        for length in Array(80...340) + Array(stride(from: 341, through: Int(FG_SIP_SCAN_BYTES), by: 7))
+            + [Int(FG_SIP_SCAN_BYTES)]
+        {
+            for (scanner, phone) in [("friendly-scanner", "friendly-scannex"), ("friendly-scanner", "xriendly-scanner")] {
+                let bad = message(length, scanner), good = message(length, phone)
+                precondition(bad.count == length && good.count == length)
+                for (bytes, want) in [(good, Reason.passed), (bad, .droppedScanner), (good, .passed)] {
+                    let got = try program.judge(Packet.sipRaw(bytes)).2
+                    if got != want {
+                        let end = String(decoding: bytes.suffix(24), as: UTF8.self).debugDescription
+                        wrong.append("\(length) bytes, ending \(end): \(got?.name ?? "-")")
+                    }
+                }
+            }
+        }
+        #expect(wrong.isEmpty, "\(wrong.count) judged wrongly: \(wrong.prefix(5))")
+        // The IP packet ends inside the value; the frame's trailer holds the rest of the signature and the blank line.
+        let cut = Array("OPTIONS sip:100@198.18.0.2 SIP/2.0\r\nUser-Agent: friendly-scanne".utf8)
+        let trailed = Packet.sipRaw(cut) + Array("r\r\n\r\n".utf8)
+        #expect(try program.judge(Packet.sipRaw(message(80, "friendly-scanner"))).2 == .droppedScanner)
+        #expect(try program.judge(trailed).2 == .passed)
+    }
+
     @Test func responsesAndTheRequestLineAreNotScanned() throws {
         #expect(try judge(Packet.sip(["SIP/2.0 200 OK", "User-Agent: friendly-scanner"])).2 == .passed)
         #expect(try judge(Packet.sipRaw(Array("OPTIONS sip:User-Agent:friendly-scanner SIP/2.0\r\n\r\n".utf8))).2 == .passed)
