@@ -447,10 +447,10 @@ static __noinline void fg_note_fragment(const struct fg_packet *pkt)
 /*
  * Walks a SIP request's header block (lib/scanner.h) and notes it in fg_txns
  * if it is a credentialed REGISTER or INVITE (lib/trust.h), with `txn_flags`.
- * Returns FG_SCAN_* and FG_INSPECT_* bits. A global function: its walk state
- * is on its own stack, not fg_decide's.
+ * Returns FG_SCAN_* and FG_INSPECT_* bits. Inlined into fg_decide_content,
+ * its one caller, a global function whose frame is not fg_decide's.
  */
-__noinline __u32 fg_inspect(struct xdp_md *ctx, struct fg_packet *pkt, __u32 txn_flags)
+static __always_inline __u32 fg_inspect(struct xdp_md *ctx, struct fg_packet *pkt, __u32 txn_flags)
 {
 	struct fg_scan *scan;
 	__u32 zero = 0, found;
