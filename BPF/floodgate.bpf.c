@@ -281,7 +281,7 @@ static __always_inline __u32 fg_police_aggregate(struct fg_ctx *c, __u32 level, 
 	call->now = fg_bucket_now(c, tau);
 	call->interval = interval;
 	call->tau = call->tau_max = tau;
-	if (fg_bucket_admit(&st->tat, call))
+	if (fg_bucket_decide(&st->tat, call))
 		return FG_REASON_PASSED;
 	__sync_fetch_and_add(&st->drops, 1);
 	/* A flood of random sources from one prefix then stops in the drop
@@ -397,7 +397,7 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 	call->now = fg_bucket_now(c, c->tau);
 	call->interval = interval;
 	call->tau = call->tau_max = c->tau;
-	if (!fg_bucket_admit(&st->tat, call)) {
+	if (!fg_bucket_decide(&st->tat, call)) {
 		__sync_fetch_and_add(&st->drops, 1);
 		if (c->s->autoban_drops)
 			fg_window_add(c->s, st, 1);

@@ -59,18 +59,12 @@ struct fg_bucket_call {
 	__u64 next;	/* out, on a drop: when the bucket next holds a token for this packet */
 };
 
-/*
- * A global (not static) function: the verifier checks it once on its own
- * rather than again at each of the call sites, whose states it would
- * otherwise multiply. Its pointer arguments may therefore be NULL to it.
- */
-__noinline int fg_bucket_admit(__u64 *tat_p, struct fg_bucket_call *c)
+/* The decision: 1 admitted, 0 not (c->next set). */
+static __always_inline int fg_bucket_decide(__u64 *tat_p, struct fg_bucket_call *c)
 {
 	__u64 tat, base, old, now, interval, tau, limit;
 	int i;
 
-	if (!tat_p || !c)
-		return 1;
 	now = c->now;
 	interval = c->interval;
 	tau = c->tau;
@@ -97,6 +91,22 @@ __noinline int fg_bucket_admit(__u64 *tat_p, struct fg_bucket_call *c)
 		return 0;
 	}
 	return 1;
+}
+
+/*
+ * fg_bucket_decide as a global (not static) function: the verifier checks it
+ * once on its own rather than again at each of the call sites, whose states it
+ * would otherwise multiply. Its pointer arguments may therefore be NULL to it.
+ * A call costs a return through the SRSO return thunk on this project's VM
+ * (about 7 ns): the buckets every tracked packet asks, its source's and (SIP
+ * from an unverified source) its prefixes', have the decision inlined instead
+ * (fg_police_source, fg_police_aggregate).
+ */
+__noinline int fg_bucket_admit(__u64 *tat_p, struct fg_bucket_call *c)
+{
+	if (!tat_p || !c)
+		return 1;
+	return fg_bucket_decide(tat_p, c);
 }
 
 #endif /* FG_LIB_BUCKET_H */
