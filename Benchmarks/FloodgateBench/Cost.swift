@@ -611,6 +611,7 @@ func operationCosts(_ options: Options, trivial: TrivialDropProgram, maps: Filte
     let operations: [(String, OperationProgram.Operation)] = [
         ("operation: a clock read (bpf_ktime_get_ns)", .clockRead),
         ("operation: a coarse clock read (bpf_ktime_get_coarse_ns)", .coarseClockRead),
+        ("operation: a BPF function's call and return", .functionCall),
         ("operation: a signature-trie lookup, the REGISTER's User-Agent",
          .lookup(mapFD: signatures, key: signatureKey(FG_SIGNATURE_USER_AGENT, "Grandstream GXP2170 1.0.11.3"))),
         ("operation: a signature-trie lookup, the REGISTER's From",

@@ -17,6 +17,9 @@ public final class OperationProgram: @unchecked Sendable {
         case coarseClockRead
         /// `bpf_map_lookup_elem` on the map `mapFD` with `key` (its key size, a multiple of 4 bytes, at most 64).
         case lookup(mapFD: Int32, key: [UInt8])
+        /// A call of a BPF function (a subprogram that returns at once) and its return: what a global or
+        /// `__noinline` function of the filter costs each time it is called, besides its work.
+        case functionCall
     }
 
     public init(_ operation: Operation, name: String) throws {
@@ -30,6 +33,8 @@ public final class OperationProgram: @unchecked Sendable {
             instructions.append(insn(0x85, imm: 5))  // call bpf_ktime_get_ns
         case .coarseClockRead:
             instructions.append(insn(0x85, imm: 160))  // call bpf_ktime_get_coarse_ns
+        case .functionCall:
+            instructions.append(insn(0x85, src: 1, imm: 2))  // call pc+2 (BPF_PSEUDO_CALL): the subprogram below
         case .lookup(let mapFD, let key):
             guard !key.isEmpty, key.count % 4 == 0, key.count <= 64 else {
                 throw FloodgateError("an operation program's key must be 4 to 64 bytes, in whole words")
@@ -53,6 +58,9 @@ public final class OperationProgram: @unchecked Sendable {
             insn(0xB7, imm: 1),  // r0 = XDP_DROP
             insn(0x95),  // exit
         ]
+        if case .functionCall = operation {
+            instructions += [insn(0xB7), insn(0x95)]  // the subprogram: r0 = 0; exit
+        }
         programFD = try KernelCalls.loadXDP(instructions: instructions, name: name)
     }
 
