@@ -71,36 +71,44 @@ import Testing
     }
 
     /// The message is copied for the walk by direct loads where the frame holds it whole: 32 bytes a turn, then
-    /// words, then the word that ends at its last byte (BPF/lib/scanner.h, fg_copy_message). At every length from
-    /// 80 to 2,048 bytes (each one to 340, then every seventh) a message is judged just after one of the same
-    /// length that differs in one byte of its User-Agent value, so a byte the copy missed would still hold the
-    /// other message's, and turn a scanner into a phone or a phone into a scanner. The differing byte is near the
-    /// value's end and near its start, so that it falls in every part of the copy as the length grows. Then a frame
-    /// whose Ethernet trailer, past the IP packet, would finish a cut-off signature: the walk has the message's
-    /// bytes and none of the trailer.
+    /// words, then the word that ends at its last byte (BPF/lib/scanner.h, fg_copy_message). At each length from 68
+    /// to 340 bytes, then every seventh to 2,048, three pairs of messages of that length are judged in turn, each
+    /// pair differing in one byte of a User-Agent value: near its start, near its end, and the message's last byte
+    /// (a value cut by the end of the message against one that ends at a CR there). A byte the copy missed would
+    /// still hold the other message's and turn a scanner into a phone or a phone into a scanner. As the length grows
+    /// the differing bytes fall in every part of the copy. All on one CPU, whose buffer the copies share. Then a
+    /// frame whose Ethernet trailer, past the IP packet, would finish a cut-off signature: the message ends where
+    /// the IP packet does, and the trailer is not walked.
     @Test func theMessageIsCopiedWholeAtEveryLength() throws {
         var settings = Settings.defaults
         settings.scannerBanSeconds = 0
         let unlimited = Dictionary(uniqueKeysWithValues: TrafficClass.all.map { ($0, Limit.unlimited) })
         let program = try loadProgram(limits: unlimited, settings: settings, policy: perSourceOnly)
-        let start = "OPTIONS sip:100@198.18.0.2 SIP/2.0\r\nX-Pad: "
-        func message(_ length: Int, _ agent: String) -> [UInt8] {
-            let tail = "\r\nUser-Agent: \(agent)\r\n\r\n"
-            let fill = length - start.utf8.count - tail.utf8.count
-            return Array((start + String(repeating: "a", count: fill) + tail).utf8)
+        let start = "OPTIONS sip:1@x SIP/2.0\r\nX-Pad: "
+        /// A message of `length` bytes that ends with `tail`, padded between.
+        func message(_ length: Int, _ tail: String) -> [UInt8] {
+            let fill = length - start.utf8.count - tail.utf8.count - 2
+            return Array((start + String(repeating: "a", count: fill) + "\r\n" + tail).utf8)
         }
-        var wrong: [String] = []
-        for length in Array(80...340) + Array(stride(from: 341, through: Int(FG_SIP_SCAN_BYTES), by: 7))
+        let pairs = [
+            ("User-Agent: xriendly-scanner\r\n\r\n", "User-Agent: friendly-scanner\r\n\r\n"),
+            ("User-Agent: friendly-scannex\r\n\r\n", "User-Agent: friendly-scanner\r\n\r\n"),
+            ("User-Agent: friendly-scannerx", "User-Agent: friendly-scanner\r"),
+        ]
+        let lengths = Array(68...340) + Array(stride(from: 341, through: Int(FG_SIP_SCAN_BYTES), by: 7))
             + [Int(FG_SIP_SCAN_BYTES)]
-        {
-            for (scanner, phone) in [("friendly-scanner", "friendly-scannex"), ("friendly-scanner", "xriendly-scanner")] {
-                let bad = message(length, scanner), good = message(length, phone)
-                precondition(bad.count == length && good.count == length)
-                for (bytes, want) in [(good, Reason.passed), (bad, .droppedScanner), (good, .passed)] {
-                    let got = try program.judge(Packet.sipRaw(bytes)).2
-                    if got != want {
-                        let end = String(decoding: bytes.suffix(24), as: UTF8.self).debugDescription
-                        wrong.append("\(length) bytes, ending \(end): \(got?.name ?? "-")")
+        var wrong: [String] = []
+        try onOneCPU {
+            for length in lengths {
+                for (phone, scanner) in pairs {
+                    let good = message(length, phone), bad = message(length, scanner)
+                    precondition(good.count == length && bad.count == length)
+                    for (bytes, want) in [(good, Reason.passed), (bad, .droppedScanner), (good, .passed)] {
+                        let got = try program.judge(Packet.sipRaw(bytes)).2
+                        if got != want {
+                            let end = String(decoding: bytes.suffix(24), as: UTF8.self).debugDescription
+                            wrong.append("\(length) bytes, ending \(end): \(got?.name ?? "-")")
+                        }
                     }
                 }
             }
@@ -109,7 +117,8 @@ import Testing
         // The IP packet ends inside the value; the frame's trailer holds the rest of the signature and the blank line.
         let cut = Array("OPTIONS sip:100@198.18.0.2 SIP/2.0\r\nUser-Agent: friendly-scanne".utf8)
         let trailed = Packet.sipRaw(cut) + Array("r\r\n\r\n".utf8)
-        #expect(try program.judge(Packet.sipRaw(message(80, "friendly-scanner"))).2 == .droppedScanner)
+        let whole = message(80, "User-Agent: friendly-scanner\r\n\r\n")
+        #expect(try program.judge(Packet.sipRaw(whole)).2 == .droppedScanner)
         #expect(try program.judge(trailed).2 == .passed)
     }
 
