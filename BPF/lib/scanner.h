@@ -5,7 +5,8 @@
  * headers against the prefixes in fg_signatures, credentials, and the
  * Call-ID and CSeq that tie a response to its request (lib/tiers.h).
  *
- * The message is copied into a per-CPU scratch buffer (bpf_xdp_load_bytes also
+ * The message is copied into a per-CPU scratch buffer (by direct loads where
+ * the frame's linear part holds it, else with bpf_xdp_load_bytes, which also
  * reads multi-buffer frames) and walked with bpf_loop, a word or more at a
  * time where it can (header names, values, the rest of uninteresting lines,
  * parameters not read, the nonce, a CSeq's runs), a byte at a time elsewhere:
@@ -1155,7 +1156,7 @@ static long fg_scan_step(__u32 i, void *walk)
  * frame, or fewer than 8 bytes) with bpf_xdp_load_bytes. That helper is a
  * call that makes two more (bpf_xdp_pointer, memcpy), and on this project's
  * VM, where every return goes through the SRSO return thunk, a call cost about
- * 7 ns (Benchmarks/README, "The message copied by direct loads"). Each load's
+ * 7 ns (Benchmarks/README, "Calls off the legitimate path"). Each load's
  * bounds check is the verifier's: the first check already tells that the
  * message is in the frame.
  */
@@ -1175,6 +1176,7 @@ static __always_inline int fg_copy_message(struct xdp_md *ctx, __u32 off, __u32 
 	 * as implied by this one. */
 	asm volatile("" : "+r"(msg));
 	turns = len / 32;
+#pragma nounroll
 	for (i = 0; i < FG_SIP_SCAN_BYTES / 32; i++) {
 		void *from = msg + 32 * i;
 		__u8 *to = buf + 32 * i;

@@ -103,8 +103,9 @@ struct fg_ctx {
 	__u8 unknown;		   /* fg_source_unknown's answer, FG_UNKNOWN_*; 0 not asked yet */
 	__u16 deferred;		   /* aggregate levels (bit 0 prefix, bit 1 wider) a new source found no entry for */
 	__u32 generation;	   /* settings.policy_generation before any limit or list was read */
-	/* The arguments of fg_bucket_admit, one set for all of its call sites,
-	 * which run one after another: one stack slot rather than one each. */
+	/* The arguments of fg_bucket_admit and fg_bucket_decide, one set for
+	 * all of their call sites, which run one after another: one stack slot
+	 * rather than one each. */
 	struct fg_bucket_call call;
 };
 

@@ -34,7 +34,9 @@ public final class OperationProgram: @unchecked Sendable {
         case .coarseClockRead:
             instructions.append(insn(0x85, imm: 160))  // call bpf_ktime_get_coarse_ns
         case .functionCall:
-            instructions.append(insn(0x85, src: 1, imm: 2))  // call pc+2 (BPF_PSEUDO_CALL): the subprogram below
+            // call pc+2 (BPF_PSEUDO_CALL): past the two instructions every program ends with (r0 = XDP_DROP;
+            // exit) to the subprogram after them.
+            instructions.append(insn(0x85, src: 1, imm: 2))
         case .lookup(let mapFD, let key):
             guard !key.isEmpty, key.count % 4 == 0, key.count <= 64 else {
                 throw FloodgateError("an operation program's key must be 4 to 64 bytes, in whole words")
