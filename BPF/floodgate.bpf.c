@@ -85,8 +85,7 @@ static __always_inline int fg_count_seen(struct fg_cpu_state *cpu, __u32 traffic
 
 static __always_inline int fg_count(__u32 traffic_class, __u32 reason, __u64 bytes)
 {
-	__u32 zero = 0;
-	struct fg_cpu_state *cpu = bpf_map_lookup_elem(&fg_cpu, &zero);
+	struct fg_cpu_state *cpu = bpf_map_lookup_elem(&fg_cpu, &fg_entry_zero);
 
 	return cpu ? fg_count_seen(cpu, traffic_class, reason, bytes, 0) : XDP_PASS;
 }
@@ -877,15 +876,15 @@ int floodgate_xdp(struct xdp_md *ctx)
 	struct fg_packet pkt;
 	struct fg_settings *s;
 	struct fg_cpu_state *cpu;
-	__u32 zero = 0, reason;
+	__u32 reason;
 	__u64 jiffies;
 	int status;
 
-	s = bpf_map_lookup_elem(&fg_settings, &zero);
+	s = bpf_map_lookup_elem(&fg_settings, &fg_entry_zero);
 	if (!s)
 		return XDP_PASS; /* unreachable: an array always has index 0 */
 	jiffies = fg_clock_jiffies(s);
-	cpu = bpf_map_lookup_elem(&fg_cpu, &zero);
+	cpu = bpf_map_lookup_elem(&fg_cpu, &fg_entry_zero);
 	if (!cpu)
 		return XDP_PASS; /* unreachable, as above */
 	/* A banned or denied source's frames end here, before they are parsed

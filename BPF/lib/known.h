@@ -34,6 +34,10 @@ static __always_inline int fg_known_maybe(const struct fg_addr *addr)
 	if (!seed)
 		return 1;
 	bit = fg_known_bit(addr, *seed);
+	/* Computed here, not after the next lookup: only the bit is then held
+	 * across it, not the address's words (16 bytes of stack in
+	 * fg_flush_source, on a chain of calls at the verifier's limit). */
+	asm volatile("" : "+r"(bit));
 	index = FG_KNOWN_ACTIVE;
 	word = bpf_map_lookup_elem(&fg_known, &index);
 	if (!word)
@@ -84,6 +88,10 @@ static __always_inline void fg_known_add(const struct fg_addr *addr)
 	if (!seed)
 		return;
 	bit = fg_known_bit(addr, *seed);
+	/* Computed here, not after the next lookup: only the bit is then held
+	 * across it, not the address's words (16 bytes of stack in
+	 * fg_flush_source, on a chain of calls at the verifier's limit). */
+	asm volatile("" : "+r"(bit));
 	index = FG_KNOWN_ACTIVE;
 	active = bpf_map_lookup_elem(&fg_known, &index);
 	index = FG_KNOWN_REBUILDING;
