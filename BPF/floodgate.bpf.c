@@ -230,11 +230,38 @@ static __always_inline void fg_create_aggregate(struct fg_ctx *c, __u32 level, c
 	bpf_map_update_elem(&fg_prefixes, &key, &init, BPF_NOEXIST);
 }
 
+/* Holds a drained aggregate in the drop cache until jiffy `until`: at level
+ * 1 its wider network `wide`, if that holds no allow-listed or verified
+ * source; else the prefix `narrow`, if that holds none. */
+static __always_inline void fg_cache_aggregate(struct fg_ctx *c, __u32 level, const struct fg_source_key *wide,
+					       const struct fg_source_key *narrow, __u32 narrow_len, __u64 until)
+{
+	const struct fg_source_key *key = narrow;
+	struct fg_cpu_state *cpu;
+
+	if (level && !fg_prefix_holds_allowed(c->s, wide, fg_prefix_len(&wide->addr, c->s->wide_v4, c->s->wide_v6)) &&
+	    !fg_prefix_holds_trusted(c->s, wide))
+		key = wide;
+	else if (fg_prefix_holds_allowed(c->s, narrow, narrow_len) || fg_prefix_holds_trusted(c->s, narrow))
+		return;
+	fg_cache_fill(fg_cache_slot(key), key, c->s, c->generation, until, FG_REASON_DROPPED_PREFIX);
+	cpu = bpf_map_lookup_elem(&fg_cpu, &fg_entry_zero);
+	if (!cpu)
+		return;
+	if (key == wide) {
+		if (cpu->wide_until_jiffies < until)
+			cpu->wide_until_jiffies = until;
+	} else if (cpu->prefix_until_jiffies < until) {
+		cpu->prefix_until_jiffies = until;
+	}
+}
+
 /*
  * One aggregate bucket of the source: `level` 0 is its prefix (/24, /64),
- * level 1 the wider one (/16, /48). A drop of either fills the drop-cache slot
- * of the prefix (`narrow`, the one the fast path checks) until the drained
- * bucket's next token: a random-source flood then ends in the cache.
+ * level 1 the wider one (/16, /48). A drop of either fills a drop-cache slot
+ * (fg_cache_aggregate: the drained aggregate's, or for a wider network holding
+ * an allow-listed or verified source the prefix's) until the drained bucket's
+ * next token: a random-source flood then ends in the cache.
  *
  * `defer_new`: for a source not yet tracked. An aggregate with no entry would
  * admit the packet (a new bucket is full), so none is made yet: the level is
@@ -286,18 +313,13 @@ static __always_inline __u32 fg_police_aggregate(struct fg_ctx *c, __u32 level, 
 	/* A flood of random sources from one prefix then stops in the drop
 	 * cache's prefix check, before the policy: unless an allow-listed or a
 	 * known-good source is in the prefix, which must still get to its check.
-	 * The slot is the prefix's and carries the prefix's limit, against which
-	 * the fast path checks it for staleness. */
+	 * A drained wider network is held as one slot of its own (a flood spread
+	 * over its prefixes then reads one slot, not one per prefix), unless it
+	 * holds such a source: then, as a drop of the level below, by prefix.
+	 * Either slot is checked against the policy generation for staleness. */
 	until = fg_prefix_cache_until(c->s, tau, call->next, call->now);
-	if (until && !fg_prefix_holds_allowed(c->s, narrow, narrow_len) && !fg_prefix_holds_trusted(c->s, narrow)) {
-		struct fg_cpu_state *cpu;
-		__u32 zero = 0;
-
-		fg_cache_fill(fg_cache_slot(narrow), narrow, c->s, c->generation, until, FG_REASON_DROPPED_PREFIX);
-		cpu = bpf_map_lookup_elem(&fg_cpu, &zero);
-		if (cpu && cpu->prefix_until_jiffies < until)
-			cpu->prefix_until_jiffies = until;
-	}
+	if (until)
+		fg_cache_aggregate(c, level, &key, narrow, narrow_len, until);
 	return FG_REASON_DROPPED_PREFIX;
 }
 

@@ -884,7 +884,8 @@ struct fg_cpu_state {
 	__u64 source_until_jiffies; /* some source-keyed slot (FG_SLOT_SOURCE) may drop until this jiffy, */
 	__u32 source_generation;    /* if the policy generation is still this one (the last fill's) */
 	__u32 pad;
-	__u64 reserved[3];	    /* the counters start on a cache line of their own */
+	__u64 wide_until_jiffies;   /* some wider network's slot (FG_CLASS_MAX + 1) may drop until this jiffy */
+	__u64 reserved[2];	    /* the counters start on a cache line of their own */
 	struct fg_class_counters counters[FG_COUNTER_ROWS];
 };
 

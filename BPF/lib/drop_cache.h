@@ -315,35 +315,54 @@ static __always_inline void fg_cache_drop_until(struct fg_ctx *c, __u64 next)
 }
 
 /*
- * The prefix part of the cache: a random-source flood from a drained prefix
- * ends here, before the policy. A prefix is cached only if it holds no
- * allow-listed address (fg_police_prefix), so no source the allow list would
- * pass is dropped here; a denied or banned source in it would be dropped by
- * the policy too, and is counted as dropped-prefix instead.
+ * The prefix part of the cache: a random-source flood from a drained prefix,
+ * or from a drained wider network, ends here, before the policy. An aggregate
+ * is cached only if it holds no allow-listed or verified address
+ * (fg_cache_aggregate), so no source the allow list would pass is dropped
+ * here; a denied or banned source in it would be dropped by the policy too,
+ * and is counted as dropped-prefix instead. The wider network first: a flood
+ * spread over its prefixes then reads its one slot, which stays in cache,
+ * rather than one slot per prefix (a random /16's 256, a miss each). If it is
+ * not held, the source's prefix. A loop of two turns, not two copies of the
+ * check: the verifier's count for the main program doubled with two.
  */
 static __always_inline __u32 fg_prefix_cache_check(const struct fg_settings *s, const struct fg_cpu_state *cpu,
 						   const struct fg_packet *pkt, __u64 jiffies)
 {
-	struct fg_source_key key = {.addr = pkt->src, .traffic_class = FG_CLASS_MAX};
+	struct fg_source_key key = {.addr = pkt->src, .traffic_class = FG_CLASS_MAX + 1};
 	int v4 = fg_is_v4(&key.addr);
+	/* The level's prefix lengths, IPv4's in the low byte and IPv6's above it. */
+	__u32 lengths = s->wide_v4 | (__u32)s->wide_v6 << 8;
 
 	if (pkt->traffic_class > FG_CLASS_SIP_LAST)
 		return FG_REASON_PASSED;
-	/* Most of the time no prefix is drained on this CPU: skip the masking and the slot. */
-	if (jiffies >= cpu->prefix_until_jiffies)
-		return FG_REASON_PASSED;
+	/* Most of the time no aggregate is drained on this CPU: skip the masking and the slot. */
+	if (jiffies >= cpu->wide_until_jiffies)
+		goto prefix;
+check:
 	if (v4) {
 		/* Only the last word of an IPv4-mapped address is masked. */
-		__u32 bits = s->prefix_v4;
+		__u32 bits = lengths & 0xff;
 
 		if (bits == 0)
 			key.addr.words[3] = 0;
 		else if (bits < 32)
 			key.addr.words[3] &= bpf_htonl(~0U << (32 - bits));
 	} else {
-		fg_mask(&key.addr, s->prefix_v6);
+		fg_mask(&key.addr, lengths >> 8);
 	}
-	return fg_prefix_cached(s, cpu, &key, jiffies) ? FG_REASON_DROPPED_PREFIX : FG_REASON_PASSED;
+	if (fg_prefix_cached(s, cpu, &key, jiffies))
+		return FG_REASON_DROPPED_PREFIX;
+	if (key.traffic_class == FG_CLASS_MAX)
+		return FG_REASON_PASSED;
+	/* The wider network is not held here: the source's prefix may be. */
+prefix:
+	if (jiffies >= cpu->prefix_until_jiffies)
+		return FG_REASON_PASSED;
+	key.addr = pkt->src;
+	key.traffic_class = FG_CLASS_MAX;
+	lengths = s->prefix_v4 | (__u32)s->prefix_v6 << 8;
+	goto check;
 }
 
 /*

@@ -55,10 +55,11 @@ struct {
 	__type(value, struct fg_trust);
 } fg_trusted SEC(".maps");
 
-/* Aggregate prefixes (fg_prefixes keys) holding a verified source. */
+/* Aggregate prefixes (fg_prefixes keys, of both levels) holding a verified
+ * source: two for each verified source at most. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, FG_MAX_TRUSTED);
+	__uint(max_entries, 2 * FG_MAX_TRUSTED);
 	__type(key, struct fg_source_key);
 	__type(value, __u64);
 } fg_trusted_prefixes SEC(".maps");

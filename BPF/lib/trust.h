@@ -177,8 +177,9 @@ static __always_inline void fg_confirm_pin(const struct fg_settings *s, struct f
 
 /* `addr` proved real (an accepted credentialed REGISTER) at `ttl`, flagged
  * `repin` if that is not its pinned TTL:
- * verified, and its prefix marked (so a drained prefix holding it is never
- * dropped in the drop cache before the policy sees it). */
+ * verified, and its prefix and wider network marked (so a drained prefix or
+ * network holding it is never dropped in the drop cache before the policy
+ * sees it). */
 static __always_inline void fg_verify(struct fg_settings *s, const struct fg_addr *addr, __u32 ttl, int repin)
 {
 	struct fg_source_key prefix = {.addr = *addr, .traffic_class = FG_CLASS_MAX};
@@ -194,6 +195,10 @@ static __always_inline void fg_verify(struct fg_settings *s, const struct fg_add
 	if (!s->trust_seconds)
 		return;
 	fg_mask(&prefix.addr, fg_prefix_len(addr, s->prefix_v4, s->prefix_v6));
+	bpf_map_update_elem(&fg_trusted_prefixes, &prefix, &until, BPF_ANY);
+	/* And its wider network's, which the drop cache may hold as one slot. */
+	fg_mask(&prefix.addr, fg_prefix_len(addr, s->wide_v4, s->wide_v6));
+	prefix.traffic_class = FG_CLASS_MAX + 1;
 	bpf_map_update_elem(&fg_trusted_prefixes, &prefix, &until, BPF_ANY);
 	if (renewal) {
 		fg_known_add(addr); /* set when it was made; an entry written by other hands gets it here */

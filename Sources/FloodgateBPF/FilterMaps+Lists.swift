@@ -162,8 +162,7 @@ extension FilterMaps {
     private func recount(_ list: PolicyList) throws {
         let count = UInt32(try listKeys(list).count)
         if list == .allow {
-            let settings = try rawSettings()
-            try syncAllowPrefixes(prefixV4: settings.prefix_v4, prefixV6: settings.prefix_v6)
+            try syncAllowPrefixes(try settings())
         }
         let first = list == .allow ? FilterMaps.allowFirstBytes(try listKeys(.allow).map(CIDR.init(key:))) : nil
         try updateSettings { settings in
@@ -243,27 +242,34 @@ extension FilterMaps {
         if new.isEmpty { try updateSettings { $0.server_entries = 0 } }
     }
 
-    /// The aggregate prefixes (`fg_prefixes` keys) that an allow-list entry narrower than them lies in, for
-    /// prefix lengths /`prefixV4` and /`prefixV6`: XDP caches a drained prefix's drop only outside them.
-    public static func allowPrefixKeys(_ allow: [CIDR], prefixV4: UInt8, prefixV6: UInt8) -> Set<[UInt8]> {
+    /// The aggregates (`fg_prefixes` keys of both levels: prefixes of /`prefixV4` and /`prefixV6`, wider networks of
+    /// /`wideV4` and /`wideV6`) that an allow-list entry narrower than them lies in: XDP caches a drained aggregate's
+    /// drop only outside them.
+    public static func allowPrefixKeys(_ allow: [CIDR], prefixV4: UInt8, prefixV6: UInt8, wideV4: UInt8, wideV6: UInt8)
+        -> Set<[UInt8]>
+    {
         var keys = Set<[UInt8]>()
         for cidr in allow {
-            let aggregate = cidr.address.isIPv4 && cidr.keyLength > 96 ? 96 + Int(prefixV4) : Int(prefixV6)
-            guard cidr.keyLength > aggregate else { continue }  // as wide as the prefix: XDP finds it in fg_allow
-            keys.insert(CIDR.masked(cidr.address, aggregate).bytes + [UInt8(FG_CLASS_MAX.rawValue), 0, 0, 0])
+            for (v4, v6, level) in [(prefixV4, prefixV6, FG_CLASS_MAX.rawValue), (wideV4, wideV6, FG_CLASS_MAX.rawValue + 1)] {
+                let aggregate = cidr.address.isIPv4 && cidr.keyLength > 96 ? 96 + Int(v4) : Int(v6)
+                guard cidr.keyLength > aggregate else { continue }  // as wide as the aggregate: XDP finds it in fg_allow
+                keys.insert(CIDR.masked(cidr.address, aggregate).bytes + [UInt8(level), 0, 0, 0])
+            }
         }
         return keys
     }
 
-    /// Makes `fg_allow_prefixes` match the allow list: adds what is missing first, then removes what is stale
-    /// (a stale entry only keeps a prefix out of the drop cache).
-    func syncAllowPrefixes(prefixV4: UInt8, prefixV6: UInt8) throws {
+    /// Makes `fg_allow_prefixes` match the allow list under `settings`' aggregate lengths: adds what is missing first,
+    /// then removes what is stale (a stale entry only keeps an aggregate out of the drop cache).
+    func syncAllowPrefixes(_ settings: Settings) throws {
         func key(_ bytes: [UInt8]) -> fg_source_key {
             var key = fg_source_key()
             withUnsafeMutableBytes(of: &key) { $0.copyBytes(from: bytes) }
             return key
         }
-        let wanted = FilterMaps.allowPrefixKeys(try cidrs(in: .allow), prefixV4: prefixV4, prefixV6: prefixV6)
+        let wanted = FilterMaps.allowPrefixKeys(try cidrs(in: .allow), prefixV4: settings.prefixV4,
+                                                prefixV6: settings.prefixV6, wideV4: settings.wideV4,
+                                                wideV6: settings.wideV6)
         let present = Set(try allowPrefixesMap.keys().map { key in withUnsafeBytes(of: key) { Array($0) } })
         for bytes in wanted.subtracting(present) {
             try allowPrefixesMap.update(key(bytes), 1, what: "mark an allow-listed prefix")
@@ -271,18 +277,20 @@ extension FilterMaps {
         for bytes in present.subtracting(wanted) { _ = try? allowPrefixesMap.delete(key(bytes)) }
     }
 
-    /// Marks the aggregate prefixes (at prefix lengths /`prefixV4`, /`prefixV6`) that hold a verified source in
-    /// `fg_trusted_prefixes`, as XDP does when it verifies one: after the prefix lengths change, the marks made
-    /// at the old ones would no longer keep a drained prefix holding a verified source out of the drop cache.
-    /// Marks at the old lengths stay until the LRU drops them (they only keep a prefix out of the cache).
-    func syncTrustedPrefixes(prefixV4: UInt8, prefixV6: UInt8) throws {
+    /// Marks the aggregates (under `settings`' lengths, both levels) that hold a verified source in
+    /// `fg_trusted_prefixes`, as XDP does when it verifies one: after the lengths change, the marks made at the old
+    /// ones would no longer keep a drained aggregate holding a verified source out of the drop cache. Marks at the old
+    /// lengths stay until the LRU drops them (they only keep an aggregate out of the cache).
+    func syncTrustedPrefixes(_ settings: Settings) throws {
         let now = monotonicNanoseconds()
         for source in try trustedSources() where source.untilNS > now {
-            let length = source.address.isIPv4 ? 96 + Int(prefixV4) : Int(prefixV6)
-            var key = fg_source_key()
-            key.addr = CIDR.masked(source.address, length).raw
-            key.traffic_class = UInt8(FG_CLASS_MAX.rawValue)
-            try trustedPrefixesMap.update(key, source.untilNS, what: "mark a prefix holding a verified source")
+            for (v4, v6, level) in [(settings.prefixV4, settings.prefixV6, FG_CLASS_MAX.rawValue),
+                                    (settings.wideV4, settings.wideV6, FG_CLASS_MAX.rawValue + 1)] {
+                var key = fg_source_key()
+                key.addr = CIDR.masked(source.address, source.address.isIPv4 ? 96 + Int(v4) : Int(v6)).raw
+                key.traffic_class = UInt8(level)
+                try trustedPrefixesMap.update(key, source.untilNS, what: "mark a prefix holding a verified source")
+            }
         }
     }
 

@@ -162,8 +162,8 @@ public final class FilterMaps: @unchecked Sendable {
         try settings.validate()
         // The aggregate prefixes that hold allow-listed sources depend on the prefix lengths: mark the new ones
         // before the settings switch to them.
-        try syncAllowPrefixes(prefixV4: settings.prefixV4, prefixV6: settings.prefixV6)
-        try syncTrustedPrefixes(prefixV4: settings.prefixV4, prefixV6: settings.prefixV6)
+        try syncAllowPrefixes(settings)
+        try syncTrustedPrefixes(settings)
         try updateSettings {
             $0 = settings.raw(over: $0)
             $0.policy_generation &+= 1

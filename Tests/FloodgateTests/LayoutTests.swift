@@ -90,6 +90,7 @@ import Testing
         #expect(MemoryLayout<fg_cpu_state>.offset(of: \.spared_event_ns) == 8)
         #expect(MemoryLayout<fg_cpu_state>.offset(of: \.spoofed_event_ns) == 16)
         #expect(MemoryLayout<fg_cpu_state>.offset(of: \.source_until_jiffies) == 24)
+        #expect(MemoryLayout<fg_cpu_state>.offset(of: \.wide_until_jiffies) == 40)
         #expect(MemoryLayout<fg_allow_entry>.offset(of: \.rate) == 4)
         #expect(MemoryLayout<fg_allow_entry>.offset(of: \.interval) == 16)
         #expect(MemoryLayout<fg_allow_entry>.offset(of: \.tat) == 32)

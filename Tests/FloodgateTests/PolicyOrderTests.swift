@@ -155,6 +155,51 @@ import Testing
         #expect(more == 1000, "10 packets in each of 100 /24s: all within their own 50: \(more)")
     }
 
+    /// A drained wider network is held in the drop cache as one slot of its own, so a flood spread over its /24s ends
+    /// before the policy wherever in the network it comes from: a denied source in a /24 the flood never touched is
+    /// dropped there (counted as dropped-prefix, not dropped-deny). A network that holds an allow-listed host is not
+    /// held whole (the host's /24 is untouched by the flood and must reach the allow list): its drained /24s are held
+    /// one by one instead, and its untouched /24s reach the policy. Another network is not touched at all.
+    @Test func aDrainedWideNetworkIsHeldAsOneSlotUnlessItHoldsAnAllowListedSource() throws {
+        try onOneCPU {
+            var policy = FilterPolicy()
+            policy.widePrefix = .rate(1, burst: 50)
+            policy.allow = [try CIDR("198.19.200.7")]
+            policy.deny = Set(try ["198.18.150.9", "198.19.150.9", "198.19.5.9", "198.20.150.9", "2001:db8:77:999::9",
+                                   "2001:db8:78:999::9"].map { try CIDR($0) })
+            let program = try loadProgram(policy: policy, testClock: true)
+            for net in [18, 19] {
+                let reasons = try (0..<1000).map { i in
+                    try program.judge(Packet.request("REGISTER", src: "198.\(net).\(i % 100).\(10 + i / 100)")).2
+                }
+                #expect(reasons.prefix(50).allSatisfy { $0 == .passed }
+                    && reasons.dropFirst(50).allSatisfy { $0 == .droppedPrefix }, "198.\(net)/16: \(reasons)")
+            }
+            func judge(_ src: String) throws -> Reason? { try program.judge(Packet.request("REGISTER", src: src)).2 }
+            // 198.18/16 holds no allow-listed source: held whole.
+            #expect(try judge("198.18.150.9") == .droppedPrefix)
+            #expect(try judge("198.18.151.1") == .droppedPrefix)
+            // 198.19/16 holds one: its host passes, its untouched /24s reach the deny list, its drained /24s are held.
+            #expect(try judge("198.19.200.7") == .passedAllow)
+            #expect(try judge("198.19.150.9") == .droppedDeny)
+            #expect(try judge("198.19.151.1") == .droppedPrefix)
+            #expect(try judge("198.19.5.9") == .droppedPrefix)
+            #expect(try judge("198.20.150.9") == .droppedDeny)
+            #expect(try judge("198.20.151.1") == .passed)
+            // The same in IPv6: 2001:db8:77::/48 from 100 of its /64s.
+            let reasons = try (0..<1000).map { i in
+                try program.judge(Packet.udp6(src: "2001:db8:77:\(i % 100)::\(10 + i / 100)", dport: 5060)).2
+            }
+            #expect(reasons.prefix(50).allSatisfy { $0 == .passed }
+                && reasons.dropFirst(50).allSatisfy { $0 == .droppedPrefix }, "2001:db8:77::/48: \(reasons)")
+            #expect(try program.judge(Packet.udp6(src: "2001:db8:77:999::9", dport: 5060)).2 == .droppedPrefix)
+            #expect(try program.judge(Packet.udp6(src: "2001:db8:78:999::9", dport: 5060)).2 == .droppedDeny)
+            // A change of policy makes the slot stale at once: the deny list is reached again.
+            try program.maps.setLimit(.rate(1, burst: 50), .prefix)
+            #expect(try judge("198.18.150.9") == .droppedDeny)
+        }
+    }
+
     @Test func aDrainedPrefixDropsItsSourcesUntilItRefillsButNotAllowListedOnes() throws {
         var policy = FilterPolicy()
         policy.prefix = .rate(1, burst: 5)
@@ -201,9 +246,13 @@ import Testing
             #expect(reasons.dropFirst(5).allSatisfy { $0 == .droppedPrefix }, "\(reasons)")
             #expect(try program.judge(Packet.request("REGISTER", src: "198.18.78.66")).2 == .droppedDeny)
             #expect(try program.judge(Packet.request("REGISTER", src: "198.18.79.1")).2 == .droppedPrefix)
-            #expect(FilterMaps.allowPrefixKeys(Array(policy.allow), prefixV4: 16, prefixV6: 64).count == 1)
-            #expect(FilterMaps.allowPrefixKeys(Array(policy.allow), prefixV4: 24, prefixV6: 64).count == 1)
-            #expect(FilterMaps.allowPrefixKeys(Array(policy.allow), prefixV4: 22, prefixV6: 64).count == 2)
+            // A /16 for both levels (once each), a /24 and a /16, two /22s and a /16.
+            func keys(_ v4: UInt8) -> Int {
+                FilterMaps.allowPrefixKeys(Array(policy.allow), prefixV4: v4, prefixV6: 64, wideV4: 16, wideV6: 48).count
+            }
+            #expect(keys(16) == 2 && keys(24) == 2 && keys(22) == 3)
+            #expect(FilterMaps.allowPrefixKeys(Array(policy.allow), prefixV4: 24, prefixV6: 64, wideV4: 24, wideV6: 64)
+                .count == 2, "the /32 at both levels; the /23, wider than a /24, is in fg_allow")
         }
     }
 

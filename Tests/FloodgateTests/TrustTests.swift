@@ -496,6 +496,39 @@ import Testing
         }
     }
 
+    /// A verified source keeps getting through when a flood from the other /24s of its wider network drains the
+    /// network: the network is marked as holding it (by XDP when it is verified, by the agent again when the lengths
+    /// change), so the drop cache does not hold the network whole before the policy sees the source. A stranger
+    /// beside it is still dropped.
+    @Test func aVerifiedSourceOutlastsADrainedWideNetwork() throws {
+        var policy = FilterPolicy()
+        policy.widePrefix = .rate(1, burst: 50)
+        let p = try TrustTests.program(policy: policy)
+        let phone = "198.18.22.6"
+        #expect(try TrustTests.register(p, phone) == .passed)
+        func flood(_ thirds: [Int]) throws -> Int {
+            try (0..<300).filter { i in
+                try p.judge(Packet.request("INVITE", src: "198.18.\(thirds[i % thirds.count]).\(20 + i / thirds.count)")).2
+                    == .droppedPrefix
+            }.count
+        }
+        try onOneCPU { () throws -> Void in
+            // 198.18/16, from 100 /24s that are not the phone's.
+            #expect(try flood(Array(30..<130)) >= 200)
+            for _ in 0..<5 { #expect(try p.judge(Packet.request("REGISTER", src: phone)).2 == .passed) }
+            #expect(try p.judge(Packet.request("INVITE", src: "198.18.22.7")).2 == .droppedPrefix)
+        }
+        // Wider networks of /20: the phone's is 198.18.16.0/20 (not a key its /16's mark shares).
+        var settings = try p.maps.settings()
+        settings.wideV4 = 20
+        try p.maps.setSettings(settings)
+        try onOneCPU { () throws -> Void in
+            #expect(try flood((16..<32).filter { $0 != 22 }) >= 200)
+            for _ in 0..<5 { #expect(try p.judge(Packet.request("REGISTER", src: phone)).2 == .passed) }
+            #expect(try p.judge(Packet.request("INVITE", src: "198.18.22.7")).2 == .droppedPrefix)
+        }
+    }
+
     /// The same over IPv6, through the inside program's IPv6 path: a challenge, a credentialed REGISTER answered
     /// 200 verifies the phone at its hop limit; another hop limit is dropped as spoofed; a random-source flood
     /// drains the phone's /64 (IPv6 prefix aggregates) but not the phone, and not another /64.
