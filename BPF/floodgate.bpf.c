@@ -230,19 +230,33 @@ static __always_inline void fg_create_aggregate(struct fg_ctx *c, __u32 level, c
 	bpf_map_update_elem(&fg_prefixes, &key, &init, BPF_NOEXIST);
 }
 
-/* Holds a drained aggregate in the drop cache until jiffy `until`: at level
- * 1 its wider network `wide`, if that holds no allow-listed or verified
- * source; else the prefix `narrow`, if that holds none. */
+/* Holds a drained aggregate (whose bucket's tolerance is `tau` and whose next
+ * token c->call judged) in the drop cache: at level 1 its wider network
+ * `wide`, if that holds no allow-listed or verified source, until its next
+ * token; else the prefix `narrow`, if that holds none, for at least
+ * FG_PREFIX_HOLD_NS (fg_prefix_cache_until). The network only until its next
+ * token: held longer, the tokens that came due meanwhile would go to the
+ * first packets after the hold, a flood's, rather than to whichever of its
+ * prefixes sent the packet they came due for; and a source verified
+ * meanwhile would wait that long. One slot's expiry a jiffy costs a packet or
+ * two a jiffy down the slow path, not a prefix's 256. */
 static __always_inline void fg_cache_aggregate(struct fg_ctx *c, __u32 level, const struct fg_source_key *wide,
-					       const struct fg_source_key *narrow, __u32 narrow_len, __u64 until)
+					       const struct fg_source_key *narrow, __u32 narrow_len, __u64 tau)
 {
 	const struct fg_source_key *key = narrow;
 	struct fg_cpu_state *cpu;
+	__u64 until;
 
 	if (level && !fg_prefix_holds_allowed(c->s, wide, fg_prefix_len(&wide->addr, c->s->wide_v4, c->s->wide_v6)) &&
-	    !fg_prefix_holds_trusted(c->s, wide))
+	    !fg_prefix_holds_trusted(c->s, wide)) {
 		key = wide;
-	else if (fg_prefix_holds_allowed(c->s, narrow, narrow_len) || fg_prefix_holds_trusted(c->s, narrow))
+		until = fg_cache_until(c->s, tau, c->call.next, c->call.now);
+	} else if (fg_prefix_holds_allowed(c->s, narrow, narrow_len) || fg_prefix_holds_trusted(c->s, narrow)) {
+		return;
+	} else {
+		until = fg_prefix_cache_until(c->s, tau, c->call.next, c->call.now);
+	}
+	if (!until)
 		return;
 	fg_cache_fill(fg_cache_slot(key), key, c->s, c->generation, until, FG_REASON_DROPPED_PREFIX);
 	cpu = bpf_map_lookup_elem(&fg_cpu, &fg_entry_zero);
@@ -277,7 +291,7 @@ static __always_inline __u32 fg_police_aggregate(struct fg_ctx *c, __u32 level, 
 	struct fg_source_key key;
 	struct fg_source_state *st;
 	struct fg_bucket_call *call = &c->call;
-	__u64 interval, tau, until;
+	__u64 interval, tau;
 
 	if (!lim)
 		return FG_REASON_PASSED;
@@ -317,9 +331,7 @@ static __always_inline __u32 fg_police_aggregate(struct fg_ctx *c, __u32 level, 
 	 * over its prefixes then reads one slot, not one per prefix), unless it
 	 * holds such a source: then, as a drop of the level below, by prefix.
 	 * Either slot is checked against the policy generation for staleness. */
-	until = fg_prefix_cache_until(c->s, tau, call->next, call->now);
-	if (until)
-		fg_cache_aggregate(c, level, &key, narrow, narrow_len, until);
+	fg_cache_aggregate(c, level, &key, narrow, narrow_len, tau);
 	return FG_REASON_DROPPED_PREFIX;
 }
 
@@ -924,9 +936,10 @@ int floodgate_xdp(struct xdp_md *ctx)
 	if (status == FG_PARSE_NON_IP || pkt.icmp_essential)
 		return fg_count(pkt.traffic_class, FG_REASON_PASSED, bytes);
 	/* A flood's packets end here, in the drop cache, before the policy. */
-	/* The prefix first: its few slots stay in cache, while a random source's
-	 * own slot is a miss. A packet dropped here would be dropped by its own
-	 * bucket or by the prefix either way; it counts as dropped-prefix. */
+	/* The aggregates first: their few slots stay in cache, while a random
+	 * source's own slot is a miss. A packet dropped here would be dropped by
+	 * its own bucket or by the aggregate either way; it counts as
+	 * dropped-prefix. */
 	reason = fg_prefix_cache_check(s, cpu, &pkt, jiffies);
 	if (reason == FG_REASON_PASSED)
 		reason = fg_cache_check(s, cpu, &pkt, jiffies);

@@ -386,8 +386,11 @@ enum fg_inside_count {
  * first index of the half XDP reads in [FG_KNOWN_ACTIVE]. 16: XDP writes
  * fg_known's other half only while [FG_KNOWN_REBUILDING] is set (an older
  * agent's rebuild does not set it). 17: the drop cache's tags in fg_cpu's
- * value, after the state (FG_CPU_TAGS_OFFSET); no fg_drop_tags. */
-#define FG_LAYOUT_VERSION 17
+ * value, after the state (FG_CPU_TAGS_OFFSET); no fg_drop_tags. 18: wider
+ * networks' keys (class FG_CLASS_MAX + 1) in fg_allow_prefixes and
+ * fg_trusted_prefixes, and their drop-cache gate in fg_cpu_state (an older
+ * agent's sync would remove the allow list's). */
+#define FG_LAYOUT_VERSION 18
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*

@@ -271,9 +271,11 @@ static __always_inline __u64 fg_cache_until(const struct fg_settings *s, __u64 t
 
 /*
  * The same for a drained prefix, held for at least FG_PREFIX_HOLD_NS. A
- * random-source flood over a /16 drains its 256 /24s, whose slots would each
- * expire every jiffy (the next token of a 200/s bucket is due within one) and
- * send 256 packets a jiffy down the slow path: 3% of a CPU here. Holding them
+ * random-source flood over a /16 whose network is not held whole (it holds an
+ * allow-listed or verified source: fg_cache_aggregate) gets its 256 /24s held,
+ * whose slots would each expire every jiffy (the next token of a 200/s bucket
+ * is due within one) and send 256 packets a jiffy down the slow path: 3% of a
+ * CPU here. Holding them
  * longer changes nothing in what the prefix admits, as long as the tokens
  * that come due meanwhile fit in the bucket (the hold never exceeds tau):
  * they are taken by the first packets after it, a burst of at most
@@ -295,9 +297,10 @@ static __always_inline __u64 fg_prefix_cache_until(const struct fg_settings *s, 
 	return fg_clock_jiffies(s) + (due + jiffy - 1) / jiffy;
 }
 
-/* Is the prefix of key (already masked) being dropped on this CPU? Only
- * read: a prefix has no entry in fg_sources to flush drops to (the class
- * counters have them), so its slot counts nothing and stays clean in cache. */
+/* Is the aggregate `key` (a prefix or a wider network, already masked) being
+ * dropped on this CPU? Only read: an aggregate has no entry in fg_sources to
+ * flush drops to (the class counters have them), so its slot counts nothing
+ * and stays clean in cache. */
 static __always_inline int fg_prefix_cached(const struct fg_settings *s, const struct fg_cpu_state *cpu,
 					    const struct fg_source_key *key, __u64 jiffies)
 {

@@ -35,8 +35,9 @@ static __always_inline int fg_known_maybe(const struct fg_addr *addr)
 		return 1;
 	bit = fg_known_bit(addr, *seed);
 	/* Computed here, not after the next lookup: only the bit is then held
-	 * across it, not the address's words (16 bytes of stack in
-	 * fg_flush_source, on a chain of calls at the verifier's limit). */
+	 * across it, not the address's words (spilled, they took fg_flush_source's
+	 * frame from 24 bytes to 48, on a chain of calls at the verifier's
+	 * limit). */
 	asm volatile("" : "+r"(bit));
 	index = FG_KNOWN_ACTIVE;
 	word = bpf_map_lookup_elem(&fg_known, &index);
@@ -88,9 +89,8 @@ static __always_inline void fg_known_add(const struct fg_addr *addr)
 	if (!seed)
 		return;
 	bit = fg_known_bit(addr, *seed);
-	/* Computed here, not after the next lookup: only the bit is then held
-	 * across it, not the address's words (16 bytes of stack in
-	 * fg_flush_source, on a chain of calls at the verifier's limit). */
+	/* Computed here, as in fg_known_maybe: only the bit is held across the
+	 * next lookup, not the address's words. */
 	asm volatile("" : "+r"(bit));
 	index = FG_KNOWN_ACTIVE;
 	active = bpf_map_lookup_elem(&fg_known, &index);

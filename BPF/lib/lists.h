@@ -29,15 +29,17 @@ struct {
 } fg_allow SEC(".maps");
 
 /*
- * The aggregate prefixes (fg_prefixes keys: masked address, class
- * FG_CLASS_MAX) that hold an allow-list entry narrower than themselves, such
- * as a trunk's /32 in a /24; written by the agent with the allow list. With
- * fg_allow (for entries as wide as the prefix or wider) it tells whether a
- * drained prefix may be dropped before the allow check (lib/drop_cache.h).
+ * The aggregates (fg_prefixes keys of both levels: masked address, class
+ * FG_CLASS_MAX for a prefix, FG_CLASS_MAX + 1 for a wider network) that hold
+ * an allow-list entry narrower than themselves, such as a trunk's /32 in a
+ * /24; written by the agent with the allow list. With fg_allow (for entries
+ * as wide as the aggregate or wider) it tells whether a drained aggregate may
+ * be dropped before the allow check (lib/drop_cache.h). Two keys an entry at
+ * most, four while a change of lengths adds the new ones before the old go.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, FG_MAX_LIST_ENTRIES);
+	__uint(max_entries, 4 * FG_MAX_LIST_ENTRIES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct fg_source_key);
 	__type(value, __u32);

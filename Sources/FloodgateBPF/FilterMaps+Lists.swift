@@ -260,8 +260,9 @@ extension FilterMaps {
     }
 
     /// Makes `fg_allow_prefixes` match the allow list under `settings`' aggregate lengths: adds what is missing first,
-    /// then removes what is stale (a stale entry only keeps an aggregate out of the drop cache).
-    func syncAllowPrefixes(_ settings: Settings) throws {
+    /// then, if `removeStale`, removes what is stale (a stale entry only keeps an aggregate out of the drop cache).
+    /// Before a change of lengths, call it without removing: XDP still reads the old lengths' keys until the switch.
+    func syncAllowPrefixes(_ settings: Settings, removeStale: Bool = true) throws {
         func key(_ bytes: [UInt8]) -> fg_source_key {
             var key = fg_source_key()
             withUnsafeMutableBytes(of: &key) { $0.copyBytes(from: bytes) }
@@ -274,6 +275,7 @@ extension FilterMaps {
         for bytes in wanted.subtracting(present) {
             try allowPrefixesMap.update(key(bytes), 1, what: "mark an allow-listed prefix")
         }
+        guard removeStale else { return }
         for bytes in present.subtracting(wanted) { _ = try? allowPrefixesMap.delete(key(bytes)) }
     }
 

@@ -160,14 +160,15 @@ public final class FilterMaps: @unchecked Sendable {
 
     public func setSettings(_ settings: Settings) throws {
         try settings.validate()
-        // The aggregate prefixes that hold allow-listed sources depend on the prefix lengths: mark the new ones
-        // before the settings switch to them.
-        try syncAllowPrefixes(settings)
+        // The aggregates that hold allow-listed sources depend on the lengths: mark the new ones before the settings
+        // switch to them, and drop the old ones only after, as XDP reads them until then.
+        try syncAllowPrefixes(settings, removeStale: false)
         try syncTrustedPrefixes(settings)
         try updateSettings {
             $0 = settings.raw(over: $0)
             $0.policy_generation &+= 1
         }
+        try syncAllowPrefixes(settings)
     }
 
     public func limit(for trafficClass: TrafficClass, tier: Tier = .unverified) throws -> Limit {

@@ -200,6 +200,26 @@ import Testing
         }
     }
 
+    /// A held wider network is held only until its bucket's next token, not for the prefixes' minimum hold (25 ms):
+    /// a token that comes due goes to the next packet from anywhere in the network (here a /24 the flood never
+    /// used), not to the first packets of the flood after a longer hold.
+    @Test func aHeldWideNetworkLetsItsNextTokenThrough() throws {
+        try onOneCPU {
+            var policy = FilterPolicy()
+            policy.widePrefix = .rate(1000, burst: 50)
+            let program = try loadProgram(policy: policy, testClock: true)
+            let reasons = try (0..<200).map { i in
+                try program.judge(Packet.request("REGISTER", src: "198.18.\(i % 100).\(10 + i / 100)")).2
+            }
+            #expect(reasons.prefix(50).allSatisfy { $0 == .passed }
+                && reasons.dropFirst(50).allSatisfy { $0 == .droppedPrefix }, "\(reasons)")
+            #expect(try program.judge(Packet.request("REGISTER", src: "198.18.200.1")).2 == .droppedPrefix)
+            // 10 ms later (the test clock's): ten tokens have come due, and the slot's jiffy has passed.
+            try program.setTestClock(nanoseconds: 1_000_000_000_000 + 10_000_000)
+            #expect(try program.judge(Packet.request("REGISTER", src: "198.18.200.2")).2 == .passed)
+        }
+    }
+
     @Test func aDrainedPrefixDropsItsSourcesUntilItRefillsButNotAllowListedOnes() throws {
         var policy = FilterPolicy()
         policy.prefix = .rate(1, burst: 5)
