@@ -782,7 +782,9 @@ static __always_inline __u32 fg_policy(struct fg_ctx *c, struct fg_packet *pkt)
 		struct fg_source_key prefix = {};
 		__u64 jiffies = fg_clock_jiffies(s);
 
-		/* As in the fast path: no prefix drained on this CPU, no slot to read (a miss for a random source). */
+		/* The prefix's slot only (the fast path, which asks the wider
+		 * network's too, asked it before this call): no prefix drained on
+		 * this CPU, no slot to read (a miss for a random source). */
 		if (cpu && jiffies < cpu->prefix_until_jiffies) {
 			fg_prefix_key(c, &prefix);
 			if (fg_prefix_cached(s, cpu, &prefix, jiffies))

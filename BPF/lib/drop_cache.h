@@ -275,9 +275,9 @@ static __always_inline __u64 fg_cache_until(const struct fg_settings *s, __u64 t
  * allow-listed or verified source: fg_cache_aggregate) gets its 256 /24s held,
  * whose slots would each expire every jiffy (the next token of a 200/s bucket
  * is due within one) and send 256 packets a jiffy down the slow path: 3% of a
- * CPU here. Holding them
- * longer changes nothing in what the prefix admits, as long as the tokens
- * that come due meanwhile fit in the bucket (the hold never exceeds tau):
+ * CPU here. Holding them longer changes nothing in what the prefix admits, as
+ * long as the tokens that come due meanwhile fit in the bucket (the hold never
+ * exceeds tau):
  * they are taken by the first packets after it, a burst of at most
  * FG_PREFIX_HOLD_NS worth of the prefix's rate.
  */
