@@ -245,13 +245,13 @@ static __always_inline void fg_cache_aggregate(struct fg_ctx *c, __u32 level, co
 {
 	const struct fg_source_key *key = narrow;
 	struct fg_cpu_state *cpu;
-	__u64 until;
+	__u64 until, now_ns = c->call.now >> FG_TICK_SHIFT;
 
 	if (level && !fg_prefix_holds_allowed(c->s, wide, fg_prefix_len(&wide->addr, c->s->wide_v4, c->s->wide_v6)) &&
-	    !fg_prefix_holds_trusted(c->s, wide)) {
+	    !fg_prefix_holds_trusted(c->s, wide, now_ns)) {
 		key = wide;
 		until = fg_cache_until(c->s, tau, c->call.next, c->call.now);
-	} else if (fg_prefix_holds_allowed(c->s, narrow, narrow_len) || fg_prefix_holds_trusted(c->s, narrow)) {
+	} else if (fg_prefix_holds_allowed(c->s, narrow, narrow_len) || fg_prefix_holds_trusted(c->s, narrow, now_ns)) {
 		return;
 	} else {
 		until = fg_prefix_cache_until(c->s, tau, c->call.next, c->call.now);

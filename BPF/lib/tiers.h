@@ -56,7 +56,8 @@ struct {
 } fg_trusted SEC(".maps");
 
 /* Aggregate prefixes (fg_prefixes keys, of both levels) holding a verified
- * source: two for each verified source at most. */
+ * source, each with the latest end of its sources' trust (ns): two for each
+ * verified source at most. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 2 * FG_MAX_TRUSTED);
@@ -135,10 +136,33 @@ static __always_inline int fg_allowed_ttl_ok(const struct fg_settings *s, struct
 	return fg_ttl_near(s, entry->pin.ttl, ttl);
 }
 
-/* Does the (masked) aggregate prefix `key` hold a verified source? */
-static __always_inline int fg_prefix_holds_trusted(const struct fg_settings *s, const struct fg_source_key *key)
+/* Does the (masked) aggregate prefix `key` hold a source verified at
+ * `now_ns`? Its mark holds the latest end of its sources' trust
+ * (fg_mark_trusted_prefix); an expired mark is as good as none, so a network
+ * whose phones have all lapsed is held whole again before the LRU drops it. */
+static __always_inline int fg_prefix_holds_trusted(const struct fg_settings *s, const struct fg_source_key *key,
+						   __u64 now_ns)
 {
-	return s->trust_seconds && bpf_map_lookup_elem(&fg_trusted_prefixes, key) != NULL;
+	__u64 *until;
+
+	if (!s->trust_seconds)
+		return 0;
+	until = bpf_map_lookup_elem(&fg_trusted_prefixes, key);
+	return until && READ_ONCE(*until) > now_ns;
+}
+
+/* Marks the aggregate prefix `key` as holding a source verified until
+ * `until` (ns), keeping a later end another of its sources gave it. */
+static __always_inline void fg_mark_trusted_prefix(const struct fg_source_key *key, __u64 until)
+{
+	__u64 *mark = bpf_map_lookup_elem(&fg_trusted_prefixes, key);
+
+	if (!mark) {
+		bpf_map_update_elem(&fg_trusted_prefixes, key, &until, BPF_ANY);
+		return;
+	}
+	if (READ_ONCE(*mark) < until)
+		WRITE_ONCE(*mark, until);
 }
 
 /* Is `addr` (a source) verified or allow-listed? What UDP evidence must never

@@ -195,11 +195,11 @@ static __always_inline void fg_verify(struct fg_settings *s, const struct fg_add
 	if (!s->trust_seconds)
 		return;
 	fg_mask(&prefix.addr, fg_prefix_len(addr, s->prefix_v4, s->prefix_v6));
-	bpf_map_update_elem(&fg_trusted_prefixes, &prefix, &until, BPF_ANY);
+	fg_mark_trusted_prefix(&prefix, until);
 	/* And its wider network's, which the drop cache may hold as one slot. */
 	fg_mask(&prefix.addr, fg_prefix_len(addr, s->wide_v4, s->wide_v6));
 	prefix.traffic_class = FG_CLASS_MAX + 1;
-	bpf_map_update_elem(&fg_trusted_prefixes, &prefix, &until, BPF_ANY);
+	fg_mark_trusted_prefix(&prefix, until);
 	if (renewal) {
 		fg_known_add(addr); /* set when it was made; an entry written by other hands gets it here */
 		t->until_ns = until;

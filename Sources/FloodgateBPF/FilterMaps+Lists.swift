@@ -279,20 +279,38 @@ extension FilterMaps {
         for bytes in present.subtracting(wanted) { _ = try? allowPrefixesMap.delete(key(bytes)) }
     }
 
+    /// The marks of the aggregates (`fg_trusted_prefixes` keys of both levels, as ``allowPrefixKeys(_:prefixV4:prefixV6:wideV4:wideV6:)``
+    /// spells them) that hold the verified `sources`, each with the latest end of its sources' trust (XDP reads an
+    /// expired mark as none, so a mark must last as long as its longest-trusted source, whatever the order).
+    public static func trustedPrefixMarks(_ sources: [(address: SourceAddress, untilNS: UInt64)], prefixV4: UInt8, prefixV6: UInt8, wideV4: UInt8,
+                                          wideV6: UInt8) -> [[UInt8]: UInt64]
+    {
+        var marks: [[UInt8]: UInt64] = [:]
+        for source in sources {
+            for (v4, v6, level) in [(prefixV4, prefixV6, FG_CLASS_MAX.rawValue), (wideV4, wideV6, FG_CLASS_MAX.rawValue + 1)] {
+                let key = CIDR.masked(source.address, source.address.isIPv4 ? 96 + Int(v4) : Int(v6)).bytes
+                    + [UInt8(level), 0, 0, 0]
+                marks[key] = max(marks[key] ?? 0, source.untilNS)
+            }
+        }
+        return marks
+    }
+
     /// Marks the aggregates (under `settings`' lengths, both levels) that hold a verified source in
     /// `fg_trusted_prefixes`, as XDP does when it verifies one: after the lengths change, the marks made at the old
     /// ones would no longer keep a drained aggregate holding a verified source out of the drop cache. Marks at the old
-    /// lengths stay until the LRU drops them (they only keep an aggregate out of the cache).
+    /// lengths stay until the LRU drops them (they only keep an aggregate out of the cache). A mark is never lowered
+    /// here: XDP may have renewed a source in it since the sources were read.
     func syncTrustedPrefixes(_ settings: Settings) throws {
         let now = monotonicNanoseconds()
-        for source in try trustedSources() where source.untilNS > now {
-            for (v4, v6, level) in [(settings.prefixV4, settings.prefixV6, FG_CLASS_MAX.rawValue),
-                                    (settings.wideV4, settings.wideV6, FG_CLASS_MAX.rawValue + 1)] {
-                var key = fg_source_key()
-                key.addr = CIDR.masked(source.address, source.address.isIPv4 ? 96 + Int(v4) : Int(v6)).raw
-                key.traffic_class = UInt8(level)
-                try trustedPrefixesMap.update(key, source.untilNS, what: "mark a prefix holding a verified source")
-            }
+        let marks = FilterMaps.trustedPrefixMarks(try trustedSources().filter { $0.untilNS > now }.map { ($0.address, $0.untilNS) },
+                                                  prefixV4: settings.prefixV4, prefixV6: settings.prefixV6,
+                                                  wideV4: settings.wideV4, wideV6: settings.wideV6)
+        for (bytes, until) in marks {
+            var key = fg_source_key()
+            withUnsafeMutableBytes(of: &key) { $0.copyBytes(from: bytes) }
+            if let mark = try trustedPrefixesMap.lookup(key), mark >= until { continue }
+            try trustedPrefixesMap.update(key, until, what: "mark a prefix holding a verified source")
         }
     }
 

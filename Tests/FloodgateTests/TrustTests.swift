@@ -506,7 +506,7 @@ import Testing
     @Test func aVerifiedSourceOutlastsADrainedWideNetwork() throws {
         var policy = FilterPolicy()
         policy.widePrefix = .rate(1, burst: 50)
-        policy.deny = Set(try ["198.18.200.9", "198.18.30.9", "198.19.200.9"].map { try CIDR($0) })
+        policy.deny = Set(try ["198.18.200.9", "198.18.30.9", "198.19.200.9", "198.18.22.9", "198.18.22.10"].map { try CIDR($0) })
         let p = try TrustTests.program(policy: policy, testClock: true)
         // Stopped at the machine's own time: the agent's marks after the change of lengths judge the source's trust
         // (60 s) by it.
@@ -539,6 +539,65 @@ import Testing
             #expect(try flood((16..<32).filter { $0 != 22 }) >= 200)
             for _ in 0..<5 { #expect(try p.judge(Packet.request("REGISTER", src: phone)).2 == .passed) }
             #expect(try p.judge(Packet.request("INVITE", src: "198.18.22.7")).2 == .droppedPrefix)
+            #expect(try p.judge(Packet.request("INVITE", src: "198.18.22.9")).2 == .droppedDeny)
+        }
+        // The phone's trust ends (60 s): its marks, still in the map, no longer keep the network out of the cache. (A
+        // new denied probe: the last one's denial is held by its source, ahead of the network's slot.)
+        try p.setTestClock(nanoseconds: monotonicNanoseconds() + 61_000_000_000)
+        try onOneCPU { () throws -> Void in
+            #expect(try flood((16..<32).filter { $0 != 22 }) >= 200)
+            #expect(try p.judge(Packet.request("INVITE", src: "198.18.22.10")).2 == .droppedPrefix)
+            #expect(try p.judge(Packet.request("REGISTER", src: phone)).2 == .droppedPrefix)
+        }
+    }
+
+    /// A network's mark keeps the latest end of its sources' trust: a phone verified for 120 s, then (the trust
+    /// shortened to 60 s) a neighbour verified for 60, and at 90 s, the neighbour lapsed, the first phone still gets
+    /// through a flood that drains the network and the network is not held whole. Its marks made again by the agent
+    /// (the network length changed) keep that end too.
+    @Test func aNetworksMarkLastsAsLongAsItsLatestVerifiedSource() throws {
+        var policy = FilterPolicy()
+        policy.widePrefix = .rate(1, burst: 50)
+        policy.deny = Set(try ["198.18.22.9", "198.18.22.10"].map { try CIDR($0) })
+        let p = try TrustTests.program(policy: policy, testClock: true)
+        let start = monotonicNanoseconds()
+        try p.setTestClock(nanoseconds: start)
+        let phone = "198.18.22.6", neighbour = "198.18.22.8"
+        func setTrust(_ seconds: UInt32, wideV4: UInt8? = nil) throws {
+            var settings = try p.maps.settings()
+            settings.trustSeconds = seconds
+            if let wideV4 { settings.wideV4 = wideV4 }
+            try p.maps.setSettings(settings)
+        }
+        try setTrust(120)
+        #expect(try TrustTests.register(p, phone) == .passed)
+        try setTrust(60)
+        #expect(try TrustTests.register(p, neighbour, call: "reg-2") == .passed)
+        func drain(probe: String) throws {
+            try p.setTestClock(nanoseconds: start + 90_000_000_000)
+            try onOneCPU { () throws -> Void in
+                let dropped = try (0..<300).filter { i in
+                    try p.judge(Packet.request("INVITE", src: "198.18.\(16 + i % 6).\(20 + i / 6)")).2 == .droppedPrefix
+                }.count
+                #expect(dropped >= 200)
+                #expect(try p.judge(Packet.request("REGISTER", src: phone)).2 == .passed)
+                #expect(try p.judge(Packet.request("INVITE", src: probe)).2 == .droppedDeny)
+            }
+        }
+        try drain(probe: "198.18.22.9")
+        // The agent marks the /20s again, the trust still 60 s: the phone's mark ends with its 120.
+        try p.setTestClock(nanoseconds: start)
+        try setTrust(60, wideV4: 20)
+        try drain(probe: "198.18.22.10")
+        // The agent's marks take the latest end in whichever order the map hands it the sources.
+        let sources = [(address: SourceAddress(phone)!, untilNS: UInt64(120)), (SourceAddress(neighbour)!, 60),
+                       (SourceAddress("198.18.40.1")!, 90)]
+        for order in [sources, sources.reversed()] {
+            let marks = FilterMaps.trustedPrefixMarks(order, prefixV4: 24, prefixV6: 64, wideV4: 16, wideV6: 48)
+            #expect(marks.count == 3)
+            #expect(marks[[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 22, 0, UInt8(FG_CLASS_MAX.rawValue), 0, 0, 0]] == 120)
+            #expect(marks[[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 40, 0, UInt8(FG_CLASS_MAX.rawValue), 0, 0, 0]] == 90)
+            #expect(marks[[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 0, UInt8(FG_CLASS_MAX.rawValue + 1), 0, 0, 0]] == 120)
         }
     }
 
