@@ -164,9 +164,9 @@ import Testing
         try onOneCPU {
             var policy = FilterPolicy()
             policy.widePrefix = .rate(1, burst: 50)
-            policy.allow = [try CIDR("198.19.200.7")]
+            policy.allow = [try CIDR("198.19.200.7"), try CIDR("2001:db8:79:200::7")]
             policy.deny = Set(try ["198.18.150.9", "198.19.150.9", "198.19.5.9", "198.20.150.9", "2001:db8:77:999::9",
-                                   "2001:db8:78:999::9"].map { try CIDR($0) })
+                                   "2001:db8:78:999::9", "2001:db8:79:999::9", "2001:db8:79:5::9"].map { try CIDR($0) })
             let program = try loadProgram(policy: policy, testClock: true)
             for net in [18, 19] {
                 let reasons = try (0..<1000).map { i in
@@ -179,6 +179,9 @@ import Testing
             // 198.18/16 holds no allow-listed source: held whole.
             #expect(try judge("198.18.150.9") == .droppedPrefix)
             #expect(try judge("198.18.151.1") == .droppedPrefix)
+            // Its slot holds SIP only: another UDP port's datagrams go to their own policy.
+            #expect(try program.judge(Packet.udp4(src: "198.18.150.9", dport: 10000)).2 == .droppedDeny)
+            #expect(try program.judge(Packet.udp4(src: "198.18.151.1", dport: 10000)).2 == .passed)
             // 198.19/16 holds one: its host passes, its untouched /24s reach the deny list, its drained /24s are held.
             #expect(try judge("198.19.200.7") == .passedAllow)
             #expect(try judge("198.19.150.9") == .droppedDeny)
@@ -194,9 +197,44 @@ import Testing
                 && reasons.dropFirst(50).allSatisfy { $0 == .droppedPrefix }, "2001:db8:77::/48: \(reasons)")
             #expect(try program.judge(Packet.udp6(src: "2001:db8:77:999::9", dport: 5060)).2 == .droppedPrefix)
             #expect(try program.judge(Packet.udp6(src: "2001:db8:78:999::9", dport: 5060)).2 == .droppedDeny)
+            // 2001:db8:79::/48 holds an allow-listed host: as 198.19/16.
+            let held = try (0..<1000).map { i in
+                try program.judge(Packet.udp6(src: "2001:db8:79:\(i % 100)::\(10 + i / 100)", dport: 5060)).2
+            }
+            #expect(held.dropFirst(50).allSatisfy { $0 == .droppedPrefix }, "2001:db8:79::/48: \(held)")
+            #expect(try program.judge(Packet.udp6(src: "2001:db8:79:200::7", dport: 5060)).2 == .passedAllow)
+            #expect(try program.judge(Packet.udp6(src: "2001:db8:79:999::9", dport: 5060)).2 == .droppedDeny)
+            #expect(try program.judge(Packet.udp6(src: "2001:db8:79:5::9", dport: 5060)).2 == .droppedPrefix)
             // A change of policy makes the slot stale at once: the deny list is reached again.
             try program.maps.setLimit(.rate(1, burst: 50), .prefix)
             #expect(try judge("198.18.150.9") == .droppedDeny)
+        }
+    }
+
+    /// After a change of the wider networks' length (/16 to /20) the allow-listed host's new network is marked
+    /// before the switch: a flood that drains the /20 gets its /24s held one by one, the host passes, and a denied
+    /// source in an untouched /24 of it reaches the deny list. The /20 beside it, without such a host, is held whole.
+    @Test func anAllowListedHostsNetworkStaysOutOfTheCacheAfterItsLengthChanges() throws {
+        try onOneCPU {
+            var policy = FilterPolicy()
+            policy.widePrefix = .rate(1, burst: 50)
+            policy.allow = [try CIDR("198.19.200.7")]
+            policy.deny = Set(try ["198.19.201.9", "198.19.193.9", "198.19.185.9"].map { try CIDR($0) })
+            let program = try loadProgram(policy: policy, testClock: true)
+            var settings = try program.maps.settings()
+            settings.wideV4 = 20
+            try program.maps.setSettings(settings)
+            func judge(_ src: String) throws -> Reason? { try program.judge(Packet.request("REGISTER", src: src)).2 }
+            // 198.19.192.0/20 (the host's) from eight of its /24s, and 198.19.176.0/20 likewise.
+            for base in [192, 176] {
+                let reasons = try (0..<1000).map { i in try judge("198.19.\(base + i % 8).\(10 + i / 8)") }
+                #expect(reasons.prefix(50).allSatisfy { $0 == .passed }
+                    && reasons.dropFirst(50).allSatisfy { $0 == .droppedPrefix }, "198.19.\(base).0/20: \(reasons)")
+            }
+            #expect(try judge("198.19.200.7") == .passedAllow)
+            #expect(try judge("198.19.201.9") == .droppedDeny)
+            #expect(try judge("198.19.193.9") == .droppedPrefix)
+            #expect(try judge("198.19.185.9") == .droppedPrefix)
         }
     }
 
