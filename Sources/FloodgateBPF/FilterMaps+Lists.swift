@@ -279,15 +279,17 @@ extension FilterMaps {
         for bytes in present.subtracting(wanted) { _ = try? allowPrefixesMap.delete(key(bytes)) }
     }
 
-    /// The marks of the aggregates (`fg_trusted_prefixes` keys of both levels, as ``allowPrefixKeys(_:prefixV4:prefixV6:wideV4:wideV6:)``
-    /// spells them) that hold the verified `sources`, each with the latest end of its sources' trust (XDP reads an
-    /// expired mark as none, so a mark must last as long as its longest-trusted source, whatever the order).
-    public static func trustedPrefixMarks(_ sources: [(address: SourceAddress, untilNS: UInt64)], prefixV4: UInt8, prefixV6: UInt8, wideV4: UInt8,
-                                          wideV6: UInt8) -> [[UInt8]: UInt64]
+    /// The marks of the aggregates (`fg_trusted_prefixes` keys of both levels, spelt as
+    /// ``allowPrefixKeys(_:prefixV4:prefixV6:wideV4:wideV6:)`` spells them) that hold the verified `sources`, each
+    /// with the latest end of its sources' trust (XDP reads an expired mark as none, so a mark must last as long as
+    /// its longest-trusted source, whatever the order).
+    public static func trustedPrefixMarks(_ sources: [(address: SourceAddress, untilNS: UInt64)], prefixV4: UInt8,
+                                          prefixV6: UInt8, wideV4: UInt8, wideV6: UInt8) -> [[UInt8]: UInt64]
     {
         var marks: [[UInt8]: UInt64] = [:]
+        let levels = [(prefixV4, prefixV6, FG_CLASS_MAX.rawValue), (wideV4, wideV6, FG_CLASS_MAX.rawValue + 1)]
         for source in sources {
-            for (v4, v6, level) in [(prefixV4, prefixV6, FG_CLASS_MAX.rawValue), (wideV4, wideV6, FG_CLASS_MAX.rawValue + 1)] {
+            for (v4, v6, level) in levels {
                 let key = CIDR.masked(source.address, source.address.isIPv4 ? 96 + Int(v4) : Int(v6)).bytes
                     + [UInt8(level), 0, 0, 0]
                 marks[key] = max(marks[key] ?? 0, source.untilNS)
@@ -303,8 +305,8 @@ extension FilterMaps {
     /// here: XDP may have renewed a source in it since the sources were read.
     func syncTrustedPrefixes(_ settings: Settings) throws {
         let now = monotonicNanoseconds()
-        let marks = FilterMaps.trustedPrefixMarks(try trustedSources().filter { $0.untilNS > now }.map { ($0.address, $0.untilNS) },
-                                                  prefixV4: settings.prefixV4, prefixV6: settings.prefixV6,
+        let live = try trustedSources().filter { $0.untilNS > now }.map { ($0.address, $0.untilNS) }
+        let marks = FilterMaps.trustedPrefixMarks(live, prefixV4: settings.prefixV4, prefixV6: settings.prefixV6,
                                                   wideV4: settings.wideV4, wideV6: settings.wideV6)
         for (bytes, until) in marks {
             var key = fg_source_key()
