@@ -34,8 +34,8 @@
  *
  * Random-source floods: a source enters fg_sources only when its prefix bucket
  * and the new-source budget (FG_LIMIT_NEW_SOURCES, per second) both have room
- * (an address with a REGISTER entry enters its INVITE, dialog and answer
- * classes without the budget: fg_source_established). A flood of
+ * (an address with a REGISTER or INVITE entry enters its other SIP request and
+ * response classes without the budget: fg_source_established). A flood of
  * spoofed addresses therefore inserts at most that many addresses a second,
  * however many it uses, and the sources already tracked (the phones and peers
  * that keep sending, refreshed in the LRU by every packet) are not pushed out;
@@ -178,33 +178,36 @@ static __always_inline int fg_new_source_refused(struct fg_ctx *c)
 
 /*
  * May a source the empty new-source budget refused (c->unknown, with its
- * fg_known bit set) still enter this class? Only an INVITE, a dialog's
- * request (ACK, BYE, CANCEL) or an answer, and only from an address that has
- * a REGISTER entry: a phone that registered places its first call, completes
- * it and answers, without a token. The budget bounds how many addresses a
- * second enter the source map, not how many classes a registered phone uses.
- * What a forger gets from it: an address it got admitted with a REGISTER may
- * add those three classes without the budget, each under its own per-source
- * limit, so the source map fills at most four times as fast as the budget
- * says; a probe (OPTIONS, a scanner's first packet), another request or any
- * other class does not make an address established or enter that way; and a
- * forged packet from a registered phone's address only enters a class of that
- * phone's, as any packet from it already could. Its cost: one lookup that
- * misses (about 150 ns at a million sources here), on the refused path of
- * those three classes only, while the budget is empty and the address's bit
- * is set: a random-source INVITE flood pays it for the known-source filter's
- * false positives; the worst case's REGISTERs and an OPTIONS flood never do.
+ * fg_known bit set) still enter this class? Only if the address is not new:
+ * it has an entry for REGISTER or for INVITE (not its own class, which has
+ * none), the classes a phone or a peer starts with. Then its other SIP
+ * classes (a first INVITE after its registrations, the ACK and BYE of its
+ * call, its answers) enter without a token: the budget bounds how many
+ * addresses a second enter the source map, not how many classes an address
+ * uses. What a forger gets from it: an address it got admitted may add its
+ * other five SIP request and response classes without the budget, each under
+ * its own per-source limit, so the source map fills at most six times as fast
+ * as the budget says; an OPTIONS probe (a scanner's first packet) or any other
+ * class does not make an address established; and a forged packet from a
+ * real phone's address only enters a class of that phone's, as any packet
+ * from it already could. One lookup (two for OPTIONS, the other requests, the
+ * dialog's and the answers) on the refused path, and only while the budget is
+ * empty and the address's bit is set: a random-source flood's packet pays it
+ * for the known-source filter's false positives.
  */
 static __always_inline int fg_source_established(struct fg_ctx *c)
 {
 	__u8 own = c->key.traffic_class;
 	int found;
 
-	if (c->unknown != FG_UNKNOWN_REFUSED_MAYBE ||
-	    (own != FG_CLASS_INVITE && own != FG_CLASS_IN_DIALOG && own != FG_CLASS_RESPONSE))
+	if (c->unknown != FG_UNKNOWN_REFUSED_MAYBE || own > FG_CLASS_RESPONSE)
 		return 0;
-	c->key.traffic_class = FG_CLASS_REGISTER;
+	c->key.traffic_class = own == FG_CLASS_REGISTER ? FG_CLASS_INVITE : FG_CLASS_REGISTER;
 	found = bpf_map_lookup_elem(&fg_sources, &c->key) != NULL;
+	if (!found && own > FG_CLASS_REGISTER) {
+		c->key.traffic_class = FG_CLASS_INVITE;
+		found = bpf_map_lookup_elem(&fg_sources, &c->key) != NULL;
+	}
 	c->key.traffic_class = own;
 	if (found)
 		c->unknown = FG_UNKNOWN_ESTABLISHED;

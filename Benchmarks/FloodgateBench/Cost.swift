@@ -447,26 +447,16 @@ func spoofedDenyCosts(_ options: Options, trivial: TrivialDropProgram) throws ->
 /// verified map is looked up) and with every bit set (both are, and miss). The budget admits one source an hour
 /// (``holdNewSources``), and one source of its own takes that token before the runs; each load then checks that
 /// the budget refused every measured source, in each build.
-///
-/// And an INVITE's, with every bit set: a refused INVITE, dialog request or answer also asks whether its address
-/// has a REGISTER entry (a registered phone's call enters without the budget), one more lookup that misses.
 func refusedNewSourceCosts(_ options: Options, trivial: TrivialDropProgram) throws -> [CostRow] {
     let measured = min(options.newSources, spoofedSources - 1)  // the last source takes the token
-    let invite = Array("INVITE sip:bench@198.18.0.2 SIP/2.0\r\n".utf8)
-    let cases: [(name: String, trafficClass: TrafficClass, payload: [UInt8]?, full: Bool)] = [
-        ("a new source", .options, nil, false), ("a new source", .options, nil, true),
-        ("a new source's INVITE", .invite, invite, true),
-    ]
-    return try cases.map { name, trafficClass, payload, full in
-        let packets = (0..<measured).map { i in
-            payload.map { frame(src: spoofedSource(i), dport: 5060, payload: $0) } ?? frame(src: spoofedSource(i), dport: 5060)
-        }
-        return try meanOverLoads(
-            "refused: \(name), the new-source budget empty, known \(full ? "all set" : "clear")",
+    let packets = (0..<measured).map { i in frame(src: spoofedSource(i), dport: 5060) }
+    return try [false, true].map { full in
+        try meanOverLoads(
+            "refused: a new source, the new-source budget empty, known \(full ? "all set" : "clear")",
             "repeat 1 × \(measured) packets, mean", options, trivial: trivial, packets: packets, expect: XDP_DROP
         ) { programs in
             for program in programs.all {
-                let refused = try program.maps.packets(of: trafficClass)[Int(Reason.droppedNewSource.index)]
+                let refused = try program.maps.packets(of: .options)[Int(Reason.droppedNewSource.index)]
                 guard refused == UInt64(measured) else {
                     throw FloodgateError("the budget refused \(refused) of the \(measured) new sources measured")
                 }

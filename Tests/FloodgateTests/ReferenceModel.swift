@@ -289,15 +289,18 @@ struct ReferenceModel {
         guard let tracked = sources[key] else {
             // The budget is looked at first: while it is empty a new source is refused before its prefixes are
             // read or charged (a look takes no token; a refusal writes only the clamp), unless the address is
-            // established (a REGISTER entry) and the class an INVITE, a dialog's request or an answer: it then
-            // enters without a token.
+            // established (an entry for REGISTER or INVITE) and the class a SIP request or response: it then enters
+            // without a token.
             var established = false
             if tier == .unverified {
                 var probe = newSourcesTAT
                 if !admitGlobal(&probe, newSources) {
                     newSourcesTAT = probe
-                    established = [TrafficClass.invite, .inDialog, .response].contains(f.cls)
-                        && sources[Key(address: f.src, slot: Int(TrafficClass.register.index))] != nil
+                    let own = Int(f.cls.index)
+                    established = f.cls != .fragment && own <= Int(FG_CLASS_RESPONSE.rawValue)
+                        && [Int(FG_CLASS_REGISTER.rawValue), Int(FG_CLASS_INVITE.rawValue)].contains { other in
+                            other != own && sources[Key(address: f.src, slot: other)] != nil
+                        }
                     if !established { return .droppedNewSource }
                 }
             }
