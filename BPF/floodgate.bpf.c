@@ -33,13 +33,11 @@
  * Unlimited classes are not tracked.
  *
  * Random-source floods: a source enters fg_sources only when its prefix bucket
- * and the new-source budget (FG_LIMIT_NEW_SOURCES, per second) both have room
- * (an address with a REGISTER or INVITE entry enters its other SIP request and
- * response classes without the budget: fg_source_established). A flood of
- * spoofed addresses therefore inserts at most that many addresses a second,
- * however many it uses, and the sources already tracked (the phones and peers
- * that keep sending, refreshed in the LRU by every packet) are not pushed out;
- * the sources refused are counted as dropped-new-source.
+ * and the new-source budget (FG_LIMIT_NEW_SOURCES, per second) both have room.
+ * A flood of spoofed addresses therefore inserts at most that many entries a
+ * second, however many addresses it uses, and the sources already tracked (the
+ * phones and peers that keep sending, refreshed in the LRU by every packet)
+ * are not pushed out; the sources refused are counted as dropped-new-source.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -174,44 +172,6 @@ static __always_inline int fg_new_source_refused(struct fg_ctx *c)
 	if (c->unknown)
 		return c->unknown != FG_UNKNOWN_ROOM;
 	return fg_global_refuses(c, FG_GLOBAL_NEW_SOURCES, FG_LIMIT_NEW_SOURCES, 1);
-}
-
-/*
- * May a source the empty new-source budget refused (c->unknown, with its
- * fg_known bit set) still enter this class? Only if the address is not new:
- * it has an entry for REGISTER or for INVITE (not its own class, which has
- * none), the classes a phone or a peer starts with. Then its other SIP
- * classes (a first INVITE after its registrations, the ACK and BYE of its
- * call, its answers) enter without a token: the budget bounds how many
- * addresses a second enter the source map, not how many classes an address
- * uses. What a forger gets from it: an address it got admitted may add its
- * other five SIP request and response classes without the budget, each under
- * its own per-source limit, so the source map fills at most six times as fast
- * as the budget says; an OPTIONS probe (a scanner's first packet) or any other
- * class does not make an address established; and a forged packet from a
- * real phone's address only enters a class of that phone's, as any packet
- * from it already could. One lookup (two for OPTIONS, the other requests, the
- * dialog's and the answers) on the refused path, and only while the budget is
- * empty and the address's bit is set: a random-source flood's packet pays it
- * for the known-source filter's false positives.
- */
-static __always_inline int fg_source_established(struct fg_ctx *c)
-{
-	__u8 own = c->key.traffic_class;
-	int found;
-
-	if (c->unknown != FG_UNKNOWN_REFUSED_MAYBE || own > FG_CLASS_RESPONSE)
-		return 0;
-	c->key.traffic_class = own == FG_CLASS_REGISTER ? FG_CLASS_INVITE : FG_CLASS_REGISTER;
-	found = bpf_map_lookup_elem(&fg_sources, &c->key) != NULL;
-	if (!found && own > FG_CLASS_REGISTER) {
-		c->key.traffic_class = FG_CLASS_INVITE;
-		found = bpf_map_lookup_elem(&fg_sources, &c->key) != NULL;
-	}
-	c->key.traffic_class = own;
-	if (found)
-		c->unknown = FG_UNKNOWN_ESTABLISHED;
-	return found;
 }
 
 /* The allow entry's own bucket, over all SIP classes of its addresses. */
@@ -425,15 +385,14 @@ static __always_inline __u32 fg_police_source(struct fg_ctx *c)
 		 * lookup of its prefixes (two misses to memory on a random-source
 		 * flood) and without charging them, so a forger's sources the
 		 * budget refuses do not drain a real caller's prefix. */
-		if (!c->trusted && fg_new_source_refused(c) && !fg_source_established(c))
+		if (!c->trusted && fg_new_source_refused(c))
 			return FG_REASON_DROPPED_NEW_SOURCE;
 		if (fg_is_sip(c->key.traffic_class) && !c->trusted) {
 			reason = fg_police_prefix(c, 1);
 			if (reason != FG_REASON_PASSED)
 				return reason;
 		}
-		if (!c->trusted && c->unknown != FG_UNKNOWN_ESTABLISHED &&
-		    !fg_global_admit(c, FG_GLOBAL_NEW_SOURCES, FG_LIMIT_NEW_SOURCES, 0, 1))
+		if (!c->trusted && !fg_global_admit(c, FG_GLOBAL_NEW_SOURCES, FG_LIMIT_NEW_SOURCES, 0, 1))
 			return FG_REASON_DROPPED_NEW_SOURCE;
 		fg_create_deferred(c);
 		/* Its time only now: a source refused above reads no clock for it. */

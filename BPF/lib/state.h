@@ -89,7 +89,6 @@ enum {
 	FG_UNKNOWN_ROOM = 1,	      /* the budget has room (the bit not read) */
 	FG_UNKNOWN_REFUSED_MAYBE = 2, /* the budget refuses; the source has or may have state */
 	FG_UNKNOWN_NONE = 3,	      /* the budget refuses; the source has no state */
-	FG_UNKNOWN_ESTABLISHED = 4,   /* the budget refuses; the address has a REGISTER or INVITE entry */
 };
 
 /* The state of one decision, so helpers share one clock read and one slot. */

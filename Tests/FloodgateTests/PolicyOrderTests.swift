@@ -238,46 +238,6 @@ import Testing
         }
     }
 
-    /// The budget bounds how many addresses a second enter the source map, not how many classes an address uses.
-    /// While it is empty, an address with a REGISTER or INVITE entry still enters its other SIP request and
-    /// response classes: a phone that registered places its first call (INVITE, ACK, BYE) and answers, and a peer
-    /// that called registers. (Beside the worst-case flood, the phone's first call had been refused until the flood
-    /// ended.) What a forger gets: an address that only probed with OPTIONS (a scanner's first packet) is not
-    /// established; a stranger is refused; no address enters its RTP, keep-alive or TCP classes that way; and the
-    /// established classes took no token from the budget.
-    @Test func anEstablishedAddressEntersItsOtherSIPClassesWhileTheBudgetIsEmpty() throws {
-        var policy = perSourceOnly
-        policy.newSources = .rate(100, burst: 3)  // a token every 10 ms
-        let program = try loadProgram(policy: policy, maxSources: 1000, testClock: true)
-        let phone = "198.18.81.1", peer = "198.18.81.2", scanner = "198.18.81.3"
-        func judge(_ packet: [UInt8]) throws -> Reason? { try program.judge(packet).2 }
-        func request(_ method: String, _ src: String) throws -> Reason? { try judge(Packet.request(method, src: src)) }
-        #expect(try request("REGISTER", phone) == .passed)
-        #expect(try request("INVITE", peer) == .passed)
-        #expect(try request("OPTIONS", scanner) == .passed)
-        #expect(try request("REGISTER", "198.18.81.9") == .droppedNewSource, "the budget is empty")
-        for method in ["INVITE", "ACK", "BYE", "OPTIONS", "SUBSCRIBE"] {
-            #expect(try request(method, phone) == .passed, "the phone's \(method)")
-        }
-        let answer = Packet.sip(["SIP/2.0 200 OK", "Via: SIP/2.0/UDP 198.18.0.2:5060;branch=z9hG4bK-9",
-                                 "Call-ID: 9@x", "CSeq: 1 INVITE"], src: phone)
-        #expect(try judge(answer) == .passed, "the phone's answer")
-        #expect(try request("ACK", peer) == .passed)
-        #expect(try request("REGISTER", peer) == .passed)
-        for method in ["INVITE", "REGISTER", "ACK"] {
-            #expect(try request(method, scanner) == .droppedNewSource, "the scanner's \(method)")
-        }
-        #expect(try request("INVITE", "198.18.81.10") == .droppedNewSource)
-        #expect(try judge(Packet.sipRaw(Array("\r\n\r\n".utf8), src: phone)) == .droppedNewSource, "keep-alive")
-        #expect(try judge(Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
-            src: phone, dst: "198.18.0.2", proto: Packet.Proto.udp, Packet.udp(dport: 12000, [0x80, 0, 0, 1])))) == .droppedNewSource,
-                "RTP")
-        // 10 ms on: one token came due, and none was taken by the established classes: a new address gets it.
-        try program.setTestClock(nanoseconds: 1_000_000_000_000 + 10_000_000)
-        #expect(try request("REGISTER", "198.18.81.11") == .passed)
-        #expect(try request("REGISTER", "198.18.81.12") == .droppedNewSource)
-    }
-
     /// A held wider network is held only until its bucket's next token, not for the prefixes' minimum hold (25 ms):
     /// a token that comes due goes to the next packet from anywhere in the network (here a /24 the flood never
     /// used), not to the first packets of the flood after a longer hold.

@@ -288,20 +288,12 @@ struct ReferenceModel {
         if case .unlimited = limit { return aggregated ? policePrefix(f.src) : .passed }
         guard let tracked = sources[key] else {
             // The budget is looked at first: while it is empty a new source is refused before its prefixes are
-            // read or charged (a look takes no token; a refusal writes only the clamp), unless the address is
-            // established (an entry for REGISTER or INVITE) and the class a SIP request or response: it then enters
-            // without a token.
-            var established = false
+            // read or charged (a look takes no token; a refusal writes only the clamp).
             if tier == .unverified {
                 var probe = newSourcesTAT
                 if !admitGlobal(&probe, newSources) {
                     newSourcesTAT = probe
-                    let own = Int(f.cls.index)
-                    established = f.cls != .fragment && own <= Int(FG_CLASS_RESPONSE.rawValue)
-                        && [Int(FG_CLASS_REGISTER.rawValue), Int(FG_CLASS_INVITE.rawValue)].contains { other in
-                            other != own && sources[Key(address: f.src, slot: other)] != nil
-                        }
-                    if !established { return .droppedNewSource }
+                    return .droppedNewSource
                 }
             }
             var deferred: [(Key, UInt64)] = []
@@ -309,7 +301,7 @@ struct ReferenceModel {
                 let reason = withUnsafeMutablePointer(to: &deferred) { policePrefix(f.src, deferring: $0) }
                 if reason != .passed { return reason }
             }
-            if tier == .unverified && !established {
+            if tier == .unverified {
                 var tat = newSourcesTAT
                 defer { newSourcesTAT = tat }
                 if !admitGlobal(&tat, newSources) { return .droppedNewSource }
