@@ -38,6 +38,7 @@
 #include "parse.h"
 #include "autoban.h"
 #include "calls.h"
+#include "drop_cache.h"
 #include "scanner.h"
 #include "tiers.h"
 #include "known.h"
@@ -175,6 +176,46 @@ static __always_inline void fg_confirm_pin(const struct fg_settings *s, struct f
 	}
 }
 
+/* The CPUs whose drop caches fg_release_held looks at, at most. */
+#define FG_RELEASE_CPUS 1024
+
+/* The slot that holds the aggregate `key` (a prefix or a wider network, whose
+ * mark has just been made) ends now on every CPU: a drop cache holding it
+ * since before the mark would otherwise keep dropping a source just verified
+ * in it, before the policy, for the rest of the hold (up to 25 ms for a
+ * prefix, about a jiffy for a network). Other CPUs' copies are written
+ * without their owners' order: one of them filling the slot again at the same
+ * moment keeps its hold, as it would a moment later. */
+struct fg_release {
+	struct fg_source_key key;
+	__u32 index, entry;
+};
+
+/* bpf_loop's step of fg_release_held: CPU `cpu`'s copy of the slot; 1 (stop)
+ * past the last possible CPU. */
+static int fg_release_one(__u32 cpu, void *ctx)
+{
+	struct fg_release *r = ctx;
+	struct fg_drop_group *group = bpf_map_lookup_percpu_elem(&fg_drop_cache, &r->entry, cpu);
+	struct fg_drop_slot *slot;
+
+	if (!group)
+		return 1;
+	slot = &group->slots[r->index & (FG_DROP_CACHE_GROUP - 1)];
+	if (fg_same_key(&slot->key, &r->key))
+		WRITE_ONCE(slot->until_jiffies, 0);
+	return 0;
+}
+
+static __always_inline void fg_release_held(const struct fg_source_key *key)
+{
+	struct fg_release r = {.key = *key};
+
+	r.index = fg_hash_slot(fg_slot_hash(key));
+	r.entry = r.index / FG_DROP_CACHE_GROUP;
+	bpf_loop(FG_RELEASE_CPUS, fg_release_one, &r, 0);
+}
+
 /* `addr` proved real (an accepted credentialed REGISTER) at `ttl`, flagged
  * `repin` if that is not its pinned TTL:
  * verified, and its prefix and wider network marked (so a drained prefix or
@@ -196,10 +237,12 @@ static __always_inline void fg_verify(struct fg_settings *s, const struct fg_add
 		return;
 	fg_mask(&prefix.addr, fg_prefix_len(addr, s->prefix_v4, s->prefix_v6));
 	fg_mark_trusted_prefix(&prefix, until);
+	fg_release_held(&prefix);
 	/* And its wider network's, which the drop cache may hold as one slot. */
 	fg_mask(&prefix.addr, fg_prefix_len(addr, s->wide_v4, s->wide_v6));
 	prefix.traffic_class = FG_CLASS_MAX + 1;
 	fg_mark_trusted_prefix(&prefix, until);
+	fg_release_held(&prefix);
 	if (renewal) {
 		fg_known_add(addr); /* set when it was made; an entry written by other hands gets it here */
 		t->until_ns = until;

@@ -552,6 +552,34 @@ import Testing
         }
     }
 
+    /// A source verified while its prefix (or its wider network) is held in the drop cache gets through at once:
+    /// the verification ends the slots of both on every CPU, which were filled before its marks were made. Here the
+    /// phone's credentialed REGISTER passes, a flood from its /24 (from its /16, for the second phone) gets the
+    /// aggregate held before the server's 200 goes out, and the phone's next packet, dropped in the cache until
+    /// then, passes; a stranger beside it is still dropped. (The test clock: the holds would last otherwise.)
+    @Test func aSourceVerifiedWhileItsAggregateIsHeldGetsThroughAtOnce() throws {
+        var policy = FilterPolicy()
+        policy.prefix = .rate(1, burst: 20)
+        policy.widePrefix = .rate(1, burst: 50)
+        let p = try TrustTests.program(policy: policy, testClock: true)
+        try p.setTestClock(nanoseconds: monotonicNanoseconds())
+        for (phone, flood) in [("198.18.23.6", { (i: Int) in "198.18.23.\(100 + i % 100)" }),
+                               ("198.19.23.6", { (i: Int) in "198.19.\(30 + i % 100).\(10 + i / 100)" })] {
+            try TrustTests.challenge(p, phone)
+            try onOneCPU { () throws -> Void in
+                #expect(try p.judge(Packet.request("REGISTER", src: phone, extra: [TrustTests.credentials], callID: "h1",
+                                                   cseq: "1 REGISTER")).2 == .passed)
+                let dropped = try (0..<300).filter { try p.judge(Packet.request("OPTIONS", src: flood($0))).2 == .droppedPrefix }
+                #expect(dropped.count >= 200, "\(phone)")
+                #expect(try p.judge(Packet.request("OPTIONS", src: phone)).2 == .droppedPrefix, "\(phone), held")
+                try TrustTests.inside(p, TrustTests.response("200 OK", to: phone, cseq: "1 REGISTER", callID: "h1"))
+                #expect(try TrustTests.trusted(p)[phone] != nil)
+                #expect(try p.judge(Packet.request("OPTIONS", src: phone)).2 == .passed, "\(phone), verified")
+                #expect(try p.judge(Packet.request("OPTIONS", src: flood(7))).2 == .droppedPrefix)
+            }
+        }
+    }
+
     /// A network's mark keeps the latest end of its sources' trust: a phone verified for 120 s, then (the trust
     /// shortened to 60 s) a neighbour verified for 60, and at 90 s, the neighbour lapsed, the first phone still gets
     /// through a flood that drains the network and the network is not held whole. Its marks made again by the agent
