@@ -237,9 +237,9 @@ static __always_inline void fg_create_aggregate(struct fg_ctx *c, __u32 level, c
  * FG_PREFIX_HOLD_NS (fg_prefix_cache_until). The network only until its next
  * token: held longer, the tokens that came due meanwhile would go to the
  * first packets after the hold, a flood's, rather than to whichever of its
- * prefixes sent the packet they came due for; and a source verified
- * meanwhile would wait that long. One slot's expiry a jiffy costs a packet or
- * two a jiffy down the slow path, not a prefix's 256. */
+ * prefixes sent the packet they came due for. One slot's expiry a jiffy costs
+ * a packet or two a jiffy down the slow path, not a prefix's 256. (A source
+ * verified while either is held has the slot ended: fg_release_held.) */
 static __always_inline void fg_cache_aggregate(struct fg_ctx *c, __u32 level, const struct fg_source_key *wide,
 					       const struct fg_source_key *narrow, __u32 narrow_len, __u64 tau)
 {

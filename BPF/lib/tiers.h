@@ -152,7 +152,10 @@ static __always_inline int fg_prefix_holds_trusted(const struct fg_settings *s, 
 }
 
 /* Marks the aggregate prefix `key` as holding a source verified until
- * `until` (ns), keeping a later end another of its sources gave it. */
+ * `until` (ns), keeping a later end another of its sources gave it. Not
+ * atomic: two verifications in it at once may leave the earlier end, which is
+ * then short by the time between them (each end is its verification's time
+ * plus the same trust), until the next verification in it. */
 static __always_inline void fg_mark_trusted_prefix(const struct fg_source_key *key, __u64 until)
 {
 	__u64 *mark = bpf_map_lookup_elem(&fg_trusted_prefixes, key);

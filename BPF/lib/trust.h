@@ -176,16 +176,18 @@ static __always_inline void fg_confirm_pin(const struct fg_settings *s, struct f
 	}
 }
 
-/* The CPUs whose drop caches fg_release_held looks at, at most. */
+/* The CPUs whose drop caches fg_release_held looks at, at most (a machine with
+ * more has the slots of the CPUs past these end on their own, as before).
+ * bpf_map_lookup_percpu_elem needs Linux 5.19 or later. */
 #define FG_RELEASE_CPUS 1024
 
 /* The slot that holds the aggregate `key` (a prefix or a wider network, whose
  * mark has just been made) ends now on every CPU: a drop cache holding it
  * since before the mark would otherwise keep dropping a source just verified
- * in it, before the policy, for the rest of the hold (up to 25 ms for a
- * prefix, about a jiffy for a network). Other CPUs' copies are written
- * without their owners' order: one of them filling the slot again at the same
- * moment keeps its hold, as it would a moment later. */
+ * in it, before the policy, for the rest of the hold (a prefix's lasts 25 ms
+ * at least, or until its next token; a network's until its next token). A
+ * CPU that read the marks before they were made and fills the slot after this
+ * release keeps that one hold; its later fills see the marks. */
 struct fg_release {
 	struct fg_source_key key;
 	__u32 index, entry;

@@ -301,8 +301,10 @@ extension FilterMaps {
     /// Marks the aggregates (under `settings`' lengths, both levels) that hold a verified source in
     /// `fg_trusted_prefixes`, as XDP does when it verifies one: after the lengths change, the marks made at the old
     /// ones would no longer keep a drained aggregate holding a verified source out of the drop cache. Marks at the old
-    /// lengths stay until the LRU drops them (they only keep an aggregate out of the cache). A mark is never lowered
-    /// here: XDP may have renewed a source in it since the sources were read.
+    /// lengths stay until the LRU drops them or their end passes (they only keep an aggregate out of the cache). A mark
+    /// read with a later end is left as it is, since XDP may have renewed a source in it after the sources were read;
+    /// a renewal between that read and the write is still lost, and the mark then ends with the sources' trust as
+    /// read, until XDP's next verification in it raises it again.
     func syncTrustedPrefixes(_ settings: Settings) throws {
         let now = monotonicNanoseconds()
         let live = try trustedSources().filter { $0.untilNS > now }.map { ($0.address, $0.untilNS) }

@@ -179,7 +179,7 @@ import Testing
             // 198.18/16 holds no allow-listed source: held whole.
             #expect(try judge("198.18.150.9") == .droppedPrefix)
             #expect(try judge("198.18.151.1") == .droppedPrefix)
-            // Its slot holds SIP only: another UDP port's datagrams go to their own policy.
+            // The network's slot is asked only for SIP classes: another UDP port's datagrams go to their own policy.
             #expect(try program.judge(Packet.udp4(src: "198.18.150.9", dport: 10000)).2 == .droppedDeny)
             #expect(try program.judge(Packet.udp4(src: "198.18.151.1", dport: 10000)).2 == .passed)
             // 198.19/16 holds one: its host passes, its untouched /24s reach the deny list, its drained /24s are held.

@@ -78,10 +78,13 @@ func uniqueID() -> String { String(UInt32.random(in: 0..<UInt32.max), radix: 36)
 /// happen on the CPU of the calling thread, which could otherwise move between calls. The thread's affinity is
 /// put back afterwards. `body` is synchronous, so it stays on this thread, in the test's own context: its
 /// expectations are reported as the test's.
-func onOneCPU<T>(_ body: () throws -> T) throws -> T {
+func onOneCPU<T>(_ body: () throws -> T) throws -> T { try onCPU(0, body) }
+
+/// `body` with the test thread pinned to `cpu` (BPF_PROG_TEST_RUN runs the program on the caller's CPU).
+func onCPU<T>(_ cpu: Int32, _ body: () throws -> T) throws -> T {
     var saved = [UInt8](repeating: 0, count: Int(CFLOODGATE_AFFINITY_BYTES))
     guard cfloodgate_get_affinity(&saved) == 0 else { throw FloodgateError("read the test thread's CPU affinity") }
-    guard cfloodgate_pin_to_cpu(0) == 0 else { throw FloodgateError("pin the test thread to CPU 0") }
+    guard cfloodgate_pin_to_cpu(cpu) == 0 else { throw FloodgateError("pin the test thread to CPU \(cpu)") }
     defer { _ = cfloodgate_set_affinity(saved) }
     return try body()
 }
