@@ -242,6 +242,27 @@ extension FilterMaps {
         if new.isEmpty { try updateSettings { $0.server_entries = 0 } }
     }
 
+    /// The two aggregate levels under these lengths, as `fg_prefixes` keys them: the prefix (key class
+    /// FG_CLASS_MAX) and the wider network (FG_CLASS_MAX + 1), each with its IPv4 and IPv6 length.
+    static func aggregateLevels(prefixV4: UInt8, prefixV6: UInt8, wideV4: UInt8, wideV6: UInt8)
+        -> [(v4: UInt8, v6: UInt8, keyClass: UInt8)]
+    {
+        [(prefixV4, prefixV6, UInt8(FG_CLASS_MAX.rawValue)), (wideV4, wideV6, UInt8(FG_CLASS_MAX.rawValue + 1))]
+    }
+
+    /// The bytes of the `fg_source_key` of `address` masked to `length` bits (of its 128-bit form), key class
+    /// `keyClass`: the masked address, the class and the key's three bytes of padding.
+    static func aggregateKeyBytes(_ address: SourceAddress, length: Int, keyClass: UInt8) -> [UInt8] {
+        CIDR.masked(address, length).bytes + [keyClass, 0, 0, 0]
+    }
+
+    /// The `fg_source_key` whose bytes are `bytes` (``aggregateKeyBytes(_:length:keyClass:)``).
+    static func sourceKey(_ bytes: [UInt8]) -> fg_source_key {
+        var key = fg_source_key()
+        withUnsafeMutableBytes(of: &key) { $0.copyBytes(from: bytes) }
+        return key
+    }
+
     /// The aggregates (`fg_prefixes` keys of both levels: prefixes of /`prefixV4` and /`prefixV6`, wider networks of
     /// /`wideV4` and /`wideV6`) that an allow-list entry narrower than them lies in: XDP caches a drained aggregate's
     /// drop only outside them.
@@ -249,11 +270,12 @@ extension FilterMaps {
         -> Set<[UInt8]>
     {
         var keys = Set<[UInt8]>()
+        let levels = aggregateLevels(prefixV4: prefixV4, prefixV6: prefixV6, wideV4: wideV4, wideV6: wideV6)
         for cidr in allow {
-            for (v4, v6, level) in [(prefixV4, prefixV6, FG_CLASS_MAX.rawValue), (wideV4, wideV6, FG_CLASS_MAX.rawValue + 1)] {
+            for (v4, v6, keyClass) in levels {
                 let aggregate = cidr.address.isIPv4 && cidr.keyLength > 96 ? 96 + Int(v4) : Int(v6)
                 guard cidr.keyLength > aggregate else { continue }  // as wide as the aggregate: XDP finds it in fg_allow
-                keys.insert(CIDR.masked(cidr.address, aggregate).bytes + [UInt8(level), 0, 0, 0])
+                keys.insert(aggregateKeyBytes(cidr.address, length: aggregate, keyClass: keyClass))
             }
         }
         return keys
@@ -263,20 +285,15 @@ extension FilterMaps {
     /// then, if `removeStale`, removes what is stale (a stale entry only keeps an aggregate out of the drop cache).
     /// Before a change of lengths, call it without removing: XDP still reads the old lengths' keys until the switch.
     func syncAllowPrefixes(_ settings: Settings, removeStale: Bool = true) throws {
-        func key(_ bytes: [UInt8]) -> fg_source_key {
-            var key = fg_source_key()
-            withUnsafeMutableBytes(of: &key) { $0.copyBytes(from: bytes) }
-            return key
-        }
         let wanted = FilterMaps.allowPrefixKeys(try cidrs(in: .allow), prefixV4: settings.prefixV4,
                                                 prefixV6: settings.prefixV6, wideV4: settings.wideV4,
                                                 wideV6: settings.wideV6)
         let present = Set(try allowPrefixesMap.keys().map { key in withUnsafeBytes(of: key) { Array($0) } })
         for bytes in wanted.subtracting(present) {
-            try allowPrefixesMap.update(key(bytes), 1, what: "mark an allow-listed prefix")
+            try allowPrefixesMap.update(FilterMaps.sourceKey(bytes), 1, what: "mark an allow-listed prefix")
         }
         guard removeStale else { return }
-        for bytes in present.subtracting(wanted) { _ = try? allowPrefixesMap.delete(key(bytes)) }
+        for bytes in present.subtracting(wanted) { _ = try? allowPrefixesMap.delete(FilterMaps.sourceKey(bytes)) }
     }
 
     /// The marks of the aggregates (`fg_trusted_prefixes` keys of both levels, spelt as
@@ -287,11 +304,11 @@ extension FilterMaps {
                                           prefixV6: UInt8, wideV4: UInt8, wideV6: UInt8) -> [[UInt8]: UInt64]
     {
         var marks: [[UInt8]: UInt64] = [:]
-        let levels = [(prefixV4, prefixV6, FG_CLASS_MAX.rawValue), (wideV4, wideV6, FG_CLASS_MAX.rawValue + 1)]
+        let levels = aggregateLevels(prefixV4: prefixV4, prefixV6: prefixV6, wideV4: wideV4, wideV6: wideV6)
         for source in sources {
-            for (v4, v6, level) in levels {
-                let key = CIDR.masked(source.address, source.address.isIPv4 ? 96 + Int(v4) : Int(v6)).bytes
-                    + [UInt8(level), 0, 0, 0]
+            for (v4, v6, keyClass) in levels {
+                let length = source.address.isIPv4 ? 96 + Int(v4) : Int(v6)
+                let key = aggregateKeyBytes(source.address, length: length, keyClass: keyClass)
                 marks[key] = max(marks[key] ?? 0, source.untilNS)
             }
         }
@@ -311,8 +328,7 @@ extension FilterMaps {
         let marks = FilterMaps.trustedPrefixMarks(live, prefixV4: settings.prefixV4, prefixV6: settings.prefixV6,
                                                   wideV4: settings.wideV4, wideV6: settings.wideV6)
         for (bytes, until) in marks {
-            var key = fg_source_key()
-            withUnsafeMutableBytes(of: &key) { $0.copyBytes(from: bytes) }
+            let key = FilterMaps.sourceKey(bytes)
             if let mark = try trustedPrefixesMap.lookup(key), mark >= until { continue }
             try trustedPrefixesMap.update(key, until, what: "mark a prefix holding a verified source")
         }
