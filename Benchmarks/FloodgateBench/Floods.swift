@@ -39,6 +39,8 @@ struct FloodRow: Encodable {
     /// Each run's retransmissions of the calls, by pass (with_calls, dedicated_receive) and filter, in run order:
     /// the filters take turns within a run, so run i of one and run i of another were neighbours in time.
     var retransmissionsByRun: [String: [String: [Int]]] = [:]
+    /// The same by legitimate source (phone, subscriber, trunk) as well: pass, filter, source, runs in order.
+    var retransmissionsBySourceByRun: [String: [String: [String: [Int]]]] = [:]
     /// The runs of the passes beside the calls (their `legitimate` totals are sums over them).
     var legitimateRuns: Int
     var dedicatedRuns: Int
@@ -60,6 +62,7 @@ struct FloodRow: Encodable {
         case dedicatedLost = "dedicated_lost_share"
         case spread
         case retransmissionsByRun = "retransmissions_by_run"
+        case retransmissionsBySourceByRun = "retransmissions_by_source_by_run"
         case legitimateRuns = "legitimate_runs"
         case dedicatedRuns = "dedicated_runs"
     }
@@ -74,11 +77,16 @@ struct FloodRow: Encodable {
         return 1000 / x - 1000 / y
     }
     /// The largest excess of Floodgate's retransmissions over the oracle's in one run of `pass`, pairing the
-    /// runs in order; nil if the pass did not run.
-    func worstRetransmissionExcess(_ pass: FloodPass) -> Int? {
-        guard let f = retransmissionsByRun[pass.rawValue]?["floodgate"],
-            let o = retransmissionsByRun[pass.rawValue]?["oracle"], !f.isEmpty, f.count == o.count
-        else { return nil }
+    /// runs in order (of `sources` only, if given); nil if the pass did not run.
+    func worstRetransmissionExcess(_ pass: FloodPass, sources: Set<String>? = nil) -> Int? {
+        func runs(_ filter: String) -> [Int]? {
+            guard let sources else { return retransmissionsByRun[pass.rawValue]?[filter] }
+            guard let bySource = retransmissionsBySourceByRun[pass.rawValue]?[filter] else { return nil }
+            let chosen = bySource.filter { sources.contains($0.key) }.values
+            guard let count = chosen.first?.count, chosen.allSatisfy({ $0.count == count }) else { return nil }
+            return (0..<count).map { i in chosen.reduce(0) { $0 + $1[i] } }
+        }
+        guard let f = runs("floodgate"), let o = runs("oracle"), !f.isEmpty, f.count == o.count else { return nil }
         return zip(f, o).map { $0 - $1 }.max()
     }
 }
@@ -112,6 +120,9 @@ struct LegitimateTotals: Encodable {
 }
 
 let benchedFilterKinds: [FilterUnderTest] = [.trivial, .touch, .oracle, .floodgate, .xdpFilter, .nftables]
+/// The legitimate sources beside a flood (``LegitimateLoad``): the phone that first appears with the flood and
+/// sends no credentials; the subscriber, verified from its registration before the flood; the allow-listed trunk.
+let legitimateSources = ["phone", "subscriber", "trunk"]
 /// The filters beside which sipp's calls are counted (the trivial and touch programs drop them all).
 let legitimateFilterKinds: [FilterUnderTest] = [.oracle, .floodgate, .xdpFilter, .nftables]
 /// The filters of the third pass, the receive on a CPU of its own: the ceiling, and the two that pass the calls.
@@ -144,9 +155,14 @@ func generatedFloods(_ options: Options) throws -> [FloodRow] {
         }
         var withCalls: [String: [Double]] = [:]
         var retransmissions: [String: [String: [Int]]] = [:]
+        var bySource: [String: [String: [String: [Int]]]] = [:]
         func note(_ pass: FloodPass, _ filter: FilterUnderTest, _ results: [LegitimateResult]?) {
             retransmissions[pass.rawValue, default: [:]][filter.rawValue, default: []].append(
                 (results ?? []).reduce(0) { $0 + $1.retransmissions })
+            for source in legitimateSources {
+                bySource[pass.rawValue, default: [:]][filter.rawValue, default: [:]][source, default: []].append(
+                    (results ?? []).filter { $0.source == source }.reduce(0) { $0 + $1.retransmissions })
+            }
         }
         for _ in 0..<options.legitimateRuns {
             for filter in legitimateFilterKinds where filter.runs(scenario) {
@@ -196,7 +212,8 @@ func generatedFloods(_ options: Options) throws -> [FloodRow] {
             receiveNSDedicated: receiveNS.mapValues(median), legitimateDedicated: legitimateDedicated,
             dedicatedPaceMpps: pace?.mpps, dedicatedProbeNS: pace?.probeNS ?? [:], dedicatedBehind: behind, dedicatedLost: lost.mapValues(median),
             spread: spread,
-            retransmissionsByRun: retransmissions, legitimateRuns: options.legitimateRuns,
+            retransmissionsByRun: retransmissions, retransmissionsBySourceByRun: bySource,
+            legitimateRuns: options.legitimateRuns,
             dedicatedRuns: options.dedicatedRuns)
     }
 }
@@ -451,6 +468,20 @@ func runFloods(_ options: Options) throws -> [FloodRow] {
               + String(format: "; worst run over the oracle's beside it %@ — %@",
                        worstExcess.map { String(format: "%+d (%@, %@)", $0.2, $0.0, $0.1) } ?? "n/a",
                        (worstExcess?.2 ?? 0) <= 5 ? "met (≤ +5)" : "NOT met (≤ +5)"))
+        // The same by source: a verified or allow-listed source has a standing the flood cannot forge; a phone that
+        // first appears with a random-source flood, without credentials, has none.
+        for (label, sources) in [("the subscriber (verified before the flood) and the trunk (allow-listed)",
+                                  Set(["subscriber", "trunk"])),
+                                 ("the phone (first seen with the flood, never verified)", Set(["phone"]))] {
+            let worst = floods.flatMap { row in
+                [FloodPass.withCalls, .dedicatedReceive].compactMap { pass in
+                    row.worstRetransmissionExcess(pass, sources: sources).map { (row.scenario, pass.label, $0) }
+                }
+            }.max { $0.2 < $1.2 }
+            print("           retransmissions of \(label): worst run over the oracle's "
+                  + (worst.map { String(format: "%+d (%@, %@)", $0.2, $0.0, $0.1) } ?? "n/a") + " — "
+                  + ((worst?.2 ?? 0) <= 5 ? "met (≤ +5)" : "NOT met (≤ +5)"))
+        }
     }
     if let dir = options.reportDirectory {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

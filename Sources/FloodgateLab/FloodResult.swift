@@ -13,6 +13,9 @@ public struct FloodResult: Codable, Sendable {
     public var mpps: Double
     /// With a legitimate load: what sipp achieved beside the flood, per source and kind.
     public var legitimate: [LegitimateResult]?
+    /// Against Floodgate beside a legitimate load: the addresses it verified by the end (its `fg_trusted`
+    /// entries), from the server's answers that its inside program read.
+    public var verified: [String]?
     /// With the receive on a CPU of its own: the CPU time its NAPI thread took during the flood
     /// (`/proc/PID/schedstat`), the filter's and the kernel's receive path's.
     public var receiveCPUSeconds: Double?
@@ -47,8 +50,11 @@ public struct FloodResult: Codable, Sendable {
     ) throws -> FloodResult
     {
         // IPv6 on in the router namespace: otherwise its stack discards IPv6 floods on arrival, before nftables.
-        let lab = try NetworkLab(prefix: "fgf", extraOutsideAddresses: [LegitimateLoad.trunkAddress],
-                                 extraRouterAddresses: [LegitimateLoad.registrarAddress], routerIPv6: "2001:db8::2")
+        // The server namespace behind the router holds the subscriber's registrar.
+        let lab = try NetworkLab(prefix: "fgf", extraOutsideAddresses: [LegitimateLoad.trunkAddress,
+                                                                        LegitimateLoad.subscriberAddress],
+                                 extraRouterAddresses: [LegitimateLoad.registrarAddress],
+                                 server: legitimate?.hasSubscriber ?? false, routerIPv6: "2001:db8::2")
         defer { lab.tearDown() }
         var link: Int32 = -1
         let trivial = try TrivialDropProgram()
@@ -58,7 +64,21 @@ public struct FloodResult: Codable, Sendable {
         let inRouter = ["nsenter", "--net=/run/netns/\(lab.routerNS)"]
         switch filter {
         case .floodgate:
-            _ = try lab.attachFloodgate(policy: policy ?? FilterPolicy())
+            var chosen = policy ?? FilterPolicy()
+            if let inside = lab.routerInsideInterface {
+                // The server's answers verify the subscriber: the inside program reads them, from its address. As
+                // the agent's defaults with an inside interface: learned trust for a day, brute-force detection on.
+                chosen.servers.insert(try CIDR("\(lab.serverAddress)/32"))
+                chosen.settings.trustSeconds = 86400
+                chosen.settings.bruteForce = BruteForce()
+                _ = try lab.attachFloodgate(policy: chosen)
+                let (root, external) = (lab.pinRoot, lab.routerInterface)
+                try NetworkLab.inNamespace(lab.routerNS) {
+                    try PinRoot(root).attachInside(externalName: external, inside: try Interface(inside), mode: .native)
+                }
+            } else {
+                _ = try lab.attachFloodgate(policy: chosen)
+            }
         case .trivial:
             link = try trivial.attach(lab.routerInterface, namespace: lab.routerNS)
         case .touch:
@@ -136,9 +156,16 @@ public struct FloodResult: Codable, Sendable {
             // XDP passed everything; the drops are the rule set's.
             dropped = try nftablesDrops(inRouter)
         }
+        var verified: [String]?
+        if filter == .floodgate, legitimateResults != nil {
+            let (root, external) = (lab.pinRoot, lab.routerInterface)
+            verified = try NetworkLab.inNamespace(lab.routerNS) {
+                try PinRoot(root).maps(of: external).trustedSources().map(\.address.description).sorted()
+            }
+        }
         return FloodResult(scenario: scenario.name, filter: filter, sent: sent, seconds: elapsed, processed: processed,
                            dropped: dropped, mpps: Double(processed) / elapsed / 1e6, legitimate: legitimateResults,
-                           receiveCPUSeconds: receiveCPU)
+                           verified: verified, receiveCPUSeconds: receiveCPU)
     }
 
     /// The share of the frames sent that the receiving XDP program never saw (the veth ring had no room).

@@ -2,29 +2,52 @@ import FloodgateCore
 import Foundation
 
 /// Legitimate SIP to run beside a flood: registrations and calls from an ordinary phone (the lab's
-/// 198.18.0.1, under every per-source limit) and from a trunk peer (198.18.0.10, which the filters allow-list).
+/// 198.18.0.1, under every per-source limit, which sends no credentials and first appears with the flood), from a
+/// subscriber (198.18.0.20, which registers with digest credentials at the server behind the router once before
+/// the flood, as a phone on an account does, and again with each registration beside it) and from a trunk peer
+/// (198.18.0.10, which the filters allow-list).
 public struct LegitimateLoad: Codable, Sendable, Equatable {
     public var phoneCalls: Int
     public var phoneRegistrations: Int
     public var trunkCalls: Int
     public var trunkRegistrations: Int
+    /// The subscriber's; any of them needs the lab's server namespace (``NetworkLab/serverNS``), where its
+    /// registrar challenges.
+    public var subscriberCalls: Int
+    public var subscriberRegistrations: Int
 
-    public init(phoneCalls: Int, phoneRegistrations: Int, trunkCalls: Int, trunkRegistrations: Int) {
+    public init(phoneCalls: Int, phoneRegistrations: Int, trunkCalls: Int, trunkRegistrations: Int,
+                subscriberCalls: Int = 0, subscriberRegistrations: Int = 0)
+    {
         self.phoneCalls = phoneCalls
         self.phoneRegistrations = phoneRegistrations
         self.trunkCalls = trunkCalls
         self.trunkRegistrations = trunkRegistrations
+        self.subscriberCalls = subscriberCalls
+        self.subscriberRegistrations = subscriberRegistrations
     }
 
-    /// `calls` calls and as many registrations from the phone; twenty times as many of each from the trunk.
+    /// `calls` calls and as many registrations from the phone and from the subscriber; twenty times as many of
+    /// each from the trunk.
     public static func standard(calls: Int) -> LegitimateLoad {
         LegitimateLoad(phoneCalls: calls, phoneRegistrations: calls, trunkCalls: 20 * calls,
-                       trunkRegistrations: 20 * calls)
+                       trunkRegistrations: 20 * calls, subscriberCalls: calls, subscriberRegistrations: calls)
     }
 
-    public var isEmpty: Bool { phoneCalls + phoneRegistrations + trunkCalls + trunkRegistrations == 0 }
+    public var isEmpty: Bool {
+        phoneCalls + phoneRegistrations + trunkCalls + trunkRegistrations + subscriberCalls + subscriberRegistrations == 0
+    }
+
+    /// Whether it has any of the subscriber's traffic (and so needs the lab's server namespace).
+    public var hasSubscriber: Bool { subscriberCalls + subscriberRegistrations > 0 }
 
     public static let trunkAddress = "198.18.0.10"
+    /// The subscriber's address, its account (user and password) on the lab's registrar behind the router
+    /// (``NetworkLab/serverAddress``), and the kind of its one registration before the flood in the results.
+    public static let subscriberAddress = "198.18.0.20"
+    public static let subscriberUser = "200"
+    public static let subscriberPassword = "lab-subscriber-pw"
+    public static let registrationBeforeFlood = "registration before the flood"
     /// The registrar's address on the router side; the call server answers on the router's own address.
     public static let registrarAddress = "198.18.0.3"
 }
@@ -61,6 +84,8 @@ public final class SippTraffic: @unchecked Sendable {
 
     private var servers: [Process] = []
     private var clients: [Client] = []
+    /// What finished before the flood: the subscriber's first registration.
+    private var earlier: [LegitimateResult] = []
     private let directory: URL
 
     /// Starts the servers in the router namespace and the clients in the outside one; with `cpu`, every sipp
@@ -81,8 +106,12 @@ public final class SippTraffic: @unchecked Sendable {
     private func start(lab: NetworkLab, load: LegitimateLoad, seconds: Double, cpu: Int?) throws {
         let registrarUAS = directory.appendingPathComponent("registrar.xml")
         let registerUAC = directory.appendingPathComponent("register.xml")
+        let challengingUAS = directory.appendingPathComponent("challenging-registrar.xml")
+        let authUAC = directory.appendingPathComponent("register-auth.xml")
         try SippTraffic.registrarScenario.write(to: registrarUAS, atomically: true, encoding: .utf8)
         try SippTraffic.registerScenario.write(to: registerUAC, atomically: true, encoding: .utf8)
+        try SippTraffic.challengingRegistrarScenario.write(to: challengingUAS, atomically: true, encoding: .utf8)
+        try SippTraffic.registerWithAuthScenario.write(to: authUAC, atomically: true, encoding: .utf8)
         let pin = cpu.map { ["taskset", "-c", String($0)] } ?? []
         let inRouter = ["ip", "netns", "exec", lab.routerNS] + pin
         let inOutside = ["ip", "netns", "exec", lab.outsideNS] + pin
@@ -94,6 +123,28 @@ public final class SippTraffic: @unchecked Sendable {
         for address in [lab.routerAddress, LegitimateLoad.registrarAddress] {
             try NetworkLab.waitForUDPSocket(namespace: lab.routerNS, address: address, port: 5060)
         }
+        let account = ["-s", LegitimateLoad.subscriberUser, "-au", LegitimateLoad.subscriberUser, "-ap",
+                       LegitimateLoad.subscriberPassword]
+        if load.hasSubscriber {
+            guard let serverNS = lab.serverNS else {
+                throw FloodgateError("the subscriber's traffic needs a lab with a server namespace, where its registrar is")
+            }
+            servers.append(try SippTraffic.launch(
+                ["ip", "netns", "exec", serverNS] + pin + ["sipp", "-sf", challengingUAS.path, "-i", lab.serverAddress,
+                                                           "-p", "5060", "-nostdin"], output: nil))
+            try NetworkLab.waitForUDPSocket(namespace: serverNS, address: lab.serverAddress, port: 5060)
+            // Its account's first registration, before the flood: the filter verifies it from the server's 200.
+            let collector = OutputCollector()
+            let first = try SippTraffic.launch(
+                inOutside + ["timeout", "20", "sipp", "-sf", authUAC.path, "\(lab.serverAddress):5060", "-i",
+                             LegitimateLoad.subscriberAddress, "-p", "5073", "-m", "1", "-nostdin", "-timeout", "8s",
+                             "-timeout_error", "-recv_timeout", "6000", "-nd"] + account, output: collector)
+            first.waitUntilExit()
+            let counts = SippTraffic.parse(collector.text())
+            earlier.append(LegitimateResult(source: "subscriber", kind: LegitimateLoad.registrationBeforeFlood,
+                                            attempted: 1, succeeded: min(counts.succeeded, 1),
+                                            retransmissions: counts.retransmissions))
+        }
         // sipp gives up on what is unfinished 8 s after the flood; `timeout` is the backstop.
         let limit = ["-timeout", "\(Int(seconds) + 8)s", "-timeout_error", "-recv_timeout", "\((Int(seconds) + 7) * 1000)", "-nd"]
         let plan: [(String, String, String, Int, [String], String, String)] = [
@@ -103,6 +154,10 @@ public final class SippTraffic: @unchecked Sendable {
             ("trunk", "calls", LegitimateLoad.trunkAddress, load.trunkCalls, ["-sn", "uac"], lab.routerAddress, "5070"),
             ("trunk", "registrations", LegitimateLoad.trunkAddress, load.trunkRegistrations, ["-sf", registerUAC.path],
              LegitimateLoad.registrarAddress, "5071"),
+            ("subscriber", "calls", LegitimateLoad.subscriberAddress, load.subscriberCalls, ["-sn", "uac"],
+             lab.routerAddress, "5072"),
+            ("subscriber", "registrations", LegitimateLoad.subscriberAddress, load.subscriberRegistrations,
+             ["-sf", authUAC.path] + account, lab.serverAddress, "5073"),
         ]
         for (source, kind, address, count, scenario, target, port) in plan where count > 0 {
             let rate = max(1, Int((Double(count) / max(seconds, 0.5)).rounded(.up)))
@@ -117,7 +172,7 @@ public final class SippTraffic: @unchecked Sendable {
 
     /// Waits for the clients to finish (or give up), stops the servers, and reports what sipp counted.
     public func finish() -> [LegitimateResult] {
-        let results = clients.map { client in
+        let results = earlier + clients.map { client in
             client.process.waitUntilExit()
             let counts = SippTraffic.parse(client.output.text())
             return LegitimateResult(source: client.source, kind: client.kind, attempted: client.attempted,
@@ -254,6 +309,45 @@ public final class SippTraffic: @unchecked Sendable {
 
         """
     }
+
+    /// The subscriber's registrar, behind the router: challenges each REGISTER with a 401 (a nonce of the call's
+    /// own) and accepts the REGISTER that comes back with credentials, whatever they are (it checks no password:
+    /// the filter goes by the server's answer, and this stands in for a server that accepted them).
+    static let challengingRegistrarScenario = """
+        <?xml version="1.0" encoding="ISO-8859-1" ?>
+        <scenario name="Floodgate benchmark: a registrar that challenges">
+          <recv request="REGISTER"/>
+          <send>
+            <![CDATA[
+              SIP/2.0 401 Unauthorized
+              [last_Via:]
+              [last_From:]
+              [last_To:];tag=[pid]c[call_number]
+              [last_Call-ID:]
+              [last_CSeq:]
+              WWW-Authenticate: Digest realm="lab.test", nonce="n[pid]x[call_number]", algorithm=MD5
+              Content-Length: 0
+
+            ]]>
+          </send>
+          <recv request="REGISTER"/>
+          <send>
+            <![CDATA[
+              SIP/2.0 200 OK
+              [last_Via:]
+              [last_From:]
+              [last_To:];tag=[pid]c[call_number]
+              [last_Call-ID:]
+              [last_CSeq:]
+              Contact: <sip:[local_ip]:[local_port]>
+              Expires: 3600
+              Content-Length: 0
+
+            ]]>
+          </send>
+        </scenario>
+
+        """
 
     /// Answers each REGISTER with a 200; keeps the transaction a while to answer retransmissions too.
     static let registrarScenario = """

@@ -20,9 +20,11 @@ extension Floodgate {
         @Option(help: "Frames to send at most.") var packets: UInt64 = 20_000_000
         @Option(help: "Seconds to send at most.") var seconds: Double = 5
         @Option(help: """
-            Legitimate SIP beside the flood (sipp): an ordinary phone (198.18.0.1) places this many calls and as many \
-            registrations, an allow-listed trunk peer (198.18.0.10) twenty times as many; reports how many completed by \
-            8 s after the flood, and the retransmissions they took. 0: none.
+            Legitimate SIP beside the flood (sipp): an ordinary phone (198.18.0.1, no credentials, first seen with \
+            the flood) places this many calls and as many registrations, and so does a subscriber (198.18.0.20), which \
+            registers with credentials at a registrar behind the router once before the flood (Floodgate verifies \
+            it from the answer); an allow-listed trunk peer (198.18.0.10) twenty times as many. Reports how many \
+            completed by 8 s after the flood, the retransmissions they took, and what Floodgate verified. 0: none.
             """)
         var calls = 0
         @Flag(help: """
@@ -67,6 +69,9 @@ extension Floodgate {
             for r in result.legitimate ?? [] {
                 print("sipp \(r.kind) from the \(r.source): \(r.succeeded) of \(r.attempted) completed, "
                     + "\(r.retransmissions) retransmissions")
+            }
+            if let verified = result.verified {
+                print("verified by Floodgate: " + (verified.isEmpty ? "none" : verified.joined(separator: ", ")))
             }
         }
     }

@@ -209,6 +209,7 @@ import Testing
         var processed: UInt64
         var dropped: UInt64
         var legitimate: [Legitimate]?
+        var verified: [String]?
     }
 
     /// The cost benchmark's floors drop a packet whose key holds its slot, and pass the packet that fills it: the
@@ -316,10 +317,12 @@ import Testing
         let o = try JSONDecoder().decode(FloodJSON.self, from: Data(oracle.out.utf8))
         // Frames the veth ring lost (the machine is shared with the other tests) never reach it.
         #expect(o.dropped <= o.sent && o.dropped >= o.sent * 9 / 10, "\(o)")
-        #expect(o.legitimate?.count == 4)
+        // Phone, trunk and subscriber calls and registrations, and the subscriber's registration before the flood.
+        #expect(o.legitimate?.count == 7)
         for r in o.legitimate ?? [] {
             #expect(r.succeeded == r.attempted, "\(r)")
         }
+        #expect(o.verified == nil, "only Floodgate verifies")
         let trivial = try run([floodgateBinary, "flood", "--scenario", "single-source", "--filter", "trivial",
                                "--packets", "1000000", "--seconds", "1", "--calls", "1", "--json"])
         #expect(trivial.status == 0, "\(trivial.err)")
@@ -327,6 +330,29 @@ import Testing
         for r in t.legitimate ?? [] {
             #expect(r.succeeded == 0 && r.retransmissions > 0, "\(r)")
         }
+    }
+
+    /// The subscriber beside a flood: it registers with credentials at the challenging registrar behind the router
+    /// before the flood, Floodgate's inside program reads the server's 200 and verifies it, and its calls and
+    /// registrations beside the worst-case flood (a new IPv6 source each packet, far past the new-source budget) all
+    /// complete. The forger's side: nothing else is verified, not the phone that sends no credentials, nor any of
+    /// the flood's million REGISTERs, whose answers (if the server sent any) would go to addresses that never
+    /// sent them.
+    @Test func aSubscriberVerifiedBeforeAFloodIsVerifiedAloneAndItsCallsComplete() throws {
+        try requireRoot()
+        try requireTool("/usr/bin/sipp", package: "sip-tester")
+        let result = try run([floodgateBinary, "flood", "--scenario", "worst-case", "--filter", "floodgate", "--packets",
+                              "3000000", "--seconds", "2", "--calls", "2", "--json"])
+        #expect(result.status == 0, "\(result.err)")
+        let flood = try JSONDecoder().decode(FloodJSON.self, from: Data(result.out.utf8))
+        #expect(flood.verified == [LegitimateLoad.subscriberAddress], "\(flood)")
+        let subscriber = (flood.legitimate ?? []).filter { $0.source == "subscriber" }
+        #expect(subscriber.map(\.kind).sorted() == ["calls", LegitimateLoad.registrationBeforeFlood, "registrations"])
+        for r in subscriber {
+            #expect(r.succeeded == r.attempted && r.attempted > 0, "\(r)")
+        }
+        // The flood reached the filter and was dropped: the verified subscriber opened nothing for it.
+        #expect(flood.dropped >= flood.processed * 9 / 10 && flood.processed > 0, "\(flood)")
     }
 
     @Test func aFilterWhoseInterfaceWasDeletedShowsAsDetachedAndCanBeCleanedUp() throws {
