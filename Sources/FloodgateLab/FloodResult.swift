@@ -64,21 +64,8 @@ public struct FloodResult: Codable, Sendable {
         let inRouter = ["nsenter", "--net=/run/netns/\(lab.routerNS)"]
         switch filter {
         case .floodgate:
-            var chosen = policy ?? FilterPolicy()
-            if let inside = lab.routerInsideInterface {
-                // The server's answers verify the subscriber: the inside program reads them, from its address. As
-                // the agent's defaults with an inside interface: learned trust for a day, brute-force detection on.
-                chosen.servers.insert(try CIDR("\(lab.serverAddress)/32"))
-                chosen.settings.trustSeconds = 86400
-                chosen.settings.bruteForce = BruteForce()
-                _ = try lab.attachFloodgate(policy: chosen)
-                let (root, external) = (lab.pinRoot, lab.routerInterface)
-                try NetworkLab.inNamespace(lab.routerNS) {
-                    try PinRoot(root).attachInside(externalName: external, inside: try Interface(inside), mode: .native)
-                }
-            } else {
-                _ = try lab.attachFloodgate(policy: chosen)
-            }
+            // With the subscriber's registrar behind the router, the inside program reads its answers too.
+            _ = try lab.attachFloodgate(policy: policy ?? FilterPolicy())
         case .trivial:
             link = try trivial.attach(lab.routerInterface, namespace: lab.routerNS)
         case .touch:

@@ -75,12 +75,24 @@ extension NetworkLab {
 
     /// Attaches Floodgate to the router end in native mode with the lab's policy: `policy` (the defaults unless
     /// given), and the trunk peer (``LegitimateLoad/trunkAddress``) on the allow list. Pinned under the lab's pin root.
+    /// In a lab with a server namespace, as the agent runs with an inside interface: the inside program on the
+    /// router's inside end reads the server's answers (``serverAddress`` listed as a SIP server), with learned
+    /// trust (a day) and brute-force detection on.
     public func attachFloodgate(policy base: FilterPolicy = FilterPolicy()) throws -> AttachOutcome {
         var policy = base
         policy.allow.insert(try CIDR("\(LegitimateLoad.trunkAddress)/32"))
-        let interface = routerInterface
+        if routerInsideInterface != nil {
+            policy.servers.insert(try CIDR("\(serverAddress)/32"))
+            policy.settings.trustSeconds = 86400
+            policy.settings.bruteForce = BruteForce()
+        }
+        let (interface, inside) = (routerInterface, routerInsideInterface)
         return try NetworkLab.inNamespace(routerNS) { [pinRoot] in
-            try PinRoot(pinRoot).attach(try Interface(interface), mode: .native, policy: policy)
+            let outcome = try PinRoot(pinRoot).attach(try Interface(interface), mode: .native, policy: policy)
+            if let inside {
+                try PinRoot(pinRoot).attachInside(externalName: interface, inside: try Interface(inside), mode: .native)
+            }
+            return outcome
         }
     }
 

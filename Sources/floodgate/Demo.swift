@@ -9,11 +9,12 @@ extension Floodgate {
         static let configuration = CommandConfiguration(
             abstract: "Show the filter at work in a lab of network namespaces, then remove the lab.",
             discussion: """
-                Builds two namespaces joined by a veth pair on 198.18.0.0/24 (nothing can leave them): outside, a \
-                phone, a trunk peer and an attacker; on the router side, Floodgate with its default limits (the \
-                trunk on the allow list) in front of SIP servers (sipp). While the phone and the trunk register \
-                and place calls, it launches the floods one after another at full speed, shows live counters, \
-                and what the calls achieved. Then toll fraud: the phone, taken over, dials premium and satellite \
+                Builds three namespaces on 198.18.0.0/15 (nothing can leave them): outside, a phone, a subscriber, \
+                a trunk peer and an attacker; the router, with Floodgate and its default limits (the trunk on the \
+                allow list) in front of SIP servers (sipp); behind it, a registrar that challenges, where the \
+                subscriber registers with credentials before each flood (Floodgate verifies it from the answer). \
+                While the phone, the subscriber and the trunk register and place calls, it launches the floods one \
+                after another at full speed, shows live counters, and what the calls achieved. Then toll fraud: the phone, taken over, dials premium and satellite \
                 numbers, and a burst to one national range, against destination rules, and presents a caller \
                 number that isn't its own. Everything is removed at the end, or on Ctrl-C.
                 """)
@@ -42,13 +43,17 @@ extension Floodgate {
             }
             let trunk = LegitimateLoad.trunkAddress
             print("Floodgate demo: a lab of network namespaces on 198.18.0.0/15 (nothing leaves this machine)")
-            let lab = try NetworkLab(prefix: "fgd", extraOutsideAddresses: [trunk],
-                                     extraRouterAddresses: [LegitimateLoad.registrarAddress])
+            let subscriber = LegitimateLoad.subscriberAddress
+            let lab = try NetworkLab(prefix: "fgd", extraOutsideAddresses: [trunk, subscriber],
+                                     extraRouterAddresses: [LegitimateLoad.registrarAddress], server: true)
             DemoCleanup.install(lab)
             defer { lab.tearDown() }
-            print("  outside \(lab.outsideNS): phone \(lab.outsideAddress), trunk peer \(trunk), the floods")
+            print("  outside \(lab.outsideNS): phone \(lab.outsideAddress), subscriber \(subscriber), trunk peer "
+                + "\(trunk), the floods")
             print("  router  \(lab.routerNS): \(lab.routerInterface) — call server \(lab.routerAddress):5060, "
                 + "registrar \(LegitimateLoad.registrarAddress):5060 (sipp)")
+            print("  server  \(lab.serverNS ?? "?"): the subscriber's registrar \(lab.serverAddress):5060 (sipp; it "
+                + "challenges), behind \(lab.routerInsideInterface ?? "?")")
 
             let root = PinRoot(lab.pinRoot)
             let outcome = try lab.attachFloodgate()
@@ -56,11 +61,13 @@ extension Floodgate {
             let invite = Limit.defaults[.invite] ?? .unlimited
             print("\nAttached Floodgate to \(lab.routerInterface) (program \(filter.programID), \(filter.mode ?? "?") "
                 + "mode): default policy — INVITE per source \(invite), per /24 \(Limit.defaultPrefix), scanner "
-                + "signatures on; \(trunk) allow-listed")
+                + "signatures on; \(trunk) allow-listed; the inside program on \(lab.routerInsideInterface ?? "?") "
+                + "reads the registrar's answers")
             let maps = try root.maps(of: lab.routerInterface)
             let live = isatty(STDOUT_FILENO) == 1
             let phase = LegitimateLoad(phoneCalls: Int(2 * seconds), phoneRegistrations: Int(2 * seconds),
-                                       trunkCalls: Int(20 * seconds), trunkRegistrations: Int(10 * seconds))
+                                       trunkCalls: Int(20 * seconds), trunkRegistrations: Int(10 * seconds),
+                                       subscriberCalls: Int(2 * seconds), subscriberRegistrations: Int(2 * seconds))
             var totals = (attempted: 0, succeeded: 0)
             let names = scenarios.split(separator: ",").map(String.init)
 
@@ -69,8 +76,9 @@ extension Floodgate {
                 let scenario = try FloodScenario.named(name, attacker: "198.18.1.\(66 + i)",
                                                        randomAttacker: "198.19.\(1 + i).66")
                 print("\n[\(i + 1)/\(names.count)] \(name): \(scenario.summary), full speed for \(formatSeconds(seconds)), "
-                    + "while the phone places \(phase.phoneCalls) calls and \(phase.phoneRegistrations) registrations "
-                    + "and the trunk \(phase.trunkCalls) and \(phase.trunkRegistrations)")
+                    + "while the phone and the subscriber each place \(phase.phoneCalls) calls and "
+                    + "\(phase.phoneRegistrations) registrations and the trunk \(phase.trunkCalls) and "
+                    + "\(phase.trunkRegistrations)")
                 // The flood, its receive and sipp on CPU 0 (as in the benchmark); the counters are read from CPU 1.
                 let sipp = try SippTraffic(lab: lab, load: phase, seconds: seconds, cpu: 0)
                 let flood = try lab.startFlood(scenario, count: 1_000_000_000, seconds: seconds, cpu: 0)
@@ -111,6 +119,10 @@ extension Floodgate {
 
             print("\nAfter \(names.count) floods: \(totals.succeeded) of \(totals.attempted) legitimate registrations and "
                 + "calls completed.")
+            let verified = try maps.trustedSources().map(\.address.description).sorted()
+            print("Verified by Floodgate from the registrar's answers: "
+                + (verified.isEmpty ? "none" : verified.joined(separator: ", ")) + " (the phone sends no credentials; "
+                + "no flood source is verified)")
             try fraudScene(lab, root: root, maps: maps)
             print("\nfloodgate stats")
             printStats(try StatsReport.read(filter, maps: maps))
