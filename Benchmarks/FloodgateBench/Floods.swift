@@ -156,12 +156,14 @@ func generatedFloods(_ options: Options) throws -> [FloodRow] {
         var withCalls: [String: [Double]] = [:]
         var retransmissions: [String: [String: [Int]]] = [:]
         var bySource: [String: [String: [String: [Int]]]] = [:]
-        func note(_ pass: FloodPass, _ filter: FilterUnderTest, _ results: [LegitimateResult]?) {
+        // Retransmissions beside the flood: the subscriber's registration before it is left out.
+        func note(_ pass: FloodPass, _ filter: FilterUnderTest, _ all: [LegitimateResult]?) {
+            let results = (all ?? []).filter { $0.kind != LegitimateLoad.registrationBeforeFlood }
             retransmissions[pass.rawValue, default: [:]][filter.rawValue, default: []].append(
-                (results ?? []).reduce(0) { $0 + $1.retransmissions })
+                results.reduce(0) { $0 + $1.retransmissions })
             for source in legitimateSources {
                 bySource[pass.rawValue, default: [:]][filter.rawValue, default: [:]][source, default: []].append(
-                    (results ?? []).filter { $0.source == source }.reduce(0) { $0 + $1.retransmissions })
+                    results.filter { $0.source == source }.reduce(0) { $0 + $1.retransmissions })
             }
         }
         for _ in 0..<options.legitimateRuns {
@@ -468,10 +470,11 @@ func runFloods(_ options: Options) throws -> [FloodRow] {
               + String(format: "; worst run over the oracle's beside it %@ — %@",
                        worstExcess.map { String(format: "%+d (%@, %@)", $0.2, $0.0, $0.1) } ?? "n/a",
                        (worstExcess?.2 ?? 0) <= 5 ? "met (≤ +5)" : "NOT met (≤ +5)"))
-        // The same by source: a verified or allow-listed source has a standing the flood cannot forge; a phone that
-        // first appears with a random-source flood, without credentials, has none.
-        for (label, sources) in [("the subscriber (verified before the flood) and the trunk (allow-listed)",
-                                  Set(["subscriber", "trunk"])),
+        // The same by source: a verified or allow-listed source has a standing that a flood from elsewhere (another
+        // hop distance) cannot claim; a phone that first appears with a random-source flood, without credentials,
+        // has none.
+        for (label, sources) in [("the subscriber (verified before the flood)", Set(["subscriber"])),
+                                 ("the trunk (allow-listed)", Set(["trunk"])),
                                  ("the phone (first seen with the flood, never verified)", Set(["phone"]))] {
             let passes = [FloodPass.withCalls, .dedicatedReceive].compactMap { pass -> String? in
                 let worst = floods.compactMap { row in

@@ -13,8 +13,9 @@ public struct FloodResult: Codable, Sendable {
     public var mpps: Double
     /// With a legitimate load: what sipp achieved beside the flood, per source and kind.
     public var legitimate: [LegitimateResult]?
-    /// Against Floodgate beside a legitimate load: the addresses it verified by the end (its `fg_trusted`
-    /// entries), from the server's answers that its inside program read.
+    /// Against Floodgate beside a legitimate load: the addresses it had verified (its `fg_trusted` entries, from
+    /// the server's answers that its inside program read) before the flood started, and by its end.
+    public var verifiedBeforeFlood: [String]?
     public var verified: [String]?
     /// With the receive on a CPU of its own: the CPU time its NAPI thread took during the flood
     /// (`/proc/PID/schedstat`), the filter's and the kernel's receive path's.
@@ -50,11 +51,12 @@ public struct FloodResult: Codable, Sendable {
     ) throws -> FloodResult
     {
         // IPv6 on in the router namespace: otherwise its stack discards IPv6 floods on arrival, before nftables.
-        // The server namespace behind the router holds the subscriber's registrar.
+        // The server namespace behind the router holds the subscriber's registrar; every run has it, with or
+        // without the calls, so that every pass measures Floodgate set up alike (its inside program, learned trust).
         let lab = try NetworkLab(prefix: "fgf", extraOutsideAddresses: [LegitimateLoad.trunkAddress,
                                                                         LegitimateLoad.subscriberAddress],
-                                 extraRouterAddresses: [LegitimateLoad.registrarAddress],
-                                 server: legitimate?.hasSubscriber ?? false, routerIPv6: "2001:db8::2")
+                                 extraRouterAddresses: [LegitimateLoad.registrarAddress], server: true,
+                                 routerIPv6: "2001:db8::2")
         defer { lab.tearDown() }
         var link: Int32 = -1
         let trivial = try TrivialDropProgram()
@@ -124,6 +126,14 @@ public struct FloodResult: Codable, Sendable {
         let sipp = try legitimate.flatMap {
             $0.isEmpty ? nil : try SippTraffic(lab: lab, load: $0, seconds: seconds, cpu: sippCPU)
         }
+        // Whom Floodgate verified before the flood (the subscriber's registration is over by now).
+        func verifiedSources() throws -> [String] {
+            let (root, external) = (lab.pinRoot, lab.routerInterface)
+            return try NetworkLab.inNamespace(lab.routerNS) {
+                try PinRoot(root).maps(of: external).trustedSources().map(\.address.description).sorted()
+            }
+        }
+        let verifiedBefore = filter == .floodgate && sipp != nil ? try verifiedSources() : nil
         let before = try vethXDPCounters(lab.routerInterface, namespace: lab.routerNS)
         let receiveBefore = receiveThreads.compactMap(cpuNanoseconds).reduce(0, +)
         let name = scenario.name
@@ -143,16 +153,10 @@ public struct FloodResult: Codable, Sendable {
             // XDP passed everything; the drops are the rule set's.
             dropped = try nftablesDrops(inRouter)
         }
-        var verified: [String]?
-        if filter == .floodgate, legitimateResults != nil {
-            let (root, external) = (lab.pinRoot, lab.routerInterface)
-            verified = try NetworkLab.inNamespace(lab.routerNS) {
-                try PinRoot(root).maps(of: external).trustedSources().map(\.address.description).sorted()
-            }
-        }
+        let verified = verifiedBefore == nil ? nil : try verifiedSources()
         return FloodResult(scenario: scenario.name, filter: filter, sent: sent, seconds: elapsed, processed: processed,
                            dropped: dropped, mpps: Double(processed) / elapsed / 1e6, legitimate: legitimateResults,
-                           verified: verified, receiveCPUSeconds: receiveCPU)
+                           verifiedBeforeFlood: verifiedBefore, verified: verified, receiveCPUSeconds: receiveCPU)
     }
 
     /// The share of the frames sent that the receiving XDP program never saw (the veth ring had no room).

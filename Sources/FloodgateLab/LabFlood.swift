@@ -3,7 +3,9 @@ import Foundation
 
 /// The filters a lab flood can run against, on the router end.
 ///
-/// - floodgate: the default policy, with the trunk peer (``LegitimateLoad/trunkAddress``) on the allow list.
+/// - floodgate: the default policy, with the trunk peer (``LegitimateLoad/trunkAddress``) on the allow list, and, as
+///   the agent runs it with an inside interface, the inside program reading the server's answers, with learned trust
+///   and brute-force detection (``NetworkLab/attachFloodgate(policy:)``).
 /// - trivial: `XDP_DROP` for everything (the speed ceiling).
 /// - touch: reads two bytes of each frame (the first, and the 43rd: where a SIP method starts), then `XDP_DROP`:
 ///   what any filter pays to look at a packet at all.
@@ -77,14 +79,14 @@ extension NetworkLab {
     /// given), and the trunk peer (``LegitimateLoad/trunkAddress``) on the allow list. Pinned under the lab's pin root.
     /// In a lab with a server namespace, as the agent runs with an inside interface: the inside program on the
     /// router's inside end reads the server's answers (``serverAddress`` listed as a SIP server), with learned
-    /// trust (a day) and brute-force detection on.
+    /// trust (a day) and brute-force detection on, unless `policy` sets them.
     public func attachFloodgate(policy base: FilterPolicy = FilterPolicy()) throws -> AttachOutcome {
         var policy = base
         policy.allow.insert(try CIDR("\(LegitimateLoad.trunkAddress)/32"))
         if routerInsideInterface != nil {
             policy.servers.insert(try CIDR("\(serverAddress)/32"))
-            policy.settings.trustSeconds = 86400
-            policy.settings.bruteForce = BruteForce()
+            if policy.settings.trustSeconds == 0 { policy.settings.trustSeconds = 86400 }
+            if policy.settings.bruteForce == nil { policy.settings.bruteForce = BruteForce() }
         }
         let (interface, inside) = (routerInterface, routerInsideInterface)
         return try NetworkLab.inNamespace(routerNS) { [pinRoot] in

@@ -121,8 +121,8 @@ extension Floodgate {
                 + "calls completed.")
             let verified = try maps.trustedSources().map(\.address.description).sorted()
             print("Verified by Floodgate from the registrar's answers: "
-                + (verified.isEmpty ? "none" : verified.joined(separator: ", ")) + " (the phone sends no credentials; "
-                + "no flood source is verified)")
+                + (verified.isEmpty ? "none" : verified.joined(separator: ", "))
+                + (verified == [subscriber] ? " (the subscriber alone: the phone sends no credentials)" : ""))
             try fraudScene(lab, root: root, maps: maps)
             print("\nfloodgate stats")
             printStats(try StatsReport.read(filter, maps: maps))

@@ -8,9 +8,10 @@ extension Floodgate {
         static let configuration = CommandConfiguration(
             abstract: "Flood a filter in a namespace lab with generated traffic and report what it processed.",
             discussion: """
-                Builds a lab (two namespaces joined by a veth pair, no default route), attaches the filter to the \
-                router end, and runs the flood generator (an XDP program in live-frames test runs) on the other \
-                end. Bounded by --packets and --seconds; everything is removed at the end. Scenarios: \
+                Builds a lab (two namespaces joined by a veth pair, and a third behind the router for a SIP \
+                registrar; no default route), attaches the filter to the router end (Floodgate with its inside \
+                program on the router's side facing the registrar), and runs the flood generator (an XDP program \
+                in live-frames test runs) on the other end. Bounded by --packets and --seconds; everything is removed at the end. Scenarios: \
                 \(FloodScenario.names.joined(separator: ", ")), random-v4-/N (16-31), random-v6-/N (64-127).
                 """)
 
@@ -70,8 +71,9 @@ extension Floodgate {
                 print("sipp \(r.kind) from the \(r.source): \(r.succeeded) of \(r.attempted) completed, "
                     + "\(r.retransmissions) retransmissions")
             }
-            if let verified = result.verified {
-                print("verified by Floodgate: " + (verified.isEmpty ? "none" : verified.joined(separator: ", ")))
+            func list(_ addresses: [String]) -> String { addresses.isEmpty ? "none" : addresses.joined(separator: ", ") }
+            if let before = result.verifiedBeforeFlood, let after = result.verified {
+                print("verified by Floodgate before the flood: \(list(before)); by its end: \(list(after))")
             }
         }
     }

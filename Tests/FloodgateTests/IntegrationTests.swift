@@ -209,6 +209,7 @@ import Testing
         var processed: UInt64
         var dropped: UInt64
         var legitimate: [Legitimate]?
+        var verifiedBeforeFlood: [String]?
         var verified: [String]?
     }
 
@@ -322,7 +323,7 @@ import Testing
         for r in o.legitimate ?? [] {
             #expect(r.succeeded == r.attempted, "\(r)")
         }
-        #expect(o.verified == nil, "only Floodgate verifies")
+        #expect(o.verified == nil && o.verifiedBeforeFlood == nil, "only Floodgate's verifications are read")
         let trivial = try run([floodgateBinary, "flood", "--scenario", "single-source", "--filter", "trivial",
                                "--packets", "1000000", "--seconds", "1", "--calls", "1", "--json"])
         #expect(trivial.status == 0, "\(trivial.err)")
@@ -332,12 +333,11 @@ import Testing
         }
     }
 
-    /// The subscriber beside a flood: it registers with credentials at the challenging registrar behind the router
-    /// before the flood, Floodgate's inside program reads the server's 200 and verifies it, and its calls and
-    /// registrations beside the worst-case flood (a new IPv6 source each packet, far past the new-source budget) all
-    /// complete. The forger's side: nothing else is verified, not the phone that sends no credentials, nor any of
-    /// the flood's million REGISTERs, whose answers (if the server sent any) would go to addresses that never
-    /// sent them.
+    /// The lab's subscriber: it registers with credentials at the challenging registrar behind the router, and
+    /// Floodgate's inside program reads the server's 200 and verifies it before the flood starts; its calls and
+    /// registrations beside the worst-case flood (a new IPv6 source each packet, far past the new-source budget)
+    /// all complete. Only the subscriber is verified: the phone registers too, without credentials, at the
+    /// registrar on the router. (What a forger can do against verification is TrustTests' and AgentTests'.)
     @Test func aSubscriberVerifiedBeforeAFloodIsVerifiedAloneAndItsCallsComplete() throws {
         try requireRoot()
         try requireTool("/usr/bin/sipp", package: "sip-tester")
@@ -345,14 +345,13 @@ import Testing
                               "3000000", "--seconds", "2", "--calls", "2", "--json"])
         #expect(result.status == 0, "\(result.err)")
         let flood = try JSONDecoder().decode(FloodJSON.self, from: Data(result.out.utf8))
+        #expect(flood.verifiedBeforeFlood == [LegitimateLoad.subscriberAddress], "\(flood)")
         #expect(flood.verified == [LegitimateLoad.subscriberAddress], "\(flood)")
         let subscriber = (flood.legitimate ?? []).filter { $0.source == "subscriber" }
         #expect(subscriber.map(\.kind).sorted() == ["calls", LegitimateLoad.registrationBeforeFlood, "registrations"])
         for r in subscriber {
             #expect(r.succeeded == r.attempted && r.attempted > 0, "\(r)")
         }
-        // The flood reached the filter and was dropped: the verified subscriber opened nothing for it.
-        #expect(flood.dropped >= flood.processed * 9 / 10 && flood.processed > 0, "\(flood)")
     }
 
     @Test func aFilterWhoseInterfaceWasDeletedShowsAsDetachedAndCanBeCleanedUp() throws {
