@@ -370,8 +370,7 @@ enum fg_inside_count {
 	FG_INSIDE_ANSWERS = 0,		/* SIP answers from the server read */
 	FG_INSIDE_CHALLENGES = 1,	/* 401 and 407 with a nonce: challenges sent to sources */
 	FG_INSIDE_AUTH_FAILURES = 2,	/* failed authentications of noted credentialed requests */
-	FG_INSIDE_AUTH_NOT_COUNTED = 3, /* failures not held against the source: stale nonce, another TTL than its pin,
-					 * or a verified source's credentials answering no nonce sent to it */
+	FG_INSIDE_AUTH_NOT_COUNTED = 3, /* failures not held against the source: stale nonce, or another TTL than its pin */
 	FG_INSIDE_VERIFIED = 4,		/* accepted credentials that verified a source */
 	FG_INSIDE_SERVER_BYES = 5,	/* the server's BYEs */
 	FG_INSIDE_COUNT_MAX = 6,

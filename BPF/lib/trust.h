@@ -20,8 +20,6 @@
  *   (fg_challenges, noted from every 401 and 407 on its way out);
  * - a 401 or 407 is a failed authentication, unless its challenge header
  *   says stale=true (an old nonce, not a wrong password), and so is a 403;
- *   a verified source's counts only if its credentials answered a nonce the
- *   server had sent that address;
  * - settings.bruteforce_failures failures within bruteforce_window_s ban the
  *   source for bruteforce_ban_s (fail2ban's SIP jails, at line rate).
  *
@@ -356,16 +354,6 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 	 * anywhere in the answer, which echoes what the request said) is an old
 	 * nonce, not a wrong password. */
 	if ((txn.flags & FG_TXN_REPIN) || (code != 403 && (flags & FG_SCAN_STALE))) {
-		fg_inside_count(FG_INSIDE_AUTH_NOT_COUNTED);
-		return;
-	}
-	/* A verified source's failure is its own only if its credentials
-	 * answered a nonce the server sent that address. Someone forging it
-	 * from its hop distance, whom the pin cannot tell apart, never sees
-	 * those challenges: answering some other nonce wrongly in its name no
-	 * longer gets it banned. An unverified source's failures all count: a
-	 * guesser may fetch nonces at one address and guess from another. */
-	if (!fg_challenged(dst, txn.nonce) && fg_verified(s, dst, fg_clock_ns())) {
 		fg_inside_count(FG_INSIDE_AUTH_NOT_COUNTED);
 		return;
 	}

@@ -455,9 +455,6 @@ struct ReferenceModel {
             return
         }
         if txn.repin { return }
-        // A verified source's failure is its own only if its credentials answered a nonce sent to it.
-        let answeredItsChallenge = txn.nonce.map { challenges.contains(destination.bytes + $0) } ?? false
-        if verified(destination) != nil && !answeredItsChallenge { return }
         if (code == 401 || code == 407) && !stale || code == 403 { failure(destination) }
     }
 

@@ -262,42 +262,6 @@ import Testing
         #expect(p.maps.ban(of: SourceAddress(phone)!)?.bruteForce == true)
     }
 
-    /// Someone forging a verified phone from its own hop distance (the pin cannot tell them apart) sends
-    /// REGISTERs with made-up credentials in its name; the server answers each 401. Those failures are not the
-    /// phone's: its credentials never answered a nonce the server sent it, and the forger, who never sees the
-    /// server's challenges to the phone, cannot answer one. The phone is not banned. The phone's own wrong
-    /// password, answering the server's challenge, still counts and bans it; so do an unverified source's
-    /// failures with a nonce never sent to it (a guesser may fetch nonces at one address and guess from another).
-    @Test func aVerifiedSourceIsBannedOnlyForFailuresAnsweringItsOwnChallenges() throws {
-        let p = try TrustTests.program(failures: 3)
-        let phone = "198.18.5.30", stranger = "198.18.5.31"
-        #expect(try TrustTests.register(p, phone) == .passed)
-        #expect(Set(try TrustTests.trusted(p).keys) == [phone])
-        let forged = TrustTests.credentials.replacingOccurrences(of: "nonce=\"abc\"", with: "nonce=\"made-up\"")
-        let before = try p.maps.insideCounts()["auth-failures-not-counted"] ?? 0
-        for round in 1...6 {
-            let call = "forged-\(round)"
-            #expect(try p.judge(Packet.request("REGISTER", src: phone, extra: [forged], callID: call,
-                                               cseq: "1 REGISTER")).2 == .passed)
-            try TrustTests.inside(p, TrustTests.response("401 Unauthorized", to: phone, callID: call))
-        }
-        #expect(p.maps.ban(of: SourceAddress(phone)!) == nil, "forged failures do not ban the phone")
-        #expect((try p.maps.insideCounts()["auth-failures-not-counted"] ?? 0) - before == 6)
-        // Its own wrong password (credentials answering the nonce the server sent it): three failures ban it.
-        for round in 1...3 {
-            #expect(try TrustTests.register(p, phone, call: "own-\(round)", answer: "401 Unauthorized") == .passed)
-        }
-        #expect(p.maps.ban(of: SourceAddress(phone)!)?.bruteForce == true, "its own failures still count")
-        // An unverified source's failures count whatever nonce its credentials answer.
-        for round in 1...3 {
-            let call = "stranger-\(round)"
-            #expect(try p.judge(Packet.request("REGISTER", src: stranger, extra: [forged], callID: call,
-                                               cseq: "1 REGISTER")).2 == .passed)
-            try TrustTests.inside(p, TrustTests.response("401 Unauthorized", to: stranger, callID: call))
-        }
-        #expect(p.maps.ban(of: SourceAddress(stranger)!)?.bruteForce == true)
-    }
-
     /// A credentialed REGISTER answered 200 verifies its source, pinned at its TTL; a 2xx to an OPTIONS, to a
     /// REGISTER without credentials, or naming a transaction never sent earns nothing. A verified source gets
     /// through while a random-source flood has drained its /24, whose other sources are dropped.
