@@ -41,6 +41,9 @@ struct FloodRow: Encodable {
     var retransmissionsByRun: [String: [String: [Int]]] = [:]
     /// The same by legitimate source (phone, subscriber, trunk) as well: pass, filter, source, runs in order.
     var retransmissionsBySourceByRun: [String: [String: [String: [Int]]]] = [:]
+    /// Floodgate's runs beside the calls in which the subscriber was not verified when the flood started (its
+    /// registration before the flood failed): its retransmissions then are an unverified address's.
+    var subscriberUnverifiedRuns = 0
     /// The runs of the passes beside the calls (their `legitimate` totals are sums over them).
     var legitimateRuns: Int
     var dedicatedRuns: Int
@@ -63,6 +66,7 @@ struct FloodRow: Encodable {
         case spread
         case retransmissionsByRun = "retransmissions_by_run"
         case retransmissionsBySourceByRun = "retransmissions_by_source_by_run"
+        case subscriberUnverifiedRuns = "subscriber_unverified_runs"
         case legitimateRuns = "legitimate_runs"
         case dedicatedRuns = "dedicated_runs"
     }
@@ -110,11 +114,13 @@ struct LegitimateTotals: Encodable {
     var succeeded = 0
     var retransmissions = 0
     var cell: String { "\(succeeded)/\(attempted) (\(retransmissions) rtx)" }
+    /// Every call and registration counts as attempted and completed; retransmissions only beside the flood (not
+    /// the subscriber's registration before it).
     mutating func add(_ results: [LegitimateResult]?) {
         for l in results ?? [] {
             attempted += l.attempted
             succeeded += l.succeeded
-            retransmissions += l.retransmissions
+            if l.kind != LegitimateLoad.registrationBeforeFlood { retransmissions += l.retransmissions }
         }
     }
 }
@@ -156,8 +162,13 @@ func generatedFloods(_ options: Options) throws -> [FloodRow] {
         var withCalls: [String: [Double]] = [:]
         var retransmissions: [String: [String: [Int]]] = [:]
         var bySource: [String: [String: [String: [Int]]]] = [:]
+        var unverified = 0
         // Retransmissions beside the flood: the subscriber's registration before it is left out.
-        func note(_ pass: FloodPass, _ filter: FilterUnderTest, _ all: [LegitimateResult]?) {
+        func note(_ pass: FloodPass, _ filter: FilterUnderTest, _ result: FloodResult) {
+            let all = result.legitimate
+            if filter == .floodgate && !(result.verifiedBeforeFlood ?? []).contains(LegitimateLoad.subscriberAddress) {
+                unverified += 1
+            }
             let results = (all ?? []).filter { $0.kind != LegitimateLoad.registrationBeforeFlood }
             retransmissions[pass.rawValue, default: [:]][filter.rawValue, default: []].append(
                 results.reduce(0) { $0 + $1.retransmissions })
@@ -173,7 +184,7 @@ func generatedFloods(_ options: Options) throws -> [FloodRow] {
                     progress: false, legitimate: .standard(calls: options.floodCalls))
                 withCalls[filter.rawValue, default: []].append(r.mpps)
                 legitimate[filter.rawValue, default: LegitimateTotals()].add(r.legitimate)
-                note(.withCalls, filter, r.legitimate)
+                note(.withCalls, filter, r)
             }
         }
         // The receive on a CPU of its own (a NIC queue's core): a flood paced below what any filter here takes
@@ -199,7 +210,7 @@ func generatedFloods(_ options: Options) throws -> [FloodRow] {
                 if let ns = r.receiveNSPerPacket { receiveNS[filter.rawValue, default: []].append(ns) }
                 if filter != .trivial {
                     legitimateDedicated[filter.rawValue, default: LegitimateTotals()].add(r.legitimate)
-                    note(.dedicatedReceive, filter, r.legitimate)
+                    note(.dedicatedReceive, filter, r)
                 }
             }
         }
@@ -215,6 +226,7 @@ func generatedFloods(_ options: Options) throws -> [FloodRow] {
             dedicatedPaceMpps: pace?.mpps, dedicatedProbeNS: pace?.probeNS ?? [:], dedicatedBehind: behind, dedicatedLost: lost.mapValues(median),
             spread: spread,
             retransmissionsByRun: retransmissions, retransmissionsBySourceByRun: bySource,
+            subscriberUnverifiedRuns: unverified,
             legitimateRuns: options.legitimateRuns,
             dedicatedRuns: options.dedicatedRuns)
     }
@@ -487,6 +499,9 @@ func runFloods(_ options: Options) throws -> [FloodRow] {
             print("           by source, \(label): worst run over the oracle's, "
                   + (passes.isEmpty ? "n/a" : passes.joined(separator: "; ")))
         }
+        let unverified = floods.reduce(0) { $0 + $1.subscriberUnverifiedRuns }
+        print("           Floodgate's runs in which the subscriber was not verified when the flood started: "
+              + (unverified == 0 ? "none" : "\(unverified) (its registration before the flood failed)"))
     }
     if let dir = options.reportDirectory {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -122,18 +122,19 @@ public struct FloodResult: Codable, Sendable {
             receiveThreads = try lab.dedicateReceiverCPU(cpus - 1)
             sippCPU = nil
         }
-        // Real SIP beside the flood.
-        let sipp = try legitimate.flatMap {
-            $0.isEmpty ? nil : try SippTraffic(lab: lab, load: $0, seconds: seconds, cpu: sippCPU)
-        }
-        // Whom Floodgate verified before the flood (the subscriber's registration is over by now).
+        // Real SIP beside the flood; whom Floodgate verified once the subscriber's first registration is over.
         func verifiedSources() throws -> [String] {
             let (root, external) = (lab.pinRoot, lab.routerInterface)
             return try NetworkLab.inNamespace(lab.routerNS) {
                 try PinRoot(root).maps(of: external).trustedSources().map(\.address.description).sorted()
             }
         }
-        let verifiedBefore = filter == .floodgate && sipp != nil ? try verifiedSources() : nil
+        var verifiedBefore: [String]?
+        let sipp = try legitimate.flatMap {
+            $0.isEmpty ? nil : try SippTraffic(lab: lab, load: $0, seconds: seconds, cpu: sippCPU) {
+                if filter == .floodgate { verifiedBefore = try verifiedSources() }
+            }
+        }
         let before = try vethXDPCounters(lab.routerInterface, namespace: lab.routerNS)
         let receiveBefore = receiveThreads.compactMap(cpuNanoseconds).reduce(0, +)
         let name = scenario.name

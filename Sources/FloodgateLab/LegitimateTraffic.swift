@@ -89,12 +89,14 @@ public final class SippTraffic: @unchecked Sendable {
     private let directory: URL
 
     /// Starts the servers in the router namespace and the clients in the outside one; with `cpu`, every sipp
-    /// runs on that CPU only (taskset).
-    public init(lab: NetworkLab, load: LegitimateLoad, seconds: Double, cpu: Int? = nil) throws {
+    /// runs on that CPU only (taskset). `beforeClients` runs after the subscriber's registration before the flood
+    /// and before any client starts.
+    public init(lab: NetworkLab, load: LegitimateLoad, seconds: Double, cpu: Int? = nil,
+                beforeClients: (() throws -> Void)? = nil) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("fgsipp-\(lab.id)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         do {
-            try start(lab: lab, load: load, seconds: seconds, cpu: cpu)
+            try start(lab: lab, load: load, seconds: seconds, cpu: cpu, beforeClients: beforeClients)
         } catch {
             stop()
             throw error
@@ -103,7 +105,8 @@ public final class SippTraffic: @unchecked Sendable {
 
     deinit { stop() }
 
-    private func start(lab: NetworkLab, load: LegitimateLoad, seconds: Double, cpu: Int?) throws {
+    private func start(lab: NetworkLab, load: LegitimateLoad, seconds: Double, cpu: Int?,
+                       beforeClients: (() throws -> Void)?) throws {
         let registrarUAS = directory.appendingPathComponent("registrar.xml")
         let registerUAC = directory.appendingPathComponent("register.xml")
         let challengingUAS = directory.appendingPathComponent("challenging-registrar.xml")
@@ -145,6 +148,7 @@ public final class SippTraffic: @unchecked Sendable {
                                             attempted: 1, succeeded: min(counts.succeeded, 1),
                                             retransmissions: counts.retransmissions))
         }
+        try beforeClients?()
         // sipp gives up on what is unfinished 8 s after the flood; `timeout` is the backstop.
         let limit = ["-timeout", "\(Int(seconds) + 8)s", "-timeout_error", "-recv_timeout", "\((Int(seconds) + 7) * 1000)", "-nd"]
         let plan: [(String, String, String, Int, [String], String, String)] = [

@@ -8,10 +8,10 @@ extension Floodgate {
         static let configuration = CommandConfiguration(
             abstract: "Flood a filter in a namespace lab with generated traffic and report what it processed.",
             discussion: """
-                Builds a lab (two namespaces joined by a veth pair, and a third behind the router for a SIP \
-                registrar; no default route), attaches the filter to the router end (Floodgate with its inside \
-                program on the router's side facing the registrar), and runs the flood generator (an XDP program \
-                in live-frames test runs) on the other end. Bounded by --packets and --seconds; everything is removed at the end. Scenarios: \
+                Builds a lab (two namespaces joined by a veth pair, and a third behind the router, where the \
+                subscriber's registrar runs with --calls; no default route), attaches the filter to the router \
+                end (Floodgate with its inside program on the router's side facing the third), and runs the \
+                flood generator (an XDP program in live-frames test runs) on the other end. Bounded by --packets and --seconds; everything is removed at the end. Scenarios: \
                 \(FloodScenario.names.joined(separator: ", ")), random-v4-/N (16-31), random-v6-/N (64-127).
                 """)
 

@@ -352,6 +352,8 @@ import Testing
         for r in subscriber {
             #expect(r.succeeded == r.attempted && r.attempted > 0, "\(r)")
         }
+        // And the flood reached the filter and was dropped.
+        #expect(flood.dropped >= flood.processed * 9 / 10 && flood.processed > 0, "\(flood)")
     }
 
     @Test func aFilterWhoseInterfaceWasDeletedShowsAsDetachedAndCanBeCleanedUp() throws {
