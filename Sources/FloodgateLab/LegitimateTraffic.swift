@@ -314,67 +314,32 @@ public final class SippTraffic: @unchecked Sendable {
         """
     }
 
+    /// A registrar's answer to the REGISTER it just received, for a sipp UAS scenario: `status`, the request's
+    /// Via, From, To (with a tag of the call's own), Call-ID and CSeq, then `headers`.
+    static func registrarAnswer(_ status: String, tag: String, _ headers: [String]) -> String {
+        let lines = ["SIP/2.0 \(status)", "[last_Via:]", "[last_From:]", "[last_To:];tag=[pid]\(tag)[call_number]",
+                     "[last_Call-ID:]", "[last_CSeq:]"] + headers + ["Content-Length: 0"]
+        return "  <send>\n    <![CDATA[\n" + lines.map { "      \($0)\n" }.joined() + "\n    ]]>\n  </send>\n"
+    }
+
+    static let receiveRegister = "  <recv request=\"REGISTER\"/>\n"
+    static let registered = ["Contact: <sip:[local_ip]:[local_port]>", "Expires: 3600"]
+
     /// The subscriber's registrar, behind the router: challenges each REGISTER with a 401 (a nonce of the call's
     /// own) and accepts the REGISTER that comes back with credentials, whatever they are (it checks no password:
     /// the filter goes by the server's answer, and this stands in for a server that accepted them).
-    static let challengingRegistrarScenario = """
-        <?xml version="1.0" encoding="ISO-8859-1" ?>
-        <scenario name="Floodgate benchmark: a registrar that challenges">
-          <recv request="REGISTER"/>
-          <send>
-            <![CDATA[
-              SIP/2.0 401 Unauthorized
-              [last_Via:]
-              [last_From:]
-              [last_To:];tag=[pid]c[call_number]
-              [last_Call-ID:]
-              [last_CSeq:]
-              WWW-Authenticate: Digest realm="lab.test", nonce="n[pid]x[call_number]", algorithm=MD5
-              Content-Length: 0
-
-            ]]>
-          </send>
-          <recv request="REGISTER"/>
-          <send>
-            <![CDATA[
-              SIP/2.0 200 OK
-              [last_Via:]
-              [last_From:]
-              [last_To:];tag=[pid]c[call_number]
-              [last_Call-ID:]
-              [last_CSeq:]
-              Contact: <sip:[local_ip]:[local_port]>
-              Expires: 3600
-              Content-Length: 0
-
-            ]]>
-          </send>
-        </scenario>
-
-        """
+    static let challengingRegistrarScenario = scenario("Floodgate benchmark: a registrar that challenges", [
+        receiveRegister,
+        registrarAnswer("401 Unauthorized", tag: "c", [
+            "WWW-Authenticate: Digest realm=\"lab.test\", nonce=\"n[pid]x[call_number]\", algorithm=MD5",
+        ]),
+        receiveRegister, registrarAnswer("200 OK", tag: "c", registered),
+    ])
 
     /// Answers each REGISTER with a 200; keeps the transaction a while to answer retransmissions too.
-    static let registrarScenario = """
-        <?xml version="1.0" encoding="ISO-8859-1" ?>
-        <scenario name="Floodgate benchmark: registrar">
-          <recv request="REGISTER"/>
-          <send>
-            <![CDATA[
-              SIP/2.0 200 OK
-              [last_Via:]
-              [last_From:]
-              [last_To:];tag=[pid]ok[call_number]
-              [last_Call-ID:]
-              [last_CSeq:]
-              Contact: <sip:[local_ip]:[local_port]>
-              Expires: 3600
-              Content-Length: 0
-
-            ]]>
-          </send>
-        </scenario>
-
-        """
+    static let registrarScenario = scenario("Floodgate benchmark: registrar", [
+        receiveRegister, registrarAnswer("200 OK", tag: "ok", registered),
+    ])
 }
 
 /// Reads a child's standard output on another thread, so that it can never fill the pipe and stall.
