@@ -557,6 +557,7 @@ import Testing
     /// phone's credentialed REGISTER passes, a flood from its /24 (from its /16, for the second phone) gets the
     /// aggregate held on one CPU before the server's 200 goes out, the answer is seen on another CPU, and the phone's
     /// next packet on the first CPU, dropped in its cache until then, passes; a stranger beside it is still dropped.
+    /// Before it, a forged 200 (naming a transaction the phone never sent) releases nothing.
     /// (The test clock stands still: without it the holds would end on their own and the test could not fail.)
     @Test func aSourceVerifiedWhileItsAggregateIsHeldGetsThroughAtOnce() throws {
         var policy = FilterPolicy()
@@ -575,6 +576,15 @@ import Testing
                 let dropped = try (0..<300).filter { try p.judge(Packet.request("OPTIONS", src: flood($0))).2 == .droppedPrefix }
                 #expect(dropped.count >= 200, "\(phone)")
                 #expect(try p.judge(Packet.request("OPTIONS", src: phone)).2 == .droppedPrefix, "\(phone), held")
+            }
+            // The forger's turn first: a 200 to the phone naming a transaction it never sent verifies nothing, so
+            // it releases nothing either.
+            try onCPU(0) {
+                try TrustTests.inside(p, TrustTests.response("200 OK", to: phone, cseq: "1 REGISTER", callID: "forged-h1"))
+            }
+            #expect(try TrustTests.trusted(p)[phone] == nil)
+            try onCPU(floodCPU) { () throws -> Void in
+                #expect(try p.judge(Packet.request("OPTIONS", src: phone)).2 == .droppedPrefix, "\(phone), still held")
             }
             try onCPU(0) {
                 try TrustTests.inside(p, TrustTests.response("200 OK", to: phone, cseq: "1 REGISTER", callID: "h1"))
