@@ -476,6 +476,7 @@ static __noinline void fg_note_fragment(const struct fg_packet *pkt)
 /* fg_inspect's verdicts beside the scan's FG_SCAN_* bits. */
 #define FG_INSPECT_MISMATCH (1U << 16) /* CSeq names REGISTER or INVITE, the start line another method */
 #define FG_INSPECT_OVERSIZE (1U << 17) /* the header block does not end within the bytes walked, and more may follow */
+#define FG_INSPECT_UNPROVEN (1U << 18) /* a quarantined verified source's credentials, answering no challenge sent to it */
 
 /*
  * Walks a SIP request's header block (lib/scanner.h) and notes it in fg_txns
@@ -507,6 +508,12 @@ static __always_inline __u32 fg_inspect(struct xdp_md *ctx, struct fg_packet *pk
 	 * it: beyond the bytes walked, or in a later fragment. */
 	if (!(found & FG_SCAN_END) && (pkt->frag_first || pkt->payload_len > scan->len))
 		return found | FG_INSPECT_OVERSIZE;
+	/* A verified source quarantined for unproven failures (lib/trust.h):
+	 * its credentials must answer a challenge sent to it. */
+	if (pkt->tier == FG_TIER_VERIFIED && !(txn_flags & FG_TXN_REPIN) && (found & FG_SCAN_CREDENTIALS) &&
+	    (pkt->traffic_class == FG_CLASS_REGISTER || pkt->traffic_class == FG_CLASS_INVITE) &&
+	    fg_unproven_refused(s, &pkt->src, scan->nonce))
+		return found | FG_INSPECT_UNPROVEN;
 	/* Over TCP a header block may go on in the next segment: the request is
 	 * let through (its connection would stall otherwise), but not noted. */
 	if (fg_notes_transactions(s) && (found & FG_SCAN_END))
@@ -538,6 +545,8 @@ static __always_inline __u32 fg_inspect_verdict(struct fg_ctx *c, struct fg_pack
 		return FG_REASON_DROPPED_MALFORMED;
 	if (found & FG_INSPECT_OVERSIZE)
 		return FG_REASON_DROPPED_OVERSIZE;
+	if (found & FG_INSPECT_UNPROVEN)
+		return FG_REASON_DROPPED_UNPROVEN;
 	return FG_REASON_PASSED;
 }
 

@@ -271,7 +271,8 @@ enum fg_reason {
 	FG_REASON_DROPPED_FRAUD = 18,	   /* a new call over a fraud threshold, or from a source blocked for new calls */
 	FG_REASON_DROPPED_CONCURRENT = 19, /* a new call over its source's calls in progress */
 	FG_REASON_DROPPED_CALLER_ID = 20,  /* a new call presenting a caller number its source may not (enforce) */
-	FG_REASON_MAX = 21,
+	FG_REASON_DROPPED_UNPROVEN = 21,   /* a quarantined verified source's credentials answering no challenge sent to it */
+	FG_REASON_MAX = 22,
 };
 
 /* What to do with a packet whose headers are truncated or invalid. */
@@ -373,7 +374,8 @@ enum fg_inside_count {
 	FG_INSIDE_AUTH_NOT_COUNTED = 3, /* failures not held against the source: stale nonce, or another TTL than its pin */
 	FG_INSIDE_VERIFIED = 4,		/* accepted credentials that verified a source */
 	FG_INSIDE_SERVER_BYES = 5,	/* the server's BYEs */
-	FG_INSIDE_COUNT_MAX = 6,
+	FG_INSIDE_AUTH_UNPROVEN = 6,	/* a verified source's failures whose credentials answered no challenge sent to it */
+	FG_INSIDE_COUNT_MAX = 7,
 };
 
 /* Bumped whenever a pinned map's layout or meaning changes: a filter pinned by
@@ -389,8 +391,9 @@ enum fg_inside_count {
  * value, after the state (FG_CPU_TAGS_OFFSET); no fg_drop_tags. 18: wider
  * networks' keys (class FG_CLASS_MAX + 1) in fg_allow_prefixes and
  * fg_trusted_prefixes, and their drop-cache gate in fg_cpu_state (an older
- * agent's sync would remove the allow list's). */
-#define FG_LAYOUT_VERSION 18
+ * agent's sync would remove the allow list's). 19: fg_auth's unproven
+ * failures and quarantine; fg_inside_counts' seventh count. */
+#define FG_LAYOUT_VERSION 19
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*
@@ -567,6 +570,10 @@ enum fg_event_type {
 	FG_EVENT_CALLER_ID = 9, /* a new call presented a caller number its source may not: offence =
 				 * FG_CALLER_ID_FLAG or _ENFORCE, expires_ns = the number's digits (as
 				 * fg_destination_key has them), drops = their count */
+	FG_EVENT_QUARANTINE = 10, /* a verified source's credentials failed settings.bruteforce_failures times
+				   * answering no challenge sent to it (a forger at its hop distance, or a
+				   * guesser with nonces fetched elsewhere): until expires_ns, its credentialed
+				   * requests must answer one; drops = the failures */
 };
 #define FG_FRAUD_INTERNATIONAL 1
 #define FG_FRAUD_HIGH_RISK 2
@@ -582,7 +589,9 @@ enum fg_event_type {
 struct fg_auth_state {
 	__u32 failures;	       /* 403s, and 401/407s (but stale ones), in the window */
 	__u32 window_start_s;  /* CLOCK_MONOTONIC seconds when the window began */
-	__u32 pad[2];
+	__u32 unproven;	       /* a verified source's failures whose credentials answered no challenge sent to it,
+				* in the window (lib/trust.h): they quarantine it, never ban it */
+	__u32 quarantine_until_s; /* CLOCK_MONOTONIC seconds until which its credentials must answer one (0: none) */
 };
 /* A pinned TTL / hop limit (lib/tiers.h), of a verified source or an allow
  * entry, and the evidence on its way to moving it. */
@@ -992,6 +1001,7 @@ static inline const char *fg_reason_name(__u32 r)
 	case FG_REASON_DROPPED_FRAUD: return "dropped-fraud";
 	case FG_REASON_DROPPED_CONCURRENT: return "dropped-concurrent";
 	case FG_REASON_DROPPED_CALLER_ID: return "dropped-caller-id";
+	case FG_REASON_DROPPED_UNPROVEN: return "dropped-unproven";
 	default: return (const char *)0;
 	}
 }
@@ -1024,6 +1034,7 @@ static inline const char *fg_inside_count_name(__u32 i)
 	case FG_INSIDE_AUTH_NOT_COUNTED: return "auth-failures-not-counted";
 	case FG_INSIDE_VERIFIED: return "verified";
 	case FG_INSIDE_SERVER_BYES: return "server-byes";
+	case FG_INSIDE_AUTH_UNPROVEN: return "auth-failures-unproven";
 	default: return (const char *)0;
 	}
 }

@@ -15,13 +15,26 @@
  * transaction of its destination, with the same method:
  *
  * - a 2xx to a REGISTER verifies the source (and pins its TTL; see
- *   lib/tiers.h for how a pin moves) and clears its failures, if its
- *   credentials answered a nonce the server had sent that address
- *   (fg_challenges, noted from every 401 and 407 on its way out);
+ *   lib/tiers.h for how a pin moves), if its credentials answered a nonce
+ *   the server had sent that address (fg_challenges, noted from every 401
+ *   and 407 on its way out). It clears no failures: an account holder
+ *   guessing at other accounts would log in between its guesses;
  * - a 401 or 407 is a failed authentication, unless its challenge header
  *   says stale=true (an old nonce, not a wrong password), and so is a 403;
  * - settings.bruteforce_failures failures within bruteforce_window_s ban the
- *   source for bruteforce_ban_s (fail2ban's SIP jails, at line rate).
+ *   source for bruteforce_ban_s (fail2ban's SIP jails, at line rate);
+ * - but a verified source's failure whose credentials answered no nonce sent
+ *   to it is unproven: someone forging it from its own hop distance (which
+ *   its pin cannot tell apart) never sees its challenges, and could
+ *   otherwise get it banned with made-up credentials. As many unproven
+ *   failures in the window quarantine it for bruteforce_ban_s instead: its
+ *   credentialed REGISTERs and INVITEs that answer no nonce sent to it are
+ *   dropped on the way in (dropped-unproven), the rest of its traffic is not
+ *   touched. A guesser holding an account (and so verified) that fetches
+ *   nonces at another address gets as many unproven guesses, then only ones
+ *   answering its own challenges, which count towards a ban. Whatever nonce
+ *   the walk reads (a decoy header's included) decides both the quarantine's
+ *   check and whether the failure is proven, so no reading escapes both.
  *
  * A first REGISTER without credentials (every phone's, challenged with a 401)
  * is noted nowhere and counts for nothing, and so does a forged one: its
@@ -119,33 +132,92 @@ static __always_inline void fg_note_transaction(const struct fg_packet *pkt, con
 	bpf_map_update_elem(&fg_txns, &key, &txn, BPF_ANY);
 }
 
-/* A failed authentication of `addr` in its window; bans it at the threshold. */
-static __always_inline void fg_auth_failure(struct fg_settings *s, const struct fg_addr *addr)
+/* Did the server send `addr` the challenge whose nonce hashes to `nonce`? */
+static __always_inline int fg_challenged(const struct fg_addr *addr, __u64 nonce)
+{
+	struct fg_challenge_key key = {.addr = *addr, .nonce = nonce};
+
+	return nonce && bpf_map_lookup_elem(&fg_challenges, &key) != NULL;
+}
+
+/* `addr`'s failures, made if it has none (NULL if that fails), with both
+ * counts begun again if their window has passed; the quarantine is kept. */
+static __always_inline struct fg_auth_state *fg_auth_window(const struct fg_settings *s, const struct fg_addr *addr,
+							    __u32 now_s)
 {
 	struct fg_autoban_scratch *w;
 	struct fg_auth_state *st;
-	__u32 now_s = fg_clock_ns() / 1000000000ULL, failures, zero = 0;
+	__u32 zero = 0;
 
-	if (!s->bruteforce_failures)
-		return;
 	st = bpf_map_lookup_elem(&fg_auth, addr);
 	if (!st) {
 		w = bpf_map_lookup_elem(&fg_autoban_scratch, &zero);
 		if (!w)
-			return;
+			return NULL;
 		w->auth.failures = 0;
 		w->auth.window_start_s = now_s;
-		w->auth.pad[0] = 0;
-		w->auth.pad[1] = 0;
+		w->auth.unproven = 0;
+		w->auth.quarantine_until_s = 0;
 		bpf_map_update_elem(&fg_auth, addr, &w->auth, BPF_NOEXIST);
 		st = bpf_map_lookup_elem(&fg_auth, addr);
 		if (!st)
-			return;
+			return NULL;
 	}
 	if (now_s - st->window_start_s >= s->bruteforce_window_s) {
 		st->window_start_s = now_s;
 		st->failures = 0;
+		st->unproven = 0;
 	}
+	return st;
+}
+
+/* A verified source's failure whose credentials answered no nonce sent to
+ * it: at the threshold, quarantined (see the top of this file). */
+static __always_inline void fg_unproven_failure(const struct fg_settings *s, const struct fg_addr *addr)
+{
+	__u64 now = fg_clock_ns();
+	__u32 now_s = now / 1000000000ULL, n;
+	struct fg_auth_state *st;
+
+	if (!s->bruteforce_failures)
+		return;
+	st = fg_auth_window(s, addr, now_s);
+	if (!st)
+		return;
+	n = ++st->unproven;
+	if (n < s->bruteforce_failures)
+		return;
+	st->unproven = 0;
+	st->quarantine_until_s = now_s + s->bruteforce_ban_s;
+	fg_event(FG_EVENT_QUARANTINE, FG_CLASS_RESPONSE, addr, now + (__u64)s->bruteforce_ban_s * 1000000000ULL, 0, n);
+}
+
+/* Is `addr`, a verified source, quarantined, and do its credentials (their
+ * nonce hashed `nonce`, as the walk read it) answer no challenge sent to it?
+ * Then its credentialed request is dropped on the way in. */
+static __always_inline int fg_unproven_refused(const struct fg_settings *s, const struct fg_addr *addr, __u64 nonce)
+{
+	struct fg_auth_state *st;
+
+	if (!s->bruteforce_failures)
+		return 0;
+	st = bpf_map_lookup_elem(&fg_auth, addr);
+	if (!st || !st->quarantine_until_s || fg_clock_ns() / 1000000000ULL >= st->quarantine_until_s)
+		return 0;
+	return !fg_challenged(addr, nonce);
+}
+
+/* A failed authentication of `addr` in its window; bans it at the threshold. */
+static __always_inline void fg_auth_failure(struct fg_settings *s, const struct fg_addr *addr)
+{
+	struct fg_auth_state *st;
+	__u32 now_s = fg_clock_ns() / 1000000000ULL, failures;
+
+	if (!s->bruteforce_failures)
+		return;
+	st = fg_auth_window(s, addr, now_s);
+	if (!st)
+		return;
 	failures = ++st->failures;
 	if (failures < s->bruteforce_failures)
 		return;
@@ -257,21 +329,14 @@ static __always_inline void fg_verify(struct fg_settings *s, const struct fg_add
 	fg_event(FG_EVENT_TRUSTED, FG_CLASS_RESPONSE, addr, until, ttl, 0);
 }
 
-/* Did the server send `addr` the challenge whose nonce hashes to `nonce`? */
-static __always_inline int fg_challenged(const struct fg_addr *addr, __u64 nonce)
-{
-	struct fg_challenge_key key = {.addr = *addr, .nonce = nonce};
-
-	return nonce && bpf_map_lookup_elem(&fg_challenges, &key) != NULL;
-}
-
 /* The SIP server's answer to `dst`, in a datagram or a TCP segment. */
 static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_settings *s, const struct fg_addr *dst,
 					     __u32 payload_off, __u32 payload_len)
 {
 	struct fg_scan *scan;
 	struct fg_txn_key key = {.addr = *dst};
-	struct fg_txn *found, txn;
+	struct fg_txn *found, txn = {};
+	int proven = 0;
 	__u32 flags;
 	__u8 line[12];
 	__u32 code;
@@ -316,6 +381,22 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 	}
 	if (!fg_notes_transactions(s))
 		return;
+	/* The noted transaction the answer names, and whether its credentials
+	 * answered a nonce sent to `dst`: asked before this answer's own
+	 * challenge is noted, which they cannot have answered. */
+	found = NULL;
+	if ((flags & (FG_SCAN_CALLID | FG_SCAN_CSEQ)) == (FG_SCAN_CALLID | FG_SCAN_CSEQ) && !(flags & FG_SCAN_AMBIGUOUS)) {
+		key.callid = scan->callid;
+		key.cseq = scan->cseq;
+		found = bpf_map_lookup_elem(&fg_txns, &key);
+		if (found && fg_cseq_class(scan->method) != found->traffic_class)
+			found = NULL;
+	}
+	if (found) {
+		txn = *found;
+		bpf_map_delete_elem(&fg_txns, &key);
+		proven = fg_challenged(dst, txn.nonce);
+	}
 	/* A challenge: its nonce is what credentials from `dst` must answer. */
 	if ((code == 401 || code == 407) && scan->nonce) {
 		struct fg_challenge_key challenge = {.addr = *dst, .nonce = scan->nonce};
@@ -324,25 +405,16 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 		bpf_map_update_elem(&fg_challenges, &challenge, &one, BPF_ANY);
 		fg_inside_count(FG_INSIDE_CHALLENGES);
 	}
-	if ((flags & (FG_SCAN_CALLID | FG_SCAN_CSEQ)) != (FG_SCAN_CALLID | FG_SCAN_CSEQ) || (flags & FG_SCAN_AMBIGUOUS))
+	if (!found)
 		return;
-	key.callid = scan->callid;
-	key.cseq = scan->cseq;
-	found = bpf_map_lookup_elem(&fg_txns, &key);
-	if (!found || fg_cseq_class(scan->method) != found->traffic_class)
-		return;
-	txn = *found;
-	bpf_map_delete_elem(&fg_txns, &key);
 
 	if (code >= 200 && code <= 299) {
 		/* Accepted credentials prove the address real only if they
 		 * answered a nonce sent to it, and only for a REGISTER, whose
 		 * credentials a server always checks: an INVITE it may accept
-		 * without (to voicemail, from a trunk), and such a 2xx must not
-		 * clear a guesser's failures either. */
-		if (txn.traffic_class != FG_CLASS_REGISTER || !fg_challenged(dst, txn.nonce))
+		 * without (to voicemail, from a trunk). */
+		if (txn.traffic_class != FG_CLASS_REGISTER || !proven)
 			return;
-		bpf_map_delete_elem(&fg_auth, dst);
 		fg_verify(s, dst, txn.ttl, txn.flags & FG_TXN_REPIN);
 		fg_inside_count(FG_INSIDE_VERIFIED);
 		return;
@@ -355,6 +427,14 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 	 * nonce, not a wrong password. */
 	if ((txn.flags & FG_TXN_REPIN) || (code != 403 && (flags & FG_SCAN_STALE))) {
 		fg_inside_count(FG_INSIDE_AUTH_NOT_COUNTED);
+		return;
+	}
+	/* A verified source's failure is its own only if its credentials
+	 * answered a nonce the server sent it; otherwise it is unproven, and
+	 * quarantines rather than bans (see the top of this file). */
+	if (!proven && fg_verified(s, dst, fg_clock_ns())) {
+		fg_inside_count(FG_INSIDE_AUTH_UNPROVEN);
+		fg_unproven_failure(s, dst);
 		return;
 	}
 	fg_inside_count(FG_INSIDE_AUTH_FAILURES);

@@ -433,6 +433,13 @@ public final class Agent: @unchecked Sendable {
                     "source": "\(address)", "caller": "\(event.callerNumber ?? "none in range")", "action": "\(action)",
                 ])
             }
+        case .quarantine:
+            metrics.quarantined()
+            if limiter.allow() {
+                logger.warning("quarantined a verified source's credentials: they failed answering no challenge sent to it (forged from its hop distance, or nonces fetched elsewhere)", metadata: [
+                    "source": "\(address)", "failures": .stringConvertible(event.drops), "seconds": .stringConvertible(Int(seconds.rounded())),
+                ])
+            }
         case .spoofed:
             metrics.spoofedReported()
             if limiter.allow() {

@@ -22,6 +22,7 @@ public final class AgentMetrics: @unchecked Sendable {
     private let trustLearnedCounter: Counter
     private var spared: [String: Counter] = [:]
     private let spoofedEvents: Counter
+    private let quarantines: Counter
     private let destinationSwitchesCounter: Counter
     private var destinationOutcomes: [String: Counter] = [:]
     private var fraudBlocks: [String: Counter] = [:]
@@ -49,7 +50,8 @@ public final class AgentMetrics: @unchecked Sendable {
             insideCounts[name] = registry.makeCounter(
                 descriptor: metricName("floodgate_inside_events_total",
                                        "What the inside program read in the SIP server's answers (answers, challenges, "
-                                       + "auth-failures, auth-failures-not-counted, verified, server-byes)"),
+                                       + "auth-failures, auth-failures-not-counted, verified, server-byes, "
+                                       + "auth-failures-unproven)"),
                 labels: [("interface", interface), ("event", name)])
         }
         tracked = registry.makeGauge(
@@ -92,6 +94,11 @@ public final class AgentMetrics: @unchecked Sendable {
             descriptor: metricName("floodgate_spoofed_events_total",
                                    "Reports of packets claiming a verified or allow-listed address at another hop distance "
                                    + "(at most one a second per CPU; the dropped-spoofed packets are in floodgate_packets_total)"),
+            labels: [("interface", interface)])
+        quarantines = registry.makeCounter(
+            descriptor: metricName("floodgate_quarantines_total",
+                                   "Verified sources quarantined: their credentials failed answering no challenge sent to "
+                                   + "them, so until the quarantine ends only credentials answering one pass (dropped-unproven)"),
             labels: [("interface", interface)])
         for origin in Ban.origins {
             let labels = [("interface", interface), ("origin", origin)]
@@ -194,6 +201,7 @@ public final class AgentMetrics: @unchecked Sendable {
     func banSpared(origin: String) { spared[origin]?.increment() }
 
     func spoofedReported() { spoofedEvents.increment() }
+    func quarantined() { quarantines.increment() }
 
     /// One drop in FilterCapacity.dropSampleEvery per CPU, class and reason reaches the agent with its source.
     func dropSampled(trafficClass: String, reason: String) {

@@ -45,6 +45,10 @@ public struct FilterEvent: Sendable, Equatable {
         /// A new call presented a caller number its source may not (``callerNumber``; `offence`: the mode,
         /// ``callerIDEnforced``).
         case callerID
+        /// A verified source's credentials failed as many times as a ban takes while answering no challenge sent to
+        /// it: until `expiresNS` its credentialed REGISTERs and INVITEs must answer one (`dropped-unproven`);
+        /// `drops`: the failures.
+        case quarantine
         case unknown(UInt32)
     }
 
@@ -84,6 +88,7 @@ public struct FilterEvent: Sendable, Equatable {
         case FG_EVENT_SPOOFED.rawValue: kind = .spoofed
         case FG_EVENT_FRAUD.rawValue: kind = .fraud
         case FG_EVENT_CALLER_ID.rawValue: kind = .callerID
+        case FG_EVENT_QUARANTINE.rawValue: kind = .quarantine
         default: kind = .unknown(raw.type)
         }
         trafficClass = TrafficClass(counterRow: raw.traffic_class)

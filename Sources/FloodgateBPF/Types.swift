@@ -94,6 +94,7 @@ public struct Reason: Hashable, Sendable, CustomStringConvertible {
     public static let droppedFraud = Reason(FG_REASON_DROPPED_FRAUD)
     public static let droppedConcurrent = Reason(FG_REASON_DROPPED_CONCURRENT)
     public static let droppedCallerID = Reason(FG_REASON_DROPPED_CALLER_ID)
+    public static let droppedUnproven = Reason(FG_REASON_DROPPED_UNPROVEN)
 
     public static var all: [Reason] { (0..<FG_REASON_MAX.rawValue).map { Reason(fg_reason($0)) } }
 

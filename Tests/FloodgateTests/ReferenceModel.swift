@@ -79,8 +79,10 @@ struct ReferenceModel {
     var transactions: [Transaction: (ttl: UInt8, repin: Bool, cls: TrafficClass, nonce: [UInt8]?)] = [:]
     /// (address, nonce) of every challenge the server sent.
     var challenges: Set<[UInt8]> = []
-    /// Failed authentications per source: how many in the window that started at `start` (seconds).
-    var failures: [SourceAddress: (count: UInt32, start: UInt32)] = [:]
+    /// Failed authentications per source: how many in the window that started at `start` (seconds), how many of a
+    /// verified source's were unproven (its credentials answered no challenge sent to it), and until when
+    /// (seconds; 0: never) those have it quarantined.
+    var failures: [SourceAddress: (count: UInt32, start: UInt32, unproven: UInt32, quarantine: UInt32)] = [:]
     /// First fragments admitted, by (source, IP ID): how many of their later fragments may still pass.
     var fragments: [[UInt8]: Int] = [:]
 
@@ -369,6 +371,14 @@ struct ReferenceModel {
             }
             if found.malformed { return .droppedMalformed }
             if found.oversize { return .droppedOversize }
+            // A verified source quarantined for unproven failures: its credentials must answer its own challenges.
+            if tier == .verified, found.credentials, f.cls == .register || f.cls == .invite, settings.bruteForce != nil,
+               let state = failures[f.src], state.quarantine != 0,
+               UInt32(truncatingIfNeeded: now / 1_000_000_000) < state.quarantine,
+               !(found.nonce.map { challenges.contains(f.src.bytes + $0) } ?? false)
+            {
+                return .droppedUnproven
+            }
         }
         return budgetVerdict(f.cls, tier: tier)
     }
@@ -441,21 +451,26 @@ struct ReferenceModel {
                          nonce: String? = nil, stale: Bool = false)
     {
         guard notesTransactions, (200...699).contains(code) else { return }
-        if code == 401 || code == 407, let nonce { challenges.insert(destination.bytes + Array(nonce.utf8)) }
         let key = Transaction(address: destination, callID: Array(callID.utf8), cseq: cseq)
-        guard let txn = transactions[key],
-              (method == "REGISTER" && txn.cls == .register) || (method == "INVITE" && txn.cls == .invite)
-        else { return }
+        var txn = transactions[key]
+        if let t = txn, !((method == "REGISTER" && t.cls == .register) || (method == "INVITE" && t.cls == .invite)) {
+            txn = nil
+        }
+        // Whether the credentials answered a nonce sent to this address, asked before this answer's challenge counts.
+        let proven = txn?.nonce.map { challenges.contains(destination.bytes + $0) } ?? false
+        if code == 401 || code == 407, let nonce { challenges.insert(destination.bytes + Array(nonce.utf8)) }
+        guard let txn else { return }
         transactions[key] = nil
         if (200...299).contains(code) {
-            // Accepted credentials of a REGISTER that answered a nonce sent to this address: verified.
-            guard txn.cls == .register, let nonce = txn.nonce, challenges.contains(destination.bytes + nonce) else { return }
-            failures[destination] = nil
+            // Accepted credentials of a REGISTER that answered a nonce sent to this address: verified. No failures
+            // are cleared.
+            guard txn.cls == .register, proven else { return }
             verify(destination, ttl: txn.ttl, repin: txn.repin)
             return
         }
         if txn.repin { return }
-        if (code == 401 || code == 407) && !stale || code == 403 { failure(destination) }
+        guard (code == 401 || code == 407) && !stale || code == 403 else { return }
+        if !proven && verified(destination) != nil { unprovenFailure(destination) } else { failure(destination) }
     }
 
     /// A pin and an accepted REGISTER at `ttl`: the pin moves after FG_REPIN_CONFIRMATIONS in a row at one new TTL.
@@ -494,13 +509,35 @@ struct ReferenceModel {
 
     mutating func failure(_ address: SourceAddress) {
         guard let bruteForce = settings.bruteForce else { return }
-        let seconds = UInt32(truncatingIfNeeded: now / 1_000_000_000)
-        var state = failures[address] ?? (0, seconds)
-        if seconds &- state.start >= bruteForce.windowSeconds { state = (0, seconds) }
+        var state = authWindow(address, bruteForce)
         state.count += 1
         if state.count >= bruteForce.failures {
             state.count = 0
             issueBan(address, seconds: bruteForce.banSeconds, why: "brute-force")
+        }
+        failures[address] = state
+    }
+
+    /// A source's failure state, both counts begun again if their window has passed; the quarantine kept.
+    func authWindow(_ address: SourceAddress, _ bruteForce: BruteForce)
+        -> (count: UInt32, start: UInt32, unproven: UInt32, quarantine: UInt32)
+    {
+        let seconds = UInt32(truncatingIfNeeded: now / 1_000_000_000)
+        var state = failures[address] ?? (0, seconds, 0, 0)
+        if seconds &- state.start >= bruteForce.windowSeconds { (state.count, state.start, state.unproven) = (0, seconds, 0) }
+        return state
+    }
+
+    /// A verified source's failure whose credentials answered no challenge sent to it: at the threshold,
+    /// quarantined for the ban's length rather than banned.
+    mutating func unprovenFailure(_ address: SourceAddress) {
+        guard let bruteForce = settings.bruteForce else { return }
+        var state = authWindow(address, bruteForce)
+        state.unproven += 1
+        if state.unproven >= bruteForce.failures {
+            state.unproven = 0
+            state.quarantine = UInt32(truncatingIfNeeded: now / 1_000_000_000) &+ bruteForce.banSeconds
+            issued["quarantine", default: 0] += 1
         }
         failures[address] = state
     }

@@ -235,8 +235,8 @@ import Testing
     }
 
     /// What does not count as a failure: a 401 with stale=true (an old nonce, not a wrong password), a 403 to a
-    /// request without credentials, and answers naming a transaction the source never sent. A 2xx clears the
-    /// failures counted so far.
+    /// request without credentials, and answers naming a transaction the source never sent. A 2xx clears nothing:
+    /// an account holder guessing at other accounts would log in between its guesses.
     @Test func onlyMatchedAnswersToCredentialedRequestsAreFailures() throws {
         let p = try TrustTests.program(failures: 2)
         let phone = "198.18.5.20"
@@ -253,12 +253,79 @@ import Testing
             try TrustTests.inside(p, TrustTests.response("401 Unauthorized", to: phone, callID: "never-sent-\(round)"))
         }
         #expect(p.maps.ban(of: SourceAddress(phone)!) == nil)
-        // One failure, then a success: the next failure is the first again.
+        // One failure, then a success, then a second failure: banned.
         #expect(try TrustTests.register(p, phone, call: "f1", answer: "401 Unauthorized") == .passed)
         #expect(try TrustTests.register(p, phone, call: "ok") == .passed)
-        #expect(try TrustTests.register(p, phone, call: "f2", answer: "401 Unauthorized") == .passed)
         #expect(p.maps.ban(of: SourceAddress(phone)!) == nil)
-        #expect(try TrustTests.register(p, phone, call: "f3", answer: "401 Unauthorized") == .passed)
+        #expect(try TrustTests.register(p, phone, call: "f2", answer: "401 Unauthorized") == .passed)
+        #expect(p.maps.ban(of: SourceAddress(phone)!)?.bruteForce == true)
+    }
+
+    /// Someone forging a verified phone from its own hop distance (which its pin cannot tell apart) sends made-up
+    /// credentials in its name. The server's 401s answer no challenge it sent the phone, so they are unproven
+    /// failures: as many as a ban takes quarantine the phone rather than ban it. Until the quarantine ends, its
+    /// credentialed REGISTERs and INVITEs must answer one of its own challenges, and the rest of its traffic is not
+    /// touched. A guesser holding an account looks the same and gets as many unproven guesses; then only guesses
+    /// answering its own challenges pass, and they count towards a ban, with a decoy header's nonce too.
+    @Test func aForgerAtAVerifiedSourcesHopDistanceQuarantinesItsCredentialsAndCannotBanIt() throws {
+        let p = try TrustTests.program(failures: 3, testClock: true)
+        let start: UInt64 = 1_000 * 1_000_000_000
+        try p.setTestClock(nanoseconds: start)
+        let events = try EventReader(p.maps)
+        let phone = "198.18.5.30"
+        #expect(try TrustTests.register(p, phone) == .passed)
+        #expect(Set(try TrustTests.trusted(p).keys) == [phone])
+        func forged(_ n: Int, nonce: String = "made-up", decoy: [String] = []) throws -> Reason? {
+            let auth = "Authorization: Digest username=\"200\", realm=\"198.18.2.2\", nonce=\"\(nonce)\", response=\"0\""
+            return try p.judge(Packet.request("REGISTER", src: phone, extra: decoy + [auth], callID: "forged-\(n)",
+                                              cseq: "1 REGISTER")).2
+        }
+        func failed(_ n: Int) throws {
+            try TrustTests.inside(p, TrustTests.response(
+                "401 Unauthorized", to: phone, callID: "forged-\(n)",
+                extra: ["WWW-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"fresh-\(n)\""]))
+        }
+        for n in 1...3 {
+            #expect(try forged(n) == .passed, "\(n): not quarantined yet")
+            try failed(n)
+        }
+        #expect(p.maps.ban(of: SourceAddress(phone)!) == nil, "unproven failures ban no one")
+        var counts = try p.maps.insideCounts()
+        #expect(counts["auth-failures-unproven"] == 3 && counts["auth-failures"] == 0, "\(counts)")
+        let quarantines = events.drain().filter { $0.kind == .quarantine }
+        #expect(quarantines.count == 1 && quarantines.first?.address == SourceAddress(phone)
+            && quarantines.first?.drops == 3, "\(quarantines)")
+
+        // Quarantined: made-up credentials are dropped, REGISTER and INVITE alike.
+        #expect(try forged(4) == .droppedUnproven)
+        let invite = "Proxy-Authorization: Digest username=\"200\", nonce=\"made-up\", response=\"0\""
+        #expect(try p.judge(Packet.request("INVITE", src: phone, extra: [invite], callID: "forged-i", cseq: "1 INVITE")).2
+            == .droppedUnproven)
+        // The phone's own: credentials answering its challenge, a REGISTER without any, an OPTIONS.
+        #expect(try TrustTests.register(p, phone, call: "own", n: 2) == .passed)
+        #expect(try p.judge(Packet.request("REGISTER", src: phone, callID: "plain")).2 == .passed)
+        #expect(try p.judge(Packet.request("OPTIONS", src: phone, callID: "o")).2 == .passed)
+        #expect(Set(try TrustTests.trusted(p).keys) == [phone] && p.maps.ban(of: SourceAddress(phone)!) == nil)
+        // A decoy header carrying the phone's own nonce gets made-up credentials past the check, but then their
+        // failure is proven: it counts towards a ban.
+        #expect(try forged(5, decoy: ["Proxy-Authorization: Digest username=\"200\", nonce=\"abc\", response=\"0\""])
+            == .passed)
+        try failed(5)
+        counts = try p.maps.insideCounts()
+        #expect(counts["auth-failures"] == 1 && counts["auth-failures-unproven"] == 3, "\(counts)")
+
+        // The quarantine lasts as long as a ban (60 s): then made-up credentials pass again, and the window's counts
+        // start again.
+        try p.setTestClock(nanoseconds: start + 61 * 1_000_000_000)
+        #expect(try TrustTests.register(p, phone, call: "renew", n: 3) == .passed)
+        #expect(Set(try TrustTests.trusted(p).keys) == [phone])
+        #expect(try forged(6) == .passed)
+        // Guesses answering the phone's own challenges are its failures, and a success between them clears nothing.
+        #expect(try TrustTests.register(p, phone, call: "g1", answer: "401 Unauthorized") == .passed)
+        #expect(try TrustTests.register(p, phone, call: "ok", n: 4) == .passed)
+        #expect(try TrustTests.register(p, phone, call: "g2", answer: "401 Unauthorized") == .passed)
+        #expect(p.maps.ban(of: SourceAddress(phone)!) == nil)
+        #expect(try TrustTests.register(p, phone, call: "g3", answer: "401 Unauthorized") == .passed)
         #expect(p.maps.ban(of: SourceAddress(phone)!)?.bruteForce == true)
     }
 
