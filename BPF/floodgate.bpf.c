@@ -480,7 +480,7 @@ static __noinline void fg_note_fragment(const struct fg_packet *pkt)
 
 /*
  * Walks a SIP request's header block (lib/scanner.h) and notes it in fg_txns
- * if it is a credentialed REGISTER or INVITE (lib/trust.h), with `txn_flags`.
+ * if it carries credentials (lib/trust.h), with `txn_flags`.
  * Returns FG_SCAN_* and FG_INSPECT_* bits. Inlined into fg_decide_content,
  * its one caller, a global function whose frame is not fg_decide's.
  */
@@ -511,7 +511,6 @@ static __always_inline __u32 fg_inspect(struct xdp_md *ctx, struct fg_packet *pk
 	/* A verified source quarantined for unproven failures (lib/trust.h):
 	 * its credentials must answer a challenge sent to it. */
 	if (pkt->tier == FG_TIER_VERIFIED && !(txn_flags & FG_TXN_REPIN) && (found & FG_SCAN_CREDENTIALS) &&
-	    (pkt->traffic_class == FG_CLASS_REGISTER || pkt->traffic_class == FG_CLASS_INVITE) &&
 	    fg_unproven_refused(s, &pkt->src, scan->nonce))
 		return found | FG_INSPECT_UNPROVEN;
 	/* Over TCP a header block may go on in the next segment: the request is

@@ -392,7 +392,9 @@ enum fg_inside_count {
  * networks' keys (class FG_CLASS_MAX + 1) in fg_allow_prefixes and
  * fg_trusted_prefixes, and their drop-cache gate in fg_cpu_state (an older
  * agent's sync would remove the allow list's). 19: fg_auth's unproven
- * failures and quarantine; fg_inside_counts' seventh count. */
+ * failures and quarantine; fg_inside_counts' seventh count; fg_txns keyed by
+ * the CSeq method too, for credentialed requests of every method, with a
+ * count of those pending. */
 #define FG_LAYOUT_VERSION 19
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
@@ -638,21 +640,23 @@ struct fg_allow_entry {
 };
 
 /*
- * fg_txns[source, Call-ID hash, CSeq number]: a REGISTER or INVITE with
- * credentials that the external program let in, so that the server's answer
- * (seen by floodgate_inside) can be matched to it. LRU.
+ * fg_txns[source, Call-ID hash, CSeq number and method]: a SIP request with
+ * credentials that the external program let in, of any method, so that the
+ * server's answer (seen by floodgate_inside) can be matched to it. LRU.
  */
 struct fg_txn_key {
 	struct fg_addr addr;
 	__u32 callid; /* FNV-1a of the Call-ID value */
 	__u32 cseq;   /* the CSeq number */
+	__u64 method; /* the CSeq method's first 8 bytes (~0: a longer one), as the header walk reads it */
 };
-#define FG_TXN_REPIN 1 /* it came at another TTL than the source's pinned one */
+#define FG_TXN_REPIN 1 /* it came at another TTL than the source's pinned one (all of them did, if several) */
 struct fg_txn {
 	__u8 ttl;	    /* the TTL / hop limit it arrived with */
 	__u8 flags;	    /* FG_TXN_* */
-	__u8 traffic_class; /* FG_CLASS_REGISTER or FG_CLASS_INVITE */
-	__u8 pad[5];
+	__u8 traffic_class; /* its class (enum fg_class): a REGISTER's answer may verify */
+	__u8 pending;	    /* requests noted under this key and not yet answered (1-255): each answer is one */
+	__u8 pad[4];
 	__u64 nonce;	    /* the hash of the nonce its credentials answer (0: none read) */
 };
 
@@ -925,7 +929,7 @@ _Static_assert(sizeof(struct fg_call) == 32, "fg_call layout");
 _Static_assert(sizeof(struct fg_fraud_block) == 16, "fg_fraud_block layout");
 _Static_assert(sizeof(struct fg_pin) == 4, "fg_pin layout");
 _Static_assert(sizeof(struct fg_trust) == 16, "fg_trust layout");
-_Static_assert(sizeof(struct fg_txn_key) == 24, "fg_txn_key layout");
+_Static_assert(sizeof(struct fg_txn_key) == 32, "fg_txn_key layout");
 _Static_assert(sizeof(struct fg_txn) == 16, "fg_txn layout");
 _Static_assert(sizeof(struct fg_fragment_key) == 24, "fg_fragment_key layout");
 _Static_assert(sizeof(struct fg_challenge_key) == 24, "fg_challenge_key layout");

@@ -4,15 +4,15 @@
  * logs: floodgate_inside runs on the interface facing the server and reads
  * each SIP response going out to a source (lib/tiers.h has the tiers).
  *
- * On the way in, the external program notes every REGISTER or INVITE that
- * carries credentials (an Authorization or Proxy-Authorization header) in
- * fg_txns under (source, Call-ID hash, CSeq number), with the TTL it came
- * at. A request whose CSeq names REGISTER or INVITE but whose start line is
- * another method never gets that far (RFC 3261 8.1.1.5: the methods match;
- * a server that copies the CSeq into its answer would otherwise answer an
- * OPTIONS as if it were a REGISTER). An answer from a SIP server address
+ * On the way in, the external program notes every request that carries
+ * credentials (an Authorization or Proxy-Authorization header), of any method,
+ * in fg_txns under (source, Call-ID hash, CSeq number and method), with the
+ * TTL it came at. A request whose CSeq names REGISTER or INVITE but whose
+ * start line is another method never gets that far (RFC 3261 8.1.1.5: the
+ * methods match; a server that copies the CSeq into its answer would
+ * otherwise answer an OPTIONS as if it were a REGISTER). An answer from a SIP server address
  * (settings.server_entries, fg_servers) counts only if it names a noted
- * transaction of its destination, with the same method:
+ * transaction of its destination (the same method included):
  *
  * - a 2xx to a REGISTER verifies the source (and pins its TTL; see
  *   lib/tiers.h for how a pin moves), if its credentials answered a nonce
@@ -28,8 +28,8 @@
  *   its pin cannot tell apart) never sees its challenges, and could
  *   otherwise get it banned with made-up credentials. As many unproven
  *   failures in the window quarantine it for bruteforce_ban_s instead: its
- *   credentialed REGISTERs and INVITEs that answer no nonce sent to it are
- *   dropped on the way in (dropped-unproven), the rest of its traffic is not
+ *   credentialed requests that answer no nonce sent to it are dropped on the
+ *   way in (dropped-unproven), the rest of its traffic is not
  *   touched. A guesser holding an account (and so verified) that fetches
  *   nonces at another address gets as many unproven guesses, then only ones
  *   answering its own challenges, which count towards a ban. Whatever nonce
@@ -116,28 +116,51 @@ static __always_inline int fg_cseq_mismatch(const struct fg_scan *scan, __u32 tr
 	return named != FG_CLASS_MAX;
 }
 
-/* Notes a credentialed REGISTER or INVITE the external program lets in. */
-static __always_inline void fg_note_transaction(const struct fg_packet *pkt, const struct fg_scan *scan,
-						__u32 flags)
-{
-	struct fg_txn_key key = {.addr = pkt->src, .callid = scan->callid, .cseq = scan->cseq};
-	struct fg_txn txn = {.ttl = pkt->ttl, .flags = flags, .traffic_class = pkt->traffic_class,
-			     .nonce = scan->nonce};
-	__u32 need = FG_SCAN_CREDENTIALS | FG_SCAN_CALLID | FG_SCAN_CSEQ;
-
-	if ((scan->found & need) != need || (scan->found & FG_SCAN_AMBIGUOUS))
-		return;
-	if (pkt->traffic_class != FG_CLASS_REGISTER && pkt->traffic_class != FG_CLASS_INVITE)
-		return;
-	bpf_map_update_elem(&fg_txns, &key, &txn, BPF_ANY);
-}
-
 /* Did the server send `addr` the challenge whose nonce hashes to `nonce`? */
 static __always_inline int fg_challenged(const struct fg_addr *addr, __u64 nonce)
 {
 	struct fg_challenge_key key = {.addr = *addr, .nonce = nonce};
 
 	return nonce && bpf_map_lookup_elem(&fg_challenges, &key) != NULL;
+}
+
+/*
+ * Notes a credentialed request the external program lets in, of any method:
+ * a server that challenges a SUBSCRIBE, a MESSAGE or an OPTIONS checks the
+ * password its credentials carry as it would a REGISTER's, so a guess in one
+ * must count too. Keyed by the CSeq method as well, so that one method's
+ * request does not take another's place. Requests under one key not yet
+ * answered (a retransmission, or a guesser's guesses sent under one Call-ID
+ * and CSeq) are counted, and each answer is one of them; of their TTLs,
+ * flags and nonces, what keeps a failure the address's wins: the flag that
+ * excuses a request from another hop distance stays only if every one had it,
+ * and a nonce sent to the address stays once one answered it.
+ */
+static __always_inline void fg_note_transaction(const struct fg_packet *pkt, const struct fg_scan *scan,
+						__u32 flags)
+{
+	struct fg_txn_key key = {.addr = pkt->src, .callid = scan->callid, .cseq = scan->cseq, .method = scan->method};
+	struct fg_txn txn = {.ttl = pkt->ttl, .flags = flags, .traffic_class = pkt->traffic_class, .pending = 1,
+			     .nonce = scan->nonce};
+	__u32 need = FG_SCAN_CREDENTIALS | FG_SCAN_CALLID | FG_SCAN_CSEQ;
+	struct fg_txn *found;
+
+	if ((scan->found & need) != need || (scan->found & FG_SCAN_AMBIGUOUS))
+		return;
+	if (!bpf_map_update_elem(&fg_txns, &key, &txn, BPF_NOEXIST))
+		return;
+	found = bpf_map_lookup_elem(&fg_txns, &key);
+	if (!found) {
+		bpf_map_update_elem(&fg_txns, &key, &txn, BPF_ANY);
+		return;
+	}
+	if (!(flags & FG_TXN_REPIN))
+		found->ttl = txn.ttl;
+	found->flags &= flags;
+	if (!fg_challenged(&pkt->src, found->nonce))
+		found->nonce = txn.nonce;
+	if (found->pending < 255)
+		found->pending++;
 }
 
 /* `addr`'s failures, made if it has none (NULL if that fails), with both
@@ -388,13 +411,16 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 	if ((flags & (FG_SCAN_CALLID | FG_SCAN_CSEQ)) == (FG_SCAN_CALLID | FG_SCAN_CSEQ) && !(flags & FG_SCAN_AMBIGUOUS)) {
 		key.callid = scan->callid;
 		key.cseq = scan->cseq;
+		key.method = scan->method;
 		found = bpf_map_lookup_elem(&fg_txns, &key);
-		if (found && fg_cseq_class(scan->method) != found->traffic_class)
-			found = NULL;
 	}
 	if (found) {
+		/* One of the requests pending under the key is answered. */
 		txn = *found;
-		bpf_map_delete_elem(&fg_txns, &key);
+		if (txn.pending > 1)
+			found->pending = txn.pending - 1;
+		else
+			bpf_map_delete_elem(&fg_txns, &key);
 		proven = fg_challenged(dst, txn.nonce);
 	}
 	/* A challenge: its nonce is what credentials from `dst` must answer. */

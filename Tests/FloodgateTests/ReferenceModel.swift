@@ -72,11 +72,20 @@ struct ReferenceModel {
         var address: SourceAddress
         var callID: [UInt8]
         var cseq: UInt32
+        /// The CSeq method as the program keys it: up to 8 bytes, or one key for every longer method.
+        var method: [UInt8]
+
+        init(address: SourceAddress, callID: [UInt8], cseq: UInt32, method: [UInt8]) {
+            self.address = address
+            self.callID = callID
+            self.cseq = cseq
+            self.method = method.count > 8 ? [0xff] : method
+        }
     }
 
-    /// Credentialed REGISTERs and INVITEs let in: the TTL they came at, whether at another TTL than the address's
-    /// pin, their method and the nonce their credentials answer.
-    var transactions: [Transaction: (ttl: UInt8, repin: Bool, cls: TrafficClass, nonce: [UInt8]?)] = [:]
+    /// Credentialed requests let in, of any method: the TTL they came at, whether at another TTL than the
+    /// address's pin, their class, the nonce their credentials answer, and how many under the key await an answer.
+    var transactions: [Transaction: (ttl: UInt8, repin: Bool, cls: TrafficClass, nonce: [UInt8]?, pending: Int)] = [:]
     /// (address, nonce) of every challenge the server sent.
     var challenges: Set<[UInt8]> = []
     /// Failed authentications per source: how many in the window that started at `start` (seconds), how many of a
@@ -372,7 +381,7 @@ struct ReferenceModel {
             if found.malformed { return .droppedMalformed }
             if found.oversize { return .droppedOversize }
             // A verified source quarantined for unproven failures: its credentials must answer its own challenges.
-            if tier == .verified, found.credentials, f.cls == .register || f.cls == .invite, settings.bruteForce != nil,
+            if tier == .verified, found.credentials, settings.bruteForce != nil,
                let state = failures[f.src], state.quarantine != 0,
                UInt32(truncatingIfNeeded: now / 1_000_000_000) < state.quarantine,
                !(found.nonce.map { challenges.contains(f.src.bytes + $0) } ?? false)
@@ -383,13 +392,24 @@ struct ReferenceModel {
         return budgetVerdict(f.cls, tier: tier)
     }
 
-    /// Walks a request and notes it if it is a credentialed REGISTER or INVITE whose header block ended.
+    /// Walks a request and notes it if it carries credentials and its header block ended. Under a key already
+    /// pending: one more pending; the TTL of one at the pin wins, the excuse of another TTL stays only if every one
+    /// had it, and a nonce sent to the address stays.
     mutating func walk(_ f: Frame, repin: Bool) -> Inspection {
         let found = inspect(f.payload, skip: f.skip, firstFragment: f.firstFragment)
         if !found.signature, !found.malformed, !found.oversize, notesTransactions, found.ended, found.credentials,
-           !found.ambiguous, let callID = found.callID, let cseq = found.cseq, f.cls == .register || f.cls == .invite
+           !found.ambiguous, let callID = found.callID, let cseq = found.cseq
         {
-            transactions[Transaction(address: f.src, callID: callID, cseq: cseq)] = (f.ttl, repin, f.cls, found.nonce)
+            let key = Transaction(address: f.src, callID: callID, cseq: cseq, method: found.method ?? [])
+            if var old = transactions[key] {
+                if !repin { old.ttl = f.ttl }
+                old.repin = old.repin && repin
+                if !(old.nonce.map { challenges.contains(f.src.bytes + $0) } ?? false) { old.nonce = found.nonce }
+                old.pending = min(old.pending + 1, 255)
+                transactions[key] = old
+            } else {
+                transactions[key] = (f.ttl, repin, f.cls, found.nonce, 1)
+            }
         }
         return found
     }
@@ -451,16 +471,14 @@ struct ReferenceModel {
                          nonce: String? = nil, stale: Bool = false)
     {
         guard notesTransactions, (200...699).contains(code) else { return }
-        let key = Transaction(address: destination, callID: Array(callID.utf8), cseq: cseq)
-        var txn = transactions[key]
-        if let t = txn, !((method == "REGISTER" && t.cls == .register) || (method == "INVITE" && t.cls == .invite)) {
-            txn = nil
-        }
+        let key = Transaction(address: destination, callID: Array(callID.utf8), cseq: cseq, method: Array(method.utf8))
+        let txn = transactions[key]
         // Whether the credentials answered a nonce sent to this address, asked before this answer's challenge counts.
         let proven = txn?.nonce.map { challenges.contains(destination.bytes + $0) } ?? false
         if code == 401 || code == 407, let nonce { challenges.insert(destination.bytes + Array(nonce.utf8)) }
         guard let txn else { return }
-        transactions[key] = nil
+        // One of the requests pending under the key is answered.
+        transactions[key] = txn.pending > 1 ? (txn.ttl, txn.repin, txn.cls, txn.nonce, txn.pending - 1) : nil
         if (200...299).contains(code) {
             // Accepted credentials of a REGISTER that answered a nonce sent to this address: verified. No failures
             // are cleared.
@@ -774,6 +792,8 @@ struct ReferenceModel {
         var nonce: [UInt8]? = nil
         var callID: [UInt8]? = nil
         var cseq: UInt32? = nil
+        /// The CSeq method, when a CSeq was read.
+        var method: [UInt8]? = nil
         var ended = false
         var ambiguous = false
     }
@@ -931,6 +951,7 @@ struct ReferenceModel {
         }
         result.ended = ended
         result.ambiguous = ambiguous
+        result.method = method
         if ambiguous {
             result.malformed = true
         } else if let method {

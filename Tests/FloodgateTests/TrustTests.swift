@@ -261,6 +261,65 @@ import Testing
         #expect(p.maps.ban(of: SourceAddress(phone)!)?.bruteForce == true)
     }
 
+    /// A server that challenges a SUBSCRIBE, a MESSAGE or an OPTIONS checks the password in its credentials as it
+    /// would a REGISTER's, so a failed one counts too. Several guesses sent under one Call-ID and CSeq count one
+    /// each, and a request at another TTL among them excuses none. A transaction is its CSeq method too: an
+    /// OPTIONS's 200 under a REGISTER's Call-ID and CSeq number verifies nothing.
+    @Test func aFailureCountsInAnyMethodAndForEachRequestUnderOneCallIDAndCSeq() throws {
+        let p = try TrustTests.program(failures: 3)
+        func guess(_ src: String, _ method: String, call: String, n: Int = 1, ttl: UInt8 = 64) throws -> Reason? {
+            try p.judge(Packet.request(method, src: src, extra: [TrustTests.credentials], callID: call,
+                                       cseq: "\(n) \(method)", ttl: ttl)).2
+        }
+        func answer(_ src: String, _ status: String, _ method: String, call: String, n: Int = 1) throws {
+            try TrustTests.inside(p, TrustTests.response(status, to: src, cseq: "\(n) \(method)", callID: call))
+        }
+        let methods = "198.18.6.1"
+        for (i, (method, status)) in [("SUBSCRIBE", "401 Unauthorized"), ("MESSAGE", "407 Proxy Authentication Required"),
+                                      ("OPTIONS", "403 Forbidden")].enumerated() {
+            #expect(p.maps.ban(of: SourceAddress(methods)!) == nil, "before \(method)")
+            #expect(try guess(methods, method, call: "m\(i)") == .passed)
+            // An answer naming the same Call-ID and CSeq number but another method is not this request's.
+            try answer(methods, status, "NOTIFY", call: "m\(i)")
+            #expect(p.maps.ban(of: SourceAddress(methods)!) == nil, "\(method): a NOTIFY's answer is not its")
+            try answer(methods, status, method, call: "m\(i)")
+        }
+        #expect(p.maps.ban(of: SourceAddress(methods)!)?.bruteForce == true, "three methods, three failures")
+
+        // Three guesses under one Call-ID and CSeq, each answered 401: three failures.
+        let oneKey = "198.18.6.2"
+        for _ in 1...3 { #expect(try guess(oneKey, "REGISTER", call: "same") == .passed) }
+        for round in 1...3 {
+            #expect(p.maps.ban(of: SourceAddress(oneKey)!) == nil, "answer \(round)")
+            try answer(oneKey, "401 Unauthorized", "REGISTER", call: "same")
+        }
+        #expect(p.maps.ban(of: SourceAddress(oneKey)!)?.bruteForce == true)
+
+        // A verified source's guess, then one under the same key from another hop distance (whose failure alone
+        // would not count): both count, and a third bans it.
+        let verified = "198.18.6.3"
+        #expect(try TrustTests.register(p, verified) == .passed)
+        try TrustTests.challenge(p, verified)
+        #expect(try guess(verified, "REGISTER", call: "mixed", n: 5) == .passed)
+        _ = try guess(verified, "REGISTER", call: "mixed", n: 5, ttl: 40)
+        try answer(verified, "401 Unauthorized", "REGISTER", call: "mixed", n: 5)
+        try answer(verified, "401 Unauthorized", "REGISTER", call: "mixed", n: 5)
+        #expect(p.maps.ban(of: SourceAddress(verified)!) == nil)
+        #expect(try TrustTests.register(p, verified, call: "third", answer: "401 Unauthorized") == .passed)
+        #expect(p.maps.ban(of: SourceAddress(verified)!)?.bruteForce == true)
+
+        // A REGISTER answering the address's challenge, and an OPTIONS with credentials under its Call-ID and CSeq
+        // number: the OPTIONS's 200 verifies nothing, the REGISTER's does.
+        let phone = "198.18.6.4"
+        try TrustTests.challenge(p, phone)
+        #expect(try guess(phone, "REGISTER", call: "both") == .passed)
+        #expect(try guess(phone, "OPTIONS", call: "both") == .passed)
+        try answer(phone, "200 OK", "OPTIONS", call: "both")
+        #expect(try TrustTests.trusted(p)[phone] == nil, "an OPTIONS's 200")
+        try answer(phone, "200 OK", "REGISTER", call: "both")
+        #expect(try TrustTests.trusted(p)[phone] != nil, "the REGISTER's 200")
+    }
+
     /// Someone forging a verified phone from its own hop distance (which its pin cannot tell apart) sends made-up
     /// credentials in its name. The server's 401s answer no challenge it sent the phone, so they are unproven
     /// failures: as many as a ban takes quarantine the phone rather than ban it. Until the quarantine ends, its
