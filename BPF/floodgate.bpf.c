@@ -508,9 +508,10 @@ static __always_inline __u32 fg_inspect(struct xdp_md *ctx, struct fg_packet *pk
 	 * it: beyond the bytes walked, or in a later fragment. */
 	if (!(found & FG_SCAN_END) && (pkt->frag_first || pkt->payload_len > scan->len))
 		return found | FG_INSPECT_OVERSIZE;
-	/* A verified source quarantined for unproven failures (lib/trust.h):
-	 * its credentials must answer a challenge sent to it. */
-	if (pkt->tier == FG_TIER_VERIFIED && !(txn_flags & FG_TXN_REPIN) && (found & FG_SCAN_CREDENTIALS) &&
+	/* A verified source quarantined for unproven failures (lib/trust.h),
+	 * from its hop distance or another: its credentials must answer a
+	 * challenge sent to it. */
+	if ((pkt->tier == FG_TIER_VERIFIED || (txn_flags & FG_TXN_REPIN)) && (found & FG_SCAN_CREDENTIALS) &&
 	    fg_unproven_refused(s, &pkt->src, scan->nonce))
 		return found | FG_INSPECT_UNPROVEN;
 	/* Over TCP a header block may go on in the next segment: the request is

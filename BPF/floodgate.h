@@ -392,7 +392,7 @@ enum fg_inside_count {
  * networks' keys (class FG_CLASS_MAX + 1) in fg_allow_prefixes and
  * fg_trusted_prefixes, and their drop-cache gate in fg_cpu_state (an older
  * agent's sync would remove the allow list's). 19: fg_auth's unproven
- * failures and quarantine; fg_inside_counts' seventh count; fg_txns keyed by
+ * failures, fg_trust's quarantine; fg_inside_counts' seventh count; fg_txns keyed by
  * the CSeq method too, for credentialed requests of every method, with a
  * count of those pending. */
 #define FG_LAYOUT_VERSION 19
@@ -591,9 +591,10 @@ enum fg_event_type {
 struct fg_auth_state {
 	__u32 failures;	       /* 403s, and 401/407s (but stale ones), in the window */
 	__u32 window_start_s;  /* CLOCK_MONOTONIC seconds when the window began */
-	__u32 unproven;	       /* a verified source's failures whose credentials answered no challenge sent to it,
-				* in the window (lib/trust.h): they quarantine it, never ban it */
-	__u32 quarantine_until_s; /* CLOCK_MONOTONIC seconds until which its credentials must answer one (0: none) */
+	__u32 unproven;	       /* failures of a verified source's (or of one at another hop distance than its pin)
+				* whose credentials answered no challenge sent to it, in the window (lib/trust.h):
+				* they quarantine it, never ban it */
+	__u32 pad;
 };
 /* A pinned TTL / hop limit (lib/tiers.h), of a verified source or an allow
  * entry, and the evidence on its way to moving it. */
@@ -609,7 +610,9 @@ struct fg_pin {
 struct fg_trust {
 	__u64 until_ns;	    /* CLOCK_MONOTONIC ns until which it is verified */
 	struct fg_pin pin;  /* pinned when it is verified */
-	__u32 pad;
+	__u32 quarantine_until_s; /* CLOCK_MONOTONIC seconds until which its credentials must answer a challenge
+				   * sent to it (0: not quarantined; lib/trust.h). Here, not in fg_auth, whose LRU
+				   * a flood of forged failures could churn: only verifications make entries here */
 };
 
 struct fg_event {

@@ -23,11 +23,14 @@
  *   says stale=true (an old nonce, not a wrong password), and so is a 403;
  * - settings.bruteforce_failures failures within bruteforce_window_s ban the
  *   source for bruteforce_ban_s (fail2ban's SIP jails, at line rate);
- * - but a verified source's failure whose credentials answered no nonce sent
- *   to it is unproven: someone forging it from its own hop distance (which
- *   its pin cannot tell apart) never sees its challenges, and could
- *   otherwise get it banned with made-up credentials. As many unproven
- *   failures in the window quarantine it for bruteforce_ban_s instead: its
+ * - but a failure whose credentials answered no nonce sent to the address
+ *   is unproven if the address is verified, or if the request came from
+ *   another hop distance than its pin: someone forging it from its own hop
+ *   distance (which its pin cannot tell apart) never sees its challenges,
+ *   and could otherwise get it banned with made-up credentials. One that
+ *   answered the address's own challenge counts wherever it came from. As
+ *   many unproven failures in the window quarantine a verified source for
+ *   bruteforce_ban_s instead (kept in its fg_trusted entry): its
  *   credentialed requests that answer no nonce sent to it are dropped on the
  *   way in (dropped-unproven), the rest of its traffic is not
  *   touched. A guesser holding an account (and so verified) that fetches
@@ -35,6 +38,11 @@
  *   answering its own challenges, which count towards a ban. Whatever nonce
  *   the walk reads (a decoy header's included) decides both the quarantine's
  *   check and whether the failure is proven, so no reading escapes both.
+ *
+ * All of it rests on a nonce going to one address only: a server that sends
+ * one nonce to every source challenged in the same second (Kamailio's
+ * default) lets a forger hold a nonce "sent to" the address it forges. The
+ * README's threat model says how to bind nonces to addresses.
  *
  * A first REGISTER without credentials (every phone's, challenged with a 401)
  * is noted nowhere and counts for nothing, and so does a forged one: its
@@ -180,7 +188,7 @@ static __always_inline struct fg_auth_state *fg_auth_window(const struct fg_sett
 		w->auth.failures = 0;
 		w->auth.window_start_s = now_s;
 		w->auth.unproven = 0;
-		w->auth.quarantine_until_s = 0;
+		w->auth.pad = 0;
 		bpf_map_update_elem(&fg_auth, addr, &w->auth, BPF_NOEXIST);
 		st = bpf_map_lookup_elem(&fg_auth, addr);
 		if (!st)
@@ -194,13 +202,16 @@ static __always_inline struct fg_auth_state *fg_auth_window(const struct fg_sett
 	return st;
 }
 
-/* A verified source's failure whose credentials answered no nonce sent to
- * it: at the threshold, quarantined (see the top of this file). */
+/* An unproven failure of `addr`: its credentials answered no nonce sent to
+ * it, and it is verified (or the request came from another hop distance than
+ * its pin). At the threshold, a verified source is quarantined (see the top
+ * of this file). */
 static __always_inline void fg_unproven_failure(const struct fg_settings *s, const struct fg_addr *addr)
 {
 	__u64 now = fg_clock_ns();
 	__u32 now_s = now / 1000000000ULL, n;
 	struct fg_auth_state *st;
+	struct fg_trust *t;
 
 	if (!s->bruteforce_failures)
 		return;
@@ -211,21 +222,27 @@ static __always_inline void fg_unproven_failure(const struct fg_settings *s, con
 	if (n < s->bruteforce_failures)
 		return;
 	st->unproven = 0;
-	st->quarantine_until_s = now_s + s->bruteforce_ban_s;
+	t = bpf_map_lookup_elem(&fg_trusted, addr);
+	if (!t)
+		return;
+	t->quarantine_until_s = now_s + s->bruteforce_ban_s;
 	fg_event(FG_EVENT_QUARANTINE, FG_CLASS_RESPONSE, addr, now + (__u64)s->bruteforce_ban_s * 1000000000ULL, 0, n);
 }
 
-/* Is `addr`, a verified source, quarantined, and do its credentials (their
- * nonce hashed `nonce`, as the walk read it) answer no challenge sent to it?
- * Then its credentialed request is dropped on the way in. */
+/* Is `addr` (verified, or claimed from another hop distance) quarantined, and
+ * do its credentials (their nonce hashed `nonce`, as the walk read it) answer
+ * no challenge sent to it? Then its credentialed request is dropped on the
+ * way in. */
 static __always_inline int fg_unproven_refused(const struct fg_settings *s, const struct fg_addr *addr, __u64 nonce)
 {
-	struct fg_auth_state *st;
+	struct fg_trust *t;
+	__u32 until;
 
-	if (!s->bruteforce_failures)
+	if (!s->bruteforce_failures || !s->trust_seconds)
 		return 0;
-	st = bpf_map_lookup_elem(&fg_auth, addr);
-	if (!st || !st->quarantine_until_s || fg_clock_ns() / 1000000000ULL >= st->quarantine_until_s)
+	t = bpf_map_lookup_elem(&fg_trusted, addr);
+	until = t ? READ_ONCE(t->quarantine_until_s) : 0;
+	if (!until || fg_clock_ns() / 1000000000ULL >= until)
 		return 0;
 	return !fg_challenged(addr, nonce);
 }
@@ -447,18 +464,20 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 	}
 	if (code != 401 && code != 407 && code != 403)
 		return;
-	/* A request at another TTL than the address's pin may be a forger's:
-	 * its failure is not the address's. stale=true in the challenge (not
-	 * anywhere in the answer, which echoes what the request said) is an old
-	 * nonce, not a wrong password. */
-	if ((txn.flags & FG_TXN_REPIN) || (code != 403 && (flags & FG_SCAN_STALE))) {
+	/* stale=true in the challenge (not anywhere in the answer, which echoes
+	 * what the request said) is an old nonce, not a wrong password. */
+	if (code != 403 && (flags & FG_SCAN_STALE)) {
 		fg_inside_count(FG_INSIDE_AUTH_NOT_COUNTED);
 		return;
 	}
 	/* A verified source's failure is its own only if its credentials
 	 * answered a nonce the server sent it; otherwise it is unproven, and
-	 * quarantines rather than bans (see the top of this file). */
-	if (!proven && fg_verified(s, dst, fg_clock_ns())) {
+	 * quarantines rather than bans (see the top of this file). So is a
+	 * failure of a request from another hop distance than the address's
+	 * pin, which may be a forger's; one whose credentials answered the
+	 * address's own challenge is the address's, wherever it came from (a
+	 * guesser that sends at another TTL must not go uncounted). */
+	if (!proven && ((txn.flags & FG_TXN_REPIN) || fg_verified(s, dst, fg_clock_ns()))) {
 		fg_inside_count(FG_INSIDE_AUTH_UNPROVEN);
 		fg_unproven_failure(s, dst);
 		return;

@@ -383,12 +383,14 @@ public final class FilterMaps: @unchecked Sendable {
         return (byClass, bySource)
     }
 
-    /// The verified sources (learned trust): until when (CLOCK_MONOTONIC ns) and the TTL pinned for each.
+    /// The verified sources (learned trust): until when (CLOCK_MONOTONIC ns), the TTL pinned for each, and any
+    /// quarantine of its credentials.
     public func trustedSources() throws -> [TrustedSource] {
         try trustedMap.entries().map { key, value in
             TrustedSource(address: SourceAddress(key), untilNS: value.until_ns, ttl: value.pin.ttl,
                                  candidateTTL: value.pin.candidate_count > 0 ? value.pin.candidate_ttl : nil,
-                                 confirmations: value.pin.candidate_count)
+                                 confirmations: value.pin.candidate_count,
+                                 quarantineUntilSeconds: value.quarantine_until_s == 0 ? nil : value.quarantine_until_s)
         }
     }
 

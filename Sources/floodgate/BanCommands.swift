@@ -107,12 +107,14 @@ extension Floodgate {
 
     struct Trusted: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "List verified sources with their pinned TTL and time left.",
+            abstract: "List verified sources with their pinned TTL, time left and any quarantine of their credentials.",
             discussion: """
                 A source is verified when the SIP server accepted a REGISTER whose credentials answered the nonce \
                 it had sent that source (seen on the inside interface). Its packets must arrive at its pinned TTL \
                 (within the tolerance): others claiming its address are dropped as spoofed. A new TTL replaces the \
-                pin after 3 accepted REGISTERs in a row at it.
+                pin after 3 accepted REGISTERs in a row at it. A source whose credentials failed as often as a ban \
+                takes while answering no challenge sent to it (made-up credentials, perhaps forged in its name) is \
+                quarantined rather than banned: until then, only credentials answering a challenge sent to it pass.
                 """)
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var selection: FilterSelection
@@ -124,10 +126,12 @@ extension Floodgate {
             var secondsLeft: Double
             var candidateTTL: UInt8?
             var confirmations: UInt8
+            var quarantineSecondsLeft: Double?
             enum CodingKeys: String, CodingKey {
                 case interface, address, ttl, confirmations
                 case secondsLeft = "seconds_left"
                 case candidateTTL = "candidate_ttl"
+                case quarantineSecondsLeft = "quarantine_seconds_left"
             }
         }
 
@@ -137,17 +141,19 @@ extension Floodgate {
             var rows: [Row] = []
             for f in try root.selectFilters(selection.interface) {
                 for t in try root.maps(of: f.interfaceName).trustedSources() where t.untilNS > now {
+                    let quarantine = t.quarantineUntilSeconds.map { Double($0) - Double(now) / 1e9 }.flatMap { $0 > 0 ? $0 : nil }
                     rows.append(Row(interface: f.interfaceName, address: t.address.description, ttl: t.ttl,
                                     secondsLeft: Double(t.untilNS - now) / 1e9, candidateTTL: t.candidateTTL,
-                                    confirmations: t.confirmations))
+                                    confirmations: t.confirmations, quarantineSecondsLeft: quarantine))
                 }
             }
             rows.sort { ($0.interface, $0.address) < ($1.interface, $1.address) }
             if json { return try printJSON(rows) }
             if rows.isEmpty { return print("No verified sources.") }
-            printTable(["INTERFACE", "SOURCE", "TTL", "TIME LEFT", "NEW TTL SEEN"], rows.map { row in
+            printTable(["INTERFACE", "SOURCE", "TTL", "TIME LEFT", "NEW TTL SEEN", "QUARANTINE"], rows.map { row in
                 [row.interface, row.address, "\(row.ttl)", String(format: "%.0fs", row.secondsLeft),
-                 row.candidateTTL.map { "\($0) (\(row.confirmations) of \(TrustedSource.confirmationsToMove))" } ?? "-"]
+                 row.candidateTTL.map { "\($0) (\(row.confirmations) of \(TrustedSource.confirmationsToMove))" } ?? "-",
+                 row.quarantineSecondsLeft.map { String(format: "%.0fs", $0) } ?? "-"]
             })
         }
     }

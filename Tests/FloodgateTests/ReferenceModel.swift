@@ -88,10 +88,12 @@ struct ReferenceModel {
     var transactions: [Transaction: (ttl: UInt8, repin: Bool, cls: TrafficClass, nonce: [UInt8]?, pending: Int)] = [:]
     /// (address, nonce) of every challenge the server sent.
     var challenges: Set<[UInt8]> = []
-    /// Failed authentications per source: how many in the window that started at `start` (seconds), how many of a
-    /// verified source's were unproven (its credentials answered no challenge sent to it), and until when
-    /// (seconds; 0: never) those have it quarantined.
-    var failures: [SourceAddress: (count: UInt32, start: UInt32, unproven: UInt32, quarantine: UInt32)] = [:]
+    /// Failed authentications per source: how many in the window that started at `start` (seconds), and how many
+    /// were unproven (a verified source's, or from another TTL than its pin, whose credentials answered no challenge
+    /// sent to it).
+    var failures: [SourceAddress: (count: UInt32, start: UInt32, unproven: UInt32)] = [:]
+    /// Until when (seconds) a verified source's unproven failures have it quarantined; kept with its trust entry.
+    var quarantines: [SourceAddress: UInt32] = [:]
     /// First fragments admitted, by (source, IP ID): how many of their later fragments may still pass.
     var fragments: [[UInt8]: Int] = [:]
 
@@ -368,7 +370,7 @@ struct ReferenceModel {
     /// A request's content (its header block walked, its credentials noted), then the SIP budget.
     mutating func content(_ f: Frame, tier: Tier) -> Reason {
         if f.sipRequest && (!signatures.isEmpty || notesTransactions) {
-            let found = walk(f, repin: false)
+            let found = walk(f, repin: false, tier: tier)
             if found.signature {
                 // UDP evidence bans only the unverified.
                 if tier == .unverified && settings.scannerBanSeconds > 0 {
@@ -380,14 +382,7 @@ struct ReferenceModel {
             }
             if found.malformed { return .droppedMalformed }
             if found.oversize { return .droppedOversize }
-            // A verified source quarantined for unproven failures: its credentials must answer its own challenges.
-            if tier == .verified, found.credentials, settings.bruteForce != nil,
-               let state = failures[f.src], state.quarantine != 0,
-               UInt32(truncatingIfNeeded: now / 1_000_000_000) < state.quarantine,
-               !(found.nonce.map { challenges.contains(f.src.bytes + $0) } ?? false)
-            {
-                return .droppedUnproven
-            }
+            if found.unproven { return .droppedUnproven }
         }
         return budgetVerdict(f.cls, tier: tier)
     }
@@ -395,8 +390,18 @@ struct ReferenceModel {
     /// Walks a request and notes it if it carries credentials and its header block ended. Under a key already
     /// pending: one more pending; the TTL of one at the pin wins, the excuse of another TTL stays only if every one
     /// had it, and a nonce sent to the address stays.
-    mutating func walk(_ f: Frame, repin: Bool) -> Inspection {
-        let found = inspect(f.payload, skip: f.skip, firstFragment: f.firstFragment)
+    /// A quarantined source's credentials that answer no challenge sent to it (from its hop distance, or from
+    /// another) are refused first, and not noted.
+    mutating func walk(_ f: Frame, repin: Bool, tier: Tier = .unverified) -> Inspection {
+        var found = inspect(f.payload, skip: f.skip, firstFragment: f.firstFragment)
+        if !found.signature, !found.malformed, !found.oversize, tier == .verified || repin, found.credentials,
+           settings.bruteForce != nil, settings.trustSeconds > 0, let until = quarantines[f.src],
+           UInt32(truncatingIfNeeded: now / 1_000_000_000) < until,
+           !(found.nonce.map { challenges.contains(f.src.bytes + $0) } ?? false)
+        {
+            found.unproven = true
+            return found
+        }
         if !found.signature, !found.malformed, !found.oversize, notesTransactions, found.ended, found.credentials,
            !found.ambiguous, let callID = found.callID, let cseq = found.cseq
         {
@@ -422,7 +427,7 @@ struct ReferenceModel {
         if f.cls == .sipSyn || (f.tcp && !f.sipRequest) { return budgetVerdict(f.cls, tier: .unverified) }
         guard f.tcp || f.cls == .register || f.cls == .invite else { return .droppedSpoofed }
         let found = walk(f, repin: true)
-        if found.signature || found.malformed || found.oversize { return .droppedSpoofed }
+        if found.signature || found.malformed || found.oversize || found.unproven { return .droppedSpoofed }
         return budgetVerdict(f.cls, tier: .unverified)
     }
 
@@ -486,9 +491,8 @@ struct ReferenceModel {
             verify(destination, ttl: txn.ttl, repin: txn.repin)
             return
         }
-        if txn.repin { return }
         guard (code == 401 || code == 407) && !stale || code == 403 else { return }
-        if !proven && verified(destination) != nil { unprovenFailure(destination) } else { failure(destination) }
+        if !proven && (txn.repin || verified(destination) != nil) { unprovenFailure(destination) } else { failure(destination) }
     }
 
     /// A pin and an accepted REGISTER at `ttl`: the pin moves after FG_REPIN_CONFIRMATIONS in a row at one new TTL.
@@ -521,6 +525,7 @@ struct ReferenceModel {
             trusted[address] = (until, confirmed(t.pin, ttl: ttl, repin: repin))
         } else {
             trusted[address] = (until, Pin(ttl: ttl))
+            quarantines[address] = nil  // a fresh entry
             issued["verified", default: 0] += 1
         }
     }
@@ -536,13 +541,11 @@ struct ReferenceModel {
         failures[address] = state
     }
 
-    /// A source's failure state, both counts begun again if their window has passed; the quarantine kept.
-    func authWindow(_ address: SourceAddress, _ bruteForce: BruteForce)
-        -> (count: UInt32, start: UInt32, unproven: UInt32, quarantine: UInt32)
-    {
+    /// A source's failure state, both counts begun again if their window has passed.
+    func authWindow(_ address: SourceAddress, _ bruteForce: BruteForce) -> (count: UInt32, start: UInt32, unproven: UInt32) {
         let seconds = UInt32(truncatingIfNeeded: now / 1_000_000_000)
-        var state = failures[address] ?? (0, seconds, 0, 0)
-        if seconds &- state.start >= bruteForce.windowSeconds { (state.count, state.start, state.unproven) = (0, seconds, 0) }
+        var state = failures[address] ?? (0, seconds, 0)
+        if seconds &- state.start >= bruteForce.windowSeconds { state = (0, seconds, 0) }
         return state
     }
 
@@ -554,8 +557,11 @@ struct ReferenceModel {
         state.unproven += 1
         if state.unproven >= bruteForce.failures {
             state.unproven = 0
-            state.quarantine = UInt32(truncatingIfNeeded: now / 1_000_000_000) &+ bruteForce.banSeconds
-            issued["quarantine", default: 0] += 1
+            // Kept with the trust entry: none, no quarantine.
+            if trusted[address] != nil {
+                quarantines[address] = UInt32(truncatingIfNeeded: now / 1_000_000_000) &+ bruteForce.banSeconds
+                issued["quarantine", default: 0] += 1
+            }
         }
         failures[address] = state
     }
@@ -796,6 +802,8 @@ struct ReferenceModel {
         var method: [UInt8]? = nil
         var ended = false
         var ambiguous = false
+        /// A quarantined source's credentials, answering no challenge sent to it (set by `walk`).
+        var unproven = false
     }
 
     /// The nonce parameter of a credentials header's value (RFC 7616: `nonce="..."` or a token), if any.
