@@ -512,7 +512,7 @@ static __always_inline __u32 fg_inspect(struct xdp_md *ctx, struct fg_packet *pk
 	 * from its hop distance or another: its credentials must answer a
 	 * challenge sent to it. */
 	if ((pkt->tier == FG_TIER_VERIFIED || (txn_flags & FG_TXN_REPIN)) && (found & FG_SCAN_CREDENTIALS) &&
-	    fg_unproven_refused(s, &pkt->src, scan->nonce))
+	    !fg_never_answered(scan->method) && fg_unproven_refused(s, &pkt->src, scan->nonce, txn_flags & FG_TXN_REPIN))
 		return found | FG_INSPECT_UNPROVEN;
 	/* Over TCP a header block may go on in the next segment: the request is
 	 * let through (its connection would stall otherwise), but not noted. */
@@ -617,7 +617,9 @@ static __always_inline int fg_needs_inspection(const struct fg_settings *s, cons
  * distance (lib/tiers.h): charged to its prefix's unverified bucket and
  * dropped, except a REGISTER or INVITE, or TCP, that the bucket admits, which
  * goes on to the server so that a real route change can be confirmed.
- * Nothing of the address's own (buckets, bans, failures, trust) is touched.
+ * Nothing of the address's own (buckets, bans, trust) is touched; failures
+ * are lib/trust.h's to judge (the address's if they answered its own
+ * challenge, else counted apart).
  * A global function called by the main program, so that its stack is not
  * added to fg_decide's.
  */
@@ -656,7 +658,8 @@ __noinline int fg_decide_spoofed(struct fg_packet *pkt)
  * INVITE (or request over TCP) its prefix admitted (spoofed 1): the request's
  * content, where it may call, then the budget. A spoofed request is judged as
  * a stranger's, and nothing of the address it claims is touched: its evidence
- * bans no one, its transaction is noted to be pinned again, and any refusal
+ * bans no one (but its failed credentials, lib/trust.h), its transaction is
+ * noted to be pinned again, and any refusal
  * is dropped-spoofed and reported as spoofed (FG_EVENT_SPOOFED).
  */
 __noinline int fg_decide_content(struct xdp_md *ctx, struct fg_packet *pkt, __u32 spoofed)

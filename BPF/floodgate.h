@@ -371,10 +371,12 @@ enum fg_inside_count {
 	FG_INSIDE_ANSWERS = 0,		/* SIP answers from the server read */
 	FG_INSIDE_CHALLENGES = 1,	/* 401 and 407 with a nonce: challenges sent to sources */
 	FG_INSIDE_AUTH_FAILURES = 2,	/* failed authentications of noted credentialed requests */
-	FG_INSIDE_AUTH_NOT_COUNTED = 3, /* failures not held against the source: stale nonce, or another TTL than its pin */
+	FG_INSIDE_AUTH_NOT_COUNTED = 3, /* failures not held against the source: a stale nonce, or a 403 to a request
+					 * of another method than REGISTER or INVITE */
 	FG_INSIDE_VERIFIED = 4,		/* accepted credentials that verified a source */
 	FG_INSIDE_SERVER_BYES = 5,	/* the server's BYEs */
-	FG_INSIDE_AUTH_UNPROVEN = 6,	/* a verified source's failures whose credentials answered no challenge sent to it */
+	FG_INSIDE_AUTH_UNPROVEN = 6,	/* failures whose credentials answered no challenge sent to the address, of a
+					 * verified source or from another hop distance than its pin */
 	FG_INSIDE_COUNT_MAX = 7,
 };
 
@@ -392,9 +394,9 @@ enum fg_inside_count {
  * networks' keys (class FG_CLASS_MAX + 1) in fg_allow_prefixes and
  * fg_trusted_prefixes, and their drop-cache gate in fg_cpu_state (an older
  * agent's sync would remove the allow list's). 19: fg_auth's unproven
- * failures, fg_trust's quarantine; fg_inside_counts' seventh count; fg_txns keyed by
- * the CSeq method too, for credentialed requests of every method, with a
- * count of those pending. */
+ * failures, fg_trust's quarantines (24 bytes); fg_inside_counts' seventh
+ * count; fg_txns keyed by the CSeq method too, for credentialed requests of
+ * every method, with a count of those pending. */
 #define FG_LAYOUT_VERSION 19
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
@@ -573,9 +575,10 @@ enum fg_event_type {
 				 * FG_CALLER_ID_FLAG or _ENFORCE, expires_ns = the number's digits (as
 				 * fg_destination_key has them), drops = their count */
 	FG_EVENT_QUARANTINE = 10, /* a verified source's credentials failed settings.bruteforce_failures times
-				   * answering no challenge sent to it (a forger at its hop distance, or a
-				   * guesser with nonces fetched elsewhere): until expires_ns, its credentialed
-				   * requests must answer one; drops = the failures */
+				   * answering no challenge sent to it (a forger, or a guesser with nonces
+				   * fetched elsewhere): until expires_ns, its credentialed requests must answer
+				   * one; offence = 0 at its pin, 1 from other hop distances; drops = the
+				   * failures */
 };
 #define FG_FRAUD_INTERNATIONAL 1
 #define FG_FRAUD_HIGH_RISK 2
@@ -589,12 +592,12 @@ enum fg_event_type {
 /* fg_auth[external source]: its failed authentications, as the inside
  * interface sees the SIP server answer its noted requests (lib/trust.h). LRU. */
 struct fg_auth_state {
-	__u32 failures;	       /* 403s, and 401/407s (but stale ones), in the window */
+	__u32 failures;	       /* 401/407s (but stale ones), and 403s to REGISTERs and INVITEs, in the window */
 	__u32 window_start_s;  /* CLOCK_MONOTONIC seconds when the window began */
-	__u32 unproven;	       /* failures of a verified source's (or of one at another hop distance than its pin)
-				* whose credentials answered no challenge sent to it, in the window (lib/trust.h):
-				* they quarantine it, never ban it */
-	__u32 pad;
+	__u32 unproven;	       /* a verified source's failures whose credentials answered no challenge sent to it,
+				* in the window (lib/trust.h): they quarantine it at its pin, never ban it */
+	__u32 away;	       /* the same, of requests from another hop distance than the address's pin: they
+				* quarantine its credentials from other hop distances only */
 };
 /* A pinned TTL / hop limit (lib/tiers.h), of a verified source or an allow
  * entry, and the evidence on its way to moving it. */
@@ -610,9 +613,12 @@ struct fg_pin {
 struct fg_trust {
 	__u64 until_ns;	    /* CLOCK_MONOTONIC ns until which it is verified */
 	struct fg_pin pin;  /* pinned when it is verified */
-	__u32 quarantine_until_s; /* CLOCK_MONOTONIC seconds until which its credentials must answer a challenge
-				   * sent to it (0: not quarantined; lib/trust.h). Here, not in fg_auth, whose LRU
-				   * a flood of forged failures could churn: only verifications make entries here */
+	__u32 quarantine_until_s; /* CLOCK_MONOTONIC seconds until which its credentials, at its pin, must answer a
+				   * challenge sent to it (0: not quarantined; lib/trust.h). Here, not in fg_auth,
+				   * whose LRU a flood of forged failures could churn: only verifications make
+				   * entries here */
+	__u32 away_until_s; /* the same for credentials from another hop distance than its pin */
+	__u32 pad;
 };
 
 struct fg_event {
@@ -931,7 +937,7 @@ _Static_assert(sizeof(struct fg_call_key) == 20, "fg_call_key layout");
 _Static_assert(sizeof(struct fg_call) == 32, "fg_call layout");
 _Static_assert(sizeof(struct fg_fraud_block) == 16, "fg_fraud_block layout");
 _Static_assert(sizeof(struct fg_pin) == 4, "fg_pin layout");
-_Static_assert(sizeof(struct fg_trust) == 16, "fg_trust layout");
+_Static_assert(sizeof(struct fg_trust) == 24, "fg_trust layout");
 _Static_assert(sizeof(struct fg_txn_key) == 32, "fg_txn_key layout");
 _Static_assert(sizeof(struct fg_txn) == 16, "fg_txn layout");
 _Static_assert(sizeof(struct fg_fragment_key) == 24, "fg_fragment_key layout");

@@ -24,7 +24,10 @@
  * hop distance, nor one initial TTL). A packet that claims either
  * address at a TTL more than settings.ttl_tolerance away is taken as forged:
  * dropped-spoofed, charged to the unverified bucket of its prefix and never
- * to the address's own buckets, ban counts, failure counts or trust. A forger
+ * to the address's own buckets, ban counts or trust; its failed credentials
+ * count against the address only if they answered the address's own
+ * challenge, and otherwise apart, quarantining only credentials from other
+ * hop distances (lib/trust.h). A forger
  * at the same hop distance as the real source is not caught, and a route
  * change moves the real source: its pin moves only on evidence from the
  * verified path, FG_REPIN_CONFIRMATIONS credentialed REGISTERs in a row,
@@ -65,8 +68,8 @@ struct {
 	__type(value, __u64);
 } fg_trusted_prefixes SEC(".maps");
 
-/* Credentialed REGISTER and INVITEs on their way to the server; written by
- * XDP, matched and removed by floodgate_inside. */
+/* Credentialed requests (of every method but ACK and CANCEL) on their way to
+ * the server; written by XDP, matched and removed by floodgate_inside. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, FG_MAX_TXNS);

@@ -20,7 +20,8 @@
  *   and 407 on its way out). It clears no failures: an account holder
  *   guessing at other accounts would log in between its guesses;
  * - a 401 or 407 is a failed authentication, unless its challenge header
- *   says stale=true (an old nonce, not a wrong password), and so is a 403;
+ *   says stale=true (an old nonce, not a wrong password), and so is a 403 to
+ *   a REGISTER or INVITE (to another method it is as often policy);
  * - settings.bruteforce_failures failures within bruteforce_window_s ban the
  *   source for bruteforce_ban_s (fail2ban's SIP jails, at line rate);
  * - but a failure whose credentials answered no nonce sent to the address
@@ -30,12 +31,14 @@
  *   and could otherwise get it banned with made-up credentials. One that
  *   answered the address's own challenge counts wherever it came from. As
  *   many unproven failures in the window quarantine a verified source for
- *   bruteforce_ban_s instead (kept in its fg_trusted entry): its
- *   credentialed requests that answer no nonce sent to it are dropped on the
- *   way in (dropped-unproven), the rest of its traffic is not
- *   touched. A guesser holding an account (and so verified) that fetches
- *   nonces at another address gets as many unproven guesses, then only ones
- *   answering its own challenges, which count towards a ban. Whatever nonce
+ *   bruteforce_ban_s instead (kept in its fg_trusted entry), counted apart
+ *   at its pin and from other hop distances and quarantining only there: its
+ *   credentialed requests from there that answer no nonce sent to it are
+ *   dropped on the way in (dropped-unproven at the pin), the rest of its
+ *   traffic is not touched. A guesser holding an account (and so verified)
+ *   that fetches nonces at another address gets as many unproven guesses (at
+ *   its pin and from elsewhere), then only ones answering its own
+ *   challenges, which count towards a ban. Whatever nonce
  *   the walk reads (a decoy header's included) decides both the quarantine's
  *   check and whether the failure is proven, so no reading escapes both.
  *
@@ -132,6 +135,14 @@ static __always_inline int fg_challenged(const struct fg_addr *addr, __u64 nonce
 	return nonce && bpf_map_lookup_elem(&fg_challenges, &key) != NULL;
 }
 
+/* An ACK is never answered, and a CANCEL's answer is no verdict on its
+ * credentials (an ACK to a 2xx carries the INVITE's): neither is noted, nor
+ * refused by a quarantine. */
+static __always_inline int fg_never_answered(__u64 cseq_method)
+{
+	return cseq_method == FG_W8("ACK\0\0\0\0\0") || cseq_method == FG_W8("CANCEL\0\0");
+}
+
 /*
  * Notes a credentialed request the external program lets in, of any method:
  * a server that challenges a SUBSCRIBE, a MESSAGE or an OPTIONS checks the
@@ -153,7 +164,7 @@ static __always_inline void fg_note_transaction(const struct fg_packet *pkt, con
 	__u32 need = FG_SCAN_CREDENTIALS | FG_SCAN_CALLID | FG_SCAN_CSEQ;
 	struct fg_txn *found;
 
-	if ((scan->found & need) != need || (scan->found & FG_SCAN_AMBIGUOUS))
+	if ((scan->found & need) != need || (scan->found & FG_SCAN_AMBIGUOUS) || fg_never_answered(scan->method))
 		return;
 	if (!bpf_map_update_elem(&fg_txns, &key, &txn, BPF_NOEXIST))
 		return;
@@ -188,7 +199,7 @@ static __always_inline struct fg_auth_state *fg_auth_window(const struct fg_sett
 		w->auth.failures = 0;
 		w->auth.window_start_s = now_s;
 		w->auth.unproven = 0;
-		w->auth.pad = 0;
+		w->auth.away = 0;
 		bpf_map_update_elem(&fg_auth, addr, &w->auth, BPF_NOEXIST);
 		st = bpf_map_lookup_elem(&fg_auth, addr);
 		if (!st)
@@ -198,15 +209,17 @@ static __always_inline struct fg_auth_state *fg_auth_window(const struct fg_sett
 		st->window_start_s = now_s;
 		st->failures = 0;
 		st->unproven = 0;
+		st->away = 0;
 	}
 	return st;
 }
 
 /* An unproven failure of `addr`: its credentials answered no nonce sent to
- * it, and it is verified (or the request came from another hop distance than
- * its pin). At the threshold, a verified source is quarantined (see the top
- * of this file). */
-static __always_inline void fg_unproven_failure(const struct fg_settings *s, const struct fg_addr *addr)
+ * it, and it is verified (`away` 0), or the request came from another hop
+ * distance than its pin (`away` 1). At the threshold, a verified source's
+ * credentials are quarantined, at its pin or from other hop distances (see
+ * the top of this file). */
+static __always_inline void fg_unproven_failure(const struct fg_settings *s, const struct fg_addr *addr, int away)
 {
 	__u64 now = fg_clock_ns();
 	__u32 now_s = now / 1000000000ULL, n;
@@ -218,22 +231,30 @@ static __always_inline void fg_unproven_failure(const struct fg_settings *s, con
 	st = fg_auth_window(s, addr, now_s);
 	if (!st)
 		return;
-	n = ++st->unproven;
+	n = away ? ++st->away : ++st->unproven;
 	if (n < s->bruteforce_failures)
 		return;
-	st->unproven = 0;
+	if (away)
+		st->away = 0;
+	else
+		st->unproven = 0;
 	t = bpf_map_lookup_elem(&fg_trusted, addr);
 	if (!t)
 		return;
-	t->quarantine_until_s = now_s + s->bruteforce_ban_s;
-	fg_event(FG_EVENT_QUARANTINE, FG_CLASS_RESPONSE, addr, now + (__u64)s->bruteforce_ban_s * 1000000000ULL, 0, n);
+	if (away)
+		WRITE_ONCE(t->away_until_s, now_s + s->bruteforce_ban_s);
+	else
+		WRITE_ONCE(t->quarantine_until_s, now_s + s->bruteforce_ban_s);
+	fg_event(FG_EVENT_QUARANTINE, FG_CLASS_RESPONSE, addr, now + (__u64)s->bruteforce_ban_s * 1000000000ULL,
+		 away ? 1 : 0, n);
 }
 
-/* Is `addr` (verified, or claimed from another hop distance) quarantined, and
- * do its credentials (their nonce hashed `nonce`, as the walk read it) answer
- * no challenge sent to it? Then its credentialed request is dropped on the
- * way in. */
-static __always_inline int fg_unproven_refused(const struct fg_settings *s, const struct fg_addr *addr, __u64 nonce)
+/* Is `addr` (verified at its pin, or claimed from another hop distance:
+ * `away`) quarantined there, and do its credentials (their nonce hashed
+ * `nonce`, as the walk read it) answer no challenge sent to it? Then its
+ * credentialed request is dropped on the way in. */
+static __always_inline int fg_unproven_refused(const struct fg_settings *s, const struct fg_addr *addr, __u64 nonce,
+					       int away)
 {
 	struct fg_trust *t;
 	__u32 until;
@@ -241,7 +262,7 @@ static __always_inline int fg_unproven_refused(const struct fg_settings *s, cons
 	if (!s->bruteforce_failures || !s->trust_seconds)
 		return 0;
 	t = bpf_map_lookup_elem(&fg_trusted, addr);
-	until = t ? READ_ONCE(t->quarantine_until_s) : 0;
+	until = !t ? 0 : away ? READ_ONCE(t->away_until_s) : READ_ONCE(t->quarantine_until_s);
 	if (!until || fg_clock_ns() / 1000000000ULL >= until)
 		return 0;
 	return !fg_challenged(addr, nonce);
@@ -465,8 +486,13 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 	if (code != 401 && code != 407 && code != 403)
 		return;
 	/* stale=true in the challenge (not anywhere in the answer, which echoes
-	 * what the request said) is an old nonce, not a wrong password. */
-	if (code != 403 && (flags & FG_SCAN_STALE)) {
+	 * what the request said) is an old nonce, not a wrong password. A 403
+	 * is a refusal ("authorization will not help", RFC 3261 21.4.4): to a
+	 * REGISTER or INVITE it is what servers answer a bad password with, but
+	 * to a SUBSCRIBE or MESSAGE it is as often policy, which a phone that
+	 * sends its credentials with every request would otherwise be banned for. */
+	if ((code != 403 && (flags & FG_SCAN_STALE)) ||
+	    (code == 403 && txn.traffic_class != FG_CLASS_REGISTER && txn.traffic_class != FG_CLASS_INVITE)) {
 		fg_inside_count(FG_INSIDE_AUTH_NOT_COUNTED);
 		return;
 	}
@@ -474,12 +500,20 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 	 * answered a nonce the server sent it; otherwise it is unproven, and
 	 * quarantines rather than bans (see the top of this file). So is a
 	 * failure of a request from another hop distance than the address's
-	 * pin, which may be a forger's; one whose credentials answered the
-	 * address's own challenge is the address's, wherever it came from (a
-	 * guesser that sends at another TTL must not go uncounted). */
-	if (!proven && ((txn.flags & FG_TXN_REPIN) || fg_verified(s, dst, fg_clock_ns()))) {
+	 * pin, which may be a forger's anywhere: it counts apart, and
+	 * quarantines only credentials from other hop distances, so that a
+	 * forger elsewhere cannot touch the address at its pin. One whose
+	 * credentials answered the address's own challenge is the address's,
+	 * wherever it came from (a guesser that sends at another TTL must not go
+	 * uncounted). */
+	if (!proven && (txn.flags & FG_TXN_REPIN)) {
 		fg_inside_count(FG_INSIDE_AUTH_UNPROVEN);
-		fg_unproven_failure(s, dst);
+		fg_unproven_failure(s, dst, 1);
+		return;
+	}
+	if (!proven && fg_verified(s, dst, fg_clock_ns())) {
+		fg_inside_count(FG_INSIDE_AUTH_UNPROVEN);
+		fg_unproven_failure(s, dst, 0);
 		return;
 	}
 	fg_inside_count(FG_INSIDE_AUTH_FAILURES);

@@ -436,8 +436,9 @@ public final class Agent: @unchecked Sendable {
         case .quarantine:
             metrics.quarantined()
             if limiter.allow() {
-                logger.warning("quarantined a verified source's credentials: they failed answering no challenge sent to it (forged from its hop distance, or nonces fetched elsewhere)", metadata: [
+                logger.warning("quarantined a verified source's credentials: they failed answering no challenge sent to it (forged, or nonces fetched elsewhere)", metadata: [
                     "source": "\(address)", "failures": .stringConvertible(event.drops), "seconds": .stringConvertible(Int(seconds.rounded())),
+                    "where": "\(event.offence == 0 ? "at its pin" : "from other hop distances")",
                 ])
             }
         case .spoofed:

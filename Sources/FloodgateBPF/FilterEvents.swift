@@ -46,8 +46,8 @@ public struct FilterEvent: Sendable, Equatable {
         /// ``callerIDEnforced``).
         case callerID
         /// A verified source's credentials failed as many times as a ban takes while answering no challenge sent to
-        /// it: until `expiresNS` its credentialed REGISTERs and INVITEs must answer one (`dropped-unproven`);
-        /// `drops`: the failures.
+        /// it: until `expiresNS` its credentialed requests must answer one (`dropped-unproven`; `offence`: 0 at its
+        /// pin, 1 from other hop distances); `drops`: the failures.
         case quarantine
         case unknown(UInt32)
     }

@@ -390,7 +390,8 @@ public final class FilterMaps: @unchecked Sendable {
             TrustedSource(address: SourceAddress(key), untilNS: value.until_ns, ttl: value.pin.ttl,
                                  candidateTTL: value.pin.candidate_count > 0 ? value.pin.candidate_ttl : nil,
                                  confirmations: value.pin.candidate_count,
-                                 quarantineUntilSeconds: value.quarantine_until_s == 0 ? nil : value.quarantine_until_s)
+                                 quarantineUntilSeconds: value.quarantine_until_s == 0 ? nil : value.quarantine_until_s,
+                                 awayQuarantineUntilSeconds: value.away_until_s == 0 ? nil : value.away_until_s)
         }
     }
 

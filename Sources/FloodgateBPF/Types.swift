@@ -496,9 +496,11 @@ public struct TrustedSource: Sendable, Equatable {
     /// the pin).
     public let candidateTTL: UInt8?
     public let confirmations: UInt8
-    /// CLOCK_MONOTONIC seconds until which its credentials are quarantined (they failed answering no challenge sent
-    /// to it: only credentials answering one pass; BPF/lib/trust.h), if they ever were.
+    /// CLOCK_MONOTONIC seconds until which its credentials at its pin are quarantined (they failed answering no
+    /// challenge sent to it: only credentials answering one pass; BPF/lib/trust.h), if they ever were.
     public let quarantineUntilSeconds: UInt32?
+    /// The same for its credentials from other hop distances than its pin.
+    public let awayQuarantineUntilSeconds: UInt32?
     /// Accepted transactions in a row at a new TTL that move the pin (FG_REPIN_CONFIRMATIONS).
     public static let confirmationsToMove = Int(FG_REPIN_CONFIRMATIONS)
 }

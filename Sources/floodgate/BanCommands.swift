@@ -114,7 +114,8 @@ extension Floodgate {
                 (within the tolerance): others claiming its address are dropped as spoofed. A new TTL replaces the \
                 pin after 3 accepted REGISTERs in a row at it. A source whose credentials failed as often as a ban \
                 takes while answering no challenge sent to it (made-up credentials, perhaps forged in its name) is \
-                quarantined rather than banned: until then, only credentials answering a challenge sent to it pass.
+                quarantined rather than banned: until then, only credentials answering a challenge sent to it pass, \
+                at its pin ("at pin") or from other hop distances ("elsewhere"), counted apart.
                 """)
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var selection: FilterSelection
@@ -127,12 +128,21 @@ extension Floodgate {
             var candidateTTL: UInt8?
             var confirmations: UInt8
             var quarantineSecondsLeft: Double?
+            var awayQuarantineSecondsLeft: Double?
             enum CodingKeys: String, CodingKey {
                 case interface, address, ttl, confirmations
                 case secondsLeft = "seconds_left"
                 case candidateTTL = "candidate_ttl"
                 case quarantineSecondsLeft = "quarantine_seconds_left"
+                case awayQuarantineSecondsLeft = "away_quarantine_seconds_left"
             }
+        }
+
+        /// The QUARANTINE column: where the source's credentials are quarantined, and for how long.
+        func quarantine(_ row: Row) -> String {
+            let parts = [row.quarantineSecondsLeft.map { String(format: "at pin %.0fs", $0) },
+                         row.awayQuarantineSecondsLeft.map { String(format: "elsewhere %.0fs", $0) }].compactMap { $0 }
+            return parts.isEmpty ? "-" : parts.joined(separator: ", ")
         }
 
         func run() throws {
@@ -141,10 +151,13 @@ extension Floodgate {
             var rows: [Row] = []
             for f in try root.selectFilters(selection.interface) {
                 for t in try root.maps(of: f.interfaceName).trustedSources() where t.untilNS > now {
-                    let quarantine = t.quarantineUntilSeconds.map { Double($0) - Double(now) / 1e9 }.flatMap { $0 > 0 ? $0 : nil }
+                    func left(_ until: UInt32?) -> Double? {
+                        until.map { Double($0) - Double(now) / 1e9 }.flatMap { $0 > 0 ? $0 : nil }
+                    }
                     rows.append(Row(interface: f.interfaceName, address: t.address.description, ttl: t.ttl,
                                     secondsLeft: Double(t.untilNS - now) / 1e9, candidateTTL: t.candidateTTL,
-                                    confirmations: t.confirmations, quarantineSecondsLeft: quarantine))
+                                    confirmations: t.confirmations, quarantineSecondsLeft: left(t.quarantineUntilSeconds),
+                                    awayQuarantineSecondsLeft: left(t.awayQuarantineUntilSeconds)))
                 }
             }
             rows.sort { ($0.interface, $0.address) < ($1.interface, $1.address) }
@@ -153,7 +166,7 @@ extension Floodgate {
             printTable(["INTERFACE", "SOURCE", "TTL", "TIME LEFT", "NEW TTL SEEN", "QUARANTINE"], rows.map { row in
                 [row.interface, row.address, "\(row.ttl)", String(format: "%.0fs", row.secondsLeft),
                  row.candidateTTL.map { "\($0) (\(row.confirmations) of \(TrustedSource.confirmationsToMove))" } ?? "-",
-                 row.quarantineSecondsLeft.map { String(format: "%.0fs", $0) } ?? "-"]
+                 quarantine(row)]
             })
         }
     }

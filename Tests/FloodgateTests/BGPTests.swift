@@ -465,7 +465,7 @@ import Testing
         // into the trust map as the inside program would, for a day).
         #expect(try cluster.a.floodgate(["allow", "add", "198.19.1.10", "--force"]).status == 0)
         let key = "00 00 00 00 00 00 00 00 00 00 ff ff c6 13 02 0a".split(separator: " ").map(String.init)
-        let trust = ["ff", "ff", "ff", "ff", "ff", "ff", "ff", "0f", "40", "01", "00", "00", "00", "00", "00", "00"]
+        let trust = ["ff", "ff", "ff", "ff", "ff", "ff", "ff", "0f", "40", "01", "00", "00"] + Array(repeating: "00", count: 12)
         try NetworkLab.run(["bpftool", "map", "update", "pinned", "\(cluster.a.pinRoot)/\(cluster.a.routerInterface)/fg_trusted",
                             "key", "hex"] + key + ["value", "hex"] + trust)
         try NetworkLab.inNamespace(cluster.a.routerNS) {

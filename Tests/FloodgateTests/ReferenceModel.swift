@@ -72,14 +72,25 @@ struct ReferenceModel {
         var address: SourceAddress
         var callID: [UInt8]
         var cseq: UInt32
-        /// The CSeq method as the program keys it: up to 8 bytes, or one key for every longer method.
-        var method: [UInt8]
+        /// The CSeq method as the program keys it: its bytes as a little-endian word, zero-filled, or ~0 for every
+        /// method longer than 8 bytes.
+        var method: UInt64
 
         init(address: SourceAddress, callID: [UInt8], cseq: UInt32, method: [UInt8]) {
             self.address = address
             self.callID = callID
             self.cseq = cseq
-            self.method = method.count > 8 ? [0xff] : method
+            self.method = Transaction.word(method)
+        }
+
+        static func word(_ method: [UInt8]) -> UInt64 {
+            method.count > 8 ? ~0 : method.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        }
+
+        /// An ACK or a CANCEL: never noted, nor refused by a quarantine.
+        static func neverAnswered(_ method: [UInt8]?) -> Bool {
+            guard let method else { return false }
+            return word(method) == word(Array("ACK".utf8)) || word(method) == word(Array("CANCEL".utf8))
         }
     }
 
@@ -89,11 +100,13 @@ struct ReferenceModel {
     /// (address, nonce) of every challenge the server sent.
     var challenges: Set<[UInt8]> = []
     /// Failed authentications per source: how many in the window that started at `start` (seconds), and how many
-    /// were unproven (a verified source's, or from another TTL than its pin, whose credentials answered no challenge
-    /// sent to it).
-    var failures: [SourceAddress: (count: UInt32, start: UInt32, unproven: UInt32)] = [:]
-    /// Until when (seconds) a verified source's unproven failures have it quarantined; kept with its trust entry.
+    /// were unproven (their credentials answered no challenge sent to it): a verified source's at its pin, and
+    /// from another TTL than its pin (`away`).
+    var failures: [SourceAddress: (count: UInt32, start: UInt32, unproven: UInt32, away: UInt32)] = [:]
+    /// Until when (seconds) a verified source's unproven failures have its credentials quarantined, at its pin and
+    /// from other TTLs; kept with its trust entry.
     var quarantines: [SourceAddress: UInt32] = [:]
+    var awayQuarantines: [SourceAddress: UInt32] = [:]
     /// First fragments admitted, by (source, IP ID): how many of their later fragments may still pass.
     var fragments: [[UInt8]: Int] = [:]
 
@@ -395,7 +408,8 @@ struct ReferenceModel {
     mutating func walk(_ f: Frame, repin: Bool, tier: Tier = .unverified) -> Inspection {
         var found = inspect(f.payload, skip: f.skip, firstFragment: f.firstFragment)
         if !found.signature, !found.malformed, !found.oversize, tier == .verified || repin, found.credentials,
-           settings.bruteForce != nil, settings.trustSeconds > 0, let until = quarantines[f.src],
+           !Transaction.neverAnswered(found.method), settings.bruteForce != nil, settings.trustSeconds > 0,
+           let until = repin ? awayQuarantines[f.src] : quarantines[f.src],
            UInt32(truncatingIfNeeded: now / 1_000_000_000) < until,
            !(found.nonce.map { challenges.contains(f.src.bytes + $0) } ?? false)
         {
@@ -403,7 +417,7 @@ struct ReferenceModel {
             return found
         }
         if !found.signature, !found.malformed, !found.oversize, notesTransactions, found.ended, found.credentials,
-           !found.ambiguous, let callID = found.callID, let cseq = found.cseq
+           !found.ambiguous, let callID = found.callID, let cseq = found.cseq, !Transaction.neverAnswered(found.method)
         {
             let key = Transaction(address: f.src, callID: callID, cseq: cseq, method: found.method ?? [])
             if var old = transactions[key] {
@@ -491,8 +505,16 @@ struct ReferenceModel {
             verify(destination, ttl: txn.ttl, repin: txn.repin)
             return
         }
-        guard (code == 401 || code == 407) && !stale || code == 403 else { return }
-        if !proven && (txn.repin || verified(destination) != nil) { unprovenFailure(destination) } else { failure(destination) }
+        // A 403 counts only to a REGISTER or INVITE.
+        guard (code == 401 || code == 407) && !stale || code == 403 && (txn.cls == .register || txn.cls == .invite)
+        else { return }
+        if !proven && txn.repin {
+            unprovenFailure(destination, away: true)
+        } else if !proven && verified(destination) != nil {
+            unprovenFailure(destination, away: false)
+        } else {
+            failure(destination)
+        }
     }
 
     /// A pin and an accepted REGISTER at `ttl`: the pin moves after FG_REPIN_CONFIRMATIONS in a row at one new TTL.
@@ -525,7 +547,7 @@ struct ReferenceModel {
             trusted[address] = (until, confirmed(t.pin, ttl: ttl, repin: repin))
         } else {
             trusted[address] = (until, Pin(ttl: ttl))
-            quarantines[address] = nil  // a fresh entry
+            (quarantines[address], awayQuarantines[address]) = (nil, nil)  // a fresh entry
             issued["verified", default: 0] += 1
         }
     }
@@ -542,24 +564,27 @@ struct ReferenceModel {
     }
 
     /// A source's failure state, both counts begun again if their window has passed.
-    func authWindow(_ address: SourceAddress, _ bruteForce: BruteForce) -> (count: UInt32, start: UInt32, unproven: UInt32) {
+    func authWindow(_ address: SourceAddress, _ bruteForce: BruteForce)
+        -> (count: UInt32, start: UInt32, unproven: UInt32, away: UInt32)
+    {
         let seconds = UInt32(truncatingIfNeeded: now / 1_000_000_000)
-        var state = failures[address] ?? (0, seconds, 0)
-        if seconds &- state.start >= bruteForce.windowSeconds { state = (0, seconds, 0) }
+        var state = failures[address] ?? (0, seconds, 0, 0)
+        if seconds &- state.start >= bruteForce.windowSeconds { state = (0, seconds, 0, 0) }
         return state
     }
 
     /// A verified source's failure whose credentials answered no challenge sent to it: at the threshold,
     /// quarantined for the ban's length rather than banned.
-    mutating func unprovenFailure(_ address: SourceAddress) {
+    mutating func unprovenFailure(_ address: SourceAddress, away: Bool) {
         guard let bruteForce = settings.bruteForce else { return }
         var state = authWindow(address, bruteForce)
-        state.unproven += 1
-        if state.unproven >= bruteForce.failures {
-            state.unproven = 0
+        if away { state.away += 1 } else { state.unproven += 1 }
+        if (away ? state.away : state.unproven) >= bruteForce.failures {
+            if away { state.away = 0 } else { state.unproven = 0 }
             // Kept with the trust entry: none, no quarantine.
             if trusted[address] != nil {
-                quarantines[address] = UInt32(truncatingIfNeeded: now / 1_000_000_000) &+ bruteForce.banSeconds
+                let until = UInt32(truncatingIfNeeded: now / 1_000_000_000) &+ bruteForce.banSeconds
+                if away { awayQuarantines[address] = until } else { quarantines[address] = until }
                 issued["quarantine", default: 0] += 1
             }
         }

@@ -124,8 +124,8 @@ import Testing
 
     /// Forged credentialed REGISTERs for a verified phone from another hop distance, answered 401 by the server,
     /// are not the phone's failures: their credentials answer no challenge sent to it (the forger never saw one).
-    /// No ban however many; as many as a ban takes (3 here) quarantine its credentials, and then the forger's are
-    /// dropped as spoofed.
+    /// No ban however many; as many as a ban takes (3 here) quarantine its credentials from other hop distances
+    /// only, and then the forger's are dropped as spoofed. At its pin the phone's credentials are not touched.
     @Test func forgedCredentialedRegistersAnswered401DoNotBanAVerifiedPhone() throws {
         var policy = FilterPolicy()
         policy.prefix = .unlimited
@@ -141,8 +141,10 @@ import Testing
             try TrustTests.inside(p, TrustTests.response("401 Unauthorized", to: phone, callID: "forged-\(i)"))
         }
         #expect(p.maps.ban(of: SourceAddress(phone)!) == nil)
-        #expect(try TrustTests.trusted(p)[phone]?.ttl == 57)
-        #expect(try TrustTests.trusted(p)[phone]?.quarantineUntilSeconds != nil)
+        let trust = try TrustTests.trusted(p)[phone]
+        #expect(trust?.ttl == 57 && trust?.awayQuarantineUntilSeconds != nil && trust?.quarantineUntilSeconds == nil)
+        #expect(try p.judge(Packet.request("REGISTER", src: phone, extra: [madeUp], callID: "at-pin", cseq: "1 REGISTER",
+                                           ttl: 57)).2 == .passed, "at the pin: not quarantined")
     }
 
     /// The pin moves only after FG_REPIN_CONFIRMATIONS credentialed REGISTERs in a row at one new TTL, each

@@ -263,8 +263,9 @@ import Testing
 
     /// A request from another hop distance than a verified source's pin may be a forger's, but its failure is
     /// excused only if unproven: a guesser holding the account that sends its guesses at another TTL, answering the
-    /// address's own challenges, is counted and banned. Made-up credentials from there quarantine the address, as
-    /// from its own hop distance, and are then dropped as spoofed.
+    /// address's own challenges, is counted and banned. Made-up credentials from there are counted apart: they
+    /// quarantine the address's credentials from other hop distances only, and are then dropped as spoofed; at its
+    /// pin the address's credentials are not touched.
     @Test func aVerifiedGuesserAtAnotherTTLIsCountedAndAForgerThereOnlyQuarantines() throws {
         let p = try TrustTests.program(failures: 3)
         let guesser = "198.18.6.10", phone = "198.18.6.11"
@@ -285,15 +286,19 @@ import Testing
             try TrustTests.inside(p, TrustTests.response("401 Unauthorized", to: phone, callID: "f\(n)"))
         }
         #expect(p.maps.ban(of: SourceAddress(phone)!) == nil)
-        #expect(try TrustTests.trusted(p)[phone]?.quarantineUntilSeconds != nil)
+        let trust = try TrustTests.trusted(p)[phone]
+        #expect(trust?.awayQuarantineUntilSeconds != nil && trust?.quarantineUntilSeconds == nil)
         #expect(try forged(4) == .droppedSpoofed)
+        #expect(try p.judge(Packet.request("REGISTER", src: phone, extra: [auth], callID: "pin", cseq: "1 REGISTER",
+                                           ttl: 64)).2 == .passed, "at its pin: not quarantined")
         #expect(try TrustTests.register(p, phone, ttl: 64, call: "own", n: 3) == .passed)
     }
 
     /// A server that challenges a SUBSCRIBE, a MESSAGE or an OPTIONS checks the password in its credentials as it
-    /// would a REGISTER's, so a failed one counts too. Several guesses sent under one Call-ID and CSeq count one
-    /// each, and a request at another TTL among them excuses none. A transaction is its CSeq method too: an
-    /// OPTIONS's 200 under a REGISTER's Call-ID and CSeq number verifies nothing.
+    /// would a REGISTER's, so a 401 or 407 to one counts too; a 403 to one is as often policy, and does not.
+    /// Several guesses sent under one Call-ID and CSeq count one each, a request at another TTL among them excuses
+    /// none, and one answering the address's own challenge makes them all proven. A transaction is its CSeq method
+    /// too: an OPTIONS's 200 under a REGISTER's Call-ID and CSeq number verifies nothing.
     @Test func aFailureCountsInAnyMethodAndForEachRequestUnderOneCallIDAndCSeq() throws {
         let p = try TrustTests.program(failures: 3)
         func guess(_ src: String, _ method: String, call: String, n: Int = 1, ttl: UInt8 = 64) throws -> Reason? {
@@ -304,8 +309,13 @@ import Testing
             try TrustTests.inside(p, TrustTests.response(status, to: src, cseq: "\(n) \(method)", callID: call))
         }
         let methods = "198.18.6.1"
+        for i in 1...4 {
+            #expect(try guess(methods, "SUBSCRIBE", call: "policy-\(i)") == .passed)
+            try answer(methods, "403 Forbidden", "SUBSCRIBE", call: "policy-\(i)")
+        }
+        #expect(p.maps.ban(of: SourceAddress(methods)!) == nil, "a 403 to a SUBSCRIBE is no failure")
         for (i, (method, status)) in [("SUBSCRIBE", "401 Unauthorized"), ("MESSAGE", "407 Proxy Authentication Required"),
-                                      ("OPTIONS", "403 Forbidden")].enumerated() {
+                                      ("OPTIONS", "401 Unauthorized")].enumerated() {
             #expect(p.maps.ban(of: SourceAddress(methods)!) == nil, "before \(method)")
             #expect(try guess(methods, method, call: "m\(i)") == .passed)
             // An answer naming the same Call-ID and CSeq number but another method is not this request's.
@@ -337,6 +347,20 @@ import Testing
         #expect(try TrustTests.register(p, verified, call: "third", answer: "401 Unauthorized") == .passed)
         #expect(p.maps.ban(of: SourceAddress(verified)!)?.bruteForce == true)
 
+        // Made-up credentials, then the address's own under the same key: both failures are proven, and a third bans.
+        let merged = "198.18.6.5"
+        #expect(try TrustTests.register(p, merged) == .passed)
+        let madeUp = "Authorization: Digest username=\"200\", nonce=\"made-up\", response=\"0\""
+        #expect(try p.judge(Packet.request("REGISTER", src: merged, extra: [madeUp], callID: "mix", cseq: "7 REGISTER")).2
+            == .passed)
+        try TrustTests.challenge(p, merged)
+        #expect(try guess(merged, "REGISTER", call: "mix", n: 7) == .passed)
+        try answer(merged, "401 Unauthorized", "REGISTER", call: "mix", n: 7)
+        try answer(merged, "401 Unauthorized", "REGISTER", call: "mix", n: 7)
+        #expect(p.maps.ban(of: SourceAddress(merged)!) == nil)
+        #expect(try TrustTests.register(p, merged, call: "third", answer: "401 Unauthorized") == .passed)
+        #expect(p.maps.ban(of: SourceAddress(merged)!)?.bruteForce == true, "two proven and a third")
+
         // A REGISTER answering the address's challenge, and an OPTIONS with credentials under its Call-ID and CSeq
         // number: the OPTIONS's 200 verifies nothing, the REGISTER's does.
         let phone = "198.18.6.4"
@@ -352,7 +376,7 @@ import Testing
     /// Someone forging a verified phone from its own hop distance (which its pin cannot tell apart) sends made-up
     /// credentials in its name. The server's 401s answer no challenge it sent the phone, so they are unproven
     /// failures: as many as a ban takes quarantine the phone rather than ban it. Until the quarantine ends, its
-    /// credentialed REGISTERs and INVITEs must answer one of its own challenges, and the rest of its traffic is not
+    /// credentialed requests must answer one of its own challenges, and the rest of its traffic is not
     /// touched. A guesser holding an account looks the same and gets as many unproven guesses; then only guesses
     /// answering its own challenges pass, and they count towards a ban, with a decoy header's nonce too.
     @Test func aForgerAtAVerifiedSourcesHopDistanceQuarantinesItsCredentialsAndCannotBanIt() throws {
