@@ -83,7 +83,7 @@ struct MessageRow: Encodable {
 }
 
 /// What each SIP message in `directory` (one a file, sent over UDP to port 5060 from one source, every SIP
-/// class's per-source limit at its most) costs the filter, against the first file's (by name): `--loads`
+/// class's per-source limit at its most, brute-force detection and learned trust on) costs the filter, against the first file's (by name): `--loads`
 /// loads, each running every message in turn in each of `--runs` rounds, so that noise falls on all alike. A
 /// message the filter does not pass is refused. What a change of one header costs, line by line. With
 /// `--baseline-object`, as many loads of that build, each beside this build's load of the same index (the two
@@ -98,8 +98,13 @@ func runMessages(_ options: Options, directory: String) throws -> [MessageRow] {
         return frame(src: "198.18.1.1", dport: 5060, payload: [UInt8](bytes))
     }
     let sip = TrafficClass.all.filter(\.isSIP)
+    // Brute-force detection and learned trust on, as the agent has them with an inside interface: a message with
+    // credentials is noted for the inside program (BPF/lib/trust.h), and repeated, merged under its key.
+    var settings = Settings.defaults
+    settings.bruteForce = BruteForce(failures: 10, windowSeconds: 600, banSeconds: 600)
+    settings.trustSeconds = 86_400
     let limits = policy(
-        unlimitedAggregates,
+        unlimitedAggregates, settings: settings,
         limits: Dictionary(uniqueKeysWithValues: sip.map { ($0, Limit.rate(FG_MAX_RATE, burst: FG_MAX_BURST)) }))
     let programs = try (0..<options.loads).map { _ in try FloodgateProgram(policy: limits) }
     let baselines = try options.baselineObject.map { object in
