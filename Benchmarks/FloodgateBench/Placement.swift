@@ -83,9 +83,9 @@ struct MessageRow: Encodable {
 }
 
 /// What each SIP message in `directory` (one a file, sent over UDP to port 5060 from one source, every SIP
-/// class's per-source limit at its most, brute-force detection and learned trust on) costs the filter, against the first file's (by name): `--loads`
-/// loads, each running every message in turn in each of `--runs` rounds, so that noise falls on all alike. A
-/// message the filter does not pass is refused. What a change of one header costs, line by line. With
+/// class's per-source limit at its most, brute-force detection and learned trust on) costs the filter, against
+/// the first file's (by name): `--loads` loads, each running every message in turn in each of `--runs` rounds, so
+/// that noise falls on all alike. A message the filter does not pass is refused. What a change of one header costs, line by line. With
 /// `--baseline-object`, as many loads of that build, each beside this build's load of the same index (the two
 /// taking turns at going first), and each message's difference between the builds.
 func runMessages(_ options: Options, directory: String) throws -> [MessageRow] {

@@ -46,12 +46,12 @@ public final class AgentMetrics: @unchecked Sendable {
             "floodgate_config_last_reload_timestamp_seconds", "Unix time of the last config load, applied or not"))
         lastReloadDuration = registry.makeGauge(descriptor: metricName(
             "floodgate_config_last_reload_duration_seconds", "How long the last config load took, read to applied or refused"))
+        // The names come from the shared header (fg_inside_count_name), so the help lists every one.
+        let insideHelp = "What the inside program read in the SIP server's answers ("
+            + FilterMaps.insideCountNames.joined(separator: ", ") + ")"
         for name in FilterMaps.insideCountNames {
             insideCounts[name] = registry.makeCounter(
-                descriptor: metricName("floodgate_inside_events_total",
-                                       "What the inside program read in the SIP server's answers (answers, challenges, "
-                                       + "auth-failures, auth-failures-not-counted, verified, server-byes, "
-                                       + "auth-failures-unproven)"),
+                descriptor: metricName("floodgate_inside_events_total", insideHelp),
                 labels: [("interface", interface), ("event", name)])
         }
         tracked = registry.makeGauge(
