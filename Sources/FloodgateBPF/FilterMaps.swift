@@ -44,6 +44,7 @@ public final class FilterMaps: @unchecked Sendable {
     var settingsMap: BPFMap<UInt32, fg_settings> { map(FG_MAP_SETTINGS) }
     var limitsMap: BPFMap<UInt32, fg_limit> { map(FG_MAP_LIMITS) }
     var trustedMap: BPFMap<fg_addr, fg_trust> { map(FG_MAP_TRUSTED) }
+    var authMap: BPFMap<fg_addr, fg_auth_state> { map(FG_MAP_AUTH) }
     var trustedPrefixesMap: BPFMap<fg_source_key, UInt64> { map(FG_MAP_TRUSTED_PREFIXES) }
     var allowMap: BPFMap<fg_cidr_key, fg_allow_entry> { map(FG_MAP_ALLOW) }
     var denyMap: BPFMap<fg_cidr_key, UInt32> { map(FG_MAP_DENY) }
@@ -393,6 +394,41 @@ public final class FilterMaps: @unchecked Sendable {
                                  quarantineUntilSeconds: value.quarantine_until_s == 0 ? nil : value.quarantine_until_s,
                                  awayQuarantineUntilSeconds: value.away_until_s == 0 ? nil : value.away_until_s)
         }
+    }
+
+    /// Where ``liftQuarantine(of:now:)`` lifted a quarantine: at the source's pin, from other hop distances.
+    public struct LiftedQuarantine: Sendable, Equatable {
+        public var atPin: Bool
+        public var elsewhere: Bool
+        public var any: Bool { atPin || elsewhere }
+        public init(atPin: Bool, elsewhere: Bool) {
+            self.atPin = atPin
+            self.elsewhere = elsewhere
+        }
+    }
+
+    /// Lifts the quarantine of verified `address`'s credentials, at its pin and from elsewhere, and starts its
+    /// counts of unproven failures afresh (as a quarantine's start does), so the next one does not quarantine it
+    /// again at once. Its proven failures stay counted. Where nothing was in force (`now`: CLOCK_MONOTONIC ns, or
+    /// a test clock's), nothing is written. The entry is rewritten whole: a renewal or pin move the inside
+    /// program makes in that instant is lost.
+    public func liftQuarantine(of address: SourceAddress, now: UInt64 = monotonicNanoseconds()) throws -> LiftedQuarantine {
+        let nowSeconds = now / 1_000_000_000
+        guard var trust = try trustedMap.lookup(address.raw) else { return LiftedQuarantine(atPin: false, elsewhere: false) }
+        let lifted = LiftedQuarantine(atPin: UInt64(trust.quarantine_until_s) > nowSeconds,
+                                      elsewhere: UInt64(trust.away_until_s) > nowSeconds)
+        guard lifted.any else { return lifted }
+        // The counts first: should the quarantine's write then fail, it is still in force, with fresh counts.
+        if var counts = try authMap.lookup(address.raw), counts.unproven != 0 || counts.away != 0 {
+            counts.unproven = 0
+            counts.away = 0
+            try authMap.update(address.raw, counts, what: "clear the unproven failures of \(address)")
+        }
+        trust.quarantine_until_s = 0
+        trust.away_until_s = 0
+        // BPF_EXIST: an entry the LRU evicted meanwhile is not made again.
+        try trustedMap.update(address.raw, trust, flags: BPF_EXIST, what: "lift the quarantine of \(address)")
+        return lifted
     }
 
     /// Why `address` must not be banned on a word that may be forged (a log line, an integration's request):

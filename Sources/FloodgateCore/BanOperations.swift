@@ -76,6 +76,21 @@ extension PinRoot {
         return (filters.map(\.interfaceName), lifted)
     }
 
+    /// Lifts the quarantine of verified `source`'s credentials (``FilterMaps/liftQuarantine(of:now:)``) on the
+    /// filters named (all when empty): the filters looked at, and where it was lifted on each. Only the operator
+    /// (root, through the maps) does this: the agent's API offers it to no integration.
+    public func liftQuarantine(of source: SourceAddress, interfaces: [String] = []) throws
+        -> (filters: [String], lifted: [(interface: String, where: FilterMaps.LiftedQuarantine)])
+    {
+        var lifted: [(interface: String, where: FilterMaps.LiftedQuarantine)] = []
+        let filters = try change(interfaces) { filter, maps in
+            let done = try maps.liftQuarantine(of: source)
+            if done.any { lifted.append((filter.interfaceName, done)) }
+            return {}
+        }
+        return (filters.map(\.interfaceName), lifted)
+    }
+
     /// The bans of the filters named (all when empty), by interface and address.
     public func banRows(interfaces: [String] = [], now: UInt64 = monotonicNanoseconds()) throws -> [BanRow] {
         var rows: [BanRow] = []

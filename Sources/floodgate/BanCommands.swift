@@ -87,6 +87,38 @@ extension Floodgate {
         }
     }
 
+    struct Unquarantine: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Lift the quarantine of a verified source's credentials (see floodgate trusted).",
+            discussion: """
+                Lifts it at the source's pin and from elsewhere, and starts its counts of unproven failures \
+                afresh; its proven failures stay counted. A forger who put it there can put it back with as many \
+                made-up credentials again. Root only, through the maps: the agent's API does not offer it.
+                """)
+        @Argument(help: "The verified address.") var address: String
+        @Flag(help: "An address that is not quarantined is not an error (exit 0, saying so): for scripts.")
+        var ifExists = false
+        @OptionGroup var selection: FilterSelection
+
+        func validate() throws {
+            guard SourceAddress(address) != nil else { throw ValidationError("'\(address)' is not an IPv4 or IPv6 address.") }
+        }
+
+        func run() throws {
+            let source = SourceAddress(address)!
+            let result = try selection.common.root().liftQuarantine(of: source, interfaces: selection.interface)
+            guard !result.lifted.isEmpty else {
+                let message = "\(source) is not quarantined on \(result.filters.joined(separator: ", "))"
+                if ifExists { return print(message + ": nothing to lift.") }
+                throw FloodgateError(message, hint: "floodgate trusted lists quarantines; --if-exists makes this a note, not an error")
+            }
+            for (name, lifted) in result.lifted {
+                let places = [lifted.atPin ? "at its pin" : nil, lifted.elsewhere ? "from elsewhere" : nil].compactMap { $0 }
+                print("\(name): lifted the quarantine of \(source)'s credentials \(places.joined(separator: " and ")).")
+            }
+        }
+    }
+
     struct Bans: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List bans with their time left.")
         @Flag(help: "Print JSON.") var json = false
@@ -115,7 +147,8 @@ extension Floodgate {
                 pin after 3 accepted REGISTERs in a row at it. A source whose credentials failed as often as a ban \
                 takes while answering no challenge sent to it (made-up credentials, perhaps forged in its name) is \
                 quarantined rather than banned: until then, only credentials answering a challenge sent to it pass, \
-                at its pin ("at pin") or from other hop distances ("elsewhere"), counted apart.
+                at its pin ("at pin") or from other hop distances ("elsewhere"), counted apart; floodgate unquarantine \
+                lifts it.
                 """)
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var selection: FilterSelection

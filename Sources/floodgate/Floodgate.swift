@@ -11,7 +11,7 @@ struct Floodgate: AsyncParsableCommand {
         version: floodgateVersion,
         subcommands: [
             Attach.self, Detach.self, Status.self, LimitCommand.self, Stats.self, Top.self, Allow.self, Deny.self,
-            BanCommand.self, Unban.self, Bans.self, Trusted.self, Prefix.self, Budget.self, Scanners.self, Dest.self, Calls.self, Run.self, ConfigCommand.self, BGPCommand.self, Demo.self, Flood.self,
+            BanCommand.self, Unban.self, Bans.self, Trusted.self, Unquarantine.self, Prefix.self, Budget.self, Scanners.self, Dest.self, Calls.self, Run.self, ConfigCommand.self, BGPCommand.self, Demo.self, Flood.self,
         ]
     )
 }

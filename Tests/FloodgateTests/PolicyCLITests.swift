@@ -116,6 +116,32 @@ import Testing
             #expect(try lab.floodgate(["trusted"]).out.contains("No verified sources."))
             let trusted = try JSONSerialization.jsonObject(with: Data(try lab.floodgate(["trusted", "--json"]).out.utf8))
             #expect((trusted as? [Any])?.isEmpty == true, "\(trusted)")
+
+            // A quarantine lifted: none on a source not verified, nor twice. The verified source is written here as
+            // the inside program would (TrustTests makes one with the server's answers).
+            try expectError(lab, ["unquarantine", "198.18.22.9"], "198.18.22.9 is not quarantined on \(lab.routerInterface)")
+            try expectError(lab, ["unquarantine", "phone"], "'phone' is not an IPv4 or IPv6 address")
+            let trustedFD = bpf_obj_get("\(lab.pinRoot)/\(lab.routerInterface)/\(FG_MAP_TRUSTED)")
+            try #require(trustedFD >= 0)
+            defer { close(trustedFD) }
+            var key = fg_addr()
+            withUnsafeMutableBytes(of: &key) { $0.copyBytes(from: SourceAddress("198.18.22.9")!.bytes) }
+            let now = monotonicNanoseconds()
+            var trust = fg_trust()
+            trust.until_ns = now + 600_000_000_000
+            trust.pin.ttl = 64
+            trust.pin.set = 1
+            trust.quarantine_until_s = UInt32(now / 1_000_000_000 + 300)
+            #expect(bpf_map_update_elem(trustedFD, &key, &trust, UInt64(BPF_ANY)) == 0)
+            let quarantined = try lab.floodgate(["trusted"]).out
+            #expect(quarantined.contains("198.18.22.9") && quarantined.contains("at pin"), "\(quarantined)")
+            let lift = try lab.floodgate(["unquarantine", "198.18.22.9"])
+            #expect(lift.status == 0 && lift.out.contains("lifted the quarantine of 198.18.22.9's credentials at its pin"),
+                    "\(lift.out)\(lift.err)")
+            #expect(!(try lab.floodgate(["trusted"]).out.contains("at pin")))
+            try expectError(lab, ["unquarantine", "198.18.22.9"], "198.18.22.9 is not quarantined")
+            let again = try lab.floodgate(["unquarantine", "--if-exists", "198.18.22.9"])
+            #expect(again.status == 0 && again.out.contains("nothing to lift"), "\(again.out)\(again.err)")
         }
     }
 

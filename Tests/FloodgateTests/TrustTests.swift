@@ -294,6 +294,52 @@ import Testing
         #expect(try TrustTests.register(p, phone, ttl: 64, call: "own", n: 3) == .passed)
     }
 
+    /// The operator lifts a quarantine (`floodgate unquarantine`), at the pin and from elsewhere, each where it is
+    /// in force. The counts of unproven failures start afresh, so that as many again as a quarantine takes put it
+    /// back; the proven failures stay counted. Nothing is lifted from a source with no quarantine in force, nor
+    /// from one not verified.
+    @Test func anOperatorLiftsAQuarantineAndItsUnprovenCountsStartAfresh() throws {
+        let p = try TrustTests.program(failures: 3)
+        let phone = "198.18.6.12", address = SourceAddress("198.18.6.12")!
+        #expect(try TrustTests.register(p, phone, ttl: 64) == .passed)
+        #expect(try p.maps.liftQuarantine(of: address).any == false, "no quarantine in force")
+        #expect(try p.maps.liftQuarantine(of: SourceAddress("198.18.6.13")!).any == false, "not verified")
+        let auth = "Authorization: Digest username=\"200\", nonce=\"made-up\", response=\"0\""
+        func forged(_ n: Int, ttl: UInt8) throws -> Reason? {
+            try p.judge(Packet.request("REGISTER", src: phone, extra: [auth], callID: "q\(n)", cseq: "1 REGISTER",
+                                       ttl: ttl)).2
+        }
+        func failed(_ n: Int, ttl: UInt8) throws {
+            #expect(try forged(n, ttl: ttl) == .passed, "q\(n) at TTL \(ttl)")
+            try TrustTests.inside(p, TrustTests.response("401 Unauthorized", to: phone, callID: "q\(n)"))
+        }
+        // Quarantined at its pin; two unproven failures from elsewhere, one short of a quarantine there; two
+        // proven failures (its own challenges answered), one short of a ban.
+        for n in 1...3 { try failed(n, ttl: 64) }
+        #expect(try forged(4, ttl: 64) == .droppedUnproven)
+        for n in 5...6 { try failed(n, ttl: 40) }
+        for g in 1...2 {
+            #expect(try TrustTests.register(p, phone, call: "g\(g)", n: 2, answer: "401 Unauthorized") == .passed)
+        }
+        #expect(p.maps.ban(of: address) == nil)
+
+        #expect(try p.maps.liftQuarantine(of: address) == .init(atPin: true, elsewhere: false))
+        #expect(try TrustTests.trusted(p)[phone]?.quarantineUntilSeconds == nil)
+        #expect(try forged(7, ttl: 64) == .passed, "lifted at the pin")
+        // The count from elsewhere started afresh: a third failure there does not quarantine; three do.
+        try failed(8, ttl: 40)
+        #expect(try forged(9, ttl: 40) == .passed, "one of three since the lift")
+        for n in 10...11 { try failed(n, ttl: 40) }
+        #expect(try forged(12, ttl: 40) == .droppedSpoofed)
+        #expect(try p.maps.liftQuarantine(of: address) == .init(atPin: false, elsewhere: true))
+        #expect(try forged(13, ttl: 40) == .passed, "lifted from elsewhere")
+        #expect(try p.maps.liftQuarantine(of: address).any == false, "nothing left to lift")
+        // The proven failures were kept: the third bans.
+        #expect(try TrustTests.register(p, phone, call: "g3", n: 2, answer: "401 Unauthorized") == .passed)
+        #expect(p.maps.ban(of: address)?.bruteForce == true)
+        #expect(try TrustTests.trusted(p)[phone] != nil, "a lift leaves the verification as it was")
+    }
+
     /// A server that challenges a SUBSCRIBE, a MESSAGE or an OPTIONS checks the password in its credentials as it
     /// would a REGISTER's, so a 401 or 407 to one counts too; a 403 to one is as often policy, and does not.
     /// Several guesses sent under one Call-ID and CSeq count one each, a request at another TTL among them excuses
