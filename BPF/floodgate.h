@@ -371,13 +371,17 @@ enum fg_inside_count {
 	FG_INSIDE_ANSWERS = 0,		/* SIP answers from the server read */
 	FG_INSIDE_CHALLENGES = 1,	/* 401 and 407 with a nonce: challenges sent to sources */
 	FG_INSIDE_AUTH_FAILURES = 2,	/* failed authentications of noted credentialed requests */
-	FG_INSIDE_AUTH_NOT_COUNTED = 3, /* failures not held against the source: a stale nonce, or a 403 to a request
-					 * of another method than REGISTER or INVITE */
+	FG_INSIDE_AUTH_NOT_COUNTED = 3, /* failures not held against the source: a stale nonce, a 403 to a request
+					 * of another method than REGISTER or INVITE, a refusal over UDP to a
+					 * verified source whose transaction could not be read */
 	FG_INSIDE_VERIFIED = 4,		/* accepted credentials that verified a source */
 	FG_INSIDE_SERVER_BYES = 5,	/* the server's BYEs */
 	FG_INSIDE_AUTH_UNPROVEN = 6,	/* failures whose credentials answered no challenge sent to the address, of a
 					 * verified source or from another hop distance than its pin */
-	FG_INSIDE_COUNT_MAX = 7,
+	FG_INSIDE_AUTH_UNREADABLE = 7,	/* refusals (401, 403, 407) whose Call-ID and CSeq could not be read (in a
+					 * first fragment, split over TCP segments, past the walk's reach), counted
+					 * as failures of the address they went to (lib/trust.h) */
+	FG_INSIDE_COUNT_MAX = 8,
 };
 
 /* Bumped whenever a pinned map's layout or meaning changes: a filter pinned by
@@ -396,8 +400,9 @@ enum fg_inside_count {
  * agent's sync would remove the allow list's). 19: fg_auth's unproven
  * failures, fg_trust's quarantines (24 bytes); fg_inside_counts' seventh
  * count; fg_txns keyed by the CSeq method too, for credentialed requests of
- * every method, with a count of those pending. */
-#define FG_LAYOUT_VERSION 19
+ * every method, with a count of those pending. 20: fg_inside_counts'
+ * eighth count (unreadable refusals). */
+#define FG_LAYOUT_VERSION 20
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*
@@ -1048,6 +1053,7 @@ static inline const char *fg_inside_count_name(__u32 i)
 	case FG_INSIDE_VERIFIED: return "verified";
 	case FG_INSIDE_SERVER_BYES: return "server-byes";
 	case FG_INSIDE_AUTH_UNPROVEN: return "auth-failures-unproven";
+	case FG_INSIDE_AUTH_UNREADABLE: return "auth-failures-unreadable";
 	default: return (const char *)0;
 	}
 }

@@ -40,9 +40,10 @@ int floodgate_inside(struct xdp_md *ctx)
 	s = bpf_map_lookup_elem(&fg_settings, &zero);
 	if (!s || (!fg_notes_transactions(s) && !s->calls_tracked))
 		return XDP_PASS;
-	/* The same walk as the filter's, IPv6 extension headers included. An
-	 * answer in fragments is not read. */
-	if (fg_walk(ctx, &pkt, &dst, &l3) != FG_PARSE_OK || !l3.l4 || pkt.frag_first || pkt.fragmented)
+	/* The same walk as the filter's, IPv6 extension headers included. Of
+	 * an answer in fragments only the first is read, and in it only a
+	 * refusal (lib/trust.h); an IPv6 atomic fragment not at all. */
+	if (fg_walk(ctx, &pkt, &dst, &l3) != FG_PARSE_OK || !l3.l4 || (pkt.fragmented && !pkt.frag_first))
 		return XDP_PASS;
 	if (l3.proto == IPPROTO_UDP) {
 		struct udphdr *udp = l3.l4;
@@ -54,7 +55,7 @@ int floodgate_inside(struct xdp_md *ctx)
 	} else if (l3.proto == IPPROTO_TCP) {
 		struct tcphdr *tcp = l3.l4;
 
-		if ((void *)(tcp + 1) > data_end || tcp->doff < 5)
+		if (pkt.frag_first || (void *)(tcp + 1) > data_end || tcp->doff < 5)
 			return XDP_PASS;
 		sport = tcp->source;
 		payload = l3.l4 + tcp->doff * 4;
@@ -66,7 +67,12 @@ int floodgate_inside(struct xdp_md *ctx)
 	/* Only the SIP server's answers count. */
 	if (s->server_entries && !fg_in_list(&fg_servers, &pkt.src))
 		return XDP_PASS;
-	fg_inside_answer(ctx, s, &dst, payload - data, fg_payload_len(data, data_end, payload, l3.end));
+	/* ctx->data read again for the offset: without it, clang stored 32
+	 * bits of a packet pointer on the stack during the walk, which the
+	 * verifier refuses ("invalid size of register spill"). */
+	data = (void *)(long)ctx->data;
+	fg_inside_answer(ctx, s, &dst, payload - data, fg_payload_len(data, data_end, payload, l3.end),
+			 l3.proto == IPPROTO_UDP, pkt.frag_first);
 	return XDP_PASS;
 }
 

@@ -50,6 +50,17 @@
  * A first REGISTER without credentials (every phone's, challenged with a 401)
  * is noted nowhere and counts for nothing, and so does a forged one: its
  * answer goes to the address the forger claimed.
+ *
+ * A refusal (401, 403, 407) whose Call-ID and CSeq cannot be read (in the
+ * first fragment of an answer pushed past the MTU by the headers it echoes,
+ * in a TCP segment that ends before them, past the walk's reach) is a failure
+ * of the address it goes to: otherwise a guesser could hide every failure by
+ * making the answers unreadable. Such answers are rare for honest requests.
+ * Over UDP to a verified address it is counted nowhere: a forger could
+ * provoke it in the address's name with any request, credentials or not. An
+ * unverified address a forger can get banned that way too, as it could with
+ * made-up credentials. Only refusals are read in a first fragment; the rest
+ * of an answer in fragments is not read at all.
  */
 #ifndef FG_LIB_TRUST_H
 #define FG_LIB_TRUST_H
@@ -391,8 +402,23 @@ static __always_inline void fg_verify(struct fg_settings *s, const struct fg_add
 }
 
 /* The SIP server's answer to `dst`, in a datagram or a TCP segment. */
+/* A refusal to `dst` whose transaction could not be read (see the top of
+ * this file): over UDP (`udp`) to a verified address, counted nowhere. */
+static __always_inline void fg_unreadable_refusal(struct fg_settings *s, const struct fg_addr *dst, int udp)
+{
+	if (udp && fg_verified(s, dst, fg_clock_ns())) {
+		fg_inside_count(FG_INSIDE_AUTH_NOT_COUNTED);
+		return;
+	}
+	fg_inside_count(FG_INSIDE_AUTH_UNREADABLE);
+	fg_auth_failure(s, dst);
+}
+
+/* The server's message to `dst` at payload_off: an answer (or its BYE), over
+ * UDP (`udp`) or TCP; `partial`: the first fragment of one, of which only a
+ * refusal is read. */
 static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_settings *s, const struct fg_addr *dst,
-					     __u32 payload_off, __u32 payload_len)
+					     __u32 payload_off, __u32 payload_len, int udp, int partial)
 {
 	struct fg_scan *scan;
 	struct fg_txn_key key = {.addr = *dst};
@@ -405,7 +431,7 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 	if (payload_len < sizeof(line) || bpf_xdp_load_bytes(ctx, payload_off, line, sizeof(line)))
 		return;
 	/* The server's BYE ends a call it had with `dst` (lib/calls.h). */
-	if (s->calls_tracked && line[0] == 'B' && line[1] == 'Y' && line[2] == 'E' && line[3] == ' ') {
+	if (s->calls_tracked && !partial && line[0] == 'B' && line[1] == 'Y' && line[2] == 'E' && line[3] == ' ') {
 		scan = fg_walk_message(ctx, payload_off, payload_len) ? fg_scan_result() : NULL;
 		if (scan && (scan->found & (FG_SCAN_CALLID | FG_SCAN_AMBIGUOUS)) == FG_SCAN_CALLID) {
 			struct fg_active_call_key call = {.addr = *dst, .callid = scan->callid};
@@ -421,6 +447,8 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 	if (line[8] < '2' || line[8] > '6' || line[9] < '0' || line[9] > '9' || line[10] < '0' || line[10] > '9')
 		return;
 	code = (line[8] - '0') * 100 + (line[9] - '0') * 10 + (line[10] - '0');
+	if (partial && ((code != 401 && code != 403 && code != 407) || !fg_notes_transactions(s)))
+		return;
 
 	scan = fg_walk_message(ctx, payload_off, payload_len) ? fg_scan_result() : NULL;
 	if (!scan)
@@ -430,7 +458,8 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 	/* An answer to an INVITE puts a call up or ends it; a 2xx to a BYE
 	 * ends it (lib/calls.h). From the first answer read, the server's word
 	 * is what ends calls. */
-	if (s->calls_tracked && (flags & (FG_SCAN_CALLID | FG_SCAN_CSEQ | FG_SCAN_AMBIGUOUS)) == (FG_SCAN_CALLID | FG_SCAN_CSEQ)) {
+	if (s->calls_tracked && !partial &&
+	    (flags & (FG_SCAN_CALLID | FG_SCAN_CSEQ | FG_SCAN_AMBIGUOUS)) == (FG_SCAN_CALLID | FG_SCAN_CSEQ)) {
 		struct fg_active_call_key call = {.addr = *dst, .callid = scan->callid};
 
 		fg_server_heard();
@@ -462,15 +491,23 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 		proven = fg_challenged(dst, txn.nonce);
 	}
 	/* A challenge: its nonce is what credentials from `dst` must answer. */
-	if ((code == 401 || code == 407) && scan->nonce) {
+	if ((code == 401 || code == 407) && scan->nonce && !partial) {
 		struct fg_challenge_key challenge = {.addr = *dst, .nonce = scan->nonce};
 		__u32 one = 1;
 
 		bpf_map_update_elem(&fg_challenges, &challenge, &one, BPF_ANY);
 		fg_inside_count(FG_INSIDE_CHALLENGES);
 	}
-	if (!found)
+	if (!found) {
+		/* A refusal naming no one transaction that can be read: the
+		 * walk finds a value only whole, within the bytes it has. One
+		 * naming a transaction never noted (a first challenge) is no
+		 * failure. A stale challenge is not one either. */
+		if ((code == 401 || code == 403 || code == 407) && !(code != 403 && (flags & FG_SCAN_STALE)) &&
+		    (flags & (FG_SCAN_CALLID | FG_SCAN_CSEQ | FG_SCAN_AMBIGUOUS)) != (FG_SCAN_CALLID | FG_SCAN_CSEQ))
+			fg_unreadable_refusal(s, dst, udp);
 		return;
+	}
 
 	if (code >= 200 && code <= 299) {
 		/* Accepted credentials prove the address real only if they

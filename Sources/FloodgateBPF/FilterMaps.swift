@@ -273,8 +273,8 @@ public final class FilterMaps: @unchecked Sendable {
     }
 
     /// What the inside program read in the SIP server's answers, by count name (`fg_inside_count_name`):
-    /// answers, challenges, auth-failures, auth-failures-not-counted, verified, server-byes, auth-failures-unproven;
-    /// summed over CPUs.
+    /// answers, challenges, auth-failures, auth-failures-not-counted, verified, server-byes, auth-failures-unproven,
+    /// auth-failures-unreadable; summed over CPUs.
     public func insideCounts() throws -> [String: UInt64] {
         var result: [String: UInt64] = [:]
         for i in 0..<FG_INSIDE_COUNT_MAX.rawValue {

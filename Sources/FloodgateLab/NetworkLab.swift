@@ -23,6 +23,10 @@ public final class NetworkLab: @unchecked Sendable {
     /// between 198.18.0.0/24 (outside) and 198.18.2.0/24 (server side, router 198.18.2.1, server 198.18.2.2).
     public let serverNS: String?
     public let routerInsideInterface: String?
+    /// The server's end of that link.
+    public var serverInterface: String? {
+        routerInsideInterface.map { "\($0.prefix($0.count - id.count - 1))s\(id)" }
+    }
     public let serverAddress = "198.18.2.2"
     /// The router end's IPv6 address, if the lab was made with IPv6 on the router side.
     public let routerIPv6: String?
@@ -94,7 +98,7 @@ public final class NetworkLab: @unchecked Sendable {
                                 routerInterface, "nud", "permanent"])
         }
         if let s = serverNS, let inside = routerInsideInterface {
-            let serverIf = "\(inside.prefix(inside.count - id.count - 1))s\(id)"
+            let serverIf = serverInterface!
             for step in [
                 ["ip", "netns", "add", s],
                 ["ip", "link", "add", inside, "netns", r, "type", "veth", "peer", "name", serverIf, "netns", s],

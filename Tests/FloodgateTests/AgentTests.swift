@@ -565,7 +565,7 @@ import Testing
         try requireTool("/usr/bin/sipp", package: "sip-tester")
         try requireRoot()
         let lab = try NetworkLab(prefix: "fga", extraOutsideAddresses: ["198.18.0.66", "198.18.0.67", "198.18.0.68",
-                                                                         "198.18.0.69"], server: true)
+                                                                         "198.18.0.69", "198.18.0.70"], server: true)
         defer { lab.tearDown() }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fgkam-\(lab.id)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -691,6 +691,46 @@ import Testing
         #expect(tcpPhone.status == 0, "the TCP phone registers: \(tcpPhone.out.suffix(600))")
         #expect(maps.ban(of: SourceAddress("198.18.0.69")!) == nil)
         #expect(try Set(maps.trustedSources().map(\.address.description)) == [phoneAddress, "198.18.0.69"])
+
+        // A guesser that hides its failures. The server sits behind a narrower link than the outside's 1,500 bytes
+        // (1,400: a tunnel's, say). One datagram of 1,465 bytes, whole on the way in, of long headers kamailio
+        // echoes (ten more Via lines; the Call-ID and CSeq after them, its credentials last) makes each 401 about
+        // 1,560 bytes: its first fragment, all the inside program sees of it whole, ends before the Call-ID and
+        // CSeq. (On a 1,500-byte path kamailio's 401 keeps them in its first fragment: the filter drops a request
+        // whose header block does not end in its first fragment, and kamailio adds too little before them.) Each
+        // such refusal is still the address's failure.
+        for (ns, device) in [(lab.serverNS!, lab.serverInterface!), (lab.routerNS, lab.routerInsideInterface!)] {
+            #expect(try run(["ip", "-n", ns, "link", "set", "dev", device, "mtu", "1400"]).status == 0)
+        }
+        let hidden = "198.18.0.70"
+        let vias = (1...10).map { "Via: SIP/2.0/UDP 198.18.9.\($0):5060;branch=z9hG4bK-" + String(repeating: "h", count: 66) }
+        let guess = (["REGISTER sip:\(lab.serverAddress) SIP/2.0",
+                      "Via: SIP/2.0/UDP \(hidden):5071;branch=z9hG4bK-u@N@;rport"] + vias
+                     + ["From: <sip:100@\(lab.serverAddress)>;tag=u@N@", "To: <sip:100@\(lab.serverAddress)>",
+                        "Call-ID: u@N@@x", "CSeq: 1 REGISTER",
+                        "Authorization: Digest username=\"100\", realm=\"\(lab.serverAddress)\", nonce=\"n@N@\", uri=\"sip:x\", response=\"0\"",
+                        "Content-Length: 0"]).joined(separator: "\r\n") + "\r\n\r\n"
+        let size = guess.replacingOccurrences(of: "@N@", with: "0").utf8.count
+        #expect(size > 1_400 && size <= 1_472, "one datagram, whole on the outside: \(size) bytes")
+        let unreadableBefore = try maps.insideCounts()["auth-failures-unreadable"] ?? 0
+        // Without the don't-fragment bit (IP_MTU_DISCOVER: IP_PMTUDISC_DONT): the router fragments it for the
+        // server's link, after the filter has seen it whole.
+        let guessScript = """
+            import socket, time
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.setsockopt(socket.IPPROTO_IP, 10, 0)
+            s.bind(("\(hidden)", 5071))
+            for i in range(8):
+                s.sendto(\(pythonBytes(guess)).replace(b"@N@", str(i).encode()), ("\(lab.serverAddress)", 5060))
+                time.sleep(0.2)
+            """
+        let sent = try run(["ip", "netns", "exec", lab.outsideNS, "timeout", "20", "/usr/bin/python3", "-c", guessScript])
+        #expect(sent.status == 0, "\(sent.err)")
+        #expect(maps.ban(of: SourceAddress(hidden)!)?.bruteForce == true, "the guesser whose failures were unreadable")
+        let counts = try maps.insideCounts()
+        let unreadable = (counts["auth-failures-unreadable"] ?? 0) - unreadableBefore
+        // Five before the ban; one more if a guess passed before the fifth refusal came back on a slow machine.
+        #expect(unreadable >= 5, "its refusals: \(unreadable); \(counts)")
     }
 
     /// A Python bytes literal of `text`.

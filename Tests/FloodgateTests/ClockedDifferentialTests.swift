@@ -118,6 +118,22 @@ import Testing
                                                                   proto: Packet.Proto.udp, udp))
     }
 
+    /// The first fragment of the server's 401 to `destination`, pushed past the MTU by twelve long Via lines it
+    /// echoes: it ends before the Call-ID and CSeq, so it names no transaction that can be read.
+    static func unreadableRefusal(to destination: String, id: UInt32) -> [UInt8] {
+        let vias = (0..<12).map { "Via: SIP/2.0/UDP 198.18.6.\($0 + 1):5060;branch=z9hG4bK-" + String(repeating: "v", count: 70) }
+        let text = (["SIP/2.0 401 Unauthorized"] + vias + ["Call-ID: unreadable-\(id)", "CSeq: 1 REGISTER",
+                                                          "Content-Length: 0"]).joined(separator: "\r\n") + "\r\n\r\n"
+        let udp = Array(Packet.udp(sport: 5060, dport: 5070, Array(text.utf8)).prefix(1_232))
+        return isV6(destination)
+            ? Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+                src: "2001:db8::2", dst: destination, proto: Packet.Proto.udp, udp,
+                extensions: [(Packet.Proto.fragment, Packet.fragmentBody(offset: 0, more: true, id: id))]))
+            : Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
+                src: "198.18.0.2", dst: destination, proto: Packet.Proto.udp, udp, moreFragments: true,
+                id: UInt16(truncatingIfNeeded: id)))
+    }
+
     /// A first fragment of a UDP datagram to 5060 (IP ID `id`), or one of its later fragments.
     static func fragment(from src: String, id: UInt32, first: Bool, ttl: UInt8) -> [UInt8] {
         let body: [UInt8] = first
@@ -202,6 +218,15 @@ import Testing
             model.answer(to: SourceAddress(phone)!, code: Int(status.prefix(3))!, callID: callID, cseq: UInt32(cseq),
                          method: "REGISTER", nonce: nonce, stale: stale)
         }
+        var fragmentID: UInt32 = 1
+        func unreadable(to address: String) throws {
+            guard mismatch == nil else { return }
+            try program.setTestClock(nanoseconds: model.now)
+            fragmentID += 1
+            _ = try FloodgateProgram.testRun(programFD: program.insideProgramFD,
+                                             packet: Self.unreadableRefusal(to: address, id: fragmentID))
+            model.unreadableRefusal(to: SourceAddress(address)!)
+        }
         func challenge(_ address: String, nonce: String, stale: Bool = false) throws {
             let header = "WWW-Authenticate: Digest realm=\"198.18.0.2\", nonce=\"\(nonce)\"\(stale ? ", stale=true" : "")"
             try inside("401 Unauthorized", to: address, callID: "challenge-\(nonce)", cseq: 1, extra: [header],
@@ -219,7 +244,6 @@ import Testing
              "2001:db8:\(net6)::\(String(f.int(1...65535), radix: 16))")
         }
 
-        var fragmentID: UInt32 = 1
         for _ in 0..<steps where mismatch == nil {
             advance()
             let roll = f.int(0...99)
@@ -307,6 +331,8 @@ import Testing
                 if f.chance(0.5) {  // the server challenges the forged REGISTER: the address's failure?
                     try inside("401 Unauthorized", to: phone.address, callID: "forged-\(f.int(0...99))",
                                cseq: f.int(1...9))
+                } else if f.chance(0.2) {  // a refusal the forgery made unreadable
+                    try unreadable(to: phone.address)
                 }
             case 86..<92:  // a password guesser
                 let guesser = f.pick(guessers)
@@ -314,7 +340,11 @@ import Testing
                 try challenge(guesser, nonce: "g\(n)")
                 try send(Self.sip(Self.register(from: guesser, callID: "guess-\(n)", cseq: n, nonce: "g\(n)"),
                                   from: guesser, ttl: 64))
-                try inside("401 Unauthorized", to: guesser, callID: "guess-\(n)", cseq: n)
+                if f.chance(0.8) {
+                    try inside("401 Unauthorized", to: guesser, callID: "guess-\(n)", cseq: n)
+                } else {  // a guess whose refusal it made unreadable
+                    try unreadable(to: guesser)
+                }
             default:  // fragments: a first one and its followers, or followers of nothing
                 let src = f.chance(0.5) ? f.pick(f.chance(0.7) ? v4Pool : v6Pool) : f.pick(phones).address
                 let ttl = f.chance(0.9) ? (phones.first { $0.address == src }?.ttl ?? 64) : 64

@@ -517,6 +517,13 @@ struct ReferenceModel {
         }
     }
 
+    /// A refusal (401, 403, 407, not a stale challenge) to `destination` whose Call-ID and CSeq could not be read:
+    /// a failure of the address, but over UDP not of a verified one, in whose name a forger could provoke it.
+    mutating func unreadableRefusal(to destination: SourceAddress, overUDP: Bool = true) {
+        guard notesTransactions, !(overUDP && verified(destination) != nil) else { return }
+        failure(destination)
+    }
+
     /// A pin and an accepted REGISTER at `ttl`: the pin moves after FG_REPIN_CONFIRMATIONS in a row at one new TTL.
     func confirmed(_ pin: Pin, ttl: UInt8, repin: Bool) -> Pin {
         var pin = pin

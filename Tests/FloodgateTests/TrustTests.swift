@@ -340,6 +340,105 @@ import Testing
         #expect(try TrustTests.trusted(p)[phone] != nil, "a lift leaves the verification as it was")
     }
 
+    /// A guesser that makes the server's refusals unreadable: long headers it echoes (here twelve Via lines) push
+    /// the answer past the MTU, and its first fragment ends before the Call-ID and CSeq that name the transaction;
+    /// over TCP, a small MSS ends the segment before them. Such a refusal is a failure of the address it goes to,
+    /// but over UDP not of a verified one, in whose name a forger could provoke it. A first fragment that names a
+    /// noted transaction counts as a whole answer would; one naming none (a first challenge), a stale challenge and
+    /// a 200 in a first fragment count for nothing.
+    @Test func aRefusalWhoseTransactionCannotBeReadIsAFailureOfItsDestination() throws {
+        let p = try TrustTests.program(failures: 3)
+        let guesser = "198.18.6.20", phone = "198.18.6.21", other = "198.18.6.22", caller = "198.18.6.23"
+        /// The server's answer with `vias` Via lines of 110 bytes before From, To, Call-ID and CSeq, and `first`
+        /// before them all.
+        func answer(_ status: String, to destination: String, callID: String, vias: Int, first: [String] = [])
+            -> [UInt8]
+        {
+            let via = (0..<vias).map { "Via: SIP/2.0/UDP 198.18.6.\($0 + 1):5060;branch=z9hG4bK-" + String(repeating: "v", count: 70) }
+            let lines = ["SIP/2.0 \(status)"] + first + via + ["From: <sip:100@198.18.2.2>;tag=1",
+                "To: <sip:100@198.18.2.2>;tag=2", "Call-ID: \(callID)", "CSeq: 1 REGISTER",
+                "WWW-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"n-\(callID)\"", "Content-Length: 0"]
+            return Array((lines.joined(separator: "\r\n") + "\r\n\r\n").utf8)
+        }
+        /// The first fragment of `text` sent over UDP to `destination`: 1,480 bytes of the datagram, more to come.
+        func firstFragment(_ text: [UInt8], to destination: String) -> [UInt8] {
+            let datagram = Packet.udp(sport: 5060, dport: 5070, text)
+            #expect(datagram.count > 1_480, "the answer needs fragments")
+            return Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
+                src: "198.18.2.2", dst: destination, proto: Packet.Proto.udp, Array(datagram.prefix(1_480)),
+                moreFragments: true))
+        }
+        func counts() throws -> [String: UInt64] { try p.maps.insideCounts() }
+
+        // An unverified guesser: its third unreadable refusal bans it, whatever its requests carried.
+        for n in 1...3 {
+            #expect(p.maps.ban(of: SourceAddress(guesser)!) == nil, "\(n)")
+            try TrustTests.inside(p, firstFragment(answer("401 Unauthorized", to: guesser, callID: "g\(n)", vias: 12),
+                                                   to: guesser))
+        }
+        #expect(p.maps.ban(of: SourceAddress(guesser)!)?.bruteForce == true)
+        do {
+            let c = try counts()
+            #expect(c["auth-failures-unreadable"] == 3 && c["auth-failures"] == 0, "\(c)")
+        }
+
+        // What counts for nothing: first fragments whose Call-ID and CSeq are read and name no noted request (a
+        // first challenge), a stale challenge's, and a 200's.
+        for n in 1...3 {
+            try TrustTests.inside(p, firstFragment(answer("401 Unauthorized", to: other, callID: "c\(n)", vias: 3)
+                                                   + Array(String(repeating: "x", count: 1_200).utf8), to: other))
+            try TrustTests.inside(p, firstFragment(answer("401 Unauthorized", to: other, callID: "s\(n)", vias: 12,
+                first: ["WWW-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"s\(n)\", stale=true"]), to: other))
+        }
+        #expect(p.maps.ban(of: SourceAddress(other)!) == nil)
+        try TrustTests.challenge(p, phone)
+        #expect(try p.judge(Packet.request("REGISTER", src: phone, extra: [TrustTests.credentials], callID: "r1",
+                                           cseq: "1 REGISTER")).2 == .passed)
+        try TrustTests.inside(p, firstFragment(answer("200 OK", to: phone, callID: "r1", vias: 3)
+                                               + Array(String(repeating: "x", count: 1_200).utf8), to: phone))
+        #expect(try TrustTests.trusted(p)[phone] == nil, "a 200 in fragments verifies nothing")
+        do {
+            let c = try counts()
+            #expect(c["auth-failures-unreadable"] == 3 && c["auth-failures"] == 0, "\(c)")
+        }
+
+        // A first fragment naming a noted credentialed request is its failure, as a whole answer is.
+        #expect(try p.judge(Packet.request("REGISTER", src: caller, extra: [TrustTests.credentials], callID: "k1",
+                                           cseq: "1 REGISTER")).2 == .passed)
+        try TrustTests.inside(p, firstFragment(answer("401 Unauthorized", to: caller, callID: "k1", vias: 3)
+                                               + Array(String(repeating: "x", count: 1_200).utf8), to: caller))
+        do {
+            let c = try counts()
+            #expect(c["auth-failures"] == 1, "\(c)")
+        }
+
+        // A verified phone: unreadable refusals over UDP may be a forger's doing, and count nowhere.
+        #expect(try TrustTests.register(p, phone, call: "r2", n: 2) == .passed)
+        #expect(try TrustTests.trusted(p)[phone] != nil)
+        let notCounted = try counts()["auth-failures-not-counted"] ?? 0
+        for n in 1...4 {
+            try TrustTests.inside(p, firstFragment(answer("401 Unauthorized", to: phone, callID: "p\(n)", vias: 12),
+                                                   to: phone))
+        }
+        #expect(p.maps.ban(of: SourceAddress(phone)!) == nil)
+        #expect(try TrustTests.trusted(p)[phone]?.quarantineUntilSeconds == nil)
+        do {
+            let c = try counts()
+            #expect(c["auth-failures-not-counted"] == notCounted + 4 && c["auth-failures-unreadable"] == 3, "\(c)")
+        }
+        // Over TCP its address cannot be forged: a segment that ends before the Call-ID and CSeq is its failure.
+        for n in 1...3 {
+            #expect(p.maps.ban(of: SourceAddress(phone)!) == nil, "TCP \(n)")
+            try TrustTests.inside(p, TrustTests.tcpAnswer(Array(answer("401 Unauthorized", to: phone, callID: "t\(n)",
+                                                                       vias: 4).prefix(500)), to: phone))
+        }
+        #expect(p.maps.ban(of: SourceAddress(phone)!)?.bruteForce == true)
+        do {
+            let c = try counts()
+            #expect(c["auth-failures-unreadable"] == 6, "\(c)")
+        }
+    }
+
     /// A server that challenges a SUBSCRIBE, a MESSAGE or an OPTIONS checks the password in its credentials as it
     /// would a REGISTER's, so a 401 or 407 to one counts too; a 403 to one is as often policy, and does not.
     /// Several guesses sent under one Call-ID and CSeq count one each, a request at another TTL among them excuses
