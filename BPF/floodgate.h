@@ -372,15 +372,16 @@ enum fg_inside_count {
 	FG_INSIDE_CHALLENGES = 1,	/* 401 and 407 with a nonce: challenges sent to sources */
 	FG_INSIDE_AUTH_FAILURES = 2,	/* failed authentications of noted credentialed requests */
 	FG_INSIDE_AUTH_NOT_COUNTED = 3, /* failures not held against the source: a stale nonce, a 403 to a request
-					 * of another method than REGISTER or INVITE, a refusal over UDP to a
-					 * verified source whose transaction could not be read */
+					 * of another method than REGISTER or INVITE, an unreadable refusal (below)
+					 * to a verified source */
 	FG_INSIDE_VERIFIED = 4,		/* accepted credentials that verified a source */
 	FG_INSIDE_SERVER_BYES = 5,	/* the server's BYEs */
 	FG_INSIDE_AUTH_UNPROVEN = 6,	/* failures whose credentials answered no challenge sent to the address, of a
 					 * verified source or from another hop distance than its pin */
-	FG_INSIDE_AUTH_UNREADABLE = 7,	/* refusals (401, 403, 407) whose Call-ID and CSeq could not be read (in a
-					 * first fragment, split over TCP segments, past the walk's reach), counted
-					 * as failures of the address they went to (lib/trust.h) */
+	FG_INSIDE_AUTH_UNREADABLE = 7,	/* refusals (401, 403, 407) over UDP whose Call-ID and CSeq could not be
+					 * read (in a first fragment, past the walk's reach), counted as failures
+					 * of the address they went to, against a credentialed request of its
+					 * still unanswered (lib/trust.h) */
 	FG_INSIDE_COUNT_MAX = 8,
 };
 
@@ -401,7 +402,8 @@ enum fg_inside_count {
  * failures, fg_trust's quarantines (24 bytes); fg_inside_counts' seventh
  * count; fg_txns keyed by the CSeq method too, for credentialed requests of
  * every method, with a count of those pending. 20: fg_inside_counts'
- * eighth count (unreadable refusals). */
+ * eighth count (unreadable refusals); fg_auth's count of credentialed
+ * requests pending (20 bytes). */
 #define FG_LAYOUT_VERSION 20
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
@@ -603,7 +605,10 @@ struct fg_auth_state {
 				* in the window (lib/trust.h): they quarantine it at its pin, never ban it */
 	__u32 away;	       /* the same, of requests from another hop distance than the address's pin: they
 				* quarantine its credentials from other hop distances only */
+	__u32 pending;	       /* its credentialed requests noted on the way in and not yet answered (at most
+				* FG_AUTH_PENDING_MAX; not windowed): an unreadable refusal counts only against one */
 };
+#define FG_AUTH_PENDING_MAX 64
 /* A pinned TTL / hop limit (lib/tiers.h), of a verified source or an allow
  * entry, and the evidence on its way to moving it. */
 struct fg_pin {
@@ -948,7 +953,7 @@ _Static_assert(sizeof(struct fg_txn) == 16, "fg_txn layout");
 _Static_assert(sizeof(struct fg_fragment_key) == 24, "fg_fragment_key layout");
 _Static_assert(sizeof(struct fg_challenge_key) == 24, "fg_challenge_key layout");
 _Static_assert(sizeof(struct fg_allow_entry) == 40, "fg_allow_entry layout");
-_Static_assert(sizeof(struct fg_auth_state) == 16, "fg_auth_state layout");
+_Static_assert(sizeof(struct fg_auth_state) == 20, "fg_auth_state layout");
 _Static_assert(sizeof(struct fg_offence) == 16, "fg_offence layout");
 _Static_assert(sizeof(struct fg_event) == 40, "fg_event layout");
 _Static_assert(sizeof(struct fg_limit) == 24, "fg_limit layout");

@@ -51,16 +51,21 @@
  * is noted nowhere and counts for nothing, and so does a forged one: its
  * answer goes to the address the forger claimed.
  *
- * A refusal (401, 403, 407) whose Call-ID and CSeq cannot be read (in the
- * first fragment of an answer pushed past the MTU by the headers it echoes,
- * in a TCP segment that ends before them, past the walk's reach) is a failure
- * of the address it goes to: otherwise a guesser could hide every failure by
- * making the answers unreadable. Such answers are rare for honest requests.
- * Over UDP to a verified address it is counted nowhere: a forger could
- * provoke it in the address's name with any request, credentials or not. An
- * unverified address a forger can get banned that way too, as it could with
+ * A refusal (401, 403, 407) over UDP whose Call-ID and CSeq cannot be read
+ * (in the first fragment of an answer pushed past the MTU by the headers it
+ * echoes, past the walk's reach) is a failure of the address it goes to, if
+ * the address has a credentialed request noted and not yet answered
+ * (fg_auth_state.pending), which it then uses up: otherwise a guesser could
+ * hide every failure by making the answers unreadable. A first challenge (no
+ * credentials) that fragments counts for nothing, as a readable one does, and
+ * a refusal sent again counts once per request. To a verified address it is
+ * counted nowhere: a forger could send credentialed requests in its name. An
+ * unverified address a forger can get banned that way, as it could with
  * made-up credentials. Only refusals are read in a first fragment; the rest
- * of an answer in fragments is not read at all.
+ * of an answer in fragments is not read at all. Over TCP, where a segment
+ * may start anywhere in the stream (in the body of a message someone else
+ * had relayed to the address), a segment that names no transaction counts
+ * for nothing.
  */
 #ifndef FG_LIB_TRUST_H
 #define FG_LIB_TRUST_H
@@ -78,8 +83,9 @@
 #include "tiers.h"
 #include "known.h"
 
-/* Failed authentications per external source; LRU. Entries are made only
- * for answers matched to a noted transaction. */
+/* Failed authentications per external source, and its credentialed
+ * requests pending; LRU. Entries are made by a noted credentialed request
+ * and by a failure. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, FG_MAX_AUTH_SOURCES);
@@ -166,6 +172,34 @@ static __always_inline int fg_never_answered(__u64 cseq_method)
  * excuses a request from another hop distance stays only if every one had it,
  * and a nonce sent to the address stays once one answered it.
  */
+/* One more credentialed request of `addr` noted and not yet answered
+ * (fg_auth_state.pending), against which an unreadable refusal may count. A
+ * new entry's window has passed (it starts at 0), so its first failure
+ * begins one. Not atomic, like the transactions' own count: two CPUs at once
+ * may lose one. */
+static __always_inline void fg_note_pending(const struct fg_addr *addr)
+{
+	struct fg_autoban_scratch *w;
+	struct fg_auth_state *st;
+	__u32 zero = 0;
+
+	st = bpf_map_lookup_elem(&fg_auth, addr);
+	if (st) {
+		if (st->pending < FG_AUTH_PENDING_MAX)
+			st->pending++;
+		return;
+	}
+	w = bpf_map_lookup_elem(&fg_autoban_scratch, &zero);
+	if (!w)
+		return;
+	w->auth.failures = 0;
+	w->auth.window_start_s = 0;
+	w->auth.unproven = 0;
+	w->auth.away = 0;
+	w->auth.pending = 1;
+	bpf_map_update_elem(&fg_auth, addr, &w->auth, BPF_NOEXIST);
+}
+
 static __always_inline void fg_note_transaction(const struct fg_packet *pkt, const struct fg_scan *scan,
 						__u32 flags)
 {
@@ -177,6 +211,7 @@ static __always_inline void fg_note_transaction(const struct fg_packet *pkt, con
 
 	if ((scan->found & need) != need || (scan->found & FG_SCAN_AMBIGUOUS) || fg_never_answered(scan->method))
 		return;
+	fg_note_pending(&pkt->src);
 	if (!bpf_map_update_elem(&fg_txns, &key, &txn, BPF_NOEXIST))
 		return;
 	found = bpf_map_lookup_elem(&fg_txns, &key);
@@ -211,6 +246,7 @@ static __always_inline struct fg_auth_state *fg_auth_window(const struct fg_sett
 		w->auth.window_start_s = now_s;
 		w->auth.unproven = 0;
 		w->auth.away = 0;
+		w->auth.pending = 0;
 		bpf_map_update_elem(&fg_auth, addr, &w->auth, BPF_NOEXIST);
 		st = bpf_map_lookup_elem(&fg_auth, addr);
 		if (!st)
@@ -402,11 +438,25 @@ static __always_inline void fg_verify(struct fg_settings *s, const struct fg_add
 }
 
 /* The SIP server's answer to `dst`, in a datagram or a TCP segment. */
-/* A refusal to `dst` whose transaction could not be read (see the top of
- * this file): over UDP (`udp`) to a verified address, counted nowhere. */
-static __always_inline void fg_unreadable_refusal(struct fg_settings *s, const struct fg_addr *dst, int udp)
+/* One of `addr`'s pending credentialed requests is answered: 1 if one was
+ * pending. */
+static __always_inline int fg_answered_pending(const struct fg_addr *addr)
 {
-	if (udp && fg_verified(s, dst, fg_clock_ns())) {
+	struct fg_auth_state *st = bpf_map_lookup_elem(&fg_auth, addr);
+
+	if (!st || !st->pending)
+		return 0;
+	st->pending--;
+	return 1;
+}
+
+/* A refusal over UDP to `dst` whose transaction could not be read (see the
+ * top of this file). */
+static __always_inline void fg_unreadable_refusal(struct fg_settings *s, const struct fg_addr *dst)
+{
+	if (!fg_answered_pending(dst))
+		return;
+	if (fg_verified(s, dst, fg_clock_ns())) {
 		fg_inside_count(FG_INSIDE_AUTH_NOT_COUNTED);
 		return;
 	}
@@ -414,9 +464,9 @@ static __always_inline void fg_unreadable_refusal(struct fg_settings *s, const s
 	fg_auth_failure(s, dst);
 }
 
-/* The server's message to `dst` at payload_off: an answer (or its BYE), over
- * UDP (`udp`) or TCP; `partial`: the first fragment of one, of which only a
- * refusal is read. */
+/* The server's message to `dst` at payload_off, over UDP (`udp`) or TCP:
+ * an answer, or its BYE; `partial`: the first fragment of one, of which
+ * only a refusal is read. */
 static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_settings *s, const struct fg_addr *dst,
 					     __u32 payload_off, __u32 payload_len, int udp, int partial)
 {
@@ -488,6 +538,7 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 			found->pending = txn.pending - 1;
 		else
 			bpf_map_delete_elem(&fg_txns, &key);
+		fg_answered_pending(dst);
 		proven = fg_challenged(dst, txn.nonce);
 	}
 	/* A challenge: its nonce is what credentials from `dst` must answer. */
@@ -499,13 +550,13 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 		fg_inside_count(FG_INSIDE_CHALLENGES);
 	}
 	if (!found) {
-		/* A refusal naming no one transaction that can be read: the
-		 * walk finds a value only whole, within the bytes it has. One
-		 * naming a transaction never noted (a first challenge) is no
-		 * failure. A stale challenge is not one either. */
-		if ((code == 401 || code == 403 || code == 407) && !(code != 403 && (flags & FG_SCAN_STALE)) &&
+		/* A refusal over UDP naming no one transaction that can be
+		 * read (the walk finds a value only whole, within the bytes it
+		 * has), but not a stale challenge. One naming a transaction
+		 * never noted (a first challenge) is no failure. */
+		if (udp && (code == 401 || code == 403 || code == 407) && !(code != 403 && (flags & FG_SCAN_STALE)) &&
 		    (flags & (FG_SCAN_CALLID | FG_SCAN_CSEQ | FG_SCAN_AMBIGUOUS)) != (FG_SCAN_CALLID | FG_SCAN_CSEQ))
-			fg_unreadable_refusal(s, dst, udp);
+			fg_unreadable_refusal(s, dst);
 		return;
 	}
 

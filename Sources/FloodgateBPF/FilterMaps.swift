@@ -409,26 +409,46 @@ public final class FilterMaps: @unchecked Sendable {
 
     /// Lifts the quarantine of verified `address`'s credentials, at its pin and from elsewhere, and starts its
     /// counts of unproven failures afresh (as a quarantine's start does), so the next one does not quarantine it
-    /// again at once. Its proven failures stay counted. Where nothing was in force (`now`: CLOCK_MONOTONIC ns, or
-    /// a test clock's), nothing is written. The entry is rewritten whole: a renewal or pin move the inside
-    /// program makes in that instant is lost.
+    /// again at once. Its proven failures stay counted. Where nothing is in force (`now`: CLOCK_MONOTONIC ns, or a
+    /// test clock's), or the source is no longer verified, nothing is written. Each entry is read again just
+    /// before it is written, and the write is given up and tried again (three times, then an error) if the inside
+    /// program changed it meanwhile; what is left is a change it makes between that read and the write, which is
+    /// lost.
     public func liftQuarantine(of address: SourceAddress, now: UInt64 = monotonicNanoseconds()) throws -> LiftedQuarantine {
         let nowSeconds = now / 1_000_000_000
-        guard var trust = try trustedMap.lookup(address.raw) else { return LiftedQuarantine(atPin: false, elsewhere: false) }
-        let lifted = LiftedQuarantine(atPin: UInt64(trust.quarantine_until_s) > nowSeconds,
-                                      elsewhere: UInt64(trust.away_until_s) > nowSeconds)
-        guard lifted.any else { return lifted }
-        // The counts first: should the quarantine's write then fail, it is still in force, with fresh counts.
-        if var counts = try authMap.lookup(address.raw), counts.unproven != 0 || counts.away != 0 {
-            counts.unproven = 0
-            counts.away = 0
-            try authMap.update(address.raw, counts, what: "clear the unproven failures of \(address)")
+        let key = address.raw
+        for _ in 0..<3 {
+            guard var trust = try trustedMap.lookup(key), trust.until_ns > now else { break }
+            let lifted = LiftedQuarantine(atPin: UInt64(trust.quarantine_until_s) > nowSeconds,
+                                          elsewhere: UInt64(trust.away_until_s) > nowSeconds)
+            guard lifted.any else { return lifted }
+            // The counts first: should the quarantine's write then fail, it is still in force, with fresh counts.
+            if var counts = try authMap.lookup(key), counts.unproven != 0 || counts.away != 0 {
+                let read = counts
+                counts.unproven = 0
+                counts.away = 0
+                guard try Self.same(authMap.lookup(key), read) else { continue }
+                try authMap.update(key, counts, what: "clear the unproven failures of \(address)")
+            }
+            let read = trust
+            trust.quarantine_until_s = 0
+            trust.away_until_s = 0
+            guard try Self.same(trustedMap.lookup(key), read) else { continue }
+            // BPF_EXIST: an entry the LRU evicted meanwhile is not made again.
+            try trustedMap.update(key, trust, flags: BPF_EXIST, what: "lift the quarantine of \(address)")
+            return lifted
         }
-        trust.quarantine_until_s = 0
-        trust.away_until_s = 0
-        // BPF_EXIST: an entry the LRU evicted meanwhile is not made again.
-        try trustedMap.update(address.raw, trust, flags: BPF_EXIST, what: "lift the quarantine of \(address)")
-        return lifted
+        guard let trust = try trustedMap.lookup(key), trust.until_ns > now else {
+            return LiftedQuarantine(atPin: false, elsewhere: false)
+        }
+        throw FloodgateError("the filter changed \(address)'s trust or failure counts three times while its quarantine was being lifted",
+                             hint: "try again")
+    }
+
+    /// Whether a map value read again is byte for byte the one read before.
+    private static func same<Value: BitwiseCopyable>(_ again: Value?, _ before: Value) -> Bool {
+        guard let again else { return false }
+        return withUnsafeBytes(of: again) { a in withUnsafeBytes(of: before) { b in a.elementsEqual(b) } }
     }
 
     /// Why `address` must not be banned on a word that may be forged (a log line, an integration's request):

@@ -97,6 +97,9 @@ struct ReferenceModel {
     /// Credentialed requests let in, of any method: the TTL they came at, whether at another TTL than the
     /// address's pin, their class, the nonce their credentials answer, and how many under the key await an answer.
     var transactions: [Transaction: (ttl: UInt8, repin: Bool, cls: TrafficClass, nonce: [UInt8]?, pending: Int)] = [:]
+    /// Per address, its credentialed requests noted and not yet answered (at most FG_AUTH_PENDING_MAX): what an
+    /// unreadable refusal counts against.
+    var pendingCredentials: [SourceAddress: Int] = [:]
     /// (address, nonce) of every challenge the server sent.
     var challenges: Set<[UInt8]> = []
     /// Failed authentications per source: how many in the window that started at `start` (seconds), and how many
@@ -420,6 +423,7 @@ struct ReferenceModel {
            !found.ambiguous, let callID = found.callID, let cseq = found.cseq, !Transaction.neverAnswered(found.method)
         {
             let key = Transaction(address: f.src, callID: callID, cseq: cseq, method: found.method ?? [])
+            pendingCredentials[f.src] = min((pendingCredentials[f.src] ?? 0) + 1, Int(FG_AUTH_PENDING_MAX))
             if var old = transactions[key] {
                 if !repin { old.ttl = f.ttl }
                 old.repin = old.repin && repin
@@ -498,6 +502,7 @@ struct ReferenceModel {
         guard let txn else { return }
         // One of the requests pending under the key is answered.
         transactions[key] = txn.pending > 1 ? (txn.ttl, txn.repin, txn.cls, txn.nonce, txn.pending - 1) : nil
+        answeredPending(destination)
         if (200...299).contains(code) {
             // Accepted credentials of a REGISTER that answered a nonce sent to this address: verified. No failures
             // are cleared.
@@ -517,10 +522,19 @@ struct ReferenceModel {
         }
     }
 
-    /// A refusal (401, 403, 407, not a stale challenge) to `destination` whose Call-ID and CSeq could not be read:
-    /// a failure of the address, but over UDP not of a verified one, in whose name a forger could provoke it.
-    mutating func unreadableRefusal(to destination: SourceAddress, overUDP: Bool = true) {
-        guard notesTransactions, !(overUDP && verified(destination) != nil) else { return }
+    /// One of `address`'s pending credentialed requests is answered: whether one was pending.
+    @discardableResult
+    mutating func answeredPending(_ address: SourceAddress) -> Bool {
+        guard let n = pendingCredentials[address], n > 0 else { return false }
+        pendingCredentials[address] = n - 1
+        return true
+    }
+
+    /// A refusal over UDP (401, 403, 407, not a stale challenge) to `destination` whose Call-ID and CSeq could not
+    /// be read: a failure of the address if it has a credentialed request pending, which it uses up, but not of a
+    /// verified one, in whose name a forger could have sent that request.
+    mutating func unreadableRefusal(to destination: SourceAddress) {
+        guard notesTransactions, answeredPending(destination), verified(destination) == nil else { return }
         failure(destination)
     }
 

@@ -297,7 +297,7 @@ import Testing
     /// The operator lifts a quarantine (`floodgate unquarantine`), at the pin and from elsewhere, each where it is
     /// in force. The counts of unproven failures start afresh, so that as many again as a quarantine takes put it
     /// back; the proven failures stay counted. Nothing is lifted from a source with no quarantine in force, nor
-    /// from one not verified.
+    /// from one not verified (or no longer).
     @Test func anOperatorLiftsAQuarantineAndItsUnprovenCountsStartAfresh() throws {
         let p = try TrustTests.program(failures: 3)
         let phone = "198.18.6.12", address = SourceAddress("198.18.6.12")!
@@ -323,6 +323,8 @@ import Testing
         }
         #expect(p.maps.ban(of: address) == nil)
 
+        #expect(try p.maps.liftQuarantine(of: address, now: monotonicNanoseconds() + 3_600_000_000_000).any == false,
+                "an hour on, the source is no longer verified")
         #expect(try p.maps.liftQuarantine(of: address) == .init(atPin: true, elsewhere: false))
         #expect(try TrustTests.trusted(p)[phone]?.quarantineUntilSeconds == nil)
         #expect(try forged(7, ttl: 64) == .passed, "lifted at the pin")
@@ -341,11 +343,14 @@ import Testing
     }
 
     /// A guesser that makes the server's refusals unreadable: long headers it echoes (here twelve Via lines) push
-    /// the answer past the MTU, and its first fragment ends before the Call-ID and CSeq that name the transaction;
-    /// over TCP, a small MSS ends the segment before them. Such a refusal is a failure of the address it goes to,
-    /// but over UDP not of a verified one, in whose name a forger could provoke it. A first fragment that names a
-    /// noted transaction counts as a whole answer would; one naming none (a first challenge), a stale challenge and
-    /// a 200 in a first fragment count for nothing.
+    /// the answer past the MTU, and its first fragment ends before the Call-ID and CSeq that name the transaction.
+    /// Such a refusal over UDP is a failure of the address it goes to, against one of its credentialed requests
+    /// still unanswered, which it uses up; but not of a verified address, in whose name a forger could have sent
+    /// that request. With none pending (a first challenge that fragments) it counts for nothing, and a refusal sent
+    /// again counts once. A first fragment that names a noted transaction counts as a whole answer would; a stale
+    /// challenge and a 200 in a first fragment count for nothing. Over TCP a segment may start anywhere in the
+    /// stream: one that starts like a refusal and names no transaction (bytes someone put in a message relayed to
+    /// the address) counts for nothing.
     @Test func aRefusalWhoseTransactionCannotBeReadIsAFailureOfItsDestination() throws {
         let p = try TrustTests.program(failures: 3)
         let guesser = "198.18.6.20", phone = "198.18.6.21", other = "198.18.6.22", caller = "198.18.6.23"
@@ -368,13 +373,26 @@ import Testing
                 src: "198.18.2.2", dst: destination, proto: Packet.Proto.udp, Array(datagram.prefix(1_480)),
                 moreFragments: true))
         }
+        func unreadable(to destination: String, callID: String) throws {
+            try TrustTests.inside(p, firstFragment(answer("401 Unauthorized", to: destination, callID: callID, vias: 12),
+                                                   to: destination))
+        }
+        /// A credentialed REGISTER from `source`, let in and noted.
+        func guess(from source: String, _ callID: String) throws {
+            #expect(try p.judge(Packet.request("REGISTER", src: source, extra: [TrustTests.credentials], callID: callID,
+                                               cseq: "1 REGISTER")).2 == .passed, "\(source) \(callID)")
+        }
         func counts() throws -> [String: UInt64] { try p.maps.insideCounts() }
 
-        // An unverified guesser: its third unreadable refusal bans it, whatever its requests carried.
+        // An unverified guesser: its third unreadable refusal bans it. Sent again, one counts once.
         for n in 1...3 {
             #expect(p.maps.ban(of: SourceAddress(guesser)!) == nil, "\(n)")
-            try TrustTests.inside(p, firstFragment(answer("401 Unauthorized", to: guesser, callID: "g\(n)", vias: 12),
-                                                   to: guesser))
+            try guess(from: guesser, "g\(n)")
+            for _ in 1...(n == 1 ? 3 : 1) { try unreadable(to: guesser, callID: "g\(n)") }
+            if n == 1 {
+                let c = try counts()
+                #expect(c["auth-failures-unreadable"] == 1, "three copies of one refusal: \(c)")
+            }
         }
         #expect(p.maps.ban(of: SourceAddress(guesser)!)?.bruteForce == true)
         do {
@@ -382,8 +400,11 @@ import Testing
             #expect(c["auth-failures-unreadable"] == 3 && c["auth-failures"] == 0, "\(c)")
         }
 
-        // What counts for nothing: first fragments whose Call-ID and CSeq are read and name no noted request (a
-        // first challenge), a stale challenge's, and a 200's.
+        // What counts for nothing: unreadable refusals with no credentialed request pending (first challenges
+        // that fragment); first fragments whose Call-ID and CSeq are read and name no noted request; a stale
+        // challenge's; and a 200's.
+        for n in 1...3 { try unreadable(to: other, callID: "c\(n)") }
+        try guess(from: other, "o1")
         for n in 1...3 {
             try TrustTests.inside(p, firstFragment(answer("401 Unauthorized", to: other, callID: "c\(n)", vias: 3)
                                                    + Array(String(repeating: "x", count: 1_200).utf8), to: other))
@@ -392,8 +413,7 @@ import Testing
         }
         #expect(p.maps.ban(of: SourceAddress(other)!) == nil)
         try TrustTests.challenge(p, phone)
-        #expect(try p.judge(Packet.request("REGISTER", src: phone, extra: [TrustTests.credentials], callID: "r1",
-                                           cseq: "1 REGISTER")).2 == .passed)
+        try guess(from: phone, "r1")
         try TrustTests.inside(p, firstFragment(answer("200 OK", to: phone, callID: "r1", vias: 3)
                                                + Array(String(repeating: "x", count: 1_200).utf8), to: phone))
         #expect(try TrustTests.trusted(p)[phone] == nil, "a 200 in fragments verifies nothing")
@@ -403,22 +423,23 @@ import Testing
         }
 
         // A first fragment naming a noted credentialed request is its failure, as a whole answer is.
-        #expect(try p.judge(Packet.request("REGISTER", src: caller, extra: [TrustTests.credentials], callID: "k1",
-                                           cseq: "1 REGISTER")).2 == .passed)
+        try guess(from: caller, "k1")
         try TrustTests.inside(p, firstFragment(answer("401 Unauthorized", to: caller, callID: "k1", vias: 3)
                                                + Array(String(repeating: "x", count: 1_200).utf8), to: caller))
+        // Its one request is answered: an unreadable refusal after it has nothing to count against.
+        try unreadable(to: caller, callID: "k2")
         do {
             let c = try counts()
-            #expect(c["auth-failures"] == 1, "\(c)")
+            #expect(c["auth-failures"] == 1 && c["auth-failures-unreadable"] == 3, "\(c)")
         }
 
-        // A verified phone: unreadable refusals over UDP may be a forger's doing, and count nowhere.
+        // A verified phone: its credentialed requests may be a forger's, so unreadable refusals count nowhere.
         #expect(try TrustTests.register(p, phone, call: "r2", n: 2) == .passed)
         #expect(try TrustTests.trusted(p)[phone] != nil)
         let notCounted = try counts()["auth-failures-not-counted"] ?? 0
         for n in 1...4 {
-            try TrustTests.inside(p, firstFragment(answer("401 Unauthorized", to: phone, callID: "p\(n)", vias: 12),
-                                                   to: phone))
+            try guess(from: phone, "p\(n)")
+            try unreadable(to: phone, callID: "p\(n)")
         }
         #expect(p.maps.ban(of: SourceAddress(phone)!) == nil)
         #expect(try TrustTests.trusted(p)[phone]?.quarantineUntilSeconds == nil)
@@ -426,16 +447,20 @@ import Testing
             let c = try counts()
             #expect(c["auth-failures-not-counted"] == notCounted + 4 && c["auth-failures-unreadable"] == 3, "\(c)")
         }
-        // Over TCP its address cannot be forged: a segment that ends before the Call-ID and CSeq is its failure.
-        for n in 1...3 {
-            #expect(p.maps.ban(of: SourceAddress(phone)!) == nil, "TCP \(n)")
-            try TrustTests.inside(p, TrustTests.tcpAnswer(Array(answer("401 Unauthorized", to: phone, callID: "t\(n)",
-                                                                       vias: 4).prefix(500)), to: phone))
+        // Over TCP, a phone with credentialed requests pending: segments from the server that start like a refusal
+        // and name no transaction count for nothing.
+        for n in 1...4 {
+            #expect(try p.judge(TrustTests.tcp("REGISTER sip:198.18.2.2 SIP/2.0\r\nCall-ID: t\(n)\r\nCSeq: 1 REGISTER\r\n"
+                                               + "\(TrustTests.credentials)\r\nContent-Length: 0\r\n\r\n", from: other,
+                                               ack: 1)).2 == .passed)
+            try TrustTests.inside(p, TrustTests.tcpAnswer(Array("SIP/2.0 401 SIP/2.0 401 SIP/2.0 401 ".utf8), to: other))
+            try TrustTests.inside(p, TrustTests.tcpAnswer(Array(answer("401 Unauthorized", to: other, callID: "t\(n)",
+                                                                       vias: 4).prefix(500)), to: other))
         }
-        #expect(p.maps.ban(of: SourceAddress(phone)!)?.bruteForce == true)
+        #expect(p.maps.ban(of: SourceAddress(other)!) == nil)
         do {
             let c = try counts()
-            #expect(c["auth-failures-unreadable"] == 6, "\(c)")
+            #expect(c["auth-failures-unreadable"] == 3 && c["auth-failures"] == 1, "\(c)")
         }
     }
 
