@@ -517,7 +517,7 @@ static __always_inline __u32 fg_inspect(struct xdp_md *ctx, struct fg_packet *pk
 	/* Over TCP a header block may go on in the next segment: the request is
 	 * let through (its connection would stall otherwise), but not noted. */
 	if (fg_notes_transactions(s) && (found & FG_SCAN_END))
-		fg_note_transaction(pkt, scan, txn_flags & 0xff);
+		fg_note_transaction(s, pkt, scan, txn_flags & 0xff);
 	return found;
 }
 

@@ -403,7 +403,7 @@ enum fg_inside_count {
  * count; fg_txns keyed by the CSeq method too, for credentialed requests of
  * every method, with a count of those pending. 20: fg_inside_counts'
  * eighth count (unreadable refusals); fg_auth's count of credentialed
- * requests pending (20 bytes). */
+ * requests pending, and when the last was noted (24 bytes). */
 #define FG_LAYOUT_VERSION 20
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
@@ -606,9 +606,12 @@ struct fg_auth_state {
 	__u32 away;	       /* the same, of requests from another hop distance than the address's pin: they
 				* quarantine its credentials from other hop distances only */
 	__u32 pending;	       /* its credentialed requests noted on the way in and not yet answered (at most
-				* FG_AUTH_PENDING_MAX; not windowed): an unreadable refusal counts only against one */
+				* FG_AUTH_PENDING_MAX): an unreadable refusal counts only against one */
+	__u32 pending_s;       /* CLOCK_MONOTONIC seconds when the last was noted: FG_AUTH_PENDING_SECONDS later,
+				* pending counts for nothing (requests dropped after their note, or never answered) */
 };
-#define FG_AUTH_PENDING_MAX 64
+#define FG_AUTH_PENDING_MAX 1024
+#define FG_AUTH_PENDING_SECONDS 32 /* 64 T1: a UDP transaction's timeout (RFC 3261 17.1.2.2) */
 /* A pinned TTL / hop limit (lib/tiers.h), of a verified source or an allow
  * entry, and the evidence on its way to moving it. */
 struct fg_pin {
@@ -953,7 +956,7 @@ _Static_assert(sizeof(struct fg_txn) == 16, "fg_txn layout");
 _Static_assert(sizeof(struct fg_fragment_key) == 24, "fg_fragment_key layout");
 _Static_assert(sizeof(struct fg_challenge_key) == 24, "fg_challenge_key layout");
 _Static_assert(sizeof(struct fg_allow_entry) == 40, "fg_allow_entry layout");
-_Static_assert(sizeof(struct fg_auth_state) == 20, "fg_auth_state layout");
+_Static_assert(sizeof(struct fg_auth_state) == 24, "fg_auth_state layout");
 _Static_assert(sizeof(struct fg_offence) == 16, "fg_offence layout");
 _Static_assert(sizeof(struct fg_event) == 40, "fg_event layout");
 _Static_assert(sizeof(struct fg_limit) == 24, "fg_limit layout");

@@ -55,17 +55,22 @@
  * (in the first fragment of an answer pushed past the MTU by the headers it
  * echoes, past the walk's reach) is a failure of the address it goes to, if
  * the address has a credentialed request noted and not yet answered
- * (fg_auth_state.pending), which it then uses up: otherwise a guesser could
- * hide every failure by making the answers unreadable. A first challenge (no
+ * (fg_auth_state.pending; none once FG_AUTH_PENDING_SECONDS have passed since
+ * the last was noted), which it then uses up: otherwise a guesser could hide
+ * every failure by making the answers unreadable. A first challenge (no
  * credentials) that fragments counts for nothing, as a readable one does, and
- * a refusal sent again counts once per request. To a verified address it is
- * counted nowhere: a forger could send credentialed requests in its name. An
+ * a refusal sent again counts once per request. A refusal in a first
+ * fragment that names a noted transaction but whose header block goes on past
+ * it (a stale=true could hide there) is taken the same way, against that
+ * transaction. To a verified address neither is counted: a forger could send credentialed requests in its name. An
  * unverified address a forger can get banned that way, as it could with
- * made-up credentials. Only refusals are read in a first fragment; the rest
- * of an answer in fragments is not read at all. Over TCP, where a segment
- * may start anywhere in the stream (in the body of a message someone else
- * had relayed to the address), a segment that names no transaction counts
- * for nothing.
+ * made-up credentials. Of a first fragment that names a noted transaction,
+ * any answer uses it up; one whose header block ends in it is read as a whole
+ * refusal would be; nothing else of an answer in fragments is read (a 200
+ * verifies nothing, a challenge is not noted). Over TCP, where a segment may
+ * start anywhere in the stream (in the body of a message someone else had
+ * relayed to the address), a segment that names no transaction counts for
+ * nothing.
  */
 #ifndef FG_LIB_TRUST_H
 #define FG_LIB_TRUST_H
@@ -160,6 +165,51 @@ static __always_inline int fg_never_answered(__u64 cseq_method)
 	return cseq_method == FG_W8("ACK\0\0\0\0\0") || cseq_method == FG_W8("CANCEL\0\0");
 }
 
+/* `st`'s credentialed requests pending at `now_s`: none once
+ * FG_AUTH_PENDING_SECONDS have passed since the last was noted (requests
+ * dropped after their note, absorbed or never answered leave their count). */
+static __always_inline __u32 fg_pending(const struct fg_auth_state *st, __u32 now_s)
+{
+	__u32 n = READ_ONCE(st->pending);
+
+	return n && (__s32)(now_s - READ_ONCE(st->pending_s)) <= FG_AUTH_PENDING_SECONDS ? n : 0;
+}
+
+/* One more credentialed request of pkt's source noted and not yet answered
+ * (fg_auth_state.pending), against which an unreadable refusal may count;
+ * only with brute-force detection on. A new entry's window has passed, so
+ * that its first failure begins one. Read once and written once, not
+ * atomically: two CPUs at once (this and the inside program's use) may lose
+ * one, never go below none. */
+static __always_inline void fg_note_pending(const struct fg_settings *s, const struct fg_packet *pkt)
+{
+	struct fg_autoban_scratch *w;
+	struct fg_auth_state *st;
+	__u32 zero = 0, now_s, n;
+
+	if (!s->bruteforce_failures)
+		return;
+	/* The packet's time, if the policy read it (in ticks), else the coarse clock's. */
+	now_s = (pkt->now_ticks ? pkt->now_ticks >> FG_TICK_SHIFT : fg_clock_coarse_ns()) / 1000000000ULL;
+	st = bpf_map_lookup_elem(&fg_auth, &pkt->src);
+	if (st) {
+		n = fg_pending(st, now_s);
+		WRITE_ONCE(st->pending, n < FG_AUTH_PENDING_MAX ? n + 1 : n);
+		WRITE_ONCE(st->pending_s, now_s);
+		return;
+	}
+	w = bpf_map_lookup_elem(&fg_autoban_scratch, &zero);
+	if (!w)
+		return;
+	w->auth.failures = 0;
+	w->auth.window_start_s = now_s - s->bruteforce_window_s;
+	w->auth.unproven = 0;
+	w->auth.away = 0;
+	w->auth.pending = 1;
+	w->auth.pending_s = now_s;
+	bpf_map_update_elem(&fg_auth, &pkt->src, &w->auth, BPF_NOEXIST);
+}
+
 /*
  * Notes a credentialed request the external program lets in, of any method:
  * a server that challenges a SUBSCRIBE, a MESSAGE or an OPTIONS checks the
@@ -172,36 +222,8 @@ static __always_inline int fg_never_answered(__u64 cseq_method)
  * excuses a request from another hop distance stays only if every one had it,
  * and a nonce sent to the address stays once one answered it.
  */
-/* One more credentialed request of `addr` noted and not yet answered
- * (fg_auth_state.pending), against which an unreadable refusal may count. A
- * new entry's window has passed (it starts at 0), so its first failure
- * begins one. Not atomic, like the transactions' own count: two CPUs at once
- * may lose one. */
-static __always_inline void fg_note_pending(const struct fg_addr *addr)
-{
-	struct fg_autoban_scratch *w;
-	struct fg_auth_state *st;
-	__u32 zero = 0;
-
-	st = bpf_map_lookup_elem(&fg_auth, addr);
-	if (st) {
-		if (st->pending < FG_AUTH_PENDING_MAX)
-			st->pending++;
-		return;
-	}
-	w = bpf_map_lookup_elem(&fg_autoban_scratch, &zero);
-	if (!w)
-		return;
-	w->auth.failures = 0;
-	w->auth.window_start_s = 0;
-	w->auth.unproven = 0;
-	w->auth.away = 0;
-	w->auth.pending = 1;
-	bpf_map_update_elem(&fg_auth, addr, &w->auth, BPF_NOEXIST);
-}
-
-static __always_inline void fg_note_transaction(const struct fg_packet *pkt, const struct fg_scan *scan,
-						__u32 flags)
+static __always_inline void fg_note_transaction(const struct fg_settings *s, const struct fg_packet *pkt,
+						const struct fg_scan *scan, __u32 flags)
 {
 	struct fg_txn_key key = {.addr = pkt->src, .callid = scan->callid, .cseq = scan->cseq, .method = scan->method};
 	struct fg_txn txn = {.ttl = pkt->ttl, .flags = flags, .traffic_class = pkt->traffic_class, .pending = 1,
@@ -211,7 +233,7 @@ static __always_inline void fg_note_transaction(const struct fg_packet *pkt, con
 
 	if ((scan->found & need) != need || (scan->found & FG_SCAN_AMBIGUOUS) || fg_never_answered(scan->method))
 		return;
-	fg_note_pending(&pkt->src);
+	fg_note_pending(s, pkt);
 	if (!bpf_map_update_elem(&fg_txns, &key, &txn, BPF_NOEXIST))
 		return;
 	found = bpf_map_lookup_elem(&fg_txns, &key);
@@ -247,6 +269,7 @@ static __always_inline struct fg_auth_state *fg_auth_window(const struct fg_sett
 		w->auth.unproven = 0;
 		w->auth.away = 0;
 		w->auth.pending = 0;
+		w->auth.pending_s = 0;
 		bpf_map_update_elem(&fg_auth, addr, &w->auth, BPF_NOEXIST);
 		st = bpf_map_lookup_elem(&fg_auth, addr);
 		if (!st)
@@ -437,24 +460,28 @@ static __always_inline void fg_verify(struct fg_settings *s, const struct fg_add
 	fg_event(FG_EVENT_TRUSTED, FG_CLASS_RESPONSE, addr, until, ttl, 0);
 }
 
-/* The SIP server's answer to `dst`, in a datagram or a TCP segment. */
 /* One of `addr`'s pending credentialed requests is answered: 1 if one was
- * pending. */
+ * pending (fg_note_pending: not atomic, never below none). */
 static __always_inline int fg_answered_pending(const struct fg_addr *addr)
 {
 	struct fg_auth_state *st = bpf_map_lookup_elem(&fg_auth, addr);
+	__u32 n;
 
-	if (!st || !st->pending)
+	if (!st)
 		return 0;
-	st->pending--;
+	n = fg_pending(st, fg_clock_ns() / 1000000000ULL);
+	if (!n)
+		return 0;
+	WRITE_ONCE(st->pending, n - 1);
 	return 1;
 }
 
-/* A refusal over UDP to `dst` whose transaction could not be read (see the
- * top of this file). */
-static __always_inline void fg_unreadable_refusal(struct fg_settings *s, const struct fg_addr *dst)
+/* A refusal over UDP to `dst` that can't be read whole (see the top of this
+ * file), against a credentialed request of its pending, which it uses up
+ * (`used`: the transaction it names was found, and used up already). */
+static __always_inline void fg_unreadable_refusal(struct fg_settings *s, const struct fg_addr *dst, int used)
 {
-	if (!fg_answered_pending(dst))
+	if (!used && !fg_answered_pending(dst))
 		return;
 	if (fg_verified(s, dst, fg_clock_ns())) {
 		fg_inside_count(FG_INSIDE_AUTH_NOT_COUNTED);
@@ -465,15 +492,15 @@ static __always_inline void fg_unreadable_refusal(struct fg_settings *s, const s
 }
 
 /* The server's message to `dst` at payload_off, over UDP (`udp`) or TCP:
- * an answer, or its BYE; `partial`: the first fragment of one, of which
- * only a refusal is read. */
+ * an answer, or its BYE; `partial`: the first fragment of an answer (see
+ * the top of this file for what is read of it). */
 static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_settings *s, const struct fg_addr *dst,
 					     __u32 payload_off, __u32 payload_len, int udp, int partial)
 {
 	struct fg_scan *scan;
 	struct fg_txn_key key = {.addr = *dst};
 	struct fg_txn *found, txn = {};
-	int proven = 0;
+	int proven = 0, refusal;
 	__u32 flags;
 	__u8 line[12];
 	__u32 code;
@@ -497,8 +524,9 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 	if (line[8] < '2' || line[8] > '6' || line[9] < '0' || line[9] > '9' || line[10] < '0' || line[10] > '9')
 		return;
 	code = (line[8] - '0') * 100 + (line[9] - '0') * 10 + (line[10] - '0');
-	if (partial && ((code != 401 && code != 403 && code != 407) || !fg_notes_transactions(s)))
+	if (partial && !fg_notes_transactions(s))
 		return;
+	refusal = code == 401 || code == 403 || code == 407;
 
 	scan = fg_walk_message(ctx, payload_off, payload_len) ? fg_scan_result() : NULL;
 	if (!scan)
@@ -554,11 +582,16 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 		 * read (the walk finds a value only whole, within the bytes it
 		 * has), but not a stale challenge. One naming a transaction
 		 * never noted (a first challenge) is no failure. */
-		if (udp && (code == 401 || code == 403 || code == 407) && !(code != 403 && (flags & FG_SCAN_STALE)) &&
+		if (udp && refusal && !(code != 403 && (flags & FG_SCAN_STALE)) &&
 		    (flags & (FG_SCAN_CALLID | FG_SCAN_CSEQ | FG_SCAN_AMBIGUOUS)) != (FG_SCAN_CALLID | FG_SCAN_CSEQ))
-			fg_unreadable_refusal(s, dst);
+			fg_unreadable_refusal(s, dst, 0);
 		return;
 	}
+	/* A first fragment that names a noted transaction uses it up, as any
+	 * answer does; only a refusal counts for more (a 200 in fragments
+	 * verifies nothing). */
+	if (partial && !refusal)
+		return;
 
 	if (code >= 200 && code <= 299) {
 		/* Accepted credentials prove the address real only if they
@@ -571,7 +604,7 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 		fg_inside_count(FG_INSIDE_VERIFIED);
 		return;
 	}
-	if (code != 401 && code != 407 && code != 403)
+	if (!refusal)
 		return;
 	/* stale=true in the challenge (not anywhere in the answer, which echoes
 	 * what the request said) is an old nonce, not a wrong password. A 403
@@ -582,6 +615,13 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 	if ((code != 403 && (flags & FG_SCAN_STALE)) ||
 	    (code == 403 && txn.traffic_class != FG_CLASS_REGISTER && txn.traffic_class != FG_CLASS_INVITE)) {
 		fg_inside_count(FG_INSIDE_AUTH_NOT_COUNTED);
+		return;
+	}
+	/* A first fragment whose header block goes on past it may hide the
+	 * stale=true that would excuse the failure: an unreadable refusal,
+	 * its request used up above. */
+	if (partial && !(flags & FG_SCAN_END)) {
+		fg_unreadable_refusal(s, dst, 1);
 		return;
 	}
 	/* A verified source's failure is its own only if its credentials

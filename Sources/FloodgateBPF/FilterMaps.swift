@@ -424,11 +424,16 @@ public final class FilterMaps: @unchecked Sendable {
             guard lifted.any else { return lifted }
             // The counts first: should the quarantine's write then fail, it is still in force, with fresh counts.
             if var counts = try authMap.lookup(key), counts.unproven != 0 || counts.away != 0 {
-                let read = counts
+                // Its credentialed requests' count moves with every one: left out of the comparison.
+                func failures(_ v: fg_auth_state?) -> [UInt32]? {
+                    v.map { [$0.failures, $0.window_start_s, $0.unproven, $0.away] }
+                }
+                let read = failures(counts)
                 counts.unproven = 0
                 counts.away = 0
-                guard try Self.same(authMap.lookup(key), read) else { continue }
-                try authMap.update(key, counts, what: "clear the unproven failures of \(address)")
+                guard try failures(authMap.lookup(key)) == read else { continue }
+                // BPF_EXIST, as below.
+                try authMap.update(key, counts, flags: BPF_EXIST, what: "clear the unproven failures of \(address)")
             }
             let read = trust
             trust.quarantine_until_s = 0

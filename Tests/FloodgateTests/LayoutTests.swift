@@ -28,7 +28,7 @@ import Testing
         #expect(MemoryLayout<fg_txn>.size == 16)
         #expect(MemoryLayout<fg_challenge_key>.size == 24)
         #expect(MemoryLayout<fg_allow_entry>.size == 40)
-        #expect(MemoryLayout<fg_auth_state>.size == 20)
+        #expect(MemoryLayout<fg_auth_state>.size == 24)
         #expect(MemoryLayout<fg_offence>.size == 16)
         #expect(MemoryLayout<fg_event>.size == 40)
         #expect(MemoryLayout<fg_oracle_config>.size == 40)

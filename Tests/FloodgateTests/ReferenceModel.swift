@@ -97,9 +97,16 @@ struct ReferenceModel {
     /// Credentialed requests let in, of any method: the TTL they came at, whether at another TTL than the
     /// address's pin, their class, the nonce their credentials answer, and how many under the key await an answer.
     var transactions: [Transaction: (ttl: UInt8, repin: Bool, cls: TrafficClass, nonce: [UInt8]?, pending: Int)] = [:]
-    /// Per address, its credentialed requests noted and not yet answered (at most FG_AUTH_PENDING_MAX): what an
-    /// unreadable refusal counts against.
-    var pendingCredentials: [SourceAddress: Int] = [:]
+    /// Per address, its credentialed requests noted and not yet answered (at most FG_AUTH_PENDING_MAX), and when
+    /// (seconds) the last was noted: what an unreadable refusal counts against, for FG_AUTH_PENDING_SECONDS.
+    var pendingCredentials: [SourceAddress: (n: Int, at: UInt32)] = [:]
+
+    /// `address`'s credentialed requests pending now: none once FG_AUTH_PENDING_SECONDS passed since the last.
+    func pending(_ address: SourceAddress) -> Int {
+        guard let p = pendingCredentials[address] else { return 0 }
+        let nowSeconds = UInt32(truncatingIfNeeded: now / 1_000_000_000)
+        return Int32(bitPattern: nowSeconds &- p.at) <= Int32(FG_AUTH_PENDING_SECONDS) ? p.n : 0
+    }
     /// (address, nonce) of every challenge the server sent.
     var challenges: Set<[UInt8]> = []
     /// Failed authentications per source: how many in the window that started at `start` (seconds), and how many
@@ -423,7 +430,10 @@ struct ReferenceModel {
            !found.ambiguous, let callID = found.callID, let cseq = found.cseq, !Transaction.neverAnswered(found.method)
         {
             let key = Transaction(address: f.src, callID: callID, cseq: cseq, method: found.method ?? [])
-            pendingCredentials[f.src] = min((pendingCredentials[f.src] ?? 0) + 1, Int(FG_AUTH_PENDING_MAX))
+            if settings.bruteForce != nil {
+                pendingCredentials[f.src] = (min(pending(f.src) + 1, Int(FG_AUTH_PENDING_MAX)),
+                                             UInt32(truncatingIfNeeded: now / 1_000_000_000))
+            }
             if var old = transactions[key] {
                 if !repin { old.ttl = f.ttl }
                 old.repin = old.repin && repin
@@ -525,8 +535,9 @@ struct ReferenceModel {
     /// One of `address`'s pending credentialed requests is answered: whether one was pending.
     @discardableResult
     mutating func answeredPending(_ address: SourceAddress) -> Bool {
-        guard let n = pendingCredentials[address], n > 0 else { return false }
-        pendingCredentials[address] = n - 1
+        let n = pending(address)
+        guard n > 0, let at = pendingCredentials[address]?.at else { return false }
+        pendingCredentials[address] = (n - 1, at)
         return true
     }
 

@@ -432,6 +432,25 @@ import Testing
             let c = try counts()
             #expect(c["auth-failures"] == 1 && c["auth-failures-unreadable"] == 3, "\(c)")
         }
+        // A first fragment whose Call-ID and CSeq come first, naming a noted request, while its header block goes
+        // on past it: a 200 uses the request up (so a first challenge after it has nothing to count against), a
+        // refusal is taken as unreadable (a stale=true could hide past it), against that request.
+        let named = ["Call-ID: k3", "CSeq: 1 REGISTER"]
+        try guess(from: caller, "k3")
+        try TrustTests.inside(p, firstFragment(answer("200 OK", to: caller, callID: "k3", vias: 12, first: named),
+                                               to: caller))
+        try unreadable(to: caller, callID: "first-challenge")
+        do {
+            let c = try counts()
+            #expect(c["auth-failures"] == 1 && c["auth-failures-unreadable"] == 3, "the 200 used it up: \(c)")
+        }
+        try guess(from: caller, "k3")
+        try TrustTests.inside(p, firstFragment(answer("401 Unauthorized", to: caller, callID: "k3", vias: 12,
+                                                      first: named), to: caller))
+        do {
+            let c = try counts()
+            #expect(c["auth-failures"] == 1 && c["auth-failures-unreadable"] == 4, "\(c)")
+        }
 
         // A verified phone: its credentialed requests may be a forger's, so unreadable refusals count nowhere.
         #expect(try TrustTests.register(p, phone, call: "r2", n: 2) == .passed)
@@ -441,11 +460,14 @@ import Testing
             try guess(from: phone, "p\(n)")
             try unreadable(to: phone, callID: "p\(n)")
         }
+        try guess(from: phone, "p5")
+        try TrustTests.inside(p, firstFragment(answer("401 Unauthorized", to: phone, callID: "p5", vias: 12,
+                                                      first: ["Call-ID: p5", "CSeq: 1 REGISTER"]), to: phone))
         #expect(p.maps.ban(of: SourceAddress(phone)!) == nil)
         #expect(try TrustTests.trusted(p)[phone]?.quarantineUntilSeconds == nil)
         do {
             let c = try counts()
-            #expect(c["auth-failures-not-counted"] == notCounted + 4 && c["auth-failures-unreadable"] == 3, "\(c)")
+            #expect(c["auth-failures-not-counted"] == notCounted + 5 && c["auth-failures-unreadable"] == 4, "\(c)")
         }
         // Over TCP, a phone with credentialed requests pending: segments from the server that start like a refusal
         // and name no transaction count for nothing.
@@ -460,8 +482,40 @@ import Testing
         #expect(p.maps.ban(of: SourceAddress(other)!) == nil)
         do {
             let c = try counts()
-            #expect(c["auth-failures-unreadable"] == 3 && c["auth-failures"] == 1, "\(c)")
+            #expect(c["auth-failures-unreadable"] == 4 && c["auth-failures"] == 1, "\(c)")
         }
+    }
+
+    /// An address's credentialed requests pending lapse FG_AUTH_PENDING_SECONDS (32 s, a UDP transaction's
+    /// timeout) after the last was noted: a request dropped after its note, or never answered, leaves nothing for
+    /// an unreadable first challenge to be counted against later.
+    @Test func pendingCredentialedRequestsLapseAfterATransactionsTimeout() throws {
+        let p = try TrustTests.program(failures: 3, testClock: true)
+        let start: UInt64 = 5_000 * 1_000_000_000
+        let client = "198.18.6.25"
+        let vias = (0..<12).map { "Via: SIP/2.0/UDP 198.18.6.\($0 + 1):5060;branch=z9hG4bK-" + String(repeating: "v", count: 70) }
+        let text = Array((["SIP/2.0 401 Unauthorized"] + vias + ["Call-ID: c@x", "CSeq: 1 REGISTER", "Content-Length: 0"])
+            .joined(separator: "\r\n").utf8)
+        let refusal = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
+            src: "198.18.2.2", dst: client, proto: Packet.Proto.udp,
+            Array(Packet.udp(sport: 5060, dport: 5070, text).prefix(1_480)), moreFragments: true))
+        func noted(_ callID: String, at seconds: UInt64) throws {
+            try p.setTestClock(nanoseconds: start + seconds * 1_000_000_000)
+            #expect(try p.judge(Packet.request("REGISTER", src: client, extra: [TrustTests.credentials], callID: callID,
+                                               cseq: "1 REGISTER")).2 == .passed)
+        }
+        func refused(at seconds: UInt64) throws -> UInt64 {
+            try p.setTestClock(nanoseconds: start + seconds * 1_000_000_000)
+            try TrustTests.inside(p, refusal)
+            return try p.maps.insideCounts()["auth-failures-unreadable"] ?? 0
+        }
+        try noted("a", at: 0)
+        #expect(try refused(at: 33) == 0, "33 s after the note: lapsed")
+        try noted("b", at: 40)
+        try noted("c", at: 60)
+        #expect(try refused(at: 92) == 1, "32 s after the last note: both still pending")
+        #expect(try refused(at: 92) == 2)
+        #expect(try refused(at: 92) == 2, "none left")
     }
 
     /// A server that challenges a SUBSCRIBE, a MESSAGE or an OPTIONS checks the password in its credentials as it
