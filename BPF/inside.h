@@ -41,8 +41,8 @@ int floodgate_inside(struct xdp_md *ctx)
 	if (!s || (!fg_notes_transactions(s) && !s->calls_tracked))
 		return XDP_PASS;
 	/* The same walk as the filter's, IPv6 extension headers included. Of
-	 * an answer in fragments only the first is read, and in it only a
-	 * refusal (lib/trust.h); an IPv6 atomic fragment not at all. */
+	 * an answer in fragments only the first is read (lib/trust.h says
+	 * what of it), over UDP; an IPv6 atomic fragment not at all. */
 	if (fg_walk(ctx, &pkt, &dst, &l3) != FG_PARSE_OK || !l3.l4 || (pkt.fragmented && !pkt.frag_first))
 		return XDP_PASS;
 	if (l3.proto == IPPROTO_UDP) {
