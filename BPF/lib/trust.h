@@ -62,9 +62,9 @@
  * a refusal sent again counts once per request. A refusal in a first
  * fragment that names a noted transaction but whose header block goes on past
  * it (a stale=true could hide there) is taken the same way, against that
- * transaction. To a verified address neither is counted: a forger could send credentialed requests in its name. An
- * unverified address a forger can get banned that way, as it could with
- * made-up credentials. Of a first fragment that names a noted transaction,
+ * transaction. To a verified address neither is counted: a forger could
+ * send credentialed requests in its name. An unverified address a forger can
+ * get banned that way, as it could with made-up credentials. Of a first fragment that names a noted transaction,
  * any answer uses it up; one whose header block ends in it is read as a whole
  * refusal would be; nothing else of an answer in fragments is read (a 200
  * verifies nothing, a challenge is not noted). Over TCP, where a segment may
@@ -165,6 +165,27 @@ static __always_inline int fg_never_answered(__u64 cseq_method)
 	return cseq_method == FG_W8("ACK\0\0\0\0\0") || cseq_method == FG_W8("CANCEL\0\0");
 }
 
+/* Makes `addr`'s fg_auth entry (if it has none: BPF_NOEXIST), its window
+ * begun at `window_start_s`, with `pending` credentialed requests noted at
+ * `pending_s`; written through the per-CPU scratch, off the stack. */
+static __always_inline void fg_auth_make(const struct fg_addr *addr, __u32 window_start_s, __u32 pending,
+					 __u32 pending_s)
+{
+	struct fg_autoban_scratch *w;
+	__u32 zero = 0;
+
+	w = bpf_map_lookup_elem(&fg_autoban_scratch, &zero);
+	if (!w)
+		return;
+	w->auth.failures = 0;
+	w->auth.window_start_s = window_start_s;
+	w->auth.unproven = 0;
+	w->auth.away = 0;
+	w->auth.pending = pending;
+	w->auth.pending_s = pending_s;
+	bpf_map_update_elem(&fg_auth, addr, &w->auth, BPF_NOEXIST);
+}
+
 /* `st`'s credentialed requests pending at `now_s`: none once
  * FG_AUTH_PENDING_SECONDS have passed since the last was noted (requests
  * dropped after their note, absorbed or never answered leave their count). */
@@ -183,9 +204,8 @@ static __always_inline __u32 fg_pending(const struct fg_auth_state *st, __u32 no
  * one, never go below none. */
 static __always_inline void fg_note_pending(const struct fg_settings *s, const struct fg_packet *pkt)
 {
-	struct fg_autoban_scratch *w;
 	struct fg_auth_state *st;
-	__u32 zero = 0, now_s, n;
+	__u32 now_s, n;
 
 	if (!s->bruteforce_failures)
 		return;
@@ -198,16 +218,7 @@ static __always_inline void fg_note_pending(const struct fg_settings *s, const s
 		WRITE_ONCE(st->pending_s, now_s);
 		return;
 	}
-	w = bpf_map_lookup_elem(&fg_autoban_scratch, &zero);
-	if (!w)
-		return;
-	w->auth.failures = 0;
-	w->auth.window_start_s = now_s - s->bruteforce_window_s;
-	w->auth.unproven = 0;
-	w->auth.away = 0;
-	w->auth.pending = 1;
-	w->auth.pending_s = now_s;
-	bpf_map_update_elem(&fg_auth, &pkt->src, &w->auth, BPF_NOEXIST);
+	fg_auth_make(&pkt->src, now_s - s->bruteforce_window_s, 1, now_s);
 }
 
 /*
@@ -255,22 +266,11 @@ static __always_inline void fg_note_transaction(const struct fg_settings *s, con
 static __always_inline struct fg_auth_state *fg_auth_window(const struct fg_settings *s, const struct fg_addr *addr,
 							    __u32 now_s)
 {
-	struct fg_autoban_scratch *w;
 	struct fg_auth_state *st;
-	__u32 zero = 0;
 
 	st = bpf_map_lookup_elem(&fg_auth, addr);
 	if (!st) {
-		w = bpf_map_lookup_elem(&fg_autoban_scratch, &zero);
-		if (!w)
-			return NULL;
-		w->auth.failures = 0;
-		w->auth.window_start_s = now_s;
-		w->auth.unproven = 0;
-		w->auth.away = 0;
-		w->auth.pending = 0;
-		w->auth.pending_s = 0;
-		bpf_map_update_elem(&fg_auth, addr, &w->auth, BPF_NOEXIST);
+		fg_auth_make(addr, now_s, 0, 0);
 		st = bpf_map_lookup_elem(&fg_auth, addr);
 		if (!st)
 			return NULL;

@@ -121,17 +121,8 @@ import Testing
     /// The first fragment of the server's 401 to `destination`, pushed past the MTU by twelve long Via lines it
     /// echoes: it ends before the Call-ID and CSeq, so it names no transaction that can be read.
     static func unreadableRefusal(to destination: String, id: UInt32) -> [UInt8] {
-        let vias = (0..<12).map { "Via: SIP/2.0/UDP 198.18.6.\($0 + 1):5060;branch=z9hG4bK-" + String(repeating: "v", count: 70) }
-        let text = (["SIP/2.0 401 Unauthorized"] + vias + ["Call-ID: unreadable-\(id)", "CSeq: 1 REGISTER",
-                                                          "Content-Length: 0"]).joined(separator: "\r\n") + "\r\n\r\n"
-        let udp = Array(Packet.udp(sport: 5060, dport: 5070, Array(text.utf8)).prefix(1_232))
-        return isV6(destination)
-            ? Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
-                src: "2001:db8::2", dst: destination, proto: Packet.Proto.udp, udp,
-                extensions: [(Packet.Proto.fragment, Packet.fragmentBody(offset: 0, more: true, id: id))]))
-            : Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
-                src: "198.18.0.2", dst: destination, proto: Packet.Proto.udp, udp, moreFragments: true,
-                id: UInt16(truncatingIfNeeded: id)))
+        TrustTests.firstFragment(TrustTests.answerPastTheMTU("401 Unauthorized", callID: "unreadable-\(id)"),
+                                 to: destination, from: isV6(destination) ? "2001:db8::2" : "198.18.0.2", id: id)
     }
 
     /// A first fragment of a UDP datagram to 5060 (IP ID `id`), or one of its later fragments.

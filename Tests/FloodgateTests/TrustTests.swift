@@ -60,6 +60,32 @@ import Testing
         return reason
     }
 
+    /// The server's answer with `vias` Via lines of 110 bytes (echoed from a request) before From, To, Call-ID,
+    /// CSeq and a challenge, and `first` before them all: twelve push the Call-ID past any first fragment.
+    static func answerPastTheMTU(_ status: String, callID: String, vias: Int = 12, first: [String] = []) -> [UInt8] {
+        let via = (0..<vias).map { "Via: SIP/2.0/UDP 198.18.6.\($0 + 1):5060;branch=z9hG4bK-" + String(repeating: "v", count: 70) }
+        let lines = ["SIP/2.0 \(status)"] + first + via + ["From: <sip:100@198.18.2.2>;tag=1",
+            "To: <sip:100@198.18.2.2>;tag=2", "Call-ID: \(callID)", "CSeq: 1 REGISTER",
+            "WWW-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"n-\(callID)\"", "Content-Length: 0"]
+        return Array((lines.joined(separator: "\r\n") + "\r\n\r\n").utf8)
+    }
+
+    /// The first fragment of `text` sent over UDP from `server`:5060 to `destination` (IPv4 or IPv6, IP ID `id`):
+    /// its first 1,232 bytes of the datagram (within IPv6's minimum MTU), more to come.
+    static func firstFragment(_ text: [UInt8], to destination: String, from server: String = "198.18.2.2",
+                              id: UInt32 = 7) -> [UInt8] {
+        let datagram = Packet.udp(sport: 5060, dport: 5070, text)
+        #expect(datagram.count > 1_232, "the answer needs fragments")
+        let fragment = Array(datagram.prefix(1_232))
+        return destination.contains(":")
+            ? Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+                src: server, dst: destination, proto: Packet.Proto.udp, fragment,
+                extensions: [(Packet.Proto.fragment, Packet.fragmentBody(offset: 0, more: true, id: id))]))
+            : Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
+                src: server, dst: destination, proto: Packet.Proto.udp, fragment, moreFragments: true,
+                id: UInt16(truncatingIfNeeded: id)))
+    }
+
     static func trusted(_ p: FloodgateProgram) throws -> [String: TrustedSource] {
         Dictionary(uniqueKeysWithValues: try p.maps.trustedSources().map { ($0.address.description, $0) })
     }
@@ -354,24 +380,13 @@ import Testing
     @Test func aRefusalWhoseTransactionCannotBeReadIsAFailureOfItsDestination() throws {
         let p = try TrustTests.program(failures: 3)
         let guesser = "198.18.6.20", phone = "198.18.6.21", other = "198.18.6.22", caller = "198.18.6.23"
-        /// The server's answer with `vias` Via lines of 110 bytes before From, To, Call-ID and CSeq, and `first`
-        /// before them all.
         func answer(_ status: String, to destination: String, callID: String, vias: Int, first: [String] = [])
             -> [UInt8]
         {
-            let via = (0..<vias).map { "Via: SIP/2.0/UDP 198.18.6.\($0 + 1):5060;branch=z9hG4bK-" + String(repeating: "v", count: 70) }
-            let lines = ["SIP/2.0 \(status)"] + first + via + ["From: <sip:100@198.18.2.2>;tag=1",
-                "To: <sip:100@198.18.2.2>;tag=2", "Call-ID: \(callID)", "CSeq: 1 REGISTER",
-                "WWW-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"n-\(callID)\"", "Content-Length: 0"]
-            return Array((lines.joined(separator: "\r\n") + "\r\n\r\n").utf8)
+            TrustTests.answerPastTheMTU(status, callID: callID, vias: vias, first: first)
         }
-        /// The first fragment of `text` sent over UDP to `destination`: 1,480 bytes of the datagram, more to come.
         func firstFragment(_ text: [UInt8], to destination: String) -> [UInt8] {
-            let datagram = Packet.udp(sport: 5060, dport: 5070, text)
-            #expect(datagram.count > 1_480, "the answer needs fragments")
-            return Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
-                src: "198.18.2.2", dst: destination, proto: Packet.Proto.udp, Array(datagram.prefix(1_480)),
-                moreFragments: true))
+            TrustTests.firstFragment(text, to: destination)
         }
         func unreadable(to destination: String, callID: String) throws {
             try TrustTests.inside(p, firstFragment(answer("401 Unauthorized", to: destination, callID: callID, vias: 12),
@@ -493,12 +508,7 @@ import Testing
         let p = try TrustTests.program(failures: 3, testClock: true)
         let start: UInt64 = 5_000 * 1_000_000_000
         let client = "198.18.6.25"
-        let vias = (0..<12).map { "Via: SIP/2.0/UDP 198.18.6.\($0 + 1):5060;branch=z9hG4bK-" + String(repeating: "v", count: 70) }
-        let text = Array((["SIP/2.0 401 Unauthorized"] + vias + ["Call-ID: c@x", "CSeq: 1 REGISTER", "Content-Length: 0"])
-            .joined(separator: "\r\n").utf8)
-        let refusal = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
-            src: "198.18.2.2", dst: client, proto: Packet.Proto.udp,
-            Array(Packet.udp(sport: 5060, dport: 5070, text).prefix(1_480)), moreFragments: true))
+        let refusal = TrustTests.firstFragment(TrustTests.answerPastTheMTU("401 Unauthorized", callID: "c@x"), to: client)
         func noted(_ callID: String, at seconds: UInt64) throws {
             try p.setTestClock(nanoseconds: start + seconds * 1_000_000_000)
             #expect(try p.judge(Packet.request("REGISTER", src: client, extra: [TrustTests.credentials], callID: callID,
