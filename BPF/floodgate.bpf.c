@@ -477,10 +477,14 @@ static __noinline void fg_note_fragment(const struct fg_packet *pkt)
 #define FG_INSPECT_MISMATCH (1U << 16) /* CSeq names REGISTER or INVITE, the start line another method */
 #define FG_INSPECT_OVERSIZE (1U << 17) /* the header block does not end within the bytes walked, and more may follow */
 #define FG_INSPECT_UNPROVEN (1U << 18) /* a quarantined verified source's credentials, answering no challenge sent to it */
+/* In fg_packet.txn_note beside the FG_TXN_* flags (which fit under it): the
+ * request is to be noted if it passes. */
+#define FG_TXN_NOTE 0x80
 
 /*
- * Walks a SIP request's header block (lib/scanner.h) and notes it in fg_txns
- * if it carries credentials (lib/trust.h), with `txn_flags`.
+ * Walks a SIP request's header block (lib/scanner.h) and marks it to be noted
+ * in fg_txns with `txn_flags` if it carries credentials (lib/trust.h), once it
+ * passes (fg_noted_if_passed).
  * Returns FG_SCAN_* and FG_INSPECT_* bits. Inlined into fg_decide_content,
  * its one caller, a global function whose frame is not fg_decide's.
  */
@@ -515,10 +519,33 @@ static __always_inline __u32 fg_inspect(struct xdp_md *ctx, struct fg_packet *pk
 	    !fg_never_answered(scan->method) && fg_unproven_refused(s, &pkt->src, scan->nonce, txn_flags & FG_TXN_REPIN))
 		return found | FG_INSPECT_UNPROVEN;
 	/* Over TCP a header block may go on in the next segment: the request is
-	 * let through (its connection would stall otherwise), but not noted. */
+	 * let through (its connection would stall otherwise), but not noted.
+	 * Noted only once it has passed every step (fg_noted_if_passed). */
 	if (fg_notes_transactions(s) && (found & FG_SCAN_END))
-		fg_note_transaction(s, pkt, scan, txn_flags & 0xff);
+		pkt->txn_note = FG_TXN_NOTE | (txn_flags & 0xff);
 	return found;
+}
+
+/*
+ * The last step's `reason` for a request, after noting it (lib/trust.h) if
+ * fg_inspect marked it and it passes. A request the budget sheds or the
+ * destination rules refuse never reaches the server, so nothing answers it:
+ * noted, it would leave an fg_txns entry and a pending count (against which an
+ * unreadable refusal counts) for a forger's flood of credentialed requests,
+ * which the budget sheds, to churn and to keep up.
+ */
+static __always_inline __u32 fg_noted_if_passed(const struct fg_settings *s, const struct fg_packet *pkt,
+						__u32 reason)
+{
+	struct fg_scan *scan;
+
+	if (!(pkt->txn_note & FG_TXN_NOTE) || (reason != FG_REASON_PASSED && reason != FG_REASON_PASSED_ALLOW))
+		return reason;
+	/* The walk's result is still this packet's: nothing walks again on the way. */
+	scan = fg_scan_result();
+	if (scan)
+		fg_note_transaction(s, pkt, scan, pkt->txn_note & ~FG_TXN_NOTE);
+	return reason;
 }
 
 /* What an inspected request's own content earns it: a scanner signature
@@ -690,7 +717,7 @@ __noinline int fg_decide_content(struct xdp_md *ctx, struct fg_packet *pkt, __u3
 		return FG_DECIDE_DESTINATION;
 	if (spoofed)
 		pkt->note = 0;
-	return fg_budget(&c, pkt->tier);
+	return fg_noted_if_passed(s, pkt, fg_budget(&c, pkt->tier));
 }
 
 /* fg_decide's policy, on its context. */
@@ -841,7 +868,7 @@ __noinline int fg_decide_budget(struct fg_packet *pkt)
 
 	if (!s || !pkt)
 		return FG_REASON_PASSED;
-	return fg_budget(&c, pkt->tier);
+	return fg_noted_if_passed(s, pkt, fg_budget(&c, pkt->tier));
 }
 
 /* Counts a packet the policy judged; one drop in FG_DROP_SAMPLE_EVERY of each
@@ -961,6 +988,7 @@ int floodgate_xdp(struct xdp_md *ctx)
 		return fg_cached_drop(cpu, pkt.traffic_class, &pkt.src, reason, bytes);
 	pkt.now_ticks = 0;
 	pkt.source_until = 0;
+	pkt.txn_note = 0;
 	reason = fg_decide(&pkt);
 	if (pkt.source_until)
 		fg_cache_source(&pkt, reason);

@@ -39,7 +39,7 @@ struct fg_packet {
 	__u8 ttl;	   /* IPv4 TTL or IPv6 hop limit */
 	__u8 inspected;	   /* its header block was walked (fg_inspect): the scan in fg_scratch is its */
 	__u8 plain;	   /* read by fg_parse_plain_udp4 or 6: fg_source_cache_check looks at such frames */
-	__u8 pad;
+	__u8 txn_note;	   /* FG_TXN_NOTE | FG_TXN_*: a credentialed request fg_inspect walked, noted if it passes */
 	/* The time fg_decide (or fg_decide_spoofed) read for this packet, in
 	 * ticks (struct fg_ctx's now), or 0: the steps after it (its content,
 	 * the destination rules, the budget) start from it rather than read the

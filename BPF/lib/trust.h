@@ -187,8 +187,9 @@ static __always_inline void fg_auth_make(const struct fg_addr *addr, __u32 windo
 }
 
 /* `st`'s credentialed requests pending at `now_s`: none once
- * FG_AUTH_PENDING_SECONDS have passed since the last was noted (requests
- * dropped after their note, absorbed or never answered leave their count). */
+ * FG_AUTH_PENDING_SECONDS have passed since the last was noted (requests the
+ * server absorbs or never answers, or that are lost on the way, leave their
+ * count; the external program notes only those it lets in). */
 static __always_inline __u32 fg_pending(const struct fg_auth_state *st, __u32 now_s)
 {
 	__u32 n = READ_ONCE(st->pending);

@@ -390,8 +390,9 @@ struct ReferenceModel {
         return admitGlobal(&tat, budget, level: level, of: 8) ? pass : .droppedShed
     }
 
-    /// A request's content (its header block walked, its credentials noted), then the SIP budget.
+    /// A request's content (its header block walked), then the SIP budget; its credentials noted if it passes.
     mutating func content(_ f: Frame, tier: Tier) -> Reason {
+        var walked: Inspection?
         if f.sipRequest && (!signatures.isEmpty || notesTransactions) {
             let found = walk(f, repin: false, tier: tier)
             if found.signature {
@@ -406,15 +407,13 @@ struct ReferenceModel {
             if found.malformed { return .droppedMalformed }
             if found.oversize { return .droppedOversize }
             if found.unproven { return .droppedUnproven }
+            walked = found
         }
-        return budgetVerdict(f.cls, tier: tier)
+        return noted(f, walked, repin: false, budgetVerdict(f.cls, tier: tier))
     }
 
-    /// Walks a request and notes it if it carries credentials and its header block ended. Under a key already
-    /// pending: one more pending; the TTL of one at the pin wins, the excuse of another TTL stays only if every one
-    /// had it, and a nonce sent to the address stays.
-    /// A quarantined source's credentials that answer no challenge sent to it (from its hop distance, or from
-    /// another) are refused first, and not noted.
+    /// Walks a request. A quarantined source's credentials that answer no challenge sent to it (from its hop
+    /// distance, or from another) are refused.
     mutating func walk(_ f: Frame, repin: Bool, tier: Tier = .unverified) -> Inspection {
         var found = inspect(f.payload, skip: f.skip, firstFragment: f.firstFragment)
         if !found.signature, !found.malformed, !found.oversize, tier == .verified || repin, found.credentials,
@@ -424,10 +423,19 @@ struct ReferenceModel {
            !(found.nonce.map { challenges.contains(f.src.bytes + $0) } ?? false)
         {
             found.unproven = true
-            return found
         }
-        if !found.signature, !found.malformed, !found.oversize, notesTransactions, found.ended, found.credentials,
-           !found.ambiguous, let callID = found.callID, let cseq = found.cseq, !Transaction.neverAnswered(found.method)
+        return found
+    }
+
+    /// Returns `reason` after noting the request walked (`found`) if `reason` passes it, it carries credentials
+    /// and its header block ended: a request shed or refused never reaches the server. Under a key already
+    /// pending: one more pending; the TTL of one at the pin wins, the excuse of another TTL stays only if every one
+    /// had it, and a nonce sent to the address stays.
+    mutating func noted(_ f: Frame, _ found: Inspection?, repin: Bool, _ reason: Reason) -> Reason {
+        guard reason == .passed || reason == .passedAllow, let found else { return reason }
+        if !found.signature, !found.malformed, !found.oversize, !found.unproven, notesTransactions, found.ended,
+           found.credentials, !found.ambiguous, let callID = found.callID, let cseq = found.cseq,
+           !Transaction.neverAnswered(found.method)
         {
             let key = Transaction(address: f.src, callID: callID, cseq: cseq, method: found.method ?? [])
             if settings.bruteForce != nil {
@@ -444,7 +452,7 @@ struct ReferenceModel {
                 transactions[key] = (f.ttl, repin, f.cls, found.nonce, 1)
             }
         }
-        return found
+        return reason
     }
 
     /// A packet claiming a verified or allow-listed address at another TTL: charged to its prefix as a
@@ -456,7 +464,7 @@ struct ReferenceModel {
         guard f.tcp || f.cls == .register || f.cls == .invite else { return .droppedSpoofed }
         let found = walk(f, repin: true)
         if found.signature || found.malformed || found.oversize || found.unproven { return .droppedSpoofed }
-        return budgetVerdict(f.cls, tier: .unverified)
+        return noted(f, found, repin: true, budgetVerdict(f.cls, tier: .unverified))
     }
 
     /// Is an allow-listed address's packet at its entry's TTL? A range decides; a host entry is pinned by its

@@ -528,6 +528,83 @@ import Testing
         #expect(try refused(at: 92) == 2, "none left")
     }
 
+    /// A credentialed request the SIP budget sheds, or a destination rule refuses, never reaches the server, so it
+    /// is not noted. A forger's credentialed requests under a flood that the budget sheds then leave no pending count
+    /// for an unreadable refusal to count against, and no transaction for an answer to match: not the address's, nor,
+    /// forged at another hop distance, a verified address's.
+    @Test func aCredentialedRequestShedOrRefusedAfterItsWalkIsNotNoted() throws {
+        var settings = Settings.defaults
+        settings.bruteForce = BruteForce(failures: 50, windowSeconds: 60, banSeconds: 60)
+        settings.trustSeconds = 600
+        settings.numbers = DestinationTests.ukPlan
+        var policy = perSourceOnly
+        policy.budget = .rate(1, burst: 41)
+        policy.destinations = [try DestinationRule("+44900", .block)]
+        let p = try loadProgram(limits: Limit.defaults.merging([.invite: .unlimited, .register: .unlimited]) { $1 },
+                                settings: settings, policy: policy, testClock: true)
+        let caller = "198.18.6.40", victim = "198.18.6.41", phone = "198.18.6.42"
+        let failureCounts = ["auth-failures", "auth-failures-unproven", "auth-failures-not-counted",
+                             "auth-failures-unreadable"]
+        func failures() throws -> [String: UInt64] {
+            let c = try p.maps.insideCounts()
+            return Dictionary(uniqueKeysWithValues: failureCounts.map { ($0, c[$0] ?? 0) })
+        }
+        func invite(_ uri: String, callID: String) throws -> Reason? {
+            try p.judge(Packet.sipRaw(Array(("INVITE \(uri) SIP/2.0\r\nVia: SIP/2.0/UDP \(caller):5060;branch=z9hG4bK-1\r\n"
+                + "From: <sip:200@\(caller)>;tag=1\r\nTo: <sip:x@198.18.0.2>\r\nCall-ID: \(callID)\r\n"
+                + "CSeq: 1 INVITE\r\nMax-Forwards: 70\r\n\(TrustTests.credentials)\r\nContent-Length: 0\r\n\r\n").utf8),
+                src: caller)).2
+        }
+        func register(from source: String, _ callID: String, credentials: Bool = true, ttl: UInt8 = 64) throws
+            -> Reason?
+        {
+            try p.judge(Packet.request("REGISTER", src: source, extra: credentials ? [TrustTests.credentials] : [],
+                                       callID: callID, ttl: ttl)).2
+        }
+        func unreadable(to destination: String) throws {
+            try TrustTests.inside(p, TrustTests.firstFragment(
+                TrustTests.answerPastTheMTU("401 Unauthorized", callID: "u@\(destination)"), to: destination))
+        }
+        #expect(try TrustTests.register(p, phone) == .passed)
+        #expect(try TrustTests.trusted(p)[phone] != nil)
+
+        // A credentialed INVITE to a blocked number: neither its answer nor an unreadable refusal counts.
+        let before = try failures()
+        #expect(try invite("sip:+449001234567@198.18.0.2", callID: "blocked") == .droppedDestination)
+        try TrustTests.inside(p, TrustTests.response("401 Unauthorized", to: caller, cseq: "1 INVITE", callID: "blocked"))
+        try unreadable(to: caller)
+        #expect(try failures() == before, "a refused INVITE was noted")
+        // The same INVITE to a number no rule blocks is noted: its unreadable refusal counts.
+        #expect(try invite("sip:+441234567890@198.18.0.2", callID: "allowed") == .passed)
+        try unreadable(to: caller)
+        #expect(try failures()["auth-failures-unreadable"] == before["auth-failures-unreadable"]! + 1)
+
+        // The budget drained by REGISTERs without credentials; then a stranger's credentialed REGISTERs, and one
+        // forged in the verified phone's name at another hop distance, are shed, and none is noted.
+        var drained = 0
+        while try register(from: "198.18.8.1", "drain-\(drained)", credentials: false) == .passed, drained < 200 {
+            drained += 1
+        }
+        #expect(drained > 0 && drained < 200, "\(drained) REGISTERs before the budget shed one")
+        let shed = try failures()
+        for n in 1...3 {
+            #expect(try register(from: victim, "shed-\(n)") == .droppedShed, "\(n)")
+            #expect(try register(from: phone, "forged-\(n)", ttl: 40) == .droppedShed, "\(n)")
+        }
+        for n in 1...3 {
+            try TrustTests.inside(p, TrustTests.response("401 Unauthorized", to: victim, callID: "shed-\(n)"))
+            try TrustTests.inside(p, TrustTests.response("401 Unauthorized", to: phone, callID: "forged-\(n)"))
+            try unreadable(to: victim)
+        }
+        #expect(try failures() == shed, "a shed request was noted")
+        #expect(try TrustTests.trusted(p)[phone]?.quarantineUntilSeconds == nil)
+        // Once the budget has refilled, the stranger's credentialed REGISTER is let in and noted.
+        try p.setTestClock(nanoseconds: 1_000_000_000_000 + 10_000_000_000)
+        #expect(try register(from: victim, "let-in") == .passed)
+        try TrustTests.inside(p, TrustTests.response("401 Unauthorized", to: victim, callID: "let-in"))
+        #expect(try failures()["auth-failures"] == shed["auth-failures"]! + 1)
+    }
+
     /// A server that challenges a SUBSCRIBE, a MESSAGE or an OPTIONS checks the password in its credentials as it
     /// would a REGISTER's, so a 401 or 407 to one counts too; a 403 to one is as often policy, and does not.
     /// Several guesses sent under one Call-ID and CSeq count one each, a request at another TTL among them excuses
