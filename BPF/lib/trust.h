@@ -66,8 +66,10 @@
  * send credentialed requests in its name. An unverified address a forger can
  * get banned that way, as it could with made-up credentials. Of a first fragment that names a noted transaction,
  * any answer uses it up; one whose header block ends in it is read as a whole
- * refusal would be; nothing else of an answer in fragments is read (a 200
- * verifies nothing, a challenge is not noted). Over TCP, where a segment may
+ * refusal would be. A challenge's nonce read whole in a first fragment is
+ * noted, as a whole answer's is (a phone whose challenges fragment can still
+ * verify, and answer them in a quarantine); nothing else of an answer in
+ * fragments is read (a 200 verifies nothing). Over TCP, where a segment may
  * start anywhere in the stream (in the body of a message someone else had
  * relayed to the address), a segment that names no transaction counts for
  * nothing.
@@ -570,8 +572,10 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 		fg_answered_pending(dst);
 		proven = fg_challenged(dst, txn.nonce);
 	}
-	/* A challenge: its nonce is what credentials from `dst` must answer. */
-	if ((code == 401 || code == 407) && scan->nonce && !partial) {
+	/* A challenge: its nonce is what credentials from `dst` must answer.
+	 * In a first fragment too: the walk takes a nonce only once its end is
+	 * read, so one the fragment cuts is not taken. */
+	if ((code == 401 || code == 407) && scan->nonce) {
 		struct fg_challenge_key challenge = {.addr = *dst, .nonce = scan->nonce};
 		__u32 one = 1;
 

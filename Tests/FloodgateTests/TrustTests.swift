@@ -605,6 +605,67 @@ import Testing
         #expect(try failures()["auth-failures"] == shed["auth-failures"]! + 1)
     }
 
+    /// The server's challenge pushed past the MTU (by headers it echoes) is noted from its first fragment if its
+    /// nonce is read whole there: a phone whose challenges fragment can verify, and a forger who quarantined it does
+    /// not keep its credentials out. A nonce the fragment's end cuts is not noted: credentials answering the part of
+    /// it that was read prove nothing, nor do they answering the whole.
+    @Test func aChallengeReadWholeInAFirstFragmentIsNoted() throws {
+        let p = try TrustTests.program(failures: 3, testClock: true)
+        let phone = "198.18.6.50", other = "198.18.6.51"
+        func challenge(_ nonce: String) -> String {
+            "WWW-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"\(nonce)\", algorithm=MD5"
+        }
+        /// A 401 whose Call-ID and CSeq lie past its first fragment, with `first` before them: only that fragment.
+        func inFragments(to destination: String, callID: String, first: [String]) throws {
+            try TrustTests.inside(p, TrustTests.firstFragment(
+                TrustTests.answerPastTheMTU("401 Unauthorized", callID: callID, first: first), to: destination))
+        }
+        /// A credentialed REGISTER, and the server's answer to it if it was let in.
+        func register(_ source: String, nonce: String, call: String, n: Int, answer: String = "200 OK",
+                      extra: [String] = []) throws -> Reason? {
+            let auth = "Authorization: Digest username=\"100\", realm=\"198.18.2.2\", nonce=\"\(nonce)\", "
+                + "uri=\"sip:198.18.2.2\", response=\"0123456789abcdef0123456789abcdef\""
+            let reason = try p.judge(Packet.request("REGISTER", src: source, extra: [auth], callID: call,
+                                                    cseq: "\(n) REGISTER")).2
+            if reason == .passed {
+                try TrustTests.inside(p, TrustTests.response(answer, to: source, cseq: "\(n) REGISTER", callID: call,
+                                                             extra: extra))
+            }
+            return reason
+        }
+        let challenges = try p.maps.insideCounts()["challenges"] ?? 0
+        try inFragments(to: phone, callID: "c1", first: [challenge("frag-1")])
+        #expect(try p.maps.insideCounts()["challenges"] == challenges + 1)
+        #expect(try register(phone, nonce: "frag-1", call: "r1", n: 1) == .passed)
+        #expect(try TrustTests.trusted(p)[phone] != nil, "credentials answering a challenge read in a first fragment")
+
+        // Quarantined by a forger's made-up credentials from its hop distance, the phone answers a new challenge
+        // that fragments: its credentials pass, made-up ones do not.
+        for n in 1...3 {
+            #expect(try register(phone, nonce: "made-up-\(n)", call: "forged-\(n)", n: 1, answer: "401 Unauthorized",
+                                 extra: [challenge("fresh-\(n)")]) == .passed)
+        }
+        #expect(try TrustTests.trusted(p)[phone]?.quarantineUntilSeconds != nil)
+        #expect(try register(phone, nonce: "made-up-4", call: "forged-4", n: 1) == .droppedUnproven)
+        try inFragments(to: phone, callID: "c2", first: [challenge("frag-2")])
+        #expect(try register(phone, nonce: "frag-2", call: "r2", n: 2) == .passed, "its own challenge, in fragments")
+
+        // A nonce the first fragment cuts, 100 bytes into it (the fragment holds 1,224 bytes of the text).
+        let nonce = String((0..<300).map { i in Character(UnicodeScalar(UInt8(97 + i % 26))) })
+        let lead = Array("SIP/2.0 401 Unauthorized\r\nX-Pad: ".utf8).count
+        let before = Array("\r\nWWW-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"".utf8).count
+        let pad = String(repeating: "p", count: 1_224 - 100 - lead - before)
+        let cut = TrustTests.answerPastTheMTU("401 Unauthorized", callID: "c3", first: ["X-Pad: " + pad, challenge(nonce)])
+        #expect(String(decoding: cut[(1_224 - 100)..<1_224], as: UTF8.self) == String(nonce.prefix(100)),
+                "the fragment ends 100 bytes into the nonce")
+        let counted = try p.maps.insideCounts()["challenges"] ?? 0
+        try TrustTests.inside(p, TrustTests.firstFragment(cut, to: other))
+        #expect(try p.maps.insideCounts()["challenges"] == counted, "a cut nonce is no challenge")
+        #expect(try register(other, nonce: String(nonce.prefix(100)), call: "p1", n: 1) == .passed)
+        #expect(try register(other, nonce: nonce, call: "p2", n: 1) == .passed)
+        #expect(try TrustTests.trusted(p)[other] == nil, "credentials answering a cut nonce verify nothing")
+    }
+
     /// A server that challenges a SUBSCRIBE, a MESSAGE or an OPTIONS checks the password in its credentials as it
     /// would a REGISTER's, so a 401 or 407 to one counts too; a 403 to one is as often policy, and does not.
     /// Several guesses sent under one Call-ID and CSeq count one each, a request at another TTL among them excuses
