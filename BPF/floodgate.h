@@ -404,7 +404,7 @@ enum fg_inside_count {
  * every method, with a count of those pending. 20: fg_inside_counts'
  * eighth count (unreadable refusals); fg_auth's count of credentialed
  * requests pending, and when the last was noted (24 bytes). */
-#define FG_LAYOUT_VERSION 21
+#define FG_LAYOUT_VERSION 20
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*
@@ -605,12 +605,10 @@ struct fg_auth_state {
 				* in the window (lib/trust.h): they quarantine it at its pin, never ban it */
 	__u32 away;	       /* the same, of requests from another hop distance than the address's pin: they
 				* quarantine its credentials from other hop distances only */
-	__u16 pending;	       /* its credentialed requests noted on the way in and not yet answered (at most
-				* FG_AUTH_PENDING_MAX), but those below: an unreadable refusal counts only against one */
-	__u16 pending_proven;  /* the same, of requests whose credentials answered a challenge sent to the address,
-				* noted while it was verified: only its holder can have sent them (lib/trust.h) */
+	__u32 pending;	       /* its credentialed requests noted on the way in and not yet answered (at most
+				* FG_AUTH_PENDING_MAX): an unreadable refusal counts only against one */
 	__u32 pending_s;       /* CLOCK_MONOTONIC seconds when the last was noted: FG_AUTH_PENDING_SECONDS later,
-				* both count for nothing (requests absorbed, lost or never answered) */
+				* pending counts for nothing (requests dropped after their note, or never answered) */
 };
 #define FG_AUTH_PENDING_MAX 1024
 #define FG_AUTH_PENDING_SECONDS 32 /* 64 T1: a UDP transaction's timeout (RFC 3261 17.1.2.2) */

@@ -62,14 +62,9 @@
  * a refusal sent again counts once per request. A refusal in a first
  * fragment that names a noted transaction but whose header block goes on past
  * it (a stale=true could hide there) is taken the same way, against that
- * transaction. To a verified address one counts only against a request
- * whose credentials answered a challenge sent to it while it was verified
- * (fg_auth_state.pending_proven), which only its holder can have sent: a
- * forger could send any other in its name. A refusal that names no
- * transaction uses up an unproven request first, so a forger's requests
- * beside the holder's make its refusals count for nothing, never against it.
- * An unverified address a forger can get banned that way, as it could with
- * made-up credentials. Of a first fragment that names a noted transaction,
+ * transaction. To a verified address neither is counted: a forger could
+ * send credentialed requests in its name. An unverified address a forger can
+ * get banned that way, as it could with made-up credentials. Of a first fragment that names a noted transaction,
  * any answer uses it up; one whose header block ends in it is read as a whole
  * refusal would be. A challenge's nonce read whole in a first fragment is
  * noted, as a whole answer's is (a phone whose challenges fragment can still
@@ -174,10 +169,9 @@ static __always_inline int fg_never_answered(__u64 cseq_method)
 
 /* Makes `addr`'s fg_auth entry (if it has none: BPF_NOEXIST), its window
  * begun at `window_start_s`, with `pending` credentialed requests noted at
- * `pending_s` (`proven`: of the kind fg_auth_state.pending_proven counts);
- * written through the per-CPU scratch, off the stack. */
+ * `pending_s`; written through the per-CPU scratch, off the stack. */
 static __always_inline void fg_auth_make(const struct fg_addr *addr, __u32 window_start_s, __u32 pending,
-					 int proven, __u32 pending_s)
+					 __u32 pending_s)
 {
 	struct fg_autoban_scratch *w;
 	__u32 zero = 0;
@@ -189,31 +183,32 @@ static __always_inline void fg_auth_make(const struct fg_addr *addr, __u32 windo
 	w->auth.window_start_s = window_start_s;
 	w->auth.unproven = 0;
 	w->auth.away = 0;
-	w->auth.pending = proven ? 0 : pending;
-	w->auth.pending_proven = proven ? pending : 0;
+	w->auth.pending = pending;
 	w->auth.pending_s = pending_s;
 	bpf_map_update_elem(&fg_auth, addr, &w->auth, BPF_NOEXIST);
 }
 
-/* Do `st`'s pending counts still hold at `now_s`? Not once
- * FG_AUTH_PENDING_SECONDS have passed since the last request was noted
- * (requests the server absorbs or never answers, or that are lost on the
- * way, leave their count; the external program notes only those it lets in). */
-static __always_inline int fg_pending_live(const struct fg_auth_state *st, __u32 now_s)
+/* `st`'s credentialed requests pending at `now_s`: none once
+ * FG_AUTH_PENDING_SECONDS have passed since the last was noted (requests the
+ * server absorbs or never answers, or that are lost on the way, leave their
+ * count; the external program notes only those it lets in). */
+static __always_inline __u32 fg_pending(const struct fg_auth_state *st, __u32 now_s)
 {
-	return (__s32)(now_s - READ_ONCE(st->pending_s)) <= FG_AUTH_PENDING_SECONDS;
+	__u32 n = READ_ONCE(st->pending);
+
+	return n && (__s32)(now_s - READ_ONCE(st->pending_s)) <= FG_AUTH_PENDING_SECONDS ? n : 0;
 }
 
-/* One more credentialed request of pkt's source noted and not yet answered,
- * against which an unreadable refusal may count (fg_auth_state.pending, or
- * pending_proven if `proven`); only with brute-force detection on. A new
- * entry's window has passed, so that its first failure begins one. Read once
- * and written once, not atomically: two CPUs at once (this and the inside
- * program's use) may lose one, never go below none. */
-static __always_inline void fg_note_pending(const struct fg_settings *s, const struct fg_packet *pkt, int proven)
+/* One more credentialed request of pkt's source noted and not yet answered
+ * (fg_auth_state.pending), against which an unreadable refusal may count;
+ * only with brute-force detection on. A new entry's window has passed, so
+ * that its first failure begins one. Read once and written once, not
+ * atomically: two CPUs at once (this and the inside program's use) may lose
+ * one, never go below none. */
+static __always_inline void fg_note_pending(const struct fg_settings *s, const struct fg_packet *pkt)
 {
 	struct fg_auth_state *st;
-	__u32 now_s, n, p;
+	__u32 now_s, n;
 
 	if (!s->bruteforce_failures)
 		return;
@@ -221,20 +216,12 @@ static __always_inline void fg_note_pending(const struct fg_settings *s, const s
 	now_s = (pkt->now_ticks ? pkt->now_ticks >> FG_TICK_SHIFT : fg_clock_coarse_ns()) / 1000000000ULL;
 	st = bpf_map_lookup_elem(&fg_auth, &pkt->src);
 	if (st) {
-		n = READ_ONCE(st->pending);
-		p = READ_ONCE(st->pending_proven);
-		if (!fg_pending_live(st, now_s))
-			n = p = 0;
-		if (proven)
-			p += p < FG_AUTH_PENDING_MAX;
-		else
-			n += n < FG_AUTH_PENDING_MAX;
-		WRITE_ONCE(st->pending, n);
-		WRITE_ONCE(st->pending_proven, p);
+		n = fg_pending(st, now_s);
+		WRITE_ONCE(st->pending, n < FG_AUTH_PENDING_MAX ? n + 1 : n);
 		WRITE_ONCE(st->pending_s, now_s);
 		return;
 	}
-	fg_auth_make(&pkt->src, now_s - s->bruteforce_window_s, 1, proven, now_s);
+	fg_auth_make(&pkt->src, now_s - s->bruteforce_window_s, 1, now_s);
 }
 
 /*
@@ -260,12 +247,7 @@ static __always_inline void fg_note_transaction(const struct fg_settings *s, con
 
 	if ((scan->found & need) != need || (scan->found & FG_SCAN_AMBIGUOUS) || fg_never_answered(scan->method))
 		return;
-	/* A verified address's request (or one claiming it from another hop
-	 * distance) whose credentials answer a challenge sent to it is its
-	 * holder's: only the holder saw that nonce. Asked only of those, whose
-	 * unreadable refusals it decides (fg_unreadable_refusal). */
-	fg_note_pending(s, pkt, (pkt->tier == FG_TIER_VERIFIED || (flags & FG_TXN_REPIN)) &&
-					s->bruteforce_failures && fg_challenged(&pkt->src, scan->nonce));
+	fg_note_pending(s, pkt);
 	if (!bpf_map_update_elem(&fg_txns, &key, &txn, BPF_NOEXIST))
 		return;
 	found = bpf_map_lookup_elem(&fg_txns, &key);
@@ -291,7 +273,7 @@ static __always_inline struct fg_auth_state *fg_auth_window(const struct fg_sett
 
 	st = bpf_map_lookup_elem(&fg_auth, addr);
 	if (!st) {
-		fg_auth_make(addr, now_s, 0, 0, 0);
+		fg_auth_make(addr, now_s, 0, 0);
 		st = bpf_map_lookup_elem(&fg_auth, addr);
 		if (!st)
 			return NULL;
@@ -481,24 +463,16 @@ static __always_inline void fg_verify(struct fg_settings *s, const struct fg_add
 	fg_event(FG_EVENT_TRUSTED, FG_CLASS_RESPONSE, addr, until, ttl, 0);
 }
 
-/* One of `addr`'s pending credentialed requests is answered: one of the
- * kind `proven` says if any is pending, else one of the other (a count left
- * too high errs towards proven failures; fg_note_pending: not atomic, never
- * below none). Returns 0 if none was pending, 1 if an unproven one was used
- * up, 2 if a proven one. */
-static __always_inline int fg_answered_pending(const struct fg_addr *addr, int proven)
+/* One of `addr`'s pending credentialed requests is answered: 1 if one was
+ * pending (fg_note_pending: not atomic, never below none). */
+static __always_inline int fg_answered_pending(const struct fg_addr *addr)
 {
 	struct fg_auth_state *st = bpf_map_lookup_elem(&fg_auth, addr);
-	__u32 n, p;
+	__u32 n;
 
-	if (!st || !fg_pending_live(st, fg_clock_ns() / 1000000000ULL))
+	if (!st)
 		return 0;
-	n = READ_ONCE(st->pending);
-	p = READ_ONCE(st->pending_proven);
-	if (p && (proven || !n)) {
-		WRITE_ONCE(st->pending_proven, p - 1);
-		return 2;
-	}
+	n = fg_pending(st, fg_clock_ns() / 1000000000ULL);
 	if (!n)
 		return 0;
 	WRITE_ONCE(st->pending, n - 1);
@@ -506,19 +480,13 @@ static __always_inline int fg_answered_pending(const struct fg_addr *addr, int p
 }
 
 /* A refusal over UDP to `dst` that can't be read whole (see the top of this
- * file), against a credentialed request of its pending, which it uses up:
- * an unproven one first, so that it counts as proven only when no other is
- * pending. `used`: the transaction it names was found (and used up already),
- * and `used` 2 if its credentials answered a challenge sent to `dst`. To a
- * verified address only a proven one counts: a forger can send credentialed
- * requests in its name, but not ones answering its challenges. */
+ * file), against a credentialed request of its pending, which it uses up
+ * (`used`: the transaction it names was found, and used up already). */
 static __always_inline void fg_unreadable_refusal(struct fg_settings *s, const struct fg_addr *dst, int used)
 {
-	if (!used)
-		used = fg_answered_pending(dst, 0);
-	if (!used)
+	if (!used && !fg_answered_pending(dst))
 		return;
-	if (used != 2 && fg_verified(s, dst, fg_clock_ns())) {
+	if (fg_verified(s, dst, fg_clock_ns())) {
 		fg_inside_count(FG_INSIDE_AUTH_NOT_COUNTED);
 		return;
 	}
@@ -601,8 +569,8 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 			found->pending = txn.pending - 1;
 		else
 			bpf_map_delete_elem(&fg_txns, &key);
+		fg_answered_pending(dst);
 		proven = fg_challenged(dst, txn.nonce);
-		fg_answered_pending(dst, proven);
 	}
 	/* A challenge: its nonce is what credentials from `dst` must answer.
 	 * In a first fragment too: the walk takes a nonce only once its end is
@@ -658,7 +626,7 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 	 * stale=true that would excuse the failure: an unreadable refusal,
 	 * its request used up above. */
 	if (partial && !(flags & FG_SCAN_END)) {
-		fg_unreadable_refusal(s, dst, proven ? 2 : 1);
+		fg_unreadable_refusal(s, dst, 1);
 		return;
 	}
 	/* A verified source's failure is its own only if its credentials

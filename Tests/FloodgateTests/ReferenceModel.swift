@@ -97,17 +97,15 @@ struct ReferenceModel {
     /// Credentialed requests let in, of any method: the TTL they came at, whether at another TTL than the
     /// address's pin, their class, the nonce their credentials answer, and how many under the key await an answer.
     var transactions: [Transaction: (ttl: UInt8, repin: Bool, cls: TrafficClass, nonce: [UInt8]?, pending: Int)] = [:]
-    /// Per address, its credentialed requests noted and not yet answered (each count at most FG_AUTH_PENDING_MAX):
-    /// those whose credentials answered a challenge sent to it while it was verified (`proven`) and the rest (`n`),
-    /// and when (seconds) the last was noted: what an unreadable refusal counts against, for
-    /// FG_AUTH_PENDING_SECONDS.
-    var pendingCredentials: [SourceAddress: (n: Int, proven: Int, at: UInt32)] = [:]
+    /// Per address, its credentialed requests noted and not yet answered (at most FG_AUTH_PENDING_MAX), and when
+    /// (seconds) the last was noted: what an unreadable refusal counts against, for FG_AUTH_PENDING_SECONDS.
+    var pendingCredentials: [SourceAddress: (n: Int, at: UInt32)] = [:]
 
     /// `address`'s credentialed requests pending now: none once FG_AUTH_PENDING_SECONDS passed since the last.
-    func pending(_ address: SourceAddress) -> (n: Int, proven: Int) {
-        guard let p = pendingCredentials[address] else { return (0, 0) }
+    func pending(_ address: SourceAddress) -> Int {
+        guard let p = pendingCredentials[address] else { return 0 }
         let nowSeconds = UInt32(truncatingIfNeeded: now / 1_000_000_000)
-        return Int32(bitPattern: nowSeconds &- p.at) <= Int32(FG_AUTH_PENDING_SECONDS) ? (p.n, p.proven) : (0, 0)
+        return Int32(bitPattern: nowSeconds &- p.at) <= Int32(FG_AUTH_PENDING_SECONDS) ? p.n : 0
     }
     /// (address, nonce) of every challenge the server sent.
     var challenges: Set<[UInt8]> = []
@@ -411,7 +409,7 @@ struct ReferenceModel {
             if found.unproven { return .droppedUnproven }
             walked = found
         }
-        return noted(f, walked, repin: false, tier: tier, budgetVerdict(f.cls, tier: tier))
+        return noted(f, walked, repin: false, budgetVerdict(f.cls, tier: tier))
     }
 
     /// Walks a request. A quarantined source's credentials that answer no challenge sent to it (from its hop
@@ -433,11 +431,7 @@ struct ReferenceModel {
     /// and its header block ended: a request shed or refused never reaches the server. Under a key already
     /// pending: one more pending; the TTL of one at the pin wins, the excuse of another TTL stays only if every one
     /// had it, and a nonce sent to the address stays.
-    /// Of a verified address's (`tier`, or `repin`), a request whose credentials answer a challenge sent to it
-    /// is pending as proven.
-    mutating func noted(_ f: Frame, _ found: Inspection?, repin: Bool, tier: Tier = .unverified, _ reason: Reason)
-        -> Reason
-    {
+    mutating func noted(_ f: Frame, _ found: Inspection?, repin: Bool, _ reason: Reason) -> Reason {
         guard reason == .passed || reason == .passedAllow, let found else { return reason }
         if !found.signature, !found.malformed, !found.oversize, !found.unproven, notesTransactions, found.ended,
            found.credentials, !found.ambiguous, let callID = found.callID, let cseq = found.cseq,
@@ -445,10 +439,7 @@ struct ReferenceModel {
         {
             let key = Transaction(address: f.src, callID: callID, cseq: cseq, method: found.method ?? [])
             if settings.bruteForce != nil {
-                let proven = (tier == .verified || repin)
-                    && (found.nonce.map { challenges.contains(f.src.bytes + $0) } ?? false)
-                let (n, p) = pending(f.src), most = Int(FG_AUTH_PENDING_MAX)
-                pendingCredentials[f.src] = (proven ? n : min(n + 1, most), proven ? min(p + 1, most) : p,
+                pendingCredentials[f.src] = (min(pending(f.src) + 1, Int(FG_AUTH_PENDING_MAX)),
                                              UInt32(truncatingIfNeeded: now / 1_000_000_000))
             }
             if var old = transactions[key] {
@@ -529,7 +520,7 @@ struct ReferenceModel {
         guard let txn else { return }
         // One of the requests pending under the key is answered.
         transactions[key] = txn.pending > 1 ? (txn.ttl, txn.repin, txn.cls, txn.nonce, txn.pending - 1) : nil
-        answeredPending(destination, proven: proven)
+        answeredPending(destination)
         if (200...299).contains(code) {
             // Accepted credentials of a REGISTER that answered a nonce sent to this address: verified. No failures
             // are cleared.
@@ -549,28 +540,20 @@ struct ReferenceModel {
         }
     }
 
-    /// One of `address`'s pending credentialed requests is answered: one of the kind `proven` says if any is
-    /// pending, else one of the other. Returns which was used up: nil if none was pending.
+    /// One of `address`'s pending credentialed requests is answered: whether one was pending.
     @discardableResult
-    mutating func answeredPending(_ address: SourceAddress, proven: Bool) -> Bool? {
-        let (n, p) = pending(address)
-        guard let at = pendingCredentials[address]?.at else { return nil }
-        if p > 0 && (proven || n == 0) {
-            pendingCredentials[address] = (n, p - 1, at)
-            return true
-        }
-        guard n > 0 else { return nil }
-        pendingCredentials[address] = (n - 1, p, at)
-        return false
+    mutating func answeredPending(_ address: SourceAddress) -> Bool {
+        let n = pending(address)
+        guard n > 0, let at = pendingCredentials[address]?.at else { return false }
+        pendingCredentials[address] = (n - 1, at)
+        return true
     }
 
     /// A refusal over UDP (401, 403, 407, not a stale challenge) to `destination` whose Call-ID and CSeq could not
-    /// be read: a failure of the address if it has a credentialed request pending, which it uses up (one not
-    /// proven first); of a verified address only if that was proven (answered a challenge sent to it while it was
-    /// verified), since a forger could have sent any other in its name.
+    /// be read: a failure of the address if it has a credentialed request pending, which it uses up, but not of a
+    /// verified one, in whose name a forger could have sent that request.
     mutating func unreadableRefusal(to destination: SourceAddress) {
-        guard notesTransactions, let proven = answeredPending(destination, proven: false),
-              proven || verified(destination) == nil else { return }
+        guard notesTransactions, answeredPending(destination), verified(destination) == nil else { return }
         failure(destination)
     }
 
