@@ -501,6 +501,32 @@ import Testing
         }
     }
 
+    /// Why an unreadable refusal counts nowhere against a verified address, even while requests of its own that
+    /// answer its challenges are pending: refusals are not one for one with noted requests. A server sends a final
+    /// non-2xx answer to an INVITE again until the ACK comes (RFC 3261 17.2.1: about ten copies in 32 s), and it
+    /// refuses requests without credentials, which are not noted. A forger at a verified PBX's hop distance sends
+    /// one INVITE without credentials, whose 407 it pushes past the MTU, while three of the PBX's calls ring, their
+    /// credentialed INVITEs pending until their final answers: the 407's copies ban no one. (64fabff held such
+    /// refusals against the PBX's pending requests once no other was pending, and this banned it; reverted.)
+    @Test func aForgedInvitesUnreadableRefusalsSentAgainDoNotCountAgainstAVerifiedPBX() throws {
+        let p = try TrustTests.program(failures: 3)
+        let pbx = "198.18.6.70"
+        #expect(try TrustTests.register(p, pbx) == .passed)
+        #expect(try TrustTests.trusted(p)[pbx] != nil)
+        let credentials = TrustTests.credentials.replacingOccurrences(of: "Authorization:", with: "Proxy-Authorization:")
+        for n in 1...3 {
+            #expect(try p.judge(Packet.request("INVITE", src: pbx, extra: [credentials], callID: "call-\(n)")).2
+                == .passed, "the PBX's call \(n)")
+        }
+        #expect(try p.judge(Packet.request("INVITE", src: pbx, callID: "forged")).2 == .passed)
+        let refusal = TrustTests.firstFragment(TrustTests.answerPastTheMTU("407 Proxy Authentication Required",
+                                                                           callID: "forged"), to: pbx)
+        let before = try p.maps.insideCounts()["auth-failures-unreadable"] ?? 0
+        for _ in 1...10 { try TrustTests.inside(p, refusal) }
+        #expect(p.maps.ban(of: SourceAddress(pbx)!) == nil)
+        #expect(try p.maps.insideCounts()["auth-failures-unreadable"] ?? 0 == before)
+    }
+
     /// An address's credentialed requests pending lapse FG_AUTH_PENDING_SECONDS (32 s, a UDP transaction's
     /// timeout) after the last was noted: a request dropped after its note, or never answered, leaves nothing for
     /// an unreadable first challenge to be counted against later.
