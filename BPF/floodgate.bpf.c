@@ -480,6 +480,7 @@ static __noinline void fg_note_fragment(const struct fg_packet *pkt)
 /* In fg_packet.txn_note beside the FG_TXN_* flags (which fit under it): the
  * request is to be noted if it passes. */
 #define FG_TXN_NOTE 0x80
+_Static_assert(FG_TXN_REPIN < FG_TXN_NOTE, "the FG_TXN_* flags fit under FG_TXN_NOTE");
 
 /*
  * Walks a SIP request's header block (lib/scanner.h) and marks it to be noted

@@ -624,8 +624,19 @@ import Testing
         }
         #expect(try failures() == shed, "a shed request was noted")
         #expect(try TrustTests.trusted(p)[phone]?.quarantineUntilSeconds == nil)
+        // A credentialed INVITE the destination rules pass and the budget sheds (drained by INVITEs too, whose
+        // place in it may differ from a REGISTER's) is not noted either.
+        var invites = 0
+        while try p.judge(Packet.request("INVITE", src: "198.18.8.1", callID: "drain-i\(invites)")).2 == .passed,
+              invites < 200 { invites += 1 }
+        #expect(invites < 200)
+        #expect(try invite("sip:+441234567890@198.18.0.2", callID: "shed-invite") == .droppedShed)
+        try TrustTests.inside(p, TrustTests.response("401 Unauthorized", to: caller, cseq: "1 INVITE",
+                                                     callID: "shed-invite"))
+        try unreadable(to: caller)
+        #expect(try failures() == shed, "a shed INVITE was noted")
         // Once the budget has refilled, the stranger's credentialed REGISTER is let in and noted.
-        try p.setTestClock(nanoseconds: 1_000_000_000_000 + 10_000_000_000)
+        try p.setTestClock(nanoseconds: 1_000_000_000_000 + 300_000_000_000)
         #expect(try register(from: victim, "let-in") == .passed)
         try TrustTests.inside(p, TrustTests.response("401 Unauthorized", to: victim, callID: "let-in"))
         #expect(try failures()["auth-failures"] == shed["auth-failures"]! + 1)
@@ -690,6 +701,34 @@ import Testing
         #expect(try register(other, nonce: String(nonce.prefix(100)), call: "p1", n: 1) == .passed)
         #expect(try register(other, nonce: nonce, call: "p2", n: 1) == .passed)
         #expect(try TrustTests.trusted(p)[other] == nil, "credentials answering a cut nonce verify nothing")
+
+        // The fragment's last byte (its 1,224th of the text) at each edge of a nonce, quoted and not: noted only if
+        // the byte that ends the nonce is in it. Before each, a longer answer to another address leaves bytes past
+        // that point in the walk's copy (on the CPU it ran on), which must not be read.
+        func edge(_ params: (String) -> String, last: String, noted: Bool, _ what: String) throws {
+            let nonce = "edge-" + what.replacingOccurrences(of: " ", with: "-")
+            let value = params(nonce)
+            let head = Array("SIP/2.0 401 Unauthorized\r\nX-Pad: ".utf8).count
+            let start = Array("\r\nWWW-Authenticate: Digest realm=\"198.18.2.2\", ".utf8).count
+            // A last byte of CR is the one that ends the header's line.
+            let core = last.hasSuffix("\r") ? String(last.dropLast()) : last
+            let end = try #require(value.range(of: core)).upperBound.utf16Offset(in: value) + last.count - core.count
+            let pad = String(repeating: "p", count: 1_224 - head - start - end)
+            let text = TrustTests.answerPastTheMTU("401 Unauthorized", callID: "e-\(nonce)",
+                first: ["X-Pad: " + pad, "WWW-Authenticate: Digest realm=\"198.18.2.2\", " + value])
+            #expect(String(decoding: text[(1_224 - last.utf8.count)..<1_224], as: UTF8.self) == last, "\(what)")
+            let stale = Array(text.prefix(1_224)) + Array(String(repeating: "\",\r", count: 100).utf8)
+            try TrustTests.inside(p, TrustTests.response("200 OK", to: "198.18.6.52", callID: "stale",
+                                                         extra: ["X-Stale: " + String(decoding: stale, as: UTF8.self)]))
+            let before = try p.maps.insideCounts()["challenges"] ?? 0
+            try TrustTests.inside(p, TrustTests.firstFragment(text, to: other))
+            #expect(try p.maps.insideCounts()["challenges"] == before + (noted ? 1 : 0), "\(what)")
+        }
+        try edge({ "nonce=\"\($0)\", algorithm=MD5" }, last: "1-quoted\"", noted: true, "1 quoted")
+        try edge({ "nonce=\"\($0)\", algorithm=MD5" }, last: "2-quoted", noted: false, "2 quoted")
+        try edge({ "nonce=\($0), algorithm=MD5" }, last: "3-token,", noted: true, "3 token")
+        try edge({ "nonce=\($0), algorithm=MD5" }, last: "4-tok", noted: false, "4 token")
+        try edge({ "nonce=\($0)" }, last: "5-token\r", noted: true, "5 token")
     }
 
     /// A server that challenges a SUBSCRIBE, a MESSAGE or an OPTIONS checks the password in its credentials as it
