@@ -78,6 +78,7 @@ struct fg_scan {
 	__u64 callid_hash; /* FNV-1a over the Call-ID value's 8-byte words */
 	__u64 nonce_hash;  /* over the nonce parameter being read, by its 8-byte words (fg_nonce_mix) */
 	__u64 nonce;	   /* the hash of the first nonce of a credentials or challenge header; 0: none */
+	__u64 nonce2;	   /* of the first nonce after it that differs (a second challenge, RFC 8760); 0: none */
 	__u32 param;	   /* FG_PARAM_* in the parameters, and how far; FG_TO_* in a To value */
 	__u32 want_to;	   /* read the To header (an INVITE, with fraud checks on): in-dialog or not */
 	/* Where the caller's URIs are (lib/callerid.h): the first byte of the
@@ -598,11 +599,16 @@ static __always_inline __u64 fg_nonce_mix(__u64 hash, __u64 word, __u32 k)
 	return (((hash ^ (word & fg_low_bytes(k))) * FG_FNV64_PRIME) ^ k) * FG_FNV64_PRIME;
 }
 
-/* The nonce's value ended: the first one is kept. */
+/* The nonce's value ended: the first one is kept, and the first after it
+ * that differs (nonce2, which only a challenge's reader takes). */
 static __always_inline void fg_nonce_done(struct fg_scan *scan)
 {
+	__u64 hash = scan->nonce_hash ? scan->nonce_hash : 1;
+
 	if (!scan->nonce)
-		scan->nonce = scan->nonce_hash ? scan->nonce_hash : 1;
+		scan->nonce = hash;
+	else if (!scan->nonce2 && hash != scan->nonce)
+		scan->nonce2 = hash;
 	scan->param = FG_PARAM_OTHER;
 }
 

@@ -580,6 +580,13 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 		__u32 one = 1;
 
 		bpf_map_update_elem(&fg_challenges, &challenge, &one, BPF_ANY);
+		/* A second challenge, as a server offering two algorithms sends
+		 * (RFC 8760), may carry a nonce of its own, which a phone that
+		 * takes that algorithm answers. */
+		if (scan->nonce2) {
+			challenge.nonce = scan->nonce2;
+			bpf_map_update_elem(&fg_challenges, &challenge, &one, BPF_ANY);
+		}
 		fg_inside_count(FG_INSIDE_CHALLENGES);
 	}
 	if (!found) {

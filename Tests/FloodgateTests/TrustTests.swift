@@ -731,6 +731,28 @@ import Testing
         try edge({ "nonce=\($0)" }, last: "5-token\r", noted: true, "5 token")
     }
 
+    /// A server offering two algorithms sends two challenges (RFC 8760), each with a nonce that may be its own: a
+    /// phone that answers the second verifies, as one answering the first does.
+    @Test func aSecondChallengesNonceIsNotedToo() throws {
+        let p = try TrustTests.program(failures: 3)
+        let first = "198.18.6.80", second = "198.18.6.81"
+        let challenges = ["WWW-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"sha-n\", algorithm=SHA-256",
+                          "WWW-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"md5-n\", algorithm=MD5"]
+        func verifies(_ address: String, answering nonce: String) throws -> Bool {
+            let auth = TrustTests.credentials.replacingOccurrences(of: "nonce=\"abc\"", with: "nonce=\"\(nonce)\"")
+            #expect(try p.judge(Packet.request("REGISTER", src: address, extra: [auth], callID: "r-\(nonce)")).2
+                == .passed)
+            try TrustTests.inside(p, TrustTests.response("200 OK", to: address, callID: "r-\(nonce)"))
+            return try TrustTests.trusted(p)[address] != nil
+        }
+        for address in [first, second] {
+            try TrustTests.inside(p, TrustTests.response("401 Unauthorized", to: address, callID: "c-\(address)",
+                                                         extra: challenges))
+        }
+        #expect(try verifies(first, answering: "sha-n"))
+        #expect(try verifies(second, answering: "md5-n"), "the second challenge's nonce")
+    }
+
     /// A server that challenges a SUBSCRIBE, a MESSAGE or an OPTIONS checks the password in its credentials as it
     /// would a REGISTER's, so a 401 or 407 to one counts too; a 403 to one is as often policy, and does not.
     /// Several guesses sent under one Call-ID and CSeq count one each, a request at another TTL among them excuses
