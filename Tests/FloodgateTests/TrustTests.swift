@@ -732,10 +732,11 @@ import Testing
     }
 
     /// A server offering two algorithms sends two challenges (RFC 8760), each with a nonce that may be its own: a
-    /// phone that answers the second verifies, as one answering the first does.
+    /// phone that answers the second verifies, as one answering the first does. Each nonce is noted for the address
+    /// its answer went to only, and a third distinct one in an answer is not noted.
     @Test func aSecondChallengesNonceIsNotedToo() throws {
         let p = try TrustTests.program(failures: 3)
-        let first = "198.18.6.80", second = "198.18.6.81"
+        let first = "198.18.6.80", second = "198.18.6.81", other = "198.18.6.82", third = "198.18.6.83"
         let challenges = ["WWW-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"sha-n\", algorithm=SHA-256",
                           "WWW-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"md5-n\", algorithm=MD5"]
         func verifies(_ address: String, answering nonce: String) throws -> Bool {
@@ -751,6 +752,15 @@ import Testing
         }
         #expect(try verifies(first, answering: "sha-n"))
         #expect(try verifies(second, answering: "md5-n"), "the second challenge's nonce")
+        // Another address, challenged with a nonce of its own only: the others' second nonce verifies nothing there.
+        try TrustTests.inside(p, TrustTests.response("401 Unauthorized", to: other, callID: "c-other", extra: [
+            "WWW-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"own-n\", algorithm=MD5"]))
+        #expect(try !verifies(other, answering: "md5-n"))
+        // Three challenges: the third nonce is not noted.
+        try TrustTests.inside(p, TrustTests.response("401 Unauthorized", to: third, callID: "c-third", extra: challenges
+            + ["WWW-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"third-n\", algorithm=SHA-512-256"]))
+        #expect(try !verifies(third, answering: "third-n"))
+        #expect(try verifies(third, answering: "md5-n"))
     }
 
     /// A server that challenges a SUBSCRIBE, a MESSAGE or an OPTIONS checks the password in its credentials as it
