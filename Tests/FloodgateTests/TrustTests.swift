@@ -23,8 +23,29 @@ import Testing
             Packet.udp(sport: 5060, dport: 5070, Array(text.utf8))))
     }
 
-    static let credentials = "Authorization: Digest username=\"100\", realm=\"198.18.2.2\", nonce=\"abc\", "
-        + "uri=\"sip:198.18.2.2\", response=\"0123456789abcdef0123456789abcdef\""
+    static let credentials = credentials(nonce: "abc")
+
+    /// An Authorization header answering `nonce` (a wrong password or a right one: the filter cannot tell).
+    static func credentials(nonce: String) -> String {
+        "Authorization: Digest username=\"100\", realm=\"198.18.2.2\", nonce=\"\(nonce)\", "
+            + "uri=\"sip:198.18.2.2\", response=\"0123456789abcdef0123456789abcdef\""
+    }
+
+    /// The server's challenge header with `nonce`.
+    static func challengeHeader(_ nonce: String, algorithm: String = "MD5") -> String {
+        "WWW-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"\(nonce)\", algorithm=\(algorithm)"
+    }
+
+    /// A REGISTER from `address` whose credentials answer `nonce`, and the server's `answer` to it if it was let in.
+    static func credentialedRegister(_ p: FloodgateProgram, _ address: String, nonce: String, call: String, n: Int = 1,
+                                     answer: String = "200 OK", extra: [String] = []) throws -> Reason? {
+        let reason = try p.judge(Packet.request("REGISTER", src: address, extra: [credentials(nonce: nonce)],
+                                                callID: call, cseq: "\(n) REGISTER")).2
+        if reason == .passed {
+            try inside(p, response(answer, to: address, cseq: "\(n) REGISTER", callID: call, extra: extra))
+        }
+        return reason
+    }
 
     /// A filter that counts failures and learns trust; its auto-ban bans at 50 drops in 10 s.
     static func program(failures: UInt32 = 3, policy: FilterPolicy = FilterPolicy(), testClock: Bool = false) throws
@@ -46,7 +67,7 @@ import Testing
     /// The server's challenge to `address` (as to its first REGISTER): the nonce its credentials then answer.
     static func challenge(_ p: FloodgateProgram, _ address: String, nonce: String = "abc") throws {
         try inside(p, response("401 Unauthorized", to: address, callID: "challenge-\(nonce)",
-                               extra: ["WWW-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"\(nonce)\", algorithm=MD5"]))
+                               extra: [challengeHeader(nonce)]))
     }
 
     /// A phone at `address` is challenged, registers with credentials (Call-ID `call`, CSeq `n`) at `ttl`, and
@@ -649,26 +670,15 @@ import Testing
     @Test func aChallengeReadWholeInAFirstFragmentIsNoted() throws {
         let p = try TrustTests.program(failures: 3, testClock: true)
         let phone = "198.18.6.50", other = "198.18.6.51"
-        func challenge(_ nonce: String) -> String {
-            "WWW-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"\(nonce)\", algorithm=MD5"
-        }
+        func challenge(_ nonce: String) -> String { TrustTests.challengeHeader(nonce) }
         /// A 401 whose Call-ID and CSeq lie past its first fragment, with `first` before them: only that fragment.
         func inFragments(to destination: String, callID: String, first: [String]) throws {
             try TrustTests.inside(p, TrustTests.firstFragment(
                 TrustTests.answerPastTheMTU("401 Unauthorized", callID: callID, first: first), to: destination))
         }
-        /// A credentialed REGISTER, and the server's answer to it if it was let in.
         func register(_ source: String, nonce: String, call: String, n: Int, answer: String = "200 OK",
                       extra: [String] = []) throws -> Reason? {
-            let auth = "Authorization: Digest username=\"100\", realm=\"198.18.2.2\", nonce=\"\(nonce)\", "
-                + "uri=\"sip:198.18.2.2\", response=\"0123456789abcdef0123456789abcdef\""
-            let reason = try p.judge(Packet.request("REGISTER", src: source, extra: [auth], callID: call,
-                                                    cseq: "\(n) REGISTER")).2
-            if reason == .passed {
-                try TrustTests.inside(p, TrustTests.response(answer, to: source, cseq: "\(n) REGISTER", callID: call,
-                                                             extra: extra))
-            }
-            return reason
+            try TrustTests.credentialedRegister(p, source, nonce: nonce, call: call, n: n, answer: answer, extra: extra)
         }
         let challenges = try p.maps.insideCounts()["challenges"] ?? 0
         try inFragments(to: phone, callID: "c1", first: [challenge("frag-1")])
@@ -737,13 +747,10 @@ import Testing
     @Test func aSecondChallengesNonceIsNotedToo() throws {
         let p = try TrustTests.program(failures: 3)
         let first = "198.18.6.80", second = "198.18.6.81", other = "198.18.6.82", third = "198.18.6.83"
-        let challenges = ["WWW-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"sha-n\", algorithm=SHA-256",
-                          "WWW-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"md5-n\", algorithm=MD5"]
+        let challenges = [TrustTests.challengeHeader("sha-n", algorithm: "SHA-256"),
+                          TrustTests.challengeHeader("md5-n")]
         func verifies(_ address: String, answering nonce: String) throws -> Bool {
-            let auth = TrustTests.credentials.replacingOccurrences(of: "nonce=\"abc\"", with: "nonce=\"\(nonce)\"")
-            #expect(try p.judge(Packet.request("REGISTER", src: address, extra: [auth], callID: "r-\(nonce)")).2
-                == .passed)
-            try TrustTests.inside(p, TrustTests.response("200 OK", to: address, callID: "r-\(nonce)"))
+            #expect(try TrustTests.credentialedRegister(p, address, nonce: nonce, call: "r-\(nonce)") == .passed)
             return try TrustTests.trusted(p)[address] != nil
         }
         for address in [first, second] {
@@ -753,12 +760,12 @@ import Testing
         #expect(try verifies(first, answering: "sha-n"))
         #expect(try verifies(second, answering: "md5-n"), "the second challenge's nonce")
         // Another address, challenged with a nonce of its own only: the others' second nonce verifies nothing there.
-        try TrustTests.inside(p, TrustTests.response("401 Unauthorized", to: other, callID: "c-other", extra: [
-            "WWW-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"own-n\", algorithm=MD5"]))
+        try TrustTests.inside(p, TrustTests.response("401 Unauthorized", to: other, callID: "c-other",
+                                                     extra: [TrustTests.challengeHeader("own-n")]))
         #expect(try !verifies(other, answering: "md5-n"))
         // Three challenges: the third nonce is not noted.
         try TrustTests.inside(p, TrustTests.response("401 Unauthorized", to: third, callID: "c-third", extra: challenges
-            + ["WWW-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"third-n\", algorithm=SHA-512-256"]))
+            + [TrustTests.challengeHeader("third-n", algorithm: "SHA-512-256")]))
         #expect(try !verifies(third, answering: "third-n"))
         #expect(try verifies(third, answering: "md5-n"))
     }
