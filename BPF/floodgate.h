@@ -403,8 +403,10 @@ enum fg_inside_count {
  * count; fg_txns keyed by the CSeq method too, for credentialed requests of
  * every method, with a count of those pending. 20: fg_inside_counts'
  * eighth count (unreadable refusals); fg_auth's count of credentialed
- * requests pending, and when the last was noted (24 bytes). */
-#define FG_LAYOUT_VERSION 20
+ * requests pending, and when the last was noted (24 bytes). 21: fg_trust's
+ * strict quarantines (its former pad); fg_challenges valued by the method
+ * challenged (FG_CHALLENGE_*). */
+#define FG_LAYOUT_VERSION 21
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*
@@ -631,8 +633,11 @@ struct fg_trust {
 				   * whose LRU a flood of forged failures could churn: only verifications make
 				   * entries here */
 	__u32 away_until_s; /* the same for credentials from another hop distance than its pin */
-	__u32 pad;
+	__u32 strict;	    /* FG_STRICT_* bits: where a quarantine in force lets only credentials answering a challenge
+			     * to a REGISTER pass, its credentials having failed there answering other challenges */
 };
+#define FG_STRICT_AT_PIN 1
+#define FG_STRICT_AWAY 2
 
 struct fg_event {
 	__u32 type;	     /* enum fg_event_type */
@@ -683,12 +688,17 @@ struct fg_txn {
 };
 
 /* fg_challenges[destination, nonce hash]: a nonce the SIP server sent to an
- * external address in a 401 or 407 (floodgate_inside). Credentials that
- * answer it prove the address real: only its holder saw it. LRU. */
+ * external address in a 401 or 407 (floodgate_inside), valued by what the
+ * challenge answered. Credentials that answer a REGISTER's challenge prove
+ * the address real: only its holder saw it. Another method's challenge may
+ * be a phone's behind the server, which the server relays, and whose nonce
+ * that phone's holder chose (lib/trust.h). LRU. */
 struct fg_challenge_key {
 	struct fg_addr addr;
 	__u64 nonce;
 };
+#define FG_CHALLENGE_OTHER 1	/* a challenge to another method, or one whose CSeq could not be read */
+#define FG_CHALLENGE_REGISTER 2 /* a challenge to a REGISTER: the registrar's own */
 
 /* fg_fragments[source, IP ID]: a first fragment the policy admitted, whose
  * later fragments pass without a bucket (up to FG_FRAGMENT_BUDGET of them);

@@ -16,36 +16,51 @@
  *
  * - a 2xx to a REGISTER verifies the source (and pins its TTL; see
  *   lib/tiers.h for how a pin moves), if its credentials answered a nonce
- *   the server had sent that address (fg_challenges, noted from every 401
- *   and 407 on its way out). It clears no failures: an account holder
- *   guessing at other accounts would log in between its guesses;
+ *   the server had sent that address in a challenge to a REGISTER
+ *   (fg_challenges, noted from every 401 and 407 on its way out). It clears
+ *   no failures: an account holder guessing at other accounts would log in
+ *   between its guesses;
  * - a 401 or 407 is a failed authentication, unless its challenge header
  *   says stale=true (an old nonce, not a wrong password), and so is a 403 to
  *   a REGISTER or INVITE (to another method it is as often policy);
  * - settings.bruteforce_failures failures within bruteforce_window_s ban the
  *   source for bruteforce_ban_s (fail2ban's SIP jails, at line rate);
- * - but a failure whose credentials answered no nonce sent to the address
- *   is unproven if the address is verified, or if the request came from
- *   another hop distance than its pin: someone forging it from its own hop
- *   distance (which its pin cannot tell apart) never sees its challenges,
- *   and could otherwise get it banned with made-up credentials. One that
- *   answered the address's own challenge counts wherever it came from. As
- *   many unproven failures in the window quarantine a verified source for
+ * - but a failure whose credentials answered no nonce the registrar sent
+ *   the address is unproven if the address is verified, or if the request
+ *   came from another hop distance than its pin: someone forging it from
+ *   its own hop distance (which its pin cannot tell apart) never sees its
+ *   challenges, and could otherwise get it banned with made-up credentials.
+ *   One that answered the address's own challenge to a REGISTER counts
+ *   wherever it came from. A challenge to another method proves nothing: a
+ *   server relays a phone's challenge to an INVITE it proxied, so someone
+ *   with a phone behind it can forge an INVITE in the address's name and
+ *   have a nonce of its own choosing noted as sent to the address. As many
+ *   unproven failures in the window quarantine a verified source for
  *   bruteforce_ban_s instead (kept in its fg_trusted entry), counted apart
  *   at its pin and from other hop distances and quarantining only there: its
  *   credentialed requests from there that answer no nonce sent to it are
  *   dropped on the way in (dropped-unproven at the pin), the rest of its
- *   traffic is not touched. A guesser holding an account (and so verified)
- *   that fetches nonces at another address gets as many unproven guesses (at
- *   its pin and from elsewhere), then only ones answering its own
- *   challenges, which count towards a ban. Whatever nonce
- *   the walk reads (a decoy header's included) decides both the quarantine's
- *   check and whether the failure is proven, so no reading escapes both.
+ *   traffic is not touched. In a quarantine, as many failures of
+ *   credentials answering another method's challenge make it strict: then
+ *   only credentials answering a challenge to a REGISTER pass there, so a
+ *   forger with a phone behind the server can have the address's
+ *   authenticated calls dropped there, not get it banned. A guesser holding
+ *   an account (and so verified) that fetches nonces at another address gets
+ *   as many unproven guesses (at its pin and from elsewhere), then, if it
+ *   answers challenges to other methods, as many again, then only ones
+ *   answering its own challenges to REGISTERs, which count towards a ban.
+ *   Whatever nonce the walk reads (a decoy header's included) decides both
+ *   the quarantine's check and whether the failure is proven, so no reading
+ *   escapes both.
  *
  * All of it rests on a nonce going to one address only: a server that sends
  * one nonce to every source challenged in the same second (Kamailio's
- * default) lets a forger hold a nonce "sent to" the address it forges. The
- * README's threat model says how to bind nonces to addresses.
+ * default) lets a forger hold a nonce "sent to" the address it forges. It
+ * rests too on every answer leaving the server being its own or one it
+ * relays in a transaction: a server that forwards answers matching none of
+ * its transactions to their next Via (Kamailio's default) lets anyone send
+ * the address a challenge to a REGISTER with a nonce of their choosing. The
+ * README's threat model says how to configure both.
  *
  * A first REGISTER without credentials (every phone's, challenged with a 401)
  * is noted nowhere and counts for nothing, and so does a forged one: its
@@ -68,11 +83,13 @@
  * any answer uses it up; one whose header block ends in it is read as a whole
  * refusal would be. A challenge's nonce read whole in a first fragment is
  * noted, as a whole answer's is (a phone whose challenges fragment can still
- * verify, and answer them in a quarantine); nothing else of an answer in
+ * verify, if the CSeq naming REGISTER is in that fragment too, and answer them
+ * in a quarantine); nothing else of an answer in
  * fragments is read (a 200 verifies nothing). Over TCP, where a segment may
  * start anywhere in the stream (in the body of a message someone else had
  * relayed to the address), a segment that names no transaction counts for
- * nothing.
+ * nothing; but a challenge in it is noted, which such a body can forge (a
+ * limit the README states).
  */
 #ifndef FG_LIB_TRUST_H
 #define FG_LIB_TRUST_H
@@ -151,12 +168,17 @@ static __always_inline int fg_cseq_mismatch(const struct fg_scan *scan, __u32 tr
 	return named != FG_CLASS_MAX;
 }
 
-/* Did the server send `addr` the challenge whose nonce hashes to `nonce`? */
-static __always_inline int fg_challenged(const struct fg_addr *addr, __u64 nonce)
+/* What the challenge the server sent `addr` with the nonce hashing to
+ * `nonce` answered (FG_CHALLENGE_*), or 0 if it sent none. */
+static __always_inline __u32 fg_challenge(const struct fg_addr *addr, __u64 nonce)
 {
 	struct fg_challenge_key key = {.addr = *addr, .nonce = nonce};
+	__u32 *what;
 
-	return nonce && bpf_map_lookup_elem(&fg_challenges, &key) != NULL;
+	if (!nonce)
+		return 0;
+	what = bpf_map_lookup_elem(&fg_challenges, &key);
+	return what ? *what : 0;
 }
 
 /* An ACK is never answered, and a CANCEL's answer is no verdict on its
@@ -234,7 +256,7 @@ static __always_inline void fg_note_pending(const struct fg_settings *s, const s
  * and CSeq) are counted, and each answer is one of them; of their TTLs,
  * flags and nonces, what keeps a failure the address's wins: the flag that
  * excuses a request from another hop distance stays only if every one had it,
- * and a nonce sent to the address stays once one answered it.
+ * and a nonce the registrar sent the address stays once one answered it.
  */
 static __always_inline void fg_note_transaction(const struct fg_settings *s, const struct fg_packet *pkt,
 						const struct fg_scan *scan, __u32 flags)
@@ -258,7 +280,7 @@ static __always_inline void fg_note_transaction(const struct fg_settings *s, con
 	if (!(flags & FG_TXN_REPIN))
 		found->ttl = txn.ttl;
 	found->flags &= flags;
-	if (!fg_challenged(&pkt->src, found->nonce))
+	if (fg_challenge(&pkt->src, found->nonce) != FG_CHALLENGE_REGISTER)
 		found->nonce = txn.nonce;
 	if (found->pending < 255)
 		found->pending++;
@@ -287,22 +309,32 @@ static __always_inline struct fg_auth_state *fg_auth_window(const struct fg_sett
 	return st;
 }
 
-/* An unproven failure of `addr`: its credentials answered no nonce sent to
- * it, and it is verified (`away` 0), or the request came from another hop
+/* An unproven failure of `addr`: its credentials answered no nonce the
+ * registrar sent it (`other`: they answered another method's challenge sent
+ * to it), and it is verified (`away` 0), or the request came from another hop
  * distance than its pin (`away` 1). At the threshold, a verified source's
- * credentials are quarantined, at its pin or from other hop distances (see
- * the top of this file). */
-static __always_inline void fg_unproven_failure(const struct fg_settings *s, const struct fg_addr *addr, int away)
+ * credentials are quarantined, at its pin or from other hop distances; in a
+ * quarantine in force there, only failures answering another method's
+ * challenge are counted (the rest are of requests let in before it began),
+ * and at the threshold make it strict (see the top of this file). */
+static __always_inline void fg_unproven_failure(const struct fg_settings *s, const struct fg_addr *addr, int away,
+						int other)
 {
 	__u64 now = fg_clock_ns();
-	__u32 now_s = now / 1000000000ULL, n;
+	__u32 now_s = now / 1000000000ULL, n, until, bit = away ? FG_STRICT_AWAY : FG_STRICT_AT_PIN;
 	struct fg_auth_state *st;
 	struct fg_trust *t;
+	int quarantined;
 
 	if (!s->bruteforce_failures)
 		return;
 	st = fg_auth_window(s, addr, now_s);
 	if (!st)
+		return;
+	t = bpf_map_lookup_elem(&fg_trusted, addr);
+	until = !t ? 0 : away ? READ_ONCE(t->away_until_s) : READ_ONCE(t->quarantine_until_s);
+	quarantined = until && now_s < until;
+	if (quarantined && !other)
 		return;
 	n = away ? ++st->away : ++st->unproven;
 	if (n < s->bruteforce_failures)
@@ -311,34 +343,44 @@ static __always_inline void fg_unproven_failure(const struct fg_settings *s, con
 		st->away = 0;
 	else
 		st->unproven = 0;
-	t = bpf_map_lookup_elem(&fg_trusted, addr);
 	if (!t)
 		return;
+	/* Atomic: the other bit may change on another CPU meanwhile. */
+	if (quarantined)
+		__sync_fetch_and_or(&t->strict, bit);
+	else
+		__sync_fetch_and_and(&t->strict, ~bit);
 	if (away)
 		WRITE_ONCE(t->away_until_s, now_s + s->bruteforce_ban_s);
 	else
 		WRITE_ONCE(t->quarantine_until_s, now_s + s->bruteforce_ban_s);
 	fg_event(FG_EVENT_QUARANTINE, FG_CLASS_RESPONSE, addr, now + (__u64)s->bruteforce_ban_s * 1000000000ULL,
-		 away ? 1 : 0, n);
+		 (away ? 1 : 0) | (quarantined ? 2 : 0), n);
 }
 
 /* Is `addr` (verified at its pin, or claimed from another hop distance:
  * `away`) quarantined there, and do its credentials (their nonce hashed
- * `nonce`, as the walk read it) answer no challenge sent to it? Then its
- * credentialed request is dropped on the way in. */
+ * `nonce`, as the walk read it) answer no challenge sent to it, or, in a
+ * strict quarantine, no challenge to a REGISTER? Then its credentialed
+ * request is dropped on the way in. */
 static __always_inline int fg_unproven_refused(const struct fg_settings *s, const struct fg_addr *addr, __u64 nonce,
 					       int away)
 {
 	struct fg_trust *t;
-	__u32 until;
+	__u32 until, what;
 
 	if (!s->bruteforce_failures || !s->trust_seconds)
 		return 0;
 	t = bpf_map_lookup_elem(&fg_trusted, addr);
-	until = !t ? 0 : away ? READ_ONCE(t->away_until_s) : READ_ONCE(t->quarantine_until_s);
+	if (!t)
+		return 0;
+	until = away ? READ_ONCE(t->away_until_s) : READ_ONCE(t->quarantine_until_s);
 	if (!until || fg_clock_ns() / 1000000000ULL >= until)
 		return 0;
-	return !fg_challenged(addr, nonce);
+	what = fg_challenge(addr, nonce);
+	if (READ_ONCE(t->strict) & (away ? FG_STRICT_AWAY : FG_STRICT_AT_PIN))
+		return what != FG_CHALLENGE_REGISTER;
+	return !what;
 }
 
 /* A failed authentication of `addr` in its window; bans it at the threshold. */
@@ -504,7 +546,7 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 	struct fg_txn_key key = {.addr = *dst};
 	struct fg_txn *found, txn = {};
 	int proven = 0, refusal;
-	__u32 flags;
+	__u32 flags, what = 0;
 	__u8 line[12];
 	__u32 code;
 
@@ -570,22 +612,33 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 		else
 			bpf_map_delete_elem(&fg_txns, &key);
 		fg_answered_pending(dst);
-		proven = fg_challenged(dst, txn.nonce);
+		what = fg_challenge(dst, txn.nonce);
+		proven = what == FG_CHALLENGE_REGISTER;
 	}
 	/* A challenge: its nonce is what credentials from `dst` must answer.
 	 * In a first fragment too: the walk takes a nonce only once its end is
-	 * read, so one the fragment cuts is not taken. */
+	 * read, so one the fragment cuts is not taken. Noted as the
+	 * registrar's only if it answers a REGISTER: a challenge to another
+	 * method may come from a phone behind the server, which the server
+	 * relays (RFC 3261 22.3), and whose nonce that phone's holder chose; a
+	 * server that keeps the transaction matches the answer's CSeq method
+	 * to the request's (RFC 3261 17.1.3), so a relayed one names the
+	 * method it answers. A nonce the registrar sent stays its. */
 	if ((code == 401 || code == 407) && scan->nonce) {
 		struct fg_challenge_key challenge = {.addr = *dst, .nonce = scan->nonce};
-		__u32 one = 1;
+		__u32 what_noted = (flags & (FG_SCAN_CSEQ | FG_SCAN_AMBIGUOUS)) == FG_SCAN_CSEQ &&
+					   scan->method == FG_W8("REGISTER")
+				       ? FG_CHALLENGE_REGISTER
+				       : FG_CHALLENGE_OTHER;
+		__u64 how = what_noted == FG_CHALLENGE_REGISTER ? BPF_ANY : BPF_NOEXIST;
 
-		bpf_map_update_elem(&fg_challenges, &challenge, &one, BPF_ANY);
+		bpf_map_update_elem(&fg_challenges, &challenge, &what_noted, how);
 		/* A second challenge, as a server offering two algorithms sends
 		 * (RFC 8760), may carry a nonce of its own, which a phone that
 		 * takes that algorithm answers. */
 		if (scan->nonce2) {
 			challenge.nonce = scan->nonce2;
-			bpf_map_update_elem(&fg_challenges, &challenge, &one, BPF_ANY);
+			bpf_map_update_elem(&fg_challenges, &challenge, &what_noted, how);
 		}
 		fg_inside_count(FG_INSIDE_CHALLENGES);
 	}
@@ -607,7 +660,8 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 
 	if (code >= 200 && code <= 299) {
 		/* Accepted credentials prove the address real only if they
-		 * answered a nonce sent to it, and only for a REGISTER, whose
+		 * answered the registrar's nonce sent to it (a REGISTER's
+		 * challenge), and only for a REGISTER, whose
 		 * credentials a server always checks: an INVITE it may accept
 		 * without (to voicemail, from a trunk). */
 		if (txn.traffic_class != FG_CLASS_REGISTER || !proven)
@@ -637,7 +691,7 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 		return;
 	}
 	/* A verified source's failure is its own only if its credentials
-	 * answered a nonce the server sent it; otherwise it is unproven, and
+	 * answered a nonce the registrar sent it; otherwise it is unproven, and
 	 * quarantines rather than bans (see the top of this file). So is a
 	 * failure of a request from another hop distance than the address's
 	 * pin, which may be a forger's anywhere: it counts apart, and
@@ -648,12 +702,12 @@ static __always_inline void fg_inside_answer(struct xdp_md *ctx, struct fg_setti
 	 * uncounted). */
 	if (!proven && (txn.flags & FG_TXN_REPIN)) {
 		fg_inside_count(FG_INSIDE_AUTH_UNPROVEN);
-		fg_unproven_failure(s, dst, 1);
+		fg_unproven_failure(s, dst, 1, what == FG_CHALLENGE_OTHER);
 		return;
 	}
 	if (!proven && fg_verified(s, dst, fg_clock_ns())) {
 		fg_inside_count(FG_INSIDE_AUTH_UNPROVEN);
-		fg_unproven_failure(s, dst, 0);
+		fg_unproven_failure(s, dst, 0, what == FG_CHALLENGE_OTHER);
 		return;
 	}
 	fg_inside_count(FG_INSIDE_AUTH_FAILURES);

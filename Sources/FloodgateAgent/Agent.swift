@@ -434,12 +434,20 @@ public final class Agent: @unchecked Sendable {
                 ])
             }
         case .quarantine:
-            metrics.quarantined()
+            metrics.quarantined(strict: event.offence & 2 != 0)
             if limiter.allow() {
-                logger.warning("quarantined a verified source's credentials: they failed answering no challenge sent to it (forged, or nonces fetched elsewhere)", metadata: [
-                    "source": "\(address)", "failures": .stringConvertible(event.drops), "seconds": .stringConvertible(Int(seconds.rounded())),
-                    "where": "\(event.offence == 0 ? "at its pin" : "from other hop distances")",
-                ])
+                let place = event.offence & 1 == 0 ? "at its pin" : "from other hop distances"
+                if event.offence & 2 == 0 {
+                    logger.warning("quarantined a verified source's credentials: they failed answering no challenge sent to it (forged, or nonces fetched elsewhere)", metadata: [
+                        "source": "\(address)", "failures": .stringConvertible(event.drops), "seconds": .stringConvertible(Int(seconds.rounded())),
+                        "where": "\(place)",
+                    ])
+                } else {
+                    logger.warning("made a verified source's quarantine strict: in it, its credentials failed answering challenges to other methods than REGISTER (which a proxy may relay from a phone behind it); only those answering a REGISTER's challenge pass", metadata: [
+                        "source": "\(address)", "failures": .stringConvertible(event.drops), "seconds": .stringConvertible(Int(seconds.rounded())),
+                        "where": "\(place)",
+                    ])
+                }
             }
         case .spoofed:
             metrics.spoofedReported()

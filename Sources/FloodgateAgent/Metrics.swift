@@ -23,6 +23,7 @@ public final class AgentMetrics: @unchecked Sendable {
     private var spared: [String: Counter] = [:]
     private let spoofedEvents: Counter
     private let quarantines: Counter
+    private let strictQuarantines: Counter
     private let destinationSwitchesCounter: Counter
     private var destinationOutcomes: [String: Counter] = [:]
     private var fraudBlocks: [String: Counter] = [:]
@@ -97,8 +98,15 @@ public final class AgentMetrics: @unchecked Sendable {
             labels: [("interface", interface)])
         quarantines = registry.makeCounter(
             descriptor: metricName("floodgate_quarantines_total",
-                                   "Verified sources quarantined: their credentials failed answering no challenge sent to "
-                                   + "them, so until the quarantine ends only credentials answering one pass (dropped-unproven)"),
+                                   "Verified sources quarantined: their credentials failed answering no challenge the registrar "
+                                   + "sent them, so until the quarantine ends only credentials answering one sent them pass "
+                                   + "(dropped-unproven)"),
+            labels: [("interface", interface)])
+        strictQuarantines = registry.makeCounter(
+            descriptor: metricName("floodgate_quarantines_strict_total",
+                                   "Quarantines made strict: in them, credentials failed answering challenges to other methods "
+                                   + "than REGISTER (which a proxy may relay from a phone behind it), so only credentials "
+                                   + "answering a challenge to a REGISTER pass there"),
             labels: [("interface", interface)])
         for origin in Ban.origins {
             let labels = [("interface", interface), ("origin", origin)]
@@ -201,7 +209,7 @@ public final class AgentMetrics: @unchecked Sendable {
     func banSpared(origin: String) { spared[origin]?.increment() }
 
     func spoofedReported() { spoofedEvents.increment() }
-    func quarantined() { quarantines.increment() }
+    func quarantined(strict: Bool) { (strict ? strictQuarantines : quarantines).increment() }
 
     /// One drop in FilterCapacity.dropSampleEvery per CPU, class and reason reaches the agent with its source.
     func dropSampled(trafficClass: String, reason: String) {

@@ -45,9 +45,11 @@ public struct FilterEvent: Sendable, Equatable {
         /// A new call presented a caller number its source may not (``callerNumber``; `offence`: the mode,
         /// ``callerIDEnforced``).
         case callerID
-        /// A verified source's credentials failed as many times as a ban takes while answering no challenge sent to
-        /// it: until `expiresNS` its credentialed requests must answer one (`dropped-unproven`; `offence`: 0 at its
-        /// pin, 1 from other hop distances); `drops`: the failures.
+        /// A verified source's credentials failed as many times as a ban takes while answering no challenge the
+        /// registrar sent to it: until `expiresNS` its credentialed requests must answer one sent to it
+        /// (`dropped-unproven`; `offence` bit 0: 0 at its pin, 1 from other hop distances). With `offence` bit 1,
+        /// the quarantine was in force and they failed answering challenges to other methods: made strict, only
+        /// credentials answering a challenge to a REGISTER pass there. `drops`: the failures.
         case quarantine
         case unknown(UInt32)
     }

@@ -392,7 +392,9 @@ public final class FilterMaps: @unchecked Sendable {
                                  candidateTTL: value.pin.candidate_count > 0 ? value.pin.candidate_ttl : nil,
                                  confirmations: value.pin.candidate_count,
                                  quarantineUntilSeconds: value.quarantine_until_s == 0 ? nil : value.quarantine_until_s,
-                                 awayQuarantineUntilSeconds: value.away_until_s == 0 ? nil : value.away_until_s)
+                                 awayQuarantineUntilSeconds: value.away_until_s == 0 ? nil : value.away_until_s,
+                                 strictAtPin: value.strict & UInt32(FG_STRICT_AT_PIN) != 0,
+                                 strictElsewhere: value.strict & UInt32(FG_STRICT_AWAY) != 0)
         }
     }
 
@@ -438,6 +440,7 @@ public final class FilterMaps: @unchecked Sendable {
             let read = trust
             trust.quarantine_until_s = 0
             trust.away_until_s = 0
+            trust.strict = 0
             guard try Self.same(trustedMap.lookup(key), read) else { continue }
             // BPF_EXIST: an entry the LRU evicted meanwhile is not made again.
             try trustedMap.update(key, trust, flags: BPF_EXIST, what: "lift the quarantine of \(address)")

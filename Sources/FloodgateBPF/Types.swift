@@ -501,6 +501,11 @@ public struct TrustedSource: Sendable, Equatable {
     public let quarantineUntilSeconds: UInt32?
     /// The same for its credentials from other hop distances than its pin.
     public let awayQuarantineUntilSeconds: UInt32?
+    /// Whether the quarantine at its pin, and the one from elsewhere, is strict: its credentials there also failed
+    /// answering challenges to other methods than REGISTER (which a proxy may relay from a phone behind it), so
+    /// only credentials answering a challenge to a REGISTER pass there.
+    public let strictAtPin: Bool
+    public let strictElsewhere: Bool
     /// Accepted transactions in a row at a new TTL that move the pin (FG_REPIN_CONFIRMATIONS).
     public static let confirmationsToMove = Int(FG_REPIN_CONFIRMATIONS)
 }

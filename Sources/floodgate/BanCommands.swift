@@ -147,8 +147,10 @@ extension Floodgate {
                 pin after 3 accepted REGISTERs in a row at it. A source whose credentials failed as often as a ban \
                 takes while answering no challenge sent to it (made-up credentials, perhaps forged in its name) is \
                 quarantined rather than banned: until then, only credentials answering a challenge sent to it pass, \
-                at its pin ("at pin") or from other hop distances ("elsewhere"), counted apart; floodgate unquarantine \
-                lifts it.
+                at its pin ("at pin") or from other hop distances ("elsewhere"), counted apart. A quarantine in which \
+                its credentials also failed as often answering challenges to other methods than REGISTER (which a \
+                proxy may relay from a phone behind it) is "strict": only credentials answering a challenge to a \
+                REGISTER pass there. floodgate unquarantine lifts it.
                 """)
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var selection: FilterSelection
@@ -162,19 +164,25 @@ extension Floodgate {
             var confirmations: UInt8
             var quarantineSecondsLeft: Double?
             var awayQuarantineSecondsLeft: Double?
+            var strictAtPin: Bool
+            var strictElsewhere: Bool
             enum CodingKeys: String, CodingKey {
                 case interface, address, ttl, confirmations
                 case secondsLeft = "seconds_left"
                 case candidateTTL = "candidate_ttl"
                 case quarantineSecondsLeft = "quarantine_seconds_left"
                 case awayQuarantineSecondsLeft = "away_quarantine_seconds_left"
+                case strictAtPin = "strict_at_pin"
+                case strictElsewhere = "strict_elsewhere"
             }
         }
 
         /// The QUARANTINE column: where the source's credentials are quarantined, and for how long.
         func quarantine(_ row: Row) -> String {
-            let parts = [row.quarantineSecondsLeft.map { String(format: "at pin %.0fs", $0) },
-                         row.awayQuarantineSecondsLeft.map { String(format: "elsewhere %.0fs", $0) }].compactMap { $0 }
+            func strict(_ on: Bool) -> String { on ? " strict" : "" }
+            let parts = [row.quarantineSecondsLeft.map { String(format: "at pin %.0fs", $0) + strict(row.strictAtPin) },
+                         row.awayQuarantineSecondsLeft.map { String(format: "elsewhere %.0fs", $0) + strict(row.strictElsewhere) }]
+                .compactMap { $0 }
             return parts.isEmpty ? "-" : parts.joined(separator: ", ")
         }
 
@@ -187,10 +195,13 @@ extension Floodgate {
                     func left(_ until: UInt32?) -> Double? {
                         until.map { Double($0) - Double(now) / 1e9 }.flatMap { $0 > 0 ? $0 : nil }
                     }
+                    let atPin = left(t.quarantineUntilSeconds), elsewhere = left(t.awayQuarantineUntilSeconds)
                     rows.append(Row(interface: f.interfaceName, address: t.address.description, ttl: t.ttl,
                                     secondsLeft: Double(t.untilNS - now) / 1e9, candidateTTL: t.candidateTTL,
-                                    confirmations: t.confirmations, quarantineSecondsLeft: left(t.quarantineUntilSeconds),
-                                    awayQuarantineSecondsLeft: left(t.awayQuarantineUntilSeconds)))
+                                    confirmations: t.confirmations, quarantineSecondsLeft: atPin,
+                                    awayQuarantineSecondsLeft: elsewhere,
+                                    strictAtPin: atPin != nil && t.strictAtPin,
+                                    strictElsewhere: elsewhere != nil && t.strictElsewhere))
                 }
             }
             rows.sort { ($0.interface, $0.address) < ($1.interface, $1.address) }

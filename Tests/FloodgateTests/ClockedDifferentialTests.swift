@@ -200,14 +200,14 @@ import Testing
                     + frame.map { String(format: "%02x", $0) }.joined()
             }
         }
-        func inside(_ status: String, to phone: String, callID: String, cseq: Int, extra: [String] = [],
-                    nonce: String? = nil, stale: Bool = false) throws {
+        func inside(_ status: String, to phone: String, callID: String, cseq: Int, method: String = "REGISTER",
+                    extra: [String] = [], nonce: String? = nil, stale: Bool = false) throws {
             guard mismatch == nil else { return }
             try program.setTestClock(nanoseconds: model.now)
-            let frame = Self.answer(status, to: phone, callID: callID, cseq: "\(cseq) REGISTER", extra: extra)
+            let frame = Self.answer(status, to: phone, callID: callID, cseq: "\(cseq) \(method)", extra: extra)
             _ = try FloodgateProgram.testRun(programFD: program.insideProgramFD, packet: frame)
             model.answer(to: SourceAddress(phone)!, code: Int(status.prefix(3))!, callID: callID, cseq: UInt32(cseq),
-                         method: "REGISTER", nonce: nonce, stale: stale)
+                         method: method, nonce: nonce, stale: stale)
         }
         var fragmentID: UInt32 = 1
         func unreadable(to address: String) throws {
@@ -306,7 +306,26 @@ import Testing
                     model.now += UInt64(f.int(0...50_000))
                     try send(Self.frame(&f, from: phone.address, ttl: phone.ttl))
                 }
-            case 78..<86:  // a forger claims a phone's address, mostly from another hop distance
+            case 78..<81:  // a forger with a phone behind the server: its challenge to an INVITE forged in a phone's
+                // name, relayed by the server to the phone's address, and requests in that name answering it
+                let phone = f.pick(phones)
+                let ttl = f.chance(0.5) ? UInt8(f.pick([64, Int(phone.ttl) + 3])) : phone.ttl
+                // Sometimes the phone's own nonce: a challenge to a REGISTER with it stays the registrar's, and
+                // one noted first as another method's becomes the registrar's when the phone's comes.
+                let nonce = f.chance(0.1) && !phone.nonce.isEmpty ? phone.nonce : "relayed\(f.int(0...3))"
+                if f.chance(0.4) {
+                    try inside("407 Proxy Authentication Required", to: phone.address, callID: "relay-\(f.int(0...99))",
+                               cseq: f.int(1...9), method: f.pick(["INVITE", "MESSAGE"]),
+                               extra: ["Proxy-Authenticate: Digest realm=\"x\", nonce=\"\(nonce)\""], nonce: nonce)
+                }
+                for _ in 0..<f.int(1...4) {
+                    model.now += UInt64(f.int(0...20_000))
+                    let callID = "relayed-\(f.int(0...99))", cseq = f.int(1...9)
+                    try send(Self.sip(Self.register(from: phone.address, callID: callID, cseq: cseq, nonce: nonce),
+                                      from: phone.address, ttl: ttl))
+                    if f.chance(0.8) { try inside("401 Unauthorized", to: phone.address, callID: callID, cseq: cseq) }
+                }
+            case 81..<86:  // a forger claims a phone's address, mostly from another hop distance
                 let phone = f.pick(phones)
                 let ttl = f.chance(0.8) ? UInt8(f.pick([64, 128, 255, Int(phone.ttl) + 3, Int(phone.ttl) - 5]))
                     : phone.ttl
@@ -358,6 +377,15 @@ import Testing
         let trusted = try program.maps.trustedSources()
         #expect(Dictionary(uniqueKeysWithValues: trusted.map { ($0.address, "\($0.untilNS) \($0.ttl)") })
             == model.trusted.mapValues { "\($0.until) \($0.pin.ttl)" }, "seed \(seed): the verified sources differ")
+        // Their quarantines, and which are strict.
+        func strict(_ on: Bool) -> String { on ? " strict" : "" }
+        #expect(Dictionary(uniqueKeysWithValues: trusted.map { t in
+            (t.address, "\(t.quarantineUntilSeconds ?? 0)\(strict(t.strictAtPin)) \(t.awayQuarantineUntilSeconds ?? 0)\(strict(t.strictElsewhere))")
+        }) == Dictionary(uniqueKeysWithValues: model.trusted.keys.map { a in
+            let bits = model.strictQuarantines[a] ?? 0
+            return (a, "\(model.quarantines[a] ?? 0)\(strict(bits & UInt32(FG_STRICT_AT_PIN) != 0)) "
+                + "\(model.awayQuarantines[a] ?? 0)\(strict(bits & UInt32(FG_STRICT_AWAY) != 0))")
+        }), "seed \(seed): the quarantines differ")
 
         // The run must have gone through every step of the policy, or it proves little.
         for reason in ["dropped-rate", "dropped-prefix", "dropped-new-source", "dropped-ban", "dropped-scanner",
@@ -372,7 +400,7 @@ import Testing
         #expect(seen["fragment/passed", default: 0] > 0
             && (!fragmentsLimited || seen.keys.contains("fragment/dropped-rate") || seen.keys.contains("fragment/dropped-blocked")),
                 "seed \(seed): fragments \(seen.filter { $0.key.hasPrefix("fragment/") })")
-        for what in ["scanner", "auto", "brute-force", "verified"] {
+        for what in ["scanner", "auto", "brute-force", "verified", "quarantine", "strict"] {
             #expect(model.issued[what, default: 0] > 0, "seed \(seed): nothing \(what)")
         }
         #expect(model.verifiedDecisions > 0 && model.sparedBans > 0, "seed \(seed): verified \(model.verifiedDecisions), spared \(model.sparedBans)")

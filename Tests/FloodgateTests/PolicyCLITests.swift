@@ -132,13 +132,18 @@ import Testing
             trust.pin.ttl = 64
             trust.pin.set = 1
             trust.quarantine_until_s = UInt32(now / 1_000_000_000 + 300)
+            trust.strict = UInt32(FG_STRICT_AT_PIN)
             #expect(bpf_map_update_elem(trustedFD, &key, &trust, UInt64(BPF_ANY)) == 0)
             let quarantined = try lab.floodgate(["trusted"]).out
-            #expect(quarantined.contains("198.18.22.9") && quarantined.contains("at pin"), "\(quarantined)")
+            #expect(quarantined.contains("198.18.22.9") && quarantined.contains("at pin")
+                && quarantined.contains("s strict"), "\(quarantined)")
+            let json = try lab.floodgate(["trusted", "--json"]).out
+            #expect(json.contains("\"strict_at_pin\" : true") && json.contains("\"strict_elsewhere\" : false"), "\(json)")
             let lift = try lab.floodgate(["unquarantine", "198.18.22.9"])
             #expect(lift.status == 0 && lift.out.contains("lifted the quarantine of 198.18.22.9's credentials at its pin"),
                     "\(lift.out)\(lift.err)")
             #expect(!(try lab.floodgate(["trusted"]).out.contains("at pin")))
+            #expect(bpf_map_lookup_elem(trustedFD, &key, &trust) == 0 && trust.strict == 0, "a lift ends its strictness too")
             try expectError(lab, ["unquarantine", "198.18.22.9"], "198.18.22.9 is not quarantined")
             let again = try lab.floodgate(["unquarantine", "--if-exists", "198.18.22.9"])
             #expect(again.status == 0 && again.out.contains("nothing to lift"), "\(again.out)\(again.err)")

@@ -107,16 +107,19 @@ struct ReferenceModel {
         let nowSeconds = UInt32(truncatingIfNeeded: now / 1_000_000_000)
         return Int32(bitPattern: nowSeconds &- p.at) <= Int32(FG_AUTH_PENDING_SECONDS) ? p.n : 0
     }
-    /// (address, nonce) of every challenge the server sent.
-    var challenges: Set<[UInt8]> = []
+    /// (address, nonce) of every challenge the server sent: whether it answered a REGISTER (the registrar's own; a
+    /// challenge to another method may be a phone's the server relayed).
+    var challenges: [[UInt8]: Bool] = [:]
     /// Failed authentications per source: how many in the window that started at `start` (seconds), and how many
-    /// were unproven (their credentials answered no challenge sent to it): a verified source's at its pin, and
-    /// from another TTL than its pin (`away`).
+    /// were unproven (their credentials answered no challenge to a REGISTER sent to it): a verified source's at its
+    /// pin, and from another TTL than its pin (`away`).
     var failures: [SourceAddress: (count: UInt32, start: UInt32, unproven: UInt32, away: UInt32)] = [:]
     /// Until when (seconds) a verified source's unproven failures have its credentials quarantined, at its pin and
     /// from other TTLs; kept with its trust entry.
     var quarantines: [SourceAddress: UInt32] = [:]
     var awayQuarantines: [SourceAddress: UInt32] = [:]
+    /// Which of them are strict (FG_STRICT_* bits): only credentials answering a challenge to a REGISTER pass.
+    var strictQuarantines: [SourceAddress: UInt32] = [:]
     /// First fragments admitted, by (source, IP ID): how many of their later fragments may still pass.
     var fragments: [[UInt8]: Int] = [:]
 
@@ -413,16 +416,17 @@ struct ReferenceModel {
     }
 
     /// Walks a request. A quarantined source's credentials that answer no challenge sent to it (from its hop
-    /// distance, or from another) are refused.
+    /// distance, or from another) are refused; in a strict quarantine, those that answer no challenge to a REGISTER.
     mutating func walk(_ f: Frame, repin: Bool, tier: Tier = .unverified) -> Inspection {
         var found = inspect(f.payload, skip: f.skip, firstFragment: f.firstFragment)
         if !found.signature, !found.malformed, !found.oversize, tier == .verified || repin, found.credentials,
            !Transaction.neverAnswered(found.method), settings.bruteForce != nil, settings.trustSeconds > 0,
            let until = repin ? awayQuarantines[f.src] : quarantines[f.src],
-           UInt32(truncatingIfNeeded: now / 1_000_000_000) < until,
-           !(found.nonce.map { challenges.contains(f.src.bytes + $0) } ?? false)
+           UInt32(truncatingIfNeeded: now / 1_000_000_000) < until
         {
-            found.unproven = true
+            let registrar = found.nonce.flatMap { challenges[f.src.bytes + $0] }
+            let strict = (strictQuarantines[f.src] ?? 0) & UInt32(repin ? FG_STRICT_AWAY : FG_STRICT_AT_PIN) != 0
+            if strict ? registrar != true : registrar == nil { found.unproven = true }
         }
         return found
     }
@@ -445,7 +449,7 @@ struct ReferenceModel {
             if var old = transactions[key] {
                 if !repin { old.ttl = f.ttl }
                 old.repin = old.repin && repin
-                if !(old.nonce.map { challenges.contains(f.src.bytes + $0) } ?? false) { old.nonce = found.nonce }
+                if !(old.nonce.map { challenges[f.src.bytes + $0] == true } ?? false) { old.nonce = found.nonce }
                 old.pending = min(old.pending + 1, 255)
                 transactions[key] = old
             } else {
@@ -514,9 +518,14 @@ struct ReferenceModel {
         guard notesTransactions, (200...699).contains(code) else { return }
         let key = Transaction(address: destination, callID: Array(callID.utf8), cseq: cseq, method: Array(method.utf8))
         let txn = transactions[key]
-        // Whether the credentials answered a nonce sent to this address, asked before this answer's challenge counts.
-        let proven = txn?.nonce.map { challenges.contains(destination.bytes + $0) } ?? false
-        if code == 401 || code == 407, let nonce { challenges.insert(destination.bytes + Array(nonce.utf8)) }
+        // Whether the credentials answered a nonce sent to this address (and whether to a REGISTER: proven), asked
+        // before this answer's challenge counts. A challenge to a REGISTER is the registrar's, and stays so.
+        let registrar = txn?.nonce.flatMap { challenges[destination.bytes + $0] }
+        let proven = registrar == true
+        if code == 401 || code == 407, let nonce {
+            let key = destination.bytes + Array(nonce.utf8)
+            if method == "REGISTER" { challenges[key] = true } else if challenges[key] == nil { challenges[key] = false }
+        }
         guard let txn else { return }
         // One of the requests pending under the key is answered.
         transactions[key] = txn.pending > 1 ? (txn.ttl, txn.repin, txn.cls, txn.nonce, txn.pending - 1) : nil
@@ -532,9 +541,9 @@ struct ReferenceModel {
         guard (code == 401 || code == 407) && !stale || code == 403 && (txn.cls == .register || txn.cls == .invite)
         else { return }
         if !proven && txn.repin {
-            unprovenFailure(destination, away: true)
+            unprovenFailure(destination, away: true, other: registrar == false)
         } else if !proven && verified(destination) != nil {
-            unprovenFailure(destination, away: false)
+            unprovenFailure(destination, away: false, other: registrar == false)
         } else {
             failure(destination)
         }
@@ -587,7 +596,7 @@ struct ReferenceModel {
             trusted[address] = (until, confirmed(t.pin, ttl: ttl, repin: repin))
         } else {
             trusted[address] = (until, Pin(ttl: ttl))
-            (quarantines[address], awayQuarantines[address]) = (nil, nil)  // a fresh entry
+            (quarantines[address], awayQuarantines[address], strictQuarantines[address]) = (nil, nil, nil)  // a fresh entry
             issued["verified", default: 0] += 1
         }
     }
@@ -613,22 +622,29 @@ struct ReferenceModel {
         return state
     }
 
-    /// A verified source's failure whose credentials answered no challenge sent to it: at the threshold,
-    /// quarantined for the ban's length rather than banned.
-    mutating func unprovenFailure(_ address: SourceAddress, away: Bool) {
+    /// A verified source's failure whose credentials answered no challenge to a REGISTER sent to it (`other`: they
+    /// answered another method's): at the threshold, quarantined for the ban's length rather than banned. In a
+    /// quarantine in force there, only failures answering another method's challenge count, and at the threshold
+    /// make it strict.
+    mutating func unprovenFailure(_ address: SourceAddress, away: Bool, other: Bool) {
         guard let bruteForce = settings.bruteForce else { return }
         var state = authWindow(address, bruteForce)
+        defer { failures[address] = state }
+        let seconds = UInt32(truncatingIfNeeded: now / 1_000_000_000)
+        let quarantined = (away ? awayQuarantines[address] : quarantines[address]).map { $0 != 0 && seconds < $0 } ?? false
+        if quarantined && !other { return }
         if away { state.away += 1 } else { state.unproven += 1 }
         if (away ? state.away : state.unproven) >= bruteForce.failures {
             if away { state.away = 0 } else { state.unproven = 0 }
             // Kept with the trust entry: none, no quarantine.
             if trusted[address] != nil {
-                let until = UInt32(truncatingIfNeeded: now / 1_000_000_000) &+ bruteForce.banSeconds
+                let until = seconds &+ bruteForce.banSeconds
                 if away { awayQuarantines[address] = until } else { quarantines[address] = until }
-                issued["quarantine", default: 0] += 1
+                let bit = UInt32(away ? FG_STRICT_AWAY : FG_STRICT_AT_PIN), bits = strictQuarantines[address] ?? 0
+                strictQuarantines[address] = quarantined ? bits | bit : bits & ~bit
+                issued[quarantined ? "strict" : "quarantine", default: 0] += 1
             }
         }
-        failures[address] = state
     }
 
     // MARK: The drop cache's slots, for bans and denials

@@ -664,9 +664,10 @@ import Testing
     }
 
     /// The server's challenge pushed past the MTU (by headers it echoes) is noted from its first fragment if its
-    /// nonce is read whole there: a phone whose challenges fragment can verify, and a forger who quarantined it does
-    /// not keep its credentials out. A nonce the fragment's end cuts is not noted: credentials answering the part of
-    /// it that was read prove nothing, nor do they answering the whole.
+    /// nonce is read whole there: a phone whose challenges fragment can verify (if the CSeq naming REGISTER is read
+    /// there too), and a forger who quarantined it does not keep its credentials out. A nonce the fragment's end cuts
+    /// is not noted: credentials answering the part of it that was read prove nothing, nor do they answering the
+    /// whole. One whose CSeq lies past the fragment may be another method's, relayed: it verifies nothing.
     @Test func aChallengeReadWholeInAFirstFragmentIsNoted() throws {
         let p = try TrustTests.program(failures: 3, testClock: true)
         let phone = "198.18.6.50", other = "198.18.6.51"
@@ -681,8 +682,13 @@ import Testing
             try TrustTests.credentialedRegister(p, source, nonce: nonce, call: call, n: n, answer: answer, extra: extra)
         }
         let challenges = try p.maps.insideCounts()["challenges"] ?? 0
-        try inFragments(to: phone, callID: "c1", first: [challenge("frag-1")])
+        let unknown = "198.18.6.53"
+        try inFragments(to: unknown, callID: "c0", first: [challenge("frag-0")])
         #expect(try p.maps.insideCounts()["challenges"] == challenges + 1)
+        #expect(try register(unknown, nonce: "frag-0", call: "r0", n: 1) == .passed)
+        #expect(try TrustTests.trusted(p)[unknown] == nil, "a challenge whose CSeq is past the fragment proves nothing")
+        try inFragments(to: phone, callID: "c1", first: ["CSeq: 1 REGISTER", challenge("frag-1")])
+        #expect(try p.maps.insideCounts()["challenges"] == challenges + 2)
         #expect(try register(phone, nonce: "frag-1", call: "r1", n: 1) == .passed)
         #expect(try TrustTests.trusted(p)[phone] != nil, "credentials answering a challenge read in a first fragment")
 
@@ -695,14 +701,16 @@ import Testing
         #expect(try TrustTests.trusted(p)[phone]?.quarantineUntilSeconds != nil)
         #expect(try register(phone, nonce: "made-up-4", call: "forged-4", n: 1) == .droppedUnproven)
         try inFragments(to: phone, callID: "c2", first: [challenge("frag-2")])
-        #expect(try register(phone, nonce: "frag-2", call: "r2", n: 2) == .passed, "its own challenge, in fragments")
+        #expect(try register(phone, nonce: "frag-2", call: "r2", n: 2) == .passed,
+                "its own challenge, in fragments (whatever method it answered)")
 
         // A nonce the first fragment cuts, 100 bytes into it (the fragment holds 1,224 bytes of the text).
         let nonce = String((0..<300).map { i in Character(UnicodeScalar(UInt8(97 + i % 26))) })
-        let lead = Array("SIP/2.0 401 Unauthorized\r\nX-Pad: ".utf8).count
+        let lead = Array("SIP/2.0 401 Unauthorized\r\nCSeq: 1 REGISTER\r\nX-Pad: ".utf8).count
         let before = Array("\r\nWWW-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"".utf8).count
         let pad = String(repeating: "p", count: 1_224 - 100 - lead - before)
-        let cut = TrustTests.answerPastTheMTU("401 Unauthorized", callID: "c3", first: ["X-Pad: " + pad, challenge(nonce)])
+        let cut = TrustTests.answerPastTheMTU("401 Unauthorized", callID: "c3",
+                                              first: ["CSeq: 1 REGISTER", "X-Pad: " + pad, challenge(nonce)])
         #expect(String(decoding: cut[(1_224 - 100)..<1_224], as: UTF8.self) == String(nonce.prefix(100)),
                 "the fragment ends 100 bytes into the nonce")
         let counted = try p.maps.insideCounts()["challenges"] ?? 0
@@ -922,6 +930,174 @@ import Testing
         #expect(p.maps.ban(of: SourceAddress(phone)!) == nil)
         #expect(try TrustTests.register(p, phone, call: "g3", answer: "401 Unauthorized") == .passed)
         #expect(p.maps.ban(of: SourceAddress(phone)!)?.bruteForce == true)
+    }
+
+    /// The server's challenge to `address` for a request of `method` (a 407 naming CSeq `1 <method>`), with
+    /// `nonce`: for an INVITE, possibly a phone's behind the server, relayed.
+    static func challengeTo(_ method: String, _ p: FloodgateProgram, _ address: String, nonce: String, call: String)
+        throws
+    {
+        try inside(p, response("407 Proxy Authentication Required", to: address, cseq: "1 \(method)", callID: call,
+                               extra: ["Proxy-Authenticate: Digest realm=\"198.18.2.2\", nonce=\"\(nonce)\""]))
+    }
+
+    /// A challenge the server relays proves nothing. Someone with a phone behind the server forges an INVITE from
+    /// a verified phone's address to its own phone, which challenges it with a nonce of its choosing; the server
+    /// relays that 407 to the verified address, where the inside program sees it leave like the server's own. Then
+    /// requests forged in the address's name, answering that nonce, are refused by the server: from another hop
+    /// distance and from the address's own, they are unproven failures (a challenge to a method other than
+    /// REGISTER proves nothing), which quarantine its credentials there and, failing again in the quarantine,
+    /// make it strict; they never ban it. Before the strict quarantine, the phone's own INVITE answering the
+    /// server's challenge to it passes; after it, only credentials answering a challenge to a REGISTER pass there,
+    /// the phone's registration goes on, and it stays verified and unbanned. A REGISTER answering a relayed nonce
+    /// that the server accepts (a server whose nonces are not bound to the address) verifies nothing.
+    @Test func aChallengeTheServerRelaysProvesNothingAndCanOnlyMakeAQuarantineStrict() throws {
+        let p = try TrustTests.program(failures: 3)
+        let events = try EventReader(p.maps)
+        let phone = "198.18.5.40", address = SourceAddress(phone)!
+        #expect(try TrustTests.register(p, phone, ttl: 64) == .passed)
+        // The forger's phone's challenge to the INVITE forged in the phone's name, relayed.
+        try TrustTests.challengeTo("INVITE", p, phone, nonce: "chosen", call: "relay-1")
+        var n = 0
+        func forged(ttl: UInt8, nonce: String = "chosen") throws -> Reason? {
+            n += 1
+            return try p.judge(Packet.request("REGISTER", src: phone, extra: [TrustTests.credentials(nonce: nonce)],
+                                              callID: "forged-\(n)", cseq: "1 REGISTER", ttl: ttl)).2
+        }
+        func refused(ttl: UInt8) throws {
+            #expect(try forged(ttl: ttl) == .passed, "request \(n) at TTL \(ttl)")
+            try TrustTests.inside(p, TrustTests.response("401 Unauthorized", to: phone, callID: "forged-\(n)"))
+        }
+        func quarantine() throws -> (TrustedSource?, counts: [String: UInt64]) {
+            (try TrustTests.trusted(p)[phone], try p.maps.insideCounts())
+        }
+
+        // From another hop distance: quarantined there, then strict there.
+        for _ in 1...3 { try refused(ttl: 40) }
+        var (trust, counts) = try quarantine()
+        #expect(p.maps.ban(of: address) == nil, "a relayed challenge's failures ban no one")
+        #expect(counts["auth-failures-unproven"] == 3 && counts["auth-failures"] == 0, "\(counts)")
+        #expect(trust?.awayQuarantineUntilSeconds != nil && trust?.strictElsewhere == false
+            && trust?.quarantineUntilSeconds == nil)
+        #expect(try forged(ttl: 40, nonce: "made-up") == .droppedSpoofed, "made-up credentials from there: dropped")
+        for _ in 1...3 { try refused(ttl: 40) }
+        (trust, counts) = try quarantine()
+        #expect(p.maps.ban(of: address) == nil)
+        #expect(trust?.strictElsewhere == true && trust?.quarantineUntilSeconds == nil, "\(String(describing: trust))")
+        #expect(try forged(ttl: 40) == .droppedSpoofed, "strict: the relayed nonce no longer passes from there")
+
+        // At its pin: its own INVITE, answering the server's challenge to it, passes through the quarantine there;
+        // the forger's failures then make that quarantine strict, and the phone's INVITE no longer passes.
+        for _ in 1...3 { try refused(ttl: 64) }
+        (trust, _) = try quarantine()
+        #expect(trust?.quarantineUntilSeconds != nil && trust?.strictAtPin == false)
+        #expect(try forged(ttl: 64, nonce: "made-up") == .droppedUnproven)
+        func call(_ i: Int) throws -> Reason? {
+            try TrustTests.challengeTo("INVITE", p, phone, nonce: "server-\(i)", call: "call-\(i)")
+            return try p.judge(Packet.request("INVITE", src: phone, extra: [TrustTests.credentials(nonce: "server-\(i)")],
+                                              callID: "call-\(i)", cseq: "2 INVITE")).2
+        }
+        #expect(try call(1) == .passed, "in a quarantine, a challenge to the phone's INVITE is answered")
+        for _ in 1...3 { try refused(ttl: 64) }
+        (trust, counts) = try quarantine()
+        #expect(p.maps.ban(of: address) == nil, "never banned")
+        #expect(counts["auth-failures-unproven"] == 12 && counts["auth-failures"] == 0, "\(counts)")
+        #expect(trust?.strictAtPin == true, "\(String(describing: trust))")
+        #expect(try call(2) == .droppedUnproven, "strict: only a REGISTER's challenge is answered")
+        #expect(try forged(ttl: 64) == .droppedUnproven)
+        #expect(try TrustTests.register(p, phone, call: "renew", n: 5) == .passed, "its registration goes on")
+        #expect(try p.judge(Packet.request("INVITE", src: phone, callID: "plain", cseq: "1 INVITE")).2 == .passed,
+                "and its requests without credentials")
+        #expect(Set(try TrustTests.trusted(p).keys) == [phone] && p.maps.ban(of: address) == nil)
+        let made = events.drain().filter { $0.kind == .quarantine }.map { $0.offence }
+        #expect(made == [1, 3, 0, 2], "quarantined elsewhere, strict there, at its pin, strict there: \(made)")
+
+        // A REGISTER answering a relayed nonce, accepted: no verification. Answering the registrar's: verified.
+        let other = "198.18.5.41"
+        try TrustTests.challengeTo("INVITE", p, other, nonce: "chosen-2", call: "relay-2")
+        #expect(try TrustTests.credentialedRegister(p, other, nonce: "chosen-2", call: "r1") == .passed)
+        #expect(try TrustTests.trusted(p)[other] == nil, "a relayed nonce verifies nothing")
+        try TrustTests.challenge(p, other, nonce: "registrar")
+        #expect(try TrustTests.credentialedRegister(p, other, nonce: "registrar", call: "r2", n: 2) == .passed)
+        #expect(try TrustTests.trusted(p)[other] != nil)
+    }
+
+    /// A forger without a phone behind the server sends made-up credentials in a verified phone's name, at its hop
+    /// distance, twice as many as a quarantine takes, all let in before the first refusals come back: the
+    /// refusals after the quarantine began are of requests let in before it, and do not make it strict. The
+    /// phone's INVITE answering the server's challenge to it still passes.
+    @Test func aForgersRequestsLetInBeforeAQuarantineDoNotMakeItStrict() throws {
+        let p = try TrustTests.program(failures: 3)
+        let phone = "198.18.5.43"
+        #expect(try TrustTests.register(p, phone, ttl: 64) == .passed)
+        for n in 1...6 {
+            #expect(try p.judge(Packet.request("REGISTER", src: phone, extra: [TrustTests.credentials(nonce: "made-up-\(n)")],
+                                               callID: "early-\(n)", cseq: "1 REGISTER")).2 == .passed, "\(n)")
+        }
+        for n in 1...6 {
+            try TrustTests.inside(p, TrustTests.response("401 Unauthorized", to: phone, callID: "early-\(n)"))
+        }
+        let trust = try TrustTests.trusted(p)[phone]
+        #expect(trust?.quarantineUntilSeconds != nil && trust?.strictAtPin == false, "\(String(describing: trust))")
+        #expect(try p.maps.insideCounts()["auth-failures-unproven"] == 6)
+        try TrustTests.challengeTo("INVITE", p, phone, nonce: "server", call: "call")
+        #expect(try p.judge(Packet.request("INVITE", src: phone, extra: [TrustTests.credentials(nonce: "server")],
+                                           callID: "call", cseq: "2 INVITE")).2 == .passed)
+    }
+
+    /// A verified guesser that answers the server's challenges to INVITEs (which prove nothing: a proxy may relay
+    /// them) gets as many unproven guesses at its pin as a quarantine takes, and as many again in it before it is
+    /// strict; then only guesses answering its challenges to REGISTERs pass, which count towards a ban. A nonce the
+    /// registrar sent stays the registrar's when another method's challenge carries it too.
+    @Test func aVerifiedGuesserAnsweringChallengesToInvitesIsQuarantinedThenBanned() throws {
+        let p = try TrustTests.program(failures: 3)
+        let guesser = "198.18.5.42", address = SourceAddress(guesser)!
+        #expect(try TrustTests.register(p, guesser, ttl: 64) == .passed)
+        func guess(_ i: Int) throws -> Reason? {
+            try TrustTests.challengeTo("INVITE", p, guesser, nonce: "g-\(i)", call: "c-\(i)")
+            let reason = try p.judge(Packet.request("INVITE", src: guesser, extra: [TrustTests.credentials(nonce: "g-\(i)")],
+                                                    callID: "c-\(i)", cseq: "2 INVITE")).2
+            if reason == .passed {
+                try TrustTests.inside(p, TrustTests.response("403 Forbidden", to: guesser, cseq: "2 INVITE",
+                                                             callID: "c-\(i)"))
+            }
+            return reason
+        }
+        for i in 1...6 {
+            #expect(try guess(i) == .passed, "guess \(i)")
+            #expect(p.maps.ban(of: address) == nil, "guess \(i)")
+        }
+        let trust = try TrustTests.trusted(p)[guesser]
+        #expect(trust?.quarantineUntilSeconds != nil && trust?.strictAtPin == true, "\(String(describing: trust))")
+        #expect(try guess(7) == .droppedUnproven)
+        // Guesses answering challenges to REGISTERs: proven, so the third bans. The first's nonce is one the
+        // registrar sent; a challenge to an INVITE carrying it after leaves it the registrar's. The second's was
+        // noted first from a challenge to an INVITE, then from the registrar's: the registrar's.
+        try TrustTests.challenge(p, guesser, nonce: "reg-1")
+        try TrustTests.challengeTo("INVITE", p, guesser, nonce: "reg-1", call: "again")
+        try TrustTests.challengeTo("INVITE", p, guesser, nonce: "reg-2", call: "before")
+        for i in 1...3 {
+            if i > 1 { try TrustTests.challenge(p, guesser, nonce: "reg-\(i)") }
+            #expect(try TrustTests.credentialedRegister(p, guesser, nonce: "reg-\(i)", call: "r-\(i)", n: 3,
+                                                        answer: "401 Unauthorized") == .passed, "REGISTER guess \(i)")
+        }
+        #expect(p.maps.ban(of: address)?.bruteForce == true)
+
+        // Of two requests under one Call-ID and CSeq, the second answering a challenge to a REGISTER, the first
+        // another method's: their refusal is proven.
+        let other = "198.18.5.44"
+        #expect(try TrustTests.register(p, other, ttl: 64) == .passed)
+        try TrustTests.challengeTo("INVITE", p, other, nonce: "inv", call: "inv")
+        try TrustTests.challenge(p, other, nonce: "reg")
+        for nonce in ["inv", "reg"] {
+            #expect(try p.judge(Packet.request("REGISTER", src: other, extra: [TrustTests.credentials(nonce: nonce)],
+                                               callID: "both", cseq: "4 REGISTER")).2 == .passed)
+        }
+        let before = try p.maps.insideCounts()
+        try TrustTests.inside(p, TrustTests.response("401 Unauthorized", to: other, cseq: "4 REGISTER", callID: "both"))
+        let after = try p.maps.insideCounts()
+        #expect(after["auth-failures"] == (before["auth-failures"] ?? 0) + 1
+            && after["auth-failures-unproven"] == before["auth-failures-unproven"], "\(before) \(after)")
     }
 
     /// A credentialed REGISTER answered 200 verifies its source, pinned at its TTL; a 2xx to an OPTIONS, to a
