@@ -736,6 +736,168 @@ import Testing
         #expect(unreadable >= 5, "its refusals: \(unreadable); \(counts)")
     }
 
+    /// A challenge kamailio relays proves nothing. Kamailio proxies INVITEs to a phone behind it (user `evil`,
+    /// outside, whose holder is the attacker), statefully. The attacker forges an INVITE from a verified phone's
+    /// address to its own phone, which answers with a 407 carrying a nonce of its choosing; kamailio relays it to
+    /// the verified address, and the inside program sees it leave like kamailio's own. Requests forged in the
+    /// phone's name answering that nonce, refused by kamailio, only quarantine its credentials (from another hop
+    /// distance, then at its pin); before, they were proven failures, and banned the phone. What the attacker's
+    /// phone cannot do: have a 407 relayed that claims to answer a REGISTER (kamailio matches the CSeq method to
+    /// its transaction's), nor can anyone outside have a stray answer naming a REGISTER forwarded to the phone's
+    /// address (kamailio, configured as the README asks, drops answers that match no transaction): the nonces of
+    /// both are not noted. The phone goes on registering, verified.
+    @Test func aChallengeKamailioRelaysFromAPhoneBehindItCannotGetAVerifiedPhoneBanned() throws {
+        try requireTool("/usr/sbin/kamailio", package: "kamailio")
+        try requireTool("/usr/bin/sipp", package: "sip-tester")
+        try requireRoot()
+        let attacker = "198.18.0.71"
+        let lab = try NetworkLab(prefix: "fgy", extraOutsideAddresses: [attacker], server: true)
+        defer { lab.tearDown() }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fgkam-\(lab.id)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let kamailioConfig = dir.appendingPathComponent("kamailio.cfg")
+        try AgentTests.kamailioConfig(listen: lab.serverAddress, proxy: "\(attacker):5080")
+            .write(to: kamailioConfig, atomically: true, encoding: .utf8)
+        let scenario = dir.appendingPathComponent("register-auth.xml")
+        try SippTraffic.registerWithAuthScenario.write(to: scenario, atomically: true, encoding: .utf8)
+        let agent = try RunningAgent(lab: lab, config: AgentTests.config(lab, port: 19475, extra: """
+            brute_force:
+              failures: 5
+              window: 1m
+              ban: 10m
+            """).replacingOccurrences(of: "  mode: native\n", with: "  mode: native\n  inside: \(lab.routerInsideInterface!)\n"))
+        defer { agent.stop() }
+        #expect(agent.waitForLog("watching the SIP server's answers"), "\(agent.log.text())")
+        func background(_ arguments: [String]) throws -> Process {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = arguments
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            return process
+        }
+        let kamailio = try background(["ip", "netns", "exec", lab.serverNS!, "kamailio", "-f", kamailioConfig.path,
+                                       "-DD", "-E", "-n", "1"])
+        defer { kill(kamailio.processIdentifier, SIGKILL) }
+        // The attacker's phone: every INVITE gets a 407 with a nonce it chose, naming the INVITE's CSeq, or
+        // claiming REGISTER for a Call-ID that asks it to. Bounded: 60 s.
+        let phoneScript = #"""
+            import socket, time
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("\#(attacker)", 5080))
+            s.settimeout(0.5)
+            end = time.time() + 60
+            while time.time() < end:
+                try:
+                    data, addr = s.recvfrom(65535)
+                except socket.timeout:
+                    continue
+                text = data.decode("utf-8", "replace")
+                if not text.startswith("INVITE "):
+                    continue
+                claim = "claims-register" in text
+                nonce = "claims-register" if claim else "attacker-chosen"
+                keep = []
+                for line in text.split("\r\n\r\n")[0].split("\r\n")[1:]:
+                    name = line.split(":")[0].strip().lower()
+                    if name in ("via", "from", "call-id"):
+                        keep.append(line)
+                    elif name == "to":
+                        keep.append(line + ";tag=evil")
+                    elif name == "cseq":
+                        keep.append("CSeq: 1 " + ("REGISTER" if claim else "INVITE"))
+                reply = ("SIP/2.0 407 Proxy Authentication Required\r\n" + "\r\n".join(keep)
+                         + '\r\nProxy-Authenticate: Digest realm="evil", nonce="' + nonce + '"\r\nContent-Length: 0\r\n\r\n')
+                s.sendto(reply.encode(), addr)
+            """#
+        let attackersPhone = try background(["ip", "netns", "exec", lab.outsideNS, "timeout", "60", "/usr/bin/python3",
+                                             "-c", phoneScript])
+        defer { kill(attackersPhone.processIdentifier, SIGKILL) }
+        Thread.sleep(forTimeInterval: 1)
+
+        let phone = lab.outsideAddress, address = SourceAddress(phone)!
+        func sipp() throws -> (status: Int32, out: String, err: String) {
+            try run(["ip", "netns", "exec", lab.outsideNS, "timeout", "60", "sipp", "-sf", scenario.path,
+                     "\(lab.serverAddress):5060", "-i", phone, "-p", "5070", "-s", "100", "-au", "100", "-ap", "s3cret-pw",
+                     "-m", "1", "-nostdin", "-timeout", "20s", "-recv_timeout", "3000", "-nd"])
+        }
+        let registered = try sipp()
+        #expect(registered.status == 0, "the phone registers: \(registered.out.suffix(600))")
+        let maps = try PinRoot(lab.pinRoot).maps(of: lab.routerInterface)
+        #expect(try maps.trustedSources().map(\.address.description) == [phone])
+
+        /// Sends `texts` (`@N@`: the index) from `source`:5071 at `ttl`, to kamailio, or to `port`.
+        func send(_ texts: [String], ttl: Int = 64, from source: String, port: Int = 5060) throws {
+            let script = """
+                import socket
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, \(ttl))
+                s.bind(("\(source)", 5071 if "\(source)" == "\(phone)" else 5090))
+                for i, text in enumerate([\(texts.map(pythonBytes).joined(separator: ", "))]):
+                    s.sendto(text.replace(b"@N@", str(i).encode()), ("\(lab.serverAddress)", \(port)))
+                """
+            let result = try run(["ip", "netns", "exec", lab.outsideNS, "timeout", "20", "/usr/bin/python3", "-c", script])
+            #expect(result.status == 0, "\(result.err)")
+        }
+        func invite(_ callID: String) -> String {
+            "INVITE sip:evil@\(lab.serverAddress) SIP/2.0\r\nVia: SIP/2.0/UDP \(phone):5071;branch=z9hG4bK-\(callID)\r\n"
+                + "From: <sip:100@\(lab.serverAddress)>;tag=f\r\nTo: <sip:evil@\(lab.serverAddress)>\r\n"
+                + "Call-ID: \(callID)\r\nCSeq: 1 INVITE\r\nContact: <sip:100@\(phone):5071>\r\nContent-Length: 0\r\n\r\n"
+        }
+        func register(answering nonce: String) -> String {
+            "REGISTER sip:\(lab.serverAddress) SIP/2.0\r\nVia: SIP/2.0/UDP \(phone):5071;branch=z9hG4bK-\(nonce)@N@\r\n"
+                + "From: <sip:100@\(lab.serverAddress)>;tag=@N@\r\nTo: <sip:100@\(lab.serverAddress)>\r\n"
+                + "Call-ID: \(nonce)-@N@@x\r\nCSeq: 1 REGISTER\r\nAuthorization: Digest username=\"100\", "
+                + "realm=\"\(lab.serverAddress)\", nonce=\"\(nonce)\", uri=\"sip:\(lab.serverAddress)\", "
+                + "response=\"0123456789abcdef0123456789abcdef\"\r\nContent-Length: 0\r\n\r\n"
+        }
+        func count(_ name: String) throws -> UInt64 { try maps.insideCounts()[name] ?? 0 }
+        /// Kamailio's answers may still be on their way on a loaded machine: a bounded wait.
+        func wait(_ what: String, until done: () throws -> Bool) throws {
+            let deadline = ContinuousClock.now + .seconds(15)
+            while try !done() && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.05) }
+            let counts = try maps.insideCounts()
+            #expect(try done(), "\(what): \(counts)")
+        }
+
+        // The attacker's phone's 407 claiming REGISTER, then a stray answer naming a REGISTER sent to kamailio
+        // with the phone's address as the next hop: neither reaches the phone. Then the 407 kamailio relays.
+        let challenges = try count("challenges")
+        try send([invite("claims-register@x")], from: phone)
+        try send(["SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/UDP \(lab.serverAddress):5060;branch=z9hG4bKstray\r\n"
+                  + "Via: SIP/2.0/UDP \(phone):5071;branch=z9hG4bK-s\r\nFrom: <sip:100@\(lab.serverAddress)>;tag=1\r\n"
+                  + "To: <sip:100@\(lab.serverAddress)>;tag=2\r\nCall-ID: stray@x\r\nCSeq: 1 REGISTER\r\n"
+                  + "WWW-Authenticate: Digest realm=\"\(lab.serverAddress)\", nonce=\"stray-chosen\"\r\n"
+                  + "Content-Length: 0\r\n\r\n"], from: attacker)
+        try send([invite("relayed@x")], from: phone)
+        try wait("the relayed 407") { try count("challenges") > challenges }
+
+        // Requests answering the two nonces that never reached the phone, from another hop distance: their
+        // refusals count as unproven, so those nonces were not noted as the registrar's.
+        let unproven = try count("auth-failures-unproven"), failures = try count("auth-failures")
+        try send([register(answering: "claims-register"), register(answering: "stray-chosen")], ttl: 20, from: phone)
+        try wait("two unproven failures") { try count("auth-failures-unproven") >= unproven + 2 }
+        // The relayed nonce: from another hop distance, then at the phone's pin, five each.
+        try send((1...3).map { _ in register(answering: "attacker-chosen") }, ttl: 20, from: phone)
+        try wait("five unproven from elsewhere") { try count("auth-failures-unproven") >= unproven + 5 }
+        try send((1...5).map { _ in register(answering: "attacker-chosen") }, ttl: 64, from: phone)
+        try wait("five unproven at its pin") { try count("auth-failures-unproven") >= unproven + 10 }
+        #expect(try count("auth-failures") == failures, "no failure was proven")
+        #expect(maps.ban(of: address) == nil, "the verified phone is not banned")
+        let trust = try maps.trustedSources().first { $0.address == address }
+        #expect(trust?.quarantineUntilSeconds != nil && trust?.awayQuarantineUntilSeconds != nil,
+                "its credentials are quarantined, at its pin and elsewhere: \(String(describing: trust))")
+        #expect(agent.waitForLog("quarantined a verified source's credentials"), "\(agent.log.text())")
+
+        // The phone answers kamailio's challenges to its REGISTERs: it goes on registering, verified.
+        let again = try sipp()
+        #expect(again.status == 0, "the phone registers after the attack: \(again.out.suffix(600))")
+        #expect(maps.ban(of: address) == nil)
+        #expect(try maps.trustedSources().map(\.address.description) == [phone])
+    }
+
     /// A Python bytes literal of `text`.
     func pythonBytes(_ text: String) -> String {
         "b\"" + text.utf8.map { b in
@@ -746,7 +908,12 @@ import Testing
         }.joined() + "\""
     }
 
-    static func kamailioConfig(listen: String) -> String {
+    /// Kamailio as a registrar (password `s3cret-pw` for every user), answering every other request 404; with
+    /// `proxy`, it also relays INVITEs to user `evil` there, statefully (tm). Answers that match no transaction of
+    /// its own are dropped (`reply_route`), as the README asks of a server in front of which the inside program
+    /// runs: kamailio would otherwise forward them to the next Via, so anyone could send an answer "from the
+    /// server" to any address.
+    static func kamailioConfig(listen: String, proxy: String? = nil) -> String {
         """
         #!KAMAILIO
         debug=1
@@ -756,9 +923,13 @@ import Testing
         listen=tcp:\(listen):5060
         mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
         loadmodule "sl.so"
+        \(proxy == nil ? "" : "loadmodule \"tm.so\"")
         loadmodule "pv.so"
         loadmodule "textops.so"
         loadmodule "auth.so"
+        reply_route {
+            \(proxy == nil ? "drop;" : "if (!t_check_trans()) { drop; }")
+        }
         request_route {
             if (is_method("REGISTER")) {
                 if (!pv_www_authenticate("$td", "s3cret-pw", "0")) {
@@ -768,6 +939,7 @@ import Testing
                 sl_send_reply("200", "OK");
                 exit;
             }
+            \(proxy.map { "if (is_method(\"INVITE\") && $rU == \"evil\") { $du = \"sip:\($0)\"; t_relay(); exit; }" } ?? "")
             sl_send_reply("404", "Not here");
         }
 
