@@ -567,31 +567,9 @@ import Testing
         let lab = try NetworkLab(prefix: "fga", extraOutsideAddresses: ["198.18.0.66", "198.18.0.67", "198.18.0.68",
                                                                          "198.18.0.69", "198.18.0.70"], server: true)
         defer { lab.tearDown() }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fgkam-\(lab.id)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let kamailioConfig = dir.appendingPathComponent("kamailio.cfg")
-        try AgentTests.kamailioConfig(listen: lab.serverAddress).write(to: kamailioConfig, atomically: true, encoding: .utf8)
-        let scenario = dir.appendingPathComponent("register-auth.xml")
-        try SippTraffic.registerWithAuthScenario.write(to: scenario, atomically: true, encoding: .utf8)
-
-        let agent = try RunningAgent(lab: lab, config: AgentTests.config(lab, port: 19468, extra: """
-            brute_force:
-              failures: 5
-              window: 1m
-              ban: 10m
-            """).replacingOccurrences(of: "  mode: native\n", with: "  mode: native\n  inside: \(lab.routerInsideInterface!)\n"))
-        defer { agent.stop() }
-        #expect(agent.waitForLog("watching the SIP server's answers"), "\(agent.log.text())")
-        let kamailio = Process()
-        kamailio.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        kamailio.arguments = ["ip", "netns", "exec", lab.serverNS!, "kamailio", "-f", kamailioConfig.path, "-DD", "-E",
-                              "-n", "1"]
-        kamailio.standardOutput = FileHandle.nullDevice
-        kamailio.standardError = FileHandle.nullDevice
-        try kamailio.run()
-        defer { kill(kamailio.processIdentifier, SIGKILL) }
-        Thread.sleep(forTimeInterval: 1)
+        let server = try KamailioLab(lab, port: 19468)
+        defer { server.stop() }
+        let (agent, scenario) = (server.agent, server.scenario)
 
         func sipp(_ source: String, password: String, calls: Int, tcp: Bool = false) throws
             -> (status: Int32, out: String, err: String)
@@ -753,34 +731,9 @@ import Testing
         let attacker = "198.18.0.71"
         let lab = try NetworkLab(prefix: "fgy", extraOutsideAddresses: [attacker], server: true)
         defer { lab.tearDown() }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fgkam-\(lab.id)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let kamailioConfig = dir.appendingPathComponent("kamailio.cfg")
-        try AgentTests.kamailioConfig(listen: lab.serverAddress, proxy: "\(attacker):5080")
-            .write(to: kamailioConfig, atomically: true, encoding: .utf8)
-        let scenario = dir.appendingPathComponent("register-auth.xml")
-        try SippTraffic.registerWithAuthScenario.write(to: scenario, atomically: true, encoding: .utf8)
-        let agent = try RunningAgent(lab: lab, config: AgentTests.config(lab, port: 19475, extra: """
-            brute_force:
-              failures: 5
-              window: 1m
-              ban: 10m
-            """).replacingOccurrences(of: "  mode: native\n", with: "  mode: native\n  inside: \(lab.routerInsideInterface!)\n"))
-        defer { agent.stop() }
-        #expect(agent.waitForLog("watching the SIP server's answers"), "\(agent.log.text())")
-        func background(_ arguments: [String]) throws -> Process {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = arguments
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            return process
-        }
-        let kamailio = try background(["ip", "netns", "exec", lab.serverNS!, "kamailio", "-f", kamailioConfig.path,
-                                       "-DD", "-E", "-n", "1"])
-        defer { kill(kamailio.processIdentifier, SIGKILL) }
+        let server = try KamailioLab(lab, port: 19475, proxy: "\(attacker):5080")
+        defer { server.stop() }
+        let (agent, scenario) = (server.agent, server.scenario)
         // The attacker's phone: every INVITE gets a 407 with a nonce it chose, naming the INVITE's CSeq, or
         // claiming REGISTER for a Call-ID that asks it to. Bounded: 60 s.
         let phoneScript = #"""
@@ -812,8 +765,8 @@ import Testing
                          + '\r\nProxy-Authenticate: Digest realm="evil", nonce="' + nonce + '"\r\nContent-Length: 0\r\n\r\n')
                 s.sendto(reply.encode(), addr)
             """#
-        let attackersPhone = try background(["ip", "netns", "exec", lab.outsideNS, "timeout", "60", "/usr/bin/python3",
-                                             "-c", phoneScript])
+        let attackersPhone = try AgentTests.background(["ip", "netns", "exec", lab.outsideNS, "timeout", "60",
+                                                        "/usr/bin/python3", "-c", phoneScript])
         defer { kill(attackersPhone.processIdentifier, SIGKILL) }
         Thread.sleep(forTimeInterval: 1)
 
@@ -906,6 +859,65 @@ import Testing
             default: return String(format: "\\x%02x", b)
             }
         }.joined() + "\""
+    }
+
+    /// `arguments` run through env in the background, their output discarded.
+    static func background(_ arguments: [String]) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    /// An agent watching the SIP server's answers on the lab's inside interface (metrics on `port`; 5 failed
+    /// authentications in a minute ban for 10 minutes), kamailio in the server namespace (`kamailioConfig`, with
+    /// `proxy`), and sipp's REGISTER-with-credentials scenario written out. `stop()` ends both and removes the files.
+    struct KamailioLab {
+        let agent: RunningAgent
+        let kamailio: Process
+        let scenario: URL
+        let dir: URL
+
+        init(_ lab: NetworkLab, port: Int, proxy: String? = nil) throws {
+            dir = FileManager.default.temporaryDirectory.appendingPathComponent("fgkam-\(lab.id)")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            let config = dir.appendingPathComponent("kamailio.cfg")
+            scenario = dir.appendingPathComponent("register-auth.xml")
+            do {
+                try AgentTests.kamailioConfig(listen: lab.serverAddress, proxy: proxy)
+                    .write(to: config, atomically: true, encoding: .utf8)
+                try SippTraffic.registerWithAuthScenario.write(to: scenario, atomically: true, encoding: .utf8)
+                agent = try RunningAgent(lab: lab, config: AgentTests.config(lab, port: port, extra: """
+                    brute_force:
+                      failures: 5
+                      window: 1m
+                      ban: 10m
+                    """).replacingOccurrences(of: "  mode: native\n",
+                                              with: "  mode: native\n  inside: \(lab.routerInsideInterface!)\n"))
+            } catch {
+                try? FileManager.default.removeItem(at: dir)
+                throw error
+            }
+            #expect(agent.waitForLog("watching the SIP server's answers"), "\(agent.log.text())")
+            do {
+                kamailio = try AgentTests.background(["ip", "netns", "exec", lab.serverNS!, "kamailio", "-f", config.path,
+                                                      "-DD", "-E", "-n", "1"])
+            } catch {
+                agent.stop()
+                try? FileManager.default.removeItem(at: dir)
+                throw error
+            }
+            Thread.sleep(forTimeInterval: 1)
+        }
+
+        func stop() {
+            kill(kamailio.processIdentifier, SIGKILL)
+            agent.stop()
+            try? FileManager.default.removeItem(at: dir)
+        }
     }
 
     /// Kamailio as a registrar (password `s3cret-pw` for every user), answering every other request 404; with
