@@ -843,6 +843,19 @@ import Testing
         #expect(trust?.quarantineUntilSeconds != nil && trust?.awayQuarantineUntilSeconds != nil,
                 "its credentials are quarantined, at its pin and elsewhere: \(String(describing: trust))")
         #expect(agent.waitForLog("quarantined a verified source's credentials"), "\(agent.log.text())")
+        // Five more at its pin, in the quarantine there: it turns strict (the log and the metrics say so), and still
+        // bans nothing.
+        try send((1...5).map { _ in register(answering: "attacker-chosen") }, ttl: 64, from: phone)
+        try wait("five more unproven at its pin") { try count("auth-failures-unproven") >= unproven + 15 }
+        #expect(maps.ban(of: address) == nil)
+        #expect(try maps.trustedSources().first { $0.address == address }?.strictAtPin == true)
+        #expect(agent.waitForLog("made a verified source's quarantine strict"), "\(agent.log.text())")
+        Thread.sleep(forTimeInterval: 0.3)
+        let metrics = try NetworkLab.inNamespace(lab.routerNS) { try httpGet(port: 19475, path: "/metrics") }.text
+        let labels = "{interface=\"\(lab.routerInterface)\"}"
+        #expect(metrics.contains("floodgate_quarantines_total\(labels) 2")
+            && metrics.contains("floodgate_quarantines_strict_total\(labels) 1"),
+                "\(metrics.split(separator: "\n").filter { $0.contains("quarantines") })")
 
         // The phone answers kamailio's challenges to its REGISTERs: it goes on registering, verified.
         let again = try sipp()
