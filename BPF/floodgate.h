@@ -48,6 +48,8 @@
 #define FG_MAP_CALLER_SOURCES "fg_caller_sources"
 #define FG_MAP_CALLER_RANGES "fg_caller_ranges"
 #define FG_MAP_INSIDE_COUNTS "fg_inside_counts"
+#define FG_MAP_STREAMS "fg_streams"
+#define FG_MAP_STREAM_OPENS "fg_stream_opens"
 #define FG_MAP_KNOWN "fg_known"
 /* The test clock (lib/clock.h): the switch, set before load, and the time
  * (struct fg_test_time). */
@@ -73,6 +75,7 @@
 #define FG_MAX_SERVERS 1024
 #define FG_MAX_FRAGMENTS 65536
 #define FG_MAX_CHALLENGES 65536
+#define FG_MAX_STREAMS 65536 /* the server's TCP streams followed, and those opening (each an LRU) */
 /* Non-first fragments let through for each admitted first fragment: a 64 KiB
  * datagram in 1,480-byte fragments is 45 of them. */
 #define FG_FRAGMENT_BUDGET 44
@@ -382,7 +385,10 @@ enum fg_inside_count {
 					 * read (in a first fragment, past the walk's reach), counted as failures
 					 * of the address they went to, against a credentialed request of its
 					 * still unanswered (lib/trust.h) */
-	FG_INSIDE_COUNT_MAX = 8,
+	FG_INSIDE_TCP_UNREAD = 8,	/* the server's TCP segments with data not read: on a stream the filter did
+					 * not see open, or lost (lib/stream.h) */
+	FG_INSIDE_TCP_STREAMS_LOST = 9, /* TCP streams where the next message's start could not be told */
+	FG_INSIDE_COUNT_MAX = 10,
 };
 
 /* Bumped whenever a pinned map's layout or meaning changes: a filter pinned by
@@ -405,8 +411,10 @@ enum fg_inside_count {
  * eighth count (unreadable refusals); fg_auth's count of credentialed
  * requests pending, and when the last was noted (24 bytes). 21: fg_trust's
  * strict quarantines (its former pad); fg_challenges valued by the method
- * challenged (FG_CHALLENGE_*). */
-#define FG_LAYOUT_VERSION 21
+ * challenged (FG_CHALLENGE_*). 22: fg_streams and fg_stream_opens (the
+ * server's TCP streams, read only where a message starts); fg_inside_counts'
+ * ninth and tenth counts. */
+#define FG_LAYOUT_VERSION 22
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*
@@ -700,6 +708,24 @@ struct fg_challenge_key {
 #define FG_CHALLENGE_OTHER 1	/* a challenge to another method, or one whose CSeq could not be read */
 #define FG_CHALLENGE_REGISTER 2 /* a challenge to a REGISTER: the registrar's own */
 
+/* fg_streams[server, peer, ports]: a TCP stream the SIP server sends on,
+ * followed from its first byte, and where its next message starts
+ * (floodgate_inside, lib/stream.h); fg_stream_opens[same key]: the first
+ * byte of a stream that has carried no data yet (the server's SYN or SYN-ACK
+ * sequence number + 1). LRUs. */
+struct fg_stream_key {
+	struct fg_addr server;
+	struct fg_addr peer;
+	__be16 server_port;
+	__be16 peer_port;
+};
+struct fg_stream {
+	__u32 next;  /* the sequence number of the next message's first byte (host order) */
+	__u32 state; /* FG_STREAM_* */
+};
+#define FG_STREAM_FOLLOWED 1 /* segments that start at next are read */
+#define FG_STREAM_LOST 2     /* where a message starts could not be told: nothing more is read */
+
 /* fg_fragments[source, IP ID]: a first fragment the policy admitted, whose
  * later fragments pass without a bucket (up to FG_FRAGMENT_BUDGET of them);
  * written by XDP. LRU. */
@@ -965,6 +991,8 @@ _Static_assert(sizeof(struct fg_txn_key) == 32, "fg_txn_key layout");
 _Static_assert(sizeof(struct fg_txn) == 16, "fg_txn layout");
 _Static_assert(sizeof(struct fg_fragment_key) == 24, "fg_fragment_key layout");
 _Static_assert(sizeof(struct fg_challenge_key) == 24, "fg_challenge_key layout");
+_Static_assert(sizeof(struct fg_stream_key) == 36, "fg_stream_key layout");
+_Static_assert(sizeof(struct fg_stream) == 8, "fg_stream layout");
 _Static_assert(sizeof(struct fg_allow_entry) == 40, "fg_allow_entry layout");
 _Static_assert(sizeof(struct fg_auth_state) == 24, "fg_auth_state layout");
 _Static_assert(sizeof(struct fg_offence) == 16, "fg_offence layout");
@@ -1072,6 +1100,8 @@ static inline const char *fg_inside_count_name(__u32 i)
 	case FG_INSIDE_SERVER_BYES: return "server-byes";
 	case FG_INSIDE_AUTH_UNPROVEN: return "auth-failures-unproven";
 	case FG_INSIDE_AUTH_UNREADABLE: return "auth-failures-unreadable";
+	case FG_INSIDE_TCP_UNREAD: return "tcp-segments-unread";
+	case FG_INSIDE_TCP_STREAMS_LOST: return "tcp-streams-lost";
 	default: return (const char *)0;
 	}
 }

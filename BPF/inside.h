@@ -2,8 +2,9 @@
 /*
  * floodgate_inside: the program for the interface facing the SIP server. It
  * watches the server's answers go out to external sources (over UDP, and TCP:
- * a segment that starts with a status line) and passes every packet; what the
- * answers verify or count as failures is lib/trust.h's. Included by
+ * a segment that starts a message of a stream it followed from its start,
+ * lib/stream.h) and passes every packet; what the answers verify or count as
+ * failures is lib/trust.h's. Included by
  * floodgate.bpf.c: the two programs are one object and share its maps.
  */
 #ifndef FG_INSIDE_H
@@ -22,6 +23,7 @@
 #include "lib/state.h"
 #include "lib/tiers.h"
 #include "lib/trust.h"
+#include "lib/stream.h"
 #include "lib/calls.h"
 
 SEC("xdp")
@@ -33,7 +35,9 @@ int floodgate_inside(struct xdp_md *ctx)
 	struct fg_packet pkt;
 	struct fg_addr dst = {};
 	struct fg_l3 l3 = {};
-	__u32 zero = 0;
+	struct fg_stream_key key;
+	struct tcphdr *tcp = NULL;
+	__u32 zero = 0, off, len, seq;
 	__be16 sport;
 	void *payload;
 
@@ -53,8 +57,7 @@ int floodgate_inside(struct xdp_md *ctx)
 		sport = udp->source;
 		payload = udp + 1;
 	} else if (l3.proto == IPPROTO_TCP) {
-		struct tcphdr *tcp = l3.l4;
-
+		tcp = l3.l4;
 		if (pkt.frag_first || (void *)(tcp + 1) > data_end || tcp->doff < 5)
 			return XDP_PASS;
 		sport = tcp->source;
@@ -71,8 +74,23 @@ int floodgate_inside(struct xdp_md *ctx)
 	 * bits of a packet pointer on the stack during the walk, which the
 	 * verifier refuses ("invalid size of register spill"). */
 	data = (void *)(long)ctx->data;
-	fg_inside_answer(ctx, s, &dst, payload - data, fg_payload_len(data, data_end, payload, l3.end),
-			 l3.proto == IPPROTO_UDP, pkt.frag_first);
+	off = payload - data;
+	len = fg_payload_len(data, data_end, payload, l3.end);
+	if (!tcp) {
+		fg_inside_answer(ctx, s, &dst, off, len, 1, pkt.frag_first);
+		return XDP_PASS;
+	}
+	/* Over TCP, only where a message of the stream starts; the stream's
+	 * bytes are the IP packet's (a frame cut short of them fails to copy). */
+	if ((void *)(tcp + 1) > data_end)
+		return XDP_PASS;
+	seq = bpf_ntohl(tcp->seq);
+	fg_stream_key(&key, &pkt.src, &dst, tcp);
+	len = l3.end > off ? l3.end - off : 0;
+	if (!fg_stream_segment(&key, tcp, seq, len))
+		return XDP_PASS;
+	fg_inside_answer(ctx, s, &dst, off, fg_payload_len(data, data_end, payload, l3.end), 0, 0);
+	fg_stream_framed(ctx, &key, seq, off, len);
 	return XDP_PASS;
 }
 

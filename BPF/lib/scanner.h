@@ -105,6 +105,16 @@ struct fg_tag_walk {
 	__u64 hash;   /* FNV-1a over the tag's bytes; 0: no tag */
 };
 
+/* The frame walk over a message of a TCP stream (lib/stream.h). */
+struct fg_frame {
+	__u32 at;     /* the next byte to look at */
+	__u32 len;    /* bytes copied */
+	__u32 state;  /* enum fg_frame_state */
+	__u32 found;  /* FG_FRAME_* */
+	__u32 length; /* the Content-Length read */
+	__u32 end;    /* where the header block ends, past its blank line; 0: not found */
+};
+
 /*
  * Per CPU: the copy of the message being walked and the walk's state. The
  * state lives here rather than on the stack so that the verifier sees it as
@@ -131,6 +141,7 @@ struct fg_walk {
 	struct fg_tag_walk tag;			 /* the From tag of a call (lib/calls.h) */
 	struct fg_destination_key caller_number; /* a caller's number (lib/callerid.h) */
 	struct fg_caller_range_key caller_key;
+	struct fg_frame frame; /* where a TCP stream's next message starts (lib/stream.h) */
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -87,9 +87,9 @@
  * in a quarantine); nothing else of an answer in
  * fragments is read (a 200 verifies nothing). Over TCP, where a segment may
  * start anywhere in the stream (in the body of a message someone else had
- * relayed to the address), a segment that names no transaction counts for
- * nothing; but a challenge in it is noted, which such a body can forge (a
- * limit the README states).
+ * relayed to the address), only a segment where one of the stream's
+ * messages starts is read (lib/stream.h); a refusal in it that names no
+ * transaction counts for nothing.
  */
 #ifndef FG_LIB_TRUST_H
 #define FG_LIB_TRUST_H

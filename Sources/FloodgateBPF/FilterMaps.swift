@@ -18,6 +18,7 @@ public final class FilterMaps: @unchecked Sendable {
         FG_MAP_DESTINATIONS, FG_MAP_DESTINATION_SOURCES, FG_MAP_DESTINATION_TOTALS, FG_MAP_CALLS,
         FG_MAP_DESTINATION_OUTCOMES, FG_MAP_FRAUD_BLOCKS, FG_MAP_DIALOGS, FG_MAP_ACTIVE_CALLS, FG_MAP_CALLERS,
         FG_MAP_CALLER_SOURCES, FG_MAP_CALLER_RANGES, FG_MAP_INSIDE_COUNTS, FG_MAP_PEER_BANS, FG_MAP_KNOWN,
+        FG_MAP_STREAMS, FG_MAP_STREAM_OPENS,
     ]
 
     /// The maps of a loaded object (`owner`), which closes their descriptors: these maps keep it alive.
@@ -274,7 +275,7 @@ public final class FilterMaps: @unchecked Sendable {
 
     /// What the inside program read in the SIP server's answers, by count name (`fg_inside_count_name`):
     /// answers, challenges, auth-failures, auth-failures-not-counted, verified, server-byes, auth-failures-unproven,
-    /// auth-failures-unreadable; summed over CPUs.
+    /// auth-failures-unreadable, tcp-segments-unread, tcp-streams-lost; summed over CPUs.
     public func insideCounts() throws -> [String: UInt64] {
         var result: [String: UInt64] = [:]
         for i in 0..<FG_INSIDE_COUNT_MAX.rawValue {

@@ -669,6 +669,9 @@ import Testing
         #expect(tcpPhone.status == 0, "the TCP phone registers: \(tcpPhone.out.suffix(600))")
         #expect(maps.ban(of: SourceAddress("198.18.0.69")!) == nil)
         #expect(try Set(maps.trustedSources().map(\.address.description)) == [phoneAddress, "198.18.0.69"])
+        // Kamailio's streams were followed from their first bytes, message by message.
+        let streams = try maps.insideCounts()
+        #expect(streams["tcp-streams-lost"] == 0 && streams["tcp-segments-unread"] == 0, "\(streams)")
 
         // A guesser that hides its failures. The server sits behind a narrower link than the outside's 1,500 bytes
         // (1,400: a tunnel's, say). One datagram of 1,465 bytes, whole on the way in, of long headers kamailio
@@ -864,6 +867,183 @@ import Testing
         #expect(try maps.trustedSources().map(\.address.description) == [phone])
     }
 
+    /// A body the server relays over TCP cannot be read as its challenge, with a real kamailio and the kernel's own
+    /// segments. A phone registers with kamailio over TCP (a Python client; its connection's MSS 700, offloads and
+    /// timestamps off on the server's side, so that the server's segments reach the inside program as they would go
+    /// on the wire, 700 bytes of data each) and is
+    /// verified. An attacker with an account sends the phone a MESSAGE through kamailio, which relays it on that
+    /// connection: first a probe, by which the test learns the length of the header block kamailio writes (an
+    /// attacker would try lengths), then one whose body holds, where the relay's second segment starts, a
+    /// made-up `401` naming REGISTER with the attacker's nonce. The segment leaves the server starting with it; it
+    /// is not read, the stream is still followed, and REGISTERs forged in the phone's name answering that nonce fail
+    /// unproven: its credentials are quarantined, it is not banned (with the segment read as an answer, the fifth
+    /// banned it). The phone's next challenge on the connection is read.
+    @Test func aBodyKamailioRelaysOverTCPIsNotReadAsItsChallenge() throws {
+        try requireTool("/usr/sbin/kamailio", package: "kamailio")
+        try requireRoot()
+        let attacker = "198.18.0.71"
+        let lab = try NetworkLab(prefix: "fgz", extraOutsideAddresses: [attacker], server: true)
+        defer { lab.tearDown() }
+        // The server's segments as on the wire, each 700 bytes of data (no timestamp option to take 12 of them).
+        #expect(try run(["ip", "netns", "exec", lab.serverNS!, "ethtool", "-K", lab.serverInterface!,
+                         "tso", "off", "gso", "off"]).status == 0)
+        #expect(try run(["ip", "netns", "exec", lab.serverNS!, "sysctl", "-q", "-w", "net.ipv4.tcp_timestamps=0"]).status == 0)
+        let server = try KamailioLab(lab, port: 19476, registrar: true)
+        defer { server.stop() }
+        let phone = lab.outsideAddress, address = SourceAddress(phone)!, mss = 700
+        let log = server.dir.appendingPathComponent("phone.log")
+        // The phone: registers (digest, no qop), then answers each MESSAGE 200 and logs the length of its header
+        // block; a MESSAGE whose body starts "register" makes it register again. Bounded: 60 s.
+        let phoneScript = #"""
+            import hashlib, re, socket, sys, time
+            phone, server, mss, log = sys.argv[1], sys.argv[2], int(sys.argv[3]), open(sys.argv[4], "a", buffering=1)
+            end = time.time() + 60
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
+            s.bind((phone, 0))
+            s.settimeout(0.5)
+            s.connect((server, 5060))
+            port = s.getsockname()[1]
+            buf = b""
+            def message():
+                global buf
+                while time.time() < end:
+                    buf = buf.lstrip(b"\r\n")
+                    i = buf.find(b"\r\n\r\n")
+                    if i >= 0:
+                        head = buf[:i].decode("utf-8", "replace")
+                        m = re.search(r"(?im)^(?:content-length|l)\s*:\s*(\d+)", head)
+                        n = i + 4 + (int(m.group(1)) if m else 0)
+                        if len(buf) >= n:
+                            msg, buf = buf[:n], buf[n:]
+                            return head, i + 4, msg
+                    try:
+                        data = s.recv(65536)
+                    except socket.timeout:
+                        continue
+                    if not data:
+                        sys.exit("closed")
+                    buf += data
+                sys.exit("timeout")
+            def md5(text):
+                return hashlib.md5(text.encode()).hexdigest()
+            def register(cseq, auth=None):
+                lines = ["REGISTER sip:%s SIP/2.0" % server, "Via: SIP/2.0/TCP %s:%d;branch=z9hG4bK-r%d" % (phone, port, cseq),
+                         "Max-Forwards: 70", "From: <sip:100@%s>;tag=p" % server, "To: <sip:100@%s>" % server,
+                         "Call-ID: tcp-phone@x", "CSeq: %d REGISTER" % cseq,
+                         "Contact: <sip:100@%s:%d;transport=tcp>" % (phone, port), "Expires: 300"]
+                s.sendall(("\r\n".join(lines + ([auth] if auth else []) + ["Content-Length: 0"]) + "\r\n\r\n").encode())
+            cseq = 0
+            def login():
+                global cseq
+                cseq += 1
+                register(cseq)
+                head = message()[0]
+                while not head.startswith("SIP/2.0 401"):
+                    head = message()[0]
+                nonce = re.search(r'nonce="([^"]+)"', head).group(1)
+                realm = re.search(r'realm="([^"]+)"', head).group(1)
+                response = md5("%s:%s:%s" % (md5("100:%s:s3cret-pw" % realm), nonce, md5("REGISTER:sip:%s" % server)))
+                cseq += 1
+                register(cseq, 'Authorization: Digest username="100", realm="%s", nonce="%s", uri="sip:%s", '
+                               'response="%s", algorithm=MD5' % (realm, nonce, server, response))
+                head = message()[0]
+                log.write("registered " + head.split("\r\n")[0] + "\n")
+            login()
+            while time.time() < end:
+                head, length, msg = message()
+                if not head.startswith("MESSAGE "):
+                    continue
+                lines = head.split("\r\n")[1:]
+                keep = [l for l in lines if l.split(":")[0].strip().lower() in ("via", "from", "call-id", "cseq")]
+                to = [l + ";tag=p" for l in lines if l.split(":")[0].strip().lower() == "to"]
+                s.sendall(("SIP/2.0 200 OK\r\n" + "\r\n".join(keep + to) + "\r\nContent-Length: 0\r\n\r\n").encode())
+                log.write("message %d %d\n" % (length, len(msg)))
+                if msg[length:].startswith(b"register"):
+                    login()
+            """#
+        let phoneProcess = try AgentTests.background(["ip", "netns", "exec", lab.outsideNS, "timeout", "60",
+                                                      "/usr/bin/python3", "-c", phoneScript, phone, lab.serverAddress,
+                                                      "\(mss)", log.path])
+        defer { kill(phoneProcess.processIdentifier, SIGKILL) }
+        func logLines() -> [String] {
+            ((try? String(contentsOf: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        }
+        /// A bounded wait: kamailio and the phone may be slow on a loaded machine.
+        func wait(_ what: String, until done: () throws -> Bool) throws {
+            let deadline = ContinuousClock.now + .seconds(15)
+            while try !done() && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.05) }
+            #expect(try done(), "\(what): \(logLines())")
+        }
+        let maps = try PinRoot(lab.pinRoot).maps(of: lab.routerInterface)
+        func count(_ name: String) throws -> UInt64 { try maps.insideCounts()[name] ?? 0 }
+        try wait("the phone registers over TCP and is verified") {
+            try logLines().contains("registered SIP/2.0 200 OK") && maps.trustedSources().contains { $0.address == address }
+        }
+
+        /// Sends `texts` (`@N@`: the index) over UDP from `source` at `ttl` to kamailio.
+        func send(_ texts: [String], from source: String, ttl: Int = 64) throws {
+            let script = """
+                import socket
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, \(ttl))
+                s.bind(("\(source)", 5090))
+                for i, text in enumerate([\(texts.map(pythonBytes).joined(separator: ", "))]):
+                    s.sendto(text.replace(b"@N@", str(i).encode()), ("\(lab.serverAddress)", 5060))
+                """
+            let result = try run(["ip", "netns", "exec", lab.outsideNS, "timeout", "20", "/usr/bin/python3", "-c", script])
+            #expect(result.status == 0, "\(result.err)")
+        }
+        /// The attacker's MESSAGE to the phone's user, with `body` (1,100 bytes: the Content-Length's digits, so the
+        /// relay's header block, stay the same).
+        func message(_ n: Int, body: String) -> String {
+            "MESSAGE sip:100@\(lab.serverAddress) SIP/2.0\r\nVia: SIP/2.0/UDP \(attacker):5090;branch=z9hG4bK-m\(n)\r\n"
+                + "Max-Forwards: 70\r\nFrom: <sip:evil@\(lab.serverAddress)>;tag=e\r\nTo: <sip:100@\(lab.serverAddress)>\r\n"
+                + "Call-ID: msg-\(n)@x\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\n\r\n"
+                + body
+        }
+        let length = 1100
+        try send([message(1, body: String(repeating: "x", count: length))], from: attacker)
+        try wait("the probe is relayed") { logLines().contains { $0.hasPrefix("message ") } }
+        let header = logLines().first { $0.hasPrefix("message ") }.flatMap { Int($0.split(separator: " ")[1]) } ?? 0
+        #expect(header > 0 && header < mss, "kamailio's header block: \(header) bytes")
+        let fake = "SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/UDP \(phone):5071;branch=z9hG4bK-f\r\n"
+            + "From: <sip:100@\(lab.serverAddress)>;tag=1\r\nTo: <sip:100@\(lab.serverAddress)>;tag=2\r\nCall-ID: fake@x\r\n"
+            + "CSeq: 1 REGISTER\r\nWWW-Authenticate: Digest realm=\"\(lab.serverAddress)\", nonce=\"attacker-chosen\"\r\n"
+            + "Content-Length: 0\r\n\r\n"
+        let lead = String(repeating: "x", count: mss - header)
+        let before = try maps.insideCounts()
+        try send([message(2, body: lead + fake + String(repeating: "x", count: length - lead.utf8.count - fake.utf8.count))],
+                 from: attacker)
+        try wait("the second MESSAGE is relayed") { logLines().filter { $0.hasPrefix("message ") }.count == 2 }
+        do {
+            let c = try maps.insideCounts()
+            #expect(c["challenges"] == before["challenges"], "the body's 401 was not read: \(c)")
+            #expect(c["tcp-streams-lost"] == 0 && c["tcp-segments-unread"] == 0, "the stream is still followed: \(c)")
+        }
+        // REGISTERs forged in the phone's name, at its hop distance, answering the attacker's nonce: kamailio
+        // refuses them, and the failures are unproven.
+        func register(answering nonce: String) -> String {
+            "REGISTER sip:\(lab.serverAddress) SIP/2.0\r\nVia: SIP/2.0/UDP \(phone):5090;branch=z9hG4bK-\(nonce)@N@\r\n"
+                + "From: <sip:100@\(lab.serverAddress)>;tag=@N@\r\nTo: <sip:100@\(lab.serverAddress)>\r\n"
+                + "Call-ID: \(nonce)-@N@@x\r\nCSeq: 1 REGISTER\r\nAuthorization: Digest username=\"100\", "
+                + "realm=\"\(lab.serverAddress)\", nonce=\"\(nonce)\", uri=\"sip:\(lab.serverAddress)\", "
+                + "response=\"0123456789abcdef0123456789abcdef\"\r\nContent-Length: 0\r\n\r\n"
+        }
+        let unproven = try count("auth-failures-unproven"), failures = try count("auth-failures")
+        try send((1...5).map { _ in register(answering: "attacker-chosen") }, from: phone)
+        try wait("five unproven failures") { try count("auth-failures-unproven") >= unproven + 5 }
+        #expect(try count("auth-failures") == failures, "no failure was proven")
+        #expect(maps.ban(of: address) == nil, "the verified phone is not banned")
+        #expect(try maps.trustedSources().first { $0.address == address }?.quarantineUntilSeconds != nil)
+        // The phone registers again on its connection: kamailio's challenge there is read.
+        let challenges = try count("challenges")
+        try send([message(3, body: "register" + String(repeating: "x", count: length - 8))], from: attacker)
+        try wait("the phone registers again") { logLines().filter { $0.hasPrefix("registered ") }.count == 2 }
+        #expect(try count("challenges") == challenges + 1)
+        #expect(logLines().last == "registered SIP/2.0 200 OK", "\(logLines())")
+    }
+
     /// A Python bytes literal of `text`.
     func pythonBytes(_ text: String) -> String {
         "b\"" + text.utf8.map { b in
@@ -894,13 +1074,13 @@ import Testing
         let scenario: URL
         let dir: URL
 
-        init(_ lab: NetworkLab, port: Int, proxy: String? = nil) throws {
+        init(_ lab: NetworkLab, port: Int, proxy: String? = nil, registrar: Bool = false) throws {
             dir = FileManager.default.temporaryDirectory.appendingPathComponent("fgkam-\(lab.id)")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             let config = dir.appendingPathComponent("kamailio.cfg")
             scenario = dir.appendingPathComponent("register-auth.xml")
             do {
-                try AgentTests.kamailioConfig(listen: lab.serverAddress, proxy: proxy)
+                try AgentTests.kamailioConfig(listen: lab.serverAddress, proxy: proxy, registrar: registrar)
                     .write(to: config, atomically: true, encoding: .utf8)
                 try SippTraffic.registerWithAuthScenario.write(to: scenario, atomically: true, encoding: .utf8)
                 agent = try RunningAgent(lab: lab, config: AgentTests.config(lab, port: port, extra: """
@@ -934,12 +1114,14 @@ import Testing
     }
 
     /// Kamailio as a registrar (password `s3cret-pw` for every user), answering every other request 404; with
-    /// `proxy`, it also relays INVITEs to user `evil` there, statefully (tm). Answers that match no transaction of
-    /// its own are dropped (`reply_route`), as the README asks of a server in front of which the inside program
-    /// runs: kamailio would otherwise forward them to the next Via, so anyone could send an answer "from the
-    /// server" to any address.
-    static func kamailioConfig(listen: String, proxy: String? = nil) -> String {
-        """
+    /// `proxy`, it also relays INVITEs to user `evil` there, statefully (tm); with `registrar`, it keeps the
+    /// contacts it accepts (usrloc) and relays MESSAGEs to them, over the connection a TCP contact registered on.
+    /// Answers that match no transaction of its own are dropped (`reply_route`), as the README asks of a server in
+    /// front of which the inside program runs: kamailio would otherwise forward them to the next Via, so anyone
+    /// could send an answer "from the server" to any address.
+    static func kamailioConfig(listen: String, proxy: String? = nil, registrar: Bool = false) -> String {
+        let stateful = proxy != nil || registrar
+        return """
         #!KAMAILIO
         debug=1
         log_stderror=yes
@@ -948,12 +1130,13 @@ import Testing
         listen=tcp:\(listen):5060
         mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
         loadmodule "sl.so"
-        \(proxy == nil ? "" : "loadmodule \"tm.so\"")
+        \(stateful ? "loadmodule \"tm.so\"" : "")
+        \(registrar ? "loadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"" : "")
         loadmodule "pv.so"
         loadmodule "textops.so"
         loadmodule "auth.so"
         reply_route {
-            \(proxy == nil ? "drop;" : "if (!t_check_trans()) { drop; }")
+            \(stateful ? "if (!t_check_trans()) { drop; }" : "drop;")
         }
         request_route {
             if (is_method("REGISTER")) {
@@ -961,9 +1144,10 @@ import Testing
                     www_challenge("$td", "0");
                     exit;
                 }
-                sl_send_reply("200", "OK");
+                \(registrar ? "save(\"location\");" : "sl_send_reply(\"200\", \"OK\");")
                 exit;
             }
+            \(registrar ? "if (is_method(\"MESSAGE\")) { if (!lookup(\"location\")) { sl_send_reply(\"404\", \"Not here\"); exit; } t_relay(); exit; }" : "")
             \(proxy.map { "if (is_method(\"INVITE\") && $rU == \"evil\") { $du = \"sip:\($0)\"; t_relay(); exit; }" } ?? "")
             sl_send_reply("404", "Not here");
         }

@@ -511,9 +511,11 @@ import Testing
             #expect(try p.judge(TrustTests.tcp("REGISTER sip:198.18.2.2 SIP/2.0\r\nCall-ID: t\(n)\r\nCSeq: 1 REGISTER\r\n"
                                                + "\(TrustTests.credentials)\r\nContent-Length: 0\r\n\r\n", from: other,
                                                ack: 1)).2 == .passed)
-            try TrustTests.inside(p, TrustTests.tcpAnswer(Array("SIP/2.0 401 SIP/2.0 401 SIP/2.0 401 ".utf8), to: other))
-            try TrustTests.inside(p, TrustTests.tcpAnswer(Array(answer("401 Unauthorized", to: other, callID: "t\(n)",
-                                                                       vias: 4).prefix(500)), to: other))
+            // Each at the start of a stream, where it is read (and the stream then lost: no header block ends).
+            var stream = try ServerStream(p, to: other)
+            try stream.send(Array("SIP/2.0 401 SIP/2.0 401 SIP/2.0 401 ".utf8))
+            stream = try ServerStream(p, to: other)
+            try stream.send(Array(answer("401 Unauthorized", to: other, callID: "t\(n)", vias: 4).prefix(500)))
         }
         #expect(p.maps.ban(of: SourceAddress(other)!) == nil)
         do {
@@ -1200,11 +1202,35 @@ import Testing
             Packet.tcp(sport: 40000, dport: 5060, flags: flags, seq: 100, ack: ack, Array(text.utf8)), ttl: ttl))
     }
 
-    /// The server's TCP segment from 5060 to `destination`:40000.
-    static func tcpAnswer(_ text: [UInt8], to destination: String, flags: UInt8 = 0x18, seq: UInt32 = 500) -> [UInt8] {
+    /// The server's TCP segment from 5060 to `destination`:`port`.
+    static func tcpAnswer(_ text: [UInt8], to destination: String, flags: UInt8 = 0x18, seq: UInt32 = 500,
+                          port: UInt16 = 40000) -> [UInt8] {
         Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
             src: "198.18.2.2", dst: destination, proto: Packet.Proto.tcp,
-            Packet.tcp(sport: 5060, dport: 40000, flags: flags, seq: seq, ack: 1, text)))
+            Packet.tcp(sport: 5060, dport: port, flags: flags, seq: seq, ack: 1, text)))
+    }
+
+    /// The SIP message of one of ``response(_:to:cseq:callID:from:extra:)``'s frames (its UDP payload).
+    static func message(_ frame: [UInt8]) -> [UInt8] { Array(frame[42...]) }
+
+    /// The server's TCP stream to `peer`:40000, opened by its SYN-ACK (initial sequence number `isn`) as the inside
+    /// program sees it leave: ``send(_:)`` puts the server's bytes on it, each segment where the last one ended.
+    struct ServerStream {
+        let p: FloodgateProgram
+        let peer: String
+        /// The sequence number of the stream's next byte.
+        var seq: UInt32
+
+        init(_ p: FloodgateProgram, to peer: String, isn: UInt32 = 7) throws {
+            (self.p, self.peer, seq) = (p, peer, isn &+ 1)
+            try TrustTests.inside(p, TrustTests.tcpAnswer([], to: peer, flags: 0x12, seq: isn))
+        }
+
+        /// One segment of `bytes` at the stream's next byte.
+        mutating func send(_ bytes: [UInt8]) throws {
+            try TrustTests.inside(p, TrustTests.tcpAnswer(bytes, to: peer, seq: seq))
+            seq &+= UInt32(bytes.count)
+        }
     }
 
     /// SIP over TCP: a segment that starts with a request line is classified, walked and noted like a datagram,
@@ -1214,12 +1240,13 @@ import Testing
     @Test func bruteForceOverTCPIsCounted() throws {
         let p = try TrustTests.program()
         let guesser = "198.18.8.5"
+        var stream = try ServerStream(p, to: guesser)
         for round in 1...3 {
             let register = "REGISTER sip:198.18.2.2 SIP/2.0\r\nVia: SIP/2.0/TCP \(guesser):40000;branch=z9hG4bK-\(round)\r\n"
                 + "Call-ID: t\(round)@x\r\nCSeq: 2 REGISTER\r\n\(TrustTests.credentials)\r\nContent-Length: 0\r\n\r\n"
             #expect(try p.judge(TrustTests.tcp(register, from: guesser)) == (XDP_PASS_ACTION, .register, .passed))
             let answer = TrustTests.response("401 Unauthorized", to: guesser, cseq: "2 REGISTER", callID: "t\(round)@x")
-            try TrustTests.inside(p, TrustTests.tcpAnswer(Array(answer[42...]), to: guesser))
+            try stream.send(TrustTests.message(answer))
             #expect((p.maps.ban(of: SourceAddress(guesser)!) != nil) == (round == 3), "round \(round)")
         }
         #expect(p.maps.ban(of: SourceAddress(guesser)!)?.bruteForce == true)
@@ -1229,8 +1256,10 @@ import Testing
             + "\(TrustTests.credentials)\r\n\r\n"
         #expect(try p.judge(TrustTests.tcp(register, from: phone)).2 == .passed)
         let ok = TrustTests.response("200 OK", to: phone, cseq: "2 REGISTER", callID: "ok@x")
-        try TrustTests.inside(p, TrustTests.tcpAnswer(Array(ok[42...]), to: phone))
+        var phoneStream = try ServerStream(p, to: phone)
+        try phoneStream.send(TrustTests.message(ok))
         #expect(try TrustTests.trusted(p).isEmpty)
+        #expect(try p.maps.insideCounts()["answers"] == 4)
         // Scanners over TCP are caught too, and a header block cut at the segment's end is malformed.
         #expect(try p.judge(TrustTests.tcp("OPTIONS sip:x SIP/2.0\r\nUser-Agent: sipvicious\r\n\r\n", from: "198.18.8.7")).2
             == .droppedScanner)
@@ -1250,15 +1279,182 @@ import Testing
         #expect(try p.judge(TrustTests.tcp("", from: other, flags: 0x10, ack: 8)).2 == .passed)
         let challenge = TrustTests.response("401 Unauthorized", to: client, cseq: "1 REGISTER", callID: "tcp@x",
                                             extra: ["WWW-Authenticate: Digest realm=\"x\", nonce=\"abc\""])
-        try TrustTests.inside(p, TrustTests.tcpAnswer(Array(challenge[42...]), to: client))
+        var stream = try ServerStream(p, to: client, isn: 0xFFFF_FFF0)
+        try stream.send(TrustTests.message(challenge))
         let register = "REGISTER sip:198.18.2.2 SIP/2.0\r\nCall-ID: tcp@x\r\nCSeq: 2 REGISTER\r\n"
             + "\(TrustTests.credentials)\r\n\r\n"
         #expect(try p.judge(TrustTests.tcp(register, from: client, ttl: 55)).2 == .passed)
         let ok = TrustTests.response("200 OK", to: client, cseq: "2 REGISTER", callID: "tcp@x")
-        try TrustTests.inside(p, TrustTests.tcpAnswer(Array(ok[42...]), to: client))
+        try stream.send(TrustTests.message(ok))
         let trusted = try TrustTests.trusted(p)
         #expect(Set(trusted.keys) == [client])
         #expect(trusted[client]?.ttl == 55)
+    }
+
+    /// A request the server sends over TCP, from 198.18.2.2 to `peer`, with `body` (`length`: the Content-Length
+    /// line, if not the body's own).
+    static func serverRequest(_ method: String, to peer: String, body: [UInt8], length: String? = nil,
+                              extra: [String] = []) -> [UInt8] {
+        let head = (["\(method) sip:100@\(peer):40000;transport=tcp SIP/2.0",
+                     "Via: SIP/2.0/TCP 198.18.2.2;branch=z9hG4bK-\(method.lowercased())",
+                     "From: <sip:evil@198.18.2.2>;tag=e", "To: <sip:100@198.18.2.2>", "Call-ID: \(method)@x",
+                     "CSeq: 1 \(method)", "Content-Type: text/plain"] + extra
+                    + [length ?? "Content-Length: \(body.count)"]).joined(separator: "\r\n") + "\r\n\r\n"
+        return Array(head.utf8) + body
+    }
+
+    /// A 401 to `peer` naming a REGISTER (Call-ID `call`), with `nonce`.
+    static func registerChallenge(to peer: String, call: String, nonce: String) -> [UInt8] {
+        message(response("401 Unauthorized", to: peer, cseq: "1 REGISTER", callID: call, extra: [challengeHeader(nonce)]))
+    }
+
+    /// The hole a body framed as an answer opened (found by a review on 2026-12-06, night). Someone with an account
+    /// has the server relay to a verified phone connected over TCP a MESSAGE padded so that a segment of the relay
+    /// starts with a made-up `401` naming REGISTER, with a nonce of their choosing, and naming a transaction that a
+    /// segment forged in the phone's name had noted on the way in. Read as the server's answer, it counted a failure
+    /// against the phone and noted the nonce as the registrar's, so that requests forged in the phone's name
+    /// answering it failed as proven and got the phone banned. Now the server's stream is followed from its first
+    /// byte, and only a segment where one of its messages starts is read: the body is the MESSAGE's, the failures
+    /// are unproven (a quarantine, never a ban), and the server's own challenge after the MESSAGE is read where it
+    /// starts. A segment that goes on past where the next message starts without starting there loses the stream.
+    @Test func anAnswerFramedInsideATCPBodyIsNotRead() throws {
+        let p = try TrustTests.program()
+        let phone = "198.18.8.30"
+        #expect(try TrustTests.register(p, phone) == .passed)
+        #expect(try TrustTests.trusted(p)[phone] != nil)
+        // The forged segment: a credentialed REGISTER in the phone's name (the server's kernel drops it; the
+        // filter, which cannot tell, notes it).
+        let forged = "REGISTER sip:198.18.2.2 SIP/2.0\r\nCall-ID: forged@x\r\nCSeq: 1 REGISTER\r\n"
+            + "\(TrustTests.credentials(nonce: "evil"))\r\nContent-Length: 0\r\n\r\n"
+        #expect(try p.judge(TrustTests.tcp(forged, from: phone, ack: 1)).2 == .passed)
+        let before = try p.maps.insideCounts()
+        var stream = try ServerStream(p, to: phone)
+        let fake = TrustTests.registerChallenge(to: phone, call: "forged@x", nonce: "evil")
+        let padding = Array(repeating: UInt8(ascii: "x"), count: 300)
+        let relay = TrustTests.serverRequest("MESSAGE", to: phone, body: padding + fake + padding)
+        let cut = relay.count - fake.count - padding.count
+        try stream.send(Array(relay[..<cut]))
+        let fakeAt = stream.seq
+        try stream.send(Array(relay[cut..<(cut + fake.count)]))
+        try stream.send(Array(relay[(cut + fake.count)...]))
+        // The fake sent again, alone (a retransmission of the body's bytes), is not read either.
+        try TrustTests.inside(p, TrustTests.tcpAnswer(fake, to: phone, seq: fakeAt))
+        do {
+            let c = try p.maps.insideCounts()
+            #expect(c["challenges"] == before["challenges"], "the fake's nonce is not noted: \(c)")
+            #expect(c["answers"] == before["answers"], "\(c)")
+            #expect(c["auth-failures"] == before["auth-failures"] && c["auth-failures-unproven"] == before["auth-failures-unproven"])
+        }
+        // Requests forged in the phone's name answering the fake's nonce fail unproven: a quarantine, no ban (with
+        // the fake read, the third banned the phone).
+        for n in 1...3 {
+            #expect(try TrustTests.credentialedRegister(p, phone, nonce: "evil", call: "f\(n)", answer: "401 Unauthorized")
+                == .passed)
+        }
+        #expect(p.maps.ban(of: SourceAddress(phone)!) == nil)
+        #expect(try TrustTests.trusted(p)[phone]?.quarantineUntilSeconds != nil)
+        // The server's own challenge, where the next message starts, is read.
+        let real = TrustTests.registerChallenge(to: phone, call: "real@x", nonce: "real"), realAt = stream.seq
+        try stream.send(real)
+        #expect(try p.maps.insideCounts()["challenges"] == before["challenges"]! + 1)
+        // That challenge sent again with the next message's first bytes (a retransmission that takes in new ones):
+        // the stream can't be followed.
+        let next = TrustTests.registerChallenge(to: phone, call: "real2@x", nonce: "real2")
+        try TrustTests.inside(p, TrustTests.tcpAnswer(real + next.prefix(20), to: phone, seq: realAt))
+        try stream.send(next)
+        do {
+            let c = try p.maps.insideCounts()
+            #expect(c["challenges"] == before["challenges"]! + 1, "\(c)")
+            #expect(c["tcp-streams-lost"] == before["tcp-streams-lost"]! + 1, "\(c)")
+            #expect(c["tcp-segments-unread"] == before["tcp-segments-unread"]! + 1, "\(c)")
+        }
+    }
+
+    /// The server's TCP stream is read where each of its messages starts, as the phone's parser finds it: past
+    /// keep-alive CRLFs, a body over several segments, two messages in one segment (only the first is read as an
+    /// answer), a compact Content-Length, a gap (a segment after a lost one waits for it). A stream the filter did
+    /// not see open is not read; one whose next start can't be told (a header block cut by its segment, no
+    /// Content-Length or two, one folded) is lost, and nothing more on it is read until the server opens another.
+    @Test func theServersTCPStreamIsReadWhereEachOfItsMessagesStarts() throws {
+        let p = try TrustTests.program()
+        let peer = "198.18.8.31"
+        func counts() throws -> (challenges: UInt64, answers: UInt64, lost: UInt64, unread: UInt64) {
+            let c = try p.maps.insideCounts()
+            return (c["challenges"]!, c["answers"]!, c["tcp-streams-lost"]!, c["tcp-segments-unread"]!)
+        }
+        func challenge(_ nonce: String) -> [UInt8] { TrustTests.registerChallenge(to: peer, call: nonce, nonce: nonce) }
+        // Not seen open: not read.
+        try TrustTests.inside(p, TrustTests.tcpAnswer(challenge("n0"), to: peer, seq: 8))
+        #expect(try counts() == (0, 0, 0, 1))
+        var stream = try ServerStream(p, to: peer)
+        try stream.send(Array("\r\n\r\n".utf8))
+        try stream.send(challenge("n1"))
+        #expect(try counts() == (1, 1, 0, 1))
+        // An INVITE whose body takes three segments, then a challenge.
+        let invite = TrustTests.serverRequest("INVITE", to: peer, body: Array(repeating: UInt8(ascii: "v"), count: 900))
+        try stream.send(Array(invite[..<400]))
+        try stream.send(Array(invite[400..<800]))
+        try stream.send(Array(invite[800...]))
+        try stream.send(challenge("n2"))
+        #expect(try counts() == (2, 2, 0, 1))
+        // Two messages in one segment, keep-alive CRLFs between them: only the first is read; the next segment is.
+        try stream.send(challenge("n3") + Array("\r\n\r\n".utf8) + challenge("n4"))
+        try stream.send(challenge("n5"))
+        #expect(try counts() == (4, 4, 0, 1))
+        // A compact Content-Length ("l"), in any case, with blanks; then a challenge.
+        try stream.send(TrustTests.serverRequest("MESSAGE", to: peer, body: Array("hello".utf8), length: "L :  5 "))
+        try stream.send(challenge("n6"))
+        #expect(try counts() == (5, 5, 0, 1))
+        // A gap: the segment after a lost one is not read, and the lost one, sent again, is.
+        let first = challenge("n7"), second = challenge("n8")
+        try TrustTests.inside(p, TrustTests.tcpAnswer(second, to: peer, seq: stream.seq &+ UInt32(first.count)))
+        #expect(try counts() == (5, 5, 0, 1))
+        try stream.send(first)
+        try stream.send(second)
+        #expect(try counts() == (7, 7, 0, 1))
+        // Where the next start can't be told, the stream is lost: each of these is read (it starts a message), and
+        // the challenge after it is not. The server's next SYN-ACK on the ports opens a new stream.
+        let lost: [(String, [UInt8])] = [
+            ("a header block cut by its segment", Array(challenge("c1").prefix(120))),
+            ("no Content-Length", TrustTests.serverRequest("OPTIONS", to: peer, body: [], length: "Max-Forwards: 70")),
+            ("two", TrustTests.serverRequest("MESSAGE", to: peer, body: Array("hi".utf8), extra: ["Content-Length: 2"])),
+            ("folded", TrustTests.serverRequest("MESSAGE", to: peer, body: Array("hi".utf8), length: "Content-Length: 2\r\n 0")),
+            ("not a number", TrustTests.serverRequest("MESSAGE", to: peer, body: [], length: "Content-Length: x")),
+            ("too long", TrustTests.serverRequest("MESSAGE", to: peer, body: [], length: "Content-Length: 99999999")),
+            ("more messages than are framed", Array((0..<5).map { _ in challenge("c2") }.joined())),
+        ]
+        for (i, (what, segment)) in lost.enumerated() {
+            let was = try counts()
+            stream = try ServerStream(p, to: peer, isn: UInt32(1000 * (i + 1)))
+            try stream.send(segment)
+            try stream.send(challenge("after-\(i)"))
+            let now = try counts()
+            #expect(now.lost == was.lost + 1 && now.unread == was.unread + 1, "\(what): \(now)")
+            #expect(now.answers <= was.answers + 1, "\(what): only the first is read: \(now)")
+        }
+        // And one followed again: a new stream reads.
+        stream = try ServerStream(p, to: peer, isn: 99)
+        let was = try counts()
+        try stream.send(challenge("n9"))
+        #expect(try counts().challenges == was.challenges + 1)
+    }
+
+    /// The server's SYN-ACKs to forged SYNs open streams that never carry data: they churn an LRU of their own, not
+    /// the streams followed, so that a flood of them does not stop a phone's connection from being read.
+    @Test func forgedSynsDoNotPushOutAStreamFollowed() throws {
+        let p = try TrustTests.program()
+        let phone = "198.18.8.32"
+        var stream = try ServerStream(p, to: phone)
+        try stream.send(TrustTests.registerChallenge(to: phone, call: "c1", nonce: "c1"))
+        // Twice the LRU's size, from 65,536 addresses and two ports each (an entry looked up since it was made
+        // outlasts one pass of the LRU's rotation, not two).
+        for i in 0..<(2 * Int(FG_MAX_STREAMS)) {
+            let peer = "198.19.\((i >> 8) & 255).\(i & 255)"
+            try TrustTests.inside(p, TrustTests.tcpAnswer([], to: peer, flags: 0x12, seq: UInt32(i), port: UInt16(40001 + (i >> 16))))
+        }
+        let before = try p.maps.insideCounts()["challenges"]!
+        try stream.send(TrustTests.registerChallenge(to: phone, call: "c2", nonce: "c2"))
+        #expect(try p.maps.insideCounts()["challenges"] == before + 1)
     }
 
     /// Accepted credentials verify only if they answer a nonce the server sent that address, and only a
