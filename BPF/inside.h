@@ -35,9 +35,11 @@ int floodgate_inside(struct xdp_md *ctx)
 	struct fg_packet pkt;
 	struct fg_addr dst = {};
 	struct fg_l3 l3 = {};
-	struct fg_stream_key key;
+	struct fg_stream_key *key;
 	struct tcphdr *tcp = NULL;
+	struct fg_walk *w;
 	__u32 zero = 0, off, len, seq;
+	int at;
 	__be16 sport;
 	void *payload;
 
@@ -80,17 +82,21 @@ int floodgate_inside(struct xdp_md *ctx)
 		fg_inside_answer(ctx, s, &dst, off, len, 1, pkt.frag_first);
 		return XDP_PASS;
 	}
-	/* Over TCP, only where a message of the stream starts; the stream's
-	 * bytes are the IP packet's (a frame cut short of them fails to copy). */
+	/* Over TCP, only where a message of the stream starts (lib/stream.h);
+	 * the stream's bytes are the IP packet's (a frame cut short of them
+	 * fails to copy). */
 	if ((void *)(tcp + 1) > data_end)
 		return XDP_PASS;
-	seq = bpf_ntohl(tcp->seq);
-	fg_stream_key(&key, &pkt.src, &dst, tcp);
-	len = l3.end > off ? l3.end - off : 0;
-	if (!fg_stream_segment(&key, tcp, seq, len))
+	w = bpf_map_lookup_elem(&fg_scratch, &zero);
+	if (!w)
 		return XDP_PASS;
-	fg_inside_answer(ctx, s, &dst, off, fg_payload_len(data, data_end, payload, l3.end), 0, 0);
-	fg_stream_framed(ctx, &key, seq, off, len);
+	key = &w->stream_key;
+	seq = bpf_ntohl(tcp->seq);
+	fg_stream_key(key, &pkt.src, &dst, tcp);
+	len = l3.end > off ? l3.end - off : 0;
+	at = fg_stream_segment(key, tcp, seq, len);
+	if (at >= 0)
+		fg_stream_read(ctx, s, &dst, key, tcp, seq, off, len, at);
 	return XDP_PASS;
 }
 

@@ -113,6 +113,8 @@ struct fg_frame {
 	__u32 found;  /* FG_FRAME_* */
 	__u32 length; /* the Content-Length read */
 	__u32 end;    /* where the header block ends, past its blank line; 0: not found */
+	__u32 start;  /* where the start line starts, past CRs, LFs and blanks */
+	__u32 pad;
 };
 
 /*
@@ -142,6 +144,7 @@ struct fg_walk {
 	struct fg_destination_key caller_number; /* a caller's number (lib/callerid.h) */
 	struct fg_caller_range_key caller_key;
 	struct fg_frame frame; /* where a TCP stream's next message starts (lib/stream.h) */
+	struct fg_stream_key stream_key; /* the stream floodgate_inside is reading, here rather than on its stack */
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -20,24 +20,28 @@
  *   apart: it churns, not the streams followed. The first data segment, at
  *   that byte, which only an established connection carries, moves the
  *   stream to fg_streams.
- * - A segment that starts where the next message does is read (the first
- *   message in it as an answer), then up to FG_STREAM_MESSAGES messages in it
- *   are framed: CR, LF and blanks before a start line (keep-alives), the
- *   header block to its blank line, and the body its one Content-Length
- *   gives. A segment before that point (the rest of a body, a
- *   retransmission) or after it (a gap) is not read.
+ * - A segment that holds the next message's first byte (at its start, or
+ *   past the end of the last message it carries on: the bytes at a sequence
+ *   number never change) is framed from there: CR, LF and blanks before a
+ *   start line (keep-alives), the header block to its blank line, and the
+ *   body its one Content-Length gives; up to FG_STREAM_FRAMES of them. The
+ *   first message is read as an answer if its header block ends in the
+ *   segment. A segment wholly before that
+ *   byte (the rest of a body, a retransmission) is not read, nor one after it
+ *   (a gap: counted unread).
  * - A stream whose next start can't be found is lost, and nothing more on it
  *   is read: a header block that goes on past its segment or past the walk's
- *   2,048 bytes, no Content-Length or two, one folded or not a number below
- *   2^24, more messages in a segment than FG_STREAM_MESSAGES, a segment that
- *   goes on past the next start without starting there.
+ *   2,048 bytes, no Content-Length or two, one folded or above 2^24, more
+ *   frames in a segment than FG_STREAM_FRAMES.
  * - Nothing is read on a stream the filter did not see open: one opened
  *   before the inside program was attached, or whose entry an LRU pushed out.
+ *   The server's FIN or RST ends the stream's entry.
  *
  * What is left (the README's threat model): a TCP phone is verified only on a
- * connection opened while the filter watched; a client whose stream is lost
- * (a guesser can lose its own with one long header block) has nothing more
- * read on that connection, as a tiny MSS already allowed.
+ * connection opened while the filter watched; anyone who can have the server
+ * send a phone a message with a header block past a segment can lose its
+ * stream, after which nothing more on that connection is read; of messages
+ * coalesced in a segment only the first is read as an answer.
  */
 #ifndef FG_LIB_STREAM_H
 #define FG_LIB_STREAM_H
@@ -51,8 +55,9 @@
 #include "scanner.h"
 #include "trust.h"
 
-/* Messages framed in one segment: more, and the stream is lost. */
-#define FG_STREAM_MESSAGES 4
+/* Frames one segment may hold (each a message with the keep-alives before
+ * it, or keep-alives after the last message): more, and the stream is lost. */
+#define FG_STREAM_FRAMES 5
 /* A Content-Length above this is not a SIP message's: the stream is lost. */
 #define FG_STREAM_MAX_BODY (1U << 24)
 
@@ -104,6 +109,7 @@ static __always_inline int fg_frame_one(struct fg_walk *w)
 			f->at = at + 1;
 			return 0;
 		}
+		f->start = at;
 		f->state = FG_FRAME_LINE;
 		return 0;
 	case FG_FRAME_LINE:
@@ -184,7 +190,9 @@ static __always_inline int fg_frame_one(struct fg_walk *w)
 			f->at = at + 1;
 			return 0;
 		}
-		if (b != '\r' && b != '\n') {
+		/* The line ends in LF or CRLF; a CR alone is no line end to
+		 * every parser. */
+		if (b != '\n' && !(b == '\r' && at + 1 < len && s->buf[(at + 1) & FG_SCAN_MASK] == '\n')) {
 			f->state = FG_FRAME_FAILED;
 			return 1;
 		}
@@ -228,8 +236,10 @@ __noinline int fg_frame_message(struct xdp_md *ctx, __u32 off, __u32 len)
 	/* Each step takes a byte or a word, or changes state: twice the bytes
 	 * bound it. */
 	bpf_loop(2 * FG_SIP_SCAN_BYTES + 2, fg_frame_step, &w, 0);
-	if (w->frame.state == FG_FRAME_LEAD && w->frame.at >= copy && copy == len)
+	if (w->frame.state == FG_FRAME_LEAD && w->frame.at >= copy && copy == len) {
+		w->frame.start = len;
 		return len;
+	}
 	if (!w->frame.end || !(w->frame.found & FG_FRAME_LENGTH) || w->frame.state == FG_FRAME_FAILED)
 		return 0;
 	return w->frame.end + w->frame.length;
@@ -247,82 +257,116 @@ static __always_inline void fg_stream_key(struct fg_stream_key *key, const struc
 
 /*
  * A TCP segment from the server (`tcp`, sequence number `seq`, `len` bytes of
- * data): notes where a stream starts, or follows it. Returns 1 if
- * the segment starts a message of a stream followed, which the caller then
- * reads, and calls fg_stream_framed after.
+ * data): notes where a stream starts, or follows it. Returns where in the
+ * segment the stream's next message starts, which the caller then reads
+ * (fg_stream_read); -1 if it does not hold that byte, or the stream is not
+ * followed.
  */
 static __always_inline int fg_stream_segment(const struct fg_stream_key *key, const struct tcphdr *tcp, __u32 seq,
 					     __u32 len)
 {
 	struct fg_stream *st, fresh = {};
-	__u32 *open;
+	__u32 *open, ahead;
 
 	if (tcp->rst) {
 		bpf_map_delete_elem(&fg_stream_opens, key);
 		bpf_map_delete_elem(&fg_streams, key);
-		return 0;
+		return -1;
 	}
 	if (tcp->syn) {
 		/* A new connection: its first byte follows the SYN's. */
 		fresh.next = seq + 1;
 		bpf_map_update_elem(&fg_stream_opens, key, &fresh.next, BPF_ANY);
 		bpf_map_delete_elem(&fg_streams, key);
-		return 0;
+		return -1;
 	}
-	if (!len)
-		return 0;
+	if (!len) {
+		if (tcp->fin)
+			bpf_map_delete_elem(&fg_streams, key);
+		return -1;
+	}
 	st = bpf_map_lookup_elem(&fg_streams, key);
 	if (!st) {
 		open = bpf_map_lookup_elem(&fg_stream_opens, key);
 		if (!open || *open != seq) {
 			fg_inside_count(FG_INSIDE_TCP_UNREAD);
-			return 0;
+			return -1;
 		}
+		/* The stream's first data: only an established connection
+		 * carries it. */
 		fresh.next = seq;
 		fresh.state = FG_STREAM_FOLLOWED;
-		bpf_map_update_elem(&fg_streams, key, &fresh, BPF_ANY);
+		if (bpf_map_update_elem(&fg_streams, key, &fresh, BPF_ANY))
+			return -1;
 		bpf_map_delete_elem(&fg_stream_opens, key);
-		st = bpf_map_lookup_elem(&fg_streams, key);
-		if (!st)
-			return 0;
+		return 0;
 	}
 	if (st->state != FG_STREAM_FOLLOWED) {
 		fg_inside_count(FG_INSIDE_TCP_UNREAD);
-		return 0;
+		return -1;
 	}
-	if (seq == st->next)
-		return 1;
-	/* A segment that goes on past the next start without starting there
-	 * (a retransmission that takes in new bytes) can't be followed. */
-	if ((__s32)(seq - st->next) < 0 && (__s32)(seq + len - st->next) > 0) {
-		st->state = FG_STREAM_LOST;
-		fg_inside_count(FG_INSIDE_TCP_STREAMS_LOST);
-	}
-	return 0;
+	/* How far into the segment the next message starts (wrapping). */
+	ahead = st->next - seq;
+	if (ahead < len)
+		return ahead;
+	/* Before it (the rest of a body, a retransmission), or after it: a
+	 * segment past one the filter has not seen yet. */
+	if ((__s32)ahead < 0)
+		fg_inside_count(FG_INSIDE_TCP_UNREAD);
+	return -1;
 }
 
-/* After a segment that starts a message was read: frames the messages in it,
- * and notes where the next one starts, or that the stream is lost. */
-static __always_inline void fg_stream_framed(struct xdp_md *ctx, const struct fg_stream_key *key, __u32 seq,
-					     __u32 payload_off, __u32 len)
+/* Where the last frame walk on this CPU found its start line, from the
+ * bytes it was given (past their CRs, LFs and blanks). */
+static __always_inline __u32 fg_frame_lead(void)
+{
+	__u32 zero = 0;
+	struct fg_walk *w = bpf_map_lookup_elem(&fg_scratch, &zero);
+
+	return w ? w->frame.start : 0;
+}
+
+/*
+ * Reads a segment of a stream followed whose next message starts `at` bytes
+ * into its `len` bytes of data (at `payload_off`): frames the messages from
+ * there, reads the first as an answer if its header block ends in the
+ * segment, and notes where the next message starts, or that the stream is
+ * lost. The server's FIN ends the stream's entry.
+ */
+static __always_inline void fg_stream_read(struct xdp_md *ctx, struct fg_settings *s, const struct fg_addr *dst,
+					   const struct fg_stream_key *key, const struct tcphdr *tcp, __u32 seq,
+					   __u32 payload_off, __u32 len, __u32 at)
 {
 	struct fg_stream *st;
-	__u32 at = 0, i;
+	__u32 i, lead, fin = tcp->fin;
 	int m;
 
-#pragma unroll
-	for (i = 0; i < FG_STREAM_MESSAGES; i++) {
-		m = fg_frame_message(ctx, payload_off + at, len - at);
-		if (m <= 0)
-			break;
+	if (at >= len)
+		return;
+	m = fg_frame_message(ctx, payload_off + at, len - at);
+	lead = fg_frame_lead();
+	/* An answer whose header block goes on in the next segment is not
+	 * read: what ends it (stale=true) could lie there. */
+	if (m > 0 && lead < len - at)
+		fg_inside_answer(ctx, s, dst, payload_off + at + lead, len - at - lead, 0, 0);
+	if (m > 0)
 		at += m;
-		if (at >= len)
+#pragma unroll
+	for (i = 1; i < FG_STREAM_FRAMES; i++) {
+		if (m <= 0 || at >= len)
 			break;
+		m = fg_frame_message(ctx, payload_off + at, len - at);
+		if (m > 0)
+			at += m;
 	}
 	st = bpf_map_lookup_elem(&fg_streams, key);
 	if (!st)
 		return;
-	if (at < len) {
+	if (fin) {
+		bpf_map_delete_elem(&fg_streams, key);
+		return;
+	}
+	if (m <= 0 || at < len) {
 		st->state = FG_STREAM_LOST;
 		fg_inside_count(FG_INSIDE_TCP_STREAMS_LOST);
 		return;

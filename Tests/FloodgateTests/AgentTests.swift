@@ -1012,10 +1012,23 @@ import Testing
             + "CSeq: 1 REGISTER\r\nWWW-Authenticate: Digest realm=\"\(lab.serverAddress)\", nonce=\"attacker-chosen\"\r\n"
             + "Content-Length: 0\r\n\r\n"
         let lead = String(repeating: "x", count: mss - header)
+        /// The server's side of the phone's connection as `ss` tells it: its MSS and the data segments it sent.
+        func serverSide() throws -> (mss: Int, segments: Int) {
+            let out = try run(["ip", "netns", "exec", lab.serverNS!, "ss", "-tin", "dst", phone]).out
+            func field(_ name: String) -> Int {
+                out.components(separatedBy: .whitespacesAndNewlines).first { $0.hasPrefix(name + ":") }
+                    .flatMap { Int($0.dropFirst(name.count + 1)) } ?? -1
+            }
+            return (field("mss"), field("data_segs_out"))
+        }
+        let sent = try serverSide()
         let before = try maps.insideCounts()
         try send([message(2, body: lead + fake + String(repeating: "x", count: length - lead.utf8.count - fake.utf8.count))],
                  from: attacker)
         try wait("the second MESSAGE is relayed") { logLines().filter { $0.hasPrefix("message ") }.count == 2 }
+        // It went in three segments of 700, 700 and the rest: the second started with the made-up 401.
+        let after = try serverSide()
+        #expect(sent.mss == mss && after.segments == sent.segments + 3, "\(sent) then \(after)")
         do {
             let c = try maps.insideCounts()
             #expect(c["challenges"] == before["challenges"], "the body's 401 was not read: \(c)")

@@ -1,4 +1,5 @@
 import CFloodgate
+@testable import FloodgateBPF
 import FloodgateCore
 import FloodgateLab
 import Foundation
@@ -1357,24 +1358,31 @@ import Testing
         let real = TrustTests.registerChallenge(to: phone, call: "real@x", nonce: "real"), realAt = stream.seq
         try stream.send(real)
         #expect(try p.maps.insideCounts()["challenges"] == before["challenges"]! + 1)
-        // That challenge sent again with the next message's first bytes (a retransmission that takes in new ones):
-        // the stream can't be followed.
+        // That challenge sent again with the next message (a retransmission that takes in new bytes): read from
+        // where the next message starts, past the bytes already read.
         let next = TrustTests.registerChallenge(to: phone, call: "real2@x", nonce: "real2")
-        try TrustTests.inside(p, TrustTests.tcpAnswer(real + next.prefix(20), to: phone, seq: realAt))
-        try stream.send(next)
+        try TrustTests.inside(p, TrustTests.tcpAnswer(real + next, to: phone, seq: realAt))
+        stream.seq &+= UInt32(next.count)
         do {
             let c = try p.maps.insideCounts()
-            #expect(c["challenges"] == before["challenges"]! + 1, "\(c)")
-            #expect(c["tcp-streams-lost"] == before["tcp-streams-lost"]! + 1, "\(c)")
-            #expect(c["tcp-segments-unread"] == before["tcp-segments-unread"]! + 1, "\(c)")
+            #expect(c["challenges"] == before["challenges"]! + 2, "\(c)")
+            #expect(c["tcp-streams-lost"] == before["tcp-streams-lost"] && c["tcp-segments-unread"] == before["tcp-segments-unread"],
+                    "\(c)")
         }
+        // The fake once more, at the stream's next byte but after the rest of a body: it is read only as what it is
+        // there, a message of the server's.
+        try stream.send(TrustTests.serverRequest("MESSAGE", to: phone, body: padding) + fake)
+        #expect(try p.maps.insideCounts()["challenges"] == before["challenges"]! + 2)
     }
 
     /// The server's TCP stream is read where each of its messages starts, as the phone's parser finds it: past
     /// keep-alive CRLFs, a body over several segments, two messages in one segment (only the first is read as an
-    /// answer), a compact Content-Length, a gap (a segment after a lost one waits for it). A stream the filter did
-    /// not see open is not read; one whose next start can't be told (a header block cut by its segment, no
-    /// Content-Length or two, one folded) is lost, and nothing more on it is read until the server opens another.
+    /// answer), a compact Content-Length, a gap (a segment after a lost one waits for it), the rest of a body
+    /// coalesced with the next message, names that only start like Content-Length's, lines ending in LF alone, the
+    /// sequence numbers' wrap. A stream the filter did not see open is not read; one whose next start can't be told
+    /// (a header block cut by its segment or past 2,048 bytes, no Content-Length or two, one folded, not a number,
+    /// too long, or ended by a CR alone, more messages than are framed) is lost, and nothing more on it is read until
+    /// the server opens another. The server's RST or FIN (after its data) ends the stream; one it opens is followed.
     @Test func theServersTCPStreamIsReadWhereEachOfItsMessagesStarts() throws {
         let p = try TrustTests.program()
         let peer = "198.18.8.31"
@@ -1405,13 +1413,27 @@ import Testing
         try stream.send(TrustTests.serverRequest("MESSAGE", to: peer, body: Array("hello".utf8), length: "L :  5 "))
         try stream.send(challenge("n6"))
         #expect(try counts() == (5, 5, 0, 1))
-        // A gap: the segment after a lost one is not read, and the lost one, sent again, is.
+        // A gap: the segment after a lost one is not read (counted unread), and the lost one, sent again, is.
         let first = challenge("n7"), second = challenge("n8")
         try TrustTests.inside(p, TrustTests.tcpAnswer(second, to: peer, seq: stream.seq &+ UInt32(first.count)))
-        #expect(try counts() == (5, 5, 0, 1))
+        #expect(try counts() == (5, 5, 0, 2))
         try stream.send(first)
         try stream.send(second)
-        #expect(try counts() == (7, 7, 0, 1))
+        #expect(try counts() == (7, 7, 0, 2))
+        // Coalesced: the rest of a body and the next message in one segment; the message is read where it starts.
+        let message = TrustTests.serverRequest("MESSAGE", to: peer, body: Array(repeating: UInt8(ascii: "b"), count: 300))
+        let cut = message.count - 200  // in the body
+        try stream.send(Array(message[..<cut]))
+        try stream.send(Array(message[cut...]) + challenge("n9"))
+        #expect(try counts() == (8, 8, 0, 2), "coalesced")
+        // Names that start like Content-Length's are other headers; blanks before the colon and leading zeros.
+        try stream.send(TrustTests.serverRequest("MESSAGE", to: peer, body: Array("hello".utf8),
+                                                 length: "Lorem: 9\r\nContent-Length-X: 9\r\ncontent-length :0005"))
+        #expect(try counts() == (8, 8, 0, 2), "look-alike names")
+        // Lines that end in LF alone.
+        try stream.send(Array("MESSAGE sip:x SIP/2.0\nCall-ID: lf@x\nContent-Length: 2\n\nhi".utf8))
+        try stream.send(challenge("n10"))
+        #expect(try counts() == (9, 9, 0, 2))
         // Where the next start can't be told, the stream is lost: each of these is read (it starts a message), and
         // the challenge after it is not. The server's next SYN-ACK on the ports opens a new stream.
         let lost: [(String, [UInt8])] = [
@@ -1421,7 +1443,10 @@ import Testing
             ("folded", TrustTests.serverRequest("MESSAGE", to: peer, body: Array("hi".utf8), length: "Content-Length: 2\r\n 0")),
             ("not a number", TrustTests.serverRequest("MESSAGE", to: peer, body: [], length: "Content-Length: x")),
             ("too long", TrustTests.serverRequest("MESSAGE", to: peer, body: [], length: "Content-Length: 99999999")),
-            ("more messages than are framed", Array((0..<5).map { _ in challenge("c2") }.joined())),
+            ("more messages than are framed", Array((0..<6).map { _ in challenge("c2") }.joined())),
+            ("a CR alone after the Content-Length", TrustTests.serverRequest("MESSAGE", to: peer, body: [], length: "Content-Length: 0\rX: y")),
+            ("a header block past the walk's 2,048 bytes",
+             TrustTests.serverRequest("MESSAGE", to: peer, body: [], extra: ["X-Long: " + String(repeating: "y", count: 2100)])),
         ]
         for (i, (what, segment)) in lost.enumerated() {
             let was = try counts()
@@ -1432,26 +1457,52 @@ import Testing
             #expect(now.lost == was.lost + 1 && now.unread == was.unread + 1, "\(what): \(now)")
             #expect(now.answers <= was.answers + 1, "\(what): only the first is read: \(now)")
         }
-        // And one followed again: a new stream reads.
-        stream = try ServerStream(p, to: peer, isn: 99)
+        // And one followed again: a new stream reads, across the sequence numbers' wrap.
+        stream = try ServerStream(p, to: peer, isn: 0xFFFF_FF00)
         let was = try counts()
-        try stream.send(challenge("n9"))
-        #expect(try counts().challenges == was.challenges + 1)
+        try stream.send(Array(message[..<cut]))
+        try stream.send(Array(message[cut...]) + challenge("n11"))
+        try stream.send(challenge("n12"))
+        #expect(try counts().challenges == was.challenges + 2)
+        // The server's RST, or its FIN, ends the stream: what follows is not read. A stream the server opens (its
+        // SYN) is followed like one it accepts.
+        for (flags, data, what) in [(UInt8(0x14), false, "RST"), (UInt8(0x11), false, "FIN"), (UInt8(0x19), true, "FIN with data")] {
+            stream = try ServerStream(p, to: peer, isn: 5)
+            try stream.send(challenge("e1"))
+            let last = data ? challenge("e2") : []
+            var before = try counts()
+            try TrustTests.inside(p, TrustTests.tcpAnswer(last, to: peer, flags: flags, seq: stream.seq))
+            stream.seq &+= UInt32(last.count)
+            #expect(try counts().challenges == before.challenges + (data ? 1 : 0), "\(what): its data is read")
+            before = try counts()
+            try stream.send(challenge("e3"))
+            #expect(try counts().unread == before.unread + 1 && counts().challenges == before.challenges, "\(what)")
+        }
+        try TrustTests.inside(p, TrustTests.tcpAnswer([], to: peer, flags: 0x02, seq: 77))
+        let opened = try counts()
+        try TrustTests.inside(p, TrustTests.tcpAnswer(challenge("e3"), to: peer, seq: 78))
+        #expect(try counts().challenges == opened.challenges + 1)
     }
 
-    /// The server's SYN-ACKs to forged SYNs open streams that never carry data: they churn an LRU of their own, not
-    /// the streams followed, so that a flood of them does not stop a phone's connection from being read.
-    @Test func forgedSynsDoNotPushOutAStreamFollowed() throws {
+    /// The server's SYN-ACKs to forged SYNs open streams that never carry data: they are noted in an LRU of their
+    /// own (fg_stream_opens), never among the streams followed, so that a flood of them does not push out a phone's
+    /// connection. (The kernel's LRU alone would keep an entry looked up since it was made over ones never looked
+    /// up; the maps' contents are what shows the two kept apart.)
+    @Test func aFollowedStreamOutlastsAFloodOfSynAcks() throws {
         let p = try TrustTests.program()
         let phone = "198.18.8.32"
         var stream = try ServerStream(p, to: phone)
         try stream.send(TrustTests.registerChallenge(to: phone, call: "c1", nonce: "c1"))
-        // Twice the LRU's size, from 65,536 addresses and two ports each (an entry looked up since it was made
-        // outlasts one pass of the LRU's rotation, not two).
-        for i in 0..<(2 * Int(FG_MAX_STREAMS)) {
-            let peer = "198.19.\((i >> 8) & 255).\(i & 255)"
-            try TrustTests.inside(p, TrustTests.tcpAnswer([], to: peer, flags: 0x12, seq: UInt32(i), port: UInt16(40001 + (i >> 16))))
+        let flood = Int(FG_MAX_STREAMS) + 4096
+        for i in 0..<flood {
+            try TrustTests.inside(p, TrustTests.tcpAnswer([], to: "198.19.\((i >> 8) & 255).\(i & 255)", flags: 0x12,
+                                                          seq: UInt32(i), port: UInt16(40001 + (i >> 16))))
         }
+        let followed: BPFMap<fg_stream_key, fg_stream> = p.maps.map(FG_MAP_STREAMS)
+        let opening: BPFMap<fg_stream_key, UInt32> = p.maps.map(FG_MAP_STREAM_OPENS)
+        let keys = try followed.keys()
+        #expect(keys.count == 1 && keys.first.map { SourceAddress($0.peer).description } == phone)
+        #expect(try opening.keys().count > flood / 2, "the SYN-ACKs are noted apart")
         let before = try p.maps.insideCounts()["challenges"]!
         try stream.send(TrustTests.registerChallenge(to: phone, call: "c2", nonce: "c2"))
         #expect(try p.maps.insideCounts()["challenges"] == before + 1)
