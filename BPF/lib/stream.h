@@ -213,8 +213,9 @@ static long fg_frame_step(__u32 i, void *walk)
  * The bytes the message at `off` in the frame takes in its stream, counting
  * from `off`: the CR, LF and blanks before it, its header block and its
  * body (which may go on past the `len` bytes of the segment left); `len` if
- * those bytes are all CR, LF and blanks; 0 if that can't be told. Uses this
- * CPU's fg_scratch, as the walk does (call it after the answer's walk).
+ * those bytes are all CR, LF and blanks; 0 if that can't be told. Copies
+ * into this CPU's fg_scratch, as the answer's walk does: the frame state
+ * (fg_frame_lead) outlasts that walk, the copy does not.
  */
 __noinline int fg_frame_message(struct xdp_md *ctx, __u32 off, __u32 len)
 {

@@ -506,21 +506,22 @@ import Testing
             let c = try counts()
             #expect(c["auth-failures-not-counted"] == notCounted + 5 && c["auth-failures-unreadable"] == 4, "\(c)")
         }
-        // Over TCP, a phone with credentialed requests pending: segments from the server that start like a refusal
-        // and name no transaction count for nothing.
+        // Over TCP, a phone with credentialed requests pending: refusals from the server, read where its stream's
+        // messages start, that name no one transaction (no Call-ID or CSeq; two Call-IDs) count for nothing.
+        let answersBefore = try counts()["answers"]!
+        var stream = try ServerStream(p, to: other)
         for n in 1...4 {
             #expect(try p.judge(TrustTests.tcp("REGISTER sip:198.18.2.2 SIP/2.0\r\nCall-ID: t\(n)\r\nCSeq: 1 REGISTER\r\n"
                                                + "\(TrustTests.credentials)\r\nContent-Length: 0\r\n\r\n", from: other,
                                                ack: 1)).2 == .passed)
-            // Each at the start of a stream, where it is read (and the stream then lost: no header block ends).
-            var stream = try ServerStream(p, to: other)
-            try stream.send(Array("SIP/2.0 401 SIP/2.0 401 SIP/2.0 401 ".utf8))
-            stream = try ServerStream(p, to: other)
-            try stream.send(Array(answer("401 Unauthorized", to: other, callID: "t\(n)", vias: 4).prefix(500)))
+            try stream.send(Array("SIP/2.0 401 SIP/2.0 401 SIP/2.0 401 \r\nContent-Length: 0\r\n\r\n".utf8))
+            try stream.send(TrustTests.message(TrustTests.response("401 Unauthorized", to: other, callID: "t\(n)",
+                                                                   extra: ["Call-ID: t\(n + 1)"])))
         }
         #expect(p.maps.ban(of: SourceAddress(other)!) == nil)
         do {
             let c = try counts()
+            #expect(c["answers"] == answersBefore + 8, "each was read: \(c)")
             #expect(c["auth-failures-unreadable"] == 4 && c["auth-failures"] == 1, "\(c)")
         }
     }
