@@ -646,6 +646,9 @@ struct fg_trust {
 };
 #define FG_STRICT_AT_PIN 1
 #define FG_STRICT_AWAY 2
+/* An FG_EVENT_QUARANTINE's offence bits. */
+#define FG_QUARANTINE_AWAY 1	    /* from other hop distances than the pin (else at the pin) */
+#define FG_QUARANTINE_MADE_STRICT 2 /* a quarantine in force there made strict */
 
 struct fg_event {
 	__u32 type;	     /* enum fg_event_type */

@@ -92,7 +92,7 @@ int floodgate_inside(struct xdp_md *ctx)
 		return XDP_PASS;
 	key = &w->stream_key;
 	seq = bpf_ntohl(tcp->seq);
-	fg_stream_key(key, &pkt.src, &dst, tcp);
+	fg_stream_key_of(key, &pkt.src, &dst, tcp);
 	len = l3.end > off ? l3.end - off : 0;
 	at = fg_stream_segment(key, tcp, seq, len);
 	if (at >= 0)

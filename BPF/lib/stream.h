@@ -89,6 +89,13 @@ enum fg_frame_state {
 #define FG_FRAME_LENGTH 1   /* a Content-Length was read */
 #define FG_FRAME_LAST_CL 2  /* the last header line read was it (a fold after it is refused) */
 
+/* Does a line end at byte `at` (`b`) of the copy's `len`: an LF, or a CR
+ * followed by one? A CR alone is no line end to every parser. */
+static __always_inline int fg_frame_line_end(const struct fg_scratch *s, __u8 b, __u32 at, __u32 len)
+{
+	return b == '\n' || (b == '\r' && at + 1 < len && s->buf[(at + 1) & FG_SCAN_MASK] == '\n');
+}
+
 /* One step of the frame walk over the copy in this CPU's fg_scratch
  * (struct fg_walk's frame): returns 1 when it ends (end set: the header
  * block's length, its blank line included; or FG_FRAME_FAILED). */
@@ -105,7 +112,7 @@ static __always_inline int fg_frame_one(struct fg_walk *w)
 	b = s->buf[at & FG_SCAN_MASK];
 	switch (f->state) {
 	case FG_FRAME_LEAD:
-		if (b == '\r' || b == '\n' || b == ' ' || b == '\t') {
+		if (fg_is_lead_byte(b)) {
 			f->at = at + 1;
 			return 0;
 		}
@@ -123,17 +130,17 @@ static __always_inline int fg_frame_one(struct fg_walk *w)
 		f->state = FG_FRAME_LINE_START;
 		return 0;
 	case FG_FRAME_LINE_START:
-		if (b == '\n' || (b == '\r' && at + 1 < len && s->buf[(at + 1) & FG_SCAN_MASK] == '\n')) {
+		if (fg_frame_line_end(s, b, at, len)) {
 			f->end = at + (b == '\r' ? 2 : 1);
 			return 1;
 		}
-		if (b == '\r' || ((b == ' ' || b == '\t') && (f->found & FG_FRAME_LAST_CL))) {
+		if (b == '\r' || (fg_is_blank(b) && (f->found & FG_FRAME_LAST_CL))) {
 			f->state = FG_FRAME_FAILED;
 			return 1;
 		}
 		f->found &= ~FG_FRAME_LAST_CL;
 		f->state = FG_FRAME_LINE;
-		if (b == ' ' || b == '\t')
+		if (fg_is_blank(b))
 			return 0;
 		lw = fg_lower8(fg_word_at(s, at));
 		if (len - at < 8)
@@ -148,7 +155,7 @@ static __always_inline int fg_frame_one(struct fg_walk *w)
 		}
 		return 0;
 	case FG_FRAME_NAME_END:
-		if (b == ' ' || b == '\t') {
+		if (fg_is_blank(b)) {
 			f->at = at + 1;
 		} else if (b == ':') {
 			if (f->found & FG_FRAME_LENGTH) {
@@ -163,7 +170,7 @@ static __always_inline int fg_frame_one(struct fg_walk *w)
 		}
 		return 0;
 	case FG_FRAME_VALUE:
-		if (b == ' ' || b == '\t') {
+		if (fg_is_blank(b)) {
 			f->at = at + 1;
 			return 0;
 		}
@@ -186,13 +193,11 @@ static __always_inline int fg_frame_one(struct fg_walk *w)
 		f->state = FG_FRAME_AFTER;
 		return 0;
 	case FG_FRAME_AFTER:
-		if (b == ' ' || b == '\t') {
+		if (fg_is_blank(b)) {
 			f->at = at + 1;
 			return 0;
 		}
-		/* The line ends in LF or CRLF; a CR alone is no line end to
-		 * every parser. */
-		if (b != '\n' && !(b == '\r' && at + 1 < len && s->buf[(at + 1) & FG_SCAN_MASK] == '\n')) {
+		if (!fg_frame_line_end(s, b, at, len)) {
 			f->state = FG_FRAME_FAILED;
 			return 1;
 		}
@@ -247,8 +252,8 @@ __noinline int fg_frame_message(struct xdp_md *ctx, __u32 off, __u32 len)
 }
 
 /* The segment's key: the server's address and port, the peer's. */
-static __always_inline void fg_stream_key(struct fg_stream_key *key, const struct fg_addr *server,
-					  const struct fg_addr *peer, const struct tcphdr *tcp)
+static __always_inline void fg_stream_key_of(struct fg_stream_key *key, const struct fg_addr *server,
+					     const struct fg_addr *peer, const struct tcphdr *tcp)
 {
 	key->server = *server;
 	key->peer = *peer;

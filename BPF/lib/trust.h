@@ -355,7 +355,7 @@ static __always_inline void fg_unproven_failure(const struct fg_settings *s, con
 	else
 		WRITE_ONCE(t->quarantine_until_s, now_s + s->bruteforce_ban_s);
 	fg_event(FG_EVENT_QUARANTINE, FG_CLASS_RESPONSE, addr, now + (__u64)s->bruteforce_ban_s * 1000000000ULL,
-		 (away ? 1 : 0) | (quarantined ? 2 : 0), n);
+		 (away ? FG_QUARANTINE_AWAY : 0) | (quarantined ? FG_QUARANTINE_MADE_STRICT : 0), n);
 }
 
 /* Is `addr` (verified at its pin, or claimed from another hop distance:

@@ -434,14 +434,14 @@ public final class Agent: @unchecked Sendable {
                 ])
             }
         case .quarantine:
-            metrics.quarantined(strict: event.offence & 2 != 0)
+            metrics.quarantined(strict: event.quarantineMadeStrict)
             if limiter.allow() {
-                let message: Logger.Message = event.offence & 2 == 0
+                let message: Logger.Message = !event.quarantineMadeStrict
                     ? "quarantined a verified source's credentials: they failed answering no challenge sent to it (forged, or nonces fetched elsewhere)"
                     : "made a verified source's quarantine strict: in it, its credentials failed answering challenges to other methods than REGISTER (which a proxy may relay from a phone behind it); only those answering a REGISTER's challenge pass"
                 logger.warning(message, metadata: [
                     "source": "\(address)", "failures": .stringConvertible(event.drops), "seconds": .stringConvertible(Int(seconds.rounded())),
-                    "where": "\(event.offence & 1 == 0 ? "at its pin" : "from other hop distances")",
+                    "where": "\(!event.quarantineAway ? "at its pin" : "from other hop distances")",
                 ])
             }
         case .spoofed:

@@ -47,9 +47,10 @@ public struct FilterEvent: Sendable, Equatable {
         case callerID
         /// A verified source's credentials failed as many times as a ban takes while answering no challenge the
         /// registrar sent to it: until `expiresNS` its credentialed requests must answer one sent to it
-        /// (`dropped-unproven`; `offence` bit 0: 0 at its pin, 1 from other hop distances). With `offence` bit 1,
-        /// the quarantine was in force and they failed answering challenges to other methods: made strict, only
-        /// credentials answering a challenge to a REGISTER pass there. `drops`: the failures.
+        /// (`dropped-unproven`; at its pin or from other hop distances: ``FilterEvent/quarantineAway``). With
+        /// ``FilterEvent/quarantineMadeStrict``, the quarantine was in force and they failed answering challenges to
+        /// other methods: made strict, only credentials answering a challenge to a REGISTER pass there. `drops`: the
+        /// failures.
         case quarantine
         case unknown(UInt32)
     }
@@ -78,6 +79,10 @@ public struct FilterEvent: Sendable, Equatable {
     public var callerIDEnforced: Bool { kind == .callerID && offence == FG_CALLER_ID_ENFORCE.rawValue }
     /// Whether a spared ban would have been a scanner's (else an auto-ban).
     public var sparedScanner: Bool { kind == .spared && offence == UInt32(FG_BAN_SCANNER) }
+    /// Whether a quarantine is of credentials from other hop distances than the pin (else at the pin).
+    public var quarantineAway: Bool { kind == .quarantine && offence & UInt32(FG_QUARANTINE_AWAY) != 0 }
+    /// Whether a quarantine in force was made strict (``Kind/quarantine``).
+    public var quarantineMadeStrict: Bool { kind == .quarantine && offence & UInt32(FG_QUARANTINE_MADE_STRICT) != 0 }
 
     init(_ raw: fg_event) {
         switch raw.type {

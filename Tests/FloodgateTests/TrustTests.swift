@@ -1013,8 +1013,9 @@ import Testing
         #expect(try p.judge(Packet.request("INVITE", src: phone, callID: "plain", cseq: "1 INVITE")).2 == .passed,
                 "and its requests without credentials")
         #expect(Set(try TrustTests.trusted(p).keys) == [phone] && p.maps.ban(of: address) == nil)
-        let made = events.drain().filter { $0.kind == .quarantine }.map { $0.offence }
-        #expect(made == [1, 3, 0, 2], "quarantined elsewhere, strict there, at its pin, strict there: \(made)")
+        let made = events.drain().filter { $0.kind == .quarantine }.map { ($0.quarantineAway, $0.quarantineMadeStrict) }
+        #expect(made.map(\.0) == [true, true, false, false] && made.map(\.1) == [false, true, false, true],
+                "quarantined elsewhere, strict there, at its pin, strict there: \(made)")
 
         // A REGISTER answering a relayed nonce, accepted: no verification. Answering the registrar's: verified.
         let other = "198.18.5.41"
