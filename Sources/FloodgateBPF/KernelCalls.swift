@@ -35,6 +35,27 @@ public enum KernelCalls {
         return true
     }
 
+    /// Opens an AF_PACKET raw socket on interface `ifindex` of the calling thread's network namespace whose frames
+    /// skip the qdisc (PACKET_QDISC_BYPASS) and which receives nothing; the caller closes it. The lab's generator
+    /// where the kernel refuses live frames.
+    public static func openPacketSocket(ifindex: UInt32, what: String) throws -> Int32 {
+        try check(what, cfloodgate_packet_socket(Int32(bitPattern: ifindex)))
+    }
+
+    /// The most frames ``sendFrames(socket:base:size:stride:count:what:)`` sends in one call.
+    public static let sendBatch = Int(CFLOODGATE_SEND_BATCH)
+
+    /// Sends `count` frames (at most ``sendBatch``) of `size` bytes, the i-th at `base + i * stride` (stride 0: one
+    /// frame `count` times), through `socket` in one `sendmmsg(2)`. Returns how many it took: 0 when the device had
+    /// no room for the first (ENOBUFS) or a signal came first (EINTR).
+    public static func sendFrames(socket: Int32, base: UnsafeRawPointer, size: Int, stride: Int, count: Int,
+                                  what: @autoclosure () -> String) throws -> Int {
+        let result = cfloodgate_send_frames(socket, base.assumingMemoryBound(to: UInt8.self), UInt32(size),
+                                            UInt32(stride), UInt32(count))
+        if result == -ENOBUFS || result == -EINTR { return 0 }
+        return Int(try check(what(), result))
+    }
+
     /// Installs, once per process, the signal ``interrupt(thread:)`` sends: SIGUSR2 with a handler that does
     /// nothing, so it ends a system call the thread is in (EINTR) and nothing else.
     public static func installInterruptSignal() throws {

@@ -188,6 +188,7 @@ final class LoadedObject: @unchecked Sendable {
 
 /// The flood generator: an XDP program run with BPF_PROG_TEST_RUN in live-frames mode on a veth end, which
 /// rewrites each frame's source and transmits it (XDP_TX) to the peer. Loads `BPF/lab/flood.bpf.c` as embedded.
+/// Where the kernel refuses live frames, the frames go through a packet socket instead (``GeneratorKind``).
 public final class FloodGenerator: @unchecked Sendable {
     private let loaded: LoadedObject
     /// The program for a fixed frame, which only transmits it.
@@ -202,47 +203,90 @@ public final class FloodGenerator: @unchecked Sendable {
     /// Frames per live-frames batch: the most the kernel takes (TEST_XDP_MAX_BATCH).
     public static let batch: UInt32 = 256
 
+    /// The errors with which a kernel refuses live frames as such (a security module's policy, a test run it does
+    /// not have): with no generator asked for, the flood then goes through a packet socket. Any other error is the
+    /// flood's own and is thrown.
+    static let refusals: Set<Int32> = [EPERM, EACCES, EOPNOTSUPP, 524 /* ENOTSUPP, the kernel's own */]
+
     /// Sends `count` frames of `scenario` (at most 2^32 - 1) out of `interface` (of the namespace `ns`) until all
     /// are sent or `seconds` have passed; `progress` is called about four times a second with the seconds so far.
-    /// With `cpu`, the sending thread is pinned to that CPU. Returns the frames sent (what the interface
-    /// transmitted, from its counters) and the seconds taken.
+    /// With `cpu`, the sending thread is pinned to that CPU. Returns the frames sent, the seconds taken, and how.
     ///
-    /// The frames go in one test run, not in chunks: each BPF_PROG_TEST_RUN in live-frames mode sets up a page
+    /// `generator` nil: live frames, or a packet socket if the kernel refuses them (said in the result).
+    ///
+    /// Live frames go in one test run, not in chunks: each BPF_PROG_TEST_RUN in live-frames mode sets up a page
     /// pool and, at its end, waits about 25 ms (an RCU grace period) to tear it down, with the CPU idle — on this
     /// VM, 1,000,000-frame chunks lost 13% of the flood's time to that. The run ends at `seconds` by a signal
-    /// that interrupts it (the kernel checks between batches of 256 frames).
+    /// that interrupts it (the kernel checks between batches of 256 frames). What they sent is what the interface
+    /// transmitted, from its counters; through a packet socket, what the socket took.
     public func run(
         _ scenario: FloodScenario, interface: String, namespace ns: String, count: UInt64, seconds: Double,
-        cpu: Int? = nil, progress: (@Sendable (Double) -> Void)? = nil
+        cpu: Int? = nil, generator: GeneratorKind? = nil, progress: (@Sendable (Double) -> Void)? = nil
+    ) throws -> FloodSent {
+        try KernelCalls.installInterruptSignal()
+        var refused: String?
+        if generator != .packetSocket {
+            do {
+                let (sent, elapsed) = try sendLiveFrames(scenario, interface: interface, namespace: ns, count: count,
+                                                         seconds: seconds, cpu: cpu, progress: progress)
+                return FloodSent(sent: sent, seconds: elapsed, generator: .liveFrames)
+            } catch let error as FloodgateError
+                where generator == nil && error.errno.map(FloodGenerator.refusals.contains) == true
+            {
+                refused = "\(error)"
+            }
+        }
+        let (sent, elapsed) = try inFloodThread(interface: interface, namespace: ns, seconds: seconds, cpu: cpu,
+                                                progress: progress) { ifindex, deadline in
+            try FloodGenerator.sendThroughPacketSocket(scenario, ifindex: ifindex, interface: interface, count: count,
+                                                       deadline: deadline)
+        }
+        return FloodSent(sent: sent, seconds: elapsed, generator: .packetSocket, liveFramesRefused: refused)
+    }
+
+    private func sendLiveFrames(
+        _ scenario: FloodScenario, interface: String, namespace ns: String, count: UInt64, seconds: Double,
+        cpu: Int?, progress: (@Sendable (Double) -> Void)?
     ) throws -> (sent: UInt64, seconds: Double) {
         try loaded.configure(scenario.config, what: "flood generator")
-        try KernelCalls.installInterruptSignal()
         // A fixed frame needs no rewriting: its program does no lookup per frame (unless it is paced).
         let fd = scenario.randomSources || scenario.offeredPPS != nil ? loaded.programFD : fixedFD
         let frame = scenario.frame
         let before = try vethTransmitted(interface, namespace: ns)
-        let elapsed = try NetworkLab.inNamespace(ns) {
+        let elapsed = try inFloodThread(interface: interface, namespace: ns, seconds: seconds, cpu: cpu,
+                                        progress: progress) { ifindex, _ in
+            let n = UInt32(min(count, UInt64(UInt32.max)))
+            // Cut short by the deadline, or all sent; either way the interface's counters say how many went.
+            _ = try KernelCalls.testRunLive(programFD: fd, frame: frame, ifindex: ifindex, count: n,
+                                            batch: FloodGenerator.batch, what: "generate \(n) frames on \(interface)")
+        }.seconds
+        return (try vethTransmitted(interface, namespace: ns) - before, elapsed)
+    }
+
+    /// Runs `send` in `ns` with the interface's index, the thread pinned to `cpu` (if given) and open to the
+    /// signal with which `seconds` end it; what it returned and the seconds it took.
+    private func inFloodThread<T>(
+        interface: String, namespace ns: String, seconds: Double, cpu: Int?,
+        progress: (@Sendable (Double) -> Void)?, _ send: @escaping (UInt32, Deadline) throws -> T
+    ) throws -> (T, seconds: Double) {
+        try NetworkLab.inNamespace(ns) {
             if let cpu { try KernelCalls.pinCurrentThread(toCPU: cpu, what: "pin the flood generator to CPU \(cpu)") }
             let ifindex = if_nametoindex(interface)
             guard ifindex != 0 else { throw FloodgateError("no interface \(interface) in \(ns)") }
             return try KernelCalls.interruptible {
                 let deadline = Deadline(seconds: seconds, thread: UInt(pthread_self()), progress: progress)
                 defer { deadline.finish() }
-                let n = UInt32(min(count, UInt64(UInt32.max)))
-                // Cut short by the deadline, or all sent; either way the interface's counters say how many went.
-                _ = try KernelCalls.testRunLive(programFD: fd, frame: frame, ifindex: ifindex, count: n,
-                                                batch: FloodGenerator.batch, what: "generate \(n) frames on \(interface)")
-                return deadline.elapsed
+                let result = try send(ifindex, deadline)
+                return (result, deadline.elapsed)
             }
         }
-        return (try vethTransmitted(interface, namespace: ns) - before, elapsed)
     }
 }
 
 /// Ends a flood at its time: a thread that wakes every 50 ms, reports progress, and once `seconds` have passed
 /// interrupts the generating thread's test run, again every 5 ms until ``finish()`` (a signal that lands between
 /// two system calls is lost; the next one is not).
-private final class Deadline: @unchecked Sendable {
+final class Deadline: @unchecked Sendable {
     private let lock = NSLock()
     private var done = false
     private var expired = false
@@ -276,6 +320,13 @@ private final class Deadline: @unchecked Sendable {
     }
 
     var elapsed: Double { Double(monotonicNanoseconds() - start) / 1e9 }
+
+    /// Whether its time has passed (a sender that makes many system calls checks it between them).
+    var isExpired: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return expired
+    }
 
     /// Stops the thread and waits for it, so no signal reaches the generating thread after this returns.
     func finish() {

@@ -11,6 +11,9 @@ public struct FloodResult: Codable, Sendable {
     public var processed: UInt64
     public var dropped: UInt64
     public var mpps: Double
+    /// How the generator sent its frames; when live frames were refused, the kernel's refusal.
+    public var generator: GeneratorKind
+    public var liveFramesRefused: String?
     /// With a legitimate load: what sipp achieved beside the flood, per source and kind.
     public var legitimate: [LegitimateResult]?
     /// Against Floodgate beside a legitimate load: the addresses it had verified (its `fg_trusted` entries, from
@@ -45,9 +48,12 @@ public struct FloodResult: Codable, Sendable {
     /// receiving CPU 17% in Floodgate's program, about 37% returning pages). The slower the filter, the more
     /// overflow and the more lock: the placement magnifies a filter's cost, which a NIC (dropping overflow in
     /// hardware) would not.
+    ///
+    /// `generator` nil: live frames, or a packet socket where the kernel refuses them (``GeneratorKind``).
     public static func run(
         scenario: FloodScenario, filter: FilterUnderTest, packets: UInt64, seconds: Double, progress: Bool,
-        legitimate: LegitimateLoad? = nil, dedicatedReceiver: Bool = false, policy: FilterPolicy? = nil
+        legitimate: LegitimateLoad? = nil, dedicatedReceiver: Bool = false, policy: FilterPolicy? = nil,
+        generator: GeneratorKind? = nil
     ) throws -> FloodResult
     {
         // IPv6 on in the router namespace: otherwise its stack discards IPv6 floods on arrival, before nftables.
@@ -138,7 +144,8 @@ public struct FloodResult: Codable, Sendable {
         let before = try vethXDPCounters(lab.routerInterface, namespace: lab.routerNS)
         let receiveBefore = receiveThreads.compactMap(cpuNanoseconds).reduce(0, +)
         let name = scenario.name
-        let (sent, elapsed) = try lab.flood(scenario, count: packets, seconds: seconds, cpu: generatorCPU) { elapsed in
+        let flood = try lab.flood(scenario, count: packets, seconds: seconds, cpu: generatorCPU,
+                                  generator: generator) { elapsed in
             if progress {
                 FileHandle.standardError.write(Data(String(format: "\r%@: flooding, %.1f s", name, elapsed).utf8))
             }
@@ -155,8 +162,10 @@ public struct FloodResult: Codable, Sendable {
             dropped = try nftablesDrops(inRouter)
         }
         let verified = verifiedBefore == nil ? nil : try verifiedSources()
-        return FloodResult(scenario: scenario.name, filter: filter, sent: sent, seconds: elapsed, processed: processed,
-                           dropped: dropped, mpps: Double(processed) / elapsed / 1e6, legitimate: legitimateResults,
+        return FloodResult(scenario: scenario.name, filter: filter, sent: flood.sent, seconds: flood.seconds,
+                           processed: processed, dropped: dropped, mpps: Double(processed) / flood.seconds / 1e6,
+                           generator: flood.generator, liveFramesRefused: flood.liveFramesRefused,
+                           legitimate: legitimateResults,
                            verifiedBeforeFlood: verifiedBefore, verified: verified, receiveCPUSeconds: receiveCPU)
     }
 

@@ -26,13 +26,13 @@ public enum FilterUnderTest: String, CaseIterable, Codable, Sendable, CustomStri
     public func runs(_ scenario: FloodScenario) -> Bool { self != .xdpFilter || !scenario.randomSources }
 }
 
-/// A flood running on a thread of its own (``NetworkLab/startFlood(_:count:seconds:cpu:)``).
+/// A flood running on a thread of its own (``NetworkLab/startFlood(_:count:seconds:cpu:generator:)``).
 public final class RunningFlood: @unchecked Sendable {
     // A group, not a semaphore: waiting on it does not use up its end, so every wait sees it.
     private let running = DispatchGroup()
-    private var outcome: Result<(sent: UInt64, seconds: Double), Error> = .success((0, 0))
+    private var outcome: Result<FloodSent, Error> = .success(FloodSent(sent: 0, seconds: 0, generator: .liveFrames))
 
-    fileprivate init(_ body: @escaping @Sendable () throws -> (sent: UInt64, seconds: Double)) {
+    fileprivate init(_ body: @escaping @Sendable () throws -> FloodSent) {
         running.enter()
         // A thread of its own: blocking work on Dispatch's shared pool can wait for a free thread.
         Thread { [self] in
@@ -44,9 +44,9 @@ public final class RunningFlood: @unchecked Sendable {
     /// Whether the flood ended within `timeout` seconds.
     public func finished(within timeout: Double) -> Bool { running.wait(timeout: .now() + timeout) == .success }
 
-    /// Waits for the flood to end; what it sent and for how long.
+    /// Waits for the flood to end; what it sent, for how long, and how.
     @discardableResult
-    public func wait() throws -> (sent: UInt64, seconds: Double) {
+    public func wait() throws -> FloodSent {
         running.wait()
         return try outcome.get()
     }
@@ -55,23 +55,24 @@ public final class RunningFlood: @unchecked Sendable {
 extension NetworkLab {
     /// Floods the router end with `scenario` from the outside end (at most `count` frames and `seconds`), its frames
     /// addressed to the router's own MAC (so what goes on into the stack is not dropped as for another host).
-    /// Returns what was sent, and for how long.
+    /// Returns what was sent, for how long, and how (`generator` nil: live frames if the kernel allows them).
     public func flood(
-        _ scenario: FloodScenario, count: UInt64, seconds: Double, cpu: Int? = nil,
+        _ scenario: FloodScenario, count: UInt64, seconds: Double, cpu: Int? = nil, generator: GeneratorKind? = nil,
         progress: (@Sendable (Double) -> Void)? = nil
-    ) throws -> (sent: UInt64, seconds: Double) {
+    ) throws -> FloodSent {
         try FloodGenerator().run(try addressed(scenario), interface: outsideInterface, namespace: outsideNS, count: count,
-                                 seconds: seconds, cpu: cpu, progress: progress)
+                                 seconds: seconds, cpu: cpu, generator: generator, progress: progress)
     }
 
     /// The same flood on a thread of its own, for a caller that watches the filter meanwhile.
-    public func startFlood(_ scenario: FloodScenario, count: UInt64, seconds: Double, cpu: Int? = nil) throws
-        -> RunningFlood
-    {
+    public func startFlood(
+        _ scenario: FloodScenario, count: UInt64, seconds: Double, cpu: Int? = nil, generator kind: GeneratorKind? = nil
+    ) throws -> RunningFlood {
         let generator = try FloodGenerator(), flood = try addressed(scenario)
         let interface = outsideInterface, ns = outsideNS
         return RunningFlood {
-            try generator.run(flood, interface: interface, namespace: ns, count: count, seconds: seconds, cpu: cpu)
+            try generator.run(flood, interface: interface, namespace: ns, count: count, seconds: seconds, cpu: cpu,
+                              generator: kind)
         }
     }
 

@@ -101,7 +101,10 @@ extension Floodgate {
                     previousTime = now
                 }
                 if live { print("") }
-                try flood.wait()  // a generator that failed says why
+                // A generator that failed says why; one the kernel refused live frames says what it sent instead.
+                if let refused = try flood.wait().liveFramesRefused {
+                    print("  (live frames refused: \(refused); the flood went through a packet socket, far slower)")
+                }
                 if let top = TopTalker.rank(try maps.sources(), count: 1).first, top.drops > 0 {
                     print("  top talker so far: \(top.address), \(top.packets) packets, \(top.drops) dropped "
                         + "(\(top.classes.joined(separator: ",")))")

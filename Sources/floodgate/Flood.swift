@@ -11,7 +11,9 @@ extension Floodgate {
                 Builds a lab (two namespaces joined by a veth pair, and a third behind the router, where the \
                 subscriber's registrar runs with --calls; no default route), attaches the filter to the router \
                 end (Floodgate with its inside program on the router's side facing the third), and runs the \
-                flood generator (an XDP program in live-frames test runs) on the other end. Bounded by --packets and --seconds; everything is removed at the end. Scenarios: \
+                flood generator (an XDP program in live-frames test runs, or a packet socket where the kernel \
+                refuses those) on the other end. Bounded by --packets and --seconds; everything is removed at the \
+                end. Scenarios: \
                 \(FloodScenario.names.joined(separator: ", ")), random-v4-/N (16-31), random-v6-/N (64-127).
                 """)
 
@@ -34,9 +36,17 @@ extension Floodgate {
             """)
         var dedicatedCPU = false
         @Option(help: """
-            Pace the flood to at most this many million frames a second (frames not yet due are dropped where they             are made), to measure a receiver below the rate at which its ring overflows. Default: as fast as it goes.
+            Pace the flood to at most this many million frames a second (live frames not yet due are dropped where \
+            they are made; a packet socket waits for their time), to measure a receiver below the rate at which its \
+            ring overflows. Default: as fast as it goes.
             """)
         var mpps: Double?
+        @Option(help: """
+            How the frames are sent: live-frames (XDP_TX from BPF_PROG_TEST_RUN: several Mpps from one CPU), \
+            packet-socket (sendmmsg on an AF_PACKET socket: under 1 Mpps) or auto (live frames, or a packet socket \
+            if the kernel refuses them; the report says which ran).
+            """)
+        var generator: GeneratorChoice = .auto
         @Flag(help: "Print JSON.") var json = false
         @Flag(name: .shortAndLong, help: "Log libbpf's and Floodgate's debug messages.") var verbose = false
 
@@ -56,13 +66,18 @@ extension Floodgate {
             guard geteuid() == 0 else { throw FloodgateError("floods need root: they build namespaces and load BPF") }
             var flood = try FloodScenario.named(scenario)
             flood.offeredPPS = mpps.map { $0 * 1e6 }
-            let result = try FloodResult.run(scenario: flood, filter: filter, packets: packets,
-                                          seconds: seconds, progress: !json,
-                                             legitimate: .standard(calls: calls), dedicatedReceiver: dedicatedCPU)
+            let result = try FloodResult.run(scenario: flood, filter: filter, packets: packets, seconds: seconds,
+                                             progress: !json, legitimate: .standard(calls: calls),
+                                             dedicatedReceiver: dedicatedCPU, generator: generator.kind)
+            if let refused = result.liveFramesRefused {
+                FileHandle.standardError.write(Data(
+                    "floodgate: live frames refused (\(refused)); the flood went through a packet socket\n".utf8))
+            }
             if json { return try printJSON(result) }
-            print(String(format: "%@ against %@: sent %llu frames in %.2f s; the filter saw %llu (%.2f Mpps, %.2f%% lost),"
-                         + " dropped %llu", result.scenario, result.filter.rawValue, result.sent, result.seconds,
-                         result.processed, result.mpps, result.lost * 100, result.dropped))
+            print(String(format: "%@ against %@: sent %llu frames (%@) in %.2f s; the filter saw %llu (%.2f Mpps, %.2f%%"
+                         + " lost), dropped %llu", result.scenario, result.filter.rawValue, result.sent,
+                         result.generator.rawValue, result.seconds, result.processed, result.mpps, result.lost * 100,
+                         result.dropped))
             if let ns = result.receiveNSPerPacket {
                 print(String(format: "the receiving CPU spent %.1f ns per packet (%.2f Mpps per core at that cost)", ns,
                              1000 / ns))
@@ -80,3 +95,12 @@ extension Floodgate {
 }
 
 extension FilterUnderTest: ExpressibleByArgument {}
+
+/// `--generator`: a ``GeneratorKind``, or auto (nil: live frames where the kernel allows them).
+enum GeneratorChoice: String, CaseIterable, ExpressibleByArgument {
+    case auto
+    case liveFrames = "live-frames"
+    case packetSocket = "packet-socket"
+
+    var kind: GeneratorKind? { GeneratorKind(rawValue: rawValue) }
+}
