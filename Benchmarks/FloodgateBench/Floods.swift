@@ -47,6 +47,9 @@ struct FloodRow: Encodable {
     /// The runs of the passes beside the calls (their `legitimate` totals are sums over them).
     var legitimateRuns: Int
     var dedicatedRuns: Int
+    /// How the generator sent each run's frames (``GeneratorKind``): runs by kind. A packet socket (live frames
+    /// refused) bounds every column at its own, far lower, ceiling.
+    var generators: [String: Int] = [:]
     /// Floodgate's capacity on a receive core against the oracle's: ns(oracle) / ns(floodgate).
     var dedicatedCapacityVsOracle: Double? {
         guard let f = receiveNSDedicated["floodgate"], let o = receiveNSDedicated["oracle"], f > 0 else { return nil }
@@ -69,6 +72,7 @@ struct FloodRow: Encodable {
         case subscriberUnverifiedRuns = "subscriber_unverified_runs"
         case legitimateRuns = "legitimate_runs"
         case dedicatedRuns = "dedicated_runs"
+        case generators
     }
     func ratio(_ a: String, _ b: String, in table: KeyPath<FloodRow, [String: Double]> = \.mpps) -> Double? {
         guard let x = self[keyPath: table][a], let y = self[keyPath: table][b], y > 0 else { return nil }
@@ -150,12 +154,14 @@ func generatedFloods(_ options: Options) throws -> [FloodRow] {
         var runs: [String: [Double]] = [:]
         var dropped: [Double] = []
         var legitimate: [String: LegitimateTotals] = [:]
+        var generators: [String: Int] = [:]
         for _ in 0..<options.floodRuns {
             for filter in benchedFilterKinds where filter.runs(scenario) {
                 let r = try FloodResult.run(
                     scenario: scenario, filter: filter, packets: 1_000_000_000, seconds: options.floodSeconds,
                     progress: false)
                 runs[filter.rawValue, default: []].append(r.mpps)
+                generators[r.generator.rawValue, default: 0] += 1
                 if filter == .floodgate { dropped.append(Double(r.dropped) / Double(max(r.processed, 1))) }
             }
         }
@@ -183,6 +189,7 @@ func generatedFloods(_ options: Options) throws -> [FloodRow] {
                     scenario: scenario, filter: filter, packets: 1_000_000_000, seconds: options.floodSeconds,
                     progress: false, legitimate: .standard(calls: options.floodCalls))
                 withCalls[filter.rawValue, default: []].append(r.mpps)
+                generators[r.generator.rawValue, default: 0] += 1
                 legitimate[filter.rawValue, default: LegitimateTotals()].add(r.legitimate)
                 note(.withCalls, filter, r)
             }
@@ -205,6 +212,7 @@ func generatedFloods(_ options: Options) throws -> [FloodRow] {
                     progress: false, legitimate: filter == .trivial ? nil : .standard(calls: options.floodCalls),
                     dedicatedReceiver: true)
                 dedicated[filter.rawValue, default: []].append(r.mpps)
+                generators[r.generator.rawValue, default: 0] += 1
                 lost[filter.rawValue, default: []].append(r.lost)
                 if r.lost > 0.02 { behind[filter.rawValue, default: 0] += 1 }
                 if let ns = r.receiveNSPerPacket { receiveNS[filter.rawValue, default: []].append(ns) }
@@ -228,7 +236,7 @@ func generatedFloods(_ options: Options) throws -> [FloodRow] {
             retransmissionsByRun: retransmissions, retransmissionsBySourceByRun: bySource,
             subscriberUnverifiedRuns: unverified,
             legitimateRuns: options.legitimateRuns,
-            dedicatedRuns: options.dedicatedRuns)
+            dedicatedRuns: options.dedicatedRuns, generators: generators)
     }
 }
 
@@ -384,6 +392,14 @@ func runFloods(_ options: Options) throws -> [FloodRow] {
             + lpad(String(format: "%.1f%%", row.floodgateDroppedShare * 100), 9) + "  " + calls)
     }
     var noise: [String] = []
+    let generators = floods.reduce(into: [String: Int]()) { all, row in all.merge(row.generators, uniquingKeysWith: +) }
+    if generators.keys.contains(GeneratorKind.packetSocket.rawValue) {
+        let line = "generator: " + generators.sorted { $0.key < $1.key }.map { "\($0.key) in \($0.value) runs" }
+            .joined(separator: ", ") + " — the kernel refused live frames: a packet socket's ceiling (a socket buffer"
+            + " per frame) bounds every column, and the ratios compare filters far below their own limits"
+        print(line)
+        noise.append(line)
+    }
     if let line = noiseLine(floods, pass: .alone, filters: ["trivial", "oracle", "floodgate"]) {
         print(line)
         noise.append(line)
