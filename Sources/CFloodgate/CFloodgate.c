@@ -9,7 +9,6 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <linux/if_packet.h>
 
 #include "CFloodgate.h"
 
@@ -72,24 +71,7 @@ int cfloodgate_interrupt_thread(unsigned long thread)
     return -pthread_kill((pthread_t)thread, SIGUSR2);
 }
 
-int cfloodgate_packet_socket(int ifindex)
-{
-    struct sockaddr_ll address = {.sll_family = AF_PACKET, .sll_ifindex = ifindex};
-    int one = 1, fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
-
-    if (fd < 0)
-        return -errno;
-    if (setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one)) ||
-        bind(fd, (struct sockaddr *)&address, sizeof(address))) {
-        int err = -errno;
-
-        close(fd);
-        return err;
-    }
-    return fd;
-}
-
-int cfloodgate_send_frames(int fd, const unsigned char *base, unsigned size, unsigned stride, unsigned count)
+int cfloodgate_send_frames(int fd, const void *base, unsigned size, unsigned stride, unsigned count)
 {
     struct mmsghdr messages[CFLOODGATE_SEND_BATCH];
     struct iovec vectors[CFLOODGATE_SEND_BATCH];
@@ -98,7 +80,7 @@ int cfloodgate_send_frames(int fd, const unsigned char *base, unsigned size, uns
     if (count > CFLOODGATE_SEND_BATCH)
         count = CFLOODGATE_SEND_BATCH;
     for (unsigned i = 0; i < count; i++) {
-        vectors[i] = (struct iovec){.iov_base = (void *)(base + (size_t)i * stride), .iov_len = size};
+        vectors[i] = (struct iovec){.iov_base = (char *)base + (size_t)i * stride, .iov_len = size};
         messages[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &vectors[i], .msg_iovlen = 1}};
     }
     sent = sendmmsg(fd, messages, count, 0);

@@ -39,7 +39,27 @@ public enum KernelCalls {
     /// skip the qdisc (PACKET_QDISC_BYPASS) and which receives nothing; the caller closes it. The lab's generator
     /// where the kernel refuses live frames.
     public static func openPacketSocket(ifindex: UInt32, what: String) throws -> Int32 {
-        try check(what, cfloodgate_packet_socket(Int32(bitPattern: ifindex)))
+        // Protocol 0: no frame is delivered to it.
+        let fd = socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw FloodgateError(what, errno: errno) }
+        var one: Int32 = 1
+        var address = sockaddr_ll()
+        address.sll_family = UInt16(AF_PACKET)
+        address.sll_ifindex = Int32(bitPattern: ifindex)
+        var failed = setsockopt(fd, Int32(SOL_PACKET), PACKET_QDISC_BYPASS, &one, socklen_t(MemoryLayout<Int32>.size))
+        if failed == 0 {
+            failed = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_ll>.size))
+                }
+            }
+        }
+        if failed != 0 {
+            let error = FloodgateError(what, errno: errno)
+            close(fd)
+            throw error
+        }
+        return fd
     }
 
     /// The most frames ``sendFrames(socket:base:size:stride:count:what:)`` sends in one call.
@@ -50,8 +70,7 @@ public enum KernelCalls {
     /// no room for the first (ENOBUFS) or a signal came first (EINTR).
     public static func sendFrames(socket: Int32, base: UnsafeRawPointer, size: Int, stride: Int, count: Int,
                                   what: @autoclosure () -> String) throws -> Int {
-        let result = cfloodgate_send_frames(socket, base.assumingMemoryBound(to: UInt8.self), UInt32(size),
-                                            UInt32(stride), UInt32(count))
+        let result = cfloodgate_send_frames(socket, base, UInt32(size), UInt32(stride), UInt32(count))
         if result == -ENOBUFS || result == -EINTR { return 0 }
         return Int(try check(what(), result))
     }

@@ -1,7 +1,7 @@
 /*
  * CFloodgate: libbpf and the shared BPF layouts, for Swift. No logic here:
  * only shims for what Swift cannot call directly (LIBBPF_OPTS, va_list, and
- * what Swift's Glibc module leaves out without _GNU_SOURCE).
+ * what Swift's Glibc module leaves out without _GNU_SOURCE: setns, sendmmsg).
  */
 #ifndef CFLOODGATE_H
 #define CFLOODGATE_H
@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <linux/if_link.h>
+#include <linux/if_packet.h>
 #include <net/if.h>
 #include <sys/file.h>
 #include <sys/mount.h>
@@ -44,15 +45,11 @@ int cfloodgate_block_interrupt_signal(int block);
 /* Sends that signal to `thread` (a pthread_t): a BPF_PROG_TEST_RUN it is in returns -EINTR. 0 or -errno. */
 int cfloodgate_interrupt_thread(unsigned long thread);
 
-/* An AF_PACKET raw socket bound to `ifindex` of the calling thread's network namespace, whose frames skip the
- * qdisc (PACKET_QDISC_BYPASS) and which receives nothing (protocol 0); the descriptor (close-on-exec) or -errno.
- * The lab's generator where the kernel refuses live frames. */
-int cfloodgate_packet_socket(int ifindex);
 /* Sends `count` frames (at most CFLOODGATE_SEND_BATCH) of `size` bytes each, the i-th at `base + i * stride`
  * (stride 0: one frame sent `count` times), in one sendmmsg(2), which Swift's Glibc module does not declare: how
  * many the socket took, or -errno (ENOBUFS: the device had no room for the first). */
 #define CFLOODGATE_SEND_BATCH 256
-int cfloodgate_send_frames(int fd, const unsigned char *base, unsigned size, unsigned stride, unsigned count);
+int cfloodgate_send_frames(int fd, const void *base, unsigned size, unsigned stride, unsigned count);
 
 /* Atomic access to a 64-bit word of a BPF map mapped into memory (BPF_F_MMAPABLE), which XDP writes at the same
  * time: what Swift cannot do without a package for atomics. */
