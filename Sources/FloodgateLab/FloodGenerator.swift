@@ -203,13 +203,18 @@ public final class FloodGenerator: @unchecked Sendable {
     /// Frames per live-frames batch: the most the kernel takes (TEST_XDP_MAX_BATCH).
     public static let batch: UInt32 = 256
 
-    /// The errors with which a kernel refuses live frames as such (a security module's policy, a test run it does
-    /// not have): with no generator asked for, the flood then goes through a packet socket. Any other error is the
-    /// flood's own and is thrown.
+    /// The errors with which a kernel refuses the live-frames test run as such (a security module's policy, a test
+    /// run it does not have): with no generator asked for, the flood then goes through a packet socket. Any other
+    /// error, and any error of what comes before or after that call, is the flood's own and is thrown.
     static let refusals: Set<Int32> = [EPERM, EACCES, EOPNOTSUPP, 524 /* ENOTSUPP, the kernel's own */]
 
-    /// Sends `count` frames of `scenario` (at most 2^32 - 1) out of `interface` (of the namespace `ns`) until all
-    /// are sent or `seconds` have passed; `progress` is called about four times a second with the seconds so far.
+    /// The live-frames test run's own refusal, told apart from the errors around it.
+    private struct LiveFramesRefusal: Error {
+        let error: FloodgateError
+    }
+
+    /// Sends `count` frames of `scenario` (live frames: at most 2^32 - 1) out of `interface` (of the namespace `ns`)
+    /// until all are sent or `seconds` have passed; `progress` is called about four times a second with the seconds so far.
     /// With `cpu`, the sending thread is pinned to that CPU. Returns the frames sent, the seconds taken, and how.
     ///
     /// `generator` nil: live frames, or a packet socket if the kernel refuses them (said in the result).
@@ -230,18 +235,22 @@ public final class FloodGenerator: @unchecked Sendable {
                 let (sent, elapsed) = try sendLiveFrames(scenario, interface: interface, namespace: ns, count: count,
                                                          seconds: seconds, cpu: cpu, progress: progress)
                 return FloodSent(sent: sent, seconds: elapsed, generator: .liveFrames)
-            } catch let error as FloodgateError
-                where generator == nil && error.errno.map(FloodGenerator.refusals.contains) == true
-            {
-                refused = "\(error)"
+            } catch let refusal as LiveFramesRefusal {
+                guard generator == nil else { throw refusal.error }
+                refused = "\(refusal.error)"
             }
         }
-        let (sent, elapsed) = try inFloodThread(interface: interface, namespace: ns, seconds: seconds, cpu: cpu,
-                                                progress: progress) { ifindex, deadline in
-            try FloodGenerator.sendThroughPacketSocket(scenario, ifindex: ifindex, interface: interface, count: count,
-                                                       deadline: deadline)
+        do {
+            let (sent, elapsed) = try inFloodThread(interface: interface, namespace: ns, seconds: seconds, cpu: cpu,
+                                                    progress: progress) { ifindex, deadline in
+                try FloodGenerator.sendThroughPacketSocket(scenario, ifindex: ifindex, interface: interface,
+                                                           count: count, deadline: deadline)
+            }
+            return FloodSent(sent: sent, seconds: elapsed, generator: .packetSocket, liveFramesRefused: refused)
+        } catch {
+            guard let refused else { throw error }
+            throw FloodgateError("live frames refused (\(refused)), and then \(error)")
         }
-        return FloodSent(sent: sent, seconds: elapsed, generator: .packetSocket, liveFramesRefused: refused)
     }
 
     private func sendLiveFrames(
@@ -257,8 +266,12 @@ public final class FloodGenerator: @unchecked Sendable {
                                         progress: progress) { ifindex, _ in
             let n = UInt32(min(count, UInt64(UInt32.max)))
             // Cut short by the deadline, or all sent; either way the interface's counters say how many went.
-            _ = try KernelCalls.testRunLive(programFD: fd, frame: frame, ifindex: ifindex, count: n,
-                                            batch: FloodGenerator.batch, what: "generate \(n) frames on \(interface)")
+            do {
+                _ = try KernelCalls.testRunLive(programFD: fd, frame: frame, ifindex: ifindex, count: n,
+                                                batch: FloodGenerator.batch, what: "generate \(n) frames on \(interface)")
+            } catch let error as FloodgateError where error.errno.map(FloodGenerator.refusals.contains) == true {
+                throw LiveFramesRefusal(error: error)
+            }
         }.seconds
         return (try vethTransmitted(interface, namespace: ns) - before, elapsed)
     }
@@ -284,8 +297,8 @@ public final class FloodGenerator: @unchecked Sendable {
 }
 
 /// Ends a flood at its time: a thread that wakes every 50 ms, reports progress, and once `seconds` have passed
-/// interrupts the generating thread's test run, again every 5 ms until ``finish()`` (a signal that lands between
-/// two system calls is lost; the next one is not).
+/// marks it expired and interrupts the generating thread's system call (the test run, or a send), again every 5 ms
+/// until ``finish()`` (a signal that lands between two system calls is lost; the next one is not).
 final class Deadline: @unchecked Sendable {
     private let lock = NSLock()
     private var done = false
