@@ -11,8 +11,9 @@ public struct FloodResult: Codable, Sendable {
     public var processed: UInt64
     public var dropped: UInt64
     public var mpps: Double
-    /// How the generator sent its frames; when live frames were refused, the kernel's refusal.
+    /// How the generator sent its frames.
     public var generator: GeneratorKind
+    /// When live frames were refused: the kernel's refusal (the frames went through a packet socket).
     public var liveFramesRefused: String?
     /// With a legitimate load: what sipp achieved beside the flood, per source and kind.
     public var legitimate: [LegitimateResult]?
@@ -169,7 +170,8 @@ public struct FloodResult: Codable, Sendable {
                            verifiedBeforeFlood: verifiedBefore, verified: verified, receiveCPUSeconds: receiveCPU)
     }
 
-    /// The share of the frames sent that the receiving XDP program never saw (the veth ring had no room).
+    /// The share of the frames sent that the receiving XDP program never saw (the veth ring had no room). Through a
+    /// packet socket the ring's overflow holds the sender back instead, and this stays near 0.
     public var lost: Double { sent > 0 ? Double(sent - min(sent, processed)) / Double(sent) : 0 }
 
     /// The packets the meter rules dropped: the sum of their `counter packets N`.

@@ -9,7 +9,7 @@ public enum GeneratorKind: String, CaseIterable, Codable, Sendable, CustomString
     case liveFrames = "live-frames"
     /// `sendmmsg(2)` on an AF_PACKET socket past the qdisc, the sources rewritten here: a socket buffer per frame,
     /// under a million a second from one CPU. What the generator falls back to where the kernel refuses live frames
-    /// (a security module's policy, a kernel older than 5.18).
+    /// (``FloodGenerator/refusals``: a security module's policy, say).
     case packetSocket = "packet-socket"
 
     public var description: String { rawValue }
@@ -19,6 +19,7 @@ public enum GeneratorKind: String, CaseIterable, Codable, Sendable, CustomString
 public struct FloodSent: Sendable {
     public var sent: UInt64
     public var seconds: Double
+    /// How its frames went out.
     public var generator: GeneratorKind
     /// When live frames were wanted but the kernel refused them: its refusal (the flood went through a packet
     /// socket instead).
@@ -27,8 +28,8 @@ public struct FloodSent: Sendable {
 
 /// The frames one `sendmmsg(2)` sends: a fixed frame once (sent again and again), or ``KernelCalls/sendBatch`` copies
 /// whose sources are rewritten before each send as the live-frames program rewrites them (`fg_flood_config`): the
-/// low `random_bits` of the source random, and an IPv4 header's checksum made right again. (As there, an IPv6
-/// frame's UDP checksum is left as it was.)
+/// low `random_bits` of the source random, and an IPv4 header's checksum made right again. As there, the UDP or
+/// TCP checksum, which covers the source, is left as it was.
 final class FrameBatch {
     let size: Int
     /// Bytes from one frame to the next: 0 for a fixed frame (one copy).
@@ -118,6 +119,9 @@ struct Pace {
         return Int(min(UInt64(wanted), (now - next) / interval + 1))
     }
 
+    /// Nanoseconds from `now` until the next frame is due (0: it is).
+    func wait(at now: UInt64) -> UInt64 { next > now ? next - now : 0 }
+
     /// Books `count` frames sent.
     mutating func sent(_ count: Int) { next += UInt64(count) * interval }
 }
@@ -138,10 +142,11 @@ struct SplitMix64: RandomNumberGenerator {
 }
 
 extension FloodGenerator {
-    /// Sends `count` frames of `scenario` through an AF_PACKET socket on `interface` of `ns` (``GeneratorKind/packetSocket``),
-    /// until all went or `seconds` passed. Returns the frames the socket took (a frame the veth's peer ring has no
-    /// room for is refused, ENOBUFS, and sent again once there is) and the seconds taken. Its caller has pinned
-    /// the thread and unblocked the deadline's signal.
+    /// Sends `count` frames of `scenario` through an AF_PACKET socket on interface `ifindex`
+    /// (``GeneratorKind/packetSocket``), until all went or `deadline` expired; returns the frames the socket took. A
+    /// frame the veth's peer ring has no room for is refused (ENOBUFS) and sent again once there is: the overflow
+    /// holds the sender back rather than being lost, as live frames' is. Its caller has entered the namespace,
+    /// pinned the thread and unblocked the deadline's signal. Throws if the socket took no frame at all.
     static func sendThroughPacketSocket(
         _ scenario: FloodScenario, ifindex: UInt32, interface: String, count: UInt64, deadline: Deadline
     ) throws -> UInt64 {
@@ -153,9 +158,14 @@ extension FloodGenerator {
         while sent < count, !deadline.isExpired {
             var n = Int(min(UInt64(KernelCalls.sendBatch), count - sent))
             if pace != nil {
-                n = pace!.due(at: monotonicNanoseconds(), wanted: n)
+                let now = monotonicNanoseconds()
+                n = pace!.due(at: now, wanted: n)
                 if n == 0 {
-                    sched_yield()
+                    // Far from due, sleep most of the way (the CPU is sipp's and the receive's too). Near it, spin
+                    // as the live-frames program does: a yield on a busy CPU gives the rest of a time slice away, a
+                    // slice far past the slack, and a loaded machine's paced flood fell to a frame a slice.
+                    let wait = pace!.wait(at: now)
+                    if wait > 100_000 { usleep(UInt32(min(wait - 50_000, 50_000_000) / 1_000)) }
                     continue
                 }
             }
@@ -166,6 +176,10 @@ extension FloodGenerator {
             if took == 0 { sched_yield() }
             pace?.sent(took)
             sent += UInt64(took)
+        }
+        if sent == 0 && count > 0 {
+            throw FloodgateError("the packet socket on \(interface) took no frame before the flood's deadline",
+                                 hint: "the device had no room for any (ENOBUFS): is the veth and its peer up?")
         }
         return sent
     }
