@@ -165,7 +165,7 @@ import Testing
         // allowed before; 10% now).
         #expect(flood.processed <= flood.sent && flood.processed >= flood.sent - flood.sent / 10, "\(flood)")
         // The INVITE limit lets the burst of 16 and 8/s through; everything else is dropped.
-        #expect(flood.dropped >= flood.processed - 16 - 8 * 10 && flood.dropped < flood.processed, "\(flood)")
+        #expect(flood.dropped + 16 + 8 * 10 >= flood.processed && flood.dropped < flood.processed, "\(flood)")
     }
 
     /// The receive on a CPU of its own (threaded NAPI, its kernel thread pinned): the flood still reaches the
@@ -361,8 +361,10 @@ import Testing
             Issue.record("the default new-source budget is a rate")
             return
         }
-        #expect(flood.processed > 0, "\(flood)")
         let admitted = UInt64(burst) + UInt64(Double(rate) * (flood.seconds + 1)) + 1_000
+        // A flood at least twice that, or the filter's drops would prove little (through a packet socket, in the
+        // debug build, this test's flood was 580,000 frames).
+        #expect(flood.processed >= 2 * admitted, "\(flood)")
         #expect(flood.dropped <= flood.processed && flood.processed - flood.dropped <= admitted, "\(flood)")
     }
 
