@@ -17,7 +17,8 @@ func runDestinationFlood(_ options: Options) throws {
             let r = try FloodResult.run(scenario: scenario, filter: .floodgate, packets: 1_000_000_000,
                                         seconds: options.floodSeconds, progress: false, policy: policy)
             if name == "with" { with.append(r.mpps) } else { without.append(r.mpps) }
-            print("  round \(round), \(name) the table: \(String(format: "%.3f", r.mpps)) Mpps")
+            print("  round \(round), \(name) the table: \(String(format: "%.3f", r.mpps)) Mpps"
+                + (r.generator == .packetSocket ? " (through a packet socket: live frames refused)" : ""))
         }
     }
     let (a, b) = (median(without), median(with))

@@ -293,9 +293,11 @@ func floodChart(_ rows: [FloodRow]) -> String {
     let top = max(1, (rows.flatMap { $0.mpps.values }.max() ?? 1).rounded(.up))
     let groupWidth = 140.0, barWidth = 20.0, left = 50.0, height = 260.0, base = 300.0
     let width = left + Double(rows.count) * groupWidth + 20
+    let socket = GeneratorKind.packetSocket.rawValue
+    let generator = rows.contains { $0.generators.keys.contains(socket) } ? socket : GeneratorKind.liveFrames.rawValue
     var svg = """
         <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="380" font-family="sans-serif" font-size="11">
-        <text x="\(left)" y="20" font-size="14">Mpps processed per filter (live-frames flood over veth, median)</text>
+        <text x="\(left)" y="20" font-size="14">Mpps processed per filter (\(generator) flood over veth, median)</text>
 
         """
     for tick in stride(from: 0.0, through: top, by: 1.0) {
@@ -364,7 +366,8 @@ func floodMarkdown(_ rows: [FloodRow], _ options: Options) -> String {
 /// Runs the section, prints its table and targets, and writes its report (`--report DIR`).
 func runFloods(_ options: Options) throws -> [FloodRow] {
     print(
-        "\nGenerated floods: live-frames XDP_TX out of a veth in a namespace into its peer, where the filter runs"
+        "\nGenerated floods: live-frames XDP_TX (a packet socket where the kernel refuses it: see the generator line)"
+            + " out of a veth in a namespace into its peer, where the filter runs"
             + String(
                 format: " (%.0f s a run, median of %d, Mpps the receiving XDP program saw: the trivial column is"
                     + " the generator's own ceiling here; +ns/pkt is Floodgate's cost over it, 1/Mpps − 1/Mpps(trivial);"

@@ -55,7 +55,10 @@ func reaction(_ options: Options) throws -> [ReactionRow] {
                 do { try reading.watch(maps, attacker: attacker, trafficClass: trafficClass) } catch { reading.error = error }
             }.start()
             readerDone.wait()
-            try flood.wait()  // a generator that failed says why
+            // A generator that failed says why; a packet socket's flood (live frames refused) is ten times slower.
+            if let refused = try flood.wait().liveFramesRefused {
+                print("  \(name): live frames refused (\(refused)); the flood went through a packet socket")
+            }
             if let error = reading.error { throw error }
             let (first, dropped, banned, reads, elapsed, last) = (reading.first, reading.dropped, reading.banned,
                                                                  reading.reads, reading.elapsed, reading.last)

@@ -101,7 +101,7 @@ extension Floodgate {
                     previousTime = now
                 }
                 if live { print("") }
-                // A generator that failed says why; one the kernel refused live frames says what it sent instead.
+                // A generator that failed says why; one the kernel refused live frames, how it sent instead.
                 if let refused = try flood.wait().liveFramesRefused {
                     print("  (live frames refused: \(refused); the flood went through a packet socket, far slower)")
                 }
