@@ -126,13 +126,14 @@ struct Pace {
     mutating func sent(_ count: Int) { next += UInt64(count) * interval }
 }
 
-/// SplitMix64 (Steele, Lea and Flood, 2014): random enough for source addresses, and cheap per frame.
-struct SplitMix64: RandomNumberGenerator {
+/// SplitMix64 (Steele, Lea and Flood, 2014): random enough for source addresses, and cheap per frame; seeded, so
+/// the tests' random runs can be replayed.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
 
-    init(seed: UInt64) { state = seed }
+    public init(seed: UInt64) { state = seed }
 
-    mutating func next() -> UInt64 {
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

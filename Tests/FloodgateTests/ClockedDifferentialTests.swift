@@ -146,7 +146,7 @@ import Testing
         try requireRoot()
         let steps = Int(ProcessInfo.processInfo.environment["FLOODGATE_DIFF_STEPS"] ?? "") ?? 25_000
         let seed = UInt64(ProcessInfo.processInfo.environment["FLOODGATE_DIFF_SEED"] ?? "") ?? UInt64.random(in: 0...UInt64.max)
-        var f = FrameFactory(rng: SeededGenerator(state: seed))
+        var f = FrameFactory(rng: SplitMix64(seed: seed))
         let scenario = Scenario(&f)
         // 3,000 IPv4 sources in 12 /24s of two /16s, 600 IPv6 ones in 6 /64s of two /48s.
         let v4Pool = [64, 65, 66, 67, 68, 69].flatMap { c in (1...250).map { "198.18.\(c).\($0)" } }

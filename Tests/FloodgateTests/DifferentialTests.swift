@@ -4,21 +4,10 @@ import FloodgateLab
 import Foundation
 import Testing
 
-/// SplitMix64: a small seeded generator, so a failing run can be replayed with FLOODGATE_DIFF_SEED.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Random, mutated and real-looking frames for the differential test.
 struct FrameFactory {
-    var rng: SeededGenerator
+    /// SplitMix64 (FloodgateLab's), seeded, so a failing run can be replayed with FLOODGATE_DIFF_SEED.
+    var rng: SplitMix64
     var v4Sources = (1...24).map { "198.18.200.\($0)" }
     var v6Sources = (1...8).map { "2001:db8:77::\($0)" }
     /// Sources no outside packet can have.
@@ -186,7 +175,7 @@ struct FrameFactory {
             model.explicitBans[SourceAddress(address)!] = UInt64?.none  // never expires: the model's clock stays at 0
         }
 
-        var factory = FrameFactory(rng: SeededGenerator(state: seed))
+        var factory = FrameFactory(rng: SplitMix64(seed: seed))
         var expected = Dictionary(uniqueKeysWithValues: TrafficClass.counted.map { ($0, [UInt64](repeating: 0, count: Int(FG_REASON_MAX.rawValue))) })
         var mismatches: [String] = []
         var seenReasons = Set<String>()

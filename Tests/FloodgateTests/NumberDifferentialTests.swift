@@ -95,7 +95,7 @@ enum DialledNumber: Equatable {
     /// seed: FLOODGATE_DIFF_SEED=N replays it.
     @Test func theProgramReadsNumbersAsTheModelDoes() throws {
         let seed = ProcessInfo.processInfo.environment["FLOODGATE_DIFF_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64.max / 2)
-        var rng = SeededGenerator(state: seed)
+        var rng = SplitMix64(seed: seed)
         func pick<T>(_ items: [T]) -> T { items[Int(rng.next() % UInt64(items.count))] }
         func chance(_ p: Double) -> Bool { Double(rng.next() % 10_000) / 10_000 < p }
         func digits(_ n: Int) -> String { String((0..<n).map { _ in Character(String(rng.next() % 10)) }) }
