@@ -214,8 +214,9 @@ public final class FloodGenerator: @unchecked Sendable {
     }
 
     /// Sends `count` frames of `scenario` (live frames: at most 2^32 - 1) out of `interface` (of the namespace `ns`)
-    /// until all are sent or `seconds` have passed; `progress` is called about four times a second with the seconds so far.
-    /// With `cpu`, the sending thread is pinned to that CPU. Returns the frames sent, the seconds taken, and how.
+    /// until all are sent or `seconds` have passed; `progress` is called about four times a second with the seconds
+    /// so far. With `cpu`, the sending thread is pinned to that CPU. Returns the frames sent, the seconds taken, and
+    /// how.
     ///
     /// `generator` nil: live frames, or a packet socket if the kernel refuses them (said in the result).
     ///

@@ -180,7 +180,7 @@ extension FloodGenerator {
         }
         if sent == 0 && count > 0 {
             throw FloodgateError("the packet socket on \(interface) took no frame before the flood's deadline",
-                                 hint: "the device had no room for any (ENOBUFS): is the veth and its peer up?")
+                                 hint: "the device had no room for any (ENOBUFS): are the veth and its peer up?")
         }
         return sent
     }
