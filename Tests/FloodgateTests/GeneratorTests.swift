@@ -7,14 +7,7 @@ import Testing
 /// The lab's flood generator where the kernel refuses live frames: the frames go through a packet socket, their
 /// sources rewritten as the live-frames program rewrites them, paced as it paces them, and the report says so.
 @Suite struct GeneratorTests {
-    struct FloodJSON: Decodable {
-        var sent: UInt64
-        var seconds: Double
-        var processed: UInt64
-        var dropped: UInt64
-        var generator: String
-        var liveFramesRefused: String?
-    }
+    typealias FloodJSON = IntegrationTests.FloodJSON
 
     /// Every rewritten source keeps the scenario's fixed bits and every other byte of the frame, each of its random
     /// bits is seen both ways, the sources differ, and an IPv4 header's checksum is right again. A fixed scenario,

@@ -212,6 +212,9 @@ import Testing
         var legitimate: [Legitimate]?
         var verifiedBeforeFlood: [String]?
         var verified: [String]?
+        /// How the frames went out (``GeneratorKind``), and the kernel's refusal of live frames if any.
+        var generator: String
+        var liveFramesRefused: String?
     }
 
     /// The cost benchmark's floors drop a packet whose key holds its slot, and pass the packet that fills it: the
