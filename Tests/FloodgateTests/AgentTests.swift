@@ -1205,9 +1205,13 @@ import Testing
                 try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
             }
             #expect(alert?["class"] as? String == "invite" && alert?["kind"] as? String == "spike", "\(String(describing: alert))")
+            // One alert a spike the agent saw: a loaded machine that pauses the flooding thread splits the spike in
+            // two (CI counted 2 once), so the metric must equal the alerts logged by the time it is read.
             let metrics = try NetworkLab.inNamespace(lab.routerNS) { try httpGet(port: 19469, path: "/metrics") }
-            #expect(metrics.text.contains("floodgate_anomalies_total{interface=\"\(lab.routerInterface)\",class=\"invite\",kind=\"spike\"} 1"),
-                    "\(metrics.text.split(separator: "\n").filter { $0.contains("anomal") })")
+            let spikes = agent.log.text().split(separator: "\n").filter { $0.contains("anomaly: spike of invite") }.count
+            #expect(spikes >= 1)
+            #expect(metrics.text.contains("floodgate_anomalies_total{interface=\"\(lab.routerInterface)\",class=\"invite\",kind=\"spike\"} \(spikes)"),
+                    "\(spikes) alerts logged; \(metrics.text.split(separator: "\n").filter { $0.contains("anomal") })")
         }
     }
 
