@@ -413,8 +413,9 @@ enum fg_inside_count {
  * strict quarantines (its former pad); fg_challenges valued by the method
  * challenged (FG_CHALLENGE_*). 22: fg_streams and fg_stream_opens (the
  * server's TCP streams, read only where a message starts); fg_inside_counts'
- * ninth and tenth counts. */
-#define FG_LAYOUT_VERSION 22
+ * ninth and tenth counts. 23: fg_stream carries the frame walk of a header
+ * block that goes on in the next segment (32 bytes). */
+#define FG_LAYOUT_VERSION 23
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*
@@ -723,9 +724,27 @@ struct fg_stream_key {
 	__be16 peer_port;
 };
 struct fg_stream {
-	__u32 next;  /* the sequence number of the next message's first byte (host order) */
+	__u32 next;  /* the sequence number of the next byte to read (host order): a message's first, or (walk set)
+		      * where a header block read in part goes on */
 	__u32 state; /* FG_STREAM_* */
+	/* A header block that went on past the bytes read (a segment's end, or
+	 * a copy's 2,048 bytes): where the frame walk stood, to go on from at
+	 * next. walk: its state + 1 (enum fg_frame_state, lib/stream.h); 0: next
+	 * is a message's first byte, and the rest is unused. */
+	__u32 walk;
+	__u32 found;   /* the walk's FG_FRAME_* flags */
+	__u32 length;  /* the Content-Length read */
+	__u32 matched; /* bytes of "content-length" matched at the line's start */
+	__u32 header;  /* bytes of the header block read so far (the stream is lost past FG_STREAM_MAX_HEADER) */
+	__u32 pad;
 };
+/* Steps of the frame walk one segment may take (each a message with the
+ * keep-alives before it, keep-alives after the last message, or 2,048 bytes
+ * of a header block that goes on): more, and the stream is lost. */
+#define FG_STREAM_STEPS 8
+/* A header block longer than this (64 KiB) is taken for no SIP message's:
+ * the stream is lost, rather than walked on for ever. */
+#define FG_STREAM_MAX_HEADER 65536
 #define FG_STREAM_FOLLOWED 1 /* segments that start at next are read */
 #define FG_STREAM_LOST 2     /* where a message starts could not be told: nothing more is read */
 
@@ -995,7 +1014,7 @@ _Static_assert(sizeof(struct fg_txn) == 16, "fg_txn layout");
 _Static_assert(sizeof(struct fg_fragment_key) == 24, "fg_fragment_key layout");
 _Static_assert(sizeof(struct fg_challenge_key) == 24, "fg_challenge_key layout");
 _Static_assert(sizeof(struct fg_stream_key) == 36, "fg_stream_key layout");
-_Static_assert(sizeof(struct fg_stream) == 8, "fg_stream layout");
+_Static_assert(sizeof(struct fg_stream) == 32, "fg_stream layout");
 _Static_assert(sizeof(struct fg_allow_entry) == 40, "fg_allow_entry layout");
 _Static_assert(sizeof(struct fg_auth_state) == 24, "fg_auth_state layout");
 _Static_assert(sizeof(struct fg_offence) == 16, "fg_offence layout");

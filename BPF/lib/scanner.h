@@ -114,7 +114,24 @@ struct fg_frame {
 	__u32 length; /* the Content-Length read */
 	__u32 end;    /* where the header block ends, past its blank line; 0: not found */
 	__u32 start;  /* where the start line starts, past CRs, LFs and blanks */
-	__u32 pad;
+	__u32 matched; /* bytes of "content-length" matched at a line's start (FG_FRAME_NAME_PART) */
+	/* A message of the segment to read as an answer (lib/stream.h,
+	 * fg_stream_step): its start line's offset in the packet, and the bytes
+	 * of the segment from there; 0: none. */
+	__u32 answer;
+	__u32 answer_len;
+};
+
+/* What floodgate_inside is to read of its packet (fg_inside_packet). */
+enum { FG_INSIDE_READ_NONE, FG_INSIDE_READ_ANSWER, FG_INSIDE_READ_SEGMENT };
+struct fg_inside_read {
+	struct fg_addr dst; /* the packet's destination: the server's peer */
+	__u32 off;	    /* its UDP or TCP payload's offset in the packet */
+	__u32 len;	    /* the payload's length */
+	__u32 how;	    /* an answer over UDP: FG_ANSWER_* (lib/stream.h) */
+	__u32 at;	    /* a TCP segment: where in it the stream's next byte to read is */
+	__u32 seq;	    /* its sequence number */
+	__u32 fin;	    /* the server's FIN */
 };
 
 /*
@@ -145,6 +162,8 @@ struct fg_walk {
 	struct fg_caller_range_key caller_key;
 	struct fg_frame frame; /* where a TCP stream's next message starts (lib/stream.h) */
 	struct fg_stream_key stream_key; /* the stream floodgate_inside is reading, here rather than on its stack */
+	struct fg_packet inside_packet;	 /* the packet floodgate_inside is reading: its record (parse.h) */
+	struct fg_inside_read inside;		 /* and what of it is the server's to read */
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -1371,20 +1371,21 @@ import Testing
             #expect(c["tcp-streams-lost"] == before["tcp-streams-lost"] && c["tcp-segments-unread"] == before["tcp-segments-unread"],
                     "\(c)")
         }
-        // The fake once more, at the stream's next byte but after the rest of a body: it is read only as what it is
-        // there, a message of the server's.
+        // The fake once more, in one segment with a whole message before it: there it starts a message of the
+        // server's own (the phone's parser reads it as one), and is read as one.
         try stream.send(TrustTests.serverRequest("MESSAGE", to: phone, body: padding) + fake)
-        #expect(try p.maps.insideCounts()["challenges"] == before["challenges"]! + 2)
+        #expect(try p.maps.insideCounts()["challenges"] == before["challenges"]! + 3)
     }
 
     /// The server's TCP stream is read where each of its messages starts, as the phone's parser finds it: past
-    /// keep-alive CRLFs, a body over several segments, two messages in one segment (only the first is read as an
-    /// answer), a compact Content-Length, a gap (a segment after a lost one waits for it), the rest of a body
-    /// coalesced with the next message, names that only start like Content-Length's, lines ending in LF alone, the
-    /// sequence numbers' wrap. A stream the filter did not see open is not read; one whose next start can't be told
-    /// (a header block cut by its segment or past 2,048 bytes, no Content-Length or two, one folded, not a number,
-    /// too long, or ended by a CR alone, more messages than are framed) is lost, and nothing more on it is read until
-    /// the server opens another. The server's RST or FIN (after its data) ends the stream; one it opens is followed.
+    /// keep-alive CRLFs, a body over several segments, two messages in one segment (each read as an answer), a
+    /// compact Content-Length, a gap (a segment after a lost one waits for it), the rest of a body coalesced with the
+    /// next message, names that only start like Content-Length's, lines ending in LF alone, the sequence numbers'
+    /// wrap. A stream the filter did not see open is not read; one whose next start can't be told (no Content-Length
+    /// or two, one folded, not a number, too long, or ended by a CR alone, more steps in a segment than are walked)
+    /// is lost, and nothing more on it is read until the server opens another. The server's RST or FIN (after its
+    /// data) ends the stream; one it opens is followed. (Header blocks cut by their segment, or longer than a copy:
+    /// ``aHeaderBlockCutAnywhereGoesOnInTheNextSegment``.)
     @Test func theServersTCPStreamIsReadWhereEachOfItsMessagesStarts() throws {
         let p = try TrustTests.program()
         let peer = "198.18.8.31"
@@ -1407,57 +1408,56 @@ import Testing
         try stream.send(Array(invite[800...]))
         try stream.send(challenge("n2"))
         #expect(try counts() == (2, 2, 0, 1))
-        // Two messages in one segment, keep-alive CRLFs between them: only the first is read; the next segment is.
+        // Two messages in one segment, keep-alive CRLFs between them: each is read; the next segment is.
         try stream.send(challenge("n3") + Array("\r\n\r\n".utf8) + challenge("n4"))
         try stream.send(challenge("n5"))
-        #expect(try counts() == (4, 4, 0, 1))
+        #expect(try counts() == (5, 5, 0, 1))
         // A compact Content-Length ("l"), in any case, with blanks; then a challenge.
         try stream.send(TrustTests.serverRequest("MESSAGE", to: peer, body: Array("hello".utf8), length: "L :  5 "))
         try stream.send(challenge("n6"))
-        #expect(try counts() == (5, 5, 0, 1))
+        #expect(try counts() == (6, 6, 0, 1))
         // A gap: the segment after a lost one is not read (counted unread), and the lost one, sent again, is.
         let first = challenge("n7"), second = challenge("n8")
         try TrustTests.inside(p, TrustTests.tcpAnswer(second, to: peer, seq: stream.seq &+ UInt32(first.count)))
-        #expect(try counts() == (5, 5, 0, 2))
+        #expect(try counts() == (6, 6, 0, 2))
         try stream.send(first)
         try stream.send(second)
-        #expect(try counts() == (7, 7, 0, 2))
+        #expect(try counts() == (8, 8, 0, 2))
         // Coalesced: the rest of a body and the next message in one segment; the message is read where it starts.
         let message = TrustTests.serverRequest("MESSAGE", to: peer, body: Array(repeating: UInt8(ascii: "b"), count: 300))
         let cut = message.count - 200  // in the body
         try stream.send(Array(message[..<cut]))
         try stream.send(Array(message[cut...]) + challenge("n9"))
-        #expect(try counts() == (8, 8, 0, 2), "coalesced")
+        #expect(try counts() == (9, 9, 0, 2), "coalesced")
         // Names that start like Content-Length's are other headers; blanks before the colon and leading zeros.
         try stream.send(TrustTests.serverRequest("MESSAGE", to: peer, body: Array("hello".utf8),
                                                  length: "Lorem: 9\r\nContent-Length-X: 9\r\ncontent-length :0005"))
-        #expect(try counts() == (8, 8, 0, 2), "look-alike names")
+        #expect(try counts() == (9, 9, 0, 2), "look-alike names")
         // Lines that end in LF alone.
         try stream.send(Array("MESSAGE sip:x SIP/2.0\nCall-ID: lf@x\nContent-Length: 2\n\nhi".utf8))
         try stream.send(challenge("n10"))
-        #expect(try counts() == (9, 9, 0, 2))
-        // Where the next start can't be told, the stream is lost: each of these is read (it starts a message), and
-        // the challenge after it is not. The server's next SYN-ACK on the ports opens a new stream.
-        let lost: [(String, [UInt8])] = [
-            ("a header block cut by its segment", Array(challenge("c1").prefix(120))),
-            ("no Content-Length", TrustTests.serverRequest("OPTIONS", to: peer, body: [], length: "Max-Forwards: 70")),
-            ("two", TrustTests.serverRequest("MESSAGE", to: peer, body: Array("hi".utf8), extra: ["Content-Length: 2"])),
-            ("folded", TrustTests.serverRequest("MESSAGE", to: peer, body: Array("hi".utf8), length: "Content-Length: 2\r\n 0")),
-            ("not a number", TrustTests.serverRequest("MESSAGE", to: peer, body: [], length: "Content-Length: x")),
-            ("too long", TrustTests.serverRequest("MESSAGE", to: peer, body: [], length: "Content-Length: 99999999")),
-            ("more messages than are framed", Array((0..<6).map { _ in challenge("c2") }.joined())),
-            ("a CR alone after the Content-Length", TrustTests.serverRequest("MESSAGE", to: peer, body: [], length: "Content-Length: 0\rX: y")),
-            ("a header block past the walk's 2,048 bytes",
-             TrustTests.serverRequest("MESSAGE", to: peer, body: [], extra: ["X-Long: " + String(repeating: "y", count: 2100)])),
+        #expect(try counts() == (10, 10, 0, 2))
+        // Where the next start can't be told, the stream is lost: the challenge after each of these is not read (the
+        // challenges before the steps run out are). The server's next SYN-ACK on
+        // the ports opens a new stream.
+        let steps = Int(FG_STREAM_STEPS)
+        let lost: [(String, [UInt8], read: Int)] = [
+            ("no Content-Length", TrustTests.serverRequest("OPTIONS", to: peer, body: [], length: "Max-Forwards: 70"), 0),
+            ("two", TrustTests.serverRequest("MESSAGE", to: peer, body: Array("hi".utf8), extra: ["Content-Length: 2"]), 0),
+            ("folded", TrustTests.serverRequest("MESSAGE", to: peer, body: Array("hi".utf8), length: "Content-Length: 2\r\n 0"), 0),
+            ("not a number", TrustTests.serverRequest("MESSAGE", to: peer, body: [], length: "Content-Length: x"), 0),
+            ("too long", TrustTests.serverRequest("MESSAGE", to: peer, body: [], length: "Content-Length: 99999999"), 0),
+            ("more messages than a segment's steps", Array((0...steps).map { _ in challenge("c2") }.joined()), steps),
+            ("a CR alone after the Content-Length", TrustTests.serverRequest("MESSAGE", to: peer, body: [], length: "Content-Length: 0\rX: y"), 0),
         ]
-        for (i, (what, segment)) in lost.enumerated() {
+        for (i, (what, segment, read)) in lost.enumerated() {
             let was = try counts()
             stream = try ServerStream(p, to: peer, isn: UInt32(1000 * (i + 1)))
             try stream.send(segment)
             try stream.send(challenge("after-\(i)"))
             let now = try counts()
             #expect(now.lost == was.lost + 1 && now.unread == was.unread + 1, "\(what): \(now)")
-            #expect(now.answers <= was.answers + 1, "\(what): only the first is read: \(now)")
+            #expect(now.answers == was.answers + UInt64(read), "\(what): \(now)")
         }
         // And one followed again: a new stream reads, across the sequence numbers' wrap.
         stream = try ServerStream(p, to: peer, isn: 0xFFFF_FF00)
@@ -1484,6 +1484,126 @@ import Testing
         let opened = try counts()
         try TrustTests.inside(p, TrustTests.tcpAnswer(challenge("e3"), to: peer, seq: 78))
         #expect(try counts().challenges == opened.challenges + 1)
+    }
+
+    /// A header block the server's segment cuts goes on in the next (the walk's state kept in the stream's entry),
+    /// wherever the cut falls: inside a line, inside "Content-Length" or a compact "l", between its digits, between
+    /// a CR and its LF, at a line's start. Before, any such cut lost the stream, and anyone who could have the server
+    /// send a phone a message (a MESSAGE whose header block the relay makes longer than a segment) could lose the
+    /// phone's stream and so let its trust lapse. Each cut, and a message sent a byte a segment, is followed: the
+    /// challenge after it is read, nothing is lost. No cut makes a message read otherwise than whole: two
+    /// Content-Lengths, one folded, or a CR alone lose the stream wherever the cut; a Content-Length named inside
+    /// another header's value is not one; a cut's next segment that reads like a challenge is not read as one; a
+    /// message whose header block is cut is not read as an answer. A header block longer than a copy (2,048
+    /// bytes) goes on in the next copy; one longer than FG_STREAM_MAX_HEADER loses the stream.
+    @Test func aHeaderBlockCutAnywhereGoesOnInTheNextSegment() throws {
+        let p = try TrustTests.program()
+        let peer = "198.18.8.33"
+        var isn: UInt32 = 100
+        func counts() throws -> (challenges: UInt64, answers: UInt64, lost: UInt64, unread: UInt64) {
+            let c = try p.maps.insideCounts()
+            return (c["challenges"]!, c["answers"]!, c["tcp-streams-lost"]!, c["tcp-segments-unread"]!)
+        }
+        func challenge(_ nonce: String) -> [UInt8] { TrustTests.registerChallenge(to: peer, call: nonce, nonce: nonce) }
+        /// A new stream that carries `segments`, then a challenge: whether that challenge was read, and whether the
+        /// stream was lost.
+        func followed(_ segments: [[UInt8]]) throws -> (read: Bool, lost: Bool) {
+            isn &+= 100_000
+            var stream = try ServerStream(p, to: peer, isn: isn)
+            let before = try counts()
+            for segment in segments { try stream.send(segment) }
+            let was = try counts()
+            try stream.send(challenge("after"))
+            let now = try counts()
+            return (now.challenges == was.challenges + 1, now.lost > before.lost)
+        }
+        // Messages whose every byte is tried as a cut: CRLF lines with a Content-Length of two digits (its body
+        // twelve bytes: a cut between the digits that took "1" or "2" for the length would lose the stream), a
+        // header whose value names Content-Length; LF lines with a compact, upper-case "L" and blanks.
+        let crlf = TrustTests.serverRequest("MESSAGE", to: peer, body: Array("hello, world".utf8),
+                                            extra: ["X-Note: Content-Length: 7", "Subject: content-length"])
+        let lf = Array("NOTIFY sip:x SIP/2.0\nCall-ID: lf@x\nContent-Type: text/plain\nL :  12 \n\nhello, world".utf8)
+        for (name, message) in [("CRLF", crlf), ("LF", lf)] {
+            var failed: [Int] = []
+            for cut in 1..<message.count {
+                let (read, lost) = try followed([Array(message[..<cut]), Array(message[cut...])])
+                if !read || lost { failed.append(cut) }
+            }
+            #expect(failed.isEmpty, "\(name): cuts after which the stream was not followed: \(failed)")
+            let (read, lost) = try followed(message.map { [$0] })
+            #expect(read && !lost, "\(name), a byte a segment")
+        }
+        // Cut anywhere, a message whose length can't be told loses the stream.
+        let refused: [(String, [UInt8])] = [
+            ("two Content-Lengths", TrustTests.serverRequest("MESSAGE", to: peer, body: Array("hi".utf8), extra: ["Content-Length: 2"])),
+            ("one folded", TrustTests.serverRequest("MESSAGE", to: peer, body: Array("hi".utf8), length: "Content-Length: 2\r\n 0")),
+            ("a CR alone after it", TrustTests.serverRequest("MESSAGE", to: peer, body: [], length: "Content-Length: 0\rX: y")),
+            ("a CR alone at a line's start", TrustTests.serverRequest("MESSAGE", to: peer, body: [], length: "Content-Length: 0\r\n\rX: y")),
+        ]
+        for (what, message) in refused {
+            var kept: [Int] = []
+            for cut in 1..<message.count {
+                let (read, lost) = try followed([Array(message[..<cut]), Array(message[cut...])])
+                if read || !lost { kept.append(cut) }
+            }
+            #expect(kept.isEmpty, "\(what): cuts after which the stream was still followed: \(kept)")
+        }
+        // A challenge cut by its segment is not read (its start line is in the first, the rest in the second); the
+        // next one is. A segment that goes on a header block and reads like a challenge is not read as one.
+        do {
+            let cut = challenge("cut")
+            isn &+= 100_000
+            var stream = try ServerStream(p, to: peer, isn: isn)
+            var was = try counts()
+            try stream.send(Array(cut[..<40]))
+            try stream.send(Array(cut[40...]))
+            #expect(try counts() == (was.challenges, was.answers, was.lost, was.unread), "a cut challenge")
+            let fake = "SIP/2.0 401 Unauthorized\r\nCall-ID: fake@x\r\nCSeq: 1 REGISTER\r\n"
+                + TrustTests.challengeHeader("fake") + "\r\nContent-Length: 0\r\n\r\n"
+            let head = Array("MESSAGE sip:x SIP/2.0\r\nCall-ID: m@x\r\n".utf8)
+            was = try counts()
+            try stream.send(head)
+            try stream.send(Array(fake.utf8))
+            #expect(try counts() == (was.challenges, was.answers, was.lost, was.unread), "a fake in a header block")
+        }
+        // Header blocks past a copy's 2,048 bytes: in one segment, and over several.
+        let long = TrustTests.serverRequest("MESSAGE", to: peer, body: Array("hi".utf8),
+                                            extra: ["X-Long: " + String(repeating: "y", count: 3000)])
+        #expect(try followed([long]) == (true, false), "a header block over two copies in one segment")
+        #expect(try followed(stride(from: 0, to: long.count, by: 1400).map { Array(long[$0..<min($0 + 1400, long.count)]) })
+            == (true, false), "over segments")
+        // Past FG_STREAM_MAX_HEADER, lost.
+        let line = "X-Long: " + String(repeating: "z", count: 990)
+        let huge = TrustTests.serverRequest("MESSAGE", to: peer, body: [],
+                                            extra: Array(repeating: line, count: Int(FG_STREAM_MAX_HEADER) / 1000 + 1))
+        #expect(try followed(stride(from: 0, to: huge.count, by: 1400).map { Array(huge[$0..<min($0 + 1400, huge.count)]) })
+            == (false, true), "past the longest header block")
+        let under = TrustTests.serverRequest("MESSAGE", to: peer, body: [],
+                                             extra: Array(repeating: line, count: Int(FG_STREAM_MAX_HEADER) / 1000 - 2))
+        #expect(try followed(stride(from: 0, to: under.count, by: 1400).map { Array(under[$0..<min($0 + 1400, under.count)]) })
+            == (true, false), "under it")
+    }
+
+    /// Answers the server coalesces in one segment (a client that held its receive window shut, a pong before a
+    /// challenge) are each read: three refusals to a guesser's credentials in one segment ban it, as three in three
+    /// segments do.
+    @Test func answersCoalescedInOneSegmentAreEachRead() throws {
+        let p = try TrustTests.program()
+        let guesser = "198.18.8.34"
+        var stream = try ServerStream(p, to: guesser)
+        var answers: [UInt8] = Array("\r\n".utf8)
+        for round in 1...3 {
+            let register = "REGISTER sip:198.18.2.2 SIP/2.0\r\nVia: SIP/2.0/TCP \(guesser):40000;branch=z9hG4bK-\(round)\r\n"
+                + "Call-ID: c\(round)@x\r\nCSeq: 2 REGISTER\r\n\(TrustTests.credentials)\r\nContent-Length: 0\r\n\r\n"
+            #expect(try p.judge(TrustTests.tcp(register, from: guesser)) == (XDP_PASS_ACTION, .register, .passed))
+            answers += TrustTests.message(TrustTests.response("401 Unauthorized", to: guesser, cseq: "2 REGISTER",
+                                                              callID: "c\(round)@x"))
+        }
+        #expect(p.maps.ban(of: SourceAddress(guesser)!) == nil)
+        try stream.send(answers)
+        let c = try p.maps.insideCounts()
+        #expect(c["answers"] == 3 && c["auth-failures"] == 3, "\(c)")
+        #expect(p.maps.ban(of: SourceAddress(guesser)!)?.bruteForce == true)
     }
 
     /// The server's SYN-ACKs to forged SYNs open streams that never carry data: they are noted in an LRU of their
