@@ -742,9 +742,13 @@ struct fg_stream {
  * keep-alives before it, keep-alives after the last message, or 2,048 bytes
  * of a header block that goes on): more, and the stream is lost. */
 #define FG_STREAM_STEPS 8
-/* A header block longer than this (64 KiB) is taken for no SIP message's:
- * the stream is lost, rather than walked on for ever. */
-#define FG_STREAM_MAX_HEADER 65536
+/* A header block that has gone on over this many bytes of copies (with the
+ * keep-alives before it; 1 MiB) without ending is taken for no SIP message's,
+ * and the stream is lost. Far above what a server sends or takes (a relay
+ * adds its Via and Record-Route lines to what it was sent): it bounds no
+ * work (FG_STREAM_STEPS does, a segment at a time), only how long a walk
+ * that can never end is kept. */
+#define FG_STREAM_MAX_HEADER (1U << 20)
 #define FG_STREAM_FOLLOWED 1 /* segments that start at next are read */
 #define FG_STREAM_LOST 2     /* where a message starts could not be told: nothing more is read */
 

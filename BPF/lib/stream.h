@@ -33,13 +33,13 @@
  *   the next: the walk's state where it stopped (its state, flags, the
  *   Content-Length so far and how much of that name a line's start matched)
  *   is kept in the stream's entry, and the walk takes the next bytes from
- *   there, a byte at a time where a line's start needs bytes it does not
- *   have yet (a name cut inside "Content-Length", a CR whose LF is next). Its
- *   message is not read as an answer: its first lines are not there.
+ *   there: a name cut inside "Content-Length" is matched on a byte at a
+ *   time, a CR the bytes ended on waits for its LF. Its message is not read
+ *   as an answer: its first lines are not there.
  * - A stream whose next start can't be found is lost, and nothing more on it
  *   is read: no Content-Length or two, one folded or above 2^24, a CR alone,
- *   a header block longer than FG_STREAM_MAX_HEADER, more steps in a segment
- *   than FG_STREAM_STEPS.
+ *   a header block that goes on past FG_STREAM_MAX_HEADER, more steps in a
+ *   segment than FG_STREAM_STEPS.
  * - Nothing is read on a stream the filter did not see open: one opened
  *   before the inside program was attached, or whose entry an LRU pushed out.
  *   The server's FIN or RST ends the stream's entry.
@@ -349,7 +349,7 @@ static __always_inline void fg_stream_key_of(struct fg_stream_key *key, const st
 /*
  * A TCP segment from the server (`tcp`, sequence number `seq`, `len` bytes of
  * data): notes where a stream starts, or follows it. Returns where in the
- * segment the stream's next message starts, which the caller then reads
+ * segment the stream's next byte to read is, which the caller then reads
  * (fg_stream_read); -1 if it does not hold that byte, or the stream is not
  * followed.
  */
@@ -396,7 +396,7 @@ static __always_inline int fg_stream_segment(const struct fg_stream_key *key, co
 		fg_inside_count(FG_INSIDE_TCP_UNREAD);
 		return -1;
 	}
-	/* How far into the segment the next message starts (wrapping). */
+	/* How far into the segment the next byte to read is (wrapping). */
 	ahead = st->next - seq;
 	if (ahead < len)
 		return ahead;

@@ -1495,7 +1495,8 @@ import Testing
     /// Content-Lengths, one folded, or a CR alone lose the stream wherever the cut; a Content-Length named inside
     /// another header's value is not one; a cut's next segment that reads like a challenge is not read as one; a
     /// message whose header block is cut is not read as an answer. A header block longer than a copy (2,048
-    /// bytes) goes on in the next copy; one longer than FG_STREAM_MAX_HEADER loses the stream.
+    /// bytes) goes on in the next copy, wherever the copy ends; one longer than FG_STREAM_MAX_HEADER loses the
+    /// stream.
     @Test func aHeaderBlockCutAnywhereGoesOnInTheNextSegment() throws {
         let p = try TrustTests.program()
         let peer = "198.18.8.33"
@@ -1505,15 +1506,18 @@ import Testing
             return (c["challenges"]!, c["answers"]!, c["tcp-streams-lost"]!, c["tcp-segments-unread"]!)
         }
         func challenge(_ nonce: String) -> [UInt8] { TrustTests.registerChallenge(to: peer, call: nonce, nonce: nonce) }
-        /// A new stream that carries `segments`, then a challenge: whether that challenge was read, and whether the
-        /// stream was lost.
-        func followed(_ segments: [[UInt8]]) throws -> (read: Bool, lost: Bool) {
+        /// A new stream that carries `segments`, then a challenge (in a segment of its own, or `coalesced` at the end
+        /// of the last): whether that challenge was read, and whether the stream was lost.
+        func followed(_ segments: [[UInt8]], coalesced: Bool = false) throws -> (read: Bool, lost: Bool) {
             isn &+= 100_000
             var stream = try ServerStream(p, to: peer, isn: isn)
             let before = try counts()
-            for segment in segments { try stream.send(segment) }
+            var segments = segments
+            if coalesced { segments[segments.count - 1] += challenge("after") }
+            for segment in segments.dropLast() { try stream.send(segment) }
             let was = try counts()
-            try stream.send(challenge("after"))
+            try stream.send(segments[segments.count - 1])
+            if !coalesced { try stream.send(challenge("after")) }
             let now = try counts()
             return (now.challenges == was.challenges + 1, now.lost > before.lost)
         }
@@ -1526,10 +1530,12 @@ import Testing
         for (name, message) in [("CRLF", crlf), ("LF", lf)] {
             var failed: [Int] = []
             for cut in 1..<message.count {
-                let (read, lost) = try followed([Array(message[..<cut]), Array(message[cut...])])
-                if !read || lost { failed.append(cut) }
+                for coalesced in [false, true] {
+                    let (read, lost) = try followed([Array(message[..<cut]), Array(message[cut...])], coalesced: coalesced)
+                    if !read || lost { failed.append(cut) }
+                }
             }
-            #expect(failed.isEmpty, "\(name): cuts after which the stream was not followed: \(failed)")
+            #expect(failed.isEmpty, "\(name): cuts after which the stream was not followed (alone, and with the challenge in the rest's segment): \(failed)")
             let (read, lost) = try followed(message.map { [$0] })
             #expect(read && !lost, "\(name), a byte a segment")
         }
@@ -1567,26 +1573,42 @@ import Testing
             #expect(try counts() == (was.challenges, was.answers, was.lost, was.unread), "a fake in a header block")
         }
         // Header blocks past a copy's 2,048 bytes: in one segment, and over several.
+        func segments(_ bytes: [UInt8], of size: Int) -> [[UInt8]] {
+            stride(from: 0, to: bytes.count, by: size).map { Array(bytes[$0..<min($0 + size, bytes.count)]) }
+        }
         let long = TrustTests.serverRequest("MESSAGE", to: peer, body: Array("hi".utf8),
                                             extra: ["X-Long: " + String(repeating: "y", count: 3000)])
         #expect(try followed([long]) == (true, false), "a header block over two copies in one segment")
-        #expect(try followed(stride(from: 0, to: long.count, by: 1400).map { Array(long[$0..<min($0 + 1400, long.count)]) })
-            == (true, false), "over segments")
+        #expect(try followed([long], coalesced: true) == (true, false), "and a challenge after it in that segment")
+        #expect(try followed(segments(long, of: 1400)) == (true, false), "over segments")
+        // A copy's end on each byte from before the Content-Length line to past the blank line, a challenge after the
+        // message in the same segment; and more than a copy of keep-alives before a challenge.
+        func padded(_ n: Int) -> [UInt8] {
+            TrustTests.serverRequest("MESSAGE", to: peer, body: Array("hello, world".utf8),
+                                     extra: ["X-Pad: " + String(repeating: "p", count: n)])
+        }
+        let probe = padded(0), name = Array("Content-Length".utf8)
+        let lengthAt = (0...(probe.count - name.count)).first { Array(probe[$0..<($0 + name.count)]) == name }!
+        var missed: [Int] = []
+        for before in -3...24 {
+            // The copy ends `before` bytes into the Content-Length line ("Content-Length: 12", CRLF, CRLF: 22 bytes).
+            let message = padded(Int(FG_SIP_SCAN_BYTES) - lengthAt - before)
+            if try followed([message], coalesced: true) != (true, false) { missed.append(before) }
+        }
+        #expect(missed.isEmpty, "copies ending this far into the Content-Length line: \(missed)")
+        #expect(try followed([Array(String(repeating: "\r\n", count: 1100).utf8)], coalesced: true) == (true, false),
+                "keep-alives over a copy")
         // Past FG_STREAM_MAX_HEADER, lost.
         let line = "X-Long: " + String(repeating: "z", count: 990)
-        let huge = TrustTests.serverRequest("MESSAGE", to: peer, body: [],
-                                            extra: Array(repeating: line, count: Int(FG_STREAM_MAX_HEADER) / 1000 + 1))
-        #expect(try followed(stride(from: 0, to: huge.count, by: 1400).map { Array(huge[$0..<min($0 + 1400, huge.count)]) })
-            == (false, true), "past the longest header block")
-        let under = TrustTests.serverRequest("MESSAGE", to: peer, body: [],
-                                             extra: Array(repeating: line, count: Int(FG_STREAM_MAX_HEADER) / 1000 - 2))
-        #expect(try followed(stride(from: 0, to: under.count, by: 1400).map { Array(under[$0..<min($0 + 1400, under.count)]) })
-            == (true, false), "under it")
+        let over = Int(FG_STREAM_MAX_HEADER) / 1000
+        let huge = TrustTests.serverRequest("MESSAGE", to: peer, body: [], extra: Array(repeating: line, count: over + 2))
+        #expect(try followed(segments(huge, of: 3000)) == (false, true), "past the longest header block")
+        let under = TrustTests.serverRequest("MESSAGE", to: peer, body: [], extra: Array(repeating: line, count: over - 2))
+        #expect(try followed(segments(under, of: 3000)) == (true, false), "under it")
     }
 
-    /// Answers the server coalesces in one segment (a client that held its receive window shut, a pong before a
-    /// challenge) are each read: three refusals to a guesser's credentials in one segment ban it, as three in three
-    /// segments do.
+    /// Answers the server coalesces in one segment (a client that held its receive window shut) are each read:
+    /// three refusals to a guesser's credentials in one segment ban it, as three in three segments do.
     @Test func answersCoalescedInOneSegmentAreEachRead() throws {
         let p = try TrustTests.program()
         let guesser = "198.18.8.34"
