@@ -739,8 +739,9 @@ struct fg_stream {
 	__u32 pad;
 };
 /* Steps of the frame walk one segment may take (each a message with the
- * keep-alives before it, keep-alives after the last message, or 2,048 bytes
- * of a header block that goes on): more, and the stream is lost. */
+ * keep-alives before it, the rest of a header block an earlier segment cut,
+ * keep-alives after the last message, or 2,048 bytes of a header block or of
+ * keep-alives that go on): more, and the stream is lost. */
 #define FG_STREAM_STEPS 8
 /* A header block that has gone on over this many bytes of copies (with the
  * keep-alives before it; 1 MiB) without ending is taken for no SIP message's,

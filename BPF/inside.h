@@ -98,7 +98,8 @@ __noinline int fg_inside_packet(struct xdp_md *ctx)
 		r->how = FG_ANSWER_UDP | (pkt->frag_first ? FG_ANSWER_PARTIAL : 0);
 		return FG_INSIDE_READ_ANSWER;
 	}
-	/* Over TCP, only where a message of the stream starts (lib/stream.h);
+	/* Over TCP, only from the stream's next byte to read: a message's start,
+	 * or where a header block an earlier segment cut goes on (lib/stream.h);
 	 * the stream's bytes are the IP packet's (a frame cut short of them
 	 * fails to copy). */
 	if ((void *)(tcp + 1) > data_end)

@@ -26,8 +26,8 @@
  *   start line (keep-alives), the header block to its blank line, and the
  *   body its one Content-Length gives; in up to FG_STREAM_STEPS steps, each a
  *   message or 2,048 bytes of a header block. Each message whose header block
- *   lies whole in the segment (and in one copy of 2,048 bytes) is read as an
- *   answer. A segment wholly before that byte (the rest of a body, a
+ *   ends in the segment, within the 2,048 bytes copied from its start (the
+ *   keep-alives before it included), is read as an answer. A segment wholly before that byte (the rest of a body, a
  *   retransmission) is not read, nor one after it (a gap: counted unread).
  * - A header block that goes on past its segment, or past a copy, goes on in
  *   the next: the walk's state where it stopped (its state, flags, the
@@ -321,8 +321,8 @@ __noinline int fg_frame_message(struct xdp_md *ctx, __u32 off, __u32 len, __u32 
 /* The server's message at `off` (`len` bytes of its packet left) to `dst`,
  * read as an answer (lib/trust.h): over UDP (FG_ANSWER_UDP), of a first
  * fragment (FG_ANSWER_PARTIAL), or a TCP stream's message whose header block
- * lies whole in its segment. A global function, verified once for every
- * message a segment holds. */
+ * ends in its segment, within the 2,048 bytes copied from its start. A global
+ * function, verified once for every message a segment holds. */
 #define FG_ANSWER_UDP 1
 #define FG_ANSWER_PARTIAL 2
 __noinline int fg_server_answer(struct xdp_md *ctx, const struct fg_addr *dst, __u32 off, __u32 len, __u32 how)
@@ -414,7 +414,8 @@ static __always_inline int fg_stream_segment(const struct fg_stream_key *key, co
  * bytes of a header block that goes on, whose walk the stream's entry keeps
  * between steps and segments. Returns the bytes it took (a message's may go
  * on past the segment), or 0: the next start can't be told. A message whose
- * header block lies whole in the segment is to be read as an answer: its
+ * header block ends in the segment, within the bytes copied from its start,
+ * is to be read as an answer: its
  * bytes from the start line are then in the frame's `answer` and
  * `answer_len` (else answer_len is 0). A global function: inlined in the
  * segment's loop, the verifier's count of floodgate_inside went past its
