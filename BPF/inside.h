@@ -30,9 +30,9 @@
  * Reads the packet: what of it floodgate_inside is to read as the server's
  * (in this CPU's fg_scratch: `inside`, and for a TCP segment `stream_key`),
  * and notes the streams the server opens and ends (fg_stream_segment).
- * Returns FG_INSIDE_READ_*. A global function: the main program keeps a frame
- * small enough for the answer's (fg_server_answer), which takes most of the
- * verifier's 512 bytes of stack over its chain of calls.
+ * Returns FG_INSIDE_READ_*. A global function: floodgate_inside then keeps a
+ * frame small enough for the answer's (fg_server_answer), which takes most of
+ * the verifier's 512 bytes of stack over its chain of calls.
  */
 __noinline int fg_inside_packet(struct xdp_md *ctx)
 {

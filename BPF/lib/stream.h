@@ -27,8 +27,9 @@
  *   body its one Content-Length gives; in up to FG_STREAM_STEPS steps, each a
  *   message or 2,048 bytes of a header block. Each message whose header block
  *   ends in the segment, within the 2,048 bytes copied from its start (the
- *   keep-alives before it included), is read as an answer. A segment wholly before that byte (the rest of a body, a
- *   retransmission) is not read, nor one after it (a gap: counted unread).
+ *   keep-alives before it included), is read as an answer. A segment wholly
+ *   before that byte (the rest of a body, a retransmission) is not read, nor
+ *   one after it (a gap: counted unread).
  * - A header block that goes on past its segment, or past a copy, goes on in
  *   the next: the walk's state where it stopped (its state, flags, the
  *   Content-Length so far and how much of that name a line's start matched)
@@ -274,7 +275,8 @@ static long fg_frame_step(__u32 i, void *walk)
  * from `off`: the CR, LF and blanks before it, its header block and its
  * body (which may go on past the `len` bytes of the segment left); `len` if
  * those bytes are all CR, LF and blanks; FG_FRAME_GOES_ON if its header
- * block goes on past them or past the 2,048 bytes copied; 0 if it can't be
+ * block (or the blanks before it) goes on past them or past the 2,048 bytes
+ * copied; 0 if it can't be
  * told. `resume`: the bytes go on with a header block whose walk is in this
  * CPU's fg_scratch frame (its state, flags, Content-Length and name matched,
  * which the caller put there), rather than start a message. Copies into
@@ -415,12 +417,12 @@ static __always_inline int fg_stream_segment(const struct fg_stream_key *key, co
  * between steps and segments. Returns the bytes it took (a message's may go
  * on past the segment), or 0: the next start can't be told. A message whose
  * header block ends in the segment, within the bytes copied from its start,
- * is to be read as an answer: its
- * bytes from the start line are then in the frame's `answer` and
- * `answer_len` (else answer_len is 0). A global function: inlined in the
- * segment's loop, the verifier's count of floodgate_inside went past its
- * limit; the caller reads the answer, since under this function's frame the
- * answer's would pass the verifier's 512 bytes of stack.
+ * is to be read as an answer: its bytes from the start line are then in the
+ * frame's `answer` and `answer_len` (else answer_len is 0). A global
+ * function: inlined in the segment's loop, the verifier's count of
+ * floodgate_inside went past its limit; the caller reads the answer, since
+ * under this function's frame the answer's would pass the verifier's 512
+ * bytes of stack.
  */
 __noinline int fg_stream_step(struct xdp_md *ctx, __u32 off, __u32 left)
 {
@@ -478,7 +480,8 @@ __noinline int fg_stream_step(struct xdp_md *ctx, __u32 off, __u32 left)
  * the next byte to read is in it, its sequence number and FIN), step by step
  * (fg_stream_step), reads each message it holds whole as an answer, and
  * notes where the next byte to read is, or that the stream is lost. The
- * server's FIN ends the stream's entry.
+ * server's FIN ends the stream's entry. (fg_stream_segment gives a segment
+ * only with its next byte to read in it: `at` is under its length.)
  */
 static __always_inline void fg_stream_read(struct xdp_md *ctx, struct fg_walk *w)
 {
