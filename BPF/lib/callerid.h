@@ -138,12 +138,17 @@ __noinline int fg_caller_uri(__u32 at, __u32 id)
  * identities read: From; the first and the last P-Asserted-Identity, the
  * first Remote-Party-ID and the first P-Preferred-Identity, each with every
  * value of its line (RFC 3325: a sip and a tel URI, after a ','). At most
- * FG_CALLER_VALUES values in all. A global function: its stack is its own.
+ * FG_CALLER_VALUES values in all, where each starts kept in the scratch: on
+ * this function's stack they took a chain of calls from the main program
+ * past the verifier's 512 bytes once the aggregates were asked before the
+ * parse. A global function: its stack is its own.
  */
 #define FG_CALLER_VALUES 8
+_Static_assert(sizeof(((struct fg_walk *)0)->caller_at) == FG_CALLER_VALUES * sizeof(__u32),
+	       "the scratch holds where each caller value starts");
 __noinline int fg_caller_id(struct fg_packet *pkt)
 {
-	__u32 zero = 0, *id, found, ids, seen = 0, at[FG_CALLER_VALUES] = {}, count = 0, i, next;
+	__u32 zero = 0, *id, found, ids, seen = 0, *at, count = 0, i, next;
 	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &zero);
 	struct fg_walk *w = bpf_map_lookup_elem(&fg_scratch, &zero);
 	struct fg_cidr_key key = {.prefixlen = 128};
@@ -156,6 +161,8 @@ __noinline int fg_caller_id(struct fg_packet *pkt)
 	if (!id)
 		return FG_CALLER_OK;
 	ids = *id;
+	at = w->caller_at;
+	__builtin_memset(at, 0, sizeof(w->caller_at));
 	found = w->scan.found;
 	w->caller_key.prefixlen = 0;
 	/* Which of two a server reads is anyone's guess. */

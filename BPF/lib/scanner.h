@@ -160,6 +160,7 @@ struct fg_walk {
 	struct fg_tag_walk tag;			 /* the From tag of a call (lib/calls.h) */
 	struct fg_destination_key caller_number; /* a caller's number (lib/callerid.h) */
 	struct fg_caller_range_key caller_key;
+	__u32 caller_at[8];			 /* where each caller value starts (lib/callerid.h), off its stack */
 	struct fg_frame frame; /* the frame walk of a TCP stream's segment (lib/stream.h) */
 	struct fg_stream_key stream_key; /* the stream floodgate_inside is reading, here rather than on its stack */
 	struct fg_packet inside_packet;	 /* the packet floodgate_inside is reading: its record (parse.h) */

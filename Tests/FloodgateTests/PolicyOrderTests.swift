@@ -211,6 +211,64 @@ import Testing
         }
     }
 
+    /// A drained aggregate's SIP datagrams are dropped before their parse (`fg_aggregate_unparsed`,
+    /// BPF/lib/drop_cache.h) only as the parse would drop them: however a frame from the held network is framed, its
+    /// verdict and the row it is counted in are those of the check after the parse. What the check before it does not
+    /// read (a leading CRLF, a keep-alive, a short datagram, IPv4 options, a VLAN tag) goes on to that check; a
+    /// datagram to another port, however much it reads like SIP, is not the aggregate's to drop; and a sampled drop
+    /// names its source, not the network.
+    @Test func aHeldAggregatesFramesAreDroppedBeforeTheirParseAsAfterIt() throws {
+        try onOneCPU {
+            var policy = FilterPolicy()
+            policy.widePrefix = .rate(1, burst: 50)
+            let program = try loadProgram(policy: policy, testClock: true)
+            let events = try EventReader(program.maps)
+            for (network, fresh) in [("198.18", "198.18.160.1"), ("2001:db8:77", "2001:db8:77:160::1")] {
+                let v4 = !fresh.contains(":")
+                let reasons = try (0..<1000).map { i in
+                    try program.judge(PolicyOrderTests.request("REGISTER", from: v4
+                        ? "\(network).\(i % 100).\(10 + i / 100)" : "\(network):\(i % 100)::\(10 + i / 100)")).2
+                }
+                #expect(reasons.dropFirst(50).allSatisfy { $0 == .droppedPrefix }, "\(network): held")
+                func udp(dport: UInt16 = 5060, options: [UInt8] = [], vlans: [UInt16] = [], _ text: String) -> [UInt8] {
+                    let datagram = Packet.udp(dport: dport, Array(text.utf8))
+                    return v4 ? Packet.ethernet(Packet.EtherType.ipv4, vlans: vlans, Packet.ipv4(
+                            src: fresh, proto: Packet.Proto.udp, datagram, options: options))
+                        : Packet.ethernet(Packet.EtherType.ipv6, vlans: vlans, Packet.ipv6(
+                            src: fresh, dst: "2001:db8::2", proto: Packet.Proto.udp, datagram))
+                }
+                let invite = "INVITE sip:100@x SIP/2.0\r\nCall-ID: 1@x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+                let frames: [(String, [UInt8], TrafficClass)] = [
+                    ("an INVITE", PolicyOrderTests.request("INVITE", from: fresh), .invite),
+                    ("an OPTIONS", PolicyOrderTests.request("OPTIONS", from: fresh), .options),
+                    ("a response", udp("SIP/2.0 200 OK\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"), .response),
+                    ("an INVITE after a leading CRLF", udp("\r\n" + invite), .invite),
+                    ("a keep-alive", udp("\r\n\r\n"), .keepalive),
+                    ("a datagram shorter than 24 bytes", udp("INVITE sip:1@x SIP/2.0"), .invite),
+                    ("an INVITE behind a VLAN tag", udp(vlans: [Packet.EtherType.vlan], invite), .invite),
+                ] + (v4 ? [("an INVITE with IPv4 options", udp(options: [1, 1, 1, 1], invite), .invite)] : [])
+                for (what, frame, row) in frames {
+                    let r = try UnparsedDropTests.judge(program, frame)
+                    #expect(r.0 == UnparsedDropTests.drop && r.1 == row && r.2 == .droppedPrefix, "\(fresh): \(what): \(r)")
+                }
+                // A source outside the held networks, while they are held on this CPU.
+                let outside = v4 ? "198.20.160.1" : "2001:db8:78:160::1"
+                let passed = try UnparsedDropTests.judge(program, PolicyOrderTests.request("INVITE", from: outside))
+                #expect(passed.0 == UnparsedDropTests.pass && passed.2 == .passed, "\(outside): \(passed)")
+                // Another port: the aggregates limit SIP classes only.
+                let other = try UnparsedDropTests.judge(program, udp(dport: 53, invite))
+                #expect(other.0 == UnparsedDropTests.pass && other.1 == .other && other.2 == .passed, "\(fresh): \(other)")
+                // One drop in FG_DROP_SAMPLE_EVERY of a class and reason on a CPU is reported with its source.
+                _ = events.drain()
+                let sampled = Int(FG_DROP_SAMPLE_EVERY)
+                _ = try program.testRun(udp(invite), repeat: UInt32(sampled))
+                let samples = events.drain().filter { $0.kind == .dropSample && $0.reason == .droppedPrefix }
+                #expect(samples.count == 1 && samples.first?.address == SourceAddress(fresh)
+                        && samples.first?.trafficClass == .invite, "\(fresh): \(samples)")
+            }
+        }
+    }
+
     /// After a change of the wider networks' length (/16 to /20) the allow-listed host's new network is marked (that
     /// the mark comes before the switch, the agent's order, is not something a test can catch between two calls): a
     /// flood that drains the /20 gets its /24s held one by one, the host passes, and a denied source in an untouched
