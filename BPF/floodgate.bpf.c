@@ -915,41 +915,23 @@ static __always_inline int fg_cached_drop(struct fg_cpu_state *cpu, __u32 row, c
 	return XDP_DROP;
 }
 
-/* A frame whose source a source-keyed slot drops (if `source_live`: some
- * such slot may be live on this CPU), or that a drained aggregate holds
- * (lib/drop_cache.h, fg_aggregate_unparsed): counted, XDP_DROP; else
+/* A frame whose source a source-keyed slot drops: counted, XDP_DROP; else
  * XDP_PASS, and the frame goes on to be parsed. Inlined: as a global function
- * (verified once) its call cost a banned frame 11-12 ns, all it saved (a call
- * and its return, through the SRSO return thunk here, cost 6.5 ns a packet in
- * a random /16 flood: Benchmarks/README); inlined, the verifier's count for
- * the main program rose from 566,000 to 791,000 of its 1,000,000 (about
- * 815,000 with the later changes). The aggregates' check, inlined as a second
- * check after this one rather than in it, took the count to 954,519. */
+ * (verified once) its call cost a banned frame 11-12 ns, all it saved; inlined,
+ * the verifier's count for the main program rose from 566,000 to 791,000 of
+ * its 1,000,000 (about 815,000 with the later changes). */
 static __always_inline int fg_unparsed(struct xdp_md *ctx, const struct fg_settings *s, struct fg_cpu_state *cpu,
-				       __u64 jiffies, __u64 bytes, int source_live)
+				       __u64 jiffies, __u64 bytes)
 {
 	struct fg_source_key key;
-	struct fg_drop_slot *slot;
-	__u64 seen = 1;
-	__u32 row;
+	struct fg_drop_slot *slot = fg_source_cache_check(ctx, s, cpu, jiffies, &key);
 
-	if (source_live) {
-		slot = fg_source_cache_check(ctx, s, cpu, jiffies, &key);
-		if (slot) {
-			/* Counted pending, for the source's entry in fg_sources (lib/drop_cache.h). */
-			if (++slot->pending >= FG_DROP_CACHE_FLUSH)
-				fg_flush_source(slot);
-			return fg_cached_drop(cpu, FG_COUNTER_UNPARSED, &key.addr, slot->reason, bytes);
-		}
-	}
-	row = fg_aggregate_unparsed(ctx, s, cpu, jiffies, &key);
-	if (row >= FG_CLASS_MAX)
+	if (!slot)
 		return XDP_PASS;
-	fg_count_seen(cpu, row, FG_REASON_DROPPED_PREFIX, bytes, &seen);
-	/* A sample names the source, not the aggregate the key holds now. */
-	if (!(seen & (FG_DROP_SAMPLE_EVERY - 1)) && fg_frame_source(ctx, &key.addr))
-		fg_event(FG_EVENT_DROP_SAMPLE, row, &key.addr, 0, FG_REASON_DROPPED_PREFIX, seen);
-	return XDP_DROP;
+	/* Counted pending, for the source's entry in fg_sources (lib/drop_cache.h). */
+	if (++slot->pending >= FG_DROP_CACHE_FLUSH)
+		fg_flush_source(slot);
+	return fg_cached_drop(cpu, FG_COUNTER_UNPARSED, &key.addr, slot->reason, bytes);
 }
 
 /* A source its own bucket dropped: ban it if it keeps at it. A function of
@@ -972,7 +954,7 @@ int floodgate_xdp(struct xdp_md *ctx)
 	struct fg_cpu_state *cpu;
 	__u32 reason;
 	__u64 jiffies;
-	int status, source_live;
+	int status;
 
 	s = bpf_map_lookup_elem(&fg_settings, &fg_entry_zero);
 	if (!s)
@@ -981,12 +963,10 @@ int floodgate_xdp(struct xdp_md *ctx)
 	cpu = bpf_map_lookup_elem(&fg_cpu, &fg_entry_zero);
 	if (!cpu)
 		return XDP_PASS; /* unreachable, as above */
-	/* A banned or denied source's frames end here, before they are parsed,
-	 * and so do the SIP datagrams of a drained aggregate's sources
+	/* A banned or denied source's frames end here, before they are parsed
 	 * (lib/drop_cache.h). */
-	source_live = jiffies < cpu->source_until_jiffies && cpu->source_generation == READ_ONCE(s->policy_generation);
-	if ((source_live || jiffies < cpu->wide_until_jiffies || jiffies < cpu->prefix_until_jiffies) &&
-	    fg_unparsed(ctx, s, cpu, jiffies, bytes, source_live) == XDP_DROP)
+	if (jiffies < cpu->source_until_jiffies && cpu->source_generation == READ_ONCE(s->policy_generation) &&
+	    fg_unparsed(ctx, s, cpu, jiffies, bytes) == XDP_DROP)
 		return XDP_DROP;
 
 	status = fg_parse(ctx, s, &pkt);

@@ -329,119 +329,43 @@ static __always_inline void fg_cache_drop_until(struct fg_ctx *c, __u64 next)
  * not held, the source's prefix. A loop of two turns, not two copies of the
  * check: the verifier's count for the main program doubled with two.
  */
-static __always_inline __u32 fg_aggregate_check(const struct fg_settings *s, const struct fg_cpu_state *cpu,
-						struct fg_source_key *key, const struct fg_addr *src6, __be32 src4,
-						__u64 jiffies)
+static __always_inline __u32 fg_prefix_cache_check(const struct fg_settings *s, const struct fg_cpu_state *cpu,
+						   const struct fg_packet *pkt, __u64 jiffies)
 {
+	struct fg_source_key key = {.addr = pkt->src, .traffic_class = FG_CLASS_MAX + 1};
+	int v4 = fg_is_v4(&key.addr);
 	/* The level's prefix lengths, IPv4's in the low byte and IPv6's above it. */
 	__u32 lengths = s->wide_v4 | (__u32)s->wide_v6 << 8;
 
-	key->traffic_class = FG_CLASS_MAX + 1;
+	if (pkt->traffic_class > FG_CLASS_SIP_LAST)
+		return FG_REASON_PASSED;
 	/* Most of the time no aggregate is drained on this CPU: skip the masking and the slot. */
 	if (jiffies >= cpu->wide_until_jiffies)
 		goto prefix;
 check:
-	if (!src6) {
+	if (v4) {
 		/* Only the last word of an IPv4-mapped address is masked. */
 		__u32 bits = lengths & 0xff;
 
-		key->addr.words[0] = 0;
-		key->addr.words[1] = 0;
-		key->addr.words[2] = bpf_htonl(0x0000ffff);
-		key->addr.words[3] = bits == 0 ? 0 : bits < 32 ? src4 & bpf_htonl(~0U << (32 - bits)) : src4;
+		if (bits == 0)
+			key.addr.words[3] = 0;
+		else if (bits < 32)
+			key.addr.words[3] &= bpf_htonl(~0U << (32 - bits));
 	} else {
-		key->addr = *src6;
-		fg_mask(&key->addr, lengths >> 8);
+		fg_mask(&key.addr, lengths >> 8);
 	}
-	if (fg_prefix_cached(s, cpu, key, jiffies))
+	if (fg_prefix_cached(s, cpu, &key, jiffies))
 		return FG_REASON_DROPPED_PREFIX;
-	if (key->traffic_class == FG_CLASS_MAX)
+	if (key.traffic_class == FG_CLASS_MAX)
 		return FG_REASON_PASSED;
 	/* The wider network is not held here: the source's prefix may be. */
 prefix:
 	if (jiffies >= cpu->prefix_until_jiffies)
 		return FG_REASON_PASSED;
-	key->traffic_class = FG_CLASS_MAX;
+	key.addr = pkt->src;
+	key.traffic_class = FG_CLASS_MAX;
 	lengths = s->prefix_v4 | (__u32)s->prefix_v6 << 8;
 	goto check;
-}
-
-static __always_inline __u32 fg_prefix_cache_check(const struct fg_settings *s, const struct fg_cpu_state *cpu,
-						   const struct fg_packet *pkt, __u64 jiffies)
-{
-	struct fg_source_key key;
-
-	if (pkt->traffic_class > FG_CLASS_SIP_LAST)
-		return FG_REASON_PASSED;
-	return fg_aggregate_check(s, cpu, &key, fg_is_v4(&pkt->src) ? NULL : &pkt->src, pkt->src.words[3], jiffies);
-}
-
-/*
- * The same before the parse, for a plain frame to a SIP port (what
- * fg_parse_plain_udp4 and 6 read: each such frame is of a SIP class, which
- * the aggregates' buckets limit): returns its class if a drained aggregate
- * holds its source, else FG_CLASS_MAX. A random-source flood from a drained
- * network or prefix then costs what a banned source's does, without the
- * parse. Its key, in `key`, has the aggregate, not the source.
- */
-static __always_inline __u32 fg_aggregate_unparsed(struct xdp_md *ctx, const struct fg_settings *s,
-						   const struct fg_cpu_state *cpu, __u64 jiffies,
-						   struct fg_source_key *key)
-{
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	const struct fg_addr *src6 = NULL;
-	struct udphdr *udp;
-	__be32 src4 = 0;
-	void *payload;
-	__u32 len, avail;
-
-	if ((void *)(eth + 1) > data_end)
-		return FG_CLASS_MAX;
-	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
-		struct iphdr *ip = (void *)(eth + 1);
-
-		udp = (void *)(ip + 1);
-		if ((void *)(udp + 1) > data_end || *(__u8 *)ip != 0x45 ||
-		    (ip->frag_off & bpf_htons(FG_IP_MF | FG_IP_OFFSET)) || ip->protocol != IPPROTO_UDP ||
-		    fg_bogus_v4_source(ip->saddr))
-			return FG_CLASS_MAX;
-		src4 = ip->saddr;
-	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr *ip6 = (void *)(eth + 1);
-
-		udp = (void *)(ip6 + 1);
-		if ((void *)(udp + 1) > data_end || ip6->version != 6 || ip6->nexthdr != IPPROTO_UDP)
-			return FG_CLASS_MAX;
-		src6 = (const struct fg_addr *)&ip6->saddr;
-		if (fg_bogus_v6_source(src6))
-			return FG_CLASS_MAX;
-	} else {
-		return FG_CLASS_MAX;
-	}
-	payload = udp + 1;
-	if (payload + 24 > data_end || bpf_ntohs(udp->len) < 8 || !fg_is_sip_port(s, udp->dest))
-		return FG_CLASS_MAX;
-	len = bpf_ntohs(udp->len) - 8;
-	avail = data_end - payload;
-	if (len < avail)
-		avail = len;
-	/* Short datagrams and leading blanks: fg_parse_sip's, after the parse. */
-	if (avail < 24 || fg_is_lead_byte(*(__u8 *)payload))
-		return FG_CLASS_MAX;
-	if (fg_aggregate_check(s, cpu, key, src6, src4, jiffies) == FG_REASON_PASSED)
-		return FG_CLASS_MAX;
-	/* Its class, for the counters: its first bytes read again here rather
-	 * than held across the check (in registers the main program's frame
-	 * does not have). */
-	data = (void *)(long)ctx->data;
-	data_end = (void *)(long)ctx->data_end;
-	payload = data + (src6 ? sizeof(struct ethhdr) + sizeof(struct ipv6hdr) + sizeof(struct udphdr)
-			       : sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct udphdr));
-	if (payload + 16 > data_end)
-		return FG_CLASS_MAX;
-	return fg_sip_class(*(__u64 *)payload, *(__u64 *)(payload + 8));
 }
 
 /*
@@ -474,46 +398,38 @@ static __always_inline __u32 fg_aggregate_unparsed(struct xdp_md *ctx, const str
  * policy until the next, frames skip the check without reading the headers
  * twice.
  */
-/* The source of an untagged IPv4 (no options) or IPv6 frame whose next
- * header is UDP, in `addr`: 1; 0 for any other frame, or an IPv4-mapped
- * IPv6 source (bogus, malformed: not the IPv4 address's). */
-static __always_inline int fg_frame_source(struct xdp_md *ctx, struct fg_addr *addr)
+static __always_inline struct fg_drop_slot *fg_source_cache_check(struct xdp_md *ctx, const struct fg_settings *s,
+								    const struct fg_cpu_state *cpu, __u64 jiffies,
+								    struct fg_source_key *key)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 
 	if ((void *)(eth + 1) > data_end)
-		return 0;
+		return NULL;
+	key->traffic_class = FG_SLOT_SOURCE;
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 
 		if ((void *)(ip + 1) > data_end || *(__u8 *)ip != 0x45 || ip->protocol != IPPROTO_UDP)
-			return 0;
-		addr->words[0] = 0;
-		addr->words[1] = 0;
-		addr->words[2] = bpf_htonl(0x0000ffff);
-		addr->words[3] = ip->saddr;
-		return 1;
-	}
-	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+			return NULL;
+		key->addr.words[0] = 0;
+		key->addr.words[1] = 0;
+		key->addr.words[2] = bpf_htonl(0x0000ffff);
+		key->addr.words[3] = ip->saddr;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 
 		if ((void *)(ip6 + 1) > data_end || ip6->version != 6 || ip6->nexthdr != IPPROTO_UDP)
-			return 0;
-		__builtin_memcpy(addr, &ip6->saddr, sizeof(*addr));
-		return addr->words[0] || addr->words[1] || addr->words[2] != bpf_htonl(0x0000ffff);
-	}
-	return 0;
-}
-
-static __always_inline struct fg_drop_slot *fg_source_cache_check(struct xdp_md *ctx, const struct fg_settings *s,
-								    const struct fg_cpu_state *cpu, __u64 jiffies,
-								    struct fg_source_key *key)
-{
-	if (!fg_frame_source(ctx, &key->addr))
+			return NULL;
+		__builtin_memcpy(&key->addr, &ip6->saddr, sizeof(key->addr));
+		/* An IPv4-mapped source is bogus (malformed), not the IPv4 address's. */
+		if (!key->addr.words[0] && !key->addr.words[1] && key->addr.words[2] == bpf_htonl(0x0000ffff))
+			return NULL;
+	} else {
 		return NULL;
-	key->traffic_class = FG_SLOT_SOURCE;
+	}
 	return fg_cache_live(s, cpu, key, jiffies);
 }
 
