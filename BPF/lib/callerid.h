@@ -138,12 +138,13 @@ __noinline int fg_caller_uri(__u32 at, __u32 id)
  * identities read: From; the first and the last P-Asserted-Identity, the
  * first Remote-Party-ID and the first P-Preferred-Identity, each with every
  * value of its line (RFC 3325: a sip and a tel URI, after a ','). At most
- * FG_CALLER_VALUES values in all, where each starts kept in the scratch: on
- * this function's stack they were 32 of the 512 bytes the verifier allows
- * the chain of calls from the main program through fg_destination to
- * fg_number_step, which a main program with 16 more bytes of its own passed
- * (Benchmarks/README, "A drained aggregate's datagrams dropped before the
- * parse"). A global function: its stack is its own.
+ * FG_CALLER_VALUES values in all. Where each starts is kept in the
+ * scratch: on this function's stack those offsets took 32 of the 512 bytes
+ * the verifier allows the chain of calls from the main program through
+ * fg_destination, fg_caller_uri and fg_number_step, which a main program 16
+ * bytes larger took past 512 (Benchmarks/README, "A drained aggregate's
+ * datagrams dropped before the parse"). A global function: its stack is its
+ * own.
  */
 #define FG_CALLER_VALUES 8
 _Static_assert(sizeof(((struct fg_walk *)0)->caller_at) == FG_CALLER_VALUES * sizeof(__u32),
