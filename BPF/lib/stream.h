@@ -276,12 +276,11 @@ static long fg_frame_step(__u32 i, void *walk)
  * body (which may go on past the `len` bytes of the segment left); `len` if
  * those bytes are all CR, LF and blanks; FG_FRAME_GOES_ON if its header
  * block (or the blanks before it) goes on past them or past the 2,048 bytes
- * copied; 0 if it can't be
- * told. `resume`: the bytes go on with a header block whose walk is in this
- * CPU's fg_scratch frame (its state, flags, Content-Length and name matched,
- * which the caller put there), rather than start a message. Copies into
- * fg_scratch, as the answer's walk does: the frame state (its start among them)
- * outlasts that walk, the copy does not.
+ * copied; 0 if it can't be told. `resume`: the bytes go on with a header
+ * block whose walk is in this CPU's fg_scratch frame (its state, flags,
+ * Content-Length and name matched, which the caller put there), rather than
+ * start a message. Copies into fg_scratch, as the answer's walk does: the
+ * frame state (its start among them) outlasts that walk, the copy does not.
  */
 __noinline int fg_frame_message(struct xdp_md *ctx, __u32 off, __u32 len, __u32 resume)
 {
