@@ -326,6 +326,36 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
         return banning
     }
 
+    // A source in a drained wider network, the random-source floods' drop (random /16, random IPv6): the frame is
+    // parsed, then the drop cache's check of the held aggregates drops it (lib/drop_cache.h,
+    // fg_prefix_cache_check). Each CPU's hold is made by 60 other sources of the network, whose bucket (1/s, burst
+    // 50) they drain; it lasts until the bucket's next token, so in a second of runs one packet takes the policy,
+    // is admitted and makes it again. Beside it, the source floor (a mask more is all a network's would add).
+    for (family, measured, others) in [
+        ("IPv4 /16", frame(src: "198.19.1.1", dport: 5060), { (i: Int) in frame(src: "198.19.\(2 + i / 200).\(1 + i % 200)", dport: 5060) }),
+        ("IPv6 /48", frame6(src: "2001:db8:66::1", dport: 5060), { (i: Int) in frame6(src: "2001:db8:66:\(i + 2)::1", dport: 5060) }),
+    ] {
+        try measure(
+            "prefix-dropped: a source in a drained \(family) (after its parse)", measured, XDP_DROP,
+            floor: (.source, "floor: by source: one per-CPU slot, packets and bytes")
+        ) {
+            var draining = policy(settings: bucketOnly)
+            draining.widePrefix = .rate(1, burst: 50)
+            let holding = try CostPrograms(options, policy: draining)
+            for program in holding.all {
+                try onEveryCPU {
+                    for i in 0..<60 { _ = try program.testRun(others(i)) }
+                    let before = try program.maps.packets(of: .options)[Int(Reason.droppedPrefix.index)]
+                    _ = try program.testRun(measured)
+                    guard try program.maps.packets(of: .options)[Int(Reason.droppedPrefix.index)] == before + 1 else {
+                        throw FloodgateError("\(family): the network's slot did not drop the measured source")
+                    }
+                }
+            }
+            return holding
+        }
+    }
+
     // A burst of 1 holds less than a jiffy of tokens, so the drop cache stays out: every drop reads the LRU and clock.
     try measure("rate-dropped: over a 1/s burst-1 limit (no cache)", sip, XDP_DROP) {
         let strict = try CostPrograms(options, policy: policy(settings: bucketOnly, limits: [.options: .rate(1, burst: 1)]))

@@ -65,6 +65,14 @@ func frame(src: String, dport: UInt16, payload: [UInt8] = Array("OPTIONS sip:ben
     return [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00] + ip + udp
 }
 
+/// The same OPTIONS as ``frame(src:dport:payload:)``, over IPv6 to the lab's router.
+func frame6(src: String, dport: UInt16, payload: [UInt8] = Array("OPTIONS sip:bench@198.18.0.2 SIP/2.0\r\n".utf8))
+    -> [UInt8]
+{
+    Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+        src: src, dst: "2001:db8::2", proto: Packet.Proto.udp, Packet.udp(sport: 40000, dport: dport, payload)))
+}
+
 func memlock(fd: Int32) -> UInt64 {
     guard let text = try? String(contentsOfFile: "/proc/self/fdinfo/\(fd)", encoding: .utf8) else { return 0 }
     for line in text.split(separator: "\n") where line.hasPrefix("memlock:") {
