@@ -414,8 +414,10 @@ enum fg_inside_count {
  * challenged (FG_CHALLENGE_*). 22: fg_streams and fg_stream_opens (the
  * server's TCP streams, read only where a message starts); fg_inside_counts'
  * ninth and tenth counts. 23: fg_stream carries the frame walk of a header
- * block that goes on in the next segment (32 bytes). */
-#define FG_LAYOUT_VERSION 23
+ * block that goes on in the next segment (32 bytes). 24: fg_cpu_state's held
+ * aggregate (its jiffy and generation on the first line, its network and
+ * mask on a second), the counters a line further on. */
+#define FG_LAYOUT_VERSION 24
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*
@@ -984,9 +986,13 @@ struct fg_cpu_state {
 	__u64 spoofed_event_ns;	    /* and a spoofed one */
 	__u64 source_until_jiffies; /* some source-keyed slot (FG_SLOT_SOURCE) may drop until this jiffy, */
 	__u32 source_generation;    /* if the policy generation is still this one (the last fill's) */
-	__u32 pad;
+	__u32 held_generation;	    /* held_network's: its slot's policy generation */
 	__u64 wide_until_jiffies;   /* some wider network's slot (FG_CLASS_MAX + 1) may drop until this jiffy */
-	__u64 reserved[2];	    /* the counters start on a cache line of their own */
+	__u64 held_until_jiffies;   /* held_network's slot's jiffy (lib/drop_cache.h, fg_held_aggregate) */
+	__u64 reserved0;
+	struct fg_addr held_network; /* the aggregate whose slot last dropped a packet on this CPU, masked, */
+	struct fg_addr held_mask;    /* and its prefix length's mask */
+	__u64 reserved[4];	    /* the counters start on a cache line of their own */
 	struct fg_class_counters counters[FG_COUNTER_ROWS];
 };
 
@@ -1036,7 +1042,7 @@ _Static_assert(sizeof(struct fg_drop_slot) == 64, "fg_drop_slot layout");
 _Static_assert(FG_DROP_CACHE_GROUP * sizeof(struct fg_drop_slot) <= 32768, "a drop-cache entry fits a per-CPU value");
 _Static_assert(FG_DROP_CACHE_GROUPS * FG_DROP_CACHE_GROUP == FG_DROP_CACHE_SLOTS && (FG_DROP_CACHE_GROUP & (FG_DROP_CACHE_GROUP - 1)) == 0,
 	       "drop-cache groups");
-_Static_assert(sizeof(struct fg_cpu_state) == 64 + FG_COUNTER_ROWS * sizeof(struct fg_class_counters),
+_Static_assert(sizeof(struct fg_cpu_state) == 128 + FG_COUNTER_ROWS * sizeof(struct fg_class_counters),
 	       "fg_cpu_state layout");
 _Static_assert((FG_DROP_CACHE_SLOTS & (FG_DROP_CACHE_SLOTS - 1)) == 0, "slots: a power of two");
 _Static_assert(1u << FG_DROP_CACHE_SLOTS_LOG == FG_DROP_CACHE_SLOTS && FG_DROP_CACHE_SLOTS_LOG <= 16,

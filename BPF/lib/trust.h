@@ -447,6 +447,7 @@ static int fg_release_one(__u32 cpu, void *ctx)
 {
 	struct fg_release *r = ctx;
 	struct fg_drop_group *group = bpf_map_lookup_percpu_elem(&fg_drop_cache, &r->entry, cpu);
+	struct fg_cpu_state *state = bpf_map_lookup_percpu_elem(&fg_cpu, &fg_entry_zero, cpu);
 	struct fg_drop_slot *slot;
 
 	if (!group)
@@ -454,6 +455,11 @@ static int fg_release_one(__u32 cpu, void *ctx)
 	slot = &group->slots[r->index & (FG_DROP_CACHE_GROUP - 1)];
 	if (fg_same_key(&slot->key, &r->key))
 		WRITE_ONCE(slot->until_jiffies, 0);
+	/* And the CPU's held aggregate, if it is this one or holds it (a
+	 * prefix whose network is released goes too: a wider release than
+	 * needed only sends its packets to the slot). */
+	if (state && fg_held_contains(state, &r->key.addr))
+		WRITE_ONCE(state->held_until_jiffies, 0);
 	return 0;
 }
 

@@ -39,8 +39,8 @@ import Testing
         #expect(MemoryLayout<fg_source_state>.size == 32)
         #expect(MemoryLayout<fg_drop_slot>.size == 64)
         #expect(MemoryLayout<fg_global_bucket>.size == 64)
-        #expect(MemoryLayout<fg_cpu_state>.size == 64 + Int(FG_COUNTER_ROWS) * MemoryLayout<fg_class_counters>.size)
-        #expect(MemoryLayout<fg_cpu_state>.offset(of: \.counters) == 64)
+        #expect(MemoryLayout<fg_cpu_state>.size == 128 + Int(FG_COUNTER_ROWS) * MemoryLayout<fg_class_counters>.size)
+        #expect(MemoryLayout<fg_cpu_state>.offset(of: \.counters) == 128)
         // fg_cpu's value: the state, then the drop cache's tags (a UInt16 a slot), which BPF declares alone.
         #expect(Int(FG_CPU_TAGS_OFFSET) == MemoryLayout<fg_cpu_state>.size)
         #expect(Int(FG_CPU_VALUE_SIZE) == Int(FG_CPU_TAGS_OFFSET) + 2 * Int(FG_DROP_CACHE_SLOTS))
@@ -95,6 +95,11 @@ import Testing
         #expect(MemoryLayout<fg_cpu_state>.offset(of: \.spoofed_event_ns) == 16)
         #expect(MemoryLayout<fg_cpu_state>.offset(of: \.source_until_jiffies) == 24)
         #expect(MemoryLayout<fg_cpu_state>.offset(of: \.wide_until_jiffies) == 40)
+        // The held aggregate's jiffy beside the other gates on the first line, its network and mask on the second.
+        #expect(MemoryLayout<fg_cpu_state>.offset(of: \.held_generation) == 36)
+        #expect(MemoryLayout<fg_cpu_state>.offset(of: \.held_until_jiffies) == 48)
+        #expect(MemoryLayout<fg_cpu_state>.offset(of: \.held_network) == 64)
+        #expect(MemoryLayout<fg_cpu_state>.offset(of: \.held_mask) == 80)
         #expect(MemoryLayout<fg_allow_entry>.offset(of: \.rate) == 4)
         #expect(MemoryLayout<fg_allow_entry>.offset(of: \.interval) == 16)
         #expect(MemoryLayout<fg_allow_entry>.offset(of: \.tat) == 32)
