@@ -323,15 +323,16 @@ static __always_inline void fg_cache_drop_until(struct fg_ctx *c, __u64 next)
  * jiffy and its policy generation. A random-source flood from one drained
  * network then ends in a masked compare of the source against two lines the
  * packet has already looked up, without the slot's key, hash, tag and lookup
- * (in test runs an IPv4 drop 4-5 ns less, an IPv6 one 3-9:
- * Benchmarks/README.md, "The held aggregate as a mask in the CPU's state"). It drops only what its slot would: it is copied from
- * a live slot, ends with the slot's jiffy or at a policy change, and a source
- * verified in it ends it on every CPU with the slot (fg_release_held). A
- * network whose slot another key takes over stays held here until its jiffy,
- * as it would have in its slot.
+ * (in test runs an IPv4 drop 3-5 ns less, an IPv6 one 3-9: "The held
+ * aggregate as a mask in the CPU's state" in Benchmarks/README.md). It drops
+ * only what its slot would: it is copied from a live slot, ends with the
+ * slot's jiffy or at a policy change, and a source verified in it ends it on
+ * every CPU with the slot (fg_release_held). A network whose slot another key
+ * takes over stays held here until its jiffy, as it would have in its slot.
+ *
+ * fg_held_contains: whether `addr` is in it, whatever its jiffy. Branch-free:
+ * each branch of a plain compare multiplied the verifier's states.
  */
-/* Whether `addr` is in the held aggregate (whatever its jiffy): branch-free,
- * since each branch of a plain compare multiplied the verifier's states. */
 static __always_inline int fg_held_contains(const struct fg_cpu_state *cpu, const struct fg_addr *addr)
 {
 	const struct fg_addr *net = &cpu->held_network, *mask = &cpu->held_mask;

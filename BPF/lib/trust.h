@@ -455,9 +455,10 @@ static int fg_release_one(__u32 cpu, void *ctx)
 	slot = &group->slots[r->index & (FG_DROP_CACHE_GROUP - 1)];
 	if (fg_same_key(&slot->key, &r->key))
 		WRITE_ONCE(slot->until_jiffies, 0);
-	/* And the CPU's held aggregate, if it is this one or holds it (a
-	 * prefix whose network is released goes too: a wider release than
-	 * needed only sends its packets to the slot). */
+	/* And the CPU's held aggregate (lib/drop_cache.h), if this one's
+	 * address is in it: this aggregate, or the network of a prefix released
+	 * (fg_verify releases both). A held prefix whose network is released
+	 * ends with its own release. */
 	if (state && fg_held_contains(state, &r->key.addr))
 		WRITE_ONCE(state->held_until_jiffies, 0);
 	return 0;
