@@ -325,10 +325,13 @@ static __always_inline void fg_cache_drop_until(struct fg_ctx *c, __u64 next)
  * packet has already looked up, without the slot's key, hash, tag and lookup
  * (in test runs an IPv4 drop 3-5 ns less, an IPv6 one 3-9: "The held
  * aggregate as a mask in the CPU's state" in Benchmarks/README.md). It drops
- * only what its slot would: it is copied from a live slot, ends with the
+ * only sources its slot held: it is copied from a live slot, ends with the
  * slot's jiffy or at a policy change, and a source verified in it ends it on
  * every CPU with the slot (fg_release_held). A network whose slot another key
- * takes over stays held here until its jiffy, as it would have in its slot.
+ * takes over stays held here until its jiffy (in its slot alone its packets
+ * would have gone to the policy, which could let through a token that came
+ * due in a prefix's minimum hold). An IPv6 aggregate that holds the
+ * IPv4-mapped addresses is never matched here (fg_hold_aggregate).
  *
  * fg_held_contains: whether `addr` is in it, whatever its jiffy. Branch-free:
  * each branch of a plain compare multiplied the verifier's states.
@@ -348,10 +351,21 @@ static __always_inline int fg_held_aggregate(const struct fg_settings *s, const 
 	       cpu->held_generation == READ_ONCE(s->policy_generation);
 }
 
+/* ::ffff:0.0.0.0, where the IPv4 sources' addresses begin. */
+static const struct fg_addr fg_v4_mapped = {.words = {0, 0, __bpf_constant_htonl(0xffff), 0}};
+
 /* Copies the live slot `slot`, the aggregate `key` whose prefix length is
- * `len` (over the 128-bit address), into the CPU's held aggregate. */
+ * `len` (over the 128-bit address), into the CPU's held aggregate; an IPv4
+ * aggregate if `v4`. The copy's compare knows no family: an IPv6 aggregate
+ * that holds the IPv4-mapped addresses (::/64 and ::/48 do, and their other
+ * sources are not bogus) would match every IPv4 source, and a forger who
+ * drained ::/64 would have all IPv4 SIP dropped. Such a copy gets a bit in
+ * its network's last word, where its mask is zero (it is: a longer mask than
+ * /96 would make the network ::ffff:0:0/96's, whose sources are bogus), so
+ * that it matches nothing and the slot alone holds the aggregate. Without a
+ * branch: one more took the verifier's count past 910,000. */
 static __always_inline void fg_hold_aggregate(struct fg_cpu_state *cpu, const struct fg_drop_slot *slot,
-					      const struct fg_source_key *key, __u32 len)
+					      const struct fg_source_key *key, __u32 len, int v4)
 {
 	cpu->held_mask.words[0] = ~0U;
 	cpu->held_mask.words[1] = ~0U;
@@ -359,6 +373,7 @@ static __always_inline void fg_hold_aggregate(struct fg_cpu_state *cpu, const st
 	cpu->held_mask.words[3] = ~0U;
 	fg_mask(&cpu->held_mask, len);
 	cpu->held_network = key->addr;
+	cpu->held_network.words[3] |= (__u32)(!v4) & (__u32)fg_held_contains(cpu, &fg_v4_mapped);
 	cpu->held_generation = slot->generation;
 	cpu->held_until_jiffies = slot->until_jiffies;
 }
@@ -405,7 +420,7 @@ check:
 	}
 	slot = fg_cache_live(s, cpu, &key, jiffies);
 	if (slot) {
-		fg_hold_aggregate(cpu, slot, &key, v4 ? 96 + (lengths & 0xff) : lengths >> 8);
+		fg_hold_aggregate(cpu, slot, &key, v4 ? 96 + (lengths & 0xff) : lengths >> 8, v4);
 		return FG_REASON_DROPPED_PREFIX;
 	}
 	if (key.traffic_class == FG_CLASS_MAX)

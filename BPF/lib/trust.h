@@ -458,7 +458,9 @@ static int fg_release_one(__u32 cpu, void *ctx)
 	/* And the CPU's held aggregate (lib/drop_cache.h), if this one's
 	 * address is in it: this aggregate, or the network of a prefix released
 	 * (fg_verify releases both). A held prefix whose network is released
-	 * ends with its own release. */
+	 * ends with its own release. A CPU that found the slot live just before
+	 * this and writes its copy just after keeps that hold until its jiffy,
+	 * as a slot filled after the release does. */
 	if (state && fg_held_contains(state, &r->key.addr))
 		WRITE_ONCE(state->held_until_jiffies, 0);
 	return 0;

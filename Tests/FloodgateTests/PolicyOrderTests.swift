@@ -269,6 +269,39 @@ import Testing
         }
     }
 
+    /// A forger's IPv6 sources in ::/64 (not bogus: only ::, ::1 and ::ffff:0:0/96 are) drain that prefix, or its
+    /// /48, which the drop cache then holds, and each CPU copies the hold into its state as a mask and a network
+    /// (lib/drop_cache.h, fg_hold_aggregate). ::/64 and ::/48 hold the IPv4-mapped addresses, which the copy's
+    /// compare cannot tell from IPv6 ones: no IPv4 source's SIP may be dropped for such a hold, while the forger's
+    /// own sources still are.
+    @Test func aDrainedIPv6NetworkAroundTheIPv4MappedAddressesHoldsNoIPv4Source() throws {
+        try onOneCPU {
+            for level in ["prefix ::/64", "network ::/48"] {
+                var policy = FilterPolicy()
+                if level.hasPrefix("prefix") {
+                    policy.prefix = .rate(1, burst: 50)
+                    policy.widePrefix = .unlimited
+                } else {
+                    policy.widePrefix = .rate(1, burst: 50)
+                }
+                let program = try loadProgram(policy: policy, testClock: true)
+                let forged = { (i: Int) in level.hasPrefix("prefix") ? "::2:\(i + 2)" : "::\(i + 2):0:0:1" }
+                let reasons = try (0..<200).map { i in
+                    try program.judge(PolicyOrderTests.request("REGISTER", from: forged(i))).2
+                }
+                #expect(reasons.suffix(100).allSatisfy { $0 == .droppedPrefix }, "\(level): held")
+                for source in ["198.18.5.5", "198.19.200.1", "198.18.0.77"] {
+                    for method in ["INVITE", "REGISTER", "OPTIONS"] {
+                        let r = try UnparsedDropTests.judge(program, PolicyOrderTests.request(method, from: source))
+                        #expect(r.0 == UnparsedDropTests.pass && r.2 != .droppedPrefix, "\(level): \(source) \(method): \(r)")
+                    }
+                }
+                let again = try UnparsedDropTests.judge(program, PolicyOrderTests.request("INVITE", from: forged(500)))
+                #expect(again.0 == UnparsedDropTests.drop && again.2 == .droppedPrefix, "\(level): the forger: \(again)")
+            }
+        }
+    }
+
     /// After a change of the wider networks' length (/16 to /20) the allow-listed host's new network is marked (that
     /// the mark comes before the switch, the agent's order, is not something a test can catch between two calls): a
     /// flood that drains the /20 gets its /24s held one by one, the host passes, and a denied source in an untouched
