@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""The filter's own time per packet in a flood, from perf's samples, beside the Mpps the flood reports.
+
+    Benchmarks/tools/program-time.py BINARY SCENARIO [ROUNDS] [FILTER[@BINARY]...]
+
+Runs `BINARY flood --scenario SCENARIO --filter F --seconds 6 --json` for each FILTER (default: oracle floodgate;
+FILTER@OTHER runs it from another build's binary, so that two builds of Floodgate can be set beside each other),
+in turn, ROUNDS times (default 3; the filters' order turns each round), samples every CPU with perf for 3 s in the
+middle of each run, and splits the samples that fell in BPF programs into the generator's (`floodgate_flood`) and
+the filter's (every other program: floodgate_xdp and the global functions it calls, the oracle, the trivial
+program). Each share becomes nanoseconds per packet the filter saw:
+
+    share of all samples x CPUs x 1e3 / Mpps
+
+Why: the Mpps a flood reaches is the generator's, the kernel's and the filter's work together, and on this VM the
+kernel's part moves with what the filter does. In a flood of one fixed frame (single source, the scanner), the
+trivial program, the oracle and Floodgate reached the same Mpps within a few ns while their own times were 2, 6
+and 22 ns a packet; in the random-source floods the Mpps showed most of the difference (Benchmarks/README.md, "The
+filter's own time in a flood"). The samples say what the filter itself costs; the Mpps, what it costs the flood.
+
+Prints each run, then each filter's medians and the median of the filter's time over the first FILTER's. perf
+samples with the CPU clock here (no hardware counters), about 4,000 a second per CPU: a filter's figure in one run
+rests on a few hundred samples, so it carries a few per cent of sampling noise.
+
+Needs root and perf; the flood makes its namespaces and removes them. Each run is bounded by the flood's --seconds
+and a timeout here; a run that fails stops the script with its error.
+"""
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+FLOOD_SECONDS = 6
+SAMPLE_AFTER_S = 2.0
+SAMPLE_SECONDS = 3
+RUN_TIMEOUT_S = 240
+SYMBOL = re.compile(r"^\s*([\d.]+)%.*\[k\]\s+(\S+)")
+
+
+def usage():
+    sys.exit(__doc__.strip().split("\n\n")[1])
+
+
+def shares(report):
+    """The generator's and the filter's percentages of all samples, from `perf report --sort sym`."""
+    generator = filt = 0.0
+    for line in report.splitlines():
+        m = SYMBOL.match(line)
+        if not m or not m.group(2).startswith("bpf_prog_"):
+            continue
+        if m.group(2).endswith("_floodgate_flood"):
+            generator += float(m.group(1))
+        else:
+            filt += float(m.group(1))
+    return generator, filt
+
+
+def run(binary, scenario, filter_name, cpus):
+    if "@" in filter_name:
+        filter_name, binary = filter_name.split("@", 1)
+    with tempfile.TemporaryDirectory() as work:
+        data = os.path.join(work, "perf.data")
+        flood = subprocess.Popen(
+            [binary, "flood", "--scenario", scenario, "--filter", filter_name, "--seconds", str(FLOOD_SECONDS),
+             "--packets", "1000000000", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            # The lab is built and the filter loaded before the flood's seconds start: wait for the flood to be
+            # under way, then sample the middle of it.
+            time.sleep(SAMPLE_AFTER_S)
+            subprocess.run(["perf", "record", "-a", "-q", "-o", data, "--", "sleep", str(SAMPLE_SECONDS)],
+                           capture_output=True, timeout=SAMPLE_SECONDS + 60, check=True)
+            out, err = flood.communicate(timeout=RUN_TIMEOUT_S)
+        finally:
+            if flood.poll() is None:
+                flood.kill()
+                flood.wait()
+        if flood.returncode != 0:
+            sys.exit(f"{filter_name}: exit {flood.returncode}: {err.strip()[-2000:]}")
+        mpps = float(json.loads(out)["mpps"])
+        report = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "sym", "--stdio"],
+                                capture_output=True, text=True, timeout=120, check=True).stdout
+    generator, filt = shares(report)
+    per_packet = lambda share: share * cpus * 10 / mpps  # share/100 x cpus x 1e9 ns / (mpps x 1e6)
+    return mpps, per_packet(filt), per_packet(generator)
+
+
+def main():
+    args = sys.argv[1:]
+    if len(args) < 2 or args[0] in ("-h", "--help"):
+        usage()
+    binary, scenario = args[0], args[1]
+    rounds = 3
+    rest = args[2:]
+    if rest and rest[0].isdigit():
+        rounds = int(rest[0])
+        rest = rest[1:]
+    filters = rest or ["oracle", "floodgate"]
+    if rounds < 1:
+        sys.exit("ROUNDS must be 1 or more")
+    cpus = os.cpu_count()
+    results = {f: [] for f in filters}
+    print(f"{scenario}, {rounds} rounds, perf over {cpus} CPUs; ns a packet the filter saw")
+    print(f"{'round':>5} {'filter':10} {'Mpps':>6} {'1/Mpps':>7} {'filter':>7} {'generator':>9}")
+    for r in range(rounds):
+        order = filters[r % len(filters):] + filters[:r % len(filters)]
+        for f in order:
+            mpps, filt, generator = run(binary, scenario, f, cpus)
+            results[f].append((mpps, filt, generator))
+            print(f"{r + 1:>5} {f:10} {mpps:6.3f} {1000 / mpps:7.1f} {filt:7.1f} {generator:9.1f}", flush=True)
+    print(f"\nmedians{'':3} {'Mpps':>6} {'1/Mpps':>7} {'filter':>7} {'generator':>9}   over {filters[0]}: "
+          "1/Mpps, the filter's time")
+    base = results[filters[0]]
+    for f in filters:
+        rows = results[f]
+        mpps = statistics.median(m for m, _, _ in rows)
+        filt = statistics.median(x for _, x, _ in rows)
+        generator = statistics.median(g for _, _, g in rows)
+        line = f"{f:10} {mpps:6.3f} {1000 / mpps:7.1f} {filt:7.1f} {generator:9.1f}"
+        if f != filters[0]:
+            # Round by round, against the first filter's run of the same round.
+            gap = statistics.median(1000 / a[0] - 1000 / b[0] for a, b in zip(rows, base))
+            own = statistics.median(a[1] - b[1] for a, b in zip(rows, base))
+            line += f"   {gap:+6.1f} ns, {own:+6.1f} ns"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
