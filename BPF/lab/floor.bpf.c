@@ -25,7 +25,13 @@
  * fg_sources' shape (an LRU hash, a 20-byte key, a 32-byte value; its size is
  * set at load to the filter's), and nothing else is done: no clock, no prefix,
  * no budget, no content.
- * Only ever run with BPF_PROG_TEST_RUN; never attached.
+ * These three are only ever run with BPF_PROG_TEST_RUN; never attached.
+ *
+ * The floods' floor (floodgate_floor_held, at the end; lab.h) is attached
+ * like the oracle, in a flood's lab: it knows the attack as the oracle does,
+ * and adds to the oracle's drop the least that a filter keeping state adds to
+ * a held network's drop. The drop path's target in floods (within 5 ns of the
+ * oracle) is out of reach where this floor alone is further from it.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -174,4 +180,73 @@ int floodgate_floor_new_source(struct xdp_md *ctx)
 		return XDP_DROP;
 	bpf_map_update_elem(&floor_sources, &key, &init, BPF_NOEXIST);
 	return XDP_PASS;
+}
+
+/* The floods' floor (lab.h): configured by the lab before the flood. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fg_floor_policy);
+} floor_policy SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fg_floor_held);
+} floor_held SEC(".maps");
+
+/* Drops a UDP datagram to the SIP port from the held network while the hold
+ * lasts under the policy it was made under, and counts it; passes the rest.
+ * The source is compared branch-free, as the filter's held aggregate is. */
+SEC("xdp")
+int floodgate_floor_held(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct fg_floor_policy *policy;
+	struct fg_floor_held *held;
+	struct udphdr *udp;
+	__u32 zero = 0, src[4];
+	__u64 jiffies;
+
+	policy = bpf_map_lookup_elem(&floor_policy, &zero);
+	held = bpf_map_lookup_elem(&floor_held, &zero);
+	if (!policy || !held)
+		return XDP_PASS;
+	jiffies = bpf_jiffies64();
+	if ((void *)(eth + 1) > data_end)
+		return XDP_PASS;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > data_end || *(__u8 *)ip != 0x45 || (ip->frag_off & bpf_htons(0x3fff)) ||
+		    ip->protocol != IPPROTO_UDP)
+			return XDP_PASS;
+		src[0] = 0;
+		src[1] = 0;
+		src[2] = bpf_htonl(0x0000ffff);
+		src[3] = ip->saddr;
+		udp = (void *)(ip + 1);
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_UDP)
+			return XDP_PASS;
+		__builtin_memcpy(src, &ip6->saddr, sizeof(src));
+		udp = (void *)(ip6 + 1);
+	} else {
+		return XDP_PASS;
+	}
+	if ((void *)(udp + 1) > data_end || udp->dest != policy->sip_port)
+		return XDP_PASS;
+	if (jiffies >= held->until_jiffies || held->generation != policy->generation ||
+	    (((src[0] & held->mask[0]) ^ held->network[0]) | ((src[1] & held->mask[1]) ^ held->network[1]) |
+	     ((src[2] & held->mask[2]) ^ held->network[2]) | ((src[3] & held->mask[3]) ^ held->network[3])))
+		return XDP_PASS;
+	held->packets++;
+	held->bytes += data_end - data;
+	return XDP_DROP;
 }

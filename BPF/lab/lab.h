@@ -62,7 +62,39 @@ struct fg_oracle_config {
 #define FG_FLOOR_SLOTS 4096
 #define FG_FLOOR_SLOTS_LOG 12
 
+/*
+ * The floods' floor (floor.bpf.c, floodgate_floor_held): the oracle's
+ * knowledge of the attack, the network that holds its sources, with the least
+ * that a filter keeping state adds to the oracle's drop: its policy and its
+ * per-CPU state looked up, the clock read, the hold's end and policy
+ * generation compared, the frame checked to be a UDP datagram (not an IPv4
+ * fragment) to the one SIP port, the source compared masked, and its packets
+ * and bytes counted. floor_policy[0] is shared; floor_held[0] is per CPU, each
+ * CPU's written alike before the flood. A drop that knows no more than the
+ * packet cannot be cheaper than this (Benchmarks/README.md, "The floods'
+ * floor").
+ */
+#define FG_FLOOR_HELD_PROG_NAME "floodgate_floor_held"
+#define FG_FLOOR_POLICY_MAP "floor_policy"
+#define FG_FLOOR_HELD_MAP "floor_held"
+struct fg_floor_policy {
+	__u32 generation; /* the policy's: a hold made under another is over */
+	__be16 sip_port;  /* the datagrams a hold drops go to this port */
+	__u16 reserved;
+};
+struct fg_floor_held {
+	__u64 until_jiffies; /* the hold ends at this jiffy (the lab's never: compared all the same) */
+	__u32 generation;    /* the policy generation it was made under */
+	__u32 reserved;
+	__be32 network[4]; /* the held network, IPv4 mapped into IPv6 (::ffff:0:0/96), masked */
+	__be32 mask[4];
+	__u64 packets; /* what it dropped on this CPU */
+	__u64 bytes;
+};
+
 _Static_assert(sizeof(struct fg_flood_config) == 32, "fg_flood_config layout");
+_Static_assert(sizeof(struct fg_floor_policy) == 8, "fg_floor_policy layout");
+_Static_assert(sizeof(struct fg_floor_held) == 64, "fg_floor_held layout: one cache line");
 _Static_assert(sizeof(struct fg_oracle_config) == 40, "fg_oracle_config layout");
 _Static_assert(1u << FG_FLOOR_SLOTS_LOG == FG_FLOOR_SLOTS, "floor slots: their log");
 

@@ -134,3 +134,32 @@ struct BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
         return raw.load(as: T.self)
     }
 }
+
+/// Every possible CPU's value at `key` in the per-CPU map `fd` (values are 8-byte aligned, one per possible CPU),
+/// each holding `count` consecutive `Value`s: the value is `valueSize` bytes (by default just those `Value`s), and
+/// they start `offset` bytes into it. Returns them CPU after CPU.
+func readEveryCPU<Value>(
+    _ fd: Int32, key: UInt32, count: Int = 1, as: Value.Type, what: String, valueSize: Int? = nil, offset: Int = 0
+) throws -> [Value] {
+    let cpus = try possibleCPUs()
+    let size = valueSize ?? (MemoryLayout<Value>.stride * (count - 1) + MemoryLayout<Value>.size)
+    precondition(offset + MemoryLayout<Value>.stride * (count - 1) + MemoryLayout<Value>.size <= size)
+    let stride = (size + 7) & ~7
+    var buffer = [UInt8](repeating: 0, count: stride * cpus)
+    var key = key
+    try check("read \(what)[\(key)]", bpf_map_lookup_elem(fd, &key, &buffer))
+    return buffer.withUnsafeBytes { raw in
+        (0..<cpus).flatMap { cpu in
+            (0..<count).map {
+                raw.loadUnaligned(fromByteOffset: cpu * stride + offset + $0 * MemoryLayout<Value>.stride, as: Value.self)
+            }
+        }
+    }
+}
+
+/// How many CPUs the kernel may have: a per-CPU map's value is that many values.
+func possibleCPUs() throws -> Int {
+    let cpus = Int(libbpf_num_possible_cpus())
+    guard cpus > 0 else { throw FloodgateError("count possible CPUs", libbpfResult: Int32(cpus)) }
+    return cpus
+}

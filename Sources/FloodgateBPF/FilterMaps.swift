@@ -208,27 +208,12 @@ public final class FilterMaps: @unchecked Sendable {
         try perCPU(fd, key: key, count: 1, as: Value.self, what: what)
     }
 
-    /// A per-CPU entry whose value holds `count` consecutive `Value`s: every CPU's, one CPU after another. The
-    /// value is `valueSize` bytes (by default just those `Value`s), and they start `offset` bytes into it.
+    /// A per-CPU entry whose value holds `count` consecutive `Value`s: every CPU's, one CPU after another
+    /// (``readEveryCPU(_:key:count:as:what:valueSize:offset:)``).
     func perCPU<Value>(
         _ fd: Int32, key: UInt32, count: Int, as: Value.Type, what: String, valueSize: Int? = nil, offset: Int = 0
     ) throws -> [Value] {
-        let cpus = Int(libbpf_num_possible_cpus())
-        guard cpus > 0 else { throw FloodgateError("count possible CPUs", libbpfResult: Int32(cpus)) }
-        let size = valueSize ?? (MemoryLayout<Value>.stride * (count - 1) + MemoryLayout<Value>.size)
-        precondition(offset + MemoryLayout<Value>.stride * (count - 1) + MemoryLayout<Value>.size <= size)
-        let stride = (size + 7) & ~7
-        var buffer = [UInt8](repeating: 0, count: stride * cpus)
-        var key = key
-        try check("read \(what)[\(key)]", bpf_map_lookup_elem(fd, &key, &buffer))
-        return buffer.withUnsafeBytes { raw in
-            (0..<cpus).flatMap { cpu in
-                (0..<count).map {
-                    raw.loadUnaligned(
-                        fromByteOffset: cpu * stride + offset + $0 * MemoryLayout<Value>.stride, as: Value.self)
-                }
-            }
-        }
+        try readEveryCPU(fd, key: key, count: count, as: Value.self, what: what, valueSize: valueSize, offset: offset)
     }
 
     /// Counters per class and reason, summed over CPUs.

@@ -120,4 +120,21 @@ extension BPFObject {
         let map = BPFMap<UInt32, T>(descriptor: FileDescriptor(try mapFD(name), owned: false), name: name)
         try map.update(0, value)
     }
+
+    /// Writes `value` into slot 0 of the per-CPU array map `name`, on every possible CPU.
+    public func configureEveryCPU<T: BitwiseCopyable>(map name: String, with value: T) throws {
+        let fd = try mapFD(name)
+        let stride = (MemoryLayout<T>.size + 7) & ~7
+        var buffer = [UInt8](repeating: 0, count: stride * (try possibleCPUs()))
+        buffer.withUnsafeMutableBytes { raw in
+            for cpu in 0..<(raw.count / stride) { raw.storeBytes(of: value, toByteOffset: cpu * stride, as: T.self) }
+        }
+        var key: UInt32 = 0
+        try check("write \(name)[0] on every CPU", bpf_map_update_elem(fd, &key, &buffer, UInt64(BPF_ANY)))
+    }
+
+    /// Slot 0 of the per-CPU array map `name`: every possible CPU's value, by CPU.
+    public func everyCPU<T: BitwiseCopyable>(map name: String, as: T.Type) throws -> [T] {
+        try readEveryCPU(try mapFD(name), key: 0, as: T.self, what: name)
+    }
 }

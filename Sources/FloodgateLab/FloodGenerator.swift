@@ -105,6 +105,21 @@ public struct FloodScenario: Sendable {
     public var randomSources: Bool { mode != FG_FLOOD_FIXED }
     /// Whether its sources are IPv6.
     public var isIPv6: Bool { mode == FG_FLOOD_RANDOM_V6 }
+    /// Whether its frames are UDP datagrams to port 5060 (untagged, IPv4 without options or IPv6 without extension
+    /// headers, as the scenarios make them).
+    public var isSIPOverUDP: Bool {
+        guard frame.count > 14 else { return false }
+        let etherType = UInt16(frame[12]) << 8 | UInt16(frame[13])
+        let protocolAt: Int, portAt: Int
+        switch etherType {
+        case 0x0800: (protocolAt, portAt) = (14 + 9, 14 + 20 + 2)
+        case 0x86DD: (protocolAt, portAt) = (14 + 6, 14 + 40 + 2)
+        default: return false
+        }
+        guard frame.count >= portAt + 2 else { return false }
+        let port = UInt16(frame[portAt]) << 8 | UInt16(frame[portAt + 1])
+        return frame[protocolAt] == 17 && port == 5060
+    }
 
     /// What the scenario is, in a few words, for the demo and reports.
     public var summary: String {
@@ -453,8 +468,8 @@ public final class OracleProgram: @unchecked Sendable {
 
 /// The cost benchmark's floors (`BPF/lab/floor.bpf.c`): a minimal cached drop — the packet's key read, one per-CPU
 /// slot looked up and its whole key compared, its packets and bytes counted — and nothing a real filter needs
-/// beside it. A packet's first run on a CPU fills its slot and passes; the runs after it drop. And a new source's
-/// floor (``init(newSourcesIn:)``).
+/// beside it. A packet's first run on a CPU fills its slot and passes; the runs after it drop. A new source's
+/// floor (``init(newSourcesIn:)``). And the floods' floor (``init(holding:)``), attached like the oracle.
 public final class FloorProgram: @unchecked Sendable {
     /// What the slot is keyed by.
     public enum Key: Sendable {
@@ -480,5 +495,43 @@ public final class FloorProgram: @unchecked Sendable {
             try BPFObject.resize(object, map: FG_FLOOR_NEW_SOURCE_MAP, to: entries)
         }
         programFD = try object.programFD(FG_FLOOR_NEW_SOURCE_PROG_NAME)
+    }
+
+    /// The floods' floor for `scenario` (`floodgate_floor_held`): the oracle's knowledge of the attack, the network
+    /// of its sources, held on every CPU under the floor's policy for as long as the flood lasts; each UDP datagram
+    /// to port 5060 from it is dropped after the checks and the count a filter keeping state must make (lab.h).
+    public init(holding scenario: FloodScenario) throws {
+        object = try BPFObject(EmbeddedBPFObject.floor, what: "floor program")
+        programFD = try object.programFD(FG_FLOOR_HELD_PROG_NAME)
+        let attack = scenario.attackSources
+        var held = fg_floor_held()
+        held.until_jiffies = .max
+        held.generation = 1
+        if scenario.isIPv6 {
+            held.network = (attack.v6_net.0, attack.v6_net.1, attack.v6_net.2, attack.v6_net.3)
+            held.mask = (attack.v6_mask.0, attack.v6_mask.1, attack.v6_mask.2, attack.v6_mask.3)
+        } else {
+            held.network = (0, 0, UInt32(0xFFFF).bigEndian, attack.v4_net)
+            held.mask = (.max, .max, .max, attack.v4_mask)
+        }
+        try object.configure(map: FG_FLOOR_POLICY_MAP, with: fg_floor_policy(
+            generation: 1, sip_port: UInt16(5060).bigEndian, reserved: 0))
+        try object.configureEveryCPU(map: FG_FLOOR_HELD_MAP, with: held)
+    }
+
+    /// What the floods' floor dropped (``init(holding:)``), summed over CPUs: packets and bytes.
+    public func heldDrops() throws -> (packets: UInt64, bytes: UInt64) {
+        try object.everyCPU(map: FG_FLOOR_HELD_MAP, as: fg_floor_held.self).reduce((0, 0)) {
+            ($0.0 + $1.packets, $0.1 + $1.bytes)
+        }
+    }
+
+    /// Attaches it in native mode to `interface` of namespace `ns`; closing the returned descriptor detaches it.
+    public func attach(_ interface: String, namespace ns: String) throws -> Int32 {
+        let fd = programFD
+        return try NetworkLab.inNamespace(ns) {
+            try KernelCalls.attachXDPNative(programFD: fd, ifindex: Int32(if_nametoindex(interface)),
+                                            what: "the floor program to \(interface)")
+        }
     }
 }

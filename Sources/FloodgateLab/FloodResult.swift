@@ -57,6 +57,14 @@ public struct FloodResult: Codable, Sendable {
         generator: GeneratorKind? = nil
     ) throws -> FloodResult
     {
+        switch filter {
+        case .xdpFilter where !filter.runs(scenario):
+            throw FloodgateError("xdp-filter denies single addresses; \(scenario.name) has random sources")
+        case .floor where !filter.runs(scenario):
+            throw FloodgateError("the floor holds SIP over UDP to port 5060; \(scenario.name) is not")
+        default:
+            break
+        }
         // IPv6 on in the router namespace: otherwise its stack discards IPv6 floods on arrival, before nftables.
         // The server namespace behind the router holds the subscriber's registrar; every run has it, with or
         // without the calls, so that every pass measures Floodgate set up alike (its inside program, learned trust).
@@ -69,6 +77,7 @@ public struct FloodResult: Codable, Sendable {
         let trivial = try TrivialDropProgram()
         let pass = try TrivialDropProgram(action: 2)
         var oracle: OracleProgram?
+        var floor: FloorProgram?
         defer { if link >= 0 { close(link) } }
         let inRouter = ["nsenter", "--net=/run/netns/\(lab.routerNS)"]
         switch filter {
@@ -82,10 +91,10 @@ public struct FloodResult: Codable, Sendable {
         case .oracle:
             oracle = try OracleProgram(for: scenario)
             link = try oracle!.attach(lab.routerInterface, namespace: lab.routerNS)
+        case .floor:
+            floor = try FloorProgram(holding: scenario)
+            link = try floor!.attach(lab.routerInterface, namespace: lab.routerNS)
         case .xdpFilter:
-            guard filter.runs(scenario) else {
-                throw FloodgateError("xdp-filter denies single addresses; \(scenario.name) has random sources")
-            }
             let source = scenario.frame[26..<30].map(String.init).joined(separator: ".")
             try NetworkLab.run(inRouter + ["xdp-filter", "load", "--mode", "native", lab.routerInterface])
             try NetworkLab.run(inRouter + ["xdp-filter", "ip", "--mode", "src", source])

@@ -10,20 +10,30 @@ import Foundation
 /// - touch: reads two bytes of each frame (the first, and the 43rd: where a SIP method starts), then `XDP_DROP`:
 ///   what any filter pays to look at a packet at all.
 /// - oracle: drops exactly the scenario's attack sources (the ceiling for legitimate traffic).
+/// - floor: the oracle's knowledge of the attack with the least a filter keeping state adds to its drop: its policy
+///   and per-CPU state looked up, the clock read, the hold's end and generation compared, the frame checked to be a
+///   UDP datagram to port 5060, the source compared masked, packets and bytes counted (``FloorProgram/init(holding:)``);
+///   only for scenarios of UDP datagrams to port 5060.
 /// - xdp-filter (xdp-tools): denies the scenario's source address; not for random-source scenarios.
 /// - nftables: an `XDP_PASS` program (so the veth counts frames) and a `meter` rule set dropping each source over 8
 ///   packets/s to the SIP ports in prerouting — the per-source limit most operators run today — after accepting
 ///   the trunk peer.
 /// - none: nothing attached.
 public enum FilterUnderTest: String, CaseIterable, Codable, Sendable, CustomStringConvertible {
-    case floodgate, trivial, touch, oracle
+    case floodgate, trivial, touch, oracle, floor
     case xdpFilter = "xdp-filter"
     case nftables, none
 
     public var description: String { rawValue }
 
-    /// Whether it can run `scenario` (xdp-filter denies single addresses only).
-    public func runs(_ scenario: FloodScenario) -> Bool { self != .xdpFilter || !scenario.randomSources }
+    /// Whether it can run `scenario`: xdp-filter denies single addresses only, and the floor holds SIP over UDP.
+    public func runs(_ scenario: FloodScenario) -> Bool {
+        switch self {
+        case .xdpFilter: return !scenario.randomSources
+        case .floor: return scenario.isSIPOverUDP
+        default: return true
+        }
+    }
 }
 
 /// A flood running on a thread of its own (``NetworkLab/startFlood(_:count:seconds:cpu:generator:)``).

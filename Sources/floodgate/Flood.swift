@@ -18,7 +18,7 @@ extension Floodgate {
                 """)
 
         @Option(help: "The flood.") var scenario = "single-source"
-        @Option(help: "The filter on the router end: floodgate, trivial (XDP_DROP), touch (reads two bytes of the frame, then XDP_DROP), oracle (drops exactly the attack), xdp-filter, nftables or none.")
+        @Option(help: "The filter on the router end: floodgate, trivial (XDP_DROP), touch (reads two bytes of the frame, then XDP_DROP), oracle (drops exactly the attack), floor (the oracle with the least a filter keeping state adds: lookups, clock, checks, a count; SIP over UDP only), xdp-filter, nftables or none.")
         var filter: FilterUnderTest = .floodgate
         @Option(help: "Frames to send at most.") var packets: UInt64 = 20_000_000
         @Option(help: "Seconds to send at most.") var seconds: Double = 5

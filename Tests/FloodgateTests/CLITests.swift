@@ -74,6 +74,10 @@ import Testing
         try expectFloodError(["--calls=-1"], "--calls must be 0 to 10000")
         try expectFloodError(["--scenario", "random-v4-/24", "--filter", "xdp-filter", "--packets", "1000"],
                              "xdp-filter denies single addresses; random-v4-/24 has random sources")
+        for scenario in ["rtp", "syn-5061"] {
+            try expectFloodError(["--scenario", scenario, "--filter", "floor", "--packets", "1000"],
+                                 "the floor holds SIP over UDP to port 5060; \(scenario) is not")
+        }
     }
 
     @Test func commandsOnInterfacesWithoutAFilter() throws {

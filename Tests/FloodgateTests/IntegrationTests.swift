@@ -293,6 +293,60 @@ import Testing
         }
     }
 
+    /// The floods' floor holds the scenario's attack network on every CPU and drops exactly its UDP datagrams to port
+    /// 5060, counting each (packets and bytes, summed over CPUs): a source just inside the network is dropped, the
+    /// first one outside it, a legitimate phone, another port, TCP, an IPv4 fragment and a frame that is not IP pass
+    /// uncounted. From the CLI it runs a flood whose every frame it drops. (A scenario that is not SIP over UDP it
+    /// refuses: CLITests.)
+    @Test func theFloodsFloorDropsTheHeldNetworksSIPOverUDPAndCountsIt() throws {
+        try requireRoot()
+        for name in ["single-source", "random-v4-/16", "random-v6-/64"] {
+            let scenario = try FloodScenario.named(name)
+            let floor = try FloorProgram(holding: scenario)
+            let v6 = scenario.isIPv6
+            let offset = v6 ? 14 + 8 : 14 + 12
+            var inside = scenario.frame, outside = scenario.frame
+            inside[offset + (v6 ? 15 : 3)] ^= scenario.randomBits > 0 ? 0x01 : 0x00
+            let bit = Int(scenario.randomBits)  // the lowest bit the network fixes
+            outside[offset + (v6 ? 15 : 3) - bit / 8] ^= UInt8(1 << (bit % 8))
+            var otherPort = scenario.frame
+            otherPort[offset + (v6 ? 32 : 8) + 3] ^= 0x01  // the UDP destination port's low byte: 5061
+            let source = v6 ? "2001:db8:66::1" : scenario.frame[offset..<offset + 4].map(String.init).joined(separator: ".")
+            let tcp = v6
+                ? Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(src: source, dst: "2001:db8::2",
+                                                                     proto: Packet.Proto.tcp, Packet.tcp(dport: 5060)))
+                : Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(src: source, proto: Packet.Proto.tcp,
+                                                                     Packet.tcp(dport: 5060)))
+            var runs: [([UInt8], UInt32, String)] = [
+                (scenario.frame, XDP_DROP_ACTION, "the attack's frame"),
+                (inside, XDP_DROP_ACTION, "another source of the network"),
+                (outside, XDP_PASS_ACTION, "the first source outside it"),
+                (Packet.request("INVITE", src: "198.18.0.1"), XDP_PASS_ACTION, "a legitimate phone"),
+                (otherPort, XDP_PASS_ACTION, "another port"),
+                (tcp, XDP_PASS_ACTION, "TCP to 5060"),
+                (Array(repeating: 0, count: 60), XDP_PASS_ACTION, "not IP"),
+            ]
+            if !v6 {
+                let fragment = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
+                    src: source, proto: Packet.Proto.udp, Packet.udp(dport: 5060), moreFragments: true))
+                runs.append((fragment, XDP_PASS_ACTION, "an IPv4 fragment"))
+            }
+            for run in runs {
+                #expect(try FloodgateProgram.testRun(programFD: floor.programFD, packet: run.0).action == run.1,
+                        "\(name): \(run.2)")
+            }
+            let dropped = runs.filter { $0.1 == XDP_DROP_ACTION }
+            let counted = try floor.heldDrops()
+            #expect(counted.packets == UInt64(dropped.count), "\(name): \(counted)")
+            #expect(counted.bytes == UInt64(dropped.reduce(0) { $0 + $1.0.count }), "\(name): \(counted)")
+        }
+        let flood = try run([floodgateBinary, "flood", "--scenario", "random-v4-/24", "--filter", "floor", "--packets",
+                             "1000000", "--seconds", "1", "--json"])
+        #expect(flood.status == 0, "\(flood.err)")
+        let f = try JSONDecoder().decode(FloodJSON.self, from: Data(flood.out.utf8))
+        #expect(f.processed > 0 && f.dropped == f.processed, "\(f)")
+    }
+
     /// The benchmark's oracle drops the attack's frames and nothing else: exactly the scenario's sources (test
     /// runs), and beside a flood sipp's calls and registrations all complete. Beside the trivial XDP_DROP program none does, and sipp's
     /// retransmissions are counted.
