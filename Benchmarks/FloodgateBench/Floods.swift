@@ -129,7 +129,10 @@ struct LegitimateTotals: Encodable {
     }
 }
 
-let benchedFilterKinds: [FilterUnderTest] = [.trivial, .touch, .oracle, .floodgate, .xdpFilter, .nftables]
+/// The filters of the first pass, the flood alone. The floor (``FloorProgram/init(holding:)``) is the oracle with the
+/// least a filter keeping state adds to its drop: the drop path's target (within 5 ns of the oracle) is out of reach
+/// where the floor alone is further than that.
+let benchedFilterKinds: [FilterUnderTest] = [.trivial, .touch, .oracle, .floor, .floodgate, .xdpFilter, .nftables]
 /// The legitimate sources beside a flood (``LegitimateLoad``): the phone that first appears with the flood and
 /// sends no credentials; the subscriber, verified from its registration before the flood; the allow-listed trunk.
 let legitimateSources = ["phone", "subscriber", "trunk"]
@@ -288,8 +291,8 @@ func noiseLine(_ rows: [FloodRow], pass: FloodPass, filters: [String]) -> String
 
 /// The floods as a grouped bar chart: Mpps per filter per scenario.
 func floodChart(_ rows: [FloodRow]) -> String {
-    let colors = ["trivial": "#9aa5b1", "touch": "#c5ccd3", "oracle": "#2ca02c", "floodgate": "#1f77b4", "xdp-filter": "#ff7f0e",
-                  "nftables": "#d62728"]
+    let colors = ["trivial": "#9aa5b1", "touch": "#c5ccd3", "oracle": "#2ca02c", "floor": "#98df8a", "floodgate": "#1f77b4",
+                  "xdp-filter": "#ff7f0e", "nftables": "#d62728"]
     let top = max(1, (rows.flatMap { $0.mpps.values }.max() ?? 1).rounded(.up))
     let groupWidth = 140.0, barWidth = 20.0, left = 50.0, height = 260.0, base = 300.0
     let width = left + Double(rows.count) * groupWidth + 20
@@ -326,9 +329,9 @@ func floodChart(_ rows: [FloodRow]) -> String {
 /// The floods as a Markdown table.
 func floodMarkdown(_ rows: [FloodRow], _ options: Options) -> String {
     var md = "| scenario | " + benchedFilters.map { "\($0) Mpps" }.joined(separator: " | ")
-        + " | floodgate / trivial | floodgate ns/packet over trivial | over oracle | floodgate / xdp-filter"
+        + " | floodgate / trivial | floodgate ns/packet over trivial | over oracle | floor over oracle | floodgate / xdp-filter"
         + " | floodgate / nftables | legitimate ok: oracle | floodgate | xdp-filter | nftables |\n"
-    md += "|---|" + String(repeating: "---:|", count: benchedFilters.count + 9) + "\n"
+    md += "|---|" + String(repeating: "---:|", count: benchedFilters.count + 10) + "\n"
     for row in rows {
         let cells = benchedFilters.map { f in row.mpps[f].map { String(format: "%.2f", $0) } ?? "n/a" }
         var ratios = ["trivial", "xdp-filter", "nftables"].map { f in
@@ -338,6 +341,7 @@ func floodMarkdown(_ rows: [FloodRow], _ options: Options) -> String {
                       at: 1)
         ratios.insert(row.extraNanoseconds("floodgate", over: "oracle").map { String(format: "%+.1f", $0) } ?? "n/a",
                       at: 2)
+        ratios.insert(row.extraNanoseconds("floor", over: "oracle").map { String(format: "%+.1f", $0) } ?? "n/a", at: 3)
         let legitimate = legitimateFilters.map { row.legitimate[$0]?.cell ?? "n/a" }
         md += "| \(row.scenario) | " + (cells + ratios + legitimate).joined(separator: " | ") + " |\n"
     }
@@ -377,7 +381,7 @@ func runFloods(_ options: Options) throws -> [FloodRow] {
     let floods = try generatedFloods(options)
     print(
         pad("scenario", 18) + benchedFilters.map { lpad($0, 12) }.joined() + lpad("vs trivial", 12)
-            + lpad("+ns/pkt", 9) + lpad("+ns/oracle", 10) + lpad("vs xdp-filter", 15) + lpad("vs nftables", 13) + lpad("dropped", 9)
+            + lpad("+ns/pkt", 9) + lpad("+ns/oracle", 11) + lpad("floor", 7) + lpad("vs xdp-filter", 15) + lpad("vs nftables", 13) + lpad("dropped", 9)
             + "  legitimate ok (retransmissions): oracle / floodgate / xdp-filter / nftables")
     for row in floods {
         let calls = legitimateFilters.map { f in
@@ -390,7 +394,9 @@ func runFloods(_ options: Options) throws -> [FloodRow] {
         ratios.insert(lpad(row.extraNanoseconds("floodgate", over: "trivial").map { String(format: "%+.1f", $0) }
                                ?? "n/a", 9), at: 1)
         ratios.insert(lpad(row.extraNanoseconds("floodgate", over: "oracle").map { String(format: "%+.1f", $0) }
-                               ?? "n/a", 10), at: 2)
+                               ?? "n/a", 11), at: 2)
+        ratios.insert(lpad(row.extraNanoseconds("floor", over: "oracle").map { String(format: "%+.1f", $0) }
+                               ?? "n/a", 7), at: 3)
         print(pad(row.scenario, 18) + cells.joined() + ratios.joined()
             + lpad(String(format: "%.1f%%", row.floodgateDroppedShare * 100), 9) + "  " + calls)
     }
@@ -403,7 +409,7 @@ func runFloods(_ options: Options) throws -> [FloodRow] {
         print(line)
         noise.append(line)
     }
-    if let line = noiseLine(floods, pass: .alone, filters: ["trivial", "oracle", "floodgate"]) {
+    if let line = noiseLine(floods, pass: .alone, filters: ["trivial", "oracle", "floor", "floodgate"]) {
         print(line)
         noise.append(line)
     }
@@ -454,6 +460,7 @@ func runFloods(_ options: Options) throws -> [FloodRow] {
         ["single-source", "register-scanner", "random-v4-/16", "random-v6-/64"].contains($0.scenario)
     }
     let worstOverOracle = dropPath.compactMap { $0.extraNanoseconds("floodgate", over: "oracle") }.max() ?? .infinity
+    let floorOverOracle = dropPath.compactMap { row in row.extraNanoseconds("floor", over: "oracle").map { (row.scenario, $0) } }
     let worstWithCalls = dropPath.compactMap { $0.ratio("floodgate", "oracle", in: \.mppsWithCalls) }.min() ?? 0
     let worstDedicated = dropPath.compactMap(\.dedicatedCapacityVsOracle).min() ?? 0
     let worstCeiling = main.compactMap { $0.ratio("floodgate", "trivial") }.min() ?? 0
@@ -465,6 +472,14 @@ func runFloods(_ options: Options) throws -> [FloodRow] {
                  worstXDPFilter, worstXDPFilter > 1 ? "met" : "NOT met", worstNFT, worstNFT >= 3 ? "met" : "NOT met"))
     print(String(format: "         drop path (single-source, register-scanner, random /16, random IPv6) within 5 ns of the"
                  + " oracle, one CPU — worst %+.1f ns — %@", worstOverOracle, worstOverOracle <= 5 ? "met" : "NOT met"))
+    // The floor beside it: where the floor alone is more than 5 ns over the oracle, no filter that keeps state (a
+    // policy, a hold with an end, a count) meets the target in that flood on this machine.
+    if !floorOverOracle.isEmpty {
+        let beyond = floorOverOracle.filter { $0.1 > 5 }
+        print("           the floor (the oracle with the least a filter keeping state adds) over the oracle in the same"
+              + " runs: " + floorOverOracle.map { String(format: "%@ %+.1f", $0.0, $0.1) }.joined(separator: ", ")
+              + (beyond.isEmpty ? "" : " — the floor alone more than 5 ns over it in " + beyond.map(\.0).joined(separator: ", ")))
+    }
     // A per-core ratio from runs whose ring overflowed carries the overflow's lock: the verdict says how many.
     let overflowed = dropPath.filter { row in ["oracle", "floodgate"].contains { row.dedicatedBehind[$0] != nil } }
     print(String(format: "         ≥ 0.90× the oracle with calls beside — one CPU: worst %.2f× — %@; per receive core"
