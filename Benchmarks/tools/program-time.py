@@ -5,10 +5,11 @@
 
 Runs `BINARY flood --scenario SCENARIO --filter F --seconds 6 --json` for each FILTER (default: oracle floodgate;
 FILTER@OTHER runs it from another build's binary, so that two builds of Floodgate can be set beside each other),
-in turn, ROUNDS times (default 3; the filters' order turns each round), samples every CPU with perf for 3 s in the
-middle of each run, and splits the samples that fell in BPF programs into the generator's (`floodgate_flood`) and
-the filter's (every other program: floodgate_xdp and the global functions it calls, the oracle, the trivial
-program). Each share becomes nanoseconds per packet the filter saw:
+in turn, ROUNDS times (default 3; the filters' order turns each round). Once the flood's generator is loaded (its
+programs show in `bpftool prog show`), it samples every CPU with perf for 3 s, and splits the samples that fell in
+BPF programs into the generator's (`floodgate_flood`, `floodgate_flood_fixed`) and the filter's (every other
+program: floodgate_xdp and the global functions it calls, the oracle, the floor, the trivial program; nothing else
+runs BPF in the flood's path). Each share becomes nanoseconds per packet the filter saw:
 
     share of all samples x CPUs x 1e3 / Mpps
 
@@ -35,10 +36,14 @@ import tempfile
 import time
 
 FLOOD_SECONDS = 6
-SAMPLE_AFTER_S = 2.0
+START_TIMEOUT_S = 60
+SETTLE_S = 0.5
 SAMPLE_SECONDS = 3
 RUN_TIMEOUT_S = 240
 SYMBOL = re.compile(r"^\s*([\d.]+)%.*\[k\]\s+(\S+)")
+# perf names a JITed program bpf_prog_<tag>_<name>, the name the whole of its BTF function name.
+PROGRAM = re.compile(r"^bpf_prog_[0-9a-f]+_(\w+)$")
+GENERATOR_PROGRAMS = ("floodgate_flood", "floodgate_flood_fixed")
 
 
 def usage():
@@ -50,13 +55,22 @@ def shares(report):
     generator = filt = 0.0
     for line in report.splitlines():
         m = SYMBOL.match(line)
-        if not m or not m.group(2).startswith("bpf_prog_"):
+        program = m and PROGRAM.match(m.group(2))
+        if not program:
             continue
-        if m.group(2).endswith("_floodgate_flood"):
+        if program.group(1) in GENERATOR_PROGRAMS:
             generator += float(m.group(1))
         else:
             filt += float(m.group(1))
+    if filt == 0:
+        sys.exit("no sample fell in the filter's programs: is perf resolving BPF symbols (root, kallsyms)?")
     return generator, filt
+
+
+def generator_loaded():
+    """Whether the flood's generator programs are loaded, that is, whether the flood has started."""
+    shown = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True, timeout=30)
+    return shown.returncode == 0 and any(p.get("name") in GENERATOR_PROGRAMS for p in json.loads(shown.stdout or "[]"))
 
 
 def run(binary, scenario, filter_name, cpus):
@@ -68,20 +82,30 @@ def run(binary, scenario, filter_name, cpus):
             [binary, "flood", "--scenario", scenario, "--filter", filter_name, "--seconds", str(FLOOD_SECONDS),
              "--packets", "1000000000", "--json"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        sampled = None
         try:
-            # The lab is built and the filter loaded before the flood's seconds start: wait for the flood to be
-            # under way, then sample the middle of it.
-            time.sleep(SAMPLE_AFTER_S)
-            subprocess.run(["perf", "record", "-a", "-q", "-o", data, "--", "sleep", str(SAMPLE_SECONDS)],
-                           capture_output=True, timeout=SAMPLE_SECONDS + 60, check=True)
-            out, err = flood.communicate(timeout=RUN_TIMEOUT_S)
+            # The lab is built and the filter loaded (Floodgate's verifier takes a second or two) before the flood
+            # starts: sample once the generator is loaded and the flood has settled, within its 6 s.
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while flood.poll() is None and not generator_loaded() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if flood.poll() is None and time.monotonic() < deadline:
+                time.sleep(SETTLE_S)
+                sampled = subprocess.run(["perf", "record", "-a", "-q", "-o", data, "--", "sleep", str(SAMPLE_SECONDS)],
+                                         capture_output=True, text=True, timeout=SAMPLE_SECONDS + 60)
         finally:
-            if flood.poll() is None:
-                flood.kill()
-                flood.wait()
+            # The flood ends by itself (--seconds) and removes its lab: wait for it rather than kill it, which
+            # would leave the lab's namespaces behind.
+            out, err = flood.communicate(timeout=RUN_TIMEOUT_S)
         if flood.returncode != 0:
             sys.exit(f"{filter_name}: exit {flood.returncode}: {err.strip()[-2000:]}")
+        if sampled is None:
+            sys.exit(f"{filter_name}: the flood's generator did not show within {START_TIMEOUT_S} s")
+        if sampled.returncode != 0:
+            sys.exit(f"perf record: exit {sampled.returncode}: {sampled.stderr.strip()[-2000:]}")
         mpps = float(json.loads(out)["mpps"])
+        if mpps <= 0:
+            sys.exit(f"{filter_name}: the filter saw no packet")
         report = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "sym", "--stdio"],
                                 capture_output=True, text=True, timeout=120, check=True).stdout
     generator, filt = shares(report)
