@@ -70,9 +70,10 @@ struct fg_oracle_config {
  * generation compared, the frame checked to be a UDP datagram (not an IPv4
  * fragment) to the one SIP port, the source compared masked, and its packets
  * and bytes counted. floor_policy[0] is shared; floor_held[0] is per CPU, each
- * CPU's written alike before the flood. A drop that knows no more than the
- * packet cannot be cheaper than this (Benchmarks/README.md, "The floods'
- * floor").
+ * CPU's written alike before the flood. A held network's drop, which must
+ * know the frame is SIP over UDP, can be no cheaper than this (a ban's, which
+ * needs no port, a few instructions cheaper): Benchmarks/README.md, "The
+ * floods' floor".
  */
 #define FG_FLOOR_HELD_PROG_NAME "floodgate_floor_held"
 #define FG_FLOOR_POLICY_MAP "floor_policy"
@@ -94,7 +95,9 @@ struct fg_floor_held {
 
 _Static_assert(sizeof(struct fg_flood_config) == 32, "fg_flood_config layout");
 _Static_assert(sizeof(struct fg_floor_policy) == 8, "fg_floor_policy layout");
-_Static_assert(sizeof(struct fg_floor_held) == 64, "fg_floor_held layout: one cache line");
+/* 64 bytes; on one cache line only where the per-CPU value lands on one (a
+ * per-CPU array's values are aligned to 8). */
+_Static_assert(sizeof(struct fg_floor_held) == 64, "fg_floor_held layout");
 _Static_assert(sizeof(struct fg_oracle_config) == 40, "fg_oracle_config layout");
 _Static_assert(1u << FG_FLOOR_SLOTS_LOG == FG_FLOOR_SLOTS, "floor slots: their log");
 

@@ -379,8 +379,8 @@ extension FilterMaps {
         var result: [String: UInt64] = [:]
         for o in 0..<FG_DEST_OUT_MAX.rawValue {
             let name = String(cString: fg_destination_outcome_name(o))
-            result[name] = try perCPU(fd(FG_MAP_DESTINATION_OUTCOMES), key: o, as: UInt64.self,
-                                      what: FG_MAP_DESTINATION_OUTCOMES).reduce(0, &+)
+            result[name] = try readEveryCPU(fd(FG_MAP_DESTINATION_OUTCOMES), key: o, as: UInt64.self,
+                                            what: FG_MAP_DESTINATION_OUTCOMES).reduce(0, &+)
         }
         return result
     }

@@ -3,7 +3,8 @@ import Foundation
 
 /// Typed access to the maps of one Floodgate filter: from a freshly loaded object (which owns the descriptors)
 /// or from the pins of an attached filter (then its ``FileDescriptor``s close themselves). Every map is a
-/// ``BPFMap`` typed by the header's key and value structs; the per-CPU ones are read with ``perCPU(_:key:as:what:)``.
+/// ``BPFMap`` typed by the header's key and value structs; the per-CPU ones are read with
+/// ``readEveryCPU(_:key:count:as:what:valueSize:offset:)``.
 public final class FilterMaps: @unchecked Sendable {
     private let descriptors: [String: FileDescriptor]
     /// What keeps borrowed descriptors open (the loaded object), as long as these maps are in use.
@@ -203,19 +204,6 @@ public final class FilterMaps: @unchecked Sendable {
 
     // MARK: Counters
 
-    /// Every CPU's value of `key` in the per-CPU map `fd` (values are 8-byte aligned, one per possible CPU).
-    func perCPU<Value>(_ fd: Int32, key: UInt32, as: Value.Type, what: String) throws -> [Value] {
-        try perCPU(fd, key: key, count: 1, as: Value.self, what: what)
-    }
-
-    /// A per-CPU entry whose value holds `count` consecutive `Value`s: every CPU's, one CPU after another
-    /// (``readEveryCPU(_:key:count:as:what:valueSize:offset:)``).
-    func perCPU<Value>(
-        _ fd: Int32, key: UInt32, count: Int, as: Value.Type, what: String, valueSize: Int? = nil, offset: Int = 0
-    ) throws -> [Value] {
-        try readEveryCPU(fd, key: key, count: count, as: Value.self, what: what, valueSize: valueSize, offset: offset)
-    }
-
     /// Counters per class and reason, summed over CPUs.
     public func counters() throws -> Counters {
         var counters = Counters()
@@ -244,7 +232,7 @@ public final class FilterMaps: @unchecked Sendable {
     /// reason index.
     private func perCPUClassCounters() throws -> [[(packets: [UInt64], bytes: [UInt64])]] {
         let slots = Int(FG_REASON_SLOTS)
-        return try perCPU(
+        return try readEveryCPU(
             cpuFD, key: 0, count: 1, as: fg_cpu_state.self, what: FG_MAP_CPU, valueSize: Int(FG_CPU_VALUE_SIZE)
         ).map { state in
             withUnsafeBytes(of: state.counters) { raw in
@@ -265,7 +253,7 @@ public final class FilterMaps: @unchecked Sendable {
         var result: [String: UInt64] = [:]
         for i in 0..<FG_INSIDE_COUNT_MAX.rawValue {
             result[String(cString: fg_inside_count_name(i))] =
-                try perCPU(fd(FG_MAP_INSIDE_COUNTS), key: i, as: UInt64.self, what: FG_MAP_INSIDE_COUNTS).reduce(0, &+)
+                try readEveryCPU(fd(FG_MAP_INSIDE_COUNTS), key: i, as: UInt64.self, what: FG_MAP_INSIDE_COUNTS).reduce(0, &+)
         }
         return result
     }
@@ -325,7 +313,7 @@ public final class FilterMaps: @unchecked Sendable {
     /// Each CPU's drop-cache tags (in `fg_cpu`'s value, after the state: BPF/lib/drop_cache.h), by slot.
     func dropTags() throws -> [[UInt16]] {
         let slots = Int(FG_DROP_CACHE_SLOTS)
-        let all = try perCPU(
+        let all = try readEveryCPU(
             cpuFD, key: 0, count: slots, as: UInt16.self, what: FG_MAP_CPU, valueSize: Int(FG_CPU_VALUE_SIZE),
             offset: Int(FG_CPU_TAGS_OFFSET))
         return stride(from: 0, to: all.count, by: slots).map { Array(all[$0..<$0 + slots]) }
@@ -354,7 +342,7 @@ public final class FilterMaps: @unchecked Sendable {
         var bySource: [(SourceKey, UInt64)] = []
         // Each entry is a group of FG_DROP_CACHE_GROUP slots (BPF/floodgate.h).
         for group in 0..<UInt32(FG_DROP_CACHE_GROUPS) {
-            for slot in try perCPU(
+            for slot in try readEveryCPU(
                 dropCacheFD, key: group, count: Int(FG_DROP_CACHE_GROUP), as: fg_drop_slot.self, what: FG_MAP_DROP_CACHE)
             where slot.pending > 0 {
                 let keyClass = UInt32(slot.key.traffic_class)

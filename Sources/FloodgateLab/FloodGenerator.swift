@@ -428,11 +428,7 @@ public final class TrivialDropProgram: @unchecked Sendable {
 
     /// Attaches it in native mode to `interface` of namespace `ns`; closing the returned descriptor detaches it.
     public func attach(_ interface: String, namespace ns: String) throws -> Int32 {
-        let fd = programFD
-        return try NetworkLab.inNamespace(ns) {
-            try KernelCalls.attachXDPNative(programFD: fd, ifindex: Int32(if_nametoindex(interface)),
-                                            what: "the trivial program to \(interface)")
-        }
+        try attachNative(programFD, to: interface, namespace: ns, what: "the trivial program")
     }
 }
 
@@ -458,11 +454,7 @@ public final class OracleProgram: @unchecked Sendable {
 
     /// Attaches it in native mode to `interface` of namespace `ns`; closing the returned descriptor detaches it.
     public func attach(_ interface: String, namespace ns: String) throws -> Int32 {
-        let fd = loaded.programFD
-        return try NetworkLab.inNamespace(ns) {
-            try KernelCalls.attachXDPNative(programFD: fd, ifindex: Int32(if_nametoindex(interface)),
-                                            what: "the oracle program to \(interface)")
-        }
+        try attachNative(loaded.programFD, to: interface, namespace: ns, what: "the oracle program")
     }
 }
 
@@ -503,10 +495,19 @@ public final class FloorProgram: @unchecked Sendable {
     public init(holding scenario: FloodScenario) throws {
         object = try BPFObject(EmbeddedBPFObject.floor, what: "floor program")
         programFD = try object.programFD(FG_FLOOR_HELD_PROG_NAME)
+        try hold(scenario)
+    }
+
+    /// Holds `scenario`'s network on every CPU, made under policy generation `generation` and ending at jiffy
+    /// `until`, with the policy at `policyGeneration` (by default a hold that lasts, under the policy it was made
+    /// under); every CPU's count starts again at 0. It drops only while `until` is ahead of the clock and the two
+    /// generations are equal: a test's way to end the hold.
+    public func hold(_ scenario: FloodScenario, until: UInt64 = .max, generation: UInt32 = 1,
+                     policyGeneration: UInt32 = 1) throws {
         let attack = scenario.attackSources
         var held = fg_floor_held()
-        held.until_jiffies = .max
-        held.generation = 1
+        held.until_jiffies = until
+        held.generation = generation
         if scenario.isIPv6 {
             held.network = (attack.v6_net.0, attack.v6_net.1, attack.v6_net.2, attack.v6_net.3)
             held.mask = (attack.v6_mask.0, attack.v6_mask.1, attack.v6_mask.2, attack.v6_mask.3)
@@ -515,7 +516,7 @@ public final class FloorProgram: @unchecked Sendable {
             held.mask = (.max, .max, .max, attack.v4_mask)
         }
         try object.configure(map: FG_FLOOR_POLICY_MAP, with: fg_floor_policy(
-            generation: 1, sip_port: UInt16(5060).bigEndian, reserved: 0))
+            generation: policyGeneration, sip_port: UInt16(5060).bigEndian, reserved: 0))
         try object.configureEveryCPU(map: FG_FLOOR_HELD_MAP, with: held)
     }
 
@@ -528,10 +529,15 @@ public final class FloorProgram: @unchecked Sendable {
 
     /// Attaches it in native mode to `interface` of namespace `ns`; closing the returned descriptor detaches it.
     public func attach(_ interface: String, namespace ns: String) throws -> Int32 {
-        let fd = programFD
-        return try NetworkLab.inNamespace(ns) {
-            try KernelCalls.attachXDPNative(programFD: fd, ifindex: Int32(if_nametoindex(interface)),
-                                            what: "the floor program to \(interface)")
-        }
+        try attachNative(programFD, to: interface, namespace: ns, what: "the floor program")
+    }
+}
+
+/// Attaches the XDP program `fd` in native mode to `interface` of namespace `ns` (a lab program: the trivial one, the
+/// oracle, the floor); closing the returned descriptor detaches it.
+func attachNative(_ fd: Int32, to interface: String, namespace ns: String, what: String) throws -> Int32 {
+    try NetworkLab.inNamespace(ns) {
+        try KernelCalls.attachXDPNative(programFD: fd, ifindex: Int32(if_nametoindex(interface)),
+                                        what: "\(what) to \(interface)")
     }
 }

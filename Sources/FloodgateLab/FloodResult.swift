@@ -57,14 +57,7 @@ public struct FloodResult: Codable, Sendable {
         generator: GeneratorKind? = nil
     ) throws -> FloodResult
     {
-        switch filter {
-        case .xdpFilter where !filter.runs(scenario):
-            throw FloodgateError("xdp-filter denies single addresses; \(scenario.name) has random sources")
-        case .floor where !filter.runs(scenario):
-            throw FloodgateError("the floor holds SIP over UDP to port 5060; \(scenario.name) is not")
-        default:
-            break
-        }
+        if let refusal = filter.refusal(of: scenario) { throw FloodgateError(refusal) }
         // IPv6 on in the router namespace: otherwise its stack discards IPv6 floods on arrival, before nftables.
         // The server namespace behind the router holds the subscriber's registrar; every run has it, with or
         // without the calls, so that every pass measures Floodgate set up alike (its inside program, learned trust).

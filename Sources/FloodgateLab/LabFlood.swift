@@ -26,12 +26,19 @@ public enum FilterUnderTest: String, CaseIterable, Codable, Sendable, CustomStri
 
     public var description: String { rawValue }
 
-    /// Whether it can run `scenario`: xdp-filter denies single addresses only, and the floor holds SIP over UDP.
-    public func runs(_ scenario: FloodScenario) -> Bool {
+    /// Whether it can run `scenario` (``refusal(of:)``).
+    public func runs(_ scenario: FloodScenario) -> Bool { refusal(of: scenario) == nil }
+
+    /// Why it cannot run `scenario`, or nil: xdp-filter denies single addresses only, and the floor holds SIP over
+    /// UDP to port 5060.
+    public func refusal(of scenario: FloodScenario) -> String? {
         switch self {
-        case .xdpFilter: return !scenario.randomSources
-        case .floor: return scenario.isSIPOverUDP
-        default: return true
+        case .xdpFilter where scenario.randomSources:
+            return "xdp-filter denies single addresses; \(scenario.name) has random sources"
+        case .floor where !scenario.isSIPOverUDP:
+            return "the floor holds SIP over UDP to port 5060; \(scenario.name) is not"
+        default:
+            return nil
         }
     }
 }

@@ -293,6 +293,18 @@ import Testing
         }
     }
 
+    /// `scenario`'s frame from another source of its attack's range (its lowest bit flipped, if the range has
+    /// more than one), and from the first source outside it (the lowest bit the range fixes flipped).
+    static func insideAndOutside(_ scenario: FloodScenario) -> (inside: [UInt8], outside: [UInt8]) {
+        let v6 = scenario.isIPv6
+        let lastByte = (v6 ? 14 + 8 : 14 + 12) + (v6 ? 15 : 3)
+        var inside = scenario.frame, outside = scenario.frame
+        inside[lastByte] ^= scenario.randomBits > 0 ? 0x01 : 0x00
+        let bit = Int(scenario.randomBits)
+        outside[lastByte - bit / 8] ^= UInt8(1 << (bit % 8))
+        return (inside, outside)
+    }
+
     /// The floods' floor holds the scenario's attack network on every CPU and drops exactly its UDP datagrams to port
     /// 5060, counting each (packets and bytes, summed over CPUs): a source just inside the network is dropped, the
     /// first one outside it, a legitimate phone, another port, TCP, an IPv4 fragment and a frame that is not IP pass
@@ -305,10 +317,7 @@ import Testing
             let floor = try FloorProgram(holding: scenario)
             let v6 = scenario.isIPv6
             let offset = v6 ? 14 + 8 : 14 + 12
-            var inside = scenario.frame, outside = scenario.frame
-            inside[offset + (v6 ? 15 : 3)] ^= scenario.randomBits > 0 ? 0x01 : 0x00
-            let bit = Int(scenario.randomBits)  // the lowest bit the network fixes
-            outside[offset + (v6 ? 15 : 3) - bit / 8] ^= UInt8(1 << (bit % 8))
+            let (inside, outside) = Self.insideAndOutside(scenario)
             var otherPort = scenario.frame
             otherPort[offset + (v6 ? 32 : 8) + 3] ^= 0x01  // the UDP destination port's low byte: 5061
             let source = v6 ? "2001:db8:66::1" : scenario.frame[offset..<offset + 4].map(String.init).joined(separator: ".")
@@ -327,9 +336,13 @@ import Testing
                 (Array(repeating: 0, count: 60), XDP_PASS_ACTION, "not IP"),
             ]
             if !v6 {
-                let fragment = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
-                    src: source, proto: Packet.Proto.udp, Packet.udp(dport: 5060), moreFragments: true))
-                runs.append((fragment, XDP_PASS_ACTION, "an IPv4 fragment"))
+                for (offset, more, what) in [(0 as UInt16, true, "a first fragment"), (100, false, "a last fragment")] {
+                    let fragment = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
+                        src: source, proto: Packet.Proto.udp, Packet.udp(dport: 5060), fragmentOffset: offset,
+                        moreFragments: more))
+                    runs.append((fragment, XDP_PASS_ACTION, "an IPv4 fragment: \(what)"))
+                }
+                runs.append((Packet.udp6(src: "2001:db8::1", dport: 5060), XDP_PASS_ACTION, "IPv6, an IPv4 hold"))
             }
             for run in runs {
                 #expect(try FloodgateProgram.testRun(programFD: floor.programFD, packet: run.0).action == run.1,
@@ -339,6 +352,17 @@ import Testing
             let counted = try floor.heldDrops()
             #expect(counted.packets == UInt64(dropped.count), "\(name): \(counted)")
             #expect(counted.bytes == UInt64(dropped.reduce(0) { $0 + $1.0.count }), "\(name): \(counted)")
+            // The hold ends with its jiffy and with a change of policy; held again, the attack is dropped again.
+            for (until, policy, what) in [(0 as UInt64, 1 as UInt32, "a hold past its end"),
+                                          (.max, 2, "a hold made under another policy")] {
+                try floor.hold(scenario, until: until, policyGeneration: policy)
+                #expect(try FloodgateProgram.testRun(programFD: floor.programFD, packet: scenario.frame).action
+                        == XDP_PASS_ACTION, "\(name): \(what)")
+            }
+            try floor.hold(scenario)
+            #expect(try FloodgateProgram.testRun(programFD: floor.programFD, packet: scenario.frame).action
+                    == XDP_DROP_ACTION, "\(name): held again")
+            #expect(try floor.heldDrops().packets == 1, "\(name): counted from 0 again")
         }
         let flood = try run([floodgateBinary, "flood", "--scenario", "random-v4-/24", "--filter", "floor", "--packets",
                              "1000000", "--seconds", "1", "--json"])
@@ -357,15 +381,8 @@ import Testing
             let scenario = try FloodScenario.named(name)
             let program = try OracleProgram(for: scenario)
             #expect(try program.verdict(scenario.frame) == XDP_DROP_ACTION, "\(name)")
-            let v6 = scenario.isIPv6
-            let offset = v6 ? 14 + 8 : 14 + 12
             // Every source in the attack's range is dropped; the bit just above it, or a legitimate source, passes.
-            var inside = scenario.frame, outside = scenario.frame
-            let lastByte = offset + (v6 ? 15 : 3)
-            inside[lastByte] ^= scenario.randomBits > 0 ? 0x01 : 0x00
-            let bit = Int(scenario.randomBits)  // the lowest fixed bit of the address
-            let byte = offset + (v6 ? 15 : 3) - bit / 8
-            outside[byte] ^= UInt8(1 << (bit % 8))
+            let (inside, outside) = Self.insideAndOutside(scenario)
             #expect(try program.verdict(inside) == XDP_DROP_ACTION, "\(name) inside")
             #expect(try program.verdict(outside) == XDP_PASS_ACTION, "\(name) outside")
             #expect(try program.verdict(Packet.request("INVITE", src: "198.18.0.1")) == XDP_PASS_ACTION)
