@@ -30,8 +30,8 @@
  * The floods' floor (floodgate_floor_held, at the end; lab.h) is attached
  * like the oracle, in a flood's lab: it knows the attack as the oracle does,
  * and adds to the oracle's drop the least that a filter keeping state adds to
- * a held network's drop. The drop path's target in floods (within 5 ns of the
- * oracle) is out of reach where this floor alone is further from it.
+ * a held network's drop. The floods section prints its ns over the oracle
+ * beside Floodgate's, for the drop path's target (within 5 ns of the oracle).
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>

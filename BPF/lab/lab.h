@@ -71,9 +71,9 @@ struct fg_oracle_config {
  * fragment) to the one SIP port, the source compared masked, and its packets
  * and bytes counted. floor_policy[0] is shared; floor_held[0] is per CPU, each
  * CPU's written alike before the flood. A held network's drop, which must
- * know the frame is SIP over UDP, can be no cheaper than this (a ban's, which
- * needs no port, a few instructions cheaper): Benchmarks/README.md, "The
- * floods' floor".
+ * know the frame is SIP over UDP, does at least this (a ban's, which needs no
+ * port, a few instructions less): Benchmarks/README.md, "The filter's own
+ * time in a flood; the floods' floor".
  */
 #define FG_FLOOR_HELD_PROG_NAME "floodgate_floor_held"
 #define FG_FLOOR_POLICY_MAP "floor_policy"

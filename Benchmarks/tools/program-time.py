@@ -8,23 +8,25 @@ FILTER@OTHER runs it from another build's binary, so that two builds of Floodgat
 in turn, ROUNDS times (default 3; the filters' order turns each round). Once the flood's generator is loaded (its
 programs show in `bpftool prog show`), it samples every CPU with perf for 3 s, and splits the samples that fell in
 BPF programs into the generator's (`floodgate_flood`, `floodgate_flood_fixed`) and the filter's (every other
-program: floodgate_xdp and the global functions it calls, the oracle, the floor, the trivial program; nothing else
-runs BPF in the flood's path). Each share becomes nanoseconds per packet the filter saw:
+program: floodgate_xdp and the global functions it calls, the oracle, the floor, the trivial program). Both the
+start and the samples are the whole machine's: run nothing else that floods or runs BPF meanwhile (the test suite
+does). Each share becomes nanoseconds per packet the filter saw:
 
     share of all samples x CPUs x 1e3 / Mpps
 
 Why: the Mpps a flood reaches is the generator's, the kernel's and the filter's work together, and on this VM the
-kernel's part moves with what the filter does. In a flood of one fixed frame (single source, the scanner), the
-trivial program, the oracle and Floodgate reached the same Mpps within a few ns while their own times were 2, 6
-and 22 ns a packet; in the random-source floods the Mpps showed most of the difference (Benchmarks/README.md, "The
+kernel's part moves with what the filter does. In a flood of one fixed frame (single source), the oracle and
+Floodgate reached the same Mpps while their own times were 4.6 and 20.6 ns a packet; in the random-source floods
+the Mpps showed most of the difference (Benchmarks/README.md, "The
 filter's own time in a flood"). The samples say what the filter itself costs; the Mpps, what it costs the flood.
 
 Prints each run, then each filter's medians and the median of the filter's time over the first FILTER's. perf
 samples with the CPU clock here (no hardware counters), about 4,000 a second per CPU: a filter's figure in one run
 rests on a few hundred samples, so it carries a few per cent of sampling noise.
 
-Needs root and perf; the flood makes its namespaces and removes them. Each run is bounded by the flood's --seconds
-and a timeout here; a run that fails stops the script with its error.
+Needs root, perf and bpftool; the flood makes its namespaces and removes them. Each run is bounded by the flood's
+--seconds and a timeout here (a flood past it is killed, and may leave its lab behind); a run that fails stops the
+script with its error.
 """
 import json
 import os
@@ -96,7 +98,12 @@ def run(binary, scenario, filter_name, cpus):
         finally:
             # The flood ends by itself (--seconds) and removes its lab: wait for it rather than kill it, which
             # would leave the lab's namespaces behind.
-            out, err = flood.communicate(timeout=RUN_TIMEOUT_S)
+            try:
+                out, err = flood.communicate(timeout=RUN_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                flood.kill()
+                flood.wait()
+                sys.exit(f"{filter_name}: the flood did not end within {RUN_TIMEOUT_S} s; killed")
         if flood.returncode != 0:
             sys.exit(f"{filter_name}: exit {flood.returncode}: {err.strip()[-2000:]}")
         if sampled is None:

@@ -336,13 +336,16 @@ import Testing
                 (Array(repeating: 0, count: 60), XDP_PASS_ACTION, "not IP"),
             ]
             if !v6 {
-                for (offset, more, what) in [(0 as UInt16, true, "a first fragment"), (100, false, "a last fragment")] {
+                for (at, more, what) in [(0 as UInt16, true, "a first fragment"), (100, false, "a last fragment")] {
                     let fragment = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
-                        src: source, proto: Packet.Proto.udp, Packet.udp(dport: 5060), fragmentOffset: offset,
+                        src: source, proto: Packet.Proto.udp, Packet.udp(dport: 5060), fragmentOffset: at,
                         moreFragments: more))
                     runs.append((fragment, XDP_PASS_ACTION, "an IPv4 fragment: \(what)"))
                 }
-                runs.append((Packet.udp6(src: "2001:db8::1", dport: 5060), XDP_PASS_ACTION, "IPv6, an IPv4 hold"))
+                // An IPv6 source whose last 32 bits are the held IPv4 source: only the mapped prefix tells them apart.
+                let word = scenario.frame[offset..<offset + 4].map { String(format: "%02x", $0) }
+                let twin = "2001:db8::\(word[0])\(word[1]):\(word[2])\(word[3])"
+                runs.append((Packet.udp6(src: twin, dport: 5060), XDP_PASS_ACTION, "IPv6 \(twin), an IPv4 hold"))
             }
             for run in runs {
                 #expect(try FloodgateProgram.testRun(programFD: floor.programFD, packet: run.0).action == run.1,
