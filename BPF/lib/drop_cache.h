@@ -331,17 +331,25 @@ static __always_inline void fg_cache_drop_until(struct fg_ctx *c, __u64 next)
  * takes over stays held here until its jiffy (in its slot alone its packets
  * would have gone to the policy, which could let through a token that came
  * due in a prefix's minimum hold). An IPv6 aggregate that holds the
- * IPv4-mapped addresses is never matched here (fg_hold_aggregate).
+ * IPv4-mapped addresses is never matched here (fg_hold_aggregate). The
+ * plain SIP datagrams a random-source flood sends ask it before the parse
+ * (fg_held_unparsed); every other frame after it (fg_prefix_cache_check).
  *
  * fg_held_contains: whether `addr` is in it, whatever its jiffy. Branch-free:
  * each branch of a plain compare multiplied the verifier's states.
  */
-static __always_inline int fg_held_contains(const struct fg_cpu_state *cpu, const struct fg_addr *addr)
+static __always_inline int fg_held_contains_words(const struct fg_cpu_state *cpu, __u32 w0, __u32 w1, __u32 w2,
+						  __u32 w3)
 {
 	const struct fg_addr *net = &cpu->held_network, *mask = &cpu->held_mask;
 
-	return !(((addr->words[0] & mask->words[0]) ^ net->words[0]) | ((addr->words[1] & mask->words[1]) ^ net->words[1]) |
-		 ((addr->words[2] & mask->words[2]) ^ net->words[2]) | ((addr->words[3] & mask->words[3]) ^ net->words[3]));
+	return !(((w0 & mask->words[0]) ^ net->words[0]) | ((w1 & mask->words[1]) ^ net->words[1]) |
+		 ((w2 & mask->words[2]) ^ net->words[2]) | ((w3 & mask->words[3]) ^ net->words[3]));
+}
+
+static __always_inline int fg_held_contains(const struct fg_cpu_state *cpu, const struct fg_addr *addr)
+{
+	return fg_held_contains_words(cpu, addr->words[0], addr->words[1], addr->words[2], addr->words[3]);
 }
 
 static __always_inline int fg_held_aggregate(const struct fg_settings *s, const struct fg_cpu_state *cpu,
@@ -433,6 +441,95 @@ prefix:
 	key.traffic_class = FG_CLASS_MAX;
 	lengths = s->prefix_v4 | (__u32)s->prefix_v6 << 8;
 	goto check;
+}
+
+/*
+ * The held aggregate asked before the parse, for the frames fg_parse_plain_udp4
+ * and 6 read whole to a SIP port (untagged; IPv4 without options and not a
+ * fragment, or IPv6 whose next header is UDP; a source that is not bogus; 24
+ * bytes of payload or more within the UDP length, the first not CR, LF, space
+ * or tab). Each such frame is of a SIP class, which the aggregates' buckets
+ * limit, and the parse would give it the class fg_sip_class reads here: the
+ * check after the parse (fg_prefix_cache_check) would drop it as
+ * dropped-prefix in that class's row. Returns that class if the held aggregate
+ * holds the source now (the caller has asked its jiffy), else FG_CLASS_MAX,
+ * and the frame goes on to the parse. The conditions are the plain parse's,
+ * read without its writes to the packet's record (what this saves); the tests
+ * hold the two to the same verdicts (PolicyOrderTests, "aHeldAggregate...").
+ */
+static __always_inline __u32 fg_held_unparsed(struct xdp_md *ctx, const struct fg_settings *s,
+					      const struct fg_cpu_state *cpu)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct udphdr *udp;
+	void *payload;
+	__u32 len, avail;
+	__u8 first;
+
+	if ((void *)(eth + 1) > data_end || cpu->held_generation != READ_ONCE(s->policy_generation))
+		return FG_CLASS_MAX;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		udp = (void *)(ip + 1);
+		payload = udp + 1;
+		if (payload + 24 > data_end || *(__u8 *)ip != 0x45 || (ip->frag_off & bpf_htons(FG_IP_MF | FG_IP_OFFSET)) ||
+		    ip->protocol != IPPROTO_UDP || fg_bogus_v4_source(ip->saddr) ||
+		    !fg_held_contains_words(cpu, 0, 0, bpf_htonl(0x0000ffff), ip->saddr))
+			return FG_CLASS_MAX;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		const struct fg_addr *src;
+
+		udp = (void *)(ip6 + 1);
+		payload = udp + 1;
+		src = (const struct fg_addr *)&ip6->saddr;
+		if (payload + 24 > data_end || ip6->version != 6 || ip6->nexthdr != IPPROTO_UDP || fg_bogus_v6_source(src) ||
+		    !fg_held_contains_words(cpu, src->words[0], src->words[1], src->words[2], src->words[3]))
+			return FG_CLASS_MAX;
+	} else {
+		return FG_CLASS_MAX;
+	}
+	len = bpf_ntohs(udp->len);
+	avail = data_end - payload;
+	first = *(__u8 *)payload;
+	if (len < 8 || !fg_is_sip_port(s, udp->dest))
+		return FG_CLASS_MAX;
+	if (len - 8 < avail)
+		avail = len - 8;
+	if (avail < 24 || fg_is_lead_byte(first))
+		return FG_CLASS_MAX;
+	return fg_sip_class(*(__u64 *)payload, *(__u64 *)(payload + 8));
+}
+
+/* The source of a frame fg_held_unparsed held, in `addr` (for a sampled
+ * drop's event): an IPv4 frame's as the parse writes it, IPv4-mapped. */
+static __always_inline void fg_plain_source(struct xdp_md *ctx, struct fg_addr *addr)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > data_end)
+			return;
+		addr->words[0] = 0;
+		addr->words[1] = 0;
+		addr->words[2] = bpf_htonl(0x0000ffff);
+		addr->words[3] = ip->saddr;
+	} else {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > data_end)
+			return;
+		__builtin_memcpy(addr, &ip6->saddr, sizeof(*addr));
+	}
 }
 
 /*

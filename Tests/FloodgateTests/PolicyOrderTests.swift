@@ -269,6 +269,75 @@ import Testing
         }
     }
 
+    /// The held aggregate is asked before the parse for the frames the parse reads in a few loads (untagged; IPv4
+    /// without options and not a fragment, or IPv6 with UDP next; a source that is not bogus; 24 bytes of payload
+    /// within the UDP length, a letter first) to a SIP port (lib/drop_cache.h, fg_held_unparsed). A sender in the held
+    /// network who reframes the bytes must get from it exactly the verdict the parse gives: bytes that only read like a
+    /// SIP datagram to 5060 from a wrong offset (in a non-first fragment, in IPv4 options before a datagram to port
+    /// 53), a UDP length under its own header, an IPv4-mapped IPv6 source inside a held IPv4 network. Malformed frames
+    /// pass here (the operator's choice), so that a drop of one could not hide among the drops it would get anyway.
+    /// A change of policy ends the hold for these frames too: with the wider networks unlimited, the next plain
+    /// INVITE from the network passes.
+    @Test func aHeldAggregatesCheckBeforeTheParseGivesTheParsesVerdictToReframedBytes() throws {
+        try onOneCPU {
+            var policy = FilterPolicy()
+            policy.widePrefix = .rate(1, burst: 50)
+            var settings = Settings.defaults
+            settings.malformed = .pass
+            let program = try loadProgram(settings: settings, policy: policy, testClock: true)
+            let invite = Array("INVITE sip:100@x SIP/2.0\r\nCall-ID: 1@x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n".utf8)
+            // A UDP header to 5060 with `payload`'s length, then the payload: what a reframing would have read there.
+            let fake = Packet.udp(dport: 5060, invite)
+            for (network, fresh) in [("198.18", "198.18.160.1"), ("2001:db8:77", "2001:db8:77:160::1")] {
+                let v4 = !fresh.contains(":")
+                let reasons = try (0..<1000).map { i in
+                    try program.judge(PolicyOrderTests.request("REGISTER", from: v4
+                        ? "\(network).\(i % 100).\(10 + i / 100)" : "\(network):\(i % 100)::\(10 + i / 100)")).2
+                }
+                #expect(reasons.dropFirst(50).allSatisfy { $0 == .droppedPrefix }, "\(network): held")
+                func frame(src: String = fresh, _ proto: UInt8, _ l4: [UInt8], options: [UInt8] = [],
+                           fragmentOffset: UInt16 = 0, moreFragments: Bool = false) -> [UInt8] {
+                    src.contains(":")
+                        ? Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(src: src, dst: "2001:db8::2", proto: proto, l4))
+                        : Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(src: src, proto: proto, l4, options: options,
+                                                                             fragmentOffset: fragmentOffset,
+                                                                             moreFragments: moreFragments))
+                }
+                // The UDP length field, set apart from the bytes that follow.
+                func withLength(_ datagram: [UInt8], _ length: UInt16) -> [UInt8] {
+                    Array(datagram[0..<4]) + Packet.be16(length) + Array(datagram[6...])
+                }
+                var frames: [(String, [UInt8], UInt32, TrafficClass, Reason)] = [
+                    ("a plain INVITE", frame(Packet.Proto.udp, fake), UnparsedDropTests.drop, .invite, .droppedPrefix),
+                    ("a UDP length of 20 bytes of payload before 60 more", frame(Packet.Proto.udp, withLength(fake, 28)),
+                     UnparsedDropTests.drop, .invite, .droppedPrefix),
+                    ("a UDP length under its own header", frame(Packet.Proto.udp, withLength(fake, 4)),
+                     UnparsedDropTests.pass, .other, .passedMalformed),
+                ]
+                if v4 {
+                    frames += [
+                        ("a non-first fragment whose bytes read as a UDP header to 5060 and an INVITE",
+                         frame(Packet.Proto.udp, fake, fragmentOffset: 8), UnparsedDropTests.pass, .fragment, .passed),
+                        ("IPv4 options that read as a UDP header to 5060, before a datagram to port 53",
+                         frame(Packet.Proto.udp, Packet.udp(dport: 53, invite), options: Array(fake[0..<8])),
+                         UnparsedDropTests.pass, .other, .passed),
+                        ("an IPv4-mapped IPv6 source in the held IPv4 network", frame(src: "::ffff:\(fresh)", Packet.Proto.udp, fake),
+                         UnparsedDropTests.pass, .other, .passedMalformed),
+                    ]
+                }
+                for (what, bytes, action, row, reason) in frames {
+                    let r = try UnparsedDropTests.judge(program, bytes)
+                    #expect(r.0 == action && r.1 == row && r.2 == reason, "\(fresh): \(what): \(r)")
+                }
+            }
+            try program.maps.setLimit(.unlimited, .widePrefix)
+            for fresh in ["198.18.161.1", "2001:db8:77:161::1"] {
+                let r = try UnparsedDropTests.judge(program, PolicyOrderTests.request("INVITE", from: fresh))
+                #expect(r.0 == UnparsedDropTests.pass && r.1 == .invite && r.2 == .passed, "\(fresh) after the change: \(r)")
+            }
+        }
+    }
+
     /// A forger's IPv6 sources in ::/64 (not bogus: only ::, ::1 and ::ffff:0:0/96 are) drain that prefix, or its
     /// /48, which the drop cache then holds, and each CPU copies the hold into its state as a mask and a network
     /// (lib/drop_cache.h, fg_hold_aggregate). ::/64 and ::/48 hold the IPv4-mapped addresses, which the copy's
