@@ -978,15 +978,16 @@ int floodgate_xdp(struct xdp_md *ctx)
 	 * verifier, which cannot see that the frame is as long as the check
 	 * proved it). */
 	if (jiffies < cpu->held_until_jiffies) {
-		reason = fg_held_unparsed(ctx, s, cpu);
-		if (reason < FG_CLASS_MAX) {
+		__u32 row = fg_held_unparsed(ctx, s, cpu);
+
+		if (row < FG_CLASS_MAX) {
 			__u64 seen = 1;
 
-			fg_count_seen(cpu, reason, FG_REASON_DROPPED_PREFIX, bytes, &seen);
+			fg_count_seen(cpu, row, FG_REASON_DROPPED_PREFIX, bytes, &seen);
 			if (!(seen & (FG_DROP_SAMPLE_EVERY - 1))) {
 				pkt.src = (struct fg_addr){};
 				fg_plain_source(ctx, &pkt.src);
-				fg_event(FG_EVENT_DROP_SAMPLE, reason, &pkt.src, 0, FG_REASON_DROPPED_PREFIX, seen);
+				fg_event(FG_EVENT_DROP_SAMPLE, row, &pkt.src, 0, FG_REASON_DROPPED_PREFIX, seen);
 			}
 			return XDP_DROP;
 		}

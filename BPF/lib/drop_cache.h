@@ -331,9 +331,10 @@ static __always_inline void fg_cache_drop_until(struct fg_ctx *c, __u64 next)
  * takes over stays held here until its jiffy (in its slot alone its packets
  * would have gone to the policy, which could let through a token that came
  * due in a prefix's minimum hold). An IPv6 aggregate that holds the
- * IPv4-mapped addresses is never matched here (fg_hold_aggregate). The
- * plain SIP datagrams a random-source flood sends ask it before the parse
- * (fg_held_unparsed); every other frame after it (fg_prefix_cache_check).
+ * IPv4-mapped addresses is never matched here (fg_hold_aggregate). Plain
+ * SIP datagrams (what a random-source flood sends) ask it before the parse
+ * (fg_held_unparsed); every other frame, and one that misses there, after it
+ * (fg_prefix_cache_check).
  *
  * fg_held_contains: whether `addr` is in it, whatever its jiffy. Branch-free:
  * each branch of a plain compare multiplied the verifier's states.
@@ -454,8 +455,9 @@ prefix:
  * dropped-prefix in that class's row. Returns that class if the held aggregate
  * holds the source now (the caller has asked its jiffy), else FG_CLASS_MAX,
  * and the frame goes on to the parse. The conditions are the plain parse's,
- * read without its writes to the packet's record (what this saves); the tests
- * hold the two to the same verdicts (PolicyOrderTests, "aHeldAggregate...").
+ * read without its writes to the packet's record (what this saves), and must
+ * stay in step with them: PolicyOrderTests send reframed bytes from a held
+ * network, fixed and at random, and compare each verdict with the parse's.
  */
 static __always_inline __u32 fg_held_unparsed(struct xdp_md *ctx, const struct fg_settings *s,
 					      const struct fg_cpu_state *cpu)
@@ -505,7 +507,8 @@ static __always_inline __u32 fg_held_unparsed(struct xdp_md *ctx, const struct f
 }
 
 /* The source of a frame fg_held_unparsed held, in `addr` (for a sampled
- * drop's event): an IPv4 frame's as the parse writes it, IPv4-mapped. */
+ * drop's event): an IPv4 frame's as the parse writes it, IPv4-mapped. Any
+ * other frame is taken for IPv6: the only other kind that check holds. */
 static __always_inline void fg_plain_source(struct xdp_md *ctx, struct fg_addr *addr)
 {
 	void *data = (void *)(long)ctx->data;
