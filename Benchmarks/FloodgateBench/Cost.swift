@@ -326,9 +326,9 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
         return banning
     }
 
-    // A source in a drained wider network, the random-source floods' drop (random /16, random IPv6): the frame is
-    // parsed, then the drop cache's check of the held aggregates drops it (lib/drop_cache.h,
-    // fg_prefix_cache_check). Each CPU's hold is made by 60 other sources of the network, whose bucket (1/s, burst
+    // A source in a drained wider network, the random-source floods' drop (random /16, random IPv6): a plain SIP
+    // datagram, which the held aggregate drops before the parse (lib/drop_cache.h, fg_held_unparsed; until 18a546b
+    // after it, in fg_prefix_cache_check). Each CPU's hold is made by 60 other sources of the network, whose bucket (1/s, burst
     // 50) they drain; it lasts until the bucket's next token, so in a second of runs one packet takes the policy,
     // is admitted and makes it again. Beside it, the source floor (a mask more is all a network's would add).
     for (family, measured, others) in [
@@ -336,7 +336,7 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
         ("IPv6 /48", frame6(src: "2001:db8:66::1", dport: 5060), { (i: Int) in frame6(src: "2001:db8:66:\(i + 2)::1", dport: 5060) }),
     ] {
         try measure(
-            "prefix-dropped: a source in a drained \(family) (after its parse)", measured, XDP_DROP,
+            "prefix-dropped: a source in a drained \(family) (before its parse)", measured, XDP_DROP,
             floor: (.source, "floor: by source: one per-CPU slot, packets and bytes")
         ) {
             var draining = policy(settings: bucketOnly)
