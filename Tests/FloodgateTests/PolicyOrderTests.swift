@@ -225,11 +225,7 @@ import Testing
             let events = try EventReader(program.maps)
             for (network, fresh) in [("198.18", "198.18.160.1"), ("2001:db8:77", "2001:db8:77:160::1")] {
                 let v4 = !fresh.contains(":")
-                let reasons = try (0..<1000).map { i in
-                    try program.judge(PolicyOrderTests.request("REGISTER", from: v4
-                        ? "\(network).\(i % 100).\(10 + i / 100)" : "\(network):\(i % 100)::\(10 + i / 100)")).2
-                }
-                #expect(reasons.dropFirst(50).allSatisfy { $0 == .droppedPrefix }, "\(network): held")
+                try PolicyOrderTests.drain(program, network)
                 func udp(dport: UInt16 = 5060, options: [UInt8] = [], vlans: [UInt16] = [], _ text: String) -> [UInt8] {
                     let datagram = Packet.udp(dport: dport, Array(text.utf8))
                     return v4 ? Packet.ethernet(Packet.EtherType.ipv4, vlans: vlans, Packet.ipv4(
@@ -269,6 +265,26 @@ import Testing
         }
     }
 
+    /// The reframing tests' filter: the wider networks at 1/s (burst 50), malformed frames passed (so that a drop of
+    /// one could not hide among the drops it would get anyway), on the test clock.
+    static func reframingProgram() throws -> FloodgateProgram {
+        var policy = FilterPolicy()
+        policy.widePrefix = .rate(1, burst: 50)
+        var settings = Settings.defaults
+        settings.malformed = .pass
+        return try loadProgram(settings: settings, policy: policy, testClock: true)
+    }
+
+    /// Drains the wider network `network` ("198.18" for 198.18.0.0/16, "2001:db8:77" for its /48) from 1,000 of its
+    /// sources' REGISTERs over 100 of its /24s (/64s), and checks that it is then held.
+    static func drain(_ program: FloodgateProgram, _ network: String) throws {
+        let reasons = try (0..<1000).map { i in
+            try program.judge(PolicyOrderTests.request("REGISTER", from: network.contains(":")
+                ? "\(network):\(i % 100)::\(10 + i / 100)" : "\(network).\(i % 100).\(10 + i / 100)")).2
+        }
+        #expect(reasons.dropFirst(50).allSatisfy { $0 == .droppedPrefix }, "\(network): held")
+    }
+
     /// The held aggregate is asked before the parse for the frames the parse reads in a few loads (untagged; IPv4
     /// without options and not a fragment, or IPv6 with UDP next; a source that is not bogus; 24 bytes of payload
     /// within the UDP length, the first not CR, LF, space or tab) to a SIP port (lib/drop_cache.h, fg_held_unparsed).
@@ -281,22 +297,14 @@ import Testing
     /// from the network passes (each network's checked while it is the one held on the CPU).
     @Test func aHeldAggregatesCheckBeforeTheParseGivesTheParsesVerdictToReframedBytes() throws {
         try onOneCPU {
-            var policy = FilterPolicy()
-            policy.widePrefix = .rate(1, burst: 50)
-            var settings = Settings.defaults
-            settings.malformed = .pass
-            let program = try loadProgram(settings: settings, policy: policy, testClock: true)
+            let program = try PolicyOrderTests.reframingProgram()
             let invite = Array("INVITE sip:100@x SIP/2.0\r\nCall-ID: 1@x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n".utf8)
             let register = Array("REGISTER sip:x SIP/2.0\r\nCall-ID: 1@x\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n".utf8)
             // A UDP header to 5060 with `payload`'s length, then the payload: what a reframing would have read there.
             let fake = Packet.udp(dport: 5060, invite)
             for (index, (network, fresh)) in [("198.18", "198.18.160.1"), ("2001:db8:77", "2001:db8:77:160::1")].enumerated() {
                 let v4 = !fresh.contains(":")
-                let reasons = try (0..<1000).map { i in
-                    try program.judge(PolicyOrderTests.request("REGISTER", from: v4
-                        ? "\(network).\(i % 100).\(10 + i / 100)" : "\(network):\(i % 100)::\(10 + i / 100)")).2
-                }
-                #expect(reasons.dropFirst(50).allSatisfy { $0 == .droppedPrefix }, "\(network): held")
+                try PolicyOrderTests.drain(program, network)
                 func frame(src: String = fresh, _ proto: UInt8, _ l4: [UInt8], options: [UInt8] = [],
                            fragmentOffset: UInt16 = 0, extensions: [(type: UInt8, body: [UInt8])] = []) -> [UInt8] {
                     src.contains(":")
@@ -366,18 +374,8 @@ import Testing
     /// sees the frame. Each frame has sources of its own, so no source's buckets carry over.
     @Test func aHeldNetworksFramesGetTheRowOfTheSameBytesFromOutsideAndADropForEachSIPOne() throws {
         try onOneCPU {
-            var policy = FilterPolicy()
-            policy.widePrefix = .rate(1, burst: 50)
-            var settings = Settings.defaults
-            settings.malformed = .pass
-            let program = try loadProgram(settings: settings, policy: policy, testClock: true)
-            for (i, network) in ["198.18", "2001:db8:77"].enumerated() {
-                let reasons = try (0..<1000).map { k in
-                    try program.judge(PolicyOrderTests.request("REGISTER", from: i == 0
-                        ? "\(network).\(k % 100).\(10 + k / 100)" : "\(network):\(k % 100)::\(10 + k / 100)")).2
-                }
-                #expect(reasons.dropFirst(50).allSatisfy { $0 == .droppedPrefix }, "\(network): held")
-            }
+            let program = try PolicyOrderTests.reframingProgram()
+            for network in ["198.18", "2001:db8:77"] { try PolicyOrderTests.drain(program, network) }
             var seed: UInt64 = 0x5eed_f10d
             func next(_ n: Int) -> Int {
                 seed = seed &* 6364136223846793005 &+ 1442695040888963407
