@@ -992,7 +992,10 @@ struct fg_cpu_state {
 	__u64 reserved0;
 	struct fg_addr held_network; /* the aggregate whose slot last dropped a packet on this CPU, masked, */
 	struct fg_addr held_mask;    /* and its prefix length's mask */
-	__u64 reserved[4];	    /* the counters start on a cache line of their own */
+	struct fg_addr held_source;  /* the source whose source-keyed slot last dropped a frame on this CPU, */
+	__u64 held_source_until;     /* its slot's jiffy (0: none held), */
+	__u32 held_source_generation; /* its slot's policy generation */
+	__u32 held_source_slot;	     /* and its slot's index (lib/drop_cache.h, fg_held_source) */
 	struct fg_class_counters counters[FG_COUNTER_ROWS];
 };
 

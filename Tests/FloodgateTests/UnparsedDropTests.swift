@@ -250,6 +250,91 @@ import Testing
         }
     }
 
+    /// The source a source-keyed slot last dropped on a CPU is held in that CPU's state, so its next frames are
+    /// dropped by a compare of their source, without the key, hash, tag and slot compare (lib/drop_cache.h,
+    /// fg_held_source). The copy says no more than its slot: the IPv4-mapped IPv6 form of the held IPv4 source is
+    /// malformed, never the source's; and a denial that takes the slot ends the copy at once, so the first source's
+    /// next frame goes to the policy (counted in its class's row) rather than being counted in a slot that now holds
+    /// another key.
+    @Test func aHeldSourceSaysNoMoreThanItsSlotAndEndsWhenAnotherTakesIt() throws {
+        try onOneCPU {
+            let first = try #require(SourceAddress("198.18.40.1"))
+            let (slot, _) = FilterMaps.sourceDropSlot(first)
+            let neighbour = try #require(
+                (0..<NetworkLab.labIPv4Count).lazy.compactMap { SourceAddress(NetworkLab.labIPv4($0)) }
+                    .first { $0 != first && FilterMaps.sourceDropSlot($0).slot == slot })
+            var policy = perSourceOnly
+            policy.deny = [try CIDR(first.description), try CIDR(neighbour.description)]
+            let program = try loadProgram(policy: policy)
+            func judge(_ address: SourceAddress) throws -> (UInt32, TrafficClass?, Reason?) {
+                try Self.judge(program, PolicyOrderTests.request("OPTIONS", from: address.description))
+            }
+            var r = try judge(first)
+            #expect(r.1 == .options && r.2 == .droppedDeny, "the policy first: \(r)")
+            for round in 0..<3 {
+                r = try judge(first)
+                #expect(r.0 == Self.drop && r.1 == .unparsed && r.2 == .droppedDeny, "round \(round): \(r)")
+            }
+            let mapped = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+                src: "::ffff:\(first)", proto: Packet.Proto.udp, Packet.udp(dport: 5060, Array("OPTIONS sip:x SIP/2.0\r\n\r\n".utf8))))
+            r = try Self.judge(program, mapped)
+            #expect(r.1 == .other && r.2 == .droppedMalformed, "the mapped form: \(r)")
+            // The neighbour's denial takes the slot: the first source's next frame is the policy's again.
+            r = try judge(neighbour)
+            #expect(r.1 == .options && r.2 == .droppedDeny, "the neighbour: \(r)")
+            r = try judge(first)
+            #expect(r.0 == Self.drop && r.1 == .options && r.2 == .droppedDeny, "after the neighbour took the slot: \(r)")
+            r = try judge(first)
+            #expect(r.1 == .unparsed && r.2 == .droppedDeny, "the slot its own again: \(r)")
+        }
+    }
+
+    /// The held source's copy ends with its own ban and at a change of policy even while another source's slot keeps
+    /// the source-keyed check open, and it matches its whole address: an IPv6 address that shares its last word is
+    /// judged on its own. (The check's gate is the latest slot's jiffy and the last fill's generation, so a copy that
+    /// outlived its slot's would otherwise still drop.)
+    @Test func aHeldSourceEndsWithItsBanAndAtAPolicyChangeWhileAnotherSlotKeepsTheCheckOpen() throws {
+        try onOneCPU {
+            let program = try loadProgram(policy: perSourceOnly, testClock: true)
+            let held = try #require(SourceAddress("2001:db8:41::7")), other = try #require(SourceAddress("198.18.41.2"))
+            let lastWord = try #require(SourceAddress("2001:db8:42::7"))
+            #expect(FilterMaps.sourceDropSlot(held).slot != FilterMaps.sourceDropSlot(other).slot)
+            func judge(_ address: SourceAddress) throws -> (UInt32, TrafficClass?, Reason?) {
+                try Self.judge(program, PolicyOrderTests.request("OPTIONS", from: address.description))
+            }
+            try program.maps.ban(held, seconds: 2)
+            try program.maps.ban(other, seconds: 600)
+            let expires = try #require(program.maps.ban(of: held)?.expiresNS)
+            try program.setTestClock(nanoseconds: expires - 100_000_000)
+            for address in [other, held] {
+                var r = try judge(address)
+                #expect(r.1 == .options && r.2 == .droppedBan, "\(address), the policy: \(r)")
+                for round in 0..<2 {
+                    r = try judge(address)
+                    #expect(r.1 == .unparsed && r.2 == .droppedBan, "\(address), round \(round): \(r)")
+                }
+            }
+            var r = try judge(lastWord)
+            #expect(r.0 == Self.pass && r.1 == .options && r.2 == .passed, "its last word: \(r)")
+            // The held source's ban ends; the other's slot keeps the check open. (Nothing of the other's is sent until
+            // the held source's frame: a hit of the other's slot would make it the held one.)
+            try program.setTestClock(nanoseconds: expires + 100_000_000)
+            r = try judge(held)
+            #expect(r.0 == Self.pass && r.1 == .options && r.2 == .passed, "after its ban: \(r)")
+            // Banned again and held again; then unbanned (a change of policy), and the other's next frame, which the
+            // policy drops, opens the check again under the new generation.
+            try program.maps.ban(held, seconds: 600)
+            #expect(try judge(held).2 == .droppedBan)
+            #expect(try judge(held).1 == .unparsed)
+            #expect(try judge(held).1 == .unparsed)
+            #expect(try program.maps.unban(held))
+            r = try judge(other)
+            #expect(r.1 == .options && r.2 == .droppedBan, "the other, after the change: \(r)")
+            r = try judge(held)
+            #expect(r.0 == Self.pass && r.1 == .options && r.2 == .passed, "unbanned: \(r)")
+        }
+    }
+
     /// A source-keyed slot holds a ban no longer than the ban lasts (rounded down to a jiffy): on the test clock, an
     /// operator's 2-second ban still drops at 1.9 s, from the slot, and the source passes at 2.1 s. An integration's
     /// ban (fail2ban, the local API) is not held by source: it spares a source that is verified, which a banned
