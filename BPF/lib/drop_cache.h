@@ -35,6 +35,8 @@
  * A tag is written whenever its slot is filled; a tag and slot that disagree
  * (a run on this CPU cut into by another between the two writes) can only send
  * a packet on to the policy, never drop it: a match still compares the key.
+ * (The held source, below, drops only its own source, by its own jiffy and
+ * generation; such a cut may count one of its drops in the slot being filled.)
  */
 #ifndef FG_LIB_DROP_CACHE_H
 #define FG_LIB_DROP_CACHE_H

@@ -290,14 +290,17 @@ import Testing
     }
 
     /// The held source's copy ends with its own ban and at a change of policy even while another source's slot keeps
-    /// the source-keyed check open, and it matches its whole address: an IPv6 address that shares its last word is
-    /// judged on its own. (The check's gate is the latest slot's jiffy and the last fill's generation, so a copy that
+    /// the source-keyed check open, and it matches its whole address: an IPv6 address that shares its last word, and
+    /// the IPv4 address that word is, are judged on their own. (The check's gate is the latest slot's jiffy and the last fill's generation, so a copy that
     /// outlived its slot's would otherwise still drop.)
     @Test func aHeldSourceEndsWithItsBanAndAtAPolicyChangeWhileAnotherSlotKeepsTheCheckOpen() throws {
         try onOneCPU {
             let program = try loadProgram(policy: perSourceOnly, testClock: true)
-            let held = try #require(SourceAddress("2001:db8:41::7")), other = try #require(SourceAddress("198.18.41.2"))
-            let lastWord = try #require(SourceAddress("2001:db8:42::7"))
+            // The held source's last word is 198.18.41.7: that IPv4 address, and an IPv6 one sharing the word, are
+            // judged on their own.
+            let held = try #require(SourceAddress("2001:db8:41::c612:2907")), other = try #require(SourceAddress("198.18.41.2"))
+            let lastWord = try #require(SourceAddress("2001:db8:42::c612:2907"))
+            let inIPv4 = try #require(SourceAddress("198.18.41.7"))
             #expect(FilterMaps.sourceDropSlot(held).slot != FilterMaps.sourceDropSlot(other).slot)
             func judge(_ address: SourceAddress) throws -> (UInt32, TrafficClass?, Reason?) {
                 try Self.judge(program, PolicyOrderTests.request("OPTIONS", from: address.description))
@@ -316,6 +319,8 @@ import Testing
             }
             var r = try judge(lastWord)
             #expect(r.0 == Self.pass && r.1 == .options && r.2 == .passed, "its last word: \(r)")
+            r = try judge(inIPv4)
+            #expect(r.0 == Self.pass && r.1 == .options && r.2 == .passed, "its last word as IPv4: \(r)")
             // The held source's ban ends; the other's slot keeps the check open. (Nothing of the other's is sent until
             // the held source's frame: a hit of the other's slot would make it the held one.)
             try program.setTestClock(nanoseconds: expires + 100_000_000)
