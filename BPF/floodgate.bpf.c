@@ -915,10 +915,28 @@ static __always_inline int fg_cached_drop(struct fg_cpu_state *cpu, __u32 row, c
 	return XDP_DROP;
 }
 
+/* Counts a drop decided before the parse in counters row `row`; a sampled
+ * drop's event names the source, read again from the frame into `addr`
+ * (zeroed first for the verifier, which cannot see that the frame is as long
+ * as the check proved it). */
+static __always_inline int fg_unparsed_drop(struct xdp_md *ctx, struct fg_cpu_state *cpu, __u32 row, __u32 reason,
+					    __u64 bytes, struct fg_addr *addr)
+{
+	__u64 seen = 1;
+
+	fg_count_seen(cpu, row, reason, bytes, &seen);
+	if (!(seen & (FG_DROP_SAMPLE_EVERY - 1))) {
+		*addr = (struct fg_addr){};
+		fg_plain_source(ctx, addr);
+		fg_event(FG_EVENT_DROP_SAMPLE, row, addr, 0, reason, seen);
+	}
+	return XDP_DROP;
+}
+
 /* A frame whose source a source-keyed slot drops: counted, XDP_DROP; else
  * XDP_PASS, and the frame goes on to be parsed. The held source first
- * (lib/drop_cache.h, fg_held_source), then the slots; a sampled drop's event
- * names the source read again from the frame. Inlined: as a global function
+ * (lib/drop_cache.h, fg_held_source), counted pending in the CPU's state;
+ * then the slots. Inlined: as a global function
  * (verified once) its call cost a banned frame 11-12 ns, all it saved; inlined,
  * the verifier's count for the main program rose from 566,000 to 791,000 of
  * its 1,000,000 (about 815,000 with the later changes). */
@@ -926,29 +944,25 @@ static __always_inline int fg_unparsed(struct xdp_md *ctx, const struct fg_setti
 				       __u64 jiffies, __u64 bytes)
 {
 	struct fg_source_key key;
-	struct fg_drop_slot *slot = NULL;
-	__u64 seen = 1;
+	struct fg_drop_slot *slot;
 	__u32 reason;
+	int held = 0;
 
 	if (jiffies < cpu->held_source_until && cpu->held_source_generation == READ_ONCE(s->policy_generation))
-		slot = fg_held_source(ctx, cpu);
-	if (!slot) {
+		held = fg_held_source(ctx, cpu);
+	if (held) {
+		reason = cpu->held_source_reason;
+	} else {
 		slot = fg_source_cache_check(ctx, s, cpu, jiffies, &key);
 		if (!slot)
 			return XDP_PASS;
 		fg_hold_source(cpu, slot, &key);
+		reason = slot->reason;
 	}
 	/* Counted pending, for the source's entry in fg_sources (lib/drop_cache.h). */
-	if (++slot->pending >= FG_DROP_CACHE_FLUSH)
-		fg_flush_source(slot);
-	reason = slot->reason;
-	fg_count_seen(cpu, FG_COUNTER_UNPARSED, reason, bytes, &seen);
-	if (!(seen & (FG_DROP_SAMPLE_EVERY - 1))) {
-		key.addr = (struct fg_addr){};
-		fg_plain_source(ctx, &key.addr);
-		fg_event(FG_EVENT_DROP_SAMPLE, FG_COUNTER_UNPARSED, &key.addr, 0, reason, seen);
-	}
-	return XDP_DROP;
+	if (++cpu->held_source_pending >= FG_DROP_CACHE_FLUSH)
+		fg_unhold_source_drops();
+	return fg_unparsed_drop(ctx, cpu, FG_COUNTER_UNPARSED, reason, bytes, &key.addr);
 }
 
 /* A source its own bucket dropped: ban it if it keeps at it. A function of
@@ -990,24 +1004,13 @@ int floodgate_xdp(struct xdp_md *ctx)
 	 * (lib/drop_cache.h, fg_held_unparsed): a random-source flood from a
 	 * drained network skips the parse, 6-7 ns of the filter's own time a
 	 * packet (Benchmarks/README.md, "The held aggregate asked before the
-	 * parse"). A sampled drop's event names the source, read again from the
-	 * frame into the record's place on the stack (zeroed first for the
-	 * verifier, which cannot see that the frame is as long as the check
-	 * proved it). */
+	 * parse"). A sampled drop's event names the source, read into the
+	 * record's place on the stack. */
 	if (jiffies < cpu->held_until_jiffies) {
 		__u32 row = fg_held_unparsed(ctx, s, cpu);
 
-		if (row < FG_CLASS_MAX) {
-			__u64 seen = 1;
-
-			fg_count_seen(cpu, row, FG_REASON_DROPPED_PREFIX, bytes, &seen);
-			if (!(seen & (FG_DROP_SAMPLE_EVERY - 1))) {
-				pkt.src = (struct fg_addr){};
-				fg_plain_source(ctx, &pkt.src);
-				fg_event(FG_EVENT_DROP_SAMPLE, row, &pkt.src, 0, FG_REASON_DROPPED_PREFIX, seen);
-			}
-			return XDP_DROP;
-		}
+		if (row < FG_CLASS_MAX)
+			return fg_unparsed_drop(ctx, cpu, row, FG_REASON_DROPPED_PREFIX, bytes, &pkt.src);
 		/* The parse reloads the frame's pointers rather than keep the
 		 * check's, whose ranges would make this path's state at the parse
 		 * differ from the others': without it the verifier walked the

@@ -416,8 +416,10 @@ enum fg_inside_count {
  * ninth and tenth counts. 23: fg_stream carries the frame walk of a header
  * block that goes on in the next segment (32 bytes). 24: fg_cpu_state's held
  * aggregate (its jiffy and generation on the first line, its network and
- * mask on a second), the counters a line further on. */
-#define FG_LAYOUT_VERSION 24
+ * mask on a second), the counters a line further on. 25: the held source's
+ * drops pending in fg_cpu_state (held_source_pending), not in its slot; `top`
+ * adds them to the slot's. */
+#define FG_LAYOUT_VERSION 25
 #define FG_DEFAULT_TTL_TOLERANCE 2
 
 /*
@@ -989,7 +991,8 @@ struct fg_cpu_state {
 	__u32 held_generation;	    /* held_network's: its slot's policy generation */
 	__u64 wide_until_jiffies;   /* some wider network's slot (FG_CLASS_MAX + 1) may drop until this jiffy */
 	__u64 held_until_jiffies;   /* held_network's slot's jiffy (lib/drop_cache.h, fg_held_aggregate) */
-	__u64 reserved0;
+	__u32 held_source_pending;  /* the held source's drops not yet added to its slot's pending (below), */
+	__u32 held_source_reason;   /* and its slot's reason */
 	struct fg_addr held_network; /* the aggregate whose slot last dropped a packet on this CPU, masked, */
 	struct fg_addr held_mask;    /* and its prefix length's mask */
 	struct fg_addr held_source;  /* the source whose source-keyed slot last dropped a frame on this CPU, */

@@ -125,7 +125,8 @@ __noinline int fg_cache_tag(const struct fg_source_key *key)
 		return 0;
 	hash = fg_slot_hash(key);
 	fg_cpu_tags(cpu)[fg_hash_slot(hash) & (FG_DROP_CACHE_SLOTS - 1)] = fg_hash_tag(hash);
-	/* A fill of the held source's slot ends the copy (fg_held_source). */
+	/* A fill of the held source's slot ends the copy (fg_held_source), as
+	 * fg_cache_unhold did before it; again here, for a run that cut in. */
 	if (cpu->held_source_slot == fg_hash_slot(hash))
 		cpu->held_source_until = 0;
 	return 0;
@@ -181,6 +182,53 @@ __noinline int fg_flush_source(struct fg_drop_slot *slot)
 		__sync_fetch_and_add(&st->packets, n);
 		__sync_fetch_and_add(&st->drops, n);
 	}
+	return 0;
+}
+
+/* Moves the held source's pending drops (fg_cpu_state.held_source_pending)
+ * to its slot, which holds its key while they are any (fg_cache_unhold moves
+ * them before a fill of the slot); returns the slot, or NULL if there were
+ * none. */
+static __always_inline struct fg_drop_slot *fg_move_held_drops(struct fg_cpu_state *cpu)
+{
+	struct fg_drop_slot *slot;
+
+	if (!cpu->held_source_pending)
+		return NULL;
+	slot = fg_slot_at(cpu->held_source_slot & (FG_DROP_CACHE_SLOTS - 1));
+	if (slot)
+		slot->pending += cpu->held_source_pending;
+	cpu->held_source_pending = 0;
+	return slot;
+}
+
+/* The same, and the slot's pending drops flushed at FG_DROP_CACHE_FLUSH: when
+ * the held source's reach it, and when another source is held. A global
+ * function: cold, and called from the main program's drop path, whose
+ * verification is near its limit. */
+__noinline int fg_unhold_source_drops(void)
+{
+	struct fg_cpu_state *cpu = bpf_map_lookup_elem(&fg_cpu, &fg_entry_zero);
+	struct fg_drop_slot *slot = cpu ? fg_move_held_drops(cpu) : NULL;
+
+	if (slot && slot->pending >= FG_DROP_CACHE_FLUSH)
+		fg_flush_source(slot);
+	return 0;
+}
+
+/* Before a fill of `key`'s slot: if it is the held source's, the copy ends
+ * and its pending drops go to the slot (flushed with the slot's own, as the
+ * fill does), so that they reach the held source's entry and not the next
+ * key's. Calls no function of ours: it is reached from the deciding
+ * function, at the verifier's limit of stack over a chain of calls. */
+__noinline int fg_cache_unhold(const struct fg_source_key *key)
+{
+	struct fg_cpu_state *cpu = bpf_map_lookup_elem(&fg_cpu, &fg_entry_zero);
+
+	if (!key || !cpu || cpu->held_source_slot != fg_hash_slot(fg_slot_hash(key)))
+		return 0;
+	cpu->held_source_until = 0;
+	fg_move_held_drops(cpu);
 	return 0;
 }
 
@@ -246,6 +294,7 @@ static __always_inline void fg_cache_fill(struct fg_drop_slot *slot, const struc
 	if (!slot || !s->jiffy_ns)
 		return;
 	if (!fg_same_key(&slot->key, key)) {
+		fg_cache_unhold(key);
 		fg_flush(s, slot, NULL, 0);
 		slot->key = *key;
 	}
@@ -607,70 +656,77 @@ static __always_inline struct fg_drop_slot *fg_source_cache_check(struct xdp_md 
 
 /*
  * The held source: the source whose source-keyed slot last dropped a frame on
- * this CPU, copied into the CPU's state with its slot's index, jiffy and
- * policy generation (fg_hold_source). Its next frames are dropped by a compare
- * of their source against it, without the key, hash, tag, lookup and whole-key
- * compare of fg_source_cache_check (a banned source's flood 2-3 ns less of the
- * filter's own time: Benchmarks/README.md, "The banned source held in the
- * CPU's state"). The copy says no more than its slot: the caller asks its jiffy
- * and generation (the check's gate is the latest slot's and the last fill's),
- * the frame must be one fg_source_cache_check reads (an IPv4-mapped IPv6
- * source never is), the whole address must match, and any fill of its slot
- * ends it (fg_cache_tag). A run on this CPU that cuts into a fill between the
- * slot's writes and the tag's may still find the copy, and count one drop of
- * the held source, which is still dropped by its own jiffy and generation, in
- * the slot being filled.
+ * this CPU, copied into the CPU's state with its slot's index, reason, jiffy
+ * and policy generation (fg_hold_source). Its next frames are dropped by a
+ * compare of their source against it, without the key, hash, tag, lookups and
+ * whole-key compare of fg_source_cache_check, and are counted pending in the
+ * CPU's state, not in the slot, whose line they do not touch (a banned
+ * source's flood 2-3 ns less of the filter's own time for the copy, and more
+ * for the count: Benchmarks/README.md, "The banned source held in the CPU's
+ * state" and "Its drops pending in the CPU's state"). The pending drops go to
+ * the slot, which holds the source's key while they are any, at
+ * FG_DROP_CACHE_FLUSH, when another source is held, and before any fill of
+ * the slot (fg_unhold_source_drops, fg_cache_unhold); `top` adds what is
+ * left. The copy says no more than its slot: the caller asks its jiffy and
+ * generation (the check's gate is the latest slot's and the last fill's), the
+ * frame must be one fg_source_cache_check reads (an IPv4-mapped IPv6 source
+ * never is), the whole address must match, and any fill of its slot ends it
+ * (fg_cache_unhold, and fg_cache_tag again). A run on this CPU that cuts into
+ * a fill before its tag is written may find the slot's old key, hold it again
+ * and count a drop of the held source (still dropped by its own jiffy and
+ * generation), which then goes to the key being filled.
  *
- * fg_held_source: the slot of the held source if the frame is a plain UDP one
- * from it; else NULL.
+ * fg_held_source: 1 if the frame is a plain UDP one from the held source;
+ * else 0.
  */
-static __always_inline struct fg_drop_slot *fg_held_source(struct xdp_md *ctx, const struct fg_cpu_state *cpu)
+static __always_inline int fg_held_source(struct xdp_md *ctx, const struct fg_cpu_state *cpu)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	const struct fg_addr *h = &cpu->held_source;
-	struct fg_drop_group *group;
-	__u32 miss, index, entry;
+	__u32 miss;
 
+	/* Else the compiler may take the frame's pointer as the 32-bit load it
+	 * came from, which the verifier does not take for a pointer. */
+	asm volatile("" : "+r"(eth));
 	if ((void *)(eth + 1) > data_end)
-		return NULL;
+		return 0;
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 
 		if ((void *)(ip + 1) > data_end || *(__u8 *)ip != 0x45 || ip->protocol != IPPROTO_UDP)
-			return NULL;
+			return 0;
 		miss = h->words[0] | h->words[1] | (h->words[2] ^ bpf_htonl(0x0000ffff)) | (h->words[3] ^ ip->saddr);
 	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 		const struct fg_addr *src = (const struct fg_addr *)&ip6->saddr;
 
 		if ((void *)(ip6 + 1) > data_end || ip6->version != 6 || ip6->nexthdr != IPPROTO_UDP)
-			return NULL;
+			return 0;
 		/* An IPv4-mapped source is bogus (malformed), not the IPv4 address's. */
 		if (!src->words[0] && !src->words[1] && src->words[2] == bpf_htonl(0x0000ffff))
-			return NULL;
+			return 0;
 		miss = (h->words[0] ^ src->words[0]) | (h->words[1] ^ src->words[1]) | (h->words[2] ^ src->words[2]) |
 		       (h->words[3] ^ src->words[3]);
 	} else {
-		return NULL;
+		return 0;
 	}
-	if (miss)
-		return NULL;
-	index = cpu->held_source_slot & (FG_DROP_CACHE_SLOTS - 1);
-	entry = index / FG_DROP_CACHE_GROUP;
-	group = bpf_map_lookup_elem(&fg_drop_cache, &entry);
-	if (!group)
-		return NULL;
-	asm volatile("" : "+r"(group));
-	return &group->slots[index & (FG_DROP_CACHE_GROUP - 1)];
+	return !miss;
 }
 
-/* Copies the live source-keyed slot `slot`, whose key is `key`, into the CPU's held source. */
-static __always_inline void fg_hold_source(struct fg_cpu_state *cpu, const struct fg_drop_slot *slot,
+/* Copies the live source-keyed slot `slot`, whose key is `key`, into the
+ * CPU's held source, after the pending drops of the one held before go to
+ * its slot; the slot's own pending drops go with the copy. */
+static __always_inline void fg_hold_source(struct fg_cpu_state *cpu, struct fg_drop_slot *slot,
 					   const struct fg_source_key *key)
 {
+	if (cpu->held_source_pending)
+		fg_unhold_source_drops();
+	cpu->held_source_pending = slot->pending;
+	slot->pending = 0;
 	cpu->held_source = key->addr;
+	cpu->held_source_reason = slot->reason;
 	cpu->held_source_until = slot->until_jiffies;
 	cpu->held_source_generation = slot->generation;
 	cpu->held_source_slot = fg_hash_slot(fg_slot_hash(key));
@@ -697,8 +753,10 @@ __noinline int fg_cache_source(const struct fg_packet *pkt, __u32 reason)
 		return 0;
 	/* The class whose entry its drops go to: this frame's (fg_flush_source
 	 * looks further if the source has none), unless the slot already holds
-	 * drops of this source for another. Set after the fill, which first adds
-	 * another key's pending drops to that key's entry. */
+	 * drops of this source for another (the held source's pending drops
+	 * moved to it first). Set after the fill, which first adds another key's
+	 * pending drops to that key's entry. */
+	fg_cache_unhold(&key);
 	fresh = !fg_same_key(&slot->key, &key) || !slot->pending;
 	fg_cache_fill(slot, &key, s, pkt->source_generation, pkt->source_until, reason);
 	if (fresh && fg_same_key(&slot->key, &key))

@@ -337,20 +337,33 @@ public final class FilterMaps: @unchecked Sendable {
 
     /// Drops counted in the per-CPU drop cache and not yet in `fg_sources`: the (source, class) slots' by source and
     /// class, and the source-keyed slots' by source and the class each slot keeps for them (`source_class`), per slot.
+    /// A CPU's held source counts its drops in the CPU's state (`held_source_pending`), for the slot whose index it
+    /// keeps, which holds its key while they are any (BPF/lib/drop_cache.h): they are that slot's.
     func pendingDrops() throws -> (byClass: [SourceKey: UInt64], bySource: [(SourceKey, UInt64)]) {
         var byClass: [SourceKey: UInt64] = [:]
         var bySource: [(SourceKey, UInt64)] = []
-        // Each entry is a group of FG_DROP_CACHE_GROUP slots (BPF/floodgate.h).
+        let groupSlots = Int(FG_DROP_CACHE_GROUP)
+        // Per CPU: the held source's slot and its pending drops.
+        let held = try readEveryCPU(
+            cpuFD, key: 0, count: 1, as: fg_cpu_state.self, what: FG_MAP_CPU, valueSize: Int(FG_CPU_VALUE_SIZE)
+        ).map { (slot: Int($0.held_source_slot) & (Int(FG_DROP_CACHE_SLOTS) - 1), pending: UInt64($0.held_source_pending)) }
+        // Each entry is a group of FG_DROP_CACHE_GROUP slots (BPF/floodgate.h), CPU after CPU.
         for group in 0..<UInt32(FG_DROP_CACHE_GROUPS) {
-            for slot in try readEveryCPU(
-                dropCacheFD, key: group, count: Int(FG_DROP_CACHE_GROUP), as: fg_drop_slot.self, what: FG_MAP_DROP_CACHE)
-            where slot.pending > 0 {
+            let slots = try readEveryCPU(
+                dropCacheFD, key: group, count: groupSlots, as: fg_drop_slot.self, what: FG_MAP_DROP_CACHE)
+            for (i, slot) in slots.enumerated() {
+                var pending = slot.pending
+                let cpu = i / groupSlots
+                if cpu < held.count, held[cpu].slot == Int(group) * groupSlots + i % groupSlots {
+                    pending += held[cpu].pending
+                }
+                guard pending > 0 else { continue }
                 let keyClass = UInt32(slot.key.traffic_class)
                 if keyClass < FG_CLASS_MAX.rawValue {
-                    byClass[SourceKey(slot.key), default: 0] += slot.pending
+                    byClass[SourceKey(slot.key), default: 0] += pending
                 } else if keyClass == UInt32(FG_SLOT_SOURCE), let owner = TrafficClass(index: slot.source_class) {
                     let key = SourceKey(address: SourceAddress(slot.key.addr), trafficClass: owner)
-                    bySource.append((key, slot.pending))
+                    bySource.append((key, pending))
                 }
                 // Prefix slots count nothing.
             }

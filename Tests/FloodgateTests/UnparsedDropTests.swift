@@ -22,6 +22,20 @@ import Testing
         return result
     }
 
+    /// Judges an OPTIONS from `address`, as ``judge(_:_:)`` does.
+    static func judgeOptions(_ program: FloodgateProgram, from address: SourceAddress) throws
+        -> (UInt32, TrafficClass?, Reason?)
+    {
+        try judge(program, PolicyOrderTests.request("OPTIONS", from: address.description))
+    }
+
+    /// The first lab IPv4 address that `wanted` takes: a neighbour found by its drop-cache slot.
+    static func labIPv4(where wanted: (SourceAddress) -> Bool) throws -> SourceAddress {
+        let found = (0..<NetworkLab.labIPv4Count).lazy.compactMap { SourceAddress(NetworkLab.labIPv4($0)) }
+            .first(where: wanted)
+        return try #require(found)
+    }
+
     /// Every frame a banned source sends is dropped, however its bytes are framed; the UDP ones (a leading CRLF, a
     /// keep-alive, RTP, a fragment, a datagram too short for its own UDP header) before they are read. Frames the
     /// source-keyed slot does not look at (TCP, ICMP, IPv4 options, a VLAN tag, IPv6 extension headers) are dropped by
@@ -176,9 +190,7 @@ import Testing
             // Another banned source whose slot is the phone's takes it: the phone's pending drops are added to the
             // phone's REGISTER entry before the slot changes hands.
             let slot = FilterMaps.sourceDropSlot(phoneAddress).slot
-            let candidates = (0..<NetworkLab.labIPv4Count).lazy.compactMap { SourceAddress(NetworkLab.labIPv4($0)) }
-            let neighbour = try #require(
-                candidates.first { FilterMaps.sourceDropSlot($0).slot == slot && $0 != phoneAddress })
+            let neighbour = try Self.labIPv4 { FilterMaps.sourceDropSlot($0).slot == slot && $0 != phoneAddress }
             try program.maps.ban(neighbour, seconds: nil)
             let takeOver = PolicyOrderTests.request("OPTIONS", from: neighbour.description)
             #expect(try Self.judge(program, takeOver).2 == .droppedBan)
@@ -212,14 +224,14 @@ import Testing
             let twin = try #require(SourceAddress("2001:db8::2:0:1"))
             let (slot, tag) = FilterMaps.sourceDropSlot(denied)
             #expect(FilterMaps.sourceDropSlot(twin) == (slot, tag))
-            let neighbour = try #require(
-                (0..<NetworkLab.labIPv4Count).lazy.compactMap { SourceAddress(NetworkLab.labIPv4($0)) }
-                    .first { FilterMaps.sourceDropSlot($0).slot == slot && FilterMaps.sourceDropSlot($0).tag != tag })
+            let neighbour = try Self.labIPv4 {
+                FilterMaps.sourceDropSlot($0).slot == slot && FilterMaps.sourceDropSlot($0).tag != tag
+            }
             var policy = perSourceOnly
             policy.deny = [try CIDR(denied.description), try CIDR(neighbour.description)]
             let program = try loadProgram(policy: policy)
             func judge(_ address: SourceAddress) throws -> (UInt32, TrafficClass?, Reason?) {
-                try Self.judge(program, PolicyOrderTests.request("OPTIONS", from: address.description))
+                try Self.judgeOptions(program, from: address)
             }
             var r = try judge(denied)
             #expect(r.1 == .options && r.2 == .droppedDeny, "the policy first: \(r)")
@@ -260,14 +272,12 @@ import Testing
         try onOneCPU {
             let first = try #require(SourceAddress("198.18.40.1"))
             let (slot, _) = FilterMaps.sourceDropSlot(first)
-            let neighbour = try #require(
-                (0..<NetworkLab.labIPv4Count).lazy.compactMap { SourceAddress(NetworkLab.labIPv4($0)) }
-                    .first { $0 != first && FilterMaps.sourceDropSlot($0).slot == slot })
+            let neighbour = try Self.labIPv4 { $0 != first && FilterMaps.sourceDropSlot($0).slot == slot }
             var policy = perSourceOnly
             policy.deny = [try CIDR(first.description), try CIDR(neighbour.description)]
             let program = try loadProgram(policy: policy)
             func judge(_ address: SourceAddress) throws -> (UInt32, TrafficClass?, Reason?) {
-                try Self.judge(program, PolicyOrderTests.request("OPTIONS", from: address.description))
+                try Self.judgeOptions(program, from: address)
             }
             var r = try judge(first)
             #expect(r.1 == .options && r.2 == .droppedDeny, "the policy first: \(r)")
@@ -303,7 +313,7 @@ import Testing
             let inIPv4 = try #require(SourceAddress("198.18.41.7"))
             #expect(FilterMaps.sourceDropSlot(held).slot != FilterMaps.sourceDropSlot(other).slot)
             func judge(_ address: SourceAddress) throws -> (UInt32, TrafficClass?, Reason?) {
-                try Self.judge(program, PolicyOrderTests.request("OPTIONS", from: address.description))
+                try Self.judgeOptions(program, from: address)
             }
             try program.maps.ban(held, seconds: 2)
             try program.maps.ban(other, seconds: 600)
@@ -337,6 +347,85 @@ import Testing
             #expect(r.1 == .options && r.2 == .droppedBan, "the other, after the change: \(r)")
             r = try judge(held)
             #expect(r.0 == Self.pass && r.1 == .options && r.2 == .passed, "unbanned: \(r)")
+        }
+    }
+
+    /// The held source counts its drops in the CPU's state, not in its slot (lib/drop_cache.h), and they reach its
+    /// own entry whoever is held next and whatever key takes its slot. Two banned phones whose frames alternate (each
+    /// hold moves the other's drops to the other's slot, and takes its own slot's) keep every drop, pending or added,
+    /// and FG_DROP_CACHE_FLUSH of them reach the map at once; held alone again, the first phone's next flush comes
+    /// FG_DROP_CACHE_FLUSH drops later, its slot's pending ones counted. Then a third banned source, tracked in OPTIONS, sends
+    /// frames with IPv4 options (judged by class, not by source), whose (source, OPTIONS) slot is the first phone's:
+    /// its fill adds the phone's drops held on the CPU to the phone's entry, and the third source's entry gets its own
+    /// drops and not one of the phone's.
+    @Test func aHeldSourcesDropsReachItsOwnEntryWhoeverIsHeldNextAndWhateverTakesItsSlot() throws {
+        try onOneCPU {
+            let program = try loadProgram(policy: perSourceOnly)
+            let a = try #require(SourceAddress("198.18.44.1")), b = try #require(SourceAddress("198.18.44.2"))
+            let slot = FilterMaps.sourceDropSlot(a).slot
+            #expect(FilterMaps.sourceDropSlot(b).slot != slot)
+            let taker = try Self.labIPv4 {
+                $0 != a && $0 != b && FilterMaps.dropSlot($0, .options).slot == slot
+            }
+            func register(_ address: SourceAddress) -> [UInt8] {
+                PolicyOrderTests.request("REGISTER", from: address.description)
+            }
+            func drops(_ address: SourceAddress, _ c: TrafficClass, pending: Bool = true) throws -> UInt64 {
+                try #require(
+                    try (pending ? program.maps.sources() : program.maps.trackedSources())
+                        .first { $0.address == address && $0.trafficClass == c }
+                ).drops
+            }
+            // Tracked, then banned.
+            for phone in [a, b] {
+                #expect(try Self.judge(program, register(phone)).2 == .passed)
+            }
+            let optioned = Packet.ethernet(Packet.EtherType.ipv4, Packet.ipv4(
+                src: taker.description, proto: Packet.Proto.udp,
+                Packet.udp(dport: 5060, Array("OPTIONS sip:x SIP/2.0\r\n\r\n".utf8)), options: [1, 1, 1, 1]))
+            var r = try Self.judge(program, optioned)
+            #expect(r.1 == .options && r.2 == .passed, "the third source, tracked: \(r)")
+            let before = (a: try drops(a, .register), b: try drops(b, .register), taker: try drops(taker, .options))
+            for address in [a, b, taker] {
+                try program.maps.ban(address, seconds: nil)
+            }
+            // Alternating: the first frame of each is the policy's (a ban's drop there is counted in the class's
+            // counters, not in the entry); the rest are dropped before the parse and counted pending.
+            let flush = Int(FG_DROP_CACHE_FLUSH), each = flush + 30
+            for i in 0..<2 * each {
+                r = try Self.judge(program, register(i % 2 == 0 ? a : b))
+                #expect(r.0 == Self.drop && r.2 == .droppedBan, "frame \(i): \(r)")
+                #expect(i < 2 ? r.1 == .register : r.1 == .unparsed, "frame \(i): \(r)")
+            }
+            let counted = UInt64(each - 1)
+            #expect(try drops(a, .register) - before.a == counted, "every drop of the first, pending or added")
+            #expect(try drops(b, .register) - before.b == counted, "and of the second")
+            #expect(try drops(a, .register, pending: false) - before.a == UInt64(flush), "one flush of the first")
+            #expect(try drops(b, .register, pending: false) - before.b == UInt64(flush), "and of the second")
+            // The first phone held again, taking its slot's pending drops with it: its second flush comes at
+            // FG_DROP_CACHE_FLUSH drops counted pending, not later. Then the third source takes its slot while the
+            // phone has drops on the CPU.
+            for _ in 0..<flush {
+                #expect(try Self.judge(program, register(a)).1 == .unparsed)
+            }
+            #expect(try drops(a, .register, pending: false) - before.a == UInt64(2 * flush), "the second flush")
+            #expect(try drops(a, .register) - before.a == counted + UInt64(flush))
+            r = try Self.judge(program, optioned)
+            #expect(r.1 == .options && r.2 == .droppedBan, "the third source's fill: \(r)")
+            let all = counted + UInt64(flush)
+            #expect(try drops(a, .register, pending: false) - before.a == all, "all of the first's added")
+            for i in 0..<5 {
+                r = try Self.judge(program, optioned)
+                #expect(r.0 == Self.drop && r.1 == .options && r.2 == .droppedBan, "its slot, frame \(i): \(r)")
+            }
+            #expect(try drops(taker, .options) - before.taker == 5, "the third source's own drops, none of the first's")
+            #expect(try drops(a, .register) - before.a == all)
+            // The first phone's next frame is the policy's (its slot is the third source's), then its own again.
+            r = try Self.judge(program, register(a))
+            #expect(r.1 == .register && r.2 == .droppedBan, "\(r)")
+            #expect(try Self.judge(program, register(a)).1 == .unparsed)
+            #expect(try drops(a, .register) - before.a == all + 1)
+            #expect(try drops(taker, .options) - before.taker == 5)
         }
     }
 
