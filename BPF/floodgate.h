@@ -991,12 +991,12 @@ struct fg_cpu_state {
 	__u32 held_generation;	    /* held_network's: its slot's policy generation */
 	__u64 wide_until_jiffies;   /* some wider network's slot (FG_CLASS_MAX + 1) may drop until this jiffy */
 	__u64 held_until_jiffies;   /* held_network's slot's jiffy (lib/drop_cache.h, fg_held_aggregate) */
-	__u32 held_source_pending;  /* the held source's drops not yet added to its slot's pending (below), */
+	__u32 held_source_pending;  /* drops of the held source (below) not yet in its slot's pending, */
 	__u32 held_source_reason;   /* and its slot's reason */
 	struct fg_addr held_network; /* the aggregate whose slot last dropped a packet on this CPU, masked, */
 	struct fg_addr held_mask;    /* and its prefix length's mask */
 	struct fg_addr held_source;  /* the source whose source-keyed slot last dropped a frame on this CPU, */
-	__u64 held_source_until;     /* its slot's jiffy (0: none held), */
+	__u64 held_source_until;     /* its slot's jiffy (0: the copy has ended; its drops may still be pending), */
 	__u32 held_source_generation; /* its slot's policy generation */
 	__u32 held_source_slot;	     /* and its slot's index (lib/drop_cache.h, fg_held_source) */
 	struct fg_class_counters counters[FG_COUNTER_ROWS];

@@ -9,7 +9,8 @@
  * about 7 ns for everything else). When a drop is decided, this CPU remembers
  * (source, class, limit, reason, until-jiffy) in a direct-mapped slot and drops
  * that source's packets of that class while the jiffy count is before it,
- * counting them in the slot; they reach fg_sources every FG_DROP_CACHE_FLUSH
+ * counting them in the slot (the held source's in the CPU's state, below,
+ * until they go to its slot); they reach fg_sources every FG_DROP_CACHE_FLUSH
  * drops, when the slot is reused, or (a (source, class) slot) when the source
  * next takes the slow path; `top` adds what is still pending.
  *
@@ -186,7 +187,7 @@ __noinline int fg_flush_source(struct fg_drop_slot *slot)
 }
 
 /* Moves the held source's pending drops (fg_cpu_state.held_source_pending)
- * to its slot, which holds its key while they are any (fg_cache_unhold moves
+ * to its slot, which holds its key while there are any (fg_cache_unhold moves
  * them before a fill of the slot); returns the slot, or NULL if there were
  * none. */
 static __always_inline struct fg_drop_slot *fg_move_held_drops(struct fg_cpu_state *cpu)
@@ -217,16 +218,26 @@ __noinline int fg_unhold_source_drops(void)
 }
 
 /* Before a fill of `key`'s slot: if it is the held source's, the copy ends
- * and its pending drops go to the slot (flushed with the slot's own, as the
- * fill does), so that they reach the held source's entry and not the next
- * key's. Calls no function of ours: it is reached from the deciding
- * function, at the verifier's limit of stack over a chain of calls. */
+ * and its pending drops go to the slot (flushed with the slot's own if the
+ * fill's key is another), so that they reach the held source's entry and not
+ * the next key's. The slot's tag is spoilt first, until the fill writes its
+ * own: a run on this CPU that cuts in from here on finds neither the copy nor
+ * the slot, and goes to the policy, so it cannot hold the source again and
+ * take its drops back from the slot before the fill. (Called twice by
+ * fg_cache_source's fill, whose second call finds nothing to move.) Calls no
+ * function of ours: it is reached from the deciding function, at the
+ * verifier's limit of stack over a chain of calls. */
 __noinline int fg_cache_unhold(const struct fg_source_key *key)
 {
 	struct fg_cpu_state *cpu = bpf_map_lookup_elem(&fg_cpu, &fg_entry_zero);
+	__u32 index;
 
-	if (!key || !cpu || cpu->held_source_slot != fg_hash_slot(fg_slot_hash(key)))
+	if (!key || !cpu)
 		return 0;
+	index = fg_hash_slot(fg_slot_hash(key)) & (FG_DROP_CACHE_SLOTS - 1);
+	if (cpu->held_source_slot != index)
+		return 0;
+	fg_cpu_tags(cpu)[index] ^= 1;
 	cpu->held_source_until = 0;
 	fg_move_held_drops(cpu);
 	return 0;
@@ -607,10 +618,12 @@ static __always_inline void fg_plain_source(struct xdp_md *ctx, struct fg_addr *
  * resolves. A plain frame that a (source, class) slot drops does not fill one.
  *
  * A source-keyed slot counts its drops pending, as a (source, class) slot
- * does, and they go to one of the source's entries in fg_sources
- * (slot->source_class; fg_flush_source): every FG_DROP_CACHE_FLUSH drops, when
- * the slot is reused, and in `top` for what is still pending (a slot whose ban
- * has ended keeps its count until it is reused). The entry is that of the
+ * does (those of the source held in the CPU's state are counted there and go
+ * to the slot at each flush, when another source is held and before the slot
+ * is filled: fg_held_source), and they go to one of the source's entries in
+ * fg_sources (slot->source_class; fg_flush_source): every FG_DROP_CACHE_FLUSH
+ * drops, when the slot is reused, and in `top` for what is still pending (a
+ * slot whose ban has ended keeps its count until it is reused). The entry is that of the
  * filling frame's class if the source has one, else, for 16 drops or more, its
  * first other class that has one (fg_flush_source). A source with none (an
  * untracked one, or evicted) gets nothing added.
@@ -664,17 +677,17 @@ static __always_inline struct fg_drop_slot *fg_source_cache_check(struct xdp_md 
  * source's flood 2-3 ns less of the filter's own time for the copy, and more
  * for the count: Benchmarks/README.md, "The banned source held in the CPU's
  * state" and "Its drops pending in the CPU's state"). The pending drops go to
- * the slot, which holds the source's key while they are any, at
+ * the slot, which holds the source's key while there are any, at
  * FG_DROP_CACHE_FLUSH, when another source is held, and before any fill of
  * the slot (fg_unhold_source_drops, fg_cache_unhold); `top` adds what is
  * left. The copy says no more than its slot: the caller asks its jiffy and
  * generation (the check's gate is the latest slot's and the last fill's), the
  * frame must be one fg_source_cache_check reads (an IPv4-mapped IPv6 source
  * never is), the whole address must match, and any fill of its slot ends it
- * (fg_cache_unhold, and fg_cache_tag again). A run on this CPU that cuts into
- * a fill before its tag is written may find the slot's old key, hold it again
- * and count a drop of the held source (still dropped by its own jiffy and
- * generation), which then goes to the key being filled.
+ * (fg_cache_unhold, and fg_cache_tag again for a run that cut in before it).
+ * `top` reads the CPUs' states before the slots: a hold or a fill between the
+ * two reads may show a CPU's pending drops twice or not at all in that one
+ * reading (the map's counts are not touched).
  *
  * fg_held_source: 1 if the frame is a plain UDP one from the held source;
  * else 0.

@@ -338,7 +338,8 @@ public final class FilterMaps: @unchecked Sendable {
     /// Drops counted in the per-CPU drop cache and not yet in `fg_sources`: the (source, class) slots' by source and
     /// class, and the source-keyed slots' by source and the class each slot keeps for them (`source_class`), per slot.
     /// A CPU's held source counts its drops in the CPU's state (`held_source_pending`), for the slot whose index it
-    /// keeps, which holds its key while they are any (BPF/lib/drop_cache.h): they are that slot's.
+    /// keeps, which holds its key while there are any (BPF/lib/drop_cache.h): they are that slot's. (The states are
+    /// read before the slots: a hold or a fill between the reads may show them twice or not at all in one reading.)
     func pendingDrops() throws -> (byClass: [SourceKey: UInt64], bySource: [(SourceKey, UInt64)]) {
         var byClass: [SourceKey: UInt64] = [:]
         var bySource: [(SourceKey, UInt64)] = []
