@@ -343,11 +343,11 @@ public final class FilterMaps: @unchecked Sendable {
     func pendingDrops() throws -> (byClass: [SourceKey: UInt64], bySource: [(SourceKey, UInt64)]) {
         var byClass: [SourceKey: UInt64] = [:]
         var bySource: [(SourceKey, UInt64)] = []
-        let groupSlots = Int(FG_DROP_CACHE_GROUP)
+        let groupSlots = Int(FG_DROP_CACHE_GROUP), slotMask = Int(FG_DROP_CACHE_SLOTS) - 1
         // Per CPU: the held source's slot and its pending drops.
         let held = try readEveryCPU(
             cpuFD, key: 0, count: 1, as: fg_cpu_state.self, what: FG_MAP_CPU, valueSize: Int(FG_CPU_VALUE_SIZE)
-        ).map { (slot: Int($0.held_source_slot) & (Int(FG_DROP_CACHE_SLOTS) - 1), pending: UInt64($0.held_source_pending)) }
+        ).map { (slot: Int($0.held_source_slot) & slotMask, pending: UInt64($0.held_source_pending)) }
         // Each entry is a group of FG_DROP_CACHE_GROUP slots (BPF/floodgate.h), CPU after CPU.
         for group in 0..<UInt32(FG_DROP_CACHE_GROUPS) {
             let slots = try readEveryCPU(

@@ -112,8 +112,7 @@ import Testing
 
     /// A banned source's drops before parsing still reach its entry in `fg_sources`, and `top`: its source-keyed slot
     /// (or the CPU's state, while it is the held source) counts them pending and adds them to one of the source's
-    /// entries, every FG_DROP_CACHE_FLUSH drops and when the
-    /// slot is reused; `sources()` adds what is still pending. The entry is the filling frame's class's if the source
+    /// entries, every FG_DROP_CACHE_FLUSH drops and when the slot is reused; `sources()` adds what is still pending. The entry is the filling frame's class's if the source
     /// has one, else (for FG_SOURCE_SEARCH_PENDING drops or more) the first other class it has one for, which the
     /// slot then keeps. So a first frame after the ban to a class without an entry (UDP to port 53: unlimited, never
     /// tracked) does not hide the drops, a refill while drops are pending keeps them where they were, and a fresh
@@ -355,11 +354,11 @@ import Testing
     /// own entry whoever is held next and whatever key takes its slot. Two banned phones whose frames alternate (each
     /// hold moves the other's drops to the other's slot, and takes its own slot's) keep every drop, pending or added,
     /// and FG_DROP_CACHE_FLUSH of them reach the map at once; held alone again, the first phone's next flush comes
-    /// FG_DROP_CACHE_FLUSH drops later, its slot's pending ones counted. Then a third banned source, tracked in OPTIONS, sends
-    /// frames with IPv4 options (judged by class, not by source), whose (source, OPTIONS) slot is the first phone's:
-    /// its fill adds the phone's drops held on the CPU to the phone's entry, and the third source's entry gets its own
-    /// drops and not one of the phone's.
-    /// On the second CPU where there is one: `top` must find each CPU's held drops beside that CPU's slots.
+    /// FG_DROP_CACHE_FLUSH drops later, its slot's pending ones counted. Then a third banned source, tracked in
+    /// OPTIONS, sends frames with IPv4 options (judged by class, not by source), whose (source, OPTIONS) slot is the
+    /// first phone's: its fill adds the phone's drops held on the CPU to the phone's entry, and the third source's
+    /// entry gets its own drops and not one of the phone's. On the second CPU where there is one: `top` must find each
+    /// CPU's held drops beside that CPU's slots.
     @Test func aHeldSourcesDropsReachItsOwnEntryWhoeverIsHeldNextAndWhateverTakesItsSlot() throws {
         try onCPU(sysconf(Int32(_SC_NPROCESSORS_ONLN)) > 1 ? 1 : 0) {
             let program = try loadProgram(policy: perSourceOnly)
