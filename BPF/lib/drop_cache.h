@@ -37,7 +37,8 @@
  * (a run on this CPU cut into by another between the two writes) can only send
  * a packet on to the policy, never drop it: a match still compares the key.
  * (The held source, below, drops only its own source, by its own jiffy and
- * generation; such a cut may count one of its drops in the slot being filled.)
+ * generation; a fill of its slot spoils the slot's tag before it moves the
+ * held source's drops there: fg_cache_unhold.)
  */
 #ifndef FG_LIB_DROP_CACHE_H
 #define FG_LIB_DROP_CACHE_H
@@ -623,9 +624,9 @@ static __always_inline void fg_plain_source(struct xdp_md *ctx, struct fg_addr *
  * is filled: fg_held_source), and they go to one of the source's entries in
  * fg_sources (slot->source_class; fg_flush_source): every FG_DROP_CACHE_FLUSH
  * drops, when the slot is reused, and in `top` for what is still pending (a
- * slot whose ban has ended keeps its count until it is reused). The entry is that of the
- * filling frame's class if the source has one, else, for 16 drops or more, its
- * first other class that has one (fg_flush_source). A source with none (an
+ * slot whose ban has ended keeps its count until it is reused). The entry is
+ * that of the filling frame's class if the source has one, else, for 16 drops
+ * or more, its first other class that has one (fg_flush_source). A source with none (an
  * untracked one, or evicted) gets nothing added.
  * cpu->source_until_jiffies is the latest jiffy any of them holds on this CPU,
  * under cpu->source_generation: until one is filled, and after any change of

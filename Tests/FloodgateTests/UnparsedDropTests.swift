@@ -36,6 +36,17 @@ import Testing
         return try #require(found)
     }
 
+    /// A program whose policy denies `address` and the neighbour ``labIPv4(where:)`` finds with `wanted`, and that
+    /// neighbour.
+    static func denying(_ address: SourceAddress, andNeighbour wanted: (SourceAddress) -> Bool) throws
+        -> (FloodgateProgram, SourceAddress)
+    {
+        let neighbour = try labIPv4(where: wanted)
+        var policy = perSourceOnly
+        policy.deny = [try CIDR(address.description), try CIDR(neighbour.description)]
+        return (try loadProgram(policy: policy), neighbour)
+    }
+
     /// Every frame a banned source sends is dropped, however its bytes are framed; the UDP ones (a leading CRLF, a
     /// keep-alive, RTP, a fragment, a datagram too short for its own UDP header) before they are read. Frames the
     /// source-keyed slot does not look at (TCP, ICMP, IPv4 options, a VLAN tag, IPv6 extension headers) are dropped by
@@ -224,12 +235,9 @@ import Testing
             let twin = try #require(SourceAddress("2001:db8::2:0:1"))
             let (slot, tag) = FilterMaps.sourceDropSlot(denied)
             #expect(FilterMaps.sourceDropSlot(twin) == (slot, tag))
-            let neighbour = try Self.labIPv4 {
+            let (program, neighbour) = try Self.denying(denied) {
                 FilterMaps.sourceDropSlot($0).slot == slot && FilterMaps.sourceDropSlot($0).tag != tag
             }
-            var policy = perSourceOnly
-            policy.deny = [try CIDR(denied.description), try CIDR(neighbour.description)]
-            let program = try loadProgram(policy: policy)
             func judge(_ address: SourceAddress) throws -> (UInt32, TrafficClass?, Reason?) {
                 try Self.judgeOptions(program, from: address)
             }
@@ -272,10 +280,9 @@ import Testing
         try onOneCPU {
             let first = try #require(SourceAddress("198.18.40.1"))
             let (slot, _) = FilterMaps.sourceDropSlot(first)
-            let neighbour = try Self.labIPv4 { $0 != first && FilterMaps.sourceDropSlot($0).slot == slot }
-            var policy = perSourceOnly
-            policy.deny = [try CIDR(first.description), try CIDR(neighbour.description)]
-            let program = try loadProgram(policy: policy)
+            let (program, neighbour) = try Self.denying(first) {
+                $0 != first && FilterMaps.sourceDropSlot($0).slot == slot
+            }
             func judge(_ address: SourceAddress) throws -> (UInt32, TrafficClass?, Reason?) {
                 try Self.judgeOptions(program, from: address)
             }
