@@ -71,7 +71,7 @@ static __always_inline int floor_key(struct xdp_md *ctx, __u32 key[6], int by_cl
 
 	if ((void *)(eth + 1) > data_end)
 		return 0;
-	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+	if (lab_eth_proto(eth) == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 
 		if ((void *)(ip + 1) > data_end || *(__u8 *)ip != 0x45)
@@ -82,7 +82,7 @@ static __always_inline int floor_key(struct xdp_md *ctx, __u32 key[6], int by_cl
 		key[3] = ip->saddr;
 		protocol = ip->protocol;
 		udp = (void *)(ip + 1);
-	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+	} else if (lab_eth_proto(eth) == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 
 		if ((void *)(ip6 + 1) > data_end)
@@ -219,7 +219,7 @@ int floodgate_floor_held(struct xdp_md *ctx)
 	jiffies = bpf_jiffies64();
 	if ((void *)(eth + 1) > data_end)
 		return XDP_PASS;
-	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+	if (lab_eth_proto(eth) == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 
 		if ((void *)(ip + 1) > data_end || *(__u8 *)ip != 0x45 || (ip->frag_off & bpf_htons(0x3fff)) ||
@@ -230,7 +230,7 @@ int floodgate_floor_held(struct xdp_md *ctx)
 		src[2] = bpf_htonl(0x0000ffff);
 		src[3] = ip->saddr;
 		udp = (void *)(ip + 1);
-	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+	} else if (lab_eth_proto(eth) == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 
 		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_UDP)

@@ -37,14 +37,14 @@ int floodgate_oracle(struct xdp_md *ctx)
 	cfg = bpf_map_lookup_elem(&oracle_config, &zero);
 	if (!cfg || (void *)(eth + 1) > data_end)
 		return XDP_PASS;
-	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+	if (lab_eth_proto(eth) == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 
 		if ((void *)(ip + 1) > data_end || !cfg->v4_mask)
 			return XDP_PASS;
 		return (ip->saddr & cfg->v4_mask) == cfg->v4_net ? XDP_DROP : XDP_PASS;
 	}
-	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+	if (lab_eth_proto(eth) == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 		__u32 differ = 0;
 

@@ -47,6 +47,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "../floodgate.h"
+#include "parse.h"
 #include "clock.h"
 #include "state.h"
 #include "autoban.h"
@@ -538,7 +539,7 @@ static __always_inline __u32 fg_held_unparsed(struct xdp_md *ctx, const struct f
 
 	if ((void *)(eth + 1) > data_end || cpu->held_generation != READ_ONCE(s->policy_generation))
 		return FG_CLASS_MAX;
-	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+	if (fg_eth_proto(eth) == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 
 		udp = (void *)(ip + 1);
@@ -547,7 +548,7 @@ static __always_inline __u32 fg_held_unparsed(struct xdp_md *ctx, const struct f
 		    ip->protocol != IPPROTO_UDP || fg_bogus_v4_source(ip->saddr) ||
 		    !fg_held_contains_words(cpu, 0, 0, bpf_htonl(0x0000ffff), ip->saddr))
 			return FG_CLASS_MAX;
-	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+	} else if (fg_eth_proto(eth) == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 		const struct fg_addr *src;
 
@@ -583,7 +584,7 @@ static __always_inline void fg_plain_source(struct xdp_md *ctx, struct fg_addr *
 
 	if ((void *)(eth + 1) > data_end)
 		return;
-	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+	if (fg_eth_proto(eth) == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 
 		if ((void *)(ip + 1) > data_end)
@@ -644,7 +645,7 @@ static __always_inline struct fg_drop_slot *fg_source_cache_check(struct xdp_md 
 	if ((void *)(eth + 1) > data_end)
 		return NULL;
 	key->traffic_class = FG_SLOT_SOURCE;
-	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+	if (fg_eth_proto(eth) == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 
 		if ((void *)(ip + 1) > data_end || *(__u8 *)ip != 0x45 || ip->protocol != IPPROTO_UDP)
@@ -653,7 +654,7 @@ static __always_inline struct fg_drop_slot *fg_source_cache_check(struct xdp_md 
 		key->addr.words[1] = 0;
 		key->addr.words[2] = bpf_htonl(0x0000ffff);
 		key->addr.words[3] = ip->saddr;
-	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+	} else if (fg_eth_proto(eth) == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 
 		if ((void *)(ip6 + 1) > data_end || ip6->version != 6 || ip6->nexthdr != IPPROTO_UDP)
@@ -700,19 +701,21 @@ static __always_inline int fg_held_source(struct xdp_md *ctx, const struct fg_cp
 	struct ethhdr *eth = data;
 	const struct fg_addr *h = &cpu->held_source;
 	__u32 miss;
+	__be16 proto;
 
 	/* Else the compiler may take the frame's pointer as the 32-bit load it
 	 * came from, which the verifier does not take for a pointer. */
 	asm volatile("" : "+r"(eth));
 	if ((void *)(eth + 1) > data_end)
 		return 0;
-	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+	proto = fg_eth_proto(eth);
+	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 
 		if ((void *)(ip + 1) > data_end || *(__u8 *)ip != 0x45 || ip->protocol != IPPROTO_UDP)
 			return 0;
 		miss = h->words[0] | h->words[1] | (h->words[2] ^ bpf_htonl(0x0000ffff)) | (h->words[3] ^ ip->saddr);
-	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 		const struct fg_addr *src = (const struct fg_addr *)&ip6->saddr;
 
