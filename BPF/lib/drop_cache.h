@@ -627,8 +627,8 @@ static __always_inline void fg_plain_source(struct xdp_md *ctx, struct fg_addr *
  * drops, when the slot is reused, and in `top` for what is still pending (a
  * slot whose ban has ended keeps its count until it is reused). The entry is
  * that of the filling frame's class if the source has one, else, for 16 drops
- * or more, its first other class that has one (fg_flush_source). A source with none (an
- * untracked one, or evicted) gets nothing added.
+ * or more, its first other class that has one (fg_flush_source). A source
+ * with none (an untracked one, or evicted) gets nothing added.
  * cpu->source_until_jiffies is the latest jiffy any of them holds on this CPU,
  * under cpu->source_generation: until one is filled, and after any change of
  * policy until the next, frames skip the check without reading the headers

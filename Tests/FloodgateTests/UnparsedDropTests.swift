@@ -123,13 +123,13 @@ import Testing
 
     /// A banned source's drops before parsing still reach its entry in `fg_sources`, and `top`: its source-keyed slot
     /// (or the CPU's state, while it is the held source) counts them pending and adds them to one of the source's
-    /// entries, every FG_DROP_CACHE_FLUSH drops and when the slot is reused; `sources()` adds what is still pending. The entry is the filling frame's class's if the source
-    /// has one, else (for FG_SOURCE_SEARCH_PENDING drops or more) the first other class it has one for, which the
-    /// slot then keeps. So a first frame after the ban to a class without an entry (UDP to port 53: unlimited, never
-    /// tracked) does not hide the drops, a refill while drops are pending keeps them where they were, and a fresh
-    /// fill by a tracked class that is not the first sends them to that class. A banned source without an entry gets
-    /// none, however many frames it sends: a forger cannot fill the map this way. And a banned address that takes the
-    /// slot does not take the first source's drops with it.
+    /// entries, every FG_DROP_CACHE_FLUSH drops and when the slot is reused; `sources()` adds what is still pending.
+    /// The entry is the filling frame's class's if the source has one, else (for FG_SOURCE_SEARCH_PENDING drops or
+    /// more) the first other class it has one for, which the slot then keeps. So a first frame after the ban to a class
+    /// without an entry (UDP to port 53: unlimited, never tracked) does not hide the drops, a refill while drops are
+    /// pending keeps them where they were, and a fresh fill by a tracked class that is not the first sends them to that
+    /// class. A banned source without an entry gets none, however many frames it sends: a forger cannot fill the map
+    /// this way. And a banned address that takes the slot does not take the first source's drops with it.
     @Test func aBannedSourcesDropsBeforeParsingStillReachItsEntry() throws {
         try onOneCPU {
             let program = try loadProgram(policy: perSourceOnly)
