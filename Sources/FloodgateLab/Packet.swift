@@ -23,6 +23,7 @@ public enum Packet {
         public static let fragment: UInt8 = 44
         public static let gre: UInt8 = 47
         public static let esp: UInt8 = 50
+        public static let ah: UInt8 = 51
         public static let icmpv6: UInt8 = 58
         public static let noNext: UInt8 = 59
         public static let destOpts: UInt8 = 60

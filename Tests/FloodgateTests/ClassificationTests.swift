@@ -203,6 +203,28 @@ import Testing
                           action: XDP_DROP_ACTION)
     }
 
+    /// A chain may claim more than the frame holds: an extension header whose length puts the upper layer past
+    /// the frame's end. The walk (`fg_ipv6_ext`, out of line to cut the verifier's count) hands back where the
+    /// upper layer would start, and it is judged there: a UDP header that is not in the frame is malformed, behind
+    /// an options header or an authentication header alike; ESP, of which nothing is read, is other traffic, as it
+    /// is in a whole frame.
+    @Test func anIPv6ChainThatEndsPastTheFrameIsJudgedWhereItEnds() throws {
+        // Length bytes of 255: 2,048 bytes of destination options, 1,028 of authentication header; the frame
+        // holds 8 of either.
+        let longOptions = [UInt8(255)] + [UInt8](repeating: 0, count: 6)
+        for ext in [(type: Packet.Proto.destOpts, body: longOptions), (type: Packet.Proto.ah, body: longOptions)] {
+            let udp = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+                proto: Packet.Proto.udp, Packet.udp(dport: 5060), extensions: [ext]))
+            try expectCounted(udp, as: .other, .droppedMalformed, action: XDP_DROP_ACTION)
+            let esp = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+                proto: Packet.Proto.esp, [UInt8](repeating: 9, count: 16), extensions: [ext]))
+            try expectCounted(esp, as: .other, .passed, action: XDP_PASS_ACTION)
+        }
+        // The same header at its true length: the upper layer is where it says, and read.
+        let whole = [(type: Packet.Proto.destOpts, body: Packet.optionsBody(units: 256))]
+        try expectCounted(Packet.udp6(dport: 5060, extensions: whole), as: .options, .passed, action: XDP_PASS_ACTION)
+    }
+
     @Test func ipv6NoNextHeaderAndESPAreOther() throws {
         let none = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(proto: Packet.Proto.noNext, []))
         try expectCounted(none, as: .other, .passed, action: XDP_PASS_ACTION)

@@ -115,11 +115,11 @@ struct FrameFactory {
         } else {
             var extensions: [(type: UInt8, body: [UInt8])] = []
             for _ in 0..<(chance(0.7) ? 0 : int(1...9)) {
-                let type = pick([Packet.Proto.hopByHop, Packet.Proto.routing, Packet.Proto.destOpts, Packet.Proto.fragment, 51, 135])
+                let type = pick([Packet.Proto.hopByHop, Packet.Proto.routing, Packet.Proto.destOpts, Packet.Proto.fragment, Packet.Proto.ah, 135])
                 switch type {
                 case Packet.Proto.fragment:
                     extensions.append((type, Packet.fragmentBody(offset: chance(0.7) ? 0 : UInt16(int(1...8191)), more: chance(0.5))))
-                case 51:
+                case Packet.Proto.ah:
                     extensions.append((type, [1] + [UInt8](repeating: 0, count: 10)))  // AH: (1 + 2) * 4 = 12 bytes
                 default:
                     extensions.append((type, Packet.optionsBody(units: int(1...3))))
