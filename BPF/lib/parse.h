@@ -465,8 +465,8 @@ static __always_inline int fg_ipv6_ext_header(__u8 next)
 
 /* fg_ipv6_ext's answers beside an upper-layer header's offset from the
  * frame's start (its low 16 bits) and protocol (the next 8). The offset is at
- * most FG_EXT_MAX_OFF: the chain starts at most 64 bytes in (Ethernet, two
- * VLAN tags, IPv6) and the walk passes at most FG_IPV6_MAX_EXT - 1 headers,
+ * most FG_EXT_MAX_OFF: the chain starts at most 64 bytes in (62: Ethernet,
+ * two VLAN tags, IPv6) and the walk passes at most FG_IPV6_MAX_EXT - 1 headers,
  * each of at most 2,048 bytes, before the upper layer. The caller masks it
  * with FG_EXT_MAX_OFF all the same, for the verifier, which takes a packet
  * pointer's variable offset for a bound only if it and the constant added to
@@ -616,7 +616,7 @@ static __always_inline void *fg_skip_l2(void *data, void *data_end, __be16 *prot
 
 /*
  * The walk of a frame's headers that both programs share: Ethernet, up to two
- * VLAN tags, IPv4 (options) or IPv6 (up to FG_IPV6_MAX_EXT extension headers):
+ * VLAN tags, IPv4 (options) or IPv6 (fg_ipv6_ext: its extension headers):
  * fills pkt's source, TTL and fragment fields, `dst` (if given) with the
  * destination, and `out` with where the upper layer is.
  */
