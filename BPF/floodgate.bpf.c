@@ -939,7 +939,7 @@ static __always_inline int fg_unparsed_drop(struct xdp_md *ctx, struct fg_cpu_st
  * then the slots. Inlined: as a global function
  * (verified once) its call cost a banned frame 11-12 ns, all it saved; inlined,
  * the verifier's count for the main program rose from 566,000 to 791,000 of
- * its 1,000,000 (530,242 with the later changes: the IPv6 extension headers
+ * its 1,000,000 (535,865 with the later changes: the IPv6 extension headers
  * out of line, lib/parse.h). */
 static __always_inline int fg_unparsed(struct xdp_md *ctx, const struct fg_settings *s, struct fg_cpu_state *cpu,
 				       __u64 jiffies, __u64 bytes)

@@ -455,8 +455,7 @@ struct fg_ipv6_frag {
 	__be32 id;
 };
 
-/* IPv6 extension headers that fg_ipv6_ext walks past: the types of its
- * switch's cases but the default. */
+/* IPv6 extension headers, which fg_ipv6_ext walks past. */
 static __always_inline int fg_ipv6_ext_header(__u8 next)
 {
 	return next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS || next == IPPROTO_MH ||
@@ -503,29 +502,11 @@ __noinline int fg_ipv6_ext(struct xdp_md *ctx, __u32 off, __u32 next, struct fg_
 		return FG_EXT_MALFORMED;
 	cur = data + off;
 	for (i = 0; i < FG_IPV6_MAX_EXT; i++) {
-		switch (next) {
-		case IPPROTO_HOPOPTS:
-		case IPPROTO_ROUTING:
-		case IPPROTO_DSTOPTS:
-		case IPPROTO_MH: {
-			struct fg_ipv6_opt *opt = cur;
-
-			if ((void *)(opt + 1) > data_end)
-				return FG_EXT_MALFORMED;
-			next = opt->nexthdr;
-			cur += (opt->hdrlen + 1) * 8;
-			break;
-		}
-		case IPPROTO_AH: {
-			struct fg_ipv6_opt *opt = cur;
-
-			if ((void *)(opt + 1) > data_end)
-				return FG_EXT_MALFORMED;
-			next = opt->nexthdr;
-			cur += (opt->hdrlen + 2) * 4;
-			break;
-		}
-		case IPPROTO_FRAGMENT: {
+		if (!fg_ipv6_ext_header(next))
+			/* Upper-layer header, ESP or no-next-header; past the
+			 * frame's end, the layer-4 parse finds it cut. */
+			return (next & 0xff) << 16 | (__u32)(cur - data);
+		if (next == IPPROTO_FRAGMENT) {
 			struct fg_ipv6_frag *frag = cur;
 
 			if ((void *)(frag + 1) > data_end)
@@ -542,12 +523,16 @@ __noinline int fg_ipv6_ext(struct xdp_md *ctx, __u32 off, __u32 next, struct fg_
 			pkt->frag_first = !!(frag->frag_off & bpf_htons(1));
 			next = frag->nexthdr;
 			cur = frag + 1;
-			break;
-		}
-		default:
-			/* Upper-layer header, ESP or no-next-header; past the
-			 * frame's end, the layer-4 parse finds it cut. */
-			return (next & 0xff) << 16 | (__u32)(cur - data);
+		} else {
+			/* Hop-by-hop, routing, destination options, mobility:
+			 * 8-byte units past the first; the authentication
+			 * header: 4-byte units past the first two. */
+			struct fg_ipv6_opt *opt = cur;
+
+			if ((void *)(opt + 1) > data_end)
+				return FG_EXT_MALFORMED;
+			cur += next == IPPROTO_AH ? (opt->hdrlen + 2) * 4 : (opt->hdrlen + 1) * 8;
+			next = opt->nexthdr;
 		}
 	}
 	/* A chain longer than any real stack sends: treat it as malformed. */
