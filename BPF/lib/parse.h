@@ -455,6 +455,21 @@ struct fg_ipv6_frag {
 	__be32 id;
 };
 
+/* Fills pkt's fragment fields from an IPv6 fragment header. Nonzero for a
+ * non-first fragment, which carries no upper-layer header (nor is it a first
+ * fragment, whatever an earlier fragment header in the chain said). */
+static __always_inline int fg_ipv6_frag_fields(struct fg_packet *pkt, const struct fg_ipv6_frag *frag)
+{
+	pkt->frag_id = bpf_ntohl(frag->id);
+	pkt->fragmented = 1;
+	if (frag->frag_off & bpf_htons(0xFFF8)) {
+		pkt->frag_first = 0;
+		return 1;
+	}
+	pkt->frag_first = !!(frag->frag_off & bpf_htons(1));
+	return 0;
+}
+
 /* IPv6 extension headers, which fg_ipv6_ext walks past. */
 static __always_inline int fg_ipv6_ext_header(__u8 next)
 {
@@ -483,7 +498,8 @@ _Static_assert(64 + (FG_IPV6_MAX_EXT - 1) * 2048 <= FG_EXT_MAX_OFF, "an upper la
  * type, FG_EXT_NO_L4 for a non-first fragment, or FG_EXT_MALFORMED for a
  * header cut by the frame or a longer chain than any real stack sends.
  *
- * A global function, called only for a packet that has such a chain: the
+ * A global function, called only for a packet that has such a chain (other
+ * than a lone fragment header, which fg_walk_ipv6 reads itself): the
  * verifier checks it once, and what it returns is one unknown number to the
  * caller. Inlined, each way through the chain (up to seven headers, each
  * moving the upper layer's pointer by one of three ranges) reached the
@@ -511,16 +527,8 @@ __noinline int fg_ipv6_ext(struct xdp_md *ctx, __u32 off, __u32 next, struct fg_
 
 			if ((void *)(frag + 1) > data_end)
 				return FG_EXT_MALFORMED;
-			pkt->frag_id = bpf_ntohl(frag->id);
-			pkt->fragmented = 1;
-			/* Non-first fragments carry no layer-4 header. (Nor
-			 * are they first fragments, whatever an earlier
-			 * fragment header in the chain said.) */
-			if (frag->frag_off & bpf_htons(0xFFF8)) {
-				pkt->frag_first = 0;
+			if (fg_ipv6_frag_fields(pkt, frag))
 				return FG_EXT_NO_L4;
-			}
-			pkt->frag_first = !!(frag->frag_off & bpf_htons(1));
 			next = frag->nexthdr;
 			cur = frag + 1;
 		} else {
@@ -559,6 +567,25 @@ static __always_inline int fg_walk_ipv6(struct xdp_md *ctx, void *data, void *l3
 	out->l4 = ip6 + 1;
 	if (!fg_ipv6_ext_header(out->proto))
 		return FG_PARSE_OK;
+	if (out->proto == IPPROTO_FRAGMENT) {
+		/* A lone fragment header, the chain of a fragment from most
+		 * hosts, read here: a fragment flood's frames spare the call.
+		 * A first fragment with more headers after it is walked by
+		 * fg_ipv6_ext from the start (which fills the same fields). */
+		struct fg_ipv6_frag *frag = (void *)(ip6 + 1);
+
+		if ((void *)(frag + 1) > data_end)
+			return FG_PARSE_MALFORMED;
+		if (fg_ipv6_frag_fields(pkt, frag)) {
+			out->l4 = NULL;
+			return FG_PARSE_OK;
+		}
+		if (!fg_ipv6_ext_header(frag->nexthdr)) {
+			out->proto = frag->nexthdr;
+			out->l4 = frag + 1;
+			return FG_PARSE_OK;
+		}
+	}
 	chain = fg_ipv6_ext(ctx, (void *)(ip6 + 1) - data, out->proto, pkt);
 	if (chain < 0)
 		return FG_PARSE_MALFORMED;

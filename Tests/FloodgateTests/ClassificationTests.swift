@@ -225,6 +225,35 @@ import Testing
         try expectCounted(Packet.udp6(dport: 5060, extensions: whole), as: .options, .passed, action: XDP_PASS_ACTION)
     }
 
+    /// A lone fragment header is read where the IPv6 header is (`fg_walk_ipv6`), sparing a fragment the walk's
+    /// call; a chain that starts with one and goes on takes the walk from its start. Each way must judge as the
+    /// walk does: behind a first fragment's header and more headers, the request is still found and judged; a
+    /// later fragment's header ends the parse whatever it says follows, and so does one after a first fragment's
+    /// (a sender cannot make a later fragment pass for a first one by putting a first one's header before it); a
+    /// fragment header the frame cuts is malformed, alone or before more.
+    @Test func aLoneFragmentHeaderAndTheChainsThatStartWithOne() throws {
+        let request = Packet.udp(dport: 5060, Array("OPTIONS sip:x SIP/2.0\r\n\r\n".utf8))
+        let first = (type: Packet.Proto.fragment, body: Packet.fragmentBody(offset: 0, more: true))
+        let later = (type: Packet.Proto.fragment, body: Packet.fragmentBody(offset: 185, more: false))
+        let options = (type: Packet.Proto.destOpts, body: Packet.optionsBody())
+        func frame(_ chain: [(type: UInt8, body: [UInt8])]) -> [UInt8] {
+            Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(proto: Packet.Proto.udp, request, extensions: chain))
+        }
+        try expectCounted(frame([first]), as: .options, .passed, action: XDP_PASS_ACTION)
+        try expectCounted(frame([first, options]), as: .options, .passed, action: XDP_PASS_ACTION)
+        try expectCounted(frame([first, options, options]), as: .options, .passed, action: XDP_PASS_ACTION)
+        try expectCounted(frame([later]), as: .fragment, .passed, action: XDP_PASS_ACTION)
+        try expectCounted(frame([later, options]), as: .fragment, .passed, action: XDP_PASS_ACTION)
+        try expectCounted(frame([first, later]), as: .fragment, .passed, action: XDP_PASS_ACTION)
+        try expectCounted(frame([first, options, later]), as: .fragment, .passed, action: XDP_PASS_ACTION)
+        // The frame ends four bytes into the fragment header, or into the options header after a first one's.
+        let ipv6Start = 14 + 40
+        try expectCounted(Array(frame([first]).prefix(ipv6Start + 4)), as: .other, .droppedMalformed,
+                          action: XDP_DROP_ACTION)
+        try expectCounted(Array(frame([first, options]).prefix(ipv6Start + 8 + 1)), as: .other, .droppedMalformed,
+                          action: XDP_DROP_ACTION)
+    }
+
     @Test func ipv6NoNextHeaderAndESPAreOther() throws {
         let none = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(proto: Packet.Proto.noNext, []))
         try expectCounted(none, as: .other, .passed, action: XDP_PASS_ACTION)
