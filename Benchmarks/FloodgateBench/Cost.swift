@@ -363,6 +363,25 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
         return strict
     }
 
+    // A fragment flood's frame: a later IPv6 fragment (no upper layer; its lone fragment header read where the IPv6
+    // header is, since e12cbbd without fg_ipv6_ext's call) from a source over the default fragment limit (1,000/s,
+    // burst 2,000), which the first 2,500 runs drain: dropped by its rate, from the drop cache.
+    let laterFragment = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
+        src: "2001:db8:67::1", dst: "2001:db8::2", proto: Packet.Proto.udp, [UInt8](repeating: 0, count: 64),
+        extensions: [(Packet.Proto.fragment, Packet.fragmentBody(offset: 185, more: false, id: 0x1234))]))
+    try measure("rate-dropped: a later IPv6 fragment over the default fragment limit", laterFragment, XDP_DROP) {
+        let dropping = try CostPrograms(options, policy: policy(unlimitedAggregates, settings: bucketOnly))
+        for program in dropping.all {
+            for _ in 0..<2_500 { _ = try program.testRun(laterFragment) }
+            let before = try program.maps.packets(of: .fragment)[Int(Reason.droppedRate.index)]
+            _ = try program.testRun(laterFragment)
+            guard try program.maps.packets(of: .fragment)[Int(Reason.droppedRate.index)] == before + 1 else {
+                throw FloodgateError("the later fragment was not dropped by its rate")
+            }
+        }
+        return dropping
+    }
+
     // A new source each packet: BPF_PROG_TEST_RUN repeats one packet, so each distinct packet is run once and the
     // kernel's per-run duration averaged; the trivial program is measured the same way.
     // Its floor beside it: a lookup that misses and an insert in an empty map of the source map's shape and size.
