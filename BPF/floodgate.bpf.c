@@ -460,6 +460,78 @@ static __always_inline int fg_fragment_admitted(const struct fg_packet *pkt)
 	return left && (__s32)__sync_fetch_and_sub(left, 1) > 0;
 }
 
+/*
+ * A drained fragment bucket (its prefix's, class FG_CLASS_FRAGMENT) held in
+ * the drop cache until its next token (jiffy pkt->source_until, as decided
+ * under policy generation pkt->source_generation: fg_policy notes them), as a
+ * drained prefix is (fg_cache_aggregate), if the prefix holds no allow-listed
+ * or verified address: the later fragments of its sources then end before
+ * the policy (fg_fragment_cache_check), not after two hash lookups, a clock
+ * read and the bucket. The policy would do the same with them: a source
+ * neither allow-listed nor verified in that prefix has its later fragments
+ * charged to the drained bucket, unless a first fragment the policy admitted
+ * opened their way, which the check asks. (A denied or banned source's are
+ * dropped either way, and counted as dropped by rate here.) A source verified
+ * while the slot is held ends it (fg_verify); a change of policy makes it
+ * stale. A global function, called by the main program after the policy.
+ */
+__noinline int fg_cache_fragments(const struct fg_packet *pkt)
+{
+	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &fg_entry_zero);
+	struct fg_cpu_state *cpu = bpf_map_lookup_elem(&fg_cpu, &fg_entry_zero);
+	struct fg_source_key key = {.traffic_class = FG_CLASS_MAX};
+	__u32 len;
+
+	if (!pkt || !s || !cpu || !pkt->source_until)
+		return 0;
+	key.addr = pkt->src;
+	len = fg_prefix_len(&key.addr, s->prefix_v4, s->prefix_v6);
+	fg_mask(&key.addr, len);
+	if (fg_prefix_holds_allowed(s, &key, len) || fg_prefix_holds_trusted(s, &key, fg_clock_ns()))
+		return 0;
+	key.traffic_class = FG_CLASS_FRAGMENT;
+	fg_cache_fill(fg_cache_slot(&key), &key, s, pkt->source_generation, pkt->source_until, FG_REASON_DROPPED_RATE);
+	/* The prefixes' gate: while it is open, the main program asks. */
+	if (cpu->prefix_until_jiffies < pkt->source_until)
+		cpu->prefix_until_jiffies = pkt->source_until;
+	return 0;
+}
+
+/* A later fragment whose prefix's fragment bucket the drop cache holds
+ * (fg_cache_fragments), and that no admitted first fragment let through:
+ * FG_REASON_DROPPED_RATE; else FG_REASON_PASSED (the policy decides). The
+ * admitted first fragments' budget is only read here: the policy spends it.
+ * A global function, called only while the prefixes' gate is open: its keys
+ * stay off the main program's stack, whose deepest chain of calls is at the
+ * verifier's 512 bytes. */
+__noinline int fg_fragment_cache_check(const struct fg_packet *pkt, __u64 jiffies)
+{
+	struct fg_source_key key = {.traffic_class = FG_CLASS_FRAGMENT};
+	struct fg_fragment_key admitted = {};
+	struct fg_settings *s = bpf_map_lookup_elem(&fg_settings, &fg_entry_zero);
+	struct fg_cpu_state *cpu = bpf_map_lookup_elem(&fg_cpu, &fg_entry_zero);
+	struct fg_drop_slot *slot;
+	__u32 *left;
+
+	if (!pkt || !s || !cpu)
+		return FG_REASON_PASSED;
+	key.addr = pkt->src;
+	admitted.addr = pkt->src;
+	admitted.id = pkt->frag_id;
+	fg_mask(&key.addr, fg_prefix_len(&key.addr, s->prefix_v4, s->prefix_v6));
+	slot = fg_cache_live(s, cpu, &key, jiffies);
+	if (!slot)
+		return FG_REASON_PASSED;
+	left = bpf_map_lookup_elem(&fg_fragments, &admitted);
+	if (left && (__s32)READ_ONCE(*left) > 0)
+		return FG_REASON_PASSED;
+	/* Its drops go to the bucket's entry, as a (source, class) slot's do;
+	 * never toward a ban (its key is a prefix, not a source). */
+	if (++slot->pending >= FG_DROP_CACHE_FLUSH)
+		fg_flush(s, slot, NULL, 0);
+	return FG_REASON_DROPPED_RATE;
+}
+
 /* A first fragment the policy admitted: its later fragments may follow. */
 static __noinline void fg_note_fragment(const struct fg_packet *pkt)
 {
@@ -833,8 +905,16 @@ static __always_inline __u32 fg_policy(struct fg_ctx *c, struct fg_packet *pkt)
 	}
 
 	reason = fg_police_source(c);
-	if (reason != FG_REASON_PASSED)
+	if (reason != FG_REASON_PASSED) {
+		/* A fragment bucket's drop: noted for fg_cache_fragments, which
+		 * the main program calls (this function's stack has no room for
+		 * its keys). */
+		if (reason == FG_REASON_DROPPED_RATE && pkt->traffic_class == FG_CLASS_FRAGMENT && !c->trusted) {
+			pkt->source_until = fg_cache_until(s, c->tau, c->call.next, c->call.now);
+			pkt->source_generation = c->generation;
+		}
 		return reason;
+	}
 
 	if (fg_needs_inspection(s, pkt))
 		return FG_DECIDE_INSPECT;
@@ -1034,15 +1114,21 @@ int floodgate_xdp(struct xdp_md *ctx)
 	 * dropped-prefix. */
 	reason = fg_prefix_cache_check(s, cpu, &pkt, jiffies);
 	if (reason == FG_REASON_PASSED)
-		reason = fg_cache_check(s, cpu, &pkt, jiffies);
+		reason = pkt.traffic_class != FG_CLASS_FRAGMENT	   ? fg_cache_check(s, cpu, &pkt, jiffies)
+			 : jiffies < cpu->prefix_until_jiffies ? fg_fragment_cache_check(&pkt, jiffies)
+								   : FG_REASON_PASSED;
 	if (reason != FG_REASON_PASSED)
 		return fg_cached_drop(cpu, pkt.traffic_class, &pkt.src, reason, bytes);
 	pkt.now_ticks = 0;
 	pkt.source_until = 0;
 	pkt.txn_note = 0;
 	reason = fg_decide(&pkt);
-	if (pkt.source_until)
-		fg_cache_source(&pkt, reason);
+	if (pkt.source_until) {
+		if (pkt.traffic_class == FG_CLASS_FRAGMENT)
+			fg_cache_fragments(&pkt);
+		else
+			fg_cache_source(&pkt, reason);
+	}
 	if (reason == FG_DECIDE_SPOOFED) {
 		reason = fg_decide_spoofed(&pkt);
 		if (reason == FG_DECIDE_SPOOFED_CONTENT)

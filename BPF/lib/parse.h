@@ -42,7 +42,8 @@ struct fg_packet {
 	__u16 payload_len; /* and length (within the frame and the UDP or IP length: 16 bits) */
 	union {
 		__u32 frag_id;		 /* a fragment's IP identification */
-		__u32 source_generation; /* a plain frame's (never a fragment): see source_until */
+		__u32 source_generation; /* see source_until: a plain frame's, or a later fragment's
+					  * once the policy dropped it (its ID is not read after that) */
 	};
 	__u8 ttl;	   /* IPv4 TTL or IPv6 hop limit */
 	__u8 inspected;	   /* its header block was walked (fg_inspect): the scan in fg_scratch is its */
@@ -68,10 +69,12 @@ struct fg_packet {
 			__u8 fragmented;     /* an IPv6 packet with a fragment header (an atomic fragment too) */
 		};
 	};
-	/* A ban or a denial the policy found for a plain frame: the jiffy until
-	 * which its source-keyed slot is to drop (0: none), and (source_generation)
-	 * the policy generation it was decided under; the main program fills the
-	 * slot (fg_cache_source), off the deciding function's stack. */
+	/* A ban or a denial the policy found for a plain frame, or a later
+	 * fragment's drop by its prefix's drained bucket: the jiffy until which
+	 * its source-keyed slot (its prefix's fragment slot) is to drop (0:
+	 * none), and (source_generation) the policy generation it was decided
+	 * under; the main program fills the slot (fg_cache_source,
+	 * fg_cache_fragments), off the deciding function's stack. */
 	__u64 source_until;
 };
 #define FG_NOTE_SPARED 1  /* a verified or allow-listed source's scanner-signed packet: dropped, not banned */

@@ -497,6 +497,10 @@ static __always_inline void fg_verify(struct fg_settings *s, const struct fg_add
 	fg_mask(&prefix.addr, fg_prefix_len(addr, s->prefix_v4, s->prefix_v6));
 	fg_mark_trusted_prefix(&prefix, until);
 	fg_release_held(&prefix);
+	/* And its prefix's fragment bucket, which the drop cache may hold
+	 * (fg_cache_fragments). */
+	prefix.traffic_class = FG_CLASS_FRAGMENT;
+	fg_release_held(&prefix);
 	/* And its wider network's, which the drop cache may hold as one slot. */
 	fg_mask(&prefix.addr, fg_prefix_len(addr, s->wide_v4, s->wide_v6));
 	prefix.traffic_class = FG_CLASS_MAX + 1;
