@@ -466,8 +466,8 @@ static __always_inline int fg_fragment_admitted(const struct fg_packet *pkt)
  * under policy generation pkt->source_generation: fg_policy notes them), as a
  * drained prefix is (fg_cache_aggregate), if the prefix holds no allow-listed
  * or verified address: the later fragments of its sources then end before
- * the policy (fg_fragment_cache_check), not after two hash lookups, a clock
- * read and the bucket. The policy would do the same with them: a source
+ * the policy (fg_fragment_cache_check), after one hash lookup (the admitted
+ * first fragments') rather than two, a clock read and the bucket. The policy would do the same with them: a source
  * neither allow-listed nor verified in that prefix has its later fragments
  * charged to the drained bucket, unless a first fragment the policy admitted
  * opened their way, which the check asks. (A denied or banned source's are
@@ -487,7 +487,8 @@ __noinline int fg_cache_fragments(const struct fg_packet *pkt)
 	key.addr = pkt->src;
 	len = fg_prefix_len(&key.addr, s->prefix_v4, s->prefix_v6);
 	fg_mask(&key.addr, len);
-	if (fg_prefix_holds_allowed(s, &key, len) || fg_prefix_holds_trusted(s, &key, fg_clock_ns()))
+	/* The trust marks at the policy's time, which judged the source's own. */
+	if (fg_prefix_holds_allowed(s, &key, len) || fg_prefix_holds_trusted(s, &key, fg_packet_ns(s, pkt)))
 		return 0;
 	key.traffic_class = FG_CLASS_FRAGMENT;
 	fg_cache_fill(fg_cache_slot(&key), &key, s, pkt->source_generation, pkt->source_until, FG_REASON_DROPPED_RATE);

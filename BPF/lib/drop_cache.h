@@ -278,9 +278,10 @@ static __always_inline void fg_flush(const struct fg_settings *s, struct fg_drop
 
 /*
  * Is this packet's source being dropped on this CPU? Returns the cached drop
- * reason, or FG_REASON_PASSED. Fragments do not use the cache: their bucket
- * key is the aggregate, not the source, and a verdict cached for one source
- * must not reach another (an allow-listed one, say).
+ * reason, or FG_REASON_PASSED. Not for later fragments: their bucket key is
+ * the prefix, not the source, and a verdict cached for one source must not
+ * reach another (an allow-listed one, say); a drained fragment bucket is held
+ * by its prefix (fg_cache_fragments, fg_fragment_cache_check).
  */
 static __always_inline __u32 fg_cache_check(const struct fg_settings *s, const struct fg_cpu_state *cpu,
 					     const struct fg_packet *pkt, __u64 jiffies)

@@ -364,8 +364,9 @@ func perPacketCost(_ options: Options, trivial: TrivialDropProgram) throws -> [C
     }
 
     // A fragment flood's frame: a later IPv6 fragment (no upper layer; its lone fragment header read where the IPv6
-    // header is, since e12cbbd without fg_ipv6_ext's call) from a source over the default fragment limit (1,000/s,
-    // burst 2,000), which the first 2,500 runs drain: dropped by its rate, from the drop cache.
+    // header is, since e12cbbd without fg_ipv6_ext's call) from a prefix over the default fragment limit (1,000/s,
+    // burst 2,000; later fragments have a bucket per prefix), which the first 2,500 runs drain: dropped by its rate,
+    // since d4e11f3 from the drop cache (fg_fragment_cache_check).
     let laterFragment = Packet.ethernet(Packet.EtherType.ipv6, Packet.ipv6(
         src: "2001:db8:67::1", dst: "2001:db8::2", proto: Packet.Proto.udp, [UInt8](repeating: 0, count: 64),
         extensions: [(Packet.Proto.fragment, Packet.fragmentBody(offset: 185, more: false, id: 0x1234))]))

@@ -230,7 +230,7 @@ import Testing
     /// walk does: behind a first fragment's header and more headers, the request is still found and judged; a
     /// later fragment's header ends the parse whatever it says follows, and so does one after a first fragment's
     /// (a sender cannot make a later fragment pass for a first one by putting a first one's header before it); a
-    /// fragment header the frame cuts is malformed, alone or before more.
+    /// frame that ends inside the fragment header, or inside the header after a first fragment's, is malformed.
     @Test func aLoneFragmentHeaderAndTheChainsThatStartWithOne() throws {
         let request = Packet.udp(dport: 5060, Array("OPTIONS sip:x SIP/2.0\r\n\r\n".utf8))
         let first = (type: Packet.Proto.fragment, body: Packet.fragmentBody(offset: 0, more: true))
