@@ -467,13 +467,14 @@ static __always_inline int fg_fragment_admitted(const struct fg_packet *pkt)
  * drained prefix is (fg_cache_aggregate), if the prefix holds no allow-listed
  * or verified address: the later fragments of its sources then end before
  * the policy (fg_fragment_cache_check), after one hash lookup (the admitted
- * first fragments') rather than two, a clock read and the bucket. The policy would do the same with them: a source
- * neither allow-listed nor verified in that prefix has its later fragments
- * charged to the drained bucket, unless a first fragment the policy admitted
- * opened their way, which the check asks. (A denied or banned source's are
- * dropped either way, and counted as dropped by rate here.) A source verified
- * while the slot is held ends it (fg_verify); a change of policy makes it
- * stale. A global function, called by the main program after the policy.
+ * first fragments') rather than two, a clock read and the bucket. The policy
+ * would do the same with them: a source neither allow-listed nor verified in
+ * that prefix has its later fragments charged to the drained bucket, unless
+ * a first fragment the policy admitted opened their way, which the check
+ * asks. (A denied or banned source's are dropped either way, and counted as
+ * dropped by rate here.) A source verified while the slot is held ends it
+ * (fg_verify); a change of policy makes it stale. A global function, called
+ * by the main program after the policy.
  */
 __noinline int fg_cache_fragments(const struct fg_packet *pkt)
 {
