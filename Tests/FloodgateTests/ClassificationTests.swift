@@ -247,10 +247,10 @@ import Testing
         try expectCounted(frame([first, later]), as: .fragment, .passed, action: XDP_PASS_ACTION)
         try expectCounted(frame([first, options, later]), as: .fragment, .passed, action: XDP_PASS_ACTION)
         // The frame ends four bytes into the fragment header, or into the options header after a first one's.
-        let ipv6Start = 14 + 40
-        try expectCounted(Array(frame([first]).prefix(ipv6Start + 4)), as: .other, .droppedMalformed,
+        let chainStart = 14 + 40  // Ethernet, IPv6
+        try expectCounted(Array(frame([first]).prefix(chainStart + 4)), as: .other, .droppedMalformed,
                           action: XDP_DROP_ACTION)
-        try expectCounted(Array(frame([first, options]).prefix(ipv6Start + 8 + 1)), as: .other, .droppedMalformed,
+        try expectCounted(Array(frame([first, options]).prefix(chainStart + 8 + 1)), as: .other, .droppedMalformed,
                           action: XDP_DROP_ACTION)
     }
 
